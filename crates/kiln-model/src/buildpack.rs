@@ -1,0 +1,120 @@
+//! Buildpack references and the output of a classic buildpack's `bin/release`.
+
+use crate::Invalid;
+use crate::procfile::{ProcessTypes, validate_process_type};
+
+/// Where a buildpack comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BuildpackRef {
+    /// One of Kiln's built-in buildpacks: `python`, `nodejs`, `procfile`
+    /// (written `heroku/python`, `kiln/python` or just `python`).
+    Builtin(String),
+    /// A directory on the server.
+    Local(String),
+    /// A git repository, cloned at build time; `#ref` picks a branch or tag.
+    Git { url: String, reference: Option<String> },
+}
+
+pub const BUILTIN: [&str; 3] = ["nodejs", "python", "procfile"];
+
+impl BuildpackRef {
+    pub fn parse(s: &str) -> Result<BuildpackRef, Invalid> {
+        let s = s.trim();
+        let bad = |why: &str| Err(Invalid::new("buildpack", format!("Invalid buildpack {s:?}: {why}")));
+        if s.is_empty() {
+            return bad("it is empty");
+        }
+        if s.len() > 2048 || s.chars().any(|c| c.is_control()) {
+            return bad("it is too long or contains control characters");
+        }
+        let short = s.strip_prefix("heroku/").or_else(|| s.strip_prefix("kiln/")).unwrap_or(s);
+        if BUILTIN.contains(&short) {
+            return Ok(BuildpackRef::Builtin(short.to_string()));
+        }
+        if let Some(path) = s.strip_prefix("file://") {
+            return if path.starts_with('/') { Ok(BuildpackRef::Local(path.to_string())) } else { bad("file:// URLs need an absolute path") };
+        }
+        if s.starts_with('/') {
+            return Ok(BuildpackRef::Local(s.to_string()));
+        }
+        if s.starts_with("https://") || s.starts_with("http://") || s.starts_with("git://") || s.starts_with("ssh://") {
+            if s.starts_with('-') {
+                return bad("it starts with '-'");
+            }
+            let (url, reference) = match s.split_once('#') {
+                Some((u, r)) if !r.is_empty() && !r.starts_with('-') => (u.to_string(), Some(r.to_string())),
+                Some((_, _)) => return bad("the #ref is empty or starts with '-'"),
+                None => (s.to_string(), None),
+            };
+            return Ok(BuildpackRef::Git { url, reference });
+        }
+        bad("use heroku/python, heroku/nodejs, heroku/procfile, an absolute directory path, or a git URL")
+    }
+}
+
+/// Reads the `default_process_types` mapping out of `bin/release`'s YAML output. Only that
+/// mapping matters to Kiln (add-ons and config_vars are legacy), so this reads the small YAML
+/// subset buildpacks print instead of pulling in a YAML library:
+///
+/// ```yaml
+/// ---
+/// default_process_types:
+///   web: npm start
+/// ```
+pub fn parse_release_output(text: &str) -> Result<ProcessTypes, Invalid> {
+    let mut types = ProcessTypes::new();
+    let mut in_map = false;
+    for line in text.lines() {
+        if line.trim().is_empty() || line.trim_start().starts_with('#') || line.trim() == "---" {
+            continue;
+        }
+        let indented = line.starts_with(' ') || line.starts_with('\t');
+        if !indented {
+            in_map = line.trim_end() == "default_process_types:";
+            continue;
+        }
+        if !in_map {
+            continue;
+        }
+        let Some((k, v)) = line.trim().split_once(':') else {
+            return Err(Invalid::new("bin/release", format!("bin/release printed a line that is not `type: command`: {line:?}")));
+        };
+        let k = k.trim().trim_matches(|c| c == '"' || c == '\'');
+        validate_process_type(k).map_err(|e| Invalid::new("bin/release", e.message))?;
+        let mut v = v.trim();
+        if v.len() >= 2 && ((v.starts_with('"') && v.ends_with('"')) || (v.starts_with('\'') && v.ends_with('\''))) {
+            v = &v[1..v.len() - 1];
+        }
+        if !v.is_empty() {
+            types.insert(k.to_string(), v.to_string());
+        }
+    }
+    Ok(types)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refs() {
+        assert_eq!(BuildpackRef::parse("heroku/python").unwrap(), BuildpackRef::Builtin("python".into()));
+        assert_eq!(BuildpackRef::parse("/opt/bp").unwrap(), BuildpackRef::Local("/opt/bp".into()));
+        assert_eq!(
+            BuildpackRef::parse("https://example.com/bp.git#v2").unwrap(),
+            BuildpackRef::Git { url: "https://example.com/bp.git".into(), reference: Some("v2".into()) }
+        );
+        for bad in ["", "relative/dir", "file://rel", "https://x#", "https://x#-oops", "foo\nbar"] {
+            assert!(BuildpackRef::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn release_yaml() {
+        let t = parse_release_output("---\naddons:\n  - heroku-postgresql\ndefault_process_types:\n  web: npm start\n  worker: \"node w.js\"\n").unwrap();
+        assert_eq!(t["web"], "npm start");
+        assert_eq!(t["worker"], "node w.js");
+        assert!(parse_release_output("").unwrap().is_empty());
+        assert!(parse_release_output("default_process_types:\n  nocolon\n").is_err());
+    }
+}

@@ -1,0 +1,49 @@
+//! What the router needs to know about an app, published by the dyno manager and the API.
+//! The router keeps this in memory; no request ever touches the database.
+
+use std::net::SocketAddr;
+
+/// A web dyno that is `up` and may receive requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backend {
+    /// `web.1`, for the router log line.
+    pub dyno: String,
+    pub addr: SocketAddr,
+}
+
+/// Why an app has no backend, which decides the router's error code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebStatus {
+    /// Nothing has been deployed yet (H81, "Blank app").
+    Blank,
+    /// The web process is scaled to zero (H14).
+    NoWebDynos,
+    /// Web dynos exist but none is up: booting (the router may hold) or crashed (H10).
+    Starting,
+    Crashed,
+    /// At least one backend is up.
+    Up,
+}
+
+/// The router's view of one app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppRoute {
+    pub app_id: String,
+    pub app_name: String,
+    pub maintenance: bool,
+    /// `ERROR_PAGE_URL` / `MAINTENANCE_PAGE_URL` config vars.
+    pub error_page_url: Option<String>,
+    pub maintenance_page_url: Option<String>,
+    pub status: WebStatus,
+    pub backends: Vec<Backend>,
+}
+
+/// Implemented by the router's route table; the dyno manager and the API call it.
+pub trait RouteUpdates: Send + Sync {
+    /// Registers or refreshes an app's identity and settings; keeps its backends.
+    fn upsert_app(&self, app_id: &str, app_name: &str, maintenance: bool, error_page_url: Option<String>, maintenance_page_url: Option<String>);
+    /// Replaces an app's web backends and status.
+    fn set_backends(&self, app_id: &str, status: WebStatus, backends: Vec<Backend>);
+    /// Forgets an app entirely (destroyed).
+    fn remove_app(&self, app_id: &str);
+}
