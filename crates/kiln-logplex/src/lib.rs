@@ -1,0 +1,206 @@
+//! Logplex: every log line of an app (dyno output, router lines, dyno manager lines, API
+//! events) merged into one stream, as Heroku's logplex does.
+//!
+//! Each app has a ring of its last 1500 lines (Heroku's history size) and a broadcast channel
+//! for live tails. The log path is in memory and never blocks a writer: a tail that cannot keep
+//! up loses lines and is told how many (Heroku's L11), instead of slowing the dynos down.
+//!
+//! Log sessions are short-lived capabilities: `POST /apps/{app}/log-sessions` creates one and
+//! returns a URL with a secret; whoever holds the URL may read that app's stream once.
+
+use kiln_model::log::{LogFilter, LogLine, LogSink};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+use tokio::sync::broadcast;
+
+/// Lines kept per app (Heroku's `log_history`).
+pub const HISTORY: usize = 1500;
+/// Lines a slow tail may fall behind before it starts losing them.
+const TAIL_BUFFER: usize = 4096;
+/// An unused session expires, as Heroku's do after 360 s.
+const SESSION_TTL: Duration = Duration::from_secs(360);
+
+struct AppLog {
+    ring: Mutex<VecDeque<Arc<LogLine>>>,
+    live: broadcast::Sender<Arc<LogLine>>,
+}
+
+impl AppLog {
+    fn new() -> AppLog {
+        AppLog { ring: Mutex::new(VecDeque::with_capacity(64)), live: broadcast::channel(TAIL_BUFFER).0 }
+    }
+}
+
+/// A log session: which app, which lines, and whether to follow.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub app_id: String,
+    pub filter: LogFilter,
+    pub lines: usize,
+    pub tail: bool,
+    created: Instant,
+}
+
+#[derive(Default)]
+pub struct Logplex {
+    apps: RwLock<HashMap<String, Arc<AppLog>>>,
+    sessions: Mutex<HashMap<String, Session>>,
+}
+
+/// What a tail receives: a line, or a note that lines were dropped because it fell behind.
+pub enum TailEvent {
+    Line(Arc<LogLine>),
+    Dropped(u64),
+}
+
+/// A live subscription to one app's stream.
+pub struct Tail {
+    rx: broadcast::Receiver<Arc<LogLine>>,
+    filter: LogFilter,
+}
+
+impl Tail {
+    /// The next matching line; `None` when the app's stream is gone (app destroyed).
+    pub async fn next(&mut self) -> Option<TailEvent> {
+        loop {
+            match self.rx.recv().await {
+                Ok(line) if self.filter.matches(&line) => return Some(TailEvent::Line(line)),
+                Ok(_) => continue,
+                Err(broadcast::error::RecvError::Lagged(n)) => return Some(TailEvent::Dropped(n)),
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+}
+
+impl Logplex {
+    pub fn new() -> Arc<Logplex> {
+        Arc::new(Logplex::default())
+    }
+
+    fn app_log(&self, app_id: &str) -> Arc<AppLog> {
+        if let Some(a) = self.apps.read().unwrap_or_else(|e| e.into_inner()).get(app_id) {
+            return a.clone();
+        }
+        let mut apps = self.apps.write().unwrap_or_else(|e| e.into_inner());
+        apps.entry(app_id.to_string()).or_insert_with(|| Arc::new(AppLog::new())).clone()
+    }
+
+    /// The last `n` lines matching `filter`, oldest first.
+    pub fn history(&self, app_id: &str, n: usize, filter: &LogFilter) -> Vec<Arc<LogLine>> {
+        let log = self.app_log(app_id);
+        let ring = log.ring.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<_> = ring.iter().rev().filter(|l| filter.matches(l)).take(n).cloned().collect();
+        out.reverse();
+        out
+    }
+
+    /// Subscribes to new lines. Subscribe before reading history so nothing falls in between
+    /// (a line may then appear in both; callers that care can compare timestamps).
+    pub fn tail(&self, app_id: &str, filter: LogFilter) -> Tail {
+        Tail { rx: self.app_log(app_id).live.subscribe(), filter }
+    }
+
+    /// Forgets an app's history and ends its tails.
+    pub fn remove_app(&self, app_id: &str) {
+        self.apps.write().unwrap_or_else(|e| e.into_inner()).remove(app_id);
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner()).retain(|_, s| s.app_id != app_id);
+    }
+
+    /// Creates a session and returns its secret id.
+    pub fn create_session(&self, app_id: &str, filter: LogFilter, lines: usize, tail: bool) -> String {
+        let id = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        sessions.retain(|_, s| s.created.elapsed() < SESSION_TTL);
+        sessions.insert(id.clone(), Session { app_id: app_id.to_string(), filter, lines: lines.min(HISTORY), tail, created: Instant::now() });
+        id
+    }
+
+    /// Looks a session up. A tail session may be reopened (EventSource clients reconnect);
+    /// sessions expire after six minutes unused.
+    pub fn session(&self, id: &str) -> Option<Session> {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let s = sessions.get_mut(id)?;
+        if s.created.elapsed() >= SESSION_TTL {
+            sessions.remove(id);
+            return None;
+        }
+        s.created = Instant::now();
+        Some(s.clone())
+    }
+}
+
+impl LogSink for Logplex {
+    fn emit(&self, app_id: &str, line: LogLine) {
+        let log = self.app_log(app_id);
+        let line = Arc::new(line);
+        {
+            let mut ring = log.ring.lock().unwrap_or_else(|e| e.into_inner());
+            if ring.len() == HISTORY {
+                ring.pop_front();
+            }
+            ring.push_back(line.clone());
+        }
+        // No receivers is the normal case; nothing to do.
+        let _ = log.live.send(line);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_is_bounded_and_ordered() {
+        let lp = Logplex::new();
+        for i in 0..2000 {
+            lp.emit("a", LogLine::app("web.1", format!("line {i}")));
+        }
+        let h = lp.history("a", 5000, &LogFilter::default());
+        assert_eq!(h.len(), HISTORY);
+        assert_eq!(h.last().unwrap().message, "line 1999");
+        assert_eq!(h[0].message, "line 500");
+        assert_eq!(lp.history("a", 2, &LogFilter::default())[0].message, "line 1998");
+    }
+
+    #[test]
+    fn history_filters() {
+        let lp = Logplex::new();
+        lp.emit("a", LogLine::app("web.1", "w"));
+        lp.emit("a", LogLine::heroku("router", "r"));
+        lp.emit("b", LogLine::app("web.1", "other app"));
+        let f = LogFilter { source: Some("heroku".into()), dyno: None };
+        let h = lp.history("a", 10, &f);
+        assert_eq!(h.len(), 1);
+        assert_eq!(h[0].message, "r");
+    }
+
+    #[tokio::test]
+    async fn tails_see_new_lines_and_drops() {
+        let lp = Logplex::new();
+        let mut t = lp.tail("a", LogFilter { source: None, dyno: Some("web".into()) });
+        lp.emit("a", LogLine::app("worker.1", "skip"));
+        lp.emit("a", LogLine::app("web.2", "hello"));
+        match t.next().await {
+            Some(TailEvent::Line(l)) => assert_eq!(l.message, "hello"),
+            _ => panic!("expected a line"),
+        }
+        for i in 0..(TAIL_BUFFER + 10) {
+            lp.emit("a", LogLine::app("web.1", format!("{i}")));
+        }
+        assert!(matches!(t.next().await, Some(TailEvent::Dropped(n)) if n >= 10));
+    }
+
+    #[test]
+    fn sessions_are_secret_and_scoped() {
+        let lp = Logplex::new();
+        let id = lp.create_session("a", LogFilter::default(), 100_000, false);
+        assert!(id.len() >= 64);
+        let s = lp.session(&id).unwrap();
+        assert_eq!(s.lines, HISTORY);
+        assert!(lp.session("nope").is_none());
+        lp.remove_app("a");
+        assert!(lp.session(&id).is_none());
+    }
+}
