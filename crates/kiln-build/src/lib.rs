@@ -1,0 +1,402 @@
+//! The builder: turns an app's source into a slug with classic buildpacks, the way Heroku's
+//! slug compiler does.
+//!
+//! 1. The source (already checked out into a scratch directory by the caller) loses what
+//!    `.slugignore` names.
+//! 2. Buildpacks are resolved: the app's list (built-in names, server directories, git URLs),
+//!    or, when it has none, every built-in buildpack in detection order (Node.js, Python,
+//!    Procfile) and the first whose `bin/detect` accepts the app.
+//! 3. A build dyno (same runtime as app dynos, build directory at `/app`) runs the driver
+//!    script, which runs `bin/detect`, `bin/compile BUILD_DIR CACHE_DIR ENV_DIR` and
+//!    `bin/release` of each buildpack, streaming output back line by line.
+//! 4. The Procfile (parsed strictly: a malformed line fails the build) and the buildpacks'
+//!    `default_process_types` give the process types; the build directory is packed into a
+//!    content-addressed, gzipped tarball.
+//!
+//! Built-in and user buildpacks go through exactly the same mechanism.
+
+pub mod slug;
+pub mod slugignore;
+
+use kiln_model::buildpack::{BUILTIN, BuildpackRef, parse_release_output};
+use kiln_model::config::ConfigVars;
+use kiln_model::procfile::{self, ProcessTypes};
+use kiln_runtime::{AppDir, Bind, DynoSpec, Limits, SharedRuntime};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The build failed for a reason already explained in its output.
+    #[error("{0}")]
+    Failed(String),
+    #[error("{context}: {source}")]
+    Io { context: String, source: std::io::Error },
+}
+
+fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> BuildError {
+    let context = context.into();
+    move |source| BuildError::Io { context, source }
+}
+
+/// Where build output goes, line by line, as it happens.
+pub trait BuildOutput: Send + Sync {
+    fn line(&self, line: &str);
+}
+
+impl<F: Fn(&str) + Send + Sync> BuildOutput for F {
+    fn line(&self, line: &str) {
+        self(line)
+    }
+}
+
+pub struct BuilderConfig {
+    /// The server's data directory: `builds/` (scratch), `cache/` (per app), `slugs/`,
+    /// `buildpacks/` (built-in ones, git clones).
+    pub data_dir: PathBuf,
+    /// A build that runs longer is killed (Heroku: 15 minutes).
+    pub timeout: Duration,
+    /// Memory a build dyno may use.
+    pub memory_bytes: u64,
+    pub stack: String,
+}
+
+pub struct Builder {
+    config: BuilderConfig,
+    runtime: SharedRuntime,
+}
+
+pub struct BuildRequest {
+    pub build_id: String,
+    pub app_id: String,
+    pub uid: Option<u32>,
+    /// The checked-out source; becomes the build directory (and is removed afterwards).
+    pub source_dir: PathBuf,
+    pub source_version: Option<String>,
+    pub config: ConfigVars,
+    /// Buildpack URLs; empty means detect among the built-in ones.
+    pub buildpacks: Vec<String>,
+    /// Initial formation quantities from app.json, if the source has one.
+    pub app_json: Option<kiln_model::appjson::AppJson>,
+}
+
+/// What a successful build produced.
+#[derive(Debug, Clone)]
+pub struct BuiltSlug {
+    pub checksum: String,
+    pub size: u64,
+    pub process_types: ProcessTypes,
+    pub buildpack_description: String,
+    pub app_json: Option<kiln_model::appjson::AppJson>,
+}
+
+const DRIVER: &str = include_str!("../buildpacks/driver.sh");
+
+struct BuiltinFile {
+    pack: &'static str,
+    name: &'static str,
+    content: &'static str,
+}
+
+const BUILTIN_FILES: &[BuiltinFile] = &[
+    BuiltinFile { pack: "nodejs", name: "detect", content: include_str!("../buildpacks/nodejs/bin/detect") },
+    BuiltinFile { pack: "nodejs", name: "compile", content: include_str!("../buildpacks/nodejs/bin/compile") },
+    BuiltinFile { pack: "nodejs", name: "release", content: include_str!("../buildpacks/nodejs/bin/release") },
+    BuiltinFile { pack: "python", name: "detect", content: include_str!("../buildpacks/python/bin/detect") },
+    BuiltinFile { pack: "python", name: "compile", content: include_str!("../buildpacks/python/bin/compile") },
+    BuiltinFile { pack: "python", name: "release", content: include_str!("../buildpacks/python/bin/release") },
+    BuiltinFile { pack: "procfile", name: "detect", content: include_str!("../buildpacks/procfile/bin/detect") },
+    BuiltinFile { pack: "procfile", name: "compile", content: include_str!("../buildpacks/procfile/bin/compile") },
+    BuiltinFile { pack: "procfile", name: "release", content: include_str!("../buildpacks/procfile/bin/release") },
+];
+
+fn write_exec(path: &Path, content: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(p) = path.parent() {
+        std::fs::create_dir_all(p)?;
+    }
+    std::fs::write(path, content)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+}
+
+fn copy_dir(src: &Path, dst: &Path) -> std::io::Result<()> {
+    let out = std::process::Command::new("cp").arg("-a").arg(src).arg(dst).output()?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(String::from_utf8_lossy(&out.stderr).trim().to_string()))
+    }
+}
+
+fn chown_tree(dir: &Path, uid: u32) -> std::io::Result<()> {
+    let out = std::process::Command::new("chown").arg("-R").arg(format!("{uid}:{uid}")).arg(dir).output()?;
+    if out.status.success() { Ok(()) } else { Err(std::io::Error::other(String::from_utf8_lossy(&out.stderr).trim().to_string())) }
+}
+
+impl Builder {
+    /// Installs the built-in buildpacks under the data directory.
+    pub fn new(config: BuilderConfig, runtime: SharedRuntime) -> Result<Builder, BuildError> {
+        let builtin = config.data_dir.join("buildpacks/builtin");
+        for f in BUILTIN_FILES {
+            let path = builtin.join(f.pack).join("bin").join(f.name);
+            write_exec(&path, f.content).map_err(io_err(format!("installing built-in buildpack {}", path.display())))?;
+        }
+        std::fs::create_dir_all(config.data_dir.join("builds")).map_err(io_err("creating the builds directory"))?;
+        Ok(Builder { config, runtime })
+    }
+
+    pub fn slugs_dir(&self) -> PathBuf {
+        self.config.data_dir.join("slugs")
+    }
+
+    /// A fresh scratch directory for a build's source.
+    pub fn scratch_dir(&self, build_id: &str) -> PathBuf {
+        self.config.data_dir.join("builds").join(build_id)
+    }
+
+    /// Removes scratch directories of builds interrupted by a crash.
+    pub fn sweep(&self) {
+        if let Ok(entries) = std::fs::read_dir(self.config.data_dir.join("builds")) {
+            for e in entries.flatten() {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+
+    /// Drops an app's build cache (app destroyed).
+    pub fn remove_cache(&self, app_id: &str) {
+        let _ = std::fs::remove_dir_all(self.config.data_dir.join("cache").join(app_id));
+    }
+
+    /// Resolves buildpack references into numbered directories under `dest`.
+    async fn stage_buildpacks(&self, urls: &[String], dest: &Path, out: &dyn BuildOutput) -> Result<(), BuildError> {
+        let builtin = self.config.data_dir.join("buildpacks/builtin");
+        let refs: Vec<BuildpackRef> = if urls.is_empty() {
+            BUILTIN.iter().map(|b| BuildpackRef::Builtin(b.to_string())).collect()
+        } else {
+            urls.iter().map(|u| BuildpackRef::parse(u).map_err(|e| BuildError::Failed(e.message))).collect::<Result<_, _>>()?
+        };
+        for (i, r) in refs.iter().enumerate() {
+            let target = dest.join(format!("{:02}", i + 1));
+            let label = match r {
+                BuildpackRef::Builtin(name) => {
+                    copy_dir(&builtin.join(name), &target).map_err(io_err(format!("staging buildpack {name}")))?;
+                    format!("heroku/{name}")
+                }
+                BuildpackRef::Local(dir) => {
+                    if !Path::new(dir).join("bin/compile").is_file() {
+                        return Err(BuildError::Failed(format!("Buildpack {dir} has no bin/compile")));
+                    }
+                    copy_dir(Path::new(dir), &target).map_err(io_err(format!("copying buildpack {dir}")))?;
+                    dir.clone()
+                }
+                BuildpackRef::Git { url, reference } => {
+                    out.line(&format!("-----> Fetching buildpack {url}"));
+                    let mut cmd = tokio::process::Command::new("git");
+                    cmd.args(["clone", "--quiet", "--depth", "1"]);
+                    if let Some(r) = reference {
+                        cmd.args(["--branch", r]);
+                    }
+                    cmd.arg("--").arg(url).arg(&target).env("GIT_TERMINAL_PROMPT", "0");
+                    let res = tokio::time::timeout(Duration::from_secs(120), cmd.output()).await;
+                    match res {
+                        Ok(Ok(o)) if o.status.success() => {}
+                        Ok(Ok(o)) => return Err(BuildError::Failed(format!("Could not fetch buildpack {url}: {}", String::from_utf8_lossy(&o.stderr).trim()))),
+                        Ok(Err(e)) => return Err(BuildError::Failed(format!("Could not run git to fetch buildpack {url}: {e}"))),
+                        Err(_) => return Err(BuildError::Failed(format!("Fetching buildpack {url} took longer than 2 minutes"))),
+                    }
+                    url.clone()
+                }
+            };
+            std::fs::write(target.join(".kiln-url"), &label).map_err(io_err("labelling a buildpack"))?;
+        }
+        Ok(())
+    }
+
+    /// Runs a build. Output goes to `out` as it happens; the scratch directory is removed
+    /// whatever the outcome.
+    pub async fn build(&self, req: BuildRequest, out: &dyn BuildOutput) -> Result<BuiltSlug, BuildError> {
+        let scratch = req.source_dir.parent().map(Path::to_path_buf).unwrap_or_else(|| self.scratch_dir(&req.build_id));
+        let result = self.build_inner(&req, &scratch, out).await;
+        let _ = std::fs::remove_dir_all(&scratch);
+        result
+    }
+
+    async fn build_inner(&self, req: &BuildRequest, scratch: &Path, out: &dyn BuildOutput) -> Result<BuiltSlug, BuildError> {
+        let app = &req.source_dir;
+        out.line(&format!("-----> Building on the {} stack", self.config.stack));
+
+        let slugignore = app.join(".slugignore");
+        if slugignore.is_file() {
+            let text = std::fs::read_to_string(&slugignore).unwrap_or_default();
+            let n = slugignore::SlugIgnore::parse(&text).apply(app).map_err(io_err("applying .slugignore"))?;
+            out.line(&format!("-----> Removed {n} paths listed in .slugignore"));
+        }
+
+        // Fail early on a malformed Procfile: nothing is worth compiling for an app that
+        // cannot be run.
+        let procfile_path = app.join("Procfile");
+        let procfile = if procfile_path.is_file() {
+            let text = std::fs::read(&procfile_path).map_err(io_err("reading the Procfile"))?;
+            let text = String::from_utf8(text).map_err(|_| BuildError::Failed(" !     Procfile is not valid UTF-8".into()))?;
+            let p = procfile::parse(&text).map_err(|e| BuildError::Failed(format!(" !     {}", e.message)))?;
+            for w in &p.warnings {
+                out.line(&format!(" !     Warning: {w}"));
+            }
+            Some(p)
+        } else {
+            None
+        };
+
+        let env_dir = scratch.join("env");
+        let bp_dir = scratch.join("buildpacks");
+        let out_dir = scratch.join("out");
+        let cache_dir = self.config.data_dir.join("cache").join(&req.app_id);
+        for d in [&env_dir, &bp_dir, &out_dir, &cache_dir] {
+            std::fs::create_dir_all(d).map_err(io_err(format!("creating {}", d.display())))?;
+        }
+        for (k, v) in &req.config {
+            std::fs::write(env_dir.join(k), v).map_err(io_err("writing the env dir"))?;
+        }
+        self.stage_buildpacks(&req.buildpacks, &bp_dir, out).await?;
+        write_exec(&bp_dir.join("driver.sh"), DRIVER).map_err(io_err("writing the build driver"))?;
+        if let Some(uid) = req.uid {
+            for d in [app, &bp_dir, &out_dir, &cache_dir] {
+                chown_tree(d, uid).map_err(io_err(format!("handing {} to the app's user", d.display())))?;
+            }
+        }
+
+        let binds = vec![
+            Bind { host: cache_dir.clone(), target: "/kiln/cache".into(), writable: true },
+            Bind { host: env_dir.clone(), target: "/kiln/env".into(), writable: false },
+            Bind { host: bp_dir.clone(), target: "/kiln/buildpacks".into(), writable: true },
+            Bind { host: out_dir.clone(), target: "/kiln/out".into(), writable: true },
+        ];
+        let rt = &self.runtime;
+        let build_dir = rt.visible_path(&Bind { host: app.clone(), target: "/app".into(), writable: true });
+        let mut env = vec![
+            ("BUILD_DIR".to_string(), build_dir.clone()),
+            ("CACHE_DIR".to_string(), rt.visible_path(&binds[0])),
+            ("ENV_DIR".to_string(), rt.visible_path(&binds[1])),
+            ("BUILDPACKS_DIR".to_string(), rt.visible_path(&binds[2])),
+            ("OUT_DIR".to_string(), rt.visible_path(&binds[3])),
+            ("KILN_DETECT".to_string(), if req.buildpacks.is_empty() { "1" } else { "0" }.to_string()),
+            ("STACK".to_string(), self.config.stack.clone()),
+            ("HOME".to_string(), "/tmp".to_string()),
+            ("PATH".to_string(), "/usr/local/bin:/usr/bin:/bin".to_string()),
+            ("LANG".to_string(), "C.UTF-8".to_string()),
+        ];
+        if let Some(v) = &req.source_version {
+            env.push(("SOURCE_VERSION".to_string(), v.clone()));
+        }
+        let spec = DynoSpec {
+            id: uuid::Uuid::new_v4().to_string(),
+            app_id: req.app_id.clone(),
+            name: "build".into(),
+            command: format!("exec bash {}/driver.sh", rt.visible_path(&binds[2])),
+            env,
+            app_dir: AppDir::Writable(app.clone()),
+            binds,
+            uid: req.uid,
+            limits: Limits { memory_bytes: Some(self.config.memory_bytes), memory_hard_bytes: Some(self.config.memory_bytes), max_processes: Some(4096), cpu_share: None },
+            stdin: false,
+        };
+        let mut dyno = rt.start(spec).map_err(|e| BuildError::Failed(format!(" !     Could not start the build: {e}")))?;
+        let stdout = dyno.stdout.take();
+        let stderr = dyno.stderr.take();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let pump = |r: Option<Box<dyn tokio::io::AsyncRead + Unpin + Send>>, tx: tokio::sync::mpsc::UnboundedSender<String>| {
+            tokio::spawn(async move {
+                let Some(r) = r else { return };
+                let mut lines = BufReader::new(r).split(b'\n');
+                while let Ok(Some(l)) = lines.next_segment().await {
+                    for part in kiln_model::LogLine::split_output(&l) {
+                        let _ = tx.send(part);
+                    }
+                }
+            })
+        };
+        let p1 = pump(stdout.map(|s| Box::new(s) as _), tx.clone());
+        let p2 = pump(stderr.map(|s| Box::new(s) as _), tx);
+        let signaller = dyno.signaller();
+        let waited = tokio::time::timeout(self.config.timeout, async {
+            // Output is forwarded while the build runs; the channel closes when both pipes do.
+            while let Some(line) = rx.recv().await {
+                out.line(&line);
+            }
+            dyno.wait().await
+        })
+        .await;
+        let code = match waited {
+            Ok(code) => code,
+            Err(_) => {
+                signaller.kill();
+                let _ = dyno.wait().await;
+                p1.abort();
+                p2.abort();
+                return Err(BuildError::Failed(format!(" !     Build timed out after {} and was stopped", human_duration(self.config.timeout))));
+            }
+        };
+        let _ = tokio::join!(p1, p2);
+        if code != 0 {
+            return Err(BuildError::Failed(match code {
+                137 => " !     Build was killed (out of memory?)".to_string(),
+                _ => format!(" !     Build failed (exit status {code})"),
+            }));
+        }
+
+        let detected = std::fs::read_to_string(out_dir.join("detected")).unwrap_or_default();
+        let buildpack_description = detected.lines().filter(|l| !l.trim().is_empty()).collect::<Vec<_>>().join(", ");
+        let mut defaults = ProcessTypes::new();
+        for i in 1..=32 {
+            let Ok(text) = std::fs::read_to_string(out_dir.join(format!("release-{i}.yml"))) else { continue };
+            let types = parse_release_output(&text).map_err(|e| BuildError::Failed(format!(" !     {}", e.message)))?;
+            defaults.extend(types);
+        }
+        out.line("-----> Discovering process types");
+        let mut process_types = defaults.clone();
+        if let Some(p) = &procfile {
+            process_types.extend(p.types.clone());
+            let names: Vec<&str> = p.types.keys().map(String::as_str).collect();
+            out.line(&format!("       Procfile declares types -> {}", if names.is_empty() { "(none)".to_string() } else { names.join(", ") }));
+        }
+        if !defaults.is_empty() {
+            let names: Vec<&str> = defaults.keys().map(String::as_str).collect();
+            out.line(&format!("       Default types for buildpack -> {}", names.join(", ")));
+        }
+        if process_types.is_empty() {
+            out.line(" !     No process types: add a Procfile (e.g. `web: python app.py`) so Kiln knows how to run the app.");
+        }
+
+        out.line("-----> Compressing...");
+        let app_owned = app.clone();
+        let slugs = self.slugs_dir();
+        // The build directory is owned by the app's user; packing normalises ownership.
+        let packed = tokio::task::spawn_blocking(move || slug::pack(&app_owned, &slugs))
+            .await
+            .map_err(|e| BuildError::Failed(format!("slug packing panicked: {e}")))?
+            .map_err(|e| BuildError::Failed(format!(" !     Could not compress the slug: {e}")))?;
+        out.line(&format!("       Done: {}", human_size(packed.size)));
+        Ok(BuiltSlug {
+            checksum: packed.checksum,
+            size: packed.size,
+            process_types,
+            buildpack_description: if buildpack_description.is_empty() { "Custom".into() } else { buildpack_description },
+            app_json: req.app_json.clone(),
+        })
+    }
+}
+
+pub fn human_size(bytes: u64) -> String {
+    if bytes >= 1024 * 1024 {
+        format!("{:.1}M", bytes as f64 / 1024.0 / 1024.0)
+    } else {
+        format!("{:.1}K", bytes as f64 / 1024.0)
+    }
+}
+
+fn human_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    if s >= 60 && s % 60 == 0 { format!("{} minutes", s / 60) } else { format!("{s} seconds") }
+}

@@ -1,0 +1,117 @@
+//! The native container backend, server side: prepares a dyno's run directory and execs the
+//! helper (see [`crate::helper`]) that does the privileged work.
+
+use crate::{AppDir, Bind, Dyno, DynoSignaller, DynoSpec, Runtime, RuntimeError, RuntimeKind};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::{PermissionsExt, chown};
+use std::path::PathBuf;
+use std::process::Stdio;
+
+pub struct ContainerRuntime {
+    run_dir: PathBuf,
+    helper_exe: PathBuf,
+}
+
+impl ContainerRuntime {
+    pub fn new(run_dir: PathBuf, helper_exe: PathBuf) -> ContainerRuntime {
+        ContainerRuntime { run_dir, helper_exe }
+    }
+
+    /// Whether this server can create namespaces and mounts: it runs as root on Linux.
+    pub fn available() -> bool {
+        // SAFETY: geteuid never fails.
+        cfg!(target_os = "linux") && unsafe { libc::geteuid() } == 0 && std::path::Path::new("/proc/self/ns/pid").exists()
+    }
+}
+
+fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills two fds, which we then own.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: freshly created, owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+impl Runtime for ContainerRuntime {
+    fn kind(&self) -> RuntimeKind {
+        RuntimeKind::Container
+    }
+
+    fn visible_path(&self, bind: &Bind) -> String {
+        bind.target.clone()
+    }
+
+    fn sweep(&self) -> Result<(), RuntimeError> {
+        // Dynos of an earlier server life died with it (PDEATHSIG on helper and init); their
+        // mounts lived in their own namespaces. What remains is files.
+        let dynos = self.run_dir.join("dynos");
+        if dynos.exists() {
+            std::fs::remove_dir_all(&dynos).map_err(|e| RuntimeError::io(format!("clearing {}", dynos.display()), e))?;
+        }
+        Ok(())
+    }
+
+    fn start(&self, spec: DynoSpec) -> Result<Dyno, RuntimeError> {
+        let run_dir = self.run_dir.join("dynos").join(&spec.id);
+        let fail = |what: &str, e: std::io::Error| {
+            crate::remove_run_dir(&run_dir);
+            RuntimeError::io(format!("{what} for dyno {}", spec.name), e)
+        };
+        for sub in ["upper", "work", "tmp"] {
+            std::fs::create_dir_all(run_dir.join(sub)).map_err(|e| fail("creating the run directory", e))?;
+        }
+        // SAFETY-free permission work: the dyno's user owns its writable layer and /tmp.
+        std::fs::set_permissions(run_dir.join("tmp"), std::fs::Permissions::from_mode(0o1777)).map_err(|e| fail("chmod tmp", e))?;
+        if let Some(uid) = spec.uid {
+            if matches!(spec.app_dir, AppDir::Slug(_)) {
+                chown(run_dir.join("upper"), Some(uid), Some(uid)).map_err(|e| fail("chown upper", e))?;
+            }
+            chown(run_dir.join("tmp"), Some(uid), Some(uid)).map_err(|e| fail("chown tmp", e))?;
+        }
+        let spec_path = run_dir.join("spec.json");
+        let json = serde_json::to_vec(&spec).map_err(|e| fail("encoding the spec", std::io::Error::other(e)))?;
+        {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&spec_path).map_err(|e| fail("writing the spec", e))?;
+            f.write_all(&json).map_err(|e| fail("writing the spec", e))?;
+        }
+
+        let (status_rx, status_tx) = pipe().map_err(|e| fail("creating the status pipe", e))?;
+        let tx_fd = status_tx.as_raw_fd();
+        let mut cmd = tokio::process::Command::new(&self.helper_exe);
+        cmd.arg("dyno-helper").arg(&spec_path);
+        cmd.env_clear();
+        cmd.stdin(if spec.stdin { Stdio::piped() } else { Stdio::null() });
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        // SAFETY: only async-signal-safe calls between fork and exec: dup2 puts the status
+        // pipe on fd 3 (clearing CLOEXEC there), prctl ties the helper's life to ours.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::dup2(tx_fd, 3) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().map_err(|e| fail("spawning the dyno helper", e))?;
+        drop(status_tx);
+        let status = tokio::net::unix::pipe::Receiver::from_owned_fd(status_rx).map_err(|e| fail("watching the status pipe", e))?;
+        let pid = child.id().unwrap_or(0) as i32;
+        Ok(Dyno {
+            spec_id: spec.id.clone(),
+            name: spec.name.clone(),
+            stdout: child.stdout.take(),
+            stderr: child.stderr.take(),
+            stdin: child.stdin.take(),
+            child,
+            signaller: DynoSignaller { pid, group: false },
+            status: Some(status),
+            run_dir: Some(run_dir),
+            cleanup: None,
+        })
+    }
+}

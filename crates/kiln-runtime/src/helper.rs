@@ -1,0 +1,372 @@
+//! `kiln dyno-helper SPEC`: the small, single-threaded program that turns a [`DynoSpec`] into
+//! an isolated dyno, in the style of Firecracker's jailer.
+//!
+//! The server execs it (never forking itself); the helper then:
+//! 1. makes itself die with the server (PDEATHSIG) and enters new mount, PID, UTS and IPC
+//!    namespaces;
+//! 2. forks the dyno's init, PID 1 of the new PID namespace, and stays behind as the server's
+//!    handle on the dyno: it forwards signals to init and exits with the dyno's status;
+//! 3. init builds the dyno's root (read-only system directories, the app at `/app` under a
+//!    per-dyno overlay, private `/tmp`, `/proc`, `/dev`), pivots into it, sets the hostname,
+//!    drops to the app's uid with `no_new_privs`, forks the command through `bash -c`, then
+//!    reaps zombies and forwards signals to every process of the dyno until the command ends.
+//!
+//! Setup errors are written to fd 3 (the status pipe); the server sees EOF on it, with nothing
+//! written, exactly when the user's command has been exec'd.
+
+use crate::sys::{self, SysResult};
+use crate::{AppDir, DynoSpec, PRELUDE};
+use std::ffi::CString;
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+
+const STATUS_FD: libc::c_int = 3;
+
+/// Signals forwarded to the whole dyno.
+const FORWARDED: [libc::c_int; 6] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT, libc::SIGUSR1, libc::SIGUSR2];
+
+/// Host directories that make up the stack, mounted read-only. Merged-/usr symlinks
+/// (`/bin -> usr/bin`) are recreated as symlinks.
+const STACK_DIRS: [&str; 7] = ["usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"];
+
+/// The parts of the host's `/etc` a program needs (name resolution, TLS roots, the dynamic
+/// linker, alternatives); everything else, notably `shadow` and `ssh`, stays invisible.
+const ETC_ENTRIES: [&str; 22] = [
+    "resolv.conf", "nsswitch.conf", "host.conf", "gai.conf", "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "ssl",
+    "ca-certificates", "ca-certificates.conf", "alternatives", "localtime", "timezone", "mime.types", "protocols",
+    "services", "os-release", "debian_version", "bash.bashrc", "inputrc", "terminfo", "python3.11",
+];
+
+/// Entry point; never returns.
+pub fn main(args: &[String]) -> ! {
+    // fd 3 must not leak into the dyno's command.
+    // SAFETY: fcntl on an fd we own.
+    unsafe {
+        libc::fcntl(STATUS_FD, libc::F_SETFD, libc::FD_CLOEXEC);
+    }
+    let code = match run(args) {
+        Ok(code) => code,
+        Err(msg) => {
+            sys::write_fd(STATUS_FD, &format!("{msg}\n"));
+            127
+        }
+    };
+    std::process::exit(code)
+}
+
+fn run(args: &[String]) -> SysResult<i32> {
+    let spec_path = args.first().ok_or("usage: kiln dyno-helper SPEC")?;
+    let text = std::fs::read_to_string(spec_path).map_err(|e| format!("reading {spec_path}: {e}"))?;
+    let spec: DynoSpec = serde_json::from_str(&text).map_err(|e| format!("parsing {spec_path}: {e}"))?;
+    let run_dir = Path::new(spec_path).parent().ok_or("spec has no directory")?.to_path_buf();
+
+    // SAFETY: prctl/getppid are plain syscalls. If the server is already gone, stop here.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        if libc::getppid() == 1 {
+            return Err("the server exited".into());
+        }
+    }
+    let mask = block_signals();
+    sys::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC)?;
+
+    // SAFETY: this process is single-threaded, so the child may do anything after fork.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(format!("fork: {}", std::io::Error::last_os_error()));
+    }
+    if pid == 0 {
+        let code = match init(&spec, &run_dir, &mask) {
+            Ok(code) => code,
+            Err(msg) => {
+                sys::write_fd(STATUS_FD, &format!("{msg}\n"));
+                127
+            }
+        };
+        // SAFETY: leave without running destructors shared with the parent.
+        unsafe { libc::_exit(code) }
+    }
+    // SAFETY: closing our copy; init and the command hold theirs.
+    unsafe {
+        libc::close(STATUS_FD);
+    }
+    Ok(supervise(pid, &mask))
+}
+
+fn block_signals() -> libc::sigset_t {
+    // SAFETY: sigset manipulation on a local; sigaction with a no-op handler so that the
+    // signals count as handled (a PID-namespace init only receives handled signals).
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in FORWARDED.iter().chain([libc::SIGCHLD].iter()) {
+            libc::sigaddset(&mut set, *s);
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = noop as *const () as usize;
+            libc::sigaction(*s, &sa, std::ptr::null_mut());
+        }
+        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+extern "C" fn noop(_: libc::c_int) {}
+
+fn exit_code(status: libc::c_int) -> i32 {
+    if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { 128 + libc::WTERMSIG(status) }
+}
+
+/// The helper's loop on the host side: forward signals to init, exit with its status.
+fn supervise(init_pid: libc::pid_t, mask: &libc::sigset_t) -> i32 {
+    loop {
+        // SAFETY: waiting on our blocked set; siginfo is a local.
+        let sig = unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            libc::sigwaitinfo(mask, &mut info)
+        };
+        if sig == libc::SIGCHLD || sig < 0 {
+            let mut status = 0;
+            // SAFETY: reaping our only child.
+            let r = unsafe { libc::waitpid(init_pid, &mut status, libc::WNOHANG) };
+            if r == init_pid {
+                return exit_code(status);
+            }
+            if r < 0 {
+                return 255;
+            }
+        } else {
+            // SAFETY: signalling our child.
+            unsafe {
+                libc::kill(init_pid, sig);
+            }
+        }
+    }
+}
+
+/// PID 1 of the dyno: build the root, drop privileges, run the command, reap and forward.
+fn init(spec: &DynoSpec, run_dir: &Path, mask: &libc::sigset_t) -> SysResult<i32> {
+    // SAFETY: die with the helper.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+    }
+    build_root(spec, run_dir)?;
+    sys::sethostname(&spec.id)?;
+    if let Some(uid) = spec.uid {
+        sys::drop_privileges(uid, uid)?;
+    }
+    sys::no_new_privs()?;
+
+    let mut env: Vec<CString> = Vec::with_capacity(spec.env.len() + 3);
+    let has = |k: &str| spec.env.iter().any(|(key, _)| key == k);
+    let defaults = [("HOME", "/app"), ("PATH", "/usr/local/bin:/usr/bin:/bin"), ("LANG", "C.UTF-8")];
+    for (k, v) in defaults {
+        if !has(k) {
+            env.push(sys::cstr(&format!("{k}={v}"))?);
+        }
+    }
+    for (k, v) in &spec.env {
+        env.push(sys::cstr(&format!("{k}={v}"))?);
+    }
+    let argv = [sys::cstr("/bin/bash")?, sys::cstr("-c")?, sys::cstr(PRELUDE)?, sys::cstr("kiln-dyno")?, sys::cstr(&spec.command)?];
+
+    // SAFETY: single-threaded; the child only execs.
+    let child = unsafe { libc::fork() };
+    if child < 0 {
+        return Err(format!("fork: {}", std::io::Error::last_os_error()));
+    }
+    if child == 0 {
+        // SAFETY: restore default signal handling for the command, start its own session
+        // (its own process group), exec. On failure report through the status pipe.
+        unsafe {
+            for s in FORWARDED.iter().chain([libc::SIGCHLD].iter()) {
+                libc::signal(*s, libc::SIG_DFL);
+            }
+            libc::sigprocmask(libc::SIG_UNBLOCK, mask, std::ptr::null_mut());
+            libc::setsid();
+            let mut argv_p: Vec<*const libc::c_char> = argv.iter().map(|c| c.as_ptr()).collect();
+            argv_p.push(std::ptr::null());
+            let mut env_p: Vec<*const libc::c_char> = env.iter().map(|c| c.as_ptr()).collect();
+            env_p.push(std::ptr::null());
+            libc::execve(argv_p[0], argv_p.as_ptr(), env_p.as_ptr());
+            sys::write_fd(STATUS_FD, &format!("exec /bin/bash: {}\n", std::io::Error::last_os_error()));
+            libc::_exit(127);
+        }
+    }
+    // SAFETY: init no longer needs the status pipe; the command's copy closes at exec.
+    unsafe {
+        libc::close(STATUS_FD);
+    }
+    Ok(reap_and_forward(child, mask))
+}
+
+fn reap_and_forward(main: libc::pid_t, mask: &libc::sigset_t) -> i32 {
+    loop {
+        // SAFETY: see supervise.
+        let sig = unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            libc::sigwaitinfo(mask, &mut info)
+        };
+        if sig == libc::SIGCHLD || sig < 0 {
+            loop {
+                let mut status = 0;
+                // SAFETY: reaping any child: PID 1 inherits every orphan of the dyno.
+                let r = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+                if r <= 0 {
+                    break;
+                }
+                if r == main {
+                    // The command is the dyno: when it ends, so does everything else in it.
+                    // SAFETY: kill(-1) from PID 1 reaches every other process of the namespace.
+                    unsafe {
+                        libc::kill(-1, libc::SIGKILL);
+                        while libc::waitpid(-1, std::ptr::null_mut(), 0) > 0 {}
+                    }
+                    return exit_code(status);
+                }
+            }
+        } else {
+            // SAFETY: every process of the dyno gets the signal, as Heroku does on stop.
+            unsafe {
+                libc::kill(-1, sig);
+            }
+        }
+    }
+}
+
+fn mkdir(p: &Path, mode: u32) -> SysResult<()> {
+    std::fs::create_dir_all(p).map_err(|e| format!("mkdir {}: {e}", p.display()))?;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).map_err(|e| format!("chmod {}: {e}", p.display()))
+}
+
+fn touch(p: &Path) -> SysResult<()> {
+    std::fs::write(p, b"").map_err(|e| format!("creating {}: {e}", p.display()))
+}
+
+fn write(p: &Path, content: &str) -> SysResult<()> {
+    std::fs::write(p, content).map_err(|e| format!("writing {}: {e}", p.display()))
+}
+
+/// Mounts `host` at `target` (relative to `root`) if it exists: directories and files alike.
+fn bind_entry(host: &Path, target: &Path, writable: bool) -> SysResult<bool> {
+    let Ok(meta) = std::fs::metadata(host) else { return Ok(false) };
+    if meta.is_dir() {
+        mkdir(target, 0o755)?;
+    } else {
+        if let Some(parent) = target.parent() {
+            mkdir(parent, 0o755)?;
+        }
+        touch(target)?;
+    }
+    sys::bind(host, target, writable)?;
+    Ok(true)
+}
+
+fn build_root(spec: &DynoSpec, run_dir: &Path) -> SysResult<()> {
+    // Nothing mounted from here on may propagate back to the host.
+    sys::mount(None, Path::new("/"), None, libc::MS_REC | libc::MS_PRIVATE, None)?;
+    let root = run_dir.join("root");
+    mkdir(&root, 0o755)?;
+    sys::mount(Some("tmpfs"), &root, Some("tmpfs"), libc::MS_NOSUID | libc::MS_NODEV, Some("mode=755,size=4m"))?;
+
+    for name in STACK_DIRS {
+        let host = Path::new("/").join(name);
+        let target = root.join(name);
+        match std::fs::symlink_metadata(&host) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let link = std::fs::read_link(&host).map_err(|e| format!("readlink {}: {e}", host.display()))?;
+                symlink(&link, &target).map_err(|e| format!("symlink {}: {e}", target.display()))?;
+            }
+            Ok(m) if m.is_dir() => {
+                mkdir(&target, 0o755)?;
+                sys::bind(&host, &target, false)?;
+            }
+            _ => {}
+        }
+    }
+
+    let etc = root.join("etc");
+    mkdir(&etc, 0o755)?;
+    for name in ETC_ENTRIES {
+        bind_entry(&Path::new("/etc").join(name), &etc.join(name), false)?;
+    }
+    let (uid, user) = match spec.uid {
+        Some(uid) => (uid, "dyno"),
+        None => (0, "root"),
+    };
+    let mut passwd = String::from("root:x:0:0:root:/root:/bin/bash\n");
+    let mut group = String::from("root:x:0:\n");
+    if uid != 0 {
+        passwd.push_str(&format!("{user}:x:{uid}:{uid}:{user}:/app:/bin/bash\n"));
+        group.push_str(&format!("{user}:x:{uid}:\n"));
+    }
+    passwd.push_str("nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n");
+    group.push_str("nogroup:x:65534:\n");
+    write(&etc.join("passwd"), &passwd)?;
+    write(&etc.join("group"), &group)?;
+    write(&etc.join("hostname"), &format!("{}\n", spec.id))?;
+    write(&etc.join("hosts"), &format!("127.0.0.1\tlocalhost\n::1\tlocalhost\n127.0.1.1\t{}\n", spec.id))?;
+
+    // /app: the slug under a private overlay, or a writable build directory.
+    let app = root.join("app");
+    mkdir(&app, 0o755)?;
+    match &spec.app_dir {
+        AppDir::Slug(slug) => {
+            let upper = run_dir.join("upper");
+            let work = run_dir.join("work");
+            let opts = format!("lowerdir={},upperdir={},workdir={}", slug.display(), upper.display(), work.display());
+            if opts.contains(',') && [slug, &upper, &work].iter().any(|p| p.to_string_lossy().contains(',')) {
+                return Err("overlay paths must not contain ','".into());
+            }
+            sys::mount(Some("overlay"), &app, Some("overlay"), libc::MS_NOSUID | libc::MS_NODEV, Some(&opts))?;
+        }
+        AppDir::Writable(dir) => sys::bind(dir, &app, true)?,
+    }
+    for b in &spec.binds {
+        let rel = b.target.trim_start_matches('/');
+        if rel.is_empty() || rel.split('/').any(|c| c == ".." || c == ".") {
+            return Err(format!("invalid bind target {:?}", b.target));
+        }
+        if !bind_entry(&b.host, &root.join(rel), b.writable)? {
+            return Err(format!("bind source {} does not exist", b.host.display()));
+        }
+    }
+
+    let tmp = root.join("tmp");
+    mkdir(&tmp, 0o1777)?;
+    sys::bind(&run_dir.join("tmp"), &tmp, true)?;
+
+    let proc_dir = root.join("proc");
+    mkdir(&proc_dir, 0o555)?;
+    sys::mount(Some("proc"), &proc_dir, Some("proc"), libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, None)?;
+
+    build_dev(&root.join("dev"))?;
+
+    sys::pivot_to(&root)?;
+    // The skeleton itself is read-only; /app, /tmp and /dev are their own mounts.
+    sys::mount(None, Path::new("/"), None, libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV, None)?;
+    std::env::set_current_dir("/app").map_err(|e| format!("chdir /app: {e}"))?;
+    Ok(())
+}
+
+fn build_dev(dev: &Path) -> SysResult<()> {
+    mkdir(dev, 0o755)?;
+    sys::mount(Some("tmpfs"), dev, Some("tmpfs"), libc::MS_NOSUID | libc::MS_NOEXEC, Some("mode=755,size=64k"))?;
+    for name in ["null", "zero", "full", "random", "urandom", "tty"] {
+        let target = dev.join(name);
+        touch(&target)?;
+        let host = PathBuf::from("/dev").join(name);
+        let host_s = host.to_str().unwrap_or("/dev/null");
+        sys::mount(Some(host_s), &target, None, libc::MS_BIND, None)?;
+    }
+    let pts = dev.join("pts");
+    mkdir(&pts, 0o755)?;
+    sys::mount(Some("devpts"), &pts, Some("devpts"), libc::MS_NOSUID | libc::MS_NOEXEC, Some("newinstance,ptmxmode=0666,mode=620"))?;
+    symlink("pts/ptmx", dev.join("ptmx")).map_err(|e| format!("symlink ptmx: {e}"))?;
+    let shm = dev.join("shm");
+    mkdir(&shm, 0o1777)?;
+    sys::mount(Some("tmpfs"), &shm, Some("tmpfs"), libc::MS_NOSUID | libc::MS_NODEV, Some("mode=1777,size=64m"))?;
+    for (name, target) in [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")] {
+        symlink(target, dev.join(name)).map_err(|e| format!("symlink /dev/{name}: {e}"))?;
+    }
+    Ok(())
+}

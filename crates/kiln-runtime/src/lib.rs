@@ -1,0 +1,262 @@
+//! Dyno runtimes: how a dyno's process is started, isolated, signalled and cleaned up.
+//!
+//! Two backends implement [`Runtime`]:
+//! - [`container::ContainerRuntime`] (the default where Kiln runs as root on Linux): the server
+//!   execs a small single-threaded helper (`kiln dyno-helper`, see [`helper`]) that creates the
+//!   dyno's namespaces, builds its root filesystem (read-only system directories, the slug at
+//!   `/app` under a per-dyno writable overlay, private `/tmp`, `/proc` and `/dev`) and runs a
+//!   tiny init as PID 1 that starts the command and forwards signals to the whole dyno. The
+//!   async server never forks to do this work itself: forking a multi-threaded process and
+//!   then doing more than `exec` is how youki and runwasi deadlocked.
+//! - [`process::ProcessRuntime`]: plain processes in their own process group, for machines
+//!   where Kiln has no privileges. It says so in `ps` and in the server log.
+//!
+//! Both start the command the way Heroku does: `bash -c`, after sourcing `.profile.d/*.sh` and
+//! `.profile` from the app's home.
+
+pub mod container;
+pub mod helper;
+pub mod process;
+pub mod slugcache;
+mod sys;
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("could not start dyno {dyno}: {message}")]
+    Start { dyno: String, message: String },
+    #[error("{context}: {source}")]
+    Io { context: String, source: std::io::Error },
+}
+
+impl RuntimeError {
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> RuntimeError {
+        RuntimeError::Io { context: context.into(), source }
+    }
+}
+
+/// What `/app` is inside the dyno.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum AppDir {
+    /// An unpacked slug, shared read-only by every dyno of the host; each dyno writes to its
+    /// own overlay on top, discarded when it stops (Heroku's ephemeral filesystem).
+    Slug(PathBuf),
+    /// A directory mounted read-write (a build's working directory).
+    Writable(PathBuf),
+}
+
+/// An extra directory made visible in the dyno (builds: cache, env dir, buildpacks).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Bind {
+    pub host: PathBuf,
+    /// Absolute path inside the dyno.
+    pub target: String,
+    pub writable: bool,
+}
+
+/// Resource limits, from the dyno size.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Limits {
+    /// Soft quota (R14 above it), bytes.
+    pub memory_bytes: Option<u64>,
+    /// Hard limit (the dyno is killed, R15), bytes.
+    pub memory_hard_bytes: Option<u64>,
+    pub max_processes: Option<u64>,
+    pub cpu_share: Option<u64>,
+}
+
+/// Everything needed to start one dyno.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DynoSpec {
+    /// Unique per dyno instance; also the container's hostname.
+    pub id: String,
+    pub app_id: String,
+    /// `web.1`, `build`, `run.4821`.
+    pub name: String,
+    pub command: String,
+    /// The environment the command sees (config vars, PORT, DYNO, ...).
+    pub env: Vec<(String, String)>,
+    pub app_dir: AppDir,
+    pub binds: Vec<Bind>,
+    /// Run as this uid/gid; `None` runs as root inside the dyno.
+    pub uid: Option<u32>,
+    pub limits: Limits,
+    /// Keep stdin open as a pipe (attached one-off dynos); otherwise stdin is /dev/null.
+    pub stdin: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuntimeKind {
+    Container,
+    Process,
+}
+
+impl RuntimeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuntimeKind::Container => "container",
+            RuntimeKind::Process => "process",
+        }
+    }
+}
+
+/// A backend that runs dynos.
+pub trait Runtime: Send + Sync {
+    fn kind(&self) -> RuntimeKind;
+    /// Spawns the dyno. Returns once the process exists; [`Dyno::started`] tells when the
+    /// user's command is actually running.
+    fn start(&self, spec: DynoSpec) -> Result<Dyno, RuntimeError>;
+    /// Where a bind's target appears to the command: its `target` inside a container, the
+    /// host path for plain processes (which cannot remap paths).
+    fn visible_path(&self, bind: &Bind) -> String;
+    /// Removes what dynos of an earlier server life left behind (run directories, cgroups).
+    /// Called once at startup, before any dyno starts.
+    fn sweep(&self) -> Result<(), RuntimeError>;
+}
+
+pub type SharedRuntime = Arc<dyn Runtime>;
+
+/// How to reach every process of a dyno with a signal.
+#[derive(Debug, Clone, Copy)]
+pub struct DynoSignaller {
+    pid: i32,
+    /// Process backend: the process group; container backend: the helper, which forwards.
+    group: bool,
+}
+
+impl DynoSignaller {
+    /// Sends `sig` to every process of the dyno.
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill/killpg with a pid we spawned; at worst the process is gone (ESRCH).
+        unsafe {
+            if self.group {
+                libc::killpg(self.pid, sig);
+            } else {
+                libc::kill(self.pid, sig);
+            }
+        }
+    }
+
+    pub fn terminate(&self) {
+        self.signal(libc::SIGTERM);
+    }
+
+    /// SIGKILL: for the container backend this kills the helper, whose death takes its PID
+    /// namespace (and so every process of the dyno) with it.
+    pub fn kill(&self) {
+        self.signal(libc::SIGKILL);
+        if !self.group {
+            // The helper forwards nothing after SIGKILL; the dyno's init has PDEATHSIG set.
+        }
+    }
+}
+
+/// A running dyno.
+pub struct Dyno {
+    pub spec_id: String,
+    pub name: String,
+    child: Child,
+    pub stdout: Option<ChildStdout>,
+    pub stderr: Option<ChildStderr>,
+    pub stdin: Option<ChildStdin>,
+    signaller: DynoSignaller,
+    /// Read end of the helper's status pipe: EOF once the user's command has been exec'd, or
+    /// an error message if setup failed.
+    status: Option<tokio::net::unix::pipe::Receiver>,
+    run_dir: Option<PathBuf>,
+    cleanup: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl Dyno {
+    pub fn signaller(&self) -> DynoSignaller {
+        self.signaller
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// Waits until the user's command is running (for containers: exec'd inside the dyno).
+    /// An error carries the helper's explanation.
+    pub async fn started(&mut self) -> Result<(), RuntimeError> {
+        let Some(mut rx) = self.status.take() else { return Ok(()) };
+        use tokio::io::AsyncReadExt;
+        let mut msg = Vec::new();
+        rx.read_to_end(&mut msg).await.map_err(|e| RuntimeError::io("reading dyno status", e))?;
+        if msg.is_empty() {
+            Ok(())
+        } else {
+            Err(RuntimeError::Start { dyno: self.name.clone(), message: String::from_utf8_lossy(&msg).trim().to_string() })
+        }
+    }
+
+    /// Waits for the dyno to end and cleans up after it. Returns Heroku's exit status: the
+    /// command's exit code, or 128 + N when it was killed by signal N.
+    pub async fn wait(&mut self) -> i32 {
+        let status = self.child.wait().await;
+        let code = match status {
+            Ok(s) => {
+                use std::os::unix::process::ExitStatusExt;
+                s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0))
+            }
+            Err(_) => 255,
+        };
+        self.cleanup_now();
+        code
+    }
+
+    fn cleanup_now(&mut self) {
+        if let Some(f) = self.cleanup.take() {
+            f();
+        }
+        if let Some(dir) = self.run_dir.take() {
+            remove_run_dir(&dir);
+        }
+    }
+}
+
+impl Drop for Dyno {
+    fn drop(&mut self) {
+        // A dyno handle dropped without wait (server shutting down, task aborted) must not
+        // leave its processes behind.
+        if self.cleanup.is_some() || self.run_dir.is_some() {
+            self.signaller.kill();
+        }
+    }
+}
+
+/// Removes a dyno's run directory (its overlay upper layer, /tmp, spec). Mounts live in the
+/// dyno's own mount namespace, so once its processes are gone nothing here is mounted.
+pub(crate) fn remove_run_dir(dir: &std::path::Path) {
+    if let Err(e) = std::fs::remove_dir_all(dir) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(dir = %dir.display(), error = %e, "could not remove dyno run directory");
+        }
+    }
+}
+
+/// The bash prelude Heroku runs before a process type's command: source `.profile.d/*.sh`
+/// then `.profile` from `$HOME` (the app), then evaluate the command. The command arrives as
+/// `$1` so it is never pasted into shell source.
+pub const PRELUDE: &str = r#"for __kiln_f in "$HOME"/.profile.d/*.sh; do if [ -r "$__kiln_f" ]; then . "$__kiln_f"; fi; done; unset __kiln_f; if [ -r "$HOME/.profile" ]; then . "$HOME/.profile"; fi; __kiln_cmd=$1; shift; eval "$__kiln_cmd""#;
+
+/// Chooses the best backend this server can use.
+pub fn detect(data_dir: &std::path::Path, helper_exe: PathBuf, prefer: Option<RuntimeKind>) -> SharedRuntime {
+    let run_dir = data_dir.join("run");
+    match prefer {
+        Some(RuntimeKind::Process) => Arc::new(process::ProcessRuntime::new(run_dir)),
+        Some(RuntimeKind::Container) => Arc::new(container::ContainerRuntime::new(run_dir, helper_exe)),
+        None => {
+            if container::ContainerRuntime::available() {
+                Arc::new(container::ContainerRuntime::new(run_dir, helper_exe))
+            } else {
+                tracing::warn!("not running as root with namespaces: dynos run as plain processes, without isolation");
+                Arc::new(process::ProcessRuntime::new(run_dir))
+            }
+        }
+    }
+}
