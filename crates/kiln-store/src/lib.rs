@@ -1,0 +1,230 @@
+//! Persistence behind the [`Store`] trait.
+//!
+//! The store holds desired state (apps, config, releases, formation); controllers converge the
+//! running system towards it. The trait is synchronous and coarse-grained: each method is one
+//! transaction, so the rules that span rows (a config change appends exactly one release, the
+//! next release version is one more than the last) hold under concurrency and crashes. SQLite
+//! (WAL) is the embedded default; a PostgreSQL implementation can sit behind the same trait.
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use kiln_model::config::ConfigVars;
+use kiln_model::procfile::ProcessTypes;
+use kiln_model::release::ReleaseStatus;
+use kiln_model::{Invalid, Timestamp};
+use std::collections::BTreeMap;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{resource} not found")]
+    NotFound { resource: &'static str },
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    #[error("database error: {0}")]
+    Db(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Db(e.to_string())
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub id: String,
+    pub email: String,
+    pub name: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct App {
+    pub id: String,
+    pub name: String,
+    pub owner_id: String,
+    pub owner_email: String,
+    /// The unprivileged uid (and gid) this app's dynos run as; unique per app.
+    pub uid: u32,
+    pub stack: String,
+    pub maintenance: bool,
+    /// The app's current config vars (the desired state; each release keeps its own snapshot).
+    pub config: ConfigVars,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub released_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Slug {
+    pub id: String,
+    pub app_id: String,
+    /// `SHA256:<hex>` of the compressed tarball; also its name in the slug store.
+    pub checksum: String,
+    pub size: u64,
+    pub process_types: ProcessTypes,
+    pub commit: Option<String>,
+    pub commit_description: Option<String>,
+    pub stack: String,
+    pub buildpack_provided_description: Option<String>,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Release {
+    pub id: String,
+    pub app_id: String,
+    pub version: u32,
+    pub description: String,
+    pub status: ReleaseStatus,
+    /// Why a release failed, shown by `releases`.
+    pub status_reason: Option<String>,
+    pub slug_id: Option<String>,
+    pub config: ConfigVars,
+    pub user_id: String,
+    pub user_email: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// What a new release is made of. The store assigns `id` and `version`.
+#[derive(Debug, Clone)]
+pub struct NewRelease {
+    pub description: String,
+    pub status: ReleaseStatus,
+    pub slug_id: Option<String>,
+    pub config: ConfigVars,
+    pub user_id: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BuildStatus {
+    Pending,
+    Succeeded,
+    Failed,
+}
+
+impl BuildStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BuildStatus::Pending => "pending",
+            BuildStatus::Succeeded => "succeeded",
+            BuildStatus::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Build {
+    pub id: String,
+    pub app_id: String,
+    pub status: BuildStatus,
+    /// The git commit (or other source version) built.
+    pub source_version: Option<String>,
+    /// The whole build output, filled in when the build ends.
+    pub output: String,
+    pub buildpacks: Vec<String>,
+    pub slug_id: Option<String>,
+    pub release_id: Option<String>,
+    pub user_id: String,
+    pub user_email: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FormationEntry {
+    pub id: String,
+    pub app_id: String,
+    pub process_type: String,
+    pub quantity: u32,
+    /// Heroku's size name, e.g. `Standard-1X`.
+    pub size: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// Which slice of the release ledger to read (Heroku's `Range: version a..b; max=n, order=desc`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReleaseRange {
+    pub first: Option<u32>,
+    pub last: Option<u32>,
+    pub max: u32,
+    pub descending: bool,
+}
+
+pub trait Store: Send + Sync {
+    // --- accounts and API keys ---
+
+    /// Returns the account with this email, creating it if missing.
+    fn ensure_account(&self, email: &str, name: &str) -> Result<Account>;
+    /// Registers an API key for an account. Only a SHA-256 of the key is stored.
+    fn add_api_key(&self, account_id: &str, key: &str, description: &str) -> Result<()>;
+    /// The account an API key belongs to, if any.
+    fn account_by_api_key(&self, key: &str) -> Result<Option<Account>>;
+    fn account(&self, id: &str) -> Result<Account>;
+
+    // --- apps ---
+
+    /// Creates an app with the initial config and appends release v1 ("Initial release").
+    /// Fails with `Conflict` if the name is taken.
+    fn create_app(&self, name: &str, owner_id: &str, stack: &str) -> Result<(App, Release)>;
+    /// Looks an app up by id or name.
+    fn app(&self, id_or_name: &str) -> Result<App>;
+    fn apps(&self) -> Result<Vec<App>>;
+    fn set_maintenance(&self, app_id: &str, on: bool) -> Result<App>;
+    /// Deletes the app and everything it owns (releases, builds, slugs rows, formation).
+    fn delete_app(&self, app_id: &str) -> Result<()>;
+
+    // --- config and releases (the ledger) ---
+
+    /// Applies a config PATCH and, if anything changed, appends one release (same slug as the
+    /// newest release, new config) in the same transaction. Returns the new config and the
+    /// release, or `None` when the patch changed nothing.
+    fn update_config(&self, app_id: &str, patch: &BTreeMap<String, Option<String>>, user_id: &str) -> Result<(ConfigVars, Option<Release>)>;
+    /// Appends a release; the version is one more than the newest. Also sets the app's current
+    /// config to the release's config and its `released_at`.
+    fn append_release(&self, app_id: &str, release: NewRelease) -> Result<Release>;
+    /// Moves a pending release to succeeded or failed; anything else is refused.
+    fn set_release_status(&self, release_id: &str, status: ReleaseStatus, reason: Option<&str>) -> Result<Release>;
+    /// A release by id or by version number (`"3"` or `"v3"`).
+    fn release(&self, app_id: &str, id_or_version: &str) -> Result<Release>;
+    fn releases(&self, app_id: &str, range: ReleaseRange) -> Result<Vec<Release>>;
+    /// The newest release whose status is `succeeded`: what should be running.
+    fn current_release(&self, app_id: &str) -> Result<Option<Release>>;
+
+    // --- slugs and builds ---
+
+    fn insert_slug(&self, slug: &Slug) -> Result<()>;
+    fn slug(&self, slug_id: &str) -> Result<Slug>;
+    fn create_build(&self, app_id: &str, user_id: &str, source_version: Option<&str>, buildpacks: &[String]) -> Result<Build>;
+    /// Ends a build: status, full output, and the slug/release it produced.
+    fn finish_build(&self, build_id: &str, status: BuildStatus, output: &str, slug_id: Option<&str>, release_id: Option<&str>) -> Result<Build>;
+    fn build(&self, app_id: &str, build_id: &str) -> Result<Build>;
+    /// Builds, newest first.
+    fn builds(&self, app_id: &str) -> Result<Vec<Build>>;
+    /// Marks every pending build failed (used at startup: a build interrupted by a crash).
+    fn fail_pending_builds(&self, reason: &str) -> Result<usize>;
+
+    // --- formation ---
+
+    fn formation(&self, app_id: &str) -> Result<Vec<FormationEntry>>;
+    /// Makes sure each process type has a formation entry, creating missing ones with the
+    /// given initial quantity. Existing entries are left alone.
+    fn ensure_formation(&self, app_id: &str, initial: &BTreeMap<String, u32>) -> Result<Vec<FormationEntry>>;
+    /// Sets quantities and/or sizes of existing entries in one transaction; `NotFound` if a
+    /// type has no entry (nothing is changed then).
+    fn update_formation(&self, app_id: &str, updates: &[(String, Option<u32>, Option<String>)]) -> Result<Vec<FormationEntry>>;
+
+    // --- buildpacks ---
+
+    fn buildpacks(&self, app_id: &str) -> Result<Vec<String>>;
+    fn set_buildpacks(&self, app_id: &str, urls: &[String]) -> Result<()>;
+}
