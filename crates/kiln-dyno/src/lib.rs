@@ -1,0 +1,443 @@
+//! The dyno manager: converges what runs towards what should run.
+//!
+//! The platform tells it, per app, the desired state ([`AppDesired`]: the current release and
+//! the formation). A single actor task owns all dyno bookkeeping and reconciles after every
+//! change; each dyno instance has its own supervisor task ([`supervisor`]) that starts it
+//! through the [`Runtime`](kiln_runtime::Runtime), relays its output to the log stream, watches
+//! for `$PORT` to be bound, restarts it when it crashes (immediately, then with a growing
+//! cool-off) and stops it gracefully (SIGTERM, then SIGKILL after the exit timeout).
+//!
+//! Deploys never drop traffic: when a release changes, each web dyno's replacement is started
+//! beside it and the old one is stopped only once the new one is `up` (Heroku's preboot, for
+//! every app). The router's table is republished after every state change.
+
+mod ports;
+mod supervisor;
+
+use kiln_model::config::ConfigVars;
+use kiln_model::log::SharedSink;
+use kiln_model::procfile::ProcessTypes;
+use kiln_model::route::{Backend, RouteUpdates, WebStatus};
+use kiln_model::{DynoName, DynoSize, DynoState, LogLine, Timestamp};
+use kiln_runtime::SharedRuntime;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use supervisor::{Instance, InstanceCtl};
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// Timing of the lifecycle; Heroku's values by default.
+#[derive(Debug, Clone)]
+pub struct LifecycleConfig {
+    /// R10: a web dyno must bind `$PORT` within this (Heroku: 60 s).
+    pub boot_timeout: Duration,
+    /// R12: SIGKILL this long after SIGTERM (Heroku: 30 s).
+    pub stop_timeout: Duration,
+    /// First cool-off after repeated crashes; doubles each time up to `backoff_cap`.
+    pub backoff_base: Duration,
+    pub backoff_cap: Duration,
+}
+
+impl Default for LifecycleConfig {
+    fn default() -> Self {
+        LifecycleConfig {
+            boot_timeout: Duration::from_secs(60),
+            stop_timeout: Duration::from_secs(30),
+            backoff_base: Duration::from_secs(10),
+            backoff_cap: Duration::from_secs(20 * 60),
+        }
+    }
+}
+
+/// The release an app should run.
+#[derive(Debug, Clone)]
+pub struct ReleaseDesired {
+    pub release_id: String,
+    pub version: u32,
+    /// The unpacked slug.
+    pub slug_dir: PathBuf,
+    pub process_types: ProcessTypes,
+    pub config: ConfigVars,
+}
+
+/// What should run for one app.
+#[derive(Debug, Clone)]
+pub struct AppDesired {
+    pub app_id: String,
+    pub app_name: String,
+    /// The uid its dynos run as (container runtime).
+    pub uid: Option<u32>,
+    pub release: Option<ReleaseDesired>,
+    /// Per process type: quantity and size.
+    pub formation: BTreeMap<String, (u32, DynoSize)>,
+}
+
+/// A dyno as `ps` and the API show it.
+#[derive(Debug, Clone)]
+pub struct DynoInfo {
+    pub id: String,
+    pub name: String,
+    pub process_type: String,
+    pub state: DynoState,
+    pub command: String,
+    pub size: DynoSize,
+    pub release_id: String,
+    pub release_version: u32,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// Which dynos `ps:restart` means.
+#[derive(Debug, Clone)]
+pub enum RestartTarget {
+    All,
+    Type(String),
+    Dyno(String),
+}
+
+/// How a deploy went: every new web dyno came up, or one of them did not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeployOutcome {
+    Up,
+    /// Nothing to wait for (no web dynos, or nothing changed).
+    NothingToWaitFor,
+    Failed(String),
+}
+
+enum Command {
+    Apply(AppDesired, oneshot::Sender<Vec<watch::Receiver<DynoState>>>),
+    Restart(String, RestartTarget, oneshot::Sender<Result<usize, String>>),
+    Remove(String, oneshot::Sender<Vec<tokio::task::JoinHandle<()>>>),
+    List(String, oneshot::Sender<Vec<DynoInfo>>),
+    Changed(String),
+    Shutdown(oneshot::Sender<Vec<tokio::task::JoinHandle<()>>>),
+}
+
+/// Handle to the dyno manager actor; cheap to clone.
+#[derive(Clone)]
+pub struct DynoManager {
+    tx: mpsc::UnboundedSender<Command>,
+    config: LifecycleConfig,
+}
+
+struct AppState {
+    desired: AppDesired,
+    instances: Vec<Instance>,
+}
+
+pub(crate) struct Shared {
+    pub runtime: SharedRuntime,
+    pub logs: SharedSink,
+    pub config: LifecycleConfig,
+    pub ports: ports::PortPool,
+    pub changed: mpsc::UnboundedSender<Command>,
+}
+
+impl Shared {
+    pub(crate) fn notify(&self, app_id: &str) {
+        let _ = self.changed.send(Command::Changed(app_id.to_string()));
+    }
+}
+
+struct Actor {
+    shared: Arc<Shared>,
+    routes: Arc<dyn RouteUpdates>,
+    apps: HashMap<String, AppState>,
+    stopping: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl DynoManager {
+    pub fn start(runtime: SharedRuntime, logs: SharedSink, routes: Arc<dyn RouteUpdates>, config: LifecycleConfig) -> DynoManager {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared { runtime, logs, config: config.clone(), ports: ports::PortPool::default(), changed: tx.clone() });
+        let actor = Actor { shared, routes, apps: HashMap::new(), stopping: Vec::new() };
+        tokio::spawn(actor.run(rx));
+        DynoManager { tx, config }
+    }
+
+    pub fn config(&self) -> &LifecycleConfig {
+        &self.config
+    }
+
+    /// Sets an app's desired state and waits until the web dynos it had to start are `up`,
+    /// one of them crashed, or the boot timeout passed.
+    pub async fn apply(&self, desired: AppDesired) -> DeployOutcome {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Command::Apply(desired, reply)).is_err() {
+            return DeployOutcome::Failed("the dyno manager has stopped".into());
+        }
+        let Ok(watchers) = rx.await else { return DeployOutcome::Failed("the dyno manager has stopped".into()) };
+        if watchers.is_empty() {
+            return DeployOutcome::NothingToWaitFor;
+        }
+        let deadline = self.config.boot_timeout + Duration::from_secs(5);
+        let wait_all = async {
+            for mut w in watchers {
+                loop {
+                    let s = *w.borrow_and_update();
+                    match s {
+                        DynoState::Up => break,
+                        DynoState::Crashed => return DeployOutcome::Failed("a new web dyno crashed while booting".into()),
+                        DynoState::Down => break,
+                        _ => {}
+                    }
+                    if w.changed().await.is_err() {
+                        break;
+                    }
+                }
+            }
+            DeployOutcome::Up
+        };
+        match tokio::time::timeout(deadline, wait_all).await {
+            Ok(o) => o,
+            Err(_) => DeployOutcome::Failed(format!("new web dynos did not come up within {} s", deadline.as_secs())),
+        }
+    }
+
+    /// Restarts dynos (replacement first for web dynos, so nothing is dropped). Returns how
+    /// many were restarted; `Err` if the target names no dyno.
+    pub async fn restart(&self, app_id: &str, target: RestartTarget) -> Result<usize, String> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Command::Restart(app_id.to_string(), target, reply)).map_err(|_| "the dyno manager has stopped".to_string())?;
+        rx.await.map_err(|_| "the dyno manager has stopped".to_string())?
+    }
+
+    /// Stops every dyno of an app and forgets it; returns when they are all gone.
+    pub async fn remove_app(&self, app_id: &str) {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Command::Remove(app_id.to_string(), reply)).is_ok() {
+            if let Ok(handles) = rx.await {
+                for h in handles {
+                    let _ = h.await;
+                }
+            }
+        }
+    }
+
+    pub async fn dynos(&self, app_id: &str) -> Vec<DynoInfo> {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Command::List(app_id.to_string(), reply)).is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+
+    /// Stops every dyno gracefully; returns when all are gone.
+    pub async fn shutdown(&self) {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Command::Shutdown(reply)).is_ok() {
+            if let Ok(handles) = rx.await {
+                for h in handles {
+                    let _ = h.await;
+                }
+            }
+        }
+    }
+}
+
+impl Actor {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
+        while let Some(cmd) = rx.recv().await {
+            self.stopping.retain(|h| !h.is_finished());
+            match cmd {
+                Command::Apply(desired, reply) => {
+                    let app_id = desired.app_id.clone();
+                    let state = self.apps.entry(app_id.clone()).or_insert_with(|| AppState { desired: desired.clone(), instances: Vec::new() });
+                    state.desired = desired;
+                    self.routes.upsert_app(&app_id, &state.desired.app_name.clone(), false, None, None);
+                    let started = self.reconcile(&app_id);
+                    let _ = reply.send(started);
+                    self.publish(&app_id);
+                }
+                Command::Restart(app_id, target, reply) => {
+                    let Some(state) = self.apps.get_mut(&app_id) else {
+                        let _ = reply.send(Ok(0));
+                        continue;
+                    };
+                    let mut n = 0;
+                    for inst in state.instances.iter_mut() {
+                        let hit = match &target {
+                            RestartTarget::All => true,
+                            RestartTarget::Type(t) => &inst.name.process_type == t,
+                            RestartTarget::Dyno(d) => inst.name.to_string() == *d,
+                        };
+                        if hit && !inst.outdated {
+                            inst.outdated = true;
+                            n += 1;
+                        }
+                    }
+                    if n == 0 && !matches!(target, RestartTarget::All) {
+                        let _ = reply.send(Err("No such dyno or process type".to_string()));
+                        continue;
+                    }
+                    self.reconcile(&app_id);
+                    self.publish(&app_id);
+                    let _ = reply.send(Ok(n));
+                }
+                Command::Remove(app_id, reply) => {
+                    let mut handles = Vec::new();
+                    if let Some(state) = self.apps.remove(&app_id) {
+                        for inst in state.instances {
+                            handles.push(inst.stop());
+                        }
+                    }
+                    self.routes.remove_app(&app_id);
+                    let _ = reply.send(handles);
+                }
+                Command::List(app_id, reply) => {
+                    let list = self.apps.get(&app_id).map(|s| list_dynos(s)).unwrap_or_default();
+                    let _ = reply.send(list);
+                }
+                Command::Changed(app_id) => {
+                    if self.apps.contains_key(&app_id) {
+                        self.reconcile(&app_id);
+                        self.publish(&app_id);
+                    }
+                }
+                Command::Shutdown(reply) => {
+                    let mut handles: Vec<_> = self.stopping.drain(..).collect();
+                    for (_, state) in self.apps.drain() {
+                        for inst in state.instances {
+                            handles.push(inst.stop());
+                        }
+                    }
+                    let _ = reply.send(handles);
+                }
+            }
+        }
+    }
+
+    /// Starts missing dynos, stops surplus ones, replaces outdated ones (web: only once the
+    /// replacement is up). Returns state watches of the web dynos it started.
+    fn reconcile(&mut self, app_id: &str) -> Vec<watch::Receiver<DynoState>> {
+        let shared = self.shared.clone();
+        let Some(state) = self.apps.get_mut(app_id) else { return Vec::new() };
+        let mut started = Vec::new();
+        let mut keep: Vec<Instance> = Vec::new();
+        let mut stop: Vec<Instance> = Vec::new();
+        let d = state.desired.clone();
+
+        // Desired dyno names with their commands.
+        let mut want: BTreeMap<DynoName, (String, DynoSize)> = BTreeMap::new();
+        if let Some(rel) = &d.release {
+            for (ptype, command) in &rel.process_types {
+                if ptype == "release" {
+                    continue;
+                }
+                let (q, size) = d.formation.get(ptype).copied().unwrap_or((0, DynoSize::default()));
+                for i in 1..=q {
+                    want.insert(DynoName::new(ptype.clone(), i), (command.clone(), size));
+                }
+            }
+        }
+        let version = d.release.as_ref().map(|r| r.version).unwrap_or(0);
+
+        let instances = std::mem::take(&mut state.instances);
+        // Which names already have a current instance.
+        let mut fresh_state: HashMap<DynoName, DynoState> = HashMap::new();
+        for inst in &instances {
+            let current = inst.release_version == version && !inst.outdated && want.get(&inst.name).is_some_and(|(c, s)| *c == inst.command && *s == inst.size);
+            if current {
+                let st = inst.state();
+                fresh_state.entry(inst.name.clone()).and_modify(|e| {
+                    if st == DynoState::Up {
+                        *e = st
+                    }
+                }).or_insert(st);
+            }
+        }
+        for inst in instances {
+            let current = inst.release_version == version && !inst.outdated && want.get(&inst.name).is_some_and(|(c, s)| *c == inst.command && *s == inst.size);
+            if current {
+                keep.push(inst);
+            } else if !want.contains_key(&inst.name) {
+                stop.push(inst);
+            } else if inst.name.process_type == "web" && fresh_state.get(&inst.name) != Some(&DynoState::Up) && inst.state() == DynoState::Up {
+                // Preboot: the old web dyno serves until its replacement is up.
+                keep.push(inst);
+            } else {
+                stop.push(inst);
+            }
+        }
+        for (name, (command, size)) in &want {
+            if fresh_state.contains_key(name) {
+                continue;
+            }
+            let Some(rel) = &d.release else { continue };
+            let ctl = InstanceCtl {
+                app_id: d.app_id.clone(),
+                uid: d.uid,
+                name: name.clone(),
+                command: command.clone(),
+                size: *size,
+                release_id: rel.release_id.clone(),
+                release_version: rel.version,
+                slug_dir: rel.slug_dir.clone(),
+                config: rel.config.clone(),
+            };
+            let inst = Instance::spawn(shared.clone(), ctl);
+            if name.process_type == "web" {
+                started.push(inst.watch());
+            }
+            keep.push(inst);
+        }
+        for inst in stop {
+            self.stopping.push(inst.stop());
+        }
+        keep.sort_by(|a, b| a.name.cmp(&b.name));
+        state.instances = keep;
+        started
+    }
+
+    fn publish(&self, app_id: &str) {
+        let Some(state) = self.apps.get(app_id) else { return };
+        let web_quantity = state.desired.formation.get("web").map(|(q, _)| *q).unwrap_or(0);
+        let has_web = state.desired.release.as_ref().is_some_and(|r| r.process_types.contains_key("web"));
+        let mut backends = Vec::new();
+        let mut any_starting = false;
+        for inst in state.instances.iter().filter(|i| i.name.process_type == "web") {
+            match inst.state() {
+                DynoState::Up => {
+                    if let Some(port) = inst.port() {
+                        backends.push(Backend { dyno: inst.name.to_string(), addr: std::net::SocketAddr::from(([127, 0, 0, 1], port)) });
+                    }
+                }
+                DynoState::Starting => any_starting = true,
+                _ => {}
+            }
+        }
+        let status = if state.desired.release.as_ref().is_none_or(|r| r.process_types.is_empty()) {
+            WebStatus::Blank
+        } else if !has_web || web_quantity == 0 {
+            WebStatus::NoWebDynos
+        } else if !backends.is_empty() {
+            WebStatus::Up
+        } else if any_starting {
+            WebStatus::Starting
+        } else {
+            WebStatus::Crashed
+        };
+        self.routes.set_backends(app_id, status, backends);
+    }
+}
+
+fn list_dynos(state: &AppState) -> Vec<DynoInfo> {
+    // During a preboot two instances share a name; `ps` shows the newest, as Heroku does.
+    let mut by_name: BTreeMap<DynoName, DynoInfo> = BTreeMap::new();
+    for inst in &state.instances {
+        let info = inst.info();
+        match by_name.get(&inst.name) {
+            Some(existing) if existing.created_at > info.created_at => {}
+            _ => {
+                by_name.insert(inst.name.clone(), info);
+            }
+        }
+    }
+    by_name.into_values().collect()
+}
+
+/// Emits a `heroku[<dyno>]` line.
+pub(crate) fn platform_log(shared: &Shared, app_id: &str, dyno: &str, msg: impl Into<String>) {
+    shared.logs.emit(app_id, LogLine::heroku(dyno, msg));
+}

@@ -1,0 +1,319 @@
+//! One dyno instance and the task that supervises it for its whole life: start, boot watch
+//! (R10), output relay, crash restarts with cool-off, graceful stop (R12).
+
+use crate::{DynoInfo, Shared, platform_log, ports};
+use kiln_model::config::ConfigVars;
+use kiln_model::{DynoName, DynoSize, DynoState, LogLine, Timestamp};
+use kiln_runtime::{AppDir, DynoSpec, Limits};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::sync::watch;
+
+/// What to run for one dyno instance.
+#[derive(Debug, Clone)]
+pub(crate) struct InstanceCtl {
+    pub app_id: String,
+    pub uid: Option<u32>,
+    pub name: DynoName,
+    pub command: String,
+    pub size: DynoSize,
+    pub release_id: String,
+    pub release_version: u32,
+    pub slug_dir: PathBuf,
+    pub config: ConfigVars,
+}
+
+#[derive(Debug, Default)]
+struct Meta {
+    port: Option<u16>,
+    updated_at: Timestamp,
+}
+
+pub(crate) struct Instance {
+    pub id: String,
+    pub name: DynoName,
+    pub command: String,
+    pub size: DynoSize,
+    pub release_id: String,
+    pub release_version: u32,
+    /// Marked by `ps:restart`: reconcile replaces it.
+    pub outdated: bool,
+    created_at: Timestamp,
+    state: watch::Receiver<DynoState>,
+    meta: Arc<Mutex<Meta>>,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Instance {
+    pub fn spawn(shared: Arc<Shared>, ctl: InstanceCtl) -> Instance {
+        let id = uuid::Uuid::new_v4().to_string();
+        let (state_tx, state_rx) = watch::channel(DynoState::Starting);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let meta = Arc::new(Mutex::new(Meta { port: None, updated_at: Timestamp::now() }));
+        let inst = Instance {
+            id: id.clone(),
+            name: ctl.name.clone(),
+            command: ctl.command.clone(),
+            size: ctl.size,
+            release_id: ctl.release_id.clone(),
+            release_version: ctl.release_version,
+            outdated: false,
+            created_at: Timestamp::now(),
+            state: state_rx,
+            meta: meta.clone(),
+            stop: stop_tx,
+            task: tokio::spawn(supervise(shared, ctl, id, state_tx, meta, stop_rx)),
+        };
+        inst
+    }
+
+    pub fn state(&self) -> DynoState {
+        *self.state.borrow()
+    }
+
+    pub fn watch(&self) -> watch::Receiver<DynoState> {
+        self.state.clone()
+    }
+
+    pub fn port(&self) -> Option<u16> {
+        self.meta.lock().unwrap_or_else(|e| e.into_inner()).port
+    }
+
+    pub fn info(&self) -> DynoInfo {
+        DynoInfo {
+            id: self.id.clone(),
+            name: self.name.to_string(),
+            process_type: self.name.process_type.clone(),
+            state: self.state(),
+            command: self.command.clone(),
+            size: self.size,
+            release_id: self.release_id.clone(),
+            release_version: self.release_version,
+            created_at: self.created_at,
+            updated_at: self.meta.lock().unwrap_or_else(|e| e.into_inner()).updated_at,
+        }
+    }
+
+    /// Asks the supervisor to stop the dyno gracefully; the handle ends when it has.
+    pub fn stop(self) -> tokio::task::JoinHandle<()> {
+        let _ = self.stop.send(true);
+        self.task
+    }
+}
+
+enum Ending {
+    Exited(i32),
+    Stopped,
+}
+
+async fn supervise(shared: Arc<Shared>, ctl: InstanceCtl, id: String, state: watch::Sender<DynoState>, meta: Arc<Mutex<Meta>>, mut stop: watch::Receiver<bool>) {
+    let dyno = ctl.name.to_string();
+    let is_web = ctl.name.process_type == "web";
+    let cfg = shared.config.clone();
+    let mut crashes = 0u32;
+    let set_state = |s: DynoState, port: Option<u16>| {
+        let prev = *state.borrow();
+        {
+            let mut m = meta.lock().unwrap_or_else(|e| e.into_inner());
+            m.updated_at = Timestamp::now();
+            m.port = port;
+        }
+        state.send_replace(s);
+        if prev != s {
+            platform_log(&shared, &ctl.app_id, &dyno, format!("State changed from {prev} to {s}"));
+        }
+        shared.notify(&ctl.app_id);
+    };
+
+    loop {
+        if *stop.borrow() {
+            state.send_replace(DynoState::Down);
+            return;
+        }
+        let port = if is_web {
+            match shared.ports.allocate() {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    platform_log(&shared, &ctl.app_id, &dyno, format!("Error R99 (Platform error) -> no port available: {e}"));
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        if *state.borrow() != DynoState::Starting {
+            set_state(DynoState::Starting, port);
+        } else {
+            meta.lock().unwrap_or_else(|e| e.into_inner()).port = port;
+        }
+        platform_log(&shared, &ctl.app_id, &dyno, format!("Starting process with command `{}`", ctl.command));
+        let started_at = Instant::now();
+        let ending = run_once(&shared, &ctl, &id, port, &mut stop, &set_state).await;
+        if let Some(p) = port {
+            shared.ports.release(p);
+        }
+        match ending {
+            Ending::Stopped => {
+                set_state(DynoState::Down, None);
+                return;
+            }
+            Ending::Exited(_) => {
+                set_state(DynoState::Crashed, None);
+            }
+        }
+        // A dyno that stayed up a while starts with a clean slate.
+        if started_at.elapsed() >= Duration::from_secs(60) {
+            crashes = 0;
+        }
+        crashes += 1;
+        let delay = if crashes <= 1 { Duration::ZERO } else { backoff(cfg.backoff_base, cfg.backoff_cap, crashes - 2) };
+        if !delay.is_zero() {
+            platform_log(&shared, &ctl.app_id, &dyno, format!("Crashed {crashes} times in a row; restarting in {}", human(delay)));
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = stop.changed() => {}
+            }
+        }
+    }
+}
+
+pub(crate) fn backoff(base: Duration, cap: Duration, step: u32) -> Duration {
+    let mult = 1u64.checked_shl(step.min(30)).unwrap_or(u64::MAX);
+    let d = base.checked_mul(mult.min(u32::MAX as u64) as u32).unwrap_or(cap);
+    d.min(cap)
+}
+
+fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    if s >= 60 { format!("{}m{:02}s", s / 60, s % 60) } else { format!("{s}s") }
+}
+
+/// Runs the dyno once, until it exits or is stopped.
+async fn run_once(
+    shared: &Arc<Shared>,
+    ctl: &InstanceCtl,
+    id: &str,
+    port: Option<u16>,
+    stop: &mut watch::Receiver<bool>,
+    set_state: &impl Fn(DynoState, Option<u16>),
+) -> Ending {
+    let dyno = ctl.name.to_string();
+    let cfg = &shared.config;
+    let mut env: Vec<(String, String)> = ctl.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    env.push(("DYNO".into(), dyno.clone()));
+    if let Some(p) = port {
+        env.push(("PORT".into(), p.to_string()));
+    }
+    let mb = ctl.size.memory_mb() * 1024 * 1024;
+    let spec = DynoSpec {
+        id: uuid::Uuid::new_v4().to_string(),
+        app_id: ctl.app_id.clone(),
+        name: dyno.clone(),
+        command: ctl.command.clone(),
+        env,
+        app_dir: AppDir::Slug(ctl.slug_dir.clone()),
+        binds: Vec::new(),
+        uid: ctl.uid,
+        limits: Limits { memory_bytes: Some(mb), memory_hard_bytes: Some(mb * 2), max_processes: Some(ctl.size.max_processes()), cpu_share: Some(ctl.size.cpu_share()) },
+        stdin: false,
+    };
+    let _ = id;
+    let mut d = match shared.runtime.start(spec) {
+        Ok(d) => d,
+        Err(e) => {
+            platform_log(shared, &ctl.app_id, &dyno, format!("Error R99 (Platform error) -> {e}"));
+            return Ending::Exited(255);
+        }
+    };
+    let pumps = [pump(shared.clone(), ctl.app_id.clone(), dyno.clone(), d.stdout.take().map(|s| Box::new(s) as _)), pump(shared.clone(), ctl.app_id.clone(), dyno.clone(), d.stderr.take().map(|s| Box::new(s) as _))];
+    let signaller = d.signaller();
+    if let Err(e) = d.started().await {
+        platform_log(shared, &ctl.app_id, &dyno, format!("Error R99 (Platform error) -> {e}"));
+        let code = d.wait().await;
+        return Ending::Exited(code);
+    }
+    let boot_started = Instant::now();
+    let mut up = false;
+    if !ctl.name.process_type.eq("web") {
+        set_state(DynoState::Up, port);
+        up = true;
+    }
+    let exit = d.wait();
+    tokio::pin!(exit);
+    let mut tick = tokio::time::interval(Duration::from_millis(25));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let ending = loop {
+        tokio::select! {
+            code = &mut exit => break Ending::Exited(code),
+            _ = stop.changed() => break Ending::Stopped,
+            _ = tick.tick(), if !up => {
+                if port.is_some_and(ports::is_listening) {
+                    up = true;
+                    set_state(DynoState::Up, port);
+                } else if boot_started.elapsed() >= cfg.boot_timeout {
+                    platform_log(shared, &ctl.app_id, &dyno, format!("Error R10 (Boot timeout) -> Web process failed to bind to $PORT within {} seconds of launch", cfg.boot_timeout.as_secs()));
+                    platform_log(shared, &ctl.app_id, &dyno, "Stopping process with SIGKILL");
+                    signaller.kill();
+                    let code = (&mut exit).await;
+                    break Ending::Exited(code);
+                }
+            }
+        }
+    };
+    let ending = match ending {
+        Ending::Stopped => {
+            platform_log(shared, &ctl.app_id, &dyno, "Stopping all processes with SIGTERM");
+            signaller.terminate();
+            let code = tokio::select! {
+                code = &mut exit => code,
+                _ = tokio::time::sleep(cfg.stop_timeout) => {
+                    platform_log(shared, &ctl.app_id, &dyno, format!("Error R12 (Exit timeout) -> At least one process failed to exit within {} seconds of SIGTERM", cfg.stop_timeout.as_secs()));
+                    platform_log(shared, &ctl.app_id, &dyno, "Stopping remaining processes with SIGKILL");
+                    signaller.kill();
+                    (&mut exit).await
+                }
+            };
+            platform_log(shared, &ctl.app_id, &dyno, format!("Process exited with status {code}"));
+            Ending::Stopped
+        }
+        Ending::Exited(code) => {
+            platform_log(shared, &ctl.app_id, &dyno, format!("Process exited with status {code}"));
+            Ending::Exited(code)
+        }
+    };
+    // The output of the dyno's last moments is flushed before its end is reported.
+    for p in pumps {
+        let _ = tokio::time::timeout(Duration::from_secs(2), p).await;
+    }
+    ending
+}
+
+fn pump(shared: Arc<Shared>, app_id: String, dyno: String, r: Option<Box<dyn AsyncRead + Unpin + Send>>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let Some(r) = r else { return };
+        let mut lines = BufReader::new(r).split(b'\n');
+        while let Ok(Some(line)) = lines.next_segment().await {
+            for part in LogLine::split_output(&line) {
+                shared.logs.emit(&app_id, LogLine::app(&dyno, part));
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        let b = Duration::from_secs(10);
+        let c = Duration::from_secs(60);
+        assert_eq!(backoff(b, c, 0), Duration::from_secs(10));
+        assert_eq!(backoff(b, c, 1), Duration::from_secs(20));
+        assert_eq!(backoff(b, c, 5), c);
+        assert_eq!(backoff(b, c, 1000), c);
+    }
+}
