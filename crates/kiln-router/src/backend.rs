@@ -1,0 +1,96 @@
+//! One web dyno as the router sees it: its address, how many requests it is serving right
+//! now (what least-outstanding balancing compares), whether it is quarantined after a
+//! failed connect, and its pool of idle keep-alive connections.
+//!
+//! A `BackendState` outlives route table updates that keep the same dyno at the same
+//! address, so counters, quarantine and pooled connections survive a republish.
+
+use crate::upstream::{Pool, Sender};
+use kiln_model::route::Backend;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Heroku takes a dyno out of rotation on one router for up to 5 s after it refuses or
+/// times out a connection, so other requests do not pay for the same failure.
+pub(crate) const QUARANTINE: Duration = Duration::from_secs(5);
+
+pub(crate) struct BackendState {
+    pub(crate) backend: Backend,
+    outstanding: AtomicUsize,
+    /// Milliseconds on [`clock_ms`] until which the dyno is skipped; 0 when it is not.
+    quarantined_until: AtomicU64,
+    pub(crate) pool: Pool,
+}
+
+impl BackendState {
+    pub(crate) fn new(backend: Backend) -> Arc<BackendState> {
+        Arc::new(BackendState { backend, outstanding: AtomicUsize::new(0), quarantined_until: AtomicU64::new(0), pool: Pool::new() })
+    }
+
+    /// Requests sent to this dyno whose responses have not finished.
+    pub(crate) fn outstanding(&self) -> usize {
+        // Relaxed: the count steers balancing, it does not guard memory.
+        self.outstanding.load(Ordering::Relaxed)
+    }
+
+    /// Counts a request against this dyno until the returned guard is dropped.
+    pub(crate) fn begin(self: &Arc<Self>) -> Outstanding {
+        self.outstanding.fetch_add(1, Ordering::Relaxed);
+        Outstanding(Arc::clone(self))
+    }
+
+    pub(crate) fn is_quarantined(&self, now_ms: u64) -> bool {
+        now_ms < self.quarantined_until.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn quarantine(&self) {
+        let until = clock_ms() + QUARANTINE.as_millis() as u64;
+        self.quarantined_until.store(until, Ordering::Relaxed);
+    }
+
+    /// Puts a connection whose response has been delivered back in the pool, once it can
+    /// carry another request. Usually it can at once; if it is still sending the request
+    /// body (the dyno answered early) a small task waits, so no later request ever queues
+    /// behind a busy connection.
+    pub(crate) fn recycle(self: &Arc<Self>, mut sender: Sender) {
+        if sender.is_ready() {
+            self.pool.put(sender);
+            return;
+        }
+        // Dropped outside a runtime (a runtime shutting down): just close it.
+        let (false, Ok(runtime)) = (sender.is_closed(), tokio::runtime::Handle::try_current()) else { return };
+        let state = Arc::clone(self);
+        runtime.spawn(async move {
+            if let Ok(Ok(())) = tokio::time::timeout(RECYCLE_WAIT, sender.ready()).await {
+                state.pool.put(sender);
+            }
+        });
+    }
+}
+
+/// How long a connection may stay busy after its response before it is closed instead.
+const RECYCLE_WAIT: Duration = Duration::from_secs(60);
+
+/// One outstanding request on a dyno; dropping it (response finished, failed or abandoned)
+/// gives the slot back.
+pub(crate) struct Outstanding(Arc<BackendState>);
+
+impl Outstanding {
+    pub(crate) fn state(&self) -> &Arc<BackendState> {
+        &self.0
+    }
+}
+
+impl Drop for Outstanding {
+    fn drop(&mut self) {
+        self.0.outstanding.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Milliseconds since the first call, a monotonic clock that fits in an atomic.
+pub(crate) fn clock_ms() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    // +1 so that "until 0" never reads as quarantined.
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
+}

@@ -1,0 +1,155 @@
+//! The body of every response the router sends: either a static page of its own, or a
+//! dyno's body streamed through frame by frame (never buffered).
+//!
+//! A streamed body also carries the end of the request's life: when the last frame
+//! passes, the connection goes back to the dyno's pool, the outstanding count drops and
+//! the router log line is written with the bytes delivered. If the dyno's side breaks
+//! first that is H18; if the client goes away first (the body is dropped unfinished) H27.
+
+use crate::access_log::{Outcome, RequestLog};
+use crate::backend::Outstanding;
+use crate::hcode::HCode;
+use crate::upstream::Sender;
+use bytes::Bytes;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+pub(crate) struct RouterBody(Kind);
+
+// Boxing `Finish` would cost an allocation per proxied request to save copying a few
+// hundred bytes the handful of times a response moves.
+#[allow(clippy::large_enum_variant)]
+enum Kind {
+    Static(Option<Bytes>),
+    Upstream { inner: Incoming, finish: Option<Finish> },
+}
+
+/// Everything needed to close the books on a proxied request.
+pub(crate) struct Finish {
+    pub(crate) log: RequestLog,
+    pub(crate) outstanding: Outstanding,
+    /// The connection to return to the pool once the body is fully read; `None` when it
+    /// must not be reused.
+    pub(crate) sender: Option<Sender>,
+    pub(crate) status: u16,
+    pub(crate) connect: Duration,
+    pub(crate) dispatched_at: Instant,
+    pub(crate) bytes: u64,
+}
+
+#[derive(Clone, Copy)]
+enum End {
+    Complete,
+    BackendBroke,
+    ClientGone,
+}
+
+impl Finish {
+    fn end(mut self, how: End) {
+        let code = match how {
+            End::Complete => {
+                if let Some(sender) = self.sender.take() {
+                    self.outstanding.state().recycle(sender);
+                }
+                None
+            }
+            End::BackendBroke => Some(HCode::H18),
+            End::ClientGone => Some(HCode::H27),
+        };
+        let status = match code {
+            Some(HCode::H27) => HCode::H27.status().as_u16(),
+            _ => self.status,
+        };
+        self.log.emit(&Outcome {
+            code,
+            dyno: Some(&self.outstanding.state().backend.dyno),
+            connect: Some(self.connect),
+            service: Some(self.dispatched_at.elapsed()),
+            status: Some(status),
+            bytes: Some(self.bytes),
+        });
+    }
+}
+
+impl RouterBody {
+    pub(crate) fn from_static(bytes: &'static [u8]) -> RouterBody {
+        RouterBody(Kind::Static((!bytes.is_empty()).then(|| Bytes::from_static(bytes))))
+    }
+
+    pub(crate) fn empty() -> RouterBody {
+        RouterBody(Kind::Static(None))
+    }
+
+    pub(crate) fn upstream(inner: Incoming, finish: Finish) -> RouterBody {
+        RouterBody(Kind::Upstream { inner, finish: Some(finish) })
+    }
+}
+
+impl Body for RouterBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match &mut self.get_mut().0 {
+            Kind::Static(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Kind::Upstream { inner, finish } => {
+                let polled = Pin::new(&mut *inner).poll_frame(cx);
+                match &polled {
+                    Poll::Ready(Some(Ok(frame))) => {
+                        if let (Some(data), Some(f)) = (frame.data_ref(), finish.as_mut()) {
+                            f.bytes += data.len() as u64;
+                        }
+                        // hyper stops polling once a body says it has ended, so this may
+                        // be the last chance to finish cleanly.
+                        if inner.is_end_stream() {
+                            if let Some(f) = finish.take() {
+                                f.end(End::Complete);
+                            }
+                        }
+                    }
+                    Poll::Ready(None) => {
+                        if let Some(f) = finish.take() {
+                            f.end(End::Complete);
+                        }
+                    }
+                    Poll::Ready(Some(Err(e))) => {
+                        tracing::debug!(error = %e, "dyno response body broke");
+                        if let Some(f) = finish.take() {
+                            f.end(End::BackendBroke);
+                        }
+                    }
+                    Poll::Pending => {}
+                }
+                polled
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.0 {
+            Kind::Static(bytes) => bytes.is_none(),
+            Kind::Upstream { inner, .. } => inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.0 {
+            Kind::Static(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+            Kind::Upstream { inner, .. } => inner.size_hint(),
+        }
+    }
+}
+
+impl Drop for RouterBody {
+    fn drop(&mut self) {
+        if let Kind::Upstream { inner, finish } = &mut self.0 {
+            if let Some(f) = finish.take() {
+                // Bodies known to be empty (HEAD, 204, 304) are dropped without a poll.
+                let how = if inner.is_end_stream() { End::Complete } else { End::ClientGone };
+                f.end(how);
+            }
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! From a `Host` header to the app it names. Apps live at `<app>.<domain>`; the match
+//! ignores case, the port and a trailing dot, as DNS does.
+
+use std::borrow::Cow;
+
+/// The hostname part of a `Host` value, lowercased, without port or trailing dot. `None`
+/// for values no app can have: empty, bracketed IPv6 literals, bad ports, odd characters.
+pub(crate) fn hostname(host: &str) -> Option<Cow<'_, str>> {
+    if host.starts_with('[') {
+        return None;
+    }
+    let name = match host.rsplit_once(':') {
+        // An empty port is allowed by RFC 3986 (`host:`).
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        Some(_) => return None,
+        None => host,
+    };
+    let name = name.strip_suffix('.').unwrap_or(name);
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_')) {
+        return None;
+    }
+    // Clients nearly always send lowercase, so allocate only when they did not.
+    if name.bytes().any(|b| b.is_ascii_uppercase()) { Some(Cow::Owned(name.to_ascii_lowercase())) } else { Some(Cow::Borrowed(name)) }
+}
+
+/// The app label of `<app>.<domain>`; `domain` must already be lowercase without dots at
+/// either end. Only one label may precede the domain: app names have no dots.
+pub(crate) fn app_label<'a>(hostname: &'a str, domain: &str) -> Option<&'a str> {
+    let label = if domain.is_empty() { hostname } else { hostname.strip_suffix(domain)?.strip_suffix('.')? };
+    if label.is_empty() || label.contains('.') { None } else { Some(label) }
+}
+
+/// A domain as configured, in the form [`app_label`] expects.
+pub(crate) fn normalize_domain(domain: &str) -> String {
+    domain.trim().trim_matches('.').to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app(host: &str) -> Option<String> {
+        let name = hostname(host)?;
+        app_label(&name, "localhost").map(str::to_string)
+    }
+
+    #[test]
+    fn matches_app_subdomains() {
+        assert_eq!(app("foo.localhost").as_deref(), Some("foo"));
+        assert_eq!(app("FOO.LocalHost:8080").as_deref(), Some("foo"));
+        assert_eq!(app("foo.localhost.").as_deref(), Some("foo"));
+        assert_eq!(app("foo.localhost:").as_deref(), Some("foo"));
+        assert_eq!(app("my-app-2.localhost").as_deref(), Some("my-app-2"));
+    }
+
+    #[test]
+    fn rejects_other_hosts() {
+        assert_eq!(app("localhost"), None);
+        assert_eq!(app(".localhost"), None);
+        assert_eq!(app("a.b.localhost"), None);
+        assert_eq!(app("foolocalhost"), None);
+        assert_eq!(app("foo.localhost:80x"), None);
+        assert_eq!(app("foo.example.com"), None);
+        assert_eq!(app("[::1]:80"), None);
+        assert_eq!(app("foo bar.localhost"), None);
+        assert_eq!(app(""), None);
+    }
+
+    #[test]
+    fn normalizes_domains() {
+        assert_eq!(normalize_domain(" .Apps.Example.COM. "), "apps.example.com");
+        assert_eq!(app_label("foo.apps.example.com", "apps.example.com"), Some("foo"));
+    }
+}

@@ -1,0 +1,314 @@
+//! One request's way through the router, as a short pipeline of the other modules:
+//!
+//! 1. **host** — exactly one `Host` names an app in the [route table](crate::table), or
+//!    the router answers 400/404 itself;
+//! 2. **forward** — Heroku's request headers are added and hop-by-hop ones dropped;
+//! 3. **decide** — maintenance, blank, scaled-down and crashed apps are answered with their
+//!    H-code; a booting app holds the request until a dyno is up or `boot_hold` runs out;
+//! 4. **dispatch** — a dyno is chosen ([balance](crate::balance)) and the request sent over
+//!    a pooled or new connection ([upstream](crate::upstream)); a dyno that cannot be
+//!    reached is quarantined and the next one tried, since the request is still unsent;
+//! 5. **respond** — the response streams back through [`RouterBody`], which writes the
+//!    router log line when it ends; a 101 hands both connections to [upgrade](crate::upgrade).
+
+use crate::access_log::{Outcome, RequestLog};
+use crate::backend::{BackendState, Outstanding};
+use crate::balance::{self, Tried};
+use crate::body::{Finish, RouterBody};
+use crate::config::RouterConfig;
+use crate::forward::{self, ListenerInfo};
+use crate::hcode::HCode;
+use crate::pages;
+use crate::table::{AppEntry, AppSlot, RouteTable};
+use crate::upgrade;
+use crate::upstream::{self, Sender};
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode, Uri};
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use kiln_model::log::LogSink;
+use kiln_model::route::WebStatus;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::time::timeout;
+
+/// What every request on a listener shares.
+pub(crate) struct Shared {
+    pub(crate) table: Arc<RouteTable>,
+    pub(crate) logs: Arc<dyn LogSink>,
+    pub(crate) config: RouterConfig,
+    pub(crate) listener: ListenerInfo,
+}
+
+/// Routes one request and produces the client's response. Never fails: every failure is
+/// an HTTP answer (and, once the app is known, a router log line).
+pub(crate) async fn handle(shared: Arc<Shared>, client_ip: HeaderValue, mut req: Request<Incoming>) -> Response<RouterBody> {
+    let received_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+
+    let Some(host) = request_host(&mut req) else { return pages::bad_request() };
+    let Some(slot) = host.to_str().ok().and_then(|h| shared.table.lookup_slot(h)) else { return pages::no_such_app() };
+
+    let upgrade = forward::wants_upgrade(&req);
+    // Taken before the request moves on; only used if the dyno agrees to switch.
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let fwd = forward::prepare_request(req.headers_mut(), &shared.listener, &client_ip, received_ms, upgrade);
+
+    let (app, decision) = decide(&slot, shared.config.boot_hold).await;
+    let log = RequestLog {
+        logs: Arc::clone(&shared.logs),
+        app,
+        method: req.method().clone(),
+        path: req.uri().path_and_query().cloned(),
+        host,
+        request_id: fwd.request_id,
+        fwd: fwd.forwarded_for,
+        proto: shared.listener.proto,
+    };
+    match decision {
+        Decision::Route => dispatch(&shared.config, log, req, client_upgrade).await,
+        Decision::Refuse(code) => {
+            log.emit(&Outcome::refused(code));
+            pages::for_code(code, &log.app)
+        }
+        Decision::Gone => pages::no_such_app(),
+    }
+}
+
+/// The host the request is for; `None` (answered 400) without one, or with several, which
+/// Heroku has refused since 2016 because two parties could each read a different one. An absolute-form target
+/// (`GET http://host/ HTTP/1.1`) overrides `Host` (RFC 9112 §3.2.2) and is rewritten to
+/// origin form for the dyno.
+fn request_host<B>(req: &mut Request<B>) -> Option<HeaderValue> {
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let host = hosts.next().cloned();
+    if hosts.next().is_some() {
+        return None;
+    }
+    let Some(authority) = req.uri().authority() else { return host };
+    let authority = HeaderValue::from_str(authority.as_str()).ok()?;
+    req.headers_mut().insert(header::HOST, authority.clone());
+    let origin = req.uri().path_and_query().cloned().map_or_else(|| Uri::from_static("/"), Uri::from);
+    *req.uri_mut() = origin;
+    Some(authority)
+}
+
+enum Decision {
+    Route,
+    Refuse(HCode),
+    /// The app was destroyed while the request was held.
+    Gone,
+}
+
+/// Whether the app can take the request now, must refuse it, or (`None`) is booting.
+fn classify(app: &AppEntry) -> Option<Decision> {
+    if app.removed {
+        return Some(Decision::Gone);
+    }
+    if app.maintenance {
+        return Some(Decision::Refuse(HCode::H80));
+    }
+    if !app.backends.is_empty() {
+        return Some(Decision::Route);
+    }
+    match app.status {
+        WebStatus::Blank => Some(Decision::Refuse(HCode::H81)),
+        WebStatus::NoWebDynos => Some(Decision::Refuse(HCode::H14)),
+        WebStatus::Crashed => Some(Decision::Refuse(HCode::H10)),
+        // `Up` without backends is a transient report from the dyno manager: a dyno is
+        // about to be published, so it waits like a boot.
+        WebStatus::Starting | WebStatus::Up => None,
+    }
+}
+
+/// Classifies the app, holding the request while it boots: Heroku queues requests for up
+/// to 75 s for a dyno to come up rather than failing the first visitor after a deploy.
+async fn decide(slot: &AppSlot, hold: Duration) -> (Arc<AppEntry>, Decision) {
+    let app = slot.current();
+    if let Some(d) = classify(&app) {
+        return (app, d);
+    }
+    let deadline = tokio::time::Instant::now() + hold;
+    let mut rx = slot.subscribe();
+    loop {
+        let app = Arc::clone(&rx.borrow_and_update());
+        if let Some(d) = classify(&app) {
+            return (app, d);
+        }
+        match tokio::time::timeout_at(deadline, rx.changed()).await {
+            Ok(Ok(())) => continue,
+            // The slot (hence the sender) outlives this wait; an error means the app is
+            // being torn down, and the held request gets the same answer as a timeout.
+            Ok(Err(_)) | Err(_) => return (app, Decision::Refuse(HCode::H20)),
+        }
+    }
+}
+
+/// Why an attempt on one dyno failed, for the log line if it is the last.
+struct Failure {
+    code: HCode,
+    backend: Arc<BackendState>,
+    connect: Duration,
+    service: Duration,
+}
+
+enum Attempt {
+    Answered {
+        response: Response<Incoming>,
+        sender: Sender,
+        connect: Duration,
+        dispatched_at: Instant,
+    },
+    /// The request was never written: another dyno may take it.
+    Retry {
+        req: Request<Incoming>,
+        failure: Failure,
+    },
+    /// The request was (maybe partly) sent; retrying could repeat its effects.
+    Failed(Failure),
+}
+
+/// Sends the request to a dyno, moving on to the next while the request is still unsent.
+async fn dispatch(config: &RouterConfig, log: RequestLog, mut req: Request<Incoming>, client_upgrade: Option<OnUpgrade>) -> Response<RouterBody> {
+    let app = Arc::clone(&log.app);
+    let mut tried = Tried::default();
+    let mut last_failure = None;
+    while let Some(i) = balance::pick(&app.backends, &tried) {
+        tried.insert(i);
+        let outstanding = app.backends[i].begin();
+        match attempt(config, outstanding.state(), req).await {
+            Attempt::Answered { response, sender, connect, dispatched_at } => {
+                return respond(log, response, sender, outstanding, connect, dispatched_at, client_upgrade);
+            }
+            Attempt::Retry { req: unsent, failure } => {
+                req = unsent;
+                last_failure = Some(failure);
+            }
+            Attempt::Failed(failure) => {
+                last_failure = Some(failure);
+                break;
+            }
+        }
+    }
+    // `decide` routes only apps with backends, so at least one attempt was made.
+    let Some(f) = last_failure else {
+        log.emit(&Outcome::refused(HCode::H14));
+        return pages::for_code(HCode::H14, &app);
+    };
+    log.emit(&Outcome {
+        code: Some(f.code),
+        dyno: Some(&f.backend.backend.dyno),
+        connect: Some(f.connect),
+        service: Some(f.service),
+        status: Some(f.code.status().as_u16()),
+        bytes: Some(0),
+    });
+    pages::for_code(f.code, &app)
+}
+
+/// One dyno: a pooled connection if one is alive, else a new one; then the request, with
+/// the first-byte timeout from the moment it is handed over.
+async fn attempt(config: &RouterConfig, backend: &Arc<BackendState>, mut req: Request<Incoming>) -> Attempt {
+    let failure = |code, connect, service| Failure { code, backend: Arc::clone(backend), connect, service };
+    // Pooled connections found dead; past a few, the dyno probably restarted and dropped
+    // them all, so connect afresh instead of draining the pool one by one.
+    let mut stale = 0;
+    loop {
+        let connect_started = Instant::now();
+        let pooled = if stale < 3 { backend.pool.take() } else { None };
+        let (mut sender, reused) = match pooled {
+            Some(sender) => (sender, true),
+            None => match upstream::connect(backend.backend.addr, config.connect_timeout).await {
+                Ok(sender) => (sender, false),
+                Err(e) => {
+                    tracing::debug!(dyno = %backend.backend.dyno, error = %e, "dyno unreachable");
+                    backend.quarantine();
+                    return Attempt::Retry { req, failure: failure(e.hcode(), connect_started.elapsed(), Duration::ZERO) };
+                }
+            },
+        };
+        if reused && timeout(config.connect_timeout, sender.ready()).await.map_or(true, |r| r.is_err()) {
+            // The dyno closed this idle connection.
+            stale += 1;
+            continue;
+        }
+        let connect = if reused { Duration::ZERO } else { connect_started.elapsed() };
+        let dispatched_at = Instant::now();
+        match timeout(config.first_byte_timeout, sender.try_send_request(req)).await {
+            Ok(Ok(response)) => return Attempt::Answered { response, sender, connect, dispatched_at },
+            Ok(Err(mut e)) => match e.take_message() {
+                // Nothing was written: a kept-alive connection the dyno had just closed.
+                Some(unsent) if reused => {
+                    stale += 1;
+                    req = unsent;
+                }
+                // A new connection closed before the request went out: try another dyno.
+                Some(unsent) => return Attempt::Retry { req: unsent, failure: failure(HCode::H13, connect, dispatched_at.elapsed()) },
+                None => {
+                    let error = e.into_error();
+                    tracing::debug!(dyno = %backend.backend.dyno, %error, "dyno request failed");
+                    let code = if error.is_parse() {
+                        HCode::H17
+                    } else if error.is_user() {
+                        // The client's request body broke off: the client left.
+                        HCode::H27
+                    } else {
+                        HCode::H13
+                    };
+                    return Attempt::Failed(failure(code, connect, dispatched_at.elapsed()));
+                }
+            },
+            // The dyno keeps working on the request; only the router gives up (as Heroku).
+            Err(_) => return Attempt::Failed(failure(HCode::H12, connect, dispatched_at.elapsed())),
+        }
+    }
+}
+
+/// Turns the dyno's response into the client's.
+fn respond(
+    log: RequestLog,
+    mut response: Response<Incoming>,
+    sender: Sender,
+    outstanding: Outstanding,
+    connect: Duration,
+    dispatched_at: Instant,
+    client_upgrade: Option<OnUpgrade>,
+) -> Response<RouterBody> {
+    let status = response.status();
+    if status == StatusCode::SWITCHING_PROTOCOLS {
+        let Some(client_upgrade) = client_upgrade else {
+            // A switch nobody asked for cannot be relayed.
+            return fail_after_dispatch(log, HCode::H17, &outstanding, connect, dispatched_at);
+        };
+        let dyno_upgrade = hyper::upgrade::on(&mut response);
+        log.emit(&Outcome {
+            code: None,
+            dyno: Some(&outstanding.state().backend.dyno),
+            connect: Some(connect),
+            service: Some(dispatched_at.elapsed()),
+            status: Some(status.as_u16()),
+            bytes: Some(0),
+        });
+        upgrade::splice(client_upgrade, dyno_upgrade, outstanding);
+        // The connection now belongs to the upgrade; it never returns to the pool.
+        drop(sender);
+        let (mut parts, _) = response.into_parts();
+        forward::prepare_response(&mut parts.headers, true);
+        return Response::from_parts(parts, RouterBody::empty());
+    }
+    let (mut parts, body) = response.into_parts();
+    forward::prepare_response(&mut parts.headers, false);
+    let finish = Finish { log, outstanding, sender: Some(sender), status: status.as_u16(), connect, dispatched_at, bytes: 0 };
+    Response::from_parts(parts, RouterBody::upstream(body, finish))
+}
+
+fn fail_after_dispatch(log: RequestLog, code: HCode, outstanding: &Outstanding, connect: Duration, dispatched_at: Instant) -> Response<RouterBody> {
+    log.emit(&Outcome {
+        code: Some(code),
+        dyno: Some(&outstanding.state().backend.dyno),
+        connect: Some(connect),
+        service: Some(dispatched_at.elapsed()),
+        status: Some(code.status().as_u16()),
+        bytes: Some(0),
+    });
+    pages::for_code(code, &log.app)
+}

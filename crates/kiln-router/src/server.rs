@@ -1,0 +1,121 @@
+//! Accepting client connections and serving HTTP/1.1 on them until shutdown.
+//!
+//! Each connection runs on its own task. Shutdown stops accepting at once, then lets every
+//! connection finish the request it is on (idle keep-alive connections close straight
+//! away) before [`serve`] returns.
+
+use crate::config::RouterConfig;
+use crate::forward::ListenerInfo;
+use crate::proxy::{self, Shared};
+use crate::table::RouteTable;
+use http::HeaderValue;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use kiln_model::log::LogSink;
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// Serves the router on `listener` until `shutdown` completes, then waits for open
+/// connections to finish their current request. Wrap the call in a timeout to bound that
+/// wait (streaming responses and WebSockets can last indefinitely).
+///
+/// Only fails if the listener's address cannot be read; errors accepting or serving single
+/// connections are logged and never stop the router.
+pub async fn serve(
+    listener: TcpListener,
+    table: Arc<RouteTable>,
+    logs: Arc<dyn LogSink>,
+    config: RouterConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let local = listener.local_addr()?;
+    if crate::host::normalize_domain(&config.domain) != table.domain() {
+        tracing::warn!(config = config.domain, table = table.domain(), "router config and route table disagree on the domain; the table's is used");
+    }
+    let mut http = http1::Builder::new();
+    // Bounds how long a client may take to send a request head, idle keep-alive included.
+    http.timer(TokioTimer::new()).header_read_timeout(config.idle_timeout);
+    // Issue 5: Heroku's limits (8192-byte lines, 1000 headers) go here and in a
+    // validation layer, along with TLS listeners (ListenerInfo already carries the scheme).
+    let shared = Arc::new(Shared { table, logs, config, listener: ListenerInfo::http(local.port()) });
+    tracing::info!(%local, "router listening");
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    // Responses are written in few, full writes; Nagle would only delay them.
+                    let _ = stream.set_nodelay(true);
+                    spawn_connection(stream, peer, &http, &shared, stop_rx.clone());
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+    drop(listener);
+    drop(stop_rx);
+    stop_tx.send_replace(true);
+    // Every connection task holds a receiver; this resolves once all have finished.
+    stop_tx.closed().await;
+    Ok(())
+}
+
+/// Serves one client connection. Generic over the transport so TLS (issue 5) reuses it.
+fn spawn_connection<IO>(io: IO, peer: SocketAddr, http: &http1::Builder, shared: &Arc<Shared>, mut stop: watch::Receiver<bool>)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let client_ip = client_ip_header(peer.ip());
+    let shared = Arc::clone(shared);
+    let service = service_fn(move |req| {
+        let shared = Arc::clone(&shared);
+        let client_ip = client_ip.clone();
+        async move { Ok::<_, Infallible>(proxy::handle(shared, client_ip, req).await) }
+    });
+    let conn = http.serve_connection(TokioIo::new(io), service).with_upgrades();
+    tokio::spawn(async move {
+        tokio::pin!(conn);
+        let result = tokio::select! {
+            result = conn.as_mut() => result,
+            () = stopping(&mut stop) => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        };
+        if let Err(e) = result {
+            // Clients resetting or timing out is routine.
+            tracing::debug!(%peer, error = %e, "client connection ended with an error");
+        }
+    });
+}
+
+/// Resolves when the router starts shutting down (or has gone).
+async fn stopping(stop: &mut watch::Receiver<bool>) {
+    // The returned guard is dropped here, so it is never held across the connection's awaits.
+    let _ = stop.wait_for(|stopping| *stopping).await;
+}
+
+/// The client address as `X-Forwarded-For` shows it: IPv4-mapped IPv6 as plain IPv4.
+fn client_ip_header(ip: IpAddr) -> HeaderValue {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    };
+    // An IP address always renders as a valid header value.
+    HeaderValue::from_str(&ip.to_string()).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+}

@@ -1,0 +1,269 @@
+//! The route table: which app a host names, and each app's settings and up web dynos.
+//!
+//! It lives only in memory. The dyno manager and the API publish into it through
+//! [`RouteUpdates`]; requests read it. Each app has a slot holding an immutable snapshot
+//! ([`AppEntry`]) in a `tokio::sync::watch` channel: a read is a short lock and an `Arc`
+//! clone, an update swaps the snapshot, and requests held while an app boots wait on the
+//! same channel for the snapshot that brings a dyno up. No lock is held across an await.
+
+use crate::backend::BackendState;
+use crate::host;
+use kiln_model::route::{Backend, RouteUpdates, WebStatus};
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
+use tokio::sync::watch;
+
+/// Every app the router knows, by id and by name.
+pub struct RouteTable {
+    /// Lowercase, without dots at either end.
+    domain: String,
+    index: RwLock<Index>,
+}
+
+#[derive(Default)]
+struct Index {
+    by_id: HashMap<String, Arc<AppSlot>>,
+    /// Apps registered only through `set_backends` have no name yet and are not here.
+    by_name: HashMap<String, Arc<AppSlot>>,
+    // Issue 5: custom domains become a third map, hostname -> slot, checked first.
+}
+
+/// One app's current snapshot, and the channel that announces the next.
+pub(crate) struct AppSlot {
+    tx: watch::Sender<Arc<AppEntry>>,
+}
+
+impl AppSlot {
+    pub(crate) fn current(&self) -> Arc<AppEntry> {
+        Arc::clone(&self.tx.borrow())
+    }
+
+    pub(crate) fn subscribe(&self) -> watch::Receiver<Arc<AppEntry>> {
+        self.tx.subscribe()
+    }
+
+    fn update(&self, change: impl FnOnce(&mut AppEntry)) {
+        let mut next = AppEntry::clone(&self.current());
+        change(&mut next);
+        self.tx.send_replace(Arc::new(next));
+    }
+}
+
+/// An immutable snapshot of one app as the router routes it.
+#[derive(Clone)]
+pub struct AppEntry {
+    pub(crate) app_id: String,
+    pub(crate) app_name: String,
+    pub(crate) maintenance: bool,
+    pub(crate) error_page_url: Option<String>,
+    pub(crate) maintenance_page_url: Option<String>,
+    pub(crate) status: WebStatus,
+    pub(crate) backends: Vec<Arc<BackendState>>,
+    /// Set on the last snapshot of a destroyed app, to release requests held on it.
+    pub(crate) removed: bool,
+}
+
+impl AppEntry {
+    fn new(app_id: &str) -> AppEntry {
+        AppEntry {
+            app_id: app_id.to_string(),
+            app_name: String::new(),
+            maintenance: false,
+            error_page_url: None,
+            maintenance_page_url: None,
+            status: WebStatus::Blank,
+            backends: Vec::new(),
+            removed: false,
+        }
+    }
+
+    pub fn app_id(&self) -> &str {
+        &self.app_id
+    }
+
+    pub fn app_name(&self) -> &str {
+        &self.app_name
+    }
+
+    pub fn maintenance(&self) -> bool {
+        self.maintenance
+    }
+
+    /// `ERROR_PAGE_URL`, kept for issue 5 (the router serves its own page for now).
+    pub fn error_page_url(&self) -> Option<&str> {
+        self.error_page_url.as_deref()
+    }
+
+    /// `MAINTENANCE_PAGE_URL`, kept for issue 5.
+    pub fn maintenance_page_url(&self) -> Option<&str> {
+        self.maintenance_page_url.as_deref()
+    }
+
+    pub fn status(&self) -> WebStatus {
+        self.status
+    }
+
+    /// The up web dynos requests are spread over.
+    pub fn backends(&self) -> impl Iterator<Item = &Backend> {
+        self.backends.iter().map(|b| &b.backend)
+    }
+
+    /// Each dyno with the number of requests it is serving through this router right now.
+    pub fn outstanding(&self) -> impl Iterator<Item = (&Backend, usize)> {
+        self.backends.iter().map(|b| (&b.backend, b.outstanding()))
+    }
+}
+
+impl RouteTable {
+    /// An empty table serving apps at `<app>.<domain>`.
+    pub fn new(domain: &str) -> Arc<RouteTable> {
+        Arc::new(RouteTable { domain: host::normalize_domain(domain), index: RwLock::new(Index::default()) })
+    }
+
+    /// The domain apps are served under, normalized.
+    pub fn domain(&self) -> &str {
+        &self.domain
+    }
+
+    /// The app a `Host` header value (port and case ignored) routes to.
+    pub fn lookup_host(&self, host: &str) -> Option<Arc<AppEntry>> {
+        self.lookup_slot(host).map(|slot| slot.current())
+    }
+
+    /// The app with this id, whether or not it has a name yet.
+    pub fn get(&self, app_id: &str) -> Option<Arc<AppEntry>> {
+        self.read().by_id.get(app_id).map(|slot| slot.current())
+    }
+
+    pub(crate) fn lookup_slot(&self, host: &str) -> Option<Arc<AppSlot>> {
+        let hostname = host::hostname(host)?;
+        let label = host::app_label(&hostname, &self.domain)?;
+        self.read().by_name.get(label).cloned()
+    }
+
+    // A poisoned lock only means a writer panicked between two map operations; each map
+    // is still valid on its own, and refusing all traffic would be worse.
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Index> {
+        self.index.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Index> {
+        self.index.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn slot_or_insert(index: &mut Index, app_id: &str) -> Arc<AppSlot> {
+        Arc::clone(index.by_id.entry(app_id.to_string()).or_insert_with(|| {
+            let (tx, _) = watch::channel(Arc::new(AppEntry::new(app_id)));
+            Arc::new(AppSlot { tx })
+        }))
+    }
+}
+
+impl RouteUpdates for RouteTable {
+    fn upsert_app(&self, app_id: &str, app_name: &str, maintenance: bool, error_page_url: Option<String>, maintenance_page_url: Option<String>) {
+        let app_name = app_name.to_ascii_lowercase();
+        let mut index = self.write();
+        let slot = Self::slot_or_insert(&mut index, app_id);
+        let old_name = slot.current().app_name.clone();
+        if old_name != app_name {
+            // A rename frees the old host at once; only drop it if it is still ours.
+            if index.by_name.get(&old_name).is_some_and(|s| Arc::ptr_eq(s, &slot)) {
+                index.by_name.remove(&old_name);
+            }
+        }
+        if !app_name.is_empty() {
+            if let Some(other) = index.by_name.insert(app_name.clone(), Arc::clone(&slot)) {
+                if !Arc::ptr_eq(&other, &slot) {
+                    tracing::warn!(app_name, app_id, other = other.current().app_id, "app name moved to another app id");
+                }
+            }
+        }
+        slot.update(|e| {
+            e.app_name = app_name;
+            e.maintenance = maintenance;
+            e.error_page_url = error_page_url;
+            e.maintenance_page_url = maintenance_page_url;
+        });
+    }
+
+    fn set_backends(&self, app_id: &str, status: WebStatus, backends: Vec<Backend>) {
+        let existing = self.read().by_id.get(app_id).cloned();
+        // The dyno manager may report dynos before the API has registered the app.
+        let slot = existing.unwrap_or_else(|| Self::slot_or_insert(&mut self.write(), app_id));
+        let current = slot.current();
+        // Keep the state of dynos that are still there: their outstanding counts,
+        // quarantine and warm connections stay meaningful.
+        let states = backends.into_iter().map(|b| current.backends.iter().find(|s| s.backend == b).cloned().unwrap_or_else(|| BackendState::new(b))).collect();
+        slot.update(|e| {
+            e.status = status;
+            e.backends = states;
+        });
+    }
+
+    fn remove_app(&self, app_id: &str) {
+        let mut index = self.write();
+        let Some(slot) = index.by_id.remove(app_id) else { return };
+        let name = slot.current().app_name.clone();
+        if index.by_name.get(&name).is_some_and(|s| Arc::ptr_eq(s, &slot)) {
+            index.by_name.remove(&name);
+        }
+        drop(index);
+        slot.update(|e| {
+            e.removed = true;
+            e.backends.clear();
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backend(dyno: &str, port: u16) -> Backend {
+        Backend { dyno: dyno.to_string(), addr: ([127, 0, 0, 1], port).into() }
+    }
+
+    #[test]
+    fn routes_by_name_and_follows_renames() {
+        let t = RouteTable::new("LocalHost.");
+        t.upsert_app("id1", "foo", false, None, None);
+        assert_eq!(t.lookup_host("foo.localhost").unwrap().app_id(), "id1");
+        assert_eq!(t.lookup_host("Foo.LOCALHOST:80").unwrap().app_name(), "foo");
+        t.upsert_app("id1", "bar", true, Some("https://e/x".into()), None);
+        assert!(t.lookup_host("foo.localhost").is_none());
+        let e = t.lookup_host("bar.localhost").unwrap();
+        assert!(e.maintenance());
+        assert_eq!(e.error_page_url(), Some("https://e/x"));
+        t.remove_app("id1");
+        assert!(t.lookup_host("bar.localhost").is_none());
+        assert!(t.get("id1").is_none());
+    }
+
+    #[test]
+    fn backends_before_upsert_and_state_kept() {
+        let t = RouteTable::new("localhost");
+        t.set_backends("id1", WebStatus::Up, vec![backend("web.1", 1), backend("web.2", 2)]);
+        assert!(t.lookup_host("foo.localhost").is_none());
+        t.upsert_app("id1", "foo", false, None, None);
+        let e = t.lookup_host("foo.localhost").unwrap();
+        assert_eq!(e.status(), WebStatus::Up);
+        assert_eq!(e.backends().count(), 2, "upsert keeps backends");
+        let _busy = e.backends[1].begin();
+        t.set_backends("id1", WebStatus::Up, vec![backend("web.2", 2), backend("web.3", 3)]);
+        let e2 = t.get("id1").unwrap();
+        let counts: Vec<_> = e2.outstanding().map(|(b, n)| (b.dyno.as_str(), n)).collect();
+        assert_eq!(counts, vec![("web.2", 1), ("web.3", 0)]);
+    }
+
+    #[tokio::test]
+    async fn removal_wakes_waiters() {
+        let t = RouteTable::new("localhost");
+        t.upsert_app("id1", "foo", false, None, None);
+        let slot = t.lookup_slot("foo.localhost").unwrap();
+        let mut rx = slot.subscribe();
+        rx.borrow_and_update();
+        t.remove_app("id1");
+        rx.changed().await.unwrap();
+        assert!(rx.borrow().removed);
+    }
+}

@@ -1,0 +1,115 @@
+//! Talking to dynos: opening HTTP/1.1 connections with a connect timeout, and keeping idle
+//! keep-alive connections per dyno for reuse (as Heroku's Router 2.0 does).
+//!
+//! The pool is ours rather than hyper-util's legacy client because the router must know
+//! things that client hides: whether connecting failed (so the request, still unsent, can
+//! go to another dyno), how long connecting took (`connect=` in the log line), and whether
+//! a request on a reused connection was never written (so it can be retried safely).
+
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+
+use crate::hcode::HCode;
+
+/// Request bodies are streamed from the client straight to the dyno.
+pub(crate) type Sender = SendRequest<Incoming>;
+
+/// Vegur closes idle connections to dynos after a minute; dynos are advised to keep theirs
+/// open longer, so reusing one rarely races with the dyno closing it.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Enough to absorb a burst without holding sockets for it forever.
+const POOL_MAX_IDLE: usize = 256;
+
+/// Idle connections to one dyno, most recently used first out: hot connections stay warm
+/// and the rest age out.
+pub(crate) struct Pool {
+    idle: Mutex<Vec<Idle>>,
+}
+
+struct Idle {
+    sender: Sender,
+    since: Instant,
+}
+
+impl Pool {
+    pub(crate) fn new() -> Pool {
+        Pool { idle: Mutex::new(Vec::new()) }
+    }
+
+    /// An idle connection that still looks alive, if any.
+    pub(crate) fn take(&self) -> Option<Sender> {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        while let Some(conn) = idle.pop() {
+            if conn.since.elapsed() < POOL_IDLE_TIMEOUT && !conn.sender.is_closed() {
+                return Some(conn.sender);
+            }
+        }
+        None
+    }
+
+    /// Returns a connection whose last exchange finished cleanly.
+    pub(crate) fn put(&self, sender: Sender) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        // The oldest entry sits at the bottom where `take` rarely reaches; retire it here
+        // once it expires so it does not pin a socket on the dyno.
+        if idle.first().is_some_and(|c| c.since.elapsed() >= POOL_IDLE_TIMEOUT) {
+            idle.remove(0);
+        }
+        if idle.len() < POOL_MAX_IDLE {
+            idle.push(Idle { sender, since: Instant::now() });
+        }
+    }
+}
+
+/// Why no connection to a dyno could be opened.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConnectError {
+    #[error("connection to dyno at {addr} refused")]
+    Refused { addr: SocketAddr },
+    #[error("connection to dyno at {addr} not established within {after:?}")]
+    Timeout { addr: SocketAddr, after: Duration },
+    #[error("connecting to dyno at {addr}: {source}")]
+    Io { addr: SocketAddr, source: io::Error },
+    #[error("starting HTTP/1.1 with dyno at {addr}: {source}")]
+    Handshake { addr: SocketAddr, source: hyper::Error },
+}
+
+impl ConnectError {
+    /// Heroku has two codes for failing to reach a dyno; every failure that is not a
+    /// timeout counts as refused.
+    pub(crate) fn hcode(&self) -> HCode {
+        match self {
+            ConnectError::Timeout { .. } => HCode::H19,
+            _ => HCode::H21,
+        }
+    }
+}
+
+/// Opens a connection to a dyno and drives it on its own task.
+pub(crate) async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Sender, ConnectError> {
+    let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Err(_) => return Err(ConnectError::Timeout { addr, after: timeout }),
+        Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => return Err(ConnectError::Refused { addr }),
+        Ok(Err(source)) => return Err(ConnectError::Io { addr, source }),
+        Ok(Ok(stream)) => stream,
+    };
+    // Requests and response heads are small; Nagle would only add latency.
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) = http1::Builder::new().handshake(TokioIo::new(stream)).await.map_err(|source| ConnectError::Handshake { addr, source })?;
+    tokio::spawn(async move {
+        // Upgrades (WebSocket) take the socket over once the dyno answers 101.
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!(%addr, error = %e, "dyno connection ended with an error");
+        }
+    });
+    Ok(sender)
+}

@@ -1,0 +1,212 @@
+//! Test scaffolding: a router on a random port, tiny dynos, a client, and a log sink that
+//! remembers what the router wrote.
+
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use kiln_model::log::{LogLine, LogSink};
+use kiln_model::route::{Backend, RouteUpdates, WebStatus};
+use kiln_router::{RouteTable, RouterConfig};
+use std::convert::Infallible;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Remembers every line, per app.
+#[derive(Default)]
+pub struct TestLogs {
+    lines: Mutex<Vec<(String, LogLine)>>,
+}
+
+impl LogSink for TestLogs {
+    fn emit(&self, app_id: &str, line: LogLine) {
+        self.lines.lock().unwrap().push((app_id.to_string(), line));
+    }
+}
+
+impl TestLogs {
+    pub fn messages(&self, app_id: &str) -> Vec<String> {
+        self.lines.lock().unwrap().iter().filter(|(a, _)| a == app_id).map(|(_, l)| l.message.clone()).collect()
+    }
+
+    /// The first router line for `app_id` containing `needle`, waiting for it a little:
+    /// lines are written when a response ends, which can trail the client's read.
+    pub async fn wait_for(&self, app_id: &str, needle: &str) -> LogLine {
+        for _ in 0..500 {
+            let found = self.lines.lock().unwrap().iter().find(|(a, l)| a == app_id && l.message.contains(needle)).map(|(_, l)| l.clone());
+            if let Some(line) = found {
+                assert_eq!((line.source.as_str(), line.process.as_str()), ("heroku", "router"));
+                return line;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("no log line with {needle:?} for {app_id}; have {:?}", self.messages(app_id));
+    }
+}
+
+pub struct Router {
+    pub addr: SocketAddr,
+    pub table: Arc<RouteTable>,
+    pub logs: Arc<TestLogs>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl Router {
+    pub async fn start() -> Router {
+        Router::with_config(RouterConfig::default()).await
+    }
+
+    pub async fn with_config(config: RouterConfig) -> Router {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let table = RouteTable::new(&config.domain);
+        let logs = Arc::new(TestLogs::default());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(kiln_router::serve(listener, table.clone(), logs.clone(), config, async move {
+            let _ = stopped.await;
+        }));
+        Router { addr, table, logs, stop: Some(stop), task: Some(task) }
+    }
+
+    /// Registers app `name` (id `id-<name>`) with these dynos, all up.
+    pub fn app(&self, name: &str, dynos: &[SocketAddr]) -> String {
+        let id = format!("id-{name}");
+        self.table.upsert_app(&id, name, false, None, None);
+        let status = if dynos.is_empty() { WebStatus::NoWebDynos } else { WebStatus::Up };
+        self.table.set_backends(&id, status, backends(dynos));
+        id
+    }
+
+    pub async fn shutdown(mut self) -> io::Result<()> {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.take().unwrap().await.unwrap()
+    }
+}
+
+pub fn backends(dynos: &[SocketAddr]) -> Vec<Backend> {
+    dynos.iter().enumerate().map(|(i, addr)| Backend { dyno: format!("web.{}", i + 1), addr: *addr }).collect()
+}
+
+/// A dyno that answers every request with what it received: a first line
+/// `backend=<name> <METHOD> <uri> body=<n>` then one `name: value` line per header.
+/// Returns its address and how many connections it has accepted.
+pub async fn echo_dyno(name: &'static str) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { return };
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let service = service_fn(move |req: Request<Incoming>| async move {
+                    let (parts, body) = req.into_parts();
+                    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                    let mut text = format!("backend={name} {} {} body={}\n", parts.method, parts.uri, body.len());
+                    for (k, v) in &parts.headers {
+                        text.push_str(&format!("{}: {}\n", k, String::from_utf8_lossy(v.as_bytes())));
+                    }
+                    let mut resp = http::Response::new(Full::new(Bytes::from(text)));
+                    resp.headers_mut().insert("x-backend", name.parse().unwrap());
+                    Ok::<_, Infallible>(resp)
+                });
+                let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+/// A port nothing listens on: connecting is refused.
+pub async fn dead_dyno() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap()
+}
+
+/// A dyno that runs `handle` on each raw TCP connection.
+pub async fn raw_dyno<F, Fut>(handle: F) -> SocketAddr
+where
+    F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { return };
+            tokio::spawn(handle(stream));
+        }
+    });
+    addr
+}
+
+/// Reads up to the end of an HTTP head.
+pub async fn read_head(stream: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte).await.unwrap() == 0 {
+            break;
+        }
+        head.push(byte[0]);
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl Reply {
+    /// A header as the echo dyno received it.
+    pub fn echoed(&self, name: &str) -> Option<String> {
+        let prefix = format!("{name}: ");
+        self.body.lines().find_map(|l| l.strip_prefix(&prefix)).map(str::to_string)
+    }
+
+    pub fn backend(&self) -> String {
+        self.headers.get("x-backend").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default()
+    }
+}
+
+pub fn get(host: &str, path: &str) -> http::request::Builder {
+    Request::get(path).header("host", host)
+}
+
+/// Sends one request on a new connection and reads the whole response.
+pub async fn send(addr: SocketAddr, req: http::request::Builder) -> Reply {
+    send_body(addr, req, Bytes::new()).await
+}
+
+pub async fn send_body(addr: SocketAddr, req: http::request::Builder, body: Bytes) -> Reply {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(conn);
+    let resp = tx.send_request(req.body(Full::new(body)).unwrap()).await.unwrap();
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    Reply { status: parts.status, headers: parts.headers, body: String::from_utf8_lossy(&body).into_owned() }
+}
+
+/// Writes raw bytes and reads the response head.
+pub async fn raw_request(addr: SocketAddr, bytes: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(bytes).await.unwrap();
+    read_head(&mut stream).await
+}
