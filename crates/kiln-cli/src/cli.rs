@@ -1,0 +1,314 @@
+//! The command line grammar: Heroku's command names (`apps:create`, `config:set`, …) and
+//! flags, with Heroku's hidden short aliases (`create`, `scale`, `rollback`) where the
+//! Heroku CLI has them. `server` is not here: the binary handles it before calling us.
+
+use clap::{Args, Parser, Subcommand};
+
+const AFTER_HELP: &str = "\
+`kiln server` starts the platform itself (API, git receiver, builder, router, dynos).
+Every other command talks to a running platform's API:
+  KILN_API_URL  API address (else the one saved by `kiln login`, else http://127.0.0.1:5000)
+  KILN_API_KEY  API key (else the `machine <host:port>` entry in ~/.netrc)
+  KILN_APP      app to act on (else -a APP, else the app of this repo's `kiln` git remote)";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kiln",
+    bin_name = "kiln",
+    version,
+    about = "Kiln, a self-hosted Heroku: manage apps with Heroku's commands.",
+    after_help = AFTER_HELP,
+    subcommand_required = true,
+    arg_required_else_help = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+/// Which app a command acts on; see `resolve_app`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct AppFlags {
+    /// App to run the command against
+    #[arg(short = 'a', long = "app", value_name = "APP")]
+    pub app: Option<String>,
+    /// Git remote of the app to use (default: kiln)
+    #[arg(short = 'r', long = "remote", value_name = "REMOTE")]
+    pub remote: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Save an API key (read from stdin) after checking it with the API
+    #[command(name = "login")]
+    Login {
+        /// API to log in to (default: KILN_API_URL, the saved one, or http://127.0.0.1:5000)
+        #[arg(long, value_name = "URL")]
+        api_url: Option<String>,
+    },
+
+    /// List your apps
+    #[command(name = "apps", alias = "apps:list", alias = "list")]
+    Apps {
+        /// Output as JSON
+        #[arg(long, short = 'j')]
+        json: bool,
+    },
+
+    /// Create a new app (and a `kiln` git remote for it when run in a git repo)
+    #[command(name = "apps:create", alias = "create")]
+    AppsCreate {
+        /// Name of the app (a random one when omitted)
+        name: Option<String>,
+        /// Do not add a git remote
+        #[arg(long)]
+        no_remote: bool,
+    },
+
+    /// Show detailed app information
+    #[command(name = "apps:info", alias = "info")]
+    AppsInfo {
+        #[command(flatten)]
+        app: AppFlags,
+        /// App name (same as --app)
+        #[arg(hide = true, value_name = "APP")]
+        name: Option<String>,
+        /// Output as JSON
+        #[arg(long, short = 'j')]
+        json: bool,
+    },
+
+    /// Permanently destroy an app
+    #[command(name = "apps:destroy", alias = "destroy", alias = "apps:delete")]
+    AppsDestroy {
+        /// App to destroy (same as --app)
+        #[arg(value_name = "NAME")]
+        name: Option<String>,
+        #[command(flatten)]
+        app: AppFlags,
+        /// The app's name again, to confirm
+        #[arg(short = 'c', long, value_name = "NAME")]
+        confirm: Option<String>,
+    },
+
+    /// Display the config vars of an app
+    #[command(name = "config")]
+    Config {
+        #[command(flatten)]
+        app: AppFlags,
+        /// Output as JSON
+        #[arg(long, short = 'j')]
+        json: bool,
+        /// Output as KEY=value lines for a shell
+        #[arg(long, short = 's')]
+        shell: bool,
+    },
+
+    /// Display one config var's value
+    #[command(name = "config:get")]
+    ConfigGet {
+        #[command(flatten)]
+        app: AppFlags,
+        #[arg(value_name = "KEY")]
+        key: String,
+    },
+
+    /// Set one or more config vars (creates a release and restarts dynos)
+    #[command(name = "config:set", alias = "config:add")]
+    ConfigSet {
+        #[command(flatten)]
+        app: AppFlags,
+        #[arg(value_name = "KEY=VALUE", required = true, num_args = 1..)]
+        vars: Vec<String>,
+    },
+
+    /// Unset one or more config vars
+    #[command(name = "config:unset", alias = "config:remove")]
+    ConfigUnset {
+        #[command(flatten)]
+        app: AppFlags,
+        #[arg(value_name = "KEY", required = true, num_args = 1..)]
+        keys: Vec<String>,
+    },
+
+    /// List an app's dynos
+    #[command(name = "ps", alias = "ps:list")]
+    Ps {
+        #[command(flatten)]
+        app: AppFlags,
+        /// Only show these process types
+        #[arg(value_name = "TYPE")]
+        types: Vec<String>,
+        /// Output as JSON
+        #[arg(long, short = 'j')]
+        json: bool,
+    },
+
+    /// Scale dynos up or down: web=2 worker+1 web=2:standard-2x (no arguments: show the formation)
+    #[command(name = "ps:scale", alias = "scale", alias = "dyno:scale")]
+    PsScale {
+        #[command(flatten)]
+        app: AppFlags,
+        #[arg(value_name = "TYPE=N")]
+        changes: Vec<String>,
+    },
+
+    /// Restart all dynos, the dynos of one process type, or one dyno
+    #[command(name = "ps:restart", alias = "restart", alias = "dyno:restart")]
+    PsRestart {
+        #[command(flatten)]
+        app: AppFlags,
+        /// A process type (web) or a dyno (web.1)
+        #[arg(value_name = "TYPE|DYNO")]
+        target: Option<String>,
+        /// Restart the dynos of this process type
+        #[arg(short = 'p', long, value_name = "TYPE", conflicts_with_all = ["target", "dyno_name"])]
+        process_type: Option<String>,
+        /// Restart this dyno
+        #[arg(short = 'd', long, value_name = "DYNO", conflicts_with = "target")]
+        dyno_name: Option<String>,
+    },
+
+    /// List an app's releases
+    #[command(name = "releases")]
+    Releases {
+        #[command(flatten)]
+        app: AppFlags,
+        /// How many releases to show
+        #[arg(short = 'n', long, value_name = "N", default_value_t = 15)]
+        num: u32,
+        /// Output as JSON
+        #[arg(long, short = 'j')]
+        json: bool,
+    },
+
+    /// Show one release (the latest when no version is given)
+    #[command(name = "releases:info")]
+    ReleasesInfo {
+        #[command(flatten)]
+        app: AppFlags,
+        /// Release version, such as v12
+        #[arg(value_name = "vN")]
+        release: Option<String>,
+        /// Output as JSON
+        #[arg(long, short = 'j')]
+        json: bool,
+    },
+
+    /// Roll back to an earlier release (the previous eligible one when no version is given)
+    #[command(name = "releases:rollback", alias = "rollback")]
+    ReleasesRollback {
+        #[command(flatten)]
+        app: AppFlags,
+        /// Release version to roll back to, such as v11
+        #[arg(value_name = "vN")]
+        release: Option<String>,
+    },
+
+    /// Show an app's logs
+    #[command(name = "logs")]
+    Logs {
+        #[command(flatten)]
+        app: AppFlags,
+        /// Number of past lines to show
+        #[arg(short = 'n', long, value_name = "N", default_value_t = 100)]
+        num: u32,
+        /// Keep streaming new lines
+        #[arg(short = 't', long)]
+        tail: bool,
+        /// Only this dyno (web.1) or process type (web)
+        #[arg(short = 'd', long, value_name = "DYNO")]
+        dyno: Option<String>,
+        /// Only this source (app or heroku)
+        #[arg(short = 's', long, value_name = "SOURCE")]
+        source: Option<String>,
+    },
+
+    /// Show an app's buildpacks
+    #[command(name = "buildpacks")]
+    Buildpacks {
+        #[command(flatten)]
+        app: AppFlags,
+        /// Output as JSON
+        #[arg(long, short = 'j')]
+        json: bool,
+    },
+
+    /// Set an app's buildpack (used from the next build)
+    #[command(name = "buildpacks:set")]
+    BuildpacksSet {
+        #[command(flatten)]
+        app: AppFlags,
+        #[arg(value_name = "URL")]
+        url: String,
+    },
+
+    /// Point the `kiln` git remote of this repository at an app, and set up git credentials
+    #[command(name = "git:remote")]
+    GitRemote {
+        #[command(flatten)]
+        app: AppFlags,
+    },
+
+    /// A git credential helper that answers with the stored API key (used by git, not people)
+    #[command(name = "git:credentials")]
+    GitCredentials {
+        /// The git credential operation: get, store or erase
+        #[arg(value_name = "OPERATION")]
+        operation: String,
+    },
+}
+
+impl Cmd {
+    /// Names and aliases that can start a command line. Used to tell whether the argument
+    /// list we were given starts with the program name.
+    pub fn is_command_word(word: &str) -> bool {
+        use clap::CommandFactory;
+        let cmd = Cli::command();
+        word == "help" || cmd.get_subcommands().any(|s| s.get_name() == word || s.get_all_aliases().any(|a| a == word))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("kiln").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn grammar_is_consistent() {
+        Cli::command().debug_assert();
+        assert!(Cmd::is_command_word("apps:create"));
+        assert!(Cmd::is_command_word("rollback"));
+        assert!(!Cmd::is_command_word("server"));
+        assert!(!Cmd::is_command_word("/usr/bin/kiln"));
+    }
+
+    #[test]
+    fn parses_heroku_style_lines() {
+        match parse(&["config:set", "-a", "myapp", "A=1", "B=two=2"]).unwrap().command {
+            Cmd::ConfigSet { app, vars } => {
+                assert_eq!(app.app.as_deref(), Some("myapp"));
+                assert_eq!(vars, ["A=1", "B=two=2"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(&["ps:scale", "web-1", "worker=2:standard-2x", "--app", "x"]).unwrap().command {
+            Cmd::PsScale { changes, .. } => assert_eq!(changes, ["web-1", "worker=2:standard-2x"]),
+            other => panic!("{other:?}"),
+        }
+        match parse(&["logs", "-n", "5", "-t", "-d", "web.1", "-s", "app"]).unwrap().command {
+            Cmd::Logs { num, tail, dyno, source, .. } => {
+                assert_eq!((num, tail, dyno.as_deref(), source.as_deref()), (5, true, Some("web.1"), Some("app")))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(parse(&["apps:destroy", "x", "--confirm", "x"]).unwrap().command, Cmd::AppsDestroy { .. }));
+        assert!(parse(&["server"]).is_err(), "server belongs to the binary");
+        assert!(parse(&["config:set"]).is_err());
+        assert!(parse(&["logs", "-n", "many"]).is_err());
+    }
+}

@@ -1,0 +1,124 @@
+//! The commands. Each takes the parsed arguments and a [`Ctx`] (environment and streams),
+//! makes its API calls and prints in the Heroku CLI's format.
+
+mod apps;
+mod buildpacks;
+mod config;
+mod git_cmds;
+mod login;
+mod logs;
+mod ps;
+mod releases;
+
+use crate::api::Api;
+use crate::cli::{AppFlags, Cmd};
+use crate::context::{Env, Io};
+use crate::{git, settings};
+use anyhow::{Result, bail};
+use kiln_model::Timestamp;
+
+pub const NO_APP: &str = "No app specified. Use -a APP, set KILN_APP, or run inside a git repo with a `kiln` remote.";
+
+/// What a running command may use.
+pub struct Ctx<'a> {
+    pub env: &'a Env,
+    pub io: Io<'a>,
+    /// "Now", for "(~ 5s ago)".
+    pub now: Timestamp,
+}
+
+impl<'a> Ctx<'a> {
+    pub fn new(env: &'a Env, io: Io<'a>) -> Ctx<'a> {
+        Ctx { env, io, now: Timestamp::now() }
+    }
+
+    /// Writes to stdout and flushes, so output appears as it happens (log tails, progress).
+    pub fn out(&mut self, text: &str) -> Result<()> {
+        self.io.stdout.write_all(text.as_bytes())?;
+        self.io.stdout.flush()?;
+        Ok(())
+    }
+
+    pub fn warn(&mut self, text: &str) {
+        // A warning that cannot be written is not worth failing the command for.
+        let _ = writeln!(self.io.stderr, "Warning: {text}");
+        let _ = self.io.stderr.flush();
+    }
+
+    /// The API client for the configured URL and key.
+    pub fn api(&self) -> Result<Api> {
+        let url = settings::api_url(self.env, None)?;
+        let Some(key) = settings::api_key(self.env, &url)? else {
+            bail!("Not logged in to {}. Run `kiln login`, or set KILN_API_KEY.", url.base);
+        };
+        Ok(Api::new(url, key))
+    }
+
+    /// Starts a Heroku-style progress line (`Setting FOO and restarting ⬢ app... `); finish it
+    /// with [`Ctx::done`] or [`Ctx::failed`].
+    pub fn action(&mut self, label: &str) -> Result<()> {
+        self.out(&format!("{label}... "))
+    }
+
+    pub fn done(&mut self, suffix: &str) -> Result<()> {
+        if suffix.is_empty() { self.out("done\n") } else { self.out(&format!("done, {suffix}\n")) }
+    }
+
+    /// Ends a progress line whose work failed; the error itself is printed on stderr.
+    pub fn failed<T>(&mut self, err: anyhow::Error) -> Result<T> {
+        let _ = self.out("!\n");
+        Err(err)
+    }
+}
+
+/// The app to act on: the command's own argument, `-a`, `KILN_APP`, or the app that the
+/// git remote (`kiln`, or `-r`) of the current directory points at.
+pub fn resolve_app(env: &Env, flags: &AppFlags, positional: Option<&str>) -> Result<String> {
+    if let Some(app) = positional.or(flags.app.as_deref()).filter(|a| !a.is_empty()) {
+        return Ok(app.to_string());
+    }
+    if let Some(app) = env.var("KILN_APP") {
+        return Ok(app.to_string());
+    }
+    let remote = flags.remote.as_deref().unwrap_or(git::REMOTE);
+    match git::remote_url(env.cwd(), remote) {
+        Some(url) => match git::app_from_git_url(&url) {
+            Some(app) => Ok(app),
+            None => bail!("The git remote {remote} ({url}) does not look like a Kiln app's URL (…/APP.git).\n{NO_APP}"),
+        },
+        None if flags.remote.is_some() => bail!("There is no git remote named {remote} here.\n{NO_APP}"),
+        None => bail!(NO_APP),
+    }
+}
+
+/// `⬢ name`, the Heroku CLI's way of naming an app in progress lines.
+pub fn app_label(app: &str) -> String {
+    format!("⬢ {app}")
+}
+
+pub async fn dispatch(ctx: &mut Ctx<'_>, cmd: Cmd) -> Result<()> {
+    match cmd {
+        Cmd::Login { api_url } => login::login(ctx, api_url.as_deref()).await,
+        Cmd::Apps { json } => apps::list(ctx, json).await,
+        Cmd::AppsCreate { name, no_remote } => apps::create(ctx, name.as_deref(), no_remote).await,
+        Cmd::AppsInfo { app, name, json } => apps::info(ctx, &app, name.as_deref(), json).await,
+        Cmd::AppsDestroy { name, app, confirm } => apps::destroy(ctx, &app, name.as_deref(), confirm.as_deref()).await,
+        Cmd::Config { app, json, shell } => config::show(ctx, &app, json, shell).await,
+        Cmd::ConfigGet { app, key } => config::get(ctx, &app, &key).await,
+        Cmd::ConfigSet { app, vars } => config::set(ctx, &app, &vars).await,
+        Cmd::ConfigUnset { app, keys } => config::unset(ctx, &app, &keys).await,
+        Cmd::Ps { app, types, json } => ps::list(ctx, &app, &types, json).await,
+        Cmd::PsScale { app, changes } => ps::scale(ctx, &app, &changes).await,
+        Cmd::PsRestart { app, target, process_type, dyno_name } => {
+            ps::restart(ctx, &app, target.as_deref(), process_type.as_deref(), dyno_name.as_deref()).await
+        }
+        Cmd::Releases { app, num, json } => releases::list(ctx, &app, num, json).await,
+        Cmd::ReleasesInfo { app, release, json } => releases::info(ctx, &app, release.as_deref(), json).await,
+        Cmd::ReleasesRollback { app, release } => releases::rollback(ctx, &app, release.as_deref()).await,
+        Cmd::Logs { app, num, tail, dyno, source } => logs::logs(ctx, &app, logs::LogOptions { lines: num, tail, dyno, source }).await,
+        Cmd::Buildpacks { app, json } => buildpacks::list(ctx, &app, json).await,
+        Cmd::BuildpacksSet { app, url } => buildpacks::set(ctx, &app, &url).await,
+        Cmd::GitRemote { app } => git_cmds::remote(ctx, &app).await,
+        Cmd::GitCredentials { operation } => git_cmds::credentials(ctx, &operation),
+    }
+}

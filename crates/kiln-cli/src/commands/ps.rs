@@ -1,0 +1,173 @@
+//! `ps`, `ps:scale`, `ps:restart`.
+
+use super::{Ctx, app_label, resolve_app};
+use crate::args::ScaleChange;
+use crate::cli::AppFlags;
+use crate::format::{self, plain, str_at};
+use crate::transport::segment;
+use anyhow::{Result, bail};
+use kiln_model::Timestamp;
+use serde_json::{Value, json};
+
+pub async fn list(ctx: &mut Ctx<'_>, flags: &AppFlags, types: &[String], as_json: bool) -> Result<()> {
+    let app = resolve_app(ctx.env, flags, None)?;
+    let dynos = ctx.api()?.get(&format!("/apps/{}/dynos", segment(&app))).await?;
+    let mut dynos: Vec<Value> = dynos.as_array().cloned().unwrap_or_default();
+    if !types.is_empty() {
+        dynos.retain(|d| types.iter().any(|t| t == str_at(d, "/type")));
+        for t in types {
+            if !dynos.iter().any(|d| str_at(d, "/type") == t) {
+                bail!("No {t} dynos on {}", app_label(&app));
+            }
+        }
+    }
+    if as_json {
+        return ctx.out(&format::json(&Value::Array(dynos)));
+    }
+    if dynos.is_empty() {
+        return ctx.out(&format!("No dynos on {}\n", app_label(&app)));
+    }
+    let text = render_dynos(&dynos, ctx.now);
+    ctx.out(&text)
+}
+
+/// The number after the dot (`web.12` → 12), for sorting dynos as people count them.
+fn dyno_number(d: &Value) -> u64 {
+    str_at(d, "/name").rsplit_once('.').and_then(|(_, n)| n.parse().ok()).unwrap_or(0)
+}
+
+/// Dynos grouped by process type, one-off (`run`) dynos first, as the Heroku CLI shows them.
+pub fn render_dynos(dynos: &[Value], now: Timestamp) -> String {
+    let mut out = String::new();
+    let state = |d: &Value| format!("{} {}", str_at(d, "/state"), format::ago_str(str_at(d, "/updated_at"), now));
+    let size = |d: &Value| match str_at(d, "/size") {
+        "" => "Standard-1X".to_string(),
+        s => s.to_string(),
+    };
+
+    let mut one_offs: Vec<&Value> = dynos.iter().filter(|d| str_at(d, "/type") == "run").collect();
+    one_offs.sort_by_key(|d| dyno_number(d));
+    if !one_offs.is_empty() {
+        out.push_str(&format::header(&format!("run: one-off processes ({})", one_offs.len())));
+        for d in &one_offs {
+            out.push_str(&format!("{} ({}): {}: {}\n", str_at(d, "/name"), size(d), state(d), str_at(d, "/command")));
+        }
+        out.push('\n');
+    }
+
+    let mut types: Vec<&str> = dynos.iter().map(|d| str_at(d, "/type")).filter(|t| *t != "run").collect();
+    types.sort_unstable();
+    types.dedup();
+    for t in types {
+        let mut group: Vec<&Value> = dynos.iter().filter(|d| str_at(d, "/type") == t).collect();
+        group.sort_by_key(|d| dyno_number(d));
+        let first = group[0];
+        out.push_str(&format::header(&format!("{t} ({}): {} ({})", size(first), str_at(first, "/command"), group.len())));
+        for d in &group {
+            out.push_str(&format!("{}: {}\n", str_at(d, "/name"), state(d)));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+pub async fn scale(ctx: &mut Ctx<'_>, flags: &AppFlags, args: &[String]) -> Result<()> {
+    let changes = args.iter().map(|a| ScaleChange::parse(a)).collect::<Result<Vec<_>>>()?;
+    let app = resolve_app(ctx.env, flags, None)?;
+    let api = ctx.api()?;
+    let path = format!("/apps/{}/formation", segment(&app));
+    if changes.is_empty() {
+        let formation = api.get(&path).await?;
+        let mut items: Vec<String> = formation
+            .as_array()
+            .map(|f| {
+                f.iter()
+                    .map(|p| format!("{}={}:{}", str_at(p, "/type"), p.get("quantity").map(plain).unwrap_or_default(), str_at(p, "/size")))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if items.is_empty() {
+            bail!("No process types on {}.\nUpload a Procfile to add process types.", app_label(&app));
+        }
+        items.sort();
+        return ctx.out(&format!("{}\n", items.join(" ")));
+    }
+
+    let updates: Vec<Value> = changes
+        .iter()
+        .map(|c| {
+            let mut u = json!({ "type": c.process_type, "quantity": c.quantity });
+            if let Some(size) = &c.size {
+                u["size"] = json!(size);
+            }
+            u
+        })
+        .collect();
+    ctx.action("Scaling dynos")?;
+    let formation = match api.patch(&path, &json!({ "updates": updates })).await {
+        Ok(f) => f,
+        Err(e) => return ctx.failed(e),
+    };
+    let running: Vec<String> = formation
+        .as_array()
+        .map(|f| {
+            f.iter()
+                .filter(|p| changes.iter().any(|c| c.process_type == str_at(p, "/type")))
+                .map(|p| format!("{} at {}:{}", str_at(p, "/type"), p.get("quantity").map(plain).unwrap_or_default(), str_at(p, "/size")))
+                .collect()
+        })
+        .unwrap_or_default();
+    if running.is_empty() { ctx.done("") } else { ctx.done(&format!("now running {}", running.join(", "))) }
+}
+
+pub async fn restart(
+    ctx: &mut Ctx<'_>,
+    flags: &AppFlags,
+    target: Option<&str>,
+    process_type: Option<&str>,
+    dyno_name: Option<&str>,
+) -> Result<()> {
+    let app = resolve_app(ctx.env, flags, None)?;
+    let api = ctx.api()?;
+    let app_seg = segment(&app);
+    // A dot means a dyno name (web.1); anything else is a process type (web).
+    let (path, what) = match (target, process_type, dyno_name) {
+        (_, _, Some(dyno)) => (format!("/apps/{app_seg}/dynos/{}", segment(dyno)), format!("{dyno} dyno")),
+        (_, Some(t), None) => (format!("/apps/{app_seg}/formations/{}", segment(t)), format!("{t} dynos")),
+        (Some(t), None, None) if t.contains('.') => (format!("/apps/{app_seg}/dynos/{}", segment(t)), format!("{t} dyno")),
+        (Some(t), None, None) => (format!("/apps/{app_seg}/formations/{}", segment(t)), format!("{t} dynos")),
+        (None, None, None) => (format!("/apps/{app_seg}/dynos"), "dynos".to_string()),
+    };
+    ctx.action(&format!("Restarting {what} on {}", app_label(&app)))?;
+    match api.delete(&path).await {
+        Ok(_) => ctx.done(""),
+        Err(e) => ctx.failed(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dynos_grouped_like_heroku() {
+        let now = Timestamp::parse_rfc3339("2026-11-21T12:00:05Z").unwrap();
+        let dynos = json!([
+            {"name": "worker.1", "type": "worker", "state": "crashed", "command": "node worker.js", "size": "Standard-1X", "updated_at": "2026-11-21T11:58:05Z"},
+            {"name": "web.2", "type": "web", "state": "up", "command": "npm start", "size": "Standard-1X", "updated_at": "2026-11-21T12:00:00Z"},
+            {"name": "web.10", "type": "web", "state": "starting", "command": "npm start", "size": "Standard-1X", "updated_at": "2026-11-21T12:00:00Z"},
+            {"name": "run.4821", "type": "run", "state": "up", "command": "bash", "size": "Standard-2X", "updated_at": "2026-11-21T12:00:00Z"}
+        ]);
+        let text = render_dynos(dynos.as_array().unwrap(), now);
+        assert_eq!(
+            text,
+            "=== run: one-off processes (1)\n\n\
+             run.4821 (Standard-2X): up 2026/11/21 12:00:00 +0000 (~ 5s ago): bash\n\n\
+             === web (Standard-1X): npm start (2)\n\n\
+             web.2: up 2026/11/21 12:00:00 +0000 (~ 5s ago)\n\
+             web.10: starting 2026/11/21 12:00:00 +0000 (~ 5s ago)\n\n\
+             === worker (Standard-1X): node worker.js (1)\n\n\
+             worker.1: crashed 2026/11/21 11:58:05 +0000 (~ 2m ago)\n\n"
+        );
+    }
+}
