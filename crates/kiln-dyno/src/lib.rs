@@ -96,6 +96,44 @@ pub enum RestartTarget {
     Dyno(String),
 }
 
+/// A queued desired-state change whose outcome can be awaited.
+pub struct PendingDeploy {
+    rx: Option<oneshot::Receiver<Vec<watch::Receiver<DynoState>>>>,
+    deadline: Duration,
+}
+
+impl PendingDeploy {
+    /// Waits until the web dynos the change started are `up`, one of them crashed, or the
+    /// boot timeout passed.
+    pub async fn wait(self) -> DeployOutcome {
+        let Some(rx) = self.rx else { return DeployOutcome::Failed("the dyno manager has stopped".into()) };
+        let Ok(watchers) = rx.await else { return DeployOutcome::Failed("the dyno manager has stopped".into()) };
+        if watchers.is_empty() {
+            return DeployOutcome::NothingToWaitFor;
+        }
+        let wait_all = async {
+            for mut w in watchers {
+                loop {
+                    let s = *w.borrow_and_update();
+                    match s {
+                        DynoState::Up | DynoState::Down => break,
+                        DynoState::Crashed => return DeployOutcome::Failed("a new web dyno crashed while booting".into()),
+                        _ => {}
+                    }
+                    if w.changed().await.is_err() {
+                        break;
+                    }
+                }
+            }
+            DeployOutcome::Up
+        };
+        match tokio::time::timeout(self.deadline, wait_all).await {
+            Ok(o) => o,
+            Err(_) => DeployOutcome::Failed(format!("new web dynos did not come up within {} s", self.deadline.as_secs())),
+        }
+    }
+}
+
 /// How a deploy went: every new web dyno came up, or one of them did not.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeployOutcome {
@@ -160,39 +198,12 @@ impl DynoManager {
         &self.config
     }
 
-    /// Sets an app's desired state and waits until the web dynos it had to start are `up`,
-    /// one of them crashed, or the boot timeout passed.
-    pub async fn apply(&self, desired: AppDesired) -> DeployOutcome {
+    /// Sets an app's desired state. The change is queued at once (so successive calls apply
+    /// in call order); the returned [`PendingDeploy`] waits for its outcome.
+    pub fn apply(&self, desired: AppDesired) -> PendingDeploy {
         let (reply, rx) = oneshot::channel();
-        if self.tx.send(Command::Apply(desired, reply)).is_err() {
-            return DeployOutcome::Failed("the dyno manager has stopped".into());
-        }
-        let Ok(watchers) = rx.await else { return DeployOutcome::Failed("the dyno manager has stopped".into()) };
-        if watchers.is_empty() {
-            return DeployOutcome::NothingToWaitFor;
-        }
-        let deadline = self.config.boot_timeout + Duration::from_secs(5);
-        let wait_all = async {
-            for mut w in watchers {
-                loop {
-                    let s = *w.borrow_and_update();
-                    match s {
-                        DynoState::Up => break,
-                        DynoState::Crashed => return DeployOutcome::Failed("a new web dyno crashed while booting".into()),
-                        DynoState::Down => break,
-                        _ => {}
-                    }
-                    if w.changed().await.is_err() {
-                        break;
-                    }
-                }
-            }
-            DeployOutcome::Up
-        };
-        match tokio::time::timeout(deadline, wait_all).await {
-            Ok(o) => o,
-            Err(_) => DeployOutcome::Failed(format!("new web dynos did not come up within {} s", deadline.as_secs())),
-        }
+        let sent = self.tx.send(Command::Apply(desired, reply)).is_ok();
+        PendingDeploy { rx: sent.then_some(rx), deadline: self.config.boot_timeout + Duration::from_secs(5) }
     }
 
     /// Restarts dynos (replacement first for web dynos, so nothing is dropped). Returns how

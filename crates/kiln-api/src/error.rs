@@ -1,0 +1,66 @@
+//! Heroku's error bodies: `{"id": "...", "message": "..."}` with the matching status.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use kiln_platform::PlatformError;
+use serde_json::json;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub id: &'static str,
+    pub message: String,
+    pub resource: Option<&'static str>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, id: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError { status, id, message: message.into(), resource: None }
+    }
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+    pub fn invalid(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_params", message)
+    }
+    pub fn not_found(resource: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError { resource: Some(resource), ..ApiError::new(StatusCode::NOT_FOUND, "not_found", message) }
+    }
+    pub fn unauthorized() -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "Invalid credentials provided.")
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({ "id": self.id, "message": self.message });
+        if let Some(r) = self.resource {
+            body["resource"] = json!(r);
+        }
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<PlatformError> for ApiError {
+    fn from(e: PlatformError) -> Self {
+        match e {
+            PlatformError::NotFound { resource, message } => ApiError::not_found(resource, message),
+            PlatformError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
+            PlatformError::Invalid(i) => ApiError::invalid(i.message),
+            PlatformError::Forbidden(m) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", m),
+            PlatformError::Internal(m) => {
+                tracing::error!(error = %m, "internal error");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_server_error", format!("Internal server error: {m}"))
+            }
+        }
+    }
+}
+
+impl From<kiln_store::StoreError> for ApiError {
+    fn from(e: kiln_store::StoreError) -> Self {
+        PlatformError::from(e).into()
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

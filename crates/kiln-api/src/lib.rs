@@ -1,0 +1,73 @@
+//! The Heroku Platform API v3, served by axum, so that Heroku's own CLI and client libraries
+//! work against Kiln: the same paths, JSON shapes, error bodies (`{id, message}`), `Accept:
+//! application/vnd.heroku+json; version=3[.variant]`, Bearer (or Basic) auth, `Range`
+//! pagination, `Request-Id` and `RateLimit-Remaining` headers, and log sessions whose
+//! `logplex_url` serves server-sent events.
+//!
+//! Handlers are thin: they parse and check input, call the platform's use cases, and render
+//! objects with [`json`].
+
+mod auth;
+pub mod error;
+mod handlers;
+pub mod json;
+mod logs;
+pub mod range;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use error::ApiError;
+use kiln_platform::Platform;
+use std::sync::Arc;
+
+#[derive(Clone)]
+pub struct ApiState {
+    pub platform: Arc<Platform>,
+}
+
+/// The API's router; `extra` (the git routes) is merged in so one listener serves both.
+pub fn router(platform: Arc<Platform>, extra: Router) -> Router {
+    let state = ApiState { platform };
+    let api = handlers::routes().merge(logs::routes()).with_state(state).fallback(not_found).layer(axum::middleware::from_fn(heroku_headers));
+    api.merge(extra)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "The requested API endpoint was not found. Are you using the right HTTP verb (i.e. `GET` vs. `POST`), and did you specify your intended version with the `Accept` header?",
+    )
+}
+
+/// Checks the API version asked for and adds Heroku's response headers.
+async fn heroku_headers(req: Request, next: Next) -> Response {
+    let request_id = req
+        .headers()
+        .get("request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() <= 200 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    if let Some(accept) = req.headers().get(axum::http::header::ACCEPT).and_then(|v| v.to_str().ok()) {
+        if let Some(pos) = accept.find("application/vnd.heroku+json") {
+            let params = &accept[pos..];
+            let version = params.split(';').skip(1).find_map(|p| p.trim().strip_prefix("version=")).map(|v| v.split(',').next().unwrap_or(v).trim());
+            if let Some(v) = version {
+                if v != "3" && !v.starts_with("3.") {
+                    return ApiError::new(StatusCode::NOT_ACCEPTABLE, "not_acceptable", format!("Kiln serves API version 3; version={v} was requested.")).into_response();
+                }
+            }
+        }
+    }
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        h.insert("request-id", v);
+    }
+    h.insert("ratelimit-remaining", HeaderValue::from_static("4500"));
+    resp
+}

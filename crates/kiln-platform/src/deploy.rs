@@ -1,0 +1,201 @@
+//! Deploying a git push: build it, append the release, converge the dynos, and tell the
+//! pusher how it went — in Heroku's words.
+
+use crate::{BuildStream, Platform, PlatformError};
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use kiln_build::{BuildError, BuildRequest};
+use kiln_dyno::DeployOutcome;
+use kiln_git::{GitAuth, Push, PushHandler, PushOutput};
+use kiln_model::release::ReleaseStatus;
+use kiln_store::{BuildStatus, NewRelease, Slug};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// The platform as the git receiver sees it.
+pub struct GitBridge(pub Arc<Platform>);
+
+impl PushHandler for GitBridge {
+    fn deploy(&self, push: Push, output: PushOutput) -> BoxFuture<'static, Result<(), String>> {
+        let platform = self.0.clone();
+        async move { platform.deploy_push(push, output).await }.boxed()
+    }
+}
+
+impl GitAuth for GitBridge {
+    fn authenticate(&self, api_key: &str) -> Option<(String, String)> {
+        self.0.store.account_by_api_key(api_key).ok().flatten().map(|a| (a.id, a.email))
+    }
+
+    fn app(&self, name: &str, user_id: &str) -> Option<(String, String)> {
+        let app = self.0.store.app(name).ok()?;
+        (app.owner_id == user_id && app.name == name).then(|| (app.id, app.name))
+    }
+}
+
+/// Sends build output to the pusher, the live stream and the stored build log at once.
+struct Tee {
+    push: PushOutput,
+    stream: Arc<BuildStream>,
+}
+
+impl kiln_build::BuildOutput for Tee {
+    fn line(&self, line: &str) {
+        let _ = self.push.send(line.to_string());
+        self.stream.push(line);
+    }
+}
+
+impl Platform {
+    pub(crate) async fn deploy_push(self: &Arc<Self>, push: Push, output: PushOutput) -> Result<(), String> {
+        let ctx = &push.context;
+        let app = self.store.app(&ctx.app_id).map_err(|e| format!(" !     {e}"))?;
+        let user = self.store.account(&ctx.user_id).map_err(|e| format!(" !     {e}"))?;
+        let lock = self.app_lock(&app.id);
+        let _guard = match lock.try_lock() {
+            Ok(g) => g,
+            Err(_) => {
+                let _ = output.send("-----> Waiting for the build in progress to finish...".to_string());
+                lock.lock().await
+            }
+        };
+
+        let mut buildpacks = self.store.buildpacks(&app.id).map_err(|e| format!(" !     {e}"))?;
+        if buildpacks.is_empty() {
+            if let Some(url) = app.config.get("BUILDPACK_URL") {
+                buildpacks.push(url.clone());
+            }
+        }
+        let build = self.store.create_build(&app.id, &user.id, Some(&push.new), &buildpacks).map_err(|e| format!(" !     {e}"))?;
+        let stream = Arc::new(BuildStream::default());
+        self.build_streams.lock().unwrap_or_else(|e| e.into_inner()).insert(build.id.clone(), stream.clone());
+        self.api_log(&app.id, format!("Build started by user {}", user.email));
+        let tee = Tee { push: output.clone(), stream: stream.clone() };
+
+        let result = self.build_and_release(&app, &user, &push, &build.id, &buildpacks, &tee).await;
+        stream.finish();
+        let text = stream.text();
+        let _ = match &result {
+            Ok((slug_id, release_id, _)) => self.store.finish_build(&build.id, BuildStatus::Succeeded, &text, Some(slug_id), Some(release_id)),
+            Err(_) => self.store.finish_build(&build.id, BuildStatus::Failed, &text, None, None),
+        };
+        // Keep the live stream only while the build runs; afterwards the store has the output.
+        self.build_streams.lock().unwrap_or_else(|e| e.into_inner()).remove(&build.id);
+
+        let (_, _, version) = match result {
+            Ok(r) => r,
+            Err(msg) => {
+                self.api_log(&app.id, "Build failed");
+                let _ = output.send(msg);
+                return Err(" !     Push rejected to ".to_string() + &app.name + ".");
+            }
+        };
+        self.api_log(&app.id, "Build succeeded");
+        self.api_log(&app.id, format!("Deploy {} by user {}", &push.new[..push.new.len().min(8)], user.email));
+        self.api_log(&app.id, format!("Release v{version} created by user {}", user.email));
+
+        let _ = output.send("-----> Launching...".to_string());
+        let outcome = match self.queue_converge_locked(&app.id).await {
+            Ok(p) => {
+                drop(_guard);
+                p.wait().await
+            }
+            Err(e) => DeployOutcome::Failed(e.to_string()),
+        };
+        let _ = output.send(format!("       Released v{version}"));
+        let _ = output.send(format!("       {} deployed to Kiln", self.web_url(&app.name)));
+        match outcome {
+            DeployOutcome::Up | DeployOutcome::NothingToWaitFor => {
+                let _ = output.send(String::new());
+                let _ = output.send("Verifying deploy... done.".to_string());
+            }
+            DeployOutcome::Failed(why) => {
+                let _ = output.send(format!(" !     Warning: {why}. See `kiln logs` and `kiln ps`."));
+            }
+        }
+        Ok(())
+    }
+
+    /// Exports, builds, stores the slug and appends the release. Returns (slug id, release id,
+    /// version), or the message explaining the failure.
+    async fn build_and_release(
+        &self,
+        app: &kiln_store::App,
+        user: &kiln_store::Account,
+        push: &Push,
+        build_id: &str,
+        buildpacks: &[String],
+        out: &Tee,
+    ) -> Result<(String, String, u32), String> {
+        use kiln_build::BuildOutput;
+        let source_dir = self.builder.scratch_dir(build_id).join("app");
+        std::fs::create_dir_all(&source_dir).map_err(|e| format!(" !     Could not prepare the build: {e}"))?;
+        if let Err(e) = kiln_git::export_tree(&push.repo, &push.new, &push.git_env, &source_dir).await {
+            let _ = std::fs::remove_dir_all(source_dir.parent().unwrap_or(&source_dir));
+            return Err(format!(" !     Could not read the pushed commit: {e}"));
+        }
+        let app_json = match std::fs::read_to_string(source_dir.join("app.json")) {
+            Ok(text) => match kiln_model::appjson::parse(&text) {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    let _ = std::fs::remove_dir_all(source_dir.parent().unwrap_or(&source_dir));
+                    return Err(format!(" !     {}", e.message));
+                }
+            },
+            Err(_) => None,
+        };
+        let req = BuildRequest {
+            build_id: build_id.to_string(),
+            app_id: app.id.clone(),
+            uid: self.dyno_uid(app),
+            source_dir,
+            source_version: Some(push.new.clone()),
+            config: app.config.clone(),
+            buildpacks: buildpacks.to_vec(),
+            app_json,
+        };
+        let built = match self.builder.build(req, out).await {
+            Ok(b) => b,
+            Err(BuildError::Failed(msg)) => return Err(msg),
+            Err(e) => return Err(format!(" !     Build error: {e}")),
+        };
+        let slug = Slug {
+            id: uuid::Uuid::new_v4().to_string(),
+            app_id: app.id.clone(),
+            checksum: built.checksum.clone(),
+            size: built.size,
+            process_types: built.process_types.clone(),
+            commit: Some(push.new.clone()),
+            commit_description: None,
+            stack: self.settings.stack.clone(),
+            buildpack_provided_description: Some(built.buildpack_description.clone()),
+            created_at: kiln_model::Timestamp::now(),
+        };
+        self.store.insert_slug(&slug).map_err(|e| format!(" !     Could not record the slug: {e}"))?;
+        let from_app_json = built.app_json.as_ref().map(|a| a.formation.clone()).unwrap_or_default();
+        let initial: BTreeMap<String, u32> = built
+            .process_types
+            .keys()
+            .filter(|t| t.as_str() != "release")
+            .map(|t| (t.clone(), kiln_model::formation::initial_quantity(t, from_app_json.get(t).copied())))
+            .collect();
+        self.store.ensure_formation(&app.id, &initial).map_err(|e| format!(" !     Could not set up the formation: {e}"))?;
+        // The config is re-read so a config change made during the build is not lost.
+        let config = self.store.app(&app.id).map(|a| a.config).unwrap_or_else(|_| app.config.clone());
+        let release = self
+            .store
+            .append_release(
+                &app.id,
+                NewRelease { description: format!("Deploy {}", &push.new[..push.new.len().min(8)]), status: ReleaseStatus::Succeeded, slug_id: Some(slug.id.clone()), config, user_id: user.id.clone() },
+            )
+            .map_err(|e| format!(" !     Could not create the release: {e}"))?;
+        out.line(&format!("-----> {} app built ({})", built.buildpack_description, kiln_build::human_size(built.size)));
+        Ok((slug.id, release.id, release.version))
+    }
+}
+
+impl From<PlatformError> for String {
+    fn from(e: PlatformError) -> String {
+        e.to_string()
+    }
+}

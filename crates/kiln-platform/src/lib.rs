@@ -1,0 +1,376 @@
+//! Kiln's use cases, each one a short story across the rooms: the API and the git receiver
+//! call these, and these call the store (desired state), the builder, the dyno manager (which
+//! converges running dynos to the desired state), the router's table and logplex.
+//!
+//! Rules kept here:
+//! - every change that affects what runs appends exactly one release to the ledger, then
+//!   converges dynos to it;
+//! - what runs is always derived from the store (`converge`), so out-of-order or repeated
+//!   calls, and a server restart, all end in the same place;
+//! - every user-visible event is logged as `app[api]` in Heroku's wording.
+
+mod deploy;
+mod streams;
+
+pub use deploy::GitBridge;
+pub use streams::BuildStream;
+
+use kiln_build::Builder;
+use kiln_dyno::{AppDesired, DeployOutcome, DynoInfo, DynoManager, PendingDeploy, ReleaseDesired, RestartTarget};
+use kiln_logplex::Logplex;
+use kiln_model::formation::{MAX_QUANTITY, QuantityChange};
+use kiln_model::log::LogSink;
+use kiln_model::route::RouteUpdates;
+use kiln_model::{AppName, DynoSize, Invalid, LogLine};
+use kiln_runtime::slugcache::SlugCache;
+use kiln_store::{Account, App, FormationEntry, NewRelease, Release, Store, StoreError};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlatformError {
+    #[error("{message}")]
+    NotFound { resource: &'static str, message: String },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(#[from] Invalid),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for PlatformError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound { resource } => PlatformError::NotFound { resource, message: format!("Couldn't find that {resource}.") },
+            StoreError::Conflict(m) => PlatformError::Conflict(m),
+            StoreError::Invalid(i) => PlatformError::Invalid(i),
+            StoreError::Db(m) => PlatformError::Internal(m),
+        }
+    }
+}
+
+pub type Result<T, E = PlatformError> = std::result::Result<T, E>;
+
+/// Facts about this installation that shape URLs and builds.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Apps answer at `<app>.<domain>`.
+    pub domain: String,
+    /// The router's public port (omitted from URLs when 80).
+    pub router_port: u16,
+    /// Base URL of the API (and git), e.g. `http://127.0.0.1:5000`.
+    pub api_url: String,
+    pub stack: String,
+    /// Run each app's dynos as its own uid (container runtime only).
+    pub per_app_uid: bool,
+    pub data_dir: PathBuf,
+}
+
+pub struct Platform {
+    pub store: Arc<dyn Store>,
+    pub logs: Arc<Logplex>,
+    pub dynos: DynoManager,
+    pub builder: Builder,
+    pub slugs: Arc<SlugCache>,
+    pub routes: Arc<dyn RouteUpdates>,
+    pub settings: Settings,
+    git: OnceLock<Arc<kiln_git::GitService>>,
+    /// One build (and one convergence) at a time per app.
+    app_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    build_streams: Mutex<HashMap<String, Arc<BuildStream>>>,
+}
+
+impl Platform {
+    pub fn new(store: Arc<dyn Store>, logs: Arc<Logplex>, dynos: DynoManager, builder: Builder, routes: Arc<dyn RouteUpdates>, settings: Settings) -> Arc<Platform> {
+        let slugs = Arc::new(SlugCache::new(settings.data_dir.join("slug-cache")));
+        Arc::new(Platform { store, logs, dynos, builder, slugs, routes, settings, git: OnceLock::new(), app_locks: Mutex::new(HashMap::new()), build_streams: Mutex::new(HashMap::new()) })
+    }
+
+    pub fn set_git(&self, git: Arc<kiln_git::GitService>) {
+        let _ = self.git.set(git);
+    }
+
+    fn app_lock(&self, app_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.app_locks.lock().unwrap_or_else(|e| e.into_inner()).entry(app_id.to_string()).or_default().clone()
+    }
+
+    fn api_log(&self, app_id: &str, msg: impl Into<String>) {
+        self.logs.emit(app_id, LogLine::api(msg));
+    }
+
+    pub fn web_url(&self, app_name: &str) -> String {
+        match self.settings.router_port {
+            80 => format!("http://{app_name}.{}/", self.settings.domain),
+            p => format!("http://{app_name}.{}:{p}/", self.settings.domain),
+        }
+    }
+
+    pub fn git_url(&self, app_name: &str) -> String {
+        format!("{}/{app_name}.git", self.settings.api_url.trim_end_matches('/'))
+    }
+
+    /// Looks an app up and checks the user may act on it.
+    pub fn app_for(&self, user: &Account, id_or_name: &str) -> Result<App> {
+        let app = self.store.app(id_or_name).map_err(|e| match e {
+            StoreError::NotFound { .. } => PlatformError::NotFound { resource: "app", message: "Couldn't find that app.".into() },
+            other => other.into(),
+        })?;
+        if app.owner_id != user.id {
+            // Apps of others are reported missing, not forbidden: their names are private.
+            return Err(PlatformError::NotFound { resource: "app", message: "Couldn't find that app.".into() });
+        }
+        Ok(app)
+    }
+
+    // ---- apps ----
+
+    pub async fn create_app(&self, user: &Account, name: Option<&str>) -> Result<App> {
+        let (app, _) = match name {
+            Some(n) => {
+                AppName::parse(n)?;
+                self.store.create_app(n, &user.id, &self.settings.stack)?
+            }
+            None => {
+                let mut last = None;
+                let mut made = None;
+                for _ in 0..10 {
+                    match self.store.create_app(AppName::generate().as_str(), &user.id, &self.settings.stack) {
+                        Ok(r) => {
+                            made = Some(r);
+                            break;
+                        }
+                        Err(StoreError::Conflict(m)) => last = Some(m),
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                made.ok_or_else(|| PlatformError::Conflict(last.unwrap_or_default()))?
+            }
+        };
+        self.api_log(&app.id, format!("Initial release by user {}", user.email));
+        self.api_log(&app.id, format!("Release v1 created by user {}", user.email));
+        self.routes.upsert_app(&app.id, &app.name, app.maintenance, None, None);
+        self.converge(&app.id).await?;
+        Ok(app)
+    }
+
+    /// Destroys an app: dynos first (so nothing runs a deleted release), then its repo, build
+    /// cache, routes, logs and rows.
+    pub async fn destroy_app(&self, app: &App) -> Result<()> {
+        let lock = self.app_lock(&app.id);
+        let _guard = lock.lock().await;
+        self.dynos.remove_app(&app.id).await;
+        if let Some(git) = self.git.get() {
+            git.remove_repo(&app.id);
+        }
+        self.builder.remove_cache(&app.id);
+        self.routes.remove_app(&app.id);
+        self.store.delete_app(&app.id)?;
+        self.logs.remove_app(&app.id);
+        self.app_locks.lock().unwrap_or_else(|e| e.into_inner()).remove(&app.id);
+        Ok(())
+    }
+
+    pub async fn set_maintenance(&self, app: &App, on: bool, user: &Account) -> Result<App> {
+        let app = self.store.set_maintenance(&app.id, on)?;
+        self.publish_app(&app);
+        self.api_log(&app.id, format!("{} maintenance mode by user {}", if on { "Enable" } else { "Disable" }, user.email));
+        Ok(app)
+    }
+
+    fn publish_app(&self, app: &App) {
+        self.routes.upsert_app(&app.id, &app.name, app.maintenance, app.config.get("ERROR_PAGE_URL").cloned(), app.config.get("MAINTENANCE_PAGE_URL").cloned());
+    }
+
+    // ---- config and releases ----
+
+    pub async fn update_config(&self, app: &App, patch: &BTreeMap<String, Option<String>>, user: &Account) -> Result<(kiln_model::ConfigVars, Option<Release>)> {
+        let (config, release) = self.store.update_config(&app.id, patch, &user.id)?;
+        if let Some(r) = &release {
+            self.api_log(&app.id, format!("{} by user {}", r.description, user.email));
+            self.api_log(&app.id, format!("Release v{} created by user {}", r.version, user.email));
+            if let Ok(app) = self.store.app(&app.id) {
+                self.publish_app(&app);
+            }
+            self.converge_in_background(&app.id).await;
+        }
+        Ok((config, release))
+    }
+
+    /// Appends a release that restores `target`'s slug and config.
+    pub async fn rollback(&self, app: &App, target: &Release, user: &Account) -> Result<Release> {
+        let release = self.store.append_release(
+            &app.id,
+            NewRelease {
+                description: format!("Rollback to v{}", target.version),
+                status: kiln_model::release::ReleaseStatus::Succeeded,
+                slug_id: target.slug_id.clone(),
+                config: target.config.clone(),
+                user_id: user.id.clone(),
+            },
+        )?;
+        self.api_log(&app.id, format!("Rollback to v{} by user {}", target.version, user.email));
+        self.api_log(&app.id, format!("Release v{} created by user {}", release.version, user.email));
+        if let Ok(app) = self.store.app(&app.id) {
+            self.publish_app(&app);
+        }
+        self.converge_in_background(&app.id).await;
+        Ok(release)
+    }
+
+    // ---- formation and dynos ----
+
+    /// The app's formation, limited to the process types of its current release, with commands.
+    pub fn formation(&self, app: &App) -> Result<Vec<(FormationEntry, String)>> {
+        let types = self.current_process_types(&app.id)?;
+        Ok(self.store.formation(&app.id)?.into_iter().filter_map(|f| types.get(&f.process_type).map(|c| (f.clone(), c.clone()))).collect())
+    }
+
+    fn current_process_types(&self, app_id: &str) -> Result<kiln_model::procfile::ProcessTypes> {
+        let Some(rel) = self.store.current_release(app_id)? else { return Ok(Default::default()) };
+        let Some(slug_id) = rel.slug_id else { return Ok(Default::default()) };
+        Ok(self.store.slug(&slug_id)?.process_types)
+    }
+
+    /// Scales process types: `(type, quantity change, size)`. All-or-nothing.
+    pub async fn scale(&self, app: &App, updates: &[(String, Option<QuantityChange>, Option<String>)], user: &Account) -> Result<Vec<(FormationEntry, String)>> {
+        let current = self.formation(app)?;
+        let mut resolved = Vec::new();
+        for (ptype, change, size) in updates {
+            let Some((entry, _)) = current.iter().find(|(f, _)| &f.process_type == ptype) else {
+                return Err(PlatformError::NotFound { resource: "formation", message: format!("Couldn't find that process type ({ptype}).") });
+            };
+            if ptype == "release" {
+                return Err(Invalid::new("type", "The release process type runs once per release and cannot be scaled").into());
+            }
+            let quantity = change.map(|c| c.apply(entry.quantity, MAX_QUANTITY)).transpose()?;
+            let size = size.as_deref().map(DynoSize::parse).transpose()?.map(|s| s.name().to_string());
+            resolved.push((ptype.clone(), quantity, size));
+        }
+        let updated = self.store.update_formation(&app.id, &resolved)?;
+        let summary: Vec<String> = updated.iter().filter(|f| resolved.iter().any(|(t, _, _)| t == &f.process_type)).map(|f| format!("{}@{}:{}", f.process_type, f.quantity, f.size)).collect();
+        self.api_log(&app.id, format!("Scaled to {} by user {}", summary.join(" "), user.email));
+        self.converge_in_background(&app.id).await;
+        self.formation(app)
+    }
+
+    pub async fn dynos(&self, app: &App) -> Vec<DynoInfo> {
+        self.dynos.dynos(&app.id).await
+    }
+
+    pub async fn restart(&self, app: &App, target: RestartTarget, user: &Account) -> Result<usize> {
+        let what = match &target {
+            RestartTarget::All => "all dynos".to_string(),
+            RestartTarget::Type(t) => format!("{t} dynos"),
+            RestartTarget::Dyno(d) => d.clone(),
+        };
+        let n = self.dynos.restart(&app.id, target).await.map_err(|m| PlatformError::NotFound { resource: "dyno", message: m })?;
+        self.api_log(&app.id, format!("Restart {what} by user {}", user.email));
+        Ok(n)
+    }
+
+    // ---- buildpacks ----
+
+    pub fn set_buildpacks(&self, app: &App, urls: &[String]) -> Result<Vec<String>> {
+        for u in urls {
+            kiln_model::buildpack::BuildpackRef::parse(u)?;
+        }
+        self.store.set_buildpacks(&app.id, urls)?;
+        Ok(self.store.buildpacks(&app.id)?)
+    }
+
+    // ---- convergence ----
+
+    /// Reads the app's desired state from the store and hands it to the dyno manager. The
+    /// per-app lock orders hand-offs, so the last one always carries the newest state.
+    async fn queue_converge(&self, app_id: &str) -> Result<PendingDeploy> {
+        let lock = self.app_lock(app_id);
+        let _guard = lock.lock().await;
+        self.queue_converge_locked(app_id).await
+    }
+
+    async fn queue_converge_locked(&self, app_id: &str) -> Result<PendingDeploy> {
+        let app = self.store.app(app_id)?;
+        let release = match self.store.current_release(app_id)? {
+            Some(r) => match &r.slug_id {
+                Some(slug_id) => {
+                    let slug = self.store.slug(slug_id)?;
+                    let tarball = kiln_build::slug::path_for(&self.builder.slugs_dir(), &slug.checksum);
+                    let uid = self.dyno_uid(&app);
+                    let checksum = slug.checksum.clone();
+                    let cache = self.slugs.clone();
+                    let dir = tokio::task::spawn_blocking(move || cache.ensure(&checksum, &tarball, uid))
+                        .await
+                        .map_err(|e| PlatformError::Internal(format!("preparing a slug: {e}")))?
+                        .map_err(|e| PlatformError::Internal(format!("preparing slug {}: {e}", slug.checksum)))?;
+                    Some(ReleaseDesired { release_id: r.id.clone(), version: r.version, slug_dir: dir, process_types: slug.process_types.clone(), config: r.config.clone() })
+                }
+                None => None,
+            },
+            None => None,
+        };
+        let formation = self
+            .store
+            .formation(app_id)?
+            .into_iter()
+            .map(|f| (f.process_type.clone(), (f.quantity, DynoSize::parse(&f.size).unwrap_or_default())))
+            .collect();
+        Ok(self.dynos.apply(AppDesired { app_id: app.id.clone(), app_name: app.name.clone(), uid: self.dyno_uid(&app), release, formation }))
+    }
+
+    fn dyno_uid(&self, app: &App) -> Option<u32> {
+        self.settings.per_app_uid.then_some(app.uid)
+    }
+
+    /// Converges and waits for the outcome.
+    pub async fn converge(&self, app_id: &str) -> Result<DeployOutcome> {
+        Ok(self.queue_converge(app_id).await?.wait().await)
+    }
+
+    /// Converges without waiting for dynos to boot. The hand-off still happens in order
+    /// under the app lock; only the wait is detached.
+    async fn converge_in_background(&self, app_id: &str) {
+        match self.queue_converge(app_id).await {
+            Ok(pending) => {
+                tokio::spawn(pending.wait());
+            }
+            Err(e) => tracing::warn!(app = %app_id, error = %e, "could not converge"),
+        }
+    }
+
+    /// After a (re)start: interrupted builds are failed, leftovers swept, every app's routes
+    /// published and its dynos started.
+    pub async fn recover(&self) -> Result<()> {
+        let n = self.store.fail_pending_builds("Build interrupted: the Kiln server stopped during the build.")?;
+        if n > 0 {
+            tracing::info!(builds = n, "marked interrupted builds failed");
+        }
+        self.builder.sweep();
+        let apps = self.store.apps()?;
+        let mut keep = Vec::new();
+        for app in &apps {
+            if let Some(r) = self.store.current_release(&app.id)? {
+                if let Some(s) = r.slug_id {
+                    keep.push(self.store.slug(&s)?.checksum);
+                }
+            }
+        }
+        self.slugs.prune(&keep);
+        for app in apps {
+            self.publish_app(&app);
+            if let Err(e) = self.queue_converge(&app.id).await {
+                tracing::warn!(app = %app.name, error = %e, "could not start the app's dynos");
+            }
+        }
+        Ok(())
+    }
+
+    // ---- build output streams ----
+
+    pub fn build_stream(&self, build_id: &str) -> Option<Arc<BuildStream>> {
+        self.build_streams.lock().unwrap_or_else(|e| e.into_inner()).get(build_id).cloned()
+    }
+}
