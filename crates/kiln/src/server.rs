@@ -1,0 +1,219 @@
+//! `kiln server`: every role of the platform in one process — API and git, router, builder,
+//! dyno manager, logplex — with an embedded default (SQLite, native containers when root)
+//! that needs nothing configured.
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use kiln_model::log::SharedSink;
+use kiln_model::route::RouteUpdates;
+use kiln_store::Store;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Parser, Debug)]
+#[command(name = "kiln server", about = "Run the Kiln platform (API, git, router, builds, dynos, logs)")]
+struct Args {
+    /// Where Kiln keeps its state: SQLite database, git repos, slugs, build caches.
+    #[arg(long, env = "KILN_DATA_DIR", default_value_os_t = default_data_dir())]
+    data_dir: PathBuf,
+    /// Address of the Platform API and git endpoint.
+    #[arg(long, env = "KILN_API_LISTEN", default_value = "127.0.0.1:5000")]
+    api_listen: SocketAddr,
+    /// Address of the router that serves apps' HTTP traffic.
+    #[arg(long, env = "KILN_ROUTER_LISTEN", default_value = "0.0.0.0:8080")]
+    router_listen: SocketAddr,
+    /// Apps answer at <app>.<domain>.
+    #[arg(long, env = "KILN_DOMAIN", default_value = "localhost")]
+    domain: String,
+    /// The API's public base URL, used in git and log URLs (default: from --api-listen).
+    #[arg(long, env = "KILN_API_URL")]
+    api_url: Option<String>,
+    /// How dynos run: container (isolated; needs root), process (no isolation), or auto.
+    #[arg(long, env = "KILN_RUNTIME", default_value = "auto", value_parser = ["auto", "container", "process"])]
+    runtime: String,
+    /// Seconds a web dyno has to bind $PORT (Heroku's R10).
+    #[arg(long, env = "KILN_BOOT_TIMEOUT", default_value_t = 60)]
+    boot_timeout: u64,
+    /// Seconds between SIGTERM and SIGKILL when stopping a dyno (Heroku's R12).
+    #[arg(long, env = "KILN_STOP_TIMEOUT", default_value_t = 30)]
+    stop_timeout: u64,
+    /// Seconds a build may run.
+    #[arg(long, env = "KILN_BUILD_TIMEOUT", default_value_t = 900)]
+    build_timeout: u64,
+    /// First cool-off in seconds before restarting a dyno that keeps crashing; it doubles.
+    #[arg(long, env = "KILN_RESTART_BACKOFF", default_value_t = 10)]
+    restart_backoff: u64,
+    /// Longest cool-off in seconds between restarts of a crashing dyno.
+    #[arg(long, env = "KILN_RESTART_BACKOFF_MAX", default_value_t = 1200)]
+    restart_backoff_max: u64,
+}
+
+fn default_data_dir() -> PathBuf {
+    // SAFETY: geteuid never fails.
+    if unsafe { libc_geteuid() } == 0 {
+        return PathBuf::from("/var/lib/kiln");
+    }
+    match std::env::var_os("XDG_DATA_HOME") {
+        Some(d) if !d.is_empty() => PathBuf::from(d).join("kiln"),
+        _ => PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| ".".into())).join(".local/share/kiln"),
+    }
+}
+
+unsafe extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}
+
+pub fn main(args: &[std::ffi::OsString]) -> ExitCode {
+    let args = Args::parse_from(args);
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false).with_max_level(tracing::Level::INFO).init();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("kiln server: could not start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kiln server: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Generates a new API key: 256 bits from the OS's random source, hex.
+fn new_api_key() -> Result<String> {
+    let mut buf = [0u8; 32];
+    std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut buf)).context("reading /dev/urandom")?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// On first start, creates the admin account and writes its key to `admin-api-key` (0600).
+fn ensure_admin(store: &dyn Store, data_dir: &Path) -> Result<PathBuf> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let account = store.ensure_account("admin@kiln.local", "Kiln Admin").context("creating the admin account")?;
+    let path = data_dir.join("admin-api-key");
+    let key = match std::fs::read_to_string(&path) {
+        Ok(k) if !k.trim().is_empty() => k.trim().to_string(),
+        _ => {
+            let key = new_api_key()?;
+            let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&path).with_context(|| format!("writing {}", path.display()))?;
+            std::io::Write::write_all(&mut f, format!("{key}\n").as_bytes())?;
+            key
+        }
+    };
+    store.add_api_key(&account.id, &key, "admin key (admin-api-key)").context("registering the admin API key")?;
+    Ok(path)
+}
+
+async fn run(args: Args) -> Result<()> {
+    let data_dir = &args.data_dir;
+    std::fs::create_dir_all(data_dir).with_context(|| format!("creating the data directory {}", data_dir.display()))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700)).with_context(|| format!("securing {}", data_dir.display()))?;
+    }
+    let exe = std::env::current_exe().context("finding the kiln executable")?;
+    let store: Arc<dyn Store> = Arc::new(kiln_store::SqliteStore::open(&data_dir.join("kiln.db")).context("opening the database")?);
+    let key_path = ensure_admin(store.as_ref(), data_dir)?;
+
+    let logs = kiln_logplex::Logplex::new();
+    let sink: SharedSink = logs.clone();
+    let routes = kiln_router::RouteTable::new(&args.domain);
+    let route_updates: Arc<dyn RouteUpdates> = routes.clone();
+
+    let prefer = match args.runtime.as_str() {
+        "container" => {
+            if !kiln_runtime::container::ContainerRuntime::available() {
+                bail!("--runtime container needs root on Linux; run as root or use --runtime process");
+            }
+            Some(kiln_runtime::RuntimeKind::Container)
+        }
+        "process" => Some(kiln_runtime::RuntimeKind::Process),
+        _ => None,
+    };
+    let runtime = kiln_runtime::detect(data_dir, exe.clone(), prefer);
+    runtime.sweep().context("cleaning up after the previous run")?;
+    tracing::info!(runtime = runtime.kind().as_str(), "dyno runtime");
+
+    let builder = kiln_build::Builder::new(
+        kiln_build::BuilderConfig { data_dir: data_dir.clone(), timeout: Duration::from_secs(args.build_timeout), memory_bytes: 2 * 1024 * 1024 * 1024, stack: "heroku-24".into() },
+        runtime.clone(),
+    )?;
+    let lifecycle = kiln_dyno::LifecycleConfig {
+        boot_timeout: Duration::from_secs(args.boot_timeout),
+        stop_timeout: Duration::from_secs(args.stop_timeout),
+        backoff_base: Duration::from_secs(args.restart_backoff.max(1)),
+        backoff_cap: Duration::from_secs(args.restart_backoff_max.max(args.restart_backoff.max(1))),
+    };
+    let dynos = kiln_dyno::DynoManager::start(runtime.clone(), sink.clone(), route_updates.clone(), lifecycle);
+
+    let api_listener = tokio::net::TcpListener::bind(args.api_listen).await.with_context(|| format!("listening on {} for the API", args.api_listen))?;
+    let router_listener = tokio::net::TcpListener::bind(args.router_listen).await.with_context(|| format!("listening on {} for the router", args.router_listen))?;
+    let api_addr = api_listener.local_addr()?;
+    let router_addr = router_listener.local_addr()?;
+    let api_url = args.api_url.clone().unwrap_or_else(|| {
+        let host = if api_addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { api_addr.ip().to_string() };
+        format!("http://{host}:{}", api_addr.port())
+    });
+
+    let settings = kiln_platform::Settings {
+        domain: args.domain.clone(),
+        router_port: router_addr.port(),
+        api_url: api_url.clone(),
+        stack: "heroku-24".into(),
+        per_app_uid: runtime.kind() == kiln_runtime::RuntimeKind::Container,
+        data_dir: data_dir.clone(),
+    };
+    let platform = kiln_platform::Platform::new(store.clone(), logs.clone(), dynos.clone(), builder, route_updates.clone(), settings);
+    let bridge = Arc::new(kiln_platform::GitBridge(platform.clone()));
+    let git = kiln_git::GitService::start(data_dir, &exe, bridge.clone(), bridge).context("starting the git receiver")?;
+    platform.set_git(git.clone());
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let app = kiln_api::router(platform.clone(), kiln_git::router(git));
+    let mut api_stop = stop_rx.clone();
+    let api_task = tokio::spawn(async move {
+        axum::serve(api_listener, app).with_graceful_shutdown(async move {
+            let _ = api_stop.wait_for(|s| *s).await;
+        })
+        .await
+    });
+    let mut router_stop = stop_rx.clone();
+    let router_task = tokio::spawn(kiln_router::serve(router_listener, routes, sink, kiln_router::RouterConfig { domain: args.domain.clone(), ..Default::default() }, async move {
+        let _ = router_stop.wait_for(|s| *s).await;
+    }));
+
+    platform.recover().await.context("starting the apps' dynos")?;
+    eprintln!("Kiln is running.");
+    eprintln!("  API and git:  {api_url}  (admin API key in {})", key_path.display());
+    eprintln!("  Apps:         http://<app>.{}:{}/", args.domain, router_addr.port());
+    eprintln!("  Dyno runtime: {}", runtime.kind().as_str());
+
+    wait_for_signal().await;
+    eprintln!("Stopping: every dyno gets SIGTERM...");
+    let _ = stop_tx.send(true);
+    dynos.shutdown().await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), api_task).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), router_task).await;
+    eprintln!("Stopped.");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        // Without signal handlers, run until killed.
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
