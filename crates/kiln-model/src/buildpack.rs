@@ -32,12 +32,19 @@ impl BuildpackRef {
             return Ok(BuildpackRef::Builtin(short.to_string()));
         }
         if let Some(path) = s.strip_prefix("file://") {
-            return if path.starts_with('/') { Ok(BuildpackRef::Local(path.to_string())) } else { bad("file:// URLs need an absolute path") };
+            if !path.starts_with('/') {
+                return bad("file:// URLs need an absolute path");
+            }
+            // A local git repository (`file:///srv/bp.git`) is cloned like a remote one.
+            let repo = path.split('#').next().unwrap_or(path);
+            if !repo.ends_with(".git") {
+                return Ok(BuildpackRef::Local(path.to_string()));
+            }
         }
         if s.starts_with('/') {
             return Ok(BuildpackRef::Local(s.to_string()));
         }
-        if s.starts_with("https://") || s.starts_with("http://") || s.starts_with("git://") || s.starts_with("ssh://") {
+        if s.starts_with("https://") || s.starts_with("http://") || s.starts_with("git://") || s.starts_with("ssh://") || s.starts_with("file://") {
             if s.starts_with('-') {
                 return bad("it starts with '-'");
             }
@@ -100,6 +107,8 @@ mod tests {
     fn refs() {
         assert_eq!(BuildpackRef::parse("heroku/python").unwrap(), BuildpackRef::Builtin("python".into()));
         assert_eq!(BuildpackRef::parse("/opt/bp").unwrap(), BuildpackRef::Local("/opt/bp".into()));
+        assert_eq!(BuildpackRef::parse("file:///opt/bp").unwrap(), BuildpackRef::Local("/opt/bp".into()));
+        assert_eq!(BuildpackRef::parse("file:///srv/bp.git#main").unwrap(), BuildpackRef::Git { url: "file:///srv/bp.git".into(), reference: Some("main".into()) });
         assert_eq!(
             BuildpackRef::parse("https://example.com/bp.git#v2").unwrap(),
             BuildpackRef::Git { url: "https://example.com/bp.git".into(), reference: Some("v2".into()) }

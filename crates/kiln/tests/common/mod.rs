@@ -1,0 +1,388 @@
+//! The end-to-end harness: a real `kiln server` on random ports in a temporary directory,
+//! the real `kiln` CLI, real `git` pushes, and raw HTTP through the router.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const KILN: &str = env!("CARGO_BIN_EXE_kiln");
+
+pub struct Server {
+    pub dir: PathBuf,
+    pub api_url: String,
+    pub router_port: u16,
+    pub key: String,
+    child: Option<Child>,
+    pub stderr: Arc<Mutex<Vec<String>>>,
+}
+
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("kiln-e2e-{tag}-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+impl Server {
+    pub fn start(tag: &str) -> Server {
+        Server::start_with(tag, &[])
+    }
+
+    /// Starts a server with extra flags; waits until it says it is running.
+    pub fn start_with(tag: &str, extra: &[&str]) -> Server {
+        let dir = temp_dir(tag);
+        Server::start_in(dir, extra)
+    }
+
+    pub fn start_in(dir: PathBuf, extra: &[&str]) -> Server {
+        let mut cmd = Command::new(KILN);
+        cmd.arg("server")
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .args(["--api-listen", "127.0.0.1:0", "--router-listen", "127.0.0.1:0", "--stop-timeout", "5"])
+            .args(extra)
+            .env_remove("KILN_API_URL")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn kiln server");
+        let stderr = child.stderr.take().unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        {
+            let lines = lines.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    if line.contains("Kiln is running") || line.contains("API and git:") || line.contains("Apps:") {
+                        let _ = tx.send(line.clone());
+                    }
+                    lines.lock().unwrap().push(line);
+                }
+                let _ = tx.send("EOF".into());
+            });
+        }
+        let (mut api_url, mut router_port) = (None, None);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while api_url.is_none() || router_port.is_none() {
+            let line = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).unwrap_or_else(|_| panic!("server did not start: {:?}", lines.lock().unwrap()));
+            if line == "EOF" {
+                panic!("server exited at start: {:?}", lines.lock().unwrap());
+            }
+            if let Some(rest) = line.split("API and git:").nth(1) {
+                api_url = rest.split_whitespace().next().map(str::to_string);
+            }
+            if let Some(rest) = line.split("Apps:").nth(1) {
+                let url = rest.trim();
+                router_port = url.rsplit(':').next().and_then(|p| p.trim_end_matches('/').parse().ok());
+            }
+        }
+        let key = std::fs::read_to_string(dir.join("data/admin-api-key")).unwrap().trim().to_string();
+        Server { dir, api_url: api_url.unwrap(), router_port: router_port.unwrap(), key, child: Some(child), stderr: lines }
+    }
+
+    pub fn home(&self) -> PathBuf {
+        let h = self.dir.join("home");
+        std::fs::create_dir_all(&h).unwrap();
+        h
+    }
+
+    /// Runs the CLI against this server.
+    pub fn kiln(&self, args: &[&str]) -> Output {
+        self.kiln_in(&self.dir, args)
+    }
+
+    pub fn kiln_in(&self, cwd: &Path, args: &[&str]) -> Output {
+        Command::new(KILN).args(args).current_dir(cwd).env("KILN_API_URL", &self.api_url).env("KILN_API_KEY", &self.key).env("HOME", self.home()).env_remove("KILN_APP").output().expect("run kiln")
+    }
+
+    /// Runs the CLI and insists it succeeds; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.kiln(args);
+        assert!(out.status.success(), "kiln {args:?} failed:\nstdout: {}\nstderr: {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs the CLI and insists it fails; returns stdout + stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.kiln(args);
+        assert!(!out.status.success(), "kiln {args:?} should have failed:\n{}", String::from_utf8_lossy(&out.stdout));
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    }
+
+    pub fn git_url(&self, app: &str, key: &str) -> String {
+        self.api_url.replacen("http://", &format!("http://kiln:{key}@"), 1) + &format!("/{app}.git")
+    }
+
+    /// `git push` of `dir`'s main branch to `app`; returns (success, combined output).
+    pub fn push(&self, dir: &Path, app: &str) -> (bool, String) {
+        self.push_with_key(dir, app, &self.key.clone())
+    }
+
+    pub fn push_with_key(&self, dir: &Path, app: &str, key: &str) -> (bool, String) {
+        let out = git(dir).args(["push", &self.git_url(app, key), "HEAD:main"]).output().unwrap();
+        (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    }
+
+    pub fn host(&self, app: &str) -> String {
+        format!("{app}.localhost")
+    }
+
+    /// A GET through the router.
+    pub fn get(&self, app: &str, path: &str) -> Response {
+        http(self.router_port, "GET", &self.host(app), path, &[], None)
+    }
+
+    /// A call to the API with the admin key.
+    pub fn api(&self, method: &str, path: &str, body: Option<&str>) -> Response {
+        let port: u16 = self.api_url.rsplit(':').next().unwrap().parse().unwrap();
+        let auth = format!("Bearer {}", self.key);
+        http(port, method, "127.0.0.1", path, &[("Authorization", &auth), ("Accept", "application/vnd.heroku+json; version=3")], body)
+    }
+
+    pub fn api_port(&self) -> u16 {
+        self.api_url.rsplit(':').next().unwrap().parse().unwrap()
+    }
+
+    pub fn logs(&self, app: &str) -> String {
+        self.ok(&["logs", "-a", app, "-n", "1500"])
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// SIGTERM, and the exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("server running");
+        unsafe { libc_kill(child.id() as i32, 15) };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                return s;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("server did not stop within 60 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL (a crash).
+    pub fn crash(&mut self) {
+        let mut child = self.child.take().expect("server running");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    pub fn server_log(&self) -> String {
+        self.stderr.lock().unwrap().join("\n")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            let _ = self.stop();
+        }
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+unsafe extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+pub fn signal(pid: i32, sig: i32) {
+    unsafe {
+        libc_kill(pid, sig);
+    }
+}
+
+pub fn git(dir: &Path) -> Command {
+    let mut c = Command::new("git");
+    c.current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "Kiln Test")
+        .env("GIT_AUTHOR_EMAIL", "test@kiln.local")
+        .env("GIT_COMMITTER_NAME", "Kiln Test")
+        .env("GIT_COMMITTER_EMAIL", "test@kiln.local")
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", dir.parent().unwrap_or(dir));
+    c
+}
+
+/// Copies a fixture app into a fresh git repository with one commit; returns its path.
+pub fn fixture_repo(name: &str, files: &[(&str, &str)]) -> PathBuf {
+    let dir = temp_dir(&format!("app-{name}")).join("src");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+    if fixture.is_dir() {
+        let out = Command::new("cp").arg("-a").arg(format!("{}/.", fixture.display())).arg(&dir).output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+    } else {
+        std::fs::create_dir_all(&dir).unwrap();
+    }
+    for (path, content) in files {
+        let p = dir.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+    }
+    assert!(git(&dir).args(["init", "-q", "-b", "main"]).status().unwrap().success());
+    commit_all(&dir, "initial");
+    dir
+}
+
+pub fn commit_all(dir: &Path, msg: &str) {
+    assert!(git(dir).args(["add", "-A"]).status().unwrap().success());
+    assert!(git(dir).args(["commit", "-q", "--allow-empty", "-m", msg]).status().unwrap().success());
+}
+
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+/// A minimal HTTP/1.1 client over a raw socket (no redirects, `Connection: close`).
+pub fn http(port: u16, method: &str, host: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> Response {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(90))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if let Some(b) = body {
+        req.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", b.len()));
+    }
+    req.push_str("\r\n");
+    if let Some(b) = body {
+        req.push_str(b);
+    }
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    parse_response(&raw)
+}
+
+pub fn parse_response(raw: &[u8]) -> Response {
+    let text = String::from_utf8_lossy(raw);
+    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.split("\r\n");
+    let status = lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let headers: Vec<(String, String)> = lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).collect();
+    let chunked = headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked"));
+    let body = if chunked { dechunk(rest) } else { rest.to_string() };
+    Response { status, headers, body }
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].strip_prefix("\r\n").unwrap_or(&rest[n..]);
+    }
+    out
+}
+
+/// Polls `f` until it returns Some, or panics with `what` after `timeout`.
+pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Host pids of processes whose environment contains `needle` (e.g. a marker config var).
+pub fn pids_with_env(needle: &str) -> Vec<i32> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return out };
+    for e in entries.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        if let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) {
+            if env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes()) {
+                out.push(pid);
+            }
+        }
+    }
+    out
+}
+
+/// Every process that belongs to a dyno of app `app_marker` (by its `KILN_TEST_MARKER`).
+pub fn dyno_processes(marker: &str) -> Vec<i32> {
+    pids_with_env(&format!("KILN_TEST_MARKER={marker}"))
+}
+
+/// `ps` output lines, e.g. `web.1: up ...`.
+pub fn ps_states(out: &str) -> Vec<(String, String)> {
+    out.lines()
+        .filter_map(|l| {
+            let (name, rest) = l.split_once(": ")?;
+            if name.contains('.') && !name.starts_with("===") {
+                Some((name.trim().to_string(), rest.split_whitespace().next()?.to_string()))
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+/// Builds a tiny pure-Python wheel (`greeting`) into `dir/vendor`, so the Python fixture has a
+/// real dependency for pip to install without reaching any index.
+pub fn make_wheel(dir: &Path) {
+    let script = r#"
+import os, sys, zipfile, hashlib, base64
+out = sys.argv[1]
+os.makedirs(out, exist_ok=True)
+files = {
+    "greeting/__init__.py": "def hello():\n    return 'hello-from-wheel'\n",
+    "greeting-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: greeting\nVersion: 1.0\n",
+    "greeting-1.0.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: kiln-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+}
+record = []
+for name, text in files.items():
+    data = text.encode()
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    record.append("%s,sha256=%s,%d" % (name, digest, len(data)))
+record.append("greeting-1.0.dist-info/RECORD,,")
+with zipfile.ZipFile(os.path.join(out, "greeting-1.0-py3-none-any.whl"), "w") as z:
+    for name, text in files.items():
+        z.writestr(name, text)
+    z.writestr("greeting-1.0.dist-info/RECORD", "\n".join(record) + "\n")
+"#;
+    let st = Command::new("python3").arg("-c").arg(script).arg(dir.join("vendor")).status().expect("python3");
+    assert!(st.success());
+}
+
+/// The Python fixture (web + worker, a pip dependency, app.json formation), ready to push.
+pub fn python_app(extra: &[(&str, &str)]) -> PathBuf {
+    let dir = fixture_repo("python-app", extra);
+    make_wheel(&dir);
+    commit_all(&dir, "vendor the greeting wheel");
+    dir
+}
