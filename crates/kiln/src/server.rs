@@ -119,6 +119,10 @@ async fn run(args: Args) -> Result<()> {
         std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700)).with_context(|| format!("securing {}", data_dir.display()))?;
     }
     let exe = std::env::current_exe().context("finding the kiln executable")?;
+    // Pushes are served by the real git; without it nothing can be deployed.
+    if !std::process::Command::new("git").arg("--version").output().is_ok_and(|o| o.status.success()) {
+        bail!("git is not installed, and Kiln serves pushes with it. Install it (Debian: apt-get install git) and start again.");
+    }
     let store: Arc<dyn Store> = Arc::new(kiln_store::SqliteStore::open(&data_dir.join("kiln.db")).context("opening the database")?);
     let key_path = ensure_admin(store.as_ref(), data_dir)?;
 

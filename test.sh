@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs Kiln's whole test suite: unit tests of every crate and the end-to-end suite, which
+# starts real servers, pushes real apps with git and talks to them through the router.
+#
+# On Debian it first installs what the tests need and the machine lacks (git, Python with pip,
+# Node.js with npm: the stack the built-in buildpacks use). Run it as root so dynos run as
+# real containers; as another user, with sudo available for the install step.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+need=()
+command -v git >/dev/null 2>&1 || need+=(git)
+# Dynos see the system's /usr, so the stack's Python is /usr/bin/python3, with pip.
+[ -x /usr/bin/python3 ] || need+=(python3)
+/usr/bin/python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
+[ -x /usr/bin/node ] || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
+command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
+
+if [ ${#need[@]} -gt 0 ]; then
+  echo "test.sh: installing missing packages: ${need[*]}"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${need[@]}"
+fi
+
+exec cargo test --workspace --locked "$@"
