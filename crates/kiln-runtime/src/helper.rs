@@ -67,6 +67,7 @@ fn run(args: &[String]) -> SysResult<i32> {
             return Err("the server exited".into());
         }
     }
+    crate::cgroup::join(&spec)?;
     let mask = block_signals();
     sys::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC)?;
 
@@ -151,10 +152,12 @@ fn init(spec: &DynoSpec, run_dir: &Path, mask: &libc::sigset_t) -> SysResult<i32
     }
     build_root(spec, run_dir)?;
     sys::sethostname(&spec.id)?;
+    crate::seccomp::drop_capabilities()?;
     if let Some(uid) = spec.uid {
         sys::drop_privileges(uid, uid)?;
     }
     sys::no_new_privs()?;
+    crate::seccomp::apply_filter()?;
 
     let mut env: Vec<CString> = Vec::with_capacity(spec.env.len() + 3);
     let has = |k: &str| spec.env.iter().any(|(key, _)| key == k);

@@ -14,9 +14,11 @@
 //! Both start the command the way Heroku does: `bash -c`, after sourcing `.profile.d/*.sh` and
 //! `.profile` from the app's home.
 
+pub mod cgroup;
 pub mod container;
 pub mod helper;
 pub mod process;
+pub mod seccomp;
 pub mod slugcache;
 mod sys;
 
