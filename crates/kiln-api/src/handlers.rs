@@ -38,9 +38,14 @@ pub fn routes() -> Router<ApiState> {
         .route("/build-output/{build}", get(build_output))
         .route("/apps/{app}/buildpack-installations", get(list_buildpacks).put(set_buildpacks))
         .route("/apps/{app}/dynos/{dyno}/actions/stop", post(restart_dyno))
+        .route("/apps/{app}/addons", get(empty_list))
+        .route("/apps/{app}/addon-attachments", get(empty_list))
+        .route("/apps/{app}/collaborators", get(empty_list))
 }
 
-/// A JSON request body, with Heroku-style errors for what is not JSON. An empty body is `{}`.
+/// A JSON object request body, with Heroku-style errors for what is not one. An empty body is
+/// `{}`. Every request body of the API is an object; an array or a scalar is refused here so no
+/// handler mistakes it for "no fields given" (`POST /apps` with `[]` used to create an app).
 pub struct Body(pub Value);
 
 const MAX_BODY: usize = 1024 * 1024;
@@ -56,7 +61,11 @@ impl<S: Send + Sync> FromRequest<S> for Body {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Body(Value::Object(Map::new())));
         }
-        serde_json::from_slice(&bytes).map(Body).map_err(|e| ApiError::bad_request(format!("Request body is not valid JSON: {e}")))
+        match serde_json::from_slice(&bytes) {
+            Ok(v @ Value::Object(_)) => Ok(Body(v)),
+            Ok(_) => Err(ApiError::bad_request("Request body must be a JSON object")),
+            Err(e) => Err(ApiError::bad_request(format!("Request body is not valid JSON: {e}"))),
+        }
     }
 }
 
@@ -81,6 +90,13 @@ fn app_json(st: &ApiState, app: &App) -> Value {
         _ => (None, None),
     };
     json::app(p, app, slug_size, desc.as_deref())
+}
+
+/// Resources Kiln does not have yet (add-ons, collaborators) list as empty, so clients that
+/// read them along the way (`heroku apps:info`) work.
+async fn empty_list(State(st): State<ApiState>, User(user): User, Path(app): Path<String>) -> ApiResult<Json<Value>> {
+    st.platform.app_for(&user, &app)?;
+    Ok(Json(Value::Array(Vec::new())))
 }
 
 // ---- account ----
