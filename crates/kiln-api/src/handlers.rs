@@ -30,7 +30,7 @@ pub fn routes() -> Router<ApiState> {
         .route("/apps/{app}/releases/{release}/config-vars", get(release_config_vars))
         .route("/apps/{app}/formation", get(list_formation).patch(batch_update_formation))
         .route("/apps/{app}/formation/{ptype}", get(formation_info).patch(update_formation))
-        .route("/apps/{app}/dynos", get(list_dynos).delete(restart_all))
+        .route("/apps/{app}/dynos", get(list_dynos).delete(restart_all).post(crate::run::create_dyno))
         .route("/apps/{app}/dynos/{dyno}", get(dyno_info).delete(restart_dyno))
         .route("/apps/{app}/formations/{ptype}", delete(restart_type))
         .route("/apps/{app}/builds", get(list_builds))
@@ -54,9 +54,13 @@ impl<S: Send + Sync> FromRequest<S> for Body {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| ApiError::bad_request(format!("Could not read the request body: {e}")))?;
+        let too_large = || ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "bad_request", "Request body is larger than 1 MB");
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            // axum stops reading at its own limit (2 MB); that is the same "too large" as ours.
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE { too_large() } else { ApiError::bad_request(format!("Could not read the request body: {e}")) }
+        })?;
         if bytes.len() > MAX_BODY {
-            return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "bad_request", "Request body is larger than 1 MB"));
+            return Err(too_large());
         }
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Body(Value::Object(Map::new())));
@@ -67,6 +71,13 @@ impl<S: Send + Sync> FromRequest<S> for Body {
             Err(e) => Err(ApiError::bad_request(format!("Request body is not valid JSON: {e}"))),
         }
     }
+}
+
+/// The request's `Range`, if any. A header that is not even text is malformed, not absent.
+fn range_header(headers: &HeaderMap) -> ApiResult<Option<range::Range>> {
+    let Some(v) = headers.get(header::RANGE) else { return Ok(None) };
+    let h = v.to_str().map_err(|_| ApiError::bad_request("Invalid Range header: it must be printable ASCII"))?;
+    range::parse(h).map(Some).map_err(ApiError::bad_request)
 }
 
 fn base_url(headers: &HeaderMap, fallback: &str) -> String {
@@ -134,15 +145,20 @@ async fn app_info(State(st): State<ApiState>, User(user): User, Path(app): Path<
 async fn update_app(State(st): State<ApiState>, User(user): User, Path(app): Path<String>, Body(body): Body) -> ApiResult<Json<Value>> {
     let mut app = st.platform.app_for(&user, &app)?;
     let Value::Object(fields) = &body else { return Err(ApiError::invalid("Expected a JSON object")) };
+    // Check every field before changing anything, so a bad field leaves the app as it was.
+    let mut maintenance = None;
     for (k, v) in fields {
         match (k.as_str(), v) {
-            ("maintenance", Value::Bool(on)) => app = st.platform.set_maintenance(&app, *on, &user).await?,
+            ("maintenance", Value::Bool(on)) => maintenance = Some(*on),
             ("maintenance", _) => return Err(ApiError::invalid("maintenance must be true or false")),
             ("name", Value::String(n)) if *n == app.name => {}
             ("name", _) => return Err(ApiError::invalid("Renaming apps is not supported yet")),
             ("build_stack", _) => {}
             (other, _) => return Err(ApiError::invalid(format!("Unknown app field {other:?}"))),
         }
+    }
+    if let Some(on) = maintenance {
+        app = st.platform.set_maintenance(&app, on, &user).await?;
     }
     Ok(Json(app_json(&st, &app)))
 }
@@ -188,10 +204,7 @@ fn current_id(st: &ApiState, app: &App) -> Option<String> {
 
 async fn list_releases(State(st): State<ApiState>, User(user): User, Path(app): Path<String>, headers: HeaderMap) -> ApiResult<Response> {
     let app = st.platform.app_for(&user, &app)?;
-    let r = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
-        Some(h) => range::parse(h).map_err(ApiError::bad_request)?,
-        None => range::Range { field: "version".into(), start: None, end: None, max: None, descending: false },
-    };
+    let r = range_header(&headers)?.unwrap_or(range::Range { field: "version".into(), start: None, end: None, max: None, descending: false });
     if r.field != "version" && r.field != "id" {
         return Err(ApiError::bad_request(format!("Releases can be ranged by version, not {}", r.field)));
     }
@@ -347,8 +360,7 @@ async fn list_builds(State(st): State<ApiState>, User(user): User, Path(app): Pa
     let app = st.platform.app_for(&user, &app)?;
     let base = base_url(&headers, &st.platform.settings.api_url);
     let mut builds = st.platform.store.builds(&app.id)?;
-    if let Some(h) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
-        let r = range::parse(h).map_err(ApiError::bad_request)?;
+    if let Some(r) = range_header(&headers)? {
         if !r.descending {
             builds.reverse();
         }

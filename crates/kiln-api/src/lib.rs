@@ -13,6 +13,7 @@ mod handlers;
 pub mod json;
 mod logs;
 pub mod range;
+mod run;
 
 use axum::Router;
 use axum::extract::Request;
@@ -26,12 +27,14 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct ApiState {
     pub platform: Arc<Platform>,
+    attaches: Arc<run::PendingAttaches>,
 }
 
 /// The API's router; `extra` (the git routes) is merged in so one listener serves both.
+/// A known path with the wrong verb is a JSON 404, as on Heroku (axum's default is an empty 405).
 pub fn router(platform: Arc<Platform>, extra: Router) -> Router {
-    let state = ApiState { platform };
-    let api = handlers::routes().merge(logs::routes()).with_state(state).fallback(not_found).layer(axum::middleware::from_fn(heroku_headers));
+    let state = ApiState { platform, attaches: Arc::default() };
+    let api = handlers::routes().merge(logs::routes()).merge(run::routes()).with_state(state).fallback(not_found).method_not_allowed_fallback(not_found).layer(axum::middleware::from_fn(heroku_headers));
     api.merge(extra)
 }
 

@@ -301,6 +301,7 @@ impl Builder {
             uid: req.uid,
             limits: Limits { memory_bytes: Some(self.config.memory_bytes), memory_hard_bytes: Some(self.config.memory_bytes), max_processes: Some(4096), cpu_share: None },
             stdin: false,
+            tty: false,
         };
         let mut dyno = rt.start(spec).map_err(|e| BuildError::Failed(format!(" !     Could not start the build: {e}")))?;
         let stdout = dyno.stdout.take();

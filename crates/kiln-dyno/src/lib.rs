@@ -11,8 +11,11 @@
 //! beside it and the old one is stopped only once the new one is `up` (Heroku's preboot, for
 //! every app). The router's table is republished after every state change.
 
+mod oneoff;
 mod ports;
 mod supervisor;
+
+pub use oneoff::{OneOff, OneOffRequest};
 
 use kiln_model::config::ConfigVars;
 use kiln_model::log::SharedSink;
@@ -149,6 +152,8 @@ enum Command {
     Remove(String, oneshot::Sender<Vec<tokio::task::JoinHandle<()>>>),
     List(String, oneshot::Sender<Vec<DynoInfo>>),
     Changed(String),
+    RunOneOff(OneOffRequest, oneshot::Sender<Result<OneOff, String>>),
+    OneOffDone(String, String),
     Shutdown(oneshot::Sender<Vec<tokio::task::JoinHandle<()>>>),
 }
 
@@ -162,6 +167,7 @@ pub struct DynoManager {
 struct AppState {
     desired: AppDesired,
     instances: Vec<Instance>,
+    one_offs: Vec<oneoff::OneOffRecord>,
 }
 
 pub(crate) struct Shared {
@@ -234,6 +240,13 @@ impl DynoManager {
         rx.await.unwrap_or_default()
     }
 
+    /// Starts a one-off dyno from the app's current release.
+    pub async fn run_one_off(&self, req: OneOffRequest) -> Result<OneOff, String> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Command::RunOneOff(req, reply)).map_err(|_| "the dyno manager has stopped".to_string())?;
+        rx.await.map_err(|_| "the dyno manager has stopped".to_string())?
+    }
+
     /// Stops every dyno gracefully; returns when all are gone.
     pub async fn shutdown(&self) {
         let (reply, rx) = oneshot::channel();
@@ -254,7 +267,7 @@ impl Actor {
             match cmd {
                 Command::Apply(desired, reply) => {
                     let app_id = desired.app_id.clone();
-                    let state = self.apps.entry(app_id.clone()).or_insert_with(|| AppState { desired: desired.clone(), instances: Vec::new() });
+                    let state = self.apps.entry(app_id.clone()).or_insert_with(|| AppState { desired: desired.clone(), instances: Vec::new(), one_offs: Vec::new() });
                     state.desired = desired;
                     self.routes.upsert_app(&app_id, &state.desired.app_name.clone(), false, None, None);
                     let started = self.reconcile(&app_id);
@@ -286,11 +299,43 @@ impl Actor {
                     self.publish(&app_id);
                     let _ = reply.send(Ok(n));
                 }
+                Command::RunOneOff(req, reply) => {
+                    let shared = self.shared.clone();
+                    let result = match self.apps.get_mut(&req.app_id) {
+                        None => Err("The app has no release to run yet: push it first.".to_string()),
+                        Some(state) => match state.desired.release.clone() {
+                            None => Err("The app has no release to run yet: push it first.".to_string()),
+                            Some(rel) => {
+                                // Heroku names one-offs run.N with a random N.
+                                let name = loop {
+                                    let n = format!("run.{}", fastrand::u32(1000..10000));
+                                    if !state.one_offs.iter().any(|o| o.name == n) {
+                                        break n;
+                                    }
+                                };
+                                oneoff::start(&shared, req, &rel, state.desired.uid, name).map(|(handle, record)| {
+                                    state.one_offs.push(record);
+                                    handle
+                                })
+                            }
+                        },
+                    };
+                    let _ = reply.send(result);
+                }
+                Command::OneOffDone(app_id, name) => {
+                    if let Some(state) = self.apps.get_mut(&app_id) {
+                        state.one_offs.retain(|o| o.name != name);
+                    }
+                }
                 Command::Remove(app_id, reply) => {
                     let mut handles = Vec::new();
                     if let Some(state) = self.apps.remove(&app_id) {
                         for inst in state.instances {
                             handles.push(inst.stop());
+                        }
+                        for o in state.one_offs {
+                            o.signaller.kill();
+                            handles.push(o.task);
                         }
                     }
                     self.routes.remove_app(&app_id);
@@ -311,6 +356,20 @@ impl Actor {
                     for (_, state) in self.apps.drain() {
                         for inst in state.instances {
                             handles.push(inst.stop());
+                        }
+                        for o in state.one_offs {
+                            // SIGTERM, then SIGKILL after the stop timeout, as for other dynos.
+                            o.signaller.terminate();
+                            let (sig, limit, mut task) = (o.signaller, self.shared.config.stop_timeout, o.task);
+                            handles.push(tokio::spawn(async move {
+                                tokio::select! {
+                                    _ = &mut task => {}
+                                    _ = tokio::time::sleep(limit) => {
+                                        sig.kill();
+                                        let _ = task.await;
+                                    }
+                                }
+                            }));
                         }
                     }
                     let _ = reply.send(handles);
@@ -445,7 +504,22 @@ fn list_dynos(state: &AppState) -> Vec<DynoInfo> {
             }
         }
     }
-    by_name.into_values().collect()
+    let mut out: Vec<DynoInfo> = by_name.into_values().collect();
+    for o in &state.one_offs {
+        out.push(DynoInfo {
+            id: o.id.clone(),
+            name: o.name.clone(),
+            process_type: "run".into(),
+            state: *o.state.borrow(),
+            command: o.command.clone(),
+            size: o.size,
+            release_id: o.release_id.clone(),
+            release_version: o.release_version,
+            created_at: o.created_at,
+            updated_at: *o.updated_at.lock().unwrap_or_else(|e| e.into_inner()),
+        });
+    }
+    out
 }
 
 /// Emits a `heroku[<dyno>]` line.

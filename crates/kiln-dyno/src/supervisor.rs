@@ -219,6 +219,7 @@ async fn run_once(
         uid: ctl.uid,
         limits: Limits { memory_bytes: Some(mb), memory_hard_bytes: Some(mb * 2), max_processes: Some(ctl.size.max_processes()), cpu_share: Some(ctl.size.cpu_share()) },
         stdin: false,
+        tty: false,
     };
     let _ = id;
     let mut d = match shared.runtime.start(spec) {

@@ -272,6 +272,30 @@ impl Platform {
         Ok(n)
     }
 
+    /// Starts a one-off dyno (`kiln run`) from the current release.
+    pub async fn run_one_off(&self, app: &App, user: &Account, command: &str, env: Vec<(String, String)>, size: Option<&str>, attach: bool, tty: bool) -> Result<kiln_dyno::OneOff> {
+        if command.trim().is_empty() {
+            return Err(Invalid::new("command", "The command is empty").into());
+        }
+        if command.len() > 64 * 1024 || command.contains('\0') {
+            return Err(Invalid::new("command", "The command is too long or contains a NUL byte").into());
+        }
+        for (k, v) in &env {
+            kiln_model::config::validate_key(k)?;
+            kiln_model::config::validate_value(k, v)?;
+        }
+        let size = size.map(DynoSize::parse).transpose()?.unwrap_or_default();
+        // Make sure the dyno manager knows the current release.
+        self.queue_converge(&app.id).await?;
+        let handle = self
+            .dynos
+            .run_one_off(kiln_dyno::OneOffRequest { app_id: app.id.clone(), command: command.to_string(), env, size, attach, tty, user_email: user.email.clone() })
+            .await
+            .map_err(|m| PlatformError::Conflict(m))?;
+        self.api_log(&app.id, format!("Starting process with command `{command}` by user {}", user.email));
+        Ok(handle)
+    }
+
     // ---- buildpacks ----
 
     pub fn set_buildpacks(&self, app: &App, urls: &[String]) -> Result<Vec<String>> {

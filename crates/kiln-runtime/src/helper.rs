@@ -71,13 +71,20 @@ fn run(args: &[String]) -> SysResult<i32> {
     let mask = block_signals();
     sys::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC)?;
 
+    let pty = if spec.tty { Some(open_pty(&spec)?) } else { None };
     // SAFETY: this process is single-threaded, so the child may do anything after fork.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         return Err(format!("fork: {}", std::io::Error::last_os_error()));
     }
     if pid == 0 {
-        let code = match init(&spec, &run_dir, &mask) {
+        if let Some((master, _)) = pty {
+            // SAFETY: init never touches the master side.
+            unsafe {
+                libc::close(master);
+            }
+        }
+        let code = match init(&spec, &run_dir, &mask, pty.map(|(_, slave)| slave)) {
             Ok(code) => code,
             Err(msg) => {
                 sys::write_fd(STATUS_FD, &format!("{msg}\n"));
@@ -91,7 +98,125 @@ fn run(args: &[String]) -> SysResult<i32> {
     unsafe {
         libc::close(STATUS_FD);
     }
-    Ok(supervise(pid, &mask))
+    match pty {
+        Some((master, slave)) => {
+            // SAFETY: only the command's side keeps the slave open.
+            unsafe {
+                libc::close(slave);
+            }
+            Ok(relay_pty(pid, &mask, master))
+        }
+        None => Ok(supervise(pid, &mask)),
+    }
+}
+
+/// Opens a pseudo-terminal sized from the spec's `COLUMNS`/`LINES`.
+fn open_pty(spec: &DynoSpec) -> SysResult<(libc::c_int, libc::c_int)> {
+    let env = |k: &str| spec.env.iter().find(|(key, _)| key == k).and_then(|(_, v)| v.parse::<u16>().ok());
+    let ws = libc::winsize { ws_row: env("LINES").unwrap_or(24), ws_col: env("COLUMNS").unwrap_or(80), ws_xpixel: 0, ws_ypixel: 0 };
+    let (mut master, mut slave) = (0, 0);
+    // SAFETY: openpty fills two fds; the name buffer and termios are not requested.
+    let r = unsafe { libc::openpty(&mut master, &mut slave, std::ptr::null_mut(), std::ptr::null(), &ws) };
+    if r < 0 {
+        return Err(format!("openpty: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: fcntl on fds we own; the master must not leak into the dyno.
+    unsafe {
+        libc::fcntl(master, libc::F_SETFD, libc::FD_CLOEXEC);
+    }
+    Ok((master, slave))
+}
+
+/// The helper's loop for a dyno with a terminal: relay stdin (from the server) to the pty,
+/// the pty to stdout, forward signals, and exit with init's status. `\x04` (EOF at a
+/// terminal) is sent when the server closes stdin.
+fn relay_pty(init_pid: libc::pid_t, mask: &libc::sigset_t, master: libc::c_int) -> i32 {
+    // SAFETY: signalfd on our blocked set; poll/read/write on fds we own.
+    unsafe {
+        let sfd = libc::signalfd(-1, mask, libc::SFD_CLOEXEC);
+        if sfd < 0 {
+            return supervise(init_pid, mask);
+        }
+        let mut stdin_open = true;
+        let mut master_open = true;
+        let mut status: Option<i32> = None;
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            let mut fds = [
+                libc::pollfd { fd: sfd, events: libc::POLLIN, revents: 0 },
+                libc::pollfd { fd: if stdin_open { 0 } else { -1 }, events: libc::POLLIN, revents: 0 },
+                libc::pollfd { fd: if master_open { master } else { -1 }, events: libc::POLLIN, revents: 0 },
+            ];
+            // Once init is gone, drain what the terminal still holds, briefly.
+            let timeout = if status.is_some() { 50 } else { -1 };
+            let n = libc::poll(fds.as_mut_ptr(), 3, timeout);
+            if n < 0 {
+                if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                break;
+            }
+            if n == 0 && status.is_some() {
+                break;
+            }
+            if fds[0].revents & libc::POLLIN != 0 {
+                let mut si: libc::signalfd_siginfo = std::mem::zeroed();
+                libc::read(sfd, &mut si as *mut _ as *mut libc::c_void, std::mem::size_of::<libc::signalfd_siginfo>());
+                let sig = si.ssi_signo as libc::c_int;
+                if sig == libc::SIGCHLD {
+                    let mut st = 0;
+                    if libc::waitpid(init_pid, &mut st, libc::WNOHANG) == init_pid {
+                        status = Some(exit_code(st));
+                    }
+                } else {
+                    libc::kill(init_pid, sig);
+                }
+            }
+            if fds[1].revents != 0 {
+                let r = libc::read(0, buf.as_mut_ptr() as *mut libc::c_void, buf.len());
+                if r <= 0 {
+                    stdin_open = false;
+                    libc::write(master, b"\x04".as_ptr() as *const libc::c_void, 1);
+                } else {
+                    write_all(master, &buf[..r as usize]);
+                }
+            }
+            if fds[2].revents != 0 {
+                let r = libc::read(master, buf.as_mut_ptr() as *mut libc::c_void, buf.len());
+                if r <= 0 {
+                    // EIO: every process holding the terminal is gone.
+                    master_open = false;
+                } else {
+                    write_all(1, &buf[..r as usize]);
+                }
+            }
+            if status.is_some() && !master_open {
+                break;
+            }
+        }
+        match status {
+            Some(code) => code,
+            None => {
+                let mut st = 0;
+                libc::waitpid(init_pid, &mut st, 0);
+                exit_code(st)
+            }
+        }
+    }
+}
+
+fn write_all(fd: libc::c_int, mut data: &[u8]) {
+    while !data.is_empty() {
+        // SAFETY: writing a valid buffer.
+        let w = unsafe { libc::write(fd, data.as_ptr() as *const libc::c_void, data.len()) };
+        if w <= 0 {
+            if w < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return;
+        }
+        data = &data[w as usize..];
+    }
 }
 
 fn block_signals() -> libc::sigset_t {
@@ -145,7 +270,7 @@ fn supervise(init_pid: libc::pid_t, mask: &libc::sigset_t) -> i32 {
 }
 
 /// PID 1 of the dyno: build the root, drop privileges, run the command, reap and forward.
-fn init(spec: &DynoSpec, run_dir: &Path, mask: &libc::sigset_t) -> SysResult<i32> {
+fn init(spec: &DynoSpec, run_dir: &Path, mask: &libc::sigset_t, tty: Option<libc::c_int>) -> SysResult<i32> {
     // SAFETY: die with the helper.
     unsafe {
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
@@ -186,6 +311,16 @@ fn init(spec: &DynoSpec, run_dir: &Path, mask: &libc::sigset_t) -> SysResult<i32
             }
             libc::sigprocmask(libc::SIG_UNBLOCK, mask, std::ptr::null_mut());
             libc::setsid();
+            if let Some(slave) = tty {
+                // The terminal becomes the command's stdio and controlling terminal.
+                libc::dup2(slave, 0);
+                libc::dup2(slave, 1);
+                libc::dup2(slave, 2);
+                if slave > 2 {
+                    libc::close(slave);
+                }
+                libc::ioctl(0, libc::TIOCSCTTY, 0);
+            }
             let mut argv_p: Vec<*const libc::c_char> = argv.iter().map(|c| c.as_ptr()).collect();
             argv_p.push(std::ptr::null());
             let mut env_p: Vec<*const libc::c_char> = env.iter().map(|c| c.as_ptr()).collect();
@@ -195,9 +330,13 @@ fn init(spec: &DynoSpec, run_dir: &Path, mask: &libc::sigset_t) -> SysResult<i32
             libc::_exit(127);
         }
     }
-    // SAFETY: init no longer needs the status pipe; the command's copy closes at exec.
+    // SAFETY: init no longer needs the status pipe (the command's copy closes at exec), nor
+    // the terminal, which is the command's.
     unsafe {
         libc::close(STATUS_FD);
+        if let Some(slave) = tty {
+            libc::close(slave);
+        }
     }
     Ok(reap_and_forward(child, mask))
 }
@@ -341,6 +480,7 @@ fn build_root(spec: &DynoSpec, run_dir: &Path) -> SysResult<()> {
     let proc_dir = root.join("proc");
     mkdir(&proc_dir, 0o555)?;
     sys::mount(Some("proc"), &proc_dir, Some("proc"), libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, None)?;
+    mask_proc(&proc_dir)?;
 
     build_dev(&root.join("dev"))?;
 
@@ -348,6 +488,40 @@ fn build_root(spec: &DynoSpec, run_dir: &Path) -> SysResult<()> {
     // The skeleton itself is read-only; /app, /tmp and /dev are their own mounts.
     sys::mount(None, Path::new("/"), None, libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV, None)?;
     std::env::set_current_dir("/app").map_err(|e| format!("chdir /app: {e}"))?;
+    Ok(())
+}
+
+/// `/proc` entries that belong to the whole kernel, not to the dyno's PID namespace: made
+/// read-only (sysctls, the SysRq trigger, IRQ and bus settings), or hidden behind `/dev/null`
+/// and an empty read-only tmpfs (kernel memory, keyrings, timers and scheduler state of
+/// every task on the host). The app's uid could write few of them anyway; this keeps them
+/// shut for a dyno running as uid 0 too, and stops the information leaks. Docker's list.
+const PROC_READ_ONLY: [&str; 5] = ["sys", "sysrq-trigger", "irq", "bus", "fs"];
+const PROC_MASKED_FILES: [&str; 6] = ["kcore", "keys", "latency_stats", "timer_list", "timer_stats", "sched_debug"];
+const PROC_MASKED_DIRS: [&str; 3] = ["acpi", "asound", "scsi"];
+
+fn mask_proc(proc_dir: &Path) -> SysResult<()> {
+    let locked = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+    for name in PROC_READ_ONLY {
+        let p = proc_dir.join(name);
+        if std::fs::symlink_metadata(&p).is_ok() {
+            let s = p.to_str().ok_or("non-UTF-8 /proc path")?;
+            sys::mount(Some(s), &p, None, libc::MS_BIND | libc::MS_REC, None)?;
+            sys::mount(None, &p, None, libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | locked, None)?;
+        }
+    }
+    for name in PROC_MASKED_FILES {
+        let p = proc_dir.join(name);
+        if std::fs::symlink_metadata(&p).is_ok() {
+            sys::mount(Some("/dev/null"), &p, None, libc::MS_BIND, None)?;
+        }
+    }
+    for name in PROC_MASKED_DIRS {
+        let p = proc_dir.join(name);
+        if std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir()) {
+            sys::mount(Some("tmpfs"), &p, Some("tmpfs"), libc::MS_RDONLY | locked, Some("size=4k,mode=555"))?;
+        }
+    }
     Ok(())
 }
 

@@ -89,6 +89,28 @@ pub struct DynoSpec {
     pub limits: Limits,
     /// Keep stdin open as a pipe (attached one-off dynos); otherwise stdin is /dev/null.
     pub stdin: bool,
+    /// Give the command a terminal (interactive `kiln run`): the helper allocates a pty and
+    /// relays it over its stdin/stdout. Container runtime only; plain processes get pipes.
+    #[serde(default)]
+    pub tty: bool,
+}
+
+impl Default for DynoSpec {
+    fn default() -> Self {
+        DynoSpec {
+            id: String::new(),
+            app_id: String::new(),
+            name: String::new(),
+            command: String::new(),
+            env: Vec::new(),
+            app_dir: AppDir::Writable(PathBuf::new()),
+            binds: Vec::new(),
+            uid: None,
+            limits: Limits::default(),
+            stdin: false,
+            tty: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
