@@ -2,6 +2,7 @@
 //! fields the real CLI reads that the schema lacks, such as `create_status`).
 
 use kiln_dyno::DynoInfo;
+use kiln_model::DynoSize;
 use kiln_platform::Platform;
 use kiln_store::{Account, App, Build, FormationEntry, Release};
 use serde_json::{Value, json};
@@ -10,6 +11,13 @@ use serde_json::{Value, json};
 const REGION_ID: &str = "7e3b2a1c-0000-4000-8000-000000000001";
 const STACK_ID: &str = "7e3b2a1c-0000-4000-8000-000000000002";
 const GENERATION_ID: &str = "7e3b2a1c-0000-4000-8000-000000000003";
+
+/// A stable id for each dyno size (the schema's `dyno_size.id` is a uuid, never null).
+fn dyno_size_id(size: &str) -> Value {
+    let Ok(s) = DynoSize::parse(size) else { return Value::Null };
+    let i = DynoSize::ALL.iter().position(|x| *x == s).unwrap_or(0);
+    json!(format!("7e3b2a1c-0000-4000-8000-0000000001{i:02}"))
+}
 
 pub fn account(a: &Account) -> Value {
     json!({
@@ -95,7 +103,7 @@ pub fn formation(a: &App, f: &FormationEntry, command: &str) -> Value {
         "type": f.process_type,
         "quantity": f.quantity,
         "size": f.size,
-        "dyno_size": { "id": null, "name": f.size },
+        "dyno_size": { "id": dyno_size_id(&f.size), "name": f.size },
         "command": command,
         "app": { "id": a.id, "name": a.name },
         "created_at": f.created_at.rfc3339(),
@@ -124,11 +132,13 @@ pub fn build(base_url: &str, a: &App, b: &Build) -> Value {
         "id": b.id,
         "status": b.status.as_str(),
         "output_stream_url": format!("{base_url}/build-output/{}", b.id),
-        "source_blob": { "url": null, "checksum": null, "version": b.source_version, "version_description": null },
+        // Builds come from `git push`, not a tarball: the source's location is the app's repo.
+        "source_blob": { "url": format!("{base_url}/{}.git", a.name), "checksum": null, "version": b.source_version, "version_description": null },
         "buildpacks": if b.buildpacks.is_empty() { Value::Null } else { json!(b.buildpacks.iter().map(|u| json!({ "url": u, "name": u })).collect::<Vec<_>>()) },
         "slug": b.slug_id.as_ref().map(|id| json!({ "id": id })),
         "release": b.release_id.as_ref().map(|id| json!({ "id": id })),
         "stack": a.stack,
+        "generation": "cedar",
         "user": { "id": b.user_id, "email": b.user_email },
         "app": { "id": a.id },
         "created_at": b.created_at.rfc3339(),
