@@ -57,7 +57,8 @@ pub struct BuilderConfig {
     pub data_dir: PathBuf,
     /// A build that runs longer is killed (Heroku: 15 minutes).
     pub timeout: Duration,
-    /// Memory a build dyno may use.
+    /// Memory a build dyno may use: a hard limit, enforced by the runtime's cgroups (a build
+    /// that passes it is OOM-killed and fails with a message saying so).
     pub memory_bytes: u64,
     pub stack: String,
 }
@@ -302,6 +303,7 @@ impl Builder {
             limits: Limits { memory_bytes: Some(self.config.memory_bytes), memory_hard_bytes: Some(self.config.memory_bytes), max_processes: Some(4096), cpu_share: None },
             stdin: false,
             tty: false,
+            ..Default::default()
         };
         let mut dyno = rt.start(spec).map_err(|e| BuildError::Failed(format!(" !     Could not start the build: {e}")))?;
         let stdout = dyno.stdout.take();
@@ -336,13 +338,18 @@ impl Builder {
                 let _ = dyno.wait().await;
                 p1.abort();
                 p2.abort();
-                return Err(BuildError::Failed(format!(" !     Build timed out after {} and was stopped", human_duration(self.config.timeout))));
+                return Err(BuildError::Failed(format!(" !     Build timed out after {}", human_duration(self.config.timeout))));
             }
         };
         let _ = tokio::join!(p1, p2);
         if code != 0 {
-            return Err(BuildError::Failed(match code {
-                137 => " !     Build was killed (out of memory?)".to_string(),
+            // The cgroup's final reading says whether the kernel killed something at the
+            // limit (the buildpack may report that as any exit status).
+            let memory = dyno.memory();
+            let mb = self.config.memory_bytes / (1024 * 1024);
+            return Err(BuildError::Failed(match (memory, code) {
+                (Some(m), _) if m.oom_kills > 0 => format!(" !     Build exceeded its memory limit of {mb} MB"),
+                (None, 137) => " !     Build was killed (out of memory?)".to_string(),
                 _ => format!(" !     Build failed (exit status {code})"),
             }));
         }

@@ -153,6 +153,16 @@ pub enum Cmd {
         changes: Vec<String>,
     },
 
+    /// Show or change dyno sizes: web=standard-2x worker=basic, or one SIZE for every type
+    /// (no arguments: show each process type's size)
+    #[command(name = "ps:type", alias = "ps:resize", alias = "dyno:type", alias = "dyno:resize")]
+    PsType {
+        #[command(flatten)]
+        app: AppFlags,
+        #[arg(value_name = "TYPE=SIZE")]
+        changes: Vec<String>,
+    },
+
     /// Restart all dynos, the dynos of one process type, or one dyno
     #[command(name = "ps:restart", alias = "restart", alias = "dyno:restart")]
     PsRestart {

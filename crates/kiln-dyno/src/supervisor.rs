@@ -1,10 +1,11 @@
 //! One dyno instance and the task that supervises it for its whole life: start, boot watch
-//! (R10), output relay, crash restarts with cool-off, graceful stop (R12).
+//! (R10), output relay, memory watch (R14, R15), crash restarts with cool-off, graceful stop
+//! (R12).
 
 use crate::{DynoInfo, Shared, platform_log, ports};
 use kiln_model::config::ConfigVars;
 use kiln_model::{DynoName, DynoSize, DynoState, LogLine, Timestamp};
-use kiln_runtime::{AppDir, DynoSpec, Limits};
+use kiln_runtime::{AppDir, DynoSpec, Limits, MemoryStats};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -220,6 +221,7 @@ async fn run_once(
         limits: Limits { memory_bytes: Some(mb), memory_hard_bytes: Some(mb * 2), max_processes: Some(ctl.size.max_processes()), cpu_share: Some(ctl.size.cpu_share()) },
         stdin: false,
         tty: false,
+        ..Default::default()
     };
     let _ = id;
     let mut d = match shared.runtime.start(spec) {
@@ -242,14 +244,46 @@ async fn run_once(
         set_state(DynoState::Up, port);
         up = true;
     }
+    let probe = d.memory_probe();
+    let mut memory = MemoryWatch::new(mb);
     let exit = d.wait();
     tokio::pin!(exit);
     let mut tick = tokio::time::interval(Duration::from_millis(25));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut mem_tick = tokio::time::interval(MEMORY_SAMPLE);
+    mem_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let log = |msg: String| platform_log(shared, &ctl.app_id, &dyno, msg);
     let ending = loop {
         tokio::select! {
-            code = &mut exit => break Ending::Exited(code),
+            code = &mut exit => {
+                // The kernel may have OOM-killed the command itself between two samples: the
+                // final reading still tells, and R15 comes before the exit, as on Heroku.
+                if let Some(stats) = probe.as_ref().and_then(|p| p.read())
+                    && memory.observe(stats, Instant::now()) == MemoryVerdict::R15
+                {
+                    log("Error R15 (Memory quota vastly exceeded)".into());
+                    log("Stopping process with SIGKILL".into());
+                }
+                break Ending::Exited(code)
+            }
             _ = stop.changed() => break Ending::Stopped,
+            _ = mem_tick.tick(), if probe.is_some() => {
+                let Some(stats) = probe.as_ref().and_then(|p| p.read()) else { continue };
+                match memory.observe(stats, Instant::now()) {
+                    MemoryVerdict::Fine => {}
+                    MemoryVerdict::R14 { usage } => {
+                        log(memory_line(usage, mb));
+                        log("Error R14 (Memory quota exceeded)".into());
+                    }
+                    MemoryVerdict::R15 => {
+                        log("Error R15 (Memory quota vastly exceeded)".into());
+                        log("Stopping process with SIGKILL".into());
+                        signaller.kill();
+                        let code = (&mut exit).await;
+                        break Ending::Exited(code);
+                    }
+                }
+            }
             _ = tick.tick(), if !up => {
                 if port.is_some_and(ports::is_listening) {
                     up = true;
@@ -292,6 +326,56 @@ async fn run_once(
     ending
 }
 
+/// How often a running dyno's memory is sampled.
+const MEMORY_SAMPLE: Duration = Duration::from_secs(2);
+/// R14 is logged at most this often while a dyno stays above its quota (Heroku: ~20 s).
+const R14_EVERY: Duration = Duration::from_secs(20);
+
+/// What a memory sample means, Heroku's way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MemoryVerdict {
+    Fine,
+    /// Above the quota: log `Process running mem=…` and R14; the dyno keeps running.
+    R14 { usage: u64 },
+    /// The kernel killed a process at the hard limit: R15, and the dyno is killed.
+    R15,
+}
+
+/// Follows one dyno run's memory samples: R14 when above the quota (at most every
+/// [`R14_EVERY`]), R15 as soon as the OOM-kill count grows.
+#[derive(Debug)]
+pub(crate) struct MemoryWatch {
+    quota: u64,
+    oom_kills: u64,
+    last_r14: Option<Instant>,
+}
+
+impl MemoryWatch {
+    pub(crate) fn new(quota: u64) -> MemoryWatch {
+        // A fresh cgroup per run: its count starts at zero.
+        MemoryWatch { quota, oom_kills: 0, last_r14: None }
+    }
+
+    pub(crate) fn observe(&mut self, s: MemoryStats, now: Instant) -> MemoryVerdict {
+        if s.oom_kills > self.oom_kills {
+            self.oom_kills = s.oom_kills;
+            return MemoryVerdict::R15;
+        }
+        if s.usage_bytes > self.quota && self.last_r14.is_none_or(|t| now.duration_since(t) >= R14_EVERY) {
+            self.last_r14 = Some(now);
+            return MemoryVerdict::R14 { usage: s.usage_bytes };
+        }
+        MemoryVerdict::Fine
+    }
+}
+
+/// `Process running mem=612MB(119.5%)`: usage in MB and as a share of the quota.
+pub(crate) fn memory_line(usage: u64, quota: u64) -> String {
+    const MB: u64 = 1024 * 1024;
+    let pct = if quota == 0 { 0.0 } else { usage as f64 * 100.0 / quota as f64 };
+    format!("Process running mem={}MB({pct:.1}%)", (usage + MB / 2) / MB)
+}
+
 fn pump(shared: Arc<Shared>, app_id: String, dyno: String, r: Option<Box<dyn AsyncRead + Unpin + Send>>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let Some(r) = r else { return };
@@ -307,6 +391,30 @@ fn pump(shared: Arc<Shared>, app_id: String, dyno: String, r: Option<Box<dyn Asy
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn memory_verdicts_follow_heroku() {
+        const MB: u64 = 1024 * 1024;
+        let quota = 512 * MB;
+        let mut w = MemoryWatch::new(quota);
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let stats = |mb: u64, oom: u64| MemoryStats { usage_bytes: mb * MB, oom_kills: oom };
+        assert_eq!(w.observe(stats(100, 0), at(0)), MemoryVerdict::Fine);
+        assert_eq!(w.observe(stats(512, 0), at(2)), MemoryVerdict::Fine, "at the quota is not above it");
+        assert_eq!(w.observe(stats(612, 0), at(4)), MemoryVerdict::R14 { usage: 612 * MB });
+        // Still above: not again until 20 s later.
+        assert_eq!(w.observe(stats(700, 0), at(6)), MemoryVerdict::Fine);
+        assert_eq!(w.observe(stats(700, 0), at(22)), MemoryVerdict::Fine);
+        assert_eq!(w.observe(stats(700, 0), at(24)), MemoryVerdict::R14 { usage: 700 * MB });
+        // An OOM kill is R15 once per kill, whatever the usage now.
+        assert_eq!(w.observe(stats(300, 1), at(26)), MemoryVerdict::R15);
+        assert_eq!(w.observe(stats(300, 1), at(28)), MemoryVerdict::Fine);
+        assert_eq!(w.observe(stats(300, 3), at(30)), MemoryVerdict::R15);
+        assert_eq!(memory_line(612 * MB, quota), "Process running mem=612MB(119.5%)");
+        assert_eq!(memory_line(1_028 * MB, 1024 * MB), "Process running mem=1028MB(100.4%)");
+        assert_eq!(memory_line(1, 0), "Process running mem=0MB(0.0%)");
+    }
 
     #[test]
     fn backoff_grows_and_caps() {

@@ -1,7 +1,8 @@
 //! The native container backend, server side: prepares a dyno's run directory and execs the
 //! helper (see [`crate::helper`]) that does the privileged work.
 
-use crate::{AppDir, Bind, Dyno, DynoSignaller, DynoSpec, Runtime, RuntimeError, RuntimeKind};
+use crate::cgroup::Cgroups;
+use crate::{AppDir, Bind, Dyno, DynoSignaller, DynoSpec, MemoryProbe, Runtime, RuntimeError, RuntimeKind};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::{PermissionsExt, chown};
 use std::path::PathBuf;
@@ -10,11 +11,35 @@ use std::process::Stdio;
 pub struct ContainerRuntime {
     run_dir: PathBuf,
     helper_exe: PathBuf,
+    /// Where dynos get their limits; `None` on a host without cgroup hierarchies.
+    cgroups: Option<Cgroups>,
 }
 
 impl ContainerRuntime {
+    /// A runtime using the host's cgroup hierarchies (v2, v1 or hybrid), if it has any.
     pub fn new(run_dir: PathBuf, helper_exe: PathBuf) -> ContainerRuntime {
-        ContainerRuntime { run_dir, helper_exe }
+        let cgroups = Cgroups::detect(&run_dir);
+        match &cgroups {
+            Some(c) => {
+                let missing = c.layout().missing();
+                if missing.is_empty() {
+                    tracing::info!(cgroups = %c.layout().describe(), "dyno limits");
+                } else {
+                    tracing::warn!(cgroups = %c.layout().describe(), missing = %missing.join(", "), "dynos run without the limits of the missing cgroup controllers");
+                }
+            }
+            None => tracing::warn!("no cgroup hierarchy under /sys/fs/cgroup: dynos run without memory, process or CPU limits"),
+        }
+        ContainerRuntime::with_cgroups(run_dir, helper_exe, cgroups)
+    }
+
+    /// A runtime with the given cgroups (tests: a fake tree; `None`: no limits).
+    pub fn with_cgroups(run_dir: PathBuf, helper_exe: PathBuf, cgroups: Option<Cgroups>) -> ContainerRuntime {
+        ContainerRuntime { run_dir, helper_exe, cgroups }
+    }
+
+    pub fn cgroups(&self) -> Option<&Cgroups> {
+        self.cgroups.as_ref()
     }
 
     /// Whether this server can create namespaces and mounts: it runs as root on Linux.
@@ -50,13 +75,37 @@ impl Runtime for ContainerRuntime {
         if dynos.exists() {
             std::fs::remove_dir_all(&dynos).map_err(|e| RuntimeError::io(format!("clearing {}", dynos.display()), e))?;
         }
+        // Their cgroups stay, though, and whatever a crash left running in them: killed here.
+        if let Some(c) = &self.cgroups {
+            for e in c.sweep() {
+                tracing::warn!(error = %e, "could not remove a cgroup left by an earlier run");
+            }
+        }
         Ok(())
     }
 
-    fn start(&self, spec: DynoSpec) -> Result<Dyno, RuntimeError> {
+    fn shutdown(&self) {
+        // Every dyno has ended: this server's (by now empty) groups go too.
+        if let Some(c) = &self.cgroups {
+            c.remove_instance();
+        }
+    }
+
+    fn start(&self, mut spec: DynoSpec) -> Result<Dyno, RuntimeError> {
+        // The limits exist before the helper does: it joins these groups before it starts
+        // anything of the dyno, so nothing of it ever runs unlimited.
+        let cgroup = match &self.cgroups {
+            Some(c) => Some(c.create(&spec.id, &spec.limits).map_err(|e| RuntimeError::Start { dyno: spec.name.clone(), message: format!("setting up its cgroups: {e}") })?),
+            None => None,
+        };
+        spec.cgroup_procs = cgroup.as_ref().map(|c| c.procs_files()).unwrap_or_default();
+        let memory = cgroup.map(MemoryProbe::new);
         let run_dir = self.run_dir.join("dynos").join(&spec.id);
         let fail = |what: &str, e: std::io::Error| {
             crate::remove_run_dir(&run_dir);
+            if let Some(m) = &memory {
+                m.remove();
+            }
             RuntimeError::io(format!("{what} for dyno {}", spec.name), e)
         };
         for sub in ["upper", "work", "tmp"] {
@@ -112,6 +161,7 @@ impl Runtime for ContainerRuntime {
             status: Some(status),
             run_dir: Some(run_dir),
             cleanup: None,
+            memory,
         })
     }
 }

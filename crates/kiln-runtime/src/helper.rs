@@ -69,7 +69,8 @@ fn run(args: &[String]) -> SysResult<i32> {
     }
     crate::cgroup::join(&spec)?;
     let mask = block_signals();
-    sys::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC)?;
+    // The cgroup namespace is entered after joining the dyno's cgroups: inside, they are `/`.
+    sys::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWCGROUP)?;
 
     let pty = if spec.tty { Some(open_pty(&spec)?) } else { None };
     // SAFETY: this process is single-threaded, so the child may do anything after fork.

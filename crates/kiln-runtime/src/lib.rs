@@ -7,7 +7,9 @@
 //!   `/app` under a per-dyno writable overlay, private `/tmp`, `/proc` and `/dev`) and runs a
 //!   tiny init as PID 1 that starts the command and forwards signals to the whole dyno. The
 //!   async server never forks to do this work itself: forking a multi-threaded process and
-//!   then doing more than `exec` is how youki and runwasi deadlocked.
+//!   then doing more than `exec` is how youki and runwasi deadlocked. Each dyno gets cgroups
+//!   (v2, or v1 and hybrid; see [`cgroup`]) with the memory, process and CPU limits of its
+//!   size, created by the server and joined by the helper; [`Dyno::memory`] reads its use.
 //! - [`process::ProcessRuntime`]: plain processes in their own process group, for machines
 //!   where Kiln has no privileges. It says so in `ps` and in the server log.
 //!
@@ -24,8 +26,11 @@ mod sys;
 
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout};
+
+pub use cgroup::MemoryStats;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -93,6 +98,10 @@ pub struct DynoSpec {
     /// relays it over its stdin/stdout. Container runtime only; plain processes get pipes.
     #[serde(default)]
     pub tty: bool,
+    /// The `cgroup.procs` files the helper joins before it enters the dyno's namespaces. Set
+    /// by the container runtime, which creates the cgroups; empty means none.
+    #[serde(default)]
+    pub cgroup_procs: Vec<PathBuf>,
 }
 
 impl Default for DynoSpec {
@@ -109,6 +118,7 @@ impl Default for DynoSpec {
             limits: Limits::default(),
             stdin: false,
             tty: false,
+            cgroup_procs: Vec::new(),
         }
     }
 }
@@ -140,6 +150,9 @@ pub trait Runtime: Send + Sync {
     /// Removes what dynos of an earlier server life left behind (run directories, cgroups).
     /// Called once at startup, before any dyno starts.
     fn sweep(&self) -> Result<(), RuntimeError>;
+    /// The server is stopping and its dynos have ended: release what the runtime holds on the
+    /// host (the container runtime's per-server cgroup groups).
+    fn shutdown(&self) {}
 }
 
 pub type SharedRuntime = Arc<dyn Runtime>;
@@ -179,6 +192,61 @@ impl DynoSignaller {
     }
 }
 
+/// Reads a dyno's memory use from its cgroup while it runs and, once it has ended, gives what
+/// it was at the end (OOM kills included). Cheap to clone; usable while [`Dyno::wait`] runs.
+#[derive(Clone)]
+pub struct MemoryProbe(Arc<ProbeInner>);
+
+struct ProbeInner {
+    cgroup: cgroup::DynoCgroup,
+    last: Mutex<Option<MemoryStats>>,
+    ended: AtomicBool,
+    removed: AtomicBool,
+}
+
+impl MemoryProbe {
+    pub(crate) fn new(cgroup: cgroup::DynoCgroup) -> MemoryProbe {
+        MemoryProbe(Arc::new(ProbeInner { cgroup, last: Mutex::new(None), ended: AtomicBool::new(false), removed: AtomicBool::new(false) }))
+    }
+
+    /// Current usage and OOM kills; after the dyno ended, the last reading taken before its
+    /// cgroup was removed. `None` where there is no memory controller.
+    pub fn read(&self) -> Option<MemoryStats> {
+        let mut last = self.0.last.lock().unwrap_or_else(|e| e.into_inner());
+        if !self.0.ended.load(Ordering::SeqCst)
+            && let Some(now) = self.0.cgroup.memory()
+        {
+            *last = Some(now);
+        }
+        *last
+    }
+
+    /// The dyno's cgroups (where its processes are accounted).
+    pub fn cgroup(&self) -> &cgroup::DynoCgroup {
+        &self.0.cgroup
+    }
+
+    /// Takes the final reading: the cgroup is about to go.
+    fn end(&self) {
+        self.read();
+        self.0.ended.store(true, Ordering::SeqCst);
+    }
+
+    /// Removes the cgroups, once (blocking, up to ~2 s while processes die).
+    fn remove(&self) {
+        self.end();
+        if !self.0.removed.swap(true, Ordering::SeqCst)
+            && let Err(e) = self.0.cgroup.remove()
+        {
+            tracing::warn!(error = %e, "could not remove a dyno's cgroup");
+        }
+    }
+
+    fn removed(&self) -> bool {
+        self.0.removed.load(Ordering::SeqCst)
+    }
+}
+
 /// A running dyno.
 pub struct Dyno {
     pub spec_id: String,
@@ -193,6 +261,8 @@ pub struct Dyno {
     status: Option<tokio::net::unix::pipe::Receiver>,
     run_dir: Option<PathBuf>,
     cleanup: Option<Box<dyn FnOnce() + Send>>,
+    /// Its cgroups (container runtime on a host with cgroups), removed when it ends.
+    memory: Option<MemoryProbe>,
 }
 
 impl Dyno {
@@ -202,6 +272,17 @@ impl Dyno {
 
     pub fn pid(&self) -> Option<u32> {
         self.child.id()
+    }
+
+    /// Memory use now (once the dyno has ended: at its end). `None` without cgroups (plain
+    /// processes, or no memory controller).
+    pub fn memory(&self) -> Option<MemoryStats> {
+        self.memory.as_ref()?.read()
+    }
+
+    /// A handle for sampling memory while [`Dyno::wait`] holds the dyno.
+    pub fn memory_probe(&self) -> Option<MemoryProbe> {
+        self.memory.clone()
     }
 
     /// Waits until the user's command is running (for containers: exec'd inside the dyno).
@@ -229,6 +310,15 @@ impl Dyno {
             }
             Err(_) => 255,
         };
+        if let Some(probe) = self.memory.clone().filter(|p| !p.removed()) {
+            // The final reading first (OOM kills), then the groups go: anything left in them
+            // is killed, which can take a moment, so not on an async worker.
+            probe.end();
+            let p = probe.clone();
+            if tokio::task::spawn_blocking(move || p.remove()).await.is_err() {
+                probe.remove();
+            }
+        }
         self.cleanup_now();
         code
     }
@@ -249,6 +339,11 @@ impl Drop for Dyno {
         // leave its processes behind.
         if self.cleanup.is_some() || self.run_dir.is_some() {
             self.signaller.kill();
+        }
+        if let Some(probe) = self.memory.take().filter(|p| !p.removed()) {
+            self.signaller.kill();
+            // Removal waits for the processes to die: not on the dropping thread.
+            let _ = std::thread::Builder::new().name("kiln-cgroup-cleanup".into()).spawn(move || probe.remove());
         }
     }
 }

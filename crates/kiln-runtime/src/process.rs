@@ -96,6 +96,7 @@ impl Runtime for ProcessRuntime {
             signaller: DynoSignaller { pid, group: true },
             status: None,
             run_dir: Some(run_dir),
+            memory: None,
             cleanup: Some(Box::new(move || {
                 // Anything the command left running in its group goes with it.
                 // SAFETY: signalling our own process group.

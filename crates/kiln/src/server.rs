@@ -43,6 +43,9 @@ struct Args {
     /// Seconds a build may run.
     #[arg(long, env = "KILN_BUILD_TIMEOUT", default_value_t = 900)]
     build_timeout: u64,
+    /// Megabytes of memory a build may use; past it the build is stopped and fails.
+    #[arg(long, env = "KILN_BUILD_MEMORY", default_value_t = 2048, value_parser = clap::value_parser!(u64).range(64..))]
+    build_memory: u64,
     /// First cool-off in seconds before restarting a dyno that keeps crashing; it doubles.
     #[arg(long, env = "KILN_RESTART_BACKOFF", default_value_t = 10)]
     restart_backoff: u64,
@@ -146,7 +149,7 @@ async fn run(args: Args) -> Result<()> {
     tracing::info!(runtime = runtime.kind().as_str(), "dyno runtime");
 
     let builder = kiln_build::Builder::new(
-        kiln_build::BuilderConfig { data_dir: data_dir.clone(), timeout: Duration::from_secs(args.build_timeout), memory_bytes: 2 * 1024 * 1024 * 1024, stack: "heroku-24".into() },
+        kiln_build::BuilderConfig { data_dir: data_dir.clone(), timeout: Duration::from_secs(args.build_timeout), memory_bytes: args.build_memory * 1024 * 1024, stack: "heroku-24".into() },
         runtime.clone(),
     )?;
     let lifecycle = kiln_dyno::LifecycleConfig {
@@ -203,6 +206,7 @@ async fn run(args: Args) -> Result<()> {
     eprintln!("Stopping: every dyno gets SIGTERM...");
     let _ = stop_tx.send(true);
     dynos.shutdown().await;
+    runtime.shutdown();
     let _ = tokio::time::timeout(Duration::from_secs(5), api_task).await;
     let _ = tokio::time::timeout(Duration::from_secs(5), router_task).await;
     eprintln!("Stopped.");

@@ -109,6 +109,7 @@ pub async fn dispatch(ctx: &mut Ctx<'_>, cmd: Cmd) -> Result<()> {
         Cmd::ConfigUnset { app, keys } => config::unset(ctx, &app, &keys).await,
         Cmd::Ps { app, types, json } => ps::list(ctx, &app, &types, json).await,
         Cmd::PsScale { app, changes } => ps::scale(ctx, &app, &changes).await,
+        Cmd::PsType { app, changes } => ps::resize(ctx, &app, &changes).await,
         Cmd::PsRestart { app, target, process_type, dyno_name } => {
             ps::restart(ctx, &app, target.as_deref(), process_type.as_deref(), dyno_name.as_deref()).await
         }

@@ -1,4 +1,4 @@
-//! `ps`, `ps:scale`, `ps:restart`.
+//! `ps`, `ps:scale`, `ps:type`, `ps:restart`.
 
 use super::{Ctx, app_label, resolve_app};
 use crate::args::ScaleChange;
@@ -6,7 +6,7 @@ use crate::cli::AppFlags;
 use crate::format::{self, plain, str_at};
 use crate::transport::segment;
 use anyhow::{Result, bail};
-use kiln_model::Timestamp;
+use kiln_model::{DynoSize, Timestamp};
 use serde_json::{Value, json};
 
 pub async fn list(ctx: &mut Ctx<'_>, flags: &AppFlags, types: &[String], as_json: bool) -> Result<()> {
@@ -120,6 +120,78 @@ pub async fn scale(ctx: &mut Ctx<'_>, flags: &AppFlags, args: &[String]) -> Resu
     if running.is_empty() { ctx.done("") } else { ctx.done(&format!("now running {}", running.join(", "))) }
 }
 
+/// `ps:type`: `web=standard-2x worker=basic` sets sizes per process type; a bare `SIZE`
+/// sets every type's. Without arguments, or after a change, shows each type's size.
+pub async fn resize(ctx: &mut Ctx<'_>, flags: &AppFlags, args: &[String]) -> Result<()> {
+    let app = resolve_app(ctx.env, flags, None)?;
+    let api = ctx.api()?;
+    let path = format!("/apps/{}/formation", segment(&app));
+    let changes = parse_type_changes(args)?;
+    let formation = if changes.is_empty() {
+        api.get(&path).await?
+    } else {
+        let types: Vec<(String, String)> = match &changes[..] {
+            // One size for every process type of the app.
+            [(None, size)] => {
+                let current = api.get(&path).await?;
+                current.as_array().map(|f| f.iter().map(|p| (str_at(p, "/type").to_string(), size.clone())).collect()).unwrap_or_default()
+            }
+            _ => changes.iter().map(|(t, s)| (t.clone().unwrap_or_default(), s.clone())).collect(),
+        };
+        if types.is_empty() {
+            bail!("No process types on {}.\nUpload a Procfile to add process types.", app_label(&app));
+        }
+        let updates: Vec<Value> = types.iter().map(|(t, s)| json!({ "type": t, "size": s })).collect();
+        ctx.action(&format!("Scaling dynos on {}", app_label(&app)))?;
+        if let Err(e) = api.patch(&path, &json!({ "updates": updates })).await {
+            return ctx.failed(e);
+        }
+        ctx.done("")?;
+        api.get(&path).await?
+    };
+    let items: Vec<Value> = formation.as_array().cloned().unwrap_or_default();
+    if items.is_empty() {
+        bail!("No process types on {}.\nUpload a Procfile to add process types.", app_label(&app));
+    }
+    ctx.out(&render_types(&items))
+}
+
+/// `TYPE=SIZE` pairs, or one bare `SIZE` (for every type); sizes checked before any request.
+fn parse_type_changes(args: &[String]) -> Result<Vec<(Option<String>, String)>> {
+    let mut out = Vec::new();
+    for a in args {
+        let (ptype, size) = match a.split_once('=') {
+            Some((t, s)) => {
+                kiln_model::procfile::validate_process_type(t).map_err(|e| anyhow::anyhow!("Invalid argument {a:?}: {}", e.message))?;
+                (Some(t.to_string()), s)
+            }
+            None => (None, a.as_str()),
+        };
+        let size = DynoSize::parse(size).map_err(|e| anyhow::anyhow!("{}", e.message))?;
+        out.push((ptype, size.name().to_string()));
+    }
+    if out.len() > 1 && out.iter().any(|(t, _)| t.is_none()) {
+        bail!("Give either one SIZE for every process type, or TYPE=SIZE pairs (e.g. web=standard-2x worker=basic)");
+    }
+    Ok(out)
+}
+
+/// The process types with their sizes, as `heroku ps:type` shows them (memory instead of cost).
+fn render_types(formation: &[Value]) -> String {
+    let mut rows = vec![vec!["Type".to_string(), "Size".to_string(), "Qty".to_string(), "Memory".to_string()]];
+    let mut sorted: Vec<&Value> = formation.iter().collect();
+    sorted.sort_by_key(|p| str_at(p, "/type").to_string());
+    for p in sorted {
+        let size = match str_at(p, "/size") {
+            "" => "Standard-1X",
+            s => s,
+        };
+        let memory = DynoSize::parse(size).map(|s| format::filesize(s.memory_mb() * 1024 * 1024)).unwrap_or_default();
+        rows.push(vec![str_at(p, "/type").to_string(), size.to_string(), p.get("quantity").map(plain).unwrap_or_default(), memory]);
+    }
+    format!("{}{}", format::header("Process Types"), format::table(&rows))
+}
+
 pub async fn restart(
     ctx: &mut Ctx<'_>,
     flags: &AppFlags,
@@ -148,6 +220,30 @@ pub async fn restart(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn type_changes_parse_and_render() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            parse_type_changes(&args(&["web=standard-2x", "worker=basic"])).unwrap(),
+            vec![(Some("web".into()), "Standard-2X".into()), (Some("worker".into()), "Basic".into())]
+        );
+        assert_eq!(parse_type_changes(&args(&["2x"])).unwrap(), vec![(None, "Standard-2X".into())]);
+        assert!(parse_type_changes(&args(&["web=huge"])).unwrap_err().to_string().contains("Unknown dyno size"));
+        assert!(parse_type_changes(&args(&["basic", "web=basic"])).is_err());
+        assert!(parse_type_changes(&args(&["we b=basic"])).is_err());
+        let f = json!([
+            {"type": "worker", "size": "Basic", "quantity": 0},
+            {"type": "web", "size": "Standard-2X", "quantity": 2}
+        ]);
+        assert_eq!(
+            render_types(f.as_array().unwrap()),
+            "=== Process Types\n\n\
+             Type    Size         Qty  Memory\n\
+             web     Standard-2X  2    1 GB\n\
+             worker  Basic        0    512 MB\n"
+        );
+    }
 
     #[test]
     fn dynos_grouped_like_heroku() {
