@@ -254,6 +254,41 @@ pub enum Cmd {
     },
 
     /// Point the `kiln` git remote of this repository at an app, and set up git credentials
+    /// Run a one-off command in a dyno, attached to this terminal; exits with its status
+    #[command(name = "run", trailing_var_arg = true)]
+    Run {
+        #[command(flatten)]
+        app: AppFlags,
+        /// Use pipes even when this is a terminal (for scripts and pipes)
+        #[arg(long)]
+        no_tty: bool,
+        /// Extra environment for the dyno, KEY=VALUE (repeatable)
+        #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+        env: Vec<String>,
+        /// Dyno size (e.g. standard-2x)
+        #[arg(short = 's', long = "size")]
+        size: Option<String>,
+        /// The command (put `--` before it when it has flags of its own)
+        #[arg(required = true, allow_hyphen_values = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
+
+    /// Run a one-off command in a dyno in the background; its output goes to the logs
+    #[command(name = "run:detached", trailing_var_arg = true)]
+    RunDetached {
+        #[command(flatten)]
+        app: AppFlags,
+        /// Extra environment for the dyno, KEY=VALUE (repeatable)
+        #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+        env: Vec<String>,
+        /// Dyno size (e.g. standard-2x)
+        #[arg(short = 's', long = "size")]
+        size: Option<String>,
+        /// The command (put `--` before it when it has flags of its own)
+        #[arg(required = true, allow_hyphen_values = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
+
     #[command(name = "git:remote")]
     GitRemote {
         #[command(flatten)]

@@ -76,6 +76,8 @@ pub fn run<'a>(args: Vec<OsString>, env: &'a Env, io: Io<'a>) -> u8 {
     match result {
         Ok(()) => 0,
         Err(e) if is_broken_pipe(&e) => 0, // `kiln logs | head`: the reader has all it wanted
+        // `kiln run`: the dyno's exit status becomes ours.
+        Err(e) if e.downcast_ref::<commands::run::ExitStatus>().is_some() => e.downcast_ref::<commands::run::ExitStatus>().map_or(1, |s| s.0),
         Err(e) => {
             report(&e, ctx.io.stderr);
             1

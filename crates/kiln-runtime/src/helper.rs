@@ -281,6 +281,12 @@ fn init(spec: &DynoSpec, run_dir: &Path, mask: &libc::sigset_t, tty: Option<libc
     crate::seccomp::drop_capabilities()?;
     if let Some(uid) = spec.uid {
         sys::drop_privileges(uid, uid)?;
+        // Changing credentials clears the parent-death signal: set it again, or the dyno
+        // would outlive a killed server.
+        // SAFETY: plain prctl.
+        unsafe {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        }
     }
     sys::no_new_privs()?;
     crate::seccomp::apply_filter()?;

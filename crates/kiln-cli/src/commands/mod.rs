@@ -9,6 +9,7 @@ mod login;
 mod logs;
 mod ps;
 mod releases;
+pub mod run;
 
 use crate::api::Api;
 use crate::cli::{AppFlags, Cmd};
@@ -121,5 +122,7 @@ pub async fn dispatch(ctx: &mut Ctx<'_>, cmd: Cmd) -> Result<()> {
         Cmd::BuildpacksSet { app, url } => buildpacks::set(ctx, &app, &url).await,
         Cmd::GitRemote { app } => git_cmds::remote(ctx, &app).await,
         Cmd::GitCredentials { operation } => git_cmds::credentials(ctx, &operation),
+        Cmd::Run { app, no_tty, env, size, command } => run::attached(ctx, &app, &command, no_tty, &env, size.as_deref()).await,
+        Cmd::RunDetached { app, env, size, command } => run::detached(ctx, &app, &command, &env, size.as_deref()).await,
     }
 }
