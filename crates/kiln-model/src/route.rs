@@ -46,4 +46,13 @@ pub trait RouteUpdates: Send + Sync {
     fn set_backends(&self, app_id: &str, status: WebStatus, backends: Vec<Backend>);
     /// Forgets an app entirely (destroyed).
     fn remove_app(&self, app_id: &str);
+    /// Replaces the app's custom domains (hostnames routed to it besides `<app>.<domain>`).
+    fn set_domains(&self, _app_id: &str, _hostnames: Vec<String>) {}
+    /// A new release went live: anything cached for the app is stale.
+    fn release_changed(&self, _app_id: &str, _version: u32) {}
+    /// Requests in flight to one backend of the app, so a dyno taken out of rotation can be
+    /// stopped once its last request has finished.
+    fn in_flight(&self, _app_id: &str, _addr: SocketAddr) -> usize {
+        0
+    }
 }
