@@ -37,7 +37,8 @@ pub fn routes() -> Router<ApiState> {
         .route("/apps/{app}/builds/{build}", get(build_info))
         .route("/build-output/{build}", get(build_output))
         .route("/apps/{app}/buildpack-installations", get(list_buildpacks).put(set_buildpacks))
-        .route("/apps/{app}/dynos/{dyno}/actions/stop", post(restart_dyno))
+        .route("/apps/{app}/dynos/{dyno}/actions/stop", post(stop_dyno))
+        .route("/apps/{app}/formations/{ptype}/actions/stop", post(stop_type))
         .route("/apps/{app}/addons", get(empty_list))
         .route("/apps/{app}/addon-attachments", get(empty_list))
         .route("/apps/{app}/collaborators", get(empty_list))
@@ -347,6 +348,22 @@ async fn restart_all(State(st): State<ApiState>, User(user): User, Path(app): Pa
 async fn restart_dyno(State(st): State<ApiState>, User(user): User, Path((app, dyno)): Path<(String, String)>) -> ApiResult<Response> {
     kiln_model::DynoName::parse(&dyno).map_err(|e| ApiError::invalid(e.message))?;
     restart(&st, &user, &app, RestartTarget::Dyno(dyno)).await
+}
+
+async fn stop(st: &ApiState, user: &kiln_store::Account, app: &str, target: RestartTarget) -> ApiResult<Response> {
+    let app = st.platform.app_for(user, app)?;
+    st.platform.stop(&app, target, user).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({}))).into_response())
+}
+
+async fn stop_dyno(State(st): State<ApiState>, User(user): User, Path((app, dyno)): Path<(String, String)>) -> ApiResult<Response> {
+    kiln_model::DynoName::parse(&dyno).map_err(|e| ApiError::invalid(e.message))?;
+    stop(&st, &user, &app, RestartTarget::Dyno(dyno)).await
+}
+
+async fn stop_type(State(st): State<ApiState>, User(user): User, Path((app, ptype)): Path<(String, String)>) -> ApiResult<Response> {
+    kiln_model::procfile::validate_process_type(&ptype).map_err(|e| ApiError::invalid(e.message))?;
+    stop(&st, &user, &app, RestartTarget::Type(ptype)).await
 }
 
 async fn restart_type(State(st): State<ApiState>, User(user): User, Path((app, ptype)): Path<(String, String)>) -> ApiResult<Response> {

@@ -121,6 +121,8 @@ pub fn dyno(a: &App, d: &DynoInfo) -> Value {
         "size": d.size.name(),
         "attach_url": null,
         "release": { "id": d.release_id, "version": d.release_version },
+        // Kiln's addition: why a dyno is crashed and when it is tried again.
+        "state_detail": d.detail,
         "app": { "id": a.id, "name": a.name },
         "created_at": d.created_at.rfc3339(),
         "updated_at": d.updated_at.rfc3339(),

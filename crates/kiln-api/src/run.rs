@@ -78,6 +78,7 @@ pub(crate) async fn create_dyno(State(st): State<ApiState>, User(user): User, Pa
         release_version: handle.release_version,
         created_at: handle.created_at,
         updated_at: handle.created_at,
+        detail: None,
     };
     let mut obj = json::dyno(&app, &info);
     if attach {

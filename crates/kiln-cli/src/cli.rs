@@ -179,6 +179,16 @@ pub enum Cmd {
         dyno_name: Option<String>,
     },
 
+    /// Stop a dyno or every dyno of a process type (formation dynos are started again)
+    #[command(name = "ps:stop", alias = "stop", alias = "dyno:stop")]
+    PsStop {
+        #[command(flatten)]
+        app: AppFlags,
+        /// A process type (web) or a dyno (web.1)
+        #[arg(value_name = "TYPE|DYNO")]
+        target: String,
+    },
+
     /// List an app's releases
     #[command(name = "releases")]
     Releases {

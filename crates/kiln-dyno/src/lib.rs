@@ -40,6 +40,13 @@ pub struct LifecycleConfig {
     /// First cool-off after repeated crashes; doubles each time up to `backoff_cap`.
     pub backoff_base: Duration,
     pub backoff_cap: Duration,
+    /// Every dyno is restarted ("Cycling") after this long, plus a random jitter (Heroku:
+    /// 24 h + up to 216 min), so long-running processes get a fresh start.
+    pub cycle_interval: Duration,
+    pub cycle_jitter: Duration,
+    /// After a web dyno leaves the router, how long to wait for requests already on their
+    /// way to it before its in-flight count is trusted and it gets SIGTERM.
+    pub drain_grace: Duration,
 }
 
 impl Default for LifecycleConfig {
@@ -49,8 +56,18 @@ impl Default for LifecycleConfig {
             stop_timeout: Duration::from_secs(30),
             backoff_base: Duration::from_secs(10),
             backoff_cap: Duration::from_secs(20 * 60),
+            cycle_interval: Duration::from_secs(24 * 3600),
+            cycle_jitter: Duration::from_secs(216 * 60),
+            drain_grace: Duration::from_millis(300),
         }
     }
+}
+
+/// An HTTP check a new web dyno must pass before it is `up` (app.json `healthchecks`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    pub path: String,
+    pub timeout: Duration,
 }
 
 /// The release an app should run.
@@ -62,6 +79,8 @@ pub struct ReleaseDesired {
     pub slug_dir: PathBuf,
     pub process_types: ProcessTypes,
     pub config: ConfigVars,
+    /// Health check of new web dynos, if the app declares one.
+    pub healthcheck: Option<HealthCheck>,
 }
 
 /// What should run for one app.
@@ -89,6 +108,8 @@ pub struct DynoInfo {
     pub release_version: u32,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// Why a dyno is crashed and when it will be tried again, for `ps`.
+    pub detail: Option<String>,
 }
 
 /// Which dynos `ps:restart` means.
@@ -148,7 +169,8 @@ pub enum DeployOutcome {
 
 enum Command {
     Apply(AppDesired, oneshot::Sender<Vec<watch::Receiver<DynoState>>>),
-    Restart(String, RestartTarget, oneshot::Sender<Result<usize, String>>),
+    Restart(String, RestartTarget, bool, oneshot::Sender<Result<usize, String>>),
+    Cycle(String, String),
     Remove(String, oneshot::Sender<Vec<tokio::task::JoinHandle<()>>>),
     List(String, oneshot::Sender<Vec<DynoInfo>>),
     Changed(String),
@@ -168,10 +190,14 @@ struct AppState {
     desired: AppDesired,
     instances: Vec<Instance>,
     one_offs: Vec<oneoff::OneOffRecord>,
+    /// The release every web dyno in rotation last ran, as told to the router (whose HTTP
+    /// cache drops the app's objects when it changes).
+    live_release: std::cell::Cell<u32>,
 }
 
 pub(crate) struct Shared {
     pub runtime: SharedRuntime,
+    pub routes: Arc<dyn RouteUpdates>,
     pub logs: SharedSink,
     pub config: LifecycleConfig,
     pub ports: ports::PortPool,
@@ -194,7 +220,7 @@ struct Actor {
 impl DynoManager {
     pub fn start(runtime: SharedRuntime, logs: SharedSink, routes: Arc<dyn RouteUpdates>, config: LifecycleConfig) -> DynoManager {
         let (tx, rx) = mpsc::unbounded_channel();
-        let shared = Arc::new(Shared { runtime, logs, config: config.clone(), ports: ports::PortPool::default(), changed: tx.clone() });
+        let shared = Arc::new(Shared { runtime, routes: routes.clone(), logs, config: config.clone(), ports: ports::PortPool::default(), changed: tx.clone() });
         let actor = Actor { shared, routes, apps: HashMap::new(), stopping: Vec::new() };
         tokio::spawn(actor.run(rx));
         DynoManager { tx, config }
@@ -216,7 +242,15 @@ impl DynoManager {
     /// many were restarted; `Err` if the target names no dyno.
     pub async fn restart(&self, app_id: &str, target: RestartTarget) -> Result<usize, String> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Command::Restart(app_id.to_string(), target, reply)).map_err(|_| "the dyno manager has stopped".to_string())?;
+        self.tx.send(Command::Restart(app_id.to_string(), target, false, reply)).map_err(|_| "the dyno manager has stopped".to_string())?;
+        rx.await.map_err(|_| "the dyno manager has stopped".to_string())?
+    }
+
+    /// `ps:stop`: stops dynos (SIGTERM first, no replacement started beside them); formation
+    /// dynos are then started again, as on Heroku's Common Runtime.
+    pub async fn stop(&self, app_id: &str, target: RestartTarget) -> Result<usize, String> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Command::Restart(app_id.to_string(), target, true, reply)).map_err(|_| "the dyno manager has stopped".to_string())?;
         rx.await.map_err(|_| "the dyno manager has stopped".to_string())?
     }
 
@@ -267,14 +301,23 @@ impl Actor {
             match cmd {
                 Command::Apply(desired, reply) => {
                     let app_id = desired.app_id.clone();
-                    let state = self.apps.entry(app_id.clone()).or_insert_with(|| AppState { desired: desired.clone(), instances: Vec::new(), one_offs: Vec::new() });
+                    let state = self.apps.entry(app_id.clone()).or_insert_with(|| AppState { desired: desired.clone(), instances: Vec::new(), one_offs: Vec::new(), live_release: Default::default() });
                     state.desired = desired;
                     self.routes.upsert_app(&app_id, &state.desired.app_name.clone(), false, None, None);
                     let started = self.reconcile(&app_id);
                     let _ = reply.send(started);
                     self.publish(&app_id);
                 }
-                Command::Restart(app_id, target, reply) => {
+                Command::Cycle(app_id, instance_id) => {
+                    if let Some(state) = self.apps.get_mut(&app_id) {
+                        if let Some(inst) = state.instances.iter_mut().find(|i| i.id == instance_id && !i.outdated) {
+                            inst.outdated = true;
+                            self.reconcile(&app_id);
+                            self.publish(&app_id);
+                        }
+                    }
+                }
+                Command::Restart(app_id, target, stop_first, reply) => {
                     let Some(state) = self.apps.get_mut(&app_id) else {
                         let _ = reply.send(Ok(0));
                         continue;
@@ -288,6 +331,7 @@ impl Actor {
                         };
                         if hit && !inst.outdated {
                             inst.outdated = true;
+                            inst.stop_first = stop_first;
                             n += 1;
                         }
                     }
@@ -303,12 +347,12 @@ impl Actor {
                     let shared = self.shared.clone();
                     let result = match self.apps.get_mut(&req.app_id) {
                         None => Err("The app has no release to run yet: push it first.".to_string()),
-                        Some(state) => match state.desired.release.clone() {
+                        Some(state) => match req.release.clone().or_else(|| state.desired.release.clone()) {
                             None => Err("The app has no release to run yet: push it first.".to_string()),
                             Some(rel) => {
-                                // Heroku names one-offs run.N with a random N.
+                                // Heroku names one-offs run.N (and release.N) with a random N.
                                 let name = loop {
-                                    let n = format!("run.{}", fastrand::u32(1000..10000));
+                                    let n = format!("{}.{}", req.process_type, fastrand::u32(1000..10000));
                                     if !state.one_offs.iter().any(|o| o.name == n) {
                                         break n;
                                     }
@@ -423,7 +467,7 @@ impl Actor {
                 keep.push(inst);
             } else if !want.contains_key(&inst.name) {
                 stop.push(inst);
-            } else if inst.name.process_type == "web" && fresh_state.get(&inst.name) != Some(&DynoState::Up) && inst.state() == DynoState::Up {
+            } else if inst.name.process_type == "web" && !inst.stop_first && fresh_state.get(&inst.name) != Some(&DynoState::Up) && inst.state() == DynoState::Up {
                 // Preboot: the old web dyno serves until its replacement is up.
                 keep.push(inst);
             } else {
@@ -445,6 +489,7 @@ impl Actor {
                 release_version: rel.version,
                 slug_dir: rel.slug_dir.clone(),
                 config: rel.config.clone(),
+                healthcheck: if name.process_type == "web" { rel.healthcheck.clone() } else { None },
             };
             let inst = Instance::spawn(shared.clone(), ctl);
             if name.process_type == "web" {
@@ -489,6 +534,14 @@ impl Actor {
             WebStatus::Crashed
         };
         self.routes.set_backends(app_id, status, backends);
+        // A release is live once every web dyno in rotation runs it: from then on no new
+        // request reaches an older release, so what the router cached for the app is stale.
+        let mut serving = state.instances.iter().filter(|i| i.name.process_type == "web" && i.state() == DynoState::Up && i.port().is_some()).map(|i| i.release_version);
+        if let Some(v) = serving.next() {
+            if serving.all(|w| w == v) && state.live_release.replace(v) != v {
+                self.routes.release_changed(app_id, v);
+            }
+        }
     }
 }
 
@@ -509,7 +562,7 @@ fn list_dynos(state: &AppState) -> Vec<DynoInfo> {
         out.push(DynoInfo {
             id: o.id.clone(),
             name: o.name.clone(),
-            process_type: "run".into(),
+            process_type: o.name.split('.').next().unwrap_or("run").to_string(),
             state: *o.state.borrow(),
             command: o.command.clone(),
             size: o.size,
@@ -517,6 +570,7 @@ fn list_dynos(state: &AppState) -> Vec<DynoInfo> {
             release_version: o.release_version,
             created_at: o.created_at,
             updated_at: *o.updated_at.lock().unwrap_or_else(|e| e.into_inner()),
+            detail: None,
         });
     }
     out

@@ -24,6 +24,11 @@ pub struct OneOffRequest {
     pub tty: bool,
     /// Who ran it, for the log line.
     pub user_email: String,
+    /// `run` for `kiln run`, `release` for a release phase: the dyno is `<type>.<N>`.
+    pub process_type: String,
+    /// Run this release instead of the current one (the release phase runs the new release
+    /// before it goes live).
+    pub release: Option<crate::ReleaseDesired>,
 }
 
 /// A started one-off dyno.

@@ -24,12 +24,14 @@ pub(crate) struct InstanceCtl {
     pub release_version: u32,
     pub slug_dir: PathBuf,
     pub config: ConfigVars,
+    pub healthcheck: Option<crate::HealthCheck>,
 }
 
 #[derive(Debug, Default)]
 struct Meta {
     port: Option<u16>,
     updated_at: Timestamp,
+    detail: Option<String>,
 }
 
 pub(crate) struct Instance {
@@ -39,8 +41,10 @@ pub(crate) struct Instance {
     pub size: DynoSize,
     pub release_id: String,
     pub release_version: u32,
-    /// Marked by `ps:restart`: reconcile replaces it.
+    /// Marked by `ps:restart`, `ps:stop` or cycling: reconcile replaces it.
     pub outdated: bool,
+    /// `ps:stop`: stop it before its replacement starts (no preboot).
+    pub stop_first: bool,
     created_at: Timestamp,
     state: watch::Receiver<DynoState>,
     meta: Arc<Mutex<Meta>>,
@@ -53,7 +57,7 @@ impl Instance {
         let id = uuid::Uuid::new_v4().to_string();
         let (state_tx, state_rx) = watch::channel(DynoState::Starting);
         let (stop_tx, stop_rx) = watch::channel(false);
-        let meta = Arc::new(Mutex::new(Meta { port: None, updated_at: Timestamp::now() }));
+        let meta = Arc::new(Mutex::new(Meta { port: None, updated_at: Timestamp::now(), detail: None }));
         let inst = Instance {
             id: id.clone(),
             name: ctl.name.clone(),
@@ -62,6 +66,7 @@ impl Instance {
             release_id: ctl.release_id.clone(),
             release_version: ctl.release_version,
             outdated: false,
+            stop_first: false,
             created_at: Timestamp::now(),
             state: state_rx,
             meta: meta.clone(),
@@ -95,6 +100,7 @@ impl Instance {
             release_version: self.release_version,
             created_at: self.created_at,
             updated_at: self.meta.lock().unwrap_or_else(|e| e.into_inner()).updated_at,
+            detail: self.meta.lock().unwrap_or_else(|e| e.into_inner()).detail.clone(),
         }
     }
 
@@ -152,19 +158,22 @@ async fn supervise(shared: Arc<Shared>, ctl: InstanceCtl, id: String, state: wat
         }
         platform_log(&shared, &ctl.app_id, &dyno, format!("Starting process with command `{}`", ctl.command));
         let started_at = Instant::now();
+        meta.lock().unwrap_or_else(|e| e.into_inner()).detail = None;
         let ending = run_once(&shared, &ctl, &id, port, &mut stop, &set_state).await;
         if let Some(p) = port {
             shared.ports.release(p);
         }
-        match ending {
+        let code = match ending {
             Ending::Stopped => {
                 set_state(DynoState::Down, None);
                 return;
             }
-            Ending::Exited(_) => {
+            Ending::Exited(code) => {
+                meta.lock().unwrap_or_else(|e| e.into_inner()).detail = Some(format!("exited with status {code}"));
                 set_state(DynoState::Crashed, None);
+                code
             }
-        }
+        };
         // A dyno that stayed up a while starts with a clean slate.
         if started_at.elapsed() >= Duration::from_secs(60) {
             crashes = 0;
@@ -172,6 +181,9 @@ async fn supervise(shared: Arc<Shared>, ctl: InstanceCtl, id: String, state: wat
         crashes += 1;
         let delay = if crashes <= 1 { Duration::ZERO } else { backoff(cfg.backoff_base, cfg.backoff_cap, crashes - 2) };
         if !delay.is_zero() {
+            // Why the dyno is down and when it comes back, for `ps` and the log stream.
+            let detail = format!("exited with status {code}, {crashes} crashes in a row; next start in {}", human(delay));
+            meta.lock().unwrap_or_else(|e| e.into_inner()).detail = Some(detail.clone());
             platform_log(&shared, &ctl.app_id, &dyno, format!("Crashed {crashes} times in a row; restarting in {}", human(delay)));
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
@@ -253,6 +265,10 @@ async fn run_once(
     let mut mem_tick = tokio::time::interval(MEMORY_SAMPLE);
     mem_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let log = |msg: String| platform_log(shared, &ctl.app_id, &dyno, msg);
+    let jitter = cfg.cycle_jitter.as_millis() as u64;
+    let cycle_at = tokio::time::Instant::now() + cfg.cycle_interval + Duration::from_millis(if jitter == 0 { 0 } else { fastrand::u64(0..jitter) });
+    let mut cycling = false;
+    let mut last_check: Option<Instant> = None;
     let ending = loop {
         tokio::select! {
             code = &mut exit => {
@@ -284,12 +300,34 @@ async fn run_once(
                     }
                 }
             }
+            _ = tokio::time::sleep_until(cycle_at), if up && !cycling => {
+                // Daily cycling: the manager starts a replacement (web: beside it) and then
+                // stops this one.
+                cycling = true;
+                log("Cycling".into());
+                let _ = shared.changed.send(crate::Command::Cycle(ctl.app_id.clone(), id.to_string()));
+            }
             _ = tick.tick(), if !up => {
-                if port.is_some_and(ports::is_listening) {
+                let bound = port.is_some_and(ports::is_listening);
+                let healthy = match (&ctl.healthcheck, port) {
+                    (Some(hc), Some(p)) if bound => {
+                        if last_check.is_none_or(|t: Instant| t.elapsed() >= Duration::from_millis(500)) {
+                            last_check = Some(Instant::now());
+                            health_ok(p, hc).await
+                        } else {
+                            false
+                        }
+                    }
+                    _ => bound,
+                };
+                if healthy {
                     up = true;
                     set_state(DynoState::Up, port);
                 } else if boot_started.elapsed() >= cfg.boot_timeout {
-                    platform_log(shared, &ctl.app_id, &dyno, format!("Error R10 (Boot timeout) -> Web process failed to bind to $PORT within {} seconds of launch", cfg.boot_timeout.as_secs()));
+                    match (&ctl.healthcheck, bound) {
+                        (Some(hc), true) => platform_log(shared, &ctl.app_id, &dyno, format!("Error R10 (Boot timeout) -> Web process did not pass its health check (GET {}) within {} seconds of launch", hc.path, cfg.boot_timeout.as_secs())),
+                        _ => platform_log(shared, &ctl.app_id, &dyno, format!("Error R10 (Boot timeout) -> Web process failed to bind to $PORT within {} seconds of launch", cfg.boot_timeout.as_secs())),
+                    }
                     platform_log(shared, &ctl.app_id, &dyno, "Stopping process with SIGKILL");
                     signaller.kill();
                     let code = (&mut exit).await;
@@ -300,13 +338,18 @@ async fn run_once(
     };
     let ending = match ending {
         Ending::Stopped => {
+            // A web dyno has just left the router's table: let the requests it is serving
+            // finish before it hears SIGTERM, so replacing dynos drops nothing.
+            if let Some(p) = port.filter(|_| up) {
+                drain(shared, &ctl.app_id, p, cfg, &mut exit).await;
+            }
             platform_log(shared, &ctl.app_id, &dyno, "Stopping all processes with SIGTERM");
             signaller.terminate();
             let code = tokio::select! {
                 code = &mut exit => code,
                 _ = tokio::time::sleep(cfg.stop_timeout) => {
-                    platform_log(shared, &ctl.app_id, &dyno, format!("Error R12 (Exit timeout) -> At least one process failed to exit within {} seconds of SIGTERM", cfg.stop_timeout.as_secs()));
-                    platform_log(shared, &ctl.app_id, &dyno, "Stopping remaining processes with SIGKILL");
+                    platform_log(shared, &ctl.app_id, &dyno, format!("Error R12 (Exit timeout) -> Process failed to exit within {} seconds of SIGTERM", cfg.stop_timeout.as_secs()));
+                    platform_log(shared, &ctl.app_id, &dyno, "Stopping process with SIGKILL");
                     signaller.kill();
                     (&mut exit).await
                 }
@@ -324,6 +367,43 @@ async fn run_once(
         let _ = tokio::time::timeout(Duration::from_secs(2), p).await;
     }
     ending
+}
+
+/// Waits until the router has no request in flight to the dyno on `port` (after a short grace
+/// for requests already dispatched), at most the stop timeout, or until the dyno exits.
+async fn drain(shared: &Arc<Shared>, app_id: &str, port: u16, cfg: &crate::LifecycleConfig, exit: &mut std::pin::Pin<&mut impl std::future::Future<Output = i32>>) {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + cfg.stop_timeout;
+    tokio::select! {
+        _ = tokio::time::sleep(cfg.drain_grace) => {}
+        _ = exit.as_mut() => return,
+    }
+    while shared.routes.in_flight(app_id, addr) > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// One health check attempt: `GET <path>` on the dyno's port must answer 2xx or 3xx within
+/// the check's timeout. Plain HTTP/1.0 over a socket: the dyno manager needs no HTTP client.
+async fn health_ok(port: u16, hc: &crate::HealthCheck) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let attempt = async {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+        s.write_all(format!("GET {} HTTP/1.0\r\nHost: localhost\r\nUser-Agent: kiln-healthcheck\r\n\r\n", hc.path).as_bytes()).await.ok()?;
+        let mut buf = [0u8; 16];
+        let mut n = 0;
+        while n < 12 {
+            let r = s.read(&mut buf[n..]).await.ok()?;
+            if r == 0 {
+                break;
+            }
+            n += r;
+        }
+        let head = std::str::from_utf8(&buf[..n]).ok()?;
+        let code: u16 = head.split_whitespace().nth(1)?.parse().ok()?;
+        Some((200..400).contains(&code))
+    };
+    matches!(tokio::time::timeout(hc.timeout, attempt).await, Ok(Some(true)))
 }
 
 /// How often a running dyno's memory is sampled.

@@ -5,7 +5,6 @@ use crate::{BuildStream, Platform, PlatformError};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use kiln_build::{BuildError, BuildRequest};
-use kiln_dyno::DeployOutcome;
 use kiln_git::{GitAuth, Push, PushHandler, PushOutput};
 use kiln_model::release::ReleaseStatus;
 use kiln_store::{BuildStatus, NewRelease, Slug};
@@ -51,7 +50,7 @@ impl Platform {
         let ctx = &push.context;
         let app = self.store.app(&ctx.app_id).map_err(|e| format!(" !     {e}"))?;
         let user = self.store.account(&ctx.user_id).map_err(|e| format!(" !     {e}"))?;
-        let lock = self.app_lock(&app.id);
+        let lock = self.build_lock(&app.id);
         let _guard = match lock.try_lock() {
             Ok(g) => g,
             Err(_) => {
@@ -82,7 +81,7 @@ impl Platform {
         // Keep the live stream only while the build runs; afterwards the store has the output.
         self.build_streams.lock().unwrap_or_else(|e| e.into_inner()).remove(&build.id);
 
-        let (_, _, version) = match result {
+        let (_, release_id, version) = match result {
             Ok(r) => r,
             Err(msg) => {
                 self.api_log(&app.id, "Build failed");
@@ -94,26 +93,24 @@ impl Platform {
         self.api_log(&app.id, format!("Deploy {} by user {}", &push.new[..push.new.len().min(8)], user.email));
         self.api_log(&app.id, format!("Release v{version} created by user {}", user.email));
 
+        // The next build may start while this release goes live.
+        drop(_guard);
         let _ = output.send("-----> Launching...".to_string());
-        let outcome = match self.queue_converge_locked(&app.id).await {
-            Ok(p) => {
-                drop(_guard);
-                p.wait().await
-            }
-            Err(e) => DeployOutcome::Failed(e.to_string()),
-        };
-        let _ = output.send(format!("       Released v{version}"));
-        let _ = output.send(format!("       {} deployed to Kiln", self.web_url(&app.name)));
-        match outcome {
-            DeployOutcome::Up | DeployOutcome::NothingToWaitFor => {
+        let release = self.store.release(&app.id, &release_id).map_err(|e| format!(" !     {e}"))?;
+        match self.go_live(&app.id, &release, &Some(output.clone())).await {
+            Ok(()) => {
+                let _ = output.send(format!("       Released v{version}"));
+                let _ = output.send(format!("       {} deployed to Kiln", self.web_url(&app.name)));
                 let _ = output.send(String::new());
                 let _ = output.send("Verifying deploy... done.".to_string());
+                Ok(())
             }
-            DeployOutcome::Failed(why) => {
-                let _ = output.send(format!(" !     Warning: {why}. See `kiln logs` and `kiln ps`."));
+            Err(why) => {
+                let _ = output.send(format!(" !     Release v{version} failed: {why}."));
+                let _ = output.send(" !     The previous release keeps running. See `kiln logs` and `kiln releases`.".to_string());
+                Err(format!(" !     Push rejected: the release did not go live on {}.", app.name))
             }
         }
-        Ok(())
     }
 
     /// Exports, builds, stores the slug and appends the release. Returns (slug id, release id,
@@ -186,7 +183,7 @@ impl Platform {
             .store
             .append_release(
                 &app.id,
-                NewRelease { description: format!("Deploy {}", &push.new[..push.new.len().min(8)]), status: ReleaseStatus::Succeeded, slug_id: Some(slug.id.clone()), config, user_id: user.id.clone() },
+                NewRelease { description: format!("Deploy {}", &push.new[..push.new.len().min(8)]), status: ReleaseStatus::Pending, slug_id: Some(slug.id.clone()), config, user_id: user.id.clone() },
             )
             .map_err(|e| format!(" !     Could not create the release: {e}"))?;
         out.line(&format!("-----> {} app built ({})", built.buildpack_description, kiln_build::human_size(built.size)));

@@ -10,6 +10,7 @@
 //! - every user-visible event is logged as `app[api]` in Heroku's wording.
 
 mod deploy;
+mod release;
 mod streams;
 
 pub use deploy::GitBridge;
@@ -79,15 +80,29 @@ pub struct Platform {
     pub routes: Arc<dyn RouteUpdates>,
     pub settings: Settings,
     git: OnceLock<Arc<kiln_git::GitService>>,
-    /// One build (and one convergence) at a time per app.
+    /// A handle on itself, for background tasks.
+    me: std::sync::Weak<Platform>,
+    /// One convergence at a time per app (hand-offs to the dyno manager stay ordered).
     app_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// One build at a time per app.
+    build_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// One release going live at a time per app.
+    release_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// The release each app is deploying right now: convergence targets it until it has
+    /// succeeded or failed.
+    deploying: Mutex<HashMap<String, String>>,
     build_streams: Mutex<HashMap<String, Arc<BuildStream>>>,
 }
 
 impl Platform {
     pub fn new(store: Arc<dyn Store>, logs: Arc<Logplex>, dynos: DynoManager, builder: Builder, routes: Arc<dyn RouteUpdates>, settings: Settings) -> Arc<Platform> {
         let slugs = Arc::new(SlugCache::new(settings.data_dir.join("slug-cache")));
-        Arc::new(Platform { store, logs, dynos, builder, slugs, routes, settings, git: OnceLock::new(), app_locks: Mutex::new(HashMap::new()), build_streams: Mutex::new(HashMap::new()) })
+        Arc::new_cyclic(|me| Platform {
+            me: me.clone(), store, logs, dynos, builder, slugs, routes, settings, git: OnceLock::new(), app_locks: Mutex::default(), build_locks: Mutex::default(), release_locks: Mutex::default(), deploying: Mutex::default(), build_streams: Mutex::new(HashMap::new()) })
+    }
+
+    fn myself(&self) -> Option<Arc<Platform>> {
+        self.me.upgrade()
     }
 
     pub fn set_git(&self, git: Arc<kiln_git::GitService>) {
@@ -96,6 +111,14 @@ impl Platform {
 
     fn app_lock(&self, app_id: &str) -> Arc<tokio::sync::Mutex<()>> {
         self.app_locks.lock().unwrap_or_else(|e| e.into_inner()).entry(app_id.to_string()).or_default().clone()
+    }
+
+    pub(crate) fn build_lock(&self, app_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.build_locks.lock().unwrap_or_else(|e| e.into_inner()).entry(app_id.to_string()).or_default().clone()
+    }
+
+    pub(crate) fn release_lock(&self, app_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.release_locks.lock().unwrap_or_else(|e| e.into_inner()).entry(app_id.to_string()).or_default().clone()
     }
 
     fn api_log(&self, app_id: &str, msg: impl Into<String>) {
@@ -171,6 +194,8 @@ impl Platform {
         self.store.delete_app(&app.id)?;
         self.logs.remove_app(&app.id);
         self.app_locks.lock().unwrap_or_else(|e| e.into_inner()).remove(&app.id);
+        self.build_locks.lock().unwrap_or_else(|e| e.into_inner()).remove(&app.id);
+        self.release_locks.lock().unwrap_or_else(|e| e.into_inner()).remove(&app.id);
         Ok(())
     }
 
@@ -192,10 +217,7 @@ impl Platform {
         if let Some(r) = &release {
             self.api_log(&app.id, format!("{} by user {}", r.description, user.email));
             self.api_log(&app.id, format!("Release v{} created by user {}", r.version, user.email));
-            if let Ok(app) = self.store.app(&app.id) {
-                self.publish_app(&app);
-            }
-            self.converge_in_background(&app.id).await;
+            self.go_live_in_background(&app.id, r);
         }
         Ok((config, release))
     }
@@ -206,7 +228,7 @@ impl Platform {
             &app.id,
             NewRelease {
                 description: format!("Rollback to v{}", target.version),
-                status: kiln_model::release::ReleaseStatus::Succeeded,
+                status: if target.slug_id.is_some() { kiln_model::release::ReleaseStatus::Pending } else { kiln_model::release::ReleaseStatus::Succeeded },
                 slug_id: target.slug_id.clone(),
                 config: target.config.clone(),
                 user_id: user.id.clone(),
@@ -214,10 +236,7 @@ impl Platform {
         )?;
         self.api_log(&app.id, format!("Rollback to v{} by user {}", target.version, user.email));
         self.api_log(&app.id, format!("Release v{} created by user {}", release.version, user.email));
-        if let Ok(app) = self.store.app(&app.id) {
-            self.publish_app(&app);
-        }
-        self.converge_in_background(&app.id).await;
+        self.go_live_in_background(&app.id, &release);
         Ok(release)
     }
 
@@ -289,11 +308,33 @@ impl Platform {
         self.queue_converge(&app.id).await?;
         let handle = self
             .dynos
-            .run_one_off(kiln_dyno::OneOffRequest { app_id: app.id.clone(), command: command.to_string(), env, size, attach, tty, user_email: user.email.clone() })
+            .run_one_off(kiln_dyno::OneOffRequest {
+                app_id: app.id.clone(),
+                command: command.to_string(),
+                env,
+                size,
+                attach,
+                tty,
+                user_email: user.email.clone(),
+                process_type: "run".into(),
+                release: None,
+            })
             .await
             .map_err(|m| PlatformError::Conflict(m))?;
         self.api_log(&app.id, format!("Starting process with command `{command}` by user {}", user.email));
         Ok(handle)
+    }
+
+    /// `ps:stop`: the dynos get SIGTERM; formation dynos are then started again.
+    pub async fn stop(&self, app: &App, target: RestartTarget, user: &Account) -> Result<usize> {
+        let what = match &target {
+            RestartTarget::All => "all dynos".to_string(),
+            RestartTarget::Type(t) => format!("{t} dynos"),
+            RestartTarget::Dyno(d) => d.clone(),
+        };
+        let n = self.dynos.stop(&app.id, target).await.map_err(|m| PlatformError::NotFound { resource: "dyno", message: m })?;
+        self.api_log(&app.id, format!("Stop {what} by user {}", user.email));
+        Ok(n)
     }
 
     // ---- buildpacks ----
@@ -318,7 +359,12 @@ impl Platform {
 
     async fn queue_converge_locked(&self, app_id: &str) -> Result<PendingDeploy> {
         let app = self.store.app(app_id)?;
-        let release = match self.store.current_release(app_id)? {
+        let deploying = self.deploying.lock().unwrap_or_else(|e| e.into_inner()).get(app_id).cloned();
+        let target = match deploying {
+            Some(id) => Some(self.store.release(app_id, &id)?),
+            None => self.store.current_release(app_id)?,
+        };
+        let release = match target {
             Some(r) => match &r.slug_id {
                 Some(slug_id) => {
                     let slug = self.store.slug(slug_id)?;
@@ -330,7 +376,8 @@ impl Platform {
                         .await
                         .map_err(|e| PlatformError::Internal(format!("preparing a slug: {e}")))?
                         .map_err(|e| PlatformError::Internal(format!("preparing slug {}: {e}", slug.checksum)))?;
-                    Some(ReleaseDesired { release_id: r.id.clone(), version: r.version, slug_dir: dir, process_types: slug.process_types.clone(), config: r.config.clone() })
+                    let healthcheck = read_healthcheck(&dir);
+                    Some(ReleaseDesired { release_id: r.id.clone(), version: r.version, slug_dir: dir, process_types: slug.process_types.clone(), config: r.config.clone(), healthcheck })
                 }
                 None => None,
             },
@@ -357,12 +404,29 @@ impl Platform {
     /// Converges without waiting for dynos to boot. The hand-off still happens in order
     /// under the app lock; only the wait is detached.
     async fn converge_in_background(&self, app_id: &str) {
-        match self.queue_converge(app_id).await {
-            Ok(pending) => {
-                tokio::spawn(pending.wait());
+        // When nothing else holds the app lock (the usual case) the hand-off happens now, in
+        // call order; otherwise a task waits for the lock so the API does not.
+        let lock = self.app_lock(app_id);
+        if let Ok(guard) = lock.clone().try_lock_owned() {
+            match self.queue_converge_locked(app_id).await {
+                Ok(pending) => {
+                    drop(guard);
+                    tokio::spawn(pending.wait());
+                }
+                Err(e) => tracing::warn!(app = %app_id, error = %e, "could not converge"),
             }
-            Err(e) => tracing::warn!(app = %app_id, error = %e, "could not converge"),
+            return;
         }
+        let Some(me) = self.myself() else { return };
+        let app_id = app_id.to_string();
+        tokio::spawn(async move {
+            match me.queue_converge(&app_id).await {
+                Ok(pending) => {
+                    pending.wait().await;
+                }
+                Err(e) => tracing::warn!(app = %app_id, error = %e, "could not converge"),
+            }
+        });
     }
 
     /// After a (re)start: interrupted builds are failed, leftovers swept, every app's routes
@@ -371,6 +435,15 @@ impl Platform {
         let n = self.store.fail_pending_builds("Build interrupted: the Kiln server stopped during the build.")?;
         if n > 0 {
             tracing::info!(builds = n, "marked interrupted builds failed");
+        }
+        // A release that was going live when the server died did not: it is failed, and its
+        // app's config goes back to that of the release that runs.
+        for (app_id, version) in self.store.fail_pending_releases("Deploy interrupted: the Kiln server restarted before the release went live.")? {
+            tracing::info!(app = %app_id, version, "marked an interrupted release failed");
+            if let Some(current) = self.store.current_release(&app_id)? {
+                self.store.restore_config(&app_id, &current.config)?;
+            }
+            self.api_log(&app_id, format!("Release v{version} failed: the Kiln server restarted before it went live"));
         }
         self.builder.sweep();
         let apps = self.store.apps()?;
@@ -397,4 +470,11 @@ impl Platform {
     pub fn build_stream(&self, build_id: &str) -> Option<Arc<BuildStream>> {
         self.build_streams.lock().unwrap_or_else(|e| e.into_inner()).get(build_id).cloned()
     }
+}
+
+/// The web health check an app's slug declares in its app.json, if any.
+fn read_healthcheck(slug_dir: &std::path::Path) -> Option<kiln_dyno::HealthCheck> {
+    let text = std::fs::read_to_string(slug_dir.join("app.json")).ok()?;
+    let spec = kiln_model::appjson::parse(&text).ok()?.web_healthcheck?;
+    Some(kiln_dyno::HealthCheck { path: spec.path, timeout: std::time::Duration::from_secs(spec.timeout_secs) })
 }

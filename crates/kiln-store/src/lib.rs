@@ -180,13 +180,20 @@ pub trait Store: Send + Sync {
     fn app(&self, id_or_name: &str) -> Result<App>;
     fn apps(&self) -> Result<Vec<App>>;
     fn set_maintenance(&self, app_id: &str, on: bool) -> Result<App>;
+    /// Sets the app's current config vars without a release: used to put back the config of
+    /// the running release when a config change's release failed.
+    fn restore_config(&self, app_id: &str, config: &ConfigVars) -> Result<App>;
+    /// Marks every pending release failed with `reason` (used at startup: a deploy that a
+    /// crash interrupted did not go live). Returns (app id, version) of each.
+    fn fail_pending_releases(&self, reason: &str) -> Result<Vec<(String, u32)>>;
     /// Deletes the app and everything it owns (releases, builds, slugs rows, formation).
     fn delete_app(&self, app_id: &str) -> Result<()>;
 
     // --- config and releases (the ledger) ---
 
     /// Applies a config PATCH and, if anything changed, appends one release (same slug as the
-    /// newest release, new config) in the same transaction. Returns the new config and the
+    /// newest release, new config) in the same transaction. The release is `pending` when it
+    /// has a slug (the platform then deploys it), `succeeded` when there is no code yet. Returns the new config and the
     /// release, or `None` when the patch changed nothing.
     fn update_config(&self, app_id: &str, patch: &BTreeMap<String, Option<String>>, user_id: &str) -> Result<(ConfigVars, Option<Release>)>;
     /// Appends a release; the version is one more than the newest. Also sets the app's current

@@ -716,6 +716,30 @@ impl Store for SqliteStore {
         })
     }
 
+    fn restore_config(&self, app_id: &str, config: &ConfigVars) -> Result<App> {
+        let json = serde_json::to_string(config).map_err(|e| StoreError::Db(format!("encoding config vars: {e}")))?;
+        self.write(|tx| {
+            let id = resolve_app(tx, app_id)?;
+            tx.execute("UPDATE apps SET config = ?2, updated_at = ?3 WHERE id = ?1", params![id, json, Timestamp::now().0]).ctx("restoring config vars")?;
+            load_app(tx, &id)
+        })
+    }
+
+    fn fail_pending_releases(&self, reason: &str) -> Result<Vec<(String, u32)>> {
+        self.write(|tx| {
+            let mut stmt = tx.prepare("SELECT app_id, version FROM releases WHERE status = 'pending'").ctx("finding pending releases")?;
+            let rows: Vec<(String, u32)> = stmt
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?)))
+                .ctx("finding pending releases")?
+                .collect::<std::result::Result<_, _>>()
+                .ctx("reading pending releases")?;
+            drop(stmt);
+            tx.execute("UPDATE releases SET status = 'failed', status_reason = ?1, updated_at = ?2 WHERE status = 'pending'", params![reason, Timestamp::now().0])
+                .ctx("failing pending releases")?;
+            Ok(rows)
+        })
+    }
+
     fn delete_app(&self, app_id: &str) -> Result<()> {
         self.write(|tx| {
             let id = resolve_app(tx, app_id)?;
@@ -752,9 +776,12 @@ impl Store for SqliteStore {
                 .optional()
                 .ctx("reading the newest release's slug")?
                 .flatten();
+            // With code to run, the release goes live only after the platform has run its
+            // release phase and restarted the dynos; without, there is nothing to wait for.
+            let status = if slug_id.is_some() { ReleaseStatus::Pending } else { ReleaseStatus::Succeeded };
             let new = NewRelease {
                 description: change.description(),
-                status: ReleaseStatus::Succeeded,
+                status,
                 slug_id,
                 config: next.clone(),
                 user_id: user_id.to_string(),

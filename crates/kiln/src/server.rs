@@ -52,6 +52,10 @@ struct Args {
     /// Longest cool-off in seconds between restarts of a crashing dyno.
     #[arg(long, env = "KILN_RESTART_BACKOFF_MAX", default_value_t = 1200)]
     restart_backoff_max: u64,
+    /// Seconds after which every dyno is restarted ("Cycling"), plus a random jitter of up to
+    /// 15% (Heroku: daily).
+    #[arg(long, env = "KILN_CYCLE_INTERVAL", default_value_t = 86400)]
+    cycle_interval: u64,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -157,6 +161,9 @@ async fn run(args: Args) -> Result<()> {
         stop_timeout: Duration::from_secs(args.stop_timeout),
         backoff_base: Duration::from_secs(args.restart_backoff.max(1)),
         backoff_cap: Duration::from_secs(args.restart_backoff_max.max(args.restart_backoff.max(1))),
+        cycle_interval: Duration::from_secs(args.cycle_interval.max(1)),
+        cycle_jitter: Duration::from_secs(args.cycle_interval.max(1) * 15 / 100),
+        ..Default::default()
     };
     let dynos = kiln_dyno::DynoManager::start(runtime.clone(), sink.clone(), route_updates.clone(), lifecycle);
 

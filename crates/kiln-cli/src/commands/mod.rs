@@ -114,6 +114,7 @@ pub async fn dispatch(ctx: &mut Ctx<'_>, cmd: Cmd) -> Result<()> {
         Cmd::PsRestart { app, target, process_type, dyno_name } => {
             ps::restart(ctx, &app, target.as_deref(), process_type.as_deref(), dyno_name.as_deref()).await
         }
+        Cmd::PsStop { app, target } => ps::stop(ctx, &app, &target).await,
         Cmd::Releases { app, num, json } => releases::list(ctx, &app, num, json).await,
         Cmd::ReleasesInfo { app, release, json } => releases::info(ctx, &app, release.as_deref(), json).await,
         Cmd::ReleasesRollback { app, release } => releases::rollback(ctx, &app, release.as_deref()).await,

@@ -39,7 +39,15 @@ fn dyno_number(d: &Value) -> u64 {
 /// Dynos grouped by process type, one-off (`run`) dynos first, as the Heroku CLI shows them.
 pub fn render_dynos(dynos: &[Value], now: Timestamp) -> String {
     let mut out = String::new();
-    let state = |d: &Value| format!("{} {}", str_at(d, "/state"), format::ago_str(str_at(d, "/updated_at"), now));
+    let state = |d: &Value| {
+        let mut s = format!("{} {}", str_at(d, "/state"), format::ago_str(str_at(d, "/updated_at"), now));
+        // Kiln says why a dyno is crashed and when it will be tried again.
+        let detail = str_at(d, "/state_detail");
+        if !detail.is_empty() {
+            s.push_str(&format!(" ({detail})"));
+        }
+        s
+    };
     let size = |d: &Value| match str_at(d, "/size") {
         "" => "Standard-1X".to_string(),
         s => s.to_string(),
@@ -265,5 +273,22 @@ mod tests {
              === worker (Standard-1X): node worker.js (1)\n\n\
              worker.1: crashed 2026/11/21 11:58:05 +0000 (~ 2m ago)\n\n"
         );
+    }
+}
+
+/// `ps:stop TYPE|DYNO`: the dynos get SIGTERM; formation dynos are started again.
+pub async fn stop(ctx: &mut Ctx<'_>, flags: &AppFlags, target: &str) -> Result<()> {
+    let app = resolve_app(ctx.env, flags, None)?;
+    let api = ctx.api()?;
+    let app_seg = segment(&app);
+    let (path, what) = if target.contains('.') {
+        (format!("/apps/{app_seg}/dynos/{}/actions/stop", segment(target)), format!("{target} dyno"))
+    } else {
+        (format!("/apps/{app_seg}/formations/{}/actions/stop", segment(target)), format!("{target} dynos"))
+    };
+    ctx.action(&format!("Stopping {what} on {}", app_label(&app)))?;
+    match api.post(&path, &serde_json::json!({})).await {
+        Ok(_) => ctx.done(""),
+        Err(e) => ctx.failed(e),
     }
 }

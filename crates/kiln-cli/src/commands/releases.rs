@@ -46,6 +46,10 @@ pub fn render_list(app: &str, mut releases: Vec<Value>, now: Timestamp) -> Strin
                 description.push(' ');
                 description.push_str(note);
             }
+            let reason = str_at(r, "/status_reason");
+            if !reason.is_empty() {
+                description.push_str(&format!(" ({reason})"));
+            }
             vec![
                 format!("v{}", version_of(r)),
                 description,
@@ -99,7 +103,8 @@ pub fn render_info(release: &Value, config: &Value) -> String {
     if let Some(eligible) = release.get("eligible_for_rollback").and_then(Value::as_bool) {
         pairs.push(("Eligible for Rollback?", if eligible { "Yes" } else { "No" }.to_string()));
     }
-    pairs.push(("Status", status.to_string()));
+    let reason = str_at(release, "/status_reason");
+    pairs.push(("Status", if reason.is_empty() { status.to_string() } else { format!("{status}: {reason}") }));
     pairs.push(("When", str_at(release, "/created_at").to_string()));
     let vars: Vec<(String, String)> =
         config.as_object().map(|m| m.iter().map(|(k, v)| (k.clone(), plain(v))).collect()).unwrap_or_default();

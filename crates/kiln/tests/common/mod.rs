@@ -178,6 +178,31 @@ impl Server {
         let _ = child.wait();
     }
 
+    /// Kills the server with SIGKILL (a crash) and starts a new one on the same data dir and
+    /// flags; the new one answers on new ports.
+    pub fn crash_and_restart(&mut self, extra: &[&str]) {
+        self.crash();
+        let mut fresh = Server::start_in(self.dir.clone(), extra);
+        self.child = fresh.child.take();
+        self.api_url = fresh.api_url.clone();
+        self.router_port = fresh.router_port;
+        self.key = fresh.key.clone();
+        self.stderr = fresh.stderr.clone();
+        // `fresh` must not delete the shared directory on drop.
+        std::mem::forget(fresh);
+    }
+
+    /// `(cutime + cstime)` of the server in seconds: the CPU used by every dyno it has
+    /// reaped (helpers reap init, init reaps the command, so usage flows up the tree).
+    pub fn children_cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
+        let after_comm = stat.rsplit_once(')').unwrap().1;
+        let f: Vec<&str> = after_comm.split_whitespace().collect();
+        // After the command name: state is field 3; cutime and cstime are fields 16 and 17.
+        let ticks: f64 = f[13].parse::<f64>().unwrap() + f[14].parse::<f64>().unwrap();
+        ticks / 100.0
+    }
+
     pub fn server_log(&self) -> String {
         self.stderr.lock().unwrap().join("\n")
     }
