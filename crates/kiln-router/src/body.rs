@@ -24,6 +24,8 @@ pub(crate) struct RouterBody(Kind);
 enum Kind {
     Static(Option<Bytes>),
     Upstream { inner: Incoming, finish: Option<Finish> },
+    /// Another body wrapped around this one (the cache's copy, gzip).
+    Layered(Pin<Box<dyn Body<Data = Bytes, Error = hyper::Error> + Send>>),
 }
 
 /// Everything needed to close the books on a proxied request.
@@ -78,6 +80,15 @@ impl RouterBody {
         RouterBody(Kind::Static((!bytes.is_empty()).then(|| Bytes::from_static(bytes))))
     }
 
+    /// A body already in memory (a cache hit).
+    pub(crate) fn full(bytes: Bytes) -> RouterBody {
+        RouterBody(Kind::Static((!bytes.is_empty()).then_some(bytes)))
+    }
+
+    pub(crate) fn layered(body: Pin<Box<dyn Body<Data = Bytes, Error = hyper::Error> + Send>>) -> RouterBody {
+        RouterBody(Kind::Layered(body))
+    }
+
     pub(crate) fn empty() -> RouterBody {
         RouterBody(Kind::Static(None))
     }
@@ -94,6 +105,7 @@ impl Body for RouterBody {
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match &mut self.get_mut().0 {
             Kind::Static(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Kind::Layered(body) => body.as_mut().poll_frame(cx),
             Kind::Upstream { inner, finish } => {
                 let polled = Pin::new(&mut *inner).poll_frame(cx);
                 match &polled {
@@ -130,6 +142,7 @@ impl Body for RouterBody {
     fn is_end_stream(&self) -> bool {
         match &self.0 {
             Kind::Static(bytes) => bytes.is_none(),
+            Kind::Layered(body) => body.is_end_stream(),
             Kind::Upstream { inner, .. } => inner.is_end_stream(),
         }
     }
@@ -137,6 +150,7 @@ impl Body for RouterBody {
     fn size_hint(&self) -> SizeHint {
         match &self.0 {
             Kind::Static(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+            Kind::Layered(body) => body.size_hint(),
             Kind::Upstream { inner, .. } => inner.size_hint(),
         }
     }

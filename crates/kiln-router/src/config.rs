@@ -19,6 +19,10 @@ pub struct RouterConfig {
     pub idle_timeout: Duration,
     /// How long a request waits for a booting app's first web dyno before H20.
     pub boot_hold: Duration,
+    /// The HTTP cache's memory bounds (64 MiB, 4 MiB per object; `max_bytes: 0` turns it off).
+    pub cache: crate::cache::CacheConfig,
+    /// gzip of compressible responses (on; 1 KiB minimum; level 1 while streaming).
+    pub compression: crate::compress::CompressionConfig,
 }
 
 impl Default for RouterConfig {
@@ -29,6 +33,8 @@ impl Default for RouterConfig {
             first_byte_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(55),
             boot_hold: Duration::from_secs(75),
+            cache: crate::cache::CacheConfig::default(),
+            compression: crate::compress::CompressionConfig::default(),
         }
     }
 }

@@ -10,8 +10,10 @@
 //! - [`serve`] accepts connections and runs each request through a short pipeline, one
 //!   concern per module in the manner of linkerd2-proxy's layers: `host` (which app),
 //!   `forward` (Heroku's headers, hop-by-hop stripping), `proxy` (decide, hold while
-//!   booting, dispatch with retries), `balance` (which dyno), `upstream` (connections and
-//!   pooling), `body` (streaming and end-of-request accounting), `upgrade` (WebSocket),
+//!   booting, dispatch with retries), `cache` (the HTTP cache: lookup, coalescing,
+//!   storing; see its doc for the exact rules), `compress` (gzip), `balance` (which dyno),
+//!   `upstream` (connections and pooling), `body` (streaming and end-of-request
+//!   accounting), `upgrade` (WebSocket),
 //!   `access_log` (the router log line), `pages` (the router's own answers) and `hcode`.
 //!
 //! # Behaviour
@@ -45,12 +47,14 @@
 //!
 //! Custom domains, Heroku's header size and count limits, the 55 s idle window after the
 //! first byte (H15/H28), rejecting ambiguous framing (CL+TE and the like), TLS with SNI,
-//! an HTTP cache, gzip, fetching `ERROR_PAGE_URL`/`MAINTENANCE_PAGE_URL`, and benchmarks.
+//! fetching `ERROR_PAGE_URL`/`MAINTENANCE_PAGE_URL`, and benchmarks.
 
 mod access_log;
 mod backend;
 mod balance;
 mod body;
+mod cache;
+mod compress;
 mod config;
 mod forward;
 mod hcode;
@@ -63,6 +67,8 @@ mod table;
 mod upgrade;
 mod upstream;
 
+pub use cache::{CacheConfig, CacheUsage};
+pub use compress::CompressionConfig;
 pub use config::RouterConfig;
 pub use hcode::{HCode, Level};
 pub use server::serve;

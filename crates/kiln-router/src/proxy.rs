@@ -65,7 +65,8 @@ pub(crate) async fn handle(shared: Arc<Shared>, client_ip: HeaderValue, mut req:
         proto: shared.listener.proto,
     };
     match decision {
-        Decision::Route => dispatch(&shared.config, log, req, client_upgrade).await,
+        // The cache answers what it can and hands the rest to `dispatch`.
+        Decision::Route => crate::cache::route(&shared, log, req, client_upgrade).await,
         Decision::Refuse(code) => {
             log.emit(&Outcome::refused(code));
             pages::for_code(code, &log.app)
@@ -168,7 +169,7 @@ enum Attempt {
 }
 
 /// Sends the request to a dyno, moving on to the next while the request is still unsent.
-async fn dispatch(config: &RouterConfig, log: RequestLog, mut req: Request<Incoming>, client_upgrade: Option<OnUpgrade>) -> Response<RouterBody> {
+pub(crate) async fn dispatch(config: &RouterConfig, log: RequestLog, mut req: Request<Incoming>, client_upgrade: Option<OnUpgrade>) -> Response<RouterBody> {
     let app = Arc::clone(&log.app);
     let mut tried = Tried::default();
     let mut last_failure = None;

@@ -18,6 +18,9 @@ pub struct RouteTable {
     /// Lowercase, without dots at either end.
     domain: String,
     index: RwLock<Index>,
+    /// The HTTP cache, shared by every listener serving this table; purged per app when a
+    /// release goes live (see [`crate::cache`]).
+    pub(crate) cache: Arc<crate::cache::HttpCache>,
 }
 
 #[derive(Default)]
@@ -117,7 +120,7 @@ impl AppEntry {
 impl RouteTable {
     /// An empty table serving apps at `<app>.<domain>`.
     pub fn new(domain: &str) -> Arc<RouteTable> {
-        Arc::new(RouteTable { domain: host::normalize_domain(domain), index: RwLock::new(Index::default()) })
+        Arc::new(RouteTable { domain: host::normalize_domain(domain), index: RwLock::new(Index::default()), cache: crate::cache::HttpCache::new() })
     }
 
     /// The domain apps are served under, normalized.
@@ -200,7 +203,12 @@ impl RouteUpdates for RouteTable {
         });
     }
 
+    fn release_changed(&self, app_id: &str, _version: u32) {
+        self.cache.purge_app(app_id);
+    }
+
     fn remove_app(&self, app_id: &str) {
+        self.cache.purge_app(app_id);
         let mut index = self.write();
         let Some(slot) = index.by_id.remove(app_id) else { return };
         let name = slot.current().app_name.clone();
