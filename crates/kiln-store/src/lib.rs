@@ -6,8 +6,10 @@
 //! next release version is one more than the last) hold under concurrency and crashes. SQLite
 //! (WAL) is the embedded default; a PostgreSQL implementation can sit behind the same trait.
 
+mod sni;
 mod sqlite;
 
+pub use sni::{SniEndpoint, validate_name as validate_sni_endpoint_name};
 pub use sqlite::SqliteStore;
 
 use kiln_model::config::ConfigVars;
@@ -234,4 +236,19 @@ pub trait Store: Send + Sync {
 
     fn buildpacks(&self, app_id: &str) -> Result<Vec<String>>;
     fn set_buildpacks(&self, app_id: &str, urls: &[String]) -> Result<()>;
+
+    // --- SNI endpoints (uploaded TLS certificates; see the `sni` module) ---
+
+    /// The app's certificates, oldest first.
+    fn sni_endpoints(&self, app_id: &str) -> Result<Vec<SniEndpoint>>;
+    /// Every app's certificates, to publish to the router at start.
+    fn all_sni_endpoints(&self) -> Result<Vec<SniEndpoint>>;
+    /// One of the app's certificates, by id or name.
+    fn sni_endpoint(&self, app_id: &str, id_or_name: &str) -> Result<SniEndpoint>;
+    /// Adds a certificate under a new unique name (`Conflict` if taken).
+    fn create_sni_endpoint(&self, app_id: &str, name: &str, certificate_chain: &str, private_key: &str) -> Result<SniEndpoint>;
+    /// Replaces a certificate's chain and key; id and name stay.
+    fn update_sni_endpoint(&self, app_id: &str, id_or_name: &str, certificate_chain: &str, private_key: &str) -> Result<SniEndpoint>;
+    /// Removes a certificate and returns what it was.
+    fn delete_sni_endpoint(&self, app_id: &str, id_or_name: &str) -> Result<SniEndpoint>;
 }

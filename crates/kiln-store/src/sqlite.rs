@@ -142,6 +142,8 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (app_id, position)
     ) STRICT;
     "#,
+    // 2: uploaded TLS certificates (Heroku's SNI endpoints).
+    crate::sni::MIGRATION,
 ];
 
 // Input limits. The API layer has its own, usually tighter; these keep a hostile or buggy
@@ -1109,6 +1111,30 @@ impl Store for SqliteStore {
             }
             Ok(())
         })
+    }
+
+    fn sni_endpoints(&self, app_id: &str) -> Result<Vec<crate::SniEndpoint>> {
+        self.read(|tx| crate::sni::list(tx, Some(app_id)))
+    }
+
+    fn all_sni_endpoints(&self) -> Result<Vec<crate::SniEndpoint>> {
+        self.read(|tx| crate::sni::list(tx, None))
+    }
+
+    fn sni_endpoint(&self, app_id: &str, id_or_name: &str) -> Result<crate::SniEndpoint> {
+        self.read(|tx| crate::sni::get(tx, app_id, id_or_name))
+    }
+
+    fn create_sni_endpoint(&self, app_id: &str, name: &str, certificate_chain: &str, private_key: &str) -> Result<crate::SniEndpoint> {
+        self.write(|tx| crate::sni::create(tx, app_id, name, certificate_chain, private_key))
+    }
+
+    fn update_sni_endpoint(&self, app_id: &str, id_or_name: &str, certificate_chain: &str, private_key: &str) -> Result<crate::SniEndpoint> {
+        self.write(|tx| crate::sni::update(tx, app_id, id_or_name, certificate_chain, private_key))
+    }
+
+    fn delete_sni_endpoint(&self, app_id: &str, id_or_name: &str) -> Result<crate::SniEndpoint> {
+        self.write(|tx| crate::sni::delete(tx, app_id, id_or_name))
     }
 }
 

@@ -1,0 +1,192 @@
+//! SNI endpoints: TLS certificates (chain and private key, PEM) uploaded to an app, which
+//! the router presents for the app's hostnames. Heroku's `sni-endpoint` resource.
+//!
+//! The store keeps the PEM text as given; checking it (it parses, the key matches, which
+//! names it covers) is the platform's job, done before anything is written. Rows belong to
+//! their app and go with it (`ON DELETE CASCADE`). Private keys are stored in the clear,
+//! like every other secret in the database (config vars); the data directory is 0700.
+
+use crate::{Result, StoreError};
+use kiln_model::{Invalid, Timestamp};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+/// The schema step that adds the table (appended to the SQLite migrations).
+pub(crate) const MIGRATION: &str = r#"
+    CREATE TABLE sni_endpoints (
+        id                TEXT PRIMARY KEY,
+        app_id            TEXT NOT NULL REFERENCES apps(id) ON DELETE CASCADE,
+        name              TEXT NOT NULL UNIQUE,
+        certificate_chain TEXT NOT NULL,
+        private_key       TEXT NOT NULL,
+        created_at        INTEGER NOT NULL,
+        updated_at        INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX sni_endpoints_app ON sni_endpoints(app_id, created_at);
+"#;
+
+/// Bounds on what one row may hold, checked before writing.
+const MAX_CHAIN: usize = 100 * 1024;
+const MAX_KEY: usize = 16 * 1024;
+
+/// A certificate uploaded to an app.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SniEndpoint {
+    pub id: String,
+    pub app_id: String,
+    /// Unique, Heroku's pattern `^[a-z][a-z0-9-]{2,29}$`; usable instead of the id.
+    pub name: String,
+    pub certificate_chain: String,
+    pub private_key: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+impl std::fmt::Debug for SniEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the private key, not even in a debug log.
+        f.debug_struct("SniEndpoint").field("id", &self.id).field("app_id", &self.app_id).field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+/// Heroku's rule for endpoint names.
+pub fn validate_name(name: &str) -> std::result::Result<(), Invalid> {
+    let ok = (3..=30).contains(&name.len())
+        && name.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok { Ok(()) } else { Err(Invalid::new("name", format!("{name:?} is not a valid SNI endpoint name: 3 to 30 of a-z, 0-9 and -, starting with a letter"))) }
+}
+
+fn check_pem(certificate_chain: &str, private_key: &str) -> Result<()> {
+    if certificate_chain.len() > MAX_CHAIN {
+        return Err(Invalid::new("certificate_chain", "The certificate chain is too large").into());
+    }
+    if private_key.len() > MAX_KEY {
+        return Err(Invalid::new("private_key", "The private key is too large").into());
+    }
+    Ok(())
+}
+
+const SELECT: &str = "SELECT id, app_id, name, certificate_chain, private_key, created_at, updated_at FROM sni_endpoints";
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<SniEndpoint> {
+    Ok(SniEndpoint {
+        id: r.get(0)?,
+        app_id: r.get(1)?,
+        name: r.get(2)?,
+        certificate_chain: r.get(3)?,
+        private_key: r.get(4)?,
+        created_at: Timestamp(r.get(5)?),
+        updated_at: Timestamp(r.get(6)?),
+    })
+}
+
+fn db(what: &str) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
+    move |e| StoreError::Db(format!("{what}: {e}"))
+}
+
+fn app_id(conn: &Connection, id_or_name: &str) -> Result<String> {
+    conn.query_row("SELECT id FROM apps WHERE id = ?1 OR name = ?1", [id_or_name], |r| r.get(0))
+        .optional()
+        .map_err(db("looking up an app"))?
+        .ok_or(StoreError::NotFound { resource: "app" })
+}
+
+pub(crate) fn list(conn: &Connection, app: Option<&str>) -> Result<Vec<SniEndpoint>> {
+    let rows = match app {
+        Some(app) => {
+            let app = app_id(conn, app)?;
+            let mut stmt = conn.prepare(&format!("{SELECT} WHERE app_id = ?1 ORDER BY created_at, id")).map_err(db("listing SNI endpoints"))?;
+            stmt.query_map([app], from_row).map_err(db("listing SNI endpoints"))?.collect::<rusqlite::Result<Vec<_>>>()
+        }
+        None => {
+            let mut stmt = conn.prepare(&format!("{SELECT} ORDER BY app_id, created_at, id")).map_err(db("listing SNI endpoints"))?;
+            stmt.query_map([], from_row).map_err(db("listing SNI endpoints"))?.collect::<rusqlite::Result<Vec<_>>>()
+        }
+    };
+    rows.map_err(db("reading SNI endpoints"))
+}
+
+pub(crate) fn get(conn: &Connection, app: &str, id_or_name: &str) -> Result<SniEndpoint> {
+    let app = app_id(conn, app)?;
+    conn.query_row(&format!("{SELECT} WHERE app_id = ?1 AND (id = ?2 OR name = ?2)"), params![app, id_or_name], from_row)
+        .optional()
+        .map_err(db("reading an SNI endpoint"))?
+        .ok_or(StoreError::NotFound { resource: "sni-endpoint" })
+}
+
+pub(crate) fn create(conn: &Connection, app: &str, name: &str, certificate_chain: &str, private_key: &str) -> Result<SniEndpoint> {
+    validate_name(name)?;
+    check_pem(certificate_chain, private_key)?;
+    let app = app_id(conn, app)?;
+    let taken: bool = conn.query_row("SELECT EXISTS (SELECT 1 FROM sni_endpoints WHERE name = ?1)", [name], |r| r.get(0)).map_err(db("checking the name"))?;
+    if taken {
+        return Err(StoreError::Conflict(format!("The SNI endpoint name {name} is already taken")));
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    let now = Timestamp::now().0;
+    conn.execute(
+        "INSERT INTO sni_endpoints (id, app_id, name, certificate_chain, private_key, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+        params![id, app, name, certificate_chain, private_key, now],
+    )
+    .map_err(db("adding an SNI endpoint"))?;
+    get(conn, &app, &id)
+}
+
+pub(crate) fn update(conn: &Connection, app: &str, id_or_name: &str, certificate_chain: &str, private_key: &str) -> Result<SniEndpoint> {
+    check_pem(certificate_chain, private_key)?;
+    let existing = get(conn, app, id_or_name)?;
+    conn.execute(
+        "UPDATE sni_endpoints SET certificate_chain = ?2, private_key = ?3, updated_at = ?4 WHERE id = ?1",
+        params![existing.id, certificate_chain, private_key, Timestamp::now().0],
+    )
+    .map_err(db("updating an SNI endpoint"))?;
+    get(conn, &existing.app_id, &existing.id)
+}
+
+pub(crate) fn delete(conn: &Connection, app: &str, id_or_name: &str) -> Result<SniEndpoint> {
+    let existing = get(conn, app, id_or_name)?;
+    conn.execute("DELETE FROM sni_endpoints WHERE id = ?1", [&existing.id]).map_err(db("removing an SNI endpoint"))?;
+    Ok(existing)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{SqliteStore, Store, StoreError};
+
+    #[test]
+    fn endpoints_belong_to_their_app() {
+        let s = SqliteStore::open_in_memory().unwrap();
+        let owner = s.ensure_account("o@example.com", "O").unwrap();
+        let (app, _) = s.create_app("certs-app", &owner.id, "heroku-24").unwrap();
+        let (other, _) = s.create_app("other-app", &owner.id, "heroku-24").unwrap();
+
+        let e = s.create_sni_endpoint(&app.id, "tokyo-1050", "CHAIN", "KEY").unwrap();
+        assert_eq!((e.app_id.as_str(), e.name.as_str(), e.certificate_chain.as_str(), e.private_key.as_str()), (app.id.as_str(), "tokyo-1050", "CHAIN", "KEY"));
+        assert!(!format!("{e:?}").contains("KEY"), "debug output hides the key");
+        assert!(matches!(s.create_sni_endpoint(&other.id, "tokyo-1050", "C", "K"), Err(StoreError::Conflict(_))), "names are unique");
+        assert!(matches!(s.create_sni_endpoint(&app.id, "Bad_Name", "C", "K"), Err(StoreError::Invalid(_))));
+        assert!(matches!(s.create_sni_endpoint("nope", "okay-name", "C", "K"), Err(StoreError::NotFound { resource: "app" })));
+        let second = s.create_sni_endpoint("certs-app", "osaka-2", "CHAIN2", "KEY2").unwrap();
+
+        assert_eq!(s.sni_endpoints("certs-app").unwrap(), vec![e.clone(), second.clone()]);
+        assert_eq!(s.sni_endpoints(&other.id).unwrap(), vec![]);
+        assert_eq!(s.sni_endpoint(&app.id, "tokyo-1050").unwrap(), e);
+        assert_eq!(s.sni_endpoint(&app.id, &e.id).unwrap(), e);
+        assert!(matches!(s.sni_endpoint(&other.id, &e.id), Err(StoreError::NotFound { resource: "sni-endpoint" })), "not through another app");
+
+        let updated = s.update_sni_endpoint(&app.id, "tokyo-1050", "NEWCHAIN", "NEWKEY").unwrap();
+        assert_eq!((updated.id.as_str(), updated.certificate_chain.as_str(), updated.private_key.as_str()), (e.id.as_str(), "NEWCHAIN", "NEWKEY"));
+        assert!(updated.updated_at >= e.updated_at);
+        assert!(matches!(s.update_sni_endpoint(&other.id, &e.id, "X", "Y"), Err(StoreError::NotFound { .. })));
+
+        assert_eq!(s.all_sni_endpoints().unwrap().len(), 2);
+        assert_eq!(s.delete_sni_endpoint(&app.id, &second.id).unwrap().name, "osaka-2");
+        assert!(matches!(s.delete_sni_endpoint(&app.id, &second.id), Err(StoreError::NotFound { .. })));
+
+        // Destroying the app takes its certificates along.
+        s.delete_app(&app.id).unwrap();
+        assert!(s.all_sni_endpoints().unwrap().is_empty());
+        assert!(s.create_sni_endpoint(&other.id, "tokyo-1050", "C", "K").is_ok(), "the name is free again");
+        assert!(matches!(s.create_sni_endpoint(&other.id, "big-one", &"x".repeat(200 * 1024), "K"), Err(StoreError::Invalid(_))));
+    }
+}

@@ -1,0 +1,53 @@
+//! Kiln's TLS material, shared by the router (which terminates HTTPS) and the platform
+//! (which checks certificates users upload):
+//!
+//! - [`Certificate::from_pem`] reads a PEM certificate chain and private key, checks that
+//!   the key belongs to the certificate, and reads what a person needs to know about it
+//!   ([`CertInfo`]: subject, issuer, validity, the hostnames it covers).
+//! - [`LocalCa`] is a small certificate authority generated on first start and kept under
+//!   the data directory (so clients told to trust it keep trusting it). It signs the
+//!   default certificate for `*.<domain>` and `<domain>`, and a certificate per app
+//!   hostname where a wildcard cannot serve (`*.localhost` is refused by every client).
+//! - [`SniResolver`] picks the certificate for each TLS handshake by its SNI name: a
+//!   certificate uploaded to the app that owns the hostname if one covers it, else one
+//!   from the local CA. The platform publishes uploaded certificates into it; a handshake
+//!   reads in-memory maps and never touches the database.
+//! - [`server_config`] builds the rustls server configuration (ring provider, TLS 1.2 and
+//!   1.3, ALPN `h2` then `http/1.1`).
+//! - [`CertificateSource`] is the seam for certificates Kiln obtains itself (ACME). No
+//!   implementation ships yet; see its documentation.
+
+mod error;
+mod local_ca;
+mod material;
+mod resolver;
+mod source;
+
+pub use error::TlsError;
+pub use local_ca::LocalCa;
+pub use material::{CertInfo, Certificate, hostname_matches};
+pub use resolver::{HostOwner, SniResolver};
+pub use source::{CertificateSource, IssuedCertificate};
+
+use std::sync::Arc;
+
+/// The protocols offered in ALPN, most preferred first.
+pub const ALPN_PROTOCOLS: [&[u8]; 2] = [b"h2", b"http/1.1"];
+
+/// The crypto provider every Kiln TLS endpoint uses. Chosen explicitly rather than through
+/// rustls's process-wide default, which panics when a build happens to enable two.
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A rustls server configuration that picks certificates with `resolver` and offers HTTP/2
+/// and HTTP/1.1 through ALPN.
+pub fn server_config(resolver: Arc<SniResolver>) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
+    config.alpn_protocols = ALPN_PROTOCOLS.iter().map(|p| p.to_vec()).collect();
+    Ok(Arc::new(config))
+}
