@@ -89,6 +89,11 @@ impl Instance {
     }
 
     pub fn info(&self) -> DynoInfo {
+        // One lock for both fields: two guards in one expression would deadlock.
+        let (updated_at, detail) = {
+            let m = self.meta.lock().unwrap_or_else(|e| e.into_inner());
+            (m.updated_at, m.detail.clone())
+        };
         DynoInfo {
             id: self.id.clone(),
             name: self.name.to_string(),
@@ -99,8 +104,8 @@ impl Instance {
             release_id: self.release_id.clone(),
             release_version: self.release_version,
             created_at: self.created_at,
-            updated_at: self.meta.lock().unwrap_or_else(|e| e.into_inner()).updated_at,
-            detail: self.meta.lock().unwrap_or_else(|e| e.into_inner()).detail.clone(),
+            updated_at,
+            detail,
         }
     }
 

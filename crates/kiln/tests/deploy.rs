@@ -173,7 +173,9 @@ fn config_changes_and_rollback_append_releases() {
     let v3 = s.api("GET", "/apps/cfgapp/releases/v3", None).json();
     assert_eq!(v6["description"], "Rollback to v3");
     assert_eq!(v6["slug"]["id"], v3["slug"]["id"], "rollback must reuse v3's slug");
-    assert_eq!(v6["current"], true);
+    // The rollback release goes live once its dynos are up, then it is the current one.
+    wait_for(BOOT, "v6 to go live", || (s.api("GET", "/apps/cfgapp/releases/6", None).json()["current"] == true).then_some(()));
+    assert_eq!(s.api("GET", "/apps/cfgapp/releases/6", None).json()["status"], "succeeded");
     assert_eq!(s.api("GET", "/apps/cfgapp/releases/6/config-vars", None).json(), s.api("GET", "/apps/cfgapp/releases/3/config-vars", None).json());
     assert_eq!(s.ok(&["config:get", "FOO", "-a", "cfgapp"]).trim(), "first value");
     wait_for(BOOT, "the app to run v3's config again", || s.get("cfgapp", "/").body.contains("FOO=first value").then_some(()));

@@ -210,6 +210,17 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // The server's own account of what happened, next to the test's failure.
+            let log = self.server_log();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            eprintln!("--- server log (last 60 lines) of {} ---\n{}", self.dir.display(), tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+            if let Some(mut c) = self.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+            return;
+        }
         if self.child.is_some() {
             let _ = self.stop();
         }
