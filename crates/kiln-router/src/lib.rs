@@ -64,6 +64,7 @@ mod proxy;
 mod request_id;
 mod server;
 mod table;
+mod tls;
 mod upgrade;
 mod upstream;
 
@@ -73,3 +74,4 @@ pub use config::RouterConfig;
 pub use hcode::{HCode, Level};
 pub use server::serve;
 pub use table::{AppEntry, RouteTable};
+pub use tls::serve_tls;

@@ -36,6 +36,18 @@ pub async fn serve(
     config: RouterConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
+    serve_on(listener, table, logs, config, None, shutdown).await
+}
+
+/// [`serve`], over TLS when `tls` is given (see [`crate::tls`]).
+pub(crate) async fn serve_on(
+    listener: TcpListener,
+    table: Arc<RouteTable>,
+    logs: Arc<dyn LogSink>,
+    config: RouterConfig,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
     let local = listener.local_addr()?;
     if crate::host::normalize_domain(&config.domain) != table.domain() {
         tracing::warn!(config = config.domain, table = table.domain(), "router config and route table disagree on the domain; the table's is used");
@@ -45,8 +57,9 @@ pub async fn serve(
     http.timer(TokioTimer::new()).header_read_timeout(config.idle_timeout);
     // Issue 5: Heroku's limits (8192-byte lines, 1000 headers) go here and in a
     // validation layer, along with TLS listeners (ListenerInfo already carries the scheme).
-    let shared = Arc::new(Shared { table, logs, config, listener: ListenerInfo::http(local.port()) });
-    tracing::info!(%local, "router listening");
+    let listener_info = if tls.is_some() { crate::tls::listener_info(local.port()) } else { ListenerInfo::http(local.port()) };
+    let shared = Arc::new(Shared { table, logs, config, listener: listener_info });
+    tracing::info!(%local, tls = tls.is_some(), "router listening");
 
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::pin!(shutdown);
@@ -57,7 +70,10 @@ pub async fn serve(
                 Ok((stream, peer)) => {
                     // Responses are written in few, full writes; Nagle would only delay them.
                     let _ = stream.set_nodelay(true);
-                    spawn_connection(stream, peer, &http, &shared, stop_rx.clone());
+                    match &tls {
+                        None => spawn_connection(stream, peer, &http, &shared, stop_rx.clone()),
+                        Some(acceptor) => crate::tls::spawn_connection(stream, peer, acceptor, &http, &shared, stop_rx.clone()),
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accepting a connection failed");
@@ -76,7 +92,7 @@ pub async fn serve(
 }
 
 /// Serves one client connection. Generic over the transport so TLS (issue 5) reuses it.
-fn spawn_connection<IO>(io: IO, peer: SocketAddr, http: &http1::Builder, shared: &Arc<Shared>, mut stop: watch::Receiver<bool>)
+pub(crate) fn spawn_connection<IO>(io: IO, peer: SocketAddr, http: &http1::Builder, shared: &Arc<Shared>, mut stop: watch::Receiver<bool>)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -105,13 +121,13 @@ where
 }
 
 /// Resolves when the router starts shutting down (or has gone).
-async fn stopping(stop: &mut watch::Receiver<bool>) {
+pub(crate) async fn stopping(stop: &mut watch::Receiver<bool>) {
     // The returned guard is dropped here, so it is never held across the connection's awaits.
     let _ = stop.wait_for(|stopping| *stopping).await;
 }
 
 /// The client address as `X-Forwarded-For` shows it: IPv4-mapped IPv6 as plain IPv4.
-fn client_ip_header(ip: IpAddr) -> HeaderValue {
+pub(crate) fn client_ip_header(ip: IpAddr) -> HeaderValue {
     let ip = match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
         v4 => v4,

@@ -1,0 +1,294 @@
+//! The HTTPS listener, end to end: a real router on 127.0.0.1:0 behind TLS, real tiny
+//! HTTP/1.1 dynos, and a real TLS client (rustls) that trusts only the certificates these
+//! tests generate, so a handshake succeeding proves which certificate was served.
+
+mod support;
+
+use bytes::Bytes;
+use http::{Request, Version};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use kiln_router::{RouteTable, RouterConfig};
+use kiln_tls::{Certificate, LocalCa, SniResolver};
+use rustls::pki_types::{CertificateDer, ServerName};
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+struct TlsRouter {
+    addr: SocketAddr,
+    table: Arc<RouteTable>,
+    logs: Arc<TestLogs>,
+    resolver: Arc<SniResolver>,
+    ca: Arc<LocalCa>,
+    dir: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl TlsRouter {
+    async fn start() -> TlsRouter {
+        let dir = std::env::temp_dir().join(format!("kiln-router-tls-{}", uuid()));
+        let ca = Arc::new(LocalCa::load_or_create(&dir, "localhost").unwrap());
+        let config = RouterConfig::default();
+        let table = RouteTable::new(&config.domain);
+        let resolver = SniResolver::new(ca.clone(), table.clone());
+        let tls = kiln_tls::server_config(resolver.clone()).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let logs = Arc::new(TestLogs::default());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(kiln_router::serve_tls(listener, table.clone(), logs.clone(), config, tls, async move {
+            let _ = stopped.await;
+        }));
+        TlsRouter { addr, table, logs, resolver, ca, dir, stop: Some(stop), task: Some(task) }
+    }
+
+    fn app(&self, name: &str, dynos: &[SocketAddr]) -> String {
+        use kiln_model::route::{RouteUpdates, WebStatus};
+        let id = format!("id-{name}");
+        self.table.upsert_app(&id, name, false, None, None);
+        self.table.set_backends(&id, WebStatus::Up, backends(dynos));
+        id
+    }
+
+    /// The local CA: what a client trusts for the platform's own hostnames.
+    fn ca_der(&self) -> CertificateDer<'static> {
+        self.ca.ca_der().clone()
+    }
+
+    /// The certificate served when nothing more specific fits.
+    fn default_der(&self) -> CertificateDer<'static> {
+        self.ca.default_certificate().certified_key().cert[0].clone()
+    }
+
+    async fn shutdown(mut self) -> io::Result<()> {
+        let _ = self.stop.take().unwrap().send(());
+        let result = self.task.take().unwrap().await.unwrap();
+        let _ = std::fs::remove_dir_all(&self.dir);
+        result
+    }
+}
+
+fn uuid() -> String {
+    format!("{}-{}", std::process::id(), fastrand_u64())
+}
+
+fn fastrand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64);
+    h.finish()
+}
+
+/// A self-signed certificate for `names`, as an upload would bring it.
+fn upload(names: &[&str]) -> Certificate {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap().self_signed(&key).unwrap();
+    Certificate::from_pem(&cert.pem(), &key.serialize_pem()).unwrap()
+}
+
+/// A TLS client trusting exactly `roots`, offering `alpn`.
+fn connector(roots: &[CertificateDer<'static>], alpn: &[&[u8]]) -> TlsConnector {
+    let mut store = rustls::RootCertStore::empty();
+    for root in roots {
+        store.add(root.clone()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(kiln_tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(store)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    TlsConnector::from(Arc::new(config))
+}
+
+async fn connect(addr: SocketAddr, sni: &str, roots: &[CertificateDer<'static>], alpn: &[&[u8]]) -> io::Result<TlsStream<TcpStream>> {
+    let tcp = TcpStream::connect(addr).await?;
+    let name = ServerName::try_from(sni.to_string()).unwrap();
+    connector(roots, alpn).connect(name, tcp).await
+}
+
+fn served_cert(tls: &TlsStream<TcpStream>) -> CertificateDer<'static> {
+    tls.get_ref().1.peer_certificates().unwrap()[0].clone().into_owned()
+}
+
+/// One request over HTTP/1.1 on a TLS stream.
+async fn h1_request(tls: TlsStream<TcpStream>, req: Request<Full<Bytes>>) -> Reply {
+    let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.unwrap();
+    tokio::spawn(conn);
+    let resp = tx.send_request(req).await.unwrap();
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    Reply { status: parts.status, headers: parts.headers, body: String::from_utf8_lossy(&body).into_owned() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_with_the_default_certificate_adds_https_headers_and_logs() {
+    let router = TlsRouter::start().await;
+    let (a, _) = echo_dyno("a").await;
+    let app = router.app("foo", &[a]);
+
+    let tls = connect(router.addr, "foo.localhost", &[router.ca_der()], &[b"http/1.1"]).await.unwrap();
+    // Trusting the local CA is enough: foo.localhost got a certificate naming it.
+    assert_ne!(served_cert(&tls), router.default_der());
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+    let r = h1_request(tls, Request::get("/path?q=1").header("host", "foo.localhost").header("x-forwarded-proto", "http").body(Full::default()).unwrap()).await;
+    assert_eq!(r.status, 200);
+    assert!(r.body.starts_with("backend=a GET /path?q=1 body=0"), "{}", r.body);
+    assert_eq!(r.echoed("x-forwarded-proto").as_deref(), Some("https"), "the client's claim is replaced");
+    assert_eq!(r.echoed("x-forwarded-port"), Some(router.addr.port().to_string()));
+    assert_eq!(r.echoed("host").as_deref(), Some("foo.localhost"));
+    let line = router.logs.wait_for(&app, "path=\"/path?q=1\"").await;
+    assert!(line.message.contains(" protocol=https"), "{}", line.message);
+
+    router.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sni_selects_the_owning_apps_uploaded_certificate() {
+    let router = TlsRouter::start().await;
+    let (a, _) = echo_dyno("a").await;
+    let (b, _) = echo_dyno("b").await;
+    let foo = router.app("foo", &[a]);
+    router.app("bar", &[b]);
+    // foo uploads a certificate naming its own host, and (mischievously) bar's.
+    let uploaded = upload(&["foo.localhost", "bar.localhost"]);
+    let uploaded_der = uploaded.certified_key().cert[0].clone();
+    router.resolver.set_app_certificates(&foo, vec![uploaded]);
+
+    let both = [router.ca_der(), uploaded_der.clone()];
+    let tls = connect(router.addr, "foo.localhost", &both, &[b"http/1.1"]).await.unwrap();
+    assert_eq!(served_cert(&tls), uploaded_der, "foo's own certificate for foo's host");
+    let r = h1_request(tls, Request::get("/").header("host", "foo.localhost").body(Full::default()).unwrap()).await;
+    assert_eq!(r.backend(), "a");
+
+    let tls = connect(router.addr, "bar.localhost", &both, &[b"http/1.1"]).await.unwrap();
+    assert_ne!(served_cert(&tls), uploaded_der, "foo's certificate is never shown for bar");
+
+    // A client that trusts only the uploaded certificate cannot be fooled into bar.
+    let err = connect(router.addr, "bar.localhost", &[uploaded_der.clone()], &[b"http/1.1"]).await.unwrap_err();
+    assert!(err.to_string().contains("certificate"), "{err}");
+
+    // The domain itself gets the default certificate.
+    let tls = connect(router.addr, "localhost", &both, &[]).await.unwrap();
+    assert_eq!(served_cert(&tls), router.default_der());
+
+    router.resolver.set_app_certificates(&foo, vec![]);
+    let tls = connect(router.addr, "foo.localhost", &[router.ca_der()], &[]).await.unwrap();
+    assert_ne!(served_cert(&tls), uploaded_der, "withdrawn certificates are no longer served");
+    router.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_from_the_client_reaches_an_http1_dyno() {
+    let router = TlsRouter::start().await;
+    let (a, _) = echo_dyno("a").await;
+    let app = router.app("foo", &[a]);
+
+    let tls = connect(router.addr, "foo.localhost", &[router.ca_der()], &[b"h2", b"http/1.1"]).await.unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]), "h2 is preferred");
+    let (tx, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls)).await.unwrap();
+    tokio::spawn(conn);
+
+    // Several streams at once on the one connection.
+    let mut requests = Vec::new();
+    for i in 0..5 {
+        let mut tx = tx.clone();
+        requests.push(tokio::spawn(async move {
+            let req = Request::post(format!("https://foo.localhost/stream/{i}"))
+                .header("cookie", "a=1")
+                .header("cookie", "b=2")
+                .body(Full::new(Bytes::from(vec![b'x'; 1000 * (i + 1)])))
+                .unwrap();
+            let resp = tx.send_request(req).await.unwrap();
+            assert_eq!(resp.version(), Version::HTTP_2);
+            let (parts, body) = resp.into_parts();
+            let body = body.collect().await.unwrap().to_bytes();
+            (i, Reply { status: parts.status, headers: parts.headers, body: String::from_utf8_lossy(&body).into_owned() })
+        }));
+    }
+    for request in requests {
+        let (i, r) = request.await.unwrap();
+        assert_eq!(r.status, 200);
+        // The echo dyno speaks only HTTP/1.1; it saw an origin-form request with the body.
+        assert!(r.body.starts_with(&format!("backend=a POST /stream/{i} body={}", 1000 * (i + 1))), "{}", r.body);
+        assert_eq!(r.echoed("host").as_deref(), Some("foo.localhost"), "the :authority becomes Host");
+        assert_eq!(r.echoed("x-forwarded-proto").as_deref(), Some("https"));
+        assert_eq!(r.echoed("cookie").as_deref(), Some("a=1; b=2"), "cookies joined for HTTP/1.1");
+        assert!(r.headers.get("connection").is_none() && r.headers.get("keep-alive").is_none());
+    }
+    let line = router.logs.wait_for(&app, "path=\"/stream/0\"").await;
+    assert!(line.message.contains(" protocol=https"), "{}", line.message);
+    router.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_and_broken_handshakes_do_not_hurt_the_listener() {
+    let router = TlsRouter::start().await;
+    let (a, _) = echo_dyno("a").await;
+    router.app("foo", &[a]);
+
+    // Plain HTTP on the HTTPS port: told so, then closed.
+    let mut s = TcpStream::connect(router.addr).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: foo.localhost\r\n\r\n").await.unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut out)).await.unwrap().unwrap();
+    assert!(out.starts_with("HTTP/1.1 400 "), "{out}");
+    assert!(out.contains("HTTPS"), "{out}");
+
+    // A handshake record whose ClientHello is garbage, random bytes, and a truncated hello.
+    let garbage: [&[u8]; 4] = [
+        b"\x16\x03\x01\x00\x20\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff",
+        b"\x16\x03\x01\xff\xff\x01\x00",
+        b"\x00\x01\x02\x03 not tls at all",
+        b"\x16\x03",
+    ];
+    for bytes in garbage {
+        let mut s = TcpStream::connect(router.addr).await.unwrap();
+        s.write_all(bytes).await.unwrap();
+        if bytes.len() <= 7 {
+            // An incomplete record: the client gives up first, as a scanner would.
+            let _ = s.shutdown().await;
+        }
+        let mut sink = Vec::new();
+        // Closed (maybe after a TLS alert) rather than left hanging.
+        let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut sink)).await;
+        assert!(read.is_ok(), "connection for {bytes:?} was not closed");
+    }
+
+    // A client that does not trust the certificate fails its own handshake; nothing else.
+    let untrusted = upload(&["foo.localhost"]).certified_key().cert[0].clone();
+    assert!(connect(router.addr, "foo.localhost", &[untrusted], &[]).await.is_err());
+
+    // And the listener still serves.
+    let tls = connect(router.addr, "foo.localhost", &[router.ca_der()], &[]).await.unwrap();
+    let r = h1_request(tls, Request::get("/").header("host", "foo.localhost").body(Full::default()).unwrap()).await;
+    assert_eq!(r.status, 200);
+    router.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_idle_http2_connections() {
+    let router = TlsRouter::start().await;
+    let (a, _) = echo_dyno("a").await;
+    router.app("foo", &[a]);
+    let tls = connect(router.addr, "foo.localhost", &[router.ca_der()], &[b"h2"]).await.unwrap();
+    let (mut tx, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls)).await.unwrap();
+    let conn = tokio::spawn(conn);
+    let resp = tx.send_request(Request::get("https://foo.localhost/").body(Full::<Bytes>::default()).unwrap()).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    drop(resp);
+    // The open, idle HTTP/2 connection must not keep the router from stopping.
+    tokio::time::timeout(Duration::from_secs(10), router.shutdown()).await.expect("router stopped").unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(5), conn).await.expect("client saw the connection close");
+}
