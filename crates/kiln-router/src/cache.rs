@@ -82,7 +82,7 @@ use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::watch;
@@ -205,14 +205,14 @@ fn target(path: &Option<PathAndQuery>) -> &str {
 /// Answers from a stored object, and writes the router log line for it.
 fn hit(object: &Object, log: &RequestLog, req: &HeaderMap, is_head: bool, accepts_gzip: bool, started: Instant) -> Response<RouterBody> {
     let mut headers = object.headers.clone();
-    let (body, gzipped) = match (&object.gzip, accepts_gzip) {
-        (Some(gz), true) => (gz.clone(), true),
-        _ => (object.body.clone(), false),
+    let (body, length) = match (&object.gzip, &object.gzip_len, accepts_gzip) {
+        (Some(gz), Some(len), true) => {
+            compress::mark_encoded(&mut headers);
+            (gz.clone(), len.clone())
+        }
+        _ => (object.body.clone(), object.body_len.clone()),
     };
-    if gzipped {
-        compress::mark_encoded(&mut headers);
-    }
-    headers.insert(header::AGE, HeaderValue::from(object.age(Instant::now())));
+    headers.insert(header::AGE, age_value(object.age(Instant::now())));
     headers.insert(X_CACHE.clone(), HeaderValue::from_static("HIT"));
     let not_modified = not_modified(req, &headers);
     let status = if not_modified { StatusCode::NOT_MODIFIED } else { object.status };
@@ -221,7 +221,7 @@ fn hit(object: &Object, log: &RequestLog, req: &HeaderMap, is_head: bool, accept
             headers.remove(h);
         }
     } else if status != StatusCode::NO_CONTENT {
-        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        headers.insert(header::CONTENT_LENGTH, length);
     }
     let send_body = !is_head && !not_modified && status != StatusCode::NO_CONTENT;
     log.emit(&Outcome {
@@ -237,6 +237,17 @@ fn hit(object: &Object, log: &RequestLog, req: &HeaderMap, is_head: bool, accept
     *response.status_mut() = status;
     *response.headers_mut() = headers;
     response
+}
+
+/// `Age` values: the first hour's are made once, as static strings, so a hit does not
+/// allocate one.
+fn age_value(secs: u64) -> HeaderValue {
+    static SMALL: OnceLock<Vec<HeaderValue>> = OnceLock::new();
+    let small = SMALL.get_or_init(|| {
+        let text: &'static str = Box::leak((0..3600).map(|n| n.to_string()).collect::<Vec<_>>().join(" ").into_boxed_str());
+        text.split(' ').map(HeaderValue::from_static).collect()
+    });
+    usize::try_from(secs).ok().and_then(|i| small.get(i)).cloned().unwrap_or_else(|| HeaderValue::from(secs))
 }
 
 /// RFC 9110 §13.1.2 and §13.1.3: `If-None-Match` (weak comparison) decides when present,
@@ -374,6 +385,10 @@ fn storable(req: &HeaderMap, authorized: bool, status: StatusCode, headers: &Hea
         return None;
     }
     if content_length(headers).is_some_and(|n| n > limits.max_object_bytes as u64) {
+        return None;
+    }
+    if cc.s_maxage.is_none() && cc.max_age.is_none() && !headers.contains_key(header::EXPIRES) {
+        // The common case of a dynamic page: decided without parsing any date.
         return None;
     }
     let now = SystemTime::now();
@@ -539,6 +554,8 @@ impl Fill {
             key,
             status: head.status,
             headers: head.headers,
+            body_len: HeaderValue::from(body.len()),
+            gzip_len: gzip.as_ref().map(|g| HeaderValue::from(g.len())),
             body,
             gzip,
             vary: head.vary,
@@ -626,6 +643,9 @@ pub(crate) struct Object {
     headers: HeaderMap,
     body: Bytes,
     gzip: Option<Bytes>,
+    /// `Content-Length` of `body` and of `gzip`, made once rather than on every hit.
+    body_len: HeaderValue,
+    gzip_len: Option<HeaderValue>,
     vary: Vec<(HeaderName, VaryValue)>,
     shared_with_auth: bool,
     lifetime: u64,
@@ -1102,6 +1122,8 @@ mod tests {
             headers: HeaderMap::new(),
             body: Bytes::from(vec![0; size]),
             gzip: None,
+            body_len: HeaderValue::from(size),
+            gzip_len: None,
             vary: Vec::new(),
             shared_with_auth: false,
             lifetime: 60,
