@@ -359,9 +359,11 @@ pub(crate) fn remove_run_dir(dir: &std::path::Path) {
 }
 
 /// The bash prelude Heroku runs before a process type's command: source `.profile.d/*.sh`
-/// then `.profile` from `$HOME` (the app), then evaluate the command. The command arrives as
-/// `$1` so it is never pasted into shell source.
-pub const PRELUDE: &str = r#"for __kiln_f in "$HOME"/.profile.d/*.sh; do if [ -r "$__kiln_f" ]; then . "$__kiln_f"; fi; done; unset __kiln_f; if [ -r "$HOME/.profile" ]; then . "$HOME/.profile"; fi; __kiln_cmd=$1; shift; eval "$__kiln_cmd""#;
+/// then `.profile` from `$HOME` (the app), then run the command with `bash -c`, as Heroku
+/// does. The command arrives as `$1` so it is never pasted into shell source, and `exec`
+/// makes it the dyno's main process (bash itself execs a simple command), so a process that
+/// handles SIGTERM is not cut short by its shell dying first.
+pub const PRELUDE: &str = r#"for __kiln_f in "$HOME"/.profile.d/*.sh; do if [ -r "$__kiln_f" ]; then . "$__kiln_f"; fi; done; unset __kiln_f; if [ -r "$HOME/.profile" ]; then . "$HOME/.profile"; fi; __kiln_cmd=$1; shift; exec bash -c "$__kiln_cmd""#;
 
 /// Chooses the best backend this server can use.
 pub fn detect(data_dir: &std::path::Path, helper_exe: PathBuf, prefer: Option<RuntimeKind>) -> SharedRuntime {

@@ -345,7 +345,8 @@ fn the_server_survives_sigkill_at_any_moment() {
         let expected: Vec<u64> = (1..=v.len() as u64).collect();
         assert_eq!(v, expected, "ledger after {what}");
         wait_for(Duration::from_secs(10), "old dyno processes to be gone", || dyno_ages_ok(&marker, Instant::now(), restarted).then_some(()));
-        let web_procs = dyno_processes(&marker).iter().filter(|p| std::fs::read_to_string(format!("/proc/{p}/cmdline")).unwrap_or_default().contains("app.py")).count();
+        // The web process itself (its `bash -c` parent also names app.py in its arguments).
+        let web_procs = dyno_processes(&marker).iter().filter(|p| std::fs::read_to_string(format!("/proc/{p}/cmdline")).unwrap_or_default().starts_with("python3\0app.py")).count();
         assert_eq!(web_procs, web, "dyno processes after {what} (ps lists {web})");
     };
 
@@ -407,7 +408,10 @@ fn lifecycle_lines_in_herokus_words() {
     assert!(s.push(&dir, "lines").0);
     let logs = wait_for(Duration::from_secs(40), "cycling and R12", || {
         let l = s.logs("lines");
-        (l.contains("heroku[web.1]: Cycling") && l.contains("heroku[worker.1]: Error R12 (Exit timeout) -> Process failed to exit within 2 seconds of SIGTERM")).then_some(l)
+        (l.contains("heroku[web.1]: Cycling")
+            && l.contains("heroku[worker.1]: Error R12 (Exit timeout) -> Process failed to exit within 2 seconds of SIGTERM")
+            && l.contains("heroku[worker.1]: Process exited with status 137"))
+        .then_some(l)
     });
     for needle in [
         "heroku[worker.1]: Stopping all processes with SIGTERM",
