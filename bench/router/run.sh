@@ -1,0 +1,256 @@
+#!/usr/bin/env bash
+# Kiln's router benchmark (issue 5). Not a test and not run by CI: run it by hand, as root,
+# on the machine you want numbers for. See bench/README.md ("router") for what it measures
+# and the recorded results.
+#
+#   sudo bench/router/run.sh
+#
+# One run measures, with `wrk -t1 -c$CONNS -d$DURATION --latency` over keep-alive:
+#   (a) Kiln's router in front of a fast dyno: a real app deployed with `git push` whose
+#       Procfile runs nginx on $PORT serving a small static file;
+#   (b) nginx as a reverse proxy in front of the same dyno (worker_processes auto, upstream
+#       keepalive), as a user would put it there;
+#   (c) the dyno directly;
+# and cache hits: Kiln's cache against Varnish (Debian's), both in front of the same dyno.
+#
+# Knobs (environment): CONNS (32), DURATION (10s), WARMUP (3s), MAX_LOAD (1.0: wait up to
+# LOAD_WAIT seconds, default 600, for the 1-minute load average to fall below it, since other
+# builds on a 2-core machine skew everything), KILN_BIN (use this kiln binary instead of
+# building one), PORT_BASE (18700: the router, API, nginx proxy and Varnish take the next
+# four ports), PROFILE (1: record a flat `perf` profile of the kiln server during the Kiln
+# runs, reported next to the results).
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+conns=${CONNS:-32}
+duration=${DURATION:-10s}
+warmup=${WARMUP:-3s}
+max_load=${MAX_LOAD:-1.0}
+load_wait=${LOAD_WAIT:-600}
+base=${PORT_BASE:-18700}
+router_port=$base
+api_port=$((base + 1))
+proxy_port=$((base + 2))
+varnish_port=$((base + 3))
+
+if [ "$(id -u)" != 0 ]; then
+  echo "router bench: needs root (packages, dyno containers). Run: sudo $0" >&2
+  exit 1
+fi
+
+# --- tools -----------------------------------------------------------------------------------
+missing=()
+command -v wrk >/dev/null || missing+=(wrk)
+command -v nginx >/dev/null || missing+=(nginx)
+command -v varnishd >/dev/null || missing+=(varnish)
+command -v git >/dev/null || missing+=(git)
+command -v curl >/dev/null || missing+=(curl)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "== installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  # Debian starts nginx and Varnish as services on install; this benchmark runs its own, so
+  # keep the packaged ones from starting (and from competing for the CPU) while installing.
+  own_policy=
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && own_policy=1
+  fi
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+  [ -n "$own_policy" ] && rm -f /usr/sbin/policy-rc.d
+fi
+
+# --- build -----------------------------------------------------------------------------------
+target=$(cd "$repo" && cargo metadata --format-version 1 --no-deps 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])' 2>/dev/null || echo "$repo/target")
+echo "== building kiln and the report (release)"
+if [ -n "${KILN_BIN:-}" ]; then
+  (cd "$repo" && cargo build --release -q -p kiln-bench-router)
+  kiln=$KILN_BIN
+else
+  (cd "$repo" && cargo build --release -q -p kiln -p kiln-bench-router)
+  kiln="$target/release/kiln"
+fi
+report="$target/release/router-report"
+
+work=$(mktemp -d /tmp/kiln-bench-router.XXXXXX)
+chmod 755 "$work"
+out="$work/results"
+mkdir -p "$out"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+
+# --- Kiln, with the nginx app deployed -------------------------------------------------------
+echo "== starting kiln server (data in $work/data)"
+"$kiln" server --data-dir "$work/data" --api-listen "127.0.0.1:$api_port" --router-listen "127.0.0.1:$router_port" >"$work/server.out" 2>"$work/server.log" &
+pids+=($!)
+for _ in $(seq 1 300); do grep -q "Kiln is running" "$work/server.log" 2>/dev/null && break; sleep 0.1; done
+grep -q "Kiln is running" "$work/server.log" || { cat "$work/server.log"; echo "kiln server did not start" >&2; exit 1; }
+export KILN_API_URL="http://127.0.0.1:$api_port" KILN_API_KEY
+KILN_API_KEY=$(cat "$work/data/admin-api-key")
+export HOME="$work/home"
+mkdir -p "$HOME"
+git config --global user.email bench@kiln.invalid
+git config --global user.name bench
+git config --global init.defaultBranch main
+
+app="$work/app"
+mkdir -p "$app/public"
+# The dyno: nginx on $PORT, one worker, no access log, keep-alive without a request cap.
+cat >"$app/Procfile" <<'EOF'
+web: sh start.sh
+EOF
+cat >"$app/start.sh" <<'EOF'
+set -e
+sed -e "s/@PORT@/$PORT/g" -e "s#@ROOT@#$HOME/public#g" nginx.conf.in > /tmp/nginx.conf
+echo "nginx dyno listening on $PORT"
+exec /usr/sbin/nginx -e stderr -p /tmp -c /tmp/nginx.conf -g 'daemon off;'
+EOF
+# `user root` only matters if dynos run as root (no per-app uid): the container's passwd has
+# no `nobody` for nginx's default worker user. Otherwise nginx ignores it with a warning.
+cat >"$app/nginx.conf.in" <<'EOF'
+user root;
+worker_processes 1;
+pid /tmp/nginx.pid;
+error_log stderr;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    default_type text/html;
+    keepalive_requests 1000000;
+    client_body_temp_path /tmp/client_body;
+    proxy_temp_path /tmp/proxy;
+    fastcgi_temp_path /tmp/fastcgi;
+    uwsgi_temp_path /tmp/uwsgi;
+    scgi_temp_path /tmp/scgi;
+    server {
+        listen @PORT@;
+        root @ROOT@;
+        location = /cached.html { add_header Cache-Control "public, max-age=3600"; }
+    }
+}
+EOF
+# A small static page (nginx's own welcome page is 615 bytes); /cached.html is the same
+# page marked cacheable.
+python3 - "$app/public" <<'EOF'
+import sys
+body = "<!DOCTYPE html>\n<html><head><title>Welcome</title></head><body>\n" + "<p>Kiln router benchmark page.</p>\n" * 14 + "</body></html>\n"
+for name in ("index.html", "cached.html"):
+    open(f"{sys.argv[1]}/{name}", "w").write(body)
+EOF
+(cd "$app" && git init -q && git add -A && git commit -qm "nginx dyno")
+"$kiln" apps:create benchapp >/dev/null
+echo "== deploying the nginx app (git push)"
+(cd "$app" && git push -q "http://kiln:$KILN_API_KEY@127.0.0.1:$api_port/benchapp.git" HEAD:main) >"$work/push.log" 2>&1 || { cat "$work/push.log"; exit 1; }
+dyno_port=
+for _ in $(seq 1 100); do
+  dyno_port=$("$kiln" logs -a benchapp -n 200 2>/dev/null | sed -n 's/.*nginx dyno listening on \([0-9]*\).*/\1/p' | tail -1)
+  [ -n "$dyno_port" ] && curl -fsS -o /dev/null "http://127.0.0.1:$dyno_port/index.html" && break
+  sleep 0.2
+done
+[ -n "$dyno_port" ] || { "$kiln" logs -a benchapp; echo "the nginx dyno did not come up" >&2; exit 1; }
+echo "   web.1 is nginx on port $dyno_port"
+host="benchapp.localhost"
+curl -fsS -o /dev/null -H "Host: $host" "http://127.0.0.1:$router_port/index.html"
+
+# --- nginx as a reverse proxy ----------------------------------------------------------------
+mkdir -p "$work/proxy"
+cat >"$work/proxy/nginx.conf" <<EOF
+worker_processes auto;
+pid $work/proxy/nginx.pid;
+error_log stderr;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    upstream dyno {
+        server 127.0.0.1:$dyno_port;
+        keepalive 64;
+    }
+    server {
+        listen 127.0.0.1:$proxy_port;
+        location / {
+            proxy_pass http://dyno;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host \$host;
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto \$scheme;
+        }
+    }
+}
+EOF
+nginx -e stderr -p "$work/proxy" -c "$work/proxy/nginx.conf" -g 'daemon off;' 2>"$work/proxy/error.log" &
+pids+=($!)
+
+# --- Varnish ---------------------------------------------------------------------------------
+varnishd -F -n "$work/varnish" -a "127.0.0.1:$varnish_port" -b "127.0.0.1:$dyno_port" -s malloc,64m >"$work/varnish.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do
+  curl -fsS -o /dev/null "http://127.0.0.1:$proxy_port/index.html" 2>/dev/null && curl -fsS -o /dev/null "http://127.0.0.1:$varnish_port/cached.html" 2>/dev/null && break
+  sleep 0.1
+done
+
+# Both caches hold /cached.html before measuring; say so if one does not.
+for _ in 1 2; do
+  curl -fsS -o /dev/null -H "Host: $host" "http://127.0.0.1:$router_port/cached.html"
+  curl -fsS -o /dev/null "http://127.0.0.1:$varnish_port/cached.html"
+done
+kiln_xcache=$(curl -fsS -D - -o /dev/null -H "Host: $host" "http://127.0.0.1:$router_port/cached.html" | tr -d '\r' | sed -n 's/^[Xx]-[Cc]ache: //p')
+varnish_age=$(curl -fsS -D - -o /dev/null "http://127.0.0.1:$varnish_port/cached.html" | tr -d '\r' | sed -n 's/^[Xx]-[Vv]arnish: //p')
+echo "   Kiln cache: X-Cache: $kiln_xcache; Varnish: X-Varnish: $varnish_age (two ids = hit)"
+
+# --- measure ---------------------------------------------------------------------------------
+load() { cut -d' ' -f1 /proc/loadavg; }
+echo "== waiting for a quiet machine (1-min load < $max_load, at most ${load_wait}s); now $(load)"
+waited=0
+while awk -v l="$(load)" -v m="$max_load" 'BEGIN{exit !(l >= m)}' && [ "$waited" -lt "$load_wait" ]; do
+  sleep 10
+  waited=$((waited + 10))
+done
+echo "   load before measuring: $(cat /proc/loadavg)"
+
+kiln_pid=${pids[0]}
+measure() { # name url [wrk args...]
+  local name=$1 url=$2 perf_pid=
+  shift 2
+  wrk -t1 -c"$conns" -d"$warmup" "$@" "$url" >/dev/null
+  echo "-- $name: $url (load $(load))"
+  if [ -n "${PROFILE:-}" ] && [[ $name == kiln* ]] && command -v perf >/dev/null; then
+    perf record -q -F 999 -p "$kiln_pid" -o "$out/$name.perf" 2>/dev/null &
+    perf_pid=$!
+  fi
+  wrk -t1 -c"$conns" -d"$duration" --latency "$@" "$url" | tee "$out/$name.txt" | grep -E "Requests/sec|Latency|50%|99%|errors|Non-2xx" || true
+  if [ -n "$perf_pid" ]; then
+    kill -INT "$perf_pid" 2>/dev/null || true
+    wait "$perf_pid" 2>/dev/null || true
+    perf report -q -i "$out/$name.perf" --no-children --sort dso,sym 2>/dev/null | head -40 >"$out/$name.profile.txt" || true
+  fi
+}
+measure direct "http://127.0.0.1:$dyno_port/index.html"
+measure nginx "http://127.0.0.1:$proxy_port/index.html"
+measure kiln "http://127.0.0.1:$router_port/index.html" -H "Host: $host"
+measure varnish "http://127.0.0.1:$varnish_port/cached.html"
+measure kiln-cache "http://127.0.0.1:$router_port/cached.html" -H "Host: $host"
+echo "   load after measuring: $(cat /proc/loadavg)"
+
+# --- report ----------------------------------------------------------------------------------
+echo
+summary="$target/bench/router-$(date -u +%Y%m%dT%H%M%SZ).txt"
+mkdir -p "$(dirname "$summary")"
+{
+  echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "commit: $(cd "$repo" && git rev-parse --short HEAD 2>/dev/null || echo unknown)${KILN_BIN:+ (kiln binary: $KILN_BIN)}"
+  echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r)"
+  echo "wrk: -t1 -c$conns -d$duration (keep-alive), warm-up $warmup; small static page $(wc -c <"$app/public/index.html") bytes"
+  echo "versions: $(nginx -v 2>&1 | sed 's/.*: //'), $(varnishd -V 2>&1 | head -1 | sed 's/^varnishd //'), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
+  echo
+  "$report" "$out"
+} | tee "$summary"
+echo
+echo "raw wrk output: $out; summary: $summary"
+if [ -n "${PROFILE:-}" ]; then
+  for f in "$out"/*.profile.txt; do [ -e "$f" ] && { echo "== $(basename "$f")"; head -25 "$f"; }; done
+fi

@@ -1,0 +1,102 @@
+//! Reads the `wrk --latency` outputs that `run.sh` saved and prints requests/s, p50 and p99
+//! for each setup, the ratios the issue sets targets for, and a Markdown table for
+//! `bench/README.md`.
+//!
+//! Usage: `router-report DIR` where DIR holds `direct.txt`, `nginx.txt`, `kiln.txt`,
+//! `kiln-cache.txt` and `varnish.txt`.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+struct Run {
+    label: &'static str,
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    errors: String,
+}
+
+/// wrk prints latencies as `812.00us`, `1.23ms` or `1.02s`.
+fn millis(text: &str) -> Option<f64> {
+    let t = text.trim();
+    let (num, scale) = if let Some(n) = t.strip_suffix("us") {
+        (n, 0.001)
+    } else if let Some(n) = t.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1000.0)
+    } else {
+        (t, 1.0)
+    };
+    num.parse::<f64>().ok().map(|v| v * scale)
+}
+
+fn parse(label: &'static str, text: &str) -> Option<Run> {
+    let mut rps = None;
+    let (mut p50, mut p99) = (None, None);
+    let mut errors = Vec::new();
+    for line in text.lines() {
+        let l = line.trim();
+        if let Some(v) = l.strip_prefix("Requests/sec:") {
+            rps = v.trim().parse().ok();
+        } else if let Some(v) = l.strip_prefix("50%") {
+            p50 = millis(v);
+        } else if let Some(v) = l.strip_prefix("99%") {
+            p99 = millis(v);
+        } else if l.starts_with("Socket errors") || l.starts_with("Non-2xx") {
+            errors.push(l.to_string());
+        }
+    }
+    Some(Run { label, rps: rps?, p50_ms: p50?, p99_ms: p99?, errors: errors.join("; ") })
+}
+
+fn main() -> ExitCode {
+    let Some(dir) = std::env::args().nth(1) else {
+        eprintln!("usage: router-report DIR");
+        return ExitCode::from(2);
+    };
+    let setups = [
+        ("direct", "(c) nginx dyno, direct"),
+        ("nginx", "(b) nginx proxy -> dyno"),
+        ("kiln", "(a) Kiln router -> dyno"),
+        ("varnish", "Varnish, cache hits"),
+        ("kiln-cache", "Kiln, cache hits"),
+    ];
+    let mut runs = Vec::new();
+    for (file, label) in setups {
+        let path = Path::new(&dir).join(format!("{file}.txt"));
+        match std::fs::read_to_string(&path).ok().and_then(|t| parse(label, &t)) {
+            Some(r) => runs.push((file, r)),
+            None => eprintln!("router-report: no wrk result in {}", path.display()),
+        }
+    }
+    let get = |name: &str| runs.iter().find(|(f, _)| *f == name).map(|(_, r)| r);
+
+    println!("{:<28} {:>12} {:>10} {:>10}", "setup", "requests/s", "p50", "p99");
+    for (_, r) in &runs {
+        println!("{:<28} {:>12.0} {:>8.2}ms {:>8.2}ms{}", r.label, r.rps, r.p50_ms, r.p99_ms, if r.errors.is_empty() { String::new() } else { format!("  ({})", r.errors) });
+    }
+    println!();
+    let mut all_met = true;
+    if let (Some(k), Some(n)) = (get("kiln"), get("nginx")) {
+        let (ratio, p99_ok) = (k.rps / n.rps, k.p99_ms <= n.p99_ms);
+        all_met &= ratio >= 1.0 && p99_ok;
+        println!("Kiln / nginx proxy throughput: {ratio:.2}x (target >= 1.0x); p99 {:.2}ms vs {:.2}ms ({})", k.p99_ms, n.p99_ms, if p99_ok { "no worse" } else { "WORSE" });
+    }
+    if let (Some(k), Some(d)) = (get("kiln"), get("direct")) {
+        println!("Kiln / direct throughput:      {:.2}x", k.rps / d.rps);
+    }
+    if let (Some(k), Some(v)) = (get("kiln-cache"), get("varnish")) {
+        let ratio = k.rps / v.rps;
+        all_met &= ratio >= 1.0;
+        println!("Kiln cache / Varnish hits:     {ratio:.2}x (target >= 1.0x); p99 {:.2}ms vs {:.2}ms", k.p99_ms, v.p99_ms);
+    }
+    println!("targets: {}", if all_met { "met" } else { "NOT met" });
+    println!();
+    println!("| setup | requests/s | p50 | p99 |");
+    println!("|---|---:|---:|---:|");
+    for (_, r) in &runs {
+        println!("| {} | {:.0} | {:.2} ms | {:.2} ms |", r.label, r.rps, r.p50_ms, r.p99_ms);
+    }
+    ExitCode::SUCCESS
+}
