@@ -305,6 +305,67 @@ pub enum Cmd {
         app: AppFlags,
     },
 
+    /// List an app's TLS certificates (served over HTTPS for the app's hostnames they cover)
+    #[command(name = "certs", alias = "certs:list")]
+    Certs {
+        #[command(flatten)]
+        app: AppFlags,
+        /// Output as JSON
+        #[arg(long, short = 'j')]
+        json: bool,
+    },
+
+    /// Show a TLS certificate of an app
+    #[command(name = "certs:info")]
+    CertsInfo {
+        #[command(flatten)]
+        app: AppFlags,
+        /// The certificate (needed when the app has several)
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+        /// Output as JSON
+        #[arg(long, short = 'j')]
+        json: bool,
+    },
+
+    /// Add a TLS certificate to an app: its chain (PEM, server certificate first) and key
+    #[command(name = "certs:add")]
+    CertsAdd {
+        #[command(flatten)]
+        app: AppFlags,
+        #[arg(value_name = "CRT")]
+        cert: String,
+        #[arg(value_name = "KEY")]
+        key: String,
+    },
+
+    /// Replace a TLS certificate of an app (a renewal) with a new chain and key
+    #[command(name = "certs:update")]
+    CertsUpdate {
+        #[command(flatten)]
+        app: AppFlags,
+        #[arg(value_name = "CRT")]
+        cert: String,
+        #[arg(value_name = "KEY")]
+        key: String,
+        /// The certificate to replace (needed when the app has several)
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+    },
+
+    /// Remove a TLS certificate from an app
+    #[command(name = "certs:remove")]
+    CertsRemove {
+        #[command(flatten)]
+        app: AppFlags,
+        /// The certificate to remove (needed when the app has several)
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+        /// The app's name again, to confirm
+        #[arg(short = 'c', long, value_name = "APP")]
+        confirm: Option<String>,
+    },
+
     /// A git credential helper that answers with the stored API key (used by git, not people)
     #[command(name = "git:credentials")]
     GitCredentials {

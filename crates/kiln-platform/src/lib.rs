@@ -11,9 +11,11 @@
 
 mod deploy;
 mod release;
+mod sni;
 mod streams;
 
 pub use deploy::GitBridge;
+pub use sni::{SniEndpointView, check_certificate};
 pub use streams::BuildStream;
 
 use kiln_build::Builder;
@@ -80,6 +82,8 @@ pub struct Platform {
     pub routes: Arc<dyn RouteUpdates>,
     pub settings: Settings,
     git: OnceLock<Arc<kiln_git::GitService>>,
+    /// The HTTPS listener's certificate resolver, when there is one (see `sni`).
+    certificates: OnceLock<Arc<kiln_tls::SniResolver>>,
     /// A handle on itself, for background tasks.
     me: std::sync::Weak<Platform>,
     /// One convergence at a time per app (hand-offs to the dyno manager stay ordered).
@@ -98,7 +102,7 @@ impl Platform {
     pub fn new(store: Arc<dyn Store>, logs: Arc<Logplex>, dynos: DynoManager, builder: Builder, routes: Arc<dyn RouteUpdates>, settings: Settings) -> Arc<Platform> {
         let slugs = Arc::new(SlugCache::new(settings.data_dir.join("slug-cache")));
         Arc::new_cyclic(|me| Platform {
-            me: me.clone(), store, logs, dynos, builder, slugs, routes, settings, git: OnceLock::new(), app_locks: Mutex::default(), build_locks: Mutex::default(), release_locks: Mutex::default(), deploying: Mutex::default(), build_streams: Mutex::new(HashMap::new()) })
+            me: me.clone(), store, logs, dynos, builder, slugs, routes, settings, git: OnceLock::new(), certificates: OnceLock::new(), app_locks: Mutex::default(), build_locks: Mutex::default(), release_locks: Mutex::default(), deploying: Mutex::default(), build_streams: Mutex::new(HashMap::new()) })
     }
 
     fn myself(&self) -> Option<Arc<Platform>> {
@@ -191,6 +195,7 @@ impl Platform {
         }
         self.builder.remove_cache(&app.id);
         self.routes.remove_app(&app.id);
+        self.withdraw_certificates(&app.id);
         self.store.delete_app(&app.id)?;
         self.logs.remove_app(&app.id);
         self.app_locks.lock().unwrap_or_else(|e| e.into_inner()).remove(&app.id);

@@ -25,7 +25,7 @@ mod source;
 
 pub use error::TlsError;
 pub use local_ca::LocalCa;
-pub use material::{CertInfo, Certificate, hostname_matches};
+pub use material::{CertInfo, Certificate, hostname_matches, self_signed};
 pub use resolver::{HostOwner, SniResolver};
 pub use source::{CertificateSource, IssuedCertificate};
 

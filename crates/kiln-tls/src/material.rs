@@ -192,16 +192,22 @@ fn push_hostname(out: &mut Vec<String>, name: &str) {
     }
 }
 
+/// A new self-signed certificate for `names` and its private key, in PEM: what a person
+/// would make with `openssl req -x509` to try certificate uploads, and what tests upload.
+pub fn self_signed(names: &[&str]) -> Result<(String, String), TlsError> {
+    let err = |e: rcgen::Error| TlsError::Generate(e.to_string());
+    let key = rcgen::KeyPair::generate().map_err(err)?;
+    let params = rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).map_err(err)?;
+    let cert = params.self_signed(&key).map_err(err)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
 
-    /// A self-signed certificate and its key, in PEM, for `names`.
     pub(crate) fn self_signed(names: &[&str]) -> (String, String) {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let params = rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
-        let cert = params.self_signed(&key).unwrap();
-        (cert.pem(), key.serialize_pem())
+        super::self_signed(names).unwrap()
     }
 
     #[test]

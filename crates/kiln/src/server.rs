@@ -25,6 +25,12 @@ struct Args {
     /// Address of the router that serves apps' HTTP traffic.
     #[arg(long, env = "KILN_ROUTER_LISTEN", default_value = "0.0.0.0:8080")]
     router_listen: SocketAddr,
+    /// Address of the router's HTTPS listener (TLS with SNI; HTTP/2 or HTTP/1.1 by ALPN),
+    /// e.g. 0.0.0.0:8443. Off unless given. An app's uploaded certificate (certs:add) is
+    /// served for its hostnames, else one from a local CA kept in <data-dir>/tls (clients
+    /// trust tls/ca.crt).
+    #[arg(long, env = "KILN_ROUTER_TLS_LISTEN")]
+    router_tls_listen: Option<SocketAddr>,
     /// Apps answer at <app>.<domain>.
     #[arg(long, env = "KILN_DOMAIN", default_value = "localhost")]
     domain: String,
@@ -171,6 +177,10 @@ async fn run(args: Args) -> Result<()> {
     let router_listener = tokio::net::TcpListener::bind(args.router_listen).await.with_context(|| format!("listening on {} for the router", args.router_listen))?;
     let api_addr = api_listener.local_addr()?;
     let router_addr = router_listener.local_addr()?;
+    let tls_listener = match args.router_tls_listen {
+        Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening on {addr} for the router's HTTPS"))?),
+        None => None,
+    };
     let api_url = args.api_url.clone().unwrap_or_else(|| {
         let host = if api_addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { api_addr.ip().to_string() };
         format!("http://{host}:{}", api_addr.port())
@@ -198,6 +208,24 @@ async fn run(args: Args) -> Result<()> {
         })
         .await
     });
+    // HTTPS: the same routes and logs as the plain router, its own listener.
+    let tls_task = match tls_listener {
+        Some(listener) => {
+            let tls_dir = data_dir.join("tls");
+            let ca = Arc::new(kiln_tls::LocalCa::load_or_create(&tls_dir, &args.domain).context("preparing the router's TLS certificates")?);
+            let resolver = kiln_tls::SniResolver::new(ca, routes.clone());
+            platform.set_certificates(resolver.clone()).context("publishing the apps' uploaded certificates")?;
+            let tls_config = kiln_tls::server_config(resolver).context("configuring TLS")?;
+            let addr = listener.local_addr()?;
+            let mut tls_stop = stop_rx.clone();
+            let config = kiln_router::RouterConfig { domain: args.domain.clone(), ..Default::default() };
+            let task = tokio::spawn(kiln_router::serve_tls(listener, routes.clone(), sink.clone(), config, tls_config, async move {
+                let _ = tls_stop.wait_for(|s| *s).await;
+            }));
+            Some((task, addr, tls_dir.join("ca.crt")))
+        }
+        None => None,
+    };
     let mut router_stop = stop_rx.clone();
     let router_task = tokio::spawn(kiln_router::serve(router_listener, routes, sink, kiln_router::RouterConfig { domain: args.domain.clone(), ..Default::default() }, async move {
         let _ = router_stop.wait_for(|s| *s).await;
@@ -207,6 +235,9 @@ async fn run(args: Args) -> Result<()> {
     eprintln!("Kiln is running.");
     eprintln!("  API and git:  {api_url}  (admin API key in {})", key_path.display());
     eprintln!("  Apps:         http://<app>.{}:{}/", args.domain, router_addr.port());
+    if let Some((_, addr, ca)) = &tls_task {
+        eprintln!("  HTTPS:        https://<app>.{}:{}/  (HTTP/2 and HTTP/1.1; clients trust {})", args.domain, addr.port(), ca.display());
+    }
     eprintln!("  Dyno runtime: {}", runtime.kind().as_str());
 
     wait_for_signal().await;
@@ -216,6 +247,9 @@ async fn run(args: Args) -> Result<()> {
     runtime.shutdown();
     let _ = tokio::time::timeout(Duration::from_secs(5), api_task).await;
     let _ = tokio::time::timeout(Duration::from_secs(5), router_task).await;
+    if let Some((task, _, _)) = tls_task {
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
     eprintln!("Stopped.");
     Ok(())
 }

@@ -3,6 +3,7 @@
 
 mod apps;
 mod buildpacks;
+mod certs;
 mod config;
 mod git_cmds;
 mod login;
@@ -121,6 +122,11 @@ pub async fn dispatch(ctx: &mut Ctx<'_>, cmd: Cmd) -> Result<()> {
         Cmd::Logs { app, num, tail, dyno, source } => logs::logs(ctx, &app, logs::LogOptions { lines: num, tail, dyno, source }).await,
         Cmd::Buildpacks { app, json } => buildpacks::list(ctx, &app, json).await,
         Cmd::BuildpacksSet { app, url } => buildpacks::set(ctx, &app, &url).await,
+        Cmd::Certs { app, json } => certs::list(ctx, &app, json).await,
+        Cmd::CertsInfo { app, name, json } => certs::info(ctx, &app, name.as_deref(), json).await,
+        Cmd::CertsAdd { app, cert, key } => certs::add(ctx, &app, &cert, &key).await,
+        Cmd::CertsUpdate { app, cert, key, name } => certs::update(ctx, &app, &cert, &key, name.as_deref()).await,
+        Cmd::CertsRemove { app, name, confirm } => certs::remove(ctx, &app, name.as_deref(), confirm.as_deref()).await,
         Cmd::GitRemote { app } => git_cmds::remote(ctx, &app).await,
         Cmd::GitCredentials { operation } => git_cmds::credentials(ctx, &operation),
         Cmd::Run { app, no_tty, env, size, command } => run::attached(ctx, &app, &command, no_tty, &env, size.as_deref()).await,
