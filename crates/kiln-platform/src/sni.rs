@@ -170,4 +170,15 @@ mod tests {
         let err = check_certificate("nope", &key).unwrap_err();
         assert!(matches!(err, PlatformError::Invalid(_)), "{err:?}");
     }
+
+    #[test]
+    fn expired_certificates_are_refused() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["old.example.com".to_string()]).unwrap();
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        let cert = params.self_signed(&key).unwrap();
+        let err = check_certificate(&cert.pem(), &key.serialize_pem()).unwrap_err().to_string();
+        assert!(err.contains("expired at 2021-01-01"), "{err}");
+    }
 }

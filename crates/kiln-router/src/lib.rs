@@ -42,6 +42,10 @@
 //!   H81 (blank app, `at=info`).
 //! - **Log lines** go to the app's stream as `heroku[router]`, written when the response
 //!   ends so `bytes=` and `service=` are final.
+//! - **HTTPS** ([`serve_tls`], module `tls`): TLS (rustls) with the certificate picked per
+//!   SNI name by `kiln_tls::SniResolver`, then HTTP/2 or HTTP/1.1 as ALPN decided, into the
+//!   same pipeline. Dynos always get HTTP/1.1, with `X-Forwarded-Proto: https` and the TLS
+//!   port; plain HTTP sent to the TLS port gets a 400; handshakes have 10 s.
 //!
 //! # Not yet (issue 5)
 //!

@@ -460,6 +460,68 @@ fn objects_match_herokus_schema() {
     assert_config_vars(&r.json());
 }
 
+#[test]
+fn sni_endpoint_objects_match_herokus_schema() {
+    let s = Server::start("sni");
+    assert_eq!(s.api("POST", "/apps", Some(r#"{"name":"sniapp"}"#)).status, 201);
+    assert_eq!(s.api("POST", "/apps", Some(r#"{"name":"othersni"}"#)).status, 201);
+    let upload = |names: &[&str]| {
+        let (chain, key) = kiln_tls::self_signed(names).unwrap();
+        (chain.clone(), key.clone(), serde_json::json!({ "certificate_chain": chain, "private_key": key }).to_string())
+    };
+
+    let (chain, key, body) = upload(&["www.example.com", "*.example.org"]);
+    let r = s.api("POST", "/apps/sniapp/sni-endpoints", Some(&body));
+    assert_eq!(r.status, 201, "{r:?}");
+    let e = r.json();
+    assert_schema("sni-endpoint", &e);
+    assert_eq!(e["ssl_cert"]["cert_domains"], serde_json::json!(["www.example.com", "*.example.org"]));
+    assert_eq!((e["ssl_cert"]["self_signed?"].as_bool(), e["ssl_cert"]["ca_signed?"].as_bool()), (Some(true), Some(false)));
+    assert_eq!(e["certificate_chain"].as_str(), Some(chain.as_str()));
+    assert_eq!(e["app"]["name"], "sniapp");
+    assert!(!r.body.contains("PRIVATE KEY"), "the private key is never served back");
+    let (id, name) = (e["id"].as_str().unwrap().to_string(), e["name"].as_str().unwrap().to_string());
+
+    let items = assert_schema_items("sni-endpoint", &s.api("GET", "/apps/sniapp/sni-endpoints", None));
+    assert_eq!(items.len(), 1);
+    for path in [format!("/apps/sniapp/sni-endpoints/{id}"), format!("/apps/sniapp/sni-endpoints/{name}")] {
+        let r = s.api("GET", &path, None);
+        assert_eq!(r.status, 200, "{path}: {r:?}");
+        assert_schema("sni-endpoint", &r.json());
+    }
+
+    // Refusals: 422 with Heroku's error shape, and nothing changes.
+    let before = s.api("GET", "/apps/sniapp/sni-endpoints", None).json();
+    let (_, other_key, _) = upload(&["www.example.com"]);
+    let mismatched = serde_json::json!({ "certificate_chain": chain, "private_key": other_key }).to_string();
+    let garbage = serde_json::json!({ "certificate_chain": "hello", "private_key": key }).to_string();
+    let no_key = serde_json::json!({ "certificate_chain": chain }).to_string();
+    let not_text = serde_json::json!({ "certificate_chain": 7, "private_key": key }).to_string();
+    for (body, needle) in [(&mismatched, "does not match"), (&garbage, "No certificate found"), (&no_key, "private_key is required"), (&not_text, "must be a string")] {
+        let v = assert_error(&s.api("POST", "/apps/sniapp/sni-endpoints", Some(body)), &[422], "invalid_params", needle);
+        assert!(v["message"].as_str().unwrap().contains(needle), "{v}");
+        assert_error(&s.api("PATCH", &format!("/apps/sniapp/sni-endpoints/{id}"), Some(body)), &[422], "invalid_params", needle);
+    }
+    assert_error(&s.api("GET", &format!("/apps/othersni/sni-endpoints/{id}"), None), &[404], "not_found", "another app's certificate");
+    assert_error(&s.api("DELETE", &format!("/apps/othersni/sni-endpoints/{name}"), None), &[404], "not_found", "another app's certificate");
+    assert_error(&s.api("GET", "/apps/sniapp/sni-endpoints/no-such-cert", None), &[404], "not_found", "a missing certificate");
+    assert_eq!(s.api("GET", "/apps/sniapp/sni-endpoints", None).json(), before);
+
+    // A renewal keeps the endpoint, with the new certificate.
+    let (_, _, renewal) = upload(&["www.example.com"]);
+    let r = s.api("PATCH", &format!("/apps/sniapp/sni-endpoints/{name}"), Some(&renewal));
+    assert_eq!(r.status, 200, "{r:?}");
+    let renewed = r.json();
+    assert_schema("sni-endpoint", &renewed);
+    assert_eq!((renewed["id"].as_str(), renewed["name"].as_str()), (Some(id.as_str()), Some(name.as_str())));
+    assert_eq!(renewed["ssl_cert"]["cert_domains"], serde_json::json!(["www.example.com"]));
+
+    let r = s.api("DELETE", &format!("/apps/sniapp/sni-endpoints/{id}"), None);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_schema("sni-endpoint", &r.json());
+    assert_eq!(s.api("GET", "/apps/sniapp/sni-endpoints", None).json(), serde_json::json!([]));
+}
+
 // ---------------------------------------------------------------------------------------------
 // 2. Range pagination.
 // ---------------------------------------------------------------------------------------------
