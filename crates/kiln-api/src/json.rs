@@ -2,7 +2,7 @@
 //! fields the real CLI reads that the schema lacks, such as `create_status`).
 
 use kiln_dyno::DynoInfo;
-use kiln_model::DynoSize;
+use kiln_model::{DynoSize, Timestamp};
 use kiln_platform::Platform;
 use kiln_store::{Account, App, Build, FormationEntry, Release};
 use serde_json::{Value, json};
@@ -145,5 +145,23 @@ pub fn build(base_url: &str, a: &App, b: &Build) -> Value {
         "app": { "id": a.id },
         "created_at": b.created_at.rfc3339(),
         "updated_at": b.updated_at.rfc3339(),
+    })
+}
+
+/// A domain: the app's default hostname (kind `heroku`, no `cname`) or a custom one (kind
+/// `custom`, `cname` the hostname to point it at).
+pub fn domain(a: &App, id: &str, hostname: &str, kind: &str, cname: Option<&str>, created_at: Timestamp, updated_at: Timestamp) -> Value {
+    json!({
+        "id": id,
+        "hostname": hostname,
+        "kind": kind,
+        "cname": cname,
+        "status": "succeeded",
+        "acm_status": null,
+        "acm_status_reason": null,
+        "sni_endpoint": null,
+        "app": { "id": a.id, "name": a.name },
+        "created_at": created_at.rfc3339(),
+        "updated_at": updated_at.rfc3339(),
     })
 }

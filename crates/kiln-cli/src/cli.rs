@@ -263,6 +263,56 @@ pub enum Cmd {
         url: String,
     },
 
+    /// List an app's domains: its default one and its custom domains
+    #[command(name = "domains", alias = "domains:list")]
+    Domains {
+        #[command(flatten)]
+        app: AppFlags,
+        /// Output as JSON
+        #[arg(long, short = 'j')]
+        json: bool,
+    },
+
+    /// Serve an app at a custom domain as well (point its DNS at the DNS target shown)
+    #[command(name = "domains:add")]
+    DomainsAdd {
+        #[command(flatten)]
+        app: AppFlags,
+        /// Hostname, such as www.example.com or *.example.com
+        #[arg(value_name = "HOSTNAME")]
+        hostname: String,
+    },
+
+    /// Stop serving an app at a custom domain
+    #[command(name = "domains:remove")]
+    DomainsRemove {
+        #[command(flatten)]
+        app: AppFlags,
+        #[arg(value_name = "HOSTNAME")]
+        hostname: String,
+    },
+
+    /// Show whether an app is in maintenance mode
+    #[command(name = "maintenance")]
+    Maintenance {
+        #[command(flatten)]
+        app: AppFlags,
+    },
+
+    /// Put an app in maintenance mode: the router answers every request with a 503 page
+    #[command(name = "maintenance:on")]
+    MaintenanceOn {
+        #[command(flatten)]
+        app: AppFlags,
+    },
+
+    /// Take an app out of maintenance mode
+    #[command(name = "maintenance:off")]
+    MaintenanceOff {
+        #[command(flatten)]
+        app: AppFlags,
+    },
+
     /// Point the `kiln` git remote of this repository at an app, and set up git credentials
     /// Run a one-off command in a dyno, attached to this terminal; exits with its status
     #[command(name = "run", trailing_var_arg = true)]
@@ -423,6 +473,12 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(parse(&["apps:destroy", "x", "--confirm", "x"]).unwrap().command, Cmd::AppsDestroy { .. }));
+        match parse(&["domains:add", "www.example.com", "-a", "x"]).unwrap().command {
+            Cmd::DomainsAdd { app, hostname } => assert_eq!((app.app.as_deref(), hostname.as_str()), (Some("x"), "www.example.com")),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(parse(&["maintenance:on", "-a", "x"]).unwrap().command, Cmd::MaintenanceOn { .. }));
+        assert!(parse(&["domains:remove"]).is_err(), "a hostname is required");
         assert!(parse(&["server"]).is_err(), "server belongs to the binary");
         assert!(parse(&["config:set"]).is_err());
         assert!(parse(&["logs", "-n", "many"]).is_err());

@@ -469,3 +469,60 @@ fn usage_errors_and_help() {
     assert_eq!(out.code, 2);
     assert!(!out.stderr.is_empty());
 }
+
+#[test]
+fn domains_add_list_and_remove() {
+    let api = FakeApi::start(|r| match (r.method.as_str(), r.path.as_str()) {
+        ("POST", "/apps/myapp/domains") => Reply::Json(201, json!({"hostname": "www.example.com", "kind": "custom", "cname": "myapp.localhost"})),
+        ("GET", "/apps/myapp/domains") => Reply::Json(
+            200,
+            json!([{"hostname": "myapp.localhost", "kind": "heroku", "cname": null}, {"hostname": "www.example.com", "kind": "custom", "cname": "myapp.localhost"}]),
+        ),
+        ("DELETE", "/apps/myapp/domains/%2A.example.com") => Reply::Json(200, json!({"hostname": "*.example.com"})),
+        ("POST", "/apps/other/domains") => Reply::Json(422, json!({"id": "invalid_params", "message": "www.example.com is already in use"})),
+        _ => not_found(),
+    });
+    let dir = TempDir::new("domains");
+    let env = env_for(&api, dir.path());
+    let out = kiln(&env, &["domains:add", "www.example.com", "-a", "myapp"], "");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout, "Adding www.example.com to ⬢ myapp... done\nConfigure your app's DNS provider to point www.example.com at the DNS target myapp.localhost.\n");
+    assert_eq!(api.requests()[0].json(), json!({"hostname": "www.example.com", "sni_endpoint": null}));
+
+    let out = kiln(&env, &["domains", "-a", "myapp"], "");
+    assert_eq!(
+        out.stdout,
+        "=== myapp Heroku Domain\n\nmyapp.localhost\n\n=== myapp Custom Domains\n\nDomain Name      DNS Record Type  DNS Target\nwww.example.com  CNAME            myapp.localhost\n"
+    );
+    let out = kiln(&env, &["domains:remove", "*.example.com", "-a", "myapp"], "");
+    assert_eq!((out.code, out.stdout.as_str()), (0, "Removing *.example.com from ⬢ myapp... done\n"), "{}", out.stderr);
+
+    let out = kiln(&env, &["domains:add", "www.example.com", "-a", "other"], "");
+    assert_eq!(out.code, 1);
+    assert_eq!(out.stderr, "Error: www.example.com is already in use\nError ID: invalid_params\n");
+    let before = api.requests().len();
+    assert_eq!(kiln(&env, &["domains:add", "has space.com", "-a", "myapp"], "").code, 1);
+    assert_eq!(api.requests().len(), before, "a hostname that cannot be sent is refused locally");
+}
+
+#[test]
+fn maintenance_on_off_and_status() {
+    let state = std::sync::Arc::new(std::sync::Mutex::new(false));
+    let s = state.clone();
+    let api = FakeApi::start(move |r| match (r.method.as_str(), r.path.as_str()) {
+        ("PATCH", "/apps/myapp") => {
+            *s.lock().unwrap() = r.json()["maintenance"].as_bool().unwrap();
+            Reply::Json(200, json!({"name": "myapp", "maintenance": *s.lock().unwrap()}))
+        }
+        ("GET", "/apps/myapp") => Reply::Json(200, json!({"name": "myapp", "maintenance": *s.lock().unwrap()})),
+        _ => not_found(),
+    });
+    let dir = TempDir::new("maintenance");
+    let env = env_for(&api, dir.path());
+    assert_eq!(kiln(&env, &["maintenance", "-a", "myapp"], "").stdout, "off\n");
+    assert_eq!(kiln(&env, &["maintenance:on", "-a", "myapp"], "").stdout, "Enabling maintenance mode for ⬢ myapp... done\n");
+    assert!(*state.lock().unwrap());
+    assert_eq!(kiln(&env, &["maintenance", "-a", "myapp"], "").stdout, "on\n");
+    assert_eq!(kiln(&env, &["maintenance:off", "-a", "myapp"], "").stdout, "Disabling maintenance mode for ⬢ myapp... done\n");
+    assert_eq!(api.requests().iter().filter(|r| r.method == "PATCH").map(|r| r.json()).collect::<Vec<_>>(), [json!({"maintenance": true}), json!({"maintenance": false})]);
+}

@@ -10,12 +10,14 @@
 //! - every user-visible event is logged as `app[api]` in Heroku's wording.
 
 mod deploy;
+mod domains;
 mod release;
 mod sni;
 mod streams;
 
 pub use deploy::GitBridge;
 pub use sni::{SniEndpointView, check_certificate};
+pub use domains::validate_hostname;
 pub use streams::BuildStream;
 
 use kiln_build::Builder;
@@ -463,6 +465,7 @@ impl Platform {
         self.slugs.prune(&keep);
         for app in apps {
             self.publish_app(&app);
+            self.publish_domains(&app.id);
             if let Err(e) = self.queue_converge(&app.id).await {
                 tracing::warn!(app = %app.name, error = %e, "could not start the app's dynos");
             }

@@ -6,8 +6,10 @@
 //! at=error code=H14 desc="No web processes running" method=GET path="/" host=… request_id=… fwd="…" dyno= connect= service= status=503 bytes= protocol=http
 //! ```
 //!
-//! `bytes` counts the response body as delivered to the client.
+//! `bytes` counts the response body as delivered to the client. H26 lines carry Heroku's
+//! `cause="..."` after `desc`.
 
+use crate::guard::ClientConn;
 use crate::hcode::HCode;
 use crate::table::AppEntry;
 use http::Method;
@@ -28,6 +30,11 @@ pub(crate) struct RequestLog {
     pub(crate) request_id: HeaderValue,
     pub(crate) fwd: HeaderValue,
     pub(crate) proto: &'static str,
+    /// Heroku's rolling idle window once the response has started (H15, WebSockets).
+    pub(crate) idle: Duration,
+    /// The client connection, when it came through the [guard](crate::guard): it knows
+    /// whether a failure on the client's side was malformed input (H26) or idleness (H28).
+    pub(crate) client: Option<ClientConn>,
 }
 
 /// How the request ended. `None` fields print empty, as Heroku prints them when no dyno
@@ -51,10 +58,16 @@ impl Outcome<'_> {
 
 impl RequestLog {
     pub(crate) fn emit(&self, outcome: &Outcome<'_>) {
-        self.logs.emit(&self.app.app_id, LogLine::heroku("router", self.format(outcome)));
+        self.emit_with_cause(outcome, None);
     }
 
-    pub(crate) fn format(&self, o: &Outcome<'_>) -> String {
+    /// [`emit`](Self::emit) with H26's `cause=`; without one, an H26 takes the cause the
+    /// client connection recorded (a malformed body).
+    pub(crate) fn emit_with_cause(&self, outcome: &Outcome<'_>, cause: Option<&str>) {
+        self.logs.emit(&self.app.app_id, LogLine::heroku("router", self.format_with_cause(outcome, cause)));
+    }
+
+    pub(crate) fn format_with_cause(&self, o: &Outcome<'_>, cause: Option<&str>) -> String {
         let mut line = String::with_capacity(320);
         // Writing to a String cannot fail.
         if let Some(code) = o.code {
@@ -62,6 +75,12 @@ impl RequestLog {
                 let _ = write!(line, "sock={sock} ");
             }
             let _ = write!(line, "at={} code={code} desc=\"{}\" ", code.level().as_str(), code.desc());
+            let cause = cause.or_else(|| if code == HCode::H26 { self.client.as_ref().and_then(ClientConn::fault) } else { None });
+            if let Some(cause) = cause {
+                line.push_str("cause=");
+                quoted(&mut line, cause.as_bytes());
+                line.push(' ');
+            }
         } else {
             line.push_str("at=info ");
         }

@@ -4,10 +4,16 @@
 //! A streamed body also carries the end of the request's life: when the last frame
 //! passes, the connection goes back to the dyno's pool, the outstanding count drops and
 //! the router log line is written with the bytes delivered. If the dyno's side breaks
-//! first that is H18; if the client goes away first (the body is dropped unfinished) H27.
+//! first that is H18; if the client goes away first (the body is dropped unfinished) H27,
+//! or H28 when the [guard](crate::guard) closed it for not reading.
+//!
+//! Once the response has started, the dyno must keep it moving: silence for the idle
+//! window (Heroku's rolling 55 s) is H15, and the dyno connection is failed so the client
+//! sees a broken response rather than a short one.
 
 use crate::access_log::{Outcome, RequestLog};
 use crate::backend::Outstanding;
+use crate::guard::IdleTimer;
 use crate::hcode::HCode;
 use crate::upstream::Sender;
 use bytes::Bytes;
@@ -23,7 +29,7 @@ pub(crate) struct RouterBody(Kind);
 #[allow(clippy::large_enum_variant)]
 enum Kind {
     Static(Option<Bytes>),
-    Upstream { inner: Incoming, finish: Option<Finish> },
+    Upstream { inner: Incoming, finish: Option<Finish>, idle: IdleTimer },
     /// Another body wrapped around this one (the cache's copy, gzip).
     Layered(Pin<Box<dyn Body<Data = Bytes, Error = hyper::Error> + Send>>),
 }
@@ -45,6 +51,8 @@ pub(crate) struct Finish {
 enum End {
     Complete,
     BackendBroke,
+    /// The dyno sent nothing for the idle window.
+    BackendIdle,
     ClientGone,
 }
 
@@ -57,11 +65,24 @@ impl Finish {
                 }
                 None
             }
-            End::BackendBroke => Some(HCode::H18),
+            // The dyno's side failed because the client's request body did (an H26 or
+            // H28 the guard found while the dyno was already answering).
+            End::BackendBroke => Some(match self.log.client.as_ref().map(|c| c.failure_code()) {
+                Some(code @ (HCode::H26 | HCode::H28)) => code,
+                _ => HCode::H18,
+            }),
+            End::BackendIdle => {
+                if let Some(sender) = self.sender.take() {
+                    sender.abort();
+                }
+                Some(HCode::H15)
+            }
+            End::ClientGone if self.log.client.as_ref().is_some_and(|c| c.went_idle()) => Some(HCode::H28),
             End::ClientGone => Some(HCode::H27),
         };
         let status = match code {
-            Some(HCode::H27) => HCode::H27.status().as_u16(),
+            // H18 keeps the dyno's status, as Heroku logs it; the others log their own.
+            Some(code) if code != HCode::H18 => code.status().as_u16(),
             _ => self.status,
         };
         self.log.emit(&Outcome {
@@ -94,7 +115,7 @@ impl RouterBody {
     }
 
     pub(crate) fn upstream(inner: Incoming, finish: Finish) -> RouterBody {
-        RouterBody(Kind::Upstream { inner, finish: Some(finish) })
+        RouterBody(Kind::Upstream { inner, finish: Some(finish), idle: IdleTimer::default() })
     }
 }
 
@@ -106,10 +127,11 @@ impl Body for RouterBody {
         match &mut self.get_mut().0 {
             Kind::Static(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Kind::Layered(body) => body.as_mut().poll_frame(cx),
-            Kind::Upstream { inner, finish } => {
+            Kind::Upstream { inner, finish, idle } => {
                 let polled = Pin::new(&mut *inner).poll_frame(cx);
                 match &polled {
                     Poll::Ready(Some(Ok(frame))) => {
+                        idle.progress();
                         if let (Some(data), Some(f)) = (frame.data_ref(), finish.as_mut()) {
                             f.bytes += data.len() as u64;
                         }
@@ -132,7 +154,17 @@ impl Body for RouterBody {
                             f.end(End::BackendBroke);
                         }
                     }
-                    Poll::Pending => {}
+                    Poll::Pending => {
+                        // Only hyper's wish for more (it polls when the client can take it)
+                        // runs this clock, so a slow client never makes the dyno look idle.
+                        if finish.as_ref().is_some_and(|f| idle.expired(cx, f.log.idle)) {
+                            if let Some(f) = finish.take() {
+                                // The aborted connection fails `inner`, which wakes this
+                                // body again to pass the error on.
+                                f.end(End::BackendIdle);
+                            }
+                        }
+                    }
                 }
                 polled
             }
@@ -158,7 +190,7 @@ impl Body for RouterBody {
 
 impl Drop for RouterBody {
     fn drop(&mut self) {
-        if let Kind::Upstream { inner, finish } = &mut self.0 {
+        if let Kind::Upstream { inner, finish, .. } = &mut self.0 {
             if let Some(f) = finish.take() {
                 // Bodies known to be empty (HEAD, 204, 304) are dropped without a poll.
                 let how = if inner.is_end_stream() { End::Complete } else { End::ClientGone };

@@ -11,12 +11,25 @@ pub struct RouterConfig {
     pub domain: String,
     /// Time allowed to open a TCP connection to a dyno before trying another (H19).
     pub connect_timeout: Duration,
-    /// Time from handing the request to a dyno until its response head arrives (H12).
+    /// Time from handing the request to a dyno until its response head arrives (H12). It
+    /// counts from when the dyno has had the whole request body (or from the last body byte
+    /// it took, if it stopped reading), never while the client is still uploading.
     pub first_byte_timeout: Duration,
-    /// How long a client may take to send a request head, which also bounds idle
-    /// keep-alive connections. Issue 5 extends it to Heroku's rolling window in both
-    /// directions once a response has started (H15/H28).
+    /// Heroku's rolling idle window: once a response has started, silence from the dyno
+    /// this long is H15; a client that stops sending its request body or stops reading
+    /// the response this long is H28; a WebSocket with no byte either way this long closes.
     pub idle_timeout: Duration,
+    /// How long a client may take to send a whole request head, counted from when the
+    /// connection is ready for one. This also ends idle keep-alive connections and clients
+    /// that trickle their headers (slowloris).
+    pub head_timeout: Duration,
+    /// How long fetching an app's `ERROR_PAGE_URL` / `MAINTENANCE_PAGE_URL` may take
+    /// before the router's own page is served instead.
+    pub page_timeout: Duration,
+    /// Whether those page URLs may point at loopback, private or link-local addresses.
+    /// Off by default: an app owner must not be able to make the router fetch (and show
+    /// the world) pages from the platform's own network.
+    pub allow_private_page_urls: bool,
     /// How long a request waits for a booting app's first web dyno before H20.
     pub boot_hold: Duration,
     /// The HTTP cache's memory bounds (64 MiB, 4 MiB per object; `max_bytes: 0` turns it off).
@@ -32,6 +45,9 @@ impl Default for RouterConfig {
             connect_timeout: Duration::from_secs(5),
             first_byte_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(55),
+            head_timeout: Duration::from_secs(30),
+            page_timeout: Duration::from_secs(3),
+            allow_private_page_urls: false,
             boot_hold: Duration::from_secs(75),
             cache: crate::cache::CacheConfig::default(),
             compression: crate::compress::CompressionConfig::default(),

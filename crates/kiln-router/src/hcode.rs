@@ -14,6 +14,8 @@ pub enum HCode {
     H13,
     /// The web process is scaled to zero.
     H14,
+    /// The dyno sent nothing for the idle window after its response had started.
+    H15,
     /// The dyno's response was not valid HTTP/1.1.
     H17,
     /// The dyno's connection broke after its response had started.
@@ -24,8 +26,13 @@ pub enum HCode {
     H20,
     /// Every dyno tried refused the connection.
     H21,
+    /// The request was malformed or over Heroku's limits (refused by the router, 4xx).
+    H26,
     /// The client went away before the response was delivered.
     H27,
+    /// The client went idle for the idle window: it stopped sending its request body or
+    /// stopped reading the response.
+    H28,
     /// The app is in maintenance mode.
     H80,
     /// Nothing has been deployed to the app yet.
@@ -57,12 +64,15 @@ impl HCode {
             HCode::H12 => "H12",
             HCode::H13 => "H13",
             HCode::H14 => "H14",
+            HCode::H15 => "H15",
             HCode::H17 => "H17",
             HCode::H18 => "H18",
             HCode::H19 => "H19",
             HCode::H20 => "H20",
             HCode::H21 => "H21",
+            HCode::H26 => "H26",
             HCode::H27 => "H27",
+            HCode::H28 => "H28",
             HCode::H80 => "H80",
             HCode::H81 => "H81",
         }
@@ -75,22 +85,27 @@ impl HCode {
             HCode::H12 => "Request timeout",
             HCode::H13 => "Connection closed without response",
             HCode::H14 => "No web processes running",
+            HCode::H15 => "Idle connection",
             HCode::H17 => "Poorly formatted HTTP response",
             HCode::H18 => "Server Request Interrupted",
             HCode::H19 => "Backend connection timeout",
             HCode::H20 => "App boot timeout",
             HCode::H21 => "Backend connection refused",
+            HCode::H26 => "Request Error",
             HCode::H27 => "Client Request Interrupted",
+            HCode::H28 => "Client Connection Idle",
             HCode::H80 => "Maintenance mode",
             HCode::H81 => "Blank app",
         }
     }
 
-    /// The status logged (and, where the router answers, sent). H27's 499 is never sent:
-    /// the client is gone.
+    /// The status logged (and, where the router answers, sent). The 499 of H27 and H28
+    /// means "the client's fault"; H27's client is gone and H28's gets a 408. H26's is the
+    /// usual one (a malformed body); refused heads log their own (414, 431, ...).
     pub fn status(self) -> StatusCode {
         match self {
-            HCode::H27 => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
+            HCode::H27 | HCode::H28 => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
+            HCode::H26 => StatusCode::BAD_REQUEST,
             _ => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -99,7 +114,7 @@ impl HCode {
     pub fn level(self) -> Level {
         match self {
             HCode::H80 | HCode::H81 => Level::Info,
-            HCode::H27 => Level::Warning,
+            HCode::H27 | HCode::H28 => Level::Warning,
             _ => Level::Error,
         }
     }

@@ -14,12 +14,16 @@
 //!   storing; see its doc for the exact rules), `compress` (gzip), `balance` (which dyno),
 //!   `upstream` (connections and pooling), `body` (streaming and end-of-request
 //!   accounting), `upgrade` (WebSocket),
-//!   `access_log` (the router log line), `pages` (the router's own answers) and `hcode`.
+//!   `access_log` (the router log line), `pages` (the router's own answers, or the app's
+//!   fetched by `page_fetch`) and `hcode`. In front of hyper on every HTTP/1 connection
+//!   sits `guard`, with `head` and `chunked`: framing, limits and slow clients.
 //!
 //! # Behaviour
 //!
-//! - **Routing.** The `Host` header, case-insensitive and without port, selects the app.
-//!   Unknown hosts get a 404 "nothing here" page; a missing or repeated `Host` gets a 400.
+//! - **Routing.** The `Host` header, case-insensitive and without port, selects the app:
+//!   a custom domain with exactly that hostname first, then `<app>.<domain>`, then a
+//!   wildcard custom domain (`*.example.com`, one label). Unknown hosts get a 404 "nothing
+//!   here" page; a missing or repeated `Host` gets a 400.
 //! - **Load balancing: least outstanding requests with two random choices.** For each
 //!   request the router draws two distinct dynos at random and sends the request to the
 //!   one with fewer requests in flight (counted from dispatch until the response body has
@@ -38,31 +42,45 @@
 //!   H12 (no response head within 30 s), H13 (dyno closed without answering), H14 (no web
 //!   dynos), H17 (malformed response), H18 (response broke off), H19/H21 (connect timeout /
 //!   refused on every dyno tried), H20 (no dyno came up within the 75 s a booting app's
-//!   requests are held), H27 (client left, logged only), H80 (maintenance, `at=info`),
-//!   H81 (blank app, `at=info`).
+//!   requests are held), H15 (the dyno went silent for 55 s mid-response), H27 (client
+//!   left, logged only), H28 (the client went silent for 55 s, sending its body or reading
+//!   the response; `at=warning`, 499, the client gets a 408 if it still listens), H80
+//!   (maintenance, `at=info`), H81 (blank app, `at=info`). An app's `ERROR_PAGE_URL`
+//!   (`MAINTENANCE_PAGE_URL` for H80) replaces the page when it can be fetched (http://,
+//!   3 s, 256 KiB, cached a minute, public addresses only by default).
+//! - **Hostile input** is refused before any dyno sees it, with the router's page,
+//!   `Connection: close`, and an H26 line (`cause="…"`) when the `Host` names an app:
+//!   request line over 8192 bytes (414); a header line over 8192, a name over 1000, more
+//!   than 1000 fields or a head over 256 KiB (431); `Content-Length` with
+//!   `Transfer-Encoding`, differing or malformed lengths, any coding but exactly `chunked`,
+//!   obfuscated or folded framing headers, bare CR/LF, several `Host`s, malformed chunking
+//!   (400); `Expect` other than `100-continue` (417); `CONNECT` (405); other versions
+//!   (505). Nothing after a refused message is read: no hidden request gets through.
+//! - **Timeouts**: 30 s to the response head (H12, counted once the dyno has the whole
+//!   request body, or from the last body byte it took), a rolling 55 s idle window after
+//!   that in both directions (H15/H28; WebSockets close), 30 s to send a request head
+//!   (slowloris, idle keep-alive). All are [`RouterConfig`] fields.
 //! - **Log lines** go to the app's stream as `heroku[router]`, written when the response
 //!   ends so `bytes=` and `service=` are final.
 //! - **HTTPS** ([`serve_tls`], module `tls`): TLS (rustls) with the certificate picked per
 //!   SNI name by `kiln_tls::SniResolver`, then HTTP/2 or HTTP/1.1 as ALPN decided, into the
 //!   same pipeline. Dynos always get HTTP/1.1, with `X-Forwarded-Proto: https` and the TLS
 //!   port; plain HTTP sent to the TLS port gets a 400; handshakes have 10 s.
-//!
-//! # Not yet (issue 5)
-//!
-//! Custom domains, Heroku's header size and count limits, the 55 s idle window after the
-//! first byte (H15/H28), rejecting ambiguous framing (CL+TE and the like), TLS with SNI,
-//! fetching `ERROR_PAGE_URL`/`MAINTENANCE_PAGE_URL`, and benchmarks.
 
 mod access_log;
 mod backend;
 mod balance;
 mod body;
 mod cache;
+mod chunked;
 mod compress;
 mod config;
 mod forward;
+mod guard;
 mod hcode;
+mod head;
 mod host;
+mod page_fetch;
 mod pages;
 mod proxy;
 mod request_id;

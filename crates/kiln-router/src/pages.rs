@@ -1,10 +1,12 @@
 //! The pages the router answers with by itself. Like Heroku's they are small, static and
-//! say what happened without revealing anything about the app. Issue 5 adds serving the
-//! app's `ERROR_PAGE_URL` / `MAINTENANCE_PAGE_URL` instead; [`for_code`] already gets the
-//! app for that.
+//! say what happened without revealing anything about the app. For its 503s the router
+//! serves the app's `MAINTENANCE_PAGE_URL` (H80) or `ERROR_PAGE_URL` (the other codes)
+//! instead when the app has one and it can be fetched ([`page_fetch`](crate::page_fetch)).
 
 use crate::body::RouterBody;
+use crate::config::RouterConfig;
 use crate::hcode::HCode;
+use crate::page_fetch;
 use crate::table::AppEntry;
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
@@ -44,11 +46,59 @@ const MAINTENANCE: &str = page!("Offline for maintenance", "<p>This app is under
 const NO_SUCH_APP: &str =
     page!("There’s nothing here, yet.", "<p>No app is served at this address.</p><p>If you expected one, check the app’s name and domain.</p>");
 const BAD_REQUEST: &str = page!("Bad request", "<p>The router could not understand this request.</p>");
+const TIMEOUT: &str = page!("Request timeout", "<p>The request was not received in time.</p>");
+const METHOD_NOT_ALLOWED: &str = page!("Method not allowed", "<p>The router does not serve this method.</p>");
+const URI_TOO_LONG: &str = page!("Request line too long", "<p>The request line is longer than 8192 bytes.</p>");
+const EXPECTATION_FAILED: &str = page!("Expectation failed", "<p>Only <code>Expect: 100-continue</code> is supported.</p>");
+const HEADERS_TOO_LARGE: &str =
+    page!("Request headers too large", "<p>A header line is longer than 8192 bytes, a header name longer than 1000, or there are more than 1000 headers.</p>");
+const VERSION_NOT_SUPPORTED: &str = page!("HTTP version not supported", "<p>The router speaks HTTP/1.0 and HTTP/1.1 here.</p>");
 
-/// The page for a router error on `app`.
+/// The router's own page for a router error on `app`.
 pub(crate) fn for_code(code: HCode, _app: &AppEntry) -> Response<RouterBody> {
-    let page = if code == HCode::H80 { MAINTENANCE } else { APPLICATION_ERROR };
-    html(code.status(), page)
+    match code {
+        // The request was at fault, not the app.
+        HCode::H26 => bad_request(),
+        // The client stopped sending; it is told so if it still listens (H28 logs 499).
+        HCode::H28 => closing(html(StatusCode::REQUEST_TIMEOUT, TIMEOUT)),
+        HCode::H80 => html(code.status(), MAINTENANCE),
+        _ => html(code.status(), APPLICATION_ERROR),
+    }
+}
+
+/// The page for a router error on `app`: the app's own maintenance or error page when it
+/// has one that can be fetched (always with the error's 503), else the router's.
+pub(crate) async fn error_page(code: HCode, app: &AppEntry, config: &RouterConfig) -> Response<RouterBody> {
+    let url = match code {
+        HCode::H80 => app.maintenance_page_url.as_deref(),
+        _ if code.status() == StatusCode::SERVICE_UNAVAILABLE => app.error_page_url.as_deref(),
+        _ => None,
+    };
+    if let Some(page) = match url {
+        Some(url) => page_fetch::page(url, config).await,
+        None => None,
+    } {
+        let mut response = Response::new(RouterBody::full(page.body.clone()));
+        *response.status_mut() = code.status();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, page.content_type.clone());
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-store"));
+        return response;
+    }
+    for_code(code, app)
+}
+
+/// The answer to a request the [guard](crate::guard) refused before it reached an app.
+pub(crate) fn refused(status: StatusCode) -> Response<RouterBody> {
+    let page = match status {
+        StatusCode::METHOD_NOT_ALLOWED => METHOD_NOT_ALLOWED,
+        StatusCode::URI_TOO_LONG => URI_TOO_LONG,
+        StatusCode::EXPECTATION_FAILED => EXPECTATION_FAILED,
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => HEADERS_TOO_LARGE,
+        StatusCode::HTTP_VERSION_NOT_SUPPORTED => VERSION_NOT_SUPPORTED,
+        _ => BAD_REQUEST,
+    };
+    closing(html(status, page))
 }
 
 /// No app is served at the requested host.
@@ -58,8 +108,11 @@ pub(crate) fn no_such_app() -> Response<RouterBody> {
 
 /// The request cannot be routed at all (e.g. several `Host` headers).
 pub(crate) fn bad_request() -> Response<RouterBody> {
-    let mut response = html(StatusCode::BAD_REQUEST, BAD_REQUEST);
-    // After a malformed request the connection's state is suspect; do not reuse it.
+    closing(html(StatusCode::BAD_REQUEST, BAD_REQUEST))
+}
+
+/// After a malformed request the connection's state is suspect; it is not reused.
+fn closing(mut response: Response<RouterBody>) -> Response<RouterBody> {
     response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
     response
 }

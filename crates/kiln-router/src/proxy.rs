@@ -17,6 +17,7 @@ use crate::balance::{self, Tried};
 use crate::body::{Finish, RouterBody};
 use crate::config::RouterConfig;
 use crate::forward::{self, ListenerInfo};
+use crate::guard::{self, ClientConn};
 use crate::hcode::HCode;
 use crate::pages;
 use crate::table::{AppEntry, AppSlot, RouteTable};
@@ -63,13 +64,15 @@ pub(crate) async fn handle(shared: Arc<Shared>, client_ip: HeaderValue, mut req:
         request_id: fwd.request_id,
         fwd: fwd.forwarded_for,
         proto: shared.listener.proto,
+        idle: shared.config.idle_timeout,
+        client: req.extensions().get::<ClientConn>().cloned(),
     };
     match decision {
         // The cache answers what it can and hands the rest to `dispatch`.
         Decision::Route => crate::cache::route(&shared, log, req, client_upgrade).await,
         Decision::Refuse(code) => {
             log.emit(&Outcome::refused(code));
-            pages::for_code(code, &log.app)
+            pages::error_page(code, &log.app, &shared.config).await
         }
         Decision::Gone => pages::no_such_app(),
     }
@@ -193,7 +196,7 @@ pub(crate) async fn dispatch(config: &RouterConfig, log: RequestLog, mut req: Re
     // `decide` routes only apps with backends, so at least one attempt was made.
     let Some(f) = last_failure else {
         log.emit(&Outcome::refused(HCode::H14));
-        return pages::for_code(HCode::H14, &app);
+        return pages::error_page(HCode::H14, &app, config).await;
     };
     log.emit(&Outcome {
         code: Some(f.code),
@@ -203,13 +206,15 @@ pub(crate) async fn dispatch(config: &RouterConfig, log: RequestLog, mut req: Re
         status: Some(f.code.status().as_u16()),
         bytes: Some(0),
     });
-    pages::for_code(f.code, &app)
+    pages::error_page(f.code, &app, config).await
 }
 
 /// One dyno: a pooled connection if one is alive, else a new one; then the request, with
-/// the first-byte timeout from the moment it is handed over.
+/// the first-byte timeout from the moment it is handed over (and its body delivered: see
+/// [`guard::first_byte`]).
 async fn attempt(config: &RouterConfig, backend: &Arc<BackendState>, mut req: Request<Incoming>) -> Attempt {
     let failure = |code, connect, service| Failure { code, backend: Arc::clone(backend), connect, service };
+    let client = req.extensions().get::<ClientConn>().cloned();
     // Pooled connections found dead; past a few, the dyno probably restarted and dropped
     // them all, so connect afresh instead of draining the pool one by one.
     let mut stale = 0;
@@ -234,7 +239,7 @@ async fn attempt(config: &RouterConfig, backend: &Arc<BackendState>, mut req: Re
         }
         let connect = if reused { Duration::ZERO } else { connect_started.elapsed() };
         let dispatched_at = Instant::now();
-        match timeout(config.first_byte_timeout, sender.try_send_request(req)).await {
+        match guard::first_byte(config.first_byte_timeout, client.as_ref(), sender.try_send_request(req)).await {
             Ok(Ok(response)) => return Attempt::Answered { response, sender, connect, dispatched_at },
             Ok(Err(mut e)) => match e.take_message() {
                 // Nothing was written: a kept-alive connection the dyno had just closed.
@@ -250,8 +255,9 @@ async fn attempt(config: &RouterConfig, backend: &Arc<BackendState>, mut req: Re
                     let code = if error.is_parse() {
                         HCode::H17
                     } else if error.is_user() {
-                        // The client's request body broke off: the client left.
-                        HCode::H27
+                        // The client's request body failed: malformed (H26), idle (H28) or
+                        // broken off because the client left (H27).
+                        client.as_ref().map_or(HCode::H27, ClientConn::failure_code)
                     } else {
                         HCode::H13
                     };
@@ -289,7 +295,7 @@ fn respond(
             status: Some(status.as_u16()),
             bytes: Some(0),
         });
-        upgrade::splice(client_upgrade, dyno_upgrade, outstanding);
+        upgrade::splice(client_upgrade, dyno_upgrade, outstanding, log.idle);
         // The connection now belongs to the upgrade; it never returns to the pool.
         drop(sender);
         let (mut parts, _) = response.into_parts();
@@ -297,6 +303,9 @@ fn respond(
         return Response::from_parts(parts, RouterBody::empty());
     }
     let (mut parts, body) = response.into_parts();
+    // The router speaks HTTP/1.1 to clients whatever the dyno spoke (an HTTP/1.0 server
+    // would otherwise make the router answer an HTTP/1.1 client in 1.0).
+    parts.version = http::Version::HTTP_11;
     forward::prepare_response(&mut parts.headers, false);
     let finish = Finish { log, outstanding, sender: Some(sender), status: status.as_u16(), connect, dispatched_at, bytes: 0 };
     Response::from_parts(parts, RouterBody::upstream(body, finish))

@@ -6,7 +6,8 @@
 
 use crate::config::RouterConfig;
 use crate::forward::ListenerInfo;
-use crate::proxy::{self, Shared};
+use crate::guard;
+use crate::proxy::Shared;
 use crate::table::RouteTable;
 use http::HeaderValue;
 use hyper::server::conn::http1;
@@ -53,10 +54,13 @@ pub(crate) async fn serve_on(
         tracing::warn!(config = config.domain, table = table.domain(), "router config and route table disagree on the domain; the table's is used");
     }
     let mut http = http1::Builder::new();
-    // Bounds how long a client may take to send a request head, idle keep-alive included.
-    http.timer(TokioTimer::new()).header_read_timeout(config.idle_timeout);
-    // Issue 5: Heroku's limits (8192-byte lines, 1000 headers) go here and in a
-    // validation layer, along with TLS listeners (ListenerInfo already carries the scheme).
+    // Bounds how long a client may take to send a request head, idle keep-alive included
+    // (slowloris). Heroku's limits are enforced by the guard (`crate::guard`) before hyper
+    // reads a head; hyper's own limits are set just above them so they never bite first.
+    http.timer(TokioTimer::new())
+        .header_read_timeout(config.head_timeout)
+        .max_headers(crate::head::MAX_HEADERS + 1)
+        .max_buf_size(crate::head::MAX_HEAD + 64 * 1024);
     let listener_info = if tls.is_some() { crate::tls::listener_info(local.port()) } else { ListenerInfo::http(local.port()) };
     let shared = Arc::new(Shared { table, logs, config, listener: listener_info });
     tracing::info!(%local, tls = tls.is_some(), "router listening");
@@ -98,10 +102,13 @@ where
 {
     let client_ip = client_ip_header(peer.ip());
     let shared = Arc::clone(shared);
+    // Every byte from the client passes the guard first: framing, limits, idle clients.
+    let (io, conn_state) = guard::guard(io, shared.config.idle_timeout);
     let service = service_fn(move |req| {
         let shared = Arc::clone(&shared);
         let client_ip = client_ip.clone();
-        async move { Ok::<_, Infallible>(proxy::handle(shared, client_ip, req).await) }
+        let conn_state = Arc::clone(&conn_state);
+        async move { Ok::<_, Infallible>(guard::serve(shared, client_ip, conn_state, req).await) }
     });
     let conn = http.serve_connection(TokioIo::new(io), service).with_upgrades();
     tokio::spawn(async move {

@@ -1,5 +1,10 @@
 //! The route table: which app a host names, and each app's settings and up web dynos.
 //!
+//! A host names an app in this order: a custom domain with exactly that hostname, then
+//! `<app>.<domain>`, then a wildcard custom domain (`*.example.com` covers
+//! `www.example.com`, one label deep). Hostnames ignore case, port and a trailing dot, and
+//! belong to one app at most (the platform refuses duplicates; here the latest wins).
+//!
 //! It lives only in memory. The dyno manager and the API publish into it through
 //! [`RouteUpdates`]; requests read it. Each app has a slot holding an immutable snapshot
 //! ([`AppEntry`]) in a `tokio::sync::watch` channel: a read is a short lock and an `Arc`
@@ -28,7 +33,12 @@ struct Index {
     by_id: HashMap<String, Arc<AppSlot>>,
     /// Apps registered only through `set_backends` have no name yet and are not here.
     by_name: HashMap<String, Arc<AppSlot>>,
-    // Issue 5: custom domains become a third map, hostname -> slot, checked first.
+    /// Custom domains by exact hostname.
+    by_domain: HashMap<String, Arc<AppSlot>>,
+    /// Wildcard custom domains, `*.example.com` kept as `example.com`.
+    by_wildcard: HashMap<String, Arc<AppSlot>>,
+    /// Each app's custom domains as last published (normalized), so a new set replaces it.
+    domains_of: HashMap<String, Vec<String>>,
 }
 
 /// One app's current snapshot, and the channel that announces the next.
@@ -62,6 +72,9 @@ pub struct AppEntry {
     pub(crate) maintenance_page_url: Option<String>,
     pub(crate) status: WebStatus,
     pub(crate) backends: Vec<Arc<BackendState>>,
+    /// Dynos taken out of rotation that may still be answering requests: the dyno manager
+    /// waits for their in-flight count to reach zero before it stops them.
+    pub(crate) draining: Vec<Arc<BackendState>>,
     /// Set on the last snapshot of a destroyed app, to release requests held on it.
     pub(crate) removed: bool,
 }
@@ -76,6 +89,7 @@ impl AppEntry {
             maintenance_page_url: None,
             status: WebStatus::Blank,
             backends: Vec::new(),
+            draining: Vec::new(),
             removed: false,
         }
     }
@@ -140,8 +154,34 @@ impl RouteTable {
 
     pub(crate) fn lookup_slot(&self, host: &str) -> Option<Arc<AppSlot>> {
         let hostname = host::hostname(host)?;
-        let label = host::app_label(&hostname, &self.domain)?;
-        self.read().by_name.get(label).cloned()
+        let index = self.read();
+        // The emptiness checks keep the common case (no custom domains) to one hash.
+        if !index.by_domain.is_empty() {
+            if let Some(slot) = index.by_domain.get(hostname.as_ref()) {
+                return Some(Arc::clone(slot));
+            }
+        }
+        if let Some(slot) = host::app_label(&hostname, &self.domain).and_then(|label| index.by_name.get(label)) {
+            return Some(Arc::clone(slot));
+        }
+        if !index.by_wildcard.is_empty() {
+            let parent = hostname.split_once('.').map(|(_, parent)| parent)?;
+            return index.by_wildcard.get(parent).cloned();
+        }
+        None
+    }
+
+    /// Drops an app's custom domains from the maps (those another app has not taken since).
+    fn forget_domains(index: &mut Index, app_id: &str, slot: &Arc<AppSlot>) {
+        for hostname in index.domains_of.remove(app_id).unwrap_or_default() {
+            let (map, key) = match hostname.strip_prefix("*.") {
+                Some(parent) => (&mut index.by_wildcard, parent),
+                None => (&mut index.by_domain, hostname.as_str()),
+            };
+            if map.get(key).is_some_and(|s| Arc::ptr_eq(s, slot)) {
+                map.remove(key);
+            }
+        }
     }
 
     // A poisoned lock only means a writer panicked between two map operations; each map
@@ -196,11 +236,45 @@ impl RouteUpdates for RouteTable {
         let current = slot.current();
         // Keep the state of dynos that are still there: their outstanding counts,
         // quarantine and warm connections stay meaningful.
-        let states = backends.into_iter().map(|b| current.backends.iter().find(|s| s.backend == b).cloned().unwrap_or_else(|| BackendState::new(b))).collect();
+        let states: Vec<Arc<BackendState>> = backends.into_iter().map(|b| current.backends.iter().find(|s| s.backend == b).cloned().unwrap_or_else(|| BackendState::new(b))).collect();
+        // Dynos leaving rotation are remembered while they still have requests in flight.
+        let mut draining: Vec<Arc<BackendState>> = current.draining.iter().chain(current.backends.iter()).filter(|d| !states.iter().any(|s| Arc::ptr_eq(s, d)) && d.outstanding() > 0).cloned().collect();
+        draining.dedup_by(|a, b| Arc::ptr_eq(a, b));
         slot.update(|e| {
             e.status = status;
             e.backends = states;
+            e.draining = draining;
         });
+    }
+
+    fn in_flight(&self, app_id: &str, addr: std::net::SocketAddr) -> usize {
+        let Some(slot) = self.read().by_id.get(app_id).cloned() else { return 0 };
+        let entry = slot.current();
+        entry.backends.iter().chain(entry.draining.iter()).filter(|b| b.backend.addr == addr).map(|b| b.outstanding()).sum()
+    }
+
+    fn set_domains(&self, app_id: &str, hostnames: Vec<String>) {
+        let mut index = self.write();
+        let slot = Self::slot_or_insert(&mut index, app_id);
+        Self::forget_domains(&mut index, app_id, &slot);
+        let mut published = Vec::with_capacity(hostnames.len());
+        for hostname in hostnames {
+            let hostname = hostname.trim().trim_end_matches('.').to_ascii_lowercase();
+            if hostname.is_empty() || published.contains(&hostname) {
+                continue;
+            }
+            let (map, key) = match hostname.strip_prefix("*.") {
+                Some(parent) => (&mut index.by_wildcard, parent.to_string()),
+                None => (&mut index.by_domain, hostname.clone()),
+            };
+            if let Some(other) = map.insert(key, Arc::clone(&slot)) {
+                if !Arc::ptr_eq(&other, &slot) {
+                    tracing::warn!(hostname, app_id, other = other.current().app_id, "custom domain moved to another app");
+                }
+            }
+            published.push(hostname);
+        }
+        index.domains_of.insert(app_id.to_string(), published);
     }
 
     fn release_changed(&self, app_id: &str, _version: u32) {
@@ -215,6 +289,7 @@ impl RouteUpdates for RouteTable {
         if index.by_name.get(&name).is_some_and(|s| Arc::ptr_eq(s, &slot)) {
             index.by_name.remove(&name);
         }
+        Self::forget_domains(&mut index, app_id, &slot);
         drop(index);
         slot.update(|e| {
             e.removed = true;
@@ -261,6 +336,36 @@ mod tests {
         let e2 = t.get("id1").unwrap();
         let counts: Vec<_> = e2.outstanding().map(|(b, n)| (b.dyno.as_str(), n)).collect();
         assert_eq!(counts, vec![("web.2", 1), ("web.3", 0)]);
+    }
+
+    #[test]
+    fn custom_domains() {
+        let t = RouteTable::new("localhost");
+        t.upsert_app("id1", "foo", false, None, None);
+        t.upsert_app("id2", "bar", false, None, None);
+        t.set_domains("id1", vec!["WWW.Example.com.".into(), "*.example.org".into(), "bar.localhost".into()]);
+        let app = |host: &str| t.lookup_host(host).map(|a| a.app_id().to_string());
+        assert_eq!(app("www.example.com").as_deref(), Some("id1"));
+        assert_eq!(app("WWW.EXAMPLE.COM:8080").as_deref(), Some("id1"));
+        assert_eq!(app("example.com"), None);
+        assert_eq!(app("a.example.org").as_deref(), Some("id1"), "wildcard, one label");
+        assert_eq!(app("a.b.example.org"), None);
+        assert_eq!(app("example.org"), None);
+        assert_eq!(app("bar.localhost").as_deref(), Some("id1"), "exact custom domains come first");
+        assert_eq!(app("foo.localhost").as_deref(), Some("id1"));
+
+        // A new set replaces the old one; another app may take a freed hostname.
+        t.set_domains("id1", vec!["api.example.com".into()]);
+        assert_eq!(app("www.example.com"), None);
+        assert_eq!(app("a.example.org"), None);
+        assert_eq!(app("bar.localhost").as_deref(), Some("id2"));
+        t.set_domains("id2", vec!["www.example.com".into(), "api.example.com".into()]);
+        assert_eq!(app("api.example.com").as_deref(), Some("id2"), "the latest publisher wins");
+        // id1 dropping its (already taken) hostname does not unroute id2's.
+        t.set_domains("id1", vec![]);
+        assert_eq!(app("api.example.com").as_deref(), Some("id2"));
+        t.remove_app("id2");
+        assert_eq!(app("www.example.com"), None, "a removed app's domains go with it");
     }
 
     #[tokio::test]

@@ -6,9 +6,11 @@
 //! next release version is one more than the last) hold under concurrency and crashes. SQLite
 //! (WAL) is the embedded default; a PostgreSQL implementation can sit behind the same trait.
 
+mod domains;
 mod sni;
 mod sqlite;
 
+pub use domains::Domain;
 pub use sni::{SniEndpoint, validate_name as validate_sni_endpoint_name};
 pub use sqlite::SqliteStore;
 
@@ -251,4 +253,15 @@ pub trait Store: Send + Sync {
     fn update_sni_endpoint(&self, app_id: &str, id_or_name: &str, certificate_chain: &str, private_key: &str) -> Result<SniEndpoint>;
     /// Removes a certificate and returns what it was.
     fn delete_sni_endpoint(&self, app_id: &str, id_or_name: &str) -> Result<SniEndpoint>;
+
+    // --- custom domains (see the `domains` module) ---
+
+    /// The app's custom domains, oldest first.
+    fn domains(&self, app_id: &str) -> Result<Vec<Domain>>;
+    /// One of the app's custom domains, by id or hostname.
+    fn domain(&self, app_id: &str, id_or_hostname: &str) -> Result<Domain>;
+    /// Adds a custom domain (a lowercase hostname); `Conflict` if any app has it already.
+    fn add_domain(&self, app_id: &str, hostname: &str) -> Result<Domain>;
+    /// Removes one of the app's custom domains and returns what it was.
+    fn remove_domain(&self, app_id: &str, id_or_hostname: &str) -> Result<Domain>;
 }

@@ -144,6 +144,8 @@ const MIGRATIONS: &[&str] = &[
     "#,
     // 2: uploaded TLS certificates (Heroku's SNI endpoints).
     crate::sni::MIGRATION,
+    // 3: custom domains.
+    crate::domains::MIGRATION,
 ];
 
 // Input limits. The API layer has its own, usually tighter; these keep a hostile or buggy
@@ -1135,6 +1137,22 @@ impl Store for SqliteStore {
 
     fn delete_sni_endpoint(&self, app_id: &str, id_or_name: &str) -> Result<crate::SniEndpoint> {
         self.write(|tx| crate::sni::delete(tx, app_id, id_or_name))
+    }
+
+    fn domains(&self, app_id: &str) -> Result<Vec<crate::Domain>> {
+        self.read(|tx| crate::domains::list(tx, app_id))
+    }
+
+    fn domain(&self, app_id: &str, id_or_hostname: &str) -> Result<crate::Domain> {
+        self.read(|tx| crate::domains::get(tx, app_id, id_or_hostname))
+    }
+
+    fn add_domain(&self, app_id: &str, hostname: &str) -> Result<crate::Domain> {
+        self.write(|tx| crate::domains::add(tx, app_id, hostname))
+    }
+
+    fn remove_domain(&self, app_id: &str, id_or_hostname: &str) -> Result<crate::Domain> {
+        self.write(|tx| crate::domains::remove(tx, app_id, id_or_hostname))
     }
 }
 

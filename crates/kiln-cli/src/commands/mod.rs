@@ -5,9 +5,11 @@ mod apps;
 mod buildpacks;
 mod certs;
 mod config;
+mod domains;
 mod git_cmds;
 mod login;
 mod logs;
+mod maintenance;
 mod ps;
 mod releases;
 pub mod run;
@@ -122,6 +124,12 @@ pub async fn dispatch(ctx: &mut Ctx<'_>, cmd: Cmd) -> Result<()> {
         Cmd::Logs { app, num, tail, dyno, source } => logs::logs(ctx, &app, logs::LogOptions { lines: num, tail, dyno, source }).await,
         Cmd::Buildpacks { app, json } => buildpacks::list(ctx, &app, json).await,
         Cmd::BuildpacksSet { app, url } => buildpacks::set(ctx, &app, &url).await,
+        Cmd::Domains { app, json } => domains::list(ctx, &app, json).await,
+        Cmd::DomainsAdd { app, hostname } => domains::add(ctx, &app, &hostname).await,
+        Cmd::DomainsRemove { app, hostname } => domains::remove(ctx, &app, &hostname).await,
+        Cmd::Maintenance { app } => maintenance::show(ctx, &app).await,
+        Cmd::MaintenanceOn { app } => maintenance::set(ctx, &app, true).await,
+        Cmd::MaintenanceOff { app } => maintenance::set(ctx, &app, false).await,
         Cmd::Certs { app, json } => certs::list(ctx, &app, json).await,
         Cmd::CertsInfo { app, name, json } => certs::info(ctx, &app, name.as_deref(), json).await,
         Cmd::CertsAdd { app, cert, key } => certs::add(ctx, &app, &cert, &key).await,

@@ -1,0 +1,457 @@
+//! The router's own reading of a request head, before hyper's: Heroku's limits and the
+//! framing rules that keep a request from meaning one thing to the router and another to
+//! the dyno (request smuggling).
+//!
+//! hyper parses every head again after this check and forwards what *it* parsed, with
+//! framing it regenerates, so the dyno can only ever see the requests hyper saw. This
+//! check is stricter than hyper on purpose: it refuses what hyper would quietly repair
+//! (`Content-Length` beside `Transfer-Encoding`, where hyper drops the length; codings
+//! other than exactly `chunked`; duplicate `Host`), it measures Heroku's limits on the raw
+//! bytes, and it gives every refusal the router's own page and log line instead of hyper's
+//! bare answer. Anything it lets through that hyper still refuses gets hyper's 400.
+//!
+//! Limits (`shared/reference/heroku-runtime.md` §2.5): request line ≤ 8192 bytes (else
+//! 414), header line ≤ 8192, field name ≤ 1000, at most 1000 fields (else 431). Heroku sets
+//! no total; the router does ([`MAX_HEAD`]) so that one connection cannot pin megabytes.
+
+use http::StatusCode;
+
+pub(crate) const MAX_REQUEST_LINE: usize = 8192;
+pub(crate) const MAX_HEADER_LINE: usize = 8192;
+pub(crate) const MAX_HEADER_NAME: usize = 1000;
+pub(crate) const MAX_HEADERS: usize = 1000;
+/// The whole head, request line and fields together.
+pub(crate) const MAX_HEAD: usize = 256 * 1024;
+/// Empty lines tolerated before a request line (RFC 9112 §2.2: a client may send a stray
+/// CRLF after a body).
+const MAX_LEADING_EMPTY_LINES: usize = 8;
+/// Heroku refuses methods longer than this.
+const MAX_METHOD: usize = 127;
+/// Values kept for the log line of a refused request.
+const MAX_LOGGED: usize = 1024;
+
+/// How the body after a head is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Framing {
+    None,
+    Length(u64),
+    Chunked,
+}
+
+/// A head that passed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Head {
+    /// Bytes from the request line to the empty line, inclusive.
+    pub(crate) len: usize,
+    pub(crate) framing: Framing,
+    /// The client asks to switch protocols (HTTP/1.1 with `Upgrade`): what follows the
+    /// message may not be HTTP, depending on the dyno's answer.
+    pub(crate) upgrade: bool,
+}
+
+/// Why a request was refused, and what is known of it for the log line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Rejection {
+    pub(crate) status: StatusCode,
+    /// `cause=` of the H26 line.
+    pub(crate) cause: &'static str,
+    pub(crate) method: Option<String>,
+    pub(crate) target: Option<String>,
+    pub(crate) host: Option<String>,
+    pub(crate) request_id: Option<String>,
+    pub(crate) forwarded_for: Option<String>,
+}
+
+/// What [`HeadScanner::scan`] found in the buffered bytes.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Scan {
+    /// The head is not complete yet; nothing is wrong so far.
+    More,
+    /// This many empty lines' bytes precede the request line: drop them and scan again.
+    Skip(usize),
+    Done(Head),
+    Reject(Rejection),
+}
+
+/// Reads one request head incrementally: each call looks only at lines completed since
+/// the last, so a head trickling in a byte at a time costs linear work.
+#[derive(Debug, Default)]
+pub(crate) struct HeadScanner {
+    /// Bytes of complete lines already checked.
+    pos: usize,
+    /// Lines checked, request line included.
+    lines: usize,
+    fields: usize,
+    http10: bool,
+    upgrade: bool,
+    method: Option<String>,
+    target: Option<String>,
+    host: Option<String>,
+    hosts: usize,
+    request_id: Option<String>,
+    forwarded_for: Option<String>,
+    content_length: Option<u64>,
+    transfer_encodings: usize,
+}
+
+impl HeadScanner {
+    /// Checks the lines of `buf` (the bytes received since the head began) completed since
+    /// the last call. After `Done`, `Skip` or `Reject` the scanner must be reset.
+    pub(crate) fn scan(&mut self, buf: &[u8]) -> Scan {
+        loop {
+            let rest = &buf[self.pos..];
+            let Some(nl) = rest.iter().position(|&b| b == b'\n') else { return self.incomplete(rest.len()) };
+            let line = &rest[..nl];
+            let Some(line) = line.strip_suffix(b"\r") else { return self.reject(StatusCode::BAD_REQUEST, "line ended by a bare LF") };
+            if line.contains(&b'\r') {
+                return self.reject(StatusCode::BAD_REQUEST, "bare CR in the request head");
+            }
+            let end = self.pos + nl + 1;
+            if self.lines == 0 {
+                if line.is_empty() {
+                    // Only before anything else: a stray CRLF after the previous body.
+                    let empty_lines = buf[..end].iter().filter(|&&b| b == b'\n').count();
+                    if empty_lines > MAX_LEADING_EMPTY_LINES {
+                        return self.reject(StatusCode::BAD_REQUEST, "too many empty lines before the request line");
+                    }
+                    self.pos = end;
+                    continue;
+                }
+                if self.pos > 0 {
+                    let skip = self.pos;
+                    *self = HeadScanner::default();
+                    return Scan::Skip(skip);
+                }
+                if let Err((status, cause)) = self.request_line(line) {
+                    return self.reject(status, cause);
+                }
+            } else if line.is_empty() {
+                return self.finish(end);
+            } else if let Err((status, cause)) = self.field_line(line) {
+                return self.reject(status, cause);
+            }
+            self.lines += 1;
+            self.pos = end;
+            if self.pos > MAX_HEAD {
+                return self.reject(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "request head too large");
+            }
+        }
+    }
+
+    /// The line being received has no end yet: refuse it as soon as it is too long.
+    fn incomplete(&mut self, partial: usize) -> Scan {
+        if self.lines == 0 && partial > MAX_REQUEST_LINE + 1 {
+            return self.reject(StatusCode::URI_TOO_LONG, "request line too long");
+        }
+        if self.lines > 0 && partial > MAX_HEADER_LINE + 1 {
+            return self.reject(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "header line too long");
+        }
+        if self.pos + partial > MAX_HEAD {
+            return self.reject(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "request head too large");
+        }
+        Scan::More
+    }
+
+    fn request_line(&mut self, line: &[u8]) -> Result<(), (StatusCode, &'static str)> {
+        if line.len() > MAX_REQUEST_LINE {
+            return Err((StatusCode::URI_TOO_LONG, "request line too long"));
+        }
+        let bad = (StatusCode::BAD_REQUEST, "malformed request line");
+        let mut parts = line.split(|&b| b == b' ');
+        let (Some(method), Some(target), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else { return Err(bad) };
+        if method.is_empty() || method.len() > MAX_METHOD || !method.iter().all(|&b| is_tchar(b)) {
+            return Err((StatusCode::BAD_REQUEST, "malformed method"));
+        }
+        self.method = Some(logged(method));
+        if target.is_empty() || !target.iter().all(|&b| (0x21..=0x7e).contains(&b)) {
+            return Err((StatusCode::BAD_REQUEST, "malformed request target"));
+        }
+        self.target = Some(logged(target));
+        match version {
+            b"HTTP/1.1" => {}
+            b"HTTP/1.0" => self.http10 = true,
+            v if v.starts_with(b"HTTP/") => return Err((StatusCode::HTTP_VERSION_NOT_SUPPORTED, "unsupported HTTP version")),
+            _ => return Err(bad),
+        }
+        if method == b"CONNECT" {
+            // Heroku routes every method but CONNECT: a router is not a tunnel.
+            return Err((StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not supported"));
+        }
+        Ok(())
+    }
+
+    fn field_line(&mut self, line: &[u8]) -> Result<(), (StatusCode, &'static str)> {
+        let too_large = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
+        let bad = StatusCode::BAD_REQUEST;
+        if line.len() > MAX_HEADER_LINE {
+            return Err((too_large, "header line too long"));
+        }
+        self.fields += 1;
+        if self.fields > MAX_HEADERS {
+            return Err((too_large, "too many headers"));
+        }
+        if matches!(line[0], b' ' | b'\t') {
+            return Err((bad, "obsolete line folding"));
+        }
+        let Some(colon) = line.iter().position(|&b| b == b':') else { return Err((bad, "header line without a colon")) };
+        let (name, value) = (&line[..colon], &line[colon + 1..]);
+        if name.len() > MAX_HEADER_NAME {
+            return Err((too_large, "header name too long"));
+        }
+        if name.last().is_some_and(|&b| b == b' ' || b == b'\t') {
+            // `Transfer-Encoding : chunked`: some parsers ignore the field, some honour it.
+            return Err((bad, "whitespace before a header colon"));
+        }
+        if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
+            return Err((bad, "malformed header name"));
+        }
+        if name.contains(&b'_') && is_framing_name(name) {
+            // `Transfer_Encoding` is not a framing field to the router, but CGI-style
+            // environments fold `_` and `-` together; refuse rather than guess.
+            return Err((bad, "framing header spelled with an underscore"));
+        }
+        if !value.iter().all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f)) {
+            return Err((bad, "control character in a header value"));
+        }
+        let value = value.trim_ascii();
+        if name.eq_ignore_ascii_case(b"host") {
+            self.hosts += 1;
+            if self.hosts > 1 {
+                return Err((bad, "several Host headers"));
+            }
+            self.host = Some(logged(value));
+        } else if name.eq_ignore_ascii_case(b"content-length") {
+            // Repeated equal lines are one length (hyper forwards one of them); a list in
+            // one line (`1, 2`, even `5, 5`) is refused, as hyper would.
+            let mut items = value.split(|&b| b == b',').map(|item| parse_length(item.trim_ascii()));
+            let len = items.next().flatten().ok_or((bad, "invalid Content-Length"))?;
+            if let Some(other) = items.next() {
+                let other = other.ok_or((bad, "invalid Content-Length"))?;
+                return Err((bad, if other == len { "Content-Length given as a list" } else { "conflicting Content-Length values" }));
+            }
+            if self.content_length.is_some_and(|seen| seen != len) {
+                return Err((bad, "conflicting Content-Length values"));
+            }
+            self.content_length = Some(len);
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            self.transfer_encodings += 1;
+            if self.transfer_encodings > 1 {
+                return Err((bad, "several Transfer-Encoding headers"));
+            }
+            // Exactly `chunked`: `xchunked`, `chunked, identity`, `gzip, chunked` and the
+            // like are where two parsers disagree on where the body ends.
+            if !value.eq_ignore_ascii_case(b"chunked") {
+                return Err((bad, "Transfer-Encoding other than chunked"));
+            }
+        } else if name.eq_ignore_ascii_case(b"expect") {
+            if !value.eq_ignore_ascii_case(b"100-continue") {
+                return Err((StatusCode::EXPECTATION_FAILED, "unexpected expect header value"));
+            }
+        } else if name.eq_ignore_ascii_case(b"upgrade") {
+            self.upgrade = true;
+        } else if name.eq_ignore_ascii_case(b"x-request-id") {
+            self.request_id = Some(logged(value));
+        } else if name.eq_ignore_ascii_case(b"x-forwarded-for") {
+            self.forwarded_for = Some(logged(value));
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, len: usize) -> Scan {
+        let chunked = self.transfer_encodings > 0;
+        if chunked && self.content_length.is_some() {
+            return self.reject(StatusCode::BAD_REQUEST, "Content-Length with Transfer-Encoding");
+        }
+        if chunked && self.http10 {
+            return self.reject(StatusCode::BAD_REQUEST, "Transfer-Encoding in an HTTP/1.0 request");
+        }
+        let framing = match (chunked, self.content_length) {
+            (true, _) => Framing::Chunked,
+            (false, Some(n)) if n > 0 => Framing::Length(n),
+            _ => Framing::None,
+        };
+        Scan::Done(Head { len, framing, upgrade: self.upgrade && !self.http10 })
+    }
+
+    fn reject(&mut self, status: StatusCode, cause: &'static str) -> Scan {
+        Scan::Reject(Rejection {
+            status,
+            cause,
+            method: self.method.take(),
+            target: self.target.take(),
+            // Only a single Host names an app; with several, none may be trusted.
+            host: if self.hosts == 1 { self.host.take() } else { None },
+            request_id: self.request_id.take(),
+            forwarded_for: self.forwarded_for.take(),
+        })
+    }
+}
+
+/// `Content-Length` or `Transfer-Encoding` with `_` for `-`.
+fn is_framing_name(name: &[u8]) -> bool {
+    let folded: Vec<u8> = name.iter().map(|&b| if b == b'_' { b'-' } else { b.to_ascii_lowercase() }).collect();
+    folded == b"content-length" || folded == b"transfer-encoding"
+}
+
+/// RFC 9110 token characters.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// A decimal length, digits only (no sign, no spaces inside), that fits hyper's limit.
+fn parse_length(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || s.len() > 19 || !s.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(s).ok()?.parse().ok()
+}
+
+fn logged(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_LOGGED)]).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scan(head: &[u8]) -> Scan {
+        HeadScanner::default().scan(head)
+    }
+
+    fn done(head: &str) -> Head {
+        match scan(head.as_bytes()) {
+            Scan::Done(h) => h,
+            other => panic!("{head:?}: {other:?}"),
+        }
+    }
+
+    fn refused(head: &[u8]) -> (u16, &'static str) {
+        match scan(head) {
+            Scan::Reject(r) => (r.status.as_u16(), r.cause),
+            other => panic!("{:?} was not refused: {other:?}", String::from_utf8_lossy(head)),
+        }
+    }
+
+    #[test]
+    fn plain_heads_pass() {
+        let h = done("GET / HTTP/1.1\r\nHost: a.localhost\r\n\r\n");
+        assert_eq!(h, Head { len: 37, framing: Framing::None, upgrade: false });
+        assert_eq!(done("POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello").framing, Framing::Length(5));
+        assert_eq!(done("POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length:5\r\n\r\n").framing, Framing::Length(5));
+        assert_eq!(done("POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n").framing, Framing::Chunked);
+        assert_eq!(done("POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\tchunked \r\n\r\n").framing, Framing::Chunked);
+        assert_eq!(done("GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n").framing, Framing::None);
+        assert!(done("GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n").upgrade);
+        assert!(!done("GET /ws HTTP/1.0\r\nHost: a\r\nUpgrade: websocket\r\n\r\n").upgrade);
+        assert_eq!(done("GET / HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\nX-Empty:\r\n\r\n").framing, Framing::None);
+    }
+
+    #[test]
+    fn incomplete_heads_wait() {
+        assert_eq!(scan(b"GET / HTTP/1.1\r\nHost: a\r\n"), Scan::More);
+        assert_eq!(scan(b"GET / HT"), Scan::More);
+        // Incremental: a head fed in pieces gives the same answer.
+        let full = b"GET / HTTP/1.1\r\nHost: a\r\nX: y\r\n\r\n";
+        let mut s = HeadScanner::default();
+        for end in 1..full.len() {
+            assert_eq!(s.scan(&full[..end]), Scan::More, "at {end}");
+        }
+        assert!(matches!(s.scan(full), Scan::Done(Head { len: 33, .. })));
+    }
+
+    #[test]
+    fn leading_empty_lines_are_skipped() {
+        assert_eq!(scan(b"\r\n\r\nGET / HTTP/1.1\r\n"), Scan::Skip(4));
+        assert_eq!(scan(b"\r\n"), Scan::More);
+        assert_eq!(refused(&b"\r\n".repeat(9)).0, 400);
+        assert_eq!(refused(b"\nGET / HTTP/1.1\r\n\r\n"), (400, "line ended by a bare LF"));
+    }
+
+    #[test]
+    fn smuggling_framings_are_refused() {
+        let cases: &[(&[u8], &str)] = &[
+            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n", "Content-Length with Transfer-Encoding"),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n", "Content-Length with Transfer-Encoding"),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1, 2\r\n\r\n", "conflicting Content-Length values"),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", "conflicting Content-Length values"),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n", "Content-Length given as a list"),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5,\r\n\r\n", "invalid Content-Length"),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +1\r\n\r\n", "invalid Content-Length"),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1 2\r\n\r\n", "invalid Content-Length"),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0x10\r\n\r\n", "invalid Content-Length"),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999\r\n\r\n", "invalid Content-Length"),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n", "Transfer-Encoding other than chunked"),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, identity\r\n\r\n", "Transfer-Encoding other than chunked"),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", "Transfer-Encoding other than chunked"),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", "several Transfer-Encoding headers"),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding : chunked\r\n\r\n", "whitespace before a header colon"),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding\t: chunked\r\n\r\n", "whitespace before a header colon"),
+            (b"POST / HTTP/1.1\r\nHost: a\r\n Transfer-Encoding: chunked\r\n\r\n", "obsolete line folding"),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nX: y\r\n\tTransfer-Encoding: chunked\r\n\r\n", "obsolete line folding"),
+            (b"POST / HTTP/1.0\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n", "Transfer-Encoding in an HTTP/1.0 request"),
+            (b"POST / HTTP/1.1\r\nHost: a\nTransfer-Encoding: chunked\r\n\r\n", "line ended by a bare LF"),
+            (b"POST / HTTP/1.1\r\nHost: a\rTransfer-Encoding: chunked\r\n\r\n", "bare CR in the request head"),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nX: a\x00b\r\n\r\n", "control character in a header value"),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", "several Host headers"),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue-please\r\n\r\n", "unexpected expect header value"),
+            (b"GET  / HTTP/1.1\r\nHost: a\r\n\r\n", "malformed request line"),
+            (b"G\x01T / HTTP/1.1\r\nHost: a\r\n\r\n", "malformed method"),
+            (b"GET / HTTP/1.1 \r\nHost: a\r\n\r\n", "malformed request line"),
+            (b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n", "malformed request line"),
+            (b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", "unsupported HTTP version"),
+            (b"CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n", "CONNECT is not supported"),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nNoColon\r\n\r\n", "header line without a colon"),
+            (b"GET / HTTP/1.1\r\nHost: a\r\n: v\r\n\r\n", "malformed header name"),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nX(y): v\r\n\r\n", "malformed header name"),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer_Encoding: chunked\r\n\r\n", "framing header spelled with an underscore"),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nContent_length: 5\r\n\r\n", "framing header spelled with an underscore"),
+        ];
+        for (head, cause) in cases {
+            assert_eq!(refused(head).1, *cause, "{:?}", String::from_utf8_lossy(head));
+        }
+    }
+
+    #[test]
+    fn statuses() {
+        assert_eq!(refused(b"GET / HTTP/2.0\r\n\r\n").0, 505);
+        assert_eq!(refused(b"CONNECT a:1 HTTP/1.1\r\n\r\n").0, 405);
+        assert_eq!(refused(b"GET / HTTP/1.1\r\nExpect: x\r\n\r\n").0, 417);
+    }
+
+    #[test]
+    fn herokus_limits() {
+        let at_limit = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "x".repeat(MAX_REQUEST_LINE - 14));
+        assert!(matches!(scan(at_limit.as_bytes()), Scan::Done(_)));
+        let over = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "x".repeat(MAX_REQUEST_LINE - 13));
+        assert_eq!(refused(over.as_bytes()), (414, "request line too long"));
+        // Refused before the line even ends, so it is never buffered whole.
+        let partial = format!("GET /{}", "x".repeat(MAX_REQUEST_LINE));
+        assert_eq!(refused(partial.as_bytes()).0, 414);
+
+        let value = |n: usize| format!("GET / HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n", "v".repeat(n));
+        assert!(matches!(scan(value(MAX_HEADER_LINE - 7).as_bytes()), Scan::Done(_)));
+        assert_eq!(refused(value(MAX_HEADER_LINE - 6).as_bytes()), (431, "header line too long"));
+        let name = |n: usize| format!("GET / HTTP/1.1\r\nHost: a\r\n{}: v\r\n\r\n", "n".repeat(n));
+        assert!(matches!(scan(name(MAX_HEADER_NAME).as_bytes()), Scan::Done(_)));
+        assert_eq!(refused(name(MAX_HEADER_NAME + 1).as_bytes()), (431, "header name too long"));
+
+        let many = |n: usize| format!("GET / HTTP/1.1\r\n{}\r\n", (0..n).map(|i| format!("X-{i}: v\r\n")).collect::<String>());
+        assert!(matches!(scan(many(MAX_HEADERS).as_bytes()), Scan::Done(_)));
+        assert_eq!(refused(many(MAX_HEADERS + 1).as_bytes()), (431, "too many headers"));
+
+        let huge = format!("GET / HTTP/1.1\r\n{}\r\n", (0..100).map(|i| format!("X-{i}: {}\r\n", "v".repeat(8000))).collect::<String>());
+        assert_eq!(refused(huge.as_bytes()), (431, "request head too large"));
+    }
+
+    #[test]
+    fn refusals_carry_what_the_log_needs() {
+        let Scan::Reject(r) = scan(b"POST /p?q=1 HTTP/1.1\r\nHost: foo.localhost\r\nX-Request-Id: abc\r\nX-Forwarded-For: 1.2.3.4\r\nContent-Length: 1, 2\r\n\r\n") else { panic!() };
+        assert_eq!(r.method.as_deref(), Some("POST"));
+        assert_eq!(r.target.as_deref(), Some("/p?q=1"));
+        assert_eq!(r.host.as_deref(), Some("foo.localhost"));
+        assert_eq!(r.request_id.as_deref(), Some("abc"));
+        assert_eq!(r.forwarded_for.as_deref(), Some("1.2.3.4"));
+        let Scan::Reject(r) = scan(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n") else { panic!() };
+        assert_eq!(r.host, None, "an ambiguous Host names no app");
+    }
+}
