@@ -163,7 +163,8 @@ impl HeadScanner {
             return Err((StatusCode::BAD_REQUEST, "malformed method"));
         }
         self.method = Some(logged(method));
-        if target.is_empty() || !target.iter().all(|&b| (0x21..=0x7e).contains(&b)) {
+        // Visible ASCII, and (as hyper's parser allows) raw non-ASCII bytes some clients send.
+        if target.is_empty() || !target.iter().all(|&b| (0x21..=0x7e).contains(&b) || b >= 0x80) {
             return Err((StatusCode::BAD_REQUEST, "malformed request target"));
         }
         self.target = Some(logged(target));
@@ -344,6 +345,7 @@ mod tests {
         assert!(done("GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n").upgrade);
         assert!(!done("GET /ws HTTP/1.0\r\nHost: a\r\nUpgrade: websocket\r\n\r\n").upgrade);
         assert_eq!(done("GET / HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\nX-Empty:\r\n\r\n").framing, Framing::None);
+        assert!(matches!(scan("GET /caf\u{e9} HTTP/1.1\r\nHost: a\r\n\r\n".as_bytes()), Scan::Done(_)), "raw UTF-8 in a path, as hyper allows");
     }
 
     #[test]

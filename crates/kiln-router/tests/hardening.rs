@@ -740,3 +740,13 @@ async fn unusable_page_urls_fall_back_to_the_routers_page() {
     router.table.upsert_app(&id, "foo", true, None, Some("ftp://example.com/x".into()));
     assert!(send(router.addr, get("foo.localhost", "/")).await.body.contains("Offline for maintenance"));
 }
+
+/// Raw UTF-8 in a request path (sent by some clients) passes the guard; hyper decides.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_utf8_paths_are_not_refused_by_the_guard() {
+    let router = Router::start().await;
+    let dyno = recording_dyno().await;
+    router.app("foo", &[dyno.addr]);
+    let (out, _) = exchange(router.addr, "GET /caf\u{e9} HTTP/1.1\r\nHost: foo.localhost\r\nConnection: close\r\n\r\n".as_bytes()).await;
+    assert_eq!(statuses(&out), [200], "{out}");
+}
