@@ -13,16 +13,21 @@
 #   (c) the dyno directly;
 # and cache hits: Kiln's cache against Varnish (Debian's), both in front of the same dyno.
 #
-# Knobs (environment): CONNS (32), DURATION (10s), WARMUP (3s), MAX_LOAD (1.0: wait up to
+# Other builds and tests on a small machine make single runs noisy, so the five setups are
+# measured ROUNDS times, interleaved, and the report takes each setup's median run.
+#
+# Knobs (environment): ROUNDS (3), CONNS (32), DURATION (10s), WARMUP (3s), MAX_LOAD (1.0: wait up to
 # LOAD_WAIT seconds, default 600, for the 1-minute load average to fall below it, since other
 # builds on a 2-core machine skew everything), KILN_BIN (use this kiln binary instead of
 # building one), PORT_BASE (18700: the router, API, nginx proxy and Varnish take the next
-# four ports), PROFILE (1: record a flat `perf` profile of the kiln server during the Kiln
-# runs, reported next to the results).
+# four ports), PROFILE (1: during the Kiln runs, also record a flat `perf` profile of the
+# kiln server, its context switches per request, and in an extra 3 s run its system calls
+# per request with `strace -c`; reported after the results).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
+rounds=${ROUNDS:-3}
 conns=${CONNS:-32}
 duration=${DURATION:-10s}
 warmup=${WARMUP:-3s}
@@ -213,27 +218,48 @@ done
 echo "   load before measuring: $(cat /proc/loadavg)"
 
 kiln_pid=${pids[0]}
-measure() { # name url [wrk args...]
-  local name=$1 url=$2 perf_pid=
+# Context switches of every kiln thread so far.
+switches() { cat /proc/"$kiln_pid"/task/*/status 2>/dev/null | awk '/ctxt_switches/ {n += $2} END {print n + 0}'; }
+requests() { awk '/requests in/ {print $1}' "$1"; }
+measure() { # name url [wrk args...]; uses $round
+  local name=$1 url=$2 perf_pid= profile=
   shift 2
+  [ -n "${PROFILE:-}" ] && [ "$round" = 1 ] && [[ $name == kiln* ]] && profile=1
   wrk -t1 -c"$conns" -d"$warmup" "$@" "$url" >/dev/null
-  echo "-- $name: $url (load $(load))"
-  if [ -n "${PROFILE:-}" ] && [[ $name == kiln* ]] && command -v perf >/dev/null; then
+  echo "-- $name, round $round: $url (load $(load))"
+  if [ -n "$profile" ] && command -v perf >/dev/null; then
     perf record -q -F 999 -p "$kiln_pid" -o "$out/$name.perf" 2>/dev/null &
     perf_pid=$!
   fi
-  wrk -t1 -c"$conns" -d"$duration" --latency "$@" "$url" | tee "$out/$name.txt" | grep -E "Requests/sec|Latency|50%|99%|errors|Non-2xx" || true
+  local sw0
+  sw0=$(switches)
+  wrk -t1 -c"$conns" -d"$duration" --latency "$@" "$url" | tee "$out/$name.$round.txt" | grep -E "Requests/sec|50%|99%|errors|Non-2xx" || true
+  if [ -n "$profile" ]; then
+    echo "   kiln context switches per request: $(awk -v s=$(( $(switches) - sw0 )) -v r="$(requests "$out/$name.$round.txt")" 'BEGIN{printf "%.2f", s/r}')" | tee "$out/$name.switches.txt"
+  fi
   if [ -n "$perf_pid" ]; then
     kill -INT "$perf_pid" 2>/dev/null || true
     wait "$perf_pid" 2>/dev/null || true
-    perf report -q -i "$out/$name.perf" --no-children --sort dso,sym 2>/dev/null | head -40 >"$out/$name.profile.txt" || true
+    perf report -q -i "$out/$name.perf" --no-children --sort dso 2>/dev/null | head -8 >"$out/$name.profile.txt" || true
+    perf report -q -i "$out/$name.perf" --no-children --sort dso,sym 2>/dev/null | head -40 >>"$out/$name.profile.txt" || true
+  fi
+  if [ -n "$profile" ] && command -v strace >/dev/null; then
+    # strace slows the server a lot; only the calls per request mean anything here.
+    timeout -s INT 4 strace -c -f -p "$kiln_pid" -o "$out/$name.strace" 2>/dev/null &
+    local strace_pid=$!
+    sleep 0.5
+    wrk -t1 -c"$conns" -d3s "$@" "$url" >"$out/$name.strace-wrk.txt"
+    wait "$strace_pid" 2>/dev/null || true
+    awk -v r="$(requests "$out/$name.strace-wrk.txt")" '$NF ~ /^[a-z_0-9]+$/ && $4 ~ /^[0-9]+$/ {printf "   %-14s %6.2f per request\n", $NF, $4 / r}' "$out/$name.strace" | sort -k2 -nr | head -8 >"$out/$name.syscalls.txt" || true
   fi
 }
-measure direct "http://127.0.0.1:$dyno_port/index.html"
-measure nginx "http://127.0.0.1:$proxy_port/index.html"
-measure kiln "http://127.0.0.1:$router_port/index.html" -H "Host: $host"
-measure varnish "http://127.0.0.1:$varnish_port/cached.html"
-measure kiln-cache "http://127.0.0.1:$router_port/cached.html" -H "Host: $host"
+for round in $(seq 1 "$rounds"); do
+  measure direct "http://127.0.0.1:$dyno_port/index.html"
+  measure nginx "http://127.0.0.1:$proxy_port/index.html"
+  measure kiln "http://127.0.0.1:$router_port/index.html" -H "Host: $host"
+  measure varnish "http://127.0.0.1:$varnish_port/cached.html"
+  measure kiln-cache "http://127.0.0.1:$router_port/cached.html" -H "Host: $host"
+done
 echo "   load after measuring: $(cat /proc/loadavg)"
 
 # --- report ----------------------------------------------------------------------------------
@@ -244,7 +270,7 @@ mkdir -p "$(dirname "$summary")"
   echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo "commit: $(cd "$repo" && git rev-parse --short HEAD 2>/dev/null || echo unknown)${KILN_BIN:+ (kiln binary: $KILN_BIN)}"
   echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r)"
-  echo "wrk: -t1 -c$conns -d$duration (keep-alive), warm-up $warmup; small static page $(wc -c <"$app/public/index.html") bytes"
+  echo "wrk: -t1 -c$conns -d$duration (keep-alive), warm-up $warmup, $rounds interleaved rounds (median shown); small static page $(wc -c <"$app/public/index.html") bytes"
   echo "versions: $(nginx -v 2>&1 | sed 's/.*: //'), $(varnishd -V 2>&1 | head -1 | sed 's/^varnishd //'), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
   echo
   "$report" "$out"
@@ -252,5 +278,5 @@ mkdir -p "$(dirname "$summary")"
 echo
 echo "raw wrk output: $out; summary: $summary"
 if [ -n "${PROFILE:-}" ]; then
-  for f in "$out"/*.profile.txt; do [ -e "$f" ] && { echo "== $(basename "$f")"; head -25 "$f"; }; done
+  for f in "$out"/*.profile.txt "$out"/*.syscalls.txt "$out"/*.switches.txt; do [ -e "$f" ] && { echo "== $(basename "$f")"; head -30 "$f"; }; done
 fi

@@ -2,14 +2,18 @@
 //! for each setup, the ratios the issue sets targets for, and a Markdown table for
 //! `bench/README.md`.
 //!
-//! Usage: `router-report DIR` where DIR holds `direct.txt`, `nginx.txt`, `kiln.txt`,
-//! `kiln-cache.txt` and `varnish.txt`.
+//! Usage: `router-report DIR` where DIR holds `<setup>.<round>.txt` for the setups
+//! `direct`, `nginx`, `kiln`, `varnish` and `kiln-cache`. Each setup is represented by its
+//! median round by requests/s (its own p50 and p99), so one round disturbed by other work on
+//! the machine does not decide the comparison.
 
 use std::path::Path;
 use std::process::ExitCode;
 
 struct Run {
     label: &'static str,
+    /// Requests/s of every round, in round order.
+    rounds: Vec<f64>,
     rps: f64,
     p50_ms: f64,
     p99_ms: f64,
@@ -47,7 +51,7 @@ fn parse(label: &'static str, text: &str) -> Option<Run> {
             errors.push(l.to_string());
         }
     }
-    Some(Run { label, rps: rps?, p50_ms: p50?, p99_ms: p99?, errors: errors.join("; ") })
+    Some(Run { label, rounds: Vec::new(), rps: rps?, p50_ms: p50?, p99_ms: p99?, errors: errors.join("; ") })
 }
 
 fn main() -> ExitCode {
@@ -64,17 +68,33 @@ fn main() -> ExitCode {
     ];
     let mut runs = Vec::new();
     for (file, label) in setups {
-        let path = Path::new(&dir).join(format!("{file}.txt"));
-        match std::fs::read_to_string(&path).ok().and_then(|t| parse(label, &t)) {
-            Some(r) => runs.push((file, r)),
-            None => eprintln!("router-report: no wrk result in {}", path.display()),
+        let mut found: Vec<(u32, Run)> = Vec::new();
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(round) = name.strip_prefix(file).and_then(|r| r.strip_prefix('.')).and_then(|r| r.strip_suffix(".txt")).and_then(|r| r.parse::<u32>().ok()) else { continue };
+            match std::fs::read_to_string(entry.path()).ok().and_then(|t| parse(label, &t)) {
+                Some(r) => found.push((round, r)),
+                None => eprintln!("router-report: no wrk result in {}", Path::new(&dir).join(&name).display()),
+            }
         }
+        if found.is_empty() {
+            eprintln!("router-report: no rounds for {file}");
+            continue;
+        }
+        found.sort_by_key(|(round, _)| *round);
+        let rounds: Vec<f64> = found.iter().map(|(_, r)| r.rps).collect();
+        let mut by_rate: Vec<Run> = found.into_iter().map(|(_, r)| r).collect();
+        by_rate.sort_by(|a, b| a.rps.total_cmp(&b.rps));
+        let mut median = by_rate.swap_remove(by_rate.len() / 2);
+        median.rounds = rounds;
+        runs.push((file, median));
     }
     let get = |name: &str| runs.iter().find(|(f, _)| *f == name).map(|(_, r)| r);
 
-    println!("{:<28} {:>12} {:>10} {:>10}", "setup", "requests/s", "p50", "p99");
+    println!("{:<28} {:>12} {:>10} {:>10}   rounds (requests/s)", "setup", "requests/s", "p50", "p99");
     for (_, r) in &runs {
-        println!("{:<28} {:>12.0} {:>8.2}ms {:>8.2}ms{}", r.label, r.rps, r.p50_ms, r.p99_ms, if r.errors.is_empty() { String::new() } else { format!("  ({})", r.errors) });
+        let rounds: Vec<String> = r.rounds.iter().map(|x| format!("{x:.0}")).collect();
+        println!("{:<28} {:>12.0} {:>8.2}ms {:>8.2}ms   {}{}", r.label, r.rps, r.p50_ms, r.p99_ms, rounds.join(" "), if r.errors.is_empty() { String::new() } else { format!("  ({})", r.errors) });
     }
     println!();
     let mut all_met = true;
