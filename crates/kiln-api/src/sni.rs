@@ -4,6 +4,8 @@
 //! Create and update take `certificate_chain` and `private_key` (PEM). The private key is
 //! never served back. `ssl_cert` describes the end-entity certificate; `ca_signed?` is the
 //! opposite of `self_signed?` (Kiln does not check the chain against a public trust store).
+//! `domains` lists the ids of the app's custom domains the certificate covers: those it is
+//! served for.
 
 use crate::auth::User;
 use crate::error::{ApiError, ApiResult};
@@ -15,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use kiln_platform::SniEndpointView;
-use kiln_store::App;
+use kiln_store::{App, Domain};
 use serde_json::{Value, json};
 
 pub fn routes() -> Router<ApiState> {
@@ -24,9 +26,10 @@ pub fn routes() -> Router<ApiState> {
         .route("/apps/{app}/sni-endpoints/{endpoint}", get(info).patch(update).delete(remove))
 }
 
-/// An SNI endpoint as Heroku shows it.
-pub fn sni_endpoint(app: &App, v: &SniEndpointView) -> Value {
+/// An SNI endpoint as Heroku shows it, given the app's custom domains.
+pub fn sni_endpoint(app: &App, v: &SniEndpointView, domains: &[Domain]) -> Value {
     let e = &v.endpoint;
+    let covered: Vec<&str> = domains.iter().filter(|d| v.info.hostnames.contains(&d.hostname) || v.info.covers(&d.hostname)).map(|d| d.id.as_str()).collect();
     json!({
         "id": e.id,
         "name": e.name,
@@ -34,7 +37,7 @@ pub fn sni_endpoint(app: &App, v: &SniEndpointView) -> Value {
         "certificate_chain": e.certificate_chain,
         "created_at": e.created_at.rfc3339(),
         "updated_at": e.updated_at.rfc3339(),
-        "domains": [],
+        "domains": covered,
         "app": { "id": app.id, "name": app.name },
         "ssl_cert": {
             "id": e.id,
@@ -62,31 +65,32 @@ fn pem_fields(body: &Value) -> ApiResult<(String, String)> {
 async fn list(State(st): State<ApiState>, User(user): User, Path(app): Path<String>) -> ApiResult<Json<Value>> {
     let app = st.platform.app_for(&user, &app)?;
     let items = st.platform.sni_endpoints(&app)?;
-    Ok(Json(Value::Array(items.iter().map(|v| sni_endpoint(&app, v)).collect())))
+    let domains = st.platform.domains(&app)?;
+    Ok(Json(Value::Array(items.iter().map(|v| sni_endpoint(&app, v, &domains)).collect())))
 }
 
 async fn info(State(st): State<ApiState>, User(user): User, Path((app, endpoint)): Path<(String, String)>) -> ApiResult<Json<Value>> {
     let app = st.platform.app_for(&user, &app)?;
     let v = st.platform.sni_endpoint(&app, &endpoint)?;
-    Ok(Json(sni_endpoint(&app, &v)))
+    Ok(Json(sni_endpoint(&app, &v, &st.platform.domains(&app)?)))
 }
 
 async fn create(State(st): State<ApiState>, User(user): User, Path(app): Path<String>, Body(body): Body) -> ApiResult<Response> {
     let app = st.platform.app_for(&user, &app)?;
     let (chain, key) = pem_fields(&body)?;
     let v = st.platform.add_sni_endpoint(&app, &chain, &key)?;
-    Ok((StatusCode::CREATED, Json(sni_endpoint(&app, &v))).into_response())
+    Ok((StatusCode::CREATED, Json(sni_endpoint(&app, &v, &st.platform.domains(&app)?))).into_response())
 }
 
 async fn update(State(st): State<ApiState>, User(user): User, Path((app, endpoint)): Path<(String, String)>, Body(body): Body) -> ApiResult<Json<Value>> {
     let app = st.platform.app_for(&user, &app)?;
     let (chain, key) = pem_fields(&body)?;
     let v = st.platform.update_sni_endpoint(&app, &endpoint, &chain, &key)?;
-    Ok(Json(sni_endpoint(&app, &v)))
+    Ok(Json(sni_endpoint(&app, &v, &st.platform.domains(&app)?)))
 }
 
 async fn remove(State(st): State<ApiState>, User(user): User, Path((app, endpoint)): Path<(String, String)>) -> ApiResult<Json<Value>> {
     let app = st.platform.app_for(&user, &app)?;
     let v = st.platform.remove_sni_endpoint(&app, &endpoint)?;
-    Ok(Json(sni_endpoint(&app, &v)))
+    Ok(Json(sni_endpoint(&app, &v, &st.platform.domains(&app)?)))
 }

@@ -292,3 +292,37 @@ async fn shutdown_closes_idle_http2_connections() {
     tokio::time::timeout(Duration::from_secs(10), router.shutdown()).await.expect("router stopped").unwrap();
     let _ = tokio::time::timeout(Duration::from_secs(5), conn).await.expect("client saw the connection close");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_domains_get_their_apps_uploaded_certificates() {
+    use kiln_model::route::RouteUpdates;
+    let router = TlsRouter::start().await;
+    let (a, _) = echo_dyno("a").await;
+    let (b, _) = echo_dyno("b").await;
+    let foo = router.app("foo", &[a]);
+    let bar = router.app("bar", &[b]);
+    router.table.set_domains(&foo, vec!["www.example.com".into(), "*.shop.example".into()]);
+    router.table.set_domains(&bar, vec!["bar.example.net".into()]);
+    let www = upload(&["www.example.com"]);
+    let wildcard = upload(&["*.shop.example"]);
+    let (www_der, wildcard_der) = (www.certified_key().cert[0].clone(), wildcard.certified_key().cert[0].clone());
+    router.resolver.set_app_certificates(&foo, vec![www, wildcard]);
+
+    let tls = connect(router.addr, "www.example.com", &[www_der.clone()], &[b"h2"]).await.unwrap();
+    assert_eq!(served_cert(&tls), www_der);
+    let (mut tx, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls)).await.unwrap();
+    tokio::spawn(conn);
+    let resp = tx.send_request(Request::get("https://www.example.com/hi").body(Full::<Bytes>::default()).unwrap()).await.unwrap();
+    assert_eq!(resp.headers()["x-backend"], "a", "the custom domain routes to its app");
+
+    let tls = connect(router.addr, "eu.shop.example", &[wildcard_der.clone()], &[]).await.unwrap();
+    assert_eq!(served_cert(&tls), wildcard_der, "a wildcard domain with a wildcard certificate");
+    let r = h1_request(tls, Request::get("/").header("host", "eu.shop.example").body(Full::default()).unwrap()).await;
+    assert_eq!((r.status.as_u16(), r.backend().as_str()), (200, "a"));
+
+    // bar's custom domain has no certificate of its own: foo's are never offered for it, and
+    // the local CA does not sign names outside the platform domain.
+    let err = connect(router.addr, "bar.example.net", &[www_der, wildcard_der, router.ca_der()], &[]).await.unwrap_err();
+    assert!(err.to_string().contains("certificate"), "{err}");
+    router.shutdown().await.unwrap();
+}

@@ -1,6 +1,7 @@
 //! HTTPS end to end: a real `kiln server --router-tls-listen`, a deployed app, and the real
 //! `curl` (OpenSSL, nghttp2) as the client, trusting only the certificates it is given:
-//! the local CA for `<app>.localhost`, then a certificate uploaded with `kiln certs:add`.
+//! the local CA for `<app>.localhost`, then certificates uploaded with `kiln certs:add`, for
+//! the app's own hostname and for a custom domain.
 //! HTTP/2 from curl reaches the dyno as HTTP/1.1; everything survives a restart.
 
 mod common;
@@ -148,7 +149,23 @@ fn https_with_sni_http2_and_uploaded_certificates() {
     let r = curl(port, host, "/", &ca, &[]);
     assert_eq!(r.status, 0, "the local CA's certificate is no longer the one served");
 
-    // A restart keeps the CA clients trust and the uploaded certificate.
+    // A custom domain with its own uploaded certificate, over HTTP/2.
+    let custom = "www.tls-example.test";
+    s.ok(&["domains:add", custom, "-a", "tlsapp"]);
+    let (chain2, key2) = kiln_tls::self_signed(&[custom]).unwrap();
+    let crt2 = write(&work, "custom.crt", &chain2);
+    let key2 = write(&work, "custom.key", &key2);
+    s.ok(&["certs:add", crt2.to_str().unwrap(), key2.to_str().unwrap(), "-a", "tlsapp"]);
+    let r = curl(port, custom, "/custom", &crt2, &["--http2"]);
+    assert_eq!((r.status, r.version.as_str()), (200, "HTTP/2"), "{}", r.stderr);
+    assert!(r.body.starts_with("path=/custom version=HTTP/1.1 proto=https"), "{}", r.body);
+    let domain_id = s.api("GET", &format!("/apps/tlsapp/domains/{custom}"), None).json()["id"].as_str().unwrap().to_string();
+    let endpoints = s.api("GET", "/apps/tlsapp/sni-endpoints", None).json();
+    let for_custom = endpoints.as_array().unwrap().iter().find(|e| e["ssl_cert"]["cert_domains"] == serde_json::json!([custom])).unwrap();
+    assert_eq!(for_custom["domains"], serde_json::json!([domain_id]), "the endpoint lists the domain it serves");
+    let first_name = endpoints.as_array().unwrap().iter().find(|e| e["ssl_cert"]["cert_domains"] == serde_json::json!([host])).unwrap()["name"].as_str().unwrap().to_string();
+
+    // A restart keeps the CA clients trust and the uploaded certificates.
     let mut s = s;
     s.stop();
     let s = Server::start_in(s.dir.clone(), &flags);
@@ -159,11 +176,15 @@ fn https_with_sni_http2_and_uploaded_certificates() {
         (r.status == 200).then_some(r)
     });
     assert!(r.body.contains("proto=https"), "{}", r.body);
+    assert_eq!(curl(port, custom, "/", &crt2, &[]).status, 200);
 
     // Removed, the local CA's certificate is back.
-    let removed = s.ok(&["certs:remove", "-a", "tlsapp", "--confirm", "tlsapp"]);
-    assert!(removed.starts_with("Removing SSL certificate "), "{removed}");
+    let err = s.fails(&["certs:remove", "-a", "tlsapp"]);
+    assert!(err.contains("--name"), "two certificates: which one? {err}");
+    let removed = s.ok(&["certs:remove", "-a", "tlsapp", "--name", &first_name, "--confirm", "tlsapp"]);
+    assert_eq!(removed, format!("Removing SSL certificate {first_name} from ⬢ tlsapp... done\n"));
     let r = curl(port, host, "/back", &ca, &[]);
     assert_eq!(r.status, 200, "{}", r.stderr);
-    assert_eq!(s.ok(&["certs", "-a", "tlsapp"]), "⬢ tlsapp has no SSL certificates.\nUse kiln certs:add CRT KEY to add one.\n");
+    let listed = s.ok(&["certs", "-a", "tlsapp"]);
+    assert!(!listed.contains(&first_name) && listed.contains(custom), "{listed}");
 }
