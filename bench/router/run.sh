@@ -22,7 +22,8 @@
 # building one), PORT_BASE (18700: the router, API, nginx proxy and Varnish take the next
 # four ports), PROFILE (1: during the Kiln runs, also record a flat `perf` profile of the
 # kiln server, its context switches per request, and in an extra 3 s run its system calls
-# per request with `strace -c`; reported after the results).
+# per request with `strace -c`; reported after the results), HOLD (1: keep everything
+# running after the report, for poking at by hand, until the script is interrupted).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -279,4 +280,8 @@ echo
 echo "raw wrk output: $out; summary: $summary"
 if [ -n "${PROFILE:-}" ]; then
   for f in "$out"/*.profile.txt "$out"/*.syscalls.txt "$out"/*.switches.txt; do [ -e "$f" ] && { echo "== $(basename "$f")"; head -30 "$f"; }; done
+fi
+if [ -n "${HOLD:-}" ]; then
+  echo "holding: kiln router 127.0.0.1:$router_port (Host: $host; pid $kiln_pid), nginx proxy :$proxy_port, Varnish :$varnish_port, dyno :$dyno_port"
+  while :; do sleep 3600 & wait $!; done
 fi
