@@ -158,8 +158,10 @@ pub(crate) async fn route(shared: &Arc<Shared>, log: RequestLog, req: Request<In
         let key = KeyRef { app_id: &log.app.app_id, host: log.host.as_bytes(), target: target(&log.path) };
         // HEAD misses pass: their responses have no body to store.
         let coalesce = is_get && !authorized && waits < MAX_WAITS;
-        match cache.lookup(&key, req.headers(), authorized, coalesce) {
-            Lookup::Hit(object) => return hit(&object, &log, req.headers(), is_head, accepts_gzip, started),
+        // One clock read serves the common case; a request that waited reads it again.
+        let now = if waits == 0 { started } else { Instant::now() };
+        match cache.lookup(&key, req.headers(), authorized, coalesce, now) {
+            Lookup::Hit(object) => return hit(&object, &log, req.headers(), is_head, accepts_gzip, started, now),
             Lookup::Wait(mut rx) => {
                 waits += 1;
                 if tokio::time::timeout(shared.config.first_byte_timeout, rx.changed()).await.is_err() {
@@ -203,25 +205,20 @@ fn target(path: &Option<PathAndQuery>) -> &str {
 }
 
 /// Answers from a stored object, and writes the router log line for it.
-fn hit(object: &Object, log: &RequestLog, req: &HeaderMap, is_head: bool, accepts_gzip: bool, started: Instant) -> Response<RouterBody> {
-    let mut headers = object.headers.clone();
-    let (body, length) = match (&object.gzip, &object.gzip_len, accepts_gzip) {
-        (Some(gz), Some(len), true) => {
-            compress::mark_encoded(&mut headers);
-            (gz.clone(), len.clone())
-        }
-        _ => (object.body.clone(), object.body_len.clone()),
+fn hit(object: &Object, log: &RequestLog, req: &HeaderMap, is_head: bool, accepts_gzip: bool, started: Instant, now: Instant) -> Response<RouterBody> {
+    // The stored maps are complete hit heads; only `Age` changes, in place, so the clone
+    // never has to grow.
+    let (mut headers, body) = match (&object.gzip, &object.gzip_headers, accepts_gzip) {
+        (Some(gz), Some(h), true) => (h.clone(), gz.clone()),
+        _ => (object.headers.clone(), object.body.clone()),
     };
-    headers.insert(header::AGE, age_value(object.age(Instant::now())));
-    headers.insert(X_CACHE.clone(), HeaderValue::from_static("HIT"));
+    headers.insert(header::AGE, age_value(object.age(now)));
     let not_modified = not_modified(req, &headers);
     let status = if not_modified { StatusCode::NOT_MODIFIED } else { object.status };
     if not_modified {
-        for h in [header::CONTENT_TYPE, header::CONTENT_ENCODING, header::CONTENT_LANGUAGE] {
+        for h in [header::CONTENT_TYPE, header::CONTENT_ENCODING, header::CONTENT_LANGUAGE, header::CONTENT_LENGTH] {
             headers.remove(h);
         }
-    } else if status != StatusCode::NO_CONTENT {
-        headers.insert(header::CONTENT_LENGTH, length);
     }
     let send_body = !is_head && !not_modified && status != StatusCode::NO_CONTENT;
     log.emit(&Outcome {
@@ -547,15 +544,28 @@ impl Fill {
             host: key.host.as_bytes().to_ascii_lowercase().into_boxed_slice(),
             target: target(&key.target).into(),
         };
-        let headers_size: usize = head.headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 32).sum();
+        // The heads hits are served with: everything but `Age` is known now.
+        let mut headers = head.headers;
+        headers.insert(X_CACHE.clone(), HeaderValue::from_static("HIT"));
+        headers.insert(header::AGE, age_value(0));
+        let gzip_headers = gzip.as_ref().map(|gz| {
+            let mut h = headers.clone();
+            compress::mark_encoded(&mut h);
+            h.insert(header::CONTENT_LENGTH, HeaderValue::from(gz.len()));
+            h
+        });
+        if head.status != StatusCode::NO_CONTENT {
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        }
+        let map_size = |h: &HeaderMap| -> usize { h.iter().map(|(n, v)| n.as_str().len() + v.len() + 32).sum() };
+        let headers_size = map_size(&headers) + gzip_headers.as_ref().map_or(0, map_size);
         let vary_size: usize = head.vary.iter().map(|(n, v)| n.as_str().len() + 32 + if let VaryValue::Value(b) = v { b.len() } else { 0 }).sum();
         let size = OBJECT_OVERHEAD + body.len() + gzip.as_ref().map_or(0, Bytes::len) + headers_size + vary_size + key.size();
         let object = Object {
             key,
             status: head.status,
-            headers: head.headers,
-            body_len: HeaderValue::from(body.len()),
-            gzip_len: gzip.as_ref().map(|g| HeaderValue::from(g.len())),
+            headers,
+            gzip_headers,
             body,
             gzip,
             vary: head.vary,
@@ -643,9 +653,9 @@ pub(crate) struct Object {
     headers: HeaderMap,
     body: Bytes,
     gzip: Option<Bytes>,
-    /// `Content-Length` of `body` and of `gzip`, made once rather than on every hit.
-    body_len: HeaderValue,
-    gzip_len: Option<HeaderValue>,
+    /// The heads of a hit on `body` and on `gzip`: `Content-Length`, `X-Cache` and an `Age`
+    /// to overwrite are already in, so a hit clones one map and changes one value.
+    gzip_headers: Option<HeaderMap>,
     vary: Vec<(HeaderName, VaryValue)>,
     shared_with_auth: bool,
     lifetime: u64,
@@ -750,7 +760,7 @@ impl Hasher for PrehashedHasher {
     }
     fn write(&mut self, bytes: &[u8]) {
         for &b in bytes {
-            self.0 = (self.0 << 8 | self.0 >> 56) ^ u64::from(b);
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
         }
     }
     fn write_u64(&mut self, n: u64) {
@@ -833,9 +843,8 @@ impl HttpCache {
         h.finish()
     }
 
-    fn lookup(self: &Arc<Self>, key: &KeyRef<'_>, req: &HeaderMap, authorized: bool, coalesce: bool) -> Lookup {
+    fn lookup(self: &Arc<Self>, key: &KeyRef<'_>, req: &HeaderMap, authorized: bool, coalesce: bool, now: Instant) -> Lookup {
         let hash = self.hash(key);
-        let now = Instant::now();
         let mut s = self.lock();
         let (mut hit, mut pass, mut stale) = (None, false, Vec::new());
         if let Some(ids) = s.index.get(&hash) {
@@ -1122,8 +1131,7 @@ mod tests {
             headers: HeaderMap::new(),
             body: Bytes::from(vec![0; size]),
             gzip: None,
-            body_len: HeaderValue::from(size),
-            gzip_len: None,
+            gzip_headers: None,
             vary: Vec::new(),
             shared_with_auth: false,
             lifetime: 60,
@@ -1135,12 +1143,12 @@ mod tests {
 
     fn insert(cache: &Arc<HttpCache>, app: &str, target: &str, size: usize, limits: &CacheConfig) {
         let key = KeyRef { app_id: app, host: b"h", target };
-        let Lookup::Miss(filler) = cache.lookup(&key, &HeaderMap::new(), false, true) else { panic!("expected a miss") };
+        let Lookup::Miss(filler) = cache.lookup(&key, &HeaderMap::new(), false, true, Instant::now()) else { panic!("expected a miss") };
         filler.store(object(app, target, size), limits);
     }
 
     fn is_hit(cache: &Arc<HttpCache>, app: &str, target: &str) -> bool {
-        matches!(cache.lookup(&KeyRef { app_id: app, host: b"H", target }, &HeaderMap::new(), false, false), Lookup::Hit(_))
+        matches!(cache.lookup(&KeyRef { app_id: app, host: b"H", target }, &HeaderMap::new(), false, false, Instant::now()), Lookup::Hit(_))
     }
 
     #[test]
@@ -1164,11 +1172,11 @@ mod tests {
     fn coalesces_and_marks_hit_for_miss() {
         let cache = HttpCache::new();
         let key = KeyRef { app_id: "a", host: b"h", target: "/" };
-        let Lookup::Miss(leader) = cache.lookup(&key, &HeaderMap::new(), false, true) else { panic!() };
-        let Lookup::Wait(rx) = cache.lookup(&key, &HeaderMap::new(), false, true) else { panic!("second miss waits") };
+        let Lookup::Miss(leader) = cache.lookup(&key, &HeaderMap::new(), false, true, Instant::now()) else { panic!() };
+        let Lookup::Wait(rx) = cache.lookup(&key, &HeaderMap::new(), false, true, Instant::now()) else { panic!("second miss waits") };
         drop(leader);
         assert!(rx.has_changed().is_err(), "waiters are woken when the leader gives up");
-        let Lookup::Miss(f) = cache.lookup(&key, &HeaderMap::new(), false, true) else { panic!() };
+        let Lookup::Miss(f) = cache.lookup(&key, &HeaderMap::new(), false, true, Instant::now()) else { panic!() };
         assert!(f.leading.is_none(), "hit-for-miss: no coalescing");
     }
 
@@ -1176,7 +1184,7 @@ mod tests {
     fn purge_during_fetch_is_not_stored() {
         let cache = HttpCache::new();
         let key = KeyRef { app_id: "a", host: b"h", target: "/" };
-        let Lookup::Miss(leader) = cache.lookup(&key, &HeaderMap::new(), false, true) else { panic!() };
+        let Lookup::Miss(leader) = cache.lookup(&key, &HeaderMap::new(), false, true, Instant::now()) else { panic!() };
         cache.purge_app("a");
         leader.store(object("a", "/", 10), &CacheConfig::default());
         assert!(!is_hit(&cache, "a", "/"));

@@ -295,8 +295,7 @@ async fn concurrent_misses_are_coalesced() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_bound_evicts_least_recently_used() {
-    let mut config = RouterConfig::default();
-    config.cache = CacheConfig { max_bytes: 64 * 1024, max_object_bytes: 16 * 1024 };
+    let config = RouterConfig { cache: CacheConfig { max_bytes: 64 * 1024, max_object_bytes: 16 * 1024 }, ..RouterConfig::default() };
     let router = Router::with_config(config).await;
     let big = "x".repeat(10_000);
     let (d, hits) = dyno(move |p| answer(&[PUBLIC], if p.uri.path() == "/huge" { "" } else { &big })).await;
