@@ -62,6 +62,13 @@
 //!   (slowloris, idle keep-alive). All are [`RouterConfig`] fields.
 //! - **Log lines** go to the app's stream as `heroku[router]`, written when the response
 //!   ends so `bytes=` and `service=` are final.
+//! - **HTTP cache and gzip** (modules `cache` and `compress`): responses the app marks
+//!   shareable by RFC 9111 (never `private`, `no-store`, `no-cache`, `Set-Cookie`, nor for
+//!   `Authorization` without `public`/`s-maxage`) are kept per `Vary` variant in a bounded
+//!   LRU ([`CacheConfig`]), answered with `Age` and `X-Cache: HIT` and a `dyno=cache` log
+//!   line, fetched once for concurrent misses, and dropped when the app's release changes
+//!   ([`RouteUpdates::release_changed`](kiln_model::route::RouteUpdates::release_changed)).
+//!   Compressible responses the app left uncompressed are gzipped as they stream.
 //! - **HTTPS** ([`serve_tls`], module `tls`): TLS (rustls) with the certificate picked per
 //!   SNI name by `kiln_tls::SniResolver`, then HTTP/2 or HTTP/1.1 as ALPN decided, into the
 //!   same pipeline. Dynos always get HTTP/1.1, with `X-Forwarded-Proto: https` and the TLS
