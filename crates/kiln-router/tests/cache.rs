@@ -125,7 +125,7 @@ async fn miss_then_hit_reaches_the_app_once() {
     assert_eq!((first.status, first.x_cache(), first.text().as_str()), (StatusCode::OK, "MISS", "hello #1"));
     let second = fetch(router.addr, get("FOO.localhost", "/page?q=1").header("x-request-id", "bcdefghij0123456789a")).await;
     assert_eq!((second.status, second.x_cache(), second.text().as_str()), (StatusCode::OK, "HIT", "hello #1"));
-    assert_eq!(second.header("age"), "0");
+    assert!(second.header("age").parse::<u64>().unwrap() <= 1, "{}", second.header("age"));
     assert_eq!(second.header("content-length"), "8");
     assert_eq!(second.header("via"), "1.1 kiln");
     assert_eq!(second.header("cache-control"), "public, max-age=60");
@@ -174,7 +174,8 @@ async fn age_and_expiry() {
     let r = fetch_path(router.addr, "/shared").await;
     assert_eq!(r.x_cache(), "MISS", "s-maxage wins over max-age for a shared cache");
     let r = fetch_path(router.addr, "/aged").await;
-    assert_eq!(r.header("age"), "11");
+    let age: u64 = r.header("age").parse().unwrap();
+    assert!((11..=13).contains(&age), "stored age plus time in the cache: {age}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -254,11 +255,11 @@ async fn uncacheable_responses_always_reach_the_app() {
 async fn concurrent_misses_are_coalesced() {
     let router = Router::start().await;
     let (d, hits) = dyno(|p| {
-        let mut a = match p.uri.path() {
-            "/slow" => answer(&[PUBLIC], "slow"),
-            _ => answer(&[], "dynamic"),
+        let (mut a, delay) = match p.uri.path() {
+            "/slow" => (answer(&[PUBLIC], "slow"), 300),
+            _ => (answer(&[], "dynamic"), 600),
         };
-        a.delay = Duration::from_millis(300);
+        a.delay = Duration::from_millis(delay);
         a
     })
     .await;
@@ -290,7 +291,8 @@ async fn concurrent_misses_are_coalesced() {
     for t in all {
         t.await.unwrap();
     }
-    assert!(started.elapsed() < Duration::from_millis(550), "hit-for-miss: no queueing ({:?}, first round {first_round:?})", started.elapsed());
+    // Queued behind one fetch they would take two dyno delays (1.2 s); side by side, one.
+    assert!(started.elapsed() < Duration::from_millis(1100), "hit-for-miss: no queueing ({:?}, first round {first_round:?})", started.elapsed());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -435,7 +437,7 @@ async fn gzip_streams_without_buffering_the_body() {
             let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(2);
             tokio::spawn(async move {
                 let _ = tx.send(Ok(Frame::data(Bytes::from(PAGE.repeat(20))))).await;
-                tokio::time::sleep(Duration::from_millis(700)).await;
+                tokio::time::sleep(Duration::from_millis(1000)).await;
                 let _ = tx.send(Ok(Frame::data(Bytes::from(PAGE.repeat(20))))).await;
             });
             let body = ChannelBody(rx);
@@ -455,14 +457,14 @@ async fn gzip_streams_without_buffering_the_body() {
     assert_eq!(resp.headers()["content-encoding"], "gzip");
     let mut body = resp.into_body();
     let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
-    assert!(started.elapsed() < Duration::from_millis(500), "first half arrives before the dyno finishes ({:?})", started.elapsed());
+    assert!(started.elapsed() < Duration::from_millis(800), "first half arrives before the dyno finishes ({:?})", started.elapsed());
     let mut all = first.to_vec();
     while let Some(frame) = body.frame().await {
         if let Ok(data) = frame.unwrap().into_data() {
             all.extend_from_slice(&data);
         }
     }
-    assert!(started.elapsed() >= Duration::from_millis(700));
+    assert!(started.elapsed() >= Duration::from_millis(1000));
     assert_eq!(gunzip(&all), PAGE.repeat(40));
 }
 
