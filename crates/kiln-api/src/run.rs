@@ -215,7 +215,7 @@ where
         _ = &mut reader => {
             // The client went away first.
             logs.emit(&app_id, LogLine::heroku(&name, "Client connection closed. Sending SIGHUP to all processes"));
-            signaller.signal(libc_sighup());
+            signaller.signal(SIGHUP);
             if tokio::time::timeout(Duration::from_secs(10), &mut handle.exit).await.is_err() {
                 logs.emit(&app_id, LogLine::heroku(&name, "Error R16 (Detached) -> An attached process is not responding to SIGHUP after its external connection was closed."));
                 signaller.kill();
@@ -224,6 +224,5 @@ where
     }
 }
 
-fn libc_sighup() -> i32 {
-    1
-}
+/// SIGHUP on Linux (the API crate does not link libc for one constant).
+const SIGHUP: i32 = 1;

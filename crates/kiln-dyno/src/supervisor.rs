@@ -240,7 +240,6 @@ async fn run_once(
         tty: false,
         ..Default::default()
     };
-    let _ = id;
     let mut d = match shared.runtime.start(spec) {
         Ok(d) => d,
         Err(e) => {

@@ -2,7 +2,7 @@
 //! helper (see [`crate::helper`]) that does the privileged work.
 
 use crate::cgroup::Cgroups;
-use crate::{AppDir, Bind, Dyno, DynoSignaller, DynoSpec, MemoryProbe, Runtime, RuntimeError, RuntimeKind};
+use crate::{AppDir, Bind, Dyno, DynoSpec, MemoryProbe, Runtime, RuntimeError, RuntimeKind};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::{PermissionsExt, chown};
 use std::path::PathBuf;
@@ -146,22 +146,9 @@ impl Runtime for ContainerRuntime {
                 Ok(())
             });
         }
-        let mut child = cmd.spawn().map_err(|e| fail("spawning the dyno helper", e))?;
+        let child = cmd.spawn().map_err(|e| fail("spawning the dyno helper", e))?;
         drop(status_tx);
         let status = tokio::net::unix::pipe::Receiver::from_owned_fd(status_rx).map_err(|e| fail("watching the status pipe", e))?;
-        let pid = child.id().unwrap_or(0) as i32;
-        Ok(Dyno {
-            spec_id: spec.id.clone(),
-            name: spec.name.clone(),
-            stdout: child.stdout.take(),
-            stderr: child.stderr.take(),
-            stdin: child.stdin.take(),
-            child,
-            signaller: DynoSignaller { pid, group: false },
-            status: Some(status),
-            run_dir: Some(run_dir),
-            cleanup: None,
-            memory,
-        })
+        Ok(Dyno::spawned(&spec, child, false, Some(status), run_dir, memory, None))
     }
 }

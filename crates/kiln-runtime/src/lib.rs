@@ -186,9 +186,6 @@ impl DynoSignaller {
     /// namespace (and so every process of the dyno) with it.
     pub fn kill(&self) {
         self.signal(libc::SIGKILL);
-        if !self.group {
-            // The helper forwards nothing after SIGKILL; the dyno's init has PDEATHSIG set.
-        }
     }
 }
 
@@ -266,6 +263,32 @@ pub struct Dyno {
 }
 
 impl Dyno {
+    /// Wraps a spawned process: takes its pipes, and keeps what `wait` needs to clean up.
+    pub(crate) fn spawned(
+        spec: &DynoSpec,
+        mut child: Child,
+        group: bool,
+        status: Option<tokio::net::unix::pipe::Receiver>,
+        run_dir: PathBuf,
+        memory: Option<MemoryProbe>,
+        cleanup: Option<Box<dyn FnOnce() + Send>>,
+    ) -> Dyno {
+        let pid = child.id().unwrap_or(0) as i32;
+        Dyno {
+            spec_id: spec.id.clone(),
+            name: spec.name.clone(),
+            stdout: child.stdout.take(),
+            stderr: child.stderr.take(),
+            stdin: child.stdin.take(),
+            child,
+            signaller: DynoSignaller { pid, group },
+            status,
+            run_dir: Some(run_dir),
+            cleanup,
+            memory,
+        }
+    }
+
     pub fn signaller(&self) -> DynoSignaller {
         self.signaller
     }

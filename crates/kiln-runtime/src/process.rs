@@ -1,7 +1,7 @@
 //! The plain-process fallback: each dyno is a process group on the host, with its own copy of
 //! the slug as its home. No isolation, no limits; used only where Kiln lacks privileges.
 
-use crate::{AppDir, Bind, Dyno, DynoSignaller, DynoSpec, PRELUDE, Runtime, RuntimeError, RuntimeKind};
+use crate::{AppDir, Bind, Dyno, DynoSpec, PRELUDE, Runtime, RuntimeError, RuntimeKind};
 use std::path::PathBuf;
 use std::process::Stdio;
 
@@ -78,7 +78,7 @@ impl Runtime for ProcessRuntime {
                 Ok(())
             });
         }
-        let mut child = match cmd.spawn() {
+        let child = match cmd.spawn() {
             Ok(c) => c,
             Err(e) => {
                 crate::remove_run_dir(&run_dir);
@@ -86,24 +86,13 @@ impl Runtime for ProcessRuntime {
             }
         };
         let pid = child.id().unwrap_or(0) as i32;
-        Ok(Dyno {
-            spec_id: spec.id.clone(),
-            name: spec.name.clone(),
-            stdout: child.stdout.take(),
-            stderr: child.stderr.take(),
-            stdin: child.stdin.take(),
-            child,
-            signaller: DynoSignaller { pid, group: true },
-            status: None,
-            run_dir: Some(run_dir),
-            memory: None,
-            cleanup: Some(Box::new(move || {
-                // Anything the command left running in its group goes with it.
-                // SAFETY: signalling our own process group.
-                unsafe {
-                    libc::killpg(pid, libc::SIGKILL);
-                }
-            })),
-        })
+        // Anything the command left running in its group goes with it.
+        let cleanup: Box<dyn FnOnce() + Send> = Box::new(move || {
+            // SAFETY: signalling our own process group.
+            unsafe {
+                libc::killpg(pid, libc::SIGKILL);
+            }
+        });
+        Ok(Dyno::spawned(&spec, child, true, None, run_dir, None, Some(cleanup)))
     }
 }
