@@ -17,6 +17,9 @@ pub enum TlsError {
     Generate(String),
     #[error("TLS configuration: {0}")]
     Config(String),
+    /// An ACME order failed; the message says at which step and why.
+    #[error(transparent)]
+    Acme(#[from] crate::acme::AcmeError),
 }
 
 impl TlsError {

@@ -14,9 +14,11 @@
 //!   reads in-memory maps and never touches the database.
 //! - [`server_config`] builds the rustls server configuration (ring provider, TLS 1.2 and
 //!   1.3, ALPN `h2` then `http/1.1`).
-//! - [`CertificateSource`] is the seam for certificates Kiln obtains itself (ACME). No
-//!   implementation ships yet; see its documentation.
+//! - [`CertificateSource`] is the seam for certificates Kiln obtains itself; [`acme`] is
+//!   its implementation, an RFC 8555 client (Let's Encrypt and the like) answering HTTP-01
+//!   challenges through the router.
 
+pub mod acme;
 mod error;
 mod local_ca;
 mod material;

@@ -1,5 +1,5 @@
-//! The seam for certificates Kiln would obtain itself rather than have uploaded: ACME
-//! (Let's Encrypt and the like, RFC 8555).
+//! The seam for certificates Kiln obtains itself rather than have uploaded: ACME (Let's
+//! Encrypt and the like, RFC 8555), implemented by [`AcmeClient`](crate::acme::AcmeClient).
 
 use crate::TlsError;
 use std::future::Future;
@@ -12,23 +12,21 @@ pub struct IssuedCertificate {
     pub key_pem: String,
 }
 
+impl std::fmt::Debug for IssuedCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key.
+        f.debug_struct("IssuedCertificate").field("chain_pem_len", &self.chain_pem.len()).finish_non_exhaustive()
+    }
+}
+
 /// Obtains certificates for hostnames.
 ///
-/// An ACME source (for instance on the `instant-acme` crate) would plug in here:
-///
-/// 1. The platform asks it for each custom domain that has no uploaded certificate, and
-///    again about 30 days before the one it got expires.
-/// 2. The source places an order and answers the CA's challenge: HTTP-01 by having the
-///    router answer `GET /.well-known/acme-challenge/<token>` on port 80, or TLS-ALPN-01 by
-///    having the [`SniResolver`](crate::SniResolver) present a challenge certificate when
-///    a client offers the `acme-tls/1` protocol.
-/// 3. It returns the chain and key, which the platform checks with
-///    [`Certificate::from_pem`](crate::Certificate::from_pem), stores like an uploaded
-///    certificate (so it survives restarts) and publishes to the resolver.
-///
-/// No implementation ships: issuance needs the CA to reach this server from the internet
-/// on ports 80 or 443, which the machines Kiln is developed and tested on cannot offer, so
-/// it could not be shown to work.
+/// The platform's ACM manager asks for each custom domain of an app with Automatic
+/// Certificate Management on, and again when fewer than 30 days remain; it checks what it
+/// gets with [`Certificate::from_pem`](crate::Certificate::from_pem), stores it like an
+/// uploaded certificate (marked as ACM's) and publishes it to the
+/// [`SniResolver`](crate::SniResolver). Behind a trait so the manager's rules (backoff,
+/// renewal, statuses) are tested without a CA.
 pub trait CertificateSource: Send + Sync {
     /// A short name for logs and the API, such as `acme`.
     fn name(&self) -> &'static str;
