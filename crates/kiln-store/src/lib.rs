@@ -6,10 +6,12 @@
 //! next release version is one more than the last) hold under concurrency and crashes. SQLite
 //! (WAL) is the embedded default; a PostgreSQL implementation can sit behind the same trait.
 
+mod acm;
 mod domains;
 mod sni;
 mod sqlite;
 
+pub use acm::{AcmDomain, AcmState};
 pub use domains::Domain;
 pub use sni::{SniEndpoint, validate_name as validate_sni_endpoint_name};
 pub use sqlite::SqliteStore;
@@ -59,6 +61,8 @@ pub struct App {
     pub uid: u32,
     pub stack: String,
     pub maintenance: bool,
+    /// Automatic Certificate Management is on (Heroku's `acm`).
+    pub acm: bool,
     /// The app's current config vars (the desired state; each release keeps its own snapshot).
     pub config: ConfigVars,
     pub created_at: Timestamp,
@@ -264,4 +268,20 @@ pub trait Store: Send + Sync {
     fn add_domain(&self, app_id: &str, hostname: &str) -> Result<Domain>;
     /// Removes one of the app's custom domains and returns what it was.
     fn remove_domain(&self, app_id: &str, id_or_hostname: &str) -> Result<Domain>;
+
+    // --- Automatic Certificate Management (see the `acm` module) ---
+
+    /// Turns ACM on or off; off also removes the app's ACM certificates and states.
+    fn set_acm(&self, app_id: &str, on: bool) -> Result<App>;
+    /// The ids of the apps with ACM on.
+    fn acm_apps(&self) -> Result<Vec<String>>;
+    /// The app's custom domains with their ACM states, oldest first.
+    fn acm_domains(&self, app_id: &str) -> Result<Vec<AcmDomain>>;
+    /// Records a domain's ACM state (`NotFound` if the domain is gone).
+    fn set_acm_state(&self, domain_id: &str, state: &AcmState) -> Result<()>;
+    /// Marks every domain of the app for a new certificate (`certs:auto:refresh`).
+    fn request_acm_refresh(&self, app_id: &str) -> Result<()>;
+    /// Stores the certificate issued for a domain, replacing the one before (a new
+    /// endpoint is named `name`; `Conflict` if that name is taken).
+    fn put_acm_certificate(&self, domain_id: &str, name: &str, certificate_chain: &str, private_key: &str) -> Result<SniEndpoint>;
 }

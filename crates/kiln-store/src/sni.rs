@@ -39,6 +39,8 @@ pub struct SniEndpoint {
     pub private_key: String,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// Set when ACM issued it: the custom domain it was issued for (see the `acm` module).
+    pub acm_domain_id: Option<String>,
 }
 
 impl std::fmt::Debug for SniEndpoint {
@@ -66,7 +68,7 @@ fn check_pem(certificate_chain: &str, private_key: &str) -> Result<()> {
     Ok(())
 }
 
-const SELECT: &str = "SELECT id, app_id, name, certificate_chain, private_key, created_at, updated_at FROM sni_endpoints";
+const SELECT: &str = "SELECT id, app_id, name, certificate_chain, private_key, created_at, updated_at, acm_domain_id FROM sni_endpoints";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<SniEndpoint> {
     Ok(SniEndpoint {
@@ -77,6 +79,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<SniEndpoint> {
         private_key: r.get(4)?,
         created_at: Timestamp(r.get(5)?),
         updated_at: Timestamp(r.get(6)?),
+        acm_domain_id: r.get(7)?,
     })
 }
 

@@ -146,6 +146,8 @@ const MIGRATIONS: &[&str] = &[
     crate::sni::MIGRATION,
     // 3: custom domains.
     crate::domains::MIGRATION,
+    // 4: Automatic Certificate Management.
+    crate::acm::MIGRATION,
 ];
 
 // Input limits. The API layer has its own, usually tighter; these keep a hostile or buggy
@@ -392,7 +394,7 @@ fn account_from_row(row: &Row<'_>) -> rusqlite::Result<Account> {
 }
 
 const APP_SELECT: &str = "SELECT a.id, a.name, a.owner_id, o.email, a.uid, a.stack, a.maintenance, a.config, \
-     a.created_at, a.updated_at, a.released_at FROM apps a JOIN accounts o ON o.id = a.owner_id";
+     a.created_at, a.updated_at, a.released_at, a.acm FROM apps a JOIN accounts o ON o.id = a.owner_id";
 
 fn app_from_row(row: &Row<'_>) -> rusqlite::Result<App> {
     Ok(App {
@@ -407,6 +409,7 @@ fn app_from_row(row: &Row<'_>) -> rusqlite::Result<App> {
         created_at: ts(row, 8)?,
         updated_at: ts(row, 9)?,
         released_at: row.get::<_, Option<i64>>(10)?.map(Timestamp),
+        acm: row.get(11)?,
     })
 }
 
@@ -1153,6 +1156,33 @@ impl Store for SqliteStore {
 
     fn remove_domain(&self, app_id: &str, id_or_hostname: &str) -> Result<crate::Domain> {
         self.write(|tx| crate::domains::remove(tx, app_id, id_or_hostname))
+    }
+
+    fn set_acm(&self, app_id: &str, on: bool) -> Result<App> {
+        self.write(|tx| {
+            crate::acm::set_enabled(tx, app_id, on)?;
+            load_app(tx, app_id)
+        })
+    }
+
+    fn acm_apps(&self) -> Result<Vec<String>> {
+        self.read(|tx| crate::acm::enabled_apps(tx))
+    }
+
+    fn acm_domains(&self, app_id: &str) -> Result<Vec<crate::AcmDomain>> {
+        self.read(|tx| crate::acm::domains(tx, app_id))
+    }
+
+    fn set_acm_state(&self, domain_id: &str, state: &crate::AcmState) -> Result<()> {
+        self.write(|tx| crate::acm::set_state(tx, domain_id, state))
+    }
+
+    fn request_acm_refresh(&self, app_id: &str) -> Result<()> {
+        self.write(|tx| crate::acm::request_refresh(tx, app_id))
+    }
+
+    fn put_acm_certificate(&self, domain_id: &str, name: &str, certificate_chain: &str, private_key: &str) -> Result<crate::SniEndpoint> {
+        self.write(|tx| crate::acm::put_certificate(tx, domain_id, name, certificate_chain, private_key))
     }
 }
 
