@@ -55,4 +55,8 @@ pub trait RouteUpdates: Send + Sync {
     fn in_flight(&self, _app_id: &str, _addr: SocketAddr) -> usize {
         0
     }
+    /// Publishes (`Some`) or withdraws (`None`) the answer to an ACME HTTP-01 challenge:
+    /// the router answers `GET /.well-known/acme-challenge/<token>` on any host with the key
+    /// authorization while it is published, before the request reaches an app.
+    fn set_acme_challenge(&self, _token: &str, _key_authorization: Option<String>) {}
 }

@@ -34,6 +34,9 @@ pub struct RouterConfig {
     pub boot_hold: Duration,
     /// The HTTP cache's memory bounds (64 MiB, 4 MiB per object; `max_bytes: 0` turns it off).
     pub cache: crate::cache::CacheConfig,
+    /// Threads serving client connections, each with its own single-threaded runtime
+    /// (see the `workers` module); `0`, the default, starts one per available core.
+    pub workers: usize,
     /// gzip of compressible responses (on; 1 KiB minimum; level 1 while streaming).
     pub compression: crate::compress::CompressionConfig,
 }
@@ -51,6 +54,7 @@ impl Default for RouterConfig {
             boot_hold: Duration::from_secs(75),
             cache: crate::cache::CacheConfig::default(),
             compression: crate::compress::CompressionConfig::default(),
+            workers: 0,
         }
     }
 }

@@ -96,6 +96,7 @@ mod table;
 mod tls;
 mod upgrade;
 mod upstream;
+mod workers;
 
 pub use cache::{CacheConfig, CacheUsage};
 pub use compress::CompressionConfig;

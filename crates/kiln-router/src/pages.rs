@@ -111,6 +111,15 @@ pub(crate) fn bad_request() -> Response<RouterBody> {
     closing(html(StatusCode::BAD_REQUEST, BAD_REQUEST))
 }
 
+/// The key authorization for an ACME HTTP-01 challenge (RFC 8555 §8.3).
+pub(crate) fn acme_challenge(key_authorization: String) -> Response<RouterBody> {
+    let mut response = Response::new(RouterBody::full(key_authorization.into()));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
 /// After a malformed request the connection's state is suspect; it is not reused.
 fn closing(mut response: Response<RouterBody>) -> Response<RouterBody> {
     response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));

@@ -47,6 +47,9 @@ pub(crate) async fn handle(shared: Arc<Shared>, client_ip: HeaderValue, mut req:
     let received_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
 
     let Some(host) = request_host(&mut req) else { return pages::bad_request() };
+    if let Some(answer) = acme_challenge(&shared.table, &req) {
+        return pages::acme_challenge(answer);
+    }
     let Some(slot) = host.to_str().ok().and_then(|h| shared.table.lookup_slot(h)) else { return pages::no_such_app() };
 
     let upgrade = forward::wants_upgrade(&req);
@@ -94,6 +97,19 @@ fn request_host<B>(req: &mut Request<B>) -> Option<HeaderValue> {
     let origin = req.uri().path_and_query().cloned().map_or_else(|| Uri::from_static("/"), Uri::from);
     *req.uri_mut() = origin;
     Some(authority)
+}
+
+/// ACME HTTP-01 validation requests for a challenge Kiln published are answered by the
+/// router itself, whatever the host routes to (or whether it routes at all: a domain can be
+/// validated before its app has a web dyno). Other tokens go to the app as usual, which may
+/// run its own ACME client.
+fn acme_challenge<B>(table: &RouteTable, req: &Request<B>) -> Option<String> {
+    const PREFIX: &str = "/.well-known/acme-challenge/";
+    let token = req.uri().path().strip_prefix(PREFIX)?;
+    if req.method() != http::Method::GET && req.method() != http::Method::HEAD {
+        return None;
+    }
+    table.acme_challenge(token)
 }
 
 enum Decision {

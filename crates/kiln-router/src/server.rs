@@ -1,6 +1,7 @@
 //! Accepting client connections and serving HTTP/1.1 on them until shutdown.
 //!
-//! Each connection runs on its own task. Shutdown stops accepting at once, then lets every
+//! Each connection runs on its own task, on one of the listener's worker threads
+//! ([`crate::workers`]). Shutdown stops accepting at once, then lets every
 //! connection finish the request it is on (idle keep-alive connections close straight
 //! away) before [`serve`] returns.
 
@@ -65,6 +66,10 @@ pub(crate) async fn serve_on(
     let shared = Arc::new(Shared { table, logs, config, listener: listener_info });
     tracing::info!(%local, tls = tls.is_some(), "router listening");
 
+    let workers = crate::workers::Workers::start(shared.config.workers, if tls.is_some() { "kiln-router-tls" } else { "kiln-router" })?;
+    let http = Arc::new(http);
+    let tls = tls.map(Arc::new);
+
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::pin!(shutdown);
     loop {
@@ -72,12 +77,27 @@ pub(crate) async fn serve_on(
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    // Responses are written in few, full writes; Nagle would only delay them.
-                    let _ = stream.set_nodelay(true);
-                    match &tls {
-                        None => spawn_connection(stream, peer, &http, &shared, stop_rx.clone()),
-                        Some(acceptor) => crate::tls::spawn_connection(stream, peer, acceptor, &http, &shared, stop_rx.clone()),
-                    }
+                    // The connection moves to a worker's runtime (see `crate::workers`).
+                    let stream = match stream.into_std() {
+                        Ok(stream) => stream,
+                        Err(e) => {
+                            tracing::warn!(%peer, error = %e, "handing a connection to a worker failed");
+                            continue;
+                        }
+                    };
+                    let (http, shared, tls, stop) = (Arc::clone(&http), Arc::clone(&shared), tls.clone(), stop_rx.clone());
+                    workers.run(move || {
+                        let stream = match tokio::net::TcpStream::from_std(stream) {
+                            Ok(stream) => stream,
+                            Err(e) => return tracing::warn!(%peer, error = %e, "registering a connection on a worker failed"),
+                        };
+                        // Responses are written in few, full writes; Nagle would only delay them.
+                        let _ = stream.set_nodelay(true);
+                        match tls.as_deref() {
+                            None => spawn_connection(stream, peer, &http, &shared, stop),
+                            Some(acceptor) => crate::tls::spawn_connection(stream, peer, acceptor, &http, &shared, stop),
+                        }
+                    });
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accepting a connection failed");

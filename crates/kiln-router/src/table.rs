@@ -26,6 +26,8 @@ pub struct RouteTable {
     /// The HTTP cache, shared by every listener serving this table; purged per app when a
     /// release goes live (see [`crate::cache`]).
     pub(crate) cache: Arc<crate::cache::HttpCache>,
+    /// ACME HTTP-01 key authorizations by token, while an order is being validated.
+    acme: RwLock<HashMap<String, String>>,
 }
 
 #[derive(Default)]
@@ -134,7 +136,7 @@ impl AppEntry {
 impl RouteTable {
     /// An empty table serving apps at `<app>.<domain>`.
     pub fn new(domain: &str) -> Arc<RouteTable> {
-        Arc::new(RouteTable { domain: host::normalize_domain(domain), index: RwLock::new(Index::default()), cache: crate::cache::HttpCache::new() })
+        Arc::new(RouteTable { domain: host::normalize_domain(domain), index: RwLock::new(Index::default()), cache: crate::cache::HttpCache::new(), acme: RwLock::default() })
     }
 
     /// The domain apps are served under, normalized.
@@ -150,6 +152,11 @@ impl RouteTable {
     /// The app with this id, whether or not it has a name yet.
     pub fn get(&self, app_id: &str) -> Option<Arc<AppEntry>> {
         self.read().by_id.get(app_id).map(|slot| slot.current())
+    }
+
+    /// The key authorization published for an ACME HTTP-01 challenge token.
+    pub(crate) fn acme_challenge(&self, token: &str) -> Option<String> {
+        self.acme.read().unwrap_or_else(PoisonError::into_inner).get(token).cloned()
     }
 
     pub(crate) fn lookup_slot(&self, host: &str) -> Option<Arc<AppSlot>> {
@@ -245,6 +252,14 @@ impl RouteUpdates for RouteTable {
             e.backends = states;
             e.draining = draining;
         });
+    }
+
+    fn set_acme_challenge(&self, token: &str, key_authorization: Option<String>) {
+        let mut acme = self.acme.write().unwrap_or_else(PoisonError::into_inner);
+        match key_authorization {
+            Some(answer) => acme.insert(token.to_string(), answer),
+            None => acme.remove(token),
+        };
     }
 
     fn in_flight(&self, app_id: &str, addr: std::net::SocketAddr) -> usize {

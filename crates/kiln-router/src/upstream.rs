@@ -139,8 +139,24 @@ const POOL_MAX_IDLE: usize = 256;
 
 /// Idle connections to one dyno, most recently used first out: hot connections stay warm
 /// and the rest age out.
+///
+/// The pool is sharded by thread. A connection's task runs on the thread that opened it
+/// (a router worker, see [`crate::workers`]), so a request sent on it from another thread
+/// would cross cores twice; each worker therefore reuses only the connections it opened.
+/// Threads beyond [`SHARDS`] share shards, which costs only that crossing.
 pub(crate) struct Pool {
-    idle: Mutex<Vec<Idle>>,
+    shards: [Mutex<Vec<Idle>>; SHARDS],
+}
+
+const SHARDS: usize = 16;
+
+/// This thread's shard of every pool.
+fn shard() -> usize {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    thread_local! {
+        static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+    }
+    SHARD.with(|s| *s)
 }
 
 struct Idle {
@@ -150,12 +166,16 @@ struct Idle {
 
 impl Pool {
     pub(crate) fn new() -> Pool {
-        Pool { idle: Mutex::new(Vec::new()) }
+        Pool { shards: std::array::from_fn(|_| Mutex::new(Vec::new())) }
+    }
+
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
+        self.shards[shard()].lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// An idle connection that still looks alive, if any.
     pub(crate) fn take(&self) -> Option<Sender> {
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut idle = self.idle();
         while let Some(conn) = idle.pop() {
             if conn.since.elapsed() < POOL_IDLE_TIMEOUT && !conn.sender.is_closed() {
                 return Some(conn.sender);
@@ -169,7 +189,7 @@ impl Pool {
         if sender.is_closed() {
             return;
         }
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut idle = self.idle();
         // The oldest entry sits at the bottom where `take` rarely reaches; retire it here
         // once it expires so it does not pin a socket on the dyno.
         if idle.first().is_some_and(|c| c.since.elapsed() >= POOL_IDLE_TIMEOUT) {

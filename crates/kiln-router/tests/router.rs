@@ -344,13 +344,15 @@ async fn h13_closed_without_response() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reuses_connections_to_dynos() {
-    let router = Router::start().await;
+    // Each worker thread keeps its own pool (their connections never cross threads), and
+    // client connections are dealt to the workers in turn.
+    let router = Router::with_config(short(|c| c.workers = 2)).await;
     let (a, accepted) = echo_dyno("a").await;
     router.app("foo", &[a]);
-    for _ in 0..5 {
+    for _ in 0..6 {
         assert_eq!(send(router.addr, get("foo.localhost", "/")).await.status, 200);
     }
-    assert_eq!(accepted.load(Ordering::SeqCst), 1, "five requests over one kept-alive connection");
+    assert_eq!(accepted.load(Ordering::SeqCst), 2, "six requests over one kept-alive connection per worker");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -553,4 +555,27 @@ async fn busy_dynos_get_fewer_requests() {
     for p in pending {
         p.abort();
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acme_http01_challenges_are_answered_by_the_router() {
+    let router = Router::start().await;
+    let (a, hits) = echo_dyno("a").await;
+    router.app("foo", &[a]);
+    router.table.set_acme_challenge("tok-123", Some("tok-123.thumbprint".to_string()));
+
+    // Any host, even one that routes nowhere: the domain may not point at an app yet.
+    for host in ["foo.localhost", "www.example.org"] {
+        let r = send(router.addr, get(host, "/.well-known/acme-challenge/tok-123")).await;
+        assert_eq!(r.status, 200, "{host}");
+        assert_eq!(r.body, "tok-123.thumbprint");
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 0, "the app never saw the challenge");
+
+    // Unknown tokens, and withdrawn ones, belong to the app (it may run its own ACME client).
+    router.table.set_acme_challenge("tok-123", None);
+    let r = send(router.addr, get("foo.localhost", "/.well-known/acme-challenge/tok-123")).await;
+    assert_eq!(r.backend(), "a");
+    let r = send(router.addr, get("www.example.org", "/.well-known/acme-challenge/other")).await;
+    assert_eq!(r.status, 404);
 }
