@@ -21,11 +21,13 @@ pub(crate) struct BackendState {
     /// Milliseconds on [`clock_ms`] until which the dyno is skipped; 0 when it is not.
     quarantined_until: AtomicU64,
     pub(crate) pool: Pool,
+    /// Idle connections of the router's own HTTP/1.1 client ([`crate::engine`]).
+    pub(crate) conns: Pool<crate::engine::DynoConn>,
 }
 
 impl BackendState {
     pub(crate) fn new(backend: Backend) -> Arc<BackendState> {
-        Arc::new(BackendState { backend, outstanding: AtomicUsize::new(0), quarantined_until: AtomicU64::new(0), pool: Pool::new() })
+        Arc::new(BackendState { backend, outstanding: AtomicUsize::new(0), quarantined_until: AtomicU64::new(0), pool: Pool::new(), conns: Pool::new() })
     }
 
     /// Requests sent to this dyno whose responses have not finished.

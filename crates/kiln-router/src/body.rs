@@ -18,6 +18,55 @@ use crate::hcode::HCode;
 use crate::upstream::Sender;
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
+
+/// What a failed body reports; hyper's server and the layers above take any error.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A dyno's response body: read by hyper's client, or by the router's own
+/// ([`crate::engine`]), which hands the connection back to the pool when the body ends.
+pub(crate) enum Inner {
+    Hyper(Incoming),
+    Own(crate::engine::DynoBody),
+}
+
+impl Inner {
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self {
+            Inner::Hyper(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            Inner::Own(body) => body.poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Inner::Hyper(body) => body.is_end_stream(),
+            Inner::Own(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Inner::Hyper(body) => body.size_hint(),
+            Inner::Own(body) => body.size_hint(),
+        }
+    }
+
+    /// The body was delivered whole: its connection may carry another request.
+    fn recycle(&mut self, finish: &Finish) {
+        if let Inner::Own(body) = self {
+            if let Some(conn) = body.take_reusable() {
+                finish.outstanding.state().conns.put(conn);
+            }
+        }
+    }
+
+    /// The router gives up on the dyno (idle): the body fails from now on.
+    fn abort(&mut self) {
+        if let Inner::Own(body) = self {
+            body.abort();
+        }
+    }
+}
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -29,9 +78,9 @@ pub(crate) struct RouterBody(Kind);
 #[allow(clippy::large_enum_variant)]
 enum Kind {
     Static(Option<Bytes>),
-    Upstream { inner: Incoming, finish: Option<Finish>, idle: IdleTimer },
+    Upstream { inner: Inner, finish: Option<Finish>, idle: IdleTimer },
     /// Another body wrapped around this one (the cache's copy, gzip).
-    Layered(Pin<Box<dyn Body<Data = Bytes, Error = hyper::Error> + Send>>),
+    Layered(Pin<Box<dyn Body<Data = Bytes, Error = BoxError> + Send>>),
 }
 
 /// Everything needed to close the books on a proxied request.
@@ -106,7 +155,7 @@ impl RouterBody {
         RouterBody(Kind::Static((!bytes.is_empty()).then_some(bytes)))
     }
 
-    pub(crate) fn layered(body: Pin<Box<dyn Body<Data = Bytes, Error = hyper::Error> + Send>>) -> RouterBody {
+    pub(crate) fn layered(body: Pin<Box<dyn Body<Data = Bytes, Error = BoxError> + Send>>) -> RouterBody {
         RouterBody(Kind::Layered(body))
     }
 
@@ -114,21 +163,21 @@ impl RouterBody {
         RouterBody(Kind::Static(None))
     }
 
-    pub(crate) fn upstream(inner: Incoming, finish: Finish) -> RouterBody {
+    pub(crate) fn upstream(inner: Inner, finish: Finish) -> RouterBody {
         RouterBody(Kind::Upstream { inner, finish: Some(finish), idle: IdleTimer::default() })
     }
 }
 
 impl Body for RouterBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match &mut self.get_mut().0 {
             Kind::Static(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Kind::Layered(body) => body.as_mut().poll_frame(cx),
             Kind::Upstream { inner, finish, idle } => {
-                let polled = Pin::new(&mut *inner).poll_frame(cx);
+                let polled = inner.poll_frame(cx);
                 match &polled {
                     Poll::Ready(Some(Ok(frame))) => {
                         idle.progress();
@@ -139,12 +188,14 @@ impl Body for RouterBody {
                         // be the last chance to finish cleanly.
                         if inner.is_end_stream() {
                             if let Some(f) = finish.take() {
+                                inner.recycle(&f);
                                 f.end(End::Complete);
                             }
                         }
                     }
                     Poll::Ready(None) => {
                         if let Some(f) = finish.take() {
+                            inner.recycle(&f);
                             f.end(End::Complete);
                         }
                     }
@@ -161,7 +212,11 @@ impl Body for RouterBody {
                             if let Some(f) = finish.take() {
                                 // The aborted connection fails `inner`, which wakes this
                                 // body again to pass the error on.
+                                inner.abort();
                                 f.end(End::BackendIdle);
+                                if matches!(inner, Inner::Own(_)) {
+                                    cx.waker().wake_by_ref();
+                                }
                             }
                         }
                     }
@@ -194,6 +249,9 @@ impl Drop for RouterBody {
             if let Some(f) = finish.take() {
                 // Bodies known to be empty (HEAD, 204, 304) are dropped without a poll.
                 let how = if inner.is_end_stream() { End::Complete } else { End::ClientGone };
+                if inner.is_end_stream() {
+                    inner.recycle(&f);
+                }
                 f.end(how);
             }
         }

@@ -70,13 +70,13 @@
 use crate::access_log::{Outcome, RequestLog};
 use crate::body::RouterBody;
 use crate::compress;
-use crate::proxy::{self, Shared};
+use crate::proxy::{self, ReqBody, Shared};
 use crate::table::{AppEntry, RouteTable};
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode};
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::body::{Body, Frame, SizeHint};
 use hyper::upgrade::OnUpgrade;
 use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
@@ -139,7 +139,7 @@ impl RouteTable {
 
 /// Serves a routed request: from the cache when it can, else from a dyno (storing the
 /// response if it may), compressing what should be compressed either way.
-pub(crate) async fn route(shared: &Arc<Shared>, log: RequestLog, req: Request<Incoming>, client_upgrade: Option<OnUpgrade>) -> Response<RouterBody> {
+pub(crate) async fn route(shared: &Arc<Shared>, log: RequestLog, req: Request<ReqBody>, client_upgrade: Option<OnUpgrade>) -> Response<RouterBody> {
     let gzip = &shared.config.compression;
     let accepts_gzip = gzip.enabled && compress::accepts_gzip(req.headers());
     let is_head = req.method() == Method::HEAD;
@@ -192,7 +192,7 @@ pub(crate) async fn route(shared: &Arc<Shared>, log: RequestLog, req: Request<In
 }
 
 /// Whether the cache is consulted at all for this request.
-fn lookup_allowed(req: &Request<Incoming>) -> bool {
+fn lookup_allowed(req: &Request<ReqBody>) -> bool {
     let m = req.method();
     (m == Method::GET || m == Method::HEAD)
         && req.body().is_end_stream()
@@ -597,9 +597,9 @@ impl FillBody {
 
 impl Body for FillBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = crate::body::BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, crate::body::BoxError>>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         match &polled {

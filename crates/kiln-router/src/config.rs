@@ -35,7 +35,7 @@ pub struct RouterConfig {
     /// The HTTP cache's memory bounds (64 MiB, 4 MiB per object; `max_bytes: 0` turns it off).
     pub cache: crate::cache::CacheConfig,
     /// Threads serving client connections, each with its own single-threaded runtime
-    /// (see the `workers` module); `0`, the default, starts one per available core.
+    /// (see the `workers` module); `0`, the default, starts one per two cores (at least one).
     pub workers: usize,
     /// gzip of compressible responses (on; 1 KiB minimum; level 1 while streaming).
     pub compression: crate::compress::CompressionConfig,

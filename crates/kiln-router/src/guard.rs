@@ -155,6 +155,16 @@ impl ClientConn {
     pub(crate) fn went_idle(&self) -> bool {
         self.0.client_idle.load(Ordering::Relaxed)
     }
+
+    /// The state of a connection the [engine](crate::engine) serves itself.
+    pub(crate) fn detached(idle: Duration) -> ClientConn {
+        ClientConn(Arc::new(ConnState::new(idle)))
+    }
+
+    /// The client stopped reading the response for the idle window (H28).
+    pub(crate) fn mark_idle(&self) {
+        self.0.client_idle.store(true, Ordering::Relaxed);
+    }
 }
 
 /// Wraps a client connection; the state goes to [`serve`] for each request on it.
@@ -186,7 +196,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, client_ip: HeaderValue, conn: Arc
     }
     let switching = conn.upgrade_head.load(Ordering::Relaxed) == index + 1;
     req.extensions_mut().insert(ClientConn(Arc::clone(&conn)));
-    let response = proxy::handle(shared, client_ip, req).await;
+    let response = proxy::handle(shared, client_ip, req.map(proxy::ReqBody::Hyper)).await;
     if switching {
         conn.settle_upgrade(index, response.status() == StatusCode::SWITCHING_PROTOCOLS);
     }

@@ -82,6 +82,7 @@ mod cache;
 mod chunked;
 mod compress;
 mod config;
+mod engine;
 mod forward;
 mod guard;
 mod hcode;

@@ -14,7 +14,7 @@
 use crate::access_log::{Outcome, RequestLog};
 use crate::backend::{BackendState, Outstanding};
 use crate::balance::{self, Tried};
-use crate::body::{Finish, RouterBody};
+use crate::body::{Finish, Inner, RouterBody};
 use crate::config::RouterConfig;
 use crate::forward::{self, ListenerInfo};
 use crate::guard::{self, ClientConn};
@@ -33,6 +33,23 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::time::timeout;
 
+/// A request's body as the pipeline carries it: hyper's (HTTP/2, and HTTP/1 requests the
+/// [engine](crate::engine) hands over), or none, from the engine, whose own client then
+/// takes the request to the dyno.
+pub(crate) enum ReqBody {
+    Hyper(Incoming),
+    Empty,
+}
+
+impl ReqBody {
+    pub(crate) fn is_end_stream(&self) -> bool {
+        match self {
+            ReqBody::Hyper(body) => hyper::body::Body::is_end_stream(body),
+            ReqBody::Empty => true,
+        }
+    }
+}
+
 /// What every request on a listener shares.
 pub(crate) struct Shared {
     pub(crate) table: Arc<RouteTable>,
@@ -43,7 +60,7 @@ pub(crate) struct Shared {
 
 /// Routes one request and produces the client's response. Never fails: every failure is
 /// an HTTP answer (and, once the app is known, a router log line).
-pub(crate) async fn handle(shared: Arc<Shared>, client_ip: HeaderValue, mut req: Request<Incoming>) -> Response<RouterBody> {
+pub(crate) async fn handle(shared: Arc<Shared>, client_ip: HeaderValue, mut req: Request<ReqBody>) -> Response<RouterBody> {
     let received_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
 
     let Some(host) = request_host(&mut req) else { return pages::bad_request() };
@@ -164,23 +181,24 @@ async fn decide(slot: &AppSlot, hold: Duration) -> (Arc<AppEntry>, Decision) {
 }
 
 /// Why an attempt on one dyno failed, for the log line if it is the last.
-struct Failure {
-    code: HCode,
-    backend: Arc<BackendState>,
-    connect: Duration,
-    service: Duration,
+pub(crate) struct Failure {
+    pub(crate) code: HCode,
+    pub(crate) backend: Arc<BackendState>,
+    pub(crate) connect: Duration,
+    pub(crate) service: Duration,
 }
 
-enum Attempt {
+pub(crate) enum Attempt {
     Answered {
-        response: Response<Incoming>,
-        sender: Sender,
+        response: Response<Inner>,
+        /// hyper's connection; the engine's travels inside its body.
+        sender: Option<Sender>,
         connect: Duration,
         dispatched_at: Instant,
     },
     /// The request was never written: another dyno may take it.
     Retry {
-        req: Request<Incoming>,
+        req: Request<ReqBody>,
         failure: Failure,
     },
     /// The request was (maybe partly) sent; retrying could repeat its effects.
@@ -188,14 +206,19 @@ enum Attempt {
 }
 
 /// Sends the request to a dyno, moving on to the next while the request is still unsent.
-pub(crate) async fn dispatch(config: &RouterConfig, log: RequestLog, mut req: Request<Incoming>, client_upgrade: Option<OnUpgrade>) -> Response<RouterBody> {
+pub(crate) async fn dispatch(config: &RouterConfig, log: RequestLog, mut req: Request<ReqBody>, client_upgrade: Option<OnUpgrade>) -> Response<RouterBody> {
     let app = Arc::clone(&log.app);
     let mut tried = Tried::default();
     let mut last_failure = None;
     while let Some(i) = balance::pick(&app.backends, &tried) {
         tried.insert(i);
         let outstanding = app.backends[i].begin();
-        match attempt(config, outstanding.state(), req).await {
+        let (parts, body) = req.into_parts();
+        let attempted = match body {
+            ReqBody::Empty => crate::engine::attempt(config, outstanding.state(), Request::from_parts(parts, ())).await,
+            ReqBody::Hyper(body) => attempt(config, outstanding.state(), Request::from_parts(parts, body)).await,
+        };
+        match attempted {
             Attempt::Answered { response, sender, connect, dispatched_at } => {
                 return respond(log, response, sender, outstanding, connect, dispatched_at, client_upgrade);
             }
@@ -230,6 +253,7 @@ pub(crate) async fn dispatch(config: &RouterConfig, log: RequestLog, mut req: Re
 /// [`guard::first_byte`]).
 async fn attempt(config: &RouterConfig, backend: &Arc<BackendState>, mut req: Request<Incoming>) -> Attempt {
     let failure = |code, connect, service| Failure { code, backend: Arc::clone(backend), connect, service };
+    let unsent = |req: Request<Incoming>| req.map(ReqBody::Hyper);
     let client = req.extensions().get::<ClientConn>().cloned();
     // Pooled connections found dead; past a few, the dyno probably restarted and dropped
     // them all, so connect afresh instead of draining the pool one by one.
@@ -244,7 +268,7 @@ async fn attempt(config: &RouterConfig, backend: &Arc<BackendState>, mut req: Re
                 Err(e) => {
                     tracing::debug!(dyno = %backend.backend.dyno, error = %e, "dyno unreachable");
                     backend.quarantine();
-                    return Attempt::Retry { req, failure: failure(e.hcode(), connect_started.elapsed(), Duration::ZERO) };
+                    return Attempt::Retry { req: unsent(req), failure: failure(e.hcode(), connect_started.elapsed(), Duration::ZERO) };
                 }
             },
         };
@@ -256,15 +280,15 @@ async fn attempt(config: &RouterConfig, backend: &Arc<BackendState>, mut req: Re
         let connect = if reused { Duration::ZERO } else { connect_started.elapsed() };
         let dispatched_at = Instant::now();
         match guard::first_byte(config.first_byte_timeout, client.as_ref(), sender.try_send_request(req)).await {
-            Ok(Ok(response)) => return Attempt::Answered { response, sender, connect, dispatched_at },
+            Ok(Ok(response)) => return Attempt::Answered { response: response.map(Inner::Hyper), sender: Some(sender), connect, dispatched_at },
             Ok(Err(mut e)) => match e.take_message() {
                 // Nothing was written: a kept-alive connection the dyno had just closed.
-                Some(unsent) if reused => {
+                Some(unsent_req) if reused => {
                     stale += 1;
-                    req = unsent;
+                    req = unsent_req;
                 }
                 // A new connection closed before the request went out: try another dyno.
-                Some(unsent) => return Attempt::Retry { req: unsent, failure: failure(HCode::H13, connect, dispatched_at.elapsed()) },
+                Some(req) => return Attempt::Retry { req: unsent(req), failure: failure(HCode::H13, connect, dispatched_at.elapsed()) },
                 None => {
                     let error = e.into_error();
                     tracing::debug!(dyno = %backend.backend.dyno, %error, "dyno request failed");
@@ -289,8 +313,8 @@ async fn attempt(config: &RouterConfig, backend: &Arc<BackendState>, mut req: Re
 /// Turns the dyno's response into the client's.
 fn respond(
     log: RequestLog,
-    mut response: Response<Incoming>,
-    sender: Sender,
+    mut response: Response<Inner>,
+    sender: Option<Sender>,
     outstanding: Outstanding,
     connect: Duration,
     dispatched_at: Instant,
@@ -323,7 +347,7 @@ fn respond(
     // would otherwise make the router answer an HTTP/1.1 client in 1.0).
     parts.version = http::Version::HTTP_11;
     forward::prepare_response(&mut parts.headers, false);
-    let finish = Finish { log, outstanding, sender: Some(sender), status: status.as_u16(), connect, dispatched_at, bytes: 0 };
+    let finish = Finish { log, outstanding, sender, status: status.as_u16(), connect, dispatched_at, bytes: 0 };
     Response::from_parts(parts, RouterBody::upstream(body, finish))
 }
 

@@ -94,7 +94,7 @@ pub(crate) async fn serve_on(
                         // Responses are written in few, full writes; Nagle would only delay them.
                         let _ = stream.set_nodelay(true);
                         match tls.as_deref() {
-                            None => spawn_connection(stream, peer, &http, &shared, stop),
+                            None => crate::engine::spawn_connection(stream, peer, http, shared, stop),
                             Some(acceptor) => crate::tls::spawn_connection(stream, peer, acceptor, &http, &shared, stop),
                         }
                     });

@@ -144,8 +144,19 @@ const POOL_MAX_IDLE: usize = 256;
 /// (a router worker, see [`crate::workers`]), so a request sent on it from another thread
 /// would cross cores twice; each worker therefore reuses only the connections it opened.
 /// Threads beyond [`SHARDS`] share shards, which costs only that crossing.
-pub(crate) struct Pool {
-    shards: [Mutex<Vec<Idle>>; SHARDS],
+pub(crate) struct Pool<T = Sender> {
+    shards: [Mutex<Vec<Idle<T>>>; SHARDS],
+}
+
+/// What a pool can hold: a connection that may have been closed by the dyno meanwhile.
+pub(crate) trait Pooled {
+    fn is_closed(&self) -> bool;
+}
+
+impl Pooled for Sender {
+    fn is_closed(&self) -> bool {
+        self.inner.is_closed()
+    }
 }
 
 const SHARDS: usize = 16;
@@ -159,22 +170,22 @@ fn shard() -> usize {
     SHARD.with(|s| *s)
 }
 
-struct Idle {
-    sender: Sender,
+struct Idle<T> {
+    sender: T,
     since: Instant,
 }
 
-impl Pool {
-    pub(crate) fn new() -> Pool {
+impl<T: Pooled> Pool<T> {
+    pub(crate) fn new() -> Pool<T> {
         Pool { shards: std::array::from_fn(|_| Mutex::new(Vec::new())) }
     }
 
-    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Idle<T>>> {
         self.shards[shard()].lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// An idle connection that still looks alive, if any.
-    pub(crate) fn take(&self) -> Option<Sender> {
+    pub(crate) fn take(&self) -> Option<T> {
         let mut idle = self.idle();
         while let Some(conn) = idle.pop() {
             if conn.since.elapsed() < POOL_IDLE_TIMEOUT && !conn.sender.is_closed() {
@@ -185,7 +196,7 @@ impl Pool {
     }
 
     /// Returns a connection whose last exchange finished cleanly.
-    pub(crate) fn put(&self, sender: Sender) {
+    pub(crate) fn put(&self, sender: T) {
         if sender.is_closed() {
             return;
         }
@@ -225,8 +236,8 @@ impl ConnectError {
     }
 }
 
-/// Opens a connection to a dyno and drives it on its own task.
-pub(crate) async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Sender, ConnectError> {
+/// Opens a TCP connection to a dyno within `timeout`.
+pub(crate) async fn open(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, ConnectError> {
     let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
         Err(_) => return Err(ConnectError::Timeout { addr, after: timeout }),
         Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => return Err(ConnectError::Refused { addr }),
@@ -235,6 +246,12 @@ pub(crate) async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Sende
     };
     // Requests and response heads are small; Nagle would only add latency.
     let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+/// Opens a connection to a dyno and drives it on its own task.
+pub(crate) async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Sender, ConnectError> {
+    let stream = open(addr, timeout).await?;
     let abort = Arc::new(Abort::default());
     let io = DynoIo { stream, abort: Arc::clone(&abort) };
     let (inner, conn) = http1::Builder::new().handshake(TokioIo::new(io)).await.map_err(|source| ConnectError::Handshake { addr, source })?;

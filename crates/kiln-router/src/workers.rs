@@ -31,10 +31,16 @@ pub(crate) struct Workers {
 }
 
 impl Workers {
-    /// Starts `count` workers (at least one); `0` means one per available core.
+    /// Starts `count` workers (at least one); `0` means half the available cores.
+    ///
+    /// Half, not all (nginx's `auto`): Kiln's router shares the machine with the dynos it
+    /// serves, and a worker that has to fight the dyno for a core loses more to preemption
+    /// than it gains. Measured on 2 cores with the dyno, the load generator and the router
+    /// on the same machine: one worker gave 0.90x nginx's throughput with nginx's p99, two
+    /// gave 0.77x with three times the p99 (bench/README.md).
     pub(crate) fn start(count: usize, name: &str) -> io::Result<Arc<Workers>> {
         let count = match count {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            0 => std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),
             n => n,
         };
         let mut queues = Vec::with_capacity(count);

@@ -31,6 +31,13 @@ struct Args {
     /// trust tls/ca.crt).
     #[arg(long, env = "KILN_ROUTER_TLS_LISTEN")]
     router_tls_listen: Option<SocketAddr>,
+    /// Threads serving the router's client connections, each with its own event loop (as
+    /// nginx's worker processes); 0 starts one per two cores, leaving the rest to dynos.
+    #[arg(long, env = "KILN_ROUTER_WORKERS", default_value_t = 0)]
+    router_workers: usize,
+    /// Megabytes of memory for the router's HTTP cache (0 turns it off).
+    #[arg(long, env = "KILN_ROUTER_CACHE_MB", default_value_t = 64)]
+    router_cache_mb: usize,
     /// Apps answer at <app>.<domain>.
     #[arg(long, env = "KILN_DOMAIN", default_value = "localhost")]
     domain: String,
@@ -62,6 +69,15 @@ struct Args {
     /// 15% (Heroku: daily).
     #[arg(long, env = "KILN_CYCLE_INTERVAL", default_value_t = 86400)]
     cycle_interval: u64,
+    #[command(flatten)]
+    acme: crate::acme::AcmeArgs,
+}
+
+/// The router's settings from the command line; the rest are Heroku's defaults.
+fn router_config(args: &Args) -> kiln_router::RouterConfig {
+    let mut config = kiln_router::RouterConfig { domain: args.domain.clone(), workers: args.router_workers, ..Default::default() };
+    config.cache.max_bytes = args.router_cache_mb.saturating_mul(1024 * 1024);
+    config
 }
 
 fn default_data_dir() -> PathBuf {
@@ -198,6 +214,7 @@ async fn run(args: Args) -> Result<()> {
     let bridge = Arc::new(kiln_platform::GitBridge(platform.clone()));
     let git = kiln_git::GitService::start(data_dir, &exe, bridge.clone(), bridge).context("starting the git receiver")?;
     platform.set_git(git.clone());
+    let acme_line = crate::acme::start(&args.acme, &platform, route_updates.clone(), data_dir, args.router_tls_listen.is_some())?;
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let app = kiln_api::router(platform.clone(), kiln_git::router(git));
@@ -218,7 +235,7 @@ async fn run(args: Args) -> Result<()> {
             let tls_config = kiln_tls::server_config(resolver).context("configuring TLS")?;
             let addr = listener.local_addr()?;
             let mut tls_stop = stop_rx.clone();
-            let config = kiln_router::RouterConfig { domain: args.domain.clone(), ..Default::default() };
+            let config = router_config(&args);
             let task = tokio::spawn(kiln_router::serve_tls(listener, routes.clone(), sink.clone(), config, tls_config, async move {
                 let _ = tls_stop.wait_for(|s| *s).await;
             }));
@@ -227,7 +244,7 @@ async fn run(args: Args) -> Result<()> {
         None => None,
     };
     let mut router_stop = stop_rx.clone();
-    let router_task = tokio::spawn(kiln_router::serve(router_listener, routes, sink, kiln_router::RouterConfig { domain: args.domain.clone(), ..Default::default() }, async move {
+    let router_task = tokio::spawn(kiln_router::serve(router_listener, routes, sink, router_config(&args), async move {
         let _ = router_stop.wait_for(|s| *s).await;
     }));
 
@@ -238,6 +255,7 @@ async fn run(args: Args) -> Result<()> {
     if let Some((_, addr, ca)) = &tls_task {
         eprintln!("  HTTPS:        https://<app>.{}:{}/  (HTTP/2 and HTTP/1.1; clients trust {})", args.domain, addr.port(), ca.display());
     }
+    acme_line.iter().for_each(|line| eprintln!("{line}"));
     eprintln!("  Dyno runtime: {}", runtime.kind().as_str());
 
     wait_for_signal().await;

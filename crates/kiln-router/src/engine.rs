@@ -1,0 +1,922 @@
+//! The router's own HTTP/1.1 path for the common request: a head with no body, on a
+//! plain-HTTP listener. nginx-style, it reads the client's head, runs it through the same
+//! pipeline as every request ([`proxy::handle`]: routing, Heroku's headers, H-codes, the
+//! cache, gzip, the log line), sends it to the dyno over its own keep-alive connection and
+//! writes the response back, all in the connection's one task. hyper's server and client do
+//! the same work through a dispatcher per side, a task for the dyno connection and channels
+//! between them; on a 2-core machine that machinery cost as much CPU per request as the
+//! kernel's TCP work, and the router ran at 0.7x nginx (bench/README.md, "router").
+//!
+//! Everything else is handed over, connection and all, to the hyper path
+//! ([`server::spawn_connection`], with the guard in front) together with the bytes read so
+//! far, at a request boundary, so nothing is read twice or lost: requests with a body,
+//! `Upgrade` (WebSocket), `Expect`, `CONNECT`, HTTP/1.0, heads the
+//! [head scanner](crate::head) refuses (the guard then answers them with the router's page
+//! and an H26 line), and heads hyper would parse differently from `httparse` here. A
+//! connection handed over stays on the hyper path.
+//!
+//! The checks are the hyper path's: the head scanner's limits and smuggling rules run on
+//! every head first, and the response always gets framing the router chose (a length, or
+//! chunked), never the dyno's bytes about it.
+//!
+//! The dyno side ([`attempt`], [`DynoBody`]) is a small HTTP/1.1 client: one request head
+//! written in one write, the response head parsed with `httparse`, the body read as its
+//! framing says (length, chunked, or until close) straight from the socket when the
+//! client's side asks for it. A connection goes back to the dyno's pool once a body ended
+//! cleanly with nothing left over.
+
+use crate::backend::BackendState;
+use crate::body::{BoxError, Inner, RouterBody};
+use crate::config::RouterConfig;
+use crate::guard::{self, ClientConn};
+use crate::hcode::HCode;
+use crate::head::{Framing, HeadScanner, Scan};
+use crate::proxy::{self, Attempt, Failure, ReqBody, Shared};
+use crate::server;
+use crate::upstream::{self, Pooled};
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body_util::BodyExt;
+use hyper::body::{Body, Frame, SizeHint};
+use hyper::server::conn::http1;
+use std::cell::RefCell;
+use std::io;
+use std::mem::MaybeUninit;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+/// Bytes asked of the socket per read.
+const READ_CHUNK: usize = 16 * 1024;
+/// Header fields parsed without a heap allocation; heads with more go to the hyper path
+/// (requests) or take a slower parse (responses).
+const STACK_HEADERS: usize = 64;
+/// A dyno's response head may not exceed this (hyper's client allows about as much).
+const MAX_RESPONSE_HEAD: usize = 256 * 1024;
+/// A request head at the scanner's limit, plus a read: past this the guard refuses it.
+const MAX_REQUEST_BUF: usize = crate::head::MAX_HEAD + READ_CHUNK;
+/// Output is gathered up to this before a write.
+const WRITE_BATCH: usize = 64 * 1024;
+
+// ---------------------------------------------------------------------------------------
+// The client's side
+// ---------------------------------------------------------------------------------------
+
+struct Conn<IO> {
+    io: IO,
+    /// Bytes read from the client and not yet used.
+    buf: BytesMut,
+    client: ClientConn,
+    client_ip: HeaderValue,
+    /// The head being served, while the request could still be handed over.
+    out: Vec<u8>,
+}
+
+enum Next {
+    Head(usize),
+    Close,
+    HandOver,
+}
+
+/// Serves a plain-HTTP client connection: here while its requests are common, on the
+/// hyper path from the first that is not.
+pub(crate) fn spawn_connection<IO>(io: IO, peer: SocketAddr, http: Arc<http1::Builder>, shared: Arc<Shared>, mut stop: watch::Receiver<bool>)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut conn = Conn {
+            io,
+            buf: BytesMut::with_capacity(READ_CHUNK),
+            client: ClientConn::detached(shared.config.idle_timeout),
+            client_ip: server::client_ip_header(peer.ip()),
+            out: Vec::with_capacity(1024),
+        };
+        if let Some(pre) = serve(&mut conn, &shared, &mut stop).await {
+            let io = Rewind { pre, io: conn.io };
+            server::spawn_connection(io, peer, &http, &shared, stop);
+        }
+    });
+}
+
+/// Serves requests until the connection ends (`None`) or one must go to the hyper path:
+/// then the bytes it must read first are returned.
+async fn serve<IO: AsyncRead + AsyncWrite + Unpin>(c: &mut Conn<IO>, shared: &Arc<Shared>, stop: &mut watch::Receiver<bool>) -> Option<Bytes> {
+    loop {
+        let len = match read_head(c, shared.config.head_timeout, stop).await {
+            Next::Head(len) => len,
+            Next::Close => return None,
+            Next::HandOver => return Some(c.buf.split().freeze()),
+        };
+        let head = c.buf.split_to(len).freeze();
+        let Some((req, keep_alive)) = parse_request(&head, &c.client) else {
+            let mut pre = BytesMut::with_capacity(head.len() + c.buf.len());
+            pre.extend_from_slice(&head);
+            pre.extend_from_slice(&c.buf);
+            return Some(pre.freeze());
+        };
+        let is_head = req.method() == Method::HEAD;
+        let response = proxy::handle(Arc::clone(shared), c.client_ip.clone(), req).await;
+        if !write_response(c, response, is_head, keep_alive, shared.config.idle_timeout).await {
+            let _ = c.io.shutdown().await;
+            return None;
+        }
+    }
+}
+
+/// Reads until a whole head is buffered, within the head timeout (slowloris, and idle
+/// keep-alive connections). Shutting down closes a connection that is between requests.
+async fn read_head<IO: AsyncRead + Unpin>(c: &mut Conn<IO>, timeout: Duration, stop: &mut watch::Receiver<bool>) -> Next {
+    let mut scanner = HeadScanner::default();
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match scanner.scan(&c.buf) {
+            Scan::Done(head) if head.framing == Framing::None && !head.upgrade => return Next::Head(head.len),
+            Scan::Done(_) | Scan::Reject(_) => return Next::HandOver,
+            Scan::Skip(n) => {
+                c.buf.advance(n);
+                continue;
+            }
+            Scan::More => {}
+        }
+        if c.buf.len() >= MAX_REQUEST_BUF {
+            return Next::HandOver;
+        }
+        let idle = c.buf.is_empty();
+        if idle && *stop.borrow() {
+            return Next::Close;
+        }
+        c.buf.reserve(READ_CHUNK);
+        let read = if idle {
+            tokio::select! {
+                biased;
+                read = tokio::time::timeout_at(deadline, c.io.read_buf(&mut c.buf)) => read,
+                _ = stop.changed() => return Next::Close,
+            }
+        } else {
+            tokio::time::timeout_at(deadline, c.io.read_buf(&mut c.buf)).await
+        };
+        match read {
+            Ok(Ok(n)) if n > 0 => {}
+            // The client closed, failed or took too long; a partial head gets no answer,
+            // as on the hyper path.
+            _ => return Next::Close,
+        }
+    }
+}
+
+/// The request in a scanned head, or `None` if the hyper path should serve it. The second
+/// value is whether the client lets the connection stay open.
+fn parse_request(head: &Bytes, client: &ClientConn) -> Option<(Request<ReqBody>, bool)> {
+    let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; STACK_HEADERS];
+    let mut parsed = httparse::Request::new(&mut []);
+    if !matches!(parsed.parse_with_uninit_headers(head, &mut fields), Ok(httparse::Status::Complete(_))) || parsed.version != Some(1) {
+        return None;
+    }
+    let method = Method::from_bytes(parsed.method?.as_bytes()).ok()?;
+    if method == Method::CONNECT {
+        return None;
+    }
+    let uri = Uri::from_maybe_shared(head.slice_ref(parsed.path?.as_bytes())).ok()?;
+    let mut headers = HeaderMap::with_capacity(parsed.headers.len() + 8);
+    let mut keep_alive = true;
+    for field in parsed.headers.iter() {
+        let name = HeaderName::from_bytes(field.name.as_bytes()).ok()?;
+        if name == header::EXPECT {
+            return None;
+        }
+        let value = HeaderValue::from_maybe_shared(head.slice_ref(field.value)).ok()?;
+        if name == header::CONNECTION && has_token(&value, b"close") {
+            keep_alive = false;
+        }
+        headers.append(name, value);
+    }
+    let mut req = Request::new(ReqBody::Empty);
+    *req.method_mut() = method;
+    *req.uri_mut() = uri;
+    *req.headers_mut() = headers;
+    req.extensions_mut().insert(client.clone());
+    Some((req, keep_alive))
+}
+
+fn has_token(value: &HeaderValue, token: &[u8]) -> bool {
+    value.as_bytes().split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+}
+
+/// Writes a response with the router's framing; `false` when the connection must close
+/// (the client asked, the response says so, or the body or the client failed).
+async fn write_response<IO: AsyncRead + AsyncWrite + Unpin>(c: &mut Conn<IO>, response: Response<RouterBody>, is_head: bool, mut keep_alive: bool, idle: Duration) -> bool {
+    let (parts, mut body) = response.into_parts();
+    if parts.headers.get(header::CONNECTION).is_some_and(|v| has_token(v, b"close")) {
+        keep_alive = false;
+    }
+    let status = parts.status;
+    let bodiless = status.is_informational() || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
+    let length = body.size_hint().exact();
+    let out = &mut c.out;
+    out.clear();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in &parts.headers {
+        // Framing and connection handling are this side's, except that a HEAD answer
+        // keeps the length the dyno gave for the body it did not send.
+        let framing = *name == header::CONTENT_LENGTH || *name == header::TRANSFER_ENCODING;
+        if *name == header::CONNECTION || (framing && !(is_head && *name == header::CONTENT_LENGTH)) {
+            continue;
+        }
+        put_field(out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    let chunked = !bodiless && !is_head && length.is_none();
+    if !bodiless && !is_head {
+        match length {
+            Some(n) => put_field(out, b"content-length", n.to_string().as_bytes()),
+            None => put_field(out, b"transfer-encoding", b"chunked"),
+        }
+    } else if is_head && !parts.headers.contains_key(header::CONTENT_LENGTH) {
+        // The router's own pages say how long they would be; a dyno's HEAD answer keeps
+        // whatever length it gave, and none is made up for it.
+        if let Some(n) = length.filter(|&n| n > 0) {
+            put_field(out, b"content-length", n.to_string().as_bytes());
+        }
+    }
+    if !parts.headers.contains_key(header::DATE) {
+        DATE.with(|d| put_field(out, b"date", d.borrow_mut().now()));
+    }
+    if !keep_alive {
+        put_field(out, b"connection", b"close");
+    }
+    out.extend_from_slice(b"\r\n");
+    if bodiless || is_head {
+        drop(body);
+        return flush(c, idle).await && keep_alive;
+    }
+    loop {
+        // Take what the body has at once; only when it must wait does the gathered output
+        // go out first, so a small response leaves in one write.
+        let frame = match std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx))).await {
+            Poll::Ready(frame) => frame,
+            Poll::Pending => {
+                if !flush(c, idle).await {
+                    return false;
+                }
+                // While the dyno is quiet, a client that goes away must be noticed (H27), as
+                // hyper does by reading on: bytes it sends meanwhile (a pipelined request)
+                // are kept for later, a close ends the exchange.
+                loop {
+                    if c.buf.len() >= MAX_REQUEST_BUF {
+                        break body.frame().await;
+                    }
+                    c.buf.reserve(1024);
+                    tokio::select! {
+                        biased;
+                        frame = body.frame() => break frame,
+                        read = c.io.read_buf(&mut c.buf) => match read {
+                            Ok(n) if n > 0 => {}
+                            _ => return false,
+                        },
+                    }
+                }
+            }
+        };
+        match frame {
+            None => break,
+            // The body's own end wrote the log line (H18, H15); the client must see a
+            // broken message, not a complete-looking short one.
+            Some(Err(_)) => {
+                let _ = flush(c, idle).await;
+                return false;
+            }
+            Some(Ok(frame)) => {
+                let Ok(data) = frame.into_data() else { continue };
+                if data.is_empty() {
+                    continue;
+                }
+                if chunked {
+                    c.out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+                    c.out.extend_from_slice(&data);
+                    c.out.extend_from_slice(b"\r\n");
+                } else {
+                    c.out.extend_from_slice(&data);
+                }
+                if c.out.len() >= WRITE_BATCH && !flush(c, idle).await {
+                    return false;
+                }
+            }
+        }
+    }
+    if chunked {
+        c.out.extend_from_slice(b"0\r\n\r\n");
+    }
+    flush(c, idle).await && keep_alive
+}
+
+fn put_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes the gathered output. A client that takes nothing for the idle window is H28.
+async fn flush<IO: AsyncWrite + Unpin>(c: &mut Conn<IO>, idle: Duration) -> bool {
+    if c.out.is_empty() {
+        return true;
+    }
+    let written = tokio::time::timeout(idle, async {
+        c.io.write_all(&c.out).await?;
+        c.io.flush().await
+    })
+    .await;
+    c.out.clear();
+    match written {
+        Ok(Ok(())) => true,
+        Ok(Err(_)) => false,
+        Err(_) => {
+            c.client.mark_idle();
+            false
+        }
+    }
+}
+
+thread_local! {
+    static DATE: RefCell<CachedDate> = RefCell::new(CachedDate { second: 0, value: Vec::new() });
+}
+
+/// The `Date` header, formatted once a second per thread.
+struct CachedDate {
+    second: u64,
+    value: Vec<u8>,
+}
+
+impl CachedDate {
+    fn now(&mut self) -> &[u8] {
+        let now = SystemTime::now();
+        let second = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        if second != self.second || self.value.is_empty() {
+            self.second = second;
+            self.value = httpdate::fmt_http_date(now).into_bytes();
+        }
+        &self.value
+    }
+}
+
+/// The client's connection with bytes already read put back in front, for the hyper path.
+struct Rewind<IO> {
+    pre: Bytes,
+    io: IO,
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Rewind<IO> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.pre.is_empty() {
+            let n = this.pre.len().min(buf.remaining());
+            buf.put_slice(&this.pre[..n]);
+            this.pre.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.io).poll_read(cx, buf)
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Rewind<IO> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, data)
+    }
+
+    fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The dyno's side
+// ---------------------------------------------------------------------------------------
+
+/// A keep-alive connection to a dyno, with what has been read from it and not yet used.
+pub(crate) struct DynoConn {
+    stream: TcpStream,
+    buf: BytesMut,
+}
+
+impl Pooled for DynoConn {
+    /// A dyno's close is only seen on use; a request that finds it stale is retried.
+    fn is_closed(&self) -> bool {
+        false
+    }
+}
+
+/// Why an exchange with a dyno failed before its response head was complete.
+enum Exchange {
+    /// Nothing at all came back (the connection was closed or reset): on a pooled
+    /// connection, the dyno had closed it while idle.
+    Nothing,
+    /// The response head broke off.
+    Broken,
+    /// Not an HTTP/1.x response head.
+    Malformed,
+}
+
+/// Sends a bodiless request to one dyno: a pooled connection if there is one, else a new
+/// one, as [`proxy`]'s attempt does with hyper's client.
+pub(crate) async fn attempt(config: &RouterConfig, backend: &Arc<BackendState>, req: Request<()>) -> Attempt {
+    let failure = |code, connect, service| Failure { code, backend: Arc::clone(backend), connect, service };
+    let client = req.extensions().get::<ClientConn>().cloned();
+    let is_head = req.method() == Method::HEAD;
+    // Resending is harmless only for safe methods (RFC 9110 §9.2.1).
+    let resendable = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let head = request_head(&req);
+    let mut stale = 0;
+    loop {
+        let connect_started = Instant::now();
+        let pooled = if stale < 3 { backend.conns.take() } else { None };
+        let reused = pooled.is_some();
+        let mut conn = match pooled {
+            Some(conn) => conn,
+            None => match upstream::open(backend.backend.addr, config.connect_timeout).await {
+                Ok(stream) => DynoConn { stream, buf: BytesMut::with_capacity(READ_CHUNK) },
+                Err(e) => {
+                    tracing::debug!(dyno = %backend.backend.dyno, error = %e, "dyno unreachable");
+                    backend.quarantine();
+                    return Attempt::Retry { req: req.map(|()| ReqBody::Empty), failure: failure(e.hcode(), connect_started.elapsed(), Duration::ZERO) };
+                }
+            },
+        };
+        let connect = if reused { Duration::ZERO } else { connect_started.elapsed() };
+        let dispatched_at = Instant::now();
+        let exchange = async {
+            if conn.stream.write_all(&head).await.is_err() {
+                return Err(Exchange::Nothing);
+            }
+            read_response_head(&mut conn, is_head).await
+        };
+        match guard::first_byte(config.first_byte_timeout, client.as_ref(), exchange).await {
+            Ok(Ok((response, framing, keep_alive))) => {
+                let body = DynoBody { conn: Some(conn), framing, keep_alive, aborted: false };
+                return Attempt::Answered { response: response.map(|()| Inner::Own(body)), sender: None, connect, dispatched_at };
+            }
+            Ok(Err(Exchange::Nothing)) if reused && resendable => stale += 1,
+            Ok(Err(Exchange::Malformed)) => return Attempt::Failed(failure(HCode::H17, connect, dispatched_at.elapsed())),
+            Ok(Err(Exchange::Nothing | Exchange::Broken)) => return Attempt::Failed(failure(HCode::H13, connect, dispatched_at.elapsed())),
+            // The dyno keeps working on the request; only the router gives up (as Heroku).
+            Err(()) => return Attempt::Failed(failure(HCode::H12, connect, dispatched_at.elapsed())),
+        }
+    }
+}
+
+/// The request head as the dyno gets it, in one buffer for one write.
+fn request_head(req: &Request<()>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
+    out.extend_from_slice(req.method().as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(req.uri().path_and_query().map_or("/", |p| p.as_str()).as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in req.headers() {
+        put_field(&mut out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// How a response body is delimited, and how much of it is left.
+#[derive(Debug, PartialEq, Eq)]
+enum BodyFraming {
+    Length(u64),
+    Chunked(ChunkDecoder),
+    /// Until the dyno closes the connection.
+    Close,
+    Done,
+}
+
+/// Reads the response head (skipping interim 1xx answers other than 101).
+async fn read_response_head(conn: &mut DynoConn, is_head: bool) -> Result<(Response<()>, BodyFraming, bool), Exchange> {
+    let mut received = false;
+    loop {
+        if !conn.buf.is_empty() {
+            received = true;
+            match parse_response(&mut conn.buf, is_head)? {
+                Some(Parsed::Interim) => continue,
+                Some(Parsed::Final(head)) => return Ok(head),
+                None if conn.buf.len() > MAX_RESPONSE_HEAD => return Err(Exchange::Malformed),
+                None => {}
+            }
+        }
+        conn.buf.reserve(READ_CHUNK);
+        match conn.stream.read_buf(&mut conn.buf).await {
+            Ok(n) if n > 0 => {}
+            _ if received => return Err(Exchange::Broken),
+            _ => return Err(Exchange::Nothing),
+        }
+    }
+}
+
+enum Parsed {
+    Interim,
+    Final((Response<()>, BodyFraming, bool)),
+}
+
+/// Parses a complete response head off the front of `buf`; `None` while incomplete.
+fn parse_response(buf: &mut BytesMut, is_head: bool) -> Result<Option<Parsed>, Exchange> {
+    // Field positions within the head, taken so the head can be split off and shared
+    // by the header values without copying them.
+    let mut spans: Vec<(usize, usize, usize, usize)> = Vec::new();
+    let (len, code, version) = {
+        let mut fields = [httparse::EMPTY_HEADER; STACK_HEADERS];
+        let mut many: Vec<httparse::Header<'_>>;
+        let mut parsed = httparse::Response::new(&mut fields);
+        let status = match parsed.parse(&buf[..]) {
+            Err(httparse::Error::TooManyHeaders) => {
+                many = vec![httparse::EMPTY_HEADER; crate::head::MAX_HEADERS];
+                parsed = httparse::Response::new(&mut many);
+                parsed.parse(&buf[..])
+            }
+            other => other,
+        };
+        let len = match status {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(_) => return Err(Exchange::Malformed),
+        };
+        let base = buf.as_ptr() as usize;
+        spans.reserve(parsed.headers.len());
+        for f in parsed.headers.iter() {
+            let name = f.name.as_ptr() as usize - base;
+            let value = f.value.as_ptr() as usize - base;
+            spans.push((name, name + f.name.len(), value, value + f.value.len()));
+        }
+        (len, parsed.code.ok_or(Exchange::Malformed)?, parsed.version.ok_or(Exchange::Malformed)?)
+    };
+    let head = buf.split_to(len).freeze();
+    let status = StatusCode::from_u16(code).map_err(|_| Exchange::Malformed)?;
+    if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
+        return Ok(Some(Parsed::Interim));
+    }
+    let mut headers = HeaderMap::with_capacity(spans.len() + 4);
+    for (ns, ne, vs, ve) in spans {
+        let name = HeaderName::from_bytes(&head[ns..ne]).map_err(|_| Exchange::Malformed)?;
+        let value = HeaderValue::from_maybe_shared(head.slice(vs..ve)).map_err(|_| Exchange::Malformed)?;
+        headers.append(name, value);
+    }
+    let framing = framing(status, &headers, is_head)?;
+    let http11 = version == 1;
+    let close = headers.get_all(header::CONNECTION).iter().any(|v| has_token(v, b"close"));
+    let keep_alive = http11 && !close && framing != BodyFraming::Close;
+    let mut response = Response::new(());
+    *response.status_mut() = status;
+    *response.version_mut() = if http11 { Version::HTTP_11 } else { Version::HTTP_10 };
+    *response.headers_mut() = headers;
+    Ok(Some(Parsed::Final((response, framing, keep_alive))))
+}
+
+/// RFC 9112 §6.3, strictly: conflicting lengths are a malformed response (H17).
+fn framing(status: StatusCode, headers: &HeaderMap, is_head: bool) -> Result<BodyFraming, Exchange> {
+    if is_head || status.is_informational() || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+        return Ok(BodyFraming::Length(0));
+    }
+    if let Some(last) = headers.get_all(header::TRANSFER_ENCODING).iter().last() {
+        let chunked = last.as_bytes().rsplit(|&b| b == b',').next().is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        return Ok(if chunked { BodyFraming::Chunked(ChunkDecoder::default()) } else { BodyFraming::Close });
+    }
+    let mut length = None;
+    for value in headers.get_all(header::CONTENT_LENGTH) {
+        for item in value.as_bytes().split(|&b| b == b',') {
+            let item = item.trim_ascii();
+            if item.is_empty() || item.len() > 19 || !item.iter().all(u8::is_ascii_digit) {
+                return Err(Exchange::Malformed);
+            }
+            let n: u64 = std::str::from_utf8(item).ok().and_then(|s| s.parse().ok()).ok_or(Exchange::Malformed)?;
+            if length.is_some_and(|l| l != n) {
+                return Err(Exchange::Malformed);
+            }
+            length = Some(n);
+        }
+    }
+    Ok(length.map_or(BodyFraming::Close, BodyFraming::Length))
+}
+
+/// A dyno's response body read straight from its connection.
+pub(crate) struct DynoBody {
+    /// `None` once the connection was given back to the pool or dropped.
+    conn: Option<DynoConn>,
+    framing: BodyFraming,
+    keep_alive: bool,
+    aborted: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum BodyError {
+    #[error("the dyno closed the connection before the end of the response body")]
+    Truncated,
+    #[error("malformed chunked response body: {0}")]
+    BadChunk(&'static str),
+    #[error("the router gave up on this dyno connection (idle)")]
+    Aborted,
+    #[error("reading the response body: {0}")]
+    Io(#[from] io::Error),
+}
+
+impl DynoBody {
+    pub(crate) fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if self.aborted {
+            return Poll::Ready(Some(Err(BodyError::Aborted.into())));
+        }
+        loop {
+            let Some(conn) = self.conn.as_mut() else { return Poll::Ready(None) };
+            match &mut self.framing {
+                BodyFraming::Done | BodyFraming::Length(0) => {
+                    self.framing = BodyFraming::Done;
+                    return Poll::Ready(None);
+                }
+                BodyFraming::Length(left) if !conn.buf.is_empty() => {
+                    let n = usize::try_from(*left).unwrap_or(usize::MAX).min(conn.buf.len());
+                    *left -= n as u64;
+                    return Poll::Ready(Some(Ok(Frame::data(take(&mut conn.buf, n)))));
+                }
+                BodyFraming::Chunked(decoder) if !conn.buf.is_empty() => match decoder.next(&mut conn.buf) {
+                    Ok(Some(Piece::Data(data))) => return Poll::Ready(Some(Ok(Frame::data(data)))),
+                    Ok(Some(Piece::End)) => {
+                        self.framing = BodyFraming::Done;
+                        return Poll::Ready(None);
+                    }
+                    Ok(None) => {}
+                    Err(cause) => {
+                        self.conn = None;
+                        return Poll::Ready(Some(Err(BodyError::BadChunk(cause).into())));
+                    }
+                },
+                BodyFraming::Close if !conn.buf.is_empty() => {
+                    let data = conn.buf.split().freeze();
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                _ => {}
+            }
+            match ready!(poll_read_more(conn, cx)) {
+                Ok(0) if self.framing == BodyFraming::Close => {
+                    self.framing = BodyFraming::Done;
+                    self.conn = None;
+                    return Poll::Ready(None);
+                }
+                Ok(0) => {
+                    self.conn = None;
+                    return Poll::Ready(Some(Err(BodyError::Truncated.into())));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    self.conn = None;
+                    return Poll::Ready(Some(Err(BodyError::Io(e).into())));
+                }
+            }
+        }
+    }
+
+    pub(crate) fn is_end_stream(&self) -> bool {
+        matches!(self.framing, BodyFraming::Done | BodyFraming::Length(0))
+    }
+
+    pub(crate) fn size_hint(&self) -> SizeHint {
+        match self.framing {
+            BodyFraming::Length(n) => SizeHint::with_exact(n),
+            BodyFraming::Done => SizeHint::with_exact(0),
+            _ => SizeHint::default(),
+        }
+    }
+
+    /// The connection, if the body ended cleanly and it can carry another request.
+    pub(crate) fn take_reusable(&mut self) -> Option<DynoConn> {
+        if !self.is_end_stream() || !self.keep_alive {
+            return None;
+        }
+        self.conn.take().filter(|c| c.buf.is_empty())
+    }
+
+    /// Fails the body (H15): the connection is closed and the next poll reports it.
+    pub(crate) fn abort(&mut self) {
+        self.aborted = true;
+        self.conn = None;
+    }
+}
+
+/// The next `n` bytes of `buf`. Small pieces are copied, so the read buffer stays whole
+/// and is reused for the connection's next response instead of reallocated.
+fn take(buf: &mut BytesMut, n: usize) -> Bytes {
+    if n <= 4096 {
+        let data = Bytes::copy_from_slice(&buf[..n]);
+        buf.advance(n);
+        data
+    } else {
+        buf.split_to(n).freeze()
+    }
+}
+
+fn poll_read_more(conn: &mut DynoConn, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+    conn.buf.reserve(READ_CHUNK);
+    loop {
+        ready!(conn.stream.poll_read_ready(cx))?;
+        match conn.stream.try_read_buf(&mut conn.buf) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            other => return Poll::Ready(other),
+        }
+    }
+}
+
+/// Decodes a chunked body (RFC 9112 §7.1) as it arrives; trailers are read and dropped.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct ChunkDecoder {
+    state: ChunkState,
+    /// Trailer bytes so far, bounded.
+    trailer: usize,
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+enum ChunkState {
+    #[default]
+    Size,
+    Data(u64),
+    DataEnd,
+    Trailers,
+}
+
+enum Piece {
+    Data(Bytes),
+    End,
+}
+
+/// A chunk-size line (with extensions) or a trailer line may not be longer.
+const MAX_CHUNK_LINE: usize = 4096;
+const MAX_TRAILERS: usize = 64 * 1024;
+
+impl ChunkDecoder {
+    /// The next piece of the body from `buf`, consuming what it used; `None` when more
+    /// bytes are needed.
+    fn next(&mut self, buf: &mut BytesMut) -> Result<Option<Piece>, &'static str> {
+        loop {
+            match self.state {
+                ChunkState::Size => {
+                    let Some(line) = line(buf, MAX_CHUNK_LINE)? else { return Ok(None) };
+                    let digits = line.split(|&b| b == b';').next().unwrap_or_default().trim_ascii();
+                    if digits.is_empty() || digits.len() > 15 || !digits.iter().all(u8::is_ascii_hexdigit) {
+                        return Err("bad chunk size");
+                    }
+                    let size = digits.iter().fold(0u64, |n, &d| n * 16 + u64::from((d as char).to_digit(16).unwrap_or(0)));
+                    buf.advance(line.len() + 2);
+                    self.state = if size == 0 { ChunkState::Trailers } else { ChunkState::Data(size) };
+                }
+                ChunkState::Data(left) => {
+                    if buf.is_empty() {
+                        return Ok(None);
+                    }
+                    let n = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+                    self.state = if left == n as u64 { ChunkState::DataEnd } else { ChunkState::Data(left - n as u64) };
+                    return Ok(Some(Piece::Data(take(buf, n))));
+                }
+                ChunkState::DataEnd => {
+                    if buf.len() < 2 {
+                        return Ok(None);
+                    }
+                    if &buf[..2] != b"\r\n" {
+                        return Err("chunk data not followed by CRLF");
+                    }
+                    buf.advance(2);
+                    self.state = ChunkState::Size;
+                }
+                ChunkState::Trailers => {
+                    let Some(line) = line(buf, MAX_CHUNK_LINE)? else { return Ok(None) };
+                    let used = line.len() + 2;
+                    let done = line.is_empty();
+                    buf.advance(used);
+                    if done {
+                        return Ok(Some(Piece::End));
+                    }
+                    self.trailer += used;
+                    if self.trailer > MAX_TRAILERS {
+                        return Err("trailers too large");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The CRLF-terminated line at the front of `buf` (without the CRLF), if complete.
+fn line(buf: &BytesMut, max: usize) -> Result<Option<&[u8]>, &'static str> {
+    match buf.iter().take(max + 2).position(|&b| b == b'\n') {
+        Some(nl) if nl > 0 && buf[nl - 1] == b'\r' => Ok(Some(&buf[..nl - 1])),
+        Some(_) => Err("line ended by a bare LF"),
+        None if buf.len() > max + 1 => Err("line too long"),
+        None => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_all(input: &[u8]) -> Result<(Vec<u8>, bool), &'static str> {
+        let mut buf = BytesMut::from(input);
+        let mut d = ChunkDecoder::default();
+        let mut out = Vec::new();
+        loop {
+            match d.next(&mut buf)? {
+                Some(Piece::Data(b)) => out.extend_from_slice(&b),
+                Some(Piece::End) => return Ok((out, true)),
+                None => return Ok((out, false)),
+            }
+        }
+    }
+
+    #[test]
+    fn chunked_bodies_decode() {
+        assert_eq!(decode_all(b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-T: 1\r\n\r\n").unwrap(), (b"hello world".to_vec(), true));
+        assert_eq!(decode_all(b"5\r\nhel").unwrap(), (b"hel".to_vec(), false));
+        assert_eq!(decode_all(b"A\r\n0123456789\r\n0\r\n\r\n").unwrap(), (b"0123456789".to_vec(), true));
+    }
+
+    #[test]
+    fn hostile_chunking_is_refused() {
+        assert!(decode_all(b"zz\r\nhello\r\n").is_err());
+        assert!(decode_all(b"5\nhello\r\n").is_err(), "bare LF");
+        assert!(decode_all(b"5\r\nhelloXX0\r\n\r\n").is_err(), "data overrun");
+        assert!(decode_all(b"fffffffffffffffff\r\n").is_err(), "size overflow");
+        assert!(decode_all(&[b'1'; 5000]).is_err(), "endless size line");
+        let mut trailers = b"0\r\n".to_vec();
+        for _ in 0..20_000 {
+            trailers.extend_from_slice(b"X-A: b\r\n");
+        }
+        assert!(decode_all(&trailers).is_err(), "unbounded trailers");
+    }
+
+    fn response(raw: &[u8], is_head: bool) -> Result<Option<(u16, BodyFraming, bool)>, ()> {
+        let mut buf = BytesMut::from(raw);
+        match parse_response(&mut buf, is_head) {
+            Ok(Some(Parsed::Final((r, f, k)))) => Ok(Some((r.status().as_u16(), f, k))),
+            Ok(Some(Parsed::Interim)) => Ok(Some((100, BodyFraming::Done, false))),
+            Ok(None) => Ok(None),
+            Err(_) => Err(()),
+        }
+    }
+
+    #[test]
+    fn response_framing() {
+        assert_eq!(response(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", false), Ok(Some((200, BodyFraming::Length(5), true))));
+        assert_eq!(response(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", true), Ok(Some((200, BodyFraming::Length(0), true))));
+        assert_eq!(response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n", false), Ok(Some((200, BodyFraming::Chunked(ChunkDecoder::default()), true))));
+        assert_eq!(response(b"HTTP/1.1 200 OK\r\n\r\n", false), Ok(Some((200, BodyFraming::Close, false))));
+        assert_eq!(response(b"HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n", false), Ok(Some((200, BodyFraming::Length(1), false))));
+        assert_eq!(response(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n", false), Ok(Some((204, BodyFraming::Length(0), false))));
+        assert_eq!(response(b"HTTP/1.1 100 Continue\r\n\r\n", false), Ok(Some((100, BodyFraming::Done, false))));
+        assert_eq!(response(b"HTTP/1.1 200 OK\r\nContent-Le", false), Ok(None));
+    }
+
+    #[test]
+    fn hostile_responses_are_malformed() {
+        assert_eq!(response(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", false), Err(()));
+        assert_eq!(response(b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", false), Err(()));
+        assert_eq!(response(b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n", false), Err(()));
+        assert_eq!(response(b"SSH-2.0-OpenSSH\r\n\r\n", false), Err(()));
+        assert_eq!(response(b"HTTP/1.1 999999 Big\r\n\r\n", false), Err(()));
+        let mut many = b"HTTP/1.1 200 OK\r\n".to_vec();
+        for i in 0..500 {
+            many.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
+        }
+        many.extend_from_slice(b"Content-Length: 0\r\n\r\n");
+        assert_eq!(response(&many, false), Ok(Some((200, BodyFraming::Length(0), true))), "more fields than the stack holds");
+    }
+
+    #[test]
+    fn requests_the_engine_leaves_to_hyper() {
+        let client = ClientConn::detached(Duration::from_secs(1));
+        let parse = |raw: &'static [u8]| parse_request(&Bytes::from_static(raw), &client).map(|(r, k)| (r.method().clone(), k));
+        assert_eq!(parse(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"), Some((Method::GET, true)));
+        assert_eq!(parse(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: Close\r\n\r\n"), Some((Method::GET, false)));
+        assert_eq!(parse(b"GET / HTTP/1.0\r\nHost: a\r\n\r\n"), None, "HTTP/1.0");
+        assert_eq!(parse(b"GET / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n\r\n"), None);
+        assert_eq!(parse(b"CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n"), None);
+        let mut many = b"GET / HTTP/1.1\r\n".to_vec();
+        for i in 0..100 {
+            many.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
+        }
+        many.extend_from_slice(b"\r\n");
+        assert!(parse_request(&Bytes::from(many), &client).is_none(), "more fields than the stack holds");
+    }
+}
