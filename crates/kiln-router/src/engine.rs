@@ -28,7 +28,7 @@
 use crate::backend::BackendState;
 use crate::body::{BoxError, Inner, RouterBody};
 use crate::config::RouterConfig;
-use crate::guard::{self, ClientConn};
+use crate::guard::ClientConn;
 use crate::hcode::HCode;
 use crate::head::{Framing, HeadScanner, Scan};
 use crate::proxy::{self, Attempt, Failure, ReqBody, Shared};
@@ -238,7 +238,7 @@ async fn write_response<IO: AsyncRead + AsyncWrite + Unpin>(c: &mut Conn<IO>, re
     let chunked = !bodiless && !is_head && length.is_none();
     if !bodiless && !is_head {
         match length {
-            Some(n) => put_field(out, b"content-length", n.to_string().as_bytes()),
+            Some(n) => put_field(out, b"content-length", itoa::Buffer::new().format(n).as_bytes()),
             None => put_field(out, b"transfer-encoding", b"chunked"),
         }
     } else if is_head && !parts.headers.contains_key(header::CONTENT_LENGTH) {
@@ -442,7 +442,6 @@ enum Exchange {
 /// one, as [`proxy`]'s attempt does with hyper's client.
 pub(crate) async fn attempt(config: &RouterConfig, backend: &Arc<BackendState>, req: Request<()>) -> Attempt {
     let failure = |code, connect, service| Failure { code, backend: Arc::clone(backend), connect, service };
-    let client = req.extensions().get::<ClientConn>().cloned();
     let is_head = req.method() == Method::HEAD;
     // Resending is harmless only for safe methods (RFC 9110 §9.2.1).
     let resendable = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
@@ -471,7 +470,9 @@ pub(crate) async fn attempt(config: &RouterConfig, backend: &Arc<BackendState>, 
             }
             read_response_head(&mut conn, is_head).await
         };
-        match guard::first_byte(config.first_byte_timeout, client.as_ref(), exchange).await {
+        // No request body, so the first-byte clock simply runs from dispatch (the guard's
+        // version pauses it while a client uploads).
+        match tokio::time::timeout(config.first_byte_timeout, exchange).await.map_err(|_| ()) {
             Ok(Ok((response, framing, keep_alive))) => {
                 let body = DynoBody { conn: Some(conn), framing, keep_alive, aborted: false };
                 return Attempt::Answered { response: response.map(|()| Inner::Own(body)), sender: None, connect, dispatched_at };

@@ -84,27 +84,42 @@ pub(crate) struct HeadScanner {
     fields: usize,
     http10: bool,
     upgrade: bool,
-    method: Option<String>,
-    target: Option<String>,
-    host: Option<String>,
+    method: Option<Span>,
+    target: Option<Span>,
+    host: Option<Span>,
     hosts: usize,
-    request_id: Option<String>,
-    forwarded_for: Option<String>,
+    request_id: Option<Span>,
+    forwarded_for: Option<Span>,
     content_length: Option<u64>,
     transfer_encodings: usize,
+    /// The address of the bytes being scanned, to turn field slices into [`Span`]s; never
+    /// dereferenced.
+    base: usize,
+}
+
+/// Where a value kept for the log line lies in the head: an offset from the start of the
+/// scanned bytes and a length. Kept as a position rather than copied, since the strings
+/// are only needed when a head is refused, which is rare.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    start: usize,
+    len: usize,
 }
 
 impl HeadScanner {
     /// Checks the lines of `buf` (the bytes received since the head began) completed since
     /// the last call. After `Done`, `Skip` or `Reject` the scanner must be reset.
     pub(crate) fn scan(&mut self, buf: &[u8]) -> Scan {
+        // The bytes may have moved since the last call (the caller's buffer grew); spans
+        // are offsets from wherever they are now.
+        self.base = buf.as_ptr() as usize;
         loop {
             let rest = &buf[self.pos..];
-            let Some(nl) = rest.iter().position(|&b| b == b'\n') else { return self.incomplete(rest.len()) };
+            let Some(nl) = rest.iter().position(|&b| b == b'\n') else { return self.incomplete(buf, rest.len()) };
             let line = &rest[..nl];
-            let Some(line) = line.strip_suffix(b"\r") else { return self.reject(StatusCode::BAD_REQUEST, "line ended by a bare LF") };
+            let Some(line) = line.strip_suffix(b"\r") else { return self.reject(buf, StatusCode::BAD_REQUEST, "line ended by a bare LF") };
             if line.contains(&b'\r') {
-                return self.reject(StatusCode::BAD_REQUEST, "bare CR in the request head");
+                return self.reject(buf, StatusCode::BAD_REQUEST, "bare CR in the request head");
             }
             let end = self.pos + nl + 1;
             if self.lines == 0 {
@@ -112,7 +127,7 @@ impl HeadScanner {
                     // Only before anything else: a stray CRLF after the previous body.
                     let empty_lines = buf[..end].iter().filter(|&&b| b == b'\n').count();
                     if empty_lines > MAX_LEADING_EMPTY_LINES {
-                        return self.reject(StatusCode::BAD_REQUEST, "too many empty lines before the request line");
+                        return self.reject(buf, StatusCode::BAD_REQUEST, "too many empty lines before the request line");
                     }
                     self.pos = end;
                     continue;
@@ -123,33 +138,37 @@ impl HeadScanner {
                     return Scan::Skip(skip);
                 }
                 if let Err((status, cause)) = self.request_line(line) {
-                    return self.reject(status, cause);
+                    return self.reject(buf, status, cause);
                 }
             } else if line.is_empty() {
-                return self.finish(end);
+                return self.finish(buf, end);
             } else if let Err((status, cause)) = self.field_line(line) {
-                return self.reject(status, cause);
+                return self.reject(buf, status, cause);
             }
             self.lines += 1;
             self.pos = end;
             if self.pos > MAX_HEAD {
-                return self.reject(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "request head too large");
+                return self.reject(buf, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "request head too large");
             }
         }
     }
 
     /// The line being received has no end yet: refuse it as soon as it is too long.
-    fn incomplete(&mut self, partial: usize) -> Scan {
+    fn incomplete(&mut self, buf: &[u8], partial: usize) -> Scan {
         if self.lines == 0 && partial > MAX_REQUEST_LINE + 1 {
-            return self.reject(StatusCode::URI_TOO_LONG, "request line too long");
+            return self.reject(buf, StatusCode::URI_TOO_LONG, "request line too long");
         }
         if self.lines > 0 && partial > MAX_HEADER_LINE + 1 {
-            return self.reject(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "header line too long");
+            return self.reject(buf, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "header line too long");
         }
         if self.pos + partial > MAX_HEAD {
-            return self.reject(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "request head too large");
+            return self.reject(buf, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "request head too large");
         }
         Scan::More
+    }
+
+    fn span(&self, part: &[u8]) -> Span {
+        Span { start: (part.as_ptr() as usize).saturating_sub(self.base), len: part.len().min(MAX_LOGGED) }
     }
 
     fn request_line(&mut self, line: &[u8]) -> Result<(), (StatusCode, &'static str)> {
@@ -162,12 +181,12 @@ impl HeadScanner {
         if method.is_empty() || method.len() > MAX_METHOD || !method.iter().all(|&b| is_tchar(b)) {
             return Err((StatusCode::BAD_REQUEST, "malformed method"));
         }
-        self.method = Some(logged(method));
+        self.method = Some(self.span(method));
         // Visible ASCII, and (as hyper's parser allows) raw non-ASCII bytes some clients send.
         if target.is_empty() || !target.iter().all(|&b| (0x21..=0x7e).contains(&b) || b >= 0x80) {
             return Err((StatusCode::BAD_REQUEST, "malformed request target"));
         }
-        self.target = Some(logged(target));
+        self.target = Some(self.span(target));
         match version {
             b"HTTP/1.1" => {}
             b"HTTP/1.0" => self.http10 = true,
@@ -220,7 +239,7 @@ impl HeadScanner {
             if self.hosts > 1 {
                 return Err((bad, "several Host headers"));
             }
-            self.host = Some(logged(value));
+            self.host = Some(self.span(value));
         } else if name.eq_ignore_ascii_case(b"content-length") {
             // Repeated equal lines are one length (hyper forwards one of them); a list in
             // one line (`1, 2`, even `5, 5`) is refused, as hyper would.
@@ -251,20 +270,20 @@ impl HeadScanner {
         } else if name.eq_ignore_ascii_case(b"upgrade") {
             self.upgrade = true;
         } else if name.eq_ignore_ascii_case(b"x-request-id") {
-            self.request_id = Some(logged(value));
+            self.request_id = Some(self.span(value));
         } else if name.eq_ignore_ascii_case(b"x-forwarded-for") {
-            self.forwarded_for = Some(logged(value));
+            self.forwarded_for = Some(self.span(value));
         }
         Ok(())
     }
 
-    fn finish(&mut self, len: usize) -> Scan {
+    fn finish(&mut self, buf: &[u8], len: usize) -> Scan {
         let chunked = self.transfer_encodings > 0;
         if chunked && self.content_length.is_some() {
-            return self.reject(StatusCode::BAD_REQUEST, "Content-Length with Transfer-Encoding");
+            return self.reject(buf, StatusCode::BAD_REQUEST, "Content-Length with Transfer-Encoding");
         }
         if chunked && self.http10 {
-            return self.reject(StatusCode::BAD_REQUEST, "Transfer-Encoding in an HTTP/1.0 request");
+            return self.reject(buf, StatusCode::BAD_REQUEST, "Transfer-Encoding in an HTTP/1.0 request");
         }
         let framing = match (chunked, self.content_length) {
             (true, _) => Framing::Chunked,
@@ -274,16 +293,16 @@ impl HeadScanner {
         Scan::Done(Head { len, framing, upgrade: self.upgrade && !self.http10 })
     }
 
-    fn reject(&mut self, status: StatusCode, cause: &'static str) -> Scan {
+    fn reject(&mut self, buf: &[u8], status: StatusCode, cause: &'static str) -> Scan {
         Scan::Reject(Rejection {
             status,
             cause,
-            method: self.method.take(),
-            target: self.target.take(),
+            method: self.method.take().map(|s| logged(buf, s)),
+            target: self.target.take().map(|s| logged(buf, s)),
             // Only a single Host names an app; with several, none may be trusted.
-            host: if self.hosts == 1 { self.host.take() } else { None },
-            request_id: self.request_id.take(),
-            forwarded_for: self.forwarded_for.take(),
+            host: if self.hosts == 1 { self.host.take().map(|s| logged(buf, s)) } else { None },
+            request_id: self.request_id.take().map(|s| logged(buf, s)),
+            forwarded_for: self.forwarded_for.take().map(|s| logged(buf, s)),
         })
     }
 }
@@ -307,8 +326,9 @@ fn parse_length(s: &[u8]) -> Option<u64> {
     std::str::from_utf8(s).ok()?.parse().ok()
 }
 
-fn logged(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_LOGGED)]).into_owned()
+fn logged(buf: &[u8], span: Span) -> String {
+    let bytes = buf.get(span.start..span.start + span.len).unwrap_or_default();
+    String::from_utf8_lossy(bytes).into_owned()
 }
 
 #[cfg(test)]

@@ -17,6 +17,12 @@
 //!   `access_log` (the router log line), `pages` (the router's own answers, or the app's
 //!   fetched by `page_fetch`) and `hcode`. In front of hyper on every HTTP/1 connection
 //!   sits `guard`, with `head` and `chunked`: framing, limits and slow clients.
+//! - **Two HTTP/1 paths, one pipeline.** On the plain-HTTP listener, `engine` serves
+//!   bodiless HTTP/1.1 requests itself (its own head reading, response writing and dyno
+//!   client, in one task per connection) and hands every other connection to hyper with the
+//!   guard in front; both feed the same `proxy`/`cache`/`compress` pipeline, so behaviour is
+//!   the same either way. Connections are dealt to `workers`: single-threaded runtimes on
+//!   their own threads (one per two cores by default), so a request never crosses threads.
 //!
 //! # Behaviour
 //!
