@@ -5,6 +5,8 @@
 //! never stored, and not removable), then its custom domains, kind `custom`, whose `cname`
 //! is the default hostname: the DNS target to point them at. Routing is immediate, so
 //! `status` is `succeeded`; certificates are picked by hostname, so `sni_endpoint` is null.
+//! With ACM on, `acm_status` (`pending`, `ok`, `failed`) and `acm_status_reason` say
+//! where each custom domain's certificate stands.
 
 use crate::auth::User;
 use crate::error::{ApiError, ApiResult};
@@ -16,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use kiln_platform::PlatformError;
-use kiln_store::{App, Domain};
+use kiln_store::{AcmDomain, App, Domain};
 use serde_json::Value;
 
 pub fn routes() -> Router<ApiState> {
@@ -41,9 +43,22 @@ fn default_domain_id(app_id: &str) -> String {
     format!("{}-{}-{}-{}-{}", &s[..8], &s[8..12], &s[12..16], &s[16..20], &s[20..])
 }
 
-fn custom(st: &ApiState, app: &App, d: &Domain) -> Value {
+fn custom(st: &ApiState, app: &App, d: &Domain, acm: &[AcmDomain]) -> Value {
     let target = st.platform.default_hostname(&app.name);
-    json::domain(app, &d.id, &d.hostname, "custom", Some(&target), d.created_at, d.updated_at)
+    let mut v = json::domain(app, &d.id, &d.hostname, "custom", Some(&target), d.created_at, d.updated_at);
+    if let Some(state) = acm.iter().find(|a| a.domain.id == d.id).and_then(|a| a.state.as_ref()) {
+        v["acm_status"] = Value::from(state.status.as_str());
+        v["acm_status_reason"] = state.reason.as_deref().map_or(Value::Null, Value::from);
+    }
+    v
+}
+
+/// The app's ACM states, when ACM is on (off: every `acm_status` is null).
+fn acm_states(st: &ApiState, app: &App) -> ApiResult<Vec<AcmDomain>> {
+    if !app.acm {
+        return Ok(Vec::new());
+    }
+    Ok(st.platform.acm_domains(app)?)
 }
 
 /// Whether `id_or_hostname` names the app's default domain.
@@ -55,7 +70,8 @@ fn is_default(st: &ApiState, app: &App, id_or_hostname: &str) -> bool {
 async fn list_domains(State(st): State<ApiState>, User(user): User, Path(app): Path<String>) -> ApiResult<Json<Value>> {
     let app = st.platform.app_for(&user, &app)?;
     let mut items = vec![default_domain(&st, &app)];
-    items.extend(st.platform.domains(&app)?.iter().map(|d| custom(&st, &app, d)));
+    let acm = acm_states(&st, &app)?;
+    items.extend(st.platform.domains(&app)?.iter().map(|d| custom(&st, &app, d, &acm)));
     Ok(Json(Value::Array(items)))
 }
 
@@ -65,7 +81,7 @@ async fn domain_info(State(st): State<ApiState>, User(user): User, Path((app, do
         return Ok(Json(default_domain(&st, &app)));
     }
     let d = st.platform.domain(&app, &domain)?;
-    Ok(Json(custom(&st, &app, &d)))
+    Ok(Json(custom(&st, &app, &d, &acm_states(&st, &app)?)))
 }
 
 async fn add_domain(State(st): State<ApiState>, User(user): User, Path(app): Path<String>, Body(body): Body) -> ApiResult<Response> {
@@ -87,7 +103,7 @@ async fn add_domain(State(st): State<ApiState>, User(user): User, Path(app): Pat
         PlatformError::Conflict(m) => ApiError::invalid(m),
         other => other.into(),
     })?;
-    Ok((StatusCode::CREATED, Json(custom(&st, &app, &d))).into_response())
+    Ok((StatusCode::CREATED, Json(custom(&st, &app, &d, &[]))).into_response())
 }
 
 async fn remove_domain(State(st): State<ApiState>, User(user): User, Path((app, domain)): Path<(String, String)>) -> ApiResult<Json<Value>> {
@@ -96,7 +112,7 @@ async fn remove_domain(State(st): State<ApiState>, User(user): User, Path((app, 
         return Err(ApiError::invalid(format!("{} is the app's default domain and cannot be removed", st.platform.default_hostname(&app.name))));
     }
     let d = st.platform.remove_domain(&app, &domain, &user)?;
-    Ok(Json(custom(&st, &app, &d)))
+    Ok(Json(custom(&st, &app, &d, &[])))
 }
 
 #[cfg(test)]

@@ -92,7 +92,7 @@ fn created(v: Value) -> Response {
     (StatusCode::CREATED, Json(v)).into_response()
 }
 
-fn app_json(st: &ApiState, app: &App) -> Value {
+pub(crate) fn app_json(st: &ApiState, app: &App) -> Value {
     let p = &st.platform;
     let (slug_size, desc) = match p.store.current_release(&app.id) {
         Ok(Some(r)) => match r.slug_id.and_then(|s| p.store.slug(&s).ok()) {

@@ -50,7 +50,7 @@ pub fn app(p: &Platform, a: &App, slug_size: Option<u64>, buildpack_desc: Option
     json!({
         "id": a.id,
         "name": a.name,
-        "acm": false,
+        "acm": a.acm,
         "archived_at": null,
         "buildpack_provided_description": buildpack_desc,
         "build_stack": stack(&a.stack),
@@ -149,7 +149,8 @@ pub fn build(base_url: &str, a: &App, b: &Build) -> Value {
 }
 
 /// A domain: the app's default hostname (kind `heroku`, no `cname`) or a custom one (kind
-/// `custom`, `cname` the hostname to point it at).
+/// `custom`, `cname` the hostname to point it at). `acm_status` is filled in by the caller
+/// when ACM manages the domain.
 pub fn domain(a: &App, id: &str, hostname: &str, kind: &str, cname: Option<&str>, created_at: Timestamp, updated_at: Timestamp) -> Value {
     json!({
         "id": id,

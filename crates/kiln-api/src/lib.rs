@@ -7,6 +7,7 @@
 //! Handlers are thin: they parse and check input, call the platform's use cases, and render
 //! objects with [`json`].
 
+mod acm;
 mod auth;
 mod domains;
 pub mod error;
@@ -36,7 +37,7 @@ pub struct ApiState {
 /// A known path with the wrong verb is a JSON 404, as on Heroku (axum's default is an empty 405).
 pub fn router(platform: Arc<Platform>, extra: Router) -> Router {
     let state = ApiState { platform, attaches: Arc::default() };
-    let api = handlers::routes().merge(logs::routes()).merge(run::routes()).merge(sni::routes()).merge(domains::routes()).with_state(state).fallback(not_found).method_not_allowed_fallback(not_found).layer(axum::middleware::from_fn(heroku_headers));
+    let api = handlers::routes().merge(logs::routes()).merge(run::routes()).merge(sni::routes()).merge(domains::routes()).merge(acm::routes()).with_state(state).fallback(not_found).method_not_allowed_fallback(not_found).layer(axum::middleware::from_fn(heroku_headers));
     api.merge(extra)
 }
 

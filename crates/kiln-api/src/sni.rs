@@ -41,6 +41,8 @@ pub fn sni_endpoint(app: &App, v: &SniEndpointView, domains: &[Domain]) -> Value
         "app": { "id": app.id, "name": app.name },
         "ssl_cert": {
             "id": e.id,
+            // Issued by Automatic Certificate Management (Heroku's CLI shows the type ACM).
+            "acm": e.acm_domain_id.is_some(),
             "ca_signed?": !v.info.self_signed,
             "self_signed?": v.info.self_signed,
             "cert_domains": v.info.hostnames,

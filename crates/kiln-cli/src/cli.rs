@@ -416,6 +416,42 @@ pub enum Cmd {
         confirm: Option<String>,
     },
 
+    /// Show the status of Automatic Certificate Management (certificates from an ACME CA
+    /// for the app's custom domains)
+    #[command(name = "certs:auto")]
+    CertsAuto {
+        #[command(flatten)]
+        app: AppFlags,
+        /// Wait until every domain's certificate is issued (or failed)
+        #[arg(long)]
+        wait: bool,
+    },
+
+    /// Turn on Automatic Certificate Management: certificates for every custom domain,
+    /// ordered from the server's ACME CA and renewed before they expire
+    #[command(name = "certs:auto:enable")]
+    CertsAutoEnable {
+        #[command(flatten)]
+        app: AppFlags,
+    },
+
+    /// Turn off Automatic Certificate Management; its certificates are removed
+    #[command(name = "certs:auto:disable")]
+    CertsAutoDisable {
+        #[command(flatten)]
+        app: AppFlags,
+        /// The app's name again, to confirm
+        #[arg(short = 'c', long, value_name = "APP")]
+        confirm: Option<String>,
+    },
+
+    /// Order new certificates for every custom domain now (also retries failed ones)
+    #[command(name = "certs:auto:refresh")]
+    CertsAutoRefresh {
+        #[command(flatten)]
+        app: AppFlags,
+    },
+
     /// A git credential helper that answers with the stored API key (used by git, not people)
     #[command(name = "git:credentials")]
     GitCredentials {

@@ -49,6 +49,14 @@ pub fn table(rows: &[Vec<String>]) -> String {
     out
 }
 
+/// `2027-03-01T12:00:00Z` as the Heroku CLI shows certificate dates: `2027-03-01 12:00 UTC`.
+pub fn when(rfc3339: &str) -> String {
+    match (rfc3339.get(..10), rfc3339.get(11..16)) {
+        (Some(day), Some(time)) => format!("{day} {time} UTC"),
+        _ => rfc3339.to_string(),
+    }
+}
+
 /// The Heroku CLI's `ago`: an absolute UTC time, then roughly how long ago it was (for up to
 /// a day; older times stand alone).
 pub fn ago(at: Timestamp, now: Timestamp) -> String {

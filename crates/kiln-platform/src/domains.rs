@@ -85,6 +85,9 @@ impl Platform {
         let domain = self.store.add_domain(&app.id, &hostname)?;
         self.publish_domains(&app.id);
         self.api_log(&app.id, format!("Add {hostname} domain by user {}", user.email));
+        if app.acm {
+            self.wake_acm();
+        }
         Ok(domain)
     }
 
@@ -93,6 +96,8 @@ impl Platform {
         let domain = self.domain(app, id_or_hostname)?;
         let removed = self.store.remove_domain(&app.id, &domain.id)?;
         self.publish_domains(&app.id);
+        // An ACM certificate went with the domain.
+        self.publish_certificates(&app.id);
         self.api_log(&app.id, format!("Remove {} domain by user {}", removed.hostname, user.email));
         Ok(removed)
     }

@@ -9,12 +9,14 @@
 //!   calls, and a server restart, all end in the same place;
 //! - every user-visible event is logged as `app[api]` in Heroku's wording.
 
+mod acm;
 mod deploy;
 mod domains;
 mod release;
 mod sni;
 mod streams;
 
+pub use acm::{NOT_CONFIGURED as ACM_NOT_CONFIGURED, RouterChallenges};
 pub use deploy::GitBridge;
 pub use sni::{SniEndpointView, check_certificate};
 pub use domains::validate_hostname;
@@ -86,6 +88,8 @@ pub struct Platform {
     git: OnceLock<Arc<kiln_git::GitService>>,
     /// The HTTPS listener's certificate resolver, when there is one (see `sni`).
     certificates: OnceLock<Arc<kiln_tls::SniResolver>>,
+    /// Automatic Certificate Management, when the server has an ACME CA (see `acm`).
+    acm: OnceLock<Arc<acm::Acm>>,
     /// A handle on itself, for background tasks.
     me: std::sync::Weak<Platform>,
     /// One convergence at a time per app (hand-offs to the dyno manager stay ordered).
@@ -104,7 +108,7 @@ impl Platform {
     pub fn new(store: Arc<dyn Store>, logs: Arc<Logplex>, dynos: DynoManager, builder: Builder, routes: Arc<dyn RouteUpdates>, settings: Settings) -> Arc<Platform> {
         let slugs = Arc::new(SlugCache::new(settings.data_dir.join("slug-cache")));
         Arc::new_cyclic(|me| Platform {
-            me: me.clone(), store, logs, dynos, builder, slugs, routes, settings, git: OnceLock::new(), certificates: OnceLock::new(), app_locks: Mutex::default(), build_locks: Mutex::default(), release_locks: Mutex::default(), deploying: Mutex::default(), build_streams: Mutex::new(HashMap::new()) })
+            me: me.clone(), store, logs, dynos, builder, slugs, routes, settings, git: OnceLock::new(), certificates: OnceLock::new(), acm: OnceLock::new(), app_locks: Mutex::default(), build_locks: Mutex::default(), release_locks: Mutex::default(), deploying: Mutex::default(), build_streams: Mutex::new(HashMap::new()) })
     }
 
     fn myself(&self) -> Option<Arc<Platform>> {

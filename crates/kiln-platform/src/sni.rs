@@ -45,7 +45,7 @@ pub fn check_certificate(certificate_chain: &str, private_key: &str) -> Result<C
     Ok(cert)
 }
 
-fn random_name() -> String {
+pub(crate) fn random_name() -> String {
     let bytes = *uuid::Uuid::new_v4().as_bytes();
     let pick = NAMES[usize::from(bytes[0]) % NAMES.len()];
     let number = u32::from_le_bytes([bytes[1], bytes[2], bytes[3], 0]) % 100_000;
@@ -66,7 +66,7 @@ impl Platform {
     }
 
     /// Re-reads an app's certificates from the store into the router's resolver.
-    fn publish_certificates(&self, app_id: &str) {
+    pub(crate) fn publish_certificates(&self, app_id: &str) {
         let Some(resolver) = self.certificates.get() else { return };
         let endpoints = match self.store.sni_endpoints(app_id) {
             Ok(e) => e,
@@ -108,6 +108,15 @@ impl Platform {
         }
     }
 
+    /// ACM renews and removes its own certificates; a hand-made change would be undone.
+    fn refuse_acm_managed(&self, app: &App, id_or_name: &str) -> Result<()> {
+        let endpoint = self.store.sni_endpoint(&app.id, id_or_name).map_err(Self::not_found)?;
+        if endpoint.acm_domain_id.is_some() {
+            return Err(Invalid::new("sni_endpoint", format!("{} is managed by Automatic Certificate Management; turn it off with certs:auto:disable to manage certificates by hand", endpoint.name)).into());
+        }
+        Ok(())
+    }
+
     pub fn sni_endpoints(&self, app: &App) -> Result<Vec<SniEndpointView>> {
         self.store.sni_endpoints(&app.id)?.into_iter().map(Self::view).collect()
     }
@@ -136,12 +145,14 @@ impl Platform {
     /// Replaces an endpoint's certificate and key (a renewal); the old one stops being served.
     pub fn update_sni_endpoint(&self, app: &App, id_or_name: &str, certificate_chain: &str, private_key: &str) -> Result<SniEndpointView> {
         let cert = check_certificate(certificate_chain, private_key)?;
+        self.refuse_acm_managed(app, id_or_name)?;
         let endpoint = self.store.update_sni_endpoint(&app.id, id_or_name, certificate_chain, private_key).map_err(Self::not_found)?;
         self.publish_certificates(&app.id);
         Ok(SniEndpointView { endpoint, info: cert.info })
     }
 
     pub fn remove_sni_endpoint(&self, app: &App, id_or_name: &str) -> Result<SniEndpointView> {
+        self.refuse_acm_managed(app, id_or_name)?;
         let endpoint = self.store.delete_sni_endpoint(&app.id, id_or_name).map_err(Self::not_found)?;
         self.publish_certificates(&app.id);
         Self::view(endpoint)

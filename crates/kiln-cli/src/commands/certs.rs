@@ -13,13 +13,7 @@ fn base(app: &str) -> String {
     format!("/apps/{}/sni-endpoints", segment(app))
 }
 
-/// `2027-03-01T12:00:00Z` as the Heroku CLI shows it: `2027-03-01 12:00 UTC`.
-fn when(rfc3339: &str) -> String {
-    match (rfc3339.get(..10), rfc3339.get(11..16)) {
-        (Some(day), Some(time)) => format!("{day} {time} UTC"),
-        _ => rfc3339.to_string(),
-    }
-}
+use format::when;
 
 fn names(endpoint: &Value) -> String {
     endpoint.pointer("/ssl_cert/cert_domains").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", ")).unwrap_or_default()
@@ -27,6 +21,11 @@ fn names(endpoint: &Value) -> String {
 
 fn trusted(endpoint: &Value) -> &'static str {
     if endpoint.pointer("/ssl_cert/ca_signed?").and_then(Value::as_bool).unwrap_or(false) { "True" } else { "False" }
+}
+
+/// `ACM` for certificates Automatic Certificate Management issued, `SNI` for uploads.
+fn kind(endpoint: &Value) -> &'static str {
+    if endpoint.pointer("/ssl_cert/acm").and_then(Value::as_bool).unwrap_or(false) { "ACM" } else { "SNI" }
 }
 
 pub fn render_list(app: &str, endpoints: &Value) -> String {
@@ -37,7 +36,7 @@ pub fn render_list(app: &str, endpoints: &Value) -> String {
     let mut rows = vec![["Name", "Common Name(s)", "Expires", "Trusted", "Type", "Domains"].map(String::from).to_vec()];
     for e in &items {
         let domains = e.get("domains").and_then(Value::as_array).map_or(0, Vec::len);
-        rows.push(vec![str_at(e, "/name").to_string(), names(e), when(str_at(e, "/ssl_cert/expires_at")), trusted(e).to_string(), "SNI".into(), domains.to_string()]);
+        rows.push(vec![str_at(e, "/name").to_string(), names(e), when(str_at(e, "/ssl_cert/expires_at")), trusted(e).to_string(), kind(e).into(), domains.to_string()]);
     }
     format::table(&rows)
 }

@@ -4,6 +4,7 @@
 mod apps;
 mod buildpacks;
 mod certs;
+mod certs_auto;
 mod config;
 mod domains;
 mod git_cmds;
@@ -135,6 +136,10 @@ pub async fn dispatch(ctx: &mut Ctx<'_>, cmd: Cmd) -> Result<()> {
         Cmd::CertsAdd { app, cert, key } => certs::add(ctx, &app, &cert, &key).await,
         Cmd::CertsUpdate { app, cert, key, name } => certs::update(ctx, &app, &cert, &key, name.as_deref()).await,
         Cmd::CertsRemove { app, name, confirm } => certs::remove(ctx, &app, name.as_deref(), confirm.as_deref()).await,
+        Cmd::CertsAuto { app, wait } => certs_auto::status(ctx, &app, wait).await,
+        Cmd::CertsAutoEnable { app } => certs_auto::enable(ctx, &app).await,
+        Cmd::CertsAutoDisable { app, confirm } => certs_auto::disable(ctx, &app, confirm.as_deref()).await,
+        Cmd::CertsAutoRefresh { app } => certs_auto::refresh(ctx, &app).await,
         Cmd::GitRemote { app } => git_cmds::remote(ctx, &app).await,
         Cmd::GitCredentials { operation } => git_cmds::credentials(ctx, &operation),
         Cmd::Run { app, no_tty, env, size, command } => run::attached(ctx, &app, &command, no_tty, &env, size.as_deref()).await,
