@@ -158,6 +158,11 @@ pub(crate) fn put_certificate(conn: &Connection, domain_id: &str, name: &str, ch
         .optional()
         .map_err(db("looking up a domain"))?
         .ok_or(StoreError::NotFound { resource: "domain" })?;
+    // An order that finishes after ACM was turned off must not bring a certificate back.
+    let on: bool = conn.query_row("SELECT acm FROM apps WHERE id = ?1", [&app], |r| r.get(0)).map_err(db("reading the ACM flag"))?;
+    if !on {
+        return Err(StoreError::Conflict("Automatic Certificate Management is off for this app".into()));
+    }
     let existing: Option<String> = conn.query_row("SELECT id FROM sni_endpoints WHERE acm_domain_id = ?1", [domain_id], |r| r.get(0)).optional().map_err(db("looking up an ACM certificate"))?;
     match existing {
         Some(id) => crate::sni::update(conn, &app, &id, chain, key),
@@ -217,6 +222,7 @@ mod tests {
         // Off: ACM certificates and states go, uploaded ones stay.
         assert!(!s.set_acm(&app.id, false).unwrap().acm);
         assert_eq!(s.sni_endpoints(&app.id).unwrap(), vec![uploaded]);
+        assert!(matches!(s.put_acm_certificate(&api.id, "acm-four", "C", "K"), Err(StoreError::Conflict(_))), "not while ACM is off");
         assert!(s.acm_domains(&app.id).unwrap().iter().all(|d| d.state.is_none()));
         assert!(matches!(s.set_acm("nope", true), Err(StoreError::NotFound { resource: "app" })));
     }

@@ -2,6 +2,7 @@
 //! `kiln dyno-helper` and `kiln git-hook` are internal entry points the server execs; every
 //! other subcommand is the CLI.
 
+mod acme;
 mod server;
 
 use std::process::ExitCode;
