@@ -3,8 +3,8 @@
 # starts real servers, pushes real apps with git and talks to them through the router.
 #
 # On Debian it first installs what the tests need and the machine lacks (git, Python with pip,
-# Node.js with npm: the stack the built-in buildpacks use). Run it as root so dynos run as
-# real containers; as another user, with sudo available for the install step.
+# Node.js with npm: the stack the built-in buildpacks use; pebble, an ACME test CA). Run it as
+# root so dynos run as real containers; as another user, with sudo available for the install step.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -16,6 +16,10 @@ command -v git >/dev/null 2>&1 || need+=(git)
 [ -x /usr/bin/node ] || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
 command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
+# The ACME tests run Let's Encrypt's test CA (pebble, with pebble-challtestsrv as its DNS)
+# and fetch its root with curl.
+command -v pebble >/dev/null 2>&1 || need+=(pebble)
+command -v curl >/dev/null 2>&1 || need+=(curl)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "test.sh: installing missing packages: ${need[*]}"

@@ -519,6 +519,18 @@ fn domain_objects_match_herokus_schema() {
     assert_error(&s.api("DELETE", "/apps/otherapp/domains/www.example.com", None), &[404], "not_found", "another app's domain");
     assert_eq!(s.api("GET", "/apps/domainapp/domains", None).json(), before);
 
+    // ACM (Heroku's /apps/{app}/acm) answers with the app; without an ACME server
+    // (--acme-directory) enabling and refreshing are refused with how to configure it.
+    let v = assert_error(&s.api("POST", "/apps/domainapp/acm", None), &[422], "invalid_params", "ACM without an ACME server");
+    assert!(v["message"].as_str().unwrap().contains("--acme-directory"), "{v}");
+    assert_error(&s.api("PATCH", "/apps/domainapp/acm", None), &[422], "invalid_params", "ACM refresh without an ACME server");
+    assert_error(&s.api("POST", "/apps/nosuchapp/acm", None), &[404], "not_found", "ACM of an unknown app");
+    let r = s.api("DELETE", "/apps/domainapp/acm", None);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_schema("app", &r.json());
+    assert_eq!(r.json()["acm"], false);
+    assert_eq!(s.api("GET", "/apps/domainapp/domains", None).json(), before);
+
     let r = s.api("DELETE", "/apps/domainapp/domains/www.example.com", None);
     assert_eq!(r.status, 200, "{r:?}");
     assert_schema("domain", &r.json());
