@@ -2,6 +2,7 @@
 //! component writes through.
 
 use crate::time::Timestamp;
+use std::borrow::Cow;
 use std::sync::Arc;
 
 /// Heroku splits lines longer than this into several lines.
@@ -12,25 +13,30 @@ pub const MAX_LINE_BYTES: usize = 10_000;
 pub struct LogLine {
     pub time: Timestamp,
     /// `app` (dyno output, API events) or `heroku` (router, dyno manager).
-    pub source: String,
+    pub source: Cow<'static, str>,
     /// `web.1`, `router`, `api`, ...
-    pub process: String,
+    pub process: Cow<'static, str>,
     pub message: String,
 }
 
 impl LogLine {
-    pub fn new(source: &str, process: &str, message: impl Into<String>) -> LogLine {
-        LogLine { time: Timestamp::now(), source: source.to_string(), process: process.to_string(), message: message.into() }
+    pub fn new(source: &'static str, process: impl Into<Cow<'static, str>>, message: impl Into<String>) -> LogLine {
+        LogLine { time: Timestamp::now(), source: Cow::Borrowed(source), process: process.into(), message: message.into() }
     }
 
     /// Output of a dyno: `app[web.1]`.
     pub fn app(process: &str, message: impl Into<String>) -> LogLine {
-        LogLine::new("app", process, message)
+        LogLine::new("app", process.to_string(), message)
     }
 
     /// The platform speaking about a dyno or the router: `heroku[web.1]`, `heroku[router]`.
     pub fn heroku(process: &str, message: impl Into<String>) -> LogLine {
-        LogLine::new("heroku", process, message)
+        LogLine::new("heroku", process.to_string(), message)
+    }
+
+    /// A router line, `heroku[router]`: one per request, so it borrows its names.
+    pub fn router(message: String) -> LogLine {
+        LogLine::new("heroku", "router", message)
     }
 
     /// An API event (deploys, config changes, scaling): `app[api]`.

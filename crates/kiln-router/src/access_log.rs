@@ -16,7 +16,6 @@ use http::Method;
 use http::header::HeaderValue;
 use http::uri::PathAndQuery;
 use kiln_model::log::{LogLine, LogSink};
-use std::fmt::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -64,84 +63,171 @@ impl RequestLog {
     /// [`emit`](Self::emit) with H26's `cause=`; without one, an H26 takes the cause the
     /// client connection recorded (a malformed body).
     pub(crate) fn emit_with_cause(&self, outcome: &Outcome<'_>, cause: Option<&str>) {
-        self.logs.emit(&self.app.app_id, LogLine::heroku("router", self.format_with_cause(outcome, cause)));
+        self.logs.emit(&self.app.app_id, LogLine::router(self.format_with_cause(outcome, cause)));
     }
 
+    /// The line itself. It is written on every request, so it is built by appending bytes
+    /// to one buffer (no `format!` machinery, numbers through `itoa`).
     pub(crate) fn format_with_cause(&self, o: &Outcome<'_>, cause: Option<&str>) -> String {
-        let mut line = String::with_capacity(320);
-        // Writing to a String cannot fail.
+        let path = self.path.as_ref().map_or("/", PathAndQuery::as_str);
+        let mut line = Vec::with_capacity(224 + path.len() + self.host.len() + self.fwd.len());
         if let Some(code) = o.code {
             if let Some(sock) = code.sock() {
-                let _ = write!(line, "sock={sock} ");
+                line.extend_from_slice(b"sock=");
+                line.extend_from_slice(sock.as_bytes());
+                line.push(b' ');
             }
-            let _ = write!(line, "at={} code={code} desc=\"{}\" ", code.level().as_str(), code.desc());
+            line.extend_from_slice(b"at=");
+            line.extend_from_slice(code.level().as_str().as_bytes());
+            line.extend_from_slice(b" code=");
+            line.extend_from_slice(code.as_str().as_bytes());
+            line.extend_from_slice(b" desc=\"");
+            line.extend_from_slice(code.desc().as_bytes());
+            line.extend_from_slice(b"\" ");
             let cause = cause.or_else(|| if code == HCode::H26 { self.client.as_ref().and_then(ClientConn::fault) } else { None });
             if let Some(cause) = cause {
-                line.push_str("cause=");
+                line.extend_from_slice(b"cause=");
                 quoted(&mut line, cause.as_bytes());
-                line.push(' ');
+                line.push(b' ');
             }
         } else {
-            line.push_str("at=info ");
+            line.extend_from_slice(b"at=info ");
         }
-        let _ = write!(line, "method={} path=", self.method);
-        quoted(&mut line, self.path.as_ref().map_or("/", PathAndQuery::as_str).as_bytes());
-        line.push_str(" host=");
+        line.extend_from_slice(b"method=");
+        bare(&mut line, self.method.as_str().as_bytes());
+        line.extend_from_slice(b" path=");
+        quoted(&mut line, path.as_bytes());
+        line.extend_from_slice(b" host=");
         bare(&mut line, self.host.as_bytes());
-        line.push_str(" request_id=");
+        line.extend_from_slice(b" request_id=");
         bare(&mut line, self.request_id.as_bytes());
-        line.push_str(" fwd=");
+        line.extend_from_slice(b" fwd=");
         quoted(&mut line, self.fwd.as_bytes());
-        let _ = write!(line, " dyno={}", o.dyno.unwrap_or(""));
-        line.push_str(" connect=");
+        line.extend_from_slice(b" dyno=");
+        bare(&mut line, o.dyno.unwrap_or("").as_bytes());
+        line.extend_from_slice(b" connect=");
         millis(&mut line, o.connect);
-        line.push_str(" service=");
+        line.extend_from_slice(b" service=");
         millis(&mut line, o.service);
-        line.push_str(" status=");
+        line.extend_from_slice(b" status=");
         if let Some(s) = o.status {
-            let _ = write!(line, "{s}");
+            line.extend_from_slice(itoa::Buffer::new().format(s).as_bytes());
         }
-        line.push_str(" bytes=");
+        line.extend_from_slice(b" bytes=");
         if let Some(b) = o.bytes {
-            let _ = write!(line, "{b}");
+            line.extend_from_slice(itoa::Buffer::new().format(b).as_bytes());
         }
-        let _ = write!(line, " protocol={}", self.proto);
-        line
+        line.extend_from_slice(b" protocol=");
+        line.extend_from_slice(self.proto.as_bytes());
+        // Every byte above is ASCII: client bytes outside it were escaped.
+        String::from_utf8(line).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
     }
 }
 
-fn millis(line: &mut String, d: Option<Duration>) {
+fn millis(line: &mut Vec<u8>, d: Option<Duration>) {
     if let Some(d) = d {
-        let _ = write!(line, "{}ms", d.as_millis());
+        line.extend_from_slice(itoa::Buffer::new().format(d.as_millis()).as_bytes());
+        line.extend_from_slice(b"ms");
     }
 }
+
+/// Bytes copied as they are: printable ASCII but `"` and `\`; the space only inside quotes.
+const fn plain_table(space: bool) -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut b = 0x21;
+    while b <= 0x7e {
+        t[b] = b != b'"' as usize && b != b'\\' as usize;
+        b += 1;
+    }
+    t[b' ' as usize] = space;
+    t
+}
+static PLAIN_QUOTED: [bool; 256] = plain_table(true);
+static PLAIN_BARE: [bool; 256] = plain_table(false);
 
 /// A client-controlled value inside quotes: quotes, backslashes and control bytes are
 /// escaped so a request cannot forge extra fields or lines.
-fn quoted(line: &mut String, value: &[u8]) {
-    line.push('"');
-    for &b in value {
-        match b {
-            b'"' => line.push_str("\\\""),
-            b'\\' => line.push_str("\\\\"),
-            0x20..=0x7e => line.push(b as char),
-            _ => {
-                let _ = write!(line, "\\x{b:02x}");
-            }
-        }
-    }
-    line.push('"');
+fn quoted(line: &mut Vec<u8>, value: &[u8]) {
+    line.push(b'"');
+    escape(line, value, &PLAIN_QUOTED, true);
+    line.push(b'"');
 }
 
 /// A value printed without quotes (host, request id); spaces are escaped too, since they
 /// would split the field.
-fn bare(line: &mut String, value: &[u8]) {
-    for &b in value {
+fn bare(line: &mut Vec<u8>, value: &[u8]) {
+    escape(line, value, &PLAIN_BARE, false);
+}
+
+/// Appends `value`, copying runs of plain bytes as they are (the common case is one run)
+/// and escaping the others as `\xNN`, or, inside quotes, `"` and `\` as `\"` and `\\`.
+fn escape(line: &mut Vec<u8>, value: &[u8], plain: &[bool; 256], in_quotes: bool) {
+    let mut rest = value;
+    loop {
+        let run = rest.iter().position(|&b| !plain[usize::from(b)]).unwrap_or(rest.len());
+        line.extend_from_slice(&rest[..run]);
+        let Some(&b) = rest.get(run) else { return };
         match b {
-            0x21..=0x7e if b != b'"' && b != b'\\' => line.push(b as char),
+            b'"' | b'\\' if in_quotes => line.extend_from_slice(&[b'\\', b]),
             _ => {
-                let _ = write!(line, "\\x{b:02x}");
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                line.extend_from_slice(&[b'\\', b'x', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
             }
         }
+        rest = &rest[run + 1..];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kiln_model::log::NullSink;
+
+    fn request(path: &'static str, host: &'static [u8]) -> RequestLog {
+        RequestLog {
+            logs: Arc::new(NullSink),
+            app: Arc::new(AppEntry::new("app-id")),
+            method: Method::GET,
+            path: Some(PathAndQuery::from_static(path)),
+            host: HeaderValue::from_bytes(host).unwrap(),
+            request_id: HeaderValue::from_static("0b7e1a4c-3f2d-4d6e-9c1a-2b3c4d5e6f70"),
+            fwd: HeaderValue::from_static("10.0.0.1, 127.0.0.1"),
+            proto: "http",
+            idle: Duration::from_secs(55),
+            client: None,
+        }
+    }
+
+    #[test]
+    fn formats_heroku_lines() {
+        let ok = Outcome {
+            code: None,
+            dyno: Some("web.1"),
+            connect: Some(Duration::from_micros(1500)),
+            service: Some(Duration::from_millis(12)),
+            status: Some(200),
+            bytes: Some(1382),
+        };
+        assert_eq!(
+            request("/a?b=c", b"foo.example.com").format_with_cause(&ok, None),
+            "at=info method=GET path=\"/a?b=c\" host=foo.example.com request_id=0b7e1a4c-3f2d-4d6e-9c1a-2b3c4d5e6f70 fwd=\"10.0.0.1, 127.0.0.1\" dyno=web.1 connect=1ms service=12ms status=200 bytes=1382 protocol=http"
+        );
+        assert_eq!(
+            request("/", b"foo.example.com").format_with_cause(&Outcome::refused(HCode::H14), None),
+            "at=error code=H14 desc=\"No web processes running\" method=GET path=\"/\" host=foo.example.com request_id=0b7e1a4c-3f2d-4d6e-9c1a-2b3c4d5e6f70 fwd=\"10.0.0.1, 127.0.0.1\" dyno= connect= service= status=503 bytes= protocol=http"
+        );
+        let h26 = request("/", b"foo.example.com").format_with_cause(&Outcome::refused(HCode::H26), Some("bad \"chunk\""));
+        assert!(h26.contains(" cause=\"bad \\\"chunk\\\"\" method=GET"), "{h26}");
+    }
+
+    #[test]
+    fn client_bytes_cannot_forge_fields() {
+        // A path cannot close its quotes; a host cannot add a field with a space or a quote.
+        let line = request("/x\"%20at=forged", b"a b\"c\\\t\xff").format_with_cause(&Outcome::refused(HCode::H14), None);
+        assert!(line.contains(r#" path="/x\"%20at=forged" "#), "{line}");
+        assert!(line.contains(r" host=a\x20b\x22c\x5c\x09\xff "), "{line}");
+        let mut quoted_line = Vec::new();
+        quoted(&mut quoted_line, b"\\ \x7f\n\xc3\xa9");
+        assert_eq!(quoted_line, br#""\\ \x7f\x0a\xc3\xa9""#);
     }
 }

@@ -43,6 +43,11 @@ pub(crate) fn pick(backends: &[Arc<BackendState>], tried: &Tried) -> Option<usiz
     if tried.is_full() {
         return None;
     }
+    if backends.len() == 1 {
+        // One web dyno (a common case) leaves no choice, quarantined or not: the same
+        // answer as below, without the draws.
+        return (!tried.contains(0)).then_some(0);
+    }
     let now = clock_ms();
     two_choices(backends, |i| !tried.contains(i) && !backends[i].is_quarantined(now))
         // All untried dynos are quarantined: trying one beats failing without trying.

@@ -115,14 +115,14 @@ async fn serve<IO: AsyncRead + AsyncWrite + Unpin>(c: &mut Conn<IO>, shared: &Ar
             Next::HandOver => return Some(c.buf.split().freeze()),
         };
         let head = c.buf.split_to(len).freeze();
-        let Some((req, keep_alive)) = parse_request(&head, &c.client) else {
+        let Some((req, keep_alive)) = parse_request(&head) else {
             let mut pre = BytesMut::with_capacity(head.len() + c.buf.len());
             pre.extend_from_slice(&head);
             pre.extend_from_slice(&c.buf);
             return Some(pre.freeze());
         };
         let is_head = req.method() == Method::HEAD;
-        let response = proxy::handle(Arc::clone(shared), c.client_ip.clone(), req).await;
+        let response = proxy::handle(Arc::clone(shared), c.client_ip.clone(), Some(c.client.clone()), req).await;
         if !write_response(c, response, is_head, keep_alive, shared.config.idle_timeout).await {
             let _ = c.io.shutdown().await;
             return None;
@@ -173,7 +173,7 @@ async fn read_head<IO: AsyncRead + Unpin>(c: &mut Conn<IO>, timeout: Duration, s
 
 /// The request in a scanned head, or `None` if the hyper path should serve it. The second
 /// value is whether the client lets the connection stay open.
-fn parse_request(head: &Bytes, client: &ClientConn) -> Option<(Request<ReqBody>, bool)> {
+fn parse_request(head: &Bytes) -> Option<(Request<ReqBody>, bool)> {
     let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; STACK_HEADERS];
     let mut parsed = httparse::Request::new(&mut []);
     if !matches!(parsed.parse_with_uninit_headers(head, &mut fields), Ok(httparse::Status::Complete(_))) || parsed.version != Some(1) {
@@ -201,7 +201,6 @@ fn parse_request(head: &Bytes, client: &ClientConn) -> Option<(Request<ReqBody>,
     *req.method_mut() = method;
     *req.uri_mut() = uri;
     *req.headers_mut() = headers;
-    req.extensions_mut().insert(client.clone());
     Some((req, keep_alive))
 }
 
@@ -540,13 +539,15 @@ enum Parsed {
 /// Parses a complete response head off the front of `buf`; `None` while incomplete.
 fn parse_response(buf: &mut BytesMut, is_head: bool) -> Result<Option<Parsed>, Exchange> {
     // Field positions within the head, taken so the head can be split off and shared
-    // by the header values without copying them.
-    let mut spans: Vec<(usize, usize, usize, usize)> = Vec::new();
+    // by the header values without copying them: on the stack for a usual head.
+    let mut stack = [(0usize, 0usize, 0usize, 0usize); STACK_HEADERS];
+    let mut heap: Vec<(usize, usize, usize, usize)> = Vec::new();
+    let mut count = 0;
     let (len, code, version) = {
-        let mut fields = [httparse::EMPTY_HEADER; STACK_HEADERS];
+        let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; STACK_HEADERS];
         let mut many: Vec<httparse::Header<'_>>;
-        let mut parsed = httparse::Response::new(&mut fields);
-        let status = match parsed.parse(&buf[..]) {
+        let mut parsed = httparse::Response::new(&mut []);
+        let status = match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut parsed, &buf[..], &mut fields) {
             Err(httparse::Error::TooManyHeaders) => {
                 many = vec![httparse::EMPTY_HEADER; crate::head::MAX_HEADERS];
                 parsed = httparse::Response::new(&mut many);
@@ -560,11 +561,15 @@ fn parse_response(buf: &mut BytesMut, is_head: bool) -> Result<Option<Parsed>, E
             Err(_) => return Err(Exchange::Malformed),
         };
         let base = buf.as_ptr() as usize;
-        spans.reserve(parsed.headers.len());
-        for f in parsed.headers.iter() {
+        if parsed.headers.len() > STACK_HEADERS {
+            heap.resize(parsed.headers.len(), (0, 0, 0, 0));
+        }
+        let spans = if heap.is_empty() { &mut stack[..] } else { &mut heap[..] };
+        for (span, f) in spans.iter_mut().zip(parsed.headers.iter()) {
             let name = f.name.as_ptr() as usize - base;
             let value = f.value.as_ptr() as usize - base;
-            spans.push((name, name + f.name.len(), value, value + f.value.len()));
+            *span = (name, name + f.name.len(), value, value + f.value.len());
+            count += 1;
         }
         (len, parsed.code.ok_or(Exchange::Malformed)?, parsed.version.ok_or(Exchange::Malformed)?)
     };
@@ -573,16 +578,20 @@ fn parse_response(buf: &mut BytesMut, is_head: bool) -> Result<Option<Parsed>, E
     if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
         return Ok(Some(Parsed::Interim));
     }
-    let mut headers = HeaderMap::with_capacity(spans.len() + 4);
-    for (ns, ne, vs, ve) in spans {
+    let spans = if heap.is_empty() { &stack[..count] } else { &heap[..count] };
+    let mut headers = HeaderMap::with_capacity(count + 4);
+    // What decides the framing and the connection, noted on the way instead of looked up
+    // in the map afterwards.
+    let mut fields = FramingFields::default();
+    for &(ns, ne, vs, ve) in spans {
         let name = HeaderName::from_bytes(&head[ns..ne]).map_err(|_| Exchange::Malformed)?;
         let value = HeaderValue::from_maybe_shared(head.slice(vs..ve)).map_err(|_| Exchange::Malformed)?;
+        fields.note(&name, value.as_bytes());
         headers.append(name, value);
     }
-    let framing = framing(status, &headers, is_head)?;
+    let framing = fields.framing(status, is_head)?;
     let http11 = version == 1;
-    let close = headers.get_all(header::CONNECTION).iter().any(|v| has_token(v, b"close"));
-    let keep_alive = http11 && !close && framing != BodyFraming::Close;
+    let keep_alive = http11 && !fields.close && framing != BodyFraming::Close;
     let mut response = Response::new(());
     *response.status_mut() = status;
     *response.version_mut() = if http11 { Version::HTTP_11 } else { Version::HTTP_10 };
@@ -590,30 +599,52 @@ fn parse_response(buf: &mut BytesMut, is_head: bool) -> Result<Option<Parsed>, E
     Ok(Some(Parsed::Final((response, framing, keep_alive))))
 }
 
-/// RFC 9112 §6.3, strictly: conflicting lengths are a malformed response (H17).
-fn framing(status: StatusCode, headers: &HeaderMap, is_head: bool) -> Result<BodyFraming, Exchange> {
-    if is_head || status.is_informational() || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
-        return Ok(BodyFraming::Length(0));
-    }
-    if let Some(last) = headers.get_all(header::TRANSFER_ENCODING).iter().last() {
-        let chunked = last.as_bytes().rsplit(|&b| b == b',').next().is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        return Ok(if chunked { BodyFraming::Chunked(ChunkDecoder::default()) } else { BodyFraming::Close });
-    }
-    let mut length = None;
-    for value in headers.get_all(header::CONTENT_LENGTH) {
-        for item in value.as_bytes().split(|&b| b == b',') {
-            let item = item.trim_ascii();
-            if item.is_empty() || item.len() > 19 || !item.iter().all(u8::is_ascii_digit) {
-                return Err(Exchange::Malformed);
+/// The fields of a response head that decide how its body is delimited and whether the
+/// connection stays open.
+#[derive(Default)]
+struct FramingFields {
+    /// The last `Transfer-Encoding` ends in `chunked`; `None` without the header.
+    chunked: Option<bool>,
+    length: Option<u64>,
+    /// A `Content-Length` that is not a number, or differs from another.
+    bad_length: bool,
+    close: bool,
+}
+
+impl FramingFields {
+    fn note(&mut self, name: &HeaderName, value: &[u8]) {
+        if *name == header::TRANSFER_ENCODING {
+            self.chunked = Some(value.rsplit(|&b| b == b',').next().is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked")));
+        } else if *name == header::CONTENT_LENGTH {
+            for item in value.split(|&b| b == b',') {
+                let item = item.trim_ascii();
+                let n = (!item.is_empty() && item.len() <= 19 && item.iter().all(u8::is_ascii_digit))
+                    .then(|| item.iter().try_fold(0u64, |n, &d| n.checked_mul(10)?.checked_add(u64::from(d - b'0'))))
+                    .flatten();
+                match n {
+                    Some(n) if self.length.is_none_or(|l| l == n) => self.length = Some(n),
+                    _ => self.bad_length = true,
+                }
             }
-            let n: u64 = std::str::from_utf8(item).ok().and_then(|s| s.parse().ok()).ok_or(Exchange::Malformed)?;
-            if length.is_some_and(|l| l != n) {
-                return Err(Exchange::Malformed);
-            }
-            length = Some(n);
+        } else if *name == header::CONNECTION && value.split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close")) {
+            self.close = true;
         }
     }
-    Ok(length.map_or(BodyFraming::Close, BodyFraming::Length))
+
+    /// RFC 9112 §6.3, strictly: where the length decides, conflicting or malformed lengths
+    /// are a malformed response (H17).
+    fn framing(&self, status: StatusCode, is_head: bool) -> Result<BodyFraming, Exchange> {
+        if is_head || status.is_informational() || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+            return Ok(BodyFraming::Length(0));
+        }
+        Ok(match (self.chunked, self.length) {
+            (Some(true), _) => BodyFraming::Chunked(ChunkDecoder::default()),
+            (Some(false), _) => BodyFraming::Close,
+            _ if self.bad_length => return Err(Exchange::Malformed),
+            (None, None) => BodyFraming::Close,
+            (None, Some(n)) => BodyFraming::Length(n),
+        })
+    }
 }
 
 /// A dyno's response body read straight from its connection.
@@ -906,8 +937,7 @@ mod tests {
 
     #[test]
     fn requests_the_engine_leaves_to_hyper() {
-        let client = ClientConn::detached(Duration::from_secs(1));
-        let parse = |raw: &'static [u8]| parse_request(&Bytes::from_static(raw), &client).map(|(r, k)| (r.method().clone(), k));
+        let parse = |raw: &'static [u8]| parse_request(&Bytes::from_static(raw)).map(|(r, k)| (r.method().clone(), k));
         assert_eq!(parse(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"), Some((Method::GET, true)));
         assert_eq!(parse(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: Close\r\n\r\n"), Some((Method::GET, false)));
         assert_eq!(parse(b"GET / HTTP/1.0\r\nHost: a\r\n\r\n"), None, "HTTP/1.0");
@@ -918,6 +948,6 @@ mod tests {
             many.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
         }
         many.extend_from_slice(b"\r\n");
-        assert!(parse_request(&Bytes::from(many), &client).is_none(), "more fields than the stack holds");
+        assert!(parse_request(&Bytes::from(many)).is_none(), "more fields than the stack holds");
     }
 }

@@ -17,7 +17,6 @@ static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port"
 pub(crate) static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static X_REQUEST_START: HeaderName = HeaderName::from_static("x-request-start");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
 const VIA: &str = "1.1 kiln";
 
@@ -80,43 +79,45 @@ pub(crate) fn prepare_response(headers: &mut HeaderMap, upgraded: bool) {
 /// Drops headers that describe one connection rather than the message: the fixed set, any
 /// `Proxy-*`, and those the sender named in `Connection`.
 fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    // Collected first because the map cannot change while it is being read; the Vec only
-    // allocates when there is something unusual to drop.
-    let mut extra: Vec<HeaderName> = Vec::new();
-    for value in headers.get_all(header::CONNECTION) {
-        for token in value.as_bytes().split(|&b| b == b',') {
-            let token = token.trim_ascii();
-            if token.is_empty() || [&b"close"[..], b"keep-alive", b"upgrade"].iter().any(|t| token.eq_ignore_ascii_case(t)) {
-                continue;
-            }
-            if let Ok(name) = HeaderName::from_bytes(token) {
-                // A client must not be able to make the router drop what the dyno needs
-                // to read the message or to know where it is going.
-                if name != header::HOST && name != header::CONTENT_LENGTH && name != header::TRANSFER_ENCODING {
-                    extra.push(name);
+    // One pass over the names finds what must go. A typical message has none of these, and
+    // then nothing is hashed or removed; the Vec only allocates when something is dropped.
+    let mut drop: Vec<HeaderName> = Vec::new();
+    let mut connection = false;
+    let mut transfer_encoding = false;
+    for name in headers.keys() {
+        if *name == header::CONNECTION {
+            connection = true;
+        } else if *name == header::TRANSFER_ENCODING {
+            transfer_encoding = true;
+        } else if *name == KEEP_ALIVE || *name == header::TE || *name == header::TRAILER || (*name == header::UPGRADE && !keep_upgrade) || name.as_str().starts_with("proxy-") {
+            drop.push(name.clone());
+        }
+    }
+    if connection {
+        for value in headers.get_all(header::CONNECTION) {
+            for token in value.as_bytes().split(|&b| b == b',') {
+                let token = token.trim_ascii();
+                if token.is_empty() || [&b"close"[..], b"keep-alive", b"upgrade"].iter().any(|t| token.eq_ignore_ascii_case(t)) {
+                    continue;
+                }
+                if let Ok(name) = HeaderName::from_bytes(token) {
+                    // A client must not be able to make the router drop what the dyno needs
+                    // to read the message or to know where it is going.
+                    if name != header::HOST && name != header::CONTENT_LENGTH && name != header::TRANSFER_ENCODING {
+                        drop.push(name);
+                    }
                 }
             }
         }
+        drop.push(header::CONNECTION);
     }
-    for name in headers.keys() {
-        if name.as_str().starts_with("proxy-") {
-            extra.push(name.clone());
-        }
-    }
-    for name in extra {
-        headers.remove(name);
-    }
-    if headers.remove(header::TRANSFER_ENCODING).is_some() {
+    if transfer_encoding {
         // The body was de-chunked on the way in; a leftover length would contradict it.
-        headers.remove(header::CONTENT_LENGTH);
+        drop.push(header::TRANSFER_ENCODING);
+        drop.push(header::CONTENT_LENGTH);
     }
-    headers.remove(header::CONNECTION);
-    headers.remove(&KEEP_ALIVE);
-    headers.remove(&PROXY_CONNECTION);
-    headers.remove(header::TE);
-    headers.remove(header::TRAILER);
-    if !keep_upgrade {
-        headers.remove(header::UPGRADE);
+    for name in drop {
+        headers.remove(name);
     }
 }
 

@@ -189,14 +189,13 @@ pub(crate) fn guard<IO>(io: IO, idle: Duration) -> (Guarded<IO>, Arc<ConnState>)
 
 /// Serves one request hyper read through the guard: a refused head gets its answer here,
 /// anything else goes to the [proxy](crate::proxy).
-pub(crate) async fn serve(shared: Arc<Shared>, client_ip: HeaderValue, conn: Arc<ConnState>, mut req: Request<Incoming>) -> Response<RouterBody> {
+pub(crate) async fn serve(shared: Arc<Shared>, client_ip: HeaderValue, conn: Arc<ConnState>, req: Request<Incoming>) -> Response<RouterBody> {
     let index = conn.requests.fetch_add(1, Ordering::Relaxed);
     if let Some(rejection) = conn.take_rejection(index) {
         return refuse(&shared, &client_ip, rejection);
     }
     let switching = conn.upgrade_head.load(Ordering::Relaxed) == index + 1;
-    req.extensions_mut().insert(ClientConn(Arc::clone(&conn)));
-    let response = proxy::handle(shared, client_ip, req.map(proxy::ReqBody::Hyper)).await;
+    let response = proxy::handle(shared, client_ip, Some(ClientConn(Arc::clone(&conn))), req.map(proxy::ReqBody::Hyper)).await;
     if switching {
         conn.settle_upgrade(index, response.status() == StatusCode::SWITCHING_PROTOCOLS);
     }

@@ -60,7 +60,11 @@ pub(crate) struct Shared {
 
 /// Routes one request and produces the client's response. Never fails: every failure is
 /// an HTTP answer (and, once the app is known, a router log line).
-pub(crate) async fn handle(shared: Arc<Shared>, client_ip: HeaderValue, mut req: Request<ReqBody>) -> Response<RouterBody> {
+///
+/// `client` is the client connection when it came through the [guard](crate::guard) or the
+/// [engine](crate::engine): it knows whether a failure on the client's side was malformed
+/// input (H26) or idleness (H28).
+pub(crate) async fn handle(shared: Arc<Shared>, client_ip: HeaderValue, client: Option<ClientConn>, mut req: Request<ReqBody>) -> Response<RouterBody> {
     let received_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
 
     let Some(host) = request_host(&mut req) else { return pages::bad_request() };
@@ -85,7 +89,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, client_ip: HeaderValue, mut req:
         fwd: fwd.forwarded_for,
         proto: shared.listener.proto,
         idle: shared.config.idle_timeout,
-        client: req.extensions().get::<ClientConn>().cloned(),
+        client,
     };
     match decision {
         // The cache answers what it can and hands the rest to `dispatch`.
@@ -216,7 +220,7 @@ pub(crate) async fn dispatch(config: &RouterConfig, log: RequestLog, mut req: Re
         let (parts, body) = req.into_parts();
         let attempted = match body {
             ReqBody::Empty => crate::engine::attempt(config, outstanding.state(), Request::from_parts(parts, ())).await,
-            ReqBody::Hyper(body) => attempt(config, outstanding.state(), Request::from_parts(parts, body)).await,
+            ReqBody::Hyper(body) => attempt(config, outstanding.state(), log.client.as_ref(), Request::from_parts(parts, body)).await,
         };
         match attempted {
             Attempt::Answered { response, sender, connect, dispatched_at } => {
@@ -251,10 +255,9 @@ pub(crate) async fn dispatch(config: &RouterConfig, log: RequestLog, mut req: Re
 /// One dyno: a pooled connection if one is alive, else a new one; then the request, with
 /// the first-byte timeout from the moment it is handed over (and its body delivered: see
 /// [`guard::first_byte`]).
-async fn attempt(config: &RouterConfig, backend: &Arc<BackendState>, mut req: Request<Incoming>) -> Attempt {
+async fn attempt(config: &RouterConfig, backend: &Arc<BackendState>, client: Option<&ClientConn>, mut req: Request<Incoming>) -> Attempt {
     let failure = |code, connect, service| Failure { code, backend: Arc::clone(backend), connect, service };
     let unsent = |req: Request<Incoming>| req.map(ReqBody::Hyper);
-    let client = req.extensions().get::<ClientConn>().cloned();
     // Pooled connections found dead; past a few, the dyno probably restarted and dropped
     // them all, so connect afresh instead of draining the pool one by one.
     let mut stale = 0;
@@ -279,7 +282,7 @@ async fn attempt(config: &RouterConfig, backend: &Arc<BackendState>, mut req: Re
         }
         let connect = if reused { Duration::ZERO } else { connect_started.elapsed() };
         let dispatched_at = Instant::now();
-        match guard::first_byte(config.first_byte_timeout, client.as_ref(), sender.try_send_request(req)).await {
+        match guard::first_byte(config.first_byte_timeout, client, sender.try_send_request(req)).await {
             Ok(Ok(response)) => return Attempt::Answered { response: response.map(Inner::Hyper), sender: Some(sender), connect, dispatched_at },
             Ok(Err(mut e)) => match e.take_message() {
                 // Nothing was written: a kept-alive connection the dyno had just closed.
@@ -297,7 +300,7 @@ async fn attempt(config: &RouterConfig, backend: &Arc<BackendState>, mut req: Re
                     } else if error.is_user() {
                         // The client's request body failed: malformed (H26), idle (H28) or
                         // broken off because the client left (H27).
-                        client.as_ref().map_or(HCode::H27, ClientConn::failure_code)
+                        client.map_or(HCode::H27, ClientConn::failure_code)
                     } else {
                         HCode::H13
                     };

@@ -82,7 +82,7 @@ pub struct AppEntry {
 }
 
 impl AppEntry {
-    fn new(app_id: &str) -> AppEntry {
+    pub(crate) fn new(app_id: &str) -> AppEntry {
         AppEntry {
             app_id: app_id.to_string(),
             app_name: String::new(),

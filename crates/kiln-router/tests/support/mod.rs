@@ -47,7 +47,7 @@ impl TestLogs {
         for _ in 0..500 {
             let found = self.lines.lock().unwrap().iter().find(|(a, l)| a == app_id && l.message.contains(needle)).map(|(_, l)| l.clone());
             if let Some(line) = found {
-                assert_eq!((line.source.as_str(), line.process.as_str()), ("heroku", "router"));
+                assert_eq!((&*line.source, &*line.process), ("heroku", "router"));
                 return line;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
