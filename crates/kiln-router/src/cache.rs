@@ -145,7 +145,7 @@ pub(crate) async fn route(shared: &Arc<Shared>, log: RequestLog, req: Request<Re
     let is_head = req.method() == Method::HEAD;
     let limits = shared.config.cache;
     if limits.max_bytes == 0 || client_upgrade.is_some() || !lookup_allowed(&req) {
-        let response = proxy::dispatch(&shared.config, log, req, client_upgrade).await;
+        let (response, _) = proxy::dispatch(&shared.config, log, req, client_upgrade).await;
         return compress::encode(response, accepts_gzip, is_head, gzip);
     }
 
@@ -173,10 +173,12 @@ pub(crate) async fn route(shared: &Arc<Shared>, log: RequestLog, req: Request<Re
         }
     };
 
-    // Vary is only known from the response, so the request's headers are kept until then.
-    let request_headers = is_get.then(|| req.headers().clone());
+    // Vary is only known from the response, so the request's headers are needed until
+    // then: the engine gives them back; hyper's path keeps no copy, so one is made here.
+    let copied = (is_get && matches!(req.body(), ReqBody::Hyper(_))).then(|| req.headers().clone());
     let key = OwnedKeyParts { app: Arc::clone(&log.app), host: log.host.clone(), target: log.path.clone() };
-    let mut response = proxy::dispatch(&shared.config, log, req, None).await;
+    let (mut response, returned) = proxy::dispatch(&shared.config, log, req, None).await;
+    let request_headers = if is_get { copied.or(returned) } else { None };
     let head = request_headers.and_then(|rh| storable(&rh, authorized, response.status(), response.headers(), &limits, gzip));
     response.headers_mut().insert(X_CACHE.clone(), HeaderValue::from_static("MISS"));
     if let Some(head) = head {

@@ -51,6 +51,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
+use tokio::time::Sleep;
 
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 16 * 1024;
@@ -76,6 +77,13 @@ struct Conn<IO> {
     client_ip: HeaderValue,
     /// The head being served, while the request could still be handed over.
     out: Vec<u8>,
+    /// The connection's one timer, re-armed for each wait (the head timeout, and a write
+    /// that blocks). Resetting a registered timer to a later deadline only records it, where
+    /// a fresh timeout per wait would enter and leave the runtime's timer wheel each time.
+    timer: Pin<Box<Sleep>>,
+    /// Resolves once the router starts shutting down. Made once per connection, so it
+    /// stays registered with the watch channel instead of re-registering per request.
+    stopping: Pin<Box<dyn Future<Output = ()> + Send>>,
 }
 
 enum Next {
@@ -86,7 +94,7 @@ enum Next {
 
 /// Serves a plain-HTTP client connection: here while its requests are common, on the
 /// hyper path from the first that is not.
-pub(crate) fn spawn_connection<IO>(io: IO, peer: SocketAddr, http: Arc<http1::Builder>, shared: Arc<Shared>, mut stop: watch::Receiver<bool>)
+pub(crate) fn spawn_connection<IO>(io: IO, peer: SocketAddr, http: Arc<http1::Builder>, shared: Arc<Shared>, stop: watch::Receiver<bool>)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -97,8 +105,13 @@ where
             client: ClientConn::detached(shared.config.idle_timeout),
             client_ip: server::client_ip_header(peer.ip()),
             out: Vec::with_capacity(1024),
+            timer: Box::pin(tokio::time::sleep(shared.config.head_timeout)),
+            stopping: Box::pin({
+                let mut stop = stop.clone();
+                async move { server::stopping(&mut stop).await }
+            }),
         };
-        if let Some(pre) = serve(&mut conn, &shared, &mut stop).await {
+        if let Some(pre) = serve(&mut conn, &shared).await {
             let io = Rewind { pre, io: conn.io };
             server::spawn_connection(io, peer, &http, &shared, stop);
         }
@@ -107,9 +120,9 @@ where
 
 /// Serves requests until the connection ends (`None`) or one must go to the hyper path:
 /// then the bytes it must read first are returned.
-async fn serve<IO: AsyncRead + AsyncWrite + Unpin>(c: &mut Conn<IO>, shared: &Arc<Shared>, stop: &mut watch::Receiver<bool>) -> Option<Bytes> {
+async fn serve<IO: AsyncRead + AsyncWrite + Unpin>(c: &mut Conn<IO>, shared: &Arc<Shared>) -> Option<Bytes> {
     loop {
-        let len = match read_head(c, shared.config.head_timeout, stop).await {
+        let len = match read_head(c, shared.config.head_timeout).await {
             Next::Head(len) => len,
             Next::Close => return None,
             Next::HandOver => return Some(c.buf.split().freeze()),
@@ -132,9 +145,9 @@ async fn serve<IO: AsyncRead + AsyncWrite + Unpin>(c: &mut Conn<IO>, shared: &Ar
 
 /// Reads until a whole head is buffered, within the head timeout (slowloris, and idle
 /// keep-alive connections). Shutting down closes a connection that is between requests.
-async fn read_head<IO: AsyncRead + Unpin>(c: &mut Conn<IO>, timeout: Duration, stop: &mut watch::Receiver<bool>) -> Next {
+async fn read_head<IO: AsyncRead + Unpin>(c: &mut Conn<IO>, timeout: Duration) -> Next {
     let mut scanner = HeadScanner::default();
-    let deadline = tokio::time::Instant::now() + timeout;
+    c.timer.as_mut().reset(tokio::time::Instant::now() + timeout);
     loop {
         match scanner.scan(&c.buf) {
             Scan::Done(head) if head.framing == Framing::None && !head.upgrade => return Next::Head(head.len),
@@ -148,22 +161,17 @@ async fn read_head<IO: AsyncRead + Unpin>(c: &mut Conn<IO>, timeout: Duration, s
         if c.buf.len() >= MAX_REQUEST_BUF {
             return Next::HandOver;
         }
+        // Between requests, shutting down closes the connection.
         let idle = c.buf.is_empty();
-        if idle && *stop.borrow() {
-            return Next::Close;
-        }
         c.buf.reserve(READ_CHUNK);
-        let read = if idle {
-            tokio::select! {
-                biased;
-                read = tokio::time::timeout_at(deadline, c.io.read_buf(&mut c.buf)) => read,
-                _ = stop.changed() => return Next::Close,
-            }
-        } else {
-            tokio::time::timeout_at(deadline, c.io.read_buf(&mut c.buf)).await
+        let read = tokio::select! {
+            biased;
+            () = c.stopping.as_mut(), if idle => return Next::Close,
+            read = c.io.read_buf(&mut c.buf) => read,
+            () = c.timer.as_mut() => return Next::Close,
         };
         match read {
-            Ok(Ok(n)) if n > 0 => {}
+            Ok(n) if n > 0 => {}
             // The client closed, failed or took too long; a partial head gets no answer,
             // as on the hyper path.
             _ => return Next::Close,
@@ -212,9 +220,6 @@ fn has_token(value: &HeaderValue, token: &[u8]) -> bool {
 /// (the client asked, the response says so, or the body or the client failed).
 async fn write_response<IO: AsyncRead + AsyncWrite + Unpin>(c: &mut Conn<IO>, response: Response<RouterBody>, is_head: bool, mut keep_alive: bool, idle: Duration) -> bool {
     let (parts, mut body) = response.into_parts();
-    if parts.headers.get(header::CONNECTION).is_some_and(|v| has_token(v, b"close")) {
-        keep_alive = false;
-    }
     let status = parts.status;
     let bodiless = status.is_informational() || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
     let length = body.size_hint().exact();
@@ -225,13 +230,25 @@ async fn write_response<IO: AsyncRead + AsyncWrite + Unpin>(c: &mut Conn<IO>, re
     out.push(b' ');
     out.extend_from_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
     out.extend_from_slice(b"\r\n");
+    // What the rest needs to know of the headers is noted while writing them.
+    let (mut has_length, mut has_date) = (false, false);
     for (name, value) in &parts.headers {
         // Framing and connection handling are this side's, except that a HEAD answer
         // keeps the length the dyno gave for the body it did not send.
-        let framing = *name == header::CONTENT_LENGTH || *name == header::TRANSFER_ENCODING;
-        if *name == header::CONNECTION || (framing && !(is_head && *name == header::CONTENT_LENGTH)) {
+        if *name == header::CONNECTION {
+            keep_alive &= !has_token(value, b"close");
             continue;
         }
+        if *name == header::CONTENT_LENGTH {
+            has_length = true;
+            if !is_head {
+                continue;
+            }
+        }
+        if *name == header::TRANSFER_ENCODING {
+            continue;
+        }
+        has_date |= *name == header::DATE;
         put_field(out, name.as_str().as_bytes(), value.as_bytes());
     }
     let chunked = !bodiless && !is_head && length.is_none();
@@ -240,14 +257,14 @@ async fn write_response<IO: AsyncRead + AsyncWrite + Unpin>(c: &mut Conn<IO>, re
             Some(n) => put_field(out, b"content-length", itoa::Buffer::new().format(n).as_bytes()),
             None => put_field(out, b"transfer-encoding", b"chunked"),
         }
-    } else if is_head && !parts.headers.contains_key(header::CONTENT_LENGTH) {
+    } else if is_head && !has_length {
         // The router's own pages say how long they would be; a dyno's HEAD answer keeps
         // whatever length it gave, and none is made up for it.
         if let Some(n) = length.filter(|&n| n > 0) {
             put_field(out, b"content-length", n.to_string().as_bytes());
         }
     }
-    if !parts.headers.contains_key(header::DATE) {
+    if !has_date {
         DATE.with(|d| put_field(out, b"date", d.borrow_mut().now()));
     }
     if !keep_alive {
@@ -330,17 +347,31 @@ async fn flush<IO: AsyncWrite + Unpin>(c: &mut Conn<IO>, idle: Duration) -> bool
     if c.out.is_empty() {
         return true;
     }
-    let written = tokio::time::timeout(idle, async {
-        c.io.write_all(&c.out).await?;
-        c.io.flush().await
-    })
-    .await;
-    c.out.clear();
+    let Conn { io, out, timer, client, .. } = c;
+    let written = {
+        let mut write = std::pin::pin!(async {
+            io.write_all(out).await?;
+            io.flush().await
+        });
+        // Nearly every write completes at once; only one that has to wait arms the timer.
+        match std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await {
+            Poll::Ready(result) => Some(result),
+            Poll::Pending => {
+                timer.as_mut().reset(tokio::time::Instant::now() + idle);
+                tokio::select! {
+                    biased;
+                    result = write.as_mut() => Some(result),
+                    () = timer.as_mut() => None,
+                }
+            }
+        }
+    };
+    out.clear();
     match written {
-        Ok(Ok(())) => true,
-        Ok(Err(_)) => false,
-        Err(_) => {
-            c.client.mark_idle();
+        Some(Ok(())) => true,
+        Some(Err(_)) => false,
+        None => {
+            client.mark_idle();
             false
         }
     }
@@ -474,7 +505,8 @@ pub(crate) async fn attempt(config: &RouterConfig, backend: &Arc<BackendState>, 
         match tokio::time::timeout(config.first_byte_timeout, exchange).await.map_err(|_| ()) {
             Ok(Ok((response, framing, keep_alive))) => {
                 let body = DynoBody { conn: Some(conn), framing, keep_alive, aborted: false };
-                return Attempt::Answered { response: response.map(|()| Inner::Own(body)), sender: None, connect, dispatched_at };
+                let request_headers = Some(req.into_parts().0.headers);
+                return Attempt::Answered { response: response.map(|()| Inner::Own(body)), sender: None, connect, dispatched_at, request_headers };
             }
             Ok(Err(Exchange::Nothing)) if reused && resendable => stale += 1,
             Ok(Err(Exchange::Malformed)) => return Attempt::Failed(failure(HCode::H17, connect, dispatched_at.elapsed())),

@@ -8,7 +8,7 @@
 
 use crate::request_id;
 use bytes::{BufMut, Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, Entry, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Version};
 
 pub(crate) static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -56,11 +56,15 @@ pub(crate) fn prepare_request(headers: &mut HeaderMap, listener: &ListenerInfo, 
     let forwarded_for = append_to_list(headers, &X_FORWARDED_FOR, client_ip);
     headers.insert(X_FORWARDED_PROTO.clone(), listener.proto_header.clone());
     headers.insert(X_FORWARDED_PORT.clone(), listener.port_header.clone());
-    let request_id = match headers.get(&X_REQUEST_ID) {
-        Some(id) if request_id::is_valid(id.as_bytes()) => id.clone(),
-        _ => request_id::generate(),
+    let request_id = match headers.entry(&X_REQUEST_ID) {
+        Entry::Occupied(mut id) => {
+            let value = Some(id.get()).filter(|v| request_id::is_valid(v.as_bytes())).cloned().unwrap_or_else(request_id::generate);
+            // Replacing also drops any further ids the client sent.
+            id.insert(value.clone());
+            value
+        }
+        Entry::Vacant(slot) => slot.insert(request_id::generate()).clone(),
     };
-    headers.insert(X_REQUEST_ID.clone(), request_id.clone());
     headers.insert(X_REQUEST_START.clone(), HeaderValue::from(received_ms));
     append_to_list(headers, &header::VIA, &HeaderValue::from_static(VIA));
     Forwarded { request_id, forwarded_for }
@@ -129,21 +133,29 @@ fn connection_has(headers: &HeaderMap, token: &[u8]) -> bool {
 /// Appends `item` to a comma-separated list header, joining repeated headers into one, and
 /// returns the result.
 fn append_to_list(headers: &mut HeaderMap, name: &HeaderName, item: &HeaderValue) -> HeaderValue {
-    let mut existing = headers.get_all(name).iter().filter(|v| !v.as_bytes().trim_ascii().is_empty()).peekable();
-    if existing.peek().is_none() {
-        headers.insert(name.clone(), item.clone());
-        return item.clone();
-    }
-    let mut joined = BytesMut::with_capacity(64);
-    for value in existing {
-        joined.put_slice(value.as_bytes().trim_ascii());
-        joined.put_slice(b", ");
-    }
-    joined.put_slice(item.as_bytes());
-    let joined: Bytes = joined.freeze();
-    // Joining valid values with ", " is valid, but outside input never gets an unwrap.
-    let value = HeaderValue::from_maybe_shared(joined).unwrap_or_else(|_| item.clone());
-    headers.insert(name.clone(), value.clone());
+    // One lookup: the entry is read and replaced in place.
+    let mut entry = match headers.entry(name) {
+        Entry::Vacant(vacant) => {
+            vacant.insert(item.clone());
+            return item.clone();
+        }
+        Entry::Occupied(entry) => entry,
+    };
+    let mut existing = entry.iter().filter(|v| !v.as_bytes().trim_ascii().is_empty()).peekable();
+    let value = if existing.peek().is_none() {
+        item.clone()
+    } else {
+        let mut joined = BytesMut::with_capacity(64);
+        for value in existing {
+            joined.put_slice(value.as_bytes().trim_ascii());
+            joined.put_slice(b", ");
+        }
+        joined.put_slice(item.as_bytes());
+        let joined: Bytes = joined.freeze();
+        // Joining valid values with ", " is valid, but outside input never gets an unwrap.
+        HeaderValue::from_maybe_shared(joined).unwrap_or_else(|_| item.clone())
+    };
+    entry.insert(value.clone());
     value
 }
 

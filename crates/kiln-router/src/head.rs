@@ -115,7 +115,7 @@ impl HeadScanner {
         self.base = buf.as_ptr() as usize;
         loop {
             let rest = &buf[self.pos..];
-            let Some(nl) = rest.iter().position(|&b| b == b'\n') else { return self.incomplete(buf, rest.len()) };
+            let Some(nl) = memchr::memchr(b'\n', rest) else { return self.incomplete(buf, rest.len()) };
             let line = &rest[..nl];
             let Some(line) = line.strip_suffix(b"\r") else { return self.reject(buf, StatusCode::BAD_REQUEST, "line ended by a bare LF") };
             if line.contains(&b'\r') {
@@ -183,7 +183,7 @@ impl HeadScanner {
         }
         self.method = Some(self.span(method));
         // Visible ASCII, and (as hyper's parser allows) raw non-ASCII bytes some clients send.
-        if target.is_empty() || !target.iter().all(|&b| (0x21..=0x7e).contains(&b) || b >= 0x80) {
+        if target.is_empty() || !target.iter().fold(true, |ok, &b| ok & ((0x21..=0x7e).contains(&b) || b >= 0x80)) {
             return Err((StatusCode::BAD_REQUEST, "malformed request target"));
         }
         self.target = Some(self.span(target));
@@ -230,7 +230,8 @@ impl HeadScanner {
             // environments fold `_` and `-` together; refuse rather than guess.
             return Err((bad, "framing header spelled with an underscore"));
         }
-        if !value.iter().all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f)) {
+        // Without an early exit, so the compiler can check many bytes at a time.
+        if !value.iter().fold(true, |ok, &b| ok & (b == b'\t' || (b >= 0x20 && b != 0x7f))) {
             return Err((bad, "control character in a header value"));
         }
         let value = value.trim_ascii();
@@ -315,8 +316,19 @@ fn is_framing_name(name: &[u8]) -> bool {
 
 /// RFC 9110 token characters.
 fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+    TCHAR[usize::from(b)]
 }
+
+static TCHAR: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric() || matches!(c, b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~');
+        b += 1;
+    }
+    t
+};
 
 /// A decimal length, digits only (no sign, no spaces inside), that fits hyper's limit.
 fn parse_length(s: &[u8]) -> Option<u64> {

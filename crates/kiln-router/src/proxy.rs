@@ -23,7 +23,7 @@ use crate::pages;
 use crate::table::{AppEntry, AppSlot, RouteTable};
 use crate::upgrade;
 use crate::upstream::{self, Sender};
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
@@ -78,7 +78,13 @@ pub(crate) async fn handle(shared: Arc<Shared>, client_ip: HeaderValue, client: 
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let fwd = forward::prepare_request(req.headers_mut(), &shared.listener, &client_ip, received_ms, upgrade);
 
-    let (app, decision) = decide(&slot, shared.config.boot_hold).await;
+    // Futures that only some requests need are boxed: an async fn's future is as large as
+    // everything it might await, and every request pays for moving it.
+    let current = slot.current();
+    let (app, decision) = match classify(&current) {
+        Some(decision) => (current, decision),
+        None => Box::pin(decide(&slot, shared.config.boot_hold)).await,
+    };
     let log = RequestLog {
         logs: Arc::clone(&shared.logs),
         app,
@@ -96,7 +102,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, client_ip: HeaderValue, client: 
         Decision::Route => crate::cache::route(&shared, log, req, client_upgrade).await,
         Decision::Refuse(code) => {
             log.emit(&Outcome::refused(code));
-            pages::error_page(code, &log.app, &shared.config).await
+            Box::pin(pages::error_page(code, &log.app, &shared.config)).await
         }
         Decision::Gone => pages::no_such_app(),
     }
@@ -199,6 +205,8 @@ pub(crate) enum Attempt {
         sender: Option<Sender>,
         connect: Duration,
         dispatched_at: Instant,
+        /// The request's headers, given back by the engine once it has written them.
+        request_headers: Option<HeaderMap>,
     },
     /// The request was never written: another dyno may take it.
     Retry {
@@ -210,7 +218,9 @@ pub(crate) enum Attempt {
 }
 
 /// Sends the request to a dyno, moving on to the next while the request is still unsent.
-pub(crate) async fn dispatch(config: &RouterConfig, log: RequestLog, mut req: Request<ReqBody>, client_upgrade: Option<OnUpgrade>) -> Response<RouterBody> {
+/// The request's headers come back with the response when the engine sent it (the cache
+/// may need them for `Vary`, and then need not copy them beforehand).
+pub(crate) async fn dispatch(config: &RouterConfig, log: RequestLog, mut req: Request<ReqBody>, client_upgrade: Option<OnUpgrade>) -> (Response<RouterBody>, Option<HeaderMap>) {
     let app = Arc::clone(&log.app);
     let mut tried = Tried::default();
     let mut last_failure = None;
@@ -220,11 +230,12 @@ pub(crate) async fn dispatch(config: &RouterConfig, log: RequestLog, mut req: Re
         let (parts, body) = req.into_parts();
         let attempted = match body {
             ReqBody::Empty => crate::engine::attempt(config, outstanding.state(), Request::from_parts(parts, ())).await,
-            ReqBody::Hyper(body) => attempt(config, outstanding.state(), log.client.as_ref(), Request::from_parts(parts, body)).await,
+            // The hyper path's future is boxed (see `handle`): most requests take the engine's.
+            ReqBody::Hyper(body) => Box::pin(attempt(config, outstanding.state(), log.client.as_ref(), Request::from_parts(parts, body))).await,
         };
         match attempted {
-            Attempt::Answered { response, sender, connect, dispatched_at } => {
-                return respond(log, response, sender, outstanding, connect, dispatched_at, client_upgrade);
+            Attempt::Answered { response, sender, connect, dispatched_at, request_headers } => {
+                return (respond(log, response, sender, outstanding, connect, dispatched_at, client_upgrade), request_headers);
             }
             Attempt::Retry { req: unsent, failure } => {
                 req = unsent;
@@ -239,7 +250,7 @@ pub(crate) async fn dispatch(config: &RouterConfig, log: RequestLog, mut req: Re
     // `decide` routes only apps with backends, so at least one attempt was made.
     let Some(f) = last_failure else {
         log.emit(&Outcome::refused(HCode::H14));
-        return pages::error_page(HCode::H14, &app, config).await;
+        return (Box::pin(pages::error_page(HCode::H14, &app, config)).await, None);
     };
     log.emit(&Outcome {
         code: Some(f.code),
@@ -249,7 +260,7 @@ pub(crate) async fn dispatch(config: &RouterConfig, log: RequestLog, mut req: Re
         status: Some(f.code.status().as_u16()),
         bytes: Some(0),
     });
-    pages::error_page(f.code, &app, config).await
+    (Box::pin(pages::error_page(f.code, &app, config)).await, None)
 }
 
 /// One dyno: a pooled connection if one is alive, else a new one; then the request, with
@@ -283,7 +294,7 @@ async fn attempt(config: &RouterConfig, backend: &Arc<BackendState>, client: Opt
         let connect = if reused { Duration::ZERO } else { connect_started.elapsed() };
         let dispatched_at = Instant::now();
         match guard::first_byte(config.first_byte_timeout, client, sender.try_send_request(req)).await {
-            Ok(Ok(response)) => return Attempt::Answered { response: response.map(Inner::Hyper), sender: Some(sender), connect, dispatched_at },
+            Ok(Ok(response)) => return Attempt::Answered { response: response.map(Inner::Hyper), sender: Some(sender), connect, dispatched_at, request_headers: None },
             Ok(Err(mut e)) => match e.take_message() {
                 // Nothing was written: a kept-alive connection the dyno had just closed.
                 Some(unsent_req) if reused => {
