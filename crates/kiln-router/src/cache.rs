@@ -373,10 +373,15 @@ pub(crate) struct Head {
 
 /// Decides, from the response head, whether the response will be stored.
 fn storable(req: &HeaderMap, authorized: bool, status: StatusCode, headers: &HeaderMap, limits: &CacheConfig, gzip: &compress::CompressionConfig) -> Option<Head> {
+    let cc = directives(headers);
+    if cc.s_maxage.is_none() && cc.max_age.is_none() && !headers.contains_key(header::EXPIRES) {
+        // The common case of a dynamic page (no freshness at all): decided first, on two
+        // lookups, without parsing any date.
+        return None;
+    }
     if !CACHEABLE_STATUS.contains(&status.as_u16()) || headers.contains_key(header::SET_COOKIE) || headers.contains_key(header::CONTENT_RANGE) {
         return None;
     }
-    let cc = directives(headers);
     if cc.no_store || cc.private || cc.no_cache {
         return None;
     }
@@ -384,10 +389,6 @@ fn storable(req: &HeaderMap, authorized: bool, status: StatusCode, headers: &Hea
         return None;
     }
     if content_length(headers).is_some_and(|n| n > limits.max_object_bytes as u64) {
-        return None;
-    }
-    if cc.s_maxage.is_none() && cc.max_age.is_none() && !headers.contains_key(header::EXPIRES) {
-        // The common case of a dynamic page: decided without parsing any date.
         return None;
     }
     let now = SystemTime::now();

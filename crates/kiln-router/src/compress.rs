@@ -188,7 +188,10 @@ pub(crate) fn gzip_all(body: &[u8], level: u32) -> Option<Bytes> {
 
 /// Applies the rules above to a response on its way out.
 pub(crate) fn encode(mut response: Response<RouterBody>, accepts_gzip: bool, is_head: bool, config: &CompressionConfig) -> Response<RouterBody> {
-    if !config.enabled || !compressible(response.status(), response.headers(), config.min_bytes) {
+    // A body known to be small is left alone before looking at any header (a HEAD answer's
+    // empty body says nothing: its headers must match the GET's).
+    let small = !is_head && response.body().size_hint().exact().is_some_and(|n| n < config.min_bytes);
+    if !config.enabled || small || !compressible(response.status(), response.headers(), config.min_bytes) {
         return response;
     }
     add_vary_accept_encoding(response.headers_mut());

@@ -448,6 +448,9 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Rewind<IO> {
 pub(crate) struct DynoConn {
     stream: TcpStream,
     buf: BytesMut,
+    /// The first-byte timer, kept with the connection and re-armed per request: moving a
+    /// registered timer's deadline later only records it (see `Conn::timer`).
+    timer: Pin<Box<Sleep>>,
 }
 
 impl Pooled for DynoConn {
@@ -484,7 +487,7 @@ pub(crate) async fn attempt(config: &RouterConfig, backend: &Arc<BackendState>, 
         let mut conn = match pooled {
             Some(conn) => conn,
             None => match upstream::open(backend.backend.addr, config.connect_timeout).await {
-                Ok(stream) => DynoConn { stream, buf: BytesMut::with_capacity(READ_CHUNK) },
+                Ok(stream) => DynoConn { stream, buf: BytesMut::with_capacity(READ_CHUNK), timer: Box::pin(tokio::time::sleep(config.first_byte_timeout)) },
                 Err(e) => {
                     tracing::debug!(dyno = %backend.backend.dyno, error = %e, "dyno unreachable");
                     backend.quarantine();
@@ -492,17 +495,26 @@ pub(crate) async fn attempt(config: &RouterConfig, backend: &Arc<BackendState>, 
                 }
             },
         };
-        let connect = if reused { Duration::ZERO } else { connect_started.elapsed() };
-        let dispatched_at = Instant::now();
-        let exchange = async {
-            if conn.stream.write_all(&head).await.is_err() {
-                return Err(Exchange::Nothing);
-            }
-            read_response_head(&mut conn, is_head).await
-        };
+        // A pooled connection needs no second clock read: it was ready at once.
+        let (connect, dispatched_at) = if reused { (Duration::ZERO, connect_started) } else { (connect_started.elapsed(), Instant::now()) };
         // No request body, so the first-byte clock simply runs from dispatch (the guard's
         // version pauses it while a client uploads).
-        match tokio::time::timeout(config.first_byte_timeout, exchange).await.map_err(|_| ()) {
+        let answer = {
+            let DynoConn { stream, buf, timer } = &mut conn;
+            timer.as_mut().reset(tokio::time::Instant::from_std(dispatched_at) + config.first_byte_timeout);
+            let exchange = async {
+                if stream.write_all(&head).await.is_err() {
+                    return Err(Exchange::Nothing);
+                }
+                read_response_head(stream, buf, is_head).await
+            };
+            tokio::select! {
+                biased;
+                answer = exchange => Ok(answer),
+                () = timer.as_mut() => Err(()),
+            }
+        };
+        match answer {
             Ok(Ok((response, framing, keep_alive))) => {
                 let body = DynoBody { conn: Some(conn), framing, keep_alive, aborted: false };
                 let request_headers = Some(req.into_parts().0.headers);
@@ -542,20 +554,20 @@ enum BodyFraming {
 }
 
 /// Reads the response head (skipping interim 1xx answers other than 101).
-async fn read_response_head(conn: &mut DynoConn, is_head: bool) -> Result<(Response<()>, BodyFraming, bool), Exchange> {
+async fn read_response_head(stream: &mut TcpStream, buf: &mut BytesMut, is_head: bool) -> Result<(Response<()>, BodyFraming, bool), Exchange> {
     let mut received = false;
     loop {
-        if !conn.buf.is_empty() {
+        if !buf.is_empty() {
             received = true;
-            match parse_response(&mut conn.buf, is_head)? {
+            match parse_response(buf, is_head)? {
                 Some(Parsed::Interim) => continue,
                 Some(Parsed::Final(head)) => return Ok(head),
-                None if conn.buf.len() > MAX_RESPONSE_HEAD => return Err(Exchange::Malformed),
+                None if buf.len() > MAX_RESPONSE_HEAD => return Err(Exchange::Malformed),
                 None => {}
             }
         }
-        conn.buf.reserve(READ_CHUNK);
-        match conn.stream.read_buf(&mut conn.buf).await {
+        buf.reserve(READ_CHUNK);
+        match stream.read_buf(buf).await {
             Ok(n) if n > 0 => {}
             _ if received => return Err(Exchange::Broken),
             _ => return Err(Exchange::Nothing),
@@ -619,6 +631,14 @@ fn parse_response(buf: &mut BytesMut, is_head: bool) -> Result<Option<Parsed>, E
         let name = HeaderName::from_bytes(&head[ns..ne]).map_err(|_| Exchange::Malformed)?;
         let value = HeaderValue::from_maybe_shared(head.slice(vs..ve)).map_err(|_| Exchange::Malformed)?;
         fields.note(&name, value.as_bytes());
+        // `Connection: keep-alive` or `close` was just noted and names no other header to
+        // drop, so it is not kept for the hop-by-hop pass to find and remove again.
+        if name == header::CONNECTION && value.as_bytes().split(|&b| b == b',').all(|t| {
+            let t = t.trim_ascii();
+            t.eq_ignore_ascii_case(b"keep-alive") || t.eq_ignore_ascii_case(b"close")
+        }) {
+            continue;
+        }
         headers.append(name, value);
     }
     let framing = fields.framing(status, is_head)?;
