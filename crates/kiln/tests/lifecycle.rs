@@ -406,11 +406,14 @@ fn lifecycle_lines_in_herokus_words() {
         &[("app.py", WEB_APP), ("VERSION", "1"), ("stubborn.py", stubborn), ("requirements.txt", ""), ("Procfile", "web: python3 app.py\nworker: python3 stubborn.py\n"), ("app.json", r#"{"formation": {"worker": {"quantity": 1}}}"#)],
     );
     assert!(s.push(&dir, "lines").0);
+    // Web cycling starts the replacement first and stops the old dyno only once the new one
+    // is up, so its exit line can come seconds after the worker's R12: wait for both.
     let logs = wait_for(Duration::from_secs(40), "cycling and R12", || {
         let l = s.logs("lines");
         (l.contains("heroku[web.1]: Cycling")
             && l.contains("heroku[worker.1]: Error R12 (Exit timeout) -> Process failed to exit within 2 seconds of SIGTERM")
-            && l.contains("heroku[worker.1]: Process exited with status 137"))
+            && l.contains("heroku[worker.1]: Process exited with status 137")
+            && l.contains("heroku[web.1]: Process exited with status 143"))
         .then_some(l)
     });
     for needle in [
