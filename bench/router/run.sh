@@ -23,7 +23,9 @@
 # four ports), PROFILE (1: during the Kiln runs, also record a flat `perf` profile of the
 # kiln server, its context switches per request, and in an extra 3 s run its system calls
 # per request with `strace -c`; reported after the results), HOLD (1: keep everything
-# running after the report, for poking at by hand, until the script is interrupted).
+# running after the report, for poking at by hand, until the script is interrupted),
+# INSTRUCTIONS (1: afterwards, count user-space instructions per proxied request of Kiln
+# and of nginx under callgrind, a measure the machine's noise does not move).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -280,6 +282,58 @@ echo
 echo "raw wrk output: $out; summary: $summary"
 if [ -n "${PROFILE:-}" ]; then
   for f in "$out"/*.profile.txt "$out"/*.syscalls.txt "$out"/*.switches.txt; do [ -e "$f" ] && { echo "== $(basename "$f")"; head -30 "$f"; }; done
+fi
+
+# --- instructions per request (INSTRUCTIONS=1) -------------------------------------------------
+# Requests per second on a shared 2-core VM swing by a third between runs; instructions are
+# what valgrind counts, the same in every run whatever else the machine does. This restarts
+# Kiln under callgrind (same data, so the app comes back on a new dyno port) and runs a
+# single-process nginx proxy under callgrind in front of that dyno, then counts each one's
+# user-space instructions per proxied request over the same wrk load.
+if [ -n "${INSTRUCTIONS:-}" ] && [ -z "${HOLD:-}" ]; then
+  command -v valgrind >/dev/null || { export DEBIAN_FRONTEND=noninteractive; apt-get install -y -qq valgrind >/dev/null; }
+  echo
+  echo "== instructions per proxied request (callgrind)"
+  kill "$kiln_pid" 2>/dev/null || true
+  wait "$kiln_pid" 2>/dev/null || true
+  cg="$work/callgrind"
+  mkdir -p "$cg"
+  valgrind --tool=callgrind --dump-instr=no --callgrind-out-file="$cg/kiln.%p" "$kiln" server --data-dir "$work/data" --api-listen "127.0.0.1:$api_port" --router-listen "127.0.0.1:$router_port" >"$work/server-vg.out" 2>"$work/server-vg.log" &
+  vg_kiln=$!
+  pids+=("$vg_kiln")
+  for _ in $(seq 1 300); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Host: $host" "http://127.0.0.1:$router_port/index.html")" = 200 ] && break
+    sleep 0.5
+  done
+  new_dyno=$("$kiln" logs -a benchapp -n 400 2>/dev/null | sed -n 's/.*nginx dyno listening on \([0-9]*\).*/\1/p' | tail -1)
+  vg_port=$((base + 9))
+  mkdir -p "$work/proxy-vg"
+  sed -e "s/worker_processes auto;/worker_processes 1; master_process off;/" -e "s/127.0.0.1:$dyno_port/127.0.0.1:$new_dyno/" -e "s/127.0.0.1:$proxy_port/127.0.0.1:$vg_port/" -e "s#$work/proxy/nginx.pid#$work/proxy-vg/nginx.pid#" "$work/proxy/nginx.conf" >"$work/proxy-vg/nginx.conf"
+  valgrind --tool=callgrind --dump-instr=no --callgrind-out-file="$cg/nginx.%p" nginx -e stderr -p "$work/proxy-vg" -c "$work/proxy-vg/nginx.conf" -g 'daemon off;' 2>"$work/proxy-vg/error.log" &
+  vg_nginx=$!
+  pids+=("$vg_nginx")
+  for _ in $(seq 1 100); do curl -fsS -o /dev/null "http://127.0.0.1:$vg_port/index.html" 2>/dev/null && break; sleep 0.3; done
+  per_request() { # name pid url [wrk args...]: instructions per request over a 5 s run
+    local name=$1 pid=$2 url=$3
+    shift 3
+    wrk -t1 -c"$conns" -d2s "$@" "$url" >/dev/null
+    callgrind_control -z "$pid" >/dev/null
+    wrk -t1 -c"$conns" -d5s "$@" "$url" >"$out/$name.vg.txt"
+    callgrind_control -d "$pid" >/dev/null
+    sleep 1
+    local file total
+    file=$(ls -t "$cg/$name.$pid"* | head -1)
+    total=$(awk '/^(summary|totals):/ {print $2; exit}' "$file")
+    awk -v t="$total" -v r="$(requests "$out/$name.vg.txt")" 'BEGIN {printf "%.0f", t / r}'
+  }
+  kiln_ir=$(per_request kiln "$vg_kiln" "http://127.0.0.1:$router_port/index.html" -H "Host: $host")
+  nginx_ir=$(per_request nginx "$vg_nginx" "http://127.0.0.1:$vg_port/index.html")
+  {
+    echo "instructions per proxied request (user space, callgrind; nginx: one worker process):"
+    echo "  Kiln router -> dyno   $kiln_ir"
+    echo "  nginx proxy -> dyno   $nginx_ir"
+    awk -v k="$kiln_ir" -v n="$nginx_ir" 'BEGIN {printf "  Kiln / nginx:         %.2fx the instructions\n", k / n}'
+  } | tee -a "$summary"
 fi
 if [ -n "${HOLD:-}" ]; then
   echo "holding: kiln router 127.0.0.1:$router_port (Host: $host; pid $kiln_pid), nginx proxy :$proxy_port, Varnish :$varnish_port, dyno :$dyno_port"

@@ -188,9 +188,11 @@ pub(crate) fn gzip_all(body: &[u8], level: u32) -> Option<Bytes> {
 
 /// Applies the rules above to a response on its way out.
 pub(crate) fn encode(mut response: Response<RouterBody>, accepts_gzip: bool, is_head: bool, config: &CompressionConfig) -> Response<RouterBody> {
-    // A body known to be small is left alone before looking at any header (a HEAD answer's
-    // empty body says nothing: its headers must match the GET's).
-    let small = !is_head && response.body().size_hint().exact().is_some_and(|n| n < config.min_bytes);
+    // A dyno's body known to be small is left alone before looking at further headers. Only
+    // with a `Content-Length`, the rule `compressible` applies: the router's own pages have
+    // none and are compressed whatever their size, and a HEAD answer's empty body says
+    // nothing (its headers must match the GET's).
+    let small = !is_head && response.body().size_hint().exact().is_some_and(|n| n < config.min_bytes) && response.headers().contains_key(header::CONTENT_LENGTH);
     if !config.enabled || small || !compressible(response.status(), response.headers(), config.min_bytes) {
         return response;
     }

@@ -147,7 +147,7 @@ async fn serve<IO: AsyncRead + AsyncWrite + Unpin>(c: &mut Conn<IO>, shared: &Ar
 /// keep-alive connections). Shutting down closes a connection that is between requests.
 async fn read_head<IO: AsyncRead + Unpin>(c: &mut Conn<IO>, timeout: Duration) -> Next {
     let mut scanner = HeadScanner::default();
-    c.timer.as_mut().reset(tokio::time::Instant::now() + timeout);
+    c.timer.as_mut().reset(deadline(tokio::time::Instant::now(), timeout));
     loop {
         match scanner.scan(&c.buf) {
             Scan::Done(head) if head.framing == Framing::None && !head.upgrade => return Next::Head(head.len),
@@ -357,7 +357,7 @@ async fn flush<IO: AsyncWrite + Unpin>(c: &mut Conn<IO>, idle: Duration) -> bool
         match std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await {
             Poll::Ready(result) => Some(result),
             Poll::Pending => {
-                timer.as_mut().reset(tokio::time::Instant::now() + idle);
+                timer.as_mut().reset(deadline(tokio::time::Instant::now(), idle));
                 tokio::select! {
                     biased;
                     result = write.as_mut() => Some(result),
@@ -375,6 +375,12 @@ async fn flush<IO: AsyncWrite + Unpin>(c: &mut Conn<IO>, idle: Duration) -> bool
             false
         }
     }
+}
+
+/// `from + after`, or a day past the end of any test or deploy when a configured duration
+/// is too large to add (as `tokio::time::timeout` would saturate rather than panic).
+fn deadline(from: tokio::time::Instant, after: Duration) -> tokio::time::Instant {
+    from.checked_add(after).unwrap_or_else(|| from + Duration::from_secs(100 * 365 * 86_400))
 }
 
 thread_local! {
@@ -501,7 +507,7 @@ pub(crate) async fn attempt(config: &RouterConfig, backend: &Arc<BackendState>, 
         // version pauses it while a client uploads).
         let answer = {
             let DynoConn { stream, buf, timer } = &mut conn;
-            timer.as_mut().reset(tokio::time::Instant::from_std(dispatched_at) + config.first_byte_timeout);
+            timer.as_mut().reset(deadline(tokio::time::Instant::from_std(dispatched_at), config.first_byte_timeout));
             let exchange = async {
                 if stream.write_all(&head).await.is_err() {
                     return Err(Exchange::Nothing);

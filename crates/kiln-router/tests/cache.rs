@@ -406,6 +406,22 @@ async fn gzip_for_compressible_responses() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn router_pages_are_gzipped_for_get_and_head_alike() {
+    // The router's own pages have no Content-Length and are compressed whatever their size;
+    // a GET and a HEAD must get the same headers. A dyno that refuses connections gets the
+    // page from the dispatch, which the gzip layer wraps.
+    let router = Router::start().await;
+    let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    router.app("foo", &[gone]);
+    let gz = || get("foo.localhost", "/").header("accept-encoding", "gzip");
+    let r = fetch(router.addr, gz()).await;
+    assert_eq!((r.status, r.header("content-encoding"), r.header("vary")), (StatusCode::SERVICE_UNAVAILABLE, "gzip", "Accept-Encoding"));
+    assert!(gunzip(&r.body).contains("Application error"));
+    let r = fetch(router.addr, gz().method("HEAD")).await;
+    assert_eq!((r.status, r.header("content-encoding"), r.header("vary")), (StatusCode::SERVICE_UNAVAILABLE, "gzip", "Accept-Encoding"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cached_objects_are_served_gzipped_or_plain() {
     let router = Router::start().await;
     let page = PAGE.repeat(40);
