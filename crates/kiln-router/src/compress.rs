@@ -123,16 +123,18 @@ pub(crate) fn compressible(status: StatusCode, headers: &HeaderMap, min_bytes: u
     if status.is_informational() || matches!(status, StatusCode::NO_CONTENT | StatusCode::PARTIAL_CONTENT | StatusCode::NOT_MODIFIED) {
         return false;
     }
-    if headers.get(header::CONTENT_ENCODING).is_some_and(|v| !v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"identity")) || headers.contains_key(header::CONTENT_RANGE) {
-        return false;
-    }
-    if headers.get_all(header::CACHE_CONTROL).iter().any(|v| v.as_bytes().split(|&b| b == b',').any(|d| d.trim_ascii().eq_ignore_ascii_case(b"no-transform"))) {
-        return false;
-    }
+    // The size first: most small responses are settled on one lookup. Without a length
+    // (the router's own pages, streamed bodies) the size does not decide.
     if let Some(len) = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok()) {
         if len < min_bytes {
             return false;
         }
+    }
+    if headers.get(header::CONTENT_ENCODING).is_some_and(|v| !v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"identity")) || headers.contains_key(header::CONTENT_RANGE) {
+        return false;
+    }
+    if headers.get_all(header::CACHE_CONTROL).iter().any(|v| crate::forward::list_has(v.as_bytes(), b"no-transform")) {
+        return false;
     }
     headers.get(header::CONTENT_TYPE).is_some_and(|ct| compressible_type(ct.as_bytes()))
 }
@@ -188,12 +190,7 @@ pub(crate) fn gzip_all(body: &[u8], level: u32) -> Option<Bytes> {
 
 /// Applies the rules above to a response on its way out.
 pub(crate) fn encode(mut response: Response<RouterBody>, accepts_gzip: bool, is_head: bool, config: &CompressionConfig) -> Response<RouterBody> {
-    // A dyno's body known to be small is left alone before looking at further headers. Only
-    // with a `Content-Length`, the rule `compressible` applies: the router's own pages have
-    // none and are compressed whatever their size, and a HEAD answer's empty body says
-    // nothing (its headers must match the GET's).
-    let small = !is_head && response.body().size_hint().exact().is_some_and(|n| n < config.min_bytes) && response.headers().contains_key(header::CONTENT_LENGTH);
-    if !config.enabled || small || !compressible(response.status(), response.headers(), config.min_bytes) {
+    if !config.enabled || !compressible(response.status(), response.headers(), config.min_bytes) {
         return response;
     }
     add_vary_accept_encoding(response.headers_mut());

@@ -31,6 +31,7 @@ use crate::config::RouterConfig;
 use crate::guard::ClientConn;
 use crate::hcode::HCode;
 use crate::head::{Framing, HeadScanner, Scan};
+use crate::forward;
 use crate::proxy::{self, Attempt, Failure, ReqBody, Shared};
 use crate::server;
 use crate::upstream::{self, Pooled};
@@ -200,7 +201,7 @@ fn parse_request(head: &Bytes) -> Option<(Request<ReqBody>, bool)> {
             return None;
         }
         let value = HeaderValue::from_maybe_shared(head.slice_ref(field.value)).ok()?;
-        if name == header::CONNECTION && has_token(&value, b"close") {
+        if name == header::CONNECTION && forward::list_has(value.as_bytes(), b"close") {
             keep_alive = false;
         }
         headers.append(name, value);
@@ -210,10 +211,6 @@ fn parse_request(head: &Bytes) -> Option<(Request<ReqBody>, bool)> {
     *req.uri_mut() = uri;
     *req.headers_mut() = headers;
     Some((req, keep_alive))
-}
-
-fn has_token(value: &HeaderValue, token: &[u8]) -> bool {
-    value.as_bytes().split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
 /// Writes a response with the router's framing; `false` when the connection must close
@@ -236,7 +233,7 @@ async fn write_response<IO: AsyncRead + AsyncWrite + Unpin>(c: &mut Conn<IO>, re
         // Framing and connection handling are this side's, except that a HEAD answer
         // keeps the length the dyno gave for the body it did not send.
         if *name == header::CONNECTION {
-            keep_alive &= !has_token(value, b"close");
+            keep_alive &= !forward::list_has(value.as_bytes(), b"close");
             continue;
         }
         if *name == header::CONTENT_LENGTH {
@@ -636,16 +633,9 @@ fn parse_response(buf: &mut BytesMut, is_head: bool) -> Result<Option<Parsed>, E
     for &(ns, ne, vs, ve) in spans {
         let name = HeaderName::from_bytes(&head[ns..ne]).map_err(|_| Exchange::Malformed)?;
         let value = HeaderValue::from_maybe_shared(head.slice(vs..ve)).map_err(|_| Exchange::Malformed)?;
-        fields.note(&name, value.as_bytes());
-        // `Connection: keep-alive` or `close` was just noted and names no other header to
-        // drop, so it is not kept for the hop-by-hop pass to find and remove again.
-        if name == header::CONNECTION && value.as_bytes().split(|&b| b == b',').all(|t| {
-            let t = t.trim_ascii();
-            t.eq_ignore_ascii_case(b"keep-alive") || t.eq_ignore_ascii_case(b"close")
-        }) {
-            continue;
+        if fields.note(&name, value.as_bytes()) {
+            headers.append(name, value);
         }
-        headers.append(name, value);
     }
     let framing = fields.framing(status, is_head)?;
     let http11 = version == 1;
@@ -670,7 +660,10 @@ struct FramingFields {
 }
 
 impl FramingFields {
-    fn note(&mut self, name: &HeaderName, value: &[u8]) {
+    /// Notes a field; `false` when it has nothing more to say and need not be kept: a
+    /// `Connection` of only `keep-alive`/`close` names no other header for the hop-by-hop
+    /// pass to drop, which would only find and remove it again.
+    fn note(&mut self, name: &HeaderName, value: &[u8]) -> bool {
         if *name == header::TRANSFER_ENCODING {
             self.chunked = Some(value.rsplit(|&b| b == b',').next().is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked")));
         } else if *name == header::CONTENT_LENGTH {
@@ -684,9 +677,14 @@ impl FramingFields {
                     _ => self.bad_length = true,
                 }
             }
-        } else if *name == header::CONNECTION && value.split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close")) {
-            self.close = true;
+        } else if *name == header::CONNECTION {
+            self.close |= forward::list_has(value, b"close");
+            return !value.split(|&b| b == b',').all(|t| {
+                let t = t.trim_ascii();
+                t.eq_ignore_ascii_case(b"keep-alive") || t.eq_ignore_ascii_case(b"close")
+            });
         }
+        true
     }
 
     /// RFC 9112 §6.3, strictly: where the length decides, conflicting or malformed lengths

@@ -127,7 +127,12 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
 
 /// Whether a `Connection` header lists `token`.
 fn connection_has(headers: &HeaderMap, token: &[u8]) -> bool {
-    headers.get_all(header::CONNECTION).iter().any(|v| v.as_bytes().split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(token)))
+    headers.get_all(header::CONNECTION).iter().any(|v| list_has(v.as_bytes(), token))
+}
+
+/// Whether a comma-separated header value lists `token` (case-insensitively).
+pub(crate) fn list_has(value: &[u8], token: &[u8]) -> bool {
+    value.split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
 /// Appends `item` to a comma-separated list header, joining repeated headers into one, and
