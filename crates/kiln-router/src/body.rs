@@ -15,6 +15,7 @@ use crate::access_log::{Outcome, RequestLog};
 use crate::backend::Outstanding;
 use crate::guard::IdleTimer;
 use crate::hcode::HCode;
+use crate::passthrough::Passthrough;
 use crate::upstream::Sender;
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
@@ -26,7 +27,9 @@ pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// ([`crate::engine`]), which hands the connection back to the pool when the body ends.
 pub(crate) enum Inner {
     Hyper(Incoming),
-    Own(crate::engine::DynoBody),
+    /// Boxed for the same reason as `Finish` below: the engine's body holds the dyno
+    /// connection and its buffer, and a response moves many times on its way out.
+    Own(Box<crate::engine::DynoBody>),
 }
 
 impl Inner {
@@ -155,12 +158,24 @@ impl RouterBody {
         RouterBody(Kind::Static((!bytes.is_empty()).then_some(bytes)))
     }
 
+    /// Wraps a body; its response's pass-through fields must already be in the map
+    /// ([`crate::passthrough::materialize`]), since the wrapper hides the dyno's body.
     pub(crate) fn layered(body: Pin<Box<dyn Body<Data = Bytes, Error = BoxError> + Send>>) -> RouterBody {
         RouterBody(Kind::Layered(body))
     }
 
     pub(crate) fn empty() -> RouterBody {
         RouterBody(Kind::Static(None))
+    }
+
+    /// The dyno response's pass-through header fields (see [`crate::passthrough`]), which
+    /// the engine's dyno client keeps with the body. A layered body has none: whoever
+    /// wraps a body moves them into the map first.
+    pub(crate) fn take_passthrough(&mut self) -> Option<Passthrough> {
+        match &mut self.0 {
+            Kind::Upstream { inner: Inner::Own(body), .. } => body.passthrough.take(),
+            _ => None,
+        }
     }
 
     pub(crate) fn upstream(inner: Inner, finish: Finish) -> RouterBody {

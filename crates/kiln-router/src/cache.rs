@@ -179,7 +179,15 @@ pub(crate) async fn route(shared: &Arc<Shared>, log: RequestLog, req: Request<Re
     let key = OwnedKeyParts { app: Arc::clone(&log.app), host: log.host.clone(), target: log.path.clone() };
     let (mut response, returned) = proxy::dispatch(&shared.config, log, req, None).await;
     let request_headers = if is_get { copied.or(returned) } else { None };
-    let head = request_headers.and_then(|rh| storable(&rh, authorized, response.status(), response.headers(), &limits, gzip));
+    let head = match request_headers {
+        // A response with no freshness at all (the usual dynamic page) is settled on the
+        // fields the map always holds; only one that might be stored needs the rest.
+        Some(rh) if has_freshness(response.headers()) => {
+            crate::passthrough::materialize(&mut response);
+            storable(&rh, authorized, response.status(), response.headers(), &limits, gzip)
+        }
+        _ => None,
+    };
     response.headers_mut().insert(X_CACHE.clone(), HeaderValue::from_static("MISS"));
     if let Some(head) = head {
         let (parts, body) = response.into_parts();
@@ -373,12 +381,10 @@ pub(crate) struct Head {
 
 /// Decides, from the response head, whether the response will be stored.
 fn storable(req: &HeaderMap, authorized: bool, status: StatusCode, headers: &HeaderMap, limits: &CacheConfig, gzip: &compress::CompressionConfig) -> Option<Head> {
-    let cc = directives(headers);
-    if cc.s_maxage.is_none() && cc.max_age.is_none() && !headers.contains_key(header::EXPIRES) {
-        // The common case of a dynamic page (no freshness at all): decided first, on two
-        // lookups, without parsing any date.
+    if !has_freshness(headers) {
         return None;
     }
+    let cc = directives(headers);
     if !CACHEABLE_STATUS.contains(&status.as_u16()) || headers.contains_key(header::SET_COOKIE) || headers.contains_key(header::CONTENT_RANGE) {
         return None;
     }
@@ -424,6 +430,14 @@ fn storable(req: &HeaderMap, authorized: bool, status: StatusCode, headers: &Hea
         received: Instant::now(),
         encodable,
     })
+}
+
+/// Whether a response says how long it stays fresh at all. The common case of a dynamic
+/// page (it does not) is decided on two lookups, without parsing any date, and on fields
+/// the engine's response map always holds (`passthrough::in_map`).
+fn has_freshness(headers: &HeaderMap) -> bool {
+    let cc = directives(headers);
+    cc.s_maxage.is_some() || cc.max_age.is_some() || headers.contains_key(header::EXPIRES)
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {

@@ -197,6 +197,8 @@ pub(crate) fn encode(mut response: Response<RouterBody>, accepts_gzip: bool, is_
     if !accepts_gzip {
         return response;
     }
+    // Rewriting `ETag` needs every field in the map.
+    crate::passthrough::materialize(&mut response);
     mark_encoded(response.headers_mut());
     if is_head {
         // The same headers a GET would get; there is no body to compress.

@@ -31,6 +31,7 @@ use crate::config::RouterConfig;
 use crate::guard::ClientConn;
 use crate::hcode::HCode;
 use crate::head::{Framing, HeadScanner, Scan};
+use crate::passthrough::{self, Passthrough};
 use crate::forward;
 use crate::proxy::{self, Attempt, Failure, ReqBody, Shared};
 use crate::server;
@@ -217,6 +218,7 @@ fn parse_request(head: &Bytes) -> Option<(Request<ReqBody>, bool)> {
 /// (the client asked, the response says so, or the body or the client failed).
 async fn write_response<IO: AsyncRead + AsyncWrite + Unpin>(c: &mut Conn<IO>, response: Response<RouterBody>, is_head: bool, mut keep_alive: bool, idle: Duration) -> bool {
     let (parts, mut body) = response.into_parts();
+    let passing = body.take_passthrough();
     let status = parts.status;
     let bodiless = status.is_informational() || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
     let length = body.size_hint().exact();
@@ -247,6 +249,10 @@ async fn write_response<IO: AsyncRead + AsyncWrite + Unpin>(c: &mut Conn<IO>, re
         }
         has_date |= *name == header::DATE;
         put_field(out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    if let Some(passing) = &passing {
+        out.extend_from_slice(passing.lines());
+        has_date |= passing.has_date();
     }
     let chunked = !bodiless && !is_head && length.is_none();
     if !bodiless && !is_head {
@@ -518,10 +524,10 @@ pub(crate) async fn attempt(config: &RouterConfig, backend: &Arc<BackendState>, 
             }
         };
         match answer {
-            Ok(Ok((response, framing, keep_alive))) => {
-                let body = DynoBody { conn: Some(conn), framing, keep_alive, aborted: false };
+            Ok(Ok(DynoHead { response, framing, keep_alive, passthrough })) => {
+                let body = DynoBody { conn: Some(conn), framing, keep_alive, aborted: false, passthrough };
                 let request_headers = Some(req.into_parts().0.headers);
-                return Attempt::Answered { response: response.map(|()| Inner::Own(body)), sender: None, connect, dispatched_at, request_headers };
+                return Attempt::Answered { response: response.map(|()| Inner::Own(Box::new(body))), sender: None, connect, dispatched_at, request_headers };
             }
             Ok(Err(Exchange::Nothing)) if reused && resendable => stale += 1,
             Ok(Err(Exchange::Malformed)) => return Attempt::Failed(failure(HCode::H17, connect, dispatched_at.elapsed())),
@@ -557,7 +563,7 @@ enum BodyFraming {
 }
 
 /// Reads the response head (skipping interim 1xx answers other than 101).
-async fn read_response_head(stream: &mut TcpStream, buf: &mut BytesMut, is_head: bool) -> Result<(Response<()>, BodyFraming, bool), Exchange> {
+async fn read_response_head(stream: &mut TcpStream, buf: &mut BytesMut, is_head: bool) -> Result<DynoHead, Exchange> {
     let mut received = false;
     loop {
         if !buf.is_empty() {
@@ -578,9 +584,18 @@ async fn read_response_head(stream: &mut TcpStream, buf: &mut BytesMut, is_head:
     }
 }
 
+/// A dyno's final response head: the fields the pipeline reads in the map, the others in
+/// the pass-through block (see `passthrough`), and how the body and connection go on.
+struct DynoHead {
+    response: Response<()>,
+    framing: BodyFraming,
+    keep_alive: bool,
+    passthrough: Option<Passthrough>,
+}
+
 enum Parsed {
     Interim,
-    Final((Response<()>, BodyFraming, bool)),
+    Final(DynoHead),
 }
 
 /// Parses a complete response head off the front of `buf`; `None` while incomplete.
@@ -626,12 +641,20 @@ fn parse_response(buf: &mut BytesMut, is_head: bool) -> Result<Option<Parsed>, E
         return Ok(Some(Parsed::Interim));
     }
     let spans = if heap.is_empty() { &stack[..count] } else { &heap[..count] };
-    let mut headers = HeaderMap::with_capacity(count + 4);
+    // Only the fields the pipeline reads go into the map; the rest pass through as bytes
+    // (see `passthrough`).
+    let mut headers = HeaderMap::with_capacity(8);
+    let mut passing = passthrough::Builder::default();
     // What decides the framing and the connection, noted on the way instead of looked up
     // in the map afterwards.
     let mut fields = FramingFields::default();
     for &(ns, ne, vs, ve) in spans {
-        let name = HeaderName::from_bytes(&head[ns..ne]).map_err(|_| Exchange::Malformed)?;
+        let name = &head[ns..ne];
+        if !passthrough::in_map(name) {
+            passing.push(&head, (ns, ne), (vs, ve));
+            continue;
+        }
+        let name = HeaderName::from_bytes(name).map_err(|_| Exchange::Malformed)?;
         let value = HeaderValue::from_maybe_shared(head.slice(vs..ve)).map_err(|_| Exchange::Malformed)?;
         if fields.note(&name, value.as_bytes()) {
             headers.append(name, value);
@@ -640,11 +663,19 @@ fn parse_response(buf: &mut BytesMut, is_head: bool) -> Result<Option<Parsed>, E
     let framing = fields.framing(status, is_head)?;
     let http11 = version == 1;
     let keep_alive = http11 && !fields.close && framing != BodyFraming::Close;
+    let mut passthrough = passing.finish(&head);
+    if fields.names_fields {
+        // `Connection` names fields to drop, which may be any of them: all go into the map,
+        // where the hop-by-hop rule sees them.
+        if let Some(block) = passthrough.take() {
+            block.append_to(&mut headers);
+        }
+    }
     let mut response = Response::new(());
     *response.status_mut() = status;
     *response.version_mut() = if http11 { Version::HTTP_11 } else { Version::HTTP_10 };
     *response.headers_mut() = headers;
-    Ok(Some(Parsed::Final((response, framing, keep_alive))))
+    Ok(Some(Parsed::Final(DynoHead { response, framing, keep_alive, passthrough })))
 }
 
 /// The fields of a response head that decide how its body is delimited and whether the
@@ -657,6 +688,8 @@ struct FramingFields {
     /// A `Content-Length` that is not a number, or differs from another.
     bad_length: bool,
     close: bool,
+    /// A `Connection` lists more than keep-alive/close: it names fields to drop.
+    names_fields: bool,
 }
 
 impl FramingFields {
@@ -679,10 +712,12 @@ impl FramingFields {
             }
         } else if *name == header::CONNECTION {
             self.close |= forward::list_has(value, b"close");
-            return !value.split(|&b| b == b',').all(|t| {
+            let names = !value.split(|&b| b == b',').all(|t| {
                 let t = t.trim_ascii();
                 t.eq_ignore_ascii_case(b"keep-alive") || t.eq_ignore_ascii_case(b"close")
             });
+            self.names_fields |= names;
+            return names;
         }
         true
     }
@@ -710,6 +745,8 @@ pub(crate) struct DynoBody {
     framing: BodyFraming,
     keep_alive: bool,
     aborted: bool,
+    /// The response's pass-through fields, until the writer or `materialize` takes them.
+    pub(crate) passthrough: Option<Passthrough>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -957,7 +994,7 @@ mod tests {
     fn response(raw: &[u8], is_head: bool) -> Result<Option<(u16, BodyFraming, bool)>, ()> {
         let mut buf = BytesMut::from(raw);
         match parse_response(&mut buf, is_head) {
-            Ok(Some(Parsed::Final((r, f, k)))) => Ok(Some((r.status().as_u16(), f, k))),
+            Ok(Some(Parsed::Final(h))) => Ok(Some((h.response.status().as_u16(), h.framing, h.keep_alive))),
             Ok(Some(Parsed::Interim)) => Ok(Some((100, BodyFraming::Done, false))),
             Ok(None) => Ok(None),
             Err(_) => Err(()),

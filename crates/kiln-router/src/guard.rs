@@ -195,7 +195,10 @@ pub(crate) async fn serve(shared: Arc<Shared>, client_ip: HeaderValue, conn: Arc
         return refuse(&shared, &client_ip, rejection);
     }
     let switching = conn.upgrade_head.load(Ordering::Relaxed) == index + 1;
-    let response = proxy::handle(shared, client_ip, Some(ClientConn(Arc::clone(&conn))), req.map(proxy::ReqBody::Hyper)).await;
+    let mut response = proxy::handle(shared, client_ip, Some(ClientConn(Arc::clone(&conn))), req.map(proxy::ReqBody::Hyper)).await;
+    // hyper writes only the map (the engine's dyno client is not used for these requests
+    // today; this keeps it so whatever the pipeline does).
+    crate::passthrough::materialize(&mut response);
     if switching {
         conn.settle_upgrade(index, response.status() == StatusCode::SWITCHING_PROTOCOLS);
     }

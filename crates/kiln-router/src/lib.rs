@@ -96,6 +96,7 @@ mod head;
 mod host;
 mod page_fetch;
 mod pages;
+mod passthrough;
 mod proxy;
 mod request_id;
 mod server;

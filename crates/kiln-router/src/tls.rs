@@ -161,7 +161,12 @@ async fn serve_h2(io: tokio_rustls::server::TlsStream<TcpStream>, peer: SocketAd
             join_cookies(req.headers_mut());
             let shared = Arc::clone(&shared);
             let client_ip = client_ip.clone();
-            async move { Ok::<_, Infallible>(proxy::handle(shared, client_ip, None, req.map(proxy::ReqBody::Hyper)).await) }
+            async move {
+                let mut response = proxy::handle(shared, client_ip, None, req.map(proxy::ReqBody::Hyper)).await;
+                // hyper writes only the map (see the guard's `serve`).
+                crate::passthrough::materialize(&mut response);
+                Ok::<_, Infallible>(response)
+            }
         })
     };
     let mut builder = http2::Builder::new(TokioExecutor::new());

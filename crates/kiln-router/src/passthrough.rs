@@ -1,0 +1,214 @@
+//! Response header fields the router passes through untouched, kept as the dyno's bytes
+//! instead of being parsed into the response's `HeaderMap`.
+//!
+//! The pipeline reads and rewrites only a few fields of a dyno's response on every request:
+//! framing and hop-by-hop fields, `Via`, and what the cache's first check and gzip's rules
+//! look at. The rest (`Server`, `Date`, `ETag`, `Last-Modified`, `Set-Cookie`, an app's own
+//! `X-*`…) only need copying to the client. Building a `HeaderMap` entry for each of them
+//! cost more than anything else the router did per request (about 600 instructions a field,
+//! bench/README.md), so the [engine](crate::engine)'s dyno client puts only the fields
+//! [`in_map`] names into the map and gathers the others, already validated by `httparse`,
+//! into one [`Passthrough`] block that travels with the dyno's body (`RouterBody::take_passthrough`).
+//! The engine's writer appends the block after the map's fields.
+//!
+//! The few places that need every field call [`materialize`] first, which moves the block
+//! into the map: the cache before it decides to store a response (it stores whole heads and
+//! looks at `Date`, `Age` and `Set-Cookie`), gzip before it rewrites `ETag`, and hyper's
+//! servers (which only ever see the block if a future path mixes the engine's dyno client
+//! with them). A field the pipeline reads on every response must be in [`in_map`]: a
+//! field missing from it would be invisible to that check.
+//!
+//! Field order between the two groups changes (map fields first); the order of fields of
+//! one name, which is what carries meaning (RFC 9110 §5.3), is kept because a name is always
+//! in one group.
+
+use crate::body::RouterBody;
+use bytes::{Bytes, BytesMut};
+use http::Response;
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+
+/// Fields of a dyno's response that go to the client as they came: `name: value` lines,
+/// each ended by CRLF.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Passthrough {
+    lines: Bytes,
+    /// One of the lines is `Date` (the writer adds one only when the dyno gave none).
+    has_date: bool,
+}
+
+/// Gathers pass-through fields while a response head is parsed. Consecutive fields that
+/// stand in the head exactly as they will be written (`name:` OWS `value` CRLF) are copied
+/// as one run.
+#[derive(Default)]
+pub(crate) struct Builder {
+    lines: BytesMut,
+    has_date: bool,
+    /// The run of whole lines not copied yet: its start and end in the head.
+    run: Option<(usize, usize)>,
+}
+
+impl Builder {
+    /// Adds the field at `name` and `value` (positions in `head`), whose name and value
+    /// `httparse` has already checked: a token, and visible characters, spaces or tabs
+    /// (the same rule as `HeaderValue`'s).
+    pub(crate) fn push(&mut self, head: &[u8], name: (usize, usize), value: (usize, usize)) {
+        self.has_date |= head[name.0..name.1].eq_ignore_ascii_case(b"date");
+        // A line that ends right after its value with CRLF can be copied as it stands (the
+        // bytes between name and value are the colon and spaces, as httparse requires).
+        let whole = value.0 > name.1 && head.get(value.1..value.1 + 2) == Some(b"\r\n");
+        match self.run {
+            Some((start, end)) if whole && end == name.0 => self.run = Some((start, value.1 + 2)),
+            _ => {
+                self.flush(head);
+                if whole {
+                    self.run = Some((name.0, value.1 + 2));
+                } else {
+                    self.reserve();
+                    self.lines.extend_from_slice(&head[name.0..name.1]);
+                    self.lines.extend_from_slice(b": ");
+                    self.lines.extend_from_slice(&head[value.0..value.1]);
+                    self.lines.extend_from_slice(b"\r\n");
+                }
+            }
+        }
+    }
+
+    fn reserve(&mut self) {
+        if self.lines.capacity() == 0 {
+            self.lines.reserve(256);
+        }
+    }
+
+    fn flush(&mut self, head: &[u8]) {
+        if let Some((start, end)) = self.run.take() {
+            self.reserve();
+            self.lines.extend_from_slice(&head[start..end]);
+        }
+    }
+
+    /// The block, unless no field went into it.
+    pub(crate) fn finish(mut self, head: &[u8]) -> Option<Passthrough> {
+        self.flush(head);
+        (!self.lines.is_empty()).then(|| Passthrough { lines: self.lines.freeze(), has_date: self.has_date })
+    }
+}
+
+impl Passthrough {
+    /// The fields as they are written to the client.
+    pub(crate) fn lines(&self) -> &[u8] {
+        &self.lines
+    }
+
+    pub(crate) fn has_date(&self) -> bool {
+        self.has_date
+    }
+
+    /// Appends every field to `headers`, sharing the block's bytes.
+    pub(crate) fn append_to(&self, headers: &mut HeaderMap) {
+        let mut rest = &self.lines[..];
+        // Every line is ours, ended by CRLF; a value cannot hold an LF.
+        while let Some(end) = memchr::memchr(b'\n', rest) {
+            let line = rest[..end].strip_suffix(b"\r").unwrap_or(&rest[..end]);
+            rest = &rest[end + 1..];
+            let Some(colon) = memchr::memchr(b':', line) else { continue };
+            let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii_start());
+            // Both were validated when the head was parsed; a field that somehow fails is
+            // dropped rather than sent on unchecked.
+            if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name), HeaderValue::from_maybe_shared(self.lines.slice_ref(value))) {
+                headers.append(name, value);
+            }
+        }
+    }
+}
+
+/// Whether a response field goes into the `HeaderMap` (the pipeline reads or rewrites it on
+/// every response) rather than passing through: framing and hop-by-hop fields (so they are
+/// dropped), `Via` (appended to), and what the cache's freshness check and gzip's rules
+/// decide on. Every other field passes through until [`materialize`] is called.
+pub(crate) fn in_map(name: &[u8]) -> bool {
+    let is = |known: &[u8]| name.eq_ignore_ascii_case(known);
+    let known = match name.len() {
+        2 => is(b"te"),
+        3 => is(b"via"),
+        4 => is(b"vary"),
+        7 => is(b"expires") || is(b"trailer") || is(b"upgrade") || is(b"x-cache"),
+        10 => is(b"connection") || is(b"keep-alive"),
+        12 => is(b"content-type"),
+        13 => is(b"cache-control") || is(b"content-range"),
+        14 => is(b"content-length"),
+        16 => is(b"content-encoding"),
+        17 => is(b"transfer-encoding"),
+        _ => false,
+    };
+    known || name.get(..6).is_some_and(|p| p.eq_ignore_ascii_case(b"proxy-"))
+}
+
+/// Moves a response's pass-through fields into its `HeaderMap`, for code that needs them
+/// all. Does nothing to a response that has none.
+pub(crate) fn materialize(response: &mut Response<RouterBody>) {
+    if let Some(block) = response.body_mut().take_passthrough() {
+        block.append_to(response.headers_mut());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pipeline_fields_stay_in_the_map() {
+        for name in ["Content-Length", "content-type", "CACHE-CONTROL", "Expires", "Vary", "Via", "Connection", "Keep-Alive", "Transfer-Encoding", "TE", "Trailer", "Upgrade", "Proxy-Authenticate", "proxy-connection", "Content-Encoding", "Content-Range", "X-Cache"] {
+            assert!(in_map(name.as_bytes()), "{name}");
+        }
+        for name in ["Server", "Date", "ETag", "Last-Modified", "Set-Cookie", "Age", "X-Custom", "Accept-Ranges", "proxy", "Content-Language", "Vary2"] {
+            assert!(!in_map(name.as_bytes()), "{name}");
+        }
+    }
+
+    /// Builds a block from a head the way the engine does: every field not in the map.
+    fn block(head: &[u8]) -> Option<Passthrough> {
+        let mut fields = [httparse::EMPTY_HEADER; 32];
+        let mut parsed = httparse::Response::new(&mut fields);
+        assert!(parsed.parse(head).unwrap().is_complete());
+        let base = head.as_ptr() as usize;
+        let mut b = Builder::default();
+        for f in parsed.headers.iter().filter(|f| !in_map(f.name.as_bytes())) {
+            let (n, v) = (f.name.as_ptr() as usize - base, f.value.as_ptr() as usize - base);
+            b.push(head, (n, n + f.name.len()), (v, v + f.value.len()));
+        }
+        b.finish(head)
+    }
+
+    #[test]
+    fn a_block_materializes_into_the_same_fields() {
+        let head = "HTTP/1.1 200 OK\r\nServer: nginx\r\nSet-Cookie: a=1\r\nContent-Length: 5\r\nSet-Cookie:b=2; Path=/\r\nX-Empty:\r\nX-Trailing: v \t\r\nX-Bin: caf\u{e9}\r\nDate: Sun, 22 Nov 2026 04:00:00 GMT\r\n\r\n";
+        let block = block(head.as_bytes()).unwrap();
+        assert!(block.has_date());
+        assert_eq!(
+            String::from_utf8_lossy(block.lines()),
+            "Server: nginx\r\nSet-Cookie: a=1\r\nSet-Cookie:b=2; Path=/\r\nX-Empty:\r\nX-Trailing: v\r\nX-Bin: caf\u{e9}\r\nDate: Sun, 22 Nov 2026 04:00:00 GMT\r\n",
+            "runs copied as they stand, the rest rewritten"
+        );
+        let mut h = HeaderMap::new();
+        h.insert("content-length", HeaderValue::from_static("5"));
+        block.append_to(&mut h);
+        assert_eq!(h.len(), 8);
+        assert_eq!(h["server"], "nginx");
+        assert_eq!(h.get_all("set-cookie").iter().collect::<Vec<_>>(), ["a=1", "b=2; Path=/"]);
+        assert_eq!(h["x-empty"], "");
+        assert_eq!(h["x-trailing"], "v");
+        assert_eq!(h["x-bin"].as_bytes(), "caf\u{e9}".as_bytes());
+    }
+
+    #[test]
+    fn bare_lf_lines_are_written_with_crlf() {
+        let block = block(b"HTTP/1.1 200 OK\nServer: a\nETag: \"x\"\n\n").unwrap();
+        assert_eq!(block.lines(), b"Server: a\r\nETag: \"x\"\r\n");
+        assert!(!block.has_date());
+    }
+
+    #[test]
+    fn no_fields_make_no_block() {
+        assert!(Builder::default().finish(b"").is_none());
+    }
+}
