@@ -495,3 +495,61 @@ impl hyper::body::Body for ChannelBody {
         self.0.poll_recv(cx)
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_field_of_the_dynos_head_reaches_the_client_on_every_path() {
+    // The engine keeps only the fields the pipeline reads in its header map and passes the
+    // rest through as bytes; plain, gzipped, stored and hop-by-hop answers must all still
+    // carry exactly the dyno's fields.
+    let router = Router::start().await;
+    let page = PAGE.repeat(40);
+    let (d, _) = dyno(move |req| {
+        let mut fields = vec![
+            ("server", "testdyno"),
+            ("set-cookie", "a=1"),
+            ("content-type", "text/html"),
+            ("set-cookie", "b=2; Path=/"),
+            ("etag", "\"abc\""),
+            ("last-modified", "Sun, 22 Nov 2026 04:00:00 GMT"),
+            ("x-custom", "caf\u{e9}"),
+        ];
+        match req.uri.path() {
+            "/stored" => fields.retain(|f| f.0 != "set-cookie"),
+            "/hop" => fields.extend([("connection", "x-secret"), ("x-secret", "1")]),
+            _ => {}
+        }
+        fields.push(if req.uri.path() == "/stored" { PUBLIC } else { ("x-plain", "1") });
+        answer(&fields, &page)
+    })
+    .await;
+    router.app("foo", &[d]);
+    let check = |r: &Got, what: &str| {
+        assert_eq!(r.status, StatusCode::OK, "{what}");
+        assert_eq!(r.header("server"), "testdyno", "{what}");
+        assert_eq!(r.header("last-modified"), "Sun, 22 Nov 2026 04:00:00 GMT", "{what}");
+        assert_eq!(r.headers["x-custom"].as_bytes(), "caf\u{e9}".as_bytes(), "{what}");
+        assert_eq!(r.headers.get_all("date").iter().count(), 1, "{what}: the dyno's Date, and no second one");
+        assert_eq!(r.header("via"), "1.1 kiln", "{what}");
+    };
+
+    let plain = fetch_path(router.addr, "/").await;
+    check(&plain, "plain");
+    assert_eq!(plain.headers.get_all("set-cookie").iter().collect::<Vec<_>>(), ["a=1", "b=2; Path=/"], "both cookies, in order");
+    assert_eq!((plain.header("etag"), plain.x_cache()), ("\"abc\"", "MISS"));
+
+    let gz = fetch(router.addr, get("foo.localhost", "/").header("accept-encoding", "gzip")).await;
+    check(&gz, "gzipped");
+    assert_eq!((gz.header("content-encoding"), gz.header("etag")), ("gzip", "W/\"abc\""), "the ETag is weakened with the rest of the head kept");
+    assert_eq!(gz.headers.get_all("set-cookie").iter().count(), 2);
+
+    let miss = fetch_path(router.addr, "/stored").await;
+    check(&miss, "stored miss");
+    let hit = fetch_path(router.addr, "/stored").await;
+    check(&hit, "stored hit");
+    assert_eq!((hit.x_cache(), hit.header("etag")), ("HIT", "\"abc\""));
+
+    let hop = fetch_path(router.addr, "/hop").await;
+    check(&hop, "hop-by-hop");
+    assert!(hop.headers.get("x-secret").is_none() && hop.headers.get("connection").is_none(), "a field the dyno's Connection names is dropped: {:?}", hop.headers);
+    assert_eq!(hop.headers.get_all("set-cookie").iter().count(), 2);
+}
