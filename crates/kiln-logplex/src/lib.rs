@@ -8,7 +8,7 @@
 //! Log sessions are short-lived capabilities: `POST /apps/{app}/log-sessions` creates one and
 //! returns a URL with a secret; whoever holds the URL may read that app's stream once.
 
-use kiln_model::log::{LogFilter, LogLine, LogSink};
+use kiln_model::log::{AppLogSink, LogFilter, LogLine, LogSink};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -133,23 +133,53 @@ impl Logplex {
 
 impl LogSink for Logplex {
     fn emit(&self, app_id: &str, line: LogLine) {
-        let log = self.app_log(app_id);
+        self.app_log(app_id).push(line);
+    }
+
+    /// The app's log itself. A handle kept past `remove_app` writes to a log nobody reads
+    /// any more, where `emit` would bring the destroyed app's log back.
+    fn app_sink(&self, app_id: &str) -> Option<Arc<dyn AppLogSink>> {
+        Some(self.app_log(app_id))
+    }
+}
+
+impl AppLogSink for AppLog {
+    fn emit(&self, line: LogLine) {
+        self.push(line);
+    }
+}
+
+impl AppLog {
+    fn push(&self, line: LogLine) {
         let line = Arc::new(line);
         {
-            let mut ring = log.ring.lock().unwrap_or_else(|e| e.into_inner());
+            let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
             if ring.len() == HISTORY {
                 ring.pop_front();
             }
             ring.push_back(line.clone());
         }
         // No receivers is the normal case; nothing to do.
-        let _ = log.live.send(line);
+        let _ = self.live.send(line);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_app_handle_writes_to_the_same_stream() {
+        let lp = Logplex::new();
+        lp.emit("a", LogLine::app("web.1", "one"));
+        let handle = lp.app_sink("a").unwrap();
+        handle.emit(LogLine::app("web.1", "two"));
+        let h = lp.history("a", 10, &LogFilter::default());
+        assert_eq!(h.iter().map(|l| l.message.as_str()).collect::<Vec<_>>(), ["one", "two"]);
+        lp.remove_app("a");
+        handle.emit(LogLine::app("web.1", "after"));
+        assert!(lp.history("a", 10, &LogFilter::default()).is_empty(), "a destroyed app's log stays gone");
+    }
 
     #[test]
     fn history_is_bounded_and_ordered() {

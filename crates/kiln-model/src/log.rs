@@ -103,6 +103,18 @@ impl LogFilter {
 /// dyno manager and API depend only on this.
 pub trait LogSink: Send + Sync {
     fn emit(&self, app_id: &str, line: LogLine);
+
+    /// A handle on one app's stream, for a writer that emits many lines for the same app
+    /// (the router, once per request): it skips finding the app again for every line.
+    /// `None` where the sink has nothing cheaper than [`emit`](Self::emit).
+    fn app_sink(&self, _app_id: &str) -> Option<Arc<dyn AppLogSink>> {
+        None
+    }
+}
+
+/// One app's stream (see [`LogSink::app_sink`]).
+pub trait AppLogSink: Send + Sync {
+    fn emit(&self, line: LogLine);
 }
 
 /// A sink that drops everything, for tools and tests that do not care.

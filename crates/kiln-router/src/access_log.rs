@@ -15,13 +15,13 @@ use crate::table::AppEntry;
 use http::Method;
 use http::header::HeaderValue;
 use http::uri::PathAndQuery;
-use kiln_model::log::{LogLine, LogSink};
+use kiln_model::log::{AppLogSink, LogLine, LogSink};
 use std::sync::Arc;
 use std::time::Duration;
 
 /// What the log line says about the request, fixed once it is routed to an app.
 pub(crate) struct RequestLog {
-    pub(crate) logs: Arc<dyn LogSink>,
+    pub(crate) logs: LogTarget,
     pub(crate) app: Arc<AppEntry>,
     pub(crate) method: Method,
     pub(crate) path: Option<PathAndQuery>,
@@ -34,6 +34,15 @@ pub(crate) struct RequestLog {
     /// The client connection, when it came through the [guard](crate::guard): it knows
     /// whether a failure on the client's side was malformed input (H26) or idleness (H28).
     pub(crate) client: Option<ClientConn>,
+}
+
+/// Where the line goes: the app's own stream when the sink offers a handle (kept per app
+/// in the route table, so a request does not look the app up in the log store), else the
+/// shared sink.
+#[derive(Clone)]
+pub(crate) enum LogTarget {
+    App(Arc<dyn AppLogSink>),
+    Shared(Arc<dyn LogSink>),
 }
 
 /// How the request ended. `None` fields print empty, as Heroku prints them when no dyno
@@ -63,7 +72,11 @@ impl RequestLog {
     /// [`emit`](Self::emit) with H26's `cause=`; without one, an H26 takes the cause the
     /// client connection recorded (a malformed body).
     pub(crate) fn emit_with_cause(&self, outcome: &Outcome<'_>, cause: Option<&str>) {
-        self.logs.emit(&self.app.app_id, LogLine::router(self.format_with_cause(outcome, cause)));
+        let line = LogLine::router(self.format_with_cause(outcome, cause));
+        match &self.logs {
+            LogTarget::App(app) => app.emit(line),
+            LogTarget::Shared(logs) => logs.emit(&self.app.app_id, line),
+        }
     }
 
     /// The line itself. It is written on every request, so it is built by appending bytes
@@ -185,7 +198,7 @@ mod tests {
 
     fn request(path: &'static str, host: &'static [u8]) -> RequestLog {
         RequestLog {
-            logs: Arc::new(NullSink),
+            logs: LogTarget::Shared(Arc::new(NullSink)),
             app: Arc::new(AppEntry::new("app-id")),
             method: Method::GET,
             path: Some(PathAndQuery::from_static(path)),

@@ -220,7 +220,7 @@ fn refuse(shared: &Shared, client_ip: &HeaderValue, r: Rejection) -> Response<Ro
             _ => request_id::generate(),
         };
         let log = RequestLog {
-            logs: Arc::clone(&shared.logs),
+            logs: crate::access_log::LogTarget::Shared(Arc::clone(&shared.logs)),
             app,
             method: r.method.as_deref().and_then(|m| Method::from_bytes(m.as_bytes()).ok()).unwrap_or(Method::GET),
             path: target.and_then(|u| u.path_and_query().cloned()).or_else(|| Some(PathAndQuery::from_static("/"))),

@@ -21,8 +21,11 @@
 //!   bodiless HTTP/1.1 requests itself (its own head reading, response writing and dyno
 //!   client, in one task per connection) and hands every other connection to hyper with the
 //!   guard in front; both feed the same `proxy`/`cache`/`compress` pipeline, so behaviour is
-//!   the same either way. Connections are dealt to `workers`: single-threaded runtimes on
-//!   their own threads (one per two cores by default), so a request never crosses threads.
+//!   the same either way. The engine's dyno client parses into the response's header map
+//!   only the fields that pipeline reads; the others travel as the dyno's bytes
+//!   (`passthrough`) and are moved into the map only where a step needs every field.
+//!   Connections are dealt to `workers`: single-threaded runtimes on their own threads (one
+//!   per two cores by default), so a request never crosses threads.
 //!
 //! # Behaviour
 //!

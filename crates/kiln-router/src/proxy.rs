@@ -86,7 +86,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, client_ip: HeaderValue, client: 
         None => Box::pin(decide(&slot, shared.config.boot_hold)).await,
     };
     let log = RequestLog {
-        logs: Arc::clone(&shared.logs),
+        logs: slot.log_target(&shared.logs),
         app,
         method: req.method().clone(),
         path: req.uri().path_and_query().cloned(),

@@ -15,7 +15,9 @@ use crate::backend::BackendState;
 use crate::host;
 use kiln_model::route::{Backend, RouteUpdates, WebStatus};
 use std::collections::HashMap;
-use std::sync::{Arc, PoisonError, RwLock};
+use crate::access_log::LogTarget;
+use kiln_model::log::LogSink;
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use tokio::sync::watch;
 
 /// Every app the router knows, by id and by name.
@@ -46,11 +48,22 @@ struct Index {
 /// One app's current snapshot, and the channel that announces the next.
 pub(crate) struct AppSlot {
     tx: watch::Sender<Arc<AppEntry>>,
+    /// Where the app's router lines go, found on the first request (a slot is one app id).
+    log: OnceLock<LogTarget>,
 }
 
 impl AppSlot {
     pub(crate) fn current(&self) -> Arc<AppEntry> {
         Arc::clone(&self.tx.borrow())
+    }
+
+    pub(crate) fn log_target(&self, logs: &Arc<dyn LogSink>) -> LogTarget {
+        self.log
+            .get_or_init(|| match logs.app_sink(&self.tx.borrow().app_id) {
+                Some(app) => LogTarget::App(app),
+                None => LogTarget::Shared(Arc::clone(logs)),
+            })
+            .clone()
     }
 
     pub(crate) fn subscribe(&self) -> watch::Receiver<Arc<AppEntry>> {
@@ -204,7 +217,7 @@ impl RouteTable {
     fn slot_or_insert(index: &mut Index, app_id: &str) -> Arc<AppSlot> {
         Arc::clone(index.by_id.entry(app_id.to_string()).or_insert_with(|| {
             let (tx, _) = watch::channel(Arc::new(AppEntry::new(app_id)));
-            Arc::new(AppSlot { tx })
+            Arc::new(AppSlot { tx, log: OnceLock::new() })
         }))
     }
 }
