@@ -381,10 +381,10 @@ pub(crate) struct Head {
 
 /// Decides, from the response head, whether the response will be stored.
 fn storable(req: &HeaderMap, authorized: bool, status: StatusCode, headers: &HeaderMap, limits: &CacheConfig, gzip: &compress::CompressionConfig) -> Option<Head> {
-    if !has_freshness(headers) {
+    let cc = directives(headers);
+    if !cc.has_freshness(headers) {
         return None;
     }
-    let cc = directives(headers);
     if !CACHEABLE_STATUS.contains(&status.as_u16()) || headers.contains_key(header::SET_COOKIE) || headers.contains_key(header::CONTENT_RANGE) {
         return None;
     }
@@ -436,8 +436,14 @@ fn storable(req: &HeaderMap, authorized: bool, status: StatusCode, headers: &Hea
 /// page (it does not) is decided on two lookups, without parsing any date, and on fields
 /// the engine's response map always holds (`passthrough::in_map`).
 fn has_freshness(headers: &HeaderMap) -> bool {
-    let cc = directives(headers);
-    cc.s_maxage.is_some() || cc.max_age.is_some() || headers.contains_key(header::EXPIRES)
+    directives(headers).has_freshness(headers)
+}
+
+impl Directives {
+    /// `headers` (those these directives came from) give a freshness lifetime.
+    fn has_freshness(&self, headers: &HeaderMap) -> bool {
+        self.s_maxage.is_some() || self.max_age.is_some() || headers.contains_key(header::EXPIRES)
+    }
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {

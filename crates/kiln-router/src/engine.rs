@@ -36,7 +36,7 @@ use crate::forward;
 use crate::proxy::{self, Attempt, Failure, ReqBody, Shared};
 use crate::server;
 use crate::upstream::{self, Pooled};
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
@@ -338,11 +338,12 @@ async fn write_response<IO: AsyncRead + AsyncWrite + Unpin>(c: &mut Conn<IO>, re
     flush(c, idle).await && keep_alive
 }
 
-fn put_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    out.extend_from_slice(name);
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
+/// Writes one `name: value` line of a head (also used for pass-through fields).
+pub(crate) fn put_field(out: &mut impl BufMut, name: &[u8], value: &[u8]) {
+    out.put_slice(name);
+    out.put_slice(b": ");
+    out.put_slice(value);
+    out.put_slice(b"\r\n");
 }
 
 /// Writes the gathered output. A client that takes nothing for the idle window is H28.

@@ -29,7 +29,7 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 /// Fields of a dyno's response that go to the client as they came: `name: value` lines,
 /// each ended by CRLF.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Passthrough {
     lines: Bytes,
     /// One of the lines is `Date` (the writer adds one only when the dyno gave none).
@@ -64,10 +64,7 @@ impl Builder {
                     self.run = Some((name.0, value.1 + 2));
                 } else {
                     self.reserve();
-                    self.lines.extend_from_slice(&head[name.0..name.1]);
-                    self.lines.extend_from_slice(b": ");
-                    self.lines.extend_from_slice(&head[value.0..value.1]);
-                    self.lines.extend_from_slice(b"\r\n");
+                    crate::engine::put_field(&mut self.lines, &head[name.0..name.1], &head[value.0..value.1]);
                 }
             }
         }
