@@ -70,6 +70,7 @@
 use crate::access_log::{Outcome, RequestLog};
 use crate::body::RouterBody;
 use crate::compress;
+use crate::forward::{Forwarded, RequestFields};
 use crate::proxy::{self, ReqBody, Shared};
 use crate::table::{AppEntry, RouteTable};
 use bytes::{Bytes, BytesMut};
@@ -139,13 +140,13 @@ impl RouteTable {
 
 /// Serves a routed request: from the cache when it can, else from a dyno (storing the
 /// response if it may), compressing what should be compressed either way.
-pub(crate) async fn route(shared: &Arc<Shared>, log: RequestLog, req: Request<ReqBody>, client_upgrade: Option<OnUpgrade>) -> Response<RouterBody> {
+pub(crate) async fn route(shared: &Arc<Shared>, log: RequestLog, req: Request<ReqBody>, fwd: &Forwarded<'_>, client_upgrade: Option<OnUpgrade>) -> Response<RouterBody> {
     let gzip = &shared.config.compression;
     let accepts_gzip = gzip.enabled && compress::accepts_gzip(req.headers());
     let is_head = req.method() == Method::HEAD;
     let limits = shared.config.cache;
     if limits.max_bytes == 0 || client_upgrade.is_some() || !lookup_allowed(&req) {
-        let (response, _) = proxy::dispatch(&shared.config, log, req, client_upgrade).await;
+        let (response, _) = proxy::dispatch(&shared.config, log, req, fwd, client_upgrade).await;
         return compress::encode(response, accepts_gzip, is_head, gzip);
     }
 
@@ -160,7 +161,8 @@ pub(crate) async fn route(shared: &Arc<Shared>, log: RequestLog, req: Request<Re
         let coalesce = is_get && !authorized && waits < MAX_WAITS;
         // One clock read serves the common case; a request that waited reads it again.
         let now = if waits == 0 { started } else { Instant::now() };
-        match cache.lookup(&key, req.headers(), authorized, coalesce, now) {
+        let fields = RequestFields { map: req.headers(), forwarded: Some(fwd) };
+        match cache.lookup(&key, fields, authorized, coalesce, now) {
             Lookup::Hit(object) => return hit(&object, &log, req.headers(), is_head, accepts_gzip, started, now),
             Lookup::Wait(mut rx) => {
                 waits += 1;
@@ -177,14 +179,14 @@ pub(crate) async fn route(shared: &Arc<Shared>, log: RequestLog, req: Request<Re
     // then: the engine gives them back; hyper's path keeps no copy, so one is made here.
     let copied = (is_get && matches!(req.body(), ReqBody::Hyper(_))).then(|| req.headers().clone());
     let key = OwnedKeyParts { app: Arc::clone(&log.app), host: log.host.clone(), target: log.path.clone() };
-    let (mut response, returned) = proxy::dispatch(&shared.config, log, req, None).await;
+    let (mut response, returned) = proxy::dispatch(&shared.config, log, req, fwd, None).await;
     let request_headers = if is_get { copied.or(returned) } else { None };
     let head = match request_headers {
         // A response with no freshness at all (the usual dynamic page) is settled on the
         // fields the map always holds; only one that might be stored needs the rest.
         Some(rh) if has_freshness(response.headers()) => {
             crate::passthrough::materialize(&mut response);
-            storable(&rh, authorized, response.status(), response.headers(), &limits, gzip)
+            storable(RequestFields { map: &rh, forwarded: Some(fwd) }, authorized, response.status(), response.headers(), &limits, gzip)
         }
         _ => None,
     };
@@ -380,7 +382,7 @@ pub(crate) struct Head {
 }
 
 /// Decides, from the response head, whether the response will be stored.
-fn storable(req: &HeaderMap, authorized: bool, status: StatusCode, headers: &HeaderMap, limits: &CacheConfig, gzip: &compress::CompressionConfig) -> Option<Head> {
+fn storable(req: RequestFields<'_>, authorized: bool, status: StatusCode, headers: &HeaderMap, limits: &CacheConfig, gzip: &compress::CompressionConfig) -> Option<Head> {
     let cc = directives(headers);
     if !cc.has_freshness(headers) {
         return None;
@@ -480,30 +482,30 @@ enum VaryValue {
 }
 
 impl VaryValue {
-    fn of(req: &HeaderMap, name: &HeaderName) -> VaryValue {
+    fn of(req: RequestFields<'_>, name: &HeaderName) -> VaryValue {
         if name == header::ACCEPT_ENCODING {
-            return VaryValue::Codings(compress::accepted_codings(req));
+            return VaryValue::Codings(compress::accepted_codings(req.map));
         }
-        let mut values = req.get_all(name).iter();
+        let mut values = req.values(name);
         let Some(first) = values.next() else { return VaryValue::Absent };
-        let mut joined = BytesMut::from(first.as_bytes().trim_ascii());
+        let mut joined = BytesMut::from(first.trim_ascii());
         for more in values {
             joined.extend_from_slice(b", ");
-            joined.extend_from_slice(more.as_bytes().trim_ascii());
+            joined.extend_from_slice(more.trim_ascii());
         }
         VaryValue::Value(joined.freeze())
     }
 
     /// Whether the request presents this value; allocates only for repeated headers.
-    fn matches(&self, req: &HeaderMap, name: &HeaderName) -> bool {
+    fn matches(&self, req: RequestFields<'_>, name: &HeaderName) -> bool {
         match self {
-            VaryValue::Codings(mask) => *mask == compress::accepted_codings(req),
-            VaryValue::Absent => !req.contains_key(name),
+            VaryValue::Codings(mask) => *mask == compress::accepted_codings(req.map),
+            VaryValue::Absent => req.values(name).next().is_none(),
             VaryValue::Value(stored) => {
-                let mut values = req.get_all(name).iter();
+                let mut values = req.values(name);
                 match (values.next(), values.next()) {
                     (None, _) => false,
-                    (Some(one), None) => one.as_bytes().trim_ascii() == stored.as_ref(),
+                    (Some(one), None) => one.trim_ascii() == stored.as_ref(),
                     _ => VaryValue::of(req, name) == *self,
                 }
             }
@@ -513,7 +515,7 @@ impl VaryValue {
 
 /// The request values the response varies on; `None` when it cannot be stored
 /// (`Vary: *` or an invalid field name).
-fn vary(req: &HeaderMap, headers: &HeaderMap) -> Option<Vec<(HeaderName, VaryValue)>> {
+fn vary(req: RequestFields<'_>, headers: &HeaderMap) -> Option<Vec<(HeaderName, VaryValue)>> {
     let mut out: Vec<(HeaderName, VaryValue)> = Vec::new();
     for value in headers.get_all(header::VARY) {
         for item in split_list(value.as_bytes()) {
@@ -697,7 +699,7 @@ impl Object {
         self.age(now) < self.lifetime
     }
 
-    fn vary_matches(&self, req: &HeaderMap) -> bool {
+    fn vary_matches(&self, req: RequestFields<'_>) -> bool {
         self.vary.iter().all(|(name, value)| value.matches(req, name))
     }
 }
@@ -866,7 +868,7 @@ impl HttpCache {
         h.finish()
     }
 
-    fn lookup(self: &Arc<Self>, key: &KeyRef<'_>, req: &HeaderMap, authorized: bool, coalesce: bool, now: Instant) -> Lookup {
+    fn lookup(self: &Arc<Self>, key: &KeyRef<'_>, req: RequestFields<'_>, authorized: bool, coalesce: bool, now: Instant) -> Lookup {
         let hash = self.hash(key);
         let mut s = self.lock();
         let (mut hit, mut pass, mut stale) = (None, false, Vec::new());
@@ -1090,7 +1092,7 @@ mod tests {
     }
 
     fn head(resp: &[(&str, &str)], req: &[(&str, &str)], authorized: bool) -> Option<Head> {
-        storable(&map(req), authorized, StatusCode::OK, &map(resp), &CacheConfig::default(), &compress::CompressionConfig::default())
+        storable(RequestFields { map: &map(req), forwarded: None }, authorized, StatusCode::OK, &map(resp), &CacheConfig::default(), &compress::CompressionConfig::default())
     }
 
     #[test]
@@ -1131,7 +1133,7 @@ mod tests {
         let names: Vec<_> = h.vary.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["accept-encoding", "x-a", "x-b"]);
         let obj_vary = h.vary;
-        let matches = |req: &[(&str, &str)]| obj_vary.iter().all(|(n, v)| v.matches(&map(req), n));
+        let matches = |req: &[(&str, &str)]| obj_vary.iter().all(|(n, v)| v.matches(RequestFields { map: &map(req), forwarded: None }, n));
         assert!(matches(&[("x-a", "1"), ("accept-encoding", "br,gzip")]));
         assert!(!matches(&[("x-a", "2"), ("accept-encoding", "gzip, br")]));
         assert!(!matches(&[("x-a", "1"), ("accept-encoding", "gzip")]));
@@ -1166,12 +1168,12 @@ mod tests {
 
     fn insert(cache: &Arc<HttpCache>, app: &str, target: &str, size: usize, limits: &CacheConfig) {
         let key = KeyRef { app_id: app, host: b"h", target };
-        let Lookup::Miss(filler) = cache.lookup(&key, &HeaderMap::new(), false, true, Instant::now()) else { panic!("expected a miss") };
+        let Lookup::Miss(filler) = cache.lookup(&key, RequestFields { map: &HeaderMap::new(), forwarded: None }, false, true, Instant::now()) else { panic!("expected a miss") };
         filler.store(object(app, target, size), limits);
     }
 
     fn is_hit(cache: &Arc<HttpCache>, app: &str, target: &str) -> bool {
-        matches!(cache.lookup(&KeyRef { app_id: app, host: b"H", target }, &HeaderMap::new(), false, false, Instant::now()), Lookup::Hit(_))
+        matches!(cache.lookup(&KeyRef { app_id: app, host: b"H", target }, RequestFields { map: &HeaderMap::new(), forwarded: None }, false, false, Instant::now()), Lookup::Hit(_))
     }
 
     #[test]
@@ -1195,11 +1197,11 @@ mod tests {
     fn coalesces_and_marks_hit_for_miss() {
         let cache = HttpCache::new();
         let key = KeyRef { app_id: "a", host: b"h", target: "/" };
-        let Lookup::Miss(leader) = cache.lookup(&key, &HeaderMap::new(), false, true, Instant::now()) else { panic!() };
-        let Lookup::Wait(rx) = cache.lookup(&key, &HeaderMap::new(), false, true, Instant::now()) else { panic!("second miss waits") };
+        let Lookup::Miss(leader) = cache.lookup(&key, RequestFields { map: &HeaderMap::new(), forwarded: None }, false, true, Instant::now()) else { panic!() };
+        let Lookup::Wait(rx) = cache.lookup(&key, RequestFields { map: &HeaderMap::new(), forwarded: None }, false, true, Instant::now()) else { panic!("second miss waits") };
         drop(leader);
         assert!(rx.has_changed().is_err(), "waiters are woken when the leader gives up");
-        let Lookup::Miss(f) = cache.lookup(&key, &HeaderMap::new(), false, true, Instant::now()) else { panic!() };
+        let Lookup::Miss(f) = cache.lookup(&key, RequestFields { map: &HeaderMap::new(), forwarded: None }, false, true, Instant::now()) else { panic!() };
         assert!(f.leading.is_none(), "hit-for-miss: no coalescing");
     }
 
@@ -1207,7 +1209,7 @@ mod tests {
     fn purge_during_fetch_is_not_stored() {
         let cache = HttpCache::new();
         let key = KeyRef { app_id: "a", host: b"h", target: "/" };
-        let Lookup::Miss(leader) = cache.lookup(&key, &HeaderMap::new(), false, true, Instant::now()) else { panic!() };
+        let Lookup::Miss(leader) = cache.lookup(&key, RequestFields { map: &HeaderMap::new(), forwarded: None }, false, true, Instant::now()) else { panic!() };
         cache.purge_app("a");
         leader.store(object("a", "/", 10), &CacheConfig::default());
         assert!(!is_hit(&cache, "a", "/"));

@@ -32,7 +32,7 @@ use crate::guard::ClientConn;
 use crate::hcode::HCode;
 use crate::head::{Framing, HeadScanner, Scan};
 use crate::passthrough::{self, Passthrough};
-use crate::forward;
+use crate::forward::{self, Forwarded};
 use crate::proxy::{self, Attempt, Failure, ReqBody, Shared};
 use crate::server;
 use crate::upstream::{self, Pooled};
@@ -483,12 +483,12 @@ enum Exchange {
 
 /// Sends a bodiless request to one dyno: a pooled connection if there is one, else a new
 /// one, as [`proxy`]'s attempt does with hyper's client.
-pub(crate) async fn attempt(config: &RouterConfig, backend: &Arc<BackendState>, req: Request<()>) -> Attempt {
+pub(crate) async fn attempt(config: &RouterConfig, backend: &Arc<BackendState>, req: Request<()>, fwd: &Forwarded<'_>) -> Attempt {
     let failure = |code, connect, service| Failure { code, backend: Arc::clone(backend), connect, service };
     let is_head = req.method() == Method::HEAD;
     // Resending is harmless only for safe methods (RFC 9110 §9.2.1).
     let resendable = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    let head = request_head(&req);
+    let head = request_head(&req, fwd);
     let mut stale = 0;
     loop {
         let connect_started = Instant::now();
@@ -539,8 +539,9 @@ pub(crate) async fn attempt(config: &RouterConfig, backend: &Arc<BackendState>, 
     }
 }
 
-/// The request head as the dyno gets it, in one buffer for one write.
-fn request_head(req: &Request<()>) -> Vec<u8> {
+/// The request head as the dyno gets it, in one buffer for one write: the client's fields
+/// as the pipeline left them, then Heroku's.
+fn request_head(req: &Request<()>, fwd: &Forwarded<'_>) -> Vec<u8> {
     let mut out = Vec::with_capacity(512);
     out.extend_from_slice(req.method().as_str().as_bytes());
     out.push(b' ');
@@ -549,6 +550,7 @@ fn request_head(req: &Request<()>) -> Vec<u8> {
     for (name, value) in req.headers() {
         put_field(&mut out, name.as_str().as_bytes(), value.as_bytes());
     }
+    fwd.write_fields(|name, value| put_field(&mut out, name, value));
     out.extend_from_slice(b"\r\n");
     out
 }

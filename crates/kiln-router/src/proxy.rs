@@ -16,7 +16,7 @@ use crate::backend::{BackendState, Outstanding};
 use crate::balance::{self, Tried};
 use crate::body::{Finish, Inner, RouterBody};
 use crate::config::RouterConfig;
-use crate::forward::{self, ListenerInfo};
+use crate::forward::{self, Forwarded, ListenerInfo};
 use crate::guard::{self, ClientConn};
 use crate::hcode::HCode;
 use crate::pages;
@@ -91,15 +91,15 @@ pub(crate) async fn handle(shared: Arc<Shared>, client_ip: HeaderValue, client: 
         method: req.method().clone(),
         path: req.uri().path_and_query().cloned(),
         host,
-        request_id: fwd.request_id,
-        fwd: fwd.forwarded_for,
+        request_id: fwd.request_id.clone(),
+        fwd: fwd.forwarded_for.clone(),
         proto: shared.listener.proto,
         idle: shared.config.idle_timeout,
         client,
     };
     match decision {
         // The cache answers what it can and hands the rest to `dispatch`.
-        Decision::Route => crate::cache::route(&shared, log, req, client_upgrade).await,
+        Decision::Route => crate::cache::route(&shared, log, req, &fwd, client_upgrade).await,
         Decision::Refuse(code) => {
             log.emit(&Outcome::refused(code));
             Box::pin(pages::error_page(code, &log.app, &shared.config)).await
@@ -219,9 +219,13 @@ pub(crate) enum Attempt {
 
 /// Sends the request to a dyno, moving on to the next while the request is still unsent.
 /// The request's headers come back with the response when the engine sent it (the cache
-/// may need them for `Vary`, and then need not copy them beforehand).
-pub(crate) async fn dispatch(config: &RouterConfig, log: RequestLog, mut req: Request<ReqBody>, client_upgrade: Option<OnUpgrade>) -> (Response<RouterBody>, Option<HeaderMap>) {
+/// may need them for `Vary`, and then need not copy them beforehand). `fwd` are Heroku's
+/// fields, which the engine writes beside the map and hyper's client finds in it.
+pub(crate) async fn dispatch(config: &RouterConfig, log: RequestLog, mut req: Request<ReqBody>, fwd: &Forwarded<'_>, client_upgrade: Option<OnUpgrade>) -> (Response<RouterBody>, Option<HeaderMap>) {
     let app = Arc::clone(&log.app);
+    if matches!(req.body(), ReqBody::Hyper(_)) {
+        fwd.insert_into(req.headers_mut());
+    }
     let mut tried = Tried::default();
     let mut last_failure = None;
     while let Some(i) = balance::pick(&app.backends, &tried) {
@@ -229,7 +233,7 @@ pub(crate) async fn dispatch(config: &RouterConfig, log: RequestLog, mut req: Re
         let outstanding = app.backends[i].begin();
         let (parts, body) = req.into_parts();
         let attempted = match body {
-            ReqBody::Empty => crate::engine::attempt(config, outstanding.state(), Request::from_parts(parts, ())).await,
+            ReqBody::Empty => crate::engine::attempt(config, outstanding.state(), Request::from_parts(parts, ()), fwd).await,
             // The hyper path's future is boxed (see `handle`): most requests take the engine's.
             ReqBody::Hyper(body) => Box::pin(attempt(config, outstanding.state(), log.client.as_ref(), Request::from_parts(parts, body))).await,
         };

@@ -66,7 +66,7 @@ pub async fn serve_tls(
 
 /// What requests on a TLS listener on `port` are forwarded as.
 pub(crate) fn listener_info(port: u16) -> ListenerInfo {
-    ListenerInfo { proto: "https", proto_header: HeaderValue::from_static("https"), port_header: HeaderValue::from(port) }
+    ListenerInfo::https(port)
 }
 
 /// The route table answers which app a TLS client's SNI name belongs to.

@@ -201,6 +201,43 @@ async fn vary_keeps_variants_apart() {
     assert_eq!(hits.load(Ordering::SeqCst), 3);
 }
 
+/// Heroku's fields are the router's, not the client's: a response that varies on them is
+/// keyed on what the dyno saw. The router's own client writes them beside the request's
+/// map, hyper's (HTTP/1.0 here) finds them in it; the cache must see the same values both
+/// ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vary_on_heroku_fields_keys_on_what_the_dyno_saw() {
+    let router = Router::start().await;
+    let (d, hits) = dyno(|p| {
+        let seen = |name: &str| p.headers.get_all(name).iter().map(|v| v.to_str().unwrap().to_string()).collect::<Vec<_>>().join("|");
+        let body = format!("{};{};{}", seen("via"), seen("x-forwarded-for"), seen("x-forwarded-proto"));
+        answer(&[PUBLIC, ("vary", "Via, X-Forwarded-For, X-Forwarded-Proto")], &body)
+    })
+    .await;
+    router.app("foo", &[d]);
+    let plain = || get("foo.localhost", "/");
+
+    let r = fetch(router.addr, plain()).await;
+    assert_eq!((r.x_cache(), r.text().as_str()), ("MISS", "1.1 kiln;127.0.0.1;http #1"));
+    let r = fetch(router.addr, plain().header("via", "1.0 corp")).await;
+    assert_eq!((r.x_cache(), r.text().as_str()), ("MISS", "1.0 corp, 1.1 kiln;127.0.0.1;http #2"));
+    // What the client says of the protocol is replaced, so it is the same variant.
+    let r = fetch(router.addr, plain().header("x-forwarded-proto", "https")).await;
+    assert_eq!((r.x_cache(), r.text().as_str()), ("HIT", "1.1 kiln;127.0.0.1;http #1"));
+    let r = fetch(router.addr, plain().header("via", "1.0 corp")).await;
+    assert_eq!((r.x_cache(), r.text().as_str()), ("HIT", "1.0 corp, 1.1 kiln;127.0.0.1;http #2"));
+    let r = fetch(router.addr, plain().header("x-forwarded-for", "9.9.9.9")).await;
+    assert_eq!((r.x_cache(), r.text().as_str()), ("MISS", "1.1 kiln;9.9.9.9, 127.0.0.1;http #3"));
+    // HTTP/1.0 takes hyper's path through the router, to the same stored variants.
+    let r = fetch(router.addr, plain().version(http::Version::HTTP_10).header("x-forwarded-for", "9.9.9.9")).await;
+    assert_eq!((r.x_cache(), r.text().as_str()), ("HIT", "1.1 kiln;9.9.9.9, 127.0.0.1;http #3"));
+    let r = fetch(router.addr, plain().version(http::Version::HTTP_10).header("via", "2.0 other")).await;
+    assert_eq!((r.x_cache(), r.text().as_str()), ("MISS", "2.0 other, 1.1 kiln;127.0.0.1;http #4"));
+    let r = fetch(router.addr, plain().header("via", "2.0 other")).await;
+    assert_eq!((r.x_cache(), r.text().as_str()), ("HIT", "2.0 other, 1.1 kiln;127.0.0.1;http #4"));
+    assert_eq!(hits.load(Ordering::SeqCst), 4);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uncacheable_responses_always_reach_the_app() {
     let router = Router::start().await;
