@@ -436,7 +436,7 @@ fn storable(req: RequestFields<'_>, authorized: bool, status: StatusCode, header
 
 /// Whether a response says how long it stays fresh at all. The common case of a dynamic
 /// page (it does not) is decided on two lookups, without parsing any date, and on fields
-/// the engine's response map always holds (`passthrough::in_map`).
+/// the engine's response map always holds (`passthrough::map_name`).
 fn has_freshness(headers: &HeaderMap) -> bool {
     directives(headers).has_freshness(headers)
 }

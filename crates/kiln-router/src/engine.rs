@@ -20,7 +20,7 @@
 //! chunked), never the dyno's bytes about it.
 //!
 //! The dyno side ([`attempt`], [`DynoBody`]) is a small HTTP/1.1 client: one request head
-//! written in one write, the response head parsed with `httparse`, the body read as its
+//! written in one write, the response head parsed by [`dyno_head`], the body read as its
 //! framing says (length, chunked, or until close) straight from the socket when the
 //! client's side asks for it. A connection goes back to the dyno's pool once a body ended
 //! cleanly with nothing left over.
@@ -28,6 +28,7 @@
 use crate::backend::BackendState;
 use crate::body::{BoxError, Inner, RouterBody};
 use crate::config::RouterConfig;
+use crate::dyno_head;
 use crate::guard::ClientConn;
 use crate::hcode::HCode;
 use crate::head::{Framing, HeadScanner, Scan};
@@ -550,7 +551,7 @@ fn request_head(req: &Request<()>, fwd: &Forwarded<'_>) -> Vec<u8> {
     for (name, value) in req.headers() {
         put_field(&mut out, name.as_str().as_bytes(), value.as_bytes());
     }
-    fwd.write_fields(|name, value| put_field(&mut out, name, value));
+    fwd.write_to(&mut out);
     out.extend_from_slice(b"\r\n");
     out
 }
@@ -603,71 +604,55 @@ enum Parsed {
 
 /// Parses a complete response head off the front of `buf`; `None` while incomplete.
 fn parse_response(buf: &mut BytesMut, is_head: bool) -> Result<Option<Parsed>, Exchange> {
-    // Field positions within the head, taken so the head can be split off and shared
-    // by the header values without copying them: on the stack for a usual head.
-    let mut stack = [(0usize, 0usize, 0usize, 0usize); STACK_HEADERS];
-    let mut heap: Vec<(usize, usize, usize, usize)> = Vec::new();
-    let mut count = 0;
-    let (len, code, version) = {
-        let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; STACK_HEADERS];
-        let mut many: Vec<httparse::Header<'_>>;
-        let mut parsed = httparse::Response::new(&mut []);
-        let status = match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut parsed, &buf[..], &mut fields) {
-            Err(httparse::Error::TooManyHeaders) => {
-                many = vec![httparse::EMPTY_HEADER; crate::head::MAX_HEADERS];
-                parsed = httparse::Response::new(&mut many);
-                parsed.parse(&buf[..])
-            }
-            other => other,
-        };
-        let len = match status {
-            Ok(httparse::Status::Complete(len)) => len,
-            Ok(httparse::Status::Partial) => return Ok(None),
-            Err(_) => return Err(Exchange::Malformed),
-        };
-        let base = buf.as_ptr() as usize;
-        if parsed.headers.len() > STACK_HEADERS {
-            heap.resize(parsed.headers.len(), (0, 0, 0, 0));
-        }
-        let spans = if heap.is_empty() { &mut stack[..] } else { &mut heap[..] };
-        for (span, f) in spans.iter_mut().zip(parsed.headers.iter()) {
-            let name = f.name.as_ptr() as usize - base;
-            let value = f.value.as_ptr() as usize - base;
-            *span = (name, name + f.name.len(), value, value + f.value.len());
-            count += 1;
-        }
-        (len, parsed.code.ok_or(Exchange::Malformed)?, parsed.version.ok_or(Exchange::Malformed)?)
-    };
-    let head = buf.split_to(len).freeze();
+    let malformed = |_| Exchange::Malformed;
+    let Some((code, http11, mut at)) = dyno_head::status_line(buf).map_err(malformed)? else { return Ok(None) };
     let status = StatusCode::from_u16(code).map_err(|_| Exchange::Malformed)?;
-    if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
-        return Ok(Some(Parsed::Interim));
-    }
-    let spans = if heap.is_empty() { &stack[..count] } else { &heap[..count] };
-    // Only the fields the pipeline reads go into the map; the rest pass through as bytes
-    // (see `passthrough`).
-    let mut headers = HeaderMap::with_capacity(8);
+    let interim = status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS;
+    // One pass over the lines sorts the fields: the few the pipeline reads go into the map
+    // (their positions are kept until the head is split off, so the values can share its
+    // bytes); the rest pass through as bytes (see `passthrough`). What decides the framing
+    // and the connection is noted on the way.
+    let mut for_map: [Option<(HeaderName, usize, usize)>; 8] = [const { None }; 8];
+    let mut more_for_map = Vec::new();
+    let mut count = 0;
     let mut passing = passthrough::Builder::default();
-    // What decides the framing and the connection, noted on the way instead of looked up
-    // in the map afterwards.
-    let mut fields = FramingFields::default();
-    for &(ns, ne, vs, ve) in spans {
-        let name = &head[ns..ne];
-        if !passthrough::in_map(name) {
-            passing.push(&head, (ns, ne), (vs, ve));
+    let mut framing_fields = FramingFields::default();
+    let len = loop {
+        let Some((field, next)) = dyno_head::line_at(buf, at).map_err(malformed)? else { return Ok(None) };
+        at = next;
+        let Some(dyno_head::Field { name, value }) = field else { break next };
+        count += 1;
+        if count > dyno_head::MAX_FIELDS {
+            return Err(Exchange::Malformed);
+        }
+        if interim {
             continue;
         }
-        let name = HeaderName::from_bytes(name).map_err(|_| Exchange::Malformed)?;
-        let value = HeaderValue::from_maybe_shared(head.slice(vs..ve)).map_err(|_| Exchange::Malformed)?;
-        if fields.note(&name, value.as_bytes()) {
-            headers.append(name, value);
+        let Some(name) = passthrough::map_name(&buf[name.clone()]) else {
+            passing.push(buf, (name.start, name.end), (value.start, value.end));
+            continue;
+        };
+        if framing_fields.note(&name, &buf[value.clone()]) {
+            let field = (name, value.start, value.end);
+            match for_map.iter_mut().find(|slot| slot.is_none()) {
+                Some(slot) => *slot = Some(field),
+                None => more_for_map.push(field),
+            }
         }
+    };
+    let head = buf.split_to(len).freeze();
+    if interim {
+        return Ok(Some(Parsed::Interim));
     }
-    let framing = fields.framing(status, is_head)?;
-    let http11 = version == 1;
-    let keep_alive = http11 && !fields.close && framing != BodyFraming::Close;
+    // Room for the usual few, `Via` and `X-Cache` without growing.
+    let mut headers = HeaderMap::with_capacity(6);
+    for (name, start, end) in for_map.into_iter().flatten().chain(more_for_map) {
+        headers.append(name, HeaderValue::from_maybe_shared(head.slice(start..end)).map_err(|_| Exchange::Malformed)?);
+    }
+    let framing = framing_fields.framing(status, is_head)?;
+    let keep_alive = http11 && !framing_fields.close && framing != BodyFraming::Close;
     let mut passthrough = passing.finish(&head);
-    if fields.names_fields {
+    if framing_fields.names_fields {
         // `Connection` names fields to drop, which may be any of them: all go into the map,
         // where the hop-by-hop rule sees them.
         if let Some(block) = passthrough.take() {

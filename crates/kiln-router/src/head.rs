@@ -315,7 +315,7 @@ fn is_framing_name(name: &[u8]) -> bool {
 }
 
 /// RFC 9110 token characters.
-fn is_tchar(b: u8) -> bool {
+pub(crate) fn is_tchar(b: u8) -> bool {
     TCHAR[usize::from(b)]
 }
 

@@ -90,6 +90,7 @@ mod body;
 mod cache;
 mod chunked;
 mod compress;
+mod dyno_head;
 mod config;
 mod engine;
 mod forward;

@@ -7,7 +7,7 @@
 //! `X-*`…) only need copying to the client. Building a `HeaderMap` entry for each of them
 //! cost more than anything else the router did per request (about 600 instructions a field,
 //! bench/README.md), so the [engine](crate::engine)'s dyno client puts only the fields
-//! [`in_map`] names into the map and gathers the others, already validated by `httparse`,
+//! [`map_name`] names into the map and gathers the others, already validated by [`dyno_head`](crate::dyno_head),
 //! into one [`Passthrough`] block that travels with the dyno's body (`RouterBody::take_passthrough`).
 //! The engine's writer appends the block after the map's fields.
 //!
@@ -15,7 +15,7 @@
 //! into the map: the cache before it decides to store a response (it stores whole heads and
 //! looks at `Date`, `Age` and `Set-Cookie`), gzip before it rewrites `ETag`, and hyper's
 //! servers (which only ever see the block if a future path mixes the engine's dyno client
-//! with them). A field the pipeline reads on every response must be in [`in_map`]: a
+//! with them). A field the pipeline reads on every response must be in [`map_name`]: a
 //! field missing from it would be invisible to that check.
 //!
 //! Field order between the two groups changes (map fields first); the order of fields of
@@ -25,7 +25,7 @@
 use crate::body::RouterBody;
 use bytes::{Bytes, BytesMut};
 use http::Response;
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 /// Fields of a dyno's response that go to the client as they came: `name: value` lines,
 /// each ended by CRLF.
@@ -49,12 +49,12 @@ pub(crate) struct Builder {
 
 impl Builder {
     /// Adds the field at `name` and `value` (positions in `head`), whose name and value
-    /// `httparse` has already checked: a token, and visible characters, spaces or tabs
+    /// [`dyno_head`](crate::dyno_head) has already checked: a token, and visible characters, spaces or tabs
     /// (the same rule as `HeaderValue`'s).
     pub(crate) fn push(&mut self, head: &[u8], name: (usize, usize), value: (usize, usize)) {
         self.has_date |= head[name.0..name.1].eq_ignore_ascii_case(b"date");
         // A line that ends right after its value with CRLF can be copied as it stands (the
-        // bytes between name and value are the colon and spaces, as httparse requires).
+        // bytes between name and value are the colon and spaces, as `dyno_head` requires).
         let whole = value.0 > name.1 && head.get(value.1..value.1 + 2) == Some(b"\r\n");
         match self.run {
             Some((start, end)) if whole && end == name.0 => self.run = Some((start, value.1 + 2)),
@@ -118,26 +118,38 @@ impl Passthrough {
     }
 }
 
-/// Whether a response field goes into the `HeaderMap` (the pipeline reads or rewrites it on
-/// every response) rather than passing through: framing and hop-by-hop fields (so they are
-/// dropped), `Via` (appended to), and what the cache's freshness check and gzip's rules
-/// decide on. Every other field passes through until [`materialize`] is called.
-pub(crate) fn in_map(name: &[u8]) -> bool {
+/// The map's name for a response field that goes into the `HeaderMap` (the pipeline reads
+/// or rewrites it on every response), `None` for one that passes through. In the map are
+/// framing and hop-by-hop fields (so they are dropped), `Via` (appended to), and what the
+/// cache's freshness check and gzip's rules decide on; every other field passes through
+/// until [`materialize`] is called. Known names come from constants, so the caller does
+/// not parse the name again.
+pub(crate) fn map_name(name: &[u8]) -> Option<HeaderName> {
+    const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+    const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
     let is = |known: &[u8]| name.eq_ignore_ascii_case(known);
-    let known = match name.len() {
-        2 => is(b"te"),
-        3 => is(b"via"),
-        4 => is(b"vary"),
-        7 => is(b"expires") || is(b"trailer") || is(b"upgrade") || is(b"x-cache"),
-        10 => is(b"connection") || is(b"keep-alive"),
-        12 => is(b"content-type"),
-        13 => is(b"cache-control") || is(b"content-range"),
-        14 => is(b"content-length"),
-        16 => is(b"content-encoding"),
-        17 => is(b"transfer-encoding"),
-        _ => false,
-    };
-    known || name.get(..6).is_some_and(|p| p.eq_ignore_ascii_case(b"proxy-"))
+    // Length and first letter first: most fields that pass through are settled without
+    // comparing a name.
+    let first = name.first()?.to_ascii_lowercase();
+    Some(match (name.len(), first) {
+        (2, b't') if is(b"te") => header::TE,
+        (3, b'v') if is(b"via") => header::VIA,
+        (4, b'v') if is(b"vary") => header::VARY,
+        (7, b'e') if is(b"expires") => header::EXPIRES,
+        (7, b't') if is(b"trailer") => header::TRAILER,
+        (7, b'u') if is(b"upgrade") => header::UPGRADE,
+        (7, b'x') if is(b"x-cache") => X_CACHE,
+        (10, b'c') if is(b"connection") => header::CONNECTION,
+        (10, b'k') if is(b"keep-alive") => KEEP_ALIVE,
+        (12, b'c') if is(b"content-type") => header::CONTENT_TYPE,
+        (13, b'c') if is(b"cache-control") => header::CACHE_CONTROL,
+        (13, b'c') if is(b"content-range") => header::CONTENT_RANGE,
+        (14, b'c') if is(b"content-length") => header::CONTENT_LENGTH,
+        (16, b'c') if is(b"content-encoding") => header::CONTENT_ENCODING,
+        (17, b't') if is(b"transfer-encoding") => header::TRANSFER_ENCODING,
+        (6.., b'p') if name[..6].eq_ignore_ascii_case(b"proxy-") => return HeaderName::from_bytes(name).ok(),
+        _ => return None,
+    })
 }
 
 /// Moves a response's pass-through fields into its `HeaderMap`, for code that needs them
@@ -154,24 +166,26 @@ mod tests {
 
     #[test]
     fn the_pipeline_fields_stay_in_the_map() {
-        for name in ["Content-Length", "content-type", "CACHE-CONTROL", "Expires", "Vary", "Via", "Connection", "Keep-Alive", "Transfer-Encoding", "TE", "Trailer", "Upgrade", "Proxy-Authenticate", "proxy-connection", "Content-Encoding", "Content-Range", "X-Cache"] {
-            assert!(in_map(name.as_bytes()), "{name}");
+        for name in ["Content-Length", "content-type", "CACHE-CONTROL", "Expires", "Vary", "Via", "Connection", "Keep-Alive", "Transfer-Encoding", "TE", "Trailer", "Upgrade", "Proxy-Authenticate", "proxy-connection", "Proxy-", "Content-Encoding", "Content-Range", "X-Cache"] {
+            assert!(map_name(name.as_bytes()).is_some(), "{name}");
         }
-        for name in ["Server", "Date", "ETag", "Last-Modified", "Set-Cookie", "Age", "X-Custom", "Accept-Ranges", "proxy", "Content-Language", "Vary2"] {
-            assert!(!in_map(name.as_bytes()), "{name}");
+        for name in ["Server", "Date", "ETag", "Last-Modified", "Set-Cookie", "Age", "X-Custom", "Accept-Ranges", "proxy", "proxy", "Content-Language", "Vary2", "Proxy-Bad Name"] {
+            assert!(map_name(name.as_bytes()).is_none(), "{name}");
+        }
+        for name in ["Content-Length", "Via", "X-Cache", "Keep-Alive", "Proxy-Connection"] {
+            assert_eq!(map_name(name.as_bytes()).unwrap().as_str(), name.to_ascii_lowercase(), "the constant is the field's name");
         }
     }
 
     /// Builds a block from a head the way the engine does: every field not in the map.
     fn block(head: &[u8]) -> Option<Passthrough> {
-        let mut fields = [httparse::EMPTY_HEADER; 32];
-        let mut parsed = httparse::Response::new(&mut fields);
-        assert!(parsed.parse(head).unwrap().is_complete());
-        let base = head.as_ptr() as usize;
+        let (_, _, mut at) = crate::dyno_head::status_line(head).unwrap().unwrap();
         let mut b = Builder::default();
-        for f in parsed.headers.iter().filter(|f| !in_map(f.name.as_bytes())) {
-            let (n, v) = (f.name.as_ptr() as usize - base, f.value.as_ptr() as usize - base);
-            b.push(head, (n, n + f.name.len()), (v, v + f.value.len()));
+        while let (Some(f), next) = crate::dyno_head::line_at(head, at).unwrap().unwrap() {
+            if map_name(&head[f.name.clone()]).is_none() {
+                b.push(head, (f.name.start, f.name.end), (f.value.start, f.value.end));
+            }
+            at = next;
         }
         b.finish(head)
     }
