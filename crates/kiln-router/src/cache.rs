@@ -854,10 +854,11 @@ impl HttpCache {
         self.store.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The host and target decide the bucket; the app does not need hashing, since a host
+    /// names one app (a key's app is still compared on every match, so objects left from
+    /// before a domain moved are never served for the new owner).
     fn hash(&self, key: &KeyRef<'_>) -> u64 {
         let mut h = self.seed.build_hasher();
-        h.write(key.app_id.as_bytes());
-        h.write_u8(0xff);
         if key.host.iter().any(u8::is_ascii_uppercase) {
             h.write(&key.host.to_ascii_lowercase());
         } else {

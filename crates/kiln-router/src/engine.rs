@@ -195,7 +195,9 @@ fn parse_request(head: &Bytes) -> Option<(Request<ReqBody>, bool)> {
         return None;
     }
     let uri = Uri::from_maybe_shared(head.slice_ref(parsed.path?.as_bytes())).ok()?;
-    let mut headers = HeaderMap::with_capacity(parsed.headers.len() + 8);
+    // Heroku's fields travel beside the map (`forward::Forwarded`): the client's are all
+    // it needs room for.
+    let mut headers = HeaderMap::with_capacity(parsed.headers.len());
     let mut keep_alive = true;
     for field in parsed.headers.iter() {
         let name = HeaderName::from_bytes(field.name.as_bytes()).ok()?;

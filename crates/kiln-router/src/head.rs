@@ -118,10 +118,13 @@ impl HeadScanner {
             let Some(nl) = memchr::memchr(b'\n', rest) else { return self.incomplete(buf, rest.len()) };
             let line = &rest[..nl];
             let Some(line) = line.strip_suffix(b"\r") else { return self.reject(buf, StatusCode::BAD_REQUEST, "line ended by a bare LF") };
-            if line.contains(&b'\r') {
-                return self.reject(buf, StatusCode::BAD_REQUEST, "bare CR in the request head");
-            }
             let end = self.pos + nl + 1;
+            // A bare CR fails every check below (it is not a token character, not in a
+            // target and not in a value); the refusal then names it as the cause.
+            let bare_cr = |scanner: &mut HeadScanner, status, cause| match line.contains(&b'\r') {
+                true => scanner.reject(buf, StatusCode::BAD_REQUEST, "bare CR in the request head"),
+                false => scanner.reject(buf, status, cause),
+            };
             if self.lines == 0 {
                 if line.is_empty() {
                     // Only before anything else: a stray CRLF after the previous body.
@@ -138,12 +141,12 @@ impl HeadScanner {
                     return Scan::Skip(skip);
                 }
                 if let Err((status, cause)) = self.request_line(line) {
-                    return self.reject(buf, status, cause);
+                    return bare_cr(self, status, cause);
                 }
             } else if line.is_empty() {
                 return self.finish(buf, end);
             } else if let Err((status, cause)) = self.field_line(line) {
-                return self.reject(buf, status, cause);
+                return bare_cr(self, status, cause);
             }
             self.lines += 1;
             self.pos = end;

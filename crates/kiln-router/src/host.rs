@@ -16,12 +16,34 @@ pub(crate) fn hostname(host: &str) -> Option<Cow<'_, str>> {
         None => host,
     };
     let name = name.strip_suffix('.').unwrap_or(name);
-    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_')) {
+    // One pass tells both whether every byte may be in a hostname and whether any is
+    // uppercase (on every request, so it is a table lookup a byte).
+    let class = name.bytes().fold(0, |seen, b| seen | HOST_BYTES[usize::from(b)]);
+    if name.is_empty() || class & INVALID != 0 {
         return None;
     }
     // Clients nearly always send lowercase, so allocate only when they did not.
-    if name.bytes().any(|b| b.is_ascii_uppercase()) { Some(Cow::Owned(name.to_ascii_lowercase())) } else { Some(Cow::Borrowed(name)) }
+    if class & UPPER != 0 { Some(Cow::Owned(name.to_ascii_lowercase())) } else { Some(Cow::Borrowed(name)) }
 }
+
+const INVALID: u8 = 1;
+const UPPER: u8 = 2;
+
+/// What each byte is in a hostname: letters, digits, `.`, `-` and `_` are allowed.
+static HOST_BYTES: [u8; 256] = {
+    let mut t = [INVALID; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        if c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'.' || c == b'-' || c == b'_' {
+            t[b] = 0;
+        } else if c.is_ascii_uppercase() {
+            t[b] = UPPER;
+        }
+        b += 1;
+    }
+    t
+};
 
 /// The app label of `<app>.<domain>`; `domain` must already be lowercase without dots at
 /// either end. Only one label may precede the domain: app names have no dots.
