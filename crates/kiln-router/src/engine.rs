@@ -12,8 +12,9 @@
 //! far, at a request boundary, so nothing is read twice or lost: requests with a body,
 //! `Upgrade` (WebSocket), `Expect`, `CONNECT`, HTTP/1.0, heads the
 //! [head scanner](crate::head) refuses (the guard then answers them with the router's page
-//! and an H26 line), and heads hyper would parse differently from `httparse` here. A
-//! connection handed over stays on the hyper path.
+//! and an H26 line), and heads whose target or fields the `http` types refuse (hyper then
+//! answers them). The request is built from the fields the scanner found, without parsing
+//! the head a second time. A connection handed over stays on the hyper path.
 //!
 //! The checks are the hyper path's: the head scanner's limits and smuggling rules run on
 //! every head first, and the response always gets framing the router chose (a length, or
@@ -31,7 +32,7 @@ use crate::config::RouterConfig;
 use crate::dyno_head;
 use crate::guard::ClientConn;
 use crate::hcode::HCode;
-use crate::head::{Framing, HeadScanner, Scan};
+use crate::head::{FieldSpan, Framing, HeadScanner, Scan};
 use crate::passthrough::{self, Passthrough};
 use crate::forward::{self, Forwarded};
 use crate::proxy::{self, Attempt, Failure, ReqBody, Shared};
@@ -45,7 +46,6 @@ use hyper::body::{Body, Frame, SizeHint};
 use hyper::server::conn::http1;
 use std::cell::RefCell;
 use std::io;
-use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -58,9 +58,6 @@ use tokio::time::Sleep;
 
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 16 * 1024;
-/// Header fields parsed without a heap allocation; heads with more go to the hyper path
-/// (requests) or take a slower parse (responses).
-const STACK_HEADERS: usize = 64;
 /// A dyno's response head may not exceed this (hyper's client allows about as much).
 const MAX_RESPONSE_HEAD: usize = 256 * 1024;
 /// A request head at the scanner's limit, plus a read: past this the guard refuses it.
@@ -80,6 +77,9 @@ struct Conn<IO> {
     client_ip: HeaderValue,
     /// The head being served, while the request could still be handed over.
     out: Vec<u8>,
+    /// Where the fields of the head being read lie, as the scanner found them (kept to
+    /// reuse its allocation).
+    fields: Vec<FieldSpan>,
     /// The connection's one timer, re-armed for each wait (the head timeout, and a write
     /// that blocks). Resetting a registered timer to a later deadline only records it, where
     /// a fresh timeout per wait would enter and leave the runtime's timer wheel each time.
@@ -108,6 +108,7 @@ where
             client: ClientConn::detached(shared.config.idle_timeout),
             client_ip: server::client_ip_header(peer.ip()),
             out: Vec::with_capacity(1024),
+            fields: Vec::new(),
             timer: Box::pin(tokio::time::sleep(shared.config.head_timeout)),
             stopping: Box::pin({
                 let mut stop = stop.clone();
@@ -131,7 +132,7 @@ async fn serve<IO: AsyncRead + AsyncWrite + Unpin>(c: &mut Conn<IO>, shared: &Ar
             Next::HandOver => return Some(c.buf.split().freeze()),
         };
         let head = c.buf.split_to(len).freeze();
-        let Some((req, keep_alive)) = parse_request(&head) else {
+        let Some((req, keep_alive)) = parse_request(&head, &c.fields) else {
             let mut pre = BytesMut::with_capacity(head.len() + c.buf.len());
             pre.extend_from_slice(&head);
             pre.extend_from_slice(&c.buf);
@@ -150,13 +151,17 @@ async fn serve<IO: AsyncRead + AsyncWrite + Unpin>(c: &mut Conn<IO>, shared: &Ar
 /// keep-alive connections). Shutting down closes a connection that is between requests.
 async fn read_head<IO: AsyncRead + Unpin>(c: &mut Conn<IO>, timeout: Duration) -> Next {
     let mut scanner = HeadScanner::default();
+    c.fields.clear();
     c.timer.as_mut().reset(deadline(tokio::time::Instant::now(), timeout));
     loop {
-        match scanner.scan(&c.buf) {
+        // Nothing to scan between requests; the read comes first.
+        let scanned = if c.buf.is_empty() { Scan::More } else { scanner.scan_recording(&c.buf, &mut c.fields) };
+        match scanned {
             Scan::Done(head) if head.framing == Framing::None && !head.upgrade => return Next::Head(head.len),
             Scan::Done(_) | Scan::Reject(_) => return Next::HandOver,
             Scan::Skip(n) => {
                 c.buf.advance(n);
+                c.fields.clear();
                 continue;
             }
             Scan::More => {}
@@ -183,28 +188,34 @@ async fn read_head<IO: AsyncRead + Unpin>(c: &mut Conn<IO>, timeout: Duration) -
 }
 
 /// The request in a scanned head, or `None` if the hyper path should serve it. The second
-/// value is whether the client lets the connection stay open.
-fn parse_request(head: &Bytes) -> Option<(Request<ReqBody>, bool)> {
-    let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; STACK_HEADERS];
-    let mut parsed = httparse::Request::new(&mut []);
-    if !matches!(parsed.parse_with_uninit_headers(head, &mut fields), Ok(httparse::Status::Complete(_))) || parsed.version != Some(1) {
+/// value is whether the client lets the connection stay open. The head scanner has checked
+/// the syntax (request line, token names, values without control characters) and noted
+/// where the fields lie, so the head is not parsed a second time.
+fn parse_request(head: &Bytes, fields: &[FieldSpan]) -> Option<(Request<ReqBody>, bool)> {
+    let line = &head[..memchr::memchr(b'\n', head)?];
+    let line = line.strip_suffix(b"\r")?;
+    let mut parts = line.splitn(3, |&b| b == b' ');
+    let (method, target, version) = (parts.next()?, parts.next()?, parts.next()?);
+    // HTTP/1.0 (keep-alive rules of its own) goes to hyper.
+    if version != b"HTTP/1.1" {
         return None;
     }
-    let method = Method::from_bytes(parsed.method?.as_bytes()).ok()?;
+    let method = Method::from_bytes(method).ok()?;
     if method == Method::CONNECT {
         return None;
     }
-    let uri = Uri::from_maybe_shared(head.slice_ref(parsed.path?.as_bytes())).ok()?;
+    let uri = Uri::from_maybe_shared(head.slice_ref(target)).ok()?;
     // Heroku's fields travel beside the map (`forward::Forwarded`): the client's are all
     // it needs room for.
-    let mut headers = HeaderMap::with_capacity(parsed.headers.len());
+    let mut headers = HeaderMap::with_capacity(fields.len());
     let mut keep_alive = true;
-    for field in parsed.headers.iter() {
-        let name = HeaderName::from_bytes(field.name.as_bytes()).ok()?;
+    for field in fields {
+        let span = |(start, end): (u32, u32)| start as usize..end as usize;
+        let name = HeaderName::from_bytes(head.get(span(field.name))?).ok()?;
         if name == header::EXPECT {
             return None;
         }
-        let value = HeaderValue::from_maybe_shared(head.slice_ref(field.value)).ok()?;
+        let value = HeaderValue::from_maybe_shared(head.slice(span(field.value))).ok()?;
         if name == header::CONNECTION && forward::list_has(value.as_bytes(), b"close") {
             keep_alive = false;
         }
@@ -1020,17 +1031,28 @@ mod tests {
 
     #[test]
     fn requests_the_engine_leaves_to_hyper() {
-        let parse = |raw: &'static [u8]| parse_request(&Bytes::from_static(raw)).map(|(r, k)| (r.method().clone(), k));
-        assert_eq!(parse(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"), Some((Method::GET, true)));
-        assert_eq!(parse(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: Close\r\n\r\n"), Some((Method::GET, false)));
+        let parse = |raw: &[u8]| {
+            let mut fields = Vec::new();
+            assert!(matches!(HeadScanner::default().scan_recording(raw, &mut fields), Scan::Done(_)), "{raw:?}");
+            parse_request(&Bytes::copy_from_slice(raw), &fields).map(|(r, keep_alive)| (r.method().clone(), keep_alive, r.uri().to_string(), r.headers().clone()))
+        };
+        let (method, keep_alive, uri, headers) = parse(b"GET /a?b=c HTTP/1.1\r\nHost: a\r\nX-Pad: \t v  w \t\r\nX-Empty:\r\nX-Pad: 2\r\n\r\n").unwrap();
+        assert_eq!((method, keep_alive, uri.as_str()), (Method::GET, true, "/a?b=c"));
+        assert_eq!(headers.len(), 4);
+        assert_eq!(headers["host"], "a");
+        assert_eq!(headers.get_all("x-pad").iter().collect::<Vec<_>>(), ["v  w", "2"], "values as the scanner trimmed them, in order");
+        assert_eq!(headers["x-empty"], "");
+        assert!(!parse(b"HEAD / HTTP/1.1\r\nHost: a\r\nConnection: Close\r\n\r\n").unwrap().1);
         assert_eq!(parse(b"GET / HTTP/1.0\r\nHost: a\r\n\r\n"), None, "HTTP/1.0");
         assert_eq!(parse(b"GET / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n\r\n"), None);
-        assert_eq!(parse(b"CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n"), None);
-        let mut many = b"GET / HTTP/1.1\r\n".to_vec();
+        assert_eq!(parse("GET /caf\u{e9} HTTP/1.1\r\nHost: a\r\n\r\n".as_bytes()).unwrap().2, "/caf\u{e9}", "raw UTF-8 in a path, as hyper allows");
+        let mut many = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
         for i in 0..100 {
-            many.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
+            many.extend_from_slice(format!("X-{i}: v{i}\r\n").as_bytes());
         }
         many.extend_from_slice(b"\r\n");
-        assert!(parse_request(&Bytes::from(many)).is_none(), "more fields than the stack holds");
+        let headers = parse(&many).unwrap().3;
+        assert_eq!((headers.len(), headers["x-99"].to_str().unwrap()), (101, "v99"));
     }
+
 }

@@ -106,10 +106,29 @@ struct Span {
     len: usize,
 }
 
+/// Where one field of a scanned head lies: its name and its value (without the whitespace
+/// around it), as offsets into the scanned bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FieldSpan {
+    pub(crate) name: (u32, u32),
+    pub(crate) value: (u32, u32),
+}
+
 impl HeadScanner {
     /// Checks the lines of `buf` (the bytes received since the head began) completed since
     /// the last call. After `Done`, `Skip` or `Reject` the scanner must be reset.
     pub(crate) fn scan(&mut self, buf: &[u8]) -> Scan {
+        self.scan_fields(buf, None)
+    }
+
+    /// [`scan`](Self::scan), also noting where each field lies in `fields` (which the
+    /// caller empties for a new head), so that a caller can build the request from the
+    /// checked head without parsing it again.
+    pub(crate) fn scan_recording(&mut self, buf: &[u8], fields: &mut Vec<FieldSpan>) -> Scan {
+        self.scan_fields(buf, Some(fields))
+    }
+
+    fn scan_fields(&mut self, buf: &[u8], mut fields: Option<&mut Vec<FieldSpan>>) -> Scan {
         // The bytes may have moved since the last call (the caller's buffer grew); spans
         // are offsets from wherever they are now.
         self.base = buf.as_ptr() as usize;
@@ -145,8 +164,17 @@ impl HeadScanner {
                 }
             } else if line.is_empty() {
                 return self.finish(buf, end);
-            } else if let Err((status, cause)) = self.field_line(line) {
-                return bare_cr(self, status, cause);
+            } else {
+                match self.field_line(line) {
+                    Err((status, cause)) => return bare_cr(self, status, cause),
+                    Ok((name, value)) => {
+                        if let Some(fields) = fields.as_deref_mut() {
+                            // Offsets fit: a head is at most `MAX_HEAD` bytes.
+                            let at = |part: &[u8]| (part.as_ptr() as usize - self.base) as u32;
+                            fields.push(FieldSpan { name: (at(name), at(name) + name.len() as u32), value: (at(value), at(value) + value.len() as u32) });
+                        }
+                    }
+                }
             }
             self.lines += 1;
             self.pos = end;
@@ -203,7 +231,8 @@ impl HeadScanner {
         Ok(())
     }
 
-    fn field_line(&mut self, line: &[u8]) -> Result<(), (StatusCode, &'static str)> {
+    /// Checks a field line; gives back its name and its value without surrounding whitespace.
+    fn field_line<'l>(&mut self, line: &'l [u8]) -> Result<(&'l [u8], &'l [u8]), (StatusCode, &'static str)> {
         let too_large = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
         let bad = StatusCode::BAD_REQUEST;
         if line.len() > MAX_HEADER_LINE {
@@ -278,7 +307,7 @@ impl HeadScanner {
         } else if name.eq_ignore_ascii_case(b"x-forwarded-for") {
             self.forwarded_for = Some(self.span(value));
         }
-        Ok(())
+        Ok((name, value))
     }
 
     fn finish(&mut self, buf: &[u8], len: usize) -> Scan {
