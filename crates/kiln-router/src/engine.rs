@@ -86,7 +86,7 @@ struct Conn<IO> {
     timer: Pin<Box<Sleep>>,
     /// Resolves once the router starts shutting down. Made once per connection, so it
     /// stays registered with the watch channel instead of re-registering per request.
-    stopping: Pin<Box<dyn Future<Output = ()> + Send>>,
+    stopping: server::Stopping,
 }
 
 enum Next {
@@ -110,10 +110,7 @@ where
             out: Vec::with_capacity(1024),
             fields: Vec::new(),
             timer: Box::pin(tokio::time::sleep(shared.config.head_timeout)),
-            stopping: Box::pin({
-                let mut stop = stop.clone();
-                async move { server::stopping(&mut stop).await }
-            }),
+            stopping: server::Stopping::new(&shared, stop.clone()),
         };
         if let Some(pre) = serve(&mut conn, &shared).await {
             let io = Rewind { pre, io: conn.io };
@@ -174,7 +171,7 @@ async fn read_head<IO: AsyncRead + Unpin>(c: &mut Conn<IO>, timeout: Duration) -
         c.buf.reserve(READ_CHUNK);
         let read = tokio::select! {
             biased;
-            () = c.stopping.as_mut(), if idle => return Next::Close,
+            () = &mut c.stopping, if idle => return Next::Close,
             read = c.io.read_buf(&mut c.buf) => read,
             () = c.timer.as_mut() => return Next::Close,
         };

@@ -21,9 +21,13 @@
 //!   bodiless HTTP/1.1 requests itself (its own head reading, response writing and dyno
 //!   client, in one task per connection) and hands every other connection to hyper with the
 //!   guard in front; both feed the same `proxy`/`cache`/`compress` pipeline, so behaviour is
-//!   the same either way. The engine's dyno client parses into the response's header map
-//!   only the fields that pipeline reads; the others travel as the dyno's bytes
-//!   (`passthrough`) and are moved into the map only where a step needs every field.
+//!   the same either way. The engine builds a request from the fields the head scanner
+//!   found, without a second parse; Heroku's request fields travel beside the client's
+//!   header map (`forward::Forwarded`) and are written straight into the dyno's head (hyper's
+//!   client gets them in the map, the cache reads them for `Vary`). Its dyno client reads
+//!   the response head in one pass (`dyno_head`) and puts into the header map only the
+//!   fields that pipeline reads; the others travel as the dyno's bytes (`passthrough`) and
+//!   are moved into the map only where a step needs every field.
 //!   Connections are dealt to `workers`: single-threaded runtimes on their own threads (one
 //!   per two cores by default), so a request never crosses threads.
 //!

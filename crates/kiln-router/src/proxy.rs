@@ -30,6 +30,7 @@ use hyper::upgrade::OnUpgrade;
 use kiln_model::log::LogSink;
 use kiln_model::route::WebStatus;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::time::timeout;
 
@@ -56,6 +57,9 @@ pub(crate) struct Shared {
     pub(crate) logs: Arc<dyn LogSink>,
     pub(crate) config: RouterConfig,
     pub(crate) listener: ListenerInfo,
+    /// Set once the router starts shutting down, before its connections are told (see
+    /// [`server::Stopping`](crate::server::Stopping)).
+    pub(crate) stopping: AtomicBool,
 }
 
 /// Routes one request and produces the client's response. Never fails: every failure is

@@ -19,7 +19,10 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
@@ -63,7 +66,7 @@ pub(crate) async fn serve_on(
         .max_headers(crate::head::MAX_HEADERS + 1)
         .max_buf_size(crate::head::MAX_HEAD + 64 * 1024);
     let listener_info = if tls.is_some() { crate::tls::listener_info(local.port()) } else { ListenerInfo::http(local.port()) };
-    let shared = Arc::new(Shared { table, logs, config, listener: listener_info });
+    let shared = Arc::new(Shared { table, logs, config, listener: listener_info, stopping: AtomicBool::new(false) });
     tracing::info!(%local, tls = tls.is_some(), "router listening");
 
     let workers = crate::workers::Workers::start(shared.config.workers, if tls.is_some() { "kiln-router-tls" } else { "kiln-router" })?;
@@ -71,6 +74,10 @@ pub(crate) async fn serve_on(
     let tls = tls.map(Arc::new);
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    // Connections read the flag before the channel (`Stopping`), so it is set before the
+    // channel says anything: before the send below, and (declared after the sender, so
+    // dropped before it) before the sender's drop wakes them if this future is dropped.
+    let _flag_first = SetOnDrop(&shared.stopping);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -109,6 +116,7 @@ pub(crate) async fn serve_on(
     }
     drop(listener);
     drop(stop_rx);
+    shared.stopping.store(true, Ordering::SeqCst);
     stop_tx.send_replace(true);
     // Every connection task holds a receiver; this resolves once all have finished.
     stop_tx.closed().await;
@@ -116,11 +124,12 @@ pub(crate) async fn serve_on(
 }
 
 /// Serves one client connection. Generic over the transport so TLS (issue 5) reuses it.
-pub(crate) fn spawn_connection<IO>(io: IO, peer: SocketAddr, http: &http1::Builder, shared: &Arc<Shared>, mut stop: watch::Receiver<bool>)
+pub(crate) fn spawn_connection<IO>(io: IO, peer: SocketAddr, http: &http1::Builder, shared: &Arc<Shared>, stop: watch::Receiver<bool>)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let client_ip = client_ip_header(peer.ip());
+    let shared_for_stop = Arc::clone(shared);
     let shared = Arc::clone(shared);
     // Every byte from the client passes the guard first: framing, limits, idle clients.
     let (io, conn_state) = guard::guard(io, shared.config.idle_timeout);
@@ -131,11 +140,12 @@ where
         async move { Ok::<_, Infallible>(guard::serve(shared, client_ip, conn_state, req).await) }
     });
     let conn = http.serve_connection(TokioIo::new(io), service).with_upgrades();
+    let mut stopping = Stopping::new(&shared_for_stop, stop);
     tokio::spawn(async move {
         tokio::pin!(conn);
         let result = tokio::select! {
             result = conn.as_mut() => result,
-            () = stopping(&mut stop) => {
+            () = &mut stopping => {
                 conn.as_mut().graceful_shutdown();
                 conn.await
             }
@@ -151,6 +161,52 @@ where
 pub(crate) async fn stopping(stop: &mut watch::Receiver<bool>) {
     // The returned guard is dropped here, so it is never held across the connection's awaits.
     let _ = stop.wait_for(|stopping| *stopping).await;
+}
+
+/// [`stopping`] for a connection that waits on it between every two requests. Polling
+/// tokio's watch future takes a lock that every connection shares, twice a request; this
+/// checks [`Shared::stopping`] instead and polls the channel only to register the task's
+/// waker, when it is new. The router sets the flag before the channel wakes anyone, so a
+/// woken connection sees it.
+pub(crate) struct Stopping {
+    shared: Arc<Shared>,
+    wait: Pin<Box<dyn Future<Output = ()> + Send>>,
+    /// The waker the channel holds for this connection.
+    registered: Option<Waker>,
+}
+
+impl Stopping {
+    pub(crate) fn new(shared: &Arc<Shared>, mut stop: watch::Receiver<bool>) -> Stopping {
+        Stopping { shared: Arc::clone(shared), wait: Box::pin(async move { stopping(&mut stop).await }), registered: None }
+    }
+}
+
+impl Future for Stopping {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        if this.shared.stopping.load(Ordering::Acquire) {
+            return Poll::Ready(());
+        }
+        if this.registered.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            return Poll::Pending;
+        }
+        let polled = this.wait.as_mut().poll(cx);
+        if polled.is_pending() {
+            this.registered = Some(cx.waker().clone());
+        }
+        polled
+    }
+}
+
+/// Sets a flag when dropped.
+struct SetOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for SetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
 }
 
 /// The client address as `X-Forwarded-For` shows it: IPv4-mapped IPv6 as plain IPv4.

@@ -443,11 +443,29 @@ async fn shutdown_stops_the_router() {
     let router = Router::start().await;
     let (a, _) = echo_dyno("a").await;
     router.app("foo", &[a]);
-    // An idle keep-alive connection must not keep the router from stopping.
-    let idle = tokio::net::TcpStream::connect(router.addr).await.unwrap();
+    // Idle keep-alive connections must not keep the router from stopping: one that never
+    // sent a request, and one between requests on each HTTP/1 path (the router's own, and
+    // hyper's for HTTP/1.0), after two requests so the wait for shutdown has been re-armed.
+    let never = tokio::net::TcpStream::connect(router.addr).await.unwrap();
+    let mut between = Vec::new();
+    for request in ["GET / HTTP/1.1\r\nHost: foo.localhost\r\n\r\n", "GET / HTTP/1.0\r\nHost: foo.localhost\r\nConnection: keep-alive\r\n\r\n"] {
+        let mut stream = tokio::net::TcpStream::connect(router.addr).await.unwrap();
+        for _ in 0..2 {
+            stream.write_all(request.as_bytes()).await.unwrap();
+            let head = read_head(&mut stream).await;
+            assert!(head.contains(" 200 "), "{head}");
+            let length = head.lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|n| n.trim().parse::<usize>().unwrap())).expect("a length");
+            stream.read_exact(&mut vec![0; length]).await.unwrap();
+        }
+        between.push(stream);
+    }
     let addr = router.addr;
     tokio::time::timeout(Duration::from_secs(5), router.shutdown()).await.expect("serve returned").unwrap();
-    drop(idle);
+    for mut stream in between {
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut [0; 1])).await.expect("closed, not left open");
+        assert_eq!(read.unwrap(), 0, "the router closed the idle connection");
+    }
+    drop(never);
     assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "listener closed");
 }
 
