@@ -81,6 +81,7 @@ fn leading_empty_lines(buf: &[u8]) -> Option<usize> {
 /// head; with where the next line starts, or the head's length. `None` while the line is
 /// incomplete. A line is checked as it is read, so a malformed one is refused without
 /// waiting for its end.
+#[inline]
 pub(crate) fn line_at(buf: &[u8], at: usize) -> Result<Option<(Option<Field>, usize)>, Malformed> {
     let line = buf.get(at..).unwrap_or_default();
     match line {
@@ -111,6 +112,7 @@ pub(crate) fn line_at(buf: &[u8], at: usize) -> Result<Option<(Option<Field>, us
 
 /// After text ending at `end`, the line must end (CRLF or a bare LF): where the next line
 /// starts, `None` while that is not known yet.
+#[inline]
 fn line_end(line: &[u8], end: usize) -> Result<Option<usize>, Malformed> {
     match &line[end..] {
         [b'\n', ..] => Ok(Some(end + 1)),
@@ -122,6 +124,7 @@ fn line_end(line: &[u8], end: usize) -> Result<Option<usize>, Malformed> {
 
 /// How many bytes at the front of `text` a field value or reason phrase may hold: visible
 /// characters, spaces, tabs and obs-text (the same rule as `HeaderValue`'s).
+#[inline]
 fn text_len(text: &[u8]) -> usize {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
