@@ -709,6 +709,10 @@ impl FramingFields {
                 }
             }
         } else if *name == header::CONNECTION {
+            // The usual value, settled without splitting the list.
+            if value.eq_ignore_ascii_case(b"keep-alive") {
+                return false;
+            }
             self.close |= forward::list_has(value, b"close");
             let names = !value.split(|&b| b == b',').all(|t| {
                 let t = t.trim_ascii();
