@@ -5,8 +5,9 @@
 //! [pass-through](crate::passthrough) block. On the proxy path that double walk was the
 //! largest single cost per request (bench/README.md, "router"). Here the engine reads the
 //! head one line at a time ([`status_line`], then [`line_at`] until the empty line) and
-//! sorts each field as it comes. A line is a few dozen bytes, so a plain table-driven loop
-//! over it beats the set-up of a SIMD search.
+//! sorts each field as it comes. A line is a few dozen bytes, too short to pay for the
+//! set-up of a SIMD search: names are checked a byte at a time against a table, values
+//! eight bytes at a time in a plain `u64`.
 //!
 //! The grammar is RFC 9112's and as strict as `httparse`'s default for responses, which
 //! the tests check against `httparse` itself, on fixed and on randomly damaged heads:

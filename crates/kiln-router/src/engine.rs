@@ -110,7 +110,7 @@ where
             out: Vec::with_capacity(1024),
             fields: Vec::new(),
             timer: Box::pin(tokio::time::sleep(shared.config.head_timeout)),
-            stopping: server::Stopping::new(&shared, stop.clone()),
+            stopping: server::Stopping::new(&shared.stopping, stop.clone()),
         };
         if let Some(pre) = serve(&mut conn, &shared).await {
             let io = Rewind { pre, io: conn.io };
@@ -212,7 +212,7 @@ fn parse_request(head: &Bytes, fields: &[FieldSpan]) -> Option<(Request<ReqBody>
         if name == header::EXPECT {
             return None;
         }
-        let value = HeaderValue::from_maybe_shared(head.slice(span(field.value))).ok()?;
+        let value = HeaderValue::from_maybe_shared(head.slice_ref(head.get(span(field.value))?)).ok()?;
         if name == header::CONNECTION && forward::list_has(value.as_bytes(), b"close") {
             keep_alive = false;
         }
@@ -638,7 +638,7 @@ fn parse_response(buf: &mut BytesMut, is_head: bool) -> Result<Option<Parsed>, E
         if interim {
             continue;
         }
-        let Some(name) = passthrough::map_name(&buf[name.clone()]) else {
+        let Some(name) = passthrough::map_name(&buf[name.clone()]).map_err(|_| Exchange::Malformed)? else {
             passing.push(buf, (name.start, name.end), (value.start, value.end));
             continue;
         };
@@ -1028,6 +1028,27 @@ mod tests {
         }
         many.extend_from_slice(b"Content-Length: 0\r\n\r\n");
         assert_eq!(response(&many, false), Ok(Some((200, BodyFraming::Length(0), true))), "more fields than the stack holds");
+    }
+
+    /// More map fields than the inline slots keep their order; pass-through positions hold
+    /// after skipped empty lines; a `Proxy-*` name the map cannot hold is malformed.
+    #[test]
+    fn response_fields_sort_into_map_and_block() {
+        let mut raw = b"\r\nHTTP/1.1 200 OK\r\nServer: s\r\n".to_vec();
+        for i in 0..10 {
+            raw.extend_from_slice(format!("Vary: v{i}\r\nX-P{i}: p{i}\r\n").as_bytes());
+        }
+        raw.extend_from_slice(b"Content-Length: 0\r\n\r\n");
+        let mut buf = BytesMut::from(&raw[..]);
+        let Ok(Some(Parsed::Final(head))) = parse_response(&mut buf, false) else { panic!("not parsed") };
+        let vary: Vec<_> = head.response.headers().get_all("vary").iter().map(|v| v.to_str().unwrap().to_string()).collect();
+        assert_eq!(vary, (0..10).map(|i| format!("v{i}")).collect::<Vec<_>>());
+        let block = head.passthrough.expect("a block");
+        let expected: String = std::iter::once("Server: s\r\n".to_string()).chain((0..10).map(|i| format!("X-P{i}: p{i}\r\n"))).collect();
+        assert_eq!(String::from_utf8_lossy(block.lines()), expected);
+        assert!(buf.is_empty());
+        let long = format!("HTTP/1.1 200 OK\r\nProxy-{}: v\r\nContent-Length: 0\r\n\r\n", "a".repeat(70_000));
+        assert!(matches!(parse_response(&mut BytesMut::from(long.as_bytes()), false), Err(Exchange::Malformed)));
     }
 
     #[test]

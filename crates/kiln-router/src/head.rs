@@ -116,7 +116,8 @@ pub(crate) struct FieldSpan {
 
 impl HeadScanner {
     /// Checks the lines of `buf` (the bytes received since the head began) completed since
-    /// the last call. After `Done`, `Skip` or `Reject` the scanner must be reset.
+    /// the last call. After `Done` or `Reject` the scanner must be reset; after `Skip` it has
+    /// reset itself, for the bytes that follow the skipped lines.
     pub(crate) fn scan(&mut self, buf: &[u8]) -> Scan {
         self.scan_fields(buf, None)
     }

@@ -59,7 +59,7 @@ pub(crate) struct Shared {
     pub(crate) listener: ListenerInfo,
     /// Set once the router starts shutting down, before its connections are told (see
     /// [`server::Stopping`](crate::server::Stopping)).
-    pub(crate) stopping: AtomicBool,
+    pub(crate) stopping: Arc<AtomicBool>,
 }
 
 /// Routes one request and produces the client's response. Never fails: every failure is

@@ -66,7 +66,7 @@ pub(crate) async fn serve_on(
         .max_headers(crate::head::MAX_HEADERS + 1)
         .max_buf_size(crate::head::MAX_HEAD + 64 * 1024);
     let listener_info = if tls.is_some() { crate::tls::listener_info(local.port()) } else { ListenerInfo::http(local.port()) };
-    let shared = Arc::new(Shared { table, logs, config, listener: listener_info, stopping: AtomicBool::new(false) });
+    let shared = Arc::new(Shared { table, logs, config, listener: listener_info, stopping: Arc::new(AtomicBool::new(false)) });
     tracing::info!(%local, tls = tls.is_some(), "router listening");
 
     let workers = crate::workers::Workers::start(shared.config.workers, if tls.is_some() { "kiln-router-tls" } else { "kiln-router" })?;
@@ -129,7 +129,7 @@ where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let client_ip = client_ip_header(peer.ip());
-    let shared_for_stop = Arc::clone(shared);
+    let mut stopping = Stopping::new(&shared.stopping, stop);
     let shared = Arc::clone(shared);
     // Every byte from the client passes the guard first: framing, limits, idle clients.
     let (io, conn_state) = guard::guard(io, shared.config.idle_timeout);
@@ -140,7 +140,6 @@ where
         async move { Ok::<_, Infallible>(guard::serve(shared, client_ip, conn_state, req).await) }
     });
     let conn = http.serve_connection(TokioIo::new(io), service).with_upgrades();
-    let mut stopping = Stopping::new(&shared_for_stop, stop);
     tokio::spawn(async move {
         tokio::pin!(conn);
         let result = tokio::select! {
@@ -165,19 +164,22 @@ pub(crate) async fn stopping(stop: &mut watch::Receiver<bool>) {
 
 /// [`stopping`] for a connection that waits on it between every two requests. Polling
 /// tokio's watch future takes a lock that every connection shares, twice a request; this
-/// checks [`Shared::stopping`] instead and polls the channel only to register the task's
-/// waker, when it is new. The router sets the flag before the channel wakes anyone, so a
-/// woken connection sees it.
+/// checks a flag instead ([`Shared::stopping`]) and polls the channel only to register the
+/// task's waker, when it is new. The router sets the flag before the channel wakes anyone,
+/// so a woken connection sees it.
 pub(crate) struct Stopping {
-    shared: Arc<Shared>,
+    flag: Arc<AtomicBool>,
     wait: Pin<Box<dyn Future<Output = ()> + Send>>,
     /// The waker the channel holds for this connection.
     registered: Option<Waker>,
 }
 
 impl Stopping {
-    pub(crate) fn new(shared: &Arc<Shared>, mut stop: watch::Receiver<bool>) -> Stopping {
-        Stopping { shared: Arc::clone(shared), wait: Box::pin(async move { stopping(&mut stop).await }), registered: None }
+    pub(crate) fn new(flag: &Arc<AtomicBool>, mut stop: watch::Receiver<bool>) -> Stopping {
+        // Outside tokio's task budget: a budgeted future may answer `Pending` without
+        // having polled the channel, and then nothing would be registered to wake us.
+        let wait = tokio::task::coop::unconstrained(async move { stopping(&mut stop).await });
+        Stopping { flag: Arc::clone(flag), wait: Box::pin(wait), registered: None }
     }
 }
 
@@ -186,7 +188,7 @@ impl Future for Stopping {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
-        if this.shared.stopping.load(Ordering::Acquire) {
+        if this.flag.load(Ordering::Acquire) {
             return Poll::Ready(());
         }
         if this.registered.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
@@ -217,4 +219,52 @@ pub(crate) fn client_ip_header(ip: IpAddr) -> HeaderValue {
     };
     // An IP address always renders as a valid header value.
     HeaderValue::from_str(&ip.to_string()).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connection's first wait for shutdown may come when its task has spent tokio's
+    /// budget (a hyper connection that just read a fast upload): it must still be woken.
+    #[tokio::test(flavor = "current_thread")]
+    async fn stopping_is_woken_even_when_first_polled_out_of_budget() {
+        let flag = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = watch::channel(false);
+        let mut stopping = Stopping::new(&flag, rx);
+        // One task, as a connection: the first poll out of budget, then the wait.
+        let waiting = tokio::spawn(async move {
+            let first = std::future::poll_fn(|cx| {
+                while let Poll::Ready(progress) = tokio::task::coop::poll_proceed(cx) {
+                    progress.made_progress();
+                }
+                Poll::Ready(Pin::new(&mut stopping).poll(cx))
+            })
+            .await;
+            assert!(first.is_pending());
+            (&mut stopping).await;
+        });
+        // Long enough for the task to settle into its wait.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        flag.store(true, Ordering::SeqCst);
+        tx.send_replace(true);
+        let woken = tokio::time::timeout(Duration::from_secs(5), waiting).await;
+        assert!(woken.is_ok_and(|joined| joined.is_ok()), "woken by the shutdown");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn stopping_is_woken_when_the_router_goes_away() {
+        let flag = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = watch::channel(false);
+        let stopping = Stopping::new(&flag, rx);
+        let waiting = tokio::spawn(stopping);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        {
+            // As in `serve_on`: the guard, declared after the sender, drops first.
+            let _tx = tx;
+            let _guard = SetOnDrop(&flag);
+        }
+        let woken = tokio::time::timeout(Duration::from_secs(5), waiting).await;
+        assert!(woken.is_ok_and(|joined| joined.is_ok()), "woken when the sender went");
+    }
 }
