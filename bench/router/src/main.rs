@@ -54,6 +54,20 @@ fn parse(label: &'static str, text: &str) -> Option<Run> {
     Some(Run { label, rounds: Vec::new(), rps: rps?, p50_ms: p50?, p99_ms: p99?, errors: errors.join("; ") })
 }
 
+/// Kiln's requests/s over nginx's, round by round, and their median.
+struct Paired {
+    rounds: Vec<f64>,
+    median: f64,
+}
+
+fn paired_ratios(kiln: &[f64], nginx: &[f64]) -> Option<Paired> {
+    let rounds: Vec<f64> = kiln.iter().zip(nginx).filter(|(_, n)| **n > 0.0).map(|(k, n)| k / n).collect();
+    let mut sorted = rounds.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = *sorted.get(sorted.len() / 2)?;
+    Some(Paired { rounds, median })
+}
+
 fn main() -> ExitCode {
     let Some(dir) = std::env::args().nth(1) else {
         eprintln!("usage: router-report DIR");
@@ -102,6 +116,12 @@ fn main() -> ExitCode {
         let (ratio, p99_ok) = (k.rps / n.rps, k.p99_ms <= n.p99_ms);
         all_met &= ratio >= 1.0 && p99_ok;
         println!("Kiln / nginx proxy throughput: {ratio:.2}x (target >= 1.0x); p99 {:.2}ms vs {:.2}ms ({})", k.p99_ms, n.p99_ms, if p99_ok { "no worse" } else { "WORSE" });
+        // For reading the noise, not for the verdict: each round's nginx run comes right before
+        // Kiln's, so their ratio is measured under the same conditions of the machine.
+        if let Some(paired) = paired_ratios(&k.rounds, &n.rounds) {
+            let shown: Vec<String> = paired.rounds.iter().map(|r| format!("{r:.2}")).collect();
+            println!("  per round (Kiln / the nginx run before it): {} (median {:.2}x)", shown.join(" "), paired.median);
+        }
     }
     if let (Some(k), Some(d)) = (get("kiln"), get("direct")) {
         println!("Kiln / direct throughput:      {:.2}x", k.rps / d.rps);
