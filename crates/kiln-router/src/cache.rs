@@ -88,7 +88,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::watch;
 
-static X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+pub(crate) static X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 
 /// How long a key whose response was not storable is exempt from coalescing.
 const HIT_FOR_MISS: Duration = Duration::from_secs(30);

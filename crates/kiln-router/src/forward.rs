@@ -16,7 +16,7 @@ static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-prot
 static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
 pub(crate) static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static X_REQUEST_START: HeaderName = HeaderName::from_static("x-request-start");
-static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+pub(crate) static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 
 const VIA: &str = "1.1 kiln";
 
@@ -97,15 +97,19 @@ impl Forwarded<'_> {
             (&X_FORWARDED_PORT, self.listener.port.as_bytes()),
             (&X_REQUEST_ID, self.request_id.as_bytes()),
             (&X_REQUEST_START, self.start_ms.as_bytes()),
-            (&header::VIA, self.via.as_ref().map_or(VIA.as_bytes(), HeaderValue::as_bytes)),
+            (&header::VIA, self.via()),
         ]
+    }
+
+    /// `Via` as sent: earlier proxies' with ours appended, or ours alone.
+    fn via(&self) -> &[u8] {
+        self.via.as_ref().map_or(VIA.as_bytes(), HeaderValue::as_bytes)
     }
 
     /// Writes the fields as head lines, in the order of [`fields`](Self::fields). The
     /// constant parts are written as whole strings: a head is a few dozen small copies, and
     /// each copy costs about as much as the bytes it moves.
     pub(crate) fn write_to(&self, out: &mut Vec<u8>) {
-        let via = self.via.as_ref().map_or(VIA.as_bytes(), HeaderValue::as_bytes);
         let parts: [&[u8]; 10] = [
             b"x-forwarded-for: ",
             self.forwarded_for.as_bytes(),
@@ -116,7 +120,7 @@ impl Forwarded<'_> {
             b"\r\nx-request-start: ",
             self.start_ms.as_bytes(),
             b"\r\nvia: ",
-            via,
+            self.via(),
         ];
         out.reserve(parts.iter().map(|p| p.len()).sum::<usize>() + 2);
         for part in parts {
@@ -196,6 +200,7 @@ pub(crate) fn prepare_request<'a>(headers: &mut HeaderMap, listener: &'a Listene
         listener,
     }
 }
+
 /// Rewrites a dyno's response headers for the client. `upgraded` keeps the headers that
 /// complete a protocol switch.
 pub(crate) fn prepare_response(headers: &mut HeaderMap, upgraded: bool) {

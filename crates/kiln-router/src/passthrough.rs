@@ -126,8 +126,6 @@ impl Passthrough {
 /// not parse the name again. `Err` for a `Proxy-*` name `HeaderName` refuses (one over its
 /// 64 KiB limit): a hop-by-hop field that cannot be dropped must not pass through either.
 pub(crate) fn map_name(name: &[u8]) -> Result<Option<HeaderName>, InvalidName> {
-    const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-    const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
     let is = |known: &[u8]| name.eq_ignore_ascii_case(known);
     // Length and first letter first: most fields that pass through are settled without
     // comparing a name.
@@ -139,9 +137,9 @@ pub(crate) fn map_name(name: &[u8]) -> Result<Option<HeaderName>, InvalidName> {
         (7, b'e') if is(b"expires") => header::EXPIRES,
         (7, b't') if is(b"trailer") => header::TRAILER,
         (7, b'u') if is(b"upgrade") => header::UPGRADE,
-        (7, b'x') if is(b"x-cache") => X_CACHE,
+        (7, b'x') if is(b"x-cache") => crate::cache::X_CACHE.clone(),
         (10, b'c') if is(b"connection") => header::CONNECTION,
-        (10, b'k') if is(b"keep-alive") => KEEP_ALIVE,
+        (10, b'k') if is(b"keep-alive") => crate::forward::KEEP_ALIVE.clone(),
         (12, b'c') if is(b"content-type") => header::CONTENT_TYPE,
         (13, b'c') if is(b"cache-control") => header::CACHE_CONTROL,
         (13, b'c') if is(b"content-range") => header::CONTENT_RANGE,
