@@ -26,6 +26,7 @@
 //! client's side asks for it. A connection goes back to the dyno's pool once a body ended
 //! cleanly with nothing left over.
 
+use crate::ack;
 use crate::backend::BackendState;
 use crate::body::{BoxError, Inner, RouterBody};
 use crate::config::RouterConfig;
@@ -589,8 +590,8 @@ async fn read_response_head(stream: &mut TcpStream, buf: &mut BytesMut, is_head:
                 None => {}
             }
         }
-        buf.reserve(READ_CHUNK);
-        match stream.read_buf(buf).await {
+        // Part of a head already in means the dyno may be holding the rest back for an ACK.
+        match std::future::poll_fn(|cx| poll_read_more(stream, buf, received, cx)).await {
             Ok(n) if n > 0 => {}
             _ if received => return Err(Exchange::Broken),
             _ => return Err(Exchange::Nothing),
@@ -798,7 +799,8 @@ impl DynoBody {
                 }
                 _ => {}
             }
-            match ready!(poll_read_more(conn, cx)) {
+            // Only ever reached with the response's head in: mid-response.
+            match ready!(poll_read_more(&conn.stream, &mut conn.buf, true, cx)) {
                 Ok(0) if self.framing == BodyFraming::Close => {
                     self.framing = BodyFraming::Done;
                     self.conn = None;
@@ -856,12 +858,18 @@ fn take(buf: &mut BytesMut, n: usize) -> Bytes {
     }
 }
 
-fn poll_read_more(conn: &mut DynoConn, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-    conn.buf.reserve(READ_CHUNK);
+/// Reads what the dyno has sent into `buf`. `mid_response`: part of the response is in, so
+/// before waiting for the rest the router acknowledges it at once (see [`ack`]).
+fn poll_read_more(stream: &TcpStream, buf: &mut BytesMut, mid_response: bool, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+    buf.reserve(READ_CHUNK);
     loop {
-        ready!(conn.stream.poll_read_ready(cx))?;
-        match conn.stream.try_read_buf(&mut conn.buf) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+        ready!(stream.poll_read_ready(cx))?;
+        match stream.try_read_buf(buf) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if mid_response {
+                    ack::now(stream);
+                }
+            }
             other => return Poll::Ready(other),
         }
     }

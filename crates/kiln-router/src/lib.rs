@@ -88,6 +88,7 @@
 //!   port; plain HTTP sent to the TLS port gets a 400; handshakes have 10 s.
 
 mod access_log;
+mod ack;
 mod backend;
 mod balance;
 mod body;

@@ -70,10 +70,15 @@ struct Abort {
     waker: Mutex<Option<Waker>>,
 }
 
-/// The dyno's socket, failing every operation once [`Sender::abort`] was called.
+/// The dyno's socket, failing every operation once [`Sender::abort`] was called, and
+/// acknowledging what arrived before it waits for more (see [`ack`](crate::ack)).
 struct DynoIo {
     stream: TcpStream,
     abort: Arc<Abort>,
+    /// Bytes were read since the last wait. hyper does not say where a response ends, so
+    /// this is the best it can know of "mid-response": a wait after a whole response costs
+    /// one needless (harmless) ACK, the price of never stalling on one in pieces.
+    received: bool,
 }
 
 impl DynoIo {
@@ -89,8 +94,15 @@ impl AsyncRead for DynoIo {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         this.check()?;
+        let filled = buf.filled().len();
         let polled = Pin::new(&mut this.stream).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = polled {
+            this.received |= buf.filled().len() > filled;
+        }
         if polled.is_pending() {
+            if std::mem::take(&mut this.received) {
+                crate::ack::now(&this.stream);
+            }
             let mut waker = this.abort.waker.lock().unwrap_or_else(PoisonError::into_inner);
             if !waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
                 *waker = Some(cx.waker().clone());
@@ -253,7 +265,7 @@ pub(crate) async fn open(addr: SocketAddr, timeout: Duration) -> Result<TcpStrea
 pub(crate) async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Sender, ConnectError> {
     let stream = open(addr, timeout).await?;
     let abort = Arc::new(Abort::default());
-    let io = DynoIo { stream, abort: Arc::clone(&abort) };
+    let io = DynoIo { stream, abort: Arc::clone(&abort), received: false };
     let (inner, conn) = http1::Builder::new().handshake(TokioIo::new(io)).await.map_err(|source| ConnectError::Handshake { addr, source })?;
     tokio::spawn(async move {
         // Upgrades (WebSocket) take the socket over once the dyno answers 101.

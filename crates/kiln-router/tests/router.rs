@@ -597,3 +597,33 @@ async fn acme_http01_challenges_are_answered_by_the_router() {
     let r = send(router.addr, get("www.example.org", "/.well-known/acme-challenge/other")).await;
     assert_eq!(r.status, 404);
 }
+
+/// Sequential requests on one kept-alive client connection to an app that writes its
+/// responses in pieces with Nagle on: each must take about what the app takes, not the 40 ms
+/// of Linux's delayed ACK (see the router's `ack` module). GETs take the engine's path, POSTs
+/// (with a body) hyper's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apps_writing_in_pieces_are_not_delayed() {
+    let router = Router::start().await;
+    let dyno = nagle_dyno().await;
+    router.app("nagle", &[dyno]);
+    let stream = tokio::net::TcpStream::connect(router.addr).await.unwrap();
+    // The client's own writes go out at once, so only the dyno side is measured.
+    stream.set_nodelay(true).unwrap();
+    let (mut tx, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(conn);
+    for (method, body) in [("GET", ""), ("POST", "a form, say")] {
+        let mut samples = Vec::new();
+        for _ in 0..25 {
+            let started = std::time::Instant::now();
+            let req = http::Request::builder().method(method).uri("/").header("host", "nagle.localhost");
+            let resp = tx.send_request(req.body(http_body_util::Full::new(Bytes::from(body))).unwrap()).await.unwrap();
+            assert_eq!(resp.status(), 200);
+            let got = http_body_util::BodyExt::collect(resp.into_body()).await.unwrap().to_bytes();
+            assert_eq!(got, format!("n={}\n", body.len()).as_bytes());
+            samples.push(started.elapsed());
+        }
+        let median = median(samples);
+        assert!(median < Duration::from_millis(5), "{method}: median {median:?} per request (Linux's delayed ACK is 40 ms)");
+    }
+}

@@ -326,3 +326,31 @@ async fn custom_domains_get_their_apps_uploaded_certificates() {
     assert!(err.to_string().contains("certificate"), "{err}");
     router.shutdown().await.unwrap();
 }
+
+/// HTTP/2 clients' requests reach dynos through hyper's client: an app writing its
+/// responses in pieces with Nagle on answers them without the 40 ms delayed-ACK stall.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_requests_to_apps_writing_in_pieces_are_not_delayed() {
+    let router = TlsRouter::start().await;
+    let dyno = nagle_dyno().await;
+    router.app("nagle", &[dyno]);
+    let tls = connect(router.addr, "nagle.localhost", &[router.ca_der()], &[b"h2"]).await.unwrap();
+    tls.get_ref().0.set_nodelay(true).unwrap();
+    let (mut tx, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls)).await.unwrap();
+    tokio::spawn(conn);
+    for (method, body) in [("GET", ""), ("POST", "a form, say")] {
+        let mut samples = Vec::new();
+        for _ in 0..25 {
+            let started = std::time::Instant::now();
+            let req = Request::builder().method(method).uri("https://nagle.localhost/").body(Full::new(Bytes::from(body))).unwrap();
+            let resp = tx.send_request(req).await.unwrap();
+            assert_eq!(resp.status(), 200);
+            let got = resp.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(got, format!("n={}\n", body.len()).as_bytes());
+            samples.push(started.elapsed());
+        }
+        let median = median(samples);
+        assert!(median < Duration::from_millis(5), "{method} over HTTP/2: median {median:?} per request (Linux's delayed ACK is 40 ms)");
+    }
+    router.shutdown().await.unwrap();
+}

@@ -157,3 +157,74 @@ fn smuggled_requests_never_reach_the_dyno() {
     assert!(logs.contains("heroku[router]: at=error code=H26 desc=\"Request Error\" cause=\"Content-Length with Transfer-Encoding\" method=POST path=\"/cl-te\" host=smugapp.localhost"), "{logs}");
     assert!(logs.contains("cause=\"chunk size is not a hex number\" method=POST path=\"/bad-chunk\""), "{logs}");
 }
+
+/// The simplest Python web app there is, in HTTP/1.1 mode: the standard library's server
+/// writes the head and the body of each response separately, with Nagle's algorithm on.
+const NAGLE_APP: &str = r#"
+import os, http.server
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def answer(self, body):
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def do_GET(self):
+        self.answer(b"hello\n")
+    def do_POST(self):
+        data = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.answer(b"got %d\n" % len(data))
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("", int(os.environ["PORT"])), H).serve_forever()
+"#;
+
+/// Issue 21: sequential requests on one client connection to that app answer in about
+/// the app's own time, not the 44 ms Linux's delayed ACK added to each of them when the
+/// router reused a dyno connection: GETs on the engine's path, POSTs on hyper's.
+#[test]
+fn apps_writing_in_pieces_answer_without_delay() {
+    let s = Server::start("nagle");
+    s.ok(&["apps:create", "nagle"]);
+    let repo = fixture_repo("nagle-app", &[("app.py", NAGLE_APP), ("Procfile", "web: python3 app.py\n")]);
+    let (ok, out) = s.push(&repo, "nagle");
+    assert!(ok, "push failed:\n{out}");
+    wait_for(BOOT, "the app to answer", || (s.get("nagle", "/").status == 200).then_some(()));
+
+    let mut sock = TcpStream::connect(("127.0.0.1", s.router_port)).unwrap();
+    sock.set_nodelay(true).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    for (method, body, answer) in [("GET", "", "hello\n"), ("POST", "name=kiln", "got 9\n")] {
+        let mut samples = Vec::new();
+        for _ in 0..30 {
+            let started = std::time::Instant::now();
+            let request = format!("{method} / HTTP/1.1\r\nHost: nagle.localhost\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+            sock.write_all(request.as_bytes()).unwrap();
+            let response = read_response(&mut sock);
+            assert!(response.starts_with("HTTP/1.1 200 ") && response.ends_with(answer), "{response}");
+            samples.push(started.elapsed());
+        }
+        samples.sort();
+        let median = samples[samples.len() / 2];
+        assert!(median < Duration::from_millis(5), "{method}: median {median:?} per request; all: {samples:?}");
+    }
+}
+
+/// One response with a `Content-Length` body, read off a kept-alive connection.
+fn read_response(sock: &mut TcpStream) -> String {
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+            let length: usize = head.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+            if raw.len() >= end + 4 + length {
+                return String::from_utf8_lossy(&raw).into_owned();
+            }
+        }
+        let n = sock.read(&mut buf).expect("response");
+        assert!(n > 0, "connection closed mid-response: {}", String::from_utf8_lossy(&raw));
+        raw.extend_from_slice(&buf[..n]);
+    }
+}

@@ -210,3 +210,47 @@ pub async fn raw_request(addr: SocketAddr, bytes: &[u8]) -> String {
     stream.write_all(bytes).await.unwrap();
     read_head(&mut stream).await
 }
+
+/// A dyno that writes each response in two pieces, head then body, with Nagle's algorithm
+/// on (as Python's `http.server` in HTTP/1.1 mode does), on keep-alive connections: the
+/// body leaves only once the router has acknowledged the head. Answers `n=<body bytes>`.
+pub async fn nagle_dyno() -> SocketAddr {
+    raw_dyno(|mut stream| async move {
+        let mut buf = Vec::new();
+        loop {
+            // One request: its head, then as many body bytes as its Content-Length says.
+            let end = loop {
+                if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break i + 4;
+                }
+                let mut chunk = [0u8; 4096];
+                match stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            };
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let length: usize = head.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+            while buf.len() < end + length {
+                let mut chunk = [0u8; 4096];
+                match stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+            buf.drain(..end + length);
+            let body = format!("n={length}\n");
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n", body.len());
+            if stream.write_all(head.as_bytes()).await.is_err() || stream.write_all(body.as_bytes()).await.is_err() {
+                return;
+            }
+        }
+    })
+    .await
+}
+
+/// The median of some durations.
+pub fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
