@@ -19,13 +19,21 @@
 # Knobs (environment): ROUNDS (3), CONNS (32), DURATION (10s), WARMUP (3s), MAX_LOAD (1.0: wait up to
 # LOAD_WAIT seconds, default 600, for the 1-minute load average to fall below it, since other
 # builds on a 2-core machine skew everything), KILN_BIN (use this kiln binary instead of
-# building one), PORT_BASE (18700: the router, API, nginx proxy and Varnish take the next
+# building one), KILN_ARGS (extra `kiln server` flags, e.g. "--router-workers 2"), PORT_BASE (18700: the router, API, nginx proxy and Varnish take the next
 # four ports), PROFILE (1: during the Kiln runs, also record a flat `perf` profile of the
 # kiln server, its context switches per request, and in an extra 3 s run its system calls
 # per request with `strace -c`; reported after the results), HOLD (1: keep everything
 # running after the report, for poking at by hand, until the script is interrupted),
 # INSTRUCTIONS (1: afterwards, count user-space instructions per proxied request of Kiln
 # and of nginx under callgrind, a measure the machine's noise does not move).
+#
+# Realistic dynos (issue 21): besides the nginx dyno, the app servers people actually deploy,
+# each a small app under bench/router/apps/ pushed with `git push`: Python's standard library
+# server in HTTP/1.1 mode (Nagle on), gunicorn and uvicorn (from PyPI, through the Python
+# buildpack), Node's http module, and Puma and Thin (Debian's). Each is measured through
+# Kiln's router, through the nginx proxy (upstream keep-alive) and directly, with
+# `wrk -t1 -c$APP_CONNS -d$APP_DURATION`, in every round. Knobs: DYNOS (the app types, space
+# separated; "" for none), APP_CONNS (4), APP_DURATION (5s), APP_WARMUP (2s).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -41,6 +49,10 @@ router_port=$base
 api_port=$((base + 1))
 proxy_port=$((base + 2))
 varnish_port=$((base + 3))
+dynos=${DYNOS-python-stdlib gunicorn uvicorn node puma thin}
+app_conns=${APP_CONNS:-4}
+app_duration=${APP_DURATION:-5s}
+app_warmup=${APP_WARMUP:-2s}
 
 if [ "$(id -u)" != 0 ]; then
   echo "router bench: needs root (packages, dyno containers). Run: sudo $0" >&2
@@ -54,6 +66,14 @@ command -v nginx >/dev/null || missing+=(nginx)
 command -v varnishd >/dev/null || missing+=(varnish)
 command -v git >/dev/null || missing+=(git)
 command -v curl >/dev/null || missing+=(curl)
+for d in $dynos; do
+  case $d in
+    puma) command -v puma >/dev/null || missing+=(puma) ;;
+    thin) command -v thin >/dev/null || missing+=(thin) ;;
+    node) [ -x /usr/bin/node ] || missing+=(nodejs) ;;
+    gunicorn|uvicorn) /usr/bin/python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip) ;;
+  esac
+done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -93,7 +113,7 @@ trap cleanup EXIT
 
 # --- Kiln, with the nginx app deployed -------------------------------------------------------
 echo "== starting kiln server (data in $work/data)"
-"$kiln" server --data-dir "$work/data" --api-listen "127.0.0.1:$api_port" --router-listen "127.0.0.1:$router_port" >"$work/server.out" 2>"$work/server.log" &
+"$kiln" server --data-dir "$work/data" --api-listen "127.0.0.1:$api_port" --router-listen "127.0.0.1:$router_port" ${KILN_ARGS:-} >"$work/server.out" 2>"$work/server.log" &
 pids+=($!)
 for _ in $(seq 1 300); do grep -q "Kiln is running" "$work/server.log" 2>/dev/null && break; sleep 0.1; done
 grep -q "Kiln is running" "$work/server.log" || { cat "$work/server.log"; echo "kiln server did not start" >&2; exit 1; }
@@ -164,6 +184,33 @@ echo "   web.1 is nginx on port $dyno_port"
 host="benchapp.localhost"
 curl -fsS -o /dev/null -H "Host: $host" "http://127.0.0.1:$router_port/index.html"
 
+# --- realistic dynos -------------------------------------------------------------------------
+# Each app prints "dyno listening on $PORT" at start; the port is read from its log.
+declare -A dyno_ports app_proxy_ports
+i=0
+for d in $dynos; do
+  [ -d "$here/apps/$d" ] || { echo "no app for dyno type $d under $here/apps" >&2; exit 1; }
+  src="$work/apps/$d"
+  mkdir -p "$src"
+  cp -a "$here/apps/$d/." "$src/"
+  (cd "$src" && git init -q && git add -A && git commit -qm "$d dyno")
+  "$kiln" apps:create "bench-$d" >/dev/null
+  echo "== deploying the $d app (git push)"
+  (cd "$src" && git push -q "http://kiln:$KILN_API_KEY@127.0.0.1:$api_port/bench-$d.git" HEAD:main) >"$work/push-$d.log" 2>&1 || { cat "$work/push-$d.log"; exit 1; }
+  port=
+  for _ in $(seq 1 150); do
+    port=$("$kiln" logs -a "bench-$d" -n 200 2>/dev/null | sed -n 's/.*dyno listening on \([0-9]*\).*/\1/p' | tail -1)
+    [ -n "$port" ] && curl -fsS -o /dev/null "http://127.0.0.1:$port/" 2>/dev/null && break
+    sleep 0.2
+  done
+  curl -fsS -o /dev/null "http://127.0.0.1:$port/" || { "$kiln" logs -a "bench-$d"; echo "the $d dyno did not come up" >&2; exit 1; }
+  curl -fsS -o /dev/null -H "Host: bench-$d.localhost" "http://127.0.0.1:$router_port/"
+  dyno_ports[$d]=$port
+  app_proxy_ports[$d]=$((base + 10 + i))
+  i=$((i + 1))
+  echo "   web.1 of bench-$d listens on port $port"
+done
+
 # --- nginx as a reverse proxy ----------------------------------------------------------------
 mkdir -p "$work/proxy"
 cat >"$work/proxy/nginx.conf" <<EOF
@@ -188,6 +235,31 @@ http {
             proxy_set_header X-Forwarded-Proto \$scheme;
         }
     }
+$(for d in $dynos; do cat <<APP
+    upstream dyno_${d//-/_} {
+        server 127.0.0.1:${dyno_ports[$d]};
+        keepalive 64;
+    }
+    server {
+        listen 127.0.0.1:${app_proxy_ports[$d]};
+        location / {
+            proxy_pass http://dyno_${d//-/_};
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host \$host;
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto \$scheme;
+            # The rest of what Heroku's router (and so Kiln's) sends every request, so that
+            # the app parses the same fields behind both proxies (gunicorn spends about 3 µs
+            # of Python on each).
+            proxy_set_header X-Forwarded-Port \$server_port;
+            proxy_set_header X-Request-Id \$request_id;
+            proxy_set_header X-Request-Start \$msec;
+            proxy_set_header Via "1.1 nginx";
+        }
+    }
+APP
+done)
 }
 EOF
 nginx -e stderr -p "$work/proxy" -c "$work/proxy/nginx.conf" -g 'daemon off;' 2>"$work/proxy/error.log" &
@@ -256,12 +328,24 @@ measure() { # name url [wrk args...]; uses $round
     awk -v r="$(requests "$out/$name.strace-wrk.txt")" '$NF ~ /^[a-z_0-9]+$/ && $4 ~ /^[0-9]+$/ {printf "   %-14s %6.2f per request\n", $NF, $4 / r}' "$out/$name.strace" | sort -k2 -nr | head -8 >"$out/$name.syscalls.txt" || true
   fi
 }
+measure_app() { # name url [wrk args...]; uses $round
+  local name=$1 url=$2
+  shift 2
+  wrk -t1 -c"$app_conns" -d"$app_warmup" "$@" "$url" >/dev/null
+  echo "-- $name, round $round: $url (load $(load))"
+  wrk -t1 -c"$app_conns" -d"$app_duration" --latency "$@" "$url" | tee "$out/$name.$round.txt" | grep -E "Requests/sec|50%|99%|errors|Non-2xx" || true
+}
 for round in $(seq 1 "$rounds"); do
   measure direct "http://127.0.0.1:$dyno_port/index.html"
   measure nginx "http://127.0.0.1:$proxy_port/index.html"
   measure kiln "http://127.0.0.1:$router_port/index.html" -H "Host: $host"
   measure varnish "http://127.0.0.1:$varnish_port/cached.html"
   measure kiln-cache "http://127.0.0.1:$router_port/cached.html" -H "Host: $host"
+  for d in $dynos; do
+    measure_app "app-$d-direct" "http://127.0.0.1:${dyno_ports[$d]}/"
+    measure_app "app-$d-nginx" "http://127.0.0.1:${app_proxy_ports[$d]}/"
+    measure_app "app-$d-kiln" "http://127.0.0.1:$router_port/" -H "Host: bench-$d.localhost"
+  done
 done
 echo "   load after measuring: $(cat /proc/loadavg)"
 
@@ -275,6 +359,7 @@ mkdir -p "$(dirname "$summary")"
   echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r)"
   echo "wrk: -t1 -c$conns -d$duration (keep-alive), warm-up $warmup, $rounds interleaved rounds (median shown); small static page $(wc -c <"$app/public/index.html") bytes"
   echo "versions: $(nginx -v 2>&1 | sed 's/.*: //'), $(varnishd -V 2>&1 | head -1 | sed 's/^varnishd //'), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
+  [ -n "$dynos" ] && echo "realistic dynos: wrk -t1 -c$app_conns -d$app_duration (keep-alive), warm-up $app_warmup; $(/usr/bin/python3 --version 2>&1), $(node --version 2>/dev/null | sed 's/^/Node.js /'), $(ruby --version 2>/dev/null | cut -d' ' -f1-2)$(for d in gunicorn puma thin; do "$kiln" logs -a "bench-$d" -n 300 2>/dev/null | grep -oE 'Starting gunicorn [0-9.]+|Puma version: [0-9.]+|Thin web server \(v[0-9.]+' | head -1 | sed 's/^/, /'; done | tr -d '\n')"
   echo
   "$report" "$out"
 } | tee "$summary"

@@ -5,7 +5,9 @@
 //! Usage: `router-report DIR` where DIR holds `<setup>.<round>.txt` for the setups
 //! `direct`, `nginx`, `kiln`, `varnish` and `kiln-cache`. Each setup is represented by its
 //! median round by requests/s (its own p50 and p99), so one round disturbed by other work on
-//! the machine does not decide the comparison.
+//! the machine does not decide the comparison. Then the realistic dynos (issue 21), from
+//! `app-<type>-{kiln,nginx,direct}.<round>.txt`: each app server through Kiln's router,
+//! through nginx and directly.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -68,6 +70,81 @@ fn paired_ratios(kiln: &[f64], nginx: &[f64]) -> Option<Paired> {
     Some(Paired { rounds, median })
 }
 
+/// The median round (by requests/s) of setup `file` in `dir`, with every round's rate.
+fn median_run(dir: &str, file: &str, label: &'static str) -> Option<Run> {
+    let mut found: Vec<(u32, Run)> = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(round) = name.strip_prefix(file).and_then(|r| r.strip_prefix('.')).and_then(|r| r.strip_suffix(".txt")).and_then(|r| r.parse::<u32>().ok()) else { continue };
+        match std::fs::read_to_string(entry.path()).ok().and_then(|t| parse(label, &t)) {
+            Some(r) => found.push((round, r)),
+            None => eprintln!("router-report: no wrk result in {}", Path::new(dir).join(&name).display()),
+        }
+    }
+    if found.is_empty() {
+        return None;
+    }
+    found.sort_by_key(|(round, _)| *round);
+    let rounds: Vec<f64> = found.iter().map(|(_, r)| r.rps).collect();
+    let mut by_rate: Vec<Run> = found.into_iter().map(|(_, r)| r).collect();
+    by_rate.sort_by(|a, b| a.rps.total_cmp(&b.rps));
+    let mut median = by_rate.swap_remove(by_rate.len() / 2);
+    median.rounds = rounds;
+    Some(median)
+}
+
+/// The realistic dynos' table (issue 21): for each app server, Kiln's router, the nginx proxy
+/// and the dyno directly. Targets: Kiln within 10 % of nginx's requests/s or faster, and a
+/// median (p50) under 5 ms. Returns whether every app server met them.
+fn realistic_dynos(dir: &str) -> bool {
+    // App types in the order their files were first written (the order run.sh measured them).
+    let mut types: Vec<(std::time::SystemTime, String)> = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(t) = name.strip_prefix("app-").and_then(|r| r.strip_suffix("-kiln.1.txt")) else { continue };
+        let written = entry.metadata().and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH);
+        types.push((written, t.to_string()));
+    }
+    if types.is_empty() {
+        return true;
+    }
+    types.sort();
+    println!("realistic dynos (median round each; Kiln's target: >= 0.90x nginx's requests/s, p50 < 5 ms):");
+    println!("{:<16} {:>26} {:>26} {:>26} {:>8}", "app server", "Kiln router: req/s p50 p99", "nginx proxy: req/s p50 p99", "direct: req/s p50 p99", "K/nginx");
+    let mut all_met = true;
+    let mut table = Vec::new();
+    for (_, t) in &types {
+        let get = |via: &str| median_run(dir, &format!("app-{t}-{via}"), "app");
+        let (Some(k), Some(n), d) = (get("kiln"), get("nginx"), get("direct")) else {
+            eprintln!("router-report: incomplete rounds for {t}");
+            all_met = false;
+            continue;
+        };
+        let ratio = k.rps / n.rps;
+        let met = ratio >= 0.9 && k.p50_ms < 5.0;
+        all_met &= met;
+        let cell = |r: &Run| format!("{:.0} {:.2}ms {:.2}ms", r.rps, r.p50_ms, r.p99_ms);
+        let direct = d.as_ref().map_or("-".to_string(), cell);
+        println!("{t:<16} {:>26} {:>26} {:>26} {:>7.2}x{}", cell(&k), cell(&n), direct, ratio, if met { "" } else { "  NOT met" });
+        for r in [&k, &n] {
+            if !r.errors.is_empty() {
+                println!("{:<16} ({}: {})", "", if std::ptr::eq(r, &k) { "Kiln" } else { "nginx" }, r.errors);
+            }
+        }
+        let md = |r: &Run| format!("{:.0} | {:.2} / {:.2} ms", r.rps, r.p50_ms, r.p99_ms);
+        table.push(format!("| {t} | {} | {} | {} | {ratio:.2}x |", md(&k), md(&n), d.as_ref().map_or("- | -".to_string(), md)));
+    }
+    println!("realistic dynos: {}", if all_met { "met" } else { "NOT met" });
+    println!();
+    println!("| app server | Kiln req/s | p50 / p99 | nginx req/s | p50 / p99 | direct req/s | p50 / p99 | Kiln / nginx |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    for row in table {
+        println!("{row}");
+    }
+    println!();
+    all_met
+}
+
 fn main() -> ExitCode {
     let Some(dir) = std::env::args().nth(1) else {
         eprintln!("usage: router-report DIR");
@@ -82,26 +159,10 @@ fn main() -> ExitCode {
     ];
     let mut runs = Vec::new();
     for (file, label) in setups {
-        let mut found: Vec<(u32, Run)> = Vec::new();
-        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let Some(round) = name.strip_prefix(file).and_then(|r| r.strip_prefix('.')).and_then(|r| r.strip_suffix(".txt")).and_then(|r| r.parse::<u32>().ok()) else { continue };
-            match std::fs::read_to_string(entry.path()).ok().and_then(|t| parse(label, &t)) {
-                Some(r) => found.push((round, r)),
-                None => eprintln!("router-report: no wrk result in {}", Path::new(&dir).join(&name).display()),
-            }
+        match median_run(&dir, file, label) {
+            Some(run) => runs.push((file, run)),
+            None => eprintln!("router-report: no rounds for {file}"),
         }
-        if found.is_empty() {
-            eprintln!("router-report: no rounds for {file}");
-            continue;
-        }
-        found.sort_by_key(|(round, _)| *round);
-        let rounds: Vec<f64> = found.iter().map(|(_, r)| r.rps).collect();
-        let mut by_rate: Vec<Run> = found.into_iter().map(|(_, r)| r).collect();
-        by_rate.sort_by(|a, b| a.rps.total_cmp(&b.rps));
-        let mut median = by_rate.swap_remove(by_rate.len() / 2);
-        median.rounds = rounds;
-        runs.push((file, median));
     }
     let get = |name: &str| runs.iter().find(|(f, _)| *f == name).map(|(_, r)| r);
 
@@ -133,6 +194,7 @@ fn main() -> ExitCode {
     }
     println!("targets: {}", if all_met { "met" } else { "NOT met" });
     println!();
+    realistic_dynos(&dir);
     println!("| setup | requests/s | p50 | p99 |");
     println!("|---|---:|---:|---:|");
     for (_, r) in &runs {

@@ -56,6 +56,7 @@ impl<S: Send + Sync> FromRequest<S> for Body {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let too_large = || ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "bad_request", "Request body is larger than 1 MB");
+        let json = req.headers().get(header::CONTENT_TYPE).is_some_and(|v| is_json(v.as_bytes()));
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             // axum stops reading at its own limit (2 MB); that is the same "too large" as ours.
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE { too_large() } else { ApiError::bad_request(format!("Could not read the request body: {e}")) }
@@ -66,12 +67,25 @@ impl<S: Send + Sync> FromRequest<S> for Body {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Body(Value::Object(Map::new())));
         }
+        // A form or a text body is not read as JSON just because it parses as JSON: the
+        // client said it was something else (`curl -d` sends a form), and a browser may
+        // send such a body across sites without asking first.
+        if !json {
+            return Err(ApiError::bad_request("Request body must be JSON: send it with Content-Type: application/json"));
+        }
         match serde_json::from_slice(&bytes) {
             Ok(v @ Value::Object(_)) => Ok(Body(v)),
             Ok(_) => Err(ApiError::bad_request("Request body must be a JSON object")),
             Err(e) => Err(ApiError::bad_request(format!("Request body is not valid JSON: {e}"))),
         }
     }
+}
+
+/// `application/json`, or a JSON-based type such as `application/vnd.heroku+json`, with any
+/// parameters (`; charset=utf-8`).
+fn is_json(content_type: &[u8]) -> bool {
+    let essence = content_type.split(|&b| b == b';').next().unwrap_or_default().trim_ascii().to_ascii_lowercase();
+    essence == b"application/json" || (essence.starts_with(b"application/") && essence.ends_with(b"+json"))
 }
 
 /// The request's `Range`, if any. A header that is not even text is malformed, not absent.

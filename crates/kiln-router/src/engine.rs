@@ -290,6 +290,7 @@ async fn write_response<IO: AsyncRead + AsyncWrite + Unpin>(c: &mut Conn<IO>, re
         drop(body);
         return flush(c, idle).await && keep_alive;
     }
+    let mut client_done = false;
     loop {
         // Take what the body has at once; only when it must wait does the gathered output
         // go out first, so a small response leaves in one write.
@@ -301,9 +302,12 @@ async fn write_response<IO: AsyncRead + AsyncWrite + Unpin>(c: &mut Conn<IO>, re
                 }
                 // While the dyno is quiet, a client that goes away must be noticed (H27), as
                 // hyper does by reading on: bytes it sends meanwhile (a pipelined request)
-                // are kept for later, a close ends the exchange.
+                // are kept for later, an error ends the exchange. An end of input is only
+                // the client closing its sending side: it still reads the response, after
+                // which the connection closes (a client that left altogether fails the
+                // writes, and the log line says H27).
                 loop {
-                    if c.buf.len() >= MAX_REQUEST_BUF {
+                    if c.buf.len() >= MAX_REQUEST_BUF || client_done {
                         break body.frame().await;
                     }
                     c.buf.reserve(1024);
@@ -311,8 +315,12 @@ async fn write_response<IO: AsyncRead + AsyncWrite + Unpin>(c: &mut Conn<IO>, re
                         biased;
                         frame = body.frame() => break frame,
                         read = c.io.read_buf(&mut c.buf) => match read {
-                            Ok(n) if n > 0 => {}
-                            _ => return false,
+                            Ok(0) => {
+                                client_done = true;
+                                keep_alive = false;
+                            }
+                            Ok(_) => {}
+                            Err(_) => return false,
                         },
                     }
                 }

@@ -227,8 +227,10 @@ pub(crate) enum Attempt {
 /// fields, which the engine writes beside the map and hyper's client finds in it.
 pub(crate) async fn dispatch(config: &RouterConfig, log: RequestLog, mut req: Request<ReqBody>, fwd: &Forwarded<'_>, client_upgrade: Option<OnUpgrade>) -> (Response<RouterBody>, Option<HeaderMap>) {
     let app = Arc::clone(&log.app);
-    if matches!(req.body(), ReqBody::Hyper(_)) {
+    if let ReqBody::Hyper(body) = req.body() {
+        let unknown_length = !hyper::body::Body::is_end_stream(body) && hyper::body::Body::size_hint(body).exact().is_none();
         fwd.insert_into(req.headers_mut());
+        to_http11(&mut req, unknown_length);
     }
     let mut tried = Tried::default();
     let mut last_failure = None;
@@ -236,11 +238,17 @@ pub(crate) async fn dispatch(config: &RouterConfig, log: RequestLog, mut req: Re
         tried.insert(i);
         let outstanding = app.backends[i].begin();
         let (parts, body) = req.into_parts();
+        // Until the attempt returns, the request is the dyno's: if the client's side drops
+        // this future meanwhile (it reset the connection or the HTTP/2 stream), the line
+        // says so (H27) instead of the request vanishing from the log.
+        let mut unanswered = Unanswered { log: &log, dyno: &outstanding.state().backend.dyno, started: Instant::now(), armed: true };
         let attempted = match body {
             ReqBody::Empty => crate::engine::attempt(config, outstanding.state(), Request::from_parts(parts, ()), fwd).await,
             // The hyper path's future is boxed (see `handle`): most requests take the engine's.
             ReqBody::Hyper(body) => Box::pin(attempt(config, outstanding.state(), log.client.as_ref(), Request::from_parts(parts, body))).await,
         };
+        unanswered.armed = false;
+        drop(unanswered);
         match attempted {
             Attempt::Answered { response, sender, connect, dispatched_at, request_headers } => {
                 return (respond(log, response, sender, outstanding, connect, dispatched_at, client_upgrade), request_headers);
@@ -269,6 +277,35 @@ pub(crate) async fn dispatch(config: &RouterConfig, log: RequestLog, mut req: Re
         bytes: Some(0),
     });
     (Box::pin(pages::error_page(f.code, &app, config)).await, None)
+}
+
+/// Makes a request hyper's HTTP/1 client will send whole. hyper frames a body by the
+/// request's version: one of unknown length from an HTTP/2 client (no `content-length`)
+/// would go out as HTTP/1.1 with no framing at all, which the dyno reads as no body, and
+/// for `GET`, `HEAD` and `CONNECT` hyper sends such a body only when `transfer-encoding`
+/// says it is chunked. The dyno always speaks HTTP/1.1 to the router.
+fn to_http11<B>(req: &mut Request<B>, unknown_length: bool) {
+    *req.version_mut() = http::Version::HTTP_11;
+    if unknown_length && !req.headers().contains_key(header::CONTENT_LENGTH) {
+        req.headers_mut().insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+    }
+}
+
+/// Logs H27 if dropped while armed: the client went away while a dyno had its request.
+struct Unanswered<'a> {
+    log: &'a RequestLog,
+    dyno: &'a str,
+    started: Instant,
+    armed: bool,
+}
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let code = if self.log.client.as_ref().is_some_and(ClientConn::went_idle) { HCode::H28 } else { HCode::H27 };
+            self.log.emit(&Outcome { code: Some(code), dyno: Some(self.dyno), connect: None, service: Some(self.started.elapsed()), status: Some(code.status().as_u16()), bytes: Some(0) });
+        }
+    }
 }
 
 /// One dyno: a pooled connection if one is alive, else a new one; then the request, with

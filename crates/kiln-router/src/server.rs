@@ -63,6 +63,11 @@ pub(crate) async fn serve_on(
     // reads a head; hyper's own limits are set just above them so they never bite first.
     http.timer(TokioTimer::new())
         .header_read_timeout(config.head_timeout)
+        // A client may close its sending side once its request is out (`shutdown(SHUT_WR)`,
+        // `curl --no-buffer` with stdin, many scripts): it still reads the answer. Without
+        // this hyper took the early FIN for a vanished client, dropped the request mid-way
+        // and wrote no log line, while the dyno went on with it.
+        .half_close(true)
         .max_headers(crate::head::MAX_HEADERS + 1)
         .max_buf_size(crate::head::MAX_HEAD + 64 * 1024);
     let listener_info = if tls.is_some() { crate::tls::listener_info(local.port()) } else { ListenerInfo::http(local.port()) };

@@ -750,3 +750,77 @@ async fn raw_utf8_paths_are_not_refused_by_the_guard() {
     let (out, _) = exchange(router.addr, "GET /caf\u{e9} HTTP/1.1\r\nHost: foo.localhost\r\nConnection: close\r\n\r\n".as_bytes()).await;
     assert_eq!(statuses(&out), [200], "{out}");
 }
+
+// ---------------------------------------------------------------------------------------
+// Half-closed clients
+// ---------------------------------------------------------------------------------------
+
+/// A dyno that reads a whole request (length or chunked body), takes its time, then answers
+/// with what it read, in two pieces with a pause between.
+async fn slow_answering_dyno() -> SocketAddr {
+    raw_dyno(|stream| async move {
+        let service = service_fn(|req: Request<Incoming>| async move {
+            let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let (mut tx, rx) = http_body_util::channel::Channel::<Bytes>::new(2);
+            tokio::spawn(async move {
+                let _ = tx.send_data(Bytes::from(format!("got {} bytes;", body.len()))).await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let _ = tx.send_data(Bytes::from_static(b" done")).await;
+            });
+            Ok::<_, Infallible>(Response::new(rx))
+        });
+        let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+    })
+    .await
+}
+
+/// A client that closes its sending side once its request is out still gets the whole
+/// response, and the request its log line: with a length body, a chunked body (both on hyper's
+/// path) and none (the engine's), on a dyno that answers late and in pieces.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_closed_clients_get_their_response() {
+    let router = Router::start().await;
+    let dyno = slow_answering_dyno().await;
+    let id = router.app("foo", &[dyno]);
+    let requests = [
+        ("length", "POST /length HTTP/1.1\r\nHost: foo.localhost\r\nContent-Length: 5\r\n\r\nhello", 5),
+        ("chunked", "POST /chunked HTTP/1.1\r\nHost: foo.localhost\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n", 11),
+        ("none", "GET /none HTTP/1.1\r\nHost: foo.localhost\r\n\r\n", 0),
+    ];
+    for (what, request, received) in requests {
+        let mut stream = TcpStream::connect(router.addr).await.unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        stream.shutdown().await.unwrap();
+        let (out, closed) = read_until_closed(&mut stream, Duration::from_secs(10)).await;
+        assert_eq!(statuses(&out), [200], "{what}: {out}");
+        assert!(out.contains(&format!("got {received} bytes;")) && out.contains(" done"), "{what}: the whole body: {out:?}");
+        assert!(closed, "{what}: the connection closes after the response");
+        let line = router.logs.wait_for(&id, &format!("path=\"/{what}\"")).await;
+        assert!(line.message.starts_with("at=info method=") && line.message.contains(" status=200 "), "{what}: {}", line.message);
+    }
+}
+
+/// A client that goes away altogether (a reset) while the dyno has its request leaves an
+/// H27 line, on hyper's path and the engine's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_reset_are_logged_h27() {
+    let router = Router::start().await;
+    let dyno = slow_answering_dyno().await;
+    let id = router.app("foo", &[dyno]);
+    for request in ["POST /gone-post HTTP/1.1\r\nHost: foo.localhost\r\nContent-Length: 5\r\n\r\nhello", "GET /gone-get HTTP/1.1\r\nHost: foo.localhost\r\n\r\n"] {
+        let stream = TcpStream::connect(router.addr).await.unwrap();
+        let mut stream = stream;
+        stream.write_all(request.as_bytes()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Closing with linger 0 sends a reset (and cannot block: nothing is unsent).
+        #[allow(deprecated)]
+        stream.set_linger(Some(Duration::ZERO)).unwrap();
+        drop(stream);
+    }
+    for path in ["/gone-post", "/gone-get"] {
+        let line = router.logs.wait_for(&id, &format!("path=\"{path}\"")).await;
+        assert!(line.message.starts_with("sock=client at=warning code=H27 desc=\"Client Request Interrupted\""), "{}", line.message);
+        assert!(line.message.contains(" dyno=web.1 ") && line.message.contains(" status=499 "), "{}", line.message);
+    }
+}

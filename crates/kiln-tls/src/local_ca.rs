@@ -26,11 +26,13 @@ use time::{Duration, OffsetDateTime};
 
 /// The CA lives long; what clients see of it is one file they trust once.
 const CA_VALIDITY_DAYS: i64 = 3650;
-/// Apple platforms refuse TLS server certificates valid for longer than 825 days, even
-/// under a CA a person chose to trust.
-const LEAF_VALIDITY_DAYS: i64 = 825;
-/// A CA this close to expiry is replaced at start.
-const RENEW_BEFORE_DAYS: i64 = 30;
+/// Browsers and Apple's platforms refuse TLS server certificates issued since September 2020
+/// with a validity over 398 days, even under a CA a person chose to trust; a day less leaves
+/// room for the day of slack in `not_before`.
+pub(crate) const LEAF_VALIDITY_DAYS: i64 = 397;
+/// A CA this close to expiry is replaced at start; a leaf this close to expiry is signed
+/// again by the resolver on the next handshake that would present it.
+pub(crate) const RENEW_BEFORE_DAYS: i64 = 30;
 
 /// The local CA and the default certificate it signed.
 pub struct LocalCa {
@@ -85,12 +87,13 @@ impl LocalCa {
             .key_provider
             .load_private_key(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())))
             .map_err(|e| TlsError::Generate(e.to_string()))?;
-        // `*.localhost` would be refused by clients, and a name-constrained chain with a
-        // malformed name in it is refused whole; such domains get per-name certificates.
-        let default_names = if domain.contains('.') { vec![format!("*.{domain}"), domain.clone()] } else { vec![domain.clone()] };
-        let default_pem = sign_leaf(&issuer, &leaf_key, default_names)?;
-        let default = Certificate::from_pem(&default_pem, &leaf_key.serialize_pem())?;
+        let default = sign_default(&issuer, &leaf_key, &domain, OffsetDateTime::now_utc())?;
         Ok(LocalCa { domain, ca_cert_path, ca_key_path, generated, ca_der, issuer, leaf_key, leaf_signer, default })
+    }
+
+    /// A new default certificate, valid from `now` (unix seconds): the resolver renews with it.
+    pub(crate) fn sign_default_at(&self, now: i64) -> Result<Certificate, TlsError> {
+        sign_default(&self.issuer, &self.leaf_key, &self.domain, at(now)?)
     }
 
     /// The domain its certificates are for, normalized.
@@ -122,10 +125,15 @@ impl LocalCa {
 
     /// Signs a certificate naming exactly `hostname` (which must be in the domain).
     pub fn issue(&self, hostname: &str) -> Result<Arc<CertifiedKey>, TlsError> {
+        self.issue_at(hostname, OffsetDateTime::now_utc().unix_timestamp())
+    }
+
+    /// [`issue`](Self::issue), valid from `now` (unix seconds).
+    pub(crate) fn issue_at(&self, hostname: &str, now: i64) -> Result<Arc<CertifiedKey>, TlsError> {
         if !self.in_domain(hostname) {
             return Err(TlsError::Config(format!("{hostname} is outside {}", self.domain)));
         }
-        let pem = sign_leaf(&self.issuer, &self.leaf_key, vec![hostname.to_string()])?;
+        let pem = sign_leaf(&self.issuer, &self.leaf_key, vec![hostname.to_string()], at(now)?)?;
         let der = rustls::pki_types::pem::PemObject::from_pem_slice(pem.as_bytes()).map_err(|e| TlsError::Generate(format!("{e:?}")))?;
         Ok(Arc::new(CertifiedKey::new(vec![der], Arc::clone(&self.leaf_signer))))
     }
@@ -172,15 +180,26 @@ fn generate_ca(domain: &str) -> Result<(String, rcgen::KeyPair), TlsError> {
     Ok((cert.pem(), key))
 }
 
-/// A server certificate for `names` signed by the CA, in PEM.
-fn sign_leaf(issuer: &rcgen::Issuer<'_, rcgen::KeyPair>, key: &rcgen::KeyPair, names: Vec<String>) -> Result<String, TlsError> {
+/// The certificate for `*.<domain>` and `<domain>`. `*.localhost` would be refused by
+/// clients, and a name-constrained chain with a malformed name in it is refused whole; such
+/// domains get per-name certificates (see [`LocalCa::issue`]) and this one names the domain.
+fn sign_default(issuer: &rcgen::Issuer<'_, rcgen::KeyPair>, key: &rcgen::KeyPair, domain: &str, now: OffsetDateTime) -> Result<Certificate, TlsError> {
+    let names = if domain.contains('.') { vec![format!("*.{domain}"), domain.to_string()] } else { vec![domain.to_string()] };
+    Certificate::from_pem(&sign_leaf(issuer, key, names, now)?, &key.serialize_pem())
+}
+
+fn at(unix_seconds: i64) -> Result<OffsetDateTime, TlsError> {
+    OffsetDateTime::from_unix_timestamp(unix_seconds).map_err(|e| TlsError::Generate(format!("time {unix_seconds}: {e}")))
+}
+
+/// A server certificate for `names` signed by the CA, in PEM, valid from `now`.
+fn sign_leaf(issuer: &rcgen::Issuer<'_, rcgen::KeyPair>, key: &rcgen::KeyPair, names: Vec<String>, now: OffsetDateTime) -> Result<String, TlsError> {
     let err = |e: rcgen::Error| TlsError::Generate(e.to_string());
     let mut params = rcgen::CertificateParams::new(names.clone()).map_err(err)?;
     let mut dn = rcgen::DistinguishedName::new();
     dn.push(rcgen::DnType::OrganizationName, "Kiln");
     dn.push(rcgen::DnType::CommonName, names.first().cloned().unwrap_or_default());
     params.distinguished_name = dn;
-    let now = OffsetDateTime::now_utc();
     // A day of slack for clocks that run behind.
     params.not_before = now - Duration::days(1);
     params.not_after = now + Duration::days(LEAF_VALIDITY_DAYS);
@@ -242,6 +261,8 @@ mod tests {
         assert!(!default.info.self_signed);
         let days = (default.info.expires_at.unix_seconds() - Timestamp::now().unix_seconds()) / 86_400;
         assert!((LEAF_VALIDITY_DAYS - 1..=LEAF_VALIDITY_DAYS).contains(&days), "{days}");
+        let lifetime = default.info.expires_at.unix_seconds() - default.info.starts_at.unix_seconds();
+        assert!(lifetime <= 398 * 86_400, "browsers and Apple refuse leaves valid for over 398 days: {lifetime} s");
         assert_eq!(std::fs::metadata(&first.ca_key_path).unwrap().permissions().mode() & 0o777, 0o600);
         assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
         assert!(first.wildcard_usable());
@@ -282,7 +303,7 @@ mod tests {
         let base = temp_dir();
         let ca = LocalCa::load_or_create(&base, "apps.example.com").unwrap();
         // A leaf for another name, signed by the same CA key, as a thief of ca.key would.
-        let rogue = sign_leaf(&ca.issuer, &ca.leaf_key, vec!["bank.example.org".into()]).unwrap();
+        let rogue = sign_leaf(&ca.issuer, &ca.leaf_key, vec!["bank.example.org".into()], OffsetDateTime::now_utc()).unwrap();
         let rogue: CertificateDer<'static> = rustls::pki_types::pem::PemObject::from_pem_slice(rogue.as_bytes()).unwrap();
         let err = verify(ca.ca_der(), &[rogue], "bank.example.org").unwrap_err();
         assert!(format!("{err:?}").contains("NameConstraint") || format!("{err:?}").contains("NotValidForName"), "{err:?}");

@@ -14,7 +14,12 @@
 //!
 //! Uploaded certificates are published by the platform from the store; the route table
 //! says which app owns a hostname. A handshake takes read locks and clones `Arc`s.
+//!
+//! The local CA's leaves are valid for 397 days (the most clients accept); a server that
+//! runs that long must not start serving expired ones, so a leaf within 30 days of its expiry
+//! is signed again on the next handshake that would present it.
 
+use crate::local_ca::{LEAF_VALIDITY_DAYS, RENEW_BEFORE_DAYS};
 use crate::material::hostname_matches;
 use crate::{Certificate, LocalCa};
 use kiln_model::Timestamp;
@@ -36,10 +41,27 @@ pub trait HostOwner: Send + Sync {
 /// The SNI certificate resolver of the HTTPS listener.
 pub struct SniResolver {
     ca: Arc<LocalCa>,
-    default: Arc<CertifiedKey>,
+    default: RwLock<Signed>,
     owners: Arc<dyn HostOwner>,
     by_app: RwLock<HashMap<String, Arc<[Certificate]>>>,
-    signed: RwLock<HashMap<String, Arc<CertifiedKey>>>,
+    signed: RwLock<HashMap<String, Signed>>,
+}
+
+/// A leaf from the local CA, and when (unix seconds) to sign it again.
+#[derive(Clone)]
+struct Signed {
+    key: Arc<CertifiedKey>,
+    renew_at: i64,
+}
+
+impl Signed {
+    fn from_certificate(c: &Certificate) -> Signed {
+        Signed { key: Arc::clone(c.certified_key()), renew_at: renew_at(c.info.expires_at.unix_seconds()) }
+    }
+}
+
+fn renew_at(expires_at: i64) -> i64 {
+    expires_at - RENEW_BEFORE_DAYS * 86_400
 }
 
 impl std::fmt::Debug for SniResolver {
@@ -51,7 +73,7 @@ impl std::fmt::Debug for SniResolver {
 impl SniResolver {
     /// A resolver serving the local CA's certificates unless an app's own certificate fits.
     pub fn new(ca: Arc<LocalCa>, owners: Arc<dyn HostOwner>) -> Arc<SniResolver> {
-        let default = Arc::clone(ca.default_certificate().certified_key());
+        let default = RwLock::new(Signed::from_certificate(ca.default_certificate()));
         Arc::new(SniResolver { ca, default, owners, by_app: RwLock::new(HashMap::new()), signed: RwLock::new(HashMap::new()) })
     }
 
@@ -73,10 +95,33 @@ impl SniResolver {
     /// The certificate a handshake naming `server_name` gets (`None`: no SNI, as with an
     /// IP address).
     pub fn select(&self, server_name: Option<&str>) -> Arc<CertifiedKey> {
-        server_name.and_then(|name| self.for_name(name)).unwrap_or_else(|| Arc::clone(&self.default))
+        self.select_at(server_name, Timestamp::now().unix_seconds())
     }
 
-    fn for_name(&self, name: &str) -> Option<Arc<CertifiedKey>> {
+    /// [`select`](Self::select) at time `now` (unix seconds).
+    fn select_at(&self, server_name: Option<&str>, now: i64) -> Arc<CertifiedKey> {
+        server_name.and_then(|name| self.for_name(name, now)).unwrap_or_else(|| self.default_at(now))
+    }
+
+    /// The local CA's default certificate, signed again once it nears its expiry.
+    fn default_at(&self, now: i64) -> Arc<CertifiedKey> {
+        let current = self.default.read().unwrap_or_else(PoisonError::into_inner).clone();
+        if now < current.renew_at {
+            return current.key;
+        }
+        let mut default = self.default.write().unwrap_or_else(PoisonError::into_inner);
+        if now >= default.renew_at {
+            match self.ca.sign_default_at(now) {
+                Ok(c) => *default = Signed::from_certificate(&c),
+                // Serving the old one until it expires beats serving none; the next
+                // handshake tries again.
+                Err(e) => tracing::warn!(error = %e, "renewing the default certificate failed"),
+            }
+        }
+        Arc::clone(&default.key)
+    }
+
+    fn for_name(&self, name: &str, now: i64) -> Option<Arc<CertifiedKey>> {
         let name = name.trim_end_matches('.').to_ascii_lowercase();
         let app_id = self.owners.owner_of(&name)?;
         if let Some(uploaded) = self.uploaded(&app_id, &name) {
@@ -85,21 +130,26 @@ impl SniResolver {
         if self.ca.wildcard_usable() || !self.ca.in_domain(&name) || name == self.ca.domain() {
             return None;
         }
-        if let Some(signed) = self.signed.read().unwrap_or_else(PoisonError::into_inner).get(&name) {
-            return Some(Arc::clone(signed));
+        if let Some(signed) = self.signed.read().unwrap_or_else(PoisonError::into_inner).get(&name).filter(|s| now < s.renew_at) {
+            return Some(Arc::clone(&signed.key));
         }
-        let signed = match self.ca.issue(&name) {
+        let key = match self.ca.issue_at(&name, now) {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(hostname = name, error = %e, "signing a certificate failed; serving the default one");
                 return None;
             }
         };
+        let signed = Signed { key, renew_at: renew_at(now + LEAF_VALIDITY_DAYS * 86_400) };
         let mut cache = self.signed.write().unwrap_or_else(PoisonError::into_inner);
         if cache.len() >= MAX_SIGNED {
             cache.clear();
         }
-        Some(Arc::clone(cache.entry(name).or_insert(signed)))
+        let entry = cache.entry(name).or_insert_with(|| signed.clone());
+        if now >= entry.renew_at {
+            *entry = signed;
+        }
+        Some(Arc::clone(&entry.key))
     }
 
     fn uploaded(&self, app_id: &str, name: &str) -> Option<Arc<CertifiedKey>> {
@@ -194,5 +244,37 @@ mod tests {
         r.set_app_certificates("app1", vec![uploaded.clone()]);
         assert!(same(&r.select(Some("foo.localhost")), &uploaded), "an upload beats the local CA");
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    fn not_after(key: &CertifiedKey) -> i64 {
+        x509_parser::parse_x509_certificate(&key.cert[0]).unwrap().1.validity().not_after.timestamp()
+    }
+
+    #[test]
+    fn leaves_are_signed_again_before_they_expire() {
+        for domain in ["localhost", "apps.test"] {
+            let (ca, dir) = local_ca(domain);
+            let r = SniResolver::new(ca, Arc::new(Owners(vec![("foo.localhost", "app1")])));
+            let now = Timestamp::now().unix_seconds();
+            let (named, default) = (r.select_at(Some("foo.localhost"), now), r.select_at(None, now));
+            for key in [&named, &default] {
+                assert!(not_after(key) <= now + 398 * 86_400, "{domain}: valid for at most 398 days");
+            }
+            // A day before the renewal window: still the same certificates.
+            let soon = not_after(&default) - (RENEW_BEFORE_DAYS + 1) * 86_400;
+            assert!(Arc::ptr_eq(&default, &r.select_at(None, soon)), "{domain}");
+            assert!(Arc::ptr_eq(&named, &r.select_at(Some("foo.localhost"), soon)) || domain != "localhost");
+            // Inside it: signed again, once.
+            let late = not_after(&default) - (RENEW_BEFORE_DAYS - 1) * 86_400;
+            let renewed = r.select_at(None, late);
+            assert!(!Arc::ptr_eq(&default, &renewed), "{domain}: the default certificate is renewed");
+            assert!(Arc::ptr_eq(&renewed, &r.select_at(None, late)), "{domain}: and kept");
+            if domain == "localhost" {
+                let named_again = r.select_at(Some("foo.localhost"), late);
+                assert!(!Arc::ptr_eq(&named, &named_again), "the per-name certificate is renewed");
+                assert!(Arc::ptr_eq(&named_again, &r.select_at(Some("foo.localhost"), late)));
+            }
+            std::fs::remove_dir_all(dir).unwrap();
+        }
     }
 }

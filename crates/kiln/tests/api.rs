@@ -770,6 +770,22 @@ fn bad_input_gets_clear_errors_and_changes_nothing() {
         let r = send_raw(&s, req.as_bytes());
         assert_error_shape(&r, &[413], &format!("3 MB body to {method} {path}"));
     }
+    // A JSON body sent as something else is refused, whatever it says (`curl -d` sends a form).
+    for content_type in [None, Some("application/x-www-form-urlencoded"), Some("text/plain"), Some("multipart/form-data; boundary=x"), Some("application/jsonp"), Some("text/json")] {
+        let body = r#"{"name":"formapp"}"#;
+        let header = content_type.map(|t| format!("Content-Type: {t}\r\n")).unwrap_or_default();
+        let req = format!("POST /apps HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nAuthorization: Bearer {}\r\n{header}Content-Length: {}\r\n\r\n{body}", s.key, body.len());
+        let r = send_raw(&s, req.as_bytes());
+        let v = assert_error(&r, &[400], "bad_request", &format!("Content-Type {content_type:?}"));
+        assert!(v["message"].as_str().unwrap_or_default().contains("Content-Type: application/json"), "{v}");
+    }
+    // JSON types with parameters, and Heroku's own, are read as JSON (this name is then refused).
+    for content_type in ["application/json; charset=utf-8", "Application/JSON", "application/vnd.heroku+json; version=3"] {
+        let body = r#"{"name":"ab"}"#;
+        let req = format!("POST /apps HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nAuthorization: Bearer {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}", s.key, body.len());
+        assert_error(&send_raw(&s, req.as_bytes()), &[422], "invalid_params", &format!("Content-Type {content_type}"));
+    }
+    assert_eq!(s.api("GET", "/apps/formapp", None).status, 404, "no app was created from a form");
     changed("malformed bodies");
 
     // --- config vars ---

@@ -254,3 +254,37 @@ pub fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
     samples[samples.len() / 2]
 }
+
+/// FNV-1a over some bytes, continued from `hash` (start with [`FNV_START`]): enough to tell
+/// that a body arrived byte for byte, without another dependency.
+pub fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
+    for &b in bytes {
+        hash = (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
+}
+
+pub const FNV_START: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// A dyno that reads each request's body as it streams and answers
+/// `len=<n> fnv=<hash> te=<transfer-encoding> cl=<content-length>`.
+pub async fn hashing_dyno() -> SocketAddr {
+    raw_dyno(|stream| async move {
+        let service = service_fn(|req: Request<Incoming>| async move {
+            let header = |name: &str| req.headers().get(name).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()).unwrap_or_else(|| "-".into());
+            let (te, cl) = (header("transfer-encoding"), header("content-length"));
+            let mut body = req.into_body();
+            let (mut len, mut hash) = (0usize, FNV_START);
+            while let Some(frame) = body.frame().await {
+                let Ok(frame) = frame else { break };
+                if let Ok(data) = frame.into_data() {
+                    len += data.len();
+                    hash = fnv1a(hash, &data);
+                }
+            }
+            Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from(format!("len={len} fnv={hash:x} te={te} cl={cl}")))))
+        });
+        let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+    })
+    .await
+}
