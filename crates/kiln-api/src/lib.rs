@@ -16,7 +16,10 @@ pub mod json;
 mod logs;
 pub mod range;
 mod run;
+mod serve;
 mod sni;
+
+pub use serve::{ServeConfig, serve};
 
 use axum::Router;
 use axum::extract::Request;

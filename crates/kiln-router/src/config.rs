@@ -39,6 +39,10 @@ pub struct RouterConfig {
     pub workers: usize,
     /// gzip of compressible responses (on; 1 KiB minimum; level 1 while streaming).
     pub compression: crate::compress::CompressionConfig,
+    /// Client connections held open at once, in all and per client address; past either,
+    /// a new connection is closed unread (see `kiln_net::Gate`). Each listener (HTTP, HTTPS)
+    /// counts its own.
+    pub connections: kiln_net::ConnLimits,
 }
 
 impl Default for RouterConfig {
@@ -55,6 +59,7 @@ impl Default for RouterConfig {
             cache: crate::cache::CacheConfig::default(),
             compression: crate::compress::CompressionConfig::default(),
             workers: 0,
+            connections: kiln_net::ConnLimits { total: 10_000, per_ip: 1_000 },
         }
     }
 }

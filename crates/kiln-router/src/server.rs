@@ -23,7 +23,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -74,7 +73,9 @@ pub(crate) async fn serve_on(
     let shared = Arc::new(Shared { table, logs, config, listener: listener_info, stopping: Arc::new(AtomicBool::new(false)) });
     tracing::info!(%local, tls = tls.is_some(), "router listening");
 
-    let workers = crate::workers::Workers::start(shared.config.workers, if tls.is_some() { "kiln-router-tls" } else { "kiln-router" })?;
+    let name = if tls.is_some() { "kiln-router-tls" } else { "kiln-router" };
+    let workers = crate::workers::Workers::start(shared.config.workers, name)?;
+    let gate = kiln_net::Gate::new(if tls.is_some() { "router (HTTPS)" } else { "router" }, shared.config.connections);
     let http = Arc::new(http);
     let tls = tls.map(Arc::new);
 
@@ -87,36 +88,31 @@ pub(crate) async fn serve_on(
     loop {
         tokio::select! {
             () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    // The connection moves to a worker's runtime (see `crate::workers`).
-                    let stream = match stream.into_std() {
+            (stream, peer, permit) = kiln_net::accept(&listener, &gate) => {
+                // The connection moves to a worker's runtime (see `crate::workers`).
+                let stream = match stream.into_std() {
+                    Ok(stream) => stream,
+                    Err(e) => {
+                        tracing::warn!(%peer, error = %e, "handing a connection to a worker failed");
+                        continue;
+                    }
+                };
+                let (http, shared, tls, stop) = (Arc::clone(&http), Arc::clone(&shared), tls.clone(), stop_rx.clone());
+                workers.run(move || {
+                    let stream = match tokio::net::TcpStream::from_std(stream) {
                         Ok(stream) => stream,
-                        Err(e) => {
-                            tracing::warn!(%peer, error = %e, "handing a connection to a worker failed");
-                            continue;
-                        }
+                        Err(e) => return tracing::warn!(%peer, error = %e, "registering a connection on a worker failed"),
                     };
-                    let (http, shared, tls, stop) = (Arc::clone(&http), Arc::clone(&shared), tls.clone(), stop_rx.clone());
-                    workers.run(move || {
-                        let stream = match tokio::net::TcpStream::from_std(stream) {
-                            Ok(stream) => stream,
-                            Err(e) => return tracing::warn!(%peer, error = %e, "registering a connection on a worker failed"),
-                        };
-                        // Responses are written in few, full writes; Nagle would only delay them.
-                        let _ = stream.set_nodelay(true);
-                        match tls.as_deref() {
-                            None => crate::engine::spawn_connection(stream, peer, http, shared, stop),
-                            Some(acceptor) => crate::tls::spawn_connection(stream, peer, acceptor, &http, &shared, stop),
-                        }
-                    });
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "accepting a connection failed");
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
+                    // Responses are written in few, full writes; Nagle would only delay them.
+                    let _ = stream.set_nodelay(true);
+                    // The connection's place under the listener's caps goes with its socket.
+                    let stream = kiln_net::Admitted::new(stream, permit);
+                    match tls.as_deref() {
+                        None => crate::engine::spawn_connection(stream, peer, http, shared, stop),
+                        Some(acceptor) => crate::tls::spawn_connection(stream, peer, acceptor, &http, &shared, stop),
+                    }
+                });
+            }
         }
     }
     drop(listener);
@@ -229,6 +225,7 @@ pub(crate) fn client_ip_header(ip: IpAddr) -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     /// A connection's first wait for shutdown may come when its task has spent tokio's
     /// budget (a hyper connection that just read a fast upload): it must still be woken.

@@ -36,6 +36,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+
+/// A client's connection as accepted: its socket, holding its place under the listener's caps.
+pub(crate) type Client = kiln_net::Admitted<TcpStream>;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
@@ -78,7 +81,7 @@ impl kiln_tls::HostOwner for RouteTable {
 
 /// Handshakes on its own task, then serves the connection with the protocol negotiated.
 pub(crate) fn spawn_connection(
-    stream: TcpStream,
+    stream: Client,
     peer: SocketAddr,
     acceptor: &TlsAcceptor,
     http: &http1::Builder,
@@ -116,9 +119,9 @@ pub(crate) fn spawn_connection(
 
 /// The TLS handshake, after a look at the first byte: `Ok(None)` for a connection that was
 /// not TLS (and has been answered or closed).
-async fn handshake(stream: TcpStream, acceptor: &TlsAcceptor) -> io::Result<Option<tokio_rustls::server::TlsStream<TcpStream>>> {
+async fn handshake(stream: Client, acceptor: &TlsAcceptor) -> io::Result<Option<tokio_rustls::server::TlsStream<Client>>> {
     let mut first = [0u8; 1];
-    if stream.peek(&mut first).await? == 0 {
+    if stream.get_ref().peek(&mut first).await? == 0 {
         return Ok(None);
     }
     // 0x16 starts every TLS handshake record (a ClientHello included).
@@ -133,7 +136,7 @@ async fn handshake(stream: TcpStream, acceptor: &TlsAcceptor) -> io::Result<Opti
 
 /// Reads what the client sent (so closing does not reset the connection under its
 /// response), answers 400 and closes.
-async fn answer_plain_http(mut stream: TcpStream) {
+async fn answer_plain_http(mut stream: Client) {
     let mut buf = vec![0u8; 8192];
     let _ = stream.read(&mut buf).await;
     if stream.write_all(PLAIN_HTTP_ANSWER).await.is_ok() {
@@ -148,7 +151,7 @@ async fn answer_plain_http(mut stream: TcpStream) {
 
 /// Serves an HTTP/2 connection until the client closes it, it sits idle for the router's
 /// idle timeout, or the router shuts down (GOAWAY, letting open streams finish).
-async fn serve_h2(io: tokio_rustls::server::TlsStream<TcpStream>, peer: SocketAddr, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+async fn serve_h2(io: tokio_rustls::server::TlsStream<Client>, peer: SocketAddr, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let idle_timeout = shared.config.idle_timeout;
     let started = Instant::now();
     // Milliseconds after `started` when the last request arrived.

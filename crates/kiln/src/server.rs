@@ -69,13 +69,84 @@ struct Args {
     /// 15% (Heroku: daily).
     #[arg(long, env = "KILN_CYCLE_INTERVAL", default_value_t = 86400)]
     cycle_interval: u64,
+    /// Connections the API and git listener holds open at once; past it, new ones are
+    /// closed unread. Lowered at start if the open-files limit cannot hold it.
+    #[arg(long, env = "KILN_API_MAX_CONNECTIONS", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..))]
+    api_max_connections: u64,
+    /// Of those, how many one client address may hold (an IPv6 /64 counts as one); 0: no cap.
+    #[arg(long, env = "KILN_API_MAX_CONNECTIONS_PER_IP", default_value_t = 100)]
+    api_max_connections_per_ip: u64,
+    /// Seconds a client has to send a whole request head to the API; also how long an idle
+    /// keep-alive connection stays open.
+    #[arg(long, env = "KILN_API_HEAD_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    api_head_timeout: u64,
+    /// Seconds an API request body (a `git push` included) or response may make no progress.
+    #[arg(long, env = "KILN_API_IDLE_TIMEOUT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    api_idle_timeout: u64,
+    /// Client connections each router listener (HTTP, and HTTPS if on) holds open at once.
+    /// Lowered at start if the open-files limit cannot hold it.
+    #[arg(long, env = "KILN_ROUTER_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    router_max_connections: u64,
+    /// Of those, how many one client address may hold; 0: no cap (behind a load balancer
+    /// that is the only client, raise it or turn it off).
+    #[arg(long, env = "KILN_ROUTER_MAX_CONNECTIONS_PER_IP", default_value_t = 1_000)]
+    router_max_connections_per_ip: u64,
+    /// Seconds a client has to send a whole request head to the router; also how long an
+    /// idle keep-alive connection stays open.
+    #[arg(long, env = "KILN_ROUTER_HEAD_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    router_head_timeout: u64,
+    /// Heroku's rolling idle window, in seconds: a dyno silent this long mid-response is
+    /// H15, a client that stops sending or reading this long is H28.
+    #[arg(long, env = "KILN_ROUTER_IDLE_TIMEOUT", default_value_t = 55, value_parser = clap::value_parser!(u64).range(1..))]
+    router_idle_timeout: u64,
     #[command(flatten)]
     acme: crate::acme::AcmeArgs,
 }
 
+/// Connection caps for each listener that fit the open-files limit, which is first raised
+/// as far as allowed; says so when a cap had to be lowered. Returns (API, router).
+fn connection_limits(args: &Args) -> (kiln_net::ConnLimits, kiln_net::ConnLimits) {
+    let limits = match kiln_net::nofile::raise() {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read or raise the open-files limit; assuming 1024");
+            kiln_net::nofile::Limits { soft: 1024, hard: 1024 }
+        }
+    };
+    let size = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+    // A router connection holds a dyno connection too; HTTPS counts apart from HTTP.
+    let mut wants = vec![
+        kiln_net::nofile::Want { wanted: size(args.api_max_connections), fds_per_connection: 1 },
+        kiln_net::nofile::Want { wanted: size(args.router_max_connections), fds_per_connection: 2 },
+    ];
+    if args.router_tls_listen.is_some() {
+        wants.push(kiln_net::nofile::Want { wanted: size(args.router_max_connections), fds_per_connection: 2 });
+    }
+    let budget = kiln_net::nofile::budgets(limits.soft, &wants);
+    if budget.lowered {
+        tracing::warn!(
+            open_files = limits.soft,
+            api = budget.caps[0],
+            router = budget.caps[1],
+            "the open-files limit is low for the configured connection caps, which are lowered to fit it (raise it with `ulimit -n` or systemd's LimitNOFILE=)"
+        );
+    }
+    let per_ip = |n: u64, total: usize| size(n).min(total);
+    let api = kiln_net::ConnLimits { total: budget.caps[0], per_ip: per_ip(args.api_max_connections_per_ip, budget.caps[0]) };
+    let router = kiln_net::ConnLimits { total: budget.caps[1], per_ip: per_ip(args.router_max_connections_per_ip, budget.caps[1]) };
+    (api, router)
+}
+
 /// The router's settings from the command line; the rest are Heroku's defaults.
-fn router_config(args: &Args) -> kiln_router::RouterConfig {
-    let mut config = kiln_router::RouterConfig { domain: args.domain.clone(), workers: args.router_workers, ..Default::default() };
+fn router_config(args: &Args, connections: kiln_net::ConnLimits) -> kiln_router::RouterConfig {
+    let mut config = kiln_router::RouterConfig {
+        domain: args.domain.clone(),
+        workers: args.router_workers,
+        connections,
+        head_timeout: Duration::from_secs(args.router_head_timeout),
+        idle_timeout: Duration::from_secs(args.router_idle_timeout),
+        ..Default::default()
+    };
     config.cache.max_bytes = args.router_cache_mb.saturating_mul(1024 * 1024);
     config
 }
@@ -141,6 +212,7 @@ fn ensure_admin(store: &dyn Store, data_dir: &Path) -> Result<PathBuf> {
 }
 
 async fn run(args: Args) -> Result<()> {
+    let (api_connections, router_connections) = connection_limits(&args);
     let data_dir = &args.data_dir;
     std::fs::create_dir_all(data_dir).with_context(|| format!("creating the data directory {}", data_dir.display()))?;
     {
@@ -219,12 +291,14 @@ async fn run(args: Args) -> Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let app = kiln_api::router(platform.clone(), kiln_git::router(git));
     let mut api_stop = stop_rx.clone();
-    let api_task = tokio::spawn(async move {
-        axum::serve(api_listener, app).with_graceful_shutdown(async move {
-            let _ = api_stop.wait_for(|s| *s).await;
-        })
-        .await
-    });
+    let api_config = kiln_api::ServeConfig {
+        connections: api_connections,
+        head_timeout: Duration::from_secs(args.api_head_timeout),
+        idle_timeout: Duration::from_secs(args.api_idle_timeout),
+    };
+    let api_task = tokio::spawn(kiln_api::serve(api_listener, app, api_config, async move {
+        let _ = api_stop.wait_for(|s| *s).await;
+    }));
     // HTTPS: the same routes and logs as the plain router, its own listener.
     let tls_task = match tls_listener {
         Some(listener) => {
@@ -235,7 +309,7 @@ async fn run(args: Args) -> Result<()> {
             let tls_config = kiln_tls::server_config(resolver).context("configuring TLS")?;
             let addr = listener.local_addr()?;
             let mut tls_stop = stop_rx.clone();
-            let config = router_config(&args);
+            let config = router_config(&args, router_connections);
             let task = tokio::spawn(kiln_router::serve_tls(listener, routes.clone(), sink.clone(), config, tls_config, async move {
                 let _ = tls_stop.wait_for(|s| *s).await;
             }));
@@ -244,7 +318,7 @@ async fn run(args: Args) -> Result<()> {
         None => None,
     };
     let mut router_stop = stop_rx.clone();
-    let router_task = tokio::spawn(kiln_router::serve(router_listener, routes, sink, router_config(&args), async move {
+    let router_task = tokio::spawn(kiln_router::serve(router_listener, routes, sink, router_config(&args, router_connections), async move {
         let _ = router_stop.wait_for(|s| *s).await;
     }));
 

@@ -38,7 +38,18 @@ impl Server {
     }
 
     pub fn start_in(dir: PathBuf, extra: &[&str]) -> Server {
-        let mut cmd = Command::new(KILN);
+        Server::launch(dir, extra, Command::new(KILN))
+    }
+
+    /// A server started with an open-files limit of `nofile` (soft and hard), as a service
+    /// manager might start it.
+    pub fn start_with_nofile(tag: &str, nofile: u64, extra: &[&str]) -> Server {
+        let mut cmd = Command::new("prlimit");
+        cmd.arg(format!("--nofile={nofile}:{nofile}")).arg(KILN);
+        Server::launch(temp_dir(tag), extra, cmd)
+    }
+
+    fn launch(dir: PathBuf, extra: &[&str], mut cmd: Command) -> Server {
         cmd.arg("server")
             .arg("--data-dir")
             .arg(dir.join("data"))
