@@ -61,6 +61,8 @@ pub struct BuilderConfig {
     /// that passes it is OOM-killed and fails with a message saying so).
     pub memory_bytes: u64,
     pub stack: String,
+    /// The largest compressed slug a build may produce (Heroku: 500 MB).
+    pub max_slug_bytes: u64,
 }
 
 pub struct Builder {
@@ -228,19 +230,15 @@ impl Builder {
         let app = &req.source_dir;
         out.line(&format!("-----> Building on the {} stack", self.config.stack));
 
-        let slugignore = app.join(".slugignore");
-        if slugignore.is_file() {
-            let text = std::fs::read_to_string(&slugignore).unwrap_or_default();
+        let failed = |e: AppFileError| BuildError::Failed(format!(" !     {e}"));
+        if let Some(text) = read_app_file(app, ".slugignore").map_err(failed)? {
             let n = slugignore::SlugIgnore::parse(&text).apply(app).map_err(io_err("applying .slugignore"))?;
             out.line(&format!("-----> Removed {n} paths listed in .slugignore"));
         }
 
         // Fail early on a malformed Procfile: nothing is worth compiling for an app that
         // cannot be run.
-        let procfile_path = app.join("Procfile");
-        let procfile = if procfile_path.is_file() {
-            let text = std::fs::read(&procfile_path).map_err(io_err("reading the Procfile"))?;
-            let text = String::from_utf8(text).map_err(|_| BuildError::Failed(" !     Procfile is not valid UTF-8".into()))?;
+        let procfile = if let Some(text) = read_app_file(app, "Procfile").map_err(failed)? {
             let p = procfile::parse(&text).map_err(|e| BuildError::Failed(format!(" !     {}", e.message)))?;
             for w in &p.warnings {
                 out.line(&format!(" !     Warning: {w}"));
@@ -312,9 +310,10 @@ impl Builder {
         let pump = |r: Option<Box<dyn tokio::io::AsyncRead + Unpin + Send>>, tx: tokio::sync::mpsc::UnboundedSender<String>| {
             tokio::spawn(async move {
                 let Some(r) = r else { return };
-                let mut lines = BufReader::new(r).split(b'\n');
-                while let Ok(Some(l)) = lines.next_segment().await {
-                    for part in kiln_model::LogLine::split_output(&l) {
+                let mut reader = BufReader::new(r);
+                let mut line = Vec::new();
+                while let Ok(true) = next_line(&mut reader, &mut line).await {
+                    for part in kiln_model::LogLine::split_output(&line) {
                         let _ = tx.send(part);
                     }
                 }
@@ -354,11 +353,13 @@ impl Builder {
             }));
         }
 
-        let detected = std::fs::read_to_string(out_dir.join("detected")).unwrap_or_default();
+        // Written by the buildpacks, inside the build container, as the app's user: read as
+        // carefully as the app's own files.
+        let detected = read_app_file(&out_dir, "detected").map_err(failed)?.unwrap_or_default();
         let buildpack_description = detected.lines().filter(|l| !l.trim().is_empty()).collect::<Vec<_>>().join(", ");
         let mut defaults = ProcessTypes::new();
         for i in 1..=32 {
-            let Ok(text) = std::fs::read_to_string(out_dir.join(format!("release-{i}.yml"))) else { continue };
+            let Some(text) = read_app_file(&out_dir, &format!("release-{i}.yml")).map_err(failed)? else { continue };
             let types = parse_release_output(&text).map_err(|e| BuildError::Failed(format!(" !     {}", e.message)))?;
             defaults.extend(types);
         }
@@ -381,10 +382,17 @@ impl Builder {
         let app_owned = app.clone();
         let slugs = self.slugs_dir();
         // The build directory is owned by the app's user; packing normalises ownership.
-        let packed = tokio::task::spawn_blocking(move || slug::pack(&app_owned, &slugs))
+        let max_slug = self.config.max_slug_bytes;
+        let packed = tokio::task::spawn_blocking(move || slug::pack(&app_owned, &slugs, max_slug))
             .await
             .map_err(|e| BuildError::Failed(format!("slug packing panicked: {e}")))?
-            .map_err(|e| BuildError::Failed(format!(" !     Could not compress the slug: {e}")))?;
+            .map_err(|e| match e {
+                slug::PackError::TooLarge { limit } => BuildError::Failed(format!(
+                    " !     Compiled slug size is over the {} MB limit (the server's --max-slug-mb). Add what the app does not need at run time to .slugignore.",
+                    limit / (1024 * 1024)
+                )),
+                slug::PackError::Io(e) => BuildError::Failed(format!(" !     Could not compress the slug: {e}")),
+            })?;
         out.line(&format!("       Done: {}", human_size(packed.size)));
         Ok(BuiltSlug {
             checksum: packed.checksum,
@@ -394,6 +402,83 @@ impl Builder {
             app_json: req.app_json.clone(),
         })
     }
+}
+
+/// The longest piece of build output taken as one line: a build that prints without
+/// newlines must not make the server buffer what it prints (longer lines come in pieces).
+const MAX_OUTPUT_LINE: usize = 16 * 1024;
+
+/// Reads the next line (without its newline) into `line`, or its first `MAX_OUTPUT_LINE`
+/// bytes; `false` at the end of the output.
+async fn next_line<R: tokio::io::AsyncBufRead + Unpin>(reader: &mut R, line: &mut Vec<u8>) -> std::io::Result<bool> {
+    line.clear();
+    loop {
+        let available = reader.fill_buf().await?;
+        if available.is_empty() {
+            return Ok(!line.is_empty());
+        }
+        let room = MAX_OUTPUT_LINE - line.len();
+        let window = &available[..available.len().min(room)];
+        if let Some(end) = memchr_newline(window) {
+            line.extend_from_slice(&window[..end]);
+            reader.consume(end + 1);
+            return Ok(true);
+        }
+        let n = window.len();
+        line.extend_from_slice(window);
+        reader.consume(n);
+        if line.len() >= MAX_OUTPUT_LINE {
+            return Ok(true);
+        }
+    }
+}
+
+fn memchr_newline(bytes: &[u8]) -> Option<usize> {
+    bytes.iter().position(|&b| b == b'\n')
+}
+
+/// The largest file of the app's that Kiln reads itself (Procfile, app.json, .slugignore,
+/// what buildpacks report): these are small, and are read into the server's memory.
+const MAX_APP_FILE: u64 = 1024 * 1024;
+
+/// Why one of the app's own files could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum AppFileError {
+    #[error("{0} must be a regular file, not a symbolic link or anything else")]
+    NotAFile(String),
+    #[error("{name} is larger than {} KB", MAX_APP_FILE / 1024)]
+    TooLarge { name: String },
+    #[error("{0} is not valid UTF-8")]
+    NotUtf8(String),
+    #[error("reading {name}: {source}")]
+    Io { name: String, source: std::io::Error },
+}
+
+/// Reads `dir/name`, a file the app (or a buildpack, as the app's user) wrote, which the
+/// server reads as root: `None` if it does not exist. A symbolic link is refused, never
+/// followed: `Procfile -> /etc/shadow` would otherwise be read with the server's rights and
+/// its lines shown back to the pusher. The size is bounded before anything is read.
+pub fn read_app_file(dir: &Path, name: &str) -> Result<Option<String>, AppFileError> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join(name);
+    let io = |source| AppFileError::Io { name: name.to_string(), source };
+    let meta = match std::fs::symlink_metadata(&path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io(e)),
+    };
+    if !meta.is_file() {
+        return Err(AppFileError::NotAFile(name.to_string()));
+    }
+    // O_NOFOLLOW: the file cannot be swapped for a link between the check and the open.
+    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(&path).map_err(io)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_APP_FILE + 1).read_to_end(&mut bytes).map_err(io)?;
+    if bytes.len() as u64 > MAX_APP_FILE {
+        return Err(AppFileError::TooLarge { name: name.to_string() });
+    }
+    String::from_utf8(bytes).map(Some).map_err(|_| AppFileError::NotUtf8(name.to_string()))
 }
 
 pub fn human_size(bytes: u64) -> String {
@@ -407,4 +492,27 @@ pub fn human_size(bytes: u64) -> String {
 fn human_duration(d: Duration) -> String {
     let s = d.as_secs();
     if s >= 60 && s % 60 == 0 { format!("{} minutes", s / 60) } else { format!("{s} seconds") }
+}
+
+#[cfg(test)]
+mod output_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn output_lines_are_bounded() {
+        let mut input = b"first\nsecond\r\n".to_vec();
+        input.extend(std::iter::repeat_n(b'x', MAX_OUTPUT_LINE * 2 + 10));
+        input.extend_from_slice(b"\nlast");
+        let mut reader = BufReader::with_capacity(1000, &input[..]);
+        let mut line = Vec::new();
+        let mut lines = Vec::new();
+        while next_line(&mut reader, &mut line).await.unwrap() {
+            lines.push(line.clone());
+        }
+        assert_eq!(lines[0], b"first");
+        assert_eq!(lines[1], b"second\r");
+        assert_eq!((lines[2].len(), lines[3].len(), lines[4].len()), (MAX_OUTPUT_LINE, MAX_OUTPUT_LINE, 10));
+        assert_eq!(lines[5], b"last");
+        assert_eq!(lines.len(), 6);
+    }
 }

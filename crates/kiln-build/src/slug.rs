@@ -6,8 +6,14 @@ use sha2::{Digest, Sha256};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-/// Heroku's historical hard limit on compressed slug size.
-pub const MAX_SLUG_BYTES: u64 = 500 * 1024 * 1024;
+/// Why a slug could not be packed.
+#[derive(Debug, thiserror::Error)]
+pub enum PackError {
+    #[error("the compressed slug is larger than {} MB", .limit / (1024 * 1024))]
+    TooLarge { limit: u64 },
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
 
 pub struct PackedSlug {
     /// `SHA256:<hex>`
@@ -17,19 +23,23 @@ pub struct PackedSlug {
 }
 
 /// Hashes everything written through it.
-struct HashingWriter<W: Write> {
+struct HashingWriter<'a, W: Write> {
     inner: W,
     hasher: Sha256,
     written: u64,
+    limit: u64,
+    /// Set once the limit is passed: what made the write fail, told apart from a disk error.
+    over: &'a std::cell::Cell<bool>,
 }
 
-impl<W: Write> Write for HashingWriter<W> {
+impl<W: Write> Write for HashingWriter<'_, W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
         self.hasher.update(&buf[..n]);
         self.written += n as u64;
-        if self.written > MAX_SLUG_BYTES {
-            return Err(io::Error::other(format!("the compressed slug is larger than {} MB", MAX_SLUG_BYTES / 1024 / 1024)));
+        if self.written > self.limit {
+            self.over.set(true);
+            return Err(io::Error::other("the slug is over its size limit"));
         }
         Ok(n)
     }
@@ -38,13 +48,15 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
-/// Packs `dir` into the slug store `slugs_dir`.
-pub fn pack(dir: &Path, slugs_dir: &Path) -> io::Result<PackedSlug> {
+/// Packs `dir` into the slug store `slugs_dir`, refusing a slug over `max_bytes` compressed
+/// (found while packing: it streams to disk, and stops when it passes the limit).
+pub fn pack(dir: &Path, slugs_dir: &Path, max_bytes: u64) -> Result<PackedSlug, PackError> {
     std::fs::create_dir_all(slugs_dir)?;
     let tmp = slugs_dir.join(format!(".tmp-{}", uuid::Uuid::new_v4().simple()));
+    let over = std::cell::Cell::new(false);
     let result = (|| {
         let file = std::fs::File::create(&tmp)?;
-        let hw = HashingWriter { inner: io::BufWriter::new(file), hasher: Sha256::new(), written: 0 };
+        let hw = HashingWriter { inner: io::BufWriter::new(file), hasher: Sha256::new(), written: 0, limit: max_bytes, over: &over };
         let gz = flate2::write::GzEncoder::new(hw, flate2::Compression::fast());
         let mut ar = tar::Builder::new(gz);
         ar.mode(tar::HeaderMode::Deterministic);
@@ -59,12 +71,12 @@ pub fn pack(dir: &Path, slugs_dir: &Path) -> io::Result<PackedSlug> {
     match result {
         Ok((hex, size)) => {
             let path = slugs_dir.join(format!("{hex}.tgz"));
-            std::fs::rename(&tmp, &path)?;
+            std::fs::rename(&tmp, &path).map_err(PackError::Io)?;
             Ok(PackedSlug { checksum: format!("SHA256:{hex}"), size, path })
         }
         Err(e) => {
             let _ = std::fs::remove_file(&tmp);
-            Err(e)
+            Err(if over.get() { PackError::TooLarge { limit: max_bytes } } else { PackError::Io(e) })
         }
     }
 }

@@ -108,8 +108,9 @@ async fn upload_pack(State(svc): State<Arc<GitService>>, Path(repo): Path<String
     rpc(svc, "upload-pack", repo, headers, body).await
 }
 
-/// Largest gzip-compressed request we decompress in memory (git only gzips fetch negotiations).
-const MAX_GZIP_BODY: usize = 64 * 1024 * 1024;
+/// Largest decompressed fetch negotiation (want/have lines; git gzips them when they are
+/// long, never a push's pack, which is compressed already).
+const MAX_NEGOTIATION: u64 = 64 * 1024 * 1024;
 
 async fn rpc(svc: Arc<GitService>, service: &'static str, repo: String, headers: HeaderMap, body: Body) -> Response {
     let ctx = match authorize(&svc, &headers, &repo) {
@@ -125,6 +126,9 @@ async fn rpc(svc: Arc<GitService>, service: &'static str, repo: String, headers:
 
     let mut cmd = tokio::process::Command::new("git");
     cmd.arg("-c").arg(format!("core.hooksPath={}", svc.hooks_dir.display()));
+    // Heroku's repository limit: git's index-pack stops a larger pack with "fatal: pack
+    // exceeds maximum allowed size", which the pusher sees.
+    cmd.arg("-c").arg(format!("receive.maxInputSize={}", svc.limits.max_pack_bytes));
     cmd.args([service, "--stateless-rpc"]).arg(&path);
     cmd.env("KILN_HOOK_SOCKET", &svc.socket);
     if let Some(t) = &token {
@@ -148,25 +152,58 @@ async fn rpc(svc: Arc<GitService>, service: &'static str, repo: String, headers:
         return text(StatusCode::INTERNAL_SERVER_ERROR, "git's pipes are missing");
     };
 
-    // Feed the request body to git as it arrives.
+    // Feed the request body to git as it arrives, decompressing it on the way if need be.
+    let max_input = if service == "receive-pack" { svc.limits.max_pack_bytes } else { MAX_NEGOTIATION };
     tokio::spawn(async move {
-        if gzip {
-            let Ok(bytes) = axum::body::to_bytes(body, MAX_GZIP_BODY).await else { return };
-            let decoded = tokio::task::spawn_blocking(move || {
-                let mut out = Vec::new();
-                std::io::Read::read_to_end(&mut std::io::Read::take(flate2::read::GzDecoder::new(&bytes[..]), MAX_GZIP_BODY as u64 * 4), &mut out).map(|_| out)
-            })
-            .await;
-            if let Ok(Ok(data)) = decoded {
-                let _ = stdin.write_all(&data).await;
-            }
-            return;
-        }
         let mut stream = body.into_data_stream();
+        let mut decoder = gzip.then(|| flate2::write::GzDecoder::new(Vec::new()));
+        let mut fed = 0u64;
         while let Some(chunk) = stream.next().await {
             let Ok(chunk) = chunk else { return };
-            if stdin.write_all(&chunk).await.is_err() {
+            let sent = match decoder.as_mut() {
+                None => {
+                    fed += chunk.len() as u64;
+                    stdin.write_all(&chunk).await
+                }
+                // A small slice at a time: each may inflate a thousandfold (a gzip bomb), and
+                // what it inflates to is handed on before the next.
+                Some(decoder) => {
+                    let mut result = Ok(());
+                    for piece in chunk.chunks(4096) {
+                        if std::io::Write::write_all(decoder, piece).is_err() {
+                            return;
+                        }
+                        let out = std::mem::take(decoder.get_mut());
+                        fed += out.len() as u64;
+                        if fed > max_input.saturating_mul(2) {
+                            return;
+                        }
+                        result = stdin.write_all(&out).await;
+                        if result.is_err() {
+                            break;
+                        }
+                    }
+                    result
+                }
+            };
+            if sent.is_err() || fed > max_input.saturating_mul(2) {
+                // git stopped reading (a pack over the limit): it still answers, and the client
+                // must get to read that, so the rest of the upload is read and dropped, up to
+                // a bound, rather than reset under it.
+                drop(stdin);
+                let mut drained = 0u64;
+                while let Some(Ok(chunk)) = stream.next().await {
+                    drained += chunk.len() as u64;
+                    if drained > max_input {
+                        return;
+                    }
+                }
                 return;
+            }
+        }
+        if let Some(mut decoder) = decoder {
+            if decoder.try_finish().is_ok() {
+                let _ = stdin.write_all(decoder.get_ref()).await;
             }
         }
     });

@@ -36,12 +36,29 @@ impl GitAuth for GitBridge {
 struct Tee {
     push: PushOutput,
     stream: Arc<BuildStream>,
+    /// The pusher was told the output is cut short.
+    told: std::sync::atomic::AtomicBool,
 }
 
 impl kiln_build::BuildOutput for Tee {
     fn line(&self, line: &str) {
-        let _ = self.push.send(line.to_string());
+        // The pusher sees what the build stream keeps: lines queue for a slow pusher, and
+        // that queue must be bounded as the stream is.
+        if !self.stream.truncated() {
+            let _ = self.push.send(line.to_string());
+        }
         self.stream.push(line);
+        if self.stream.truncated() {
+            self.notice_once();
+        }
+    }
+}
+
+impl Tee {
+    fn notice_once(&self) {
+        if !self.told.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            let _ = self.push.send(format!(" !     The build printed more than {} MB; the rest of its output is not shown.", crate::streams::MAX_BUILD_OUTPUT / (1024 * 1024)));
+        }
     }
 }
 
@@ -69,7 +86,7 @@ impl Platform {
         let stream = Arc::new(BuildStream::default());
         self.build_streams.lock().unwrap_or_else(|e| e.into_inner()).insert(build.id.clone(), stream.clone());
         self.api_log(&app.id, format!("Build started by user {}", user.email));
-        let tee = Tee { push: output.clone(), stream: stream.clone() };
+        let tee = Tee { push: output.clone(), stream: stream.clone(), told: Default::default() };
 
         let result = self.build_and_release(&app, &user, &push, &build.id, &buildpacks, &tee).await;
         stream.finish();
@@ -127,19 +144,32 @@ impl Platform {
         use kiln_build::BuildOutput;
         let source_dir = self.builder.scratch_dir(build_id).join("app");
         std::fs::create_dir_all(&source_dir).map_err(|e| format!(" !     Could not prepare the build: {e}"))?;
-        if let Err(e) = kiln_git::export_tree(&push.repo, &push.new, &push.git_env, &source_dir).await {
-            let _ = std::fs::remove_dir_all(source_dir.parent().unwrap_or(&source_dir));
-            return Err(format!(" !     Could not read the pushed commit: {e}"));
+        let scratch = source_dir.parent().unwrap_or(&source_dir).to_path_buf();
+        match kiln_git::export_tree(&push.repo, &push.new, &push.git_env, &source_dir, self.settings.max_source_bytes).await {
+            Ok(size) => out.line(&format!("-----> Source: {}", kiln_build::human_size(size))),
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&scratch);
+                return Err(match e {
+                    kiln_git::ExportError::TooLarge { .. } | kiln_git::ExportError::TooManyFiles { .. } => {
+                        format!(" !     Push rejected: {e} (the server's --max-source-mb). Remove large files from the repository, history included, or keep them outside it.")
+                    }
+                    e => format!(" !     Could not read the pushed commit: {e}"),
+                });
+            }
         }
-        let app_json = match std::fs::read_to_string(source_dir.join("app.json")) {
-            Ok(text) => match kiln_model::appjson::parse(&text) {
+        let app_json = match kiln_build::read_app_file(&source_dir, "app.json") {
+            Ok(Some(text)) => match kiln_model::appjson::parse(&text) {
                 Ok(a) => Some(a),
                 Err(e) => {
-                    let _ = std::fs::remove_dir_all(source_dir.parent().unwrap_or(&source_dir));
+                    let _ = std::fs::remove_dir_all(&scratch);
                     return Err(format!(" !     {}", e.message));
                 }
             },
-            Err(_) => None,
+            Ok(None) => None,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&scratch);
+                return Err(format!(" !     {e}"));
+            }
         };
         let req = BuildRequest {
             build_id: build_id.to_string(),

@@ -75,6 +75,8 @@ pub struct Settings {
     /// Run each app's dynos as its own uid (container runtime only).
     pub per_app_uid: bool,
     pub data_dir: PathBuf,
+    /// The most a pushed commit's source may weigh once unpacked (Heroku: 1 GB).
+    pub max_source_bytes: u64,
 }
 
 pub struct Platform {

@@ -99,6 +99,16 @@ struct Args {
     /// H15, a client that stops sending or reading this long is H28.
     #[arg(long, env = "KILN_ROUTER_IDLE_TIMEOUT", default_value_t = 55, value_parser = clap::value_parser!(u64).range(1..))]
     router_idle_timeout: u64,
+    /// Megabytes a pushed commit's source may take once unpacked (Heroku: 1 GB); a larger
+    /// push is refused with a message saying so.
+    #[arg(long, env = "KILN_MAX_SOURCE_MB", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    max_source_mb: u64,
+    /// Megabytes of compressed objects one `git push` may send (git's receive.maxInputSize).
+    #[arg(long, env = "KILN_MAX_PUSH_MB", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    max_push_mb: u64,
+    /// Megabytes a compiled, compressed slug may take (Heroku: 500 MB).
+    #[arg(long, env = "KILN_MAX_SLUG_MB", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..))]
+    max_slug_mb: u64,
     #[command(flatten)]
     acme: crate::acme::AcmeArgs,
 }
@@ -247,7 +257,13 @@ async fn run(args: Args) -> Result<()> {
     tracing::info!(runtime = runtime.kind().as_str(), "dyno runtime");
 
     let builder = kiln_build::Builder::new(
-        kiln_build::BuilderConfig { data_dir: data_dir.clone(), timeout: Duration::from_secs(args.build_timeout), memory_bytes: args.build_memory * 1024 * 1024, stack: "heroku-24".into() },
+        kiln_build::BuilderConfig {
+            data_dir: data_dir.clone(),
+            timeout: Duration::from_secs(args.build_timeout),
+            memory_bytes: args.build_memory * 1024 * 1024,
+            stack: "heroku-24".into(),
+            max_slug_bytes: args.max_slug_mb.saturating_mul(1024 * 1024),
+        },
         runtime.clone(),
     )?;
     let lifecycle = kiln_dyno::LifecycleConfig {
@@ -281,10 +297,12 @@ async fn run(args: Args) -> Result<()> {
         stack: "heroku-24".into(),
         per_app_uid: runtime.kind() == kiln_runtime::RuntimeKind::Container,
         data_dir: data_dir.clone(),
+        max_source_bytes: args.max_source_mb.saturating_mul(1024 * 1024),
     };
     let platform = kiln_platform::Platform::new(store.clone(), logs.clone(), dynos.clone(), builder, route_updates.clone(), settings);
     let bridge = Arc::new(kiln_platform::GitBridge(platform.clone()));
-    let git = kiln_git::GitService::start(data_dir, &exe, bridge.clone(), bridge).context("starting the git receiver")?;
+    let git_limits = kiln_git::GitLimits { max_pack_bytes: args.max_push_mb.saturating_mul(1024 * 1024) };
+    let git = kiln_git::GitService::start(data_dir, &exe, bridge.clone(), bridge, git_limits).context("starting the git receiver")?;
     platform.set_git(git.clone());
     let acme_line = crate::acme::start(&args.acme, &platform, route_updates.clone(), data_dir, args.router_tls_listen.is_some())?;
 
