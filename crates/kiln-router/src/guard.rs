@@ -80,6 +80,8 @@ pub(crate) struct ConnState {
     body_fault: OnceLock<&'static str>,
     /// The client went idle for the whole window, sending or receiving.
     client_idle: AtomicBool,
+    /// An HTTP/2 stream: the request body is watched as it is read, not by a guard.
+    watch_body: bool,
 }
 
 #[derive(Default)]
@@ -101,6 +103,7 @@ impl ConnState {
             client_blocking: AtomicBool::new(false),
             body_fault: OnceLock::new(),
             client_idle: AtomicBool::new(false),
+            watch_body: false,
         }
     }
 
@@ -165,6 +168,41 @@ impl ClientConn {
     pub(crate) fn mark_idle(&self) {
         self.0.client_idle.store(true, Ordering::Relaxed);
     }
+
+    /// The state of one HTTP/2 stream, whose request body no guard sees: it is watched as it
+    /// is read instead (see [`crate::h2_watch`]).
+    pub(crate) fn stream(idle: Duration) -> ClientConn {
+        ClientConn(Arc::new(ConnState { watch_body: true, ..ConnState::new(idle) }))
+    }
+
+    /// Whether the request body must be watched as it is read (an HTTP/2 stream's).
+    pub(crate) fn watches_body(&self) -> bool {
+        self.0.watch_body
+    }
+
+    /// The idle window (H28).
+    pub(crate) fn idle_window(&self) -> Duration {
+        self.0.idle
+    }
+
+    /// A watched body: it is still arriving (`pending`) or has ended.
+    pub(crate) fn body_pending(&self, pending: bool) {
+        self.0.body_pending.store(pending, Ordering::Relaxed);
+        if !pending {
+            self.0.client_blocking.store(false, Ordering::Relaxed);
+        }
+    }
+
+    /// A watched body moved: the first-byte clock restarts from here (see [`first_byte`]).
+    pub(crate) fn body_progress(&self) {
+        self.0.body_progress_ms.store(clock_ms(), Ordering::Relaxed);
+        self.0.client_blocking.store(false, Ordering::Relaxed);
+    }
+
+    /// A watched body is waiting for the client: the first-byte clock stands still.
+    pub(crate) fn body_waiting(&self) {
+        self.0.client_blocking.store(true, Ordering::Relaxed);
+    }
 }
 
 /// Wraps a client connection; the state goes to [`serve`] for each request on it.
@@ -206,7 +244,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, client_ip: HeaderValue, conn: Arc
 }
 
 /// The router's answer to a refused head, logged as H26 when the head named an app.
-fn refuse(shared: &Shared, client_ip: &HeaderValue, r: Rejection) -> Response<RouterBody> {
+pub(crate) fn refuse(shared: &Shared, client_ip: &HeaderValue, r: Rejection) -> Response<RouterBody> {
     let target = r.target.as_deref().and_then(|t| t.parse::<Uri>().ok());
     let host = target.as_ref().and_then(|u| u.authority()).map(|a| a.as_str().to_string()).or(r.host.clone());
     let app = host.as_deref().and_then(|h| shared.table.lookup_host(h)).filter(|a| !a.removed);

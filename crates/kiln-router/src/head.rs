@@ -371,6 +371,44 @@ fn parse_length(s: &[u8]) -> Option<u64> {
     std::str::from_utf8(s).ok()?.parse().ok()
 }
 
+/// Heroku's limits on a request head (the request line, each field line, names, the count
+/// of fields), applied to an HTTP/2 request, whose fields arrive compressed and never as
+/// lines: each is measured as the line the HTTP/1.1 dyno will receive (`name: value`; the
+/// `:authority` as `Host`, cookies already joined into one line). So a client gets the same
+/// answer and the app's log the same H26 line whichever protocol it speaks.
+pub(crate) fn check_h2<B>(req: &http::Request<B>) -> Result<(), Rejection> {
+    let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let host_field = usize::from(req.uri().authority().is_some() && !req.headers().contains_key(http::header::HOST));
+    let refusal = |status, cause| {
+        let field = |name: &str| req.headers().get(name).map(|v| String::from_utf8_lossy(&v.as_bytes()[..v.len().min(MAX_LOGGED)]).into_owned());
+        Err(Rejection {
+            status,
+            cause,
+            method: Some(req.method().as_str().chars().take(MAX_LOGGED).collect()),
+            target: Some(target.chars().take(MAX_LOGGED).collect()),
+            host: req.uri().authority().map(|a| a.as_str().to_string()).or_else(|| field("host")),
+            request_id: field("x-request-id"),
+            forwarded_for: field("x-forwarded-for"),
+        })
+    };
+    // `METHOD SP target SP HTTP/1.1`
+    if req.method().as_str().len() + target.len() + 10 > MAX_REQUEST_LINE {
+        return refusal(StatusCode::URI_TOO_LONG, "request line too long");
+    }
+    if req.headers().len() + host_field > MAX_HEADERS {
+        return refusal(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "too many headers");
+    }
+    for (name, value) in req.headers() {
+        if name.as_str().len() > MAX_HEADER_NAME {
+            return refusal(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "header name too long");
+        }
+        if name.as_str().len() + 2 + value.len() > MAX_HEADER_LINE {
+            return refusal(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "header line too long");
+        }
+    }
+    Ok(())
+}
+
 fn logged(buf: &[u8], span: Span) -> String {
     let bytes = buf.get(span.start..span.start + span.len).unwrap_or_default();
     String::from_utf8_lossy(bytes).into_owned()

@@ -100,6 +100,7 @@ mod config;
 mod engine;
 mod forward;
 mod guard;
+mod h2_watch;
 mod hcode;
 mod head;
 mod host;

@@ -18,6 +18,7 @@ use crate::body::{Finish, Inner, RouterBody};
 use crate::config::RouterConfig;
 use crate::forward::{self, Forwarded, ListenerInfo};
 use crate::guard::{self, ClientConn};
+use crate::h2_watch::RequestBody;
 use crate::hcode::HCode;
 use crate::pages;
 use crate::table::{AppEntry, AppSlot, RouteTable};
@@ -338,9 +339,10 @@ async fn attempt(config: &RouterConfig, backend: &Arc<BackendState>, client: Opt
         }
         let connect = if reused { Duration::ZERO } else { connect_started.elapsed() };
         let dispatched_at = Instant::now();
-        match guard::first_byte(config.first_byte_timeout, client, sender.try_send_request(req)).await {
+        let watched = req.map(|body| RequestBody::new(body, client));
+        match guard::first_byte(config.first_byte_timeout, client, sender.try_send_request(watched)).await {
             Ok(Ok(response)) => return Attempt::Answered { response: response.map(Inner::Hyper), sender: Some(sender), connect, dispatched_at, request_headers: None },
-            Ok(Err(mut e)) => match e.take_message() {
+            Ok(Err(mut e)) => match e.take_message().map(|r| r.map(RequestBody::into_inner)) {
                 // Nothing was written: a kept-alive connection the dyno had just closed.
                 Some(unsent_req) if reused => {
                     stale += 1;

@@ -16,7 +16,9 @@
 //!   listener.
 
 use crate::config::RouterConfig;
+use crate::body::RouterBody;
 use crate::forward::ListenerInfo;
+use crate::guard::{self, ClientConn};
 use crate::proxy::{self, Shared};
 use crate::server;
 use crate::table::RouteTable;
@@ -36,19 +38,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 
 /// A client's connection as accepted: its socket, holding its place under the listener's caps.
 pub(crate) type Client = kiln_net::Admitted<TcpStream>;
-use tokio::sync::watch;
-use tokio_rustls::TlsAcceptor;
 
 /// Time from accepting a connection to the end of the TLS handshake.
 pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Streams one HTTP/2 connection may have open at once (what nginx allows by default is 128;
 /// browsers rarely open more than 100).
 const MAX_CONCURRENT_STREAMS: u32 = 128;
-/// Bound on one HTTP/2 request's header block once decompressed.
-const MAX_HEADER_LIST_SIZE: u32 = 64 * 1024;
+/// Bound on one HTTP/2 request's header block once decompressed: past HTTP/1.1's own limit on
+/// a head (HTTP/2 counts 32 bytes more per field), so that the router's per-line checks
+/// (`head::check_h2`) answer first, with the router's page and an H26 line.
+const MAX_HEADER_LIST_SIZE: u32 = (crate::head::MAX_HEAD + 32 * (crate::head::MAX_HEADERS + 1)) as u32;
 
 /// The answer to plain HTTP on the HTTPS port.
 const PLAIN_HTTP_ANSWER: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 61\r\nConnection: close\r\n\r\nThis port speaks HTTPS: use an https:// URL to reach an app.\n";
@@ -165,9 +169,22 @@ async fn serve_h2(io: tokio_rustls::server::TlsStream<Client>, peer: SocketAddr,
             let shared = Arc::clone(&shared);
             let client_ip = client_ip.clone();
             async move {
-                let mut response = proxy::handle(shared, client_ip, None, req.map(proxy::ReqBody::Hyper)).await;
-                // hyper writes only the map (see the guard's `serve`).
-                crate::passthrough::materialize(&mut response);
+                let mut response = match crate::head::check_h2(&req) {
+                    Err(rejection) => guard::refuse(&shared, &client_ip, rejection),
+                    Ok(()) => {
+                        // The stream's own state, as the guard keeps one per HTTP/1 connection:
+                        // its body's progress and idleness decide H12 and H28.
+                        let client = ClientConn::stream(shared.config.idle_timeout);
+                        let idle = shared.config.idle_timeout;
+                        let mut response = proxy::handle(shared, client_ip, Some(client.clone()), req.map(proxy::ReqBody::Hyper)).await;
+                        // hyper writes only the map (see the guard's `serve`), and the watch
+                        // hides the body that holds the dyno's other fields.
+                        crate::passthrough::materialize(&mut response);
+                        response.map(|body| RouterBody::layered(Box::pin(crate::h2_watch::ResponseWatch::new(body, client, idle))))
+                    }
+                };
+                // HTTP/2 has no `Connection`, and refusing a stream does not close the connection.
+                response.headers_mut().remove(header::CONNECTION);
                 Ok::<_, Infallible>(response)
             }
         })

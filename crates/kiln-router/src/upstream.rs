@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+use crate::h2_watch::RequestBody;
 use crate::hcode::HCode;
 
 /// One connection to a dyno, to send requests on. Request bodies are streamed from the
@@ -29,7 +30,7 @@ use crate::hcode::HCode;
 /// that stalls past the idle window (H15) must reach the client as a failure, never as a
 /// short but complete-looking body, so the connection is failed from underneath hyper.
 pub(crate) struct Sender {
-    inner: SendRequest<Incoming>,
+    inner: SendRequest<RequestBody>,
     abort: Arc<Abort>,
 }
 
@@ -48,8 +49,8 @@ impl Sender {
 
     pub(crate) fn try_send_request(
         &mut self,
-        req: Request<Incoming>,
-    ) -> impl Future<Output = Result<Response<Incoming>, TrySendError<Request<Incoming>>>> + use<> {
+        req: Request<RequestBody>,
+    ) -> impl Future<Output = Result<Response<Incoming>, TrySendError<Request<RequestBody>>>> + use<> {
         self.inner.try_send_request(req)
     }
 

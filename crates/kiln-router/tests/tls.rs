@@ -37,9 +37,12 @@ struct TlsRouter {
 
 impl TlsRouter {
     async fn start() -> TlsRouter {
+        TlsRouter::with_config(RouterConfig::default()).await
+    }
+
+    async fn with_config(config: RouterConfig) -> TlsRouter {
         let dir = std::env::temp_dir().join(format!("kiln-router-tls-{}", uuid()));
         let ca = Arc::new(LocalCa::load_or_create(&dir, "localhost").unwrap());
-        let config = RouterConfig::default();
         let table = RouteTable::new(&config.domain);
         let resolver = SniResolver::new(ca.clone(), table.clone());
         let tls = kiln_tls::server_config(resolver.clone()).unwrap();
@@ -398,5 +401,145 @@ async fn http2_uploads_without_a_length_arrive_whole() {
         assert!(answer.contains(" te=chunked cl=-") || (size == 0 && answer.ends_with(" te=- cl=-")), "{method} {size}: {answer}");
         router.logs.wait_for(&app, &format!("path=\"/{method}/{size}\"")).await;
     }
+    router.shutdown().await.unwrap();
+}
+
+/// An HTTP/2 connection to `app`.localhost, as a client that reads responses only when told.
+async fn h2(router: &TlsRouter, app: &str) -> hyper::client::conn::http2::SendRequest<http_body_util::channel::Channel<Bytes>> {
+    let tls = connect(router.addr, &format!("{app}.localhost"), &[router.ca_der()], &[b"h2"]).await.unwrap();
+    let (tx, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls)).await.unwrap();
+    tokio::spawn(conn);
+    tx
+}
+
+/// A request with a body the test feeds (or never finishes).
+fn request(method: &str, uri: &str, headers: &[(String, String)]) -> (http_body_util::channel::Sender<Bytes>, Request<http_body_util::channel::Channel<Bytes>>) {
+    let (tx, body) = http_body_util::channel::Channel::<Bytes>::new(4);
+    let mut req = Request::builder().method(method).uri(uri);
+    for (k, v) in headers {
+        req = req.header(k.as_str(), v.as_str());
+    }
+    (tx, req.body(body).unwrap())
+}
+
+/// Heroku's limits on a head hold over HTTP/2 as over HTTP/1.1, with the same status, page
+/// and H26 line; a refused stream leaves the connection serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_header_limits_answer_as_http1_does() {
+    let router = TlsRouter::start().await;
+    // A dyno that takes any number of fields (hyper's server stops at 100).
+    let dyno = raw_dyno(|mut s| async move {
+        loop {
+            if read_head(&mut s).await.is_empty() || s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+    let app = router.app("lim", &[dyno]);
+    let tx = h2(&router, "lim").await;
+    let rid = ("x-request-id".to_string(), "abcdefghij0123456789".to_string());
+    let send = |extra: Vec<(String, String)>, path: &'static str| {
+        let mut tx = tx.clone();
+        let rid = rid.clone();
+        async move {
+            let mut headers = vec![rid];
+            headers.extend(extra);
+            let (body_tx, req) = request("GET", &format!("https://lim.localhost{path}"), &headers);
+            drop(body_tx);
+            let resp = tx.send_request(req).await.unwrap();
+            let status = resp.status().as_u16();
+            let body = String::from_utf8_lossy(&resp.into_body().collect().await.unwrap().to_bytes()).into_owned();
+            (status, body)
+        }
+    };
+    let many = |n: usize| (0..n).map(|i| (format!("x-many-{i}"), "v".to_string())).collect::<Vec<_>>();
+    // 1000 fields pass: Host (the :authority), X-Request-Id and 998 more.
+    let (status, page) = send(many(998), "/many").await;
+    assert_eq!(status, 200, "{page}");
+    let (status, page) = send(many(999), "/toomany").await;
+    assert_eq!(status, 431, "{page}");
+    assert!(page.contains("Request headers too large"), "the router's page: {page}");
+    // A field line of 8192 bytes as the dyno will see it (`name: value`) passes, 8193 does not.
+    let big = |n: usize| vec![("x-big".to_string(), "v".repeat(n - 7))];
+    assert_eq!(send(big(8192), "/big-ok").await.0, 200);
+    assert_eq!(send(big(8193), "/big").await.0, 431);
+    assert_eq!(send(vec![("n".repeat(1001), "v".to_string())], "/name").await.0, 431);
+    assert_eq!(send(vec![("n".repeat(1000), "v".to_string())], "/name-ok").await.0, 200);
+    // The connection is still good.
+    assert_eq!(send(vec![], "/after").await.0, 200);
+
+    let line = router.logs.wait_for(&app, "cause=\"header line too long\"").await;
+    assert_eq!(
+        line.message,
+        "at=error code=H26 desc=\"Request Error\" cause=\"header line too long\" method=GET path=\"/big\" host=lim.localhost request_id=abcdefghij0123456789 fwd=\"127.0.0.1\" dyno= connect= service= status=431 bytes= protocol=https"
+    );
+    router.logs.wait_for(&app, "cause=\"too many headers\" method=GET path=\"/toomany\"").await;
+    router.logs.wait_for(&app, "cause=\"header name too long\" method=GET path=\"/name\"").await;
+    router.shutdown().await.unwrap();
+}
+
+/// Over HTTP/2 as over HTTP/1.1: a client that stops sending its body is H28 (not H12, the
+/// dyno is waiting for the client); a dyno that does not answer is H12; a client that stops
+/// reading the response is H28, and the connection's other streams go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_idle_windows_answer_as_http1_does() {
+    let mut config = RouterConfig::default();
+    config.idle_timeout = Duration::from_millis(500);
+    config.first_byte_timeout = Duration::from_millis(200);
+    let router = TlsRouter::with_config(config).await;
+    let (echo, _) = echo_dyno("a").await;
+    let silent = raw_dyno(|mut s| async move {
+        let _ = read_head(&mut s).await;
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    })
+    .await;
+    let big = raw_dyno(|mut s| async move {
+        let _ = read_head(&mut s).await;
+        let body = vec![b'x'; 8 * 1024 * 1024];
+        let _ = s.write_all(format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len()).as_bytes()).await;
+        let _ = s.write_all(&body).await;
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    })
+    .await;
+    let echo_app = router.app("echo", &[echo]);
+    let silent_app = router.app("silent", &[silent]);
+    let big_app = router.app("big", &[big]);
+
+    // The body stops after three bytes.
+    let mut tx = h2(&router, "echo").await;
+    let (mut body_tx, req) = request("POST", "https://echo.localhost/upload", &[]);
+    body_tx.send_data(Bytes::from_static(b"abc")).await.unwrap();
+    let resp = tx.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 408);
+    let line = router.logs.wait_for(&echo_app, "path=\"/upload\"").await;
+    assert!(line.message.starts_with("at=warning code=H28 desc=\"Client Connection Idle\""), "{}", line.message);
+    assert!(!router.logs.messages(&echo_app).iter().any(|l| l.contains("H12")), "{:?}", router.logs.messages(&echo_app));
+    drop(body_tx);
+
+    // The dyno never answers.
+    let mut tx = h2(&router, "silent").await;
+    let (body_tx, req) = request("GET", "https://silent.localhost/wait", &[]);
+    drop(body_tx);
+    let resp = tx.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 503);
+    let line = router.logs.wait_for(&silent_app, "path=\"/wait\"").await;
+    assert!(line.message.starts_with("at=error code=H12 desc=\"Request timeout\""), "{}", line.message);
+
+    // The client takes the response head, then reads nothing of an 8 MB body.
+    let mut tx = h2(&router, "big").await;
+    let (body_tx, req) = request("GET", "https://big.localhost/unread", &[]);
+    drop(body_tx);
+    let unread = tx.send_request(req).await.unwrap();
+    assert_eq!(unread.status(), 200);
+    // Another stream on the same connection is served while that one is stalled.
+    let (body_tx, req) = request("GET", "https://big.localhost/meanwhile", &[]);
+    drop(body_tx);
+    let meanwhile = tokio::time::timeout(Duration::from_secs(5), tx.send_request(req)).await.expect("the connection still serves").unwrap();
+    assert_eq!(meanwhile.status(), 200);
+    let line = router.logs.wait_for(&big_app, "path=\"/unread\"").await;
+    assert!(line.message.starts_with("at=warning code=H28 desc=\"Client Connection Idle\""), "{}", line.message);
+    assert!(line.message.contains(" status=499 "), "{}", line.message);
+    drop((unread, meanwhile));
     router.shutdown().await.unwrap();
 }
