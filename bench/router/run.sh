@@ -235,6 +235,11 @@ http {
             proxy_set_header X-Forwarded-Proto \$scheme;
         }
     }
+    include $work/proxy/apps.conf;
+}
+EOF
+# The realistic dynos' proxies, in a file of their own (the callgrind run below leaves it out).
+cat >"$work/proxy/apps.conf" <<EOF
 $(for d in $dynos; do cat <<APP
     upstream dyno_${d//-/_} {
         server 127.0.0.1:${dyno_ports[$d]};
@@ -260,7 +265,6 @@ $(for d in $dynos; do cat <<APP
     }
 APP
 done)
-}
 EOF
 nginx -e stderr -p "$work/proxy" -c "$work/proxy/nginx.conf" -g 'daemon off;' 2>"$work/proxy/error.log" &
 pids+=($!)
@@ -393,7 +397,7 @@ if [ -n "${INSTRUCTIONS:-}" ] && [ -z "${HOLD:-}" ]; then
   new_dyno=$("$kiln" logs -a benchapp -n 400 2>/dev/null | sed -n 's/.*nginx dyno listening on \([0-9]*\).*/\1/p' | tail -1)
   vg_port=$((base + 9))
   mkdir -p "$work/proxy-vg"
-  sed -e "s/worker_processes auto;/worker_processes 1; master_process off;/" -e "s/127.0.0.1:$dyno_port/127.0.0.1:$new_dyno/" -e "s/127.0.0.1:$proxy_port/127.0.0.1:$vg_port/" -e "s#$work/proxy/nginx.pid#$work/proxy-vg/nginx.pid#" "$work/proxy/nginx.conf" >"$work/proxy-vg/nginx.conf"
+  sed -e "s/worker_processes auto;/worker_processes 1; master_process off;/" -e "s/127.0.0.1:$dyno_port/127.0.0.1:$new_dyno/" -e "s/127.0.0.1:$proxy_port/127.0.0.1:$vg_port/" -e "s#$work/proxy/nginx.pid#$work/proxy-vg/nginx.pid#" -e "\\#include $work/proxy/apps.conf;#d" "$work/proxy/nginx.conf" >"$work/proxy-vg/nginx.conf"
   valgrind --tool=callgrind --dump-instr=no --callgrind-out-file="$cg/nginx.%p" nginx -e stderr -p "$work/proxy-vg" -c "$work/proxy-vg/nginx.conf" -g 'daemon off;' 2>"$work/proxy-vg/error.log" &
   vg_nginx=$!
   pids+=("$vg_nginx")

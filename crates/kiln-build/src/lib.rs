@@ -444,7 +444,7 @@ const MAX_APP_FILE: u64 = 1024 * 1024;
 /// Why one of the app's own files could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum AppFileError {
-    #[error("{0} must be a regular file, not a symbolic link or anything else")]
+    #[error("{0} must be a regular file in the app (a symbolic link may point only inside the app)")]
     NotAFile(String),
     #[error("{name} is larger than {} KB", MAX_APP_FILE / 1024)]
     TooLarge { name: String },
@@ -455,20 +455,29 @@ pub enum AppFileError {
 }
 
 /// Reads `dir/name`, a file the app (or a buildpack, as the app's user) wrote, which the
-/// server reads as root: `None` if it does not exist. A symbolic link is refused, never
-/// followed: `Procfile -> /etc/shadow` would otherwise be read with the server's rights and
-/// its lines shown back to the pusher. The size is bounded before anything is read.
+/// server reads as root: `None` if it does not exist. A symbolic link is followed only to a
+/// file inside `dir` (`Procfile -> config/Procfile`); one that leads out of it is refused:
+/// `Procfile -> /etc/shadow` would otherwise be read with the server's rights and its lines
+/// shown back to the pusher. Nothing else writes to `dir` while the server reads it (the
+/// build's container has not started, or has exited). The size is bounded before anything
+/// is read.
 pub fn read_app_file(dir: &Path, name: &str) -> Result<Option<String>, AppFileError> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
-    let path = dir.join(name);
+    let mut path = dir.join(name);
     let io = |source| AppFileError::Io { name: name.to_string(), source };
     let meta = match std::fs::symlink_metadata(&path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io(e)),
     };
-    if !meta.is_file() {
+    if meta.file_type().is_symlink() {
+        let inside = std::fs::canonicalize(dir).map_err(io)?;
+        path = match std::fs::canonicalize(&path) {
+            Ok(target) if target.starts_with(&inside) && target.is_file() => target,
+            _ => return Err(AppFileError::NotAFile(name.to_string())),
+        };
+    } else if !meta.is_file() {
         return Err(AppFileError::NotAFile(name.to_string()));
     }
     // O_NOFOLLOW: the file cannot be swapped for a link between the check and the open.

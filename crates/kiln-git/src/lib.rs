@@ -218,10 +218,15 @@ pub async fn export_tree(repo: &Path, sha: &str, git_env: &[(String, String)], d
             let _ = std::io::copy(&mut stderr, &mut std::io::sink());
             said
         });
-        let unpacked = unpack(std::io::BufReader::with_capacity(256 * 1024, stdout), &dest, max_bytes);
+        let mut archive = std::io::BufReader::with_capacity(256 * 1024, stdout);
+        let unpacked = unpack(&mut archive, &dest, max_bytes);
         if unpacked.is_err() {
             // Stops git at once instead of letting it stream the rest of a refused tree.
             let _ = child.kill();
+        } else {
+            // tar stops at the first end-of-archive block; git may still be writing the
+            // rest of its trailer, and would die of SIGPIPE if the pipe closed under it.
+            let _ = std::io::copy(&mut archive, &mut std::io::sink());
         }
         let status = child.wait()?;
         let said = errors.join().unwrap_or_default();

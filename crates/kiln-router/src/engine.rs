@@ -598,8 +598,15 @@ async fn read_response_head(stream: &mut TcpStream, buf: &mut BytesMut, is_head:
                 None => {}
             }
         }
-        // Part of a head already in means the dyno may be holding the rest back for an ACK.
-        match std::future::poll_fn(|cx| poll_read_more(stream, buf, received, cx)).await {
+        // Part of a head already in means the dyno may be holding the rest back for an ACK;
+        // the first read of a response (nearly always the whole of it) needs no such care.
+        let read = if received {
+            std::future::poll_fn(|cx| poll_read_more(stream, buf, true, cx)).await
+        } else {
+            buf.reserve(READ_CHUNK);
+            stream.read_buf(buf).await
+        };
+        match read {
             Ok(n) if n > 0 => {}
             _ if received => return Err(Exchange::Broken),
             _ => return Err(Exchange::Nothing),
@@ -808,7 +815,7 @@ impl DynoBody {
                 _ => {}
             }
             // Only ever reached with the response's head in: mid-response.
-            match ready!(poll_read_more(&conn.stream, &mut conn.buf, true, cx)) {
+            match ready!(poll_read_more(&mut conn.stream, &mut conn.buf, true, cx)) {
                 Ok(0) if self.framing == BodyFraming::Close => {
                     self.framing = BodyFraming::Done;
                     self.conn = None;
@@ -868,19 +875,18 @@ fn take(buf: &mut BytesMut, n: usize) -> Bytes {
 
 /// Reads what the dyno has sent into `buf`. `mid_response`: part of the response is in, so
 /// before waiting for the rest the router acknowledges it at once (see [`ack`]).
-fn poll_read_more(stream: &TcpStream, buf: &mut BytesMut, mid_response: bool, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+///
+/// Through tokio's `read_buf` rather than `try_read_buf`: a read that does not fill the
+/// buffer tells tokio the socket is drained, so the next wait goes straight to the event
+/// loop instead of costing a `recv` that would only answer "would block" (one per request,
+/// measured with callgrind).
+fn poll_read_more(stream: &mut TcpStream, buf: &mut BytesMut, mid_response: bool, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
     buf.reserve(READ_CHUNK);
-    loop {
-        ready!(stream.poll_read_ready(cx))?;
-        match stream.try_read_buf(buf) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                if mid_response {
-                    ack::now(stream);
-                }
-            }
-            other => return Poll::Ready(other),
-        }
+    let polled = std::future::Future::poll(std::pin::pin!(stream.read_buf(buf)), cx);
+    if polled.is_pending() && mid_response {
+        ack::now(stream);
     }
+    polled
 }
 
 /// Decodes a chunked body (RFC 9112 §7.1) as it arrives; trailers are read and dropped.

@@ -85,6 +85,8 @@ pub(crate) struct Forwarded<'a> {
     /// Earlier proxies' `Via` with ours appended, when the client sent one.
     via: Option<HeaderValue>,
     start_ms: Digits,
+    /// When the router received the request (unix ms), as `start_ms` says it.
+    pub(crate) received_ms: u64,
     listener: &'a ListenerInfo,
 }
 
@@ -197,6 +199,7 @@ pub(crate) fn prepare_request<'a>(headers: &mut HeaderMap, listener: &'a Listene
         forwarded_for: forwarded_for.unwrap_or_else(|| client_ip.clone()),
         via,
         start_ms: Digits::of(received_ms),
+        received_ms,
         listener,
     }
 }

@@ -88,12 +88,14 @@ impl Body for RequestBody {
     }
 }
 
-/// A response body whose stream is watched for a client that stops reading.
+/// A response body whose stream is watched for a client that stops reading. It also holds
+/// the stream's place under the listener's cap on requests in flight (`permit`).
 pub(crate) struct ResponseWatch {
     shared: Arc<Shared>,
     client: ClientConn,
     idle: Duration,
     watching: bool,
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 struct Shared {
@@ -103,12 +105,22 @@ struct Shared {
     /// up by asking for the next; 0 while the router itself waits (for the dyno).
     owed_since: AtomicU64,
     done: AtomicBool,
+    /// Wakes the watchdog when the response is over, so it does not outlive it.
+    finished: tokio::sync::Notify,
+}
+
+impl Shared {
+    fn finish(&self) {
+        self.done.store(true, Ordering::Release);
+        // A stored permit if the watchdog is not waiting yet: it sees it on its next wait.
+        self.finished.notify_one();
+    }
 }
 
 impl ResponseWatch {
-    pub(crate) fn new(body: RouterBody, client: ClientConn, idle: Duration) -> ResponseWatch {
-        let shared = Arc::new(Shared { body: Mutex::new(Some(body)), owed_since: AtomicU64::new(0), done: AtomicBool::new(false) });
-        ResponseWatch { shared, client, idle, watching: false }
+    pub(crate) fn new(body: RouterBody, client: ClientConn, idle: Duration, permit: Option<tokio::sync::OwnedSemaphorePermit>) -> ResponseWatch {
+        let shared = Arc::new(Shared { body: Mutex::new(Some(body)), owed_since: AtomicU64::new(0), done: AtomicBool::new(false), finished: tokio::sync::Notify::new() });
+        ResponseWatch { shared, client, idle, watching: false, _permit: permit }
     }
 
     /// The watchdog, started with the first piece handed to hyper (a response that is over
@@ -133,8 +145,11 @@ impl ResponseWatch {
                     drop(body);
                     return;
                 }
-                let wait = if since == 0 { idle_ms } else { since + idle_ms - now };
-                tokio::time::sleep(Duration::from_millis(wait.max(1))).await;
+                let wait = if since == 0 { idle_ms } else { since.saturating_add(idle_ms).saturating_sub(now) };
+                tokio::select! {
+                    () = shared.finished.notified() => return,
+                    () = tokio::time::sleep(Duration::from_millis(wait.max(1))) => {}
+                }
             }
         });
     }
@@ -157,14 +172,15 @@ impl Body for ResponseWatch {
                 this.shared.owed_since.store(clock_ms(), Ordering::Release);
                 this.watch();
             }
-            Poll::Ready(_) => this.shared.done.store(true, Ordering::Release),
+            Poll::Ready(_) => this.shared.finish(),
             Poll::Pending => {}
         }
         polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.shared.body.lock().unwrap_or_else(PoisonError::into_inner).as_ref().is_none_or(Body::is_end_stream)
+        // A body the watchdog took is cut short: never complete, it fails on the next poll.
+        self.shared.body.lock().unwrap_or_else(PoisonError::into_inner).as_ref().is_some_and(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -174,7 +190,7 @@ impl Body for ResponseWatch {
 
 impl Drop for ResponseWatch {
     fn drop(&mut self) {
-        self.shared.done.store(true, Ordering::Release);
+        self.shared.finish();
         let body = self.shared.body.lock().unwrap_or_else(PoisonError::into_inner).take();
         drop(body);
     }

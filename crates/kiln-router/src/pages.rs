@@ -52,6 +52,7 @@ const URI_TOO_LONG: &str = page!("Request line too long", "<p>The request line i
 const EXPECTATION_FAILED: &str = page!("Expectation failed", "<p>Only <code>Expect: 100-continue</code> is supported.</p>");
 const HEADERS_TOO_LARGE: &str =
     page!("Request headers too large", "<p>A header line is longer than 8192 bytes, a header name longer than 1000, or there are more than 1000 headers.</p>");
+const BUSY: &str = page!("Busy", "<p>The router is serving as many requests over HTTP/2 as it allows right now.</p><p>Please try again in a moment.</p>");
 const VERSION_NOT_SUPPORTED: &str = page!("HTTP version not supported", "<p>The router speaks HTTP/1.0 and HTTP/1.1 here.</p>");
 
 /// The router's own page for a router error on `app`.
@@ -99,6 +100,11 @@ pub(crate) fn refused(status: StatusCode) -> Response<RouterBody> {
         _ => BAD_REQUEST,
     };
     closing(html(status, page))
+}
+
+/// An HTTP/2 stream over the listener's cap on requests in flight (see `tls`).
+pub(crate) fn busy() -> Response<RouterBody> {
+    html(StatusCode::SERVICE_UNAVAILABLE, BUSY)
 }
 
 /// No app is served at the requested host.

@@ -61,6 +61,10 @@ pub(crate) struct Shared {
     /// Set once the router starts shutting down, before its connections are told (see
     /// [`server::Stopping`](crate::server::Stopping)).
     pub(crate) stopping: Arc<AtomicBool>,
+    /// HTTP/2 requests in flight on the listener. Each may hold a dyno connection, and one
+    /// client connection carries many: capped at the connection cap, so that the
+    /// descriptors budgeted for the listener (two per connection) hold whatever the mix.
+    pub(crate) h2_streams: Arc<tokio::sync::Semaphore>,
 }
 
 /// Routes one request and produces the client's response. Never fails: every failure is
@@ -242,7 +246,7 @@ pub(crate) async fn dispatch(config: &RouterConfig, log: RequestLog, mut req: Re
         // Until the attempt returns, the request is the dyno's: if the client's side drops
         // this future meanwhile (it reset the connection or the HTTP/2 stream), the line
         // says so (H27) instead of the request vanishing from the log.
-        let mut unanswered = Unanswered { log: &log, dyno: &outstanding.state().backend.dyno, started: Instant::now(), armed: true };
+        let mut unanswered = Unanswered { log: &log, dyno: &outstanding.state().backend.dyno, received_ms: fwd.received_ms, armed: true };
         let attempted = match body {
             ReqBody::Empty => crate::engine::attempt(config, outstanding.state(), Request::from_parts(parts, ()), fwd).await,
             // The hyper path's future is boxed (see `handle`): most requests take the engine's.
@@ -287,16 +291,17 @@ pub(crate) async fn dispatch(config: &RouterConfig, log: RequestLog, mut req: Re
 /// says it is chunked. The dyno always speaks HTTP/1.1 to the router.
 fn to_http11<B>(req: &mut Request<B>, unknown_length: bool) {
     *req.version_mut() = http::Version::HTTP_11;
-    if unknown_length && !req.headers().contains_key(header::CONTENT_LENGTH) {
+    if unknown_length && !req.headers().contains_key(header::CONTENT_LENGTH) && !req.headers().contains_key(header::TRANSFER_ENCODING) {
         req.headers_mut().insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
     }
 }
 
 /// Logs H27 if dropped while armed: the client went away while a dyno had its request.
+/// (Timed from the request's arrival, so that the common path reads no clock for it.)
 struct Unanswered<'a> {
     log: &'a RequestLog,
     dyno: &'a str,
-    started: Instant,
+    received_ms: u64,
     armed: bool,
 }
 
@@ -304,7 +309,9 @@ impl Drop for Unanswered<'_> {
     fn drop(&mut self) {
         if self.armed {
             let code = if self.log.client.as_ref().is_some_and(ClientConn::went_idle) { HCode::H28 } else { HCode::H27 };
-            self.log.emit(&Outcome { code: Some(code), dyno: Some(self.dyno), connect: None, service: Some(self.started.elapsed()), status: Some(code.status().as_u16()), bytes: Some(0) });
+            let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+            let service = Duration::from_millis(now_ms.saturating_sub(self.received_ms));
+            self.log.emit(&Outcome { code: Some(code), dyno: Some(self.dyno), connect: None, service: Some(service), status: Some(code.status().as_u16()), bytes: Some(0) });
         }
     }
 }

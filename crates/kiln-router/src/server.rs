@@ -70,7 +70,8 @@ pub(crate) async fn serve_on(
         .max_headers(crate::head::MAX_HEADERS + 1)
         .max_buf_size(crate::head::MAX_HEAD + 64 * 1024);
     let listener_info = if tls.is_some() { crate::tls::listener_info(local.port()) } else { ListenerInfo::http(local.port()) };
-    let shared = Arc::new(Shared { table, logs, config, listener: listener_info, stopping: Arc::new(AtomicBool::new(false)) });
+    let h2_streams = Arc::new(tokio::sync::Semaphore::new(config.connections.total.min(tokio::sync::Semaphore::MAX_PERMITS)));
+    let shared = Arc::new(Shared { table, logs, config, listener: listener_info, stopping: Arc::new(AtomicBool::new(false)), h2_streams });
     tracing::info!(%local, tls = tls.is_some(), "router listening");
 
     let name = if tls.is_some() { "kiln-router-tls" } else { "kiln-router" };

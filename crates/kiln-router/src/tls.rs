@@ -19,6 +19,7 @@ use crate::config::RouterConfig;
 use crate::body::RouterBody;
 use crate::forward::ListenerInfo;
 use crate::guard::{self, ClientConn};
+use crate::pages;
 use crate::proxy::{self, Shared};
 use crate::server;
 use crate::table::RouteTable;
@@ -169,8 +170,10 @@ async fn serve_h2(io: tokio_rustls::server::TlsStream<Client>, peer: SocketAddr,
             let shared = Arc::clone(&shared);
             let client_ip = client_ip.clone();
             async move {
+                let permit = Arc::clone(&shared.h2_streams).try_acquire_owned().ok();
                 let mut response = match crate::head::check_h2(&req) {
                     Err(rejection) => guard::refuse(&shared, &client_ip, rejection),
+                    Ok(()) if permit.is_none() => pages::busy(),
                     Ok(()) => {
                         // The stream's own state, as the guard keeps one per HTTP/1 connection:
                         // its body's progress and idleness decide H12 and H28.
@@ -180,7 +183,7 @@ async fn serve_h2(io: tokio_rustls::server::TlsStream<Client>, peer: SocketAddr,
                         // hyper writes only the map (see the guard's `serve`), and the watch
                         // hides the body that holds the dyno's other fields.
                         crate::passthrough::materialize(&mut response);
-                        response.map(|body| RouterBody::layered(Box::pin(crate::h2_watch::ResponseWatch::new(body, client, idle))))
+                        response.map(|body| RouterBody::layered(Box::pin(crate::h2_watch::ResponseWatch::new(body, client, idle, permit))))
                     }
                 };
                 // HTTP/2 has no `Connection`, and refusing a stream does not close the connection.

@@ -136,13 +136,15 @@ impl Runtime for ContainerRuntime {
         cmd.stdin(if spec.stdin { Stdio::piped() } else { Stdio::null() });
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         // SAFETY: only async-signal-safe calls between fork and exec: dup2 puts the status
-        // pipe on fd 3 (clearing CLOEXEC there), prctl ties the helper's life to ours.
+        // pipe on fd 3 (clearing CLOEXEC there), prctl ties the helper's life to ours, and the
+        // dyno's open-files limit is set with getrlimit/setrlimit.
         unsafe {
             cmd.pre_exec(move || {
                 if libc::dup2(tx_fd, 3) < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                crate::restore_open_files();
                 Ok(())
             });
         }

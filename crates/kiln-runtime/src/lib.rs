@@ -389,6 +389,34 @@ pub(crate) fn remove_run_dir(dir: &std::path::Path) {
 pub const PRELUDE: &str = r#"for __kiln_f in "$HOME"/.profile.d/*.sh; do if [ -r "$__kiln_f" ]; then . "$__kiln_f"; fi; done; unset __kiln_f; if [ -r "$HOME/.profile" ]; then . "$HOME/.profile"; fi; __kiln_cmd=$1; shift; exec bash -c "$__kiln_cmd""#;
 
 /// Chooses the best backend this server can use.
+/// The soft open-files limit dynos (and builds) start with; 0 leaves them the server's.
+static DYNO_OPEN_FILES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Sets the soft open-files limit dynos start with. The server raises its own limit to the
+/// hard one for its sockets; dynos keep the one the server was given, as before: some
+/// programs misbehave with a huge one (`select()` beyond 1024, or closing every possible
+/// descriptor at start).
+pub fn set_dyno_open_files(soft: u64) {
+    DYNO_OPEN_FILES.store(soft, Ordering::Relaxed);
+}
+
+/// In a child between fork and exec: applies [`set_dyno_open_files`]'s limit. Only
+/// async-signal-safe calls (an atomic load, getrlimit, setrlimit).
+fn restore_open_files() {
+    let soft = DYNO_OPEN_FILES.load(Ordering::Relaxed);
+    if soft == 0 {
+        return;
+    }
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: both calls read or write one rlimit we own; a failure keeps the inherited limit.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && soft < lim.rlim_cur {
+            lim.rlim_cur = soft;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
 pub fn detect(data_dir: &std::path::Path, helper_exe: PathBuf, prefer: Option<RuntimeKind>) -> SharedRuntime {
     let run_dir = data_dir.join("run");
     match prefer {

@@ -71,10 +71,12 @@ impl Runtime for ProcessRuntime {
         cmd.process_group(0);
         cmd.kill_on_drop(false);
         // SAFETY: prctl is async-signal-safe; it makes the dyno die with the server's thread
-        // that spawned it (tokio workers live as long as the runtime).
+        // that spawned it (tokio workers live as long as the runtime). The open-files limit
+        // is set with getrlimit/setrlimit, also async-signal-safe.
         unsafe {
             cmd.pre_exec(|| {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                crate::restore_open_files();
                 Ok(())
             });
         }

@@ -78,10 +78,10 @@ struct Args {
     api_max_connections_per_ip: u64,
     /// Seconds a client has to send a whole request head to the API; also how long an idle
     /// keep-alive connection stays open.
-    #[arg(long, env = "KILN_API_HEAD_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "KILN_API_HEAD_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     api_head_timeout: u64,
     /// Seconds an API request body (a `git push` included) or response may make no progress.
-    #[arg(long, env = "KILN_API_IDLE_TIMEOUT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "KILN_API_IDLE_TIMEOUT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     api_idle_timeout: u64,
     /// Client connections each router listener (HTTP, and HTTPS if on) holds open at once.
     /// Lowered at start if the open-files limit cannot hold it.
@@ -93,11 +93,11 @@ struct Args {
     router_max_connections_per_ip: u64,
     /// Seconds a client has to send a whole request head to the router; also how long an
     /// idle keep-alive connection stays open.
-    #[arg(long, env = "KILN_ROUTER_HEAD_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "KILN_ROUTER_HEAD_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     router_head_timeout: u64,
     /// Heroku's rolling idle window, in seconds: a dyno silent this long mid-response is
     /// H15, a client that stops sending or reading this long is H28.
-    #[arg(long, env = "KILN_ROUTER_IDLE_TIMEOUT", default_value_t = 55, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "KILN_ROUTER_IDLE_TIMEOUT", default_value_t = 55, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     router_idle_timeout: u64,
     /// Megabytes a pushed commit's source may take once unpacked (Heroku: 1 GB); a larger
     /// push is refused with a message saying so.
@@ -116,6 +116,9 @@ struct Args {
 /// Connection caps for each listener that fit the open-files limit, which is first raised
 /// as far as allowed; says so when a cap had to be lowered. Returns (API, router).
 fn connection_limits(args: &Args) -> (kiln_net::ConnLimits, kiln_net::ConnLimits) {
+    if let Ok(given) = kiln_net::nofile::current() {
+        kiln_runtime::set_dyno_open_files(given.soft);
+    }
     let limits = match kiln_net::nofile::raise() {
         Ok(l) => l,
         Err(e) => {

@@ -157,7 +157,16 @@ fn the_apps_files_are_never_followed_out_of_it() {
         commit_all(&repo, "a link out of the app");
         let (ok, out) = s.push(&repo, "linked");
         assert!(!ok, "{name} -> {target} was accepted:\n{out}");
-        assert!(out.contains(&format!("{name} must be a regular file")), "{name}:\n{out}");
+        assert!(out.contains(&format!("{name} must be a regular file in the app")), "{name}:\n{out}");
         assert!(!out.contains("root:"), "nothing of {target} is shown:\n{out}");
     }
+    // A link that stays inside the app is fine.
+    let repo = web_app("linked-inside");
+    std::fs::create_dir_all(repo.join("config")).unwrap();
+    std::fs::rename(repo.join("Procfile"), repo.join("config/Procfile")).unwrap();
+    std::os::unix::fs::symlink("config/Procfile", repo.join("Procfile")).unwrap();
+    commit_all(&repo, "a link inside the app");
+    let (ok, out) = s.push(&repo, "linked");
+    assert!(ok, "{out}");
+    assert!(out.contains("Procfile declares types -> web"), "{out}");
 }
