@@ -243,17 +243,21 @@ pub(crate) async fn dispatch(config: &RouterConfig, log: RequestLog, mut req: Re
         tried.insert(i);
         let outstanding = app.backends[i].begin();
         let (parts, body) = req.into_parts();
-        // Until the attempt returns, the request is the dyno's: if the client's side drops
-        // this future meanwhile (it reset the connection or the HTTP/2 stream), the line
-        // says so (H27) instead of the request vanishing from the log.
-        let mut unanswered = Unanswered { log: &log, dyno: &outstanding.state().backend.dyno, received_ms: fwd.received_ms, armed: true };
         let attempted = match body {
+            // The engine serves each of its connection's requests to the end: nothing drops
+            // this future half way.
             ReqBody::Empty => crate::engine::attempt(config, outstanding.state(), Request::from_parts(parts, ()), fwd).await,
-            // The hyper path's future is boxed (see `handle`): most requests take the engine's.
-            ReqBody::Hyper(body) => Box::pin(attempt(config, outstanding.state(), log.client.as_ref(), Request::from_parts(parts, body))).await,
+            ReqBody::Hyper(body) => {
+                // Until the attempt returns, the request is the dyno's: if hyper drops this
+                // future meanwhile (the client reset its connection or its HTTP/2 stream),
+                // the line says so (H27) instead of the request vanishing from the log.
+                let mut unanswered = Unanswered { log: &log, dyno: &outstanding.state().backend.dyno, received_ms: fwd.received_ms, armed: true };
+                // The hyper path's future is boxed (see `handle`): most requests take the engine's.
+                let attempted = Box::pin(attempt(config, outstanding.state(), log.client.as_ref(), Request::from_parts(parts, body))).await;
+                unanswered.armed = false;
+                attempted
+            }
         };
-        unanswered.armed = false;
-        drop(unanswered);
         match attempted {
             Attempt::Answered { response, sender, connect, dispatched_at, request_headers } => {
                 return (respond(log, response, sender, outstanding, connect, dispatched_at, client_upgrade), request_headers);
