@@ -20,7 +20,7 @@ pub use oneoff::{OneOff, OneOffRequest};
 use kiln_model::config::ConfigVars;
 use kiln_model::log::SharedSink;
 use kiln_model::procfile::ProcessTypes;
-use kiln_model::route::{Backend, RouteUpdates, WebStatus};
+use kiln_model::route::{Backend, DynoRoutes, WebStatus};
 use kiln_model::{DynoName, DynoSize, DynoState, LogLine, Timestamp};
 use kiln_runtime::SharedRuntime;
 use std::collections::{BTreeMap, HashMap};
@@ -197,7 +197,7 @@ struct AppState {
 
 pub(crate) struct Shared {
     pub runtime: SharedRuntime,
-    pub routes: Arc<dyn RouteUpdates>,
+    pub routes: Arc<dyn DynoRoutes>,
     pub logs: SharedSink,
     pub config: LifecycleConfig,
     pub ports: ports::PortPool,
@@ -212,13 +212,13 @@ impl Shared {
 
 struct Actor {
     shared: Arc<Shared>,
-    routes: Arc<dyn RouteUpdates>,
+    routes: Arc<dyn DynoRoutes>,
     apps: HashMap<String, AppState>,
     stopping: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl DynoManager {
-    pub fn start(runtime: SharedRuntime, logs: SharedSink, routes: Arc<dyn RouteUpdates>, config: LifecycleConfig) -> DynoManager {
+    pub fn start(runtime: SharedRuntime, logs: SharedSink, routes: Arc<dyn DynoRoutes>, config: LifecycleConfig) -> DynoManager {
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared { runtime, routes: routes.clone(), logs, config: config.clone(), ports: ports::PortPool::default(), changed: tx.clone() });
         let actor = Actor { shared, routes, apps: HashMap::new(), stopping: Vec::new() };
@@ -303,7 +303,6 @@ impl Actor {
                     let app_id = desired.app_id.clone();
                     let state = self.apps.entry(app_id.clone()).or_insert_with(|| AppState { desired: desired.clone(), instances: Vec::new(), one_offs: Vec::new(), live_release: Default::default() });
                     state.desired = desired;
-                    self.routes.upsert_app(&app_id, &state.desired.app_name.clone(), false, None, None);
                     let started = self.reconcile(&app_id);
                     let _ = reply.send(started);
                     self.publish(&app_id);
@@ -382,7 +381,9 @@ impl Actor {
                             handles.push(o.task);
                         }
                     }
-                    self.routes.remove_app(&app_id);
+                    // Out of rotation before the reply: the platform forgets the app's route
+                    // once it has it, and nothing of the app is published after that.
+                    self.routes.set_backends(&app_id, WebStatus::NoWebDynos, Vec::new());
                     let _ = reply.send(handles);
                 }
                 Command::List(app_id, reply) => {

@@ -38,16 +38,27 @@ pub struct AppRoute {
     pub backends: Vec<Backend>,
 }
 
-/// Implemented by the router's route table; the dyno manager and the API call it.
-pub trait RouteUpdates: Send + Sync {
+/// What the platform publishes about an app: its name, its settings, its domains, and the
+/// ACME answers it serves. Only the platform calls these: each setting has one owner, and the
+/// dyno manager, which once republished an app with defaults, cannot (it holds [`DynoRoutes`]).
+pub trait AppRoutes: Send + Sync {
     /// Registers or refreshes an app's identity and settings; keeps its backends.
     fn upsert_app(&self, app_id: &str, app_name: &str, maintenance: bool, error_page_url: Option<String>, maintenance_page_url: Option<String>);
-    /// Replaces an app's web backends and status.
-    fn set_backends(&self, app_id: &str, status: WebStatus, backends: Vec<Backend>);
     /// Forgets an app entirely (destroyed).
     fn remove_app(&self, app_id: &str);
     /// Replaces the app's custom domains (hostnames routed to it besides `<app>.<domain>`).
     fn set_domains(&self, _app_id: &str, _hostnames: Vec<String>) {}
+    /// Publishes (`Some`) or withdraws (`None`) the answer to an ACME HTTP-01 challenge:
+    /// the router answers `GET /.well-known/acme-challenge/<token>` on any host with the key
+    /// authorization while it is published, before the request reaches an app.
+    fn set_acme_challenge(&self, _token: &str, _key_authorization: Option<String>) {}
+}
+
+/// What the dyno manager publishes about an app: which web dynos serve it, and which release.
+pub trait DynoRoutes: Send + Sync {
+    /// Replaces an app's web backends and status. An app the platform has not registered
+    /// (or has removed) is ignored.
+    fn set_backends(&self, app_id: &str, status: WebStatus, backends: Vec<Backend>);
     /// A new release went live: anything cached for the app is stale.
     fn release_changed(&self, _app_id: &str, _version: u32) {}
     /// Requests in flight to one backend of the app, so a dyno taken out of rotation can be
@@ -55,8 +66,4 @@ pub trait RouteUpdates: Send + Sync {
     fn in_flight(&self, _app_id: &str, _addr: SocketAddr) -> usize {
         0
     }
-    /// Publishes (`Some`) or withdraws (`None`) the answer to an ACME HTTP-01 challenge:
-    /// the router answers `GET /.well-known/acme-challenge/<token>` on any host with the key
-    /// authorization while it is published, before the request reaches an app.
-    fn set_acme_challenge(&self, _token: &str, _key_authorization: Option<String>) {}
 }

@@ -19,7 +19,7 @@
 //! restart picks up where it stopped; the certificate is stored before the state says ok.
 
 use crate::{Platform, Result};
-use kiln_model::route::RouteUpdates;
+use kiln_model::route::AppRoutes;
 use kiln_model::{Invalid, Timestamp};
 use kiln_store::{Account, AcmDomain, AcmState, App, StoreError};
 use kiln_tls::acme::ChallengeResponder;
@@ -47,8 +47,8 @@ pub(crate) struct Acm {
     wake: tokio::sync::Notify,
 }
 
-/// Publishes HTTP-01 answers in the router's table (see `RouteUpdates::set_acme_challenge`).
-pub struct RouterChallenges(pub Arc<dyn RouteUpdates>);
+/// Publishes HTTP-01 answers in the router's table (see `AppRoutes::set_acme_challenge`).
+pub struct RouterChallenges(pub Arc<dyn AppRoutes>);
 
 impl ChallengeResponder for RouterChallenges {
     fn publish(&self, token: &str, key_authorization: &str) {

@@ -27,7 +27,7 @@ use kiln_dyno::{AppDesired, DeployOutcome, DynoInfo, DynoManager, PendingDeploy,
 use kiln_logplex::Logplex;
 use kiln_model::formation::{MAX_QUANTITY, QuantityChange};
 use kiln_model::log::LogSink;
-use kiln_model::route::RouteUpdates;
+use kiln_model::route::AppRoutes;
 use kiln_model::{AppName, DynoSize, Invalid, LogLine};
 use kiln_runtime::slugcache::SlugCache;
 use kiln_store::{Account, App, FormationEntry, NewRelease, Release, Store, StoreError};
@@ -85,7 +85,7 @@ pub struct Platform {
     pub dynos: DynoManager,
     pub builder: Builder,
     pub slugs: Arc<SlugCache>,
-    pub routes: Arc<dyn RouteUpdates>,
+    pub routes: Arc<dyn AppRoutes>,
     pub settings: Settings,
     git: OnceLock<Arc<kiln_git::GitService>>,
     /// The HTTPS listener's certificate resolver, when there is one (see `sni`).
@@ -107,7 +107,7 @@ pub struct Platform {
 }
 
 impl Platform {
-    pub fn new(store: Arc<dyn Store>, logs: Arc<Logplex>, dynos: DynoManager, builder: Builder, routes: Arc<dyn RouteUpdates>, settings: Settings) -> Arc<Platform> {
+    pub fn new(store: Arc<dyn Store>, logs: Arc<Logplex>, dynos: DynoManager, builder: Builder, routes: Arc<dyn AppRoutes>, settings: Settings) -> Arc<Platform> {
         let slugs = Arc::new(SlugCache::new(settings.data_dir.join("slug-cache")));
         Arc::new_cyclic(|me| Platform {
             me: me.clone(), store, logs, dynos, builder, slugs, routes, settings, git: OnceLock::new(), certificates: OnceLock::new(), acm: OnceLock::new(), app_locks: Mutex::default(), build_locks: Mutex::default(), release_locks: Mutex::default(), deploying: Mutex::default(), build_streams: Mutex::new(HashMap::new()) })
@@ -187,7 +187,7 @@ impl Platform {
         };
         self.api_log(&app.id, format!("Initial release by user {}", user.email));
         self.api_log(&app.id, format!("Release v1 created by user {}", user.email));
-        self.routes.upsert_app(&app.id, &app.name, app.maintenance, None, None);
+        self.publish_app(&app);
         self.converge(&app.id).await?;
         Ok(app)
     }

@@ -33,7 +33,6 @@ impl Platform {
         match &result {
             Ok(()) => {
                 let _ = self.store.set_release_status(&release.id, ReleaseStatus::Succeeded, None);
-                self.routes.release_changed(app_id, release.version);
                 if let Ok(app) = self.store.app(app_id) {
                     self.publish_app(&app);
                 }

@@ -55,7 +55,7 @@
 //! Bodies are copied out of the connection buffers into exact-size allocations, and every
 //! object is charged for its body, its gzip copy, its headers and its bookkeeping. When the
 //! total passes [`CacheConfig::max_bytes`] the least recently used objects go. When a new
-//! release of an app goes live ([`RouteUpdates::release_changed`]) or the app is removed,
+//! release of an app goes live ([`DynoRoutes::release_changed`]) or the app is removed,
 //! its objects are dropped, and fetches started before that are not stored.
 //!
 //! # Logs
@@ -65,7 +65,7 @@
 //! sent. Heroku's router has no cache, so there is no Heroku value to copy; `dyno=cache`
 //! keeps the line parseable by the same tools.
 //!
-//! [`RouteUpdates::release_changed`]: kiln_model::route::RouteUpdates::release_changed
+//! [`DynoRoutes::release_changed`]: kiln_model::route::DynoRoutes::release_changed
 
 use crate::access_log::{Outcome, RequestLog};
 use crate::body::RouterBody;

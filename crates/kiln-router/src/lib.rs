@@ -5,7 +5,7 @@
 //! # Shape
 //!
 //! - [`RouteTable`] is the in-memory map of apps and their dynos. The dyno manager and the
-//!   API publish into it through [`kiln_model::route::RouteUpdates`]; requests only read it.
+//!   API publish into it through [`kiln_model::route::AppRoutes`]; requests only read it.
 //!   Nothing on the request path touches a database.
 //! - [`serve`] accepts connections and runs each request through a short pipeline, one
 //!   concern per module in the manner of linkerd2-proxy's layers: `host` (which app),
@@ -80,7 +80,7 @@
 //!   `Authorization` without `public`/`s-maxage`) are kept per `Vary` variant in a bounded
 //!   LRU ([`CacheConfig`]), answered with `Age` and `X-Cache: HIT` and a `dyno=cache` log
 //!   line, fetched once for concurrent misses, and dropped when the app's release changes
-//!   ([`RouteUpdates::release_changed`](kiln_model::route::RouteUpdates::release_changed)).
+//!   ([`DynoRoutes::release_changed`](kiln_model::route::DynoRoutes::release_changed)).
 //!   Compressible responses the app left uncompressed are gzipped as they stream.
 //! - **HTTPS** ([`serve_tls`], module `tls`): TLS (rustls) with the certificate picked per
 //!   SNI name by `kiln_tls::SniResolver`, then HTTP/2 or HTTP/1.1 as ALPN decided, into the

@@ -5,15 +5,16 @@
 //! `www.example.com`, one label deep). Hostnames ignore case, port and a trailing dot, and
 //! belong to one app at most (the platform refuses duplicates; here the latest wins).
 //!
-//! It lives only in memory. The dyno manager and the API publish into it through
-//! [`RouteUpdates`]; requests read it. Each app has a slot holding an immutable snapshot
+//! It lives only in memory. The platform publishes each app's identity and settings into it
+//! ([`AppRoutes`]), the dyno manager its up web dynos ([`DynoRoutes`]); requests read it.
+//! Each app has a slot holding an immutable snapshot
 //! ([`AppEntry`]) in a `tokio::sync::watch` channel: a read is a short lock and an `Arc`
 //! clone, an update swaps the snapshot, and requests held while an app boots wait on the
 //! same channel for the snapshot that brings a dyno up. No lock is held across an await.
 
 use crate::backend::BackendState;
 use crate::host;
-use kiln_model::route::{Backend, RouteUpdates, WebStatus};
+use kiln_model::route::{AppRoutes, Backend, DynoRoutes, WebStatus};
 use std::collections::HashMap;
 use crate::access_log::LogTarget;
 use kiln_model::log::LogSink;
@@ -222,7 +223,7 @@ impl RouteTable {
     }
 }
 
-impl RouteUpdates for RouteTable {
+impl AppRoutes for RouteTable {
     fn upsert_app(&self, app_id: &str, app_name: &str, maintenance: bool, error_page_url: Option<String>, maintenance_page_url: Option<String>) {
         let app_name = app_name.to_ascii_lowercase();
         let mut index = self.write();
@@ -249,36 +250,12 @@ impl RouteUpdates for RouteTable {
         });
     }
 
-    fn set_backends(&self, app_id: &str, status: WebStatus, backends: Vec<Backend>) {
-        let existing = self.read().by_id.get(app_id).cloned();
-        // The dyno manager may report dynos before the API has registered the app.
-        let slot = existing.unwrap_or_else(|| Self::slot_or_insert(&mut self.write(), app_id));
-        let current = slot.current();
-        // Keep the state of dynos that are still there: their outstanding counts,
-        // quarantine and warm connections stay meaningful.
-        let states: Vec<Arc<BackendState>> = backends.into_iter().map(|b| current.backends.iter().find(|s| s.backend == b).cloned().unwrap_or_else(|| BackendState::new(b))).collect();
-        // Dynos leaving rotation are remembered while they still have requests in flight.
-        let mut draining: Vec<Arc<BackendState>> = current.draining.iter().chain(current.backends.iter()).filter(|d| !states.iter().any(|s| Arc::ptr_eq(s, d)) && d.outstanding() > 0).cloned().collect();
-        draining.dedup_by(|a, b| Arc::ptr_eq(a, b));
-        slot.update(|e| {
-            e.status = status;
-            e.backends = states;
-            e.draining = draining;
-        });
-    }
-
     fn set_acme_challenge(&self, token: &str, key_authorization: Option<String>) {
         let mut acme = self.acme.write().unwrap_or_else(PoisonError::into_inner);
         match key_authorization {
             Some(answer) => acme.insert(token.to_string(), answer),
             None => acme.remove(token),
         };
-    }
-
-    fn in_flight(&self, app_id: &str, addr: std::net::SocketAddr) -> usize {
-        let Some(slot) = self.read().by_id.get(app_id).cloned() else { return 0 };
-        let entry = slot.current();
-        entry.backends.iter().chain(entry.draining.iter()).filter(|b| b.backend.addr == addr).map(|b| b.outstanding()).sum()
     }
 
     fn set_domains(&self, app_id: &str, hostnames: Vec<String>) {
@@ -305,10 +282,6 @@ impl RouteUpdates for RouteTable {
         index.domains_of.insert(app_id.to_string(), published);
     }
 
-    fn release_changed(&self, app_id: &str, _version: u32) {
-        self.cache.purge_app(app_id);
-    }
-
     fn remove_app(&self, app_id: &str) {
         self.cache.purge_app(app_id);
         let mut index = self.write();
@@ -323,6 +296,36 @@ impl RouteUpdates for RouteTable {
             e.removed = true;
             e.backends.clear();
         });
+    }
+}
+
+impl DynoRoutes for RouteTable {
+    fn set_backends(&self, app_id: &str, status: WebStatus, backends: Vec<Backend>) {
+        // The platform registers an app before its first dynos start and removes it after its
+        // last have stopped: one it does not know is gone, and is not brought back.
+        let Some(slot) = self.read().by_id.get(app_id).cloned() else { return };
+        let current = slot.current();
+        // Keep the state of dynos that are still there: their outstanding counts,
+        // quarantine and warm connections stay meaningful.
+        let states: Vec<Arc<BackendState>> = backends.into_iter().map(|b| current.backends.iter().find(|s| s.backend == b).cloned().unwrap_or_else(|| BackendState::new(b))).collect();
+        // Dynos leaving rotation are remembered while they still have requests in flight.
+        let mut draining: Vec<Arc<BackendState>> = current.draining.iter().chain(current.backends.iter()).filter(|d| !states.iter().any(|s| Arc::ptr_eq(s, d)) && d.outstanding() > 0).cloned().collect();
+        draining.dedup_by(|a, b| Arc::ptr_eq(a, b));
+        slot.update(|e| {
+            e.status = status;
+            e.backends = states;
+            e.draining = draining;
+        });
+    }
+
+    fn release_changed(&self, app_id: &str, _version: u32) {
+        self.cache.purge_app(app_id);
+    }
+
+    fn in_flight(&self, app_id: &str, addr: std::net::SocketAddr) -> usize {
+        let Some(slot) = self.read().by_id.get(app_id).cloned() else { return 0 };
+        let entry = slot.current();
+        entry.backends.iter().chain(entry.draining.iter()).filter(|b| b.backend.addr == addr).map(|b| b.outstanding()).sum()
     }
 }
 
@@ -351,13 +354,19 @@ mod tests {
     }
 
     #[test]
-    fn backends_before_upsert_and_state_kept() {
+    fn backends_of_unknown_apps_are_ignored_and_state_kept() {
         let t = RouteTable::new("localhost");
+        // Dynos reported for an app the platform has not registered (or has removed) do not
+        // bring it into the table.
+        t.set_backends("id1", WebStatus::Up, vec![backend("web.1", 1)]);
+        assert!(t.get("id1").is_none());
+        t.upsert_app("id1", "foo", true, Some("https://e/x".into()), None);
         t.set_backends("id1", WebStatus::Up, vec![backend("web.1", 1), backend("web.2", 2)]);
-        assert!(t.lookup_host("foo.localhost").is_none());
-        t.upsert_app("id1", "foo", false, None, None);
         let e = t.lookup_host("foo.localhost").unwrap();
         assert_eq!(e.status(), WebStatus::Up);
+        assert!(e.maintenance && e.error_page_url() == Some("https://e/x"), "dynos do not touch the app's settings");
+        t.upsert_app("id1", "foo", true, Some("https://e/x".into()), None);
+        let e = t.lookup_host("foo.localhost").unwrap();
         assert_eq!(e.backends().count(), 2, "upsert keeps backends");
         let _busy = e.backends[1].begin();
         t.set_backends("id1", WebStatus::Up, vec![backend("web.2", 2), backend("web.3", 3)]);

@@ -11,7 +11,7 @@ use hyper::body::{Frame, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use kiln_model::route::RouteUpdates;
+use kiln_model::route::{AppRoutes, DynoRoutes};
 use kiln_router::{CacheConfig, RouterConfig};
 use std::convert::Infallible;
 use std::io::Read;

@@ -3,7 +3,7 @@
 mod support;
 
 use bytes::Bytes;
-use kiln_model::route::{RouteUpdates, WebStatus};
+use kiln_model::route::{AppRoutes, DynoRoutes, WebStatus};
 use kiln_router::RouterConfig;
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;

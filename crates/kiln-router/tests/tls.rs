@@ -57,7 +57,7 @@ impl TlsRouter {
     }
 
     fn app(&self, name: &str, dynos: &[SocketAddr]) -> String {
-        use kiln_model::route::{RouteUpdates, WebStatus};
+        use kiln_model::route::{AppRoutes, DynoRoutes, WebStatus};
         let id = format!("id-{name}");
         self.table.upsert_app(&id, name, false, None, None);
         self.table.set_backends(&id, WebStatus::Up, backends(dynos));
@@ -298,7 +298,7 @@ async fn shutdown_closes_idle_http2_connections() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn custom_domains_get_their_apps_uploaded_certificates() {
-    use kiln_model::route::RouteUpdates;
+    use kiln_model::route::{AppRoutes, DynoRoutes};
     let router = TlsRouter::start().await;
     let (a, _) = echo_dyno("a").await;
     let (b, _) = echo_dyno("b").await;

@@ -3,7 +3,7 @@
 //! ACM manager. Off unless `--acme-directory` is given.
 
 use anyhow::{Context, Result, bail};
-use kiln_model::route::RouteUpdates;
+use kiln_model::route::AppRoutes;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -26,7 +26,7 @@ pub struct AcmeArgs {
 }
 
 /// Starts ACM when a directory is configured; returns the line for the start banner.
-pub fn start(args: &AcmeArgs, platform: &kiln_platform::Platform, routes: Arc<dyn RouteUpdates>, data_dir: &Path, https: bool) -> Result<Option<String>> {
+pub fn start(args: &AcmeArgs, platform: &kiln_platform::Platform, routes: Arc<dyn AppRoutes>, data_dir: &Path, https: bool) -> Result<Option<String>> {
     let Some(directory) = args.acme_directory.as_deref() else {
         if args.acme_contact.is_some() || args.acme_ca_file.is_some() {
             bail!("--acme-contact and --acme-ca-file configure ACME, which is off without --acme-directory URL");

@@ -5,7 +5,7 @@
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use kiln_model::log::SharedSink;
-use kiln_model::route::RouteUpdates;
+use kiln_model::route::{AppRoutes, DynoRoutes};
 use kiln_store::Store;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -243,7 +243,9 @@ async fn run(args: Args) -> Result<()> {
     let logs = kiln_logplex::Logplex::new();
     let sink: SharedSink = logs.clone();
     let routes = kiln_router::RouteTable::new(&args.domain);
-    let route_updates: Arc<dyn RouteUpdates> = routes.clone();
+    // Each side publishes what it owns: the platform an app's settings, the dyno manager its dynos.
+    let app_routes: Arc<dyn AppRoutes> = routes.clone();
+    let dyno_routes: Arc<dyn DynoRoutes> = routes.clone();
 
     let prefer = match args.runtime.as_str() {
         "container" => {
@@ -278,7 +280,7 @@ async fn run(args: Args) -> Result<()> {
         cycle_jitter: Duration::from_secs(args.cycle_interval.max(1) * 15 / 100),
         ..Default::default()
     };
-    let dynos = kiln_dyno::DynoManager::start(runtime.clone(), sink.clone(), route_updates.clone(), lifecycle);
+    let dynos = kiln_dyno::DynoManager::start(runtime.clone(), sink.clone(), dyno_routes, lifecycle);
 
     let api_listener = tokio::net::TcpListener::bind(args.api_listen).await.with_context(|| format!("listening on {} for the API", args.api_listen))?;
     let router_listener = tokio::net::TcpListener::bind(args.router_listen).await.with_context(|| format!("listening on {} for the router", args.router_listen))?;
@@ -302,12 +304,12 @@ async fn run(args: Args) -> Result<()> {
         data_dir: data_dir.clone(),
         max_source_bytes: args.max_source_mb.saturating_mul(1024 * 1024),
     };
-    let platform = kiln_platform::Platform::new(store.clone(), logs.clone(), dynos.clone(), builder, route_updates.clone(), settings);
+    let platform = kiln_platform::Platform::new(store.clone(), logs.clone(), dynos.clone(), builder, app_routes.clone(), settings);
     let bridge = Arc::new(kiln_platform::GitBridge(platform.clone()));
     let git_limits = kiln_git::GitLimits { max_pack_bytes: args.max_push_mb.saturating_mul(1024 * 1024) };
     let git = kiln_git::GitService::start(data_dir, &exe, bridge.clone(), bridge, git_limits).context("starting the git receiver")?;
     platform.set_git(git.clone());
-    let acme_line = crate::acme::start(&args.acme, &platform, route_updates.clone(), data_dir, args.router_tls_listen.is_some())?;
+    let acme_line = crate::acme::start(&args.acme, &platform, app_routes.clone(), data_dir, args.router_tls_listen.is_some())?;
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let app = kiln_api::router(platform.clone(), kiln_git::router(git));

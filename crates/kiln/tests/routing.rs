@@ -228,3 +228,41 @@ fn read_response(sock: &mut TcpStream) -> String {
         raw.extend_from_slice(&buf[..n]);
     }
 }
+
+/// Issue 12: maintenance mode belongs to the platform. Scaling, a one-off dyno and a restart
+/// of the server each used to republish the app with maintenance off (the dyno manager wrote
+/// settings it does not own): the router served the app while `maintenance` said `on`.
+#[test]
+fn maintenance_survives_scale_run_and_restart() {
+    let s = Server::start("maint");
+    deploy(&s, "maintapp");
+    wait_for(BOOT, "the app to answer", || (s.get("maintapp", "/").status == 200).then_some(()));
+    s.ok(&["maintenance:on", "-a", "maintapp"]);
+    let in_maintenance = |s: &Server, after: &str| {
+        let r = s.get("maintapp", &format!("/after-{after}"));
+        assert_eq!(r.status, 503, "after {after}: {r:?}");
+        assert!(r.body.contains("Offline for maintenance"), "after {after}: {}", r.body);
+        assert_eq!(s.ok(&["maintenance", "-a", "maintapp"]), "on\n", "after {after}");
+    };
+    in_maintenance(&s, "enabling");
+
+    s.ok(&["ps:scale", "web=2", "-a", "maintapp"]);
+    wait_for(BOOT, "web.2 up", || s.ok(&["ps", "-a", "maintapp"]).contains("web.2: up").then_some(()));
+    in_maintenance(&s, "scale");
+
+    let out = s.ok(&["run", "-a", "maintapp", "--", "echo", "one-off"]);
+    assert!(out.contains("one-off"), "{out}");
+    in_maintenance(&s, "run");
+
+    let mut s = s;
+    s.stop();
+    let s = Server::start_in(s.dir.clone(), &[]);
+    wait_for(BOOT, "the web dynos back after the restart", || {
+        let ps = s.ok(&["ps", "-a", "maintapp"]);
+        (ps.contains("web.1: up") && ps.contains("web.2: up")).then_some(())
+    });
+    in_maintenance(&s, "restart");
+
+    s.ok(&["maintenance:off", "-a", "maintapp"]);
+    wait_for(BOOT, "the app to answer again", || (s.get("maintapp", "/").status == 200).then_some(()));
+}

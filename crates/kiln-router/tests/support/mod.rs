@@ -11,7 +11,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use kiln_model::log::{LogLine, LogSink};
-use kiln_model::route::{Backend, RouteUpdates, WebStatus};
+use kiln_model::route::{AppRoutes, Backend, DynoRoutes, WebStatus};
 use kiln_router::{RouteTable, RouterConfig};
 use std::convert::Infallible;
 use std::io;
