@@ -41,15 +41,55 @@ pub struct ApiState {
 pub fn router(platform: Arc<Platform>, extra: Router) -> Router {
     let state = ApiState { platform, attaches: Arc::default() };
     let api = handlers::routes().merge(logs::routes()).merge(run::routes()).merge(sni::routes()).merge(domains::routes()).merge(acm::routes()).with_state(state).fallback(not_found).method_not_allowed_fallback(not_found).layer(axum::middleware::from_fn(heroku_headers));
-    api.merge(extra)
+    api.merge(extra).layer(axum::middleware::from_fn(log_requests))
 }
 
-async fn not_found() -> ApiError {
-    ApiError::new(
+/// Marks the answer to a request for an endpoint that does not exist.
+#[derive(Clone, Copy)]
+struct UnknownEndpoint;
+
+async fn not_found() -> Response {
+    let mut response = ApiError::new(
         StatusCode::NOT_FOUND,
         "not_found",
         "The requested API endpoint was not found. Are you using the right HTTP verb (i.e. `GET` vs. `POST`), and did you specify your intended version with the `Accept` header?",
     )
+    .into_response();
+    response.extensions_mut().insert(UnknownEndpoint);
+    response
+}
+
+/// Logs every request to the API and git, for the operator: method, path, status, time to the
+/// response head, request id. Never a credential or a value: headers and bodies are not
+/// logged, nor query strings, and the paths that carry a secret (`kiln run`'s rendezvous, log
+/// sessions) are cut at it. Unknown endpoints are logged as warnings.
+async fn log_requests(req: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let method = req.method().clone();
+    let path = loggable_path(req.uri().path());
+    let response = next.run(req).await;
+    let status = response.status().as_u16();
+    let ms = started.elapsed().as_millis() as u64;
+    let request_id = response.headers().get("request-id").and_then(|v| v.to_str().ok()).unwrap_or("-").to_string();
+    if response.extensions().get::<UnknownEndpoint>().is_some() {
+        tracing::warn!(%method, path, status, ms, request_id, "unknown API endpoint");
+    } else {
+        tracing::info!(%method, path, status, ms, request_id, "API request");
+    }
+    response
+}
+
+/// The path as logged: cut after the prefix of a route whose next segment is a secret.
+fn loggable_path(path: &str) -> String {
+    const SECRET_AFTER: [&str; 2] = ["/attach/", "/log-sessions/"];
+    let end = (0..=path.len().min(512)).rev().find(|&i| path.is_char_boundary(i)).unwrap_or(0);
+    let path = &path[..end];
+    for prefix in SECRET_AFTER {
+        if path.starts_with(prefix) {
+            return format!("{prefix}…");
+        }
+    }
+    path.to_string()
 }
 
 /// Checks the API version asked for and adds Heroku's response headers.

@@ -109,6 +109,10 @@ struct Args {
     /// Megabytes a compiled, compressed slug may take (Heroku: 500 MB).
     #[arg(long, env = "KILN_MAX_SLUG_MB", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..))]
     max_slug_mb: u64,
+    /// What the server logs: a level (`error`, `warn`, `info`, `debug`, `trace`), or
+    /// per-module directives as in `RUST_LOG` (`info,kiln_router=debug`).
+    #[arg(long, env = "RUST_LOG", default_value = "info")]
+    log_level: String,
     #[command(flatten)]
     acme: crate::acme::AcmeArgs,
 }
@@ -182,7 +186,20 @@ unsafe extern "C" {
 
 pub fn main(args: &[std::ffi::OsString]) -> ExitCode {
     let args = Args::parse_from(args);
-    tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false).with_max_level(tracing::Level::INFO).init();
+    let filter = match log_filter(&args.log_level) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("kiln server: --log-level (or RUST_LOG) {:?}: {e}; use a level such as `info` or directives such as `info,kiln_router=debug`", args.log_level);
+            return ExitCode::from(2);
+        }
+    };
+    {
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        // Colours only on a terminal: a journal or a log file gets plain text.
+        let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        tracing_subscriber::registry().with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false).with_ansi(ansi)).with(filter).init();
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -197,6 +214,18 @@ pub fn main(args: &[std::ffi::OsString]) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The log filter of `--log-level`: comma-separated levels (`error` … `trace`, `off`) and
+/// `target=level` directives. Stricter than `Targets`' own parser, which reads a misspelt
+/// level (`loud`) as the name of a target to log everything of.
+fn log_filter(spec: &str) -> Result<tracing_subscriber::filter::Targets, String> {
+    use tracing_subscriber::filter::LevelFilter;
+    for directive in spec.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let level = directive.rsplit_once('=').map_or(directive, |(_, level)| level);
+        level.parse::<LevelFilter>().map_err(|_| format!("{level:?} is not a level"))?;
+    }
+    spec.parse().map_err(|e: tracing_subscriber::filter::ParseError| e.to_string())
 }
 
 /// Generates a new API key: 256 bits from the OS's random source, hex.

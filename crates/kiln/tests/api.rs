@@ -979,3 +979,57 @@ fn cli_and_git_refuse_bad_input_clearly() {
 
     assert_eq!(snapshot(&s), before, "a refused CLI command or push changed something");
 }
+
+/// Issue 12: the server says what it does. Every API request is logged (method, path,
+/// status, time, request id), unknown endpoints as warnings; never a key, a config value or
+/// the secret in a rendezvous path. `--log-level` (or `RUST_LOG`) sets what is logged.
+#[test]
+fn api_requests_are_logged_without_secrets() {
+    let s = Server::start("api-log");
+    assert_eq!(s.api("POST", "/apps", Some(r#"{"name":"logged"}"#)).status, 201);
+    let r = s.api("PATCH", "/apps/logged/config-vars", Some(r#"{"SECRET_TOKEN":"hunter2-do-not-log"}"#));
+    assert_eq!(r.status, 200);
+    let request_id = r.header("request-id").unwrap().to_string();
+    assert_eq!(s.api("GET", "/no/such/endpoint", None).status, 404);
+    assert!((400..500).contains(&raw(&s, "GET", "/attach/s3cr3t-rendezvous-token", &[], None).status));
+    let log = wait_for(Duration::from_secs(10), "the request lines", || {
+        let log = s.server_log();
+        log.contains("unknown API endpoint").then_some(log)
+    });
+    let line = log.lines().find(|l| l.contains(&request_id)).unwrap_or_else(|| panic!("no line with the request id {request_id}:\n{log}"));
+    assert!(line.contains("INFO") && line.contains("method=PATCH") && line.contains("path=\"/apps/logged/config-vars\"") && line.contains("status=200") && line.contains("ms="), "{line}");
+    let unknown = log.lines().find(|l| l.contains("unknown API endpoint")).unwrap();
+    assert!(unknown.contains("WARN") && unknown.contains("path=\"/no/such/endpoint\"") && unknown.contains("status=404"), "{unknown}");
+    assert!(log.contains("path=\"/attach/…\""), "the rendezvous path is cut at its secret:\n{log}");
+    for secret in [s.key.as_str(), "hunter2-do-not-log", "s3cr3t-rendezvous-token"] {
+        assert!(!log.contains(secret), "the log shows {secret:?}:\n{log}");
+    }
+
+    // Less: warnings only.
+    let quiet = Server::start_with("api-log-quiet", &["--log-level", "warn"]);
+    assert_eq!(quiet.api("GET", "/apps", None).status, 200);
+    assert_eq!(quiet.api("GET", "/nope", None).status, 404);
+    let log = wait_for(Duration::from_secs(10), "the warning", || {
+        let log = quiet.server_log();
+        log.contains("unknown API endpoint").then_some(log)
+    });
+    assert!(!log.contains("API request"), "info lines at --log-level warn:\n{log}");
+
+    // A level that does not parse is refused at start, with the reason.
+    for bad in ["loud", "info,kiln_router=chatty"] {
+        let dir = temp_dir("api-log-bad");
+        let mut child = std::process::Command::new(KILN)
+            .args(["server", "--log-level", bad, "--api-listen", "127.0.0.1:0", "--router-listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.join("data"))
+            .env_remove("RUST_LOG")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let status = wait_for(Duration::from_secs(10), "the server to refuse the level", || child.try_wait().unwrap());
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+        assert_eq!(status.code(), Some(2), "{bad}: {stderr}");
+        assert!(stderr.contains(&format!("--log-level (or RUST_LOG) {bad:?}")), "{stderr}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
