@@ -26,7 +26,8 @@ pub struct Cli {
     pub command: Cmd,
 }
 
-/// Which app a command acts on; see `resolve_app`.
+// Which app a command acts on (see `resolve_app`). A plain comment: clap would show a doc
+// comment here as the help of every command that flattens these flags and has none itself.
 #[derive(Debug, Clone, Default, Args)]
 pub struct AppFlags {
     /// App to run the command against
@@ -313,7 +314,6 @@ pub enum Cmd {
         app: AppFlags,
     },
 
-    /// Point the `kiln` git remote of this repository at an app, and set up git credentials
     /// Run a one-off command in a dyno, attached to this terminal; exits with its status
     #[command(name = "run", trailing_var_arg = true)]
     Run {
@@ -349,6 +349,7 @@ pub enum Cmd {
         command: Vec<String>,
     },
 
+    /// Point the `kiln` git remote of this repository at an app, and set up git credentials
     #[command(name = "git:remote")]
     GitRemote {
         #[command(flatten)]

@@ -526,3 +526,44 @@ fn maintenance_on_off_and_status() {
     assert_eq!(kiln(&env, &["maintenance:off", "-a", "myapp"], "").stdout, "Disabling maintenance mode for ⬢ myapp... done\n");
     assert_eq!(api.requests().iter().filter(|r| r.method == "PATCH").map(|r| r.json()).collect::<Vec<_>>(), [json!({"maintenance": true}), json!({"maintenance": false})]);
 }
+
+/// Issue 12: the help is written for users. Every command has a one-sentence summary of its
+/// own (no command borrows another's, as `run` once carried `git:remote`'s), and no help line
+/// names the code (an internal function such as `resolve_app`, a Rust type, a module path).
+#[test]
+fn every_help_line_reads_as_a_sentence_for_users() {
+    let dir = TempDir::new("help");
+    let env = kiln_cli::Env::new(dir.path()).with_var("HOME", dir.path().to_string_lossy());
+    let top = kiln(&env, &["--help"], "");
+    assert_eq!(top.code, 0, "{}", top.stderr);
+    let commands: Vec<(String, String)> = top
+        .stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| {
+            let l = l.trim_start();
+            let (name, about) = l.split_once(char::is_whitespace)?;
+            Some((name.to_string(), about.trim().to_string()))
+        })
+        .filter(|(name, _)| name != "help")
+        .collect();
+    assert!(commands.len() > 30, "{}", top.stdout);
+    let names: Vec<&str> = commands.iter().map(|(n, _)| n.as_str()).collect();
+    for (name, about) in &commands {
+        assert!(about.chars().next().is_some_and(char::is_uppercase), "{name}: {about:?}");
+        // One summary: a second sentence glued on without a stop is another command's.
+        let glued = about.split_whitespace().collect::<Vec<_>>().windows(2).any(|w| w[0].chars().last().is_some_and(char::is_lowercase) && ["Run", "Show", "List", "Set", "Point", "Which"].contains(&w[1]));
+        assert!(!glued, "{name}: two summaries in one: {about:?}");
+        let help = kiln(&env, &[name, "--help"], "");
+        assert_eq!(help.code, 0, "{name}: {}", help.stderr);
+        for line in help.stdout.lines().chain(std::iter::once(about.as_str())) {
+            let internal = line.contains("::") || line.split('`').skip(1).step_by(2).any(|code| code.contains('_') && code.chars().all(|c| c.is_ascii_lowercase() || c == '_'));
+            assert!(!internal, "{name}: a help line names the code: {line:?}");
+        }
+    }
+    let about = |n: &str| commands.iter().find(|(name, _)| name == n).map(|(_, a)| a.as_str()).unwrap_or_else(|| panic!("no {n} in {names:?}"));
+    assert!(about("run").starts_with("Run a one-off command in a dyno, attached to this terminal"), "{}", about("run"));
+    assert!(about("git:remote").starts_with("Point the `kiln` git remote"), "{}", about("git:remote"));
+}
