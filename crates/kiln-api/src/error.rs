@@ -49,6 +49,7 @@ impl From<PlatformError> for ApiError {
             PlatformError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
             PlatformError::Invalid(i) => ApiError::invalid(i.message),
             PlatformError::Forbidden(m) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", m),
+            PlatformError::Unavailable(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m),
             PlatformError::Internal(m) => {
                 tracing::error!(error = %m, "internal error");
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_server_error", format!("Internal server error: {m}"))
@@ -64,3 +65,22 @@ impl From<kiln_store::StoreError> for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each dyno manager failure gets the status a client can act on: a stopped manager is
+    /// the platform being unavailable (503, retry later), never a missing dyno (404).
+    #[test]
+    fn dyno_manager_failures_map_to_their_statuses() {
+        use kiln_dyno::DynoError;
+        let status = |e: DynoError| ApiError::from(PlatformError::from(e));
+        let stopped = status(DynoError::Stopped);
+        assert_eq!((stopped.status, stopped.id), (StatusCode::SERVICE_UNAVAILABLE, "unavailable"));
+        assert!(stopped.message.contains("try again"), "{}", stopped.message);
+        let missing = status(DynoError::NoSuchDyno);
+        assert_eq!((missing.status, missing.id, missing.resource), (StatusCode::NOT_FOUND, "not_found", Some("dyno")));
+        assert_eq!(status(DynoError::NoRelease).status, StatusCode::CONFLICT);
+    }
+}

@@ -92,7 +92,7 @@ fn is_json(content_type: &[u8]) -> bool {
 fn range_header(headers: &HeaderMap) -> ApiResult<Option<range::Range>> {
     let Some(v) = headers.get(header::RANGE) else { return Ok(None) };
     let h = v.to_str().map_err(|_| ApiError::bad_request("Invalid Range header: it must be printable ASCII"))?;
-    range::parse(h).map(Some).map_err(ApiError::bad_request)
+    range::parse(h).map(Some).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
 fn base_url(headers: &HeaderMap, fallback: &str) -> String {

@@ -14,9 +14,20 @@ pub struct Range {
 pub const DEFAULT_MAX: u32 = 200;
 pub const MAX_MAX: u32 = 1000;
 
-pub fn parse(header: &str) -> Result<Range, String> {
+/// A `Range` header that does not parse; the message says how to write it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct RangeError(String);
+
+impl From<String> for RangeError {
+    fn from(message: String) -> Self {
+        RangeError(message)
+    }
+}
+
+pub fn parse(header: &str) -> Result<Range, RangeError> {
     if header.len() > 1024 {
-        return Err("Range header is too long".into());
+        return Err(RangeError("Range header is too long".into()));
     }
     let mut parts = header.split(';');
     let spec = parts.next().unwrap_or("").trim();
@@ -25,7 +36,7 @@ pub fn parse(header: &str) -> Result<Range, String> {
         None => (spec, ""),
     };
     if field.is_empty() || !field.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-        return Err(format!("Invalid Range header {header:?}: expected `<field> [start]..[end]; max=N, order=asc|desc`"));
+        return Err(format!("Invalid Range header {header:?}: expected `<field> [start]..[end]; max=N, order=asc|desc`").into());
     }
     let (start, end) = if bounds.is_empty() {
         (None, None)
@@ -52,9 +63,9 @@ pub fn parse(header: &str) -> Result<Range, String> {
             "order" => match v.trim() {
                 "asc" => r.descending = false,
                 "desc" => r.descending = true,
-                other => return Err(format!("Invalid Range order {other:?}: use asc or desc")),
+                other => return Err(format!("Invalid Range order {other:?}: use asc or desc").into()),
             },
-            other => return Err(format!("Unknown Range option {other:?}")),
+            other => return Err(format!("Unknown Range option {other:?}").into()),
         }
     }
     Ok(r)

@@ -28,7 +28,8 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    /// The build failed for a reason already explained in its output.
+    /// The build failed: why, in a sentence for the pusher (the git receiver shows it as a
+    /// `remote: !` line).
     #[error("{0}")]
     Failed(String),
     #[error("{context}: {source}")]
@@ -230,7 +231,7 @@ impl Builder {
         let app = &req.source_dir;
         out.line(&format!("-----> Building on the {} stack", self.config.stack));
 
-        let failed = |e: AppFileError| BuildError::Failed(format!(" !     {e}"));
+        let failed = |e: AppFileError| BuildError::Failed(format!("{e}"));
         if let Some(text) = read_app_file(app, ".slugignore").map_err(failed)? {
             let n = slugignore::SlugIgnore::parse(&text).apply(app).map_err(io_err("applying .slugignore"))?;
             out.line(&format!("-----> Removed {n} paths listed in .slugignore"));
@@ -239,7 +240,7 @@ impl Builder {
         // Fail early on a malformed Procfile: nothing is worth compiling for an app that
         // cannot be run.
         let procfile = if let Some(text) = read_app_file(app, "Procfile").map_err(failed)? {
-            let p = procfile::parse(&text).map_err(|e| BuildError::Failed(format!(" !     {}", e.message)))?;
+            let p = procfile::parse(&text).map_err(|e| BuildError::Failed(format!("{}", e.message)))?;
             for w in &p.warnings {
                 out.line(&format!(" !     Warning: {w}"));
             }
@@ -303,7 +304,7 @@ impl Builder {
             tty: false,
             ..Default::default()
         };
-        let mut dyno = rt.start(spec).map_err(|e| BuildError::Failed(format!(" !     Could not start the build: {e}")))?;
+        let mut dyno = rt.start(spec).map_err(|e| BuildError::Failed(format!("Could not start the build: {e}")))?;
         let stdout = dyno.stdout.take();
         let stderr = dyno.stderr.take();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
@@ -337,7 +338,7 @@ impl Builder {
                 let _ = dyno.wait().await;
                 p1.abort();
                 p2.abort();
-                return Err(BuildError::Failed(format!(" !     Build timed out after {}", human_duration(self.config.timeout))));
+                return Err(BuildError::Failed(format!("Build timed out after {}", human_duration(self.config.timeout))));
             }
         };
         let _ = tokio::join!(p1, p2);
@@ -347,9 +348,9 @@ impl Builder {
             let memory = dyno.memory();
             let mb = self.config.memory_bytes / (1024 * 1024);
             return Err(BuildError::Failed(match (memory, code) {
-                (Some(m), _) if m.oom_kills > 0 => format!(" !     Build exceeded its memory limit of {mb} MB"),
-                (None, 137) => " !     Build was killed (out of memory?)".to_string(),
-                _ => format!(" !     Build failed (exit status {code})"),
+                (Some(m), _) if m.oom_kills > 0 => format!("Build exceeded its memory limit of {mb} MB"),
+                (None, 137) => "Build was killed (out of memory?)".to_string(),
+                _ => format!("Build failed (exit status {code})"),
             }));
         }
 
@@ -360,7 +361,7 @@ impl Builder {
         let mut defaults = ProcessTypes::new();
         for i in 1..=32 {
             let Some(text) = read_app_file(&out_dir, &format!("release-{i}.yml")).map_err(failed)? else { continue };
-            let types = parse_release_output(&text).map_err(|e| BuildError::Failed(format!(" !     {}", e.message)))?;
+            let types = parse_release_output(&text).map_err(|e| BuildError::Failed(format!("{}", e.message)))?;
             defaults.extend(types);
         }
         out.line("-----> Discovering process types");
@@ -388,10 +389,10 @@ impl Builder {
             .map_err(|e| BuildError::Failed(format!("slug packing panicked: {e}")))?
             .map_err(|e| match e {
                 slug::PackError::TooLarge { limit } => BuildError::Failed(format!(
-                    " !     Compiled slug size is over the {} MB limit (the server's --max-slug-mb). Add what the app does not need at run time to .slugignore.",
+                    "Compiled slug size is over the {} MB limit (the server's --max-slug-mb). Add what the app does not need at run time to .slugignore.",
                     limit / (1024 * 1024)
                 )),
-                slug::PackError::Io(e) => BuildError::Failed(format!(" !     Could not compress the slug: {e}")),
+                slug::PackError::Io(e) => BuildError::Failed(format!("Could not compress the slug: {e}")),
             })?;
         out.line(&format!("       Done: {}", human_size(packed.size)));
         Ok(BuiltSlug {

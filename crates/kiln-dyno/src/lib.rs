@@ -167,14 +167,32 @@ pub enum DeployOutcome {
     Failed(String),
 }
 
+/// Why the dyno manager could not do what it was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum DynoError {
+    /// The manager's task has ended (the server is shutting down): nothing can be done.
+    #[error("the dyno manager has stopped")]
+    Stopped,
+    #[error("No such dyno or process type")]
+    NoSuchDyno,
+    #[error("The app has no release to run yet: push it first.")]
+    NoRelease,
+    #[error("starting {dyno}: {source}")]
+    Start {
+        dyno: String,
+        #[source]
+        source: kiln_runtime::RuntimeError,
+    },
+}
+
 enum Command {
     Apply(AppDesired, oneshot::Sender<Vec<watch::Receiver<DynoState>>>),
-    Restart(String, RestartTarget, bool, oneshot::Sender<Result<usize, String>>),
+    Restart(String, RestartTarget, bool, oneshot::Sender<Result<usize, DynoError>>),
     Cycle(String, String),
     Remove(String, oneshot::Sender<Vec<tokio::task::JoinHandle<()>>>),
     List(String, oneshot::Sender<Vec<DynoInfo>>),
     Changed(String),
-    RunOneOff(OneOffRequest, oneshot::Sender<Result<OneOff, String>>),
+    RunOneOff(OneOffRequest, oneshot::Sender<Result<OneOff, DynoError>>),
     OneOffDone(String, String),
     Shutdown(oneshot::Sender<Vec<tokio::task::JoinHandle<()>>>),
 }
@@ -240,18 +258,18 @@ impl DynoManager {
 
     /// Restarts dynos (replacement first for web dynos, so nothing is dropped). Returns how
     /// many were restarted; `Err` if the target names no dyno.
-    pub async fn restart(&self, app_id: &str, target: RestartTarget) -> Result<usize, String> {
+    pub async fn restart(&self, app_id: &str, target: RestartTarget) -> Result<usize, DynoError> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Command::Restart(app_id.to_string(), target, false, reply)).map_err(|_| "the dyno manager has stopped".to_string())?;
-        rx.await.map_err(|_| "the dyno manager has stopped".to_string())?
+        self.tx.send(Command::Restart(app_id.to_string(), target, false, reply)).map_err(|_| DynoError::Stopped)?;
+        rx.await.map_err(|_| DynoError::Stopped)?
     }
 
     /// `ps:stop`: stops dynos (SIGTERM first, no replacement started beside them); formation
     /// dynos are then started again, as on Heroku's Common Runtime.
-    pub async fn stop(&self, app_id: &str, target: RestartTarget) -> Result<usize, String> {
+    pub async fn stop(&self, app_id: &str, target: RestartTarget) -> Result<usize, DynoError> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Command::Restart(app_id.to_string(), target, true, reply)).map_err(|_| "the dyno manager has stopped".to_string())?;
-        rx.await.map_err(|_| "the dyno manager has stopped".to_string())?
+        self.tx.send(Command::Restart(app_id.to_string(), target, true, reply)).map_err(|_| DynoError::Stopped)?;
+        rx.await.map_err(|_| DynoError::Stopped)?
     }
 
     /// Stops every dyno of an app and forgets it; returns when they are all gone.
@@ -275,10 +293,10 @@ impl DynoManager {
     }
 
     /// Starts a one-off dyno from the app's current release.
-    pub async fn run_one_off(&self, req: OneOffRequest) -> Result<OneOff, String> {
+    pub async fn run_one_off(&self, req: OneOffRequest) -> Result<OneOff, DynoError> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Command::RunOneOff(req, reply)).map_err(|_| "the dyno manager has stopped".to_string())?;
-        rx.await.map_err(|_| "the dyno manager has stopped".to_string())?
+        self.tx.send(Command::RunOneOff(req, reply)).map_err(|_| DynoError::Stopped)?;
+        rx.await.map_err(|_| DynoError::Stopped)?
     }
 
     /// Stops every dyno gracefully; returns when all are gone.
@@ -335,7 +353,7 @@ impl Actor {
                         }
                     }
                     if n == 0 && !matches!(target, RestartTarget::All) {
-                        let _ = reply.send(Err("No such dyno or process type".to_string()));
+                        let _ = reply.send(Err(DynoError::NoSuchDyno));
                         continue;
                     }
                     self.reconcile(&app_id);
@@ -345,9 +363,9 @@ impl Actor {
                 Command::RunOneOff(req, reply) => {
                     let shared = self.shared.clone();
                     let result = match self.apps.get_mut(&req.app_id) {
-                        None => Err("The app has no release to run yet: push it first.".to_string()),
+                        None => Err(DynoError::NoRelease),
                         Some(state) => match req.release.clone().or_else(|| state.desired.release.clone()) {
-                            None => Err("The app has no release to run yet: push it first.".to_string()),
+                            None => Err(DynoError::NoRelease),
                             Some(rel) => {
                                 // Heroku names one-offs run.N (and release.N) with a random N.
                                 let name = loop {
@@ -580,4 +598,33 @@ fn list_dynos(state: &AppState) -> Vec<DynoInfo> {
 /// Emits a `heroku[<dyno>]` line.
 pub(crate) fn platform_log(shared: &Shared, app_id: &str, dyno: &str, msg: impl Into<String>) {
     shared.logs.emit(app_id, LogLine::heroku(dyno, msg));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A manager whose task has ended says so (the platform answers 503), for every request
+    /// that needs an answer from it.
+    #[tokio::test]
+    async fn a_stopped_manager_says_it_has_stopped() {
+        let (tx, rx) = mpsc::unbounded_channel();
+        drop(rx);
+        let manager = DynoManager { tx, config: LifecycleConfig::default() };
+        assert!(matches!(manager.restart("app", RestartTarget::All).await, Err(DynoError::Stopped)));
+        assert!(matches!(manager.stop("app", RestartTarget::All).await, Err(DynoError::Stopped)));
+        let req = OneOffRequest {
+            app_id: "app".into(),
+            command: "true".into(),
+            env: Vec::new(),
+            size: kiln_model::DynoSize::default(),
+            attach: false,
+            tty: false,
+            user_email: "a@b".into(),
+            process_type: "run".into(),
+            release: None,
+        };
+        assert!(matches!(manager.run_one_off(req).await, Err(DynoError::Stopped)));
+        assert!(manager.dynos("app").await.is_empty());
+    }
 }

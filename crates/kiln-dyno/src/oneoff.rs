@@ -62,7 +62,7 @@ pub(crate) struct OneOffRecord {
     pub task: tokio::task::JoinHandle<()>,
 }
 
-pub(crate) fn start(shared: &Arc<Shared>, req: OneOffRequest, rel: &crate::ReleaseDesired, uid: Option<u32>, name: String) -> Result<(OneOff, OneOffRecord), String> {
+pub(crate) fn start(shared: &Arc<Shared>, req: OneOffRequest, rel: &crate::ReleaseDesired, uid: Option<u32>, name: String) -> Result<(OneOff, OneOffRecord), crate::DynoError> {
     let mut env: Vec<(String, String)> = rel.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     env.extend(req.env.iter().cloned());
     env.push(("DYNO".into(), name.clone()));
@@ -82,7 +82,7 @@ pub(crate) fn start(shared: &Arc<Shared>, req: OneOffRequest, rel: &crate::Relea
         ..Default::default()
     };
     platform_log(shared, &req.app_id, &name, format!("Starting process with command `{}` by user {}", req.command, req.user_email));
-    let mut dyno = shared.runtime.start(spec).map_err(|e| e.to_string())?;
+    let mut dyno = shared.runtime.start(spec).map_err(|source| crate::DynoError::Start { dyno: name.clone(), source })?;
     let signaller = dyno.signaller();
     let (state_tx, state_rx) = watch::channel(DynoState::Starting);
     let (exit_tx, exit_rx) = oneshot::channel();

@@ -127,6 +127,7 @@ async fn handle(svc: Arc<GitService>, stream: tokio::net::UnixStream) -> std::io
         w.write_all(b"x 1\n").await?;
         return Ok(());
     }
+    let app_name = ctx.app_name.clone();
     let push = Push {
         context: ctx,
         refname: refname.clone(),
@@ -146,18 +147,26 @@ async fn handle(svc: Arc<GitService>, stream: tokio::net::UnixStream) -> std::io
             client_gone = true;
         }
     }
-    let result = deploy.await.unwrap_or_else(|e| Err(format!("the deploy task failed: {e}")));
+    let result = deploy.await.unwrap_or_else(|e| Err(format!("the deploy task failed: {e}").into()));
     if client_gone {
         return Ok(());
     }
     match result {
         Ok(()) => w.write_all(b"x 0\n").await?,
-        Err(msg) => {
-            for l in msg.lines() {
-                w.write_all(reply(l.to_string()).as_bytes()).await?;
+        Err(rejection) => {
+            for l in rejection_lines(&rejection, &app_name) {
+                w.write_all(reply(l).as_bytes()).await?;
             }
             w.write_all(b"x 1\n").await?
         }
     }
     Ok(())
+}
+
+/// What the pusher sees of a rejection: git shows each as a `remote:` line. The one place
+/// where why a push failed becomes git's words.
+fn rejection_lines(rejection: &crate::Rejection, app_name: &str) -> Vec<String> {
+    let mut lines: Vec<String> = rejection.to_string().lines().map(|l| format!(" !     {l}")).collect();
+    lines.push(format!(" !     Push rejected to {app_name}."));
+    lines
 }

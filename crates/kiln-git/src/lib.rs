@@ -41,10 +41,14 @@ pub struct Push {
 /// Streams lines back to the pusher.
 pub type PushOutput = tokio::sync::mpsc::UnboundedSender<String>;
 
+/// Why the platform refused a push: shown to the pusher, a `remote: !` line for each line of
+/// it, then "Push rejected" (see [`hook`]).
+pub type Rejection = Box<dyn std::error::Error + Send + Sync>;
+
 /// The platform side of a push.
 pub trait PushHandler: Send + Sync {
-    /// Builds and releases a push. `Err(message)` rejects it; the message is shown.
-    fn deploy(&self, push: Push, output: PushOutput) -> futures_util::future::BoxFuture<'static, Result<(), String>>;
+    /// Builds and releases a push; an `Err` rejects it.
+    fn deploy(&self, push: Push, output: PushOutput) -> futures_util::future::BoxFuture<'static, Result<(), Rejection>>;
 }
 
 /// How git requests are authenticated and mapped to apps.

@@ -215,6 +215,7 @@ impl Platform {
                 Err(why) => {
                     let failures = failures.saturating_add(1);
                     let wait = backoff(failures);
+                    let why = why.to_string();
                     let mut failed = AcmState::new("failed", Some(why.clone()));
                     failed.failures = failures;
                     failed.next_attempt_at = Some(Timestamp::from_unix_seconds(Timestamp::now().unix_seconds() + wait.as_secs() as i64));
@@ -229,25 +230,25 @@ impl Platform {
 
     /// Orders, checks and stores one domain's certificate and starts serving it. `Ok(None)`
     /// when there is nothing to store it for any longer.
-    async fn acm_order(&self, acm: &Acm, d: &AcmDomain) -> std::result::Result<Option<Timestamp>, String> {
-        let issued = acm.source.obtain(std::slice::from_ref(&d.domain.hostname)).await.map_err(|e| e.to_string())?;
-        let cert = crate::check_certificate(&issued.chain_pem, &issued.key_pem).map_err(|e| format!("the certificate authority issued an unusable certificate: {e}"))?;
+    async fn acm_order(&self, acm: &Acm, d: &AcmDomain) -> std::result::Result<Option<Timestamp>, AcmOrderError> {
+        let issued = acm.source.obtain(std::slice::from_ref(&d.domain.hostname)).await.map_err(|e| AcmOrderError::Ca(e.to_string()))?;
+        let cert = crate::check_certificate(&issued.chain_pem, &issued.key_pem).map_err(|e| AcmOrderError::Unusable(e.to_string()))?;
         if !cert.info.covers(&d.domain.hostname) {
-            return Err(format!("the certificate authority issued a certificate that does not cover {}", d.domain.hostname));
+            return Err(AcmOrderError::WrongName(d.domain.hostname.clone()));
         }
-        let mut last = String::new();
+        let mut last = None;
         for _ in 0..10 {
             match self.store.put_acm_certificate(&d.domain.id, &crate::sni::random_name(), &issued.chain_pem, &issued.key_pem) {
                 Ok(_) => {
                     self.publish_certificates(&d.domain.app_id);
                     return Ok(Some(cert.info.expires_at));
                 }
-                Err(StoreError::Conflict(m)) if m.contains("name") => last = m,
+                Err(StoreError::Conflict(m)) if m.contains("name") => last = Some(StoreError::Conflict(m)),
                 Err(StoreError::Conflict(_) | StoreError::NotFound { .. }) => return Ok(None),
-                Err(e) => return Err(format!("storing the certificate: {e}")),
+                Err(e) => return Err(AcmOrderError::Store(e)),
             }
         }
-        Err(format!("storing the certificate: {last}"))
+        Err(AcmOrderError::Store(last.unwrap_or_else(|| StoreError::Conflict("no free certificate name".into()))))
     }
 
     fn set_state(&self, d: &AcmDomain, state: AcmState) {
@@ -256,6 +257,20 @@ impl Platform {
             Err(e) => tracing::warn!(hostname = d.domain.hostname, error = %e, "ACM: could not record a domain's state"),
         }
     }
+}
+
+/// Why one domain's certificate could not be had (recorded as its `acm_status_reason`).
+#[derive(Debug, thiserror::Error)]
+enum AcmOrderError {
+    /// The CA's own words (the ACME client's error).
+    #[error("{0}")]
+    Ca(String),
+    #[error("the certificate authority issued an unusable certificate: {0}")]
+    Unusable(String),
+    #[error("the certificate authority issued a certificate that does not cover {0}")]
+    WrongName(String),
+    #[error("storing the certificate: {0}")]
+    Store(#[source] StoreError),
 }
 
 #[cfg(test)]

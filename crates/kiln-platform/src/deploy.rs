@@ -11,13 +11,43 @@ use kiln_store::{BuildStatus, NewRelease, Slug};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+/// Why a push was not deployed. The git receiver shows it to the pusher (as `remote: !`
+/// lines, followed by its own "Push rejected"); what went wrong inside a build has also been
+/// said in the build's output.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    #[error(transparent)]
+    Platform(#[from] PlatformError),
+    #[error("Could not prepare the build: {0}")]
+    Prepare(#[source] std::io::Error),
+    #[error("{0} (the server's --max-source-mb). Remove large files from the repository, history included, or keep them outside it.")]
+    SourceTooLarge(#[source] kiln_git::ExportError),
+    #[error("Could not read the pushed commit: {0}")]
+    Source(#[source] kiln_git::ExportError),
+    #[error(transparent)]
+    AppFile(#[from] kiln_build::AppFileError),
+    /// app.json does not parse; the message names the field.
+    #[error("{0}")]
+    AppJson(String),
+    #[error("{0}")]
+    Build(#[source] BuildError),
+    #[error("Release v{version} failed: {reason}. The previous release keeps running: see `kiln logs` and `kiln releases`.")]
+    NotLive { version: u32, reason: crate::release::GoLiveError },
+}
+
+impl From<kiln_store::StoreError> for DeployError {
+    fn from(e: kiln_store::StoreError) -> Self {
+        DeployError::Platform(e.into())
+    }
+}
+
 /// The platform as the git receiver sees it.
 pub struct GitBridge(pub Arc<Platform>);
 
 impl PushHandler for GitBridge {
-    fn deploy(&self, push: Push, output: PushOutput) -> BoxFuture<'static, Result<(), String>> {
+    fn deploy(&self, push: Push, output: PushOutput) -> BoxFuture<'static, Result<(), kiln_git::Rejection>> {
         let platform = self.0.clone();
-        async move { platform.deploy_push(push, output).await }.boxed()
+        async move { platform.deploy_push(push, output).await.map_err(|e| Box::new(e) as kiln_git::Rejection) }.boxed()
     }
 }
 
@@ -63,10 +93,10 @@ impl Tee {
 }
 
 impl Platform {
-    pub(crate) async fn deploy_push(self: &Arc<Self>, push: Push, output: PushOutput) -> Result<(), String> {
+    pub(crate) async fn deploy_push(self: &Arc<Self>, push: Push, output: PushOutput) -> Result<(), DeployError> {
         let ctx = &push.context;
-        let app = self.store.app(&ctx.app_id).map_err(|e| format!(" !     {e}"))?;
-        let user = self.store.account(&ctx.user_id).map_err(|e| format!(" !     {e}"))?;
+        let app = self.store.app(&ctx.app_id)?;
+        let user = self.store.account(&ctx.user_id)?;
         let lock = self.build_lock(&app.id);
         let _guard = match lock.try_lock() {
             Ok(g) => g,
@@ -76,13 +106,13 @@ impl Platform {
             }
         };
 
-        let mut buildpacks = self.store.buildpacks(&app.id).map_err(|e| format!(" !     {e}"))?;
+        let mut buildpacks = self.store.buildpacks(&app.id)?;
         if buildpacks.is_empty() {
             if let Some(url) = app.config.get("BUILDPACK_URL") {
                 buildpacks.push(url.clone());
             }
         }
-        let build = self.store.create_build(&app.id, &user.id, Some(&push.new), &buildpacks).map_err(|e| format!(" !     {e}"))?;
+        let build = self.store.create_build(&app.id, &user.id, Some(&push.new), &buildpacks)?;
         let stream = Arc::new(BuildStream::default());
         self.build_streams.lock().unwrap_or_else(|e| e.into_inner()).insert(build.id.clone(), stream.clone());
         self.api_log(&app.id, format!("Build started by user {}", user.email));
@@ -100,10 +130,9 @@ impl Platform {
 
         let (_, release_id, version) = match result {
             Ok(r) => r,
-            Err(msg) => {
+            Err(e) => {
                 self.api_log(&app.id, "Build failed");
-                let _ = output.send(msg);
-                return Err(" !     Push rejected to ".to_string() + &app.name + ".");
+                return Err(e);
             }
         };
         self.api_log(&app.id, "Build succeeded");
@@ -113,25 +142,17 @@ impl Platform {
         // The next build may start while this release goes live.
         drop(_guard);
         let _ = output.send("-----> Launching...".to_string());
-        let release = self.store.release(&app.id, &release_id).map_err(|e| format!(" !     {e}"))?;
-        match self.go_live(&app.id, &release, &Some(output.clone())).await {
-            Ok(()) => {
-                let _ = output.send(format!("       Released v{version}"));
-                let _ = output.send(format!("       {} deployed to Kiln", self.web_url(&app.name)));
-                let _ = output.send(String::new());
-                let _ = output.send("Verifying deploy... done.".to_string());
-                Ok(())
-            }
-            Err(why) => {
-                let _ = output.send(format!(" !     Release v{version} failed: {why}."));
-                let _ = output.send(" !     The previous release keeps running. See `kiln logs` and `kiln releases`.".to_string());
-                Err(format!(" !     Push rejected: the release did not go live on {}.", app.name))
-            }
-        }
+        let release = self.store.release(&app.id, &release_id)?;
+        self.go_live(&app.id, &release, &Some(output.clone())).await.map_err(|reason| DeployError::NotLive { version, reason })?;
+        let _ = output.send(format!("       Released v{version}"));
+        let _ = output.send(format!("       {} deployed to Kiln", self.web_url(&app.name)));
+        let _ = output.send(String::new());
+        let _ = output.send("Verifying deploy... done.".to_string());
+        Ok(())
     }
 
     /// Exports, builds, stores the slug and appends the release. Returns (slug id, release id,
-    /// version), or the message explaining the failure.
+    /// version).
     async fn build_and_release(
         &self,
         app: &kiln_store::App,
@@ -140,20 +161,18 @@ impl Platform {
         build_id: &str,
         buildpacks: &[String],
         out: &Tee,
-    ) -> Result<(String, String, u32), String> {
+    ) -> Result<(String, String, u32), DeployError> {
         use kiln_build::BuildOutput;
         let source_dir = self.builder.scratch_dir(build_id).join("app");
-        std::fs::create_dir_all(&source_dir).map_err(|e| format!(" !     Could not prepare the build: {e}"))?;
+        std::fs::create_dir_all(&source_dir).map_err(DeployError::Prepare)?;
         let scratch = source_dir.parent().unwrap_or(&source_dir).to_path_buf();
         match kiln_git::export_tree(&push.repo, &push.new, &push.git_env, &source_dir, self.settings.max_source_bytes).await {
             Ok(size) => out.line(&format!("-----> Source: {}", kiln_build::human_size(size))),
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&scratch);
                 return Err(match e {
-                    kiln_git::ExportError::TooLarge { .. } | kiln_git::ExportError::TooManyFiles { .. } => {
-                        format!(" !     Push rejected: {e} (the server's --max-source-mb). Remove large files from the repository, history included, or keep them outside it.")
-                    }
-                    e => format!(" !     Could not read the pushed commit: {e}"),
+                    kiln_git::ExportError::TooLarge { .. } | kiln_git::ExportError::TooManyFiles { .. } => DeployError::SourceTooLarge(e),
+                    e => DeployError::Source(e),
                 });
             }
         }
@@ -162,13 +181,13 @@ impl Platform {
                 Ok(a) => Some(a),
                 Err(e) => {
                     let _ = std::fs::remove_dir_all(&scratch);
-                    return Err(format!(" !     {}", e.message));
+                    return Err(DeployError::AppJson(e.message));
                 }
             },
             Ok(None) => None,
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&scratch);
-                return Err(format!(" !     {e}"));
+                return Err(e.into());
             }
         };
         let req = BuildRequest {
@@ -181,11 +200,7 @@ impl Platform {
             buildpacks: buildpacks.to_vec(),
             app_json,
         };
-        let built = match self.builder.build(req, out).await {
-            Ok(b) => b,
-            Err(BuildError::Failed(msg)) => return Err(msg),
-            Err(e) => return Err(format!(" !     Build error: {e}")),
-        };
+        let built = self.builder.build(req, out).await.map_err(DeployError::Build)?;
         let slug = Slug {
             id: uuid::Uuid::new_v4().to_string(),
             app_id: app.id.clone(),
@@ -198,7 +213,7 @@ impl Platform {
             buildpack_provided_description: Some(built.buildpack_description.clone()),
             created_at: kiln_model::Timestamp::now(),
         };
-        self.store.insert_slug(&slug).map_err(|e| format!(" !     Could not record the slug: {e}"))?;
+        self.store.insert_slug(&slug)?;
         let from_app_json = built.app_json.as_ref().map(|a| a.formation.clone()).unwrap_or_default();
         let initial: BTreeMap<String, u32> = built
             .process_types
@@ -206,7 +221,7 @@ impl Platform {
             .filter(|t| t.as_str() != "release")
             .map(|t| (t.clone(), kiln_model::formation::initial_quantity(t, from_app_json.get(t).copied())))
             .collect();
-        self.store.ensure_formation(&app.id, &initial).map_err(|e| format!(" !     Could not set up the formation: {e}"))?;
+        self.store.ensure_formation(&app.id, &initial)?;
         // The config is re-read so a config change made during the build is not lost.
         let config = self.store.app(&app.id).map(|a| a.config).unwrap_or_else(|_| app.config.clone());
         let release = self
@@ -214,15 +229,10 @@ impl Platform {
             .append_release(
                 &app.id,
                 NewRelease { description: format!("Deploy {}", &push.new[..push.new.len().min(8)]), status: ReleaseStatus::Pending, slug_id: Some(slug.id.clone()), config, user_id: user.id.clone() },
-            )
-            .map_err(|e| format!(" !     Could not create the release: {e}"))?;
+            )?;
         out.line(&format!("-----> {} app built ({})", built.buildpack_description, kiln_build::human_size(built.size)));
         Ok((slug.id, release.id, release.version))
     }
 }
 
-impl From<PlatformError> for String {
-    fn from(e: PlatformError) -> String {
-        e.to_string()
-    }
-}
+

@@ -20,6 +20,8 @@ pub use acm::{NOT_CONFIGURED as ACM_NOT_CONFIGURED, RouterChallenges};
 pub use deploy::GitBridge;
 pub use sni::{SniEndpointView, check_certificate};
 pub use domains::validate_hostname;
+pub use deploy::DeployError;
+pub use release::GoLiveError;
 pub use streams::BuildStream;
 
 use kiln_build::Builder;
@@ -45,8 +47,23 @@ pub enum PlatformError {
     Invalid(#[from] Invalid),
     #[error("{0}")]
     Forbidden(String),
+    /// A part of the platform the request needs is not running (the server is stopping).
+    #[error("{0}")]
+    Unavailable(String),
     #[error("{0}")]
     Internal(String),
+}
+
+impl From<kiln_dyno::DynoError> for PlatformError {
+    fn from(e: kiln_dyno::DynoError) -> Self {
+        use kiln_dyno::DynoError;
+        match e {
+            DynoError::Stopped => PlatformError::Unavailable("The dyno manager has stopped (the server is shutting down); try again when it is back.".into()),
+            DynoError::NoSuchDyno => PlatformError::NotFound { resource: "dyno", message: e.to_string() },
+            DynoError::NoRelease => PlatformError::Conflict(e.to_string()),
+            DynoError::Start { .. } => PlatformError::Internal(e.to_string()),
+        }
+    }
 }
 
 impl From<StoreError> for PlatformError {
@@ -299,7 +316,7 @@ impl Platform {
             RestartTarget::Type(t) => format!("{t} dynos"),
             RestartTarget::Dyno(d) => d.clone(),
         };
-        let n = self.dynos.restart(&app.id, target).await.map_err(|m| PlatformError::NotFound { resource: "dyno", message: m })?;
+        let n = self.dynos.restart(&app.id, target).await?;
         self.api_log(&app.id, format!("Restart {what} by user {}", user.email));
         Ok(n)
     }
@@ -332,8 +349,7 @@ impl Platform {
                 process_type: "run".into(),
                 release: None,
             })
-            .await
-            .map_err(|m| PlatformError::Conflict(m))?;
+            .await?;
         self.api_log(&app.id, format!("Starting process with command `{command}` by user {}", user.email));
         Ok(handle)
     }
@@ -345,7 +361,7 @@ impl Platform {
             RestartTarget::Type(t) => format!("{t} dynos"),
             RestartTarget::Dyno(d) => d.clone(),
         };
-        let n = self.dynos.stop(&app.id, target).await.map_err(|m| PlatformError::NotFound { resource: "dyno", message: m })?;
+        let n = self.dynos.stop(&app.id, target).await?;
         self.api_log(&app.id, format!("Stop {what} by user {}", user.email));
         Ok(n)
     }

@@ -12,6 +12,36 @@ use kiln_model::release::ReleaseStatus;
 use kiln_store::Release;
 use std::time::Duration;
 
+/// Why a release did not go live; stored with the release (`kiln releases` shows it).
+#[derive(Debug, thiserror::Error)]
+pub enum GoLiveError {
+    #[error(transparent)]
+    Platform(#[from] crate::PlatformError),
+    #[error("the release has no slug")]
+    NoSlug,
+    #[error("preparing the slug: {0}")]
+    Slug(#[source] std::io::Error),
+    #[error("release command timed out after an hour")]
+    ReleaseTimeout,
+    #[error("release command failed (exit status {0})")]
+    ReleaseFailed(i32),
+    /// The new dynos did not come up; the dyno manager's words.
+    #[error("{0}")]
+    Dynos(String),
+}
+
+impl From<kiln_store::StoreError> for GoLiveError {
+    fn from(e: kiln_store::StoreError) -> Self {
+        GoLiveError::Platform(e.into())
+    }
+}
+
+impl From<kiln_dyno::DynoError> for GoLiveError {
+    fn from(e: kiln_dyno::DynoError) -> Self {
+        GoLiveError::Platform(e.into())
+    }
+}
+
 /// Heroku's hard limit on a release command.
 const RELEASE_PHASE_TIMEOUT: Duration = Duration::from_secs(3600);
 
@@ -26,7 +56,7 @@ fn say(progress: &Progress, line: impl Into<String>) {
 
 impl Platform {
     /// Takes a pending release live (see the module doc). Returns `Err(reason)` when it failed.
-    pub(crate) async fn go_live(&self, app_id: &str, release: &Release, progress: &Progress) -> Result<(), String> {
+    pub(crate) async fn go_live(&self, app_id: &str, release: &Release, progress: &Progress) -> Result<(), GoLiveError> {
         let lock = self.release_lock(app_id);
         let _guard = lock.lock().await;
         let result = self.go_live_locked(app_id, release, progress).await;
@@ -38,7 +68,8 @@ impl Platform {
                 }
             }
             Err(reason) => {
-                let _ = self.store.set_release_status(&release.id, ReleaseStatus::Failed, Some(reason));
+                let reason = reason.to_string();
+                let _ = self.store.set_release_status(&release.id, ReleaseStatus::Failed, Some(&reason));
                 self.api_log(app_id, format!("Release v{} failed: {reason}", release.version));
                 // The config a failed config change set does not stay.
                 if let Ok(Some(current)) = self.store.current_release(app_id) {
@@ -58,36 +89,36 @@ impl Platform {
         result
     }
 
-    async fn go_live_locked(&self, app_id: &str, release: &Release, progress: &Progress) -> Result<(), String> {
+    async fn go_live_locked(&self, app_id: &str, release: &Release, progress: &Progress) -> Result<(), GoLiveError> {
         if release.status != ReleaseStatus::Pending {
             return Ok(());
         }
         if let Some(slug_id) = &release.slug_id {
-            let slug = self.store.slug(slug_id).map_err(|e| e.to_string())?;
+            let slug = self.store.slug(slug_id)?;
             if let Some(command) = slug.process_types.get("release") {
                 self.release_phase(app_id, release, command, progress).await?;
             }
         }
         self.deploying.lock().unwrap_or_else(|e| e.into_inner()).insert(app_id.to_string(), release.id.clone());
-        let pending = self.queue_converge(app_id).await.map_err(|e| e.to_string())?;
+        let pending = self.queue_converge(app_id).await?;
         match pending.wait().await {
             DeployOutcome::Up | DeployOutcome::NothingToWaitFor => Ok(()),
-            DeployOutcome::Failed(why) => Err(why),
+            DeployOutcome::Failed(why) => Err(GoLiveError::Dynos(why)),
         }
     }
 
     /// Runs the release's `release` process as `release.N` with the release's slug and config;
     /// its output goes to the log stream and to `progress`.
-    async fn release_phase(&self, app_id: &str, release: &Release, command: &str, progress: &Progress) -> Result<(), String> {
+    async fn release_phase(&self, app_id: &str, release: &Release, command: &str, progress: &Progress) -> Result<(), GoLiveError> {
         say(progress, "-----> Running release command...");
         // The dyno manager must know the app before it can start a dyno for it.
-        self.queue_converge(app_id).await.map_err(|e| e.to_string())?;
-        let app = self.store.app(app_id).map_err(|e| e.to_string())?;
-        let slug_id = release.slug_id.clone().ok_or("the release has no slug")?;
-        let slug = self.store.slug(&slug_id).map_err(|e| e.to_string())?;
+        self.queue_converge(app_id).await?;
+        let app = self.store.app(app_id)?;
+        let slug_id = release.slug_id.clone().ok_or(GoLiveError::NoSlug)?;
+        let slug = self.store.slug(&slug_id)?;
         let tarball = kiln_build::slug::path_for(&self.builder.slugs_dir(), &slug.checksum);
         let (cache, checksum, uid) = (self.slugs.clone(), slug.checksum.clone(), self.dyno_uid(&app));
-        let dir = tokio::task::spawn_blocking(move || cache.ensure(&checksum, &tarball, uid)).await.map_err(|e| e.to_string())?.map_err(|e| format!("preparing the slug: {e}"))?;
+        let dir = tokio::task::spawn_blocking(move || cache.ensure(&checksum, &tarball, uid)).await.map_err(|e| GoLiveError::Slug(std::io::Error::other(e)))?.map_err(GoLiveError::Slug)?;
         let desired = ReleaseDesired {
             release_id: release.id.clone(),
             version: release.version,
@@ -134,7 +165,7 @@ impl Platform {
                 if let Some(r) = relay {
                     r.abort();
                 }
-                return Err("release command timed out after an hour".into());
+                return Err(GoLiveError::ReleaseTimeout);
             }
         };
         // Let the last lines through before the verdict.
@@ -147,7 +178,7 @@ impl Platform {
             Ok(())
         } else {
             say(progress, format!(" !     Release command failed (exit status {code})"));
-            Err(format!("release command failed (exit status {code})"))
+            Err(GoLiveError::ReleaseFailed(code))
         }
     }
 

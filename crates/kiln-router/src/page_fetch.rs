@@ -111,11 +111,28 @@ pub(crate) async fn page(url: &str, config: &RouterConfig) -> Option<Arc<Page>> 
         .clone()
 }
 
-async fn fetch(url: &str, allow_private: bool) -> Result<Page, String> {
+/// Why an app's page could not be fetched (logged; the router's own page is served).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct FetchError(String);
+
+impl From<String> for FetchError {
+    fn from(why: String) -> Self {
+        FetchError(why)
+    }
+}
+
+impl From<&str> for FetchError {
+    fn from(why: &str) -> Self {
+        FetchError(why.to_string())
+    }
+}
+
+async fn fetch(url: &str, allow_private: bool) -> Result<Page, FetchError> {
     let uri: Uri = url.trim().parse().map_err(|e| format!("not a URL: {e}"))?;
     match uri.scheme_str() {
         Some(s) if s.eq_ignore_ascii_case("http") => {}
-        Some(s) => return Err(format!("{s}:// page URLs are not fetched, only http://")),
+        Some(s) => return Err(format!("{s}:// page URLs are not fetched, only http://").into()),
         None => return Err("the URL has no scheme".into()),
     }
     let authority = uri.authority().ok_or("the URL has no host")?.clone();
@@ -140,7 +157,7 @@ async fn fetch(url: &str, allow_private: bool) -> Result<Page, String> {
         .map_err(|e| e.to_string())?;
     let response = sender.send_request(req).await.map_err(|e| e.to_string())?;
     if response.status() != StatusCode::OK {
-        return Err(format!("it answered {}", response.status()));
+        return Err(format!("it answered {}", response.status()).into());
     }
     let content_type = response
         .headers()
@@ -212,7 +229,7 @@ mod tests {
             ("http://user:pw@example.com/", "credentials in page URLs are not supported"),
             ("http://127.0.0.1:9/", "127.0.0.1 resolves to no public address"),
         ] {
-            assert_eq!(fetch(url, false).await.err().as_deref(), Some(why), "{url}");
+            assert_eq!(fetch(url, false).await.err().map(|e| e.to_string()).as_deref(), Some(why), "{url}");
         }
     }
 }

@@ -665,7 +665,7 @@ mod tests {
             assert_eq!(read(f), "0");
         }
         let missing = DynoSpec { cgroup_procs: vec![dir.join("nope/cgroup.procs")], ..spec };
-        assert!(join(&missing).unwrap_err().contains("joining cgroup"));
+        assert!(join(&missing).unwrap_err().to_string().contains("joining cgroup"));
         // A spec written before this field existed still parses.
         let old = r#"{"id":"x","app_id":"a","name":"web.1","command":"true","env":[],"app_dir":{"Writable":"/tmp"},"binds":[],"uid":null,"limits":{"memory_bytes":null,"memory_hard_bytes":null,"max_processes":null,"cpu_share":null},"stdin":false}"#;
         let parsed: DynoSpec = serde_json::from_str(old).unwrap();

@@ -14,7 +14,7 @@
 //! Setup errors are written to fd 3 (the status pipe); the server sees EOF on it, with nothing
 //! written, exactly when the user's command has been exec'd.
 
-use crate::sys::{self, SysResult};
+use crate::sys::{self, SysResult, SysError};
 use crate::{AppDir, DynoSpec, PRELUDE};
 use std::ffi::CString;
 use std::os::unix::fs::{PermissionsExt, symlink};
@@ -56,8 +56,8 @@ pub fn main(args: &[String]) -> ! {
 
 fn run(args: &[String]) -> SysResult<i32> {
     let spec_path = args.first().ok_or("usage: kiln dyno-helper SPEC")?;
-    let text = std::fs::read_to_string(spec_path).map_err(|e| format!("reading {spec_path}: {e}"))?;
-    let spec: DynoSpec = serde_json::from_str(&text).map_err(|e| format!("parsing {spec_path}: {e}"))?;
+    let text = std::fs::read_to_string(spec_path).map_err(|e| SysError::io(format!("reading {spec_path}"), e))?;
+    let spec: DynoSpec = serde_json::from_str(&text).map_err(|e| SysError::from(format!("parsing {spec_path}: {e}")))?;
     let run_dir = Path::new(spec_path).parent().ok_or("spec has no directory")?.to_path_buf();
 
     // SAFETY: prctl/getppid are plain syscalls. If the server is already gone, stop here.
@@ -76,7 +76,7 @@ fn run(args: &[String]) -> SysResult<i32> {
     // SAFETY: this process is single-threaded, so the child may do anything after fork.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
-        return Err(format!("fork: {}", std::io::Error::last_os_error()));
+        return Err(SysError::last_os_error("fork"));
     }
     if pid == 0 {
         if let Some((master, _)) = pty {
@@ -119,7 +119,7 @@ fn open_pty(spec: &DynoSpec) -> SysResult<(libc::c_int, libc::c_int)> {
     // SAFETY: openpty fills two fds; the name buffer and termios are not requested.
     let r = unsafe { libc::openpty(&mut master, &mut slave, std::ptr::null_mut(), std::ptr::null(), &ws) };
     if r < 0 {
-        return Err(format!("openpty: {}", std::io::Error::last_os_error()));
+        return Err(SysError::last_os_error("openpty"));
     }
     // SAFETY: fcntl on fds we own; the master must not leak into the dyno.
     unsafe {
@@ -307,7 +307,7 @@ fn init(spec: &DynoSpec, run_dir: &Path, mask: &libc::sigset_t, tty: Option<libc
     // SAFETY: single-threaded; the child only execs.
     let child = unsafe { libc::fork() };
     if child < 0 {
-        return Err(format!("fork: {}", std::io::Error::last_os_error()));
+        return Err(SysError::last_os_error("fork"));
     }
     if child == 0 {
         // SAFETY: restore default signal handling for the command, start its own session
@@ -383,16 +383,16 @@ fn reap_and_forward(main: libc::pid_t, mask: &libc::sigset_t) -> i32 {
 }
 
 fn mkdir(p: &Path, mode: u32) -> SysResult<()> {
-    std::fs::create_dir_all(p).map_err(|e| format!("mkdir {}: {e}", p.display()))?;
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).map_err(|e| format!("chmod {}: {e}", p.display()))
+    std::fs::create_dir_all(p).map_err(|e| SysError::io(format!("mkdir {}", p.display()), e))?;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).map_err(|e| SysError::io(format!("chmod {}", p.display()), e))
 }
 
 fn touch(p: &Path) -> SysResult<()> {
-    std::fs::write(p, b"").map_err(|e| format!("creating {}: {e}", p.display()))
+    std::fs::write(p, b"").map_err(|e| SysError::io(format!("creating {}", p.display()), e))
 }
 
 fn write(p: &Path, content: &str) -> SysResult<()> {
-    std::fs::write(p, content).map_err(|e| format!("writing {}: {e}", p.display()))
+    std::fs::write(p, content).map_err(|e| SysError::io(format!("writing {}", p.display()), e))
 }
 
 /// Mounts `host` at `target` (relative to `root`) if it exists: directories and files alike.
@@ -422,8 +422,8 @@ fn build_root(spec: &DynoSpec, run_dir: &Path) -> SysResult<()> {
         let target = root.join(name);
         match std::fs::symlink_metadata(&host) {
             Ok(m) if m.file_type().is_symlink() => {
-                let link = std::fs::read_link(&host).map_err(|e| format!("readlink {}: {e}", host.display()))?;
-                symlink(&link, &target).map_err(|e| format!("symlink {}: {e}", target.display()))?;
+                let link = std::fs::read_link(&host).map_err(|e| SysError::io(format!("readlink {}", host.display()), e))?;
+                symlink(&link, &target).map_err(|e| SysError::io(format!("symlink {}", target.display()), e))?;
             }
             Ok(m) if m.is_dir() => {
                 mkdir(&target, 0o755)?;
@@ -479,10 +479,10 @@ fn build_root(spec: &DynoSpec, run_dir: &Path) -> SysResult<()> {
     for b in &spec.binds {
         let rel = b.target.trim_start_matches('/');
         if rel.is_empty() || rel.split('/').any(|c| c == ".." || c == ".") {
-            return Err(format!("invalid bind target {:?}", b.target));
+            return Err(format!("invalid bind target {:?}", b.target).into());
         }
         if !bind_entry(&b.host, &root.join(rel), b.writable)? {
-            return Err(format!("bind source {} does not exist", b.host.display()));
+            return Err(format!("bind source {} does not exist", b.host.display()).into());
         }
     }
 
@@ -500,7 +500,7 @@ fn build_root(spec: &DynoSpec, run_dir: &Path) -> SysResult<()> {
     sys::pivot_to(&root)?;
     // The skeleton itself is read-only; /app, /tmp and /dev are their own mounts.
     sys::mount(None, Path::new("/"), None, libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV, None)?;
-    std::env::set_current_dir("/app").map_err(|e| format!("chdir /app: {e}"))?;
+    std::env::set_current_dir("/app").map_err(|e| SysError::io(format!("chdir /app"), e))?;
     Ok(())
 }
 
@@ -551,12 +551,12 @@ fn build_dev(dev: &Path) -> SysResult<()> {
     let pts = dev.join("pts");
     mkdir(&pts, 0o755)?;
     sys::mount(Some("devpts"), &pts, Some("devpts"), libc::MS_NOSUID | libc::MS_NOEXEC, Some("newinstance,ptmxmode=0666,mode=620"))?;
-    symlink("pts/ptmx", dev.join("ptmx")).map_err(|e| format!("symlink ptmx: {e}"))?;
+    symlink("pts/ptmx", dev.join("ptmx")).map_err(|e| SysError::io(format!("symlink ptmx"), e))?;
     let shm = dev.join("shm");
     mkdir(&shm, 0o1777)?;
     sys::mount(Some("tmpfs"), &shm, Some("tmpfs"), libc::MS_NOSUID | libc::MS_NODEV, Some("mode=1777,size=64m"))?;
     for (name, target) in [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")] {
-        symlink(target, dev.join(name)).map_err(|e| format!("symlink /dev/{name}: {e}"))?;
+        symlink(target, dev.join(name)).map_err(|e| SysError::io(format!("symlink /dev/{name}"), e))?;
     }
     Ok(())
 }

@@ -226,8 +226,8 @@ pub fn native_program() -> SysResult<Vec<libc::sock_filter>> {
     Ok(build_program(arch, X32_SYSCALL_BIT, &rules()))
 }
 
-fn last_os_error(what: &str) -> String {
-    format!("{what}: {}", io::Error::last_os_error())
+fn last_os_error(what: &str) -> crate::sys::SysError {
+    crate::sys::SysError::last_os_error(what)
 }
 
 /// The highest capability number this kernel knows.
@@ -266,7 +266,7 @@ pub fn drop_capabilities() -> SysResult<()> {
             if err.raw_os_error() == Some(libc::EINVAL) && cap > 0 {
                 break;
             }
-            return Err(format!("dropping capability {cap} from the bounding set: {err}"));
+            return Err(format!("dropping capability {cap} from the bounding set: {err}").into());
         }
     }
     // SAFETY: plain prctl.

@@ -5,19 +5,53 @@ use std::ffi::CString;
 use std::io;
 use std::path::Path;
 
-pub type SysResult<T> = Result<T, String>;
+pub type SysResult<T> = Result<T, SysError>;
+
+/// A failed step of the helper: what it was doing, and the system's reason when there is one.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}{}", .source.as_ref().map(|e| format!(": {e}")).unwrap_or_default())]
+pub struct SysError {
+    what: String,
+    #[source]
+    source: Option<io::Error>,
+}
+
+impl SysError {
+    /// The last system call failed while doing `what`.
+    pub fn last_os_error(what: impl Into<String>) -> SysError {
+        SysError { what: what.into(), source: Some(io::Error::last_os_error()) }
+    }
+
+    /// `what` failed with `source`.
+    pub fn io(what: impl Into<String>, source: io::Error) -> SysError {
+        SysError { what: what.into(), source: Some(source) }
+    }
+}
+
+/// A step that failed for a reason of the helper's own (no system error behind it).
+impl From<String> for SysError {
+    fn from(what: String) -> SysError {
+        SysError { what, source: None }
+    }
+}
+
+impl From<&str> for SysError {
+    fn from(what: &str) -> SysError {
+        SysError { what: what.to_string(), source: None }
+    }
+}
 
 pub fn cstr(s: &str) -> SysResult<CString> {
-    CString::new(s).map_err(|_| format!("{s:?} contains a NUL byte"))
+    CString::new(s).map_err(|_| format!("{s:?} contains a NUL byte").into())
 }
 
 pub fn path_cstr(p: &Path) -> SysResult<CString> {
     use std::os::unix::ffi::OsStrExt;
-    CString::new(p.as_os_str().as_bytes()).map_err(|_| format!("{} contains a NUL byte", p.display()))
+    CString::new(p.as_os_str().as_bytes()).map_err(|_| format!("{} contains a NUL byte", p.display()).into())
 }
 
 fn check(ret: libc::c_int, what: impl FnOnce() -> String) -> SysResult<()> {
-    if ret < 0 { Err(format!("{}: {}", what(), io::Error::last_os_error())) } else { Ok(()) }
+    if ret < 0 { Err(SysError::last_os_error(what())) } else { Ok(()) }
 }
 
 pub fn mount(src: Option<&str>, target: &Path, fstype: Option<&str>, flags: libc::c_ulong, data: Option<&str>) -> SysResult<()> {

@@ -1,0 +1,90 @@
+//! The architecture's rules (`../shared/ARCHITECTURE.md`), checked on the source so that a
+//! change breaking one fails the test command, not a review months later.
+
+use std::path::{Path, PathBuf};
+
+/// The workspace's `crates/` directory.
+fn crates_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("crates/").to_path_buf()
+}
+
+/// Every `.rs` file under `dir`.
+fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display())).flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|e| e == "rs") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The generic arguments of each `Result<…>` in `text`, split at their top level.
+fn result_arguments(text: &str) -> Vec<(usize, Vec<String>)> {
+    let mut found = Vec::new();
+    let bytes = text.as_bytes();
+    let mut from = 0;
+    while let Some(i) = text[from..].find("Result<").map(|i| i + from) {
+        let start = i + "Result<".len();
+        let (mut depth, mut args, mut current) = (1, Vec::new(), String::new());
+        let mut j = start;
+        while j < bytes.len() && depth > 0 {
+            let c = bytes[j] as char;
+            match c {
+                '<' | '(' | '[' => depth += 1,
+                '>' | ')' | ']' => depth -= 1,
+                ',' if depth == 1 => {
+                    args.push(std::mem::take(&mut current));
+                    j += 1;
+                    continue;
+                }
+                _ => {}
+            }
+            if depth > 0 {
+                current.push(c);
+            }
+            j += 1;
+        }
+        args.push(current);
+        let line = text[..i].matches('\n').count() + 1;
+        found.push((line, args.into_iter().map(|a| a.split_whitespace().collect::<String>()).collect()));
+        from = start;
+    }
+    found
+}
+
+/// Issue 12: errors are typed at every library boundary (`thiserror`), so callers can tell
+/// them apart and keep their sources; only the binary's edge turns them into words.
+#[test]
+fn no_library_crate_returns_a_string_error() {
+    let binary = crates_dir().join("kiln");
+    let mut offenders = Vec::new();
+    for file in rust_files(&crates_dir()) {
+        if file.starts_with(&binary) || file.components().any(|c| c.as_os_str() == "tests") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).unwrap();
+        for (line, args) in result_arguments(&text) {
+            if args.get(1).is_some_and(|e| e == "String" || e == "std::string::String") {
+                offenders.push(format!("{}:{line}", file.strip_prefix(crates_dir()).unwrap_or(&file).display()));
+            }
+        }
+    }
+    assert!(offenders.is_empty(), "Result<_, String> in a library crate (use a thiserror enum):\n{}", offenders.join("\n"));
+}
+
+#[test]
+fn the_checks_see_what_they_look_for() {
+    let found = result_arguments("fn a() -> Result<Vec<(u8, String)>, String> {}\nfn b() -> io::Result<()> {}\nfn c() -> Result<BTreeMap<String, String>, E>");
+    assert_eq!(found.len(), 3);
+    assert_eq!(found[0], (1, vec!["Vec<(u8,String)>".to_string(), "String".to_string()]));
+    assert_eq!(found[1].1, vec!["()".to_string()]);
+    assert_eq!(found[2], (3, vec!["BTreeMap<String,String>".to_string(), "E".to_string()]));
+}
