@@ -21,7 +21,7 @@ use kiln_model::config::ConfigVars;
 use kiln_model::log::SharedSink;
 use kiln_model::procfile::ProcessTypes;
 use kiln_model::route::{Backend, DynoRoutes, WebStatus};
-use kiln_model::{DynoName, DynoSize, DynoState, LogLine, Timestamp};
+use kiln_model::{DynoName, DynoSize, DynoState, LogLine};
 use kiln_runtime::SharedRuntime;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -95,30 +95,7 @@ pub struct AppDesired {
     pub formation: BTreeMap<String, (u32, DynoSize)>,
 }
 
-/// A dyno as `ps` and the API show it.
-#[derive(Debug, Clone)]
-pub struct DynoInfo {
-    pub id: String,
-    pub name: String,
-    pub process_type: String,
-    pub state: DynoState,
-    pub command: String,
-    pub size: DynoSize,
-    pub release_id: String,
-    pub release_version: u32,
-    pub created_at: Timestamp,
-    pub updated_at: Timestamp,
-    /// Why a dyno is crashed and when it will be tried again, for `ps`.
-    pub detail: Option<String>,
-}
-
-/// Which dynos `ps:restart` means.
-#[derive(Debug, Clone)]
-pub enum RestartTarget {
-    All,
-    Type(String),
-    Dyno(String),
-}
+pub use kiln_model::dyno::{DynoInfo, RestartTarget};
 
 /// A queued desired-state change whose outcome can be awaited.
 pub struct PendingDeploy {

@@ -1,6 +1,6 @@
 //! Dyno names, states and sizes.
 
-use crate::Invalid;
+use crate::{Invalid, Timestamp};
 use crate::procfile::validate_process_type;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -174,3 +174,29 @@ mod tests {
         assert!(DynoSize::parse("huge").is_err());
     }
 }
+
+/// A dyno as `ps` and the API show it.
+#[derive(Debug, Clone)]
+pub struct DynoInfo {
+    pub id: String,
+    pub name: String,
+    pub process_type: String,
+    pub state: DynoState,
+    pub command: String,
+    pub size: DynoSize,
+    pub release_id: String,
+    pub release_version: u32,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    /// Why a dyno is crashed and when it will be tried again, for `ps`.
+    pub detail: Option<String>,
+}
+
+/// Which dynos `ps:restart` means.
+#[derive(Debug, Clone)]
+pub enum RestartTarget {
+    All,
+    Type(String),
+    Dyno(String),
+}
+

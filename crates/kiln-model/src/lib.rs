@@ -13,6 +13,7 @@ pub mod dyno;
 pub mod formation;
 pub mod log;
 pub mod procfile;
+pub mod records;
 pub mod release;
 pub mod route;
 pub mod time;

@@ -7,7 +7,7 @@
 //! domain (`ON DELETE CASCADE`), everything with the app. Turning ACM off removes the app's
 //! ACM certificates and states in the same transaction.
 
-use crate::sni::SniEndpoint;
+use kiln_model::records::{AcmDomain, AcmState, SniEndpoint};
 use crate::{Result, StoreError};
 use kiln_model::Timestamp;
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -30,35 +30,6 @@ pub(crate) const MIGRATION: &str = r#"
 
 const MAX_REASON: usize = 2048;
 const MAX_STATUS: usize = 32;
-
-/// Where ACM stands for one custom domain.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AcmState {
-    /// Heroku's words: `pending`, `ok`, `failed`.
-    pub status: String,
-    /// Why, when it failed; shown as `acm_status_reason`.
-    pub reason: Option<String>,
-    /// Failed attempts in a row, for the backoff.
-    pub failures: u32,
-    /// Not before this time (a failure's backoff); `None`: whenever the manager gets to it.
-    pub next_attempt_at: Option<Timestamp>,
-    /// A new certificate was asked for (`certs:auto:refresh`) even if the one there is good.
-    pub refresh: bool,
-    pub updated_at: Timestamp,
-}
-
-impl AcmState {
-    pub fn new(status: &str, reason: Option<String>) -> AcmState {
-        AcmState { status: status.to_string(), reason, failures: 0, next_attempt_at: None, refresh: false, updated_at: Timestamp::now() }
-    }
-}
-
-/// A custom domain of an app and its ACM state (`None`: not looked at yet).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AcmDomain {
-    pub domain: crate::Domain,
-    pub state: Option<AcmState>,
-}
 
 fn db(what: &str) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
     move |e| StoreError::Db(format!("{what}: {e}"))

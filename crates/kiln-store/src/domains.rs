@@ -6,6 +6,7 @@
 //! their app and go with it (`ON DELETE CASCADE`).
 
 use crate::{Result, StoreError};
+use kiln_model::records::Domain;
 use kiln_model::{Invalid, Timestamp};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
@@ -23,17 +24,6 @@ pub(crate) const MIGRATION: &str = r#"
 
 /// The longest DNS name.
 const MAX_HOSTNAME: usize = 253;
-
-/// A custom domain of an app.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Domain {
-    pub id: String,
-    pub app_id: String,
-    /// Lowercase, without a trailing dot; may start with `*.` (a wildcard).
-    pub hostname: String,
-    pub created_at: Timestamp,
-    pub updated_at: Timestamp,
-}
 
 const SELECT: &str = "SELECT id, app_id, hostname, created_at, updated_at FROM domains";
 

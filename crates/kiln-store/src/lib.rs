@@ -11,15 +11,12 @@ mod domains;
 mod sni;
 mod sqlite;
 
-pub use acm::{AcmDomain, AcmState};
-pub use domains::Domain;
-pub use sni::{SniEndpoint, validate_name as validate_sni_endpoint_name};
+pub use kiln_model::records::{AcmDomain, AcmState, Domain, SniEndpoint, validate_sni_endpoint_name};
 pub use sqlite::SqliteStore;
 
 use kiln_model::config::ConfigVars;
-use kiln_model::procfile::ProcessTypes;
 use kiln_model::release::ReleaseStatus;
-use kiln_model::{Invalid, Timestamp};
+use kiln_model::Invalid;
 use std::collections::BTreeMap;
 
 #[derive(Debug, thiserror::Error)]
@@ -42,131 +39,7 @@ impl From<rusqlite::Error> for StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Account {
-    pub id: String,
-    pub email: String,
-    pub name: String,
-    pub created_at: Timestamp,
-    pub updated_at: Timestamp,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct App {
-    pub id: String,
-    pub name: String,
-    pub owner_id: String,
-    pub owner_email: String,
-    /// The unprivileged uid (and gid) this app's dynos run as; unique per app.
-    pub uid: u32,
-    pub stack: String,
-    pub maintenance: bool,
-    /// Automatic Certificate Management is on (Heroku's `acm`).
-    pub acm: bool,
-    /// The app's current config vars (the desired state; each release keeps its own snapshot).
-    pub config: ConfigVars,
-    pub created_at: Timestamp,
-    pub updated_at: Timestamp,
-    pub released_at: Option<Timestamp>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Slug {
-    pub id: String,
-    pub app_id: String,
-    /// `SHA256:<hex>` of the compressed tarball; also its name in the slug store.
-    pub checksum: String,
-    pub size: u64,
-    pub process_types: ProcessTypes,
-    pub commit: Option<String>,
-    pub commit_description: Option<String>,
-    pub stack: String,
-    pub buildpack_provided_description: Option<String>,
-    pub created_at: Timestamp,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Release {
-    pub id: String,
-    pub app_id: String,
-    pub version: u32,
-    pub description: String,
-    pub status: ReleaseStatus,
-    /// Why a release failed, shown by `releases`.
-    pub status_reason: Option<String>,
-    pub slug_id: Option<String>,
-    pub config: ConfigVars,
-    pub user_id: String,
-    pub user_email: String,
-    pub created_at: Timestamp,
-    pub updated_at: Timestamp,
-}
-
-/// What a new release is made of. The store assigns `id` and `version`.
-#[derive(Debug, Clone)]
-pub struct NewRelease {
-    pub description: String,
-    pub status: ReleaseStatus,
-    pub slug_id: Option<String>,
-    pub config: ConfigVars,
-    pub user_id: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BuildStatus {
-    Pending,
-    Succeeded,
-    Failed,
-}
-
-impl BuildStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BuildStatus::Pending => "pending",
-            BuildStatus::Succeeded => "succeeded",
-            BuildStatus::Failed => "failed",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Build {
-    pub id: String,
-    pub app_id: String,
-    pub status: BuildStatus,
-    /// The git commit (or other source version) built.
-    pub source_version: Option<String>,
-    /// The whole build output, filled in when the build ends.
-    pub output: String,
-    pub buildpacks: Vec<String>,
-    pub slug_id: Option<String>,
-    pub release_id: Option<String>,
-    pub user_id: String,
-    pub user_email: String,
-    pub created_at: Timestamp,
-    pub updated_at: Timestamp,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FormationEntry {
-    pub id: String,
-    pub app_id: String,
-    pub process_type: String,
-    pub quantity: u32,
-    /// Heroku's size name, e.g. `Standard-1X`.
-    pub size: String,
-    pub created_at: Timestamp,
-    pub updated_at: Timestamp,
-}
-
-/// Which slice of the release ledger to read (Heroku's `Range: version a..b; max=n, order=desc`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ReleaseRange {
-    pub first: Option<u32>,
-    pub last: Option<u32>,
-    pub max: u32,
-    pub descending: bool,
-}
+pub use kiln_model::records::{Account, App, Build, BuildStatus, FormationEntry, NewRelease, Release, ReleaseRange, Slug};
 
 pub trait Store: Send + Sync {
     // --- accounts and API keys ---

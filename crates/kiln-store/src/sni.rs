@@ -7,6 +7,7 @@
 //! like every other secret in the database (config vars); the data directory is 0700.
 
 use crate::{Result, StoreError};
+use kiln_model::records::SniEndpoint;
 use kiln_model::{Invalid, Timestamp};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
@@ -27,36 +28,6 @@ pub(crate) const MIGRATION: &str = r#"
 /// Bounds on what one row may hold, checked before writing.
 const MAX_CHAIN: usize = 100 * 1024;
 const MAX_KEY: usize = 16 * 1024;
-
-/// A certificate uploaded to an app.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SniEndpoint {
-    pub id: String,
-    pub app_id: String,
-    /// Unique, Heroku's pattern `^[a-z][a-z0-9-]{2,29}$`; usable instead of the id.
-    pub name: String,
-    pub certificate_chain: String,
-    pub private_key: String,
-    pub created_at: Timestamp,
-    pub updated_at: Timestamp,
-    /// Set when ACM issued it: the custom domain it was issued for (see the `acm` module).
-    pub acm_domain_id: Option<String>,
-}
-
-impl std::fmt::Debug for SniEndpoint {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never the private key, not even in a debug log.
-        f.debug_struct("SniEndpoint").field("id", &self.id).field("app_id", &self.app_id).field("name", &self.name).finish_non_exhaustive()
-    }
-}
-
-/// Heroku's rule for endpoint names.
-pub fn validate_name(name: &str) -> std::result::Result<(), Invalid> {
-    let ok = (3..=30).contains(&name.len())
-        && name.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if ok { Ok(()) } else { Err(Invalid::new("name", format!("{name:?} is not a valid SNI endpoint name: 3 to 30 of a-z, 0-9 and -, starting with a letter"))) }
-}
 
 fn check_pem(certificate_chain: &str, private_key: &str) -> Result<()> {
     if certificate_chain.len() > MAX_CHAIN {
@@ -118,7 +89,7 @@ pub(crate) fn get(conn: &Connection, app: &str, id_or_name: &str) -> Result<SniE
 }
 
 pub(crate) fn create(conn: &Connection, app: &str, name: &str, certificate_chain: &str, private_key: &str) -> Result<SniEndpoint> {
-    validate_name(name)?;
+    kiln_model::records::validate_sni_endpoint_name(name)?;
     check_pem(certificate_chain, private_key)?;
     let app = app_id(conn, app)?;
     let taken: bool = conn.query_row("SELECT EXISTS (SELECT 1 FROM sni_endpoints WHERE name = ?1)", [name], |r| r.get(0)).map_err(db("checking the name"))?;
