@@ -20,17 +20,17 @@ pub fn routes() -> Router<ApiState> {
 async fn enable(State(st): State<ApiState>, User(user): User, Path(app): Path<String>) -> ApiResult<Json<Value>> {
     let app = st.platform.app_for(&user, &app)?;
     let app = st.platform.enable_acm(&app, &user)?;
-    Ok(Json(app_json(&st, &app)))
+    Ok(Json(app_json(&st, &st.platform.app_view(&user, &app)?)))
 }
 
 async fn refresh(State(st): State<ApiState>, User(user): User, Path(app): Path<String>) -> ApiResult<Json<Value>> {
     let app = st.platform.app_for(&user, &app)?;
     let app = st.platform.refresh_acm(&app, &user)?;
-    Ok(Json(app_json(&st, &app)))
+    Ok(Json(app_json(&st, &st.platform.app_view(&user, &app)?)))
 }
 
 async fn disable(State(st): State<ApiState>, User(user): User, Path(app): Path<String>) -> ApiResult<Json<Value>> {
     let app = st.platform.app_for(&user, &app)?;
     let app = st.platform.disable_acm(&app, &user)?;
-    Ok(Json(app_json(&st, &app)))
+    Ok(Json(app_json(&st, &st.platform.app_view(&user, &app)?)))
 }

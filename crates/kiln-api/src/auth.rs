@@ -6,7 +6,7 @@ use crate::error::ApiError;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use base64::Engine;
-use kiln_store::Account;
+use kiln_model::records::Account;
 
 pub struct User(pub Account);
 
@@ -27,7 +27,7 @@ impl FromRequestParts<ApiState> for User {
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, Self::Rejection> {
         let key = api_key(parts).filter(|k| !k.is_empty() && k.len() <= 512).ok_or_else(ApiError::unauthorized)?;
-        match state.platform.store.account_by_api_key(&key) {
+        match state.platform.authenticate(&key) {
             Ok(Some(a)) => Ok(User(a)),
             Ok(None) => Err(ApiError::unauthorized()),
             Err(e) => Err(e.into()),

@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use kiln_platform::PlatformError;
-use kiln_store::{AcmDomain, App, Domain};
+use kiln_model::records::{Account, AcmDomain, App, Domain};
 use serde_json::Value;
 
 pub fn routes() -> Router<ApiState> {
@@ -54,11 +54,11 @@ fn custom(st: &ApiState, app: &App, d: &Domain, acm: &[AcmDomain]) -> Value {
 }
 
 /// The app's ACM states, when ACM is on (off: every `acm_status` is null).
-fn acm_states(st: &ApiState, app: &App) -> ApiResult<Vec<AcmDomain>> {
+fn acm_states(st: &ApiState, user: &Account, app: &App) -> ApiResult<Vec<AcmDomain>> {
     if !app.acm {
         return Ok(Vec::new());
     }
-    Ok(st.platform.acm_domains(app)?)
+    Ok(st.platform.acm_domains(user, app)?)
 }
 
 /// Whether `id_or_hostname` names the app's default domain.
@@ -70,8 +70,8 @@ fn is_default(st: &ApiState, app: &App, id_or_hostname: &str) -> bool {
 async fn list_domains(State(st): State<ApiState>, User(user): User, Path(app): Path<String>) -> ApiResult<Json<Value>> {
     let app = st.platform.app_for(&user, &app)?;
     let mut items = vec![default_domain(&st, &app)];
-    let acm = acm_states(&st, &app)?;
-    items.extend(st.platform.domains(&app)?.iter().map(|d| custom(&st, &app, d, &acm)));
+    let acm = acm_states(&st, &user, &app)?;
+    items.extend(st.platform.domains(&user, &app)?.iter().map(|d| custom(&st, &app, d, &acm)));
     Ok(Json(Value::Array(items)))
 }
 
@@ -80,8 +80,8 @@ async fn domain_info(State(st): State<ApiState>, User(user): User, Path((app, do
     if is_default(&st, &app, &domain) {
         return Ok(Json(default_domain(&st, &app)));
     }
-    let d = st.platform.domain(&app, &domain)?;
-    Ok(Json(custom(&st, &app, &d, &acm_states(&st, &app)?)))
+    let d = st.platform.domain(&user, &app, &domain)?;
+    Ok(Json(custom(&st, &app, &d, &acm_states(&st, &user, &app)?)))
 }
 
 async fn add_domain(State(st): State<ApiState>, User(user): User, Path(app): Path<String>, Body(body): Body) -> ApiResult<Response> {

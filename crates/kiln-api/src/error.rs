@@ -58,12 +58,6 @@ impl From<PlatformError> for ApiError {
     }
 }
 
-impl From<kiln_store::StoreError> for ApiError {
-    fn from(e: kiln_store::StoreError) -> Self {
-        PlatformError::from(e).into()
-    }
-}
-
 pub type ApiResult<T> = Result<T, ApiError>;
 
 #[cfg(test)]
@@ -74,7 +68,7 @@ mod tests {
     /// the platform being unavailable (503, retry later), never a missing dyno (404).
     #[test]
     fn dyno_manager_failures_map_to_their_statuses() {
-        use kiln_dyno::DynoError;
+        use kiln_platform::DynoError;
         let status = |e: DynoError| ApiError::from(PlatformError::from(e));
         let stopped = status(DynoError::Stopped);
         assert_eq!((stopped.status, stopped.id), (StatusCode::SERVICE_UNAVAILABLE, "unavailable"));

@@ -10,10 +10,11 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use kiln_dyno::RestartTarget;
+use kiln_model::dyno::RestartTarget;
 use kiln_model::formation::QuantityChange;
 use kiln_platform::PlatformError;
-use kiln_store::{App, ReleaseRange};
+use kiln_model::records::{Account, App, ReleaseRange};
+use kiln_platform::AppView;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 
@@ -106,16 +107,9 @@ fn created(v: Value) -> Response {
     (StatusCode::CREATED, Json(v)).into_response()
 }
 
-pub(crate) fn app_json(st: &ApiState, app: &App) -> Value {
-    let p = &st.platform;
-    let (slug_size, desc) = match p.store.current_release(&app.id) {
-        Ok(Some(r)) => match r.slug_id.and_then(|s| p.store.slug(&s).ok()) {
-            Some(s) => (Some(s.size), s.buildpack_provided_description),
-            None => (None, None),
-        },
-        _ => (None, None),
-    };
-    json::app(p, app, slug_size, desc.as_deref())
+pub(crate) fn app_json(st: &ApiState, view: &AppView) -> Value {
+    let slug = view.slug.as_ref();
+    json::app(&st.platform, &view.app, slug.map(|s| s.size), slug.and_then(|s| s.buildpack_provided_description.as_deref()))
 }
 
 /// Resources Kiln does not have yet (add-ons, collaborators) list as empty, so clients that
@@ -134,7 +128,7 @@ async fn account(User(user): User) -> Json<Value> {
 // ---- apps ----
 
 async fn list_apps(State(st): State<ApiState>, User(user): User) -> ApiResult<Json<Value>> {
-    let apps: Vec<Value> = st.platform.store.apps()?.iter().filter(|a| a.owner_id == user.id).map(|a| app_json(&st, a)).collect();
+    let apps: Vec<Value> = st.platform.apps(&user)?.iter().map(|v| app_json(&st, v)).collect();
     Ok(Json(Value::Array(apps)))
 }
 
@@ -149,12 +143,12 @@ async fn create_app(State(st): State<ApiState>, User(user): User, Body(body): Bo
         PlatformError::Conflict(m) => ApiError::invalid(m),
         other => other.into(),
     })?;
-    Ok(created(app_json(&st, &app)))
+    Ok(created(app_json(&st, &st.platform.app_view(&user, &app)?)))
 }
 
 async fn app_info(State(st): State<ApiState>, User(user): User, Path(app): Path<String>) -> ApiResult<Json<Value>> {
     let app = st.platform.app_for(&user, &app)?;
-    Ok(Json(app_json(&st, &app)))
+    Ok(Json(app_json(&st, &st.platform.app_view(&user, &app)?)))
 }
 
 async fn update_app(State(st): State<ApiState>, User(user): User, Path(app): Path<String>, Body(body): Body) -> ApiResult<Json<Value>> {
@@ -175,13 +169,13 @@ async fn update_app(State(st): State<ApiState>, User(user): User, Path(app): Pat
     if let Some(on) = maintenance {
         app = st.platform.set_maintenance(&app, on, &user).await?;
     }
-    Ok(Json(app_json(&st, &app)))
+    Ok(Json(app_json(&st, &st.platform.app_view(&user, &app)?)))
 }
 
 async fn destroy_app(State(st): State<ApiState>, User(user): User, Path(app): Path<String>) -> ApiResult<Json<Value>> {
     let app = st.platform.app_for(&user, &app)?;
-    let body = app_json(&st, &app);
-    st.platform.destroy_app(&app).await?;
+    let body = app_json(&st, &st.platform.app_view(&user, &app)?);
+    st.platform.destroy_app(&user, &app).await?;
     Ok(Json(body))
 }
 
@@ -213,8 +207,8 @@ async fn update_config_vars(State(st): State<ApiState>, User(user): User, Path(a
 
 // ---- releases ----
 
-fn current_id(st: &ApiState, app: &App) -> Option<String> {
-    st.platform.store.current_release(&app.id).ok().flatten().map(|r| r.id)
+fn current_id(st: &ApiState, user: &Account, app: &App) -> Option<String> {
+    st.platform.current_release(user, app).ok().flatten().map(|r| r.id)
 }
 
 async fn list_releases(State(st): State<ApiState>, User(user): User, Path(app): Path<String>, headers: HeaderMap) -> ApiResult<Response> {
@@ -229,10 +223,10 @@ async fn list_releases(State(st): State<ApiState>, User(user): User, Path(app): 
     let (first, last) = if r.field == "version" { (parse_v(&r.start)?, parse_v(&r.end)?) } else { (None, None) };
     let max = r.max.unwrap_or(range::DEFAULT_MAX);
     // Ask for one more than a page to know whether there is a next page.
-    let mut rows = st.platform.store.releases(&app.id, ReleaseRange { first, last, max: max + 1, descending: r.descending })?;
+    let mut rows = st.platform.releases(&user, &app, ReleaseRange { first, last, max: max + 1, descending: r.descending })?;
     let more = rows.len() > max as usize;
     rows.truncate(max as usize);
-    let cur = current_id(&st, &app);
+    let cur = current_id(&st, &user, &app);
     let items: Vec<Value> = rows.iter().map(|rel| json::release(&app, rel, cur.as_deref())).collect();
     let mut resp = Json(Value::Array(items)).into_response();
     let h = resp.headers_mut();
@@ -254,13 +248,13 @@ async fn list_releases(State(st): State<ApiState>, User(user): User, Path(app): 
 
 async fn release_info(State(st): State<ApiState>, User(user): User, Path((app, release)): Path<(String, String)>) -> ApiResult<Json<Value>> {
     let app = st.platform.app_for(&user, &app)?;
-    let rel = st.platform.store.release(&app.id, &release)?;
-    Ok(Json(json::release(&app, &rel, current_id(&st, &app).as_deref())))
+    let rel = st.platform.release(&user, &app, &release)?;
+    Ok(Json(json::release(&app, &rel, current_id(&st, &user, &app).as_deref())))
 }
 
 async fn release_config_vars(State(st): State<ApiState>, User(user): User, Path((app, release)): Path<(String, String)>) -> ApiResult<Json<Value>> {
     let app = st.platform.app_for(&user, &app)?;
-    let rel = st.platform.store.release(&app.id, &release)?;
+    let rel = st.platform.release(&user, &app, &release)?;
     Ok(Json(json!(rel.config)))
 }
 
@@ -268,7 +262,7 @@ async fn release_config_vars(State(st): State<ApiState>, User(user): User, Path(
 async fn create_release(State(st): State<ApiState>, User(user): User, Path(app): Path<String>, Body(body): Body) -> ApiResult<Response> {
     let app = st.platform.app_for(&user, &app)?;
     let target = match (body.get("release"), body.get("slug")) {
-        (Some(Value::String(id)), _) => st.platform.store.release(&app.id, id)?,
+        (Some(Value::String(id)), _) => st.platform.release(&user, &app, id)?,
         (Some(_), _) => return Err(ApiError::invalid("release must be a release id or version")),
         (None, Some(_)) => return Err(ApiError::invalid("Creating a release from a slug is not supported yet; push with git")),
         (None, None) => return Err(ApiError::invalid("Missing release: POST {\"release\": \"<id or version>\"} to roll back")),
@@ -277,20 +271,20 @@ async fn create_release(State(st): State<ApiState>, User(user): User, Path(app):
         return Err(ApiError::invalid(format!("v{} did not succeed and cannot be rolled back to", target.version)));
     }
     let rel = st.platform.rollback(&app, &target, &user).await?;
-    Ok(created(json::release(&app, &rel, current_id(&st, &app).as_deref())))
+    Ok(created(json::release(&app, &rel, current_id(&st, &user, &app).as_deref())))
 }
 
 // ---- formation ----
 
 async fn list_formation(State(st): State<ApiState>, User(user): User, Path(app): Path<String>) -> ApiResult<Json<Value>> {
     let app = st.platform.app_for(&user, &app)?;
-    let items: Vec<Value> = st.platform.formation(&app)?.iter().map(|(f, c)| json::formation(&app, f, c)).collect();
+    let items: Vec<Value> = st.platform.formation(&user, &app)?.iter().map(|(f, c)| json::formation(&app, f, c)).collect();
     Ok(Json(Value::Array(items)))
 }
 
 async fn formation_info(State(st): State<ApiState>, User(user): User, Path((app, ptype)): Path<(String, String)>) -> ApiResult<Json<Value>> {
     let app = st.platform.app_for(&user, &app)?;
-    let all = st.platform.formation(&app)?;
+    let all = st.platform.formation(&user, &app)?;
     let (f, c) = all.iter().find(|(f, _)| f.process_type == ptype || f.id == ptype).ok_or_else(|| ApiError::not_found("formation", format!("Couldn't find that process type ({ptype}).")))?;
     Ok(Json(json::formation(&app, f, c)))
 }
@@ -339,17 +333,17 @@ async fn update_formation(State(st): State<ApiState>, User(user): User, Path((ap
 
 async fn list_dynos(State(st): State<ApiState>, User(user): User, Path(app): Path<String>) -> ApiResult<Json<Value>> {
     let app = st.platform.app_for(&user, &app)?;
-    let items: Vec<Value> = st.platform.dynos(&app).await.iter().map(|d| json::dyno(&app, d)).collect();
+    let items: Vec<Value> = st.platform.dynos(&user, &app).await?.iter().map(|d| json::dyno(&app, d)).collect();
     Ok(Json(Value::Array(items)))
 }
 
 async fn dyno_info(State(st): State<ApiState>, User(user): User, Path((app, dyno)): Path<(String, String)>) -> ApiResult<Json<Value>> {
     let app = st.platform.app_for(&user, &app)?;
-    let d = st.platform.dynos(&app).await.into_iter().find(|d| d.name == dyno || d.id == dyno).ok_or_else(|| ApiError::not_found("dyno", format!("Couldn't find that dyno ({dyno}).")))?;
+    let d = st.platform.dynos(&user, &app).await?.into_iter().find(|d| d.name == dyno || d.id == dyno).ok_or_else(|| ApiError::not_found("dyno", format!("Couldn't find that dyno ({dyno}).")))?;
     Ok(Json(json::dyno(&app, &d)))
 }
 
-async fn restart(st: &ApiState, user: &kiln_store::Account, app: &str, target: RestartTarget) -> ApiResult<Response> {
+async fn restart(st: &ApiState, user: &kiln_model::records::Account, app: &str, target: RestartTarget) -> ApiResult<Response> {
     let app = st.platform.app_for(user, app)?;
     st.platform.restart(&app, target, user).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({}))).into_response())
@@ -364,7 +358,7 @@ async fn restart_dyno(State(st): State<ApiState>, User(user): User, Path((app, d
     restart(&st, &user, &app, RestartTarget::Dyno(dyno)).await
 }
 
-async fn stop(st: &ApiState, user: &kiln_store::Account, app: &str, target: RestartTarget) -> ApiResult<Response> {
+async fn stop(st: &ApiState, user: &kiln_model::records::Account, app: &str, target: RestartTarget) -> ApiResult<Response> {
     let app = st.platform.app_for(user, app)?;
     st.platform.stop(&app, target, user).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({}))).into_response())
@@ -389,8 +383,8 @@ async fn restart_type(State(st): State<ApiState>, User(user): User, Path((app, p
 
 async fn list_builds(State(st): State<ApiState>, User(user): User, Path(app): Path<String>, headers: HeaderMap) -> ApiResult<Json<Value>> {
     let app = st.platform.app_for(&user, &app)?;
-    let base = base_url(&headers, &st.platform.settings.api_url);
-    let mut builds = st.platform.store.builds(&app.id)?;
+    let base = base_url(&headers, st.platform.api_url());
+    let mut builds = st.platform.builds(&user, &app)?;
     if let Some(r) = range_header(&headers)? {
         if !r.descending {
             builds.reverse();
@@ -404,8 +398,8 @@ async fn list_builds(State(st): State<ApiState>, User(user): User, Path(app): Pa
 
 async fn build_info(State(st): State<ApiState>, User(user): User, Path((app, build)): Path<(String, String)>, headers: HeaderMap) -> ApiResult<Json<Value>> {
     let app = st.platform.app_for(&user, &app)?;
-    let b = st.platform.store.build(&app.id, &build)?;
-    Ok(Json(json::build(&base_url(&headers, &st.platform.settings.api_url), &app, &b)))
+    let b = st.platform.build(&user, &app, &build)?;
+    Ok(Json(json::build(&base_url(&headers, st.platform.api_url()), &app, &b)))
 }
 
 /// A build's output as plain text, streamed while the build runs. The build's id (a random
@@ -430,8 +424,8 @@ async fn build_output(State(st): State<ApiState>, Path(build): Path<String>) -> 
         });
         return Ok((text_headers, axum::body::Body::from_stream(body)).into_response());
     }
-    let b = st.platform.store.apps()?.iter().find_map(|a| st.platform.store.build(&a.id, &build).ok()).ok_or_else(|| ApiError::not_found("build", "Couldn't find that build."))?;
-    Ok((text_headers, b.output).into_response())
+    let output = st.platform.build_output(&build)?;
+    Ok((text_headers, output).into_response())
 }
 
 // ---- buildpacks ----
@@ -442,7 +436,7 @@ fn buildpack_list(urls: &[String]) -> Value {
 
 async fn list_buildpacks(State(st): State<ApiState>, User(user): User, Path(app): Path<String>) -> ApiResult<Json<Value>> {
     let app = st.platform.app_for(&user, &app)?;
-    Ok(Json(buildpack_list(&st.platform.store.buildpacks(&app.id)?)))
+    Ok(Json(buildpack_list(&st.platform.buildpacks(&user, &app)?)))
 }
 
 async fn set_buildpacks(State(st): State<ApiState>, User(user): User, Path(app): Path<String>, Body(body): Body) -> ApiResult<Json<Value>> {
@@ -455,6 +449,6 @@ async fn set_buildpacks(State(st): State<ApiState>, User(user): User, Path(app):
         .iter()
         .map(|i| i.get("buildpack").and_then(|b| b.as_str().or_else(|| b.get("url").and_then(Value::as_str))).map(str::to_string).ok_or_else(|| ApiError::invalid("Each update needs a buildpack")))
         .collect::<ApiResult<Vec<_>>>()?;
-    let saved = st.platform.set_buildpacks(&app, &urls)?;
+    let saved = st.platform.set_buildpacks(&user, &app, &urls)?;
     Ok(Json(buildpack_list(&saved)))
 }

@@ -1,10 +1,10 @@
 //! The Platform API's JSON objects, shaped as Heroku's schema describes them (plus the few
 //! fields the real CLI reads that the schema lacks, such as `create_status`).
 
-use kiln_dyno::DynoInfo;
+use kiln_model::dyno::DynoInfo;
 use kiln_model::{DynoSize, Timestamp};
 use kiln_platform::Platform;
-use kiln_store::{Account, App, Build, FormationEntry, Release};
+use kiln_model::records::{Account, App, Build, FormationEntry, Release};
 use serde_json::{Value, json};
 
 /// Kiln runs in one place; this is its region.

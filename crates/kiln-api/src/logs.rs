@@ -12,7 +12,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use kiln_logplex::TailEvent;
+use kiln_platform::TailEvent;
 use kiln_model::log::LogFilter;
 use serde_json::{Value, json as j};
 use std::time::Duration;
@@ -42,10 +42,10 @@ async fn create_session(State(st): State<ApiState>, User(user): User, Path(app):
         Some(Value::Bool(b)) => *b,
         Some(_) => return Err(ApiError::invalid("tail must be true or false")),
     };
-    let id = st.platform.logs.create_session(&app.id, LogFilter { source, dyno }, lines, tail);
+    let id = st.platform.create_log_session(&user, &app, LogFilter { source, dyno }, lines, tail)?;
     let base = match headers.get(header::HOST).and_then(|h| h.to_str().ok()) {
         Some(h) if h.bytes().all(|b| b.is_ascii_graphic()) => format!("http://{h}"),
-        _ => st.platform.settings.api_url.trim_end_matches('/').to_string(),
+        _ => st.platform.api_url().to_string(),
     };
     let now = kiln_model::Timestamp::now().rfc3339();
     Ok((StatusCode::CREATED, axum::Json(j!({ "id": uuid::Uuid::new_v4().to_string(), "logplex_url": format!("{base}/log-sessions/{id}"), "created_at": now, "updated_at": now }))).into_response())
@@ -57,15 +57,11 @@ fn event(id: i64, line: &str) -> String {
 }
 
 async fn stream_session(State(st): State<ApiState>, Path(id): Path<String>, headers: HeaderMap) -> Response {
-    let Some(session) = st.platform.logs.session(&id) else {
+    let Some(kiln_platform::LogSessionStream { history, tail }) = st.platform.open_log_session(&id) else {
         return ApiError::not_found("log-session", "This log session has expired or does not exist.").into_response();
     };
     // A reconnecting EventSource says what it saw last; do not repeat it.
     let last_seen: Option<i64> = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
-    let logs = st.platform.logs.clone();
-    // Subscribe before reading history so no line falls between the two.
-    let tail = session.tail.then(|| logs.tail(&session.app_id, session.filter.clone()));
-    let history = logs.history(&session.app_id, session.lines, &session.filter);
     let mut initial = String::new();
     let mut newest = last_seen.unwrap_or(i64::MIN);
     for l in history.iter().filter(|l| last_seen.is_none_or(|s| l.time.0 > s)) {

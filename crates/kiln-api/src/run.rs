@@ -18,9 +18,8 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use kiln_dyno::OneOff;
+use kiln_platform::OneOff;
 use kiln_model::LogLine;
-use kiln_model::log::LogSink;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -67,7 +66,7 @@ pub(crate) async fn create_dyno(State(st): State<ApiState>, User(user): User, Pa
     }
     let size = body.get("size").and_then(Value::as_str).map(str::to_string);
     let handle = st.platform.run_one_off(&app, &user, &command, env, size.as_deref(), attach, attach && !force_no_tty).await?;
-    let info = kiln_dyno::DynoInfo {
+    let info = kiln_model::dyno::DynoInfo {
         id: handle.id.clone(),
         name: handle.name.clone(),
         process_type: "run".into(),
@@ -85,7 +84,7 @@ pub(crate) async fn create_dyno(State(st): State<ApiState>, User(user): User, Pa
         let secret = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
         let base = match headers.get(header::HOST).and_then(|h| h.to_str().ok()) {
             Some(h) if h.bytes().all(|b| b.is_ascii_graphic()) => format!("http://{h}"),
-            _ => st.platform.settings.api_url.trim_end_matches('/').to_string(),
+            _ => st.platform.api_url().to_string(),
         };
         obj["attach_url"] = Value::String(format!("{base}/attach/{secret}"));
         let signaller = handle.signaller;
@@ -113,10 +112,10 @@ async fn attach(State(st): State<ApiState>, Path(secret): Path<String>, mut req:
         return ApiError::not_found("dyno", "No one-off dyno is waiting for this attach URL (it expires after a minute).").into_response();
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
-    let logs = st.platform.logs.clone();
+    let platform = st.platform.clone();
     tokio::spawn(async move {
         match on_upgrade.await {
-            Ok(upgraded) => bridge(hyper_util::rt::TokioIo::new(upgraded), handle, logs, app_id).await,
+            Ok(upgraded) => bridge(hyper_util::rt::TokioIo::new(upgraded), handle, platform, app_id).await,
             Err(_) => handle.signaller.kill(),
         }
     });
@@ -134,7 +133,7 @@ fn frame(kind: u8, data: &[u8]) -> Vec<u8> {
     f
 }
 
-async fn bridge<IO>(io: IO, mut handle: OneOff, logs: Arc<kiln_logplex::Logplex>, app_id: String)
+async fn bridge<IO>(io: IO, mut handle: OneOff, platform: Arc<kiln_platform::Platform>, app_id: String)
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -214,10 +213,10 @@ where
         }
         _ = &mut reader => {
             // The client went away first.
-            logs.emit(&app_id, LogLine::heroku(&name, "Client connection closed. Sending SIGHUP to all processes"));
+            platform.log(&app_id, LogLine::heroku(&name, "Client connection closed. Sending SIGHUP to all processes"));
             signaller.signal(SIGHUP);
             if tokio::time::timeout(Duration::from_secs(10), &mut handle.exit).await.is_err() {
-                logs.emit(&app_id, LogLine::heroku(&name, "Error R16 (Detached) -> An attached process is not responding to SIGHUP after its external connection was closed."));
+                platform.log(&app_id, LogLine::heroku(&name, "Error R16 (Detached) -> An attached process is not responding to SIGHUP after its external connection was closed."));
                 signaller.kill();
             }
         }

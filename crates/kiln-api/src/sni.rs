@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use kiln_platform::SniEndpointView;
-use kiln_store::{App, Domain};
+use kiln_model::records::{App, Domain};
 use serde_json::{Value, json};
 
 pub fn routes() -> Router<ApiState> {
@@ -66,33 +66,33 @@ fn pem_fields(body: &Value) -> ApiResult<(String, String)> {
 
 async fn list(State(st): State<ApiState>, User(user): User, Path(app): Path<String>) -> ApiResult<Json<Value>> {
     let app = st.platform.app_for(&user, &app)?;
-    let items = st.platform.sni_endpoints(&app)?;
-    let domains = st.platform.domains(&app)?;
+    let items = st.platform.sni_endpoints(&user, &app)?;
+    let domains = st.platform.domains(&user, &app)?;
     Ok(Json(Value::Array(items.iter().map(|v| sni_endpoint(&app, v, &domains)).collect())))
 }
 
 async fn info(State(st): State<ApiState>, User(user): User, Path((app, endpoint)): Path<(String, String)>) -> ApiResult<Json<Value>> {
     let app = st.platform.app_for(&user, &app)?;
-    let v = st.platform.sni_endpoint(&app, &endpoint)?;
-    Ok(Json(sni_endpoint(&app, &v, &st.platform.domains(&app)?)))
+    let v = st.platform.sni_endpoint(&user, &app, &endpoint)?;
+    Ok(Json(sni_endpoint(&app, &v, &st.platform.domains(&user, &app)?)))
 }
 
 async fn create(State(st): State<ApiState>, User(user): User, Path(app): Path<String>, Body(body): Body) -> ApiResult<Response> {
     let app = st.platform.app_for(&user, &app)?;
     let (chain, key) = pem_fields(&body)?;
-    let v = st.platform.add_sni_endpoint(&app, &chain, &key)?;
-    Ok((StatusCode::CREATED, Json(sni_endpoint(&app, &v, &st.platform.domains(&app)?))).into_response())
+    let v = st.platform.add_sni_endpoint(&user, &app, &chain, &key)?;
+    Ok((StatusCode::CREATED, Json(sni_endpoint(&app, &v, &st.platform.domains(&user, &app)?))).into_response())
 }
 
 async fn update(State(st): State<ApiState>, User(user): User, Path((app, endpoint)): Path<(String, String)>, Body(body): Body) -> ApiResult<Json<Value>> {
     let app = st.platform.app_for(&user, &app)?;
     let (chain, key) = pem_fields(&body)?;
-    let v = st.platform.update_sni_endpoint(&app, &endpoint, &chain, &key)?;
-    Ok(Json(sni_endpoint(&app, &v, &st.platform.domains(&app)?)))
+    let v = st.platform.update_sni_endpoint(&user, &app, &endpoint, &chain, &key)?;
+    Ok(Json(sni_endpoint(&app, &v, &st.platform.domains(&user, &app)?)))
 }
 
 async fn remove(State(st): State<ApiState>, User(user): User, Path((app, endpoint)): Path<(String, String)>) -> ApiResult<Json<Value>> {
     let app = st.platform.app_for(&user, &app)?;
-    let v = st.platform.remove_sni_endpoint(&app, &endpoint)?;
-    Ok(Json(sni_endpoint(&app, &v, &st.platform.domains(&app)?)))
+    let v = st.platform.remove_sni_endpoint(&user, &app, &endpoint)?;
+    Ok(Json(sni_endpoint(&app, &v, &st.platform.domains(&user, &app)?)))
 }

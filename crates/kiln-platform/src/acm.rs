@@ -135,7 +135,8 @@ impl Platform {
     }
 
     /// The app's custom domains with their ACM states, for the API.
-    pub fn acm_domains(&self, app: &App) -> Result<Vec<AcmDomain>> {
+    pub fn acm_domains(&self, user: &Account, app: &App) -> Result<Vec<AcmDomain>> {
+        self.app_for(user, &app.id)?;
         Ok(self.store.acm_domains(&app.id)?)
     }
 

@@ -61,12 +61,14 @@ pub fn validate_hostname(input: &str, platform_domain: &str) -> std::result::Res
 
 impl Platform {
     /// The app's custom domains, oldest first.
-    pub fn domains(&self, app: &App) -> Result<Vec<Domain>> {
+    pub fn domains(&self, user: &Account, app: &App) -> Result<Vec<Domain>> {
+        self.app_for(user, &app.id)?;
         Ok(self.store.domains(&app.id)?)
     }
 
     /// One of the app's custom domains, by id or hostname.
-    pub fn domain(&self, app: &App, id_or_hostname: &str) -> Result<Domain> {
+    pub fn domain(&self, user: &Account, app: &App, id_or_hostname: &str) -> Result<Domain> {
+        self.app_for(user, &app.id)?;
         self.store.domain(&app.id, id_or_hostname).map_err(|e| match e {
             StoreError::NotFound { resource: "domain" } => PlatformError::NotFound { resource: "domain", message: format!("Couldn't find that domain ({}).", shown(id_or_hostname)) },
             other => other.into(),
@@ -93,7 +95,7 @@ impl Platform {
 
     /// Removes a custom domain (by id or hostname); the router stops serving it at once.
     pub fn remove_domain(&self, app: &App, id_or_hostname: &str, user: &Account) -> Result<Domain> {
-        let domain = self.domain(app, id_or_hostname)?;
+        let domain = self.domain(user, app, id_or_hostname)?;
         let removed = self.store.remove_domain(&app.id, &domain.id)?;
         self.publish_domains(&app.id);
         // An ACM certificate went with the domain.

@@ -12,6 +12,7 @@
 mod acm;
 mod deploy;
 mod domains;
+mod queries;
 mod release;
 mod sni;
 mod streams;
@@ -23,6 +24,10 @@ pub use domains::validate_hostname;
 pub use deploy::DeployError;
 pub use release::GoLiveError;
 pub use streams::BuildStream;
+pub use queries::{AppView, LogSessionStream};
+// What the doors hold on to without reaching into the rooms behind the platform.
+pub use kiln_dyno::{DynoError, OneOff};
+pub use kiln_logplex::{Tail as LogTail, TailEvent};
 
 use kiln_build::Builder;
 use kiln_dyno::{AppDesired, DeployOutcome, DynoInfo, DynoManager, PendingDeploy, ReleaseDesired, RestartTarget};
@@ -97,13 +102,13 @@ pub struct Settings {
 }
 
 pub struct Platform {
-    pub store: Arc<dyn Store>,
-    pub logs: Arc<Logplex>,
-    pub dynos: DynoManager,
-    pub builder: Builder,
-    pub slugs: Arc<SlugCache>,
-    pub routes: Arc<dyn AppRoutes>,
-    pub settings: Settings,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) logs: Arc<Logplex>,
+    pub(crate) dynos: DynoManager,
+    pub(crate) builder: Builder,
+    pub(crate) slugs: Arc<SlugCache>,
+    pub(crate) routes: Arc<dyn AppRoutes>,
+    pub(crate) settings: Settings,
     git: OnceLock<Arc<kiln_git::GitService>>,
     /// The HTTPS listener's certificate resolver, when there is one (see `sni`).
     certificates: OnceLock<Arc<kiln_tls::SniResolver>>,
@@ -211,7 +216,8 @@ impl Platform {
 
     /// Destroys an app: dynos first (so nothing runs a deleted release), then its repo, build
     /// cache, routes, logs and rows.
-    pub async fn destroy_app(&self, app: &App) -> Result<()> {
+    pub async fn destroy_app(&self, user: &Account, app: &App) -> Result<()> {
+        self.app_for(user, &app.id)?;
         let lock = self.app_lock(&app.id);
         let _guard = lock.lock().await;
         self.dynos.remove_app(&app.id).await;
@@ -273,7 +279,8 @@ impl Platform {
     // ---- formation and dynos ----
 
     /// The app's formation, limited to the process types of its current release, with commands.
-    pub fn formation(&self, app: &App) -> Result<Vec<(FormationEntry, String)>> {
+    pub fn formation(&self, user: &Account, app: &App) -> Result<Vec<(FormationEntry, String)>> {
+        self.app_for(user, &app.id)?;
         let types = self.current_process_types(&app.id)?;
         Ok(self.store.formation(&app.id)?.into_iter().filter_map(|f| types.get(&f.process_type).map(|c| (f.clone(), c.clone()))).collect())
     }
@@ -286,7 +293,7 @@ impl Platform {
 
     /// Scales process types: `(type, quantity change, size)`. All-or-nothing.
     pub async fn scale(&self, app: &App, updates: &[(String, Option<QuantityChange>, Option<String>)], user: &Account) -> Result<Vec<(FormationEntry, String)>> {
-        let current = self.formation(app)?;
+        let current = self.formation(user, app)?;
         let mut resolved = Vec::new();
         for (ptype, change, size) in updates {
             let Some((entry, _)) = current.iter().find(|(f, _)| &f.process_type == ptype) else {
@@ -303,11 +310,12 @@ impl Platform {
         let summary: Vec<String> = updated.iter().filter(|f| resolved.iter().any(|(t, _, _)| t == &f.process_type)).map(|f| format!("{}@{}:{}", f.process_type, f.quantity, f.size)).collect();
         self.api_log(&app.id, format!("Scaled to {} by user {}", summary.join(" "), user.email));
         self.converge_in_background(&app.id).await;
-        self.formation(app)
+        self.formation(user, app)
     }
 
-    pub async fn dynos(&self, app: &App) -> Vec<DynoInfo> {
-        self.dynos.dynos(&app.id).await
+    pub async fn dynos(&self, user: &Account, app: &App) -> Result<Vec<DynoInfo>> {
+        self.app_for(user, &app.id)?;
+        Ok(self.dynos.dynos(&app.id).await)
     }
 
     pub async fn restart(&self, app: &App, target: RestartTarget, user: &Account) -> Result<usize> {
@@ -368,7 +376,8 @@ impl Platform {
 
     // ---- buildpacks ----
 
-    pub fn set_buildpacks(&self, app: &App, urls: &[String]) -> Result<Vec<String>> {
+    pub fn set_buildpacks(&self, user: &Account, app: &App, urls: &[String]) -> Result<Vec<String>> {
+        self.app_for(user, &app.id)?;
         for u in urls {
             kiln_model::buildpack::BuildpackRef::parse(u)?;
         }

@@ -6,6 +6,7 @@
 //! expired. Whether its names are the app's custom domains is not required (Heroku does
 //! not either); the router only ever presents it for hostnames that route to the app.
 
+use kiln_model::records::Account;
 use crate::{Platform, PlatformError, Result};
 use kiln_model::{Invalid, Timestamp};
 use kiln_store::{App, SniEndpoint, StoreError};
@@ -117,16 +118,19 @@ impl Platform {
         Ok(())
     }
 
-    pub fn sni_endpoints(&self, app: &App) -> Result<Vec<SniEndpointView>> {
+    pub fn sni_endpoints(&self, user: &Account, app: &App) -> Result<Vec<SniEndpointView>> {
+        self.app_for(user, &app.id)?;
         self.store.sni_endpoints(&app.id)?.into_iter().map(Self::view).collect()
     }
 
-    pub fn sni_endpoint(&self, app: &App, id_or_name: &str) -> Result<SniEndpointView> {
+    pub fn sni_endpoint(&self, user: &Account, app: &App, id_or_name: &str) -> Result<SniEndpointView> {
+        self.app_for(user, &app.id)?;
         Self::view(self.store.sni_endpoint(&app.id, id_or_name).map_err(Self::not_found)?)
     }
 
     /// Checks and stores a certificate for the app, and starts serving it.
-    pub fn add_sni_endpoint(&self, app: &App, certificate_chain: &str, private_key: &str) -> Result<SniEndpointView> {
+    pub fn add_sni_endpoint(&self, user: &Account, app: &App, certificate_chain: &str, private_key: &str) -> Result<SniEndpointView> {
+        self.app_for(user, &app.id)?;
         let cert = check_certificate(certificate_chain, private_key)?;
         let mut last = None;
         for _ in 0..10 {
@@ -143,7 +147,8 @@ impl Platform {
     }
 
     /// Replaces an endpoint's certificate and key (a renewal); the old one stops being served.
-    pub fn update_sni_endpoint(&self, app: &App, id_or_name: &str, certificate_chain: &str, private_key: &str) -> Result<SniEndpointView> {
+    pub fn update_sni_endpoint(&self, user: &Account, app: &App, id_or_name: &str, certificate_chain: &str, private_key: &str) -> Result<SniEndpointView> {
+        self.app_for(user, &app.id)?;
         let cert = check_certificate(certificate_chain, private_key)?;
         self.refuse_acm_managed(app, id_or_name)?;
         let endpoint = self.store.update_sni_endpoint(&app.id, id_or_name, certificate_chain, private_key).map_err(Self::not_found)?;
@@ -151,7 +156,8 @@ impl Platform {
         Ok(SniEndpointView { endpoint, info: cert.info })
     }
 
-    pub fn remove_sni_endpoint(&self, app: &App, id_or_name: &str) -> Result<SniEndpointView> {
+    pub fn remove_sni_endpoint(&self, user: &Account, app: &App, id_or_name: &str) -> Result<SniEndpointView> {
+        self.app_for(user, &app.id)?;
         self.refuse_acm_managed(app, id_or_name)?;
         let endpoint = self.store.delete_sni_endpoint(&app.id, id_or_name).map_err(Self::not_found)?;
         self.publish_certificates(&app.id);

@@ -60,6 +60,9 @@ pub trait Store: Send + Sync {
     /// Looks an app up by id or name.
     fn app(&self, id_or_name: &str) -> Result<App>;
     fn apps(&self) -> Result<Vec<App>>;
+    /// The apps `owner_id` owns, by name, each with the slug of its current release: what a
+    /// listing shows, read in a fixed number of queries however many apps there are.
+    fn apps_of(&self, owner_id: &str) -> Result<Vec<(App, Option<Slug>)>>;
     fn set_maintenance(&self, app_id: &str, on: bool) -> Result<App>;
     /// Sets the app's current config vars without a release: used to put back the config of
     /// the running release when a config change's release failed.
@@ -96,6 +99,8 @@ pub trait Store: Send + Sync {
     /// Ends a build: status, full output, and the slug/release it produced.
     fn finish_build(&self, build_id: &str, status: BuildStatus, output: &str, slug_id: Option<&str>, release_id: Option<&str>) -> Result<Build>;
     fn build(&self, app_id: &str, build_id: &str) -> Result<Build>;
+    /// A build found by its id alone (`GET /builds/{id}`), with one lookup.
+    fn build_by_id(&self, build_id: &str) -> Result<Build>;
     /// Builds, newest first.
     fn builds(&self, app_id: &str) -> Result<Vec<Build>>;
     /// Marks every pending build failed (used at startup: a build interrupted by a crash).

@@ -714,6 +714,24 @@ impl Store for SqliteStore {
         })
     }
 
+    fn apps_of(&self, owner_id: &str) -> Result<Vec<(App, Option<Slug>)>> {
+        self.read(|tx| {
+            let mut stmt = tx.prepare_cached(&format!("{APP_SELECT} WHERE a.owner_id = ?1 ORDER BY a.name")).ctx("listing apps")?;
+            let apps = stmt.query_map([owner_id], app_from_row).ctx("listing apps")?.collect::<rusqlite::Result<Vec<_>>>().ctx("listing apps")?;
+            // Each app's current release is its latest succeeded one; its slug in the same pass.
+            let mut stmt = tx
+                .prepare_cached(&format!(
+                    "{SLUG_SELECT} WHERE id IN (SELECT r.slug_id FROM releases r JOIN apps a ON a.id = r.app_id
+                         WHERE a.owner_id = ?1 AND r.status = 'succeeded'
+                           AND r.version = (SELECT MAX(version) FROM releases WHERE app_id = r.app_id AND status = 'succeeded'))"
+                ))
+                .ctx("listing the apps' slugs")?;
+            let slugs = stmt.query_map([owner_id], slug_from_row).ctx("listing the apps' slugs")?.collect::<rusqlite::Result<Vec<_>>>().ctx("listing the apps' slugs")?;
+            let mut by_app: BTreeMap<String, Slug> = slugs.into_iter().map(|s| (s.app_id.clone(), s)).collect();
+            Ok(apps.into_iter().map(|a| { let slug = by_app.remove(&a.id); (a, slug) }).collect())
+        })
+    }
+
     fn set_maintenance(&self, app_id: &str, on: bool) -> Result<App> {
         self.write(|tx| {
             let id = resolve_app(tx, app_id)?;
@@ -996,6 +1014,15 @@ impl Store for SqliteStore {
         self.read(|tx| {
             let app = resolve_app(tx, app_id)?;
             tx.query_row(&format!("{BUILD_SELECT} WHERE b.id = ?1 AND b.app_id = ?2"), [build_id, &app], build_from_row)
+                .optional()
+                .ctx("reading a build")?
+                .ok_or(StoreError::NotFound { resource: "build" })
+        })
+    }
+
+    fn build_by_id(&self, build_id: &str) -> Result<Build> {
+        self.read(|tx| {
+            tx.query_row(&format!("{BUILD_SELECT} WHERE b.id = ?1"), [build_id], build_from_row)
                 .optional()
                 .ctx("reading a build")?
                 .ok_or(StoreError::NotFound { resource: "build" })
@@ -1591,6 +1618,29 @@ mod tests {
     }
 
     #[test]
+    fn listing_an_owners_apps_brings_their_current_slugs() {
+        let (s, owner) = store();
+        let other = s.ensure_account("other@kiln.local", "Other").unwrap();
+        let (a, _) = s.create_app("list-b", &owner.id, "heroku-24").unwrap();
+        let (b, _) = s.create_app("list-a", &owner.id, "heroku-24").unwrap();
+        let (_theirs, _) = s.create_app("list-c", &other.id, "heroku-24").unwrap();
+        let old = slug_for(&a);
+        s.insert_slug(&old).unwrap();
+        s.append_release(&a.id, new_release(&owner, ReleaseStatus::Succeeded, Some(&old.id), &[])).unwrap();
+        let new = Slug { id: uuid::Uuid::new_v4().to_string(), checksum: format!("SHA256:{}", "b".repeat(64)), ..slug_for(&a) };
+        s.insert_slug(&new).unwrap();
+        s.append_release(&a.id, new_release(&owner, ReleaseStatus::Succeeded, Some(&new.id), &[])).unwrap();
+        // A later release that failed is not current.
+        let failed = Slug { id: uuid::Uuid::new_v4().to_string(), checksum: format!("SHA256:{}", "c".repeat(64)), ..slug_for(&a) };
+        s.insert_slug(&failed).unwrap();
+        s.append_release(&a.id, new_release(&owner, ReleaseStatus::Failed, Some(&failed.id), &[])).unwrap();
+        let listed = s.apps_of(&owner.id).unwrap();
+        let names: Vec<_> = listed.iter().map(|(app, slug)| (app.name.as_str(), slug.as_ref().map(|s| s.id.clone()))).collect();
+        assert_eq!(names, vec![("list-a", None), ("list-b", Some(new.id.clone()))]);
+        assert_eq!(listed[0].0, b);
+    }
+
+    #[test]
     fn builds_lifecycle_and_order() {
         let (s, owner) = store();
         let (app, _) = s.create_app("build-app", &owner.id, "heroku-24").unwrap();
@@ -1612,6 +1662,8 @@ mod tests {
         assert_eq!(done.slug_id.as_deref(), Some(slug.id.as_str()));
         assert_eq!(done.release_id.as_deref(), Some(rel.id.as_str()));
         assert_eq!(s.build("build-app", &b1.id).unwrap(), done);
+        assert_eq!(s.build_by_id(&b1.id).unwrap(), done, "found by its id alone");
+        assert!(matches!(s.build_by_id("ghost"), Err(StoreError::NotFound { resource: "build" })));
         assert!(matches!(s.finish_build(&b1.id, BuildStatus::Failed, "", None, None), Err(StoreError::Conflict(_))));
         assert!(matches!(s.finish_build(&b2.id, BuildStatus::Pending, "", None, None), Err(StoreError::Invalid(_))));
         assert!(matches!(

@@ -80,8 +80,53 @@ fn no_library_crate_returns_a_string_error() {
     assert!(offenders.is_empty(), "Result<_, String> in a library crate (use a thiserror enum):\n{}", offenders.join("\n"));
 }
 
+/// The crates behind the platform that a door must not reach into.
+const BEHIND_THE_PLATFORM: [&str; 6] = ["kiln-store", "kiln-dyno", "kiln-logplex", "kiln-runtime", "kiln-build", "kiln-router"];
+
+/// The `[dependencies]` of a crate's manifest: the names before `=`.
+fn dependencies(manifest: &str) -> Vec<String> {
+    let mut in_deps = false;
+    let mut names = Vec::new();
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_deps = line == "[dependencies]";
+            continue;
+        }
+        if in_deps {
+            if let Some((name, _)) = line.split_once('=') {
+                names.push(name.trim().to_string());
+            }
+        }
+    }
+    names
+}
+
+/// Issue 12: the doors (the API, the git receiver) call the platform's use cases only, never
+/// the store, the dyno manager or the log store, so that every request meets the platform's
+/// access checks. Neither depends on those crates, nor names them in its code.
+#[test]
+fn the_doors_reach_only_the_platform() {
+    for door in ["kiln-api", "kiln-git"] {
+        let dir = crates_dir().join(door);
+        let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+        let deps = dependencies(&manifest);
+        assert!(deps.iter().any(|d| d == "kiln-model"), "{door}: the manifest was not read: {deps:?}");
+        for behind in BEHIND_THE_PLATFORM {
+            assert!(!deps.iter().any(|d| d == behind), "{door} depends on {behind}: call the platform instead");
+            let path = behind.replace('-', "_");
+            for file in rust_files(&dir.join("src")) {
+                let text = std::fs::read_to_string(&file).unwrap();
+                if let Some(line) = text.lines().position(|l| l.contains(&format!("{path}::"))) {
+                    panic!("{}:{}: {door} names {path}: call the platform instead", file.display(), line + 1);
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn the_checks_see_what_they_look_for() {
+    assert_eq!(dependencies("[package]\nname = \"x\"\n[dependencies]\nkiln-model = { workspace = true }\ntokio = \"1\"\n[dev-dependencies]\nkiln-store = \"1\"\n"), ["kiln-model", "tokio"]);
     let found = result_arguments("fn a() -> Result<Vec<(u8, String)>, String> {}\nfn b() -> io::Result<()> {}\nfn c() -> Result<BTreeMap<String, String>, E>");
     assert_eq!(found.len(), 3);
     assert_eq!(found[0], (1, vec!["Vec<(u8,String)>".to_string(), "String".to_string()]));

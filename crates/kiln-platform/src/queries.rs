@@ -1,0 +1,126 @@
+//! What the doors read: the platform's answers to the API's and the git receiver's
+//! questions, so that neither reaches past it into the store, the dyno manager or the log
+//! store. Each takes the acting user: this is where access is decided (today, an app is its
+//! owner's; see [`Platform::app_for`]).
+
+use crate::{Platform, PlatformError, Result};
+use kiln_model::LogLine;
+use kiln_model::log::LogFilter;
+use kiln_model::records::{Account, App, Build, Release, ReleaseRange, Slug};
+use std::sync::Arc;
+
+/// An app as listings and `apps:info` show it: with the slug its current release runs.
+#[derive(Debug, Clone)]
+pub struct AppView {
+    pub app: App,
+    pub slug: Option<Slug>,
+}
+
+/// An open log session: the lines it starts with, and the live tail when it follows.
+pub struct LogSessionStream {
+    pub history: Vec<Arc<LogLine>>,
+    pub tail: Option<kiln_logplex::Tail>,
+}
+
+impl Platform {
+    /// The account an API key belongs to, if any.
+    pub fn authenticate(&self, api_key: &str) -> Result<Option<Account>> {
+        Ok(self.store.account_by_api_key(api_key)?)
+    }
+
+    /// The user's apps, by name, in a fixed number of queries.
+    pub fn apps(&self, user: &Account) -> Result<Vec<AppView>> {
+        Ok(self.store.apps_of(&user.id)?.into_iter().map(|(app, slug)| AppView { app, slug }).collect())
+    }
+
+    /// One of the user's apps as `apps:info` shows it.
+    pub fn app_view(&self, user: &Account, app: &App) -> Result<AppView> {
+        self.app_for(user, &app.id)?;
+        let slug = match self.store.current_release(&app.id)? {
+            Some(Release { slug_id: Some(s), .. }) => Some(self.store.slug(&s)?),
+            _ => None,
+        };
+        Ok(AppView { app: app.clone(), slug })
+    }
+
+    /// The release that runs (the latest that succeeded).
+    pub fn current_release(&self, user: &Account, app: &App) -> Result<Option<Release>> {
+        self.app_for(user, &app.id)?;
+        Ok(self.store.current_release(&app.id)?)
+    }
+
+    /// A slice of the release ledger.
+    pub fn releases(&self, user: &Account, app: &App, range: ReleaseRange) -> Result<Vec<Release>> {
+        self.app_for(user, &app.id)?;
+        Ok(self.store.releases(&app.id, range)?)
+    }
+
+    /// A release by id or version.
+    pub fn release(&self, user: &Account, app: &App, id_or_version: &str) -> Result<Release> {
+        self.app_for(user, &app.id)?;
+        Ok(self.store.release(&app.id, id_or_version)?)
+    }
+
+    /// The app's builds, newest first.
+    pub fn builds(&self, user: &Account, app: &App) -> Result<Vec<Build>> {
+        self.app_for(user, &app.id)?;
+        Ok(self.store.builds(&app.id)?)
+    }
+
+    pub fn build(&self, user: &Account, app: &App, build_id: &str) -> Result<Build> {
+        self.app_for(user, &app.id)?;
+        Ok(self.store.build(&app.id, build_id)?)
+    }
+
+    /// A build by its id alone, and its app; another user's builds are missing.
+    pub fn build_by_id(&self, user: &Account, build_id: &str) -> Result<(App, Build)> {
+        let missing = || PlatformError::NotFound { resource: "build", message: "Couldn't find that build.".into() };
+        let build = self.store.build_by_id(build_id).map_err(|e| match e {
+            kiln_store::StoreError::NotFound { .. } => missing(),
+            e => e.into(),
+        })?;
+        let app = self.app_for(user, &build.app_id).map_err(|_| missing())?;
+        Ok((app, build))
+    }
+
+    /// A finished build's whole output, by the build's id: a random UUID known only to the
+    /// app's owner, which is the capability (as Heroku's output stream URLs).
+    pub fn build_output(&self, build_id: &str) -> Result<String> {
+        self.store.build_by_id(build_id).map(|b| b.output).map_err(|e| match e {
+            kiln_store::StoreError::NotFound { .. } => PlatformError::NotFound { resource: "build", message: "Couldn't find that build.".into() },
+            e => e.into(),
+        })
+    }
+
+    pub fn buildpacks(&self, user: &Account, app: &App) -> Result<Vec<String>> {
+        self.app_for(user, &app.id)?;
+        Ok(self.store.buildpacks(&app.id)?)
+    }
+
+    /// The API's public base URL (for git and log URLs).
+    pub fn api_url(&self) -> &str {
+        self.settings.api_url.trim_end_matches('/')
+    }
+
+    /// Opens a log session for the app; returns its secret id.
+    pub fn create_log_session(&self, user: &Account, app: &App, filter: LogFilter, lines: usize, tail: bool) -> Result<String> {
+        self.app_for(user, &app.id)?;
+        Ok(self.logs.create_session(&app.id, filter, lines, tail))
+    }
+
+    /// The session behind a secret id (the id is the credential, as Heroku's `logplex_url`):
+    /// its first lines and, when it follows, the tail, subscribed before the history is read
+    /// so that no line falls between the two.
+    pub fn open_log_session(&self, id: &str) -> Option<LogSessionStream> {
+        let session = self.logs.session(id)?;
+        let tail = session.tail.then(|| self.logs.tail(&session.app_id, session.filter.clone()));
+        let history = self.logs.history(&session.app_id, session.lines, &session.filter);
+        Some(LogSessionStream { history, tail })
+    }
+
+    /// Writes a line to an app's log stream (a door reporting what it saw, such as a `kiln
+    /// run` connection ending).
+    pub fn log(&self, app_id: &str, line: LogLine) {
+        kiln_model::log::LogSink::emit(self.logs.as_ref(), app_id, line);
+    }
+}
