@@ -31,9 +31,15 @@ pub fn write_slug(dir: &Path, uid: u32) -> Result<usize> {
     // A vendored dependency tree: 20 packages of 25 modules, ~1 KiB each (~500 files, 0.5 MB).
     let module = "# vendored module\n".repeat(56);
     for p in 0..20 {
-        put(&format!(".heroku/python/pkg{p:02}-1.0.dist-info/METADATA"), format!("Name: pkg{p:02}\nVersion: 1.0\n").as_bytes())?;
+        put(
+            &format!(".heroku/python/pkg{p:02}-1.0.dist-info/METADATA"),
+            format!("Name: pkg{p:02}\nVersion: 1.0\n").as_bytes(),
+        )?;
         for m in 0..25 {
-            put(&format!(".heroku/python/pkg{p:02}/mod{m:02}.py"), module.as_bytes())?;
+            put(
+                &format!(".heroku/python/pkg{p:02}/mod{m:02}.py"),
+                module.as_bytes(),
+            )?;
         }
     }
     chown_tree(dir, uid)?;
@@ -41,7 +47,8 @@ pub fn write_slug(dir: &Path, uid: u32) -> Result<usize> {
 }
 
 pub fn chown_tree(dir: &Path, uid: u32) -> Result<()> {
-    std::os::unix::fs::lchown(dir, Some(uid), Some(uid)).with_context(|| format!("chown {}", dir.display()))?;
+    std::os::unix::fs::lchown(dir, Some(uid), Some(uid))
+        .with_context(|| format!("chown {}", dir.display()))?;
     for e in std::fs::read_dir(dir)? {
         let e = e?;
         if e.file_type()?.is_dir() {

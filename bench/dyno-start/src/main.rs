@@ -22,7 +22,10 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "dyno-start", about = "Kiln's dyno start benchmark (see bench/README.md)")]
+#[command(
+    name = "dyno-start",
+    about = "Kiln's dyno start benchmark (see bench/README.md)"
+)]
 struct Cli {
     #[command(subcommand)]
     what: What,
@@ -39,7 +42,9 @@ enum What {
 fn main() -> Result<()> {
     // SAFETY: geteuid never fails.
     if unsafe { libc::geteuid() } != 0 {
-        anyhow::bail!("the benchmark creates namespaces, mounts and cgroups: run it as root (bench/dyno-start/run.sh)");
+        anyhow::bail!(
+            "the benchmark creates namespaces, mounts and cgroups: run it as root (bench/dyno-start/run.sh)"
+        );
     }
     match Cli::parse().what {
         What::Starts(o) => starts::run(o),
@@ -50,7 +55,10 @@ fn main() -> Result<()> {
 /// A fresh scratch directory under `base` (default: the system's temp dir).
 pub fn scratch_dir(base: Option<&PathBuf>, tag: &str) -> Result<PathBuf> {
     let base = base.cloned().unwrap_or_else(std::env::temp_dir);
-    let dir = base.join(format!("kiln-bench-{tag}-{}", uuid::Uuid::new_v4().simple()));
+    let dir = base.join(format!(
+        "kiln-bench-{tag}-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
 }

@@ -22,23 +22,84 @@ pub const STACK_DIRS: [&str; 7] = ["usr", "bin", "sbin", "lib", "lib32", "lib64"
 
 /// Kept in step with `ETC_ENTRIES` in crates/kiln-runtime/src/helper.rs.
 pub const ETC_ENTRIES: [&str; 22] = [
-    "resolv.conf", "nsswitch.conf", "host.conf", "gai.conf", "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "ssl",
-    "ca-certificates", "ca-certificates.conf", "alternatives", "localtime", "timezone", "mime.types", "protocols",
-    "services", "os-release", "debian_version", "bash.bashrc", "inputrc", "terminfo", "python3.11",
+    "resolv.conf",
+    "nsswitch.conf",
+    "host.conf",
+    "gai.conf",
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "ssl",
+    "ca-certificates",
+    "ca-certificates.conf",
+    "alternatives",
+    "localtime",
+    "timezone",
+    "mime.types",
+    "protocols",
+    "services",
+    "os-release",
+    "debian_version",
+    "bash.bashrc",
+    "inputrc",
+    "terminfo",
+    "python3.11",
 ];
 
 /// Kept in step with `PROC_READ_ONLY`, `PROC_MASKED_FILES` and `PROC_MASKED_DIRS` in helper.rs.
 const PROC_READ_ONLY: [&str; 5] = ["sys", "sysrq-trigger", "irq", "bus", "fs"];
-const PROC_MASKED: [&str; 9] = ["kcore", "keys", "latency_stats", "timer_list", "timer_stats", "sched_debug", "acpi", "asound", "scsi"];
+const PROC_MASKED: [&str; 9] = [
+    "kcore",
+    "keys",
+    "latency_stats",
+    "timer_list",
+    "timer_stats",
+    "sched_debug",
+    "acpi",
+    "asound",
+    "scsi",
+];
 
 /// Kept in step with `rules()` in crates/kiln-runtime/src/seccomp.rs: (names, errno).
 const SECCOMP_DENY: [(&[&str], u32); 2] = [
     (
         &[
-            "mount", "umount2", "pivot_root", "chroot", "fsopen", "fsconfig", "fsmount", "fspick", "move_mount", "open_tree",
-            "mount_setattr", "unshare", "setns", "init_module", "finit_module", "delete_module", "kexec_load", "kexec_file_load",
-            "reboot", "swapon", "swapoff", "acct", "quotactl", "quotactl_fd", "syslog", "bpf", "keyctl", "add_key", "request_key",
-            "perf_event_open", "userfaultfd", "lookup_dcookie", "open_by_handle_at", "name_to_handle_at", "iopl", "ioperm",
+            "mount",
+            "umount2",
+            "pivot_root",
+            "chroot",
+            "fsopen",
+            "fsconfig",
+            "fsmount",
+            "fspick",
+            "move_mount",
+            "open_tree",
+            "mount_setattr",
+            "unshare",
+            "setns",
+            "init_module",
+            "finit_module",
+            "delete_module",
+            "kexec_load",
+            "kexec_file_load",
+            "reboot",
+            "swapon",
+            "swapoff",
+            "acct",
+            "quotactl",
+            "quotactl_fd",
+            "syslog",
+            "bpf",
+            "keyctl",
+            "add_key",
+            "request_key",
+            "perf_event_open",
+            "userfaultfd",
+            "lookup_dcookie",
+            "open_by_handle_at",
+            "name_to_handle_at",
+            "iopl",
+            "ioperm",
         ],
         1, // EPERM
     ),
@@ -67,7 +128,8 @@ impl Rootfs {
             let target = path.join(name);
             match std::fs::symlink_metadata(&host) {
                 Ok(m) if m.file_type().is_symlink() => {
-                    symlink(std::fs::read_link(&host)?, &target).with_context(|| format!("symlink {}", target.display()))?;
+                    symlink(std::fs::read_link(&host)?, &target)
+                        .with_context(|| format!("symlink {}", target.display()))?;
                 }
                 Ok(m) if m.is_dir() => {
                     std::fs::create_dir_all(&target)?;
@@ -80,7 +142,9 @@ impl Rootfs {
         std::fs::create_dir_all(&etc)?;
         for name in ETC_ENTRIES {
             let host = Path::new("/etc").join(name);
-            let Ok(meta) = std::fs::metadata(&host) else { continue };
+            let Ok(meta) = std::fs::metadata(&host) else {
+                continue;
+            };
             let target = etc.join(name);
             if meta.is_dir() {
                 std::fs::create_dir_all(&target)?;
@@ -91,14 +155,22 @@ impl Rootfs {
         }
         std::fs::write(
             etc.join("passwd"),
-            format!("root:x:0:0:root:/root:/bin/bash\ndyno:x:{uid}:{uid}:dyno:/app:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"),
+            format!(
+                "root:x:0:0:root:/root:/bin/bash\ndyno:x:{uid}:{uid}:dyno:/app:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+            ),
         )?;
-        std::fs::write(etc.join("group"), format!("root:x:0:\ndyno:x:{uid}:\nnogroup:x:65534:\n"))?;
+        std::fs::write(
+            etc.join("group"),
+            format!("root:x:0:\ndyno:x:{uid}:\nnogroup:x:65534:\n"),
+        )?;
         std::fs::write(etc.join("hosts"), "127.0.0.1\tlocalhost\n::1\tlocalhost\n")?;
         for d in ["app", "tmp", "proc", "dev"] {
             std::fs::create_dir_all(path.join(d))?;
         }
-        Ok(Rootfs { path: path.to_path_buf(), mounts })
+        Ok(Rootfs {
+            path: path.to_path_buf(),
+            mounts,
+        })
     }
 }
 
@@ -154,7 +226,10 @@ impl Bundle {
 
         let seccomp: Vec<Value> = SECCOMP_DENY.iter().map(|(names, errno)| json!({"names": names, "action": "SCMP_ACT_ERRNO", "errnoRet": errno})).collect();
         let masked: Vec<String> = PROC_MASKED.iter().map(|p| format!("/proc/{p}")).collect();
-        let read_only: Vec<String> = PROC_READ_ONLY.iter().map(|p| format!("/proc/{p}")).collect();
+        let read_only: Vec<String> = PROC_READ_ONLY
+            .iter()
+            .map(|p| format!("/proc/{p}"))
+            .collect();
         let linux = json!({
             "namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "uts"}, {"type": "ipc"}, {"type": "cgroup"}],
             "cgroupsPath": format!("/kiln-bench/{}", spec.id),
@@ -184,7 +259,9 @@ impl Bundle {
             "linux": linux,
         });
         std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&config)?)?;
-        Ok(Bundle { dir: dir.to_path_buf() })
+        Ok(Bundle {
+            dir: dir.to_path_buf(),
+        })
     }
 
     pub fn remove(self) {

@@ -68,7 +68,13 @@ const APPS: [WebApp; 2] = [
         files: &[("requirements.txt", "")],
         describe: "python3 -m http.server (Python buildpack)",
     },
-    WebApp { name: "benchpl", command: PERL_SERVER, marker: "-MSocket", files: &[], describe: "Perl one-liner server, boots in ms (Procfile buildpack)" },
+    WebApp {
+        name: "benchpl",
+        command: PERL_SERVER,
+        marker: "-MSocket",
+        files: &[],
+        describe: "Perl one-liner server, boots in ms (Procfile buildpack)",
+    },
 ];
 
 struct Server {
@@ -88,7 +94,16 @@ impl Server {
             .arg("server")
             .arg("--data-dir")
             .arg(dir.join("data"))
-            .args(["--api-listen", "127.0.0.1:0", "--router-listen", "127.0.0.1:0", "--runtime", "container", "--stop-timeout", "5"])
+            .args([
+                "--api-listen",
+                "127.0.0.1:0",
+                "--router-listen",
+                "127.0.0.1:0",
+                "--runtime",
+                "container",
+                "--stop-timeout",
+                "5",
+            ])
             .env_remove("KILN_API_URL")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -110,29 +125,64 @@ impl Server {
         let (mut api_url, mut router_port) = (None, None);
         let deadline = Instant::now() + Duration::from_secs(60);
         while api_url.is_none() || router_port.is_none() {
-            let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) else {
+            let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            else {
                 let _ = child.kill();
-                bail!("kiln server did not start:\n{}", log.lock().unwrap_or_else(|e| e.into_inner()).join("\n"));
+                bail!(
+                    "kiln server did not start:\n{}",
+                    log.lock().unwrap_or_else(|e| e.into_inner()).join("\n")
+                );
             };
             if let Some(rest) = line.split("API and git:").nth(1) {
                 api_url = rest.split_whitespace().next().map(str::to_string);
             }
             if let Some(rest) = line.split("Apps:").nth(1) {
-                router_port = rest.trim().rsplit(':').next().and_then(|p| p.trim_end_matches('/').parse().ok());
+                router_port = rest
+                    .trim()
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| p.trim_end_matches('/').parse().ok());
             }
         }
         let api_url = api_url.unwrap_or_default();
-        let api_port = api_url.rsplit(':').next().and_then(|p| p.parse().ok()).context("API port")?;
-        let key = std::fs::read_to_string(dir.join("data/admin-api-key")).context("reading the admin key")?.trim().to_string();
-        Ok(Server { child: Some(child), kiln: kiln.to_path_buf(), dir: dir.to_path_buf(), api_port, api_url, router_port: router_port.unwrap_or(0), key, log })
+        let api_port = api_url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .context("API port")?;
+        let key = std::fs::read_to_string(dir.join("data/admin-api-key"))
+            .context("reading the admin key")?
+            .trim()
+            .to_string();
+        Ok(Server {
+            child: Some(child),
+            kiln: kiln.to_path_buf(),
+            dir: dir.to_path_buf(),
+            api_port,
+            api_url,
+            router_port: router_port.unwrap_or(0),
+            key,
+            log,
+        })
     }
 
     fn cli(&self, args: &[&str]) -> Result<String> {
         let home = self.dir.join("home");
         std::fs::create_dir_all(&home)?;
-        let out = Command::new(&self.kiln).args(args).current_dir(&self.dir).env("KILN_API_URL", &self.api_url).env("KILN_API_KEY", &self.key).env("HOME", home).env_remove("KILN_APP").output()?;
+        let out = Command::new(&self.kiln)
+            .args(args)
+            .current_dir(&self.dir)
+            .env("KILN_API_URL", &self.api_url)
+            .env("KILN_API_KEY", &self.key)
+            .env("HOME", home)
+            .env_remove("KILN_APP")
+            .output()?;
         if !out.status.success() {
-            bail!("kiln {args:?} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "kiln {args:?} failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
@@ -140,17 +190,43 @@ impl Server {
     /// `(name, state)` of every dyno of the app, from the Platform API.
     fn dynos(&self, app: &str) -> Result<Vec<(String, String)>> {
         let auth = format!("Bearer {}", self.key);
-        let r = http::request(self.api_port, "GET", "127.0.0.1", &format!("/apps/{app}/dynos"), &[("Authorization", &auth), ("Accept", "application/vnd.heroku+json; version=3")], None)?;
+        let r = http::request(
+            self.api_port,
+            "GET",
+            "127.0.0.1",
+            &format!("/apps/{app}/dynos"),
+            &[
+                ("Authorization", &auth),
+                ("Accept", "application/vnd.heroku+json; version=3"),
+            ],
+            None,
+        )?;
         if r.status != 200 {
             bail!("GET /apps/{app}/dynos: {} {}", r.status, r.body);
         }
-        let v: serde_json::Value = serde_json::from_str(&r.body).context("parsing the dyno list")?;
+        let v: serde_json::Value =
+            serde_json::from_str(&r.body).context("parsing the dyno list")?;
         Ok(v.as_array()
-            .map(|a| a.iter().map(|d| (d["name"].as_str().unwrap_or("").to_string(), d["state"].as_str().unwrap_or("").to_string())).collect())
+            .map(|a| {
+                a.iter()
+                    .map(|d| {
+                        (
+                            d["name"].as_str().unwrap_or("").to_string(),
+                            d["state"].as_str().unwrap_or("").to_string(),
+                        )
+                    })
+                    .collect()
+            })
             .unwrap_or_default())
     }
 
-    fn wait_for(&self, app: &str, what: &str, timeout: Duration, mut ok: impl FnMut(&[(String, String)]) -> bool) -> Result<Instant> {
+    fn wait_for(
+        &self,
+        app: &str,
+        what: &str,
+        timeout: Duration,
+        mut ok: impl FnMut(&[(String, String)]) -> bool,
+    ) -> Result<Instant> {
         let deadline = Instant::now() + timeout;
         loop {
             let d = self.dynos(app)?;
@@ -165,7 +241,9 @@ impl Server {
     }
 
     fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else { return };
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
         // SAFETY: signalling the server we spawned.
         unsafe {
             libc::kill(child.id() as i32, libc::SIGTERM);
@@ -189,23 +267,36 @@ impl Drop for Server {
 }
 
 fn git(dir: &Path, args: &[&str]) -> Result<()> {
-    let out = Command::new("git").args(args).current_dir(dir).env("GIT_TERMINAL_PROMPT", "0").output().context("running git")?;
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .output()
+        .context("running git")?;
     if !out.status.success() {
-        bail!("git {args:?} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "git {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(())
 }
 
 /// Counts processes whose command line matches, polled from `/proc`.
 fn count_procs(pred: &dyn Fn(&[&str]) -> bool) -> usize {
-    let Ok(rd) = std::fs::read_dir("/proc") else { return 0 };
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
     let mut n = 0;
     for e in rd.flatten() {
         let name = e.file_name();
         if !name.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
             continue;
         }
-        let Ok(raw) = std::fs::read(e.path().join("cmdline")) else { continue };
+        let Ok(raw) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
         let text = String::from_utf8_lossy(&raw);
         let argv: Vec<&str> = text.split('\0').collect();
         if pred(&argv) {
@@ -217,7 +308,9 @@ fn count_procs(pred: &dyn Fn(&[&str]) -> bool) -> usize {
 
 /// A dyno's bash (exec'd by Kiln's init: `/bin/bash -c PRELUDE kiln-dyno CMD`).
 fn is_dyno_bash(argv: &[&str], marker: &str) -> bool {
-    argv.first() == Some(&"/bin/bash") && argv.get(3) == Some(&"kiln-dyno") && argv.get(4).is_some_and(|c| c.contains(marker))
+    argv.first() == Some(&"/bin/bash")
+        && argv.get(3) == Some(&"kiln-dyno")
+        && argv.get(4).is_some_and(|c| c.contains(marker))
 }
 
 /// The app's own process (what the dyno's bash runs).
@@ -279,7 +372,9 @@ fn log_time(line: &str) -> Option<f64> {
 }
 
 fn epoch(t: SystemTime) -> f64 {
-    t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 struct Round {
@@ -296,9 +391,13 @@ struct Round {
 
 pub fn run(opts: Options) -> Result<()> {
     let dir = crate::scratch_dir(opts.work_dir.as_ref(), "scale")?;
-    let kiln = std::fs::canonicalize(&opts.kiln).with_context(|| format!("the kiln binary {}", opts.kiln.display()))?;
+    let kiln = std::fs::canonicalize(&opts.kiln)
+        .with_context(|| format!("the kiln binary {}", opts.kiln.display()))?;
     let n = opts.dynos;
-    println!("Measurement B: ps:scale web=0 → web={n} until all {n} are up and routable ({} rounds)", opts.rounds);
+    println!(
+        "Measurement B: ps:scale web=0 → web={n} until all {n} are up and routable ({} rounds)",
+        opts.rounds
+    );
     println!("  scratch: {}", dir.display());
     let result = measure(&opts, &kiln, &dir);
     if !opts.keep {
@@ -315,16 +414,35 @@ fn measure(opts: &Options, kiln: &Path, dir: &Path) -> Result<()> {
         let result = measure_app(opts, &server, dir, app)?;
         summaries.push((app, result));
     }
-    let server_warnings: Vec<String> =
-        server.log.lock().unwrap_or_else(|e| e.into_inner()).iter().filter(|l| l.contains("WARN") || l.contains("ERROR")).take(5).cloned().collect();
+    let server_warnings: Vec<String> = server
+        .log
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+        .take(5)
+        .cloned()
+        .collect();
     server.stop();
 
     println!();
-    println!("  {:<52} {:>12} {:>12} {:>12} {:>14} {:>14}", format!("app (web=0 → web={n}, {} rounds)", opts.rounds), "all up", "best", "worst", "all exec'd", "plain, no Kiln");
+    println!(
+        "  {:<52} {:>12} {:>12} {:>12} {:>14} {:>14}",
+        format!("app (web=0 → web={n}, {} rounds)", opts.rounds),
+        "all up",
+        "best",
+        "worst",
+        "all exec'd",
+        "plain, no Kiln"
+    );
     for (app, r) in &summaries {
         let mut ups: Vec<f64> = r.rounds.iter().map(|x| x.up.as_secs_f64()).collect();
         ups.sort_by(f64::total_cmp);
-        let mut execs: Vec<f64> = r.rounds.iter().filter_map(|x| x.python.map(|d| d.as_secs_f64())).collect();
+        let mut execs: Vec<f64> = r
+            .rounds
+            .iter()
+            .filter_map(|x| x.python.map(|d| d.as_secs_f64()))
+            .collect();
         execs.sort_by(f64::total_cmp);
         println!(
             "  {:<52} {:>10.3} s {:>10.3} s {:>10.3} s {:>12} {:>12.3} s",
@@ -332,7 +450,11 @@ fn measure(opts: &Options, kiln: &Path, dir: &Path) -> Result<()> {
             median(&ups),
             ups.first().copied().unwrap_or(0.0),
             ups.last().copied().unwrap_or(0.0),
-            if execs.is_empty() { "n/a".to_string() } else { format!("{:.3} s", median(&execs)) },
+            if execs.is_empty() {
+                "n/a".to_string()
+            } else {
+                format!("{:.3} s", median(&execs))
+            },
             r.baseline_all,
         );
     }
@@ -344,12 +466,20 @@ fn measure(opts: &Options, kiln: &Path, dir: &Path) -> Result<()> {
             "  {}: all {n} routable in {:.3} s median (target < 2 s: {}); one copy alone boots in {:.3} s as a plain process",
             app.name,
             median(&ups),
-            if median(&ups) < 2.0 { "meets" } else { "misses" },
+            if median(&ups) < 2.0 {
+                "meets"
+            } else {
+                "misses"
+            },
             r.baseline_one
         );
     }
-    println!("  (\"all up\": every dyno `up` in GET /apps/<app>/dynos; \"all exec'd\": every app process running, from /proc;");
-    println!("   \"plain, no Kiln\": {n} copies started at once on the host, until all listen. Kiln polls each web dyno's port every");
+    println!(
+        "  (\"all up\": every dyno `up` in GET /apps/<app>/dynos; \"all exec'd\": every app process running, from /proc;"
+    );
+    println!(
+        "   \"plain, no Kiln\": {n} copies started at once on the host, until all listen. Kiln polls each web dyno's port every"
+    );
     println!("   25 ms; the benchmark polls the API every 10 ms and /proc every 20 ms.)");
     for w in server_warnings {
         println!("  server: {w}");
@@ -375,11 +505,30 @@ fn measure_app(opts: &Options, server: &Server, dir: &Path, app: &WebApp) -> Res
     }
     git(&src, &["init", "-q", "-b", "main"])?;
     git(&src, &["add", "."])?;
-    git(&src, &["-c", "user.name=bench", "-c", "user.email=bench@kiln.local", "commit", "-q", "-m", "tiny web app"])?;
-    let url = server.api_url.replacen("http://", &format!("http://kiln:{}@", server.key), 1) + &format!("/{name}.git");
+    git(
+        &src,
+        &[
+            "-c",
+            "user.name=bench",
+            "-c",
+            "user.email=bench@kiln.local",
+            "commit",
+            "-q",
+            "-m",
+            "tiny web app",
+        ],
+    )?;
+    let url = server
+        .api_url
+        .replacen("http://", &format!("http://kiln:{}@", server.key), 1)
+        + &format!("/{name}.git");
     let t = Instant::now();
     git(&src, &["push", "-q", &url, "HEAD:main"]).with_context(|| format!("pushing {name}"))?;
-    println!("  {name}: {}: pushed and released in {:.1} s", app.describe, t.elapsed().as_secs_f64());
+    println!(
+        "  {name}: {}: pushed and released in {:.1} s",
+        app.describe,
+        t.elapsed().as_secs_f64()
+    );
 
     let marker = app.marker;
     let mut rounds = Vec::new();
@@ -400,7 +549,12 @@ fn measure_app(opts: &Options, server: &Server, dir: &Path, app: &WebApp) -> Res
         let t0 = Instant::now();
         server.cli(&["ps:scale", &format!("web={n}"), "-a", name])?;
         let cli = t0.elapsed();
-        let up_at = server.wait_for(name, &format!("{n} web dynos up"), Duration::from_secs(120), |d| d.len() == n && d.iter().all(|(_, s)| s == "up"))?;
+        let up_at = server.wait_for(
+            name,
+            &format!("{n} web dynos up"),
+            Duration::from_secs(120),
+            |d| d.len() == n && d.iter().all(|(_, s)| s == "up"),
+        )?;
         let up = up_at - t0;
         let (bash_at, py_at) = watch.finish();
 
@@ -408,23 +562,42 @@ fn measure_app(opts: &Options, server: &Server, dir: &Path, app: &WebApp) -> Res
         let host = format!("{name}.localhost");
         let mut ok = 0;
         for _ in 0..opts.requests {
-            if http::request(server.router_port, "GET", &host, "/", &[], None).is_ok_and(|r| r.status == 200) {
+            if http::request(server.router_port, "GET", &host, "/", &[], None)
+                .is_ok_and(|r| r.status == 200)
+            {
                 ok += 1;
             }
         }
         let logs = server.cli(&["logs", "-a", name, "-n", "1500"])?;
-        let recent: Vec<&str> = logs.lines().filter(|l| log_time(l).is_some_and(|t| t >= wall0 - 0.001)).collect();
-        let starting: Vec<f64> = recent.iter().filter(|l| l.contains("]: Starting process")).filter_map(|l| log_time(l)).collect();
-        let ups: Vec<f64> = recent.iter().filter(|l| l.contains("State changed from starting to up")).filter_map(|l| log_time(l)).collect();
-        let distinct: BTreeSet<&str> = recent.iter().filter(|l| l.contains("heroku[router]") && l.contains("status=200")).filter_map(|l| l.split(" dyno=").nth(1)?.split_whitespace().next()).collect();
+        let recent: Vec<&str> = logs
+            .lines()
+            .filter(|l| log_time(l).is_some_and(|t| t >= wall0 - 0.001))
+            .collect();
+        let starting: Vec<f64> = recent
+            .iter()
+            .filter(|l| l.contains("]: Starting process"))
+            .filter_map(|l| log_time(l))
+            .collect();
+        let ups: Vec<f64> = recent
+            .iter()
+            .filter(|l| l.contains("State changed from starting to up"))
+            .filter_map(|l| log_time(l))
+            .collect();
+        let distinct: BTreeSet<&str> = recent
+            .iter()
+            .filter(|l| l.contains("heroku[router]") && l.contains("status=200"))
+            .filter_map(|l| l.split(" dyno=").nth(1)?.split_whitespace().next())
+            .collect();
         let round = Round {
             cli,
             bash: bash_at.map(|t| t - t0),
             python: py_at.map(|t| t - t0),
             up,
             first_starting: starting.iter().copied().reduce(f64::min).map(|t| t - wall0),
-            last_starting: (starting.len() >= n).then(|| starting.iter().copied().fold(f64::MIN, f64::max) - wall0),
-            last_up_log: (ups.len() >= n).then(|| ups.iter().copied().fold(f64::MIN, f64::max) - wall0),
+            last_starting: (starting.len() >= n)
+                .then(|| starting.iter().copied().fold(f64::MIN, f64::max) - wall0),
+            last_up_log: (ups.len() >= n)
+                .then(|| ups.iter().copied().fold(f64::MIN, f64::max) - wall0),
             ok,
             distinct: distinct.len(),
         };
@@ -454,11 +627,16 @@ fn measure_app(opts: &Options, server: &Server, dir: &Path, app: &WebApp) -> Res
     baselines.sort_by(f64::total_cmp);
     let baseline_all = median(&baselines);
     let baseline_one = plain_single(app.command, 10)?;
-    Ok(AppResult { rounds, baseline_all, baseline_one })
+    Ok(AppResult {
+        rounds,
+        baseline_all,
+        baseline_one,
+    })
 }
 
 fn secs(v: Option<f64>) -> String {
-    v.map(|s| format!("{s:.3} s")).unwrap_or_else(|| "n/a".into())
+    v.map(|s| format!("{s:.3} s"))
+        .unwrap_or_else(|| "n/a".into())
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -466,7 +644,11 @@ fn median(v: &[f64]) -> f64 {
         return 0.0;
     }
     let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
 }
 
 fn listening(ports: &[u16]) -> usize {
@@ -476,14 +658,21 @@ fn listening(ports: &[u16]) -> usize {
         .lines()
         .filter_map(|l| {
             let cols: Vec<&str> = l.split_whitespace().collect();
-            (cols.get(3) == Some(&"0A")).then(|| cols.get(1)?.rsplit(':').next().and_then(|p| u16::from_str_radix(p, 16).ok()))?
+            (cols.get(3) == Some(&"0A")).then(|| {
+                cols.get(1)?
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| u16::from_str_radix(p, 16).ok())
+            })?
         })
         .collect();
     ports.iter().filter(|p| listening.contains(p)).count()
 }
 
 fn free_ports(n: usize) -> Result<Vec<u16>> {
-    let ls: Vec<std::net::TcpListener> = (0..n).map(|_| std::net::TcpListener::bind(("127.0.0.1", 0))).collect::<std::io::Result<_>>()?;
+    let ls: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind(("127.0.0.1", 0)))
+        .collect::<std::io::Result<_>>()?;
     ls.iter().map(|l| Ok(l.local_addr()?.port())).collect()
 }
 

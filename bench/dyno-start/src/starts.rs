@@ -107,20 +107,37 @@ struct KilnPhases {
 
 impl Bench {
     fn env(&self) -> Vec<(String, String)> {
-        vec![("DYNO".into(), "web.1".into()), ("PORT".into(), "5000".into())]
+        vec![
+            ("DYNO".into(), "web.1".into()),
+            ("PORT".into(), "5000".into()),
+        ]
     }
 
     /// The process Kiln's init execs, with the environment it builds (defaults first).
     fn oci_process(&self) -> (Vec<String>, Vec<String>) {
-        let args = vec!["/bin/bash".into(), "-c".into(), PRELUDE.into(), "kiln-dyno".into(), self.opts.command.clone()];
-        let mut env: Vec<String> = vec!["HOME=/app".into(), "PATH=/usr/local/bin:/usr/bin:/bin".into(), "LANG=C.UTF-8".into()];
+        let args = vec![
+            "/bin/bash".into(),
+            "-c".into(),
+            PRELUDE.into(),
+            "kiln-dyno".into(),
+            self.opts.command.clone(),
+        ];
+        let mut env: Vec<String> = vec![
+            "HOME=/app".into(),
+            "PATH=/usr/local/bin:/usr/bin:/bin".into(),
+            "LANG=C.UTF-8".into(),
+        ];
         env.extend(self.env().into_iter().map(|(k, v)| format!("{k}={v}")));
         (args, env)
     }
 
     fn next_id(&mut self) -> String {
         self.counter += 1;
-        format!("kb{}-{}", self.counter, &uuid::Uuid::new_v4().simple().to_string()[..8])
+        format!(
+            "kb{}-{}",
+            self.counter,
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        )
     }
 
     fn kiln_spec(&self, command: &str) -> DynoSpec {
@@ -134,7 +151,12 @@ impl Bench {
             app_dir: AppDir::Slug(self.slug.clone()),
             binds: Vec::new(),
             uid: Some(self.opts.uid),
-            limits: Limits { memory_bytes: Some(mb), memory_hard_bytes: Some(2 * mb), max_processes: Some(oci::PIDS), cpu_share: Some(oci::CPU_SHARES) },
+            limits: Limits {
+                memory_bytes: Some(mb),
+                memory_hard_bytes: Some(2 * mb),
+                max_processes: Some(oci::PIDS),
+                cpu_share: Some(oci::CPU_SHARES),
+            },
             stdin: false,
             ..DynoSpec::default()
         }
@@ -149,9 +171,10 @@ impl Bench {
         let mut out = dyno.stdout.take().context("no stdout pipe")?;
         let mut err = dyno.stderr.take().context("no stderr pipe")?;
         let mut first = [0u8; 1];
-        let (started, first_byte) = tokio::join!(async { dyno.started().await.map(|()| t0.elapsed()) }, async {
-            out.read(&mut first).await.map(|n| (n, t0.elapsed()))
-        });
+        let (started, first_byte) = tokio::join!(
+            async { dyno.started().await.map(|()| t0.elapsed()) },
+            async { out.read(&mut first).await.map(|n| (n, t0.elapsed())) }
+        );
         let mut rest = Vec::new();
         let mut errors = Vec::new();
         let _ = tokio::join!(out.read_to_end(&mut rest), err.read_to_end(&mut errors));
@@ -159,7 +182,10 @@ impl Bench {
         let started = started.context("the dyno did not start")?;
         let (n, first_at) = first_byte?;
         if n == 0 || code != 0 {
-            bail!("kiln dyno printed nothing or failed (exit {code}): {}", String::from_utf8_lossy(&errors));
+            bail!(
+                "kiln dyno printed nothing or failed (exit {code}): {}",
+                String::from_utf8_lossy(&errors)
+            );
         }
         Ok((first_at, KilnPhases { spawned, started }))
     }
@@ -168,9 +194,25 @@ impl Bench {
     async fn oci_once(&mut self, exe: &str) -> Result<Duration> {
         let id = self.next_id();
         let (args, env) = self.oci_process();
-        let bundle = Bundle::create(&self.dir.join("bundles").join(&id), &self.rootfs, &ContainerSpec { id: &id, slug: &self.slug, uid: self.opts.uid, args, env })?;
+        let bundle = Bundle::create(
+            &self.dir.join("bundles").join(&id),
+            &self.rootfs,
+            &ContainerSpec {
+                id: &id,
+                slug: &self.slug,
+                uid: self.opts.uid,
+                args,
+                env,
+            },
+        )?;
         let mut cmd = tokio::process::Command::new(exe);
-        cmd.arg("run").arg("--bundle").arg(&bundle.dir).arg(&id).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.arg("run")
+            .arg("--bundle")
+            .arg(&bundle.dir)
+            .arg(&id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let t0 = Instant::now();
         let mut child = cmd.spawn().with_context(|| format!("spawning {exe}"))?;
         let mut out = child.stdout.take().context("no stdout pipe")?;
@@ -184,7 +226,10 @@ impl Bench {
         let status = child.wait().await?;
         bundle.remove();
         if n == 0 || !status.success() {
-            bail!("{exe} run failed ({status}): {}", String::from_utf8_lossy(&errors).trim());
+            bail!(
+                "{exe} run failed ({status}): {}",
+                String::from_utf8_lossy(&errors).trim()
+            );
         }
         Ok(elapsed)
     }
@@ -216,7 +261,10 @@ impl Bench {
         while let Some(r) = set.join_next().await {
             last = last.max(r??);
         }
-        Ok(Burst { issued, all: last - t0 })
+        Ok(Burst {
+            issued,
+            all: last - t0,
+        })
     }
 
     /// `n` `runc run`s spawned back to back (bundles prepared beforehand), then every first
@@ -226,7 +274,17 @@ impl Bench {
         for _ in 0..n {
             let id = self.next_id();
             let (args, env) = self.oci_process();
-            let b = Bundle::create(&self.dir.join("bundles").join(&id), &self.rootfs, &ContainerSpec { id: &id, slug: &self.slug, uid: self.opts.uid, args, env })?;
+            let b = Bundle::create(
+                &self.dir.join("bundles").join(&id),
+                &self.rootfs,
+                &ContainerSpec {
+                    id: &id,
+                    slug: &self.slug,
+                    uid: self.opts.uid,
+                    args,
+                    env,
+                },
+            )?;
             bundles.push((id, b));
         }
         let mut set = tokio::task::JoinSet::new();
@@ -253,7 +311,10 @@ impl Bench {
                 let _ = tokio::join!(out.read_to_end(&mut rest), err.read_to_end(&mut errors));
                 let status = child.wait().await?;
                 if n == 0 || !status.success() {
-                    bail!("a runc container of the burst failed ({status}): {}", String::from_utf8_lossy(&errors).trim());
+                    bail!(
+                        "a runc container of the burst failed ({status}): {}",
+                        String::from_utf8_lossy(&errors).trim()
+                    );
                 }
                 Ok(at)
             });
@@ -266,15 +327,25 @@ impl Bench {
         for (_, b) in bundles {
             b.remove();
         }
-        Ok(Burst { issued, all: last - t0 })
+        Ok(Burst {
+            issued,
+            all: last - t0,
+        })
     }
 
     /// The same command as a plain child process: what any runtime adds is on top of this.
     async fn bash_once(&mut self) -> Result<Duration> {
         let (args, _) = self.oci_process();
         let mut cmd = tokio::process::Command::new(&args[0]);
-        cmd.args(&args[1..]).env_clear().env("HOME", &self.slug).env("PATH", "/usr/local/bin:/usr/bin:/bin").env("LANG", "C.UTF-8");
-        cmd.current_dir(&self.slug).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
+        cmd.args(&args[1..])
+            .env_clear()
+            .env("HOME", &self.slug)
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("LANG", "C.UTF-8");
+        cmd.current_dir(&self.slug)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
         let t0 = Instant::now();
         let mut child = cmd.spawn()?;
         let mut out = child.stdout.take().context("no stdout pipe")?;
@@ -305,24 +376,53 @@ impl Bench {
         let mut found = Vec::new();
         // (controller, mount, limit files) for cgroup v1, then the v2 unified group.
         let v1 = [
-            ("memory", "memory", &["memory.limit_in_bytes", "memory.soft_limit_in_bytes"][..]),
+            (
+                "memory",
+                "memory",
+                &["memory.limit_in_bytes", "memory.soft_limit_in_bytes"][..],
+            ),
             ("pids", "pids", &["pids.max"][..]),
             ("cpu", "cpu", &["cpu.shares"][..]),
         ];
         for (ctrl, mount, files) in v1 {
-            if let Some(path) = cgroup_of(&theirs, ctrl).filter(|p| Some(p) != cgroup_of(&mine, ctrl).as_ref()) {
-                let dir = Path::new("/sys/fs/cgroup").join(mount).join(path.trim_start_matches('/'));
-                let vals: Vec<String> = files.iter().map(|f| format!("{f}={}", std::fs::read_to_string(dir.join(f)).unwrap_or_else(|_| "?".into()).trim())).collect();
+            if let Some(path) =
+                cgroup_of(&theirs, ctrl).filter(|p| Some(p) != cgroup_of(&mine, ctrl).as_ref())
+            {
+                let dir = Path::new("/sys/fs/cgroup")
+                    .join(mount)
+                    .join(path.trim_start_matches('/'));
+                let vals: Vec<String> = files
+                    .iter()
+                    .map(|f| {
+                        format!(
+                            "{f}={}",
+                            std::fs::read_to_string(dir.join(f))
+                                .unwrap_or_else(|_| "?".into())
+                                .trim()
+                        )
+                    })
+                    .collect();
                 found.push(format!("v1 {ctrl} {} [{}]", path, vals.join(" ")));
             }
         }
-        let v2 = |t: &str| t.lines().find_map(|l| l.strip_prefix("0::").map(str::to_string));
+        let v2 = |t: &str| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("0::").map(str::to_string))
+        };
         if let Some(path) = v2(&theirs).filter(|p| Some(p) != v2(&mine).as_ref() && p != "/") {
-            let base = if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() { "/sys/fs/cgroup" } else { "/sys/fs/cgroup/unified" };
+            let base = if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+                "/sys/fs/cgroup"
+            } else {
+                "/sys/fs/cgroup/unified"
+            };
             let dir = Path::new(base).join(path.trim_start_matches('/'));
             let vals: Vec<String> = ["memory.high", "memory.max", "pids.max", "cpu.weight"]
                 .iter()
-                .filter_map(|f| std::fs::read_to_string(dir.join(f)).ok().map(|v| format!("{f}={}", v.trim())))
+                .filter_map(|f| {
+                    std::fs::read_to_string(dir.join(f))
+                        .ok()
+                        .map(|v| format!("{f}={}", v.trim()))
+                })
                 .collect();
             found.push(format!("v2 {} [{}]", path, vals.join(" ")));
         }
@@ -356,17 +456,27 @@ fn cgroup_of(text: &str, controller: &str) -> Option<String> {
     text.lines().find_map(|l| {
         let mut parts = l.splitn(3, ':');
         let (_, ctrls, path) = (parts.next()?, parts.next()?, parts.next()?);
-        ctrls.split(',').any(|c| c == controller).then(|| path.to_string())
+        ctrls
+            .split(',')
+            .any(|c| c == controller)
+            .then(|| path.to_string())
     })
 }
 
 fn tool_version(exe: &str) -> Option<String> {
-    let out = std::process::Command::new(exe).arg("--version").output().ok()?;
-    out.status.success().then(|| first_line(&String::from_utf8_lossy(&out.stdout)).to_string())
+    let out = std::process::Command::new(exe)
+        .arg("--version")
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| first_line(&String::from_utf8_lossy(&out.stdout)).to_string())
 }
 
 pub fn run(opts: Options) -> Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(run_async(opts))
 }
 
@@ -376,14 +486,28 @@ async fn run_async(opts: Options) -> Result<()> {
     let files = fixture::write_slug(&slug, opts.uid)?;
     let rootfs = Rootfs::create(&dir.join("rootfs"), opts.uid)?;
     std::fs::create_dir_all(dir.join("bundles"))?;
-    let kiln_exe = std::fs::canonicalize(&opts.kiln).with_context(|| format!("the kiln binary {}", opts.kiln.display()))?;
+    let kiln_exe = std::fs::canonicalize(&opts.kiln)
+        .with_context(|| format!("the kiln binary {}", opts.kiln.display()))?;
     let kiln = ContainerRuntime::new(dir.join("kiln-run"), kiln_exe.clone());
     let only = opts.only.clone();
     let wanted: Vec<&str> = only.split(',').map(str::trim).collect();
-    let mut b = Bench { opts, dir: dir.clone(), slug, rootfs, kiln, counter: 0 };
+    let mut b = Bench {
+        opts,
+        dir: dir.clone(),
+        slug,
+        rootfs,
+        kiln,
+        counter: 0,
+    };
 
-    println!("Measurement A: start → first stdout byte of `{}` (as Kiln runs it: bash -c PRELUDE)", b.opts.command);
-    println!("  app dir: slug-like, {files} files, /app = overlay over it; uid {}; standard-1X limits", b.opts.uid);
+    println!(
+        "Measurement A: start → first stdout byte of `{}` (as Kiln runs it: bash -c PRELUDE)",
+        b.opts.command
+    );
+    println!(
+        "  app dir: slug-like, {files} files, /app = overlay over it; uid {}; standard-1X limits",
+        b.opts.uid
+    );
     if b.opts.pause_ms > 0 {
         println!("  {} ms idle before every start", b.opts.pause_ms);
     }
@@ -394,15 +518,24 @@ async fn run_async(opts: Options) -> Result<()> {
     if wanted.contains(&"kiln") {
         // One untimed start that shows, from the host, which cgroups the dyno's processes are
         // in and what limits those carry: does the current code apply them?
-        println!("  kiln: {}", b.kiln_limits().await.context("a first Kiln dyno")?);
+        println!(
+            "  kiln: {}",
+            b.kiln_limits().await.context("a first Kiln dyno")?
+        );
         kinds.push(Kind::Kiln);
     }
-    for (kind, exe) in [(Kind::Runc, b.opts.runc.clone()), (Kind::Crun, b.opts.crun.clone())] {
+    for (kind, exe) in [
+        (Kind::Runc, b.opts.runc.clone()),
+        (Kind::Crun, b.opts.crun.clone()),
+    ] {
         if !wanted.contains(&kind.name()) {
             continue;
         }
         let Some(version) = tool_version(&exe) else {
-            println!("  {}: skipped: `{exe} --version` failed (not installed?)", kind.name());
+            println!(
+                "  {}: skipped: `{exe} --version` failed (not installed?)",
+                kind.name()
+            );
             continue;
         };
         match b.oci_once(&exe).await {
@@ -410,7 +543,11 @@ async fn run_async(opts: Options) -> Result<()> {
                 println!("  {}: {version}", kind.name());
                 kinds.push(kind);
             }
-            Err(e) => println!("  {}: skipped: {version} does not run the bundle here: {}", kind.name(), first_line(&format!("{e:#}"))),
+            Err(e) => println!(
+                "  {}: skipped: {version} does not run the bundle here: {}",
+                kind.name(),
+                first_line(&format!("{e:#}"))
+            ),
         }
     }
     if wanted.contains(&"bash") {
@@ -422,7 +559,8 @@ async fn run_async(opts: Options) -> Result<()> {
 
     let mut samples: Vec<Samples> = vec![Samples::default(); kinds.len()];
     let mut phases: Vec<KilnPhases> = Vec::new();
-    let mut csv = String::from("runtime,round,first_byte_us,kiln_start_returned_us,kiln_started_us\n");
+    let mut csv =
+        String::from("runtime,round,first_byte_us,kiln_start_returned_us,kiln_started_us\n");
     let total = b.opts.warmup + b.opts.runs;
     let command = b.opts.command.clone();
     for round in 0..total {
@@ -445,8 +583,20 @@ async fn run_async(opts: Options) -> Result<()> {
                 continue;
             }
             samples[idx].push(t);
-            let (s, st) = ph.map(|p| (p.spawned.as_micros().to_string(), p.started.as_micros().to_string())).unwrap_or_default();
-            csv.push_str(&format!("{},{},{},{s},{st}\n", kind.name(), round - b.opts.warmup, t.as_micros()));
+            let (s, st) = ph
+                .map(|p| {
+                    (
+                        p.spawned.as_micros().to_string(),
+                        p.started.as_micros().to_string(),
+                    )
+                })
+                .unwrap_or_default();
+            csv.push_str(&format!(
+                "{},{},{},{s},{st}\n",
+                kind.name(),
+                round - b.opts.warmup,
+                t.as_micros()
+            ));
             if let Some(p) = ph {
                 phases.push(p);
             }
@@ -459,9 +609,21 @@ async fn run_async(opts: Options) -> Result<()> {
     eprintln!();
 
     println!();
-    println!("  {:<22} {:>6} {:>11} {:>11} {:>11} {:>11} {:>11}", "runtime", "starts", "median", "p99", "min", "mean", "max");
+    println!(
+        "  {:<22} {:>6} {:>11} {:>11} {:>11} {:>11} {:>11}",
+        "runtime", "starts", "median", "p99", "min", "mean", "max"
+    );
     for (kind, s) in kinds.iter().zip(&samples) {
-        println!("  {:<22} {:>6} {:>11} {:>11} {:>11} {:>11} {:>11}", kind.name(), s.len(), ms(s.median()), ms(s.percentile(99.0)), ms(s.min()), ms(s.mean()), ms(s.max()));
+        println!(
+            "  {:<22} {:>6} {:>11} {:>11} {:>11} {:>11} {:>11}",
+            kind.name(),
+            s.len(),
+            ms(s.median()),
+            ms(s.percentile(99.0)),
+            ms(s.min()),
+            ms(s.mean()),
+            ms(s.max())
+        );
     }
     let get = |k: Kind| kinds.iter().position(|x| *x == k).map(|i| &samples[i]);
     if let Some(kiln) = get(Kind::Kiln) {
@@ -469,7 +631,12 @@ async fn run_async(opts: Options) -> Result<()> {
             let spawned = Samples(phases.iter().map(|p| p.spawned).collect());
             let started = Samples(phases.iter().map(|p| p.started).collect());
             println!();
-            println!("  kiln phases (median, from the start call): start() returned {}, bash exec'd (Dyno::started) {}, first byte {}", ms(spawned.median()), ms(started.median()), ms(kiln.median()));
+            println!(
+                "  kiln phases (median, from the start call): start() returned {}, bash exec'd (Dyno::started) {}, first byte {}",
+                ms(spawned.median()),
+                ms(started.median()),
+                ms(kiln.median())
+            );
         }
         println!();
         for other in [Kind::Runc, Kind::Crun] {
@@ -477,14 +644,20 @@ async fn run_async(opts: Options) -> Result<()> {
                 let med = kiln.median().as_secs_f64() / o.median().as_secs_f64();
                 let p99 = kiln.percentile(99.0).as_secs_f64() / o.percentile(99.0).as_secs_f64();
                 let verdict = if med <= 0.5 { "meets" } else { "misses" };
-                println!("  ratio kiln/{}: median {med:.2}, p99 {p99:.2}  (target ≤ 0.5: {verdict})", other.name());
+                println!(
+                    "  ratio kiln/{}: median {med:.2}, p99 {p99:.2}  (target ≤ 0.5: {verdict})",
+                    other.name()
+                );
             }
         }
     }
     if b.opts.burst > 0 && b.opts.burst_rounds > 0 {
         let n = b.opts.burst;
         println!();
-        println!("  burst: {n} starts issued back to back, until every first byte ({} rounds, median)", b.opts.burst_rounds);
+        println!(
+            "  burst: {n} starts issued back to back, until every first byte ({} rounds, median)",
+            b.opts.burst_rounds
+        );
         let runc = b.opts.runc.clone();
         let mut rows: Vec<(&str, Vec<Burst>)> = Vec::new();
         if kinds.contains(&Kind::Kiln) {
@@ -495,7 +668,11 @@ async fn run_async(opts: Options) -> Result<()> {
         }
         for _ in 0..b.opts.burst_rounds {
             for (name, results) in rows.iter_mut() {
-                let r = if *name == "kiln" { b.kiln_burst(n).await? } else { b.oci_burst(&runc, n).await? };
+                let r = if *name == "kiln" {
+                    b.kiln_burst(n).await?
+                } else {
+                    b.oci_burst(&runc, n).await?
+                };
                 results.push(r);
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
@@ -504,11 +681,21 @@ async fn run_async(opts: Options) -> Result<()> {
         for (name, results) in &rows {
             let issued = Samples(results.iter().map(|r| r.issued).collect());
             let all = Samples(results.iter().map(|r| r.all).collect());
-            println!("  {:<22} issued in {:>11}, all {n} running in {:>11} (best {}, worst {})", name, ms(issued.median()), ms(all.median()), ms(all.min()), ms(all.max()));
+            println!(
+                "  {:<22} issued in {:>11}, all {n} running in {:>11} (best {}, worst {})",
+                name,
+                ms(issued.median()),
+                ms(all.median()),
+                ms(all.min()),
+                ms(all.max())
+            );
             alls.push(all.median());
         }
         if alls.len() == 2 {
-            println!("  ratio kiln/runc, burst of {n}: {:.2}", alls[0].as_secs_f64() / alls[1].as_secs_f64());
+            println!(
+                "  ratio kiln/runc, burst of {n}: {:.2}",
+                alls[0].as_secs_f64() / alls[1].as_secs_f64()
+            );
         }
     }
     if let Some(path) = &b.opts.csv {
@@ -526,10 +713,11 @@ async fn run_async(opts: Options) -> Result<()> {
 
 /// runc removes each container's cgroups but not the `kiln-bench` parents the bundles name.
 fn remove_runc_parents() {
-    let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else { return };
+    let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return;
+    };
     for h in hierarchies.flatten() {
         let _ = std::fs::remove_dir(h.path().join("kiln-bench"));
     }
     let _ = std::fs::remove_dir("/sys/fs/cgroup/kiln-bench");
 }
-

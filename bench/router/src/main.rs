@@ -53,7 +53,14 @@ fn parse(label: &'static str, text: &str) -> Option<Run> {
             errors.push(l.to_string());
         }
     }
-    Some(Run { label, rounds: Vec::new(), rps: rps?, p50_ms: p50?, p99_ms: p99?, errors: errors.join("; ") })
+    Some(Run {
+        label,
+        rounds: Vec::new(),
+        rps: rps?,
+        p50_ms: p50?,
+        p99_ms: p99?,
+        errors: errors.join("; "),
+    })
 }
 
 /// Kiln's requests/s over nginx's, round by round, and their median.
@@ -63,7 +70,12 @@ struct Paired {
 }
 
 fn paired_ratios(kiln: &[f64], nginx: &[f64]) -> Option<Paired> {
-    let rounds: Vec<f64> = kiln.iter().zip(nginx).filter(|(_, n)| **n > 0.0).map(|(k, n)| k / n).collect();
+    let rounds: Vec<f64> = kiln
+        .iter()
+        .zip(nginx)
+        .filter(|(_, n)| **n > 0.0)
+        .map(|(k, n)| k / n)
+        .collect();
     let mut sorted = rounds.clone();
     sorted.sort_by(f64::total_cmp);
     let median = *sorted.get(sorted.len() / 2)?;
@@ -75,10 +87,23 @@ fn median_run(dir: &str, file: &str, label: &'static str) -> Option<Run> {
     let mut found: Vec<(u32, Run)> = Vec::new();
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(round) = name.strip_prefix(file).and_then(|r| r.strip_prefix('.')).and_then(|r| r.strip_suffix(".txt")).and_then(|r| r.parse::<u32>().ok()) else { continue };
-        match std::fs::read_to_string(entry.path()).ok().and_then(|t| parse(label, &t)) {
+        let Some(round) = name
+            .strip_prefix(file)
+            .and_then(|r| r.strip_prefix('.'))
+            .and_then(|r| r.strip_suffix(".txt"))
+            .and_then(|r| r.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        match std::fs::read_to_string(entry.path())
+            .ok()
+            .and_then(|t| parse(label, &t))
+        {
             Some(r) => found.push((round, r)),
-            None => eprintln!("router-report: no wrk result in {}", Path::new(dir).join(&name).display()),
+            None => eprintln!(
+                "router-report: no wrk result in {}",
+                Path::new(dir).join(&name).display()
+            ),
         }
     }
     if found.is_empty() {
@@ -101,16 +126,33 @@ fn realistic_dynos(dir: &str) -> bool {
     let mut types: Vec<(std::time::SystemTime, String)> = Vec::new();
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(t) = name.strip_prefix("app-").and_then(|r| r.strip_suffix("-kiln.1.txt")) else { continue };
-        let written = entry.metadata().and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH);
+        let Some(t) = name
+            .strip_prefix("app-")
+            .and_then(|r| r.strip_suffix("-kiln.1.txt"))
+        else {
+            continue;
+        };
+        let written = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .unwrap_or(std::time::UNIX_EPOCH);
         types.push((written, t.to_string()));
     }
     if types.is_empty() {
         return true;
     }
     types.sort();
-    println!("realistic dynos (median round each; Kiln's target: >= 0.90x nginx's requests/s, p50 < 5 ms):");
-    println!("{:<16} {:>26} {:>26} {:>26} {:>8}", "app server", "Kiln router: req/s p50 p99", "nginx proxy: req/s p50 p99", "direct: req/s p50 p99", "K/nginx");
+    println!(
+        "realistic dynos (median round each; Kiln's target: >= 0.90x nginx's requests/s, p50 < 5 ms):"
+    );
+    println!(
+        "{:<16} {:>26} {:>26} {:>26} {:>8}",
+        "app server",
+        "Kiln router: req/s p50 p99",
+        "nginx proxy: req/s p50 p99",
+        "direct: req/s p50 p99",
+        "K/nginx"
+    );
     let mut all_met = true;
     let mut table = Vec::new();
     for (_, t) in &types {
@@ -125,18 +167,40 @@ fn realistic_dynos(dir: &str) -> bool {
         all_met &= met;
         let cell = |r: &Run| format!("{:.0} {:.2}ms {:.2}ms", r.rps, r.p50_ms, r.p99_ms);
         let direct = d.as_ref().map_or("-".to_string(), cell);
-        println!("{t:<16} {:>26} {:>26} {:>26} {:>7.2}x{}", cell(&k), cell(&n), direct, ratio, if met { "" } else { "  NOT met" });
+        println!(
+            "{t:<16} {:>26} {:>26} {:>26} {:>7.2}x{}",
+            cell(&k),
+            cell(&n),
+            direct,
+            ratio,
+            if met { "" } else { "  NOT met" }
+        );
         for r in [&k, &n] {
             if !r.errors.is_empty() {
-                println!("{:<16} ({}: {})", "", if std::ptr::eq(r, &k) { "Kiln" } else { "nginx" }, r.errors);
+                println!(
+                    "{:<16} ({}: {})",
+                    "",
+                    if std::ptr::eq(r, &k) { "Kiln" } else { "nginx" },
+                    r.errors
+                );
             }
         }
         let md = |r: &Run| format!("{:.0} | {:.2} / {:.2} ms", r.rps, r.p50_ms, r.p99_ms);
-        table.push(format!("| {t} | {} | {} | {} | {ratio:.2}x |", md(&k), md(&n), d.as_ref().map_or("- | -".to_string(), md)));
+        table.push(format!(
+            "| {t} | {} | {} | {} | {ratio:.2}x |",
+            md(&k),
+            md(&n),
+            d.as_ref().map_or("- | -".to_string(), md)
+        ));
     }
-    println!("realistic dynos: {}", if all_met { "met" } else { "NOT met" });
+    println!(
+        "realistic dynos: {}",
+        if all_met { "met" } else { "NOT met" }
+    );
     println!();
-    println!("| app server | Kiln req/s | p50 / p99 | nginx req/s | p50 / p99 | direct req/s | p50 / p99 | Kiln / nginx |");
+    println!(
+        "| app server | Kiln req/s | p50 / p99 | nginx req/s | p50 / p99 | direct req/s | p50 / p99 | Kiln / nginx |"
+    );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for row in table {
         println!("{row}");
@@ -166,22 +230,46 @@ fn main() -> ExitCode {
     }
     let get = |name: &str| runs.iter().find(|(f, _)| *f == name).map(|(_, r)| r);
 
-    println!("{:<28} {:>12} {:>10} {:>10}   rounds (requests/s)", "setup", "requests/s", "p50", "p99");
+    println!(
+        "{:<28} {:>12} {:>10} {:>10}   rounds (requests/s)",
+        "setup", "requests/s", "p50", "p99"
+    );
     for (_, r) in &runs {
         let rounds: Vec<String> = r.rounds.iter().map(|x| format!("{x:.0}")).collect();
-        println!("{:<28} {:>12.0} {:>8.2}ms {:>8.2}ms   {}{}", r.label, r.rps, r.p50_ms, r.p99_ms, rounds.join(" "), if r.errors.is_empty() { String::new() } else { format!("  ({})", r.errors) });
+        println!(
+            "{:<28} {:>12.0} {:>8.2}ms {:>8.2}ms   {}{}",
+            r.label,
+            r.rps,
+            r.p50_ms,
+            r.p99_ms,
+            rounds.join(" "),
+            if r.errors.is_empty() {
+                String::new()
+            } else {
+                format!("  ({})", r.errors)
+            }
+        );
     }
     println!();
     let mut all_met = true;
     if let (Some(k), Some(n)) = (get("kiln"), get("nginx")) {
         let (ratio, p99_ok) = (k.rps / n.rps, k.p99_ms <= n.p99_ms);
         all_met &= ratio >= 1.0 && p99_ok;
-        println!("Kiln / nginx proxy throughput: {ratio:.2}x (target >= 1.0x); p99 {:.2}ms vs {:.2}ms ({})", k.p99_ms, n.p99_ms, if p99_ok { "no worse" } else { "WORSE" });
+        println!(
+            "Kiln / nginx proxy throughput: {ratio:.2}x (target >= 1.0x); p99 {:.2}ms vs {:.2}ms ({})",
+            k.p99_ms,
+            n.p99_ms,
+            if p99_ok { "no worse" } else { "WORSE" }
+        );
         // For reading the noise, not for the verdict: each round's nginx run comes right before
         // Kiln's, so their ratio is measured under the same conditions of the machine.
         if let Some(paired) = paired_ratios(&k.rounds, &n.rounds) {
             let shown: Vec<String> = paired.rounds.iter().map(|r| format!("{r:.2}")).collect();
-            println!("  per round (Kiln / the nginx run before it): {} (median {:.2}x)", shown.join(" "), paired.median);
+            println!(
+                "  per round (Kiln / the nginx run before it): {} (median {:.2}x)",
+                shown.join(" "),
+                paired.median
+            );
         }
     }
     if let (Some(k), Some(d)) = (get("kiln"), get("direct")) {
@@ -190,7 +278,10 @@ fn main() -> ExitCode {
     if let (Some(k), Some(v)) = (get("kiln-cache"), get("varnish")) {
         let ratio = k.rps / v.rps;
         all_met &= ratio >= 1.0;
-        println!("Kiln cache / Varnish hits:     {ratio:.2}x (target >= 1.0x); p99 {:.2}ms vs {:.2}ms", k.p99_ms, v.p99_ms);
+        println!(
+            "Kiln cache / Varnish hits:     {ratio:.2}x (target >= 1.0x); p99 {:.2}ms vs {:.2}ms",
+            k.p99_ms, v.p99_ms
+        );
     }
     println!("targets: {}", if all_met { "met" } else { "NOT met" });
     println!();
@@ -198,7 +289,10 @@ fn main() -> ExitCode {
     println!("| setup | requests/s | p50 | p99 |");
     println!("|---|---:|---:|---:|");
     for (_, r) in &runs {
-        println!("| {} | {:.0} | {:.2} ms | {:.2} ms |", r.label, r.rps, r.p50_ms, r.p99_ms);
+        println!(
+            "| {} | {:.0} | {:.2} ms | {:.2} ms |",
+            r.label, r.rps, r.p50_ms, r.p99_ms
+        );
     }
     ExitCode::SUCCESS
 }

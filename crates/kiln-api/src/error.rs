@@ -16,7 +16,12 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, id: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, id, message: message.into(), resource: None }
+        ApiError {
+            status,
+            id,
+            message: message.into(),
+            resource: None,
+        }
     }
     pub fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
@@ -25,10 +30,17 @@ impl ApiError {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_params", message)
     }
     pub fn not_found(resource: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { resource: Some(resource), ..ApiError::new(StatusCode::NOT_FOUND, "not_found", message) }
+        ApiError {
+            resource: Some(resource),
+            ..ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+        }
     }
     pub fn unauthorized() -> ApiError {
-        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "Invalid credentials provided.")
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Invalid credentials provided.",
+        )
     }
 }
 
@@ -49,10 +61,16 @@ impl From<PlatformError> for ApiError {
             PlatformError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
             PlatformError::Invalid(i) => ApiError::invalid(i.message),
             PlatformError::Forbidden(m) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", m),
-            PlatformError::Unavailable(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m),
+            PlatformError::Unavailable(m) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m)
+            }
             PlatformError::Internal(m) => {
                 tracing::error!(error = %m, "internal error");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_server_error", format!("Internal server error: {m}"))
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_server_error",
+                    format!("Internal server error: {m}"),
+                )
             }
         }
     }
@@ -71,10 +89,27 @@ mod tests {
         use kiln_platform::DynoError;
         let status = |e: DynoError| ApiError::from(PlatformError::from(e));
         let stopped = status(DynoError::Stopped);
-        assert_eq!((stopped.status, stopped.id), (StatusCode::SERVICE_UNAVAILABLE, "unavailable"));
+        assert_eq!(
+            (stopped.status, stopped.id),
+            (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+        );
         assert!(stopped.message.contains("try again"), "{}", stopped.message);
         let missing = status(DynoError::NoSuchDyno);
-        assert_eq!((missing.status, missing.id, missing.resource), (StatusCode::NOT_FOUND, "not_found", Some("dyno")));
+        assert_eq!(
+            (missing.status, missing.id, missing.resource),
+            (StatusCode::NOT_FOUND, "not_found", Some("dyno"))
+        );
         assert_eq!(status(DynoError::NoRelease).status, StatusCode::CONFLICT);
+    }
+}
+
+impl From<kiln_model::secret::SecretError> for ApiError {
+    fn from(e: kiln_model::secret::SecretError) -> Self {
+        tracing::error!(error = %e, "no secret could be made");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            e.to_string(),
+        )
     }
 }

@@ -12,9 +12,9 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use kiln_model::dyno::RestartTarget;
 use kiln_model::formation::QuantityChange;
-use kiln_platform::PlatformError;
 use kiln_model::records::{Account, App, ReleaseRange};
 use kiln_platform::AppView;
+use kiln_platform::PlatformError;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 
@@ -24,22 +24,54 @@ pub fn routes() -> Router<ApiState> {
         .route("/users/{user}", get(account))
         .route("/apps", get(list_apps).post(create_app))
         .route("/users/{user}/apps", get(list_apps))
-        .route("/apps/{app}", get(app_info).patch(update_app).delete(destroy_app))
-        .route("/apps/{app}/config-vars", get(config_vars).patch(update_config_vars))
-        .route("/apps/{app}/releases", get(list_releases).post(create_release))
+        .route(
+            "/apps/{app}",
+            get(app_info).patch(update_app).delete(destroy_app),
+        )
+        .route(
+            "/apps/{app}/config-vars",
+            get(config_vars).patch(update_config_vars),
+        )
+        .route(
+            "/apps/{app}/releases",
+            get(list_releases).post(create_release),
+        )
         .route("/apps/{app}/releases/{release}", get(release_info))
-        .route("/apps/{app}/releases/{release}/config-vars", get(release_config_vars))
-        .route("/apps/{app}/formation", get(list_formation).patch(batch_update_formation))
-        .route("/apps/{app}/formation/{ptype}", get(formation_info).patch(update_formation))
-        .route("/apps/{app}/dynos", get(list_dynos).delete(restart_all).post(crate::run::create_dyno))
-        .route("/apps/{app}/dynos/{dyno}", get(dyno_info).delete(restart_dyno))
+        .route(
+            "/apps/{app}/releases/{release}/config-vars",
+            get(release_config_vars),
+        )
+        .route(
+            "/apps/{app}/formation",
+            get(list_formation).patch(batch_update_formation),
+        )
+        .route(
+            "/apps/{app}/formation/{ptype}",
+            get(formation_info).patch(update_formation),
+        )
+        .route(
+            "/apps/{app}/dynos",
+            get(list_dynos)
+                .delete(restart_all)
+                .post(crate::run::create_dyno),
+        )
+        .route(
+            "/apps/{app}/dynos/{dyno}",
+            get(dyno_info).delete(restart_dyno),
+        )
         .route("/apps/{app}/formations/{ptype}", delete(restart_type))
         .route("/apps/{app}/builds", get(list_builds))
         .route("/apps/{app}/builds/{build}", get(build_info))
         .route("/build-output/{build}", get(build_output))
-        .route("/apps/{app}/buildpack-installations", get(list_buildpacks).put(set_buildpacks))
+        .route(
+            "/apps/{app}/buildpack-installations",
+            get(list_buildpacks).put(set_buildpacks),
+        )
         .route("/apps/{app}/dynos/{dyno}/actions/stop", post(stop_dyno))
-        .route("/apps/{app}/formations/{ptype}/actions/stop", post(stop_type))
+        .route(
+            "/apps/{app}/formations/{ptype}/actions/stop",
+            post(stop_type),
+        )
         .route("/apps/{app}/addons", get(empty_list))
         .route("/apps/{app}/addon-attachments", get(empty_list))
         .route("/apps/{app}/collaborators", get(empty_list))
@@ -56,11 +88,24 @@ impl<S: Send + Sync> FromRequest<S> for Body {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let too_large = || ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "bad_request", "Request body is larger than 1 MB");
-        let json = req.headers().get(header::CONTENT_TYPE).is_some_and(|v| is_json(v.as_bytes()));
+        let too_large = || {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "bad_request",
+                "Request body is larger than 1 MB",
+            )
+        };
+        let json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| is_json(v.as_bytes()));
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             // axum stops reading at its own limit (2 MB); that is the same "too large" as ours.
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE { too_large() } else { ApiError::bad_request(format!("Could not read the request body: {e}")) }
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                too_large()
+            } else {
+                ApiError::bad_request(format!("Could not read the request body: {e}"))
+            }
         })?;
         if bytes.len() > MAX_BODY {
             return Err(too_large());
@@ -72,12 +117,16 @@ impl<S: Send + Sync> FromRequest<S> for Body {
         // client said it was something else (`curl -d` sends a form), and a browser may
         // send such a body across sites without asking first.
         if !json {
-            return Err(ApiError::bad_request("Request body must be JSON: send it with Content-Type: application/json"));
+            return Err(ApiError::bad_request(
+                "Request body must be JSON: send it with Content-Type: application/json",
+            ));
         }
         match serde_json::from_slice(&bytes) {
             Ok(v @ Value::Object(_)) => Ok(Body(v)),
             Ok(_) => Err(ApiError::bad_request("Request body must be a JSON object")),
-            Err(e) => Err(ApiError::bad_request(format!("Request body is not valid JSON: {e}"))),
+            Err(e) => Err(ApiError::bad_request(format!(
+                "Request body is not valid JSON: {e}"
+            ))),
         }
     }
 }
@@ -85,22 +134,27 @@ impl<S: Send + Sync> FromRequest<S> for Body {
 /// `application/json`, or a JSON-based type such as `application/vnd.heroku+json`, with any
 /// parameters (`; charset=utf-8`).
 fn is_json(content_type: &[u8]) -> bool {
-    let essence = content_type.split(|&b| b == b';').next().unwrap_or_default().trim_ascii().to_ascii_lowercase();
-    essence == b"application/json" || (essence.starts_with(b"application/") && essence.ends_with(b"+json"))
+    let essence = content_type
+        .split(|&b| b == b';')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii()
+        .to_ascii_lowercase();
+    essence == b"application/json"
+        || (essence.starts_with(b"application/") && essence.ends_with(b"+json"))
 }
 
 /// The request's `Range`, if any. A header that is not even text is malformed, not absent.
 fn range_header(headers: &HeaderMap) -> ApiResult<Option<range::Range>> {
-    let Some(v) = headers.get(header::RANGE) else { return Ok(None) };
-    let h = v.to_str().map_err(|_| ApiError::bad_request("Invalid Range header: it must be printable ASCII"))?;
-    range::parse(h).map(Some).map_err(|e| ApiError::bad_request(e.to_string()))
-}
-
-fn base_url(headers: &HeaderMap, fallback: &str) -> String {
-    match headers.get(header::HOST).and_then(|h| h.to_str().ok()) {
-        Some(h) if !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic()) => format!("http://{h}"),
-        _ => fallback.trim_end_matches('/').to_string(),
-    }
+    let Some(v) = headers.get(header::RANGE) else {
+        return Ok(None);
+    };
+    let h = v
+        .to_str()
+        .map_err(|_| ApiError::bad_request("Invalid Range header: it must be printable ASCII"))?;
+    range::parse(h)
+        .map(Some)
+        .map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
 fn created(v: Value) -> Response {
@@ -109,12 +163,21 @@ fn created(v: Value) -> Response {
 
 pub(crate) fn app_json(st: &ApiState, view: &AppView) -> Value {
     let slug = view.slug.as_ref();
-    json::app(&st.platform, &view.app, slug.map(|s| s.size), slug.and_then(|s| s.buildpack_provided_description.as_deref()))
+    json::app(
+        &st.platform,
+        &view.app,
+        slug.map(|s| s.size),
+        slug.and_then(|s| s.buildpack_provided_description.as_deref()),
+    )
 }
 
 /// Resources Kiln does not have yet (add-ons, collaborators) list as empty, so clients that
 /// read them along the way (`heroku apps:info`) work.
-async fn empty_list(State(st): State<ApiState>, User(user): User, Path(app): Path<String>) -> ApiResult<Json<Value>> {
+async fn empty_list(
+    State(st): State<ApiState>,
+    User(user): User,
+    Path(app): Path<String>,
+) -> ApiResult<Json<Value>> {
     st.platform.app_for(&user, &app)?;
     Ok(Json(Value::Array(Vec::new())))
 }
@@ -128,38 +191,64 @@ async fn account(User(user): User) -> Json<Value> {
 // ---- apps ----
 
 async fn list_apps(State(st): State<ApiState>, User(user): User) -> ApiResult<Json<Value>> {
-    let apps: Vec<Value> = st.platform.apps(&user)?.iter().map(|v| app_json(&st, v)).collect();
+    let apps: Vec<Value> = st
+        .platform
+        .apps(&user)?
+        .iter()
+        .map(|v| app_json(&st, v))
+        .collect();
     Ok(Json(Value::Array(apps)))
 }
 
-async fn create_app(State(st): State<ApiState>, User(user): User, Body(body): Body) -> ApiResult<Response> {
+async fn create_app(
+    State(st): State<ApiState>,
+    User(user): User,
+    Body(body): Body,
+) -> ApiResult<Response> {
     let name = match body.get("name") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.clone()),
         Some(_) => return Err(ApiError::invalid("name must be a string")),
     };
-    let app = st.platform.create_app(&user, name.as_deref()).await.map_err(|e| match e {
-        // Heroku answers a taken name with 422.
-        PlatformError::Conflict(m) => ApiError::invalid(m),
-        other => other.into(),
-    })?;
+    let app = st
+        .platform
+        .create_app(&user, name.as_deref())
+        .await
+        .map_err(|e| match e {
+            // Heroku answers a taken name with 422.
+            PlatformError::Conflict(m) => ApiError::invalid(m),
+            other => other.into(),
+        })?;
     Ok(created(app_json(&st, &st.platform.app_view(&user, &app)?)))
 }
 
-async fn app_info(State(st): State<ApiState>, User(user): User, Path(app): Path<String>) -> ApiResult<Json<Value>> {
+async fn app_info(
+    State(st): State<ApiState>,
+    User(user): User,
+    Path(app): Path<String>,
+) -> ApiResult<Json<Value>> {
     let app = st.platform.app_for(&user, &app)?;
     Ok(Json(app_json(&st, &st.platform.app_view(&user, &app)?)))
 }
 
-async fn update_app(State(st): State<ApiState>, User(user): User, Path(app): Path<String>, Body(body): Body) -> ApiResult<Json<Value>> {
+async fn update_app(
+    State(st): State<ApiState>,
+    User(user): User,
+    Path(app): Path<String>,
+    Body(body): Body,
+) -> ApiResult<Json<Value>> {
     let mut app = st.platform.app_for(&user, &app)?;
-    let Value::Object(fields) = &body else { return Err(ApiError::invalid("Expected a JSON object")) };
+    let Value::Object(fields) = &body else {
+        return Err(ApiError::invalid("Expected a JSON object"));
+    };
     // Check every field before changing anything, so a bad field leaves the app as it was.
     let mut maintenance = None;
     for (k, v) in fields {
         match (k.as_str(), v) {
             ("maintenance", Value::Bool(on)) => maintenance = Some(*on),
-            ("maintenance", _) => return Err(ApiError::invalid("maintenance must be true or false")),
+            ("maintenance", _) => {
+                return Err(ApiError::invalid("maintenance must be true or false"));
+            }
             ("name", Value::String(n)) if *n == app.name => {}
             ("name", _) => return Err(ApiError::invalid("Renaming apps is not supported yet")),
             ("build_stack", _) => {}
@@ -172,7 +261,11 @@ async fn update_app(State(st): State<ApiState>, User(user): User, Path(app): Pat
     Ok(Json(app_json(&st, &st.platform.app_view(&user, &app)?)))
 }
 
-async fn destroy_app(State(st): State<ApiState>, User(user): User, Path(app): Path<String>) -> ApiResult<Json<Value>> {
+async fn destroy_app(
+    State(st): State<ApiState>,
+    User(user): User,
+    Path(app): Path<String>,
+) -> ApiResult<Json<Value>> {
     let app = st.platform.app_for(&user, &app)?;
     let body = app_json(&st, &st.platform.app_view(&user, &app)?);
     st.platform.destroy_app(&user, &app).await?;
@@ -181,14 +274,25 @@ async fn destroy_app(State(st): State<ApiState>, User(user): User, Path(app): Pa
 
 // ---- config vars ----
 
-async fn config_vars(State(st): State<ApiState>, User(user): User, Path(app): Path<String>) -> ApiResult<Json<Value>> {
+async fn config_vars(
+    State(st): State<ApiState>,
+    User(user): User,
+    Path(app): Path<String>,
+) -> ApiResult<Json<Value>> {
     let app = st.platform.app_for(&user, &app)?;
     Ok(Json(json!(app.config)))
 }
 
-async fn update_config_vars(State(st): State<ApiState>, User(user): User, Path(app): Path<String>, Body(body): Body) -> ApiResult<Json<Value>> {
+async fn update_config_vars(
+    State(st): State<ApiState>,
+    User(user): User,
+    Path(app): Path<String>,
+    Body(body): Body,
+) -> ApiResult<Json<Value>> {
     let app = st.platform.app_for(&user, &app)?;
-    let Value::Object(fields) = body else { return Err(ApiError::invalid("Expected a JSON object of config vars")) };
+    let Value::Object(fields) = body else {
+        return Err(ApiError::invalid("Expected a JSON object of config vars"));
+    };
     let mut patch = BTreeMap::new();
     for (k, v) in fields {
         let v = match v {
@@ -197,7 +301,11 @@ async fn update_config_vars(State(st): State<ApiState>, User(user): User, Path(a
             // Heroku's CLI always sends strings; numbers and booleans are taken as their text.
             Value::Number(n) => Some(n.to_string()),
             Value::Bool(b) => Some(b.to_string()),
-            _ => return Err(ApiError::invalid(format!("Config var {k} must be a string or null"))),
+            _ => {
+                return Err(ApiError::invalid(format!(
+                    "Config var {k} must be a string or null"
+                )));
+            }
         };
         patch.insert(k, v);
     }
@@ -208,26 +316,66 @@ async fn update_config_vars(State(st): State<ApiState>, User(user): User, Path(a
 // ---- releases ----
 
 fn current_id(st: &ApiState, user: &Account, app: &App) -> Option<String> {
-    st.platform.current_release(user, app).ok().flatten().map(|r| r.id)
+    st.platform
+        .current_release(user, app)
+        .ok()
+        .flatten()
+        .map(|r| r.id)
 }
 
-async fn list_releases(State(st): State<ApiState>, User(user): User, Path(app): Path<String>, headers: HeaderMap) -> ApiResult<Response> {
+async fn list_releases(
+    State(st): State<ApiState>,
+    User(user): User,
+    Path(app): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
     let app = st.platform.app_for(&user, &app)?;
-    let r = range_header(&headers)?.unwrap_or(range::Range { field: "version".into(), start: None, end: None, max: None, descending: false });
+    let r = range_header(&headers)?.unwrap_or(range::Range {
+        field: "version".into(),
+        start: None,
+        end: None,
+        max: None,
+        descending: false,
+    });
     if r.field != "version" && r.field != "id" {
-        return Err(ApiError::bad_request(format!("Releases can be ranged by version, not {}", r.field)));
+        return Err(ApiError::bad_request(format!(
+            "Releases can be ranged by version, not {}",
+            r.field
+        )));
     }
     let parse_v = |s: &Option<String>| -> ApiResult<Option<u32>> {
-        s.as_deref().map(|v| v.trim_start_matches('v').parse::<u32>().map_err(|_| ApiError::bad_request(format!("Invalid version {v:?} in Range")))).transpose()
+        s.as_deref()
+            .map(|v| {
+                v.trim_start_matches('v')
+                    .parse::<u32>()
+                    .map_err(|_| ApiError::bad_request(format!("Invalid version {v:?} in Range")))
+            })
+            .transpose()
     };
-    let (first, last) = if r.field == "version" { (parse_v(&r.start)?, parse_v(&r.end)?) } else { (None, None) };
+    let (first, last) = if r.field == "version" {
+        (parse_v(&r.start)?, parse_v(&r.end)?)
+    } else {
+        (None, None)
+    };
     let max = r.max.unwrap_or(range::DEFAULT_MAX);
     // Ask for one more than a page to know whether there is a next page.
-    let mut rows = st.platform.releases(&user, &app, ReleaseRange { first, last, max: max + 1, descending: r.descending })?;
+    let mut rows = st.platform.releases(
+        &user,
+        &app,
+        ReleaseRange {
+            first,
+            last,
+            max: max + 1,
+            descending: r.descending,
+        },
+    )?;
     let more = rows.len() > max as usize;
     rows.truncate(max as usize);
     let cur = current_id(&st, &user, &app);
-    let items: Vec<Value> = rows.iter().map(|rel| json::release(&app, rel, cur.as_deref())).collect();
+    let items: Vec<Value> = rows
+        .iter()
+        .map(|rel| json::release(&app, rel, cur.as_deref()))
+        .collect();
     let mut resp = Json(Value::Array(items)).into_response();
     let h = resp.headers_mut();
     h.insert("accept-ranges", HeaderValue::from_static("id, version"));
@@ -236,7 +384,11 @@ async fn list_releases(State(st): State<ApiState>, User(user): User, Path(app): 
             h.insert("content-range", v);
         }
         if more {
-            let next = if r.descending { format!("version ..{}; max={max}, order=desc", b.version - 1) } else { format!("version {}..; max={max}, order=asc", b.version + 1) };
+            let next = if r.descending {
+                format!("version ..{}; max={max}, order=desc", b.version - 1)
+            } else {
+                format!("version {}..; max={max}, order=asc", b.version + 1)
+            };
             if let Ok(v) = HeaderValue::from_str(&next) {
                 h.insert("next-range", v);
             }
@@ -246,56 +398,118 @@ async fn list_releases(State(st): State<ApiState>, User(user): User, Path(app): 
     Ok(resp)
 }
 
-async fn release_info(State(st): State<ApiState>, User(user): User, Path((app, release)): Path<(String, String)>) -> ApiResult<Json<Value>> {
+async fn release_info(
+    State(st): State<ApiState>,
+    User(user): User,
+    Path((app, release)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
     let app = st.platform.app_for(&user, &app)?;
     let rel = st.platform.release(&user, &app, &release)?;
-    Ok(Json(json::release(&app, &rel, current_id(&st, &user, &app).as_deref())))
+    Ok(Json(json::release(
+        &app,
+        &rel,
+        current_id(&st, &user, &app).as_deref(),
+    )))
 }
 
-async fn release_config_vars(State(st): State<ApiState>, User(user): User, Path((app, release)): Path<(String, String)>) -> ApiResult<Json<Value>> {
+async fn release_config_vars(
+    State(st): State<ApiState>,
+    User(user): User,
+    Path((app, release)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
     let app = st.platform.app_for(&user, &app)?;
     let rel = st.platform.release(&user, &app, &release)?;
     Ok(Json(json!(rel.config)))
 }
 
 /// `{release}` rolls back to that release; `{slug}` releases a slug with the current config.
-async fn create_release(State(st): State<ApiState>, User(user): User, Path(app): Path<String>, Body(body): Body) -> ApiResult<Response> {
+async fn create_release(
+    State(st): State<ApiState>,
+    User(user): User,
+    Path(app): Path<String>,
+    Body(body): Body,
+) -> ApiResult<Response> {
     let app = st.platform.app_for(&user, &app)?;
     let target = match (body.get("release"), body.get("slug")) {
         (Some(Value::String(id)), _) => st.platform.release(&user, &app, id)?,
         (Some(_), _) => return Err(ApiError::invalid("release must be a release id or version")),
-        (None, Some(_)) => return Err(ApiError::invalid("Creating a release from a slug is not supported yet; push with git")),
-        (None, None) => return Err(ApiError::invalid("Missing release: POST {\"release\": \"<id or version>\"} to roll back")),
+        (None, Some(_)) => {
+            return Err(ApiError::invalid(
+                "Creating a release from a slug is not supported yet; push with git",
+            ));
+        }
+        (None, None) => {
+            return Err(ApiError::invalid(
+                "Missing release: POST {\"release\": \"<id or version>\"} to roll back",
+            ));
+        }
     };
     if target.status != kiln_model::release::ReleaseStatus::Succeeded {
-        return Err(ApiError::invalid(format!("v{} did not succeed and cannot be rolled back to", target.version)));
+        return Err(ApiError::invalid(format!(
+            "v{} did not succeed and cannot be rolled back to",
+            target.version
+        )));
     }
     let rel = st.platform.rollback(&app, &target, &user).await?;
-    Ok(created(json::release(&app, &rel, current_id(&st, &user, &app).as_deref())))
+    Ok(created(json::release(
+        &app,
+        &rel,
+        current_id(&st, &user, &app).as_deref(),
+    )))
 }
 
 // ---- formation ----
 
-async fn list_formation(State(st): State<ApiState>, User(user): User, Path(app): Path<String>) -> ApiResult<Json<Value>> {
+async fn list_formation(
+    State(st): State<ApiState>,
+    User(user): User,
+    Path(app): Path<String>,
+) -> ApiResult<Json<Value>> {
     let app = st.platform.app_for(&user, &app)?;
-    let items: Vec<Value> = st.platform.formation(&user, &app)?.iter().map(|(f, c)| json::formation(&app, f, c)).collect();
+    let items: Vec<Value> = st
+        .platform
+        .formation(&user, &app)?
+        .iter()
+        .map(|(f, c)| json::formation(&app, f, c))
+        .collect();
     Ok(Json(Value::Array(items)))
 }
 
-async fn formation_info(State(st): State<ApiState>, User(user): User, Path((app, ptype)): Path<(String, String)>) -> ApiResult<Json<Value>> {
+async fn formation_info(
+    State(st): State<ApiState>,
+    User(user): User,
+    Path((app, ptype)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
     let app = st.platform.app_for(&user, &app)?;
     let all = st.platform.formation(&user, &app)?;
-    let (f, c) = all.iter().find(|(f, _)| f.process_type == ptype || f.id == ptype).ok_or_else(|| ApiError::not_found("formation", format!("Couldn't find that process type ({ptype}).")))?;
+    let (f, c) = all
+        .iter()
+        .find(|(f, _)| f.process_type == ptype || f.id == ptype)
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "formation",
+                format!("Couldn't find that process type ({ptype})."),
+            )
+        })?;
     Ok(Json(json::formation(&app, f, c)))
 }
 
 /// One update: `quantity` (number or string, absolute or `+N`/`-N`) and `size` or `dyno_size`
 /// (a name, or `{name}`), as the schema and the real CLI send them.
-fn parse_update(v: &Value, ptype_override: Option<&str>) -> ApiResult<(String, Option<QuantityChange>, Option<String>)> {
-    let Value::Object(o) = v else { return Err(ApiError::invalid("Each formation update must be an object")) };
+fn parse_update(
+    v: &Value,
+    ptype_override: Option<&str>,
+) -> ApiResult<(String, Option<QuantityChange>, Option<String>)> {
+    let Value::Object(o) = v else {
+        return Err(ApiError::invalid("Each formation update must be an object"));
+    };
     let ptype = match ptype_override {
         Some(t) => t.to_string(),
-        None => o.get("type").and_then(Value::as_str).ok_or_else(|| ApiError::invalid("Each formation update needs a type"))?.to_string(),
+        None => o
+            .get("type")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ApiError::invalid("Each formation update needs a type"))?
+            .to_string(),
     };
     let quantity = match o.get("quantity") {
         None | Some(Value::Null) => None,
@@ -310,80 +524,170 @@ fn parse_update(v: &Value, ptype_override: Option<&str>) -> ApiResult<(String, O
     Ok((ptype, quantity, size))
 }
 
-async fn batch_update_formation(State(st): State<ApiState>, User(user): User, Path(app): Path<String>, Body(body): Body) -> ApiResult<Json<Value>> {
+async fn batch_update_formation(
+    State(st): State<ApiState>,
+    User(user): User,
+    Path(app): Path<String>,
+    Body(body): Body,
+) -> ApiResult<Json<Value>> {
     let app = st.platform.app_for(&user, &app)?;
-    let Some(Value::Array(items)) = body.get("updates") else { return Err(ApiError::invalid("Expected {\"updates\": [{\"type\": ..., \"quantity\": ...}]}")) };
+    let Some(Value::Array(items)) = body.get("updates") else {
+        return Err(ApiError::invalid(
+            "Expected {\"updates\": [{\"type\": ..., \"quantity\": ...}]}",
+        ));
+    };
     if items.len() > 100 {
         return Err(ApiError::invalid("Too many formation updates"));
     }
-    let updates = items.iter().map(|v| parse_update(v, None)).collect::<ApiResult<Vec<_>>>()?;
+    let updates = items
+        .iter()
+        .map(|v| parse_update(v, None))
+        .collect::<ApiResult<Vec<_>>>()?;
     let all = st.platform.scale(&app, &updates, &user).await?;
-    Ok(Json(Value::Array(all.iter().filter(|(f, _)| updates.iter().any(|(t, _, _)| t == &f.process_type)).map(|(f, c)| json::formation(&app, f, c)).collect())))
+    Ok(Json(Value::Array(
+        all.iter()
+            .filter(|(f, _)| updates.iter().any(|(t, _, _)| t == &f.process_type))
+            .map(|(f, c)| json::formation(&app, f, c))
+            .collect(),
+    )))
 }
 
-async fn update_formation(State(st): State<ApiState>, User(user): User, Path((app, ptype)): Path<(String, String)>, Body(body): Body) -> ApiResult<Json<Value>> {
+async fn update_formation(
+    State(st): State<ApiState>,
+    User(user): User,
+    Path((app, ptype)): Path<(String, String)>,
+    Body(body): Body,
+) -> ApiResult<Json<Value>> {
     let app = st.platform.app_for(&user, &app)?;
     let update = parse_update(&body, Some(&ptype))?;
-    let all = st.platform.scale(&app, std::slice::from_ref(&update), &user).await?;
-    let (f, c) = all.iter().find(|(f, _)| f.process_type == ptype).ok_or_else(|| ApiError::not_found("formation", format!("Couldn't find that process type ({ptype}).")))?;
+    let all = st
+        .platform
+        .scale(&app, std::slice::from_ref(&update), &user)
+        .await?;
+    let (f, c) = all
+        .iter()
+        .find(|(f, _)| f.process_type == ptype)
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "formation",
+                format!("Couldn't find that process type ({ptype})."),
+            )
+        })?;
     Ok(Json(json::formation(&app, f, c)))
 }
 
 // ---- dynos ----
 
-async fn list_dynos(State(st): State<ApiState>, User(user): User, Path(app): Path<String>) -> ApiResult<Json<Value>> {
+async fn list_dynos(
+    State(st): State<ApiState>,
+    User(user): User,
+    Path(app): Path<String>,
+) -> ApiResult<Json<Value>> {
     let app = st.platform.app_for(&user, &app)?;
-    let items: Vec<Value> = st.platform.dynos(&user, &app).await?.iter().map(|d| json::dyno(&app, d)).collect();
+    let items: Vec<Value> = st
+        .platform
+        .dynos(&user, &app)
+        .await?
+        .iter()
+        .map(|d| json::dyno(&app, d))
+        .collect();
     Ok(Json(Value::Array(items)))
 }
 
-async fn dyno_info(State(st): State<ApiState>, User(user): User, Path((app, dyno)): Path<(String, String)>) -> ApiResult<Json<Value>> {
+async fn dyno_info(
+    State(st): State<ApiState>,
+    User(user): User,
+    Path((app, dyno)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
     let app = st.platform.app_for(&user, &app)?;
-    let d = st.platform.dynos(&user, &app).await?.into_iter().find(|d| d.name == dyno || d.id == dyno).ok_or_else(|| ApiError::not_found("dyno", format!("Couldn't find that dyno ({dyno}).")))?;
+    let d = st
+        .platform
+        .dynos(&user, &app)
+        .await?
+        .into_iter()
+        .find(|d| d.name == dyno || d.id == dyno)
+        .ok_or_else(|| ApiError::not_found("dyno", format!("Couldn't find that dyno ({dyno}).")))?;
     Ok(Json(json::dyno(&app, &d)))
 }
 
-async fn restart(st: &ApiState, user: &kiln_model::records::Account, app: &str, target: RestartTarget) -> ApiResult<Response> {
+async fn restart(
+    st: &ApiState,
+    user: &kiln_model::records::Account,
+    app: &str,
+    target: RestartTarget,
+) -> ApiResult<Response> {
     let app = st.platform.app_for(user, app)?;
     st.platform.restart(&app, target, user).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({}))).into_response())
 }
 
-async fn restart_all(State(st): State<ApiState>, User(user): User, Path(app): Path<String>) -> ApiResult<Response> {
+async fn restart_all(
+    State(st): State<ApiState>,
+    User(user): User,
+    Path(app): Path<String>,
+) -> ApiResult<Response> {
     restart(&st, &user, &app, RestartTarget::All).await
 }
 
-async fn restart_dyno(State(st): State<ApiState>, User(user): User, Path((app, dyno)): Path<(String, String)>) -> ApiResult<Response> {
+async fn restart_dyno(
+    State(st): State<ApiState>,
+    User(user): User,
+    Path((app, dyno)): Path<(String, String)>,
+) -> ApiResult<Response> {
     kiln_model::DynoName::parse(&dyno).map_err(|e| ApiError::invalid(e.message))?;
     restart(&st, &user, &app, RestartTarget::Dyno(dyno)).await
 }
 
-async fn stop(st: &ApiState, user: &kiln_model::records::Account, app: &str, target: RestartTarget) -> ApiResult<Response> {
+async fn stop(
+    st: &ApiState,
+    user: &kiln_model::records::Account,
+    app: &str,
+    target: RestartTarget,
+) -> ApiResult<Response> {
     let app = st.platform.app_for(user, app)?;
     st.platform.stop(&app, target, user).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({}))).into_response())
 }
 
-async fn stop_dyno(State(st): State<ApiState>, User(user): User, Path((app, dyno)): Path<(String, String)>) -> ApiResult<Response> {
+async fn stop_dyno(
+    State(st): State<ApiState>,
+    User(user): User,
+    Path((app, dyno)): Path<(String, String)>,
+) -> ApiResult<Response> {
     kiln_model::DynoName::parse(&dyno).map_err(|e| ApiError::invalid(e.message))?;
     stop(&st, &user, &app, RestartTarget::Dyno(dyno)).await
 }
 
-async fn stop_type(State(st): State<ApiState>, User(user): User, Path((app, ptype)): Path<(String, String)>) -> ApiResult<Response> {
-    kiln_model::procfile::validate_process_type(&ptype).map_err(|e| ApiError::invalid(e.message))?;
+async fn stop_type(
+    State(st): State<ApiState>,
+    User(user): User,
+    Path((app, ptype)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    kiln_model::procfile::validate_process_type(&ptype)
+        .map_err(|e| ApiError::invalid(e.message))?;
     stop(&st, &user, &app, RestartTarget::Type(ptype)).await
 }
 
-async fn restart_type(State(st): State<ApiState>, User(user): User, Path((app, ptype)): Path<(String, String)>) -> ApiResult<Response> {
-    kiln_model::procfile::validate_process_type(&ptype).map_err(|e| ApiError::invalid(e.message))?;
+async fn restart_type(
+    State(st): State<ApiState>,
+    User(user): User,
+    Path((app, ptype)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    kiln_model::procfile::validate_process_type(&ptype)
+        .map_err(|e| ApiError::invalid(e.message))?;
     restart(&st, &user, &app, RestartTarget::Type(ptype)).await
 }
 
 // ---- builds ----
 
-async fn list_builds(State(st): State<ApiState>, User(user): User, Path(app): Path<String>, headers: HeaderMap) -> ApiResult<Json<Value>> {
+async fn list_builds(
+    State(st): State<ApiState>,
+    User(user): User,
+    Path(app): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
     let app = st.platform.app_for(&user, &app)?;
-    let base = base_url(&headers, st.platform.api_url());
+    let base = st.base_url(&headers);
     let mut builds = st.platform.builds(&user, &app)?;
     if let Some(r) = range_header(&headers)? {
         if !r.descending {
@@ -393,35 +697,51 @@ async fn list_builds(State(st): State<ApiState>, User(user): User, Path(app): Pa
     } else {
         builds.reverse();
     }
-    Ok(Json(Value::Array(builds.iter().map(|b| json::build(&base, &app, b)).collect())))
+    Ok(Json(Value::Array(
+        builds.iter().map(|b| json::build(&base, &app, b)).collect(),
+    )))
 }
 
-async fn build_info(State(st): State<ApiState>, User(user): User, Path((app, build)): Path<(String, String)>, headers: HeaderMap) -> ApiResult<Json<Value>> {
+async fn build_info(
+    State(st): State<ApiState>,
+    User(user): User,
+    Path((app, build)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
     let app = st.platform.app_for(&user, &app)?;
     let b = st.platform.build(&user, &app, &build)?;
-    Ok(Json(json::build(&base_url(&headers, st.platform.api_url()), &app, &b)))
+    Ok(Json(json::build(&st.base_url(&headers), &app, &b)))
 }
 
 /// A build's output as plain text, streamed while the build runs. The build's id (a random
 /// UUID known only to the app's owner) is the capability, as with Heroku's stream URLs.
-async fn build_output(State(st): State<ApiState>, Path(build): Path<String>) -> ApiResult<Response> {
+async fn build_output(
+    State(st): State<ApiState>,
+    Path(build): Path<String>,
+) -> ApiResult<Response> {
     if uuid::Uuid::parse_str(&build).is_err() {
         return Err(ApiError::not_found("build", "Couldn't find that build."));
     }
     let text_headers = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
     if let Some(stream) = st.platform.build_stream(&build) {
-        let body = futures_util::stream::unfold((stream, 0usize, false), |(stream, from, done)| async move {
-            if done {
-                return None;
-            }
-            let (lines, finished) = stream.next(from).await;
-            let n = from + lines.len();
-            let mut chunk = lines.join("\n");
-            if !lines.is_empty() {
-                chunk.push('\n');
-            }
-            Some((Ok::<_, std::io::Error>(Bytes::from(chunk)), (stream, n, finished)))
-        });
+        let body = futures_util::stream::unfold(
+            (stream, 0usize, false),
+            |(stream, from, done)| async move {
+                if done {
+                    return None;
+                }
+                let (lines, finished) = stream.next(from).await;
+                let n = from + lines.len();
+                let mut chunk = lines.join("\n");
+                if !lines.is_empty() {
+                    chunk.push('\n');
+                }
+                Some((
+                    Ok::<_, std::io::Error>(Bytes::from(chunk)),
+                    (stream, n, finished),
+                ))
+            },
+        );
         return Ok((text_headers, axum::body::Body::from_stream(body)).into_response());
     }
     let output = st.platform.build_output(&build)?;
@@ -431,23 +751,46 @@ async fn build_output(State(st): State<ApiState>, Path(build): Path<String>) -> 
 // ---- buildpacks ----
 
 fn buildpack_list(urls: &[String]) -> Value {
-    Value::Array(urls.iter().enumerate().map(|(i, u)| json!({ "ordinal": i, "buildpack": { "url": u, "name": u } })).collect())
+    Value::Array(
+        urls.iter()
+            .enumerate()
+            .map(|(i, u)| json!({ "ordinal": i, "buildpack": { "url": u, "name": u } }))
+            .collect(),
+    )
 }
 
-async fn list_buildpacks(State(st): State<ApiState>, User(user): User, Path(app): Path<String>) -> ApiResult<Json<Value>> {
+async fn list_buildpacks(
+    State(st): State<ApiState>,
+    User(user): User,
+    Path(app): Path<String>,
+) -> ApiResult<Json<Value>> {
     let app = st.platform.app_for(&user, &app)?;
     Ok(Json(buildpack_list(&st.platform.buildpacks(&user, &app)?)))
 }
 
-async fn set_buildpacks(State(st): State<ApiState>, User(user): User, Path(app): Path<String>, Body(body): Body) -> ApiResult<Json<Value>> {
+async fn set_buildpacks(
+    State(st): State<ApiState>,
+    User(user): User,
+    Path(app): Path<String>,
+    Body(body): Body,
+) -> ApiResult<Json<Value>> {
     let app = st.platform.app_for(&user, &app)?;
-    let Some(Value::Array(items)) = body.get("updates") else { return Err(ApiError::invalid("Expected {\"updates\": [{\"buildpack\": \"<url or name>\"}]}")) };
+    let Some(Value::Array(items)) = body.get("updates") else {
+        return Err(ApiError::invalid(
+            "Expected {\"updates\": [{\"buildpack\": \"<url or name>\"}]}",
+        ));
+    };
     if items.len() > 16 {
         return Err(ApiError::invalid("At most 16 buildpacks"));
     }
     let urls = items
         .iter()
-        .map(|i| i.get("buildpack").and_then(|b| b.as_str().or_else(|| b.get("url").and_then(Value::as_str))).map(str::to_string).ok_or_else(|| ApiError::invalid("Each update needs a buildpack")))
+        .map(|i| {
+            i.get("buildpack")
+                .and_then(|b| b.as_str().or_else(|| b.get("url").and_then(Value::as_str)))
+                .map(str::to_string)
+                .ok_or_else(|| ApiError::invalid("Each update needs a buildpack"))
+        })
         .collect::<ApiResult<Vec<_>>>()?;
     let saved = st.platform.set_buildpacks(&user, &app, &urls)?;
     Ok(Json(buildpack_list(&saved)))

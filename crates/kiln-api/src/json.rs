@@ -2,9 +2,9 @@
 //! fields the real CLI reads that the schema lacks, such as `create_status`).
 
 use kiln_model::dyno::DynoInfo;
+use kiln_model::records::{Account, App, Build, FormationEntry, Release};
 use kiln_model::{DynoSize, Timestamp};
 use kiln_platform::Platform;
-use kiln_model::records::{Account, App, Build, FormationEntry, Release};
 use serde_json::{Value, json};
 
 /// Kiln runs in one place; this is its region.
@@ -14,7 +14,9 @@ const GENERATION_ID: &str = "7e3b2a1c-0000-4000-8000-000000000003";
 
 /// A stable id for each dyno size (the schema's `dyno_size.id` is a uuid, never null).
 fn dyno_size_id(size: &str) -> Value {
-    let Ok(s) = DynoSize::parse(size) else { return Value::Null };
+    let Ok(s) = DynoSize::parse(size) else {
+        return Value::Null;
+    };
     let i = DynoSize::ALL.iter().position(|x| *x == s).unwrap_or(0);
     json!(format!("7e3b2a1c-0000-4000-8000-0000000001{i:02}"))
 }
@@ -151,7 +153,15 @@ pub fn build(base_url: &str, a: &App, b: &Build) -> Value {
 /// A domain: the app's default hostname (kind `heroku`, no `cname`) or a custom one (kind
 /// `custom`, `cname` the hostname to point it at). `acm_status` is filled in by the caller
 /// when ACM manages the domain.
-pub fn domain(a: &App, id: &str, hostname: &str, kind: &str, cname: Option<&str>, created_at: Timestamp, updated_at: Timestamp) -> Value {
+pub fn domain(
+    a: &App,
+    id: &str,
+    hostname: &str,
+    kind: &str,
+    cname: Option<&str>,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+) -> Value {
     json!({
         "id": id,
         "hostname": hostname,

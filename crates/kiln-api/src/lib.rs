@@ -36,12 +36,62 @@ pub struct ApiState {
     attaches: Arc<run::PendingAttaches>,
 }
 
+impl ApiState {
+    /// The base of URLs this API hands out for a client to follow (`logplex_url`,
+    /// `attach_url`, a build's `output_stream_url`): the host the client reached us by, so a
+    /// client that came through another name or address can follow them, with the scheme of
+    /// the configured API URL (a proxy in front may terminate TLS). A missing or malformed
+    /// `Host` falls back to the configured URL.
+    pub(crate) fn base_url(&self, headers: &axum::http::HeaderMap) -> String {
+        public_base(
+            headers
+                .get(axum::http::header::HOST)
+                .and_then(|h| h.to_str().ok()),
+            self.platform.api_url(),
+        )
+    }
+}
+
+fn public_base(host: Option<&str>, configured: &str) -> String {
+    let configured = configured.trim_end_matches('/');
+    // A host name, IPv4 or bracketed IPv6 address, and port: nothing that could add a path,
+    // credentials or a second URL to the one we build.
+    let valid = |h: &str| {
+        !h.is_empty()
+            && h.len() <= 255
+            && h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b))
+    };
+    match host {
+        Some(h) if valid(h) => {
+            let scheme = configured
+                .split_once("://")
+                .map_or("http", |(scheme, _)| scheme);
+            format!("{scheme}://{h}")
+        }
+        _ => configured.to_string(),
+    }
+}
+
 /// The API's router; `extra` (the git routes) is merged in so one listener serves both.
 /// A known path with the wrong verb is a JSON 404, as on Heroku (axum's default is an empty 405).
 pub fn router(platform: Arc<Platform>, extra: Router) -> Router {
-    let state = ApiState { platform, attaches: Arc::default() };
-    let api = handlers::routes().merge(logs::routes()).merge(run::routes()).merge(sni::routes()).merge(domains::routes()).merge(acm::routes()).with_state(state).fallback(not_found).method_not_allowed_fallback(not_found).layer(axum::middleware::from_fn(heroku_headers));
-    api.merge(extra).layer(axum::middleware::from_fn(log_requests))
+    let state = ApiState {
+        platform,
+        attaches: Arc::default(),
+    };
+    let api = handlers::routes()
+        .merge(logs::routes())
+        .merge(run::routes())
+        .merge(sni::routes())
+        .merge(domains::routes())
+        .merge(acm::routes())
+        .with_state(state)
+        .fallback(not_found)
+        .method_not_allowed_fallback(not_found)
+        .layer(axum::middleware::from_fn(heroku_headers));
+    api.merge(extra)
+        .layer(axum::middleware::from_fn(log_requests))
 }
 
 /// Marks the answer to a request for an endpoint that does not exist.
@@ -70,7 +120,12 @@ async fn log_requests(req: Request, next: Next) -> Response {
     let response = next.run(req).await;
     let status = response.status().as_u16();
     let ms = started.elapsed().as_millis() as u64;
-    let request_id = response.headers().get("request-id").and_then(|v| v.to_str().ok()).unwrap_or("-").to_string();
+    let request_id = response
+        .headers()
+        .get("request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_string();
     if response.extensions().get::<UnknownEndpoint>().is_some() {
         tracing::warn!(%method, path, status, ms, request_id, "unknown API endpoint");
     } else {
@@ -82,7 +137,10 @@ async fn log_requests(req: Request, next: Next) -> Response {
 /// The path as logged: cut after the prefix of a route whose next segment is a secret.
 fn loggable_path(path: &str) -> String {
     const SECRET_AFTER: [&str; 2] = ["/attach/", "/log-sessions/"];
-    let end = (0..=path.len().min(512)).rev().find(|&i| path.is_char_boundary(i)).unwrap_or(0);
+    let end = (0..=path.len().min(512))
+        .rev()
+        .find(|&i| path.is_char_boundary(i))
+        .unwrap_or(0);
     let path = &path[..end];
     for prefix in SECRET_AFTER {
         if path.starts_with(prefix) {
@@ -101,13 +159,26 @@ async fn heroku_headers(req: Request, next: Next) -> Response {
         .filter(|v| v.len() <= 200 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    if let Some(accept) = req.headers().get(axum::http::header::ACCEPT).and_then(|v| v.to_str().ok()) {
+    if let Some(accept) = req
+        .headers()
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+    {
         if let Some(pos) = accept.find("application/vnd.heroku+json") {
             let params = &accept[pos..];
-            let version = params.split(';').skip(1).find_map(|p| p.trim().strip_prefix("version=")).map(|v| v.split(',').next().unwrap_or(v).trim());
+            let version = params
+                .split(';')
+                .skip(1)
+                .find_map(|p| p.trim().strip_prefix("version="))
+                .map(|v| v.split(',').next().unwrap_or(v).trim());
             if let Some(v) = version {
                 if v != "3" && !v.starts_with("3.") {
-                    return ApiError::new(StatusCode::NOT_ACCEPTABLE, "not_acceptable", format!("Kiln serves API version 3; version={v} was requested.")).into_response();
+                    return ApiError::new(
+                        StatusCode::NOT_ACCEPTABLE,
+                        "not_acceptable",
+                        format!("Kiln serves API version 3; version={v} was requested."),
+                    )
+                    .into_response();
                 }
             }
         }
@@ -119,4 +190,45 @@ async fn heroku_headers(req: Request, next: Next) -> Response {
     }
     h.insert("ratelimit-remaining", HeaderValue::from_static("4500"));
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::public_base;
+
+    #[test]
+    fn handed_out_urls_follow_the_clients_host_safely() {
+        assert_eq!(
+            public_base(Some("kiln.example:5000"), "http://127.0.0.1:5000/"),
+            "http://kiln.example:5000"
+        );
+        assert_eq!(
+            public_base(Some("[::1]:5000"), "http://127.0.0.1:5000"),
+            "http://[::1]:5000"
+        );
+        assert_eq!(
+            public_base(Some("kiln.example.com"), "https://kiln.example.com"),
+            "https://kiln.example.com",
+            "behind a TLS proxy"
+        );
+        for hostile in [
+            "",
+            "evil.example/path",
+            "user@evil.example",
+            "a b",
+            "evil\\x",
+            "é.example",
+            &"a".repeat(300),
+        ] {
+            assert_eq!(
+                public_base(Some(hostile), "http://127.0.0.1:5000"),
+                "http://127.0.0.1:5000",
+                "{hostile:?}"
+            );
+        }
+        assert_eq!(
+            public_base(None, "http://127.0.0.1:5000"),
+            "http://127.0.0.1:5000"
+        );
+    }
 }

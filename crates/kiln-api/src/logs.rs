@@ -2,31 +2,41 @@
 //! `GET` on it streams server-sent events, one event per log line (history first, then, when
 //! tailing, new lines as they happen). The Heroku CLI reads exactly this.
 
+use crate::ApiState;
 use crate::auth::User;
 use crate::error::{ApiError, ApiResult};
 use crate::handlers::Body;
-use crate::ApiState;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use kiln_platform::TailEvent;
 use kiln_model::log::LogFilter;
+use kiln_platform::TailEvent;
 use serde_json::{Value, json as j};
 use std::time::Duration;
 
 pub fn routes() -> Router<ApiState> {
-    Router::new().route("/apps/{app}/log-sessions", post(create_session)).route("/log-sessions/{id}", get(stream_session))
+    Router::new()
+        .route("/apps/{app}/log-sessions", post(create_session))
+        .route("/log-sessions/{id}", get(stream_session))
 }
 
-async fn create_session(State(st): State<ApiState>, User(user): User, Path(app): Path<String>, headers: HeaderMap, Body(body): Body) -> ApiResult<Response> {
+async fn create_session(
+    State(st): State<ApiState>,
+    User(user): User,
+    Path(app): Path<String>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> ApiResult<Response> {
     let app = st.platform.app_for(&user, &app)?;
     let text = |k: &str| -> ApiResult<Option<String>> {
         match body.get(k) {
             None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) if s.len() <= 100 => Ok(Some(s.clone()).filter(|s| !s.is_empty())),
+            Some(Value::String(s)) if s.len() <= 100 => {
+                Ok(Some(s.clone()).filter(|s| !s.is_empty()))
+            }
             Some(_) => Err(ApiError::invalid(format!("{k} must be a short string"))),
         }
     };
@@ -35,18 +45,21 @@ async fn create_session(State(st): State<ApiState>, User(user): User, Path(app):
     let source = text("source")?;
     let lines = match body.get("lines") {
         None | Some(Value::Null) => 100,
-        Some(v) => v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())).ok_or_else(|| ApiError::invalid("lines must be a number"))? as usize,
+        Some(v) => {
+            v.as_u64()
+                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+                .ok_or_else(|| ApiError::invalid("lines must be a number"))? as usize
+        }
     };
     let tail = match body.get("tail") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
         Some(_) => return Err(ApiError::invalid("tail must be true or false")),
     };
-    let id = st.platform.create_log_session(&user, &app, LogFilter { source, dyno }, lines, tail)?;
-    let base = match headers.get(header::HOST).and_then(|h| h.to_str().ok()) {
-        Some(h) if h.bytes().all(|b| b.is_ascii_graphic()) => format!("http://{h}"),
-        _ => st.platform.api_url().to_string(),
-    };
+    let id =
+        st.platform
+            .create_log_session(&user, &app, LogFilter { source, dyno }, lines, tail)?;
+    let base = st.base_url(&headers);
     let now = kiln_model::Timestamp::now().rfc3339();
     Ok((StatusCode::CREATED, axum::Json(j!({ "id": uuid::Uuid::new_v4().to_string(), "logplex_url": format!("{base}/log-sessions/{id}"), "created_at": now, "updated_at": now }))).into_response())
 }
@@ -56,23 +69,44 @@ fn event(id: i64, line: &str) -> String {
     format!("id: {id}\ndata: {line}\n\n")
 }
 
-async fn stream_session(State(st): State<ApiState>, Path(id): Path<String>, headers: HeaderMap) -> Response {
-    let Some(kiln_platform::LogSessionStream { history, tail }) = st.platform.open_log_session(&id) else {
-        return ApiError::not_found("log-session", "This log session has expired or does not exist.").into_response();
+async fn stream_session(
+    State(st): State<ApiState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(kiln_platform::LogSessionStream { history, tail }) = st.platform.open_log_session(&id)
+    else {
+        return ApiError::not_found(
+            "log-session",
+            "This log session has expired or does not exist.",
+        )
+        .into_response();
     };
     // A reconnecting EventSource says what it saw last; do not repeat it.
-    let last_seen: Option<i64> = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+    let last_seen: Option<i64> = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
     let mut initial = String::new();
     let mut newest = last_seen.unwrap_or(i64::MIN);
-    for l in history.iter().filter(|l| last_seen.is_none_or(|s| l.time.0 > s)) {
+    for l in history
+        .iter()
+        .filter(|l| last_seen.is_none_or(|s| l.time.0 > s))
+    {
         initial.push_str(&event(l.time.0, &l.render()));
         newest = newest.max(l.time.0);
     }
-    let sse_headers = [(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")];
+    let sse_headers = [
+        (header::CONTENT_TYPE, "text/event-stream"),
+        (header::CACHE_CONTROL, "no-cache"),
+    ];
     let Some(tail) = tail else {
         return (sse_headers, initial).into_response();
     };
-    let first = futures_util::stream::once(async move { Ok::<Bytes, std::io::Error>(Bytes::from(initial)) });
+    let first =
+        futures_util::stream::once(
+            async move { Ok::<Bytes, std::io::Error>(Bytes::from(initial)) },
+        );
     let rest = futures_util::stream::unfold((tail, newest), |(mut tail, newest)| async move {
         // A comment every 25 s keeps proxies and clients from timing the stream out.
         match tokio::time::timeout(Duration::from_secs(25), tail.next()).await {
@@ -82,14 +116,29 @@ async fn stream_session(State(st): State<ApiState>, Path(id): Path<String>, head
                 if l.time.0 <= newest {
                     return Some((Ok(Bytes::new()), (tail, newest)));
                 }
-                Some((Ok(Bytes::from(event(l.time.0, &l.render()))), (tail, l.time.0)))
+                Some((
+                    Ok(Bytes::from(event(l.time.0, &l.render()))),
+                    (tail, l.time.0),
+                ))
             }
             Ok(Some(TailEvent::Dropped(n))) => {
-                let line = kiln_model::LogLine::heroku("logplex", format!("Error L11 (Tail buffer overflow) -> This tail session dropped {n} messages"));
-                Some((Ok(Bytes::from(event(line.time.0, &line.render()))), (tail, newest)))
+                let line = kiln_model::LogLine::heroku(
+                    "logplex",
+                    format!(
+                        "Error L11 (Tail buffer overflow) -> This tail session dropped {n} messages"
+                    ),
+                );
+                Some((
+                    Ok(Bytes::from(event(line.time.0, &line.render()))),
+                    (tail, newest),
+                ))
             }
         }
     });
     use futures_util::StreamExt;
-    (sse_headers, axum::body::Body::from_stream(first.chain(rest))).into_response()
+    (
+        sse_headers,
+        axum::body::Body::from_stream(first.chain(rest)),
+    )
+        .into_response()
 }

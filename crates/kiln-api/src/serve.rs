@@ -44,19 +44,35 @@ pub struct ServeConfig {
 
 impl Default for ServeConfig {
     fn default() -> Self {
-        ServeConfig { connections: ConnLimits { total: 1_000, per_ip: 100 }, head_timeout: Duration::from_secs(30), idle_timeout: Duration::from_secs(60) }
+        ServeConfig {
+            connections: ConnLimits {
+                total: 1_000,
+                per_ip: 100,
+            },
+            head_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+        }
     }
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then waits for open connections
 /// to finish their current request.
-pub async fn serve(listener: TcpListener, app: Router, config: ServeConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    config: ServeConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
     let gate = Gate::new("API", config.connections);
     let idle = config.idle_timeout;
-    let app = app.layer(axum::middleware::map_request(move |req: Request| async move { req.map(|body| Body::new(IdleBody::new(body, idle))) }));
+    let app = app.layer(axum::middleware::map_request(
+        move |req: Request| async move { req.map(|body| Body::new(IdleBody::new(body, idle))) },
+    ));
     let mut http = http1::Builder::new();
     // hyper's header timer also runs while a kept-alive connection waits for its next request.
-    http.timer(TokioTimer::new()).header_read_timeout(config.head_timeout).max_buf_size(256 * 1024);
+    http.timer(TokioTimer::new())
+        .header_read_timeout(config.head_timeout)
+        .max_buf_size(256 * 1024);
     let http = Arc::new(http);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::pin!(shutdown);
@@ -71,7 +87,9 @@ pub async fn serve(listener: TcpListener, app: Router, config: ServeConfig, shut
         let (http, mut stop) = (Arc::clone(&http), stop_rx.clone());
         tokio::spawn(async move {
             // `kiln run` switches the connection to its attach protocol.
-            let conn = http.serve_connection(TokioIo::new(io), service).with_upgrades();
+            let conn = http
+                .serve_connection(TokioIo::new(io), service)
+                .with_upgrades();
             tokio::pin!(conn);
             let result = tokio::select! {
                 result = conn.as_mut() => result,
@@ -103,7 +121,11 @@ struct IdleBody {
 
 impl IdleBody {
     fn new(inner: Body, idle: Duration) -> IdleBody {
-        IdleBody { inner, idle, timer: None }
+        IdleBody {
+            inner,
+            idle,
+            timer: None,
+        }
     }
 }
 
@@ -115,7 +137,10 @@ impl hyper::body::Body for IdleBody {
     type Data = Bytes;
     type Error = axum::Error;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(frame) => {
@@ -125,7 +150,9 @@ impl hyper::body::Body for IdleBody {
             }
             Poll::Pending => {
                 let idle = this.idle;
-                let timer = this.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
                 ready!(timer.as_mut().poll(cx));
                 Poll::Ready(Some(Err(axum::Error::new(BodyIdle(idle)))))
             }
@@ -152,39 +179,64 @@ struct StallTimeout<IO> {
 
 impl<IO> StallTimeout<IO> {
     fn new(io: IO, limit: Duration) -> StallTimeout<IO> {
-        StallTimeout { io, limit, stalled: None }
+        StallTimeout {
+            io,
+            limit,
+            stalled: None,
+        }
     }
 
     /// After a write attempt: progress disarms the timer, waiting arms it (once) and fails
     /// when it fires.
-    fn check<T>(&mut self, cx: &mut Context<'_>, polled: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+    fn check<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
         if polled.is_ready() {
             self.stalled = None;
             return polled;
         }
         let limit = self.limit;
-        let timer = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        let timer = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
         match timer.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, format!("the client read nothing for {limit:?}")))),
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("the client read nothing for {limit:?}"),
+            ))),
             Poll::Pending => Poll::Pending,
         }
     }
 }
 
 impl<IO: AsyncRead + Unpin> AsyncRead for StallTimeout<IO> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
     }
 }
 
 impl<IO: AsyncWrite + Unpin> AsyncWrite for StallTimeout<IO> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.io).poll_write(cx, data);
         this.check(cx, polled)
     }
 
-    fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
         this.check(cx, polled)

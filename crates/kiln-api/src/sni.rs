@@ -7,29 +7,36 @@
 //! `domains` lists the ids of the app's custom domains the certificate covers: those it is
 //! served for.
 
+use crate::ApiState;
 use crate::auth::User;
 use crate::error::{ApiError, ApiResult};
 use crate::handlers::Body;
-use crate::ApiState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use kiln_platform::SniEndpointView;
 use kiln_model::records::{App, Domain};
+use kiln_platform::SniEndpointView;
 use serde_json::{Value, json};
 
 pub fn routes() -> Router<ApiState> {
     Router::new()
         .route("/apps/{app}/sni-endpoints", get(list).post(create))
-        .route("/apps/{app}/sni-endpoints/{endpoint}", get(info).patch(update).delete(remove))
+        .route(
+            "/apps/{app}/sni-endpoints/{endpoint}",
+            get(info).patch(update).delete(remove),
+        )
 }
 
 /// An SNI endpoint as Heroku shows it, given the app's custom domains.
 pub fn sni_endpoint(app: &App, v: &SniEndpointView, domains: &[Domain]) -> Value {
     let e = &v.endpoint;
-    let covered: Vec<&str> = domains.iter().filter(|d| v.info.hostnames.contains(&d.hostname) || v.info.covers(&d.hostname)).map(|d| d.id.as_str()).collect();
+    let covered: Vec<&str> = domains
+        .iter()
+        .filter(|d| v.info.hostnames.contains(&d.hostname) || v.info.covers(&d.hostname))
+        .map(|d| d.id.as_str())
+        .collect();
     json!({
         "id": e.id,
         "name": e.name,
@@ -58,41 +65,90 @@ pub fn sni_endpoint(app: &App, v: &SniEndpointView, domains: &[Domain]) -> Value
 fn pem_fields(body: &Value) -> ApiResult<(String, String)> {
     let field = |name: &str| match body.get(name) {
         Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.clone()),
-        Some(Value::String(_)) | None | Some(Value::Null) => Err(ApiError::invalid(format!("{name} is required (PEM text)"))),
-        Some(_) => Err(ApiError::invalid(format!("{name} must be a string (PEM text)"))),
+        Some(Value::String(_)) | None | Some(Value::Null) => {
+            Err(ApiError::invalid(format!("{name} is required (PEM text)")))
+        }
+        Some(_) => Err(ApiError::invalid(format!(
+            "{name} must be a string (PEM text)"
+        ))),
     };
     Ok((field("certificate_chain")?, field("private_key")?))
 }
 
-async fn list(State(st): State<ApiState>, User(user): User, Path(app): Path<String>) -> ApiResult<Json<Value>> {
+async fn list(
+    State(st): State<ApiState>,
+    User(user): User,
+    Path(app): Path<String>,
+) -> ApiResult<Json<Value>> {
     let app = st.platform.app_for(&user, &app)?;
     let items = st.platform.sni_endpoints(&user, &app)?;
     let domains = st.platform.domains(&user, &app)?;
-    Ok(Json(Value::Array(items.iter().map(|v| sni_endpoint(&app, v, &domains)).collect())))
+    Ok(Json(Value::Array(
+        items
+            .iter()
+            .map(|v| sni_endpoint(&app, v, &domains))
+            .collect(),
+    )))
 }
 
-async fn info(State(st): State<ApiState>, User(user): User, Path((app, endpoint)): Path<(String, String)>) -> ApiResult<Json<Value>> {
+async fn info(
+    State(st): State<ApiState>,
+    User(user): User,
+    Path((app, endpoint)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
     let app = st.platform.app_for(&user, &app)?;
     let v = st.platform.sni_endpoint(&user, &app, &endpoint)?;
-    Ok(Json(sni_endpoint(&app, &v, &st.platform.domains(&user, &app)?)))
+    Ok(Json(sni_endpoint(
+        &app,
+        &v,
+        &st.platform.domains(&user, &app)?,
+    )))
 }
 
-async fn create(State(st): State<ApiState>, User(user): User, Path(app): Path<String>, Body(body): Body) -> ApiResult<Response> {
+async fn create(
+    State(st): State<ApiState>,
+    User(user): User,
+    Path(app): Path<String>,
+    Body(body): Body,
+) -> ApiResult<Response> {
     let app = st.platform.app_for(&user, &app)?;
     let (chain, key) = pem_fields(&body)?;
     let v = st.platform.add_sni_endpoint(&user, &app, &chain, &key)?;
-    Ok((StatusCode::CREATED, Json(sni_endpoint(&app, &v, &st.platform.domains(&user, &app)?))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(sni_endpoint(&app, &v, &st.platform.domains(&user, &app)?)),
+    )
+        .into_response())
 }
 
-async fn update(State(st): State<ApiState>, User(user): User, Path((app, endpoint)): Path<(String, String)>, Body(body): Body) -> ApiResult<Json<Value>> {
+async fn update(
+    State(st): State<ApiState>,
+    User(user): User,
+    Path((app, endpoint)): Path<(String, String)>,
+    Body(body): Body,
+) -> ApiResult<Json<Value>> {
     let app = st.platform.app_for(&user, &app)?;
     let (chain, key) = pem_fields(&body)?;
-    let v = st.platform.update_sni_endpoint(&user, &app, &endpoint, &chain, &key)?;
-    Ok(Json(sni_endpoint(&app, &v, &st.platform.domains(&user, &app)?)))
+    let v = st
+        .platform
+        .update_sni_endpoint(&user, &app, &endpoint, &chain, &key)?;
+    Ok(Json(sni_endpoint(
+        &app,
+        &v,
+        &st.platform.domains(&user, &app)?,
+    )))
 }
 
-async fn remove(State(st): State<ApiState>, User(user): User, Path((app, endpoint)): Path<(String, String)>) -> ApiResult<Json<Value>> {
+async fn remove(
+    State(st): State<ApiState>,
+    User(user): User,
+    Path((app, endpoint)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
     let app = st.platform.app_for(&user, &app)?;
     let v = st.platform.remove_sni_endpoint(&user, &app, &endpoint)?;
-    Ok(Json(sni_endpoint(&app, &v, &st.platform.domains(&user, &app)?)))
+    Ok(Json(sni_endpoint(
+        &app,
+        &v,
+        &st.platform.domains(&user, &app)?,
+    )))
 }

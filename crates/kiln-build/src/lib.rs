@@ -24,7 +24,6 @@ use kiln_model::procfile::{self, ProcessTypes};
 use kiln_runtime::{AppDir, Bind, DynoSpec, Limits, SharedRuntime};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -33,7 +32,10 @@ pub enum BuildError {
     #[error("{0}")]
     Failed(String),
     #[error("{context}: {source}")]
-    Io { context: String, source: std::io::Error },
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
 }
 
 fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> BuildError {
@@ -104,15 +106,51 @@ struct BuiltinFile {
 }
 
 const BUILTIN_FILES: &[BuiltinFile] = &[
-    BuiltinFile { pack: "nodejs", name: "detect", content: include_str!("../buildpacks/nodejs/bin/detect") },
-    BuiltinFile { pack: "nodejs", name: "compile", content: include_str!("../buildpacks/nodejs/bin/compile") },
-    BuiltinFile { pack: "nodejs", name: "release", content: include_str!("../buildpacks/nodejs/bin/release") },
-    BuiltinFile { pack: "python", name: "detect", content: include_str!("../buildpacks/python/bin/detect") },
-    BuiltinFile { pack: "python", name: "compile", content: include_str!("../buildpacks/python/bin/compile") },
-    BuiltinFile { pack: "python", name: "release", content: include_str!("../buildpacks/python/bin/release") },
-    BuiltinFile { pack: "procfile", name: "detect", content: include_str!("../buildpacks/procfile/bin/detect") },
-    BuiltinFile { pack: "procfile", name: "compile", content: include_str!("../buildpacks/procfile/bin/compile") },
-    BuiltinFile { pack: "procfile", name: "release", content: include_str!("../buildpacks/procfile/bin/release") },
+    BuiltinFile {
+        pack: "nodejs",
+        name: "detect",
+        content: include_str!("../buildpacks/nodejs/bin/detect"),
+    },
+    BuiltinFile {
+        pack: "nodejs",
+        name: "compile",
+        content: include_str!("../buildpacks/nodejs/bin/compile"),
+    },
+    BuiltinFile {
+        pack: "nodejs",
+        name: "release",
+        content: include_str!("../buildpacks/nodejs/bin/release"),
+    },
+    BuiltinFile {
+        pack: "python",
+        name: "detect",
+        content: include_str!("../buildpacks/python/bin/detect"),
+    },
+    BuiltinFile {
+        pack: "python",
+        name: "compile",
+        content: include_str!("../buildpacks/python/bin/compile"),
+    },
+    BuiltinFile {
+        pack: "python",
+        name: "release",
+        content: include_str!("../buildpacks/python/bin/release"),
+    },
+    BuiltinFile {
+        pack: "procfile",
+        name: "detect",
+        content: include_str!("../buildpacks/procfile/bin/detect"),
+    },
+    BuiltinFile {
+        pack: "procfile",
+        name: "compile",
+        content: include_str!("../buildpacks/procfile/bin/compile"),
+    },
+    BuiltinFile {
+        pack: "procfile",
+        name: "release",
+        content: include_str!("../buildpacks/procfile/bin/release"),
+    },
 ];
 
 fn write_exec(path: &Path, content: &str) -> std::io::Result<()> {
@@ -125,17 +163,33 @@ fn write_exec(path: &Path, content: &str) -> std::io::Result<()> {
 }
 
 fn copy_dir(src: &Path, dst: &Path) -> std::io::Result<()> {
-    let out = std::process::Command::new("cp").arg("-a").arg(src).arg(dst).output()?;
+    let out = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(src)
+        .arg(dst)
+        .output()?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(std::io::Error::other(String::from_utf8_lossy(&out.stderr).trim().to_string()))
+        Err(std::io::Error::other(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ))
     }
 }
 
 fn chown_tree(dir: &Path, uid: u32) -> std::io::Result<()> {
-    let out = std::process::Command::new("chown").arg("-R").arg(format!("{uid}:{uid}")).arg(dir).output()?;
-    if out.status.success() { Ok(()) } else { Err(std::io::Error::other(String::from_utf8_lossy(&out.stderr).trim().to_string())) }
+    let out = std::process::Command::new("chown")
+        .arg("-R")
+        .arg(format!("{uid}:{uid}"))
+        .arg(dir)
+        .output()?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ))
+    }
 }
 
 impl Builder {
@@ -144,9 +198,13 @@ impl Builder {
         let builtin = config.data_dir.join("buildpacks/builtin");
         for f in BUILTIN_FILES {
             let path = builtin.join(f.pack).join("bin").join(f.name);
-            write_exec(&path, f.content).map_err(io_err(format!("installing built-in buildpack {}", path.display())))?;
+            write_exec(&path, f.content).map_err(io_err(format!(
+                "installing built-in buildpack {}",
+                path.display()
+            )))?;
         }
-        std::fs::create_dir_all(config.data_dir.join("builds")).map_err(io_err("creating the builds directory"))?;
+        std::fs::create_dir_all(config.data_dir.join("builds"))
+            .map_err(io_err("creating the builds directory"))?;
         Ok(Builder { config, runtime })
     }
 
@@ -174,25 +232,39 @@ impl Builder {
     }
 
     /// Resolves buildpack references into numbered directories under `dest`.
-    async fn stage_buildpacks(&self, urls: &[String], dest: &Path, out: &dyn BuildOutput) -> Result<(), BuildError> {
+    async fn stage_buildpacks(
+        &self,
+        urls: &[String],
+        dest: &Path,
+        out: &dyn BuildOutput,
+    ) -> Result<(), BuildError> {
         let builtin = self.config.data_dir.join("buildpacks/builtin");
         let refs: Vec<BuildpackRef> = if urls.is_empty() {
-            BUILTIN.iter().map(|b| BuildpackRef::Builtin(b.to_string())).collect()
+            BUILTIN
+                .iter()
+                .map(|b| BuildpackRef::Builtin(b.to_string()))
+                .collect()
         } else {
-            urls.iter().map(|u| BuildpackRef::parse(u).map_err(|e| BuildError::Failed(e.message))).collect::<Result<_, _>>()?
+            urls.iter()
+                .map(|u| BuildpackRef::parse(u).map_err(|e| BuildError::Failed(e.message)))
+                .collect::<Result<_, _>>()?
         };
         for (i, r) in refs.iter().enumerate() {
             let target = dest.join(format!("{:02}", i + 1));
             let label = match r {
                 BuildpackRef::Builtin(name) => {
-                    copy_dir(&builtin.join(name), &target).map_err(io_err(format!("staging buildpack {name}")))?;
+                    copy_dir(&builtin.join(name), &target)
+                        .map_err(io_err(format!("staging buildpack {name}")))?;
                     format!("heroku/{name}")
                 }
                 BuildpackRef::Local(dir) => {
                     if !Path::new(dir).join("bin/compile").is_file() {
-                        return Err(BuildError::Failed(format!("Buildpack {dir} has no bin/compile")));
+                        return Err(BuildError::Failed(format!(
+                            "Buildpack {dir} has no bin/compile"
+                        )));
                     }
-                    copy_dir(Path::new(dir), &target).map_err(io_err(format!("copying buildpack {dir}")))?;
+                    copy_dir(Path::new(dir), &target)
+                        .map_err(io_err(format!("copying buildpack {dir}")))?;
                     dir.clone()
                 }
                 BuildpackRef::Git { url, reference } => {
@@ -202,45 +274,81 @@ impl Builder {
                     if let Some(r) = reference {
                         cmd.args(["--branch", r]);
                     }
-                    cmd.arg("--").arg(url).arg(&target).env("GIT_TERMINAL_PROMPT", "0");
+                    cmd.arg("--")
+                        .arg(url)
+                        .arg(&target)
+                        .env("GIT_TERMINAL_PROMPT", "0");
                     let res = tokio::time::timeout(Duration::from_secs(120), cmd.output()).await;
                     match res {
                         Ok(Ok(o)) if o.status.success() => {}
-                        Ok(Ok(o)) => return Err(BuildError::Failed(format!("Could not fetch buildpack {url}: {}", String::from_utf8_lossy(&o.stderr).trim()))),
-                        Ok(Err(e)) => return Err(BuildError::Failed(format!("Could not run git to fetch buildpack {url}: {e}"))),
-                        Err(_) => return Err(BuildError::Failed(format!("Fetching buildpack {url} took longer than 2 minutes"))),
+                        Ok(Ok(o)) => {
+                            return Err(BuildError::Failed(format!(
+                                "Could not fetch buildpack {url}: {}",
+                                String::from_utf8_lossy(&o.stderr).trim()
+                            )));
+                        }
+                        Ok(Err(e)) => {
+                            return Err(BuildError::Failed(format!(
+                                "Could not run git to fetch buildpack {url}: {e}"
+                            )));
+                        }
+                        Err(_) => {
+                            return Err(BuildError::Failed(format!(
+                                "Fetching buildpack {url} took longer than 2 minutes"
+                            )));
+                        }
                     }
                     url.clone()
                 }
             };
-            std::fs::write(target.join(".kiln-url"), &label).map_err(io_err("labelling a buildpack"))?;
+            std::fs::write(target.join(".kiln-url"), &label)
+                .map_err(io_err("labelling a buildpack"))?;
         }
         Ok(())
     }
 
     /// Runs a build. Output goes to `out` as it happens; the scratch directory is removed
     /// whatever the outcome.
-    pub async fn build(&self, req: BuildRequest, out: &dyn BuildOutput) -> Result<BuiltSlug, BuildError> {
-        let scratch = req.source_dir.parent().map(Path::to_path_buf).unwrap_or_else(|| self.scratch_dir(&req.build_id));
+    pub async fn build(
+        &self,
+        req: BuildRequest,
+        out: &dyn BuildOutput,
+    ) -> Result<BuiltSlug, BuildError> {
+        let scratch = req
+            .source_dir
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| self.scratch_dir(&req.build_id));
         let result = self.build_inner(&req, &scratch, out).await;
         let _ = std::fs::remove_dir_all(&scratch);
         result
     }
 
-    async fn build_inner(&self, req: &BuildRequest, scratch: &Path, out: &dyn BuildOutput) -> Result<BuiltSlug, BuildError> {
+    async fn build_inner(
+        &self,
+        req: &BuildRequest,
+        scratch: &Path,
+        out: &dyn BuildOutput,
+    ) -> Result<BuiltSlug, BuildError> {
         let app = &req.source_dir;
-        out.line(&format!("-----> Building on the {} stack", self.config.stack));
+        out.line(&format!(
+            "-----> Building on the {} stack",
+            self.config.stack
+        ));
 
         let failed = |e: AppFileError| BuildError::Failed(format!("{e}"));
         if let Some(text) = read_app_file(app, ".slugignore").map_err(failed)? {
-            let n = slugignore::SlugIgnore::parse(&text).apply(app).map_err(io_err("applying .slugignore"))?;
+            let n = slugignore::SlugIgnore::parse(&text)
+                .apply(app)
+                .map_err(io_err("applying .slugignore"))?;
             out.line(&format!("-----> Removed {n} paths listed in .slugignore"));
         }
 
         // Fail early on a malformed Procfile: nothing is worth compiling for an app that
         // cannot be run.
         let procfile = if let Some(text) = read_app_file(app, "Procfile").map_err(failed)? {
-            let p = procfile::parse(&text).map_err(|e| BuildError::Failed(format!("{}", e.message)))?;
+            let p =
+                procfile::parse(&text).map_err(|e| BuildError::Failed(format!("{}", e.message)))?;
             for w in &p.warnings {
                 out.line(&format!(" !     Warning: {w}"));
             }
@@ -260,31 +368,59 @@ impl Builder {
             std::fs::write(env_dir.join(k), v).map_err(io_err("writing the env dir"))?;
         }
         self.stage_buildpacks(&req.buildpacks, &bp_dir, out).await?;
-        write_exec(&bp_dir.join("driver.sh"), DRIVER).map_err(io_err("writing the build driver"))?;
+        write_exec(&bp_dir.join("driver.sh"), DRIVER)
+            .map_err(io_err("writing the build driver"))?;
         if let Some(uid) = req.uid {
             for d in [app, &bp_dir, &out_dir, &cache_dir] {
-                chown_tree(d, uid).map_err(io_err(format!("handing {} to the app's user", d.display())))?;
+                chown_tree(d, uid)
+                    .map_err(io_err(format!("handing {} to the app's user", d.display())))?;
             }
         }
 
         let binds = vec![
-            Bind { host: cache_dir.clone(), target: "/kiln/cache".into(), writable: true },
-            Bind { host: env_dir.clone(), target: "/kiln/env".into(), writable: false },
-            Bind { host: bp_dir.clone(), target: "/kiln/buildpacks".into(), writable: true },
-            Bind { host: out_dir.clone(), target: "/kiln/out".into(), writable: true },
+            Bind {
+                host: cache_dir.clone(),
+                target: "/kiln/cache".into(),
+                writable: true,
+            },
+            Bind {
+                host: env_dir.clone(),
+                target: "/kiln/env".into(),
+                writable: false,
+            },
+            Bind {
+                host: bp_dir.clone(),
+                target: "/kiln/buildpacks".into(),
+                writable: true,
+            },
+            Bind {
+                host: out_dir.clone(),
+                target: "/kiln/out".into(),
+                writable: true,
+            },
         ];
         let rt = &self.runtime;
-        let build_dir = rt.visible_path(&Bind { host: app.clone(), target: "/app".into(), writable: true });
+        let build_dir = rt.visible_path(&Bind {
+            host: app.clone(),
+            target: "/app".into(),
+            writable: true,
+        });
         let mut env = vec![
             ("BUILD_DIR".to_string(), build_dir.clone()),
             ("CACHE_DIR".to_string(), rt.visible_path(&binds[0])),
             ("ENV_DIR".to_string(), rt.visible_path(&binds[1])),
             ("BUILDPACKS_DIR".to_string(), rt.visible_path(&binds[2])),
             ("OUT_DIR".to_string(), rt.visible_path(&binds[3])),
-            ("KILN_DETECT".to_string(), if req.buildpacks.is_empty() { "1" } else { "0" }.to_string()),
+            (
+                "KILN_DETECT".to_string(),
+                if req.buildpacks.is_empty() { "1" } else { "0" }.to_string(),
+            ),
             ("STACK".to_string(), self.config.stack.clone()),
             ("HOME".to_string(), "/tmp".to_string()),
-            ("PATH".to_string(), "/usr/local/bin:/usr/bin:/bin".to_string()),
+            (
+                "PATH".to_string(),
+                "/usr/local/bin:/usr/bin:/bin".to_string(),
+            ),
             ("LANG".to_string(), "C.UTF-8".to_string()),
         ];
         if let Some(v) = &req.source_version {
@@ -299,25 +435,30 @@ impl Builder {
             app_dir: AppDir::Writable(app.clone()),
             binds,
             uid: req.uid,
-            limits: Limits { memory_bytes: Some(self.config.memory_bytes), memory_hard_bytes: Some(self.config.memory_bytes), max_processes: Some(4096), cpu_share: None },
+            limits: Limits {
+                memory_bytes: Some(self.config.memory_bytes),
+                memory_hard_bytes: Some(self.config.memory_bytes),
+                max_processes: Some(4096),
+                cpu_share: None,
+            },
             stdin: false,
             tty: false,
             ..Default::default()
         };
-        let mut dyno = rt.start(spec).map_err(|e| BuildError::Failed(format!("Could not start the build: {e}")))?;
+        let mut dyno = rt
+            .start(spec)
+            .map_err(|e| BuildError::Failed(format!("Could not start the build: {e}")))?;
         let stdout = dyno.stdout.take();
         let stderr = dyno.stderr.take();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-        let pump = |r: Option<Box<dyn tokio::io::AsyncRead + Unpin + Send>>, tx: tokio::sync::mpsc::UnboundedSender<String>| {
+        let pump = |r: Option<kiln_runtime::output::Output>,
+                    tx: tokio::sync::mpsc::UnboundedSender<String>| {
             tokio::spawn(async move {
                 let Some(r) = r else { return };
-                let mut reader = BufReader::new(r);
-                let mut line = Vec::new();
-                while let Ok(true) = next_line(&mut reader, &mut line).await {
-                    for part in kiln_model::LogLine::split_output(&line) {
-                        let _ = tx.send(part);
-                    }
-                }
+                kiln_runtime::output::for_each_message(r, |m| {
+                    let _ = tx.send(m);
+                })
+                .await;
             })
         };
         let p1 = pump(stdout.map(|s| Box::new(s) as _), tx.clone());
@@ -338,7 +479,10 @@ impl Builder {
                 let _ = dyno.wait().await;
                 p1.abort();
                 p2.abort();
-                return Err(BuildError::Failed(format!("Build timed out after {}", human_duration(self.config.timeout))));
+                return Err(BuildError::Failed(format!(
+                    "Build timed out after {}",
+                    human_duration(self.config.timeout)
+                )));
             }
         };
         let _ = tokio::join!(p1, p2);
@@ -348,7 +492,9 @@ impl Builder {
             let memory = dyno.memory();
             let mb = self.config.memory_bytes / (1024 * 1024);
             return Err(BuildError::Failed(match (memory, code) {
-                (Some(m), _) if m.oom_kills > 0 => format!("Build exceeded its memory limit of {mb} MB"),
+                (Some(m), _) if m.oom_kills > 0 => {
+                    format!("Build exceeded its memory limit of {mb} MB")
+                }
                 (None, 137) => "Build was killed (out of memory?)".to_string(),
                 _ => format!("Build failed (exit status {code})"),
             }));
@@ -356,12 +502,23 @@ impl Builder {
 
         // Written by the buildpacks, inside the build container, as the app's user: read as
         // carefully as the app's own files.
-        let detected = read_app_file(&out_dir, "detected").map_err(failed)?.unwrap_or_default();
-        let buildpack_description = detected.lines().filter(|l| !l.trim().is_empty()).collect::<Vec<_>>().join(", ");
+        let detected = read_app_file(&out_dir, "detected")
+            .map_err(failed)?
+            .unwrap_or_default();
+        let buildpack_description = detected
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .collect::<Vec<_>>()
+            .join(", ");
         let mut defaults = ProcessTypes::new();
         for i in 1..=32 {
-            let Some(text) = read_app_file(&out_dir, &format!("release-{i}.yml")).map_err(failed)? else { continue };
-            let types = parse_release_output(&text).map_err(|e| BuildError::Failed(format!("{}", e.message)))?;
+            let Some(text) =
+                read_app_file(&out_dir, &format!("release-{i}.yml")).map_err(failed)?
+            else {
+                continue;
+            };
+            let types = parse_release_output(&text)
+                .map_err(|e| BuildError::Failed(format!("{}", e.message)))?;
             defaults.extend(types);
         }
         out.line("-----> Discovering process types");
@@ -369,11 +526,21 @@ impl Builder {
         if let Some(p) = &procfile {
             process_types.extend(p.types.clone());
             let names: Vec<&str> = p.types.keys().map(String::as_str).collect();
-            out.line(&format!("       Procfile declares types -> {}", if names.is_empty() { "(none)".to_string() } else { names.join(", ") }));
+            out.line(&format!(
+                "       Procfile declares types -> {}",
+                if names.is_empty() {
+                    "(none)".to_string()
+                } else {
+                    names.join(", ")
+                }
+            ));
         }
         if !defaults.is_empty() {
             let names: Vec<&str> = defaults.keys().map(String::as_str).collect();
-            out.line(&format!("       Default types for buildpack -> {}", names.join(", ")));
+            out.line(&format!(
+                "       Default types for buildpack -> {}",
+                names.join(", ")
+            ));
         }
         if process_types.is_empty() {
             out.line(" !     No process types: add a Procfile (e.g. `web: python app.py`) so Kiln knows how to run the app.");
@@ -399,43 +566,14 @@ impl Builder {
             checksum: packed.checksum,
             size: packed.size,
             process_types,
-            buildpack_description: if buildpack_description.is_empty() { "Custom".into() } else { buildpack_description },
+            buildpack_description: if buildpack_description.is_empty() {
+                "Custom".into()
+            } else {
+                buildpack_description
+            },
             app_json: req.app_json.clone(),
         })
     }
-}
-
-/// The longest piece of build output taken as one line: a build that prints without
-/// newlines must not make the server buffer what it prints (longer lines come in pieces).
-const MAX_OUTPUT_LINE: usize = 16 * 1024;
-
-/// Reads the next line (without its newline) into `line`, or its first `MAX_OUTPUT_LINE`
-/// bytes; `false` at the end of the output.
-async fn next_line<R: tokio::io::AsyncBufRead + Unpin>(reader: &mut R, line: &mut Vec<u8>) -> std::io::Result<bool> {
-    line.clear();
-    loop {
-        let available = reader.fill_buf().await?;
-        if available.is_empty() {
-            return Ok(!line.is_empty());
-        }
-        let room = MAX_OUTPUT_LINE - line.len();
-        let window = &available[..available.len().min(room)];
-        if let Some(end) = memchr_newline(window) {
-            line.extend_from_slice(&window[..end]);
-            reader.consume(end + 1);
-            return Ok(true);
-        }
-        let n = window.len();
-        line.extend_from_slice(window);
-        reader.consume(n);
-        if line.len() >= MAX_OUTPUT_LINE {
-            return Ok(true);
-        }
-    }
-}
-
-fn memchr_newline(bytes: &[u8]) -> Option<usize> {
-    bytes.iter().position(|&b| b == b'\n')
 }
 
 /// The largest file of the app's that Kiln reads itself (Procfile, app.json, .slugignore,
@@ -445,14 +583,19 @@ const MAX_APP_FILE: u64 = 1024 * 1024;
 /// Why one of the app's own files could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum AppFileError {
-    #[error("{0} must be a regular file in the app (a symbolic link may point only inside the app)")]
+    #[error(
+        "{0} must be a regular file in the app (a symbolic link may point only inside the app)"
+    )]
     NotAFile(String),
     #[error("{name} is larger than {} KB", MAX_APP_FILE / 1024)]
     TooLarge { name: String },
     #[error("{0} is not valid UTF-8")]
     NotUtf8(String),
     #[error("reading {name}: {source}")]
-    Io { name: String, source: std::io::Error },
+    Io {
+        name: String,
+        source: std::io::Error,
+    },
 }
 
 /// Reads `dir/name`, a file the app (or a buildpack, as the app's user) wrote, which the
@@ -466,7 +609,10 @@ pub fn read_app_file(dir: &Path, name: &str) -> Result<Option<String>, AppFileEr
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
     let mut path = dir.join(name);
-    let io = |source| AppFileError::Io { name: name.to_string(), source };
+    let io = |source| AppFileError::Io {
+        name: name.to_string(),
+        source,
+    };
     let meta = match std::fs::symlink_metadata(&path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -482,13 +628,23 @@ pub fn read_app_file(dir: &Path, name: &str) -> Result<Option<String>, AppFileEr
         return Err(AppFileError::NotAFile(name.to_string()));
     }
     // O_NOFOLLOW: the file cannot be swapped for a link between the check and the open.
-    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(&path).map_err(io)?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&path)
+        .map_err(io)?;
     let mut bytes = Vec::new();
-    file.take(MAX_APP_FILE + 1).read_to_end(&mut bytes).map_err(io)?;
+    file.take(MAX_APP_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
     if bytes.len() as u64 > MAX_APP_FILE {
-        return Err(AppFileError::TooLarge { name: name.to_string() });
+        return Err(AppFileError::TooLarge {
+            name: name.to_string(),
+        });
     }
-    String::from_utf8(bytes).map(Some).map_err(|_| AppFileError::NotUtf8(name.to_string()))
+    String::from_utf8(bytes)
+        .map(Some)
+        .map_err(|_| AppFileError::NotUtf8(name.to_string()))
 }
 
 pub fn human_size(bytes: u64) -> String {
@@ -501,28 +657,9 @@ pub fn human_size(bytes: u64) -> String {
 
 fn human_duration(d: Duration) -> String {
     let s = d.as_secs();
-    if s >= 60 && s % 60 == 0 { format!("{} minutes", s / 60) } else { format!("{s} seconds") }
-}
-
-#[cfg(test)]
-mod output_tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn output_lines_are_bounded() {
-        let mut input = b"first\nsecond\r\n".to_vec();
-        input.extend(std::iter::repeat_n(b'x', MAX_OUTPUT_LINE * 2 + 10));
-        input.extend_from_slice(b"\nlast");
-        let mut reader = BufReader::with_capacity(1000, &input[..]);
-        let mut line = Vec::new();
-        let mut lines = Vec::new();
-        while next_line(&mut reader, &mut line).await.unwrap() {
-            lines.push(line.clone());
-        }
-        assert_eq!(lines[0], b"first");
-        assert_eq!(lines[1], b"second\r");
-        assert_eq!((lines[2].len(), lines[3].len(), lines[4].len()), (MAX_OUTPUT_LINE, MAX_OUTPUT_LINE, 10));
-        assert_eq!(lines[5], b"last");
-        assert_eq!(lines.len(), 6);
+    if s >= 60 && s % 60 == 0 {
+        format!("{} minutes", s / 60)
+    } else {
+        format!("{s} seconds")
     }
 }

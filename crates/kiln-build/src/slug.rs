@@ -56,7 +56,13 @@ pub fn pack(dir: &Path, slugs_dir: &Path, max_bytes: u64) -> Result<PackedSlug, 
     let over = std::cell::Cell::new(false);
     let result = (|| {
         let file = std::fs::File::create(&tmp)?;
-        let hw = HashingWriter { inner: io::BufWriter::new(file), hasher: Sha256::new(), written: 0, limit: max_bytes, over: &over };
+        let hw = HashingWriter {
+            inner: io::BufWriter::new(file),
+            hasher: Sha256::new(),
+            written: 0,
+            limit: max_bytes,
+            over: &over,
+        };
         let gz = flate2::write::GzEncoder::new(hw, flate2::Compression::fast());
         let mut ar = tar::Builder::new(gz);
         ar.mode(tar::HeaderMode::Deterministic);
@@ -72,16 +78,27 @@ pub fn pack(dir: &Path, slugs_dir: &Path, max_bytes: u64) -> Result<PackedSlug, 
         Ok((hex, size)) => {
             let path = slugs_dir.join(format!("{hex}.tgz"));
             std::fs::rename(&tmp, &path).map_err(PackError::Io)?;
-            Ok(PackedSlug { checksum: format!("SHA256:{hex}"), size, path })
+            Ok(PackedSlug {
+                checksum: format!("SHA256:{hex}"),
+                size,
+                path,
+            })
         }
         Err(e) => {
             let _ = std::fs::remove_file(&tmp);
-            Err(if over.get() { PackError::TooLarge { limit: max_bytes } } else { PackError::Io(e) })
+            Err(if over.get() {
+                PackError::TooLarge { limit: max_bytes }
+            } else {
+                PackError::Io(e)
+            })
         }
     }
 }
 
 /// Where a slug with this checksum lives in the store.
 pub fn path_for(slugs_dir: &Path, checksum: &str) -> PathBuf {
-    slugs_dir.join(format!("{}.tgz", checksum.strip_prefix("SHA256:").unwrap_or(checksum)))
+    slugs_dir.join(format!(
+        "{}.tgz",
+        checksum.strip_prefix("SHA256:").unwrap_or(checksum)
+    ))
 }

@@ -23,8 +23,14 @@ impl SlugIgnore {
                 continue;
             }
             let trimmed = line.trim_end_matches('/');
-            let anchored = trimmed.starts_with('/') || trimmed.trim_start_matches('/').contains('/');
-            let parts: Vec<String> = trimmed.trim_start_matches('/').split('/').filter(|p| !p.is_empty()).map(str::to_string).collect();
+            let anchored =
+                trimmed.starts_with('/') || trimmed.trim_start_matches('/').contains('/');
+            let parts: Vec<String> = trimmed
+                .trim_start_matches('/')
+                .split('/')
+                .filter(|p| !p.is_empty())
+                .map(str::to_string)
+                .collect();
             if parts.is_empty() || parts.iter().any(|p| p == "..") {
                 continue;
             }
@@ -40,7 +46,9 @@ impl SlugIgnore {
             if p.anchored {
                 match_parts(&p.parts, &comps)
             } else {
-                comps.last().is_some_and(|last| p.parts.len() == 1 && glob(&p.parts[0], last))
+                comps
+                    .last()
+                    .is_some_and(|last| p.parts.len() == 1 && glob(&p.parts[0], last))
             }
         })
     }
@@ -56,7 +64,11 @@ impl SlugIgnore {
                 let rel_s = rel.to_string_lossy().replace('\\', "/");
                 let ft = entry.file_type()?;
                 if self.matches(&rel_s) {
-                    if ft.is_dir() { std::fs::remove_dir_all(entry.path())? } else { std::fs::remove_file(entry.path())? }
+                    if ft.is_dir() {
+                        std::fs::remove_dir_all(entry.path())?
+                    } else {
+                        std::fs::remove_file(entry.path())?
+                    }
                     removed += 1;
                 } else if ft.is_dir() {
                     stack.push(rel);

@@ -2,8 +2,8 @@
 //! Heroku CLI sends, JSON goes both ways, and error bodies (`{"id", "message"}`) become
 //! [`ApiError`]s that the CLI prints the way Heroku's does.
 
-use crate::transport::{ConnectError, HttpClient, read_body};
 use crate::settings::ApiUrl;
+use crate::transport::{ConnectError, HttpClient, read_body};
 use anyhow::{Context, Result, anyhow};
 use bytes::Bytes;
 use http::{Method, Request, header};
@@ -48,10 +48,18 @@ impl ApiError {
             if snippet.is_empty() {
                 format!("HTTP {} {reason} from {method} {url}", status.as_u16())
             } else {
-                format!("HTTP {} {reason} from {method} {url}: {snippet}", status.as_u16())
+                format!(
+                    "HTTP {} {reason} from {method} {url}: {snippet}",
+                    status.as_u16()
+                )
             }
         });
-        ApiError { status: status.as_u16(), id: field("id"), message, url: field("url") }
+        ApiError {
+            status: status.as_u16(),
+            id: field("id"),
+            message,
+            url: field("url"),
+        }
     }
 }
 
@@ -63,7 +71,11 @@ pub struct Api {
 
 impl Api {
     pub fn new(url: ApiUrl, key: String) -> Api {
-        Api { http: HttpClient::new(), url, key }
+        Api {
+            http: HttpClient::new(),
+            url,
+            key,
+        }
     }
 
     pub async fn get(&self, path: &str) -> Result<Value> {
@@ -93,7 +105,13 @@ impl Api {
 
     /// One API call. A 2xx reply's JSON is returned (`null` for an empty body); anything else
     /// becomes an [`ApiError`].
-    pub async fn call(&self, method: Method, path: &str, body: Option<&Value>, range: Option<&str>) -> Result<Value> {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        range: Option<&str>,
+    ) -> Result<Value> {
         let url = self.url.join(path);
         let mut req = Request::builder()
             .method(method.clone())
@@ -116,18 +134,32 @@ impl Api {
             .map_err(|e| anyhow!("could not build the request to {url}: {e} (is the API key made of printable characters?)"))?;
 
         let exchange = async {
-            let resp = self.http.send(req).await.map_err(|e| match e.downcast::<ConnectError>() {
-                // Name the API, not the endpoint: that is what the person configured.
-                Ok(c) => anyhow!(ConnectError { url: self.url.base.clone(), reason: c.reason }),
-                Err(e) => e,
-            })?;
+            let resp =
+                self.http
+                    .send(req)
+                    .await
+                    .map_err(|e| match e.downcast::<ConnectError>() {
+                        // Name the API, not the endpoint: that is what the person configured.
+                        Ok(c) => anyhow!(ConnectError {
+                            url: self.url.base.clone(),
+                            reason: c.reason
+                        }),
+                        Err(e) => e,
+                    })?;
             let status = resp.status();
-            let bytes = read_body(resp.into_body()).await.with_context(|| format!("{method} {url}"))?;
+            let bytes = read_body(resp.into_body())
+                .await
+                .with_context(|| format!("{method} {url}"))?;
             Ok::<_, anyhow::Error>((status, bytes))
         };
         let (status, bytes) = tokio::time::timeout(CALL_TIMEOUT, exchange)
             .await
-            .map_err(|_| anyhow!("{method} {url} got no answer within {} seconds", CALL_TIMEOUT.as_secs()))??;
+            .map_err(|_| {
+                anyhow!(
+                    "{method} {url} got no answer within {} seconds",
+                    CALL_TIMEOUT.as_secs()
+                )
+            })??;
 
         if !status.is_success() {
             return Err(ApiError::from_reply(status, &method, &url, &bytes).into());
@@ -135,7 +167,8 @@ impl Api {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Value::Null);
         }
-        serde_json::from_slice(&bytes).with_context(|| format!("the reply to {method} {url} is not valid JSON"))
+        serde_json::from_slice(&bytes)
+            .with_context(|| format!("the reply to {method} {url} is not valid JSON"))
     }
 }
 
@@ -151,9 +184,20 @@ mod tests {
             "http://x/apps/a",
             br#"{"id":"not_found","message":"Couldn't find that app.","resource":"app"}"#,
         );
-        assert_eq!((e.status, e.id.as_deref(), e.message.as_str()), (404, Some("not_found"), "Couldn't find that app."));
-        let e = ApiError::from_reply(http::StatusCode::BAD_GATEWAY, &Method::GET, "http://x/apps", b"<html>oops</html>");
+        assert_eq!(
+            (e.status, e.id.as_deref(), e.message.as_str()),
+            (404, Some("not_found"), "Couldn't find that app.")
+        );
+        let e = ApiError::from_reply(
+            http::StatusCode::BAD_GATEWAY,
+            &Method::GET,
+            "http://x/apps",
+            b"<html>oops</html>",
+        );
         assert_eq!(e.id, None);
-        assert_eq!(e.message, "HTTP 502 Bad Gateway from GET http://x/apps: <html>oops</html>");
+        assert_eq!(
+            e.message,
+            "HTTP 502 Bad Gateway from GET http://x/apps: <html>oops</html>"
+        );
     }
 }

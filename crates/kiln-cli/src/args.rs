@@ -11,7 +11,9 @@ use kiln_model::procfile::validate_process_type;
 /// every key. Later duplicates win, as they would in a shell.
 pub fn parse_config_pairs(args: &[String]) -> Result<Vec<(String, String)>> {
     if args.is_empty() {
-        bail!("Usage: kiln config:set KEY1=VALUE1 [KEY2=VALUE2 ...]\nMust specify KEY and VALUE to set.");
+        bail!(
+            "Usage: kiln config:set KEY1=VALUE1 [KEY2=VALUE2 ...]\nMust specify KEY and VALUE to set."
+        );
     }
     let mut out: Vec<(String, String)> = Vec::new();
     for arg in args {
@@ -69,12 +71,18 @@ impl ScaleChange {
         if number.is_empty() {
             return Err(bad("no quantity"));
         }
-        let Some(op) = change[..digits].chars().last().filter(|c| matches!(c, '=' | '+' | '-')) else {
+        let Some(op) = change[..digits]
+            .chars()
+            .last()
+            .filter(|c| matches!(c, '=' | '+' | '-'))
+        else {
             return Err(bad("expected =, + or - before the quantity"));
         };
         let process_type = &change[..digits - 1];
         validate_process_type(process_type).map_err(|e| bad(&e.message))?;
-        let n: u32 = number.parse().map_err(|_| bad("the quantity is too large"))?;
+        let n: u32 = number
+            .parse()
+            .map_err(|_| bad("the quantity is too large"))?;
         let quantity = match op {
             '=' => n.to_string(),
             sign => format!("{sign}{n}"),
@@ -86,13 +94,20 @@ impl ScaleChange {
             }
             None => None,
         };
-        Ok(ScaleChange { process_type: process_type.to_string(), quantity, size })
+        Ok(ScaleChange {
+            process_type: process_type.to_string(),
+            quantity,
+            size,
+        })
     }
 }
 
 /// `v12` or `12` (a release version), as `releases:info` and `releases:rollback` take it.
 pub fn parse_version(arg: &str) -> Result<u64> {
-    let digits = arg.strip_prefix('v').or_else(|| arg.strip_prefix('V')).unwrap_or(arg);
+    let digits = arg
+        .strip_prefix('v')
+        .or_else(|| arg.strip_prefix('V'))
+        .unwrap_or(arg);
     match digits.parse::<u64>() {
         Ok(n) if n > 0 && !digits.starts_with('+') => Ok(n),
         _ => bail!("Invalid release {arg:?}: expected a version such as v12"),
@@ -110,7 +125,14 @@ mod tests {
     #[test]
     fn config_pairs_split_at_the_first_equals() {
         let got = parse_config_pairs(&strings(&["A=1", "B=two=2", "EMPTY=", "A=3"])).unwrap();
-        assert_eq!(got, vec![("B".into(), "two=2".into()), ("EMPTY".into(), "".into()), ("A".into(), "3".into())]);
+        assert_eq!(
+            got,
+            vec![
+                ("B".into(), "two=2".into()),
+                ("EMPTY".into(), "".into()),
+                ("A".into(), "3".into())
+            ]
+        );
     }
 
     #[test]
@@ -119,14 +141,24 @@ mod tests {
             let err = parse_config_pairs(&strings(bad)).unwrap_err().to_string();
             assert!(!err.is_empty());
         }
-        let err = parse_config_pairs(&strings(&["GOOD=1", "bad key=2"])).unwrap_err().to_string();
+        let err = parse_config_pairs(&strings(&["GOOD=1", "bad key=2"]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("bad key"), "{err}");
-        assert!(parse_config_pairs(&strings(&["FOO"])).unwrap_err().to_string().contains("FOO=bar"));
+        assert!(
+            parse_config_pairs(&strings(&["FOO"]))
+                .unwrap_err()
+                .to_string()
+                .contains("FOO=bar")
+        );
     }
 
     #[test]
     fn config_keys() {
-        assert_eq!(parse_config_keys(&strings(&["A", "B", "A"])).unwrap(), vec!["A", "B"]);
+        assert_eq!(
+            parse_config_keys(&strings(&["A", "B", "A"])).unwrap(),
+            vec!["A", "B"]
+        );
         assert!(parse_config_keys(&strings(&["A=1"])).is_err());
         assert!(parse_config_keys(&[]).is_err());
     }
@@ -134,11 +166,25 @@ mod tests {
     #[test]
     fn scale_changes() {
         let p = |s| ScaleChange::parse(s).unwrap();
-        assert_eq!(p("web=2"), ScaleChange { process_type: "web".into(), quantity: "2".into(), size: None });
+        assert_eq!(
+            p("web=2"),
+            ScaleChange {
+                process_type: "web".into(),
+                quantity: "2".into(),
+                size: None
+            }
+        );
         assert_eq!(p("web+1").quantity, "+1");
         assert_eq!(p("web-1").quantity, "-1");
         let sized = p("worker=2:standard-2x");
-        assert_eq!((sized.process_type.as_str(), sized.quantity.as_str(), sized.size.as_deref()), ("worker", "2", Some("standard-2x")));
+        assert_eq!(
+            (
+                sized.process_type.as_str(),
+                sized.quantity.as_str(),
+                sized.size.as_deref()
+            ),
+            ("worker", "2", Some("standard-2x"))
+        );
         assert_eq!(p("my-worker-3").process_type, "my-worker");
         assert_eq!(p("my-worker-3").quantity, "-3");
         assert_eq!(p("web=2:Standard-1X").size.as_deref(), Some("Standard-1X"));
@@ -146,7 +192,18 @@ mod tests {
 
     #[test]
     fn scale_refuses_bad_input() {
-        for bad in ["web", "web=", "=2", "web=x", "web*2", "web=2:huge", "we b=2", "web=99999999999", "web=2:", ":2"] {
+        for bad in [
+            "web",
+            "web=",
+            "=2",
+            "web=x",
+            "web*2",
+            "web=2:huge",
+            "we b=2",
+            "web=99999999999",
+            "web=2:",
+            ":2",
+        ] {
             let err = ScaleChange::parse(bad).unwrap_err().to_string();
             assert!(err.contains("Invalid scale argument"), "{bad}: {err}");
         }

@@ -156,7 +156,12 @@ pub enum Cmd {
 
     /// Show or change dyno sizes: web=standard-2x worker=basic, or one SIZE for every type
     /// (no arguments: show each process type's size)
-    #[command(name = "ps:type", alias = "ps:resize", alias = "dyno:type", alias = "dyno:resize")]
+    #[command(
+        name = "ps:type",
+        alias = "ps:resize",
+        alias = "dyno:type",
+        alias = "dyno:resize"
+    )]
     PsType {
         #[command(flatten)]
         app: AppFlags,
@@ -468,7 +473,10 @@ impl Cmd {
     pub fn is_command_word(word: &str) -> bool {
         use clap::CommandFactory;
         let cmd = Cli::command();
-        word == "help" || cmd.get_subcommands().any(|s| s.get_name() == word || s.get_all_aliases().any(|a| a == word))
+        word == "help"
+            || cmd
+                .get_subcommands()
+                .any(|s| s.get_name() == word || s.get_all_aliases().any(|a| a == word))
     }
 }
 
@@ -492,30 +500,65 @@ mod tests {
 
     #[test]
     fn parses_heroku_style_lines() {
-        match parse(&["config:set", "-a", "myapp", "A=1", "B=two=2"]).unwrap().command {
+        match parse(&["config:set", "-a", "myapp", "A=1", "B=two=2"])
+            .unwrap()
+            .command
+        {
             Cmd::ConfigSet { app, vars } => {
                 assert_eq!(app.app.as_deref(), Some("myapp"));
                 assert_eq!(vars, ["A=1", "B=two=2"]);
             }
             other => panic!("{other:?}"),
         }
-        match parse(&["ps:scale", "web-1", "worker=2:standard-2x", "--app", "x"]).unwrap().command {
+        match parse(&["ps:scale", "web-1", "worker=2:standard-2x", "--app", "x"])
+            .unwrap()
+            .command
+        {
             Cmd::PsScale { changes, .. } => assert_eq!(changes, ["web-1", "worker=2:standard-2x"]),
             other => panic!("{other:?}"),
         }
-        match parse(&["logs", "-n", "5", "-t", "-d", "web.1", "-s", "app"]).unwrap().command {
-            Cmd::Logs { num, tail, dyno, source, .. } => {
-                assert_eq!((num, tail, dyno.as_deref(), source.as_deref()), (5, true, Some("web.1"), Some("app")))
+        match parse(&["logs", "-n", "5", "-t", "-d", "web.1", "-s", "app"])
+            .unwrap()
+            .command
+        {
+            Cmd::Logs {
+                num,
+                tail,
+                dyno,
+                source,
+                ..
+            } => {
+                assert_eq!(
+                    (num, tail, dyno.as_deref(), source.as_deref()),
+                    (5, true, Some("web.1"), Some("app"))
+                )
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(parse(&["apps:destroy", "x", "--confirm", "x"]).unwrap().command, Cmd::AppsDestroy { .. }));
-        match parse(&["domains:add", "www.example.com", "-a", "x"]).unwrap().command {
-            Cmd::DomainsAdd { app, hostname } => assert_eq!((app.app.as_deref(), hostname.as_str()), (Some("x"), "www.example.com")),
+        assert!(matches!(
+            parse(&["apps:destroy", "x", "--confirm", "x"])
+                .unwrap()
+                .command,
+            Cmd::AppsDestroy { .. }
+        ));
+        match parse(&["domains:add", "www.example.com", "-a", "x"])
+            .unwrap()
+            .command
+        {
+            Cmd::DomainsAdd { app, hostname } => assert_eq!(
+                (app.app.as_deref(), hostname.as_str()),
+                (Some("x"), "www.example.com")
+            ),
             other => panic!("{other:?}"),
         }
-        assert!(matches!(parse(&["maintenance:on", "-a", "x"]).unwrap().command, Cmd::MaintenanceOn { .. }));
-        assert!(parse(&["domains:remove"]).is_err(), "a hostname is required");
+        assert!(matches!(
+            parse(&["maintenance:on", "-a", "x"]).unwrap().command,
+            Cmd::MaintenanceOn { .. }
+        ));
+        assert!(
+            parse(&["domains:remove"]).is_err(),
+            "a hostname is required"
+        );
         assert!(parse(&["server"]).is_err(), "server belongs to the binary");
         assert!(parse(&["config:set"]).is_err());
         assert!(parse(&["logs", "-n", "many"]).is_err());

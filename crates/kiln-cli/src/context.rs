@@ -18,7 +18,9 @@ pub struct Env {
 impl Env {
     /// The real process environment (non-UTF-8 variables are skipped: none of ours can be).
     pub fn from_process() -> Env {
-        let vars = std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))).collect();
+        let vars = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect();
         Env {
             vars,
             cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
@@ -29,7 +31,12 @@ impl Env {
 
     /// An empty environment rooted at `cwd`, for tests and embedding.
     pub fn new(cwd: impl Into<PathBuf>) -> Env {
-        Env { vars: BTreeMap::new(), cwd: cwd.into(), stdin_is_tty: false, exe: None }
+        Env {
+            vars: BTreeMap::new(),
+            cwd: cwd.into(),
+            stdin_is_tty: false,
+            exe: None,
+        }
     }
 
     pub fn with_var(mut self, key: impl Into<String>, value: impl Into<String>) -> Env {
@@ -50,7 +57,10 @@ impl Env {
 
     /// A variable's value; an empty value counts as unset, as in most shells' `${X:-default}`.
     pub fn var(&self, key: &str) -> Option<&str> {
-        self.vars.get(key).map(String::as_str).filter(|v| !v.is_empty())
+        self.vars
+            .get(key)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
 
     pub fn cwd(&self) -> &Path {

@@ -13,7 +13,12 @@ pub fn header(title: &str) -> String {
 /// `Key: value` lines with the values in one column (oclif's styledObject): each key gets
 /// its colon, then spaces up to two past the longest key.
 pub fn styled_object<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)]) -> String {
-    let width = pairs.iter().map(|(k, _)| k.as_ref().chars().count()).max().unwrap_or(0) + 2;
+    let width = pairs
+        .iter()
+        .map(|(k, _)| k.as_ref().chars().count())
+        .max()
+        .unwrap_or(0)
+        + 2;
     let mut out = String::new();
     for (k, v) in pairs {
         let k = k.as_ref();
@@ -31,8 +36,15 @@ pub fn styled_object<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)]) -> String {
 /// blanks are trimmed so the last column is not padded.
 pub fn table(rows: &[Vec<String>]) -> String {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> =
-        (0..cols).map(|c| rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
     let mut out = String::new();
     for row in rows {
         let mut line = String::new();
@@ -141,8 +153,14 @@ mod tests {
 
     #[test]
     fn table_pads_but_does_not_trail() {
-        let rows = vec![vec!["v10".into(), "Deploy".into(), "a@b".into()], vec!["v9".into(), "Set FOO config vars".into(), "c@d".into()]];
-        assert_eq!(table(&rows), "v10  Deploy               a@b\nv9   Set FOO config vars  c@d\n");
+        let rows = vec![
+            vec!["v10".into(), "Deploy".into(), "a@b".into()],
+            vec!["v9".into(), "Set FOO config vars".into(), "c@d".into()],
+        ];
+        assert_eq!(
+            table(&rows),
+            "v10  Deploy               a@b\nv9   Set FOO config vars  c@d\n"
+        );
     }
 
     #[test]

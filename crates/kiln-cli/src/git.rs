@@ -21,7 +21,11 @@ fn git(cwd: &Path, args: &[&str]) -> Result<std::process::Output> {
 fn git_ok(cwd: &Path, args: &[&str]) -> Result<String> {
     let out = git(cwd, args)?;
     if !out.status.success() {
-        bail!("`git {}` failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "`git {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
@@ -34,7 +38,10 @@ pub fn is_repo(cwd: &Path) -> bool {
 /// The URL of remote `name`, if the directory is a repository that has it.
 pub fn remote_url(cwd: &Path, name: &str) -> Option<String> {
     let out = git(cwd, &["remote", "get-url", name]).ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string()).filter(|u| !u.is_empty())
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        .filter(|u| !u.is_empty())
 }
 
 /// The app a git URL points at: the last path segment without `.git`
@@ -43,7 +50,10 @@ pub fn app_from_git_url(url: &str) -> Option<String> {
     let url = url.trim().trim_end_matches('/');
     let stem = url.strip_suffix(".git")?;
     let name = stem.rsplit(['/', ':']).next()?;
-    let ok = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    let ok = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     ok.then(|| name.to_string())
 }
 
@@ -79,7 +89,10 @@ pub fn helper_command(exe: &Path) -> String {
 pub fn set_credential_helper(cwd: &Path, url: &str, exe: &Path) -> Result<()> {
     let key = format!("credential.{url}.helper");
     git_ok(cwd, &["config", "--local", "--replace-all", &key, ""])?;
-    git_ok(cwd, &["config", "--local", "--add", &key, &helper_command(exe)])?;
+    git_ok(
+        cwd,
+        &["config", "--local", "--add", &key, &helper_command(exe)],
+    )?;
     Ok(())
 }
 
@@ -95,18 +108,41 @@ mod tests {
 
     #[test]
     fn app_names_from_urls() {
-        assert_eq!(app_from_git_url("http://127.0.0.1:5000/myapp.git").as_deref(), Some("myapp"));
-        assert_eq!(app_from_git_url("https://git.kiln.local/my-app-2.git/\n").as_deref(), Some("my-app-2"));
-        assert_eq!(app_from_git_url("git@kiln.local:other.git").as_deref(), Some("other"));
-        assert_eq!(app_from_git_url("ssh://git@kiln.local/x/deep.git").as_deref(), Some("deep"));
-        for bad in ["http://host/app", "http://host/.git", "", "http://host/we%20ird.git"] {
+        assert_eq!(
+            app_from_git_url("http://127.0.0.1:5000/myapp.git").as_deref(),
+            Some("myapp")
+        );
+        assert_eq!(
+            app_from_git_url("https://git.kiln.local/my-app-2.git/\n").as_deref(),
+            Some("my-app-2")
+        );
+        assert_eq!(
+            app_from_git_url("git@kiln.local:other.git").as_deref(),
+            Some("other")
+        );
+        assert_eq!(
+            app_from_git_url("ssh://git@kiln.local/x/deep.git").as_deref(),
+            Some("deep")
+        );
+        for bad in [
+            "http://host/app",
+            "http://host/.git",
+            "",
+            "http://host/we%20ird.git",
+        ] {
             assert_eq!(app_from_git_url(bad), None, "{bad}");
         }
     }
 
     #[test]
     fn helper_quotes_the_path() {
-        assert_eq!(helper_command(Path::new("/usr/bin/kiln")), "!'/usr/bin/kiln' git:credentials");
-        assert_eq!(helper_command(Path::new("/o'dd/kiln")), r"!'/o'\''dd/kiln' git:credentials");
+        assert_eq!(
+            helper_command(Path::new("/usr/bin/kiln")),
+            "!'/usr/bin/kiln' git:credentials"
+        );
+        assert_eq!(
+            helper_command(Path::new("/o'dd/kiln")),
+            r"!'/o'\''dd/kiln' git:credentials"
+        );
     }
 }

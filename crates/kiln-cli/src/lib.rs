@@ -46,7 +46,15 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     let mut stdin = stdin.lock();
     let mut stdout = std::io::stdout();
     let mut stderr = std::io::stderr();
-    let code = run(args, &env, Io { stdin: &mut stdin, stdout: &mut stdout, stderr: &mut stderr });
+    let code = run(
+        args,
+        &env,
+        Io {
+            stdin: &mut stdin,
+            stdout: &mut stdout,
+            stderr: &mut stderr,
+        },
+    );
     ExitCode::from(code)
 }
 
@@ -64,7 +72,10 @@ pub fn run<'a>(args: Vec<OsString>, env: &'a Env, io: Io<'a>) -> u8 {
             return u8::try_from(e.exit_code()).unwrap_or(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             let _ = writeln!(io.stderr, "Error: could not start the async runtime: {e}");
@@ -77,7 +88,9 @@ pub fn run<'a>(args: Vec<OsString>, env: &'a Env, io: Io<'a>) -> u8 {
         Ok(()) => 0,
         Err(e) if is_broken_pipe(&e) => 0, // `kiln logs | head`: the reader has all it wanted
         // `kiln run`: the dyno's exit status becomes ours.
-        Err(e) if e.downcast_ref::<commands::run::ExitStatus>().is_some() => e.downcast_ref::<commands::run::ExitStatus>().map_or(1, |s| s.0),
+        Err(e) if e.downcast_ref::<commands::run::ExitStatus>().is_some() => e
+            .downcast_ref::<commands::run::ExitStatus>()
+            .map_or(1, |s| s.0),
         Err(e) => {
             report(&e, ctx.io.stderr);
             1
@@ -87,7 +100,10 @@ pub fn run<'a>(args: Vec<OsString>, env: &'a Env, io: Io<'a>) -> u8 {
 
 /// Puts a program name in front unless there is one already.
 fn with_program_name(mut args: Vec<OsString>) -> Vec<OsString> {
-    let starts_with_command = args.first().and_then(|a| a.to_str()).is_some_and(|a| a.starts_with('-') || cli::Cmd::is_command_word(a));
+    let starts_with_command = args
+        .first()
+        .and_then(|a| a.to_str())
+        .is_some_and(|a| a.starts_with('-') || cli::Cmd::is_command_word(a));
     if args.is_empty() || starts_with_command {
         args.insert(0, OsString::from("kiln"));
     }
@@ -95,7 +111,10 @@ fn with_program_name(mut args: Vec<OsString>) -> Vec<OsString> {
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// Prints a failure the way the Heroku CLI does: `Error: <message>`, then the error id.
@@ -133,7 +152,10 @@ mod tests {
         let os = |v: &[&str]| v.iter().map(OsString::from).collect::<Vec<_>>();
         assert_eq!(with_program_name(os(&["apps"])), os(&["kiln", "apps"]));
         assert_eq!(with_program_name(os(&["--help"])), os(&["kiln", "--help"]));
-        assert_eq!(with_program_name(os(&["/usr/bin/kiln", "apps"])), os(&["/usr/bin/kiln", "apps"]));
+        assert_eq!(
+            with_program_name(os(&["/usr/bin/kiln", "apps"])),
+            os(&["/usr/bin/kiln", "apps"])
+        );
         assert_eq!(with_program_name(os(&[])), os(&["kiln"]));
     }
 }

@@ -57,13 +57,23 @@ fn tokenize(text: &str) -> Vec<Token> {
             word.push_str(&text[start..i]);
         }
         let is_macdef_name = out.last().is_some_and(|t| t.text == "macdef");
-        out.push(Token { text: word, start, end: i });
+        out.push(Token {
+            text: word,
+            start,
+            end: i,
+        });
         if is_macdef_name {
             // The macro body runs from the next line to the first empty line.
             let body_start = text[i..].find('\n').map_or(b.len(), |n| i + n + 1);
-            let body_end = text[body_start..].find("\n\n").map_or(b.len(), |n| body_start + n + 1);
+            let body_end = text[body_start..]
+                .find("\n\n")
+                .map_or(b.len(), |n| body_start + n + 1);
             if body_end > body_start {
-                out.push(Token { text: text[body_start..body_end].to_string(), start: body_start, end: body_end });
+                out.push(Token {
+                    text: text[body_start..body_end].to_string(),
+                    start: body_start,
+                    end: body_end,
+                });
             }
             i = body_end;
         }
@@ -78,7 +88,11 @@ fn entries(tokens: &[Token]) -> Vec<(Option<&str>, usize, usize)> {
     while i < tokens.len() {
         let t = tokens[i].text.as_str();
         if t == "machine" || t == "default" {
-            let name = if t == "machine" { tokens.get(i + 1).map(|t| t.text.as_str()) } else { None };
+            let name = if t == "machine" {
+                tokens.get(i + 1).map(|t| t.text.as_str())
+            } else {
+                None
+            };
             let mut j = i + if t == "machine" { 2 } else { 1 };
             while j < tokens.len() {
                 match tokens[j].text.as_str() {
@@ -103,7 +117,9 @@ fn entries(tokens: &[Token]) -> Vec<(Option<&str>, usize, usize)> {
 /// The login and password stored for `machine`, if it has an entry.
 pub fn lookup(text: &str, machine: &str) -> Option<(Option<String>, Option<String>)> {
     let tokens = tokenize(text);
-    let (_, start, end) = entries(&tokens).into_iter().find(|(name, _, _)| *name == Some(machine))?;
+    let (_, start, end) = entries(&tokens)
+        .into_iter()
+        .find(|(name, _, _)| *name == Some(machine))?;
     let (mut login, mut password) = (None, None);
     let mut k = start + 2;
     while k < end {
@@ -122,7 +138,11 @@ pub fn lookup(text: &str, machine: &str) -> Option<(Option<String>, Option<Strin
 }
 
 fn quote(word: &str) -> String {
-    if !word.is_empty() && !word.bytes().any(|b| b.is_ascii_whitespace() || b == b'"' || b == b'#' || b == b'\\') {
+    if !word.is_empty()
+        && !word
+            .bytes()
+            .any(|b| b.is_ascii_whitespace() || b == b'"' || b == b'#' || b == b'\\')
+    {
         return word.to_string();
     }
     let mut q = String::from("\"");
@@ -140,7 +160,12 @@ fn quote(word: &str) -> String {
 /// (appended when there was none). Other entries, comments and layout are kept byte for
 /// byte; duplicate entries for the same machine are removed so the new key is the one used.
 pub fn upsert(text: &str, machine: &str, login: &str, password: &str) -> String {
-    let entry = format!("machine {}\n  login {}\n  password {}\n", quote(machine), quote(login), quote(password));
+    let entry = format!(
+        "machine {}\n  login {}\n  password {}\n",
+        quote(machine),
+        quote(login),
+        quote(password)
+    );
     let tokens = tokenize(text);
     let ours: Vec<(usize, usize)> = entries(&tokens)
         .into_iter()
@@ -193,22 +218,38 @@ pub fn read_password(path: &Path, machine: &str) -> Result<Option<String>> {
 /// entries. The file is written beside the old one and renamed over it, so a crash leaves
 /// either the old or the new file, and it is created with mode 0600 because it holds secrets.
 pub fn write_entry(path: &Path, machine: &str, login: &str, password: &str) -> Result<()> {
-    for (what, v) in [("machine", machine), ("login", login), ("password", password)] {
+    for (what, v) in [
+        ("machine", machine),
+        ("login", login),
+        ("password", password),
+    ] {
         if v.is_empty() || v.chars().any(|c| c.is_control()) {
-            bail!("refusing to write an empty {what}, or one with control characters, to {}", path.display());
+            bail!(
+                "refusing to write an empty {what}, or one with control characters, to {}",
+                path.display()
+            );
         }
     }
     let old = match fs::read(path) {
-        Ok(bytes) => String::from_utf8(bytes).with_context(|| format!("{} is not UTF-8 text; not editing it", path.display()))?,
+        Ok(bytes) => String::from_utf8(bytes)
+            .with_context(|| format!("{} is not UTF-8 text; not editing it", path.display()))?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => return Err(e).with_context(|| format!("could not read {}", path.display())),
     };
     let new = upsert(&old, machine, login, password);
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("netrc");
     let tmp = dir.join(format!(".{file_name}.kiln-{}.tmp", std::process::id()));
     let write = || -> std::io::Result<()> {
-        let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
         // `mode` only applies when the file is created; a leftover temp file may be wider.
         f.set_permissions(fs::Permissions::from_mode(0o600))?;
         f.write_all(new.as_bytes())?;
@@ -229,16 +270,29 @@ mod tests {
     #[test]
     fn looks_up_heroku_style_entries() {
         let text = "machine api.heroku.com\n  login a@b.c\n  password h1\nmachine 127.0.0.1:5000 login me@x password k2\n";
-        assert_eq!(lookup(text, "127.0.0.1:5000"), Some((Some("me@x".into()), Some("k2".into()))));
-        assert_eq!(lookup(text, "api.heroku.com").and_then(|e| e.1), Some("h1".into()));
+        assert_eq!(
+            lookup(text, "127.0.0.1:5000"),
+            Some((Some("me@x".into()), Some("k2".into())))
+        );
+        assert_eq!(
+            lookup(text, "api.heroku.com").and_then(|e| e.1),
+            Some("h1".into())
+        );
         assert_eq!(lookup(text, "nowhere"), None);
     }
 
     #[test]
     fn handles_comments_quotes_and_macros() {
         let text = "# my hosts\nmachine a password \"with space\" # trailing\nmacdef init\nmachine fake password nope\n\nmachine b password pb\ndefault login anon password x\n";
-        assert_eq!(lookup(text, "a").and_then(|e| e.1), Some("with space".into()));
-        assert_eq!(lookup(text, "fake"), None, "text inside a macdef body is not an entry");
+        assert_eq!(
+            lookup(text, "a").and_then(|e| e.1),
+            Some("with space".into())
+        );
+        assert_eq!(
+            lookup(text, "fake"),
+            None,
+            "text inside a macdef body is not an entry"
+        );
         assert_eq!(lookup(text, "b").and_then(|e| e.1), Some("pb".into()));
     }
 
@@ -246,8 +300,14 @@ mod tests {
     fn upsert_replaces_only_our_entry() {
         let text = "# keep me\nmachine other\n  login o\n  password po\n\nmachine 127.0.0.1:5000\n  login old@x\n  password old\n# and me\nmachine last login l password pl";
         let new = upsert(text, "127.0.0.1:5000", "new@x", "newkey");
-        assert!(new.starts_with("# keep me\nmachine other\n  login o\n  password po\n\n"), "{new}");
-        assert!(new.contains("machine 127.0.0.1:5000\n  login new@x\n  password newkey\n# and me\n"), "{new}");
+        assert!(
+            new.starts_with("# keep me\nmachine other\n  login o\n  password po\n\n"),
+            "{new}"
+        );
+        assert!(
+            new.contains("machine 127.0.0.1:5000\n  login new@x\n  password newkey\n# and me\n"),
+            "{new}"
+        );
         assert!(new.ends_with("machine last login l password pl"), "{new}");
         assert!(!new.contains("old"));
         assert_eq!(lookup(&new, "other").and_then(|e| e.1), Some("po".into()));
@@ -256,8 +316,14 @@ mod tests {
 
     #[test]
     fn upsert_appends_and_dedupes() {
-        assert_eq!(upsert("", "h:1", "l", "p"), "machine h:1\n  login l\n  password p\n");
-        assert_eq!(upsert("machine x password y", "h:1", "l", "p"), "machine x password y\nmachine h:1\n  login l\n  password p\n");
+        assert_eq!(
+            upsert("", "h:1", "l", "p"),
+            "machine h:1\n  login l\n  password p\n"
+        );
+        assert_eq!(
+            upsert("machine x password y", "h:1", "l", "p"),
+            "machine x password y\nmachine h:1\n  login l\n  password p\n"
+        );
         let twice = "machine h:1 password a\nmachine h:1 password b\n";
         let new = upsert(twice, "h:1", "l", "c");
         assert_eq!(new, "machine h:1\n  login l\n  password c\n");
@@ -266,7 +332,10 @@ mod tests {
     #[test]
     fn quotes_odd_values_so_they_read_back() {
         let new = upsert("", "h", "a b", "p\"q");
-        assert_eq!(lookup(&new, "h"), Some((Some("a b".into()), Some("p\"q".into()))));
+        assert_eq!(
+            lookup(&new, "h"),
+            Some((Some("a b".into()), Some("p\"q".into())))
+        );
     }
 
     #[test]
@@ -279,9 +348,18 @@ mod tests {
         write_entry(&path, "127.0.0.1:5000", "me@x", "secret").unwrap();
         write_entry(&path, "127.0.0.1:5000", "me@x", "secret2").unwrap();
         let text = fs::read_to_string(&path).unwrap();
-        assert_eq!(text, "machine keep.example login k password kp\nmachine 127.0.0.1:5000\n  login me@x\n  password secret2\n");
-        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
-        assert_eq!(read_password(&path, "127.0.0.1:5000").unwrap(), Some("secret2".into()));
+        assert_eq!(
+            text,
+            "machine keep.example login k password kp\nmachine 127.0.0.1:5000\n  login me@x\n  password secret2\n"
+        );
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(
+            read_password(&path, "127.0.0.1:5000").unwrap(),
+            Some("secret2".into())
+        );
         assert_eq!(read_password(&dir.join("absent"), "x").unwrap(), None);
         assert!(write_entry(&path, "h", "l", "bad\nkey").is_err());
         fs::remove_dir_all(&dir).unwrap();

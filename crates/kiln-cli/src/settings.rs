@@ -27,8 +27,9 @@ pub struct ApiUrl {
 impl ApiUrl {
     pub fn parse(raw: &str) -> Result<ApiUrl> {
         let trimmed = raw.trim().trim_end_matches('/');
-        let uri: http::Uri =
-            trimmed.parse().with_context(|| format!("Invalid API URL {raw:?}: expected something like {DEFAULT_API_URL}"))?;
+        let uri: http::Uri = trimmed.parse().with_context(|| {
+            format!("Invalid API URL {raw:?}: expected something like {DEFAULT_API_URL}")
+        })?;
         match uri.scheme_str() {
             Some("http") => {}
             Some("https") => bail!(
@@ -36,11 +37,16 @@ impl ApiUrl {
             ),
             _ => bail!("Invalid API URL {raw:?}: it must start with http://"),
         }
-        let Some(authority) = uri.authority() else { bail!("Invalid API URL {raw:?}: it has no host") };
+        let Some(authority) = uri.authority() else {
+            bail!("Invalid API URL {raw:?}: it has no host")
+        };
         if authority.as_str().contains('@') || uri.query().is_some() {
             bail!("Invalid API URL {raw:?}: credentials and query strings do not belong in it");
         }
-        Ok(ApiUrl { base: trimmed.to_string(), authority: authority.as_str().to_string() })
+        Ok(ApiUrl {
+            base: trimmed.to_string(),
+            authority: authority.as_str().to_string(),
+        })
     }
 
     /// The URL of an API path such as `/apps/foo`.
@@ -64,7 +70,9 @@ pub fn netrc_path(env: &Env) -> Option<PathBuf> {
 }
 
 fn read_config(env: &Env) -> Result<Map<String, Value>> {
-    let Some(path) = config_path(env) else { return Ok(Map::new()) };
+    let Some(path) = config_path(env) else {
+        return Ok(Map::new());
+    };
     let text = match fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Map::new()),
@@ -72,18 +80,26 @@ fn read_config(env: &Env) -> Result<Map<String, Value>> {
     };
     match serde_json::from_str(&text) {
         Ok(Value::Object(map)) => Ok(map),
-        _ => bail!("{} is not a JSON object; fix or delete it (then run `kiln login` again)", path.display()),
+        _ => bail!(
+            "{} is not a JSON object; fix or delete it (then run `kiln login` again)",
+            path.display()
+        ),
     }
 }
 
 /// The API URL `kiln login` stored, if any.
 pub fn stored_api_url(env: &Env) -> Result<Option<String>> {
-    Ok(read_config(env)?.get("api_url").and_then(Value::as_str).map(str::to_string))
+    Ok(read_config(env)?
+        .get("api_url")
+        .and_then(Value::as_str)
+        .map(str::to_string))
 }
 
 /// Saves the API URL in the config file, keeping any other settings in it.
 pub fn store_api_url(env: &Env, url: &ApiUrl) -> Result<PathBuf> {
-    let Some(path) = config_path(env) else { bail!("cannot tell where to save settings: HOME is not set") };
+    let Some(path) = config_path(env) else {
+        bail!("cannot tell where to save settings: HOME is not set")
+    };
     let mut config = read_config(env)?;
     config.insert("api_url".into(), Value::String(url.base.clone()));
     if let Some(dir) = path.parent() {
@@ -104,7 +120,8 @@ pub fn api_url(env: &Env, explicit: Option<&str>) -> Result<ApiUrl> {
         return ApiUrl::parse(url).context("in KILN_API_URL");
     }
     match stored_api_url(env)? {
-        Some(url) => ApiUrl::parse(&url).with_context(|| format!("in {}", config_path(env).unwrap_or_default().display())),
+        Some(url) => ApiUrl::parse(&url)
+            .with_context(|| format!("in {}", config_path(env).unwrap_or_default().display())),
         None => ApiUrl::parse(DEFAULT_API_URL),
     }
 }
@@ -130,8 +147,21 @@ mod tests {
         assert_eq!(u.base, "http://127.0.0.1:5000");
         assert_eq!(u.authority, "127.0.0.1:5000");
         assert_eq!(u.join("/apps"), "http://127.0.0.1:5000/apps");
-        assert_eq!(ApiUrl::parse("http://paas.local/api").unwrap().join("/apps"), "http://paas.local/api/apps");
-        for bad in ["", "127.0.0.1:5000", "ftp://x", "https://x", "http://u:p@x", "http://x/?a=1", "not a url"] {
+        assert_eq!(
+            ApiUrl::parse("http://paas.local/api")
+                .unwrap()
+                .join("/apps"),
+            "http://paas.local/api/apps"
+        );
+        for bad in [
+            "",
+            "127.0.0.1:5000",
+            "ftp://x",
+            "https://x",
+            "http://u:p@x",
+            "http://x/?a=1",
+            "not a url",
+        ] {
             assert!(ApiUrl::parse(bad).is_err(), "{bad}");
         }
     }
@@ -139,11 +169,22 @@ mod tests {
     #[test]
     fn config_path_follows_xdg() {
         let env = Env::new("/").with_var("HOME", "/home/u");
-        assert_eq!(config_path(&env).unwrap(), PathBuf::from("/home/u/.config/kiln/config.json"));
+        assert_eq!(
+            config_path(&env).unwrap(),
+            PathBuf::from("/home/u/.config/kiln/config.json")
+        );
         let env = env.with_var("XDG_CONFIG_HOME", "/cfg");
-        assert_eq!(config_path(&env).unwrap(), PathBuf::from("/cfg/kiln/config.json"));
-        let env = Env::new("/").with_var("HOME", "/h").with_var("XDG_CONFIG_HOME", "relative");
-        assert_eq!(config_path(&env).unwrap(), PathBuf::from("/h/.config/kiln/config.json"));
+        assert_eq!(
+            config_path(&env).unwrap(),
+            PathBuf::from("/cfg/kiln/config.json")
+        );
+        let env = Env::new("/")
+            .with_var("HOME", "/h")
+            .with_var("XDG_CONFIG_HOME", "relative");
+        assert_eq!(
+            config_path(&env).unwrap(),
+            PathBuf::from("/h/.config/kiln/config.json")
+        );
     }
 
     #[test]
@@ -152,6 +193,9 @@ mod tests {
         assert_eq!(api_url(&env, None).unwrap().base, DEFAULT_API_URL);
         let env = env.with_var("KILN_API_URL", "http://10.0.0.1:80");
         assert_eq!(api_url(&env, None).unwrap().base, "http://10.0.0.1:80");
-        assert_eq!(api_url(&env, Some("http://h:1")).unwrap().base, "http://h:1");
+        assert_eq!(
+            api_url(&env, Some("http://h:1")).unwrap().base,
+            "http://h:1"
+        );
     }
 }

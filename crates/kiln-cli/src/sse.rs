@@ -120,7 +120,11 @@ impl SseParser {
             return;
         }
         self.has_data = false;
-        out.push(SseEvent { event, data: std::mem::take(&mut self.data), id: self.last_id.clone() });
+        out.push(SseEvent {
+            event,
+            data: std::mem::take(&mut self.data),
+            id: self.last_id.clone(),
+        });
     }
 }
 
@@ -151,7 +155,12 @@ mod tests {
 
     #[test]
     fn crlf_cr_and_split_chunks() {
-        let ev = parse_all(&[b"data: a\r", b"\n\r\ndata: b\rdata: c\r\r", b"data: d\r\n", b"\r\n"]);
+        let ev = parse_all(&[
+            b"data: a\r",
+            b"\n\r\ndata: b\rdata: c\r\r",
+            b"data: d\r\n",
+            b"\r\n",
+        ]);
         assert_eq!(datas(&ev), ["a", "b\nc", "d"]);
     }
 
@@ -168,7 +177,10 @@ mod tests {
 
     #[test]
     fn unterminated_last_event_is_kept() {
-        assert_eq!(datas(&parse_all(&[b"data: first\n\ndata: last"])), ["first", "last"]);
+        assert_eq!(
+            datas(&parse_all(&[b"data: first\n\ndata: last"])),
+            ["first", "last"]
+        );
     }
 
     #[test]

@@ -42,7 +42,9 @@ impl HttpClient {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
         connector.set_nodelay(true);
-        HttpClient { client: Client::builder(TokioExecutor::new()).build(connector) }
+        HttpClient {
+            client: Client::builder(TokioExecutor::new()).build(connector),
+        }
     }
 
     /// Sends a request and returns the response with its body still unread, so callers can
@@ -52,7 +54,10 @@ impl HttpClient {
         check_scheme(request.uri())?;
         self.client.request(request).await.map_err(|e| {
             if e.is_connect() {
-                anyhow!(ConnectError { url, reason: root_cause(&e) })
+                anyhow!(ConnectError {
+                    url,
+                    reason: root_cause(&e)
+                })
             } else {
                 anyhow!("request to {url} failed: {}", root_cause(&e))
             }
@@ -85,7 +90,10 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
 
 /// Reads a whole response body, refusing one over `MAX_BODY_BYTES`.
 pub async fn read_body(body: Incoming) -> Result<Bytes> {
-    let collected = Limited::new(body, MAX_BODY_BYTES).collect().await.map_err(|e| anyhow!("reading the response failed: {e}"))?;
+    let collected = Limited::new(body, MAX_BODY_BYTES)
+        .collect()
+        .await
+        .map_err(|e| anyhow!("reading the response failed: {e}"))?;
     Ok(collected.to_bytes())
 }
 

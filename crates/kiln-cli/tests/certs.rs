@@ -29,12 +29,28 @@ fn certs_add_sends_the_pem_files() {
         _ => Reply::Json(404, json!({"id": "not_found", "message": "nope"})),
     });
     let dir = TempDir::new("certs-add");
-    std::fs::write(dir.path().join("server.crt"), "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n").unwrap();
-    std::fs::write(dir.path().join("server.key"), "-----BEGIN PRIVATE KEY-----\nBBBB\n-----END PRIVATE KEY-----\n").unwrap();
-    let out = kiln(&env_for(&api, dir.path()), &["certs:add", "server.crt", "server.key", "-a", "myapp"], "");
+    std::fs::write(
+        dir.path().join("server.crt"),
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("server.key"),
+        "-----BEGIN PRIVATE KEY-----\nBBBB\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let out = kiln(
+        &env_for(&api, dir.path()),
+        &["certs:add", "server.crt", "server.key", "-a", "myapp"],
+        "",
+    );
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(out.stdout.starts_with("Adding SSL certificate to ⬢ myapp... done\nCertificate stegosaurus-00042 added.\nCertificate details:\n"), "{}", out.stdout);
-    assert!(out.stdout.contains("SSL certificate is self signed."), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("SSL certificate is self signed."),
+        "{}",
+        out.stdout
+    );
     let reqs = api.requests();
     assert_eq!(reqs.len(), 1);
     assert_eq!(
@@ -46,7 +62,11 @@ fn certs_add_sends_the_pem_files() {
     );
 
     // A missing file is reported before anything is sent.
-    let out = kiln(&env_for(&api, dir.path()), &["certs:add", "nope.crt", "server.key", "-a", "myapp"], "");
+    let out = kiln(
+        &env_for(&api, dir.path()),
+        &["certs:add", "nope.crt", "server.key", "-a", "myapp"],
+        "",
+    );
     assert_eq!(out.code, 1);
     assert!(out.stderr.contains("nope.crt"), "{}", out.stderr);
     assert_eq!(api.requests().len(), 1);
@@ -55,20 +75,35 @@ fn certs_add_sends_the_pem_files() {
 #[test]
 fn certs_remove_picks_the_only_certificate_or_asks_for_a_name() {
     let api = FakeApi::start(|r| match (r.method.as_str(), r.path.as_str()) {
-        ("GET", "/apps/one/sni-endpoints") => Reply::Json(200, json!([endpoint("iguanodon-00001")])),
-        ("GET", "/apps/two/sni-endpoints") => Reply::Json(200, json!([endpoint("iguanodon-00001"), endpoint("oviraptor-00002")])),
-        ("DELETE", "/apps/one/sni-endpoints/iguanodon-00001") => Reply::Json(200, endpoint("iguanodon-00001")),
+        ("GET", "/apps/one/sni-endpoints") => {
+            Reply::Json(200, json!([endpoint("iguanodon-00001")]))
+        }
+        ("GET", "/apps/two/sni-endpoints") => Reply::Json(
+            200,
+            json!([endpoint("iguanodon-00001"), endpoint("oviraptor-00002")]),
+        ),
+        ("DELETE", "/apps/one/sni-endpoints/iguanodon-00001") => {
+            Reply::Json(200, endpoint("iguanodon-00001"))
+        }
         _ => Reply::Json(404, json!({"id": "not_found", "message": "nope"})),
     });
     let dir = TempDir::new("certs-remove");
     let env = env_for(&api, dir.path());
     let out = kiln(&env, &["certs:remove", "-a", "one"], "");
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_eq!(out.stdout, "Removing SSL certificate iguanodon-00001 from ⬢ one... done\n");
+    assert_eq!(
+        out.stdout,
+        "Removing SSL certificate iguanodon-00001 from ⬢ one... done\n"
+    );
     let out = kiln(&env, &["certs:remove", "-a", "two"], "");
     assert_eq!(out.code, 1);
     assert!(out.stderr.contains("--name"), "{}", out.stderr);
     let out = kiln(&env, &["certs", "-a", "two"], "");
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert!(out.stdout.contains("oviraptor-00002  www.example.com  2027-03-01 12:34 UTC  False    SNI   0"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("oviraptor-00002  www.example.com  2027-03-01 12:34 UTC  False    SNI   0"),
+        "{}",
+        out.stdout
+    );
 }

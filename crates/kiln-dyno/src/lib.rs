@@ -107,8 +107,12 @@ impl PendingDeploy {
     /// Waits until the web dynos the change started are `up`, one of them crashed, or the
     /// boot timeout passed.
     pub async fn wait(self) -> DeployOutcome {
-        let Some(rx) = self.rx else { return DeployOutcome::Failed("the dyno manager has stopped".into()) };
-        let Ok(watchers) = rx.await else { return DeployOutcome::Failed("the dyno manager has stopped".into()) };
+        let Some(rx) = self.rx else {
+            return DeployOutcome::Failed("the dyno manager has stopped".into());
+        };
+        let Ok(watchers) = rx.await else {
+            return DeployOutcome::Failed("the dyno manager has stopped".into());
+        };
         if watchers.is_empty() {
             return DeployOutcome::NothingToWaitFor;
         }
@@ -118,7 +122,11 @@ impl PendingDeploy {
                     let s = *w.borrow_and_update();
                     match s {
                         DynoState::Up | DynoState::Down => break,
-                        DynoState::Crashed => return DeployOutcome::Failed("a new web dyno crashed while booting".into()),
+                        DynoState::Crashed => {
+                            return DeployOutcome::Failed(
+                                "a new web dyno crashed while booting".into(),
+                            );
+                        }
                         _ => {}
                     }
                     if w.changed().await.is_err() {
@@ -130,7 +138,10 @@ impl PendingDeploy {
         };
         match tokio::time::timeout(self.deadline, wait_all).await {
             Ok(o) => o,
-            Err(_) => DeployOutcome::Failed(format!("new web dynos did not come up within {} s", self.deadline.as_secs())),
+            Err(_) => DeployOutcome::Failed(format!(
+                "new web dynos did not come up within {} s",
+                self.deadline.as_secs()
+            )),
         }
     }
 }
@@ -164,7 +175,12 @@ pub enum DynoError {
 
 enum Command {
     Apply(AppDesired, oneshot::Sender<Vec<watch::Receiver<DynoState>>>),
-    Restart(String, RestartTarget, bool, oneshot::Sender<Result<usize, DynoError>>),
+    Restart(
+        String,
+        RestartTarget,
+        bool,
+        oneshot::Sender<Result<usize, DynoError>>,
+    ),
     Cycle(String, String),
     Remove(String, oneshot::Sender<Vec<tokio::task::JoinHandle<()>>>),
     List(String, oneshot::Sender<Vec<DynoInfo>>),
@@ -213,10 +229,27 @@ struct Actor {
 }
 
 impl DynoManager {
-    pub fn start(runtime: SharedRuntime, logs: SharedSink, routes: Arc<dyn DynoRoutes>, config: LifecycleConfig) -> DynoManager {
+    pub fn start(
+        runtime: SharedRuntime,
+        logs: SharedSink,
+        routes: Arc<dyn DynoRoutes>,
+        config: LifecycleConfig,
+    ) -> DynoManager {
         let (tx, rx) = mpsc::unbounded_channel();
-        let shared = Arc::new(Shared { runtime, routes: routes.clone(), logs, config: config.clone(), ports: ports::PortPool::default(), changed: tx.clone() });
-        let actor = Actor { shared, routes, apps: HashMap::new(), stopping: Vec::new() };
+        let shared = Arc::new(Shared {
+            runtime,
+            routes: routes.clone(),
+            logs,
+            config: config.clone(),
+            ports: ports::PortPool::default(),
+            changed: tx.clone(),
+        });
+        let actor = Actor {
+            shared,
+            routes,
+            apps: HashMap::new(),
+            stopping: Vec::new(),
+        };
         tokio::spawn(actor.run(rx));
         DynoManager { tx, config }
     }
@@ -230,14 +263,19 @@ impl DynoManager {
     pub fn apply(&self, desired: AppDesired) -> PendingDeploy {
         let (reply, rx) = oneshot::channel();
         let sent = self.tx.send(Command::Apply(desired, reply)).is_ok();
-        PendingDeploy { rx: sent.then_some(rx), deadline: self.config.boot_timeout + Duration::from_secs(5) }
+        PendingDeploy {
+            rx: sent.then_some(rx),
+            deadline: self.config.boot_timeout + Duration::from_secs(5),
+        }
     }
 
     /// Restarts dynos (replacement first for web dynos, so nothing is dropped). Returns how
     /// many were restarted; `Err` if the target names no dyno.
     pub async fn restart(&self, app_id: &str, target: RestartTarget) -> Result<usize, DynoError> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Command::Restart(app_id.to_string(), target, false, reply)).map_err(|_| DynoError::Stopped)?;
+        self.tx
+            .send(Command::Restart(app_id.to_string(), target, false, reply))
+            .map_err(|_| DynoError::Stopped)?;
         rx.await.map_err(|_| DynoError::Stopped)?
     }
 
@@ -245,14 +283,20 @@ impl DynoManager {
     /// dynos are then started again, as on Heroku's Common Runtime.
     pub async fn stop(&self, app_id: &str, target: RestartTarget) -> Result<usize, DynoError> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Command::Restart(app_id.to_string(), target, true, reply)).map_err(|_| DynoError::Stopped)?;
+        self.tx
+            .send(Command::Restart(app_id.to_string(), target, true, reply))
+            .map_err(|_| DynoError::Stopped)?;
         rx.await.map_err(|_| DynoError::Stopped)?
     }
 
     /// Stops every dyno of an app and forgets it; returns when they are all gone.
     pub async fn remove_app(&self, app_id: &str) {
         let (reply, rx) = oneshot::channel();
-        if self.tx.send(Command::Remove(app_id.to_string(), reply)).is_ok() {
+        if self
+            .tx
+            .send(Command::Remove(app_id.to_string(), reply))
+            .is_ok()
+        {
             if let Ok(handles) = rx.await {
                 for h in handles {
                     let _ = h.await;
@@ -263,7 +307,11 @@ impl DynoManager {
 
     pub async fn dynos(&self, app_id: &str) -> Vec<DynoInfo> {
         let (reply, rx) = oneshot::channel();
-        if self.tx.send(Command::List(app_id.to_string(), reply)).is_err() {
+        if self
+            .tx
+            .send(Command::List(app_id.to_string(), reply))
+            .is_err()
+        {
             return Vec::new();
         }
         rx.await.unwrap_or_default()
@@ -272,7 +320,9 @@ impl DynoManager {
     /// Starts a one-off dyno from the app's current release.
     pub async fn run_one_off(&self, req: OneOffRequest) -> Result<OneOff, DynoError> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Command::RunOneOff(req, reply)).map_err(|_| DynoError::Stopped)?;
+        self.tx
+            .send(Command::RunOneOff(req, reply))
+            .map_err(|_| DynoError::Stopped)?;
         rx.await.map_err(|_| DynoError::Stopped)?
     }
 
@@ -296,7 +346,12 @@ impl Actor {
             match cmd {
                 Command::Apply(desired, reply) => {
                     let app_id = desired.app_id.clone();
-                    let state = self.apps.entry(app_id.clone()).or_insert_with(|| AppState { desired: desired.clone(), instances: Vec::new(), one_offs: Vec::new(), live_release: Default::default() });
+                    let state = self.apps.entry(app_id.clone()).or_insert_with(|| AppState {
+                        desired: desired.clone(),
+                        instances: Vec::new(),
+                        one_offs: Vec::new(),
+                        live_release: Default::default(),
+                    });
                     state.desired = desired;
                     let started = self.reconcile(&app_id);
                     let _ = reply.send(started);
@@ -304,7 +359,11 @@ impl Actor {
                 }
                 Command::Cycle(app_id, instance_id) => {
                     if let Some(state) = self.apps.get_mut(&app_id) {
-                        if let Some(inst) = state.instances.iter_mut().find(|i| i.id == instance_id && !i.outdated) {
+                        if let Some(inst) = state
+                            .instances
+                            .iter_mut()
+                            .find(|i| i.id == instance_id && !i.outdated)
+                        {
                             inst.outdated = true;
                             self.reconcile(&app_id);
                             self.publish(&app_id);
@@ -341,20 +400,30 @@ impl Actor {
                     let shared = self.shared.clone();
                     let result = match self.apps.get_mut(&req.app_id) {
                         None => Err(DynoError::NoRelease),
-                        Some(state) => match req.release.clone().or_else(|| state.desired.release.clone()) {
+                        Some(state) => match req
+                            .release
+                            .clone()
+                            .or_else(|| state.desired.release.clone())
+                        {
                             None => Err(DynoError::NoRelease),
                             Some(rel) => {
                                 // Heroku names one-offs run.N (and release.N) with a random N.
                                 let name = loop {
-                                    let n = format!("{}.{}", req.process_type, fastrand::u32(1000..10000));
+                                    let n = format!(
+                                        "{}.{}",
+                                        req.process_type,
+                                        fastrand::u32(1000..10000)
+                                    );
                                     if !state.one_offs.iter().any(|o| o.name == n) {
                                         break n;
                                     }
                                 };
-                                oneoff::start(&shared, req, &rel, state.desired.uid, name).map(|(handle, record)| {
-                                    state.one_offs.push(record);
-                                    handle
-                                })
+                                oneoff::start(&shared, req, &rel, state.desired.uid, name).map(
+                                    |(handle, record)| {
+                                        state.one_offs.push(record);
+                                        handle
+                                    },
+                                )
                             }
                         },
                     };
@@ -378,11 +447,16 @@ impl Actor {
                     }
                     // Out of rotation before the reply: the platform forgets the app's route
                     // once it has it, and nothing of the app is published after that.
-                    self.routes.set_backends(&app_id, WebStatus::NoWebDynos, Vec::new());
+                    self.routes
+                        .set_backends(&app_id, WebStatus::NoWebDynos, Vec::new());
                     let _ = reply.send(handles);
                 }
                 Command::List(app_id, reply) => {
-                    let list = self.apps.get(&app_id).map(|s| list_dynos(s)).unwrap_or_default();
+                    let list = self
+                        .apps
+                        .get(&app_id)
+                        .map(|s| list_dynos(s))
+                        .unwrap_or_default();
                     let _ = reply.send(list);
                 }
                 Command::Changed(app_id) => {
@@ -400,7 +474,8 @@ impl Actor {
                         for o in state.one_offs {
                             // SIGTERM, then SIGKILL after the stop timeout, as for other dynos.
                             o.signaller.terminate();
-                            let (sig, limit, mut task) = (o.signaller, self.shared.config.stop_timeout, o.task);
+                            let (sig, limit, mut task) =
+                                (o.signaller, self.shared.config.stop_timeout, o.task);
                             handles.push(tokio::spawn(async move {
                                 tokio::select! {
                                     _ = &mut task => {}
@@ -422,7 +497,9 @@ impl Actor {
     /// replacement is up). Returns state watches of the web dynos it started.
     fn reconcile(&mut self, app_id: &str) -> Vec<watch::Receiver<DynoState>> {
         let shared = self.shared.clone();
-        let Some(state) = self.apps.get_mut(app_id) else { return Vec::new() };
+        let Some(state) = self.apps.get_mut(app_id) else {
+            return Vec::new();
+        };
         let mut started = Vec::new();
         let mut keep: Vec<Instance> = Vec::new();
         let mut stop: Vec<Instance> = Vec::new();
@@ -435,7 +512,11 @@ impl Actor {
                 if ptype == "release" {
                     continue;
                 }
-                let (q, size) = d.formation.get(ptype).copied().unwrap_or((0, DynoSize::default()));
+                let (q, size) = d
+                    .formation
+                    .get(ptype)
+                    .copied()
+                    .unwrap_or((0, DynoSize::default()));
                 for i in 1..=q {
                     want.insert(DynoName::new(ptype.clone(), i), (command.clone(), size));
                 }
@@ -447,23 +528,38 @@ impl Actor {
         // Which names already have a current instance.
         let mut fresh_state: HashMap<DynoName, DynoState> = HashMap::new();
         for inst in &instances {
-            let current = inst.release_version == version && !inst.outdated && want.get(&inst.name).is_some_and(|(c, s)| *c == inst.command && *s == inst.size);
+            let current = inst.release_version == version
+                && !inst.outdated
+                && want
+                    .get(&inst.name)
+                    .is_some_and(|(c, s)| *c == inst.command && *s == inst.size);
             if current {
                 let st = inst.state();
-                fresh_state.entry(inst.name.clone()).and_modify(|e| {
-                    if st == DynoState::Up {
-                        *e = st
-                    }
-                }).or_insert(st);
+                fresh_state
+                    .entry(inst.name.clone())
+                    .and_modify(|e| {
+                        if st == DynoState::Up {
+                            *e = st
+                        }
+                    })
+                    .or_insert(st);
             }
         }
         for inst in instances {
-            let current = inst.release_version == version && !inst.outdated && want.get(&inst.name).is_some_and(|(c, s)| *c == inst.command && *s == inst.size);
+            let current = inst.release_version == version
+                && !inst.outdated
+                && want
+                    .get(&inst.name)
+                    .is_some_and(|(c, s)| *c == inst.command && *s == inst.size);
             if current {
                 keep.push(inst);
             } else if !want.contains_key(&inst.name) {
                 stop.push(inst);
-            } else if inst.name.process_type == "web" && !inst.stop_first && fresh_state.get(&inst.name) != Some(&DynoState::Up) && inst.state() == DynoState::Up {
+            } else if inst.name.process_type == "web"
+                && !inst.stop_first
+                && fresh_state.get(&inst.name) != Some(&DynoState::Up)
+                && inst.state() == DynoState::Up
+            {
                 // Preboot: the old web dyno serves until its replacement is up.
                 keep.push(inst);
             } else {
@@ -485,7 +581,11 @@ impl Actor {
                 release_version: rel.version,
                 slug_dir: rel.slug_dir.clone(),
                 config: rel.config.clone(),
-                healthcheck: if name.process_type == "web" { rel.healthcheck.clone() } else { None },
+                healthcheck: if name.process_type == "web" {
+                    rel.healthcheck.clone()
+                } else {
+                    None
+                },
             };
             let inst = Instance::spawn(shared.clone(), ctl);
             if name.process_type == "web" {
@@ -502,23 +602,46 @@ impl Actor {
     }
 
     fn publish(&self, app_id: &str) {
-        let Some(state) = self.apps.get(app_id) else { return };
-        let web_quantity = state.desired.formation.get("web").map(|(q, _)| *q).unwrap_or(0);
-        let has_web = state.desired.release.as_ref().is_some_and(|r| r.process_types.contains_key("web"));
+        let Some(state) = self.apps.get(app_id) else {
+            return;
+        };
+        let web_quantity = state
+            .desired
+            .formation
+            .get("web")
+            .map(|(q, _)| *q)
+            .unwrap_or(0);
+        let has_web = state
+            .desired
+            .release
+            .as_ref()
+            .is_some_and(|r| r.process_types.contains_key("web"));
         let mut backends = Vec::new();
         let mut any_starting = false;
-        for inst in state.instances.iter().filter(|i| i.name.process_type == "web") {
+        for inst in state
+            .instances
+            .iter()
+            .filter(|i| i.name.process_type == "web")
+        {
             match inst.state() {
                 DynoState::Up => {
                     if let Some(port) = inst.port() {
-                        backends.push(Backend { dyno: inst.name.to_string(), addr: std::net::SocketAddr::from(([127, 0, 0, 1], port)) });
+                        backends.push(Backend {
+                            dyno: inst.name.to_string(),
+                            addr: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+                        });
                     }
                 }
                 DynoState::Starting => any_starting = true,
                 _ => {}
             }
         }
-        let status = if state.desired.release.as_ref().is_none_or(|r| r.process_types.is_empty()) {
+        let status = if state
+            .desired
+            .release
+            .as_ref()
+            .is_none_or(|r| r.process_types.is_empty())
+        {
             WebStatus::Blank
         } else if !has_web || web_quantity == 0 {
             WebStatus::NoWebDynos
@@ -532,7 +655,13 @@ impl Actor {
         self.routes.set_backends(app_id, status, backends);
         // A release is live once every web dyno in rotation runs it: from then on no new
         // request reaches an older release, so what the router cached for the app is stale.
-        let mut serving = state.instances.iter().filter(|i| i.name.process_type == "web" && i.state() == DynoState::Up && i.port().is_some()).map(|i| i.release_version);
+        let mut serving = state
+            .instances
+            .iter()
+            .filter(|i| {
+                i.name.process_type == "web" && i.state() == DynoState::Up && i.port().is_some()
+            })
+            .map(|i| i.release_version);
         if let Some(v) = serving.next() {
             if serving.all(|w| w == v) && state.live_release.replace(v) != v {
                 self.routes.release_changed(app_id, v);
@@ -587,9 +716,18 @@ mod tests {
     async fn a_stopped_manager_says_it_has_stopped() {
         let (tx, rx) = mpsc::unbounded_channel();
         drop(rx);
-        let manager = DynoManager { tx, config: LifecycleConfig::default() };
-        assert!(matches!(manager.restart("app", RestartTarget::All).await, Err(DynoError::Stopped)));
-        assert!(matches!(manager.stop("app", RestartTarget::All).await, Err(DynoError::Stopped)));
+        let manager = DynoManager {
+            tx,
+            config: LifecycleConfig::default(),
+        };
+        assert!(matches!(
+            manager.restart("app", RestartTarget::All).await,
+            Err(DynoError::Stopped)
+        ));
+        assert!(matches!(
+            manager.stop("app", RestartTarget::All).await,
+            Err(DynoError::Stopped)
+        ));
         let req = OneOffRequest {
             app_id: "app".into(),
             command: "true".into(),
@@ -601,7 +739,10 @@ mod tests {
             process_type: "run".into(),
             release: None,
         };
-        assert!(matches!(manager.run_one_off(req).await, Err(DynoError::Stopped)));
+        assert!(matches!(
+            manager.run_one_off(req).await,
+            Err(DynoError::Stopped)
+        ));
         assert!(manager.dynos("app").await.is_empty());
     }
 }

@@ -6,7 +6,6 @@ use crate::{Shared, platform_log};
 use kiln_model::{DynoSize, DynoState, LogLine, Timestamp};
 use kiln_runtime::{AppDir, DynoSignaller, DynoSpec, Limits};
 use std::sync::{Arc, Mutex};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{ChildStderr, ChildStdin, ChildStdout};
 use tokio::sync::{oneshot, watch};
 
@@ -62,8 +61,18 @@ pub(crate) struct OneOffRecord {
     pub task: tokio::task::JoinHandle<()>,
 }
 
-pub(crate) fn start(shared: &Arc<Shared>, req: OneOffRequest, rel: &crate::ReleaseDesired, uid: Option<u32>, name: String) -> Result<(OneOff, OneOffRecord), crate::DynoError> {
-    let mut env: Vec<(String, String)> = rel.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+pub(crate) fn start(
+    shared: &Arc<Shared>,
+    req: OneOffRequest,
+    rel: &crate::ReleaseDesired,
+    uid: Option<u32>,
+    name: String,
+) -> Result<(OneOff, OneOffRecord), crate::DynoError> {
+    let mut env: Vec<(String, String)> = rel
+        .config
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     env.extend(req.env.iter().cloned());
     env.push(("DYNO".into(), name.clone()));
     let mb = req.size.memory_mb() * 1024 * 1024;
@@ -76,46 +85,82 @@ pub(crate) fn start(shared: &Arc<Shared>, req: OneOffRequest, rel: &crate::Relea
         app_dir: AppDir::Slug(rel.slug_dir.clone()),
         binds: Vec::new(),
         uid,
-        limits: Limits { memory_bytes: Some(mb), memory_hard_bytes: Some(mb * 2), max_processes: Some(req.size.max_processes()), cpu_share: Some(req.size.cpu_share()) },
+        limits: Limits {
+            memory_bytes: Some(mb),
+            memory_hard_bytes: Some(mb * 2),
+            max_processes: Some(req.size.max_processes()),
+            cpu_share: Some(req.size.cpu_share()),
+        },
         stdin: req.attach,
         tty: req.attach && req.tty,
         ..Default::default()
     };
-    platform_log(shared, &req.app_id, &name, format!("Starting process with command `{}` by user {}", req.command, req.user_email));
-    let mut dyno = shared.runtime.start(spec).map_err(|source| crate::DynoError::Start { dyno: name.clone(), source })?;
+    platform_log(
+        shared,
+        &req.app_id,
+        &name,
+        format!(
+            "Starting process with command `{}` by user {}",
+            req.command, req.user_email
+        ),
+    );
+    let mut dyno = shared
+        .runtime
+        .start(spec)
+        .map_err(|source| crate::DynoError::Start {
+            dyno: name.clone(),
+            source,
+        })?;
     let signaller = dyno.signaller();
     let (state_tx, state_rx) = watch::channel(DynoState::Starting);
     let (exit_tx, exit_rx) = oneshot::channel();
     let updated_at = Arc::new(Mutex::new(Timestamp::now()));
-    let (stdin, stdout, stderr) = if req.attach { (dyno.stdin.take(), dyno.stdout.take(), dyno.stderr.take()) } else { (None, None, None) };
+    let (stdin, stdout, stderr) = if req.attach {
+        (dyno.stdin.take(), dyno.stdout.take(), dyno.stderr.take())
+    } else {
+        (None, None, None)
+    };
     let pumps: Vec<_> = if req.attach {
         Vec::new()
     } else {
-        [dyno.stdout.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>), dyno.stderr.take().map(|s| Box::new(s) as _)]
-            .into_iter()
-            .flatten()
-            .map(|r| {
-                let (shared, app, n) = (shared.clone(), req.app_id.clone(), name.clone());
-                tokio::spawn(async move {
-                    let mut lines = BufReader::new(r).split(b'\n');
-                    while let Ok(Some(l)) = lines.next_segment().await {
-                        for part in LogLine::split_output(&l) {
-                            shared.logs.emit(&app, LogLine::app(&n, part));
-                        }
-                    }
+        [
+            dyno.stdout
+                .take()
+                .map(|s| Box::new(s) as kiln_runtime::output::Output),
+            dyno.stderr.take().map(|s| Box::new(s) as _),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            let (shared, app, n) = (shared.clone(), req.app_id.clone(), name.clone());
+            tokio::spawn(async move {
+                kiln_runtime::output::for_each_message(r, |m| {
+                    shared.logs.emit(&app, LogLine::app(&n, m))
                 })
+                .await;
             })
-            .collect()
+        })
+        .collect()
     };
     let task = {
-        let (shared, app, n, upd) = (shared.clone(), req.app_id.clone(), name.clone(), updated_at.clone());
+        let (shared, app, n, upd) = (
+            shared.clone(),
+            req.app_id.clone(),
+            name.clone(),
+            updated_at.clone(),
+        );
         tokio::spawn(async move {
             let set = |s: DynoState| {
                 let prev = *state_tx.borrow();
                 *upd.lock().unwrap_or_else(|e| e.into_inner()) = Timestamp::now();
                 state_tx.send_replace(s);
                 if prev != s {
-                    platform_log(&shared, &app, &n, format!("State changed from {prev} to {s}"));
+                    platform_log(
+                        &shared,
+                        &app,
+                        &n,
+                        format!("State changed from {prev} to {s}"),
+                    );
                 }
                 shared.notify(&app);
             };
@@ -125,14 +170,24 @@ pub(crate) fn start(shared: &Arc<Shared>, req: OneOffRequest, rel: &crate::Relea
                     dyno.wait().await
                 }
                 Err(e) => {
-                    platform_log(&shared, &app, &n, format!("Error R99 (Platform error) -> {e}"));
+                    platform_log(
+                        &shared,
+                        &app,
+                        &n,
+                        format!("Error R99 (Platform error) -> {e}"),
+                    );
                     dyno.wait().await
                 }
             };
             for p in pumps {
                 let _ = tokio::time::timeout(std::time::Duration::from_secs(2), p).await;
             }
-            platform_log(&shared, &app, &n, format!("Process exited with status {code}"));
+            platform_log(
+                &shared,
+                &app,
+                &n,
+                format!("Process exited with status {code}"),
+            );
             // One-offs end as `complete` on Heroku; the API's closest state is `down`.
             set(DynoState::Down);
             let _ = exit_tx.send(code);
@@ -154,5 +209,19 @@ pub(crate) fn start(shared: &Arc<Shared>, req: OneOffRequest, rel: &crate::Relea
         signaller,
         task,
     };
-    Ok((OneOff { name, id, release_id: rel.release_id.clone(), release_version: rel.version, created_at, stdin, stdout, stderr, exit: exit_rx, signaller }, record))
+    Ok((
+        OneOff {
+            name,
+            id,
+            release_id: rel.release_id.clone(),
+            release_version: rel.version,
+            created_at,
+            stdin,
+            stdout,
+            stderr,
+            exit: exit_rx,
+            signaller,
+        },
+        record,
+    ))
 }

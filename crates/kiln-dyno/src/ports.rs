@@ -27,7 +27,10 @@ impl PortPool {
     }
 
     pub fn release(&self, port: u16) {
-        self.used.lock().unwrap_or_else(|e| e.into_inner()).remove(&port);
+        self.used
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&port);
     }
 }
 
@@ -36,10 +39,16 @@ impl PortPool {
 pub fn is_listening(port: u16) -> bool {
     let needle = format!(":{port:04X} ");
     for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let Ok(text) = std::fs::read_to_string(file) else { continue };
+        let Ok(text) = std::fs::read_to_string(file) else {
+            continue;
+        };
         for line in text.lines().skip(1) {
             let mut cols = line.split_whitespace();
-            let (Some(_), Some(local), Some(_), Some(st)) = (cols.next(), cols.next(), cols.next(), cols.next()) else { continue };
+            let (Some(_), Some(local), Some(_), Some(st)) =
+                (cols.next(), cols.next(), cols.next(), cols.next())
+            else {
+                continue;
+            };
             if st == "0A" && format!("{local} ").ends_with(&needle) {
                 return true;
             }

@@ -9,7 +9,6 @@ use kiln_runtime::{AppDir, DynoSpec, Limits, MemoryStats};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::watch;
 
 /// What to run for one dyno instance.
@@ -57,7 +56,11 @@ impl Instance {
         let id = uuid::Uuid::new_v4().to_string();
         let (state_tx, state_rx) = watch::channel(DynoState::Starting);
         let (stop_tx, stop_rx) = watch::channel(false);
-        let meta = Arc::new(Mutex::new(Meta { port: None, updated_at: Timestamp::now(), detail: None }));
+        let meta = Arc::new(Mutex::new(Meta {
+            port: None,
+            updated_at: Timestamp::now(),
+            detail: None,
+        }));
         let inst = Instance {
             id: id.clone(),
             name: ctl.name.clone(),
@@ -121,7 +124,14 @@ enum Ending {
     Stopped,
 }
 
-async fn supervise(shared: Arc<Shared>, ctl: InstanceCtl, id: String, state: watch::Sender<DynoState>, meta: Arc<Mutex<Meta>>, mut stop: watch::Receiver<bool>) {
+async fn supervise(
+    shared: Arc<Shared>,
+    ctl: InstanceCtl,
+    id: String,
+    state: watch::Sender<DynoState>,
+    meta: Arc<Mutex<Meta>>,
+    mut stop: watch::Receiver<bool>,
+) {
     let dyno = ctl.name.to_string();
     let is_web = ctl.name.process_type == "web";
     let cfg = shared.config.clone();
@@ -135,7 +145,12 @@ async fn supervise(shared: Arc<Shared>, ctl: InstanceCtl, id: String, state: wat
         }
         state.send_replace(s);
         if prev != s {
-            platform_log(&shared, &ctl.app_id, &dyno, format!("State changed from {prev} to {s}"));
+            platform_log(
+                &shared,
+                &ctl.app_id,
+                &dyno,
+                format!("State changed from {prev} to {s}"),
+            );
         }
         shared.notify(&ctl.app_id);
     };
@@ -149,7 +164,12 @@ async fn supervise(shared: Arc<Shared>, ctl: InstanceCtl, id: String, state: wat
             match shared.ports.allocate() {
                 Ok(p) => Some(p),
                 Err(e) => {
-                    platform_log(&shared, &ctl.app_id, &dyno, format!("Error R99 (Platform error) -> no port available: {e}"));
+                    platform_log(
+                        &shared,
+                        &ctl.app_id,
+                        &dyno,
+                        format!("Error R99 (Platform error) -> no port available: {e}"),
+                    );
                     None
                 }
             }
@@ -161,7 +181,12 @@ async fn supervise(shared: Arc<Shared>, ctl: InstanceCtl, id: String, state: wat
         } else {
             meta.lock().unwrap_or_else(|e| e.into_inner()).port = port;
         }
-        platform_log(&shared, &ctl.app_id, &dyno, format!("Starting process with command `{}`", ctl.command));
+        platform_log(
+            &shared,
+            &ctl.app_id,
+            &dyno,
+            format!("Starting process with command `{}`", ctl.command),
+        );
         let started_at = Instant::now();
         meta.lock().unwrap_or_else(|e| e.into_inner()).detail = None;
         let ending = run_once(&shared, &ctl, &id, port, &mut stop, &set_state).await;
@@ -174,7 +199,8 @@ async fn supervise(shared: Arc<Shared>, ctl: InstanceCtl, id: String, state: wat
                 return;
             }
             Ending::Exited(code) => {
-                meta.lock().unwrap_or_else(|e| e.into_inner()).detail = Some(format!("exited with status {code}"));
+                meta.lock().unwrap_or_else(|e| e.into_inner()).detail =
+                    Some(format!("exited with status {code}"));
                 set_state(DynoState::Crashed, None);
                 code
             }
@@ -184,12 +210,27 @@ async fn supervise(shared: Arc<Shared>, ctl: InstanceCtl, id: String, state: wat
             crashes = 0;
         }
         crashes += 1;
-        let delay = if crashes <= 1 { Duration::ZERO } else { backoff(cfg.backoff_base, cfg.backoff_cap, crashes - 2) };
+        let delay = if crashes <= 1 {
+            Duration::ZERO
+        } else {
+            backoff(cfg.backoff_base, cfg.backoff_cap, crashes - 2)
+        };
         if !delay.is_zero() {
             // Why the dyno is down and when it comes back, for `ps` and the log stream.
-            let detail = format!("exited with status {code}, {crashes} crashes in a row; next start in {}", human(delay));
+            let detail = format!(
+                "exited with status {code}, {crashes} crashes in a row; next start in {}",
+                human(delay)
+            );
             meta.lock().unwrap_or_else(|e| e.into_inner()).detail = Some(detail.clone());
-            platform_log(&shared, &ctl.app_id, &dyno, format!("Crashed {crashes} times in a row; restarting in {}", human(delay)));
+            platform_log(
+                &shared,
+                &ctl.app_id,
+                &dyno,
+                format!(
+                    "Crashed {crashes} times in a row; restarting in {}",
+                    human(delay)
+                ),
+            );
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
                 _ = stop.changed() => {}
@@ -200,13 +241,19 @@ async fn supervise(shared: Arc<Shared>, ctl: InstanceCtl, id: String, state: wat
 
 pub(crate) fn backoff(base: Duration, cap: Duration, step: u32) -> Duration {
     let mult = 1u64.checked_shl(step.min(30)).unwrap_or(u64::MAX);
-    let d = base.checked_mul(mult.min(u32::MAX as u64) as u32).unwrap_or(cap);
+    let d = base
+        .checked_mul(mult.min(u32::MAX as u64) as u32)
+        .unwrap_or(cap);
     d.min(cap)
 }
 
 fn human(d: Duration) -> String {
     let s = d.as_secs();
-    if s >= 60 { format!("{}m{:02}s", s / 60, s % 60) } else { format!("{s}s") }
+    if s >= 60 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{s}s")
+    }
 }
 
 /// Runs the dyno once, until it exits or is stopped.
@@ -220,7 +267,11 @@ async fn run_once(
 ) -> Ending {
     let dyno = ctl.name.to_string();
     let cfg = &shared.config;
-    let mut env: Vec<(String, String)> = ctl.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let mut env: Vec<(String, String)> = ctl
+        .config
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     env.push(("DYNO".into(), dyno.clone()));
     if let Some(p) = port {
         env.push(("PORT".into(), p.to_string()));
@@ -235,7 +286,12 @@ async fn run_once(
         app_dir: AppDir::Slug(ctl.slug_dir.clone()),
         binds: Vec::new(),
         uid: ctl.uid,
-        limits: Limits { memory_bytes: Some(mb), memory_hard_bytes: Some(mb * 2), max_processes: Some(ctl.size.max_processes()), cpu_share: Some(ctl.size.cpu_share()) },
+        limits: Limits {
+            memory_bytes: Some(mb),
+            memory_hard_bytes: Some(mb * 2),
+            max_processes: Some(ctl.size.max_processes()),
+            cpu_share: Some(ctl.size.cpu_share()),
+        },
         stdin: false,
         tty: false,
         ..Default::default()
@@ -243,14 +299,37 @@ async fn run_once(
     let mut d = match shared.runtime.start(spec) {
         Ok(d) => d,
         Err(e) => {
-            platform_log(shared, &ctl.app_id, &dyno, format!("Error R99 (Platform error) -> {e}"));
+            platform_log(
+                shared,
+                &ctl.app_id,
+                &dyno,
+                format!("Error R99 (Platform error) -> {e}"),
+            );
             return Ending::Exited(255);
         }
     };
-    let pumps = [pump(shared.clone(), ctl.app_id.clone(), dyno.clone(), d.stdout.take().map(|s| Box::new(s) as _)), pump(shared.clone(), ctl.app_id.clone(), dyno.clone(), d.stderr.take().map(|s| Box::new(s) as _))];
+    let pumps = [
+        pump(
+            shared.clone(),
+            ctl.app_id.clone(),
+            dyno.clone(),
+            d.stdout.take().map(|s| Box::new(s) as _),
+        ),
+        pump(
+            shared.clone(),
+            ctl.app_id.clone(),
+            dyno.clone(),
+            d.stderr.take().map(|s| Box::new(s) as _),
+        ),
+    ];
     let signaller = d.signaller();
     if let Err(e) = d.started().await {
-        platform_log(shared, &ctl.app_id, &dyno, format!("Error R99 (Platform error) -> {e}"));
+        platform_log(
+            shared,
+            &ctl.app_id,
+            &dyno,
+            format!("Error R99 (Platform error) -> {e}"),
+        );
         let code = d.wait().await;
         return Ending::Exited(code);
     }
@@ -270,7 +349,13 @@ async fn run_once(
     mem_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let log = |msg: String| platform_log(shared, &ctl.app_id, &dyno, msg);
     let jitter = cfg.cycle_jitter.as_millis() as u64;
-    let cycle_at = tokio::time::Instant::now() + cfg.cycle_interval + Duration::from_millis(if jitter == 0 { 0 } else { fastrand::u64(0..jitter) });
+    let cycle_at = tokio::time::Instant::now()
+        + cfg.cycle_interval
+        + Duration::from_millis(if jitter == 0 {
+            0
+        } else {
+            fastrand::u64(0..jitter)
+        });
     let mut cycling = false;
     let mut last_check: Option<Instant> = None;
     let ending = loop {
@@ -347,7 +432,12 @@ async fn run_once(
             if let Some(p) = port.filter(|_| up) {
                 drain(shared, &ctl.app_id, p, cfg, &mut exit).await;
             }
-            platform_log(shared, &ctl.app_id, &dyno, "Stopping all processes with SIGTERM");
+            platform_log(
+                shared,
+                &ctl.app_id,
+                &dyno,
+                "Stopping all processes with SIGTERM",
+            );
             signaller.terminate();
             let code = tokio::select! {
                 code = &mut exit => code,
@@ -358,11 +448,21 @@ async fn run_once(
                     (&mut exit).await
                 }
             };
-            platform_log(shared, &ctl.app_id, &dyno, format!("Process exited with status {code}"));
+            platform_log(
+                shared,
+                &ctl.app_id,
+                &dyno,
+                format!("Process exited with status {code}"),
+            );
             Ending::Stopped
         }
         Ending::Exited(code) => {
-            platform_log(shared, &ctl.app_id, &dyno, format!("Process exited with status {code}"));
+            platform_log(
+                shared,
+                &ctl.app_id,
+                &dyno,
+                format!("Process exited with status {code}"),
+            );
             Ending::Exited(code)
         }
     };
@@ -375,7 +475,13 @@ async fn run_once(
 
 /// Waits until the router has no request in flight to the dyno on `port` (after a short grace
 /// for requests already dispatched), at most the stop timeout, or until the dyno exits.
-async fn drain(shared: &Arc<Shared>, app_id: &str, port: u16, cfg: &crate::LifecycleConfig, exit: &mut std::pin::Pin<&mut impl std::future::Future<Output = i32>>) {
+async fn drain(
+    shared: &Arc<Shared>,
+    app_id: &str,
+    port: u16,
+    cfg: &crate::LifecycleConfig,
+    exit: &mut std::pin::Pin<&mut impl std::future::Future<Output = i32>>,
+) {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let deadline = Instant::now() + cfg.stop_timeout;
     tokio::select! {
@@ -392,8 +498,18 @@ async fn drain(shared: &Arc<Shared>, app_id: &str, port: u16, cfg: &crate::Lifec
 async fn health_ok(port: u16, hc: &crate::HealthCheck) -> bool {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let attempt = async {
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
-        s.write_all(format!("GET {} HTTP/1.0\r\nHost: localhost\r\nUser-Agent: kiln-healthcheck\r\n\r\n", hc.path).as_bytes()).await.ok()?;
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()?;
+        s.write_all(
+            format!(
+                "GET {} HTTP/1.0\r\nHost: localhost\r\nUser-Agent: kiln-healthcheck\r\n\r\n",
+                hc.path
+            )
+            .as_bytes(),
+        )
+        .await
+        .ok()?;
         let mut buf = [0u8; 16];
         let mut n = 0;
         while n < 12 {
@@ -407,7 +523,10 @@ async fn health_ok(port: u16, hc: &crate::HealthCheck) -> bool {
         let code: u16 = head.split_whitespace().nth(1)?.parse().ok()?;
         Some((200..400).contains(&code))
     };
-    matches!(tokio::time::timeout(hc.timeout, attempt).await, Ok(Some(true)))
+    matches!(
+        tokio::time::timeout(hc.timeout, attempt).await,
+        Ok(Some(true))
+    )
 }
 
 /// How often a running dyno's memory is sampled.
@@ -420,7 +539,9 @@ const R14_EVERY: Duration = Duration::from_secs(20);
 pub(crate) enum MemoryVerdict {
     Fine,
     /// Above the quota: log `Process running mem=…` and R14; the dyno keeps running.
-    R14 { usage: u64 },
+    R14 {
+        usage: u64,
+    },
     /// The kernel killed a process at the hard limit: R15, and the dyno is killed.
     R15,
 }
@@ -437,7 +558,11 @@ pub(crate) struct MemoryWatch {
 impl MemoryWatch {
     pub(crate) fn new(quota: u64) -> MemoryWatch {
         // A fresh cgroup per run: its count starts at zero.
-        MemoryWatch { quota, oom_kills: 0, last_r14: None }
+        MemoryWatch {
+            quota,
+            oom_kills: 0,
+            last_r14: None,
+        }
     }
 
     pub(crate) fn observe(&mut self, s: MemoryStats, now: Instant) -> MemoryVerdict {
@@ -445,9 +570,15 @@ impl MemoryWatch {
             self.oom_kills = s.oom_kills;
             return MemoryVerdict::R15;
         }
-        if s.usage_bytes > self.quota && self.last_r14.is_none_or(|t| now.duration_since(t) >= R14_EVERY) {
+        if s.usage_bytes > self.quota
+            && self
+                .last_r14
+                .is_none_or(|t| now.duration_since(t) >= R14_EVERY)
+        {
             self.last_r14 = Some(now);
-            return MemoryVerdict::R14 { usage: s.usage_bytes };
+            return MemoryVerdict::R14 {
+                usage: s.usage_bytes,
+            };
         }
         MemoryVerdict::Fine
     }
@@ -456,19 +587,26 @@ impl MemoryWatch {
 /// `Process running mem=612MB(119.5%)`: usage in MB and as a share of the quota.
 pub(crate) fn memory_line(usage: u64, quota: u64) -> String {
     const MB: u64 = 1024 * 1024;
-    let pct = if quota == 0 { 0.0 } else { usage as f64 * 100.0 / quota as f64 };
+    let pct = if quota == 0 {
+        0.0
+    } else {
+        usage as f64 * 100.0 / quota as f64
+    };
     format!("Process running mem={}MB({pct:.1}%)", (usage + MB / 2) / MB)
 }
 
-fn pump(shared: Arc<Shared>, app_id: String, dyno: String, r: Option<Box<dyn AsyncRead + Unpin + Send>>) -> tokio::task::JoinHandle<()> {
+fn pump(
+    shared: Arc<Shared>,
+    app_id: String,
+    dyno: String,
+    r: Option<kiln_runtime::output::Output>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let Some(r) = r else { return };
-        let mut lines = BufReader::new(r).split(b'\n');
-        while let Ok(Some(line)) = lines.next_segment().await {
-            for part in LogLine::split_output(&line) {
-                shared.logs.emit(&app_id, LogLine::app(&dyno, part));
-            }
-        }
+        kiln_runtime::output::for_each_message(r, |m| {
+            shared.logs.emit(&app_id, LogLine::app(&dyno, m))
+        })
+        .await;
     })
 }
 
@@ -483,20 +621,39 @@ mod tests {
         let mut w = MemoryWatch::new(quota);
         let t0 = Instant::now();
         let at = |s: u64| t0 + Duration::from_secs(s);
-        let stats = |mb: u64, oom: u64| MemoryStats { usage_bytes: mb * MB, oom_kills: oom };
+        let stats = |mb: u64, oom: u64| MemoryStats {
+            usage_bytes: mb * MB,
+            oom_kills: oom,
+        };
         assert_eq!(w.observe(stats(100, 0), at(0)), MemoryVerdict::Fine);
-        assert_eq!(w.observe(stats(512, 0), at(2)), MemoryVerdict::Fine, "at the quota is not above it");
-        assert_eq!(w.observe(stats(612, 0), at(4)), MemoryVerdict::R14 { usage: 612 * MB });
+        assert_eq!(
+            w.observe(stats(512, 0), at(2)),
+            MemoryVerdict::Fine,
+            "at the quota is not above it"
+        );
+        assert_eq!(
+            w.observe(stats(612, 0), at(4)),
+            MemoryVerdict::R14 { usage: 612 * MB }
+        );
         // Still above: not again until 20 s later.
         assert_eq!(w.observe(stats(700, 0), at(6)), MemoryVerdict::Fine);
         assert_eq!(w.observe(stats(700, 0), at(22)), MemoryVerdict::Fine);
-        assert_eq!(w.observe(stats(700, 0), at(24)), MemoryVerdict::R14 { usage: 700 * MB });
+        assert_eq!(
+            w.observe(stats(700, 0), at(24)),
+            MemoryVerdict::R14 { usage: 700 * MB }
+        );
         // An OOM kill is R15 once per kill, whatever the usage now.
         assert_eq!(w.observe(stats(300, 1), at(26)), MemoryVerdict::R15);
         assert_eq!(w.observe(stats(300, 1), at(28)), MemoryVerdict::Fine);
         assert_eq!(w.observe(stats(300, 3), at(30)), MemoryVerdict::R15);
-        assert_eq!(memory_line(612 * MB, quota), "Process running mem=612MB(119.5%)");
-        assert_eq!(memory_line(1_028 * MB, 1024 * MB), "Process running mem=1028MB(100.4%)");
+        assert_eq!(
+            memory_line(612 * MB, quota),
+            "Process running mem=612MB(119.5%)"
+        );
+        assert_eq!(
+            memory_line(1_028 * MB, 1024 * MB),
+            "Process running mem=1028MB(100.4%)"
+        );
         assert_eq!(memory_line(1, 0), "Process running mem=0MB(0.0%)");
     }
 

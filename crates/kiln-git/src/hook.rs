@@ -13,7 +13,11 @@ use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
 /// The quarantine variables git sets for hooks; the server needs them to read the objects.
-const GIT_VARS: [&str; 3] = ["GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_QUARANTINE_PATH"];
+const GIT_VARS: [&str; 3] = [
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_QUARANTINE_PATH",
+];
 const MAX_REQUEST: usize = 1024 * 1024;
 
 #[derive(Serialize, Deserialize)]
@@ -30,18 +34,29 @@ pub fn main(args: &[String]) -> i32 {
         eprintln!("usage: kiln git-hook pre-receive");
         return 2;
     }
-    let (Ok(socket), Ok(token)) = (std::env::var("KILN_HOOK_SOCKET"), std::env::var("KILN_PUSH_TOKEN")) else {
+    let (Ok(socket), Ok(token)) = (
+        std::env::var("KILN_HOOK_SOCKET"),
+        std::env::var("KILN_PUSH_TOKEN"),
+    ) else {
         eprintln!(" !     This repository is managed by Kiln; push through the Kiln server.");
         return 1;
     };
     let mut refs = Vec::new();
-    for line in std::io::stdin().lock().lines().map_while(Result::ok).take(10_000) {
+    for line in std::io::stdin()
+        .lock()
+        .lines()
+        .map_while(Result::ok)
+        .take(10_000)
+    {
         let parts: Vec<&str> = line.split_whitespace().collect();
         if let [old, new, name] = parts[..] {
             refs.push((old.to_string(), new.to_string(), name.to_string()));
         }
     }
-    let env = GIT_VARS.iter().filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v))).collect();
+    let env = GIT_VARS
+        .iter()
+        .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
+        .collect();
     let req = HookRequest { token, refs, env };
     let mut stream = match std::os::unix::net::UnixStream::connect(&socket) {
         Ok(s) => s,
@@ -106,16 +121,26 @@ async fn handle(svc: Arc<GitService>, stream: tokio::net::UnixStream) -> std::io
     let req: HookRequest = match serde_json::from_str(&line) {
         Ok(r) => r,
         Err(e) => {
-            w.write_all(format!("o  !     Bad hook request: {e}\nx 1\n").as_bytes()).await?;
+            w.write_all(format!("o  !     Bad hook request: {e}\nx 1\n").as_bytes())
+                .await?;
             return Ok(());
         }
     };
     let Some(ctx) = svc.context(&req.token) else {
-        w.write_all(b"o  !     This push is not known to the server.\nx 1\n").await?;
+        w.write_all(b"o  !     This push is not known to the server.\nx 1\n")
+            .await?;
         return Ok(());
     };
-    let deploy: Vec<&(String, String, String)> = req.refs.iter().filter(|(_, _, name)| is_deploy_ref(name)).collect();
-    let chosen = deploy.iter().find(|(_, _, n)| n == "refs/heads/main").or_else(|| deploy.first()).copied();
+    let deploy: Vec<&(String, String, String)> = req
+        .refs
+        .iter()
+        .filter(|(_, _, name)| is_deploy_ref(name))
+        .collect();
+    let chosen = deploy
+        .iter()
+        .find(|(_, _, n)| n == "refs/heads/main")
+        .or_else(|| deploy.first())
+        .copied();
     let Some((old, new, refname)) = chosen else {
         let names: Vec<&str> = req.refs.iter().map(|(_, _, n)| n.as_str()).collect();
         w.write_all(reply(format!(" !     Pushed to non-deploy branch {}. Kiln deploys `main` or `master`: git push kiln HEAD:main", names.join(", "))).as_bytes()).await?;
@@ -123,7 +148,13 @@ async fn handle(svc: Arc<GitService>, stream: tokio::net::UnixStream) -> std::io
         return Ok(());
     };
     if is_zero_sha(new) {
-        w.write_all(reply(format!(" !     Deleting {refname} is not allowed: it is what the app runs.")).as_bytes()).await?;
+        w.write_all(
+            reply(format!(
+                " !     Deleting {refname} is not allowed: it is what the app runs."
+            ))
+            .as_bytes(),
+        )
+        .await?;
         w.write_all(b"x 1\n").await?;
         return Ok(());
     }
@@ -133,7 +164,11 @@ async fn handle(svc: Arc<GitService>, stream: tokio::net::UnixStream) -> std::io
         refname: refname.clone(),
         old: old.clone(),
         new: new.clone(),
-        repo: svc.repo_path(&svc.context(&req.token).map(|c| c.app_id).unwrap_or_default()),
+        repo: svc.repo_path(
+            &svc.context(&req.token)
+                .map(|c| c.app_id)
+                .unwrap_or_default(),
+        ),
         git_env: req.env.clone(),
     };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
@@ -147,7 +182,9 @@ async fn handle(svc: Arc<GitService>, stream: tokio::net::UnixStream) -> std::io
             client_gone = true;
         }
     }
-    let result = deploy.await.unwrap_or_else(|e| Err(format!("the deploy task failed: {e}").into()));
+    let result = deploy
+        .await
+        .unwrap_or_else(|e| Err(format!("the deploy task failed: {e}").into()));
     if client_gone {
         return Ok(());
     }
@@ -166,7 +203,11 @@ async fn handle(svc: Arc<GitService>, stream: tokio::net::UnixStream) -> std::io
 /// What the pusher sees of a rejection: git shows each as a `remote:` line. The one place
 /// where why a push failed becomes git's words.
 fn rejection_lines(rejection: &crate::Rejection, app_name: &str) -> Vec<String> {
-    let mut lines: Vec<String> = rejection.to_string().lines().map(|l| format!(" !     {l}")).collect();
+    let mut lines: Vec<String> = rejection
+        .to_string()
+        .lines()
+        .map(|l| format!(" !     {l}"))
+        .collect();
     lines.push(format!(" !     Push rejected to {app_name}."));
     lines
 }

@@ -26,33 +26,63 @@ pub fn router(svc: Arc<GitService>) -> Router {
 }
 
 fn text(status: StatusCode, msg: &str) -> Response {
-    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{msg}\n")).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!("{msg}\n"),
+    )
+        .into_response()
 }
 
 fn unauthorized() -> Response {
-    let mut r = text(StatusCode::UNAUTHORIZED, "Authentication required: use any user name and your Kiln API key as the password.");
-    r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"Kiln\""));
+    let mut r = text(
+        StatusCode::UNAUTHORIZED,
+        "Authentication required: use any user name and your Kiln API key as the password.",
+    );
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"Kiln\""),
+    );
     r
 }
 
 /// Authenticates and resolves `<app>.git` to a push context, or answers with the error.
 fn authorize(svc: &GitService, headers: &HeaderMap, repo: &str) -> Result<PushContext, Response> {
     let Some(name) = repo.strip_suffix(".git") else {
-        return Err(text(StatusCode::NOT_FOUND, "Repositories are named <app>.git"));
+        return Err(text(
+            StatusCode::NOT_FOUND,
+            "Repositories are named <app>.git",
+        ));
     };
     let key = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Basic "))
-        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok())
+        .and_then(|b| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b.trim())
+                .ok()
+        })
         .and_then(|d| String::from_utf8(d).ok())
         .and_then(|s| s.split_once(':').map(|(_, p)| p.to_string()));
-    let Some(key) = key.filter(|k| !k.is_empty()) else { return Err(unauthorized()) };
-    let Some((user_id, user_email)) = svc.auth.authenticate(&key) else { return Err(unauthorized()) };
-    let Some((app_id, app_name)) = svc.auth.app(name, &user_id) else {
-        return Err(text(StatusCode::NOT_FOUND, &format!(" !     No such app as {name}.")));
+    let Some(key) = key.filter(|k| !k.is_empty()) else {
+        return Err(unauthorized());
     };
-    Ok(PushContext { app_id, app_name, user_id, user_email })
+    let Some((user_id, user_email)) = svc.auth.authenticate(&key) else {
+        return Err(unauthorized());
+    };
+    let Some((app_id, app_name)) = svc.auth.app(name, &user_id) else {
+        return Err(text(
+            StatusCode::NOT_FOUND,
+            &format!(" !     No such app as {name}."),
+        ));
+    };
+    Ok(PushContext {
+        app_id,
+        app_name,
+        user_id,
+        user_email,
+    })
 }
 
 fn pkt_line(s: &str) -> String {
@@ -67,9 +97,17 @@ fn service_of(q: &HashMap<String, String>) -> Option<&'static str> {
     }
 }
 
-async fn info_refs(State(svc): State<Arc<GitService>>, Path(repo): Path<String>, Query(q): Query<HashMap<String, String>>, headers: HeaderMap) -> Response {
+async fn info_refs(
+    State(svc): State<Arc<GitService>>,
+    Path(repo): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
     let Some(service) = service_of(&q) else {
-        return text(StatusCode::FORBIDDEN, "Only git's smart HTTP protocol is supported (git 1.6.6 or newer).");
+        return text(
+            StatusCode::FORBIDDEN,
+            "Only git's smart HTTP protocol is supported (git 1.6.6 or newer).",
+        );
     };
     let ctx = match authorize(&svc, &headers, &repo) {
         Ok(c) => c,
@@ -77,34 +115,66 @@ async fn info_refs(State(svc): State<Arc<GitService>>, Path(repo): Path<String>,
     };
     let path = match svc.ensure_repo(&ctx.app_id).await {
         Ok(p) => p,
-        Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, &format!("Could not open the repository: {e}")),
+        Err(e) => {
+            return text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("Could not open the repository: {e}"),
+            );
+        }
     };
     let mut cmd = tokio::process::Command::new("git");
-    cmd.args([service, "--stateless-rpc", "--advertise-refs"]).arg(&path);
+    cmd.args([service, "--stateless-rpc", "--advertise-refs"])
+        .arg(&path);
     if let Some(p) = headers.get("git-protocol").and_then(|v| v.to_str().ok()) {
         cmd.env("GIT_PROTOCOL", p);
     }
     let out = match cmd.output().await {
         Ok(o) if o.status.success() => o.stdout,
-        Ok(o) => return text(StatusCode::INTERNAL_SERVER_ERROR, &String::from_utf8_lossy(&o.stderr)),
-        Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, &format!("Could not run git: {e}")),
+        Ok(o) => {
+            return text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &String::from_utf8_lossy(&o.stderr),
+            );
+        }
+        Err(e) => {
+            return text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("Could not run git: {e}"),
+            );
+        }
     };
     let mut body = pkt_line(&format!("# service=git-{service}\n")).into_bytes();
     body.extend_from_slice(b"0000");
     body.extend_from_slice(&out);
     (
         StatusCode::OK,
-        [(header::CONTENT_TYPE, format!("application/x-git-{service}-advertisement")), (header::CACHE_CONTROL, "no-cache".to_string())],
+        [
+            (
+                header::CONTENT_TYPE,
+                format!("application/x-git-{service}-advertisement"),
+            ),
+            (header::CACHE_CONTROL, "no-cache".to_string()),
+        ],
         body,
     )
         .into_response()
 }
 
-async fn receive_pack(State(svc): State<Arc<GitService>>, Path(repo): Path<String>, headers: HeaderMap, body: Body) -> Response {
+async fn receive_pack(
+    State(svc): State<Arc<GitService>>,
+    Path(repo): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     rpc(svc, "receive-pack", repo, headers, body).await
 }
 
-async fn upload_pack(State(svc): State<Arc<GitService>>, Path(repo): Path<String>, headers: HeaderMap, body: Body) -> Response {
+async fn upload_pack(
+    State(svc): State<Arc<GitService>>,
+    Path(repo): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     rpc(svc, "upload-pack", repo, headers, body).await
 }
 
@@ -112,23 +182,52 @@ async fn upload_pack(State(svc): State<Arc<GitService>>, Path(repo): Path<String
 /// long, never a push's pack, which is compressed already).
 const MAX_NEGOTIATION: u64 = 64 * 1024 * 1024;
 
-async fn rpc(svc: Arc<GitService>, service: &'static str, repo: String, headers: HeaderMap, body: Body) -> Response {
+async fn rpc(
+    svc: Arc<GitService>,
+    service: &'static str,
+    repo: String,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let ctx = match authorize(&svc, &headers, &repo) {
         Ok(c) => c,
         Err(r) => return r,
     };
     let path = match svc.ensure_repo(&ctx.app_id).await {
         Ok(p) => p,
-        Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, &format!("Could not open the repository: {e}")),
+        Err(e) => {
+            return text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("Could not open the repository: {e}"),
+            );
+        }
     };
-    let gzip = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
-    let token = (service == "receive-pack").then(|| svc.register(ctx.clone()));
+    let gzip = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
+    let token = match (service == "receive-pack")
+        .then(|| svc.register(ctx.clone()))
+        .transpose()
+    {
+        Ok(t) => t,
+        Err(e) => {
+            return text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("Could not start the push: {e}"),
+            );
+        }
+    };
 
     let mut cmd = tokio::process::Command::new("git");
-    cmd.arg("-c").arg(format!("core.hooksPath={}", svc.hooks_dir.display()));
+    cmd.arg("-c")
+        .arg(format!("core.hooksPath={}", svc.hooks_dir.display()));
     // Heroku's repository limit: git's index-pack stops a larger pack with "fatal: pack
     // exceeds maximum allowed size", which the pusher sees.
-    cmd.arg("-c").arg(format!("receive.maxInputSize={}", svc.limits.max_pack_bytes));
+    cmd.arg("-c").arg(format!(
+        "receive.maxInputSize={}",
+        svc.limits.max_pack_bytes
+    ));
     cmd.args([service, "--stateless-rpc"]).arg(&path);
     cmd.env("KILN_HOOK_SOCKET", &svc.socket);
     if let Some(t) = &token {
@@ -137,7 +236,9 @@ async fn rpc(svc: Arc<GitService>, service: &'static str, repo: String, headers:
     if let Some(p) = headers.get("git-protocol").and_then(|v| v.to_str().ok()) {
         cmd.env("GIT_PROTOCOL", p);
     }
-    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     cmd.kill_on_drop(true);
     let mut child = match cmd.spawn() {
         Ok(c) => c,
@@ -145,15 +246,24 @@ async fn rpc(svc: Arc<GitService>, service: &'static str, repo: String, headers:
             if let Some(t) = &token {
                 svc.unregister(t);
             }
-            return text(StatusCode::INTERNAL_SERVER_ERROR, &format!("Could not run git: {e}"));
+            return text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("Could not run git: {e}"),
+            );
         }
     };
-    let (Some(mut stdin), Some(stdout), Some(mut stderr)) = (child.stdin.take(), child.stdout.take(), child.stderr.take()) else {
+    let (Some(mut stdin), Some(stdout), Some(mut stderr)) =
+        (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    else {
         return text(StatusCode::INTERNAL_SERVER_ERROR, "git's pipes are missing");
     };
 
     // Feed the request body to git as it arrives, decompressing it on the way if need be.
-    let max_input = if service == "receive-pack" { svc.limits.max_pack_bytes } else { MAX_NEGOTIATION };
+    let max_input = if service == "receive-pack" {
+        svc.limits.max_pack_bytes
+    } else {
+        MAX_NEGOTIATION
+    };
     tokio::spawn(async move {
         let mut stream = body.into_data_stream();
         let mut decoder = gzip.then(|| flate2::write::GzDecoder::new(Vec::new()));
@@ -216,26 +326,36 @@ async fn rpc(svc: Arc<GitService>, service: &'static str, repo: String, headers:
     });
     // Stream git's answer (including `remote:` build output in sideband) as it is produced.
     let svc2 = svc.clone();
-    let stream = futures_util::stream::unfold(Some((stdout, child, token, svc2)), |state| async move {
-        let (mut out, mut child, token, svc) = state?;
-        let mut buf = vec![0u8; 32 * 1024];
-        match out.read(&mut buf).await {
-            Ok(0) | Err(_) => {
-                let _ = child.wait().await;
-                if let Some(t) = &token {
-                    svc.unregister(t);
+    let stream =
+        futures_util::stream::unfold(Some((stdout, child, token, svc2)), |state| async move {
+            let (mut out, mut child, token, svc) = state?;
+            let mut buf = vec![0u8; 32 * 1024];
+            match out.read(&mut buf).await {
+                Ok(0) | Err(_) => {
+                    let _ = child.wait().await;
+                    if let Some(t) = &token {
+                        svc.unregister(t);
+                    }
+                    None
                 }
-                None
+                Ok(n) => {
+                    buf.truncate(n);
+                    Some((
+                        Ok::<Bytes, std::io::Error>(Bytes::from(buf)),
+                        Some((out, child, token, svc)),
+                    ))
+                }
             }
-            Ok(n) => {
-                buf.truncate(n);
-                Some((Ok::<Bytes, std::io::Error>(Bytes::from(buf)), Some((out, child, token, svc))))
-            }
-        }
-    });
+        });
     (
         StatusCode::OK,
-        [(header::CONTENT_TYPE, format!("application/x-git-{service}-result")), (header::CACHE_CONTROL, "no-cache".to_string())],
+        [
+            (
+                header::CONTENT_TYPE,
+                format!("application/x-git-{service}-result"),
+            ),
+            (header::CACHE_CONTROL, "no-cache".to_string()),
+        ],
         Body::from_stream(stream),
     )
         .into_response()

@@ -48,7 +48,11 @@ pub type Rejection = Box<dyn std::error::Error + Send + Sync>;
 /// The platform side of a push.
 pub trait PushHandler: Send + Sync {
     /// Builds and releases a push; an `Err` rejects it.
-    fn deploy(&self, push: Push, output: PushOutput) -> futures_util::future::BoxFuture<'static, Result<(), Rejection>>;
+    fn deploy(
+        &self,
+        push: Push,
+        output: PushOutput,
+    ) -> futures_util::future::BoxFuture<'static, Result<(), Rejection>>;
 }
 
 /// How git requests are authenticated and mapped to apps.
@@ -69,7 +73,9 @@ pub struct GitLimits {
 impl Default for GitLimits {
     /// Heroku's repository limit, 1 GB.
     fn default() -> Self {
-        GitLimits { max_pack_bytes: 1024 * 1024 * 1024 }
+        GitLimits {
+            max_pack_bytes: 1024 * 1024 * 1024,
+        }
     }
 }
 
@@ -98,7 +104,13 @@ fn gerr(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> GitError {
 impl GitService {
     /// Prepares the repos directory, the shared hooks directory (pointing at `kiln_exe`) and
     /// starts listening for hooks on a unix socket under `run_dir`.
-    pub fn start(data_dir: &Path, kiln_exe: &Path, handler: Arc<dyn PushHandler>, auth: Arc<dyn GitAuth>, limits: GitLimits) -> Result<Arc<GitService>, GitError> {
+    pub fn start(
+        data_dir: &Path,
+        kiln_exe: &Path,
+        handler: Arc<dyn PushHandler>,
+        auth: Arc<dyn GitAuth>,
+        limits: GitLimits,
+    ) -> Result<Arc<GitService>, GitError> {
         let repos_dir = data_dir.join("repos");
         let hooks_dir = data_dir.join("git-hooks");
         let run_dir = data_dir.join("run");
@@ -106,21 +118,34 @@ impl GitService {
             std::fs::create_dir_all(d).map_err(gerr(format!("creating {}", d.display())))?;
         }
         let exe = kiln_exe.to_string_lossy().replace('\'', "'\\''");
-        let hook = format!("#!/bin/sh\n# Installed by Kiln: hands the push to the server, which builds it.\nexec '{exe}' git-hook pre-receive\n");
+        let hook = format!(
+            "#!/bin/sh\n# Installed by Kiln: hands the push to the server, which builds it.\nexec '{exe}' git-hook pre-receive\n"
+        );
         let hook_path = hooks_dir.join("pre-receive");
         std::fs::write(&hook_path, hook).map_err(gerr("writing the pre-receive hook"))?;
         {
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&hook_path, std::fs::Permissions::from_mode(0o755)).map_err(gerr("chmod the hook"))?;
+            std::fs::set_permissions(&hook_path, std::fs::Permissions::from_mode(0o755))
+                .map_err(gerr("chmod the hook"))?;
         }
         let socket = run_dir.join("git-hook.sock");
         let _ = std::fs::remove_file(&socket);
-        let listener = tokio::net::UnixListener::bind(&socket).map_err(gerr(format!("listening on {}", socket.display())))?;
+        let listener = tokio::net::UnixListener::bind(&socket)
+            .map_err(gerr(format!("listening on {}", socket.display())))?;
         {
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600)).map_err(gerr("chmod the hook socket"))?;
+            std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
+                .map_err(gerr("chmod the hook socket"))?;
         }
-        let svc = Arc::new(GitService { limits, repos_dir, hooks_dir, socket, pushes: Mutex::new(HashMap::new()), handler, auth });
+        let svc = Arc::new(GitService {
+            limits,
+            repos_dir,
+            hooks_dir,
+            socket,
+            pushes: Mutex::new(HashMap::new()),
+            handler,
+            auth,
+        });
         tokio::spawn(hook::serve(svc.clone(), listener));
         Ok(svc)
     }
@@ -143,7 +168,10 @@ impl GitService {
             .await
             .map_err(gerr("running git init"))?;
         if !out.status.success() {
-            return Err(GitError { context: format!("git init {}", path.display()), source: std::io::Error::other(String::from_utf8_lossy(&out.stderr).to_string()) });
+            return Err(GitError {
+                context: format!("git init {}", path.display()),
+                source: std::io::Error::other(String::from_utf8_lossy(&out.stderr).to_string()),
+            });
         }
         Ok(path)
     }
@@ -153,18 +181,28 @@ impl GitService {
         let _ = std::fs::remove_dir_all(self.repo_path(app_id));
     }
 
-    fn register(&self, ctx: PushContext) -> String {
-        let token = format!("{}", uuid::Uuid::new_v4().simple());
-        self.pushes.lock().unwrap_or_else(|e| e.into_inner()).insert(token.clone(), ctx);
-        token
+    fn register(&self, ctx: PushContext) -> Result<String, kiln_model::secret::SecretError> {
+        let token = kiln_model::secret::new_secret()?;
+        self.pushes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(token.clone(), ctx);
+        Ok(token)
     }
 
     fn unregister(&self, token: &str) {
-        self.pushes.lock().unwrap_or_else(|e| e.into_inner()).remove(token);
+        self.pushes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(token);
     }
 
     fn context(&self, token: &str) -> Option<PushContext> {
-        self.pushes.lock().unwrap_or_else(|e| e.into_inner()).get(token).cloned()
+        self.pushes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(token)
+            .cloned()
     }
 }
 
@@ -197,15 +235,25 @@ const MAX_SOURCE_FILES: u64 = 1_000_000;
 /// 1.5 GiB file of zeros pushes as 1.7 MB and once unpacked into one buffer here). Sizes are
 /// counted from each entry's header before it is written, so a source over `max_bytes` is
 /// refused at the entry that crosses the limit, without writing it.
-pub async fn export_tree(repo: &Path, sha: &str, git_env: &[(String, String)], dest: &Path, max_bytes: u64) -> Result<u64, ExportError> {
+pub async fn export_tree(
+    repo: &Path,
+    sha: &str,
+    git_env: &[(String, String)],
+    dest: &Path,
+    max_bytes: u64,
+) -> Result<u64, ExportError> {
     if sha.len() < 40 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(ExportError::BadCommit(sha.to_string()));
     }
     let mut cmd = std::process::Command::new("git");
     // Large blobs are streamed by git too, instead of read whole into its memory.
-    cmd.args(["-c", "core.bigFileThreshold=1m", "--git-dir"]).arg(repo).args(["archive", "--format=tar", sha]);
+    cmd.args(["-c", "core.bigFileThreshold=1m", "--git-dir"])
+        .arg(repo)
+        .args(["archive", "--format=tar", sha]);
     cmd.envs(git_env.iter().map(|(k, v)| (k, v)));
-    cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
     let dest = dest.to_path_buf();
     tokio::task::spawn_blocking(move || {
         let mut child = cmd.spawn()?;
@@ -236,7 +284,9 @@ pub async fn export_tree(repo: &Path, sha: &str, git_env: &[(String, String)], d
         let said = errors.join().unwrap_or_default();
         match unpacked {
             Ok(size) if status.success() => Ok(size),
-            Ok(_) => Err(ExportError::Git(String::from_utf8_lossy(&said).trim().to_string())),
+            Ok(_) => Err(ExportError::Git(
+                String::from_utf8_lossy(&said).trim().to_string(),
+            )),
             Err(e) => Err(e),
         }
     })
@@ -262,7 +312,9 @@ fn unpack(archive: impl std::io::Read, dest: &Path, max_bytes: u64) -> Result<u6
             return Err(ExportError::TooLarge { limit: max_bytes });
         }
         if files > MAX_SOURCE_FILES {
-            return Err(ExportError::TooManyFiles { limit: MAX_SOURCE_FILES });
+            return Err(ExportError::TooManyFiles {
+                limit: MAX_SOURCE_FILES,
+            });
         }
         entry.set_mask(0o6000);
         if !entry.unpack_in(dest)? {
@@ -293,7 +345,8 @@ mod tests {
             h.set_size(*size);
             h.set_mode(0o644);
             h.set_cksum();
-            b.append_data(&mut h, name, std::io::repeat(b'x').take(*size)).unwrap();
+            b.append_data(&mut h, name, std::io::repeat(b'x').take(*size))
+                .unwrap();
         }
         b.into_inner().unwrap()
     }
@@ -301,7 +354,8 @@ mod tests {
     use std::io::Read;
 
     fn temp() -> PathBuf {
-        let d = std::env::temp_dir().join(format!("kiln-git-unpack-{}", uuid::Uuid::new_v4().simple()));
+        let d =
+            std::env::temp_dir().join(format!("kiln-git-unpack-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&d).unwrap();
         d
     }
@@ -319,7 +373,10 @@ mod tests {
     fn refuses_the_entry_that_crosses_the_limit_without_writing_it() {
         let dir = temp();
         let err = unpack(&tar_of(&[("small", 10), ("huge", 1000)])[..], &dir, 500).unwrap_err();
-        assert!(matches!(err, ExportError::TooLarge { limit: 500 }), "{err:?}");
+        assert!(
+            matches!(err, ExportError::TooLarge { limit: 500 }),
+            "{err:?}"
+        );
         assert!(dir.join("small").exists() && !dir.join("huge").exists());
         std::fs::remove_dir_all(dir).unwrap();
     }
@@ -334,7 +391,10 @@ mod tests {
         h.set_cksum();
         raw[..512].copy_from_slice(h.as_bytes());
         let err = unpack(&raw[..], &dir, 100).unwrap_err();
-        assert!(matches!(err, ExportError::Escape | ExportError::Io(_)), "{err:?}");
+        assert!(
+            matches!(err, ExportError::Escape | ExportError::Io(_)),
+            "{err:?}"
+        );
         assert!(!dir.parent().unwrap().join("escaped").exists());
         std::fs::remove_dir_all(dir).unwrap();
     }

@@ -28,7 +28,10 @@ struct AppLog {
 
 impl AppLog {
     fn new() -> AppLog {
-        AppLog { ring: Mutex::new(VecDeque::with_capacity(64)), live: broadcast::channel(TAIL_BUFFER).0 }
+        AppLog {
+            ring: Mutex::new(VecDeque::with_capacity(64)),
+            live: broadcast::channel(TAIL_BUFFER).0,
+        }
     }
 }
 
@@ -80,18 +83,31 @@ impl Logplex {
     }
 
     fn app_log(&self, app_id: &str) -> Arc<AppLog> {
-        if let Some(a) = self.apps.read().unwrap_or_else(|e| e.into_inner()).get(app_id) {
+        if let Some(a) = self
+            .apps
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(app_id)
+        {
             return a.clone();
         }
         let mut apps = self.apps.write().unwrap_or_else(|e| e.into_inner());
-        apps.entry(app_id.to_string()).or_insert_with(|| Arc::new(AppLog::new())).clone()
+        apps.entry(app_id.to_string())
+            .or_insert_with(|| Arc::new(AppLog::new()))
+            .clone()
     }
 
     /// The last `n` lines matching `filter`, oldest first.
     pub fn history(&self, app_id: &str, n: usize, filter: &LogFilter) -> Vec<Arc<LogLine>> {
         let log = self.app_log(app_id);
         let ring = log.ring.lock().unwrap_or_else(|e| e.into_inner());
-        let mut out: Vec<_> = ring.iter().rev().filter(|l| filter.matches(l)).take(n).cloned().collect();
+        let mut out: Vec<_> = ring
+            .iter()
+            .rev()
+            .filter(|l| filter.matches(l))
+            .take(n)
+            .cloned()
+            .collect();
         out.reverse();
         out
     }
@@ -99,22 +115,46 @@ impl Logplex {
     /// Subscribes to new lines. Subscribe before reading history so nothing falls in between
     /// (a line may then appear in both; callers that care can compare timestamps).
     pub fn tail(&self, app_id: &str, filter: LogFilter) -> Tail {
-        Tail { rx: self.app_log(app_id).live.subscribe(), filter }
+        Tail {
+            rx: self.app_log(app_id).live.subscribe(),
+            filter,
+        }
     }
 
     /// Forgets an app's history and ends its tails.
     pub fn remove_app(&self, app_id: &str) {
-        self.apps.write().unwrap_or_else(|e| e.into_inner()).remove(app_id);
-        self.sessions.lock().unwrap_or_else(|e| e.into_inner()).retain(|_, s| s.app_id != app_id);
+        self.apps
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(app_id);
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, s| s.app_id != app_id);
     }
 
     /// Creates a session and returns its secret id.
-    pub fn create_session(&self, app_id: &str, filter: LogFilter, lines: usize, tail: bool) -> String {
-        let id = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+    pub fn create_session(
+        &self,
+        app_id: &str,
+        filter: LogFilter,
+        lines: usize,
+        tail: bool,
+    ) -> Result<String, kiln_model::secret::SecretError> {
+        let id = kiln_model::secret::new_secret()?;
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         sessions.retain(|_, s| s.created.elapsed() < SESSION_TTL);
-        sessions.insert(id.clone(), Session { app_id: app_id.to_string(), filter, lines: lines.min(HISTORY), tail, created: Instant::now() });
-        id
+        sessions.insert(
+            id.clone(),
+            Session {
+                app_id: app_id.to_string(),
+                filter,
+                lines: lines.min(HISTORY),
+                tail,
+                created: Instant::now(),
+            },
+        );
+        Ok(id)
     }
 
     /// Looks a session up. A tail session may be reopened (EventSource clients reconnect);
@@ -175,10 +215,16 @@ mod tests {
         let handle = lp.app_sink("a").unwrap();
         handle.emit(LogLine::app("web.1", "two"));
         let h = lp.history("a", 10, &LogFilter::default());
-        assert_eq!(h.iter().map(|l| l.message.as_str()).collect::<Vec<_>>(), ["one", "two"]);
+        assert_eq!(
+            h.iter().map(|l| l.message.as_str()).collect::<Vec<_>>(),
+            ["one", "two"]
+        );
         lp.remove_app("a");
         handle.emit(LogLine::app("web.1", "after"));
-        assert!(lp.history("a", 10, &LogFilter::default()).is_empty(), "a destroyed app's log stays gone");
+        assert!(
+            lp.history("a", 10, &LogFilter::default()).is_empty(),
+            "a destroyed app's log stays gone"
+        );
     }
 
     #[test]
@@ -191,7 +237,10 @@ mod tests {
         assert_eq!(h.len(), HISTORY);
         assert_eq!(h.last().unwrap().message, "line 1999");
         assert_eq!(h[0].message, "line 500");
-        assert_eq!(lp.history("a", 2, &LogFilter::default())[0].message, "line 1998");
+        assert_eq!(
+            lp.history("a", 2, &LogFilter::default())[0].message,
+            "line 1998"
+        );
     }
 
     #[test]
@@ -200,7 +249,10 @@ mod tests {
         lp.emit("a", LogLine::app("web.1", "w"));
         lp.emit("a", LogLine::heroku("router", "r"));
         lp.emit("b", LogLine::app("web.1", "other app"));
-        let f = LogFilter { source: Some("heroku".into()), dyno: None };
+        let f = LogFilter {
+            source: Some("heroku".into()),
+            dyno: None,
+        };
         let h = lp.history("a", 10, &f);
         assert_eq!(h.len(), 1);
         assert_eq!(h[0].message, "r");
@@ -209,7 +261,13 @@ mod tests {
     #[tokio::test]
     async fn tails_see_new_lines_and_drops() {
         let lp = Logplex::new();
-        let mut t = lp.tail("a", LogFilter { source: None, dyno: Some("web".into()) });
+        let mut t = lp.tail(
+            "a",
+            LogFilter {
+                source: None,
+                dyno: Some("web".into()),
+            },
+        );
         lp.emit("a", LogLine::app("worker.1", "skip"));
         lp.emit("a", LogLine::app("web.2", "hello"));
         match t.next().await {
@@ -225,7 +283,9 @@ mod tests {
     #[test]
     fn sessions_are_secret_and_scoped() {
         let lp = Logplex::new();
-        let id = lp.create_session("a", LogFilter::default(), 100_000, false);
+        let id = lp
+            .create_session("a", LogFilter::default(), 100_000, false)
+            .unwrap();
         assert!(id.len() >= 64);
         let s = lp.session(&id).unwrap();
         assert_eq!(s.lines, HISTORY);

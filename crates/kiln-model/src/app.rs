@@ -15,15 +15,22 @@ pub const MAX_LEN: usize = 30;
 impl AppName {
     pub fn parse(name: &str) -> Result<AppName, Invalid> {
         if name.len() > MAX_LEN {
-            return Err(Invalid::new("name", format!("Name is too long (maximum is {MAX_LEN} characters)")));
+            return Err(Invalid::new(
+                "name",
+                format!("Name is too long (maximum is {MAX_LEN} characters)"),
+            ));
         }
         if name.len() < MIN_LEN {
-            return Err(Invalid::new("name", format!("Name is too short (minimum is {MIN_LEN} characters)")));
+            return Err(Invalid::new(
+                "name",
+                format!("Name is too short (minimum is {MIN_LEN} characters)"),
+            ));
         }
         let bytes = name.as_bytes();
         let allowed = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-';
         if !bytes[0].is_ascii_lowercase()
-            || !(bytes[bytes.len() - 1].is_ascii_lowercase() || bytes[bytes.len() - 1].is_ascii_digit())
+            || !(bytes[bytes.len() - 1].is_ascii_lowercase()
+                || bytes[bytes.len() - 1].is_ascii_digit())
             || !bytes.iter().all(|&b| allowed(b))
         {
             return Err(Invalid::new(
@@ -37,23 +44,147 @@ impl AppName {
     /// A random Heroku-style name such as `quiet-river-4821`, for `apps:create` without a name.
     pub fn generate() -> AppName {
         const ADJ: &[&str] = &[
-            "ancient", "autumn", "billowing", "bitter", "black", "blue", "bold", "brave", "calm", "cool",
-            "crimson", "damp", "dark", "dawn", "delicate", "divine", "dry", "empty", "falling", "fierce",
-            "floral", "fragrant", "frosty", "gentle", "green", "hidden", "holy", "icy", "jolly", "late",
-            "lingering", "little", "lively", "long", "lucky", "misty", "morning", "muddy", "nameless",
-            "noisy", "odd", "old", "orange", "patient", "plain", "polished", "proud", "purple", "quiet",
-            "rapid", "red", "restless", "rough", "round", "royal", "shiny", "shy", "silent", "small",
-            "snowy", "soft", "solitary", "sparkling", "spring", "still", "summer", "sweet", "tight",
-            "tiny", "twilight", "wandering", "weathered", "white", "wild", "winter", "wispy", "young",
+            "ancient",
+            "autumn",
+            "billowing",
+            "bitter",
+            "black",
+            "blue",
+            "bold",
+            "brave",
+            "calm",
+            "cool",
+            "crimson",
+            "damp",
+            "dark",
+            "dawn",
+            "delicate",
+            "divine",
+            "dry",
+            "empty",
+            "falling",
+            "fierce",
+            "floral",
+            "fragrant",
+            "frosty",
+            "gentle",
+            "green",
+            "hidden",
+            "holy",
+            "icy",
+            "jolly",
+            "late",
+            "lingering",
+            "little",
+            "lively",
+            "long",
+            "lucky",
+            "misty",
+            "morning",
+            "muddy",
+            "nameless",
+            "noisy",
+            "odd",
+            "old",
+            "orange",
+            "patient",
+            "plain",
+            "polished",
+            "proud",
+            "purple",
+            "quiet",
+            "rapid",
+            "red",
+            "restless",
+            "rough",
+            "round",
+            "royal",
+            "shiny",
+            "shy",
+            "silent",
+            "small",
+            "snowy",
+            "soft",
+            "solitary",
+            "sparkling",
+            "spring",
+            "still",
+            "summer",
+            "sweet",
+            "tight",
+            "tiny",
+            "twilight",
+            "wandering",
+            "weathered",
+            "white",
+            "wild",
+            "winter",
+            "wispy",
+            "young",
         ];
         const NOUN: &[&str] = &[
-            "bird", "breeze", "brook", "bush", "butterfly", "cherry", "cloud", "darkness", "dawn", "dew",
-            "dream", "dust", "feather", "field", "fire", "firefly", "flower", "fog", "forest", "frog",
-            "frost", "glade", "glitter", "grass", "haze", "hill", "lake", "leaf", "meadow", "moon",
-            "morning", "mountain", "night", "paper", "pine", "pond", "rain", "resonance", "river", "sea",
-            "shadow", "shape", "silence", "sky", "smoke", "snow", "snowflake", "sound", "star", "sun",
-            "sunset", "surf", "thunder", "tree", "violet", "voice", "water", "waterfall", "wave",
-            "wildflower", "wind", "wood",
+            "bird",
+            "breeze",
+            "brook",
+            "bush",
+            "butterfly",
+            "cherry",
+            "cloud",
+            "darkness",
+            "dawn",
+            "dew",
+            "dream",
+            "dust",
+            "feather",
+            "field",
+            "fire",
+            "firefly",
+            "flower",
+            "fog",
+            "forest",
+            "frog",
+            "frost",
+            "glade",
+            "glitter",
+            "grass",
+            "haze",
+            "hill",
+            "lake",
+            "leaf",
+            "meadow",
+            "moon",
+            "morning",
+            "mountain",
+            "night",
+            "paper",
+            "pine",
+            "pond",
+            "rain",
+            "resonance",
+            "river",
+            "sea",
+            "shadow",
+            "shape",
+            "silence",
+            "sky",
+            "smoke",
+            "snow",
+            "snowflake",
+            "sound",
+            "star",
+            "sun",
+            "sunset",
+            "surf",
+            "thunder",
+            "tree",
+            "violet",
+            "voice",
+            "water",
+            "waterfall",
+            "wave",
+            "wildflower",
+            "wind",
+            "wood",
         ];
         let adj = ADJ[fastrand::usize(..ADJ.len())];
         let noun = NOUN[fastrand::usize(..NOUN.len())];
@@ -84,7 +215,18 @@ mod tests {
 
     #[test]
     fn rejects_bad_names_with_a_reason() {
-        for bad in ["", "ab", "Foo", "1abc", "abc-", "a_b_c", "my app", "../etc", "abcdefghijklmnopqrstuvwxyz12345", "ünï"] {
+        for bad in [
+            "",
+            "ab",
+            "Foo",
+            "1abc",
+            "abc-",
+            "a_b_c",
+            "my app",
+            "../etc",
+            "abcdefghijklmnopqrstuvwxyz12345",
+            "ünï",
+        ] {
             let err = AppName::parse(bad).unwrap_err();
             assert_eq!(err.field, "name");
             assert!(!err.message.is_empty());

@@ -12,7 +12,10 @@ pub enum BuildpackRef {
     /// A directory on the server.
     Local(String),
     /// A git repository, cloned at build time; `#ref` picks a branch or tag.
-    Git { url: String, reference: Option<String> },
+    Git {
+        url: String,
+        reference: Option<String>,
+    },
 }
 
 pub const BUILTIN: [&str; 3] = ["nodejs", "python", "procfile"];
@@ -20,14 +23,22 @@ pub const BUILTIN: [&str; 3] = ["nodejs", "python", "procfile"];
 impl BuildpackRef {
     pub fn parse(s: &str) -> Result<BuildpackRef, Invalid> {
         let s = s.trim();
-        let bad = |why: &str| Err(Invalid::new("buildpack", format!("Invalid buildpack {s:?}: {why}")));
+        let bad = |why: &str| {
+            Err(Invalid::new(
+                "buildpack",
+                format!("Invalid buildpack {s:?}: {why}"),
+            ))
+        };
         if s.is_empty() {
             return bad("it is empty");
         }
         if s.len() > 2048 || s.chars().any(|c| c.is_control()) {
             return bad("it is too long or contains control characters");
         }
-        let short = s.strip_prefix("heroku/").or_else(|| s.strip_prefix("kiln/")).unwrap_or(s);
+        let short = s
+            .strip_prefix("heroku/")
+            .or_else(|| s.strip_prefix("kiln/"))
+            .unwrap_or(s);
         if BUILTIN.contains(&short) {
             return Ok(BuildpackRef::Builtin(short.to_string()));
         }
@@ -44,18 +55,27 @@ impl BuildpackRef {
         if s.starts_with('/') {
             return Ok(BuildpackRef::Local(s.to_string()));
         }
-        if s.starts_with("https://") || s.starts_with("http://") || s.starts_with("git://") || s.starts_with("ssh://") || s.starts_with("file://") {
+        if s.starts_with("https://")
+            || s.starts_with("http://")
+            || s.starts_with("git://")
+            || s.starts_with("ssh://")
+            || s.starts_with("file://")
+        {
             if s.starts_with('-') {
                 return bad("it starts with '-'");
             }
             let (url, reference) = match s.split_once('#') {
-                Some((u, r)) if !r.is_empty() && !r.starts_with('-') => (u.to_string(), Some(r.to_string())),
+                Some((u, r)) if !r.is_empty() && !r.starts_with('-') => {
+                    (u.to_string(), Some(r.to_string()))
+                }
                 Some((_, _)) => return bad("the #ref is empty or starts with '-'"),
                 None => (s.to_string(), None),
             };
             return Ok(BuildpackRef::Git { url, reference });
         }
-        bad("use heroku/python, heroku/nodejs, heroku/procfile, an absolute directory path, or a git URL")
+        bad(
+            "use heroku/python, heroku/nodejs, heroku/procfile, an absolute directory path, or a git URL",
+        )
     }
 }
 
@@ -84,12 +104,18 @@ pub fn parse_release_output(text: &str) -> Result<ProcessTypes, Invalid> {
             continue;
         }
         let Some((k, v)) = line.trim().split_once(':') else {
-            return Err(Invalid::new("bin/release", format!("bin/release printed a line that is not `type: command`: {line:?}")));
+            return Err(Invalid::new(
+                "bin/release",
+                format!("bin/release printed a line that is not `type: command`: {line:?}"),
+            ));
         };
         let k = k.trim().trim_matches(|c| c == '"' || c == '\'');
         validate_process_type(k).map_err(|e| Invalid::new("bin/release", e.message))?;
         let mut v = v.trim();
-        if v.len() >= 2 && ((v.starts_with('"') && v.ends_with('"')) || (v.starts_with('\'') && v.ends_with('\''))) {
+        if v.len() >= 2
+            && ((v.starts_with('"') && v.ends_with('"'))
+                || (v.starts_with('\'') && v.ends_with('\'')))
+        {
             v = &v[1..v.len() - 1];
         }
         if !v.is_empty() {
@@ -105,15 +131,40 @@ mod tests {
 
     #[test]
     fn refs() {
-        assert_eq!(BuildpackRef::parse("heroku/python").unwrap(), BuildpackRef::Builtin("python".into()));
-        assert_eq!(BuildpackRef::parse("/opt/bp").unwrap(), BuildpackRef::Local("/opt/bp".into()));
-        assert_eq!(BuildpackRef::parse("file:///opt/bp").unwrap(), BuildpackRef::Local("/opt/bp".into()));
-        assert_eq!(BuildpackRef::parse("file:///srv/bp.git#main").unwrap(), BuildpackRef::Git { url: "file:///srv/bp.git".into(), reference: Some("main".into()) });
+        assert_eq!(
+            BuildpackRef::parse("heroku/python").unwrap(),
+            BuildpackRef::Builtin("python".into())
+        );
+        assert_eq!(
+            BuildpackRef::parse("/opt/bp").unwrap(),
+            BuildpackRef::Local("/opt/bp".into())
+        );
+        assert_eq!(
+            BuildpackRef::parse("file:///opt/bp").unwrap(),
+            BuildpackRef::Local("/opt/bp".into())
+        );
+        assert_eq!(
+            BuildpackRef::parse("file:///srv/bp.git#main").unwrap(),
+            BuildpackRef::Git {
+                url: "file:///srv/bp.git".into(),
+                reference: Some("main".into())
+            }
+        );
         assert_eq!(
             BuildpackRef::parse("https://example.com/bp.git#v2").unwrap(),
-            BuildpackRef::Git { url: "https://example.com/bp.git".into(), reference: Some("v2".into()) }
+            BuildpackRef::Git {
+                url: "https://example.com/bp.git".into(),
+                reference: Some("v2".into())
+            }
         );
-        for bad in ["", "relative/dir", "file://rel", "https://x#", "https://x#-oops", "foo\nbar"] {
+        for bad in [
+            "",
+            "relative/dir",
+            "file://rel",
+            "https://x#",
+            "https://x#-oops",
+            "foo\nbar",
+        ] {
             assert!(BuildpackRef::parse(bad).is_err(), "{bad:?}");
         }
     }

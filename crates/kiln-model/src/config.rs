@@ -13,7 +13,12 @@ pub const MAX_KEY_LEN: usize = 256;
 /// Checks one config var name: ASCII letters, digits and underscores, not starting with a
 /// digit (so it is a valid shell variable), and not in the platform's reserved space.
 pub fn validate_key(key: &str) -> Result<(), Invalid> {
-    let bad = |why: &str| Err(Invalid::new("config_vars", format!("Invalid config var name {key:?}: {why}")));
+    let bad = |why: &str| {
+        Err(Invalid::new(
+            "config_vars",
+            format!("Invalid config var name {key:?}: {why}"),
+        ))
+    };
     if key.is_empty() {
         return bad("it is empty");
     }
@@ -35,7 +40,10 @@ pub fn validate_key(key: &str) -> Result<(), Invalid> {
 
 pub fn validate_value(key: &str, value: &str) -> Result<(), Invalid> {
     if value.contains('\0') {
-        return Err(Invalid::new("config_vars", format!("Config var {key} contains a NUL byte")));
+        return Err(Invalid::new(
+            "config_vars",
+            format!("Config var {key} contains a NUL byte"),
+        ));
     }
     Ok(())
 }
@@ -57,7 +65,11 @@ impl ConfigChange {
         match (self.set.is_empty(), self.unset.is_empty()) {
             (false, true) => format!("Set {} config vars", self.set.join(", ")),
             (true, false) => format!("Remove {} config vars", self.unset.join(", ")),
-            _ => format!("Set {} and remove {} config vars", self.set.join(", "), self.unset.join(", ")),
+            _ => format!(
+                "Set {} and remove {} config vars",
+                self.set.join(", "),
+                self.unset.join(", ")
+            ),
         }
     }
 }
@@ -65,7 +77,10 @@ impl ConfigChange {
 /// Applies a Heroku config-vars PATCH (`{"KEY": "value" | null}`) to `current`, validating every
 /// key first so that a bad patch changes nothing. Setting a var to its current value is not a
 /// change; unsetting an absent var is not either.
-pub fn apply_patch(current: &ConfigVars, patch: &BTreeMap<String, Option<String>>) -> Result<(ConfigVars, ConfigChange), Invalid> {
+pub fn apply_patch(
+    current: &ConfigVars,
+    patch: &BTreeMap<String, Option<String>>,
+) -> Result<(ConfigVars, ConfigChange), Invalid> {
     for (k, v) in patch {
         validate_key(k)?;
         if let Some(v) = v {
@@ -93,7 +108,9 @@ pub fn apply_patch(current: &ConfigVars, patch: &BTreeMap<String, Option<String>
     if total > MAX_TOTAL_BYTES {
         return Err(Invalid::new(
             "config_vars",
-            format!("Config vars would total {total} bytes; the limit is {MAX_TOTAL_BYTES} bytes per app"),
+            format!(
+                "Config vars would total {total} bytes; the limit is {MAX_TOTAL_BYTES} bytes per app"
+            ),
         ));
     }
     Ok((next, change))
@@ -104,7 +121,10 @@ mod tests {
     use super::*;
 
     fn patch(items: &[(&str, Option<&str>)]) -> BTreeMap<String, Option<String>> {
-        items.iter().map(|(k, v)| (k.to_string(), v.map(str::to_string))).collect()
+        items
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.map(str::to_string)))
+            .collect()
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Dyno names, states and sizes.
 
-use crate::{Invalid, Timestamp};
 use crate::procfile::validate_process_type;
+use crate::{Invalid, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -14,11 +14,19 @@ pub struct DynoName {
 
 impl DynoName {
     pub fn new(process_type: impl Into<String>, index: u32) -> Self {
-        DynoName { process_type: process_type.into(), index }
+        DynoName {
+            process_type: process_type.into(),
+            index,
+        }
     }
 
     pub fn parse(s: &str) -> Result<DynoName, Invalid> {
-        let bad = || Invalid::new("dyno", format!("Invalid dyno name {s:?}: expected <type>.<number>, such as web.1"));
+        let bad = || {
+            Invalid::new(
+                "dyno",
+                format!("Invalid dyno name {s:?}: expected <type>.<number>, such as web.1"),
+            )
+        };
         let (t, n) = s.rsplit_once('.').ok_or_else(bad)?;
         validate_process_type(t).map_err(|_| bad())?;
         let index: u32 = n.parse().map_err(|_| bad())?;
@@ -77,8 +85,14 @@ pub enum DynoSize {
 }
 
 impl DynoSize {
-    pub const ALL: [DynoSize; 6] =
-        [DynoSize::Eco, DynoSize::Basic, DynoSize::Standard1X, DynoSize::Standard2X, DynoSize::PerformanceM, DynoSize::PerformanceL];
+    pub const ALL: [DynoSize; 6] = [
+        DynoSize::Eco,
+        DynoSize::Basic,
+        DynoSize::Standard1X,
+        DynoSize::Standard2X,
+        DynoSize::PerformanceM,
+        DynoSize::PerformanceL,
+    ];
 
     /// Heroku's spelling, as the API returns it.
     pub fn name(self) -> &'static str {
@@ -104,7 +118,10 @@ impl DynoSize {
             "performance-l" => DynoSize::PerformanceL,
             _ => {
                 let names: Vec<_> = DynoSize::ALL.iter().map(|s| s.name()).collect();
-                return Err(Invalid::new("size", format!("Unknown dyno size {s:?}; one of: {}", names.join(", "))));
+                return Err(Invalid::new(
+                    "size",
+                    format!("Unknown dyno size {s:?}; one of: {}", names.join(", ")),
+                ));
             }
         })
     }
@@ -169,7 +186,10 @@ mod tests {
 
     #[test]
     fn sizes_parse_any_case() {
-        assert_eq!(DynoSize::parse("standard-2x").unwrap(), DynoSize::Standard2X);
+        assert_eq!(
+            DynoSize::parse("standard-2x").unwrap(),
+            DynoSize::Standard2X
+        );
         assert_eq!(DynoSize::parse("Performance-L").unwrap().memory_mb(), 14336);
         assert!(DynoSize::parse("huge").is_err());
     }
@@ -199,4 +219,3 @@ pub enum RestartTarget {
     Type(String),
     Dyno(String),
 }
-

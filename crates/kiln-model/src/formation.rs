@@ -19,24 +19,41 @@ impl QuantityChange {
         match v {
             Value::Number(n) => match n.as_u64() {
                 Some(q) if q <= u32::MAX as u64 => Ok(QuantityChange::Set(q as u32)),
-                _ => Err(Invalid::new("quantity", format!("Invalid quantity {n}: expected a whole number from 0"))),
+                _ => Err(Invalid::new(
+                    "quantity",
+                    format!("Invalid quantity {n}: expected a whole number from 0"),
+                )),
             },
             Value::String(s) => QuantityChange::parse(s),
-            _ => Err(Invalid::new("quantity", "Invalid quantity: expected a number or a string such as \"2\" or \"+1\"")),
+            _ => Err(Invalid::new(
+                "quantity",
+                "Invalid quantity: expected a number or a string such as \"2\" or \"+1\"",
+            )),
         }
     }
 
     pub fn parse(s: &str) -> Result<QuantityChange, Invalid> {
         let s = s.trim();
-        let bad = || Invalid::new("quantity", format!("Invalid quantity {s:?}: expected a number such as 2, +1 or -1"));
+        let bad = || {
+            Invalid::new(
+                "quantity",
+                format!("Invalid quantity {s:?}: expected a number such as 2, +1 or -1"),
+            )
+        };
         if s.is_empty() || s.len() > 10 {
             return Err(bad());
         }
         if let Some(rest) = s.strip_prefix('+') {
-            return rest.parse::<u32>().map(|n| QuantityChange::Add(n as i64)).map_err(|_| bad());
+            return rest
+                .parse::<u32>()
+                .map(|n| QuantityChange::Add(n as i64))
+                .map_err(|_| bad());
         }
         if let Some(rest) = s.strip_prefix('-') {
-            return rest.parse::<u32>().map(|n| QuantityChange::Add(-(n as i64))).map_err(|_| bad());
+            return rest
+                .parse::<u32>()
+                .map(|n| QuantityChange::Add(-(n as i64)))
+                .map_err(|_| bad());
         }
         s.parse::<u32>().map(QuantityChange::Set).map_err(|_| bad())
     }
@@ -48,7 +65,10 @@ impl QuantityChange {
             QuantityChange::Add(d) => (current as i64 + d).max(0),
         };
         if next > max as i64 {
-            return Err(Invalid::new("quantity", format!("Cannot scale to more than {max} dynos per process type")));
+            return Err(Invalid::new(
+                "quantity",
+                format!("Cannot scale to more than {max} dynos per process type"),
+            ));
         }
         Ok(next as u32)
     }
@@ -67,11 +87,30 @@ mod tests {
 
     #[test]
     fn parses_cli_and_schema_forms() {
-        assert_eq!(QuantityChange::from_json(&json!("2")).unwrap(), QuantityChange::Set(2));
-        assert_eq!(QuantityChange::from_json(&json!(3)).unwrap(), QuantityChange::Set(3));
-        assert_eq!(QuantityChange::from_json(&json!("+1")).unwrap(), QuantityChange::Add(1));
-        assert_eq!(QuantityChange::from_json(&json!("-4")).unwrap(), QuantityChange::Add(-4));
-        for bad in [json!("x"), json!(-1), json!(1.5), json!(null), json!("99999999999"), json!("")] {
+        assert_eq!(
+            QuantityChange::from_json(&json!("2")).unwrap(),
+            QuantityChange::Set(2)
+        );
+        assert_eq!(
+            QuantityChange::from_json(&json!(3)).unwrap(),
+            QuantityChange::Set(3)
+        );
+        assert_eq!(
+            QuantityChange::from_json(&json!("+1")).unwrap(),
+            QuantityChange::Add(1)
+        );
+        assert_eq!(
+            QuantityChange::from_json(&json!("-4")).unwrap(),
+            QuantityChange::Add(-4)
+        );
+        for bad in [
+            json!("x"),
+            json!(-1),
+            json!(1.5),
+            json!(null),
+            json!("99999999999"),
+            json!(""),
+        ] {
             assert!(QuantityChange::from_json(&bad).is_err(), "{bad}");
         }
     }

@@ -7,6 +7,7 @@
 
 pub mod app;
 pub mod appjson;
+pub mod attach;
 pub mod buildpack;
 pub mod config;
 pub mod dyno;
@@ -16,6 +17,7 @@ pub mod procfile;
 pub mod records;
 pub mod release;
 pub mod route;
+pub mod secret;
 pub mod time;
 
 pub use app::AppName;
@@ -35,6 +37,9 @@ pub struct Invalid {
 
 impl Invalid {
     pub fn new(field: &'static str, message: impl Into<String>) -> Self {
-        Invalid { field, message: message.into() }
+        Invalid {
+            field,
+            message: message.into(),
+        }
     }
 }

@@ -20,8 +20,17 @@ pub struct LogLine {
 }
 
 impl LogLine {
-    pub fn new(source: &'static str, process: impl Into<Cow<'static, str>>, message: impl Into<String>) -> LogLine {
-        LogLine { time: Timestamp::now(), source: Cow::Borrowed(source), process: process.into(), message: message.into() }
+    pub fn new(
+        source: &'static str,
+        process: impl Into<Cow<'static, str>>,
+        message: impl Into<String>,
+    ) -> LogLine {
+        LogLine {
+            time: Timestamp::now(),
+            source: Cow::Borrowed(source),
+            process: process.into(),
+            message: message.into(),
+        }
     }
 
     /// Output of a dyno: `app[web.1]`.
@@ -47,9 +56,20 @@ impl LogLine {
     /// Heroku's human rendering, as `heroku logs` prints it.
     pub fn render(&self) -> String {
         if self.process.is_empty() {
-            format!("{} {}: {}", self.time.log_format(), self.source, self.message)
+            format!(
+                "{} {}: {}",
+                self.time.log_format(),
+                self.source,
+                self.message
+            )
         } else {
-            format!("{} {}[{}]: {}", self.time.log_format(), self.source, self.process, self.message)
+            format!(
+                "{} {}[{}]: {}",
+                self.time.log_format(),
+                self.source,
+                self.process,
+                self.message
+            )
         }
     }
 
@@ -91,7 +111,11 @@ impl LogFilter {
             }
         }
         if let Some(d) = &self.dyno {
-            if !d.is_empty() && line.process != *d && !(line.process.starts_with(d.as_str()) && line.process.as_bytes().get(d.len()) == Some(&b'.')) {
+            if !d.is_empty()
+                && line.process != *d
+                && !(line.process.starts_with(d.as_str())
+                    && line.process.as_bytes().get(d.len()) == Some(&b'.'))
+            {
                 return false;
             }
         }
@@ -134,13 +158,19 @@ mod tests {
     fn renders_heroku_format() {
         let mut l = LogLine::app("web.1", "hello");
         l.time = Timestamp(1_427_041_338_251_123);
-        assert_eq!(l.render(), "2015-03-22T16:22:18.251123+00:00 app[web.1]: hello");
+        assert_eq!(
+            l.render(),
+            "2015-03-22T16:22:18.251123+00:00 app[web.1]: hello"
+        );
     }
 
     #[test]
     fn filters_like_logplex() {
         let l = LogLine::app("web.12", "x");
-        let f = |s: Option<&str>, d: Option<&str>| LogFilter { source: s.map(Into::into), dyno: d.map(Into::into) };
+        let f = |s: Option<&str>, d: Option<&str>| LogFilter {
+            source: s.map(Into::into),
+            dyno: d.map(Into::into),
+        };
         assert!(f(None, Some("web")).matches(&l));
         assert!(f(None, Some("web.12")).matches(&l));
         assert!(!f(None, Some("web.1")).matches(&l));
@@ -156,6 +186,9 @@ mod tests {
         assert_eq!(parts[0], "a");
         assert!(parts[1..].iter().all(|p| p.len() <= MAX_LINE_BYTES));
         assert_eq!(parts[1..].concat(), long);
-        assert_eq!(LogLine::split_output(b"\xff\xfe"), vec!["\u{fffd}\u{fffd}".to_string()]);
+        assert_eq!(
+            LogLine::split_output(b"\xff\xfe"),
+            vec!["\u{fffd}\u{fffd}".to_string()]
+        );
     }
 }

@@ -23,10 +23,17 @@ pub struct Procfile {
 
 /// Validates a process type name: letters, digits, `_` and `-`, 1 to 63 characters.
 pub fn validate_process_type(name: &str) -> Result<(), Invalid> {
-    if name.is_empty() || name.len() > MAX_TYPE_LEN || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+    if name.is_empty()
+        || name.len() > MAX_TYPE_LEN
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
         return Err(Invalid::new(
             "type",
-            format!("Invalid process type {name:?}: use 1 to {MAX_TYPE_LEN} letters, digits, '_' or '-'"),
+            format!(
+                "Invalid process type {name:?}: use 1 to {MAX_TYPE_LEN} letters, digits, '_' or '-'"
+            ),
         ));
     }
     Ok(())
@@ -34,7 +41,10 @@ pub fn validate_process_type(name: &str) -> Result<(), Invalid> {
 
 pub fn parse(text: &str) -> Result<Procfile, Invalid> {
     if text.len() > MAX_BYTES {
-        return Err(Invalid::new("Procfile", format!("Procfile is larger than {MAX_BYTES} bytes")));
+        return Err(Invalid::new(
+            "Procfile",
+            format!("Procfile is larger than {MAX_BYTES} bytes"),
+        ));
     }
     let mut out = Procfile::default();
     for (i, raw) in text.split('\n').enumerate() {
@@ -43,7 +53,14 @@ pub fn parse(text: &str) -> Result<Procfile, Invalid> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let bad = |why: &str| Invalid::new("Procfile", format!("Procfile line {lineno} ({line:?}): {why}; expected `<process type>: <command>`"));
+        let bad = |why: &str| {
+            Invalid::new(
+                "Procfile",
+                format!(
+                    "Procfile line {lineno} ({line:?}): {why}; expected `<process type>: <command>`"
+                ),
+            )
+        };
         let Some((name, command)) = line.split_once(':') else {
             return Err(bad("no ':' after the process type"));
         };
@@ -56,8 +73,14 @@ pub fn parse(text: &str) -> Result<Procfile, Invalid> {
         if command.contains('\0') {
             return Err(bad("the command contains a NUL byte"));
         }
-        if out.types.insert(name.to_string(), command.to_string()).is_some() {
-            out.warnings.push(format!("Procfile declares {name} more than once; the last line wins"));
+        if out
+            .types
+            .insert(name.to_string(), command.to_string())
+            .is_some()
+        {
+            out.warnings.push(format!(
+                "Procfile declares {name} more than once; the last line wins"
+            ));
         }
     }
     Ok(out)
@@ -84,9 +107,19 @@ mod tests {
 
     #[test]
     fn malformed_lines_are_refused_with_line_numbers() {
-        for (text, line) in [("web python app.py", 1), ("web: ok\nworker:", 2), ("web: a\n\nbad type: x", 3), ("w/eb: x", 1), (": x", 1)] {
+        for (text, line) in [
+            ("web python app.py", 1),
+            ("web: ok\nworker:", 2),
+            ("web: a\n\nbad type: x", 3),
+            ("w/eb: x", 1),
+            (": x", 1),
+        ] {
             let err = parse(text).unwrap_err();
-            assert!(err.message.contains(&format!("line {line}")), "{text:?}: {}", err.message);
+            assert!(
+                err.message.contains(&format!("line {line}")),
+                "{text:?}: {}",
+                err.message
+            );
         }
     }
 

@@ -162,7 +162,14 @@ pub struct AcmState {
 
 impl AcmState {
     pub fn new(status: &str, reason: Option<String>) -> AcmState {
-        AcmState { status: status.to_string(), reason, failures: 0, next_attempt_at: None, refresh: false, updated_at: Timestamp::now() }
+        AcmState {
+            status: status.to_string(),
+            reason,
+            failures: 0,
+            next_attempt_at: None,
+            refresh: false,
+            updated_at: Timestamp::now(),
+        }
     }
 }
 
@@ -191,7 +198,11 @@ pub struct SniEndpoint {
 impl std::fmt::Debug for SniEndpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never the private key, not even in a debug log.
-        f.debug_struct("SniEndpoint").field("id", &self.id).field("app_id", &self.app_id).field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("SniEndpoint")
+            .field("id", &self.id)
+            .field("app_id", &self.app_id)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -199,7 +210,17 @@ impl std::fmt::Debug for SniEndpoint {
 pub fn validate_sni_endpoint_name(name: &str) -> std::result::Result<(), Invalid> {
     let ok = (3..=30).contains(&name.len())
         && name.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if ok { Ok(()) } else { Err(Invalid::new("name", format!("{name:?} is not a valid SNI endpoint name: 3 to 30 of a-z, 0-9 and -, starting with a letter"))) }
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Invalid::new(
+            "name",
+            format!(
+                "{name:?} is not a valid SNI endpoint name: 3 to 30 of a-z, 0-9 and -, starting with a letter"
+            ),
+        ))
+    }
 }
-

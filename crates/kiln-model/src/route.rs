@@ -43,7 +43,14 @@ pub struct AppRoute {
 /// dyno manager, which once republished an app with defaults, cannot (it holds [`DynoRoutes`]).
 pub trait AppRoutes: Send + Sync {
     /// Registers or refreshes an app's identity and settings; keeps its backends.
-    fn upsert_app(&self, app_id: &str, app_name: &str, maintenance: bool, error_page_url: Option<String>, maintenance_page_url: Option<String>);
+    fn upsert_app(
+        &self,
+        app_id: &str,
+        app_name: &str,
+        maintenance: bool,
+        error_page_url: Option<String>,
+        maintenance_page_url: Option<String>,
+    );
     /// Forgets an app entirely (destroyed).
     fn remove_app(&self, app_id: &str);
     /// Replaces the app's custom domains (hostnames routed to it besides `<app>.<domain>`).

@@ -9,7 +9,9 @@ pub struct Timestamp(pub i64);
 
 impl Timestamp {
     pub fn now() -> Timestamp {
-        let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+        let d = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO);
         Timestamp(d.as_micros() as i64)
     }
 
@@ -49,11 +51,24 @@ impl Timestamp {
     /// Parses the API format back (also accepts fractional seconds and `+00:00`).
     pub fn parse_rfc3339(s: &str) -> Option<Timestamp> {
         let b = s.as_bytes();
-        if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+        if b.len() < 20
+            || b[4] != b'-'
+            || b[7] != b'-'
+            || b[10] != b'T'
+            || b[13] != b':'
+            || b[16] != b':'
+        {
             return None;
         }
         let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-        let (y, mo, d, h, mi, sec) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
+        let (y, mo, d, h, mi, sec) = (
+            num(0..4)?,
+            num(5..7)?,
+            num(8..10)?,
+            num(11..13)?,
+            num(14..16)?,
+            num(17..19)?,
+        );
         if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
             return None;
         }
@@ -73,7 +88,9 @@ impl Timestamp {
             return None;
         }
         let days = days_from_civil(y, mo as u32, d as u32);
-        Some(Timestamp((days * 86_400 + h * 3600 + mi * 60 + sec) * 1_000_000 + micros))
+        Some(Timestamp(
+            (days * 86_400 + h * 3600 + mi * 60 + sec) * 1_000_000 + micros,
+        ))
     }
 }
 
@@ -117,8 +134,16 @@ mod tests {
     fn parse_round_trips() {
         let t = Timestamp(1_700_000_000_000_000);
         assert_eq!(Timestamp::parse_rfc3339(&t.rfc3339()), Some(t));
-        assert_eq!(Timestamp::parse_rfc3339(&Timestamp(1_700_000_000_123_456).log_format()), Some(Timestamp(1_700_000_000_123_456)));
-        for bad in ["", "2015-13-01T00:00:00Z", "nonsense-and-more-text", "2015-03-22T16:22:18"] {
+        assert_eq!(
+            Timestamp::parse_rfc3339(&Timestamp(1_700_000_000_123_456).log_format()),
+            Some(Timestamp(1_700_000_000_123_456))
+        );
+        for bad in [
+            "",
+            "2015-13-01T00:00:00Z",
+            "nonsense-and-more-text",
+            "2015-03-22T16:22:18",
+        ] {
             assert_eq!(Timestamp::parse_rfc3339(bad), None, "{bad}");
         }
     }

@@ -128,7 +128,10 @@ impl Gate {
             }
             *count += 1;
         }
-        Ok(Permit { gate: Arc::clone(self), key })
+        Ok(Permit {
+            gate: Arc::clone(self),
+            key,
+        })
     }
 
     fn refuse(&self, why: Refusal, ip: IpAddr) -> Refusal {
@@ -136,10 +139,17 @@ impl Gate {
         // A flood would otherwise log a line per connection.
         let now = self.started.elapsed().as_millis() as u64;
         let last = self.last_report_ms.load(Ordering::Relaxed);
-        if (last == 0 || now.saturating_sub(last) >= 10_000) && self.last_report_ms.compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+        if (last == 0 || now.saturating_sub(last) >= 10_000)
+            && self
+                .last_report_ms
+                .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
             let limit = match why {
                 Refusal::Full => format!("{} connections in all", self.limits.total),
-                Refusal::AddressFull => format!("{} connections from one address", self.limits.per_ip),
+                Refusal::AddressFull => {
+                    format!("{} connections from one address", self.limits.per_ip)
+                }
             };
             tracing::warn!(listener = self.name, client = %ip, refused_so_far = refused, "connection refused: the listener holds its maximum of {limit}");
         }
@@ -156,7 +166,11 @@ pub struct Permit {
 impl Drop for Permit {
     fn drop(&mut self) {
         if self.gate.limits.per_ip > 0 {
-            let mut per_ip = self.gate.per_ip.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut per_ip = self
+                .gate
+                .per_ip
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             if let Some(count) = per_ip.get_mut(&self.key) {
                 *count -= 1;
                 if *count == 0 {
@@ -176,7 +190,10 @@ pub struct Admitted<IO> {
 
 impl<IO> Admitted<IO> {
     pub fn new(io: IO, permit: Permit) -> Admitted<IO> {
-        Admitted { io, _permit: permit }
+        Admitted {
+            io,
+            _permit: permit,
+        }
     }
 
     pub fn get_ref(&self) -> &IO {
@@ -190,19 +207,31 @@ impl<IO> Admitted<IO> {
 
 impl<IO: AsyncRead + Unpin> AsyncRead for Admitted<IO> {
     #[inline]
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
     }
 }
 
 impl<IO: AsyncWrite + Unpin> AsyncWrite for Admitted<IO> {
     #[inline]
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.get_mut().io).poll_write(cx, data)
     }
 
     #[inline]
-    fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
     }
 
@@ -241,13 +270,18 @@ pub async fn accept(listener: &TcpListener, gate: &Arc<Gate>) -> (TcpStream, Soc
             }
             // ECONNABORTED, EPROTO, a reset before accept: that connection is gone, the
             // listener is fine.
-            Err(e) => tracing::debug!(listener = gate.name, error = %e, "accept failed for one connection"),
+            Err(e) => {
+                tracing::debug!(listener = gate.name, error = %e, "accept failed for one connection")
+            }
         }
     }
 }
 
 fn is_out_of_resources(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM))
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
 }
 
 #[cfg(test)]
@@ -260,12 +294,21 @@ mod tests {
 
     #[test]
     fn caps_in_all_and_per_address() {
-        let gate = Gate::new("test", ConnLimits { total: 3, per_ip: 2 });
+        let gate = Gate::new(
+            "test",
+            ConnLimits {
+                total: 3,
+                per_ip: 2,
+            },
+        );
         let a1 = gate.admit(ip("10.0.0.1")).unwrap();
         let a2 = gate.admit(ip("10.0.0.1")).unwrap();
         assert_eq!(gate.admit(ip("10.0.0.1")).err(), Some(Refusal::AddressFull));
         // The same host over IPv4-mapped IPv6 is the same address.
-        assert_eq!(gate.admit(ip("::ffff:10.0.0.1")).err(), Some(Refusal::AddressFull));
+        assert_eq!(
+            gate.admit(ip("::ffff:10.0.0.1")).err(),
+            Some(Refusal::AddressFull)
+        );
         let b1 = gate.admit(ip("10.0.0.2")).unwrap();
         assert_eq!(gate.admit(ip("10.0.0.3")).err(), Some(Refusal::Full));
         assert_eq!((gate.open(), gate.refused()), (3, 3));
@@ -273,20 +316,38 @@ mod tests {
         let a3 = gate.admit(ip("10.0.0.1")).unwrap();
         drop((a2, a3, b1));
         assert_eq!(gate.open(), 0);
-        assert!(gate.per_ip.lock().unwrap().is_empty(), "addresses leave the map with their last connection");
+        assert!(
+            gate.per_ip.lock().unwrap().is_empty(),
+            "addresses leave the map with their last connection"
+        );
     }
 
     #[test]
     fn ipv6_hosts_share_their_64() {
-        let gate = Gate::new("test", ConnLimits { total: 10, per_ip: 1 });
+        let gate = Gate::new(
+            "test",
+            ConnLimits {
+                total: 10,
+                per_ip: 1,
+            },
+        );
         let _a = gate.admit(ip("2001:db8:1:2::1")).unwrap();
-        assert_eq!(gate.admit(ip("2001:db8:1:2:ffff::9")).err(), Some(Refusal::AddressFull));
+        assert_eq!(
+            gate.admit(ip("2001:db8:1:2:ffff::9")).err(),
+            Some(Refusal::AddressFull)
+        );
         let _b = gate.admit(ip("2001:db8:1:3::1")).unwrap();
     }
 
     #[test]
     fn no_per_address_cap() {
-        let gate = Gate::new("test", ConnLimits { total: 2, per_ip: 0 });
+        let gate = Gate::new(
+            "test",
+            ConnLimits {
+                total: 2,
+                per_ip: 0,
+            },
+        );
         let _a = gate.admit(ip("127.0.0.1")).unwrap();
         let _b = gate.admit(ip("127.0.0.1")).unwrap();
         assert_eq!(gate.admit(ip("127.0.0.1")).err(), Some(Refusal::Full));
@@ -297,14 +358,23 @@ mod tests {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let gate = Gate::new("test", ConnLimits { total: 1, per_ip: 0 });
+        let gate = Gate::new(
+            "test",
+            ConnLimits {
+                total: 1,
+                per_ip: 0,
+            },
+        );
         let server = {
             let gate = Arc::clone(&gate);
             tokio::spawn(async move {
                 let (stream, _, permit) = accept(&listener, &gate).await;
                 let mut held = Admitted::new(stream, permit);
                 // The second client is turned away while the first is held.
-                let (second, _, _) = tokio::time::timeout(Duration::from_millis(300), accept(&listener, &gate)).await.map_or((None, None, None), |(s, a, p)| (Some(s), Some(a), Some(p)));
+                let (second, _, _) =
+                    tokio::time::timeout(Duration::from_millis(300), accept(&listener, &gate))
+                        .await
+                        .map_or((None, None, None), |(s, a, p)| (Some(s), Some(a), Some(p)));
                 assert!(second.is_none(), "admitted over the cap");
                 held.write_all(b"hello").await.unwrap();
                 drop(held);
@@ -316,7 +386,11 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         let mut second = TcpStream::connect(addr).await.unwrap();
         let mut buf = [0u8; 8];
-        assert_eq!(second.read(&mut buf).await.unwrap_or(0), 0, "closed at once");
+        assert_eq!(
+            second.read(&mut buf).await.unwrap_or(0),
+            0,
+            "closed at once"
+        );
         assert_eq!(first.read(&mut buf).await.unwrap(), 5);
         let _third = TcpStream::connect(addr).await.unwrap();
         server.await.unwrap();

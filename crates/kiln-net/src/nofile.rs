@@ -17,12 +17,18 @@ pub struct Limits {
 
 /// The current limits.
 pub fn current() -> io::Result<Limits> {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit writes one rlimit into the struct we own.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(Limits { soft: lim.rlim_cur, hard: lim.rlim_max })
+    Ok(Limits {
+        soft: lim.rlim_cur,
+        hard: lim.rlim_max,
+    })
 }
 
 /// Raises the soft limit to the hard limit; returns the limits now in force. Children
@@ -32,7 +38,10 @@ pub fn raise() -> io::Result<Limits> {
     if before.soft >= before.hard {
         return Ok(before);
     }
-    let lim = libc::rlimit { rlim_cur: before.hard, rlim_max: before.hard };
+    let lim = libc::rlimit {
+        rlim_cur: before.hard,
+        rlim_max: before.hard,
+    };
     // SAFETY: setrlimit reads one rlimit we own; raising the soft limit up to the hard
     // limit needs no privilege.
     if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
@@ -67,13 +76,27 @@ pub struct Budget {
 pub fn budgets(limit: u64, wants: &[Want]) -> Budget {
     let reserve = (limit / 8).max(256).min(limit);
     let available = limit - reserve;
-    let needed: u64 = wants.iter().map(|w| (w.wanted as u64).saturating_mul(w.fds_per_connection.max(1) as u64)).sum();
+    let needed: u64 = wants
+        .iter()
+        .map(|w| (w.wanted as u64).saturating_mul(w.fds_per_connection.max(1) as u64))
+        .sum();
     if needed <= available {
-        return Budget { caps: wants.iter().map(|w| w.wanted).collect(), reserve, lowered: false };
+        return Budget {
+            caps: wants.iter().map(|w| w.wanted).collect(),
+            reserve,
+            lowered: false,
+        };
     }
     // Every listener keeps the same fraction of its wish, and at least one connection.
-    let caps = wants.iter().map(|w| ((w.wanted as u128 * available as u128 / needed.max(1) as u128) as usize).max(1)).collect();
-    Budget { caps, reserve, lowered: true }
+    let caps = wants
+        .iter()
+        .map(|w| ((w.wanted as u128 * available as u128 / needed.max(1) as u128) as usize).max(1))
+        .collect();
+    Budget {
+        caps,
+        reserve,
+        lowered: true,
+    }
 }
 
 #[cfg(test)]
@@ -82,23 +105,56 @@ mod tests {
 
     #[test]
     fn wishes_that_fit_are_kept() {
-        let b = budgets(1 << 20, &[Want { wanted: 1000, fds_per_connection: 1 }, Want { wanted: 10_000, fds_per_connection: 2 }]);
+        let b = budgets(
+            1 << 20,
+            &[
+                Want {
+                    wanted: 1000,
+                    fds_per_connection: 1,
+                },
+                Want {
+                    wanted: 10_000,
+                    fds_per_connection: 2,
+                },
+            ],
+        );
         assert_eq!(b.caps, [1000, 10_000]);
         assert!(!b.lowered);
     }
 
     #[test]
     fn a_small_limit_is_shared_and_never_exhausted() {
-        let wants = [Want { wanted: 1000, fds_per_connection: 1 }, Want { wanted: 10_000, fds_per_connection: 2 }, Want { wanted: 10_000, fds_per_connection: 2 }];
+        let wants = [
+            Want {
+                wanted: 1000,
+                fds_per_connection: 1,
+            },
+            Want {
+                wanted: 10_000,
+                fds_per_connection: 2,
+            },
+            Want {
+                wanted: 10_000,
+                fds_per_connection: 2,
+            },
+        ];
         let b = budgets(1024, &wants);
         assert!(b.lowered);
         assert_eq!(b.reserve, 256);
-        let used: usize = b.caps.iter().zip(&wants).map(|(c, w)| c * w.fds_per_connection).sum();
+        let used: usize = b
+            .caps
+            .iter()
+            .zip(&wants)
+            .map(|(c, w)| c * w.fds_per_connection)
+            .sum();
         assert!(used as u64 <= 1024 - 256, "{b:?}");
         assert!(b.caps.iter().all(|&c| c >= 1), "{b:?}");
         // Each keeps the same share of its wish.
         assert_eq!(b.caps[1], b.caps[2]);
-        assert!((b.caps[0] as f64 / 1000.0 - b.caps[1] as f64 / 10_000.0).abs() < 0.01, "{b:?}");
+        assert!(
+            (b.caps[0] as f64 / 1000.0 - b.caps[1] as f64 / 10_000.0).abs() < 0.01,
+            "{b:?}"
+        );
     }
 
     #[test]

@@ -52,7 +52,8 @@ pub struct RouterChallenges(pub Arc<dyn AppRoutes>);
 
 impl ChallengeResponder for RouterChallenges {
     fn publish(&self, token: &str, key_authorization: &str) {
-        self.0.set_acme_challenge(token, Some(key_authorization.to_string()));
+        self.0
+            .set_acme_challenge(token, Some(key_authorization.to_string()));
     }
     fn withdraw(&self, token: &str) {
         self.0.set_acme_challenge(token, None);
@@ -61,7 +62,10 @@ impl ChallengeResponder for RouterChallenges {
 
 /// The backoff after `failures` failed orders in a row.
 fn backoff(failures: u32) -> Duration {
-    let doubled = BACKOFF_BASE.saturating_mul(1u32.checked_shl(failures.saturating_sub(1).min(20)).unwrap_or(u32::MAX));
+    let doubled = BACKOFF_BASE.saturating_mul(
+        1u32.checked_shl(failures.saturating_sub(1).min(20))
+            .unwrap_or(u32::MAX),
+    );
     doubled.min(BACKOFF_MAX)
 }
 
@@ -69,7 +73,10 @@ impl Platform {
     /// Starts Automatic Certificate Management with `source` (an ACME client): the manager
     /// runs until the platform is dropped. Without it, enabling ACM is refused.
     pub fn start_acm(&self, source: Arc<dyn CertificateSource>) {
-        let acm = Arc::new(Acm { source, wake: tokio::sync::Notify::new() });
+        let acm = Arc::new(Acm {
+            source,
+            wake: tokio::sync::Notify::new(),
+        });
         if self.acm.set(acm.clone()).is_err() {
             return;
         }
@@ -104,7 +111,13 @@ impl Platform {
             return Err(Invalid::new("acm", NOT_CONFIGURED).into());
         }
         let app = self.store.set_acm(&app.id, true)?;
-        self.api_log(&app.id, format!("Enable Automatic Certificate Management by user {}", user.email));
+        self.api_log(
+            &app.id,
+            format!(
+                "Enable Automatic Certificate Management by user {}",
+                user.email
+            ),
+        );
         self.wake_acm();
         Ok(app)
     }
@@ -115,7 +128,13 @@ impl Platform {
         let app = self.store.set_acm(&app.id, false)?;
         self.publish_certificates(&app.id);
         if was {
-            self.api_log(&app.id, format!("Disable Automatic Certificate Management by user {}", user.email));
+            self.api_log(
+                &app.id,
+                format!(
+                    "Disable Automatic Certificate Management by user {}",
+                    user.email
+                ),
+            );
         }
         Ok(app)
     }
@@ -129,7 +148,13 @@ impl Platform {
             return Err(Invalid::new("acm", "Automatic Certificate Management is not enabled for this app; enable it with certs:auto:enable").into());
         }
         self.store.request_acm_refresh(&app.id)?;
-        self.api_log(&app.id, format!("Refresh Automatic Certificate Management by user {}", user.email));
+        self.api_log(
+            &app.id,
+            format!(
+                "Refresh Automatic Certificate Management by user {}",
+                user.email
+            ),
+        );
         self.wake_acm();
         Ok(self.store.app(&app.id)?)
     }
@@ -170,7 +195,9 @@ impl Platform {
             .into_iter()
             .filter_map(|e| {
                 let domain = e.acm_domain_id.clone()?;
-                Certificate::from_pem(&e.certificate_chain, &e.private_key).ok().map(|c| (domain, c))
+                Certificate::from_pem(&e.certificate_chain, &e.private_key)
+                    .ok()
+                    .map(|c| (domain, c))
             })
             .collect();
         for d in self.store.acm_domains(app_id)? {
@@ -184,20 +211,27 @@ impl Platform {
                 continue;
             }
             let refresh = state.as_ref().is_some_and(|s| s.refresh);
-            let current = certificates.iter().find(|(id, _)| *id == d.domain.id).map(|(_, c)| c);
+            let current = certificates
+                .iter()
+                .find(|(id, _)| *id == d.domain.id)
+                .map(|(_, c)| c);
             if let Some(cert) = current.filter(|_| !refresh) {
                 let left = cert.info.expires_at.unix_seconds() - now.unix_seconds();
                 if left > RENEW_BEFORE {
                     if state.as_ref().is_none_or(|s| s.status != "ok") {
                         self.set_state(&d, AcmState::new("ok", None));
                     }
-                    next = next.min(Duration::from_secs(u64::try_from(left - RENEW_BEFORE).unwrap_or(0)));
+                    next = next.min(Duration::from_secs(
+                        u64::try_from(left - RENEW_BEFORE).unwrap_or(0),
+                    ));
                     continue;
                 }
             }
             if let Some(at) = state.as_ref().and_then(|s| s.next_attempt_at) {
                 if at.unix_seconds() > now.unix_seconds() {
-                    next = next.min(Duration::from_secs(u64::try_from(at.unix_seconds() - now.unix_seconds()).unwrap_or(0)));
+                    next = next.min(Duration::from_secs(
+                        u64::try_from(at.unix_seconds() - now.unix_seconds()).unwrap_or(0),
+                    ));
                     continue;
                 }
             }
@@ -219,7 +253,9 @@ impl Platform {
                     let why = why.to_string();
                     let mut failed = AcmState::new("failed", Some(why.clone()));
                     failed.failures = failures;
-                    failed.next_attempt_at = Some(Timestamp::from_unix_seconds(Timestamp::now().unix_seconds() + wait.as_secs() as i64));
+                    failed.next_attempt_at = Some(Timestamp::from_unix_seconds(
+                        Timestamp::now().unix_seconds() + wait.as_secs() as i64,
+                    ));
                     self.set_state(&d, failed);
                     self.api_log(app_id, format!("Automatic Certificate Management failed for {hostname}: {why} (next attempt in {} s)", wait.as_secs()));
                     next = next.min(wait);
@@ -231,31 +267,51 @@ impl Platform {
 
     /// Orders, checks and stores one domain's certificate and starts serving it. `Ok(None)`
     /// when there is nothing to store it for any longer.
-    async fn acm_order(&self, acm: &Acm, d: &AcmDomain) -> std::result::Result<Option<Timestamp>, AcmOrderError> {
-        let issued = acm.source.obtain(std::slice::from_ref(&d.domain.hostname)).await.map_err(|e| AcmOrderError::Ca(e.to_string()))?;
-        let cert = crate::check_certificate(&issued.chain_pem, &issued.key_pem).map_err(|e| AcmOrderError::Unusable(e.to_string()))?;
+    async fn acm_order(
+        &self,
+        acm: &Acm,
+        d: &AcmDomain,
+    ) -> std::result::Result<Option<Timestamp>, AcmOrderError> {
+        let issued = acm
+            .source
+            .obtain(std::slice::from_ref(&d.domain.hostname))
+            .await
+            .map_err(|e| AcmOrderError::Ca(e.to_string()))?;
+        let cert = crate::check_certificate(&issued.chain_pem, &issued.key_pem)
+            .map_err(|e| AcmOrderError::Unusable(e.to_string()))?;
         if !cert.info.covers(&d.domain.hostname) {
             return Err(AcmOrderError::WrongName(d.domain.hostname.clone()));
         }
         let mut last = None;
         for _ in 0..10 {
-            match self.store.put_acm_certificate(&d.domain.id, &crate::sni::random_name(), &issued.chain_pem, &issued.key_pem) {
+            match self.store.put_acm_certificate(
+                &d.domain.id,
+                &crate::sni::random_name(),
+                &issued.chain_pem,
+                &issued.key_pem,
+            ) {
                 Ok(_) => {
                     self.publish_certificates(&d.domain.app_id);
                     return Ok(Some(cert.info.expires_at));
                 }
-                Err(StoreError::Conflict(m)) if m.contains("name") => last = Some(StoreError::Conflict(m)),
+                Err(StoreError::Conflict(m)) if m.contains("name") => {
+                    last = Some(StoreError::Conflict(m))
+                }
                 Err(StoreError::Conflict(_) | StoreError::NotFound { .. }) => return Ok(None),
                 Err(e) => return Err(AcmOrderError::Store(e)),
             }
         }
-        Err(AcmOrderError::Store(last.unwrap_or_else(|| StoreError::Conflict("no free certificate name".into()))))
+        Err(AcmOrderError::Store(last.unwrap_or_else(|| {
+            StoreError::Conflict("no free certificate name".into())
+        })))
     }
 
     fn set_state(&self, d: &AcmDomain, state: AcmState) {
         match self.store.set_acm_state(&d.domain.id, &state) {
             Ok(()) | Err(StoreError::NotFound { .. }) => {}
-            Err(e) => tracing::warn!(hostname = d.domain.hostname, error = %e, "ACM: could not record a domain's state"),
+            Err(e) => {
+                tracing::warn!(hostname = d.domain.hostname, error = %e, "ACM: could not record a domain's state")
+            }
         }
     }
 }

@@ -20,7 +20,9 @@ pub enum DeployError {
     Platform(#[from] PlatformError),
     #[error("Could not prepare the build: {0}")]
     Prepare(#[source] std::io::Error),
-    #[error("{0} (the server's --max-source-mb). Remove large files from the repository, history included, or keep them outside it.")]
+    #[error(
+        "{0} (the server's --max-source-mb). Remove large files from the repository, history included, or keep them outside it."
+    )]
     SourceTooLarge(#[source] kiln_git::ExportError),
     #[error("Could not read the pushed commit: {0}")]
     Source(#[source] kiln_git::ExportError),
@@ -31,8 +33,13 @@ pub enum DeployError {
     AppJson(String),
     #[error("{0}")]
     Build(#[source] BuildError),
-    #[error("Release v{version} failed: {reason}. The previous release keeps running: see `kiln logs` and `kiln releases`.")]
-    NotLive { version: u32, reason: crate::release::GoLiveError },
+    #[error(
+        "Release v{version} failed: {reason}. The previous release keeps running: see `kiln logs` and `kiln releases`."
+    )]
+    NotLive {
+        version: u32,
+        reason: crate::release::GoLiveError,
+    },
 }
 
 impl From<kiln_store::StoreError> for DeployError {
@@ -45,15 +52,30 @@ impl From<kiln_store::StoreError> for DeployError {
 pub struct GitBridge(pub Arc<Platform>);
 
 impl PushHandler for GitBridge {
-    fn deploy(&self, push: Push, output: PushOutput) -> BoxFuture<'static, Result<(), kiln_git::Rejection>> {
+    fn deploy(
+        &self,
+        push: Push,
+        output: PushOutput,
+    ) -> BoxFuture<'static, Result<(), kiln_git::Rejection>> {
         let platform = self.0.clone();
-        async move { platform.deploy_push(push, output).await.map_err(|e| Box::new(e) as kiln_git::Rejection) }.boxed()
+        async move {
+            platform
+                .deploy_push(push, output)
+                .await
+                .map_err(|e| Box::new(e) as kiln_git::Rejection)
+        }
+        .boxed()
     }
 }
 
 impl GitAuth for GitBridge {
     fn authenticate(&self, api_key: &str) -> Option<(String, String)> {
-        self.0.store.account_by_api_key(api_key).ok().flatten().map(|a| (a.id, a.email))
+        self.0
+            .store
+            .account_by_api_key(api_key)
+            .ok()
+            .flatten()
+            .map(|a| (a.id, a.email))
     }
 
     fn app(&self, name: &str, user_id: &str) -> Option<(String, String)> {
@@ -87,13 +109,20 @@ impl kiln_build::BuildOutput for Tee {
 impl Tee {
     fn notice_once(&self) {
         if !self.told.swap(true, std::sync::atomic::Ordering::Relaxed) {
-            let _ = self.push.send(format!(" !     The build printed more than {} MB; the rest of its output is not shown.", crate::streams::MAX_BUILD_OUTPUT / (1024 * 1024)));
+            let _ = self.push.send(format!(
+                " !     The build printed more than {} MB; the rest of its output is not shown.",
+                crate::streams::MAX_BUILD_OUTPUT / (1024 * 1024)
+            ));
         }
     }
 }
 
 impl Platform {
-    pub(crate) async fn deploy_push(self: &Arc<Self>, push: Push, output: PushOutput) -> Result<(), DeployError> {
+    pub(crate) async fn deploy_push(
+        self: &Arc<Self>,
+        push: Push,
+        output: PushOutput,
+    ) -> Result<(), DeployError> {
         let ctx = &push.context;
         let app = self.store.app(&ctx.app_id)?;
         let user = self.store.account(&ctx.user_id)?;
@@ -101,7 +130,8 @@ impl Platform {
         let _guard = match lock.try_lock() {
             Ok(g) => g,
             Err(_) => {
-                let _ = output.send("-----> Waiting for the build in progress to finish...".to_string());
+                let _ = output
+                    .send("-----> Waiting for the build in progress to finish...".to_string());
                 lock.lock().await
             }
         };
@@ -112,21 +142,43 @@ impl Platform {
                 buildpacks.push(url.clone());
             }
         }
-        let build = self.store.create_build(&app.id, &user.id, Some(&push.new), &buildpacks)?;
+        let build = self
+            .store
+            .create_build(&app.id, &user.id, Some(&push.new), &buildpacks)?;
         let stream = Arc::new(BuildStream::default());
-        self.build_streams.lock().unwrap_or_else(|e| e.into_inner()).insert(build.id.clone(), stream.clone());
+        self.build_streams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(build.id.clone(), stream.clone());
         self.api_log(&app.id, format!("Build started by user {}", user.email));
-        let tee = Tee { push: output.clone(), stream: stream.clone(), told: Default::default() };
+        let tee = Tee {
+            push: output.clone(),
+            stream: stream.clone(),
+            told: Default::default(),
+        };
 
-        let result = self.build_and_release(&app, &user, &push, &build.id, &buildpacks, &tee).await;
+        let result = self
+            .build_and_release(&app, &user, &push, &build.id, &buildpacks, &tee)
+            .await;
         stream.finish();
         let text = stream.text();
         let _ = match &result {
-            Ok((slug_id, release_id, _)) => self.store.finish_build(&build.id, BuildStatus::Succeeded, &text, Some(slug_id), Some(release_id)),
-            Err(_) => self.store.finish_build(&build.id, BuildStatus::Failed, &text, None, None),
+            Ok((slug_id, release_id, _)) => self.store.finish_build(
+                &build.id,
+                BuildStatus::Succeeded,
+                &text,
+                Some(slug_id),
+                Some(release_id),
+            ),
+            Err(_) => self
+                .store
+                .finish_build(&build.id, BuildStatus::Failed, &text, None, None),
         };
         // Keep the live stream only while the build runs; afterwards the store has the output.
-        self.build_streams.lock().unwrap_or_else(|e| e.into_inner()).remove(&build.id);
+        self.build_streams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&build.id);
 
         let (_, release_id, version) = match result {
             Ok(r) => r,
@@ -136,16 +188,31 @@ impl Platform {
             }
         };
         self.api_log(&app.id, "Build succeeded");
-        self.api_log(&app.id, format!("Deploy {} by user {}", &push.new[..push.new.len().min(8)], user.email));
-        self.api_log(&app.id, format!("Release v{version} created by user {}", user.email));
+        self.api_log(
+            &app.id,
+            format!(
+                "Deploy {} by user {}",
+                &push.new[..push.new.len().min(8)],
+                user.email
+            ),
+        );
+        self.api_log(
+            &app.id,
+            format!("Release v{version} created by user {}", user.email),
+        );
 
         // The next build may start while this release goes live.
         drop(_guard);
         let _ = output.send("-----> Launching...".to_string());
         let release = self.store.release(&app.id, &release_id)?;
-        self.go_live(&app.id, &release, &Some(output.clone())).await.map_err(|reason| DeployError::NotLive { version, reason })?;
+        self.go_live(&app.id, &release, &Some(output.clone()))
+            .await
+            .map_err(|reason| DeployError::NotLive { version, reason })?;
         let _ = output.send(format!("       Released v{version}"));
-        let _ = output.send(format!("       {} deployed to Kiln", self.web_url(&app.name)));
+        let _ = output.send(format!(
+            "       {} deployed to Kiln",
+            self.web_url(&app.name)
+        ));
         let _ = output.send(String::new());
         let _ = output.send("Verifying deploy... done.".to_string());
         Ok(())
@@ -166,12 +233,21 @@ impl Platform {
         let source_dir = self.builder.scratch_dir(build_id).join("app");
         std::fs::create_dir_all(&source_dir).map_err(DeployError::Prepare)?;
         let scratch = source_dir.parent().unwrap_or(&source_dir).to_path_buf();
-        match kiln_git::export_tree(&push.repo, &push.new, &push.git_env, &source_dir, self.settings.max_source_bytes).await {
+        match kiln_git::export_tree(
+            &push.repo,
+            &push.new,
+            &push.git_env,
+            &source_dir,
+            self.settings.max_source_bytes,
+        )
+        .await
+        {
             Ok(size) => out.line(&format!("-----> Source: {}", kiln_build::human_size(size))),
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&scratch);
                 return Err(match e {
-                    kiln_git::ExportError::TooLarge { .. } | kiln_git::ExportError::TooManyFiles { .. } => DeployError::SourceTooLarge(e),
+                    kiln_git::ExportError::TooLarge { .. }
+                    | kiln_git::ExportError::TooManyFiles { .. } => DeployError::SourceTooLarge(e),
                     e => DeployError::Source(e),
                 });
             }
@@ -200,7 +276,11 @@ impl Platform {
             buildpacks: buildpacks.to_vec(),
             app_json,
         };
-        let built = self.builder.build(req, out).await.map_err(DeployError::Build)?;
+        let built = self
+            .builder
+            .build(req, out)
+            .await
+            .map_err(DeployError::Build)?;
         let slug = Slug {
             id: uuid::Uuid::new_v4().to_string(),
             app_id: app.id.clone(),
@@ -214,25 +294,44 @@ impl Platform {
             created_at: kiln_model::Timestamp::now(),
         };
         self.store.insert_slug(&slug)?;
-        let from_app_json = built.app_json.as_ref().map(|a| a.formation.clone()).unwrap_or_default();
+        let from_app_json = built
+            .app_json
+            .as_ref()
+            .map(|a| a.formation.clone())
+            .unwrap_or_default();
         let initial: BTreeMap<String, u32> = built
             .process_types
             .keys()
             .filter(|t| t.as_str() != "release")
-            .map(|t| (t.clone(), kiln_model::formation::initial_quantity(t, from_app_json.get(t).copied())))
+            .map(|t| {
+                (
+                    t.clone(),
+                    kiln_model::formation::initial_quantity(t, from_app_json.get(t).copied()),
+                )
+            })
             .collect();
         self.store.ensure_formation(&app.id, &initial)?;
         // The config is re-read so a config change made during the build is not lost.
-        let config = self.store.app(&app.id).map(|a| a.config).unwrap_or_else(|_| app.config.clone());
-        let release = self
+        let config = self
             .store
-            .append_release(
-                &app.id,
-                NewRelease { description: format!("Deploy {}", &push.new[..push.new.len().min(8)]), status: ReleaseStatus::Pending, slug_id: Some(slug.id.clone()), config, user_id: user.id.clone() },
-            )?;
-        out.line(&format!("-----> {} app built ({})", built.buildpack_description, kiln_build::human_size(built.size)));
+            .app(&app.id)
+            .map(|a| a.config)
+            .unwrap_or_else(|_| app.config.clone());
+        let release = self.store.append_release(
+            &app.id,
+            NewRelease {
+                description: format!("Deploy {}", &push.new[..push.new.len().min(8)]),
+                status: ReleaseStatus::Pending,
+                slug_id: Some(slug.id.clone()),
+                config,
+                user_id: user.id.clone(),
+            },
+        )?;
+        out.line(&format!(
+            "-----> {} app built ({})",
+            built.buildpack_description,
+            kiln_build::human_size(built.size)
+        ));
         Ok((slug.id, release.id, release.version))
     }
 }
-
-

@@ -18,29 +18,45 @@ const MAX_LABEL: usize = 63;
 
 /// Checks a hostname given by a user and returns it normalized (lowercase, without a
 /// trailing dot).
-pub fn validate_hostname(input: &str, platform_domain: &str) -> std::result::Result<String, Invalid> {
+pub fn validate_hostname(
+    input: &str,
+    platform_domain: &str,
+) -> std::result::Result<String, Invalid> {
     let invalid = |why: String| Invalid::new("hostname", why);
     let trimmed = input.trim();
-    let hostname = trimmed.strip_suffix('.').unwrap_or(trimmed).to_ascii_lowercase();
+    let hostname = trimmed
+        .strip_suffix('.')
+        .unwrap_or(trimmed)
+        .to_ascii_lowercase();
     if hostname.is_empty() {
-        return Err(invalid("A hostname is required, such as www.example.com".into()));
+        return Err(invalid(
+            "A hostname is required, such as www.example.com".into(),
+        ));
     }
     let shown: String = hostname.chars().take(64).collect();
     if hostname.len() > MAX_HOSTNAME {
-        return Err(invalid(format!("{shown}… is longer than {MAX_HOSTNAME} characters")));
+        return Err(invalid(format!(
+            "{shown}… is longer than {MAX_HOSTNAME} characters"
+        )));
     }
     let name = hostname.strip_prefix("*.").unwrap_or(&hostname);
     if name.contains('*') {
-        return Err(invalid(format!("{shown} is not a valid hostname: a wildcard may only be the whole first label, as in *.example.com")));
+        return Err(invalid(format!(
+            "{shown} is not a valid hostname: a wildcard may only be the whole first label, as in *.example.com"
+        )));
     }
     let labels: Vec<&str> = name.split('.').collect();
     if labels.len() < 2 {
-        return Err(invalid(format!("{shown} is not a valid hostname: it needs a domain, as in www.example.com")));
+        return Err(invalid(format!(
+            "{shown} is not a valid hostname: it needs a domain, as in www.example.com"
+        )));
     }
     for label in &labels {
         let ok = !label.is_empty()
             && label.len() <= MAX_LABEL
-            && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             && !label.starts_with('-')
             && !label.ends_with('-');
         if !ok {
@@ -49,12 +65,22 @@ pub fn validate_hostname(input: &str, platform_domain: &str) -> std::result::Res
             )));
         }
     }
-    if labels.last().is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit())) {
-        return Err(invalid(format!("{shown} is not a hostname: IP addresses cannot be added as domains")));
+    if labels
+        .last()
+        .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(invalid(format!(
+            "{shown} is not a hostname: IP addresses cannot be added as domains"
+        )));
     }
-    let platform = platform_domain.trim().trim_matches('.').to_ascii_lowercase();
+    let platform = platform_domain
+        .trim()
+        .trim_matches('.')
+        .to_ascii_lowercase();
     if !platform.is_empty() && (name == platform || name.ends_with(&format!(".{platform}"))) {
-        return Err(invalid(format!("{shown} is under {platform}, where Kiln serves apps by name; add a hostname of your own domain")));
+        return Err(invalid(format!(
+            "{shown} is under {platform}, where Kiln serves apps by name; add a hostname of your own domain"
+        )));
     }
     Ok(hostname)
 }
@@ -69,10 +95,15 @@ impl Platform {
     /// One of the app's custom domains, by id or hostname.
     pub fn domain(&self, user: &Account, app: &App, id_or_hostname: &str) -> Result<Domain> {
         self.app_for(user, &app.id)?;
-        self.store.domain(&app.id, id_or_hostname).map_err(|e| match e {
-            StoreError::NotFound { resource: "domain" } => PlatformError::NotFound { resource: "domain", message: format!("Couldn't find that domain ({}).", shown(id_or_hostname)) },
-            other => other.into(),
-        })
+        self.store
+            .domain(&app.id, id_or_hostname)
+            .map_err(|e| match e {
+                StoreError::NotFound { resource: "domain" } => PlatformError::NotFound {
+                    resource: "domain",
+                    message: format!("Couldn't find that domain ({}).", shown(id_or_hostname)),
+                },
+                other => other.into(),
+            })
     }
 
     /// The hostname every app has: `<app>.<domain>`.
@@ -86,7 +117,10 @@ impl Platform {
         let hostname = validate_hostname(hostname, &self.settings.domain)?;
         let domain = self.store.add_domain(&app.id, &hostname)?;
         self.publish_domains(&app.id);
-        self.api_log(&app.id, format!("Add {hostname} domain by user {}", user.email));
+        self.api_log(
+            &app.id,
+            format!("Add {hostname} domain by user {}", user.email),
+        );
         if app.acm {
             self.wake_acm();
         }
@@ -100,21 +134,32 @@ impl Platform {
         self.publish_domains(&app.id);
         // An ACM certificate went with the domain.
         self.publish_certificates(&app.id);
-        self.api_log(&app.id, format!("Remove {} domain by user {}", removed.hostname, user.email));
+        self.api_log(
+            &app.id,
+            format!("Remove {} domain by user {}", removed.hostname, user.email),
+        );
         Ok(removed)
     }
 
     /// Hands the app's whole set of custom domains to the router.
     pub(crate) fn publish_domains(&self, app_id: &str) {
         match self.store.domains(app_id) {
-            Ok(domains) => self.routes.set_domains(app_id, domains.into_iter().map(|d| d.hostname).collect()),
-            Err(e) => tracing::warn!(app = %app_id, error = %e, "could not read the app's domains for the router"),
+            Ok(domains) => self
+                .routes
+                .set_domains(app_id, domains.into_iter().map(|d| d.hostname).collect()),
+            Err(e) => {
+                tracing::warn!(app = %app_id, error = %e, "could not read the app's domains for the router")
+            }
         }
     }
 }
 
 fn shown(s: &str) -> String {
-    if s.chars().count() <= 64 { s.to_string() } else { format!("{}…", s.chars().take(64).collect::<String>()) }
+    if s.chars().count() <= 64 {
+        s.to_string()
+    } else {
+        format!("{}…", s.chars().take(64).collect::<String>())
+    }
 }
 
 #[cfg(test)]
@@ -128,7 +173,10 @@ mod tests {
         assert_eq!(ok(" WWW.Example.COM. "), "www.example.com");
         assert_eq!(ok("*.example.com"), "*.example.com");
         assert_eq!(ok("a-1.b2.example.co.uk"), "a-1.b2.example.co.uk");
-        assert_eq!(ok(&format!("{}.com", "a".repeat(63))), format!("{}.com", "a".repeat(63)));
+        assert_eq!(
+            ok(&format!("{}.com", "a".repeat(63))),
+            format!("{}.com", "a".repeat(63))
+        );
         let long = format!("{}.com", vec!["a".repeat(63); 4].join("."));
         assert_eq!(long.len(), 259);
 
@@ -160,7 +208,10 @@ mod tests {
             "*.localhost",
             "a.b.localhost",
         ] {
-            assert!(validate_hostname(bad, "localhost").is_err(), "{bad:?} should be refused");
+            assert!(
+                validate_hostname(bad, "localhost").is_err(),
+                "{bad:?} should be refused"
+            );
         }
         assert!(validate_hostname("myapp.apps.example.com", "apps.example.com").is_err());
         assert!(validate_hostname("apps.example.com", ".Apps.Example.com.").is_err());

@@ -18,19 +18,21 @@ mod sni;
 mod streams;
 
 pub use acm::{NOT_CONFIGURED as ACM_NOT_CONFIGURED, RouterChallenges};
-pub use deploy::GitBridge;
-pub use sni::{SniEndpointView, check_certificate};
-pub use domains::validate_hostname;
 pub use deploy::DeployError;
-pub use release::GoLiveError;
-pub use streams::BuildStream;
+pub use deploy::GitBridge;
+pub use domains::validate_hostname;
 pub use queries::{AppView, LogSessionStream};
+pub use release::GoLiveError;
+pub use sni::{SniEndpointView, check_certificate};
+pub use streams::BuildStream;
 // What the doors hold on to without reaching into the rooms behind the platform.
 pub use kiln_dyno::{DynoError, OneOff};
 pub use kiln_logplex::{Tail as LogTail, TailEvent};
 
 use kiln_build::Builder;
-use kiln_dyno::{AppDesired, DeployOutcome, DynoInfo, DynoManager, PendingDeploy, ReleaseDesired, RestartTarget};
+use kiln_dyno::{
+    AppDesired, DeployOutcome, DynoInfo, DynoManager, PendingDeploy, ReleaseDesired, RestartTarget,
+};
 use kiln_logplex::Logplex;
 use kiln_model::formation::{MAX_QUANTITY, QuantityChange};
 use kiln_model::log::LogSink;
@@ -45,7 +47,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 #[derive(Debug, thiserror::Error)]
 pub enum PlatformError {
     #[error("{message}")]
-    NotFound { resource: &'static str, message: String },
+    NotFound {
+        resource: &'static str,
+        message: String,
+    },
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
@@ -57,6 +62,12 @@ pub enum PlatformError {
     Unavailable(String),
     #[error("{0}")]
     Internal(String),
+}
+
+impl From<kiln_model::secret::SecretError> for PlatformError {
+    fn from(e: kiln_model::secret::SecretError) -> Self {
+        PlatformError::Unavailable(e.to_string())
+    }
 }
 
 impl From<kiln_dyno::DynoError> for PlatformError {
@@ -74,7 +85,10 @@ impl From<kiln_dyno::DynoError> for PlatformError {
 impl From<StoreError> for PlatformError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::NotFound { resource } => PlatformError::NotFound { resource, message: format!("Couldn't find that {resource}.") },
+            StoreError::NotFound { resource } => PlatformError::NotFound {
+                resource,
+                message: format!("Couldn't find that {resource}."),
+            },
             StoreError::Conflict(m) => PlatformError::Conflict(m),
             StoreError::Invalid(i) => PlatformError::Invalid(i),
             StoreError::Db(m) => PlatformError::Internal(m),
@@ -129,10 +143,33 @@ pub struct Platform {
 }
 
 impl Platform {
-    pub fn new(store: Arc<dyn Store>, logs: Arc<Logplex>, dynos: DynoManager, builder: Builder, routes: Arc<dyn AppRoutes>, settings: Settings) -> Arc<Platform> {
+    pub fn new(
+        store: Arc<dyn Store>,
+        logs: Arc<Logplex>,
+        dynos: DynoManager,
+        builder: Builder,
+        routes: Arc<dyn AppRoutes>,
+        settings: Settings,
+    ) -> Arc<Platform> {
         let slugs = Arc::new(SlugCache::new(settings.data_dir.join("slug-cache")));
         Arc::new_cyclic(|me| Platform {
-            me: me.clone(), store, logs, dynos, builder, slugs, routes, settings, git: OnceLock::new(), certificates: OnceLock::new(), acm: OnceLock::new(), app_locks: Mutex::default(), build_locks: Mutex::default(), release_locks: Mutex::default(), deploying: Mutex::default(), build_streams: Mutex::new(HashMap::new()) })
+            me: me.clone(),
+            store,
+            logs,
+            dynos,
+            builder,
+            slugs,
+            routes,
+            settings,
+            git: OnceLock::new(),
+            certificates: OnceLock::new(),
+            acm: OnceLock::new(),
+            app_locks: Mutex::default(),
+            build_locks: Mutex::default(),
+            release_locks: Mutex::default(),
+            deploying: Mutex::default(),
+            build_streams: Mutex::new(HashMap::new()),
+        })
     }
 
     fn myself(&self) -> Option<Arc<Platform>> {
@@ -144,15 +181,30 @@ impl Platform {
     }
 
     fn app_lock(&self, app_id: &str) -> Arc<tokio::sync::Mutex<()>> {
-        self.app_locks.lock().unwrap_or_else(|e| e.into_inner()).entry(app_id.to_string()).or_default().clone()
+        self.app_locks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(app_id.to_string())
+            .or_default()
+            .clone()
     }
 
     pub(crate) fn build_lock(&self, app_id: &str) -> Arc<tokio::sync::Mutex<()>> {
-        self.build_locks.lock().unwrap_or_else(|e| e.into_inner()).entry(app_id.to_string()).or_default().clone()
+        self.build_locks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(app_id.to_string())
+            .or_default()
+            .clone()
     }
 
     pub(crate) fn release_lock(&self, app_id: &str) -> Arc<tokio::sync::Mutex<()>> {
-        self.release_locks.lock().unwrap_or_else(|e| e.into_inner()).entry(app_id.to_string()).or_default().clone()
+        self.release_locks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(app_id.to_string())
+            .or_default()
+            .clone()
     }
 
     fn api_log(&self, app_id: &str, msg: impl Into<String>) {
@@ -167,18 +219,27 @@ impl Platform {
     }
 
     pub fn git_url(&self, app_name: &str) -> String {
-        format!("{}/{app_name}.git", self.settings.api_url.trim_end_matches('/'))
+        format!(
+            "{}/{app_name}.git",
+            self.settings.api_url.trim_end_matches('/')
+        )
     }
 
     /// Looks an app up and checks the user may act on it.
     pub fn app_for(&self, user: &Account, id_or_name: &str) -> Result<App> {
         let app = self.store.app(id_or_name).map_err(|e| match e {
-            StoreError::NotFound { .. } => PlatformError::NotFound { resource: "app", message: "Couldn't find that app.".into() },
+            StoreError::NotFound { .. } => PlatformError::NotFound {
+                resource: "app",
+                message: "Couldn't find that app.".into(),
+            },
             other => other.into(),
         })?;
         if app.owner_id != user.id {
             // Apps of others are reported missing, not forbidden: their names are private.
-            return Err(PlatformError::NotFound { resource: "app", message: "Couldn't find that app.".into() });
+            return Err(PlatformError::NotFound {
+                resource: "app",
+                message: "Couldn't find that app.".into(),
+            });
         }
         Ok(app)
     }
@@ -195,7 +256,11 @@ impl Platform {
                 let mut last = None;
                 let mut made = None;
                 for _ in 0..10 {
-                    match self.store.create_app(AppName::generate().as_str(), &user.id, &self.settings.stack) {
+                    match self.store.create_app(
+                        AppName::generate().as_str(),
+                        &user.id,
+                        &self.settings.stack,
+                    ) {
                         Ok(r) => {
                             made = Some(r);
                             break;
@@ -208,7 +273,10 @@ impl Platform {
             }
         };
         self.api_log(&app.id, format!("Initial release by user {}", user.email));
-        self.api_log(&app.id, format!("Release v1 created by user {}", user.email));
+        self.api_log(
+            &app.id,
+            format!("Release v1 created by user {}", user.email),
+        );
         self.publish_app(&app);
         self.converge(&app.id).await?;
         Ok(app)
@@ -229,30 +297,60 @@ impl Platform {
         self.withdraw_certificates(&app.id);
         self.store.delete_app(&app.id)?;
         self.logs.remove_app(&app.id);
-        self.app_locks.lock().unwrap_or_else(|e| e.into_inner()).remove(&app.id);
-        self.build_locks.lock().unwrap_or_else(|e| e.into_inner()).remove(&app.id);
-        self.release_locks.lock().unwrap_or_else(|e| e.into_inner()).remove(&app.id);
+        self.app_locks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&app.id);
+        self.build_locks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&app.id);
+        self.release_locks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&app.id);
         Ok(())
     }
 
     pub async fn set_maintenance(&self, app: &App, on: bool, user: &Account) -> Result<App> {
         let app = self.store.set_maintenance(&app.id, on)?;
         self.publish_app(&app);
-        self.api_log(&app.id, format!("{} maintenance mode by user {}", if on { "Enable" } else { "Disable" }, user.email));
+        self.api_log(
+            &app.id,
+            format!(
+                "{} maintenance mode by user {}",
+                if on { "Enable" } else { "Disable" },
+                user.email
+            ),
+        );
         Ok(app)
     }
 
     fn publish_app(&self, app: &App) {
-        self.routes.upsert_app(&app.id, &app.name, app.maintenance, app.config.get("ERROR_PAGE_URL").cloned(), app.config.get("MAINTENANCE_PAGE_URL").cloned());
+        self.routes.upsert_app(
+            &app.id,
+            &app.name,
+            app.maintenance,
+            app.config.get("ERROR_PAGE_URL").cloned(),
+            app.config.get("MAINTENANCE_PAGE_URL").cloned(),
+        );
     }
 
     // ---- config and releases ----
 
-    pub async fn update_config(&self, app: &App, patch: &BTreeMap<String, Option<String>>, user: &Account) -> Result<(kiln_model::ConfigVars, Option<Release>)> {
+    pub async fn update_config(
+        &self,
+        app: &App,
+        patch: &BTreeMap<String, Option<String>>,
+        user: &Account,
+    ) -> Result<(kiln_model::ConfigVars, Option<Release>)> {
         let (config, release) = self.store.update_config(&app.id, patch, &user.id)?;
         if let Some(r) = &release {
             self.api_log(&app.id, format!("{} by user {}", r.description, user.email));
-            self.api_log(&app.id, format!("Release v{} created by user {}", r.version, user.email));
+            self.api_log(
+                &app.id,
+                format!("Release v{} created by user {}", r.version, user.email),
+            );
             self.go_live_in_background(&app.id, r);
         }
         Ok((config, release))
@@ -264,14 +362,27 @@ impl Platform {
             &app.id,
             NewRelease {
                 description: format!("Rollback to v{}", target.version),
-                status: if target.slug_id.is_some() { kiln_model::release::ReleaseStatus::Pending } else { kiln_model::release::ReleaseStatus::Succeeded },
+                status: if target.slug_id.is_some() {
+                    kiln_model::release::ReleaseStatus::Pending
+                } else {
+                    kiln_model::release::ReleaseStatus::Succeeded
+                },
                 slug_id: target.slug_id.clone(),
                 config: target.config.clone(),
                 user_id: user.id.clone(),
             },
         )?;
-        self.api_log(&app.id, format!("Rollback to v{} by user {}", target.version, user.email));
-        self.api_log(&app.id, format!("Release v{} created by user {}", release.version, user.email));
+        self.api_log(
+            &app.id,
+            format!("Rollback to v{} by user {}", target.version, user.email),
+        );
+        self.api_log(
+            &app.id,
+            format!(
+                "Release v{} created by user {}",
+                release.version, user.email
+            ),
+        );
         self.go_live_in_background(&app.id, &release);
         Ok(release)
     }
@@ -282,33 +393,67 @@ impl Platform {
     pub fn formation(&self, user: &Account, app: &App) -> Result<Vec<(FormationEntry, String)>> {
         self.app_for(user, &app.id)?;
         let types = self.current_process_types(&app.id)?;
-        Ok(self.store.formation(&app.id)?.into_iter().filter_map(|f| types.get(&f.process_type).map(|c| (f.clone(), c.clone()))).collect())
+        Ok(self
+            .store
+            .formation(&app.id)?
+            .into_iter()
+            .filter_map(|f| types.get(&f.process_type).map(|c| (f.clone(), c.clone())))
+            .collect())
     }
 
     fn current_process_types(&self, app_id: &str) -> Result<kiln_model::procfile::ProcessTypes> {
-        let Some(rel) = self.store.current_release(app_id)? else { return Ok(Default::default()) };
-        let Some(slug_id) = rel.slug_id else { return Ok(Default::default()) };
+        let Some(rel) = self.store.current_release(app_id)? else {
+            return Ok(Default::default());
+        };
+        let Some(slug_id) = rel.slug_id else {
+            return Ok(Default::default());
+        };
         Ok(self.store.slug(&slug_id)?.process_types)
     }
 
     /// Scales process types: `(type, quantity change, size)`. All-or-nothing.
-    pub async fn scale(&self, app: &App, updates: &[(String, Option<QuantityChange>, Option<String>)], user: &Account) -> Result<Vec<(FormationEntry, String)>> {
+    pub async fn scale(
+        &self,
+        app: &App,
+        updates: &[(String, Option<QuantityChange>, Option<String>)],
+        user: &Account,
+    ) -> Result<Vec<(FormationEntry, String)>> {
         let current = self.formation(user, app)?;
         let mut resolved = Vec::new();
         for (ptype, change, size) in updates {
             let Some((entry, _)) = current.iter().find(|(f, _)| &f.process_type == ptype) else {
-                return Err(PlatformError::NotFound { resource: "formation", message: format!("Couldn't find that process type ({ptype}).") });
+                return Err(PlatformError::NotFound {
+                    resource: "formation",
+                    message: format!("Couldn't find that process type ({ptype})."),
+                });
             };
             if ptype == "release" {
-                return Err(Invalid::new("type", "The release process type runs once per release and cannot be scaled").into());
+                return Err(Invalid::new(
+                    "type",
+                    "The release process type runs once per release and cannot be scaled",
+                )
+                .into());
             }
-            let quantity = change.map(|c| c.apply(entry.quantity, MAX_QUANTITY)).transpose()?;
-            let size = size.as_deref().map(DynoSize::parse).transpose()?.map(|s| s.name().to_string());
+            let quantity = change
+                .map(|c| c.apply(entry.quantity, MAX_QUANTITY))
+                .transpose()?;
+            let size = size
+                .as_deref()
+                .map(DynoSize::parse)
+                .transpose()?
+                .map(|s| s.name().to_string());
             resolved.push((ptype.clone(), quantity, size));
         }
         let updated = self.store.update_formation(&app.id, &resolved)?;
-        let summary: Vec<String> = updated.iter().filter(|f| resolved.iter().any(|(t, _, _)| t == &f.process_type)).map(|f| format!("{}@{}:{}", f.process_type, f.quantity, f.size)).collect();
-        self.api_log(&app.id, format!("Scaled to {} by user {}", summary.join(" "), user.email));
+        let summary: Vec<String> = updated
+            .iter()
+            .filter(|f| resolved.iter().any(|(t, _, _)| t == &f.process_type))
+            .map(|f| format!("{}@{}:{}", f.process_type, f.quantity, f.size))
+            .collect();
+        self.api_log(
+            &app.id,
+            format!("Scaled to {} by user {}", summary.join(" "), user.email),
+        );
         self.converge_in_background(&app.id).await;
         self.formation(user, app)
     }
@@ -330,12 +475,23 @@ impl Platform {
     }
 
     /// Starts a one-off dyno (`kiln run`) from the current release.
-    pub async fn run_one_off(&self, app: &App, user: &Account, command: &str, env: Vec<(String, String)>, size: Option<&str>, attach: bool, tty: bool) -> Result<kiln_dyno::OneOff> {
+    pub async fn run_one_off(
+        &self,
+        app: &App,
+        user: &Account,
+        command: &str,
+        env: Vec<(String, String)>,
+        size: Option<&str>,
+        attach: bool,
+        tty: bool,
+    ) -> Result<kiln_dyno::OneOff> {
         if command.trim().is_empty() {
             return Err(Invalid::new("command", "The command is empty").into());
         }
         if command.len() > 64 * 1024 || command.contains('\0') {
-            return Err(Invalid::new("command", "The command is too long or contains a NUL byte").into());
+            return Err(
+                Invalid::new("command", "The command is too long or contains a NUL byte").into(),
+            );
         }
         for (k, v) in &env {
             kiln_model::config::validate_key(k)?;
@@ -358,7 +514,13 @@ impl Platform {
                 release: None,
             })
             .await?;
-        self.api_log(&app.id, format!("Starting process with command `{command}` by user {}", user.email));
+        self.api_log(
+            &app.id,
+            format!(
+                "Starting process with command `{command}` by user {}",
+                user.email
+            ),
+        );
         Ok(handle)
     }
 
@@ -376,7 +538,12 @@ impl Platform {
 
     // ---- buildpacks ----
 
-    pub fn set_buildpacks(&self, user: &Account, app: &App, urls: &[String]) -> Result<Vec<String>> {
+    pub fn set_buildpacks(
+        &self,
+        user: &Account,
+        app: &App,
+        urls: &[String],
+    ) -> Result<Vec<String>> {
         self.app_for(user, &app.id)?;
         for u in urls {
             kiln_model::buildpack::BuildpackRef::parse(u)?;
@@ -397,7 +564,12 @@ impl Platform {
 
     async fn queue_converge_locked(&self, app_id: &str) -> Result<PendingDeploy> {
         let app = self.store.app(app_id)?;
-        let deploying = self.deploying.lock().unwrap_or_else(|e| e.into_inner()).get(app_id).cloned();
+        let deploying = self
+            .deploying
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(app_id)
+            .cloned();
         let target = match deploying {
             Some(id) => Some(self.store.release(app_id, &id)?),
             None => self.store.current_release(app_id)?,
@@ -406,16 +578,30 @@ impl Platform {
             Some(r) => match &r.slug_id {
                 Some(slug_id) => {
                     let slug = self.store.slug(slug_id)?;
-                    let tarball = kiln_build::slug::path_for(&self.builder.slugs_dir(), &slug.checksum);
+                    let tarball =
+                        kiln_build::slug::path_for(&self.builder.slugs_dir(), &slug.checksum);
                     let uid = self.dyno_uid(&app);
                     let checksum = slug.checksum.clone();
                     let cache = self.slugs.clone();
-                    let dir = tokio::task::spawn_blocking(move || cache.ensure(&checksum, &tarball, uid))
-                        .await
-                        .map_err(|e| PlatformError::Internal(format!("preparing a slug: {e}")))?
-                        .map_err(|e| PlatformError::Internal(format!("preparing slug {}: {e}", slug.checksum)))?;
+                    let dir =
+                        tokio::task::spawn_blocking(move || cache.ensure(&checksum, &tarball, uid))
+                            .await
+                            .map_err(|e| PlatformError::Internal(format!("preparing a slug: {e}")))?
+                            .map_err(|e| {
+                                PlatformError::Internal(format!(
+                                    "preparing slug {}: {e}",
+                                    slug.checksum
+                                ))
+                            })?;
                     let healthcheck = read_healthcheck(&dir);
-                    Some(ReleaseDesired { release_id: r.id.clone(), version: r.version, slug_dir: dir, process_types: slug.process_types.clone(), config: r.config.clone(), healthcheck })
+                    Some(ReleaseDesired {
+                        release_id: r.id.clone(),
+                        version: r.version,
+                        slug_dir: dir,
+                        process_types: slug.process_types.clone(),
+                        config: r.config.clone(),
+                        healthcheck,
+                    })
                 }
                 None => None,
             },
@@ -425,9 +611,20 @@ impl Platform {
             .store
             .formation(app_id)?
             .into_iter()
-            .map(|f| (f.process_type.clone(), (f.quantity, DynoSize::parse(&f.size).unwrap_or_default())))
+            .map(|f| {
+                (
+                    f.process_type.clone(),
+                    (f.quantity, DynoSize::parse(&f.size).unwrap_or_default()),
+                )
+            })
             .collect();
-        Ok(self.dynos.apply(AppDesired { app_id: app.id.clone(), app_name: app.name.clone(), uid: self.dyno_uid(&app), release, formation }))
+        Ok(self.dynos.apply(AppDesired {
+            app_id: app.id.clone(),
+            app_name: app.name.clone(),
+            uid: self.dyno_uid(&app),
+            release,
+            formation,
+        }))
     }
 
     fn dyno_uid(&self, app: &App) -> Option<u32> {
@@ -470,18 +667,25 @@ impl Platform {
     /// After a (re)start: interrupted builds are failed, leftovers swept, every app's routes
     /// published and its dynos started.
     pub async fn recover(&self) -> Result<()> {
-        let n = self.store.fail_pending_builds("Build interrupted: the Kiln server stopped during the build.")?;
+        let n = self
+            .store
+            .fail_pending_builds("Build interrupted: the Kiln server stopped during the build.")?;
         if n > 0 {
             tracing::info!(builds = n, "marked interrupted builds failed");
         }
         // A release that was going live when the server died did not: it is failed, and its
         // app's config goes back to that of the release that runs.
-        for (app_id, version) in self.store.fail_pending_releases("Deploy interrupted: the Kiln server restarted before the release went live.")? {
+        for (app_id, version) in self.store.fail_pending_releases(
+            "Deploy interrupted: the Kiln server restarted before the release went live.",
+        )? {
             tracing::info!(app = %app_id, version, "marked an interrupted release failed");
             if let Some(current) = self.store.current_release(&app_id)? {
                 self.store.restore_config(&app_id, &current.config)?;
             }
-            self.api_log(&app_id, format!("Release v{version} failed: the Kiln server restarted before it went live"));
+            self.api_log(
+                &app_id,
+                format!("Release v{version} failed: the Kiln server restarted before it went live"),
+            );
         }
         self.builder.sweep();
         let apps = self.store.apps()?;
@@ -507,7 +711,11 @@ impl Platform {
     // ---- build output streams ----
 
     pub fn build_stream(&self, build_id: &str) -> Option<Arc<BuildStream>> {
-        self.build_streams.lock().unwrap_or_else(|e| e.into_inner()).get(build_id).cloned()
+        self.build_streams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(build_id)
+            .cloned()
     }
 }
 
@@ -515,5 +723,8 @@ impl Platform {
 fn read_healthcheck(slug_dir: &std::path::Path) -> Option<kiln_dyno::HealthCheck> {
     let text = std::fs::read_to_string(slug_dir.join("app.json")).ok()?;
     let spec = kiln_model::appjson::parse(&text).ok()?.web_healthcheck?;
-    Some(kiln_dyno::HealthCheck { path: spec.path, timeout: std::time::Duration::from_secs(spec.timeout_secs) })
+    Some(kiln_dyno::HealthCheck {
+        path: spec.path,
+        timeout: std::time::Duration::from_secs(spec.timeout_secs),
+    })
 }

@@ -30,17 +30,27 @@ impl Platform {
 
     /// The user's apps, by name, in a fixed number of queries.
     pub fn apps(&self, user: &Account) -> Result<Vec<AppView>> {
-        Ok(self.store.apps_of(&user.id)?.into_iter().map(|(app, slug)| AppView { app, slug }).collect())
+        Ok(self
+            .store
+            .apps_of(&user.id)?
+            .into_iter()
+            .map(|(app, slug)| AppView { app, slug })
+            .collect())
     }
 
     /// One of the user's apps as `apps:info` shows it.
     pub fn app_view(&self, user: &Account, app: &App) -> Result<AppView> {
         self.app_for(user, &app.id)?;
         let slug = match self.store.current_release(&app.id)? {
-            Some(Release { slug_id: Some(s), .. }) => Some(self.store.slug(&s)?),
+            Some(Release {
+                slug_id: Some(s), ..
+            }) => Some(self.store.slug(&s)?),
             _ => None,
         };
-        Ok(AppView { app: app.clone(), slug })
+        Ok(AppView {
+            app: app.clone(),
+            slug,
+        })
     }
 
     /// The release that runs (the latest that succeeded).
@@ -74,7 +84,10 @@ impl Platform {
 
     /// A build by its id alone, and its app; another user's builds are missing.
     pub fn build_by_id(&self, user: &Account, build_id: &str) -> Result<(App, Build)> {
-        let missing = || PlatformError::NotFound { resource: "build", message: "Couldn't find that build.".into() };
+        let missing = || PlatformError::NotFound {
+            resource: "build",
+            message: "Couldn't find that build.".into(),
+        };
         let build = self.store.build_by_id(build_id).map_err(|e| match e {
             kiln_store::StoreError::NotFound { .. } => missing(),
             e => e.into(),
@@ -86,10 +99,16 @@ impl Platform {
     /// A finished build's whole output, by the build's id: a random UUID known only to the
     /// app's owner, which is the capability (as Heroku's output stream URLs).
     pub fn build_output(&self, build_id: &str) -> Result<String> {
-        self.store.build_by_id(build_id).map(|b| b.output).map_err(|e| match e {
-            kiln_store::StoreError::NotFound { .. } => PlatformError::NotFound { resource: "build", message: "Couldn't find that build.".into() },
-            e => e.into(),
-        })
+        self.store
+            .build_by_id(build_id)
+            .map(|b| b.output)
+            .map_err(|e| match e {
+                kiln_store::StoreError::NotFound { .. } => PlatformError::NotFound {
+                    resource: "build",
+                    message: "Couldn't find that build.".into(),
+                },
+                e => e.into(),
+            })
     }
 
     pub fn buildpacks(&self, user: &Account, app: &App) -> Result<Vec<String>> {
@@ -103,9 +122,16 @@ impl Platform {
     }
 
     /// Opens a log session for the app; returns its secret id.
-    pub fn create_log_session(&self, user: &Account, app: &App, filter: LogFilter, lines: usize, tail: bool) -> Result<String> {
+    pub fn create_log_session(
+        &self,
+        user: &Account,
+        app: &App,
+        filter: LogFilter,
+        lines: usize,
+        tail: bool,
+    ) -> Result<String> {
         self.app_for(user, &app.id)?;
-        Ok(self.logs.create_session(&app.id, filter, lines, tail))
+        Ok(self.logs.create_session(&app.id, filter, lines, tail)?)
     }
 
     /// The session behind a secret id (the id is the credential, as Heroku's `logplex_url`):
@@ -113,8 +139,12 @@ impl Platform {
     /// so that no line falls between the two.
     pub fn open_log_session(&self, id: &str) -> Option<LogSessionStream> {
         let session = self.logs.session(id)?;
-        let tail = session.tail.then(|| self.logs.tail(&session.app_id, session.filter.clone()));
-        let history = self.logs.history(&session.app_id, session.lines, &session.filter);
+        let tail = session
+            .tail
+            .then(|| self.logs.tail(&session.app_id, session.filter.clone()));
+        let history = self
+            .logs
+            .history(&session.app_id, session.lines, &session.filter);
         Some(LogSessionStream { history, tail })
     }
 

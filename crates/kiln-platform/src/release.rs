@@ -56,21 +56,35 @@ fn say(progress: &Progress, line: impl Into<String>) {
 
 impl Platform {
     /// Takes a pending release live (see the module doc). Returns `Err(reason)` when it failed.
-    pub(crate) async fn go_live(&self, app_id: &str, release: &Release, progress: &Progress) -> Result<(), GoLiveError> {
+    pub(crate) async fn go_live(
+        &self,
+        app_id: &str,
+        release: &Release,
+        progress: &Progress,
+    ) -> Result<(), GoLiveError> {
         let lock = self.release_lock(app_id);
         let _guard = lock.lock().await;
         let result = self.go_live_locked(app_id, release, progress).await;
         match &result {
             Ok(()) => {
-                let _ = self.store.set_release_status(&release.id, ReleaseStatus::Succeeded, None);
+                let _ = self
+                    .store
+                    .set_release_status(&release.id, ReleaseStatus::Succeeded, None);
                 if let Ok(app) = self.store.app(app_id) {
                     self.publish_app(&app);
                 }
             }
             Err(reason) => {
                 let reason = reason.to_string();
-                let _ = self.store.set_release_status(&release.id, ReleaseStatus::Failed, Some(&reason));
-                self.api_log(app_id, format!("Release v{} failed: {reason}", release.version));
+                let _ = self.store.set_release_status(
+                    &release.id,
+                    ReleaseStatus::Failed,
+                    Some(&reason),
+                );
+                self.api_log(
+                    app_id,
+                    format!("Release v{} failed: {reason}", release.version),
+                );
                 // The config a failed config change set does not stay.
                 if let Ok(Some(current)) = self.store.current_release(app_id) {
                     if let Ok(app) = self.store.restore_config(app_id, &current.config) {
@@ -79,7 +93,10 @@ impl Platform {
                 }
             }
         }
-        self.deploying.lock().unwrap_or_else(|e| e.into_inner()).remove(app_id);
+        self.deploying
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(app_id);
         if result.is_err() {
             // Back to the release that runs: the new dynos go, the old ones stay.
             if let Err(e) = self.queue_converge(app_id).await {
@@ -89,17 +106,26 @@ impl Platform {
         result
     }
 
-    async fn go_live_locked(&self, app_id: &str, release: &Release, progress: &Progress) -> Result<(), GoLiveError> {
+    async fn go_live_locked(
+        &self,
+        app_id: &str,
+        release: &Release,
+        progress: &Progress,
+    ) -> Result<(), GoLiveError> {
         if release.status != ReleaseStatus::Pending {
             return Ok(());
         }
         if let Some(slug_id) = &release.slug_id {
             let slug = self.store.slug(slug_id)?;
             if let Some(command) = slug.process_types.get("release") {
-                self.release_phase(app_id, release, command, progress).await?;
+                self.release_phase(app_id, release, command, progress)
+                    .await?;
             }
         }
-        self.deploying.lock().unwrap_or_else(|e| e.into_inner()).insert(app_id.to_string(), release.id.clone());
+        self.deploying
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(app_id.to_string(), release.id.clone());
         let pending = self.queue_converge(app_id).await?;
         match pending.wait().await {
             DeployOutcome::Up | DeployOutcome::NothingToWaitFor => Ok(()),
@@ -109,7 +135,13 @@ impl Platform {
 
     /// Runs the release's `release` process as `release.N` with the release's slug and config;
     /// its output goes to the log stream and to `progress`.
-    async fn release_phase(&self, app_id: &str, release: &Release, command: &str, progress: &Progress) -> Result<(), GoLiveError> {
+    async fn release_phase(
+        &self,
+        app_id: &str,
+        release: &Release,
+        command: &str,
+        progress: &Progress,
+    ) -> Result<(), GoLiveError> {
         say(progress, "-----> Running release command...");
         // The dyno manager must know the app before it can start a dyno for it.
         self.queue_converge(app_id).await?;
@@ -117,8 +149,15 @@ impl Platform {
         let slug_id = release.slug_id.clone().ok_or(GoLiveError::NoSlug)?;
         let slug = self.store.slug(&slug_id)?;
         let tarball = kiln_build::slug::path_for(&self.builder.slugs_dir(), &slug.checksum);
-        let (cache, checksum, uid) = (self.slugs.clone(), slug.checksum.clone(), self.dyno_uid(&app));
-        let dir = tokio::task::spawn_blocking(move || cache.ensure(&checksum, &tarball, uid)).await.map_err(|e| GoLiveError::Slug(std::io::Error::other(e)))?.map_err(GoLiveError::Slug)?;
+        let (cache, checksum, uid) = (
+            self.slugs.clone(),
+            slug.checksum.clone(),
+            self.dyno_uid(&app),
+        );
+        let dir = tokio::task::spawn_blocking(move || cache.ensure(&checksum, &tarball, uid))
+            .await
+            .map_err(|e| GoLiveError::Slug(std::io::Error::other(e)))?
+            .map_err(GoLiveError::Slug)?;
         let desired = ReleaseDesired {
             release_id: release.id.clone(),
             version: release.version,
@@ -127,7 +166,11 @@ impl Platform {
             config: release.config.clone(),
             healthcheck: None,
         };
-        let user_email = self.store.account(&release.user_id).map(|a| a.email).unwrap_or_default();
+        let user_email = self
+            .store
+            .account(&release.user_id)
+            .map(|a| a.email)
+            .unwrap_or_default();
         let mut handle = self
             .dynos
             .run_one_off(OneOffRequest {
@@ -143,7 +186,13 @@ impl Platform {
             })
             .await?;
         // Relay the release dyno's lines to the pusher while it runs.
-        let mut tail = self.logs.tail(app_id, LogFilter { source: None, dyno: Some(handle.name.clone()) });
+        let mut tail = self.logs.tail(
+            app_id,
+            LogFilter {
+                source: None,
+                dyno: Some(handle.name.clone()),
+            },
+        );
         let relay = progress.clone().map(|p| {
             tokio::spawn(async move {
                 while let Some(ev) = tail.next().await {
@@ -161,7 +210,13 @@ impl Platform {
             Err(_) => {
                 handle.signaller.kill();
                 let _ = (&mut handle.exit).await;
-                self.logs.emit(app_id, LogLine::heroku(&handle.name, "Error R12 (Exit timeout) -> The release command ran longer than an hour"));
+                self.logs.emit(
+                    app_id,
+                    LogLine::heroku(
+                        &handle.name,
+                        "Error R12 (Exit timeout) -> The release command ran longer than an hour",
+                    ),
+                );
                 if let Some(r) = relay {
                     r.abort();
                 }
@@ -177,7 +232,10 @@ impl Platform {
             say(progress, "-----> Release command succeeded");
             Ok(())
         } else {
-            say(progress, format!(" !     Release command failed (exit status {code})"));
+            say(
+                progress,
+                format!(" !     Release command failed (exit status {code})"),
+            );
             Err(GoLiveError::ReleaseFailed(code))
         }
     }

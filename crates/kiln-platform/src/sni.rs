@@ -6,8 +6,8 @@
 //! expired. Whether its names are the app's custom domains is not required (Heroku does
 //! not either); the router only ever presents it for hostnames that route to the app.
 
-use kiln_model::records::Account;
 use crate::{Platform, PlatformError, Result};
+use kiln_model::records::Account;
 use kiln_model::{Invalid, Timestamp};
 use kiln_store::{App, SniEndpoint, StoreError};
 use kiln_tls::{CertInfo, Certificate, SniResolver};
@@ -22,8 +22,22 @@ pub struct SniEndpointView {
 
 /// Names Heroku gives SNI endpoints (`tyrannosaurus-12345`): a dinosaur and a number.
 const NAMES: &[&str] = &[
-    "allosaurus", "ankylosaurus", "apatosaurus", "brachiosaurus", "carnotaurus", "diplodocus", "gallimimus", "iguanodon",
-    "kentrosaurus", "maiasaura", "oviraptor", "parasaurolophus", "spinosaurus", "stegosaurus", "triceratops", "tyrannosaurus",
+    "allosaurus",
+    "ankylosaurus",
+    "apatosaurus",
+    "brachiosaurus",
+    "carnotaurus",
+    "diplodocus",
+    "gallimimus",
+    "iguanodon",
+    "kentrosaurus",
+    "maiasaura",
+    "oviraptor",
+    "parasaurolophus",
+    "spinosaurus",
+    "stegosaurus",
+    "triceratops",
+    "tyrannosaurus",
     "velociraptor",
 ];
 
@@ -41,7 +55,14 @@ pub fn check_certificate(certificate_chain: &str, private_key: &str) -> Result<C
         return Err(Invalid::new("certificate_chain", "The certificate names no DNS hostname (no subjectAltName DNS entry and no usable common name).").into());
     }
     if cert.info.is_expired(Timestamp::now()) {
-        return Err(Invalid::new("certificate_chain", format!("The certificate expired at {}.", cert.info.expires_at.rfc3339())).into());
+        return Err(Invalid::new(
+            "certificate_chain",
+            format!(
+                "The certificate expired at {}.",
+                cert.info.expires_at.rfc3339()
+            ),
+        )
+        .into());
     }
     Ok(cert)
 }
@@ -58,7 +79,12 @@ impl Platform {
     /// Without it (no HTTPS listener), certificates are still checked and stored.
     pub fn set_certificates(&self, resolver: Arc<SniResolver>) -> Result<()> {
         let _ = self.certificates.set(resolver);
-        let mut app_ids: Vec<String> = self.store.all_sni_endpoints()?.into_iter().map(|e| e.app_id).collect();
+        let mut app_ids: Vec<String> = self
+            .store
+            .all_sni_endpoints()?
+            .into_iter()
+            .map(|e| e.app_id)
+            .collect();
         app_ids.dedup();
         for app_id in app_ids {
             self.publish_certificates(&app_id);
@@ -68,7 +94,9 @@ impl Platform {
 
     /// Re-reads an app's certificates from the store into the router's resolver.
     pub(crate) fn publish_certificates(&self, app_id: &str) {
-        let Some(resolver) = self.certificates.get() else { return };
+        let Some(resolver) = self.certificates.get() else {
+            return;
+        };
         let endpoints = match self.store.sni_endpoints(app_id) {
             Ok(e) => e,
             Err(e) => {
@@ -98,20 +126,34 @@ impl Platform {
     }
 
     fn view(endpoint: SniEndpoint) -> Result<SniEndpointView> {
-        let info = Certificate::from_pem(&endpoint.certificate_chain, &endpoint.private_key).map_err(|e| PlatformError::Internal(format!("stored certificate {}: {e}", endpoint.name)))?;
-        Ok(SniEndpointView { endpoint, info: info.info })
+        let info = Certificate::from_pem(&endpoint.certificate_chain, &endpoint.private_key)
+            .map_err(|e| {
+                PlatformError::Internal(format!("stored certificate {}: {e}", endpoint.name))
+            })?;
+        Ok(SniEndpointView {
+            endpoint,
+            info: info.info,
+        })
     }
 
     fn not_found(e: StoreError) -> PlatformError {
         match e {
-            StoreError::NotFound { resource: "sni-endpoint" } => PlatformError::NotFound { resource: "sni-endpoint", message: "Couldn't find that SNI endpoint.".into() },
+            StoreError::NotFound {
+                resource: "sni-endpoint",
+            } => PlatformError::NotFound {
+                resource: "sni-endpoint",
+                message: "Couldn't find that SNI endpoint.".into(),
+            },
             other => other.into(),
         }
     }
 
     /// ACM renews and removes its own certificates; a hand-made change would be undone.
     fn refuse_acm_managed(&self, app: &App, id_or_name: &str) -> Result<()> {
-        let endpoint = self.store.sni_endpoint(&app.id, id_or_name).map_err(Self::not_found)?;
+        let endpoint = self
+            .store
+            .sni_endpoint(&app.id, id_or_name)
+            .map_err(Self::not_found)?;
         if endpoint.acm_domain_id.is_some() {
             return Err(Invalid::new("sni_endpoint", format!("{} is managed by Automatic Certificate Management; turn it off with certs:auto:disable to manage certificates by hand", endpoint.name)).into());
         }
@@ -120,24 +162,51 @@ impl Platform {
 
     pub fn sni_endpoints(&self, user: &Account, app: &App) -> Result<Vec<SniEndpointView>> {
         self.app_for(user, &app.id)?;
-        self.store.sni_endpoints(&app.id)?.into_iter().map(Self::view).collect()
+        self.store
+            .sni_endpoints(&app.id)?
+            .into_iter()
+            .map(Self::view)
+            .collect()
     }
 
-    pub fn sni_endpoint(&self, user: &Account, app: &App, id_or_name: &str) -> Result<SniEndpointView> {
+    pub fn sni_endpoint(
+        &self,
+        user: &Account,
+        app: &App,
+        id_or_name: &str,
+    ) -> Result<SniEndpointView> {
         self.app_for(user, &app.id)?;
-        Self::view(self.store.sni_endpoint(&app.id, id_or_name).map_err(Self::not_found)?)
+        Self::view(
+            self.store
+                .sni_endpoint(&app.id, id_or_name)
+                .map_err(Self::not_found)?,
+        )
     }
 
     /// Checks and stores a certificate for the app, and starts serving it.
-    pub fn add_sni_endpoint(&self, user: &Account, app: &App, certificate_chain: &str, private_key: &str) -> Result<SniEndpointView> {
+    pub fn add_sni_endpoint(
+        &self,
+        user: &Account,
+        app: &App,
+        certificate_chain: &str,
+        private_key: &str,
+    ) -> Result<SniEndpointView> {
         self.app_for(user, &app.id)?;
         let cert = check_certificate(certificate_chain, private_key)?;
         let mut last = None;
         for _ in 0..10 {
-            match self.store.create_sni_endpoint(&app.id, &random_name(), certificate_chain, private_key) {
+            match self.store.create_sni_endpoint(
+                &app.id,
+                &random_name(),
+                certificate_chain,
+                private_key,
+            ) {
                 Ok(endpoint) => {
                     self.publish_certificates(&app.id);
-                    return Ok(SniEndpointView { endpoint, info: cert.info });
+                    return Ok(SniEndpointView {
+                        endpoint,
+                        info: cert.info,
+                    });
                 }
                 Err(StoreError::Conflict(m)) => last = Some(m),
                 Err(e) => return Err(e.into()),
@@ -147,19 +216,40 @@ impl Platform {
     }
 
     /// Replaces an endpoint's certificate and key (a renewal); the old one stops being served.
-    pub fn update_sni_endpoint(&self, user: &Account, app: &App, id_or_name: &str, certificate_chain: &str, private_key: &str) -> Result<SniEndpointView> {
+    pub fn update_sni_endpoint(
+        &self,
+        user: &Account,
+        app: &App,
+        id_or_name: &str,
+        certificate_chain: &str,
+        private_key: &str,
+    ) -> Result<SniEndpointView> {
         self.app_for(user, &app.id)?;
         let cert = check_certificate(certificate_chain, private_key)?;
         self.refuse_acm_managed(app, id_or_name)?;
-        let endpoint = self.store.update_sni_endpoint(&app.id, id_or_name, certificate_chain, private_key).map_err(Self::not_found)?;
+        let endpoint = self
+            .store
+            .update_sni_endpoint(&app.id, id_or_name, certificate_chain, private_key)
+            .map_err(Self::not_found)?;
         self.publish_certificates(&app.id);
-        Ok(SniEndpointView { endpoint, info: cert.info })
+        Ok(SniEndpointView {
+            endpoint,
+            info: cert.info,
+        })
     }
 
-    pub fn remove_sni_endpoint(&self, user: &Account, app: &App, id_or_name: &str) -> Result<SniEndpointView> {
+    pub fn remove_sni_endpoint(
+        &self,
+        user: &Account,
+        app: &App,
+        id_or_name: &str,
+    ) -> Result<SniEndpointView> {
         self.app_for(user, &app.id)?;
         self.refuse_acm_managed(app, id_or_name)?;
-        let endpoint = self.store.delete_sni_endpoint(&app.id, id_or_name).map_err(Self::not_found)?;
+        let endpoint = self
+            .store
+            .delete_sni_endpoint(&app.id, id_or_name)
+            .map_err(Self::not_found)?;
         self.publish_certificates(&app.id);
         Self::view(endpoint)
     }
@@ -180,9 +270,14 @@ mod tests {
     #[test]
     fn certificates_are_checked() {
         let (chain, key) = kiln_tls::self_signed(&["www.example.com"]).unwrap();
-        assert_eq!(check_certificate(&chain, &key).unwrap().info.hostnames, ["www.example.com"]);
+        assert_eq!(
+            check_certificate(&chain, &key).unwrap().info.hostnames,
+            ["www.example.com"]
+        );
         let (_, other_key) = kiln_tls::self_signed(&["www.example.com"]).unwrap();
-        let err = check_certificate(&chain, &other_key).unwrap_err().to_string();
+        let err = check_certificate(&chain, &other_key)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("does not match"), "{err}");
         let err = check_certificate("nope", &key).unwrap_err();
         assert!(matches!(err, PlatformError::Invalid(_)), "{err:?}");
@@ -191,11 +286,14 @@ mod tests {
     #[test]
     fn expired_certificates_are_refused() {
         let key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::new(vec!["old.example.com".to_string()]).unwrap();
+        let mut params =
+            rcgen::CertificateParams::new(vec!["old.example.com".to_string()]).unwrap();
         params.not_before = rcgen::date_time_ymd(2020, 1, 1);
         params.not_after = rcgen::date_time_ymd(2021, 1, 1);
         let cert = params.self_signed(&key).unwrap();
-        let err = check_certificate(&cert.pem(), &key.serialize_pem()).unwrap_err().to_string();
+        let err = check_certificate(&cert.pem(), &key.serialize_pem())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("expired at 2021-01-01"), "{err}");
     }
 }

@@ -25,7 +25,10 @@ pub const MAX_BUILD_OUTPUT: usize = 8 * 1024 * 1024;
 
 impl Default for BuildStream {
     fn default() -> Self {
-        BuildStream { lines: Mutex::new(Kept::default()), progress: watch::channel((0, false)).0 }
+        BuildStream {
+            lines: Mutex::new(Kept::default()),
+            progress: watch::channel((0, false)).0,
+        }
     }
 }
 
@@ -38,7 +41,10 @@ impl BuildStream {
             }
             if kept.bytes + line.len() > MAX_BUILD_OUTPUT {
                 kept.truncated = true;
-                kept.lines.push(format!(" !     The build printed more than {} MB; the rest of its output is not kept.", MAX_BUILD_OUTPUT / (1024 * 1024)));
+                kept.lines.push(format!(
+                    " !     The build printed more than {} MB; the rest of its output is not kept.",
+                    MAX_BUILD_OUTPUT / (1024 * 1024)
+                ));
             } else {
                 kept.bytes += line.len() + 1;
                 kept.lines.push(line.to_string());
@@ -49,19 +55,32 @@ impl BuildStream {
     }
 
     pub fn finish(&self) {
-        let n = self.lines.lock().unwrap_or_else(|e| e.into_inner()).lines.len();
+        let n = self
+            .lines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .lines
+            .len();
         self.progress.send_replace((n, true));
     }
 
     pub fn text(&self) -> String {
-        let mut s = self.lines.lock().unwrap_or_else(|e| e.into_inner()).lines.join("\n");
+        let mut s = self
+            .lines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .lines
+            .join("\n");
         s.push('\n');
         s
     }
 
     /// Whether the output passed [`MAX_BUILD_OUTPUT`] (then later lines are not kept).
     pub fn truncated(&self) -> bool {
-        self.lines.lock().unwrap_or_else(|e| e.into_inner()).truncated
+        self.lines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .truncated
     }
 
     /// Lines from `from` on, and whether the build has finished; waits for news when there
@@ -72,7 +91,13 @@ impl BuildStream {
             let (n, done) = *rx.borrow_and_update();
             if n > from || done {
                 let kept = self.lines.lock().unwrap_or_else(|e| e.into_inner());
-                return (kept.lines.get(from..).map(<[String]>::to_vec).unwrap_or_default(), done);
+                return (
+                    kept.lines
+                        .get(from..)
+                        .map(<[String]>::to_vec)
+                        .unwrap_or_default(),
+                    done,
+                );
             }
             if rx.changed().await.is_err() {
                 return (Vec::new(), true);

@@ -62,7 +62,11 @@ pub(crate) struct Outcome<'a> {
 impl Outcome<'_> {
     /// The router answered by itself, before any dyno was involved.
     pub(crate) fn refused(code: HCode) -> Outcome<'static> {
-        Outcome { code: Some(code), status: Some(code.status().as_u16()), ..Outcome::default() }
+        Outcome {
+            code: Some(code),
+            status: Some(code.status().as_u16()),
+            ..Outcome::default()
+        }
     }
 }
 
@@ -99,7 +103,13 @@ impl RequestLog {
             line.extend_from_slice(b" desc=\"");
             line.extend_from_slice(code.desc().as_bytes());
             line.extend_from_slice(b"\" ");
-            let cause = cause.or_else(|| if code == HCode::H26 { self.client.as_ref().and_then(ClientConn::fault) } else { None });
+            let cause = cause.or_else(|| {
+                if code == HCode::H26 {
+                    self.client.as_ref().and_then(ClientConn::fault)
+                } else {
+                    None
+                }
+            });
             if let Some(cause) = cause {
                 line.extend_from_slice(b"cause=");
                 quoted(&mut line, cause.as_bytes());
@@ -118,7 +128,10 @@ impl RequestLog {
         line.extend_from_slice(b" request_id=");
         // The client's id only when it passed `request_id::is_valid` (letters, digits and
         // `+/=-`), else one of ours: nothing to escape.
-        debug_assert!(crate::request_id::is_valid(self.request_id.as_bytes()), "unchecked request id in a log line");
+        debug_assert!(
+            crate::request_id::is_valid(self.request_id.as_bytes()),
+            "unchecked request id in a log line"
+        );
         line.extend_from_slice(self.request_id.as_bytes());
         line.extend_from_slice(b" fwd=");
         quoted(&mut line, self.fwd.as_bytes());
@@ -140,7 +153,8 @@ impl RequestLog {
         line.extend_from_slice(b" protocol=");
         line.extend_from_slice(self.proto.as_bytes());
         // Every byte above is ASCII: client bytes outside it were escaped.
-        String::from_utf8(line).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+        String::from_utf8(line)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
     }
 }
 
@@ -148,7 +162,10 @@ fn millis(line: &mut Vec<u8>, d: Option<Duration>) {
     if let Some(d) = d {
         // In u64 arithmetic: `as_millis` is a u128, whose division and printing cost
         // several times as much, on every line.
-        let ms = d.as_secs().saturating_mul(1000).saturating_add(u64::from(d.subsec_millis()));
+        let ms = d
+            .as_secs()
+            .saturating_mul(1000)
+            .saturating_add(u64::from(d.subsec_millis()));
         line.extend_from_slice(itoa::Buffer::new().format(ms).as_bytes());
         line.extend_from_slice(b"ms");
     }
@@ -187,14 +204,22 @@ fn bare(line: &mut Vec<u8>, value: &[u8]) {
 fn escape(line: &mut Vec<u8>, value: &[u8], plain: &[bool; 256], in_quotes: bool) {
     let mut rest = value;
     loop {
-        let run = rest.iter().position(|&b| !plain[usize::from(b)]).unwrap_or(rest.len());
+        let run = rest
+            .iter()
+            .position(|&b| !plain[usize::from(b)])
+            .unwrap_or(rest.len());
         line.extend_from_slice(&rest[..run]);
         let Some(&b) = rest.get(run) else { return };
         match b {
             b'"' | b'\\' if in_quotes => line.extend_from_slice(&[b'\\', b]),
             _ => {
                 const HEX: &[u8; 16] = b"0123456789abcdef";
-                line.extend_from_slice(&[b'\\', b'x', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
+                line.extend_from_slice(&[
+                    b'\\',
+                    b'x',
+                    HEX[usize::from(b >> 4)],
+                    HEX[usize::from(b & 0xf)],
+                ]);
             }
         }
         rest = &rest[run + 1..];
@@ -239,14 +264,19 @@ mod tests {
             request("/", b"foo.example.com").format_with_cause(&Outcome::refused(HCode::H14), None),
             "at=error code=H14 desc=\"No web processes running\" method=GET path=\"/\" host=foo.example.com request_id=0b7e1a4c-3f2d-4d6e-9c1a-2b3c4d5e6f70 fwd=\"10.0.0.1, 127.0.0.1\" dyno= connect= service= status=503 bytes= protocol=http"
         );
-        let h26 = request("/", b"foo.example.com").format_with_cause(&Outcome::refused(HCode::H26), Some("bad \"chunk\""));
-        assert!(h26.contains(" cause=\"bad \\\"chunk\\\"\" method=GET"), "{h26}");
+        let h26 = request("/", b"foo.example.com")
+            .format_with_cause(&Outcome::refused(HCode::H26), Some("bad \"chunk\""));
+        assert!(
+            h26.contains(" cause=\"bad \\\"chunk\\\"\" method=GET"),
+            "{h26}"
+        );
     }
 
     #[test]
     fn client_bytes_cannot_forge_fields() {
         // A path cannot close its quotes; a host cannot add a field with a space or a quote.
-        let line = request("/x\"%20at=forged", b"a b\"c\\\t\xff").format_with_cause(&Outcome::refused(HCode::H14), None);
+        let line = request("/x\"%20at=forged", b"a b\"c\\\t\xff")
+            .format_with_cause(&Outcome::refused(HCode::H14), None);
         assert!(line.contains(r#" path="/x\"%20at=forged" "#), "{line}");
         assert!(line.contains(r" host=a\x20b\x22c\x5c\x09\xff "), "{line}");
         let mut quoted_line = Vec::new();

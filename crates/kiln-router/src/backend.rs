@@ -27,7 +27,13 @@ pub(crate) struct BackendState {
 
 impl BackendState {
     pub(crate) fn new(backend: Backend) -> Arc<BackendState> {
-        Arc::new(BackendState { backend, outstanding: AtomicUsize::new(0), quarantined_until: AtomicU64::new(0), pool: Pool::new(), conns: Pool::new() })
+        Arc::new(BackendState {
+            backend,
+            outstanding: AtomicUsize::new(0),
+            quarantined_until: AtomicU64::new(0),
+            pool: Pool::new(),
+            conns: Pool::new(),
+        })
     }
 
     /// Requests sent to this dyno whose responses have not finished.
@@ -61,7 +67,10 @@ impl BackendState {
             return;
         }
         // Dropped outside a runtime (a runtime shutting down): just close it.
-        let (false, Ok(runtime)) = (sender.is_closed(), tokio::runtime::Handle::try_current()) else { return };
+        let (false, Ok(runtime)) = (sender.is_closed(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
         let state = Arc::clone(self);
         runtime.spawn(async move {
             if let Ok(Ok(())) = tokio::time::timeout(RECYCLE_WAIT, sender.ready()).await {

@@ -49,16 +49,24 @@ pub(crate) fn pick(backends: &[Arc<BackendState>], tried: &Tried) -> Option<usiz
         return (!tried.contains(0)).then_some(0);
     }
     let now = clock_ms();
-    two_choices(backends, |i| !tried.contains(i) && !backends[i].is_quarantined(now))
-        // All untried dynos are quarantined: trying one beats failing without trying.
-        .or_else(|| two_choices(backends, |i| !tried.contains(i)))
+    two_choices(backends, |i| {
+        !tried.contains(i) && !backends[i].is_quarantined(now)
+    })
+    // All untried dynos are quarantined: trying one beats failing without trying.
+    .or_else(|| two_choices(backends, |i| !tried.contains(i)))
 }
 
 fn two_choices(backends: &[Arc<BackendState>], eligible: impl Fn(usize) -> bool) -> Option<usize> {
     let n = backends.len();
     let a = random_where(n, &eligible)?;
-    let Some(b) = random_where(n, |i| i != a && eligible(i)) else { return Some(a) };
-    Some(if backends[b].outstanding() < backends[a].outstanding() { b } else { a })
+    let Some(b) = random_where(n, |i| i != a && eligible(i)) else {
+        return Some(a);
+    };
+    Some(if backends[b].outstanding() < backends[a].outstanding() {
+        b
+    } else {
+        a
+    })
 }
 
 /// A uniformly random index satisfying `ok`. A few blind draws find one quickly when most
@@ -84,7 +92,14 @@ mod tests {
     use kiln_model::route::Backend;
 
     fn backends(n: usize) -> Vec<Arc<BackendState>> {
-        (0..n).map(|i| BackendState::new(Backend { dyno: format!("web.{}", i + 1), addr: ([127, 0, 0, 1], 1000 + i as u16).into() })).collect()
+        (0..n)
+            .map(|i| {
+                BackendState::new(Backend {
+                    dyno: format!("web.{}", i + 1),
+                    addr: ([127, 0, 0, 1], 1000 + i as u16).into(),
+                })
+            })
+            .collect()
     }
 
     #[test]
@@ -130,7 +145,10 @@ mod tests {
         }
         let mut tried = Tried::default();
         tried.insert(1);
-        assert!(matches!(pick(&b, &tried), Some(0 | 2)), "quarantined dynos are still tried last");
+        assert!(
+            matches!(pick(&b, &tried), Some(0 | 2)),
+            "quarantined dynos are still tried last"
+        );
     }
 
     #[test]

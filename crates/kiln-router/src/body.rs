@@ -81,7 +81,11 @@ enum Kind {
     /// `Finish` is boxed: a response moves a dozen times on its way out (through the cache,
     /// gzip and the server's layers), and one allocation costs less than copying those few
     /// hundred bytes each time (measured with callgrind, bench/README.md).
-    Upstream { inner: Inner, finish: Option<Box<Finish>>, idle: IdleTimer },
+    Upstream {
+        inner: Inner,
+        finish: Option<Box<Finish>>,
+        idle: IdleTimer,
+    },
     /// Another body wrapped around this one (the cache's copy, gzip).
     Layered(Pin<Box<dyn Body<Data = Bytes, Error = BoxError> + Send>>),
 }
@@ -129,7 +133,9 @@ impl Finish {
                 }
                 Some(HCode::H15)
             }
-            End::ClientGone if self.log.client.as_ref().is_some_and(|c| c.went_idle()) => Some(HCode::H28),
+            End::ClientGone if self.log.client.as_ref().is_some_and(|c| c.went_idle()) => {
+                Some(HCode::H28)
+            }
             End::ClientGone => Some(HCode::H27),
         };
         let status = match code {
@@ -150,7 +156,9 @@ impl Finish {
 
 impl RouterBody {
     pub(crate) fn from_static(bytes: &'static [u8]) -> RouterBody {
-        RouterBody(Kind::Static((!bytes.is_empty()).then(|| Bytes::from_static(bytes))))
+        RouterBody(Kind::Static(
+            (!bytes.is_empty()).then(|| Bytes::from_static(bytes)),
+        ))
     }
 
     /// A body already in memory (a cache hit).
@@ -160,7 +168,9 @@ impl RouterBody {
 
     /// Wraps a body; its response's pass-through fields must already be in the map
     /// ([`crate::passthrough::materialize`]), since the wrapper hides the dyno's body.
-    pub(crate) fn layered(body: Pin<Box<dyn Body<Data = Bytes, Error = BoxError> + Send>>) -> RouterBody {
+    pub(crate) fn layered(
+        body: Pin<Box<dyn Body<Data = Bytes, Error = BoxError> + Send>>,
+    ) -> RouterBody {
         RouterBody(Kind::Layered(body))
     }
 
@@ -173,13 +183,20 @@ impl RouterBody {
     /// wraps a body moves them into the map first.
     pub(crate) fn take_passthrough(&mut self) -> Option<Passthrough> {
         match &mut self.0 {
-            Kind::Upstream { inner: Inner::Own(body), .. } => body.passthrough.take(),
+            Kind::Upstream {
+                inner: Inner::Own(body),
+                ..
+            } => body.passthrough.take(),
             _ => None,
         }
     }
 
     pub(crate) fn upstream(inner: Inner, finish: Finish) -> RouterBody {
-        RouterBody(Kind::Upstream { inner, finish: Some(Box::new(finish)), idle: IdleTimer::default() })
+        RouterBody(Kind::Upstream {
+            inner,
+            finish: Some(Box::new(finish)),
+            idle: IdleTimer::default(),
+        })
     }
 }
 
@@ -187,11 +204,18 @@ impl Body for RouterBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match &mut self.get_mut().0 {
             Kind::Static(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Kind::Layered(body) => body.as_mut().poll_frame(cx),
-            Kind::Upstream { inner, finish, idle } => {
+            Kind::Upstream {
+                inner,
+                finish,
+                idle,
+            } => {
                 let polled = inner.poll_frame(cx);
                 match &polled {
                     Poll::Ready(Some(Ok(frame))) => {
@@ -223,7 +247,10 @@ impl Body for RouterBody {
                     Poll::Pending => {
                         // Only hyper's wish for more (it polls when the client can take it)
                         // runs this clock, so a slow client never makes the dyno look idle.
-                        if finish.as_ref().is_some_and(|f| idle.expired(cx, f.log.idle)) {
+                        if finish
+                            .as_ref()
+                            .is_some_and(|f| idle.expired(cx, f.log.idle))
+                        {
                             if let Some(f) = finish.take() {
                                 // The aborted connection fails `inner`, which wakes this
                                 // body again to pass the error on.
@@ -251,7 +278,9 @@ impl Body for RouterBody {
 
     fn size_hint(&self) -> SizeHint {
         match &self.0 {
-            Kind::Static(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+            Kind::Static(bytes) => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
             Kind::Layered(body) => body.size_hint(),
             Kind::Upstream { inner, .. } => inner.size_hint(),
         }
@@ -263,7 +292,11 @@ impl Drop for RouterBody {
         if let Kind::Upstream { inner, finish, .. } = &mut self.0 {
             if let Some(f) = finish.take() {
                 // Bodies known to be empty (HEAD, 204, 304) are dropped without a poll.
-                let how = if inner.is_end_stream() { End::Complete } else { End::ClientGone };
+                let how = if inner.is_end_stream() {
+                    End::Complete
+                } else {
+                    End::ClientGone
+                };
                 if inner.is_end_stream() {
                     inner.recycle(&f);
                 }

@@ -112,7 +112,10 @@ pub struct CacheConfig {
 
 impl Default for CacheConfig {
     fn default() -> Self {
-        CacheConfig { max_bytes: 64 << 20, max_object_bytes: 4 << 20 }
+        CacheConfig {
+            max_bytes: 64 << 20,
+            max_object_bytes: 4 << 20,
+        }
     }
 }
 
@@ -129,8 +132,15 @@ impl RouteTable {
     /// What the HTTP cache holds right now.
     pub fn cache_usage(&self) -> CacheUsage {
         let s = self.cache.lock();
-        let objects = s.slots.iter().filter(|slot| matches!(slot.entry, Some(Entry::Object(_)))).count();
-        CacheUsage { objects, bytes: s.used }
+        let objects = s
+            .slots
+            .iter()
+            .filter(|slot| matches!(slot.entry, Some(Entry::Object(_))))
+            .count();
+        CacheUsage {
+            objects,
+            bytes: s.used,
+        }
     }
 }
 
@@ -140,7 +150,13 @@ impl RouteTable {
 
 /// Serves a routed request: from the cache when it can, else from a dyno (storing the
 /// response if it may), compressing what should be compressed either way.
-pub(crate) async fn route(shared: &Arc<Shared>, log: RequestLog, req: Request<ReqBody>, fwd: &Forwarded<'_>, client_upgrade: Option<OnUpgrade>) -> Response<RouterBody> {
+pub(crate) async fn route(
+    shared: &Arc<Shared>,
+    log: RequestLog,
+    req: Request<ReqBody>,
+    fwd: &Forwarded<'_>,
+    client_upgrade: Option<OnUpgrade>,
+) -> Response<RouterBody> {
     let gzip = &shared.config.compression;
     let accepts_gzip = gzip.enabled && compress::accepts_gzip(req.headers());
     let is_head = req.method() == Method::HEAD;
@@ -156,17 +172,37 @@ pub(crate) async fn route(shared: &Arc<Shared>, log: RequestLog, req: Request<Re
     let is_get = req.method() == Method::GET;
     let mut waits = 0;
     let filler = loop {
-        let key = KeyRef { app_id: &log.app.app_id, host: log.host.as_bytes(), target: target(&log.path) };
+        let key = KeyRef {
+            app_id: &log.app.app_id,
+            host: log.host.as_bytes(),
+            target: target(&log.path),
+        };
         // HEAD misses pass: their responses have no body to store.
         let coalesce = is_get && !authorized && waits < MAX_WAITS;
         // One clock read serves the common case; a request that waited reads it again.
         let now = if waits == 0 { started } else { Instant::now() };
-        let fields = RequestFields { map: req.headers(), forwarded: Some(fwd) };
+        let fields = RequestFields {
+            map: req.headers(),
+            forwarded: Some(fwd),
+        };
         match cache.lookup(&key, fields, authorized, coalesce, now) {
-            Lookup::Hit(object) => return hit(&object, &log, req.headers(), is_head, accepts_gzip, started, now),
+            Lookup::Hit(object) => {
+                return hit(
+                    &object,
+                    &log,
+                    req.headers(),
+                    is_head,
+                    accepts_gzip,
+                    started,
+                    now,
+                );
+            }
             Lookup::Wait(mut rx) => {
                 waits += 1;
-                if tokio::time::timeout(shared.config.first_byte_timeout, rx.changed()).await.is_err() {
+                if tokio::time::timeout(shared.config.first_byte_timeout, rx.changed())
+                    .await
+                    .is_err()
+                {
                     // The fetch is taking too long: stop queueing behind it.
                     waits = MAX_WAITS;
                 }
@@ -178,7 +214,11 @@ pub(crate) async fn route(shared: &Arc<Shared>, log: RequestLog, req: Request<Re
     // Vary is only known from the response, so the request's headers are needed until
     // then: the engine gives them back; hyper's path keeps no copy, so one is made here.
     let copied = (is_get && matches!(req.body(), ReqBody::Hyper(_))).then(|| req.headers().clone());
-    let key = OwnedKeyParts { app: Arc::clone(&log.app), host: log.host.clone(), target: log.path.clone() };
+    let key = OwnedKeyParts {
+        app: Arc::clone(&log.app),
+        host: log.host.clone(),
+        target: log.path.clone(),
+    };
     let (mut response, returned) = proxy::dispatch(&shared.config, log, req, fwd, None).await;
     let request_headers = if is_get { copied.or(returned) } else { None };
     let head = match request_headers {
@@ -186,15 +226,40 @@ pub(crate) async fn route(shared: &Arc<Shared>, log: RequestLog, req: Request<Re
         // fields the map always holds; only one that might be stored needs the rest.
         Some(rh) if has_freshness(response.headers()) => {
             crate::passthrough::materialize(&mut response);
-            storable(RequestFields { map: &rh, forwarded: Some(fwd) }, authorized, response.status(), response.headers(), &limits, gzip)
+            storable(
+                RequestFields {
+                    map: &rh,
+                    forwarded: Some(fwd),
+                },
+                authorized,
+                response.status(),
+                response.headers(),
+                &limits,
+                gzip,
+            )
         }
         _ => None,
     };
-    response.headers_mut().insert(X_CACHE.clone(), HeaderValue::from_static("MISS"));
+    response
+        .headers_mut()
+        .insert(X_CACHE.clone(), HeaderValue::from_static("MISS"));
     if let Some(head) = head {
         let (parts, body) = response.into_parts();
-        let fill = Fill { filler, head, key, parts: Vec::new(), len: 0, limits };
-        response = Response::from_parts(parts, RouterBody::layered(Box::pin(FillBody { inner: body, fill: Some(fill) })));
+        let fill = Fill {
+            filler,
+            head,
+            key,
+            parts: Vec::new(),
+            len: 0,
+            limits,
+        };
+        response = Response::from_parts(
+            parts,
+            RouterBody::layered(Box::pin(FillBody {
+                inner: body,
+                fill: Some(fill),
+            })),
+        );
     } else {
         // Not storable: waiters (if this request led a fetch) are released to go to a
         // dyno themselves, and the key is marked hit-for-miss.
@@ -217,7 +282,15 @@ fn target(path: &Option<PathAndQuery>) -> &str {
 }
 
 /// Answers from a stored object, and writes the router log line for it.
-fn hit(object: &Object, log: &RequestLog, req: &HeaderMap, is_head: bool, accepts_gzip: bool, started: Instant, now: Instant) -> Response<RouterBody> {
+fn hit(
+    object: &Object,
+    log: &RequestLog,
+    req: &HeaderMap,
+    is_head: bool,
+    accepts_gzip: bool,
+    started: Instant,
+    now: Instant,
+) -> Response<RouterBody> {
     // The stored maps are complete hit heads; only `Age` changes, in place, so the clone
     // never has to grow.
     let (mut headers, body) = match (&object.gzip, &object.gzip_headers, accepts_gzip) {
@@ -226,9 +299,18 @@ fn hit(object: &Object, log: &RequestLog, req: &HeaderMap, is_head: bool, accept
     };
     headers.insert(header::AGE, age_value(object.age(now)));
     let not_modified = not_modified(req, &headers);
-    let status = if not_modified { StatusCode::NOT_MODIFIED } else { object.status };
+    let status = if not_modified {
+        StatusCode::NOT_MODIFIED
+    } else {
+        object.status
+    };
     if not_modified {
-        for h in [header::CONTENT_TYPE, header::CONTENT_ENCODING, header::CONTENT_LANGUAGE, header::CONTENT_LENGTH] {
+        for h in [
+            header::CONTENT_TYPE,
+            header::CONTENT_ENCODING,
+            header::CONTENT_LANGUAGE,
+            header::CONTENT_LENGTH,
+        ] {
             headers.remove(h);
         }
     }
@@ -241,7 +323,11 @@ fn hit(object: &Object, log: &RequestLog, req: &HeaderMap, is_head: bool, accept
         status: Some(status.as_u16()),
         bytes: Some(if send_body { body.len() as u64 } else { 0 }),
     });
-    let body = if send_body { RouterBody::full(body) } else { RouterBody::empty() };
+    let body = if send_body {
+        RouterBody::full(body)
+    } else {
+        RouterBody::empty()
+    };
     let mut response = Response::new(body);
     *response.status_mut() = status;
     *response.headers_mut() = headers;
@@ -253,10 +339,20 @@ fn hit(object: &Object, log: &RequestLog, req: &HeaderMap, is_head: bool, accept
 fn age_value(secs: u64) -> HeaderValue {
     static SMALL: OnceLock<Vec<HeaderValue>> = OnceLock::new();
     let small = SMALL.get_or_init(|| {
-        let text: &'static str = Box::leak((0..3600).map(|n| n.to_string()).collect::<Vec<_>>().join(" ").into_boxed_str());
+        let text: &'static str = Box::leak(
+            (0..3600)
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+                .into_boxed_str(),
+        );
         text.split(' ').map(HeaderValue::from_static).collect()
     });
-    usize::try_from(secs).ok().and_then(|i| small.get(i)).cloned().unwrap_or_else(|| HeaderValue::from(secs))
+    usize::try_from(secs)
+        .ok()
+        .and_then(|i| small.get(i))
+        .cloned()
+        .unwrap_or_else(|| HeaderValue::from(secs))
 }
 
 /// RFC 9110 §13.1.2 and §13.1.3: `If-None-Match` (weak comparison) decides when present,
@@ -264,12 +360,27 @@ fn age_value(secs: u64) -> HeaderValue {
 fn not_modified(req: &HeaderMap, stored: &HeaderMap) -> bool {
     let inm: Vec<&HeaderValue> = req.get_all(header::IF_NONE_MATCH).iter().collect();
     if !inm.is_empty() {
-        let Some(etag) = stored.get(header::ETAG) else { return false };
-        let opaque = |t: &[u8]| -> Vec<u8> { t.trim_ascii().strip_prefix(b"W/").unwrap_or(t.trim_ascii()).to_vec() };
+        let Some(etag) = stored.get(header::ETAG) else {
+            return false;
+        };
+        let opaque = |t: &[u8]| -> Vec<u8> {
+            t.trim_ascii()
+                .strip_prefix(b"W/")
+                .unwrap_or(t.trim_ascii())
+                .to_vec()
+        };
         let ours = opaque(etag.as_bytes());
-        return inm.iter().flat_map(|v| v.as_bytes().split(|&b| b == b',')).any(|t| t.trim_ascii() == b"*" || opaque(t) == ours);
+        return inm
+            .iter()
+            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+            .any(|t| t.trim_ascii() == b"*" || opaque(t) == ours);
     }
-    let (Some(ims), Some(lm)) = (req.get(header::IF_MODIFIED_SINCE), stored.get(header::LAST_MODIFIED)) else { return false };
+    let (Some(ims), Some(lm)) = (
+        req.get(header::IF_MODIFIED_SINCE),
+        stored.get(header::LAST_MODIFIED),
+    ) else {
+        return false;
+    };
     match (http_date(ims), http_date(lm)) {
         (Some(ims), Some(lm)) => lm <= ims,
         _ => false,
@@ -305,12 +416,19 @@ fn directives(headers: &HeaderMap) -> Directives {
             };
             let seconds = || -> u64 {
                 let a = arg.unwrap_or(b"");
-                let a = a.strip_prefix(b"\"").and_then(|a| a.strip_suffix(b"\"")).unwrap_or(a);
+                let a = a
+                    .strip_prefix(b"\"")
+                    .and_then(|a| a.strip_suffix(b"\""))
+                    .unwrap_or(a);
                 if a.is_empty() || !a.iter().all(u8::is_ascii_digit) {
                     return 0;
                 }
                 // Values beyond 2^31 are to be taken as 2^31 (RFC 9111 §1.2.2).
-                std::str::from_utf8(a).ok().and_then(|s| s.parse::<u64>().ok()).unwrap_or(u64::MAX).min(1 << 31)
+                std::str::from_utf8(a)
+                    .ok()
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .unwrap_or(u64::MAX)
+                    .min(1 << 31)
             };
             let keep_min = |old: Option<u64>, new: u64| Some(old.map_or(new, |o| o.min(new)));
             let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
@@ -382,12 +500,22 @@ pub(crate) struct Head {
 }
 
 /// Decides, from the response head, whether the response will be stored.
-fn storable(req: RequestFields<'_>, authorized: bool, status: StatusCode, headers: &HeaderMap, limits: &CacheConfig, gzip: &compress::CompressionConfig) -> Option<Head> {
+fn storable(
+    req: RequestFields<'_>,
+    authorized: bool,
+    status: StatusCode,
+    headers: &HeaderMap,
+    limits: &CacheConfig,
+    gzip: &compress::CompressionConfig,
+) -> Option<Head> {
     let cc = directives(headers);
     if !cc.has_freshness(headers) {
         return None;
     }
-    if !CACHEABLE_STATUS.contains(&status.as_u16()) || headers.contains_key(header::SET_COOKIE) || headers.contains_key(header::CONTENT_RANGE) {
+    if !CACHEABLE_STATUS.contains(&status.as_u16())
+        || headers.contains_key(header::SET_COOKIE)
+        || headers.contains_key(header::CONTENT_RANGE)
+    {
         return None;
     }
     if cc.no_store || cc.private || cc.no_cache {
@@ -407,11 +535,18 @@ fn storable(req: RequestFields<'_>, authorized: bool, status: StatusCode, header
         (None, None) => {
             // An invalid Expires means "already expired" (RFC 9111 §5.3).
             let expires = http_date(headers.get(header::EXPIRES)?)?;
-            expires.duration_since(date.unwrap_or(now)).map_or(0, |d| d.as_secs())
+            expires
+                .duration_since(date.unwrap_or(now))
+                .map_or(0, |d| d.as_secs())
         }
     };
-    let age_value = headers.get(header::AGE).and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok()).unwrap_or(0);
-    let apparent_age = date.and_then(|d| now.duration_since(d).ok()).map_or(0, |d| d.as_secs());
+    let age_value = headers
+        .get(header::AGE)
+        .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    let apparent_age = date
+        .and_then(|d| now.duration_since(d).ok())
+        .map_or(0, |d| d.as_secs());
     let initial_age = age_value.max(apparent_age);
     if lifetime == 0 || initial_age >= lifetime {
         return None;
@@ -449,7 +584,13 @@ impl Directives {
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {
-    headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 fn http_date(value: &HeaderValue) -> Option<SystemTime> {
@@ -462,10 +603,19 @@ fn http_date(value: &HeaderValue) -> Option<SystemTime> {
 fn copy_headers(headers: &HeaderMap) -> HeaderMap {
     let mut out = HeaderMap::with_capacity(headers.len());
     for (name, value) in headers {
-        if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING || name == header::AGE || name == X_CACHE {
+        if name == header::CONTENT_LENGTH
+            || name == header::TRANSFER_ENCODING
+            || name == header::AGE
+            || name == X_CACHE
+        {
             continue;
         }
-        let (Ok(name), Ok(mut copy)) = (HeaderName::from_bytes(name.as_str().as_bytes()), HeaderValue::from_bytes(value.as_bytes())) else { continue };
+        let (Ok(name), Ok(mut copy)) = (
+            HeaderName::from_bytes(name.as_str().as_bytes()),
+            HeaderValue::from_bytes(value.as_bytes()),
+        ) else {
+            continue;
+        };
         copy.set_sensitive(value.is_sensitive());
         out.append(name, copy);
     }
@@ -487,7 +637,9 @@ impl VaryValue {
             return VaryValue::Codings(compress::accepted_codings(req.map));
         }
         let mut values = req.values(name);
-        let Some(first) = values.next() else { return VaryValue::Absent };
+        let Some(first) = values.next() else {
+            return VaryValue::Absent;
+        };
         let mut joined = BytesMut::from(first.trim_ascii());
         for more in values {
             joined.extend_from_slice(b", ");
@@ -556,14 +708,25 @@ struct Fill {
 impl Fill {
     /// The body is complete: build the object and store it.
     fn complete(self) {
-        let Fill { filler, head, key, parts, len, limits } = self;
+        let Fill {
+            filler,
+            head,
+            key,
+            parts,
+            len,
+            limits,
+        } = self;
         // One exact-size copy, so nothing of hyper's read buffers stays pinned.
         let mut buf = BytesMut::with_capacity(len);
         for p in &parts {
             buf.extend_from_slice(p);
         }
         let body = buf.freeze();
-        let gzip = if head.encodable { compress::gzip_all(&body, compress::STORED_LEVEL).filter(|gz| gz.len() < body.len()) } else { None };
+        let gzip = if head.encodable {
+            compress::gzip_all(&body, compress::STORED_LEVEL).filter(|gz| gz.len() < body.len())
+        } else {
+            None
+        };
         let key = Key {
             app_id: key.app.app_id.as_str().into(),
             host: key.host.as_bytes().to_ascii_lowercase().into_boxed_slice(),
@@ -582,10 +745,29 @@ impl Fill {
         if head.status != StatusCode::NO_CONTENT {
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
         }
-        let map_size = |h: &HeaderMap| -> usize { h.iter().map(|(n, v)| n.as_str().len() + v.len() + 32).sum() };
+        let map_size = |h: &HeaderMap| -> usize {
+            h.iter().map(|(n, v)| n.as_str().len() + v.len() + 32).sum()
+        };
         let headers_size = map_size(&headers) + gzip_headers.as_ref().map_or(0, map_size);
-        let vary_size: usize = head.vary.iter().map(|(n, v)| n.as_str().len() + 32 + if let VaryValue::Value(b) = v { b.len() } else { 0 }).sum();
-        let size = OBJECT_OVERHEAD + body.len() + gzip.as_ref().map_or(0, Bytes::len) + headers_size + vary_size + key.size();
+        let vary_size: usize = head
+            .vary
+            .iter()
+            .map(|(n, v)| {
+                n.as_str().len()
+                    + 32
+                    + if let VaryValue::Value(b) = v {
+                        b.len()
+                    } else {
+                        0
+                    }
+            })
+            .sum();
+        let size = OBJECT_OVERHEAD
+            + body.len()
+            + gzip.as_ref().map_or(0, Bytes::len)
+            + headers_size
+            + vary_size
+            + key.size();
         let object = Object {
             key,
             status: head.status,
@@ -624,7 +806,10 @@ impl Body for FillBody {
     type Data = Bytes;
     type Error = crate::body::BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, crate::body::BoxError>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, crate::body::BoxError>>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         match &polled {
@@ -700,7 +885,9 @@ impl Object {
     }
 
     fn vary_matches(&self, req: RequestFields<'_>) -> bool {
-        self.vary.iter().all(|(name, value)| value.matches(req, name))
+        self.vary
+            .iter()
+            .all(|(name, value)| value.matches(req, name))
     }
 }
 
@@ -727,18 +914,27 @@ struct KeyRef<'a> {
 
 impl KeyRef<'_> {
     fn matches(&self, key: &Key) -> bool {
-        *key.app_id == *self.app_id && key.host.eq_ignore_ascii_case(self.host) && *key.target == *self.target
+        *key.app_id == *self.app_id
+            && key.host.eq_ignore_ascii_case(self.host)
+            && *key.target == *self.target
     }
 
     fn to_key(&self) -> Key {
-        Key { app_id: self.app_id.into(), host: self.host.to_ascii_lowercase().into_boxed_slice(), target: self.target.into() }
+        Key {
+            app_id: self.app_id.into(),
+            host: self.host.to_ascii_lowercase().into_boxed_slice(),
+            target: self.target.into(),
+        }
     }
 }
 
 enum Entry {
     Object(Arc<Object>),
     /// Hit-for-miss: requests for the key go straight to a dyno without coalescing.
-    Pass { key: Key, until: Instant },
+    Pass {
+        key: Key,
+        until: Instant,
+    },
 }
 
 impl Entry {
@@ -869,7 +1065,14 @@ impl HttpCache {
         h.finish()
     }
 
-    fn lookup(self: &Arc<Self>, key: &KeyRef<'_>, req: RequestFields<'_>, authorized: bool, coalesce: bool, now: Instant) -> Lookup {
+    fn lookup(
+        self: &Arc<Self>,
+        key: &KeyRef<'_>,
+        req: RequestFields<'_>,
+        authorized: bool,
+        coalesce: bool,
+        now: Instant,
+    ) -> Lookup {
         let hash = self.hash(key);
         let mut s = self.lock();
         let (mut hit, mut pass, mut stale) = (None, false, Vec::new());
@@ -879,7 +1082,10 @@ impl HttpCache {
                     Some(Entry::Object(o)) if key.matches(&o.key) => {
                         if !o.is_fresh(now) {
                             stale.push(i);
-                        } else if hit.is_none() && (!authorized || o.shared_with_auth) && o.vary_matches(req) {
+                        } else if hit.is_none()
+                            && (!authorized || o.shared_with_auth)
+                            && o.vary_matches(req)
+                        {
                             hit = Some(i);
                         }
                     }
@@ -905,16 +1111,32 @@ impl HttpCache {
         }
         let epoch = s.epoch;
         if !coalesce || pass {
-            return Lookup::Miss(Filler { cache: Arc::clone(self), epoch, leading: None });
+            return Lookup::Miss(Filler {
+                cache: Arc::clone(self),
+                epoch,
+                leading: None,
+            });
         }
-        if let Some(p) = s.pending.get(&hash).and_then(|ps| ps.iter().find(|p| key.matches(&p.key))) {
+        if let Some(p) = s
+            .pending
+            .get(&hash)
+            .and_then(|ps| ps.iter().find(|p| key.matches(&p.key)))
+        {
             return Lookup::Wait(p.tx.subscribe());
         }
         let id = s.next_fill;
         s.next_fill += 1;
         let (tx, _) = watch::channel(());
-        s.pending.entry(hash).or_default().push(Pending { key: key.to_key(), id, tx });
-        Lookup::Miss(Filler { cache: Arc::clone(self), epoch, leading: Some((hash, id)) })
+        s.pending.entry(hash).or_default().push(Pending {
+            key: key.to_key(),
+            id,
+            tx,
+        });
+        Lookup::Miss(Filler {
+            cache: Arc::clone(self),
+            epoch,
+            leading: Some((hash, id)),
+        })
     }
 
     /// Drops every object of an app, and makes fetches already under way unstorable.
@@ -922,7 +1144,11 @@ impl HttpCache {
         let mut s = self.lock();
         s.epoch += 1;
         for i in 0..s.slots.len() {
-            if s.slots[i].entry.as_ref().is_some_and(|e| *e.key().app_id == *app_id) {
+            if s.slots[i]
+                .entry
+                .as_ref()
+                .is_some_and(|e| *e.key().app_id == *app_id)
+            {
                 s.remove(i as u32);
             }
         }
@@ -937,14 +1163,24 @@ impl Filler {
             s.end_fill(hash, id);
         }
         if s.epoch == self.epoch {
-            s.insert_object(cache.hash(&KeyRef { app_id: &object.key.app_id, host: &object.key.host, target: &object.key.target }), object, limits);
+            s.insert_object(
+                cache.hash(&KeyRef {
+                    app_id: &object.key.app_id,
+                    host: &object.key.host,
+                    target: &object.key.target,
+                }),
+                object,
+                limits,
+            );
         }
     }
 }
 
 impl Drop for Filler {
     fn drop(&mut self) {
-        let Some((hash, id)) = self.leading.take() else { return };
+        let Some((hash, id)) = self.leading.take() else {
+            return;
+        };
         let mut s = self.cache.lock();
         if let Some(key) = s.end_fill(hash, id) {
             s.insert_pass(hash, key, Instant::now() + HIT_FOR_MISS);
@@ -967,10 +1203,28 @@ impl Store {
     fn insert_object(&mut self, hash: u64, object: Object, limits: &CacheConfig) {
         // What the new object replaces: the same variant, and the key's hit-for-miss.
         let same = |e: &Entry| match e {
-            Entry::Object(o) => o.key.app_id == object.key.app_id && o.key.host == object.key.host && o.key.target == object.key.target && o.vary == object.vary,
-            Entry::Pass { key, .. } => key.app_id == object.key.app_id && key.host == object.key.host && key.target == object.key.target,
+            Entry::Object(o) => {
+                o.key.app_id == object.key.app_id
+                    && o.key.host == object.key.host
+                    && o.key.target == object.key.target
+                    && o.vary == object.vary
+            }
+            Entry::Pass { key, .. } => {
+                key.app_id == object.key.app_id
+                    && key.host == object.key.host
+                    && key.target == object.key.target
+            }
         };
-        let ids: Vec<u32> = self.index.get(&hash).map(|ids| ids.iter().copied().filter(|&i| self.slots[i as usize].entry.as_ref().is_some_and(same)).collect()).unwrap_or_default();
+        let ids: Vec<u32> = self
+            .index
+            .get(&hash)
+            .map(|ids| {
+                ids.iter()
+                    .copied()
+                    .filter(|&i| self.slots[i as usize].entry.as_ref().is_some_and(same))
+                    .collect()
+            })
+            .unwrap_or_default();
         for i in ids {
             self.remove(i);
         }
@@ -1007,7 +1261,12 @@ impl Store {
 
     fn add(&mut self, hash: u64, entry: Entry) -> u32 {
         self.used += entry.size();
-        let slot = Slot { prev: NIL, next: NIL, hash, entry: Some(entry) };
+        let slot = Slot {
+            prev: NIL,
+            next: NIL,
+            hash,
+            entry: Some(entry),
+        };
         let i = match self.free.pop() {
             Some(i) => {
                 self.slots[i as usize] = slot;
@@ -1024,7 +1283,9 @@ impl Store {
     }
 
     fn remove(&mut self, i: u32) {
-        let Some(entry) = self.slots[i as usize].entry.take() else { return };
+        let Some(entry) = self.slots[i as usize].entry.take() else {
+            return;
+        };
         self.used -= entry.size();
         self.unlink(i);
         let hash = self.slots[i as usize].hash;
@@ -1087,72 +1348,189 @@ mod tests {
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
         }
         h
     }
 
     fn head(resp: &[(&str, &str)], req: &[(&str, &str)], authorized: bool) -> Option<Head> {
-        storable(RequestFields { map: &map(req), forwarded: None }, authorized, StatusCode::OK, &map(resp), &CacheConfig::default(), &compress::CompressionConfig::default())
+        storable(
+            RequestFields {
+                map: &map(req),
+                forwarded: None,
+            },
+            authorized,
+            StatusCode::OK,
+            &map(resp),
+            &CacheConfig::default(),
+            &compress::CompressionConfig::default(),
+        )
     }
 
     #[test]
     fn parses_cache_control() {
-        let d = directives(&map(&[("cache-control", "Public, max-age=60, s-maxage=\"120\""), ("cache-control", "no-cache=\"set-cookie, x\", max-age=30")]));
+        let d = directives(&map(&[
+            ("cache-control", "Public, max-age=60, s-maxage=\"120\""),
+            ("cache-control", "no-cache=\"set-cookie, x\", max-age=30"),
+        ]));
         assert!(d.public && d.no_cache && !d.private);
         assert_eq!((d.max_age, d.s_maxage), (Some(30), Some(120)));
-        assert_eq!(directives(&map(&[("cache-control", "max-age=abc")])).max_age, Some(0));
-        assert_eq!(directives(&map(&[("cache-control", "max-age=99999999999999999999999")])).max_age, Some(1 << 31));
+        assert_eq!(
+            directives(&map(&[("cache-control", "max-age=abc")])).max_age,
+            Some(0)
+        );
+        assert_eq!(
+            directives(&map(&[(
+                "cache-control",
+                "max-age=99999999999999999999999"
+            )]))
+            .max_age,
+            Some(1 << 31)
+        );
     }
 
     #[test]
     fn storability_rules() {
         assert!(head(&[("cache-control", "max-age=60")], &[], false).is_some());
-        assert_eq!(head(&[("cache-control", "max-age=60, s-maxage=5")], &[], false).unwrap().lifetime, 5);
-        assert!(head(&[("cache-control", "public")], &[], false).is_none(), "no explicit lifetime");
+        assert_eq!(
+            head(&[("cache-control", "max-age=60, s-maxage=5")], &[], false)
+                .unwrap()
+                .lifetime,
+            5
+        );
+        assert!(
+            head(&[("cache-control", "public")], &[], false).is_none(),
+            "no explicit lifetime"
+        );
         assert!(head(&[("cache-control", "max-age=0")], &[], false).is_none());
         assert!(head(&[("cache-control", "private, max-age=60")], &[], false).is_none());
         assert!(head(&[("cache-control", "no-store, max-age=60")], &[], false).is_none());
         assert!(head(&[("cache-control", "no-cache, max-age=60")], &[], false).is_none());
-        assert!(head(&[("cache-control", "max-age=60"), ("set-cookie", "a=b")], &[], false).is_none());
-        assert!(head(&[("cache-control", "public, max-age=60"), ("set-cookie", "a=b")], &[], false).is_none());
-        assert!(head(&[("cache-control", "max-age=60"), ("vary", "*")], &[], false).is_none());
-        assert!(head(&[("cache-control", "max-age=60")], &[], true).is_none(), "Authorization needs explicit permission");
+        assert!(
+            head(
+                &[("cache-control", "max-age=60"), ("set-cookie", "a=b")],
+                &[],
+                false
+            )
+            .is_none()
+        );
+        assert!(
+            head(
+                &[
+                    ("cache-control", "public, max-age=60"),
+                    ("set-cookie", "a=b")
+                ],
+                &[],
+                false
+            )
+            .is_none()
+        );
+        assert!(
+            head(
+                &[("cache-control", "max-age=60"), ("vary", "*")],
+                &[],
+                false
+            )
+            .is_none()
+        );
+        assert!(
+            head(&[("cache-control", "max-age=60")], &[], true).is_none(),
+            "Authorization needs explicit permission"
+        );
         assert!(head(&[("cache-control", "public, max-age=60")], &[], true).is_some());
         assert!(head(&[("cache-control", "s-maxage=60")], &[], true).is_some());
-        assert!(head(&[("cache-control", "max-age=60"), ("age", "61")], &[], false).is_none(), "already stale");
+        assert!(
+            head(
+                &[("cache-control", "max-age=60"), ("age", "61")],
+                &[],
+                false
+            )
+            .is_none(),
+            "already stale"
+        );
         let expires = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(100));
         let h = head(&[("expires", &expires)], &[], false).unwrap();
         assert!((98..=100).contains(&h.lifetime), "{}", h.lifetime);
         assert!(head(&[("expires", "0")], &[], false).is_none());
-        assert!(head(&[("cache-control", "max-age=60"), ("content-length", "999999999")], &[], false).is_none());
+        assert!(
+            head(
+                &[
+                    ("cache-control", "max-age=60"),
+                    ("content-length", "999999999")
+                ],
+                &[],
+                false
+            )
+            .is_none()
+        );
     }
 
     #[test]
     fn vary_values() {
-        let h = head(&[("cache-control", "max-age=60"), ("vary", "X-B, accept-encoding, x-a")], &[("x-a", " 1 "), ("accept-encoding", "gzip, br")], false).unwrap();
+        let h = head(
+            &[
+                ("cache-control", "max-age=60"),
+                ("vary", "X-B, accept-encoding, x-a"),
+            ],
+            &[("x-a", " 1 "), ("accept-encoding", "gzip, br")],
+            false,
+        )
+        .unwrap();
         let names: Vec<_> = h.vary.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["accept-encoding", "x-a", "x-b"]);
         let obj_vary = h.vary;
-        let matches = |req: &[(&str, &str)]| obj_vary.iter().all(|(n, v)| v.matches(RequestFields { map: &map(req), forwarded: None }, n));
+        let matches = |req: &[(&str, &str)]| {
+            obj_vary.iter().all(|(n, v)| {
+                v.matches(
+                    RequestFields {
+                        map: &map(req),
+                        forwarded: None,
+                    },
+                    n,
+                )
+            })
+        };
         assert!(matches(&[("x-a", "1"), ("accept-encoding", "br,gzip")]));
         assert!(!matches(&[("x-a", "2"), ("accept-encoding", "gzip, br")]));
         assert!(!matches(&[("x-a", "1"), ("accept-encoding", "gzip")]));
-        assert!(!matches(&[("x-a", "1"), ("accept-encoding", "gzip, br"), ("x-b", "")]));
+        assert!(!matches(&[
+            ("x-a", "1"),
+            ("accept-encoding", "gzip, br"),
+            ("x-b", "")
+        ]));
     }
 
     #[test]
     fn conditional_hits() {
-        let stored = map(&[("etag", "\"v1\""), ("last-modified", "Sun, 06 Nov 1994 08:49:37 GMT")]);
-        assert!(not_modified(&map(&[("if-none-match", "\"x\", W/\"v1\"")]), &stored));
+        let stored = map(&[
+            ("etag", "\"v1\""),
+            ("last-modified", "Sun, 06 Nov 1994 08:49:37 GMT"),
+        ]);
+        assert!(not_modified(
+            &map(&[("if-none-match", "\"x\", W/\"v1\"")]),
+            &stored
+        ));
         assert!(!not_modified(&map(&[("if-none-match", "\"v2\"")]), &stored));
-        assert!(not_modified(&map(&[("if-modified-since", "Sun, 06 Nov 1994 08:49:37 GMT")]), &stored));
-        assert!(!not_modified(&map(&[("if-modified-since", "Sat, 05 Nov 1994 08:49:37 GMT")]), &stored));
+        assert!(not_modified(
+            &map(&[("if-modified-since", "Sun, 06 Nov 1994 08:49:37 GMT")]),
+            &stored
+        ));
+        assert!(!not_modified(
+            &map(&[("if-modified-since", "Sat, 05 Nov 1994 08:49:37 GMT")]),
+            &stored
+        ));
     }
 
     fn object(app: &str, target: &str, size: usize) -> Object {
         Object {
-            key: Key { app_id: app.into(), host: b"h".to_vec().into_boxed_slice(), target: target.into() },
+            key: Key {
+                app_id: app.into(),
+                host: b"h".to_vec().into_boxed_slice(),
+                target: target.into(),
+            },
             status: StatusCode::OK,
             headers: HeaderMap::new(),
             body: Bytes::from(vec![0; size]),
@@ -1168,49 +1546,142 @@ mod tests {
     }
 
     fn insert(cache: &Arc<HttpCache>, app: &str, target: &str, size: usize, limits: &CacheConfig) {
-        let key = KeyRef { app_id: app, host: b"h", target };
-        let Lookup::Miss(filler) = cache.lookup(&key, RequestFields { map: &HeaderMap::new(), forwarded: None }, false, true, Instant::now()) else { panic!("expected a miss") };
+        let key = KeyRef {
+            app_id: app,
+            host: b"h",
+            target,
+        };
+        let Lookup::Miss(filler) = cache.lookup(
+            &key,
+            RequestFields {
+                map: &HeaderMap::new(),
+                forwarded: None,
+            },
+            false,
+            true,
+            Instant::now(),
+        ) else {
+            panic!("expected a miss")
+        };
         filler.store(object(app, target, size), limits);
     }
 
     fn is_hit(cache: &Arc<HttpCache>, app: &str, target: &str) -> bool {
-        matches!(cache.lookup(&KeyRef { app_id: app, host: b"H", target }, RequestFields { map: &HeaderMap::new(), forwarded: None }, false, false, Instant::now()), Lookup::Hit(_))
+        matches!(
+            cache.lookup(
+                &KeyRef {
+                    app_id: app,
+                    host: b"H",
+                    target
+                },
+                RequestFields {
+                    map: &HeaderMap::new(),
+                    forwarded: None
+                },
+                false,
+                false,
+                Instant::now()
+            ),
+            Lookup::Hit(_)
+        )
     }
 
     #[test]
     fn lru_eviction_and_purge() {
         let cache = HttpCache::new();
-        let limits = CacheConfig { max_bytes: 3000, max_object_bytes: 2000 };
+        let limits = CacheConfig {
+            max_bytes: 3000,
+            max_object_bytes: 2000,
+        };
         insert(&cache, "a", "/1", 1000, &limits);
         insert(&cache, "a", "/2", 1000, &limits);
         insert(&cache, "b", "/3", 1000, &limits);
         assert!(is_hit(&cache, "a", "/1"), "touches /1");
         insert(&cache, "b", "/4", 1000, &limits);
         assert!(!is_hit(&cache, "a", "/2"), "least recently used goes first");
-        assert!(is_hit(&cache, "a", "/1") && is_hit(&cache, "b", "/3") && is_hit(&cache, "b", "/4"));
+        assert!(
+            is_hit(&cache, "a", "/1") && is_hit(&cache, "b", "/3") && is_hit(&cache, "b", "/4")
+        );
         assert!(cache.lock().used <= 3000);
         cache.purge_app("b");
-        assert!(!is_hit(&cache, "b", "/3") && !is_hit(&cache, "b", "/4") && is_hit(&cache, "a", "/1"));
+        assert!(
+            !is_hit(&cache, "b", "/3") && !is_hit(&cache, "b", "/4") && is_hit(&cache, "a", "/1")
+        );
         assert_eq!(cache.lock().used, 1000);
     }
 
     #[test]
     fn coalesces_and_marks_hit_for_miss() {
         let cache = HttpCache::new();
-        let key = KeyRef { app_id: "a", host: b"h", target: "/" };
-        let Lookup::Miss(leader) = cache.lookup(&key, RequestFields { map: &HeaderMap::new(), forwarded: None }, false, true, Instant::now()) else { panic!() };
-        let Lookup::Wait(rx) = cache.lookup(&key, RequestFields { map: &HeaderMap::new(), forwarded: None }, false, true, Instant::now()) else { panic!("second miss waits") };
+        let key = KeyRef {
+            app_id: "a",
+            host: b"h",
+            target: "/",
+        };
+        let Lookup::Miss(leader) = cache.lookup(
+            &key,
+            RequestFields {
+                map: &HeaderMap::new(),
+                forwarded: None,
+            },
+            false,
+            true,
+            Instant::now(),
+        ) else {
+            panic!()
+        };
+        let Lookup::Wait(rx) = cache.lookup(
+            &key,
+            RequestFields {
+                map: &HeaderMap::new(),
+                forwarded: None,
+            },
+            false,
+            true,
+            Instant::now(),
+        ) else {
+            panic!("second miss waits")
+        };
         drop(leader);
-        assert!(rx.has_changed().is_err(), "waiters are woken when the leader gives up");
-        let Lookup::Miss(f) = cache.lookup(&key, RequestFields { map: &HeaderMap::new(), forwarded: None }, false, true, Instant::now()) else { panic!() };
+        assert!(
+            rx.has_changed().is_err(),
+            "waiters are woken when the leader gives up"
+        );
+        let Lookup::Miss(f) = cache.lookup(
+            &key,
+            RequestFields {
+                map: &HeaderMap::new(),
+                forwarded: None,
+            },
+            false,
+            true,
+            Instant::now(),
+        ) else {
+            panic!()
+        };
         assert!(f.leading.is_none(), "hit-for-miss: no coalescing");
     }
 
     #[test]
     fn purge_during_fetch_is_not_stored() {
         let cache = HttpCache::new();
-        let key = KeyRef { app_id: "a", host: b"h", target: "/" };
-        let Lookup::Miss(leader) = cache.lookup(&key, RequestFields { map: &HeaderMap::new(), forwarded: None }, false, true, Instant::now()) else { panic!() };
+        let key = KeyRef {
+            app_id: "a",
+            host: b"h",
+            target: "/",
+        };
+        let Lookup::Miss(leader) = cache.lookup(
+            &key,
+            RequestFields {
+                map: &HeaderMap::new(),
+                forwarded: None,
+            },
+            false,
+            true,
+            Instant::now(),
+        ) else {
+            panic!()
+        };
         cache.purge_app("a");
         leader.store(object("a", "/", 10), &CacheConfig::default());
         assert!(!is_hit(&cache, "a", "/"));

@@ -57,7 +57,13 @@ pub(crate) struct Fed {
 
 impl ChunkedCheck {
     pub(crate) fn new() -> ChunkedCheck {
-        ChunkedCheck { state: State::SizeStart, size: 0, digits: 0, line: 0, trailers: 0 }
+        ChunkedCheck {
+            state: State::SizeStart,
+            size: 0,
+            digits: 0,
+            line: 0,
+            trailers: 0,
+        }
     }
 
     /// Checks the next bytes of the body; `Err` names what is wrong.
@@ -69,7 +75,9 @@ impl ChunkedCheck {
             }
             if self.state == State::Data {
                 // Data passes by count, never scanned.
-                let take = usize::try_from(self.size).unwrap_or(usize::MAX).min(bytes.len() - i);
+                let take = usize::try_from(self.size)
+                    .unwrap_or(usize::MAX)
+                    .min(bytes.len() - i);
                 i += take;
                 self.size -= take as u64;
                 if self.size == 0 {
@@ -115,7 +123,9 @@ impl ChunkedCheck {
                         b'\r' => State::SizeLf,
                         b'\n' => return Err("chunk size line not ended by CRLF"),
                         b'\t' => State::Ext,
-                        b if b < 0x20 || b == 0x7f => return Err("control character in a chunk extension"),
+                        b if b < 0x20 || b == 0x7f => {
+                            return Err("control character in a chunk extension");
+                        }
                         _ => State::Ext,
                     }
                 }
@@ -169,7 +179,10 @@ impl ChunkedCheck {
                 State::Data | State::Done => unreachable!("handled above"),
             };
         }
-        Ok(Fed { used: i, done: self.state == State::Done })
+        Ok(Fed {
+            used: i,
+            done: self.state == State::Done,
+        })
     }
 }
 
@@ -192,9 +205,27 @@ mod tests {
 
     #[test]
     fn well_formed_bodies() {
-        assert_eq!(whole(b"5\r\nhello\r\n0\r\n\r\n"), Ok(Fed { used: 15, done: true }));
-        assert_eq!(whole(b"A;name=val\r\n0123456789\r\n00\r\nX-T: 1\r\n\r\nGET / HTTP/1.1"), Ok(Fed { used: 38, done: true }));
-        assert_eq!(whole(b"5\r\nhel"), Ok(Fed { used: 6, done: false }));
+        assert_eq!(
+            whole(b"5\r\nhello\r\n0\r\n\r\n"),
+            Ok(Fed {
+                used: 15,
+                done: true
+            })
+        );
+        assert_eq!(
+            whole(b"A;name=val\r\n0123456789\r\n00\r\nX-T: 1\r\n\r\nGET / HTTP/1.1"),
+            Ok(Fed {
+                used: 38,
+                done: true
+            })
+        );
+        assert_eq!(
+            whole(b"5\r\nhel"),
+            Ok(Fed {
+                used: 6,
+                done: false
+            })
+        );
         // Byte by byte gives the same result.
         let body = b"3\r\nabc\r\n1; ext=\"q\"\r\nd\r\n0\r\nTrailer: x\r\n\r\n";
         let mut c = ChunkedCheck::new();
@@ -209,14 +240,20 @@ mod tests {
         for (body, why) in [
             (&b"zz\r\n"[..], "chunk size is not a hex number"),
             (b"-1\r\n", "chunk size is not a hex number"),
-            (b"0x5\r\nhello\r\n0\r\n\r\n", "chunk size is not a hex number"),
+            (
+                b"0x5\r\nhello\r\n0\r\n\r\n",
+                "chunk size is not a hex number",
+            ),
             (b"\r\n5\r\nhello", "chunk size is not a hex number"),
             (b"5\nhello\r\n", "chunk size line not ended by CRLF"),
             (b"5\r\nhelloX\r\n", "chunk data longer than its size"),
             (b"5\r\nhello\rX", "chunk data not followed by CRLF"),
             (b"5\r\nhello\n0\r\n\r\n", "chunk data longer than its size"),
             (b"11111111111111111\r\n", "chunk size too large"),
-            (b"5;a\x00\r\nhello", "control character in a chunk extension"),
+            (
+                b"5;a\x00\r\nhello",
+                "control character in a chunk extension",
+            ),
             (b"0\r\n\r\r", "chunked body not ended by CRLF"),
             (b"0\r\n folded\r\n\r\n", "obsolete line folding in trailers"),
             (b"0\r\nT: 1\n\r\n", "trailer line not ended by CRLF"),

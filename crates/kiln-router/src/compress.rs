@@ -51,7 +51,11 @@ pub struct CompressionConfig {
 
 impl Default for CompressionConfig {
     fn default() -> Self {
-        CompressionConfig { enabled: true, min_bytes: 1024, level: 1 }
+        CompressionConfig {
+            enabled: true,
+            min_bytes: 1024,
+            level: 1,
+        }
     }
 }
 
@@ -105,7 +109,9 @@ pub(crate) fn accepted_codings(headers: &HeaderMap) -> u8 {
 /// `q=0`, `q=0.`, `q=0.000`: the coding is refused.
 fn is_q_zero(param: &[u8]) -> bool {
     let p = param.trim_ascii();
-    let Some(v) = p.strip_prefix(b"q=").or_else(|| p.strip_prefix(b"Q=")) else { return false };
+    let Some(v) = p.strip_prefix(b"q=").or_else(|| p.strip_prefix(b"Q=")) else {
+        return false;
+    };
     let v = v.trim_ascii();
     v.first() == Some(&b'0') && v[1..].iter().all(|&b| b == b'.' || b == b'0')
 }
@@ -120,34 +126,71 @@ pub(crate) fn accepts_gzip(headers: &HeaderMap) -> bool {
 
 /// Whether the router should compress this response for a client that accepts gzip.
 pub(crate) fn compressible(status: StatusCode, headers: &HeaderMap, min_bytes: u64) -> bool {
-    if status.is_informational() || matches!(status, StatusCode::NO_CONTENT | StatusCode::PARTIAL_CONTENT | StatusCode::NOT_MODIFIED) {
+    if status.is_informational()
+        || matches!(
+            status,
+            StatusCode::NO_CONTENT | StatusCode::PARTIAL_CONTENT | StatusCode::NOT_MODIFIED
+        )
+    {
         return false;
     }
     // The size first: most small responses are settled on one lookup. Without a length
     // (the router's own pages, streamed bodies) the size does not decide.
-    if let Some(len) = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok()) {
+    if let Some(len) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
+    {
         if len < min_bytes {
             return false;
         }
     }
-    if headers.get(header::CONTENT_ENCODING).is_some_and(|v| !v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"identity")) || headers.contains_key(header::CONTENT_RANGE) {
+    if headers
+        .get(header::CONTENT_ENCODING)
+        .is_some_and(|v| !v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"identity"))
+        || headers.contains_key(header::CONTENT_RANGE)
+    {
         return false;
     }
-    if headers.get_all(header::CACHE_CONTROL).iter().any(|v| crate::forward::list_has(v.as_bytes(), b"no-transform")) {
+    if headers
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .any(|v| crate::forward::list_has(v.as_bytes(), b"no-transform"))
+    {
         return false;
     }
-    headers.get(header::CONTENT_TYPE).is_some_and(|ct| compressible_type(ct.as_bytes()))
+    headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|ct| compressible_type(ct.as_bytes()))
 }
 
 fn compressible_type(content_type: &[u8]) -> bool {
-    let essence = content_type.split(|&b| b == b';').next().unwrap_or(b"").trim_ascii().to_ascii_lowercase();
-    let Ok(essence) = std::str::from_utf8(&essence) else { return false };
-    let Some((kind, sub)) = essence.split_once('/') else { return false };
+    let essence = content_type
+        .split(|&b| b == b';')
+        .next()
+        .unwrap_or(b"")
+        .trim_ascii()
+        .to_ascii_lowercase();
+    let Ok(essence) = std::str::from_utf8(&essence) else {
+        return false;
+    };
+    let Some((kind, sub)) = essence.split_once('/') else {
+        return false;
+    };
     match kind {
         "text" => sub != "event-stream",
         "application" => {
-            matches!(sub, "json" | "javascript" | "x-javascript" | "ecmascript" | "xml" | "wasm" | "x-font-ttf" | "vnd.ms-fontobject" | "graphql-response+json")
-                || sub.ends_with("+json")
+            matches!(
+                sub,
+                "json"
+                    | "javascript"
+                    | "x-javascript"
+                    | "ecmascript"
+                    | "xml"
+                    | "wasm"
+                    | "x-font-ttf"
+                    | "vnd.ms-fontobject"
+                    | "graphql-response+json"
+            ) || sub.ends_with("+json")
                 || sub.ends_with("+xml")
         }
         "image" => matches!(sub, "svg+xml" | "x-icon" | "vnd.microsoft.icon" | "bmp"),
@@ -158,7 +201,11 @@ fn compressible_type(content_type: &[u8]) -> bool {
 
 /// Adds `Accept-Encoding` to `Vary` unless it is there already (or `Vary: *`).
 pub(crate) fn add_vary_accept_encoding(headers: &mut HeaderMap) {
-    let present = headers.get_all(header::VARY).iter().any(|v| v.as_bytes().split(|&b| b == b',').any(|t| t.trim_ascii() == b"*" || t.trim_ascii().eq_ignore_ascii_case(b"accept-encoding")));
+    let present = headers.get_all(header::VARY).iter().any(|v| {
+        v.as_bytes().split(|&b| b == b',').any(|t| {
+            t.trim_ascii() == b"*" || t.trim_ascii().eq_ignore_ascii_case(b"accept-encoding")
+        })
+    });
     if !present {
         headers.append(header::VARY, HeaderValue::from_static("Accept-Encoding"));
     }
@@ -183,13 +230,21 @@ pub(crate) fn mark_encoded(headers: &mut HeaderMap) {
 
 /// gzip of a whole body at `level`; `None` only if the compressor fails.
 pub(crate) fn gzip_all(body: &[u8], level: u32) -> Option<Bytes> {
-    let mut enc = GzEncoder::new(Vec::with_capacity(body.len() / 3 + 64), Compression::new(level));
+    let mut enc = GzEncoder::new(
+        Vec::with_capacity(body.len() / 3 + 64),
+        Compression::new(level),
+    );
     enc.write_all(body).ok()?;
     enc.finish().ok().map(Bytes::from)
 }
 
 /// Applies the rules above to a response on its way out.
-pub(crate) fn encode(mut response: Response<RouterBody>, accepts_gzip: bool, is_head: bool, config: &CompressionConfig) -> Response<RouterBody> {
+pub(crate) fn encode(
+    mut response: Response<RouterBody>,
+    accepts_gzip: bool,
+    is_head: bool,
+    config: &CompressionConfig,
+) -> Response<RouterBody> {
     if !config.enabled || !compressible(response.status(), response.headers(), config.min_bytes) {
         return response;
     }
@@ -205,7 +260,14 @@ pub(crate) fn encode(mut response: Response<RouterBody>, accepts_gzip: bool, is_
         return response;
     }
     let (parts, body) = response.into_parts();
-    let gzip = GzipBody { inner: body, encoder: Some(GzEncoder::new(Vec::new(), Compression::new(config.level.clamp(1, 9)))), unflushed: false };
+    let gzip = GzipBody {
+        inner: body,
+        encoder: Some(GzEncoder::new(
+            Vec::new(),
+            Compression::new(config.level.clamp(1, 9)),
+        )),
+        unflushed: false,
+    };
     Response::from_parts(parts, RouterBody::layered(Box::pin(gzip)))
 }
 
@@ -229,14 +291,21 @@ impl Body for GzipBody {
     type Data = Bytes;
     type Error = crate::body::BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, crate::body::BoxError>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, crate::body::BoxError>>> {
         let this = self.get_mut();
         loop {
-            let Some(encoder) = this.encoder.as_mut() else { return Poll::Ready(None) };
+            let Some(encoder) = this.encoder.as_mut() else {
+                return Poll::Ready(None);
+            };
             match Pin::new(&mut this.inner).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
                     // Trailers are dropped: they are hop-by-hop and rarely sent.
-                    let Ok(data) = frame.into_data() else { continue };
+                    let Ok(data) = frame.into_data() else {
+                        continue;
+                    };
                     // Writing to a Vec cannot fail short of running out of memory.
                     if encoder.write_all(&data).is_err() {
                         this.encoder = None;
@@ -254,9 +323,17 @@ impl Body for GzipBody {
                     return Poll::Ready(Some(Err(e)));
                 }
                 Poll::Ready(None) => {
-                    let Some(mut encoder) = this.encoder.take() else { return Poll::Ready(None) };
-                    let out = encoder.try_finish().ok().map(|()| std::mem::take(encoder.get_mut())).unwrap_or_default();
-                    return Poll::Ready((!out.is_empty()).then(|| Ok(Frame::data(Bytes::from(out)))));
+                    let Some(mut encoder) = this.encoder.take() else {
+                        return Poll::Ready(None);
+                    };
+                    let out = encoder
+                        .try_finish()
+                        .ok()
+                        .map(|()| std::mem::take(encoder.get_mut()))
+                        .unwrap_or_default();
+                    return Poll::Ready(
+                        (!out.is_empty()).then(|| Ok(Frame::data(Bytes::from(out)))),
+                    );
                 }
                 Poll::Pending => {
                     // The dyno has nothing more for now: send what there is.
@@ -290,22 +367,34 @@ mod tests {
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
         }
         h
     }
 
     #[test]
     fn accept_encoding() {
-        assert!(accepts_gzip(&map(&[("accept-encoding", "gzip, deflate, br")])));
-        assert!(accepts_gzip(&map(&[("accept-encoding", "br;q=1.0, GZIP;q=0.5")])));
+        assert!(accepts_gzip(&map(&[(
+            "accept-encoding",
+            "gzip, deflate, br"
+        )])));
+        assert!(accepts_gzip(&map(&[(
+            "accept-encoding",
+            "br;q=1.0, GZIP;q=0.5"
+        )])));
         assert!(accepts_gzip(&map(&[("accept-encoding", "*")])));
         assert!(!accepts_gzip(&map(&[("accept-encoding", "gzip;q=0, br")])));
         assert!(!accepts_gzip(&map(&[("accept-encoding", "gzip;q=0.000")])));
         assert!(!accepts_gzip(&map(&[("accept-encoding", "identity")])));
         assert!(!accepts_gzip(&map(&[("accept-encoding", "gzip;q=0, *")])));
         assert!(!accepts_gzip(&HeaderMap::new()));
-        assert_eq!(accepted_codings(&map(&[("accept-encoding", "br, gzip")])), accepted_codings(&map(&[("accept-encoding", "gzip;q=0.8,br")])));
+        assert_eq!(
+            accepted_codings(&map(&[("accept-encoding", "br, gzip")])),
+            accepted_codings(&map(&[("accept-encoding", "gzip;q=0.8,br")]))
+        );
     }
 
     #[test]
@@ -315,25 +404,51 @@ mod tests {
         assert!(ok(&[("content-type", "application/json")]));
         assert!(ok(&[("content-type", "application/vnd.api+json")]));
         assert!(ok(&[("content-type", "image/svg+xml")]));
-        assert!(ok(&[("content-type", "application/javascript"), ("content-length", "5000")]));
-        assert!(!ok(&[("content-type", "text/html"), ("content-length", "100")]));
+        assert!(ok(&[
+            ("content-type", "application/javascript"),
+            ("content-length", "5000")
+        ]));
+        assert!(!ok(&[
+            ("content-type", "text/html"),
+            ("content-length", "100")
+        ]));
         assert!(!ok(&[("content-type", "image/png")]));
         assert!(!ok(&[("content-type", "text/event-stream")]));
-        assert!(!ok(&[("content-type", "text/html"), ("content-encoding", "br")]));
-        assert!(ok(&[("content-type", "text/html"), ("content-encoding", "identity")]));
-        assert!(!ok(&[("content-type", "text/html"), ("cache-control", "public, no-transform")]));
+        assert!(!ok(&[
+            ("content-type", "text/html"),
+            ("content-encoding", "br")
+        ]));
+        assert!(ok(&[
+            ("content-type", "text/html"),
+            ("content-encoding", "identity")
+        ]));
+        assert!(!ok(&[
+            ("content-type", "text/html"),
+            ("cache-control", "public, no-transform")
+        ]));
         assert!(!ok(&[]));
-        assert!(!compressible(StatusCode::NO_CONTENT, &map(&[("content-type", "text/html")]), 0));
+        assert!(!compressible(
+            StatusCode::NO_CONTENT,
+            &map(&[("content-type", "text/html")]),
+            0
+        ));
     }
 
     #[test]
     fn headers_for_encoded() {
-        let mut h = map(&[("etag", "\"abc\""), ("content-length", "10"), ("vary", "Cookie")]);
+        let mut h = map(&[
+            ("etag", "\"abc\""),
+            ("content-length", "10"),
+            ("vary", "Cookie"),
+        ]);
         add_vary_accept_encoding(&mut h);
         mark_encoded(&mut h);
         assert_eq!(h["etag"], "W/\"abc\"");
         assert!(!h.contains_key("content-length"));
-        assert_eq!(h.get_all("vary").iter().collect::<Vec<_>>(), ["Cookie", "Accept-Encoding"]);
+        assert_eq!(
+            h.get_all("vary").iter().collect::<Vec<_>>(),
+            ["Cookie", "Accept-Encoding"]
+        );
         add_vary_accept_encoding(&mut h);
         assert_eq!(h.get_all("vary").iter().count(), 2);
     }

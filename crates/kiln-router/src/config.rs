@@ -59,7 +59,10 @@ impl Default for RouterConfig {
             cache: crate::cache::CacheConfig::default(),
             compression: crate::compress::CompressionConfig::default(),
             workers: 0,
-            connections: kiln_net::ConnLimits { total: 10_000, per_ip: 1_000 },
+            connections: kiln_net::ConnLimits {
+                total: 10_000,
+                per_ip: 1_000,
+            },
         }
     }
 }

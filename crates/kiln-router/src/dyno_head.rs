@@ -39,7 +39,9 @@ pub(crate) struct Field {
 /// cannot begin a response head are refused as soon as they arrive (a dyno that speaks
 /// another protocol is H17 at once, not a timeout).
 pub(crate) fn status_line(buf: &[u8]) -> Result<Option<(u16, bool, usize)>, Malformed> {
-    let Some(start) = leading_empty_lines(buf) else { return Ok(None) };
+    let Some(start) = leading_empty_lines(buf) else {
+        return Ok(None);
+    };
     let line = &buf[start..];
     let seen = line.len().min(12);
     let http11 = match &line[..seen.min(9)] {
@@ -53,7 +55,9 @@ pub(crate) fn status_line(buf: &[u8]) -> Result<Option<(u16, bool, usize)>, Malf
     if seen < 12 {
         return Ok(None);
     }
-    let code = line[9..12].iter().fold(0, |n, &d| n * 10 + u16::from(d - b'0'));
+    let code = line[9..12]
+        .iter()
+        .fold(0, |n, &d| n * 10 + u16::from(d - b'0'));
     // No reason phrase, or a space and one.
     let reason = match line.get(12) {
         None => return Ok(None),
@@ -61,7 +65,9 @@ pub(crate) fn status_line(buf: &[u8]) -> Result<Option<(u16, bool, usize)>, Malf
         Some(b'\r' | b'\n') => 12,
         Some(_) => return Err(Malformed),
     };
-    let Some(end) = line_end(line, text_len(&line[reason..]) + reason)? else { return Ok(None) };
+    let Some(end) = line_end(line, text_len(&line[reason..]) + reason)? else {
+        return Ok(None);
+    };
     Ok(Some((code, http11, start + end)))
 }
 
@@ -93,7 +99,10 @@ pub(crate) fn line_at(buf: &[u8], at: usize) -> Result<Option<(Option<Field>, us
     }
     // A name of token characters, right up to the colon: a leading space is obsolete line
     // folding, one before the colon is refused as in requests.
-    let colon = line.iter().position(|&b| !crate::head::is_tchar(b)).unwrap_or(line.len());
+    let colon = line
+        .iter()
+        .position(|&b| !crate::head::is_tchar(b))
+        .unwrap_or(line.len());
     match line.get(colon) {
         None => return Ok(None),
         Some(b':') if colon > 0 => {}
@@ -104,11 +113,19 @@ pub(crate) fn line_at(buf: &[u8], at: usize) -> Result<Option<(Option<Field>, us
         start += 1;
     }
     let mut end = start + text_len(&line[start..]);
-    let Some(next) = line_end(line, end)? else { return Ok(None) };
+    let Some(next) = line_end(line, end)? else {
+        return Ok(None);
+    };
     while end > start && matches!(line[end - 1], b' ' | b'\t') {
         end -= 1;
     }
-    Ok(Some((Some(Field { name: at..at + colon, value: at + start..at + end }), at + next)))
+    Ok(Some((
+        Some(Field {
+            name: at..at + colon,
+            value: at + start..at + end,
+        }),
+        at + next,
+    )))
 }
 
 /// After text ending at `end`, the line must end (CRLF or a bare LF): where the next line
@@ -134,7 +151,10 @@ fn text_len(text: &[u8]) -> usize {
     // positives only ever lie above a true one), so the end of a value, its CR or LF, is
     // found without a byte loop; a tab, allowed but rare, goes on byte by byte.
     let mut at = 0;
-    while let Some(word) = text.get(at..at + 8).and_then(|w| <[u8; 8]>::try_from(w).ok()) {
+    while let Some(word) = text
+        .get(at..at + 8)
+        .and_then(|w| <[u8; 8]>::try_from(w).ok())
+    {
         let w = u64::from_le_bytes(word);
         let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
         let del = (w ^ (ONES * 0x7f)).wrapping_sub(ONES) & !(w ^ (ONES * 0x7f)) & HIGH;
@@ -148,7 +168,10 @@ fn text_len(text: &[u8]) -> usize {
         }
         at += 8;
     }
-    at + text[at..].iter().position(|&b| !FIELD_TEXT[usize::from(b)]).unwrap_or(text.len() - at)
+    at + text[at..]
+        .iter()
+        .position(|&b| !FIELD_TEXT[usize::from(b)])
+        .unwrap_or(text.len() - at)
 }
 
 static FIELD_TEXT: [bool; 256] = {
@@ -171,7 +194,9 @@ mod tests {
 
     fn ours(buf: &[u8]) -> Option<Result<(usize, Parsed), Malformed>> {
         let parse = || -> Result<Option<(usize, Parsed)>, Malformed> {
-            let Some((code, http11, mut at)) = status_line(buf)? else { return Ok(None) };
+            let Some((code, http11, mut at)) = status_line(buf)? else {
+                return Ok(None);
+            };
             let mut fields = Vec::new();
             loop {
                 match line_at(buf, at)? {
@@ -195,8 +220,15 @@ mod tests {
         let mut r = httparse::Response::new(&mut fields);
         match r.parse(buf) {
             Ok(httparse::Status::Complete(len)) => {
-                let fields = r.headers.iter().map(|f| (f.name.as_bytes().to_vec(), f.value.to_vec())).collect();
-                Some(Ok((len, (r.code.unwrap_or(0), r.version == Some(1), fields))))
+                let fields = r
+                    .headers
+                    .iter()
+                    .map(|f| (f.name.as_bytes().to_vec(), f.value.to_vec()))
+                    .collect();
+                Some(Ok((
+                    len,
+                    (r.code.unwrap_or(0), r.version == Some(1), fields),
+                )))
             }
             Ok(httparse::Status::Partial) => None,
             Err(_) => Some(Err(())),
@@ -209,7 +241,12 @@ mod tests {
         match (ours(buf), httparse(buf)) {
             (Some(Ok(a)), Some(Ok(b))) => assert_eq!(a, b, "{:?}", String::from_utf8_lossy(buf)),
             (Some(Err(_)), Some(Err(()))) | (None, None) => {}
-            (a, b) => panic!("disagree on {:?}: ours {:?}, httparse {:?}", String::from_utf8_lossy(buf), a.map(|r| r.is_ok()), b.map(|r| r.is_ok())),
+            (a, b) => panic!(
+                "disagree on {:?}: ours {:?}, httparse {:?}",
+                String::from_utf8_lossy(buf),
+                a.map(|r| r.is_ok()),
+                b.map(|r| r.is_ok())
+            ),
         }
     }
 
@@ -269,8 +306,27 @@ mod tests {
             agree(head);
         }
         let parsed = ours(HEADS[0]).unwrap().unwrap();
-        assert_eq!(parsed, (53, (200, true, vec![(b"Server".to_vec(), b"nginx".to_vec()), (b"Content-Length".to_vec(), b"5".to_vec())])));
-        assert_eq!(ours(HEADS[11]).unwrap().unwrap().1.2[1..3], [(b"X-Spaces".to_vec(), b"".to_vec()), (b"X-Trail".to_vec(), b"v".to_vec())]);
+        assert_eq!(
+            parsed,
+            (
+                53,
+                (
+                    200,
+                    true,
+                    vec![
+                        (b"Server".to_vec(), b"nginx".to_vec()),
+                        (b"Content-Length".to_vec(), b"5".to_vec())
+                    ]
+                )
+            )
+        );
+        assert_eq!(
+            ours(HEADS[11]).unwrap().unwrap().1.2[1..3],
+            [
+                (b"X-Spaces".to_vec(), b"".to_vec()),
+                (b"X-Trail".to_vec(), b"v".to_vec())
+            ]
+        );
     }
 
     /// Random damage to real heads: one byte changed, dropped, doubled or inserted (from
@@ -286,7 +342,11 @@ mod tests {
                     break;
                 }
                 let at = rng.usize(..head.len());
-                let byte = if rng.bool() { special[rng.usize(..special.len())] } else { rng.u8(..) };
+                let byte = if rng.bool() {
+                    special[rng.usize(..special.len())]
+                } else {
+                    rng.u8(..)
+                };
                 match rng.u8(..4) {
                     0 => head[at] = byte,
                     1 => drop(head.remove(at)),
@@ -302,16 +362,28 @@ mod tests {
     /// word the stopping byte (or an allowed tab or obs-text byte) lies.
     #[test]
     fn text_len_matches_the_byte_rule() {
-        let naive = |t: &[u8]| t.iter().position(|&b| !FIELD_TEXT[usize::from(b)]).unwrap_or(t.len());
+        let naive = |t: &[u8]| {
+            t.iter()
+                .position(|&b| !FIELD_TEXT[usize::from(b)])
+                .unwrap_or(t.len())
+        };
         for len in 0..20 {
             for at in 0..len {
                 for b in 0..=255u8 {
                     let mut text = vec![b'a'; len];
                     text[at] = b;
-                    assert_eq!(text_len(&text), naive(&text), "byte {b:#x} at {at} of {len}");
+                    assert_eq!(
+                        text_len(&text),
+                        naive(&text),
+                        "byte {b:#x} at {at} of {len}"
+                    );
                     if at + 3 < len {
                         text[at + 3] = b'\r';
-                        assert_eq!(text_len(&text), naive(&text), "byte {b:#x} at {at} then CR, of {len}");
+                        assert_eq!(
+                            text_len(&text),
+                            naive(&text),
+                            "byte {b:#x} at {at} then CR, of {len}"
+                        );
                     }
                 }
             }
@@ -323,10 +395,18 @@ mod tests {
         assert_eq!(status_line(b"SSH-2.0-OpenSSH_9.2"), Err(Malformed));
         assert_eq!(status_line(b"\r\nHTTP/2"), Err(Malformed));
         assert_eq!(status_line(b"HTTP/1.1 2x"), Err(Malformed));
-        assert_eq!(status_line(b"HTTP/1."), Ok(None), "a prefix of a status line waits");
+        assert_eq!(
+            status_line(b"HTTP/1."),
+            Ok(None),
+            "a prefix of a status line waits"
+        );
         assert_eq!(status_line(b"HTTP/1.1 200 OK"), Ok(None));
         assert_eq!(status_line(b"\r\n"), Ok(None));
-        assert_eq!(line_at(b"X-A b", 0), Err(Malformed), "a field without a colon, before its end");
+        assert_eq!(
+            line_at(b"X-A b", 0),
+            Err(Malformed),
+            "a field without a colon, before its end"
+        );
     }
 
     #[test]

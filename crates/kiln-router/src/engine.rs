@@ -31,11 +31,11 @@ use crate::backend::BackendState;
 use crate::body::{BoxError, Inner, RouterBody};
 use crate::config::RouterConfig;
 use crate::dyno_head;
+use crate::forward::{self, Forwarded};
 use crate::guard::ClientConn;
 use crate::hcode::HCode;
 use crate::head::{FieldSpan, Framing, HeadScanner, Scan};
 use crate::passthrough::{self, Passthrough};
-use crate::forward::{self, Forwarded};
 use crate::proxy::{self, Attempt, Failure, ReqBody, Shared};
 use crate::server;
 use crate::upstream::{self, Pooled};
@@ -98,8 +98,13 @@ enum Next {
 
 /// Serves a plain-HTTP client connection: here while its requests are common, on the
 /// hyper path from the first that is not.
-pub(crate) fn spawn_connection<IO>(io: IO, peer: SocketAddr, http: Arc<http1::Builder>, shared: Arc<Shared>, stop: watch::Receiver<bool>)
-where
+pub(crate) fn spawn_connection<IO>(
+    io: IO,
+    peer: SocketAddr,
+    http: Arc<http1::Builder>,
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     tokio::spawn(async move {
@@ -122,7 +127,10 @@ where
 
 /// Serves requests until the connection ends (`None`) or one must go to the hyper path:
 /// then the bytes it must read first are returned.
-async fn serve<IO: AsyncRead + AsyncWrite + Unpin>(c: &mut Conn<IO>, shared: &Arc<Shared>) -> Option<Bytes> {
+async fn serve<IO: AsyncRead + AsyncWrite + Unpin>(
+    c: &mut Conn<IO>,
+    shared: &Arc<Shared>,
+) -> Option<Bytes> {
     loop {
         let len = match read_head(c, shared.config.head_timeout).await {
             Next::Head(len) => len,
@@ -137,7 +145,13 @@ async fn serve<IO: AsyncRead + AsyncWrite + Unpin>(c: &mut Conn<IO>, shared: &Ar
             return Some(pre.freeze());
         };
         let is_head = req.method() == Method::HEAD;
-        let response = proxy::handle(Arc::clone(shared), c.client_ip.clone(), Some(c.client.clone()), req).await;
+        let response = proxy::handle(
+            Arc::clone(shared),
+            c.client_ip.clone(),
+            Some(c.client.clone()),
+            req,
+        )
+        .await;
         if !write_response(c, response, is_head, keep_alive, shared.config.idle_timeout).await {
             let _ = c.io.shutdown().await;
             return None;
@@ -150,12 +164,20 @@ async fn serve<IO: AsyncRead + AsyncWrite + Unpin>(c: &mut Conn<IO>, shared: &Ar
 async fn read_head<IO: AsyncRead + Unpin>(c: &mut Conn<IO>, timeout: Duration) -> Next {
     let mut scanner = HeadScanner::default();
     c.fields.clear();
-    c.timer.as_mut().reset(deadline(tokio::time::Instant::now(), timeout));
+    c.timer
+        .as_mut()
+        .reset(deadline(tokio::time::Instant::now(), timeout));
     loop {
         // Nothing to scan between requests; the read comes first.
-        let scanned = if c.buf.is_empty() { Scan::More } else { scanner.scan_recording(&c.buf, &mut c.fields) };
+        let scanned = if c.buf.is_empty() {
+            Scan::More
+        } else {
+            scanner.scan_recording(&c.buf, &mut c.fields)
+        };
         match scanned {
-            Scan::Done(head) if head.framing == Framing::None && !head.upgrade => return Next::Head(head.len),
+            Scan::Done(head) if head.framing == Framing::None && !head.upgrade => {
+                return Next::Head(head.len);
+            }
             Scan::Done(_) | Scan::Reject(_) => return Next::HandOver,
             Scan::Skip(n) => {
                 c.buf.advance(n);
@@ -213,7 +235,8 @@ fn parse_request(head: &Bytes, fields: &[FieldSpan]) -> Option<(Request<ReqBody>
         if name == header::EXPECT {
             return None;
         }
-        let value = HeaderValue::from_maybe_shared(head.slice_ref(head.get(span(field.value))?)).ok()?;
+        let value =
+            HeaderValue::from_maybe_shared(head.slice_ref(head.get(span(field.value))?)).ok()?;
         if name == header::CONNECTION && forward::list_has(value.as_bytes(), b"close") {
             keep_alive = false;
         }
@@ -228,11 +251,19 @@ fn parse_request(head: &Bytes, fields: &[FieldSpan]) -> Option<(Request<ReqBody>
 
 /// Writes a response with the router's framing; `false` when the connection must close
 /// (the client asked, the response says so, or the body or the client failed).
-async fn write_response<IO: AsyncRead + AsyncWrite + Unpin>(c: &mut Conn<IO>, response: Response<RouterBody>, is_head: bool, mut keep_alive: bool, idle: Duration) -> bool {
+async fn write_response<IO: AsyncRead + AsyncWrite + Unpin>(
+    c: &mut Conn<IO>,
+    response: Response<RouterBody>,
+    is_head: bool,
+    mut keep_alive: bool,
+    idle: Duration,
+) -> bool {
     let (parts, mut body) = response.into_parts();
     let passing = body.take_passthrough();
     let status = parts.status;
-    let bodiless = status.is_informational() || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
+    let bodiless = status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
     let length = body.size_hint().exact();
     let out = &mut c.out;
     out.clear();
@@ -269,7 +300,11 @@ async fn write_response<IO: AsyncRead + AsyncWrite + Unpin>(c: &mut Conn<IO>, re
     let chunked = !bodiless && !is_head && length.is_none();
     if !bodiless && !is_head {
         match length {
-            Some(n) => put_field(out, b"content-length", itoa::Buffer::new().format(n).as_bytes()),
+            Some(n) => put_field(
+                out,
+                b"content-length",
+                itoa::Buffer::new().format(n).as_bytes(),
+            ),
             None => put_field(out, b"transfer-encoding", b"chunked"),
         }
     } else if is_head && !has_length {
@@ -294,7 +329,9 @@ async fn write_response<IO: AsyncRead + AsyncWrite + Unpin>(c: &mut Conn<IO>, re
     loop {
         // Take what the body has at once; only when it must wait does the gathered output
         // go out first, so a small response leaves in one write.
-        let frame = match std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx))).await {
+        let frame = match std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx)))
+            .await
+        {
             Poll::Ready(frame) => frame,
             Poll::Pending => {
                 if !flush(c, idle).await {
@@ -335,12 +372,15 @@ async fn write_response<IO: AsyncRead + AsyncWrite + Unpin>(c: &mut Conn<IO>, re
                 return false;
             }
             Some(Ok(frame)) => {
-                let Ok(data) = frame.into_data() else { continue };
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
                 if data.is_empty() {
                     continue;
                 }
                 if chunked {
-                    c.out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+                    c.out
+                        .extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
                     c.out.extend_from_slice(&data);
                     c.out.extend_from_slice(b"\r\n");
                 } else {
@@ -371,7 +411,13 @@ async fn flush<IO: AsyncWrite + Unpin>(c: &mut Conn<IO>, idle: Duration) -> bool
     if c.out.is_empty() {
         return true;
     }
-    let Conn { io, out, timer, client, .. } = c;
+    let Conn {
+        io,
+        out,
+        timer,
+        client,
+        ..
+    } = c;
     let written = {
         let mut write = std::pin::pin!(async {
             io.write_all(out).await?;
@@ -381,7 +427,9 @@ async fn flush<IO: AsyncWrite + Unpin>(c: &mut Conn<IO>, idle: Duration) -> bool
         match std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await {
             Poll::Ready(result) => Some(result),
             Poll::Pending => {
-                timer.as_mut().reset(deadline(tokio::time::Instant::now(), idle));
+                timer
+                    .as_mut()
+                    .reset(deadline(tokio::time::Instant::now(), idle));
                 tokio::select! {
                     biased;
                     result = write.as_mut() => Some(result),
@@ -404,7 +452,8 @@ async fn flush<IO: AsyncWrite + Unpin>(c: &mut Conn<IO>, idle: Duration) -> bool
 /// `from + after`, or a day past the end of any test or deploy when a configured duration
 /// is too large to add (as `tokio::time::timeout` would saturate rather than panic).
 fn deadline(from: tokio::time::Instant, after: Duration) -> tokio::time::Instant {
-    from.checked_add(after).unwrap_or_else(|| from + Duration::from_secs(100 * 365 * 86_400))
+    from.checked_add(after)
+        .unwrap_or_else(|| from + Duration::from_secs(100 * 365 * 86_400))
 }
 
 thread_local! {
@@ -436,7 +485,11 @@ struct Rewind<IO> {
 }
 
 impl<IO: AsyncRead + Unpin> AsyncRead for Rewind<IO> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if !this.pre.is_empty() {
             let n = this.pre.len().min(buf.remaining());
@@ -449,11 +502,19 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Rewind<IO> {
 }
 
 impl<IO: AsyncWrite + Unpin> AsyncWrite for Rewind<IO> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.get_mut().io).poll_write(cx, data)
     }
 
-    fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
     }
 
@@ -503,8 +564,18 @@ enum Exchange {
 
 /// Sends a bodiless request to one dyno: a pooled connection if there is one, else a new
 /// one, as [`proxy`]'s attempt does with hyper's client.
-pub(crate) async fn attempt(config: &RouterConfig, backend: &Arc<BackendState>, req: Request<()>, fwd: &Forwarded<'_>) -> Attempt {
-    let failure = |code, connect, service| Failure { code, backend: Arc::clone(backend), connect, service };
+pub(crate) async fn attempt(
+    config: &RouterConfig,
+    backend: &Arc<BackendState>,
+    req: Request<()>,
+    fwd: &Forwarded<'_>,
+) -> Attempt {
+    let failure = |code, connect, service| Failure {
+        code,
+        backend: Arc::clone(backend),
+        connect,
+        service,
+    };
     let is_head = req.method() == Method::HEAD;
     // Resending is harmless only for safe methods (RFC 9110 §9.2.1).
     let resendable = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
@@ -512,26 +583,44 @@ pub(crate) async fn attempt(config: &RouterConfig, backend: &Arc<BackendState>, 
     let mut stale = 0;
     loop {
         let connect_started = Instant::now();
-        let pooled = if stale < 3 { backend.conns.take() } else { None };
+        let pooled = if stale < 3 {
+            backend.conns.take()
+        } else {
+            None
+        };
         let reused = pooled.is_some();
         let mut conn = match pooled {
             Some(conn) => conn,
             None => match upstream::open(backend.backend.addr, config.connect_timeout).await {
-                Ok(stream) => DynoConn { stream, buf: BytesMut::with_capacity(READ_CHUNK), timer: Box::pin(tokio::time::sleep(config.first_byte_timeout)) },
+                Ok(stream) => DynoConn {
+                    stream,
+                    buf: BytesMut::with_capacity(READ_CHUNK),
+                    timer: Box::pin(tokio::time::sleep(config.first_byte_timeout)),
+                },
                 Err(e) => {
                     tracing::debug!(dyno = %backend.backend.dyno, error = %e, "dyno unreachable");
                     backend.quarantine();
-                    return Attempt::Retry { req: req.map(|()| ReqBody::Empty), failure: failure(e.hcode(), connect_started.elapsed(), Duration::ZERO) };
+                    return Attempt::Retry {
+                        req: req.map(|()| ReqBody::Empty),
+                        failure: failure(e.hcode(), connect_started.elapsed(), Duration::ZERO),
+                    };
                 }
             },
         };
         // A pooled connection needs no second clock read: it was ready at once.
-        let (connect, dispatched_at) = if reused { (Duration::ZERO, connect_started) } else { (connect_started.elapsed(), Instant::now()) };
+        let (connect, dispatched_at) = if reused {
+            (Duration::ZERO, connect_started)
+        } else {
+            (connect_started.elapsed(), Instant::now())
+        };
         // No request body, so the first-byte clock simply runs from dispatch (the guard's
         // version pauses it while a client uploads).
         let answer = {
             let DynoConn { stream, buf, timer } = &mut conn;
-            timer.as_mut().reset(deadline(tokio::time::Instant::from_std(dispatched_at), config.first_byte_timeout));
+            timer.as_mut().reset(deadline(
+                tokio::time::Instant::from_std(dispatched_at),
+                config.first_byte_timeout,
+            ));
             let exchange = async {
                 if stream.write_all(&head).await.is_err() {
                     return Err(Exchange::Nothing);
@@ -545,16 +634,39 @@ pub(crate) async fn attempt(config: &RouterConfig, backend: &Arc<BackendState>, 
             }
         };
         match answer {
-            Ok(Ok(DynoHead { response, framing, keep_alive, passthrough })) => {
-                let body = DynoBody { conn: Some(conn), framing, keep_alive, aborted: false, passthrough };
+            Ok(Ok(DynoHead {
+                response,
+                framing,
+                keep_alive,
+                passthrough,
+            })) => {
+                let body = DynoBody {
+                    conn: Some(conn),
+                    framing,
+                    keep_alive,
+                    aborted: false,
+                    passthrough,
+                };
                 let request_headers = Some(req.into_parts().0.headers);
-                return Attempt::Answered { response: response.map(|()| Inner::Own(Box::new(body))), sender: None, connect, dispatched_at, request_headers };
+                return Attempt::Answered {
+                    response: response.map(|()| Inner::Own(Box::new(body))),
+                    sender: None,
+                    connect,
+                    dispatched_at,
+                    request_headers,
+                };
             }
             Ok(Err(Exchange::Nothing)) if reused && resendable => stale += 1,
-            Ok(Err(Exchange::Malformed)) => return Attempt::Failed(failure(HCode::H17, connect, dispatched_at.elapsed())),
-            Ok(Err(Exchange::Nothing | Exchange::Broken)) => return Attempt::Failed(failure(HCode::H13, connect, dispatched_at.elapsed())),
+            Ok(Err(Exchange::Malformed)) => {
+                return Attempt::Failed(failure(HCode::H17, connect, dispatched_at.elapsed()));
+            }
+            Ok(Err(Exchange::Nothing | Exchange::Broken)) => {
+                return Attempt::Failed(failure(HCode::H13, connect, dispatched_at.elapsed()));
+            }
             // The dyno keeps working on the request; only the router gives up (as Heroku).
-            Err(()) => return Attempt::Failed(failure(HCode::H12, connect, dispatched_at.elapsed())),
+            Err(()) => {
+                return Attempt::Failed(failure(HCode::H12, connect, dispatched_at.elapsed()));
+            }
         }
     }
 }
@@ -565,7 +677,12 @@ fn request_head(req: &Request<()>, fwd: &Forwarded<'_>) -> Vec<u8> {
     let mut out = Vec::with_capacity(512);
     out.extend_from_slice(req.method().as_str().as_bytes());
     out.push(b' ');
-    out.extend_from_slice(req.uri().path_and_query().map_or("/", |p| p.as_str()).as_bytes());
+    out.extend_from_slice(
+        req.uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .as_bytes(),
+    );
     out.extend_from_slice(b" HTTP/1.1\r\n");
     for (name, value) in req.headers() {
         put_field(&mut out, name.as_str().as_bytes(), value.as_bytes());
@@ -586,7 +703,11 @@ enum BodyFraming {
 }
 
 /// Reads the response head (skipping interim 1xx answers other than 101).
-async fn read_response_head(stream: &mut TcpStream, buf: &mut BytesMut, is_head: bool) -> Result<DynoHead, Exchange> {
+async fn read_response_head(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    is_head: bool,
+) -> Result<DynoHead, Exchange> {
     let mut received = false;
     loop {
         if !buf.is_empty() {
@@ -631,7 +752,9 @@ enum Parsed {
 /// Parses a complete response head off the front of `buf`; `None` while incomplete.
 fn parse_response(buf: &mut BytesMut, is_head: bool) -> Result<Option<Parsed>, Exchange> {
     let malformed = |_| Exchange::Malformed;
-    let Some((code, http11, mut at)) = dyno_head::status_line(buf).map_err(malformed)? else { return Ok(None) };
+    let Some((code, http11, mut at)) = dyno_head::status_line(buf).map_err(malformed)? else {
+        return Ok(None);
+    };
     let status = StatusCode::from_u16(code).map_err(|_| Exchange::Malformed)?;
     let interim = status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS;
     // One pass over the lines sorts the fields: the few the pipeline reads go into the map
@@ -644,9 +767,13 @@ fn parse_response(buf: &mut BytesMut, is_head: bool) -> Result<Option<Parsed>, E
     let mut passing = passthrough::Builder::default();
     let mut framing_fields = FramingFields::default();
     let len = loop {
-        let Some((field, next)) = dyno_head::line_at(buf, at).map_err(malformed)? else { return Ok(None) };
+        let Some((field, next)) = dyno_head::line_at(buf, at).map_err(malformed)? else {
+            return Ok(None);
+        };
         at = next;
-        let Some(dyno_head::Field { name, value }) = field else { break next };
+        let Some(dyno_head::Field { name, value }) = field else {
+            break next;
+        };
         count += 1;
         if count > dyno_head::MAX_FIELDS {
             return Err(Exchange::Malformed);
@@ -654,7 +781,9 @@ fn parse_response(buf: &mut BytesMut, is_head: bool) -> Result<Option<Parsed>, E
         if interim {
             continue;
         }
-        let Some(name) = passthrough::map_name(&buf[name.clone()]).map_err(|_| Exchange::Malformed)? else {
+        let Some(name) =
+            passthrough::map_name(&buf[name.clone()]).map_err(|_| Exchange::Malformed)?
+        else {
             passing.push(buf, (name.start, name.end), (value.start, value.end));
             continue;
         };
@@ -673,7 +802,11 @@ fn parse_response(buf: &mut BytesMut, is_head: bool) -> Result<Option<Parsed>, E
     // Room for the usual few, `Via` and `X-Cache` without growing.
     let mut headers = HeaderMap::with_capacity(6);
     for (name, start, end) in for_map.into_iter().flatten().chain(more_for_map) {
-        headers.append(name, HeaderValue::from_maybe_shared(head.slice(start..end)).map_err(|_| Exchange::Malformed)?);
+        headers.append(
+            name,
+            HeaderValue::from_maybe_shared(head.slice(start..end))
+                .map_err(|_| Exchange::Malformed)?,
+        );
     }
     let framing = framing_fields.framing(status, is_head)?;
     let keep_alive = http11 && !framing_fields.close && framing != BodyFraming::Close;
@@ -687,9 +820,18 @@ fn parse_response(buf: &mut BytesMut, is_head: bool) -> Result<Option<Parsed>, E
     }
     let mut response = Response::new(());
     *response.status_mut() = status;
-    *response.version_mut() = if http11 { Version::HTTP_11 } else { Version::HTTP_10 };
+    *response.version_mut() = if http11 {
+        Version::HTTP_11
+    } else {
+        Version::HTTP_10
+    };
     *response.headers_mut() = headers;
-    Ok(Some(Parsed::Final(DynoHead { response, framing, keep_alive, passthrough })))
+    Ok(Some(Parsed::Final(DynoHead {
+        response,
+        framing,
+        keep_alive,
+        passthrough,
+    })))
 }
 
 /// The fields of a response head that decide how its body is delimited and whether the
@@ -712,13 +854,23 @@ impl FramingFields {
     /// pass to drop, which would only find and remove it again.
     fn note(&mut self, name: &HeaderName, value: &[u8]) -> bool {
         if *name == header::TRANSFER_ENCODING {
-            self.chunked = Some(value.rsplit(|&b| b == b',').next().is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked")));
+            self.chunked = Some(
+                value
+                    .rsplit(|&b| b == b',')
+                    .next()
+                    .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked")),
+            );
         } else if *name == header::CONTENT_LENGTH {
             for item in value.split(|&b| b == b',') {
                 let item = item.trim_ascii();
-                let n = (!item.is_empty() && item.len() <= 19 && item.iter().all(u8::is_ascii_digit))
-                    .then(|| item.iter().try_fold(0u64, |n, &d| n.checked_mul(10)?.checked_add(u64::from(d - b'0'))))
-                    .flatten();
+                let n =
+                    (!item.is_empty() && item.len() <= 19 && item.iter().all(u8::is_ascii_digit))
+                        .then(|| {
+                            item.iter().try_fold(0u64, |n, &d| {
+                                n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+                            })
+                        })
+                        .flatten();
                 match n {
                     Some(n) if self.length.is_none_or(|l| l == n) => self.length = Some(n),
                     _ => self.bad_length = true,
@@ -743,7 +895,11 @@ impl FramingFields {
     /// RFC 9112 §6.3, strictly: where the length decides, conflicting or malformed lengths
     /// are a malformed response (H17).
     fn framing(&self, status: StatusCode, is_head: bool) -> Result<BodyFraming, Exchange> {
-        if is_head || status.is_informational() || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+        if is_head
+            || status.is_informational()
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED
+        {
             return Ok(BodyFraming::Length(0));
         }
         Ok(match (self.chunked, self.length) {
@@ -780,23 +936,32 @@ enum BodyError {
 }
 
 impl DynoBody {
-    pub(crate) fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    pub(crate) fn poll_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         if self.aborted {
             return Poll::Ready(Some(Err(BodyError::Aborted.into())));
         }
         loop {
-            let Some(conn) = self.conn.as_mut() else { return Poll::Ready(None) };
+            let Some(conn) = self.conn.as_mut() else {
+                return Poll::Ready(None);
+            };
             match &mut self.framing {
                 BodyFraming::Done | BodyFraming::Length(0) => {
                     self.framing = BodyFraming::Done;
                     return Poll::Ready(None);
                 }
                 BodyFraming::Length(left) if !conn.buf.is_empty() => {
-                    let n = usize::try_from(*left).unwrap_or(usize::MAX).min(conn.buf.len());
+                    let n = usize::try_from(*left)
+                        .unwrap_or(usize::MAX)
+                        .min(conn.buf.len());
                     *left -= n as u64;
                     return Poll::Ready(Some(Ok(Frame::data(take(&mut conn.buf, n)))));
                 }
-                BodyFraming::Chunked(decoder) if !conn.buf.is_empty() => match decoder.next(&mut conn.buf) {
+                BodyFraming::Chunked(decoder) if !conn.buf.is_empty() => match decoder
+                    .next(&mut conn.buf)
+                {
                     Ok(Some(Piece::Data(data))) => return Poll::Ready(Some(Ok(Frame::data(data)))),
                     Ok(Some(Piece::End)) => {
                         self.framing = BodyFraming::Done;
@@ -880,7 +1045,12 @@ fn take(buf: &mut BytesMut, n: usize) -> Bytes {
 /// buffer tells tokio the socket is drained, so the next wait goes straight to the event
 /// loop instead of costing a `recv` that would only answer "would block" (one per request,
 /// measured with callgrind).
-fn poll_read_more(stream: &mut TcpStream, buf: &mut BytesMut, mid_response: bool, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+fn poll_read_more(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    mid_response: bool,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<usize>> {
     buf.reserve(READ_CHUNK);
     let polled = std::future::Future::poll(std::pin::pin!(stream.read_buf(buf)), cx);
     if polled.is_pending() && mid_response {
@@ -922,21 +1092,40 @@ impl ChunkDecoder {
         loop {
             match self.state {
                 ChunkState::Size => {
-                    let Some(line) = line(buf, MAX_CHUNK_LINE)? else { return Ok(None) };
-                    let digits = line.split(|&b| b == b';').next().unwrap_or_default().trim_ascii();
-                    if digits.is_empty() || digits.len() > 15 || !digits.iter().all(u8::is_ascii_hexdigit) {
+                    let Some(line) = line(buf, MAX_CHUNK_LINE)? else {
+                        return Ok(None);
+                    };
+                    let digits = line
+                        .split(|&b| b == b';')
+                        .next()
+                        .unwrap_or_default()
+                        .trim_ascii();
+                    if digits.is_empty()
+                        || digits.len() > 15
+                        || !digits.iter().all(u8::is_ascii_hexdigit)
+                    {
                         return Err("bad chunk size");
                     }
-                    let size = digits.iter().fold(0u64, |n, &d| n * 16 + u64::from((d as char).to_digit(16).unwrap_or(0)));
+                    let size = digits.iter().fold(0u64, |n, &d| {
+                        n * 16 + u64::from((d as char).to_digit(16).unwrap_or(0))
+                    });
                     buf.advance(line.len() + 2);
-                    self.state = if size == 0 { ChunkState::Trailers } else { ChunkState::Data(size) };
+                    self.state = if size == 0 {
+                        ChunkState::Trailers
+                    } else {
+                        ChunkState::Data(size)
+                    };
                 }
                 ChunkState::Data(left) => {
                     if buf.is_empty() {
                         return Ok(None);
                     }
                     let n = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
-                    self.state = if left == n as u64 { ChunkState::DataEnd } else { ChunkState::Data(left - n as u64) };
+                    self.state = if left == n as u64 {
+                        ChunkState::DataEnd
+                    } else {
+                        ChunkState::Data(left - n as u64)
+                    };
                     return Ok(Some(Piece::Data(take(buf, n))));
                 }
                 ChunkState::DataEnd => {
@@ -950,7 +1139,9 @@ impl ChunkDecoder {
                     self.state = ChunkState::Size;
                 }
                 ChunkState::Trailers => {
-                    let Some(line) = line(buf, MAX_CHUNK_LINE)? else { return Ok(None) };
+                    let Some(line) = line(buf, MAX_CHUNK_LINE)? else {
+                        return Ok(None);
+                    };
                     let used = line.len() + 2;
                     let done = line.is_empty();
                     buf.advance(used);
@@ -996,17 +1187,29 @@ mod tests {
 
     #[test]
     fn chunked_bodies_decode() {
-        assert_eq!(decode_all(b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-T: 1\r\n\r\n").unwrap(), (b"hello world".to_vec(), true));
+        assert_eq!(
+            decode_all(b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-T: 1\r\n\r\n").unwrap(),
+            (b"hello world".to_vec(), true)
+        );
         assert_eq!(decode_all(b"5\r\nhel").unwrap(), (b"hel".to_vec(), false));
-        assert_eq!(decode_all(b"A\r\n0123456789\r\n0\r\n\r\n").unwrap(), (b"0123456789".to_vec(), true));
+        assert_eq!(
+            decode_all(b"A\r\n0123456789\r\n0\r\n\r\n").unwrap(),
+            (b"0123456789".to_vec(), true)
+        );
     }
 
     #[test]
     fn hostile_chunking_is_refused() {
         assert!(decode_all(b"zz\r\nhello\r\n").is_err());
         assert!(decode_all(b"5\nhello\r\n").is_err(), "bare LF");
-        assert!(decode_all(b"5\r\nhelloXX0\r\n\r\n").is_err(), "data overrun");
-        assert!(decode_all(b"fffffffffffffffff\r\n").is_err(), "size overflow");
+        assert!(
+            decode_all(b"5\r\nhelloXX0\r\n\r\n").is_err(),
+            "data overrun"
+        );
+        assert!(
+            decode_all(b"fffffffffffffffff\r\n").is_err(),
+            "size overflow"
+        );
         assert!(decode_all(&[b'1'; 5000]).is_err(), "endless size line");
         let mut trailers = b"0\r\n".to_vec();
         for _ in 0..20_000 {
@@ -1018,7 +1221,11 @@ mod tests {
     fn response(raw: &[u8], is_head: bool) -> Result<Option<(u16, BodyFraming, bool)>, ()> {
         let mut buf = BytesMut::from(raw);
         match parse_response(&mut buf, is_head) {
-            Ok(Some(Parsed::Final(h))) => Ok(Some((h.response.status().as_u16(), h.framing, h.keep_alive))),
+            Ok(Some(Parsed::Final(h))) => Ok(Some((
+                h.response.status().as_u16(),
+                h.framing,
+                h.keep_alive,
+            ))),
             Ok(Some(Parsed::Interim)) => Ok(Some((100, BodyFraming::Done, false))),
             Ok(None) => Ok(None),
             Err(_) => Err(()),
@@ -1027,21 +1234,67 @@ mod tests {
 
     #[test]
     fn response_framing() {
-        assert_eq!(response(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", false), Ok(Some((200, BodyFraming::Length(5), true))));
-        assert_eq!(response(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", true), Ok(Some((200, BodyFraming::Length(0), true))));
-        assert_eq!(response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n", false), Ok(Some((200, BodyFraming::Chunked(ChunkDecoder::default()), true))));
-        assert_eq!(response(b"HTTP/1.1 200 OK\r\n\r\n", false), Ok(Some((200, BodyFraming::Close, false))));
-        assert_eq!(response(b"HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n", false), Ok(Some((200, BodyFraming::Length(1), false))));
-        assert_eq!(response(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n", false), Ok(Some((204, BodyFraming::Length(0), false))));
-        assert_eq!(response(b"HTTP/1.1 100 Continue\r\n\r\n", false), Ok(Some((100, BodyFraming::Done, false))));
+        assert_eq!(
+            response(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", false),
+            Ok(Some((200, BodyFraming::Length(5), true)))
+        );
+        assert_eq!(
+            response(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", true),
+            Ok(Some((200, BodyFraming::Length(0), true)))
+        );
+        assert_eq!(
+            response(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+                false
+            ),
+            Ok(Some((
+                200,
+                BodyFraming::Chunked(ChunkDecoder::default()),
+                true
+            )))
+        );
+        assert_eq!(
+            response(b"HTTP/1.1 200 OK\r\n\r\n", false),
+            Ok(Some((200, BodyFraming::Close, false)))
+        );
+        assert_eq!(
+            response(b"HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n", false),
+            Ok(Some((200, BodyFraming::Length(1), false)))
+        );
+        assert_eq!(
+            response(
+                b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n",
+                false
+            ),
+            Ok(Some((204, BodyFraming::Length(0), false)))
+        );
+        assert_eq!(
+            response(b"HTTP/1.1 100 Continue\r\n\r\n", false),
+            Ok(Some((100, BodyFraming::Done, false)))
+        );
         assert_eq!(response(b"HTTP/1.1 200 OK\r\nContent-Le", false), Ok(None));
     }
 
     #[test]
     fn hostile_responses_are_malformed() {
-        assert_eq!(response(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", false), Err(()));
-        assert_eq!(response(b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", false), Err(()));
-        assert_eq!(response(b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n", false), Err(()));
+        assert_eq!(
+            response(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+                false
+            ),
+            Err(())
+        );
+        assert_eq!(
+            response(b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", false),
+            Err(())
+        );
+        assert_eq!(
+            response(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n",
+                false
+            ),
+            Err(())
+        );
         assert_eq!(response(b"SSH-2.0-OpenSSH\r\n\r\n", false), Err(()));
         assert_eq!(response(b"HTTP/1.1 999999 Big\r\n\r\n", false), Err(()));
         let mut many = b"HTTP/1.1 200 OK\r\n".to_vec();
@@ -1049,7 +1302,11 @@ mod tests {
             many.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
         }
         many.extend_from_slice(b"Content-Length: 0\r\n\r\n");
-        assert_eq!(response(&many, false), Ok(Some((200, BodyFraming::Length(0), true))), "more fields than the stack holds");
+        assert_eq!(
+            response(&many, false),
+            Ok(Some((200, BodyFraming::Length(0), true))),
+            "more fields than the stack holds"
+        );
     }
 
     /// More map fields than the inline slots keep their order; pass-through positions hold
@@ -1062,41 +1319,99 @@ mod tests {
         }
         raw.extend_from_slice(b"Content-Length: 0\r\n\r\n");
         let mut buf = BytesMut::from(&raw[..]);
-        let Ok(Some(Parsed::Final(head))) = parse_response(&mut buf, false) else { panic!("not parsed") };
-        let vary: Vec<_> = head.response.headers().get_all("vary").iter().map(|v| v.to_str().unwrap().to_string()).collect();
+        let Ok(Some(Parsed::Final(head))) = parse_response(&mut buf, false) else {
+            panic!("not parsed")
+        };
+        let vary: Vec<_> = head
+            .response
+            .headers()
+            .get_all("vary")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect();
         assert_eq!(vary, (0..10).map(|i| format!("v{i}")).collect::<Vec<_>>());
         let block = head.passthrough.expect("a block");
-        let expected: String = std::iter::once("Server: s\r\n".to_string()).chain((0..10).map(|i| format!("X-P{i}: p{i}\r\n"))).collect();
+        let expected: String = std::iter::once("Server: s\r\n".to_string())
+            .chain((0..10).map(|i| format!("X-P{i}: p{i}\r\n")))
+            .collect();
         assert_eq!(String::from_utf8_lossy(block.lines()), expected);
         assert!(buf.is_empty());
-        let long = format!("HTTP/1.1 200 OK\r\nProxy-{}: v\r\nContent-Length: 0\r\n\r\n", "a".repeat(70_000));
-        assert!(matches!(parse_response(&mut BytesMut::from(long.as_bytes()), false), Err(Exchange::Malformed)));
+        let long = format!(
+            "HTTP/1.1 200 OK\r\nProxy-{}: v\r\nContent-Length: 0\r\n\r\n",
+            "a".repeat(70_000)
+        );
+        assert!(matches!(
+            parse_response(&mut BytesMut::from(long.as_bytes()), false),
+            Err(Exchange::Malformed)
+        ));
     }
 
     #[test]
     fn requests_the_engine_leaves_to_hyper() {
         let parse = |raw: &[u8]| {
             let mut fields = Vec::new();
-            assert!(matches!(HeadScanner::default().scan_recording(raw, &mut fields), Scan::Done(_)), "{raw:?}");
-            parse_request(&Bytes::copy_from_slice(raw), &fields).map(|(r, keep_alive)| (r.method().clone(), keep_alive, r.uri().to_string(), r.headers().clone()))
+            assert!(
+                matches!(
+                    HeadScanner::default().scan_recording(raw, &mut fields),
+                    Scan::Done(_)
+                ),
+                "{raw:?}"
+            );
+            parse_request(&Bytes::copy_from_slice(raw), &fields).map(|(r, keep_alive)| {
+                (
+                    r.method().clone(),
+                    keep_alive,
+                    r.uri().to_string(),
+                    r.headers().clone(),
+                )
+            })
         };
-        let (method, keep_alive, uri, headers) = parse(b"GET /a?b=c HTTP/1.1\r\nHost: a\r\nX-Pad: \t v  w \t\r\nX-Empty:\r\nX-Pad: 2\r\n\r\n").unwrap();
-        assert_eq!((method, keep_alive, uri.as_str()), (Method::GET, true, "/a?b=c"));
+        let (method, keep_alive, uri, headers) = parse(
+            b"GET /a?b=c HTTP/1.1\r\nHost: a\r\nX-Pad: \t v  w \t\r\nX-Empty:\r\nX-Pad: 2\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (method, keep_alive, uri.as_str()),
+            (Method::GET, true, "/a?b=c")
+        );
         assert_eq!(headers.len(), 4);
         assert_eq!(headers["host"], "a");
-        assert_eq!(headers.get_all("x-pad").iter().collect::<Vec<_>>(), ["v  w", "2"], "values as the scanner trimmed them, in order");
+        assert_eq!(
+            headers.get_all("x-pad").iter().collect::<Vec<_>>(),
+            ["v  w", "2"],
+            "values as the scanner trimmed them, in order"
+        );
         assert_eq!(headers["x-empty"], "");
-        assert!(!parse(b"HEAD / HTTP/1.1\r\nHost: a\r\nConnection: Close\r\n\r\n").unwrap().1);
-        assert_eq!(parse(b"GET / HTTP/1.0\r\nHost: a\r\n\r\n"), None, "HTTP/1.0");
-        assert_eq!(parse(b"GET / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n\r\n"), None);
-        assert_eq!(parse("GET /caf\u{e9} HTTP/1.1\r\nHost: a\r\n\r\n".as_bytes()).unwrap().2, "/caf\u{e9}", "raw UTF-8 in a path, as hyper allows");
+        assert!(
+            !parse(b"HEAD / HTTP/1.1\r\nHost: a\r\nConnection: Close\r\n\r\n")
+                .unwrap()
+                .1
+        );
+        assert_eq!(
+            parse(b"GET / HTTP/1.0\r\nHost: a\r\n\r\n"),
+            None,
+            "HTTP/1.0"
+        );
+        assert_eq!(
+            parse(b"GET / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n\r\n"),
+            None
+        );
+        assert_eq!(
+            parse("GET /caf\u{e9} HTTP/1.1\r\nHost: a\r\n\r\n".as_bytes())
+                .unwrap()
+                .2,
+            "/caf\u{e9}",
+            "raw UTF-8 in a path, as hyper allows"
+        );
         let mut many = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
         for i in 0..100 {
             many.extend_from_slice(format!("X-{i}: v{i}\r\n").as_bytes());
         }
         many.extend_from_slice(b"\r\n");
         let headers = parse(&many).unwrap().3;
-        assert_eq!((headers.len(), headers["x-99"].to_str().unwrap()), (101, "v99"));
+        assert_eq!(
+            (headers.len(), headers["x-99"].to_str().unwrap()),
+            (101, "v99")
+        );
     }
-
 }

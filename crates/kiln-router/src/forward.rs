@@ -42,8 +42,14 @@ impl ListenerInfo {
     }
 
     fn new(proto: &'static str, port: u16) -> ListenerInfo {
-        let lines = format!("{X_FORWARDED_PROTO}: {proto}\r\n{X_FORWARDED_PORT}: {port}\r\n").into_bytes().into_boxed_slice();
-        ListenerInfo { proto, port: Digits::of(u64::from(port)), lines }
+        let lines = format!("{X_FORWARDED_PROTO}: {proto}\r\n{X_FORWARDED_PORT}: {port}\r\n")
+            .into_bytes()
+            .into_boxed_slice();
+        ListenerInfo {
+            proto,
+            port: Digits::of(u64::from(port)),
+            lines,
+        }
     }
 }
 
@@ -62,7 +68,10 @@ impl Digits {
         let mut buf = [0; 20];
         // A u64 has at most 20 digits.
         buf[..text.len()].copy_from_slice(text);
-        Digits { buf, len: text.len() as u8 }
+        Digits {
+            buf,
+            len: text.len() as u8,
+        }
     }
 
     fn as_bytes(&self) -> &[u8] {
@@ -105,7 +114,9 @@ impl Forwarded<'_> {
 
     /// `Via` as sent: earlier proxies' with ours appended, or ours alone.
     fn via(&self) -> &[u8] {
-        self.via.as_ref().map_or(VIA.as_bytes(), HeaderValue::as_bytes)
+        self.via
+            .as_ref()
+            .map_or(VIA.as_bytes(), HeaderValue::as_bytes)
     }
 
     /// Writes the fields as head lines, in the order of [`fields`](Self::fields). The
@@ -147,7 +158,10 @@ impl Forwarded<'_> {
         if *name != header::VIA && !name.as_str().starts_with("x-") {
             return None;
         }
-        self.fields().into_iter().find(|(n, _)| *n == name).map(|(_, v)| v)
+        self.fields()
+            .into_iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v)
     }
 }
 
@@ -165,20 +179,32 @@ impl<'a> RequestFields<'a> {
     /// The values of every field line named `name`, in order.
     pub(crate) fn values(&self, name: &HeaderName) -> impl Iterator<Item = &'a [u8]> + use<'a> {
         let added = self.forwarded.and_then(|f| f.get(name));
-        let from_map = if added.is_some() { None } else { Some(self.map.get_all(name).iter().map(HeaderValue::as_bytes)) };
+        let from_map = if added.is_some() {
+            None
+        } else {
+            Some(self.map.get_all(name).iter().map(HeaderValue::as_bytes))
+        };
         added.into_iter().chain(from_map.into_iter().flatten())
     }
 }
 
 /// Whether the client asks to switch protocols (WebSocket), which HTTP/1.1 alone allows.
 pub(crate) fn wants_upgrade<B>(req: &Request<B>) -> bool {
-    req.version() == Version::HTTP_11 && req.headers().contains_key(header::UPGRADE) && connection_has(req.headers(), b"upgrade")
+    req.version() == Version::HTTP_11
+        && req.headers().contains_key(header::UPGRADE)
+        && connection_has(req.headers(), b"upgrade")
 }
 
 /// Rewrites a client's request headers for the dyno: hop-by-hop fields go, and any of
 /// Heroku's fields the client sent are taken out of the map into the [`Forwarded`] values
 /// (joined, validated or replaced), which go to the dyno beside the map.
-pub(crate) fn prepare_request<'a>(headers: &mut HeaderMap, listener: &'a ListenerInfo, client_ip: &HeaderValue, received_ms: u64, upgrade: bool) -> Forwarded<'a> {
+pub(crate) fn prepare_request<'a>(
+    headers: &mut HeaderMap,
+    listener: &'a ListenerInfo,
+    client_ip: &HeaderValue,
+    received_ms: u64,
+    upgrade: bool,
+) -> Forwarded<'a> {
     let sent_ours = strip_hop_by_hop(headers, upgrade, true);
     if upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -189,8 +215,16 @@ pub(crate) fn prepare_request<'a>(headers: &mut HeaderMap, listener: &'a Listene
         // first: further ids are dropped), and the rest is the router's to say.
         forwarded_for = take_list(headers, &X_FORWARDED_FOR, client_ip);
         via = take_list(headers, &header::VIA, &HeaderValue::from_static(VIA));
-        request_id = headers.get(&X_REQUEST_ID).filter(|v| request_id::is_valid(v.as_bytes())).cloned();
-        for name in [&X_REQUEST_ID, &X_FORWARDED_PROTO, &X_FORWARDED_PORT, &X_REQUEST_START] {
+        request_id = headers
+            .get(&X_REQUEST_ID)
+            .filter(|v| request_id::is_valid(v.as_bytes()))
+            .cloned();
+        for name in [
+            &X_REQUEST_ID,
+            &X_FORWARDED_PROTO,
+            &X_FORWARDED_PORT,
+            &X_REQUEST_START,
+        ] {
             headers.remove(name);
         }
     }
@@ -231,7 +265,12 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool, request: bool) 
             connection = true;
         } else if *name == header::TRANSFER_ENCODING {
             transfer_encoding = true;
-        } else if *name == KEEP_ALIVE || *name == header::TE || *name == header::TRAILER || (*name == header::UPGRADE && !keep_upgrade) || name.as_str().starts_with("proxy-") {
+        } else if *name == KEEP_ALIVE
+            || *name == header::TE
+            || *name == header::TRAILER
+            || (*name == header::UPGRADE && !keep_upgrade)
+            || name.as_str().starts_with("proxy-")
+        {
             drop.push(name.clone());
         }
     }
@@ -239,13 +278,20 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool, request: bool) 
         for value in headers.get_all(header::CONNECTION) {
             for token in value.as_bytes().split(|&b| b == b',') {
                 let token = token.trim_ascii();
-                if token.is_empty() || [&b"close"[..], b"keep-alive", b"upgrade"].iter().any(|t| token.eq_ignore_ascii_case(t)) {
+                if token.is_empty()
+                    || [&b"close"[..], b"keep-alive", b"upgrade"]
+                        .iter()
+                        .any(|t| token.eq_ignore_ascii_case(t))
+                {
                     continue;
                 }
                 if let Ok(name) = HeaderName::from_bytes(token) {
                     // A client must not be able to make the router drop what the dyno needs
                     // to read the message or to know where it is going.
-                    if name != header::HOST && name != header::CONTENT_LENGTH && name != header::TRANSFER_ENCODING {
+                    if name != header::HOST
+                        && name != header::CONTENT_LENGTH
+                        && name != header::TRANSFER_ENCODING
+                    {
                         drop.push(name);
                     }
                 }
@@ -266,17 +312,27 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool, request: bool) 
 
 /// One of the names [`Forwarded`] sends.
 fn is_forwarded_name(name: &HeaderName) -> bool {
-    *name == header::VIA || *name == X_FORWARDED_FOR || *name == X_FORWARDED_PROTO || *name == X_FORWARDED_PORT || *name == X_REQUEST_ID || *name == X_REQUEST_START
+    *name == header::VIA
+        || *name == X_FORWARDED_FOR
+        || *name == X_FORWARDED_PROTO
+        || *name == X_FORWARDED_PORT
+        || *name == X_REQUEST_ID
+        || *name == X_REQUEST_START
 }
 
 /// Whether a `Connection` header lists `token`.
 fn connection_has(headers: &HeaderMap, token: &[u8]) -> bool {
-    headers.get_all(header::CONNECTION).iter().any(|v| list_has(v.as_bytes(), token))
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .any(|v| list_has(v.as_bytes(), token))
 }
 
 /// Whether a comma-separated header value lists `token` (case-insensitively).
 pub(crate) fn list_has(value: &[u8], token: &[u8]) -> bool {
-    value.split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+    value
+        .split(|&b| b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
 /// Appends `item` to a comma-separated list header, joining repeated headers into one.
@@ -295,8 +351,14 @@ fn append_to_list(headers: &mut HeaderMap, name: &HeaderName, item: &HeaderValue
 
 /// Takes a comma-separated list header out of the map and returns it (repeated lines
 /// joined) with `item` appended; `None` when the map has no such header.
-fn take_list(headers: &mut HeaderMap, name: &HeaderName, item: &HeaderValue) -> Option<HeaderValue> {
-    let Entry::Occupied(entry) = headers.entry(name) else { return None };
+fn take_list(
+    headers: &mut HeaderMap,
+    name: &HeaderName,
+    item: &HeaderValue,
+) -> Option<HeaderValue> {
+    let Entry::Occupied(entry) = headers.entry(name) else {
+        return None;
+    };
     let value = join_list(entry.iter(), item);
     entry.remove();
     Some(value)
@@ -327,7 +389,10 @@ mod tests {
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
         }
         h
     }
@@ -345,9 +410,22 @@ mod tests {
             ("accept", "*/*"),
         ]);
         let listener = ListenerInfo::http(8080);
-        let f = prepare_request(&mut h, &listener, &HeaderValue::from_static("127.0.0.1"), 1_427_041_338_251, false);
+        let f = prepare_request(
+            &mut h,
+            &listener,
+            &HeaderValue::from_static("127.0.0.1"),
+            1_427_041_338_251,
+            false,
+        );
         // The client's versions are out of the map: only the forwarded values are sent.
-        for ours in ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-port", "x-request-id", "x-request-start", "via"] {
+        for ours in [
+            "x-forwarded-for",
+            "x-forwarded-proto",
+            "x-forwarded-port",
+            "x-request-id",
+            "x-request-start",
+            "via",
+        ] {
             assert!(!h.contains_key(ours), "{ours} left in the map");
         }
         assert_eq!(f.forwarded_for, "1.1.1.1, 2.2.2.2, 127.0.0.1");
@@ -362,19 +440,35 @@ mod tests {
         // As the engine writes them, in this order...
         let mut written = Vec::new();
         f.write_to(&mut written);
-        let lines: String = expected.iter().map(|(n, v)| format!("{n}: {v}\r\n")).collect();
+        let lines: String = expected
+            .iter()
+            .map(|(n, v)| format!("{n}: {v}\r\n"))
+            .collect();
         assert_eq!(String::from_utf8(written).unwrap(), lines);
         // ...as hyper's client gets them in the map...
         let mut sent = h.clone();
         f.insert_into(&mut sent);
         for (name, value) in expected {
-            assert_eq!(sent.get_all(name).iter().collect::<Vec<_>>(), [value], "{name}");
+            assert_eq!(
+                sent.get_all(name).iter().collect::<Vec<_>>(),
+                [value],
+                "{name}"
+            );
         }
         assert_eq!(sent["host"], "foo.localhost");
         // ...and as the cache reads them for `Vary`.
-        let fields = RequestFields { map: &h, forwarded: Some(&f) };
-        assert_eq!(fields.values(&X_FORWARDED_PROTO).collect::<Vec<_>>(), [b"http"]);
-        assert_eq!(fields.values(&header::VIA).collect::<Vec<_>>(), [b"1.0 corp, 1.1 kiln"]);
+        let fields = RequestFields {
+            map: &h,
+            forwarded: Some(&f),
+        };
+        assert_eq!(
+            fields.values(&X_FORWARDED_PROTO).collect::<Vec<_>>(),
+            [b"http"]
+        );
+        assert_eq!(
+            fields.values(&header::VIA).collect::<Vec<_>>(),
+            [b"1.0 corp, 1.1 kiln"]
+        );
         assert_eq!(fields.values(&header::ACCEPT).collect::<Vec<_>>(), [b"*/*"]);
         assert_eq!(fields.values(&header::COOKIE).count(), 0);
     }
@@ -383,7 +477,13 @@ mod tests {
     fn plain_request_gets_defaults() {
         let mut h = map(&[("host", "foo.localhost")]);
         let listener = ListenerInfo::https(443);
-        let f = prepare_request(&mut h, &listener, &HeaderValue::from_static("10.0.0.1"), 7, false);
+        let f = prepare_request(
+            &mut h,
+            &listener,
+            &HeaderValue::from_static("10.0.0.1"),
+            7,
+            false,
+        );
         let mut sent = h.clone();
         f.insert_into(&mut sent);
         assert_eq!(sent["x-forwarded-for"], "10.0.0.1");
@@ -410,8 +510,23 @@ mod tests {
             ("content-length", "3"),
         ]);
         let listener = ListenerInfo::http(80);
-        prepare_request(&mut h, &listener, &HeaderValue::from_static("10.0.0.1"), 0, false);
-        for gone in ["connection", "x-secret", "keep-alive", "te", "trailer", "proxy-authorization", "proxy-connection", "upgrade"] {
+        prepare_request(
+            &mut h,
+            &listener,
+            &HeaderValue::from_static("10.0.0.1"),
+            0,
+            false,
+        );
+        for gone in [
+            "connection",
+            "x-secret",
+            "keep-alive",
+            "te",
+            "trailer",
+            "proxy-authorization",
+            "proxy-connection",
+            "upgrade",
+        ] {
             assert!(!h.contains_key(gone), "{gone} should be stripped");
         }
         assert_eq!(h["host"], "foo.localhost");
@@ -428,26 +543,57 @@ mod tests {
 
     #[test]
     fn keeps_upgrade_when_switching() {
-        let req = Request::builder().header("connection", "Upgrade").header("upgrade", "websocket").body(()).unwrap();
+        let req = Request::builder()
+            .header("connection", "Upgrade")
+            .header("upgrade", "websocket")
+            .body(())
+            .unwrap();
         assert!(wants_upgrade(&req));
         let mut h = req.headers().clone();
         let listener = ListenerInfo::http(80);
-        prepare_request(&mut h, &listener, &HeaderValue::from_static("10.0.0.1"), 0, true);
+        prepare_request(
+            &mut h,
+            &listener,
+            &HeaderValue::from_static("10.0.0.1"),
+            0,
+            true,
+        );
         assert_eq!(h["upgrade"], "websocket");
         assert_eq!(h["connection"], "upgrade");
-        let plain = Request::builder().header("upgrade", "websocket").body(()).unwrap();
-        assert!(!wants_upgrade(&plain), "Upgrade without Connection: upgrade is not a request to switch");
+        let plain = Request::builder()
+            .header("upgrade", "websocket")
+            .body(())
+            .unwrap();
+        assert!(
+            !wants_upgrade(&plain),
+            "Upgrade without Connection: upgrade is not a request to switch"
+        );
     }
 
     #[test]
     fn request_id_kept_or_replaced() {
         let listener = ListenerInfo::http(80);
-        let mut h = map(&[("x-request-id", "abcdefghij0123456789"), ("x-request-id", "second-id-is-dropped-0")]);
-        let f = prepare_request(&mut h, &listener, &HeaderValue::from_static("10.0.0.1"), 0, false);
+        let mut h = map(&[
+            ("x-request-id", "abcdefghij0123456789"),
+            ("x-request-id", "second-id-is-dropped-0"),
+        ]);
+        let f = prepare_request(
+            &mut h,
+            &listener,
+            &HeaderValue::from_static("10.0.0.1"),
+            0,
+            false,
+        );
         assert_eq!(f.request_id, "abcdefghij0123456789");
         assert!(!h.contains_key("x-request-id"));
         let mut h = map(&[("x-request-id", "short")]);
-        let f = prepare_request(&mut h, &listener, &HeaderValue::from_static("10.0.0.1"), 0, false);
+        let f = prepare_request(
+            &mut h,
+            &listener,
+            &HeaderValue::from_static("10.0.0.1"),
+            0,
+            false,
+        );
         assert_eq!(f.request_id.len(), 36);
         assert!(!h.contains_key("x-request-id"));
     }

@@ -109,7 +109,11 @@ impl ConnState {
 
     fn take_rejection(&self, index: u64) -> Option<Rejection> {
         let mut rejected = self.rejected.lock().unwrap_or_else(PoisonError::into_inner);
-        if rejected.as_ref().is_some_and(|(i, _)| *i == index) { rejected.take().map(|(_, r)| r) } else { None }
+        if rejected.as_ref().is_some_and(|(i, _)| *i == index) {
+            rejected.take().map(|(_, r)| r)
+        } else {
+            None
+        }
     }
 
     /// The answer to a head that asked to switch protocols is known.
@@ -172,7 +176,10 @@ impl ClientConn {
     /// The state of one HTTP/2 stream, whose request body no guard sees: it is watched as it
     /// is read instead (see [`crate::h2_watch`]).
     pub(crate) fn stream(idle: Duration) -> ClientConn {
-        ClientConn(Arc::new(ConnState { watch_body: true, ..ConnState::new(idle) }))
+        ClientConn(Arc::new(ConnState {
+            watch_body: true,
+            ..ConnState::new(idle)
+        }))
     }
 
     /// Whether the request body must be watched as it is read (an HTTP/2 stream's).
@@ -227,13 +234,24 @@ pub(crate) fn guard<IO>(io: IO, idle: Duration) -> (Guarded<IO>, Arc<ConnState>)
 
 /// Serves one request hyper read through the guard: a refused head gets its answer here,
 /// anything else goes to the [proxy](crate::proxy).
-pub(crate) async fn serve(shared: Arc<Shared>, client_ip: HeaderValue, conn: Arc<ConnState>, req: Request<Incoming>) -> Response<RouterBody> {
+pub(crate) async fn serve(
+    shared: Arc<Shared>,
+    client_ip: HeaderValue,
+    conn: Arc<ConnState>,
+    req: Request<Incoming>,
+) -> Response<RouterBody> {
     let index = conn.requests.fetch_add(1, Ordering::Relaxed);
     if let Some(rejection) = conn.take_rejection(index) {
         return refuse(&shared, &client_ip, rejection);
     }
     let switching = conn.upgrade_head.load(Ordering::Relaxed) == index + 1;
-    let mut response = proxy::handle(shared, client_ip, Some(ClientConn(Arc::clone(&conn))), req.map(proxy::ReqBody::Hyper)).await;
+    let mut response = proxy::handle(
+        shared,
+        client_ip,
+        Some(ClientConn(Arc::clone(&conn))),
+        req.map(proxy::ReqBody::Hyper),
+    )
+    .await;
     // hyper writes only the map (the engine's dyno client is not used for these requests
     // today; this keeps it so whatever the pipeline does).
     crate::passthrough::materialize(&mut response);
@@ -244,24 +262,45 @@ pub(crate) async fn serve(shared: Arc<Shared>, client_ip: HeaderValue, conn: Arc
 }
 
 /// The router's answer to a refused head, logged as H26 when the head named an app.
-pub(crate) fn refuse(shared: &Shared, client_ip: &HeaderValue, r: Rejection) -> Response<RouterBody> {
+pub(crate) fn refuse(
+    shared: &Shared,
+    client_ip: &HeaderValue,
+    r: Rejection,
+) -> Response<RouterBody> {
     let target = r.target.as_deref().and_then(|t| t.parse::<Uri>().ok());
-    let host = target.as_ref().and_then(|u| u.authority()).map(|a| a.as_str().to_string()).or(r.host.clone());
-    let app = host.as_deref().and_then(|h| shared.table.lookup_host(h)).filter(|a| !a.removed);
+    let host = target
+        .as_ref()
+        .and_then(|u| u.authority())
+        .map(|a| a.as_str().to_string())
+        .or(r.host.clone());
+    let app = host
+        .as_deref()
+        .and_then(|h| shared.table.lookup_host(h))
+        .filter(|a| !a.removed);
     if let (Some(app), Some(host)) = (app, host) {
-        let fwd = match r.forwarded_for.as_deref().and_then(|f| HeaderValue::from_str(&format!("{f}, {}", client_ip.to_str().unwrap_or_default())).ok()) {
+        let fwd = match r.forwarded_for.as_deref().and_then(|f| {
+            HeaderValue::from_str(&format!("{f}, {}", client_ip.to_str().unwrap_or_default())).ok()
+        }) {
             Some(v) => v,
             None => client_ip.clone(),
         };
         let request_id = match r.request_id.as_deref() {
-            Some(id) if request_id::is_valid(id.as_bytes()) => HeaderValue::from_str(id).unwrap_or_else(|_| request_id::generate()),
+            Some(id) if request_id::is_valid(id.as_bytes()) => {
+                HeaderValue::from_str(id).unwrap_or_else(|_| request_id::generate())
+            }
             _ => request_id::generate(),
         };
         let log = RequestLog {
             logs: crate::access_log::LogTarget::Shared(Arc::clone(&shared.logs)),
             app,
-            method: r.method.as_deref().and_then(|m| Method::from_bytes(m.as_bytes()).ok()).unwrap_or(Method::GET),
-            path: target.and_then(|u| u.path_and_query().cloned()).or_else(|| Some(PathAndQuery::from_static("/"))),
+            method: r
+                .method
+                .as_deref()
+                .and_then(|m| Method::from_bytes(m.as_bytes()).ok())
+                .unwrap_or(Method::GET),
+            path: target
+                .and_then(|u| u.path_and_query().cloned())
+                .or_else(|| Some(PathAndQuery::from_static("/"))),
             host: HeaderValue::from_str(&host).unwrap_or_else(|_| HeaderValue::from_static("")),
             request_id,
             fwd,
@@ -269,7 +308,14 @@ pub(crate) fn refuse(shared: &Shared, client_ip: &HeaderValue, r: Rejection) -> 
             idle: shared.config.idle_timeout,
             client: None,
         };
-        log.emit_with_cause(&Outcome { code: Some(HCode::H26), status: Some(r.status.as_u16()), ..Outcome::default() }, Some(r.cause));
+        log.emit_with_cause(
+            &Outcome {
+                code: Some(HCode::H26),
+                status: Some(r.status.as_u16()),
+                ..Outcome::default()
+            },
+            Some(r.cause),
+        );
     }
     pages::refused(r.status)
 }
@@ -278,16 +324,26 @@ pub(crate) fn refuse(shared: &Shared, client_ip: &HeaderValue, r: Rejection) -> 
 /// from dispatch or from the last request body byte the dyno accepted, whichever is later,
 /// and stands still while the client owes body bytes (its own idle window applies then).
 /// `Err` is a timeout.
-pub(crate) async fn first_byte<F: Future>(limit: Duration, client: Option<&ClientConn>, fut: F) -> Result<F::Output, ()> {
-    let Some(ClientConn(state)) = client else { return tokio::time::timeout(limit, fut).await.map_err(|_| ()) };
+pub(crate) async fn first_byte<F: Future>(
+    limit: Duration,
+    client: Option<&ClientConn>,
+    fut: F,
+) -> Result<F::Output, ()> {
+    let Some(ClientConn(state)) = client else {
+        return tokio::time::timeout(limit, fut).await.map_err(|_| ());
+    };
     tokio::pin!(fut);
     let dispatched = clock_ms();
     let limit_ms = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
     loop {
-        let wait = if state.body_pending.load(Ordering::Relaxed) && state.client_blocking.load(Ordering::Relaxed) {
+        let wait = if state.body_pending.load(Ordering::Relaxed)
+            && state.client_blocking.load(Ordering::Relaxed)
+        {
             limit_ms
         } else {
-            let deadline = dispatched.max(state.body_progress_ms.load(Ordering::Relaxed)).saturating_add(limit_ms);
+            let deadline = dispatched
+                .max(state.body_progress_ms.load(Ordering::Relaxed))
+                .saturating_add(limit_ms);
             let now = clock_ms();
             if now >= deadline {
                 return Err(());
@@ -351,7 +407,9 @@ impl IdleTimer {
             Some(_) => {}
         }
         self.moved = false;
-        self.timer.as_mut().is_some_and(|t| t.as_mut().poll(cx).is_ready())
+        self.timer
+            .as_mut()
+            .is_some_and(|t| t.as_mut().poll(cx).is_ready())
     }
 }
 
@@ -413,7 +471,11 @@ impl<IO> Guarded<IO> {
                 Scan::Reject(rejection) => {
                     let index = self.heads;
                     self.heads += 1;
-                    *self.conn.rejected.lock().unwrap_or_else(PoisonError::into_inner) = Some((index, rejection));
+                    *self
+                        .conn
+                        .rejected
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner) = Some((index, rejection));
                     self.buf.clear();
                     self.buf.extend_from_slice(STAND_IN);
                     (self.start, self.end, self.approved) = (0, STAND_IN.len(), STAND_IN.len());
@@ -425,10 +487,14 @@ impl<IO> Guarded<IO> {
                 if window.is_empty() {
                     return Step::NeedInput;
                 }
-                let n = usize::try_from(*remaining).unwrap_or(usize::MAX).min(window.len());
+                let n = usize::try_from(*remaining)
+                    .unwrap_or(usize::MAX)
+                    .min(window.len());
                 *remaining -= n as u64;
                 self.approved = n;
-                self.conn.body_progress_ms.store(clock_ms(), Ordering::Relaxed);
+                self.conn
+                    .body_progress_ms
+                    .store(clock_ms(), Ordering::Relaxed);
                 if *remaining == 0 {
                     self.state = self.after_body();
                 }
@@ -441,7 +507,9 @@ impl<IO> Guarded<IO> {
                 match check.feed(window) {
                     Ok(fed) => {
                         self.approved = fed.used;
-                        self.conn.body_progress_ms.store(clock_ms(), Ordering::Relaxed);
+                        self.conn
+                            .body_progress_ms
+                            .store(clock_ms(), Ordering::Relaxed);
                         if fed.done {
                             self.state = self.after_body();
                         }
@@ -451,7 +519,10 @@ impl<IO> Guarded<IO> {
                         let _ = self.conn.body_fault.set(cause);
                         self.conn.body_pending.store(false, Ordering::Relaxed);
                         self.state = State::Closed;
-                        Step::Fail(io::Error::new(io::ErrorKind::InvalidData, ClientFault::BadChunk(cause)))
+                        Step::Fail(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            ClientFault::BadChunk(cause),
+                        ))
                     }
                 }
             }
@@ -480,7 +551,9 @@ impl<IO> Guarded<IO> {
 
     fn body_starts(&mut self, state: State) -> State {
         self.conn.body_pending.store(true, Ordering::Relaxed);
-        self.conn.body_progress_ms.store(clock_ms(), Ordering::Relaxed);
+        self.conn
+            .body_progress_ms
+            .store(clock_ms(), Ordering::Relaxed);
         self.read_idle.progress();
         state
     }
@@ -527,7 +600,11 @@ impl<IO> Guarded<IO> {
 }
 
 impl<IO: AsyncRead + Unpin> AsyncRead for Guarded<IO> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, out: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if out.remaining() == 0 {
             return Poll::Ready(Ok(()));
@@ -549,7 +626,10 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Guarded<IO> {
             }
             if !this.make_room() {
                 this.state = State::Closed;
-                return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, "request head too large")));
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "request head too large",
+                )));
             }
             let mut read = ReadBuf::new(&mut this.buf[this.end..]);
             match Pin::new(&mut this.io).poll_read(cx, &mut read) {
@@ -575,7 +655,10 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Guarded<IO> {
                     if this.read_idle.expired(cx, this.conn.idle) {
                         this.conn.client_idle.store(true, Ordering::Relaxed);
                         this.state = State::Closed;
-                        return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, ClientFault::Idle)));
+                        return Poll::Ready(Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            ClientFault::Idle,
+                        )));
                     }
                     return Poll::Pending;
                 }
@@ -590,14 +673,21 @@ impl<IO> Guarded<IO> {
     fn stalled<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
         if self.write_idle.expired(cx, self.conn.idle) {
             self.conn.client_idle.store(true, Ordering::Relaxed);
-            return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, ClientFault::Idle)));
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                ClientFault::Idle,
+            )));
         }
         Poll::Pending
     }
 }
 
 impl<IO: AsyncWrite + Unpin> AsyncWrite for Guarded<IO> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         match Pin::new(&mut this.io).poll_write(cx, data) {
             Poll::Pending => this.stalled(cx),
@@ -608,7 +698,11 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Guarded<IO> {
         }
     }
 
-    fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         match Pin::new(&mut this.io).poll_write_vectored(cx, bufs) {
             Poll::Pending => this.stalled(cx),
@@ -668,7 +762,10 @@ mod tests {
     async fn good_requests_pass_unchanged() {
         let input = b"GET / HTTP/1.1\r\nHost: a\r\n\r\nPOST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabcPOST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nGET /last HTTP/1.1\r\nHost: a\r\n\r\n";
         let (out, conn) = through(input).await;
-        assert_eq!(String::from_utf8_lossy(&out), String::from_utf8_lossy(input));
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            String::from_utf8_lossy(input)
+        );
         assert!(conn.rejected.lock().unwrap().is_none());
     }
 
@@ -677,9 +774,15 @@ mod tests {
         let input = b"GET /ok HTTP/1.1\r\nHost: a\r\n\r\nPOST / HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /hidden HTTP/1.1\r\nHost: a\r\n\r\n";
         let (out, conn) = through(input).await;
         let expected = [&b"GET /ok HTTP/1.1\r\nHost: a\r\n\r\n"[..], STAND_IN].concat();
-        assert_eq!(String::from_utf8_lossy(&out), String::from_utf8_lossy(&expected));
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            String::from_utf8_lossy(&expected)
+        );
         let (index, r) = conn.rejected.lock().unwrap().clone().unwrap();
-        assert_eq!((index, r.status.as_u16(), r.cause), (1, 400, "Content-Length with Transfer-Encoding"));
+        assert_eq!(
+            (index, r.status.as_u16(), r.cause),
+            (1, 400, "Content-Length with Transfer-Encoding")
+        );
     }
 
     #[tokio::test]
@@ -687,7 +790,12 @@ mod tests {
         let input = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nzz\r\nGET /hidden HTTP/1.1\r\n\r\n";
         let (out, conn) = through(input).await;
         let text = String::from_utf8_lossy(&out);
-        assert!(text.ends_with("<error: malformed chunked request body: chunk size is not a hex number>"), "{text}");
+        assert!(
+            text.ends_with(
+                "<error: malformed chunked request body: chunk size is not a hex number>"
+            ),
+            "{text}"
+        );
         assert!(!text.contains("hidden"));
         assert_eq!(ClientConn(conn).failure_code(), HCode::H26);
     }
@@ -698,8 +806,14 @@ mod tests {
         let first = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 28\r\n\r\nGET /x HTTP/1.1\r\nHost: a\r\n\r\n";
         let input = [&first[..], b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"].concat();
         let (out, conn) = through(&input).await;
-        assert_eq!(String::from_utf8_lossy(&out), String::from_utf8_lossy(&[&first[..], STAND_IN].concat()));
-        assert_eq!(conn.rejected.lock().unwrap().as_ref().unwrap().1.cause, "several Host headers");
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            String::from_utf8_lossy(&[&first[..], STAND_IN].concat())
+        );
+        assert_eq!(
+            conn.rejected.lock().unwrap().as_ref().unwrap().1.cause,
+            "several Host headers"
+        );
     }
 
     #[tokio::test]
@@ -710,7 +824,12 @@ mod tests {
         let mut buf = [0u8; 256];
         let n = guarded.read(&mut buf).await.unwrap();
         assert!(buf[..n].ends_with(b"\r\n\r\n"));
-        assert!(tokio::time::timeout(Duration::from_millis(50), guarded.read(&mut buf)).await.is_err(), "held");
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), guarded.read(&mut buf))
+                .await
+                .is_err(),
+            "held"
+        );
         assert_eq!(conn.upgrade_head.load(Ordering::Relaxed), 1);
         conn.settle_upgrade(0, true);
         let n = guarded.read(&mut buf).await.unwrap();
@@ -733,7 +852,10 @@ mod tests {
     #[tokio::test]
     async fn an_idle_body_fails_with_h28() {
         let (mut client, server) = duplex(1 << 16);
-        client.write_all(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc").await.unwrap();
+        client
+            .write_all(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc")
+            .await
+            .unwrap();
         let (mut guarded, conn) = guard(server, Duration::from_millis(100));
         let mut buf = [0u8; 256];
         let head = guarded.read(&mut buf).await.unwrap();

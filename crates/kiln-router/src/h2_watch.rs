@@ -50,10 +50,15 @@ impl Body for RequestBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        let Some((client, idle)) = this.watch.as_mut() else { return polled.map_err(Into::into) };
+        let Some((client, idle)) = this.watch.as_mut() else {
+            return polled.map_err(Into::into);
+        };
         match polled {
             Poll::Ready(Some(Ok(frame))) => {
                 idle.progress();
@@ -118,9 +123,25 @@ impl Shared {
 }
 
 impl ResponseWatch {
-    pub(crate) fn new(body: RouterBody, client: ClientConn, idle: Duration, permit: Option<tokio::sync::OwnedSemaphorePermit>) -> ResponseWatch {
-        let shared = Arc::new(Shared { body: Mutex::new(Some(body)), owed_since: AtomicU64::new(0), done: AtomicBool::new(false), finished: tokio::sync::Notify::new() });
-        ResponseWatch { shared, client, idle, watching: false, _permit: permit }
+    pub(crate) fn new(
+        body: RouterBody,
+        client: ClientConn,
+        idle: Duration,
+        permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    ) -> ResponseWatch {
+        let shared = Arc::new(Shared {
+            body: Mutex::new(Some(body)),
+            owed_since: AtomicU64::new(0),
+            done: AtomicBool::new(false),
+            finished: tokio::sync::Notify::new(),
+        });
+        ResponseWatch {
+            shared,
+            client,
+            idle,
+            watching: false,
+            _permit: permit,
+        }
     }
 
     /// The watchdog, started with the first piece handed to hyper (a response that is over
@@ -141,11 +162,19 @@ impl ResponseWatch {
                 if since != 0 && now.saturating_sub(since) >= idle_ms {
                     client.mark_idle();
                     // Dropped outside the lock: its end writes the H28 line and lets the dyno go.
-                    let body = shared.body.lock().unwrap_or_else(PoisonError::into_inner).take();
+                    let body = shared
+                        .body
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .take();
                     drop(body);
                     return;
                 }
-                let wait = if since == 0 { idle_ms } else { since.saturating_add(idle_ms).saturating_sub(now) };
+                let wait = if since == 0 {
+                    idle_ms
+                } else {
+                    since.saturating_add(idle_ms).saturating_sub(now)
+                };
                 tokio::select! {
                     () = shared.finished.notified() => return,
                     () = tokio::time::sleep(Duration::from_millis(wait.max(1))) => {}
@@ -159,12 +188,21 @@ impl Body for ResponseWatch {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         this.shared.owed_since.store(0, Ordering::Release);
         let polled = {
-            let mut body = this.shared.body.lock().unwrap_or_else(PoisonError::into_inner);
-            let Some(body) = body.as_mut() else { return Poll::Ready(Some(Err(Box::new(ClientFault::Idle)))) };
+            let mut body = this
+                .shared
+                .body
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let Some(body) = body.as_mut() else {
+                return Poll::Ready(Some(Err(Box::new(ClientFault::Idle))));
+            };
             Pin::new(body).poll_frame(cx)
         };
         match &polled {
@@ -180,18 +218,33 @@ impl Body for ResponseWatch {
 
     fn is_end_stream(&self) -> bool {
         // A body the watchdog took is cut short: never complete, it fails on the next poll.
-        self.shared.body.lock().unwrap_or_else(PoisonError::into_inner).as_ref().is_some_and(Body::is_end_stream)
+        self.shared
+            .body
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .is_some_and(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.shared.body.lock().unwrap_or_else(PoisonError::into_inner).as_ref().map_or_else(SizeHint::default, Body::size_hint)
+        self.shared
+            .body
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map_or_else(SizeHint::default, Body::size_hint)
     }
 }
 
 impl Drop for ResponseWatch {
     fn drop(&mut self) {
         self.shared.finish();
-        let body = self.shared.body.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let body = self
+            .shared
+            .body
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         drop(body);
     }
 }

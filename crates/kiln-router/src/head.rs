@@ -135,9 +135,13 @@ impl HeadScanner {
         self.base = buf.as_ptr() as usize;
         loop {
             let rest = &buf[self.pos..];
-            let Some(nl) = memchr::memchr(b'\n', rest) else { return self.incomplete(buf, rest.len()) };
+            let Some(nl) = memchr::memchr(b'\n', rest) else {
+                return self.incomplete(buf, rest.len());
+            };
             let line = &rest[..nl];
-            let Some(line) = line.strip_suffix(b"\r") else { return self.reject(buf, StatusCode::BAD_REQUEST, "line ended by a bare LF") };
+            let Some(line) = line.strip_suffix(b"\r") else {
+                return self.reject(buf, StatusCode::BAD_REQUEST, "line ended by a bare LF");
+            };
             let end = self.pos + nl + 1;
             // A bare CR fails every check below (it is not a token character, not in a
             // target and not in a value); the refusal then names it as the cause.
@@ -150,7 +154,11 @@ impl HeadScanner {
                     // Only before anything else: a stray CRLF after the previous body.
                     let empty_lines = buf[..end].iter().filter(|&&b| b == b'\n').count();
                     if empty_lines > MAX_LEADING_EMPTY_LINES {
-                        return self.reject(buf, StatusCode::BAD_REQUEST, "too many empty lines before the request line");
+                        return self.reject(
+                            buf,
+                            StatusCode::BAD_REQUEST,
+                            "too many empty lines before the request line",
+                        );
                     }
                     self.pos = end;
                     continue;
@@ -172,7 +180,10 @@ impl HeadScanner {
                         if let Some(fields) = fields.as_deref_mut() {
                             // Offsets fit: a head is at most `MAX_HEAD` bytes.
                             let at = |part: &[u8]| (part.as_ptr() as usize - self.base) as u32;
-                            fields.push(FieldSpan { name: (at(name), at(name) + name.len() as u32), value: (at(value), at(value) + value.len() as u32) });
+                            fields.push(FieldSpan {
+                                name: (at(name), at(name) + name.len() as u32),
+                                value: (at(value), at(value) + value.len() as u32),
+                            });
                         }
                     }
                 }
@@ -180,7 +191,11 @@ impl HeadScanner {
             self.lines += 1;
             self.pos = end;
             if self.pos > MAX_HEAD {
-                return self.reject(buf, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "request head too large");
+                return self.reject(
+                    buf,
+                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    "request head too large",
+                );
             }
         }
     }
@@ -191,16 +206,27 @@ impl HeadScanner {
             return self.reject(buf, StatusCode::URI_TOO_LONG, "request line too long");
         }
         if self.lines > 0 && partial > MAX_HEADER_LINE + 1 {
-            return self.reject(buf, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "header line too long");
+            return self.reject(
+                buf,
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "header line too long",
+            );
         }
         if self.pos + partial > MAX_HEAD {
-            return self.reject(buf, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "request head too large");
+            return self.reject(
+                buf,
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "request head too large",
+            );
         }
         Scan::More
     }
 
     fn span(&self, part: &[u8]) -> Span {
-        Span { start: (part.as_ptr() as usize).saturating_sub(self.base), len: part.len().min(MAX_LOGGED) }
+        Span {
+            start: (part.as_ptr() as usize).saturating_sub(self.base),
+            len: part.len().min(MAX_LOGGED),
+        }
     }
 
     fn request_line(&mut self, line: &[u8]) -> Result<(), (StatusCode, &'static str)> {
@@ -209,20 +235,33 @@ impl HeadScanner {
         }
         let bad = (StatusCode::BAD_REQUEST, "malformed request line");
         let mut parts = line.split(|&b| b == b' ');
-        let (Some(method), Some(target), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else { return Err(bad) };
+        let (Some(method), Some(target), Some(version), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(bad);
+        };
         if method.is_empty() || method.len() > MAX_METHOD || !method.iter().all(|&b| is_tchar(b)) {
             return Err((StatusCode::BAD_REQUEST, "malformed method"));
         }
         self.method = Some(self.span(method));
         // Visible ASCII, and (as hyper's parser allows) raw non-ASCII bytes some clients send.
-        if target.is_empty() || !target.iter().fold(true, |ok, &b| ok & ((0x21..=0x7e).contains(&b) || b >= 0x80)) {
+        if target.is_empty()
+            || !target.iter().fold(true, |ok, &b| {
+                ok & ((0x21..=0x7e).contains(&b) || b >= 0x80)
+            })
+        {
             return Err((StatusCode::BAD_REQUEST, "malformed request target"));
         }
         self.target = Some(self.span(target));
         match version {
             b"HTTP/1.1" => {}
             b"HTTP/1.0" => self.http10 = true,
-            v if v.starts_with(b"HTTP/") => return Err((StatusCode::HTTP_VERSION_NOT_SUPPORTED, "unsupported HTTP version")),
+            v if v.starts_with(b"HTTP/") => {
+                return Err((
+                    StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+                    "unsupported HTTP version",
+                ));
+            }
             _ => return Err(bad),
         }
         if method == b"CONNECT" {
@@ -233,7 +272,10 @@ impl HeadScanner {
     }
 
     /// Checks a field line; gives back its name and its value without surrounding whitespace.
-    fn field_line<'l>(&mut self, line: &'l [u8]) -> Result<(&'l [u8], &'l [u8]), (StatusCode, &'static str)> {
+    fn field_line<'l>(
+        &mut self,
+        line: &'l [u8],
+    ) -> Result<(&'l [u8], &'l [u8]), (StatusCode, &'static str)> {
         let too_large = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
         let bad = StatusCode::BAD_REQUEST;
         if line.len() > MAX_HEADER_LINE {
@@ -246,7 +288,9 @@ impl HeadScanner {
         if matches!(line[0], b' ' | b'\t') {
             return Err((bad, "obsolete line folding"));
         }
-        let Some(colon) = line.iter().position(|&b| b == b':') else { return Err((bad, "header line without a colon")) };
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            return Err((bad, "header line without a colon"));
+        };
         let (name, value) = (&line[..colon], &line[colon + 1..]);
         if name.len() > MAX_HEADER_NAME {
             return Err((too_large, "header name too long"));
@@ -264,7 +308,10 @@ impl HeadScanner {
             return Err((bad, "framing header spelled with an underscore"));
         }
         // Without an early exit, so the compiler can check many bytes at a time.
-        if !value.iter().fold(true, |ok, &b| ok & (b == b'\t' || (b >= 0x20 && b != 0x7f))) {
+        if !value
+            .iter()
+            .fold(true, |ok, &b| ok & (b == b'\t' || (b >= 0x20 && b != 0x7f)))
+        {
             return Err((bad, "control character in a header value"));
         }
         let value = value.trim_ascii();
@@ -277,11 +324,23 @@ impl HeadScanner {
         } else if name.eq_ignore_ascii_case(b"content-length") {
             // Repeated equal lines are one length (hyper forwards one of them); a list in
             // one line (`1, 2`, even `5, 5`) is refused, as hyper would.
-            let mut items = value.split(|&b| b == b',').map(|item| parse_length(item.trim_ascii()));
-            let len = items.next().flatten().ok_or((bad, "invalid Content-Length"))?;
+            let mut items = value
+                .split(|&b| b == b',')
+                .map(|item| parse_length(item.trim_ascii()));
+            let len = items
+                .next()
+                .flatten()
+                .ok_or((bad, "invalid Content-Length"))?;
             if let Some(other) = items.next() {
                 let other = other.ok_or((bad, "invalid Content-Length"))?;
-                return Err((bad, if other == len { "Content-Length given as a list" } else { "conflicting Content-Length values" }));
+                return Err((
+                    bad,
+                    if other == len {
+                        "Content-Length given as a list"
+                    } else {
+                        "conflicting Content-Length values"
+                    },
+                ));
             }
             if self.content_length.is_some_and(|seen| seen != len) {
                 return Err((bad, "conflicting Content-Length values"));
@@ -299,7 +358,10 @@ impl HeadScanner {
             }
         } else if name.eq_ignore_ascii_case(b"expect") {
             if !value.eq_ignore_ascii_case(b"100-continue") {
-                return Err((StatusCode::EXPECTATION_FAILED, "unexpected expect header value"));
+                return Err((
+                    StatusCode::EXPECTATION_FAILED,
+                    "unexpected expect header value",
+                ));
             }
         } else if name.eq_ignore_ascii_case(b"upgrade") {
             self.upgrade = true;
@@ -314,17 +376,29 @@ impl HeadScanner {
     fn finish(&mut self, buf: &[u8], len: usize) -> Scan {
         let chunked = self.transfer_encodings > 0;
         if chunked && self.content_length.is_some() {
-            return self.reject(buf, StatusCode::BAD_REQUEST, "Content-Length with Transfer-Encoding");
+            return self.reject(
+                buf,
+                StatusCode::BAD_REQUEST,
+                "Content-Length with Transfer-Encoding",
+            );
         }
         if chunked && self.http10 {
-            return self.reject(buf, StatusCode::BAD_REQUEST, "Transfer-Encoding in an HTTP/1.0 request");
+            return self.reject(
+                buf,
+                StatusCode::BAD_REQUEST,
+                "Transfer-Encoding in an HTTP/1.0 request",
+            );
         }
         let framing = match (chunked, self.content_length) {
             (true, _) => Framing::Chunked,
             (false, Some(n)) if n > 0 => Framing::Length(n),
             _ => Framing::None,
         };
-        Scan::Done(Head { len, framing, upgrade: self.upgrade && !self.http10 })
+        Scan::Done(Head {
+            len,
+            framing,
+            upgrade: self.upgrade && !self.http10,
+        })
     }
 
     fn reject(&mut self, buf: &[u8], status: StatusCode, cause: &'static str) -> Scan {
@@ -334,7 +408,11 @@ impl HeadScanner {
             method: self.method.take().map(|s| logged(buf, s)),
             target: self.target.take().map(|s| logged(buf, s)),
             // Only a single Host names an app; with several, none may be trusted.
-            host: if self.hosts == 1 { self.host.take().map(|s| logged(buf, s)) } else { None },
+            host: if self.hosts == 1 {
+                self.host.take().map(|s| logged(buf, s))
+            } else {
+                None
+            },
             request_id: self.request_id.take().map(|s| logged(buf, s)),
             forwarded_for: self.forwarded_for.take().map(|s| logged(buf, s)),
         })
@@ -343,7 +421,16 @@ impl HeadScanner {
 
 /// `Content-Length` or `Transfer-Encoding` with `_` for `-`.
 fn is_framing_name(name: &[u8]) -> bool {
-    let folded: Vec<u8> = name.iter().map(|&b| if b == b'_' { b'-' } else { b.to_ascii_lowercase() }).collect();
+    let folded: Vec<u8> = name
+        .iter()
+        .map(|&b| {
+            if b == b'_' {
+                b'-'
+            } else {
+                b.to_ascii_lowercase()
+            }
+        })
+        .collect();
     folded == b"content-length" || folded == b"transfer-encoding"
 }
 
@@ -357,7 +444,24 @@ static TCHAR: [bool; 256] = {
     let mut b = 0;
     while b < 256 {
         let c = b as u8;
-        t[b] = c.is_ascii_alphanumeric() || matches!(c, b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~');
+        t[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+            );
         b += 1;
     }
     t
@@ -378,15 +482,25 @@ fn parse_length(s: &[u8]) -> Option<u64> {
 /// answer and the app's log the same H26 line whichever protocol it speaks.
 pub(crate) fn check_h2<B>(req: &http::Request<B>) -> Result<(), Rejection> {
     let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    let host_field = usize::from(req.uri().authority().is_some() && !req.headers().contains_key(http::header::HOST));
+    let host_field = usize::from(
+        req.uri().authority().is_some() && !req.headers().contains_key(http::header::HOST),
+    );
     let refusal = |status, cause| {
-        let field = |name: &str| req.headers().get(name).map(|v| String::from_utf8_lossy(&v.as_bytes()[..v.len().min(MAX_LOGGED)]).into_owned());
+        let field = |name: &str| {
+            req.headers().get(name).map(|v| {
+                String::from_utf8_lossy(&v.as_bytes()[..v.len().min(MAX_LOGGED)]).into_owned()
+            })
+        };
         Err(Rejection {
             status,
             cause,
             method: Some(req.method().as_str().chars().take(MAX_LOGGED).collect()),
             target: Some(target.chars().take(MAX_LOGGED).collect()),
-            host: req.uri().authority().map(|a| a.as_str().to_string()).or_else(|| field("host")),
+            host: req
+                .uri()
+                .authority()
+                .map(|a| a.as_str().to_string())
+                .or_else(|| field("host")),
             request_id: field("x-request-id"),
             forwarded_for: field("x-forwarded-for"),
         })
@@ -396,21 +510,32 @@ pub(crate) fn check_h2<B>(req: &http::Request<B>) -> Result<(), Rejection> {
         return refusal(StatusCode::URI_TOO_LONG, "request line too long");
     }
     if req.headers().len() + host_field > MAX_HEADERS {
-        return refusal(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "too many headers");
+        return refusal(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "too many headers",
+        );
     }
     for (name, value) in req.headers() {
         if name.as_str().len() > MAX_HEADER_NAME {
-            return refusal(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "header name too long");
+            return refusal(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "header name too long",
+            );
         }
         if name.as_str().len() + 2 + value.len() > MAX_HEADER_LINE {
-            return refusal(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "header line too long");
+            return refusal(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "header line too long",
+            );
         }
     }
     Ok(())
 }
 
 fn logged(buf: &[u8], span: Span) -> String {
-    let bytes = buf.get(span.start..span.start + span.len).unwrap_or_default();
+    let bytes = buf
+        .get(span.start..span.start + span.len)
+        .unwrap_or_default();
     String::from_utf8_lossy(bytes).into_owned()
 }
 
@@ -432,23 +557,63 @@ mod tests {
     fn refused(head: &[u8]) -> (u16, &'static str) {
         match scan(head) {
             Scan::Reject(r) => (r.status.as_u16(), r.cause),
-            other => panic!("{:?} was not refused: {other:?}", String::from_utf8_lossy(head)),
+            other => panic!(
+                "{:?} was not refused: {other:?}",
+                String::from_utf8_lossy(head)
+            ),
         }
     }
 
     #[test]
     fn plain_heads_pass() {
         let h = done("GET / HTTP/1.1\r\nHost: a.localhost\r\n\r\n");
-        assert_eq!(h, Head { len: 37, framing: Framing::None, upgrade: false });
-        assert_eq!(done("POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello").framing, Framing::Length(5));
-        assert_eq!(done("POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length:5\r\n\r\n").framing, Framing::Length(5));
-        assert_eq!(done("POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n").framing, Framing::Chunked);
-        assert_eq!(done("POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\tchunked \r\n\r\n").framing, Framing::Chunked);
-        assert_eq!(done("GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n").framing, Framing::None);
-        assert!(done("GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n").upgrade);
+        assert_eq!(
+            h,
+            Head {
+                len: 37,
+                framing: Framing::None,
+                upgrade: false
+            }
+        );
+        assert_eq!(
+            done("POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello").framing,
+            Framing::Length(5)
+        );
+        assert_eq!(
+            done("POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length:5\r\n\r\n")
+                .framing,
+            Framing::Length(5)
+        );
+        assert_eq!(
+            done("POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n").framing,
+            Framing::Chunked
+        );
+        assert_eq!(
+            done("POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\tchunked \r\n\r\n").framing,
+            Framing::Chunked
+        );
+        assert_eq!(
+            done("GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n").framing,
+            Framing::None
+        );
+        assert!(
+            done(
+                "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+            )
+            .upgrade
+        );
         assert!(!done("GET /ws HTTP/1.0\r\nHost: a\r\nUpgrade: websocket\r\n\r\n").upgrade);
-        assert_eq!(done("GET / HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\nX-Empty:\r\n\r\n").framing, Framing::None);
-        assert!(matches!(scan("GET /caf\u{e9} HTTP/1.1\r\nHost: a\r\n\r\n".as_bytes()), Scan::Done(_)), "raw UTF-8 in a path, as hyper allows");
+        assert_eq!(
+            done("GET / HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\nX-Empty:\r\n\r\n").framing,
+            Framing::None
+        );
+        assert!(
+            matches!(
+                scan("GET /caf\u{e9} HTTP/1.1\r\nHost: a\r\n\r\n".as_bytes()),
+                Scan::Done(_)
+            ),
+            "raw UTF-8 in a path, as hyper allows"
+        );
     }
 
     #[test]
@@ -469,7 +634,10 @@ mod tests {
         assert_eq!(scan(b"\r\n\r\nGET / HTTP/1.1\r\n"), Scan::Skip(4));
         assert_eq!(scan(b"\r\n"), Scan::More);
         assert_eq!(refused(&b"\r\n".repeat(9)).0, 400);
-        assert_eq!(refused(b"\nGET / HTTP/1.1\r\n\r\n"), (400, "line ended by a bare LF"));
+        assert_eq!(
+            refused(b"\nGET / HTTP/1.1\r\n\r\n"),
+            (400, "line ended by a bare LF")
+        );
     }
 
     #[test]
@@ -512,7 +680,12 @@ mod tests {
             (b"POST / HTTP/1.1\r\nHost: a\r\nContent_length: 5\r\n\r\n", "framing header spelled with an underscore"),
         ];
         for (head, cause) in cases {
-            assert_eq!(refused(head).1, *cause, "{:?}", String::from_utf8_lossy(head));
+            assert_eq!(
+                refused(head).1,
+                *cause,
+                "{:?}",
+                String::from_utf8_lossy(head)
+            );
         }
     }
 
@@ -525,26 +698,62 @@ mod tests {
 
     #[test]
     fn herokus_limits() {
-        let at_limit = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "x".repeat(MAX_REQUEST_LINE - 14));
+        let at_limit = format!(
+            "GET /{} HTTP/1.1\r\nHost: a\r\n\r\n",
+            "x".repeat(MAX_REQUEST_LINE - 14)
+        );
         assert!(matches!(scan(at_limit.as_bytes()), Scan::Done(_)));
-        let over = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "x".repeat(MAX_REQUEST_LINE - 13));
+        let over = format!(
+            "GET /{} HTTP/1.1\r\nHost: a\r\n\r\n",
+            "x".repeat(MAX_REQUEST_LINE - 13)
+        );
         assert_eq!(refused(over.as_bytes()), (414, "request line too long"));
         // Refused before the line even ends, so it is never buffered whole.
         let partial = format!("GET /{}", "x".repeat(MAX_REQUEST_LINE));
         assert_eq!(refused(partial.as_bytes()).0, 414);
 
-        let value = |n: usize| format!("GET / HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n", "v".repeat(n));
-        assert!(matches!(scan(value(MAX_HEADER_LINE - 7).as_bytes()), Scan::Done(_)));
-        assert_eq!(refused(value(MAX_HEADER_LINE - 6).as_bytes()), (431, "header line too long"));
+        let value = |n: usize| {
+            format!(
+                "GET / HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n",
+                "v".repeat(n)
+            )
+        };
+        assert!(matches!(
+            scan(value(MAX_HEADER_LINE - 7).as_bytes()),
+            Scan::Done(_)
+        ));
+        assert_eq!(
+            refused(value(MAX_HEADER_LINE - 6).as_bytes()),
+            (431, "header line too long")
+        );
         let name = |n: usize| format!("GET / HTTP/1.1\r\nHost: a\r\n{}: v\r\n\r\n", "n".repeat(n));
-        assert!(matches!(scan(name(MAX_HEADER_NAME).as_bytes()), Scan::Done(_)));
-        assert_eq!(refused(name(MAX_HEADER_NAME + 1).as_bytes()), (431, "header name too long"));
+        assert!(matches!(
+            scan(name(MAX_HEADER_NAME).as_bytes()),
+            Scan::Done(_)
+        ));
+        assert_eq!(
+            refused(name(MAX_HEADER_NAME + 1).as_bytes()),
+            (431, "header name too long")
+        );
 
-        let many = |n: usize| format!("GET / HTTP/1.1\r\n{}\r\n", (0..n).map(|i| format!("X-{i}: v\r\n")).collect::<String>());
+        let many = |n: usize| {
+            format!(
+                "GET / HTTP/1.1\r\n{}\r\n",
+                (0..n).map(|i| format!("X-{i}: v\r\n")).collect::<String>()
+            )
+        };
         assert!(matches!(scan(many(MAX_HEADERS).as_bytes()), Scan::Done(_)));
-        assert_eq!(refused(many(MAX_HEADERS + 1).as_bytes()), (431, "too many headers"));
+        assert_eq!(
+            refused(many(MAX_HEADERS + 1).as_bytes()),
+            (431, "too many headers")
+        );
 
-        let huge = format!("GET / HTTP/1.1\r\n{}\r\n", (0..100).map(|i| format!("X-{i}: {}\r\n", "v".repeat(8000))).collect::<String>());
+        let huge = format!(
+            "GET / HTTP/1.1\r\n{}\r\n",
+            (0..100)
+                .map(|i| format!("X-{i}: {}\r\n", "v".repeat(8000)))
+                .collect::<String>()
+        );
         assert_eq!(refused(huge.as_bytes()), (431, "request head too large"));
     }
 
@@ -556,7 +765,9 @@ mod tests {
         assert_eq!(r.host.as_deref(), Some("foo.localhost"));
         assert_eq!(r.request_id.as_deref(), Some("abc"));
         assert_eq!(r.forwarded_for.as_deref(), Some("1.2.3.4"));
-        let Scan::Reject(r) = scan(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n") else { panic!() };
+        let Scan::Reject(r) = scan(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n") else {
+            panic!()
+        };
         assert_eq!(r.host, None, "an ambiguous Host names no app");
     }
 }

@@ -18,12 +18,18 @@ pub(crate) fn hostname(host: &str) -> Option<Cow<'_, str>> {
     let name = name.strip_suffix('.').unwrap_or(name);
     // One pass tells both whether every byte may be in a hostname and whether any is
     // uppercase (on every request, so it is a table lookup a byte).
-    let class = name.bytes().fold(0, |seen, b| seen | HOST_BYTES[usize::from(b)]);
+    let class = name
+        .bytes()
+        .fold(0, |seen, b| seen | HOST_BYTES[usize::from(b)]);
     if name.is_empty() || class & INVALID != 0 {
         return None;
     }
     // Clients nearly always send lowercase, so allocate only when they did not.
-    if class & UPPER != 0 { Some(Cow::Owned(name.to_ascii_lowercase())) } else { Some(Cow::Borrowed(name)) }
+    if class & UPPER != 0 {
+        Some(Cow::Owned(name.to_ascii_lowercase()))
+    } else {
+        Some(Cow::Borrowed(name))
+    }
 }
 
 const INVALID: u8 = 1;
@@ -48,8 +54,16 @@ static HOST_BYTES: [u8; 256] = {
 /// The app label of `<app>.<domain>`; `domain` must already be lowercase without dots at
 /// either end. Only one label may precede the domain: app names have no dots.
 pub(crate) fn app_label<'a>(hostname: &'a str, domain: &str) -> Option<&'a str> {
-    let label = if domain.is_empty() { hostname } else { hostname.strip_suffix(domain)?.strip_suffix('.')? };
-    if label.is_empty() || label.contains('.') { None } else { Some(label) }
+    let label = if domain.is_empty() {
+        hostname
+    } else {
+        hostname.strip_suffix(domain)?.strip_suffix('.')?
+    };
+    if label.is_empty() || label.contains('.') {
+        None
+    } else {
+        Some(label)
+    }
 }
 
 /// A domain as configured, in the form [`app_label`] expects.
@@ -91,6 +105,9 @@ mod tests {
     #[test]
     fn normalizes_domains() {
         assert_eq!(normalize_domain(" .Apps.Example.COM. "), "apps.example.com");
-        assert_eq!(app_label("foo.apps.example.com", "apps.example.com"), Some("foo"));
+        assert_eq!(
+            app_label("foo.apps.example.com", "apps.example.com"),
+            Some("foo")
+        );
     }
 }

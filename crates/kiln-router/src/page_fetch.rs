@@ -77,12 +77,19 @@ pub(crate) async fn page(url: &str, config: &RouterConfig) -> Option<Arc<Page>> 
                 if map.len() >= MAX_ENTRIES {
                     map.retain(|_, e| !e.expired());
                     if map.len() >= MAX_ENTRIES {
-                        if let Some(oldest) = map.iter().min_by_key(|(_, e)| e.created).map(|(k, _)| k.clone()) {
+                        if let Some(oldest) = map
+                            .iter()
+                            .min_by_key(|(_, e)| e.created)
+                            .map(|(k, _)| k.clone())
+                        {
                             map.remove(&oldest);
                         }
                     }
                 }
-                let e = Arc::new(Entry { created: Instant::now(), page: OnceCell::new() });
+                let e = Arc::new(Entry {
+                    created: Instant::now(),
+                    page: OnceCell::new(),
+                });
                 map.insert(key, Arc::clone(&e));
                 e
             }
@@ -139,12 +146,26 @@ async fn fetch(url: &str, allow_private: bool) -> Result<Page, FetchError> {
     if authority.as_str().contains('@') {
         return Err("credentials in page URLs are not supported".into());
     }
-    let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
     let port = authority.port_u16().unwrap_or(80);
-    let addrs: Vec<_> = tokio::net::lookup_host((host, port)).await.map_err(|e| format!("resolving {host}: {e}"))?.collect();
-    let addr = addrs.iter().copied().find(|a| allow_private || is_public(a.ip())).ok_or_else(|| format!("{host} resolves to no public address"))?;
-    let stream = TcpStream::connect(addr).await.map_err(|e| format!("connecting to {addr}: {e}"))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
+    let addrs: Vec<_> = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| format!("resolving {host}: {e}"))?
+        .collect();
+    let addr = addrs
+        .iter()
+        .copied()
+        .find(|a| allow_private || is_public(a.ip()))
+        .ok_or_else(|| format!("{host} resolves to no public address"))?;
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connecting to {addr}: {e}"))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
     // Dropped (and so aborted) with this fetch, whether it ends or times out.
     let conn = AbortOnDrop(tokio::spawn(conn));
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
@@ -165,7 +186,11 @@ async fn fetch(url: &str, allow_private: bool) -> Result<Page, FetchError> {
         .filter(|v| v.as_bytes().starts_with(b"text/"))
         .cloned()
         .unwrap_or_else(|| HeaderValue::from_static("text/html; charset=utf-8"));
-    let body = Limited::new(response.into_body(), MAX_PAGE).collect().await.map_err(|e| format!("reading the page: {e}"))?.to_bytes();
+    let body = Limited::new(response.into_body(), MAX_PAGE)
+        .collect()
+        .await
+        .map_err(|e| format!("reading the page: {e}"))?
+        .to_bytes();
     drop(conn);
     Ok(Page { body, content_type })
 }
@@ -201,7 +226,11 @@ fn is_public(ip: IpAddr) -> bool {
                 return is_public(IpAddr::V4(v4));
             }
             let first = v6.segments()[0];
-            !(v6.is_loopback() || v6.is_unspecified() || v6.is_multicast() || (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80)
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80)
         }
     }
 }
@@ -212,7 +241,20 @@ mod tests {
 
     #[test]
     fn private_addresses_are_not_public() {
-        for ip in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0", "::1", "fd00::1", "fe80::1", "::ffff:127.0.0.1", "224.0.0.1"] {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "224.0.0.1",
+        ] {
             assert!(!is_public(ip.parse().unwrap()), "{ip}");
         }
         for ip in ["1.1.1.1", "93.184.216.34", "2606:4700::1111"] {
@@ -223,13 +265,30 @@ mod tests {
     #[tokio::test]
     async fn only_http_urls_are_fetched() {
         for (url, why) in [
-            ("https://example.com/x", "https:// page URLs are not fetched, only http://"),
+            (
+                "https://example.com/x",
+                "https:// page URLs are not fetched, only http://",
+            ),
             ("example.com/x", "not a URL: invalid format"),
             ("/relative", "the URL has no scheme"),
-            ("http://user:pw@example.com/", "credentials in page URLs are not supported"),
-            ("http://127.0.0.1:9/", "127.0.0.1 resolves to no public address"),
+            (
+                "http://user:pw@example.com/",
+                "credentials in page URLs are not supported",
+            ),
+            (
+                "http://127.0.0.1:9/",
+                "127.0.0.1 resolves to no public address",
+            ),
         ] {
-            assert_eq!(fetch(url, false).await.err().map(|e| e.to_string()).as_deref(), Some(why), "{url}");
+            assert_eq!(
+                fetch(url, false)
+                    .await
+                    .err()
+                    .map(|e| e.to_string())
+                    .as_deref(),
+                Some(why),
+                "{url}"
+            );
         }
     }
 }

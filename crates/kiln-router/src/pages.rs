@@ -42,18 +42,46 @@ const APPLICATION_ERROR: &str = page!(
     "Application error",
     "<p>An error occurred in the application and your page could not be served. If you are the application owner, check your logs for details.</p><p>You can do this with the command <code>kiln logs --tail</code>.</p>"
 );
-const MAINTENANCE: &str = page!("Offline for maintenance", "<p>This app is undergoing maintenance right now.</p><p>Please check back in a little while.</p>");
-const NO_SUCH_APP: &str =
-    page!("There’s nothing here, yet.", "<p>No app is served at this address.</p><p>If you expected one, check the app’s name and domain.</p>");
-const BAD_REQUEST: &str = page!("Bad request", "<p>The router could not understand this request.</p>");
-const TIMEOUT: &str = page!("Request timeout", "<p>The request was not received in time.</p>");
-const METHOD_NOT_ALLOWED: &str = page!("Method not allowed", "<p>The router does not serve this method.</p>");
-const URI_TOO_LONG: &str = page!("Request line too long", "<p>The request line is longer than 8192 bytes.</p>");
-const EXPECTATION_FAILED: &str = page!("Expectation failed", "<p>Only <code>Expect: 100-continue</code> is supported.</p>");
-const HEADERS_TOO_LARGE: &str =
-    page!("Request headers too large", "<p>A header line is longer than 8192 bytes, a header name longer than 1000, or there are more than 1000 headers.</p>");
-const BUSY: &str = page!("Busy", "<p>The router is serving as many requests over HTTP/2 as it allows right now.</p><p>Please try again in a moment.</p>");
-const VERSION_NOT_SUPPORTED: &str = page!("HTTP version not supported", "<p>The router speaks HTTP/1.0 and HTTP/1.1 here.</p>");
+const MAINTENANCE: &str = page!(
+    "Offline for maintenance",
+    "<p>This app is undergoing maintenance right now.</p><p>Please check back in a little while.</p>"
+);
+const NO_SUCH_APP: &str = page!(
+    "There’s nothing here, yet.",
+    "<p>No app is served at this address.</p><p>If you expected one, check the app’s name and domain.</p>"
+);
+const BAD_REQUEST: &str = page!(
+    "Bad request",
+    "<p>The router could not understand this request.</p>"
+);
+const TIMEOUT: &str = page!(
+    "Request timeout",
+    "<p>The request was not received in time.</p>"
+);
+const METHOD_NOT_ALLOWED: &str = page!(
+    "Method not allowed",
+    "<p>The router does not serve this method.</p>"
+);
+const URI_TOO_LONG: &str = page!(
+    "Request line too long",
+    "<p>The request line is longer than 8192 bytes.</p>"
+);
+const EXPECTATION_FAILED: &str = page!(
+    "Expectation failed",
+    "<p>Only <code>Expect: 100-continue</code> is supported.</p>"
+);
+const HEADERS_TOO_LARGE: &str = page!(
+    "Request headers too large",
+    "<p>A header line is longer than 8192 bytes, a header name longer than 1000, or there are more than 1000 headers.</p>"
+);
+const BUSY: &str = page!(
+    "Busy",
+    "<p>The router is serving as many requests over HTTP/2 as it allows right now.</p><p>Please try again in a moment.</p>"
+);
+const VERSION_NOT_SUPPORTED: &str = page!(
+    "HTTP version not supported",
+    "<p>The router speaks HTTP/1.0 and HTTP/1.1 here.</p>"
+);
 
 /// The router's own page for a router error on `app`.
 pub(crate) fn for_code(code: HCode, _app: &AppEntry) -> Response<RouterBody> {
@@ -69,7 +97,11 @@ pub(crate) fn for_code(code: HCode, _app: &AppEntry) -> Response<RouterBody> {
 
 /// The page for a router error on `app`: the app's own maintenance or error page when it
 /// has one that can be fetched (always with the error's 503), else the router's.
-pub(crate) async fn error_page(code: HCode, app: &AppEntry, config: &RouterConfig) -> Response<RouterBody> {
+pub(crate) async fn error_page(
+    code: HCode,
+    app: &AppEntry,
+    config: &RouterConfig,
+) -> Response<RouterBody> {
     let url = match code {
         HCode::H80 => app.maintenance_page_url.as_deref(),
         _ if code.status() == StatusCode::SERVICE_UNAVAILABLE => app.error_page_url.as_deref(),
@@ -83,7 +115,10 @@ pub(crate) async fn error_page(code: HCode, app: &AppEntry, config: &RouterConfi
         *response.status_mut() = code.status();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, page.content_type.clone());
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-store"));
+        headers.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-cache, no-store"),
+        );
         return response;
     }
     for_code(code, app)
@@ -121,14 +156,19 @@ pub(crate) fn bad_request() -> Response<RouterBody> {
 pub(crate) fn acme_challenge(key_authorization: String) -> Response<RouterBody> {
     let mut response = Response::new(RouterBody::full(key_authorization.into()));
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 
 /// After a malformed request the connection's state is suspect; it is not reused.
 fn closing(mut response: Response<RouterBody>) -> Response<RouterBody> {
-    response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
     response
 }
 
@@ -136,8 +176,14 @@ fn html(status: StatusCode, page: &'static str) -> Response<RouterBody> {
     let mut response = Response::new(RouterBody::from_static(page.as_bytes()));
     *response.status_mut() = status;
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
     // A transient router error must not be cached by browsers or CDNs in front.
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-store"));
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-store"),
+    );
     response
 }

@@ -64,7 +64,11 @@ impl Builder {
                     self.run = Some((name.0, value.1 + 2));
                 } else {
                     self.reserve();
-                    crate::engine::put_field(&mut self.lines, &head[name.0..name.1], &head[value.0..value.1]);
+                    crate::engine::put_field(
+                        &mut self.lines,
+                        &head[name.0..name.1],
+                        &head[value.0..value.1],
+                    );
                 }
             }
         }
@@ -86,7 +90,10 @@ impl Builder {
     /// The block, unless no field went into it.
     pub(crate) fn finish(mut self, head: &[u8]) -> Option<Passthrough> {
         self.flush(head);
-        (!self.lines.is_empty()).then(|| Passthrough { lines: self.lines.freeze(), has_date: self.has_date })
+        (!self.lines.is_empty()).then(|| Passthrough {
+            lines: self.lines.freeze(),
+            has_date: self.has_date,
+        })
     }
 }
 
@@ -107,11 +114,16 @@ impl Passthrough {
         while let Some(end) = memchr::memchr(b'\n', rest) {
             let line = rest[..end].strip_suffix(b"\r").unwrap_or(&rest[..end]);
             rest = &rest[end + 1..];
-            let Some(colon) = memchr::memchr(b':', line) else { continue };
+            let Some(colon) = memchr::memchr(b':', line) else {
+                continue;
+            };
             let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii_start());
             // Both were validated when the head was parsed; a field that somehow fails is
             // dropped rather than sent on unchecked.
-            if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name), HeaderValue::from_maybe_shared(self.lines.slice_ref(value))) {
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(name),
+                HeaderValue::from_maybe_shared(self.lines.slice_ref(value)),
+            ) {
                 headers.append(name, value);
             }
         }
@@ -129,7 +141,9 @@ pub(crate) fn map_name(name: &[u8]) -> Result<Option<HeaderName>, InvalidName> {
     let is = |known: &[u8]| name.eq_ignore_ascii_case(known);
     // Length and first letter first: most fields that pass through are settled without
     // comparing a name.
-    let Some(first) = name.first().map(u8::to_ascii_lowercase) else { return Ok(None) };
+    let Some(first) = name.first().map(u8::to_ascii_lowercase) else {
+        return Ok(None);
+    };
     Ok(Some(match (name.len(), first) {
         (2, b't') if is(b"te") => header::TE,
         (3, b'v') if is(b"via") => header::VIA,
@@ -146,7 +160,11 @@ pub(crate) fn map_name(name: &[u8]) -> Result<Option<HeaderName>, InvalidName> {
         (14, b'c') if is(b"content-length") => header::CONTENT_LENGTH,
         (16, b'c') if is(b"content-encoding") => header::CONTENT_ENCODING,
         (17, b't') if is(b"transfer-encoding") => header::TRANSFER_ENCODING,
-        (6.., b'p') if name[..6].eq_ignore_ascii_case(b"proxy-") => return HeaderName::from_bytes(name).map(Some).map_err(|_| InvalidName),
+        (6.., b'p') if name[..6].eq_ignore_ascii_case(b"proxy-") => {
+            return HeaderName::from_bytes(name)
+                .map(Some)
+                .map_err(|_| InvalidName);
+        }
         _ => return Ok(None),
     }))
 }
@@ -169,16 +187,61 @@ mod tests {
 
     #[test]
     fn the_pipeline_fields_stay_in_the_map() {
-        for name in ["Content-Length", "content-type", "CACHE-CONTROL", "Expires", "Vary", "Via", "Connection", "Keep-Alive", "Transfer-Encoding", "TE", "Trailer", "Upgrade", "Proxy-Authenticate", "proxy-connection", "Proxy-", "Content-Encoding", "Content-Range", "X-Cache"] {
+        for name in [
+            "Content-Length",
+            "content-type",
+            "CACHE-CONTROL",
+            "Expires",
+            "Vary",
+            "Via",
+            "Connection",
+            "Keep-Alive",
+            "Transfer-Encoding",
+            "TE",
+            "Trailer",
+            "Upgrade",
+            "Proxy-Authenticate",
+            "proxy-connection",
+            "Proxy-",
+            "Content-Encoding",
+            "Content-Range",
+            "X-Cache",
+        ] {
             assert!(map_name(name.as_bytes()).unwrap().is_some(), "{name}");
         }
-        for name in ["Server", "Date", "ETag", "Last-Modified", "Set-Cookie", "Age", "X-Custom", "Accept-Ranges", "proxy", "Content-Language", "Vary2"] {
+        for name in [
+            "Server",
+            "Date",
+            "ETag",
+            "Last-Modified",
+            "Set-Cookie",
+            "Age",
+            "X-Custom",
+            "Accept-Ranges",
+            "proxy",
+            "Content-Language",
+            "Vary2",
+        ] {
             assert_eq!(map_name(name.as_bytes()), Ok(None), "{name}");
         }
         let long = format!("Proxy-{}", "a".repeat(70_000));
-        assert_eq!(map_name(long.as_bytes()), Err(InvalidName), "a Proxy-* field the map cannot hold is not passed through");
-        for name in ["Content-Length", "Via", "X-Cache", "Keep-Alive", "Proxy-Connection"] {
-            assert_eq!(map_name(name.as_bytes()).unwrap().unwrap().as_str(), name.to_ascii_lowercase(), "the constant is the field's name");
+        assert_eq!(
+            map_name(long.as_bytes()),
+            Err(InvalidName),
+            "a Proxy-* field the map cannot hold is not passed through"
+        );
+        for name in [
+            "Content-Length",
+            "Via",
+            "X-Cache",
+            "Keep-Alive",
+            "Proxy-Connection",
+        ] {
+            assert_eq!(
+                map_name(name.as_bytes()).unwrap().unwrap().as_str(),
+                name.to_ascii_lowercase(),
+                "the constant is the field's name"
+            );
         }
     }
 
@@ -188,7 +251,11 @@ mod tests {
         let mut b = Builder::default();
         while let (Some(f), next) = crate::dyno_head::line_at(head, at).unwrap().unwrap() {
             if map_name(&head[f.name.clone()]).unwrap().is_none() {
-                b.push(head, (f.name.start, f.name.end), (f.value.start, f.value.end));
+                b.push(
+                    head,
+                    (f.name.start, f.name.end),
+                    (f.value.start, f.value.end),
+                );
             }
             at = next;
         }
@@ -210,7 +277,10 @@ mod tests {
         block.append_to(&mut h);
         assert_eq!(h.len(), 8);
         assert_eq!(h["server"], "nginx");
-        assert_eq!(h.get_all("set-cookie").iter().collect::<Vec<_>>(), ["a=1", "b=2; Path=/"]);
+        assert_eq!(
+            h.get_all("set-cookie").iter().collect::<Vec<_>>(),
+            ["a=1", "b=2; Path=/"]
+        );
         assert_eq!(h["x-empty"], "");
         assert_eq!(h["x-trailing"], "v");
         assert_eq!(h["x-bin"].as_bytes(), "caf\u{e9}".as_bytes());

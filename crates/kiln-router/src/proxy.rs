@@ -73,19 +73,36 @@ pub(crate) struct Shared {
 /// `client` is the client connection when it came through the [guard](crate::guard) or the
 /// [engine](crate::engine): it knows whether a failure on the client's side was malformed
 /// input (H26) or idleness (H28).
-pub(crate) async fn handle(shared: Arc<Shared>, client_ip: HeaderValue, client: Option<ClientConn>, mut req: Request<ReqBody>) -> Response<RouterBody> {
-    let received_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+pub(crate) async fn handle(
+    shared: Arc<Shared>,
+    client_ip: HeaderValue,
+    client: Option<ClientConn>,
+    mut req: Request<ReqBody>,
+) -> Response<RouterBody> {
+    let received_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
 
-    let Some(host) = request_host(&mut req) else { return pages::bad_request() };
+    let Some(host) = request_host(&mut req) else {
+        return pages::bad_request();
+    };
     if let Some(answer) = acme_challenge(&shared.table, &req) {
         return pages::acme_challenge(answer);
     }
-    let Some(slot) = host.to_str().ok().and_then(|h| shared.table.lookup_slot(h)) else { return pages::no_such_app() };
+    let Some(slot) = host.to_str().ok().and_then(|h| shared.table.lookup_slot(h)) else {
+        return pages::no_such_app();
+    };
 
     let upgrade = forward::wants_upgrade(&req);
     // Taken before the request moves on; only used if the dyno agrees to switch.
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-    let fwd = forward::prepare_request(req.headers_mut(), &shared.listener, &client_ip, received_ms, upgrade);
+    let fwd = forward::prepare_request(
+        req.headers_mut(),
+        &shared.listener,
+        &client_ip,
+        received_ms,
+        upgrade,
+    );
 
     // Futures that only some requests need are boxed: an async fn's future is as large as
     // everything it might await, and every request pays for moving it.
@@ -127,10 +144,16 @@ fn request_host<B>(req: &mut Request<B>) -> Option<HeaderValue> {
     if hosts.next().is_some() {
         return None;
     }
-    let Some(authority) = req.uri().authority() else { return host };
+    let Some(authority) = req.uri().authority() else {
+        return host;
+    };
     let authority = HeaderValue::from_str(authority.as_str()).ok()?;
     req.headers_mut().insert(header::HOST, authority.clone());
-    let origin = req.uri().path_and_query().cloned().map_or_else(|| Uri::from_static("/"), Uri::from);
+    let origin = req
+        .uri()
+        .path_and_query()
+        .cloned()
+        .map_or_else(|| Uri::from_static("/"), Uri::from);
     *req.uri_mut() = origin;
     Some(authority)
 }
@@ -230,10 +253,17 @@ pub(crate) enum Attempt {
 /// The request's headers come back with the response when the engine sent it (the cache
 /// may need them for `Vary`, and then need not copy them beforehand). `fwd` are Heroku's
 /// fields, which the engine writes beside the map and hyper's client finds in it.
-pub(crate) async fn dispatch(config: &RouterConfig, log: RequestLog, mut req: Request<ReqBody>, fwd: &Forwarded<'_>, client_upgrade: Option<OnUpgrade>) -> (Response<RouterBody>, Option<HeaderMap>) {
+pub(crate) async fn dispatch(
+    config: &RouterConfig,
+    log: RequestLog,
+    mut req: Request<ReqBody>,
+    fwd: &Forwarded<'_>,
+    client_upgrade: Option<OnUpgrade>,
+) -> (Response<RouterBody>, Option<HeaderMap>) {
     let app = Arc::clone(&log.app);
     if let ReqBody::Hyper(body) = req.body() {
-        let unknown_length = !hyper::body::Body::is_end_stream(body) && hyper::body::Body::size_hint(body).exact().is_none();
+        let unknown_length = !hyper::body::Body::is_end_stream(body)
+            && hyper::body::Body::size_hint(body).exact().is_none();
         fwd.insert_into(req.headers_mut());
         to_http11(&mut req, unknown_length);
     }
@@ -246,23 +276,62 @@ pub(crate) async fn dispatch(config: &RouterConfig, log: RequestLog, mut req: Re
         let attempted = match body {
             // The engine serves each of its connection's requests to the end: nothing drops
             // this future half way.
-            ReqBody::Empty => crate::engine::attempt(config, outstanding.state(), Request::from_parts(parts, ()), fwd).await,
+            ReqBody::Empty => {
+                crate::engine::attempt(
+                    config,
+                    outstanding.state(),
+                    Request::from_parts(parts, ()),
+                    fwd,
+                )
+                .await
+            }
             ReqBody::Hyper(body) => {
                 // Until the attempt returns, the request is the dyno's: if hyper drops this
                 // future meanwhile (the client reset its connection or its HTTP/2 stream),
                 // the line says so (H27) instead of the request vanishing from the log.
-                let mut unanswered = Unanswered { log: &log, dyno: &outstanding.state().backend.dyno, received_ms: fwd.received_ms, armed: true };
+                let mut unanswered = Unanswered {
+                    log: &log,
+                    dyno: &outstanding.state().backend.dyno,
+                    received_ms: fwd.received_ms,
+                    armed: true,
+                };
                 // The hyper path's future is boxed (see `handle`): most requests take the engine's.
-                let attempted = Box::pin(attempt(config, outstanding.state(), log.client.as_ref(), Request::from_parts(parts, body))).await;
+                let attempted = Box::pin(attempt(
+                    config,
+                    outstanding.state(),
+                    log.client.as_ref(),
+                    Request::from_parts(parts, body),
+                ))
+                .await;
                 unanswered.armed = false;
                 attempted
             }
         };
         match attempted {
-            Attempt::Answered { response, sender, connect, dispatched_at, request_headers } => {
-                return (respond(log, response, sender, outstanding, connect, dispatched_at, client_upgrade), request_headers);
+            Attempt::Answered {
+                response,
+                sender,
+                connect,
+                dispatched_at,
+                request_headers,
+            } => {
+                return (
+                    respond(
+                        log,
+                        response,
+                        sender,
+                        outstanding,
+                        connect,
+                        dispatched_at,
+                        client_upgrade,
+                    ),
+                    request_headers,
+                );
             }
-            Attempt::Retry { req: unsent, failure } => {
+            Attempt::Retry {
+                req: unsent,
+                failure,
+            } => {
                 req = unsent;
                 last_failure = Some(failure);
             }
@@ -275,7 +344,10 @@ pub(crate) async fn dispatch(config: &RouterConfig, log: RequestLog, mut req: Re
     // `decide` routes only apps with backends, so at least one attempt was made.
     let Some(f) = last_failure else {
         log.emit(&Outcome::refused(HCode::H14));
-        return (Box::pin(pages::error_page(HCode::H14, &app, config)).await, None);
+        return (
+            Box::pin(pages::error_page(HCode::H14, &app, config)).await,
+            None,
+        );
     };
     log.emit(&Outcome {
         code: Some(f.code),
@@ -285,7 +357,10 @@ pub(crate) async fn dispatch(config: &RouterConfig, log: RequestLog, mut req: Re
         status: Some(f.code.status().as_u16()),
         bytes: Some(0),
     });
-    (Box::pin(pages::error_page(f.code, &app, config)).await, None)
+    (
+        Box::pin(pages::error_page(f.code, &app, config)).await,
+        None,
+    )
 }
 
 /// Makes a request hyper's HTTP/1 client will send whole. hyper frames a body by the
@@ -295,8 +370,14 @@ pub(crate) async fn dispatch(config: &RouterConfig, log: RequestLog, mut req: Re
 /// says it is chunked. The dyno always speaks HTTP/1.1 to the router.
 fn to_http11<B>(req: &mut Request<B>, unknown_length: bool) {
     *req.version_mut() = http::Version::HTTP_11;
-    if unknown_length && !req.headers().contains_key(header::CONTENT_LENGTH) && !req.headers().contains_key(header::TRANSFER_ENCODING) {
-        req.headers_mut().insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+    if unknown_length
+        && !req.headers().contains_key(header::CONTENT_LENGTH)
+        && !req.headers().contains_key(header::TRANSFER_ENCODING)
+    {
+        req.headers_mut().insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
     }
 }
 
@@ -312,10 +393,23 @@ struct Unanswered<'a> {
 impl Drop for Unanswered<'_> {
     fn drop(&mut self) {
         if self.armed {
-            let code = if self.log.client.as_ref().is_some_and(ClientConn::went_idle) { HCode::H28 } else { HCode::H27 };
-            let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+            let code = if self.log.client.as_ref().is_some_and(ClientConn::went_idle) {
+                HCode::H28
+            } else {
+                HCode::H27
+            };
+            let now_ms = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
             let service = Duration::from_millis(now_ms.saturating_sub(self.received_ms));
-            self.log.emit(&Outcome { code: Some(code), dyno: Some(self.dyno), connect: None, service: Some(service), status: Some(code.status().as_u16()), bytes: Some(0) });
+            self.log.emit(&Outcome {
+                code: Some(code),
+                dyno: Some(self.dyno),
+                connect: None,
+                service: Some(service),
+                status: Some(code.status().as_u16()),
+                bytes: Some(0),
+            });
         }
     }
 }
@@ -323,8 +417,18 @@ impl Drop for Unanswered<'_> {
 /// One dyno: a pooled connection if one is alive, else a new one; then the request, with
 /// the first-byte timeout from the moment it is handed over (and its body delivered: see
 /// [`guard::first_byte`]).
-async fn attempt(config: &RouterConfig, backend: &Arc<BackendState>, client: Option<&ClientConn>, mut req: Request<Incoming>) -> Attempt {
-    let failure = |code, connect, service| Failure { code, backend: Arc::clone(backend), connect, service };
+async fn attempt(
+    config: &RouterConfig,
+    backend: &Arc<BackendState>,
+    client: Option<&ClientConn>,
+    mut req: Request<Incoming>,
+) -> Attempt {
+    let failure = |code, connect, service| Failure {
+        code,
+        backend: Arc::clone(backend),
+        connect,
+        service,
+    };
     let unsent = |req: Request<Incoming>| req.map(ReqBody::Hyper);
     // Pooled connections found dead; past a few, the dyno probably restarted and dropped
     // them all, so connect afresh instead of draining the pool one by one.
@@ -339,20 +443,45 @@ async fn attempt(config: &RouterConfig, backend: &Arc<BackendState>, client: Opt
                 Err(e) => {
                     tracing::debug!(dyno = %backend.backend.dyno, error = %e, "dyno unreachable");
                     backend.quarantine();
-                    return Attempt::Retry { req: unsent(req), failure: failure(e.hcode(), connect_started.elapsed(), Duration::ZERO) };
+                    return Attempt::Retry {
+                        req: unsent(req),
+                        failure: failure(e.hcode(), connect_started.elapsed(), Duration::ZERO),
+                    };
                 }
             },
         };
-        if reused && timeout(config.connect_timeout, sender.ready()).await.map_or(true, |r| r.is_err()) {
+        if reused
+            && timeout(config.connect_timeout, sender.ready())
+                .await
+                .map_or(true, |r| r.is_err())
+        {
             // The dyno closed this idle connection.
             stale += 1;
             continue;
         }
-        let connect = if reused { Duration::ZERO } else { connect_started.elapsed() };
+        let connect = if reused {
+            Duration::ZERO
+        } else {
+            connect_started.elapsed()
+        };
         let dispatched_at = Instant::now();
         let watched = req.map(|body| RequestBody::new(body, client));
-        match guard::first_byte(config.first_byte_timeout, client, sender.try_send_request(watched)).await {
-            Ok(Ok(response)) => return Attempt::Answered { response: response.map(Inner::Hyper), sender: Some(sender), connect, dispatched_at, request_headers: None },
+        match guard::first_byte(
+            config.first_byte_timeout,
+            client,
+            sender.try_send_request(watched),
+        )
+        .await
+        {
+            Ok(Ok(response)) => {
+                return Attempt::Answered {
+                    response: response.map(Inner::Hyper),
+                    sender: Some(sender),
+                    connect,
+                    dispatched_at,
+                    request_headers: None,
+                };
+            }
             Ok(Err(mut e)) => match e.take_message().map(|r| r.map(RequestBody::into_inner)) {
                 // Nothing was written: a kept-alive connection the dyno had just closed.
                 Some(unsent_req) if reused => {
@@ -360,7 +489,12 @@ async fn attempt(config: &RouterConfig, backend: &Arc<BackendState>, client: Opt
                     req = unsent_req;
                 }
                 // A new connection closed before the request went out: try another dyno.
-                Some(req) => return Attempt::Retry { req: unsent(req), failure: failure(HCode::H13, connect, dispatched_at.elapsed()) },
+                Some(req) => {
+                    return Attempt::Retry {
+                        req: unsent(req),
+                        failure: failure(HCode::H13, connect, dispatched_at.elapsed()),
+                    };
+                }
                 None => {
                     let error = e.into_error();
                     tracing::debug!(dyno = %backend.backend.dyno, %error, "dyno request failed");
@@ -377,7 +511,9 @@ async fn attempt(config: &RouterConfig, backend: &Arc<BackendState>, client: Opt
                 }
             },
             // The dyno keeps working on the request; only the router gives up (as Heroku).
-            Err(_) => return Attempt::Failed(failure(HCode::H12, connect, dispatched_at.elapsed())),
+            Err(_) => {
+                return Attempt::Failed(failure(HCode::H12, connect, dispatched_at.elapsed()));
+            }
         }
     }
 }
@@ -419,11 +555,25 @@ fn respond(
     // would otherwise make the router answer an HTTP/1.1 client in 1.0).
     parts.version = http::Version::HTTP_11;
     forward::prepare_response(&mut parts.headers, false);
-    let finish = Finish { log, outstanding, sender, status: status.as_u16(), connect, dispatched_at, bytes: 0 };
+    let finish = Finish {
+        log,
+        outstanding,
+        sender,
+        status: status.as_u16(),
+        connect,
+        dispatched_at,
+        bytes: 0,
+    };
     Response::from_parts(parts, RouterBody::upstream(body, finish))
 }
 
-fn fail_after_dispatch(log: RequestLog, code: HCode, outstanding: &Outstanding, connect: Duration, dispatched_at: Instant) -> Response<RouterBody> {
+fn fail_after_dispatch(
+    log: RequestLog,
+    code: HCode,
+    outstanding: &Outstanding,
+    connect: Duration,
+    dispatched_at: Instant,
+) -> Response<RouterBody> {
     log.emit(&Outcome {
         code: Some(code),
         dyno: Some(&outstanding.state().backend.dyno),

@@ -5,7 +5,10 @@ use http::HeaderValue;
 /// Heroku keeps a client-supplied id of 20–200 characters from `[A-Za-z0-9+/=-]`, so ids
 /// can be traced across services; anything else could be used to forge or flood logs.
 pub(crate) fn is_valid(id: &[u8]) -> bool {
-    (20..=200).contains(&id.len()) && id.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'-'))
+    (20..=200).contains(&id.len())
+        && id
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'-'))
 }
 
 /// A fresh UUID v4. The random bits come from fastrand's thread-local generator rather than
@@ -15,7 +18,8 @@ pub(crate) fn generate() -> HeaderValue {
     let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
     let text = uuid.hyphenated().encode_lower(&mut buf);
     // A hyphenated UUID is always a valid header value.
-    HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("00000000-0000-4000-8000-000000000000"))
+    HeaderValue::from_str(text)
+        .unwrap_or_else(|_| HeaderValue::from_static("00000000-0000-4000-8000-000000000000"))
 }
 
 #[cfg(test)]

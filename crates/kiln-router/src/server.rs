@@ -54,7 +54,11 @@ pub(crate) async fn serve_on(
 ) -> io::Result<()> {
     let local = listener.local_addr()?;
     if crate::host::normalize_domain(&config.domain) != table.domain() {
-        tracing::warn!(config = config.domain, table = table.domain(), "router config and route table disagree on the domain; the table's is used");
+        tracing::warn!(
+            config = config.domain,
+            table = table.domain(),
+            "router config and route table disagree on the domain; the table's is used"
+        );
     }
     let mut http = http1::Builder::new();
     // Bounds how long a client may take to send a request head, idle keep-alive included
@@ -69,14 +73,41 @@ pub(crate) async fn serve_on(
         .half_close(true)
         .max_headers(crate::head::MAX_HEADERS + 1)
         .max_buf_size(crate::head::MAX_HEAD + 64 * 1024);
-    let listener_info = if tls.is_some() { crate::tls::listener_info(local.port()) } else { ListenerInfo::http(local.port()) };
-    let h2_streams = Arc::new(tokio::sync::Semaphore::new(config.connections.total.min(tokio::sync::Semaphore::MAX_PERMITS)));
-    let shared = Arc::new(Shared { table, logs, config, listener: listener_info, stopping: Arc::new(AtomicBool::new(false)), h2_streams });
+    let listener_info = if tls.is_some() {
+        crate::tls::listener_info(local.port())
+    } else {
+        ListenerInfo::http(local.port())
+    };
+    let h2_streams = Arc::new(tokio::sync::Semaphore::new(
+        config
+            .connections
+            .total
+            .min(tokio::sync::Semaphore::MAX_PERMITS),
+    ));
+    let shared = Arc::new(Shared {
+        table,
+        logs,
+        config,
+        listener: listener_info,
+        stopping: Arc::new(AtomicBool::new(false)),
+        h2_streams,
+    });
     tracing::info!(%local, tls = tls.is_some(), "router listening");
 
-    let name = if tls.is_some() { "kiln-router-tls" } else { "kiln-router" };
+    let name = if tls.is_some() {
+        "kiln-router-tls"
+    } else {
+        "kiln-router"
+    };
     let workers = crate::workers::Workers::start(shared.config.workers, name)?;
-    let gate = kiln_net::Gate::new(if tls.is_some() { "router (HTTPS)" } else { "router" }, shared.config.connections);
+    let gate = kiln_net::Gate::new(
+        if tls.is_some() {
+            "router (HTTPS)"
+        } else {
+            "router"
+        },
+        shared.config.connections,
+    );
     let http = Arc::new(http);
     let tls = tls.map(Arc::new);
 
@@ -126,8 +157,13 @@ pub(crate) async fn serve_on(
 }
 
 /// Serves one client connection. Generic over the transport so TLS (issue 5) reuses it.
-pub(crate) fn spawn_connection<IO>(io: IO, peer: SocketAddr, http: &http1::Builder, shared: &Arc<Shared>, stop: watch::Receiver<bool>)
-where
+pub(crate) fn spawn_connection<IO>(
+    io: IO,
+    peer: SocketAddr,
+    http: &http1::Builder,
+    shared: &Arc<Shared>,
+    stop: watch::Receiver<bool>,
+) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let client_ip = client_ip_header(peer.ip());
@@ -141,7 +177,9 @@ where
         let conn_state = Arc::clone(&conn_state);
         async move { Ok::<_, Infallible>(guard::serve(shared, client_ip, conn_state, req).await) }
     });
-    let conn = http.serve_connection(TokioIo::new(io), service).with_upgrades();
+    let conn = http
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
     tokio::spawn(async move {
         tokio::pin!(conn);
         let result = tokio::select! {
@@ -181,7 +219,11 @@ impl Stopping {
         // Outside tokio's task budget: a budgeted future may answer `Pending` without
         // having polled the channel, and then nothing would be registered to wake us.
         let wait = tokio::task::coop::unconstrained(async move { stopping(&mut stop).await });
-        Stopping { flag: Arc::clone(flag), wait: Box::pin(wait), registered: None }
+        Stopping {
+            flag: Arc::clone(flag),
+            wait: Box::pin(wait),
+            registered: None,
+        }
     }
 }
 
@@ -193,7 +235,11 @@ impl Future for Stopping {
         if this.flag.load(Ordering::Acquire) {
             return Poll::Ready(());
         }
-        if this.registered.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+        if this
+            .registered
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
             return Poll::Pending;
         }
         let polled = this.wait.as_mut().poll(cx);
@@ -252,7 +298,10 @@ mod tests {
         flag.store(true, Ordering::SeqCst);
         tx.send_replace(true);
         let woken = tokio::time::timeout(Duration::from_secs(5), waiting).await;
-        assert!(woken.is_ok_and(|joined| joined.is_ok()), "woken by the shutdown");
+        assert!(
+            woken.is_ok_and(|joined| joined.is_ok()),
+            "woken by the shutdown"
+        );
     }
 
     #[tokio::test(flavor = "current_thread")]
@@ -268,6 +317,9 @@ mod tests {
             let _guard = SetOnDrop(&flag);
         }
         let woken = tokio::time::timeout(Duration::from_secs(5), waiting).await;
-        assert!(woken.is_ok_and(|joined| joined.is_ok()), "woken when the sender went");
+        assert!(
+            woken.is_ok_and(|joined| joined.is_ok()),
+            "woken when the sender went"
+        );
     }
 }

@@ -12,12 +12,12 @@
 //! clone, an update swaps the snapshot, and requests held while an app boots wait on the
 //! same channel for the snapshot that brings a dyno up. No lock is held across an await.
 
+use crate::access_log::LogTarget;
 use crate::backend::BackendState;
 use crate::host;
+use kiln_model::log::LogSink;
 use kiln_model::route::{AppRoutes, Backend, DynoRoutes, WebStatus};
 use std::collections::HashMap;
-use crate::access_log::LogTarget;
-use kiln_model::log::LogSink;
 use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use tokio::sync::watch;
 
@@ -150,7 +150,12 @@ impl AppEntry {
 impl RouteTable {
     /// An empty table serving apps at `<app>.<domain>`.
     pub fn new(domain: &str) -> Arc<RouteTable> {
-        Arc::new(RouteTable { domain: host::normalize_domain(domain), index: RwLock::new(Index::default()), cache: crate::cache::HttpCache::new(), acme: RwLock::default() })
+        Arc::new(RouteTable {
+            domain: host::normalize_domain(domain),
+            index: RwLock::new(Index::default()),
+            cache: crate::cache::HttpCache::new(),
+            acme: RwLock::default(),
+        })
     }
 
     /// The domain apps are served under, normalized.
@@ -170,7 +175,11 @@ impl RouteTable {
 
     /// The key authorization published for an ACME HTTP-01 challenge token.
     pub(crate) fn acme_challenge(&self, token: &str) -> Option<String> {
-        self.acme.read().unwrap_or_else(PoisonError::into_inner).get(token).cloned()
+        self.acme
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(token)
+            .cloned()
     }
 
     pub(crate) fn lookup_slot(&self, host: &str) -> Option<Arc<AppSlot>> {
@@ -182,7 +191,9 @@ impl RouteTable {
                 return Some(Arc::clone(slot));
             }
         }
-        if let Some(slot) = host::app_label(&hostname, &self.domain).and_then(|label| index.by_name.get(label)) {
+        if let Some(slot) =
+            host::app_label(&hostname, &self.domain).and_then(|label| index.by_name.get(label))
+        {
             return Some(Arc::clone(slot));
         }
         if !index.by_wildcard.is_empty() {
@@ -218,27 +229,46 @@ impl RouteTable {
     fn slot_or_insert(index: &mut Index, app_id: &str) -> Arc<AppSlot> {
         Arc::clone(index.by_id.entry(app_id.to_string()).or_insert_with(|| {
             let (tx, _) = watch::channel(Arc::new(AppEntry::new(app_id)));
-            Arc::new(AppSlot { tx, log: OnceLock::new() })
+            Arc::new(AppSlot {
+                tx,
+                log: OnceLock::new(),
+            })
         }))
     }
 }
 
 impl AppRoutes for RouteTable {
-    fn upsert_app(&self, app_id: &str, app_name: &str, maintenance: bool, error_page_url: Option<String>, maintenance_page_url: Option<String>) {
+    fn upsert_app(
+        &self,
+        app_id: &str,
+        app_name: &str,
+        maintenance: bool,
+        error_page_url: Option<String>,
+        maintenance_page_url: Option<String>,
+    ) {
         let app_name = app_name.to_ascii_lowercase();
         let mut index = self.write();
         let slot = Self::slot_or_insert(&mut index, app_id);
         let old_name = slot.current().app_name.clone();
         if old_name != app_name {
             // A rename frees the old host at once; only drop it if it is still ours.
-            if index.by_name.get(&old_name).is_some_and(|s| Arc::ptr_eq(s, &slot)) {
+            if index
+                .by_name
+                .get(&old_name)
+                .is_some_and(|s| Arc::ptr_eq(s, &slot))
+            {
                 index.by_name.remove(&old_name);
             }
         }
         if !app_name.is_empty() {
             if let Some(other) = index.by_name.insert(app_name.clone(), Arc::clone(&slot)) {
                 if !Arc::ptr_eq(&other, &slot) {
-                    tracing::warn!(app_name, app_id, other = other.current().app_id, "app name moved to another app id");
+                    tracing::warn!(
+                        app_name,
+                        app_id,
+                        other = other.current().app_id,
+                        "app name moved to another app id"
+                    );
                 }
             }
         }
@@ -274,7 +304,12 @@ impl AppRoutes for RouteTable {
             };
             if let Some(other) = map.insert(key, Arc::clone(&slot)) {
                 if !Arc::ptr_eq(&other, &slot) {
-                    tracing::warn!(hostname, app_id, other = other.current().app_id, "custom domain moved to another app");
+                    tracing::warn!(
+                        hostname,
+                        app_id,
+                        other = other.current().app_id,
+                        "custom domain moved to another app"
+                    );
                 }
             }
             published.push(hostname);
@@ -285,9 +320,15 @@ impl AppRoutes for RouteTable {
     fn remove_app(&self, app_id: &str) {
         self.cache.purge_app(app_id);
         let mut index = self.write();
-        let Some(slot) = index.by_id.remove(app_id) else { return };
+        let Some(slot) = index.by_id.remove(app_id) else {
+            return;
+        };
         let name = slot.current().app_name.clone();
-        if index.by_name.get(&name).is_some_and(|s| Arc::ptr_eq(s, &slot)) {
+        if index
+            .by_name
+            .get(&name)
+            .is_some_and(|s| Arc::ptr_eq(s, &slot))
+        {
             index.by_name.remove(&name);
         }
         Self::forget_domains(&mut index, app_id, &slot);
@@ -303,13 +344,31 @@ impl DynoRoutes for RouteTable {
     fn set_backends(&self, app_id: &str, status: WebStatus, backends: Vec<Backend>) {
         // The platform registers an app before its first dynos start and removes it after its
         // last have stopped: one it does not know is gone, and is not brought back.
-        let Some(slot) = self.read().by_id.get(app_id).cloned() else { return };
+        let Some(slot) = self.read().by_id.get(app_id).cloned() else {
+            return;
+        };
         let current = slot.current();
         // Keep the state of dynos that are still there: their outstanding counts,
         // quarantine and warm connections stay meaningful.
-        let states: Vec<Arc<BackendState>> = backends.into_iter().map(|b| current.backends.iter().find(|s| s.backend == b).cloned().unwrap_or_else(|| BackendState::new(b))).collect();
+        let states: Vec<Arc<BackendState>> = backends
+            .into_iter()
+            .map(|b| {
+                current
+                    .backends
+                    .iter()
+                    .find(|s| s.backend == b)
+                    .cloned()
+                    .unwrap_or_else(|| BackendState::new(b))
+            })
+            .collect();
         // Dynos leaving rotation are remembered while they still have requests in flight.
-        let mut draining: Vec<Arc<BackendState>> = current.draining.iter().chain(current.backends.iter()).filter(|d| !states.iter().any(|s| Arc::ptr_eq(s, d)) && d.outstanding() > 0).cloned().collect();
+        let mut draining: Vec<Arc<BackendState>> = current
+            .draining
+            .iter()
+            .chain(current.backends.iter())
+            .filter(|d| !states.iter().any(|s| Arc::ptr_eq(s, d)) && d.outstanding() > 0)
+            .cloned()
+            .collect();
         draining.dedup_by(|a, b| Arc::ptr_eq(a, b));
         slot.update(|e| {
             e.status = status;
@@ -323,9 +382,17 @@ impl DynoRoutes for RouteTable {
     }
 
     fn in_flight(&self, app_id: &str, addr: std::net::SocketAddr) -> usize {
-        let Some(slot) = self.read().by_id.get(app_id).cloned() else { return 0 };
+        let Some(slot) = self.read().by_id.get(app_id).cloned() else {
+            return 0;
+        };
         let entry = slot.current();
-        entry.backends.iter().chain(entry.draining.iter()).filter(|b| b.backend.addr == addr).map(|b| b.outstanding()).sum()
+        entry
+            .backends
+            .iter()
+            .chain(entry.draining.iter())
+            .filter(|b| b.backend.addr == addr)
+            .map(|b| b.outstanding())
+            .sum()
     }
 }
 
@@ -334,7 +401,10 @@ mod tests {
     use super::*;
 
     fn backend(dyno: &str, port: u16) -> Backend {
-        Backend { dyno: dyno.to_string(), addr: ([127, 0, 0, 1], port).into() }
+        Backend {
+            dyno: dyno.to_string(),
+            addr: ([127, 0, 0, 1], port).into(),
+        }
     }
 
     #[test]
@@ -361,17 +431,31 @@ mod tests {
         t.set_backends("id1", WebStatus::Up, vec![backend("web.1", 1)]);
         assert!(t.get("id1").is_none());
         t.upsert_app("id1", "foo", true, Some("https://e/x".into()), None);
-        t.set_backends("id1", WebStatus::Up, vec![backend("web.1", 1), backend("web.2", 2)]);
+        t.set_backends(
+            "id1",
+            WebStatus::Up,
+            vec![backend("web.1", 1), backend("web.2", 2)],
+        );
         let e = t.lookup_host("foo.localhost").unwrap();
         assert_eq!(e.status(), WebStatus::Up);
-        assert!(e.maintenance && e.error_page_url() == Some("https://e/x"), "dynos do not touch the app's settings");
+        assert!(
+            e.maintenance && e.error_page_url() == Some("https://e/x"),
+            "dynos do not touch the app's settings"
+        );
         t.upsert_app("id1", "foo", true, Some("https://e/x".into()), None);
         let e = t.lookup_host("foo.localhost").unwrap();
         assert_eq!(e.backends().count(), 2, "upsert keeps backends");
         let _busy = e.backends[1].begin();
-        t.set_backends("id1", WebStatus::Up, vec![backend("web.2", 2), backend("web.3", 3)]);
+        t.set_backends(
+            "id1",
+            WebStatus::Up,
+            vec![backend("web.2", 2), backend("web.3", 3)],
+        );
         let e2 = t.get("id1").unwrap();
-        let counts: Vec<_> = e2.outstanding().map(|(b, n)| (b.dyno.as_str(), n)).collect();
+        let counts: Vec<_> = e2
+            .outstanding()
+            .map(|(b, n)| (b.dyno.as_str(), n))
+            .collect();
         assert_eq!(counts, vec![("web.2", 1), ("web.3", 0)]);
     }
 
@@ -380,15 +464,30 @@ mod tests {
         let t = RouteTable::new("localhost");
         t.upsert_app("id1", "foo", false, None, None);
         t.upsert_app("id2", "bar", false, None, None);
-        t.set_domains("id1", vec!["WWW.Example.com.".into(), "*.example.org".into(), "bar.localhost".into()]);
+        t.set_domains(
+            "id1",
+            vec![
+                "WWW.Example.com.".into(),
+                "*.example.org".into(),
+                "bar.localhost".into(),
+            ],
+        );
         let app = |host: &str| t.lookup_host(host).map(|a| a.app_id().to_string());
         assert_eq!(app("www.example.com").as_deref(), Some("id1"));
         assert_eq!(app("WWW.EXAMPLE.COM:8080").as_deref(), Some("id1"));
         assert_eq!(app("example.com"), None);
-        assert_eq!(app("a.example.org").as_deref(), Some("id1"), "wildcard, one label");
+        assert_eq!(
+            app("a.example.org").as_deref(),
+            Some("id1"),
+            "wildcard, one label"
+        );
         assert_eq!(app("a.b.example.org"), None);
         assert_eq!(app("example.org"), None);
-        assert_eq!(app("bar.localhost").as_deref(), Some("id1"), "exact custom domains come first");
+        assert_eq!(
+            app("bar.localhost").as_deref(),
+            Some("id1"),
+            "exact custom domains come first"
+        );
         assert_eq!(app("foo.localhost").as_deref(), Some("id1"));
 
         // A new set replaces the old one; another app may take a freed hostname.
@@ -396,13 +495,24 @@ mod tests {
         assert_eq!(app("www.example.com"), None);
         assert_eq!(app("a.example.org"), None);
         assert_eq!(app("bar.localhost").as_deref(), Some("id2"));
-        t.set_domains("id2", vec!["www.example.com".into(), "api.example.com".into()]);
-        assert_eq!(app("api.example.com").as_deref(), Some("id2"), "the latest publisher wins");
+        t.set_domains(
+            "id2",
+            vec!["www.example.com".into(), "api.example.com".into()],
+        );
+        assert_eq!(
+            app("api.example.com").as_deref(),
+            Some("id2"),
+            "the latest publisher wins"
+        );
         // id1 dropping its (already taken) hostname does not unroute id2's.
         t.set_domains("id1", vec![]);
         assert_eq!(app("api.example.com").as_deref(), Some("id2"));
         t.remove_app("id2");
-        assert_eq!(app("www.example.com"), None, "a removed app's domains go with it");
+        assert_eq!(
+            app("www.example.com"),
+            None,
+            "a removed app's domains go with it"
+        );
     }
 
     #[tokio::test]

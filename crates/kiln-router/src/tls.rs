@@ -15,16 +15,16 @@
 //!   else is closed. Malformed handshakes end in a TLS alert and a close; neither stops the
 //!   listener.
 
-use crate::config::RouterConfig;
 use crate::body::RouterBody;
+use crate::config::RouterConfig;
 use crate::forward::ListenerInfo;
 use crate::guard::{self, ClientConn};
 use crate::pages;
 use crate::proxy::{self, Shared};
 use crate::server;
 use crate::table::RouteTable;
-use http::header::{self, HeaderMap, HeaderValue};
 use http::Request;
+use http::header::{self, HeaderMap, HeaderValue};
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
@@ -53,7 +53,8 @@ const MAX_CONCURRENT_STREAMS: u32 = 128;
 /// Bound on one HTTP/2 request's header block once decompressed: past HTTP/1.1's own limit on
 /// a head (HTTP/2 counts 32 bytes more per field), so that the router's per-line checks
 /// (`head::check_h2`) answer first, with the router's page and an H26 line.
-const MAX_HEADER_LIST_SIZE: u32 = (crate::head::MAX_HEAD + 32 * (crate::head::MAX_HEADERS + 1)) as u32;
+const MAX_HEADER_LIST_SIZE: u32 =
+    (crate::head::MAX_HEAD + 32 * (crate::head::MAX_HEADERS + 1)) as u32;
 
 /// The answer to plain HTTP on the HTTPS port.
 const PLAIN_HTTP_ANSWER: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 61\r\nConnection: close\r\n\r\nThis port speaks HTTPS: use an https:// URL to reach an app.\n";
@@ -69,7 +70,15 @@ pub async fn serve_tls(
     tls: Arc<rustls::ServerConfig>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    server::serve_on(listener, table, logs, config, Some(TlsAcceptor::from(tls)), shutdown).await
+    server::serve_on(
+        listener,
+        table,
+        logs,
+        config,
+        Some(TlsAcceptor::from(tls)),
+        shutdown,
+    )
+    .await
 }
 
 /// What requests on a TLS listener on `port` are forwarded as.
@@ -80,7 +89,8 @@ pub(crate) fn listener_info(port: u16) -> ListenerInfo {
 /// The route table answers which app a TLS client's SNI name belongs to.
 impl kiln_tls::HostOwner for RouteTable {
     fn owner_of(&self, hostname: &str) -> Option<String> {
-        self.lookup_host(hostname).map(|app| app.app_id().to_string())
+        self.lookup_host(hostname)
+            .map(|app| app.app_id().to_string())
     }
 }
 
@@ -124,7 +134,10 @@ pub(crate) fn spawn_connection(
 
 /// The TLS handshake, after a look at the first byte: `Ok(None)` for a connection that was
 /// not TLS (and has been answered or closed).
-async fn handshake(stream: Client, acceptor: &TlsAcceptor) -> io::Result<Option<tokio_rustls::server::TlsStream<Client>>> {
+async fn handshake(
+    stream: Client,
+    acceptor: &TlsAcceptor,
+) -> io::Result<Option<tokio_rustls::server::TlsStream<Client>>> {
     let mut first = [0u8; 1];
     if stream.get_ref().peek(&mut first).await? == 0 {
         return Ok(None);
@@ -156,7 +169,12 @@ async fn answer_plain_http(mut stream: Client) {
 
 /// Serves an HTTP/2 connection until the client closes it, it sits idle for the router's
 /// idle timeout, or the router shuts down (GOAWAY, letting open streams finish).
-async fn serve_h2(io: tokio_rustls::server::TlsStream<Client>, peer: SocketAddr, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+async fn serve_h2(
+    io: tokio_rustls::server::TlsStream<Client>,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
     let idle_timeout = shared.config.idle_timeout;
     let started = Instant::now();
     // Milliseconds after `started` when the last request arrived.
@@ -179,11 +197,21 @@ async fn serve_h2(io: tokio_rustls::server::TlsStream<Client>, peer: SocketAddr,
                         // its body's progress and idleness decide H12 and H28.
                         let client = ClientConn::stream(shared.config.idle_timeout);
                         let idle = shared.config.idle_timeout;
-                        let mut response = proxy::handle(shared, client_ip, Some(client.clone()), req.map(proxy::ReqBody::Hyper)).await;
+                        let mut response = proxy::handle(
+                            shared,
+                            client_ip,
+                            Some(client.clone()),
+                            req.map(proxy::ReqBody::Hyper),
+                        )
+                        .await;
                         // hyper writes only the map (see the guard's `serve`), and the watch
                         // hides the body that holds the dyno's other fields.
                         crate::passthrough::materialize(&mut response);
-                        response.map(|body| RouterBody::layered(Box::pin(crate::h2_watch::ResponseWatch::new(body, client, idle, permit))))
+                        response.map(|body| {
+                            RouterBody::layered(Box::pin(crate::h2_watch::ResponseWatch::new(
+                                body, client, idle, permit,
+                            )))
+                        })
                     }
                 };
                 // HTTP/2 has no `Connection`, and refusing a stream does not close the connection.
@@ -193,12 +221,16 @@ async fn serve_h2(io: tokio_rustls::server::TlsStream<Client>, peer: SocketAddr,
         })
     };
     let mut builder = http2::Builder::new(TokioExecutor::new());
-    builder.timer(TokioTimer::new()).max_concurrent_streams(MAX_CONCURRENT_STREAMS).max_header_list_size(MAX_HEADER_LIST_SIZE);
+    builder
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .max_header_list_size(MAX_HEADER_LIST_SIZE);
     let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     let mut closing = false;
     let result = loop {
-        let idle_at = started + Duration::from_millis(last_request.load(Ordering::Relaxed)) + idle_timeout;
+        let idle_at =
+            started + Duration::from_millis(last_request.load(Ordering::Relaxed)) + idle_timeout;
         tokio::select! {
             result = conn.as_mut() => break result,
             () = server::stopping(&mut stop), if !closing => {
@@ -223,7 +255,9 @@ async fn serve_h2(io: tokio_rustls::server::TlsStream<Client>, peer: SocketAddr,
 /// one line, so they are joined with `; ` before the request goes on (RFC 9113 §8.2.3).
 fn join_cookies(headers: &mut HeaderMap) {
     let mut values = headers.get_all(header::COOKIE).iter();
-    let (Some(first), Some(_)) = (values.next(), values.next()) else { return };
+    let (Some(first), Some(_)) = (values.next(), values.next()) else {
+        return;
+    };
     let mut joined = first.as_bytes().to_vec();
     for value in headers.get_all(header::COOKIE).iter().skip(1) {
         joined.extend_from_slice(b"; ");
@@ -246,7 +280,10 @@ mod tests {
         h.append(header::COOKIE, HeaderValue::from_static("b=2"));
         h.append(header::COOKIE, HeaderValue::from_static("c=3"));
         join_cookies(&mut h);
-        assert_eq!(h.get_all(header::COOKIE).iter().collect::<Vec<_>>(), ["a=1; b=2; c=3"]);
+        assert_eq!(
+            h.get_all(header::COOKIE).iter().collect::<Vec<_>>(),
+            ["a=1; b=2; c=3"]
+        );
         let mut one = HeaderMap::new();
         one.append(header::COOKIE, HeaderValue::from_static("a=1"));
         join_cookies(&mut one);
@@ -257,6 +294,9 @@ mod tests {
     fn plain_http_answer_is_well_formed() {
         let text = std::str::from_utf8(PLAIN_HTTP_ANSWER).unwrap();
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
-        assert!(head.contains(&format!("Content-Length: {}", body.len())), "{head}");
+        assert!(
+            head.contains(&format!("Content-Length: {}", body.len())),
+            "{head}"
+        );
     }
 }

@@ -24,8 +24,14 @@ pub(crate) fn splice(client: OnUpgrade, dyno: OnUpgrade, outstanding: Outstandin
         match (client, dyno) {
             (Ok(client), Ok(dyno)) => {
                 let last = Arc::new(AtomicU64::new(clock_ms()));
-                let mut client = Active { io: TokioIo::new(client), last: Arc::clone(&last) };
-                let mut dyno = Active { io: TokioIo::new(dyno), last: Arc::clone(&last) };
+                let mut client = Active {
+                    io: TokioIo::new(client),
+                    last: Arc::clone(&last),
+                };
+                let mut dyno = Active {
+                    io: TokioIo::new(dyno),
+                    last: Arc::clone(&last),
+                };
                 let copy = tokio::io::copy_bidirectional(&mut client, &mut dyno);
                 tokio::pin!(copy);
                 let idle_ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
@@ -33,7 +39,9 @@ pub(crate) fn splice(client: OnUpgrade, dyno: OnUpgrade, outstanding: Outstandin
                     let deadline = last.load(Ordering::Relaxed).saturating_add(idle_ms);
                     let now = clock_ms();
                     if now >= deadline {
-                        tracing::debug!("upgraded connection idle for the whole window; closing it");
+                        tracing::debug!(
+                            "upgraded connection idle for the whole window; closing it"
+                        );
                         break;
                     }
                     tokio::select! {
@@ -48,7 +56,11 @@ pub(crate) fn splice(client: OnUpgrade, dyno: OnUpgrade, outstanding: Outstandin
                 }
             }
             (client, dyno) => {
-                tracing::debug!(client_ok = client.is_ok(), dyno_ok = dyno.is_ok(), "protocol switch failed");
+                tracing::debug!(
+                    client_ok = client.is_ok(),
+                    dyno_ok = dyno.is_ok(),
+                    "protocol switch failed"
+                );
             }
         }
         drop(outstanding);
@@ -68,7 +80,11 @@ impl<T> Active<T> {
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Active<T> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
         let polled = Pin::new(&mut this.io).poll_read(cx, buf);
@@ -80,7 +96,11 @@ impl<T: AsyncRead + Unpin> AsyncRead for Active<T> {
 }
 
 impl<T: AsyncWrite + Unpin> AsyncWrite for Active<T> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.io).poll_write(cx, data);
         if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {

@@ -50,14 +50,20 @@ impl Sender {
     pub(crate) fn try_send_request(
         &mut self,
         req: Request<RequestBody>,
-    ) -> impl Future<Output = Result<Response<Incoming>, TrySendError<Request<RequestBody>>>> + use<> {
+    ) -> impl Future<Output = Result<Response<Incoming>, TrySendError<Request<RequestBody>>>> + use<>
+    {
         self.inner.try_send_request(req)
     }
 
     /// Fails the connection: a response body still arriving on it ends in an error.
     pub(crate) fn abort(&self) {
         self.abort.aborted.store(true, Ordering::Release);
-        let waker = self.abort.waker.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let waker = self
+            .abort
+            .waker
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         if let Some(waker) = waker {
             waker.wake();
         }
@@ -85,14 +91,21 @@ struct DynoIo {
 impl DynoIo {
     fn check(&self) -> io::Result<()> {
         if self.abort.aborted.load(Ordering::Acquire) {
-            return Err(io::Error::new(io::ErrorKind::TimedOut, "the router gave up on this dyno connection (idle)"));
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the router gave up on this dyno connection (idle)",
+            ));
         }
         Ok(())
     }
 }
 
 impl AsyncRead for DynoIo {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         this.check()?;
         let filled = buf.filled().len();
@@ -104,7 +117,11 @@ impl AsyncRead for DynoIo {
             if std::mem::take(&mut this.received) {
                 crate::ack::now(&this.stream);
             }
-            let mut waker = this.abort.waker.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut waker = this
+                .abort
+                .waker
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             if !waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
                 *waker = Some(cx.waker().clone());
             }
@@ -117,13 +134,21 @@ impl AsyncRead for DynoIo {
 }
 
 impl AsyncWrite for DynoIo {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         this.check()?;
         Pin::new(&mut this.stream).poll_write(cx, data)
     }
 
-    fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         this.check()?;
         Pin::new(&mut this.stream).poll_write_vectored(cx, bufs)
@@ -190,11 +215,15 @@ struct Idle<T> {
 
 impl<T: Pooled> Pool<T> {
     pub(crate) fn new() -> Pool<T> {
-        Pool { shards: std::array::from_fn(|_| Mutex::new(Vec::new())) }
+        Pool {
+            shards: std::array::from_fn(|_| Mutex::new(Vec::new())),
+        }
     }
 
     fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Idle<T>>> {
-        self.shards[shard()].lock().unwrap_or_else(PoisonError::into_inner)
+        self.shards[shard()]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// An idle connection that still looks alive, if any.
@@ -216,11 +245,17 @@ impl<T: Pooled> Pool<T> {
         let mut idle = self.idle();
         // The oldest entry sits at the bottom where `take` rarely reaches; retire it here
         // once it expires so it does not pin a socket on the dyno.
-        if idle.first().is_some_and(|c| c.since.elapsed() >= POOL_IDLE_TIMEOUT) {
+        if idle
+            .first()
+            .is_some_and(|c| c.since.elapsed() >= POOL_IDLE_TIMEOUT)
+        {
             idle.remove(0);
         }
         if idle.len() < POOL_MAX_IDLE {
-            idle.push(Idle { sender, since: Instant::now() });
+            idle.push(Idle {
+                sender,
+                since: Instant::now(),
+            });
         }
     }
 }
@@ -235,7 +270,10 @@ pub(crate) enum ConnectError {
     #[error("connecting to dyno at {addr}: {source}")]
     Io { addr: SocketAddr, source: io::Error },
     #[error("starting HTTP/1.1 with dyno at {addr}: {source}")]
-    Handshake { addr: SocketAddr, source: hyper::Error },
+    Handshake {
+        addr: SocketAddr,
+        source: hyper::Error,
+    },
 }
 
 impl ConnectError {
@@ -252,8 +290,15 @@ impl ConnectError {
 /// Opens a TCP connection to a dyno within `timeout`.
 pub(crate) async fn open(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, ConnectError> {
     let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-        Err(_) => return Err(ConnectError::Timeout { addr, after: timeout }),
-        Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => return Err(ConnectError::Refused { addr }),
+        Err(_) => {
+            return Err(ConnectError::Timeout {
+                addr,
+                after: timeout,
+            });
+        }
+        Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => {
+            return Err(ConnectError::Refused { addr });
+        }
         Ok(Err(source)) => return Err(ConnectError::Io { addr, source }),
         Ok(Ok(stream)) => stream,
     };
@@ -266,8 +311,15 @@ pub(crate) async fn open(addr: SocketAddr, timeout: Duration) -> Result<TcpStrea
 pub(crate) async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Sender, ConnectError> {
     let stream = open(addr, timeout).await?;
     let abort = Arc::new(Abort::default());
-    let io = DynoIo { stream, abort: Arc::clone(&abort), received: false };
-    let (inner, conn) = http1::Builder::new().handshake(TokioIo::new(io)).await.map_err(|source| ConnectError::Handshake { addr, source })?;
+    let io = DynoIo {
+        stream,
+        abort: Arc::clone(&abort),
+        received: false,
+    };
+    let (inner, conn) = http1::Builder::new()
+        .handshake(TokioIo::new(io))
+        .await
+        .map_err(|source| ConnectError::Handshake { addr, source })?;
     tokio::spawn(async move {
         // Upgrades (WebSocket) take the socket over once the dyno answers 101.
         if let Err(e) = conn.with_upgrades().await {

@@ -45,18 +45,25 @@ impl Workers {
         };
         let mut queues = Vec::with_capacity(count);
         for i in 0..count {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
             let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
-            std::thread::Builder::new().name(format!("{name}-{i}")).spawn(move || {
-                runtime.block_on(async move {
-                    while let Some(job) = rx.recv().await {
-                        job();
-                    }
-                });
-            })?;
+            std::thread::Builder::new()
+                .name(format!("{name}-{i}"))
+                .spawn(move || {
+                    runtime.block_on(async move {
+                        while let Some(job) = rx.recv().await {
+                            job();
+                        }
+                    });
+                })?;
             queues.push(tx);
         }
-        Ok(Arc::new(Workers { queues, next: AtomicUsize::new(0) }))
+        Ok(Arc::new(Workers {
+            queues,
+            next: AtomicUsize::new(0),
+        }))
     }
 
     /// Runs `job` on the next worker. `false` if that worker has gone (it panicked).
@@ -99,6 +106,10 @@ mod tests {
         for _ in 0..4 {
             done_rx.recv().await.unwrap();
         }
-        assert_eq!(seen.lock().unwrap().len(), 2, "round-robin reaches both workers");
+        assert_eq!(
+            seen.lock().unwrap().len(),
+            2,
+            "round-robin reaches both workers"
+        );
     }
 }

@@ -32,7 +32,12 @@ struct Answer {
 }
 
 fn answer(headers: &[(&'static str, &str)], body: &str) -> Answer {
-    Answer { status: 200, headers: headers.iter().map(|(k, v)| (*k, v.to_string())).collect(), body: Bytes::from(body.to_string()), delay: Duration::ZERO }
+    Answer {
+        status: 200,
+        headers: headers.iter().map(|(k, v)| (*k, v.to_string())).collect(),
+        body: Bytes::from(body.to_string()),
+        delay: Duration::ZERO,
+    }
 }
 
 /// A dyno that answers with `f(request)` and counts requests. Each body ends with
@@ -47,7 +52,9 @@ where
     let (count, f) = (hits.clone(), Arc::new(f));
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
             let (count, f) = (count.clone(), f.clone());
             tokio::spawn(async move {
                 let service = service_fn(move |req: Request<Incoming>| {
@@ -69,7 +76,9 @@ where
                         Ok::<_, Infallible>(resp)
                     }
                 });
-                let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
             });
         }
     });
@@ -96,11 +105,20 @@ impl Got {
 
 async fn fetch(addr: SocketAddr, req: http::request::Builder) -> Got {
     let stream = TcpStream::connect(addr).await.unwrap();
-    let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
     tokio::spawn(conn);
-    let resp = tx.send_request(req.body(Full::new(Bytes::new())).unwrap()).await.unwrap();
+    let resp = tx
+        .send_request(req.body(Full::new(Bytes::new())).unwrap())
+        .await
+        .unwrap();
     let (parts, body) = resp.into_parts();
-    Got { status: parts.status, headers: parts.headers, body: body.collect().await.unwrap().to_bytes() }
+    Got {
+        status: parts.status,
+        headers: parts.headers,
+        body: body.collect().await.unwrap().to_bytes(),
+    }
 }
 
 async fn fetch_path(addr: SocketAddr, path: &str) -> Got {
@@ -121,11 +139,29 @@ async fn miss_then_hit_reaches_the_app_once() {
     let (d, hits) = dyno(|_| answer(&[PUBLIC, ("content-type", "text/plain")], "hello")).await;
     let id = router.app("foo", &[d]);
 
-    let first = fetch(router.addr, get("foo.localhost", "/page?q=1").header("x-request-id", "abcdefghij0123456789")).await;
-    assert_eq!((first.status, first.x_cache(), first.text().as_str()), (StatusCode::OK, "MISS", "hello #1"));
-    let second = fetch(router.addr, get("FOO.localhost", "/page?q=1").header("x-request-id", "bcdefghij0123456789a")).await;
-    assert_eq!((second.status, second.x_cache(), second.text().as_str()), (StatusCode::OK, "HIT", "hello #1"));
-    assert!(second.header("age").parse::<u64>().unwrap() <= 1, "{}", second.header("age"));
+    let first = fetch(
+        router.addr,
+        get("foo.localhost", "/page?q=1").header("x-request-id", "abcdefghij0123456789"),
+    )
+    .await;
+    assert_eq!(
+        (first.status, first.x_cache(), first.text().as_str()),
+        (StatusCode::OK, "MISS", "hello #1")
+    );
+    let second = fetch(
+        router.addr,
+        get("FOO.localhost", "/page?q=1").header("x-request-id", "bcdefghij0123456789a"),
+    )
+    .await;
+    assert_eq!(
+        (second.status, second.x_cache(), second.text().as_str()),
+        (StatusCode::OK, "HIT", "hello #1")
+    );
+    assert!(
+        second.header("age").parse::<u64>().unwrap() <= 1,
+        "{}",
+        second.header("age")
+    );
     assert_eq!(second.header("content-length"), "8");
     assert_eq!(second.header("via"), "1.1 kiln");
     assert_eq!(second.header("cache-control"), "public, max-age=60");
@@ -133,18 +169,39 @@ async fn miss_then_hit_reaches_the_app_once() {
 
     // Another URL, and HEAD answered from the stored GET.
     assert_eq!(fetch_path(router.addr, "/page?q=2").await.x_cache(), "MISS");
-    let head = fetch(router.addr, Request::head("/page?q=1").header("host", "foo.localhost")).await;
-    assert_eq!((head.x_cache(), head.header("content-length"), head.body.len()), ("HIT", "8", 0));
+    let head = fetch(
+        router.addr,
+        Request::head("/page?q=1").header("host", "foo.localhost"),
+    )
+    .await;
+    assert_eq!(
+        (
+            head.x_cache(),
+            head.header("content-length"),
+            head.body.len()
+        ),
+        ("HIT", "8", 0)
+    );
     assert_eq!(hits.load(Ordering::SeqCst), 2);
 
-    let line = router.logs.wait_for(&id, "request_id=bcdefghij0123456789a").await;
+    let line = router
+        .logs
+        .wait_for(&id, "request_id=bcdefghij0123456789a")
+        .await;
     assert!(
         line.message.starts_with("at=info method=GET path=\"/page?q=1\" host=FOO.localhost request_id=bcdefghij0123456789a fwd=\"127.0.0.1\" dyno=cache connect=0ms service="),
         "{}",
         line.message
     );
-    assert!(line.message.ends_with(" status=200 bytes=8 protocol=http"), "{}", line.message);
-    let miss = router.logs.wait_for(&id, "request_id=abcdefghij0123456789").await;
+    assert!(
+        line.message.ends_with(" status=200 bytes=8 protocol=http"),
+        "{}",
+        line.message
+    );
+    let miss = router
+        .logs
+        .wait_for(&id, "request_id=abcdefghij0123456789")
+        .await;
     assert!(miss.message.contains(" dyno=web.1 "), "{}", miss.message);
 }
 
@@ -161,7 +218,11 @@ async fn age_and_expiry() {
 
     fetch_path(router.addr, "/aged").await;
     let r = fetch_path(router.addr, "/aged").await;
-    assert_eq!((r.x_cache(), r.header("age")), ("HIT", "10"), "the origin's Age counts");
+    assert_eq!(
+        (r.x_cache(), r.header("age")),
+        ("HIT", "10"),
+        "the origin's Age counts"
+    );
 
     for path in ["/short", "/shared"] {
         assert_eq!(fetch_path(router.addr, path).await.x_cache(), "MISS");
@@ -170,19 +231,34 @@ async fn age_and_expiry() {
     assert_eq!(hits.load(Ordering::SeqCst), 3);
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let r = fetch_path(router.addr, "/short").await;
-    assert_eq!((r.x_cache(), r.text().as_str()), ("MISS", "short #4"), "stale after max-age");
+    assert_eq!(
+        (r.x_cache(), r.text().as_str()),
+        ("MISS", "short #4"),
+        "stale after max-age"
+    );
     let r = fetch_path(router.addr, "/shared").await;
-    assert_eq!(r.x_cache(), "MISS", "s-maxage wins over max-age for a shared cache");
+    assert_eq!(
+        r.x_cache(),
+        "MISS",
+        "s-maxage wins over max-age for a shared cache"
+    );
     let r = fetch_path(router.addr, "/aged").await;
     let age: u64 = r.header("age").parse().unwrap();
-    assert!((11..=13).contains(&age), "stored age plus time in the cache: {age}");
+    assert!(
+        (11..=13).contains(&age),
+        "stored age plus time in the cache: {age}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vary_keeps_variants_apart() {
     let router = Router::start().await;
     let (d, hits) = dyno(|p| {
-        let lang = p.headers.get("x-lang").map_or("none", |v| v.to_str().unwrap()).to_string();
+        let lang = p
+            .headers
+            .get("x-lang")
+            .map_or("none", |v| v.to_str().unwrap())
+            .to_string();
         answer(&[PUBLIC, ("vary", "X-Lang")], &lang)
     })
     .await;
@@ -209,32 +285,83 @@ async fn vary_keeps_variants_apart() {
 async fn vary_on_heroku_fields_keys_on_what_the_dyno_saw() {
     let router = Router::start().await;
     let (d, hits) = dyno(|p| {
-        let seen = |name: &str| p.headers.get_all(name).iter().map(|v| v.to_str().unwrap().to_string()).collect::<Vec<_>>().join("|");
-        let body = format!("{};{};{}", seen("via"), seen("x-forwarded-for"), seen("x-forwarded-proto"));
-        answer(&[PUBLIC, ("vary", "Via, X-Forwarded-For, X-Forwarded-Proto")], &body)
+        let seen = |name: &str| {
+            p.headers
+                .get_all(name)
+                .iter()
+                .map(|v| v.to_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+                .join("|")
+        };
+        let body = format!(
+            "{};{};{}",
+            seen("via"),
+            seen("x-forwarded-for"),
+            seen("x-forwarded-proto")
+        );
+        answer(
+            &[PUBLIC, ("vary", "Via, X-Forwarded-For, X-Forwarded-Proto")],
+            &body,
+        )
     })
     .await;
     router.app("foo", &[d]);
     let plain = || get("foo.localhost", "/");
 
     let r = fetch(router.addr, plain()).await;
-    assert_eq!((r.x_cache(), r.text().as_str()), ("MISS", "1.1 kiln;127.0.0.1;http #1"));
+    assert_eq!(
+        (r.x_cache(), r.text().as_str()),
+        ("MISS", "1.1 kiln;127.0.0.1;http #1")
+    );
     let r = fetch(router.addr, plain().header("via", "1.0 corp")).await;
-    assert_eq!((r.x_cache(), r.text().as_str()), ("MISS", "1.0 corp, 1.1 kiln;127.0.0.1;http #2"));
+    assert_eq!(
+        (r.x_cache(), r.text().as_str()),
+        ("MISS", "1.0 corp, 1.1 kiln;127.0.0.1;http #2")
+    );
     // What the client says of the protocol is replaced, so it is the same variant.
     let r = fetch(router.addr, plain().header("x-forwarded-proto", "https")).await;
-    assert_eq!((r.x_cache(), r.text().as_str()), ("HIT", "1.1 kiln;127.0.0.1;http #1"));
+    assert_eq!(
+        (r.x_cache(), r.text().as_str()),
+        ("HIT", "1.1 kiln;127.0.0.1;http #1")
+    );
     let r = fetch(router.addr, plain().header("via", "1.0 corp")).await;
-    assert_eq!((r.x_cache(), r.text().as_str()), ("HIT", "1.0 corp, 1.1 kiln;127.0.0.1;http #2"));
+    assert_eq!(
+        (r.x_cache(), r.text().as_str()),
+        ("HIT", "1.0 corp, 1.1 kiln;127.0.0.1;http #2")
+    );
     let r = fetch(router.addr, plain().header("x-forwarded-for", "9.9.9.9")).await;
-    assert_eq!((r.x_cache(), r.text().as_str()), ("MISS", "1.1 kiln;9.9.9.9, 127.0.0.1;http #3"));
+    assert_eq!(
+        (r.x_cache(), r.text().as_str()),
+        ("MISS", "1.1 kiln;9.9.9.9, 127.0.0.1;http #3")
+    );
     // HTTP/1.0 takes hyper's path through the router, to the same stored variants.
-    let r = fetch(router.addr, plain().version(http::Version::HTTP_10).header("x-forwarded-for", "9.9.9.9")).await;
-    assert_eq!((r.x_cache(), r.text().as_str()), ("HIT", "1.1 kiln;9.9.9.9, 127.0.0.1;http #3"));
-    let r = fetch(router.addr, plain().version(http::Version::HTTP_10).header("via", "2.0 other")).await;
-    assert_eq!((r.x_cache(), r.text().as_str()), ("MISS", "2.0 other, 1.1 kiln;127.0.0.1;http #4"));
+    let r = fetch(
+        router.addr,
+        plain()
+            .version(http::Version::HTTP_10)
+            .header("x-forwarded-for", "9.9.9.9"),
+    )
+    .await;
+    assert_eq!(
+        (r.x_cache(), r.text().as_str()),
+        ("HIT", "1.1 kiln;9.9.9.9, 127.0.0.1;http #3")
+    );
+    let r = fetch(
+        router.addr,
+        plain()
+            .version(http::Version::HTTP_10)
+            .header("via", "2.0 other"),
+    )
+    .await;
+    assert_eq!(
+        (r.x_cache(), r.text().as_str()),
+        ("MISS", "2.0 other, 1.1 kiln;127.0.0.1;http #4")
+    );
     let r = fetch(router.addr, plain().header("via", "2.0 other")).await;
-    assert_eq!((r.x_cache(), r.text().as_str()), ("HIT", "2.0 other, 1.1 kiln;127.0.0.1;http #4"));
+    assert_eq!(
+        (r.x_cache(), r.text().as_str()),
+        ("HIT", "2.0 other, 1.1 kiln;127.0.0.1;http #4")
+    );
     assert_eq!(hits.load(Ordering::SeqCst), 4);
 }
 
@@ -260,31 +387,74 @@ async fn uncacheable_responses_always_reach_the_app() {
     .await;
     router.app("foo", &[d]);
 
-    for path in ["/private", "/no-store", "/no-cache", "/cookie", "/vary-star", "/no-lifetime", "/plain", "/error"] {
+    for path in [
+        "/private",
+        "/no-store",
+        "/no-cache",
+        "/cookie",
+        "/vary-star",
+        "/no-lifetime",
+        "/plain",
+        "/error",
+    ] {
         let before = hits.load(Ordering::SeqCst);
         for _ in 0..2 {
-            assert_eq!(fetch_path(router.addr, path).await.x_cache(), "MISS", "{path}");
+            assert_eq!(
+                fetch_path(router.addr, path).await.x_cache(),
+                "MISS",
+                "{path}"
+            );
         }
-        assert_eq!(hits.load(Ordering::SeqCst), before + 2, "{path} must not be stored");
+        assert_eq!(
+            hits.load(Ordering::SeqCst),
+            before + 2,
+            "{path} must not be stored"
+        );
     }
-    assert_eq!(fetch_path(router.addr, "/cookie").await.header("set-cookie"), "session=secret");
+    assert_eq!(
+        fetch_path(router.addr, "/cookie")
+            .await
+            .header("set-cookie"),
+        "session=secret"
+    );
 
     // Authorization: stored only with explicit permission, and a response stored without
     // it never answers a request that has credentials.
-    let auth = |path: &'static str| get("foo.localhost", path).header("authorization", "Bearer alice");
+    let auth =
+        |path: &'static str| get("foo.localhost", path).header("authorization", "Bearer alice");
     let before = hits.load(Ordering::SeqCst);
     fetch(router.addr, auth("/max-age-only")).await;
     fetch(router.addr, auth("/max-age-only")).await;
-    assert_eq!(hits.load(Ordering::SeqCst), before + 2, "max-age alone does not allow storing an authorized response");
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        before + 2,
+        "max-age alone does not allow storing an authorized response"
+    );
     fetch_path(router.addr, "/max-age-only").await;
-    assert_eq!(fetch_path(router.addr, "/max-age-only").await.x_cache(), "HIT", "stored for anonymous requests");
-    assert_eq!(fetch(router.addr, auth("/max-age-only")).await.x_cache(), "MISS", "but not used for authorized ones");
+    assert_eq!(
+        fetch_path(router.addr, "/max-age-only").await.x_cache(),
+        "HIT",
+        "stored for anonymous requests"
+    );
+    assert_eq!(
+        fetch(router.addr, auth("/max-age-only")).await.x_cache(),
+        "MISS",
+        "but not used for authorized ones"
+    );
     fetch(router.addr, auth("/public")).await;
-    assert_eq!(fetch(router.addr, auth("/public")).await.x_cache(), "HIT", "public allows it");
+    assert_eq!(
+        fetch(router.addr, auth("/public")).await.x_cache(),
+        "HIT",
+        "public allows it"
+    );
 
     // Only GET (and HEAD) are looked up.
     let before = hits.load(Ordering::SeqCst);
-    fetch(router.addr, Request::post("/public").header("host", "foo.localhost")).await;
+    fetch(
+        router.addr,
+        Request::post("/public").header("host", "foo.localhost"),
+    )
+    .await;
     assert_eq!(hits.load(Ordering::SeqCst), before + 1);
 }
 
@@ -302,7 +472,9 @@ async fn concurrent_misses_are_coalesced() {
     .await;
     router.app("foo", &[d]);
 
-    let all: Vec<_> = (0..20).map(|_| tokio::spawn(fetch_path(router.addr, "/slow"))).collect();
+    let all: Vec<_> = (0..20)
+        .map(|_| tokio::spawn(fetch_path(router.addr, "/slow")))
+        .collect();
     let mut bodies = Vec::new();
     let mut misses = 0;
     for t in all {
@@ -311,33 +483,52 @@ async fn concurrent_misses_are_coalesced() {
         misses += usize::from(r.x_cache() == "MISS");
         bodies.push(r.text());
     }
-    assert_eq!(hits.load(Ordering::SeqCst), 1, "20 concurrent requests, one fetch");
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        1,
+        "20 concurrent requests, one fetch"
+    );
     assert_eq!(misses, 1);
     assert!(bodies.iter().all(|b| b == "slow #1"), "{bodies:?}");
 
     // An uncacheable answer releases the waiters, and later requests do not queue.
     let started = Instant::now();
-    let all: Vec<_> = (0..5).map(|_| tokio::spawn(fetch_path(router.addr, "/dynamic"))).collect();
+    let all: Vec<_> = (0..5)
+        .map(|_| tokio::spawn(fetch_path(router.addr, "/dynamic")))
+        .collect();
     for t in all {
         assert!(t.await.unwrap().text().starts_with("dynamic #"));
     }
     let first_round = started.elapsed();
     assert_eq!(hits.load(Ordering::SeqCst), 6);
     let started = Instant::now();
-    let all: Vec<_> = (0..5).map(|_| tokio::spawn(fetch_path(router.addr, "/dynamic"))).collect();
+    let all: Vec<_> = (0..5)
+        .map(|_| tokio::spawn(fetch_path(router.addr, "/dynamic")))
+        .collect();
     for t in all {
         t.await.unwrap();
     }
     // Queued behind one fetch they would take two dyno delays (1.2 s); side by side, one.
-    assert!(started.elapsed() < Duration::from_millis(1100), "hit-for-miss: no queueing ({:?}, first round {first_round:?})", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(1100),
+        "hit-for-miss: no queueing ({:?}, first round {first_round:?})",
+        started.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_bound_evicts_least_recently_used() {
-    let config = RouterConfig { cache: CacheConfig { max_bytes: 64 * 1024, max_object_bytes: 16 * 1024 }, ..RouterConfig::default() };
+    let config = RouterConfig {
+        cache: CacheConfig {
+            max_bytes: 64 * 1024,
+            max_object_bytes: 16 * 1024,
+        },
+        ..RouterConfig::default()
+    };
     let router = Router::with_config(config).await;
     let big = "x".repeat(10_000);
-    let (d, hits) = dyno(move |p| answer(&[PUBLIC], if p.uri.path() == "/huge" { "" } else { &big })).await;
+    let (d, hits) =
+        dyno(move |p| answer(&[PUBLIC], if p.uri.path() == "/huge" { "" } else { &big })).await;
     let (huge, huge_hits) = dyno(|_| answer(&[PUBLIC], &"y".repeat(20_000))).await;
     router.app("foo", &[d]);
     router.app("bar", &[huge]);
@@ -352,8 +543,16 @@ async fn memory_bound_evicts_least_recently_used() {
     assert!((4..=6).contains(&usage.objects), "{usage:?}");
     assert_eq!(hits.load(Ordering::SeqCst), 20);
     assert_eq!(fetch_path(router.addr, "/19").await.x_cache(), "HIT");
-    assert_eq!(fetch_path(router.addr, "/0").await.x_cache(), "HIT", "recently used survives");
-    assert_eq!(fetch_path(router.addr, "/1").await.x_cache(), "MISS", "least recently used went first");
+    assert_eq!(
+        fetch_path(router.addr, "/0").await.x_cache(),
+        "HIT",
+        "recently used survives"
+    );
+    assert_eq!(
+        fetch_path(router.addr, "/1").await.x_cache(),
+        "MISS",
+        "least recently used went first"
+    );
 
     // Bigger than the per-object cap: passed through, never stored.
     for _ in 0..2 {
@@ -378,7 +577,13 @@ async fn new_release_purges_the_app() {
     let r = fetch_path(router.addr, "/").await;
     assert_eq!((r.x_cache(), r.text().as_str()), ("MISS", "v #2"));
     assert_eq!(fetch_path(router.addr, "/").await.x_cache(), "HIT");
-    assert_eq!(fetch(router.addr, get("bar.localhost", "/")).await.x_cache(), "HIT", "other apps keep theirs");
+    assert_eq!(
+        fetch(router.addr, get("bar.localhost", "/"))
+            .await
+            .x_cache(),
+        "HIT",
+        "other apps keep theirs"
+    );
     assert_eq!(hits.load(Ordering::SeqCst), 2);
 }
 
@@ -388,34 +593,77 @@ async fn conditional_requests_on_hits() {
     let (d, _) = dyno(|_| answer(&[PUBLIC, ("etag", "\"v1\"")], "body")).await;
     router.app("foo", &[d]);
     fetch_path(router.addr, "/").await;
-    let r = fetch(router.addr, get("foo.localhost", "/").header("if-none-match", "\"v1\"")).await;
-    assert_eq!((r.status, r.x_cache(), r.body.len()), (StatusCode::NOT_MODIFIED, "HIT", 0));
-    let r = fetch(router.addr, get("foo.localhost", "/").header("if-none-match", "\"v0\"")).await;
+    let r = fetch(
+        router.addr,
+        get("foo.localhost", "/").header("if-none-match", "\"v1\""),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.x_cache(), r.body.len()),
+        (StatusCode::NOT_MODIFIED, "HIT", 0)
+    );
+    let r = fetch(
+        router.addr,
+        get("foo.localhost", "/").header("if-none-match", "\"v0\""),
+    )
+    .await;
     assert_eq!((r.status, r.text().as_str()), (StatusCode::OK, "body #1"));
 }
 
-const PAGE: &str = "<html><body>Lorem ipsum dolor sit amet, consectetur adipiscing elit.</body></html>";
+const PAGE: &str =
+    "<html><body>Lorem ipsum dolor sit amet, consectetur adipiscing elit.</body></html>";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gzip_for_compressible_responses() {
     let router = Router::start().await;
     let page = PAGE.repeat(40);
     let (d, _) = dyno(move |p| match p.uri.path() {
-        "/html" => answer(&[("content-type", "text/html; charset=utf-8"), ("etag", "\"e\"")], &page),
-        "/json" => answer(&[("content-type", "application/json")], &format!("{{\"a\":\"{}\"}}", "b".repeat(3000))),
+        "/html" => answer(
+            &[
+                ("content-type", "text/html; charset=utf-8"),
+                ("etag", "\"e\""),
+            ],
+            &page,
+        ),
+        "/json" => answer(
+            &[("content-type", "application/json")],
+            &format!("{{\"a\":\"{}\"}}", "b".repeat(3000)),
+        ),
         "/png" => answer(&[("content-type", "image/png")], &page),
         "/small" => answer(&[("content-type", "text/html")], "<p>hi</p>"),
-        "/done" => answer(&[("content-type", "text/html"), ("content-encoding", "br")], &page),
-        "/no-transform" => answer(&[("content-type", "text/html"), ("cache-control", "no-transform")], &page),
+        "/done" => answer(
+            &[("content-type", "text/html"), ("content-encoding", "br")],
+            &page,
+        ),
+        "/no-transform" => answer(
+            &[
+                ("content-type", "text/html"),
+                ("cache-control", "no-transform"),
+            ],
+            &page,
+        ),
         _ => answer(&[("content-type", "text/css"), ("vary", "Cookie")], &page),
     })
     .await;
     router.app("foo", &[d]);
-    let gz = |path: &'static str| get("foo.localhost", path).header("accept-encoding", "gzip, deflate, br");
+    let gz = |path: &'static str| {
+        get("foo.localhost", path).header("accept-encoding", "gzip, deflate, br")
+    };
 
     let r = fetch(router.addr, gz("/html")).await;
-    assert_eq!((r.header("content-encoding"), r.header("vary"), r.header("etag")), ("gzip", "Accept-Encoding", "W/\"e\""));
-    assert!(r.body.len() < PAGE.len() * 40 / 4, "compressed to {}", r.body.len());
+    assert_eq!(
+        (
+            r.header("content-encoding"),
+            r.header("vary"),
+            r.header("etag")
+        ),
+        ("gzip", "Accept-Encoding", "W/\"e\"")
+    );
+    assert!(
+        r.body.len() < PAGE.len() * 40 / 4,
+        "compressed to {}",
+        r.body.len()
+    );
     assert_eq!(gunzip(&r.body), format!("{} #1", PAGE.repeat(40)));
     assert!(r.headers.get("content-length").is_none());
 
@@ -425,20 +673,39 @@ async fn gzip_for_compressible_responses() {
 
     let r = fetch(router.addr, gz("/css")).await;
     assert_eq!(r.header("content-encoding"), "gzip");
-    assert_eq!(r.headers.get_all("vary").iter().collect::<Vec<_>>(), ["Cookie", "Accept-Encoding"]);
+    assert_eq!(
+        r.headers.get_all("vary").iter().collect::<Vec<_>>(),
+        ["Cookie", "Accept-Encoding"]
+    );
 
     let r = fetch_path(router.addr, "/html").await;
-    assert_eq!((r.header("content-encoding"), r.header("vary")), ("", "Accept-Encoding"), "not accepted: identity, still Vary");
+    assert_eq!(
+        (r.header("content-encoding"), r.header("vary")),
+        ("", "Accept-Encoding"),
+        "not accepted: identity, still Vary"
+    );
     assert!(r.text().starts_with(PAGE));
-    let r = fetch(router.addr, get("foo.localhost", "/html").header("accept-encoding", "gzip;q=0, identity")).await;
+    let r = fetch(
+        router.addr,
+        get("foo.localhost", "/html").header("accept-encoding", "gzip;q=0, identity"),
+    )
+    .await;
     assert_eq!(r.header("content-encoding"), "");
 
     for path in ["/png", "/small", "/no-transform"] {
         let r = fetch(router.addr, gz(path)).await;
-        assert_eq!((r.header("content-encoding"), r.header("vary")), ("", ""), "{path}");
+        assert_eq!(
+            (r.header("content-encoding"), r.header("vary")),
+            ("", ""),
+            "{path}"
+        );
     }
     let r = fetch(router.addr, gz("/done")).await;
-    assert_eq!(r.header("content-encoding"), "br", "the app's own encoding is left alone");
+    assert_eq!(
+        r.header("content-encoding"),
+        "br",
+        "the app's own encoding is left alone"
+    );
     assert_eq!(r.body.len(), PAGE.len() * 40 + 3);
 }
 
@@ -448,14 +715,23 @@ async fn router_pages_are_gzipped_for_get_and_head_alike() {
     // a GET and a HEAD must get the same headers. A dyno that refuses connections gets the
     // page from the dispatch, which the gzip layer wraps.
     let router = Router::start().await;
-    let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let gone = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     router.app("foo", &[gone]);
     let gz = || get("foo.localhost", "/").header("accept-encoding", "gzip");
     let r = fetch(router.addr, gz()).await;
-    assert_eq!((r.status, r.header("content-encoding"), r.header("vary")), (StatusCode::SERVICE_UNAVAILABLE, "gzip", "Accept-Encoding"));
+    assert_eq!(
+        (r.status, r.header("content-encoding"), r.header("vary")),
+        (StatusCode::SERVICE_UNAVAILABLE, "gzip", "Accept-Encoding")
+    );
     assert!(gunzip(&r.body).contains("Application error"));
     let r = fetch(router.addr, gz().method("HEAD")).await;
-    assert_eq!((r.status, r.header("content-encoding"), r.header("vary")), (StatusCode::SERVICE_UNAVAILABLE, "gzip", "Accept-Encoding"));
+    assert_eq!(
+        (r.status, r.header("content-encoding"), r.header("vary")),
+        (StatusCode::SERVICE_UNAVAILABLE, "gzip", "Accept-Encoding")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -467,13 +743,30 @@ async fn cached_objects_are_served_gzipped_or_plain() {
     let gz = || get("foo.localhost", "/").header("accept-encoding", "gzip");
 
     let miss = fetch(router.addr, gz()).await;
-    assert_eq!((miss.x_cache(), miss.header("content-encoding")), ("MISS", "gzip"));
+    assert_eq!(
+        (miss.x_cache(), miss.header("content-encoding")),
+        ("MISS", "gzip")
+    );
     let hit = fetch(router.addr, gz()).await;
-    assert_eq!((hit.x_cache(), hit.header("content-encoding"), hit.header("vary")), ("HIT", "gzip", "Accept-Encoding"));
+    assert_eq!(
+        (
+            hit.x_cache(),
+            hit.header("content-encoding"),
+            hit.header("vary")
+        ),
+        ("HIT", "gzip", "Accept-Encoding")
+    );
     assert_eq!(hit.header("content-length"), hit.body.len().to_string());
     assert_eq!(gunzip(&hit.body), gunzip(&miss.body));
     let plain = fetch_path(router.addr, "/").await;
-    assert_eq!((plain.x_cache(), plain.header("content-encoding"), plain.header("vary")), ("HIT", "", "Accept-Encoding"));
+    assert_eq!(
+        (
+            plain.x_cache(),
+            plain.header("content-encoding"),
+            plain.header("vary")
+        ),
+        ("HIT", "", "Accept-Encoding")
+    );
     assert_eq!(plain.text(), gunzip(&miss.body));
     assert_eq!(hits.load(Ordering::SeqCst), 1);
 }
@@ -485,7 +778,9 @@ async fn gzip_streams_without_buffering_the_body() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
-        let Ok((stream, _)) = listener.accept().await else { return };
+        let Ok((stream, _)) = listener.accept().await else {
+            return;
+        };
         let service = service_fn(|_req: Request<Incoming>| async {
             let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(2);
             tokio::spawn(async move {
@@ -494,23 +789,37 @@ async fn gzip_streams_without_buffering_the_body() {
                 let _ = tx.send(Ok(Frame::data(Bytes::from(PAGE.repeat(20))))).await;
             });
             let body = ChannelBody(rx);
-            let resp = http::Response::builder().header("content-type", "text/html").body(body).unwrap();
+            let resp = http::Response::builder()
+                .header("content-type", "text/html")
+                .body(body)
+                .unwrap();
             Ok::<_, Infallible>(resp)
         });
-        let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+        let _ = http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), service)
+            .await;
     });
     router.app("foo", &[addr]);
 
     let stream = TcpStream::connect(router.addr).await.unwrap();
-    let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
     tokio::spawn(conn);
     let started = Instant::now();
-    let req = get("foo.localhost", "/").header("accept-encoding", "gzip").body(Full::new(Bytes::new())).unwrap();
+    let req = get("foo.localhost", "/")
+        .header("accept-encoding", "gzip")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
     let resp = tx.send_request(req).await.unwrap();
     assert_eq!(resp.headers()["content-encoding"], "gzip");
     let mut body = resp.into_body();
     let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
-    assert!(started.elapsed() < Duration::from_millis(800), "first half arrives before the dyno finishes ({:?})", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(800),
+        "first half arrives before the dyno finishes ({:?})",
+        started.elapsed()
+    );
     let mut all = first.to_vec();
     while let Some(frame) = body.frame().await {
         if let Ok(data) = frame.unwrap().into_data() {
@@ -528,7 +837,10 @@ impl hyper::body::Body for ChannelBody {
     type Data = Bytes;
     type Error = Infallible;
 
-    fn poll_frame(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         self.0.poll_recv(cx)
     }
 }
@@ -555,7 +867,11 @@ async fn every_field_of_the_dynos_head_reaches_the_client_on_every_path() {
             "/hop" => fields.extend([("connection", "x-secret"), ("x-secret", "1")]),
             _ => {}
         }
-        fields.push(if req.uri.path() == "/stored" { PUBLIC } else { ("x-plain", "1") });
+        fields.push(if req.uri.path() == "/stored" {
+            PUBLIC
+        } else {
+            ("x-plain", "1")
+        });
         answer(&fields, &page)
     })
     .await;
@@ -563,20 +879,48 @@ async fn every_field_of_the_dynos_head_reaches_the_client_on_every_path() {
     let check = |r: &Got, what: &str| {
         assert_eq!(r.status, StatusCode::OK, "{what}");
         assert_eq!(r.header("server"), "testdyno", "{what}");
-        assert_eq!(r.header("last-modified"), "Sun, 22 Nov 2026 04:00:00 GMT", "{what}");
-        assert_eq!(r.headers["x-custom"].as_bytes(), "caf\u{e9}".as_bytes(), "{what}");
-        assert_eq!(r.headers.get_all("date").iter().count(), 1, "{what}: the dyno's Date, and no second one");
+        assert_eq!(
+            r.header("last-modified"),
+            "Sun, 22 Nov 2026 04:00:00 GMT",
+            "{what}"
+        );
+        assert_eq!(
+            r.headers["x-custom"].as_bytes(),
+            "caf\u{e9}".as_bytes(),
+            "{what}"
+        );
+        assert_eq!(
+            r.headers.get_all("date").iter().count(),
+            1,
+            "{what}: the dyno's Date, and no second one"
+        );
         assert_eq!(r.header("via"), "1.1 kiln", "{what}");
     };
 
     let plain = fetch_path(router.addr, "/").await;
     check(&plain, "plain");
-    assert_eq!(plain.headers.get_all("set-cookie").iter().collect::<Vec<_>>(), ["a=1", "b=2; Path=/"], "both cookies, in order");
+    assert_eq!(
+        plain
+            .headers
+            .get_all("set-cookie")
+            .iter()
+            .collect::<Vec<_>>(),
+        ["a=1", "b=2; Path=/"],
+        "both cookies, in order"
+    );
     assert_eq!((plain.header("etag"), plain.x_cache()), ("\"abc\"", "MISS"));
 
-    let gz = fetch(router.addr, get("foo.localhost", "/").header("accept-encoding", "gzip")).await;
+    let gz = fetch(
+        router.addr,
+        get("foo.localhost", "/").header("accept-encoding", "gzip"),
+    )
+    .await;
     check(&gz, "gzipped");
-    assert_eq!((gz.header("content-encoding"), gz.header("etag")), ("gzip", "W/\"abc\""), "the ETag is weakened with the rest of the head kept");
+    assert_eq!(
+        (gz.header("content-encoding"), gz.header("etag")),
+        ("gzip", "W/\"abc\""),
+        "the ETag is weakened with the rest of the head kept"
+    );
     assert_eq!(gz.headers.get_all("set-cookie").iter().count(), 2);
 
     let miss = fetch_path(router.addr, "/stored").await;
@@ -587,6 +931,10 @@ async fn every_field_of_the_dynos_head_reaches_the_client_on_every_path() {
 
     let hop = fetch_path(router.addr, "/hop").await;
     check(&hop, "hop-by-hop");
-    assert!(hop.headers.get("x-secret").is_none() && hop.headers.get("connection").is_none(), "a field the dyno's Connection names is dropped: {:?}", hop.headers);
+    assert!(
+        hop.headers.get("x-secret").is_none() && hop.headers.get("connection").is_none(),
+        "a field the dyno's Connection names is dropped: {:?}",
+        hop.headers
+    );
     assert_eq!(hop.headers.get_all("set-cookie").iter().count(), 2);
 }

@@ -44,14 +44,22 @@ fn assert_matches(actual: &str, pattern: &str) {
     let mut rest = actual;
     let mut parts = pattern.split("{n}").peekable();
     while let Some(literal) = parts.next() {
-        rest = rest.strip_prefix(literal).unwrap_or_else(|| panic!("\n  line: {actual}\npattern: {pattern}\n at: {rest:?}"));
+        rest = rest
+            .strip_prefix(literal)
+            .unwrap_or_else(|| panic!("\n  line: {actual}\npattern: {pattern}\n at: {rest:?}"));
         if parts.peek().is_some() {
             let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-            assert!(digits > 0, "\n  line: {actual}\npattern: {pattern}\nexpected digits at: {rest:?}");
+            assert!(
+                digits > 0,
+                "\n  line: {actual}\npattern: {pattern}\nexpected digits at: {rest:?}"
+            );
             rest = &rest[digits..];
         }
     }
-    assert!(rest.is_empty(), "\n  line: {actual}\npattern: {pattern}\ntrailing: {rest:?}");
+    assert!(
+        rest.is_empty(),
+        "\n  line: {actual}\npattern: {pattern}\ntrailing: {rest:?}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -77,8 +85,16 @@ impl Recorder {
     }
 
     fn assert_never_saw(&self, needle: &str) {
-        assert!(!self.raw().contains(needle), "the dyno received {needle:?}:\n{}", self.raw());
-        assert!(self.requests().iter().all(|r| !r.contains(needle)), "{:?}", self.requests());
+        assert!(
+            !self.raw().contains(needle),
+            "the dyno received {needle:?}:\n{}",
+            self.raw()
+        );
+        assert!(
+            self.requests().iter().all(|r| !r.contains(needle)),
+            "{:?}",
+            self.requests()
+        );
     }
 }
 
@@ -89,17 +105,28 @@ struct Tee {
 }
 
 impl AsyncRead for Tee {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
         let polled = Pin::new(&mut this.stream).poll_read(cx, buf);
-        this.raw.lock().unwrap().extend_from_slice(&buf.filled()[before..]);
+        this.raw
+            .lock()
+            .unwrap()
+            .extend_from_slice(&buf.filled()[before..]);
         polled
     }
 }
 
 impl AsyncWrite for Tee {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.get_mut().stream).poll_write(cx, data)
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -119,7 +146,9 @@ async fn recording_dyno() -> Recorder {
     let (r, w, c) = (requests.clone(), raw.clone(), connections.clone());
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
             c.fetch_add(1, Ordering::SeqCst);
             let (requests, raw) = (r.clone(), w.clone());
             tokio::spawn(async move {
@@ -127,18 +156,41 @@ async fn recording_dyno() -> Recorder {
                     let requests = requests.clone();
                     async move {
                         let (parts, body) = req.into_parts();
-                        let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                        let headers = parts.headers.keys().filter(|k| k.as_str().starts_with("x-many-")).count();
-                        let line = format!("{} {} body={} many={headers}", parts.method, parts.uri, String::from_utf8_lossy(&body));
+                        let body = body
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
+                        let headers = parts
+                            .headers
+                            .keys()
+                            .filter(|k| k.as_str().starts_with("x-many-"))
+                            .count();
+                        let line = format!(
+                            "{} {} body={} many={headers}",
+                            parts.method,
+                            parts.uri,
+                            String::from_utf8_lossy(&body)
+                        );
                         requests.lock().unwrap().push(line.clone());
-                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(format!("recorded {line}")))))
+                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(format!(
+                            "recorded {line}"
+                        )))))
                     }
                 });
-                let _ = http1::Builder::new().max_headers(4096).serve_connection(TokioIo::new(Tee { stream, raw }), service).await;
+                let _ = http1::Builder::new()
+                    .max_headers(4096)
+                    .serve_connection(TokioIo::new(Tee { stream, raw }), service)
+                    .await;
             });
         }
     });
-    Recorder { addr, requests, raw, connections }
+    Recorder {
+        addr,
+        requests,
+        raw,
+        connections,
+    }
 }
 
 /// Sends raw bytes and reads everything until the router closes the connection (or 5 s
@@ -164,7 +216,9 @@ async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> (String, 
 }
 
 fn statuses(out: &str) -> Vec<u16> {
-    out.match_indices("HTTP/1.1 ").filter_map(|(i, _)| out[i + 9..].get(..3)?.parse().ok()).collect()
+    out.match_indices("HTTP/1.1 ")
+        .filter_map(|(i, _)| out[i + 9..].get(..3)?.parse().ok())
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -181,44 +235,170 @@ async fn smuggling_attempts_are_refused_and_the_dyno_sees_nothing() {
     let attacks: Vec<(&str, String)> = vec![
         // CL.TE: a front end using Content-Length passes the whole thing; a back end using
         // chunked ends the body at `0` and reads the rest as a second request.
-        ("CL.TE", format!("POST / HTTP/1.1\r\nHost: foo.localhost\r\nContent-Length: {}\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{hidden}", 5 + hidden.len())),
+        (
+            "CL.TE",
+            format!(
+                "POST / HTTP/1.1\r\nHost: foo.localhost\r\nContent-Length: {}\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{hidden}",
+                5 + hidden.len()
+            ),
+        ),
         // TE.CL: the reverse; the chunk hides the request from a chunked reader.
-        ("TE.CL", format!("POST / HTTP/1.1\r\nHost: foo.localhost\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n{:x}\r\n{hidden}\r\n0\r\n\r\n", hidden.len())),
+        (
+            "TE.CL",
+            format!(
+                "POST / HTTP/1.1\r\nHost: foo.localhost\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n{:x}\r\n{hidden}\r\n0\r\n\r\n",
+                hidden.len()
+            ),
+        ),
         // TE.TE: one side is made to ignore Transfer-Encoding by obfuscating it.
-        ("xchunked", format!("POST / HTTP/1.1\r\nHost: foo.localhost\r\nContent-Length: 5\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n{hidden}")),
-        ("space before colon", format!("POST / HTTP/1.1\r\nHost: foo.localhost\r\nContent-Length: 5\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n{hidden}")),
-        ("tab before colon", format!("POST / HTTP/1.1\r\nHost: foo.localhost\r\nContent-Length: 5\r\nTransfer-Encoding\t: chunked\r\n\r\n0\r\n\r\n{hidden}")),
-        ("tab after colon", format!("POST / HTTP/1.1\r\nHost: foo.localhost\r\nContent-Length: 5\r\nTransfer-Encoding:\tchunked\r\n\r\n0\r\n\r\n{hidden}")),
-        ("folded", format!("POST / HTTP/1.1\r\nHost: foo.localhost\r\nContent-Length: 5\r\nX: y\r\n Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n{hidden}")),
-        ("leading space", format!("POST / HTTP/1.1\r\nHost: foo.localhost\r\n Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n{hidden}")),
-        ("two codings", format!("POST / HTTP/1.1\r\nHost: foo.localhost\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n0\r\n\r\n{hidden}")),
-        ("coding list", format!("POST / HTTP/1.1\r\nHost: foo.localhost\r\nTransfer-Encoding: identity, chunked\r\n\r\n0\r\n\r\n{hidden}")),
-        ("vertical tab", format!("POST / HTTP/1.1\r\nHost: foo.localhost\r\nContent-Length: 5\r\nTransfer-Encoding: \x0bchunked\r\n\r\n0\r\n\r\n{hidden}")),
-        ("underscore", format!("POST / HTTP/1.1\r\nHost: foo.localhost\r\nContent-Length: 5\r\nTransfer_Encoding: chunked\r\n\r\n0\r\n\r\n{hidden}")),
-        ("bare LF", format!("POST / HTTP/1.1\r\nHost: foo.localhost\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n{hidden}")),
-        ("bare CR", format!("POST / HTTP/1.1\r\nHost: foo.localhost\rTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n{hidden}")),
-        ("HTTP/1.0 chunked", format!("POST / HTTP/1.0\r\nHost: foo.localhost\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{hidden}")),
+        (
+            "xchunked",
+            format!(
+                "POST / HTTP/1.1\r\nHost: foo.localhost\r\nContent-Length: 5\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n{hidden}"
+            ),
+        ),
+        (
+            "space before colon",
+            format!(
+                "POST / HTTP/1.1\r\nHost: foo.localhost\r\nContent-Length: 5\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n{hidden}"
+            ),
+        ),
+        (
+            "tab before colon",
+            format!(
+                "POST / HTTP/1.1\r\nHost: foo.localhost\r\nContent-Length: 5\r\nTransfer-Encoding\t: chunked\r\n\r\n0\r\n\r\n{hidden}"
+            ),
+        ),
+        (
+            "tab after colon",
+            format!(
+                "POST / HTTP/1.1\r\nHost: foo.localhost\r\nContent-Length: 5\r\nTransfer-Encoding:\tchunked\r\n\r\n0\r\n\r\n{hidden}"
+            ),
+        ),
+        (
+            "folded",
+            format!(
+                "POST / HTTP/1.1\r\nHost: foo.localhost\r\nContent-Length: 5\r\nX: y\r\n Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n{hidden}"
+            ),
+        ),
+        (
+            "leading space",
+            format!(
+                "POST / HTTP/1.1\r\nHost: foo.localhost\r\n Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n{hidden}"
+            ),
+        ),
+        (
+            "two codings",
+            format!(
+                "POST / HTTP/1.1\r\nHost: foo.localhost\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n0\r\n\r\n{hidden}"
+            ),
+        ),
+        (
+            "coding list",
+            format!(
+                "POST / HTTP/1.1\r\nHost: foo.localhost\r\nTransfer-Encoding: identity, chunked\r\n\r\n0\r\n\r\n{hidden}"
+            ),
+        ),
+        (
+            "vertical tab",
+            format!(
+                "POST / HTTP/1.1\r\nHost: foo.localhost\r\nContent-Length: 5\r\nTransfer-Encoding: \x0bchunked\r\n\r\n0\r\n\r\n{hidden}"
+            ),
+        ),
+        (
+            "underscore",
+            format!(
+                "POST / HTTP/1.1\r\nHost: foo.localhost\r\nContent-Length: 5\r\nTransfer_Encoding: chunked\r\n\r\n0\r\n\r\n{hidden}"
+            ),
+        ),
+        (
+            "bare LF",
+            format!(
+                "POST / HTTP/1.1\r\nHost: foo.localhost\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n{hidden}"
+            ),
+        ),
+        (
+            "bare CR",
+            format!(
+                "POST / HTTP/1.1\r\nHost: foo.localhost\rTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n{hidden}"
+            ),
+        ),
+        (
+            "HTTP/1.0 chunked",
+            format!(
+                "POST / HTTP/1.0\r\nHost: foo.localhost\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{hidden}"
+            ),
+        ),
         // Lengths that two parsers read differently.
-        ("CL list", format!("POST / HTTP/1.1\r\nHost: foo.localhost\r\nContent-Length: 1, {}\r\n\r\nx{hidden}", 1 + hidden.len())),
-        ("two CLs", format!("POST / HTTP/1.1\r\nHost: foo.localhost\r\nContent-Length: 1\r\nContent-Length: {}\r\n\r\nx{hidden}", 1 + hidden.len())),
-        ("signed CL", format!("POST / HTTP/1.1\r\nHost: foo.localhost\r\nContent-Length: +1\r\n\r\nx{hidden}")),
-        ("hex CL", format!("POST / HTTP/1.1\r\nHost: foo.localhost\r\nContent-Length: 0x1\r\n\r\nx{hidden}")),
-        ("two Hosts", format!("GET / HTTP/1.1\r\nHost: foo.localhost\r\nHost: bar.localhost\r\n\r\n{hidden}")),
+        (
+            "CL list",
+            format!(
+                "POST / HTTP/1.1\r\nHost: foo.localhost\r\nContent-Length: 1, {}\r\n\r\nx{hidden}",
+                1 + hidden.len()
+            ),
+        ),
+        (
+            "two CLs",
+            format!(
+                "POST / HTTP/1.1\r\nHost: foo.localhost\r\nContent-Length: 1\r\nContent-Length: {}\r\n\r\nx{hidden}",
+                1 + hidden.len()
+            ),
+        ),
+        (
+            "signed CL",
+            format!(
+                "POST / HTTP/1.1\r\nHost: foo.localhost\r\nContent-Length: +1\r\n\r\nx{hidden}"
+            ),
+        ),
+        (
+            "hex CL",
+            format!(
+                "POST / HTTP/1.1\r\nHost: foo.localhost\r\nContent-Length: 0x1\r\n\r\nx{hidden}"
+            ),
+        ),
+        (
+            "two Hosts",
+            format!("GET / HTTP/1.1\r\nHost: foo.localhost\r\nHost: bar.localhost\r\n\r\n{hidden}"),
+        ),
     ];
     for (name, attack) in &attacks {
         let (out, closed) = exchange(router.addr, attack.as_bytes()).await;
-        assert_eq!(statuses(&out), [400], "{name}: one 400 and nothing else:\n{out}");
+        assert_eq!(
+            statuses(&out),
+            [400],
+            "{name}: one 400 and nothing else:\n{out}"
+        );
         assert!(closed, "{name}: the connection must be closed");
         assert!(out.contains("connection: close"), "{name}: {out}");
-        assert!(out.contains("Bad request"), "{name}: the router's own page: {out}");
+        assert!(
+            out.contains("Bad request"),
+            "{name}: the router's own page: {out}"
+        );
     }
-    assert!(dyno.requests().is_empty(), "the dyno saw {:?}", dyno.requests());
-    assert_eq!(dyno.connections.load(Ordering::SeqCst), 0, "no attack even opened a connection to the dyno");
+    assert!(
+        dyno.requests().is_empty(),
+        "the dyno saw {:?}",
+        dyno.requests()
+    );
+    assert_eq!(
+        dyno.connections.load(Ordering::SeqCst),
+        0,
+        "no attack even opened a connection to the dyno"
+    );
     dyno.assert_never_saw("hidden");
     // Attacks naming one app are logged for it.
-    router.logs.wait_for(&id, "cause=\"Content-Length with Transfer-Encoding\"").await;
-    router.logs.wait_for(&id, "cause=\"Transfer-Encoding other than chunked\"").await;
-    router.logs.wait_for(&id, "cause=\"conflicting Content-Length values\"").await;
+    router
+        .logs
+        .wait_for(&id, "cause=\"Content-Length with Transfer-Encoding\"")
+        .await;
+    router
+        .logs
+        .wait_for(&id, "cause=\"Transfer-Encoding other than chunked\"")
+        .await;
+    router
+        .logs
+        .wait_for(&id, "cause=\"conflicting Content-Length values\"")
+        .await;
 }
 
 /// Requests before a bad one are served; the bad one gets a 400; what follows it is never
@@ -235,7 +415,10 @@ async fn pipelined_requests_after_a_bad_one_are_dropped() {
     let (out, closed) = exchange(router.addr, bytes.as_bytes()).await;
     assert_eq!(statuses(&out), [200, 200, 400], "{out}");
     assert!(closed);
-    assert_eq!(dyno.requests(), ["GET /first body= many=0", "POST /second body=abc many=0"]);
+    assert_eq!(
+        dyno.requests(),
+        ["GET /first body= many=0", "POST /second body=abc many=0"]
+    );
     dyno.assert_never_saw("hidden");
     dyno.assert_never_saw("/bad");
 }
@@ -247,15 +430,32 @@ async fn a_request_inside_a_body_stays_a_body() {
     let dyno = recording_dyno().await;
     router.app("foo", &[dyno.addr]);
     let inner = "GET /hidden HTTP/1.1\r\nHost: foo.localhost\r\n\r\n";
-    let chunked = format!("POST /c HTTP/1.1\r\nHost: foo.localhost\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n{inner}\r\n0\r\n\r\n", inner.len());
+    let chunked = format!(
+        "POST /c HTTP/1.1\r\nHost: foo.localhost\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n{inner}\r\n0\r\n\r\n",
+        inner.len()
+    );
     let (out, _) = exchange(router.addr, chunked.as_bytes()).await;
     assert_eq!(statuses(&out), [200], "{out}");
     // Equal duplicate lengths are one length, and reach the dyno as one header.
-    let length = format!("POST /l HTTP/1.1\r\nHost: foo.localhost\r\nContent-Length: {}\r\nContent-Length: {0}\r\nConnection: close\r\n\r\n{inner}", inner.len());
+    let length = format!(
+        "POST /l HTTP/1.1\r\nHost: foo.localhost\r\nContent-Length: {}\r\nContent-Length: {0}\r\nConnection: close\r\n\r\n{inner}",
+        inner.len()
+    );
     let (out, _) = exchange(router.addr, length.as_bytes()).await;
     assert_eq!(statuses(&out), [200], "{out}");
-    assert_eq!(dyno.requests(), [format!("POST /c body={inner} many=0"), format!("POST /l body={inner} many=0")]);
-    assert_eq!(dyno.raw().matches("content-length:").count(), 1, "{}", dyno.raw());
+    assert_eq!(
+        dyno.requests(),
+        [
+            format!("POST /c body={inner} many=0"),
+            format!("POST /l body={inner} many=0")
+        ]
+    );
+    assert_eq!(
+        dyno.raw().matches("content-length:").count(),
+        1,
+        "{}",
+        dyno.raw()
+    );
 }
 
 /// Malformed chunking: 400, H26 with the cause, closed; the dyno gets at most the valid
@@ -268,18 +468,32 @@ async fn malformed_chunking_is_refused() {
     let hidden = "GET /hidden HTTP/1.1\r\nHost: foo.localhost\r\n\r\n";
     for (name, body) in [
         ("bad size", format!("3\r\nabc\r\nzz\r\n{hidden}")),
-        ("data longer than its size", format!("3\r\nabcd\r\n0\r\n\r\n{hidden}")),
-        ("size overflow", format!("10000000000000003\r\nabc\r\n0\r\n\r\n{hidden}")),
+        (
+            "data longer than its size",
+            format!("3\r\nabcd\r\n0\r\n\r\n{hidden}"),
+        ),
+        (
+            "size overflow",
+            format!("10000000000000003\r\nabc\r\n0\r\n\r\n{hidden}"),
+        ),
         ("bare LF", format!("3\nabc\r\n0\r\n\r\n{hidden}")),
         ("negative", format!("-3\r\nabc\r\n0\r\n\r\n{hidden}")),
     ] {
-        let req = format!("POST /upload HTTP/1.1\r\nHost: foo.localhost\r\nX-Request-Id: {RID}\r\nTransfer-Encoding: chunked\r\n\r\n{body}");
+        let req = format!(
+            "POST /upload HTTP/1.1\r\nHost: foo.localhost\r\nX-Request-Id: {RID}\r\nTransfer-Encoding: chunked\r\n\r\n{body}"
+        );
         let (out, closed) = exchange(router.addr, req.as_bytes()).await;
         assert_eq!(statuses(&out), [400], "{name}: {out}");
         assert!(closed, "{name}");
     }
     dyno.assert_never_saw("hidden");
-    assert!(dyno.requests().iter().all(|r| r.starts_with("POST /upload ")), "{:?}", dyno.requests());
+    assert!(
+        dyno.requests()
+            .iter()
+            .all(|r| r.starts_with("POST /upload ")),
+        "{:?}",
+        dyno.requests()
+    );
     let line = router.logs.wait_for(&id, "code=H26").await;
     assert_matches(
         &line.message,
@@ -298,9 +512,19 @@ async fn request_line_limit() {
     let router = Router::start().await;
     let dyno = recording_dyno().await;
     router.app("foo", &[dyno.addr]);
-    let line = |len: usize| format!("GET /{} HTTP/1.1\r\nHost: foo.localhost\r\nConnection: close\r\n\r\n", "a".repeat(len - 14));
+    let line = |len: usize| {
+        format!(
+            "GET /{} HTTP/1.1\r\nHost: foo.localhost\r\nConnection: close\r\n\r\n",
+            "a".repeat(len - 14)
+        )
+    };
     let (out, _) = exchange(router.addr, line(8192).as_bytes()).await;
-    assert_eq!(statuses(&out), [200], "8192 bytes is allowed: {}", &out[..out.len().min(200)]);
+    assert_eq!(
+        statuses(&out),
+        [200],
+        "8192 bytes is allowed: {}",
+        &out[..out.len().min(200)]
+    );
     let (out, closed) = exchange(router.addr, line(8193).as_bytes()).await;
     assert_eq!(statuses(&out), [414], "{out}");
     assert!(closed && out.contains("Request line too long"), "{out}");
@@ -312,10 +536,18 @@ async fn header_limits() {
     let router = Router::start().await;
     let dyno = recording_dyno().await;
     let id = router.app("foo", &[dyno.addr]);
-    let head = |extra: &str| format!("GET /h HTTP/1.1\r\nHost: foo.localhost\r\nX-Request-Id: {RID}\r\nConnection: close\r\n{extra}\r\n");
+    let head = |extra: &str| {
+        format!(
+            "GET /h HTTP/1.1\r\nHost: foo.localhost\r\nX-Request-Id: {RID}\r\nConnection: close\r\n{extra}\r\n"
+        )
+    };
 
     // 1000 headers pass (hyper alone would refuse more than 100) and reach the dyno.
-    let many = |n: usize| (0..n).map(|i| format!("X-Many-{i}: v\r\n")).collect::<String>();
+    let many = |n: usize| {
+        (0..n)
+            .map(|i| format!("X-Many-{i}: v\r\n"))
+            .collect::<String>()
+    };
     // (Host, X-Request-Id and Connection count too.)
     let (out, _) = exchange(router.addr, head(&many(997)).as_bytes()).await;
     assert_eq!(statuses(&out), [200], "{}", &out[..out.len().min(300)]);
@@ -325,30 +557,67 @@ async fn header_limits() {
     assert!(out.contains("Request headers too large"), "{out}");
 
     // A header line of 8192 bytes passes, 8193 does not.
-    let (out, _) = exchange(router.addr, head(&format!("X-Big: {}\r\n", "v".repeat(8192 - 7))).as_bytes()).await;
+    let (out, _) = exchange(
+        router.addr,
+        head(&format!("X-Big: {}\r\n", "v".repeat(8192 - 7))).as_bytes(),
+    )
+    .await;
     assert_eq!(statuses(&out), [200]);
-    let (out, _) = exchange(router.addr, head(&format!("X-Big: {}\r\n", "v".repeat(8193 - 7))).as_bytes()).await;
+    let (out, _) = exchange(
+        router.addr,
+        head(&format!("X-Big: {}\r\n", "v".repeat(8193 - 7))).as_bytes(),
+    )
+    .await;
     assert_eq!(statuses(&out), [431], "{out}");
 
     // A header name of 1000 bytes passes, 1001 does not.
-    let (out, _) = exchange(router.addr, head(&format!("{}: v\r\n", "n".repeat(1000))).as_bytes()).await;
+    let (out, _) = exchange(
+        router.addr,
+        head(&format!("{}: v\r\n", "n".repeat(1000))).as_bytes(),
+    )
+    .await;
     assert_eq!(statuses(&out), [200]);
-    let (out, _) = exchange(router.addr, head(&format!("{}: v\r\n", "n".repeat(1001))).as_bytes()).await;
+    let (out, _) = exchange(
+        router.addr,
+        head(&format!("{}: v\r\n", "n".repeat(1001))).as_bytes(),
+    )
+    .await;
     assert_eq!(statuses(&out), [431], "{out}");
 
     // Only `Expect: 100-continue` is understood.
-    let (out, _) = exchange(router.addr, head("Expect: 100-continue-please\r\n").as_bytes()).await;
+    let (out, _) = exchange(
+        router.addr,
+        head("Expect: 100-continue-please\r\n").as_bytes(),
+    )
+    .await;
     assert_eq!(statuses(&out), [417], "{out}");
 
     assert_eq!(dyno.requests().len(), 3, "{:?}", dyno.requests());
-    let line = router.logs.wait_for(&id, "cause=\"header line too long\"").await;
+    let line = router
+        .logs
+        .wait_for(&id, "cause=\"header line too long\"")
+        .await;
     assert_eq!(
         line.message,
-        format!("at=error code=H26 desc=\"Request Error\" cause=\"header line too long\" method=GET path=\"/h\" host=foo.localhost request_id={RID} fwd=\"127.0.0.1\" dyno= connect= service= status=431 bytes= protocol=http")
+        format!(
+            "at=error code=H26 desc=\"Request Error\" cause=\"header line too long\" method=GET path=\"/h\" host=foo.localhost request_id={RID} fwd=\"127.0.0.1\" dyno= connect= service= status=431 bytes= protocol=http"
+        )
     );
-    router.logs.wait_for(&id, "cause=\"too many headers\" method=GET").await;
-    router.logs.wait_for(&id, "cause=\"header name too long\"").await;
-    router.logs.wait_for(&id, "cause=\"unexpected expect header value\" method=GET path=\"/h\" host=foo.localhost").await;
+    router
+        .logs
+        .wait_for(&id, "cause=\"too many headers\" method=GET")
+        .await;
+    router
+        .logs
+        .wait_for(&id, "cause=\"header name too long\"")
+        .await;
+    router
+        .logs
+        .wait_for(
+            &id,
+            "cause=\"unexpected expect header value\" method=GET path=\"/h\" host=foo.localhost",
+        )
+        .await;
     router.logs.wait_for(&id, "status=417").await;
 }
 
@@ -363,16 +632,28 @@ async fn h15_idle_dyno_after_the_first_byte() {
     let router = Router::with_config(config(|c| c.idle_timeout = Duration::from_millis(300))).await;
     let stalls = raw_dyno(|mut s| async move {
         let _ = read_head(&mut s).await;
-        let _ = s.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfirst\r\n").await;
+        let _ = s
+            .write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+            .await;
         tokio::time::sleep(Duration::from_secs(30)).await;
     })
     .await;
     let id = router.app("foo", &[stalls]);
     let started = Instant::now();
-    let (out, closed) = exchange(router.addr, format!("GET / HTTP/1.1\r\nHost: foo.localhost\r\nX-Request-Id: {RID}\r\n\r\n").as_bytes()).await;
+    let (out, closed) = exchange(
+        router.addr,
+        format!("GET / HTTP/1.1\r\nHost: foo.localhost\r\nX-Request-Id: {RID}\r\n\r\n").as_bytes(),
+    )
+    .await;
     assert!(closed, "the router gave up on the response");
-    assert!(out.starts_with("HTTP/1.1 200 OK") && out.contains("first"), "{out}");
-    assert!(!out.contains("0\r\n\r\n"), "the response must not look complete: {out:?}");
+    assert!(
+        out.starts_with("HTTP/1.1 200 OK") && out.contains("first"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("0\r\n\r\n"),
+        "the response must not look complete: {out:?}"
+    );
     assert!(started.elapsed() >= Duration::from_millis(300));
     let line = router.logs.wait_for(&id, "code=H15").await;
     assert_matches(
@@ -389,7 +670,9 @@ async fn slow_but_steady_responses_are_not_idle() {
     let router = Router::with_config(config(|c| c.idle_timeout = Duration::from_millis(600))).await;
     let trickles = raw_dyno(|mut s| async move {
         let _ = read_head(&mut s).await;
-        let _ = s.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n").await;
+        let _ = s
+            .write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+            .await;
         for _ in 0..6 {
             let _ = s.write_all(b"1\r\nx\r\n").await;
             tokio::time::sleep(Duration::from_millis(120)).await;
@@ -398,7 +681,11 @@ async fn slow_but_steady_responses_are_not_idle() {
     })
     .await;
     let id = router.app("foo", &[trickles]);
-    let (out, _) = exchange(router.addr, b"GET / HTTP/1.1\r\nHost: foo.localhost\r\nConnection: close\r\n\r\n").await;
+    let (out, _) = exchange(
+        router.addr,
+        b"GET / HTTP/1.1\r\nHost: foo.localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await;
     assert!(out.ends_with("0\r\n\r\n"), "{out:?}");
     router.logs.wait_for(&id, "status=200 bytes=6 ").await;
 }
@@ -426,7 +713,11 @@ async fn h28_client_stops_sending_its_body() {
             "at=warning code=H28 desc=\"Client Connection Idle\" method=POST path=\"/up\" host=foo.localhost request_id={RID} fwd=\"127.0.0.1\" dyno=web.1 connect={{n}}ms service={{n}}ms status=499 bytes=0 protocol=http"
         ),
     );
-    assert!(!router.logs.messages(&id).iter().any(|l| l.contains("H12")), "{:?}", router.logs.messages(&id));
+    assert!(
+        !router.logs.messages(&id).iter().any(|l| l.contains("H12")),
+        "{:?}",
+        router.logs.messages(&id)
+    );
 }
 
 /// A slow upload that keeps moving is neither H12 nor H28.
@@ -455,7 +746,10 @@ async fn slow_uploads_are_not_h12() {
 /// runs from the last body byte it accepted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h12_when_the_dyno_stops_reading_the_body() {
-    let router = Router::with_config(config(|c| c.first_byte_timeout = Duration::from_millis(300))).await;
+    let router = Router::with_config(config(|c| {
+        c.first_byte_timeout = Duration::from_millis(300)
+    }))
+    .await;
     let deaf = raw_dyno(|mut s| async move {
         let _ = read_head(&mut s).await;
         tokio::time::sleep(Duration::from_secs(30)).await;
@@ -464,7 +758,13 @@ async fn h12_when_the_dyno_stops_reading_the_body() {
     let id = router.app("foo", &[deaf]);
     let mut stream = TcpStream::connect(router.addr).await.unwrap();
     let size = 32 << 20;
-    stream.write_all(format!("POST / HTTP/1.1\r\nHost: foo.localhost\r\nContent-Length: {size}\r\n\r\n").as_bytes()).await.unwrap();
+    stream
+        .write_all(
+            format!("POST / HTTP/1.1\r\nHost: foo.localhost\r\nContent-Length: {size}\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
     let (mut rd, mut wr) = stream.into_split();
     let writer = tokio::spawn(async move {
         let chunk = vec![b'x'; 64 * 1024];
@@ -482,7 +782,11 @@ async fn h12_when_the_dyno_stops_reading_the_body() {
         }
     });
     answered.await.expect("the router answered");
-    assert!(head.starts_with(b"HTTP/1.1 503 "), "{}", String::from_utf8_lossy(&head));
+    assert!(
+        head.starts_with(b"HTTP/1.1 503 "),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
     router.logs.wait_for(&id, "code=H12").await;
     writer.abort();
 }
@@ -494,17 +798,32 @@ async fn h28_client_stops_reading() {
     let router = Router::with_config(config(|c| c.idle_timeout = Duration::from_millis(300))).await;
     let firehose = raw_dyno(|mut s| async move {
         let _ = read_head(&mut s).await;
-        let _ = s.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n").await;
+        let _ = s
+            .write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+            .await;
         let chunk = [b"10000\r\n".as_slice(), &vec![b'x'; 0x10000], b"\r\n"].concat();
         while s.write_all(&chunk).await.is_ok() {}
     })
     .await;
     let id = router.app("foo", &[firehose]);
     let mut stream = TcpStream::connect(router.addr).await.unwrap();
-    stream.write_all(b"GET /big HTTP/1.1\r\nHost: foo.localhost\r\n\r\n").await.unwrap();
+    stream
+        .write_all(b"GET /big HTTP/1.1\r\nHost: foo.localhost\r\n\r\n")
+        .await
+        .unwrap();
     let line = router.logs.wait_for(&id, "code=H28").await;
-    assert!(line.message.starts_with("at=warning code=H28 desc=\"Client Connection Idle\" method=GET path=\"/big\""), "{}", line.message);
-    assert!(line.message.contains(" dyno=web.1 ") && line.message.contains(" status=499 "), "{}", line.message);
+    assert!(
+        line.message.starts_with(
+            "at=warning code=H28 desc=\"Client Connection Idle\" method=GET path=\"/big\""
+        ),
+        "{}",
+        line.message
+    );
+    assert!(
+        line.message.contains(" dyno=web.1 ") && line.message.contains(" status=499 "),
+        "{}",
+        line.message
+    );
     let app = router.table.get(&id).unwrap();
     assert_eq!(app.outstanding().map(|(_, n)| n).sum::<usize>(), 0);
     drop(stream);
@@ -518,23 +837,35 @@ async fn slow_heads_are_cut_off() {
     let dyno = recording_dyno().await;
     router.app("foo", &[dyno.addr]);
     let mut stream = TcpStream::connect(router.addr).await.unwrap();
-    stream.write_all(b"GET / HTTP/1.1\r\nHost: foo.localhost\r\n").await.unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: foo.localhost\r\n")
+        .await
+        .unwrap();
     let started = Instant::now();
     let mut closed_after = None;
     for i in 0..40 {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        if stream.write_all(format!("X-{i}: y\r\n").as_bytes()).await.is_err() {
+        if stream
+            .write_all(format!("X-{i}: y\r\n").as_bytes())
+            .await
+            .is_err()
+        {
             closed_after = Some(started.elapsed());
             break;
         }
         let mut buf = [0u8; 64];
-        if let Ok(Ok(0) | Err(_)) = tokio::time::timeout(Duration::from_millis(1), stream.read(&mut buf)).await {
+        if let Ok(Ok(0) | Err(_)) =
+            tokio::time::timeout(Duration::from_millis(1), stream.read(&mut buf)).await
+        {
             closed_after = Some(started.elapsed());
             break;
         }
     }
     let closed_after = closed_after.expect("the router closed the trickling connection");
-    assert!(closed_after < Duration::from_millis(1500), "{closed_after:?}");
+    assert!(
+        closed_after < Duration::from_millis(1500),
+        "{closed_after:?}"
+    );
     assert_eq!(dyno.connections.load(Ordering::SeqCst), 0);
 
     // An idle keep-alive connection is closed the same way.
@@ -575,7 +906,11 @@ async fn idle_websockets_are_closed() {
     let started = Instant::now();
     let (_, closed) = read_until_closed(&mut stream, Duration::from_secs(5)).await;
     assert!(closed);
-    assert!(started.elapsed() >= Duration::from_millis(700), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(700),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 /// A dyno answering with something that is not HTTP: H17, with the router's 503 page.
@@ -584,7 +919,9 @@ async fn h17_malformed_response() {
     let router = Router::start().await;
     let garbage = raw_dyno(|mut s| async move {
         let _ = read_head(&mut s).await;
-        let _ = s.write_all(b"HTTP/1.1 2OO Fine\r\nContent-Length: 2\r\n\r\nok").await;
+        let _ = s
+            .write_all(b"HTTP/1.1 2OO Fine\r\nContent-Length: 2\r\n\r\nok")
+            .await;
     })
     .await;
     let id = router.app("foo", &[garbage]);
@@ -606,12 +943,21 @@ async fn clients_get_http_1_1_from_http_1_0_dynos() {
     let router = Router::start().await;
     let old = raw_dyno(|mut s| async move {
         let _ = read_head(&mut s).await;
-        let _ = s.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok").await;
+        let _ = s
+            .write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            .await;
     })
     .await;
     router.app("foo", &[old]);
-    let (out, _) = exchange(router.addr, b"GET / HTTP/1.1\r\nHost: foo.localhost\r\nConnection: close\r\n\r\n").await;
-    assert!(out.starts_with("HTTP/1.1 200 OK\r\n") && out.ends_with("ok"), "{out}");
+    let (out, _) = exchange(
+        router.addr,
+        b"GET / HTTP/1.1\r\nHost: foo.localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(
+        out.starts_with("HTTP/1.1 200 OK\r\n") && out.ends_with("ok"),
+        "{out}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -625,15 +971,32 @@ async fn custom_domains_route_to_their_app() {
     let (b, _) = echo_dyno("b").await;
     let id = router.app("foo", &[a]);
     router.app("bar", &[b]);
-    router.table.set_domains(&id, vec!["www.example.com".into(), "*.example.org".into()]);
+    router
+        .table
+        .set_domains(&id, vec!["www.example.com".into(), "*.example.org".into()]);
     let r = send(router.addr, get("WWW.Example.COM", "/")).await;
     assert_eq!((r.status.as_u16(), r.backend()), (200, "a".to_string()));
-    assert_eq!(r.echoed("host").as_deref(), Some("WWW.Example.COM"), "the dyno sees the Host the client sent");
-    assert_eq!(send(router.addr, get("shop.example.org:80", "/")).await.backend(), "a");
-    assert_eq!(send(router.addr, get("bar.localhost", "/")).await.backend(), "b");
+    assert_eq!(
+        r.echoed("host").as_deref(),
+        Some("WWW.Example.COM"),
+        "the dyno sees the Host the client sent"
+    );
+    assert_eq!(
+        send(router.addr, get("shop.example.org:80", "/"))
+            .await
+            .backend(),
+        "a"
+    );
+    assert_eq!(
+        send(router.addr, get("bar.localhost", "/")).await.backend(),
+        "b"
+    );
     router.logs.wait_for(&id, "host=WWW.Example.COM").await;
     router.table.set_domains(&id, vec![]);
-    assert_eq!(send(router.addr, get("www.example.com", "/")).await.status, 404);
+    assert_eq!(
+        send(router.addr, get("www.example.com", "/")).await.status,
+        404
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -648,7 +1011,9 @@ async fn page_server(body: &'static str, delay: Duration) -> (String, Arc<Atomic
     let count = hits.clone();
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
             let count = count.clone();
             tokio::spawn(async move {
                 let service = service_fn(move |_req: Request<Incoming>| {
@@ -656,12 +1021,18 @@ async fn page_server(body: &'static str, delay: Duration) -> (String, Arc<Atomic
                     async move {
                         count.fetch_add(1, Ordering::SeqCst);
                         tokio::time::sleep(delay).await;
-                        let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
-                        resp.headers_mut().insert("content-type", "text/html; charset=iso-8859-1".parse().unwrap());
+                        let mut resp =
+                            Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+                        resp.headers_mut().insert(
+                            "content-type",
+                            "text/html; charset=iso-8859-1".parse().unwrap(),
+                        );
                         Ok::<_, Infallible>(resp)
                     }
                 });
-                let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
             });
         }
     });
@@ -683,20 +1054,33 @@ async fn h80_serves_maintenance_page_url() {
     let id = router.app("foo", &[a]);
     router.table.upsert_app(&id, "foo", true, None, Some(url));
     for _ in 0..3 {
-        let r = send(router.addr, get("foo.localhost", "/").header("x-request-id", RID)).await;
+        let r = send(
+            router.addr,
+            get("foo.localhost", "/").header("x-request-id", RID),
+        )
+        .await;
         assert_eq!(r.status, 503);
         assert_eq!(r.body, "<h1>Back soon</h1>");
         assert_eq!(r.headers["content-type"], "text/html; charset=iso-8859-1");
         assert_eq!(r.headers["cache-control"], "no-cache, no-store");
     }
-    assert_eq!(hits.load(Ordering::SeqCst), 1, "fetched once, then served from the cache");
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        1,
+        "fetched once, then served from the cache"
+    );
     let line = router.logs.wait_for(&id, "code=H80").await;
     assert_eq!(
         line.message,
-        format!("at=info code=H80 desc=\"Maintenance mode\" method=GET path=\"/\" host=foo.localhost request_id={RID} fwd=\"127.0.0.1\" dyno= connect= service= status=503 bytes= protocol=http")
+        format!(
+            "at=info code=H80 desc=\"Maintenance mode\" method=GET path=\"/\" host=foo.localhost request_id={RID} fwd=\"127.0.0.1\" dyno= connect= service= status=503 bytes= protocol=http"
+        )
     );
     router.table.upsert_app(&id, "foo", false, None, None);
-    assert_eq!(send(router.addr, get("foo.localhost", "/")).await.status, 200);
+    assert_eq!(
+        send(router.addr, get("foo.localhost", "/")).await.status,
+        200
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -725,20 +1109,33 @@ async fn unusable_page_urls_fall_back_to_the_routers_page() {
     let r = send(router.addr, get("foo.localhost", "/")).await;
     assert_eq!(r.status, 503);
     assert!(r.body.contains("Offline for maintenance"), "{}", r.body);
-    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
 
     // A private address, with the default policy: never fetched.
     let router = Router::start().await;
     let (private, hits) = page_server("<h1>internal</h1>", Duration::ZERO).await;
     let id = router.app("foo", &[]);
-    router.table.upsert_app(&id, "foo", true, None, Some(private));
+    router
+        .table
+        .upsert_app(&id, "foo", true, None, Some(private));
     let r = send(router.addr, get("foo.localhost", "/")).await;
     assert!(r.body.contains("Offline for maintenance"), "{}", r.body);
     assert_eq!(hits.load(Ordering::SeqCst), 0);
 
     // Not http://.
-    router.table.upsert_app(&id, "foo", true, None, Some("ftp://example.com/x".into()));
-    assert!(send(router.addr, get("foo.localhost", "/")).await.body.contains("Offline for maintenance"));
+    router
+        .table
+        .upsert_app(&id, "foo", true, None, Some("ftp://example.com/x".into()));
+    assert!(
+        send(router.addr, get("foo.localhost", "/"))
+            .await
+            .body
+            .contains("Offline for maintenance")
+    );
 }
 
 /// Raw UTF-8 in a request path (sent by some clients) passes the guard; hyper decides.
@@ -747,7 +1144,11 @@ async fn raw_utf8_paths_are_not_refused_by_the_guard() {
     let router = Router::start().await;
     let dyno = recording_dyno().await;
     router.app("foo", &[dyno.addr]);
-    let (out, _) = exchange(router.addr, "GET /caf\u{e9} HTTP/1.1\r\nHost: foo.localhost\r\nConnection: close\r\n\r\n".as_bytes()).await;
+    let (out, _) = exchange(
+        router.addr,
+        "GET /caf\u{e9} HTTP/1.1\r\nHost: foo.localhost\r\nConnection: close\r\n\r\n".as_bytes(),
+    )
+    .await;
     assert_eq!(statuses(&out), [200], "{out}");
 }
 
@@ -760,17 +1161,26 @@ async fn raw_utf8_paths_are_not_refused_by_the_guard() {
 async fn slow_answering_dyno() -> SocketAddr {
     raw_dyno(|stream| async move {
         let service = service_fn(|req: Request<Incoming>| async move {
-            let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            let body = req
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
             tokio::time::sleep(Duration::from_millis(300)).await;
             let (mut tx, rx) = http_body_util::channel::Channel::<Bytes>::new(2);
             tokio::spawn(async move {
-                let _ = tx.send_data(Bytes::from(format!("got {} bytes;", body.len()))).await;
+                let _ = tx
+                    .send_data(Bytes::from(format!("got {} bytes;", body.len())))
+                    .await;
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 let _ = tx.send_data(Bytes::from_static(b" done")).await;
             });
             Ok::<_, Infallible>(Response::new(rx))
         });
-        let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+        let _ = http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), service)
+            .await;
     })
     .await
 }
@@ -784,9 +1194,21 @@ async fn half_closed_clients_get_their_response() {
     let dyno = slow_answering_dyno().await;
     let id = router.app("foo", &[dyno]);
     let requests = [
-        ("length", "POST /length HTTP/1.1\r\nHost: foo.localhost\r\nContent-Length: 5\r\n\r\nhello", 5),
-        ("chunked", "POST /chunked HTTP/1.1\r\nHost: foo.localhost\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n", 11),
-        ("none", "GET /none HTTP/1.1\r\nHost: foo.localhost\r\n\r\n", 0),
+        (
+            "length",
+            "POST /length HTTP/1.1\r\nHost: foo.localhost\r\nContent-Length: 5\r\n\r\nhello",
+            5,
+        ),
+        (
+            "chunked",
+            "POST /chunked HTTP/1.1\r\nHost: foo.localhost\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+            11,
+        ),
+        (
+            "none",
+            "GET /none HTTP/1.1\r\nHost: foo.localhost\r\n\r\n",
+            0,
+        ),
     ];
     for (what, request, received) in requests {
         let mut stream = TcpStream::connect(router.addr).await.unwrap();
@@ -794,10 +1216,20 @@ async fn half_closed_clients_get_their_response() {
         stream.shutdown().await.unwrap();
         let (out, closed) = read_until_closed(&mut stream, Duration::from_secs(10)).await;
         assert_eq!(statuses(&out), [200], "{what}: {out}");
-        assert!(out.contains(&format!("got {received} bytes;")) && out.contains(" done"), "{what}: the whole body: {out:?}");
+        assert!(
+            out.contains(&format!("got {received} bytes;")) && out.contains(" done"),
+            "{what}: the whole body: {out:?}"
+        );
         assert!(closed, "{what}: the connection closes after the response");
-        let line = router.logs.wait_for(&id, &format!("path=\"/{what}\"")).await;
-        assert!(line.message.starts_with("at=info method=") && line.message.contains(" status=200 "), "{what}: {}", line.message);
+        let line = router
+            .logs
+            .wait_for(&id, &format!("path=\"/{what}\""))
+            .await;
+        assert!(
+            line.message.starts_with("at=info method=") && line.message.contains(" status=200 "),
+            "{what}: {}",
+            line.message
+        );
     }
 }
 
@@ -808,7 +1240,10 @@ async fn clients_that_reset_are_logged_h27() {
     let router = Router::start().await;
     let dyno = slow_answering_dyno().await;
     let id = router.app("foo", &[dyno]);
-    for request in ["POST /gone-post HTTP/1.1\r\nHost: foo.localhost\r\nContent-Length: 5\r\n\r\nhello", "GET /gone-get HTTP/1.1\r\nHost: foo.localhost\r\n\r\n"] {
+    for request in [
+        "POST /gone-post HTTP/1.1\r\nHost: foo.localhost\r\nContent-Length: 5\r\n\r\nhello",
+        "GET /gone-get HTTP/1.1\r\nHost: foo.localhost\r\n\r\n",
+    ] {
         let stream = TcpStream::connect(router.addr).await.unwrap();
         let mut stream = stream;
         stream.write_all(request.as_bytes()).await.unwrap();
@@ -820,7 +1255,16 @@ async fn clients_that_reset_are_logged_h27() {
     }
     for path in ["/gone-post", "/gone-get"] {
         let line = router.logs.wait_for(&id, &format!("path=\"{path}\"")).await;
-        assert!(line.message.starts_with("sock=client at=warning code=H27 desc=\"Client Request Interrupted\""), "{}", line.message);
-        assert!(line.message.contains(" dyno=web.1 ") && line.message.contains(" status=499 "), "{}", line.message);
+        assert!(
+            line.message
+                .starts_with("sock=client at=warning code=H27 desc=\"Client Request Interrupted\""),
+            "{}",
+            line.message
+        );
+        assert!(
+            line.message.contains(" dyno=web.1 ") && line.message.contains(" status=499 "),
+            "{}",
+            line.message
+        );
     }
 }

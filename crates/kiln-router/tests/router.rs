@@ -18,14 +18,22 @@ fn assert_matches(actual: &str, pattern: &str) {
     let mut rest = actual;
     let mut parts = pattern.split("{n}").peekable();
     while let Some(literal) = parts.next() {
-        rest = rest.strip_prefix(literal).unwrap_or_else(|| panic!("\n  line: {actual}\npattern: {pattern}\n at: {rest:?}"));
+        rest = rest
+            .strip_prefix(literal)
+            .unwrap_or_else(|| panic!("\n  line: {actual}\npattern: {pattern}\n at: {rest:?}"));
         if parts.peek().is_some() {
             let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-            assert!(digits > 0, "\n  line: {actual}\npattern: {pattern}\nexpected digits at: {rest:?}");
+            assert!(
+                digits > 0,
+                "\n  line: {actual}\npattern: {pattern}\nexpected digits at: {rest:?}"
+            );
             rest = &rest[digits..];
         }
     }
-    assert!(rest.is_empty(), "\n  line: {actual}\npattern: {pattern}\ntrailing: {rest:?}");
+    assert!(
+        rest.is_empty(),
+        "\n  line: {actual}\npattern: {pattern}\ntrailing: {rest:?}"
+    );
 }
 
 fn short(config: impl FnOnce(&mut RouterConfig)) -> RouterConfig {
@@ -45,8 +53,16 @@ async fn routes_by_host() {
     let r = send(router.addr, get("foo.localhost", "/x?y=1")).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.backend(), "a");
-    assert!(r.body.starts_with("backend=a GET /x?y=1 body=0"), "{}", r.body);
-    assert_eq!(r.echoed("host").as_deref(), Some("foo.localhost"), "Host is passed through");
+    assert!(
+        r.body.starts_with("backend=a GET /x?y=1 body=0"),
+        "{}",
+        r.body
+    );
+    assert_eq!(
+        r.echoed("host").as_deref(),
+        Some("foo.localhost"),
+        "Host is passed through"
+    );
 
     let r = send(router.addr, get("BAR.LocalHost:1234", "/")).await;
     assert_eq!(r.backend(), "b", "host matching ignores case and port");
@@ -68,9 +84,17 @@ async fn several_host_headers_are_400() {
     let router = Router::start().await;
     let (a, _) = echo_dyno("a").await;
     router.app("foo", &[a]);
-    let head = raw_request(router.addr, b"GET / HTTP/1.1\r\nHost: foo.localhost\r\nHost: bar.localhost\r\n\r\n").await;
+    let head = raw_request(
+        router.addr,
+        b"GET / HTTP/1.1\r\nHost: foo.localhost\r\nHost: bar.localhost\r\n\r\n",
+    )
+    .await;
     assert!(head.starts_with("HTTP/1.1 400 "), "{head}");
-    let head = raw_request(router.addr, b"GET / HTTP/1.1\r\nHost: foo.localhost\r\n\r\n").await;
+    let head = raw_request(
+        router.addr,
+        b"GET / HTTP/1.1\r\nHost: foo.localhost\r\n\r\n",
+    )
+    .await;
     assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
 }
 
@@ -84,7 +108,10 @@ async fn absolute_form_target_routes_by_its_authority() {
     let mut out = String::new();
     stream.read_to_string(&mut out).await.unwrap();
     assert!(out.starts_with("HTTP/1.1 200 "), "{out}");
-    assert!(out.contains("backend=a GET /p?q body=0"), "dyno gets origin form: {out}");
+    assert!(
+        out.contains("backend=a GET /p?q body=0"),
+        "dyno gets origin form: {out}"
+    );
     assert!(out.contains("host: foo.localhost\n"), "{out}");
 }
 
@@ -100,7 +127,10 @@ async fn spreads_over_all_dynos() {
     for _ in 0..60 {
         seen.insert(send(router.addr, get("foo.localhost", "/")).await.backend());
     }
-    assert_eq!(seen, HashSet::from(["a".to_string(), "b".to_string(), "c".to_string()]));
+    assert_eq!(
+        seen,
+        HashSet::from(["a".to_string(), "b".to_string(), "c".to_string()])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -108,7 +138,10 @@ async fn adds_heroku_request_headers() {
     let router = Router::start().await;
     let (a, _) = echo_dyno("a").await;
     router.app("foo", &[a]);
-    let before = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis();
+    let before = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
     let r = send(
         router.addr,
         get("foo.localhost", "/")
@@ -123,15 +156,33 @@ async fn adds_heroku_request_headers() {
             .header("x-custom", "kept"),
     )
     .await;
-    let after = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis();
-    assert_eq!(r.echoed("x-forwarded-for").as_deref(), Some("10.1.2.3, 127.0.0.1"));
+    let after = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    assert_eq!(
+        r.echoed("x-forwarded-for").as_deref(),
+        Some("10.1.2.3, 127.0.0.1")
+    );
     assert_eq!(r.echoed("x-forwarded-proto").as_deref(), Some("http"));
-    assert_eq!(r.echoed("x-forwarded-port"), Some(router.addr.port().to_string()));
+    assert_eq!(
+        r.echoed("x-forwarded-port"),
+        Some(router.addr.port().to_string())
+    );
     assert_eq!(r.echoed("via").as_deref(), Some("1.0 corp, 1.1 kiln"));
     assert_eq!(r.echoed("x-custom").as_deref(), Some("kept"));
     let start: u128 = r.echoed("x-request-start").unwrap().parse().unwrap();
-    assert!(before <= start && start <= after, "{before} <= {start} <= {after}");
-    for gone in ["x-hop", "keep-alive", "proxy-authorization", "te", "upgrade"] {
+    assert!(
+        before <= start && start <= after,
+        "{before} <= {start} <= {after}"
+    );
+    for gone in [
+        "x-hop",
+        "keep-alive",
+        "proxy-authorization",
+        "te",
+        "upgrade",
+    ] {
         assert_eq!(r.echoed(gone), None, "{gone} must not reach the dyno");
     }
     assert_eq!(r.headers["via"], "1.1 kiln", "responses carry Via too");
@@ -142,11 +193,23 @@ async fn request_id_kept_or_replaced() {
     let router = Router::start().await;
     let (a, _) = echo_dyno("a").await;
     router.app("foo", &[a]);
-    let r = send(router.addr, get("foo.localhost", "/").header("x-request-id", RID)).await;
+    let r = send(
+        router.addr,
+        get("foo.localhost", "/").header("x-request-id", RID),
+    )
+    .await;
     assert_eq!(r.echoed("x-request-id").as_deref(), Some(RID));
 
-    for bad in ["too-short", "has spaces in it but is long", &"x".repeat(201)] {
-        let r = send(router.addr, get("foo.localhost", "/").header("x-request-id", bad)).await;
+    for bad in [
+        "too-short",
+        "has spaces in it but is long",
+        &"x".repeat(201),
+    ] {
+        let r = send(
+            router.addr,
+            get("foo.localhost", "/").header("x-request-id", bad),
+        )
+        .await;
         let id = r.echoed("x-request-id").unwrap();
         assert_ne!(id, bad);
         assert_eq!(uuid::Uuid::parse_str(&id).unwrap().get_version_num(), 4);
@@ -160,7 +223,11 @@ async fn success_log_line() {
     let router = Router::start().await;
     let (a, _) = echo_dyno("a").await;
     let id = router.app("foo", &[a]);
-    let r = send(router.addr, get("foo.localhost", "/hello?x=1").header("x-request-id", RID)).await;
+    let r = send(
+        router.addr,
+        get("foo.localhost", "/hello?x=1").header("x-request-id", RID),
+    )
+    .await;
     assert_eq!(r.status, 200);
     let line = router.logs.wait_for(&id, "status=200").await;
     assert_matches(
@@ -178,17 +245,36 @@ async fn post_bodies_stream_to_the_dyno() {
     let (a, _) = echo_dyno("a").await;
     router.app("foo", &[a]);
     let body = Bytes::from(vec![b'x'; 300_000]);
-    let r = send_body(router.addr, http::Request::post("/upload").header("host", "foo.localhost"), body).await;
-    assert!(r.body.starts_with("backend=a POST /upload body=300000"), "{}", &r.body[..80]);
+    let r = send_body(
+        router.addr,
+        http::Request::post("/upload").header("host", "foo.localhost"),
+        body,
+    )
+    .await;
+    assert!(
+        r.body.starts_with("backend=a POST /upload body=300000"),
+        "{}",
+        &r.body[..80]
+    );
 }
 
 /// Asserts the router answered with its error page and logged exactly `expected`.
 async fn assert_refused(router: &Router, app_id: &str, status: u16, page: &str, expected: &str) {
-    let r = send(router.addr, get("foo.localhost", "/").header("x-request-id", RID)).await;
+    let r = send(
+        router.addr,
+        get("foo.localhost", "/").header("x-request-id", RID),
+    )
+    .await;
     assert_eq!(r.status, status);
     assert!(r.body.contains(page), "{}", r.body);
     assert_eq!(r.headers["content-type"], "text/html; charset=utf-8");
-    let code = expected.split("code=").nth(1).unwrap().split(' ').next().unwrap();
+    let code = expected
+        .split("code=")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap();
     let line = router.logs.wait_for(app_id, &format!("code={code}")).await;
     assert_eq!(line.message, expected);
 }
@@ -203,7 +289,14 @@ fn refused_line(at: &str, code: &str, desc: &str) -> String {
 async fn h14_no_web_dynos() {
     let router = Router::start().await;
     let id = router.app("foo", &[]);
-    assert_refused(&router, &id, 503, "Application error", &refused_line("error", "H14", "No web processes running")).await;
+    assert_refused(
+        &router,
+        &id,
+        503,
+        "Application error",
+        &refused_line("error", "H14", "No web processes running"),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -211,14 +304,28 @@ async fn h10_crashed() {
     let router = Router::start().await;
     let id = router.app("foo", &[]);
     router.table.set_backends(&id, WebStatus::Crashed, vec![]);
-    assert_refused(&router, &id, 503, "An error occurred in the application", &refused_line("error", "H10", "App crashed")).await;
+    assert_refused(
+        &router,
+        &id,
+        503,
+        "An error occurred in the application",
+        &refused_line("error", "H10", "App crashed"),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h81_blank_app() {
     let router = Router::start().await;
     router.table.upsert_app("id-foo", "foo", false, None, None);
-    assert_refused(&router, "id-foo", 503, "Application error", &refused_line("info", "H81", "Blank app")).await;
+    assert_refused(
+        &router,
+        "id-foo",
+        503,
+        "Application error",
+        &refused_line("info", "H81", "Blank app"),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -226,10 +333,27 @@ async fn h80_maintenance_even_with_dynos_up() {
     let router = Router::start().await;
     let (a, _) = echo_dyno("a").await;
     let id = router.app("foo", &[a]);
-    router.table.upsert_app(&id, "foo", true, None, Some("https://example.com/m.html".into()));
-    assert_refused(&router, &id, 503, "Offline for maintenance", &refused_line("info", "H80", "Maintenance mode")).await;
+    router.table.upsert_app(
+        &id,
+        "foo",
+        true,
+        None,
+        Some("https://example.com/m.html".into()),
+    );
+    assert_refused(
+        &router,
+        &id,
+        503,
+        "Offline for maintenance",
+        &refused_line("info", "H80", "Maintenance mode"),
+    )
+    .await;
     router.table.upsert_app(&id, "foo", false, None, None);
-    assert_eq!(send(router.addr, get("foo.localhost", "/")).await.status, 200, "maintenance off routes again");
+    assert_eq!(
+        send(router.addr, get("foo.localhost", "/")).await.status,
+        200,
+        "maintenance off routes again"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -238,8 +362,18 @@ async fn h20_boot_timeout() {
     let id = router.app("foo", &[]);
     router.table.set_backends(&id, WebStatus::Starting, vec![]);
     let started = std::time::Instant::now();
-    assert_refused(&router, &id, 503, "Application error", &refused_line("error", "H20", "App boot timeout")).await;
-    assert!(started.elapsed() >= Duration::from_millis(200), "the request was held");
+    assert_refused(
+        &router,
+        &id,
+        503,
+        "Application error",
+        &refused_line("error", "H20", "App boot timeout"),
+    )
+    .await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(200),
+        "the request was held"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -271,7 +405,10 @@ async fn held_request_on_destroyed_app_is_404() {
         tokio::time::sleep(Duration::from_millis(100)).await;
         table.remove_app(&id);
     });
-    assert_eq!(send(router.addr, get("foo.localhost", "/")).await.status, 404);
+    assert_eq!(
+        send(router.addr, get("foo.localhost", "/")).await.status,
+        404
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -279,7 +416,11 @@ async fn h21_connection_refused() {
     let router = Router::start().await;
     let dead = dead_dyno().await;
     let id = router.app("foo", &[dead]);
-    let r = send(router.addr, get("foo.localhost", "/").header("x-request-id", RID)).await;
+    let r = send(
+        router.addr,
+        get("foo.localhost", "/").header("x-request-id", RID),
+    )
+    .await;
     assert_eq!(r.status, 503);
     let line = router.logs.wait_for(&id, "code=H21").await;
     assert_matches(
@@ -301,19 +442,32 @@ async fn fails_over_from_a_dead_dyno() {
         assert_eq!(r.status, 200);
         assert_eq!(r.backend(), "live");
     }
-    assert!(router.logs.messages(&id).iter().all(|l| l.contains("dyno=web.2") && l.contains("status=200")), "{:?}", router.logs.messages(&id));
+    assert!(
+        router
+            .logs
+            .messages(&id)
+            .iter()
+            .all(|l| l.contains("dyno=web.2") && l.contains("status=200")),
+        "{:?}",
+        router.logs.messages(&id)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h12_request_timeout() {
-    let router = Router::with_config(short(|c| c.first_byte_timeout = Duration::from_millis(300))).await;
+    let router =
+        Router::with_config(short(|c| c.first_byte_timeout = Duration::from_millis(300))).await;
     let silent = raw_dyno(|mut s| async move {
         let _ = read_head(&mut s).await;
         tokio::time::sleep(Duration::from_secs(30)).await;
     })
     .await;
     let id = router.app("foo", &[silent]);
-    let r = send(router.addr, get("foo.localhost", "/").header("x-request-id", RID)).await;
+    let r = send(
+        router.addr,
+        get("foo.localhost", "/").header("x-request-id", RID),
+    )
+    .await;
     assert_eq!(r.status, 503);
     let line = router.logs.wait_for(&id, "code=H12").await;
     assert_matches(
@@ -322,7 +476,16 @@ async fn h12_request_timeout() {
             "at=error code=H12 desc=\"Request timeout\" method=GET path=\"/\" host=foo.localhost request_id={RID} fwd=\"127.0.0.1\" dyno=web.1 connect={{n}}ms service={{n}}ms status=503 bytes=0 protocol=http"
         ),
     );
-    let service: u64 = line.message.split("service=").nth(1).unwrap().split("ms").next().unwrap().parse().unwrap();
+    let service: u64 = line
+        .message
+        .split("service=")
+        .nth(1)
+        .unwrap()
+        .split("ms")
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(service >= 300, "{service}");
 }
 
@@ -338,8 +501,18 @@ async fn h13_closed_without_response() {
     let r = send(router.addr, get("foo.localhost", "/")).await;
     assert_eq!(r.status, 503);
     let line = router.logs.wait_for(&id, "code=H13").await;
-    assert!(line.message.starts_with("at=error code=H13 desc=\"Connection closed without response\" method=GET"), "{}", line.message);
-    assert!(line.message.contains(" dyno=web.1 connect="), "{}", line.message);
+    assert!(
+        line.message.starts_with(
+            "at=error code=H13 desc=\"Connection closed without response\" method=GET"
+        ),
+        "{}",
+        line.message
+    );
+    assert!(
+        line.message.contains(" dyno=web.1 connect="),
+        "{}",
+        line.message
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -350,9 +523,16 @@ async fn reuses_connections_to_dynos() {
     let (a, accepted) = echo_dyno("a").await;
     router.app("foo", &[a]);
     for _ in 0..6 {
-        assert_eq!(send(router.addr, get("foo.localhost", "/")).await.status, 200);
+        assert_eq!(
+            send(router.addr, get("foo.localhost", "/")).await.status,
+            200
+        );
     }
-    assert_eq!(accepted.load(Ordering::SeqCst), 2, "six requests over one kept-alive connection per worker");
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        2,
+        "six requests over one kept-alive connection per worker"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -361,7 +541,9 @@ async fn recovers_when_a_dyno_closes_pooled_connections() {
     // Answers one request per connection, then closes it (like a short keep-alive timeout).
     let once = raw_dyno(|mut s| async move {
         let _ = read_head(&mut s).await;
-        let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+        let _ = s
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            .await;
         tokio::time::sleep(Duration::from_millis(20)).await;
     })
     .await;
@@ -381,7 +563,9 @@ async fn responses_stream_without_buffering() {
         let mut rx = rx.clone();
         async move {
             let _ = read_head(&mut s).await;
-            let _ = s.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfirst\r\n").await;
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+                .await;
             // The second chunk only goes out after the client has seen the first.
             let _ = rx.wait_for(|go| *go).await;
             let _ = s.write_all(b"6\r\nsecond\r\n0\r\n\r\n").await;
@@ -390,11 +574,17 @@ async fn responses_stream_without_buffering() {
     .await;
     let id = router.app("foo", &[streaming]);
     let mut stream = tokio::net::TcpStream::connect(router.addr).await.unwrap();
-    stream.write_all(b"GET / HTTP/1.1\r\nHost: foo.localhost\r\n\r\n").await.unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: foo.localhost\r\n\r\n")
+        .await
+        .unwrap();
     let mut seen = Vec::new();
     let mut buf = [0u8; 1024];
     while !String::from_utf8_lossy(&seen).contains("first") {
-        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await.expect("first chunk was held back").unwrap();
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+            .await
+            .expect("first chunk was held back")
+            .unwrap();
         assert!(n > 0);
         seen.extend_from_slice(&buf[..n]);
     }
@@ -430,10 +620,16 @@ async fn websocket_upgrade_is_piped_through() {
     stream.write_all(b"GET /chat HTTP/1.1\r\nHost: foo.localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: x\r\n\r\n").await.unwrap();
     let head = read_head(&mut stream).await.to_ascii_lowercase();
     assert!(head.starts_with("http/1.1 101 "), "{head}");
-    assert!(head.contains("upgrade: websocket") && head.contains("sec-websocket-accept: x"), "{head}");
+    assert!(
+        head.contains("upgrade: websocket") && head.contains("sec-websocket-accept: x"),
+        "{head}"
+    );
     stream.write_all(b"ping").await.unwrap();
     let mut buf = [0u8; 4];
-    tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut buf)).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(&buf, b"ping");
     router.logs.wait_for(&id, "status=101").await;
 }
@@ -448,25 +644,43 @@ async fn shutdown_stops_the_router() {
     // hyper's for HTTP/1.0), after two requests so the wait for shutdown has been re-armed.
     let never = tokio::net::TcpStream::connect(router.addr).await.unwrap();
     let mut between = Vec::new();
-    for request in ["GET / HTTP/1.1\r\nHost: foo.localhost\r\n\r\n", "GET / HTTP/1.0\r\nHost: foo.localhost\r\nConnection: keep-alive\r\n\r\n"] {
+    for request in [
+        "GET / HTTP/1.1\r\nHost: foo.localhost\r\n\r\n",
+        "GET / HTTP/1.0\r\nHost: foo.localhost\r\nConnection: keep-alive\r\n\r\n",
+    ] {
         let mut stream = tokio::net::TcpStream::connect(router.addr).await.unwrap();
         for _ in 0..2 {
             stream.write_all(request.as_bytes()).await.unwrap();
             let head = read_head(&mut stream).await;
             assert!(head.contains(" 200 "), "{head}");
-            let length = head.lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|n| n.trim().parse::<usize>().unwrap())).expect("a length");
+            let length = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|n| n.trim().parse::<usize>().unwrap())
+                })
+                .expect("a length");
             stream.read_exact(&mut vec![0; length]).await.unwrap();
         }
         between.push(stream);
     }
     let addr = router.addr;
-    tokio::time::timeout(Duration::from_secs(5), router.shutdown()).await.expect("serve returned").unwrap();
+    tokio::time::timeout(Duration::from_secs(5), router.shutdown())
+        .await
+        .expect("serve returned")
+        .unwrap();
     for mut stream in between {
-        let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut [0; 1])).await.expect("closed, not left open");
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut [0; 1]))
+            .await
+            .expect("closed, not left open");
         assert_eq!(read.unwrap(), 0, "the router closed the idle connection");
     }
     drop(never);
-    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "listener closed");
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "listener closed"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -474,15 +688,26 @@ async fn h18_response_broken_off_by_the_dyno() {
     let router = Router::start().await;
     let broken = raw_dyno(|mut s| async move {
         let _ = read_head(&mut s).await;
-        let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly ten b").await;
+        let _ = s
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly ten b")
+            .await;
     })
     .await;
     let id = router.app("foo", &[broken]);
     let mut stream = tokio::net::TcpStream::connect(router.addr).await.unwrap();
-    stream.write_all(format!("GET / HTTP/1.1\r\nHost: foo.localhost\r\nX-Request-Id: {RID}\r\n\r\n").as_bytes()).await.unwrap();
+    stream
+        .write_all(
+            format!("GET / HTTP/1.1\r\nHost: foo.localhost\r\nX-Request-Id: {RID}\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
     let mut out = Vec::new();
     let _ = stream.read_to_end(&mut out).await;
-    assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 200 OK"), "the head had already gone out");
+    assert!(
+        String::from_utf8_lossy(&out).starts_with("HTTP/1.1 200 OK"),
+        "the head had already gone out"
+    );
     let line = router.logs.wait_for(&id, "code=H18").await;
     assert_matches(
         &line.message,
@@ -497,7 +722,9 @@ async fn h27_client_gone_mid_response() {
     let router = Router::start().await;
     let endless = raw_dyno(|mut s| async move {
         let _ = read_head(&mut s).await;
-        let _ = s.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfirst\r\n").await;
+        let _ = s
+            .write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+            .await;
         for _ in 0..300 {
             tokio::time::sleep(Duration::from_millis(100)).await;
             if s.write_all(b"4\r\nmore\r\n").await.is_err() {
@@ -508,7 +735,10 @@ async fn h27_client_gone_mid_response() {
     .await;
     let id = router.app("foo", &[endless]);
     let mut stream = tokio::net::TcpStream::connect(router.addr).await.unwrap();
-    stream.write_all(b"GET / HTTP/1.1\r\nHost: foo.localhost\r\n\r\n").await.unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: foo.localhost\r\n\r\n")
+        .await
+        .unwrap();
     let mut buf = [0u8; 512];
     let mut seen = Vec::new();
     while !String::from_utf8_lossy(&seen).contains("first") {
@@ -520,10 +750,24 @@ async fn h27_client_gone_mid_response() {
     // that only closed its sending side, so the router notices when it next writes.
     drop(stream);
     let line = router.logs.wait_for(&id, "code=H27").await;
-    assert!(line.message.starts_with("sock=client at=warning code=H27 desc=\"Client Request Interrupted\" method=GET"), "{}", line.message);
-    assert!(line.message.contains(" status=499 bytes=") && line.message.ends_with(" protocol=http"), "{}", line.message);
+    assert!(
+        line.message.starts_with(
+            "sock=client at=warning code=H27 desc=\"Client Request Interrupted\" method=GET"
+        ),
+        "{}",
+        line.message
+    );
+    assert!(
+        line.message.contains(" status=499 bytes=") && line.message.ends_with(" protocol=http"),
+        "{}",
+        line.message
+    );
     let app = router.table.get(&id).unwrap();
-    assert_eq!(app.outstanding().map(|(_, n)| n).sum::<usize>(), 0, "the abandoned request no longer counts");
+    assert_eq!(
+        app.outstanding().map(|(_, n)| n).sum::<usize>(),
+        0,
+        "the abandoned request no longer counts"
+    );
 }
 
 /// Linux drops SYNs to a listener whose accept queue is full, so connecting hangs.
@@ -536,13 +780,23 @@ async fn h19_connect_timeout() {
     let addr = full.local_addr().unwrap();
     let mut fillers = Vec::new();
     for _ in 0..4 {
-        if let Ok(Ok(s)) = tokio::time::timeout(Duration::from_millis(200), tokio::net::TcpStream::connect(addr)).await {
+        if let Ok(Ok(s)) = tokio::time::timeout(
+            Duration::from_millis(200),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        {
             fillers.push(s);
         }
     }
-    let router = Router::with_config(short(|c| c.connect_timeout = Duration::from_millis(300))).await;
+    let router =
+        Router::with_config(short(|c| c.connect_timeout = Duration::from_millis(300))).await;
     let id = router.app("foo", &[addr]);
-    let r = send(router.addr, get("foo.localhost", "/").header("x-request-id", RID)).await;
+    let r = send(
+        router.addr,
+        get("foo.localhost", "/").header("x-request-id", RID),
+    )
+    .await;
     assert_eq!(r.status, 503);
     let line = router.logs.wait_for(&id, "code=H19").await;
     assert_matches(
@@ -568,12 +822,18 @@ async fn busy_dynos_get_fewer_requests() {
     let mut pending = Vec::new();
     for _ in 0..20 {
         let addr = router.addr;
-        pending.push(tokio::spawn(async move { send(addr, get("foo.localhost", "/")).await }));
+        pending.push(tokio::spawn(async move {
+            send(addr, get("foo.localhost", "/")).await
+        }));
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
     let app = router.table.get(&id).unwrap();
-    let stuck_count = app.outstanding().find(|(b, _)| b.dyno == "web.1").unwrap().1;
+    let stuck_count = app
+        .outstanding()
+        .find(|(b, _)| b.dyno == "web.1")
+        .unwrap()
+        .1;
     // With two dynos both are compared every time, so once web.1 holds a request it
     // loses every tie; random routing would have sent it about 10.
     assert!(stuck_count <= 1, "web.1 has {stuck_count} outstanding");
@@ -587,21 +847,39 @@ async fn acme_http01_challenges_are_answered_by_the_router() {
     let router = Router::start().await;
     let (a, hits) = echo_dyno("a").await;
     router.app("foo", &[a]);
-    router.table.set_acme_challenge("tok-123", Some("tok-123.thumbprint".to_string()));
+    router
+        .table
+        .set_acme_challenge("tok-123", Some("tok-123.thumbprint".to_string()));
 
     // Any host, even one that routes nowhere: the domain may not point at an app yet.
     for host in ["foo.localhost", "www.example.org"] {
-        let r = send(router.addr, get(host, "/.well-known/acme-challenge/tok-123")).await;
+        let r = send(
+            router.addr,
+            get(host, "/.well-known/acme-challenge/tok-123"),
+        )
+        .await;
         assert_eq!(r.status, 200, "{host}");
         assert_eq!(r.body, "tok-123.thumbprint");
     }
-    assert_eq!(hits.load(Ordering::SeqCst), 0, "the app never saw the challenge");
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "the app never saw the challenge"
+    );
 
     // Unknown tokens, and withdrawn ones, belong to the app (it may run its own ACME client).
     router.table.set_acme_challenge("tok-123", None);
-    let r = send(router.addr, get("foo.localhost", "/.well-known/acme-challenge/tok-123")).await;
+    let r = send(
+        router.addr,
+        get("foo.localhost", "/.well-known/acme-challenge/tok-123"),
+    )
+    .await;
     assert_eq!(r.backend(), "a");
-    let r = send(router.addr, get("www.example.org", "/.well-known/acme-challenge/other")).await;
+    let r = send(
+        router.addr,
+        get("www.example.org", "/.well-known/acme-challenge/other"),
+    )
+    .await;
     assert_eq!(r.status, 404);
 }
 
@@ -617,21 +895,39 @@ async fn apps_writing_in_pieces_are_not_delayed() {
     let stream = tokio::net::TcpStream::connect(router.addr).await.unwrap();
     // The client's own writes go out at once, so only the dyno side is measured.
     stream.set_nodelay(true).unwrap();
-    let (mut tx, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+    let (mut tx, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
     tokio::spawn(conn);
     for (method, body) in [("GET", ""), ("POST", "a form, say")] {
         let mut samples = Vec::new();
         for _ in 0..25 {
             let started = std::time::Instant::now();
-            let req = http::Request::builder().method(method).uri("/").header("host", "nagle.localhost");
+            let req = http::Request::builder()
+                .method(method)
+                .uri("/")
+                .header("host", "nagle.localhost");
             tx.ready().await.unwrap();
-            let resp = tx.send_request(req.body(http_body_util::Full::new(Bytes::from(body))).unwrap()).await.unwrap();
+            let resp = tx
+                .send_request(
+                    req.body(http_body_util::Full::new(Bytes::from(body)))
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
             assert_eq!(resp.status(), 200);
-            let got = http_body_util::BodyExt::collect(resp.into_body()).await.unwrap().to_bytes();
+            let got = http_body_util::BodyExt::collect(resp.into_body())
+                .await
+                .unwrap()
+                .to_bytes();
             assert_eq!(got, format!("n={}\n", body.len()).as_bytes());
             samples.push(started.elapsed());
         }
         let median = median(samples);
-        assert!(median < Duration::from_millis(5), "{method}: median {median:?} per request (Linux's delayed ACK is 40 ms)");
+        assert!(
+            median < Duration::from_millis(5),
+            "{method}: median {median:?} per request (Linux's delayed ACK is 40 ms)"
+        );
     }
 }

@@ -50,10 +50,26 @@ impl TlsRouter {
         let addr = listener.local_addr().unwrap();
         let logs = Arc::new(TestLogs::default());
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(kiln_router::serve_tls(listener, table.clone(), logs.clone(), config, tls, async move {
-            let _ = stopped.await;
-        }));
-        TlsRouter { addr, table, logs, resolver, ca, dir, stop: Some(stop), task: Some(task) }
+        let task = tokio::spawn(kiln_router::serve_tls(
+            listener,
+            table.clone(),
+            logs.clone(),
+            config,
+            tls,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        TlsRouter {
+            addr,
+            table,
+            logs,
+            resolver,
+            ca,
+            dir,
+            stop: Some(stop),
+            task: Some(task),
+        }
     }
 
     fn app(&self, name: &str, dynos: &[SocketAddr]) -> String {
@@ -89,14 +105,23 @@ fn uuid() -> String {
 fn fastrand_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64);
+    h.write_u64(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64,
+    );
     h.finish()
 }
 
 /// A self-signed certificate for `names`, as an upload would bring it.
 fn upload(names: &[&str]) -> Certificate {
     let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap().self_signed(&key).unwrap();
+    let cert =
+        rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
     Certificate::from_pem(&cert.pem(), &key.serialize_pem()).unwrap()
 }
 
@@ -115,24 +140,37 @@ fn connector(roots: &[CertificateDer<'static>], alpn: &[&[u8]]) -> TlsConnector 
     TlsConnector::from(Arc::new(config))
 }
 
-async fn connect(addr: SocketAddr, sni: &str, roots: &[CertificateDer<'static>], alpn: &[&[u8]]) -> io::Result<TlsStream<TcpStream>> {
+async fn connect(
+    addr: SocketAddr,
+    sni: &str,
+    roots: &[CertificateDer<'static>],
+    alpn: &[&[u8]],
+) -> io::Result<TlsStream<TcpStream>> {
     let tcp = TcpStream::connect(addr).await?;
     let name = ServerName::try_from(sni.to_string()).unwrap();
     connector(roots, alpn).connect(name, tcp).await
 }
 
 fn served_cert(tls: &TlsStream<TcpStream>) -> CertificateDer<'static> {
-    tls.get_ref().1.peer_certificates().unwrap()[0].clone().into_owned()
+    tls.get_ref().1.peer_certificates().unwrap()[0]
+        .clone()
+        .into_owned()
 }
 
 /// One request over HTTP/1.1 on a TLS stream.
 async fn h1_request(tls: TlsStream<TcpStream>, req: Request<Full<Bytes>>) -> Reply {
-    let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.unwrap();
+    let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
     tokio::spawn(conn);
     let resp = tx.send_request(req).await.unwrap();
     let (parts, body) = resp.into_parts();
     let body = body.collect().await.unwrap().to_bytes();
-    Reply { status: parts.status, headers: parts.headers, body: String::from_utf8_lossy(&body).into_owned() }
+    Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -141,15 +179,41 @@ async fn https_with_the_default_certificate_adds_https_headers_and_logs() {
     let (a, _) = echo_dyno("a").await;
     let app = router.app("foo", &[a]);
 
-    let tls = connect(router.addr, "foo.localhost", &[router.ca_der()], &[b"http/1.1"]).await.unwrap();
+    let tls = connect(
+        router.addr,
+        "foo.localhost",
+        &[router.ca_der()],
+        &[b"http/1.1"],
+    )
+    .await
+    .unwrap();
     // Trusting the local CA is enough: foo.localhost got a certificate naming it.
     assert_ne!(served_cert(&tls), router.default_der());
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
-    let r = h1_request(tls, Request::get("/path?q=1").header("host", "foo.localhost").header("x-forwarded-proto", "http").body(Full::default()).unwrap()).await;
+    let r = h1_request(
+        tls,
+        Request::get("/path?q=1")
+            .header("host", "foo.localhost")
+            .header("x-forwarded-proto", "http")
+            .body(Full::default())
+            .unwrap(),
+    )
+    .await;
     assert_eq!(r.status, 200);
-    assert!(r.body.starts_with("backend=a GET /path?q=1 body=0"), "{}", r.body);
-    assert_eq!(r.echoed("x-forwarded-proto").as_deref(), Some("https"), "the client's claim is replaced");
-    assert_eq!(r.echoed("x-forwarded-port"), Some(router.addr.port().to_string()));
+    assert!(
+        r.body.starts_with("backend=a GET /path?q=1 body=0"),
+        "{}",
+        r.body
+    );
+    assert_eq!(
+        r.echoed("x-forwarded-proto").as_deref(),
+        Some("https"),
+        "the client's claim is replaced"
+    );
+    assert_eq!(
+        r.echoed("x-forwarded-port"),
+        Some(router.addr.port().to_string())
+    );
     assert_eq!(r.echoed("host").as_deref(), Some("foo.localhost"));
     let line = router.logs.wait_for(&app, "path=\"/path?q=1\"").await;
     assert!(line.message.contains(" protocol=https"), "{}", line.message);
@@ -170,16 +234,42 @@ async fn sni_selects_the_owning_apps_uploaded_certificate() {
     router.resolver.set_app_certificates(&foo, vec![uploaded]);
 
     let both = [router.ca_der(), uploaded_der.clone()];
-    let tls = connect(router.addr, "foo.localhost", &both, &[b"http/1.1"]).await.unwrap();
-    assert_eq!(served_cert(&tls), uploaded_der, "foo's own certificate for foo's host");
-    let r = h1_request(tls, Request::get("/").header("host", "foo.localhost").body(Full::default()).unwrap()).await;
+    let tls = connect(router.addr, "foo.localhost", &both, &[b"http/1.1"])
+        .await
+        .unwrap();
+    assert_eq!(
+        served_cert(&tls),
+        uploaded_der,
+        "foo's own certificate for foo's host"
+    );
+    let r = h1_request(
+        tls,
+        Request::get("/")
+            .header("host", "foo.localhost")
+            .body(Full::default())
+            .unwrap(),
+    )
+    .await;
     assert_eq!(r.backend(), "a");
 
-    let tls = connect(router.addr, "bar.localhost", &both, &[b"http/1.1"]).await.unwrap();
-    assert_ne!(served_cert(&tls), uploaded_der, "foo's certificate is never shown for bar");
+    let tls = connect(router.addr, "bar.localhost", &both, &[b"http/1.1"])
+        .await
+        .unwrap();
+    assert_ne!(
+        served_cert(&tls),
+        uploaded_der,
+        "foo's certificate is never shown for bar"
+    );
 
     // A client that trusts only the uploaded certificate cannot be fooled into bar.
-    let err = connect(router.addr, "bar.localhost", &[uploaded_der.clone()], &[b"http/1.1"]).await.unwrap_err();
+    let err = connect(
+        router.addr,
+        "bar.localhost",
+        &[uploaded_der.clone()],
+        &[b"http/1.1"],
+    )
+    .await
+    .unwrap_err();
     assert!(err.to_string().contains("certificate"), "{err}");
 
     // The domain itself gets the default certificate.
@@ -187,8 +277,14 @@ async fn sni_selects_the_owning_apps_uploaded_certificate() {
     assert_eq!(served_cert(&tls), router.default_der());
 
     router.resolver.set_app_certificates(&foo, vec![]);
-    let tls = connect(router.addr, "foo.localhost", &[router.ca_der()], &[]).await.unwrap();
-    assert_ne!(served_cert(&tls), uploaded_der, "withdrawn certificates are no longer served");
+    let tls = connect(router.addr, "foo.localhost", &[router.ca_der()], &[])
+        .await
+        .unwrap();
+    assert_ne!(
+        served_cert(&tls),
+        uploaded_der,
+        "withdrawn certificates are no longer served"
+    );
     router.shutdown().await.unwrap();
 }
 
@@ -198,9 +294,22 @@ async fn http2_from_the_client_reaches_an_http1_dyno() {
     let (a, _) = echo_dyno("a").await;
     let app = router.app("foo", &[a]);
 
-    let tls = connect(router.addr, "foo.localhost", &[router.ca_der()], &[b"h2", b"http/1.1"]).await.unwrap();
-    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]), "h2 is preferred");
-    let (tx, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls)).await.unwrap();
+    let tls = connect(
+        router.addr,
+        "foo.localhost",
+        &[router.ca_der()],
+        &[b"h2", b"http/1.1"],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        tls.get_ref().1.alpn_protocol(),
+        Some(&b"h2"[..]),
+        "h2 is preferred"
+    );
+    let (tx, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+        .await
+        .unwrap();
     tokio::spawn(conn);
 
     // Several streams at once on the one connection.
@@ -217,17 +326,39 @@ async fn http2_from_the_client_reaches_an_http1_dyno() {
             assert_eq!(resp.version(), Version::HTTP_2);
             let (parts, body) = resp.into_parts();
             let body = body.collect().await.unwrap().to_bytes();
-            (i, Reply { status: parts.status, headers: parts.headers, body: String::from_utf8_lossy(&body).into_owned() })
+            (
+                i,
+                Reply {
+                    status: parts.status,
+                    headers: parts.headers,
+                    body: String::from_utf8_lossy(&body).into_owned(),
+                },
+            )
         }));
     }
     for request in requests {
         let (i, r) = request.await.unwrap();
         assert_eq!(r.status, 200);
         // The echo dyno speaks only HTTP/1.1; it saw an origin-form request with the body.
-        assert!(r.body.starts_with(&format!("backend=a POST /stream/{i} body={}", 1000 * (i + 1))), "{}", r.body);
-        assert_eq!(r.echoed("host").as_deref(), Some("foo.localhost"), "the :authority becomes Host");
+        assert!(
+            r.body.starts_with(&format!(
+                "backend=a POST /stream/{i} body={}",
+                1000 * (i + 1)
+            )),
+            "{}",
+            r.body
+        );
+        assert_eq!(
+            r.echoed("host").as_deref(),
+            Some("foo.localhost"),
+            "the :authority becomes Host"
+        );
         assert_eq!(r.echoed("x-forwarded-proto").as_deref(), Some("https"));
-        assert_eq!(r.echoed("cookie").as_deref(), Some("a=1; b=2"), "cookies joined for HTTP/1.1");
+        assert_eq!(
+            r.echoed("cookie").as_deref(),
+            Some("a=1; b=2"),
+            "cookies joined for HTTP/1.1"
+        );
         assert!(r.headers.get("connection").is_none() && r.headers.get("keep-alive").is_none());
     }
     let line = router.logs.wait_for(&app, "path=\"/stream/0\"").await;
@@ -243,9 +374,14 @@ async fn plain_http_and_broken_handshakes_do_not_hurt_the_listener() {
 
     // Plain HTTP on the HTTPS port: told so, then closed.
     let mut s = TcpStream::connect(router.addr).await.unwrap();
-    s.write_all(b"GET / HTTP/1.1\r\nHost: foo.localhost\r\n\r\n").await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: foo.localhost\r\n\r\n")
+        .await
+        .unwrap();
     let mut out = String::new();
-    tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut out)).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
     assert!(out.starts_with("HTTP/1.1 400 "), "{out}");
     assert!(out.contains("HTTPS"), "{out}");
 
@@ -271,11 +407,24 @@ async fn plain_http_and_broken_handshakes_do_not_hurt_the_listener() {
 
     // A client that does not trust the certificate fails its own handshake; nothing else.
     let untrusted = upload(&["foo.localhost"]).certified_key().cert[0].clone();
-    assert!(connect(router.addr, "foo.localhost", &[untrusted], &[]).await.is_err());
+    assert!(
+        connect(router.addr, "foo.localhost", &[untrusted], &[])
+            .await
+            .is_err()
+    );
 
     // And the listener still serves.
-    let tls = connect(router.addr, "foo.localhost", &[router.ca_der()], &[]).await.unwrap();
-    let r = h1_request(tls, Request::get("/").header("host", "foo.localhost").body(Full::default()).unwrap()).await;
+    let tls = connect(router.addr, "foo.localhost", &[router.ca_der()], &[])
+        .await
+        .unwrap();
+    let r = h1_request(
+        tls,
+        Request::get("/")
+            .header("host", "foo.localhost")
+            .body(Full::default())
+            .unwrap(),
+    )
+    .await;
     assert_eq!(r.status, 200);
     router.shutdown().await.unwrap();
 }
@@ -285,15 +434,32 @@ async fn shutdown_closes_idle_http2_connections() {
     let router = TlsRouter::start().await;
     let (a, _) = echo_dyno("a").await;
     router.app("foo", &[a]);
-    let tls = connect(router.addr, "foo.localhost", &[router.ca_der()], &[b"h2"]).await.unwrap();
-    let (mut tx, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls)).await.unwrap();
+    let tls = connect(router.addr, "foo.localhost", &[router.ca_der()], &[b"h2"])
+        .await
+        .unwrap();
+    let (mut tx, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
     let conn = tokio::spawn(conn);
-    let resp = tx.send_request(Request::get("https://foo.localhost/").body(Full::<Bytes>::default()).unwrap()).await.unwrap();
+    let resp = tx
+        .send_request(
+            Request::get("https://foo.localhost/")
+                .body(Full::<Bytes>::default())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     drop(resp);
     // The open, idle HTTP/2 connection must not keep the router from stopping.
-    tokio::time::timeout(Duration::from_secs(10), router.shutdown()).await.expect("router stopped").unwrap();
-    let _ = tokio::time::timeout(Duration::from_secs(5), conn).await.expect("client saw the connection close");
+    tokio::time::timeout(Duration::from_secs(10), router.shutdown())
+        .await
+        .expect("router stopped")
+        .unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(5), conn)
+        .await
+        .expect("client saw the connection close");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -304,28 +470,74 @@ async fn custom_domains_get_their_apps_uploaded_certificates() {
     let (b, _) = echo_dyno("b").await;
     let foo = router.app("foo", &[a]);
     let bar = router.app("bar", &[b]);
-    router.table.set_domains(&foo, vec!["www.example.com".into(), "*.shop.example".into()]);
-    router.table.set_domains(&bar, vec!["bar.example.net".into()]);
+    router.table.set_domains(
+        &foo,
+        vec!["www.example.com".into(), "*.shop.example".into()],
+    );
+    router
+        .table
+        .set_domains(&bar, vec!["bar.example.net".into()]);
     let www = upload(&["www.example.com"]);
     let wildcard = upload(&["*.shop.example"]);
-    let (www_der, wildcard_der) = (www.certified_key().cert[0].clone(), wildcard.certified_key().cert[0].clone());
-    router.resolver.set_app_certificates(&foo, vec![www, wildcard]);
+    let (www_der, wildcard_der) = (
+        www.certified_key().cert[0].clone(),
+        wildcard.certified_key().cert[0].clone(),
+    );
+    router
+        .resolver
+        .set_app_certificates(&foo, vec![www, wildcard]);
 
-    let tls = connect(router.addr, "www.example.com", &[www_der.clone()], &[b"h2"]).await.unwrap();
+    let tls = connect(router.addr, "www.example.com", &[www_der.clone()], &[b"h2"])
+        .await
+        .unwrap();
     assert_eq!(served_cert(&tls), www_der);
-    let (mut tx, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls)).await.unwrap();
+    let (mut tx, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
     tokio::spawn(conn);
-    let resp = tx.send_request(Request::get("https://www.example.com/hi").body(Full::<Bytes>::default()).unwrap()).await.unwrap();
-    assert_eq!(resp.headers()["x-backend"], "a", "the custom domain routes to its app");
+    let resp = tx
+        .send_request(
+            Request::get("https://www.example.com/hi")
+                .body(Full::<Bytes>::default())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.headers()["x-backend"],
+        "a",
+        "the custom domain routes to its app"
+    );
 
-    let tls = connect(router.addr, "eu.shop.example", &[wildcard_der.clone()], &[]).await.unwrap();
-    assert_eq!(served_cert(&tls), wildcard_der, "a wildcard domain with a wildcard certificate");
-    let r = h1_request(tls, Request::get("/").header("host", "eu.shop.example").body(Full::default()).unwrap()).await;
+    let tls = connect(router.addr, "eu.shop.example", &[wildcard_der.clone()], &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        served_cert(&tls),
+        wildcard_der,
+        "a wildcard domain with a wildcard certificate"
+    );
+    let r = h1_request(
+        tls,
+        Request::get("/")
+            .header("host", "eu.shop.example")
+            .body(Full::default())
+            .unwrap(),
+    )
+    .await;
     assert_eq!((r.status.as_u16(), r.backend().as_str()), (200, "a"));
 
     // bar's custom domain has no certificate of its own: foo's are never offered for it, and
     // the local CA does not sign names outside the platform domain.
-    let err = connect(router.addr, "bar.example.net", &[www_der, wildcard_der, router.ca_der()], &[]).await.unwrap_err();
+    let err = connect(
+        router.addr,
+        "bar.example.net",
+        &[www_der, wildcard_der, router.ca_der()],
+        &[],
+    )
+    .await
+    .unwrap_err();
     assert!(err.to_string().contains("certificate"), "{err}");
     router.shutdown().await.unwrap();
 }
@@ -337,15 +549,24 @@ async fn http2_requests_to_apps_writing_in_pieces_are_not_delayed() {
     let router = TlsRouter::start().await;
     let dyno = nagle_dyno().await;
     router.app("nagle", &[dyno]);
-    let tls = connect(router.addr, "nagle.localhost", &[router.ca_der()], &[b"h2"]).await.unwrap();
+    let tls = connect(router.addr, "nagle.localhost", &[router.ca_der()], &[b"h2"])
+        .await
+        .unwrap();
     tls.get_ref().0.set_nodelay(true).unwrap();
-    let (mut tx, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls)).await.unwrap();
+    let (mut tx, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
     tokio::spawn(conn);
     for (method, body) in [("GET", ""), ("POST", "a form, say")] {
         let mut samples = Vec::new();
         for _ in 0..25 {
             let started = std::time::Instant::now();
-            let req = Request::builder().method(method).uri("https://nagle.localhost/").body(Full::new(Bytes::from(body))).unwrap();
+            let req = Request::builder()
+                .method(method)
+                .uri("https://nagle.localhost/")
+                .body(Full::new(Bytes::from(body)))
+                .unwrap();
             let resp = tx.send_request(req).await.unwrap();
             assert_eq!(resp.status(), 200);
             let got = resp.into_body().collect().await.unwrap().to_bytes();
@@ -353,7 +574,10 @@ async fn http2_requests_to_apps_writing_in_pieces_are_not_delayed() {
             samples.push(started.elapsed());
         }
         let median = median(samples);
-        assert!(median < Duration::from_millis(5), "{method} over HTTP/2: median {median:?} per request (Linux's delayed ACK is 40 ms)");
+        assert!(
+            median < Duration::from_millis(5),
+            "{method} over HTTP/2: median {median:?} per request (Linux's delayed ACK is 40 ms)"
+        );
     }
     router.shutdown().await.unwrap();
 }
@@ -366,13 +590,24 @@ async fn http2_uploads_without_a_length_arrive_whole() {
     let router = TlsRouter::start().await;
     let dyno = hashing_dyno().await;
     let app = router.app("up", &[dyno]);
-    let tls = connect(router.addr, "up.localhost", &[router.ca_der()], &[b"h2"]).await.unwrap();
-    let (tx, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls)).await.unwrap();
+    let tls = connect(router.addr, "up.localhost", &[router.ca_der()], &[b"h2"])
+        .await
+        .unwrap();
+    let (tx, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+        .await
+        .unwrap();
     tokio::spawn(conn);
-    for (method, size) in [("POST", 0usize), ("POST", 5_000), ("PUT", 50 * 1024 * 1024), ("GET", 5_000)] {
+    for (method, size) in [
+        ("POST", 0usize),
+        ("POST", 5_000),
+        ("PUT", 50 * 1024 * 1024),
+        ("GET", 5_000),
+    ] {
         let (mut body_tx, body) = http_body_util::channel::Channel::<Bytes>::new(4);
         // A pattern that would show bytes lost, repeated or reordered.
-        let chunk: Vec<u8> = (0..65_536u32).map(|i| (i.wrapping_mul(7) % 251) as u8).collect();
+        let chunk: Vec<u8> = (0..65_536u32)
+            .map(|i| (i.wrapping_mul(7) % 251) as u8)
+            .collect();
         let mut expected = FNV_START;
         let mut pieces = Vec::new();
         let mut left = size;
@@ -390,30 +625,70 @@ async fn http2_uploads_without_a_length_arrive_whole() {
                 }
             }
         });
-        let req = Request::builder().method(method).uri(format!("https://up.localhost/{method}/{size}")).body(body).unwrap();
+        let req = Request::builder()
+            .method(method)
+            .uri(format!("https://up.localhost/{method}/{size}"))
+            .body(body)
+            .unwrap();
         let mut tx = tx.clone();
         let resp = tx.send_request(req).await.unwrap();
         assert_eq!(resp.status(), 200, "{method} {size}");
-        let answer = String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
-        assert!(answer.starts_with(&format!("len={size} fnv={expected:x} te=")), "{method} {size}: {answer}");
+        let answer = String::from_utf8(
+            resp.into_body()
+                .collect()
+                .await
+                .unwrap()
+                .to_bytes()
+                .to_vec(),
+        )
+        .unwrap();
+        assert!(
+            answer.starts_with(&format!("len={size} fnv={expected:x} te=")),
+            "{method} {size}: {answer}"
+        );
         // Its length unknown when it left, the body goes chunked (an empty one may have been
         // seen to end first, and then needs no framing).
-        assert!(answer.contains(" te=chunked cl=-") || (size == 0 && answer.ends_with(" te=- cl=-")), "{method} {size}: {answer}");
-        router.logs.wait_for(&app, &format!("path=\"/{method}/{size}\"")).await;
+        assert!(
+            answer.contains(" te=chunked cl=-") || (size == 0 && answer.ends_with(" te=- cl=-")),
+            "{method} {size}: {answer}"
+        );
+        router
+            .logs
+            .wait_for(&app, &format!("path=\"/{method}/{size}\""))
+            .await;
     }
     router.shutdown().await.unwrap();
 }
 
 /// An HTTP/2 connection to `app`.localhost, as a client that reads responses only when told.
-async fn h2(router: &TlsRouter, app: &str) -> hyper::client::conn::http2::SendRequest<http_body_util::channel::Channel<Bytes>> {
-    let tls = connect(router.addr, &format!("{app}.localhost"), &[router.ca_der()], &[b"h2"]).await.unwrap();
-    let (tx, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls)).await.unwrap();
+async fn h2(
+    router: &TlsRouter,
+    app: &str,
+) -> hyper::client::conn::http2::SendRequest<http_body_util::channel::Channel<Bytes>> {
+    let tls = connect(
+        router.addr,
+        &format!("{app}.localhost"),
+        &[router.ca_der()],
+        &[b"h2"],
+    )
+    .await
+    .unwrap();
+    let (tx, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+        .await
+        .unwrap();
     tokio::spawn(conn);
     tx
 }
 
 /// A request with a body the test feeds (or never finishes).
-fn request(method: &str, uri: &str, headers: &[(String, String)]) -> (http_body_util::channel::Sender<Bytes>, Request<http_body_util::channel::Channel<Bytes>>) {
+fn request(
+    method: &str,
+    uri: &str,
+    headers: &[(String, String)],
+) -> (
+    http_body_util::channel::Sender<Bytes>,
+    Request<http_body_util::channel::Channel<Bytes>>,
+) {
     let (tx, body) = http_body_util::channel::Channel::<Bytes>::new(4);
     let mut req = Request::builder().method(method).uri(uri);
     for (k, v) in headers {
@@ -430,7 +705,11 @@ async fn http2_header_limits_answer_as_http1_does() {
     // A dyno that takes any number of fields (hyper's server stops at 100).
     let dyno = raw_dyno(|mut s| async move {
         loop {
-            if read_head(&mut s).await.is_empty() || s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await.is_err() {
+            if read_head(&mut s).await.is_empty()
+                || s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await
+                    .is_err()
+            {
                 return;
             }
         }
@@ -438,7 +717,10 @@ async fn http2_header_limits_answer_as_http1_does() {
     .await;
     let app = router.app("lim", &[dyno]);
     let tx = h2(&router, "lim").await;
-    let rid = ("x-request-id".to_string(), "abcdefghij0123456789".to_string());
+    let rid = (
+        "x-request-id".to_string(),
+        "abcdefghij0123456789".to_string(),
+    );
     let send = |extra: Vec<(String, String)>, path: &'static str| {
         let mut tx = tx.clone();
         let rid = rid.clone();
@@ -449,33 +731,67 @@ async fn http2_header_limits_answer_as_http1_does() {
             drop(body_tx);
             let resp = tx.send_request(req).await.unwrap();
             let status = resp.status().as_u16();
-            let body = String::from_utf8_lossy(&resp.into_body().collect().await.unwrap().to_bytes()).into_owned();
+            let body =
+                String::from_utf8_lossy(&resp.into_body().collect().await.unwrap().to_bytes())
+                    .into_owned();
             (status, body)
         }
     };
-    let many = |n: usize| (0..n).map(|i| (format!("x-many-{i}"), "v".to_string())).collect::<Vec<_>>();
+    let many = |n: usize| {
+        (0..n)
+            .map(|i| (format!("x-many-{i}"), "v".to_string()))
+            .collect::<Vec<_>>()
+    };
     // 1000 fields pass: Host (the :authority), X-Request-Id and 998 more.
     let (status, page) = send(many(998), "/many").await;
     assert_eq!(status, 200, "{page}");
     let (status, page) = send(many(999), "/toomany").await;
     assert_eq!(status, 431, "{page}");
-    assert!(page.contains("Request headers too large"), "the router's page: {page}");
+    assert!(
+        page.contains("Request headers too large"),
+        "the router's page: {page}"
+    );
     // A field line of 8192 bytes as the dyno will see it (`name: value`) passes, 8193 does not.
     let big = |n: usize| vec![("x-big".to_string(), "v".repeat(n - 7))];
     assert_eq!(send(big(8192), "/big-ok").await.0, 200);
     assert_eq!(send(big(8193), "/big").await.0, 431);
-    assert_eq!(send(vec![("n".repeat(1001), "v".to_string())], "/name").await.0, 431);
-    assert_eq!(send(vec![("n".repeat(1000), "v".to_string())], "/name-ok").await.0, 200);
+    assert_eq!(
+        send(vec![("n".repeat(1001), "v".to_string())], "/name")
+            .await
+            .0,
+        431
+    );
+    assert_eq!(
+        send(vec![("n".repeat(1000), "v".to_string())], "/name-ok")
+            .await
+            .0,
+        200
+    );
     // The connection is still good.
     assert_eq!(send(vec![], "/after").await.0, 200);
 
-    let line = router.logs.wait_for(&app, "cause=\"header line too long\"").await;
+    let line = router
+        .logs
+        .wait_for(&app, "cause=\"header line too long\"")
+        .await;
     assert_eq!(
         line.message,
         "at=error code=H26 desc=\"Request Error\" cause=\"header line too long\" method=GET path=\"/big\" host=lim.localhost request_id=abcdefghij0123456789 fwd=\"127.0.0.1\" dyno= connect= service= status=431 bytes= protocol=https"
     );
-    router.logs.wait_for(&app, "cause=\"too many headers\" method=GET path=\"/toomany\"").await;
-    router.logs.wait_for(&app, "cause=\"header name too long\" method=GET path=\"/name\"").await;
+    router
+        .logs
+        .wait_for(
+            &app,
+            "cause=\"too many headers\" method=GET path=\"/toomany\"",
+        )
+        .await;
+    router
+        .logs
+        .wait_for(
+            &app,
+            "cause=\"header name too long\" method=GET path=\"/name\"",
+        )
+        .await;
     router.shutdown().await.unwrap();
 }
 
@@ -497,7 +813,11 @@ async fn http2_idle_windows_answer_as_http1_does() {
     let big = raw_dyno(|mut s| async move {
         let _ = read_head(&mut s).await;
         let body = vec![b'x'; 8 * 1024 * 1024];
-        let _ = s.write_all(format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len()).as_bytes()).await;
+        let _ = s
+            .write_all(
+                format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len()).as_bytes(),
+            )
+            .await;
         let _ = s.write_all(&body).await;
         tokio::time::sleep(Duration::from_secs(30)).await;
     })
@@ -513,8 +833,21 @@ async fn http2_idle_windows_answer_as_http1_does() {
     let resp = tx.send_request(req).await.unwrap();
     assert_eq!(resp.status(), 408);
     let line = router.logs.wait_for(&echo_app, "path=\"/upload\"").await;
-    assert!(line.message.starts_with("at=warning code=H28 desc=\"Client Connection Idle\""), "{}", line.message);
-    assert!(!router.logs.messages(&echo_app).iter().any(|l| l.contains("H12")), "{:?}", router.logs.messages(&echo_app));
+    assert!(
+        line.message
+            .starts_with("at=warning code=H28 desc=\"Client Connection Idle\""),
+        "{}",
+        line.message
+    );
+    assert!(
+        !router
+            .logs
+            .messages(&echo_app)
+            .iter()
+            .any(|l| l.contains("H12")),
+        "{:?}",
+        router.logs.messages(&echo_app)
+    );
     drop(body_tx);
 
     // The dyno never answers.
@@ -524,7 +857,12 @@ async fn http2_idle_windows_answer_as_http1_does() {
     let resp = tx.send_request(req).await.unwrap();
     assert_eq!(resp.status(), 503);
     let line = router.logs.wait_for(&silent_app, "path=\"/wait\"").await;
-    assert!(line.message.starts_with("at=error code=H12 desc=\"Request timeout\""), "{}", line.message);
+    assert!(
+        line.message
+            .starts_with("at=error code=H12 desc=\"Request timeout\""),
+        "{}",
+        line.message
+    );
 
     // The client takes the response head, then reads nothing of an 8 MB body.
     let mut tx = h2(&router, "big").await;
@@ -535,10 +873,18 @@ async fn http2_idle_windows_answer_as_http1_does() {
     // Another stream on the same connection is served while that one is stalled.
     let (body_tx, req) = request("GET", "https://big.localhost/meanwhile", &[]);
     drop(body_tx);
-    let meanwhile = tokio::time::timeout(Duration::from_secs(5), tx.send_request(req)).await.expect("the connection still serves").unwrap();
+    let meanwhile = tokio::time::timeout(Duration::from_secs(5), tx.send_request(req))
+        .await
+        .expect("the connection still serves")
+        .unwrap();
     assert_eq!(meanwhile.status(), 200);
     let line = router.logs.wait_for(&big_app, "path=\"/unread\"").await;
-    assert!(line.message.starts_with("at=warning code=H28 desc=\"Client Connection Idle\""), "{}", line.message);
+    assert!(
+        line.message
+            .starts_with("at=warning code=H28 desc=\"Client Connection Idle\""),
+        "{}",
+        line.message
+    );
     assert!(line.message.contains(" status=499 "), "{}", line.message);
     drop((unread, meanwhile));
     router.shutdown().await.unwrap();
@@ -552,7 +898,9 @@ async fn http2_streams_reset_while_a_dyno_has_them_are_logged_h27() {
     let slow = raw_dyno(|mut s| async move {
         let _ = read_head(&mut s).await;
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+        let _ = s
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            .await;
     })
     .await;
     let app = router.app("slow", &[slow]);
@@ -566,8 +914,17 @@ async fn http2_streams_reset_while_a_dyno_has_them_are_logged_h27() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     pending.abort();
     let line = router.logs.wait_for(&app, "path=\"/abandoned\"").await;
-    assert!(line.message.starts_with("sock=client at=warning code=H27 desc=\"Client Request Interrupted\""), "{}", line.message);
-    assert!(line.message.contains(" dyno=web.1 ") && line.message.contains(" status=499 bytes=0 "), "{}", line.message);
+    assert!(
+        line.message
+            .starts_with("sock=client at=warning code=H27 desc=\"Client Request Interrupted\""),
+        "{}",
+        line.message
+    );
+    assert!(
+        line.message.contains(" dyno=web.1 ") && line.message.contains(" status=499 bytes=0 "),
+        "{}",
+        line.message
+    );
     keep.ready().await.expect("the connection is still open");
     router.shutdown().await.unwrap();
 }

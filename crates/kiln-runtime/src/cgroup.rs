@@ -50,7 +50,11 @@ pub enum Layout {
     V2 { root: PathBuf },
     /// cgroup v1, or hybrid (controllers on v1, an empty v2 beside them): one hierarchy per
     /// controller, each `None` where it is not mounted.
-    V1 { memory: Option<PathBuf>, pids: Option<PathBuf>, cpu: Option<PathBuf> },
+    V1 {
+        memory: Option<PathBuf>,
+        pids: Option<PathBuf>,
+        cpu: Option<PathBuf>,
+    },
 }
 
 impl Layout {
@@ -62,7 +66,9 @@ impl Layout {
     /// The layout under `base` (a fake tree in tests).
     pub fn detect_at(base: &Path) -> Option<Layout> {
         if base.join("cgroup.controllers").is_file() {
-            return Some(Layout::V2 { root: base.to_path_buf() });
+            return Some(Layout::V2 {
+                root: base.to_path_buf(),
+            });
         }
         let mounted = |name: &str| {
             let p = base.join(name);
@@ -80,7 +86,11 @@ impl Layout {
         match self {
             Layout::V2 { root } => format!("cgroup v2 ({})", root.display()),
             Layout::V1 { memory, pids, cpu } => {
-                let have: Vec<&str> = [("memory", memory), ("pids", pids), ("cpu", cpu)].iter().filter(|(_, p)| p.is_some()).map(|(n, _)| *n).collect();
+                let have: Vec<&str> = [("memory", memory), ("pids", pids), ("cpu", cpu)]
+                    .iter()
+                    .filter(|(_, p)| p.is_some())
+                    .map(|(n, _)| *n)
+                    .collect();
                 format!("cgroup v1 ({})", have.join(", "))
             }
         }
@@ -90,10 +100,19 @@ impl Layout {
     pub fn missing(&self) -> Vec<&'static str> {
         match self {
             Layout::V2 { root } => {
-                let available = std::fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
-                V2_CONTROLLERS.iter().copied().filter(|c| !available.split_whitespace().any(|a| a == *c)).collect()
+                let available =
+                    std::fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
+                V2_CONTROLLERS
+                    .iter()
+                    .copied()
+                    .filter(|c| !available.split_whitespace().any(|a| a == *c))
+                    .collect()
             }
-            Layout::V1 { memory, pids, cpu } => [("memory", memory), ("pids", pids), ("cpu", cpu)].iter().filter(|(_, p)| p.is_none()).map(|(n, _)| *n).collect(),
+            Layout::V1 { memory, pids, cpu } => [("memory", memory), ("pids", pids), ("cpu", cpu)]
+                .iter()
+                .filter(|(_, p)| p.is_none())
+                .map(|(n, _)| *n)
+                .collect(),
         }
     }
 }
@@ -124,7 +143,11 @@ pub struct Cgroups {
 
 impl Cgroups {
     pub fn new(layout: Layout, instance: &str) -> Cgroups {
-        Cgroups { layout, group: Path::new(PARENT).join(instance), v2_enabled: Mutex::new(None) }
+        Cgroups {
+            layout,
+            group: Path::new(PARENT).join(instance),
+            v2_enabled: Mutex::new(None),
+        }
     }
 
     /// The host's hierarchies, for the server whose run directory is `run_dir`.
@@ -140,16 +163,26 @@ impl Cgroups {
     fn instance_dirs(&self) -> Vec<PathBuf> {
         match &self.layout {
             Layout::V2 { root } => vec![root.join(&self.group)],
-            Layout::V1 { memory, pids, cpu } => [memory, pids, cpu].iter().filter_map(|p| p.as_ref()).map(|p| p.join(&self.group)).collect(),
+            Layout::V1 { memory, pids, cpu } => [memory, pids, cpu]
+                .iter()
+                .filter_map(|p| p.as_ref())
+                .map(|p| p.join(&self.group))
+                .collect(),
         }
     }
 
     /// Creates dyno `id`'s cgroups with `limits` written in. Server side: plain file writes.
     pub fn create(&self, id: &str, limits: &Limits) -> Result<DynoCgroup, CgroupError> {
         if id.is_empty() || id == "." || id == ".." || id.contains('/') {
-            return Err(CgroupError { context: format!("dyno id {id:?}"), source: io::Error::new(io::ErrorKind::InvalidInput, "not a plain name") });
+            return Err(CgroupError {
+                context: format!("dyno id {id:?}"),
+                source: io::Error::new(io::ErrorKind::InvalidInput, "not a plain name"),
+            });
         }
-        let mut cg = DynoCgroup { dirs: Vec::new(), memory: None };
+        let mut cg = DynoCgroup {
+            dirs: Vec::new(),
+            memory: None,
+        };
         match self.fill(&mut cg, id, limits) {
             Ok(()) => Ok(cg),
             Err(e) => {
@@ -186,7 +219,10 @@ impl Cgroups {
                 if let Some(base) = cpu {
                     let dir = cg.mkdir(base.join(&self.group).join(id))?;
                     if let Some(shares) = limits.cpu_share {
-                        write_control(&dir.join("cpu.shares"), &shares.clamp(2, 262_144).to_string())?;
+                        write_control(
+                            &dir.join("cpu.shares"),
+                            &shares.clamp(2, 262_144).to_string(),
+                        )?;
                     }
                 }
             }
@@ -211,7 +247,10 @@ impl Cgroups {
                 if enabled.contains(&"cpu")
                     && let Some(shares) = limits.cpu_share
                 {
-                    write_control(&dir.join("cpu.weight"), &shares_to_weight(shares).to_string())?;
+                    write_control(
+                        &dir.join("cpu.weight"),
+                        &shares_to_weight(shares).to_string(),
+                    )?;
                 }
             }
         }
@@ -226,8 +265,14 @@ impl Cgroups {
         if let Some(enabled) = done.as_ref() {
             return Ok(enabled.clone());
         }
-        let available = std::fs::read_to_string(root.join("cgroup.controllers")).map_err(err(format!("reading {}", root.join("cgroup.controllers").display())))?;
-        let mut want: Vec<&'static str> = V2_CONTROLLERS.iter().copied().filter(|c| available.split_whitespace().any(|a| a == *c)).collect();
+        let available = std::fs::read_to_string(root.join("cgroup.controllers")).map_err(err(
+            format!("reading {}", root.join("cgroup.controllers").display()),
+        ))?;
+        let mut want: Vec<&'static str> = V2_CONTROLLERS
+            .iter()
+            .copied()
+            .filter(|c| available.split_whitespace().any(|a| a == *c))
+            .collect();
         // The root first, then each group down to this server's.
         let mut dir = root.to_path_buf();
         want = enable_controllers(&dir.join("cgroup.subtree_control"), &want)?;
@@ -245,7 +290,9 @@ impl Cgroups {
     pub fn sweep(&self) -> Vec<CgroupError> {
         let mut errors = Vec::new();
         for inst in self.instance_dirs() {
-            let Ok(entries) = std::fs::read_dir(&inst) else { continue };
+            let Ok(entries) = std::fs::read_dir(&inst) else {
+                continue;
+            };
             for e in entries.flatten() {
                 if e.file_type().is_ok_and(|t| t.is_dir())
                     && let Err(e) = remove_tree(&e.path(), Instant::now() + REMOVE_PATIENCE)
@@ -288,13 +335,25 @@ pub fn shares_to_weight(shares: u64) -> u64 {
 
 /// Enables `want` in a v2 `cgroup.subtree_control`; if the kernel refuses the set, retries
 /// without `cpu` (it cannot be enabled while real-time tasks are about). Returns what is on.
-fn enable_controllers(file: &Path, want: &[&'static str]) -> Result<Vec<&'static str>, CgroupError> {
+fn enable_controllers(
+    file: &Path,
+    want: &[&'static str],
+) -> Result<Vec<&'static str>, CgroupError> {
     let current = std::fs::read_to_string(file).unwrap_or_default();
-    let on = |c: &str| current.split_whitespace().any(|x| x == c || x.strip_prefix('+') == Some(c));
+    let on = |c: &str| {
+        current
+            .split_whitespace()
+            .any(|x| x == c || x.strip_prefix('+') == Some(c))
+    };
     if want.iter().all(|c| on(c)) {
         return Ok(want.to_vec());
     }
-    let line = |set: &[&str]| set.iter().map(|c| format!("+{c}")).collect::<Vec<_>>().join(" ");
+    let line = |set: &[&str]| {
+        set.iter()
+            .map(|c| format!("+{c}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
     match write_control(file, &line(want)) {
         Ok(()) => Ok(want.to_vec()),
         Err(e) if want.contains(&"cpu") => {
@@ -311,7 +370,10 @@ fn create_dir(dir: &Path) -> Result<(), CgroupError> {
     match std::fs::create_dir_all(dir) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(CgroupError { context: format!("creating cgroup {}", dir.display()), source: e }),
+        Err(e) => Err(CgroupError {
+            context: format!("creating cgroup {}", dir.display()),
+            source: e,
+        }),
     }
 }
 
@@ -340,7 +402,9 @@ fn read_key(file: &Path, key: &str) -> Option<u64> {
 
 /// Host pids listed in a `cgroup.procs`.
 fn read_procs(file: &Path) -> Vec<i32> {
-    std::fs::read_to_string(file).map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect()).unwrap_or_default()
+    std::fs::read_to_string(file)
+        .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect())
+        .unwrap_or_default()
 }
 
 /// Kills what runs in `dir` (and in any group below it), then removes it, retrying while the
@@ -375,14 +439,21 @@ fn remove_tree(dir: &Path, deadline: Instant) -> Result<(), CgroupError> {
             // Only an ordinary directory (a test's fake tree) says "not empty"; cgroupfs says
             // busy and holds no real files.
             Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => {
-                return std::fs::remove_dir_all(dir).map_err(err(format!("removing {}", dir.display())));
+                return std::fs::remove_dir_all(dir)
+                    .map_err(err(format!("removing {}", dir.display())));
             }
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(20));
             }
             Err(e) => {
                 let left = read_procs(&procs);
-                return Err(CgroupError { context: format!("removing cgroup {} (processes left: {left:?})", dir.display()), source: e });
+                return Err(CgroupError {
+                    context: format!(
+                        "removing cgroup {} (processes left: {left:?})",
+                        dir.display()
+                    ),
+                    source: e,
+                });
             }
         }
     }
@@ -431,7 +502,11 @@ impl DynoCgroup {
 
     /// Host pids of every process in the dyno's groups.
     pub fn processes(&self) -> Vec<i32> {
-        let mut all: Vec<i32> = self.dirs.iter().flat_map(|d| read_procs(&d.join("cgroup.procs"))).collect();
+        let mut all: Vec<i32> = self
+            .dirs
+            .iter()
+            .flat_map(|d| read_procs(&d.join("cgroup.procs")))
+            .collect();
         all.sort_unstable();
         all.dedup();
         all
@@ -473,7 +548,12 @@ pub fn join(spec: &DynoSpec) -> SysResult<()> {
             .write(true)
             .open(procs)
             .and_then(|mut f| f.write_all(b"0"))
-            .map_err(|e| format!("joining cgroup {}: {e}", procs.parent().unwrap_or(procs).display()))?;
+            .map_err(|e| {
+                format!(
+                    "joining cgroup {}: {e}",
+                    procs.parent().unwrap_or(procs).display()
+                )
+            })?;
     }
     Ok(())
 }
@@ -483,7 +563,10 @@ mod tests {
     use super::*;
 
     fn tmp(tag: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("kiln-cgroup-{tag}-{}", uuid::Uuid::new_v4().simple()));
+        let d = std::env::temp_dir().join(format!(
+            "kiln-cgroup-{tag}-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
         std::fs::create_dir_all(&d).unwrap();
         d
     }
@@ -500,7 +583,17 @@ mod tests {
         std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
     }
 
-    const V2_FILES: [&str; 9] = ["cgroup.procs", "cgroup.subtree_control", "memory.max", "memory.swap.max", "memory.current", "memory.events", "pids.max", "cpu.weight", "cgroup.controllers"];
+    const V2_FILES: [&str; 9] = [
+        "cgroup.procs",
+        "cgroup.subtree_control",
+        "memory.max",
+        "memory.swap.max",
+        "memory.current",
+        "memory.events",
+        "pids.max",
+        "cpu.weight",
+        "cgroup.controllers",
+    ];
 
     fn fake_v2(controllers: &str, id: &str, files: &[&str]) -> (PathBuf, Cgroups) {
         let root = tmp("v2");
@@ -510,14 +603,25 @@ mod tests {
         let layout = Layout::detect_at(&root).unwrap();
         assert_eq!(layout, Layout::V2 { root: root.clone() });
         let cg = Cgroups::new(layout, "inst");
-        fake_group(&root.join("kiln"), &["cgroup.procs", "cgroup.subtree_control"]);
-        fake_group(&root.join("kiln/inst"), &["cgroup.procs", "cgroup.subtree_control"]);
+        fake_group(
+            &root.join("kiln"),
+            &["cgroup.procs", "cgroup.subtree_control"],
+        );
+        fake_group(
+            &root.join("kiln/inst"),
+            &["cgroup.procs", "cgroup.subtree_control"],
+        );
         fake_group(&root.join("kiln/inst").join(id), files);
         (root, cg)
     }
 
     fn dyno_limits() -> Limits {
-        Limits { memory_bytes: Some(512 << 20), memory_hard_bytes: Some(1024 << 20), max_processes: Some(256), cpu_share: Some(1024) }
+        Limits {
+            memory_bytes: Some(512 << 20),
+            memory_hard_bytes: Some(1024 << 20),
+            max_processes: Some(256),
+            cpu_share: Some(1024),
+        }
     }
 
     #[test]
@@ -525,25 +629,60 @@ mod tests {
         let (root, cgroups) = fake_v2("cpuset cpu io memory hugetlb pids rdma", "d1", &V2_FILES);
         let cg = cgroups.create("d1", &dyno_limits()).unwrap();
         for level in ["", "kiln", "kiln/inst"] {
-            assert_eq!(read(&root.join(level).join("cgroup.subtree_control")), "+memory +pids +cpu", "level {level:?}");
+            assert_eq!(
+                read(&root.join(level).join("cgroup.subtree_control")),
+                "+memory +pids +cpu",
+                "level {level:?}"
+            );
         }
         let dir = root.join("kiln/inst/d1");
         assert_eq!(read(&dir.join("memory.max")), (1024u64 << 20).to_string());
         assert_eq!(read(&dir.join("memory.swap.max")), "0");
         assert_eq!(read(&dir.join("pids.max")), "256");
-        assert_eq!(read(&dir.join("cpu.weight")), shares_to_weight(1024).to_string());
+        assert_eq!(
+            read(&dir.join("cpu.weight")),
+            shares_to_weight(1024).to_string()
+        );
         assert_eq!(cg.procs_files(), vec![dir.join("cgroup.procs")]);
 
         // Accounting: memory.current and memory.events' oom_kill.
         std::fs::write(dir.join("memory.current"), "641728512\n").unwrap();
-        std::fs::write(dir.join("memory.events"), "low 0\nhigh 0\nmax 12\noom 2\noom_kill 2\noom_group_kill 0\n").unwrap();
-        assert_eq!(cg.memory(), Some(MemoryStats { usage_bytes: 641_728_512, oom_kills: 2 }));
+        std::fs::write(
+            dir.join("memory.events"),
+            "low 0\nhigh 0\nmax 12\noom 2\noom_kill 2\noom_group_kill 0\n",
+        )
+        .unwrap();
+        assert_eq!(
+            cg.memory(),
+            Some(MemoryStats {
+                usage_bytes: 641_728_512,
+                oom_kills: 2
+            })
+        );
 
         // A second dyno with build-like limits.
         fake_group(&root.join("kiln/inst/d2"), &V2_FILES);
-        let cg2 = cgroups.create("d2", &Limits { memory_bytes: Some(2048 << 20), memory_hard_bytes: None, max_processes: Some(4096), cpu_share: None }).unwrap();
-        assert_eq!(read(&root.join("kiln/inst/d2/memory.max")), (2048u64 << 20).to_string(), "without a hard limit the quota is the limit");
-        assert_eq!(read(&root.join("kiln/inst/d2/cpu.weight")), "", "no share, no weight");
+        let cg2 = cgroups
+            .create(
+                "d2",
+                &Limits {
+                    memory_bytes: Some(2048 << 20),
+                    memory_hard_bytes: None,
+                    max_processes: Some(4096),
+                    cpu_share: None,
+                },
+            )
+            .unwrap();
+        assert_eq!(
+            read(&root.join("kiln/inst/d2/memory.max")),
+            (2048u64 << 20).to_string(),
+            "without a hard limit the quota is the limit"
+        );
+        assert_eq!(
+            read(&root.join("kiln/inst/d2/cpu.weight")),
+            "",
+            "no share, no weight"
+        );
 
         cg.remove().unwrap();
         cg2.remove().unwrap();
@@ -555,7 +694,11 @@ mod tests {
 
     #[test]
     fn v2_without_cpu_or_swap_accounting_skips_them() {
-        let files: Vec<&str> = V2_FILES.iter().copied().filter(|f| !f.starts_with("memory.swap") && !f.starts_with("cpu.")).collect();
+        let files: Vec<&str> = V2_FILES
+            .iter()
+            .copied()
+            .filter(|f| !f.starts_with("memory.swap") && !f.starts_with("cpu."))
+            .collect();
         let (root, cgroups) = fake_v2("memory pids io", "d1", &files);
         cgroups.create("d1", &dyno_limits()).unwrap();
         assert_eq!(read(&root.join("cgroup.subtree_control")), "+memory +pids");
@@ -578,34 +721,96 @@ mod tests {
     #[test]
     fn v1_hybrid_writes_each_hierarchy() {
         let base = tmp("v1");
-        for (name, files) in [("memory", &["cgroup.procs", "memory.limit_in_bytes"][..]), ("pids", &["cgroup.procs"][..]), ("cpu", &["cgroup.procs", "cpu.shares"][..])] {
+        for (name, files) in [
+            ("memory", &["cgroup.procs", "memory.limit_in_bytes"][..]),
+            ("pids", &["cgroup.procs"][..]),
+            ("cpu", &["cgroup.procs", "cpu.shares"][..]),
+        ] {
             fake_group(&base.join(name), files);
         }
         // Hybrid: an empty v2 beside the v1 controllers does not make it v2.
-        fake_group(&base.join("unified"), &["cgroup.controllers", "cgroup.procs"]);
+        fake_group(
+            &base.join("unified"),
+            &["cgroup.controllers", "cgroup.procs"],
+        );
         let layout = Layout::detect_at(&base).unwrap();
-        assert_eq!(layout, Layout::V1 { memory: Some(base.join("memory")), pids: Some(base.join("pids")), cpu: Some(base.join("cpu")) });
+        assert_eq!(
+            layout,
+            Layout::V1 {
+                memory: Some(base.join("memory")),
+                pids: Some(base.join("pids")),
+                cpu: Some(base.join("cpu"))
+            }
+        );
         assert_eq!(layout.describe(), "cgroup v1 (memory, pids, cpu)");
         let cgroups = Cgroups::new(layout, "inst");
-        fake_group(&base.join("memory/kiln/inst/d1"), &["cgroup.procs", "memory.limit_in_bytes", "memory.memsw.limit_in_bytes", "memory.usage_in_bytes", "memory.oom_control"]);
-        fake_group(&base.join("pids/kiln/inst/d1"), &["cgroup.procs", "pids.max"]);
-        fake_group(&base.join("cpu/kiln/inst/d1"), &["cgroup.procs", "cpu.shares"]);
+        fake_group(
+            &base.join("memory/kiln/inst/d1"),
+            &[
+                "cgroup.procs",
+                "memory.limit_in_bytes",
+                "memory.memsw.limit_in_bytes",
+                "memory.usage_in_bytes",
+                "memory.oom_control",
+            ],
+        );
+        fake_group(
+            &base.join("pids/kiln/inst/d1"),
+            &["cgroup.procs", "pids.max"],
+        );
+        fake_group(
+            &base.join("cpu/kiln/inst/d1"),
+            &["cgroup.procs", "cpu.shares"],
+        );
         let cg = cgroups.create("d1", &dyno_limits()).unwrap();
-        assert_eq!(read(&base.join("memory/kiln/inst/d1/memory.limit_in_bytes")), (1024u64 << 20).to_string());
-        assert_eq!(read(&base.join("memory/kiln/inst/d1/memory.memsw.limit_in_bytes")), (1024u64 << 20).to_string());
+        assert_eq!(
+            read(&base.join("memory/kiln/inst/d1/memory.limit_in_bytes")),
+            (1024u64 << 20).to_string()
+        );
+        assert_eq!(
+            read(&base.join("memory/kiln/inst/d1/memory.memsw.limit_in_bytes")),
+            (1024u64 << 20).to_string()
+        );
         assert_eq!(read(&base.join("pids/kiln/inst/d1/pids.max")), "256");
         assert_eq!(read(&base.join("cpu/kiln/inst/d1/cpu.shares")), "1024");
         assert_eq!(cg.procs_files().len(), 3);
-        std::fs::write(base.join("memory/kiln/inst/d1/memory.usage_in_bytes"), "734003200\n").unwrap();
-        std::fs::write(base.join("memory/kiln/inst/d1/memory.oom_control"), "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n").unwrap();
-        assert_eq!(cg.memory(), Some(MemoryStats { usage_bytes: 734_003_200, oom_kills: 1 }));
+        std::fs::write(
+            base.join("memory/kiln/inst/d1/memory.usage_in_bytes"),
+            "734003200\n",
+        )
+        .unwrap();
+        std::fs::write(
+            base.join("memory/kiln/inst/d1/memory.oom_control"),
+            "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n",
+        )
+        .unwrap();
+        assert_eq!(
+            cg.memory(),
+            Some(MemoryStats {
+                usage_bytes: 734_003_200,
+                oom_kills: 1
+            })
+        );
 
         // Without memsw (no swap accounting) only the plain limit is written.
-        fake_group(&base.join("memory/kiln/inst/d2"), &["cgroup.procs", "memory.limit_in_bytes"]);
-        fake_group(&base.join("pids/kiln/inst/d2"), &["cgroup.procs", "pids.max"]);
-        fake_group(&base.join("cpu/kiln/inst/d2"), &["cgroup.procs", "cpu.shares"]);
+        fake_group(
+            &base.join("memory/kiln/inst/d2"),
+            &["cgroup.procs", "memory.limit_in_bytes"],
+        );
+        fake_group(
+            &base.join("pids/kiln/inst/d2"),
+            &["cgroup.procs", "pids.max"],
+        );
+        fake_group(
+            &base.join("cpu/kiln/inst/d2"),
+            &["cgroup.procs", "cpu.shares"],
+        );
         cgroups.create("d2", &dyno_limits()).unwrap();
-        assert!(!base.join("memory/kiln/inst/d2/memory.memsw.limit_in_bytes").exists());
+        assert!(
+            !base
+                .join("memory/kiln/inst/d2/memory.memsw.limit_in_bytes")
+                .exists()
+        );
         let _ = std::fs::remove_dir_all(base);
     }
 
@@ -616,9 +821,19 @@ mod tests {
         let cgroups = Cgroups::new(Layout::detect_at(&base).unwrap(), "inst");
         let mut victims = Vec::new();
         for id in ["left1", "left2"] {
-            fake_group(&base.join("pids/kiln/inst").join(id), &["cgroup.procs", "pids.max"]);
-            let child = std::process::Command::new("sleep").arg("60").spawn().unwrap();
-            std::fs::write(base.join("pids/kiln/inst").join(id).join("cgroup.procs"), format!("{}\n", child.id())).unwrap();
+            fake_group(
+                &base.join("pids/kiln/inst").join(id),
+                &["cgroup.procs", "pids.max"],
+            );
+            let child = std::process::Command::new("sleep")
+                .arg("60")
+                .spawn()
+                .unwrap();
+            std::fs::write(
+                base.join("pids/kiln/inst").join(id).join("cgroup.procs"),
+                format!("{}\n", child.id()),
+            )
+            .unwrap();
             victims.push(child);
         }
         // Another server's group is not ours to sweep.
@@ -629,7 +844,12 @@ mod tests {
             use std::os::unix::process::ExitStatusExt;
             assert_eq!(status.signal(), Some(libc::SIGKILL));
         }
-        assert_eq!(std::fs::read_dir(base.join("pids/kiln/inst")).unwrap().count(), 0);
+        assert_eq!(
+            std::fs::read_dir(base.join("pids/kiln/inst"))
+                .unwrap()
+                .count(),
+            0
+        );
         assert!(base.join("pids/kiln/other/d9").is_dir());
         let _ = std::fs::remove_dir_all(base);
     }
@@ -642,8 +862,14 @@ mod tests {
         assert_eq!(shares_to_weight(262_144), 10_000);
         assert_eq!(shares_to_weight(1024), 39);
         assert!(shares_to_weight(2048) > shares_to_weight(1024));
-        assert_eq!(instance_name(Path::new("/var/lib/kiln/run")), instance_name(Path::new("/var/lib/kiln/run")));
-        assert_ne!(instance_name(Path::new("/a/run")), instance_name(Path::new("/b/run")));
+        assert_eq!(
+            instance_name(Path::new("/var/lib/kiln/run")),
+            instance_name(Path::new("/var/lib/kiln/run"))
+        );
+        assert_ne!(
+            instance_name(Path::new("/a/run")),
+            instance_name(Path::new("/b/run"))
+        );
         let (root, cgroups) = fake_v2("memory pids", "x", &V2_FILES);
         for bad in ["", ".", "..", "a/b"] {
             assert!(cgroups.create(bad, &Limits::default()).is_err(), "{bad:?}");
@@ -659,13 +885,25 @@ mod tests {
         for f in &files {
             std::fs::write(f, "").unwrap();
         }
-        let spec = DynoSpec { id: "x".into(), cgroup_procs: files.clone(), ..DynoSpec::default() };
+        let spec = DynoSpec {
+            id: "x".into(),
+            cgroup_procs: files.clone(),
+            ..DynoSpec::default()
+        };
         join(&spec).unwrap();
         for f in &files {
             assert_eq!(read(f), "0");
         }
-        let missing = DynoSpec { cgroup_procs: vec![dir.join("nope/cgroup.procs")], ..spec };
-        assert!(join(&missing).unwrap_err().to_string().contains("joining cgroup"));
+        let missing = DynoSpec {
+            cgroup_procs: vec![dir.join("nope/cgroup.procs")],
+            ..spec
+        };
+        assert!(
+            join(&missing)
+                .unwrap_err()
+                .to_string()
+                .contains("joining cgroup")
+        );
         // A spec written before this field existed still parses.
         let old = r#"{"id":"x","app_id":"a","name":"web.1","command":"true","env":[],"app_dir":{"Writable":"/tmp"},"binds":[],"uid":null,"limits":{"memory_bytes":null,"memory_hard_bytes":null,"max_processes":null,"cpu_share":null},"stdin":false}"#;
         let parsed: DynoSpec = serde_json::from_str(old).unwrap();

@@ -28,14 +28,24 @@ impl ContainerRuntime {
                     tracing::warn!(cgroups = %c.layout().describe(), missing = %missing.join(", "), "dynos run without the limits of the missing cgroup controllers");
                 }
             }
-            None => tracing::warn!("no cgroup hierarchy under /sys/fs/cgroup: dynos run without memory, process or CPU limits"),
+            None => tracing::warn!(
+                "no cgroup hierarchy under /sys/fs/cgroup: dynos run without memory, process or CPU limits"
+            ),
         }
         ContainerRuntime::with_cgroups(run_dir, helper_exe, cgroups)
     }
 
     /// A runtime with the given cgroups (tests: a fake tree; `None`: no limits).
-    pub fn with_cgroups(run_dir: PathBuf, helper_exe: PathBuf, cgroups: Option<Cgroups>) -> ContainerRuntime {
-        ContainerRuntime { run_dir, helper_exe, cgroups }
+    pub fn with_cgroups(
+        run_dir: PathBuf,
+        helper_exe: PathBuf,
+        cgroups: Option<Cgroups>,
+    ) -> ContainerRuntime {
+        ContainerRuntime {
+            run_dir,
+            helper_exe,
+            cgroups,
+        }
     }
 
     pub fn cgroups(&self) -> Option<&Cgroups> {
@@ -45,7 +55,9 @@ impl ContainerRuntime {
     /// Whether this server can create namespaces and mounts: it runs as root on Linux.
     pub fn available() -> bool {
         // SAFETY: geteuid never fails.
-        cfg!(target_os = "linux") && unsafe { libc::geteuid() } == 0 && std::path::Path::new("/proc/self/ns/pid").exists()
+        cfg!(target_os = "linux")
+            && unsafe { libc::geteuid() } == 0
+            && std::path::Path::new("/proc/self/ns/pid").exists()
     }
 }
 
@@ -73,7 +85,8 @@ impl Runtime for ContainerRuntime {
         // mounts lived in their own namespaces. What remains is files.
         let dynos = self.run_dir.join("dynos");
         if dynos.exists() {
-            std::fs::remove_dir_all(&dynos).map_err(|e| RuntimeError::io(format!("clearing {}", dynos.display()), e))?;
+            std::fs::remove_dir_all(&dynos)
+                .map_err(|e| RuntimeError::io(format!("clearing {}", dynos.display()), e))?;
         }
         // Their cgroups stay, though, and whatever a crash left running in them: killed here.
         if let Some(c) = &self.cgroups {
@@ -95,7 +108,13 @@ impl Runtime for ContainerRuntime {
         // The limits exist before the helper does: it joins these groups before it starts
         // anything of the dyno, so nothing of it ever runs unlimited.
         let cgroup = match &self.cgroups {
-            Some(c) => Some(c.create(&spec.id, &spec.limits).map_err(|e| RuntimeError::Start { dyno: spec.name.clone(), message: format!("setting up its cgroups: {e}") })?),
+            Some(c) => Some(
+                c.create(&spec.id, &spec.limits)
+                    .map_err(|e| RuntimeError::Start {
+                        dyno: spec.name.clone(),
+                        message: format!("setting up its cgroups: {e}"),
+                    })?,
+            ),
             None => None,
         };
         spec.cgroup_procs = cgroup.as_ref().map(|c| c.procs_files()).unwrap_or_default();
@@ -109,23 +128,33 @@ impl Runtime for ContainerRuntime {
             RuntimeError::io(format!("{what} for dyno {}", spec.name), e)
         };
         for sub in ["upper", "work", "tmp"] {
-            std::fs::create_dir_all(run_dir.join(sub)).map_err(|e| fail("creating the run directory", e))?;
+            std::fs::create_dir_all(run_dir.join(sub))
+                .map_err(|e| fail("creating the run directory", e))?;
         }
         // SAFETY-free permission work: the dyno's user owns its writable layer and /tmp.
-        std::fs::set_permissions(run_dir.join("tmp"), std::fs::Permissions::from_mode(0o1777)).map_err(|e| fail("chmod tmp", e))?;
+        std::fs::set_permissions(run_dir.join("tmp"), std::fs::Permissions::from_mode(0o1777))
+            .map_err(|e| fail("chmod tmp", e))?;
         if let Some(uid) = spec.uid {
             if matches!(spec.app_dir, AppDir::Slug(_)) {
-                chown(run_dir.join("upper"), Some(uid), Some(uid)).map_err(|e| fail("chown upper", e))?;
+                chown(run_dir.join("upper"), Some(uid), Some(uid))
+                    .map_err(|e| fail("chown upper", e))?;
             }
             chown(run_dir.join("tmp"), Some(uid), Some(uid)).map_err(|e| fail("chown tmp", e))?;
         }
         let spec_path = run_dir.join("spec.json");
-        let json = serde_json::to_vec(&spec).map_err(|e| fail("encoding the spec", std::io::Error::other(e)))?;
+        let json = serde_json::to_vec(&spec)
+            .map_err(|e| fail("encoding the spec", std::io::Error::other(e)))?;
         {
             use std::io::Write;
             use std::os::unix::fs::OpenOptionsExt;
-            let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&spec_path).map_err(|e| fail("writing the spec", e))?;
-            f.write_all(&json).map_err(|e| fail("writing the spec", e))?;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&spec_path)
+                .map_err(|e| fail("writing the spec", e))?;
+            f.write_all(&json)
+                .map_err(|e| fail("writing the spec", e))?;
         }
 
         let (status_rx, status_tx) = pipe().map_err(|e| fail("creating the status pipe", e))?;
@@ -133,7 +162,11 @@ impl Runtime for ContainerRuntime {
         let mut cmd = tokio::process::Command::new(&self.helper_exe);
         cmd.arg("dyno-helper").arg(&spec_path);
         cmd.env_clear();
-        cmd.stdin(if spec.stdin { Stdio::piped() } else { Stdio::null() });
+        cmd.stdin(if spec.stdin {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         // SAFETY: only async-signal-safe calls between fork and exec: dup2 puts the status
         // pipe on fd 3 (clearing CLOEXEC there), prctl ties the helper's life to ours, and the
@@ -148,9 +181,20 @@ impl Runtime for ContainerRuntime {
                 Ok(())
             });
         }
-        let child = cmd.spawn().map_err(|e| fail("spawning the dyno helper", e))?;
+        let child = cmd
+            .spawn()
+            .map_err(|e| fail("spawning the dyno helper", e))?;
         drop(status_tx);
-        let status = tokio::net::unix::pipe::Receiver::from_owned_fd(status_rx).map_err(|e| fail("watching the status pipe", e))?;
-        Ok(Dyno::spawned(&spec, child, false, Some(status), run_dir, memory, None))
+        let status = tokio::net::unix::pipe::Receiver::from_owned_fd(status_rx)
+            .map_err(|e| fail("watching the status pipe", e))?;
+        Ok(Dyno::spawned(
+            &spec,
+            child,
+            false,
+            Some(status),
+            run_dir,
+            memory,
+            None,
+        ))
     }
 }

@@ -14,7 +14,7 @@
 //! Setup errors are written to fd 3 (the status pipe); the server sees EOF on it, with nothing
 //! written, exactly when the user's command has been exec'd.
 
-use crate::sys::{self, SysResult, SysError};
+use crate::sys::{self, SysError, SysResult};
 use crate::{AppDir, DynoSpec, PRELUDE};
 use std::ffi::CString;
 use std::os::unix::fs::{PermissionsExt, symlink};
@@ -23,7 +23,14 @@ use std::path::{Path, PathBuf};
 const STATUS_FD: libc::c_int = 3;
 
 /// Signals forwarded to the whole dyno.
-const FORWARDED: [libc::c_int; 6] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT, libc::SIGUSR1, libc::SIGUSR2];
+const FORWARDED: [libc::c_int; 6] = [
+    libc::SIGTERM,
+    libc::SIGINT,
+    libc::SIGHUP,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+];
 
 /// Host directories that make up the stack, mounted read-only. Merged-/usr symlinks
 /// (`/bin -> usr/bin`) are recreated as symlinks.
@@ -32,9 +39,28 @@ const STACK_DIRS: [&str; 7] = ["usr", "bin", "sbin", "lib", "lib32", "lib64", "l
 /// The parts of the host's `/etc` a program needs (name resolution, TLS roots, the dynamic
 /// linker, alternatives); everything else, notably `shadow` and `ssh`, stays invisible.
 const ETC_ENTRIES: [&str; 22] = [
-    "resolv.conf", "nsswitch.conf", "host.conf", "gai.conf", "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "ssl",
-    "ca-certificates", "ca-certificates.conf", "alternatives", "localtime", "timezone", "mime.types", "protocols",
-    "services", "os-release", "debian_version", "bash.bashrc", "inputrc", "terminfo", "python3.11",
+    "resolv.conf",
+    "nsswitch.conf",
+    "host.conf",
+    "gai.conf",
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "ssl",
+    "ca-certificates",
+    "ca-certificates.conf",
+    "alternatives",
+    "localtime",
+    "timezone",
+    "mime.types",
+    "protocols",
+    "services",
+    "os-release",
+    "debian_version",
+    "bash.bashrc",
+    "inputrc",
+    "terminfo",
+    "python3.11",
 ];
 
 /// Entry point; never returns.
@@ -56,9 +82,14 @@ pub fn main(args: &[String]) -> ! {
 
 fn run(args: &[String]) -> SysResult<i32> {
     let spec_path = args.first().ok_or("usage: kiln dyno-helper SPEC")?;
-    let text = std::fs::read_to_string(spec_path).map_err(|e| SysError::io(format!("reading {spec_path}"), e))?;
-    let spec: DynoSpec = serde_json::from_str(&text).map_err(|e| SysError::from(format!("parsing {spec_path}: {e}")))?;
-    let run_dir = Path::new(spec_path).parent().ok_or("spec has no directory")?.to_path_buf();
+    let text = std::fs::read_to_string(spec_path)
+        .map_err(|e| SysError::io(format!("reading {spec_path}"), e))?;
+    let spec: DynoSpec = serde_json::from_str(&text)
+        .map_err(|e| SysError::from(format!("parsing {spec_path}: {e}")))?;
+    let run_dir = Path::new(spec_path)
+        .parent()
+        .ok_or("spec has no directory")?
+        .to_path_buf();
 
     // SAFETY: prctl/getppid are plain syscalls. If the server is already gone, stop here.
     unsafe {
@@ -70,9 +101,19 @@ fn run(args: &[String]) -> SysResult<i32> {
     crate::cgroup::join(&spec)?;
     let mask = block_signals();
     // The cgroup namespace is entered after joining the dyno's cgroups: inside, they are `/`.
-    sys::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWCGROUP)?;
+    sys::unshare(
+        libc::CLONE_NEWNS
+            | libc::CLONE_NEWPID
+            | libc::CLONE_NEWUTS
+            | libc::CLONE_NEWIPC
+            | libc::CLONE_NEWCGROUP,
+    )?;
 
-    let pty = if spec.tty { Some(open_pty(&spec)?) } else { None };
+    let pty = if spec.tty {
+        Some(open_pty(&spec)?)
+    } else {
+        None
+    };
     // SAFETY: this process is single-threaded, so the child may do anything after fork.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
@@ -113,11 +154,29 @@ fn run(args: &[String]) -> SysResult<i32> {
 
 /// Opens a pseudo-terminal sized from the spec's `COLUMNS`/`LINES`.
 fn open_pty(spec: &DynoSpec) -> SysResult<(libc::c_int, libc::c_int)> {
-    let env = |k: &str| spec.env.iter().find(|(key, _)| key == k).and_then(|(_, v)| v.parse::<u16>().ok());
-    let ws = libc::winsize { ws_row: env("LINES").unwrap_or(24), ws_col: env("COLUMNS").unwrap_or(80), ws_xpixel: 0, ws_ypixel: 0 };
+    let env = |k: &str| {
+        spec.env
+            .iter()
+            .find(|(key, _)| key == k)
+            .and_then(|(_, v)| v.parse::<u16>().ok())
+    };
+    let ws = libc::winsize {
+        ws_row: env("LINES").unwrap_or(24),
+        ws_col: env("COLUMNS").unwrap_or(80),
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
     let (mut master, mut slave) = (0, 0);
     // SAFETY: openpty fills two fds; the name buffer and termios are not requested.
-    let r = unsafe { libc::openpty(&mut master, &mut slave, std::ptr::null_mut(), std::ptr::null(), &ws) };
+    let r = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            &ws,
+        )
+    };
     if r < 0 {
         return Err(SysError::last_os_error("openpty"));
     }
@@ -144,9 +203,21 @@ fn relay_pty(init_pid: libc::pid_t, mask: &libc::sigset_t, master: libc::c_int) 
         let mut buf = [0u8; 16 * 1024];
         loop {
             let mut fds = [
-                libc::pollfd { fd: sfd, events: libc::POLLIN, revents: 0 },
-                libc::pollfd { fd: if stdin_open { 0 } else { -1 }, events: libc::POLLIN, revents: 0 },
-                libc::pollfd { fd: if master_open { master } else { -1 }, events: libc::POLLIN, revents: 0 },
+                libc::pollfd {
+                    fd: sfd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: if stdin_open { 0 } else { -1 },
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: if master_open { master } else { -1 },
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
             ];
             // Once init is gone, drain what the terminal still holds, briefly.
             let timeout = if status.is_some() { 50 } else { -1 };
@@ -162,7 +233,11 @@ fn relay_pty(init_pid: libc::pid_t, mask: &libc::sigset_t, master: libc::c_int) 
             }
             if fds[0].revents & libc::POLLIN != 0 {
                 let mut si: libc::signalfd_siginfo = std::mem::zeroed();
-                libc::read(sfd, &mut si as *mut _ as *mut libc::c_void, std::mem::size_of::<libc::signalfd_siginfo>());
+                libc::read(
+                    sfd,
+                    &mut si as *mut _ as *mut libc::c_void,
+                    std::mem::size_of::<libc::signalfd_siginfo>(),
+                );
                 let sig = si.ssi_signo as libc::c_int;
                 if sig == libc::SIGCHLD {
                     let mut st = 0;
@@ -240,7 +315,11 @@ fn block_signals() -> libc::sigset_t {
 extern "C" fn noop(_: libc::c_int) {}
 
 fn exit_code(status: libc::c_int) -> i32 {
-    if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { 128 + libc::WTERMSIG(status) }
+    if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        128 + libc::WTERMSIG(status)
+    }
 }
 
 /// The helper's loop on the host side: forward signals to init, exit with its status.
@@ -271,7 +350,12 @@ fn supervise(init_pid: libc::pid_t, mask: &libc::sigset_t) -> i32 {
 }
 
 /// PID 1 of the dyno: build the root, drop privileges, run the command, reap and forward.
-fn init(spec: &DynoSpec, run_dir: &Path, mask: &libc::sigset_t, tty: Option<libc::c_int>) -> SysResult<i32> {
+fn init(
+    spec: &DynoSpec,
+    run_dir: &Path,
+    mask: &libc::sigset_t,
+    tty: Option<libc::c_int>,
+) -> SysResult<i32> {
     // SAFETY: die with the helper.
     unsafe {
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
@@ -293,7 +377,11 @@ fn init(spec: &DynoSpec, run_dir: &Path, mask: &libc::sigset_t, tty: Option<libc
 
     let mut env: Vec<CString> = Vec::with_capacity(spec.env.len() + 3);
     let has = |k: &str| spec.env.iter().any(|(key, _)| key == k);
-    let defaults = [("HOME", "/app"), ("PATH", "/usr/local/bin:/usr/bin:/bin"), ("LANG", "C.UTF-8")];
+    let defaults = [
+        ("HOME", "/app"),
+        ("PATH", "/usr/local/bin:/usr/bin:/bin"),
+        ("LANG", "C.UTF-8"),
+    ];
     for (k, v) in defaults {
         if !has(k) {
             env.push(sys::cstr(&format!("{k}={v}"))?);
@@ -302,7 +390,13 @@ fn init(spec: &DynoSpec, run_dir: &Path, mask: &libc::sigset_t, tty: Option<libc
     for (k, v) in &spec.env {
         env.push(sys::cstr(&format!("{k}={v}"))?);
     }
-    let argv = [sys::cstr("/bin/bash")?, sys::cstr("-c")?, sys::cstr(PRELUDE)?, sys::cstr("kiln-dyno")?, sys::cstr(&spec.command)?];
+    let argv = [
+        sys::cstr("/bin/bash")?,
+        sys::cstr("-c")?,
+        sys::cstr(PRELUDE)?,
+        sys::cstr("kiln-dyno")?,
+        sys::cstr(&spec.command)?,
+    ];
 
     // SAFETY: single-threaded; the child only execs.
     let child = unsafe { libc::fork() };
@@ -333,7 +427,10 @@ fn init(spec: &DynoSpec, run_dir: &Path, mask: &libc::sigset_t, tty: Option<libc
             let mut env_p: Vec<*const libc::c_char> = env.iter().map(|c| c.as_ptr()).collect();
             env_p.push(std::ptr::null());
             libc::execve(argv_p[0], argv_p.as_ptr(), env_p.as_ptr());
-            sys::write_fd(STATUS_FD, &format!("exec /bin/bash: {}\n", std::io::Error::last_os_error()));
+            sys::write_fd(
+                STATUS_FD,
+                &format!("exec /bin/bash: {}\n", std::io::Error::last_os_error()),
+            );
             libc::_exit(127);
         }
     }
@@ -384,7 +481,8 @@ fn reap_and_forward(main: libc::pid_t, mask: &libc::sigset_t) -> i32 {
 
 fn mkdir(p: &Path, mode: u32) -> SysResult<()> {
     std::fs::create_dir_all(p).map_err(|e| SysError::io(format!("mkdir {}", p.display()), e))?;
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).map_err(|e| SysError::io(format!("chmod {}", p.display()), e))
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| SysError::io(format!("chmod {}", p.display()), e))
 }
 
 fn touch(p: &Path) -> SysResult<()> {
@@ -397,7 +495,9 @@ fn write(p: &Path, content: &str) -> SysResult<()> {
 
 /// Mounts `host` at `target` (relative to `root`) if it exists: directories and files alike.
 fn bind_entry(host: &Path, target: &Path, writable: bool) -> SysResult<bool> {
-    let Ok(meta) = std::fs::metadata(host) else { return Ok(false) };
+    let Ok(meta) = std::fs::metadata(host) else {
+        return Ok(false);
+    };
     if meta.is_dir() {
         mkdir(target, 0o755)?;
     } else {
@@ -412,18 +512,32 @@ fn bind_entry(host: &Path, target: &Path, writable: bool) -> SysResult<bool> {
 
 fn build_root(spec: &DynoSpec, run_dir: &Path) -> SysResult<()> {
     // Nothing mounted from here on may propagate back to the host.
-    sys::mount(None, Path::new("/"), None, libc::MS_REC | libc::MS_PRIVATE, None)?;
+    sys::mount(
+        None,
+        Path::new("/"),
+        None,
+        libc::MS_REC | libc::MS_PRIVATE,
+        None,
+    )?;
     let root = run_dir.join("root");
     mkdir(&root, 0o755)?;
-    sys::mount(Some("tmpfs"), &root, Some("tmpfs"), libc::MS_NOSUID | libc::MS_NODEV, Some("mode=755,size=4m"))?;
+    sys::mount(
+        Some("tmpfs"),
+        &root,
+        Some("tmpfs"),
+        libc::MS_NOSUID | libc::MS_NODEV,
+        Some("mode=755,size=4m"),
+    )?;
 
     for name in STACK_DIRS {
         let host = Path::new("/").join(name);
         let target = root.join(name);
         match std::fs::symlink_metadata(&host) {
             Ok(m) if m.file_type().is_symlink() => {
-                let link = std::fs::read_link(&host).map_err(|e| SysError::io(format!("readlink {}", host.display()), e))?;
-                symlink(&link, &target).map_err(|e| SysError::io(format!("symlink {}", target.display()), e))?;
+                let link = std::fs::read_link(&host)
+                    .map_err(|e| SysError::io(format!("readlink {}", host.display()), e))?;
+                symlink(&link, &target)
+                    .map_err(|e| SysError::io(format!("symlink {}", target.display()), e))?;
             }
             Ok(m) if m.is_dir() => {
                 mkdir(&target, 0o755)?;
@@ -453,7 +567,13 @@ fn build_root(spec: &DynoSpec, run_dir: &Path) -> SysResult<()> {
     write(&etc.join("passwd"), &passwd)?;
     write(&etc.join("group"), &group)?;
     write(&etc.join("hostname"), &format!("{}\n", spec.id))?;
-    write(&etc.join("hosts"), &format!("127.0.0.1\tlocalhost\n::1\tlocalhost\n127.0.1.1\t{}\n", spec.id))?;
+    write(
+        &etc.join("hosts"),
+        &format!(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost\n127.0.1.1\t{}\n",
+            spec.id
+        ),
+    )?;
 
     // /app: the slug under a private overlay, or a writable build directory.
     let app = root.join("app");
@@ -462,16 +582,39 @@ fn build_root(spec: &DynoSpec, run_dir: &Path) -> SysResult<()> {
         AppDir::Slug(slug) => {
             let upper = run_dir.join("upper");
             let work = run_dir.join("work");
-            let opts = format!("lowerdir={},upperdir={},workdir={}", slug.display(), upper.display(), work.display());
-            if opts.contains(',') && [slug, &upper, &work].iter().any(|p| p.to_string_lossy().contains(',')) {
+            let opts = format!(
+                "lowerdir={},upperdir={},workdir={}",
+                slug.display(),
+                upper.display(),
+                work.display()
+            );
+            if opts.contains(',')
+                && [slug, &upper, &work]
+                    .iter()
+                    .any(|p| p.to_string_lossy().contains(','))
+            {
                 return Err("overlay paths must not contain ','".into());
             }
             // `volatile` spares every dyno exit a sync of the host's filesystem; the upper
             // layer is thrown away with the dyno anyway (and never reused after a crash).
             // Kernels before 5.10 do not know the option: mount without it there.
             let volatile = format!("{opts},volatile");
-            if sys::mount(Some("overlay"), &app, Some("overlay"), libc::MS_NOSUID | libc::MS_NODEV, Some(&volatile)).is_err() {
-                sys::mount(Some("overlay"), &app, Some("overlay"), libc::MS_NOSUID | libc::MS_NODEV, Some(&opts))?;
+            if sys::mount(
+                Some("overlay"),
+                &app,
+                Some("overlay"),
+                libc::MS_NOSUID | libc::MS_NODEV,
+                Some(&volatile),
+            )
+            .is_err()
+            {
+                sys::mount(
+                    Some("overlay"),
+                    &app,
+                    Some("overlay"),
+                    libc::MS_NOSUID | libc::MS_NODEV,
+                    Some(&opts),
+                )?;
             }
         }
         AppDir::Writable(dir) => sys::bind(dir, &app, true)?,
@@ -492,14 +635,26 @@ fn build_root(spec: &DynoSpec, run_dir: &Path) -> SysResult<()> {
 
     let proc_dir = root.join("proc");
     mkdir(&proc_dir, 0o555)?;
-    sys::mount(Some("proc"), &proc_dir, Some("proc"), libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, None)?;
+    sys::mount(
+        Some("proc"),
+        &proc_dir,
+        Some("proc"),
+        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        None,
+    )?;
     mask_proc(&proc_dir)?;
 
     build_dev(&root.join("dev"))?;
 
     sys::pivot_to(&root)?;
     // The skeleton itself is read-only; /app, /tmp and /dev are their own mounts.
-    sys::mount(None, Path::new("/"), None, libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV, None)?;
+    sys::mount(
+        None,
+        Path::new("/"),
+        None,
+        libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV,
+        None,
+    )?;
     std::env::set_current_dir("/app").map_err(|e| SysError::io(format!("chdir /app"), e))?;
     Ok(())
 }
@@ -510,7 +665,14 @@ fn build_root(spec: &DynoSpec, run_dir: &Path) -> SysResult<()> {
 /// every task on the host). The app's uid could write few of them anyway; this keeps them
 /// shut for a dyno running as uid 0 too, and stops the information leaks. Docker's list.
 const PROC_READ_ONLY: [&str; 5] = ["sys", "sysrq-trigger", "irq", "bus", "fs"];
-const PROC_MASKED_FILES: [&str; 6] = ["kcore", "keys", "latency_stats", "timer_list", "timer_stats", "sched_debug"];
+const PROC_MASKED_FILES: [&str; 6] = [
+    "kcore",
+    "keys",
+    "latency_stats",
+    "timer_list",
+    "timer_stats",
+    "sched_debug",
+];
 const PROC_MASKED_DIRS: [&str; 3] = ["acpi", "asound", "scsi"];
 
 fn mask_proc(proc_dir: &Path) -> SysResult<()> {
@@ -520,7 +682,13 @@ fn mask_proc(proc_dir: &Path) -> SysResult<()> {
         if std::fs::symlink_metadata(&p).is_ok() {
             let s = p.to_str().ok_or("non-UTF-8 /proc path")?;
             sys::mount(Some(s), &p, None, libc::MS_BIND | libc::MS_REC, None)?;
-            sys::mount(None, &p, None, libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | locked, None)?;
+            sys::mount(
+                None,
+                &p,
+                None,
+                libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | locked,
+                None,
+            )?;
         }
     }
     for name in PROC_MASKED_FILES {
@@ -532,7 +700,13 @@ fn mask_proc(proc_dir: &Path) -> SysResult<()> {
     for name in PROC_MASKED_DIRS {
         let p = proc_dir.join(name);
         if std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir()) {
-            sys::mount(Some("tmpfs"), &p, Some("tmpfs"), libc::MS_RDONLY | locked, Some("size=4k,mode=555"))?;
+            sys::mount(
+                Some("tmpfs"),
+                &p,
+                Some("tmpfs"),
+                libc::MS_RDONLY | locked,
+                Some("size=4k,mode=555"),
+            )?;
         }
     }
     Ok(())
@@ -540,7 +714,13 @@ fn mask_proc(proc_dir: &Path) -> SysResult<()> {
 
 fn build_dev(dev: &Path) -> SysResult<()> {
     mkdir(dev, 0o755)?;
-    sys::mount(Some("tmpfs"), dev, Some("tmpfs"), libc::MS_NOSUID | libc::MS_NOEXEC, Some("mode=755,size=64k"))?;
+    sys::mount(
+        Some("tmpfs"),
+        dev,
+        Some("tmpfs"),
+        libc::MS_NOSUID | libc::MS_NOEXEC,
+        Some("mode=755,size=64k"),
+    )?;
     for name in ["null", "zero", "full", "random", "urandom", "tty"] {
         let target = dev.join(name);
         touch(&target)?;
@@ -550,13 +730,31 @@ fn build_dev(dev: &Path) -> SysResult<()> {
     }
     let pts = dev.join("pts");
     mkdir(&pts, 0o755)?;
-    sys::mount(Some("devpts"), &pts, Some("devpts"), libc::MS_NOSUID | libc::MS_NOEXEC, Some("newinstance,ptmxmode=0666,mode=620"))?;
+    sys::mount(
+        Some("devpts"),
+        &pts,
+        Some("devpts"),
+        libc::MS_NOSUID | libc::MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=620"),
+    )?;
     symlink("pts/ptmx", dev.join("ptmx")).map_err(|e| SysError::io(format!("symlink ptmx"), e))?;
     let shm = dev.join("shm");
     mkdir(&shm, 0o1777)?;
-    sys::mount(Some("tmpfs"), &shm, Some("tmpfs"), libc::MS_NOSUID | libc::MS_NODEV, Some("mode=1777,size=64m"))?;
-    for (name, target) in [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")] {
-        symlink(target, dev.join(name)).map_err(|e| SysError::io(format!("symlink /dev/{name}"), e))?;
+    sys::mount(
+        Some("tmpfs"),
+        &shm,
+        Some("tmpfs"),
+        libc::MS_NOSUID | libc::MS_NODEV,
+        Some("mode=1777,size=64m"),
+    )?;
+    for (name, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        symlink(target, dev.join(name))
+            .map_err(|e| SysError::io(format!("symlink /dev/{name}"), e))?;
     }
     Ok(())
 }

@@ -19,6 +19,7 @@
 pub mod cgroup;
 pub mod container;
 pub mod helper;
+pub mod output;
 pub mod process;
 pub mod seccomp;
 pub mod slugcache;
@@ -37,12 +38,18 @@ pub enum RuntimeError {
     #[error("could not start dyno {dyno}: {message}")]
     Start { dyno: String, message: String },
     #[error("{context}: {source}")]
-    Io { context: String, source: std::io::Error },
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
 }
 
 impl RuntimeError {
     pub fn io(context: impl Into<String>, source: std::io::Error) -> RuntimeError {
-        RuntimeError::Io { context: context.into(), source }
+        RuntimeError::Io {
+            context: context.into(),
+            source,
+        }
     }
 }
 
@@ -203,7 +210,12 @@ struct ProbeInner {
 
 impl MemoryProbe {
     pub(crate) fn new(cgroup: cgroup::DynoCgroup) -> MemoryProbe {
-        MemoryProbe(Arc::new(ProbeInner { cgroup, last: Mutex::new(None), ended: AtomicBool::new(false), removed: AtomicBool::new(false) }))
+        MemoryProbe(Arc::new(ProbeInner {
+            cgroup,
+            last: Mutex::new(None),
+            ended: AtomicBool::new(false),
+            removed: AtomicBool::new(false),
+        }))
     }
 
     /// Current usage and OOM kills; after the dyno ended, the last reading taken before its
@@ -311,14 +323,21 @@ impl Dyno {
     /// Waits until the user's command is running (for containers: exec'd inside the dyno).
     /// An error carries the helper's explanation.
     pub async fn started(&mut self) -> Result<(), RuntimeError> {
-        let Some(mut rx) = self.status.take() else { return Ok(()) };
+        let Some(mut rx) = self.status.take() else {
+            return Ok(());
+        };
         use tokio::io::AsyncReadExt;
         let mut msg = Vec::new();
-        rx.read_to_end(&mut msg).await.map_err(|e| RuntimeError::io("reading dyno status", e))?;
+        rx.read_to_end(&mut msg)
+            .await
+            .map_err(|e| RuntimeError::io("reading dyno status", e))?;
         if msg.is_empty() {
             Ok(())
         } else {
-            Err(RuntimeError::Start { dyno: self.name.clone(), message: String::from_utf8_lossy(&msg).trim().to_string() })
+            Err(RuntimeError::Start {
+                dyno: self.name.clone(),
+                message: String::from_utf8_lossy(&msg).trim().to_string(),
+            })
         }
     }
 
@@ -338,7 +357,10 @@ impl Dyno {
             // is killed, which can take a moment, so not on an async worker.
             probe.end();
             let p = probe.clone();
-            if tokio::task::spawn_blocking(move || p.remove()).await.is_err() {
+            if tokio::task::spawn_blocking(move || p.remove())
+                .await
+                .is_err()
+            {
                 probe.remove();
             }
         }
@@ -366,7 +388,9 @@ impl Drop for Dyno {
         if let Some(probe) = self.memory.take().filter(|p| !p.removed()) {
             self.signaller.kill();
             // Removal waits for the processes to die: not on the dropping thread.
-            let _ = std::thread::Builder::new().name("kiln-cgroup-cleanup".into()).spawn(move || probe.remove());
+            let _ = std::thread::Builder::new()
+                .name("kiln-cgroup-cleanup".into())
+                .spawn(move || probe.remove());
         }
     }
 }
@@ -407,7 +431,10 @@ fn restore_open_files() {
     if soft == 0 {
         return;
     }
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: both calls read or write one rlimit we own; a failure keeps the inherited limit.
     unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && soft < lim.rlim_cur {
@@ -417,16 +444,24 @@ fn restore_open_files() {
     }
 }
 
-pub fn detect(data_dir: &std::path::Path, helper_exe: PathBuf, prefer: Option<RuntimeKind>) -> SharedRuntime {
+pub fn detect(
+    data_dir: &std::path::Path,
+    helper_exe: PathBuf,
+    prefer: Option<RuntimeKind>,
+) -> SharedRuntime {
     let run_dir = data_dir.join("run");
     match prefer {
         Some(RuntimeKind::Process) => Arc::new(process::ProcessRuntime::new(run_dir)),
-        Some(RuntimeKind::Container) => Arc::new(container::ContainerRuntime::new(run_dir, helper_exe)),
+        Some(RuntimeKind::Container) => {
+            Arc::new(container::ContainerRuntime::new(run_dir, helper_exe))
+        }
         None => {
             if container::ContainerRuntime::available() {
                 Arc::new(container::ContainerRuntime::new(run_dir, helper_exe))
             } else {
-                tracing::warn!("not running as root with namespaces: dynos run as plain processes, without isolation");
+                tracing::warn!(
+                    "not running as root with namespaces: dynos run as plain processes, without isolation"
+                );
                 Arc::new(process::ProcessRuntime::new(run_dir))
             }
         }

@@ -27,14 +27,16 @@ impl Runtime for ProcessRuntime {
     fn sweep(&self) -> Result<(), RuntimeError> {
         let dynos = self.run_dir.join("dynos");
         if dynos.exists() {
-            std::fs::remove_dir_all(&dynos).map_err(|e| RuntimeError::io(format!("clearing {}", dynos.display()), e))?;
+            std::fs::remove_dir_all(&dynos)
+                .map_err(|e| RuntimeError::io(format!("clearing {}", dynos.display()), e))?;
         }
         Ok(())
     }
 
     fn start(&self, spec: DynoSpec) -> Result<Dyno, RuntimeError> {
         let run_dir = self.run_dir.join("dynos").join(&spec.id);
-        std::fs::create_dir_all(&run_dir).map_err(|e| RuntimeError::io(format!("creating {}", run_dir.display()), e))?;
+        std::fs::create_dir_all(&run_dir)
+            .map_err(|e| RuntimeError::io(format!("creating {}", run_dir.display()), e))?;
         // The dyno's home: a private copy of the slug (its "ephemeral filesystem"), or the
         // build directory itself.
         let home = match &spec.app_dir {
@@ -48,17 +50,27 @@ impl Runtime for ProcessRuntime {
                     .map_err(|e| RuntimeError::io("copying the slug", e))?;
                 if !out.status.success() {
                     crate::remove_run_dir(&run_dir);
-                    return Err(RuntimeError::Start { dyno: spec.name.clone(), message: format!("copying the slug failed: {}", String::from_utf8_lossy(&out.stderr)) });
+                    return Err(RuntimeError::Start {
+                        dyno: spec.name.clone(),
+                        message: format!(
+                            "copying the slug failed: {}",
+                            String::from_utf8_lossy(&out.stderr)
+                        ),
+                    });
                 }
                 home
             }
             AppDir::Writable(dir) => dir.clone(),
         };
         let tmp = run_dir.join("tmp");
-        std::fs::create_dir_all(&tmp).map_err(|e| RuntimeError::io("creating the dyno's tmp", e))?;
+        std::fs::create_dir_all(&tmp)
+            .map_err(|e| RuntimeError::io("creating the dyno's tmp", e))?;
 
         let mut cmd = tokio::process::Command::new("/bin/bash");
-        cmd.arg("-c").arg(PRELUDE).arg("kiln-dyno").arg(&spec.command);
+        cmd.arg("-c")
+            .arg(PRELUDE)
+            .arg("kiln-dyno")
+            .arg(&spec.command);
         cmd.env_clear();
         cmd.env("PATH", "/usr/local/bin:/usr/bin:/bin");
         for (k, v) in &spec.env {
@@ -66,7 +78,11 @@ impl Runtime for ProcessRuntime {
         }
         cmd.env("HOME", &home).env("TMPDIR", &tmp);
         cmd.current_dir(&home);
-        cmd.stdin(if spec.stdin { Stdio::piped() } else { Stdio::null() });
+        cmd.stdin(if spec.stdin {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         cmd.process_group(0);
         cmd.kill_on_drop(false);
@@ -84,7 +100,10 @@ impl Runtime for ProcessRuntime {
             Ok(c) => c,
             Err(e) => {
                 crate::remove_run_dir(&run_dir);
-                return Err(RuntimeError::Start { dyno: spec.name.clone(), message: format!("spawning bash: {e}") });
+                return Err(RuntimeError::Start {
+                    dyno: spec.name.clone(),
+                    message: format!("spawning bash: {e}"),
+                });
             }
         };
         let pid = child.id().unwrap_or(0) as i32;
@@ -95,6 +114,14 @@ impl Runtime for ProcessRuntime {
                 libc::killpg(pid, libc::SIGKILL);
             }
         });
-        Ok(Dyno::spawned(&spec, child, true, None, run_dir, None, Some(cleanup)))
+        Ok(Dyno::spawned(
+            &spec,
+            child,
+            true,
+            None,
+            run_dir,
+            None,
+            Some(cleanup),
+        ))
     }
 }

@@ -75,7 +75,8 @@ pub fn rules() -> Vec<(u32, Rule)> {
     use Rule::*;
     let eperm = Deny(libc::EPERM);
     let mut rules = Vec::new();
-    let mut deny = |nums: &[libc::c_long], rule: Rule| rules.extend(nums.iter().map(|n| (nr(*n), rule)));
+    let mut deny =
+        |nums: &[libc::c_long], rule: Rule| rules.extend(nums.iter().map(|n| (nr(*n), rule)));
 
     // Filesystem namespace: the dyno's root is built once by the helper; changing it (mounts,
     // a new root, the new fd-based mount API) is how a container escapes or hides from its
@@ -142,7 +143,10 @@ pub fn rules() -> Vec<(u32, Rule)> {
     );
     // File handles bypass path lookup, and so the dyno's root: open_by_handle_at is the
     // "shocker" container escape.
-    deny(&[libc::SYS_open_by_handle_at, libc::SYS_name_to_handle_at], eperm);
+    deny(
+        &[libc::SYS_open_by_handle_at, libc::SYS_name_to_handle_at],
+        eperm,
+    );
     // Raw I/O port access (x86 only).
     #[cfg(target_arch = "x86_64")]
     deny(&[libc::SYS_iopl, libc::SYS_ioperm], eperm);
@@ -153,11 +157,21 @@ pub fn rules() -> Vec<(u32, Rule)> {
 
 // Classic BPF helpers (`BPF_STMT` / `BPF_JUMP` from <linux/filter.h>).
 fn stmt(code: u32, k: u32) -> libc::sock_filter {
-    libc::sock_filter { code: code as u16, jt: 0, jf: 0, k }
+    libc::sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    }
 }
 
 fn jump(code: u32, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
-    libc::sock_filter { code: code as u16, jt, jf, k }
+    libc::sock_filter {
+        code: code as u16,
+        jt,
+        jf,
+        k,
+    }
 }
 
 const LD_ABS: u32 = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
@@ -179,7 +193,11 @@ pub fn ret_errno(errno: i32) -> u32 {
 
 /// Builds the filter for an architecture (`AUDIT_ARCH_*`), with an optional x32-style bit
 /// that marks foreign numbers, from [`rules`].
-pub fn build_program(arch: u32, foreign_nr_bit: Option<u32>, rules: &[(u32, Rule)]) -> Vec<libc::sock_filter> {
+pub fn build_program(
+    arch: u32,
+    foreign_nr_bit: Option<u32>,
+    rules: &[(u32, Rule)],
+) -> Vec<libc::sock_filter> {
     let mut p = vec![
         stmt(LD_ABS, OFF_ARCH),
         jump(JEQ, arch, 1, 0),
@@ -232,7 +250,10 @@ fn last_os_error(what: &str) -> crate::sys::SysError {
 
 /// The highest capability number this kernel knows.
 fn cap_last_cap() -> u32 {
-    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(63)
+    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(63)
 }
 
 #[repr(C)]
@@ -270,20 +291,42 @@ pub fn drop_capabilities() -> SysResult<()> {
         }
     }
     // SAFETY: plain prctl.
-    if unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong, 0, 0, 0) } < 0 {
+    if unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    } < 0
+    {
         return Err(last_os_error("clearing the ambient capabilities"));
     }
-    let mut header = CapHeader { version: LINUX_CAPABILITY_VERSION_3, pid: 0 };
+    let mut header = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
     let mut data = [CapData::default(); 2];
     // SAFETY: header and a two-element data array, as capget/capset expect for version 3.
     unsafe {
-        if libc::syscall(libc::SYS_capget, &mut header as *mut CapHeader, data.as_mut_ptr()) < 0 {
+        if libc::syscall(
+            libc::SYS_capget,
+            &mut header as *mut CapHeader,
+            data.as_mut_ptr(),
+        ) < 0
+        {
             return Err(last_os_error("capget"));
         }
         for d in &mut data {
             d.inheritable = 0;
         }
-        if libc::syscall(libc::SYS_capset, &mut header as *mut CapHeader, data.as_ptr()) < 0 {
+        if libc::syscall(
+            libc::SYS_capset,
+            &mut header as *mut CapHeader,
+            data.as_ptr(),
+        ) < 0
+        {
             return Err(last_os_error("clearing the inheritable capabilities"));
         }
     }
@@ -294,10 +337,19 @@ pub fn drop_capabilities() -> SysResult<()> {
 /// Async-signal-safe: no allocation, so it may run between fork and exec.
 pub fn install(program: &[libc::sock_filter]) -> SysResult<()> {
     let len = u16::try_from(program.len()).map_err(|_| "seccomp: filter too long".to_string())?;
-    let prog = libc::sock_fprog { len, filter: program.as_ptr() as *mut libc::sock_filter };
+    let prog = libc::sock_fprog {
+        len,
+        filter: program.as_ptr() as *mut libc::sock_filter,
+    };
     // SAFETY: prog points at `len` valid instructions that outlive the call (the kernel
     // copies them).
-    let ret = unsafe { libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER as libc::c_ulong, &prog as *const libc::sock_fprog) };
+    let ret = unsafe {
+        libc::prctl(
+            libc::PR_SET_SECCOMP,
+            libc::SECCOMP_MODE_FILTER as libc::c_ulong,
+            &prog as *const libc::sock_fprog,
+        )
+    };
     if ret < 0 {
         return Err(last_os_error("installing the seccomp filter"));
     }
@@ -339,7 +391,11 @@ mod tests {
                         _ if c == JGE => acc >= ins.k,
                         _ => acc & ins.k != 0,
                     };
-                    pc += if taken { ins.jt as usize } else { ins.jf as usize };
+                    pc += if taken {
+                        ins.jt as usize
+                    } else {
+                        ins.jf as usize
+                    };
                 }
                 other => panic!("unexpected instruction {other:#x}"),
             }
@@ -360,7 +416,10 @@ mod tests {
         assert!(p.len() < 200, "{} instructions", p.len());
         for (i, ins) in p.iter().enumerate() {
             if ins.code as u32 & 0x07 == libc::BPF_JMP {
-                assert!(i + 1 + (ins.jt as usize) < p.len() && i + 1 + (ins.jf as usize) < p.len(), "jump at {i} leaves the program");
+                assert!(
+                    i + 1 + (ins.jt as usize) < p.len() && i + 1 + (ins.jf as usize) < p.len(),
+                    "jump at {i} leaves the program"
+                );
             }
         }
         assert_eq!(p.last().unwrap().code as u32, RET);
@@ -370,7 +429,19 @@ mod tests {
     #[test]
     fn ordinary_system_calls_are_allowed() {
         let (p, arch) = native();
-        for n in [libc::SYS_read, libc::SYS_write, libc::SYS_openat, libc::SYS_execve, libc::SYS_mmap, libc::SYS_socket, libc::SYS_ptrace, libc::SYS_kill, libc::SYS_exit_group, libc::SYS_setresuid, libc::SYS_wait4] {
+        for n in [
+            libc::SYS_read,
+            libc::SYS_write,
+            libc::SYS_openat,
+            libc::SYS_execve,
+            libc::SYS_mmap,
+            libc::SYS_socket,
+            libc::SYS_ptrace,
+            libc::SYS_kill,
+            libc::SYS_exit_group,
+            libc::SYS_setresuid,
+            libc::SYS_wait4,
+        ] {
             assert_eq!(run(&p, arch, nr(n), 0), ALLOW, "syscall {n}");
         }
     }
@@ -414,13 +485,24 @@ mod tests {
             libc::SYS_lookup_dcookie,
         ];
         for n in names {
-            assert_eq!(run(&p, arch, nr(n), 0), ret_errno(libc::EPERM), "syscall {n}");
+            assert_eq!(
+                run(&p, arch, nr(n), 0),
+                ret_errno(libc::EPERM),
+                "syscall {n}"
+            );
         }
         #[cfg(target_arch = "x86_64")]
         for n in [libc::SYS_iopl, libc::SYS_ioperm] {
-            assert_eq!(run(&p, arch, nr(n), 0), ret_errno(libc::EPERM), "syscall {n}");
+            assert_eq!(
+                run(&p, arch, nr(n), 0),
+                ret_errno(libc::EPERM),
+                "syscall {n}"
+            );
         }
-        assert_eq!(run(&p, arch, nr(libc::SYS_clone3), 0), ret_errno(libc::ENOSYS));
+        assert_eq!(
+            run(&p, arch, nr(libc::SYS_clone3), 0),
+            ret_errno(libc::ENOSYS)
+        );
     }
 
     #[test]
@@ -428,14 +510,35 @@ mod tests {
         let (p, arch) = native();
         let clone = nr(libc::SYS_clone);
         // What glibc passes for fork() and for a thread.
-        let fork_flags = (libc::CLONE_CHILD_SETTID | libc::CLONE_CHILD_CLEARTID | libc::SIGCHLD) as u64;
-        let thread_flags = (libc::CLONE_VM | libc::CLONE_FS | libc::CLONE_FILES | libc::CLONE_SIGHAND | libc::CLONE_THREAD | libc::CLONE_SYSVSEM | libc::CLONE_SETTLS | libc::CLONE_PARENT_SETTID | libc::CLONE_CHILD_CLEARTID) as u64;
+        let fork_flags =
+            (libc::CLONE_CHILD_SETTID | libc::CLONE_CHILD_CLEARTID | libc::SIGCHLD) as u64;
+        let thread_flags = (libc::CLONE_VM
+            | libc::CLONE_FS
+            | libc::CLONE_FILES
+            | libc::CLONE_SIGHAND
+            | libc::CLONE_THREAD
+            | libc::CLONE_SYSVSEM
+            | libc::CLONE_SETTLS
+            | libc::CLONE_PARENT_SETTID
+            | libc::CLONE_CHILD_CLEARTID) as u64;
         assert_eq!(run(&p, arch, clone, fork_flags), ALLOW);
         assert_eq!(run(&p, arch, clone, thread_flags), ALLOW);
         // An exit signal in the low byte that shares CLONE_NEWTIME's bit is fine.
         assert_eq!(run(&p, arch, clone, 0x80 | libc::SIGCHLD as u64), ALLOW);
-        for flag in [libc::CLONE_NEWNS, libc::CLONE_NEWCGROUP, libc::CLONE_NEWUTS, libc::CLONE_NEWIPC, libc::CLONE_NEWUSER, libc::CLONE_NEWPID, libc::CLONE_NEWNET] {
-            assert_eq!(run(&p, arch, clone, fork_flags | flag as u64), ret_errno(libc::EPERM), "flag {flag:#x}");
+        for flag in [
+            libc::CLONE_NEWNS,
+            libc::CLONE_NEWCGROUP,
+            libc::CLONE_NEWUTS,
+            libc::CLONE_NEWIPC,
+            libc::CLONE_NEWUSER,
+            libc::CLONE_NEWPID,
+            libc::CLONE_NEWNET,
+        ] {
+            assert_eq!(
+                run(&p, arch, clone, fork_flags | flag as u64),
+                ret_errno(libc::EPERM),
+                "flag {flag:#x}"
+            );
         }
     }
 
@@ -457,8 +560,16 @@ mod tests {
         let (p, _) = native();
         const AUDIT_ARCH_I386: u32 = 0x4000_0003;
         const AUDIT_ARCH_ARM: u32 = 0x4000_0028;
-        for arch in [AUDIT_ARCH_I386, AUDIT_ARCH_ARM, AUDIT_ARCH_X86_64 ^ AUDIT_ARCH_AARCH64 ^ NATIVE_ARCH.unwrap()] {
-            assert_eq!(run(&p, arch, nr(libc::SYS_read), 0), libc::SECCOMP_RET_KILL_PROCESS, "arch {arch:#x}");
+        for arch in [
+            AUDIT_ARCH_I386,
+            AUDIT_ARCH_ARM,
+            AUDIT_ARCH_X86_64 ^ AUDIT_ARCH_AARCH64 ^ NATIVE_ARCH.unwrap(),
+        ] {
+            assert_eq!(
+                run(&p, arch, nr(libc::SYS_read), 0),
+                libc::SECCOMP_RET_KILL_PROCESS,
+                "arch {arch:#x}"
+            );
         }
     }
 
@@ -466,8 +577,14 @@ mod tests {
     #[test]
     fn x32_numbers_are_refused() {
         let (p, arch) = native();
-        assert_eq!(run(&p, arch, 0x4000_0000 | nr(libc::SYS_mount), 0), ret_errno(libc::ENOSYS));
-        assert_eq!(run(&p, arch, 0x4000_0000 | nr(libc::SYS_read), 0), ret_errno(libc::ENOSYS));
+        assert_eq!(
+            run(&p, arch, 0x4000_0000 | nr(libc::SYS_mount), 0),
+            ret_errno(libc::ENOSYS)
+        );
+        assert_eq!(
+            run(&p, arch, 0x4000_0000 | nr(libc::SYS_read), 0),
+            ret_errno(libc::ENOSYS)
+        );
     }
 
     #[test]
@@ -475,7 +592,10 @@ mod tests {
         let p = build_program(AUDIT_ARCH_AARCH64, None, &[(40, Rule::Deny(libc::EPERM))]);
         assert_eq!(run(&p, AUDIT_ARCH_AARCH64, 40, 0), ret_errno(libc::EPERM));
         assert_eq!(run(&p, AUDIT_ARCH_AARCH64, 63, 0), ALLOW);
-        assert_eq!(run(&p, AUDIT_ARCH_X86_64, 63, 0), libc::SECCOMP_RET_KILL_PROCESS);
+        assert_eq!(
+            run(&p, AUDIT_ARCH_X86_64, 63, 0),
+            libc::SECCOMP_RET_KILL_PROCESS
+        );
     }
 
     /// The real kernel, in a forked child: the filter installs, ordinary calls work, denied
@@ -504,14 +624,26 @@ mod tests {
                 if libc::unshare(ns_user) == 0 || errno() != libc::EPERM {
                     libc::_exit(13);
                 }
-                if libc::syscall(libc::SYS_clone3, std::ptr::null::<u8>(), 0usize) == 0 || errno() != libc::ENOSYS {
+                if libc::syscall(libc::SYS_clone3, std::ptr::null::<u8>(), 0usize) == 0
+                    || errno() != libc::ENOSYS
+                {
                     libc::_exit(14);
                 }
                 let (none, target) = (c"none".as_ptr(), c"/nonexistent-kiln-seccomp-test".as_ptr());
-                if libc::mount(none, target, c"tmpfs".as_ptr(), 0, std::ptr::null()) == 0 || errno() != libc::EPERM {
+                if libc::mount(none, target, c"tmpfs".as_ptr(), 0, std::ptr::null()) == 0
+                    || errno() != libc::EPERM
+                {
                     libc::_exit(15);
                 }
-                if libc::syscall(libc::SYS_clone, (libc::CLONE_NEWPID | libc::SIGCHLD) as libc::c_ulong, 0, 0, 0, 0) == 0 {
+                if libc::syscall(
+                    libc::SYS_clone,
+                    (libc::CLONE_NEWPID | libc::SIGCHLD) as libc::c_ulong,
+                    0,
+                    0,
+                    0,
+                    0,
+                ) == 0
+                {
                     libc::_exit(0); // the impossible child
                 }
                 if errno() != libc::EPERM {
@@ -523,7 +655,11 @@ mod tests {
                     libc::_exit(42);
                 }
                 let mut st = 0;
-                if c < 0 || libc::waitpid(c, &mut st, 0) != c || !libc::WIFEXITED(st) || libc::WEXITSTATUS(st) != 42 {
+                if c < 0
+                    || libc::waitpid(c, &mut st, 0) != c
+                    || !libc::WIFEXITED(st)
+                    || libc::WEXITSTATUS(st) != 42
+                {
                     libc::_exit(17);
                 }
                 libc::_exit(0);
@@ -533,6 +669,11 @@ mod tests {
         // SAFETY: waiting for our child.
         assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
         assert!(libc::WIFEXITED(status), "child died: status {status:#x}");
-        assert_eq!(libc::WEXITSTATUS(status), 0, "check {} failed in the filtered child", libc::WEXITSTATUS(status));
+        assert_eq!(
+            libc::WEXITSTATUS(status),
+            0,
+            "check {} failed in the filtered child",
+            libc::WEXITSTATUS(status)
+        );
     }
 }

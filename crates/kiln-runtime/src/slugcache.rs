@@ -18,7 +18,10 @@ pub struct SlugCache {
 
 impl SlugCache {
     pub fn new(dir: PathBuf) -> SlugCache {
-        SlugCache { dir, lock: Mutex::new(()) }
+        SlugCache {
+            dir,
+            lock: Mutex::new(()),
+        }
     }
 
     /// Returns the directory holding the unpacked slug, unpacking it first if needed.
@@ -26,7 +29,10 @@ impl SlugCache {
     pub fn ensure(&self, checksum: &str, tarball: &Path, uid: Option<u32>) -> io::Result<PathBuf> {
         let hex = checksum.strip_prefix("SHA256:").unwrap_or(checksum);
         if hex.is_empty() || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("invalid slug checksum {checksum:?}")));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("invalid slug checksum {checksum:?}"),
+            ));
         }
         let uid_v = uid.unwrap_or(0);
         let target = self.dir.join(format!("{hex}-{uid_v}"));
@@ -38,12 +44,17 @@ impl SlugCache {
             return Ok(target);
         }
         std::fs::create_dir_all(&self.dir)?;
-        let tmp = self.dir.join(format!(".tmp-{}", uuid::Uuid::new_v4().simple()));
+        let tmp = self
+            .dir
+            .join(format!(".tmp-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&tmp)?;
         let result = unpack(tarball, &tmp, uid);
         if let Err(e) = result {
             let _ = std::fs::remove_dir_all(&tmp);
-            return Err(io::Error::new(e.kind(), format!("unpacking slug {checksum}: {e}")));
+            return Err(io::Error::new(
+                e.kind(),
+                format!("unpacking slug {checksum}: {e}"),
+            ));
         }
         std::fs::rename(&tmp, &target)?;
         Ok(target)
@@ -51,11 +62,15 @@ impl SlugCache {
 
     /// Removes unpacked slugs not in `keep` (checksums) and leftovers of interrupted unpacks.
     pub fn prune(&self, keep: &[String]) {
-        let Ok(entries) = std::fs::read_dir(&self.dir) else { return };
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             let hex = name.split('-').next().unwrap_or("");
-            let wanted = keep.iter().any(|c| c.strip_prefix("SHA256:").unwrap_or(c) == hex);
+            let wanted = keep
+                .iter()
+                .any(|c| c.strip_prefix("SHA256:").unwrap_or(c) == hex);
             if name.starts_with(".tmp-") || !wanted {
                 let _ = std::fs::remove_dir_all(e.path());
             }
@@ -83,7 +98,10 @@ pub fn unpack(tarball: &Path, dest: &Path, uid: Option<u32>) -> io::Result<()> {
         // unpack_in refuses absolute paths and `..`; a `false` means it skipped the entry.
         let path = entry.path()?.into_owned();
         if !entry.unpack_in(dest)? {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("slug entry {} escapes the slug", path.display())));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("slug entry {} escapes the slug", path.display()),
+            ));
         }
     }
     if let Some(uid) = uid {

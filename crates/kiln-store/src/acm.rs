@@ -7,9 +7,9 @@
 //! domain (`ON DELETE CASCADE`), everything with the app. Turning ACM off removes the app's
 //! ACM certificates and states in the same transaction.
 
-use kiln_model::records::{AcmDomain, AcmState, SniEndpoint};
 use crate::{Result, StoreError};
 use kiln_model::Timestamp;
+use kiln_model::records::{AcmDomain, AcmState, SniEndpoint};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 /// The schema step (appended to the SQLite migrations).
@@ -36,14 +36,20 @@ fn db(what: &str) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
 }
 
 fn app_id(conn: &Connection, id_or_name: &str) -> Result<String> {
-    conn.query_row("SELECT id FROM apps WHERE id = ?1 OR name = ?1", [id_or_name], |r| r.get(0))
-        .optional()
-        .map_err(db("looking up an app"))?
-        .ok_or(StoreError::NotFound { resource: "app" })
+    conn.query_row(
+        "SELECT id FROM apps WHERE id = ?1 OR name = ?1",
+        [id_or_name],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(db("looking up an app"))?
+    .ok_or(StoreError::NotFound { resource: "app" })
 }
 
 fn state_from_row(r: &Row<'_>, at: usize) -> rusqlite::Result<Option<AcmState>> {
-    let Some(status) = r.get::<_, Option<String>>(at)? else { return Ok(None) };
+    let Some(status) = r.get::<_, Option<String>>(at)? else {
+        return Ok(None);
+    };
     Ok(Some(AcmState {
         status,
         reason: r.get(at + 1)?,
@@ -56,18 +62,35 @@ fn state_from_row(r: &Row<'_>, at: usize) -> rusqlite::Result<Option<AcmState>> 
 
 pub(crate) fn set_enabled(conn: &Connection, app: &str, on: bool) -> Result<()> {
     let app = app_id(conn, app)?;
-    conn.execute("UPDATE apps SET acm = ?2, updated_at = ?3 WHERE id = ?1", params![app, on, Timestamp::now().0]).map_err(db("setting the ACM flag"))?;
+    conn.execute(
+        "UPDATE apps SET acm = ?2, updated_at = ?3 WHERE id = ?1",
+        params![app, on, Timestamp::now().0],
+    )
+    .map_err(db("setting the ACM flag"))?;
     if !on {
-        conn.execute("DELETE FROM sni_endpoints WHERE app_id = ?1 AND acm_domain_id IS NOT NULL", [&app]).map_err(db("removing ACM certificates"))?;
-        conn.execute("DELETE FROM acm_domains WHERE domain_id IN (SELECT id FROM domains WHERE app_id = ?1)", [&app]).map_err(db("clearing ACM states"))?;
+        conn.execute(
+            "DELETE FROM sni_endpoints WHERE app_id = ?1 AND acm_domain_id IS NOT NULL",
+            [&app],
+        )
+        .map_err(db("removing ACM certificates"))?;
+        conn.execute(
+            "DELETE FROM acm_domains WHERE domain_id IN (SELECT id FROM domains WHERE app_id = ?1)",
+            [&app],
+        )
+        .map_err(db("clearing ACM states"))?;
     }
     Ok(())
 }
 
 pub(crate) fn enabled_apps(conn: &Connection) -> Result<Vec<String>> {
-    let mut stmt = conn.prepare("SELECT id FROM apps WHERE acm = 1 ORDER BY created_at, id").map_err(db("listing ACM apps"))?;
-    let rows = stmt.query_map([], |r| r.get(0)).map_err(db("listing ACM apps"))?;
-    rows.collect::<rusqlite::Result<Vec<String>>>().map_err(db("reading ACM apps"))
+    let mut stmt = conn
+        .prepare("SELECT id FROM apps WHERE acm = 1 ORDER BY created_at, id")
+        .map_err(db("listing ACM apps"))?;
+    let rows = stmt
+        .query_map([], |r| r.get(0))
+        .map_err(db("listing ACM apps"))?;
+    rows.collect::<rusqlite::Result<Vec<String>>>()
+        .map_err(db("reading ACM apps"))
 }
 
 pub(crate) fn domains(conn: &Connection, app: &str) -> Result<Vec<AcmDomain>> {
@@ -81,12 +104,19 @@ pub(crate) fn domains(conn: &Connection, app: &str) -> Result<Vec<AcmDomain>> {
     let rows = stmt
         .query_map([app], |r| {
             Ok(AcmDomain {
-                domain: crate::Domain { id: r.get(0)?, app_id: r.get(1)?, hostname: r.get(2)?, created_at: Timestamp(r.get(3)?), updated_at: Timestamp(r.get(4)?) },
+                domain: crate::Domain {
+                    id: r.get(0)?,
+                    app_id: r.get(1)?,
+                    hostname: r.get(2)?,
+                    created_at: Timestamp(r.get(3)?),
+                    updated_at: Timestamp(r.get(4)?),
+                },
                 state: state_from_row(r, 5)?,
             })
         })
         .map_err(db("listing ACM domains"))?;
-    rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db("reading ACM domains"))
+    rows.collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(db("reading ACM domains"))
 }
 
 pub(crate) fn set_state(conn: &Connection, domain_id: &str, s: &AcmState) -> Result<()> {
@@ -94,7 +124,13 @@ pub(crate) fn set_state(conn: &Connection, domain_id: &str, s: &AcmState) -> Res
         return Err(kiln_model::Invalid::new("acm_status", "an ACM status is a short word").into());
     }
     // Reasons quote the CA; a long one is cut rather than refused, it is only for reading.
-    let reason = s.reason.as_ref().map(|r| if r.len() > MAX_REASON { format!("{}…", r.chars().take(MAX_REASON / 4).collect::<String>()) } else { r.clone() });
+    let reason = s.reason.as_ref().map(|r| {
+        if r.len() > MAX_REASON {
+            format!("{}…", r.chars().take(MAX_REASON / 4).collect::<String>())
+        } else {
+            r.clone()
+        }
+    });
     let n = conn
         .execute(
             "INSERT INTO acm_domains (domain_id, status, reason, failures, next_attempt_at, refresh, updated_at) \
@@ -123,23 +159,48 @@ pub(crate) fn request_refresh(conn: &Connection, app: &str) -> Result<()> {
 
 /// Stores the certificate issued for a domain: replaces the chain and key of the domain's
 /// ACM endpoint, or adds one named `name`.
-pub(crate) fn put_certificate(conn: &Connection, domain_id: &str, name: &str, chain: &str, key: &str) -> Result<SniEndpoint> {
+pub(crate) fn put_certificate(
+    conn: &Connection,
+    domain_id: &str,
+    name: &str,
+    chain: &str,
+    key: &str,
+) -> Result<SniEndpoint> {
     let app: String = conn
-        .query_row("SELECT app_id FROM domains WHERE id = ?1", [domain_id], |r| r.get(0))
+        .query_row(
+            "SELECT app_id FROM domains WHERE id = ?1",
+            [domain_id],
+            |r| r.get(0),
+        )
         .optional()
         .map_err(db("looking up a domain"))?
         .ok_or(StoreError::NotFound { resource: "domain" })?;
     // An order that finishes after ACM was turned off must not bring a certificate back.
-    let on: bool = conn.query_row("SELECT acm FROM apps WHERE id = ?1", [&app], |r| r.get(0)).map_err(db("reading the ACM flag"))?;
+    let on: bool = conn
+        .query_row("SELECT acm FROM apps WHERE id = ?1", [&app], |r| r.get(0))
+        .map_err(db("reading the ACM flag"))?;
     if !on {
-        return Err(StoreError::Conflict("Automatic Certificate Management is off for this app".into()));
+        return Err(StoreError::Conflict(
+            "Automatic Certificate Management is off for this app".into(),
+        ));
     }
-    let existing: Option<String> = conn.query_row("SELECT id FROM sni_endpoints WHERE acm_domain_id = ?1", [domain_id], |r| r.get(0)).optional().map_err(db("looking up an ACM certificate"))?;
+    let existing: Option<String> = conn
+        .query_row(
+            "SELECT id FROM sni_endpoints WHERE acm_domain_id = ?1",
+            [domain_id],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(db("looking up an ACM certificate"))?;
     match existing {
         Some(id) => crate::sni::update(conn, &app, &id, chain, key),
         None => {
             let created = crate::sni::create(conn, &app, name, chain, key)?;
-            conn.execute("UPDATE sni_endpoints SET acm_domain_id = ?2 WHERE id = ?1", params![created.id, domain_id]).map_err(db("marking an ACM certificate"))?;
+            conn.execute(
+                "UPDATE sni_endpoints SET acm_domain_id = ?2 WHERE id = ?1",
+                params![created.id, domain_id],
+            )
+            .map_err(db("marking an ACM certificate"))?;
             crate::sni::get(conn, &app, &created.id)
         }
     }
@@ -163,38 +224,83 @@ mod tests {
         assert_eq!(s.acm_apps().unwrap(), [app.id.clone()]);
 
         let listed = s.acm_domains(&app.id).unwrap();
-        assert_eq!(listed.iter().map(|d| (d.domain.hostname.as_str(), d.state.is_none())).collect::<Vec<_>>(), [("www.example.com", true), ("api.example.com", true)]);
+        assert_eq!(
+            listed
+                .iter()
+                .map(|d| (d.domain.hostname.as_str(), d.state.is_none()))
+                .collect::<Vec<_>>(),
+            [("www.example.com", true), ("api.example.com", true)]
+        );
 
         let mut failed = AcmState::new("failed", Some("x".repeat(10_000)));
         failed.failures = 2;
         failed.next_attempt_at = Some(Timestamp(12345));
         s.set_acm_state(&api.id, &failed).unwrap();
         let got = s.acm_domains(&app.id).unwrap()[1].state.clone().unwrap();
-        assert_eq!((got.status.as_str(), got.failures, got.next_attempt_at), ("failed", 2, Some(Timestamp(12345))));
+        assert_eq!(
+            (got.status.as_str(), got.failures, got.next_attempt_at),
+            ("failed", 2, Some(Timestamp(12345)))
+        );
         assert!(got.reason.unwrap().len() < 4000, "long reasons are cut");
-        assert!(matches!(s.set_acm_state("nope", &failed), Err(StoreError::NotFound { .. })));
+        assert!(matches!(
+            s.set_acm_state("nope", &failed),
+            Err(StoreError::NotFound { .. })
+        ));
 
         // An issued certificate is an SNI endpoint marked with its domain; a renewal replaces it.
-        let first = s.put_acm_certificate(&www.id, "acm-one", "CHAIN1", "KEY1").unwrap();
+        let first = s
+            .put_acm_certificate(&www.id, "acm-one", "CHAIN1", "KEY1")
+            .unwrap();
         assert_eq!(first.acm_domain_id.as_deref(), Some(www.id.as_str()));
-        let again = s.put_acm_certificate(&www.id, "acm-two", "CHAIN2", "KEY2").unwrap();
-        assert_eq!((again.id.as_str(), again.name.as_str(), again.certificate_chain.as_str()), (first.id.as_str(), "acm-one", "CHAIN2"));
-        let uploaded = s.create_sni_endpoint(&app.id, "uploaded-1", "C", "K").unwrap();
+        let again = s
+            .put_acm_certificate(&www.id, "acm-two", "CHAIN2", "KEY2")
+            .unwrap();
+        assert_eq!(
+            (
+                again.id.as_str(),
+                again.name.as_str(),
+                again.certificate_chain.as_str()
+            ),
+            (first.id.as_str(), "acm-one", "CHAIN2")
+        );
+        let uploaded = s
+            .create_sni_endpoint(&app.id, "uploaded-1", "C", "K")
+            .unwrap();
         assert_eq!(uploaded.acm_domain_id, None);
 
         s.request_acm_refresh(&app.id).unwrap();
-        assert!(s.acm_domains(&app.id).unwrap().iter().all(|d| d.state.as_ref().is_some_and(|st| st.refresh && st.status == "pending" && st.failures == 0)));
+        assert!(s.acm_domains(&app.id).unwrap().iter().all(|d| {
+            d.state
+                .as_ref()
+                .is_some_and(|st| st.refresh && st.status == "pending" && st.failures == 0)
+        }));
 
         // Removing the domain takes its ACM certificate and state along.
         s.remove_domain(&app.id, "www.example.com").unwrap();
         assert_eq!(s.sni_endpoints(&app.id).unwrap().len(), 1);
-        let _ = s.put_acm_certificate(&api.id, "acm-three", "C3", "K3").unwrap();
+        let _ = s
+            .put_acm_certificate(&api.id, "acm-three", "C3", "K3")
+            .unwrap();
 
         // Off: ACM certificates and states go, uploaded ones stay.
         assert!(!s.set_acm(&app.id, false).unwrap().acm);
         assert_eq!(s.sni_endpoints(&app.id).unwrap(), vec![uploaded]);
-        assert!(matches!(s.put_acm_certificate(&api.id, "acm-four", "C", "K"), Err(StoreError::Conflict(_))), "not while ACM is off");
-        assert!(s.acm_domains(&app.id).unwrap().iter().all(|d| d.state.is_none()));
-        assert!(matches!(s.set_acm("nope", true), Err(StoreError::NotFound { resource: "app" })));
+        assert!(
+            matches!(
+                s.put_acm_certificate(&api.id, "acm-four", "C", "K"),
+                Err(StoreError::Conflict(_))
+            ),
+            "not while ACM is off"
+        );
+        assert!(
+            s.acm_domains(&app.id)
+                .unwrap()
+                .iter()
+                .all(|d| d.state.is_none())
+        );
+        assert!(matches!(
+            s.set_acm("nope", true),
+            Err(StoreError::NotFound { resource: "app" })
+        ));
     }
 }

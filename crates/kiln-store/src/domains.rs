@@ -28,7 +28,13 @@ const MAX_HOSTNAME: usize = 253;
 const SELECT: &str = "SELECT id, app_id, hostname, created_at, updated_at FROM domains";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Domain> {
-    Ok(Domain { id: r.get(0)?, app_id: r.get(1)?, hostname: r.get(2)?, created_at: Timestamp(r.get(3)?), updated_at: Timestamp(r.get(4)?) })
+    Ok(Domain {
+        id: r.get(0)?,
+        app_id: r.get(1)?,
+        hostname: r.get(2)?,
+        created_at: Timestamp(r.get(3)?),
+        updated_at: Timestamp(r.get(4)?),
+    })
 }
 
 fn db(what: &str) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
@@ -36,37 +42,71 @@ fn db(what: &str) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
 }
 
 fn app_id(conn: &Connection, id_or_name: &str) -> Result<String> {
-    conn.query_row("SELECT id FROM apps WHERE id = ?1 OR name = ?1", [id_or_name], |r| r.get(0))
-        .optional()
-        .map_err(db("looking up an app"))?
-        .ok_or(StoreError::NotFound { resource: "app" })
+    conn.query_row(
+        "SELECT id FROM apps WHERE id = ?1 OR name = ?1",
+        [id_or_name],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(db("looking up an app"))?
+    .ok_or(StoreError::NotFound { resource: "app" })
 }
 
 pub(crate) fn list(conn: &Connection, app: &str) -> Result<Vec<Domain>> {
     let app = app_id(conn, app)?;
-    let mut stmt = conn.prepare_cached(&format!("{SELECT} WHERE app_id = ?1 ORDER BY created_at, hostname")).map_err(db("listing domains"))?;
-    let rows = stmt.query_map([app], from_row).map_err(db("listing domains"))?;
-    rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db("reading domains"))
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "{SELECT} WHERE app_id = ?1 ORDER BY created_at, hostname"
+        ))
+        .map_err(db("listing domains"))?;
+    let rows = stmt
+        .query_map([app], from_row)
+        .map_err(db("listing domains"))?;
+    rows.collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(db("reading domains"))
 }
 
 pub(crate) fn get(conn: &Connection, app: &str, id_or_hostname: &str) -> Result<Domain> {
     let app = app_id(conn, app)?;
     let hostname = id_or_hostname.trim_end_matches('.').to_ascii_lowercase();
-    conn.query_row(&format!("{SELECT} WHERE app_id = ?1 AND (id = ?2 OR hostname = ?3)"), params![app, id_or_hostname, hostname], from_row)
-        .optional()
-        .map_err(db("reading a domain"))?
-        .ok_or(StoreError::NotFound { resource: "domain" })
+    conn.query_row(
+        &format!("{SELECT} WHERE app_id = ?1 AND (id = ?2 OR hostname = ?3)"),
+        params![app, id_or_hostname, hostname],
+        from_row,
+    )
+    .optional()
+    .map_err(db("reading a domain"))?
+    .ok_or(StoreError::NotFound { resource: "domain" })
 }
 
 pub(crate) fn add(conn: &Connection, app: &str, hostname: &str) -> Result<Domain> {
-    if hostname.is_empty() || hostname.len() > MAX_HOSTNAME || hostname.bytes().any(|b| !b.is_ascii_graphic() || b.is_ascii_uppercase()) {
-        return Err(Invalid::new("hostname", format!("{hostname:?} is not a lowercase hostname of at most {MAX_HOSTNAME} characters")).into());
+    if hostname.is_empty()
+        || hostname.len() > MAX_HOSTNAME
+        || hostname
+            .bytes()
+            .any(|b| !b.is_ascii_graphic() || b.is_ascii_uppercase())
+    {
+        return Err(Invalid::new(
+            "hostname",
+            format!(
+                "{hostname:?} is not a lowercase hostname of at most {MAX_HOSTNAME} characters"
+            ),
+        )
+        .into());
     }
     let app = app_id(conn, app)?;
-    let taken: bool = conn.query_row("SELECT EXISTS (SELECT 1 FROM domains WHERE hostname = ?1)", [hostname], |r| r.get(0)).map_err(db("checking the hostname"))?;
+    let taken: bool = conn
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM domains WHERE hostname = ?1)",
+            [hostname],
+            |r| r.get(0),
+        )
+        .map_err(db("checking the hostname"))?;
     if taken {
         // Whose it is stays private: it may be another account's app.
-        return Err(StoreError::Conflict(format!("{hostname} is already in use")));
+        return Err(StoreError::Conflict(format!(
+            "{hostname} is already in use"
+        )));
     }
     let id = uuid::Uuid::new_v4().to_string();
     let now = Timestamp::now().0;
@@ -77,7 +117,8 @@ pub(crate) fn add(conn: &Connection, app: &str, hostname: &str) -> Result<Domain
 
 pub(crate) fn remove(conn: &Connection, app: &str, id_or_hostname: &str) -> Result<Domain> {
     let existing = get(conn, app, id_or_hostname)?;
-    conn.execute("DELETE FROM domains WHERE id = ?1", [&existing.id]).map_err(db("removing a domain"))?;
+    conn.execute("DELETE FROM domains WHERE id = ?1", [&existing.id])
+        .map_err(db("removing a domain"))?;
     Ok(existing)
 }
 
@@ -93,7 +134,10 @@ mod tests {
         let (other, _) = s.create_app("other-app", &owner.id, "heroku-24").unwrap();
 
         let www = s.add_domain(&app.id, "www.example.com").unwrap();
-        assert_eq!((www.app_id.as_str(), www.hostname.as_str()), (app.id.as_str(), "www.example.com"));
+        assert_eq!(
+            (www.app_id.as_str(), www.hostname.as_str()),
+            (app.id.as_str(), "www.example.com")
+        );
         let api = s.add_domain("domain-app", "*.api.example.com").unwrap();
         assert_eq!(s.domains(&app.id).unwrap(), vec![www.clone(), api.clone()]);
         assert_eq!(s.domains(&other.id).unwrap(), vec![]);
@@ -105,18 +149,39 @@ mod tests {
                 r => panic!("{r:?}"),
             }
         }
-        assert!(matches!(s.add_domain(&app.id, "WWW.example.com"), Err(StoreError::Invalid(_))), "the platform lowercases first");
-        assert!(matches!(s.add_domain(&app.id, &"a".repeat(254)), Err(StoreError::Invalid(_))));
-        assert!(matches!(s.add_domain("nope", "x.example.com"), Err(StoreError::NotFound { resource: "app" })));
+        assert!(
+            matches!(
+                s.add_domain(&app.id, "WWW.example.com"),
+                Err(StoreError::Invalid(_))
+            ),
+            "the platform lowercases first"
+        );
+        assert!(matches!(
+            s.add_domain(&app.id, &"a".repeat(254)),
+            Err(StoreError::Invalid(_))
+        ));
+        assert!(matches!(
+            s.add_domain("nope", "x.example.com"),
+            Err(StoreError::NotFound { resource: "app" })
+        ));
 
         // By id or hostname (any case, trailing dot), only through its own app.
         assert_eq!(s.domain(&app.id, &www.id).unwrap(), www);
         assert_eq!(s.domain(&app.id, "WWW.Example.com.").unwrap(), www);
-        assert!(matches!(s.domain(&other.id, &www.id), Err(StoreError::NotFound { resource: "domain" })));
-        assert!(matches!(s.remove_domain(&other.id, "www.example.com"), Err(StoreError::NotFound { .. })));
+        assert!(matches!(
+            s.domain(&other.id, &www.id),
+            Err(StoreError::NotFound { resource: "domain" })
+        ));
+        assert!(matches!(
+            s.remove_domain(&other.id, "www.example.com"),
+            Err(StoreError::NotFound { .. })
+        ));
 
         assert_eq!(s.remove_domain(&app.id, "www.example.com").unwrap(), www);
-        assert!(s.add_domain(&other.id, "www.example.com").is_ok(), "a removed hostname is free again");
+        assert!(
+            s.add_domain(&other.id, "www.example.com").is_ok(),
+            "a removed hostname is free again"
+        );
 
         // Destroying an app takes its domains along.
         s.delete_app(&app.id).unwrap();

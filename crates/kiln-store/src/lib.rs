@@ -11,12 +11,14 @@ mod domains;
 mod sni;
 mod sqlite;
 
-pub use kiln_model::records::{AcmDomain, AcmState, Domain, SniEndpoint, validate_sni_endpoint_name};
+pub use kiln_model::records::{
+    AcmDomain, AcmState, Domain, SniEndpoint, validate_sni_endpoint_name,
+};
 pub use sqlite::SqliteStore;
 
+use kiln_model::Invalid;
 use kiln_model::config::ConfigVars;
 use kiln_model::release::ReleaseStatus;
-use kiln_model::Invalid;
 use std::collections::BTreeMap;
 
 #[derive(Debug, thiserror::Error)]
@@ -39,7 +41,9 @@ impl From<rusqlite::Error> for StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-pub use kiln_model::records::{Account, App, Build, BuildStatus, FormationEntry, NewRelease, Release, ReleaseRange, Slug};
+pub use kiln_model::records::{
+    Account, App, Build, BuildStatus, FormationEntry, NewRelease, Release, ReleaseRange, Slug,
+};
 
 pub trait Store: Send + Sync {
     // --- accounts and API keys ---
@@ -79,12 +83,22 @@ pub trait Store: Send + Sync {
     /// newest release, new config) in the same transaction. The release is `pending` when it
     /// has a slug (the platform then deploys it), `succeeded` when there is no code yet. Returns the new config and the
     /// release, or `None` when the patch changed nothing.
-    fn update_config(&self, app_id: &str, patch: &BTreeMap<String, Option<String>>, user_id: &str) -> Result<(ConfigVars, Option<Release>)>;
+    fn update_config(
+        &self,
+        app_id: &str,
+        patch: &BTreeMap<String, Option<String>>,
+        user_id: &str,
+    ) -> Result<(ConfigVars, Option<Release>)>;
     /// Appends a release; the version is one more than the newest. Also sets the app's current
     /// config to the release's config and its `released_at`.
     fn append_release(&self, app_id: &str, release: NewRelease) -> Result<Release>;
     /// Moves a pending release to succeeded or failed; anything else is refused.
-    fn set_release_status(&self, release_id: &str, status: ReleaseStatus, reason: Option<&str>) -> Result<Release>;
+    fn set_release_status(
+        &self,
+        release_id: &str,
+        status: ReleaseStatus,
+        reason: Option<&str>,
+    ) -> Result<Release>;
     /// A release by id or by version number (`"3"` or `"v3"`).
     fn release(&self, app_id: &str, id_or_version: &str) -> Result<Release>;
     fn releases(&self, app_id: &str, range: ReleaseRange) -> Result<Vec<Release>>;
@@ -95,9 +109,22 @@ pub trait Store: Send + Sync {
 
     fn insert_slug(&self, slug: &Slug) -> Result<()>;
     fn slug(&self, slug_id: &str) -> Result<Slug>;
-    fn create_build(&self, app_id: &str, user_id: &str, source_version: Option<&str>, buildpacks: &[String]) -> Result<Build>;
+    fn create_build(
+        &self,
+        app_id: &str,
+        user_id: &str,
+        source_version: Option<&str>,
+        buildpacks: &[String],
+    ) -> Result<Build>;
     /// Ends a build: status, full output, and the slug/release it produced.
-    fn finish_build(&self, build_id: &str, status: BuildStatus, output: &str, slug_id: Option<&str>, release_id: Option<&str>) -> Result<Build>;
+    fn finish_build(
+        &self,
+        build_id: &str,
+        status: BuildStatus,
+        output: &str,
+        slug_id: Option<&str>,
+        release_id: Option<&str>,
+    ) -> Result<Build>;
     fn build(&self, app_id: &str, build_id: &str) -> Result<Build>;
     /// A build found by its id alone (`GET /builds/{id}`), with one lookup.
     fn build_by_id(&self, build_id: &str) -> Result<Build>;
@@ -111,10 +138,18 @@ pub trait Store: Send + Sync {
     fn formation(&self, app_id: &str) -> Result<Vec<FormationEntry>>;
     /// Makes sure each process type has a formation entry, creating missing ones with the
     /// given initial quantity. Existing entries are left alone.
-    fn ensure_formation(&self, app_id: &str, initial: &BTreeMap<String, u32>) -> Result<Vec<FormationEntry>>;
+    fn ensure_formation(
+        &self,
+        app_id: &str,
+        initial: &BTreeMap<String, u32>,
+    ) -> Result<Vec<FormationEntry>>;
     /// Sets quantities and/or sizes of existing entries in one transaction; `NotFound` if a
     /// type has no entry (nothing is changed then).
-    fn update_formation(&self, app_id: &str, updates: &[(String, Option<u32>, Option<String>)]) -> Result<Vec<FormationEntry>>;
+    fn update_formation(
+        &self,
+        app_id: &str,
+        updates: &[(String, Option<u32>, Option<String>)],
+    ) -> Result<Vec<FormationEntry>>;
 
     // --- buildpacks ---
 
@@ -130,9 +165,21 @@ pub trait Store: Send + Sync {
     /// One of the app's certificates, by id or name.
     fn sni_endpoint(&self, app_id: &str, id_or_name: &str) -> Result<SniEndpoint>;
     /// Adds a certificate under a new unique name (`Conflict` if taken).
-    fn create_sni_endpoint(&self, app_id: &str, name: &str, certificate_chain: &str, private_key: &str) -> Result<SniEndpoint>;
+    fn create_sni_endpoint(
+        &self,
+        app_id: &str,
+        name: &str,
+        certificate_chain: &str,
+        private_key: &str,
+    ) -> Result<SniEndpoint>;
     /// Replaces a certificate's chain and key; id and name stay.
-    fn update_sni_endpoint(&self, app_id: &str, id_or_name: &str, certificate_chain: &str, private_key: &str) -> Result<SniEndpoint>;
+    fn update_sni_endpoint(
+        &self,
+        app_id: &str,
+        id_or_name: &str,
+        certificate_chain: &str,
+        private_key: &str,
+    ) -> Result<SniEndpoint>;
     /// Removes a certificate and returns what it was.
     fn delete_sni_endpoint(&self, app_id: &str, id_or_name: &str) -> Result<SniEndpoint>;
 
@@ -161,5 +208,11 @@ pub trait Store: Send + Sync {
     fn request_acm_refresh(&self, app_id: &str) -> Result<()>;
     /// Stores the certificate issued for a domain, replacing the one before (a new
     /// endpoint is named `name`; `Conflict` if that name is taken).
-    fn put_acm_certificate(&self, domain_id: &str, name: &str, certificate_chain: &str, private_key: &str) -> Result<SniEndpoint>;
+    fn put_acm_certificate(
+        &self,
+        domain_id: &str,
+        name: &str,
+        certificate_chain: &str,
+        private_key: &str,
+    ) -> Result<SniEndpoint>;
 }

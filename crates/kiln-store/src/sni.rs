@@ -59,22 +59,36 @@ fn db(what: &str) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
 }
 
 fn app_id(conn: &Connection, id_or_name: &str) -> Result<String> {
-    conn.query_row("SELECT id FROM apps WHERE id = ?1 OR name = ?1", [id_or_name], |r| r.get(0))
-        .optional()
-        .map_err(db("looking up an app"))?
-        .ok_or(StoreError::NotFound { resource: "app" })
+    conn.query_row(
+        "SELECT id FROM apps WHERE id = ?1 OR name = ?1",
+        [id_or_name],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(db("looking up an app"))?
+    .ok_or(StoreError::NotFound { resource: "app" })
 }
 
 pub(crate) fn list(conn: &Connection, app: Option<&str>) -> Result<Vec<SniEndpoint>> {
     let rows = match app {
         Some(app) => {
             let app = app_id(conn, app)?;
-            let mut stmt = conn.prepare(&format!("{SELECT} WHERE app_id = ?1 ORDER BY created_at, id")).map_err(db("listing SNI endpoints"))?;
-            stmt.query_map([app], from_row).map_err(db("listing SNI endpoints"))?.collect::<rusqlite::Result<Vec<_>>>()
+            let mut stmt = conn
+                .prepare(&format!(
+                    "{SELECT} WHERE app_id = ?1 ORDER BY created_at, id"
+                ))
+                .map_err(db("listing SNI endpoints"))?;
+            stmt.query_map([app], from_row)
+                .map_err(db("listing SNI endpoints"))?
+                .collect::<rusqlite::Result<Vec<_>>>()
         }
         None => {
-            let mut stmt = conn.prepare(&format!("{SELECT} ORDER BY app_id, created_at, id")).map_err(db("listing SNI endpoints"))?;
-            stmt.query_map([], from_row).map_err(db("listing SNI endpoints"))?.collect::<rusqlite::Result<Vec<_>>>()
+            let mut stmt = conn
+                .prepare(&format!("{SELECT} ORDER BY app_id, created_at, id"))
+                .map_err(db("listing SNI endpoints"))?;
+            stmt.query_map([], from_row)
+                .map_err(db("listing SNI endpoints"))?
+                .collect::<rusqlite::Result<Vec<_>>>()
         }
     };
     rows.map_err(db("reading SNI endpoints"))
@@ -82,19 +96,39 @@ pub(crate) fn list(conn: &Connection, app: Option<&str>) -> Result<Vec<SniEndpoi
 
 pub(crate) fn get(conn: &Connection, app: &str, id_or_name: &str) -> Result<SniEndpoint> {
     let app = app_id(conn, app)?;
-    conn.query_row(&format!("{SELECT} WHERE app_id = ?1 AND (id = ?2 OR name = ?2)"), params![app, id_or_name], from_row)
-        .optional()
-        .map_err(db("reading an SNI endpoint"))?
-        .ok_or(StoreError::NotFound { resource: "sni-endpoint" })
+    conn.query_row(
+        &format!("{SELECT} WHERE app_id = ?1 AND (id = ?2 OR name = ?2)"),
+        params![app, id_or_name],
+        from_row,
+    )
+    .optional()
+    .map_err(db("reading an SNI endpoint"))?
+    .ok_or(StoreError::NotFound {
+        resource: "sni-endpoint",
+    })
 }
 
-pub(crate) fn create(conn: &Connection, app: &str, name: &str, certificate_chain: &str, private_key: &str) -> Result<SniEndpoint> {
+pub(crate) fn create(
+    conn: &Connection,
+    app: &str,
+    name: &str,
+    certificate_chain: &str,
+    private_key: &str,
+) -> Result<SniEndpoint> {
     kiln_model::records::validate_sni_endpoint_name(name)?;
     check_pem(certificate_chain, private_key)?;
     let app = app_id(conn, app)?;
-    let taken: bool = conn.query_row("SELECT EXISTS (SELECT 1 FROM sni_endpoints WHERE name = ?1)", [name], |r| r.get(0)).map_err(db("checking the name"))?;
+    let taken: bool = conn
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM sni_endpoints WHERE name = ?1)",
+            [name],
+            |r| r.get(0),
+        )
+        .map_err(db("checking the name"))?;
     if taken {
-        return Err(StoreError::Conflict(format!("The SNI endpoint name {name} is already taken")));
+        return Err(StoreError::Conflict(format!(
+            "The SNI endpoint name {name} is already taken"
+        )));
     }
     let id = uuid::Uuid::new_v4().to_string();
     let now = Timestamp::now().0;
@@ -106,7 +140,13 @@ pub(crate) fn create(conn: &Connection, app: &str, name: &str, certificate_chain
     get(conn, &app, &id)
 }
 
-pub(crate) fn update(conn: &Connection, app: &str, id_or_name: &str, certificate_chain: &str, private_key: &str) -> Result<SniEndpoint> {
+pub(crate) fn update(
+    conn: &Connection,
+    app: &str,
+    id_or_name: &str,
+    certificate_chain: &str,
+    private_key: &str,
+) -> Result<SniEndpoint> {
     check_pem(certificate_chain, private_key)?;
     let existing = get(conn, app, id_or_name)?;
     conn.execute(
@@ -119,7 +159,8 @@ pub(crate) fn update(conn: &Connection, app: &str, id_or_name: &str, certificate
 
 pub(crate) fn delete(conn: &Connection, app: &str, id_or_name: &str) -> Result<SniEndpoint> {
     let existing = get(conn, app, id_or_name)?;
-    conn.execute("DELETE FROM sni_endpoints WHERE id = ?1", [&existing.id]).map_err(db("removing an SNI endpoint"))?;
+    conn.execute("DELETE FROM sni_endpoints WHERE id = ?1", [&existing.id])
+        .map_err(db("removing an SNI endpoint"))?;
     Ok(existing)
 }
 
@@ -134,33 +175,96 @@ mod tests {
         let (app, _) = s.create_app("certs-app", &owner.id, "heroku-24").unwrap();
         let (other, _) = s.create_app("other-app", &owner.id, "heroku-24").unwrap();
 
-        let e = s.create_sni_endpoint(&app.id, "tokyo-1050", "CHAIN", "KEY").unwrap();
-        assert_eq!((e.app_id.as_str(), e.name.as_str(), e.certificate_chain.as_str(), e.private_key.as_str()), (app.id.as_str(), "tokyo-1050", "CHAIN", "KEY"));
-        assert!(!format!("{e:?}").contains("KEY"), "debug output hides the key");
-        assert!(matches!(s.create_sni_endpoint(&other.id, "tokyo-1050", "C", "K"), Err(StoreError::Conflict(_))), "names are unique");
-        assert!(matches!(s.create_sni_endpoint(&app.id, "Bad_Name", "C", "K"), Err(StoreError::Invalid(_))));
-        assert!(matches!(s.create_sni_endpoint("nope", "okay-name", "C", "K"), Err(StoreError::NotFound { resource: "app" })));
-        let second = s.create_sni_endpoint("certs-app", "osaka-2", "CHAIN2", "KEY2").unwrap();
+        let e = s
+            .create_sni_endpoint(&app.id, "tokyo-1050", "CHAIN", "KEY")
+            .unwrap();
+        assert_eq!(
+            (
+                e.app_id.as_str(),
+                e.name.as_str(),
+                e.certificate_chain.as_str(),
+                e.private_key.as_str()
+            ),
+            (app.id.as_str(), "tokyo-1050", "CHAIN", "KEY")
+        );
+        assert!(
+            !format!("{e:?}").contains("KEY"),
+            "debug output hides the key"
+        );
+        assert!(
+            matches!(
+                s.create_sni_endpoint(&other.id, "tokyo-1050", "C", "K"),
+                Err(StoreError::Conflict(_))
+            ),
+            "names are unique"
+        );
+        assert!(matches!(
+            s.create_sni_endpoint(&app.id, "Bad_Name", "C", "K"),
+            Err(StoreError::Invalid(_))
+        ));
+        assert!(matches!(
+            s.create_sni_endpoint("nope", "okay-name", "C", "K"),
+            Err(StoreError::NotFound { resource: "app" })
+        ));
+        let second = s
+            .create_sni_endpoint("certs-app", "osaka-2", "CHAIN2", "KEY2")
+            .unwrap();
 
-        assert_eq!(s.sni_endpoints("certs-app").unwrap(), vec![e.clone(), second.clone()]);
+        assert_eq!(
+            s.sni_endpoints("certs-app").unwrap(),
+            vec![e.clone(), second.clone()]
+        );
         assert_eq!(s.sni_endpoints(&other.id).unwrap(), vec![]);
         assert_eq!(s.sni_endpoint(&app.id, "tokyo-1050").unwrap(), e);
         assert_eq!(s.sni_endpoint(&app.id, &e.id).unwrap(), e);
-        assert!(matches!(s.sni_endpoint(&other.id, &e.id), Err(StoreError::NotFound { resource: "sni-endpoint" })), "not through another app");
+        assert!(
+            matches!(
+                s.sni_endpoint(&other.id, &e.id),
+                Err(StoreError::NotFound {
+                    resource: "sni-endpoint"
+                })
+            ),
+            "not through another app"
+        );
 
-        let updated = s.update_sni_endpoint(&app.id, "tokyo-1050", "NEWCHAIN", "NEWKEY").unwrap();
-        assert_eq!((updated.id.as_str(), updated.certificate_chain.as_str(), updated.private_key.as_str()), (e.id.as_str(), "NEWCHAIN", "NEWKEY"));
+        let updated = s
+            .update_sni_endpoint(&app.id, "tokyo-1050", "NEWCHAIN", "NEWKEY")
+            .unwrap();
+        assert_eq!(
+            (
+                updated.id.as_str(),
+                updated.certificate_chain.as_str(),
+                updated.private_key.as_str()
+            ),
+            (e.id.as_str(), "NEWCHAIN", "NEWKEY")
+        );
         assert!(updated.updated_at >= e.updated_at);
-        assert!(matches!(s.update_sni_endpoint(&other.id, &e.id, "X", "Y"), Err(StoreError::NotFound { .. })));
+        assert!(matches!(
+            s.update_sni_endpoint(&other.id, &e.id, "X", "Y"),
+            Err(StoreError::NotFound { .. })
+        ));
 
         assert_eq!(s.all_sni_endpoints().unwrap().len(), 2);
-        assert_eq!(s.delete_sni_endpoint(&app.id, &second.id).unwrap().name, "osaka-2");
-        assert!(matches!(s.delete_sni_endpoint(&app.id, &second.id), Err(StoreError::NotFound { .. })));
+        assert_eq!(
+            s.delete_sni_endpoint(&app.id, &second.id).unwrap().name,
+            "osaka-2"
+        );
+        assert!(matches!(
+            s.delete_sni_endpoint(&app.id, &second.id),
+            Err(StoreError::NotFound { .. })
+        ));
 
         // Destroying the app takes its certificates along.
         s.delete_app(&app.id).unwrap();
         assert!(s.all_sni_endpoints().unwrap().is_empty());
-        assert!(s.create_sni_endpoint(&other.id, "tokyo-1050", "C", "K").is_ok(), "the name is free again");
-        assert!(matches!(s.create_sni_endpoint(&other.id, "big-one", &"x".repeat(200 * 1024), "K"), Err(StoreError::Invalid(_))));
+        assert!(
+            s.create_sni_endpoint(&other.id, "tokyo-1050", "C", "K")
+                .is_ok(),
+            "the name is free again"
+        );
+        assert!(matches!(
+            s.create_sni_endpoint(&other.id, "big-one", &"x".repeat(200 * 1024), "K"),
+            Err(StoreError::Invalid(_))
+        ));
     }
 }

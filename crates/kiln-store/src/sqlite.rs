@@ -6,7 +6,10 @@
 //! second process on the same file waits for the write lock (up to the busy timeout) instead of
 //! failing halfway through when a read lock cannot be upgraded.
 
-use crate::{Account, App, Build, BuildStatus, FormationEntry, NewRelease, Release, ReleaseRange, Result, Slug, Store, StoreError};
+use crate::{
+    Account, App, Build, BuildStatus, FormationEntry, NewRelease, Release, ReleaseRange, Result,
+    Slug, Store, StoreError,
+};
 use kiln_model::buildpack::BuildpackRef;
 use kiln_model::config::{self, ConfigVars};
 use kiln_model::procfile::validate_process_type;
@@ -170,7 +173,8 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if missing) the database at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> Result<SqliteStore> {
-        let conn = Connection::open(path).map_err(|e| StoreError::Db(format!("opening {}: {e}", path.display())))?;
+        let conn = Connection::open(path)
+            .map_err(|e| StoreError::Db(format!("opening {}: {e}", path.display())))?;
         SqliteStore::setup(conn, true).map_err(|e| match e {
             StoreError::Db(msg) => StoreError::Db(format!("{}: {msg}", path.display())),
             other => other,
@@ -184,32 +188,43 @@ impl SqliteStore {
     }
 
     fn setup(mut conn: Connection, on_disk: bool) -> Result<SqliteStore> {
-        conn.busy_timeout(BUSY_TIMEOUT).ctx("setting busy_timeout")?;
+        conn.busy_timeout(BUSY_TIMEOUT)
+            .ctx("setting busy_timeout")?;
         // journal_mode answers with the mode actually in effect; an in-memory database stays
         // "memory", but a file that silently stayed in rollback mode would block readers.
-        let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0)).ctx("setting journal_mode=WAL")?;
+        let mode: String = conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+            .ctx("setting journal_mode=WAL")?;
         if on_disk && !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError::Db(format!(
                 "the database could not be put in WAL mode (it is in {mode:?} mode); is it on a filesystem without shared memory support?"
             )));
         }
-        conn.pragma_update(None, "synchronous", "NORMAL").ctx("setting synchronous=NORMAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .ctx("setting synchronous=NORMAL")?;
         // Foreign keys are off by default in SQLite and the setting is per connection.
-        conn.pragma_update(None, "foreign_keys", "ON").ctx("setting foreign_keys=ON")?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .ctx("setting foreign_keys=ON")?;
         migrate(&mut conn)?;
-        Ok(SqliteStore { conn: Mutex::new(conn) })
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, Connection> {
         // A thread that panicked while holding the lock dropped its transaction on the way out,
         // which rolled it back; the connection is therefore clean and safe to reuse.
-        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Runs `f` in a write transaction, committed only if `f` succeeds.
     fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
         let mut conn = self.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).ctx("starting a write transaction")?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .ctx("starting a write transaction")?;
         let out = f(&tx)?;
         tx.commit().ctx("committing")?;
         Ok(out)
@@ -218,7 +233,9 @@ impl SqliteStore {
     /// Runs `f` in a read transaction, so that multi-query reads see one snapshot.
     fn read<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
         let mut conn = self.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred).ctx("starting a read transaction")?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Deferred)
+            .ctx("starting a read transaction")?;
         let out = f(&tx)?;
         tx.commit().ctx("ending a read transaction")?;
         Ok(out)
@@ -227,11 +244,18 @@ impl SqliteStore {
 
 fn migrate(conn: &mut Connection) -> Result<()> {
     // Immediate, so that two processes opening a fresh file at once do not both migrate it.
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).ctx("starting the schema migration")?;
-    let current: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0)).ctx("reading the schema version")?;
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .ctx("starting the schema migration")?;
+    let current: i64 = tx
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .ctx("reading the schema version")?;
     let known = MIGRATIONS.len();
-    let current = usize::try_from(current)
-        .map_err(|_| StoreError::Db(format!("the database has a negative schema version ({current}); it is not a Kiln database")))?;
+    let current = usize::try_from(current).map_err(|_| {
+        StoreError::Db(format!(
+            "the database has a negative schema version ({current}); it is not a Kiln database"
+        ))
+    })?;
     if current > known {
         return Err(StoreError::Db(format!(
             "the database schema is version {current} but this Kiln knows only up to {known}; run a newer Kiln"
@@ -241,11 +265,13 @@ fn migrate(conn: &mut Connection) -> Result<()> {
         return Ok(());
     }
     for (i, step) in MIGRATIONS.iter().enumerate().skip(current) {
-        tx.execute_batch(step).map_err(|e| StoreError::Db(format!("applying schema migration {}: {e}", i + 1)))?;
+        tx.execute_batch(step)
+            .map_err(|e| StoreError::Db(format!("applying schema migration {}: {e}", i + 1)))?;
     }
     // user_version lives in the database header, which is part of the transaction: a crash
     // before the commit leaves both the schema and the version as they were.
-    tx.pragma_update(None, "user_version", known as i64).ctx("recording the schema version")?;
+    tx.pragma_update(None, "user_version", known as i64)
+        .ctx("recording the schema version")?;
     tx.commit().ctx("committing the schema migration")?;
     Ok(())
 }
@@ -278,11 +304,22 @@ fn hash_api_key(key: &str) -> String {
 // JSON is built through `Value` rather than `serde_json::to_string` so that this crate needs no
 // direct serde dependency; rendering a `Value` cannot fail.
 fn map_json(map: &BTreeMap<String, String>) -> String {
-    serde_json::Value::Object(map.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect()).to_string()
+    serde_json::Value::Object(
+        map.iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect(),
+    )
+    .to_string()
 }
 
 fn list_json(items: &[String]) -> String {
-    serde_json::Value::Array(items.iter().map(|s| serde_json::Value::String(s.clone())).collect()).to_string()
+    serde_json::Value::Array(
+        items
+            .iter()
+            .map(|s| serde_json::Value::String(s.clone()))
+            .collect(),
+    )
+    .to_string()
 }
 
 // --- input checks ---------------------------------------------------------------------------
@@ -290,12 +327,22 @@ fn list_json(items: &[String]) -> String {
 /// A value for an error message: long hostile input is cut so the error stays readable.
 fn shown(s: &str) -> String {
     const MAX: usize = 64;
-    if s.chars().count() <= MAX { format!("{s:?}") } else { format!("{:?}…", s.chars().take(MAX).collect::<String>()) }
+    if s.chars().count() <= MAX {
+        format!("{s:?}")
+    } else {
+        format!("{:?}…", s.chars().take(MAX).collect::<String>())
+    }
 }
 
 fn check_text(field: &'static str, value: &str, max: usize) -> Result<(), Invalid> {
     if value.len() > max {
-        return Err(Invalid::new(field, format!("{field} is too long ({} bytes; the limit is {max})", value.len())));
+        return Err(Invalid::new(
+            field,
+            format!(
+                "{field} is too long ({} bytes; the limit is {max})",
+                value.len()
+            ),
+        ));
     }
     if value.contains('\0') {
         return Err(Invalid::new(field, format!("{field} contains a NUL byte")));
@@ -308,20 +355,42 @@ fn check_email(email: &str) -> Result<(), Invalid> {
         && email.len() <= MAX_EMAIL_LEN
         && email.contains('@')
         && !email.chars().any(|c| c.is_whitespace() || c.is_control());
-    if plausible { Ok(()) } else { Err(Invalid::new("email", format!("Invalid email address {}", shown(email)))) }
+    if plausible {
+        Ok(())
+    } else {
+        Err(Invalid::new(
+            "email",
+            format!("Invalid email address {}", shown(email)),
+        ))
+    }
 }
 
 fn check_stack(stack: &str) -> Result<(), Invalid> {
     let ok = !stack.is_empty()
         && stack.len() <= MAX_STACK_LEN
-        && stack.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if ok { Ok(()) } else { Err(Invalid::new("stack", format!("Invalid stack {}: use letters, digits, '-', '_' or '.'", shown(stack)))) }
+        && stack
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Invalid::new(
+            "stack",
+            format!(
+                "Invalid stack {}: use letters, digits, '-', '_' or '.'",
+                shown(stack)
+            ),
+        ))
+    }
 }
 
 /// Config vars that do not come through a PATCH (a release made by the caller, e.g. a
 /// rollback) obey the same rules as those that do.
 fn check_config(vars: &ConfigVars) -> Result<(), Invalid> {
-    let patch: BTreeMap<String, Option<String>> = vars.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect();
+    let patch: BTreeMap<String, Option<String>> = vars
+        .iter()
+        .map(|(k, v)| (k.clone(), Some(v.clone())))
+        .collect();
     config::apply_patch(&ConfigVars::new(), &patch).map(|_| ())
 }
 
@@ -330,18 +399,29 @@ fn check_config(vars: &ConfigVars) -> Result<(), Invalid> {
 fn check_uuid(field: &'static str, id: &str) -> Result<(), Invalid> {
     match uuid::Uuid::parse_str(id) {
         Ok(u) if u.hyphenated().to_string() == id => Ok(()),
-        _ => Err(Invalid::new(field, format!("Invalid {field} {}: expected a lowercase UUID", shown(id)))),
+        _ => Err(Invalid::new(
+            field,
+            format!("Invalid {field} {}: expected a lowercase UUID", shown(id)),
+        )),
     }
 }
 
 /// The checksum names the slug's file in the slug store, so it must not be able to name
 /// anything else.
 fn check_checksum(checksum: &str) -> Result<(), Invalid> {
-    let ok = checksum.strip_prefix("SHA256:").is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()));
+    let ok = checksum
+        .strip_prefix("SHA256:")
+        .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()));
     if ok {
         Ok(())
     } else {
-        Err(Invalid::new("checksum", format!("Invalid slug checksum {}: expected SHA256:<64 hex digits>", shown(checksum))))
+        Err(Invalid::new(
+            "checksum",
+            format!(
+                "Invalid slug checksum {}: expected SHA256:<64 hex digits>",
+                shown(checksum)
+            ),
+        ))
     }
 }
 
@@ -364,12 +444,14 @@ fn ts(row: &Row<'_>, idx: usize) -> rusqlite::Result<Timestamp> {
 
 fn string_map(row: &Row<'_>, idx: usize) -> rusqlite::Result<BTreeMap<String, String>> {
     let text: String = row.get(idx)?;
-    serde_json::from_str(&text).map_err(|e| bad_column(idx, format!("not a JSON object of strings: {e}")))
+    serde_json::from_str(&text)
+        .map_err(|e| bad_column(idx, format!("not a JSON object of strings: {e}")))
 }
 
 fn string_list(row: &Row<'_>, idx: usize) -> rusqlite::Result<Vec<String>> {
     let text: String = row.get(idx)?;
-    serde_json::from_str(&text).map_err(|e| bad_column(idx, format!("not a JSON array of strings: {e}")))
+    serde_json::from_str(&text)
+        .map_err(|e| bad_column(idx, format!("not a JSON array of strings: {e}")))
 }
 
 fn release_status(row: &Row<'_>, idx: usize) -> rusqlite::Result<ReleaseStatus> {
@@ -390,7 +472,13 @@ fn build_status(row: &Row<'_>, idx: usize) -> rusqlite::Result<BuildStatus> {
 const ACCOUNT_SELECT: &str = "SELECT id, email, name, created_at, updated_at FROM accounts";
 
 fn account_from_row(row: &Row<'_>) -> rusqlite::Result<Account> {
-    Ok(Account { id: row.get(0)?, email: row.get(1)?, name: row.get(2)?, created_at: ts(row, 3)?, updated_at: ts(row, 4)? })
+    Ok(Account {
+        id: row.get(0)?,
+        email: row.get(1)?,
+        name: row.get(2)?,
+        created_at: ts(row, 3)?,
+        updated_at: ts(row, 4)?,
+    })
 }
 
 const APP_SELECT: &str = "SELECT a.id, a.name, a.owner_id, o.email, a.uid, a.stack, a.maintenance, a.config, \
@@ -472,7 +560,8 @@ fn build_from_row(row: &Row<'_>) -> rusqlite::Result<Build> {
     })
 }
 
-const FORMATION_SELECT: &str = "SELECT id, app_id, process_type, quantity, size, created_at, updated_at FROM formation";
+const FORMATION_SELECT: &str =
+    "SELECT id, app_id, process_type, quantity, size, created_at, updated_at FROM formation";
 
 fn formation_from_row(row: &Row<'_>) -> rusqlite::Result<FormationEntry> {
     Ok(FormationEntry {
@@ -491,36 +580,59 @@ fn formation_from_row(row: &Row<'_>) -> rusqlite::Result<FormationEntry> {
 /// The id of an app named by id or name. The two cannot collide: a UUID is 36 characters and
 /// an app name at most 30.
 fn resolve_app(conn: &Connection, id_or_name: &str) -> Result<String> {
-    conn.query_row("SELECT id FROM apps WHERE id = ?1 OR name = ?1", [id_or_name], |r| r.get(0))
-        .optional()
-        .ctx("looking up an app")?
-        .ok_or(StoreError::NotFound { resource: "app" })
+    conn.query_row(
+        "SELECT id FROM apps WHERE id = ?1 OR name = ?1",
+        [id_or_name],
+        |r| r.get(0),
+    )
+    .optional()
+    .ctx("looking up an app")?
+    .ok_or(StoreError::NotFound { resource: "app" })
 }
 
 fn load_app(conn: &Connection, id_or_name: &str) -> Result<App> {
-    conn.query_row(&format!("{APP_SELECT} WHERE a.id = ?1 OR a.name = ?1"), [id_or_name], app_from_row)
-        .optional()
-        .ctx("reading an app")?
-        .ok_or(StoreError::NotFound { resource: "app" })
+    conn.query_row(
+        &format!("{APP_SELECT} WHERE a.id = ?1 OR a.name = ?1"),
+        [id_or_name],
+        app_from_row,
+    )
+    .optional()
+    .ctx("reading an app")?
+    .ok_or(StoreError::NotFound { resource: "app" })
 }
 
 fn load_account(conn: &Connection, id: &str) -> Result<Account> {
-    conn.query_row(&format!("{ACCOUNT_SELECT} WHERE id = ?1"), [id], account_from_row)
-        .optional()
-        .ctx("reading an account")?
-        .ok_or(StoreError::NotFound { resource: "account" })
+    conn.query_row(
+        &format!("{ACCOUNT_SELECT} WHERE id = ?1"),
+        [id],
+        account_from_row,
+    )
+    .optional()
+    .ctx("reading an account")?
+    .ok_or(StoreError::NotFound {
+        resource: "account",
+    })
 }
 
 fn require_account(conn: &Connection, id: &str) -> Result<()> {
-    let found = conn.query_row("SELECT 1 FROM accounts WHERE id = ?1", [id], |_| Ok(())).optional().ctx("looking up an account")?;
-    found.ok_or(StoreError::NotFound { resource: "account" })
+    let found = conn
+        .query_row("SELECT 1 FROM accounts WHERE id = ?1", [id], |_| Ok(()))
+        .optional()
+        .ctx("looking up an account")?;
+    found.ok_or(StoreError::NotFound {
+        resource: "account",
+    })
 }
 
 /// Slugs, releases and builds only ever point at things of their own app, so that deleting
 /// an app can delete everything it owns without breaking another app's ledger.
 fn require_slug_of(conn: &Connection, app_id: &str, slug_id: &str) -> Result<()> {
     let found = conn
-        .query_row("SELECT 1 FROM slugs WHERE id = ?1 AND app_id = ?2", [slug_id, app_id], |_| Ok(()))
+        .query_row(
+            "SELECT 1 FROM slugs WHERE id = ?1 AND app_id = ?2",
+            [slug_id, app_id],
+            |_| Ok(()),
+        )
         .optional()
         .ctx("looking up a slug")?;
     found.ok_or(StoreError::NotFound { resource: "slug" })
@@ -528,36 +640,64 @@ fn require_slug_of(conn: &Connection, app_id: &str, slug_id: &str) -> Result<()>
 
 fn require_release_of(conn: &Connection, app_id: &str, release_id: &str) -> Result<()> {
     let found = conn
-        .query_row("SELECT 1 FROM releases WHERE id = ?1 AND app_id = ?2", [release_id, app_id], |_| Ok(()))
+        .query_row(
+            "SELECT 1 FROM releases WHERE id = ?1 AND app_id = ?2",
+            [release_id, app_id],
+            |_| Ok(()),
+        )
         .optional()
         .ctx("looking up a release")?;
-    found.ok_or(StoreError::NotFound { resource: "release" })
+    found.ok_or(StoreError::NotFound {
+        resource: "release",
+    })
 }
 
 fn load_release_by_id(conn: &Connection, release_id: &str) -> Result<Release> {
-    conn.query_row(&format!("{RELEASE_SELECT} WHERE r.id = ?1"), [release_id], release_from_row)
-        .optional()
-        .ctx("reading a release")?
-        .ok_or(StoreError::NotFound { resource: "release" })
+    conn.query_row(
+        &format!("{RELEASE_SELECT} WHERE r.id = ?1"),
+        [release_id],
+        release_from_row,
+    )
+    .optional()
+    .ctx("reading a release")?
+    .ok_or(StoreError::NotFound {
+        resource: "release",
+    })
 }
 
 fn load_build(conn: &Connection, build_id: &str) -> Result<Build> {
-    conn.query_row(&format!("{BUILD_SELECT} WHERE b.id = ?1"), [build_id], build_from_row)
-        .optional()
-        .ctx("reading a build")?
-        .ok_or(StoreError::NotFound { resource: "build" })
+    conn.query_row(
+        &format!("{BUILD_SELECT} WHERE b.id = ?1"),
+        [build_id],
+        build_from_row,
+    )
+    .optional()
+    .ctx("reading a build")?
+    .ok_or(StoreError::NotFound { resource: "build" })
 }
 
 fn list_formation(conn: &Connection, app_id: &str) -> Result<Vec<FormationEntry>> {
-    let mut stmt = conn.prepare_cached(&format!("{FORMATION_SELECT} WHERE app_id = ?1 ORDER BY process_type")).ctx("reading formation")?;
-    let rows = stmt.query_map([app_id], formation_from_row).ctx("reading formation")?;
-    rows.collect::<rusqlite::Result<Vec<_>>>().ctx("reading formation")
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "{FORMATION_SELECT} WHERE app_id = ?1 ORDER BY process_type"
+        ))
+        .ctx("reading formation")?;
+    let rows = stmt
+        .query_map([app_id], formation_from_row)
+        .ctx("reading formation")?;
+    rows.collect::<rusqlite::Result<Vec<_>>>()
+        .ctx("reading formation")
 }
 
 /// Appends a release to an app's ledger and makes its config the app's current config. The
 /// version is read and written inside the caller's (immediate) transaction, so no other writer
 /// can take the same number; the UNIQUE (app_id, version) constraint backs that up.
-fn insert_release(conn: &Connection, app_id: &str, new: NewRelease, now: Timestamp) -> Result<Release> {
+fn insert_release(
+    conn: &Connection,
+    app_id: &str,
+    new: NewRelease,
+    now: Timestamp,
+) -> Result<Release> {
     check_text("description", &new.description, MAX_DESCRIPTION)?;
     check_config(&new.config)?;
     require_account(conn, &new.user_id)?;
@@ -565,9 +705,14 @@ fn insert_release(conn: &Connection, app_id: &str, new: NewRelease, now: Timesta
         require_slug_of(conn, app_id, slug_id)?;
     }
     let last: i64 = conn
-        .query_row("SELECT COALESCE(MAX(version), 0) FROM releases WHERE app_id = ?1", [app_id], |r| r.get(0))
+        .query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM releases WHERE app_id = ?1",
+            [app_id],
+            |r| r.get(0),
+        )
         .ctx("reading the newest release version")?;
-    let version = u32::try_from(last + 1).map_err(|_| StoreError::Db(format!("release version {last} cannot be followed")))?;
+    let version = u32::try_from(last + 1)
+        .map_err(|_| StoreError::Db(format!("release version {last} cannot be followed")))?;
     let id = new_id();
     let config_json = map_json(&new.config);
     conn.execute(
@@ -576,8 +721,11 @@ fn insert_release(conn: &Connection, app_id: &str, new: NewRelease, now: Timesta
         params![id, app_id, version, new.description, new.status.as_str(), new.slug_id, config_json, new.user_id, now.0],
     )
     .ctx("inserting a release")?;
-    conn.execute("UPDATE apps SET config = ?2, released_at = ?3, updated_at = ?3 WHERE id = ?1", params![app_id, config_json, now.0])
-        .ctx("updating the app's config")?;
+    conn.execute(
+        "UPDATE apps SET config = ?2, released_at = ?3, updated_at = ?3 WHERE id = ?1",
+        params![app_id, config_json, now.0],
+    )
+    .ctx("updating the app's config")?;
     load_release_by_id(conn, &id)
 }
 
@@ -609,7 +757,11 @@ impl Store for SqliteStore {
 
     fn add_api_key(&self, account_id: &str, key: &str, description: &str) -> Result<()> {
         if key.is_empty() || key.len() > MAX_API_KEY_LEN {
-            return Err(Invalid::new("api_key", format!("An API key must be 1 to {MAX_API_KEY_LEN} bytes long")).into());
+            return Err(Invalid::new(
+                "api_key",
+                format!("An API key must be 1 to {MAX_API_KEY_LEN} bytes long"),
+            )
+            .into());
         }
         check_text("description", description, MAX_SHORT_TEXT)?;
         let hash = hash_api_key(key);
@@ -708,9 +860,12 @@ impl Store for SqliteStore {
 
     fn apps(&self) -> Result<Vec<App>> {
         self.read(|tx| {
-            let mut stmt = tx.prepare_cached(&format!("{APP_SELECT} ORDER BY a.name")).ctx("listing apps")?;
+            let mut stmt = tx
+                .prepare_cached(&format!("{APP_SELECT} ORDER BY a.name"))
+                .ctx("listing apps")?;
             let rows = stmt.query_map([], app_from_row).ctx("listing apps")?;
-            rows.collect::<rusqlite::Result<Vec<_>>>().ctx("listing apps")
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+                .ctx("listing apps")
         })
     }
 
@@ -735,17 +890,25 @@ impl Store for SqliteStore {
     fn set_maintenance(&self, app_id: &str, on: bool) -> Result<App> {
         self.write(|tx| {
             let id = resolve_app(tx, app_id)?;
-            tx.execute("UPDATE apps SET maintenance = ?2, updated_at = ?3 WHERE id = ?1", params![id, on, Timestamp::now().0])
-                .ctx("setting maintenance")?;
+            tx.execute(
+                "UPDATE apps SET maintenance = ?2, updated_at = ?3 WHERE id = ?1",
+                params![id, on, Timestamp::now().0],
+            )
+            .ctx("setting maintenance")?;
             load_app(tx, &id)
         })
     }
 
     fn restore_config(&self, app_id: &str, config: &ConfigVars) -> Result<App> {
-        let json = serde_json::to_string(config).map_err(|e| StoreError::Db(format!("encoding config vars: {e}")))?;
+        let json = serde_json::to_string(config)
+            .map_err(|e| StoreError::Db(format!("encoding config vars: {e}")))?;
         self.write(|tx| {
             let id = resolve_app(tx, app_id)?;
-            tx.execute("UPDATE apps SET config = ?2, updated_at = ?3 WHERE id = ?1", params![id, json, Timestamp::now().0]).ctx("restoring config vars")?;
+            tx.execute(
+                "UPDATE apps SET config = ?2, updated_at = ?3 WHERE id = ?1",
+                params![id, json, Timestamp::now().0],
+            )
+            .ctx("restoring config vars")?;
             load_app(tx, &id)
         })
     }
@@ -776,9 +939,11 @@ impl Store for SqliteStore {
                 ("formation", "deleting the app's formation"),
                 ("buildpacks", "deleting the app's buildpacks"),
             ] {
-                tx.execute(&format!("DELETE FROM {table} WHERE app_id = ?1"), [&id]).ctx(what)?;
+                tx.execute(&format!("DELETE FROM {table} WHERE app_id = ?1"), [&id])
+                    .ctx(what)?;
             }
-            tx.execute("DELETE FROM apps WHERE id = ?1", [&id]).ctx("deleting the app")?;
+            tx.execute("DELETE FROM apps WHERE id = ?1", [&id])
+                .ctx("deleting the app")?;
             Ok(())
         })
     }
@@ -797,13 +962,21 @@ impl Store for SqliteStore {
                 return Ok((app.config, None));
             }
             let slug_id: Option<String> = tx
-                .query_row("SELECT slug_id FROM releases WHERE app_id = ?1 ORDER BY version DESC LIMIT 1", [&app.id], |r| r.get(0))
+                .query_row(
+                    "SELECT slug_id FROM releases WHERE app_id = ?1 ORDER BY version DESC LIMIT 1",
+                    [&app.id],
+                    |r| r.get(0),
+                )
                 .optional()
                 .ctx("reading the newest release's slug")?
                 .flatten();
             // With code to run, the release goes live only after the platform has run its
             // release phase and restarted the dynos; without, there is nothing to wait for.
-            let status = if slug_id.is_some() { ReleaseStatus::Pending } else { ReleaseStatus::Succeeded };
+            let status = if slug_id.is_some() {
+                ReleaseStatus::Pending
+            } else {
+                ReleaseStatus::Succeeded
+            };
             let new = NewRelease {
                 description: change.description(),
                 status,
@@ -823,7 +996,12 @@ impl Store for SqliteStore {
         })
     }
 
-    fn set_release_status(&self, release_id: &str, status: ReleaseStatus, reason: Option<&str>) -> Result<Release> {
+    fn set_release_status(
+        &self,
+        release_id: &str,
+        status: ReleaseStatus,
+        reason: Option<&str>,
+    ) -> Result<Release> {
         if let Some(reason) = reason {
             check_text("status_reason", reason, MAX_LONG_TEXT)?;
         }
@@ -851,7 +1029,9 @@ impl Store for SqliteStore {
         // Only plain digits are a version: u32's parser would also take "+3".
         let version = if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
             // Too many digits for a u32 is a version that cannot exist.
-            Some(digits.parse::<u32>().map_err(|_| StoreError::NotFound { resource: "release" })?)
+            Some(digits.parse::<u32>().map_err(|_| StoreError::NotFound {
+                resource: "release",
+            })?)
         } else {
             None
         };
@@ -859,7 +1039,11 @@ impl Store for SqliteStore {
             let app = resolve_app(tx, app_id)?;
             let found = match version {
                 Some(v) => tx
-                    .query_row(&format!("{RELEASE_SELECT} WHERE r.app_id = ?1 AND r.version = ?2"), params![app, v], release_from_row)
+                    .query_row(
+                        &format!("{RELEASE_SELECT} WHERE r.app_id = ?1 AND r.version = ?2"),
+                        params![app, v],
+                        release_from_row,
+                    )
                     .optional(),
                 None => tx
                     .query_row(
@@ -869,7 +1053,9 @@ impl Store for SqliteStore {
                     )
                     .optional(),
             };
-            found.ctx("reading a release")?.ok_or(StoreError::NotFound { resource: "release" })
+            found.ctx("reading a release")?.ok_or(StoreError::NotFound {
+                resource: "release",
+            })
         })
     }
 
@@ -919,7 +1105,8 @@ impl Store for SqliteStore {
         if let Some(d) = &slug.buildpack_provided_description {
             check_text("buildpack_provided_description", d, MAX_SHORT_TEXT)?;
         }
-        let size = i64::try_from(slug.size).map_err(|_| Invalid::new("size", format!("Slug size {} is too large", slug.size)))?;
+        let size = i64::try_from(slug.size)
+            .map_err(|_| Invalid::new("size", format!("Slug size {} is too large", slug.size)))?;
         let process_types = map_json(&slug.process_types);
         self.write(|tx| {
             let app = resolve_app(tx, &slug.app_id)?;
@@ -952,14 +1139,24 @@ impl Store for SqliteStore {
 
     fn slug(&self, slug_id: &str) -> Result<Slug> {
         self.read(|tx| {
-            tx.query_row(&format!("{SLUG_SELECT} WHERE id = ?1"), [slug_id], slug_from_row)
-                .optional()
-                .ctx("reading a slug")?
-                .ok_or(StoreError::NotFound { resource: "slug" })
+            tx.query_row(
+                &format!("{SLUG_SELECT} WHERE id = ?1"),
+                [slug_id],
+                slug_from_row,
+            )
+            .optional()
+            .ctx("reading a slug")?
+            .ok_or(StoreError::NotFound { resource: "slug" })
         })
     }
 
-    fn create_build(&self, app_id: &str, user_id: &str, source_version: Option<&str>, buildpacks: &[String]) -> Result<Build> {
+    fn create_build(
+        &self,
+        app_id: &str,
+        user_id: &str,
+        source_version: Option<&str>,
+        buildpacks: &[String],
+    ) -> Result<Build> {
         if let Some(v) = source_version {
             check_text("source_version", v, MAX_SHORT_TEXT)?;
         }
@@ -988,7 +1185,9 @@ impl Store for SqliteStore {
         release_id: Option<&str>,
     ) -> Result<Build> {
         if status == BuildStatus::Pending {
-            return Err(Invalid::new("status", "A build ends as succeeded or failed, not pending").into());
+            return Err(
+                Invalid::new("status", "A build ends as succeeded or failed, not pending").into(),
+            );
         }
         self.write(|tx| {
             let build = load_build(tx, build_id)?;
@@ -1013,19 +1212,27 @@ impl Store for SqliteStore {
     fn build(&self, app_id: &str, build_id: &str) -> Result<Build> {
         self.read(|tx| {
             let app = resolve_app(tx, app_id)?;
-            tx.query_row(&format!("{BUILD_SELECT} WHERE b.id = ?1 AND b.app_id = ?2"), [build_id, &app], build_from_row)
-                .optional()
-                .ctx("reading a build")?
-                .ok_or(StoreError::NotFound { resource: "build" })
+            tx.query_row(
+                &format!("{BUILD_SELECT} WHERE b.id = ?1 AND b.app_id = ?2"),
+                [build_id, &app],
+                build_from_row,
+            )
+            .optional()
+            .ctx("reading a build")?
+            .ok_or(StoreError::NotFound { resource: "build" })
         })
     }
 
     fn build_by_id(&self, build_id: &str) -> Result<Build> {
         self.read(|tx| {
-            tx.query_row(&format!("{BUILD_SELECT} WHERE b.id = ?1"), [build_id], build_from_row)
-                .optional()
-                .ctx("reading a build")?
-                .ok_or(StoreError::NotFound { resource: "build" })
+            tx.query_row(
+                &format!("{BUILD_SELECT} WHERE b.id = ?1"),
+                [build_id],
+                build_from_row,
+            )
+            .optional()
+            .ctx("reading a build")?
+            .ok_or(StoreError::NotFound { resource: "build" })
         })
     }
 
@@ -1034,10 +1241,15 @@ impl Store for SqliteStore {
             let app = resolve_app(tx, app_id)?;
             // Two builds can start in the same microsecond; the rowid keeps their order.
             let mut stmt = tx
-                .prepare_cached(&format!("{BUILD_SELECT} WHERE b.app_id = ?1 ORDER BY b.created_at DESC, b.rowid DESC"))
+                .prepare_cached(&format!(
+                    "{BUILD_SELECT} WHERE b.app_id = ?1 ORDER BY b.created_at DESC, b.rowid DESC"
+                ))
                 .ctx("listing builds")?;
-            let rows = stmt.query_map([&app], build_from_row).ctx("listing builds")?;
-            rows.collect::<rusqlite::Result<Vec<_>>>().ctx("listing builds")
+            let rows = stmt
+                .query_map([&app], build_from_row)
+                .ctx("listing builds")?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+                .ctx("listing builds")
         })
     }
 
@@ -1064,7 +1276,11 @@ impl Store for SqliteStore {
         })
     }
 
-    fn ensure_formation(&self, app_id: &str, initial: &BTreeMap<String, u32>) -> Result<Vec<FormationEntry>> {
+    fn ensure_formation(
+        &self,
+        app_id: &str,
+        initial: &BTreeMap<String, u32>,
+    ) -> Result<Vec<FormationEntry>> {
         for process_type in initial.keys() {
             validate_process_type(process_type)?;
         }
@@ -1084,12 +1300,20 @@ impl Store for SqliteStore {
         })
     }
 
-    fn update_formation(&self, app_id: &str, updates: &[(String, Option<u32>, Option<String>)]) -> Result<Vec<FormationEntry>> {
+    fn update_formation(
+        &self,
+        app_id: &str,
+        updates: &[(String, Option<u32>, Option<String>)],
+    ) -> Result<Vec<FormationEntry>> {
         // Sizes are stored in Heroku's spelling whatever form the caller used ("1x", "standard-1x").
         let mut checked = Vec::with_capacity(updates.len());
         for (process_type, quantity, size) in updates {
             validate_process_type(process_type)?;
-            let size = size.as_deref().map(DynoSize::parse).transpose()?.map(DynoSize::name);
+            let size = size
+                .as_deref()
+                .map(DynoSize::parse)
+                .transpose()?
+                .map(DynoSize::name);
             checked.push((process_type, *quantity, size));
         }
         self.write(|tx| {
@@ -1125,9 +1349,14 @@ impl Store for SqliteStore {
     fn buildpacks(&self, app_id: &str) -> Result<Vec<String>> {
         self.read(|tx| {
             let app = resolve_app(tx, app_id)?;
-            let mut stmt = tx.prepare_cached("SELECT url FROM buildpacks WHERE app_id = ?1 ORDER BY position").ctx("listing buildpacks")?;
-            let rows = stmt.query_map([&app], |r| r.get(0)).ctx("listing buildpacks")?;
-            rows.collect::<rusqlite::Result<Vec<String>>>().ctx("listing buildpacks")
+            let mut stmt = tx
+                .prepare_cached("SELECT url FROM buildpacks WHERE app_id = ?1 ORDER BY position")
+                .ctx("listing buildpacks")?;
+            let rows = stmt
+                .query_map([&app], |r| r.get(0))
+                .ctx("listing buildpacks")?;
+            rows.collect::<rusqlite::Result<Vec<String>>>()
+                .ctx("listing buildpacks")
         })
     }
 
@@ -1135,11 +1364,16 @@ impl Store for SqliteStore {
         check_buildpacks(urls)?;
         self.write(|tx| {
             let app = resolve_app(tx, app_id)?;
-            tx.execute("DELETE FROM buildpacks WHERE app_id = ?1", [&app]).ctx("clearing buildpacks")?;
+            tx.execute("DELETE FROM buildpacks WHERE app_id = ?1", [&app])
+                .ctx("clearing buildpacks")?;
             for (position, url) in urls.iter().enumerate() {
-                let position = i64::try_from(position).map_err(|_| Invalid::new("buildpacks", "Too many buildpacks"))?;
-                tx.execute("INSERT INTO buildpacks (app_id, position, url) VALUES (?1, ?2, ?3)", params![app, position, url.trim()])
-                    .ctx("inserting a buildpack")?;
+                let position = i64::try_from(position)
+                    .map_err(|_| Invalid::new("buildpacks", "Too many buildpacks"))?;
+                tx.execute(
+                    "INSERT INTO buildpacks (app_id, position, url) VALUES (?1, ?2, ?3)",
+                    params![app, position, url.trim()],
+                )
+                .ctx("inserting a buildpack")?;
             }
             Ok(())
         })
@@ -1157,11 +1391,23 @@ impl Store for SqliteStore {
         self.read(|tx| crate::sni::get(tx, app_id, id_or_name))
     }
 
-    fn create_sni_endpoint(&self, app_id: &str, name: &str, certificate_chain: &str, private_key: &str) -> Result<crate::SniEndpoint> {
+    fn create_sni_endpoint(
+        &self,
+        app_id: &str,
+        name: &str,
+        certificate_chain: &str,
+        private_key: &str,
+    ) -> Result<crate::SniEndpoint> {
         self.write(|tx| crate::sni::create(tx, app_id, name, certificate_chain, private_key))
     }
 
-    fn update_sni_endpoint(&self, app_id: &str, id_or_name: &str, certificate_chain: &str, private_key: &str) -> Result<crate::SniEndpoint> {
+    fn update_sni_endpoint(
+        &self,
+        app_id: &str,
+        id_or_name: &str,
+        certificate_chain: &str,
+        private_key: &str,
+    ) -> Result<crate::SniEndpoint> {
         self.write(|tx| crate::sni::update(tx, app_id, id_or_name, certificate_chain, private_key))
     }
 
@@ -1208,8 +1454,16 @@ impl Store for SqliteStore {
         self.write(|tx| crate::acm::request_refresh(tx, app_id))
     }
 
-    fn put_acm_certificate(&self, domain_id: &str, name: &str, certificate_chain: &str, private_key: &str) -> Result<crate::SniEndpoint> {
-        self.write(|tx| crate::acm::put_certificate(tx, domain_id, name, certificate_chain, private_key))
+    fn put_acm_certificate(
+        &self,
+        domain_id: &str,
+        name: &str,
+        certificate_chain: &str,
+        private_key: &str,
+    ) -> Result<crate::SniEndpoint> {
+        self.write(|tx| {
+            crate::acm::put_certificate(tx, domain_id, name, certificate_chain, private_key)
+        })
     }
 }
 
@@ -1224,7 +1478,8 @@ mod tests {
 
     impl TempDir {
         fn new() -> TempDir {
-            let dir = std::env::temp_dir().join(format!("kiln-store-test-{}", uuid::Uuid::new_v4()));
+            let dir =
+                std::env::temp_dir().join(format!("kiln-store-test-{}", uuid::Uuid::new_v4()));
             std::fs::create_dir_all(&dir).unwrap();
             TempDir(dir)
         }
@@ -1246,19 +1501,35 @@ mod tests {
     }
 
     fn patch(items: &[(&str, Option<&str>)]) -> BTreeMap<String, Option<String>> {
-        items.iter().map(|(k, v)| (k.to_string(), v.map(str::to_string))).collect()
+        items
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.map(str::to_string)))
+            .collect()
     }
 
     fn all() -> ReleaseRange {
-        ReleaseRange { first: None, last: None, max: 1000, descending: false }
+        ReleaseRange {
+            first: None,
+            last: None,
+            max: 1000,
+            descending: false,
+        }
     }
 
-    fn new_release(user: &Account, status: ReleaseStatus, slug: Option<&str>, config: &[(&str, &str)]) -> NewRelease {
+    fn new_release(
+        user: &Account,
+        status: ReleaseStatus,
+        slug: Option<&str>,
+        config: &[(&str, &str)],
+    ) -> NewRelease {
         NewRelease {
             description: "Deploy abc123".into(),
             status,
             slug_id: slug.map(str::to_string),
-            config: config.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            config: config
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             user_id: user.id.clone(),
         }
     }
@@ -1282,11 +1553,27 @@ mod tests {
     fn dump(s: &SqliteStore) -> String {
         let conn = s.lock();
         let mut out = String::new();
-        for table in ["accounts", "api_keys", "counters", "apps", "slugs", "releases", "builds", "formation", "buildpacks"] {
-            let mut stmt = conn.prepare(&format!("SELECT * FROM {table} ORDER BY rowid")).unwrap();
+        for table in [
+            "accounts",
+            "api_keys",
+            "counters",
+            "apps",
+            "slugs",
+            "releases",
+            "builds",
+            "formation",
+            "buildpacks",
+        ] {
+            let mut stmt = conn
+                .prepare(&format!("SELECT * FROM {table} ORDER BY rowid"))
+                .unwrap();
             let n = stmt.column_count();
             let rows = stmt
-                .query_map([], |r| (0..n).map(|i| r.get::<_, rusqlite::types::Value>(i)).collect::<rusqlite::Result<Vec<_>>>())
+                .query_map([], |r| {
+                    (0..n)
+                        .map(|i| r.get::<_, rusqlite::types::Value>(i))
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                })
                 .unwrap();
             for row in rows {
                 out.push_str(&format!("{table}: {:?}\n", row.unwrap()));
@@ -1296,7 +1583,11 @@ mod tests {
     }
 
     fn versions(s: &SqliteStore, app: &str) -> Vec<u32> {
-        s.releases(app, all()).unwrap().iter().map(|r| r.version).collect()
+        s.releases(app, all())
+            .unwrap()
+            .iter()
+            .map(|r| r.version)
+            .collect()
     }
 
     #[test]
@@ -1318,7 +1609,10 @@ mod tests {
         assert_eq!(s.app(&app.id).unwrap(), app);
         assert_eq!(s.app("my-app").unwrap(), app);
         assert_eq!(s.current_release("my-app").unwrap(), Some(v1));
-        assert!(matches!(s.app("nope"), Err(StoreError::NotFound { resource: "app" })));
+        assert!(matches!(
+            s.app("nope"),
+            Err(StoreError::NotFound { resource: "app" })
+        ));
     }
 
     #[test]
@@ -1330,14 +1624,30 @@ mod tests {
             Err(StoreError::Conflict(msg)) => assert_eq!(msg, "Name foo is already taken"),
             other => panic!("{other:?}"),
         }
-        for bad in ["", "Foo", "ab", "foo bar", "x'; DROP TABLE apps;--", "../etc", &"a".repeat(10_000)] {
+        for bad in [
+            "",
+            "Foo",
+            "ab",
+            "foo bar",
+            "x'; DROP TABLE apps;--",
+            "../etc",
+            &"a".repeat(10_000),
+        ] {
             match s.create_app(bad, &owner.id, "heroku-24") {
                 Err(StoreError::Invalid(e)) => assert_eq!(e.field, "name"),
                 other => panic!("{bad:?}: {other:?}"),
             }
         }
-        assert!(matches!(s.create_app("bar", "no-such-account", "heroku-24"), Err(StoreError::NotFound { resource: "account" })));
-        assert!(matches!(s.create_app("bar", &owner.id, "heroku; rm -rf /"), Err(StoreError::Invalid(_))));
+        assert!(matches!(
+            s.create_app("bar", "no-such-account", "heroku-24"),
+            Err(StoreError::NotFound {
+                resource: "account"
+            })
+        ));
+        assert!(matches!(
+            s.create_app("bar", &owner.id, "heroku; rm -rf /"),
+            Err(StoreError::Invalid(_))
+        ));
         assert_eq!(dump(&s), before);
         assert_eq!(s.apps().unwrap().len(), 1);
     }
@@ -1353,7 +1663,11 @@ mod tests {
         let (c, _) = s.create_app("app-b", &owner.id, "heroku-24").unwrap();
         assert_eq!(c.uid, 20_002, "a deleted app's uid must not come back");
         assert_ne!(c.id, b.id);
-        assert_eq!(versions(&s, &c.id), vec![1], "the new app's ledger starts afresh");
+        assert_eq!(
+            versions(&s, &c.id),
+            vec![1],
+            "the new app's ledger starts afresh"
+        );
     }
 
     #[test]
@@ -1361,7 +1675,13 @@ mod tests {
         let (s, owner) = store();
         let (app, _) = s.create_app("cfg-app", &owner.id, "heroku-24").unwrap();
 
-        let (cfg, rel) = s.update_config(&app.id, &patch(&[("FOO", Some("1")), ("BAR", Some("2"))]), &owner.id).unwrap();
+        let (cfg, rel) = s
+            .update_config(
+                &app.id,
+                &patch(&[("FOO", Some("1")), ("BAR", Some("2"))]),
+                &owner.id,
+            )
+            .unwrap();
         let rel = rel.unwrap();
         assert_eq!(cfg.get("FOO").map(String::as_str), Some("1"));
         assert_eq!(rel.version, 2);
@@ -1373,16 +1693,33 @@ mod tests {
 
         // The same values again and the removal of an absent var change nothing.
         let before = dump(&s);
-        let (same, none) = s.update_config("cfg-app", &patch(&[("FOO", Some("1")), ("NOPE", None)]), &owner.id).unwrap();
+        let (same, none) = s
+            .update_config(
+                "cfg-app",
+                &patch(&[("FOO", Some("1")), ("NOPE", None)]),
+                &owner.id,
+            )
+            .unwrap();
         assert!(none.is_none());
         assert_eq!(same, cfg);
-        let (same, none) = s.update_config("cfg-app", &BTreeMap::new(), &owner.id).unwrap();
+        let (same, none) = s
+            .update_config("cfg-app", &BTreeMap::new(), &owner.id)
+            .unwrap();
         assert!(none.is_none());
         assert_eq!(same, cfg);
         assert_eq!(dump(&s), before);
 
-        let (cfg, rel) = s.update_config("cfg-app", &patch(&[("FOO", None), ("BAZ", Some("3"))]), &owner.id).unwrap();
-        assert_eq!(rel.unwrap().description, "Set BAZ and remove FOO config vars");
+        let (cfg, rel) = s
+            .update_config(
+                "cfg-app",
+                &patch(&[("FOO", None), ("BAZ", Some("3"))]),
+                &owner.id,
+            )
+            .unwrap();
+        assert_eq!(
+            rel.unwrap().description,
+            "Set BAZ and remove FOO config vars"
+        );
         assert!(!cfg.contains_key("FOO"));
         assert_eq!(versions(&s, &app.id), vec![1, 2, 3]);
     }
@@ -1416,8 +1753,14 @@ mod tests {
         let slug = slug_for(&app);
         s.insert_slug(&slug).unwrap();
         // The newest release is pending (a deploy in its release phase); its slug still counts.
-        s.append_release(&app.id, new_release(&owner, ReleaseStatus::Pending, Some(&slug.id), &[])).unwrap();
-        let (_, rel) = s.update_config(&app.id, &patch(&[("A", Some("1"))]), &owner.id).unwrap();
+        s.append_release(
+            &app.id,
+            new_release(&owner, ReleaseStatus::Pending, Some(&slug.id), &[]),
+        )
+        .unwrap();
+        let (_, rel) = s
+            .update_config(&app.id, &patch(&[("A", Some("1"))]), &owner.id)
+            .unwrap();
         assert_eq!(rel.unwrap().slug_id.as_deref(), Some(slug.id.as_str()));
     }
 
@@ -1425,7 +1768,8 @@ mod tests {
     fn a_bad_patch_changes_nothing() {
         let (s, owner) = store();
         let (app, _) = s.create_app("bad-patch", &owner.id, "heroku-24").unwrap();
-        s.update_config(&app.id, &patch(&[("KEEP", Some("me"))]), &owner.id).unwrap();
+        s.update_config(&app.id, &patch(&[("KEEP", Some("me"))]), &owner.id)
+            .unwrap();
         let before = dump(&s);
         let huge = "x".repeat(config::MAX_TOTAL_BYTES + 1);
         for bad in [
@@ -1436,11 +1780,19 @@ mod tests {
             patch(&[("HUGE", Some(&huge))]),
             patch(&[("KEEP", None), ("__RESERVED", Some("1"))]),
         ] {
-            assert!(matches!(s.update_config(&app.id, &bad, &owner.id), Err(StoreError::Invalid(_))), "{bad:?}");
+            assert!(
+                matches!(
+                    s.update_config(&app.id, &bad, &owner.id),
+                    Err(StoreError::Invalid(_))
+                ),
+                "{bad:?}"
+            );
         }
         assert!(matches!(
             s.update_config(&app.id, &patch(&[("A", Some("1"))]), "ghost"),
-            Err(StoreError::NotFound { resource: "account" })
+            Err(StoreError::NotFound {
+                resource: "account"
+            })
         ));
         assert!(matches!(
             s.update_config("ghost-app", &patch(&[("A", Some("1"))]), &owner.id),
@@ -1455,7 +1807,17 @@ mod tests {
         let (app, _) = s.create_app("rel-app", &owner.id, "heroku-24").unwrap();
         let slug = slug_for(&app);
         s.insert_slug(&slug).unwrap();
-        let r = s.append_release(&app.id, new_release(&owner, ReleaseStatus::Pending, Some(&slug.id), &[("A", "1")])).unwrap();
+        let r = s
+            .append_release(
+                &app.id,
+                new_release(
+                    &owner,
+                    ReleaseStatus::Pending,
+                    Some(&slug.id),
+                    &[("A", "1")],
+                ),
+            )
+            .unwrap();
         assert_eq!(r.version, 2);
         assert_eq!(r.status, ReleaseStatus::Pending);
         assert_eq!(r.user_email, owner.email);
@@ -1467,18 +1829,32 @@ mod tests {
         let (other, _) = s.create_app("other-app", &owner.id, "heroku-24").unwrap();
         let before = dump(&s);
         assert!(matches!(
-            s.append_release(&other.id, new_release(&owner, ReleaseStatus::Succeeded, Some(&slug.id), &[])),
+            s.append_release(
+                &other.id,
+                new_release(&owner, ReleaseStatus::Succeeded, Some(&slug.id), &[])
+            ),
             Err(StoreError::NotFound { resource: "slug" })
         ));
         let mut ghost = new_release(&owner, ReleaseStatus::Succeeded, None, &[]);
         ghost.user_id = "ghost".into();
-        assert!(matches!(s.append_release(&app.id, ghost), Err(StoreError::NotFound { resource: "account" })));
         assert!(matches!(
-            s.append_release(&app.id, new_release(&owner, ReleaseStatus::Succeeded, None, &[("1BAD", "x")])),
+            s.append_release(&app.id, ghost),
+            Err(StoreError::NotFound {
+                resource: "account"
+            })
+        ));
+        assert!(matches!(
+            s.append_release(
+                &app.id,
+                new_release(&owner, ReleaseStatus::Succeeded, None, &[("1BAD", "x")])
+            ),
             Err(StoreError::Invalid(_))
         ));
         assert!(matches!(
-            s.append_release("ghost-app", new_release(&owner, ReleaseStatus::Succeeded, None, &[])),
+            s.append_release(
+                "ghost-app",
+                new_release(&owner, ReleaseStatus::Succeeded, None, &[])
+            ),
             Err(StoreError::NotFound { resource: "app" })
         ));
         assert_eq!(dump(&s), before);
@@ -1489,19 +1865,60 @@ mod tests {
         let (s, owner) = store();
         let (app, _) = s.create_app("look-app", &owner.id, "heroku-24").unwrap();
         let (other, _) = s.create_app("look-other", &owner.id, "heroku-24").unwrap();
-        s.append_release(&app.id, new_release(&owner, ReleaseStatus::Succeeded, None, &[])).unwrap();
-        let v3 = s.append_release(&app.id, new_release(&owner, ReleaseStatus::Succeeded, None, &[])).unwrap();
+        s.append_release(
+            &app.id,
+            new_release(&owner, ReleaseStatus::Succeeded, None, &[]),
+        )
+        .unwrap();
+        let v3 = s
+            .append_release(
+                &app.id,
+                new_release(&owner, ReleaseStatus::Succeeded, None, &[]),
+            )
+            .unwrap();
         assert_eq!(v3.version, 3);
         assert_eq!(s.release(&app.id, &v3.id).unwrap(), v3);
         assert_eq!(s.release(&app.id, "3").unwrap(), v3);
         assert_eq!(s.release("look-app", "v3").unwrap(), v3);
-        assert_eq!(s.release(&app.id, "1").unwrap().description, "Initial release");
-        for missing in ["4", "v4", "0", "v", "", "+3", "v+3", "-3", "99999999999999999999", "3 ", "' OR 1=1 --", &"9".repeat(100_000)] {
-            assert!(matches!(s.release(&app.id, missing), Err(StoreError::NotFound { resource: "release" })), "{missing:?}");
+        assert_eq!(
+            s.release(&app.id, "1").unwrap().description,
+            "Initial release"
+        );
+        for missing in [
+            "4",
+            "v4",
+            "0",
+            "v",
+            "",
+            "+3",
+            "v+3",
+            "-3",
+            "99999999999999999999",
+            "3 ",
+            "' OR 1=1 --",
+            &"9".repeat(100_000),
+        ] {
+            assert!(
+                matches!(
+                    s.release(&app.id, missing),
+                    Err(StoreError::NotFound {
+                        resource: "release"
+                    })
+                ),
+                "{missing:?}"
+            );
         }
         // A release of another app is not found through this one.
-        assert!(matches!(s.release(&other.id, &v3.id), Err(StoreError::NotFound { resource: "release" })));
-        assert!(matches!(s.release("ghost-app", "1"), Err(StoreError::NotFound { resource: "app" })));
+        assert!(matches!(
+            s.release(&other.id, &v3.id),
+            Err(StoreError::NotFound {
+                resource: "release"
+            })
+        ));
+        assert!(matches!(
+            s.release("ghost-app", "1"),
+            Err(StoreError::NotFound { resource: "app" })
+        ));
     }
 
     #[test]
@@ -1509,13 +1926,32 @@ mod tests {
         let (s, owner) = store();
         let (app, _) = s.create_app("range-app", &owner.id, "heroku-24").unwrap();
         for _ in 0..9 {
-            s.append_release(&app.id, new_release(&owner, ReleaseStatus::Succeeded, None, &[])).unwrap();
+            s.append_release(
+                &app.id,
+                new_release(&owner, ReleaseStatus::Succeeded, None, &[]),
+            )
+            .unwrap();
         }
         let get = |first, last, max, descending| -> Vec<u32> {
-            s.releases(&app.id, ReleaseRange { first, last, max, descending }).unwrap().iter().map(|r| r.version).collect()
+            s.releases(
+                &app.id,
+                ReleaseRange {
+                    first,
+                    last,
+                    max,
+                    descending,
+                },
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.version)
+            .collect()
         };
         assert_eq!(get(None, None, 100, false), (1..=10).collect::<Vec<_>>());
-        assert_eq!(get(None, None, 100, true), (1..=10).rev().collect::<Vec<_>>());
+        assert_eq!(
+            get(None, None, 100, true),
+            (1..=10).rev().collect::<Vec<_>>()
+        );
         assert_eq!(get(None, None, 3, false), vec![1, 2, 3]);
         assert_eq!(get(None, None, 3, true), vec![10, 9, 8]);
         assert_eq!(get(Some(4), Some(6), 100, false), vec![4, 5, 6]);
@@ -1525,26 +1961,54 @@ mod tests {
         assert_eq!(get(Some(7), Some(3), 100, false), Vec::<u32>::new());
         assert_eq!(get(Some(11), None, 100, false), Vec::<u32>::new());
         assert_eq!(get(None, None, 0, false), Vec::<u32>::new());
-        assert_eq!(get(Some(u32::MAX), Some(u32::MAX), u32::MAX, true), Vec::<u32>::new());
+        assert_eq!(
+            get(Some(u32::MAX), Some(u32::MAX), u32::MAX, true),
+            Vec::<u32>::new()
+        );
     }
 
     #[test]
     fn status_moves_only_from_pending() {
         let (s, owner) = store();
         let (app, v1) = s.create_app("status-app", &owner.id, "heroku-24").unwrap();
-        let v2 = s.append_release(&app.id, new_release(&owner, ReleaseStatus::Pending, None, &[])).unwrap();
+        let v2 = s
+            .append_release(
+                &app.id,
+                new_release(&owner, ReleaseStatus::Pending, None, &[]),
+            )
+            .unwrap();
         // A pending release is not what should run yet.
         assert_eq!(s.current_release(&app.id).unwrap().unwrap().id, v1.id);
 
-        let v2 = s.set_release_status(&v2.id, ReleaseStatus::Succeeded, None).unwrap();
+        let v2 = s
+            .set_release_status(&v2.id, ReleaseStatus::Succeeded, None)
+            .unwrap();
         assert_eq!(v2.status, ReleaseStatus::Succeeded);
         assert_eq!(s.current_release(&app.id).unwrap().unwrap().id, v2.id);
 
-        let v3 = s.append_release(&app.id, new_release(&owner, ReleaseStatus::Pending, None, &[])).unwrap();
-        let v3 = s.set_release_status(&v3.id, ReleaseStatus::Failed, Some("release command exited with status 1")).unwrap();
+        let v3 = s
+            .append_release(
+                &app.id,
+                new_release(&owner, ReleaseStatus::Pending, None, &[]),
+            )
+            .unwrap();
+        let v3 = s
+            .set_release_status(
+                &v3.id,
+                ReleaseStatus::Failed,
+                Some("release command exited with status 1"),
+            )
+            .unwrap();
         assert_eq!(v3.status, ReleaseStatus::Failed);
-        assert_eq!(v3.status_reason.as_deref(), Some("release command exited with status 1"));
-        assert_eq!(s.current_release(&app.id).unwrap().unwrap().id, v2.id, "a failed release never becomes current");
+        assert_eq!(
+            v3.status_reason.as_deref(),
+            Some("release command exited with status 1")
+        );
+        assert_eq!(
+            s.current_release(&app.id).unwrap().unwrap().id,
+            v2.id,
+            "a failed release never becomes current"
+        );
 
         let before = dump(&s);
         for (id, to) in [
@@ -1553,15 +2017,33 @@ mod tests {
             (&v3.id, ReleaseStatus::Succeeded),
             (&v1.id, ReleaseStatus::Succeeded),
         ] {
-            assert!(matches!(s.set_release_status(id, to, None), Err(StoreError::Conflict(_))), "{id} -> {to:?}");
+            assert!(
+                matches!(
+                    s.set_release_status(id, to, None),
+                    Err(StoreError::Conflict(_))
+                ),
+                "{id} -> {to:?}"
+            );
         }
-        let v4 = s.append_release(&app.id, new_release(&owner, ReleaseStatus::Pending, None, &[])).unwrap();
+        let v4 = s
+            .append_release(
+                &app.id,
+                new_release(&owner, ReleaseStatus::Pending, None, &[]),
+            )
+            .unwrap();
         let before_v4 = dump(&s);
         match s.set_release_status(&v4.id, ReleaseStatus::Pending, None) {
-            Err(StoreError::Conflict(msg)) => assert_eq!(msg, "Release v4 is pending and cannot become pending"),
+            Err(StoreError::Conflict(msg)) => {
+                assert_eq!(msg, "Release v4 is pending and cannot become pending")
+            }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(s.set_release_status("ghost", ReleaseStatus::Failed, None), Err(StoreError::NotFound { resource: "release" })));
+        assert!(matches!(
+            s.set_release_status("ghost", ReleaseStatus::Failed, None),
+            Err(StoreError::NotFound {
+                resource: "release"
+            })
+        ));
         assert_eq!(dump(&s), before_v4);
         assert_ne!(before, before_v4);
     }
@@ -1571,7 +2053,12 @@ mod tests {
         let (s, owner) = store();
         let (app, v1) = s.create_app("ledger-app", &owner.id, "heroku-24").unwrap();
         let conn = s.lock();
-        let err = conn.execute("UPDATE releases SET config = '{\"A\":\"1\"}' WHERE id = ?1", [&v1.id]).unwrap_err();
+        let err = conn
+            .execute(
+                "UPDATE releases SET config = '{\"A\":\"1\"}' WHERE id = ?1",
+                [&v1.id],
+            )
+            .unwrap_err();
         assert!(err.to_string().contains("append-only"), "{err}");
         drop(conn);
         assert_eq!(s.release(&app.id, "1").unwrap(), v1);
@@ -1582,38 +2069,91 @@ mod tests {
         let (s, owner) = store();
         let (app, _) = s.create_app("form-app", &owner.id, "heroku-24").unwrap();
         assert!(s.formation(&app.id).unwrap().is_empty());
-        let f = s.ensure_formation(&app.id, &[("web".to_string(), 1), ("worker".to_string(), 0)].into()).unwrap();
+        let f = s
+            .ensure_formation(
+                &app.id,
+                &[("web".to_string(), 1), ("worker".to_string(), 0)].into(),
+            )
+            .unwrap();
         assert_eq!(
-            f.iter().map(|e| (e.process_type.as_str(), e.quantity, e.size.as_str())).collect::<Vec<_>>(),
+            f.iter()
+                .map(|e| (e.process_type.as_str(), e.quantity, e.size.as_str()))
+                .collect::<Vec<_>>(),
             vec![("web", 1, "Standard-1X"), ("worker", 0, "Standard-1X")]
         );
 
-        let f = s.update_formation(&app.id, &[("web".into(), Some(3), Some("standard-2x".into()))]).unwrap();
+        let f = s
+            .update_formation(
+                &app.id,
+                &[("web".into(), Some(3), Some("standard-2x".into()))],
+            )
+            .unwrap();
         assert_eq!((f[0].quantity, f[0].size.as_str()), (3, "Standard-2X"));
 
         // Existing entries are left alone; new ones are added.
-        let f = s.ensure_formation("form-app", &[("web".to_string(), 1), ("clock".to_string(), 1)].into()).unwrap();
+        let f = s
+            .ensure_formation(
+                "form-app",
+                &[("web".to_string(), 1), ("clock".to_string(), 1)].into(),
+            )
+            .unwrap();
         assert_eq!(
-            f.iter().map(|e| (e.process_type.as_str(), e.quantity)).collect::<Vec<_>>(),
+            f.iter()
+                .map(|e| (e.process_type.as_str(), e.quantity))
+                .collect::<Vec<_>>(),
             vec![("clock", 1), ("web", 3), ("worker", 0)]
         );
 
         // All or nothing: one missing type and nothing changes.
         let before = dump(&s);
         assert!(matches!(
-            s.update_formation(&app.id, &[("web".into(), Some(5), None), ("missing".into(), Some(1), None)]),
-            Err(StoreError::NotFound { resource: "formation" })
+            s.update_formation(
+                &app.id,
+                &[
+                    ("web".into(), Some(5), None),
+                    ("missing".into(), Some(1), None)
+                ]
+            ),
+            Err(StoreError::NotFound {
+                resource: "formation"
+            })
         ));
-        assert!(matches!(s.update_formation(&app.id, &[("web".into(), None, Some("Mega-9000".into()))]), Err(StoreError::Invalid(_))));
-        assert!(matches!(s.update_formation(&app.id, &[("we b'".into(), Some(1), None)]), Err(StoreError::Invalid(_))));
-        assert!(matches!(s.ensure_formation(&app.id, &[("bad type".to_string(), 1)].into()), Err(StoreError::Invalid(_))));
-        assert!(matches!(s.ensure_formation("ghost-app", &BTreeMap::new()), Err(StoreError::NotFound { resource: "app" })));
+        assert!(matches!(
+            s.update_formation(&app.id, &[("web".into(), None, Some("Mega-9000".into()))]),
+            Err(StoreError::Invalid(_))
+        ));
+        assert!(matches!(
+            s.update_formation(&app.id, &[("we b'".into(), Some(1), None)]),
+            Err(StoreError::Invalid(_))
+        ));
+        assert!(matches!(
+            s.ensure_formation(&app.id, &[("bad type".to_string(), 1)].into()),
+            Err(StoreError::Invalid(_))
+        ));
+        assert!(matches!(
+            s.ensure_formation("ghost-app", &BTreeMap::new()),
+            Err(StoreError::NotFound { resource: "app" })
+        ));
         assert_eq!(dump(&s), before);
 
-        let f = s.update_formation(&app.id, &[("worker".into(), Some(2), None), ("clock".into(), None, Some("1x".into()))]).unwrap();
+        let f = s
+            .update_formation(
+                &app.id,
+                &[
+                    ("worker".into(), Some(2), None),
+                    ("clock".into(), None, Some("1x".into())),
+                ],
+            )
+            .unwrap();
         assert_eq!(
-            f.iter().map(|e| (e.process_type.as_str(), e.quantity, e.size.as_str())).collect::<Vec<_>>(),
-            vec![("clock", 1, "Standard-1X"), ("web", 3, "Standard-2X"), ("worker", 2, "Standard-1X")]
+            f.iter()
+                .map(|e| (e.process_type.as_str(), e.quantity, e.size.as_str()))
+                .collect::<Vec<_>>(),
+            vec![
+                ("clock", 1, "Standard-1X"),
+                ("web", 3, "Standard-2X"),
+                ("worker", 2, "Standard-1X")
+            ]
         );
     }
 
@@ -1626,17 +2166,43 @@ mod tests {
         let (_theirs, _) = s.create_app("list-c", &other.id, "heroku-24").unwrap();
         let old = slug_for(&a);
         s.insert_slug(&old).unwrap();
-        s.append_release(&a.id, new_release(&owner, ReleaseStatus::Succeeded, Some(&old.id), &[])).unwrap();
-        let new = Slug { id: uuid::Uuid::new_v4().to_string(), checksum: format!("SHA256:{}", "b".repeat(64)), ..slug_for(&a) };
+        s.append_release(
+            &a.id,
+            new_release(&owner, ReleaseStatus::Succeeded, Some(&old.id), &[]),
+        )
+        .unwrap();
+        let new = Slug {
+            id: uuid::Uuid::new_v4().to_string(),
+            checksum: format!("SHA256:{}", "b".repeat(64)),
+            ..slug_for(&a)
+        };
         s.insert_slug(&new).unwrap();
-        s.append_release(&a.id, new_release(&owner, ReleaseStatus::Succeeded, Some(&new.id), &[])).unwrap();
+        s.append_release(
+            &a.id,
+            new_release(&owner, ReleaseStatus::Succeeded, Some(&new.id), &[]),
+        )
+        .unwrap();
         // A later release that failed is not current.
-        let failed = Slug { id: uuid::Uuid::new_v4().to_string(), checksum: format!("SHA256:{}", "c".repeat(64)), ..slug_for(&a) };
+        let failed = Slug {
+            id: uuid::Uuid::new_v4().to_string(),
+            checksum: format!("SHA256:{}", "c".repeat(64)),
+            ..slug_for(&a)
+        };
         s.insert_slug(&failed).unwrap();
-        s.append_release(&a.id, new_release(&owner, ReleaseStatus::Failed, Some(&failed.id), &[])).unwrap();
+        s.append_release(
+            &a.id,
+            new_release(&owner, ReleaseStatus::Failed, Some(&failed.id), &[]),
+        )
+        .unwrap();
         let listed = s.apps_of(&owner.id).unwrap();
-        let names: Vec<_> = listed.iter().map(|(app, slug)| (app.name.as_str(), slug.as_ref().map(|s| s.id.clone()))).collect();
-        assert_eq!(names, vec![("list-a", None), ("list-b", Some(new.id.clone()))]);
+        let names: Vec<_> = listed
+            .iter()
+            .map(|(app, slug)| (app.name.as_str(), slug.as_ref().map(|s| s.id.clone())))
+            .collect();
+        assert_eq!(
+            names,
+            vec![("list-a", None), ("list-b", Some(new.id.clone()))]
+        );
         assert_eq!(listed[0].0, b);
     }
 
@@ -1645,54 +2211,126 @@ mod tests {
         let (s, owner) = store();
         let (app, _) = s.create_app("build-app", &owner.id, "heroku-24").unwrap();
         let packs = vec!["heroku/python".to_string()];
-        let b1 = s.create_build(&app.id, &owner.id, Some("abc"), &packs).unwrap();
+        let b1 = s
+            .create_build(&app.id, &owner.id, Some("abc"), &packs)
+            .unwrap();
         let b2 = s.create_build(&app.id, &owner.id, None, &[]).unwrap();
-        let b3 = s.create_build(&app.id, &owner.id, Some("def"), &[]).unwrap();
+        let b3 = s
+            .create_build(&app.id, &owner.id, Some("def"), &[])
+            .unwrap();
         assert_eq!(b1.status, BuildStatus::Pending);
         assert_eq!(b1.buildpacks, packs);
         assert_eq!(b1.user_email, owner.email);
-        let ids: Vec<_> = s.builds(&app.id).unwrap().into_iter().map(|b| b.id).collect();
+        let ids: Vec<_> = s
+            .builds(&app.id)
+            .unwrap()
+            .into_iter()
+            .map(|b| b.id)
+            .collect();
         assert_eq!(ids, vec![b3.id.clone(), b2.id.clone(), b1.id.clone()]);
 
         let slug = slug_for(&app);
         s.insert_slug(&slug).unwrap();
-        let rel = s.append_release(&app.id, new_release(&owner, ReleaseStatus::Succeeded, Some(&slug.id), &[])).unwrap();
-        let done = s.finish_build(&b1.id, BuildStatus::Succeeded, "-----> Python app detected\n", Some(&slug.id), Some(&rel.id)).unwrap();
+        let rel = s
+            .append_release(
+                &app.id,
+                new_release(&owner, ReleaseStatus::Succeeded, Some(&slug.id), &[]),
+            )
+            .unwrap();
+        let done = s
+            .finish_build(
+                &b1.id,
+                BuildStatus::Succeeded,
+                "-----> Python app detected\n",
+                Some(&slug.id),
+                Some(&rel.id),
+            )
+            .unwrap();
         assert_eq!(done.status, BuildStatus::Succeeded);
         assert_eq!(done.slug_id.as_deref(), Some(slug.id.as_str()));
         assert_eq!(done.release_id.as_deref(), Some(rel.id.as_str()));
         assert_eq!(s.build("build-app", &b1.id).unwrap(), done);
-        assert_eq!(s.build_by_id(&b1.id).unwrap(), done, "found by its id alone");
-        assert!(matches!(s.build_by_id("ghost"), Err(StoreError::NotFound { resource: "build" })));
-        assert!(matches!(s.finish_build(&b1.id, BuildStatus::Failed, "", None, None), Err(StoreError::Conflict(_))));
-        assert!(matches!(s.finish_build(&b2.id, BuildStatus::Pending, "", None, None), Err(StoreError::Invalid(_))));
+        assert_eq!(
+            s.build_by_id(&b1.id).unwrap(),
+            done,
+            "found by its id alone"
+        );
+        assert!(matches!(
+            s.build_by_id("ghost"),
+            Err(StoreError::NotFound { resource: "build" })
+        ));
+        assert!(matches!(
+            s.finish_build(&b1.id, BuildStatus::Failed, "", None, None),
+            Err(StoreError::Conflict(_))
+        ));
+        assert!(matches!(
+            s.finish_build(&b2.id, BuildStatus::Pending, "", None, None),
+            Err(StoreError::Invalid(_))
+        ));
         assert!(matches!(
             s.finish_build(&b2.id, BuildStatus::Failed, "", Some("ghost"), None),
             Err(StoreError::NotFound { resource: "slug" })
         ));
         assert!(matches!(
             s.finish_build(&b2.id, BuildStatus::Failed, "", None, Some("ghost")),
-            Err(StoreError::NotFound { resource: "release" })
+            Err(StoreError::NotFound {
+                resource: "release"
+            })
         ));
-        assert!(matches!(s.finish_build("ghost", BuildStatus::Failed, "", None, None), Err(StoreError::NotFound { resource: "build" })));
+        assert!(matches!(
+            s.finish_build("ghost", BuildStatus::Failed, "", None, None),
+            Err(StoreError::NotFound { resource: "build" })
+        ));
 
         // Interrupted builds: partial output keeps its lines and gets the reason last.
         {
             let conn = s.lock();
-            conn.execute("UPDATE builds SET output = 'half a line' WHERE id = ?1", [&b3.id]).unwrap();
+            conn.execute(
+                "UPDATE builds SET output = 'half a line' WHERE id = ?1",
+                [&b3.id],
+            )
+            .unwrap();
         }
-        assert_eq!(s.fail_pending_builds("Build interrupted: the server restarted").unwrap(), 2);
+        assert_eq!(
+            s.fail_pending_builds("Build interrupted: the server restarted")
+                .unwrap(),
+            2
+        );
         let b2 = s.build(&app.id, &b2.id).unwrap();
         let b3 = s.build(&app.id, &b3.id).unwrap();
-        assert_eq!((b2.status, b2.output.as_str()), (BuildStatus::Failed, "Build interrupted: the server restarted\n"));
-        assert_eq!(b3.output, "half a line\nBuild interrupted: the server restarted\n");
-        assert_eq!(s.build(&app.id, &b1.id).unwrap(), done, "finished builds are untouched");
+        assert_eq!(
+            (b2.status, b2.output.as_str()),
+            (
+                BuildStatus::Failed,
+                "Build interrupted: the server restarted\n"
+            )
+        );
+        assert_eq!(
+            b3.output,
+            "half a line\nBuild interrupted: the server restarted\n"
+        );
+        assert_eq!(
+            s.build(&app.id, &b1.id).unwrap(),
+            done,
+            "finished builds are untouched"
+        );
         assert_eq!(s.fail_pending_builds("again").unwrap(), 0);
 
         let (other, _) = s.create_app("build-other", &owner.id, "heroku-24").unwrap();
-        assert!(matches!(s.build(&other.id, &b1.id), Err(StoreError::NotFound { resource: "build" })));
-        assert!(matches!(s.create_build(&app.id, &owner.id, None, &["not a buildpack".into()]), Err(StoreError::Invalid(_))));
-        assert!(matches!(s.create_build(&app.id, "ghost", None, &[]), Err(StoreError::NotFound { resource: "account" })));
+        assert!(matches!(
+            s.build(&other.id, &b1.id),
+            Err(StoreError::NotFound { resource: "build" })
+        ));
+        assert!(matches!(
+            s.create_build(&app.id, &owner.id, None, &["not a buildpack".into()]),
+            Err(StoreError::Invalid(_))
+        ));
+        assert!(matches!(
+            s.create_build(&app.id, "ghost", None, &[]),
+            Err(StoreError::NotFound {
+                resource: "account"
+            })
+        ));
     }
 
     #[test]
@@ -1703,23 +2341,60 @@ mod tests {
         s.insert_slug(&slug).unwrap();
         assert_eq!(s.slug(&slug.id).unwrap(), slug);
         assert!(matches!(s.insert_slug(&slug), Err(StoreError::Conflict(_))));
-        assert!(matches!(s.slug("ghost"), Err(StoreError::NotFound { resource: "slug" })));
+        assert!(matches!(
+            s.slug("ghost"),
+            Err(StoreError::NotFound { resource: "slug" })
+        ));
 
         let before = dump(&s);
         let mut bad = Vec::new();
-        for checksum in ["", "SHA256:../../etc/passwd", "sha256:abc", &format!("SHA256:{}", "g".repeat(64))] {
-            bad.push(Slug { id: new_id(), checksum: checksum.to_string(), ..slug.clone() });
+        for checksum in [
+            "",
+            "SHA256:../../etc/passwd",
+            "sha256:abc",
+            &format!("SHA256:{}", "g".repeat(64)),
+        ] {
+            bad.push(Slug {
+                id: new_id(),
+                checksum: checksum.to_string(),
+                ..slug.clone()
+            });
         }
-        bad.push(Slug { id: "../../x".into(), ..slug.clone() });
-        bad.push(Slug { id: slug.id.to_uppercase(), ..slug.clone() });
-        bad.push(Slug { id: new_id(), size: u64::MAX, ..slug.clone() });
-        bad.push(Slug { id: new_id(), process_types: [("we b".to_string(), "x".to_string())].into(), ..slug.clone() });
-        bad.push(Slug { id: new_id(), commit: Some("x".repeat(MAX_SHORT_TEXT + 1)), ..slug.clone() });
+        bad.push(Slug {
+            id: "../../x".into(),
+            ..slug.clone()
+        });
+        bad.push(Slug {
+            id: slug.id.to_uppercase(),
+            ..slug.clone()
+        });
+        bad.push(Slug {
+            id: new_id(),
+            size: u64::MAX,
+            ..slug.clone()
+        });
+        bad.push(Slug {
+            id: new_id(),
+            process_types: [("we b".to_string(), "x".to_string())].into(),
+            ..slug.clone()
+        });
+        bad.push(Slug {
+            id: new_id(),
+            commit: Some("x".repeat(MAX_SHORT_TEXT + 1)),
+            ..slug.clone()
+        });
         for b in bad {
-            assert!(matches!(s.insert_slug(&b), Err(StoreError::Invalid(_))), "{b:?}");
+            assert!(
+                matches!(s.insert_slug(&b), Err(StoreError::Invalid(_))),
+                "{b:?}"
+            );
         }
         assert!(matches!(
-            s.insert_slug(&Slug { id: new_id(), app_id: "ghost".into(), ..slug.clone() }),
+            s.insert_slug(&Slug {
+                id: new_id(),
+                app_id: "ghost".into(),
+                ..slug.clone()
+            }),
             Err(StoreError::NotFound { resource: "app" })
         ));
         assert_eq!(dump(&s), before);
@@ -1728,13 +2403,28 @@ mod tests {
     #[test]
     fn accounts_and_api_keys() {
         let (s, owner) = store();
-        assert_eq!(s.ensure_account("OWNER@example.com", "Someone else").unwrap(), owner, "emails match case-insensitively");
+        assert_eq!(
+            s.ensure_account("OWNER@example.com", "Someone else")
+                .unwrap(),
+            owner,
+            "emails match case-insensitively"
+        );
         assert_eq!(s.account(&owner.id).unwrap(), owner);
-        assert!(matches!(s.account("ghost"), Err(StoreError::NotFound { resource: "account" })));
+        assert!(matches!(
+            s.account("ghost"),
+            Err(StoreError::NotFound {
+                resource: "account"
+            })
+        ));
 
-        s.add_api_key(&owner.id, "secret-key-1", "bootstrap").unwrap();
-        s.add_api_key(&owner.id, "secret-key-1", "bootstrap again").unwrap();
-        assert_eq!(s.account_by_api_key("secret-key-1").unwrap(), Some(owner.clone()));
+        s.add_api_key(&owner.id, "secret-key-1", "bootstrap")
+            .unwrap();
+        s.add_api_key(&owner.id, "secret-key-1", "bootstrap again")
+            .unwrap();
+        assert_eq!(
+            s.account_by_api_key("secret-key-1").unwrap(),
+            Some(owner.clone())
+        );
         assert_eq!(s.account_by_api_key("secret-key-2").unwrap(), None);
         assert_eq!(s.account_by_api_key("").unwrap(), None);
         assert_eq!(s.account_by_api_key("' OR '1'='1").unwrap(), None);
@@ -1743,23 +2433,52 @@ mod tests {
         let stored: Vec<String> = {
             let conn = s.lock();
             let mut stmt = conn.prepare("SELECT key_sha256 FROM api_keys").unwrap();
-            stmt.query_map([], |r| r.get(0)).unwrap().collect::<rusqlite::Result<_>>().unwrap()
+            stmt.query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap()
         };
         assert_eq!(stored, vec![hash_api_key("secret-key-1")]);
         assert_eq!(stored[0].len(), 64);
         assert!(!dump(&s).contains("secret-key-1"));
         // SHA-256("abc"), the FIPS 180-2 test vector.
-        assert_eq!(hash_api_key("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            hash_api_key("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
 
         let other = s.ensure_account("other@example.com", "").unwrap();
         let before = dump(&s);
-        assert!(matches!(s.add_api_key(&other.id, "secret-key-1", ""), Err(StoreError::Conflict(_))));
-        assert!(matches!(s.add_api_key("ghost", "secret-key-9", ""), Err(StoreError::NotFound { resource: "account" })));
-        assert!(matches!(s.add_api_key(&other.id, "", ""), Err(StoreError::Invalid(_))));
-        for bad in ["", "no-at-sign", "a b@example.com", "x@y\n", &format!("{}@example.com", "a".repeat(300))] {
-            assert!(matches!(s.ensure_account(bad, "x"), Err(StoreError::Invalid(_))), "{bad:?}");
+        assert!(matches!(
+            s.add_api_key(&other.id, "secret-key-1", ""),
+            Err(StoreError::Conflict(_))
+        ));
+        assert!(matches!(
+            s.add_api_key("ghost", "secret-key-9", ""),
+            Err(StoreError::NotFound {
+                resource: "account"
+            })
+        ));
+        assert!(matches!(
+            s.add_api_key(&other.id, "", ""),
+            Err(StoreError::Invalid(_))
+        ));
+        for bad in [
+            "",
+            "no-at-sign",
+            "a b@example.com",
+            "x@y\n",
+            &format!("{}@example.com", "a".repeat(300)),
+        ] {
+            assert!(
+                matches!(s.ensure_account(bad, "x"), Err(StoreError::Invalid(_))),
+                "{bad:?}"
+            );
         }
-        assert!(matches!(s.ensure_account("n@example.com", &"n".repeat(MAX_SHORT_TEXT + 1)), Err(StoreError::Invalid(_))));
+        assert!(matches!(
+            s.ensure_account("n@example.com", &"n".repeat(MAX_SHORT_TEXT + 1)),
+            Err(StoreError::Invalid(_))
+        ));
         assert_eq!(dump(&s), before);
     }
 
@@ -1769,14 +2488,26 @@ mod tests {
         let (app, _) = s.create_app("misc-app", &owner.id, "heroku-24").unwrap();
         assert!(s.set_maintenance("misc-app", true).unwrap().maintenance);
         assert!(!s.set_maintenance(&app.id, false).unwrap().maintenance);
-        assert!(matches!(s.set_maintenance("ghost-app", true), Err(StoreError::NotFound { resource: "app" })));
+        assert!(matches!(
+            s.set_maintenance("ghost-app", true),
+            Err(StoreError::NotFound { resource: "app" })
+        ));
 
         assert!(s.buildpacks(&app.id).unwrap().is_empty());
-        let packs = vec!["heroku/nodejs".to_string(), "https://github.com/heroku/heroku-buildpack-python#v1".to_string()];
+        let packs = vec![
+            "heroku/nodejs".to_string(),
+            "https://github.com/heroku/heroku-buildpack-python#v1".to_string(),
+        ];
         s.set_buildpacks(&app.id, &packs).unwrap();
         assert_eq!(s.buildpacks("misc-app").unwrap(), packs);
         let before = dump(&s);
-        assert!(matches!(s.set_buildpacks(&app.id, &["heroku/ruby".into(), "--upload-pack=evil".into()]), Err(StoreError::Invalid(_))));
+        assert!(matches!(
+            s.set_buildpacks(
+                &app.id,
+                &["heroku/ruby".into(), "--upload-pack=evil".into()]
+            ),
+            Err(StoreError::Invalid(_))
+        ));
         assert_eq!(dump(&s), before);
         s.set_buildpacks(&app.id, &[]).unwrap();
         assert!(s.buildpacks(&app.id).unwrap().is_empty());
@@ -1786,25 +2517,59 @@ mod tests {
     fn delete_app_removes_everything_it_owns() {
         let (s, owner) = store();
         let (keep, _) = s.create_app("keep-app", &owner.id, "heroku-24").unwrap();
-        s.update_config(&keep.id, &patch(&[("A", Some("1"))]), &owner.id).unwrap();
+        s.update_config(&keep.id, &patch(&[("A", Some("1"))]), &owner.id)
+            .unwrap();
         let kept = dump(&s);
 
         let (app, _) = s.create_app("doomed", &owner.id, "heroku-24").unwrap();
         let slug = slug_for(&app);
         s.insert_slug(&slug).unwrap();
-        let rel = s.append_release(&app.id, new_release(&owner, ReleaseStatus::Succeeded, Some(&slug.id), &[("X", "y")])).unwrap();
+        let rel = s
+            .append_release(
+                &app.id,
+                new_release(
+                    &owner,
+                    ReleaseStatus::Succeeded,
+                    Some(&slug.id),
+                    &[("X", "y")],
+                ),
+            )
+            .unwrap();
         let b = s.create_build(&app.id, &owner.id, None, &[]).unwrap();
-        s.finish_build(&b.id, BuildStatus::Succeeded, "ok\n", Some(&slug.id), Some(&rel.id)).unwrap();
+        s.finish_build(
+            &b.id,
+            BuildStatus::Succeeded,
+            "ok\n",
+            Some(&slug.id),
+            Some(&rel.id),
+        )
+        .unwrap();
         s.create_build(&app.id, &owner.id, None, &[]).unwrap();
-        s.ensure_formation(&app.id, &[("web".to_string(), 1)].into()).unwrap();
-        s.set_buildpacks(&app.id, &["heroku/python".into()]).unwrap();
+        s.ensure_formation(&app.id, &[("web".to_string(), 1)].into())
+            .unwrap();
+        s.set_buildpacks(&app.id, &["heroku/python".into()])
+            .unwrap();
 
         s.delete_app("doomed").unwrap();
-        assert!(matches!(s.app("doomed"), Err(StoreError::NotFound { resource: "app" })));
-        assert!(matches!(s.slug(&slug.id), Err(StoreError::NotFound { resource: "slug" })));
-        assert!(matches!(s.delete_app(&app.id), Err(StoreError::NotFound { resource: "app" })));
+        assert!(matches!(
+            s.app("doomed"),
+            Err(StoreError::NotFound { resource: "app" })
+        ));
+        assert!(matches!(
+            s.slug(&slug.id),
+            Err(StoreError::NotFound { resource: "slug" })
+        ));
+        assert!(matches!(
+            s.delete_app(&app.id),
+            Err(StoreError::NotFound { resource: "app" })
+        ));
         // Only the uid counter remembers the deleted app.
-        let counter_line = |d: &str| d.lines().filter(|l| !l.starts_with("counters:")).map(str::to_string).collect::<Vec<_>>();
+        let counter_line = |d: &str| {
+            d.lines()
+                .filter(|l| !l.starts_with("counters:"))
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        };
         assert_eq!(counter_line(&dump(&s)), counter_line(&kept));
     }
 
@@ -1812,12 +2577,20 @@ mod tests {
     fn corrupt_rows_are_errors_not_panics() {
         let (s, owner) = store();
         let (app, _) = s.create_app("corrupt-app", &owner.id, "heroku-24").unwrap();
-        s.lock().execute("UPDATE apps SET config = 'not json' WHERE id = ?1", [&app.id]).unwrap();
+        s.lock()
+            .execute(
+                "UPDATE apps SET config = 'not json' WHERE id = ?1",
+                [&app.id],
+            )
+            .unwrap();
         match s.app(&app.id) {
             Err(StoreError::Db(msg)) => assert!(msg.contains("JSON"), "{msg}"),
             other => panic!("{other:?}"),
         }
-        assert!(matches!(s.update_config(&app.id, &patch(&[("A", Some("1"))]), &owner.id), Err(StoreError::Db(_))));
+        assert!(matches!(
+            s.update_config(&app.id, &patch(&[("A", Some("1"))]), &owner.id),
+            Err(StoreError::Db(_))
+        ));
     }
 
     #[test]
@@ -1828,30 +2601,48 @@ mod tests {
             let owner = s.ensure_account("owner@example.com", "Owner").unwrap();
             s.add_api_key(&owner.id, "key", "").unwrap();
             let (app, _) = s.create_app("durable", &owner.id, "heroku-24").unwrap();
-            s.update_config(&app.id, &patch(&[("A", Some("1"))]), &owner.id).unwrap();
-            s.ensure_formation(&app.id, &[("web".to_string(), 2)].into()).unwrap();
-            s.delete_app(&s.create_app("gone", &owner.id, "heroku-24").unwrap().0.id).unwrap();
-            let mode: String = s.lock().query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+            s.update_config(&app.id, &patch(&[("A", Some("1"))]), &owner.id)
+                .unwrap();
+            s.ensure_formation(&app.id, &[("web".to_string(), 2)].into())
+                .unwrap();
+            s.delete_app(&s.create_app("gone", &owner.id, "heroku-24").unwrap().0.id)
+                .unwrap();
+            let mode: String = s
+                .lock()
+                .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+                .unwrap();
             assert_eq!(mode, "wal");
             (app.id, owner.id)
         };
         for _ in 0..2 {
             let s = SqliteStore::open(&dir.db()).unwrap();
-            let version: i64 = s.lock().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+            let version: i64 = s
+                .lock()
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .unwrap();
             assert_eq!(version, MIGRATIONS.len() as i64);
-            let fk: i64 = s.lock().query_row("PRAGMA foreign_keys", [], |r| r.get(0)).unwrap();
+            let fk: i64 = s
+                .lock()
+                .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
+                .unwrap();
             assert_eq!(fk, 1);
             let app = s.app("durable").unwrap();
             assert_eq!(app.id, app_id);
             assert_eq!(app.config.get("A").map(String::as_str), Some("1"));
             assert_eq!(versions(&s, &app_id), vec![1, 2]);
             assert_eq!(s.formation(&app_id).unwrap()[0].quantity, 2);
-            assert_eq!(s.account_by_api_key("key").unwrap().map(|a| a.id), Some(owner_id.clone()));
+            assert_eq!(
+                s.account_by_api_key("key").unwrap().map(|a| a.id),
+                Some(owner_id.clone())
+            );
             assert!(matches!(s.app("gone"), Err(StoreError::NotFound { .. })));
         }
         // The uid counter survived too: "gone" took 20001, so the next app gets 20002.
         let s = SqliteStore::open(&dir.db()).unwrap();
-        assert_eq!(s.create_app("after", &owner_id, "heroku-24").unwrap().0.uid, 20_002);
+        assert_eq!(
+            s.create_app("after", &owner_id, "heroku-24").unwrap().0.uid,
+            20_002
+        );
     }
 
     #[test]
@@ -1860,7 +2651,8 @@ mod tests {
         drop(SqliteStore::open(&dir.db()).unwrap());
         {
             let conn = Connection::open(dir.db()).unwrap();
-            conn.pragma_update(None, "user_version", MIGRATIONS.len() as i64 + 1).unwrap();
+            conn.pragma_update(None, "user_version", MIGRATIONS.len() as i64 + 1)
+                .unwrap();
         }
         match SqliteStore::open(&dir.db()) {
             Err(StoreError::Db(msg)) => assert!(msg.contains("newer Kiln"), "{msg}"),
@@ -1880,7 +2672,11 @@ mod tests {
         const EACH: usize = 20;
         let handles: Vec<_> = (0..THREADS)
             .map(|t| {
-                let s = if t % 2 == 0 { Arc::clone(&a) } else { Arc::clone(&b) };
+                let s = if t % 2 == 0 {
+                    Arc::clone(&a)
+                } else {
+                    Arc::clone(&b)
+                };
                 let owner = owner.clone();
                 let app_id = app.id.clone();
                 std::thread::spawn(move || {
@@ -1888,9 +2684,21 @@ mod tests {
                     for i in 0..EACH {
                         let value = format!("{t}-{i}");
                         let r = if i % 2 == 0 {
-                            s.append_release(&app_id, new_release(&owner, ReleaseStatus::Succeeded, None, &[("T", &value)])).unwrap()
+                            s.append_release(
+                                &app_id,
+                                new_release(
+                                    &owner,
+                                    ReleaseStatus::Succeeded,
+                                    None,
+                                    &[("T", &value)],
+                                ),
+                            )
+                            .unwrap()
                         } else {
-                            s.update_config(&app_id, &patch(&[("T", Some(&value))]), &owner.id).unwrap().1.unwrap()
+                            s.update_config(&app_id, &patch(&[("T", Some(&value))]), &owner.id)
+                                .unwrap()
+                                .1
+                                .unwrap()
                         };
                         mine.push(r.version);
                     }
@@ -1898,13 +2706,29 @@ mod tests {
                 })
             })
             .collect();
-        let mut seen: Vec<u32> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
+        let mut seen: Vec<u32> = handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
         seen.sort_unstable();
         let expected: Vec<u32> = (2..=(THREADS * EACH + 1) as u32).collect();
         assert_eq!(seen, expected, "every append got its own version");
-        assert_eq!(versions(&a, &app.id), (1..=(THREADS * EACH + 1) as u32).collect::<Vec<_>>());
+        assert_eq!(
+            versions(&a, &app.id),
+            (1..=(THREADS * EACH + 1) as u32).collect::<Vec<_>>()
+        );
         // The app's config is the newest release's config.
-        let newest = a.releases(&app.id, ReleaseRange { first: None, last: None, max: 1, descending: true }).unwrap();
+        let newest = a
+            .releases(
+                &app.id,
+                ReleaseRange {
+                    first: None,
+                    last: None,
+                    max: 1,
+                    descending: true,
+                },
+            )
+            .unwrap();
         assert_eq!(b.app(&app.id).unwrap().config, newest[0].config);
     }
 
@@ -1912,34 +2736,93 @@ mod tests {
     fn huge_and_hostile_input_is_refused_and_changes_nothing() {
         let (s, owner) = store();
         let (app, _) = s.create_app("target", &owner.id, "heroku-24").unwrap();
-        s.ensure_formation(&app.id, &[("web".to_string(), 1)].into()).unwrap();
+        s.ensure_formation(&app.id, &[("web".to_string(), 1)].into())
+            .unwrap();
         let before = dump(&s);
         let sqlish = "target'; DROP TABLE apps; --";
         let huge = "A".repeat(1 << 20);
 
-        assert!(matches!(s.app(sqlish), Err(StoreError::NotFound { resource: "app" })));
-        assert!(matches!(s.app(&huge), Err(StoreError::NotFound { resource: "app" })));
-        assert!(matches!(s.delete_app(sqlish), Err(StoreError::NotFound { resource: "app" })));
-        assert!(matches!(s.delete_app("%"), Err(StoreError::NotFound { resource: "app" })));
-        assert!(matches!(s.create_app(sqlish, &owner.id, "heroku-24"), Err(StoreError::Invalid(_))));
-        assert!(matches!(s.create_app("fine-name", &owner.id, &huge), Err(StoreError::Invalid(_))));
-        assert!(matches!(s.update_config(&app.id, &patch(&[(&huge, Some("x"))]), &owner.id), Err(StoreError::Invalid(_))));
-        assert!(matches!(s.update_config(&app.id, &patch(&[("BIG", Some(&huge))]), &owner.id), Err(StoreError::Invalid(_))));
-        assert!(matches!(s.update_config(&app.id, &patch(&[(sqlish, Some("x"))]), &owner.id), Err(StoreError::Invalid(_))));
+        assert!(matches!(
+            s.app(sqlish),
+            Err(StoreError::NotFound { resource: "app" })
+        ));
+        assert!(matches!(
+            s.app(&huge),
+            Err(StoreError::NotFound { resource: "app" })
+        ));
+        assert!(matches!(
+            s.delete_app(sqlish),
+            Err(StoreError::NotFound { resource: "app" })
+        ));
+        assert!(matches!(
+            s.delete_app("%"),
+            Err(StoreError::NotFound { resource: "app" })
+        ));
+        assert!(matches!(
+            s.create_app(sqlish, &owner.id, "heroku-24"),
+            Err(StoreError::Invalid(_))
+        ));
+        assert!(matches!(
+            s.create_app("fine-name", &owner.id, &huge),
+            Err(StoreError::Invalid(_))
+        ));
+        assert!(matches!(
+            s.update_config(&app.id, &patch(&[(&huge, Some("x"))]), &owner.id),
+            Err(StoreError::Invalid(_))
+        ));
+        assert!(matches!(
+            s.update_config(&app.id, &patch(&[("BIG", Some(&huge))]), &owner.id),
+            Err(StoreError::Invalid(_))
+        ));
+        assert!(matches!(
+            s.update_config(&app.id, &patch(&[(sqlish, Some("x"))]), &owner.id),
+            Err(StoreError::Invalid(_))
+        ));
         let mut big_release = new_release(&owner, ReleaseStatus::Succeeded, None, &[]);
         big_release.description = huge.clone();
-        assert!(matches!(s.append_release(&app.id, big_release), Err(StoreError::Invalid(_))));
-        assert!(matches!(s.release(&app.id, &huge), Err(StoreError::NotFound { resource: "release" })));
-        assert!(matches!(s.update_formation(&app.id, &[(huge.clone(), Some(1), None)]), Err(StoreError::Invalid(_))));
-        assert!(matches!(s.update_formation(&app.id, &[("web".into(), Some(1), Some(huge.clone()))]), Err(StoreError::Invalid(_))));
-        assert!(matches!(s.create_build(&app.id, &owner.id, Some(&huge), &[]), Err(StoreError::Invalid(_))));
-        assert!(matches!(s.set_buildpacks(&app.id, std::slice::from_ref(&huge)), Err(StoreError::Invalid(_))));
-        assert!(matches!(s.ensure_account(&huge, "x"), Err(StoreError::Invalid(_))));
-        assert!(matches!(s.add_api_key(&owner.id, &huge, ""), Err(StoreError::Invalid(_))));
+        assert!(matches!(
+            s.append_release(&app.id, big_release),
+            Err(StoreError::Invalid(_))
+        ));
+        assert!(matches!(
+            s.release(&app.id, &huge),
+            Err(StoreError::NotFound {
+                resource: "release"
+            })
+        ));
+        assert!(matches!(
+            s.update_formation(&app.id, &[(huge.clone(), Some(1), None)]),
+            Err(StoreError::Invalid(_))
+        ));
+        assert!(matches!(
+            s.update_formation(&app.id, &[("web".into(), Some(1), Some(huge.clone()))]),
+            Err(StoreError::Invalid(_))
+        ));
+        assert!(matches!(
+            s.create_build(&app.id, &owner.id, Some(&huge), &[]),
+            Err(StoreError::Invalid(_))
+        ));
+        assert!(matches!(
+            s.set_buildpacks(&app.id, std::slice::from_ref(&huge)),
+            Err(StoreError::Invalid(_))
+        ));
+        assert!(matches!(
+            s.ensure_account(&huge, "x"),
+            Err(StoreError::Invalid(_))
+        ));
+        assert!(matches!(
+            s.add_api_key(&owner.id, &huge, ""),
+            Err(StoreError::Invalid(_))
+        ));
         assert_eq!(s.account_by_api_key(&huge).unwrap(), None);
-        assert!(matches!(s.fail_pending_builds(&huge), Err(StoreError::Invalid(_))));
+        assert!(matches!(
+            s.fail_pending_builds(&huge),
+            Err(StoreError::Invalid(_))
+        ));
         // Error messages quote hostile input only in part.
-        let Err(StoreError::Invalid(e)) = s.create_app("fine-name", &owner.id, &huge) else { panic!() };
+        let Err(StoreError::Invalid(e)) = s.create_app("fine-name", &owner.id, &huge) else {
+            panic!()
+        };
         assert!(e.message.len() < 300, "{}", e.message.len());
         assert_eq!(dump(&s), before);
     }
@@ -1952,7 +2835,11 @@ mod tests {
         let owner2 = owner.clone();
         let result = std::thread::spawn(move || {
             s2.write(|tx| {
-                tx.execute("UPDATE accounts SET name = 'half done' WHERE id = ?1", [&owner2.id]).unwrap();
+                tx.execute(
+                    "UPDATE accounts SET name = 'half done' WHERE id = ?1",
+                    [&owner2.id],
+                )
+                .unwrap();
                 panic!("boom");
                 #[allow(unreachable_code)]
                 Ok(())
@@ -1960,7 +2847,11 @@ mod tests {
         })
         .join();
         assert!(result.is_err());
-        assert_eq!(s.account(&owner.id).unwrap().name, "Owner", "the panicking transaction was rolled back");
+        assert_eq!(
+            s.account(&owner.id).unwrap().name,
+            "Owner",
+            "the panicking transaction was rolled back"
+        );
         s.create_app("still-works", &owner.id, "heroku-24").unwrap();
     }
 }

@@ -53,7 +53,10 @@ pub struct LocalCa {
 
 impl std::fmt::Debug for LocalCa {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LocalCa").field("domain", &self.domain).field("ca_cert_path", &self.ca_cert_path).finish_non_exhaustive()
+        f.debug_struct("LocalCa")
+            .field("domain", &self.domain)
+            .field("ca_cert_path", &self.ca_cert_path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -81,14 +84,27 @@ impl LocalCa {
         };
         let gen_err = |e: rcgen::Error| TlsError::Generate(e.to_string());
         let issuer = rcgen::Issuer::from_ca_cert_pem(&ca_pem, ca_key).map_err(gen_err)?;
-        let ca_der = rustls::pki_types::pem::PemObject::from_pem_slice(ca_pem.as_bytes()).map_err(|e| TlsError::Generate(format!("reading back the CA: {e:?}")))?;
+        let ca_der = rustls::pki_types::pem::PemObject::from_pem_slice(ca_pem.as_bytes())
+            .map_err(|e| TlsError::Generate(format!("reading back the CA: {e:?}")))?;
         let leaf_key = rcgen::KeyPair::generate().map_err(gen_err)?;
         let leaf_signer = crate::provider()
             .key_provider
-            .load_private_key(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())))
+            .load_private_key(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+                leaf_key.serialize_der(),
+            )))
             .map_err(|e| TlsError::Generate(e.to_string()))?;
         let default = sign_default(&issuer, &leaf_key, &domain, OffsetDateTime::now_utc())?;
-        Ok(LocalCa { domain, ca_cert_path, ca_key_path, generated, ca_der, issuer, leaf_key, leaf_signer, default })
+        Ok(LocalCa {
+            domain,
+            ca_cert_path,
+            ca_key_path,
+            generated,
+            ca_der,
+            issuer,
+            leaf_key,
+            leaf_signer,
+            default,
+        })
     }
 
     /// A new default certificate, valid from `now` (unix seconds): the resolver renews with it.
@@ -114,7 +130,10 @@ impl LocalCa {
 
     /// Whether `hostname` is the domain or under it: a name this CA may sign.
     pub fn in_domain(&self, hostname: &str) -> bool {
-        hostname == self.domain || hostname.strip_suffix(self.domain.as_str()).is_some_and(|p| p.len() > 1 && p.ends_with('.'))
+        hostname == self.domain
+            || hostname
+                .strip_suffix(self.domain.as_str())
+                .is_some_and(|p| p.len() > 1 && p.ends_with('.'))
     }
 
     /// Whether clients accept the default certificate's `*.<domain>` at all: not over a
@@ -131,17 +150,34 @@ impl LocalCa {
     /// [`issue`](Self::issue), valid from `now` (unix seconds).
     pub(crate) fn issue_at(&self, hostname: &str, now: i64) -> Result<Arc<CertifiedKey>, TlsError> {
         if !self.in_domain(hostname) {
-            return Err(TlsError::Config(format!("{hostname} is outside {}", self.domain)));
+            return Err(TlsError::Config(format!(
+                "{hostname} is outside {}",
+                self.domain
+            )));
         }
-        let pem = sign_leaf(&self.issuer, &self.leaf_key, vec![hostname.to_string()], at(now)?)?;
-        let der = rustls::pki_types::pem::PemObject::from_pem_slice(pem.as_bytes()).map_err(|e| TlsError::Generate(format!("{e:?}")))?;
-        Ok(Arc::new(CertifiedKey::new(vec![der], Arc::clone(&self.leaf_signer))))
+        let pem = sign_leaf(
+            &self.issuer,
+            &self.leaf_key,
+            vec![hostname.to_string()],
+            at(now)?,
+        )?;
+        let der = rustls::pki_types::pem::PemObject::from_pem_slice(pem.as_bytes())
+            .map_err(|e| TlsError::Generate(format!("{e:?}")))?;
+        Ok(Arc::new(CertifiedKey::new(
+            vec![der],
+            Arc::clone(&self.leaf_signer),
+        )))
     }
 }
 
 /// The stored CA, if it can be used for `domain` for a while yet.
 fn read_ca(cert_path: &Path, key_path: &Path, domain: &str) -> Option<(String, rcgen::KeyPair)> {
-    let (Ok(pem), Ok(key_pem)) = (std::fs::read_to_string(cert_path), std::fs::read_to_string(key_path)) else { return None };
+    let (Ok(pem), Ok(key_pem)) = (
+        std::fs::read_to_string(cert_path),
+        std::fs::read_to_string(key_path),
+    ) else {
+        return None;
+    };
     let checked = match Certificate::from_pem(&pem, &key_pem) {
         Ok(c) => c,
         Err(e) => {
@@ -150,7 +186,9 @@ fn read_ca(cert_path: &Path, key_path: &Path, domain: &str) -> Option<(String, r
         }
     };
     let renew_at = Timestamp::now().unix_seconds() + RENEW_BEFORE_DAYS * 86_400;
-    if !checked.info.subject.contains(&ca_common_name(domain)) || checked.info.expires_at.unix_seconds() < renew_at {
+    if !checked.info.subject.contains(&ca_common_name(domain))
+        || checked.info.expires_at.unix_seconds() < renew_at
+    {
         tracing::info!(path = %cert_path.display(), "the local CA is for another domain or expires soon; generating a new one");
         return None;
     }
@@ -174,8 +212,15 @@ fn generate_ca(domain: &str) -> Result<(String, rcgen::KeyPair), TlsError> {
     params.not_before = now - Duration::days(1);
     params.not_after = now + Duration::days(CA_VALIDITY_DAYS);
     params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
-    params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign, rcgen::KeyUsagePurpose::DigitalSignature];
-    params.name_constraints = Some(rcgen::NameConstraints { permitted_subtrees: vec![rcgen::GeneralSubtree::DnsName(domain.to_string())], excluded_subtrees: Vec::new() });
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    params.name_constraints = Some(rcgen::NameConstraints {
+        permitted_subtrees: vec![rcgen::GeneralSubtree::DnsName(domain.to_string())],
+        excluded_subtrees: Vec::new(),
+    });
     let cert = params.self_signed(&key).map_err(err)?;
     Ok((cert.pem(), key))
 }
@@ -183,22 +228,40 @@ fn generate_ca(domain: &str) -> Result<(String, rcgen::KeyPair), TlsError> {
 /// The certificate for `*.<domain>` and `<domain>`. `*.localhost` would be refused by
 /// clients, and a name-constrained chain with a malformed name in it is refused whole; such
 /// domains get per-name certificates (see [`LocalCa::issue`]) and this one names the domain.
-fn sign_default(issuer: &rcgen::Issuer<'_, rcgen::KeyPair>, key: &rcgen::KeyPair, domain: &str, now: OffsetDateTime) -> Result<Certificate, TlsError> {
-    let names = if domain.contains('.') { vec![format!("*.{domain}"), domain.to_string()] } else { vec![domain.to_string()] };
+fn sign_default(
+    issuer: &rcgen::Issuer<'_, rcgen::KeyPair>,
+    key: &rcgen::KeyPair,
+    domain: &str,
+    now: OffsetDateTime,
+) -> Result<Certificate, TlsError> {
+    let names = if domain.contains('.') {
+        vec![format!("*.{domain}"), domain.to_string()]
+    } else {
+        vec![domain.to_string()]
+    };
     Certificate::from_pem(&sign_leaf(issuer, key, names, now)?, &key.serialize_pem())
 }
 
 fn at(unix_seconds: i64) -> Result<OffsetDateTime, TlsError> {
-    OffsetDateTime::from_unix_timestamp(unix_seconds).map_err(|e| TlsError::Generate(format!("time {unix_seconds}: {e}")))
+    OffsetDateTime::from_unix_timestamp(unix_seconds)
+        .map_err(|e| TlsError::Generate(format!("time {unix_seconds}: {e}")))
 }
 
 /// A server certificate for `names` signed by the CA, in PEM, valid from `now`.
-fn sign_leaf(issuer: &rcgen::Issuer<'_, rcgen::KeyPair>, key: &rcgen::KeyPair, names: Vec<String>, now: OffsetDateTime) -> Result<String, TlsError> {
+fn sign_leaf(
+    issuer: &rcgen::Issuer<'_, rcgen::KeyPair>,
+    key: &rcgen::KeyPair,
+    names: Vec<String>,
+    now: OffsetDateTime,
+) -> Result<String, TlsError> {
     let err = |e: rcgen::Error| TlsError::Generate(e.to_string());
     let mut params = rcgen::CertificateParams::new(names.clone()).map_err(err)?;
     let mut dn = rcgen::DistinguishedName::new();
     dn.push(rcgen::DnType::OrganizationName, "Kiln");
-    dn.push(rcgen::DnType::CommonName, names.first().cloned().unwrap_or_default());
+    dn.push(
+        rcgen::DnType::CommonName,
+        names.first().cloned().unwrap_or_default(),
+    );
     params.distinguished_name = dn;
     // A day of slack for clocks that run behind.
     params.not_before = now - Duration::days(1);
@@ -222,9 +285,17 @@ fn create_private_dir(dir: &Path) -> Result<(), TlsError> {
 /// Writes through a temporary file and a rename, so a crash leaves the old file or the new.
 fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> Result<(), TlsError> {
     let tmp = path.with_extension("tmp");
-    let io = |source| TlsError::Io { context: format!("writing {}", path.display()), source };
+    let io = |source| TlsError::Io {
+        context: format!("writing {}", path.display()),
+        source,
+    };
     let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp).map_err(io)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(io)?;
     f.write_all(bytes).and_then(|()| f.sync_all()).map_err(io)?;
     drop(f);
     std::fs::rename(&tmp, path).map_err(io)
@@ -236,18 +307,39 @@ mod tests {
     use rustls::pki_types::{ServerName, UnixTime};
 
     fn temp_dir() -> PathBuf {
-        let d = std::env::temp_dir().join(format!("kiln-tls-test-{}-{}", std::process::id(), Timestamp::now().0));
+        let d = std::env::temp_dir().join(format!(
+            "kiln-tls-test-{}-{}",
+            std::process::id(),
+            Timestamp::now().0
+        ));
         std::fs::create_dir_all(&d).unwrap();
         d
     }
 
     /// Checks `chain` for `name` the way a rustls client trusting only `ca` would.
-    fn verify(ca: &CertificateDer<'static>, chain: &[CertificateDer<'static>], name: &str) -> Result<(), rustls::Error> {
+    fn verify(
+        ca: &CertificateDer<'static>,
+        chain: &[CertificateDer<'static>],
+        name: &str,
+    ) -> Result<(), rustls::Error> {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(ca.clone()).unwrap();
-        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), crate::provider()).build().unwrap();
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            crate::provider(),
+        )
+        .build()
+        .unwrap();
         let name = ServerName::try_from(name.to_string()).unwrap();
-        rustls::client::danger::ServerCertVerifier::verify_server_cert(verifier.as_ref(), &chain[0], &chain[1..], &name, &[], UnixTime::now()).map(|_| ())
+        rustls::client::danger::ServerCertVerifier::verify_server_cert(
+            verifier.as_ref(),
+            &chain[0],
+            &chain[1..],
+            &name,
+            &[],
+            UnixTime::now(),
+        )
+        .map(|_| ())
     }
 
     #[test]
@@ -257,28 +349,69 @@ mod tests {
         let first = LocalCa::load_or_create(&dir, "Apps.Example.com.").unwrap();
         assert!(first.generated);
         let default = first.default_certificate();
-        assert_eq!(default.info.hostnames, ["*.apps.example.com", "apps.example.com"]);
+        assert_eq!(
+            default.info.hostnames,
+            ["*.apps.example.com", "apps.example.com"]
+        );
         assert!(!default.info.self_signed);
-        let days = (default.info.expires_at.unix_seconds() - Timestamp::now().unix_seconds()) / 86_400;
-        assert!((LEAF_VALIDITY_DAYS - 1..=LEAF_VALIDITY_DAYS).contains(&days), "{days}");
-        let lifetime = default.info.expires_at.unix_seconds() - default.info.starts_at.unix_seconds();
-        assert!(lifetime <= 398 * 86_400, "browsers and Apple refuse leaves valid for over 398 days: {lifetime} s");
-        assert_eq!(std::fs::metadata(&first.ca_key_path).unwrap().permissions().mode() & 0o777, 0o600);
-        assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+        let days =
+            (default.info.expires_at.unix_seconds() - Timestamp::now().unix_seconds()) / 86_400;
+        assert!(
+            (LEAF_VALIDITY_DAYS - 1..=LEAF_VALIDITY_DAYS).contains(&days),
+            "{days}"
+        );
+        let lifetime =
+            default.info.expires_at.unix_seconds() - default.info.starts_at.unix_seconds();
+        assert!(
+            lifetime <= 398 * 86_400,
+            "browsers and Apple refuse leaves valid for over 398 days: {lifetime} s"
+        );
+        assert_eq!(
+            std::fs::metadata(&first.ca_key_path)
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o600
+        );
+        assert_eq!(
+            std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
         assert!(first.wildcard_usable());
-        verify(first.ca_der(), &default.certified_key().cert, "myapp.apps.example.com").unwrap();
-        verify(first.ca_der(), &default.certified_key().cert, "apps.example.com").unwrap();
+        verify(
+            first.ca_der(),
+            &default.certified_key().cert,
+            "myapp.apps.example.com",
+        )
+        .unwrap();
+        verify(
+            first.ca_der(),
+            &default.certified_key().cert,
+            "apps.example.com",
+        )
+        .unwrap();
 
         let again = LocalCa::load_or_create(&dir, "apps.example.com").unwrap();
         assert!(!again.generated, "reused across restarts");
         assert_eq!(again.ca_der(), first.ca_der());
         // The leaf was signed afresh, and the CA clients already trust still vouches for it.
-        verify(first.ca_der(), &again.default_certificate().certified_key().cert, "x.apps.example.com").unwrap();
+        verify(
+            first.ca_der(),
+            &again.default_certificate().certified_key().cert,
+            "x.apps.example.com",
+        )
+        .unwrap();
 
         let other = LocalCa::load_or_create(&dir, "localhost").unwrap();
         assert!(other.generated, "a new domain gets a new CA");
         std::fs::write(&other.ca_key_path, "garbage").unwrap();
-        assert!(LocalCa::load_or_create(&dir, "localhost").unwrap().generated, "an unreadable pair is replaced");
+        assert!(
+            LocalCa::load_or_create(&dir, "localhost")
+                .unwrap()
+                .generated,
+            "an unreadable pair is replaced"
+        );
         std::fs::remove_dir_all(base).unwrap();
     }
 
@@ -287,14 +420,31 @@ mod tests {
         let base = temp_dir();
         let ca = LocalCa::load_or_create(&base, "localhost").unwrap();
         assert!(!ca.wildcard_usable());
-        assert_eq!(ca.default_certificate().info.hostnames, ["localhost"], "no *.localhost, which clients refuse");
-        verify(ca.ca_der(), &ca.default_certificate().certified_key().cert, "localhost").unwrap();
+        assert_eq!(
+            ca.default_certificate().info.hostnames,
+            ["localhost"],
+            "no *.localhost, which clients refuse"
+        );
+        verify(
+            ca.ca_der(),
+            &ca.default_certificate().certified_key().cert,
+            "localhost",
+        )
+        .unwrap();
 
         let leaf = ca.issue("foo.localhost").unwrap();
         verify(ca.ca_der(), &leaf.cert, "foo.localhost").unwrap();
         assert!(leaf.keys_match().is_ok());
-        assert!(ca.issue("foo.example.com").is_err(), "only names in the domain");
-        assert!(ca.in_domain("localhost") && ca.in_domain("a.localhost") && !ca.in_domain("xlocalhost") && !ca.in_domain(".localhost.evil"));
+        assert!(
+            ca.issue("foo.example.com").is_err(),
+            "only names in the domain"
+        );
+        assert!(
+            ca.in_domain("localhost")
+                && ca.in_domain("a.localhost")
+                && !ca.in_domain("xlocalhost")
+                && !ca.in_domain(".localhost.evil")
+        );
         std::fs::remove_dir_all(base).unwrap();
     }
 
@@ -303,10 +453,21 @@ mod tests {
         let base = temp_dir();
         let ca = LocalCa::load_or_create(&base, "apps.example.com").unwrap();
         // A leaf for another name, signed by the same CA key, as a thief of ca.key would.
-        let rogue = sign_leaf(&ca.issuer, &ca.leaf_key, vec!["bank.example.org".into()], OffsetDateTime::now_utc()).unwrap();
-        let rogue: CertificateDer<'static> = rustls::pki_types::pem::PemObject::from_pem_slice(rogue.as_bytes()).unwrap();
+        let rogue = sign_leaf(
+            &ca.issuer,
+            &ca.leaf_key,
+            vec!["bank.example.org".into()],
+            OffsetDateTime::now_utc(),
+        )
+        .unwrap();
+        let rogue: CertificateDer<'static> =
+            rustls::pki_types::pem::PemObject::from_pem_slice(rogue.as_bytes()).unwrap();
         let err = verify(ca.ca_der(), &[rogue], "bank.example.org").unwrap_err();
-        assert!(format!("{err:?}").contains("NameConstraint") || format!("{err:?}").contains("NotValidForName"), "{err:?}");
+        assert!(
+            format!("{err:?}").contains("NameConstraint")
+                || format!("{err:?}").contains("NotValidForName"),
+            "{err:?}"
+        );
         std::fs::remove_dir_all(base).unwrap();
     }
 }

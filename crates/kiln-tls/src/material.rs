@@ -32,7 +32,9 @@ pub struct CertInfo {
 impl CertInfo {
     /// Whether the certificate is valid for `hostname` (no port, any case).
     pub fn covers(&self, hostname: &str) -> bool {
-        self.hostnames.iter().any(|pattern| hostname_matches(pattern, hostname))
+        self.hostnames
+            .iter()
+            .any(|pattern| hostname_matches(pattern, hostname))
     }
 
     pub fn is_expired(&self, now: Timestamp) -> bool {
@@ -48,7 +50,9 @@ pub fn hostname_matches(pattern: &str, hostname: &str) -> bool {
     let pattern = pattern.strip_suffix('.').unwrap_or(pattern);
     match pattern.strip_prefix("*.") {
         Some(parent) => match hostname.split_once('.') {
-            Some((label, rest)) => !label.is_empty() && !label.contains('*') && rest.eq_ignore_ascii_case(parent),
+            Some((label, rest)) => {
+                !label.is_empty() && !label.contains('*') && rest.eq_ignore_ascii_case(parent)
+            }
             None => false,
         },
         None => pattern.eq_ignore_ascii_case(hostname),
@@ -65,7 +69,9 @@ pub struct Certificate {
 impl std::fmt::Debug for Certificate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never the key material.
-        f.debug_struct("Certificate").field("info", &self.info).finish_non_exhaustive()
+        f.debug_struct("Certificate")
+            .field("info", &self.info)
+            .finish_non_exhaustive()
     }
 }
 
@@ -76,10 +82,16 @@ impl Certificate {
     /// decides what to accept, and a server must still start with an expired certificate.
     pub fn from_pem(chain_pem: &str, key_pem: &str) -> Result<Certificate, TlsError> {
         if chain_pem.len() > MAX_CHAIN_PEM {
-            return Err(TlsError::invalid(format!("The certificate chain is larger than {} kB.", MAX_CHAIN_PEM / 1024)));
+            return Err(TlsError::invalid(format!(
+                "The certificate chain is larger than {} kB.",
+                MAX_CHAIN_PEM / 1024
+            )));
         }
         if key_pem.len() > MAX_KEY_PEM {
-            return Err(TlsError::invalid(format!("The private key is larger than {} kB.", MAX_KEY_PEM / 1024)));
+            return Err(TlsError::invalid(format!(
+                "The private key is larger than {} kB.",
+                MAX_KEY_PEM / 1024
+            )));
         }
         let chain = read_chain(chain_pem)?;
         let key = read_key(key_pem)?;
@@ -92,14 +104,23 @@ impl Certificate {
         match certified.keys_match() {
             Ok(()) => {}
             Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
-                return Err(TlsError::invalid("The private key does not match the certificate (the first certificate of the chain must be the one the key belongs to)."));
+                return Err(TlsError::invalid(
+                    "The private key does not match the certificate (the first certificate of the chain must be the one the key belongs to).",
+                ));
             }
             // ring's keys always expose their public half; an unknown answer is no evidence
             // of a mismatch, and rustls itself treats it the same way.
             Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {}
-            Err(e) => return Err(TlsError::invalid(format!("The certificate cannot be used: {e}."))),
+            Err(e) => {
+                return Err(TlsError::invalid(format!(
+                    "The certificate cannot be used: {e}."
+                )));
+            }
         }
-        Ok(Certificate { info, key: Arc::new(certified) })
+        Ok(Certificate {
+            info,
+            key: Arc::new(certified),
+        })
     }
 
     /// What rustls serves.
@@ -111,21 +132,34 @@ impl Certificate {
 fn read_chain(chain_pem: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let mut chain = Vec::new();
     for item in CertificateDer::pem_slice_iter(chain_pem.as_bytes()) {
-        let cert = item.map_err(|e| TlsError::invalid(format!("The certificate chain is not valid PEM: {}.", pem_error(&e))))?;
+        let cert = item.map_err(|e| {
+            TlsError::invalid(format!(
+                "The certificate chain is not valid PEM: {}.",
+                pem_error(&e)
+            ))
+        })?;
         if chain.len() == MAX_CHAIN_CERTS {
-            return Err(TlsError::invalid(format!("The certificate chain has more than {MAX_CHAIN_CERTS} certificates.")));
+            return Err(TlsError::invalid(format!(
+                "The certificate chain has more than {MAX_CHAIN_CERTS} certificates."
+            )));
         }
         chain.push(cert);
     }
     if chain.is_empty() {
-        return Err(TlsError::invalid("No certificate found: the certificate chain must contain at least one -----BEGIN CERTIFICATE----- block."));
+        return Err(TlsError::invalid(
+            "No certificate found: the certificate chain must contain at least one -----BEGIN CERTIFICATE----- block.",
+        ));
     }
     Ok(chain)
 }
 
 fn read_key(key_pem: &str) -> Result<PrivateKeyDer<'static>, TlsError> {
-    if key_pem.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") || key_pem.contains("Proc-Type: 4,ENCRYPTED") {
-        return Err(TlsError::invalid("The private key is encrypted. Give the key without a passphrase (e.g. `openssl pkey -in key.pem -out plain.pem`)."));
+    if key_pem.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----")
+        || key_pem.contains("Proc-Type: 4,ENCRYPTED")
+    {
+        return Err(TlsError::invalid(
+            "The private key is encrypted. Give the key without a passphrase (e.g. `openssl pkey -in key.pem -out plain.pem`).",
+        ));
     }
     PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| match e {
         pem::Error::NoItemsFound => {
@@ -137,9 +171,13 @@ fn read_key(key_pem: &str) -> Result<PrivateKeyDer<'static>, TlsError> {
 
 fn pem_error(e: &pem::Error) -> String {
     match e {
-        pem::Error::MissingSectionEnd { .. } => "a -----BEGIN block has no matching -----END line".to_string(),
+        pem::Error::MissingSectionEnd { .. } => {
+            "a -----BEGIN block has no matching -----END line".to_string()
+        }
         pem::Error::IllegalSectionStart { .. } => "a -----BEGIN line is malformed".to_string(),
-        pem::Error::Base64Decode(_) => "the base64 between -----BEGIN and -----END does not decode".to_string(),
+        pem::Error::Base64Decode(_) => {
+            "the base64 between -----BEGIN and -----END does not decode".to_string()
+        }
         other => format!("{other:?}"),
     }
 }
@@ -147,11 +185,18 @@ fn pem_error(e: &pem::Error) -> String {
 /// Reads every certificate of the chain (so garbage is refused) and the facts of the first.
 fn inspect(chain: &[CertificateDer<'_>]) -> Result<CertInfo, TlsError> {
     for (i, der) in chain.iter().enumerate().skip(1) {
-        x509_parser::parse_x509_certificate(der)
-            .map_err(|e| TlsError::invalid(format!("Certificate {} of the chain is not a valid X.509 certificate: {e}.", i + 1)))?;
+        x509_parser::parse_x509_certificate(der).map_err(|e| {
+            TlsError::invalid(format!(
+                "Certificate {} of the chain is not a valid X.509 certificate: {e}.",
+                i + 1
+            ))
+        })?;
     }
-    let (_, leaf) = x509_parser::parse_x509_certificate(&chain[0])
-        .map_err(|e| TlsError::invalid(format!("The certificate is not a valid X.509 certificate: {e}.")))?;
+    let (_, leaf) = x509_parser::parse_x509_certificate(&chain[0]).map_err(|e| {
+        TlsError::invalid(format!(
+            "The certificate is not a valid X.509 certificate: {e}."
+        ))
+    })?;
     let mut hostnames = Vec::new();
     match leaf.subject_alternative_name() {
         Ok(Some(san)) => {
@@ -162,7 +207,11 @@ fn inspect(chain: &[CertificateDer<'_>]) -> Result<CertInfo, TlsError> {
             }
         }
         Ok(None) => {}
-        Err(e) => return Err(TlsError::invalid(format!("The certificate's subjectAltName extension cannot be read: {e}."))),
+        Err(e) => {
+            return Err(TlsError::invalid(format!(
+                "The certificate's subjectAltName extension cannot be read: {e}."
+            )));
+        }
     }
     if hostnames.is_empty() {
         for cn in leaf.subject().iter_common_name() {
@@ -186,7 +235,12 @@ fn inspect(chain: &[CertificateDer<'_>]) -> Result<CertInfo, TlsError> {
 fn push_hostname(out: &mut Vec<String>, name: &str) {
     let name = name.trim().trim_end_matches('.').to_ascii_lowercase();
     let plain = name.strip_prefix("*.").unwrap_or(&name);
-    let valid = !plain.is_empty() && plain.split('.').all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+    let valid = !plain.is_empty()
+        && plain.split('.').all(|l| {
+            !l.is_empty()
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
     if valid && !out.contains(&name) {
         out.push(name);
     }
@@ -197,7 +251,9 @@ fn push_hostname(out: &mut Vec<String>, name: &str) {
 pub fn self_signed(names: &[&str]) -> Result<(String, String), TlsError> {
     let err = |e: rcgen::Error| TlsError::Generate(e.to_string());
     let key = rcgen::KeyPair::generate().map_err(err)?;
-    let params = rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).map_err(err)?;
+    let params =
+        rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .map_err(err)?;
     let cert = params.self_signed(&key).map_err(err)?;
     Ok((cert.pem(), key.serialize_pem()))
 }
@@ -229,7 +285,9 @@ pub(crate) mod tests {
     fn refuses_a_key_that_is_not_the_certificates() {
         let (cert, _) = self_signed(&["a.example.com"]);
         let (_, other_key) = self_signed(&["a.example.com"]);
-        let err = Certificate::from_pem(&cert, &other_key).unwrap_err().to_string();
+        let err = Certificate::from_pem(&cert, &other_key)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("does not match"), "{err}");
     }
 
@@ -256,18 +314,29 @@ pub(crate) mod tests {
         for _ in 0..=MAX_CHAIN_CERTS {
             long.push_str(&cert);
         }
-        assert!(Certificate::from_pem(&long, &key).unwrap_err().to_string().contains("more than"));
+        assert!(
+            Certificate::from_pem(&long, &key)
+                .unwrap_err()
+                .to_string()
+                .contains("more than")
+        );
     }
 
     #[test]
     fn falls_back_to_the_common_name() {
         let key = rcgen::KeyPair::generate().unwrap();
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.distinguished_name.push(rcgen::DnType::CommonName, "Legacy.Example.com");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "Legacy.Example.com");
         let cert = params.self_signed(&key).unwrap();
         let c = Certificate::from_pem(&cert.pem(), &key.serialize_pem()).unwrap();
         assert_eq!(c.info.hostnames, ["legacy.example.com"]);
-        assert!(c.info.subject.contains("CN=Legacy.Example.com"), "{}", c.info.subject);
+        assert!(
+            c.info.subject.contains("CN=Legacy.Example.com"),
+            "{}",
+            c.info.subject
+        );
     }
 
     #[test]

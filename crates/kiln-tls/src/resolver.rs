@@ -56,7 +56,10 @@ struct Signed {
 
 impl Signed {
     fn from_certificate(c: &Certificate) -> Signed {
-        Signed { key: Arc::clone(c.certified_key()), renew_at: renew_at(c.info.expires_at.unix_seconds()) }
+        Signed {
+            key: Arc::clone(c.certified_key()),
+            renew_at: renew_at(c.info.expires_at.unix_seconds()),
+        }
     }
 }
 
@@ -66,7 +69,10 @@ fn renew_at(expires_at: i64) -> i64 {
 
 impl std::fmt::Debug for SniResolver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SniResolver").field("domain", &self.ca.domain()).field("apps", &self.read().len()).finish_non_exhaustive()
+        f.debug_struct("SniResolver")
+            .field("domain", &self.ca.domain())
+            .field("apps", &self.read().len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -74,7 +80,13 @@ impl SniResolver {
     /// A resolver serving the local CA's certificates unless an app's own certificate fits.
     pub fn new(ca: Arc<LocalCa>, owners: Arc<dyn HostOwner>) -> Arc<SniResolver> {
         let default = RwLock::new(Signed::from_certificate(ca.default_certificate()));
-        Arc::new(SniResolver { ca, default, owners, by_app: RwLock::new(HashMap::new()), signed: RwLock::new(HashMap::new()) })
+        Arc::new(SniResolver {
+            ca,
+            default,
+            owners,
+            by_app: RwLock::new(HashMap::new()),
+            signed: RwLock::new(HashMap::new()),
+        })
     }
 
     /// The local CA whose certificate clients trust for the platform's own hostnames.
@@ -100,12 +112,18 @@ impl SniResolver {
 
     /// [`select`](Self::select) at time `now` (unix seconds).
     fn select_at(&self, server_name: Option<&str>, now: i64) -> Arc<CertifiedKey> {
-        server_name.and_then(|name| self.for_name(name, now)).unwrap_or_else(|| self.default_at(now))
+        server_name
+            .and_then(|name| self.for_name(name, now))
+            .unwrap_or_else(|| self.default_at(now))
     }
 
     /// The local CA's default certificate, signed again once it nears its expiry.
     fn default_at(&self, now: i64) -> Arc<CertifiedKey> {
-        let current = self.default.read().unwrap_or_else(PoisonError::into_inner).clone();
+        let current = self
+            .default
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         if now < current.renew_at {
             return current.key;
         }
@@ -130,7 +148,13 @@ impl SniResolver {
         if self.ca.wildcard_usable() || !self.ca.in_domain(&name) || name == self.ca.domain() {
             return None;
         }
-        if let Some(signed) = self.signed.read().unwrap_or_else(PoisonError::into_inner).get(&name).filter(|s| now < s.renew_at) {
+        if let Some(signed) = self
+            .signed
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&name)
+            .filter(|s| now < s.renew_at)
+        {
             return Some(Arc::clone(&signed.key));
         }
         let key = match self.ca.issue_at(&name, now) {
@@ -140,7 +164,10 @@ impl SniResolver {
                 return None;
             }
         };
-        let signed = Signed { key, renew_at: renew_at(now + LEAF_VALIDITY_DAYS * 86_400) };
+        let signed = Signed {
+            key,
+            renew_at: renew_at(now + LEAF_VALIDITY_DAYS * 86_400),
+        };
         let mut cache = self.signed.write().unwrap_or_else(PoisonError::into_inner);
         if cache.len() >= MAX_SIGNED {
             cache.clear();
@@ -186,7 +213,10 @@ mod tests {
 
     impl HostOwner for Owners {
         fn owner_of(&self, hostname: &str) -> Option<String> {
-            self.0.iter().find(|(h, _)| *h == hostname).map(|(_, a)| a.to_string())
+            self.0
+                .iter()
+                .find(|(h, _)| *h == hostname)
+                .map(|(_, a)| a.to_string())
         }
     }
 
@@ -200,30 +230,54 @@ mod tests {
     }
 
     fn local_ca(domain: &str) -> (Arc<LocalCa>, std::path::PathBuf) {
-        let dir = std::env::temp_dir().join(format!("kiln-tls-resolver-{}-{}-{domain}", std::process::id(), Timestamp::now().0));
-        (Arc::new(LocalCa::load_or_create(&dir, domain).unwrap()), dir)
+        let dir = std::env::temp_dir().join(format!(
+            "kiln-tls-resolver-{}-{}-{domain}",
+            std::process::id(),
+            Timestamp::now().0
+        ));
+        (
+            Arc::new(LocalCa::load_or_create(&dir, domain).unwrap()),
+            dir,
+        )
     }
 
     #[test]
     fn picks_the_owning_apps_certificate_or_the_default() {
         let (ca, dir) = local_ca("apps.test");
         let default = ca.default_certificate().clone();
-        let owners = Owners(vec![("www.example.com", "app1"), ("shop.example.com", "app1"), ("other.example.com", "app2"), ("foo.apps.test", "app1")]);
+        let owners = Owners(vec![
+            ("www.example.com", "app1"),
+            ("shop.example.com", "app1"),
+            ("other.example.com", "app2"),
+            ("foo.apps.test", "app1"),
+        ]);
         let r = SniResolver::new(ca, Arc::new(owners));
         let wildcard = cert(&["*.example.com"]);
         let exact = cert(&["www.example.com"]);
         r.set_app_certificates("app1", vec![wildcard.clone(), exact.clone()]);
 
-        assert!(same(&r.select(Some("www.example.com")), &exact), "an exact name beats a wildcard");
+        assert!(
+            same(&r.select(Some("www.example.com")), &exact),
+            "an exact name beats a wildcard"
+        );
         assert!(same(&r.select(Some("WWW.Example.com.")), &exact));
         assert!(same(&r.select(Some("shop.example.com")), &wildcard));
-        assert!(same(&r.select(Some("other.example.com")), &default), "app1's wildcard is never shown for app2's host");
-        assert!(same(&r.select(Some("foo.apps.test")), &default), "no uploaded certificate covers it");
+        assert!(
+            same(&r.select(Some("other.example.com")), &default),
+            "app1's wildcard is never shown for app2's host"
+        );
+        assert!(
+            same(&r.select(Some("foo.apps.test")), &default),
+            "no uploaded certificate covers it"
+        );
         assert!(same(&r.select(Some("unknown.example.com")), &default));
         assert!(same(&r.select(None), &default));
 
         r.set_app_certificates("app1", vec![]);
-        assert!(same(&r.select(Some("www.example.com")), &default), "removed");
+        assert!(
+            same(&r.select(Some("www.example.com")), &default),
+            "removed"
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -231,23 +285,55 @@ mod tests {
     fn single_label_domains_sign_per_app_hostname() {
         let (ca, dir) = local_ca("localhost");
         let default = ca.default_certificate().clone();
-        let r = SniResolver::new(ca, Arc::new(Owners(vec![("foo.localhost", "app1"), ("bar.localhost", "app2")])));
+        let r = SniResolver::new(
+            ca,
+            Arc::new(Owners(vec![
+                ("foo.localhost", "app1"),
+                ("bar.localhost", "app2"),
+            ])),
+        );
         let foo = r.select(Some("foo.localhost"));
         assert!(!Arc::ptr_eq(&foo, default.certified_key()));
-        assert!(Arc::ptr_eq(&foo, &r.select(Some("FOO.localhost"))), "signed once, then cached");
-        let (parsed, _) = (x509_parser::parse_x509_certificate(&foo.cert[0]).unwrap(), ());
-        let names: Vec<String> = parsed.1.subject_alternative_name().unwrap().unwrap().value.general_names.iter().map(|n| n.to_string()).collect();
+        assert!(
+            Arc::ptr_eq(&foo, &r.select(Some("FOO.localhost"))),
+            "signed once, then cached"
+        );
+        let (parsed, _) = (
+            x509_parser::parse_x509_certificate(&foo.cert[0]).unwrap(),
+            (),
+        );
+        let names: Vec<String> = parsed
+            .1
+            .subject_alternative_name()
+            .unwrap()
+            .unwrap()
+            .value
+            .general_names
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
         assert_eq!(names, ["DNSName(foo.localhost)"]);
         assert!(!Arc::ptr_eq(&foo, &r.select(Some("bar.localhost"))));
-        assert!(same(&r.select(Some("nobody.localhost")), &default), "names no app answers to are not signed");
+        assert!(
+            same(&r.select(Some("nobody.localhost")), &default),
+            "names no app answers to are not signed"
+        );
         let uploaded = cert(&["foo.localhost"]);
         r.set_app_certificates("app1", vec![uploaded.clone()]);
-        assert!(same(&r.select(Some("foo.localhost")), &uploaded), "an upload beats the local CA");
+        assert!(
+            same(&r.select(Some("foo.localhost")), &uploaded),
+            "an upload beats the local CA"
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 
     fn not_after(key: &CertifiedKey) -> i64 {
-        x509_parser::parse_x509_certificate(&key.cert[0]).unwrap().1.validity().not_after.timestamp()
+        x509_parser::parse_x509_certificate(&key.cert[0])
+            .unwrap()
+            .1
+            .validity()
+            .not_after
+            .timestamp()
     }
 
     #[test]
@@ -256,23 +342,44 @@ mod tests {
             let (ca, dir) = local_ca(domain);
             let r = SniResolver::new(ca, Arc::new(Owners(vec![("foo.localhost", "app1")])));
             let now = Timestamp::now().unix_seconds();
-            let (named, default) = (r.select_at(Some("foo.localhost"), now), r.select_at(None, now));
+            let (named, default) = (
+                r.select_at(Some("foo.localhost"), now),
+                r.select_at(None, now),
+            );
             for key in [&named, &default] {
-                assert!(not_after(key) <= now + 398 * 86_400, "{domain}: valid for at most 398 days");
+                assert!(
+                    not_after(key) <= now + 398 * 86_400,
+                    "{domain}: valid for at most 398 days"
+                );
             }
             // A day before the renewal window: still the same certificates.
             let soon = not_after(&default) - (RENEW_BEFORE_DAYS + 1) * 86_400;
             assert!(Arc::ptr_eq(&default, &r.select_at(None, soon)), "{domain}");
-            assert!(Arc::ptr_eq(&named, &r.select_at(Some("foo.localhost"), soon)) || domain != "localhost");
+            assert!(
+                Arc::ptr_eq(&named, &r.select_at(Some("foo.localhost"), soon))
+                    || domain != "localhost"
+            );
             // Inside it: signed again, once.
             let late = not_after(&default) - (RENEW_BEFORE_DAYS - 1) * 86_400;
             let renewed = r.select_at(None, late);
-            assert!(!Arc::ptr_eq(&default, &renewed), "{domain}: the default certificate is renewed");
-            assert!(Arc::ptr_eq(&renewed, &r.select_at(None, late)), "{domain}: and kept");
+            assert!(
+                !Arc::ptr_eq(&default, &renewed),
+                "{domain}: the default certificate is renewed"
+            );
+            assert!(
+                Arc::ptr_eq(&renewed, &r.select_at(None, late)),
+                "{domain}: and kept"
+            );
             if domain == "localhost" {
                 let named_again = r.select_at(Some("foo.localhost"), late);
-                assert!(!Arc::ptr_eq(&named, &named_again), "the per-name certificate is renewed");
-                assert!(Arc::ptr_eq(&named_again, &r.select_at(Some("foo.localhost"), late)));
+                assert!(
+                    !Arc::ptr_eq(&named, &named_again),
+                    "the per-name certificate is renewed"
+                );
+                assert!(Arc::ptr_eq(
+                    &named_again,
+                    &r.select_at(Some("foo.localhost"), late)
+                ));
             }
             std::fs::remove_dir_all(dir).unwrap();
         }

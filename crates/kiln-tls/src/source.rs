@@ -15,7 +15,9 @@ pub struct IssuedCertificate {
 impl std::fmt::Debug for IssuedCertificate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never the key.
-        f.debug_struct("IssuedCertificate").field("chain_pem_len", &self.chain_pem.len()).finish_non_exhaustive()
+        f.debug_struct("IssuedCertificate")
+            .field("chain_pem_len", &self.chain_pem.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -32,5 +34,8 @@ pub trait CertificateSource: Send + Sync {
     fn name(&self) -> &'static str;
 
     /// Obtains a certificate covering every name in `hostnames`.
-    fn obtain<'a>(&'a self, hostnames: &'a [String]) -> Pin<Box<dyn Future<Output = Result<IssuedCertificate, TlsError>> + Send + 'a>>;
+    fn obtain<'a>(
+        &'a self,
+        hostnames: &'a [String],
+    ) -> Pin<Box<dyn Future<Output = Result<IssuedCertificate, TlsError>> + Send + 'a>>;
 }

@@ -26,20 +26,35 @@ pub struct AcmeArgs {
 }
 
 /// Starts ACM when a directory is configured; returns the line for the start banner.
-pub fn start(args: &AcmeArgs, platform: &kiln_platform::Platform, routes: Arc<dyn AppRoutes>, data_dir: &Path, https: bool) -> Result<Option<String>> {
+pub fn start(
+    args: &AcmeArgs,
+    platform: &kiln_platform::Platform,
+    routes: Arc<dyn AppRoutes>,
+    data_dir: &Path,
+    https: bool,
+) -> Result<Option<String>> {
     let Some(directory) = args.acme_directory.as_deref() else {
         if args.acme_contact.is_some() || args.acme_ca_file.is_some() {
-            bail!("--acme-contact and --acme-ca-file configure ACME, which is off without --acme-directory URL");
+            bail!(
+                "--acme-contact and --acme-ca-file configure ACME, which is off without --acme-directory URL"
+            );
         }
         return Ok(None);
     };
-    let mut config = kiln_tls::acme::AcmeConfig::new(directory, data_dir.join("acme").join("account.key"));
+    let mut config =
+        kiln_tls::acme::AcmeConfig::new(directory, data_dir.join("acme").join("account.key"));
     config.contact = args.acme_contact.clone();
     config.extra_ca = args.acme_ca_file.clone();
-    let client = kiln_tls::acme::AcmeClient::new(config, Arc::new(kiln_platform::RouterChallenges(routes))).context("configuring ACME")?;
+    let client =
+        kiln_tls::acme::AcmeClient::new(config, Arc::new(kiln_platform::RouterChallenges(routes)))
+            .context("configuring ACME")?;
     platform.start_acm(Arc::new(client));
     if !https {
-        tracing::warn!("ACME is configured but there is no HTTPS listener (--router-tls-listen): certificates will be issued and stored but not served");
+        tracing::warn!(
+            "ACME is configured but there is no HTTPS listener (--router-tls-listen): certificates will be issued and stored but not served"
+        );
     }
-    Ok(Some(format!("  ACME:         {directory} (certs:auto:enable; HTTP-01 on the router's HTTP port)")))
+    Ok(Some(format!(
+        "  ACME:         {directory} (certs:auto:enable; HTTP-01 on the router's HTTP port)"
+    )))
 }

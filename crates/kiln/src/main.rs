@@ -16,11 +16,17 @@ fn main() -> ExitCode {
     match args.get(1).and_then(|a| a.to_str()) {
         // The helper must stay single-threaded: it is dispatched before anything else runs.
         Some("dyno-helper") => {
-            let rest: Vec<String> = args[2..].iter().map(|a| a.to_string_lossy().into_owned()).collect();
+            let rest: Vec<String> = args[2..]
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
             kiln_runtime::helper::main(&rest)
         }
         Some("git-hook") => {
-            let rest: Vec<String> = args[2..].iter().map(|a| a.to_string_lossy().into_owned()).collect();
+            let rest: Vec<String> = args[2..]
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
             ExitCode::from(kiln_git::hook::main(&rest).clamp(0, 255) as u8)
         }
         Some("server") => server::main(&args[1..]),

@@ -14,7 +14,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Parser, Debug)]
-#[command(name = "kiln server", about = "Run the Kiln platform (API, git, router, builds, dynos, logs)")]
+#[command(
+    name = "kiln server",
+    about = "Run the Kiln platform (API, git, router, builds, dynos, logs)"
+)]
 struct Args {
     /// Where Kiln keeps its state: SQLite database, git repos, slugs, build caches.
     #[arg(long, env = "KILN_DATA_DIR", default_value_os_t = default_data_dir())]
@@ -89,7 +92,11 @@ struct Args {
     router_max_connections: u64,
     /// Of those, how many one client address may hold; 0: no cap (behind a load balancer
     /// that is the only client, raise it or turn it off).
-    #[arg(long, env = "KILN_ROUTER_MAX_CONNECTIONS_PER_IP", default_value_t = 1_000)]
+    #[arg(
+        long,
+        env = "KILN_ROUTER_MAX_CONNECTIONS_PER_IP",
+        default_value_t = 1_000
+    )]
     router_max_connections_per_ip: u64,
     /// Seconds a client has to send a whole request head to the router; also how long an
     /// idle keep-alive connection stays open.
@@ -127,17 +134,29 @@ fn connection_limits(args: &Args) -> (kiln_net::ConnLimits, kiln_net::ConnLimits
         Ok(l) => l,
         Err(e) => {
             tracing::warn!(error = %e, "could not read or raise the open-files limit; assuming 1024");
-            kiln_net::nofile::Limits { soft: 1024, hard: 1024 }
+            kiln_net::nofile::Limits {
+                soft: 1024,
+                hard: 1024,
+            }
         }
     };
     let size = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
     // A router connection holds a dyno connection too; HTTPS counts apart from HTTP.
     let mut wants = vec![
-        kiln_net::nofile::Want { wanted: size(args.api_max_connections), fds_per_connection: 1 },
-        kiln_net::nofile::Want { wanted: size(args.router_max_connections), fds_per_connection: 2 },
+        kiln_net::nofile::Want {
+            wanted: size(args.api_max_connections),
+            fds_per_connection: 1,
+        },
+        kiln_net::nofile::Want {
+            wanted: size(args.router_max_connections),
+            fds_per_connection: 2,
+        },
     ];
     if args.router_tls_listen.is_some() {
-        wants.push(kiln_net::nofile::Want { wanted: size(args.router_max_connections), fds_per_connection: 2 });
+        wants.push(kiln_net::nofile::Want {
+            wanted: size(args.router_max_connections),
+            fds_per_connection: 2,
+        });
     }
     let budget = kiln_net::nofile::budgets(limits.soft, &wants);
     if budget.lowered {
@@ -149,8 +168,14 @@ fn connection_limits(args: &Args) -> (kiln_net::ConnLimits, kiln_net::ConnLimits
         );
     }
     let per_ip = |n: u64, total: usize| size(n).min(total);
-    let api = kiln_net::ConnLimits { total: budget.caps[0], per_ip: per_ip(args.api_max_connections_per_ip, budget.caps[0]) };
-    let router = kiln_net::ConnLimits { total: budget.caps[1], per_ip: per_ip(args.router_max_connections_per_ip, budget.caps[1]) };
+    let api = kiln_net::ConnLimits {
+        total: budget.caps[0],
+        per_ip: per_ip(args.api_max_connections_per_ip, budget.caps[0]),
+    };
+    let router = kiln_net::ConnLimits {
+        total: budget.caps[1],
+        per_ip: per_ip(args.router_max_connections_per_ip, budget.caps[1]),
+    };
     (api, router)
 }
 
@@ -175,7 +200,8 @@ fn default_data_dir() -> PathBuf {
     }
     match std::env::var_os("XDG_DATA_HOME") {
         Some(d) if !d.is_empty() => PathBuf::from(d).join("kiln"),
-        _ => PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| ".".into())).join(".local/share/kiln"),
+        _ => PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| ".".into()))
+            .join(".local/share/kiln"),
     }
 }
 
@@ -189,7 +215,10 @@ pub fn main(args: &[std::ffi::OsString]) -> ExitCode {
     let filter = match log_filter(&args.log_level) {
         Ok(f) => f,
         Err(e) => {
-            eprintln!("kiln server: --log-level (or RUST_LOG) {:?}: {e}; use a level such as `info` or directives such as `info,kiln_router=debug`", args.log_level);
+            eprintln!(
+                "kiln server: --log-level (or RUST_LOG) {:?}: {e}; use a level such as `info` or directives such as `info,kiln_router=debug`",
+                args.log_level
+            );
             return ExitCode::from(2);
         }
     };
@@ -198,9 +227,20 @@ pub fn main(args: &[std::ffi::OsString]) -> ExitCode {
         use tracing_subscriber::util::SubscriberInitExt;
         // Colours only on a terminal: a journal or a log file gets plain text.
         let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-        tracing_subscriber::registry().with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false).with_ansi(ansi)).with(filter).init();
+        tracing_subscriber::registry()
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_target(false)
+                    .with_ansi(ansi),
+            )
+            .with(filter)
+            .init();
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("kiln server: could not start the async runtime: {e}");
@@ -222,51 +262,69 @@ pub fn main(args: &[std::ffi::OsString]) -> ExitCode {
 fn log_filter(spec: &str) -> Result<tracing_subscriber::filter::Targets, String> {
     use tracing_subscriber::filter::LevelFilter;
     for directive in spec.split(',').map(str::trim).filter(|d| !d.is_empty()) {
-        let level = directive.rsplit_once('=').map_or(directive, |(_, level)| level);
-        level.parse::<LevelFilter>().map_err(|_| format!("{level:?} is not a level"))?;
+        let level = directive
+            .rsplit_once('=')
+            .map_or(directive, |(_, level)| level);
+        level
+            .parse::<LevelFilter>()
+            .map_err(|_| format!("{level:?} is not a level"))?;
     }
-    spec.parse().map_err(|e: tracing_subscriber::filter::ParseError| e.to_string())
-}
-
-/// Generates a new API key: 256 bits from the OS's random source, hex.
-fn new_api_key() -> Result<String> {
-    let mut buf = [0u8; 32];
-    std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut buf)).context("reading /dev/urandom")?;
-    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+    spec.parse()
+        .map_err(|e: tracing_subscriber::filter::ParseError| e.to_string())
 }
 
 /// On first start, creates the admin account and writes its key to `admin-api-key` (0600).
 fn ensure_admin(store: &dyn Store, data_dir: &Path) -> Result<PathBuf> {
     use std::os::unix::fs::OpenOptionsExt;
-    let account = store.ensure_account("admin@kiln.local", "Kiln Admin").context("creating the admin account")?;
+    let account = store
+        .ensure_account("admin@kiln.local", "Kiln Admin")
+        .context("creating the admin account")?;
     let path = data_dir.join("admin-api-key");
     let key = match std::fs::read_to_string(&path) {
         Ok(k) if !k.trim().is_empty() => k.trim().to_string(),
         _ => {
-            let key = new_api_key()?;
-            let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&path).with_context(|| format!("writing {}", path.display()))?;
+            let key = kiln_model::secret::new_secret().context("making the admin API key")?;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&path)
+                .with_context(|| format!("writing {}", path.display()))?;
             std::io::Write::write_all(&mut f, format!("{key}\n").as_bytes())?;
             key
         }
     };
-    store.add_api_key(&account.id, &key, "admin key (admin-api-key)").context("registering the admin API key")?;
+    store
+        .add_api_key(&account.id, &key, "admin key (admin-api-key)")
+        .context("registering the admin API key")?;
     Ok(path)
 }
 
 async fn run(args: Args) -> Result<()> {
     let (api_connections, router_connections) = connection_limits(&args);
     let data_dir = &args.data_dir;
-    std::fs::create_dir_all(data_dir).with_context(|| format!("creating the data directory {}", data_dir.display()))?;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700)).with_context(|| format!("securing {}", data_dir.display()))?;
+        std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("securing {}", data_dir.display()))?;
     }
     let exe = std::env::current_exe().context("finding the kiln executable")?;
     // Pushes are served by the real git; without it nothing can be deployed.
-    if !std::process::Command::new("git").arg("--version").output().is_ok_and(|o| o.status.success()) {
-        bail!("git is not installed, and Kiln serves pushes with it. Install it (Debian: apt-get install git) and start again.");
+    if !std::process::Command::new("git")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        bail!(
+            "git is not installed, and Kiln serves pushes with it. Install it (Debian: apt-get install git) and start again."
+        );
     }
-    let store: Arc<dyn Store> = Arc::new(kiln_store::SqliteStore::open(&data_dir.join("kiln.db")).context("opening the database")?);
+    let store: Arc<dyn Store> = Arc::new(
+        kiln_store::SqliteStore::open(&data_dir.join("kiln.db")).context("opening the database")?,
+    );
     let key_path = ensure_admin(store.as_ref(), data_dir)?;
 
     let logs = kiln_logplex::Logplex::new();
@@ -279,7 +337,9 @@ async fn run(args: Args) -> Result<()> {
     let prefer = match args.runtime.as_str() {
         "container" => {
             if !kiln_runtime::container::ContainerRuntime::available() {
-                bail!("--runtime container needs root on Linux; run as root or use --runtime process");
+                bail!(
+                    "--runtime container needs root on Linux; run as root or use --runtime process"
+                );
             }
             Some(kiln_runtime::RuntimeKind::Container)
         }
@@ -287,7 +347,9 @@ async fn run(args: Args) -> Result<()> {
         _ => None,
     };
     let runtime = kiln_runtime::detect(data_dir, exe.clone(), prefer);
-    runtime.sweep().context("cleaning up after the previous run")?;
+    runtime
+        .sweep()
+        .context("cleaning up after the previous run")?;
     tracing::info!(runtime = runtime.kind().as_str(), "dyno runtime");
 
     let builder = kiln_build::Builder::new(
@@ -309,18 +371,31 @@ async fn run(args: Args) -> Result<()> {
         cycle_jitter: Duration::from_secs(args.cycle_interval.max(1) * 15 / 100),
         ..Default::default()
     };
-    let dynos = kiln_dyno::DynoManager::start(runtime.clone(), sink.clone(), dyno_routes, lifecycle);
+    let dynos =
+        kiln_dyno::DynoManager::start(runtime.clone(), sink.clone(), dyno_routes, lifecycle);
 
-    let api_listener = tokio::net::TcpListener::bind(args.api_listen).await.with_context(|| format!("listening on {} for the API", args.api_listen))?;
-    let router_listener = tokio::net::TcpListener::bind(args.router_listen).await.with_context(|| format!("listening on {} for the router", args.router_listen))?;
+    let api_listener = tokio::net::TcpListener::bind(args.api_listen)
+        .await
+        .with_context(|| format!("listening on {} for the API", args.api_listen))?;
+    let router_listener = tokio::net::TcpListener::bind(args.router_listen)
+        .await
+        .with_context(|| format!("listening on {} for the router", args.router_listen))?;
     let api_addr = api_listener.local_addr()?;
     let router_addr = router_listener.local_addr()?;
     let tls_listener = match args.router_tls_listen {
-        Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening on {addr} for the router's HTTPS"))?),
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("listening on {addr} for the router's HTTPS"))?,
+        ),
         None => None,
     };
     let api_url = args.api_url.clone().unwrap_or_else(|| {
-        let host = if api_addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { api_addr.ip().to_string() };
+        let host = if api_addr.ip().is_unspecified() {
+            "127.0.0.1".to_string()
+        } else {
+            api_addr.ip().to_string()
+        };
         format!("http://{host}:{}", api_addr.port())
     });
 
@@ -333,12 +408,28 @@ async fn run(args: Args) -> Result<()> {
         data_dir: data_dir.clone(),
         max_source_bytes: args.max_source_mb.saturating_mul(1024 * 1024),
     };
-    let platform = kiln_platform::Platform::new(store.clone(), logs.clone(), dynos.clone(), builder, app_routes.clone(), settings);
+    let platform = kiln_platform::Platform::new(
+        store.clone(),
+        logs.clone(),
+        dynos.clone(),
+        builder,
+        app_routes.clone(),
+        settings,
+    );
     let bridge = Arc::new(kiln_platform::GitBridge(platform.clone()));
-    let git_limits = kiln_git::GitLimits { max_pack_bytes: args.max_push_mb.saturating_mul(1024 * 1024) };
-    let git = kiln_git::GitService::start(data_dir, &exe, bridge.clone(), bridge, git_limits).context("starting the git receiver")?;
+    let git_limits = kiln_git::GitLimits {
+        max_pack_bytes: args.max_push_mb.saturating_mul(1024 * 1024),
+    };
+    let git = kiln_git::GitService::start(data_dir, &exe, bridge.clone(), bridge, git_limits)
+        .context("starting the git receiver")?;
     platform.set_git(git.clone());
-    let acme_line = crate::acme::start(&args.acme, &platform, app_routes.clone(), data_dir, args.router_tls_listen.is_some())?;
+    let acme_line = crate::acme::start(
+        &args.acme,
+        &platform,
+        app_routes.clone(),
+        data_dir,
+        args.router_tls_listen.is_some(),
+    )?;
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let app = kiln_api::router(platform.clone(), kiln_git::router(git));
@@ -355,31 +446,64 @@ async fn run(args: Args) -> Result<()> {
     let tls_task = match tls_listener {
         Some(listener) => {
             let tls_dir = data_dir.join("tls");
-            let ca = Arc::new(kiln_tls::LocalCa::load_or_create(&tls_dir, &args.domain).context("preparing the router's TLS certificates")?);
+            let ca = Arc::new(
+                kiln_tls::LocalCa::load_or_create(&tls_dir, &args.domain)
+                    .context("preparing the router's TLS certificates")?,
+            );
             let resolver = kiln_tls::SniResolver::new(ca, routes.clone());
-            platform.set_certificates(resolver.clone()).context("publishing the apps' uploaded certificates")?;
+            platform
+                .set_certificates(resolver.clone())
+                .context("publishing the apps' uploaded certificates")?;
             let tls_config = kiln_tls::server_config(resolver).context("configuring TLS")?;
             let addr = listener.local_addr()?;
             let mut tls_stop = stop_rx.clone();
             let config = router_config(&args, router_connections);
-            let task = tokio::spawn(kiln_router::serve_tls(listener, routes.clone(), sink.clone(), config, tls_config, async move {
-                let _ = tls_stop.wait_for(|s| *s).await;
-            }));
+            let task = tokio::spawn(kiln_router::serve_tls(
+                listener,
+                routes.clone(),
+                sink.clone(),
+                config,
+                tls_config,
+                async move {
+                    let _ = tls_stop.wait_for(|s| *s).await;
+                },
+            ));
             Some((task, addr, tls_dir.join("ca.crt")))
         }
         None => None,
     };
     let mut router_stop = stop_rx.clone();
-    let router_task = tokio::spawn(kiln_router::serve(router_listener, routes, sink, router_config(&args, router_connections), async move {
-        let _ = router_stop.wait_for(|s| *s).await;
-    }));
+    let router_task = tokio::spawn(kiln_router::serve(
+        router_listener,
+        routes,
+        sink,
+        router_config(&args, router_connections),
+        async move {
+            let _ = router_stop.wait_for(|s| *s).await;
+        },
+    ));
 
-    platform.recover().await.context("starting the apps' dynos")?;
+    platform
+        .recover()
+        .await
+        .context("starting the apps' dynos")?;
     eprintln!("Kiln is running.");
-    eprintln!("  API and git:  {api_url}  (admin API key in {})", key_path.display());
-    eprintln!("  Apps:         http://<app>.{}:{}/", args.domain, router_addr.port());
+    eprintln!(
+        "  API and git:  {api_url}  (admin API key in {})",
+        key_path.display()
+    );
+    eprintln!(
+        "  Apps:         http://<app>.{}:{}/",
+        args.domain,
+        router_addr.port()
+    );
     if let Some((_, addr, ca)) = &tls_task {
-        eprintln!("  HTTPS:        https://<app>.{}:{}/  (HTTP/2 and HTTP/1.1; clients trust {})", args.domain, addr.port(), ca.display());
+        eprintln!(
+            "  HTTPS:        https://<app>.{}:{}/  (HTTP/2 and HTTP/1.1; clients trust {})",
+            args.domain,
+            addr.port(),
+            ca.display()
+        );
     }
     acme_line.iter().for_each(|line| eprintln!("{line}"));
     eprintln!("  Dyno runtime: {}", runtime.kind().as_str());
@@ -400,7 +524,10 @@ async fn run(args: Args) -> Result<()> {
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         // Without signal handlers, run until killed.
         std::future::pending::<()>().await;
         return;

@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 
 /// The workspace's `crates/` directory.
 fn crates_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("crates/").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("crates/")
+        .to_path_buf()
 }
 
 /// Every `.rs` file under `dir`.
@@ -13,7 +16,10 @@ fn rust_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display())).flatten() {
+        for entry in std::fs::read_dir(&d)
+            .unwrap_or_else(|e| panic!("{}: {e}", d.display()))
+            .flatten()
+        {
             let p = entry.path();
             if p.is_dir() {
                 stack.push(p);
@@ -54,7 +60,12 @@ fn result_arguments(text: &str) -> Vec<(usize, Vec<String>)> {
         }
         args.push(current);
         let line = text[..i].matches('\n').count() + 1;
-        found.push((line, args.into_iter().map(|a| a.split_whitespace().collect::<String>()).collect()));
+        found.push((
+            line,
+            args.into_iter()
+                .map(|a| a.split_whitespace().collect::<String>())
+                .collect(),
+        ));
         from = start;
     }
     found
@@ -72,16 +83,33 @@ fn no_library_crate_returns_a_string_error() {
         }
         let text = std::fs::read_to_string(&file).unwrap();
         for (line, args) in result_arguments(&text) {
-            if args.get(1).is_some_and(|e| e == "String" || e == "std::string::String") {
-                offenders.push(format!("{}:{line}", file.strip_prefix(crates_dir()).unwrap_or(&file).display()));
+            if args
+                .get(1)
+                .is_some_and(|e| e == "String" || e == "std::string::String")
+            {
+                offenders.push(format!(
+                    "{}:{line}",
+                    file.strip_prefix(crates_dir()).unwrap_or(&file).display()
+                ));
             }
         }
     }
-    assert!(offenders.is_empty(), "Result<_, String> in a library crate (use a thiserror enum):\n{}", offenders.join("\n"));
+    assert!(
+        offenders.is_empty(),
+        "Result<_, String> in a library crate (use a thiserror enum):\n{}",
+        offenders.join("\n")
+    );
 }
 
 /// The crates behind the platform that a door must not reach into.
-const BEHIND_THE_PLATFORM: [&str; 6] = ["kiln-store", "kiln-dyno", "kiln-logplex", "kiln-runtime", "kiln-build", "kiln-router"];
+const BEHIND_THE_PLATFORM: [&str; 6] = [
+    "kiln-store",
+    "kiln-dyno",
+    "kiln-logplex",
+    "kiln-runtime",
+    "kiln-build",
+    "kiln-router",
+];
 
 /// The `[dependencies]` of a crate's manifest: the names before `=`.
 fn dependencies(manifest: &str) -> Vec<String> {
@@ -110,14 +138,24 @@ fn the_doors_reach_only_the_platform() {
         let dir = crates_dir().join(door);
         let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
         let deps = dependencies(&manifest);
-        assert!(deps.iter().any(|d| d == "kiln-model"), "{door}: the manifest was not read: {deps:?}");
+        assert!(
+            deps.iter().any(|d| d == "kiln-model"),
+            "{door}: the manifest was not read: {deps:?}"
+        );
         for behind in BEHIND_THE_PLATFORM {
-            assert!(!deps.iter().any(|d| d == behind), "{door} depends on {behind}: call the platform instead");
+            assert!(
+                !deps.iter().any(|d| d == behind),
+                "{door} depends on {behind}: call the platform instead"
+            );
             let path = behind.replace('-', "_");
             for file in rust_files(&dir.join("src")) {
                 let text = std::fs::read_to_string(&file).unwrap();
                 if let Some(line) = text.lines().position(|l| l.contains(&format!("{path}::"))) {
-                    panic!("{}:{}: {door} names {path}: call the platform instead", file.display(), line + 1);
+                    panic!(
+                        "{}:{}: {door} names {path}: call the platform instead",
+                        file.display(),
+                        line + 1
+                    );
                 }
             }
         }
@@ -126,10 +164,29 @@ fn the_doors_reach_only_the_platform() {
 
 #[test]
 fn the_checks_see_what_they_look_for() {
-    assert_eq!(dependencies("[package]\nname = \"x\"\n[dependencies]\nkiln-model = { workspace = true }\ntokio = \"1\"\n[dev-dependencies]\nkiln-store = \"1\"\n"), ["kiln-model", "tokio"]);
-    let found = result_arguments("fn a() -> Result<Vec<(u8, String)>, String> {}\nfn b() -> io::Result<()> {}\nfn c() -> Result<BTreeMap<String, String>, E>");
+    assert_eq!(
+        dependencies(
+            "[package]\nname = \"x\"\n[dependencies]\nkiln-model = { workspace = true }\ntokio = \"1\"\n[dev-dependencies]\nkiln-store = \"1\"\n"
+        ),
+        ["kiln-model", "tokio"]
+    );
+    let found = result_arguments(
+        "fn a() -> Result<Vec<(u8, String)>, String> {}\nfn b() -> io::Result<()> {}\nfn c() -> Result<BTreeMap<String, String>, E>",
+    );
     assert_eq!(found.len(), 3);
-    assert_eq!(found[0], (1, vec!["Vec<(u8,String)>".to_string(), "String".to_string()]));
+    assert_eq!(
+        found[0],
+        (
+            1,
+            vec!["Vec<(u8,String)>".to_string(), "String".to_string()]
+        )
+    );
     assert_eq!(found[1].1, vec!["()".to_string()]);
-    assert_eq!(found[2], (3, vec!["BTreeMap<String,String>".to_string(), "E".to_string()]));
+    assert_eq!(
+        found[2],
+        (
+            3,
+            vec!["BTreeMap<String,String>".to_string(), "E".to_string()]
+        )
+    );
 }

@@ -40,22 +40,52 @@ http.server.ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), Handler).s
 fn cache_hits_spare_the_dyno_and_a_new_release_purges() {
     let s = Server::start("cache");
     s.ok(&["apps:create", "cacheapp"]);
-    let app = python_app(&[("app.py", APP), ("app.json", r#"{"formation": {"web": {"quantity": 1}, "worker": {"quantity": 0}}}"#)]);
+    let app = python_app(&[
+        ("app.py", APP),
+        (
+            "app.json",
+            r#"{"formation": {"web": {"quantity": 1}, "worker": {"quantity": 0}}}"#,
+        ),
+    ]);
     let (ok, out) = s.push(&app, "cacheapp");
     assert!(ok, "push failed:\n{out}");
 
     let first = s.get("cacheapp", "/cached");
-    assert_eq!((first.status, first.header("x-cache")), (200, Some("MISS")), "{first:?}");
+    assert_eq!(
+        (first.status, first.header("x-cache")),
+        (200, Some("MISS")),
+        "{first:?}"
+    );
     assert_eq!(first.body, "hits=1 FOO=None\n");
     for _ in 0..3 {
         let r = s.get("cacheapp", "/cached");
-        assert_eq!((r.header("x-cache"), r.body.as_str()), (Some("HIT"), "hits=1 FOO=None\n"), "{r:?}");
+        assert_eq!(
+            (r.header("x-cache"), r.body.as_str()),
+            (Some("HIT"), "hits=1 FOO=None\n"),
+            "{r:?}"
+        );
         assert!(r.header("age").is_some(), "{r:?}");
     }
     // The dyno saw one request for /cached: this is its second.
     let other = s.get("cacheapp", "/other");
-    assert_eq!((other.header("x-cache"), other.body.as_str()), (Some("MISS"), "hits=2 FOO=None\n"));
-    wait_for(Duration::from_secs(10), "a router line for a cache hit", || s.logs("cacheapp").lines().any(|l| l.contains("heroku[router]") && l.contains("path=\"/cached\"") && l.contains("dyno=cache")).then_some(()));
+    assert_eq!(
+        (other.header("x-cache"), other.body.as_str()),
+        (Some("MISS"), "hits=2 FOO=None\n")
+    );
+    wait_for(
+        Duration::from_secs(10),
+        "a router line for a cache hit",
+        || {
+            s.logs("cacheapp")
+                .lines()
+                .any(|l| {
+                    l.contains("heroku[router]")
+                        && l.contains("path=\"/cached\"")
+                        && l.contains("dyno=cache")
+                })
+                .then_some(())
+        },
+    );
 
     // config:set creates a release; once its dyno is the one in rotation, the cache is purged.
     s.ok(&["config:set", "FOO=bar", "-a", "cacheapp"]);
@@ -67,7 +97,10 @@ fn cache_hits_spare_the_dyno_and_a_new_release_purges() {
     // Later requests are hits on the new release's answer, never the old one.
     wait_for(Duration::from_secs(10), "a hit on the new release", || {
         let r = s.get("cacheapp", "/cached");
-        assert!(r.body.contains("FOO=bar"), "an old release's answer came back from the cache: {r:?}");
+        assert!(
+            r.body.contains("FOO=bar"),
+            "an old release's answer came back from the cache: {r:?}"
+        );
         (r.header("x-cache") == Some("HIT")).then_some(())
     });
 }

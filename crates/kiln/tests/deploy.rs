@@ -15,25 +15,39 @@ fn python_app_deploys_serves_logs_and_recovers_from_a_killed_dyno() {
     let s = Server::start("python");
     let marker = uuid::Uuid::new_v4().simple().to_string();
     s.ok(&["apps:create", "pyapp"]);
-    s.ok(&["config:set", &format!("KILN_TEST_MARKER={marker}"), "-a", "pyapp"]);
+    s.ok(&[
+        "config:set",
+        &format!("KILN_TEST_MARKER={marker}"),
+        "-a",
+        "pyapp",
+    ]);
     let app = python_app(&[]);
     let (ok, out) = s.push(&app, "pyapp");
     assert!(ok, "push failed:\n{out}");
     assert!(out.contains("remote: -----> Python app detected"), "{out}");
-    assert!(out.contains("Procfile declares types -> web, worker"), "{out}");
+    assert!(
+        out.contains("Procfile declares types -> web, worker"),
+        "{out}"
+    );
     assert!(out.contains("Released v3"), "{out}");
 
     // The push waits for the web dyno, so the app answers at once.
     let r = s.get("pyapp", "/");
     assert_eq!(r.status, 200, "{r:?}");
     assert!(r.body.contains("DYNO=web.1"), "{}", r.body);
-    assert!(r.body.contains("GREETING=hello-from-wheel"), "pip did not install the dependency into the slug: {}", r.body);
+    assert!(
+        r.body.contains("GREETING=hello-from-wheel"),
+        "pip did not install the dependency into the slug: {}",
+        r.body
+    );
 
     // app.json's formation gives one worker as well.
     let ps = wait_for(BOOT, "web.1 and worker.1 up", || {
         let out = s.ok(&["ps", "-a", "pyapp"]);
         let states = ps_states(&out);
-        (states.contains(&("web.1".into(), "up".into())) && states.contains(&("worker.1".into(), "up".into()))).then_some(out)
+        (states.contains(&("web.1".into(), "up".into()))
+            && states.contains(&("worker.1".into(), "up".into())))
+        .then_some(out)
     });
     assert!(ps.contains("python3 app.py"), "{ps}");
 
@@ -58,12 +72,21 @@ fn python_app_deploys_serves_logs_and_recovers_from_a_killed_dyno() {
     // Every line is in Heroku's format.
     for line in logs.lines().filter(|l| !l.is_empty()) {
         let (ts, rest) = line.split_once(' ').unwrap();
-        assert!(ts.len() == 32 && ts.ends_with("+00:00"), "bad timestamp in {line:?}");
-        assert!(rest.starts_with("app[") || rest.starts_with("heroku["), "bad source in {line:?}");
+        assert!(
+            ts.len() == 32 && ts.ends_with("+00:00"),
+            "bad timestamp in {line:?}"
+        );
+        assert!(
+            rest.starts_with("app[") || rest.starts_with("heroku["),
+            "bad source in {line:?}"
+        );
     }
     // Filters.
     let router_only = s.ok(&["logs", "-a", "pyapp", "-s", "heroku", "-d", "router"]);
-    assert!(!router_only.is_empty() && router_only.lines().all(|l| l.contains(" heroku[router]: ")), "{router_only}");
+    assert!(
+        !router_only.is_empty() && router_only.lines().all(|l| l.contains(" heroku[router]: ")),
+        "{router_only}"
+    );
 
     // `logs --tail` streams a new line as it happens.
     let mut tail = std::process::Command::new(KILN)
@@ -77,7 +100,10 @@ fn python_app_deploys_serves_logs_and_recovers_from_a_killed_dyno() {
     let stdout = tail.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
             if tx.send(line).is_err() {
                 break;
             }
@@ -86,14 +112,18 @@ fn python_app_deploys_serves_logs_and_recovers_from_a_killed_dyno() {
     std::thread::sleep(Duration::from_millis(500));
     let unique = format!("/tail-{}", uuid::Uuid::new_v4().simple());
     assert_eq!(s.get("pyapp", &unique).status, 200);
-    let seen = wait_for(Duration::from_secs(10), "the new router line in the tail", || {
-        while let Ok(l) = rx.try_recv() {
-            if l.contains(&unique) {
-                return Some(l);
+    let seen = wait_for(
+        Duration::from_secs(10),
+        "the new router line in the tail",
+        || {
+            while let Ok(l) = rx.try_recv() {
+                if l.contains(&unique) {
+                    return Some(l);
+                }
             }
-        }
-        None
-    });
+            None
+        },
+    );
     assert!(seen.contains("heroku[router]: at=info"), "{seen}");
     let _ = tail.kill();
     let _ = tail.wait();
@@ -103,7 +133,11 @@ fn python_app_deploys_serves_logs_and_recovers_from_a_killed_dyno() {
     assert_eq!(before.status, 200);
     let victims: Vec<i32> = dyno_processes(&marker)
         .into_iter()
-        .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default().contains("app.py"))
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+                .unwrap_or_default()
+                .contains("app.py")
+        })
         .collect();
     assert!(!victims.is_empty(), "no web process found");
     for pid in &victims {
@@ -111,7 +145,9 @@ fn python_app_deploys_serves_logs_and_recovers_from_a_killed_dyno() {
     }
     wait_for(BOOT, "web.1 restarted after being killed", || {
         let l = s.logs("pyapp");
-        (l.contains("heroku[web.1]: Process exited with status 137") && l.contains("heroku[web.1]: State changed from crashed to starting")).then_some(())
+        (l.contains("heroku[web.1]: Process exited with status 137")
+            && l.contains("heroku[web.1]: State changed from crashed to starting"))
+        .then_some(())
     });
     wait_for(BOOT, "the app to answer again", || {
         let r = s.get("pyapp", "/");
@@ -131,14 +167,22 @@ fn node_app_without_procfile_runs_npm_start() {
     assert!(out.contains("Default types for buildpack -> web"), "{out}");
     let r = s.get("nodeapp", "/");
     assert_eq!(r.status, 200, "{r:?}");
-    assert!(r.body.contains("node DYNO=web.1 NODE_ENV=production"), "{}", r.body);
+    assert!(
+        r.body.contains("node DYNO=web.1 NODE_ENV=production"),
+        "{}",
+        r.body
+    );
     let ps = s.ok(&["ps", "-a", "nodeapp"]);
     assert!(ps.contains("npm start"), "{ps}");
 }
 
 fn release_versions(s: &Server, app: &str) -> Vec<u64> {
     let v = s.api("GET", &format!("/apps/{app}/releases"), None).json();
-    v.as_array().unwrap().iter().map(|r| r["version"].as_u64().unwrap()).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["version"].as_u64().unwrap())
+        .collect()
 }
 
 /// Acceptance 4: config:set appends exactly one release the app sees; rollback restores a
@@ -154,16 +198,33 @@ fn config_changes_and_rollback_append_releases() {
 
     let out = s.ok(&["config:set", "FOO=first value", "-a", "cfgapp"]);
     assert!(out.contains("v3"), "{out}");
-    assert_eq!(release_versions(&s, "cfgapp"), vec![1, 2, 3], "config:set must append exactly one release");
-    wait_for(BOOT, "the app to see FOO", || s.get("cfgapp", "/").body.contains("FOO=first value").then_some(()));
-    assert_eq!(s.ok(&["config:get", "FOO", "-a", "cfgapp"]).trim(), "first value");
+    assert_eq!(
+        release_versions(&s, "cfgapp"),
+        vec![1, 2, 3],
+        "config:set must append exactly one release"
+    );
+    wait_for(BOOT, "the app to see FOO", || {
+        s.get("cfgapp", "/")
+            .body
+            .contains("FOO=first value")
+            .then_some(())
+    });
+    assert_eq!(
+        s.ok(&["config:get", "FOO", "-a", "cfgapp"]).trim(),
+        "first value"
+    );
 
     // A second deploy, then another config change.
     std::fs::write(app.join("CHANGED"), "x").unwrap();
     commit_all(&app, "second deploy");
     assert!(s.push(&app, "cfgapp").0);
     s.ok(&["config:set", "FOO=second", "-a", "cfgapp"]);
-    wait_for(BOOT, "the app to see FOO=second", || s.get("cfgapp", "/").body.contains("FOO=second").then_some(()));
+    wait_for(BOOT, "the app to see FOO=second", || {
+        s.get("cfgapp", "/")
+            .body
+            .contains("FOO=second")
+            .then_some(())
+    });
     assert_eq!(release_versions(&s, "cfgapp"), vec![1, 2, 3, 4, 5]);
 
     // Roll back to v3: v2's slug with FOO=first value.
@@ -172,17 +233,41 @@ fn config_changes_and_rollback_append_releases() {
     let v6 = s.api("GET", "/apps/cfgapp/releases/6", None).json();
     let v3 = s.api("GET", "/apps/cfgapp/releases/v3", None).json();
     assert_eq!(v6["description"], "Rollback to v3");
-    assert_eq!(v6["slug"]["id"], v3["slug"]["id"], "rollback must reuse v3's slug");
+    assert_eq!(
+        v6["slug"]["id"], v3["slug"]["id"],
+        "rollback must reuse v3's slug"
+    );
     // The rollback release goes live once its dynos are up, then it is the current one.
-    wait_for(BOOT, "v6 to go live", || (s.api("GET", "/apps/cfgapp/releases/6", None).json()["current"] == true).then_some(()));
-    assert_eq!(s.api("GET", "/apps/cfgapp/releases/6", None).json()["status"], "succeeded");
-    assert_eq!(s.api("GET", "/apps/cfgapp/releases/6/config-vars", None).json(), s.api("GET", "/apps/cfgapp/releases/3/config-vars", None).json());
-    assert_eq!(s.ok(&["config:get", "FOO", "-a", "cfgapp"]).trim(), "first value");
-    wait_for(BOOT, "the app to run v3's config again", || s.get("cfgapp", "/").body.contains("FOO=first value").then_some(()));
+    wait_for(BOOT, "v6 to go live", || {
+        (s.api("GET", "/apps/cfgapp/releases/6", None).json()["current"] == true).then_some(())
+    });
+    assert_eq!(
+        s.api("GET", "/apps/cfgapp/releases/6", None).json()["status"],
+        "succeeded"
+    );
+    assert_eq!(
+        s.api("GET", "/apps/cfgapp/releases/6/config-vars", None)
+            .json(),
+        s.api("GET", "/apps/cfgapp/releases/3/config-vars", None)
+            .json()
+    );
+    assert_eq!(
+        s.ok(&["config:get", "FOO", "-a", "cfgapp"]).trim(),
+        "first value"
+    );
+    wait_for(BOOT, "the app to run v3's config again", || {
+        s.get("cfgapp", "/")
+            .body
+            .contains("FOO=first value")
+            .then_some(())
+    });
     // The CLI's listing agrees, newest first.
     let list = s.ok(&["releases", "-a", "cfgapp"]);
     let first_row = list.lines().find(|l| l.starts_with('v')).unwrap();
-    assert!(first_row.starts_with("v6") && first_row.contains("Rollback to v3"), "{list}");
+    assert!(
+        first_row.starts_with("v6") && first_row.contains("Rollback to v3"),
+        "{list}"
+    );
     // Unset removes the var, with one more release.
     s.ok(&["config:unset", "FOO", "-a", "cfgapp"]);
     assert_eq!(release_versions(&s, "cfgapp").last(), Some(&7));
@@ -200,7 +285,12 @@ fn scaling_spreads_requests_and_zero_web_dynos_is_h14() {
     assert!(out.contains("web at 3"), "{out}");
     wait_for(BOOT, "three web dynos up", || {
         let states = ps_states(&s.ok(&["ps", "-a", "scaleapp"]));
-        (states.iter().filter(|(n, st)| n.starts_with("web.") && st == "up").count() == 3).then_some(())
+        (states
+            .iter()
+            .filter(|(n, st)| n.starts_with("web.") && st == "up")
+            .count()
+            == 3)
+            .then_some(())
     });
     let mut seen = std::collections::BTreeSet::new();
     for _ in 0..60 {
@@ -212,17 +302,29 @@ fn scaling_spreads_requests_and_zero_web_dynos_is_h14() {
             break;
         }
     }
-    assert_eq!(seen.into_iter().collect::<Vec<_>>(), vec!["DYNO=web.1", "DYNO=web.2", "DYNO=web.3"]);
+    assert_eq!(
+        seen.into_iter().collect::<Vec<_>>(),
+        vec!["DYNO=web.1", "DYNO=web.2", "DYNO=web.3"]
+    );
 
     s.ok(&["ps:scale", "web=0", "-a", "scaleapp"]);
     let r = wait_for(Duration::from_secs(20), "503 after scaling to zero", || {
         let r = s.get("scaleapp", "/");
         (r.status == 503).then_some(r)
     });
-    assert!(r.body.to_lowercase().contains("application error") || r.body.contains("No web"), "{}", r.body);
+    assert!(
+        r.body.to_lowercase().contains("application error") || r.body.contains("No web"),
+        "{}",
+        r.body
+    );
     let logs = s.logs("scaleapp");
-    assert!(logs.contains("heroku[router]: at=error code=H14 desc=\"No web processes running\""), "{logs}");
-    wait_for(Duration::from_secs(20), "web dynos gone from ps", || (!s.ok(&["ps", "-a", "scaleapp"]).contains("web.")).then_some(()));
+    assert!(
+        logs.contains("heroku[router]: at=error code=H14 desc=\"No web processes running\""),
+        "{logs}"
+    );
+    wait_for(Duration::from_secs(20), "web dynos gone from ps", || {
+        (!s.ok(&["ps", "-a", "scaleapp"]).contains("web.")).then_some(())
+    });
 }
 
 /// Acceptance 7: a push no buildpack accepts is rejected and creates no release; a push with
@@ -234,8 +336,14 @@ fn rejected_pushes_create_no_release_and_keep_the_app_serving() {
     let nothing = fixture_repo("unknown", &[("README.md", "# no buildpack for this\n")]);
     let (ok, out) = s.push(&nothing, "rejapp");
     assert!(!ok, "push should fail:\n{out}");
-    assert!(out.contains("No default language could be detected for this app"), "{out}");
-    assert!(out.contains("pre-receive hook declined") || out.contains("rejected"), "{out}");
+    assert!(
+        out.contains("No default language could be detected for this app"),
+        "{out}"
+    );
+    assert!(
+        out.contains("pre-receive hook declined") || out.contains("rejected"),
+        "{out}"
+    );
     assert_eq!(release_versions(&s, "rejapp"), vec![1]);
     let builds = s.api("GET", "/apps/rejapp/builds", None).json();
     assert_eq!(builds[0]["status"], "failed");
@@ -243,7 +351,11 @@ fn rejected_pushes_create_no_release_and_keep_the_app_serving() {
     // A good deploy, then a bad Procfile: rejected, and v2 keeps serving.
     let app = python_app(&[]);
     assert!(s.push(&app, "rejapp").0);
-    std::fs::write(app.join("Procfile"), "web: python3 app.py\nthis line is not a process\n").unwrap();
+    std::fs::write(
+        app.join("Procfile"),
+        "web: python3 app.py\nthis line is not a process\n",
+    )
+    .unwrap();
     commit_all(&app, "broken procfile");
     let (ok, out) = s.push(&app, "rejapp");
     assert!(!ok, "{out}");
@@ -255,12 +367,23 @@ fn rejected_pushes_create_no_release_and_keep_the_app_serving() {
     let bp = temp_dir("bp");
     std::fs::create_dir_all(bp.join("bin")).unwrap();
     std::fs::write(bp.join("bin/detect"), "#!/bin/sh\necho Failing\n").unwrap();
-    std::fs::write(bp.join("bin/compile"), "#!/bin/sh\necho 'compiling... and failing on purpose'\nexit 3\n").unwrap();
+    std::fs::write(
+        bp.join("bin/compile"),
+        "#!/bin/sh\necho 'compiling... and failing on purpose'\nexit 3\n",
+    )
+    .unwrap();
     for f in ["detect", "compile"] {
-        std::process::Command::new("chmod").arg("+x").arg(bp.join("bin").join(f)).status().unwrap();
+        std::process::Command::new("chmod")
+            .arg("+x")
+            .arg(bp.join("bin").join(f))
+            .status()
+            .unwrap();
     }
     s.ok(&["buildpacks:set", bp.to_str().unwrap(), "-a", "rejapp"]);
-    assert!(s.ok(&["buildpacks", "-a", "rejapp"]).contains(bp.to_str().unwrap()));
+    assert!(
+        s.ok(&["buildpacks", "-a", "rejapp"])
+            .contains(bp.to_str().unwrap())
+    );
     std::fs::write(app.join("Procfile"), "web: python3 app.py\n").unwrap();
     commit_all(&app, "fixed procfile");
     let (ok, out) = s.push(&app, "rejapp");
@@ -284,22 +407,45 @@ fn custom_buildpack_from_git_with_cache_and_profile_d() {
                 "bin/compile",
                 "#!/bin/sh\nset -e\nBUILD=$1 CACHE=$2 ENV=$3\nn=$(cat \"$CACHE/count\" 2>/dev/null || echo 0)\nn=$((n+1))\necho $n > \"$CACHE/count\"\necho \"-----> custom compile number $n, GREETING=$(cat \"$ENV/GREETING\")\"\nmkdir -p \"$BUILD/.profile.d\"\necho 'export FROM_PROFILE=profile-d-works' > \"$BUILD/.profile.d/custom.sh\"\n",
             ),
-            ("bin/release", "#!/bin/sh\nprintf -- '---\\ndefault_process_types:\\n  web: python3 serve.py\\n'\n"),
+            (
+                "bin/release",
+                "#!/bin/sh\nprintf -- '---\\ndefault_process_types:\\n  web: python3 serve.py\\n'\n",
+            ),
         ],
     );
     for f in ["detect", "compile", "release"] {
-        std::process::Command::new("chmod").arg("+x").arg(bp.join("bin").join(f)).status().unwrap();
+        std::process::Command::new("chmod")
+            .arg("+x")
+            .arg(bp.join("bin").join(f))
+            .status()
+            .unwrap();
     }
     commit_all(&bp, "executable");
     // Served as a git repository: Kiln clones it at build time.
     let bare = bp.parent().unwrap().join("custom-bp.git");
-    assert!(git(&bp).args(["clone", "-q", "--bare", "."]).arg(&bare).status().unwrap().success());
+    assert!(
+        git(&bp)
+            .args(["clone", "-q", "--bare", "."])
+            .arg(&bare)
+            .status()
+            .unwrap()
+            .success()
+    );
     s.ok(&["apps:create", "cbapp"]);
-    s.ok(&["config:set", &format!("BUILDPACK_URL=file://{}", bare.display()), "GREETING=hi", "-a", "cbapp"]);
+    s.ok(&[
+        "config:set",
+        &format!("BUILDPACK_URL=file://{}", bare.display()),
+        "GREETING=hi",
+        "-a",
+        "cbapp",
+    ]);
     let app = fixture_repo(
         "cb-app",
         &[
-            ("serve.py", "import os, http.server\nclass H(http.server.BaseHTTPRequestHandler):\n    def do_GET(self):\n        b = os.environ.get('FROM_PROFILE', 'missing').encode()\n        self.send_response(200); self.send_header('Content-Length', str(len(b))); self.end_headers(); self.wfile.write(b)\nhttp.server.HTTPServer(('', int(os.environ['PORT'])), H).serve_forever()\n"),
+            (
+                "serve.py",
+                "import os, http.server\nclass H(http.server.BaseHTTPRequestHandler):\n    def do_GET(self):\n        b = os.environ.get('FROM_PROFILE', 'missing').encode()\n        self.send_response(200); self.send_header('Content-Length', str(len(b))); self.end_headers(); self.wfile.write(b)\nhttp.server.HTTPServer(('', int(os.environ['PORT'])), H).serve_forever()\n",
+            ),
             (".slugignore", "*.psd\n/secret-dir\n"),
             ("big.psd", "photoshop"),
             ("secret-dir/x", "x"),
@@ -308,14 +454,23 @@ fn custom_buildpack_from_git_with_cache_and_profile_d() {
     let (ok, out) = s.push(&app, "cbapp");
     assert!(ok, "{out}");
     assert!(out.contains("Fetching buildpack file://"), "{out}");
-    assert!(out.contains("custom compile number 1, GREETING=hi"), "{out}");
-    assert!(out.contains("Removed 2 paths listed in .slugignore"), "{out}");
+    assert!(
+        out.contains("custom compile number 1, GREETING=hi"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Removed 2 paths listed in .slugignore"),
+        "{out}"
+    );
     let r = s.get("cbapp", "/");
     assert_eq!(r.body, "profile-d-works");
     commit_all(&app, "again");
     let (ok, out) = s.push(&app, "cbapp");
     assert!(ok, "{out}");
-    assert!(out.contains("custom compile number 2"), "the cache dir did not persist:\n{out}");
+    assert!(
+        out.contains("custom compile number 2"),
+        "the cache dir did not persist:\n{out}"
+    );
 }
 
 /// Acceptance 8: destroying an app leaves no process, repo or route; stopping the server
@@ -325,12 +480,22 @@ fn destroy_and_shutdown_leave_nothing_behind() {
     let mut s = Server::start("destroy");
     let marker = uuid::Uuid::new_v4().simple().to_string();
     s.ok(&["apps:create", "doomed"]);
-    s.ok(&["config:set", &format!("KILN_TEST_MARKER={marker}"), "-a", "doomed"]);
+    s.ok(&[
+        "config:set",
+        &format!("KILN_TEST_MARKER={marker}"),
+        "-a",
+        "doomed",
+    ]);
     let app = python_app(&[]);
     assert!(s.push(&app, "doomed").0);
     s.ok(&["ps:scale", "web=2", "-a", "doomed"]);
-    wait_for(BOOT, "dyno processes", || (dyno_processes(&marker).len() >= 3).then_some(()));
-    let app_id = s.api("GET", "/apps/doomed", None).json()["id"].as_str().unwrap().to_string();
+    wait_for(BOOT, "dyno processes", || {
+        (dyno_processes(&marker).len() >= 3).then_some(())
+    });
+    let app_id = s.api("GET", "/apps/doomed", None).json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(s.dir.join(format!("data/repos/{app_id}.git")).is_dir());
 
     // The confirmation must match.
@@ -339,20 +504,39 @@ fn destroy_and_shutdown_leave_nothing_behind() {
     assert_eq!(s.get("doomed", "/").status, 200);
 
     s.ok(&["apps:destroy", "doomed", "--confirm", "doomed"]);
-    assert!(dyno_processes(&marker).is_empty(), "processes of a destroyed app remain");
-    assert!(!s.dir.join(format!("data/repos/{app_id}.git")).exists(), "repo remains");
+    assert!(
+        dyno_processes(&marker).is_empty(),
+        "processes of a destroyed app remain"
+    );
+    assert!(
+        !s.dir.join(format!("data/repos/{app_id}.git")).exists(),
+        "repo remains"
+    );
     assert_eq!(s.get("doomed", "/").status, 404, "route remains");
     assert_eq!(s.api("GET", "/apps/doomed", None).status, 404);
-    let runs = std::fs::read_dir(s.dir.join("data/run/dynos")).map(|d| d.count()).unwrap_or(0);
+    let runs = std::fs::read_dir(s.dir.join("data/run/dynos"))
+        .map(|d| d.count())
+        .unwrap_or(0);
     assert_eq!(runs, 0, "dyno run directories remain");
 
     // Another app, then stop the server: no dyno survives it.
     let marker2 = uuid::Uuid::new_v4().simple().to_string();
     s.ok(&["apps:create", "survivor"]);
-    s.ok(&["config:set", &format!("KILN_TEST_MARKER={marker2}"), "-a", "survivor"]);
+    s.ok(&[
+        "config:set",
+        &format!("KILN_TEST_MARKER={marker2}"),
+        "-a",
+        "survivor",
+    ]);
     assert!(s.push(&app, "survivor").0);
-    wait_for(BOOT, "dyno processes", || (!dyno_processes(&marker2).is_empty()).then_some(()));
+    wait_for(BOOT, "dyno processes", || {
+        (!dyno_processes(&marker2).is_empty()).then_some(())
+    });
     let status = s.stop();
     assert!(status.success(), "server exit: {status:?}");
-    assert!(dyno_processes(&marker2).is_empty(), "dynos outlived the server: {:?}", dyno_processes(&marker2));
+    assert!(
+        dyno_processes(&marker2).is_empty(),
+        "dynos outlived the server: {:?}",
+        dyno_processes(&marker2)
+    );
 }

@@ -207,7 +207,15 @@ ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), Handler).serve_forever
 /// A server on the container runtime; fails (rather than skips) where that is impossible.
 fn container_server(tag: &str) -> Server {
     let s = Server::start_with(tag, &["--runtime", "container"]);
-    wait_for(Duration::from_secs(10), "the server to say it runs dynos in containers", || s.server_log().contains("Dyno runtime: container").then_some(()));
+    wait_for(
+        Duration::from_secs(10),
+        "the server to say it runs dynos in containers",
+        || {
+            s.server_log()
+                .contains("Dyno runtime: container")
+                .then_some(())
+        },
+    );
     s
 }
 
@@ -215,16 +223,25 @@ fn container_server(tag: &str) -> Server {
 /// (plus `extra` files) and waits until it answers.
 fn deploy_probe(s: &Server, app: &str, marker: &str, config: &[String], extra: &[(&str, &str)]) {
     s.ok(&["apps:create", app]);
-    let mut set = vec!["config:set".to_string(), format!("KILN_TEST_MARKER={marker}")];
+    let mut set = vec![
+        "config:set".to_string(),
+        format!("KILN_TEST_MARKER={marker}"),
+    ];
     set.extend(config.iter().cloned());
     set.extend(["-a".to_string(), app.to_string()]);
     s.ok(&set.iter().map(String::as_str).collect::<Vec<_>>());
-    let mut files = vec![("Procfile", "web: python3 probe.py\n"), ("requirements.txt", ""), ("probe.py", PROBE_PY)];
+    let mut files = vec![
+        ("Procfile", "web: python3 probe.py\n"),
+        ("requirements.txt", ""),
+        ("probe.py", PROBE_PY),
+    ];
     files.extend_from_slice(extra);
     let src = fixture_repo(&format!("probe-{app}"), &files);
     let (ok, out) = s.push(&src, app);
     assert!(ok, "push of {app} failed:\n{out}");
-    wait_for(BOOT, &format!("{app} to answer"), || (s.get(app, "/").status == 200).then_some(()));
+    wait_for(BOOT, &format!("{app} to answer"), || {
+        (s.get(app, "/").status == 200).then_some(())
+    });
 }
 
 /// GETs `path` until the answer comes from `dyno` (the router balances between dynos).
@@ -260,30 +277,49 @@ fn query(endpoint: &str, key: &str, values: &[&str]) -> String {
 }
 
 fn outcome<'a>(v: &'a Value, path: &str) -> &'a str {
-    v["paths"][path].as_str().unwrap_or_else(|| panic!("no outcome for {path} in {v}"))
+    v["paths"][path]
+        .as_str()
+        .unwrap_or_else(|| panic!("no outcome for {path} in {v}"))
 }
 
 /// What the host knows about a process: its uid and, from its environment, its dyno.
 fn host_uid(pid: i32) -> u32 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status.lines().find_map(|l| l.strip_prefix("Uid:")).and_then(|l| l.split_whitespace().next()).and_then(|u| u.parse().ok()).unwrap_or_else(|| panic!("no uid for pid {pid}"))
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|u| u.parse().ok())
+        .unwrap_or_else(|| panic!("no uid for pid {pid}"))
 }
 
 fn host_env(pid: i32, key: &str) -> Option<String> {
     let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
-    env.split(|b| *b == 0).find_map(|kv| kv.strip_prefix(format!("{key}=").as_bytes()).map(|v| String::from_utf8_lossy(v).into_owned()))
+    env.split(|b| *b == 0).find_map(|kv| {
+        kv.strip_prefix(format!("{key}=").as_bytes())
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    })
 }
 
 /// The runtime's specs of the running dynos of `app_id`: (dyno name, container id). The
 /// container id is the dyno's hostname.
 fn dyno_specs(s: &Server, app_id: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(s.dir.join("data/run/dynos")) else { return out };
+    let Ok(entries) = std::fs::read_dir(s.dir.join("data/run/dynos")) else {
+        return out;
+    };
     for e in entries.flatten() {
-        let Ok(text) = std::fs::read_to_string(e.path().join("spec.json")) else { continue };
-        let Ok(spec) = serde_json::from_str::<Value>(&text) else { continue };
+        let Ok(text) = std::fs::read_to_string(e.path().join("spec.json")) else {
+            continue;
+        };
+        let Ok(spec) = serde_json::from_str::<Value>(&text) else {
+            continue;
+        };
         if spec["app_id"] == app_id {
-            out.push((spec["name"].as_str().unwrap_or("").to_string(), spec["id"].as_str().unwrap_or("").to_string()));
+            out.push((
+                spec["name"].as_str().unwrap_or("").to_string(),
+                spec["id"].as_str().unwrap_or("").to_string(),
+            ));
         }
     }
     out
@@ -296,7 +332,10 @@ fn app_id(s: &Server, app: &str) -> String {
 }
 
 fn host_hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_string()
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_string()
 }
 
 /// Acceptance 1: identity, process view, hostname, working directory, read-only stack,
@@ -306,7 +345,13 @@ fn inside_a_dyno_the_process_is_unprivileged_alone_and_on_a_read_only_stack() {
     let s = container_server("iso-inside");
     let marker = uuid::Uuid::new_v4().simple().to_string();
     let data_dir = s.dir.join("data");
-    deploy_probe(&s, "probe", &marker, &[format!("PROBE_DATA_DIR={}", data_dir.display())], &[]);
+    deploy_probe(
+        &s,
+        "probe",
+        &marker,
+        &[format!("PROBE_DATA_DIR={}", data_dir.display())],
+        &[],
+    );
     let facts = ask(&s, "probe", "web.1", "/facts");
     let id = app_id(&s, "probe");
     let host_pids = dyno_processes(&marker);
@@ -335,26 +380,55 @@ fn inside_a_dyno_the_process_is_unprivileged_alone_and_on_a_read_only_stack() {
     let procs = facts["procs"].as_array().unwrap();
     let pids: BTreeSet<u64> = procs.iter().map(|p| p[0].as_u64().unwrap()).collect();
     assert!(pids.contains(&1), "no PID 1: {procs:?}");
-    assert!(procs.len() <= 6, "more processes than the dyno's own: {procs:?}");
-    assert!(facts["pid"].as_u64().unwrap() < 50, "not in its own PID namespace: {facts}");
+    assert!(
+        procs.len() <= 6,
+        "more processes than the dyno's own: {procs:?}"
+    );
+    assert!(
+        facts["pid"].as_u64().unwrap() < 50,
+        "not in its own PID namespace: {facts}"
+    );
     for foreign in [s.pid() as u64, std::process::id() as u64] {
-        assert!(!pids.contains(&foreign), "host pid {foreign} visible: {procs:?}");
+        assert!(
+            !pids.contains(&foreign),
+            "host pid {foreign} visible: {procs:?}"
+        );
     }
     for p in procs {
         let cmd = p[1].as_str().unwrap();
-        assert!(cmd.is_empty() || cmd.contains("dyno-helper") || cmd.contains("bash") || cmd.contains("probe.py") || cmd.starts_with("ps "), "unexpected process in the dyno: {p}");
+        assert!(
+            cmd.is_empty()
+                || cmd.contains("dyno-helper")
+                || cmd.contains("bash")
+                || cmd.contains("probe.py")
+                || cmd.starts_with("ps "),
+            "unexpected process in the dyno: {p}"
+        );
     }
     assert_eq!(facts["ps_status"], 0, "ps failed: {facts}");
     let ps_lines: Vec<&str> = facts["ps"].as_str().unwrap().lines().collect();
-    assert!(ps_lines.len() <= 6 && ps_lines.iter().any(|l| l.contains("probe.py")), "ps: {ps_lines:?}");
-    assert!(ps_lines.iter().all(|l| !l.contains("kiln server")), "ps shows the server: {ps_lines:?}");
+    assert!(
+        ps_lines.len() <= 6 && ps_lines.iter().any(|l| l.contains("probe.py")),
+        "ps: {ps_lines:?}"
+    );
+    assert!(
+        ps_lines.iter().all(|l| !l.contains("kiln server")),
+        "ps shows the server: {ps_lines:?}"
+    );
 
     // The hostname is the dyno's container id, not the host's.
     let specs = dyno_specs(&s, &id);
-    let web1: Vec<&String> = specs.iter().filter(|(n, _)| n == "web.1").map(|(_, i)| i).collect();
+    let web1: Vec<&String> = specs
+        .iter()
+        .filter(|(n, _)| n == "web.1")
+        .map(|(_, i)| i)
+        .collect();
     assert_eq!(web1.len(), 1, "{specs:?}");
     assert_eq!(facts["hostname"], *web1[0], "{facts}");
-    assert_eq!(facts["hostname_cmd"], *web1[0], "`hostname` says otherwise: {facts}");
+    assert_eq!(
+        facts["hostname_cmd"], *web1[0],
+        "`hostname` says otherwise: {facts}"
+    );
     assert_ne!(facts["hostname"], host_hostname());
 
     // pwd is /app.
@@ -364,44 +438,107 @@ fn inside_a_dyno_the_process_is_unprivileged_alone_and_on_a_read_only_stack() {
     // /app and /tmp are writable.
     let mounts = facts["mounts"].as_array().unwrap();
     let opts = |target: &str| -> String {
-        mounts.iter().rev().find(|m| m[0] == target).map(|m| m[2].as_str().unwrap().to_string()).unwrap_or_else(|| panic!("{target} not mounted: {mounts:?}"))
+        mounts
+            .iter()
+            .rev()
+            .find(|m| m[0] == target)
+            .map(|m| m[2].as_str().unwrap().to_string())
+            .unwrap_or_else(|| panic!("{target} not mounted: {mounts:?}"))
     };
     for ro in ["/", "/usr", "/etc/resolv.conf", "/proc/sys"] {
-        assert!(opts(ro).split(',').any(|o| o == "ro"), "{ro} is not read-only: {}", opts(ro));
+        assert!(
+            opts(ro).split(',').any(|o| o == "ro"),
+            "{ro} is not read-only: {}",
+            opts(ro)
+        );
     }
     for rw in ["/app", "/tmp"] {
-        assert!(opts(rw).split(',').any(|o| o == "rw"), "{rw} is not writable: {}", opts(rw));
+        assert!(
+            opts(rw).split(',').any(|o| o == "rw"),
+            "{rw} is not writable: {}",
+            opts(rw)
+        );
     }
     let tag = format!("kiln-probe-{marker}");
-    let targets: Vec<String> = ["/usr", "/usr/bin", "/etc", "", "/bin", "/lib", "/var", "/root"].iter().map(|d| format!("{d}/{tag}")).collect();
+    let targets: Vec<String> = [
+        "/usr", "/usr/bin", "/etc", "", "/bin", "/lib", "/var", "/root",
+    ]
+    .iter()
+    .map(|d| format!("{d}/{tag}"))
+    .collect();
     let mut all: Vec<&str> = targets.iter().map(String::as_str).collect();
     let (app_file, tmp_file) = (format!("/app/{tag}"), format!("/tmp/{tag}"));
     all.push(&app_file);
     all.push(&tmp_file);
-    let w = ask(&s, "probe", "web.1", &query("/write?dyno=web.1", "path", &all));
+    let w = ask(
+        &s,
+        "probe",
+        "web.1",
+        &query("/write?dyno=web.1", "path", &all),
+    );
     for t in &targets {
         assert_ne!(outcome(&w, t), "ok", "wrote {t}: {w}");
         assert!(!Path::new(t).exists(), "{t} appeared on the host");
     }
     assert_eq!(outcome(&w, &app_file), "ok", "{w}");
     assert_eq!(outcome(&w, &tmp_file), "ok", "{w}");
-    assert!(!Path::new(&tmp_file).exists(), "the dyno's /tmp is the host's");
+    assert!(
+        !Path::new(&tmp_file).exists(),
+        "the dyno's /tmp is the host's"
+    );
 
     // Invisible: the Kiln data dir (the dyno learns its path from a config var), the host's
     // /root, shadow passwords, ssh keys, the host's /tmp and /home, this very test's files.
-    assert_eq!(host_env(host_pids[0], "PROBE_DATA_DIR").as_deref(), Some(data_dir.to_str().unwrap()));
+    assert_eq!(
+        host_env(host_pids[0], "PROBE_DATA_DIR").as_deref(),
+        Some(data_dir.to_str().unwrap())
+    );
     let db = data_dir.join("kiln.db");
     let key = data_dir.join("admin-api-key");
-    let hidden = [data_dir.to_str().unwrap(), db.to_str().unwrap(), key.to_str().unwrap(), s.dir.to_str().unwrap(), "/root", "/etc/shadow", "/etc/gshadow", "/etc/ssh", "/etc/sudoers", "/home", "/var", "/run", "/sys", "/boot"];
+    let hidden = [
+        data_dir.to_str().unwrap(),
+        db.to_str().unwrap(),
+        key.to_str().unwrap(),
+        s.dir.to_str().unwrap(),
+        "/root",
+        "/etc/shadow",
+        "/etc/gshadow",
+        "/etc/ssh",
+        "/etc/sudoers",
+        "/home",
+        "/var",
+        "/run",
+        "/sys",
+        "/boot",
+    ];
     let v = ask(&s, "probe", "web.1", &query("/stat", "path", &hidden));
     for p in hidden {
         assert_eq!(outcome(&v, p), "ENOENT", "{p} is visible in the dyno: {v}");
     }
-    assert!(db.exists() && Path::new("/etc/shadow").exists(), "the hidden paths must exist on the host for this to mean anything");
-    let root: Vec<&str> = facts["root"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
-    assert!(!root.contains(&"root") && !root.contains(&"home"), "/: {root:?}");
-    let etc: Vec<&str> = facts["etc"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
-    assert!(!etc.contains(&"shadow") && etc.contains(&"passwd") && etc.contains(&"resolv.conf"), "/etc: {etc:?}");
+    assert!(
+        db.exists() && Path::new("/etc/shadow").exists(),
+        "the hidden paths must exist on the host for this to mean anything"
+    );
+    let root: Vec<&str> = facts["root"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        !root.contains(&"root") && !root.contains(&"home"),
+        "/: {root:?}"
+    );
+    let etc: Vec<&str> = facts["etc"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        !etc.contains(&"shadow") && etc.contains(&"passwd") && etc.contains(&"resolv.conf"),
+        "/etc: {etc:?}"
+    );
 
     // Privileged operations fail. Where the uid alone would not stop a call (user
     // namespaces, keyrings, userfaultfd, clone3), the seccomp filter does.
@@ -425,8 +562,13 @@ fn inside_a_dyno_the_process_is_unprivileged_alone_and_on_a_read_only_stack() {
         ("bpf", &["EPERM"]),
         ("clone3", &["ENOSYS"]),
     ] {
-        let got = sc[call].as_str().unwrap_or_else(|| panic!("{call} missing: {sc}"));
-        assert!(allowed.contains(&got), "{call}: expected {allowed:?}, got {got} ({sc})");
+        let got = sc[call]
+            .as_str()
+            .unwrap_or_else(|| panic!("{call} missing: {sc}"));
+        assert!(
+            allowed.contains(&got),
+            "{call}: expected {allowed:?}, got {got} ({sc})"
+        );
     }
     // The setuid-root `mount` and `su` binaries gain nothing (nosuid stack, no_new_privs).
     assert_ne!(sc["mount_cmd"], "ok", "{sc}");
@@ -447,16 +589,28 @@ fn files_written_in_one_dyno_are_invisible_to_others_and_gone_after_restart() {
     s.ok(&["ps:scale", "web=2", "-a", "eph"]);
     wait_for(BOOT, "web.1 and web.2 up", || {
         let st = ps_states(&s.ok(&["ps", "-a", "eph"]));
-        (st.contains(&("web.1".into(), "up".into())) && st.contains(&("web.2".into(), "up".into()))).then_some(())
+        (st.contains(&("web.1".into(), "up".into())) && st.contains(&("web.2".into(), "up".into())))
+            .then_some(())
     });
-    let h1 = ask(&s, "eph", "web.1", "/facts")["hostname"].as_str().unwrap().to_string();
-    let h2 = ask(&s, "eph", "web.2", "/facts")["hostname"].as_str().unwrap().to_string();
+    let h1 = ask(&s, "eph", "web.1", "/facts")["hostname"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let h2 = ask(&s, "eph", "web.2", "/facts")["hostname"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_ne!(h1, h2, "two dynos share a hostname");
 
     let tag = format!("ephemeral-{marker}");
     let files = [format!("/app/{tag}"), format!("/tmp/{tag}")];
     let paths: Vec<&str> = files.iter().map(String::as_str).collect();
-    let w = ask(&s, "eph", "web.1", &query("/write?dyno=web.1", "path", &paths));
+    let w = ask(
+        &s,
+        "eph",
+        "web.1",
+        &query("/write?dyno=web.1", "path", &paths),
+    );
     for p in &paths {
         assert_eq!(outcome(&w, p), "ok", "{w}");
     }
@@ -472,13 +626,23 @@ fn files_written_in_one_dyno_are_invisible_to_others_and_gone_after_restart() {
     }
     let slug_cache = s.dir.join("data/slug-cache");
     for e in std::fs::read_dir(&slug_cache).unwrap().flatten() {
-        assert!(!e.path().join(&tag).exists(), "a dyno's write reached the shared slug {}", e.path().display());
+        assert!(
+            !e.path().join(&tag).exists(),
+            "a dyno's write reached the shared slug {}",
+            e.path().display()
+        );
     }
     assert!(!Path::new(&paths[1]).exists());
 
     // Same app, same uid, separate dynos: web.1 cannot reach web.2's processes either.
-    let web2_pids: Vec<i32> = dyno_processes(&marker).into_iter().filter(|p| host_env(*p, "DYNO").as_deref() == Some("web.2")).collect();
-    assert!(!web2_pids.is_empty(), "web.2's processes not found on the host");
+    let web2_pids: Vec<i32> = dyno_processes(&marker)
+        .into_iter()
+        .filter(|p| host_env(*p, "DYNO").as_deref() == Some("web.2"))
+        .collect();
+    assert!(
+        !web2_pids.is_empty(),
+        "web.2's processes not found on the host"
+    );
     let pid_strs: Vec<String> = web2_pids.iter().map(|p| p.to_string()).collect();
     let pid_refs: Vec<&str> = pid_strs.iter().map(String::as_str).collect();
     let peer = ask(&s, "eph", "web.1", &query("/peer", "pid", &pid_refs));
@@ -494,10 +658,18 @@ fn files_written_in_one_dyno_are_invisible_to_others_and_gone_after_restart() {
     assert_ne!(new_h1, h2);
     let after = ask(&s, "eph", "web.1", &query("/read", "path", &paths));
     for p in &paths {
-        assert_eq!(outcome(&after, p), "ENOENT", "{p} survived the restart: {after}");
+        assert_eq!(
+            outcome(&after, p),
+            "ENOENT",
+            "{p} survived the restart: {after}"
+        );
     }
     // The old dyno's writable layer is gone from the host too.
-    wait_for(Duration::from_secs(20), "the old web.1's run directory to be removed", || (!s.dir.join("data/run/dynos").join(&h1).exists()).then_some(()));
+    wait_for(
+        Duration::from_secs(20),
+        "the old web.1's run directory to be removed",
+        || (!s.dir.join("data/run/dynos").join(&h1).exists()).then_some(()),
+    );
 }
 
 fn assert_peer_unreachable(peer: &Value, pids: &[&str]) {
@@ -506,7 +678,10 @@ fn assert_peer_unreachable(peer: &Value, pids: &[&str]) {
         assert!(r.is_object(), "no result for {pid}: {peer}");
         for (what, got) in r.as_object().unwrap() {
             let got = got.as_str().unwrap();
-            assert!(["ESRCH", "EPERM", "ENOENT", "EACCES"].contains(&got), "{what} on pid {pid} gave {got}: {peer}");
+            assert!(
+                ["ESRCH", "EPERM", "ENOENT", "EACCES"].contains(&got),
+                "{what} on pid {pid} gave {got}: {peer}"
+            );
         }
         assert_eq!(r["kill"], "ESRCH", "{peer}");
         assert_eq!(r["mem"], "ENOENT", "{peer}");
@@ -515,7 +690,17 @@ fn assert_peer_unreachable(peer: &Value, pids: &[&str]) {
 
 /// The unpacked slug directories of the app whose dynos run as `uid`.
 fn slug_dirs_of_uid(s: &Server, uid: u32) -> Vec<PathBuf> {
-    std::fs::read_dir(s.dir.join("data/slug-cache")).unwrap().flatten().map(|e| e.path()).filter(|p| p.file_name().unwrap().to_string_lossy().ends_with(&format!("-{uid}"))).collect()
+    std::fs::read_dir(s.dir.join("data/slug-cache"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .ends_with(&format!("-{uid}"))
+        })
+        .collect()
 }
 
 /// Acceptance 4 (and the "other apps' files" part of 1): two apps run as different uids in
@@ -524,13 +709,22 @@ fn slug_dirs_of_uid(s: &Server, uid: u32) -> Vec<PathBuf> {
 #[test]
 fn two_apps_cannot_signal_trace_or_read_each_other() {
     let s = container_server("iso-apps");
-    let (ma, mb) = (uuid::Uuid::new_v4().simple().to_string(), uuid::Uuid::new_v4().simple().to_string());
+    let (ma, mb) = (
+        uuid::Uuid::new_v4().simple().to_string(),
+        uuid::Uuid::new_v4().simple().to_string(),
+    );
     deploy_probe(&s, "alpha", &ma, &[], &[("alpha.txt", "alpha's file\n")]);
     deploy_probe(&s, "beta", &mb, &[], &[("beta.txt", "beta's secret\n")]);
     let (pa, pb) = (dyno_processes(&ma), dyno_processes(&mb));
-    assert!(!pa.is_empty() && !pb.is_empty(), "dyno processes not found: {pa:?} {pb:?}");
+    assert!(
+        !pa.is_empty() && !pb.is_empty(),
+        "dyno processes not found: {pa:?} {pb:?}"
+    );
     let (ua, ub) = (host_uid(pa[0]), host_uid(pb[0]));
-    assert!(ua != 0 && ub != 0 && ua != ub, "apps must run as distinct unprivileged uids: {ua} {ub}");
+    assert!(
+        ua != 0 && ub != 0 && ua != ub,
+        "apps must run as distinct unprivileged uids: {ua} {ub}"
+    );
 
     for (from, victims, victim_uid) in [("alpha", &pb, ub), ("beta", &pa, ua)] {
         let pid_strs: Vec<String> = victims.iter().map(|p| p.to_string()).collect();
@@ -541,13 +735,20 @@ fn two_apps_cannot_signal_trace_or_read_each_other() {
         assert_peer_unreachable(&peer, &pid_refs);
         // Still alive, and unaffected.
         for pid in victims.iter() {
-            assert!(Path::new(&format!("/proc/{pid}")).exists(), "pid {pid} died");
+            assert!(
+                Path::new(&format!("/proc/{pid}")).exists(),
+                "pid {pid} died"
+            );
         }
 
         // The other app's files: its unpacked slug (and a file in it), the whole slug cache.
         let dirs = slug_dirs_of_uid(&s, victim_uid);
         assert!(!dirs.is_empty(), "no slug directory for uid {victim_uid}");
-        let other = if from == "alpha" { "beta.txt" } else { "alpha.txt" };
+        let other = if from == "alpha" {
+            "beta.txt"
+        } else {
+            "alpha.txt"
+        };
         let mut paths: Vec<String> = vec![s.dir.join("data/slug-cache").display().to_string()];
         for d in &dirs {
             assert!(d.join(other).exists(), "{} lacks {other}", d.display());
@@ -560,8 +761,17 @@ fn two_apps_cannot_signal_trace_or_read_each_other() {
         for p in &refs {
             assert_eq!(outcome(&v, p), "ENOENT", "{from} sees {p}: {v}");
         }
-        let own = ask(&s, from, "web.1", &query("/read", "path", &[&format!("/app/{other}")]));
-        assert_eq!(outcome(&own, &format!("/app/{other}")), "ENOENT", "{from}'s /app holds the other app's file: {own}");
+        let own = ask(
+            &s,
+            from,
+            "web.1",
+            &query("/read", "path", &[&format!("/app/{other}")]),
+        );
+        assert_eq!(
+            outcome(&own, &format!("/app/{other}")),
+            "ENOENT",
+            "{from}'s /app holds the other app's file: {own}"
+        );
     }
     // Both still serve.
     assert_eq!(s.get("alpha", "/").status, 200);

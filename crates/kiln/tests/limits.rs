@@ -22,7 +22,15 @@ fn container_server(tag: &str, extra: &[&str]) -> Server {
     let mut flags = vec!["--runtime", "container", "--restart-backoff", "2"];
     flags.extend_from_slice(extra);
     let s = Server::start_with(tag, &flags);
-    wait_for(Duration::from_secs(10), "the server to report its runtime", || s.server_log().contains("Dyno runtime: container").then_some(()));
+    wait_for(
+        Duration::from_secs(10),
+        "the server to report its runtime",
+        || {
+            s.server_log()
+                .contains("Dyno runtime: container")
+                .then_some(())
+        },
+    );
     s
 }
 
@@ -64,14 +72,24 @@ while True:
 /// Deploys a Procfile app (no dependencies: the fastest build) with a test marker config var.
 fn deploy(s: &Server, app: &str, marker: &str, files: &[(&str, &str)]) {
     s.ok(&["apps:create", app]);
-    s.ok(&["config:set", &format!("KILN_TEST_MARKER={marker}"), "-a", app]);
+    s.ok(&[
+        "config:set",
+        &format!("KILN_TEST_MARKER={marker}"),
+        "-a",
+        app,
+    ]);
     let repo = fixture_repo(&format!("limits-{app}"), files);
     let (ok, out) = s.push(&repo, app);
     assert!(ok, "push of {app} failed:\n{out}");
 }
 
 fn web_app(s: &Server, app: &str, marker: &str) {
-    deploy(s, app, marker, &[("Procfile", "web: python3 app.py\n"), ("app.py", WEB_PY)]);
+    deploy(
+        s,
+        app,
+        marker,
+        &[("Procfile", "web: python3 app.py\n"), ("app.py", WEB_PY)],
+    );
     let r = s.get(app, "/");
     assert_eq!(r.status, 200, "{app}: {r:?}");
 }
@@ -87,23 +105,36 @@ fn cgroup_dir(pid: i32, controller: &str) -> Option<PathBuf> {
     text.lines().find_map(|l| {
         let mut parts = l.splitn(3, ':');
         let (_, ctrls, rel) = (parts.next()?, parts.next()?, parts.next()?);
-        ctrls.split(',').any(|c| c == controller).then(|| PathBuf::from(format!("/sys/fs/cgroup/{controller}{rel}")))
+        ctrls
+            .split(',')
+            .any(|c| c == controller)
+            .then(|| PathBuf::from(format!("/sys/fs/cgroup/{controller}{rel}")))
     })
 }
 
 fn read_u64(p: &Path) -> u64 {
-    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())).trim().parse().unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    std::fs::read_to_string(p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
 /// `max N` of a `pids.events`: how many forks the limit refused.
 fn pids_refused(dir: &Path) -> u64 {
-    std::fs::read_to_string(dir.join("pids.events")).unwrap_or_default().lines().find_map(|l| l.strip_prefix("max ")?.trim().parse().ok()).unwrap_or(0)
+    std::fs::read_to_string(dir.join("pids.events"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("max ")?.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// The log lines of one dyno's platform messages (`heroku[worker.1]: ...`), in order.
 fn platform_lines(logs: &str, dyno: &str) -> Vec<String> {
     let tag = format!(" heroku[{dyno}]: ");
-    logs.lines().filter_map(|l| l.split_once(&tag).map(|(_, m)| m.to_string())).collect()
+    logs.lines()
+        .filter_map(|l| l.split_once(&tag).map(|(_, m)| m.to_string()))
+        .collect()
 }
 
 /// Acceptance 3, first part: a fork bomb in a standard-1X web dyno stops at 256 processes;
@@ -112,17 +143,31 @@ fn platform_lines(logs: &str, dyno: &str) -> Vec<String> {
 #[test]
 fn a_fork_bomb_stops_at_the_process_limit_and_other_apps_keep_answering() {
     let s = container_server("forkbomb", &[]);
-    let (bomb_marker, calm_marker) = (uuid::Uuid::new_v4().simple().to_string(), uuid::Uuid::new_v4().simple().to_string());
+    let (bomb_marker, calm_marker) = (
+        uuid::Uuid::new_v4().simple().to_string(),
+        uuid::Uuid::new_v4().simple().to_string(),
+    );
     web_app(&s, "bomb", &bomb_marker);
     web_app(&s, "calm", &calm_marker);
 
     // Safety first: the bomb goes off only in a dyno whose limit is in place.
-    let web = *dyno_processes(&bomb_marker).first().expect("bomb's web process");
+    let web = *dyno_processes(&bomb_marker)
+        .first()
+        .expect("bomb's web process");
     let pids_dir = cgroup_dir(web, "pids").expect("the dyno's pids cgroup");
-    assert_eq!(std::fs::read_to_string(pids_dir.join("pids.max")).unwrap().trim(), "256", "standard-1X is 256 processes ({})", pids_dir.display());
+    assert_eq!(
+        std::fs::read_to_string(pids_dir.join("pids.max"))
+            .unwrap()
+            .trim(),
+        "256",
+        "standard-1X is 256 processes ({})",
+        pids_dir.display()
+    );
 
     assert_eq!(s.get("bomb", "/bomb").status, 200);
-    wait_for(Duration::from_secs(30), "the bomb to hit the limit", || (pids_refused(&pids_dir) > 0).then_some(()));
+    wait_for(Duration::from_secs(30), "the bomb to hit the limit", || {
+        (pids_refused(&pids_dir) > 0).then_some(())
+    });
 
     // For 10 s, the bomb pushes against its limit and the other app answers every request.
     let start = Instant::now();
@@ -133,25 +178,49 @@ fn a_fork_bomb_stops_at_the_process_limit_and_other_apps_keep_answering() {
         let t = Instant::now();
         let r = s.get("calm", "/");
         worst = worst.max(t.elapsed());
-        assert_eq!(r.status, 200, "the calm app stopped answering during the fork bomb: {r:?}");
+        assert_eq!(
+            r.status, 200,
+            "the calm app stopped answering during the fork bomb: {r:?}"
+        );
         assert!(r.body.starts_with("ok web.1"), "{}", r.body);
         answered += 1;
         let current = read_u64(&pids_dir.join("pids.current"));
         assert!(current <= 256, "pids.current {current} above the limit");
         peak = peak.max(current);
         let by_marker = dyno_processes(&bomb_marker).len();
-        assert!(by_marker <= 256, "{by_marker} processes carry the bomb's marker");
+        assert!(
+            by_marker <= 256,
+            "{by_marker} processes carry the bomb's marker"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert!(peak >= 200, "the bomb never came near its limit: peak {peak}");
-    assert!(worst < Duration::from_secs(2), "the calm app took {worst:?} to answer");
-    println!("fork bomb: peak {peak} processes (limit 256), {} forks refused; other app answered {answered} requests, slowest {worst:?}", pids_refused(&pids_dir));
+    assert!(
+        peak >= 200,
+        "the bomb never came near its limit: peak {peak}"
+    );
+    assert!(
+        worst < Duration::from_secs(2),
+        "the calm app took {worst:?} to answer"
+    );
+    println!(
+        "fork bomb: peak {peak} processes (limit 256), {} forks refused; other app answered {answered} requests, slowest {worst:?}",
+        pids_refused(&pids_dir)
+    );
     // The host is fine too: this test can still start processes.
-    assert!(std::process::Command::new("true").status().unwrap().success());
+    assert!(
+        std::process::Command::new("true")
+            .status()
+            .unwrap()
+            .success()
+    );
 
     // Destroying the app kills the whole bomb and removes its cgroup.
     s.ok(&["apps:destroy", "bomb", "--confirm", "bomb"]);
-    wait_for(Duration::from_secs(15), "the bomb's processes to be gone", || dyno_processes(&bomb_marker).is_empty().then_some(()));
+    wait_for(
+        Duration::from_secs(15),
+        "the bomb's processes to be gone",
+        || dyno_processes(&bomb_marker).is_empty().then_some(()),
+    );
     assert!(!pids_dir.exists(), "{} remains", pids_dir.display());
     assert_eq!(s.get("calm", "/").status, 200);
 }
@@ -159,12 +228,27 @@ fn a_fork_bomb_stops_at_the_process_limit_and_other_apps_keep_answering() {
 /// A worker-only app whose worker runs `hog.py`, on `basic` (512 MB quota, 1 GB hard limit),
 /// set with `ps:type`.
 fn hog_app(s: &Server, app: &str, marker: &str, mb: u32) {
-    deploy(s, app, marker, &[("Procfile", "worker: python3 hog.py\n"), ("hog.py", HOG_PY), ("app.json", r#"{"formation": {"worker": {"quantity": 1}}}"#)]);
+    deploy(
+        s,
+        app,
+        marker,
+        &[
+            ("Procfile", "worker: python3 hog.py\n"),
+            ("hog.py", HOG_PY),
+            ("app.json", r#"{"formation": {"worker": {"quantity": 1}}}"#),
+        ],
+    );
     let out = s.ok(&["ps:type", "worker=basic", "-a", app]);
-    assert!(out.contains("worker  Basic") && out.contains("512 MB"), "{out}");
+    assert!(
+        out.contains("worker  Basic") && out.contains("512 MB"),
+        "{out}"
+    );
     s.ok(&["config:set", &format!("HOG_MB={mb}"), "-a", app]);
     let shown = s.ok(&["ps:type", "-a", app]);
-    assert!(shown.contains("=== Process Types") && shown.contains("worker  Basic  1"), "{shown}");
+    assert!(
+        shown.contains("=== Process Types") && shown.contains("worker  Basic  1"),
+        "{shown}"
+    );
 }
 
 /// Acceptance 3, second part: past twice the quota the kernel stops the allocation at the
@@ -177,21 +261,56 @@ fn a_dyno_past_twice_its_quota_is_killed_with_r15_and_restarted() {
     let logs = wait_for(BOOT, "R15 and a restart", || {
         let logs = s.logs("hog");
         let lines = platform_lines(&logs, "worker.1");
-        let r15 = lines.iter().position(|l| l == "Error R15 (Memory quota vastly exceeded)")?;
-        let restarted = lines[r15..].iter().any(|l| l == "State changed from crashed to starting");
+        let r15 = lines
+            .iter()
+            .position(|l| l == "Error R15 (Memory quota vastly exceeded)")?;
+        let restarted = lines[r15..]
+            .iter()
+            .any(|l| l == "State changed from crashed to starting");
         restarted.then_some(logs)
     });
     let lines = platform_lines(&logs, "worker.1");
-    let r15 = lines.iter().position(|l| l == "Error R15 (Memory quota vastly exceeded)").unwrap();
-    assert_eq!(lines[r15 + 1], "Stopping process with SIGKILL", "{lines:#?}");
-    let exit = lines[r15..].iter().position(|l| l.starts_with("Process exited with status")).map(|i| &lines[r15 + i]).expect("an exit after R15");
+    let r15 = lines
+        .iter()
+        .position(|l| l == "Error R15 (Memory quota vastly exceeded)")
+        .unwrap();
+    assert_eq!(
+        lines[r15 + 1],
+        "Stopping process with SIGKILL",
+        "{lines:#?}"
+    );
+    let exit = lines[r15..]
+        .iter()
+        .position(|l| l.starts_with("Process exited with status"))
+        .map(|i| &lines[r15 + i])
+        .expect("an exit after R15");
     assert_eq!(exit, "Process exited with status 137", "{lines:#?}");
-    assert!(lines[r15..].iter().any(|l| l == "State changed from up to crashed"), "{lines:#?}");
+    assert!(
+        lines[r15..]
+            .iter()
+            .any(|l| l == "State changed from up to crashed"),
+        "{lines:#?}"
+    );
     // The allocation never got past the hard limit.
-    assert!(!logs.contains("hog holding 1200 MB"), "the hog got all its memory:\n{logs}");
+    assert!(
+        !logs.contains("hog holding 1200 MB"),
+        "the hog got all its memory:\n{logs}"
+    );
     // And the restarted dyno runs again (in a new cgroup).
-    wait_for(BOOT, "worker.1 running again", || dyno_processes(&marker).iter().any(|p| std::fs::read_to_string(format!("/proc/{p}/cmdline")).unwrap_or_default().contains("hog.py")).then_some(()));
-    println!("R15 sequence: {:?}", &lines[r15.saturating_sub(2)..(r15 + 5).min(lines.len())]);
+    wait_for(BOOT, "worker.1 running again", || {
+        dyno_processes(&marker)
+            .iter()
+            .any(|p| {
+                std::fs::read_to_string(format!("/proc/{p}/cmdline"))
+                    .unwrap_or_default()
+                    .contains("hog.py")
+            })
+            .then_some(())
+    });
+    println!(
+        "R15 sequence: {:?}",
+        &lines[r15.saturating_sub(2)..(r15 + 5).min(lines.len())]
+    );
 }
 
 /// Acceptance 3, third part: above the quota but below the hard limit, the dyno keeps running
@@ -203,10 +322,14 @@ fn a_dyno_above_its_quota_is_logged_with_r14_and_keeps_running() {
     hog_app(&s, "hog", &marker, 700);
     let (logs, first) = wait_for(BOOT, "R14", || {
         let logs = s.logs("hog");
-        logs.contains("heroku[worker.1]: Error R14 (Memory quota exceeded)").then(|| (logs, Instant::now()))
+        logs.contains("heroku[worker.1]: Error R14 (Memory quota exceeded)")
+            .then(|| (logs, Instant::now()))
     });
     let lines = platform_lines(&logs, "worker.1");
-    let r14 = lines.iter().position(|l| l == "Error R14 (Memory quota exceeded)").unwrap();
+    let r14 = lines
+        .iter()
+        .position(|l| l == "Error R14 (Memory quota exceeded)")
+        .unwrap();
     let mem = &lines[r14 - 1];
     let (mb, pct) = mem
         .strip_prefix("Process running mem=")
@@ -223,12 +346,40 @@ fn a_dyno_above_its_quota_is_logged_with_r14_and_keeps_running() {
     std::thread::sleep(Duration::from_secs(8).saturating_sub(first.elapsed()));
     let logs = s.logs("hog");
     let lines = platform_lines(&logs, "worker.1");
-    assert!(!lines[r14..].iter().any(|l| l.starts_with("Process exited") || l.contains("R15") || l.contains("crashed")), "{lines:#?}");
-    assert_eq!(lines.iter().filter(|l| *l == "Error R14 (Memory quota exceeded)").count(), 1, "{lines:#?}");
+    assert!(
+        !lines[r14..]
+            .iter()
+            .any(|l| l.starts_with("Process exited") || l.contains("R15") || l.contains("crashed")),
+        "{lines:#?}"
+    );
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| *l == "Error R14 (Memory quota exceeded)")
+            .count(),
+        1,
+        "{lines:#?}"
+    );
     assert!(logs.contains("app[worker.1]: hog holding 700 MB"), "{logs}");
-    let hog = dyno_processes(&marker).into_iter().find(|p| std::fs::read_to_string(format!("/proc/{p}/cmdline")).unwrap_or_default().contains("hog.py")).expect("the hog runs");
-    let usage = read_u64(&cgroup_dir(hog, "memory").unwrap().join(if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() { "memory.current" } else { "memory.usage_in_bytes" }));
-    assert!(usage > 700 << 20 && usage < 1024 << 20, "the dyno's cgroup accounts {usage} bytes");
+    let hog = dyno_processes(&marker)
+        .into_iter()
+        .find(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/cmdline"))
+                .unwrap_or_default()
+                .contains("hog.py")
+        })
+        .expect("the hog runs");
+    let usage = read_u64(&cgroup_dir(hog, "memory").unwrap().join(
+        if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+            "memory.current"
+        } else {
+            "memory.usage_in_bytes"
+        },
+    ));
+    assert!(
+        usage > 700 << 20 && usage < 1024 << 20,
+        "the dyno's cgroup accounts {usage} bytes"
+    );
     let ps = ps_states(&s.ok(&["ps", "-a", "hog"]));
     assert!(ps.contains(&("worker.1".into(), "up".into())), "{ps:?}");
 
@@ -236,7 +387,11 @@ fn a_dyno_above_its_quota_is_logged_with_r14_and_keeps_running() {
     let dyno_group = cgroup_dir(hog, "memory").unwrap();
     let server_group = dyno_group.parent().unwrap().to_path_buf();
     assert!(s.stop().success());
-    assert!(!dyno_group.exists() && !server_group.exists(), "{} remains", server_group.display());
+    assert!(
+        !dyno_group.exists() && !server_group.exists(),
+        "{} remains",
+        server_group.display()
+    );
 }
 
 /// A custom buildpack (a directory on the server) whose compile runs `script`.
@@ -244,16 +399,31 @@ fn buildpack(script: &str) -> PathBuf {
     let bp = temp_dir("limits-bp");
     std::fs::create_dir_all(bp.join("bin")).unwrap();
     std::fs::write(bp.join("bin/detect"), "#!/bin/sh\necho Greedy\n").unwrap();
-    std::fs::write(bp.join("bin/compile"), format!("#!/bin/sh\necho '-----> compiling greedily'\n{script}\n")).unwrap();
-    std::fs::write(bp.join("bin/release"), "#!/bin/sh\nprintf -- '---\\ndefault_process_types:\\n  web: python3 app.py\\n'\n").unwrap();
+    std::fs::write(
+        bp.join("bin/compile"),
+        format!("#!/bin/sh\necho '-----> compiling greedily'\n{script}\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        bp.join("bin/release"),
+        "#!/bin/sh\nprintf -- '---\\ndefault_process_types:\\n  web: python3 app.py\\n'\n",
+    )
+    .unwrap();
     for f in ["detect", "compile", "release"] {
-        std::process::Command::new("chmod").arg("+x").arg(bp.join("bin").join(f)).status().unwrap();
+        std::process::Command::new("chmod")
+            .arg("+x")
+            .arg(bp.join("bin").join(f))
+            .status()
+            .unwrap();
     }
     bp
 }
 
 /// Polls `app` through the router from a thread until stopped; returns (requests, failures).
-fn keep_asking(s: &Server, app: &str) -> (Arc<AtomicBool>, std::thread::JoinHandle<(u32, Vec<String>)>) {
+fn keep_asking(
+    s: &Server,
+    app: &str,
+) -> (Arc<AtomicBool>, std::thread::JoinHandle<(u32, Vec<String>)>) {
     let stop = Arc::new(AtomicBool::new(false));
     let (port, host) = (s.router_port, s.host(app));
     let flag = stop.clone();
@@ -276,12 +446,17 @@ fn keep_asking(s: &Server, app: &str) -> (Arc<AtomicBool>, std::thread::JoinHand
 /// memory limit and fails saying so; no release, and another app serves throughout.
 #[test]
 fn a_build_that_allocates_without_bound_fails_with_a_clear_message() {
-    let s = container_server("buildoom", &["--build-memory", "256", "--build-timeout", "120"]);
+    let s = container_server(
+        "buildoom",
+        &["--build-memory", "256", "--build-timeout", "120"],
+    );
     web_app(&s, "calm", &uuid::Uuid::new_v4().simple().to_string());
     s.ok(&["apps:create", "greedy"]);
     // "Without bound" as far as a 256 MB limit can tell; capped at 3 GB so that a missing
     // limit fails this test instead of hurting the machine.
-    let bp = buildpack("exec python3 -c \"\nx = []\nwhile len(x) < 120:\n    x.append(b'x' * (25 << 20))\nprint('allocated 3 GB')\n\"");
+    let bp = buildpack(
+        "exec python3 -c \"\nx = []\nwhile len(x) < 120:\n    x.append(b'x' * (25 << 20))\nprint('allocated 3 GB')\n\"",
+    );
     s.ok(&["buildpacks:set", bp.to_str().unwrap(), "-a", "greedy"]);
     let repo = fixture_repo("limits-greedy", &[("app.py", WEB_PY)]);
     let (stop, asker) = keep_asking(&s, "calm");
@@ -292,12 +467,32 @@ fn a_build_that_allocates_without_bound_fails_with_a_clear_message() {
     let (asked, failures) = asker.join().unwrap();
     assert!(!ok, "the push should fail:\n{out}");
     assert!(out.contains("compiling greedily"), "{out}");
-    assert!(out.contains("Build exceeded its memory limit of 256 MB"), "{out}");
+    assert!(
+        out.contains("Build exceeded its memory limit of 256 MB"),
+        "{out}"
+    );
     assert!(!out.contains("allocated 3 GB"), "{out}");
-    assert!(failures.is_empty(), "the other app failed {} of {asked} requests during the build: {failures:?}", failures.len());
-    assert_eq!(s.api("GET", "/apps/greedy/releases", None).json().as_array().unwrap().len(), 1, "no release for a failed build");
-    assert_eq!(s.api("GET", "/apps/greedy/builds", None).json()[0]["status"], "failed");
-    println!("build OOM: push failed after {took:?}; the other app answered {asked} requests meanwhile");
+    assert!(
+        failures.is_empty(),
+        "the other app failed {} of {asked} requests during the build: {failures:?}",
+        failures.len()
+    );
+    assert_eq!(
+        s.api("GET", "/apps/greedy/releases", None)
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        1,
+        "no release for a failed build"
+    );
+    assert_eq!(
+        s.api("GET", "/apps/greedy/builds", None).json()[0]["status"],
+        "failed"
+    );
+    println!(
+        "build OOM: push failed after {took:?}; the other app answered {asked} requests meanwhile"
+    );
     let _ = std::fs::remove_dir_all(bp);
 }
 
@@ -316,11 +511,26 @@ fn a_build_that_never_ends_fails_after_the_timeout() {
     let took = t.elapsed();
     assert!(!ok, "the push should fail:\n{out}");
     assert!(out.contains("Build timed out after 5 seconds"), "{out}");
-    assert!(took >= Duration::from_secs(5) && took < Duration::from_secs(30), "the push took {took:?}");
+    assert!(
+        took >= Duration::from_secs(5) && took < Duration::from_secs(30),
+        "the push took {took:?}"
+    );
     let cmdline = format!("sleep\0{nonce}\0");
-    let sleeping = || std::fs::read_dir("/proc").unwrap().flatten().any(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == cmdline.as_bytes()));
-    wait_for(Duration::from_secs(5), "the build's sleep to be gone", || (!sleeping()).then_some(()));
-    assert_eq!(s.api("GET", "/apps/forever/builds", None).json()[0]["status"], "failed");
+    let sleeping = || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .any(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == cmdline.as_bytes()))
+    };
+    wait_for(
+        Duration::from_secs(5),
+        "the build's sleep to be gone",
+        || (!sleeping()).then_some(()),
+    );
+    assert_eq!(
+        s.api("GET", "/apps/forever/builds", None).json()[0]["status"],
+        "failed"
+    );
     println!("build timeout: push failed after {took:?}");
     let _ = std::fs::remove_dir_all(bp);
 }
@@ -334,24 +544,54 @@ fn a_restarted_server_sweeps_the_cgroups_of_its_previous_life() {
     let marker = uuid::Uuid::new_v4().simple().to_string();
     web_app(&first, "phoenix", &marker);
     let old_pids = dyno_processes(&marker);
-    let old_group = cgroup_dir(*old_pids.first().expect("web process"), "pids").expect("the dyno's pids cgroup");
+    let old_group = cgroup_dir(*old_pids.first().expect("web process"), "pids")
+        .expect("the dyno's pids cgroup");
     first.crash();
-    assert!(old_group.is_dir(), "expected the crashed server's cgroup {} to remain", old_group.display());
+    assert!(
+        old_group.is_dir(),
+        "expected the crashed server's cgroup {} to remain",
+        old_group.display()
+    );
 
     // Something still running in the leftover group.
-    let mut stray = std::process::Command::new("sleep").arg("300").spawn().unwrap();
+    let mut stray = std::process::Command::new("sleep")
+        .arg("300")
+        .spawn()
+        .unwrap();
     std::fs::write(old_group.join("cgroup.procs"), stray.id().to_string()).unwrap();
 
     let second = Server::start_in(first.dir.clone(), &["--runtime", "container"]);
-    let status = wait_for(Duration::from_secs(10), "the stray process to be killed", || stray.try_wait().unwrap());
+    let status = wait_for(
+        Duration::from_secs(10),
+        "the stray process to be killed",
+        || stray.try_wait().unwrap(),
+    );
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(status.signal(), Some(9), "{status:?}");
     assert!(!old_group.exists(), "{} was not swept", old_group.display());
-    let alive = |pid: i32| std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'));
-    wait_for(Duration::from_secs(5), "the old dyno's processes to be gone", || old_pids.iter().all(|p| !alive(*p)).then_some(()));
-    wait_for(BOOT, "the app to answer again", || (second.get("phoenix", "/").status == 200).then_some(()));
+    let alive = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+    };
+    wait_for(
+        Duration::from_secs(5),
+        "the old dyno's processes to be gone",
+        || old_pids.iter().all(|p| !alive(*p)).then_some(()),
+    );
+    wait_for(BOOT, "the app to answer again", || {
+        (second.get("phoenix", "/").status == 200).then_some(())
+    });
     let web = *dyno_processes(&marker).first().expect("web process");
     let new_group = cgroup_dir(web, "pids").unwrap();
     assert_ne!(new_group, old_group);
-    assert_eq!(new_group.parent(), old_group.parent(), "same server, same group");
+    assert_eq!(
+        new_group.parent(),
+        old_group.parent(),
+        "same server, same group"
+    );
 }

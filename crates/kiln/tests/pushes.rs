@@ -31,7 +31,11 @@ http.server.ThreadingHTTPServer(("", int(os.environ["PORT"])), H).serve_forever(
 /// The server's peak resident memory so far, in kB (`VmHWM`).
 fn peak_rss_kb(s: &Server) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{}/status", s.pid())).unwrap();
-    status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()).expect("VmHWM")
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
 }
 
 /// `bytes` of data that no compressor shrinks (xorshift), written without holding it.
@@ -55,7 +59,10 @@ fn write_random(path: &Path, bytes: usize) {
 }
 
 fn web_app(name: &str) -> std::path::PathBuf {
-    fixture_repo(name, &[("app.py", WEB_PY), ("Procfile", "web: python3 app.py\n")])
+    fixture_repo(
+        name,
+        &[("app.py", WEB_PY), ("Procfile", "web: python3 app.py\n")],
+    )
 }
 
 /// Acceptance 3: a 1.5 GiB file of zeros (a push of about 1.7 MB) is refused with a clear
@@ -67,7 +74,9 @@ fn a_zero_bomb_is_refused_and_memory_stays_bounded() {
     let repo = web_app("bombed");
     let (ok, out) = s.push(&repo, "bombed");
     assert!(ok, "{out}");
-    wait_for(BOOT, "the app to answer", || (s.get("bombed", "/").status == 200).then_some(()));
+    wait_for(BOOT, "the app to answer", || {
+        (s.get("bombed", "/").status == 200).then_some(())
+    });
 
     // Sparse on the test's disk; 1.5 GiB of zeros to git, which compresses it to a trifle.
     let zeros = std::fs::File::create(repo.join("zeros.bin")).unwrap();
@@ -76,13 +85,30 @@ fn a_zero_bomb_is_refused_and_memory_stays_bounded() {
     commit_all(&repo, "a zero bomb");
     let (ok, out) = s.push(&repo, "bombed");
     assert!(!ok, "the push was accepted:\n{out}");
-    assert!(out.contains("larger than the 1024 MB limit once unpacked") && out.contains("--max-source-mb"), "the refusal names the limit:\n{out}");
+    assert!(
+        out.contains("larger than the 1024 MB limit once unpacked")
+            && out.contains("--max-source-mb"),
+        "the refusal names the limit:\n{out}"
+    );
     let peak = peak_rss_kb(&s);
-    assert!(peak < PEAK_RSS_BOUND_KB, "the server's peak memory was {} MB", peak / 1024);
+    assert!(
+        peak < PEAK_RSS_BOUND_KB,
+        "the server's peak memory was {} MB",
+        peak / 1024
+    );
     let r = s.get("bombed", "/");
-    assert_eq!((r.status, r.body.as_str()), (200, "serving ?\n"), "the running release keeps serving");
-    let scratch: Vec<_> = std::fs::read_dir(s.dir.join("data/builds")).unwrap().collect();
-    assert!(scratch.is_empty(), "nothing of the refused source is left on disk: {scratch:?}");
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (200, "serving ?\n"),
+        "the running release keeps serving"
+    );
+    let scratch: Vec<_> = std::fs::read_dir(s.dir.join("data/builds"))
+        .unwrap()
+        .collect();
+    assert!(
+        scratch.is_empty(),
+        "nothing of the refused source is left on disk: {scratch:?}"
+    );
 }
 
 /// Acceptance 3: a 200 MB push of data that does not compress deploys, within the same
@@ -96,24 +122,51 @@ fn a_large_push_deploys_within_the_same_bound() {
     commit_all(&repo, "200 MB of data");
     let (ok, out) = s.push(&repo, "large");
     assert!(ok, "the push was refused:\n{out}");
-    wait_for(BOOT, "the app to answer", || (s.get("large", "/").status == 200).then_some(()));
+    wait_for(BOOT, "the app to answer", || {
+        (s.get("large", "/").status == 200).then_some(())
+    });
     let peak = peak_rss_kb(&s);
-    assert!(peak < PEAK_RSS_BOUND_KB, "the server's peak memory was {} MB", peak / 1024);
+    assert!(
+        peak < PEAK_RSS_BOUND_KB,
+        "the server's peak memory was {} MB",
+        peak / 1024
+    );
     let run = s.ok(&["run", "-a", "large", "--", "stat", "-c", "%s", "data.bin"]);
-    assert_eq!(run.trim(), (200 * 1024 * 1024).to_string(), "the dyno has the whole file");
+    assert_eq!(
+        run.trim(),
+        (200 * 1024 * 1024).to_string(),
+        "the dyno has the whole file"
+    );
 }
 
 /// Each limit refuses with a message saying which: the pack (git's own words), the source
 /// once unpacked, and the compiled slug. The app keeps serving its last release throughout.
 #[test]
 fn each_limit_refuses_with_a_message_naming_it() {
-    let s = Server::start_with("push-limits", &["--max-push-mb", "2", "--max-source-mb", "3", "--max-slug-mb", "1"]);
+    let s = Server::start_with(
+        "push-limits",
+        &[
+            "--max-push-mb",
+            "2",
+            "--max-source-mb",
+            "3",
+            "--max-slug-mb",
+            "1",
+        ],
+    );
     s.ok(&["apps:create", "limited"]);
     let repo = web_app("limited");
     let (ok, out) = s.push(&repo, "limited");
     assert!(ok, "{out}");
-    wait_for(BOOT, "the app to answer", || (s.get("limited", "/").status == 200).then_some(()));
-    let releases = |s: &Server| s.ok(&["releases", "-a", "limited"]).lines().filter(|l| l.starts_with('v')).count();
+    wait_for(BOOT, "the app to answer", || {
+        (s.get("limited", "/").status == 200).then_some(())
+    });
+    let releases = |s: &Server| {
+        s.ok(&["releases", "-a", "limited"])
+            .lines()
+            .filter(|l| l.starts_with('v'))
+            .count()
+    };
     let before = releases(&s);
 
     // 3 MB that does not compress: a pack over 2 MB.
@@ -121,24 +174,48 @@ fn each_limit_refuses_with_a_message_naming_it() {
     commit_all(&repo, "3 MB of data");
     let (ok, out) = s.push(&repo, "limited");
     assert!(!ok, "{out}");
-    assert!(out.contains("pack exceeds maximum allowed size"), "git names the push limit:\n{out}");
+    assert!(
+        out.contains("pack exceeds maximum allowed size"),
+        "git names the push limit:\n{out}"
+    );
 
     // 4 MB of zeros: a tiny pack, over 3 MB once unpacked. (The refused commit is dropped
     // first: it would be in this push's pack too.)
-    assert!(git(&repo).args(["reset", "-q", "--hard", "HEAD~1"]).status().unwrap().success());
-    std::fs::File::create(repo.join("zeros.bin")).unwrap().set_len(4 * 1024 * 1024).unwrap();
+    assert!(
+        git(&repo)
+            .args(["reset", "-q", "--hard", "HEAD~1"])
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::fs::File::create(repo.join("zeros.bin"))
+        .unwrap()
+        .set_len(4 * 1024 * 1024)
+        .unwrap();
     commit_all(&repo, "4 MB of zeros");
     let (ok, out) = s.push(&repo, "limited");
     assert!(!ok, "{out}");
-    assert!(out.contains("larger than the 3 MB limit once unpacked"), "{out}");
+    assert!(
+        out.contains("larger than the 3 MB limit once unpacked"),
+        "{out}"
+    );
 
     // 1.5 MB that does not compress, within both: the slug is over 1 MB.
-    assert!(git(&repo).args(["reset", "-q", "--hard", "HEAD~1"]).status().unwrap().success());
+    assert!(
+        git(&repo)
+            .args(["reset", "-q", "--hard", "HEAD~1"])
+            .status()
+            .unwrap()
+            .success()
+    );
     write_random(&repo.join("data.bin"), 1536 * 1024);
     commit_all(&repo, "1.5 MB of data");
     let (ok, out) = s.push(&repo, "limited");
     assert!(!ok, "{out}");
-    assert!(out.contains("Compiled slug size is over the 1 MB limit") && out.contains("--max-slug-mb"), "{out}");
+    assert!(
+        out.contains("Compiled slug size is over the 1 MB limit") && out.contains("--max-slug-mb"),
+        "{out}"
+    );
 
     assert_eq!(releases(&s), before, "no release was made");
     assert_eq!(s.get("limited", "/").status, 200, "the app keeps serving");
@@ -150,15 +227,25 @@ fn each_limit_refuses_with_a_message_naming_it() {
 fn the_apps_files_are_never_followed_out_of_it() {
     let s = Server::start("push-links");
     s.ok(&["apps:create", "linked"]);
-    for (name, target) in [("Procfile", "/etc/shadow"), ("app.json", "/etc/passwd"), (".slugignore", "/etc/hostname")] {
+    for (name, target) in [
+        ("Procfile", "/etc/shadow"),
+        ("app.json", "/etc/passwd"),
+        (".slugignore", "/etc/hostname"),
+    ] {
         let repo = web_app(&format!("linked-{}", name.trim_start_matches('.')));
         std::fs::remove_file(repo.join(name)).ok();
         std::os::unix::fs::symlink(target, repo.join(name)).unwrap();
         commit_all(&repo, "a link out of the app");
         let (ok, out) = s.push(&repo, "linked");
         assert!(!ok, "{name} -> {target} was accepted:\n{out}");
-        assert!(out.contains(&format!("{name} must be a regular file in the app")), "{name}:\n{out}");
-        assert!(!out.contains("root:"), "nothing of {target} is shown:\n{out}");
+        assert!(
+            out.contains(&format!("{name} must be a regular file in the app")),
+            "{name}:\n{out}"
+        );
+        assert!(
+            !out.contains("root:"),
+            "nothing of {target} is shown:\n{out}"
+        );
     }
     // A link that stays inside the app is fine.
     let repo = web_app("linked-inside");

@@ -25,7 +25,8 @@ fn get_host(s: &Server, host: &str, path: &str) -> Response {
 /// Raw bytes to the router; everything it sends back until it closes the connection.
 fn raw_exchange(s: &Server, bytes: &[u8]) -> (String, bool) {
     let mut sock = TcpStream::connect(("127.0.0.1", s.router_port)).expect("connect");
-    sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     sock.write_all(bytes).unwrap();
     let mut out = Vec::new();
     let mut buf = [0u8; 4096];
@@ -33,7 +34,12 @@ fn raw_exchange(s: &Server, bytes: &[u8]) -> (String, bool) {
         match sock.read(&mut buf) {
             Ok(0) => break true,
             Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => break false,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                break false;
+            }
             Err(_) => break true,
         }
     };
@@ -41,7 +47,9 @@ fn raw_exchange(s: &Server, bytes: &[u8]) -> (String, bool) {
 }
 
 fn statuses(out: &str) -> Vec<u16> {
-    out.match_indices("HTTP/1.1 ").filter_map(|(i, _)| out[i + 9..].get(..3)?.parse().ok()).collect()
+    out.match_indices("HTTP/1.1 ")
+        .filter_map(|(i, _)| out[i + 9..].get(..3)?.parse().ok())
+        .collect()
 }
 
 #[test]
@@ -53,7 +61,10 @@ fn custom_domains_and_maintenance_mode() {
     // Before domains:add, the hostname is nobody's.
     assert_eq!(get_host(&s, "www.example.test", "/").status, 404);
     let out = s.ok(&["domains:add", "WWW.Example.test", "-a", "routeapp"]);
-    assert!(out.contains("Adding WWW.Example.test to ⬢ routeapp... done"), "{out}");
+    assert!(
+        out.contains("Adding WWW.Example.test to ⬢ routeapp... done"),
+        "{out}"
+    );
     assert!(out.contains("DNS target routeapp.localhost"), "{out}");
     let r = get_host(&s, "www.example.test", "/via-domain");
     assert_eq!(r.status, 200, "{r:?}");
@@ -61,8 +72,14 @@ fn custom_domains_and_maintenance_mode() {
     let r = get_host(&s, "WWW.EXAMPLE.TEST:80", "/");
     assert_eq!(r.status, 200, "case and port do not matter: {r:?}");
     let listed = s.ok(&["domains", "-a", "routeapp"]);
-    assert!(listed.contains("=== routeapp Heroku Domain\n\nrouteapp.localhost\n"), "{listed}");
-    assert!(listed.contains("www.example.test  CNAME            routeapp.localhost"), "{listed}");
+    assert!(
+        listed.contains("=== routeapp Heroku Domain\n\nrouteapp.localhost\n"),
+        "{listed}"
+    );
+    assert!(
+        listed.contains("www.example.test  CNAME            routeapp.localhost"),
+        "{listed}"
+    );
 
     // One app per hostname; the platform's own names are not for the taking.
     let err = s.fails(&["domains:add", "www.example.test", "-a", "otherapp"]);
@@ -75,15 +92,22 @@ fn custom_domains_and_maintenance_mode() {
     // Custom domains survive a restart of the platform.
     s.stop();
     let s = Server::start_in(s.dir.clone(), &[]);
-    let r = wait_for(BOOT, "the app to answer at its custom domain after a restart", || {
-        let r = get_host(&s, "www.example.test", "/");
-        (r.status == 200).then_some(r)
-    });
+    let r = wait_for(
+        BOOT,
+        "the app to answer at its custom domain after a restart",
+        || {
+            let r = get_host(&s, "www.example.test", "/");
+            (r.status == 200).then_some(r)
+        },
+    );
     assert!(r.body.contains("DYNO=web.1"), "{}", r.body);
 
     // Maintenance: every request gets the maintenance page, logged as H80; dynos keep running.
     assert_eq!(s.ok(&["maintenance", "-a", "routeapp"]), "off\n");
-    assert_eq!(s.ok(&["maintenance:on", "-a", "routeapp"]), "Enabling maintenance mode for ⬢ routeapp... done\n");
+    assert_eq!(
+        s.ok(&["maintenance:on", "-a", "routeapp"]),
+        "Enabling maintenance mode for ⬢ routeapp... done\n"
+    );
     assert_eq!(s.ok(&["maintenance", "-a", "routeapp"]), "on\n");
     for host in ["routeapp.localhost", "www.example.test"] {
         let r = get_host(&s, host, "/during-maintenance");
@@ -98,8 +122,14 @@ fn custom_domains_and_maintenance_mode() {
         logs.contains("heroku[router]: at=info code=H80 desc=\"Maintenance mode\" method=GET path=\"/during-maintenance\" host=routeapp.localhost"),
         "{logs}"
     );
-    assert!(logs.contains("app[api]: Enable maintenance mode by user"), "{logs}");
-    assert!(s.ok(&["ps", "-a", "routeapp"]).contains("web.1: up"), "dynos keep running");
+    assert!(
+        logs.contains("app[api]: Enable maintenance mode by user"),
+        "{logs}"
+    );
+    assert!(
+        s.ok(&["ps", "-a", "routeapp"]).contains("web.1: up"),
+        "dynos keep running"
+    );
     s.ok(&["maintenance:off", "-a", "routeapp"]);
     let r = get_host(&s, "routeapp.localhost", "/");
     assert_eq!(r.status, 200, "{r:?}");
@@ -109,7 +139,11 @@ fn custom_domains_and_maintenance_mode() {
     assert_eq!(out, "Removing www.example.test from ⬢ routeapp... done\n");
     let r = get_host(&s, "www.example.test", "/");
     assert_eq!(r.status, 404, "{r:?}");
-    assert!(s.ok(&["domains", "-a", "routeapp"]).trim_end().ends_with("routeapp.localhost"));
+    assert!(
+        s.ok(&["domains", "-a", "routeapp"])
+            .trim_end()
+            .ends_with("routeapp.localhost")
+    );
     s.ok(&["domains:add", "www.example.test", "-a", "otherapp"]);
 }
 
@@ -123,12 +157,27 @@ fn smuggled_requests_never_reach_the_dyno() {
     let host = "smugapp.localhost";
     let hidden = format!("GET /hidden HTTP/1.1\r\nHost: {host}\r\n\r\n");
     let attacks = [
-        format!("POST /cl-te HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{hidden}", 5 + hidden.len()),
-        format!("POST /te-cl HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n{:x}\r\n{hidden}\r\n0\r\n\r\n", hidden.len()),
-        format!("POST /te-te HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: xchunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n{hidden}"),
-        format!("POST /te-space HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding : chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n{hidden}"),
-        format!("POST /cl-list HTTP/1.1\r\nHost: {host}\r\nContent-Length: 1, {}\r\n\r\nx{hidden}", 1 + hidden.len()),
-        format!("POST /bad-chunk HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nzz\r\n{hidden}"),
+        format!(
+            "POST /cl-te HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{hidden}",
+            5 + hidden.len()
+        ),
+        format!(
+            "POST /te-cl HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n{:x}\r\n{hidden}\r\n0\r\n\r\n",
+            hidden.len()
+        ),
+        format!(
+            "POST /te-te HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: xchunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n{hidden}"
+        ),
+        format!(
+            "POST /te-space HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding : chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n{hidden}"
+        ),
+        format!(
+            "POST /cl-list HTTP/1.1\r\nHost: {host}\r\nContent-Length: 1, {}\r\n\r\nx{hidden}",
+            1 + hidden.len()
+        ),
+        format!(
+            "POST /bad-chunk HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nzz\r\n{hidden}"
+        ),
     ];
     for attack in &attacks {
         let (out, closed) = raw_exchange(&s, attack.as_bytes());
@@ -144,18 +193,36 @@ fn smuggled_requests_never_reach_the_dyno() {
     assert_eq!(statuses(&out), [200, 400], "{out}");
     assert!(closed);
 
-    let logs = wait_for(Duration::from_secs(10), "the dyno's line for the honest request", || {
-        let l = s.logs("smugapp");
-        l.contains("app[web.1]: request GET /honest").then_some(l)
-    });
+    let logs = wait_for(
+        Duration::from_secs(10),
+        "the dyno's line for the honest request",
+        || {
+            let l = s.logs("smugapp");
+            l.contains("app[web.1]: request GET /honest").then_some(l)
+        },
+    );
     // Give a hidden request, had one got through, time to show up.
     std::thread::sleep(Duration::from_secs(1));
     let logs = format!("{logs}{}", s.logs("smugapp"));
-    assert!(!logs.contains("/hidden"), "a hidden request reached the dyno:\n{logs}");
-    let dyno_lines: Vec<&str> = logs.lines().filter(|l| l.contains("app[web.1]: request ")).collect();
-    assert!(dyno_lines.iter().all(|l| l.contains("request GET /honest") || l.contains("request POST /bad-chunk") || l.contains("request GET / ")), "{dyno_lines:?}");
+    assert!(
+        !logs.contains("/hidden"),
+        "a hidden request reached the dyno:\n{logs}"
+    );
+    let dyno_lines: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("app[web.1]: request "))
+        .collect();
+    assert!(
+        dyno_lines.iter().all(|l| l.contains("request GET /honest")
+            || l.contains("request POST /bad-chunk")
+            || l.contains("request GET / ")),
+        "{dyno_lines:?}"
+    );
     assert!(logs.contains("heroku[router]: at=error code=H26 desc=\"Request Error\" cause=\"Content-Length with Transfer-Encoding\" method=POST path=\"/cl-te\" host=smugapp.localhost"), "{logs}");
-    assert!(logs.contains("cause=\"chunk size is not a hex number\" method=POST path=\"/bad-chunk\""), "{logs}");
+    assert!(
+        logs.contains("cause=\"chunk size is not a hex number\" method=POST path=\"/bad-chunk\""),
+        "{logs}"
+    );
 }
 
 /// The simplest Python web app there is, in HTTP/1.1 mode: the standard library's server
@@ -187,27 +254,42 @@ http.server.ThreadingHTTPServer(("", int(os.environ["PORT"])), H).serve_forever(
 fn apps_writing_in_pieces_answer_without_delay() {
     let s = Server::start("nagle");
     s.ok(&["apps:create", "nagle"]);
-    let repo = fixture_repo("nagle-app", &[("app.py", NAGLE_APP), ("Procfile", "web: python3 app.py\n")]);
+    let repo = fixture_repo(
+        "nagle-app",
+        &[("app.py", NAGLE_APP), ("Procfile", "web: python3 app.py\n")],
+    );
     let (ok, out) = s.push(&repo, "nagle");
     assert!(ok, "push failed:\n{out}");
-    wait_for(BOOT, "the app to answer", || (s.get("nagle", "/").status == 200).then_some(()));
+    wait_for(BOOT, "the app to answer", || {
+        (s.get("nagle", "/").status == 200).then_some(())
+    });
 
     let mut sock = TcpStream::connect(("127.0.0.1", s.router_port)).unwrap();
     sock.set_nodelay(true).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     for (method, body, answer) in [("GET", "", "hello\n"), ("POST", "name=kiln", "got 9\n")] {
         let mut samples = Vec::new();
         for _ in 0..30 {
             let started = std::time::Instant::now();
-            let request = format!("{method} / HTTP/1.1\r\nHost: nagle.localhost\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+            let request = format!(
+                "{method} / HTTP/1.1\r\nHost: nagle.localhost\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
             sock.write_all(request.as_bytes()).unwrap();
             let response = read_response(&mut sock);
-            assert!(response.starts_with("HTTP/1.1 200 ") && response.ends_with(answer), "{response}");
+            assert!(
+                response.starts_with("HTTP/1.1 200 ") && response.ends_with(answer),
+                "{response}"
+            );
             samples.push(started.elapsed());
         }
         samples.sort();
         let median = samples[samples.len() / 2];
-        assert!(median < Duration::from_millis(5), "{method}: median {median:?} per request; all: {samples:?}");
+        assert!(
+            median < Duration::from_millis(5),
+            "{method}: median {median:?} per request; all: {samples:?}"
+        );
     }
 }
 
@@ -218,13 +300,21 @@ fn read_response(sock: &mut TcpStream) -> String {
     loop {
         if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
             let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
-            let length: usize = head.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
             if raw.len() >= end + 4 + length {
                 return String::from_utf8_lossy(&raw).into_owned();
             }
         }
         let n = sock.read(&mut buf).expect("response");
-        assert!(n > 0, "connection closed mid-response: {}", String::from_utf8_lossy(&raw));
+        assert!(
+            n > 0,
+            "connection closed mid-response: {}",
+            String::from_utf8_lossy(&raw)
+        );
         raw.extend_from_slice(&buf[..n]);
     }
 }
@@ -236,18 +326,32 @@ fn read_response(sock: &mut TcpStream) -> String {
 fn maintenance_survives_scale_run_and_restart() {
     let s = Server::start("maint");
     deploy(&s, "maintapp");
-    wait_for(BOOT, "the app to answer", || (s.get("maintapp", "/").status == 200).then_some(()));
+    wait_for(BOOT, "the app to answer", || {
+        (s.get("maintapp", "/").status == 200).then_some(())
+    });
     s.ok(&["maintenance:on", "-a", "maintapp"]);
     let in_maintenance = |s: &Server, after: &str| {
         let r = s.get("maintapp", &format!("/after-{after}"));
         assert_eq!(r.status, 503, "after {after}: {r:?}");
-        assert!(r.body.contains("Offline for maintenance"), "after {after}: {}", r.body);
-        assert_eq!(s.ok(&["maintenance", "-a", "maintapp"]), "on\n", "after {after}");
+        assert!(
+            r.body.contains("Offline for maintenance"),
+            "after {after}: {}",
+            r.body
+        );
+        assert_eq!(
+            s.ok(&["maintenance", "-a", "maintapp"]),
+            "on\n",
+            "after {after}"
+        );
     };
     in_maintenance(&s, "enabling");
 
     s.ok(&["ps:scale", "web=2", "-a", "maintapp"]);
-    wait_for(BOOT, "web.2 up", || s.ok(&["ps", "-a", "maintapp"]).contains("web.2: up").then_some(()));
+    wait_for(BOOT, "web.2 up", || {
+        s.ok(&["ps", "-a", "maintapp"])
+            .contains("web.2: up")
+            .then_some(())
+    });
     in_maintenance(&s, "scale");
 
     let out = s.ok(&["run", "-a", "maintapp", "--", "echo", "one-off"]);
@@ -264,5 +368,7 @@ fn maintenance_survives_scale_run_and_restart() {
     in_maintenance(&s, "restart");
 
     s.ok(&["maintenance:off", "-a", "maintapp"]);
-    wait_for(BOOT, "the app to answer again", || (s.get("maintapp", "/").status == 200).then_some(()));
+    wait_for(BOOT, "the app to answer again", || {
+        (s.get("maintapp", "/").status == 200).then_some(())
+    });
 }

@@ -15,7 +15,10 @@ pub async fn list(ctx: &mut Ctx<'_>, as_json: bool) -> Result<()> {
         return ctx.out(&format::json(&apps));
     }
     let account = api.get("/account").await?;
-    let mut names: Vec<&str> = apps.as_array().map(|a| a.iter().map(|app| str_at(app, "/name")).collect()).unwrap_or_default();
+    let mut names: Vec<&str> = apps
+        .as_array()
+        .map(|a| a.iter().map(|app| str_at(app, "/name")).collect())
+        .unwrap_or_default();
     names.sort_unstable();
     if names.is_empty() {
         return ctx.out("You have no apps.\n");
@@ -57,7 +60,10 @@ pub async fn create(ctx: &mut Ctx<'_>, name: Option<&str>, no_remote: bool) -> R
     if !no_remote && !git_url.is_empty() && git::is_repo(ctx.env.cwd()) {
         // The app exists now; a local git problem is worth a warning, not a failure.
         if let Err(e) = add_remote(ctx, &git_url) {
-            ctx.warn(&format!("could not add the git remote {}: {e:#}", git::REMOTE));
+            ctx.warn(&format!(
+                "could not add the git remote {}: {e:#}",
+                git::REMOTE
+            ));
         }
     }
     Ok(())
@@ -77,13 +83,22 @@ fn add_remote(ctx: &mut Ctx<'_>, git_url: &str) -> Result<()> {
     }
 }
 
-pub async fn info(ctx: &mut Ctx<'_>, flags: &AppFlags, name: Option<&str>, as_json: bool) -> Result<()> {
+pub async fn info(
+    ctx: &mut Ctx<'_>,
+    flags: &AppFlags,
+    name: Option<&str>,
+    as_json: bool,
+) -> Result<()> {
     let app_name = resolve_app(ctx.env, flags, name)?;
     let api = ctx.api()?;
     let app = api.get(&format!("/apps/{}", segment(&app_name))).await?;
-    let formation = api.get(&format!("/apps/{}/formation", segment(&app_name))).await?;
+    let formation = api
+        .get(&format!("/apps/{}/formation", segment(&app_name)))
+        .await?;
     if as_json {
-        return ctx.out(&format::json(&json!({ "app": app, "formation": formation })));
+        return ctx.out(&format::json(
+            &json!({ "app": app, "formation": formation }),
+        ));
     }
     ctx.out(&render_info(&app, &formation))
 }
@@ -93,7 +108,15 @@ pub fn render_info(app: &Value, formation: &Value) -> String {
     let dynos: Vec<String> = formation
         .as_array()
         .map(|f| {
-            f.iter().map(|p| format!("{}: {}", str_at(p, "/type"), p.get("quantity").map(format::plain).unwrap_or_default())).collect()
+            f.iter()
+                .map(|p| {
+                    format!(
+                        "{}: {}",
+                        str_at(p, "/type"),
+                        p.get("quantity").map(format::plain).unwrap_or_default()
+                    )
+                })
+                .collect()
         })
         .unwrap_or_default();
     let size = |key: &str| format::filesize(app.get(key).and_then(Value::as_u64).unwrap_or(0));
@@ -120,10 +143,19 @@ pub fn render_info(app: &Value, formation: &Value) -> String {
     }
     pairs.push(("Stack", stack));
     pairs.push(("Web URL", str_at(app, "/web_url").to_string()));
-    format!("{}{}", format::header(str_at(app, "/name")), format::styled_object(&pairs))
+    format!(
+        "{}{}",
+        format::header(str_at(app, "/name")),
+        format::styled_object(&pairs)
+    )
 }
 
-pub async fn destroy(ctx: &mut Ctx<'_>, flags: &AppFlags, name: Option<&str>, confirm: Option<&str>) -> Result<()> {
+pub async fn destroy(
+    ctx: &mut Ctx<'_>,
+    flags: &AppFlags,
+    name: Option<&str>,
+    confirm: Option<&str>,
+) -> Result<()> {
     let app = resolve_app(ctx.env, flags, name)?;
     match confirm {
         None => bail!(
@@ -134,7 +166,10 @@ pub async fn destroy(ctx: &mut Ctx<'_>, flags: &AppFlags, name: Option<&str>, co
         Some(_) => {}
     }
     let api = ctx.api()?;
-    ctx.action(&format!("Destroying {} (including all add-ons)", app_label(&app)))?;
+    ctx.action(&format!(
+        "Destroying {} (including all add-ons)",
+        app_label(&app)
+    ))?;
     if let Err(e) = api.delete(&format!("/apps/{}", segment(&app))).await {
         return ctx.failed(e);
     }
@@ -148,7 +183,10 @@ pub async fn destroy(ctx: &mut Ctx<'_>, flags: &AppFlags, name: Option<&str>, co
         git::unset_credential_helper(cwd, &url);
         match git::remove_remote(cwd, git::REMOTE) {
             Ok(()) => ctx.out(&format!("Git remote {} removed\n", git::REMOTE))?,
-            Err(e) => ctx.warn(&format!("could not remove the git remote {}: {e:#}", git::REMOTE)),
+            Err(e) => ctx.warn(&format!(
+                "could not remove the git remote {}: {e:#}",
+                git::REMOTE
+            )),
         }
     }
     Ok(())

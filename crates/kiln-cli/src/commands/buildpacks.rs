@@ -9,7 +9,10 @@ use serde_json::{Value, json};
 
 pub async fn list(ctx: &mut Ctx<'_>, flags: &AppFlags, as_json: bool) -> Result<()> {
     let app = resolve_app(ctx.env, flags, None)?;
-    let installed = ctx.api()?.get(&format!("/apps/{}/buildpack-installations", segment(&app))).await?;
+    let installed = ctx
+        .api()?
+        .get(&format!("/apps/{}/buildpack-installations", segment(&app)))
+        .await?;
     if as_json {
         return ctx.out(&format::json(&installed));
     }
@@ -17,7 +20,10 @@ pub async fn list(ctx: &mut Ctx<'_>, flags: &AppFlags, as_json: bool) -> Result<
 }
 
 pub fn render(app: &str, installed: &Value) -> String {
-    let mut items: Vec<&Value> = installed.as_array().map(|a| a.iter().collect()).unwrap_or_default();
+    let mut items: Vec<&Value> = installed
+        .as_array()
+        .map(|a| a.iter().collect())
+        .unwrap_or_default();
     items.sort_by_key(|b| b.get("ordinal").and_then(Value::as_i64).unwrap_or(0));
     let urls: Vec<&str> = items
         .iter()
@@ -30,8 +36,15 @@ pub fn render(app: &str, installed: &Value) -> String {
         [] => format!("{app} has no Buildpacks.\n"),
         [one] => format!("{}{one}\n", format::header(&format!("{app} Buildpack URL"))),
         many => {
-            let lines: String = many.iter().enumerate().map(|(i, u)| format!("{}. {u}\n", i + 1)).collect();
-            format!("{}{lines}", format::header(&format!("{app} Buildpack URLs")))
+            let lines: String = many
+                .iter()
+                .enumerate()
+                .map(|(i, u)| format!("{}. {u}\n", i + 1))
+                .collect();
+            format!(
+                "{}{lines}",
+                format::header(&format!("{app} Buildpack URLs"))
+            )
         }
     }
 }
@@ -43,7 +56,12 @@ pub async fn set(ctx: &mut Ctx<'_>, flags: &AppFlags, url: &str) -> Result<()> {
     }
     let app = resolve_app(ctx.env, flags, None)?;
     let body = json!({ "updates": [{ "buildpack": url }] });
-    ctx.api()?.put(&format!("/apps/{}/buildpack-installations", segment(&app)), &body).await?;
+    ctx.api()?
+        .put(
+            &format!("/apps/{}/buildpack-installations", segment(&app)),
+            &body,
+        )
+        .await?;
     ctx.out(&format!(
         "Buildpack set. Next release on {} will use {url}.\nRun git push kiln main to create a new release using this buildpack.\n",
         app_label(&app)
@@ -57,12 +75,16 @@ mod tests {
     #[test]
     fn buildpack_lists() {
         assert_eq!(render("a", &json!([])), "a has no Buildpacks.\n");
-        let one = json!([{"ordinal": 0, "buildpack": {"url": "heroku/nodejs", "name": "heroku/nodejs"}}]);
+        let one =
+            json!([{"ordinal": 0, "buildpack": {"url": "heroku/nodejs", "name": "heroku/nodejs"}}]);
         assert_eq!(render("a", &one), "=== a Buildpack URL\n\nheroku/nodejs\n");
         let two = json!([
             {"ordinal": 1, "buildpack": {"url": "https://example.test/b.tgz", "name": "b"}},
             {"ordinal": 0, "buildpack": {"url": "heroku/python"}}
         ]);
-        assert_eq!(render("a", &two), "=== a Buildpack URLs\n\n1. heroku/python\n2. https://example.test/b.tgz\n");
+        assert_eq!(
+            render("a", &two),
+            "=== a Buildpack URLs\n\n1. heroku/python\n2. https://example.test/b.tgz\n"
+        );
     }
 }

@@ -16,27 +16,76 @@ fn base(app: &str) -> String {
 use format::when;
 
 fn names(endpoint: &Value) -> String {
-    endpoint.pointer("/ssl_cert/cert_domains").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", ")).unwrap_or_default()
+    endpoint
+        .pointer("/ssl_cert/cert_domains")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
 }
 
 fn trusted(endpoint: &Value) -> &'static str {
-    if endpoint.pointer("/ssl_cert/ca_signed?").and_then(Value::as_bool).unwrap_or(false) { "True" } else { "False" }
+    if endpoint
+        .pointer("/ssl_cert/ca_signed?")
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+    {
+        "True"
+    } else {
+        "False"
+    }
 }
 
 /// `ACM` for certificates Automatic Certificate Management issued, `SNI` for uploads.
 fn kind(endpoint: &Value) -> &'static str {
-    if endpoint.pointer("/ssl_cert/acm").and_then(Value::as_bool).unwrap_or(false) { "ACM" } else { "SNI" }
+    if endpoint
+        .pointer("/ssl_cert/acm")
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+    {
+        "ACM"
+    } else {
+        "SNI"
+    }
 }
 
 pub fn render_list(app: &str, endpoints: &Value) -> String {
     let items = endpoints.as_array().cloned().unwrap_or_default();
     if items.is_empty() {
-        return format!("{} has no SSL certificates.\nUse kiln certs:add CRT KEY to add one.\n", app_label(app));
+        return format!(
+            "{} has no SSL certificates.\nUse kiln certs:add CRT KEY to add one.\n",
+            app_label(app)
+        );
     }
-    let mut rows = vec![["Name", "Common Name(s)", "Expires", "Trusted", "Type", "Domains"].map(String::from).to_vec()];
+    let mut rows = vec![
+        [
+            "Name",
+            "Common Name(s)",
+            "Expires",
+            "Trusted",
+            "Type",
+            "Domains",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
     for e in &items {
-        let domains = e.get("domains").and_then(Value::as_array).map_or(0, Vec::len);
-        rows.push(vec![str_at(e, "/name").to_string(), names(e), when(str_at(e, "/ssl_cert/expires_at")), trusted(e).to_string(), kind(e).into(), domains.to_string()]);
+        let domains = e
+            .get("domains")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len);
+        rows.push(vec![
+            str_at(e, "/name").to_string(),
+            names(e),
+            when(str_at(e, "/ssl_cert/expires_at")),
+            trusted(e).to_string(),
+            kind(e).into(),
+            domains.to_string(),
+        ]);
     }
     format::table(&rows)
 }
@@ -50,7 +99,11 @@ pub fn render_info(endpoint: &Value) -> String {
         ("Starts At", when(str_at(endpoint, "/ssl_cert/starts_at"))),
         ("Subject", str_at(endpoint, "/ssl_cert/subject").to_string()),
     ]));
-    if endpoint.pointer("/ssl_cert/self_signed?").and_then(Value::as_bool).unwrap_or(false) {
+    if endpoint
+        .pointer("/ssl_cert/self_signed?")
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+    {
         out.push_str("SSL certificate is self signed.\n");
     } else {
         out.push_str("SSL certificate is not self signed.\n");
@@ -78,19 +131,34 @@ async fn pick(ctx: &Ctx<'_>, app: &str, name: Option<&str>) -> Result<String> {
         [one] => Ok(str_at(one, "/name").to_string()),
         many => {
             let names: Vec<&str> = many.iter().map(|e| str_at(e, "/name")).collect();
-            bail!("{} has more than one SSL certificate ({}); choose one with --name.", app_label(app), names.join(", "))
+            bail!(
+                "{} has more than one SSL certificate ({}); choose one with --name.",
+                app_label(app),
+                names.join(", ")
+            )
         }
     }
 }
 
-pub async fn info(ctx: &mut Ctx<'_>, flags: &AppFlags, name: Option<&str>, as_json: bool) -> Result<()> {
+pub async fn info(
+    ctx: &mut Ctx<'_>,
+    flags: &AppFlags,
+    name: Option<&str>,
+    as_json: bool,
+) -> Result<()> {
     let app = resolve_app(ctx.env, flags, None)?;
     let name = pick(ctx, &app, name).await?;
-    let endpoint = ctx.api()?.get(&format!("{}/{}", base(&app), segment(&name))).await?;
+    let endpoint = ctx
+        .api()?
+        .get(&format!("{}/{}", base(&app), segment(&name)))
+        .await?;
     if as_json {
         return ctx.out(&format::json(&endpoint));
     }
-    ctx.out(&format!("Fetching SSL certificate {name} info for {}... done\n", app_label(&app)))?;
+    ctx.out(&format!(
+        "Fetching SSL certificate {name} info for {}... done\n",
+        app_label(&app)
+    ))?;
     ctx.out(&render_info(&endpoint))
 }
 
@@ -98,9 +166,12 @@ pub async fn info(ctx: &mut Ctx<'_>, flags: &AppFlags, name: Option<&str>, as_js
 fn read_pem(ctx: &Ctx<'_>, cert: &str, key: &str) -> Result<Value> {
     let read = |path: &str, what: &str| {
         let full = ctx.env.cwd().join(path);
-        std::fs::read_to_string(&full).with_context(|| format!("reading the {what} {}", full.display()))
+        std::fs::read_to_string(&full)
+            .with_context(|| format!("reading the {what} {}", full.display()))
     };
-    Ok(json!({ "certificate_chain": read(cert, "certificate chain")?, "private_key": read(key, "private key")? }))
+    Ok(
+        json!({ "certificate_chain": read(cert, "certificate chain")?, "private_key": read(key, "private key")? }),
+    )
 }
 
 pub async fn add(ctx: &mut Ctx<'_>, flags: &AppFlags, cert: &str, key: &str) -> Result<()> {
@@ -112,16 +183,32 @@ pub async fn add(ctx: &mut Ctx<'_>, flags: &AppFlags, cert: &str, key: &str) -> 
         Err(e) => return ctx.failed(e),
     };
     ctx.done("")?;
-    ctx.out(&format!("Certificate {} added.\n", str_at(&endpoint, "/name")))?;
+    ctx.out(&format!(
+        "Certificate {} added.\n",
+        str_at(&endpoint, "/name")
+    ))?;
     ctx.out(&render_info(&endpoint))
 }
 
-pub async fn update(ctx: &mut Ctx<'_>, flags: &AppFlags, cert: &str, key: &str, name: Option<&str>) -> Result<()> {
+pub async fn update(
+    ctx: &mut Ctx<'_>,
+    flags: &AppFlags,
+    cert: &str,
+    key: &str,
+    name: Option<&str>,
+) -> Result<()> {
     let app = resolve_app(ctx.env, flags, None)?;
     let body = read_pem(ctx, cert, key)?;
     let name = pick(ctx, &app, name).await?;
-    ctx.action(&format!("Updating SSL certificate {name} for {}", app_label(&app)))?;
-    let endpoint = match ctx.api()?.patch(&format!("{}/{}", base(&app), segment(&name)), &body).await {
+    ctx.action(&format!(
+        "Updating SSL certificate {name} for {}",
+        app_label(&app)
+    ))?;
+    let endpoint = match ctx
+        .api()?
+        .patch(&format!("{}/{}", base(&app), segment(&name)), &body)
+        .await
+    {
         Ok(e) => e,
         Err(e) => return ctx.failed(e),
     };
@@ -129,14 +216,26 @@ pub async fn update(ctx: &mut Ctx<'_>, flags: &AppFlags, cert: &str, key: &str, 
     ctx.out(&render_info(&endpoint))
 }
 
-pub async fn remove(ctx: &mut Ctx<'_>, flags: &AppFlags, name: Option<&str>, confirm: Option<&str>) -> Result<()> {
+pub async fn remove(
+    ctx: &mut Ctx<'_>,
+    flags: &AppFlags,
+    name: Option<&str>,
+    confirm: Option<&str>,
+) -> Result<()> {
     let app = resolve_app(ctx.env, flags, None)?;
     if let Some(confirm) = confirm.filter(|c| *c != app) {
         bail!("Confirmation {confirm} did not match {app}. Aborted.");
     }
     let name = pick(ctx, &app, name).await?;
-    ctx.action(&format!("Removing SSL certificate {name} from {}", app_label(&app)))?;
-    match ctx.api()?.delete(&format!("{}/{}", base(&app), segment(&name))).await {
+    ctx.action(&format!(
+        "Removing SSL certificate {name} from {}",
+        app_label(&app)
+    ))?;
+    match ctx
+        .api()?
+        .delete(&format!("{}/{}", base(&app), segment(&name)))
+        .await
+    {
         Ok(_) => ctx.done(""),
         Err(e) => ctx.failed(e),
     }
@@ -164,7 +263,10 @@ mod tests {
 
     #[test]
     fn lists_like_heroku() {
-        assert_eq!(render_list("a", &json!([])), "⬢ a has no SSL certificates.\nUse kiln certs:add CRT KEY to add one.\n");
+        assert_eq!(
+            render_list("a", &json!([])),
+            "⬢ a has no SSL certificates.\nUse kiln certs:add CRT KEY to add one.\n"
+        );
         assert_eq!(
             render_list("a", &json!([endpoint()])),
             "Name                 Common Name(s)                  Expires               Trusted  Type  Domains\n\
@@ -176,6 +278,11 @@ mod tests {
     fn shows_details() {
         let text = render_info(&endpoint());
         assert!(text.starts_with("Certificate details:\nCommon Name(s): www.example.com, *.example.com\nExpires At:     2027-03-01 12:34 UTC\n"), "{text}");
-        assert!(text.ends_with("Subject:        CN=www.example.com\nSSL certificate is not self signed.\n"), "{text}");
+        assert!(
+            text.ends_with(
+                "Subject:        CN=www.example.com\nSSL certificate is not self signed.\n"
+            ),
+            "{text}"
+        );
     }
 }

@@ -22,36 +22,73 @@ fn humanize(status: Option<&str>) -> String {
         Some("failed") => "Failed".into(),
         Some("verified") => "In Progress".into(),
         Some("dns-verified") => "DNS Verified".into(),
-        Some(other) => other.split('-').map(capitalize).collect::<Vec<_>>().join(" "),
+        Some(other) => other
+            .split('-')
+            .map(capitalize)
+            .collect::<Vec<_>>()
+            .join(" "),
     }
 }
 
 fn capitalize(word: &str) -> String {
     let mut chars = word.chars();
-    chars.next().map(|first| first.to_uppercase().chain(chars).collect()).unwrap_or_default()
+    chars
+        .next()
+        .map(|first| first.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
 }
 
 /// The status view: on or off, then each custom domain's state (and why, when it failed).
 pub fn render(app: &str, app_json: &Value, domains: &Value) -> String {
-    if !app_json.get("acm").and_then(Value::as_bool).unwrap_or(false) {
-        return format::header(&format!("Automatic Certificate Management is disabled on {}", app_label(app)));
+    if !app_json
+        .get("acm")
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+    {
+        return format::header(&format!(
+            "Automatic Certificate Management is disabled on {}",
+            app_label(app)
+        ));
     }
-    let mut out = format::header(&format!("Automatic Certificate Management is enabled on {}", app_label(app)));
-    let custom: Vec<&Value> = domains.as_array().map(|a| a.iter().filter(|d| str_at(d, "/kind") == "custom").collect()).unwrap_or_default();
+    let mut out = format::header(&format!(
+        "Automatic Certificate Management is enabled on {}",
+        app_label(app)
+    ));
+    let custom: Vec<&Value> = domains
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|d| str_at(d, "/kind") == "custom")
+                .collect()
+        })
+        .unwrap_or_default();
     if custom.is_empty() {
-        out.push_str(&format!("{} has no custom domains. Add one with kiln domains:add HOSTNAME.\n", app_label(app)));
+        out.push_str(&format!(
+            "{} has no custom domains. Add one with kiln domains:add HOSTNAME.\n",
+            app_label(app)
+        ));
         return out;
     }
-    let failing = custom.iter().any(|d| d.get("acm_status").and_then(Value::as_str) == Some("failed"));
+    let failing = custom
+        .iter()
+        .any(|d| d.get("acm_status").and_then(Value::as_str) == Some("failed"));
     let mut rows = vec![vec!["Domain".to_string(), "Status".to_string()]];
     if failing {
         rows[0].push("Reason".into());
     }
     rows[0].push("Last Updated".into());
     for d in &custom {
-        let mut row = vec![str_at(d, "/hostname").to_string(), humanize(d.get("acm_status").and_then(Value::as_str))];
+        let mut row = vec![
+            str_at(d, "/hostname").to_string(),
+            humanize(d.get("acm_status").and_then(Value::as_str)),
+        ];
         if failing {
-            row.push(d.get("acm_status_reason").and_then(Value::as_str).unwrap_or("").to_string());
+            row.push(
+                d.get("acm_status_reason")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+            );
         }
         row.push(format::when(str_at(d, "/updated_at")));
         rows.push(row);
@@ -69,7 +106,16 @@ pub fn render(app: &str, app_json: &Value, domains: &Value) -> String {
 
 /// Whether every custom domain has an outcome (issued or failed).
 fn settled(domains: &Value) -> bool {
-    domains.as_array().is_none_or(|a| a.iter().filter(|d| str_at(d, "/kind") == "custom").all(|d| matches!(d.get("acm_status").and_then(Value::as_str), Some("ok" | "failed"))))
+    domains.as_array().is_none_or(|a| {
+        a.iter()
+            .filter(|d| str_at(d, "/kind") == "custom")
+            .all(|d| {
+                matches!(
+                    d.get("acm_status").and_then(Value::as_str),
+                    Some("ok" | "failed")
+                )
+            })
+    })
 }
 
 pub async fn status(ctx: &mut Ctx<'_>, flags: &AppFlags, wait: bool) -> Result<()> {
@@ -77,13 +123,21 @@ pub async fn status(ctx: &mut Ctx<'_>, flags: &AppFlags, wait: bool) -> Result<(
     let api = ctx.api()?;
     let mut app_json = api.get(&format!("/apps/{}", segment(&app))).await?;
     let mut domains = api.get(&format!("/apps/{}/domains", segment(&app))).await?;
-    if wait && app_json.get("acm").and_then(Value::as_bool).unwrap_or(false) {
+    if wait
+        && app_json
+            .get("acm")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    {
         let deadline = Instant::now() + WAIT_LIMIT;
         ctx.action("Waiting until the certificate is issued to all domains")?;
         while !settled(&domains) {
             if Instant::now() > deadline {
                 let _ = ctx.out("!\n");
-                bail!("Still waiting after {} minutes; see kiln certs:auto.", WAIT_LIMIT.as_secs() / 60);
+                bail!(
+                    "Still waiting after {} minutes; see kiln certs:auto.",
+                    WAIT_LIMIT.as_secs() / 60
+                );
             }
             tokio::time::sleep(Duration::from_secs(2)).await;
             domains = api.get(&format!("/apps/{}/domains", segment(&app))).await?;
@@ -98,7 +152,10 @@ pub async fn enable(ctx: &mut Ctx<'_>, flags: &AppFlags) -> Result<()> {
     let app = resolve_app(ctx.env, flags, None)?;
     let api = ctx.api()?;
     ctx.action("Enabling Automatic Certificate Management")?;
-    if let Err(e) = api.post(&format!("/apps/{}/acm", segment(&app)), &json!({})).await {
+    if let Err(e) = api
+        .post(&format!("/apps/{}/acm", segment(&app)), &json!({}))
+        .await
+    {
         return ctx.failed(e);
     }
     ctx.out("starting. See status with kiln certs:auto or wait until active with kiln certs:auto --wait\n")?;
@@ -111,7 +168,10 @@ pub async fn disable(ctx: &mut Ctx<'_>, flags: &AppFlags, confirm: Option<&str>)
         bail!("Confirmation {confirm} did not match {app}. Aborted.");
     }
     let api = ctx.api()?;
-    ctx.action(&format!("Disabling Automatic Certificate Management for {}", app_label(&app)))?;
+    ctx.action(&format!(
+        "Disabling Automatic Certificate Management for {}",
+        app_label(&app)
+    ))?;
     match api.delete(&format!("/apps/{}/acm", segment(&app))).await {
         Ok(_) => ctx.done(""),
         Err(e) => ctx.failed(e),
@@ -121,8 +181,14 @@ pub async fn disable(ctx: &mut Ctx<'_>, flags: &AppFlags, confirm: Option<&str>)
 pub async fn refresh(ctx: &mut Ctx<'_>, flags: &AppFlags) -> Result<()> {
     let app = resolve_app(ctx.env, flags, None)?;
     let api = ctx.api()?;
-    ctx.action(&format!("Refreshing Automatic Certificate Management for {}", app_label(&app)))?;
-    match api.patch(&format!("/apps/{}/acm", segment(&app)), &json!({})).await {
+    ctx.action(&format!(
+        "Refreshing Automatic Certificate Management for {}",
+        app_label(&app)
+    ))?;
+    match api
+        .patch(&format!("/apps/{}/acm", segment(&app)), &json!({}))
+        .await
+    {
         Ok(_) => ctx.done(""),
         Err(e) => ctx.failed(e),
     }
@@ -146,7 +212,10 @@ mod tests {
 
     #[test]
     fn renders_like_heroku() {
-        assert_eq!(render("a", &json!({"acm": false}), &json!([])), "=== Automatic Certificate Management is disabled on ⬢ a\n\n");
+        assert_eq!(
+            render("a", &json!({"acm": false}), &json!([])),
+            "=== Automatic Certificate Management is disabled on ⬢ a\n\n"
+        );
         let domains = json!([
             {"kind": "heroku", "hostname": "a.localhost"},
             {"kind": "custom", "hostname": "www.example.com", "acm_status": "ok", "acm_status_reason": null, "updated_at": "2026-03-01T12:34:56Z"},
@@ -162,7 +231,10 @@ mod tests {
         let failing = json!([{"kind": "custom", "hostname": "*.example.com", "acm_status": "failed", "acm_status_reason": "Wildcard", "updated_at": "2026-03-01T12:34:56Z"}]);
         let text = render("a", &json!({"acm": true}), &failing);
         assert!(text.contains("Domain         Status  Reason    Last Updated\n*.example.com  Failed  Wildcard  2026-03-01 12:34 UTC\n"), "{text}");
-        assert!(text.contains("=== Some domains are failing validation"), "{text}");
+        assert!(
+            text.contains("=== Some domains are failing validation"),
+            "{text}"
+        );
         assert!(render("a", &json!({"acm": true}), &json!([])).contains("has no custom domains"));
     }
 }

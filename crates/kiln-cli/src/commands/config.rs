@@ -14,22 +14,37 @@ pub const LATEST_RELEASE_RANGE: &str = "version ..; max=1, order=desc";
 
 pub async fn show(ctx: &mut Ctx<'_>, flags: &AppFlags, as_json: bool, shell: bool) -> Result<()> {
     let app = resolve_app(ctx.env, flags, None)?;
-    let config = ctx.api()?.get(&format!("/apps/{}/config-vars", segment(&app))).await?;
+    let config = ctx
+        .api()?
+        .get(&format!("/apps/{}/config-vars", segment(&app)))
+        .await?;
     if as_json {
         return ctx.out(&format::json(&config));
     }
-    let vars: Vec<(String, String)> =
-        config.as_object().map(|m| m.iter().map(|(k, v)| (k.clone(), plain(v))).collect()).unwrap_or_default();
+    let vars: Vec<(String, String)> = config
+        .as_object()
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), plain(v))).collect())
+        .unwrap_or_default();
     if shell {
-        let lines: String = vars.iter().map(|(k, v)| format!("{k}={}\n", shell_quote(v))).collect();
+        let lines: String = vars
+            .iter()
+            .map(|(k, v)| format!("{k}={}\n", shell_quote(v)))
+            .collect();
         return ctx.out(&lines);
     }
-    ctx.out(&format!("{}{}", format::header(&format!("{app} Config Vars")), format::styled_object(&vars)))
+    ctx.out(&format!(
+        "{}{}",
+        format::header(&format!("{app} Config Vars")),
+        format::styled_object(&vars)
+    ))
 }
 
 pub async fn get(ctx: &mut Ctx<'_>, flags: &AppFlags, key: &str) -> Result<()> {
     let app = resolve_app(ctx.env, flags, None)?;
-    let config = ctx.api()?.get(&format!("/apps/{}/config-vars", segment(&app))).await?;
+    let config = ctx
+        .api()?
+        .get(&format!("/apps/{}/config-vars", segment(&app)))
+        .await?;
     // An unset var prints an empty line, as in the Heroku CLI, so `$(kiln config:get X)` works.
     let value = config.get(key).map(plain).unwrap_or_default();
     ctx.out(&format!("{value}\n"))
@@ -39,11 +54,23 @@ pub async fn set(ctx: &mut Ctx<'_>, flags: &AppFlags, args: &[String]) -> Result
     let pairs = parse_config_pairs(args)?;
     let app = resolve_app(ctx.env, flags, None)?;
     let api = ctx.api()?;
-    let body: Map<String, Value> = pairs.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+    let body: Map<String, Value> = pairs
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect();
     let names: Vec<&str> = pairs.iter().map(|(k, _)| k.as_str()).collect();
-    ctx.action(&format!("Setting {} and restarting {}", names.join(", "), app_label(&app)))?;
+    ctx.action(&format!(
+        "Setting {} and restarting {}",
+        names.join(", "),
+        app_label(&app)
+    ))?;
     let result = async {
-        let config = api.patch(&format!("/apps/{}/config-vars", segment(&app)), &Value::Object(body)).await?;
+        let config = api
+            .patch(
+                &format!("/apps/{}/config-vars", segment(&app)),
+                &Value::Object(body),
+            )
+            .await?;
         let version = latest_version(&api, &app).await?;
         Ok::<_, anyhow::Error>((config, version))
     }
@@ -54,8 +81,15 @@ pub async fn set(ctx: &mut Ctx<'_>, flags: &AppFlags, args: &[String]) -> Result
     };
     ctx.done(&version.map(|v| format!("v{v}")).unwrap_or_default())?;
     // Show what the API now holds for the keys we set (it is the source of truth).
-    let shown: Vec<(String, String)> =
-        pairs.iter().map(|(k, v)| (k.clone(), config.get(k).map(plain).unwrap_or_else(|| v.clone()))).collect();
+    let shown: Vec<(String, String)> = pairs
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                config.get(k).map(plain).unwrap_or_else(|| v.clone()),
+            )
+        })
+        .collect();
     ctx.out(&format::styled_object(&shown))
 }
 
@@ -64,9 +98,17 @@ pub async fn unset(ctx: &mut Ctx<'_>, flags: &AppFlags, args: &[String]) -> Resu
     let app = resolve_app(ctx.env, flags, None)?;
     let api = ctx.api()?;
     let body: Map<String, Value> = keys.iter().map(|k| (k.clone(), Value::Null)).collect();
-    ctx.action(&format!("Unsetting {} and restarting {}", keys.join(", "), app_label(&app)))?;
+    ctx.action(&format!(
+        "Unsetting {} and restarting {}",
+        keys.join(", "),
+        app_label(&app)
+    ))?;
     let result = async {
-        api.patch(&format!("/apps/{}/config-vars", segment(&app)), &Value::Object(body)).await?;
+        api.patch(
+            &format!("/apps/{}/config-vars", segment(&app)),
+            &Value::Object(body),
+        )
+        .await?;
         latest_version(&api, &app).await
     }
     .await;
@@ -78,13 +120,23 @@ pub async fn unset(ctx: &mut Ctx<'_>, flags: &AppFlags, args: &[String]) -> Resu
 
 /// The newest release's version (the one a config change just made).
 async fn latest_version(api: &Api, app: &str) -> Result<Option<u64>> {
-    let releases = api.get_range(&format!("/apps/{}/releases", segment(app)), LATEST_RELEASE_RANGE).await?;
-    Ok(releases.as_array().and_then(|r| r.iter().filter_map(|r| r.get("version")?.as_u64()).max()))
+    let releases = api
+        .get_range(
+            &format!("/apps/{}/releases", segment(app)),
+            LATEST_RELEASE_RANGE,
+        )
+        .await?;
+    Ok(releases
+        .as_array()
+        .and_then(|r| r.iter().filter_map(|r| r.get("version")?.as_u64()).max()))
 }
 
 /// Quotes a value for a POSIX shell, leaving plain words bare.
 pub fn shell_quote(v: &str) -> String {
-    if !v.is_empty() && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-./:@%+,=".contains(&b)) {
+    if !v.is_empty()
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-./:@%+,=".contains(&b))
+    {
         v.to_string()
     } else {
         format!("'{}'", v.replace('\'', r"'\''"))

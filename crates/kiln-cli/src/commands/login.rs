@@ -15,7 +15,9 @@ pub async fn login(ctx: &mut Ctx<'_>, api_url: Option<&str>) -> Result<()> {
     let email = str_at(&account, "/email");
     // netrc wants a login; the key alone identifies the account, so any name does.
     let login = if email.is_empty() { "kiln" } else { email };
-    let Some(netrc_path) = settings::netrc_path(ctx.env) else { bail!("cannot save the key: HOME is not set") };
+    let Some(netrc_path) = settings::netrc_path(ctx.env) else {
+        bail!("cannot save the key: HOME is not set")
+    };
     netrc::write_entry(&netrc_path, &url.authority, login, &key)?;
     settings::store_api_url(ctx.env, &url)?;
     ctx.out(&format!("Logged in as {login}\n"))
@@ -32,7 +34,10 @@ fn read_key(ctx: &mut Ctx<'_>) -> Result<String> {
     let mut line = String::new();
     {
         let _echo = if tty { EchoOff::on_stdin() } else { None };
-        ctx.io.stdin.read_line(&mut line).context("could not read the API key from stdin")?;
+        ctx.io
+            .stdin
+            .read_line(&mut line)
+            .context("could not read the API key from stdin")?;
     }
     if tty {
         writeln!(ctx.io.stderr)?; // the Enter the person typed was not echoed

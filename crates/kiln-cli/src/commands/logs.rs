@@ -5,8 +5,8 @@ use super::{Ctx, resolve_app};
 use crate::api::USER_AGENT;
 use crate::cli::AppFlags;
 use crate::format::str_at;
-use crate::transport::{ConnectError, HttpClient, next_chunk, segment};
 use crate::sse::SseParser;
+use crate::transport::{ConnectError, HttpClient, next_chunk, segment};
 use anyhow::{Result, anyhow, bail};
 use bytes::Bytes;
 use http::{Request, StatusCode, header};
@@ -31,7 +31,9 @@ pub async fn logs(ctx: &mut Ctx<'_>, flags: &AppFlags, opts: LogOptions) -> Resu
     if let Some(source) = &opts.source {
         body["source"] = json!(source);
     }
-    let session = api.post(&format!("/apps/{}/log-sessions", segment(&app)), &body).await?;
+    let session = api
+        .post(&format!("/apps/{}/log-sessions", segment(&app)), &body)
+        .await?;
     let url = str_at(&session, "/logplex_url");
     if url.is_empty() {
         bail!("The API created a log session without a logplex_url.");
@@ -48,23 +50,42 @@ pub async fn stream(ctx: &mut Ctx<'_>, url: &str, tail: bool) -> Result<()> {
         .header(header::USER_AGENT, USER_AGENT)
         .body(Full::new(Bytes::new()))
         .map_err(|e| anyhow!("the log session's URL {url:?} is not usable: {e}"))?;
-    let response = HttpClient::new().send(request).await.map_err(|e| match e.downcast::<ConnectError>() {
-        Ok(c) => anyhow!("Could not connect to the log stream at {} ({}).", c.url, c.reason),
-        Err(e) => e,
-    })?;
+    let response =
+        HttpClient::new()
+            .send(request)
+            .await
+            .map_err(|e| match e.downcast::<ConnectError>() {
+                Ok(c) => anyhow!(
+                    "Could not connect to the log stream at {} ({}).",
+                    c.url,
+                    c.reason
+                ),
+                Err(e) => e,
+            })?;
     let status = response.status();
     let is_sse = response
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("text/event-stream"));
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("text/event-stream")
+        });
     if tail && matches!(status, StatusCode::NOT_FOUND | StatusCode::FORBIDDEN) {
         bail!("Log stream timed out. Please try again.");
     }
     if status != StatusCode::OK || !is_sse {
         let reason = status.canonical_reason().unwrap_or("");
-        let what = if status == StatusCode::OK { " (not an event stream)" } else { "" };
-        bail!("Logs eventsource failed with: {} {reason}{what}", status.as_u16());
+        let what = if status == StatusCode::OK {
+            " (not an event stream)"
+        } else {
+            ""
+        };
+        bail!(
+            "Logs eventsource failed with: {} {reason}{what}",
+            status.as_u16()
+        );
     }
 
     let mut body = response.into_body();
@@ -85,5 +106,9 @@ fn print_events(ctx: &mut Ctx<'_>, events: &[crate::sse::SseEvent]) -> Result<()
             text.push('\n');
         }
     }
-    if text.is_empty() { Ok(()) } else { ctx.out(&text) }
+    if text.is_empty() {
+        Ok(())
+    } else {
+        ctx.out(&text)
+    }
 }

@@ -22,7 +22,8 @@ use crate::{git, settings};
 use anyhow::{Result, bail};
 use kiln_model::Timestamp;
 
-pub const NO_APP: &str = "No app specified. Use -a APP, set KILN_APP, or run inside a git repo with a `kiln` remote.";
+pub const NO_APP: &str =
+    "No app specified. Use -a APP, set KILN_APP, or run inside a git repo with a `kiln` remote.";
 
 /// What a running command may use.
 pub struct Ctx<'a> {
@@ -34,7 +35,11 @@ pub struct Ctx<'a> {
 
 impl<'a> Ctx<'a> {
     pub fn new(env: &'a Env, io: Io<'a>) -> Ctx<'a> {
-        Ctx { env, io, now: Timestamp::now() }
+        Ctx {
+            env,
+            io,
+            now: Timestamp::now(),
+        }
     }
 
     /// Writes to stdout and flushes, so output appears as it happens (log tails, progress).
@@ -54,7 +59,10 @@ impl<'a> Ctx<'a> {
     pub fn api(&self) -> Result<Api> {
         let url = settings::api_url(self.env, None)?;
         let Some(key) = settings::api_key(self.env, &url)? else {
-            bail!("Not logged in to {}. Run `kiln login`, or set KILN_API_KEY.", url.base);
+            bail!(
+                "Not logged in to {}. Run `kiln login`, or set KILN_API_KEY.",
+                url.base
+            );
         };
         Ok(Api::new(url, key))
     }
@@ -66,7 +74,11 @@ impl<'a> Ctx<'a> {
     }
 
     pub fn done(&mut self, suffix: &str) -> Result<()> {
-        if suffix.is_empty() { self.out("done\n") } else { self.out(&format!("done, {suffix}\n")) }
+        if suffix.is_empty() {
+            self.out("done\n")
+        } else {
+            self.out(&format!("done, {suffix}\n"))
+        }
     }
 
     /// Ends a progress line whose work failed; the error itself is printed on stderr.
@@ -79,7 +91,10 @@ impl<'a> Ctx<'a> {
 /// The app to act on: the command's own argument, `-a`, `KILN_APP`, or the app that the
 /// git remote (`kiln`, or `-r`) of the current directory points at.
 pub fn resolve_app(env: &Env, flags: &AppFlags, positional: Option<&str>) -> Result<String> {
-    if let Some(app) = positional.or(flags.app.as_deref()).filter(|a| !a.is_empty()) {
+    if let Some(app) = positional
+        .or(flags.app.as_deref())
+        .filter(|a| !a.is_empty())
+    {
         return Ok(app.to_string());
     }
     if let Some(app) = env.var("KILN_APP") {
@@ -89,9 +104,13 @@ pub fn resolve_app(env: &Env, flags: &AppFlags, positional: Option<&str>) -> Res
     match git::remote_url(env.cwd(), remote) {
         Some(url) => match git::app_from_git_url(&url) {
             Some(app) => Ok(app),
-            None => bail!("The git remote {remote} ({url}) does not look like a Kiln app's URL (…/APP.git).\n{NO_APP}"),
+            None => bail!(
+                "The git remote {remote} ({url}) does not look like a Kiln app's URL (…/APP.git).\n{NO_APP}"
+            ),
         },
-        None if flags.remote.is_some() => bail!("There is no git remote named {remote} here.\n{NO_APP}"),
+        None if flags.remote.is_some() => {
+            bail!("There is no git remote named {remote} here.\n{NO_APP}")
+        }
         None => bail!(NO_APP),
     }
 }
@@ -107,7 +126,9 @@ pub async fn dispatch(ctx: &mut Ctx<'_>, cmd: Cmd) -> Result<()> {
         Cmd::Apps { json } => apps::list(ctx, json).await,
         Cmd::AppsCreate { name, no_remote } => apps::create(ctx, name.as_deref(), no_remote).await,
         Cmd::AppsInfo { app, name, json } => apps::info(ctx, &app, name.as_deref(), json).await,
-        Cmd::AppsDestroy { name, app, confirm } => apps::destroy(ctx, &app, name.as_deref(), confirm.as_deref()).await,
+        Cmd::AppsDestroy { name, app, confirm } => {
+            apps::destroy(ctx, &app, name.as_deref(), confirm.as_deref()).await
+        }
         Cmd::Config { app, json, shell } => config::show(ctx, &app, json, shell).await,
         Cmd::ConfigGet { app, key } => config::get(ctx, &app, &key).await,
         Cmd::ConfigSet { app, vars } => config::set(ctx, &app, &vars).await,
@@ -115,14 +136,48 @@ pub async fn dispatch(ctx: &mut Ctx<'_>, cmd: Cmd) -> Result<()> {
         Cmd::Ps { app, types, json } => ps::list(ctx, &app, &types, json).await,
         Cmd::PsScale { app, changes } => ps::scale(ctx, &app, &changes).await,
         Cmd::PsType { app, changes } => ps::resize(ctx, &app, &changes).await,
-        Cmd::PsRestart { app, target, process_type, dyno_name } => {
-            ps::restart(ctx, &app, target.as_deref(), process_type.as_deref(), dyno_name.as_deref()).await
+        Cmd::PsRestart {
+            app,
+            target,
+            process_type,
+            dyno_name,
+        } => {
+            ps::restart(
+                ctx,
+                &app,
+                target.as_deref(),
+                process_type.as_deref(),
+                dyno_name.as_deref(),
+            )
+            .await
         }
         Cmd::PsStop { app, target } => ps::stop(ctx, &app, &target).await,
         Cmd::Releases { app, num, json } => releases::list(ctx, &app, num, json).await,
-        Cmd::ReleasesInfo { app, release, json } => releases::info(ctx, &app, release.as_deref(), json).await,
-        Cmd::ReleasesRollback { app, release } => releases::rollback(ctx, &app, release.as_deref()).await,
-        Cmd::Logs { app, num, tail, dyno, source } => logs::logs(ctx, &app, logs::LogOptions { lines: num, tail, dyno, source }).await,
+        Cmd::ReleasesInfo { app, release, json } => {
+            releases::info(ctx, &app, release.as_deref(), json).await
+        }
+        Cmd::ReleasesRollback { app, release } => {
+            releases::rollback(ctx, &app, release.as_deref()).await
+        }
+        Cmd::Logs {
+            app,
+            num,
+            tail,
+            dyno,
+            source,
+        } => {
+            logs::logs(
+                ctx,
+                &app,
+                logs::LogOptions {
+                    lines: num,
+                    tail,
+                    dyno,
+                    source,
+                },
+            )
+            .await
+        }
         Cmd::Buildpacks { app, json } => buildpacks::list(ctx, &app, json).await,
         Cmd::BuildpacksSet { app, url } => buildpacks::set(ctx, &app, &url).await,
         Cmd::Domains { app, json } => domains::list(ctx, &app, json).await,
@@ -134,15 +189,35 @@ pub async fn dispatch(ctx: &mut Ctx<'_>, cmd: Cmd) -> Result<()> {
         Cmd::Certs { app, json } => certs::list(ctx, &app, json).await,
         Cmd::CertsInfo { app, name, json } => certs::info(ctx, &app, name.as_deref(), json).await,
         Cmd::CertsAdd { app, cert, key } => certs::add(ctx, &app, &cert, &key).await,
-        Cmd::CertsUpdate { app, cert, key, name } => certs::update(ctx, &app, &cert, &key, name.as_deref()).await,
-        Cmd::CertsRemove { app, name, confirm } => certs::remove(ctx, &app, name.as_deref(), confirm.as_deref()).await,
+        Cmd::CertsUpdate {
+            app,
+            cert,
+            key,
+            name,
+        } => certs::update(ctx, &app, &cert, &key, name.as_deref()).await,
+        Cmd::CertsRemove { app, name, confirm } => {
+            certs::remove(ctx, &app, name.as_deref(), confirm.as_deref()).await
+        }
         Cmd::CertsAuto { app, wait } => certs_auto::status(ctx, &app, wait).await,
         Cmd::CertsAutoEnable { app } => certs_auto::enable(ctx, &app).await,
-        Cmd::CertsAutoDisable { app, confirm } => certs_auto::disable(ctx, &app, confirm.as_deref()).await,
+        Cmd::CertsAutoDisable { app, confirm } => {
+            certs_auto::disable(ctx, &app, confirm.as_deref()).await
+        }
         Cmd::CertsAutoRefresh { app } => certs_auto::refresh(ctx, &app).await,
         Cmd::GitRemote { app } => git_cmds::remote(ctx, &app).await,
         Cmd::GitCredentials { operation } => git_cmds::credentials(ctx, &operation),
-        Cmd::Run { app, no_tty, env, size, command } => run::attached(ctx, &app, &command, no_tty, &env, size.as_deref()).await,
-        Cmd::RunDetached { app, env, size, command } => run::detached(ctx, &app, &command, &env, size.as_deref()).await,
+        Cmd::Run {
+            app,
+            no_tty,
+            env,
+            size,
+            command,
+        } => run::attached(ctx, &app, &command, no_tty, &env, size.as_deref()).await,
+        Cmd::RunDetached {
+            app,
+            env,
+            size,
+            command,
+        } => run::detached(ctx, &app, &command, &env, size.as_deref()).await,
     }
 }

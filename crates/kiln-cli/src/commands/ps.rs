@@ -9,9 +9,17 @@ use anyhow::{Result, bail};
 use kiln_model::{DynoSize, Timestamp};
 use serde_json::{Value, json};
 
-pub async fn list(ctx: &mut Ctx<'_>, flags: &AppFlags, types: &[String], as_json: bool) -> Result<()> {
+pub async fn list(
+    ctx: &mut Ctx<'_>,
+    flags: &AppFlags,
+    types: &[String],
+    as_json: bool,
+) -> Result<()> {
     let app = resolve_app(ctx.env, flags, None)?;
-    let dynos = ctx.api()?.get(&format!("/apps/{}/dynos", segment(&app))).await?;
+    let dynos = ctx
+        .api()?
+        .get(&format!("/apps/{}/dynos", segment(&app)))
+        .await?;
     let mut dynos: Vec<Value> = dynos.as_array().cloned().unwrap_or_default();
     if !types.is_empty() {
         dynos.retain(|d| types.iter().any(|t| t == str_at(d, "/type")));
@@ -33,14 +41,21 @@ pub async fn list(ctx: &mut Ctx<'_>, flags: &AppFlags, types: &[String], as_json
 
 /// The number after the dot (`web.12` → 12), for sorting dynos as people count them.
 fn dyno_number(d: &Value) -> u64 {
-    str_at(d, "/name").rsplit_once('.').and_then(|(_, n)| n.parse().ok()).unwrap_or(0)
+    str_at(d, "/name")
+        .rsplit_once('.')
+        .and_then(|(_, n)| n.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Dynos grouped by process type, one-off (`run`) dynos first, as the Heroku CLI shows them.
 pub fn render_dynos(dynos: &[Value], now: Timestamp) -> String {
     let mut out = String::new();
     let state = |d: &Value| {
-        let mut s = format!("{} {}", str_at(d, "/state"), format::ago_str(str_at(d, "/updated_at"), now));
+        let mut s = format!(
+            "{} {}",
+            str_at(d, "/state"),
+            format::ago_str(str_at(d, "/updated_at"), now)
+        );
         // Kiln says why a dyno is crashed and when it will be tried again.
         let detail = str_at(d, "/state_detail");
         if !detail.is_empty() {
@@ -53,24 +68,45 @@ pub fn render_dynos(dynos: &[Value], now: Timestamp) -> String {
         s => s.to_string(),
     };
 
-    let mut one_offs: Vec<&Value> = dynos.iter().filter(|d| str_at(d, "/type") == "run").collect();
+    let mut one_offs: Vec<&Value> = dynos
+        .iter()
+        .filter(|d| str_at(d, "/type") == "run")
+        .collect();
     one_offs.sort_by_key(|d| dyno_number(d));
     if !one_offs.is_empty() {
-        out.push_str(&format::header(&format!("run: one-off processes ({})", one_offs.len())));
+        out.push_str(&format::header(&format!(
+            "run: one-off processes ({})",
+            one_offs.len()
+        )));
         for d in &one_offs {
-            out.push_str(&format!("{} ({}): {}: {}\n", str_at(d, "/name"), size(d), state(d), str_at(d, "/command")));
+            out.push_str(&format!(
+                "{} ({}): {}: {}\n",
+                str_at(d, "/name"),
+                size(d),
+                state(d),
+                str_at(d, "/command")
+            ));
         }
         out.push('\n');
     }
 
-    let mut types: Vec<&str> = dynos.iter().map(|d| str_at(d, "/type")).filter(|t| *t != "run").collect();
+    let mut types: Vec<&str> = dynos
+        .iter()
+        .map(|d| str_at(d, "/type"))
+        .filter(|t| *t != "run")
+        .collect();
     types.sort_unstable();
     types.dedup();
     for t in types {
         let mut group: Vec<&Value> = dynos.iter().filter(|d| str_at(d, "/type") == t).collect();
         group.sort_by_key(|d| dyno_number(d));
         let first = group[0];
-        out.push_str(&format::header(&format!("{t} ({}): {} ({})", size(first), str_at(first, "/command"), group.len())));
+        out.push_str(&format::header(&format!(
+            "{t} ({}): {} ({})",
+            size(first),
+            str_at(first, "/command"),
+            group.len()
+        )));
         for d in &group {
             out.push_str(&format!("{}: {}\n", str_at(d, "/name"), state(d)));
         }
@@ -80,7 +116,10 @@ pub fn render_dynos(dynos: &[Value], now: Timestamp) -> String {
 }
 
 pub async fn scale(ctx: &mut Ctx<'_>, flags: &AppFlags, args: &[String]) -> Result<()> {
-    let changes = args.iter().map(|a| ScaleChange::parse(a)).collect::<Result<Vec<_>>>()?;
+    let changes = args
+        .iter()
+        .map(|a| ScaleChange::parse(a))
+        .collect::<Result<Vec<_>>>()?;
     let app = resolve_app(ctx.env, flags, None)?;
     let api = ctx.api()?;
     let path = format!("/apps/{}/formation", segment(&app));
@@ -90,12 +129,22 @@ pub async fn scale(ctx: &mut Ctx<'_>, flags: &AppFlags, args: &[String]) -> Resu
             .as_array()
             .map(|f| {
                 f.iter()
-                    .map(|p| format!("{}={}:{}", str_at(p, "/type"), p.get("quantity").map(plain).unwrap_or_default(), str_at(p, "/size")))
+                    .map(|p| {
+                        format!(
+                            "{}={}:{}",
+                            str_at(p, "/type"),
+                            p.get("quantity").map(plain).unwrap_or_default(),
+                            str_at(p, "/size")
+                        )
+                    })
                     .collect()
             })
             .unwrap_or_default();
         if items.is_empty() {
-            bail!("No process types on {}.\nUpload a Procfile to add process types.", app_label(&app));
+            bail!(
+                "No process types on {}.\nUpload a Procfile to add process types.",
+                app_label(&app)
+            );
         }
         items.sort();
         return ctx.out(&format!("{}\n", items.join(" ")));
@@ -121,11 +170,22 @@ pub async fn scale(ctx: &mut Ctx<'_>, flags: &AppFlags, args: &[String]) -> Resu
         .map(|f| {
             f.iter()
                 .filter(|p| changes.iter().any(|c| c.process_type == str_at(p, "/type")))
-                .map(|p| format!("{} at {}:{}", str_at(p, "/type"), p.get("quantity").map(plain).unwrap_or_default(), str_at(p, "/size")))
+                .map(|p| {
+                    format!(
+                        "{} at {}:{}",
+                        str_at(p, "/type"),
+                        p.get("quantity").map(plain).unwrap_or_default(),
+                        str_at(p, "/size")
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default();
-    if running.is_empty() { ctx.done("") } else { ctx.done(&format!("now running {}", running.join(", "))) }
+    if running.is_empty() {
+        ctx.done("")
+    } else {
+        ctx.done(&format!("now running {}", running.join(", ")))
+    }
 }
 
 /// `ps:type`: `web=standard-2x worker=basic` sets sizes per process type; a bare `SIZE`
@@ -142,14 +202,30 @@ pub async fn resize(ctx: &mut Ctx<'_>, flags: &AppFlags, args: &[String]) -> Res
             // One size for every process type of the app.
             [(None, size)] => {
                 let current = api.get(&path).await?;
-                current.as_array().map(|f| f.iter().map(|p| (str_at(p, "/type").to_string(), size.clone())).collect()).unwrap_or_default()
+                current
+                    .as_array()
+                    .map(|f| {
+                        f.iter()
+                            .map(|p| (str_at(p, "/type").to_string(), size.clone()))
+                            .collect()
+                    })
+                    .unwrap_or_default()
             }
-            _ => changes.iter().map(|(t, s)| (t.clone().unwrap_or_default(), s.clone())).collect(),
+            _ => changes
+                .iter()
+                .map(|(t, s)| (t.clone().unwrap_or_default(), s.clone()))
+                .collect(),
         };
         if types.is_empty() {
-            bail!("No process types on {}.\nUpload a Procfile to add process types.", app_label(&app));
+            bail!(
+                "No process types on {}.\nUpload a Procfile to add process types.",
+                app_label(&app)
+            );
         }
-        let updates: Vec<Value> = types.iter().map(|(t, s)| json!({ "type": t, "size": s })).collect();
+        let updates: Vec<Value> = types
+            .iter()
+            .map(|(t, s)| json!({ "type": t, "size": s }))
+            .collect();
         ctx.action(&format!("Scaling dynos on {}", app_label(&app)))?;
         if let Err(e) = api.patch(&path, &json!({ "updates": updates })).await {
             return ctx.failed(e);
@@ -159,7 +235,10 @@ pub async fn resize(ctx: &mut Ctx<'_>, flags: &AppFlags, args: &[String]) -> Res
     };
     let items: Vec<Value> = formation.as_array().cloned().unwrap_or_default();
     if items.is_empty() {
-        bail!("No process types on {}.\nUpload a Procfile to add process types.", app_label(&app));
+        bail!(
+            "No process types on {}.\nUpload a Procfile to add process types.",
+            app_label(&app)
+        );
     }
     ctx.out(&render_types(&items))
 }
@@ -170,7 +249,8 @@ fn parse_type_changes(args: &[String]) -> Result<Vec<(Option<String>, String)>> 
     for a in args {
         let (ptype, size) = match a.split_once('=') {
             Some((t, s)) => {
-                kiln_model::procfile::validate_process_type(t).map_err(|e| anyhow::anyhow!("Invalid argument {a:?}: {}", e.message))?;
+                kiln_model::procfile::validate_process_type(t)
+                    .map_err(|e| anyhow::anyhow!("Invalid argument {a:?}: {}", e.message))?;
                 (Some(t.to_string()), s)
             }
             None => (None, a.as_str()),
@@ -179,14 +259,21 @@ fn parse_type_changes(args: &[String]) -> Result<Vec<(Option<String>, String)>> 
         out.push((ptype, size.name().to_string()));
     }
     if out.len() > 1 && out.iter().any(|(t, _)| t.is_none()) {
-        bail!("Give either one SIZE for every process type, or TYPE=SIZE pairs (e.g. web=standard-2x worker=basic)");
+        bail!(
+            "Give either one SIZE for every process type, or TYPE=SIZE pairs (e.g. web=standard-2x worker=basic)"
+        );
     }
     Ok(out)
 }
 
 /// The process types with their sizes, as `heroku ps:type` shows them (memory instead of cost).
 fn render_types(formation: &[Value]) -> String {
-    let mut rows = vec![vec!["Type".to_string(), "Size".to_string(), "Qty".to_string(), "Memory".to_string()]];
+    let mut rows = vec![vec![
+        "Type".to_string(),
+        "Size".to_string(),
+        "Qty".to_string(),
+        "Memory".to_string(),
+    ]];
     let mut sorted: Vec<&Value> = formation.iter().collect();
     sorted.sort_by_key(|p| str_at(p, "/type").to_string());
     for p in sorted {
@@ -194,10 +281,21 @@ fn render_types(formation: &[Value]) -> String {
             "" => "Standard-1X",
             s => s,
         };
-        let memory = DynoSize::parse(size).map(|s| format::filesize(s.memory_mb() * 1024 * 1024)).unwrap_or_default();
-        rows.push(vec![str_at(p, "/type").to_string(), size.to_string(), p.get("quantity").map(plain).unwrap_or_default(), memory]);
+        let memory = DynoSize::parse(size)
+            .map(|s| format::filesize(s.memory_mb() * 1024 * 1024))
+            .unwrap_or_default();
+        rows.push(vec![
+            str_at(p, "/type").to_string(),
+            size.to_string(),
+            p.get("quantity").map(plain).unwrap_or_default(),
+            memory,
+        ]);
     }
-    format!("{}{}", format::header("Process Types"), format::table(&rows))
+    format!(
+        "{}{}",
+        format::header("Process Types"),
+        format::table(&rows)
+    )
 }
 
 pub async fn restart(
@@ -212,10 +310,22 @@ pub async fn restart(
     let app_seg = segment(&app);
     // A dot means a dyno name (web.1); anything else is a process type (web).
     let (path, what) = match (target, process_type, dyno_name) {
-        (_, _, Some(dyno)) => (format!("/apps/{app_seg}/dynos/{}", segment(dyno)), format!("{dyno} dyno")),
-        (_, Some(t), None) => (format!("/apps/{app_seg}/formations/{}", segment(t)), format!("{t} dynos")),
-        (Some(t), None, None) if t.contains('.') => (format!("/apps/{app_seg}/dynos/{}", segment(t)), format!("{t} dyno")),
-        (Some(t), None, None) => (format!("/apps/{app_seg}/formations/{}", segment(t)), format!("{t} dynos")),
+        (_, _, Some(dyno)) => (
+            format!("/apps/{app_seg}/dynos/{}", segment(dyno)),
+            format!("{dyno} dyno"),
+        ),
+        (_, Some(t), None) => (
+            format!("/apps/{app_seg}/formations/{}", segment(t)),
+            format!("{t} dynos"),
+        ),
+        (Some(t), None, None) if t.contains('.') => (
+            format!("/apps/{app_seg}/dynos/{}", segment(t)),
+            format!("{t} dyno"),
+        ),
+        (Some(t), None, None) => (
+            format!("/apps/{app_seg}/formations/{}", segment(t)),
+            format!("{t} dynos"),
+        ),
         (None, None, None) => (format!("/apps/{app_seg}/dynos"), "dynos".to_string()),
     };
     ctx.action(&format!("Restarting {what} on {}", app_label(&app)))?;
@@ -234,10 +344,21 @@ mod tests {
         let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert_eq!(
             parse_type_changes(&args(&["web=standard-2x", "worker=basic"])).unwrap(),
-            vec![(Some("web".into()), "Standard-2X".into()), (Some("worker".into()), "Basic".into())]
+            vec![
+                (Some("web".into()), "Standard-2X".into()),
+                (Some("worker".into()), "Basic".into())
+            ]
         );
-        assert_eq!(parse_type_changes(&args(&["2x"])).unwrap(), vec![(None, "Standard-2X".into())]);
-        assert!(parse_type_changes(&args(&["web=huge"])).unwrap_err().to_string().contains("Unknown dyno size"));
+        assert_eq!(
+            parse_type_changes(&args(&["2x"])).unwrap(),
+            vec![(None, "Standard-2X".into())]
+        );
+        assert!(
+            parse_type_changes(&args(&["web=huge"]))
+                .unwrap_err()
+                .to_string()
+                .contains("Unknown dyno size")
+        );
         assert!(parse_type_changes(&args(&["basic", "web=basic"])).is_err());
         assert!(parse_type_changes(&args(&["we b=basic"])).is_err());
         let f = json!([
@@ -282,9 +403,18 @@ pub async fn stop(ctx: &mut Ctx<'_>, flags: &AppFlags, target: &str) -> Result<(
     let api = ctx.api()?;
     let app_seg = segment(&app);
     let (path, what) = if target.contains('.') {
-        (format!("/apps/{app_seg}/dynos/{}/actions/stop", segment(target)), format!("{target} dyno"))
+        (
+            format!("/apps/{app_seg}/dynos/{}/actions/stop", segment(target)),
+            format!("{target} dyno"),
+        )
     } else {
-        (format!("/apps/{app_seg}/formations/{}/actions/stop", segment(target)), format!("{target} dynos"))
+        (
+            format!(
+                "/apps/{app_seg}/formations/{}/actions/stop",
+                segment(target)
+            ),
+            format!("{target} dynos"),
+        )
     };
     ctx.action(&format!("Stopping {what} on {}", app_label(&app)))?;
     match api.post(&path, &serde_json::json!({})).await {

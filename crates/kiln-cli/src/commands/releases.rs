@@ -18,7 +18,10 @@ fn version_of(r: &Value) -> u64 {
 pub async fn list(ctx: &mut Ctx<'_>, flags: &AppFlags, num: u32, as_json: bool) -> Result<()> {
     let app = resolve_app(ctx.env, flags, None)?;
     let range = format!("version ..; max={num}, order=desc");
-    let releases = ctx.api()?.get_range(&format!("/apps/{}/releases", segment(&app)), &range).await?;
+    let releases = ctx
+        .api()?
+        .get_range(&format!("/apps/{}/releases", segment(&app)), &range)
+        .await?;
     if as_json {
         return ctx.out(&format::json(&releases));
     }
@@ -35,7 +38,10 @@ pub fn render_list(app: &str, mut releases: Vec<Value>, now: Timestamp) -> Strin
     // Heroku CLI does the same.
     releases.sort_by_key(|r| std::cmp::Reverse(version_of(r)));
     let mut title = format!("{app} Releases");
-    if let Some(current) = releases.iter().find(|r| r.get("current").and_then(Value::as_bool) == Some(true)) {
+    if let Some(current) = releases
+        .iter()
+        .find(|r| r.get("current").and_then(Value::as_bool) == Some(true))
+    {
         title.push_str(&format!(" - Current: v{}", version_of(current)));
     }
     let rows: Vec<Vec<String>> = releases
@@ -62,26 +68,47 @@ pub fn render_list(app: &str, mut releases: Vec<Value>, now: Timestamp) -> Strin
 }
 
 async fn latest(api: &Api, app: &str) -> Result<Value> {
-    let releases = api.get_range(&format!("/apps/{}/releases", segment(app)), LATEST_RELEASE_RANGE).await?;
-    match releases.as_array().and_then(|r| r.iter().max_by_key(|r| version_of(r))) {
+    let releases = api
+        .get_range(
+            &format!("/apps/{}/releases", segment(app)),
+            LATEST_RELEASE_RANGE,
+        )
+        .await?;
+    match releases
+        .as_array()
+        .and_then(|r| r.iter().max_by_key(|r| version_of(r)))
+    {
         Some(r) => Ok(r.clone()),
         None => bail!("{} has no releases.", app_label(app)),
     }
 }
 
-pub async fn info(ctx: &mut Ctx<'_>, flags: &AppFlags, release: Option<&str>, as_json: bool) -> Result<()> {
+pub async fn info(
+    ctx: &mut Ctx<'_>,
+    flags: &AppFlags,
+    release: Option<&str>,
+    as_json: bool,
+) -> Result<()> {
     let version = release.map(parse_version).transpose()?;
     let app = resolve_app(ctx.env, flags, None)?;
     let api = ctx.api()?;
     let release = match version {
-        Some(v) => api.get(&format!("/apps/{}/releases/{v}", segment(&app))).await?,
+        Some(v) => {
+            api.get(&format!("/apps/{}/releases/{v}", segment(&app)))
+                .await?
+        }
         None => latest(&api, &app).await?,
     };
     if as_json {
         return ctx.out(&format::json(&release));
     }
     let version = version_of(&release);
-    let config = api.get(&format!("/apps/{}/releases/{version}/config-vars", segment(&app))).await?;
+    let config = api
+        .get(&format!(
+            "/apps/{}/releases/{version}/config-vars",
+            segment(&app)
+        ))
+        .await?;
     ctx.out(&render_info(&release, &config))
 }
 
@@ -92,22 +119,40 @@ pub fn render_info(release: &Value, config: &Value) -> String {
     if let Some(note) = format::release_status(status) {
         change.push_str(&format!(" ({note})"));
     }
-    let addons: Vec<String> =
-        release.get("addon_plan_names").and_then(Value::as_array).map(|a| a.iter().map(plain).collect()).unwrap_or_default();
+    let addons: Vec<String> = release
+        .get("addon_plan_names")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().map(plain).collect())
+        .unwrap_or_default();
     let mut pairs: Vec<(&str, String)> = Vec::new();
     if !addons.is_empty() {
         pairs.push(("Add-ons", addons.join(", ")));
     }
     pairs.push(("By", str_at(release, "/user/email").to_string()));
     pairs.push(("Change", change));
-    if let Some(eligible) = release.get("eligible_for_rollback").and_then(Value::as_bool) {
-        pairs.push(("Eligible for Rollback?", if eligible { "Yes" } else { "No" }.to_string()));
+    if let Some(eligible) = release
+        .get("eligible_for_rollback")
+        .and_then(Value::as_bool)
+    {
+        pairs.push((
+            "Eligible for Rollback?",
+            if eligible { "Yes" } else { "No" }.to_string(),
+        ));
     }
     let reason = str_at(release, "/status_reason");
-    pairs.push(("Status", if reason.is_empty() { status.to_string() } else { format!("{status}: {reason}") }));
+    pairs.push((
+        "Status",
+        if reason.is_empty() {
+            status.to_string()
+        } else {
+            format!("{status}: {reason}")
+        },
+    ));
     pairs.push(("When", str_at(release, "/created_at").to_string()));
-    let vars: Vec<(String, String)> =
-        config.as_object().map(|m| m.iter().map(|(k, v)| (k.clone(), plain(v))).collect()).unwrap_or_default();
+    let vars: Vec<(String, String)> = config
+        .as_object()
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), plain(v))).collect())
+        .unwrap_or_default();
     format!(
         "{}{}\n{}{}",
         format::header(&format!("Release v{version}")),
@@ -120,8 +165,11 @@ pub fn render_info(release: &Value, config: &Value) -> String {
 /// The release a bare `releases:rollback` goes back to: among the newest releases, the second
 /// one that is eligible (the first is the one running now), as the Heroku CLI picks it.
 pub fn previous_eligible(releases: &Value) -> Option<&Value> {
-    let mut eligible: Vec<&Value> =
-        releases.as_array()?.iter().filter(|r| r.get("eligible_for_rollback").and_then(Value::as_bool) == Some(true)).collect();
+    let mut eligible: Vec<&Value> = releases
+        .as_array()?
+        .iter()
+        .filter(|r| r.get("eligible_for_rollback").and_then(Value::as_bool) == Some(true))
+        .collect();
     eligible.sort_by_key(|r| std::cmp::Reverse(version_of(r)));
     eligible.get(1).copied()
 }
@@ -131,12 +179,23 @@ pub async fn rollback(ctx: &mut Ctx<'_>, flags: &AppFlags, release: Option<&str>
     let app = resolve_app(ctx.env, flags, None)?;
     let api = ctx.api()?;
     let target = match version {
-        Some(v) => api.get(&format!("/apps/{}/releases/{v}", segment(&app))).await?,
+        Some(v) => {
+            api.get(&format!("/apps/{}/releases/{v}", segment(&app)))
+                .await?
+        }
         None => {
-            let recent = api.get_range(&format!("/apps/{}/releases", segment(&app)), "version ..; max=10, order=desc").await?;
+            let recent = api
+                .get_range(
+                    &format!("/apps/{}/releases", segment(&app)),
+                    "version ..; max=10, order=desc",
+                )
+                .await?;
             match previous_eligible(&recent) {
                 Some(r) => r.clone(),
-                None => bail!("No eligible release found for {} to roll back to.", app_label(&app)),
+                None => bail!(
+                    "No eligible release found for {} to roll back to.",
+                    app_label(&app)
+                ),
             }
         }
     };
@@ -146,8 +205,17 @@ pub async fn rollback(ctx: &mut Ctx<'_>, flags: &AppFlags, release: Option<&str>
         Some(id) => json!(id),
         None => json!(target_version.to_string()),
     };
-    ctx.action(&format!("Rolling back {} to v{target_version}", app_label(&app)))?;
-    let created = match api.post(&format!("/apps/{}/releases", segment(&app)), &json!({ "release": id })).await {
+    ctx.action(&format!(
+        "Rolling back {} to v{target_version}",
+        app_label(&app)
+    ))?;
+    let created = match api
+        .post(
+            &format!("/apps/{}/releases", segment(&app)),
+            &json!({ "release": id }),
+        )
+        .await
+    {
         Ok(r) => r,
         Err(e) => return ctx.failed(e),
     };
@@ -180,7 +248,10 @@ mod tests {
              v5  Set FOO config vars                      admin@kiln.local  2026/11/21 12:00:00 +0000 (~ 1m ago)\n\
              v4  Deploy abc123 release command failed     admin@kiln.local  2026/11/21 12:00:30 +0000 (~ 30s ago)\n"
         );
-        assert_eq!(render_list("myapp", vec![], now), "⬢ myapp has no releases.\n");
+        assert_eq!(
+            render_list("myapp", vec![], now),
+            "⬢ myapp has no releases.\n"
+        );
     }
 
     #[test]
@@ -209,7 +280,13 @@ mod tests {
             {"id": "a", "version": 5, "eligible_for_rollback": true},
             {"id": "z", "version": 4, "eligible_for_rollback": true}
         ]);
-        assert_eq!(previous_eligible(&releases).and_then(|r| r["id"].as_str()), Some("a"));
-        assert!(previous_eligible(&json!([{"id": "c", "version": 7}])).is_none(), "no field means not eligible");
+        assert_eq!(
+            previous_eligible(&releases).and_then(|r| r["id"].as_str()),
+            Some("a")
+        );
+        assert!(
+            previous_eligible(&json!([{"id": "c", "version": 7}])).is_none(),
+            "no field means not eligible"
+        );
     }
 }

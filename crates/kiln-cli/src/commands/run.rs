@@ -1,12 +1,14 @@
 //! `run` and `run:detached`: one-off dynos. An attached run connects to the dyno's
-//! `attach_url` (an HTTP upgrade to Kiln's framed attach protocol, see the API's `run`
-//! module), relays stdin and output, and exits with the command's exit status.
+//! `attach_url` (an HTTP upgrade to Kiln's framed attach protocol, [`kiln_model::attach`],
+//! the codec the API's end uses too), relays stdin and output, and exits with the command's
+//! exit status.
 
 use super::{Ctx, app_label, resolve_app};
 use crate::cli::AppFlags;
 use crate::format::str_at;
 use crate::transport::segment;
 use anyhow::{Context, Result, anyhow, bail};
+use kiln_model::attach::{self, ToClient, ToDyno};
 use serde_json::{Map, Value, json};
 use std::io::{Read, Write};
 
@@ -29,7 +31,10 @@ pub fn build_command(args: &[String]) -> String {
     }
     args.iter()
         .map(|a| {
-            if !a.is_empty() && a.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@%+".contains(&b)) {
+            if !a.is_empty()
+                && a.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@%+".contains(&b))
+            {
                 a.clone()
             } else {
                 format!("'{}'", a.replace('\'', "'\\''"))
@@ -42,7 +47,9 @@ pub fn build_command(args: &[String]) -> String {
 fn parse_env(pairs: &[String]) -> Result<Map<String, Value>> {
     let mut m = Map::new();
     for p in pairs {
-        let (k, v) = p.split_once('=').ok_or_else(|| anyhow!("--env takes KEY=VALUE, not {p:?}"))?;
+        let (k, v) = p
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--env takes KEY=VALUE, not {p:?}"))?;
         kiln_model::config::validate_key(k).map_err(|e| anyhow!(e.message))?;
         m.insert(k.to_string(), json!(v));
     }
@@ -54,7 +61,13 @@ fn isatty(fd: i32) -> bool {
     unsafe { libc::isatty(fd) == 1 }
 }
 
-pub async fn detached(ctx: &mut Ctx<'_>, flags: &AppFlags, args: &[String], env: &[String], size: Option<&str>) -> Result<()> {
+pub async fn detached(
+    ctx: &mut Ctx<'_>,
+    flags: &AppFlags,
+    args: &[String],
+    env: &[String],
+    size: Option<&str>,
+) -> Result<()> {
     let app = resolve_app(ctx.env, flags, None)?;
     if args.is_empty() {
         bail!("Usage: kiln run:detached -a APP COMMAND");
@@ -65,15 +78,28 @@ pub async fn detached(ctx: &mut Ctx<'_>, flags: &AppFlags, args: &[String], env:
         body["size"] = json!(s);
     }
     ctx.action(&format!("Running `{command}` on {}", app_label(&app)))?;
-    let dyno = match ctx.api()?.post(&format!("/apps/{}/dynos", segment(&app)), &body).await {
+    let dyno = match ctx
+        .api()?
+        .post(&format!("/apps/{}/dynos", segment(&app)), &body)
+        .await
+    {
         Ok(d) => d,
         Err(e) => return ctx.failed(e),
     };
     let name = str_at(&dyno, "/name").to_string();
-    ctx.out(&format!("done, {name}\nRun `kiln logs -a {app} -d {name}` to view the output.\n"))
+    ctx.out(&format!(
+        "done, {name}\nRun `kiln logs -a {app} -d {name}` to view the output.\n"
+    ))
 }
 
-pub async fn attached(ctx: &mut Ctx<'_>, flags: &AppFlags, args: &[String], no_tty: bool, env: &[String], size: Option<&str>) -> Result<()> {
+pub async fn attached(
+    ctx: &mut Ctx<'_>,
+    flags: &AppFlags,
+    args: &[String],
+    no_tty: bool,
+    env: &[String],
+    size: Option<&str>,
+) -> Result<()> {
     let app = resolve_app(ctx.env, flags, None)?;
     if args.is_empty() {
         bail!("Usage: kiln run -a APP COMMAND (use `--` before a command with flags)");
@@ -82,8 +108,16 @@ pub async fn attached(ctx: &mut Ctx<'_>, flags: &AppFlags, args: &[String], no_t
     let tty = !no_tty && isatty(0) && isatty(1);
     let mut env = parse_env(env)?;
     if tty {
-        env.insert("TERM".into(), json!(std::env::var("TERM").unwrap_or_else(|_| "xterm".into())));
-        let mut ws = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
+        env.insert(
+            "TERM".into(),
+            json!(std::env::var("TERM").unwrap_or_else(|_| "xterm".into())),
+        );
+        let mut ws = libc::winsize {
+            ws_row: 0,
+            ws_col: 0,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
         // SAFETY: TIOCGWINSZ fills the struct we pass.
         if unsafe { libc::ioctl(1, libc::TIOCGWINSZ, &mut ws) } == 0 && ws.ws_col > 0 {
             env.insert("COLUMNS".into(), json!(ws.ws_col.to_string()));
@@ -94,21 +128,41 @@ pub async fn attached(ctx: &mut Ctx<'_>, flags: &AppFlags, args: &[String], no_t
     if let Some(s) = size {
         body["size"] = json!(s);
     }
-    let dyno = ctx.api()?.post(&format!("/apps/{}/dynos", segment(&app)), &body).await?;
+    let dyno = ctx
+        .api()?
+        .post(&format!("/apps/{}/dynos", segment(&app)), &body)
+        .await?;
     let name = str_at(&dyno, "/name").to_string();
     let url = str_at(&dyno, "/attach_url").to_string();
-    let _ = writeln!(ctx.io.stderr, "Running `{command}` on {}... up, {name}", app_label(&app));
+    let _ = writeln!(
+        ctx.io.stderr,
+        "Running `{command}` on {}... up, {name}",
+        app_label(&app)
+    );
     let code = attach(ctx, &url, tty)?;
-    if code == 0 { Ok(()) } else { Err(ExitStatus(code.clamp(0, 255) as u8).into()) }
+    if code == 0 {
+        Ok(())
+    } else {
+        Err(ExitStatus(code.clamp(0, 255) as u8).into())
+    }
 }
 
 /// Connects to `url` (`http://host:port/attach/<secret>`), relays until the dyno ends, and
 /// returns its exit status.
 fn attach(ctx: &mut Ctx<'_>, url: &str, tty: bool) -> Result<i32> {
-    let rest = url.strip_prefix("http://").ok_or_else(|| anyhow!("unsupported attach URL {url:?}"))?;
-    let (authority, path) = rest.split_once('/').map(|(a, p)| (a, format!("/{p}"))).unwrap_or((rest, "/".into()));
-    let mut sock = std::net::TcpStream::connect(authority).with_context(|| format!("connecting to the dyno at {authority}"))?;
-    write!(sock, "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: Upgrade\r\nUpgrade: kiln-attach\r\n\r\n")?;
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| anyhow!("unsupported attach URL {url:?}"))?;
+    let (authority, path) = rest
+        .split_once('/')
+        .map(|(a, p)| (a, format!("/{p}")))
+        .unwrap_or((rest, "/".into()));
+    let mut sock = std::net::TcpStream::connect(authority)
+        .with_context(|| format!("connecting to the dyno at {authority}"))?;
+    write!(
+        sock,
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: Upgrade\r\nUpgrade: kiln-attach\r\n\r\n"
+    )?;
     // Read the response head byte by byte so no frame data is consumed with it.
     let mut head = Vec::new();
     let mut b = [0u8; 1];
@@ -128,19 +182,21 @@ fn attach(ctx: &mut Ctx<'_>, url: &str, tty: bool) -> Result<i32> {
     std::thread::spawn(move || {
         // fd 0 directly: the CLI's main thread holds std's stdin lock for its whole life.
         // SAFETY: fd 0 stays open for the process's life; ManuallyDrop never closes it.
-        let mut stdin = std::mem::ManuallyDrop::new(unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(0) });
+        let mut stdin = std::mem::ManuallyDrop::new(unsafe {
+            <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(0)
+        });
         let mut buf = [0u8; 8192];
         loop {
             match stdin.read(&mut buf) {
                 Ok(0) | Err(_) => {
-                    let _ = to_dyno.write_all(&[1, 0, 0, 0, 0]);
+                    let _ = to_dyno.write_all(&ToDyno::StdinClosed.encode());
                     return;
                 }
                 Ok(n) => {
-                    let mut f = vec![0u8];
-                    f.extend_from_slice(&(n as u32).to_be_bytes());
-                    f.extend_from_slice(&buf[..n]);
-                    if to_dyno.write_all(&f).is_err() {
+                    if to_dyno
+                        .write_all(&ToDyno::Stdin(buf[..n].to_vec()).encode())
+                        .is_err()
+                    {
                         return;
                     }
                 }
@@ -148,27 +204,26 @@ fn attach(ctx: &mut Ctx<'_>, url: &str, tty: bool) -> Result<i32> {
         }
     });
     loop {
-        let mut h = [0u8; 5];
+        let mut h = [0u8; attach::HEADER_LEN];
         if sock.read_exact(&mut h).is_err() {
             bail!("the connection to the dyno closed before it finished");
         }
-        let len = u32::from_be_bytes([h[1], h[2], h[3], h[4]]) as usize;
-        if len > 16 * 1024 * 1024 {
-            bail!("the dyno sent a malformed frame");
-        }
+        let (kind, len) = attach::parse_header(h)
+            .map_err(|e| anyhow!("the dyno broke the attach protocol: {e}"))?;
         let mut data = vec![0u8; len];
         sock.read_exact(&mut data)?;
-        match h[0] {
-            0 => {
+        match ToClient::decode(kind, data)
+            .map_err(|e| anyhow!("the dyno broke the attach protocol: {e}"))?
+        {
+            ToClient::Stdout(data) => {
                 ctx.io.stdout.write_all(&data)?;
                 ctx.io.stdout.flush()?;
             }
-            1 => {
+            ToClient::Stderr(data) => {
                 ctx.io.stderr.write_all(&data)?;
                 ctx.io.stderr.flush()?;
             }
-            2 if len == 4 => return Ok(i32::from_be_bytes([data[0], data[1], data[2], data[3]])),
-            _ => bail!("the dyno sent a malformed frame"),
+            ToClient::Exit(code) => return Ok(code),
         }
     }
 }

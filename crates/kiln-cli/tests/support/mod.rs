@@ -23,12 +23,19 @@ pub struct Recorded {
 
 impl Recorded {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("body of {} {} is not JSON ({e}): {:?}", self.method, self.path, self.body))
+        serde_json::from_str(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body of {} {} is not JSON ({e}): {:?}",
+                self.method, self.path, self.body
+            )
+        })
     }
 }
 
@@ -93,10 +100,19 @@ fn serve(conn: TcpStream, handler: &dyn Fn(&Recorded) -> Reply, recorded: &Mutex
             headers.push((k.trim().to_string(), v.trim().to_string()));
         }
     }
-    let len: usize = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-length")).and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
+    let len: usize = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
     let mut body = vec![0; len];
     reader.read_exact(&mut body).unwrap();
-    let req = Recorded { method, path, headers, body: String::from_utf8_lossy(&body).into_owned() };
+    let req = Recorded {
+        method,
+        path,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    };
     recorded.lock().unwrap().push(req.clone());
 
     let mut conn = conn;
@@ -109,13 +125,22 @@ fn serve(conn: TcpStream, handler: &dyn Fn(&Recorded) -> Reply, recorded: &Mutex
                 body.len()
             );
         }
-        Reply::Raw { status, content_type, body } => {
-            let _ = write!(conn, "HTTP/1.1 {status} X\r\nContent-Type: {content_type}\r\nConnection: close\r\n\r\n");
+        Reply::Raw {
+            status,
+            content_type,
+            body,
+        } => {
+            let _ = write!(
+                conn,
+                "HTTP/1.1 {status} X\r\nContent-Type: {content_type}\r\nConnection: close\r\n\r\n"
+            );
             let _ = conn.write_all(&body);
         }
         Reply::Stream(chunks) => {
-            let _ =
-                write!(conn, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n");
+            let _ = write!(
+                conn,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n"
+            );
             let _ = conn.flush();
             for chunk in chunks {
                 if conn.write_all(&chunk).and_then(|_| conn.flush()).is_err() {
@@ -134,7 +159,11 @@ pub struct TempDir(pub PathBuf);
 impl TempDir {
     pub fn new(tag: &str) -> TempDir {
         static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!("kiln-cli-{tag}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
+        let dir = std::env::temp_dir().join(format!(
+            "kiln-cli-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         TempDir(dir)
@@ -164,7 +193,11 @@ impl SharedBuf {
     pub fn wait_for(&self, needle: &str) {
         let start = Instant::now();
         while !self.text().contains(needle) {
-            assert!(start.elapsed() < Duration::from_secs(10), "timed out waiting for {needle:?}; have {:?}", self.text());
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "timed out waiting for {needle:?}; have {:?}",
+                self.text()
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -190,18 +223,44 @@ pub struct Outcome {
 pub fn kiln(env: &kiln_cli::Env, args: &[&str], stdin: &str) -> Outcome {
     let mut input = stdin.as_bytes();
     let (mut out, mut err) = (Vec::new(), Vec::new());
-    let argv = std::iter::once("kiln").chain(args.iter().copied()).map(Into::into).collect();
-    let code = kiln_cli::run(argv, env, kiln_cli::Io { stdin: &mut input, stdout: &mut out, stderr: &mut err });
-    Outcome { code, stdout: String::from_utf8(out).unwrap(), stderr: String::from_utf8(err).unwrap() }
+    let argv = std::iter::once("kiln")
+        .chain(args.iter().copied())
+        .map(Into::into)
+        .collect();
+    let code = kiln_cli::run(
+        argv,
+        env,
+        kiln_cli::Io {
+            stdin: &mut input,
+            stdout: &mut out,
+            stderr: &mut err,
+        },
+    );
+    Outcome {
+        code,
+        stdout: String::from_utf8(out).unwrap(),
+        stderr: String::from_utf8(err).unwrap(),
+    }
 }
 
 /// An environment pointed at `api` with a key, rooted in `dir` (which is also HOME).
 pub fn env_for(api: &FakeApi, dir: &Path) -> kiln_cli::Env {
-    kiln_cli::Env::new(dir).with_var("HOME", dir.to_string_lossy()).with_var("KILN_API_URL", api.url()).with_var("KILN_API_KEY", "test-key")
+    kiln_cli::Env::new(dir)
+        .with_var("HOME", dir.to_string_lossy())
+        .with_var("KILN_API_URL", api.url())
+        .with_var("KILN_API_KEY", "test-key")
 }
 
 pub fn git(dir: &Path, args: &[&str]) -> String {
-    let out = std::process::Command::new("git").args(args).current_dir(dir).output().expect("git runs");
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }

@@ -38,21 +38,36 @@ impl LogSink for TestLogs {
 
 impl TestLogs {
     pub fn messages(&self, app_id: &str) -> Vec<String> {
-        self.lines.lock().unwrap().iter().filter(|(a, _)| a == app_id).map(|(_, l)| l.message.clone()).collect()
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(a, _)| a == app_id)
+            .map(|(_, l)| l.message.clone())
+            .collect()
     }
 
     /// The first router line for `app_id` containing `needle`, waiting for it a little:
     /// lines are written when a response ends, which can trail the client's read.
     pub async fn wait_for(&self, app_id: &str, needle: &str) -> LogLine {
         for _ in 0..500 {
-            let found = self.lines.lock().unwrap().iter().find(|(a, l)| a == app_id && l.message.contains(needle)).map(|(_, l)| l.clone());
+            let found = self
+                .lines
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|(a, l)| a == app_id && l.message.contains(needle))
+                .map(|(_, l)| l.clone());
             if let Some(line) = found {
                 assert_eq!((&*line.source, &*line.process), ("heroku", "router"));
                 return line;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        panic!("no log line with {needle:?} for {app_id}; have {:?}", self.messages(app_id));
+        panic!(
+            "no log line with {needle:?} for {app_id}; have {:?}",
+            self.messages(app_id)
+        );
     }
 }
 
@@ -75,17 +90,33 @@ impl Router {
         let table = RouteTable::new(&config.domain);
         let logs = Arc::new(TestLogs::default());
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(kiln_router::serve(listener, table.clone(), logs.clone(), config, async move {
-            let _ = stopped.await;
-        }));
-        Router { addr, table, logs, stop: Some(stop), task: Some(task) }
+        let task = tokio::spawn(kiln_router::serve(
+            listener,
+            table.clone(),
+            logs.clone(),
+            config,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        Router {
+            addr,
+            table,
+            logs,
+            stop: Some(stop),
+            task: Some(task),
+        }
     }
 
     /// Registers app `name` (id `id-<name>`) with these dynos, all up.
     pub fn app(&self, name: &str, dynos: &[SocketAddr]) -> String {
         let id = format!("id-{name}");
         self.table.upsert_app(&id, name, false, None, None);
-        let status = if dynos.is_empty() { WebStatus::NoWebDynos } else { WebStatus::Up };
+        let status = if dynos.is_empty() {
+            WebStatus::NoWebDynos
+        } else {
+            WebStatus::Up
+        };
         self.table.set_backends(&id, status, backends(dynos));
         id
     }
@@ -97,7 +128,14 @@ impl Router {
 }
 
 pub fn backends(dynos: &[SocketAddr]) -> Vec<Backend> {
-    dynos.iter().enumerate().map(|(i, addr)| Backend { dyno: format!("web.{}", i + 1), addr: *addr }).collect()
+    dynos
+        .iter()
+        .enumerate()
+        .map(|(i, addr)| Backend {
+            dyno: format!("web.{}", i + 1),
+            addr: *addr,
+        })
+        .collect()
 }
 
 /// A dyno that answers every request with what it received: a first line
@@ -110,21 +148,39 @@ pub async fn echo_dyno(name: &'static str) -> (SocketAddr, Arc<AtomicUsize>) {
     let count = accepted.clone();
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
             count.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(async move {
                 let service = service_fn(move |req: Request<Incoming>| async move {
                     let (parts, body) = req.into_parts();
-                    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                    let mut text = format!("backend={name} {} {} body={}\n", parts.method, parts.uri, body.len());
+                    let body = body
+                        .collect()
+                        .await
+                        .map(|b| b.to_bytes())
+                        .unwrap_or_default();
+                    let mut text = format!(
+                        "backend={name} {} {} body={}\n",
+                        parts.method,
+                        parts.uri,
+                        body.len()
+                    );
                     for (k, v) in &parts.headers {
-                        text.push_str(&format!("{}: {}\n", k, String::from_utf8_lossy(v.as_bytes())));
+                        text.push_str(&format!(
+                            "{}: {}\n",
+                            k,
+                            String::from_utf8_lossy(v.as_bytes())
+                        ));
                     }
                     let mut resp = http::Response::new(Full::new(Bytes::from(text)));
-                    resp.headers_mut().insert("x-backend", name.parse().unwrap());
+                    resp.headers_mut()
+                        .insert("x-backend", name.parse().unwrap());
                     Ok::<_, Infallible>(resp)
                 });
-                let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
             });
         }
     });
@@ -147,7 +203,9 @@ where
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
             tokio::spawn(handle(stream));
         }
     });
@@ -177,11 +235,17 @@ impl Reply {
     /// A header as the echo dyno received it.
     pub fn echoed(&self, name: &str) -> Option<String> {
         let prefix = format!("{name}: ");
-        self.body.lines().find_map(|l| l.strip_prefix(&prefix)).map(str::to_string)
+        self.body
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .map(str::to_string)
     }
 
     pub fn backend(&self) -> String {
-        self.headers.get("x-backend").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default()
+        self.headers
+            .get("x-backend")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default()
     }
 }
 
@@ -196,12 +260,21 @@ pub async fn send(addr: SocketAddr, req: http::request::Builder) -> Reply {
 
 pub async fn send_body(addr: SocketAddr, req: http::request::Builder, body: Bytes) -> Reply {
     let stream = TcpStream::connect(addr).await.unwrap();
-    let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
     tokio::spawn(conn);
-    let resp = tx.send_request(req.body(Full::new(body)).unwrap()).await.unwrap();
+    let resp = tx
+        .send_request(req.body(Full::new(body)).unwrap())
+        .await
+        .unwrap();
     let (parts, body) = resp.into_parts();
     let body = body.collect().await.unwrap().to_bytes();
-    Reply { status: parts.status, headers: parts.headers, body: String::from_utf8_lossy(&body).into_owned() }
+    Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
 }
 
 /// Writes raw bytes and reads the response head.
@@ -230,7 +303,11 @@ pub async fn nagle_dyno() -> SocketAddr {
                 }
             };
             let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-            let length: usize = head.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
             while buf.len() < end + length {
                 let mut chunk = [0u8; 4096];
                 match stream.read(&mut chunk).await {
@@ -240,8 +317,13 @@ pub async fn nagle_dyno() -> SocketAddr {
             }
             buf.drain(..end + length);
             let body = format!("n={length}\n");
-            let head = format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n", body.len());
-            if stream.write_all(head.as_bytes()).await.is_err() || stream.write_all(body.as_bytes()).await.is_err() {
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            if stream.write_all(head.as_bytes()).await.is_err()
+                || stream.write_all(body.as_bytes()).await.is_err()
+            {
                 return;
             }
         }
@@ -271,7 +353,12 @@ pub const FNV_START: u64 = 0xcbf2_9ce4_8422_2325;
 pub async fn hashing_dyno() -> SocketAddr {
     raw_dyno(|stream| async move {
         let service = service_fn(|req: Request<Incoming>| async move {
-            let header = |name: &str| req.headers().get(name).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()).unwrap_or_else(|| "-".into());
+            let header = |name: &str| {
+                req.headers()
+                    .get(name)
+                    .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                    .unwrap_or_else(|| "-".into())
+            };
             let (te, cl) = (header("transfer-encoding"), header("content-length"));
             let mut body = req.into_body();
             let (mut len, mut hash) = (0usize, FNV_START);
@@ -282,9 +369,13 @@ pub async fn hashing_dyno() -> SocketAddr {
                     hash = fnv1a(hash, &data);
                 }
             }
-            Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from(format!("len={len} fnv={hash:x} te={te} cl={cl}")))))
+            Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from(format!(
+                "len={len} fnv={hash:x} te={te} cl={cl}"
+            )))))
         });
-        let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+        let _ = http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), service)
+            .await;
     })
     .await
 }

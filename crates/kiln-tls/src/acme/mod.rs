@@ -105,7 +105,14 @@ pub struct AcmeConfig {
 
 impl AcmeConfig {
     pub fn new(directory_url: &str, account_key: PathBuf) -> AcmeConfig {
-        AcmeConfig { directory_url: directory_url.to_string(), contact: None, account_key, system_roots: Some(PathBuf::from(SYSTEM_ROOTS)), extra_ca: None, request_timeout: Duration::from_secs(30) }
+        AcmeConfig {
+            directory_url: directory_url.to_string(),
+            contact: None,
+            account_key,
+            system_roots: Some(PathBuf::from(SYSTEM_ROOTS)),
+            extra_ca: None,
+            request_timeout: Duration::from_secs(30),
+        }
     }
 }
 
@@ -129,23 +136,48 @@ pub struct AcmeClient {
 
 impl std::fmt::Debug for AcmeClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AcmeClient").field("directory", &self.config.directory_url).finish_non_exhaustive()
+        f.debug_struct("AcmeClient")
+            .field("directory", &self.config.directory_url)
+            .finish_non_exhaustive()
     }
 }
 
 impl AcmeClient {
     /// Checks the configuration, loads (or makes) the account key and the trusted roots.
     /// Nothing is sent until the first order.
-    pub fn new(config: AcmeConfig, responder: Arc<dyn ChallengeResponder>) -> Result<AcmeClient, AcmeError> {
-        wire::https_url("configuration", "directory URL", &config.directory_url).map_err(|_| AcmeError::Config(format!("the directory URL must be https://…, not {:?}", wire::shown(&config.directory_url))))?;
+    pub fn new(
+        config: AcmeConfig,
+        responder: Arc<dyn ChallengeResponder>,
+    ) -> Result<AcmeClient, AcmeError> {
+        wire::https_url("configuration", "directory URL", &config.directory_url).map_err(|_| {
+            AcmeError::Config(format!(
+                "the directory URL must be https://…, not {:?}",
+                wire::shown(&config.directory_url)
+            ))
+        })?;
         if let Some(c) = &config.contact {
-            if c.is_empty() || c.len() > 254 || !c.contains('@') || c.chars().any(|ch| ch.is_whitespace() || ch.is_control() || ch == ',') {
+            if c.is_empty()
+                || c.len() > 254
+                || !c.contains('@')
+                || c.chars()
+                    .any(|ch| ch.is_whitespace() || ch.is_control() || ch == ',')
+            {
                 return Err(AcmeError::Config(format!("{c:?} is not an email address")));
             }
         }
-        let transport = Transport::new(config.system_roots.as_deref(), config.extra_ca.as_deref(), config.request_timeout)?;
+        let transport = Transport::new(
+            config.system_roots.as_deref(),
+            config.extra_ca.as_deref(),
+            config.request_timeout,
+        )?;
         let key = AccountKey::load_or_create(&config.account_key)?;
-        Ok(AcmeClient { config, transport, key, responder, session: tokio::sync::Mutex::default() })
+        Ok(AcmeClient {
+            config,
+            transport,
+            key,
+            responder,
+            session: tokio::sync::Mutex::default(),
+        })
     }
 
     pub fn directory_url(&self) -> &str {
@@ -156,77 +188,153 @@ impl AcmeClient {
     /// wildcards: HTTP-01 cannot prove control of those).
     pub async fn order(&self, hostnames: &[String]) -> Result<IssuedCertificate, AcmeError> {
         if hostnames.is_empty() {
-            return Err(AcmeError::Config("no hostname to order a certificate for".into()));
+            return Err(AcmeError::Config(
+                "no hostname to order a certificate for".into(),
+            ));
         }
         if let Some(w) = hostnames.iter().find(|h| h.contains('*')) {
-            return Err(AcmeError::Config(format!("{w} is a wildcard, which HTTP-01 validation cannot prove; upload a certificate for it instead")));
+            return Err(AcmeError::Config(format!(
+                "{w} is a wildcard, which HTTP-01 validation cannot prove; upload a certificate for it instead"
+            )));
         }
         let mut session = self.session.lock().await;
         self.ensure_account(&mut session).await?;
-        let new_order = session.directory.as_ref().map(|d| d.new_order.clone()).unwrap_or_default();
-        let identifiers: Vec<Value> = hostnames.iter().map(|h| json!({ "type": "dns", "value": h })).collect();
-        let resp = self.post(&mut session, &new_order, Some(&json!({ "identifiers": identifiers })), "the new order").await?;
+        let new_order = session
+            .directory
+            .as_ref()
+            .map(|d| d.new_order.clone())
+            .unwrap_or_default();
+        let identifiers: Vec<Value> = hostnames
+            .iter()
+            .map(|h| json!({ "type": "dns", "value": h }))
+            .collect();
+        let resp = self
+            .post(
+                &mut session,
+                &new_order,
+                Some(&json!({ "identifiers": identifiers })),
+                "the new order",
+            )
+            .await?;
         let order_url = match resp.header("location") {
             Some(l) => wire::https_url("new order", "Location", l)?,
-            None => return Err(AcmeError::protocol("the new order's answer has no Location")),
+            None => {
+                return Err(AcmeError::protocol(
+                    "the new order's answer has no Location",
+                ));
+            }
         };
         let order = Order::parse(&resp.body)?;
 
-        let mut published = Published { responder: self.responder.as_ref(), tokens: Vec::new() };
+        let mut published = Published {
+            responder: self.responder.as_ref(),
+            tokens: Vec::new(),
+        };
         for authz_url in order.authorizations.clone() {
-            self.authorize(&mut session, &authz_url, &mut published).await?;
+            self.authorize(&mut session, &authz_url, &mut published)
+                .await?;
         }
         // Validated: the key authorizations need not be served any longer.
         drop(published);
 
         // The order as it stands now that every authorization is valid.
-        let resp = self.post(&mut session, &order_url, None, "the order").await?;
+        let resp = self
+            .post(&mut session, &order_url, None, "the order")
+            .await?;
         let mut order = Order::parse(&resp.body)?;
         let deadline = Instant::now() + POLL_BOUND;
-        let key = rcgen::KeyPair::generate().map_err(|e| AcmeError::Config(format!("generating the certificate key: {e}")))?;
+        let key = rcgen::KeyPair::generate()
+            .map_err(|e| AcmeError::Config(format!("generating the certificate key: {e}")))?;
         let mut finalized = false;
         let cert_url = loop {
             let wait = match order.status {
-                Status::Valid => break order.certificate.clone().ok_or_else(|| AcmeError::protocol("the valid order names no certificate"))?,
+                Status::Valid => {
+                    break order.certificate.clone().ok_or_else(|| {
+                        AcmeError::protocol("the valid order names no certificate")
+                    })?;
+                }
                 Status::Ready if !finalized => {
                     let csr = csr(hostnames, &key)?;
-                    let resp = self.post(&mut session, &order.finalize, Some(&json!({ "csr": jws::b64(&csr) })), "the certificate request").await?;
+                    let resp = self
+                        .post(
+                            &mut session,
+                            &order.finalize,
+                            Some(&json!({ "csr": jws::b64(&csr) })),
+                            "the certificate request",
+                        )
+                        .await?;
                     finalized = true;
                     let wait = pace(&resp);
                     order = Order::parse(&resp.body)?;
                     wait
                 }
                 Status::Invalid | Status::Dead => {
-                    let why = order.error.as_ref().map(ToString::to_string).unwrap_or_else(|| "no reason given".into());
-                    return Err(AcmeError::Refused { what: format!("the order for {}", hostnames.join(", ")), problem: why });
+                    let why = order
+                        .error
+                        .as_ref()
+                        .map(ToString::to_string)
+                        .unwrap_or_else(|| "no reason given".into());
+                    return Err(AcmeError::Refused {
+                        what: format!("the order for {}", hostnames.join(", ")),
+                        problem: why,
+                    });
                 }
                 Status::Pending | Status::Ready | Status::Processing => {
                     if Instant::now() > deadline {
-                        return Err(AcmeError::Timeout(format!("the certificate for {} was not issued within {} s", hostnames.join(", "), POLL_BOUND.as_secs())));
+                        return Err(AcmeError::Timeout(format!(
+                            "the certificate for {} was not issued within {} s",
+                            hostnames.join(", "),
+                            POLL_BOUND.as_secs()
+                        )));
                     }
-                    let resp = self.post(&mut session, &order_url, None, "the order").await?;
+                    let resp = self
+                        .post(&mut session, &order_url, None, "the order")
+                        .await?;
                     let wait = pace(&resp);
                     order = Order::parse(&resp.body)?;
                     wait
                 }
             };
-            if matches!(order.status, Status::Pending | Status::Processing) || (order.status == Status::Ready && finalized) {
+            if matches!(order.status, Status::Pending | Status::Processing)
+                || (order.status == Status::Ready && finalized)
+            {
                 tokio::time::sleep(wait).await;
             }
         };
 
-        let resp = self.post_accepting(&mut session, &cert_url, None, "the certificate", "application/pem-certificate-chain").await?;
-        let chain = std::str::from_utf8(&resp.body).map_err(|_| AcmeError::protocol("the certificate chain is not text"))?.to_string();
+        let resp = self
+            .post_accepting(
+                &mut session,
+                &cert_url,
+                None,
+                "the certificate",
+                "application/pem-certificate-chain",
+            )
+            .await?;
+        let chain = std::str::from_utf8(&resp.body)
+            .map_err(|_| AcmeError::protocol("the certificate chain is not text"))?
+            .to_string();
         let key_pem = key.serialize_pem();
-        let cert = Certificate::from_pem(&chain, &key_pem).map_err(|e| AcmeError::protocol(format!("the issued certificate is unusable: {e}")))?;
+        let cert = Certificate::from_pem(&chain, &key_pem)
+            .map_err(|e| AcmeError::protocol(format!("the issued certificate is unusable: {e}")))?;
         if let Some(missing) = hostnames.iter().find(|h| !cert.info.covers(h)) {
-            return Err(AcmeError::protocol(format!("the issued certificate does not cover {missing}")));
+            return Err(AcmeError::protocol(format!(
+                "the issued certificate does not cover {missing}"
+            )));
         }
-        Ok(IssuedCertificate { chain_pem: chain, key_pem })
+        Ok(IssuedCertificate {
+            chain_pem: chain,
+            key_pem,
+        })
     }
 
     /// Gets one authorization to `valid`, answering its HTTP-01 challenge if need be.
-    async fn authorize(&self, session: &mut Session, url: &str, published: &mut Published<'_>) -> Result<(), AcmeError> {
+    async fn authorize(
+        &self,
+        session: &mut Session,
+        url: &str,
+        published: &mut Published<'_>,
+    ) -> Result<(), AcmeError> {
         let resp = self.post(session, url, None, "an authorization").await?;
         let authz = Authorization::parse(&resp.body)?;
         match authz.status {
@@ -235,14 +343,18 @@ impl AcmeClient {
             Status::Pending => {}
             _ => return Err(failed_validation(&authz)),
         }
-        let challenge = authz.http01().cloned().ok_or_else(|| AcmeError::Validation {
-            hostname: authz.identifier.clone(),
-            detail: "the certificate authority offers no http-01 challenge for it".into(),
-        })?;
+        let challenge = authz
+            .http01()
+            .cloned()
+            .ok_or_else(|| AcmeError::Validation {
+                hostname: authz.identifier.clone(),
+                detail: "the certificate authority offers no http-01 challenge for it".into(),
+            })?;
         let key_authorization = self.key.key_authorization(&challenge.token);
         self.responder.publish(&challenge.token, &key_authorization);
         published.tokens.push(challenge.token.clone());
-        self.post(session, &challenge.url, Some(&json!({})), "the challenge").await?;
+        self.post(session, &challenge.url, Some(&json!({})), "the challenge")
+            .await?;
 
         let deadline = Instant::now() + POLL_BOUND;
         loop {
@@ -255,7 +367,11 @@ impl AcmeClient {
                 _ => return Err(failed_validation(&authz)),
             }
             if Instant::now() > deadline {
-                return Err(AcmeError::Timeout(format!("the certificate authority did not validate {} within {} s", authz.identifier, POLL_BOUND.as_secs())));
+                return Err(AcmeError::Timeout(format!(
+                    "the certificate authority did not validate {} within {} s",
+                    authz.identifier,
+                    POLL_BOUND.as_secs()
+                )));
             }
             tokio::time::sleep(wait).await;
         }
@@ -264,44 +380,95 @@ impl AcmeClient {
     /// Fetches the directory and registers the account, once per client.
     async fn ensure_account(&self, session: &mut Session) -> Result<(), AcmeError> {
         if session.directory.is_none() {
-            let resp = self.transport.request(http::Method::GET, &self.config.directory_url, None, "application/json", Vec::new()).await?;
+            let resp = self
+                .transport
+                .request(
+                    http::Method::GET,
+                    &self.config.directory_url,
+                    None,
+                    "application/json",
+                    Vec::new(),
+                )
+                .await?;
             if resp.status != 200 {
-                return Err(AcmeError::protocol(format!("the directory {} answered HTTP {}", self.config.directory_url, resp.status)));
+                return Err(AcmeError::protocol(format!(
+                    "the directory {} answered HTTP {}",
+                    self.config.directory_url, resp.status
+                )));
             }
             session.directory = Some(Directory::parse(&resp.body)?);
         }
         if session.account_url.is_none() {
-            let url = session.directory.as_ref().map(|d| d.new_account.clone()).unwrap_or_default();
+            let url = session
+                .directory
+                .as_ref()
+                .map(|d| d.new_account.clone())
+                .unwrap_or_default();
             let mut payload = json!({ "termsOfServiceAgreed": true });
             if let Some(c) = &self.config.contact {
                 payload["contact"] = json!([format!("mailto:{c}")]);
             }
-            let resp = self.post(session, &url, Some(&payload), "the account registration").await?;
+            let resp = self
+                .post(session, &url, Some(&payload), "the account registration")
+                .await?;
             let account = match resp.header("location") {
                 Some(l) => wire::https_url("account", "Location", l)?,
-                None => return Err(AcmeError::protocol("the account registration's answer has no Location")),
+                None => {
+                    return Err(AcmeError::protocol(
+                        "the account registration's answer has no Location",
+                    ));
+                }
             };
-            tracing::info!(account, directory = self.config.directory_url, "ACME account ready");
+            tracing::info!(
+                account,
+                directory = self.config.directory_url,
+                "ACME account ready"
+            );
             session.account_url = Some(account);
         }
         Ok(())
     }
 
-    async fn post(&self, session: &mut Session, url: &str, payload: Option<&Value>, what: &str) -> Result<Response, AcmeError> {
-        self.post_accepting(session, url, payload, what, "application/json").await
+    async fn post(
+        &self,
+        session: &mut Session,
+        url: &str,
+        payload: Option<&Value>,
+        what: &str,
+    ) -> Result<Response, AcmeError> {
+        self.post_accepting(session, url, payload, what, "application/json")
+            .await
     }
 
     /// A signed POST (POST-as-GET when `payload` is `None`), retried on `badNonce`. Any
     /// answer other than 2xx is an error carrying the CA's problem document.
-    async fn post_accepting(&self, session: &mut Session, url: &str, payload: Option<&Value>, what: &str, accept: &str) -> Result<Response, AcmeError> {
+    async fn post_accepting(
+        &self,
+        session: &mut Session,
+        url: &str,
+        payload: Option<&Value>,
+        what: &str,
+        accept: &str,
+    ) -> Result<Response, AcmeError> {
         let mut last = None;
         for _ in 0..NONCE_ATTEMPTS {
             let nonce = match session.nonce.take() {
                 Some(n) => n,
                 None => self.new_nonce(session).await?,
             };
-            let body = self.key.sign(url, &nonce, session.account_url.as_deref(), payload)?;
-            let resp = self.transport.request(http::Method::POST, url, Some("application/jose+json"), accept, body).await?;
+            let body = self
+                .key
+                .sign(url, &nonce, session.account_url.as_deref(), payload)?;
+            let resp = self
+                .transport
+                .request(
+                    http::Method::POST,
+                    url,
+                    Some("application/jose+json"),
+                    accept,
+                    body,
+                )
+                .await?;
             session.nonce = resp.header("replay-nonce").and_then(wire::nonce);
             if (200..300).contains(&resp.status) {
                 return Ok(resp);
@@ -312,17 +479,47 @@ impl AcmeClient {
                     tracing::debug!(url, "ACME server rejected the nonce; retrying");
                     last = Some(p);
                 }
-                Some(p) => return Err(AcmeError::Refused { what: what.to_string(), problem: format!("{p} (HTTP {})", resp.status) }),
-                None => return Err(AcmeError::Refused { what: what.to_string(), problem: format!("HTTP {} without a problem document", resp.status) }),
+                Some(p) => {
+                    return Err(AcmeError::Refused {
+                        what: what.to_string(),
+                        problem: format!("{p} (HTTP {})", resp.status),
+                    });
+                }
+                None => {
+                    return Err(AcmeError::Refused {
+                        what: what.to_string(),
+                        problem: format!("HTTP {} without a problem document", resp.status),
+                    });
+                }
             }
         }
-        Err(AcmeError::Refused { what: what.to_string(), problem: format!("{} after {NONCE_ATTEMPTS} attempts", last.map(|p| p.to_string()).unwrap_or_default()) })
+        Err(AcmeError::Refused {
+            what: what.to_string(),
+            problem: format!(
+                "{} after {NONCE_ATTEMPTS} attempts",
+                last.map(|p| p.to_string()).unwrap_or_default()
+            ),
+        })
     }
 
     async fn new_nonce(&self, session: &Session) -> Result<String, AcmeError> {
-        let url = session.directory.as_ref().map(|d| d.new_nonce.clone()).ok_or_else(|| AcmeError::protocol("no directory"))?;
-        let resp = self.transport.request(http::Method::HEAD, &url, None, "*/*", Vec::new()).await?;
-        resp.header("replay-nonce").and_then(wire::nonce).ok_or_else(|| AcmeError::protocol(format!("newNonce answered HTTP {} without a usable Replay-Nonce", resp.status)))
+        let url = session
+            .directory
+            .as_ref()
+            .map(|d| d.new_nonce.clone())
+            .ok_or_else(|| AcmeError::protocol("no directory"))?;
+        let resp = self
+            .transport
+            .request(http::Method::HEAD, &url, None, "*/*", Vec::new())
+            .await?;
+        resp.header("replay-nonce")
+            .and_then(wire::nonce)
+            .ok_or_else(|| {
+                AcmeError::protocol(format!(
+                    "newNonce answered HTTP {} without a usable Replay-Nonce",
+                    resp.status
+                ))
+            })
     }
 }
 
@@ -331,7 +528,10 @@ impl CertificateSource for AcmeClient {
         "acme"
     }
 
-    fn obtain<'a>(&'a self, hostnames: &'a [String]) -> Pin<Box<dyn Future<Output = Result<IssuedCertificate, TlsError>> + Send + 'a>> {
+    fn obtain<'a>(
+        &'a self,
+        hostnames: &'a [String],
+    ) -> Pin<Box<dyn Future<Output = Result<IssuedCertificate, TlsError>> + Send + 'a>> {
         Box::pin(async move { self.order(hostnames).await.map_err(TlsError::from) })
     }
 }
@@ -353,20 +553,39 @@ impl Drop for Published<'_> {
 
 /// How long to wait before polling again: the CA's `Retry-After`, within bounds.
 fn pace(resp: &Response) -> Duration {
-    wire::retry_after(resp.header("retry-after")).map(Duration::from_secs).unwrap_or(POLL_DEFAULT).clamp(POLL_DEFAULT, POLL_MAX)
+    wire::retry_after(resp.header("retry-after"))
+        .map(Duration::from_secs)
+        .unwrap_or(POLL_DEFAULT)
+        .clamp(POLL_DEFAULT, POLL_MAX)
 }
 
 fn failed_validation(authz: &Authorization) -> AcmeError {
-    let detail = authz.challenges.iter().find_map(|c| c.error.as_ref()).map(|p| p.to_string()).unwrap_or_else(|| "the authorization is no longer pending or valid".to_string());
-    AcmeError::Validation { hostname: authz.identifier.clone(), detail }
+    let detail = authz
+        .challenges
+        .iter()
+        .find_map(|c| c.error.as_ref())
+        .map(|p| p.to_string())
+        .unwrap_or_else(|| "the authorization is no longer pending or valid".to_string());
+    AcmeError::Validation {
+        hostname: authz.identifier.clone(),
+        detail,
+    }
 }
 
 /// A DER certificate signing request for `hostnames`, signed by `key`.
 fn csr(hostnames: &[String], key: &rcgen::KeyPair) -> Result<Vec<u8>, AcmeError> {
-    let mut params = rcgen::CertificateParams::new(hostnames.to_vec()).map_err(|e| AcmeError::Config(format!("a hostname cannot go in a certificate request: {e}")))?;
+    let mut params = rcgen::CertificateParams::new(hostnames.to_vec()).map_err(|e| {
+        AcmeError::Config(format!(
+            "a hostname cannot go in a certificate request: {e}"
+        ))
+    })?;
     params.distinguished_name = rcgen::DistinguishedName::new();
-    params.distinguished_name.push(rcgen::DnType::CommonName, hostnames[0].as_str());
-    let request = params.serialize_request(key).map_err(|e| AcmeError::Config(format!("making the certificate request: {e}")))?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, hostnames[0].as_str());
+    let request = params
+        .serialize_request(key)
+        .map_err(|e| AcmeError::Config(format!("making the certificate request: {e}")))?;
     Ok(request.der().to_vec())
 }
 

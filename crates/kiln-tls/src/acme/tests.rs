@@ -22,7 +22,8 @@ impl Drop for MockCa {
 }
 
 async fn mock(handler: Handler) -> MockCa {
-    let dir = std::env::temp_dir().join(format!("kiln-acme-mock-{}-{}", std::process::id(), uuid()));
+    let dir =
+        std::env::temp_dir().join(format!("kiln-acme-mock-{}-{}", std::process::id(), uuid()));
     std::fs::create_dir_all(&dir).unwrap();
     let (cert, key) = crate::self_signed(&["127.0.0.1"]).unwrap();
     let ca_file = dir.join("ca.pem");
@@ -40,11 +41,15 @@ async fn mock(handler: Handler) -> MockCa {
         while let Ok((tcp, _)) = listener.accept().await {
             let (acceptor, handler) = (acceptor.clone(), handler.clone());
             tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 4096];
                 let head_end = loop {
-                    let Ok(n) = tls.read(&mut chunk).await else { return };
+                    let Ok(n) = tls.read(&mut chunk).await else {
+                        return;
+                    };
                     if n == 0 {
                         return;
                     }
@@ -54,40 +59,65 @@ async fn mock(handler: Handler) -> MockCa {
                     }
                 };
                 let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-                let len = head.lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0))).unwrap_or(0);
+                let len = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                    })
+                    .unwrap_or(0);
                 while buf.len() < head_end + len {
-                    let Ok(n) = tls.read(&mut chunk).await else { return };
+                    let Ok(n) = tls.read(&mut chunk).await else {
+                        return;
+                    };
                     if n == 0 {
                         return;
                     }
                     buf.extend_from_slice(&chunk[..n]);
                 }
                 let mut words = head.split_whitespace();
-                let (method, path) = (words.next().unwrap_or("").to_string(), words.next().unwrap_or("").to_string());
+                let (method, path) = (
+                    words.next().unwrap_or("").to_string(),
+                    words.next().unwrap_or("").to_string(),
+                );
                 let out = handler(&method, &path, &buf[head_end..]);
                 let _ = tls.write_all(&out).await;
                 let _ = tls.shutdown().await;
             });
         }
     });
-    MockCa { url: format!("https://127.0.0.1:{port}/dir"), ca_file, dir }
+    MockCa {
+        url: format!("https://127.0.0.1:{port}/dir"),
+        ca_file,
+        dir,
+    }
 }
 
 #[derive(Debug)]
 struct Fixed(Arc<rustls::sign::CertifiedKey>);
 
 impl rustls::server::ResolvesServerCert for Fixed {
-    fn resolve(&self, _: rustls::server::ClientHello<'_>) -> Option<Arc<rustls::sign::CertifiedKey>> {
+    fn resolve(
+        &self,
+        _: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
         Some(self.0.clone())
     }
 }
 
 fn uuid() -> u128 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
 }
 
 fn reply(status: u16, headers: &[(&str, &str)], body: &str) -> Vec<u8> {
-    let mut out = format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
+    let mut out = format!(
+        "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
     for (k, v) in headers {
         out.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -124,7 +154,10 @@ fn directory(base: &str) -> String {
 async fn order_error(handler: Handler) -> String {
     let ca = mock(handler).await;
     let c = client(&ca, Arc::new(Recorder::default()));
-    c.order(&["www.example.test".to_string()]).await.unwrap_err().to_string()
+    c.order(&["www.example.test".to_string()])
+        .await
+        .unwrap_err()
+        .to_string()
 }
 
 #[tokio::test]
@@ -132,26 +165,55 @@ async fn refuses_bad_configuration() {
     let ca = mock(Arc::new(|_: &str, _: &str, _: &[u8]| reply(200, &[], "{}"))).await;
     let mut config = AcmeConfig::new("http://ca.example/dir", ca.dir.join("k"));
     config.extra_ca = Some(ca.ca_file.clone());
-    assert!(AcmeClient::new(config.clone(), Arc::new(Recorder::default())).unwrap_err().to_string().contains("must be https"));
+    assert!(
+        AcmeClient::new(config.clone(), Arc::new(Recorder::default()))
+            .unwrap_err()
+            .to_string()
+            .contains("must be https")
+    );
     config.directory_url = ca.url.clone();
     config.contact = Some("not an email".into());
-    assert!(AcmeClient::new(config.clone(), Arc::new(Recorder::default())).unwrap_err().to_string().contains("not an email address"));
+    assert!(
+        AcmeClient::new(config.clone(), Arc::new(Recorder::default()))
+            .unwrap_err()
+            .to_string()
+            .contains("not an email address")
+    );
     config.contact = None;
     config.system_roots = None;
     config.extra_ca = Some(ca.dir.join("missing.pem"));
-    assert!(AcmeClient::new(config.clone(), Arc::new(Recorder::default())).unwrap_err().to_string().contains("missing.pem"));
+    assert!(
+        AcmeClient::new(config.clone(), Arc::new(Recorder::default()))
+            .unwrap_err()
+            .to_string()
+            .contains("missing.pem")
+    );
     std::fs::write(ca.dir.join("empty.pem"), "nothing").unwrap();
     config.extra_ca = Some(ca.dir.join("empty.pem"));
-    assert!(AcmeClient::new(config.clone(), Arc::new(Recorder::default())).unwrap_err().to_string().contains("holds no PEM certificate"));
+    assert!(
+        AcmeClient::new(config.clone(), Arc::new(Recorder::default()))
+            .unwrap_err()
+            .to_string()
+            .contains("holds no PEM certificate")
+    );
     let c = client(&ca, Arc::new(Recorder::default()));
-    assert!(c.order(&["*.example.test".to_string()]).await.unwrap_err().to_string().contains("wildcard"));
+    assert!(
+        c.order(&["*.example.test".to_string()])
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("wildcard")
+    );
     assert!(c.order(&[]).await.is_err());
 }
 
 #[tokio::test]
 async fn hostile_directories() {
     let huge = "x".repeat(wire::MAX_BODY + 1);
-    let err = order_error(Arc::new(move |_: &str, _: &str, _: &[u8]| reply(200, &[], &huge))).await;
+    let err = order_error(Arc::new(move |_: &str, _: &str, _: &[u8]| {
+        reply(200, &[], &huge)
+    }))
+    .await;
     assert!(err.contains("more than the 256 kB"), "{err}");
 
     // No Content-Length: the limit holds while reading.
@@ -164,13 +226,25 @@ async fn hostile_directories() {
         out
     }))
     .await;
-    assert!(err.contains("reading the response (at most 256 kB)"), "{err}");
+    assert!(
+        err.contains("reading the response (at most 256 kB)"),
+        "{err}"
+    );
 
-    let err = order_error(Arc::new(|_: &str, _: &str, _: &[u8]| reply(500, &[], "oops"))).await;
+    let err = order_error(Arc::new(|_: &str, _: &str, _: &[u8]| {
+        reply(500, &[], "oops")
+    }))
+    .await;
     assert!(err.contains("answered HTTP 500"), "{err}");
-    let err = order_error(Arc::new(|_: &str, _: &str, _: &[u8]| reply(200, &[], "{\"newNonce\": "))).await;
+    let err = order_error(Arc::new(|_: &str, _: &str, _: &[u8]| {
+        reply(200, &[], "{\"newNonce\": ")
+    }))
+    .await;
     assert!(err.contains("ACME directory is not valid JSON"), "{err}");
-    let err = order_error(Arc::new(|_: &str, _: &str, _: &[u8]| b"garbage, not HTTP\r\n\r\n".to_vec())).await;
+    let err = order_error(Arc::new(|_: &str, _: &str, _: &[u8]| {
+        b"garbage, not HTTP\r\n\r\n".to_vec()
+    }))
+    .await;
     assert!(err.contains("could not reach the ACME server"), "{err}");
 }
 
@@ -190,7 +264,11 @@ async fn a_silent_server_times_out() {
     config.extra_ca = Some(ca.ca_file.clone());
     config.request_timeout = Duration::from_millis(300);
     let c = AcmeClient::new(config, Arc::new(Recorder::default())).unwrap();
-    let err = c.order(&["a.example.test".to_string()]).await.unwrap_err().to_string();
+    let err = c
+        .order(&["a.example.test".to_string()])
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("no complete answer within"), "{err}");
 }
 
@@ -200,19 +278,32 @@ async fn nonces_are_retried_then_given_up() {
     let seen = calls.clone();
     let base = Arc::new(Mutex::new(String::new()));
     let b = base.clone();
-    let ca = mock(Arc::new(move |method: &str, path: &str, _: &[u8]| match (method, path) {
-        ("GET", "/dir") => reply(200, &[], &directory(&b.lock().unwrap())),
-        ("HEAD", "/nonce") => reply(200, &[("Replay-Nonce", "n0")], ""),
-        (_, "/acct") => {
-            *seen.lock().unwrap() += 1;
-            reply(400, &[("Replay-Nonce", "n1"), ("Content-Type", "application/problem+json")], r#"{"type":"urn:ietf:params:acme:error:badNonce","detail":"stale"}"#)
+    let ca = mock(Arc::new(move |method: &str, path: &str, _: &[u8]| {
+        match (method, path) {
+            ("GET", "/dir") => reply(200, &[], &directory(&b.lock().unwrap())),
+            ("HEAD", "/nonce") => reply(200, &[("Replay-Nonce", "n0")], ""),
+            (_, "/acct") => {
+                *seen.lock().unwrap() += 1;
+                reply(
+                    400,
+                    &[
+                        ("Replay-Nonce", "n1"),
+                        ("Content-Type", "application/problem+json"),
+                    ],
+                    r#"{"type":"urn:ietf:params:acme:error:badNonce","detail":"stale"}"#,
+                )
+            }
+            _ => reply(404, &[], ""),
         }
-        _ => reply(404, &[], ""),
     }))
     .await;
     *base.lock().unwrap() = ca.url.trim_end_matches("/dir").to_string();
     let c = client(&ca, Arc::new(Recorder::default()));
-    let err = c.order(&["a.example.test".to_string()]).await.unwrap_err().to_string();
+    let err = c
+        .order(&["a.example.test".to_string()])
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("stale (badNonce) after 4 attempts"), "{err}");
     assert_eq!(*calls.lock().unwrap(), NONCE_ATTEMPTS);
 }
@@ -255,9 +346,20 @@ async fn a_whole_order_against_a_lying_ca() {
     *base.lock().unwrap() = ca.url.trim_end_matches("/dir").to_string();
     let recorder = Arc::new(Recorder::default());
     let c = client(&ca, recorder.clone());
-    let err = c.order(&["www.example.test".to_string()]).await.unwrap_err().to_string();
-    assert!(err.contains("the issued certificate is unusable") && err.contains("does not match"), "{err}");
-    assert_eq!(*recorder.0.lock().unwrap(), [format!("+{token}"), format!("-{token}")], "published, then withdrawn");
+    let err = c
+        .order(&["www.example.test".to_string()])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("the issued certificate is unusable") && err.contains("does not match"),
+        "{err}"
+    );
+    assert_eq!(
+        *recorder.0.lock().unwrap(),
+        [format!("+{token}"), format!("-{token}")],
+        "published, then withdrawn"
+    );
 }
 
 /// A challenge the CA could not validate: its reason reaches the error, and the challenge
@@ -284,8 +386,15 @@ async fn failed_validation_says_why() {
     *base.lock().unwrap() = ca.url.trim_end_matches("/dir").to_string();
     let recorder = Arc::new(Recorder::default());
     let c = client(&ca, recorder.clone());
-    let err = c.order(&["www.example.test".to_string()]).await.unwrap_err().to_string();
-    assert_eq!(err, "the certificate authority could not validate www.example.test: Connection refused (connection)");
+    let err = c
+        .order(&["www.example.test".to_string()])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "the certificate authority could not validate www.example.test: Connection refused (connection)"
+    );
     // The authorization was already invalid when first read: nothing was published.
     assert!(recorder.0.lock().unwrap().is_empty());
     // A location that is not https is refused before it is used.

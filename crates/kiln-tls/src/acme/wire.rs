@@ -12,9 +12,12 @@ pub(crate) const MAX_BODY: usize = 256 * 1024;
 const MAX_AUTHORIZATIONS: usize = 100;
 
 pub(crate) fn parse_json(what: &str, body: &[u8]) -> Result<Value, AcmeError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| AcmeError::protocol(format!("the {what} is not valid JSON ({e})")))?;
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| AcmeError::protocol(format!("the {what} is not valid JSON ({e})")))?;
     if !value.is_object() {
-        return Err(AcmeError::protocol(format!("the {what} is not a JSON object")));
+        return Err(AcmeError::protocol(format!(
+            "the {what} is not a JSON object"
+        )));
     }
     Ok(value)
 }
@@ -22,15 +25,22 @@ pub(crate) fn parse_json(what: &str, body: &[u8]) -> Result<Value, AcmeError> {
 fn string<'a>(what: &str, v: &'a Value, field: &str) -> Result<&'a str, AcmeError> {
     match v.get(field) {
         Some(Value::String(s)) => Ok(s),
-        None | Some(Value::Null) => Err(AcmeError::protocol(format!("the {what} has no \"{field}\""))),
-        Some(_) => Err(AcmeError::protocol(format!("the {what}'s \"{field}\" is not a string"))),
+        None | Some(Value::Null) => Err(AcmeError::protocol(format!(
+            "the {what} has no \"{field}\""
+        ))),
+        Some(_) => Err(AcmeError::protocol(format!(
+            "the {what}'s \"{field}\" is not a string"
+        ))),
     }
 }
 
 /// A URL the server gives us to call: HTTPS only, of sane length.
 pub(crate) fn https_url(what: &str, field: &str, s: &str) -> Result<String, AcmeError> {
     if s.len() > 2048 || !s.starts_with("https://") || s.bytes().any(|b| !b.is_ascii_graphic()) {
-        return Err(AcmeError::protocol(format!("the {what}'s \"{field}\" is not an https URL: {}", shown(s))));
+        return Err(AcmeError::protocol(format!(
+            "the {what}'s \"{field}\" is not an https URL: {}",
+            shown(s)
+        )));
     }
     Ok(s.to_string())
 }
@@ -42,7 +52,11 @@ fn url(what: &str, v: &Value, field: &str) -> Result<String, AcmeError> {
 /// What a quoted server string may show in an error: bounded and printable.
 pub(crate) fn shown(s: &str) -> String {
     let clean: String = s.chars().filter(|c| !c.is_control()).take(200).collect();
-    if s.chars().count() > 200 { format!("{clean}…") } else { clean }
+    if s.chars().count() > 200 {
+        format!("{clean}…")
+    } else {
+        clean
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -55,7 +69,11 @@ pub(crate) struct Directory {
 impl Directory {
     pub(crate) fn parse(body: &[u8]) -> Result<Directory, AcmeError> {
         let v = parse_json("ACME directory", body)?;
-        Ok(Directory { new_nonce: url("ACME directory", &v, "newNonce")?, new_account: url("ACME directory", &v, "newAccount")?, new_order: url("ACME directory", &v, "newOrder")? })
+        Ok(Directory {
+            new_nonce: url("ACME directory", &v, "newNonce")?,
+            new_account: url("ACME directory", &v, "newAccount")?,
+            new_order: url("ACME directory", &v, "newOrder")?,
+        })
     }
 }
 
@@ -78,7 +96,12 @@ fn status(what: &str, v: &Value) -> Result<Status, AcmeError> {
         "valid" => Status::Valid,
         "invalid" => Status::Invalid,
         "deactivated" | "expired" | "revoked" => Status::Dead,
-        other => return Err(AcmeError::protocol(format!("the {what} has an unknown status {:?}", shown(other)))),
+        other => {
+            return Err(AcmeError::protocol(format!(
+                "the {what} has an unknown status {:?}",
+                shown(other)
+            )));
+        }
     })
 }
 
@@ -98,20 +121,43 @@ impl Order {
         let v = parse_json(what, body)?;
         let status = status(what, &v)?;
         let authorizations = match v.get("authorizations") {
-            Some(Value::Array(a)) if a.len() <= MAX_AUTHORIZATIONS => {
-                a.iter().map(|u| u.as_str().ok_or_else(|| AcmeError::protocol("an ACME order's authorization is not a string")).and_then(|u| https_url(what, "authorizations", u))).collect::<Result<Vec<_>, _>>()?
+            Some(Value::Array(a)) if a.len() <= MAX_AUTHORIZATIONS => a
+                .iter()
+                .map(|u| {
+                    u.as_str()
+                        .ok_or_else(|| {
+                            AcmeError::protocol("an ACME order's authorization is not a string")
+                        })
+                        .and_then(|u| https_url(what, "authorizations", u))
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            Some(Value::Array(_)) => {
+                return Err(AcmeError::protocol(format!(
+                    "the ACME order lists more than {MAX_AUTHORIZATIONS} authorizations"
+                )));
             }
-            Some(Value::Array(_)) => return Err(AcmeError::protocol(format!("the ACME order lists more than {MAX_AUTHORIZATIONS} authorizations"))),
-            _ => return Err(AcmeError::protocol("the ACME order has no \"authorizations\" list")),
+            _ => {
+                return Err(AcmeError::protocol(
+                    "the ACME order has no \"authorizations\" list",
+                ));
+            }
         };
         let certificate = match v.get("certificate") {
             None | Some(Value::Null) => None,
             Some(_) => Some(url(what, &v, "certificate")?),
         };
         if status == Status::Valid && certificate.is_none() {
-            return Err(AcmeError::protocol("the ACME order is valid but names no certificate URL"));
+            return Err(AcmeError::protocol(
+                "the ACME order is valid but names no certificate URL",
+            ));
         }
-        Ok(Order { status, authorizations, finalize: url(what, &v, "finalize")?, certificate, error: v.get("error").and_then(Problem::from_value) })
+        Ok(Order {
+            status,
+            authorizations,
+            finalize: url(what, &v, "finalize")?,
+            certificate,
+            error: v.get("error").and_then(Problem::from_value),
+        })
     }
 }
 
@@ -136,8 +182,17 @@ impl Authorization {
         let what = "ACME authorization";
         let v = parse_json(what, body)?;
         let status = status(what, &v)?;
-        let identifier = v.get("identifier").and_then(|i| i.get("value")).and_then(Value::as_str).ok_or_else(|| AcmeError::protocol("the ACME authorization has no identifier"))?.to_string();
-        let Some(Value::Array(list)) = v.get("challenges") else { return Err(AcmeError::protocol("the ACME authorization has no \"challenges\" list")) };
+        let identifier = v
+            .get("identifier")
+            .and_then(|i| i.get("value"))
+            .and_then(Value::as_str)
+            .ok_or_else(|| AcmeError::protocol("the ACME authorization has no identifier"))?
+            .to_string();
+        let Some(Value::Array(list)) = v.get("challenges") else {
+            return Err(AcmeError::protocol(
+                "the ACME authorization has no \"challenges\" list",
+            ));
+        };
         let mut challenges = Vec::new();
         // Only HTTP-01 is answered; other kinds are skipped unread, so a CA adding new ones
         // (or sending odd ones) is no reason to fail.
@@ -148,12 +203,28 @@ impl Authorization {
             let token = string("ACME challenge", c, "token")?;
             // RFC 8555 §8.3: base64url, at least 128 bits. It goes into a URL path the
             // router answers, so nothing else may pass.
-            if !(22..=256).contains(&token.len()) || !token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-                return Err(AcmeError::protocol(format!("the ACME challenge token {:?} is not base64url of 128 bits or more", shown(token))));
+            if !(22..=256).contains(&token.len())
+                || !token
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return Err(AcmeError::protocol(format!(
+                    "the ACME challenge token {:?} is not base64url of 128 bits or more",
+                    shown(token)
+                )));
             }
-            challenges.push(Challenge { kind: "http-01".into(), url: url("ACME challenge", c, "url")?, token: token.to_string(), error: c.get("error").and_then(Problem::from_value) });
+            challenges.push(Challenge {
+                kind: "http-01".into(),
+                url: url("ACME challenge", c, "url")?,
+                token: token.to_string(),
+                error: c.get("error").and_then(Problem::from_value),
+            });
         }
-        Ok(Authorization { status, identifier: shown(&identifier), challenges })
+        Ok(Authorization {
+            status,
+            identifier: shown(&identifier),
+            challenges,
+        })
     }
 
     pub(crate) fn http01(&self) -> Option<&Challenge> {
@@ -171,12 +242,22 @@ pub struct Problem {
 
 impl Problem {
     pub(crate) fn parse(body: &[u8]) -> Option<Problem> {
-        serde_json::from_slice::<Value>(body).ok().as_ref().and_then(Problem::from_value)
+        serde_json::from_slice::<Value>(body)
+            .ok()
+            .as_ref()
+            .and_then(Problem::from_value)
     }
 
     fn from_value(v: &Value) -> Option<Problem> {
-        let kind = v.get("type").and_then(Value::as_str).unwrap_or("about:blank");
-        let mut detail = v.get("detail").and_then(Value::as_str).unwrap_or("").to_string();
+        let kind = v
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("about:blank");
+        let mut detail = v
+            .get("detail")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         // Subproblems say which identifier failed (RFC 8555 §6.7.1).
         if let Some(Value::Array(subs)) = v.get("subproblems") {
             for s in subs.iter().take(5) {
@@ -189,7 +270,10 @@ impl Problem {
         if kind == "about:blank" && detail.is_empty() {
             return None;
         }
-        Some(Problem { kind: shown(kind), detail: shown(&detail) })
+        Some(Problem {
+            kind: shown(kind),
+            detail: shown(&detail),
+        })
     }
 
     pub(crate) fn is_bad_nonce(&self) -> bool {
@@ -199,14 +283,25 @@ impl Problem {
 
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let short = self.kind.strip_prefix("urn:ietf:params:acme:error:").unwrap_or(&self.kind);
-        if self.detail.is_empty() { write!(f, "{short}") } else { write!(f, "{} ({short})", self.detail) }
+        let short = self
+            .kind
+            .strip_prefix("urn:ietf:params:acme:error:")
+            .unwrap_or(&self.kind);
+        if self.detail.is_empty() {
+            write!(f, "{short}")
+        } else {
+            write!(f, "{} ({short})", self.detail)
+        }
     }
 }
 
 /// A nonce from `Replay-Nonce`: base64url, bounded (it goes back into a signed header).
 pub(crate) fn nonce(header: &str) -> Option<String> {
-    let ok = !header.is_empty() && header.len() <= 256 && header.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    let ok = !header.is_empty()
+        && header.len() <= 256
+        && header
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     ok.then(|| header.to_string())
 }
 
@@ -226,25 +321,67 @@ mod tests {
     #[test]
     fn directories() {
         let d = Directory::parse(br#"{"newNonce":"https://ca/nonce","newAccount":"https://ca/acct","newOrder":"https://ca/order","meta":{}}"#).unwrap();
-        assert_eq!((d.new_nonce.as_str(), d.new_order.as_str()), ("https://ca/nonce", "https://ca/order"));
-        assert!(err(Directory::parse(b"<html>oops</html>")).contains("ACME directory is not valid JSON"));
+        assert_eq!(
+            (d.new_nonce.as_str(), d.new_order.as_str()),
+            ("https://ca/nonce", "https://ca/order")
+        );
+        assert!(
+            err(Directory::parse(b"<html>oops</html>"))
+                .contains("ACME directory is not valid JSON")
+        );
         assert!(err(Directory::parse(b"[1,2]")).contains("not a JSON object"));
-        assert!(err(Directory::parse(br#"{"newNonce":"https://ca/n","newAccount":"https://ca/a"}"#)).contains("no \"newOrder\""));
+        assert!(
+            err(Directory::parse(
+                br#"{"newNonce":"https://ca/n","newAccount":"https://ca/a"}"#
+            ))
+            .contains("no \"newOrder\"")
+        );
         assert!(err(Directory::parse(br#"{"newNonce":"http://ca/n","newAccount":"https://ca/a","newOrder":"https://ca/o"}"#)).contains("not an https URL"));
-        assert!(err(Directory::parse(br#"{"newNonce":5,"newAccount":"https://ca/a","newOrder":"https://ca/o"}"#)).contains("not a string"));
+        assert!(
+            err(Directory::parse(
+                br#"{"newNonce":5,"newAccount":"https://ca/a","newOrder":"https://ca/o"}"#
+            ))
+            .contains("not a string")
+        );
         assert!(err(Directory::parse(&[0xff, 0xfe])).contains("not valid JSON"));
     }
 
     #[test]
     fn orders() {
         let o = Order::parse(br#"{"status":"pending","authorizations":["https://ca/authz/1"],"finalize":"https://ca/fin/1"}"#).unwrap();
-        assert_eq!((o.status, o.authorizations.len(), o.certificate.is_none()), (Status::Pending, 1, true));
-        assert!(err(Order::parse(br#"{"status":"valid","authorizations":[],"finalize":"https://ca/f"}"#)).contains("names no certificate"));
-        assert!(err(Order::parse(br#"{"status":"weird","authorizations":[],"finalize":"https://ca/f"}"#)).contains("unknown status"));
-        assert!(err(Order::parse(br#"{"status":"pending","authorizations":[7],"finalize":"https://ca/f"}"#)).contains("not a string"));
-        assert!(err(Order::parse(br#"{"status":"pending","finalize":"https://ca/f"}"#)).contains("no \"authorizations\""));
+        assert_eq!(
+            (o.status, o.authorizations.len(), o.certificate.is_none()),
+            (Status::Pending, 1, true)
+        );
+        assert!(
+            err(Order::parse(
+                br#"{"status":"valid","authorizations":[],"finalize":"https://ca/f"}"#
+            ))
+            .contains("names no certificate")
+        );
+        assert!(
+            err(Order::parse(
+                br#"{"status":"weird","authorizations":[],"finalize":"https://ca/f"}"#
+            ))
+            .contains("unknown status")
+        );
+        assert!(
+            err(Order::parse(
+                br#"{"status":"pending","authorizations":[7],"finalize":"https://ca/f"}"#
+            ))
+            .contains("not a string")
+        );
+        assert!(
+            err(Order::parse(
+                br#"{"status":"pending","finalize":"https://ca/f"}"#
+            ))
+            .contains("no \"authorizations\"")
+        );
         assert!(err(Order::parse(br#"{"status":"pending","authorizations":["file:///etc/passwd"],"finalize":"https://ca/f"}"#)).contains("not an https URL"));
-        let many = format!(r#"{{"status":"pending","authorizations":[{}],"finalize":"https://ca/f"}}"#, vec![r#""https://ca/a""#; 101].join(","));
+        let many = format!(
+            r#"{{"status":"pending","authorizations":[{}],"finalize":"https://ca/f"}}"#,
+            vec![r#""https://ca/a""#; 101].join(",")
+        );
         assert!(err(Order::parse(many.as_bytes())).contains("more than 100"));
         let invalid = Order::parse(br#"{"status":"invalid","authorizations":[],"finalize":"https://ca/f","error":{"type":"urn:ietf:params:acme:error:unauthorized","detail":"nope"}}"#).unwrap();
         assert_eq!(invalid.error.unwrap().to_string(), "nope (unauthorized)");
@@ -258,14 +395,34 @@ mod tests {
         let a = Authorization::parse(good).unwrap();
         assert_eq!(a.identifier, "www.example.test");
         assert_eq!(a.http01().unwrap().url, "https://ca/c/2");
-        for token in ["../../etc/passwd/aaaaaaaaaaaaaaaaaa", "short", "has space aaaaaaaaaaaaaaaaaaaaaaaa", "aaaaaaaaaaaaaaaaaaaaaaaa%2F"] {
-            let body = format!(r#"{{"status":"pending","identifier":{{"value":"x"}},"challenges":[{{"type":"http-01","url":"https://ca/c","token":"{token}"}}]}}"#);
-            assert!(err(Authorization::parse(body.as_bytes())).contains("not base64url"), "{token}");
+        for token in [
+            "../../etc/passwd/aaaaaaaaaaaaaaaaaa",
+            "short",
+            "has space aaaaaaaaaaaaaaaaaaaaaaaa",
+            "aaaaaaaaaaaaaaaaaaaaaaaa%2F",
+        ] {
+            let body = format!(
+                r#"{{"status":"pending","identifier":{{"value":"x"}},"challenges":[{{"type":"http-01","url":"https://ca/c","token":"{token}"}}]}}"#
+            );
+            assert!(
+                err(Authorization::parse(body.as_bytes())).contains("not base64url"),
+                "{token}"
+            );
         }
         let none = Authorization::parse(br#"{"status":"pending","identifier":{"value":"x"},"challenges":[{"type":"tls-alpn-01"}]}"#).unwrap();
         assert!(none.http01().is_none());
-        assert!(err(Authorization::parse(br#"{"status":"pending","challenges":[]}"#)).contains("no identifier"));
-        assert!(err(Authorization::parse(br#"{"status":"pending","identifier":{"value":"x"}}"#)).contains("no \"challenges\""));
+        assert!(
+            err(Authorization::parse(
+                br#"{"status":"pending","challenges":[]}"#
+            ))
+            .contains("no identifier")
+        );
+        assert!(
+            err(Authorization::parse(
+                br#"{"status":"pending","identifier":{"value":"x"}}"#
+            ))
+            .contains("no \"challenges\"")
+        );
     }
 
     #[test]
@@ -273,11 +430,21 @@ mod tests {
         let p = Problem::parse(br#"{"type":"urn:ietf:params:acme:error:badNonce","detail":"JWS has an invalid anti-replay nonce"}"#).unwrap();
         assert!(p.is_bad_nonce());
         let sub = Problem::parse(br#"{"type":"urn:ietf:params:acme:error:rejectedIdentifier","detail":"bad","subproblems":[{"detail":"x.test is forbidden"}]}"#).unwrap();
-        assert_eq!(sub.to_string(), "bad; x.test is forbidden (rejectedIdentifier)");
+        assert_eq!(
+            sub.to_string(),
+            "bad; x.test is forbidden (rejectedIdentifier)"
+        );
         assert_eq!(Problem::parse(b"not json"), None);
         assert_eq!(Problem::parse(b"{}"), None);
         let long = format!(r#"{{"type":"t","detail":"{}\u0007"}}"#, "x".repeat(10_000));
-        assert!(Problem::parse(long.as_bytes()).unwrap().detail.chars().count() <= 201);
+        assert!(
+            Problem::parse(long.as_bytes())
+                .unwrap()
+                .detail
+                .chars()
+                .count()
+                <= 201
+        );
         assert_eq!(nonce("abc-_DEF123"), Some("abc-_DEF123".into()));
         assert_eq!(nonce("a\"b"), None);
         assert_eq!(nonce(""), None);

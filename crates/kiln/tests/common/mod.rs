@@ -53,9 +53,18 @@ impl Server {
         cmd.arg("server")
             .arg("--data-dir")
             .arg(dir.join("data"))
-            .args(["--api-listen", "127.0.0.1:0", "--router-listen", "127.0.0.1:0"])
+            .args([
+                "--api-listen",
+                "127.0.0.1:0",
+                "--router-listen",
+                "127.0.0.1:0",
+            ])
             // Tests stop dynos faster than Heroku's 30 s unless they say otherwise.
-            .args(if extra.contains(&"--stop-timeout") { &[][..] } else { &["--stop-timeout", "5"][..] })
+            .args(if extra.contains(&"--stop-timeout") {
+                &[][..]
+            } else {
+                &["--stop-timeout", "5"][..]
+            })
             .args(extra)
             .env_remove("KILN_API_URL")
             .stdin(Stdio::null())
@@ -69,7 +78,10 @@ impl Server {
             let lines = lines.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    if line.contains("Kiln is running") || line.contains("API and git:") || line.contains("Apps:") {
+                    if line.contains("Kiln is running")
+                        || line.contains("API and git:")
+                        || line.contains("Apps:")
+                    {
                         let _ = tx.send(line.clone());
                     }
                     lines.lock().unwrap().push(line);
@@ -80,7 +92,9 @@ impl Server {
         let (mut api_url, mut router_port) = (None, None);
         let deadline = Instant::now() + Duration::from_secs(30);
         while api_url.is_none() || router_port.is_none() {
-            let line = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).unwrap_or_else(|_| panic!("server did not start: {:?}", lines.lock().unwrap()));
+            let line = rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .unwrap_or_else(|_| panic!("server did not start: {:?}", lines.lock().unwrap()));
             if line == "EOF" {
                 panic!("server exited at start: {:?}", lines.lock().unwrap());
             }
@@ -89,11 +103,24 @@ impl Server {
             }
             if let Some(rest) = line.split("Apps:").nth(1) {
                 let url = rest.trim();
-                router_port = url.rsplit(':').next().and_then(|p| p.trim_end_matches('/').parse().ok());
+                router_port = url
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| p.trim_end_matches('/').parse().ok());
             }
         }
-        let key = std::fs::read_to_string(dir.join("data/admin-api-key")).unwrap().trim().to_string();
-        Server { dir, api_url: api_url.unwrap(), router_port: router_port.unwrap(), key, child: Some(child), stderr: lines }
+        let key = std::fs::read_to_string(dir.join("data/admin-api-key"))
+            .unwrap()
+            .trim()
+            .to_string();
+        Server {
+            dir,
+            api_url: api_url.unwrap(),
+            router_port: router_port.unwrap(),
+            key,
+            child: Some(child),
+            stderr: lines,
+        }
     }
 
     pub fn home(&self) -> PathBuf {
@@ -108,25 +135,48 @@ impl Server {
     }
 
     pub fn kiln_in(&self, cwd: &Path, args: &[&str]) -> Output {
-        Command::new(KILN).args(args).current_dir(cwd).env("KILN_API_URL", &self.api_url).env("KILN_API_KEY", &self.key).env("HOME", self.home()).env_remove("KILN_APP").output().expect("run kiln")
+        Command::new(KILN)
+            .args(args)
+            .current_dir(cwd)
+            .env("KILN_API_URL", &self.api_url)
+            .env("KILN_API_KEY", &self.key)
+            .env("HOME", self.home())
+            .env_remove("KILN_APP")
+            .output()
+            .expect("run kiln")
     }
 
     /// Runs the CLI and insists it succeeds; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.kiln(args);
-        assert!(out.status.success(), "kiln {args:?} failed:\nstdout: {}\nstderr: {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "kiln {args:?} failed:\nstdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// Runs the CLI and insists it fails; returns stdout + stderr.
     pub fn fails(&self, args: &[&str]) -> String {
         let out = self.kiln(args);
-        assert!(!out.status.success(), "kiln {args:?} should have failed:\n{}", String::from_utf8_lossy(&out.stdout));
-        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+        assert!(
+            !out.status.success(),
+            "kiln {args:?} should have failed:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
     }
 
     pub fn git_url(&self, app: &str, key: &str) -> String {
-        self.api_url.replacen("http://", &format!("http://kiln:{key}@"), 1) + &format!("/{app}.git")
+        self.api_url
+            .replacen("http://", &format!("http://kiln:{key}@"), 1)
+            + &format!("/{app}.git")
     }
 
     /// `git push` of `dir`'s main branch to `app`; returns (success, combined output).
@@ -135,8 +185,18 @@ impl Server {
     }
 
     pub fn push_with_key(&self, dir: &Path, app: &str, key: &str) -> (bool, String) {
-        let out = git(dir).args(["push", &self.git_url(app, key), "HEAD:main"]).output().unwrap();
-        (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+        let out = git(dir)
+            .args(["push", &self.git_url(app, key), "HEAD:main"])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
     }
 
     pub fn host(&self, app: &str) -> String {
@@ -152,7 +212,17 @@ impl Server {
     pub fn api(&self, method: &str, path: &str, body: Option<&str>) -> Response {
         let port: u16 = self.api_url.rsplit(':').next().unwrap().parse().unwrap();
         let auth = format!("Bearer {}", self.key);
-        http(port, method, "127.0.0.1", path, &[("Authorization", &auth), ("Accept", "application/vnd.heroku+json; version=3")], body)
+        http(
+            port,
+            method,
+            "127.0.0.1",
+            path,
+            &[
+                ("Authorization", &auth),
+                ("Accept", "application/vnd.heroku+json; version=3"),
+            ],
+            body,
+        )
     }
 
     pub fn api_port(&self) -> u16 {
@@ -227,7 +297,11 @@ impl Drop for Server {
             // The server's own account of what happened, next to the test's failure.
             let log = self.server_log();
             let tail: Vec<&str> = log.lines().rev().take(60).collect();
-            eprintln!("--- server log (last 60 lines) of {} ---\n{}", self.dir.display(), tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+            eprintln!(
+                "--- server log (last 60 lines) of {} ---\n{}",
+                self.dir.display(),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
             if let Some(mut c) = self.child.take() {
                 let _ = c.kill();
                 let _ = c.wait();
@@ -270,9 +344,16 @@ pub fn git(dir: &Path) -> Command {
 /// Copies a fixture app into a fresh git repository with one commit; returns its path.
 pub fn fixture_repo(name: &str, files: &[(&str, &str)]) -> PathBuf {
     let dir = temp_dir(&format!("app-{name}")).join("src");
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
     if fixture.is_dir() {
-        let out = Command::new("cp").arg("-a").arg(format!("{}/.", fixture.display())).arg(&dir).output().unwrap();
+        let out = Command::new("cp")
+            .arg("-a")
+            .arg(format!("{}/.", fixture.display()))
+            .arg(&dir)
+            .output()
+            .unwrap();
         assert!(out.status.success(), "{out:?}");
     } else {
         std::fs::create_dir_all(&dir).unwrap();
@@ -282,14 +363,26 @@ pub fn fixture_repo(name: &str, files: &[(&str, &str)]) -> PathBuf {
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(p, content).unwrap();
     }
-    assert!(git(&dir).args(["init", "-q", "-b", "main"]).status().unwrap().success());
+    assert!(
+        git(&dir)
+            .args(["init", "-q", "-b", "main"])
+            .status()
+            .unwrap()
+            .success()
+    );
     commit_all(&dir, "initial");
     dir
 }
 
 pub fn commit_all(dir: &Path, msg: &str) {
     assert!(git(dir).args(["add", "-A"]).status().unwrap().success());
-    assert!(git(dir).args(["commit", "-q", "--allow-empty", "-m", msg]).status().unwrap().success());
+    assert!(
+        git(dir)
+            .args(["commit", "-q", "--allow-empty", "-m", msg])
+            .status()
+            .unwrap()
+            .success()
+    );
 }
 
 #[derive(Debug)]
@@ -301,7 +394,10 @@ pub struct Response {
 
 impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
@@ -309,7 +405,14 @@ impl Response {
 }
 
 /// A minimal HTTP/1.1 client over a raw socket (no redirects, `Connection: close`).
-pub fn http(port: u16, method: &str, host: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> Response {
+pub fn http(
+    port: u16,
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Response {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(90))).unwrap();
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
@@ -317,7 +420,10 @@ pub fn http(port: u16, method: &str, host: &str, path: &str, headers: &[(&str, &
         req.push_str(&format!("{k}: {v}\r\n"));
     }
     if let Some(b) = body {
-        req.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", b.len()));
+        req.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            b.len()
+        ));
     }
     req.push_str("\r\n");
     if let Some(b) = body {
@@ -333,11 +439,28 @@ pub fn parse_response(raw: &[u8]) -> Response {
     let text = String::from_utf8_lossy(raw);
     let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let mut lines = head.split("\r\n");
-    let status = lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let headers: Vec<(String, String)> = lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).collect();
-    let chunked = headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked"));
-    let body = if chunked { dechunk(rest) } else { rest.to_string() };
-    Response { status, headers, body }
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let chunked = headers.iter().any(|(k, v)| {
+        k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
+    });
+    let body = if chunked {
+        dechunk(rest)
+    } else {
+        rest.to_string()
+    };
+    Response {
+        status,
+        headers,
+        body,
+    }
 }
 
 fn dechunk(mut s: &str) -> String {
@@ -370,9 +493,13 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<
 /// Host pids of processes whose environment contains `needle` (e.g. a marker config var).
 pub fn pids_with_env(needle: &str) -> Vec<i32> {
     let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else { return out };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return out;
+    };
     for e in entries.flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
         if let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) {
             if env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes()) {
                 out.push(pid);
@@ -393,7 +520,10 @@ pub fn ps_states(out: &str) -> Vec<(String, String)> {
         .filter_map(|l| {
             let (name, rest) = l.split_once(": ")?;
             if name.contains('.') && !name.starts_with("===") {
-                Some((name.trim().to_string(), rest.split_whitespace().next()?.to_string()))
+                Some((
+                    name.trim().to_string(),
+                    rest.split_whitespace().next()?.to_string(),
+                ))
             } else {
                 None
             }
@@ -424,7 +554,12 @@ with zipfile.ZipFile(os.path.join(out, "greeting-1.0-py3-none-any.whl"), "w") as
         z.writestr(name, text)
     z.writestr("greeting-1.0.dist-info/RECORD", "\n".join(record) + "\n")
 "#;
-    let st = Command::new("python3").arg("-c").arg(script).arg(dir.join("vendor")).status().expect("python3");
+    let st = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(dir.join("vendor"))
+        .status()
+        .expect("python3");
     assert!(st.success());
 }
 
