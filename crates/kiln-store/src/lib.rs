@@ -6,9 +6,6 @@
 //! next release version is one more than the last) hold under concurrency and crashes. SQLite
 //! (WAL) is the embedded default; a PostgreSQL implementation can sit behind the same trait.
 
-mod acm;
-mod domains;
-mod sni;
 mod sqlite;
 
 pub use kiln_model::records::{

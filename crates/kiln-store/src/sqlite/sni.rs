@@ -6,9 +6,10 @@
 //! their app and go with it (`ON DELETE CASCADE`). Private keys are stored in the clear,
 //! like every other secret in the database (config vars); the data directory is 0700.
 
+use super::common::{DbContext, resolve_app};
 use crate::{Result, StoreError};
+use kiln_model::Timestamp;
 use kiln_model::records::SniEndpoint;
-use kiln_model::{Invalid, Timestamp};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 /// The schema step that adds the table (appended to the SQLite migrations).
@@ -25,20 +26,6 @@ pub(crate) const MIGRATION: &str = r#"
     CREATE INDEX sni_endpoints_app ON sni_endpoints(app_id, created_at);
 "#;
 
-/// Bounds on what one row may hold, checked before writing.
-const MAX_CHAIN: usize = 100 * 1024;
-const MAX_KEY: usize = 16 * 1024;
-
-fn check_pem(certificate_chain: &str, private_key: &str) -> Result<()> {
-    if certificate_chain.len() > MAX_CHAIN {
-        return Err(Invalid::new("certificate_chain", "The certificate chain is too large").into());
-    }
-    if private_key.len() > MAX_KEY {
-        return Err(Invalid::new("private_key", "The private key is too large").into());
-    }
-    Ok(())
-}
-
 const SELECT: &str = "SELECT id, app_id, name, certificate_chain, private_key, created_at, updated_at, acm_domain_id FROM sni_endpoints";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<SniEndpoint> {
@@ -54,55 +41,40 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<SniEndpoint> {
     })
 }
 
-fn db(what: &str) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
-    move |e| StoreError::Db(format!("{what}: {e}"))
-}
-
-fn app_id(conn: &Connection, id_or_name: &str) -> Result<String> {
-    conn.query_row(
-        "SELECT id FROM apps WHERE id = ?1 OR name = ?1",
-        [id_or_name],
-        |r| r.get(0),
-    )
-    .optional()
-    .map_err(db("looking up an app"))?
-    .ok_or(StoreError::NotFound { resource: "app" })
-}
-
 pub(crate) fn list(conn: &Connection, app: Option<&str>) -> Result<Vec<SniEndpoint>> {
     let rows = match app {
         Some(app) => {
-            let app = app_id(conn, app)?;
+            let app = resolve_app(conn, app)?;
             let mut stmt = conn
                 .prepare(&format!(
                     "{SELECT} WHERE app_id = ?1 ORDER BY created_at, id"
                 ))
-                .map_err(db("listing SNI endpoints"))?;
+                .ctx("listing SNI endpoints")?;
             stmt.query_map([app], from_row)
-                .map_err(db("listing SNI endpoints"))?
+                .ctx("listing SNI endpoints")?
                 .collect::<rusqlite::Result<Vec<_>>>()
         }
         None => {
             let mut stmt = conn
                 .prepare(&format!("{SELECT} ORDER BY app_id, created_at, id"))
-                .map_err(db("listing SNI endpoints"))?;
+                .ctx("listing SNI endpoints")?;
             stmt.query_map([], from_row)
-                .map_err(db("listing SNI endpoints"))?
+                .ctx("listing SNI endpoints")?
                 .collect::<rusqlite::Result<Vec<_>>>()
         }
     };
-    rows.map_err(db("reading SNI endpoints"))
+    rows.ctx("reading SNI endpoints")
 }
 
 pub(crate) fn get(conn: &Connection, app: &str, id_or_name: &str) -> Result<SniEndpoint> {
-    let app = app_id(conn, app)?;
+    let app = resolve_app(conn, app)?;
     conn.query_row(
         &format!("{SELECT} WHERE app_id = ?1 AND (id = ?2 OR name = ?2)"),
         params![app, id_or_name],
         from_row,
     )
     .optional()
-    .map_err(db("reading an SNI endpoint"))?
+    .ctx("reading an SNI endpoint")?
     .ok_or(StoreError::NotFound {
         resource: "sni-endpoint",
     })
@@ -116,15 +88,15 @@ pub(crate) fn create(
     private_key: &str,
 ) -> Result<SniEndpoint> {
     kiln_model::records::validate_sni_endpoint_name(name)?;
-    check_pem(certificate_chain, private_key)?;
-    let app = app_id(conn, app)?;
+    SniEndpoint::validate_pem(certificate_chain, private_key)?;
+    let app = resolve_app(conn, app)?;
     let taken: bool = conn
         .query_row(
             "SELECT EXISTS (SELECT 1 FROM sni_endpoints WHERE name = ?1)",
             [name],
             |r| r.get(0),
         )
-        .map_err(db("checking the name"))?;
+        .ctx("checking the name")?;
     if taken {
         return Err(StoreError::Conflict(format!(
             "The SNI endpoint name {name} is already taken"
@@ -136,7 +108,7 @@ pub(crate) fn create(
         "INSERT INTO sni_endpoints (id, app_id, name, certificate_chain, private_key, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
         params![id, app, name, certificate_chain, private_key, now],
     )
-    .map_err(db("adding an SNI endpoint"))?;
+    .ctx("adding an SNI endpoint")?;
     get(conn, &app, &id)
 }
 
@@ -147,20 +119,20 @@ pub(crate) fn update(
     certificate_chain: &str,
     private_key: &str,
 ) -> Result<SniEndpoint> {
-    check_pem(certificate_chain, private_key)?;
+    SniEndpoint::validate_pem(certificate_chain, private_key)?;
     let existing = get(conn, app, id_or_name)?;
     conn.execute(
         "UPDATE sni_endpoints SET certificate_chain = ?2, private_key = ?3, updated_at = ?4 WHERE id = ?1",
         params![existing.id, certificate_chain, private_key, Timestamp::now().0],
     )
-    .map_err(db("updating an SNI endpoint"))?;
+    .ctx("updating an SNI endpoint")?;
     get(conn, &existing.app_id, &existing.id)
 }
 
 pub(crate) fn delete(conn: &Connection, app: &str, id_or_name: &str) -> Result<SniEndpoint> {
     let existing = get(conn, app, id_or_name)?;
     conn.execute("DELETE FROM sni_endpoints WHERE id = ?1", [&existing.id])
-        .map_err(db("removing an SNI endpoint"))?;
+        .ctx("removing an SNI endpoint")?;
     Ok(existing)
 }
 

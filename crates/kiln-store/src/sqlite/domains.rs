@@ -5,9 +5,10 @@
 //! a valid DNS name is the platform's job, done before anything is written. Rows belong to
 //! their app and go with it (`ON DELETE CASCADE`).
 
+use super::common::{DbContext, resolve_app};
 use crate::{Result, StoreError};
+use kiln_model::Timestamp;
 use kiln_model::records::Domain;
-use kiln_model::{Invalid, Timestamp};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 /// The schema step that adds the table (appended to the SQLite migrations).
@@ -22,9 +23,6 @@ pub(crate) const MIGRATION: &str = r#"
     CREATE INDEX domains_app ON domains(app_id, created_at);
 "#;
 
-/// The longest DNS name.
-const MAX_HOSTNAME: usize = 253;
-
 const SELECT: &str = "SELECT id, app_id, hostname, created_at, updated_at FROM domains";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Domain> {
@@ -37,37 +35,20 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Domain> {
     })
 }
 
-fn db(what: &str) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
-    move |e| StoreError::Db(format!("{what}: {e}"))
-}
-
-fn app_id(conn: &Connection, id_or_name: &str) -> Result<String> {
-    conn.query_row(
-        "SELECT id FROM apps WHERE id = ?1 OR name = ?1",
-        [id_or_name],
-        |r| r.get(0),
-    )
-    .optional()
-    .map_err(db("looking up an app"))?
-    .ok_or(StoreError::NotFound { resource: "app" })
-}
-
 pub(crate) fn list(conn: &Connection, app: &str) -> Result<Vec<Domain>> {
-    let app = app_id(conn, app)?;
+    let app = resolve_app(conn, app)?;
     let mut stmt = conn
         .prepare_cached(&format!(
             "{SELECT} WHERE app_id = ?1 ORDER BY created_at, hostname"
         ))
-        .map_err(db("listing domains"))?;
-    let rows = stmt
-        .query_map([app], from_row)
-        .map_err(db("listing domains"))?;
+        .ctx("listing domains")?;
+    let rows = stmt.query_map([app], from_row).ctx("listing domains")?;
     rows.collect::<rusqlite::Result<Vec<_>>>()
-        .map_err(db("reading domains"))
+        .ctx("reading domains")
 }
 
 pub(crate) fn get(conn: &Connection, app: &str, id_or_hostname: &str) -> Result<Domain> {
-    let app = app_id(conn, app)?;
+    let app = resolve_app(conn, app)?;
     let hostname = id_or_hostname.trim_end_matches('.').to_ascii_lowercase();
     conn.query_row(
         &format!("{SELECT} WHERE app_id = ?1 AND (id = ?2 OR hostname = ?3)"),
@@ -75,33 +56,20 @@ pub(crate) fn get(conn: &Connection, app: &str, id_or_hostname: &str) -> Result<
         from_row,
     )
     .optional()
-    .map_err(db("reading a domain"))?
+    .ctx("reading a domain")?
     .ok_or(StoreError::NotFound { resource: "domain" })
 }
 
 pub(crate) fn add(conn: &Connection, app: &str, hostname: &str) -> Result<Domain> {
-    if hostname.is_empty()
-        || hostname.len() > MAX_HOSTNAME
-        || hostname
-            .bytes()
-            .any(|b| !b.is_ascii_graphic() || b.is_ascii_uppercase())
-    {
-        return Err(Invalid::new(
-            "hostname",
-            format!(
-                "{hostname:?} is not a lowercase hostname of at most {MAX_HOSTNAME} characters"
-            ),
-        )
-        .into());
-    }
-    let app = app_id(conn, app)?;
+    Domain::validate_hostname(hostname)?;
+    let app = resolve_app(conn, app)?;
     let taken: bool = conn
         .query_row(
             "SELECT EXISTS (SELECT 1 FROM domains WHERE hostname = ?1)",
             [hostname],
             |r| r.get(0),
         )
-        .map_err(db("checking the hostname"))?;
+        .ctx("checking the hostname")?;
     if taken {
         // Whose it is stays private: it may be another account's app.
         return Err(StoreError::Conflict(format!(
@@ -111,14 +79,14 @@ pub(crate) fn add(conn: &Connection, app: &str, hostname: &str) -> Result<Domain
     let id = uuid::Uuid::new_v4().to_string();
     let now = Timestamp::now().0;
     conn.execute("INSERT INTO domains (id, app_id, hostname, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)", params![id, app, hostname, now])
-        .map_err(db("adding a domain"))?;
+        .ctx("adding a domain")?;
     get(conn, &app, &id)
 }
 
 pub(crate) fn remove(conn: &Connection, app: &str, id_or_hostname: &str) -> Result<Domain> {
     let existing = get(conn, app, id_or_hostname)?;
     conn.execute("DELETE FROM domains WHERE id = ?1", [&existing.id])
-        .map_err(db("removing a domain"))?;
+        .ctx("removing a domain")?;
     Ok(existing)
 }
 

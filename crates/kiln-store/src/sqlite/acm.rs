@@ -7,6 +7,7 @@
 //! domain (`ON DELETE CASCADE`), everything with the app. Turning ACM off removes the app's
 //! ACM certificates and states in the same transaction.
 
+use super::common::{DbContext, resolve_app};
 use crate::{Result, StoreError};
 use kiln_model::Timestamp;
 use kiln_model::records::{AcmDomain, AcmState, SniEndpoint};
@@ -28,24 +29,6 @@ pub(crate) const MIGRATION: &str = r#"
     ) STRICT;
 "#;
 
-const MAX_REASON: usize = 2048;
-const MAX_STATUS: usize = 32;
-
-fn db(what: &str) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
-    move |e| StoreError::Db(format!("{what}: {e}"))
-}
-
-fn app_id(conn: &Connection, id_or_name: &str) -> Result<String> {
-    conn.query_row(
-        "SELECT id FROM apps WHERE id = ?1 OR name = ?1",
-        [id_or_name],
-        |r| r.get(0),
-    )
-    .optional()
-    .map_err(db("looking up an app"))?
-    .ok_or(StoreError::NotFound { resource: "app" })
-}
-
 fn state_from_row(r: &Row<'_>, at: usize) -> rusqlite::Result<Option<AcmState>> {
     let Some(status) = r.get::<_, Option<String>>(at)? else {
         return Ok(None);
@@ -61,23 +44,23 @@ fn state_from_row(r: &Row<'_>, at: usize) -> rusqlite::Result<Option<AcmState>> 
 }
 
 pub(crate) fn set_enabled(conn: &Connection, app: &str, on: bool) -> Result<()> {
-    let app = app_id(conn, app)?;
+    let app = resolve_app(conn, app)?;
     conn.execute(
         "UPDATE apps SET acm = ?2, updated_at = ?3 WHERE id = ?1",
         params![app, on, Timestamp::now().0],
     )
-    .map_err(db("setting the ACM flag"))?;
+    .ctx("setting the ACM flag")?;
     if !on {
         conn.execute(
             "DELETE FROM sni_endpoints WHERE app_id = ?1 AND acm_domain_id IS NOT NULL",
             [&app],
         )
-        .map_err(db("removing ACM certificates"))?;
+        .ctx("removing ACM certificates")?;
         conn.execute(
             "DELETE FROM acm_domains WHERE domain_id IN (SELECT id FROM domains WHERE app_id = ?1)",
             [&app],
         )
-        .map_err(db("clearing ACM states"))?;
+        .ctx("clearing ACM states")?;
     }
     Ok(())
 }
@@ -85,22 +68,20 @@ pub(crate) fn set_enabled(conn: &Connection, app: &str, on: bool) -> Result<()> 
 pub(crate) fn enabled_apps(conn: &Connection) -> Result<Vec<String>> {
     let mut stmt = conn
         .prepare("SELECT id FROM apps WHERE acm = 1 ORDER BY created_at, id")
-        .map_err(db("listing ACM apps"))?;
-    let rows = stmt
-        .query_map([], |r| r.get(0))
-        .map_err(db("listing ACM apps"))?;
+        .ctx("listing ACM apps")?;
+    let rows = stmt.query_map([], |r| r.get(0)).ctx("listing ACM apps")?;
     rows.collect::<rusqlite::Result<Vec<String>>>()
-        .map_err(db("reading ACM apps"))
+        .ctx("reading ACM apps")
 }
 
 pub(crate) fn domains(conn: &Connection, app: &str) -> Result<Vec<AcmDomain>> {
-    let app = app_id(conn, app)?;
+    let app = resolve_app(conn, app)?;
     let mut stmt = conn
         .prepare(
             "SELECT d.id, d.app_id, d.hostname, d.created_at, d.updated_at, s.status, s.reason, s.failures, s.next_attempt_at, s.refresh, s.updated_at \
              FROM domains d LEFT JOIN acm_domains s ON s.domain_id = d.id WHERE d.app_id = ?1 ORDER BY d.created_at, d.hostname",
         )
-        .map_err(db("listing ACM domains"))?;
+        .ctx("listing ACM domains")?;
     let rows = stmt
         .query_map([app], |r| {
             Ok(AcmDomain {
@@ -114,32 +95,22 @@ pub(crate) fn domains(conn: &Connection, app: &str) -> Result<Vec<AcmDomain>> {
                 state: state_from_row(r, 5)?,
             })
         })
-        .map_err(db("listing ACM domains"))?;
+        .ctx("listing ACM domains")?;
     rows.collect::<rusqlite::Result<Vec<_>>>()
-        .map_err(db("reading ACM domains"))
+        .ctx("reading ACM domains")
 }
 
 pub(crate) fn set_state(conn: &Connection, domain_id: &str, s: &AcmState) -> Result<()> {
-    if s.status.is_empty() || s.status.len() > MAX_STATUS {
-        return Err(kiln_model::Invalid::new("acm_status", "an ACM status is a short word").into());
-    }
-    // Reasons quote the CA; a long one is cut rather than refused, it is only for reading.
-    let reason = s.reason.as_ref().map(|r| {
-        if r.len() > MAX_REASON {
-            format!("{}…", r.chars().take(MAX_REASON / 4).collect::<String>())
-        } else {
-            r.clone()
-        }
-    });
+    let s = s.checked()?;
     let n = conn
         .execute(
             "INSERT INTO acm_domains (domain_id, status, reason, failures, next_attempt_at, refresh, updated_at) \
              SELECT id, ?2, ?3, ?4, ?5, ?6, ?7 FROM domains WHERE id = ?1 \
              ON CONFLICT(domain_id) DO UPDATE SET status = excluded.status, reason = excluded.reason, failures = excluded.failures, \
              next_attempt_at = excluded.next_attempt_at, refresh = excluded.refresh, updated_at = excluded.updated_at",
-            params![domain_id, s.status, reason, s.failures, s.next_attempt_at.map(|t| t.0), s.refresh, s.updated_at.0],
+            params![domain_id, s.status, s.reason, s.failures, s.next_attempt_at.map(|t| t.0), s.refresh, s.updated_at.0],
         )
-        .map_err(db("recording an ACM state"))?;
+        .ctx("recording an ACM state")?;
     if n == 0 {
         return Err(StoreError::NotFound { resource: "domain" });
     }
@@ -147,13 +118,13 @@ pub(crate) fn set_state(conn: &Connection, domain_id: &str, s: &AcmState) -> Res
 }
 
 pub(crate) fn request_refresh(conn: &Connection, app: &str) -> Result<()> {
-    let app = app_id(conn, app)?;
+    let app = resolve_app(conn, app)?;
     conn.execute(
         "INSERT INTO acm_domains (domain_id, status, failures, refresh, updated_at) SELECT id, 'pending', 0, 1, ?2 FROM domains WHERE app_id = ?1 \
          ON CONFLICT(domain_id) DO UPDATE SET status = 'pending', reason = NULL, failures = 0, next_attempt_at = NULL, refresh = 1, updated_at = excluded.updated_at",
         params![app, Timestamp::now().0],
     )
-    .map_err(db("asking for new ACM certificates"))?;
+    .ctx("asking for new ACM certificates")?;
     Ok(())
 }
 
@@ -173,12 +144,12 @@ pub(crate) fn put_certificate(
             |r| r.get(0),
         )
         .optional()
-        .map_err(db("looking up a domain"))?
+        .ctx("looking up a domain")?
         .ok_or(StoreError::NotFound { resource: "domain" })?;
     // An order that finishes after ACM was turned off must not bring a certificate back.
     let on: bool = conn
         .query_row("SELECT acm FROM apps WHERE id = ?1", [&app], |r| r.get(0))
-        .map_err(db("reading the ACM flag"))?;
+        .ctx("reading the ACM flag")?;
     if !on {
         return Err(StoreError::Conflict(
             "Automatic Certificate Management is off for this app".into(),
@@ -191,17 +162,17 @@ pub(crate) fn put_certificate(
             |r| r.get(0),
         )
         .optional()
-        .map_err(db("looking up an ACM certificate"))?;
+        .ctx("looking up an ACM certificate")?;
     match existing {
-        Some(id) => crate::sni::update(conn, &app, &id, chain, key),
+        Some(id) => super::sni::update(conn, &app, &id, chain, key),
         None => {
-            let created = crate::sni::create(conn, &app, name, chain, key)?;
+            let created = super::sni::create(conn, &app, name, chain, key)?;
             conn.execute(
                 "UPDATE sni_endpoints SET acm_domain_id = ?2 WHERE id = ?1",
                 params![created.id, domain_id],
             )
-            .map_err(db("marking an ACM certificate"))?;
-            crate::sni::get(conn, &app, &created.id)
+            .ctx("marking an ACM certificate")?;
+            super::sni::get(conn, &app, &created.id)
         }
     }
 }

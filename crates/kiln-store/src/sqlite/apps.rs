@@ -1,0 +1,208 @@
+//! Apps, their settings (maintenance, buildpacks) and their uids.
+
+use super::common::{
+    DbContext, all_rows, new_id, one_row, require_account, resolve_app, string_map, ts,
+};
+use super::{releases, slugs};
+use crate::{App, Release, Result, Slug, StoreError};
+use kiln_model::config::ConfigVars;
+use kiln_model::records::{validate_buildpacks, validate_stack};
+use kiln_model::release::initial_release;
+use kiln_model::{AppName, Invalid, Timestamp};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use std::collections::BTreeMap;
+
+const SELECT: &str = "SELECT a.id, a.name, a.owner_id, o.email, a.uid, a.stack, a.maintenance, a.config, \
+     a.created_at, a.updated_at, a.released_at, a.acm FROM apps a JOIN accounts o ON o.id = a.owner_id";
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<App> {
+    Ok(App {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        owner_id: row.get(2)?,
+        owner_email: row.get(3)?,
+        uid: row.get(4)?,
+        stack: row.get(5)?,
+        maintenance: row.get(6)?,
+        config: string_map(row, 7)?,
+        created_at: ts(row, 8)?,
+        updated_at: ts(row, 9)?,
+        released_at: row.get::<_, Option<i64>>(10)?.map(Timestamp),
+        acm: row.get(11)?,
+    })
+}
+
+pub(super) fn get(conn: &Connection, id_or_name: &str) -> Result<App> {
+    one_row(
+        conn,
+        &format!("{SELECT} WHERE a.id = ?1 OR a.name = ?1"),
+        [id_or_name],
+        from_row,
+        "app",
+    )
+}
+
+pub(super) fn create(
+    conn: &Connection,
+    name: &str,
+    owner_id: &str,
+    stack: &str,
+) -> Result<(App, Release)> {
+    let name = AppName::parse(name)?;
+    validate_stack(stack)?;
+    require_account(conn, owner_id)?;
+    let taken = conn
+        .query_row(
+            "SELECT 1 FROM apps WHERE name = ?1",
+            [name.as_str()],
+            |_| Ok(()),
+        )
+        .optional()
+        .ctx("checking the app name")?
+        .is_some();
+    if taken {
+        return Err(StoreError::Conflict(format!(
+            "Name {name} is already taken"
+        )));
+    }
+    // Uids come from a counter, not from MAX(uid)+1, so that a deleted app's uid is never
+    // given to a new app that could then read files the old one left behind.
+    let next: i64 = conn
+        .query_row(
+            "SELECT value FROM counters WHERE name = 'next_app_uid'",
+            [],
+            |r| r.get(0),
+        )
+        .ctx("reading the uid counter")?;
+    let uid = App::usable_uid(next).ok_or_else(|| {
+        StoreError::Db(format!(
+            "the app uid counter holds {next}, outside the usable range"
+        ))
+    })?;
+    conn.execute(
+        "UPDATE counters SET value = ?1 WHERE name = 'next_app_uid'",
+        [i64::from(uid) + 1],
+    )
+    .ctx("advancing the uid counter")?;
+    let now = Timestamp::now();
+    let id = new_id();
+    conn.execute(
+        "INSERT INTO apps (id, name, owner_id, uid, stack, maintenance, config, created_at, updated_at, released_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, 0, '{}', ?6, ?6, NULL)",
+        params![id, name.as_str(), owner_id, uid, stack, now.0],
+    )
+    .ctx("inserting an app")?;
+    let release = releases::insert(conn, &id, initial_release(owner_id), now)?;
+    Ok((get(conn, &id)?, release))
+}
+
+pub(super) fn list(conn: &Connection) -> Result<Vec<App>> {
+    all_rows(
+        conn,
+        &format!("{SELECT} ORDER BY a.name"),
+        [],
+        from_row,
+        "listing apps",
+    )
+}
+
+/// An owner's apps, each with the slug of its current release, in two queries.
+pub(super) fn list_of(conn: &Connection, owner_id: &str) -> Result<Vec<(App, Option<Slug>)>> {
+    let apps = all_rows(
+        conn,
+        &format!("{SELECT} WHERE a.owner_id = ?1 ORDER BY a.name"),
+        [owner_id],
+        from_row,
+        "listing apps",
+    )?;
+    // Each app's current release is its latest succeeded one; its slug in the same pass.
+    let slugs = all_rows(
+        conn,
+        &format!(
+            "{} WHERE id IN (SELECT r.slug_id FROM releases r JOIN apps a ON a.id = r.app_id
+                 WHERE a.owner_id = ?1 AND r.status = 'succeeded'
+                   AND r.version = (SELECT MAX(version) FROM releases WHERE app_id = r.app_id AND status = 'succeeded'))",
+            slugs::SELECT
+        ),
+        [owner_id],
+        slugs::from_row,
+        "listing the apps' slugs",
+    )?;
+    let mut by_app: BTreeMap<String, Slug> =
+        slugs.into_iter().map(|s| (s.app_id.clone(), s)).collect();
+    Ok(apps
+        .into_iter()
+        .map(|a| {
+            let slug = by_app.remove(&a.id);
+            (a, slug)
+        })
+        .collect())
+}
+
+pub(super) fn set_maintenance(conn: &Connection, app_id: &str, on: bool) -> Result<App> {
+    let id = resolve_app(conn, app_id)?;
+    conn.execute(
+        "UPDATE apps SET maintenance = ?2, updated_at = ?3 WHERE id = ?1",
+        params![id, on, Timestamp::now().0],
+    )
+    .ctx("setting maintenance")?;
+    get(conn, &id)
+}
+
+pub(super) fn restore_config(conn: &Connection, app_id: &str, config: &ConfigVars) -> Result<App> {
+    let json = super::common::map_json(config);
+    let id = resolve_app(conn, app_id)?;
+    conn.execute(
+        "UPDATE apps SET config = ?2, updated_at = ?3 WHERE id = ?1",
+        params![id, json, Timestamp::now().0],
+    )
+    .ctx("restoring config vars")?;
+    get(conn, &id)
+}
+
+pub(super) fn delete(conn: &Connection, app_id: &str) -> Result<()> {
+    let id = resolve_app(conn, app_id)?;
+    // Children before parents: builds point at releases and slugs, releases at slugs. The
+    // newer tables (domains, certificates, ACM states) go with the app (ON DELETE CASCADE).
+    for (table, what) in [
+        ("builds", "deleting the app's builds"),
+        ("releases", "deleting the app's releases"),
+        ("slugs", "deleting the app's slugs"),
+        ("formation", "deleting the app's formation"),
+        ("buildpacks", "deleting the app's buildpacks"),
+    ] {
+        conn.execute(&format!("DELETE FROM {table} WHERE app_id = ?1"), [&id])
+            .ctx(what)?;
+    }
+    conn.execute("DELETE FROM apps WHERE id = ?1", [&id])
+        .ctx("deleting the app")?;
+    Ok(())
+}
+
+pub(super) fn buildpacks(conn: &Connection, app_id: &str) -> Result<Vec<String>> {
+    let app = resolve_app(conn, app_id)?;
+    all_rows(
+        conn,
+        "SELECT url FROM buildpacks WHERE app_id = ?1 ORDER BY position",
+        [&app],
+        |r| r.get(0),
+        "listing buildpacks",
+    )
+}
+
+pub(super) fn set_buildpacks(conn: &Connection, app_id: &str, urls: &[String]) -> Result<()> {
+    validate_buildpacks(urls)?;
+    let app = resolve_app(conn, app_id)?;
+    conn.execute("DELETE FROM buildpacks WHERE app_id = ?1", [&app])
+        .ctx("clearing buildpacks")?;
+    for (position, url) in urls.iter().enumerate() {
+        let position = i64::try_from(position)
+            .map_err(|_| Invalid::new("buildpacks", "Too many buildpacks"))?;
+        conn.execute(
+            "INSERT INTO buildpacks (app_id, position, url) VALUES (?1, ?2, ?3)",
+            params![app, position, url.trim()],
+        )
+        .ctx("inserting a buildpack")?;
+    }
+    Ok(())
+}

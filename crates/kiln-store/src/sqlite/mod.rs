@@ -1,0 +1,519 @@
+//! The SQLite implementation of [`Store`]: the embedded default.
+//!
+//! One connection behind a mutex is enough because SQLite admits one writer at a time anyway;
+//! WAL keeps readers in other processes (backups, `sqlite3` for debugging) from blocking it.
+//! Every trait method runs in one transaction. Writes start with `BEGIN IMMEDIATE` so that a
+//! second process on the same file waits for the write lock (up to the busy timeout) instead of
+//! failing halfway through when a read lock cannot be upgraded.
+
+//!
+//! Each aggregate has its file (accounts, apps, releases, slugs, builds, formation, domains,
+//! SNI endpoints, ACM); they share [`common`]'s app lookup, row decoding and error context.
+//! The rules on what may be written are `kiln_model`'s, checked here before any SQL runs, so
+//! another backend would be only its SQL.
+
+mod accounts;
+mod acm;
+mod apps;
+mod builds;
+mod common;
+mod domains;
+mod formation;
+mod releases;
+mod slugs;
+mod sni;
+#[cfg(test)]
+mod tests;
+
+use crate::{
+    Account, App, Build, BuildStatus, FormationEntry, NewRelease, Release, ReleaseRange, Result,
+    Slug, Store, StoreError,
+};
+use common::DbContext;
+use kiln_model::config::ConfigVars;
+use kiln_model::release::ReleaseStatus;
+use rusqlite::{Connection, Transaction, TransactionBehavior};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Schema steps, applied in order; `PRAGMA user_version` counts how many a database has.
+/// Never edit a step once released: add a new one at the end.
+const MIGRATIONS: &[&str] = &[
+    // 1: the initial schema.
+    r#"
+    CREATE TABLE accounts (
+        id          TEXT PRIMARY KEY,
+        email       TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        name        TEXT NOT NULL,
+        created_at  INTEGER NOT NULL,
+        updated_at  INTEGER NOT NULL
+    ) STRICT;
+
+    CREATE TABLE api_keys (
+        key_sha256  TEXT PRIMARY KEY,
+        account_id  TEXT NOT NULL REFERENCES accounts(id),
+        description TEXT NOT NULL,
+        created_at  INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX api_keys_account ON api_keys(account_id);
+
+    -- Counters that must never go backwards, even when the rows they numbered are deleted.
+    CREATE TABLE counters (
+        name  TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    ) STRICT;
+    INSERT INTO counters (name, value) VALUES ('next_app_uid', 20000);
+
+    CREATE TABLE apps (
+        id          TEXT PRIMARY KEY,
+        name        TEXT NOT NULL UNIQUE,
+        owner_id    TEXT NOT NULL REFERENCES accounts(id),
+        uid         INTEGER NOT NULL UNIQUE,
+        stack       TEXT NOT NULL,
+        maintenance INTEGER NOT NULL DEFAULT 0 CHECK (maintenance IN (0, 1)),
+        config      TEXT NOT NULL,
+        created_at  INTEGER NOT NULL,
+        updated_at  INTEGER NOT NULL,
+        released_at INTEGER
+    ) STRICT;
+    CREATE INDEX apps_owner ON apps(owner_id);
+
+    CREATE TABLE slugs (
+        id                             TEXT PRIMARY KEY,
+        app_id                         TEXT NOT NULL REFERENCES apps(id),
+        checksum                       TEXT NOT NULL,
+        size                           INTEGER NOT NULL CHECK (size >= 0),
+        process_types                  TEXT NOT NULL,
+        source_commit                  TEXT,
+        commit_description             TEXT,
+        stack                          TEXT NOT NULL,
+        buildpack_provided_description TEXT,
+        created_at                     INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX slugs_app ON slugs(app_id);
+
+    CREATE TABLE releases (
+        id            TEXT PRIMARY KEY,
+        app_id        TEXT NOT NULL REFERENCES apps(id),
+        version       INTEGER NOT NULL CHECK (version >= 1),
+        description   TEXT NOT NULL,
+        status        TEXT NOT NULL CHECK (status IN ('pending', 'succeeded', 'failed')),
+        status_reason TEXT,
+        slug_id       TEXT REFERENCES slugs(id),
+        config        TEXT NOT NULL,
+        user_id       TEXT NOT NULL REFERENCES accounts(id),
+        created_at    INTEGER NOT NULL,
+        updated_at    INTEGER NOT NULL,
+        UNIQUE (app_id, version)
+    ) STRICT;
+    CREATE INDEX releases_slug ON releases(slug_id);
+
+    -- The ledger is append-only: only the status (and why, and when) of a release may move.
+    -- Enforced here too so that a bug elsewhere cannot rewrite history.
+    CREATE TRIGGER releases_append_only
+    BEFORE UPDATE OF id, app_id, version, description, slug_id, config, user_id, created_at ON releases
+    BEGIN
+        SELECT RAISE(ABORT, 'releases are append-only');
+    END;
+
+    CREATE TABLE builds (
+        id             TEXT PRIMARY KEY,
+        app_id         TEXT NOT NULL REFERENCES apps(id),
+        status         TEXT NOT NULL CHECK (status IN ('pending', 'succeeded', 'failed')),
+        source_version TEXT,
+        output         TEXT NOT NULL,
+        buildpacks     TEXT NOT NULL,
+        slug_id        TEXT REFERENCES slugs(id),
+        release_id     TEXT REFERENCES releases(id),
+        user_id        TEXT NOT NULL REFERENCES accounts(id),
+        created_at     INTEGER NOT NULL,
+        updated_at     INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX builds_app ON builds(app_id, created_at);
+    CREATE INDEX builds_pending ON builds(status) WHERE status = 'pending';
+    CREATE INDEX builds_slug ON builds(slug_id);
+    CREATE INDEX builds_release ON builds(release_id);
+
+    CREATE TABLE formation (
+        id           TEXT PRIMARY KEY,
+        app_id       TEXT NOT NULL REFERENCES apps(id),
+        process_type TEXT NOT NULL,
+        quantity     INTEGER NOT NULL CHECK (quantity >= 0),
+        size         TEXT NOT NULL,
+        created_at   INTEGER NOT NULL,
+        updated_at   INTEGER NOT NULL,
+        UNIQUE (app_id, process_type)
+    ) STRICT;
+
+    CREATE TABLE buildpacks (
+        app_id   TEXT NOT NULL REFERENCES apps(id),
+        position INTEGER NOT NULL,
+        url      TEXT NOT NULL,
+        PRIMARY KEY (app_id, position)
+    ) STRICT;
+    "#,
+    // 2: uploaded TLS certificates (Heroku's SNI endpoints).
+    sni::MIGRATION,
+    // 3: custom domains.
+    domains::MIGRATION,
+    // 4: Automatic Certificate Management.
+    acm::MIGRATION,
+];
+
+/// The SQLite-backed [`Store`].
+#[derive(Debug)]
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database at `path` and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<SqliteStore> {
+        let conn = Connection::open(path)
+            .map_err(|e| StoreError::Db(format!("opening {}: {e}", path.display())))?;
+        SqliteStore::setup(conn, true).map_err(|e| match e {
+            StoreError::Db(msg) => StoreError::Db(format!("{}: {msg}", path.display())),
+            other => other,
+        })
+    }
+
+    /// A private database that lives as long as the store; for tests.
+    pub fn open_in_memory() -> Result<SqliteStore> {
+        let conn = Connection::open_in_memory().ctx("opening an in-memory database")?;
+        SqliteStore::setup(conn, false)
+    }
+
+    fn setup(mut conn: Connection, on_disk: bool) -> Result<SqliteStore> {
+        conn.busy_timeout(BUSY_TIMEOUT)
+            .ctx("setting busy_timeout")?;
+        // journal_mode answers with the mode actually in effect; an in-memory database stays
+        // "memory", but a file that silently stayed in rollback mode would block readers.
+        let mode: String = conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+            .ctx("setting journal_mode=WAL")?;
+        if on_disk && !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Db(format!(
+                "the database could not be put in WAL mode (it is in {mode:?} mode); is it on a filesystem without shared memory support?"
+            )));
+        }
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .ctx("setting synchronous=NORMAL")?;
+        // Foreign keys are off by default in SQLite and the setting is per connection.
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .ctx("setting foreign_keys=ON")?;
+        migrate(&mut conn)?;
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A thread that panicked while holding the lock dropped its transaction on the way out,
+        // which rolled it back; the connection is therefore clean and safe to reuse.
+        self.conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Runs `f` in a write transaction, committed only if `f` succeeds.
+    fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .ctx("starting a write transaction")?;
+        let out = f(&tx)?;
+        tx.commit().ctx("committing")?;
+        Ok(out)
+    }
+
+    /// Runs `f` in a read transaction, so that multi-query reads see one snapshot.
+    fn read<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Deferred)
+            .ctx("starting a read transaction")?;
+        let out = f(&tx)?;
+        tx.commit().ctx("ending a read transaction")?;
+        Ok(out)
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    // Immediate, so that two processes opening a fresh file at once do not both migrate it.
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .ctx("starting the schema migration")?;
+    let current: i64 = tx
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .ctx("reading the schema version")?;
+    let known = MIGRATIONS.len();
+    let current = usize::try_from(current).map_err(|_| {
+        StoreError::Db(format!(
+            "the database has a negative schema version ({current}); it is not a Kiln database"
+        ))
+    })?;
+    if current > known {
+        return Err(StoreError::Db(format!(
+            "the database schema is version {current} but this Kiln knows only up to {known}; run a newer Kiln"
+        )));
+    }
+    if current == known {
+        return Ok(());
+    }
+    for (i, step) in MIGRATIONS.iter().enumerate().skip(current) {
+        tx.execute_batch(step)
+            .map_err(|e| StoreError::Db(format!("applying schema migration {}: {e}", i + 1)))?;
+    }
+    // user_version lives in the database header, which is part of the transaction: a crash
+    // before the commit leaves both the schema and the version as they were.
+    tx.pragma_update(None, "user_version", known as i64)
+        .ctx("recording the schema version")?;
+    tx.commit().ctx("committing the schema migration")?;
+    Ok(())
+}
+
+impl Store for SqliteStore {
+    fn ensure_account(&self, email: &str, name: &str) -> Result<Account> {
+        self.write(|tx| accounts::ensure(tx, email, name))
+    }
+
+    fn add_api_key(&self, account_id: &str, key: &str, description: &str) -> Result<()> {
+        self.write(|tx| accounts::add_api_key(tx, account_id, key, description))
+    }
+
+    fn account_by_api_key(&self, key: &str) -> Result<Option<Account>> {
+        self.read(|tx| accounts::by_api_key(tx, key))
+    }
+
+    fn account(&self, id: &str) -> Result<Account> {
+        self.read(|tx| accounts::get(tx, id))
+    }
+
+    fn create_app(&self, name: &str, owner_id: &str, stack: &str) -> Result<(App, Release)> {
+        self.write(|tx| apps::create(tx, name, owner_id, stack))
+    }
+
+    fn app(&self, id_or_name: &str) -> Result<App> {
+        self.read(|tx| apps::get(tx, id_or_name))
+    }
+
+    fn apps(&self) -> Result<Vec<App>> {
+        self.read(|tx| apps::list(tx))
+    }
+
+    fn apps_of(&self, owner_id: &str) -> Result<Vec<(App, Option<Slug>)>> {
+        self.read(|tx| apps::list_of(tx, owner_id))
+    }
+
+    fn set_maintenance(&self, app_id: &str, on: bool) -> Result<App> {
+        self.write(|tx| apps::set_maintenance(tx, app_id, on))
+    }
+
+    fn restore_config(&self, app_id: &str, config: &ConfigVars) -> Result<App> {
+        self.write(|tx| apps::restore_config(tx, app_id, config))
+    }
+
+    fn fail_pending_releases(&self, reason: &str) -> Result<Vec<(String, u32)>> {
+        self.write(|tx| releases::fail_pending(tx, reason))
+    }
+
+    fn delete_app(&self, app_id: &str) -> Result<()> {
+        self.write(|tx| apps::delete(tx, app_id))
+    }
+
+    fn update_config(
+        &self,
+        app_id: &str,
+        patch: &BTreeMap<String, Option<String>>,
+        user_id: &str,
+    ) -> Result<(ConfigVars, Option<Release>)> {
+        self.write(|tx| releases::update_config(tx, app_id, patch, user_id))
+    }
+
+    fn append_release(&self, app_id: &str, release: NewRelease) -> Result<Release> {
+        self.write(|tx| releases::append(tx, app_id, release))
+    }
+
+    fn set_release_status(
+        &self,
+        release_id: &str,
+        status: ReleaseStatus,
+        reason: Option<&str>,
+    ) -> Result<Release> {
+        self.write(|tx| releases::set_status(tx, release_id, status, reason))
+    }
+
+    fn release(&self, app_id: &str, id_or_version: &str) -> Result<Release> {
+        self.read(|tx| releases::get(tx, app_id, id_or_version))
+    }
+
+    fn releases(&self, app_id: &str, range: ReleaseRange) -> Result<Vec<Release>> {
+        self.read(|tx| releases::list(tx, app_id, range))
+    }
+
+    fn current_release(&self, app_id: &str) -> Result<Option<Release>> {
+        self.read(|tx| releases::current(tx, app_id))
+    }
+
+    fn insert_slug(&self, slug: &Slug) -> Result<()> {
+        self.write(|tx| slugs::insert(tx, slug))
+    }
+
+    fn slug(&self, slug_id: &str) -> Result<Slug> {
+        self.read(|tx| slugs::get(tx, slug_id))
+    }
+
+    fn create_build(
+        &self,
+        app_id: &str,
+        user_id: &str,
+        source_version: Option<&str>,
+        buildpacks: &[String],
+    ) -> Result<Build> {
+        self.write(|tx| builds::create(tx, app_id, user_id, source_version, buildpacks))
+    }
+
+    fn finish_build(
+        &self,
+        build_id: &str,
+        status: BuildStatus,
+        output: &str,
+        slug_id: Option<&str>,
+        release_id: Option<&str>,
+    ) -> Result<Build> {
+        self.write(|tx| builds::finish(tx, build_id, status, output, slug_id, release_id))
+    }
+
+    fn build(&self, app_id: &str, build_id: &str) -> Result<Build> {
+        self.read(|tx| builds::get(tx, app_id, build_id))
+    }
+
+    fn build_by_id(&self, build_id: &str) -> Result<Build> {
+        self.read(|tx| builds::by_id(tx, build_id))
+    }
+
+    fn builds(&self, app_id: &str) -> Result<Vec<Build>> {
+        self.read(|tx| builds::list(tx, app_id))
+    }
+
+    fn fail_pending_builds(&self, reason: &str) -> Result<usize> {
+        self.write(|tx| builds::fail_pending(tx, reason))
+    }
+
+    fn formation(&self, app_id: &str) -> Result<Vec<FormationEntry>> {
+        self.read(|tx| formation::list(tx, app_id))
+    }
+
+    fn ensure_formation(
+        &self,
+        app_id: &str,
+        initial: &BTreeMap<String, u32>,
+    ) -> Result<Vec<FormationEntry>> {
+        self.write(|tx| formation::ensure(tx, app_id, initial))
+    }
+
+    fn update_formation(
+        &self,
+        app_id: &str,
+        updates: &[(String, Option<u32>, Option<String>)],
+    ) -> Result<Vec<FormationEntry>> {
+        self.write(|tx| formation::update(tx, app_id, updates))
+    }
+
+    fn buildpacks(&self, app_id: &str) -> Result<Vec<String>> {
+        self.read(|tx| apps::buildpacks(tx, app_id))
+    }
+
+    fn set_buildpacks(&self, app_id: &str, urls: &[String]) -> Result<()> {
+        self.write(|tx| apps::set_buildpacks(tx, app_id, urls))
+    }
+
+    fn sni_endpoints(&self, app_id: &str) -> Result<Vec<crate::SniEndpoint>> {
+        self.read(|tx| sni::list(tx, Some(app_id)))
+    }
+
+    fn all_sni_endpoints(&self) -> Result<Vec<crate::SniEndpoint>> {
+        self.read(|tx| sni::list(tx, None))
+    }
+
+    fn sni_endpoint(&self, app_id: &str, id_or_name: &str) -> Result<crate::SniEndpoint> {
+        self.read(|tx| sni::get(tx, app_id, id_or_name))
+    }
+
+    fn create_sni_endpoint(
+        &self,
+        app_id: &str,
+        name: &str,
+        certificate_chain: &str,
+        private_key: &str,
+    ) -> Result<crate::SniEndpoint> {
+        self.write(|tx| sni::create(tx, app_id, name, certificate_chain, private_key))
+    }
+
+    fn update_sni_endpoint(
+        &self,
+        app_id: &str,
+        id_or_name: &str,
+        certificate_chain: &str,
+        private_key: &str,
+    ) -> Result<crate::SniEndpoint> {
+        self.write(|tx| sni::update(tx, app_id, id_or_name, certificate_chain, private_key))
+    }
+
+    fn delete_sni_endpoint(&self, app_id: &str, id_or_name: &str) -> Result<crate::SniEndpoint> {
+        self.write(|tx| sni::delete(tx, app_id, id_or_name))
+    }
+
+    fn domains(&self, app_id: &str) -> Result<Vec<crate::Domain>> {
+        self.read(|tx| domains::list(tx, app_id))
+    }
+
+    fn domain(&self, app_id: &str, id_or_hostname: &str) -> Result<crate::Domain> {
+        self.read(|tx| domains::get(tx, app_id, id_or_hostname))
+    }
+
+    fn add_domain(&self, app_id: &str, hostname: &str) -> Result<crate::Domain> {
+        self.write(|tx| domains::add(tx, app_id, hostname))
+    }
+
+    fn remove_domain(&self, app_id: &str, id_or_hostname: &str) -> Result<crate::Domain> {
+        self.write(|tx| domains::remove(tx, app_id, id_or_hostname))
+    }
+
+    fn set_acm(&self, app_id: &str, on: bool) -> Result<App> {
+        self.write(|tx| {
+            acm::set_enabled(tx, app_id, on)?;
+            apps::get(tx, app_id)
+        })
+    }
+
+    fn acm_apps(&self) -> Result<Vec<String>> {
+        self.read(|tx| acm::enabled_apps(tx))
+    }
+
+    fn acm_domains(&self, app_id: &str) -> Result<Vec<crate::AcmDomain>> {
+        self.read(|tx| acm::domains(tx, app_id))
+    }
+
+    fn set_acm_state(&self, domain_id: &str, state: &crate::AcmState) -> Result<()> {
+        self.write(|tx| acm::set_state(tx, domain_id, state))
+    }
+
+    fn request_acm_refresh(&self, app_id: &str) -> Result<()> {
+        self.write(|tx| acm::request_refresh(tx, app_id))
+    }
+
+    fn put_acm_certificate(
+        &self,
+        domain_id: &str,
+        name: &str,
+        certificate_chain: &str,
+        private_key: &str,
+    ) -> Result<crate::SniEndpoint> {
+        self.write(|tx| acm::put_certificate(tx, domain_id, name, certificate_chain, private_key))
+    }
+}
