@@ -113,7 +113,7 @@ pub(crate) async fn create_dyno(
     if let Some(secret) = secret {
         let base = st.base_url(&headers);
         obj["attach_url"] = Value::String(format!("{base}/attach/{secret}"));
-        let signaller = handle.signaller;
+        let signaller = handle.signaller.clone();
         st.attaches
             .0
             .lock()
@@ -206,14 +206,8 @@ async fn bridge<IO>(
     let stdout: fn(Vec<u8>) -> ToClient = ToClient::Stdout;
     let stderr: fn(Vec<u8>) -> ToClient = ToClient::Stderr;
     for (kind, out) in [
-        (
-            stdout,
-            handle
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
-        ),
-        (stderr, handle.stderr.take().map(|s| Box::new(s) as _)),
+        (stdout, handle.stdout.take()),
+        (stderr, handle.stderr.take()),
     ] {
         let Some(mut out) = out else { continue };
         let tx = tx.clone();

@@ -461,8 +461,8 @@ impl Builder {
                 .await;
             })
         };
-        let p1 = pump(stdout.map(|s| Box::new(s) as _), tx.clone());
-        let p2 = pump(stderr.map(|s| Box::new(s) as _), tx);
+        let p1 = pump(stdout, tx.clone());
+        let p2 = pump(stderr, tx);
         let signaller = dyno.signaller();
         let waited = tokio::time::timeout(self.config.timeout, async {
             // Output is forwarded while the build runs; the channel closes when both pipes do.

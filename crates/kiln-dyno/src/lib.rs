@@ -488,6 +488,9 @@ impl Actor {
                         }
                     }
                     let _ = reply.send(handles);
+                    // Nothing starts after a shutdown: a deploy or `run` that arrives now is
+                    // told the manager has stopped (503) rather than leaving a dyno behind.
+                    return;
                 }
             }
         }

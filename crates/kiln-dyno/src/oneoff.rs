@@ -4,9 +4,8 @@
 
 use crate::{Shared, platform_log};
 use kiln_model::{DynoSize, DynoState, LogLine, Timestamp};
-use kiln_runtime::{AppDir, DynoSignaller, DynoSpec, Limits};
+use kiln_runtime::{AppDir, DynoSignaller, DynoSpec, Input, Limits, Output};
 use std::sync::{Arc, Mutex};
-use tokio::process::{ChildStderr, ChildStdin, ChildStdout};
 use tokio::sync::{oneshot, watch};
 
 /// What to run.
@@ -38,9 +37,9 @@ pub struct OneOff {
     pub release_version: u32,
     pub created_at: Timestamp,
     /// Present for attached dynos.
-    pub stdin: Option<ChildStdin>,
-    pub stdout: Option<ChildStdout>,
-    pub stderr: Option<ChildStderr>,
+    pub stdin: Option<Input>,
+    pub stdout: Option<Output>,
+    pub stderr: Option<Output>,
     /// The exit status, once the dyno ends.
     pub exit: oneshot::Receiver<i32>,
     pub signaller: DynoSignaller,
@@ -123,24 +122,19 @@ pub(crate) fn start(
     let pumps: Vec<_> = if req.attach {
         Vec::new()
     } else {
-        [
-            dyno.stdout
-                .take()
-                .map(|s| Box::new(s) as kiln_runtime::output::Output),
-            dyno.stderr.take().map(|s| Box::new(s) as _),
-        ]
-        .into_iter()
-        .flatten()
-        .map(|r| {
-            let (shared, app, n) = (shared.clone(), req.app_id.clone(), name.clone());
-            tokio::spawn(async move {
-                kiln_runtime::output::for_each_message(r, |m| {
-                    shared.logs.emit(&app, LogLine::app(&n, m))
+        [dyno.stdout.take(), dyno.stderr.take()]
+            .into_iter()
+            .flatten()
+            .map(|r| {
+                let (shared, app, n) = (shared.clone(), req.app_id.clone(), name.clone());
+                tokio::spawn(async move {
+                    kiln_runtime::output::for_each_message(r, |m| {
+                        shared.logs.emit(&app, LogLine::app(&n, m))
+                    })
+                    .await;
                 })
-                .await;
             })
-        })
-        .collect()
+            .collect()
     };
     let task = {
         let (shared, app, n, upd) = (
@@ -206,7 +200,7 @@ pub(crate) fn start(
         created_at,
         state: state_rx,
         updated_at,
-        signaller,
+        signaller: signaller.clone(),
         task,
     };
     Ok((

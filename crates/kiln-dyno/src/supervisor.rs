@@ -8,8 +8,10 @@ use kiln_model::{DynoName, DynoSize, DynoState, LogLine, Timestamp};
 use kiln_runtime::{AppDir, DynoSpec, Limits, MemoryStats};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+// Tokio's clock throughout, so a paused clock (the reconciler's tests) governs every timeout.
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 /// What to run for one dyno instance.
 #[derive(Debug, Clone)]
@@ -313,13 +315,13 @@ async fn run_once(
             shared.clone(),
             ctl.app_id.clone(),
             dyno.clone(),
-            d.stdout.take().map(|s| Box::new(s) as _),
+            d.stdout.take(),
         ),
         pump(
             shared.clone(),
             ctl.app_id.clone(),
             dyno.clone(),
-            d.stderr.take().map(|s| Box::new(s) as _),
+            d.stderr.take(),
         ),
     ];
     let signaller = d.signaller();

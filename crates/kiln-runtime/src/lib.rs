@@ -21,6 +21,8 @@ pub mod container;
 pub mod helper;
 pub mod output;
 pub mod process;
+#[cfg(feature = "scripted")]
+pub mod scripted;
 pub mod seccomp;
 pub mod slugcache;
 mod sys;
@@ -29,9 +31,12 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout};
+use tokio::io::AsyncWrite;
+use tokio::process::Child;
+use tokio::sync::{mpsc, oneshot, watch};
 
 pub use cgroup::MemoryStats;
+pub use output::Output;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -164,23 +169,32 @@ pub trait Runtime: Send + Sync {
 
 pub type SharedRuntime = Arc<dyn Runtime>;
 
-/// How to reach every process of a dyno with a signal.
-#[derive(Debug, Clone, Copy)]
-pub struct DynoSignaller {
-    pid: i32,
+/// How to reach every process of a dyno with a signal. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct DynoSignaller(SignalTarget);
+
+#[derive(Debug, Clone)]
+enum SignalTarget {
     /// Process backend: the process group; container backend: the helper, which forwards.
-    group: bool,
+    Pid { pid: i32, group: bool },
+    /// A dyno simulated by a task ([`TaskProcess`]): the signal numbers go to it.
+    Task(mpsc::UnboundedSender<i32>),
 }
 
 impl DynoSignaller {
     /// Sends `sig` to every process of the dyno.
     pub fn signal(&self, sig: i32) {
-        // SAFETY: kill/killpg with a pid we spawned; at worst the process is gone (ESRCH).
-        unsafe {
-            if self.group {
-                libc::killpg(self.pid, sig);
-            } else {
-                libc::kill(self.pid, sig);
+        match &self.0 {
+            // SAFETY: kill/killpg with a pid we spawned; at worst the process is gone (ESRCH).
+            SignalTarget::Pid { pid, group: true } => unsafe {
+                libc::killpg(*pid, sig);
+            },
+            SignalTarget::Pid { pid, group: false } => unsafe {
+                libc::kill(*pid, sig);
+            },
+            // A task that has ended no longer listens: like ESRCH, nothing to do.
+            SignalTarget::Task(tx) => {
+                let _ = tx.send(sig);
             }
         }
     }
@@ -256,18 +270,45 @@ impl MemoryProbe {
     }
 }
 
+/// A dyno's standard input, when it is kept open.
+pub type Input = Box<dyn AsyncWrite + Unpin + Send>;
+
+/// A dyno whose process is simulated by a task instead of run by the kernel: what a test
+/// runtime (see [`scripted`]) hands the dyno manager, which supervises it like any other.
+pub struct TaskProcess {
+    /// Resolves once the command "runs": `Err` carries why it could not start.
+    pub started: oneshot::Receiver<Result<(), String>>,
+    /// The exit status, once there is one.
+    pub exit: watch::Receiver<Option<i32>>,
+    /// Where the signals sent to the dyno go.
+    pub signals: mpsc::UnboundedSender<i32>,
+    pub stdout: Option<Output>,
+    pub stderr: Option<Output>,
+    pub stdin: Option<Input>,
+}
+
+enum Process {
+    Os(Child),
+    Task(watch::Receiver<Option<i32>>),
+}
+
+enum StartStatus {
+    /// The helper's status pipe: EOF once the user's command has been exec'd, or an error
+    /// message if setup failed.
+    Pipe(tokio::net::unix::pipe::Receiver),
+    Task(oneshot::Receiver<Result<(), String>>),
+}
+
 /// A running dyno.
 pub struct Dyno {
     pub spec_id: String,
     pub name: String,
-    child: Child,
-    pub stdout: Option<ChildStdout>,
-    pub stderr: Option<ChildStderr>,
-    pub stdin: Option<ChildStdin>,
+    process: Process,
+    pub stdout: Option<Output>,
+    pub stderr: Option<Output>,
+    pub stdin: Option<Input>,
     signaller: DynoSignaller,
-    /// Read end of the helper's status pipe: EOF once the user's command has been exec'd, or
-    /// an error message if setup failed.
-    status: Option<tokio::net::unix::pipe::Receiver>,
+    status: Option<StartStatus>,
     run_dir: Option<PathBuf>,
     cleanup: Option<Box<dyn FnOnce() + Send>>,
     /// Its cgroups (container runtime on a host with cgroups), removed when it ends.
@@ -289,24 +330,45 @@ impl Dyno {
         Dyno {
             spec_id: spec.id.clone(),
             name: spec.name.clone(),
-            stdout: child.stdout.take(),
-            stderr: child.stderr.take(),
-            stdin: child.stdin.take(),
-            child,
-            signaller: DynoSignaller { pid, group },
-            status,
+            stdout: child.stdout.take().map(|s| Box::new(s) as Output),
+            stderr: child.stderr.take().map(|s| Box::new(s) as Output),
+            stdin: child.stdin.take().map(|s| Box::new(s) as Input),
+            process: Process::Os(child),
+            signaller: DynoSignaller(SignalTarget::Pid { pid, group }),
+            status: status.map(StartStatus::Pipe),
             run_dir: Some(run_dir),
             cleanup,
             memory,
         }
     }
 
+    /// A dyno simulated by a task. Dropped before it was waited for, it gets SIGKILL, as a
+    /// real one does.
+    pub fn from_task(spec: &DynoSpec, task: TaskProcess) -> Dyno {
+        Dyno {
+            spec_id: spec.id.clone(),
+            name: spec.name.clone(),
+            stdout: task.stdout,
+            stderr: task.stderr,
+            stdin: task.stdin,
+            process: Process::Task(task.exit),
+            signaller: DynoSignaller(SignalTarget::Task(task.signals)),
+            status: Some(StartStatus::Task(task.started)),
+            run_dir: None,
+            cleanup: Some(Box::new(|| {})),
+            memory: None,
+        }
+    }
+
     pub fn signaller(&self) -> DynoSignaller {
-        self.signaller
+        self.signaller.clone()
     }
 
     pub fn pid(&self) -> Option<u32> {
-        self.child.id()
+        match &self.process {
+            Process::Os(child) => child.id(),
+            Process::Task(_) => None,
+        }
     }
 
     /// Memory use now (once the dyno has ended: at its end). `None` without cgroups (plain
@@ -323,34 +385,46 @@ impl Dyno {
     /// Waits until the user's command is running (for containers: exec'd inside the dyno).
     /// An error carries the helper's explanation.
     pub async fn started(&mut self) -> Result<(), RuntimeError> {
-        let Some(mut rx) = self.status.take() else {
-            return Ok(());
+        let message = match self.status.take() {
+            None => return Ok(()),
+            Some(StartStatus::Pipe(mut rx)) => {
+                use tokio::io::AsyncReadExt;
+                let mut msg = Vec::new();
+                rx.read_to_end(&mut msg)
+                    .await
+                    .map_err(|e| RuntimeError::io("reading dyno status", e))?;
+                if msg.is_empty() {
+                    return Ok(());
+                }
+                String::from_utf8_lossy(&msg).trim().to_string()
+            }
+            Some(StartStatus::Task(rx)) => match rx.await {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(message)) => message,
+                Err(_) => "the dyno ended before it started".to_string(),
+            },
         };
-        use tokio::io::AsyncReadExt;
-        let mut msg = Vec::new();
-        rx.read_to_end(&mut msg)
-            .await
-            .map_err(|e| RuntimeError::io("reading dyno status", e))?;
-        if msg.is_empty() {
-            Ok(())
-        } else {
-            Err(RuntimeError::Start {
-                dyno: self.name.clone(),
-                message: String::from_utf8_lossy(&msg).trim().to_string(),
-            })
-        }
+        Err(RuntimeError::Start {
+            dyno: self.name.clone(),
+            message,
+        })
     }
 
     /// Waits for the dyno to end and cleans up after it. Returns Heroku's exit status: the
     /// command's exit code, or 128 + N when it was killed by signal N.
     pub async fn wait(&mut self) -> i32 {
-        let status = self.child.wait().await;
-        let code = match status {
-            Ok(s) => {
-                use std::os::unix::process::ExitStatusExt;
-                s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0))
-            }
-            Err(_) => 255,
+        let code = match &mut self.process {
+            Process::Os(child) => match child.wait().await {
+                Ok(s) => {
+                    use std::os::unix::process::ExitStatusExt;
+                    s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0))
+                }
+                Err(_) => 255,
+            },
+            Process::Task(exit) => match exit.wait_for(Option::is_some).await {
+                Ok(code) => (*code).unwrap_or(255),
+                Err(_) => 255,
+            },
         };
         if let Some(probe) = self.memory.clone().filter(|p| !p.removed()) {
             // The final reading first (OOM kills), then the groups go: anything left in them
