@@ -139,7 +139,7 @@ mod tests {
 
     #[test]
     fn apply_removes_only_matches() {
-        let dir = std::env::temp_dir().join(format!("kiln-slugignore-{}", uuid::Uuid::new_v4()));
+        let dir = kiln_testkit::TempDir::new("slugignore");
         std::fs::create_dir_all(dir.join("test/deep")).unwrap();
         std::fs::write(dir.join("test/deep/x"), "").unwrap();
         std::fs::write(dir.join("app.py"), "").unwrap();
@@ -148,6 +148,5 @@ mod tests {
         assert_eq!(n, 2);
         assert!(dir.join("app.py").exists());
         assert!(!dir.join("test").exists());
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -340,8 +340,7 @@ mod tests {
 
     #[test]
     fn writes_with_mode_0600_and_keeps_others() {
-        let dir = std::env::temp_dir().join(format!("kiln-netrc-test-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
+        let dir = kiln_testkit::TempDir::new("netrc");
         let path = dir.join(".netrc");
         fs::write(&path, "machine keep.example login k password kp\n").unwrap();
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
@@ -362,6 +361,5 @@ mod tests {
         );
         assert_eq!(read_password(&dir.join("absent"), "x").unwrap(), None);
         assert!(write_entry(&path, "h", "l", "bad\nkey").is_err());
-        fs::remove_dir_all(&dir).unwrap();
     }
 }

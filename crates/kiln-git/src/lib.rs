@@ -353,11 +353,8 @@ mod tests {
 
     use std::io::Read;
 
-    fn temp() -> PathBuf {
-        let d =
-            std::env::temp_dir().join(format!("kiln-git-unpack-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&d).unwrap();
-        d
+    fn temp() -> kiln_testkit::TempDir {
+        kiln_testkit::TempDir::new("git-unpack")
     }
 
     #[test]
@@ -366,7 +363,6 @@ mod tests {
         let size = unpack(&tar_of(&[("a.txt", 10), ("b/c.txt", 20)])[..], &dir, 30).unwrap();
         assert_eq!(size, 30);
         assert_eq!(std::fs::read(dir.join("b/c.txt")).unwrap().len(), 20);
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
@@ -378,7 +374,6 @@ mod tests {
             "{err:?}"
         );
         assert!(dir.join("small").exists() && !dir.join("huge").exists());
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
@@ -396,6 +391,5 @@ mod tests {
             "{err:?}"
         );
         assert!(!dir.parent().unwrap().join("escaped").exists());
-        std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -11,7 +11,7 @@ use hyper::body::{Frame, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use kiln_model::route::{AppRoutes, DynoRoutes};
+use kiln_model::route::DynoRoutes;
 use kiln_router::{CacheConfig, RouterConfig};
 use std::convert::Infallible;
 use std::io::Read;
@@ -46,42 +46,27 @@ async fn dyno<F>(f: F) -> (SocketAddr, Arc<AtomicUsize>)
 where
     F: Fn(&http::request::Parts) -> Answer + Send + Sync + 'static,
 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let hits = Arc::new(AtomicUsize::new(0));
-    let (count, f) = (hits.clone(), Arc::new(f));
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            let (count, f) = (count.clone(), f.clone());
-            tokio::spawn(async move {
-                let service = service_fn(move |req: Request<Incoming>| {
-                    let (count, f) = (count.clone(), f.clone());
-                    async move {
-                        let n = count.fetch_add(1, Ordering::SeqCst) + 1;
-                        let (parts, _) = req.into_parts();
-                        let a = f(&parts);
-                        tokio::time::sleep(a.delay).await;
-                        let mut body = a.body.to_vec();
-                        if !body.is_empty() {
-                            body.extend_from_slice(format!(" #{n}").as_bytes());
-                        }
-                        let mut resp = http::Response::new(Full::new(Bytes::from(body)));
-                        *resp.status_mut() = StatusCode::from_u16(a.status).unwrap();
-                        for (k, v) in a.headers {
-                            resp.headers_mut().append(k, v.parse().unwrap());
-                        }
-                        Ok::<_, Infallible>(resp)
-                    }
-                });
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
+    let count = hits.clone();
+    let (addr, _) = kiln_testkit::dyno::http_dyno(move |req: Request<Incoming>| {
+        let n = count.fetch_add(1, Ordering::SeqCst) + 1;
+        let (parts, _) = req.into_parts();
+        let a = f(&parts);
+        async move {
+            tokio::time::sleep(a.delay).await;
+            let mut body = a.body.to_vec();
+            if !body.is_empty() {
+                body.extend_from_slice(format!(" #{n}").as_bytes());
+            }
+            let mut resp = http::Response::new(Full::new(Bytes::from(body)));
+            *resp.status_mut() = StatusCode::from_u16(a.status).unwrap();
+            for (k, v) in a.headers {
+                resp.headers_mut().append(k, v.parse().unwrap());
+            }
+            resp
         }
-    });
+    })
+    .await;
     (addr, hits)
 }
 

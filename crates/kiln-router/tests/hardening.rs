@@ -17,7 +17,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use kiln_model::route::{AppRoutes, DynoRoutes};
+use kiln_model::route::AppRoutes;
 use kiln_router::RouterConfig;
 use std::convert::Infallible;
 use std::io;
@@ -29,7 +29,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use support::*;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 const RID: &str = "abcdefghij0123456789";
 
@@ -138,53 +138,48 @@ impl AsyncWrite for Tee {
 }
 
 async fn recording_dyno() -> Recorder {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let requests = Arc::new(Mutex::new(Vec::new()));
     let raw = Arc::new(Mutex::new(Vec::new()));
     let connections = Arc::new(AtomicUsize::new(0));
     let (r, w, c) = (requests.clone(), raw.clone(), connections.clone());
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            c.fetch_add(1, Ordering::SeqCst);
-            let (requests, raw) = (r.clone(), w.clone());
-            tokio::spawn(async move {
-                let service = service_fn(move |req: Request<Incoming>| {
-                    let requests = requests.clone();
-                    async move {
-                        let (parts, body) = req.into_parts();
-                        let body = body
-                            .collect()
-                            .await
-                            .map(|b| b.to_bytes())
-                            .unwrap_or_default();
-                        let headers = parts
-                            .headers
-                            .keys()
-                            .filter(|k| k.as_str().starts_with("x-many-"))
-                            .count();
-                        let line = format!(
-                            "{} {} body={} many={headers}",
-                            parts.method,
-                            parts.uri,
-                            String::from_utf8_lossy(&body)
-                        );
-                        requests.lock().unwrap().push(line.clone());
-                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(format!(
-                            "recorded {line}"
-                        )))))
-                    }
-                });
-                let _ = http1::Builder::new()
-                    .max_headers(4096)
-                    .serve_connection(TokioIo::new(Tee { stream, raw }), service)
-                    .await;
+    let addr = raw_dyno(move |stream| {
+        c.fetch_add(1, Ordering::SeqCst);
+        let (requests, raw) = (r.clone(), w.clone());
+        async move {
+            let service = service_fn(move |req: Request<Incoming>| {
+                let requests = requests.clone();
+                async move {
+                    let (parts, body) = req.into_parts();
+                    let body = body
+                        .collect()
+                        .await
+                        .map(|b| b.to_bytes())
+                        .unwrap_or_default();
+                    let headers = parts
+                        .headers
+                        .keys()
+                        .filter(|k| k.as_str().starts_with("x-many-"))
+                        .count();
+                    let line = format!(
+                        "{} {} body={} many={headers}",
+                        parts.method,
+                        parts.uri,
+                        String::from_utf8_lossy(&body)
+                    );
+                    requests.lock().unwrap().push(line.clone());
+                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(format!(
+                        "recorded {line}"
+                    )))))
+                }
             });
+            // Many headers allowed: the router's limit is what is under test, not hyper's.
+            let _ = http1::Builder::new()
+                .max_headers(4096)
+                .serve_connection(TokioIo::new(Tee { stream, raw }), service)
+                .await;
         }
-    });
+    })
+    .await;
     Recorder {
         addr,
         requests,
@@ -196,29 +191,7 @@ async fn recording_dyno() -> Recorder {
 /// Sends raw bytes and reads everything until the router closes the connection (or 5 s
 /// pass). Returns what was read and whether the connection was closed.
 async fn exchange(addr: SocketAddr, bytes: &[u8]) -> (String, bool) {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(bytes).await.unwrap();
-    read_until_closed(&mut stream, Duration::from_secs(5)).await
-}
-
-async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> (String, bool) {
-    let mut out = Vec::new();
-    let mut buf = [0u8; 8192];
-    let deadline = tokio::time::Instant::now() + limit;
-    let closed = loop {
-        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => break true,
-            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
-            Err(_) => break false,
-        }
-    };
-    (String::from_utf8_lossy(&out).into_owned(), closed)
-}
-
-fn statuses(out: &str) -> Vec<u16> {
-    out.match_indices("HTTP/1.1 ")
-        .filter_map(|(i, _)| out[i + 9..].get(..3)?.parse().ok())
-        .collect()
+    kiln_testkit::net::exchange(addr, bytes, Duration::from_secs(5)).await
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1005,37 +978,21 @@ async fn custom_domains_route_to_their_app() {
 
 /// An HTTP server for error pages; counts its hits, answers after `delay`.
 async fn page_server(body: &'static str, delay: Duration) -> (String, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let hits = Arc::new(AtomicUsize::new(0));
     let count = hits.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            let count = count.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |_req: Request<Incoming>| {
-                    let count = count.clone();
-                    async move {
-                        count.fetch_add(1, Ordering::SeqCst);
-                        tokio::time::sleep(delay).await;
-                        let mut resp =
-                            Response::new(Full::new(Bytes::from_static(body.as_bytes())));
-                        resp.headers_mut().insert(
-                            "content-type",
-                            "text/html; charset=iso-8859-1".parse().unwrap(),
-                        );
-                        Ok::<_, Infallible>(resp)
-                    }
-                });
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
+    let (addr, _) = http_dyno(move |_req: Request<Incoming>| {
+        count.fetch_add(1, Ordering::SeqCst);
+        async move {
+            tokio::time::sleep(delay).await;
+            let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+            resp.headers_mut().insert(
+                "content-type",
+                http::HeaderValue::from_static("text/html; charset=iso-8859-1"),
+            );
+            resp
         }
-    });
+    })
+    .await;
     (format!("http://{addr}/pages/page.html"), hits)
 }
 

@@ -9,11 +9,11 @@ use http::{Request, Version};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use kiln_router::{RouteTable, RouterConfig};
+use kiln_testkit::TempDir;
 use kiln_tls::{Certificate, LocalCa, SniResolver};
 use rustls::pki_types::{CertificateDer, ServerName};
 use std::io;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use support::*;
@@ -30,7 +30,8 @@ struct TlsRouter {
     logs: Arc<TestLogs>,
     resolver: Arc<SniResolver>,
     ca: Arc<LocalCa>,
-    dir: PathBuf,
+    // Holds the CA's files until the router is dropped.
+    _dir: TempDir,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<io::Result<()>>>,
 }
@@ -41,7 +42,7 @@ impl TlsRouter {
     }
 
     async fn with_config(config: RouterConfig) -> TlsRouter {
-        let dir = std::env::temp_dir().join(format!("kiln-router-tls-{}", uuid()));
+        let dir = TempDir::new("router-tls");
         let ca = Arc::new(LocalCa::load_or_create(&dir, "localhost").unwrap());
         let table = RouteTable::new(&config.domain);
         let resolver = SniResolver::new(ca.clone(), table.clone());
@@ -66,7 +67,7 @@ impl TlsRouter {
             logs,
             resolver,
             ca,
-            dir,
+            _dir: dir,
             stop: Some(stop),
             task: Some(task),
         }
@@ -93,25 +94,8 @@ impl TlsRouter {
     async fn shutdown(mut self) -> io::Result<()> {
         let _ = self.stop.take().unwrap().send(());
         let result = self.task.take().unwrap().await.unwrap();
-        let _ = std::fs::remove_dir_all(&self.dir);
         result
     }
-}
-
-fn uuid() -> String {
-    format!("{}-{}", std::process::id(), fastrand_u64())
-}
-
-fn fastrand_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64,
-    );
-    h.finish()
 }
 
 /// A self-signed certificate for `names`, as an upload would bring it.
@@ -464,7 +448,7 @@ async fn shutdown_closes_idle_http2_connections() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn custom_domains_get_their_apps_uploaded_certificates() {
-    use kiln_model::route::{AppRoutes, DynoRoutes};
+    use kiln_model::route::AppRoutes;
     let router = TlsRouter::start().await;
     let (a, _) = echo_dyno("a").await;
     let (b, _) = echo_dyno("b").await;

@@ -562,13 +562,8 @@ pub fn join(spec: &DynoSpec) -> SysResult<()> {
 mod tests {
     use super::*;
 
-    fn tmp(tag: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!(
-            "kiln-cgroup-{tag}-{}",
-            uuid::Uuid::new_v4().simple()
-        ));
-        std::fs::create_dir_all(&d).unwrap();
-        d
+    fn tmp(tag: &str) -> kiln_testkit::TempDir {
+        kiln_testkit::TempDir::new(&format!("cgroup-{tag}"))
     }
 
     /// What the kernel creates in a new group: its control files, empty.
@@ -595,13 +590,18 @@ mod tests {
         "cgroup.controllers",
     ];
 
-    fn fake_v2(controllers: &str, id: &str, files: &[&str]) -> (PathBuf, Cgroups) {
+    fn fake_v2(controllers: &str, id: &str, files: &[&str]) -> (kiln_testkit::TempDir, Cgroups) {
         let root = tmp("v2");
         std::fs::write(root.join("cgroup.controllers"), controllers).unwrap();
         std::fs::write(root.join("cgroup.subtree_control"), "").unwrap();
         std::fs::write(root.join("cgroup.procs"), "").unwrap();
         let layout = Layout::detect_at(&root).unwrap();
-        assert_eq!(layout, Layout::V2 { root: root.clone() });
+        assert_eq!(
+            layout,
+            Layout::V2 {
+                root: root.to_path_buf()
+            }
+        );
         let cg = Cgroups::new(layout, "inst");
         fake_group(
             &root.join("kiln"),
@@ -689,7 +689,6 @@ mod tests {
         assert!(!dir.exists() && root.join("kiln/inst").is_dir());
         assert_eq!(cg.memory(), None, "no stats once removed");
         cgroups.remove_instance();
-        let _ = std::fs::remove_dir_all(root);
     }
 
     #[test]
@@ -704,7 +703,6 @@ mod tests {
         assert_eq!(read(&root.join("cgroup.subtree_control")), "+memory +pids");
         assert!(!root.join("kiln/inst/d1/memory.swap.max").exists());
         assert!(!root.join("kiln/inst/d1/cpu.weight").exists());
-        let _ = std::fs::remove_dir_all(root);
     }
 
     #[test]
@@ -715,7 +713,6 @@ mod tests {
         let e = cgroups.create("d1", &dyno_limits()).unwrap_err();
         assert!(e.to_string().contains("memory.max"), "{e}");
         assert!(!root.join("kiln/inst/d1").exists());
-        let _ = std::fs::remove_dir_all(root);
     }
 
     #[test]
@@ -811,7 +808,6 @@ mod tests {
                 .join("memory/kiln/inst/d2/memory.memsw.limit_in_bytes")
                 .exists()
         );
-        let _ = std::fs::remove_dir_all(base);
     }
 
     #[test]
@@ -851,7 +847,6 @@ mod tests {
             0
         );
         assert!(base.join("pids/kiln/other/d9").is_dir());
-        let _ = std::fs::remove_dir_all(base);
     }
 
     #[test]
@@ -870,12 +865,10 @@ mod tests {
             instance_name(Path::new("/a/run")),
             instance_name(Path::new("/b/run"))
         );
-        let (root, cgroups) = fake_v2("memory pids", "x", &V2_FILES);
+        let (_root, cgroups) = fake_v2("memory pids", "x", &V2_FILES);
         for bad in ["", ".", "..", "a/b"] {
             assert!(cgroups.create(bad, &Limits::default()).is_err(), "{bad:?}");
         }
-        let _ = std::fs::remove_dir_all(root);
-        let _ = std::fs::remove_dir_all(empty);
     }
 
     #[test]
@@ -908,6 +901,5 @@ mod tests {
         let old = r#"{"id":"x","app_id":"a","name":"web.1","command":"true","env":[],"app_dir":{"Writable":"/tmp"},"binds":[],"uid":null,"limits":{"memory_bytes":null,"memory_hard_bytes":null,"max_processes":null,"cpu_share":null},"stdin":false}"#;
         let parsed: DynoSpec = serde_json::from_str(old).unwrap();
         assert!(parsed.cgroup_procs.is_empty());
-        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -306,14 +306,8 @@ mod tests {
     use super::*;
     use rustls::pki_types::{ServerName, UnixTime};
 
-    fn temp_dir() -> PathBuf {
-        let d = std::env::temp_dir().join(format!(
-            "kiln-tls-test-{}-{}",
-            std::process::id(),
-            Timestamp::now().0
-        ));
-        std::fs::create_dir_all(&d).unwrap();
-        d
+    fn temp_dir() -> kiln_testkit::TempDir {
+        kiln_testkit::TempDir::new("tls-local-ca")
     }
 
     /// Checks `chain` for `name` the way a rustls client trusting only `ca` would.
@@ -412,7 +406,6 @@ mod tests {
                 .generated,
             "an unreadable pair is replaced"
         );
-        std::fs::remove_dir_all(base).unwrap();
     }
 
     #[test]
@@ -445,7 +438,6 @@ mod tests {
                 && !ca.in_domain("xlocalhost")
                 && !ca.in_domain(".localhost.evil")
         );
-        std::fs::remove_dir_all(base).unwrap();
     }
 
     #[test]
@@ -468,6 +460,5 @@ mod tests {
                 || format!("{err:?}").contains("NotValidForName"),
             "{err:?}"
         );
-        std::fs::remove_dir_all(base).unwrap();
     }
 }

@@ -229,12 +229,8 @@ mod tests {
         a.cert == b.certified_key().cert
     }
 
-    fn local_ca(domain: &str) -> (Arc<LocalCa>, std::path::PathBuf) {
-        let dir = std::env::temp_dir().join(format!(
-            "kiln-tls-resolver-{}-{}-{domain}",
-            std::process::id(),
-            Timestamp::now().0
-        ));
+    fn local_ca(domain: &str) -> (Arc<LocalCa>, kiln_testkit::TempDir) {
+        let dir = kiln_testkit::TempDir::new(&format!("tls-resolver-{domain}"));
         (
             Arc::new(LocalCa::load_or_create(&dir, domain).unwrap()),
             dir,
@@ -243,7 +239,7 @@ mod tests {
 
     #[test]
     fn picks_the_owning_apps_certificate_or_the_default() {
-        let (ca, dir) = local_ca("apps.test");
+        let (ca, _dir) = local_ca("apps.test");
         let default = ca.default_certificate().clone();
         let owners = Owners(vec![
             ("www.example.com", "app1"),
@@ -278,12 +274,11 @@ mod tests {
             same(&r.select(Some("www.example.com")), &default),
             "removed"
         );
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn single_label_domains_sign_per_app_hostname() {
-        let (ca, dir) = local_ca("localhost");
+        let (ca, _dir) = local_ca("localhost");
         let default = ca.default_certificate().clone();
         let r = SniResolver::new(
             ca,
@@ -324,7 +319,6 @@ mod tests {
             same(&r.select(Some("foo.localhost")), &uploaded),
             "an upload beats the local CA"
         );
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     fn not_after(key: &CertifiedKey) -> i64 {
@@ -339,7 +333,7 @@ mod tests {
     #[test]
     fn leaves_are_signed_again_before_they_expire() {
         for domain in ["localhost", "apps.test"] {
-            let (ca, dir) = local_ca(domain);
+            let (ca, _dir) = local_ca(domain);
             let r = SniResolver::new(ca, Arc::new(Owners(vec![("foo.localhost", "app1")])));
             let now = Timestamp::now().unix_seconds();
             let (named, default) = (
@@ -381,7 +375,6 @@ mod tests {
                     &r.select_at(Some("foo.localhost"), late)
                 ));
             }
-            std::fs::remove_dir_all(dir).unwrap();
         }
     }
 }

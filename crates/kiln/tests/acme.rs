@@ -271,7 +271,7 @@ fn wait_status(s: &Server, app: &str, host: &str, want: &str) -> serde_json::Val
 
 #[test]
 fn certificates_are_issued_renewed_and_removed_through_a_real_acme_server() {
-    let work = temp_dir("acme-pebble");
+    let work = TempDir::new("acme-pebble");
     let (api_ca, cert, key) = pebble_https_material(&work);
     let (dns, dns_port, dns_admin) = start_dns(&work);
     let (listen, admin) = (free_port(), free_port());
@@ -430,7 +430,6 @@ fn certificates_are_issued_renewed_and_removed_through_a_real_acme_server() {
         s.api("GET", &format!("/apps/{app}"), None).json()["acm"],
         false
     );
-    let _ = std::fs::remove_dir_all(&work);
 }
 
 /// Without `--acme-directory`, enabling is refused with how to configure it; bad input and

@@ -426,16 +426,8 @@ fn bearer(s: &Server) -> String {
 /// Sends raw request bytes and reads the answer, tolerating a server that answers and closes
 /// before the whole request is written (as it may for an oversized body).
 fn send_raw(s: &Server, request: &[u8]) -> Response {
-    use std::io::{Read, Write};
-    let mut sock = std::net::TcpStream::connect(("127.0.0.1", s.api_port())).expect("connect");
-    sock.set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    sock.set_write_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    let _ = sock.write_all(request);
-    let mut raw = Vec::new();
-    let _ = sock.read_to_end(&mut raw);
-    parse_response(&raw)
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], s.api_port()));
+    parse_response(&kiln_testkit::http::exchange(addr, request, Duration::from_secs(30)).0)
 }
 
 fn ranged(s: &Server, path: &str, range: &str) -> Response {
@@ -1987,7 +1979,7 @@ fn api_requests_are_logged_without_secrets() {
 
     // A level that does not parse is refused at start, with the reason.
     for bad in ["loud", "info,kiln_router=chatty"] {
-        let dir = temp_dir("api-log-bad");
+        let dir = TempDir::new("api-log-bad");
         let mut child = std::process::Command::new(KILN)
             .args([
                 "server",
@@ -2016,6 +2008,5 @@ fn api_requests_are_logged_without_secrets() {
             stderr.contains(&format!("--log-level (or RUST_LOG) {bad:?}")),
             "{stderr}"
         );
-        let _ = std::fs::remove_dir_all(dir);
     }
 }

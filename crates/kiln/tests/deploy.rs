@@ -364,7 +364,7 @@ fn rejected_pushes_create_no_release_and_keep_the_app_serving() {
     assert_eq!(s.get("rejapp", "/").status, 200);
 
     // A failing compile (a custom buildpack that fails) is rejected the same way.
-    let bp = temp_dir("bp");
+    let bp = TempDir::new("bp");
     std::fs::create_dir_all(bp.join("bin")).unwrap();
     std::fs::write(bp.join("bin/detect"), "#!/bin/sh\necho Failing\n").unwrap();
     std::fs::write(
@@ -391,7 +391,6 @@ fn rejected_pushes_create_no_release_and_keep_the_app_serving() {
     assert!(out.contains("compiling... and failing on purpose"), "{out}");
     assert_eq!(release_versions(&s, "rejapp"), vec![1, 2]);
     assert_eq!(s.get("rejapp", "/").status, 200);
-    let _ = std::fs::remove_dir_all(bp);
 }
 
 /// A custom buildpack from a git URL, chosen with BUILDPACK_URL, runs through the same

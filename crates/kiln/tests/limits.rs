@@ -395,8 +395,8 @@ fn a_dyno_above_its_quota_is_logged_with_r14_and_keeps_running() {
 }
 
 /// A custom buildpack (a directory on the server) whose compile runs `script`.
-fn buildpack(script: &str) -> PathBuf {
-    let bp = temp_dir("limits-bp");
+fn buildpack(script: &str) -> TempDir {
+    let bp = TempDir::new("limits-bp");
     std::fs::create_dir_all(bp.join("bin")).unwrap();
     std::fs::write(bp.join("bin/detect"), "#!/bin/sh\necho Greedy\n").unwrap();
     std::fs::write(
@@ -493,7 +493,6 @@ fn a_build_that_allocates_without_bound_fails_with_a_clear_message() {
     println!(
         "build OOM: push failed after {took:?}; the other app answered {asked} requests meanwhile"
     );
-    let _ = std::fs::remove_dir_all(bp);
 }
 
 /// Acceptance 5, second part: a build that never ends is stopped at the build timeout and
@@ -532,7 +531,6 @@ fn a_build_that_never_ends_fails_after_the_timeout() {
         "failed"
     );
     println!("build timeout: push failed after {took:?}");
-    let _ = std::fs::remove_dir_all(bp);
 }
 
 /// A server killed outright leaves its dynos' cgroups behind; the next start on the same data

@@ -16,7 +16,7 @@ use kiln_router::{RouteTable, RouterConfig};
 use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -138,91 +138,44 @@ pub fn backends(dynos: &[SocketAddr]) -> Vec<Backend> {
         .collect()
 }
 
+// Each test file uses some of these.
+#[allow(unused_imports)]
+pub use kiln_testkit::{
+    dyno::{dead_dyno, http_dyno, raw_dyno},
+    http::statuses,
+    net::{raw_request, read_head, read_until_closed},
+};
+
 /// A dyno that answers every request with what it received: a first line
 /// `backend=<name> <METHOD> <uri> body=<n>` then one `name: value` line per header.
 /// Returns its address and how many connections it has accepted.
 pub async fn echo_dyno(name: &'static str) -> (SocketAddr, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let count = accepted.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            count.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                let service = service_fn(move |req: Request<Incoming>| async move {
-                    let (parts, body) = req.into_parts();
-                    let body = body
-                        .collect()
-                        .await
-                        .map(|b| b.to_bytes())
-                        .unwrap_or_default();
-                    let mut text = format!(
-                        "backend={name} {} {} body={}\n",
-                        parts.method,
-                        parts.uri,
-                        body.len()
-                    );
-                    for (k, v) in &parts.headers {
-                        text.push_str(&format!(
-                            "{}: {}\n",
-                            k,
-                            String::from_utf8_lossy(v.as_bytes())
-                        ));
-                    }
-                    let mut resp = http::Response::new(Full::new(Bytes::from(text)));
-                    resp.headers_mut()
-                        .insert("x-backend", name.parse().unwrap());
-                    Ok::<_, Infallible>(resp)
-                });
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
+    http_dyno(move |req: Request<Incoming>| async move {
+        let (parts, body) = req.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        let mut text = format!(
+            "backend={name} {} {} body={}\n",
+            parts.method,
+            parts.uri,
+            body.len()
+        );
+        for (k, v) in &parts.headers {
+            text.push_str(&format!(
+                "{}: {}\n",
+                k,
+                String::from_utf8_lossy(v.as_bytes())
+            ));
         }
-    });
-    (addr, accepted)
-}
-
-/// A port nothing listens on: connecting is refused.
-pub async fn dead_dyno() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    listener.local_addr().unwrap()
-}
-
-/// A dyno that runs `handle` on each raw TCP connection.
-pub async fn raw_dyno<F, Fut>(handle: F) -> SocketAddr
-where
-    F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            tokio::spawn(handle(stream));
-        }
-    });
-    addr
-}
-
-/// Reads up to the end of an HTTP head.
-pub async fn read_head(stream: &mut TcpStream) -> String {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        if stream.read(&mut byte).await.unwrap() == 0 {
-            break;
-        }
-        head.push(byte[0]);
-    }
-    String::from_utf8_lossy(&head).into_owned()
+        let mut resp = http::Response::new(Full::new(Bytes::from(text)));
+        resp.headers_mut()
+            .insert("x-backend", http::HeaderValue::from_static(name));
+        resp
+    })
+    .await
 }
 
 pub struct Reply {
@@ -275,13 +228,6 @@ pub async fn send_body(addr: SocketAddr, req: http::request::Builder, body: Byte
         headers: parts.headers,
         body: String::from_utf8_lossy(&body).into_owned(),
     }
-}
-
-/// Writes raw bytes and reads the response head.
-pub async fn raw_request(addr: SocketAddr, bytes: &[u8]) -> String {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(bytes).await.unwrap();
-    read_head(&mut stream).await
 }
 
 /// A dyno that writes each response in two pieces, head then body, with Nagle's algorithm

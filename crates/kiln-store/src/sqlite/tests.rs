@@ -7,27 +7,13 @@ use kiln_model::Timestamp;
 use kiln_model::config;
 use kiln_model::records::FIRST_APP_UID;
 use kiln_model::records::limits::SHORT_TEXT as MAX_SHORT_TEXT;
+use kiln_testkit::TempDir;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// A directory under the system temp dir, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        let dir = std::env::temp_dir().join(format!("kiln-store-test-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-    fn db(&self) -> PathBuf {
-        self.0.join("kiln.db")
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// The database file in a test's own directory.
+fn db(dir: &TempDir) -> PathBuf {
+    dir.join("kiln.db")
 }
 
 fn store() -> (SqliteStore, Account) {
@@ -1131,9 +1117,9 @@ fn corrupt_rows_are_errors_not_panics() {
 
 #[test]
 fn a_file_database_survives_reopening() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("store");
     let (app_id, owner_id) = {
-        let s = SqliteStore::open(&dir.db()).unwrap();
+        let s = SqliteStore::open(&db(&dir)).unwrap();
         let owner = s.ensure_account("owner@example.com", "Owner").unwrap();
         s.add_api_key(&owner.id, "key", "").unwrap();
         let (app, _) = s.create_app("durable", &owner.id, "heroku-24").unwrap();
@@ -1151,7 +1137,7 @@ fn a_file_database_survives_reopening() {
         (app.id, owner.id)
     };
     for _ in 0..2 {
-        let s = SqliteStore::open(&dir.db()).unwrap();
+        let s = SqliteStore::open(&db(&dir)).unwrap();
         let version: i64 = s
             .lock()
             .query_row("PRAGMA user_version", [], |r| r.get(0))
@@ -1174,7 +1160,7 @@ fn a_file_database_survives_reopening() {
         assert!(matches!(s.app("gone"), Err(StoreError::NotFound { .. })));
     }
     // The uid counter survived too: "gone" took 20001, so the next app gets 20002.
-    let s = SqliteStore::open(&dir.db()).unwrap();
+    let s = SqliteStore::open(&db(&dir)).unwrap();
     assert_eq!(
         s.create_app("after", &owner_id, "heroku-24").unwrap().0.uid,
         20_002
@@ -1183,14 +1169,14 @@ fn a_file_database_survives_reopening() {
 
 #[test]
 fn a_database_from_a_newer_kiln_is_refused() {
-    let dir = TempDir::new();
-    drop(SqliteStore::open(&dir.db()).unwrap());
+    let dir = TempDir::new("store");
+    drop(SqliteStore::open(&db(&dir)).unwrap());
     {
-        let conn = Connection::open(dir.db()).unwrap();
+        let conn = Connection::open(db(&dir)).unwrap();
         conn.pragma_update(None, "user_version", MIGRATIONS.len() as i64 + 1)
             .unwrap();
     }
-    match SqliteStore::open(&dir.db()) {
+    match SqliteStore::open(&db(&dir)) {
         Err(StoreError::Db(msg)) => assert!(msg.contains("newer Kiln"), "{msg}"),
         other => panic!("{other:?}"),
     }
@@ -1198,10 +1184,10 @@ fn a_database_from_a_newer_kiln_is_refused() {
 
 #[test]
 fn concurrent_appends_make_a_gap_free_ledger() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("store");
     // Two stores on one file: threads contend both for the mutex and for SQLite's lock.
-    let a = Arc::new(SqliteStore::open(&dir.db()).unwrap());
-    let b = Arc::new(SqliteStore::open(&dir.db()).unwrap());
+    let a = Arc::new(SqliteStore::open(&db(&dir)).unwrap());
+    let b = Arc::new(SqliteStore::open(&db(&dir)).unwrap());
     let owner = a.ensure_account("owner@example.com", "Owner").unwrap();
     let (app, _) = a.create_app("busy-app", &owner.id, "heroku-24").unwrap();
     const THREADS: usize = 6;

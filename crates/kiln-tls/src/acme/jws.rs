@@ -143,7 +143,7 @@ mod tests {
 
     #[test]
     fn signs_verifiable_jws_and_keeps_the_key() {
-        let dir = std::env::temp_dir().join(format!("kiln-acme-jws-{}", uuid_like()));
+        let dir = kiln_testkit::TempDir::new("acme-jws");
         let path = dir.join("account.key");
         let key = AccountKey::load_or_create(&path).unwrap();
         let again = AccountKey::load_or_create(&path).unwrap();
@@ -206,7 +206,6 @@ mod tests {
                 .to_string()
                 .contains("unusable")
         );
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
@@ -227,16 +226,5 @@ mod tests {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         );
-    }
-
-    fn uuid_like() -> String {
-        format!(
-            "{}-{:?}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        )
     }
 }

@@ -12,19 +12,11 @@ type Handler = Arc<dyn Fn(&str, &str, &[u8]) -> Vec<u8> + Send + Sync>;
 struct MockCa {
     url: String,
     ca_file: PathBuf,
-    dir: PathBuf,
-}
-
-impl Drop for MockCa {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+    dir: kiln_testkit::TempDir,
 }
 
 async fn mock(handler: Handler) -> MockCa {
-    let dir =
-        std::env::temp_dir().join(format!("kiln-acme-mock-{}-{}", std::process::id(), uuid()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = kiln_testkit::TempDir::new("acme-mock");
     let (cert, key) = crate::self_signed(&["127.0.0.1"]).unwrap();
     let ca_file = dir.join("ca.pem");
     std::fs::write(&ca_file, &cert).unwrap();
@@ -104,13 +96,6 @@ impl rustls::server::ResolvesServerCert for Fixed {
     ) -> Option<Arc<rustls::sign::CertifiedKey>> {
         Some(self.0.clone())
     }
-}
-
-fn uuid() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos()
 }
 
 fn reply(status: u16, headers: &[(&str, &str)], body: &str) -> Vec<u8> {

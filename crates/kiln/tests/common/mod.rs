@@ -2,8 +2,7 @@
 //! the real `kiln` CLI, real `git` pushes, and raw HTTP through the router.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
@@ -20,10 +19,9 @@ pub struct Server {
     pub stderr: Arc<Mutex<Vec<String>>>,
 }
 
+/// A fresh directory for a test; the server that uses it removes it when dropped.
 pub fn temp_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("kiln-e2e-{tag}-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    kiln_testkit::temp::unique_dir(&format!("e2e-{tag}"))
 }
 
 impl Server {
@@ -385,109 +383,31 @@ pub fn commit_all(dir: &Path, msg: &str) {
     );
 }
 
-#[derive(Debug)]
-pub struct Response {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: String,
+#[allow(unused_imports)]
+pub use kiln_testkit::http::{Response, parse_response, statuses};
+#[allow(unused_imports)]
+pub use kiln_testkit::{TempDir, wait_for};
+
+/// A response body read as JSON.
+pub trait JsonBody {
+    fn json(&self) -> serde_json::Value;
 }
 
-impl Response {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-    pub fn json(&self) -> serde_json::Value {
+impl JsonBody for Response {
+    fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
     }
 }
 
 /// A minimal HTTP/1.1 client over a raw socket (no redirects, `Connection: close`).
-pub fn http(
-    port: u16,
-    method: &str,
-    host: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: Option<&str>,
-) -> Response {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(90))).unwrap();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    if let Some(b) = body {
-        req.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            b.len()
-        ));
-    }
-    req.push_str("\r\n");
-    if let Some(b) = body {
-        req.push_str(b);
-    }
-    s.write_all(req.as_bytes()).unwrap();
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw);
-    parse_response(&raw)
-}
+pub use kiln_testkit::http::request as http;
 
-pub fn parse_response(raw: &[u8]) -> Response {
-    let text = String::from_utf8_lossy(raw);
-    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
-    let chunked = headers.iter().any(|(k, v)| {
-        k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
-    });
-    let body = if chunked {
-        dechunk(rest)
-    } else {
-        rest.to_string()
-    };
-    Response {
-        status,
-        headers,
-        body,
-    }
-}
-
-fn dechunk(mut s: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = s.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        s = rest[n..].strip_prefix("\r\n").unwrap_or(&rest[n..]);
-    }
-    out
-}
-
-/// Polls `f` until it returns Some, or panics with `what` after `timeout`.
-pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        if Instant::now() > deadline {
-            panic!("timed out after {timeout:?} waiting for {what}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+/// Raw bytes to 127.0.0.1:`port`; everything sent back until the server closes (or 10 s
+/// pass without a byte), and whether it closed.
+pub fn raw_exchange(port: u16, bytes: &[u8]) -> (String, bool) {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let (out, closed) = kiln_testkit::http::exchange(addr, bytes, Duration::from_secs(10));
+    (String::from_utf8_lossy(&out).into_owned(), closed)
 }
 
 /// Host pids of processes whose environment contains `needle` (e.g. a marker config var).
