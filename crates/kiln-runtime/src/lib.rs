@@ -270,6 +270,17 @@ impl MemoryProbe {
     }
 }
 
+/// Why a dyno's command could not start, in the words of what tried to start it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct StartFailure(pub String);
+
+impl From<&str> for StartFailure {
+    fn from(s: &str) -> Self {
+        StartFailure(s.to_string())
+    }
+}
+
 /// A dyno's standard input, when it is kept open.
 pub type Input = Box<dyn AsyncWrite + Unpin + Send>;
 
@@ -277,7 +288,7 @@ pub type Input = Box<dyn AsyncWrite + Unpin + Send>;
 /// runtime (see [`scripted`]) hands the dyno manager, which supervises it like any other.
 pub struct TaskProcess {
     /// Resolves once the command "runs": `Err` carries why it could not start.
-    pub started: oneshot::Receiver<Result<(), String>>,
+    pub started: oneshot::Receiver<Result<(), StartFailure>>,
     /// The exit status, once there is one.
     pub exit: watch::Receiver<Option<i32>>,
     /// Where the signals sent to the dyno go.
@@ -296,7 +307,7 @@ enum StartStatus {
     /// The helper's status pipe: EOF once the user's command has been exec'd, or an error
     /// message if setup failed.
     Pipe(tokio::net::unix::pipe::Receiver),
-    Task(oneshot::Receiver<Result<(), String>>),
+    Task(oneshot::Receiver<Result<(), StartFailure>>),
 }
 
 /// A running dyno.
@@ -400,7 +411,7 @@ impl Dyno {
             }
             Some(StartStatus::Task(rx)) => match rx.await {
                 Ok(Ok(())) => return Ok(()),
-                Ok(Err(message)) => message,
+                Ok(Err(StartFailure(message))) => message,
                 Err(_) => "the dyno ended before it started".to_string(),
             },
         };

@@ -9,7 +9,9 @@
 //! is recorded ([`ScriptedRuntime::dynos`]) with the signals the dyno received and its exit,
 //! and a test can make a running dyno exit ([`ScriptedDyno::exit`]).
 
-use crate::{Bind, Dyno, DynoSpec, Runtime, RuntimeError, RuntimeKind, TaskProcess};
+use crate::{
+    Bind, Dyno, DynoSpec, Runtime, RuntimeError, RuntimeKind, StartFailure, TaskProcess,
+};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -20,9 +22,9 @@ use tokio::time::Instant;
 #[derive(Debug, Clone)]
 pub struct Script {
     /// `Err`: the runtime refuses to start it at all (`Runtime::start` fails).
-    pub spawn: Result<(), String>,
+    pub spawn: Result<(), StartFailure>,
     /// How long the command takes to start; `Err`: it cannot (the helper's error).
-    pub boot: Result<Duration, String>,
+    pub boot: Result<Duration, StartFailure>,
     /// Binds `$PORT` this long after starting; `None`: never.
     pub bind_after: Option<Duration>,
     /// Exits on its own with this status this long after starting; `None`: runs until
@@ -177,7 +179,7 @@ impl Runtime for ScriptedRuntime {
 
     fn start(&self, spec: DynoSpec) -> Result<Dyno, RuntimeError> {
         let script = (self.plan.lock().unwrap_or_else(|e| e.into_inner()))(&spec);
-        if let Err(message) = script.spawn {
+        if let Err(StartFailure(message)) = script.spawn {
             return Err(RuntimeError::Start {
                 dyno: spec.name.clone(),
                 message,
@@ -246,7 +248,7 @@ const SIGTERM: i32 = 15;
 async fn play(
     script: Script,
     port: Option<u16>,
-    started: oneshot::Sender<Result<(), String>>,
+    started: oneshot::Sender<Result<(), StartFailure>>,
     exit: watch::Sender<Option<i32>>,
     mut signals: mpsc::UnboundedReceiver<i32>,
     mut control: mpsc::UnboundedReceiver<i32>,
