@@ -9,9 +9,7 @@
 //! is recorded ([`ScriptedRuntime::dynos`]) with the signals the dyno received and its exit,
 //! and a test can make a running dyno exit ([`ScriptedDyno::exit`]).
 
-use crate::{
-    Bind, Dyno, DynoSpec, Runtime, RuntimeError, RuntimeKind, StartFailure, TaskProcess,
-};
+use crate::{Bind, Dyno, DynoSpec, Runtime, RuntimeError, RuntimeKind, StartFailure, TaskProcess};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;

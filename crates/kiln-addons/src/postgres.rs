@@ -1,0 +1,749 @@
+//! `heroku-postgresql`. `essential-*` plans: a database and a role of their own in one
+//! PostgreSQL cluster Kiln runs (created with `initdb` on first use under the data dir) or in
+//! an operator's server (`--addons-postgres-url`). The role owns only its database, is no
+//! superuser, cannot create roles or databases, replicate, or read server files; PUBLIC may
+//! connect to no database; `pg_hba.conf` lets a role into the database of its own name only
+//! (`sameuser`), and the admin in over the cluster's private socket only. Each role has the
+//! plan's connection limit and a statement timeout.
+//!
+//! Storage is enforced as Heroku does: a check every `check_interval` compares each
+//! database's size with its plan; one over its limit has its objects handed to a holder role
+//! and gets back only SELECT, DELETE and TRUNCATE on them, so reads and deletes work and
+//! writes are refused ("permission denied"); once back under, its objects are returned.
+//! (The role owned them, and an owner could grant itself anything back: revoking privileges
+//! from an owner would not hold.)
+//!
+//! `standard-*` plans (a server of their own) are not built yet: asking for one says so.
+
+use crate::redis::{human_bytes, secret, url_host};
+use crate::state::{StateDir, create_private_dir, write_private};
+use crate::supervise::{ProcSpec, Supervised};
+use crate::system::{chown_tree, free_port, is_root, require, run_admin, system_user};
+use crate::{AddonError, AddonsConfig, BoxFuture, Provider, ProvisionRequest, Provisioned, Result};
+use kiln_model::LogLine;
+use kiln_model::addon::{Plan, Service};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+fn service() -> &'static Service {
+    Service::find("heroku-postgresql").expect("heroku-postgresql is in the catalogue")
+}
+
+fn plan_of(name: &str) -> &'static Plan {
+    service().plan(name).unwrap_or(&service().plans[0])
+}
+
+/// Heroku's default statement timeout is none; Kiln sets one as a default a session can
+/// lower or raise, so a runaway query does not hold a shared server forever.
+const STATEMENT_TIMEOUT: &str = "30min";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct DbState {
+    app_id: String,
+    name: String,
+    plan: String,
+    /// Role and database name (the same: `pg_hba.conf` admits `sameuser`).
+    role: String,
+    password: String,
+    /// Whether writes are refused for being over the storage limit.
+    #[serde(default)]
+    restricted: bool,
+}
+
+/// Where the shared plans live.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ClusterState {
+    port: u16,
+}
+
+pub struct PostgresProvider {
+    config: AddonsConfig,
+    states: StateDir,
+    cluster: tokio::sync::Mutex<Option<Arc<Cluster>>>,
+    ops: tokio::sync::Mutex<()>,
+    checker: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    me: std::sync::Weak<PostgresProvider>,
+}
+
+/// A PostgreSQL server Kiln administers with `psql`.
+struct Cluster {
+    /// `psql`'s connection: a URL, or the socket directory and port of Kiln's own cluster.
+    admin: Admin,
+    /// The host and port in apps' URLs.
+    host: String,
+    port: u16,
+    psql: PathBuf,
+    process: Option<Supervised>,
+}
+
+enum Admin {
+    Socket { dir: PathBuf, port: u16 },
+    Url(String),
+}
+
+impl Cluster {
+    /// Runs SQL as the admin, in `database`; returns psql's unaligned output.
+    async fn sql(&self, database: &str, sql: &str) -> Result<String> {
+        let mut cmd = tokio::process::Command::new(&self.psql);
+        cmd.args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"]);
+        match &self.admin {
+            Admin::Socket { dir, port } => {
+                cmd.arg("-h").arg(dir).args([
+                    "-p",
+                    &port.to_string(),
+                    "-U",
+                    "kiln",
+                    "-d",
+                    database,
+                ]);
+            }
+            Admin::Url(url) => {
+                cmd.args(["-d", url]);
+                if database != "postgres" {
+                    // psql's -d takes one connection string; the database is swapped in it.
+                    cmd.args(["-c", &format!("\\connect {database}")]);
+                }
+            }
+        }
+        cmd.env("PGCONNECT_TIMEOUT", "10");
+        run_admin(
+            "running SQL on the add-ons' PostgreSQL",
+            &mut cmd,
+            Some(sql.as_bytes()),
+        )
+        .await
+    }
+}
+
+impl PostgresProvider {
+    pub fn new(config: AddonsConfig) -> Arc<PostgresProvider> {
+        let states = StateDir::new(config.dir.join("postgres").join("state"));
+        Arc::new_cyclic(|me| PostgresProvider {
+            config,
+            states,
+            cluster: tokio::sync::Mutex::new(None),
+            ops: tokio::sync::Mutex::new(()),
+            checker: Mutex::new(None),
+            me: me.clone(),
+        })
+    }
+
+    fn shared_dir(&self) -> PathBuf {
+        self.config.dir.join("postgres").join("shared")
+    }
+
+    fn bin_dirs() -> Vec<PathBuf> {
+        // Debian keeps the server programs out of $PATH, one directory per major version;
+        // the newest is used.
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .map(|e| e.flatten().map(|e| e.path().join("bin")).collect())
+            .unwrap_or_default();
+        dirs.sort_by_key(|d| {
+            d.parent()
+                .and_then(|p| p.file_name())
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.parse::<u32>().ok())
+                .unwrap_or(0)
+        });
+        dirs.reverse();
+        dirs
+    }
+
+    fn program(name: &'static str) -> Result<PathBuf> {
+        require(service().name, name, "postgresql", &Self::bin_dirs())
+    }
+
+    /// The cluster the shared plans use, started (and created) on first use.
+    async fn cluster(&self) -> Result<Arc<Cluster>> {
+        let mut guard = self.cluster.lock().await;
+        if let Some(c) = guard.as_ref() {
+            return Ok(c.clone());
+        }
+        let psql = Self::program("psql")?;
+        let cluster = match &self.config.postgres_url {
+            Some(url) => {
+                let (host, port) = url_host_port(url);
+                Cluster {
+                    admin: Admin::Url(url.clone()),
+                    host,
+                    port,
+                    psql,
+                    process: None,
+                }
+            }
+            None => self.start_embedded(psql).await?,
+        };
+        let cluster = Arc::new(cluster);
+        *guard = Some(cluster.clone());
+        self.start_checker();
+        Ok(cluster)
+    }
+
+    /// Creates (once) and starts Kiln's own cluster, and waits until it accepts connections.
+    async fn start_embedded(&self, psql: PathBuf) -> Result<Cluster> {
+        let initdb = Self::program("initdb")?;
+        let postgres = Self::program("postgres")?;
+        let dir = self.shared_dir();
+        let data = dir.join("data");
+        let run = dir.join("run");
+        crate::state::create_passable_dir(&self.config.dir)?;
+        crate::state::create_passable_dir(&self.config.dir.join("postgres"))?;
+        create_private_dir(&dir)?;
+        create_private_dir(&run)?;
+        let user = if is_root() {
+            Some(system_user("kiln-postgres")?)
+        } else {
+            None
+        };
+        let states = StateDir::new(dir.clone());
+        let port = match states.load::<ClusterState>("cluster")? {
+            Some(c) => c.port,
+            None => {
+                let c = ClusterState {
+                    port: free_port(&self.config.host)?,
+                };
+                states.save("cluster", &c)?;
+                c.port
+            }
+        };
+        if let Some((uid, gid)) = user {
+            chown_tree(&dir, uid, gid)?;
+        }
+        if !data.join("PG_VERSION").exists() {
+            let _ = std::fs::remove_dir_all(&data);
+            let mut cmd = tokio::process::Command::new(&initdb);
+            cmd.arg("-D")
+                .arg(&data)
+                .args([
+                    "-U",
+                    "kiln",
+                    "--auth-local=trust",
+                    "--auth-host=scram-sha-256",
+                    "-E",
+                    "UTF8",
+                    "--locale=C.UTF-8",
+                    "--no-sync",
+                ])
+                .env("LC_ALL", "C.UTF-8");
+            if let Some((uid, gid)) = user {
+                cmd.uid(uid).gid(gid);
+            }
+            run_admin(
+                "creating the add-ons' PostgreSQL cluster (initdb)",
+                &mut cmd,
+                None,
+            )
+            .await?;
+        }
+        // Kiln's settings, rewritten at each start.
+        let conf = format!(
+            "# Written by Kiln at each start.\n\
+             listen_addresses = '{host}'\nport = {port}\n\
+             unix_socket_directories = '{run}'\nunix_socket_permissions = 0700\n\
+             max_connections = 500\npassword_encryption = 'scram-sha-256'\n\
+             log_destination = 'stderr'\nlogging_collector = off\n\
+             log_line_prefix = '[%d] '\nlog_timezone = 'UTC'\ntimezone = 'UTC'\n\
+             shared_buffers = '128MB'\nfsync = on\n",
+            host = self.config.host,
+            run = run.display()
+        );
+        write_private(&data.join("kiln.conf"), conf.as_bytes())?;
+        let main_conf = data.join("postgresql.conf");
+        let text = std::fs::read_to_string(&main_conf)
+            .map_err(AddonError::io("reading postgresql.conf"))?;
+        if !text.contains("include = 'kiln.conf'") {
+            write_private(
+                &main_conf,
+                format!("{text}\ninclude = 'kiln.conf'\n").as_bytes(),
+            )?;
+        }
+        // The admin only over the private socket; every other role only into its own
+        // database, with a password.
+        let hba = "# Written by Kiln at each start.\n\
+                   local all kiln trust\n\
+                   host sameuser all 0.0.0.0/0 scram-sha-256\n\
+                   host sameuser all ::/0 scram-sha-256\n";
+        write_private(&data.join("pg_hba.conf"), hba.as_bytes())?;
+        if let Some((uid, gid)) = user {
+            chown_tree(&dir, uid, gid)?;
+        }
+        let logs = self.config.logs.clone();
+        let states = self.states.clone();
+        let process = Supervised::start(
+            ProcSpec {
+                name: "postgresql-shared".into(),
+                program: postgres,
+                args: vec!["-D".into(), data.display().to_string()],
+                env: vec![("LC_ALL".into(), "C.UTF-8".into())],
+                cwd: dir.clone(),
+                user,
+                // A fast shutdown: clients are disconnected, data written, no recovery later.
+                stop_signal: libc::SIGINT,
+            },
+            Arc::new(move |line: &str| route_line(&states, logs.as_ref(), line)),
+        );
+        let cluster = Cluster {
+            admin: Admin::Socket {
+                dir: run.clone(),
+                port,
+            },
+            host: self.config.host.clone(),
+            port,
+            psql,
+            process: Some(process),
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            match cluster.sql("postgres", "SELECT 1").await {
+                Ok(_) => break,
+                Err(e) if tokio::time::Instant::now() >= deadline => {
+                    if let Some(p) = &cluster.process {
+                        p.stop().await;
+                    }
+                    return Err(AddonError::Service {
+                        context: "starting the add-ons' PostgreSQL cluster".into(),
+                        message: e.to_string(),
+                    });
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(25)).await,
+            }
+        }
+        // Nobody but the admin and each database's own role connects anywhere.
+        cluster
+            .sql(
+                "postgres",
+                "REVOKE CONNECT, TEMP ON DATABASE postgres, template1 FROM PUBLIC;",
+            )
+            .await?;
+        Ok(cluster)
+    }
+
+    fn url(&self, cluster: &Cluster, s: &DbState) -> String {
+        format!(
+            "postgres://{}:{}@{}:{}/{}",
+            s.role,
+            s.password,
+            url_host(&cluster.host),
+            cluster.port,
+            s.role
+        )
+    }
+
+    fn provisioned(&self, cluster: &Cluster, s: &DbState) -> Provisioned {
+        let plan = plan_of(&s.plan);
+        Provisioned {
+            config: [("URL".to_string(), self.url(cluster, s))].into(),
+            message: format!(
+                "Database {} is ready: up to {} and {} connections.",
+                s.name,
+                human_bytes(plan.storage_bytes.unwrap_or(0)),
+                plan.connections.unwrap_or(0)
+            ),
+        }
+    }
+
+    /// Creates the role and database (each step safe to repeat).
+    async fn create_database(&self, cluster: &Cluster, s: &DbState, plan: &Plan) -> Result<()> {
+        let role = &s.role;
+        let limit = plan.connections.unwrap_or(20);
+        let exists = cluster
+            .sql(
+                "postgres",
+                &format!("SELECT 1 FROM pg_roles WHERE rolname = '{role}';"),
+            )
+            .await?;
+        if exists.trim().is_empty() {
+            cluster
+                .sql(
+                    "postgres",
+                    &format!(
+                        "CREATE ROLE {role} LOGIN PASSWORD '{pw}' NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS CONNECTION LIMIT {limit};\n\
+                         CREATE ROLE {role}_quota NOLOGIN NOINHERIT;",
+                        pw = s.password
+                    ),
+                )
+                .await?;
+        }
+        let db = cluster
+            .sql(
+                "postgres",
+                &format!("SELECT 1 FROM pg_database WHERE datname = '{role}';"),
+            )
+            .await?;
+        if db.trim().is_empty() {
+            // CREATE DATABASE cannot run in a transaction block: its own statement.
+            cluster
+                .sql(
+                    "postgres",
+                    &format!(
+                        "CREATE DATABASE {role} OWNER {role} TEMPLATE template0 ENCODING 'UTF8';"
+                    ),
+                )
+                .await?;
+        }
+        cluster
+            .sql(
+                "postgres",
+                &format!(
+                    "REVOKE ALL ON DATABASE {role} FROM PUBLIC;\n\
+                     GRANT CONNECT, TEMP ON DATABASE {role} TO {role};\n\
+                     ALTER DATABASE {role} CONNECTION LIMIT {limit};\n\
+                     ALTER ROLE {role} SET statement_timeout = '{STATEMENT_TIMEOUT}';\n\
+                     ALTER ROLE {role} SET idle_in_transaction_session_timeout = '1h';\n\
+                     ALTER ROLE {role} SET temp_file_limit = '{temp}';",
+                    temp = temp_limit(plan)
+                ),
+            )
+            .await?;
+        cluster
+            .sql(role, "CREATE SCHEMA IF NOT EXISTS heroku_ext;")
+            .await?;
+        cluster
+            .sql(role, &format!("ALTER SCHEMA heroku_ext OWNER TO {role};"))
+            .await?;
+        Ok(())
+    }
+
+    async fn drop_database(&self, cluster: &Cluster, role: &str) -> Result<()> {
+        cluster
+            .sql(
+                "postgres",
+                &format!("DROP DATABASE IF EXISTS {role} WITH (FORCE);"),
+            )
+            .await?;
+        cluster
+            .sql(
+                "postgres",
+                &format!("DROP ROLE IF EXISTS {role};\nDROP ROLE IF EXISTS {role}_quota;"),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Database sizes by name.
+    async fn sizes(&self, cluster: &Cluster) -> Result<Vec<(String, u64)>> {
+        let out = cluster
+            .sql(
+                "postgres",
+                "SELECT datname || '|' || pg_database_size(datname) FROM pg_database WHERE datname LIKE 'd%';",
+            )
+            .await?;
+        Ok(out
+            .lines()
+            .filter_map(|l| {
+                let (n, s) = l.split_once('|')?;
+                Some((n.to_string(), s.trim().parse().ok()?))
+            })
+            .collect())
+    }
+
+    /// Refuses or allows writes to one database (see the module doc).
+    async fn set_restricted(&self, cluster: &Cluster, role: &str, on: bool) -> Result<()> {
+        let sql = if on {
+            format!(
+                "REASSIGN OWNED BY {role} TO {role}_quota;\n\
+                 DO $$DECLARE s text; BEGIN\n\
+                   FOR s IN SELECT nspname FROM pg_namespace WHERE nspowner = '{role}_quota'::regrole LOOP\n\
+                     EXECUTE format('GRANT USAGE ON SCHEMA %I TO {role}', s);\n\
+                     EXECUTE format('GRANT SELECT, DELETE, TRUNCATE ON ALL TABLES IN SCHEMA %I TO {role}', s);\n\
+                     EXECUTE format('GRANT SELECT, USAGE ON ALL SEQUENCES IN SCHEMA %I TO {role}', s);\n\
+                   END LOOP; END$$;\n\
+                 GRANT CONNECT, TEMP ON DATABASE {role} TO {role};"
+            )
+        } else {
+            format!("REASSIGN OWNED BY {role}_quota TO {role};")
+        };
+        cluster.sql(role, &sql).await.map(|_| ())
+    }
+
+    /// Compares every shared database's size with its plan, once.
+    pub async fn check_storage(&self) -> Result<()> {
+        let Some(cluster) = self.cluster.lock().await.clone() else {
+            return Ok(());
+        };
+        let sizes = self.sizes(&cluster).await?;
+        let _op = self.ops.lock().await;
+        for id in self.states.ids() {
+            let Some(mut s) = self.states.load::<DbState>(&id)? else {
+                continue;
+            };
+            let Some(size) = sizes.iter().find(|(n, _)| *n == s.role).map(|(_, b)| *b) else {
+                continue;
+            };
+            let limit = plan_of(&s.plan).storage_bytes.unwrap_or(u64::MAX);
+            let over = size > limit;
+            if over != s.restricted {
+                self.set_restricted(&cluster, &s.role, over).await?;
+                s.restricted = over;
+                self.states.save(&id, &s)?;
+                let line = if over {
+                    format!(
+                        "source=DATABASE addon={} Error: the database holds {} and its plan {} allows {}: writes are refused until it is back under (reads, DELETE and TRUNCATE still work)",
+                        s.name,
+                        human_bytes(size),
+                        s.plan,
+                        human_bytes(limit)
+                    )
+                } else {
+                    format!(
+                        "source=DATABASE addon={} The database is back under its plan's limit ({} of {}): writes are allowed again",
+                        s.name,
+                        human_bytes(size),
+                        human_bytes(limit)
+                    )
+                };
+                self.config
+                    .logs
+                    .emit(&s.app_id, LogLine::app("heroku-postgres", line));
+            }
+        }
+        Ok(())
+    }
+
+    fn start_checker(&self) {
+        let mut checker = self.checker.lock().unwrap_or_else(|e| e.into_inner());
+        if checker.is_some() {
+            return;
+        }
+        // The provider lives as long as the server; a weak handle keeps the task from
+        // holding it alive after shutdown.
+        let me = self.me.clone();
+        let interval = self.config.check_interval;
+        *checker = Some(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(interval).await;
+                let Some(p) = me.upgrade() else { return };
+                if let Err(e) = p.check_storage().await {
+                    tracing::warn!(error = %e, "could not check the add-on databases' sizes");
+                }
+            }
+        }));
+    }
+}
+
+/// The most temporary files one session may write: a superuser-only setting, so the role
+/// cannot raise it; a sort or hash spilling past it is cancelled instead of filling the disk.
+fn temp_limit(plan: &Plan) -> String {
+    let mb = plan
+        .storage_bytes
+        .map_or(1024, |b| (b >> 20).clamp(64, 4096));
+    format!("{mb}MB")
+}
+
+/// Host and port of a `postgres://` URL (for the URLs apps get).
+fn url_host_port(url: &str) -> (String, u16) {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    let hostport = rest.split(['/', '?']).next().unwrap_or("");
+    if let Some(v6) = hostport.strip_prefix('[') {
+        let (h, p) = v6.split_once(']').unwrap_or((v6, ""));
+        return (
+            h.to_string(),
+            p.trim_start_matches(':').parse().unwrap_or(5432),
+        );
+    }
+    match hostport.rsplit_once(':') {
+        Some((h, p)) => (h.to_string(), p.parse().unwrap_or(5432)),
+        None => (hostport.to_string(), 5432),
+    }
+}
+
+/// A line of the shared cluster's log, `[database] message`, goes to the stream of the app
+/// whose database it names; the cluster's own lines go to Kiln's log.
+fn route_line(states: &StateDir, logs: &dyn kiln_model::log::LogSink, line: &str) {
+    if let Some((db, message)) = line.strip_prefix('[').and_then(|l| l.split_once("] ")) {
+        if db.starts_with('d') {
+            for id in states.ids() {
+                if let Ok(Some(s)) = states.load::<DbState>(&id) {
+                    if s.role == db {
+                        logs.emit(
+                            &s.app_id,
+                            LogLine::app("heroku-postgres", format!("[DATABASE] {message}")),
+                        );
+                        return;
+                    }
+                }
+            }
+        }
+        tracing::info!(target: "kiln_addons::postgres", "{message}");
+    } else {
+        tracing::info!(target: "kiln_addons::postgres", "{line}");
+    }
+}
+
+/// The role and database name for an add-on: `d` and 15 hex digits of its id (PostgreSQL
+/// names are at most 63 bytes; these are short, lowercase, and never need quoting).
+fn role_name(addon_id: &str) -> String {
+    let hex: String = addon_id
+        .chars()
+        .filter(|c| c.is_ascii_hexdigit())
+        .map(|c| c.to_ascii_lowercase())
+        .take(15)
+        .collect();
+    format!("d{hex}")
+}
+
+impl Provider for PostgresProvider {
+    fn service(&self) -> &'static Service {
+        service()
+    }
+
+    fn provision<'a>(&'a self, req: &'a ProvisionRequest) -> BoxFuture<'a, Result<Provisioned>> {
+        Box::pin(async move {
+            if req.plan.dedicated {
+                return Err(AddonError::NotSupported(format!(
+                    "Plan heroku-postgresql:{} (a server of its own) is not available on this Kiln yet; the essential plans are",
+                    req.plan.name
+                )));
+            }
+            let cluster = self.cluster().await?;
+            let _op = self.ops.lock().await;
+            let s = match self.states.load::<DbState>(&req.addon_id)? {
+                Some(s) => s,
+                None => {
+                    let s = DbState {
+                        app_id: req.app_id.clone(),
+                        name: req.addon_name.clone(),
+                        plan: req.plan.name.to_string(),
+                        role: role_name(&req.addon_id),
+                        password: secret()?,
+                        restricted: false,
+                    };
+                    self.states.save(&req.addon_id, &s)?;
+                    s
+                }
+            };
+            if let Err(e) = self.create_database(&cluster, &s, req.plan).await {
+                // Nothing half made.
+                let _ = self.drop_database(&cluster, &s.role).await;
+                let _ = self.states.remove(&req.addon_id);
+                return Err(e);
+            }
+            Ok(self.provisioned(&cluster, &s))
+        })
+    }
+
+    fn change_plan<'a>(
+        &'a self,
+        addon_id: &'a str,
+        plan: &'static Plan,
+    ) -> BoxFuture<'a, Result<Provisioned>> {
+        Box::pin(async move {
+            if plan.dedicated {
+                return Err(AddonError::NotSupported(format!(
+                    "Plan heroku-postgresql:{} (a server of its own) is not available on this Kiln yet",
+                    plan.name
+                )));
+            }
+            let cluster = self.cluster().await?;
+            let _op = self.ops.lock().await;
+            let mut s =
+                self.states
+                    .load::<DbState>(addon_id)?
+                    .ok_or_else(|| AddonError::Service {
+                        context: "changing a database's plan".into(),
+                        message: "the add-on has no database".into(),
+                    })?;
+            let size = self
+                .sizes(&cluster)
+                .await?
+                .into_iter()
+                .find(|(n, _)| *n == s.role)
+                .map_or(0, |(_, b)| b);
+            if let Some(limit) = plan.storage_bytes {
+                if size > limit {
+                    return Err(kiln_model::Invalid::new(
+                        "plan",
+                        format!(
+                            "The database holds {} and plan heroku-postgresql:{} allows {}: delete data first",
+                            human_bytes(size),
+                            plan.name,
+                            human_bytes(limit)
+                        ),
+                    )
+                    .into());
+                }
+            }
+            let limit = plan.connections.unwrap_or(20);
+            cluster
+                .sql(
+                    "postgres",
+                    &format!(
+                        "ALTER ROLE {r} CONNECTION LIMIT {limit};\nALTER DATABASE {r} CONNECTION LIMIT {limit};\nALTER ROLE {r} SET temp_file_limit = '{t}';",
+                        r = s.role,
+                        t = temp_limit(plan)
+                    ),
+                )
+                .await?;
+            s.plan = plan.name.to_string();
+            self.states.save(addon_id, &s)?;
+            Ok(self.provisioned(&cluster, &s))
+        })
+    }
+
+    fn deprovision<'a>(&'a self, addon_id: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let Some(s) = self.states.load::<DbState>(addon_id)? else {
+                return Ok(());
+            };
+            let cluster = self.cluster().await?;
+            let _op = self.ops.lock().await;
+            self.drop_database(&cluster, &s.role).await?;
+            self.states.remove(addon_id)
+        })
+    }
+
+    fn resume(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            if self.states.ids().is_empty() {
+                return;
+            }
+            if let Err(e) = self.cluster().await {
+                tracing::warn!(error = %e, "could not start the add-ons' PostgreSQL cluster");
+            }
+        })
+    }
+
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            if let Some(h) = self
+                .checker
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+            {
+                h.abort();
+            }
+            let cluster = self.cluster.lock().await.take();
+            if let Some(c) = cluster {
+                if let Some(p) = &c.process {
+                    p.stop().await;
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_urls() {
+        assert_eq!(
+            role_name("5F0D5F5C-6b9b-4f4e-9c2c-d0d4a0d8a3a1"),
+            "d5f0d5f5c6b9b4f4"
+        );
+        assert_eq!(
+            url_host_port("postgres://admin:pw@db.example:6543/postgres"),
+            ("db.example".into(), 6543)
+        );
+        assert_eq!(url_host_port("postgres://admin@db/"), ("db".into(), 5432));
+        assert_eq!(
+            url_host_port("postgresql://[::1]:7000/x"),
+            ("::1".into(), 7000)
+        );
+    }
+}

@@ -1,0 +1,218 @@
+//! The built-in providers against real servers: PostgreSQL (the machine's `initdb` and
+//! `postgres`, in a temporary directory on a free port) and redis-server, driven with their
+//! own clients (`psql`, raw RESP).
+
+use kiln_addons::{Addons, AddonsConfig, ProvisionRequest};
+use kiln_model::LogLine;
+use kiln_model::addon::PlanRef;
+use kiln_model::log::LogSink;
+use kiln_testkit::TempDir;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Default)]
+struct Lines(Mutex<Vec<(String, LogLine)>>);
+
+impl LogSink for Lines {
+    fn emit(&self, app_id: &str, line: LogLine) {
+        self.0.lock().unwrap().push((app_id.to_string(), line));
+    }
+}
+
+fn addons(dir: &TempDir) -> (Arc<Addons>, Arc<Lines>) {
+    let lines = Arc::new(Lines::default());
+    let addons = Addons::builtin(AddonsConfig {
+        dir: dir.join("addons"),
+        host: "127.0.0.1".into(),
+        postgres_url: None,
+        check_interval: Duration::from_secs(3600),
+        logs: lines.clone(),
+    });
+    (addons, lines)
+}
+
+fn request(id: &str, app: &str, plan: &str) -> ProvisionRequest {
+    ProvisionRequest {
+        addon_id: id.into(),
+        addon_name: format!("addon-{id}"),
+        app_id: app.into(),
+        plan: PlanRef::parse(plan).unwrap().plan,
+        options: Default::default(),
+    }
+}
+
+/// Runs SQL with psql as the URL's user; Ok(output) or Err(psql's error).
+fn psql(url: &str, sql: &str) -> Result<String, String> {
+    let out = Command::new("psql")
+        .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql])
+        .env("PGCONNECT_TIMEOUT", "5")
+        .output()
+        .unwrap();
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+    }
+}
+
+/// The URL with another database name in it.
+fn with_db(url: &str, db: &str) -> String {
+    let (base, _) = url.rsplit_once('/').unwrap();
+    format!("{base}/{db}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn essential_databases_are_real_isolated_and_idempotent() {
+    let dir = TempDir::new("addons-pg");
+    let (addons, _) = addons(&dir);
+    let pg = addons.provider("heroku-postgresql").unwrap();
+    let a = pg
+        .provision(&request("0a0a0a0a-0000-4000-8000-000000000001", "app-a", "postgres"))
+        .await
+        .unwrap();
+    let b = pg
+        .provision(&request("0b0b0b0b-0000-4000-8000-000000000002", "app-b", "postgres"))
+        .await
+        .unwrap();
+    let (url_a, url_b) = (&a.config["URL"], &b.config["URL"]);
+    assert!(url_a.starts_with("postgres://d0a0a0a0a"), "{url_a}");
+    // Provisioning again is the same database with the same credentials.
+    let again = pg
+        .provision(&request("0a0a0a0a-0000-4000-8000-000000000001", "app-a", "postgres"))
+        .await
+        .unwrap();
+    assert_eq!(&again.config["URL"], url_a);
+
+    psql(url_a, "CREATE TABLE t (v text); INSERT INTO t VALUES ('a-data');").unwrap();
+    assert_eq!(psql(url_a, "SELECT v FROM t").unwrap(), "a-data");
+    // A's credentials reach neither B's database nor the cluster's own.
+    let db_b = url_b.rsplit_once('/').unwrap().1;
+    for other in [db_b, "postgres", "template1"] {
+        let e = psql(&with_db(url_a, other), "SELECT 1").unwrap_err();
+        assert!(e.contains("no pg_hba.conf entry") || e.contains("permission denied"), "{other}: {e}");
+    }
+    // Without the password, nothing.
+    let no_pw = url_a.replace(url_a.split('@').next().unwrap(), "postgres://x:y");
+    assert!(psql(&no_pw, "SELECT 1").is_err());
+    // The role cannot become more than it is, nor read the server's files.
+    for attack in [
+        "ALTER ROLE CURRENT_USER SUPERUSER",
+        "CREATE ROLE evil LOGIN",
+        "CREATE DATABASE evil",
+        "SELECT pg_read_file('/etc/passwd')",
+        "COPY t FROM '/etc/passwd'",
+        "COPY t FROM PROGRAM 'id'",
+        "CREATE LANGUAGE evil HANDLER plpgsql_call_handler",
+        "SET temp_file_limit = '100GB'",
+    ] {
+        let e = psql(url_a, attack).unwrap_err();
+        assert!(
+            e.contains("permission denied") || e.contains("must be superuser") || e.contains("must have") || e.contains("not allowed"),
+            "{attack}: {e}"
+        );
+    }
+    assert_eq!(
+        psql(url_a, "SELECT rolconnlimit FROM pg_roles WHERE rolname = current_user").unwrap(),
+        "20"
+    );
+    assert_eq!(psql(url_a, "SHOW statement_timeout").unwrap(), "30min");
+
+    // A plan change keeps the data and takes the new limits.
+    let plan = PlanRef::parse("heroku-postgresql:essential-2").unwrap().plan;
+    pg.change_plan("0a0a0a0a-0000-4000-8000-000000000001", plan).await.unwrap();
+    assert_eq!(
+        psql(url_a, "SELECT rolconnlimit FROM pg_roles WHERE rolname = current_user").unwrap(),
+        "40"
+    );
+
+    // Deprovisioning removes database and role; doing it twice is fine.
+    pg.deprovision("0a0a0a0a-0000-4000-8000-000000000001").await.unwrap();
+    pg.deprovision("0a0a0a0a-0000-4000-8000-000000000001").await.unwrap();
+    assert!(psql(url_a, "SELECT 1").is_err());
+    assert_eq!(psql(url_b, "SELECT 1").unwrap(), "1", "B untouched");
+
+    // A standard plan is refused, clearly, and leaves nothing.
+    let e = pg
+        .provision(&request("0c0c0c0c-0000-4000-8000-000000000003", "app-c", "heroku-postgresql:standard-0"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not available"), "{e}");
+    addons.shutdown().await;
+}
+
+/// Sends RESP commands and reads until `until` appears in the reply (or 2 s pass).
+async fn redis(port: u16, commands: &str, until: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    s.write_all(commands.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&out).contains(until) {
+        match tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => out.extend_from_slice(&buf[..n]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn resp(args: &[&str]) -> String {
+    let mut s = format!("*{}\r\n", args.len());
+    for a in args {
+        s.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+    }
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_servers_need_their_password_hold_their_limits_and_keep_admin_to_kiln() {
+    let dir = TempDir::new("addons-redis");
+    let (addons, lines) = addons(&dir);
+    let redis_p = addons.provider("heroku-redis").unwrap();
+    let mut req = request("1a1a1a1a-0000-4000-8000-000000000001", "app-a", "redis");
+    let a = redis_p.provision(&req).await.unwrap();
+    let url = &a.config["URL"];
+    let (pw, port) = {
+        let rest = url.strip_prefix("redis://:").unwrap();
+        let (pw, hp) = rest.split_once('@').unwrap();
+        (pw.to_string(), hp.rsplit_once(':').unwrap().1.parse::<u16>().unwrap())
+    };
+    // No password, no data.
+    let out = redis(port, &resp(&["GET", "k"]), "\r\n").await;
+    assert!(out.starts_with("-NOAUTH"), "{out}");
+    let auth = resp(&["AUTH", &pw]);
+    let out = redis(port, &format!("{auth}{}{}", resp(&["SET", "k", "v"]), resp(&["GET", "k"])), "$1\r\nv").await;
+    assert!(out.contains("$1\r\nv"), "{out}");
+    // The app cannot change its own limits or make the server a replica.
+    for cmd in [vec!["CONFIG", "SET", "maxmemory", "0"], vec!["REPLICAOF", "10.0.0.1", "6379"], vec!["DEBUG", "SLEEP", "0"]] {
+        let out = redis(port, &format!("{auth}{}", resp(&cmd)), "unknown command").await;
+        assert!(out.contains("unknown command"), "{cmd:?}: {out}");
+    }
+    // maxmemory with noeviction: writes past 25 MB are refused.
+    let big = "x".repeat(1 << 20);
+    let mut refused = false;
+    for i in 0..40 {
+        let out = redis(port, &format!("{auth}{}", resp(&["SET", &format!("big{i}"), &big])), "\r\n+").await;
+        if out.contains("OOM") {
+            refused = true;
+            break;
+        }
+    }
+    assert!(refused, "maxmemory held");
+    // Idempotent, and deprovisioning removes the server.
+    assert_eq!(redis_p.provision(&req).await.unwrap().config["URL"], *url);
+    redis_p.deprovision(&req.addon_id).await.unwrap();
+    assert!(tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err());
+    // Options: an eviction policy.
+    req.addon_id = "1b1b1b1b-0000-4000-8000-000000000002".into();
+    req.options.insert("maxmemory_policy".into(), "allkeys-lru".into());
+    let b = redis_p.provision(&req).await.unwrap();
+    assert!(b.message.contains("allkeys-lru"), "{}", b.message);
+    assert!(
+        lines.0.lock().unwrap().iter().any(|(app, l)| app == "app-a" && l.process == "heroku-redis"),
+        "the server's lines reach the app's stream"
+    );
+    addons.shutdown().await;
+}
