@@ -107,7 +107,8 @@ pub fn create_passable_dir(dir: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(dir).map_err(AddonError::io(format!("creating {}", dir.display())))?;
     for d in [Some(dir), dir.parent()].into_iter().flatten() {
-        let meta = std::fs::metadata(d).map_err(AddonError::io(format!("reading {}", d.display())))?;
+        let meta =
+            std::fs::metadata(d).map_err(AddonError::io(format!("reading {}", d.display())))?;
         let mode = meta.permissions().mode() & 0o7777;
         if mode & 0o011 != 0o011 {
             std::fs::set_permissions(d, std::fs::Permissions::from_mode(mode | 0o711))

@@ -45,7 +45,18 @@ fn request(id: &str, app: &str, plan: &str) -> ProvisionRequest {
 /// Runs SQL with psql as the URL's user; Ok(output) or Err(psql's error).
 fn psql(url: &str, sql: &str) -> Result<String, String> {
     let out = Command::new("psql")
-        .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql])
+        .args([
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            url,
+            "-c",
+            sql,
+        ])
         .env("PGCONNECT_TIMEOUT", "5")
         .output()
         .unwrap();
@@ -68,29 +79,48 @@ async fn essential_databases_are_real_isolated_and_idempotent() {
     let (addons, _) = addons(&dir);
     let pg = addons.provider("heroku-postgresql").unwrap();
     let a = pg
-        .provision(&request("0a0a0a0a-0000-4000-8000-000000000001", "app-a", "postgres"))
+        .provision(&request(
+            "0a0a0a0a-0000-4000-8000-000000000001",
+            "app-a",
+            "postgres",
+        ))
         .await
         .unwrap();
     let b = pg
-        .provision(&request("0b0b0b0b-0000-4000-8000-000000000002", "app-b", "postgres"))
+        .provision(&request(
+            "0b0b0b0b-0000-4000-8000-000000000002",
+            "app-b",
+            "postgres",
+        ))
         .await
         .unwrap();
     let (url_a, url_b) = (&a.config["URL"], &b.config["URL"]);
     assert!(url_a.starts_with("postgres://d0a0a0a0a"), "{url_a}");
     // Provisioning again is the same database with the same credentials.
     let again = pg
-        .provision(&request("0a0a0a0a-0000-4000-8000-000000000001", "app-a", "postgres"))
+        .provision(&request(
+            "0a0a0a0a-0000-4000-8000-000000000001",
+            "app-a",
+            "postgres",
+        ))
         .await
         .unwrap();
     assert_eq!(&again.config["URL"], url_a);
 
-    psql(url_a, "CREATE TABLE t (v text); INSERT INTO t VALUES ('a-data');").unwrap();
+    psql(
+        url_a,
+        "CREATE TABLE t (v text); INSERT INTO t VALUES ('a-data');",
+    )
+    .unwrap();
     assert_eq!(psql(url_a, "SELECT v FROM t").unwrap(), "a-data");
     // A's credentials reach neither B's database nor the cluster's own.
     let db_b = url_b.rsplit_once('/').unwrap().1;
     for other in [db_b, "postgres", "template1"] {
         let e = psql(&with_db(url_a, other), "SELECT 1").unwrap_err();
-        assert!(e.contains("no pg_hba.conf entry") || e.contains("permission denied"), "{other}: {e}");
+        assert!(
+            e.contains("no pg_hba.conf entry") || e.contains("permission denied"),
+            "{other}: {e}"
+        );
     }
     // Without the password, nothing.
     let no_pw = url_a.replace(url_a.split('@').next().unwrap(), "postgres://x:y");
@@ -108,33 +138,56 @@ async fn essential_databases_are_real_isolated_and_idempotent() {
     ] {
         let e = psql(url_a, attack).unwrap_err();
         assert!(
-            e.contains("permission denied") || e.contains("must be superuser") || e.contains("must have") || e.contains("not allowed"),
+            e.contains("permission denied")
+                || e.contains("must be superuser")
+                || e.contains("must have")
+                || e.contains("not allowed"),
             "{attack}: {e}"
         );
     }
     assert_eq!(
-        psql(url_a, "SELECT rolconnlimit FROM pg_roles WHERE rolname = current_user").unwrap(),
+        psql(
+            url_a,
+            "SELECT rolconnlimit FROM pg_roles WHERE rolname = current_user"
+        )
+        .unwrap(),
         "20"
     );
     assert_eq!(psql(url_a, "SHOW statement_timeout").unwrap(), "30min");
 
     // A plan change keeps the data and takes the new limits.
-    let plan = PlanRef::parse("heroku-postgresql:essential-2").unwrap().plan;
-    pg.change_plan("0a0a0a0a-0000-4000-8000-000000000001", plan).await.unwrap();
+    let plan = PlanRef::parse("heroku-postgresql:essential-2")
+        .unwrap()
+        .plan;
+    pg.change_plan("0a0a0a0a-0000-4000-8000-000000000001", plan)
+        .await
+        .unwrap();
     assert_eq!(
-        psql(url_a, "SELECT rolconnlimit FROM pg_roles WHERE rolname = current_user").unwrap(),
+        psql(
+            url_a,
+            "SELECT rolconnlimit FROM pg_roles WHERE rolname = current_user"
+        )
+        .unwrap(),
         "40"
     );
 
     // Deprovisioning removes database and role; doing it twice is fine.
-    pg.deprovision("0a0a0a0a-0000-4000-8000-000000000001").await.unwrap();
-    pg.deprovision("0a0a0a0a-0000-4000-8000-000000000001").await.unwrap();
+    pg.deprovision("0a0a0a0a-0000-4000-8000-000000000001")
+        .await
+        .unwrap();
+    pg.deprovision("0a0a0a0a-0000-4000-8000-000000000001")
+        .await
+        .unwrap();
     assert!(psql(url_a, "SELECT 1").is_err());
     assert_eq!(psql(url_b, "SELECT 1").unwrap(), "1", "B untouched");
 
     // A standard plan is refused, clearly, and leaves nothing.
     let e = pg
-        .provision(&request("0c0c0c0c-0000-4000-8000-000000000003", "app-c", "heroku-postgresql:standard-0"))
+        .provision(&request(
+            "0c0c0c0c-0000-4000-8000-000000000003",
+            "app-c",
+            "heroku-postgresql:standard-0",
+        ))
         .await
         .unwrap_err()
         .to_string();
@@ -145,7 +198,9 @@ async fn essential_databases_are_real_isolated_and_idempotent() {
 /// Sends RESP commands and reads until `until` appears in the reply (or 2 s pass).
 async fn redis(port: u16, commands: &str, until: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
     s.write_all(commands.as_bytes()).await.unwrap();
     let mut out = Vec::new();
     let mut buf = [0u8; 4096];
@@ -177,16 +232,28 @@ async fn redis_servers_need_their_password_hold_their_limits_and_keep_admin_to_k
     let (pw, port) = {
         let rest = url.strip_prefix("redis://:").unwrap();
         let (pw, hp) = rest.split_once('@').unwrap();
-        (pw.to_string(), hp.rsplit_once(':').unwrap().1.parse::<u16>().unwrap())
+        (
+            pw.to_string(),
+            hp.rsplit_once(':').unwrap().1.parse::<u16>().unwrap(),
+        )
     };
     // No password, no data.
     let out = redis(port, &resp(&["GET", "k"]), "\r\n").await;
     assert!(out.starts_with("-NOAUTH"), "{out}");
     let auth = resp(&["AUTH", &pw]);
-    let out = redis(port, &format!("{auth}{}{}", resp(&["SET", "k", "v"]), resp(&["GET", "k"])), "$1\r\nv").await;
+    let out = redis(
+        port,
+        &format!("{auth}{}{}", resp(&["SET", "k", "v"]), resp(&["GET", "k"])),
+        "$1\r\nv",
+    )
+    .await;
     assert!(out.contains("$1\r\nv"), "{out}");
     // The app cannot change its own limits or make the server a replica.
-    for cmd in [vec!["CONFIG", "SET", "maxmemory", "0"], vec!["REPLICAOF", "10.0.0.1", "6379"], vec!["DEBUG", "SLEEP", "0"]] {
+    for cmd in [
+        vec!["CONFIG", "SET", "maxmemory", "0"],
+        vec!["REPLICAOF", "10.0.0.1", "6379"],
+        vec!["DEBUG", "SLEEP", "0"],
+    ] {
         let out = redis(port, &format!("{auth}{}", resp(&cmd)), "unknown command").await;
         assert!(out.contains("unknown command"), "{cmd:?}: {out}");
     }
@@ -194,7 +261,12 @@ async fn redis_servers_need_their_password_hold_their_limits_and_keep_admin_to_k
     let big = "x".repeat(1 << 20);
     let mut refused = false;
     for i in 0..40 {
-        let out = redis(port, &format!("{auth}{}", resp(&["SET", &format!("big{i}"), &big])), "\r\n+").await;
+        let out = redis(
+            port,
+            &format!("{auth}{}", resp(&["SET", &format!("big{i}"), &big])),
+            "\r\n+",
+        )
+        .await;
         if out.contains("OOM") {
             refused = true;
             break;
@@ -204,14 +276,24 @@ async fn redis_servers_need_their_password_hold_their_limits_and_keep_admin_to_k
     // Idempotent, and deprovisioning removes the server.
     assert_eq!(redis_p.provision(&req).await.unwrap().config["URL"], *url);
     redis_p.deprovision(&req.addon_id).await.unwrap();
-    assert!(tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err());
+    assert!(
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+    );
     // Options: an eviction policy.
     req.addon_id = "1b1b1b1b-0000-4000-8000-000000000002".into();
-    req.options.insert("maxmemory_policy".into(), "allkeys-lru".into());
+    req.options
+        .insert("maxmemory_policy".into(), "allkeys-lru".into());
     let b = redis_p.provision(&req).await.unwrap();
     assert!(b.message.contains("allkeys-lru"), "{}", b.message);
     assert!(
-        lines.0.lock().unwrap().iter().any(|(app, l)| app == "app-a" && l.process == "heroku-redis"),
+        lines
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(app, l)| app == "app-a" && l.process == "heroku-redis"),
         "the server's lines reach the app's stream"
     );
     addons.shutdown().await;

@@ -254,6 +254,8 @@ pub struct Release {
     pub config: ConfigVars,
     pub user_id: String,
     pub user_email: String,
+    /// The plans of the add-ons attached when the release was made (`heroku-redis:mini`).
+    pub addon_plan_names: Vec<String>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -728,5 +730,80 @@ mod tests {
         assert_eq!(App::usable_uid(19_999), None);
         assert_eq!(App::usable_uid(i64::from(u32::MAX)), None);
         assert_eq!(App::usable_uid(-1), None);
+    }
+}
+
+/// A provisioned add-on: one resource (a database, a Redis) owned by one app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Addon {
+    pub id: String,
+    /// `postgresql-concave-52656`: unique on the server.
+    pub name: String,
+    /// The owning (billing) app.
+    pub app_id: String,
+    pub app_name: String,
+    /// `heroku-postgresql`.
+    pub service: String,
+    /// `essential-0`.
+    pub plan: String,
+    pub state: crate::addon::AddonState,
+    /// What the provider gave, without an attachment's prefix (`URL` → …).
+    pub config: std::collections::BTreeMap<String, String>,
+    pub provision_message: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// An add-on made visible to an app under a name; the app's config gets `<name>_<KEY>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddonAttachment {
+    pub id: String,
+    /// `DATABASE`.
+    pub name: String,
+    pub addon_id: String,
+    pub addon_name: String,
+    /// The add-on's owning app.
+    pub addon_app_id: String,
+    pub addon_app_name: String,
+    pub addon_service: String,
+    pub addon_plan: String,
+    /// The app it is attached to.
+    pub app_id: String,
+    pub app_name: String,
+    pub namespace: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// What the platform asks the store to record once a provider has made an add-on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAddon {
+    pub id: String,
+    pub name: String,
+    pub app_id: String,
+    pub service: String,
+    pub plan: String,
+    pub config: std::collections::BTreeMap<String, String>,
+    pub provision_message: String,
+}
+
+impl NewAddon {
+    pub fn validate(&self) -> Result<(), Invalid> {
+        crate::addon::validate_addon_name(&self.name)?;
+        let plan = crate::addon::PlanRef::parse(&format!("{}:{}", self.service, self.plan))?;
+        for (k, v) in &self.config {
+            if !plan.service.config_keys.contains(&k.as_str()) {
+                return Err(Invalid::new(
+                    "config",
+                    format!("{} gives no config var {}", plan.service.name, shown(k)),
+                ));
+            }
+            check_text("config", v, limits::SHORT_TEXT)?;
+        }
+        check_text(
+            "provision_message",
+            &self.provision_message,
+            limits::LONG_TEXT,
+        )
     }
 }

@@ -9,7 +9,8 @@
 mod sqlite;
 
 pub use kiln_model::records::{
-    AcmDomain, AcmState, Domain, SniEndpoint, validate_sni_endpoint_name,
+    AcmDomain, AcmState, Addon, AddonAttachment, Domain, NewAddon, SniEndpoint,
+    validate_sni_endpoint_name,
 };
 pub use sqlite::SqliteStore;
 
@@ -212,4 +213,51 @@ pub trait Store: Send + Sync {
         certificate_chain: &str,
         private_key: &str,
     ) -> Result<SniEndpoint>;
+
+    // --- add-ons (see the `addons` module) ---
+
+    /// An add-on by id or name.
+    fn addon(&self, id_or_name: &str) -> Result<Addon>;
+    /// Every add-on on the server (to start their services after a restart).
+    fn all_addons(&self) -> Result<Vec<Addon>>;
+    /// The add-ons an app owns.
+    fn app_addons(&self, app_id: &str) -> Result<Vec<Addon>>;
+    /// The add-ons of the apps an account owns.
+    fn account_addons(&self, account_id: &str) -> Result<Vec<Addon>>;
+    fn app_attachments(&self, app_id: &str) -> Result<Vec<AddonAttachment>>;
+    fn addon_attachments(&self, addon_id: &str) -> Result<Vec<AddonAttachment>>;
+    /// Attachments on, or of, the apps an account owns.
+    fn account_attachments(&self, account_id: &str) -> Result<Vec<AddonAttachment>>;
+    fn attachment(&self, id: &str) -> Result<AddonAttachment>;
+    /// Records a provisioned add-on attached to its app as `attachment_name`, and the
+    /// release that gives the app its config vars.
+    fn create_addon(
+        &self,
+        addon: &NewAddon,
+        attachment_name: &str,
+        user_id: &str,
+    ) -> Result<(Addon, AddonAttachment, Release)>;
+    fn attach_addon(
+        &self,
+        addon_id: &str,
+        app_id: &str,
+        name: &str,
+        namespace: Option<&str>,
+        user_id: &str,
+    ) -> Result<(AddonAttachment, Release)>;
+    fn detach_addon(
+        &self,
+        attachment_id: &str,
+        user_id: &str,
+    ) -> Result<(AddonAttachment, Release)>;
+    /// Detaches an add-on everywhere (a release per app) and deletes its record.
+    fn destroy_addon(&self, addon_id: &str, user_id: &str) -> Result<(Addon, Vec<Release>)>;
+    fn change_addon_plan(
+        &self,
+        addon_id: &str,
+        plan: &str,
+        config: &BTreeMap<String, String>,
+        message: &str,
+        user_id: &str,
+    ) -> Result<(Addon, Vec<Release>)>;
 }

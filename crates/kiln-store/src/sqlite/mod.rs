@@ -14,6 +14,7 @@
 
 mod accounts;
 mod acm;
+mod addons;
 mod apps;
 mod builds;
 mod common;
@@ -162,6 +163,8 @@ const MIGRATIONS: &[&str] = &[
     domains::MIGRATION,
     // 4: Automatic Certificate Management.
     acm::MIGRATION,
+    // 5: add-ons, their attachments, and the plans each release had attached.
+    addons::MIGRATION,
 ];
 
 /// The SQLite-backed [`Store`].
@@ -515,5 +518,80 @@ impl Store for SqliteStore {
         private_key: &str,
     ) -> Result<crate::SniEndpoint> {
         self.write(|tx| acm::put_certificate(tx, domain_id, name, certificate_chain, private_key))
+    }
+
+    fn addon(&self, id_or_name: &str) -> Result<crate::Addon> {
+        self.read(|tx| addons::get(tx, id_or_name))
+    }
+
+    fn all_addons(&self) -> Result<Vec<crate::Addon>> {
+        self.read(|tx| addons::all(tx))
+    }
+
+    fn app_addons(&self, app_id: &str) -> Result<Vec<crate::Addon>> {
+        self.read(|tx| addons::of_app(tx, app_id))
+    }
+
+    fn account_addons(&self, account_id: &str) -> Result<Vec<crate::Addon>> {
+        self.read(|tx| addons::of_owner(tx, account_id))
+    }
+
+    fn app_attachments(&self, app_id: &str) -> Result<Vec<crate::AddonAttachment>> {
+        self.read(|tx| addons::attachments_of_app(tx, app_id))
+    }
+
+    fn addon_attachments(&self, addon_id: &str) -> Result<Vec<crate::AddonAttachment>> {
+        self.read(|tx| addons::attachments_of_addon(tx, addon_id))
+    }
+
+    fn account_attachments(&self, account_id: &str) -> Result<Vec<crate::AddonAttachment>> {
+        self.read(|tx| addons::attachments_of_owner(tx, account_id))
+    }
+
+    fn attachment(&self, id: &str) -> Result<crate::AddonAttachment> {
+        self.read(|tx| addons::attachment(tx, id))
+    }
+
+    fn create_addon(
+        &self,
+        addon: &crate::NewAddon,
+        attachment_name: &str,
+        user_id: &str,
+    ) -> Result<(crate::Addon, crate::AddonAttachment, Release)> {
+        self.write(|tx| addons::create(tx, addon, attachment_name, user_id))
+    }
+
+    fn attach_addon(
+        &self,
+        addon_id: &str,
+        app_id: &str,
+        name: &str,
+        namespace: Option<&str>,
+        user_id: &str,
+    ) -> Result<(crate::AddonAttachment, Release)> {
+        self.write(|tx| addons::attach(tx, addon_id, app_id, name, namespace, user_id))
+    }
+
+    fn detach_addon(
+        &self,
+        attachment_id: &str,
+        user_id: &str,
+    ) -> Result<(crate::AddonAttachment, Release)> {
+        self.write(|tx| addons::detach(tx, attachment_id, user_id))
+    }
+
+    fn destroy_addon(&self, addon_id: &str, user_id: &str) -> Result<(crate::Addon, Vec<Release>)> {
+        self.write(|tx| addons::destroy(tx, addon_id, user_id))
+    }
+
+    fn change_addon_plan(
+        &self,
+        addon_id: &str,
+        plan: &str,
+        config: &BTreeMap<String, String>,
+        message: &str,
+        user_id: &str,
+    ) -> Result<(crate::Addon, Vec<Release>)> {
+        self.write(|tx| addons::change_plan(tx, addon_id, plan, config, message, user_id))
     }
 }

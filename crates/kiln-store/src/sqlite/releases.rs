@@ -2,8 +2,8 @@
 //! status moves, what a config change appends) are `kiln_model::release`'s; this is the SQL.
 
 use super::common::{
-    DbContext, all_rows, bad_column, map_json, new_id, one_row, require_account, resolve_app,
-    string_map, ts,
+    DbContext, all_rows, bad_column, list_json, map_json, new_id, one_row, require_account,
+    resolve_app, string_list, string_map, ts,
 };
 use super::{apps, slugs};
 use crate::{NewRelease, Release, ReleaseRange, Result, StoreError};
@@ -15,7 +15,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use std::collections::BTreeMap;
 
 const SELECT: &str = "SELECT r.id, r.app_id, r.version, r.description, r.status, r.status_reason, r.slug_id, \
-     r.config, r.user_id, u.email, r.created_at, r.updated_at FROM releases r JOIN accounts u ON u.id = r.user_id";
+     r.config, r.user_id, u.email, r.created_at, r.updated_at, r.addon_plans FROM releases r JOIN accounts u ON u.id = r.user_id";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Release> {
     let status: String = row.get(4)?;
@@ -31,6 +31,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Release> {
         config: string_map(row, 7)?,
         user_id: row.get(8)?,
         user_email: row.get(9)?,
+        addon_plan_names: string_list(row, 12)?,
         created_at: ts(row, 10)?,
         updated_at: ts(row, 11)?,
     })
@@ -87,10 +88,11 @@ pub(super) fn insert(
         .ok_or_else(|| StoreError::Db(format!("release version {last} cannot be followed")))?;
     let id = new_id();
     let config_json = map_json(&new.config);
+    let plans = list_json(&super::addons::plan_names(conn, app_id)?);
     conn.execute(
-        "INSERT INTO releases (id, app_id, version, description, status, status_reason, slug_id, config, user_id, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6, ?7, ?8, ?9, ?9)",
-        params![id, app_id, version, new.description, new.status.as_str(), new.slug_id, config_json, new.user_id, now.0],
+        "INSERT INTO releases (id, app_id, version, description, status, status_reason, slug_id, config, user_id, created_at, updated_at, addon_plans)
+         VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6, ?7, ?8, ?9, ?9, ?10)",
+        params![id, app_id, version, new.description, new.status.as_str(), new.slug_id, config_json, new.user_id, now.0, plans],
     )
     .ctx("inserting a release")?;
     conn.execute(
@@ -114,6 +116,17 @@ pub(super) fn update_config(
 ) -> Result<(ConfigVars, Option<Release>)> {
     let app = apps::get(conn, app_id)?;
     require_account(conn, user_id)?;
+    // What an add-on set is the add-on's to change (its credentials, its detach).
+    let owned = super::addons::owned_vars(conn, &app.id)?;
+    if let Some((key, addon)) = patch.keys().find_map(|k| owned.get(k).map(|a| (k, a))) {
+        return Err(kiln_model::Invalid::new(
+            "config",
+            format!(
+                "{key} is set by the add-on {addon}: it cannot be changed or unset with config:set or config:unset (detach or destroy the add-on instead)"
+            ),
+        )
+        .into());
+    }
     let newest_slug: Option<String> = conn
         .query_row(
             "SELECT slug_id FROM releases WHERE app_id = ?1 ORDER BY version DESC LIMIT 1",

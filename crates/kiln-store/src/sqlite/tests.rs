@@ -1371,3 +1371,126 @@ fn a_panic_while_holding_the_lock_does_not_break_the_store() {
     );
     s.create_app("still-works", &owner.id, "heroku-24").unwrap();
 }
+
+#[test]
+fn addons_attach_through_releases_and_own_their_vars() {
+    let (s, a) = store();
+    let (app, _) = s.create_app("db-app", &a.id, "heroku-24").unwrap();
+    let (other, _) = s.create_app("other-app", &a.id, "heroku-24").unwrap();
+    let new = crate::NewAddon {
+        id: new_id(),
+        name: "postgresql-calm-00001".into(),
+        app_id: app.id.clone(),
+        service: "heroku-postgresql".into(),
+        plan: "essential-0".into(),
+        config: [("URL".to_string(), "postgres://u:p@h:1/d".to_string())].into(),
+        provision_message: "ready".into(),
+    };
+    let (addon, att, rel) = s.create_addon(&new, "DATABASE", &a.id).unwrap();
+    assert_eq!(
+        (addon.app_name.as_str(), att.name.as_str()),
+        ("db-app", "DATABASE")
+    );
+    assert_eq!(
+        rel.description,
+        "Attach DATABASE (@ref:postgresql-calm-00001)"
+    );
+    assert_eq!(rel.config["DATABASE_URL"], "postgres://u:p@h:1/d");
+    assert_eq!(rel.addon_plan_names, ["heroku-postgresql:essential-0"]);
+    assert_eq!(
+        s.app("db-app").unwrap().config["DATABASE_URL"],
+        "postgres://u:p@h:1/d"
+    );
+    // The add-on's var is the add-on's.
+    for patch in [
+        patch(&[("DATABASE_URL", Some("x"))]),
+        patch(&[("DATABASE_URL", None)]),
+    ] {
+        let e = s
+            .update_config(&app.id, &patch, &a.id)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("postgresql-calm-00001"), "{e}");
+    }
+    // A second add-on with a taken name, or a name the same app already uses, is refused.
+    assert!(matches!(
+        s.create_addon(
+            &crate::NewAddon {
+                id: new_id(),
+                ..new.clone()
+            },
+            "CACHE",
+            &a.id
+        ),
+        Err(StoreError::Conflict(_))
+    ));
+    let e = s
+        .create_addon(
+            &crate::NewAddon {
+                id: new_id(),
+                name: "postgresql-calm-00002".into(),
+                ..new.clone()
+            },
+            "DATABASE",
+            &a.id,
+        )
+        .unwrap_err();
+    assert!(matches!(e, StoreError::Conflict(_)), "{e}");
+    assert_eq!(s.all_addons().unwrap().len(), 1, "nothing half made");
+    // Attached to another app under another name.
+    let (att2, rel2) = s
+        .attach_addon(&addon.id, &other.id, "SHARED_DB", None, &a.id)
+        .unwrap();
+    assert_eq!(rel2.config["SHARED_DB_URL"], "postgres://u:p@h:1/d");
+    assert_eq!(s.addon_attachments(&addon.id).unwrap().len(), 2);
+    assert!(
+        s.attach_addon(&addon.id, &other.id, "bad name", None, &a.id)
+            .is_err()
+    );
+    // A plan change appends a release to both apps.
+    let (changed, rels) = s
+        .change_addon_plan(&addon.id, "essential-1", &addon.config, "bigger", &a.id)
+        .unwrap();
+    assert_eq!((changed.plan.as_str(), rels.len()), ("essential-1", 2));
+    assert_eq!(
+        rels[0].description,
+        "Upgrade postgresql-calm-00001 to heroku-postgresql:essential-1"
+    );
+    assert!(
+        s.change_addon_plan(&addon.id, "gigantic", &addon.config, "", &a.id)
+            .is_err()
+    );
+    // Detach and destroy take the vars away, each with one release.
+    let (_, rel3) = s.detach_addon(&att2.id, &a.id).unwrap();
+    assert_eq!(
+        rel3.description,
+        "Detach SHARED_DB (@ref:postgresql-calm-00001)"
+    );
+    assert!(!rel3.config.contains_key("SHARED_DB_URL"));
+    let (gone, rels) = s.destroy_addon(&addon.id, &a.id).unwrap();
+    assert_eq!((gone.state.as_str(), rels.len()), ("deprovisioned", 1));
+    assert!(!s.app("db-app").unwrap().config.contains_key("DATABASE_URL"));
+    assert!(rels[0].addon_plan_names.is_empty());
+    assert!(matches!(
+        s.addon(&addon.id),
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+#[test]
+fn an_apps_addons_go_with_it() {
+    let (s, a) = store();
+    let (app, _) = s.create_app("doomed", &a.id, "heroku-24").unwrap();
+    let new = crate::NewAddon {
+        id: new_id(),
+        name: "redis-calm-00001".into(),
+        app_id: app.id.clone(),
+        service: "heroku-redis".into(),
+        plan: "mini".into(),
+        config: [("URL".to_string(), "redis://:p@h:1".to_string())].into(),
+        provision_message: String::new(),
+    };
+    s.create_addon(&new, "REDIS", &a.id).unwrap();
+    s.delete_app(&app.id).unwrap();
+    assert!(s.all_addons().unwrap().is_empty());
+}
