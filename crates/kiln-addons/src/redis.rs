@@ -119,9 +119,15 @@ impl RedisProvider {
             data = data.display(),
         );
         if plan.persistent {
+            // Every write logged, flushed each second.
             conf.push_str("appendonly yes\nappendfsync everysec\nsave \"\"\n");
         } else {
-            conf.push_str("appendonly no\nsave \"\"\n");
+            // A cache plan writes nothing as it runs, but saves a snapshot when stopped (Kiln
+            // stopping, or killed: the kernel's death signal is SIGTERM), so keys outlive a
+            // restart of Kiln; a crash of the server process itself loses them.
+            conf.push_str(
+                "appendonly no\nsave \"\"\nshutdown-on-sigterm save\ndbfilename dump.rdb\n",
+            );
         }
         for c in ADMIN_COMMANDS {
             conf.push_str(&format!("rename-command {c} {}{c}\n", s.admin_prefix));

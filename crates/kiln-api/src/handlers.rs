@@ -72,8 +72,6 @@ pub fn routes() -> Router<ApiState> {
             "/apps/{app}/formations/{ptype}/actions/stop",
             post(stop_type),
         )
-        .route("/apps/{app}/addons", get(empty_list))
-        .route("/apps/{app}/addon-attachments", get(empty_list))
         .route("/apps/{app}/collaborators", get(empty_list))
 }
 

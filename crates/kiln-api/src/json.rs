@@ -91,7 +91,7 @@ pub fn release(a: &App, r: &Release, current_id: Option<&str>) -> Value {
         "user": { "id": r.user_id, "email": r.user_email },
         "app": { "id": a.id, "name": a.name },
         "slug": r.slug_id.as_ref().map(|id| json!({ "id": id })),
-        "addon_plan_names": [],
+        "addon_plan_names": r.addon_plan_names,
         "artifacts": [],
         "output_stream_url": null,
         "created_at": r.created_at.rfc3339(),

@@ -8,6 +8,7 @@
 //! objects with [`json`].
 
 mod acm;
+mod addons;
 mod auth;
 mod domains;
 pub mod error;
@@ -86,6 +87,7 @@ pub fn router(platform: Arc<Platform>, extra: Router) -> Router {
         .merge(sni::routes())
         .merge(domains::routes())
         .merge(acm::routes())
+        .merge(addons::routes())
         .with_state(state)
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)

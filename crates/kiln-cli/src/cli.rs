@@ -298,6 +298,115 @@ pub enum Cmd {
         hostname: String,
     },
 
+    /// List the add-ons of an app (or, without one, all of yours)
+    #[command(name = "addons", alias = "addons:list")]
+    Addons {
+        #[command(flatten)]
+        app: AppFlags,
+        /// Output as JSON
+        #[arg(long, short = 'j')]
+        json: bool,
+    },
+
+    /// Create an add-on (a PostgreSQL database, a Redis…) and attach it to an app
+    #[command(name = "addons:create")]
+    AddonsCreate {
+        #[command(flatten)]
+        app: AppFlags,
+        /// SERVICE or SERVICE:PLAN, such as heroku-postgresql:essential-0 or heroku-redis
+        #[arg(value_name = "SERVICE:PLAN")]
+        plan: String,
+        /// Name of the add-on (default: generated, such as postgresql-calm-01234)
+        #[arg(long)]
+        name: Option<String>,
+        /// Attachment name: its config vars are NAME_URL… (default: DATABASE, REDIS…)
+        #[arg(long = "as", value_name = "NAME")]
+        as_: Option<String>,
+        /// Wait until the add-on is ready (Kiln's are ready when the command returns)
+        #[arg(long)]
+        wait: bool,
+        /// Options for the service, after --: -- --maxmemory_policy allkeys-lru
+        #[arg(last = true, value_name = "OPTIONS")]
+        options: Vec<String>,
+    },
+
+    /// Show an add-on
+    #[command(name = "addons:info")]
+    AddonsInfo {
+        #[command(flatten)]
+        app: AppFlags,
+        #[arg(value_name = "ADDON")]
+        addon: String,
+        /// Output as JSON
+        #[arg(long, short = 'j')]
+        json: bool,
+    },
+
+    /// Attach an existing add-on to an app (its config vars are set there too)
+    #[command(name = "addons:attach")]
+    AddonsAttach {
+        #[command(flatten)]
+        app: AppFlags,
+        #[arg(value_name = "ADDON")]
+        addon: String,
+        /// Attachment name (default: the service's, such as DATABASE)
+        #[arg(long = "as", value_name = "NAME")]
+        as_: Option<String>,
+    },
+
+    /// Detach an add-on from an app (its config vars are unset)
+    #[command(name = "addons:detach")]
+    AddonsDetach {
+        #[command(flatten)]
+        app: AppFlags,
+        #[arg(value_name = "ATTACHMENT")]
+        attachment: String,
+    },
+
+    /// Change an add-on's plan
+    #[command(name = "addons:upgrade", alias = "addons:downgrade")]
+    AddonsUpgrade {
+        #[command(flatten)]
+        app: AppFlags,
+        #[arg(value_name = "ADDON")]
+        addon: String,
+        #[arg(value_name = "PLAN")]
+        plan: String,
+    },
+
+    /// Destroy an add-on and its data
+    #[command(name = "addons:destroy", alias = "addons:remove")]
+    AddonsDestroy {
+        #[command(flatten)]
+        app: AppFlags,
+        #[arg(value_name = "ADDON")]
+        addon: String,
+        /// The app's name again, to confirm
+        #[arg(short = 'c', long, value_name = "APP")]
+        confirm: Option<String>,
+        /// Destroy it even though other apps have it attached
+        #[arg(short = 'f', long)]
+        force: bool,
+    },
+
+    /// List the add-on services this Kiln offers
+    #[command(name = "addons:services")]
+    AddonsServices {
+        /// Output as JSON
+        #[arg(long, short = 'j')]
+        json: bool,
+    },
+
+    /// List a service's plans
+    #[command(name = "addons:plans")]
+    AddonsPlans {
+        #[arg(value_name = "SERVICE")]
+        service: String,
+        /// Output as JSON
+        #[arg(long, short = 'j')]
+        json: bool,
+    },
+
     /// Show whether an app is in maintenance mode
     #[command(name = "maintenance")]
     Maintenance {

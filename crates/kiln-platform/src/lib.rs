@@ -10,6 +10,7 @@
 //! - every user-visible event is logged as `app[api]` in Heroku's wording.
 
 mod acm;
+mod addons;
 mod deploy;
 mod domains;
 mod queries;
@@ -18,9 +19,11 @@ mod sni;
 mod streams;
 
 pub use acm::{NOT_CONFIGURED as ACM_NOT_CONFIGURED, RouterChallenges};
+pub use addons::CreateAddon;
 pub use deploy::DeployError;
 pub use deploy::GitBridge;
 pub use domains::validate_hostname;
+pub use kiln_addons::Addons;
 pub use queries::{AppView, LogSessionStream};
 pub use release::GoLiveError;
 pub use sni::{SniEndpointView, check_certificate};
@@ -123,6 +126,7 @@ pub struct Platform {
     pub(crate) slugs: Arc<SlugCache>,
     pub(crate) routes: Arc<dyn AppRoutes>,
     pub(crate) settings: Settings,
+    pub(crate) addons: Arc<kiln_addons::Addons>,
     git: OnceLock<Arc<kiln_git::GitService>>,
     /// The HTTPS listener's certificate resolver, when there is one (see `sni`).
     certificates: OnceLock<Arc<kiln_tls::SniResolver>>,
@@ -150,6 +154,7 @@ impl Platform {
         builder: Builder,
         routes: Arc<dyn AppRoutes>,
         settings: Settings,
+        addons: Arc<kiln_addons::Addons>,
     ) -> Arc<Platform> {
         let slugs = Arc::new(SlugCache::new(settings.data_dir.join("slug-cache")));
         Arc::new_cyclic(|me| Platform {
@@ -161,6 +166,7 @@ impl Platform {
             slugs,
             routes,
             settings,
+            addons,
             git: OnceLock::new(),
             certificates: OnceLock::new(),
             acm: OnceLock::new(),
@@ -286,6 +292,8 @@ impl Platform {
     /// cache, routes, logs and rows.
     pub async fn destroy_app(&self, user: &Account, app: &App) -> Result<()> {
         self.app_for(user, &app.id)?;
+        // Its add-ons first: a failure here leaves the app whole, to try again.
+        self.destroy_app_addons(user, app).await?;
         let lock = self.app_lock(&app.id);
         let _guard = lock.lock().await;
         self.dynos.remove_app(&app.id).await;
@@ -688,6 +696,7 @@ impl Platform {
             );
         }
         self.builder.sweep();
+        self.addons.resume().await;
         let apps = self.store.apps()?;
         let mut keep = Vec::new();
         for app in &apps {

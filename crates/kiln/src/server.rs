@@ -120,6 +120,17 @@ struct Args {
     /// per-module directives as in `RUST_LOG` (`info,kiln_router=debug`).
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     log_level: String,
+    /// The address add-on services (PostgreSQL, Redis) listen on, and the host in their
+    /// URLs: where dynos reach them.
+    #[arg(long, env = "KILN_ADDONS_HOST", default_value = "127.0.0.1")]
+    addons_host: String,
+    /// An existing PostgreSQL server (an admin URL, e.g. postgres://admin@db:5432/postgres)
+    /// to hold the essential plans' databases, instead of a cluster Kiln runs itself.
+    #[arg(long, env = "KILN_ADDONS_POSTGRES_URL")]
+    addons_postgres_url: Option<String>,
+    /// Seconds between checks of each add-on database's size against its plan.
+    #[arg(long, env = "KILN_ADDONS_CHECK_INTERVAL", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    addons_check_interval: u64,
     #[command(flatten)]
     acme: crate::acme::AcmeArgs,
 }
@@ -408,6 +419,13 @@ async fn run(args: Args) -> Result<()> {
         data_dir: data_dir.clone(),
         max_source_bytes: args.max_source_mb.saturating_mul(1024 * 1024),
     };
+    let addons = kiln_platform::Addons::builtin(kiln_addons::AddonsConfig {
+        dir: data_dir.join("addons"),
+        host: args.addons_host.clone(),
+        postgres_url: args.addons_postgres_url.clone(),
+        check_interval: Duration::from_secs(args.addons_check_interval),
+        logs: logs.clone(),
+    });
     let platform = kiln_platform::Platform::new(
         store.clone(),
         logs.clone(),
@@ -415,6 +433,7 @@ async fn run(args: Args) -> Result<()> {
         builder,
         app_routes.clone(),
         settings,
+        addons.clone(),
     );
     let bridge = Arc::new(kiln_platform::GitBridge(platform.clone()));
     let git_limits = kiln_git::GitLimits {
@@ -512,6 +531,8 @@ async fn run(args: Args) -> Result<()> {
     eprintln!("Stopping: every dyno gets SIGTERM...");
     let _ = stop_tx.send(true);
     dynos.shutdown().await;
+    // After the dynos, which may be using them.
+    addons.shutdown().await;
     runtime.shutdown();
     let _ = tokio::time::timeout(Duration::from_secs(5), api_task).await;
     let _ = tokio::time::timeout(Duration::from_secs(5), router_task).await;

@@ -1,6 +1,7 @@
 //! The commands. Each takes the parsed arguments and a [`Ctx`] (environment and streams),
 //! makes its API calls and prints in the Heroku CLI's format.
 
+mod addons;
 mod apps;
 mod buildpacks;
 mod certs;
@@ -183,6 +184,29 @@ pub async fn dispatch(ctx: &mut Ctx<'_>, cmd: Cmd) -> Result<()> {
         Cmd::Domains { app, json } => domains::list(ctx, &app, json).await,
         Cmd::DomainsAdd { app, hostname } => domains::add(ctx, &app, &hostname).await,
         Cmd::DomainsRemove { app, hostname } => domains::remove(ctx, &app, &hostname).await,
+        Cmd::Addons { app, json } => addons::list(ctx, &app, json).await,
+        Cmd::AddonsCreate {
+            app,
+            plan,
+            name,
+            as_,
+            wait: _,
+            options,
+        } => addons::create(ctx, &app, &plan, name.as_deref(), as_.as_deref(), &options).await,
+        Cmd::AddonsInfo { app, addon, json } => addons::info(ctx, &app, &addon, json).await,
+        Cmd::AddonsAttach { app, addon, as_ } => {
+            addons::attach(ctx, &app, &addon, as_.as_deref()).await
+        }
+        Cmd::AddonsDetach { app, attachment } => addons::detach(ctx, &app, &attachment).await,
+        Cmd::AddonsUpgrade { app, addon, plan } => addons::upgrade(ctx, &app, &addon, &plan).await,
+        Cmd::AddonsDestroy {
+            app,
+            addon,
+            confirm,
+            force,
+        } => addons::destroy(ctx, &app, &addon, confirm.as_deref(), force).await,
+        Cmd::AddonsServices { json } => addons::services(ctx, json).await,
+        Cmd::AddonsPlans { service, json } => addons::plans(ctx, &service, json).await,
         Cmd::Maintenance { app } => maintenance::show(ctx, &app).await,
         Cmd::MaintenanceOn { app } => maintenance::set(ctx, &app, true).await,
         Cmd::MaintenanceOff { app } => maintenance::set(ctx, &app, false).await,

@@ -1,0 +1,324 @@
+//! Add-ons end to end (issue 13): a real Python app, pushed with git, using psycopg and redis
+//! from PyPI against the PostgreSQL database and Redis server Kiln provisions, through the
+//! router; its worker reads the same data; the data survive a deploy, a restart and a
+//! SIGKILL of the server; every add-on change is one release; nothing is left after the app
+//! is destroyed.
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+
+/// Polls `path` on the app until it answers 200, returning the body.
+fn until_ok(s: &Server, app: &str, path: &str) -> String {
+    wait_for(
+        Duration::from_secs(90),
+        &format!("{path} to answer 200"),
+        || {
+            let r = s.get(app, path);
+            (r.status == 200).then_some(r.body)
+        },
+    )
+}
+
+fn descriptions(s: &Server, app: &str) -> Vec<String> {
+    s.api("GET", &format!("/apps/{app}/releases"), None)
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["description"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Processes whose command line contains `needle`.
+fn processes_with(needle: &str) -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(needle))
+        })
+        .count()
+}
+
+#[test]
+fn an_app_keeps_its_data_in_postgres_and_redis_across_deploys_restarts_and_crashes() {
+    let mut s = Server::start("addons");
+    s.ok(&["apps:create", "notes"]);
+    let repo = fixture_repo("addons-app", &[]);
+    let (ok, out) = s.push(&repo, "notes");
+    assert!(ok, "push failed:\n{out}");
+
+    let out = s.ok(&["addons:create", "heroku-postgresql", "-a", "notes"]);
+    assert!(out.contains("as DATABASE_URL"), "{out}");
+    let out = s.ok(&[
+        "addons:create",
+        "heroku-redis:mini",
+        "-a",
+        "notes",
+        "--",
+        "--maxmemory_policy",
+        "allkeys-lru",
+    ]);
+    assert!(out.contains("as REDIS_URL"), "{out}");
+    assert!(out.contains("allkeys-lru"), "{out}");
+    let list = s.ok(&["addons", "-a", "notes"]);
+    assert!(
+        list.contains("heroku-postgresql (postgresql-") && list.contains("└─ as DATABASE"),
+        "{list}"
+    );
+    assert!(
+        list.contains("heroku-redis (redis-")
+            && list.contains("essential-0")
+            && list.contains("mini"),
+        "{list}"
+    );
+
+    // Exactly one release per add-on, in Heroku's words, with the vars.
+    let d = descriptions(&s, "notes");
+    assert_eq!(d.len(), 4, "{d:?}");
+    assert!(d[1].starts_with("Deploy"), "{d:?}");
+    assert!(
+        d[2].starts_with("Attach DATABASE (@ref:postgresql-"),
+        "{d:?}"
+    );
+    assert!(d[3].starts_with("Attach REDIS (@ref:redis-"), "{d:?}");
+    let config = s.api("GET", "/apps/notes/config-vars", None).json();
+    assert!(
+        config["DATABASE_URL"]
+            .as_str()
+            .unwrap()
+            .starts_with("postgres://")
+    );
+    assert!(
+        config["REDIS_URL"]
+            .as_str()
+            .unwrap()
+            .starts_with("redis://:")
+    );
+    let latest = &s.api("GET", "/apps/notes/releases", None).json()[3];
+    assert_eq!(
+        latest["addon_plan_names"],
+        serde_json::json!(["heroku-postgresql:essential-0", "heroku-redis:mini"])
+    );
+    // The add-on's vars are the add-on's.
+    let e = s.fails(&[
+        "config:set",
+        "DATABASE_URL=postgres://elsewhere/db",
+        "-a",
+        "notes",
+    ]);
+    assert!(e.contains("set by the add-on postgresql-"), "{e}");
+
+    // The restarted dynos have the vars: write through the web dyno, read back.
+    until_ok(&s, "notes", "/ready");
+    assert_eq!(s.get("notes", "/write?v=alpha").body, "wrote alpha");
+    assert_eq!(until_ok(&s, "notes", "/read"), "rows=alpha last=alpha");
+    s.ok(&["ps:scale", "worker=1", "-a", "notes"]);
+    wait_for(Duration::from_secs(60), "the worker to see the row", || {
+        s.logs("notes")
+            .contains("worker sees 1 rows, last=alpha")
+            .then_some(())
+    });
+
+    // A deploy, a restart, a crash of the server: the data stay.
+    std::fs::write(repo.join("CHANGED"), "1").unwrap();
+    commit_all(&repo, "a second deploy");
+    let (ok, out) = s.push(&repo, "notes");
+    assert!(ok, "second push failed:\n{out}");
+    until_ok(&s, "notes", "/ready");
+    assert_eq!(s.get("notes", "/write?v=beta").body, "wrote beta");
+    s.ok(&["ps:restart", "-a", "notes"]);
+    assert_eq!(until_ok(&s, "notes", "/read"), "rows=alpha,beta last=beta");
+    s.crash_and_restart(&[]);
+    assert_eq!(until_ok(&s, "notes", "/read"), "rows=alpha,beta last=beta");
+    let logs = s.logs("notes");
+    assert!(
+        logs.contains("app[heroku-redis]") || logs.contains("app[heroku-postgres]"),
+        "service lines in the stream"
+    );
+
+    // Destroying the app deprovisions everything it owned.
+    let redis_addon = s.api("GET", "/apps/notes/addons", None).json();
+    let names: Vec<String> = redis_addon
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap().to_string())
+        .collect();
+    let data = s.dir.join("data/addons");
+    // redis-server names itself after its address.
+    let redis_url = s.api("GET", "/apps/notes/config-vars", None).json()["REDIS_URL"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let title = format!("redis-server {}", redis_url.rsplit_once('@').unwrap().1);
+    assert_eq!(processes_with(&title), 1, "one {title}");
+    let database_url = s.api("GET", "/apps/notes/config-vars", None).json()["DATABASE_URL"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.ok(&["apps:destroy", "notes", "--confirm", "notes"]);
+    assert_eq!(processes_with(&title), 0, "no {title} left");
+    // The database and its role are gone: its credentials connect to nothing.
+    let psql = std::process::Command::new("psql")
+        .args(["-X", "-d", &database_url, "-c", "SELECT 1"])
+        .env("PGCONNECT_TIMEOUT", "5")
+        .output()
+        .unwrap();
+    assert!(!psql.status.success());
+    let e = String::from_utf8_lossy(&psql.stderr);
+    assert!(
+        e.contains("authentication failed")
+            || e.contains("does not exist")
+            || e.contains("no pg_hba"),
+        "{e}"
+    );
+    for n in &names {
+        assert_eq!(
+            s.api("GET", &format!("/addons/{n}"), None).status,
+            404,
+            "{n}"
+        );
+    }
+    let left: Vec<_> = std::fs::read_dir(data.join("redis"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(
+        left.iter()
+            .filter(|n| n.to_string_lossy() != "state")
+            .count(),
+        0,
+        "{left:?}"
+    );
+    assert_eq!(
+        std::fs::read_dir(data.join("redis/state")).unwrap().count(),
+        0
+    );
+    assert_eq!(
+        std::fs::read_dir(data.join("postgres/state"))
+            .unwrap()
+            .count(),
+        0
+    );
+}
+
+#[test]
+fn bad_add_on_requests_are_refused_and_change_nothing() {
+    let s = Server::start("addons-bad");
+    s.ok(&["apps:create", "plain"]);
+    s.ok(&["apps:create", "other"]);
+    let e = s.fails(&["addons:create", "mongodb", "-a", "plain"]);
+    assert!(
+        e.contains("heroku-postgresql, heroku-redis, memcachier"),
+        "{e}"
+    );
+    let e = s.fails(&[
+        "addons:create",
+        "heroku-postgresql:hobby-dev",
+        "-a",
+        "plain",
+    ]);
+    assert!(e.contains("heroku-postgresql:essential-0"), "{e}");
+    let e = s.fails(&[
+        "addons:create",
+        "heroku-redis",
+        "-a",
+        "plain",
+        "--",
+        "--maxmemory_policy",
+        "yolo",
+    ]);
+    assert!(e.contains("maxmemory_policy"), "{e}");
+    let e = s.fails(&[
+        "addons:create",
+        "heroku-redis",
+        "-a",
+        "plain",
+        "--as",
+        "bad name",
+    ]);
+    assert!(e.contains("invalid"), "{e}");
+    assert_eq!(
+        descriptions(&s, "plain").len(),
+        1,
+        "no release for a refused add-on"
+    );
+
+    // A duplicate attachment name is refused; so is destroying what another app has attached.
+    s.ok(&[
+        "addons:create",
+        "heroku-redis",
+        "-a",
+        "plain",
+        "--name",
+        "shared-cache",
+    ]);
+    let e = s.fails(&[
+        "addons:create",
+        "heroku-redis",
+        "-a",
+        "plain",
+        "--as",
+        "REDIS",
+    ]);
+    assert!(e.contains("already used"), "{e}");
+    let e = s.fails(&[
+        "addons:create",
+        "heroku-redis",
+        "-a",
+        "plain",
+        "--name",
+        "shared-cache",
+    ]);
+    assert!(e.contains("already taken"), "{e}");
+    s.ok(&[
+        "addons:attach",
+        "shared-cache",
+        "-a",
+        "other",
+        "--as",
+        "CACHE",
+    ]);
+    assert!(s.api("GET", "/apps/other/config-vars", None).json()["CACHE_URL"].is_string());
+    let e = s.fails(&[
+        "addons:destroy",
+        "shared-cache",
+        "-a",
+        "plain",
+        "--confirm",
+        "plain",
+    ]);
+    assert!(e.contains("attached to other apps (other)"), "{e}");
+    s.ok(&["addons:detach", "CACHE", "-a", "other"]);
+    assert!(s.api("GET", "/apps/other/config-vars", None).json()["CACHE_URL"].is_null());
+    s.ok(&[
+        "addons:destroy",
+        "shared-cache",
+        "-a",
+        "plain",
+        "--confirm",
+        "plain",
+    ]);
+    assert_eq!(
+        s.api("GET", "/apps/plain/addons", None).json(),
+        serde_json::json!([])
+    );
+
+    // Hostile bodies.
+    for body in [
+        r#"{"plan": 5}"#,
+        r#"{"plan": {"name": "heroku-redis"}, "config": "x"}"#,
+        r#"{"plan": {"name": "heroku-redis"}, "attachment": {"name": ["x"]}}"#,
+        r#"{"plan": {"name": "heroku-redis"}, "name": "../../etc"}"#,
+        r#"{}"#,
+    ] {
+        let r = s.api("POST", "/apps/plain/addons", Some(body));
+        assert_eq!(r.status, 422, "{body}: {}", r.body);
+    }
+    assert_eq!(s.api("GET", "/addons/nonexistent", None).status, 404);
+}
