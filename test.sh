@@ -3,7 +3,8 @@
 # starts real servers, pushes real apps with git and talks to them through the router.
 #
 # On Debian it first installs what the tests need and the machine lacks (git, Python with pip,
-# Node.js with npm: the stack the built-in buildpacks use; pebble, an ACME test CA). Run it as
+# Node.js with npm: the stack the built-in buildpacks use; pebble, an ACME test CA; PostgreSQL
+# and Redis, which add-ons run). Run it as
 # root so dynos run as real containers; as another user, with sudo available for the install step.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -20,6 +21,11 @@ command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 # and fetch its root with curl.
 command -v pebble >/dev/null 2>&1 || need+=(pebble)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+# Add-ons run the machine's PostgreSQL server (its programs live in /usr/lib/postgresql/N/bin)
+# and redis-server; psql is both Kiln's admin tool and the tests' client.
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+command -v psql >/dev/null 2>&1 || need+=(postgresql-client)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "test.sh: installing missing packages: ${need[*]}"

@@ -100,11 +100,7 @@ impl Cluster {
                 ]);
             }
             Admin::Url(url) => {
-                cmd.args(["-d", url]);
-                if database != "postgres" {
-                    // psql's -d takes one connection string; the database is swapped in it.
-                    cmd.args(["-c", &format!("\\connect {database}")]);
-                }
+                cmd.args(["-d", &with_database(url, database)]);
             }
         }
         cmd.env("PGCONNECT_TIMEOUT", "10");
@@ -445,7 +441,7 @@ impl PostgresProvider {
             format!(
                 "REASSIGN OWNED BY {role} TO {role}_quota;\n\
                  DO $$DECLARE s text; BEGIN\n\
-                   FOR s IN SELECT nspname FROM pg_namespace WHERE nspowner = '{role}_quota'::regrole LOOP\n\
+                   FOR s IN SELECT nspname FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema' LOOP\n\
                      EXECUTE format('GRANT USAGE ON SCHEMA %I TO {role}', s);\n\
                      EXECUTE format('GRANT SELECT, DELETE, TRUNCATE ON ALL TABLES IN SCHEMA %I TO {role}', s);\n\
                      EXECUTE format('GRANT SELECT, USAGE ON ALL SEQUENCES IN SCHEMA %I TO {role}', s);\n\
@@ -456,6 +452,23 @@ impl PostgresProvider {
             format!("REASSIGN OWNED BY {role}_quota TO {role};")
         };
         cluster.sql(role, &sql).await.map(|_| ())
+    }
+
+    /// Refuses (or allows again) writes to an add-on's database, as the storage check does
+    /// when it is over (or back under) its plan's limit.
+    pub async fn restrict(&self, addon_id: &str, on: bool) -> Result<()> {
+        let cluster = self.cluster().await?;
+        let _op = self.ops.lock().await;
+        let mut s = self
+            .states
+            .load::<DbState>(addon_id)?
+            .ok_or_else(|| AddonError::Service {
+                context: "restricting a database".into(),
+                message: "the add-on has no database".into(),
+            })?;
+        self.set_restricted(&cluster, &s.role, on).await?;
+        s.restricted = on;
+        self.states.save(addon_id, &s)
     }
 
     /// Compares every shared database's size with its plan, once.
@@ -530,6 +543,21 @@ fn temp_limit(plan: &Plan) -> String {
         .storage_bytes
         .map_or(1024, |b| (b >> 20).clamp(64, 4096));
     format!("{mb}MB")
+}
+
+/// The URL with its database replaced by `database` (names here never need escaping).
+fn with_database(url: &str, database: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("postgres", url));
+    let (authority, tail) = match rest.find(['/', '?']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let query = tail.split_once('?').map_or("", |(_, q)| q);
+    if query.is_empty() {
+        format!("{scheme}://{authority}/{database}")
+    } else {
+        format!("{scheme}://{authority}/{database}?{query}")
+    }
 }
 
 /// Host and port of a `postgres://` URL (for the URLs apps get).
@@ -741,6 +769,14 @@ mod tests {
             ("db.example".into(), 6543)
         );
         assert_eq!(url_host_port("postgres://admin@db/"), ("db".into(), 5432));
+        assert_eq!(
+            with_database("postgres://a:p@db:5/postgres?sslmode=require", "d1"),
+            "postgres://a:p@db:5/d1?sslmode=require"
+        );
+        assert_eq!(
+            with_database("postgresql://a@db", "d1"),
+            "postgresql://a@db/d1"
+        );
         assert_eq!(
             url_host_port("postgresql://[::1]:7000/x"),
             ("::1".into(), 7000)

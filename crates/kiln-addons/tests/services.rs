@@ -298,3 +298,57 @@ async fn redis_servers_need_their_password_hold_their_limits_and_keep_admin_to_k
     );
     addons.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_over_its_limit_refuses_writes_but_not_reads_or_deletes() {
+    let dir = TempDir::new("addons-pg-quota");
+    let (lines, provider) = {
+        let lines = Arc::new(Lines::default());
+        let p = kiln_addons::postgres::PostgresProvider::new(AddonsConfig {
+            dir: dir.join("addons"),
+            host: "127.0.0.1".into(),
+            postgres_url: None,
+            check_interval: Duration::from_secs(3600),
+            logs: lines.clone(),
+        });
+        (lines, p)
+    };
+    use kiln_addons::Provider;
+    let id = "0d0d0d0d-0000-4000-8000-000000000004";
+    let url = provider
+        .provision(&request(id, "app-q", "postgres"))
+        .await
+        .unwrap()
+        .config["URL"]
+        .clone();
+    psql(
+        &url,
+        "CREATE TABLE t (v int); INSERT INTO t SELECT generate_series(1, 10); CREATE SEQUENCE s;",
+    )
+    .unwrap();
+    provider.restrict(id, true).await.unwrap();
+    for write in [
+        "INSERT INTO t VALUES (11)",
+        "UPDATE t SET v = 0",
+        "CREATE TABLE u (v int)",
+        "ALTER TABLE t ADD COLUMN w int",
+    ] {
+        let e = psql(&url, write).unwrap_err();
+        assert!(
+            e.contains("permission denied") || e.contains("must be owner"),
+            "{write}: {e}"
+        );
+    }
+    assert_eq!(psql(&url, "SELECT count(*) FROM t").unwrap(), "10");
+    psql(&url, "DELETE FROM t WHERE v > 5").unwrap();
+    assert_eq!(psql(&url, "SELECT count(*) FROM t").unwrap(), "5");
+    // Nor can the role give itself back what it lost.
+    // (PostgreSQL answers such a GRANT with a warning and grants nothing.)
+    let _ = psql(&url, "GRANT INSERT ON t TO CURRENT_USER");
+    assert!(psql(&url, "INSERT INTO t VALUES (12)").is_err());
+    provider.restrict(id, false).await.unwrap();
+    psql(&url, "INSERT INTO t VALUES (11); CREATE TABLE u (v int);").unwrap();
+    assert_eq!(psql(&url, "SELECT count(*) FROM t").unwrap(), "6");
+    drop(lines);
+    provider.shutdown().await;
+}
