@@ -242,30 +242,29 @@ pub async fn wait_ready(host: &str, port: u16, password: &str, limit: Duration) 
     }
 }
 
-async fn ping(host: &str, port: u16, password: &str) -> std::result::Result<(), String> {
-    let mut s = tokio::net::TcpStream::connect((host, port))
-        .await
-        .map_err(|e| e.to_string())?;
+async fn ping(host: &str, port: u16, password: &str) -> std::io::Result<()> {
+    let mut s = tokio::net::TcpStream::connect((host, port)).await?;
     let req = format!(
         "*2\r\n$4\r\nAUTH\r\n${}\r\n{password}\r\n*1\r\n$4\r\nPING\r\n",
         password.len()
     );
-    s.write_all(req.as_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
+    s.write_all(req.as_bytes()).await?;
     let mut buf = Vec::new();
     let mut chunk = [0u8; 256];
     while !String::from_utf8_lossy(&buf).contains("PONG") {
         let n = tokio::time::timeout(Duration::from_secs(2), s.read(&mut chunk))
             .await
-            .map_err(|_| "no answer".to_string())?
-            .map_err(|e| e.to_string())?;
+            .map_err(|_| std::io::Error::other("no answer"))??;
         if n == 0 || buf.len() > 4096 {
-            return Err(String::from_utf8_lossy(&buf).trim().to_string());
+            return Err(std::io::Error::other(
+                String::from_utf8_lossy(&buf).trim().to_string(),
+            ));
         }
         buf.extend_from_slice(&chunk[..n]);
         if buf.starts_with(b"-") {
-            return Err(String::from_utf8_lossy(&buf).trim().to_string());
+            return Err(std::io::Error::other(
+                String::from_utf8_lossy(&buf).trim().to_string(),
+            ));
         }
     }
     Ok(())
@@ -404,25 +403,20 @@ impl Provider for RedisProvider {
 }
 
 /// `used_memory` from `INFO memory`, through the renamed admin commands where needed.
-async fn used_memory(host: &str, s: &RedisState) -> std::result::Result<u64, String> {
-    let mut c = tokio::net::TcpStream::connect((host, s.port))
-        .await
-        .map_err(|e| e.to_string())?;
+async fn used_memory(host: &str, s: &RedisState) -> std::io::Result<u64> {
+    let mut c = tokio::net::TcpStream::connect((host, s.port)).await?;
     let req = format!(
         "*2\r\n$4\r\nAUTH\r\n${}\r\n{}\r\n*2\r\n$4\r\nINFO\r\n$6\r\nmemory\r\n",
         s.password.len(),
         s.password
     );
-    c.write_all(req.as_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
+    c.write_all(req.as_bytes()).await?;
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
         let n = tokio::time::timeout(Duration::from_secs(2), c.read(&mut chunk))
             .await
-            .map_err(|_| "no answer".to_string())?
-            .map_err(|e| e.to_string())?;
+            .map_err(|_| std::io::Error::other("no answer"))??;
         if n == 0 {
             break;
         }
@@ -439,7 +433,7 @@ async fn used_memory(host: &str, s: &RedisState) -> std::result::Result<u64, Str
             break;
         }
     }
-    Err("no used_memory in INFO".into())
+    Err(std::io::Error::other("no used_memory in INFO"))
 }
 
 pub(crate) fn secret() -> Result<String> {
