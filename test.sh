@@ -3,8 +3,8 @@
 # starts real servers, pushes real apps with git and talks to them through the router.
 #
 # On Debian it first installs what the tests need and the machine lacks (git, Python with pip,
-# Node.js with npm: the stack the built-in buildpacks use; pebble, an ACME test CA; PostgreSQL
-# and Redis, which add-ons run). Run it as
+# Node.js with npm: the stack the built-in buildpacks use; pebble, an ACME test CA; PostgreSQL,
+# Redis and memcached, which add-ons run). Run it as
 # root so dynos run as real containers; as another user, with sudo available for the install step.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -26,6 +26,10 @@ command -v curl >/dev/null 2>&1 || need+=(curl)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v psql >/dev/null 2>&1 || need+=(postgresql-client)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+# memcached with SASL: the server, and saslpasswd2 for its password databases.
+command -v memcached >/dev/null 2>&1 || need+=(memcached)
+command -v saslpasswd2 >/dev/null 2>&1 || need+=(sasl2-bin)
+[ -e /usr/lib/x86_64-linux-gnu/sasl2/libsasldb.so ] || ls /usr/lib/*/sasl2/libsasldb.so >/dev/null 2>&1 || need+=(libsasl2-modules-db)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "test.sh: installing missing packages: ${need[*]}"

@@ -7,12 +7,15 @@
 //! The built-in providers run real servers from the machine's packages, as processes Kiln
 //! supervises (see [`supervise`]): a shared PostgreSQL cluster with a database and role per
 //! `essential-*` add-on and a cluster of its own per `standard-*` one ([`postgres`]), a
-//! redis-server per Redis add-on ([`redis`]). What each add-on was given (port, password, plan) is kept in a small
+//! redis-server per Redis add-on ([`redis`]), a memcached with SASL per memcached add-on
+//! ([`memcached`]); the last two share [`server`]. What each add-on was given (port, password, plan) is kept in a small
 //! JSON file per add-on under the data dir ([`state`]), so a restarted Kiln brings every
 //! service back with the same credentials.
 
+pub mod memcached;
 pub mod postgres;
 pub mod redis;
+pub mod server;
 pub mod state;
 pub mod supervise;
 pub mod system;
@@ -130,7 +133,8 @@ impl Addons {
     pub fn builtin(config: AddonsConfig) -> Arc<Addons> {
         let providers: Vec<Arc<dyn Provider>> = vec![
             postgres::PostgresProvider::new(config.clone()),
-            redis::RedisProvider::new(config),
+            redis::provider(config.clone()),
+            memcached::provider(config),
         ];
         Arc::new(Addons { providers })
     }

@@ -4,39 +4,26 @@
 //! let an app change its own limits or reach outside its server (`CONFIG`, `DEBUG`, `MODULE`,
 //! `REPLICAOF`, `ACL`…) are renamed to a secret only Kiln knows.
 
-use crate::state::{StateDir, create_private_dir, write_private};
-use crate::supervise::{ProcSpec, Supervised};
-use crate::system::{allocate_uid, chown_tree, free_port, is_root, require};
-use crate::{AddonError, AddonsConfig, BoxFuture, Provider, ProvisionRequest, Provisioned, Result};
-use kiln_model::LogLine;
+use crate::server::{Common, ServerKind, ServerProvider};
+use crate::{AddonError, AddonsConfig, BoxFuture, ProvisionRequest, Provisioned, Result};
 use kiln_model::addon::{Plan, Service};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// What a Redis add-on keeps besides its port and password.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct RedisState {
-    app_id: String,
-    name: String,
-    plan: String,
-    port: u16,
-    password: String,
+pub struct RedisExtra {
     /// The secret name `CONFIG` and the other admin commands are renamed to.
     admin_prefix: String,
     policy: String,
-    uid: Option<u32>,
 }
 
-pub struct RedisProvider {
-    config: AddonsConfig,
-    states: StateDir,
-    running: Mutex<HashMap<String, Arc<Supervised>>>,
-    /// One operation per add-on at a time.
-    ops: tokio::sync::Mutex<()>,
-}
+pub struct Redis;
+
+pub type RedisProvider = ServerProvider<Redis>;
 
 fn service() -> &'static Service {
     Service::find("heroku-redis").expect("heroku-redis is in the catalogue")
@@ -60,61 +47,53 @@ const ADMIN_COMMANDS: &[&str] = &[
     "SAVE",
 ];
 
-impl RedisProvider {
-    pub fn new(config: AddonsConfig) -> Arc<RedisProvider> {
-        let states = StateDir::new(config.dir.join("redis").join("state"));
-        Arc::new(RedisProvider {
-            config,
-            states,
-            running: Mutex::default(),
-            ops: tokio::sync::Mutex::new(()),
+fn plan_of(name: &str) -> &'static Plan {
+    service().plan(name).unwrap_or(&service().plans[0])
+}
+
+impl ServerKind for Redis {
+    type Extra = RedisExtra;
+    const DIR: &'static str = "redis";
+    const PROGRAM: &'static str = "redis-server";
+    const PACKAGE: &'static str = "redis-server";
+    const LOG_PROCESS: &'static str = "heroku-redis";
+
+    fn service() -> &'static Service {
+        service()
+    }
+
+    fn extra(req: &ProvisionRequest) -> Result<RedisExtra> {
+        Ok(RedisExtra {
+            admin_prefix: secret()?,
+            policy: req
+                .options
+                .get("maxmemory_policy")
+                .cloned()
+                .unwrap_or_else(|| "noeviction".into()),
         })
     }
 
-    fn dir(&self, addon_id: &str) -> PathBuf {
-        self.config.dir.join("redis").join(addon_id)
-    }
-
-    fn url(&self, s: &RedisState) -> String {
-        format!(
-            "redis://:{}@{}:{}",
-            s.password,
-            url_host(&self.config.host),
-            s.port
-        )
-    }
-
-    fn provisioned(&self, s: &RedisState) -> Provisioned {
-        Provisioned {
-            config: [("URL".to_string(), self.url(s))].into(),
-            message: format!(
-                "Redis {} is ready: {} of memory, policy {}.",
-                s.name,
-                human_bytes(plan_of(&s.plan).memory_bytes.unwrap_or(0)),
-                s.policy
-            ),
-        }
-    }
-
-    fn write_conf(&self, addon_id: &str, s: &RedisState) -> Result<PathBuf> {
-        let plan = plan_of(&s.plan);
-        let dir = self.dir(addon_id);
+    fn prepare(
+        config: &AddonsConfig,
+        dir: &Path,
+        c: &Common,
+        e: &RedisExtra,
+    ) -> Result<(Vec<String>, Vec<(String, String)>)> {
+        let plan = plan_of(&c.plan);
         let data = dir.join("data");
-        crate::state::create_passable_dir(&self.config.dir)?;
-        crate::state::create_passable_dir(&self.config.dir.join("redis"))?;
-        create_private_dir(&data)?;
+        crate::state::create_private_dir(&data)?;
         let mut conf = format!(
             "# Written by Kiln for add-on {name}; changes are overwritten.\n\
              bind {host}\nport {port}\nprotected-mode yes\nrequirepass {pw}\n\
              maxmemory {mem}\nmaxmemory-policy {policy}\nmaxclients {clients}\n\
              dir {data}\ndaemonize no\nlogfile \"\"\nsupervised no\n\
              timeout 300\ntcp-keepalive 60\n",
-            name = s.name,
-            host = self.config.host,
-            port = s.port,
-            pw = s.password,
+            name = c.name,
+            host = config.host,
+            port = c.port,
+            pw = c.password,
             mem = plan.memory_bytes.unwrap_or(25 << 20),
-            policy = s.policy,
+            policy = e.policy,
             clients = plan.connections.unwrap_or(20),
             data = data.display(),
         );
@@ -129,71 +108,71 @@ impl RedisProvider {
                 "appendonly no\nsave \"\"\nshutdown-on-sigterm save\ndbfilename dump.rdb\n",
             );
         }
-        for c in ADMIN_COMMANDS {
-            conf.push_str(&format!("rename-command {c} {}{c}\n", s.admin_prefix));
+        for cmd in ADMIN_COMMANDS {
+            conf.push_str(&format!("rename-command {cmd} {}{cmd}\n", e.admin_prefix));
         }
         let path = dir.join("redis.conf");
-        write_private(&path, conf.as_bytes())?;
-        if let Some(uid) = s.uid {
-            chown_tree(&dir, uid, uid)?;
-        }
-        Ok(path)
+        crate::state::write_private(&path, conf.as_bytes())?;
+        Ok((vec![path.display().to_string()], Vec::new()))
     }
 
-    /// Starts the add-on's server (if not running) and waits until it answers.
-    async fn start(&self, addon_id: &str, s: &RedisState) -> Result<()> {
-        let program = require(service().name, "redis-server", "redis-server", &[])?;
-        let conf = self.write_conf(addon_id, s)?;
-        let running = self
-            .running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains_key(addon_id);
-        if !running {
-            let logs = self.config.logs.clone();
-            let app_id = s.app_id.clone();
-            let sup = Supervised::start(
-                ProcSpec {
-                    name: s.name.clone(),
-                    program,
-                    args: vec![conf.display().to_string()],
-                    env: Vec::new(),
-                    cwd: self.dir(addon_id),
-                    user: s.uid.map(|u| (u, u)),
-                    stop_signal: libc::SIGTERM,
-                },
-                Arc::new(move |line: &str| {
-                    logs.emit(&app_id, LogLine::app("heroku-redis", redis_line(line)));
-                }),
-            );
-            self.running
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(addon_id.to_string(), Arc::new(sup));
-        }
-        wait_ready(
-            &self.config.host,
-            s.port,
-            &s.password,
+    fn ready<'a>(host: &'a str, c: &'a Common, _: &'a RedisExtra) -> BoxFuture<'a, Result<()>> {
+        Box::pin(wait_ready(
+            host,
+            c.port,
+            &c.password,
             Duration::from_secs(10),
-        )
-        .await
+        ))
     }
 
-    async fn stop(&self, addon_id: &str) {
-        let sup = self
-            .running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(addon_id);
-        if let Some(sup) = sup {
-            sup.stop().await;
+    fn provisioned(host: &str, c: &Common, e: &RedisExtra) -> Provisioned {
+        Provisioned {
+            config: [(
+                "URL".to_string(),
+                format!("redis://:{}@{}:{}", c.password, url_host(host), c.port),
+            )]
+            .into(),
+            message: format!(
+                "Redis {} is ready: {} of memory, policy {}.",
+                c.name,
+                human_bytes(plan_of(&c.plan).memory_bytes.unwrap_or(0)),
+                e.policy
+            ),
         }
+    }
+
+    fn check_plan<'a>(
+        host: &'a str,
+        c: &'a Common,
+        _: &'a RedisExtra,
+        plan: &'static Plan,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let used = used_memory(host, c).await.unwrap_or(0);
+            match plan.memory_bytes {
+                Some(limit) if used > limit => Err(kiln_model::Invalid::new(
+                    "plan",
+                    format!(
+                        "The data ({}) do not fit in plan {} ({}): delete keys first",
+                        human_bytes(used),
+                        plan.name,
+                        human_bytes(limit)
+                    ),
+                )
+                .into()),
+                _ => Ok(()),
+            }
+        })
+    }
+
+    fn log_line(line: &str) -> String {
+        redis_line(line)
     }
 }
 
-fn plan_of(name: &str) -> &'static Plan {
-    service().plan(name).unwrap_or(&service().plans[0])
+/// Makes the Redis provider.
+pub fn provider(config: AddonsConfig) -> Arc<RedisProvider> {
+    RedisProvider::new(config)
 }
 
 /// Redis's own log line without its pid and timestamp prefix (the stream has its own).
@@ -270,140 +249,8 @@ async fn ping(host: &str, port: u16, password: &str) -> std::io::Result<()> {
     Ok(())
 }
 
-impl Provider for RedisProvider {
-    fn service(&self) -> &'static Service {
-        service()
-    }
-
-    fn provision<'a>(&'a self, req: &'a ProvisionRequest) -> BoxFuture<'a, Result<Provisioned>> {
-        Box::pin(async move {
-            let _op = self.ops.lock().await;
-            let s = match self.states.load::<RedisState>(&req.addon_id)? {
-                Some(s) => s,
-                None => {
-                    // Fail before anything is made when the program is missing.
-                    require(service().name, "redis-server", "redis-server", &[])?;
-                    let uid = if is_root() {
-                        Some(allocate_uid(&self.config.dir)?)
-                    } else {
-                        None
-                    };
-                    let s = RedisState {
-                        app_id: req.app_id.clone(),
-                        name: req.addon_name.clone(),
-                        plan: req.plan.name.to_string(),
-                        port: free_port(&self.config.host)?,
-                        password: secret()?,
-                        admin_prefix: secret()?,
-                        policy: req
-                            .options
-                            .get("maxmemory_policy")
-                            .cloned()
-                            .unwrap_or_else(|| "noeviction".into()),
-                        uid,
-                    };
-                    self.states.save(&req.addon_id, &s)?;
-                    s
-                }
-            };
-            if let Err(e) = self.start(&req.addon_id, &s).await {
-                // Nothing half made: the process, its data and its state go.
-                self.stop(&req.addon_id).await;
-                let _ = std::fs::remove_dir_all(self.dir(&req.addon_id));
-                let _ = self.states.remove(&req.addon_id);
-                return Err(e);
-            }
-            Ok(self.provisioned(&s))
-        })
-    }
-
-    fn change_plan<'a>(
-        &'a self,
-        addon_id: &'a str,
-        plan: &'static Plan,
-    ) -> BoxFuture<'a, Result<Provisioned>> {
-        Box::pin(async move {
-            let _op = self.ops.lock().await;
-            let mut s =
-                self.states
-                    .load::<RedisState>(addon_id)?
-                    .ok_or_else(|| AddonError::Service {
-                        context: "changing a Redis plan".into(),
-                        message: "the add-on has no server".into(),
-                    })?;
-            let used = used_memory(&self.config.host, &s).await.unwrap_or(0);
-            if let Some(limit) = plan.memory_bytes {
-                if used > limit {
-                    return Err(kiln_model::Invalid::new(
-                        "plan",
-                        format!(
-                            "The data ({}) does not fit in plan {} ({}): delete keys first",
-                            human_bytes(used),
-                            plan.name,
-                            human_bytes(limit)
-                        ),
-                    )
-                    .into());
-                }
-            }
-            s.plan = plan.name.to_string();
-            self.states.save(addon_id, &s)?;
-            // The new limits take effect on a restart with the new configuration (the data
-            // persist on persistent plans; a cache plan starts empty, as a resize does).
-            self.stop(addon_id).await;
-            self.start(addon_id, &s).await?;
-            Ok(self.provisioned(&s))
-        })
-    }
-
-    fn deprovision<'a>(&'a self, addon_id: &'a str) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move {
-            let _op = self.ops.lock().await;
-            self.stop(addon_id).await;
-            let dir = self.dir(addon_id);
-            match std::fs::remove_dir_all(&dir) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(AddonError::Io {
-                        context: format!("removing {}", dir.display()),
-                        source: e,
-                    });
-                }
-                _ => {}
-            }
-            self.states.remove(addon_id)
-        })
-    }
-
-    fn resume(&self) -> BoxFuture<'_, ()> {
-        Box::pin(async move {
-            for id in self.states.ids() {
-                if let Ok(Some(s)) = self.states.load::<RedisState>(&id) {
-                    if let Err(e) = self.start(&id, &s).await {
-                        tracing::warn!(addon = %s.name, error = %e, "could not start a Redis add-on");
-                    }
-                }
-            }
-        })
-    }
-
-    fn shutdown(&self) -> BoxFuture<'_, ()> {
-        Box::pin(async move {
-            let all: Vec<_> = self
-                .running
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .drain()
-                .map(|(_, s)| s)
-                .collect();
-            for s in all {
-                s.stop().await;
-            }
-        })
-    }
-}
-
 /// `used_memory` from `INFO memory`, through the renamed admin commands where needed.
-async fn used_memory(host: &str, s: &RedisState) -> std::io::Result<u64> {
+async fn used_memory(host: &str, s: &Common) -> std::io::Result<u64> {
     let mut c = tokio::net::TcpStream::connect((host, s.port)).await?;
     let req = format!(
         "*2\r\n$4\r\nAUTH\r\n${}\r\n{}\r\n*2\r\n$4\r\nINFO\r\n$6\r\nmemory\r\n",

@@ -352,3 +352,84 @@ async fn a_database_over_its_limit_refuses_writes_but_not_reads_or_deletes() {
     drop(lines);
     provider.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memcached_servers_answer_only_to_their_sasl_credentials() {
+    use kiln_addons::memcached::{binary_request, binary_response};
+    use tokio::io::AsyncWriteExt;
+    let dir = TempDir::new("addons-mc");
+    let (addons, _) = addons(&dir);
+    let mc = addons.provider("memcachier").unwrap();
+    let a = mc
+        .provision(&request(
+            "2a2a2a2a-0000-4000-8000-000000000001",
+            "app-a",
+            "memcached",
+        ))
+        .await
+        .unwrap();
+    let b = mc
+        .provision(&request(
+            "2b2b2b2b-0000-4000-8000-000000000002",
+            "app-b",
+            "memcachier:100",
+        ))
+        .await
+        .unwrap();
+    assert_ne!(a.config["SERVERS"], b.config["SERVERS"], "a server each");
+    let port: u16 = a.config["SERVERS"]
+        .rsplit_once(':')
+        .unwrap()
+        .1
+        .parse()
+        .unwrap();
+    let set = binary_request(0x01, b"k", &[0; 8], b"v");
+    let get = binary_request(0x00, b"k", &[], b"");
+    let auth = |user: &str, pw: &str| {
+        let mut v = vec![0u8];
+        v.extend_from_slice(user.as_bytes());
+        v.push(0);
+        v.extend_from_slice(pw.as_bytes());
+        binary_request(0x21, b"PLAIN", &[], &v)
+    };
+    // Without credentials, or with B's: refused.
+    for creds in [
+        None,
+        Some((&b.config["USERNAME"], &b.config["PASSWORD"])),
+        Some((&a.config["USERNAME"], &"wrong".to_string())),
+    ] {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        if let Some((u, p)) = creds {
+            s.write_all(&auth(u, p)).await.unwrap();
+            let (status, _) = binary_response(&mut s).await.unwrap();
+            assert_ne!(status, 0, "{creds:?}");
+        }
+        s.write_all(&set).await.unwrap();
+        let (status, _) = binary_response(&mut s).await.unwrap();
+        assert_eq!(status, 0x20, "auth required: {creds:?}");
+    }
+    // With A's: set and get.
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    s.write_all(&auth(&a.config["USERNAME"], &a.config["PASSWORD"]))
+        .await
+        .unwrap();
+    assert_eq!(binary_response(&mut s).await.unwrap().0, 0);
+    s.write_all(&set).await.unwrap();
+    assert_eq!(binary_response(&mut s).await.unwrap().0, 0);
+    s.write_all(&get).await.unwrap();
+    let (status, body) = binary_response(&mut s).await.unwrap();
+    assert_eq!((status, &body[4..]), (0, &b"v"[..]));
+    mc.deprovision("2a2a2a2a-0000-4000-8000-000000000001")
+        .await
+        .unwrap();
+    assert!(
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+    );
+    addons.shutdown().await;
+}
