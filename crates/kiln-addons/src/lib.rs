@@ -126,17 +126,26 @@ pub struct AddonsConfig {
 /// The providers, by service.
 pub struct Addons {
     providers: Vec<Arc<dyn Provider>>,
+    /// The built-in ones again, for what only they do (backups, `pg:info`, rotation).
+    pub postgres: Arc<postgres::PostgresProvider>,
+    pub redis: Arc<redis::RedisProvider>,
+    pub memcached: Arc<memcached::MemcachedProvider>,
 }
 
 impl Addons {
     /// The built-in providers.
     pub fn builtin(config: AddonsConfig) -> Arc<Addons> {
-        let providers: Vec<Arc<dyn Provider>> = vec![
-            postgres::PostgresProvider::new(config.clone()),
-            redis::provider(config.clone()),
-            memcached::provider(config),
-        ];
-        Arc::new(Addons { providers })
+        let postgres = postgres::PostgresProvider::new(config.clone());
+        let redis = redis::provider(config.clone());
+        let memcached = memcached::provider(config);
+        let providers: Vec<Arc<dyn Provider>> =
+            vec![postgres.clone(), redis.clone(), memcached.clone()];
+        Arc::new(Addons {
+            providers,
+            postgres,
+            redis,
+            memcached,
+        })
     }
 
     pub fn provider(&self, service: &str) -> Option<&Arc<dyn Provider>> {

@@ -52,6 +52,20 @@ struct DbState {
     restricted: bool,
 }
 
+/// What `pg:info` shows of a database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseInfo {
+    pub plan: String,
+    pub bytes: u64,
+    pub bytes_limit: u64,
+    pub tables: u64,
+    pub connections: u64,
+    pub connections_limit: u32,
+    pub version: String,
+    /// Over its storage limit: writes refused.
+    pub restricted: bool,
+}
+
 /// Where the shared plans live.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct ClusterState {
@@ -452,6 +466,147 @@ impl PostgresProvider {
             format!("REASSIGN OWNED BY {role}_quota TO {role};")
         };
         cluster.sql(role, &sql).await.map(|_| ())
+    }
+
+    /// The add-on's database and the cluster it lives in.
+    async fn database(&self, addon_id: &str) -> Result<(Arc<Cluster>, DbState)> {
+        let s = self
+            .states
+            .load::<DbState>(addon_id)?
+            .ok_or_else(|| AddonError::Service {
+                context: "finding an add-on's database".into(),
+                message: "the add-on has no database".into(),
+            })?;
+        Ok((self.cluster().await?, s))
+    }
+
+    /// A client program connected to the add-on's database as its own role (the password in
+    /// the environment, not on a command line anyone can read).
+    fn client(
+        cluster: &Cluster,
+        s: &DbState,
+        program: &std::path::Path,
+    ) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.args([
+            "-h",
+            &cluster.host,
+            "-p",
+            &cluster.port.to_string(),
+            "-U",
+            &s.role,
+            "-d",
+            &s.role,
+        ])
+        .env("PGPASSWORD", &s.password)
+        .env("PGCONNECT_TIMEOUT", "10");
+        cmd
+    }
+
+    /// Dumps the database in pg_dump's custom format to `to`, then checks the dump reads back
+    /// (`pg_restore --list`); returns its size.
+    pub async fn dump(&self, addon_id: &str, to: &std::path::Path) -> Result<u64> {
+        let (cluster, s) = self.database(addon_id).await?;
+        let pg_dump = Self::program("pg_dump")?;
+        let pg_restore = Self::program("pg_restore")?;
+        let mut cmd = Self::client(&cluster, &s, &pg_dump);
+        cmd.args(["--format=custom", "--no-acl", "--no-owner", "--file"])
+            .arg(to);
+        run_admin("pg_dump", &mut cmd, None).await?;
+        let mut check = tokio::process::Command::new(pg_restore);
+        check.arg("--list").arg(to);
+        run_admin("checking the backup (pg_restore --list)", &mut check, None).await?;
+        std::fs::metadata(to)
+            .map(|m| m.len())
+            .map_err(AddonError::io(format!("reading {}", to.display())))
+    }
+
+    /// Empties the database: dropped and made again, same name, role and password.
+    pub async fn reset(&self, addon_id: &str) -> Result<()> {
+        let (cluster, s) = self.database(addon_id).await?;
+        let _op = self.ops.lock().await;
+        cluster
+            .sql(
+                "postgres",
+                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE);", s.role),
+            )
+            .await?;
+        self.create_database(&cluster, &s, plan_of(&s.plan)).await
+    }
+
+    /// Replaces the database's contents with a dump's (reset, then `pg_restore` as the role).
+    pub async fn restore(&self, addon_id: &str, from: &std::path::Path) -> Result<()> {
+        let pg_restore = Self::program("pg_restore")?;
+        self.reset(addon_id).await?;
+        let (cluster, s) = self.database(addon_id).await?;
+        let mut cmd = Self::client(&cluster, &s, &pg_restore);
+        // The dump may hold what a new database already has (schema heroku_ext): dropped first.
+        cmd.args([
+            "--no-acl",
+            "--no-owner",
+            "--clean",
+            "--if-exists",
+            "--exit-on-error",
+        ])
+        .arg(from);
+        run_admin("pg_restore", &mut cmd, None).await.map(|_| ())
+    }
+
+    /// What `pg:info` shows.
+    pub async fn info(&self, addon_id: &str) -> Result<DatabaseInfo> {
+        let (cluster, s) = self.database(addon_id).await?;
+        let psql = Self::program("psql")?;
+        let mut cmd = Self::client(&cluster, &s, &psql);
+        cmd.args(["-X", "-q", "-A", "-t", "-F", "|", "-c"]).arg(
+            "SELECT pg_database_size(current_database()), \
+             (SELECT count(*) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')), \
+             (SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()), \
+             current_setting('server_version')",
+        );
+        let out = run_admin("reading the database's figures", &mut cmd, None).await?;
+        let f: Vec<&str> = out.trim().split('|').collect();
+        let num = |i: usize| {
+            f.get(i)
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let plan = plan_of(&s.plan);
+        Ok(DatabaseInfo {
+            plan: s.plan.clone(),
+            bytes: num(0),
+            bytes_limit: plan.storage_bytes.unwrap_or(0),
+            tables: num(1),
+            // This query's own connection is not the app's.
+            connections: num(2).saturating_sub(1),
+            connections_limit: plan.connections.unwrap_or(0),
+            version: f.get(3).map(|v| v.trim().to_string()).unwrap_or_default(),
+            restricted: s.restricted,
+        })
+    }
+
+    /// A new password for the database's role; returns the new config.
+    pub async fn rotate_password(&self, addon_id: &str) -> Result<Provisioned> {
+        let (cluster, mut s) = self.database(addon_id).await?;
+        let _op = self.ops.lock().await;
+        s.password = secret()?;
+        cluster
+            .sql(
+                "postgres",
+                &format!("ALTER ROLE {} PASSWORD '{}';", s.role, s.password),
+            )
+            .await?;
+        self.states.save(addon_id, &s)?;
+        // Sessions opened with the old password end now.
+        cluster
+            .sql(
+                "postgres",
+                &format!(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{}';",
+                    s.role
+                ),
+            )
+            .await?;
+        Ok(self.provisioned(&cluster, &s))
     }
 
     /// Refuses (or allows again) writes to an add-on's database, as the storage check does

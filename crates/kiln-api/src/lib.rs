@@ -10,6 +10,7 @@
 mod acm;
 mod addons;
 mod auth;
+mod data;
 mod domains;
 pub mod error;
 mod handlers;
@@ -88,6 +89,7 @@ pub fn router(platform: Arc<Platform>, extra: Router) -> Router {
         .merge(domains::routes())
         .merge(acm::routes())
         .merge(addons::routes())
+        .merge(data::routes())
         .with_state(state)
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)

@@ -103,6 +103,42 @@ impl Api {
         self.call(Method::DELETE, path, None, None).await
     }
 
+    /// Streams a GET's body into `dest` (a backup's dump, say); returns how many bytes. The
+    /// file is written beside `dest` and renamed into place once whole.
+    pub async fn download(&self, path: &str, dest: &std::path::Path) -> Result<u64> {
+        use tokio::io::AsyncWriteExt;
+        let url = self.url.join(path);
+        let req = Request::builder()
+            .method(Method::GET)
+            .uri(&url)
+            .header(header::USER_AGENT, USER_AGENT)
+            .header(header::AUTHORIZATION, format!("Bearer {}", self.key))
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| anyhow!("could not build the request to {url}: {e}"))?;
+        let resp = self.http.send(req).await?;
+        let status = resp.status();
+        let mut body = resp.into_body();
+        if !status.is_success() {
+            let bytes = read_body(body).await.unwrap_or_default();
+            return Err(ApiError::from_reply(status, &Method::GET, &url, &bytes).into());
+        }
+        let partial = dest.with_extension("partial");
+        let mut file = tokio::fs::File::create(&partial)
+            .await
+            .with_context(|| format!("creating {}", partial.display()))?;
+        let mut total = 0u64;
+        while let Some(chunk) = crate::transport::next_chunk(&mut body).await? {
+            file.write_all(&chunk)
+                .await
+                .with_context(|| format!("writing {}", partial.display()))?;
+            total += chunk.len() as u64;
+        }
+        file.flush().await?;
+        drop(file);
+        std::fs::rename(&partial, dest).with_context(|| format!("writing {}", dest.display()))?;
+        Ok(total)
+    }
+
     /// One API call. A 2xx reply's JSON is returned (`null` for an empty body); anything else
     /// becomes an [`ApiError`].
     pub async fn call(

@@ -407,6 +407,188 @@ pub enum Cmd {
         json: bool,
     },
 
+    /// Show a PostgreSQL database: plan, status, size against its limit, tables, connections
+    #[command(name = "pg:info", alias = "pg")]
+    PgInfo {
+        #[command(flatten)]
+        app: AppFlags,
+        /// The database: an attachment such as DATABASE (the default) or HEROKU_POSTGRESQL_AMBER
+        #[arg(value_name = "DATABASE")]
+        database: Option<String>,
+    },
+
+    /// Open psql on a database, in a one-off dyno
+    #[command(name = "pg:psql")]
+    PgPsql {
+        #[command(flatten)]
+        app: AppFlags,
+        /// The database: an attachment such as DATABASE (the default) or HEROKU_POSTGRESQL_AMBER
+        #[arg(value_name = "DATABASE")]
+        database: Option<String>,
+        /// Run this SQL and exit
+        #[arg(short = 'c', long = "command")]
+        command: Option<String>,
+    },
+
+    /// Empty a database (drop everything in it)
+    #[command(name = "pg:reset")]
+    PgReset {
+        #[command(flatten)]
+        app: AppFlags,
+        /// The database: an attachment such as DATABASE (the default) or HEROKU_POSTGRESQL_AMBER
+        #[arg(value_name = "DATABASE")]
+        database: Option<String>,
+        /// The app's name again, to confirm
+        #[arg(short = 'c', long, value_name = "APP")]
+        confirm: Option<String>,
+    },
+
+    /// Give a database new credentials (every attached app gets them; dynos restart)
+    #[command(name = "pg:credentials:rotate")]
+    PgCredentialsRotate {
+        #[command(flatten)]
+        app: AppFlags,
+        /// The database: an attachment such as DATABASE (the default) or HEROKU_POSTGRESQL_AMBER
+        #[arg(value_name = "DATABASE")]
+        database: Option<String>,
+        /// The app's name again, to confirm
+        #[arg(short = 'c', long, value_name = "APP")]
+        confirm: Option<String>,
+    },
+
+    /// List an app's backups and restores
+    #[command(name = "pg:backups")]
+    PgBackups {
+        #[command(flatten)]
+        app: AppFlags,
+        /// Output as JSON
+        #[arg(long, short = 'j')]
+        json: bool,
+    },
+
+    /// Back up a database now (pg_dump's custom format, checked after capture)
+    #[command(name = "pg:backups:capture")]
+    PgBackupsCapture {
+        #[command(flatten)]
+        app: AppFlags,
+        /// The database: an attachment such as DATABASE (the default) or HEROKU_POSTGRESQL_AMBER
+        #[arg(value_name = "DATABASE")]
+        database: Option<String>,
+    },
+
+    /// Replace a database's data with a backup's (default: the newest)
+    #[command(name = "pg:backups:restore")]
+    PgBackupsRestore {
+        #[command(flatten)]
+        app: AppFlags,
+        /// The backup, such as b001 or otherapp::b003
+        #[arg(value_name = "BACKUP")]
+        backup: Option<String>,
+        /// The database: an attachment such as DATABASE (the default) or HEROKU_POSTGRESQL_AMBER
+        #[arg(value_name = "DATABASE")]
+        database: Option<String>,
+        /// The app's name again, to confirm
+        #[arg(short = 'c', long, value_name = "APP")]
+        confirm: Option<String>,
+    },
+
+    /// Download a backup (default: the newest) to latest.dump
+    #[command(name = "pg:backups:download")]
+    PgBackupsDownload {
+        #[command(flatten)]
+        app: AppFlags,
+        #[arg(value_name = "BACKUP")]
+        backup: Option<String>,
+        /// Where to write it
+        #[arg(short = 'o', long)]
+        output: Option<String>,
+    },
+
+    /// Show a backup
+    #[command(name = "pg:backups:info")]
+    PgBackupsInfo {
+        #[command(flatten)]
+        app: AppFlags,
+        #[arg(value_name = "BACKUP")]
+        backup: Option<String>,
+    },
+
+    /// Delete a backup
+    #[command(name = "pg:backups:delete")]
+    PgBackupsDelete {
+        #[command(flatten)]
+        app: AppFlags,
+        #[arg(value_name = "BACKUP")]
+        backup: String,
+        /// The app's name again, to confirm
+        #[arg(short = 'c', long, value_name = "APP")]
+        confirm: Option<String>,
+    },
+
+    /// Print the URL a backup is downloaded from
+    #[command(name = "pg:backups:url")]
+    PgBackupsUrl {
+        #[command(flatten)]
+        app: AppFlags,
+        #[arg(value_name = "BACKUP")]
+        backup: Option<String>,
+    },
+
+    /// Back up a database every day at an hour (UTC)
+    #[command(name = "pg:backups:schedule")]
+    PgBackupsSchedule {
+        #[command(flatten)]
+        app: AppFlags,
+        /// The database: an attachment such as DATABASE (the default) or HEROKU_POSTGRESQL_AMBER
+        #[arg(value_name = "DATABASE")]
+        database: Option<String>,
+        /// The hour, such as '02:00 UTC'
+        #[arg(long, value_name = "HOUR")]
+        at: String,
+    },
+
+    /// Stop a database's daily backups
+    #[command(name = "pg:backups:unschedule")]
+    PgBackupsUnschedule {
+        #[command(flatten)]
+        app: AppFlags,
+        /// The database: an attachment such as DATABASE (the default) or HEROKU_POSTGRESQL_AMBER
+        #[arg(value_name = "DATABASE")]
+        database: Option<String>,
+    },
+
+    /// List an app's daily backup schedules
+    #[command(name = "pg:backups:schedules")]
+    PgBackupsSchedules {
+        #[command(flatten)]
+        app: AppFlags,
+    },
+
+    /// Open redis-cli on a Redis, in a one-off dyno
+    #[command(name = "redis:cli")]
+    RedisCli {
+        #[command(flatten)]
+        app: AppFlags,
+        /// The Redis: an attachment such as REDIS (the default)
+        #[arg(value_name = "REDIS")]
+        redis: Option<String>,
+    },
+
+    /// Give a Redis a new password (every attached app gets it; dynos restart)
+    #[command(name = "redis:credentials")]
+    RedisCredentials {
+        #[command(flatten)]
+        app: AppFlags,
+        #[arg(value_name = "REDIS")]
+        redis: Option<String>,
+        /// Make a new password
+        #[arg(long)]
+        reset: bool,
+        /// The app's name again, to confirm
+        #[arg(short = 'c', long, value_name = "APP")]
+        confirm: Option<String>,
+    },
+
     /// Show whether an app is in maintenance mode
     #[command(name = "maintenance")]
     Maintenance {

@@ -807,3 +807,123 @@ impl NewAddon {
         )
     }
 }
+
+/// A PostgreSQL backup or restore: Heroku's "transfer", a job with a visible state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transfer {
+    pub id: String,
+    /// Per app, from 1: `b001` (manual), `a002` (scheduled), `r003` (restore), `f004` (final).
+    pub num: u32,
+    pub kind: TransferKind,
+    pub app_id: String,
+    pub app_name: String,
+    /// The add-on, by name (the record outlives it: a final backup is kept for 7 days).
+    pub addon_id: String,
+    pub addon_name: String,
+    /// Where the dump is (backups) or comes from (restores).
+    pub path: String,
+    pub status: TransferStatus,
+    pub error: Option<String>,
+    pub bytes: u64,
+    pub created_at: Timestamp,
+    pub started_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
+    /// When it is removed on its own (final backups).
+    pub expires_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransferKind {
+    Manual,
+    Scheduled,
+    Restore,
+    Final,
+}
+
+impl TransferKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransferKind::Manual => "manual",
+            TransferKind::Scheduled => "scheduled",
+            TransferKind::Restore => "restore",
+            TransferKind::Final => "final",
+        }
+    }
+    pub fn parse(s: &str) -> Option<TransferKind> {
+        [
+            TransferKind::Manual,
+            TransferKind::Scheduled,
+            TransferKind::Restore,
+            TransferKind::Final,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+    /// The letter of its display name (`b001`).
+    pub fn letter(self) -> char {
+        match self {
+            TransferKind::Manual => 'b',
+            TransferKind::Scheduled => 'a',
+            TransferKind::Restore => 'r',
+            TransferKind::Final => 'f',
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransferStatus {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl TransferStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransferStatus::Pending => "pending",
+            TransferStatus::Running => "running",
+            TransferStatus::Succeeded => "succeeded",
+            TransferStatus::Failed => "failed",
+        }
+    }
+    pub fn parse(s: &str) -> Option<TransferStatus> {
+        [
+            TransferStatus::Pending,
+            TransferStatus::Running,
+            TransferStatus::Succeeded,
+            TransferStatus::Failed,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+}
+
+impl Transfer {
+    /// `b001`.
+    pub fn display_name(&self) -> String {
+        format!("{}{:03}", self.kind.letter(), self.num)
+    }
+
+    /// Parses `b001`/`a12`/`1` into a number.
+    pub fn parse_name(name: &str) -> Option<u32> {
+        let digits = name.trim_start_matches(['a', 'b', 'r', 'f']);
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || digits.len() > 9 {
+            return None;
+        }
+        digits.parse().ok()
+    }
+}
+
+/// A daily backup schedule of one add-on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupSchedule {
+    pub id: String,
+    pub addon_id: String,
+    pub app_id: String,
+    /// The attachment's config var the schedule names (`DATABASE_URL`), as Heroku does.
+    pub name: String,
+    /// 0–23, UTC.
+    pub hour: u8,
+    pub created_at: Timestamp,
+}

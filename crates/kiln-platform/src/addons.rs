@@ -238,7 +238,7 @@ impl Platform {
     }
 
     /// Logs a release in Heroku's words and takes it live.
-    fn released(&self, app_id: &str, release: &Release, user: &Account) {
+    pub(crate) fn released(&self, app_id: &str, release: &Release, user: &Account) {
         self.api_log(
             app_id,
             format!("{} by user {}", release.description, user.email),
@@ -376,6 +376,7 @@ impl Platform {
                 others.join(", ")
             )));
         }
+        self.final_backup(addon).await?;
         self.provider(&addon.service)?
             .deprovision(&addon.id)
             .await?;
@@ -389,6 +390,7 @@ impl Platform {
     /// Deprovisions every add-on an app owns (before the app goes).
     pub(crate) async fn destroy_app_addons(&self, user: &Account, app: &App) -> Result<()> {
         for addon in self.store.app_addons(&app.id)? {
+            self.final_backup(&addon).await?;
             self.provider(&addon.service)?
                 .deprovision(&addon.id)
                 .await?;

@@ -11,6 +11,7 @@
 
 mod acm;
 mod addons;
+mod backups;
 mod deploy;
 mod domains;
 mod queries;
@@ -116,6 +117,8 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// The most a pushed commit's source may weigh once unpacked (Heroku: 1 GB).
     pub max_source_bytes: u64,
+    /// How often scheduled backups and expired final backups are looked for.
+    pub backup_tick: std::time::Duration,
 }
 
 pub struct Platform {
@@ -696,7 +699,28 @@ impl Platform {
             );
         }
         self.builder.sweep();
+        let n = self.store.fail_unfinished_transfers(
+            "Interrupted: the Kiln server stopped during the transfer.",
+        )?;
+        if n > 0 {
+            tracing::info!(
+                transfers = n,
+                "marked interrupted backups and restores failed"
+            );
+        }
         self.addons.resume().await;
+        if let Some(me) = self.myself() {
+            let tick = self.settings.backup_tick;
+            let weak = std::sync::Arc::downgrade(&me);
+            drop(me);
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(tick).await;
+                    let Some(p) = weak.upgrade() else { return };
+                    p.backup_tick().await;
+                }
+            });
+        }
         let apps = self.store.apps()?;
         let mut keep = Vec::new();
         for app in &apps {

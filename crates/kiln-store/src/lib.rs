@@ -9,8 +9,8 @@
 mod sqlite;
 
 pub use kiln_model::records::{
-    AcmDomain, AcmState, Addon, AddonAttachment, Domain, NewAddon, SniEndpoint,
-    validate_sni_endpoint_name,
+    AcmDomain, AcmState, Addon, AddonAttachment, BackupSchedule, Domain, NewAddon, SniEndpoint,
+    Transfer, TransferKind, TransferStatus, validate_sni_endpoint_name,
 };
 pub use sqlite::SqliteStore;
 
@@ -260,4 +260,42 @@ pub trait Store: Send + Sync {
         message: &str,
         user_id: &str,
     ) -> Result<(Addon, Vec<Release>)>;
+    /// Records an add-on's new credentials, with a release per app it is attached to.
+    fn rotate_addon_config(
+        &self,
+        addon_id: &str,
+        config: &BTreeMap<String, String>,
+        user_id: &str,
+    ) -> Result<(Addon, Vec<Release>)>;
+
+    // --- PostgreSQL backups (see the `backups` module) ---
+
+    /// Records a new backup or restore of `addon`, numbered after the app's last.
+    fn create_transfer(
+        &self,
+        addon: &Addon,
+        kind: TransferKind,
+        path: &str,
+        expires_at: Option<kiln_model::Timestamp>,
+    ) -> Result<Transfer>;
+    fn transfer(&self, id: &str) -> Result<Transfer>;
+    fn transfer_by_num(&self, app_id: &str, num: u32) -> Result<Transfer>;
+    /// The app's transfers, newest first.
+    fn transfers(&self, app_id: &str) -> Result<Vec<Transfer>>;
+    fn all_transfers(&self) -> Result<Vec<Transfer>>;
+    /// Moves a transfer on (pending → running → succeeded or failed; never back).
+    fn set_transfer_status(
+        &self,
+        id: &str,
+        status: TransferStatus,
+        error: Option<&str>,
+        bytes: u64,
+    ) -> Result<Transfer>;
+    fn delete_transfer(&self, id: &str) -> Result<()>;
+    /// At start: transfers the server was running when it stopped are failed.
+    fn fail_unfinished_transfers(&self, reason: &str) -> Result<usize>;
+    /// Sets (or moves) the add-on's daily backup, at `hour` UTC.
+    fn set_backup_schedule(&self, addon: &Addon, name: &str, hour: u8) -> Result<BackupSchedule>;
+    fn backup_schedules(&self, app_id: Option<&str>) -> Result<Vec<BackupSchedule>>;
+    fn delete_backup_schedule(&self, addon_id: &str) -> Result<()>;
 }

@@ -418,6 +418,7 @@ async fn run(args: Args) -> Result<()> {
         per_app_uid: runtime.kind() == kiln_runtime::RuntimeKind::Container,
         data_dir: data_dir.clone(),
         max_source_bytes: args.max_source_mb.saturating_mul(1024 * 1024),
+        backup_tick: Duration::from_secs(args.addons_check_interval),
     };
     let addons = kiln_platform::Addons::builtin(kiln_addons::AddonsConfig {
         dir: data_dir.join("addons"),

@@ -322,3 +322,328 @@ fn bad_add_on_requests_are_refused_and_change_nothing() {
     }
     assert_eq!(s.api("GET", "/addons/nonexistent", None).status, 404);
 }
+
+/// psql as the URL's user; Ok(output) or Err(its error).
+fn psql(url: &str, sql: &str) -> Result<String, String> {
+    let out = std::process::Command::new("psql")
+        .args([
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            url,
+            "-c",
+            sql,
+        ])
+        .env("PGCONNECT_TIMEOUT", "5")
+        .output()
+        .unwrap();
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+    }
+}
+
+#[test]
+fn backups_capture_restore_download_reset_schedule_retain_and_fail_visibly() {
+    let s = Server::start_with("addons-backups", &["--addons-check-interval", "1"]);
+    s.ok(&["apps:create", "ledger"]);
+    s.ok(&["addons:create", "heroku-postgresql", "-a", "ledger"]);
+    let url = s.api("GET", "/apps/ledger/config-vars", None).json()["DATABASE_URL"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    psql(&url, "CREATE TABLE accounts (id int, name text); INSERT INTO accounts SELECT g, 'n' || g FROM generate_series(1, 100) g;").unwrap();
+
+    let out = s.ok(&["pg:backups:capture", "-a", "ledger"]);
+    assert!(out.contains("b001"), "{out}");
+    let list = s.ok(&["pg:backups", "-a", "ledger"]);
+    assert!(
+        list.contains("b001") && list.contains("Completed"),
+        "{list}"
+    );
+
+    // Restore into the same database after a DROP TABLE.
+    psql(&url, "DROP TABLE accounts").unwrap();
+    s.fails(&["pg:backups:restore", "b001", "-a", "ledger"]);
+    s.ok(&[
+        "pg:backups:restore",
+        "b001",
+        "-a",
+        "ledger",
+        "--confirm",
+        "ledger",
+    ]);
+    assert_eq!(psql(&url, "SELECT count(*) FROM accounts").unwrap(), "100");
+
+    // Download: a dump pg_restore can read.
+    let dest = s.dir.join("latest.dump");
+    s.ok(&[
+        "pg:backups:download",
+        "b001",
+        "-a",
+        "ledger",
+        "-o",
+        dest.to_str().unwrap(),
+    ]);
+    let list = std::process::Command::new("pg_restore")
+        .arg("--list")
+        .arg(&dest)
+        .output()
+        .unwrap();
+    assert!(
+        list.status.success()
+            && String::from_utf8_lossy(&list.stdout).contains("TABLE public accounts")
+    );
+
+    let info = s.ok(&["pg:info", "-a", "ledger"]);
+    assert!(
+        info.contains("Plan:")
+            && info.contains("essential-0")
+            && info.contains("Tables:")
+            && info.contains("Data Size:"),
+        "{info}"
+    );
+    assert!(
+        info.contains("Connections:") && info.contains("/20"),
+        "{info}"
+    );
+
+    // Retention: essential-0 keeps the 2 newest manual backups.
+    s.ok(&["pg:backups:capture", "-a", "ledger"]);
+    s.ok(&["pg:backups:capture", "-a", "ledger"]);
+    let list = s
+        .api("GET", "/client/v11/apps/ledger/transfers", None)
+        .json();
+    let manual: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["name"].as_str().unwrap().starts_with('b'))
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(manual, ["b004", "b003"], "{list}");
+
+    // A backup that fails is shown failed, with pg_dump's reason: a table the role may not read
+    // (made by the cluster's admin over its private socket).
+    let (port, db) = {
+        let rest = url.rsplit_once('@').unwrap().1;
+        let (hostport, db) = rest.split_once('/').unwrap();
+        (
+            hostport.rsplit_once(':').unwrap().1.to_string(),
+            db.to_string(),
+        )
+    };
+    let run = s.dir.join("data/addons/postgres/shared/run");
+    let admin = std::process::Command::new("psql")
+        .args([
+            "-X",
+            "-h",
+            run.to_str().unwrap(),
+            "-p",
+            &port,
+            "-U",
+            "kiln",
+            "-d",
+            &db,
+            "-c",
+            "CREATE TABLE locked (x int)",
+        ])
+        .output()
+        .unwrap();
+    assert!(admin.status.success(), "{admin:?}");
+    let e = s.fails(&["pg:backups:capture", "-a", "ledger"]);
+    assert!(
+        e.contains("failed") && e.contains("permission denied"),
+        "{e}"
+    );
+    let list = s.ok(&["pg:backups", "-a", "ledger"]);
+    assert!(list.contains("Failed"), "{list}");
+    let info = s.ok(&["pg:backups:info", "b005", "-a", "ledger"]);
+    assert!(
+        info.contains("Error:") && info.contains("permission denied"),
+        "{info}"
+    );
+    std::process::Command::new("psql")
+        .args([
+            "-X",
+            "-h",
+            run.to_str().unwrap(),
+            "-p",
+            &port,
+            "-U",
+            "kiln",
+            "-d",
+            &db,
+            "-c",
+            "DROP TABLE locked",
+        ])
+        .output()
+        .unwrap();
+
+    // A schedule at this hour takes the day's backup within the check interval.
+    let hour = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 3600)
+        % 24;
+    s.ok(&[
+        "pg:backups:schedule",
+        "-a",
+        "ledger",
+        "--at",
+        &format!("{hour:02}:00 UTC"),
+    ]);
+    assert!(
+        s.ok(&["pg:backups:schedules", "-a", "ledger"])
+            .contains(&format!("DATABASE_URL: daily at {hour:02}:00 UTC"))
+    );
+    wait_for(Duration::from_secs(30), "a scheduled backup", || {
+        let list = s
+            .api("GET", "/client/v11/apps/ledger/transfers", None)
+            .json();
+        list.as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["name"].as_str().unwrap().starts_with('a') && t["status"] == "succeeded")
+            .then_some(())
+    });
+    s.ok(&["pg:backups:unschedule", "-a", "ledger"]);
+
+    // pg:reset empties the database.
+    s.fails(&["pg:reset", "-a", "ledger"]);
+    s.ok(&["pg:reset", "-a", "ledger", "--confirm", "ledger"]);
+    assert!(
+        psql(&url, "SELECT count(*) FROM accounts")
+            .unwrap_err()
+            .contains("does not exist")
+    );
+
+    // Destroying the database leaves a final backup, kept for a week.
+    let addon = s.api("GET", "/apps/ledger/addons", None).json()[0]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.ok(&[
+        "addons:destroy",
+        &addon,
+        "-a",
+        "ledger",
+        "--confirm",
+        "ledger",
+    ]);
+    let list = s
+        .api("GET", "/client/v11/apps/ledger/transfers", None)
+        .json();
+    let last = &list[0];
+    assert!(
+        last["name"].as_str().unwrap().starts_with('f') && last["status"] == "succeeded",
+        "{list}"
+    );
+    assert!(last["expires_at"].is_string());
+    // Another app's backups, or a backup that is not there, are not found.
+    assert_eq!(
+        s.api("GET", "/client/v11/apps/ledger/transfers/b999", None)
+            .status,
+        404
+    );
+    assert_eq!(
+        s.api(
+            "GET",
+            "/client/v11/apps/ledger/transfers/..%2F..%2Fetc",
+            None
+        )
+        .status,
+        404
+    );
+}
+
+#[test]
+fn rotating_credentials_ends_the_old_ones_and_releases_the_new_ones_everywhere() {
+    let s = Server::start("addons-rotate");
+    s.ok(&["apps:create", "main-app"]);
+    s.ok(&["apps:create", "reader"]);
+    s.ok(&[
+        "addons:create",
+        "heroku-postgresql",
+        "-a",
+        "main-app",
+        "--name",
+        "shared-db",
+    ]);
+    s.ok(&[
+        "addons:attach",
+        "shared-db",
+        "-a",
+        "reader",
+        "--as",
+        "MAIN_DB",
+    ]);
+    s.ok(&["addons:create", "heroku-redis", "-a", "main-app"]);
+    let vars = |app: &str| {
+        s.api("GET", &format!("/apps/{app}/config-vars"), None)
+            .json()
+    };
+    let old = vars("main-app")["DATABASE_URL"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(psql(&old, "SELECT 1").unwrap(), "1");
+    s.fails(&["pg:credentials:rotate", "-a", "main-app"]);
+    s.ok(&[
+        "pg:credentials:rotate",
+        "-a",
+        "main-app",
+        "--confirm",
+        "main-app",
+    ]);
+    let new = vars("main-app")["DATABASE_URL"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(old, new);
+    assert_eq!(
+        vars("reader")["MAIN_DB_URL"].as_str().unwrap(),
+        new,
+        "every attachment gets them"
+    );
+    assert!(
+        psql(&old, "SELECT 1")
+            .unwrap_err()
+            .contains("password authentication failed")
+    );
+    assert_eq!(psql(&new, "SELECT 1").unwrap(), "1");
+    for app in ["main-app", "reader"] {
+        let releases = s.api("GET", &format!("/apps/{app}/releases"), None).json();
+        let last = releases.as_array().unwrap().last().unwrap()["description"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            last.starts_with("Update ") && last.ends_with(" by heroku-postgresql"),
+            "{app}: {last}"
+        );
+    }
+    // Redis: a new password; the old one is refused.
+    let old = vars("main-app")["REDIS_URL"].as_str().unwrap().to_string();
+    s.ok(&[
+        "redis:credentials",
+        "-a",
+        "main-app",
+        "--reset",
+        "--confirm",
+        "main-app",
+    ]);
+    let new = vars("main-app")["REDIS_URL"].as_str().unwrap().to_string();
+    assert_ne!(old, new);
+    assert_eq!(
+        new.rsplit_once('@').unwrap().1,
+        old.rsplit_once('@').unwrap().1,
+        "same server"
+    );
+}

@@ -12,6 +12,7 @@ mod git_cmds;
 mod login;
 mod logs;
 mod maintenance;
+mod pg;
 mod ps;
 mod releases;
 pub mod run;
@@ -207,6 +208,99 @@ pub async fn dispatch(ctx: &mut Ctx<'_>, cmd: Cmd) -> Result<()> {
         } => addons::destroy(ctx, &app, &addon, confirm.as_deref(), force).await,
         Cmd::AddonsServices { json } => addons::services(ctx, json).await,
         Cmd::AddonsPlans { service, json } => addons::plans(ctx, &service, json).await,
+        Cmd::PgInfo { app, database } => pg::info(ctx, &app, database.as_deref()).await,
+        Cmd::PgPsql {
+            app,
+            database,
+            command,
+        } => {
+            pg::client(
+                ctx,
+                &app,
+                database.as_deref(),
+                "heroku-postgresql",
+                command.as_deref(),
+            )
+            .await
+        }
+        Cmd::PgReset {
+            app,
+            database,
+            confirm,
+        } => pg::reset(ctx, &app, database.as_deref(), confirm.as_deref()).await,
+        Cmd::PgCredentialsRotate {
+            app,
+            database,
+            confirm,
+        } => {
+            pg::rotate(
+                ctx,
+                &app,
+                database.as_deref(),
+                "heroku-postgresql",
+                confirm.as_deref(),
+            )
+            .await
+        }
+        Cmd::PgBackups { app, json } => pg::backups(ctx, &app, json).await,
+        Cmd::PgBackupsCapture { app, database } => {
+            pg::capture(ctx, &app, database.as_deref()).await
+        }
+        Cmd::PgBackupsRestore {
+            app,
+            backup,
+            database,
+            confirm,
+        } => {
+            pg::restore(
+                ctx,
+                &app,
+                backup.as_deref(),
+                database.as_deref(),
+                confirm.as_deref(),
+            )
+            .await
+        }
+        Cmd::PgBackupsDownload {
+            app,
+            backup,
+            output,
+        } => pg::download(ctx, &app, backup.as_deref(), output.as_deref()).await,
+        Cmd::PgBackupsInfo { app, backup } => pg::backup_info(ctx, &app, backup.as_deref()).await,
+        Cmd::PgBackupsDelete {
+            app,
+            backup,
+            confirm,
+        } => pg::delete(ctx, &app, &backup, confirm.as_deref()).await,
+        Cmd::PgBackupsUrl { app, backup } => pg::url(ctx, &app, backup.as_deref()).await,
+        Cmd::PgBackupsSchedule { app, database, at } => {
+            pg::schedule(ctx, &app, database.as_deref(), &at).await
+        }
+        Cmd::PgBackupsUnschedule { app, database } => {
+            pg::unschedule(ctx, &app, database.as_deref()).await
+        }
+        Cmd::PgBackupsSchedules { app } => pg::schedules(ctx, &app).await,
+        Cmd::RedisCli { app, redis } => {
+            pg::client(ctx, &app, redis.as_deref(), "heroku-redis", None).await
+        }
+        Cmd::RedisCredentials {
+            app,
+            redis,
+            reset,
+            confirm,
+        } => {
+            if !reset {
+                anyhow::bail!("Use redis:credentials --reset to give the Redis a new password");
+            }
+            pg::rotate(
+                ctx,
+                &app,
+                redis.as_deref(),
+                "heroku-redis",
+                confirm.as_deref(),
+            )
+            .await
+        }
         Cmd::Maintenance { app } => maintenance::show(ctx, &app).await,
         Cmd::MaintenanceOn { app } => maintenance::set(ctx, &app, true).await,
         Cmd::MaintenanceOff { app } => maintenance::set(ctx, &app, false).await,

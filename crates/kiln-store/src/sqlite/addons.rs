@@ -424,8 +424,52 @@ pub(super) fn change_plan(
     message: &str,
     user_id: &str,
 ) -> Result<(Addon, Vec<Release>)> {
-    require_account(conn, user_id)?;
     let addon = get(conn, addon_id)?;
+    let plan_ref = kiln_model::addon::PlanRef::parse(&format!("{}:{plan}", addon.service))?;
+    let description = kiln_model::addon::upgrade_description(&addon.name, &plan_ref);
+    reconfigure(
+        conn,
+        &addon,
+        plan,
+        config,
+        message,
+        |_| description.clone(),
+        user_id,
+    )
+}
+
+/// Records new credentials: each attached app gets them in a release ("Update DATABASE by
+/// heroku-postgresql", as Heroku words a rotation).
+pub(super) fn rotate(
+    conn: &Connection,
+    addon_id: &str,
+    config: &BTreeMap<String, String>,
+    user_id: &str,
+) -> Result<(Addon, Vec<Release>)> {
+    let addon = get(conn, addon_id)?;
+    let service = addon.service.clone();
+    let (plan, message) = (addon.plan.clone(), addon.provision_message.clone());
+    reconfigure(
+        conn,
+        &addon,
+        &plan,
+        config,
+        &message,
+        |att| format!("Update {} by {service}", att.name),
+        user_id,
+    )
+}
+
+fn reconfigure(
+    conn: &Connection,
+    addon: &Addon,
+    plan: &str,
+    config: &BTreeMap<String, String>,
+    message: &str,
+    describe: impl Fn(&AddonAttachment) -> String,
+    user_id: &str,
+) -> Result<(Addon, Vec<Release>)> {
+    require_account(conn, user_id)?;
     NewAddon {
         id: addon.id.clone(),
         name: addon.name.clone(),
@@ -440,9 +484,8 @@ pub(super) fn change_plan(
         "UPDATE addons SET plan = ?2, config = ?3, provision_message = ?4, updated_at = ?5 WHERE id = ?1",
         params![addon.id, plan, map_json(config), message, Timestamp::now().0],
     )
-    .ctx("updating an add-on's plan")?;
+    .ctx("updating an add-on")?;
     let updated = get(conn, &addon.id)?;
-    let plan_ref = kiln_model::addon::PlanRef::parse(&format!("{}:{plan}", addon.service))?;
     let mut out = Vec::new();
     for att in attachments_of_addon(conn, &addon.id)? {
         let old: Vec<String> = attachment_config(&att.name, &addon.config)
@@ -453,7 +496,7 @@ pub(super) fn change_plan(
             &att.app_id,
             &attachment_config(&att.name, config),
             &old,
-            kiln_model::addon::upgrade_description(&addon.name, &plan_ref),
+            describe(&att),
             user_id,
         )?);
     }

@@ -16,6 +16,7 @@ mod accounts;
 mod acm;
 mod addons;
 mod apps;
+mod backups;
 mod builds;
 mod common;
 mod domains;
@@ -165,6 +166,8 @@ const MIGRATIONS: &[&str] = &[
     acm::MIGRATION,
     // 5: add-ons, their attachments, and the plans each release had attached.
     addons::MIGRATION,
+    // 6: PostgreSQL backups and their schedules.
+    backups::MIGRATION,
 ];
 
 /// The SQLite-backed [`Store`].
@@ -593,5 +596,75 @@ impl Store for SqliteStore {
         user_id: &str,
     ) -> Result<(crate::Addon, Vec<Release>)> {
         self.write(|tx| addons::change_plan(tx, addon_id, plan, config, message, user_id))
+    }
+
+    fn rotate_addon_config(
+        &self,
+        addon_id: &str,
+        config: &BTreeMap<String, String>,
+        user_id: &str,
+    ) -> Result<(crate::Addon, Vec<Release>)> {
+        self.write(|tx| addons::rotate(tx, addon_id, config, user_id))
+    }
+
+    fn create_transfer(
+        &self,
+        addon: &crate::Addon,
+        kind: crate::TransferKind,
+        path: &str,
+        expires_at: Option<kiln_model::Timestamp>,
+    ) -> Result<crate::Transfer> {
+        self.write(|tx| backups::create(tx, addon, kind, path, expires_at))
+    }
+
+    fn transfer(&self, id: &str) -> Result<crate::Transfer> {
+        self.read(|tx| backups::get(tx, id))
+    }
+
+    fn transfer_by_num(&self, app_id: &str, num: u32) -> Result<crate::Transfer> {
+        self.read(|tx| backups::by_num(tx, app_id, num))
+    }
+
+    fn transfers(&self, app_id: &str) -> Result<Vec<crate::Transfer>> {
+        self.read(|tx| backups::list(tx, app_id))
+    }
+
+    fn all_transfers(&self) -> Result<Vec<crate::Transfer>> {
+        self.read(|tx| backups::all(tx))
+    }
+
+    fn set_transfer_status(
+        &self,
+        id: &str,
+        status: crate::TransferStatus,
+        error: Option<&str>,
+        bytes: u64,
+    ) -> Result<crate::Transfer> {
+        self.write(|tx| backups::set_status(tx, id, status, error, bytes))
+    }
+
+    fn delete_transfer(&self, id: &str) -> Result<()> {
+        self.write(|tx| backups::delete(tx, id))
+    }
+
+    fn fail_unfinished_transfers(&self, reason: &str) -> Result<usize> {
+        self.write(|tx| backups::fail_unfinished(tx, reason))
+    }
+
+    fn set_backup_schedule(
+        &self,
+        addon: &crate::Addon,
+        name: &str,
+        hour: u8,
+    ) -> Result<crate::BackupSchedule> {
+        self.write(|tx| backups::set_schedule(tx, addon, name, hour))
+    }
+
+    fn backup_schedules(&self, app_id: Option<&str>) -> Result<Vec<crate::BackupSchedule>> {
+        self.read(|tx| backups::schedules(tx, app_id))
+    }
+
+    fn delete_backup_schedule(&self, addon_id: &str) -> Result<()> {
+        self.write(|tx| backups::delete_schedule(tx, addon_id))
     }
 }
