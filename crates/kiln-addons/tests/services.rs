@@ -433,3 +433,47 @@ async fn memcached_servers_answer_only_to_their_sasl_credentials() {
     );
     addons.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plans_connection_limit_holds() {
+    let dir = TempDir::new("addons-pg-conns");
+    let (addons, _) = addons(&dir);
+    let pg = addons.provider("heroku-postgresql").unwrap();
+    let url = pg
+        .provision(&request("0e0e0e0e-0000-4000-8000-000000000005", "app-c", "postgres"))
+        .await
+        .unwrap()
+        .config["URL"]
+        .clone();
+    // 20 sessions hold their connections; the 21st is refused.
+    let holders: Vec<_> = (0..20)
+        .map(|_| {
+            Command::new("psql")
+                .args(["-X", "-q", "-d", &url, "-c", "SELECT pg_sleep(4)"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let count = || psql(&url, "SELECT count(*) FROM pg_stat_activity WHERE usename = current_user").ok();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let refused = loop {
+        match psql(&url, "SELECT 1") {
+            Err(e) if e.contains("too many connections") => break e,
+            _ if std::time::Instant::now() > deadline => panic!("never refused; sessions: {:?}", count()),
+            _ => std::thread::sleep(Duration::from_millis(100)),
+        }
+    };
+    assert!(refused.contains("too many connections for role"), "{refused}");
+    for mut h in holders {
+        let _ = h.kill();
+        let _ = h.wait();
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while psql(&url, "SELECT 1").is_err() {
+        assert!(std::time::Instant::now() < deadline, "connections never freed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    addons.shutdown().await;
+}
