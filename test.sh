@@ -4,7 +4,8 @@
 #
 # On Debian it first installs what the tests need and the machine lacks (git, Python with pip,
 # Node.js with npm: the stack the built-in buildpacks use; pebble, an ACME test CA; PostgreSQL,
-# Redis and memcached, which add-ons run). Run it as
+# Redis and memcached, which add-ons run; and Heroku's own CLI from npm, for the compatibility
+# tests). Run it as
 # root so dynos run as real containers; as another user, with sudo available for the install step.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -37,6 +38,15 @@ if [ ${#need[@]} -gt 0 ]; then
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -q
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${need[@]}"
+fi
+
+# Heroku's own CLI, for the compatibility tests (crates/kiln/tests/heroku_cli.rs): the version
+# Kiln is checked against, installed once under target/.
+HEROKU_CLI_VERSION=11.10.0
+if ! grep -qs "\"version\": \"$HEROKU_CLI_VERSION\"" target/heroku-cli/node_modules/heroku/package.json; then
+  echo "test.sh: installing Heroku's CLI $HEROKU_CLI_VERSION (npm) into target/heroku-cli"
+  mkdir -p target/heroku-cli
+  npm install --prefix target/heroku-cli --no-audit --no-fund --loglevel=error "heroku@$HEROKU_CLI_VERSION"
 fi
 
 exec cargo test --workspace --locked "$@"

@@ -440,7 +440,11 @@ async fn the_plans_connection_limit_holds() {
     let (addons, _) = addons(&dir);
     let pg = addons.provider("heroku-postgresql").unwrap();
     let url = pg
-        .provision(&request("0e0e0e0e-0000-4000-8000-000000000005", "app-c", "postgres"))
+        .provision(&request(
+            "0e0e0e0e-0000-4000-8000-000000000005",
+            "app-c",
+            "postgres",
+        ))
         .await
         .unwrap()
         .config["URL"]
@@ -456,23 +460,37 @@ async fn the_plans_connection_limit_holds() {
                 .unwrap()
         })
         .collect();
-    let count = || psql(&url, "SELECT count(*) FROM pg_stat_activity WHERE usename = current_user").ok();
+    let count = || {
+        psql(
+            &url,
+            "SELECT count(*) FROM pg_stat_activity WHERE usename = current_user",
+        )
+        .ok()
+    };
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let refused = loop {
         match psql(&url, "SELECT 1") {
             Err(e) if e.contains("too many connections") => break e,
-            _ if std::time::Instant::now() > deadline => panic!("never refused; sessions: {:?}", count()),
+            _ if std::time::Instant::now() > deadline => {
+                panic!("never refused; sessions: {:?}", count())
+            }
             _ => std::thread::sleep(Duration::from_millis(100)),
         }
     };
-    assert!(refused.contains("too many connections for role"), "{refused}");
+    assert!(
+        refused.contains("too many connections for role"),
+        "{refused}"
+    );
     for mut h in holders {
         let _ = h.kill();
         let _ = h.wait();
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while psql(&url, "SELECT 1").is_err() {
-        assert!(std::time::Instant::now() < deadline, "connections never freed");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "connections never freed"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     addons.shutdown().await;

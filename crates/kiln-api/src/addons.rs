@@ -273,6 +273,23 @@ fn opt_str<'a>(body: &'a Value, field: &str) -> ApiResult<Option<&'a str>> {
     }
 }
 
+/// A resource named by a string or by `{"id": …}` / `{"name": …}`, as the schema allows.
+fn identity(body: &Value, field: &str) -> ApiResult<String> {
+    match body.get(field) {
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(Value::Object(o)) => match (o.get("id"), o.get("name")) {
+            (Some(Value::String(s)), _) | (_, Some(Value::String(s))) => Ok(s.clone()),
+            _ => Err(ApiError::invalid(format!(
+                "{field} must name one: {{\"name\": …}}"
+            ))),
+        },
+        None | Some(Value::Null) => Err(ApiError::invalid(format!("Missing {field}"))),
+        Some(_) => Err(ApiError::invalid(format!(
+            "{field} must be a string or an object with an id or name"
+        ))),
+    }
+}
+
 /// `plan` as `{"name": …}` / `{"id": …}` or a plain string.
 fn plan_field(body: &Value) -> ApiResult<String> {
     match body.get("plan") {
@@ -431,27 +448,8 @@ async fn attach(
     User(user): User,
     Body(body): Body,
 ) -> ApiResult<Response> {
-    let addon = opt_str(&body, "addon")?
-        .or_else(|| {
-            body.get("addon")
-                .and_then(|a| a.get("name"))
-                .and_then(Value::as_str)
-        })
-        .or_else(|| {
-            body.get("addon")
-                .and_then(|a| a.get("id"))
-                .and_then(Value::as_str)
-        })
-        .ok_or_else(|| ApiError::invalid("Missing addon"))?
-        .to_string();
-    let app = opt_str(&body, "app")?
-        .or_else(|| {
-            body.get("app")
-                .and_then(|a| a.get("name"))
-                .and_then(Value::as_str)
-        })
-        .ok_or_else(|| ApiError::invalid("Missing app"))?
-        .to_string();
+    let addon = identity(&body, "addon")?;
+    let app = identity(&body, "app")?;
     let app = st.platform.app_for(&user, &app)?;
     let name = opt_str(&body, "name")?;
     let namespace = opt_str(&body, "namespace")?;

@@ -268,7 +268,6 @@ async fn database_info(
             { "name": "Tables", "values": [i.tables.to_string()] },
             { "name": "Fork/Follow", "values": ["Unsupported"] },
             { "name": "Rollback", "values": ["Unsupported"] },
-            { "name": "Add-on", "values": [a.name] },
         ],
     })))
 }
