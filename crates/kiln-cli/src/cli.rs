@@ -481,7 +481,7 @@ pub enum Cmd {
     PgBackupsRestore {
         #[command(flatten)]
         app: AppFlags,
-        /// The backup, such as b001 or otherapp::b003
+        /// The backup, such as b001 (default: the newest)
         #[arg(value_name = "BACKUP")]
         backup: Option<String>,
         /// The database: an attachment such as DATABASE (the default) or HEROKU_POSTGRESQL_AMBER
