@@ -15,7 +15,8 @@ command -v pgbench >/dev/null || { echo "pgbench is missing: apt-get install pos
 cargo build --release -q -p kiln
 KILN=$PWD/target/release/kiln
 WORK=$(mktemp -d /tmp/kiln-bench-addons.XXXXXX)
-trap 'kill $SERVER 2>/dev/null; wait $SERVER 2>/dev/null; rm -rf "$WORK"' EXIT
+chmod 711 "$WORK"   # the services' own users pass through it to their directories
+trap 'status=$?; [ $status -eq 0 ] || tail -20 "$WORK/server.log"; kill $SERVER 2>/dev/null; wait $SERVER 2>/dev/null; rm -rf "$WORK"' EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 API=$(port) ROUTER=$(port)
 $KILN server --data-dir "$WORK/data" --api-listen 127.0.0.1:$API --router-listen 127.0.0.1:$ROUTER >"$WORK/server.log" 2>&1 &

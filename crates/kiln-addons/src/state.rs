@@ -115,6 +115,26 @@ pub fn create_passable_dir(dir: &Path) -> Result<()> {
                 .map_err(AddonError::io(format!("making {} passable", d.display())))?;
         }
     }
+    // Above the data dir is the operator's: say what is wrong rather than change it.
+    if crate::system::is_root() {
+        let mut up = dir.parent().and_then(Path::parent);
+        while let Some(d) = up {
+            if let Ok(meta) = std::fs::metadata(d) {
+                if meta.permissions().mode() & 0o001 == 0 {
+                    return Err(AddonError::Service {
+                        context: format!("preparing {}", dir.display()),
+                        message: format!(
+                            "add-on services run as users of their own, who cannot pass through {} (mode {:o}): allow it (chmod o+x {}) or choose a --data-dir they can reach",
+                            d.display(),
+                            meta.permissions().mode() & 0o7777,
+                            d.display()
+                        ),
+                    });
+                }
+            }
+            up = d.parent();
+        }
+    }
     Ok(())
 }
 
