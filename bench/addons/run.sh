@@ -95,4 +95,18 @@ tps() { pgbench -S -n -c 4 -j 2 -T "$SECONDS_PGBENCH" "$@" 2>/dev/null | awk '/^
 VIA=$(tps -d "$URL")
 DB=$(python3 -c "import urllib.parse; print(urllib.parse.urlparse('$URL').path[1:])")
 DIRECT=$(tps -h "$SOCK" -p "$PGPORT" -U kiln "$DB")
-echo "through DATABASE_URL (TCP, the app's role): $VIA tps; straight to the server (its socket, admin): $DIRECT tps; ratio $(python3 -c "print(round($VIA / $DIRECT, 2))")"
+# The reference over the same transport: a PostgreSQL of the same version made by hand
+# (initdb, pg_ctl), the same pgbench data, TCP on 127.0.0.1 with password authentication.
+BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+REFPORT=$(port)
+mkdir -p "$WORK/ref" && chown kiln-postgres "$WORK/ref"
+su -s /bin/sh kiln-postgres -c "$BIN/initdb -D $WORK/ref/data -U ref --auth-local=trust --auth-host=scram-sha-256 >/dev/null && echo \"ALTER ROLE ref PASSWORD 'pw'\" >/dev/null"
+su -s /bin/sh kiln-postgres -c "$BIN/pg_ctl -D $WORK/ref/data -o '-p $REFPORT -k $WORK/ref -c listen_addresses=127.0.0.1' -l $WORK/ref/log -w start >/dev/null"
+psql -X -q -h "$WORK/ref" -p "$REFPORT" -U ref -d postgres -c "ALTER ROLE ref PASSWORD 'pw'" >/dev/null
+REFURL="postgres://ref:pw@127.0.0.1:$REFPORT/postgres"
+pgbench -q -i -s 10 -d "$REFURL" >/dev/null 2>&1
+REF_TCP=$(tps -d "$REFURL")
+su -s /bin/sh kiln-postgres -c "$BIN/pg_ctl -D $WORK/ref/data -m fast stop >/dev/null"
+echo "through DATABASE_URL (TCP, the app's role): $VIA tps"
+echo "a PostgreSQL made by hand, same version and data, TCP with a password: $REF_TCP tps; ratio $(python3 -c "print(round($VIA / $REF_TCP, 2))") (target ~1: no proxy on the path)"
+echo "for scale, Kiln's cluster over its Unix socket as its admin: $DIRECT tps"

@@ -14,7 +14,21 @@ pub struct AppJson {
     /// (`{"web": [{"type": "startup", "path": "/health", "timeout": 5}]}`): a new web dyno is
     /// `up` only once `GET path` answers 2xx or 3xx.
     pub web_healthcheck: Option<HealthCheckSpec>,
+    /// `addons`: what the app's first deploy provisions, as Heroku does for app.json.
+    pub addons: Vec<AddonSpec>,
 }
+
+/// One entry of `addons`: `"heroku-postgresql"` or `{"plan": "heroku-redis:mini", "as":
+/// "CACHE", "options": {"maxmemory_policy": "allkeys-lru"}}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddonSpec {
+    pub plan: String,
+    pub as_: Option<String>,
+    pub options: BTreeMap<String, String>,
+}
+
+/// The most add-ons an app.json may ask for.
+pub const MAX_ADDONS: usize = 20;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthCheckSpec {
@@ -146,7 +160,84 @@ pub fn parse(text: &str) -> Result<AppJson, Invalid> {
             ));
         }
     }
+    out.addons = parse_addons(root.get("addons"))?;
     Ok(out)
+}
+
+fn parse_addons(v: Option<&Value>) -> Result<Vec<AddonSpec>, Invalid> {
+    let bad = |m: String| Invalid::new("app.json", m);
+    let items = match v {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(a)) => a,
+        Some(_) => return Err(bad("app.json addons must be a list".into())),
+    };
+    if items.len() > MAX_ADDONS {
+        return Err(bad(format!(
+            "app.json asks for more than {MAX_ADDONS} add-ons"
+        )));
+    }
+    let short = |s: &str| !s.is_empty() && s.len() <= 128 && !s.chars().any(char::is_control);
+    items
+        .iter()
+        .map(|item| {
+            let (plan, as_, options) = match item {
+                Value::String(p) => (p.clone(), None, BTreeMap::new()),
+                Value::Object(o) => {
+                    let plan = o
+                        .get("plan")
+                        .and_then(Value::as_str)
+                        .ok_or_else(|| bad("app.json addons entries need a \"plan\"".into()))?
+                        .to_string();
+                    let as_ = match o.get("as") {
+                        None | Some(Value::Null) => None,
+                        Some(Value::String(a)) => Some(a.clone()),
+                        Some(_) => {
+                            return Err(bad("app.json addons \"as\" must be a string".into()));
+                        }
+                    };
+                    let mut options = BTreeMap::new();
+                    match o.get("options") {
+                        None | Some(Value::Null) => {}
+                        Some(Value::Object(m)) if m.len() <= 32 => {
+                            for (k, v) in m {
+                                let v = match v {
+                                    Value::String(s) => s.clone(),
+                                    Value::Bool(b) => b.to_string(),
+                                    Value::Number(n) => n.to_string(),
+                                    _ => {
+                                        return Err(bad(format!(
+                                            "app.json add-on option {k} must be a string"
+                                        )));
+                                    }
+                                };
+                                if !short(k) || v.len() > 1024 {
+                                    return Err(bad(format!(
+                                        "app.json add-on option {k} is too long"
+                                    )));
+                                }
+                                options.insert(k.clone(), v);
+                            }
+                        }
+                        Some(_) => {
+                            return Err(bad("app.json addons options must be an object".into()));
+                        }
+                    }
+                    (plan, as_, options)
+                }
+                _ => {
+                    return Err(bad(
+                        "app.json addons entries are plan names or objects".into()
+                    ));
+                }
+            };
+            if !short(&plan) {
+                return Err(bad(
+                    "app.json add-on plans are short names such as heroku-postgresql".into(),
+                ));
+            }
+            Ok(AddonSpec { plan, as_, options })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -168,6 +259,30 @@ mod tests {
             2
         );
         assert!(parse("{}").unwrap().formation.is_empty());
+    }
+
+    #[test]
+    fn addons_as_names_or_objects() {
+        let a = parse(r#"{"addons":["heroku-postgresql",{"plan":"heroku-redis:mini","as":"CACHE","options":{"maxmemory_policy":"allkeys-lru"}}]}"#)
+            .unwrap()
+            .addons;
+        assert_eq!(a[0].plan, "heroku-postgresql");
+        assert_eq!(
+            (a[1].plan.as_str(), a[1].as_.as_deref()),
+            ("heroku-redis:mini", Some("CACHE"))
+        );
+        assert_eq!(a[1].options["maxmemory_policy"], "allkeys-lru");
+        for bad in [
+            r#"{"addons":"heroku-postgresql"}"#,
+            r#"{"addons":[5]}"#,
+            r#"{"addons":[{"as":"X"}]}"#,
+            r#"{"addons":[""]}"#,
+            r#"{"addons":[{"plan":"x","options":[1]}]}"#,
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+        let many = format!(r#"{{"addons":[{}]}}"#, vec![r#""redis""#; 21].join(","));
+        assert!(parse(&many).is_err());
     }
 
     #[test]

@@ -31,6 +31,13 @@ pub enum DeployError {
     /// app.json does not parse; the message names the field.
     #[error("{0}")]
     AppJson(String),
+    /// An add-on app.json asks for could not be made.
+    #[error("Could not provision {plan} for app.json: {source}")]
+    Addon {
+        plan: String,
+        #[source]
+        source: PlatformError,
+    },
     #[error("{0}")]
     Build(#[source] BuildError),
     #[error(
@@ -311,6 +318,10 @@ impl Platform {
             })
             .collect();
         self.store.ensure_formation(&app.id, &initial)?;
+        if let Some(specs) = built.app_json.as_ref().map(|a| &a.addons) {
+            self.provision_app_json_addons(app, user, specs, out)
+                .await?;
+        }
         // The config is re-read so a config change made during the build is not lost.
         let config = self
             .store
@@ -333,5 +344,57 @@ impl Platform {
             kiln_build::human_size(built.size)
         ));
         Ok((slug.id, release.id, release.version))
+    }
+
+    /// On an app's first deploy, the add-ons its app.json asks for (as Heroku provisions them
+    /// for an app made from app.json); later deploys leave add-ons to the add-on commands.
+    async fn provision_app_json_addons(
+        &self,
+        app: &kiln_store::App,
+        user: &kiln_store::Account,
+        specs: &[kiln_model::appjson::AddonSpec],
+        out: &Tee,
+    ) -> Result<(), DeployError> {
+        use kiln_build::BuildOutput;
+        if specs.is_empty() {
+            return Ok(());
+        }
+        let deployed_before = self
+            .store
+            .releases(
+                &app.id,
+                kiln_store::ReleaseRange {
+                    first: None,
+                    last: None,
+                    max: u32::MAX,
+                    descending: false,
+                },
+            )?
+            .iter()
+            .any(|r| r.slug_id.is_some());
+        if deployed_before {
+            return Ok(());
+        }
+        for spec in specs {
+            out.line(&format!("-----> Provisioning {} (app.json)", spec.plan));
+            let req = crate::CreateAddon {
+                plan: spec.plan.clone(),
+                name: None,
+                attachment_name: spec.as_.clone(),
+                options: spec.options.clone(),
+            };
+            match self.create_addon(user, app, req).await {
+                Ok((addon, att, _)) => {
+                    out.line(&format!("       {} attached as {}", addon.name, att.name))
+                }
+                Err(source) => {
+                    return Err(DeployError::Addon {
+                        plan: spec.plan.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 }

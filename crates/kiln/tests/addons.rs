@@ -647,3 +647,65 @@ fn rotating_credentials_ends_the_old_ones_and_releases_the_new_ones_everywhere()
         "same server"
     );
 }
+
+#[test]
+fn app_json_add_ons_are_provisioned_on_the_first_deploy_only() {
+    let s = Server::start("addons-appjson");
+    s.ok(&["apps:create", "declared"]);
+    let repo = python_app(&[(
+        "app.json",
+        r#"{"addons": ["heroku-redis", {"plan": "memcachier:dev", "as": "CACHE"}]}"#,
+    )]);
+    let (ok, out) = s.push(&repo, "declared");
+    assert!(ok, "push failed:\n{out}");
+    assert!(
+        out.contains("Provisioning heroku-redis (app.json)"),
+        "{out}"
+    );
+    let config = s.api("GET", "/apps/declared/config-vars", None).json();
+    assert!(
+        config["REDIS_URL"].is_string() && config["CACHE_SERVERS"].is_string(),
+        "{config}"
+    );
+    let d = descriptions(&s, "declared");
+    assert!(
+        d[1].starts_with("Attach REDIS")
+            && d[2].starts_with("Attach CACHE")
+            && d[3].starts_with("Deploy"),
+        "{d:?}"
+    );
+    // The release that runs has the add-ons' vars.
+    until_ok(&s, "declared", "/");
+    let env = s.ok(&[
+        "run",
+        "-a",
+        "declared",
+        "--no-tty",
+        "--",
+        "sh",
+        "-c",
+        "echo redis=${REDIS_URL%%:*}",
+    ]);
+    assert!(env.contains("redis=redis"), "{env}");
+    // A second deploy provisions nothing more.
+    std::fs::write(repo.join("CHANGED"), "1").unwrap();
+    commit_all(&repo, "again");
+    let (ok, out) = s.push(&repo, "declared");
+    assert!(ok && !out.contains("Provisioning"), "{out}");
+    assert_eq!(
+        s.api("GET", "/apps/declared/addons", None)
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    // An app.json asking for what cannot be made fails the first deploy, clearly.
+    s.ok(&["apps:create", "impossible"]);
+    let repo = python_app(&[("app.json", r#"{"addons": ["heroku-postgresql:gigantic"]}"#)]);
+    let (ok, out) = s.push(&repo, "impossible");
+    assert!(
+        !ok && out.contains("Could not provision heroku-postgresql:gigantic"),
+        "{out}"
+    );
+}
