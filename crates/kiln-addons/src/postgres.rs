@@ -50,6 +50,9 @@ struct DbState {
     /// Whether writes are refused for being over the storage limit.
     #[serde(default)]
     restricted: bool,
+    /// A cluster of its own (a `standard-*` plan), under `<addons>/postgres/<role>`.
+    #[serde(default)]
+    dedicated: bool,
 }
 
 /// What `pg:info` shows of a database.
@@ -76,6 +79,10 @@ pub struct PostgresProvider {
     config: AddonsConfig,
     states: StateDir,
     cluster: tokio::sync::Mutex<Option<Arc<Cluster>>>,
+    /// Dedicated (`standard-*`) add-ons' own clusters, by add-on id.
+    dedicated: tokio::sync::Mutex<std::collections::HashMap<String, Arc<Cluster>>>,
+    /// Where dedicated clusters' memory limits live (none without cgroups).
+    cgroups: Option<kiln_runtime::cgroup::Cgroups>,
     ops: tokio::sync::Mutex<()>,
     checker: Mutex<Option<tokio::task::JoinHandle<()>>>,
     me: std::sync::Weak<PostgresProvider>,
@@ -130,10 +137,22 @@ impl Cluster {
 impl PostgresProvider {
     pub fn new(config: AddonsConfig) -> Arc<PostgresProvider> {
         let states = StateDir::new(config.dir.join("postgres").join("state"));
+        // A cgroup group of their own, apart from the dyno manager's (which sweeps its own).
+        let cgroups = kiln_runtime::cgroup::Layout::detect().map(|l| {
+            kiln_runtime::cgroup::Cgroups::new(
+                l,
+                &format!(
+                    "addons-{}",
+                    kiln_runtime::cgroup::instance_name(&config.dir)
+                ),
+            )
+        });
         Arc::new_cyclic(|me| PostgresProvider {
             config,
             states,
             cluster: tokio::sync::Mutex::new(None),
+            dedicated: tokio::sync::Mutex::default(),
+            cgroups,
             ops: tokio::sync::Mutex::new(()),
             checker: Mutex::new(None),
             me: me.clone(),
@@ -142,6 +161,89 @@ impl PostgresProvider {
 
     fn shared_dir(&self) -> PathBuf {
         self.config.dir.join("postgres").join("shared")
+    }
+
+    fn dedicated_dir(&self, role: &str) -> PathBuf {
+        self.config.dir.join("postgres").join(role)
+    }
+
+    /// A memory-limited cgroup for a dedicated cluster; the files its process joins.
+    fn memory_cgroup(&self, name: &str, memory: u64) -> Result<Vec<PathBuf>> {
+        let Some(cgroups) = &self.cgroups else {
+            tracing::warn!(cluster = %name, "no cgroups on this machine: a dedicated database runs without its memory limit");
+            return Ok(Vec::new());
+        };
+        let limits = kiln_runtime::Limits {
+            memory_bytes: Some(memory),
+            memory_hard_bytes: Some(memory),
+            ..Default::default()
+        };
+        let cg = cgroups
+            .create(name, &limits)
+            .map_err(|e| AddonError::Service {
+                context: format!("limiting {name}'s memory"),
+                message: e.to_string(),
+            })?;
+        Ok(cg.procs_files())
+    }
+
+    /// The cgroup directories a dedicated add-on's cluster runs in (for its limits and
+    /// figures); empty for a shared one or without cgroups.
+    pub fn cgroup_dirs(&self, addon_id: &str) -> Vec<PathBuf> {
+        let Ok(Some(s)) = self.states.load::<DbState>(addon_id) else {
+            return Vec::new();
+        };
+        match (&self.cgroups, s.dedicated) {
+            (Some(c), true) => c
+                .create(&s.role, &kiln_runtime::Limits::default())
+                .map(|cg| cg.dirs().to_vec())
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The cluster an add-on's database lives in: the shared one, or its own (started, and
+    /// created, on first use).
+    async fn cluster_for(&self, s: &DbState) -> Result<Arc<Cluster>> {
+        if !s.dedicated {
+            return self.cluster().await;
+        }
+        let mut map = self.dedicated.lock().await;
+        if let Some(c) = map.get(&s.role) {
+            return Ok(c.clone());
+        }
+        let psql = Self::program("psql")?;
+        let memory = plan_of(&s.plan).memory_bytes;
+        let cluster = Arc::new(
+            self.start_cluster(psql, self.dedicated_dir(&s.role), &s.role, memory)
+                .await?,
+        );
+        map.insert(s.role.clone(), cluster.clone());
+        self.start_checker();
+        Ok(cluster)
+    }
+
+    /// Stops a dedicated cluster and removes it, its data and its cgroup.
+    async fn remove_dedicated(&self, role: &str) -> Result<()> {
+        let cluster = self.dedicated.lock().await.remove(role);
+        if let Some(c) = cluster {
+            if let Some(p) = &c.process {
+                p.stop().await;
+            }
+        }
+        if let Some(cg) = &self.cgroups {
+            if let Ok(group) = cg.create(role, &kiln_runtime::Limits::default()) {
+                let _ = group.remove();
+            }
+        }
+        let dir = self.dedicated_dir(role);
+        match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(AddonError::Io {
+                context: format!("removing {}", dir.display()),
+                source: e,
+            }),
+            _ => Ok(()),
+        }
     }
 
     fn bin_dirs() -> Vec<PathBuf> {
@@ -183,7 +285,10 @@ impl PostgresProvider {
                     process: None,
                 }
             }
-            None => self.start_embedded(psql).await?,
+            None => {
+                self.start_cluster(psql, self.shared_dir(), "postgresql-shared", None)
+                    .await?
+            }
         };
         let cluster = Arc::new(cluster);
         *guard = Some(cluster.clone());
@@ -191,11 +296,18 @@ impl PostgresProvider {
         Ok(cluster)
     }
 
-    /// Creates (once) and starts Kiln's own cluster, and waits until it accepts connections.
-    async fn start_embedded(&self, psql: PathBuf) -> Result<Cluster> {
+    /// Creates (once) and starts a cluster Kiln runs in `dir` (the shared one, or a dedicated
+    /// add-on's, limited to `memory` bytes by a cgroup of its own), and waits until it accepts
+    /// connections.
+    async fn start_cluster(
+        &self,
+        psql: PathBuf,
+        dir: PathBuf,
+        name: &str,
+        memory: Option<u64>,
+    ) -> Result<Cluster> {
         let initdb = Self::program("initdb")?;
         let postgres = Self::program("postgres")?;
-        let dir = self.shared_dir();
         let data = dir.join("data");
         let run = dir.join("run");
         crate::state::create_passable_dir(&self.config.dir)?;
@@ -255,9 +367,11 @@ impl PostgresProvider {
              max_connections = 500\npassword_encryption = 'scram-sha-256'\n\
              log_destination = 'stderr'\nlogging_collector = off\n\
              log_line_prefix = '[%d] '\nlog_timezone = 'UTC'\ntimezone = 'UTC'\n\
-             shared_buffers = '128MB'\nfsync = on\n",
+             shared_buffers = '{buffers}MB'\nfsync = on\n",
             host = self.config.host,
-            run = run.display()
+            run = run.display(),
+            // A quarter of a dedicated server's memory, as PostgreSQL's guidance has it.
+            buffers = memory.map_or(128, |m| (m >> 20) / 4).clamp(32, 8192),
         );
         write_private(&data.join("kiln.conf"), conf.as_bytes())?;
         let main_conf = data.join("postgresql.conf");
@@ -279,11 +393,15 @@ impl PostgresProvider {
         if let Some((uid, gid)) = user {
             chown_tree(&dir, uid, gid)?;
         }
+        let cgroup_procs = match memory {
+            Some(m) => self.memory_cgroup(name, m)?,
+            None => Vec::new(),
+        };
         let logs = self.config.logs.clone();
         let states = self.states.clone();
         let process = Supervised::start(
             ProcSpec {
-                name: "postgresql-shared".into(),
+                name: name.into(),
                 program: postgres,
                 args: vec!["-D".into(), data.display().to_string()],
                 env: vec![("LC_ALL".into(), "C.UTF-8".into())],
@@ -291,6 +409,7 @@ impl PostgresProvider {
                 user,
                 // A fast shutdown: clients are disconnected, data written, no recovery later.
                 stop_signal: libc::SIGINT,
+                cgroup_procs,
             },
             Arc::new(move |line: &str| route_line(&states, logs.as_ref(), line)),
         );
@@ -477,7 +596,7 @@ impl PostgresProvider {
                 context: "finding an add-on's database".into(),
                 message: "the add-on has no database".into(),
             })?;
-        Ok((self.cluster().await?, s))
+        Ok((self.cluster_for(&s).await?, s))
     }
 
     /// A client program connected to the add-on's database as its own role (the password in
@@ -612,30 +731,36 @@ impl PostgresProvider {
     /// Refuses (or allows again) writes to an add-on's database, as the storage check does
     /// when it is over (or back under) its plan's limit.
     pub async fn restrict(&self, addon_id: &str, on: bool) -> Result<()> {
-        let cluster = self.cluster().await?;
+        let (cluster, mut s) = self.database(addon_id).await?;
         let _op = self.ops.lock().await;
-        let mut s = self
-            .states
-            .load::<DbState>(addon_id)?
-            .ok_or_else(|| AddonError::Service {
-                context: "restricting a database".into(),
-                message: "the add-on has no database".into(),
-            })?;
         self.set_restricted(&cluster, &s.role, on).await?;
         s.restricted = on;
         self.states.save(addon_id, &s)
     }
 
-    /// Compares every shared database's size with its plan, once.
+    /// Compares every database's size with its plan, once.
     pub async fn check_storage(&self) -> Result<()> {
-        let Some(cluster) = self.cluster.lock().await.clone() else {
-            return Ok(());
+        let shared = self.cluster.lock().await.clone();
+        let shared_sizes = match &shared {
+            Some(c) => self.sizes(c).await?,
+            None => Vec::new(),
         };
-        let sizes = self.sizes(&cluster).await?;
         let _op = self.ops.lock().await;
         for id in self.states.ids() {
             let Some(mut s) = self.states.load::<DbState>(&id)? else {
                 continue;
+            };
+            let (cluster, sizes) = if s.dedicated {
+                let Some(c) = self.dedicated.lock().await.get(&s.role).cloned() else {
+                    continue;
+                };
+                let sizes = self.sizes(&c).await?;
+                (c, sizes)
+            } else {
+                match &shared {
+                    Some(c) => (c.clone(), shared_sizes.clone()),
+                    None => continue,
+                }
             };
             let Some(size) = sizes.iter().find(|(n, _)| *n == s.role).map(|(_, b)| *b) else {
                 continue;
@@ -775,14 +900,10 @@ impl Provider for PostgresProvider {
 
     fn provision<'a>(&'a self, req: &'a ProvisionRequest) -> BoxFuture<'a, Result<Provisioned>> {
         Box::pin(async move {
-            if req.plan.dedicated {
-                return Err(AddonError::NotSupported(format!(
-                    "Plan heroku-postgresql:{} (a server of its own) is not available on this Kiln yet; the essential plans are",
-                    req.plan.name
-                )));
+            // The programs first: a missing PostgreSQL makes nothing.
+            for program in ["initdb", "postgres", "psql"] {
+                Self::program(program)?;
             }
-            let cluster = self.cluster().await?;
-            let _op = self.ops.lock().await;
             let s = match self.states.load::<DbState>(&req.addon_id)? {
                 Some(s) => s,
                 None => {
@@ -793,18 +914,32 @@ impl Provider for PostgresProvider {
                         role: role_name(&req.addon_id),
                         password: secret()?,
                         restricted: false,
+                        dedicated: req.plan.dedicated,
                     };
                     self.states.save(&req.addon_id, &s)?;
                     s
                 }
             };
-            if let Err(e) = self.create_database(&cluster, &s, req.plan).await {
-                // Nothing half made.
-                let _ = self.drop_database(&cluster, &s.role).await;
-                let _ = self.states.remove(&req.addon_id);
-                return Err(e);
+            let made = async {
+                let cluster = self.cluster_for(&s).await?;
+                let _op = self.ops.lock().await;
+                self.create_database(&cluster, &s, req.plan).await?;
+                Ok::<_, AddonError>(cluster)
             }
-            Ok(self.provisioned(&cluster, &s))
+            .await;
+            match made {
+                Ok(cluster) => Ok(self.provisioned(&cluster, &s)),
+                Err(e) => {
+                    // Nothing half made.
+                    if s.dedicated {
+                        let _ = self.remove_dedicated(&s.role).await;
+                    } else if let Ok(cluster) = self.cluster().await {
+                        let _ = self.drop_database(&cluster, &s.role).await;
+                    }
+                    let _ = self.states.remove(&req.addon_id);
+                    Err(e)
+                }
+            }
         })
     }
 
@@ -814,21 +949,14 @@ impl Provider for PostgresProvider {
         plan: &'static Plan,
     ) -> BoxFuture<'a, Result<Provisioned>> {
         Box::pin(async move {
-            if plan.dedicated {
+            let (cluster, mut s) = self.database(addon_id).await?;
+            if plan.dedicated != s.dedicated {
                 return Err(AddonError::NotSupported(format!(
-                    "Plan heroku-postgresql:{} (a server of its own) is not available on this Kiln yet",
+                    "Moving a database between the shared essential plans and a server of its own (heroku-postgresql:{}) is not built yet: capture a backup, create the new add-on, restore it there",
                     plan.name
                 )));
             }
-            let cluster = self.cluster().await?;
             let _op = self.ops.lock().await;
-            let mut s =
-                self.states
-                    .load::<DbState>(addon_id)?
-                    .ok_or_else(|| AddonError::Service {
-                        context: "changing a database's plan".into(),
-                        message: "the add-on has no database".into(),
-                    })?;
             let size = self
                 .sizes(&cluster)
                 .await?
@@ -862,6 +990,20 @@ impl Provider for PostgresProvider {
                 .await?;
             s.plan = plan.name.to_string();
             self.states.save(addon_id, &s)?;
+            if let (true, Some(memory), Some(cg)) = (s.dedicated, plan.memory_bytes, &self.cgroups)
+            {
+                // The new memory limit takes hold at once (written into the same group).
+                let limits = kiln_runtime::Limits {
+                    memory_bytes: Some(memory),
+                    memory_hard_bytes: Some(memory),
+                    ..Default::default()
+                };
+                cg.create(&s.role, &limits)
+                    .map_err(|e| AddonError::Service {
+                        context: format!("changing {}'s memory limit", s.name),
+                        message: e.to_string(),
+                    })?;
+            }
             Ok(self.provisioned(&cluster, &s))
         })
     }
@@ -871,20 +1013,34 @@ impl Provider for PostgresProvider {
             let Some(s) = self.states.load::<DbState>(addon_id)? else {
                 return Ok(());
             };
-            let cluster = self.cluster().await?;
-            let _op = self.ops.lock().await;
-            self.drop_database(&cluster, &s.role).await?;
+            if s.dedicated {
+                self.remove_dedicated(&s.role).await?;
+            } else {
+                let cluster = self.cluster().await?;
+                let _op = self.ops.lock().await;
+                self.drop_database(&cluster, &s.role).await?;
+            }
             self.states.remove(addon_id)
         })
     }
 
     fn resume(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
-            if self.states.ids().is_empty() {
-                return;
+            let states: Vec<DbState> = self
+                .states
+                .ids()
+                .iter()
+                .filter_map(|id| self.states.load::<DbState>(id).ok().flatten())
+                .collect();
+            if states.iter().any(|s| !s.dedicated) {
+                if let Err(e) = self.cluster().await {
+                    tracing::warn!(error = %e, "could not start the add-ons' PostgreSQL cluster");
+                }
             }
-            if let Err(e) = self.cluster().await {
-                tracing::warn!(error = %e, "could not start the add-ons' PostgreSQL cluster");
+            for s in states.iter().filter(|s| s.dedicated) {
+                if let Err(e) = self.cluster_for(s).await {
+                    tracing::warn!(addon = %s.name, error = %e, "could not start a dedicated PostgreSQL");
+                }
             }
         })
     }
@@ -899,8 +1055,9 @@ impl Provider for PostgresProvider {
             {
                 h.abort();
             }
-            let cluster = self.cluster.lock().await.take();
-            if let Some(c) = cluster {
+            let mut all: Vec<Arc<Cluster>> = self.cluster.lock().await.take().into_iter().collect();
+            all.extend(self.dedicated.lock().await.drain().map(|(_, c)| c));
+            for c in all {
                 if let Some(p) = &c.process {
                     p.stop().await;
                 }

@@ -133,6 +133,7 @@ impl<K: ServerKind> ServerProvider<K> {
                     cwd: dir,
                     user: s.common.uid.map(|u| (u, u)),
                     stop_signal: K::STOP_SIGNAL,
+                    cgroup_procs: Vec::new(),
                 },
                 Arc::new(move |line: &str| {
                     logs.emit(&app_id, LogLine::app(K::LOG_PROCESS, K::log_line(line)));

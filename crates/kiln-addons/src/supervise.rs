@@ -31,6 +31,8 @@ pub struct ProcSpec {
     pub user: Option<(u32, u32)>,
     /// The signal that stops it quickly and safely (PostgreSQL: SIGINT, a fast shutdown).
     pub stop_signal: i32,
+    /// cgroup `cgroup.procs` files it joins before its program starts (its memory limit).
+    pub cgroup_procs: Vec<PathBuf>,
 }
 
 /// Where a service's output lines go.
@@ -188,6 +190,17 @@ async fn spawn(spec: &ProcSpec, sink: &LineSink) -> std::io::Result<Running> {
         .stderr(Stdio::piped());
     let stop_signal = spec.stop_signal;
     let user = spec.user;
+    // Opened here; written in the child before exec, so everything the program starts is in
+    // its groups from the first instruction.
+    let groups: Vec<std::fs::File> = spec
+        .cgroup_procs
+        .iter()
+        .map(|p| std::fs::OpenOptions::new().write(true).open(p))
+        .collect::<std::io::Result<_>>()?;
+    let group_fds: Vec<i32> = {
+        use std::os::fd::AsRawFd;
+        groups.iter().map(|f| f.as_raw_fd()).collect()
+    };
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
@@ -196,6 +209,11 @@ async fn spawn(spec: &ProcSpec, sink: &LineSink) -> std::io::Result<Running> {
             }
             // Its own process group: a terminal's Ctrl-C to Kiln is Kiln's to handle.
             libc::setpgid(0, 0);
+            for fd in &group_fds {
+                if libc::write(*fd, b"0".as_ptr().cast(), 1) != 1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
             if let Some((uid, gid)) = user {
                 if libc::setgroups(0, std::ptr::null()) != 0
                     || libc::setgid(gid) != 0
@@ -217,8 +235,9 @@ async fn spawn(spec: &ProcSpec, sink: &LineSink) -> std::io::Result<Running> {
         .unwrap_or_else(|e| e.into_inner())
         .send((cmd, tx))
         .map_err(|_| std::io::Error::other("the add-on spawner has stopped"))?;
-    let mut child = tokio::task::spawn_blocking(move || rx.recv())
-        .await
+    let spawned = tokio::task::spawn_blocking(move || rx.recv()).await;
+    drop(groups);
+    let mut child = spawned
         .map_err(std::io::Error::other)?
         .map_err(|_| std::io::Error::other("the add-on spawner has stopped"))??;
     let pid = child.id() as i32;

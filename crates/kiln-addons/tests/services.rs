@@ -181,17 +181,6 @@ async fn essential_databases_are_real_isolated_and_idempotent() {
     assert!(psql(url_a, "SELECT 1").is_err());
     assert_eq!(psql(url_b, "SELECT 1").unwrap(), "1", "B untouched");
 
-    // A standard plan is refused, clearly, and leaves nothing.
-    let e = pg
-        .provision(&request(
-            "0c0c0c0c-0000-4000-8000-000000000003",
-            "app-c",
-            "heroku-postgresql:standard-0",
-        ))
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("not available"), "{e}");
     addons.shutdown().await;
 }
 
@@ -493,5 +482,95 @@ async fn the_plans_connection_limit_holds() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    addons.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standard_plan_is_a_server_of_its_own_within_its_memory() {
+    let dir = TempDir::new("addons-pg-dedicated");
+    let (addons, _) = addons(&dir);
+    let pg = addons.provider("heroku-postgresql").unwrap();
+    let id = "0f0f0f0f-0000-4000-8000-000000000006";
+    let shared = pg
+        .provision(&request(
+            "0f0f0f0f-0000-4000-8000-000000000007",
+            "app-s",
+            "postgres",
+        ))
+        .await
+        .unwrap()
+        .config["URL"]
+        .clone();
+    let url = pg
+        .provision(&request(id, "app-d", "heroku-postgresql:standard-0"))
+        .await
+        .unwrap()
+        .config["URL"]
+        .clone();
+    let port = |u: &str| {
+        u.rsplit_once('@')
+            .unwrap()
+            .1
+            .split('/')
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    assert_ne!(port(&url), port(&shared), "a server of its own");
+    psql(&url, "CREATE TABLE t (v int); INSERT INTO t VALUES (1)").unwrap();
+    // Still not a superuser on its own server.
+    let e = psql(&url, "ALTER ROLE CURRENT_USER SUPERUSER").unwrap_err();
+    assert!(
+        e.contains("permission denied") || e.contains("must be superuser"),
+        "{e}"
+    );
+    assert_eq!(psql(&url, "SHOW shared_buffers").unwrap(), "1GB");
+    assert_eq!(
+        psql(
+            &url,
+            "SELECT rolconnlimit FROM pg_roles WHERE rolname = current_user"
+        )
+        .unwrap(),
+        "120"
+    );
+    // Its processes are in a cgroup that holds the plan's 4 GB.
+    let groups = addons.postgres.cgroup_dirs(id);
+    if kiln_runtime::cgroup::Layout::detect().is_some() {
+        let memory = groups
+            .iter()
+            .find_map(|g| {
+                std::fs::read_to_string(g.join("memory.max"))
+                    .or_else(|_| std::fs::read_to_string(g.join("memory.limit_in_bytes")))
+                    .ok()
+            })
+            .expect("a memory limit file");
+        assert_eq!(memory.trim(), (4u64 << 30).to_string());
+        let procs: usize = groups
+            .iter()
+            .filter_map(|g| std::fs::read_to_string(g.join("cgroup.procs")).ok())
+            .map(|p| p.lines().count())
+            .max()
+            .unwrap_or(0);
+        assert!(
+            procs >= 3,
+            "postmaster and its workers in the group: {procs}"
+        );
+    }
+    // Going between shared and dedicated is refused, clearly, changing nothing.
+    let essential = kiln_model::addon::PlanRef::parse("heroku-postgresql:essential-1")
+        .unwrap()
+        .plan;
+    let e = pg.change_plan(id, essential).await.unwrap_err().to_string();
+    assert!(e.contains("not built yet"), "{e}");
+    assert_eq!(psql(&url, "SELECT v FROM t").unwrap(), "1");
+    // Deprovisioned: server, data and group gone.
+    pg.deprovision(id).await.unwrap();
+    assert!(psql(&url, "SELECT 1").is_err());
+    assert!(groups.iter().all(|g| !g.exists()), "{groups:?}");
+    assert_eq!(
+        psql(&shared, "SELECT 1").unwrap(),
+        "1",
+        "the shared cluster is untouched"
+    );
     addons.shutdown().await;
 }
