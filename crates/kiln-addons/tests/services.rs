@@ -574,3 +574,61 @@ async fn a_standard_plan_is_a_server_of_its_own_within_its_memory() {
     );
     addons.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_the_data_do_not_fit_in_is_refused_and_changes_nothing() {
+    let dir = TempDir::new("addons-redis-downgrade");
+    let (addons, _) = addons(&dir);
+    let redis_p = addons.provider("heroku-redis").unwrap();
+    let id = "1c1c1c1c-0000-4000-8000-000000000003";
+    let url = redis_p
+        .provision(&request(id, "app-r", "heroku-redis:premium-0"))
+        .await
+        .unwrap()
+        .config["URL"]
+        .clone();
+    let (pw, port) = {
+        let rest = url.strip_prefix("redis://:").unwrap();
+        let (pw, hp) = rest.split_once('@').unwrap();
+        (
+            pw.to_string(),
+            hp.rsplit_once(':').unwrap().1.parse::<u16>().unwrap(),
+        )
+    };
+    let auth = resp(&["AUTH", &pw]);
+    let chunk = "x".repeat(1 << 20);
+    for i in 0..30 {
+        let out = redis(
+            port,
+            &format!("{auth}{}", resp(&["SET", &format!("k{i}"), &chunk])),
+            "+OK\r\n+OK",
+        )
+        .await;
+        assert!(out.ends_with("+OK\r\n+OK\r\n"), "{out}");
+    }
+    let mini = kiln_model::addon::PlanRef::parse("heroku-redis:mini")
+        .unwrap()
+        .plan;
+    let e = redis_p.change_plan(id, mini).await.unwrap_err().to_string();
+    assert!(e.contains("do not fit in plan mini"), "{e}");
+    // Still premium-0, same data.
+    let out = redis(port, &format!("{auth}{}", resp(&["DBSIZE"])), ":30").await;
+    assert!(out.contains(":30"), "{out}");
+    addons.shutdown().await;
+}
+
+#[test]
+fn a_missing_program_names_the_package_to_install() {
+    let e = kiln_addons::system::require(
+        "heroku-postgresql",
+        "kiln-no-such-program",
+        "postgresql",
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("apt-get install postgresql") && e.contains("kiln-no-such-program"),
+        "{e}"
+    );
+}
