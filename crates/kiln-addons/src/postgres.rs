@@ -69,6 +69,17 @@ pub struct DatabaseInfo {
     pub restricted: bool,
 }
 
+/// One session of a database, as `pg:ps` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub pid: u32,
+    pub state: String,
+    pub source: String,
+    pub running_secs: i64,
+    pub waiting: bool,
+    pub query: String,
+}
+
 /// Where the shared plans live.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct ClusterState {
@@ -701,6 +712,55 @@ impl PostgresProvider {
             version: f.get(3).map(|v| v.trim().to_string()).unwrap_or_default(),
             restricted: s.restricted,
         })
+    }
+
+    /// `pg:ps`: the database's sessions other than this one (as its own role, which sees its
+    /// own sessions' queries): `pid|state|source|seconds running|waiting|query` rows.
+    pub async fn activity(&self, addon_id: &str) -> Result<Vec<Session>> {
+        let (cluster, s) = self.database(addon_id).await?;
+        let psql = Self::program("psql")?;
+        let mut cmd = Self::client(&cluster, &s, &psql);
+        cmd.args(["-X", "-q", "-A", "-t", "-F", "\u{1f}", "-R", "\u{1e}", "-c"])
+            .arg(
+                "SELECT pid, coalesce(state, ''), coalesce(application_name, ''), \
+             coalesce(extract(epoch FROM now() - query_start)::bigint, 0), \
+             wait_event IS NOT NULL, query \
+             FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() \
+             ORDER BY query_start",
+            );
+        let out = run_admin("reading the database's sessions", &mut cmd, None).await?;
+        Ok(out
+            .split('\u{1e}')
+            .filter_map(|row| {
+                let f: Vec<&str> = row.trim_start_matches('\n').split('\u{1f}').collect();
+                (f.len() == 6).then(|| Session {
+                    pid: f[0].trim().parse().unwrap_or(0),
+                    state: f[1].to_string(),
+                    source: f[2].to_string(),
+                    running_secs: f[3].trim().parse().unwrap_or(0),
+                    waiting: f[4].trim() == "t",
+                    query: f[5].trim_end().to_string(),
+                })
+            })
+            .filter(|s| s.pid > 0)
+            .collect())
+    }
+
+    /// `pg:kill PID [--force]`: cancels the session's query, or ends the session.
+    pub async fn kill(&self, addon_id: &str, pid: u32, force: bool) -> Result<bool> {
+        let (cluster, s) = self.database(addon_id).await?;
+        let psql = Self::program("psql")?;
+        let mut cmd = Self::client(&cluster, &s, &psql);
+        let f = if force {
+            "pg_terminate_backend"
+        } else {
+            "pg_cancel_backend"
+        };
+        cmd.args(["-X", "-q", "-A", "-t", "-c"]).arg(format!(
+            "SELECT {f}(pid) FROM pg_stat_activity WHERE pid = {pid} AND datname = current_database()"
+        ));
+        let out = run_admin("ending a session", &mut cmd, None).await?;
+        Ok(out.trim() == "t")
     }
 
     /// A new password for the database's role; returns the new config.

@@ -170,6 +170,131 @@ impl ServerKind for Redis {
     }
 }
 
+/// What `redis:info` shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisInfo {
+    pub plan: String,
+    pub version: String,
+    pub used_memory: u64,
+    pub max_memory: u64,
+    pub policy: String,
+    pub clients: u64,
+    pub max_clients: u32,
+    pub keys: u64,
+    pub persistence: &'static str,
+}
+
+/// `redis:info`: figures from the server's own `INFO`.
+pub async fn info(p: &RedisProvider, addon_id: &str) -> Result<RedisInfo> {
+    let (host, c, e) = p.facts(addon_id)?;
+    let text = query(&host, &c, "INFO everything")
+        .await
+        .map_err(|err| AddonError::Service {
+            context: format!("asking {} for its figures", c.name),
+            message: err.to_string(),
+        })?;
+    let field = |k: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}:")))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_default()
+    };
+    let keys = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("db"))
+        .filter_map(|l| {
+            l.split_once("keys=")?
+                .1
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum();
+    let plan = plan_of(&c.plan);
+    Ok(RedisInfo {
+        plan: c.plan.clone(),
+        version: field("redis_version"),
+        used_memory: field("used_memory").parse().unwrap_or(0),
+        max_memory: plan.memory_bytes.unwrap_or(0),
+        policy: e.policy.clone(),
+        clients: field("connected_clients")
+            .parse::<u64>()
+            .unwrap_or(1)
+            .saturating_sub(1),
+        max_clients: plan.connections.unwrap_or(0),
+        keys,
+        persistence: if plan.persistent {
+            "AOF (every second)"
+        } else {
+            "snapshot when stopped"
+        },
+    })
+}
+
+/// `redis:maxmemory --policy P`: the eviction policy, kept across restarts.
+pub async fn set_policy(p: &RedisProvider, addon_id: &str, policy: &str) -> Result<()> {
+    if !kiln_model::addon::REDIS_POLICIES.contains(&policy) {
+        return Err(kiln_model::Invalid::new(
+            "maxmemory_policy",
+            format!(
+                "{} is not one of {}",
+                kiln_model::records::shown(policy),
+                kiln_model::addon::REDIS_POLICIES.join(", ")
+            ),
+        )
+        .into());
+    }
+    let policy = policy.to_string();
+    p.update_extra(addon_id, move |e| e.policy = policy).await
+}
+
+/// One inline command's whole reply (after AUTH), as text.
+async fn query(host: &str, c: &Common, command: &str) -> std::io::Result<String> {
+    let mut s = tokio::net::TcpStream::connect((host, c.port)).await?;
+    let mut req = format!(
+        "*2\r\n$4\r\nAUTH\r\n${}\r\n{}\r\n",
+        c.password.len(),
+        c.password
+    );
+    let words: Vec<&str> = command.split_whitespace().collect();
+    req.push_str(&format!("*{}\r\n", words.len()));
+    for w in &words {
+        req.push_str(&format!("${}\r\n{w}\r\n", w.len()));
+    }
+    s.write_all(req.as_bytes()).await?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    // +OK, then a bulk string: `$<len>\r\n<text>\r\n`.
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(2), s.read(&mut chunk))
+            .await
+            .map_err(|_| std::io::Error::other("no answer"))??;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf);
+        if let Some(rest) = text.strip_prefix("+OK\r\n") {
+            if rest.starts_with('-') {
+                return Err(std::io::Error::other(rest.trim().to_string()));
+            }
+            if let Some((len, body)) = rest.strip_prefix('$').and_then(|r| r.split_once("\r\n")) {
+                let len: usize = len.parse().map_err(std::io::Error::other)?;
+                if body.len() >= len {
+                    return Ok(body[..len].to_string());
+                }
+            }
+        } else if text.starts_with('-') {
+            return Err(std::io::Error::other(text.trim().to_string()));
+        }
+        if buf.len() > 1 << 20 {
+            break;
+        }
+    }
+    Err(std::io::Error::other("an incomplete answer"))
+}
+
 /// Makes the Redis provider.
 pub fn provider(config: AddonsConfig) -> Arc<RedisProvider> {
     RedisProvider::new(config)

@@ -165,6 +165,26 @@ impl<K: ServerKind> ServerProvider<K> {
         self.start(addon_id, s).await
     }
 
+    /// The add-on's facts and the address its server listens on.
+    pub fn facts(&self, addon_id: &str) -> Result<(String, Common, K::Extra)> {
+        let s = self
+            .load(addon_id)?
+            .ok_or_else(|| no_server("reading an add-on"))?;
+        Ok((self.config.host.clone(), s.common, s.extra))
+    }
+
+    /// Changes the service's own facts (a Redis eviction policy, say) and restarts it with
+    /// them written into its configuration.
+    pub async fn update_extra(&self, addon_id: &str, f: impl FnOnce(&mut K::Extra)) -> Result<()> {
+        let _op = self.ops.lock().await;
+        let mut s = self
+            .load(addon_id)?
+            .ok_or_else(|| no_server("changing an add-on"))?;
+        f(&mut s.extra);
+        self.states.save(addon_id, &s)?;
+        self.restart(addon_id, &s).await
+    }
+
     /// A new password for the add-on (`credentials --reset`); returns the new config.
     pub async fn rotate_password(&self, addon_id: &str) -> Result<Provisioned> {
         let _op = self.ops.lock().await;

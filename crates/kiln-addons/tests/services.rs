@@ -632,3 +632,53 @@ fn a_missing_program_names_the_package_to_install() {
         "{e}"
     );
 }
+
+/// The check itself, with a database really over essential-0's 1 GB: writes refused, reads
+/// and TRUNCATE allowed, and once it is back under, writes again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_storage_check_refuses_writes_over_the_plans_limit_and_allows_them_back() {
+    let dir = TempDir::new("addons-pg-storage");
+    let lines = Arc::new(Lines::default());
+    let pg = kiln_addons::postgres::PostgresProvider::new(AddonsConfig {
+        dir: dir.join("addons"),
+        host: "127.0.0.1".into(),
+        postgres_url: None,
+        check_interval: Duration::from_secs(3600),
+        logs: lines.clone(),
+    });
+    use kiln_addons::Provider;
+    let id = "0a1a2a3a-0000-4000-8000-000000000008";
+    let url = pg
+        .provision(&request(id, "app-big", "postgres"))
+        .await
+        .unwrap()
+        .config["URL"]
+        .clone();
+    // ~1.1 GB of rows under 2 kB each: stored as they are (PostgreSQL compresses larger ones).
+    psql(&url, "CREATE TABLE filler (body text); INSERT INTO filler SELECT repeat(md5(g::text), 31) FROM generate_series(1, 1150000) g;").unwrap();
+    pg.check_storage().await.unwrap();
+    let e = psql(&url, "INSERT INTO filler VALUES ('one more')").unwrap_err();
+    assert!(e.contains("permission denied"), "{e}");
+    assert_eq!(psql(&url, "SELECT count(*) > 0 FROM filler").unwrap(), "t");
+    assert!(
+        lines
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(app, l)| app == "app-big" && l.message.contains("writes are refused")),
+        "the app is told"
+    );
+    psql(&url, "TRUNCATE filler").unwrap();
+    pg.check_storage().await.unwrap();
+    psql(&url, "INSERT INTO filler VALUES ('back under')").unwrap();
+    assert!(
+        lines
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(_, l)| l.message.contains("writes are allowed again"))
+    );
+    pg.shutdown().await;
+}

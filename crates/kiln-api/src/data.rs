@@ -31,6 +31,16 @@ pub fn routes() -> Router<ApiState> {
         .route("/client/v11/databases/{addon}/backups", post(capture))
         .route("/client/v11/databases/{addon}/restores", post(restore))
         .route("/client/v11/databases/{addon}/reset", put(reset))
+        .route("/client/v11/databases/{addon}/activity", get(activity))
+        .route(
+            "/client/v11/databases/{addon}/activity/{pid}/actions/kill",
+            post(kill),
+        )
+        .route("/redis/v0/databases/{addon}", get(redis_info))
+        .route(
+            "/redis/v0/databases/{addon}/config",
+            axum::routing::patch(redis_config),
+        )
         .route(
             "/client/v11/databases/{addon}/transfer-schedules",
             get(list_schedules).post(schedule),
@@ -345,4 +355,88 @@ async fn rotate(
         "message": format!("Rotated the credentials of {}", a.name),
         "releases": releases.iter().map(|r| json!({"app": r.app_id, "version": r.version})).collect::<Vec<_>>(),
     })))
+}
+
+async fn activity(
+    State(st): State<ApiState>,
+    User(user): User,
+    Path(a): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let a = addon(&st, &user, &a)?;
+    let sessions = st.platform.database_sessions(&user, &a).await?;
+    Ok(Json(Value::Array(
+        sessions
+            .iter()
+            .map(|s| {
+                json!({
+                    "pid": s.pid, "state": s.state, "source": s.source,
+                    "running_for": s.running_secs, "waiting": s.waiting, "query": s.query,
+                })
+            })
+            .collect(),
+    )))
+}
+
+async fn kill(
+    State(st): State<ApiState>,
+    User(user): User,
+    Path((a, pid)): Path<(String, String)>,
+    Body(body): Body,
+) -> ApiResult<Json<Value>> {
+    let a = addon(&st, &user, &a)?;
+    let pid: u32 = pid
+        .parse()
+        .map_err(|_| ApiError::invalid("The session is named by its process id, a number"))?;
+    let force = body.get("force").and_then(Value::as_bool).unwrap_or(false);
+    if !st.platform.kill_session(&user, &a, pid, force).await? {
+        return Err(ApiError::not_found(
+            "session",
+            format!("No session {pid} on {}", a.name),
+        ));
+    }
+    Ok(Json(
+        json!({ "pid": pid, "terminated": force, "cancelled": !force }),
+    ))
+}
+
+/// `redis:info`, in Heroku's shape (`info: [{name, values}]`).
+async fn redis_info(
+    State(st): State<ApiState>,
+    User(user): User,
+    Path(a): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let a = addon(&st, &user, &a)?;
+    let i = st.platform.redis_info(&user, &a).await?;
+    Ok(Json(json!({
+        "resource_url": a.name,
+        "plan": i.plan,
+        "version": i.version,
+        "prefer_native_tls": false,
+        "info": [
+            { "name": "Plan", "values": [i.plan] },
+            { "name": "Version", "values": [i.version] },
+            { "name": "Memory", "values": [format!("{} / {}", human(i.used_memory), human(i.max_memory))] },
+            { "name": "Maxmemory policy", "values": [i.policy] },
+            { "name": "Clients", "values": [format!("{}/{}", i.clients, i.max_clients)] },
+            { "name": "Keys", "values": [i.keys.to_string()] },
+            { "name": "Persistence", "values": [i.persistence] },
+            { "name": "Created", "values": [a.created_at.rfc3339()] },
+        ],
+    })))
+}
+
+/// `{"maxmemory_policy": "allkeys-lru"}`, as Heroku's `redis:maxmemory` sends it.
+async fn redis_config(
+    State(st): State<ApiState>,
+    User(user): User,
+    Path(a): Path<String>,
+    Body(body): Body,
+) -> ApiResult<Json<Value>> {
+    let a = addon(&st, &user, &a)?;
+    let policy = body
+        .get("maxmemory_policy")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::invalid("Send {\"maxmemory_policy\": \"allkeys-lru\"}"))?;
+    st.platform.set_redis_policy(&user, &a, policy).await?;
+    Ok(Json(json!({ "maxmemory_policy": { "value": policy } })))
 }

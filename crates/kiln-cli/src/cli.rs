@@ -564,6 +564,54 @@ pub enum Cmd {
         app: AppFlags,
     },
 
+    /// List a database's sessions and what they run
+    #[command(name = "pg:ps")]
+    PgPs {
+        #[command(flatten)]
+        app: AppFlags,
+        /// The database: an attachment such as DATABASE (the default) or HEROKU_POSTGRESQL_AMBER
+        #[arg(value_name = "DATABASE")]
+        database: Option<String>,
+    },
+
+    /// Cancel a session's query, or end the session with --force
+    #[command(name = "pg:kill")]
+    PgKill {
+        #[command(flatten)]
+        app: AppFlags,
+        /// The session's process id, from pg:ps
+        #[arg(value_name = "PID")]
+        pid: u32,
+        /// The database (default: DATABASE)
+        #[arg(value_name = "DATABASE")]
+        database: Option<String>,
+        /// End the session instead of cancelling its query
+        #[arg(short = 'f', long)]
+        force: bool,
+    },
+
+    /// Show a Redis: plan, version, memory against its limit, policy, clients, keys
+    #[command(name = "redis:info", alias = "redis")]
+    RedisInfo {
+        #[command(flatten)]
+        app: AppFlags,
+        /// The Redis: an attachment such as REDIS (the default)
+        #[arg(value_name = "REDIS")]
+        redis: Option<String>,
+    },
+
+    /// Set what a Redis does when its memory is full
+    #[command(name = "redis:maxmemory")]
+    RedisMaxmemory {
+        #[command(flatten)]
+        app: AppFlags,
+        #[arg(value_name = "REDIS")]
+        redis: Option<String>,
+        /// noeviction, allkeys-lru, allkeys-lfu, allkeys-random, volatile-lru, volatile-lfu, volatile-random or volatile-ttl
+        #[arg(short = 'p', long)]
+        policy: String,
+    },
+
     /// Open redis-cli on a Redis, in a one-off dyno
     #[command(name = "redis:cli")]
     RedisCli {

@@ -273,6 +273,70 @@ impl Platform {
         Ok(())
     }
 
+    pub async fn database_sessions(
+        &self,
+        user: &Account,
+        addon: &Addon,
+    ) -> Result<Vec<kiln_addons::postgres::Session>> {
+        self.addon_for(user, &addon.id)?;
+        Self::require_postgres(addon)?;
+        Ok(self.addons.postgres.activity(&addon.id).await?)
+    }
+
+    /// Cancels a session's query (or ends the session); `false` if there was no such session.
+    pub async fn kill_session(
+        &self,
+        user: &Account,
+        addon: &Addon,
+        pid: u32,
+        force: bool,
+    ) -> Result<bool> {
+        self.app_for(user, &addon.app_id)?;
+        Self::require_postgres(addon)?;
+        Ok(self.addons.postgres.kill(&addon.id, pid, force).await?)
+    }
+
+    pub async fn redis_info(
+        &self,
+        user: &Account,
+        addon: &Addon,
+    ) -> Result<kiln_addons::redis::RedisInfo> {
+        self.addon_for(user, &addon.id)?;
+        Self::require_service(addon, "heroku-redis")?;
+        Ok(kiln_addons::redis::info(&self.addons.redis, &addon.id).await?)
+    }
+
+    pub async fn set_redis_policy(
+        &self,
+        user: &Account,
+        addon: &Addon,
+        policy: &str,
+    ) -> Result<()> {
+        self.app_for(user, &addon.app_id)?;
+        Self::require_service(addon, "heroku-redis")?;
+        kiln_addons::redis::set_policy(&self.addons.redis, &addon.id, policy).await?;
+        self.api_log(
+            &addon.app_id,
+            format!(
+                "Set {}'s maxmemory policy to {policy} by user {}",
+                addon.name, user.email
+            ),
+        );
+        Ok(())
+    }
+
+    fn require_service(addon: &Addon, service: &str) -> Result<()> {
+        if addon.service == service {
+            Ok(())
+        } else {
+            Err(kiln_model::Invalid::new(
+                "addon",
+                format!("{} is not a {service} add-on", addon.name),
+            )
+            .into())
+        }
+    }
+
     pub async fn database_info(
         &self,
         user: &Account,

@@ -709,3 +709,214 @@ fn app_json_add_ons_are_provisioned_on_the_first_deploy_only() {
         "{out}"
     );
 }
+
+/// Sends RESP commands to 127.0.0.1:`port` and returns the replies (2 s at most).
+fn redis_exchange(port: u16, commands: &[&[&str]]) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut req = String::new();
+    for c in commands {
+        req.push_str(&format!("*{}\r\n", c.len()));
+        for a in *c {
+            req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+    }
+    s.write_all(req.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = s.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// memcached's binary protocol: SASL PLAIN with `creds` (if any), then a GET of `key`;
+/// returns the GET's status (0 found, 1 not found, 0x20 authentication required).
+fn memcached_get(servers: &str, creds: Option<(&str, &str)>, key: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(servers).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let request = |op: u8, key: &[u8], value: &[u8]| {
+        let mut r = vec![0x80, op];
+        r.extend_from_slice(&(key.len() as u16).to_be_bytes());
+        r.extend_from_slice(&[0, 0, 0, 0]);
+        r.extend_from_slice(&((key.len() + value.len()) as u32).to_be_bytes());
+        r.extend_from_slice(&[0; 12]);
+        r.extend_from_slice(key);
+        r.extend_from_slice(value);
+        r
+    };
+    let response = |s: &mut std::net::TcpStream| {
+        let mut head = [0u8; 24];
+        s.read_exact(&mut head).unwrap();
+        let len = u32::from_be_bytes([head[8], head[9], head[10], head[11]]) as usize;
+        let mut body = vec![0; len];
+        s.read_exact(&mut body).unwrap();
+        u16::from_be_bytes([head[6], head[7]])
+    };
+    if let Some((user, pw)) = creds {
+        let v = format!("\0{user}\0{pw}");
+        s.write_all(&request(0x21, b"PLAIN", v.as_bytes())).unwrap();
+        if response(&mut s) != 0 {
+            return 0x20;
+        }
+    }
+    s.write_all(&request(0x00, key.as_bytes(), b"")).unwrap();
+    response(&mut s)
+}
+
+#[test]
+fn two_apps_services_answer_only_to_their_own_credentials() {
+    let s = Server::start("addons-two");
+    let mut vars = Vec::new();
+    for app in ["alpha", "beta"] {
+        s.ok(&["apps:create", app]);
+        for svc in ["heroku-postgresql", "heroku-redis", "memcachier"] {
+            s.ok(&["addons:create", svc, "-a", app]);
+        }
+        vars.push(
+            s.api("GET", &format!("/apps/{app}/config-vars"), None)
+                .json(),
+        );
+    }
+    let (a, b) = (&vars[0], &vars[1]);
+    let var = |v: &serde_json::Value, k: &str| v[k].as_str().unwrap().to_string();
+
+    // PostgreSQL: alpha's role reaches neither beta's database nor the cluster's own.
+    let a_db = var(a, "DATABASE_URL");
+    let b_name = var(b, "DATABASE_URL")
+        .rsplit_once('/')
+        .unwrap()
+        .1
+        .to_string();
+    psql(
+        &a_db,
+        "CREATE TABLE secrets (v text); INSERT INTO secrets VALUES ('alpha only')",
+    )
+    .unwrap();
+    for other in [b_name.as_str(), "postgres", "template1"] {
+        let url = format!("{}/{other}", a_db.rsplit_once('/').unwrap().0);
+        let e = psql(&url, "SELECT 1").unwrap_err();
+        assert!(
+            e.contains("no pg_hba.conf entry") || e.contains("permission denied"),
+            "{other}: {e}"
+        );
+    }
+    // Beta's credentials cannot read alpha's table, even pointed at alpha's database.
+    let b_on_a = format!(
+        "{}/{}",
+        var(b, "DATABASE_URL").rsplit_once('/').unwrap().0,
+        a_db.rsplit_once('/').unwrap().1
+    );
+    assert!(psql(&b_on_a, "SELECT * FROM secrets").is_err());
+    for attack in [
+        "ALTER ROLE CURRENT_USER SUPERUSER",
+        "SELECT pg_read_file('/etc/shadow')",
+        "COPY secrets FROM PROGRAM 'id'",
+    ] {
+        assert!(psql(&a_db, attack).is_err(), "{attack}");
+    }
+
+    // Redis: each server answers to its own password only.
+    let port = |url: &str| url.rsplit_once(':').unwrap().1.parse::<u16>().unwrap();
+    let pw = |url: &str| {
+        url.strip_prefix("redis://:")
+            .unwrap()
+            .split_once('@')
+            .unwrap()
+            .0
+            .to_string()
+    };
+    let (a_redis, b_redis) = (var(a, "REDIS_URL"), var(b, "REDIS_URL"));
+    assert!(
+        redis_exchange(
+            port(&a_redis),
+            &[&["AUTH", &pw(&a_redis)], &["SET", "k", "alpha"]]
+        )
+        .contains("+OK\r\n+OK")
+    );
+    let out = redis_exchange(port(&a_redis), &[&["AUTH", &pw(&b_redis)], &["GET", "k"]]);
+    assert!(
+        out.starts_with("-WRONGPASS") && !out.contains("alpha"),
+        "{out}"
+    );
+    let out = redis_exchange(port(&a_redis), &[&["GET", "k"], &["KEYS", "*"]]);
+    assert!(
+        out.starts_with("-NOAUTH") && !out.contains("alpha"),
+        "{out}"
+    );
+    let out = redis_exchange(port(&b_redis), &[&["AUTH", &pw(&b_redis)], &["GET", "k"]]);
+    assert!(out.contains("$-1"), "beta's Redis is another server: {out}");
+
+    // memcached: alpha's server refuses beta's credentials and none.
+    let (a_mc, b_mc) = (var(a, "MEMCACHIER_SERVERS"), var(b, "MEMCACHIER_SERVERS"));
+    assert_ne!(a_mc, b_mc);
+    let b_creds = (var(b, "MEMCACHIER_USERNAME"), var(b, "MEMCACHIER_PASSWORD"));
+    assert_eq!(
+        memcached_get(&a_mc, Some((&b_creds.0, &b_creds.1)), "k"),
+        0x20
+    );
+    assert_eq!(memcached_get(&a_mc, None, "k"), 0x20);
+    let a_creds = (var(a, "MEMCACHIER_USERNAME"), var(a, "MEMCACHIER_PASSWORD"));
+    assert_eq!(
+        memcached_get(&a_mc, Some((&a_creds.0, &a_creds.1)), "k"),
+        1,
+        "authenticated: a miss"
+    );
+}
+
+#[test]
+fn pg_ps_and_kill_redis_info_and_maxmemory() {
+    let s = Server::start("addons-ops");
+    s.ok(&["apps:create", "ops"]);
+    s.ok(&["addons:create", "heroku-postgresql", "-a", "ops"]);
+    s.ok(&["addons:create", "heroku-redis", "-a", "ops"]);
+    let url = s.api("GET", "/apps/ops/config-vars", None).json()["DATABASE_URL"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut sleeper = std::process::Command::new("psql")
+        .args([
+            "-X",
+            "-q",
+            "-d",
+            &url,
+            "-c",
+            "SELECT pg_sleep(60) AS kiln_marker",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = wait_for(Duration::from_secs(20), "the session in pg:ps", || {
+        let out = s.ok(&["pg:ps", "-a", "ops"]);
+        out.lines()
+            .find(|l| l.contains("kiln_marker"))
+            .and_then(|l| l.split_whitespace().next()?.parse::<u32>().ok())
+    });
+    s.ok(&["pg:kill", &pid.to_string(), "--force", "-a", "ops"]);
+    let status = sleeper.wait().unwrap();
+    assert!(!status.success(), "the session was ended");
+    let e = s.fails(&["pg:kill", "999999", "-a", "ops"]);
+    assert!(e.contains("No session 999999"), "{e}");
+
+    let info = s.ok(&["redis:info", "-a", "ops"]);
+    assert!(
+        info.contains("Maxmemory policy: noeviction")
+            && info.contains("Plan:")
+            && info.contains("Keys:"),
+        "{info}"
+    );
+    s.ok(&["redis:maxmemory", "-a", "ops", "--policy", "allkeys-lru"]);
+    assert!(
+        s.ok(&["redis:info", "-a", "ops"])
+            .contains("Maxmemory policy: allkeys-lru")
+    );
+    let e = s.fails(&["redis:maxmemory", "-a", "ops", "--policy", "random-ish"]);
+    assert!(e.contains("not one of"), "{e}");
+}

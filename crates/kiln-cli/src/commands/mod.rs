@@ -280,6 +280,17 @@ pub async fn dispatch(ctx: &mut Ctx<'_>, cmd: Cmd) -> Result<()> {
             pg::unschedule(ctx, &app, database.as_deref()).await
         }
         Cmd::PgBackupsSchedules { app } => pg::schedules(ctx, &app).await,
+        Cmd::PgPs { app, database } => pg::ps(ctx, &app, database.as_deref()).await,
+        Cmd::PgKill {
+            app,
+            pid,
+            database,
+            force,
+        } => pg::kill(ctx, &app, pid, force, database.as_deref()).await,
+        Cmd::RedisInfo { app, redis } => pg::redis_info(ctx, &app, redis.as_deref()).await,
+        Cmd::RedisMaxmemory { app, redis, policy } => {
+            pg::redis_maxmemory(ctx, &app, redis.as_deref(), &policy).await
+        }
         Cmd::RedisCli { app, redis } => {
             pg::client(ctx, &app, redis.as_deref(), "heroku-redis", None).await
         }

@@ -571,6 +571,140 @@ fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
+/// `pg:ps`: the database's sessions and what they run.
+pub async fn ps(ctx: &mut Ctx<'_>, flags: &AppFlags, which: Option<&str>) -> Result<()> {
+    let app = resolve_app(ctx.env, flags, None)?;
+    let api = ctx.api()?;
+    let att = resolve(&api, &app, which, "heroku-postgresql").await?;
+    let list = api
+        .get(&format!(
+            "/client/v11/databases/{}/activity",
+            segment(str_at(&att, "/addon/id"))
+        ))
+        .await?;
+    let mut rows = vec![vec![
+        "pid".to_string(),
+        "state".to_string(),
+        "source".to_string(),
+        "running_for".to_string(),
+        "waiting".to_string(),
+        "query".to_string(),
+    ]];
+    for s in list.as_array().map(Vec::as_slice).unwrap_or_default() {
+        rows.push(vec![
+            s["pid"].to_string(),
+            str_at(s, "/state").to_string(),
+            str_at(s, "/source").to_string(),
+            format!("{}s", s["running_for"]),
+            if s["waiting"].as_bool() == Some(true) {
+                "t"
+            } else {
+                "f"
+            }
+            .to_string(),
+            str_at(s, "/query").replace('\n', " "),
+        ]);
+    }
+    ctx.out(&format::table(&rows))
+}
+
+/// `pg:kill PID [--force]`.
+pub async fn kill(
+    ctx: &mut Ctx<'_>,
+    flags: &AppFlags,
+    pid: u32,
+    force: bool,
+    which: Option<&str>,
+) -> Result<()> {
+    let app = resolve_app(ctx.env, flags, None)?;
+    let api = ctx.api()?;
+    let att = resolve(&api, &app, which, "heroku-postgresql").await?;
+    ctx.action(&format!(
+        "{} session {pid} on {}",
+        if force {
+            "Ending"
+        } else {
+            "Cancelling the query of"
+        },
+        str_at(&att, "/name")
+    ))?;
+    match api
+        .post(
+            &format!(
+                "/client/v11/databases/{}/activity/{pid}/actions/kill",
+                segment(str_at(&att, "/addon/id"))
+            ),
+            &json!({ "force": force }),
+        )
+        .await
+    {
+        Ok(_) => ctx.done(""),
+        Err(e) => ctx.failed(e),
+    }
+}
+
+/// `redis:info`.
+pub async fn redis_info(ctx: &mut Ctx<'_>, flags: &AppFlags, which: Option<&str>) -> Result<()> {
+    let app = resolve_app(ctx.env, flags, None)?;
+    let api = ctx.api()?;
+    let att = resolve(&api, &app, which, "heroku-redis").await?;
+    let info = api
+        .get(&format!(
+            "/redis/v0/databases/{}",
+            segment(str_at(&att, "/addon/id"))
+        ))
+        .await?;
+    let mut out = format::header(&format!(
+        "{} ({})",
+        str_at(&att, "/addon/name"),
+        str_at(&att, "/name")
+    ));
+    let rows: Vec<(String, String)> = info["info"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|r| {
+            let v: Vec<&str> = r["values"]
+                .as_array()
+                .map(|v| v.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            (str_at(r, "/name").to_string(), v.join(", "))
+        })
+        .collect();
+    out.push_str(&format::styled_object(&rows));
+    ctx.out(&out)
+}
+
+/// `redis:maxmemory --policy P`.
+pub async fn redis_maxmemory(
+    ctx: &mut Ctx<'_>,
+    flags: &AppFlags,
+    which: Option<&str>,
+    policy: &str,
+) -> Result<()> {
+    let app = resolve_app(ctx.env, flags, None)?;
+    let api = ctx.api()?;
+    let att = resolve(&api, &app, which, "heroku-redis").await?;
+    ctx.action(&format!(
+        "Setting the maxmemory policy of {} to {policy}",
+        str_at(&att, "/addon/name")
+    ))?;
+    match api
+        .patch(
+            &format!(
+                "/redis/v0/databases/{}/config",
+                segment(str_at(&att, "/addon/id"))
+            ),
+            &json!({ "maxmemory_policy": policy }),
+        )
+        .await
+    {
+        Ok(_) => ctx.done(""),
+        Err(e) => ctx.failed(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
