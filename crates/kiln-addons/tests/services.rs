@@ -682,3 +682,75 @@ async fn the_storage_check_refuses_writes_over_the_plans_limit_and_allows_them_b
     );
     pg.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_that_dies_is_started_again_with_its_data_and_credentials() {
+    let dir = TempDir::new("addons-restart");
+    let (addons, lines) = addons(&dir);
+    let redis_p = addons.provider("heroku-redis").unwrap();
+    let id = "1d1d1d1d-0000-4000-8000-000000000004";
+    let url = redis_p
+        .provision(&request(id, "app-x", "heroku-redis:premium-0"))
+        .await
+        .unwrap()
+        .config["URL"]
+        .clone();
+    let (pw, port) = {
+        let rest = url.strip_prefix("redis://:").unwrap();
+        let (pw, hp) = rest.split_once('@').unwrap();
+        (
+            pw.to_string(),
+            hp.rsplit_once(':').unwrap().1.parse::<u16>().unwrap(),
+        )
+    };
+    let auth = resp(&["AUTH", &pw]);
+    assert!(
+        redis(
+            port,
+            &format!("{auth}{}", resp(&["SET", "kept", "yes"])),
+            "+OK\r\n+OK"
+        )
+        .await
+        .contains("+OK\r\n+OK")
+    );
+    // Killed from outside (the kernel's OOM killer, an operator's kill -9).
+    let title = format!("redis-server 127.0.0.1:{port}");
+    let pid = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .find(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&title))
+        })
+        .and_then(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .expect("the server's process");
+    Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        // Connecting is refused until it is back.
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            let out = redis(port, &format!("{auth}{}", resp(&["GET", "kept"])), "yes").await;
+            if out.contains("$3\r\nyes") {
+                break;
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "not back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        lines
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(app, l)| app == "app-x" && l.message.contains("exited")),
+        "the app's stream says the server exited"
+    );
+    addons.shutdown().await;
+}

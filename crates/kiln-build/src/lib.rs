@@ -95,6 +95,8 @@ pub struct BuiltSlug {
     pub process_types: ProcessTypes,
     pub buildpack_description: String,
     pub app_json: Option<kiln_model::appjson::AppJson>,
+    /// The add-ons the buildpacks' `bin/release` ask for (provisioned on a first deploy).
+    pub release_addons: Vec<String>,
 }
 
 const DRIVER: &str = include_str!("../buildpacks/driver.sh");
@@ -511,6 +513,7 @@ impl Builder {
             .collect::<Vec<_>>()
             .join(", ");
         let mut defaults = ProcessTypes::new();
+        let mut release_addons = Vec::new();
         for i in 1..=32 {
             let Some(text) =
                 read_app_file(&out_dir, &format!("release-{i}.yml")).map_err(failed)?
@@ -520,6 +523,13 @@ impl Builder {
             let types = parse_release_output(&text)
                 .map_err(|e| BuildError::Failed(format!("{}", e.message)))?;
             defaults.extend(types);
+            for a in kiln_model::buildpack::parse_release_addons(&text)
+                .map_err(|e| BuildError::Failed(e.message))?
+            {
+                if !release_addons.contains(&a) {
+                    release_addons.push(a);
+                }
+            }
         }
         out.line("-----> Discovering process types");
         let mut process_types = defaults.clone();
@@ -572,6 +582,7 @@ impl Builder {
                 buildpack_description
             },
             app_json: req.app_json.clone(),
+            release_addons,
         })
     }
 }

@@ -125,9 +125,80 @@ pub fn parse_release_output(text: &str) -> Result<ProcessTypes, Invalid> {
     Ok(types)
 }
 
+/// Reads the `addons:` list out of `bin/release`'s YAML output: the add-ons a buildpack asks
+/// for (`- heroku-postgresql`, `- heroku-redis:mini`), which an app's first deploy
+/// provisions. At most 20 names, each a short plan spec.
+pub fn parse_release_addons(text: &str) -> Result<Vec<String>, Invalid> {
+    let mut out = Vec::new();
+    let mut in_list = false;
+    for line in text.lines() {
+        if line.trim().is_empty() || line.trim_start().starts_with('#') || line.trim() == "---" {
+            continue;
+        }
+        let indented = line.starts_with(' ') || line.starts_with('\t') || line.starts_with('-');
+        if !indented {
+            in_list = line.trim_end() == "addons:";
+            // `addons: []`, or a flow list on one line.
+            if let Some(flow) = line.trim().strip_prefix("addons:") {
+                let flow = flow.trim();
+                if let Some(inner) = flow.strip_prefix('[').and_then(|f| f.strip_suffix(']')) {
+                    out.extend(
+                        inner
+                            .split(',')
+                            .map(|x| x.trim().trim_matches(|c| c == '"' || c == '\'').to_string())
+                            .filter(|x| !x.is_empty()),
+                    );
+                }
+            }
+            continue;
+        }
+        if !in_list {
+            continue;
+        }
+        let Some(item) = line.trim().strip_prefix('-') else {
+            continue;
+        };
+        let item = item.trim().trim_matches(|c| c == '"' || c == '\'');
+        if !item.is_empty() {
+            out.push(item.to_string());
+        }
+    }
+    if out.len() > 20
+        || out
+            .iter()
+            .any(|a| a.len() > 128 || a.chars().any(char::is_control))
+    {
+        return Err(Invalid::new(
+            "bin/release",
+            "bin/release asks for too many or malformed add-ons",
+        ));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn release_addons() {
+        assert_eq!(
+            parse_release_addons("---\naddons:\n  - heroku-postgresql\n  - \"heroku-redis:mini\"\ndefault_process_types:\n  web: x\n").unwrap(),
+            ["heroku-postgresql", "heroku-redis:mini"]
+        );
+        assert_eq!(
+            parse_release_addons("addons: [heroku-postgresql]\n").unwrap(),
+            ["heroku-postgresql"]
+        );
+        assert!(parse_release_addons("addons: []\n").unwrap().is_empty());
+        assert!(
+            parse_release_addons("default_process_types:\n  web: x\n")
+                .unwrap()
+                .is_empty()
+        );
+        let many = format!("addons:\n{}", "  - redis\n".repeat(21));
+        assert!(parse_release_addons(&many).is_err());
+    }
 
     #[test]
     fn refs() {

@@ -32,7 +32,7 @@ pub enum DeployError {
     #[error("{0}")]
     AppJson(String),
     /// An add-on app.json asks for could not be made.
-    #[error("Could not provision {plan} for app.json: {source}")]
+    #[error("Could not provision {plan} (asked for by app.json or a buildpack): {source}")]
     Addon {
         plan: String,
         #[source]
@@ -318,10 +318,32 @@ impl Platform {
             })
             .collect();
         self.store.ensure_formation(&app.id, &initial)?;
-        if let Some(specs) = built.app_json.as_ref().map(|a| &a.addons) {
-            self.provision_app_json_addons(app, user, specs, out)
-                .await?;
+        // app.json's add-ons, then those the buildpacks ask for whose service app.json does
+        // not already provide.
+        let mut specs: Vec<kiln_model::appjson::AddonSpec> = built
+            .app_json
+            .as_ref()
+            .map(|a| a.addons.clone())
+            .unwrap_or_default();
+        let service_of = |plan: &str| {
+            kiln_model::addon::PlanRef::parse(plan)
+                .map(|p| p.service.name)
+                .unwrap_or_default()
+        };
+        for plan in &built.release_addons {
+            if !specs
+                .iter()
+                .any(|s| service_of(&s.plan) == service_of(plan))
+            {
+                specs.push(kiln_model::appjson::AddonSpec {
+                    plan: plan.clone(),
+                    as_: None,
+                    options: Default::default(),
+                });
+            }
         }
+        self.provision_app_json_addons(app, user, &specs, out)
+            .await?;
         // The config is re-read so a config change made during the build is not lost.
         let config = self
             .store
@@ -346,8 +368,8 @@ impl Platform {
         Ok((slug.id, release.id, release.version))
     }
 
-    /// On an app's first deploy, the add-ons its app.json asks for (as Heroku provisions them
-    /// for an app made from app.json); later deploys leave add-ons to the add-on commands.
+    /// On an app's first deploy, the add-ons its app.json and its buildpacks ask for (as
+    /// Heroku provisions them); later deploys leave add-ons to the add-on commands.
     async fn provision_app_json_addons(
         &self,
         app: &kiln_store::App,
@@ -376,7 +398,7 @@ impl Platform {
             return Ok(());
         }
         for spec in specs {
-            out.line(&format!("-----> Provisioning {} (app.json)", spec.plan));
+            out.line(&format!("-----> Provisioning {}", spec.plan));
             let req = crate::CreateAddon {
                 plan: spec.plan.clone(),
                 name: None,

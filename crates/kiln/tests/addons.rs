@@ -658,10 +658,7 @@ fn app_json_add_ons_are_provisioned_on_the_first_deploy_only() {
     )]);
     let (ok, out) = s.push(&repo, "declared");
     assert!(ok, "push failed:\n{out}");
-    assert!(
-        out.contains("Provisioning heroku-redis (app.json)"),
-        "{out}"
-    );
+    assert!(out.contains("Provisioning heroku-redis"), "{out}");
     let config = s.api("GET", "/apps/declared/config-vars", None).json();
     assert!(
         config["REDIS_URL"].is_string() && config["CACHE_SERVERS"].is_string(),
@@ -919,4 +916,41 @@ fn pg_ps_and_kill_redis_info_and_maxmemory() {
     );
     let e = s.fails(&["redis:maxmemory", "-a", "ops", "--policy", "random-ish"]);
     assert!(e.contains("not one of"), "{e}");
+}
+
+#[test]
+fn a_buildpacks_release_add_ons_are_provisioned_on_the_first_deploy() {
+    let s = Server::start("addons-bp");
+    let bp = TempDir::new("addons-bp-pack");
+    std::fs::create_dir_all(bp.join("bin")).unwrap();
+    for (name, body) in [
+        ("detect", "#!/bin/sh\necho Declaring\n"),
+        ("compile", "#!/bin/sh\necho '-----> nothing to compile'\n"),
+        (
+            "release",
+            "#!/bin/sh\ncat <<'YAML'\n---\naddons:\n  - heroku-redis:mini\ndefault_process_types:\n  web: python3 app.py\nYAML\n",
+        ),
+    ] {
+        let p = bp.join("bin").join(name);
+        std::fs::write(&p, body).unwrap();
+        std::process::Command::new("chmod")
+            .arg("+x")
+            .arg(&p)
+            .status()
+            .unwrap();
+    }
+    s.ok(&["apps:create", "packed"]);
+    s.ok(&["buildpacks:set", bp.to_str().unwrap(), "-a", "packed"]);
+    let repo = fixture_repo("python-app", &[]);
+    let (ok, out) = s.push(&repo, "packed");
+    assert!(ok, "push failed:\n{out}");
+    assert!(out.contains("Provisioning heroku-redis:mini"), "{out}");
+    let config = s.api("GET", "/apps/packed/config-vars", None).json();
+    assert!(
+        config["REDIS_URL"]
+            .as_str()
+            .unwrap()
+            .starts_with("redis://:"),
+        "{config}"
+    );
 }
