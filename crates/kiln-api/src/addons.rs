@@ -67,7 +67,7 @@ fn service_json(s: &Service) -> Value {
         "human_name": s.human_name,
         "cli_plugin_name": null,
         "state": "ga",
-        "supported_generations": [{"id": "cedar", "name": "cedar"}],
+        "supported_generations": [{"id": crate::json::GENERATION_ID, "name": "cedar"}],
         "supports_multiple_installations": true,
         "supports_sharing": true,
         "created_at": "2024-01-01T00:00:00Z",

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 /// Kiln runs in one place; this is its region.
 const REGION_ID: &str = "7e3b2a1c-0000-4000-8000-000000000001";
 const STACK_ID: &str = "7e3b2a1c-0000-4000-8000-000000000002";
-const GENERATION_ID: &str = "7e3b2a1c-0000-4000-8000-000000000003";
+pub const GENERATION_ID: &str = "7e3b2a1c-0000-4000-8000-000000000003";
 
 /// A stable id for each dyno size (the schema's `dyno_size.id` is a uuid, never null).
 fn dyno_size_id(size: &str) -> Value {

@@ -367,8 +367,18 @@ impl Platform {
         Ok((config, release))
     }
 
-    /// Appends a release that restores `target`'s slug and config.
+    /// Appends a release that restores `target`'s slug and config, except the vars of the
+    /// add-ons attached now, which keep their current values: rolling back never rolls back
+    /// an add-on's credentials to ones it no longer accepts.
     pub async fn rollback(&self, app: &App, target: &Release, user: &Account) -> Result<Release> {
+        let mut config = target.config.clone();
+        for att in self.store.app_attachments(&app.id)? {
+            let addon = self.store.addon(&att.addon_id)?;
+            config.extend(kiln_model::addon::attachment_config(
+                &att.name,
+                &addon.config,
+            ));
+        }
         let release = self.store.append_release(
             &app.id,
             NewRelease {
@@ -379,7 +389,7 @@ impl Platform {
                     kiln_model::release::ReleaseStatus::Succeeded
                 },
                 slug_id: target.slug_id.clone(),
-                config: target.config.clone(),
+                config,
                 user_id: user.id.clone(),
             },
         )?;

@@ -629,6 +629,11 @@ fn rotating_credentials_ends_the_old_ones_and_releases_the_new_ones_everywhere()
             "{app}: {last}"
         );
     }
+    // Rolling back to before the rotation keeps the new credentials (the old ones no longer work).
+    let releases = s.api("GET", "/apps/main-app/releases", None).json();
+    let before = releases.as_array().unwrap().len() - 1;
+    s.ok(&["releases:rollback", &format!("v{before}"), "-a", "main-app"]);
+    assert_eq!(vars("main-app")["DATABASE_URL"].as_str().unwrap(), new);
     // Redis: a new password; the old one is refused.
     let old = vars("main-app")["REDIS_URL"].as_str().unwrap().to_string();
     s.ok(&[

@@ -2011,3 +2011,76 @@ fn api_requests_are_logged_without_secrets() {
         );
     }
 }
+
+/// Issue 13: the add-on resources in Heroku's shapes.
+#[test]
+fn addon_objects_match_herokus_schema() {
+    let s = Server::start("schema-addons");
+    s.ok(&["apps:create", "shapes"]);
+    s.ok(&["apps:create", "other-shapes"]);
+    let r = s.api(
+        "POST",
+        "/apps/shapes/addons",
+        Some(r#"{"plan":{"name":"heroku-redis:mini"},"attachment":{"name":"CACHE"}}"#),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_schema("add-on", &r.json());
+    let name = r.json()["name"].as_str().unwrap().to_string();
+    let r = s.api(
+        "POST",
+        "/addon-attachments",
+        Some(&format!(
+            r#"{{"addon":"{name}","app":"other-shapes","name":"SHARED"}}"#
+        )),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_schema("add-on-attachment", &r.json());
+    assert_schema_items("add-on", &s.api("GET", "/apps/shapes/addons", None));
+    assert_schema_items("add-on", &s.api("GET", "/addons", None));
+    assert_schema(
+        "add-on",
+        &s.api("GET", &format!("/addons/{name}"), None).json(),
+    );
+    assert_schema_items(
+        "add-on-attachment",
+        &s.api("GET", "/addon-attachments", None),
+    );
+    assert_schema_items(
+        "add-on-attachment",
+        &s.api("GET", "/apps/other-shapes/addon-attachments", None),
+    );
+    assert_schema_items(
+        "add-on-attachment",
+        &s.api("GET", &format!("/addons/{name}/addon-attachments"), None),
+    );
+    assert_schema_items("add-on-service", &s.api("GET", "/addon-services", None));
+    assert_schema_items(
+        "plan",
+        &s.api("GET", "/addon-services/heroku-postgresql/plans", None),
+    );
+    assert_schema(
+        "plan",
+        &s.api("GET", "/addon-services/heroku-redis/plans/mini", None)
+            .json(),
+    );
+    let r = s.api(
+        "POST",
+        "/actions/addon-attachments/resolve",
+        Some(r#"{"addon_attachment":"CACHE","app":"shapes"}"#),
+    );
+    assert_schema_items("add-on-attachment", &r);
+    let r = s.api(
+        "POST",
+        "/actions/addons/resolve",
+        Some(&format!(r#"{{"addon":"{name}"}}"#)),
+    );
+    assert_schema_items("add-on", &r);
+    // The release that attached it lists the plan.
+    let releases = s.api("GET", "/apps/shapes/releases", None).json();
+    let last = releases.as_array().unwrap().last().unwrap().clone();
+    assert_schema("release", &last);
+    assert_eq!(
+        last["addon_plan_names"],
+        serde_json::json!(["heroku-redis:mini"])
+    );
+}

@@ -221,7 +221,7 @@ pub async fn rollback(ctx: &mut Ctx<'_>, flags: &AppFlags, release: Option<&str>
     };
     let new_version = version_of(&created);
     ctx.done(&format!("v{new_version}"))?;
-    ctx.warn("Rollback affects code and config vars; it doesn't add or remove add-ons.");
+    ctx.warn("Rollback affects code and config vars; it doesn't add or remove add-ons, and attached add-ons keep their current credentials.");
     if new_version > 1 {
         ctx.warn(&format!("To undo, run: kiln rollback v{}", new_version - 1));
     }
