@@ -754,3 +754,119 @@ async fn a_service_that_dies_is_started_again_with_its_data_and_credentials() {
     );
     addons.shutdown().await;
 }
+
+/// An operator's own PostgreSQL server (`--addons-postgres-url`) holds the essential plans'
+/// databases: here one made with initdb for the test, administered over TCP with a password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operators_server_can_hold_the_shared_plans() {
+    let dir = TempDir::new("addons-external");
+    let bin = std::fs::read_dir("/usr/lib/postgresql")
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .max()
+        .unwrap();
+    let data = dir.join("operator");
+    let run = |cmd: &mut Command| {
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{cmd:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    // PostgreSQL refuses to run as root: the server runs as the add-ons' system user.
+    let (uid, gid) = if kiln_addons::system::is_root() {
+        kiln_addons::system::system_user("kiln-postgres").unwrap()
+    } else {
+        (unsafe { libc::geteuid() }, unsafe { libc::getegid() })
+    };
+    std::fs::create_dir_all(&data).unwrap();
+    kiln_addons::system::chown_tree(dir.path(), uid, gid).unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o711),
+    )
+    .unwrap();
+    use std::os::unix::process::CommandExt;
+    let pwfile = dir.join("pw");
+    std::fs::write(&pwfile, "operator-pw\n").unwrap();
+    kiln_addons::system::chown_tree(&pwfile, uid, gid).unwrap();
+    run(Command::new(bin.join("initdb"))
+        .arg("-D")
+        .arg(&data)
+        .args([
+            "-U",
+            "operator",
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            "--no-sync",
+            "--pwfile",
+        ])
+        .arg(&pwfile)
+        .uid(uid)
+        .gid(gid));
+    std::fs::write(
+        data.join("pg_hba.conf"),
+        "local all all trust\nhost all operator 127.0.0.1/32 scram-sha-256\nhost sameuser all 127.0.0.1/32 scram-sha-256\n",
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    run(Command::new(bin.join("pg_ctl"))
+        .arg("-D")
+        .arg(&data)
+        .args(["-w", "-l"])
+        .arg(dir.join("log"))
+        .arg("-o")
+        .arg(format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1",
+            dir.display()
+        ))
+        .arg("start")
+        .uid(uid)
+        .gid(gid));
+    let lines = Arc::new(Lines::default());
+    let addons = Addons::builtin(AddonsConfig {
+        dir: dir.join("addons"),
+        host: "127.0.0.1".into(),
+        postgres_url: Some(format!(
+            "postgres://operator:operator-pw@127.0.0.1:{port}/postgres"
+        )),
+        check_interval: Duration::from_secs(3600),
+        logs: lines,
+    });
+    let pg = addons.provider("heroku-postgresql").unwrap();
+    let url = pg
+        .provision(&request(
+            "0b1b2b3b-0000-4000-8000-000000000009",
+            "app-o",
+            "postgres",
+        ))
+        .await
+        .unwrap()
+        .config["URL"]
+        .clone();
+    assert!(url.contains(&format!("@127.0.0.1:{port}/")), "{url}");
+    psql(&url, "CREATE TABLE t (v int); INSERT INTO t VALUES (7)").unwrap();
+    assert_eq!(psql(&url, "SELECT v FROM t").unwrap(), "7");
+    assert!(
+        psql(&with_db(&url, "postgres"), "SELECT 1").is_err(),
+        "only its own database"
+    );
+    pg.deprovision("0b1b2b3b-0000-4000-8000-000000000009")
+        .await
+        .unwrap();
+    assert!(psql(&url, "SELECT 1").is_err());
+    addons.shutdown().await;
+    let _ = Command::new(bin.join("pg_ctl"))
+        .arg("-D")
+        .arg(&data)
+        .args(["-m", "fast", "stop"])
+        .uid(uid)
+        .gid(gid)
+        .output();
+}
