@@ -374,38 +374,13 @@ async fn ping(host: &str, port: u16, password: &str) -> std::io::Result<()> {
     Ok(())
 }
 
-/// `used_memory` from `INFO memory`, through the renamed admin commands where needed.
-async fn used_memory(host: &str, s: &Common) -> std::io::Result<u64> {
-    let mut c = tokio::net::TcpStream::connect((host, s.port)).await?;
-    let req = format!(
-        "*2\r\n$4\r\nAUTH\r\n${}\r\n{}\r\n*2\r\n$4\r\nINFO\r\n$6\r\nmemory\r\n",
-        s.password.len(),
-        s.password
-    );
-    c.write_all(req.as_bytes()).await?;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = tokio::time::timeout(Duration::from_secs(2), c.read(&mut chunk))
-            .await
-            .map_err(|_| std::io::Error::other("no answer"))??;
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        let text = String::from_utf8_lossy(&buf);
-        if let Some(v) = text
-            .lines()
-            .find_map(|l| l.strip_prefix("used_memory:"))
-            .and_then(|v| v.trim().parse().ok())
-        {
-            return Ok(v);
-        }
-        if buf.len() > 64 * 1024 {
-            break;
-        }
-    }
-    Err(std::io::Error::other("no used_memory in INFO"))
+/// `used_memory` from `INFO memory`.
+async fn used_memory(host: &str, c: &Common) -> std::io::Result<u64> {
+    let text = query(host, c, "INFO memory").await?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| std::io::Error::other("no used_memory in INFO"))
 }
 
 pub(crate) fn secret() -> Result<String> {

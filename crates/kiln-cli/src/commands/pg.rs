@@ -54,6 +54,12 @@ pub async fn info(ctx: &mut Ctx<'_>, flags: &AppFlags, which: Option<&str>) -> R
         ))
         .await?;
     let mut out = format::header(&format!("{}_URL", str_at(&att, "/name")));
+    out.push_str(&info_rows(&info));
+    ctx.out(&out)
+}
+
+/// The data API's `info: [{name, values}]` rows as `Name: value` lines.
+fn info_rows(info: &Value) -> String {
     let rows: Vec<(String, String)> = info["info"]
         .as_array()
         .map(Vec::as_slice)
@@ -67,8 +73,7 @@ pub async fn info(ctx: &mut Ctx<'_>, flags: &AppFlags, which: Option<&str>) -> R
             (str_at(r, "/name").to_string(), values.join(", "))
         })
         .collect();
-    out.push_str(&format::styled_object(&rows));
-    ctx.out(&out)
+    format::styled_object(&rows)
 }
 
 fn status(t: &Value) -> String {
@@ -659,20 +664,7 @@ pub async fn redis_info(ctx: &mut Ctx<'_>, flags: &AppFlags, which: Option<&str>
         str_at(&att, "/addon/name"),
         str_at(&att, "/name")
     ));
-    let rows: Vec<(String, String)> = info["info"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-        .iter()
-        .map(|r| {
-            let v: Vec<&str> = r["values"]
-                .as_array()
-                .map(|v| v.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_default();
-            (str_at(r, "/name").to_string(), v.join(", "))
-        })
-        .collect();
-    out.push_str(&format::styled_object(&rows));
+    out.push_str(&info_rows(&info));
     ctx.out(&out)
 }
 
