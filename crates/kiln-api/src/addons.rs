@@ -167,9 +167,19 @@ fn addon_with_vars(a: &Addon, attachments: &[AddonAttachment]) -> Value {
 }
 
 fn attachment_json(t: &AddonAttachment) -> Value {
+    // The vars this attachment gives its app; Heroku's CLI (`pg:*`) finds databases by them.
+    let config_vars: Vec<String> = Service::find(&t.addon_service)
+        .map(|s| {
+            s.config_keys
+                .iter()
+                .map(|k| format!("{}_{k}", t.name))
+                .collect()
+        })
+        .unwrap_or_default();
     json!({
         "id": t.id,
         "name": t.name,
+        "config_vars": config_vars,
         "namespace": t.namespace,
         "addon": {
             "id": t.addon_id,
@@ -526,6 +536,8 @@ async fn resolve_attachment(
     let wanted = opt_str(&body, "addon_attachment")?
         .ok_or_else(|| ApiError::invalid("Missing addon_attachment"))?
         .to_string();
+    // `DATABASE_URL` names the attachment `DATABASE`, as Heroku's CLI sends it.
+    let bare = wanted.strip_suffix("_URL").unwrap_or(&wanted).to_string();
     let service = opt_str(&body, "addon_service")?.map(str::to_string);
     let candidates = match opt_str(&body, "app")? {
         Some(app) => {
@@ -536,7 +548,7 @@ async fn resolve_attachment(
     };
     let mut out = Vec::new();
     for t in candidates.iter().filter(|t| {
-        (t.name == wanted || t.id == wanted || t.addon_name == wanted)
+        (t.name == wanted || t.name == bare || t.id == wanted || t.addon_name == wanted)
             && service
                 .as_deref()
                 .is_none_or(|s| Service::find(s).is_some_and(|s| s.name == t.addon_service))

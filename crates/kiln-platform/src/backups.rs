@@ -178,12 +178,19 @@ impl Platform {
             message: format!("Couldn't find backup {n}."),
         };
         match name {
-            Some(n) => {
-                let num = Transfer::parse_name(n).ok_or_else(|| not_found(n))?;
-                self.store
+            // `b001`, `1`, or the transfer's id (Heroku's CLI polls by id).
+            Some(n) => match Transfer::parse_name(n) {
+                Some(num) => self
+                    .store
                     .transfer_by_num(&app.id, num)
-                    .map_err(|_| not_found(n))
-            }
+                    .map_err(|_| not_found(n)),
+                None => self
+                    .store
+                    .transfer(n)
+                    .ok()
+                    .filter(|t| t.app_id == app.id)
+                    .ok_or_else(|| not_found(n)),
+            },
             None => self
                 .store
                 .transfers(&app.id)?

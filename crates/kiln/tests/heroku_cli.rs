@@ -121,6 +121,10 @@ fn herokus_cli_creates_lists_attaches_detaches_and_destroys_add_ons() {
         out.contains("=== DATABASE_URL") && out.contains("Connections: 0/20"),
         "{out}"
     );
+    let out = ok(&s, &["pg:backups:capture", "-a", "hk-main"]);
+    assert!(out.contains("Backing up DATABASE to b001... done"), "{out}");
+    let out = ok(&s, &["pg:backups", "-a", "hk-main"]);
+    assert!(out.contains("b001") && out.contains("Completed"), "{out}");
 
     let out = ok(
         &s,
