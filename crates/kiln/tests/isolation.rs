@@ -239,22 +239,27 @@ fn deploy_probe(s: &Server, app: &str, marker: &str, config: &[String], extra: &
     let src = fixture_repo(&format!("probe-{app}"), &files);
     let (ok, out) = s.push(&src, app);
     assert!(ok, "push of {app} failed:\n{out}");
-    wait_for(BOOT, &format!("{app} to answer"), || {
+    s.wait_for_app(app, BOOT, &format!("{app} to answer"), || {
         (s.get(app, "/").status == 200).then_some(())
     });
 }
 
 /// GETs `path` until the answer comes from `dyno` (the router balances between dynos).
 fn ask(s: &Server, app: &str, dyno: &str, path: &str) -> Value {
-    wait_for(BOOT, &format!("{dyno} of {app} to answer {path}"), || {
-        let r = s.get(app, path);
-        if r.status != 200 {
-            assert!(r.status != 500, "the probe failed on {path}: {}", r.body);
-            return None;
-        }
-        let v = r.json();
-        (v["dyno"] == dyno).then_some(v)
-    })
+    s.wait_for_app(
+        app,
+        BOOT,
+        &format!("{dyno} of {app} to answer {path}"),
+        || {
+            let r = s.get(app, path);
+            if r.status != 200 {
+                assert!(r.status != 500, "the probe failed on {path}: {}", r.body);
+                return None;
+            }
+            let v = r.json();
+            (v["dyno"] == dyno).then_some(v)
+        },
+    )
 }
 
 fn q(s: &str) -> String {

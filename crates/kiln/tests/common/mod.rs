@@ -284,6 +284,40 @@ impl Server {
         ticks / 100.0
     }
 
+    /// `wait_for`, but a timeout also shows the app's dynos and its log stream, which say
+    /// why (a build that never went live, a dyno that crashed or never bound its port).
+    pub fn wait_for_app<T>(
+        &self,
+        app: &str,
+        timeout: Duration,
+        what: &str,
+        mut f: impl FnMut() -> Option<T>,
+    ) -> T {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(v) = f() {
+                return v;
+            }
+            if Instant::now() > deadline {
+                let text = |args: &[&str]| {
+                    let out = self.kiln(args);
+                    format!(
+                        "{}{}",
+                        String::from_utf8_lossy(&out.stdout),
+                        String::from_utf8_lossy(&out.stderr)
+                    )
+                };
+                panic!(
+                    "timed out after {timeout:?} waiting for {what}\n--- kiln ps -a {app} ---\n{}\n--- kiln releases -a {app} ---\n{}\n--- kiln logs -a {app} ---\n{}",
+                    text(&["ps", "-a", app]),
+                    text(&["releases", "-a", app]),
+                    text(&["logs", "-a", app, "-n", "200"])
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn server_log(&self) -> String {
         self.stderr.lock().unwrap().join("\n")
     }
