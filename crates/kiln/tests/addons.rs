@@ -427,6 +427,20 @@ fn backups_capture_restore_download_reset_schedule_retain_and_fail_visibly() {
         .map(|t| t["name"].as_str().unwrap())
         .collect();
     assert_eq!(manual, ["b004", "b003"], "{list}");
+    s.fails(&["pg:backups:delete", "b003", "-a", "ledger"]);
+    s.ok(&[
+        "pg:backups:delete",
+        "b003",
+        "-a",
+        "ledger",
+        "--confirm",
+        "ledger",
+    ]);
+    assert_eq!(
+        s.api("GET", "/client/v11/apps/ledger/transfers/b003", None)
+            .status,
+        404
+    );
 
     // A backup that fails is shown failed, with pg_dump's reason: a table the role may not read
     // (made by the cluster's admin over its private socket).

@@ -88,6 +88,23 @@ impl<'a> Ctx<'a> {
         let _ = self.out("!\n");
         Err(err)
     }
+
+    /// One progress line around one piece of work: `label... done`, or `label... !` and the
+    /// error.
+    pub async fn step<T>(
+        &mut self,
+        label: &str,
+        work: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        self.action(label)?;
+        match work.await {
+            Ok(v) => {
+                self.done("")?;
+                Ok(v)
+            }
+            Err(e) => self.failed(e),
+        }
+    }
 }
 
 /// The app to act on: the command's own argument, `-a`, `KILN_APP`, or the app that the

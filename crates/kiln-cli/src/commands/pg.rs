@@ -328,18 +328,16 @@ pub async fn delete(
         &format!("This will delete backup {backup} of {}.", app_label(&app)),
     )?;
     let api = ctx.api()?;
-    ctx.action(&format!("Deleting backup {backup} on {}", app_label(&app)))?;
-    match api
-        .delete(&format!(
+    ctx.step(
+        &format!("Deleting backup {backup} on {}", app_label(&app)),
+        api.delete(&format!(
             "/client/v11/apps/{}/transfers/{}",
             segment(&app),
             segment(backup)
-        ))
-        .await
-    {
-        Ok(_) => ctx.done(""),
-        Err(e) => ctx.failed(e),
-    }
+        )),
+    )
+    .await
+    .map(|_| ())
 }
 
 pub async fn url(ctx: &mut Ctx<'_>, flags: &AppFlags, backup: Option<&str>) -> Result<()> {
@@ -386,40 +384,31 @@ pub async fn schedule(
     let app = resolve_app(ctx.env, flags, None)?;
     let api = ctx.api()?;
     let att = resolve(&api, &app, which, "heroku-postgresql").await?;
-    ctx.action(&format!(
+    ctx.step(&format!(
         "Scheduling daily backups of {} at {hour:02}:00 UTC",
         str_at(&att, "/name")
-    ))?;
-    match api
+    ), api
         .post(
             &format!("/client/v11/databases/{}/transfer-schedules", segment(str_at(&att, "/addon/id"))),
             &json!({ "hour": hour, "timezone": "UTC", "schedule_name": format!("{}_URL", str_at(&att, "/name")) }),
-        )
+        ))
         .await
-    {
-        Ok(_) => ctx.done(""),
-        Err(e) => ctx.failed(e),
-    }
+        .map(|_| ())
 }
 
 pub async fn unschedule(ctx: &mut Ctx<'_>, flags: &AppFlags, which: Option<&str>) -> Result<()> {
     let app = resolve_app(ctx.env, flags, None)?;
     let api = ctx.api()?;
     let att = resolve(&api, &app, which, "heroku-postgresql").await?;
-    ctx.action(&format!(
-        "Unscheduling {} daily backups",
-        str_at(&att, "/name")
-    ))?;
-    match api
-        .delete(&format!(
+    ctx.step(
+        &format!("Unscheduling {} daily backups", str_at(&att, "/name")),
+        api.delete(&format!(
             "/client/v11/databases/{}/transfer-schedules/default",
             segment(str_at(&att, "/addon/id"))
-        ))
-        .await
-    {
-        Ok(_) => ctx.done(""),
-        Err(e) => ctx.failed(e),
-    }
+        )),
+    )
+    .await
+    .map(|_| ())
 }
 
 pub async fn schedules(ctx: &mut Ctx<'_>, flags: &AppFlags) -> Result<()> {
@@ -479,20 +468,18 @@ pub async fn reset(
             app_label(&app)
         ),
     )?;
-    ctx.action(&format!("Resetting {}", str_at(&att, "/name")))?;
-    match api
-        .put(
+    ctx.step(
+        &format!("Resetting {}", str_at(&att, "/name")),
+        api.put(
             &format!(
                 "/client/v11/databases/{}/reset",
                 segment(str_at(&att, "/addon/id"))
             ),
             &json!({}),
-        )
-        .await
-    {
-        Ok(_) => ctx.done(""),
-        Err(e) => ctx.failed(e),
-    }
+        ),
+    )
+    .await
+    .map(|_| ())
 }
 
 /// `pg:credentials:rotate` and `redis:credentials --reset`.
@@ -519,23 +506,21 @@ pub async fn rotate(
     } else {
         "/postgres/v0"
     };
-    ctx.action(&format!(
-        "Rotating the credentials of {}",
-        str_at(&att, "/addon/name")
-    ))?;
-    match api
-        .post(
+    ctx.step(
+        &format!(
+            "Rotating the credentials of {}",
+            str_at(&att, "/addon/name")
+        ),
+        api.post(
             &format!(
                 "{base}/databases/{}/credentials_rotation",
                 segment(str_at(&att, "/addon/id"))
             ),
             &json!({}),
-        )
-        .await
-    {
-        Ok(_) => ctx.done(""),
-        Err(e) => ctx.failed(e),
-    }
+        ),
+    )
+    .await
+    .map(|_| ())
 }
 
 /// `pg:psql` and `redis:cli`: the service's client in a one-off dyno, which has the app's
@@ -624,28 +609,26 @@ pub async fn kill(
     let app = resolve_app(ctx.env, flags, None)?;
     let api = ctx.api()?;
     let att = resolve(&api, &app, which, "heroku-postgresql").await?;
-    ctx.action(&format!(
-        "{} session {pid} on {}",
-        if force {
-            "Ending"
-        } else {
-            "Cancelling the query of"
-        },
-        str_at(&att, "/name")
-    ))?;
-    match api
-        .post(
+    ctx.step(
+        &format!(
+            "{} session {pid} on {}",
+            if force {
+                "Ending"
+            } else {
+                "Cancelling the query of"
+            },
+            str_at(&att, "/name")
+        ),
+        api.post(
             &format!(
                 "/client/v11/databases/{}/activity/{pid}/actions/kill",
                 segment(str_at(&att, "/addon/id"))
             ),
             &json!({ "force": force }),
-        )
-        .await
-    {
-        Ok(_) => ctx.done(""),
-        Err(e) => ctx.failed(e),
-    }
+        ),
+    )
+    .await
+    .map(|_| ())
 }
 
 /// `redis:info`.
@@ -678,23 +661,21 @@ pub async fn redis_maxmemory(
     let app = resolve_app(ctx.env, flags, None)?;
     let api = ctx.api()?;
     let att = resolve(&api, &app, which, "heroku-redis").await?;
-    ctx.action(&format!(
-        "Setting the maxmemory policy of {} to {policy}",
-        str_at(&att, "/addon/name")
-    ))?;
-    match api
-        .patch(
+    ctx.step(
+        &format!(
+            "Setting the maxmemory policy of {} to {policy}",
+            str_at(&att, "/addon/name")
+        ),
+        api.patch(
             &format!(
                 "/redis/v0/databases/{}/config",
                 segment(str_at(&att, "/addon/id"))
             ),
             &json!({ "maxmemory_policy": policy }),
-        )
-        .await
-    {
-        Ok(_) => ctx.done(""),
-        Err(e) => ctx.failed(e),
-    }
+        ),
+    )
+    .await
+    .map(|_| ())
 }
 
 #[cfg(test)]
