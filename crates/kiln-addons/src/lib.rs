@@ -103,6 +103,9 @@ pub trait Provider: Send + Sync {
     fn deprovision<'a>(&'a self, addon_id: &'a str) -> BoxFuture<'a, Result<()>>;
     /// After a restart: starts what the provisioned add-ons need.
     fn resume(&self) -> BoxFuture<'_, ()>;
+    /// The add-ons it holds whose facts were last written before `t` (to find those made
+    /// by a server that stopped before recording them).
+    fn held_before(&self, t: std::time::SystemTime) -> Vec<String>;
     /// Stops every process the provider runs (the server is stopping).
     fn shutdown(&self) -> BoxFuture<'_, ()>;
 }
@@ -150,6 +153,31 @@ impl Addons {
 
     pub fn provider(&self, service: &str) -> Option<&Arc<dyn Provider>> {
         self.providers.iter().find(|p| p.service().name == service)
+    }
+
+    /// Deprovisions what a provider holds that the platform never recorded (a server that
+    /// died between provisioning an add-on and recording it), made before `t`; returns them.
+    pub async fn sweep(
+        &self,
+        known: &std::collections::HashSet<String>,
+        t: std::time::SystemTime,
+    ) -> Vec<String> {
+        let mut swept = Vec::new();
+        for p in &self.providers {
+            for id in p
+                .held_before(t)
+                .into_iter()
+                .filter(|id| !known.contains(id))
+            {
+                match p.deprovision(&id).await {
+                    Ok(()) => swept.push(id),
+                    Err(e) => {
+                        tracing::warn!(addon = %id, error = %e, "could not remove an unrecorded add-on")
+                    }
+                }
+            }
+        }
+        swept
     }
 
     pub async fn resume(&self) {

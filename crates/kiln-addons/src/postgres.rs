@@ -1105,6 +1105,10 @@ impl Provider for PostgresProvider {
         })
     }
 
+    fn held_before(&self, t: std::time::SystemTime) -> Vec<String> {
+        self.states.ids_written_before(t)
+    }
+
     fn shutdown(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             if let Some(h) = self

@@ -304,6 +304,10 @@ impl<K: ServerKind> Provider for ServerProvider<K> {
         })
     }
 
+    fn held_before(&self, t: std::time::SystemTime) -> Vec<String> {
+        self.states.ids_written_before(t)
+    }
+
     fn shutdown(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             let all: Vec<_> = self

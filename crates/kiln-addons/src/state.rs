@@ -88,6 +88,18 @@ impl StateDir {
         ids.sort();
         ids
     }
+
+    /// The ids whose state was last written before `t`.
+    pub fn ids_written_before(&self, t: std::time::SystemTime) -> Vec<String> {
+        self.ids()
+            .into_iter()
+            .filter(|id| {
+                std::fs::metadata(self.dir.join(format!("{id}.json")))
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|m| m < t)
+            })
+            .collect()
+    }
 }
 
 /// Creates `dir` (and its parents) with mode 0700 for the last component.

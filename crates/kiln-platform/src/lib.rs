@@ -137,6 +137,9 @@ pub struct Platform {
     acm: OnceLock<Arc<acm::Acm>>,
     /// A handle on itself, for background tasks.
     me: std::sync::Weak<Platform>,
+    /// When this server's platform was made (what a provider made before, unrecorded, is
+    /// left over from a crash).
+    started_at: std::time::SystemTime,
     /// One convergence at a time per app (hand-offs to the dyno manager stay ordered).
     app_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// One build at a time per app.
@@ -173,6 +176,7 @@ impl Platform {
             git: OnceLock::new(),
             certificates: OnceLock::new(),
             acm: OnceLock::new(),
+            started_at: std::time::SystemTime::now(),
             app_locks: Mutex::default(),
             build_locks: Mutex::default(),
             release_locks: Mutex::default(),
@@ -717,6 +721,13 @@ impl Platform {
                 transfers = n,
                 "marked interrupted backups and restores failed"
             );
+        }
+        // Add-ons a provider made but the store never recorded (the server died in between)
+        // are removed; any made since this server started are left to the request making them.
+        let known: std::collections::HashSet<String> =
+            self.store.all_addons()?.into_iter().map(|a| a.id).collect();
+        for id in self.addons.sweep(&known, self.started_at).await {
+            tracing::info!(addon = %id, "removed an add-on that was provisioned but never recorded");
         }
         self.addons.resume().await;
         if let Some(me) = self.myself() {

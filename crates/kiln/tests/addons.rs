@@ -973,3 +973,43 @@ fn a_buildpacks_release_add_ons_are_provisioned_on_the_first_deploy() {
         "{config}"
     );
 }
+
+#[test]
+fn an_add_on_provisioned_but_never_recorded_is_removed_at_the_next_start() {
+    let mut s = Server::start("addons-orphan");
+    s.ok(&["apps:create", "orphaned"]);
+    s.ok(&["addons:create", "heroku-redis", "-a", "orphaned"]);
+    let url = s.api("GET", "/apps/orphaned/config-vars", None).json()["REDIS_URL"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let title = format!("redis-server {}", url.rsplit_once('@').unwrap().1);
+    let dir = s.dir.clone();
+    s.stop();
+    std::mem::forget(s);
+    // As if the server had died between provisioning the add-on and recording it.
+    let db = dir.join("data/kiln.db");
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('PRAGMA foreign_keys=ON'); c.execute('DELETE FROM addons'); c.commit()",
+        ])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let state_dir = dir.join("data/addons/redis/state");
+    assert_eq!(std::fs::read_dir(&state_dir).unwrap().count(), 1);
+    let s = Server::start_in(dir.clone(), &[]);
+    assert_eq!(
+        std::fs::read_dir(&state_dir).unwrap().count(),
+        0,
+        "the unrecorded add-on is gone"
+    );
+    assert_eq!(processes_with(&title), 0, "and its server");
+    assert!(
+        s.server_log().contains("provisioned but never recorded"),
+        "{}",
+        s.server_log()
+    );
+}
