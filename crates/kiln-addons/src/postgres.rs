@@ -97,6 +97,9 @@ pub struct PostgresProvider {
     ops: tokio::sync::Mutex<()>,
     checker: Mutex<Option<tokio::task::JoinHandle<()>>>,
     me: std::sync::Weak<PostgresProvider>,
+    /// Which app owns each database (by role name): where the clusters' log lines go. Kept
+    /// in memory so that routing a line reads no file.
+    owners: Arc<Mutex<std::collections::HashMap<String, String>>>,
 }
 
 /// A PostgreSQL server Kiln administers with `psql`.
@@ -158,7 +161,15 @@ impl PostgresProvider {
                 ),
             )
         });
+        // The databases already provisioned, read once.
+        let owners = states
+            .ids()
+            .iter()
+            .filter_map(|id| states.load::<DbState>(id).ok().flatten())
+            .map(|s| (s.role, s.app_id))
+            .collect();
         Arc::new_cyclic(|me| PostgresProvider {
+            owners: Arc::new(Mutex::new(owners)),
             config,
             states,
             cluster: tokio::sync::Mutex::new(None),
@@ -409,7 +420,7 @@ impl PostgresProvider {
             None => Vec::new(),
         };
         let logs = self.config.logs.clone();
-        let states = self.states.clone();
+        let owners = self.owners.clone();
         let process = Supervised::start(
             ProcSpec {
                 name: name.into(),
@@ -422,7 +433,7 @@ impl PostgresProvider {
                 stop_signal: libc::SIGINT,
                 cgroup_procs,
             },
-            Arc::new(move |line: &str| route_line(&states, logs.as_ref(), line)),
+            Arc::new(move |line: &str| route_line(&owners, logs.as_ref(), line)),
         );
         let cluster = Cluster {
             admin: Admin::Socket {
@@ -596,6 +607,15 @@ impl PostgresProvider {
             format!("REASSIGN OWNED BY {role}_quota TO {role};")
         };
         cluster.sql(role, &sql).await.map(|_| ())
+    }
+
+    /// Removes an add-on's facts (its database is gone).
+    fn forget(&self, addon_id: &str, role: &str) -> Result<()> {
+        self.owners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(role);
+        self.states.remove(addon_id)
     }
 
     /// The add-on's database and the cluster it lives in.
@@ -920,20 +940,23 @@ fn url_host_port(url: &str) -> (String, u16) {
 
 /// A line of the shared cluster's log, `[database] message`, goes to the stream of the app
 /// whose database it names; the cluster's own lines go to Kiln's log.
-fn route_line(states: &StateDir, logs: &dyn kiln_model::log::LogSink, line: &str) {
+fn route_line(
+    owners: &Mutex<std::collections::HashMap<String, String>>,
+    logs: &dyn kiln_model::log::LogSink,
+    line: &str,
+) {
     if let Some((db, message)) = line.strip_prefix('[').and_then(|l| l.split_once("] ")) {
-        if db.starts_with('d') {
-            for id in states.ids() {
-                if let Ok(Some(s)) = states.load::<DbState>(&id) {
-                    if s.role == db {
-                        logs.emit(
-                            &s.app_id,
-                            LogLine::app("heroku-postgres", format!("[DATABASE] {message}")),
-                        );
-                        return;
-                    }
-                }
-            }
+        let app = owners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(db)
+            .cloned();
+        if let Some(app_id) = app {
+            logs.emit(
+                &app_id,
+                LogLine::app("heroku-postgres", format!("[DATABASE] {message}")),
+            );
+            return;
         }
         tracing::info!(target: "kiln_addons::postgres", "{message}");
     } else {
@@ -977,6 +1000,10 @@ impl Provider for PostgresProvider {
                         dedicated: req.plan.dedicated,
                     };
                     self.states.save(&req.addon_id, &s)?;
+                    self.owners
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(s.role.clone(), s.app_id.clone());
                     s
                 }
             };
@@ -996,7 +1023,7 @@ impl Provider for PostgresProvider {
                     } else if let Ok(cluster) = self.cluster().await {
                         let _ = self.drop_database(&cluster, &s.role).await;
                     }
-                    let _ = self.states.remove(&req.addon_id);
+                    let _ = self.forget(&req.addon_id, &s.role);
                     Err(e)
                 }
             }
@@ -1080,7 +1107,7 @@ impl Provider for PostgresProvider {
                 let _op = self.ops.lock().await;
                 self.drop_database(&cluster, &s.role).await?;
             }
-            self.states.remove(addon_id)
+            self.forget(addon_id, &s.role)
         })
     }
 

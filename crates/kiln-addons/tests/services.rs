@@ -7,6 +7,7 @@ use kiln_model::LogLine;
 use kiln_model::addon::PlanRef;
 use kiln_model::log::LogSink;
 use kiln_testkit::TempDir;
+use kiln_testkit::pg::psql;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -39,31 +40,6 @@ fn request(id: &str, app: &str, plan: &str) -> ProvisionRequest {
         app_id: app.into(),
         plan: PlanRef::parse(plan).unwrap().plan,
         options: Default::default(),
-    }
-}
-
-/// Runs SQL with psql as the URL's user; Ok(output) or Err(psql's error).
-fn psql(url: &str, sql: &str) -> Result<String, String> {
-    let out = Command::new("psql")
-        .args([
-            "-X",
-            "-q",
-            "-A",
-            "-t",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-d",
-            url,
-            "-c",
-            sql,
-        ])
-        .env("PGCONNECT_TIMEOUT", "5")
-        .output()
-        .unwrap();
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
     }
 }
 

@@ -7,6 +7,7 @@
 mod common;
 
 use common::*;
+use kiln_testkit::pg::psql;
 use std::time::Duration;
 
 /// Polls `path` on the app until it answers 200, returning the body.
@@ -321,31 +322,6 @@ fn bad_add_on_requests_are_refused_and_change_nothing() {
         assert_eq!(r.status, 422, "{body}: {}", r.body);
     }
     assert_eq!(s.api("GET", "/addons/nonexistent", None).status, 404);
-}
-
-/// psql as the URL's user; Ok(output) or Err(its error).
-fn psql(url: &str, sql: &str) -> Result<String, String> {
-    let out = std::process::Command::new("psql")
-        .args([
-            "-X",
-            "-q",
-            "-A",
-            "-t",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-d",
-            url,
-            "-c",
-            sql,
-        ])
-        .env("PGCONNECT_TIMEOUT", "5")
-        .output()
-        .unwrap();
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
-    }
 }
 
 #[test]
