@@ -43,15 +43,28 @@ async fn resolve(api: &Api, app: &str, which: Option<&str>, service: &str) -> Re
     }
 }
 
-pub async fn info(ctx: &mut Ctx<'_>, flags: &AppFlags, which: Option<&str>) -> Result<()> {
+/// The app, the API, and the attachment a command's database (or Redis) argument names.
+async fn target(
+    ctx: &Ctx<'_>,
+    flags: &AppFlags,
+    which: Option<&str>,
+    service: &str,
+) -> Result<(String, Api, Value)> {
     let app = resolve_app(ctx.env, flags, None)?;
     let api = ctx.api()?;
-    let att = resolve(&api, &app, which, "heroku-postgresql").await?;
+    let att = resolve(&api, &app, which, service).await?;
+    Ok((app, api, att))
+}
+
+/// The attachment's add-on id, as a path segment.
+fn addon_id(att: &Value) -> String {
+    segment(str_at(att, "/addon/id"))
+}
+
+pub async fn info(ctx: &mut Ctx<'_>, flags: &AppFlags, which: Option<&str>) -> Result<()> {
+    let (_, api, att) = target(ctx, flags, which, "heroku-postgresql").await?;
     let info = api
-        .get(&format!(
-            "/client/v11/databases/{}",
-            segment(str_at(&att, "/addon/id"))
-        ))
+        .get(&format!("/client/v11/databases/{}", addon_id(&att)))
         .await?;
     let mut out = format::header(&format!("{}_URL", str_at(&att, "/name")));
     out.push_str(&info_rows(&info));
@@ -163,15 +176,10 @@ async fn wait(api: &Api, app: &str, t: &Value) -> Result<Value> {
 }
 
 pub async fn capture(ctx: &mut Ctx<'_>, flags: &AppFlags, which: Option<&str>) -> Result<()> {
-    let app = resolve_app(ctx.env, flags, None)?;
-    let api = ctx.api()?;
-    let att = resolve(&api, &app, which, "heroku-postgresql").await?;
+    let (app, api, att) = target(ctx, flags, which, "heroku-postgresql").await?;
     let t = api
         .post(
-            &format!(
-                "/client/v11/databases/{}/backups",
-                segment(str_at(&att, "/addon/id"))
-            ),
+            &format!("/client/v11/databases/{}/backups", addon_id(&att)),
             &json!({}),
         )
         .await?;
@@ -205,9 +213,7 @@ pub async fn restore(
     which: Option<&str>,
     confirmation: Option<&str>,
 ) -> Result<()> {
-    let app = resolve_app(ctx.env, flags, None)?;
-    let api = ctx.api()?;
-    let att = resolve(&api, &app, which, "heroku-postgresql").await?;
+    let (app, api, att) = target(ctx, flags, which, "heroku-postgresql").await?;
     confirm(
         &app,
         confirmation,
@@ -223,10 +229,7 @@ pub async fn restore(
     };
     let t = api
         .post(
-            &format!(
-                "/client/v11/databases/{}/restores",
-                segment(str_at(&att, "/addon/id"))
-            ),
+            &format!("/client/v11/databases/{}/restores", addon_id(&att)),
             &json!({ "backup": backup }),
         )
         .await?;
@@ -381,15 +384,13 @@ pub async fn schedule(
     at: &str,
 ) -> Result<()> {
     let hour = parse_at(at)?;
-    let app = resolve_app(ctx.env, flags, None)?;
-    let api = ctx.api()?;
-    let att = resolve(&api, &app, which, "heroku-postgresql").await?;
+    let (_, api, att) = target(ctx, flags, which, "heroku-postgresql").await?;
     ctx.step(&format!(
         "Scheduling daily backups of {} at {hour:02}:00 UTC",
         str_at(&att, "/name")
     ), api
         .post(
-            &format!("/client/v11/databases/{}/transfer-schedules", segment(str_at(&att, "/addon/id"))),
+            &format!("/client/v11/databases/{}/transfer-schedules", addon_id(&att)),
             &json!({ "hour": hour, "timezone": "UTC", "schedule_name": format!("{}_URL", str_at(&att, "/name")) }),
         ))
         .await
@@ -397,14 +398,12 @@ pub async fn schedule(
 }
 
 pub async fn unschedule(ctx: &mut Ctx<'_>, flags: &AppFlags, which: Option<&str>) -> Result<()> {
-    let app = resolve_app(ctx.env, flags, None)?;
-    let api = ctx.api()?;
-    let att = resolve(&api, &app, which, "heroku-postgresql").await?;
+    let (_, api, att) = target(ctx, flags, which, "heroku-postgresql").await?;
     ctx.step(
         &format!("Unscheduling {} daily backups", str_at(&att, "/name")),
         api.delete(&format!(
             "/client/v11/databases/{}/transfer-schedules/default",
-            segment(str_at(&att, "/addon/id"))
+            addon_id(&att)
         )),
     )
     .await
@@ -456,9 +455,7 @@ pub async fn reset(
     which: Option<&str>,
     confirmation: Option<&str>,
 ) -> Result<()> {
-    let app = resolve_app(ctx.env, flags, None)?;
-    let api = ctx.api()?;
-    let att = resolve(&api, &app, which, "heroku-postgresql").await?;
+    let (app, api, att) = target(ctx, flags, which, "heroku-postgresql").await?;
     confirm(
         &app,
         confirmation,
@@ -471,10 +468,7 @@ pub async fn reset(
     ctx.step(
         &format!("Resetting {}", str_at(&att, "/name")),
         api.put(
-            &format!(
-                "/client/v11/databases/{}/reset",
-                segment(str_at(&att, "/addon/id"))
-            ),
+            &format!("/client/v11/databases/{}/reset", addon_id(&att)),
             &json!({}),
         ),
     )
@@ -490,9 +484,7 @@ pub async fn rotate(
     service: &str,
     confirmation: Option<&str>,
 ) -> Result<()> {
-    let app = resolve_app(ctx.env, flags, None)?;
-    let api = ctx.api()?;
-    let att = resolve(&api, &app, which, service).await?;
+    let (app, api, att) = target(ctx, flags, which, service).await?;
     confirm(
         &app,
         confirmation,
@@ -512,10 +504,7 @@ pub async fn rotate(
             str_at(&att, "/addon/name")
         ),
         api.post(
-            &format!(
-                "{base}/databases/{}/credentials_rotation",
-                segment(str_at(&att, "/addon/id"))
-            ),
+            &format!("{base}/databases/{}/credentials_rotation", addon_id(&att)),
             &json!({}),
         ),
     )
@@ -532,9 +521,7 @@ pub async fn client(
     service: &str,
     command: Option<&str>,
 ) -> Result<()> {
-    let app = resolve_app(ctx.env, flags, None)?;
-    let api = ctx.api()?;
-    let att = resolve(&api, &app, which, service).await?;
+    let (_, _, att) = target(ctx, flags, which, service).await?;
     let var = format!("{}_URL", str_at(&att, "/name"));
     let mut args = if service == "heroku-redis" {
         vec![
@@ -563,13 +550,11 @@ fn shell_quote(s: &str) -> String {
 
 /// `pg:ps`: the database's sessions and what they run.
 pub async fn ps(ctx: &mut Ctx<'_>, flags: &AppFlags, which: Option<&str>) -> Result<()> {
-    let app = resolve_app(ctx.env, flags, None)?;
-    let api = ctx.api()?;
-    let att = resolve(&api, &app, which, "heroku-postgresql").await?;
+    let (_, api, att) = target(ctx, flags, which, "heroku-postgresql").await?;
     let list = api
         .get(&format!(
             "/client/v11/databases/{}/activity",
-            segment(str_at(&att, "/addon/id"))
+            addon_id(&att)
         ))
         .await?;
     let mut rows = vec![vec![
@@ -606,9 +591,7 @@ pub async fn kill(
     force: bool,
     which: Option<&str>,
 ) -> Result<()> {
-    let app = resolve_app(ctx.env, flags, None)?;
-    let api = ctx.api()?;
-    let att = resolve(&api, &app, which, "heroku-postgresql").await?;
+    let (_, api, att) = target(ctx, flags, which, "heroku-postgresql").await?;
     ctx.step(
         &format!(
             "{} session {pid} on {}",
@@ -622,7 +605,7 @@ pub async fn kill(
         api.post(
             &format!(
                 "/client/v11/databases/{}/activity/{pid}/actions/kill",
-                segment(str_at(&att, "/addon/id"))
+                addon_id(&att)
             ),
             &json!({ "force": force }),
         ),
@@ -633,14 +616,9 @@ pub async fn kill(
 
 /// `redis:info`.
 pub async fn redis_info(ctx: &mut Ctx<'_>, flags: &AppFlags, which: Option<&str>) -> Result<()> {
-    let app = resolve_app(ctx.env, flags, None)?;
-    let api = ctx.api()?;
-    let att = resolve(&api, &app, which, "heroku-redis").await?;
+    let (_, api, att) = target(ctx, flags, which, "heroku-redis").await?;
     let info = api
-        .get(&format!(
-            "/redis/v0/databases/{}",
-            segment(str_at(&att, "/addon/id"))
-        ))
+        .get(&format!("/redis/v0/databases/{}", addon_id(&att)))
         .await?;
     let mut out = format::header(&format!(
         "{} ({})",
@@ -658,19 +636,14 @@ pub async fn redis_maxmemory(
     which: Option<&str>,
     policy: &str,
 ) -> Result<()> {
-    let app = resolve_app(ctx.env, flags, None)?;
-    let api = ctx.api()?;
-    let att = resolve(&api, &app, which, "heroku-redis").await?;
+    let (_, api, att) = target(ctx, flags, which, "heroku-redis").await?;
     ctx.step(
         &format!(
             "Setting the maxmemory policy of {} to {policy}",
             str_at(&att, "/addon/name")
         ),
         api.patch(
-            &format!(
-                "/redis/v0/databases/{}/config",
-                segment(str_at(&att, "/addon/id"))
-            ),
+            &format!("/redis/v0/databases/{}/config", addon_id(&att)),
             &json!({ "maxmemory_policy": policy }),
         ),
     )
