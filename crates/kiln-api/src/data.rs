@@ -175,13 +175,13 @@ async fn download(
 async fn public_url(
     State(st): State<ApiState>,
     User(user): User,
-    headers: HeaderMap,
+    origin: crate::Origin,
     Path((app, num)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     let app = st.platform.app_for(&user, &app)?;
     let t = st.platform.backup(&user, &app, Some(&num))?;
     Ok(Json(json!({
-        "url": format!("{}/client/v11/apps/{}/transfers/{}/dump", st.base_url(&headers), app.name, t.num),
+        "url": format!("{}/client/v11/apps/{}/transfers/{}/dump", origin.base, app.name, t.num),
     })))
 }
 

@@ -63,6 +63,7 @@ pub fn routes() -> Router<ApiState> {
         .route("/apps/{app}/builds", get(list_builds))
         .route("/apps/{app}/builds/{build}", get(build_info))
         .route("/build-output/{build}", get(build_output))
+        .route("/release-output/{release}", get(release_output))
         .route(
             "/apps/{app}/buildpack-installations",
             get(list_buildpacks).put(set_buildpacks),
@@ -241,6 +242,7 @@ async fn update_app(
     };
     // Check every field before changing anything, so a bad field leaves the app as it was.
     let mut maintenance = None;
+    let mut rename = None;
     for (k, v) in fields {
         match (k.as_str(), v) {
             ("maintenance", Value::Bool(on)) => maintenance = Some(*on),
@@ -248,10 +250,23 @@ async fn update_app(
                 return Err(ApiError::invalid("maintenance must be true or false"));
             }
             ("name", Value::String(n)) if *n == app.name => {}
-            ("name", _) => return Err(ApiError::invalid("Renaming apps is not supported yet")),
-            ("build_stack", _) => {}
+            ("name", Value::String(n)) => {
+                kiln_model::app::AppName::parse(n).map_err(|e| ApiError::invalid(e.message))?;
+                rename = Some(n.clone());
+            }
+            ("name", _) => return Err(ApiError::invalid("name must be a string")),
+            // `stack:set` sends a name; the schema also allows `{"name": …}` or an id.
+            ("build_stack", Value::String(stack)) => st.platform.check_build_stack(stack)?,
+            ("build_stack", Value::Object(o)) => match o.get("name").and_then(Value::as_str) {
+                Some(stack) => st.platform.check_build_stack(stack)?,
+                None => return Err(ApiError::invalid("build_stack must name a stack")),
+            },
+            ("build_stack", _) => return Err(ApiError::invalid("build_stack must name a stack")),
             (other, _) => return Err(ApiError::invalid(format!("Unknown app field {other:?}"))),
         }
+    }
+    if let Some(name) = rename {
+        app = st.platform.rename_app(&app, &name, &user).await?;
     }
     if let Some(on) = maintenance {
         app = st.platform.set_maintenance(&app, on, &user).await?;
@@ -325,6 +340,7 @@ async fn list_releases(
     State(st): State<ApiState>,
     User(user): User,
     Path(app): Path<String>,
+    origin: crate::Origin,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let app = st.platform.app_for(&user, &app)?;
@@ -372,7 +388,7 @@ async fn list_releases(
     let cur = current_id(&st, &user, &app);
     let items: Vec<Value> = rows
         .iter()
-        .map(|rel| json::release(&app, rel, cur.as_deref()))
+        .map(|rel| json::release(&origin.base, &app, rel, cur.as_deref()))
         .collect();
     let mut resp = Json(Value::Array(items)).into_response();
     let h = resp.headers_mut();
@@ -400,10 +416,12 @@ async fn release_info(
     State(st): State<ApiState>,
     User(user): User,
     Path((app, release)): Path<(String, String)>,
+    origin: crate::Origin,
 ) -> ApiResult<Json<Value>> {
     let app = st.platform.app_for(&user, &app)?;
     let rel = st.platform.release(&user, &app, &release)?;
     Ok(Json(json::release(
+        &origin.base,
         &app,
         &rel,
         current_id(&st, &user, &app).as_deref(),
@@ -425,6 +443,7 @@ async fn create_release(
     State(st): State<ApiState>,
     User(user): User,
     Path(app): Path<String>,
+    origin: crate::Origin,
     Body(body): Body,
 ) -> ApiResult<Response> {
     let app = st.platform.app_for(&user, &app)?;
@@ -450,6 +469,7 @@ async fn create_release(
     }
     let rel = st.platform.rollback(&app, &target, &user).await?;
     Ok(created(json::release(
+        &origin.base,
         &app,
         &rel,
         current_id(&st, &user, &app).as_deref(),
@@ -632,8 +652,19 @@ async fn restart_dyno(
     User(user): User,
     Path((app, dyno)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    kiln_model::DynoName::parse(&dyno).map_err(|e| ApiError::invalid(e.message))?;
-    restart(&st, &user, &app, RestartTarget::Dyno(dyno)).await
+    restart(&st, &user, &app, dyno_or_type(dyno)?).await
+}
+
+/// `web.1` names a dyno; a bare `web` all dynos of that type, as Heroku accepts it where a
+/// dyno name is expected (`heroku ps:restart web`, `heroku ps:stop web`).
+fn dyno_or_type(name: String) -> ApiResult<RestartTarget> {
+    if !name.contains('.') {
+        if kiln_model::procfile::validate_process_type(&name).is_ok() {
+            return Ok(RestartTarget::Type(name));
+        }
+    }
+    kiln_model::DynoName::parse(&name).map_err(|e| ApiError::invalid(e.message))?;
+    Ok(RestartTarget::Dyno(name))
 }
 
 async fn stop(
@@ -652,8 +683,7 @@ async fn stop_dyno(
     User(user): User,
     Path((app, dyno)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    kiln_model::DynoName::parse(&dyno).map_err(|e| ApiError::invalid(e.message))?;
-    stop(&st, &user, &app, RestartTarget::Dyno(dyno)).await
+    stop(&st, &user, &app, dyno_or_type(dyno)?).await
 }
 
 async fn stop_type(
@@ -682,10 +712,11 @@ async fn list_builds(
     State(st): State<ApiState>,
     User(user): User,
     Path(app): Path<String>,
+    origin: crate::Origin,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
     let app = st.platform.app_for(&user, &app)?;
-    let base = st.base_url(&headers);
+    let base = origin.base;
     let mut builds = st.platform.builds(&user, &app)?;
     if let Some(r) = range_header(&headers)? {
         if !r.descending {
@@ -704,11 +735,11 @@ async fn build_info(
     State(st): State<ApiState>,
     User(user): User,
     Path((app, build)): Path<(String, String)>,
-    headers: HeaderMap,
+    origin: crate::Origin,
 ) -> ApiResult<Json<Value>> {
     let app = st.platform.app_for(&user, &app)?;
     let b = st.platform.build(&user, &app, &build)?;
-    Ok(Json(json::build(&st.base_url(&headers), &app, &b)))
+    Ok(Json(json::build(&origin.base, &app, &b)))
 }
 
 /// A build's output as plain text, streamed while the build runs. The build's id (a random
@@ -722,28 +753,51 @@ async fn build_output(
     }
     let text_headers = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
     if let Some(stream) = st.platform.build_stream(&build) {
-        let body = futures_util::stream::unfold(
-            (stream, 0usize, false),
-            |(stream, from, done)| async move {
-                if done {
-                    return None;
-                }
-                let (lines, finished) = stream.next(from).await;
-                let n = from + lines.len();
-                let mut chunk = lines.join("\n");
-                if !lines.is_empty() {
-                    chunk.push('\n');
-                }
-                Some((
-                    Ok::<_, std::io::Error>(Bytes::from(chunk)),
-                    (stream, n, finished),
-                ))
-            },
-        );
-        return Ok((text_headers, axum::body::Body::from_stream(body)).into_response());
+        return Ok((text_headers, axum::body::Body::from_stream(follow(stream))).into_response());
     }
     let output = st.platform.build_output(&build)?;
     Ok((text_headers, output).into_response())
+}
+
+/// A release phase's output, for `releases:output` (read without credentials, like a build's
+/// output: the release's id is the capability). Live while the release command runs; 404
+/// ("not started yet", the CLI says) when there is none.
+async fn release_output(
+    State(st): State<ApiState>,
+    Path(release): Path<String>,
+) -> ApiResult<Response> {
+    let not_found = || ApiError::not_found("release", "This release has no release output.");
+    if uuid::Uuid::parse_str(&release).is_err() {
+        return Err(not_found());
+    }
+    let text_headers = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
+    match st.platform.release_output(&release)? {
+        Some(kiln_platform::ReleaseOutput::Live(stream)) => {
+            Ok((text_headers, axum::body::Body::from_stream(follow(stream))).into_response())
+        }
+        Some(kiln_platform::ReleaseOutput::Kept(text)) => {
+            Ok((text_headers, text).into_response())
+        }
+        None => Err(not_found()),
+    }
+}
+
+/// Every line of a live output stream so far, then new ones until it finishes.
+fn follow(
+    stream: std::sync::Arc<kiln_platform::BuildStream>,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> {
+    futures_util::stream::unfold((stream, 0usize, false), |(stream, from, done)| async move {
+        if done {
+            return None;
+        }
+        let (lines, finished) = stream.next(from).await;
+        let n = from + lines.len();
+        let mut chunk = lines.join("\n");
+        if !lines.is_empty() {
+            chunk.push('\n');
+        }
+        Some((Ok(Bytes::from(chunk)), (stream, n, finished)))
+    })
 }
 
 // ---- buildpacks ----

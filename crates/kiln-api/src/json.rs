@@ -8,7 +8,7 @@ use kiln_platform::Platform;
 use serde_json::{Value, json};
 
 /// Kiln runs in one place; this is its region.
-const REGION_ID: &str = "7e3b2a1c-0000-4000-8000-000000000001";
+pub const REGION_ID: &str = "7e3b2a1c-0000-4000-8000-000000000001";
 const STACK_ID: &str = "7e3b2a1c-0000-4000-8000-000000000002";
 pub const GENERATION_ID: &str = "7e3b2a1c-0000-4000-8000-000000000003";
 
@@ -78,7 +78,9 @@ pub fn app(p: &Platform, a: &App, slug_size: Option<u64>, buildpack_desc: Option
     })
 }
 
-pub fn release(a: &App, r: &Release, current_id: Option<&str>) -> Value {
+/// A release; `base` is the API's URL as the client reached it (for `output_stream_url`,
+/// which the CLI reads without credentials: the release's id is the capability, as a build's).
+pub fn release(base: &str, a: &App, r: &Release, current_id: Option<&str>) -> Value {
     let succeeded = r.status == kiln_model::release::ReleaseStatus::Succeeded;
     json!({
         "id": r.id,
@@ -93,7 +95,7 @@ pub fn release(a: &App, r: &Release, current_id: Option<&str>) -> Value {
         "slug": r.slug_id.as_ref().map(|id| json!({ "id": id })),
         "addon_plan_names": r.addon_plan_names,
         "artifacts": [],
-        "output_stream_url": null,
+        "output_stream_url": r.has_output.then(|| format!("{base}/release-output/{}", r.id)),
         "created_at": r.created_at.rfc3339(),
         "updated_at": r.updated_at.rfc3339(),
     })

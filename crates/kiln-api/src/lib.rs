@@ -10,6 +10,7 @@
 mod acm;
 mod addons;
 mod auth;
+mod catalog;
 mod data;
 mod domains;
 pub mod error;
@@ -21,7 +22,8 @@ mod run;
 mod serve;
 mod sni;
 
-pub use serve::{ServeConfig, serve};
+pub use run::Rendezvous;
+pub use serve::{ServeConfig, TlsDoor, serve};
 
 use axum::Router;
 use axum::extract::Request;
@@ -36,36 +38,78 @@ use std::sync::Arc;
 pub struct ApiState {
     pub platform: Arc<Platform>,
     attaches: Arc<run::PendingAttaches>,
+    /// The port of the API's HTTPS listener, where `heroku run`'s rendezvous connects.
+    tls_port: Option<u16>,
 }
 
-impl ApiState {
-    /// The base of URLs this API hands out for a client to follow (`logplex_url`,
-    /// `attach_url`, a build's `output_stream_url`): the host the client reached us by, so a
-    /// client that came through another name or address can follow them, with the scheme of
-    /// the configured API URL (a proxy in front may terminate TLS). A missing or malformed
-    /// `Host` falls back to the configured URL.
-    pub(crate) fn base_url(&self, headers: &axum::http::HeaderMap) -> String {
-        public_base(
-            headers
-                .get(axum::http::header::HOST)
-                .and_then(|h| h.to_str().ok()),
-            self.platform.api_url(),
-        )
+/// Marks a request that came through the API's HTTPS listener.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ViaTls;
+
+/// Where the client reached this API: the base of the URLs handed to it to follow
+/// (`logplex_url`, `attach_url`, a build's `output_stream_url`). It is the host the client
+/// used, so a client that came through another name or address (a tunnel) can follow them,
+/// with `https` when it came through the HTTPS listener and otherwise the scheme of the
+/// configured API URL (a proxy in front may terminate TLS). A missing or malformed `Host`
+/// falls back to the configured URL.
+pub(crate) struct Origin {
+    pub base: String,
+    pub tls: bool,
+    /// The host the client named, without the port, when it is a safe one.
+    pub host: Option<String>,
+}
+
+impl axum::extract::FromRequestParts<ApiState> for Origin {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        st: &ApiState,
+    ) -> Result<Origin, Self::Rejection> {
+        let tls = parts.extensions.get::<ViaTls>().is_some();
+        let host = parts
+            .headers
+            .get(axum::http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .filter(|h| valid_host(h));
+        let configured = st.platform.api_url().trim_end_matches('/');
+        let base = match (host, tls) {
+            (Some(h), true) => format!("https://{h}"),
+            (host, false) => public_base(host, configured),
+            (None, true) => match configured.split_once("://") {
+                Some((_, rest)) => format!("https://{rest}"),
+                None => configured.to_string(),
+            },
+        };
+        Ok(Origin {
+            base,
+            tls,
+            host: host.map(|h| host_without_port(h).to_string()),
+        })
     }
+}
+
+/// `example.com:5000` → `example.com`, `[::1]:5000` → `[::1]`.
+fn host_without_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.find(']').map_or(host, |i| &host[..=i]);
+    }
+    host.rsplit_once(':').map_or(host, |(h, _)| h)
+}
+
+/// A host name, IPv4 or bracketed IPv6 address, and port: nothing that could add a path,
+/// credentials or a second URL to the one we build.
+fn valid_host(h: &str) -> bool {
+    !h.is_empty()
+        && h.len() <= 255
+        && h.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b))
 }
 
 fn public_base(host: Option<&str>, configured: &str) -> String {
     let configured = configured.trim_end_matches('/');
-    // A host name, IPv4 or bracketed IPv6 address, and port: nothing that could add a path,
-    // credentials or a second URL to the one we build.
-    let valid = |h: &str| {
-        !h.is_empty()
-            && h.len() <= 255
-            && h.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b))
-    };
     match host {
-        Some(h) if valid(h) => {
+        Some(h) if valid_host(h) => {
             let scheme = configured
                 .split_once("://")
                 .map_or("http", |(scheme, _)| scheme);
@@ -75,13 +119,22 @@ fn public_base(host: Option<&str>, configured: &str) -> String {
     }
 }
 
+/// The API's doors: its routes, and the rendezvous `heroku run` connects to.
+pub struct Api {
+    pub router: Router,
+    pub rendezvous: Rendezvous,
+}
+
 /// The API's router; `extra` (the git routes) is merged in so one listener serves both.
 /// A known path with the wrong verb is a JSON 404, as on Heroku (axum's default is an empty 405).
-pub fn router(platform: Arc<Platform>, extra: Router) -> Router {
+/// `tls_port` is the port of the API's HTTPS listener, if it has one.
+pub fn api(platform: Arc<Platform>, extra: Router, tls_port: Option<u16>) -> Api {
     let state = ApiState {
-        platform,
+        platform: platform.clone(),
         attaches: Arc::default(),
+        tls_port,
     };
+    let rendezvous = Rendezvous::new(state.attaches.clone(), platform);
     let api = handlers::routes()
         .merge(logs::routes())
         .merge(run::routes())
@@ -90,12 +143,15 @@ pub fn router(platform: Arc<Platform>, extra: Router) -> Router {
         .merge(acm::routes())
         .merge(addons::routes())
         .merge(data::routes())
+        .merge(catalog::routes())
         .with_state(state)
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
         .layer(axum::middleware::from_fn(heroku_headers));
-    api.merge(extra)
-        .layer(axum::middleware::from_fn(log_requests))
+    let router = api
+        .merge(extra)
+        .layer(axum::middleware::from_fn(log_requests));
+    Api { router, rendezvous }
 }
 
 /// Marks the answer to a request for an endpoint that does not exist.
@@ -140,7 +196,7 @@ async fn log_requests(req: Request, next: Next) -> Response {
 
 /// The path as logged: cut after the prefix of a route whose next segment is a secret.
 fn loggable_path(path: &str) -> String {
-    const SECRET_AFTER: [&str; 2] = ["/attach/", "/log-sessions/"];
+    const SECRET_AFTER: [&str; 4] = ["/attach/", "/log-sessions/", "/build-output/", "/release-output/"];
     let end = (0..=path.len().min(512))
         .rev()
         .find(|&i| path.is_char_boundary(i))

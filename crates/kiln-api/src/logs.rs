@@ -27,7 +27,7 @@ async fn create_session(
     State(st): State<ApiState>,
     User(user): User,
     Path(app): Path<String>,
-    headers: HeaderMap,
+    origin: crate::Origin,
     Body(body): Body,
 ) -> ApiResult<Response> {
     let app = st.platform.app_for(&user, &app)?;
@@ -59,7 +59,7 @@ async fn create_session(
     let id =
         st.platform
             .create_log_session(&user, &app, LogFilter { source, dyno }, lines, tail)?;
-    let base = st.base_url(&headers);
+    let base = origin.base;
     let now = kiln_model::Timestamp::now().rfc3339();
     Ok((StatusCode::CREATED, axum::Json(j!({ "id": uuid::Uuid::new_v4().to_string(), "logplex_url": format!("{base}/log-sessions/{id}"), "created_at": now, "updated_at": now }))).into_response())
 }

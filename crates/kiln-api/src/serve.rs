@@ -55,19 +55,38 @@ impl Default for ServeConfig {
     }
 }
 
+/// The API's HTTPS listener: its TLS configuration, and the rendezvous that `heroku run`'s
+/// connections (TLS, then a line that is not an HTTP request) are handed to.
+#[derive(Clone)]
+pub struct TlsDoor {
+    pub config: Arc<rustls::ServerConfig>,
+    pub rendezvous: crate::Rendezvous,
+}
+
 /// Serves `app` on `listener` until `shutdown` completes, then waits for open connections
-/// to finish their current request.
+/// to finish their current request. With `tls`, every connection is TLS, and carries either
+/// HTTP (the API and git) or a rendezvous.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     config: ServeConfig,
+    tls: Option<TlsDoor>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    let gate = Gate::new("API", config.connections);
+    let gate = Gate::new(if tls.is_some() { "API (HTTPS)" } else { "API" }, config.connections);
     let idle = config.idle_timeout;
-    let app = app.layer(axum::middleware::map_request(
+    let mut app = app.layer(axum::middleware::map_request(
         move |req: Request| async move { req.map(|body| Body::new(IdleBody::new(body, idle))) },
     ));
+    if tls.is_some() {
+        app = app.layer(axum::middleware::map_request(|mut req: Request| async move {
+            req.extensions_mut().insert(crate::ViaTls);
+            req
+        }));
+    }
+    let acceptor = tls
+        .as_ref()
+        .map(|t| (tokio_rustls::TlsAcceptor::from(Arc::clone(&t.config)), t.rendezvous.clone()));
     let mut http = http1::Builder::new();
     // hyper's header timer also runs while a kept-alive connection waits for its next request.
     http.timer(TokioTimer::new())
@@ -84,23 +103,28 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let io = StallTimeout::new(Admitted::new(stream, permit), idle);
         let service = TowerToHyperService::new(app.clone());
-        let (http, mut stop) = (Arc::clone(&http), stop_rx.clone());
+        let (http, stop) = (Arc::clone(&http), stop_rx.clone());
+        let Some((acceptor, rendezvous)) = acceptor.clone() else {
+            tokio::spawn(serve_http(io, service, http, stop, peer));
+            continue;
+        };
+        let head_timeout = config.head_timeout;
         tokio::spawn(async move {
-            // `kiln run` switches the connection to its attach protocol.
-            let conn = http
-                .serve_connection(TokioIo::new(io), service)
-                .with_upgrades();
-            tokio::pin!(conn);
-            let result = tokio::select! {
-                result = conn.as_mut() => result,
-                // (The guard `wait_for` returns is dropped at once: it must not be held.)
-                () = async { let _ = stop.wait_for(|s| *s).await; } => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
+            // The handshake and the first line together must come within the head timeout,
+            // as a plain request head must.
+            let opened = tokio::time::timeout(head_timeout, async {
+                let mut tls = acceptor.accept(io).await?;
+                let first = sniff(&mut tls).await?;
+                Ok::<_, io::Error>((tls, first))
+            })
+            .await;
+            match opened {
+                Ok(Ok((tls, Sniffed::Http(prefix)))) => {
+                    serve_http(Rewind::new(prefix, tls), service, http, stop, peer).await
                 }
-            };
-            if let Err(e) = result {
-                tracing::debug!(%peer, error = %e, "API connection ended with an error");
+                Ok(Ok((tls, Sniffed::Rendezvous(line)))) => rendezvous.attach(&line, tls).await,
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "API TLS connection failed"),
+                Err(_) => tracing::debug!(%peer, "API TLS connection sent no request in time"),
             }
         });
     }
@@ -110,6 +134,133 @@ pub async fn serve(
     // Every connection task holds a receiver; this resolves once all have finished.
     stop_tx.closed().await;
     Ok(())
+}
+
+/// One HTTP/1.1 connection, until it ends or the server stops (then after its current request).
+async fn serve_http<IO, S>(
+    io: IO,
+    service: S,
+    http: Arc<http1::Builder>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    peer: std::net::SocketAddr,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::HttpService<hyper::body::Incoming> + Send + 'static,
+    S::Future: Send + 'static,
+    S::ResBody: Send + 'static,
+    <S::ResBody as hyper::body::Body>::Data: Send,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    // `kiln run` switches the connection to its attach protocol.
+    let conn = http
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        result = conn.as_mut() => result,
+        // (The guard `wait_for` returns is dropped at once: it must not be held.)
+        () = async { let _ = stop.wait_for(|s| *s).await; } => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(%peer, error = %e, "API connection ended with an error");
+    }
+}
+
+/// What a TLS connection to the API opens with.
+enum Sniffed {
+    /// The start of an HTTP request (a method, then a space), to be read again by hyper.
+    Http(Bytes),
+    /// A line with no space in it: a rendezvous secret, without its line ending.
+    Rendezvous(String),
+}
+
+/// Reads just enough to tell an HTTP request (`GET /… HTTP/1.1`: a space before the first line
+/// ends) from a rendezvous line (`SECRET\r\n`: no space at all).
+async fn sniff<IO: AsyncRead + Unpin>(io: &mut IO) -> io::Result<Sniffed> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::with_capacity(128);
+    let mut chunk = [0u8; 512];
+    loop {
+        if let Some(i) = buf.iter().position(|&b| b == b' ' || b == b'\n') {
+            if buf[i] == b' ' {
+                return Ok(Sniffed::Http(Bytes::from(buf)));
+            }
+            let line = String::from_utf8_lossy(&buf[..i]).trim_end_matches('\r').to_string();
+            // Whatever came after the line is input the client sent early; a rendezvous
+            // client waits for the answer before sending any, so there is none to keep.
+            return Ok(Sniffed::Rendezvous(line));
+        }
+        if buf.len() >= crate::run::MAX_RENDEZVOUS_LINE {
+            // Neither: hyper reads it and answers as it answers garbage.
+            return Ok(Sniffed::Http(Bytes::from(buf)));
+        }
+        let n = io.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed before a request"));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// A connection whose first bytes were already read: they are read again first.
+struct Rewind<IO> {
+    prefix: Bytes,
+    io: IO,
+}
+
+impl<IO> Rewind<IO> {
+    fn new(prefix: Bytes, io: IO) -> Rewind<IO> {
+        Rewind { prefix, io }
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Rewind<IO> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.prefix.is_empty() {
+            let n = this.prefix.len().min(buf.remaining());
+            buf.put_slice(&this.prefix.split_to(n));
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.io).poll_read(cx, buf)
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Rewind<IO> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, data)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
 }
 
 /// A request body that fails once it has sent nothing for `idle`.

@@ -35,12 +35,17 @@ impl BuildpackRef {
         if s.len() > 2048 || s.chars().any(|c| c.is_control()) {
             return bad("it is too long or contains control characters");
         }
-        let short = s
+        // `urn:buildpack:heroku/python` is how Heroku's API names a registry buildpack.
+        let named = s.strip_prefix("urn:buildpack:").unwrap_or(s);
+        let short = named
             .strip_prefix("heroku/")
-            .or_else(|| s.strip_prefix("kiln/"))
-            .unwrap_or(s);
+            .or_else(|| named.strip_prefix("kiln/"))
+            .unwrap_or(named);
         if BUILTIN.contains(&short) {
             return Ok(BuildpackRef::Builtin(short.to_string()));
+        }
+        if let Some(name) = herokus_own(s) {
+            return Ok(BuildpackRef::Builtin(name.to_string()));
         }
         if let Some(path) = s.strip_prefix("file://") {
             if !path.starts_with('/') {
@@ -77,6 +82,32 @@ impl BuildpackRef {
             "use heroku/python, heroku/nodejs, heroku/procfile, an absolute directory path, or a git URL",
         )
     }
+}
+
+/// Heroku's canonical URL for its buildpack `name`, as its buildpack registry hands it out
+/// (`blob_url`) and its CLI writes it into apps' buildpack lists.
+pub fn canonical_url(name: &str) -> String {
+    format!("https://buildpack-registry.s3.amazonaws.com/buildpacks/heroku/{name}.tgz")
+}
+
+/// The built-in that stands for one of Heroku's official buildpack URLs: the registry's and
+/// the older codon `.tgz` URLs, and `github.com/heroku/heroku-buildpack-NAME` (any `#ref`
+/// is ignored: the built-in is Kiln's own, not a checkout of Heroku's).
+fn herokus_own(s: &str) -> Option<&'static str> {
+    let tgz = |prefix: &str| {
+        s.strip_prefix(prefix)
+            .and_then(|rest| rest.strip_suffix(".tgz"))
+    };
+    let name = tgz("https://buildpack-registry.s3.amazonaws.com/buildpacks/heroku/")
+        .or_else(|| tgz("https://codon-buildpacks.s3.amazonaws.com/buildpacks/heroku/"))
+        .or_else(|| {
+            let rest = s
+                .strip_prefix("https://github.com/heroku/heroku-buildpack-")
+                .or_else(|| s.strip_prefix("http://github.com/heroku/heroku-buildpack-"))?;
+            let rest = rest.split('#').next().unwrap_or(rest);
+            Some(rest.strip_suffix(".git").unwrap_or(rest).trim_end_matches('/'))
+        })?;
+    BUILTIN.iter().copied().find(|b| *b == name)
 }
 
 /// Reads the `default_process_types` mapping out of `bin/release`'s YAML output. Only that
@@ -198,6 +229,36 @@ mod tests {
         );
         let many = format!("addons:\n{}", "  - redis\n".repeat(21));
         assert!(parse_release_addons(&many).is_err());
+    }
+
+    #[test]
+    fn herokus_official_buildpack_urls_are_the_built_ins() {
+        for url in [
+            "https://buildpack-registry.s3.amazonaws.com/buildpacks/heroku/python.tgz",
+            "https://codon-buildpacks.s3.amazonaws.com/buildpacks/heroku/python.tgz",
+            "https://github.com/heroku/heroku-buildpack-python",
+            "https://github.com/heroku/heroku-buildpack-python.git",
+            "https://github.com/heroku/heroku-buildpack-python#v250",
+            "urn:buildpack:heroku/python",
+            &canonical_url("python"),
+        ] {
+            assert_eq!(
+                BuildpackRef::parse(url).unwrap(),
+                BuildpackRef::Builtin("python".into()),
+                "{url}"
+            );
+        }
+        // Not Heroku's, or not one Kiln has: fetched as git, as before.
+        for url in [
+            "https://github.com/heroku/heroku-buildpack-cobol",
+            "https://github.com/someone/heroku-buildpack-python",
+            "https://buildpack-registry.s3.amazonaws.com/buildpacks/heroku/python.tgz.evil",
+        ] {
+            assert!(
+                matches!(BuildpackRef::parse(url).unwrap(), BuildpackRef::Git { .. }),
+                "{url}"
+            );
+        }
     }
 
     #[test]

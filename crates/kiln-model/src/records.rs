@@ -256,6 +256,8 @@ pub struct Release {
     pub user_email: String,
     /// The plans of the add-ons attached when the release was made (`heroku-redis:mini`).
     pub addon_plan_names: Vec<String>,
+    /// Whether its release phase ran and its output is kept (`releases:output`).
+    pub has_output: bool,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }

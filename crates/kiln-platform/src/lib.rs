@@ -29,6 +29,29 @@ pub use queries::{AppView, LogSessionStream};
 pub use release::GoLiveError;
 pub use sni::{SniEndpointView, check_certificate};
 pub use streams::BuildStream;
+
+/// A release phase's output (see [`Platform::release_output`]).
+pub enum ReleaseOutput {
+    Live(Arc<BuildStream>),
+    Kept(String),
+}
+
+/// A one-off dyno to start (`run`, `run:detached`).
+#[derive(Debug)]
+pub struct RunOptions<'a> {
+    /// A shell command line, run as `bash -c`.
+    pub command: &'a str,
+    /// Extra environment on top of the app's config (`TERM`, `COLUMNS`, the user's `--env`).
+    pub env: Vec<(String, String)>,
+    /// A dyno size name; the default size when absent.
+    pub size: Option<&'a str>,
+    /// The dyno is `<process_type>.<N>`: `run` unless the user asks for another.
+    pub process_type: &'a str,
+    /// Hand its stdio to the caller instead of the log stream.
+    pub attach: bool,
+    /// Give it a terminal (attached only).
+    pub tty: bool,
+}
 // What the doors hold on to without reaching into the rooms behind the platform.
 pub use kiln_dyno::{DynoError, OneOff};
 pub use kiln_logplex::{Tail as LogTail, TailEvent};
@@ -150,6 +173,8 @@ pub struct Platform {
     /// succeeded or failed.
     deploying: Mutex<HashMap<String, String>>,
     build_streams: Mutex<HashMap<String, Arc<BuildStream>>>,
+    /// Release phases running now, by release id: their output as it comes.
+    release_streams: Mutex<HashMap<String, Arc<BuildStream>>>,
 }
 
 impl Platform {
@@ -182,6 +207,7 @@ impl Platform {
             release_locks: Mutex::default(),
             deploying: Mutex::default(),
             build_streams: Mutex::new(HashMap::new()),
+            release_streams: Mutex::new(HashMap::new()),
         })
     }
 
@@ -339,6 +365,41 @@ impl Platform {
             ),
         );
         Ok(app)
+    }
+
+    /// `apps:rename`: the app answers at its new name at once and no longer at the old one.
+    /// Its releases, repository, log stream and add-ons key on its id and follow it; git
+    /// remotes and the web URL name it, so they change (Heroku's CLI updates the `heroku`
+    /// remote itself).
+    pub async fn rename_app(&self, app: &App, new_name: &str, user: &Account) -> Result<App> {
+        let renamed = self.store.rename_app(&app.id, new_name)?;
+        if renamed.name != app.name {
+            // Custom domains do not name the app; only `<app>.<domain>` moves.
+            self.publish_app(&renamed);
+            self.api_log(
+                &renamed.id,
+                format!("Rename {} to {} by user {}", app.name, renamed.name, user.email),
+            );
+            // The dyno manager keeps the name with the app's desired state.
+            self.converge_in_background(&renamed.id).await;
+        }
+        Ok(renamed)
+    }
+
+    /// `stack:set`: Kiln builds on its machine's stack only, so that is the one stack an app
+    /// can be set to; any other name is refused rather than silently ignored.
+    pub fn check_build_stack(&self, stack: &str) -> Result<()> {
+        if stack == self.settings.stack {
+            return Ok(());
+        }
+        Err(Invalid::new(
+            "build_stack",
+            format!(
+                "Stack {stack:?} is not available: this Kiln builds and runs apps on {} (see `heroku stack`).",
+                self.settings.stack
+            ),
+        )
+        .into())
     }
 
     fn publish_app(&self, app: &App) {
@@ -504,12 +565,16 @@ impl Platform {
         &self,
         app: &App,
         user: &Account,
-        command: &str,
-        env: Vec<(String, String)>,
-        size: Option<&str>,
-        attach: bool,
-        tty: bool,
+        options: RunOptions<'_>,
     ) -> Result<kiln_dyno::OneOff> {
+        let RunOptions {
+            command,
+            env,
+            size,
+            process_type,
+            attach,
+            tty,
+        } = options;
         if command.trim().is_empty() {
             return Err(Invalid::new("command", "The command is empty").into());
         }
@@ -535,7 +600,7 @@ impl Platform {
                 attach,
                 tty,
                 user_email: user.email.clone(),
-                process_type: "run".into(),
+                process_type: process_type.to_string(),
                 release: None,
             })
             .await?;
@@ -763,6 +828,20 @@ impl Platform {
     }
 
     // ---- build output streams ----
+
+    /// A release phase's output: live while it runs, else as kept. `None` when the
+    /// release had no release phase (or there is no such release).
+    pub fn release_output(&self, release_id: &str) -> Result<Option<ReleaseOutput>> {
+        if let Some(stream) = self
+            .release_streams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(release_id)
+        {
+            return Ok(Some(ReleaseOutput::Live(stream.clone())));
+        }
+        Ok(self.store.release_output(release_id)?.map(ReleaseOutput::Kept))
+    }
 
     pub fn build_stream(&self, build_id: &str) -> Option<Arc<BuildStream>> {
         self.build_streams

@@ -116,6 +116,11 @@ impl Platform {
         Ok(self.store.buildpacks(&app.id)?)
     }
 
+    /// The stack apps are built on and run on: the only one this Kiln has.
+    pub fn stack(&self) -> &str {
+        &self.settings.stack
+    }
+
     /// The API's public base URL (for git and log URLs).
     pub fn api_url(&self) -> &str {
         self.settings.api_url.trim_end_matches('/')

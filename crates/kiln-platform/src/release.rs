@@ -171,6 +171,23 @@ impl Platform {
             .account(&release.user_id)
             .map(|a| a.email)
             .unwrap_or_default();
+        // Its output is the release's (`releases:output`): followed live at the release's
+        // `output_stream_url`, kept in the store when it ends. The tail is opened before
+        // the dyno starts (all `release.N` dynos: only one runs at a time, under the
+        // release lock) so not even its first line is missed.
+        let mut tail = self.logs.tail(
+            app_id,
+            LogFilter {
+                source: Some("app".into()),
+                dyno: Some("release".into()),
+            },
+        );
+        let output = std::sync::Arc::new(crate::BuildStream::default());
+        self.release_streams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(release.id.clone(), output.clone());
+        let _ = self.store.set_release_output(&release.id, "");
         let mut handle = self
             .dynos
             .run_one_off(OneOffRequest {
@@ -185,25 +202,35 @@ impl Platform {
                 release: Some(desired),
             })
             .await?;
-        // Relay the release dyno's lines to the pusher while it runs.
-        let mut tail = self.logs.tail(
-            app_id,
-            LogFilter {
-                source: None,
-                dyno: Some(handle.name.clone()),
-            },
-        );
-        let relay = progress.clone().map(|p| {
+        // Relay the release dyno's lines to the pusher and the output stream while it runs.
+        let relay = {
+            let (progress, output) = (progress.clone(), output.clone());
             tokio::spawn(async move {
                 while let Some(ev) = tail.next().await {
                     if let kiln_logplex::TailEvent::Line(l) = ev {
-                        if l.source == "app" {
+                        output.push(&l.message);
+                        if let Some(p) = &progress {
                             let _ = p.send(format!("       {}", l.message));
                         }
                     }
                 }
             })
-        });
+        };
+        let finish_output = |code: Option<i32>| {
+            match code {
+                Some(0) => output.push("Release command succeeded"),
+                Some(c) => output.push(&format!("Release command failed (exit status {c})")),
+                None => output.push("Release command timed out after an hour"),
+            }
+            if let Err(e) = self.store.set_release_output(&release.id, &output.text()) {
+                tracing::warn!(release = %release.id, error = %e, "could not keep the release output");
+            }
+            output.finish();
+            self.release_streams
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&release.id);
+        };
         let code = match tokio::time::timeout(RELEASE_PHASE_TIMEOUT, &mut handle.exit).await {
             Ok(Ok(code)) => code,
             Ok(Err(_)) => 255,
@@ -217,17 +244,15 @@ impl Platform {
                         "Error R12 (Exit timeout) -> The release command ran longer than an hour",
                     ),
                 );
-                if let Some(r) = relay {
-                    r.abort();
-                }
+                relay.abort();
+                finish_output(None);
                 return Err(GoLiveError::ReleaseTimeout);
             }
         };
         // Let the last lines through before the verdict.
         tokio::time::sleep(Duration::from_millis(100)).await;
-        if let Some(r) = relay {
-            r.abort();
-        }
+        relay.abort();
+        finish_output(Some(code));
         if code == 0 {
             say(progress, "-----> Release command succeeded");
             Ok(())

@@ -74,6 +74,8 @@ pub trait Store: Send + Sync {
     fn fail_pending_releases(&self, reason: &str) -> Result<Vec<(String, u32)>>;
     /// Deletes the app and everything it owns (releases, builds, slugs rows, formation).
     fn delete_app(&self, app_id: &str) -> Result<()>;
+    /// Renames an app; the name must be valid and free.
+    fn rename_app(&self, app_id: &str, new_name: &str) -> Result<App>;
 
     // --- config and releases (the ledger) ---
 
@@ -102,6 +104,10 @@ pub trait Store: Send + Sync {
     fn releases(&self, app_id: &str, range: ReleaseRange) -> Result<Vec<Release>>;
     /// The newest release whose status is `succeeded`: what should be running.
     fn current_release(&self, app_id: &str) -> Result<Option<Release>>;
+    /// Keeps the output of a release's release phase (replacing what was kept).
+    fn set_release_output(&self, release_id: &str, output: &str) -> Result<()>;
+    /// The output of a release's release phase, if it had one.
+    fn release_output(&self, release_id: &str) -> Result<Option<String>>;
 
     // --- slugs and builds ---
 

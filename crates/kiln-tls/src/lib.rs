@@ -29,6 +29,7 @@ pub use error::TlsError;
 pub use local_ca::LocalCa;
 pub use material::{CertInfo, Certificate, hostname_matches, self_signed};
 pub use resolver::{HostOwner, SniResolver};
+pub use rustls::ServerConfig;
 pub use source::{CertificateSource, IssuedCertificate};
 
 use std::sync::Arc;
@@ -52,4 +53,30 @@ pub fn server_config(resolver: Arc<SniResolver>) -> Result<Arc<rustls::ServerCon
         .with_cert_resolver(resolver);
     config.alpn_protocols = ALPN_PROTOCOLS.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
+}
+
+/// A rustls server configuration for one certificate, offering HTTP/1.1 only: the API and
+/// git listener, whose clients (git, Heroku's CLI, its `run` rendezvous) speak nothing else.
+pub fn single_cert_config(cert: &Certificate) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(OneCertificate(Arc::clone(cert.certified_key()))));
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Serves the same certificate whatever the client's SNI says (or when it sends none, as a
+/// client connecting to an IP address does).
+#[derive(Debug)]
+struct OneCertificate(Arc<rustls::sign::CertifiedKey>);
+
+impl rustls::server::ResolvesServerCert for OneCertificate {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(Arc::clone(&self.0))
+    }
 }

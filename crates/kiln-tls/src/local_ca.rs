@@ -170,6 +170,87 @@ impl LocalCa {
     }
 }
 
+/// What the CA may vouch for: names under the platform's domain (the apps), and the loopback
+/// host (`localhost`, 127.0.0.0/8, ::1), where the API's HTTPS listener answers Heroku's CLI,
+/// which talks to nothing else (a remote Kiln is reached through a tunnel to loopback).
+/// Trusting the CA thus vouches for no public name or address.
+fn permitted_subtrees(domain: &str) -> Vec<rcgen::GeneralSubtree> {
+    let mut subtrees = vec![rcgen::GeneralSubtree::DnsName(domain.to_string())];
+    if domain != "localhost" {
+        subtrees.push(rcgen::GeneralSubtree::DnsName("localhost".into()));
+    }
+    subtrees.push(rcgen::GeneralSubtree::IpAddress(rcgen::CidrSubnet::V4(
+        [127, 0, 0, 0],
+        [255, 0, 0, 0],
+    )));
+    subtrees.push(rcgen::GeneralSubtree::IpAddress(rcgen::CidrSubnet::V6(
+        std::net::Ipv6Addr::LOCALHOST.octets(),
+        [0xff; 16],
+    )));
+    subtrees
+}
+
+/// Whether a name is one the CA may sign for the API: in the domain, `localhost`, or a
+/// loopback address.
+fn api_name_permitted(ca: &LocalCa, name: &str) -> bool {
+    match name.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => name == "localhost" || ca.in_domain(name),
+    }
+}
+
+/// Whether a stored CA's name constraints include the loopback addresses (CAs made before
+/// the API's HTTPS listener existed do not, and are replaced).
+fn permits_loopback(pem: &str) -> bool {
+    use x509_parser::extensions::{GeneralName, ParsedExtension};
+    let Ok(der) = <CertificateDer<'static> as rustls::pki_types::pem::PemObject>::from_pem_slice(
+        pem.as_bytes(),
+    ) else {
+        return false;
+    };
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(&der) else {
+        return false;
+    };
+    cert.extensions().iter().any(|ext| match ext.parsed_extension() {
+        ParsedExtension::NameConstraints(nc) => nc.permitted_subtrees.as_ref().is_some_and(|p| {
+            p.iter()
+                .any(|s| matches!(s.base, GeneralName::IPAddress(b) if b == [127, 0, 0, 0, 255, 0, 0, 0]))
+        }),
+        _ => false,
+    })
+}
+
+impl LocalCa {
+    /// A certificate for the API's HTTPS listener naming each of `names` the CA may vouch
+    /// for (`localhost`, loopback addresses, names in the domain; IP addresses become IP
+    /// SANs), with its own key. Returns it and the names left out, which need a certificate
+    /// from elsewhere (`--api-tls-cert`).
+    pub fn issue_api(&self, names: &[String]) -> Result<(Certificate, Vec<String>), TlsError> {
+        let mut kept: Vec<String> = Vec::new();
+        let mut skipped = Vec::new();
+        for name in names {
+            let name = name.trim().trim_end_matches('.').to_ascii_lowercase();
+            if name.is_empty() || kept.contains(&name) || skipped.contains(&name) {
+                continue;
+            }
+            if api_name_permitted(self, &name) {
+                kept.push(name);
+            } else {
+                skipped.push(name);
+            }
+        }
+        if kept.is_empty() {
+            return Err(TlsError::Config(format!(
+                "the local CA cannot vouch for any of {names:?}; give the API a certificate"
+            )));
+        }
+        let gen_err = |e: rcgen::Error| TlsError::Generate(e.to_string());
+        let key = rcgen::KeyPair::generate().map_err(gen_err)?;
+        let pem = sign_leaf(&self.issuer, &key, kept, OffsetDateTime::now_utc())?;
+        Ok((Certificate::from_pem(&pem, &key.serialize_pem())?, skipped))
+    }
+}
+
 /// The stored CA, if it can be used for `domain` for a while yet.
 fn read_ca(cert_path: &Path, key_path: &Path, domain: &str) -> Option<(String, rcgen::KeyPair)> {
     let (Ok(pem), Ok(key_pem)) = (
@@ -188,6 +269,7 @@ fn read_ca(cert_path: &Path, key_path: &Path, domain: &str) -> Option<(String, r
     let renew_at = Timestamp::now().unix_seconds() + RENEW_BEFORE_DAYS * 86_400;
     if !checked.info.subject.contains(&ca_common_name(domain))
         || checked.info.expires_at.unix_seconds() < renew_at
+        || !permits_loopback(&pem)
     {
         tracing::info!(path = %cert_path.display(), "the local CA is for another domain or expires soon; generating a new one");
         return None;
@@ -218,7 +300,7 @@ fn generate_ca(domain: &str) -> Result<(String, rcgen::KeyPair), TlsError> {
         rcgen::KeyUsagePurpose::DigitalSignature,
     ];
     params.name_constraints = Some(rcgen::NameConstraints {
-        permitted_subtrees: vec![rcgen::GeneralSubtree::DnsName(domain.to_string())],
+        permitted_subtrees: permitted_subtrees(domain),
         excluded_subtrees: Vec::new(),
     });
     let cert = params.self_signed(&key).map_err(err)?;

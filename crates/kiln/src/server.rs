@@ -25,6 +25,24 @@ struct Args {
     /// Address of the Platform API and git endpoint.
     #[arg(long, env = "KILN_API_LISTEN", default_value = "127.0.0.1:5000")]
     api_listen: SocketAddr,
+    /// Address of the API's HTTPS listener (the API and git over TLS, and `heroku run`'s
+    /// rendezvous), e.g. 127.0.0.1:5443. Off unless given. Heroku's CLI needs it: it writes
+    /// https git remotes and attaches `run` over TLS. Its certificate is --api-tls-cert, or
+    /// one from the local CA in <data-dir>/tls (clients trust tls/ca.crt) for localhost,
+    /// the loopback addresses and --api-tls-name.
+    #[arg(long, env = "KILN_API_TLS_LISTEN")]
+    api_tls_listen: Option<SocketAddr>,
+    /// A PEM certificate chain for the API's HTTPS listener (with --api-tls-key), instead of
+    /// one from the local CA: for a host name clients reach the API by.
+    #[arg(long, env = "KILN_API_TLS_CERT", requires = "api_tls_key")]
+    api_tls_cert: Option<PathBuf>,
+    /// The PEM private key of --api-tls-cert.
+    #[arg(long, env = "KILN_API_TLS_KEY", requires = "api_tls_cert")]
+    api_tls_key: Option<PathBuf>,
+    /// More names for the local CA's API certificate (besides localhost, 127.0.0.1 and ::1):
+    /// names under --domain, or loopback addresses. Comma-separated.
+    #[arg(long, env = "KILN_API_TLS_NAME", value_delimiter = ',')]
+    api_tls_name: Vec<String>,
     /// Address of the router that serves apps' HTTP traffic.
     #[arg(long, env = "KILN_ROUTER_LISTEN", default_value = "0.0.0.0:8080")]
     router_listen: SocketAddr,
@@ -163,6 +181,12 @@ fn connection_limits(args: &Args) -> (kiln_net::ConnLimits, kiln_net::ConnLimits
             fds_per_connection: 2,
         },
     ];
+    if args.api_tls_listen.is_some() {
+        wants.push(kiln_net::nofile::Want {
+            wanted: size(args.api_max_connections),
+            fds_per_connection: 1,
+        });
+    }
     if args.router_tls_listen.is_some() {
         wants.push(kiln_net::nofile::Want {
             wanted: size(args.router_max_connections),
@@ -393,6 +417,14 @@ async fn run(args: Args) -> Result<()> {
         .with_context(|| format!("listening on {} for the router", args.router_listen))?;
     let api_addr = api_listener.local_addr()?;
     let router_addr = router_listener.local_addr()?;
+    let api_tls_listener = match args.api_tls_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("listening on {addr} for the API's HTTPS"))?,
+        ),
+        None => None,
+    };
     let tls_listener = match args.router_tls_listen {
         Some(addr) => Some(
             tokio::net::TcpListener::bind(addr)
@@ -452,16 +484,51 @@ async fn run(args: Args) -> Result<()> {
     )?;
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let app = kiln_api::router(platform.clone(), kiln_git::router(git));
+    let api_tls_addr = match &api_tls_listener {
+        Some(l) => Some(l.local_addr()?),
+        None => None,
+    };
+    let api = kiln_api::api(
+        platform.clone(),
+        kiln_git::router(git),
+        api_tls_addr.map(|a| a.port()),
+    );
     let mut api_stop = stop_rx.clone();
     let api_config = kiln_api::ServeConfig {
         connections: api_connections,
         head_timeout: Duration::from_secs(args.api_head_timeout),
         idle_timeout: Duration::from_secs(args.api_idle_timeout),
     };
-    let api_task = tokio::spawn(kiln_api::serve(api_listener, app, api_config, async move {
-        let _ = api_stop.wait_for(|s| *s).await;
-    }));
+    let api_task = tokio::spawn(kiln_api::serve(
+        api_listener,
+        api.router.clone(),
+        api_config,
+        None,
+        async move {
+            let _ = api_stop.wait_for(|s| *s).await;
+        },
+    ));
+    let api_tls_task = match (api_tls_listener, api_tls_addr) {
+        (Some(listener), Some(addr)) => {
+            let (config, ca_line) = api_tls_config(&args, addr, api_addr)?;
+            let door = kiln_api::TlsDoor {
+                config,
+                rendezvous: api.rendezvous.clone(),
+            };
+            let mut stop = stop_rx.clone();
+            let task = tokio::spawn(kiln_api::serve(
+                listener,
+                api.router.clone(),
+                api_config,
+                Some(door),
+                async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                },
+            ));
+            Some((task, addr, ca_line))
+        }
+        _ => None,
+    };
     // HTTPS: the same routes and logs as the plain router, its own listener.
     let tls_task = match tls_listener {
         Some(listener) => {
@@ -512,6 +579,14 @@ async fn run(args: Args) -> Result<()> {
         "  API and git:  {api_url}  (admin API key in {})",
         key_path.display()
     );
+    if let Some((_, addr, trust)) = &api_tls_task {
+        let host = if addr.ip().is_unspecified() {
+            "127.0.0.1".to_string()
+        } else {
+            addr.ip().to_string()
+        };
+        eprintln!("  API (HTTPS):  https://{host}:{}  ({trust})", addr.port());
+    }
     eprintln!(
         "  Apps:         http://<app>.{}:{}/",
         args.domain,
@@ -536,12 +611,59 @@ async fn run(args: Args) -> Result<()> {
     addons.shutdown().await;
     runtime.shutdown();
     let _ = tokio::time::timeout(Duration::from_secs(5), api_task).await;
+    if let Some((task, _, _)) = api_tls_task {
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
     let _ = tokio::time::timeout(Duration::from_secs(5), router_task).await;
     if let Some((task, _, _)) = tls_task {
         let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
     }
     eprintln!("Stopped.");
     Ok(())
+}
+
+/// The API's HTTPS certificate: the operator's (--api-tls-cert), or one the local CA signs for
+/// localhost, the loopback addresses, the listeners' own loopback addresses and
+/// --api-tls-name. Also says, for the start banner, what clients trust.
+fn api_tls_config(
+    args: &Args,
+    tls_addr: SocketAddr,
+    api_addr: SocketAddr,
+) -> Result<(Arc<kiln_tls::ServerConfig>, String)> {
+    if let (Some(cert), Some(key)) = (&args.api_tls_cert, &args.api_tls_key) {
+        let read = |p: &PathBuf| {
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
+        };
+        let certificate = kiln_tls::Certificate::from_pem(&read(cert)?, &read(key)?)
+            .with_context(|| format!("the API certificate {}", cert.display()))?;
+        let names = certificate.info.hostnames.join(", ");
+        let config = kiln_tls::single_cert_config(&certificate)?;
+        return Ok((config, format!("certificate for {names}")));
+    }
+    let tls_dir = args.data_dir.join("tls");
+    let ca = kiln_tls::LocalCa::load_or_create(&tls_dir, &args.domain)
+        .context("preparing the local CA for the API's HTTPS")?;
+    let mut names: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
+    for ip in [tls_addr.ip(), api_addr.ip()] {
+        if ip.is_loopback() {
+            names.push(ip.to_string());
+        }
+    }
+    names.extend(args.api_tls_name.iter().cloned());
+    let (certificate, skipped) = ca
+        .issue_api(&names)
+        .context("signing the API's HTTPS certificate")?;
+    if !skipped.is_empty() {
+        tracing::warn!(
+            names = ?skipped,
+            "the local CA vouches only for localhost, loopback addresses and names under --domain; give the API a certificate for these names with --api-tls-cert and --api-tls-key"
+        );
+    }
+    let config = kiln_tls::single_cert_config(&certificate)?;
+    Ok((
+        config,
+        format!("clients trust {}", ca.ca_cert_path.display()),
+    ))
 }
 
 async fn wait_for_signal() {

@@ -147,9 +147,25 @@ pub async fn attached(
     }
 }
 
+/// Where `kiln run` attaches: the secret at the end of `attach_url` claims the dyno, through
+/// Kiln's attach upgrade on the API this CLI talks to, whatever door `attach_url` names
+/// (Heroku's `rendezvous://` when the server has its HTTPS listener, else the same upgrade).
+fn kiln_attach_url(api: &str, attach_url: &str) -> Result<String> {
+    let secret = attach_url
+        .split(['?', '#'])
+        .next()
+        .and_then(|u| u.rsplit('/').next())
+        .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric()))
+        .ok_or_else(|| anyhow!("the server answered an unusable attach URL {attach_url:?}"))?;
+    Ok(format!("{}/attach/{secret}", api.trim_end_matches('/')))
+}
+
 /// Connects to `url` (`http://host:port/attach/<secret>`), relays until the dyno ends, and
 /// returns its exit status.
 fn attach(ctx: &mut Ctx<'_>, url: &str, tty: bool) -> Result<i32> {
+    let api = crate::settings::api_url(ctx.env, None)?;
+    let url = kiln_attach_url(&api.base, url)?;
+    let url = url.as_str();
     let rest = url
         .strip_prefix("http://")
         .ok_or_else(|| anyhow!("unsupported attach URL {url:?}"))?;
@@ -281,5 +297,28 @@ mod tests {
         assert!(parse_env(&["A=1".into(), "B=x=y".into()]).is_ok());
         assert!(parse_env(&["NOEQUALS".into()]).is_err());
         assert!(parse_env(&["BAD-KEY=1".into()]).is_err());
+    }
+}
+
+#[cfg(test)]
+mod attach_url_tests {
+    use super::kiln_attach_url;
+
+    #[test]
+    fn the_secret_is_taken_from_either_door() {
+        let secret = "0123abcd".repeat(8);
+        for url in [
+            format!("rendezvous://127.0.0.1:5443/{secret}"),
+            format!("http://127.0.0.1:5000/attach/{secret}"),
+            format!("rendezvous://localhost:5443/{secret}?x=1"),
+        ] {
+            assert_eq!(
+                kiln_attach_url("http://127.0.0.1:5000/", &url).unwrap(),
+                format!("http://127.0.0.1:5000/attach/{secret}")
+            );
+        }
+        for bad in ["", "rendezvous://host:1/", "http://h/attach/../../x", "rendezvous://h/a%2F"] {
+            assert!(kiln_attach_url("http://127.0.0.1:5000", bad).is_err(), "{bad}");
+        }
     }
 }

@@ -149,6 +149,36 @@ pub(super) fn set_maintenance(conn: &Connection, app_id: &str, on: bool) -> Resu
     get(conn, &id)
 }
 
+/// Gives an app a new name. Everything else keys on its id (releases, repository, logs,
+/// add-ons), so the old name is simply free afterwards.
+pub(super) fn rename(conn: &Connection, app_id: &str, new_name: &str) -> Result<App> {
+    let id = resolve_app(conn, app_id)?;
+    let name = AppName::parse(new_name)?;
+    let holder: Option<String> = conn
+        .query_row(
+            "SELECT id FROM apps WHERE name = ?1",
+            [name.as_str()],
+            |r| r.get(0),
+        )
+        .optional()
+        .ctx("checking the app name")?;
+    match holder {
+        Some(h) if h == id => return get(conn, &id),
+        Some(_) => {
+            return Err(StoreError::Conflict(format!(
+                "Name {name} is already taken"
+            )));
+        }
+        None => {}
+    }
+    conn.execute(
+        "UPDATE apps SET name = ?2, updated_at = ?3 WHERE id = ?1",
+        params![id, name.as_str(), Timestamp::now().0],
+    )
+    .ctx("renaming the app")?;
+    get(conn, &id)
+}
+
 pub(super) fn restore_config(conn: &Connection, app_id: &str, config: &ConfigVars) -> Result<App> {
     let json = super::common::map_json(config);
     let id = resolve_app(conn, app_id)?;

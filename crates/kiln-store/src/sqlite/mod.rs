@@ -168,6 +168,8 @@ const MIGRATIONS: &[&str] = &[
     addons::MIGRATION,
     // 6: PostgreSQL backups and their schedules.
     backups::MIGRATION,
+    // 7: the output of release phases.
+    releases::OUTPUT_MIGRATION,
 ];
 
 /// The SQLite-backed [`Store`].
@@ -329,6 +331,18 @@ impl Store for SqliteStore {
 
     fn delete_app(&self, app_id: &str) -> Result<()> {
         self.write(|tx| apps::delete(tx, app_id))
+    }
+
+    fn rename_app(&self, app_id: &str, new_name: &str) -> Result<App> {
+        self.write(|tx| apps::rename(tx, app_id, new_name))
+    }
+
+    fn set_release_output(&self, release_id: &str, output: &str) -> Result<()> {
+        self.write(|tx| releases::set_output(tx, release_id, output))
+    }
+
+    fn release_output(&self, release_id: &str) -> Result<Option<String>> {
+        self.read(|tx| releases::output(tx, release_id))
     }
 
     fn update_config(

@@ -15,7 +15,41 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use std::collections::BTreeMap;
 
 const SELECT: &str = "SELECT r.id, r.app_id, r.version, r.description, r.status, r.status_reason, r.slug_id, \
-     r.config, r.user_id, u.email, r.created_at, r.updated_at, r.addon_plans FROM releases r JOIN accounts u ON u.id = r.user_id";
+     r.config, r.user_id, u.email, r.created_at, r.updated_at, r.addon_plans, \
+     EXISTS (SELECT 1 FROM release_outputs o WHERE o.release_id = r.id) \
+     FROM releases r JOIN accounts u ON u.id = r.user_id";
+
+/// Migration 7: the output of each release's release phase (`releases:output`), kept apart
+/// from the ledger's rows, which it does not change.
+pub(super) const OUTPUT_MIGRATION: &str = r#"
+    CREATE TABLE release_outputs (
+        release_id TEXT PRIMARY KEY REFERENCES releases(id) ON DELETE CASCADE,
+        output     TEXT NOT NULL
+    ) STRICT;
+"#;
+
+/// Keeps (or replaces) the output of a release's release phase.
+pub(super) fn set_output(conn: &Connection, release_id: &str, output: &str) -> Result<()> {
+    by_id(conn, release_id)?;
+    conn.execute(
+        "INSERT INTO release_outputs (release_id, output) VALUES (?1, ?2)
+         ON CONFLICT (release_id) DO UPDATE SET output = excluded.output",
+        params![release_id, output],
+    )
+    .ctx("keeping the release output")?;
+    Ok(())
+}
+
+/// The output of a release's release phase, if it had one.
+pub(super) fn output(conn: &Connection, release_id: &str) -> Result<Option<String>> {
+    conn.query_row(
+        "SELECT output FROM release_outputs WHERE release_id = ?1",
+        [release_id],
+        |r| r.get(0),
+    )
+    .optional()
+    .ctx("reading the release output")
+}
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Release> {
     let status: String = row.get(4)?;
@@ -32,6 +66,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Release> {
         user_id: row.get(8)?,
         user_email: row.get(9)?,
         addon_plan_names: string_list(row, 12)?,
+        has_output: row.get(13)?,
         created_at: ts(row, 10)?,
         updated_at: ts(row, 11)?,
     })
