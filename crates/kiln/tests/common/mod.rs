@@ -13,6 +13,8 @@ pub const KILN: &str = env!("CARGO_BIN_EXE_kiln");
 pub struct Server {
     pub dir: PathBuf,
     pub api_url: String,
+    /// The API's HTTPS listener, when started with `--api-tls-listen`.
+    pub api_tls_url: Option<String>,
     pub router_port: u16,
     pub key: String,
     child: Option<Child>,
@@ -78,6 +80,7 @@ impl Server {
                 for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                     if line.contains("Kiln is running")
                         || line.contains("API and git:")
+                        || line.contains("API (HTTPS):")
                         || line.contains("Apps:")
                     {
                         let _ = tx.send(line.clone());
@@ -87,7 +90,7 @@ impl Server {
                 let _ = tx.send("EOF".into());
             });
         }
-        let (mut api_url, mut router_port) = (None, None);
+        let (mut api_url, mut router_port, mut api_tls_url) = (None, None, None);
         let deadline = Instant::now() + Duration::from_secs(30);
         while api_url.is_none() || router_port.is_none() {
             let line = rx
@@ -98,6 +101,9 @@ impl Server {
             }
             if let Some(rest) = line.split("API and git:").nth(1) {
                 api_url = rest.split_whitespace().next().map(str::to_string);
+            }
+            if let Some(rest) = line.split("API (HTTPS):").nth(1) {
+                api_tls_url = rest.split_whitespace().next().map(str::to_string);
             }
             if let Some(rest) = line.split("Apps:").nth(1) {
                 let url = rest.trim();
@@ -114,6 +120,7 @@ impl Server {
         Server {
             dir,
             api_url: api_url.unwrap(),
+            api_tls_url,
             router_port: router_port.unwrap(),
             key,
             child: Some(child),
