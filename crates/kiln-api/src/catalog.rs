@@ -176,7 +176,10 @@ async fn account_features(User(_): User) -> Json<Value> {
 }
 
 async fn account_feature(User(_): User, Path(_): Path<String>) -> ApiResult<Json<Value>> {
-    Err(ApiError::not_found("feature", "Couldn't find that feature."))
+    Err(ApiError::not_found(
+        "feature",
+        "Couldn't find that feature.",
+    ))
 }
 
 // ---- the buildpack registry ----
@@ -209,7 +212,15 @@ fn registry_id(name: &str) -> String {
 
 /// The built-in named `heroku/NAME` (the registry's `namespace/name`, URL-decoded by axum).
 fn registry_lookup(slug: &str) -> ApiResult<&'static str> {
-    let not_found = || ApiError::not_found("buildpack", format!("{slug} is not a buildpack this Kiln has; its built-in buildpacks are {}.", builtin_names()));
+    let not_found = || {
+        ApiError::not_found(
+            "buildpack",
+            format!(
+                "{slug} is not a buildpack this Kiln has; its built-in buildpacks are {}.",
+                builtin_names()
+            ),
+        )
+    };
     let (namespace, name) = slug.split_once('/').ok_or_else(not_found)?;
     if namespace != "heroku" && namespace != "kiln" {
         return Err(not_found());
@@ -278,7 +289,9 @@ async fn search_buildpacks(RawQuery(query): RawQuery) -> ApiResult<Json<Value>> 
     }
     let found = kiln_model::buildpack::BUILTIN
         .iter()
-        .filter(|_| namespaces.is_empty() || namespaces.iter().any(|n| n == "heroku" || n == "kiln"))
+        .filter(|_| {
+            namespaces.is_empty() || namespaces.iter().any(|n| n == "heroku" || n == "kiln")
+        })
         .filter(|b| names.is_empty() || names.iter().any(|n| n == *b))
         .filter(|b| {
             like.as_ref()

@@ -775,9 +775,7 @@ async fn release_output(
         Some(kiln_platform::ReleaseOutput::Live(stream)) => {
             Ok((text_headers, axum::body::Body::from_stream(follow(stream))).into_response())
         }
-        Some(kiln_platform::ReleaseOutput::Kept(text)) => {
-            Ok((text_headers, text).into_response())
-        }
+        Some(kiln_platform::ReleaseOutput::Kept(text)) => Ok((text_headers, text).into_response()),
         None => Err(not_found()),
     }
 }

@@ -196,7 +196,12 @@ async fn log_requests(req: Request, next: Next) -> Response {
 
 /// The path as logged: cut after the prefix of a route whose next segment is a secret.
 fn loggable_path(path: &str) -> String {
-    const SECRET_AFTER: [&str; 4] = ["/attach/", "/log-sessions/", "/build-output/", "/release-output/"];
+    const SECRET_AFTER: [&str; 4] = [
+        "/attach/",
+        "/log-sessions/",
+        "/build-output/",
+        "/release-output/",
+    ];
     let end = (0..=path.len().min(512))
         .rev()
         .find(|&i| path.is_char_boundary(i))

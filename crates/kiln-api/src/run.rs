@@ -410,13 +410,8 @@ async fn read_client<R: AsyncRead + Unpin>(
     }
 }
 
-async fn bridge<IO>(
-    io: IO,
-    wire: Wire,
-    mut handle: OneOff,
-    platform: Arc<Platform>,
-    app_id: String,
-) where
+async fn bridge<IO>(io: IO, wire: Wire, mut handle: OneOff, platform: Arc<Platform>, app_id: String)
+where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (mut rd, mut wr) = tokio::io::split(io);

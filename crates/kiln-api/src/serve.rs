@@ -73,20 +73,28 @@ pub async fn serve(
     tls: Option<TlsDoor>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    let gate = Gate::new(if tls.is_some() { "API (HTTPS)" } else { "API" }, config.connections);
+    let gate = Gate::new(
+        if tls.is_some() { "API (HTTPS)" } else { "API" },
+        config.connections,
+    );
     let idle = config.idle_timeout;
     let mut app = app.layer(axum::middleware::map_request(
         move |req: Request| async move { req.map(|body| Body::new(IdleBody::new(body, idle))) },
     ));
     if tls.is_some() {
-        app = app.layer(axum::middleware::map_request(|mut req: Request| async move {
-            req.extensions_mut().insert(crate::ViaTls);
-            req
-        }));
+        app = app.layer(axum::middleware::map_request(
+            |mut req: Request| async move {
+                req.extensions_mut().insert(crate::ViaTls);
+                req
+            },
+        ));
     }
-    let acceptor = tls
-        .as_ref()
-        .map(|t| (tokio_rustls::TlsAcceptor::from(Arc::clone(&t.config)), t.rendezvous.clone()));
+    let acceptor = tls.as_ref().map(|t| {
+        (
+            tokio_rustls::TlsAcceptor::from(Arc::clone(&t.config)),
+            t.rendezvous.clone(),
+        )
+    });
     let mut http = http1::Builder::new();
     // hyper's header timer also runs while a kept-alive connection waits for its next request.
     http.timer(TokioTimer::new())
@@ -188,7 +196,9 @@ async fn sniff<IO: AsyncRead + Unpin>(io: &mut IO) -> io::Result<Sniffed> {
             if buf[i] == b' ' {
                 return Ok(Sniffed::Http(Bytes::from(buf)));
             }
-            let line = String::from_utf8_lossy(&buf[..i]).trim_end_matches('\r').to_string();
+            let line = String::from_utf8_lossy(&buf[..i])
+                .trim_end_matches('\r')
+                .to_string();
             // Whatever came after the line is input the client sent early; a rendezvous
             // client waits for the answer before sending any, so there is none to keep.
             return Ok(Sniffed::Rendezvous(line));
@@ -199,7 +209,10 @@ async fn sniff<IO: AsyncRead + Unpin>(io: &mut IO) -> io::Result<Sniffed> {
         }
         let n = io.read(&mut chunk).await?;
         if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed before a request"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "closed before a request",
+            ));
         }
         buf.extend_from_slice(&chunk[..n]);
     }

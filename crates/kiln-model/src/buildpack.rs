@@ -105,7 +105,11 @@ fn herokus_own(s: &str) -> Option<&'static str> {
                 .strip_prefix("https://github.com/heroku/heroku-buildpack-")
                 .or_else(|| s.strip_prefix("http://github.com/heroku/heroku-buildpack-"))?;
             let rest = rest.split('#').next().unwrap_or(rest);
-            Some(rest.strip_suffix(".git").unwrap_or(rest).trim_end_matches('/'))
+            Some(
+                rest.strip_suffix(".git")
+                    .unwrap_or(rest)
+                    .trim_end_matches('/'),
+            )
         })?;
     BUILTIN.iter().copied().find(|b| *b == name)
 }

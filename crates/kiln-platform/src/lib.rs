@@ -378,7 +378,10 @@ impl Platform {
             self.publish_app(&renamed);
             self.api_log(
                 &renamed.id,
-                format!("Rename {} to {} by user {}", app.name, renamed.name, user.email),
+                format!(
+                    "Rename {} to {} by user {}",
+                    app.name, renamed.name, user.email
+                ),
             );
             // The dyno manager keeps the name with the app's desired state.
             self.converge_in_background(&renamed.id).await;
@@ -840,7 +843,10 @@ impl Platform {
         {
             return Ok(Some(ReleaseOutput::Live(stream.clone())));
         }
-        Ok(self.store.release_output(release_id)?.map(ReleaseOutput::Kept))
+        Ok(self
+            .store
+            .release_output(release_id)?
+            .map(ReleaseOutput::Kept))
     }
 
     pub fn build_stream(&self, build_id: &str) -> Option<Arc<BuildStream>> {

@@ -543,4 +543,70 @@ mod tests {
             "{err:?}"
         );
     }
+
+    #[test]
+    fn the_api_certificate_names_loopback_and_nothing_public() {
+        let base = temp_dir();
+        let ca = LocalCa::load_or_create(&base, "apps.example.com").unwrap();
+        let names: Vec<String> = [
+            "localhost",
+            "127.0.0.1",
+            "::1",
+            "kiln.apps.example.com",
+            "10.0.0.5",
+            "api.example.org",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let (cert, skipped) = ca.issue_api(&names).unwrap();
+        assert_eq!(skipped, ["10.0.0.5", "api.example.org"]);
+        let chain = cert.certified_key().cert.clone();
+        for name in ["localhost", "127.0.0.1", "::1", "kiln.apps.example.com"] {
+            verify(ca.ca_der(), &chain, name).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        }
+        assert!(verify(ca.ca_der(), &chain, "api.example.org").is_err());
+        // Even signed by a thief of ca.key, a public address is outside what the CA may vouch for.
+        let rogue = sign_leaf(
+            &ca.issuer,
+            &ca.leaf_key,
+            vec!["10.0.0.5".into()],
+            OffsetDateTime::now_utc(),
+        )
+        .unwrap();
+        let rogue: CertificateDer<'static> =
+            rustls::pki_types::pem::PemObject::from_pem_slice(rogue.as_bytes()).unwrap();
+        assert!(verify(ca.ca_der(), &[rogue], "10.0.0.5").is_err());
+        // Nothing the CA may sign at all: a clear error, not an empty certificate.
+        assert!(ca.issue_api(&["example.org".to_string()]).is_err());
+    }
+
+    #[test]
+    fn a_ca_from_before_the_loopback_constraints_is_replaced() {
+        let base = temp_dir();
+        let first = LocalCa::load_or_create(&base, "localhost").unwrap();
+        assert!(permits_loopback(
+            &std::fs::read_to_string(&first.ca_cert_path).unwrap()
+        ));
+        // An older CA: constrained to the domain alone.
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        let mut dn = rcgen::DistinguishedName::new();
+        dn.push(rcgen::DnType::CommonName, ca_common_name("localhost"));
+        params.distinguished_name = dn;
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+        params.name_constraints = Some(rcgen::NameConstraints {
+            permitted_subtrees: vec![rcgen::GeneralSubtree::DnsName("localhost".into())],
+            excluded_subtrees: Vec::new(),
+        });
+        let old = params.self_signed(&key).unwrap();
+        std::fs::write(&first.ca_cert_path, old.pem()).unwrap();
+        std::fs::write(&first.ca_key_path, key.serialize_pem()).unwrap();
+        assert!(!permits_loopback(&old.pem()));
+        let again = LocalCa::load_or_create(&base, "localhost").unwrap();
+        assert!(again.generated);
+        assert!(permits_loopback(
+            &std::fs::read_to_string(&again.ca_cert_path).unwrap()
+        ));
+    }
 }

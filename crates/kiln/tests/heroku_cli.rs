@@ -232,7 +232,11 @@ impl<'a> Https<'a> {
 
     fn ok_in(&self, cwd: &std::path::Path, args: &[&str]) -> String {
         let (ok, out) = self.heroku_in(cwd, args);
-        assert!(ok, "heroku {args:?} failed:\n{out}\n{}", self.s.server_log());
+        assert!(
+            ok,
+            "heroku {args:?} failed:\n{out}\n{}",
+            self.s.server_log()
+        );
         out
     }
 
@@ -285,7 +289,11 @@ fn create_and_push(h: &Https<'_>, dir: &std::path::Path, app: &str) -> String {
         "the CLI's own https remote, with no key in it: {remotes}"
     );
     let (ok, out) = h.git(dir, &["push", "heroku", "main"]);
-    assert!(ok, "git push heroku main failed:\n{out}\n{}", h.s.server_log());
+    assert!(
+        ok,
+        "git push heroku main failed:\n{out}\n{}",
+        h.s.server_log()
+    );
     assert!(out.contains("Verifying deploy... done"), "{out}");
     out
 }
@@ -365,7 +373,9 @@ fn collect(mut r: impl std::io::Read + Send + 'static) -> std::sync::Arc<std::sy
             if n == 0 {
                 break;
             }
-            o.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            o.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
         }
     });
     out
@@ -411,7 +421,11 @@ fn heroku_run_attaches_through_rendezvous_with_and_without_a_terminal() {
         .unwrap();
     let out = child.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("from stdin False"), "{text}");
 
     // --exit-code passes the command's status on.
@@ -419,7 +433,13 @@ fn heroku_run_attaches_through_rendezvous_with_and_without_a_terminal() {
     assert!(!ok && out.contains("Process exited with code 1"), "{out}");
     let out = h
         .command(heroku_bin().as_os_str(), &dir)
-        .args(["run", "-x", "--env", "GREETING=hej;OTHER=1", "echo $GREETING-$OTHER; (exit 7)"])
+        .args([
+            "run",
+            "-x",
+            "--env",
+            "GREETING=hej;OTHER=1",
+            "echo $GREETING-$OTHER; (exit 7)",
+        ])
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap();
@@ -482,9 +502,12 @@ fn heroku_run_attaches_through_rendezvous_with_and_without_a_terminal() {
         .expect("the attached one-off runs");
     child.kill().unwrap();
     let _ = child.wait();
-    s.wait_for_app("hk-run", std::time::Duration::from_secs(30), "the detached one-off to stop", || {
-        run_dynos(&s, "hk-run").is_empty().then_some(())
-    });
+    s.wait_for_app(
+        "hk-run",
+        std::time::Duration::from_secs(30),
+        "the detached one-off to stop",
+        || run_dynos(&s, "hk-run").is_empty().then_some(()),
+    );
     let logs = s.logs("hk-run");
     assert!(
         logs.contains(&format!(
@@ -526,11 +549,17 @@ fn herokus_everyday_commands_work_against_kiln() {
     let out = h.ok(&["apps"]);
     assert!(out.contains(app), "{out}");
     let out = h.ok(&with(&["apps:info"]));
-    assert!(out.contains("=== hk-daily") && out.contains("Stack:"), "{out}");
+    assert!(
+        out.contains("=== hk-daily") && out.contains("Stack:"),
+        "{out}"
+    );
     let out = h.ok(&["auth:whoami"]);
     assert!(out.contains("admin@kiln.local"), "{out}");
     let out = h.ok(&["regions"]);
-    assert!(out.contains("local") && out.contains("Common Runtime"), "{out}");
+    assert!(
+        out.contains("local") && out.contains("Common Runtime"),
+        "{out}"
+    );
     let out = h.ok(&with(&["stack"]));
     assert!(out.contains("* heroku-24"), "{out}");
     h.ok(&with(&["stack:set", "heroku-24"]));
@@ -543,10 +572,19 @@ fn herokus_everyday_commands_work_against_kiln() {
 
     // Config and releases.
     let out = h.ok(&with(&["config:set", "GREETING=hello world", "B=2"]));
-    assert!(out.contains("Setting GREETING, B and restarting hk-daily... done, v"), "{out}");
-    assert_eq!(h.ok(&with(&["config:get", "GREETING"])).trim(), "hello world");
+    assert!(
+        out.contains("Setting GREETING, B and restarting hk-daily... done, v"),
+        "{out}"
+    );
+    assert_eq!(
+        h.ok(&with(&["config:get", "GREETING"])).trim(),
+        "hello world"
+    );
     let out = h.ok(&with(&["config"]));
-    assert!(out.contains("GREETING") && out.contains("hello world"), "{out}");
+    assert!(
+        out.contains("GREETING") && out.contains("hello world"),
+        "{out}"
+    );
     let out = h.ok(&with(&["config:unset", "B"]));
     assert!(out.contains("Unsetting B and restarting"), "{out}");
     let out = h.ok(&with(&["releases"]));
@@ -561,18 +599,29 @@ fn herokus_everyday_commands_work_against_kiln() {
     // Dynos.
     let out = h.ok(&with(&["ps:scale", "web=2"]));
     assert!(out.contains("now running web at 2:"), "{out}");
-    s.wait_for_app(app, std::time::Duration::from_secs(60), "two web dynos up", || {
-        let out = h.ok(&with(&["ps"]));
-        (out.contains("web.1: up") && out.contains("web.2: up")).then_some(())
-    });
+    s.wait_for_app(
+        app,
+        std::time::Duration::from_secs(60),
+        "two web dynos up",
+        || {
+            let out = h.ok(&with(&["ps"]));
+            (out.contains("web.1: up") && out.contains("web.2: up")).then_some(())
+        },
+    );
     let out = h.ok(&with(&["ps:type"]));
     assert!(out.contains("web"), "{out}");
     let out = h.ok(&with(&["ps:restart", "web"]));
-    assert!(out.contains("Restarting dyno web on hk-daily... done"), "{out}");
+    assert!(
+        out.contains("Restarting dyno web on hk-daily... done"),
+        "{out}"
+    );
     let out = h.ok(&with(&["ps:restart", "--dyno-name", "web.2"]));
     assert!(out.contains("done"), "{out}");
     let out = h.ok(&with(&["ps:stop", "web"]));
-    assert!(out.contains("Stopping dyno web on hk-daily... done"), "{out}");
+    assert!(
+        out.contains("Stopping dyno web on hk-daily... done"),
+        "{out}"
+    );
     let out = h.ok(&with(&["ps:scale", "web=1"]));
     assert!(out.contains("now running web at 1:"), "{out}");
 
@@ -584,16 +633,29 @@ fn herokus_everyday_commands_work_against_kiln() {
         .and_then(|r| r.split_whitespace().next())
         .unwrap_or_else(|| panic!("{out}"))
         .to_string();
-    s.wait_for_app(app, std::time::Duration::from_secs(30), "the detached run's output", || {
-        let out = h.ok(&with(&["logs", "--dyno", &name]));
-        out.contains(&format!("app[{name}]: hello-from-{name}")).then_some(())
-    });
+    s.wait_for_app(
+        app,
+        std::time::Duration::from_secs(30),
+        "the detached run's output",
+        || {
+            let out = h.ok(&with(&["logs", "--dyno", &name]));
+            out.contains(&format!("app[{name}]: hello-from-{name}"))
+                .then_some(())
+        },
+    );
     let out = h.ok(&with(&["logs", "--source", "heroku", "-n", "30"]));
-    assert!(out.contains("heroku[web.1]") && !out.contains(" app["), "{out}");
+    assert!(
+        out.contains("heroku[web.1]") && !out.contains(" app["),
+        "{out}"
+    );
     let out = h.ok(&with(&["logs", "--ps", "web", "--num", "30"]));
     assert!(out.contains("[web.") && !out.contains(&name), "{out}");
     let out = h.ok(&with(&["logs", "-n", "3"]));
-    assert_eq!(out.lines().filter(|l| !l.trim().is_empty()).count(), 3, "{out}");
+    assert_eq!(
+        out.lines().filter(|l| !l.trim().is_empty()).count(),
+        3,
+        "{out}"
+    );
     let mut tail = h
         .command(heroku_bin().as_os_str(), &s.dir)
         .args(with(&["logs", "--tail", "--source", "heroku"]))
@@ -603,14 +665,19 @@ fn herokus_everyday_commands_work_against_kiln() {
         .spawn()
         .unwrap();
     let tailed = collect(tail.stdout.take().unwrap());
-    s.wait_for_app(app, std::time::Duration::from_secs(30), "the tail to show a new request", || {
-        s.get(app, "/tailed-path");
-        tailed
-            .lock()
-            .unwrap()
-            .contains("path=\"/tailed-path\"")
-            .then_some(())
-    });
+    s.wait_for_app(
+        app,
+        std::time::Duration::from_secs(30),
+        "the tail to show a new request",
+        || {
+            s.get(app, "/tailed-path");
+            tailed
+                .lock()
+                .unwrap()
+                .contains("path=\"/tailed-path\"")
+                .then_some(())
+        },
+    );
     let _ = tail.kill();
     let _ = tail.wait();
 
@@ -618,7 +685,10 @@ fn herokus_everyday_commands_work_against_kiln() {
     let out = h.ok(&with(&["domains:add", "www.hk-daily.test"]));
     assert!(out.contains("www.hk-daily.test"), "{out}");
     let out = h.ok(&with(&["domains"]));
-    assert!(out.contains("www.hk-daily.test") && out.contains("hk-daily.localhost"), "{out}");
+    assert!(
+        out.contains("www.hk-daily.test") && out.contains("hk-daily.localhost"),
+        "{out}"
+    );
     h.ok(&with(&["domains:remove", "www.hk-daily.test"]));
     h.ok(&with(&["maintenance:on"]));
     assert_eq!(h.ok(&with(&["maintenance"])).trim(), "on");
@@ -632,7 +702,10 @@ fn herokus_everyday_commands_work_against_kiln() {
 
     // Renaming: the new name answers, the old one stops, history follows.
     let out = h.ok(&with(&["apps:rename", "hk-renamed"]));
-    assert!(out.contains("Renaming hk-daily to hk-renamed... done"), "{out}");
+    assert!(
+        out.contains("Renaming hk-daily to hk-renamed... done"),
+        "{out}"
+    );
     assert_eq!(s.get("hk-renamed", "/").status, 200);
     assert_eq!(s.get(app, "/").status, 404);
     let out = h.ok(&["logs", "-a", "hk-renamed", "-n", "200"]);
@@ -645,7 +718,13 @@ fn herokus_everyday_commands_work_against_kiln() {
     let (ok, out) = h.heroku_in(&s.dir, &["apps:rename", "Not A Name", "-a", "hk-renamed"]);
     assert!(!ok, "{out}");
 
-    let out = h.ok(&["apps:destroy", "-a", "hk-renamed", "--confirm", "hk-renamed"]);
+    let out = h.ok(&[
+        "apps:destroy",
+        "-a",
+        "hk-renamed",
+        "--confirm",
+        "hk-renamed",
+    ]);
     assert!(out.contains("Destroying hk-renamed"), "{out}");
     assert_eq!(s.get("hk-renamed", "/").status, 404);
 }

@@ -317,8 +317,16 @@ mod attach_url_tests {
                 format!("http://127.0.0.1:5000/attach/{secret}")
             );
         }
-        for bad in ["", "rendezvous://host:1/", "http://h/attach/../../x", "rendezvous://h/a%2F"] {
-            assert!(kiln_attach_url("http://127.0.0.1:5000", bad).is_err(), "{bad}");
+        for bad in [
+            "",
+            "rendezvous://host:1/",
+            "http://h/attach/../../x",
+            "rendezvous://h/a%2F",
+        ] {
+            assert!(
+                kiln_attach_url("http://127.0.0.1:5000", bad).is_err(),
+                "{bad}"
+            );
         }
     }
 }
