@@ -1630,7 +1630,8 @@ fn bad_input_gets_clear_errors_and_changes_nothing() {
     // --- app updates: all or nothing ---
     for body in [
         r#"{"maintenance":"yes"}"#,
-        r#"{"maintenance":true,"name":"renamed"}"#,
+        r#"{"maintenance":true,"name":"Not Valid"}"#,
+        r#"{"maintenance":true,"name":"renamed","build_stack":"heroku-22"}"#,
         r#"{"maintenance":true,"bogus":1}"#,
         r#"{"name":"Bad_Name"}"#,
     ] {
