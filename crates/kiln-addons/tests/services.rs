@@ -414,11 +414,14 @@ async fn the_plans_connection_limit_holds() {
         .unwrap()
         .config["URL"]
         .clone();
-    // 20 sessions hold their connections; the 21st is refused.
+    // 20 sessions hold their connections for as long as their stdin stays open (not for a
+    // fixed sleep, which a loaded machine can outlast before all 20 are in); the 21st is
+    // refused.
     let holders: Vec<_> = (0..20)
         .map(|_| {
             Command::new("psql")
-                .args(["-X", "-q", "-d", &url, "-c", "SELECT pg_sleep(4)"])
+                .args(["-X", "-q", "-d", &url])
+                .stdin(std::process::Stdio::piped())
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
                 .spawn()
@@ -446,8 +449,9 @@ async fn the_plans_connection_limit_holds() {
         refused.contains("too many connections for role"),
         "{refused}"
     );
+    // End of input: each psql says goodbye and its session ends.
     for mut h in holders {
-        let _ = h.kill();
+        drop(h.stdin.take());
         let _ = h.wait();
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
