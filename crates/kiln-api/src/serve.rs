@@ -128,7 +128,14 @@ pub async fn serve(
             .await;
             match opened {
                 Ok(Ok((tls, Sniffed::Http(prefix)))) => {
-                    serve_http(Rewind::new(prefix, tls), service, http, stop, peer).await
+                    serve_http(
+                        kiln_net::Rewind::new(prefix, tls),
+                        service,
+                        http,
+                        stop,
+                        peer,
+                    )
+                    .await
                 }
                 Ok(Ok((tls, Sniffed::Rendezvous(line)))) => rendezvous.attach(&line, tls).await,
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "API TLS connection failed"),
@@ -215,64 +222,6 @@ async fn sniff<IO: AsyncRead + Unpin>(io: &mut IO) -> io::Result<Sniffed> {
             ));
         }
         buf.extend_from_slice(&chunk[..n]);
-    }
-}
-
-/// A connection whose first bytes were already read: they are read again first.
-struct Rewind<IO> {
-    prefix: Bytes,
-    io: IO,
-}
-
-impl<IO> Rewind<IO> {
-    fn new(prefix: Bytes, io: IO) -> Rewind<IO> {
-        Rewind { prefix, io }
-    }
-}
-
-impl<IO: AsyncRead + Unpin> AsyncRead for Rewind<IO> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if !this.prefix.is_empty() {
-            let n = this.prefix.len().min(buf.remaining());
-            buf.put_slice(&this.prefix.split_to(n));
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut this.io).poll_read(cx, buf)
-    }
-}
-
-impl<IO: AsyncWrite + Unpin> AsyncWrite for Rewind<IO> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, data)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
 }
 

@@ -19,6 +19,9 @@
 //! listener's protocol and are set where it is served; this crate only counts.
 
 pub mod nofile;
+mod rewind;
+
+pub use rewind::Rewind;
 
 use std::collections::HashMap;
 use std::io;
