@@ -417,17 +417,16 @@ async fn the_plans_connection_limit_holds() {
     // 20 sessions hold their connections for as long as their stdin stays open (not for a
     // fixed sleep, which a loaded machine can outlast before all 20 are in); the 21st is
     // refused.
-    let holders: Vec<_> = (0..20)
-        .map(|_| {
-            Command::new("psql")
-                .args(["-X", "-q", "-d", &url])
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
+    let hold = || {
+        Command::new("psql")
+            .args(["-X", "-q", "-d", &url])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut holders: Vec<_> = (0..20).map(|_| hold()).collect();
     let count = || {
         psql(
             &url,
@@ -442,7 +441,15 @@ async fn the_plans_connection_limit_holds() {
             _ if std::time::Instant::now() > deadline => {
                 panic!("never refused; sessions: {:?}", count())
             }
-            _ => std::thread::sleep(Duration::from_millis(100)),
+            _ => {
+                // A holder that lost the race for a slot to this probe is started again.
+                for h in holders.iter_mut() {
+                    if h.try_wait().ok().flatten().is_some() {
+                        *h = hold();
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
         }
     };
     assert!(
