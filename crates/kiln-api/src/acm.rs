@@ -25,7 +25,9 @@ async fn enable(
     User(user): User,
     Path(app): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let app = st.platform.app_for(&user, &app)?;
+    let app = st
+        .platform
+        .app_for(&user, &app, kiln_platform::Need::Manage)?;
     let app = st.platform.enable_acm(&app, &user)?;
     Ok(Json(app_json(&st, &st.platform.app_view(&user, &app)?)))
 }
@@ -35,7 +37,9 @@ async fn refresh(
     User(user): User,
     Path(app): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let app = st.platform.app_for(&user, &app)?;
+    let app = st
+        .platform
+        .app_for(&user, &app, kiln_platform::Need::Manage)?;
     let app = st.platform.refresh_acm(&app, &user)?;
     Ok(Json(app_json(&st, &st.platform.app_view(&user, &app)?)))
 }
@@ -45,7 +49,9 @@ async fn disable(
     User(user): User,
     Path(app): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let app = st.platform.app_for(&user, &app)?;
+    let app = st
+        .platform
+        .app_for(&user, &app, kiln_platform::Need::Manage)?;
     let app = st.platform.disable_acm(&app, &user)?;
     Ok(Json(app_json(&st, &st.platform.app_view(&user, &app)?)))
 }

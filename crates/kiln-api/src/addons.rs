@@ -244,13 +244,15 @@ async fn list_app_addons(
     User(user): User,
     Path(app): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let app = st.platform.app_for(&user, &app)?;
+    let app = st
+        .platform
+        .app_for(&user, &app, kiln_platform::Need::View)?;
     let addons = st.platform.app_addons(&user, &app)?;
     Ok(Json(Value::Array(addons.iter().map(addon_json).collect())))
 }
 
 fn addon_in_app(st: &ApiState, user: &Account, app: &str, addon: &str) -> ApiResult<Addon> {
-    let app = st.platform.app_for(user, app)?;
+    let app = st.platform.app_for(user, app, kiln_platform::Need::View)?;
     st.platform
         .app_addons(user, &app)?
         .into_iter()
@@ -351,7 +353,9 @@ async fn create_addon(
     Path(app): Path<String>,
     Body(body): Body,
 ) -> ApiResult<Response> {
-    let app = st.platform.app_for(&user, &app)?;
+    let app = st
+        .platform
+        .app_for(&user, &app, kiln_platform::Need::Deploy)?;
     let attachment_name = match body.get("attachment") {
         None | Some(Value::Null) => None,
         Some(Value::Object(o)) => match o.get("name") {
@@ -411,7 +415,9 @@ async fn list_app_attachments(
     User(user): User,
     Path(app): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let app = st.platform.app_for(&user, &app)?;
+    let app = st
+        .platform
+        .app_for(&user, &app, kiln_platform::Need::View)?;
     let list = st.platform.app_attachments(&user, &app)?;
     Ok(Json(Value::Array(
         list.iter().map(attachment_json).collect(),
@@ -445,7 +451,9 @@ async fn app_attachment_info(
     User(user): User,
     Path((app, name)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    let app = st.platform.app_for(&user, &app)?;
+    let app = st
+        .platform
+        .app_for(&user, &app, kiln_platform::Need::View)?;
     Ok(Json(attachment_json(&st.platform.attachment_for(
         &user,
         Some(&app),
@@ -460,7 +468,9 @@ async fn attach(
 ) -> ApiResult<Response> {
     let addon = identity(&body, "addon")?;
     let app = identity(&body, "app")?;
-    let app = st.platform.app_for(&user, &app)?;
+    let app = st
+        .platform
+        .app_for(&user, &app, kiln_platform::Need::Deploy)?;
     let name = opt_str(&body, "name")?;
     let namespace = opt_str(&body, "namespace")?;
     let (att, _) = st
@@ -492,7 +502,7 @@ async fn resolve_addon(
     let service = opt_str(&body, "addon_service")?.map(str::to_string);
     let found: Vec<Addon> = match opt_str(&body, "app")? {
         Some(app) => {
-            let app = st.platform.app_for(&user, app)?;
+            let app = st.platform.app_for(&user, app, kiln_platform::Need::View)?;
             let by_attachment: Vec<String> = st
                 .platform
                 .app_attachments(&user, &app)?
@@ -541,7 +551,7 @@ async fn resolve_attachment(
     let service = opt_str(&body, "addon_service")?.map(str::to_string);
     let candidates = match opt_str(&body, "app")? {
         Some(app) => {
-            let app = st.platform.app_for(&user, app)?;
+            let app = st.platform.app_for(&user, app, kiln_platform::Need::View)?;
             st.platform.app_attachments(&user, &app)?
         }
         None => st.platform.account_attachments(&user)?,

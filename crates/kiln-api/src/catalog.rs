@@ -133,7 +133,8 @@ async fn app_features(
     User(user): User,
     Path(app): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    st.platform.app_for(&user, &app)?;
+    st.platform
+        .app_for(&user, &app, kiln_platform::Need::View)?;
     Ok(Json(Value::Array(
         APP_FEATURES.iter().map(feature_json).collect(),
     )))
@@ -144,7 +145,8 @@ async fn app_feature(
     User(user): User,
     Path((app, feature)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    st.platform.app_for(&user, &app)?;
+    st.platform
+        .app_for(&user, &app, kiln_platform::Need::View)?;
     Ok(Json(feature_json(find_feature(&feature)?)))
 }
 
@@ -154,7 +156,8 @@ async fn update_app_feature(
     Path((app, feature)): Path<(String, String)>,
     Body(body): Body,
 ) -> ApiResult<Json<Value>> {
-    st.platform.app_for(&user, &app)?;
+    st.platform
+        .app_for(&user, &app, kiln_platform::Need::Manage)?;
     let f = find_feature(&feature)?;
     let enabled = body
         .get("enabled")

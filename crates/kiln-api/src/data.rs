@@ -98,7 +98,9 @@ async fn list_transfers(
     User(user): User,
     Path(app): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let app = st.platform.app_for(&user, &app)?;
+    let app = st
+        .platform
+        .app_for(&user, &app, kiln_platform::Need::View)?;
     let list = st.platform.backups(&user, &app)?;
     Ok(Json(Value::Array(list.iter().map(transfer_json).collect())))
 }
@@ -108,7 +110,9 @@ async fn transfer_info(
     User(user): User,
     Path((app, num)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    let app = st.platform.app_for(&user, &app)?;
+    let app = st
+        .platform
+        .app_for(&user, &app, kiln_platform::Need::View)?;
     Ok(Json(transfer_json(&st.platform.backup(
         &user,
         &app,
@@ -121,7 +125,9 @@ async fn delete_transfer(
     User(user): User,
     Path((app, num)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    let app = st.platform.app_for(&user, &app)?;
+    let app = st
+        .platform
+        .app_for(&user, &app, kiln_platform::Need::Deploy)?;
     Ok(Json(transfer_json(
         &st.platform.delete_backup(&user, &app, &num)?,
     )))
@@ -133,7 +139,9 @@ async fn download(
     User(user): User,
     Path((app, num)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let app = st.platform.app_for(&user, &app)?;
+    let app = st
+        .platform
+        .app_for(&user, &app, kiln_platform::Need::Deploy)?;
     let t = st.platform.backup(&user, &app, Some(&num))?;
     if t.kind == TransferKind::Restore || t.status != TransferStatus::Succeeded {
         return Err(ApiError::invalid(format!(
@@ -178,7 +186,9 @@ async fn public_url(
     origin: crate::Origin,
     Path((app, num)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    let app = st.platform.app_for(&user, &app)?;
+    let app = st
+        .platform
+        .app_for(&user, &app, kiln_platform::Need::Deploy)?;
     let t = st.platform.backup(&user, &app, Some(&num))?;
     Ok(Json(json!({
         "url": format!("{}/client/v11/apps/{}/transfers/{}/dump", origin.base, app.name, t.num),
@@ -191,7 +201,8 @@ async fn capture(
     Path(a): Path<String>,
 ) -> ApiResult<Response> {
     let a = addon(&st, &user, &a)?;
-    st.platform.app_for(&user, &a.app_id)?;
+    st.platform
+        .app_for(&user, &a.app_id, kiln_platform::Need::Deploy)?;
     let t = st.platform.capture_backup(&a, TransferKind::Manual)?;
     Ok((StatusCode::CREATED, Json(transfer_json(&t))).into_response())
 }
@@ -222,9 +233,13 @@ async fn restore(
                 .to_string(),
         ),
     };
-    let source_app = st.platform.app_for(&user, &app_name)?;
+    let source_app = st
+        .platform
+        .app_for(&user, &app_name, kiln_platform::Need::Deploy)?;
     let backup = st.platform.backup(&user, &source_app, Some(&name))?;
-    let app = st.platform.app_for(&user, &target.app_id)?;
+    let app = st
+        .platform
+        .app_for(&user, &target.app_id, kiln_platform::Need::Deploy)?;
     let t = st.platform.restore_backup(&user, &app, &backup, &target)?;
     Ok((StatusCode::CREATED, Json(transfer_json(&t))).into_response())
 }
@@ -292,7 +307,9 @@ async fn list_schedules(
     Path(a): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let a = addon(&st, &user, &a)?;
-    let app = st.platform.app_for(&user, &a.app_id)?;
+    let app = st
+        .platform
+        .app_for(&user, &a.app_id, kiln_platform::Need::View)?;
     let list = st.platform.backup_schedules(&user, &app)?;
     Ok(Json(Value::Array(
         list.iter()

@@ -107,7 +107,9 @@ async fn list_domains(
     User(user): User,
     Path(app): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let app = st.platform.app_for(&user, &app)?;
+    let app = st
+        .platform
+        .app_for(&user, &app, kiln_platform::Need::View)?;
     let mut items = vec![default_domain(&st, &app)];
     let acm = acm_states(&st, &user, &app)?;
     items.extend(
@@ -124,7 +126,9 @@ async fn domain_info(
     User(user): User,
     Path((app, domain)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    let app = st.platform.app_for(&user, &app)?;
+    let app = st
+        .platform
+        .app_for(&user, &app, kiln_platform::Need::View)?;
     if is_default(&st, &app, &domain) {
         return Ok(Json(default_domain(&st, &app)));
     }
@@ -138,7 +142,9 @@ async fn add_domain(
     Path(app): Path<String>,
     Body(body): Body,
 ) -> ApiResult<Response> {
-    let app = st.platform.app_for(&user, &app)?;
+    let app = st
+        .platform
+        .app_for(&user, &app, kiln_platform::Need::Manage)?;
     let hostname = match body.get("hostname") {
         Some(Value::String(h)) => h.clone(),
         None | Some(Value::Null) => {
@@ -175,7 +181,9 @@ async fn remove_domain(
     User(user): User,
     Path((app, domain)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    let app = st.platform.app_for(&user, &app)?;
+    let app = st
+        .platform
+        .app_for(&user, &app, kiln_platform::Need::Manage)?;
     if is_default(&st, &app, &domain) {
         return Err(ApiError::invalid(format!(
             "{} is the app's default domain and cannot be removed",

@@ -61,6 +61,12 @@ impl From<PlatformError> for ApiError {
             PlatformError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
             PlatformError::Invalid(i) => ApiError::invalid(i.message),
             PlatformError::Forbidden(m) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", m),
+            PlatformError::Unauthorized(m) => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m)
+            }
+            PlatformError::TooManyRequests(m) => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limit", m)
+            }
             PlatformError::Unavailable(m) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m)
             }

@@ -73,7 +73,6 @@ pub fn routes() -> Router<ApiState> {
             "/apps/{app}/formations/{ptype}/actions/stop",
             post(stop_type),
         )
-        .route("/apps/{app}/collaborators", get(empty_list))
 }
 
 /// A JSON object request body, with Heroku-style errors for what is not one. An empty body is
@@ -170,21 +169,17 @@ pub(crate) fn app_json(st: &ApiState, view: &AppView) -> Value {
     )
 }
 
-/// Resources Kiln does not have yet (add-ons, collaborators) list as empty, so clients that
-/// read them along the way (`heroku apps:info`) work.
-async fn empty_list(
-    State(st): State<ApiState>,
-    User(user): User,
-    Path(app): Path<String>,
-) -> ApiResult<Json<Value>> {
-    st.platform.app_for(&user, &app)?;
-    Ok(Json(Value::Array(Vec::new())))
-}
-
 // ---- account ----
 
-async fn account(User(user): User) -> Json<Value> {
-    Json(json::account(&user))
+/// `GET /account`, and `GET /users/{user}` for the caller themselves (`~`, their id or
+/// email); another user's account is not shown.
+async fn account(User(user): User, path: Option<Path<String>>) -> ApiResult<Json<Value>> {
+    if let Some(Path(who)) = path {
+        if who != "~" && who != user.id && !who.eq_ignore_ascii_case(&user.email) {
+            return Err(ApiError::not_found("user", "Couldn't find that user."));
+        }
+    }
+    Ok(Json(json::account(&user)))
 }
 
 // ---- apps ----
@@ -199,19 +194,22 @@ async fn list_apps(State(st): State<ApiState>, User(user): User) -> ApiResult<Js
     Ok(Json(Value::Array(apps)))
 }
 
-async fn create_app(
+/// `POST /apps`, and `POST /teams/apps` (`apps:create --team`), which names the team.
+pub(crate) async fn create_app(
     State(st): State<ApiState>,
     User(user): User,
     Body(body): Body,
 ) -> ApiResult<Response> {
-    let name = match body.get("name") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(_) => return Err(ApiError::invalid("name must be a string")),
+    let text = |k: &str| match body.get(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(ApiError::invalid(format!("{k} must be a string"))),
     };
+    let name = text("name")?;
+    let team = text("team")?.or(text("organization")?);
     let app = st
         .platform
-        .create_app(&user, name.as_deref())
+        .create_app(&user, name.as_deref(), team.as_deref())
         .await
         .map_err(|e| match e {
             // Heroku answers a taken name with 422.
@@ -226,7 +224,9 @@ async fn app_info(
     User(user): User,
     Path(app): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let app = st.platform.app_for(&user, &app)?;
+    let app = st
+        .platform
+        .app_for(&user, &app, kiln_platform::Need::View)?;
     Ok(Json(app_json(&st, &st.platform.app_view(&user, &app)?)))
 }
 
@@ -236,7 +236,9 @@ async fn update_app(
     Path(app): Path<String>,
     Body(body): Body,
 ) -> ApiResult<Json<Value>> {
-    let mut app = st.platform.app_for(&user, &app)?;
+    let mut app = st
+        .platform
+        .app_for(&user, &app, kiln_platform::Need::View)?;
     let Value::Object(fields) = &body else {
         return Err(ApiError::invalid("Expected a JSON object"));
     };
@@ -265,6 +267,19 @@ async fn update_app(
             (other, _) => return Err(ApiError::invalid(format!("Unknown app field {other:?}"))),
         }
     }
+    // Every permission the change needs, before any part of it is made.
+    if rename.is_some() {
+        st.platform
+            .app_for(&user, &app.id, kiln_platform::Need::Owner)?;
+    }
+    if maintenance.is_some() {
+        st.platform
+            .app_for(&user, &app.id, kiln_platform::Need::Operate)?;
+    }
+    if fields.contains_key("build_stack") {
+        st.platform
+            .app_for(&user, &app.id, kiln_platform::Need::Deploy)?;
+    }
     if let Some(name) = rename {
         app = st.platform.rename_app(&app, &name, &user).await?;
     }
@@ -279,7 +294,9 @@ async fn destroy_app(
     User(user): User,
     Path(app): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let app = st.platform.app_for(&user, &app)?;
+    let app = st
+        .platform
+        .app_for(&user, &app, kiln_platform::Need::Owner)?;
     let body = app_json(&st, &st.platform.app_view(&user, &app)?);
     st.platform.destroy_app(&user, &app).await?;
     Ok(Json(body))
@@ -292,7 +309,9 @@ async fn config_vars(
     User(user): User,
     Path(app): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let app = st.platform.app_for(&user, &app)?;
+    let app = st
+        .platform
+        .app_for(&user, &app, kiln_platform::Need::Deploy)?;
     Ok(Json(json!(app.config)))
 }
 
@@ -302,7 +321,9 @@ async fn update_config_vars(
     Path(app): Path<String>,
     Body(body): Body,
 ) -> ApiResult<Json<Value>> {
-    let app = st.platform.app_for(&user, &app)?;
+    let app = st
+        .platform
+        .app_for(&user, &app, kiln_platform::Need::Deploy)?;
     let Value::Object(fields) = body else {
         return Err(ApiError::invalid("Expected a JSON object of config vars"));
     };
@@ -343,7 +364,9 @@ async fn list_releases(
     origin: crate::Origin,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let app = st.platform.app_for(&user, &app)?;
+    let app = st
+        .platform
+        .app_for(&user, &app, kiln_platform::Need::View)?;
     let r = range_header(&headers)?.unwrap_or(range::Range {
         field: "version".into(),
         start: None,
@@ -418,7 +441,9 @@ async fn release_info(
     Path((app, release)): Path<(String, String)>,
     origin: crate::Origin,
 ) -> ApiResult<Json<Value>> {
-    let app = st.platform.app_for(&user, &app)?;
+    let app = st
+        .platform
+        .app_for(&user, &app, kiln_platform::Need::View)?;
     let rel = st.platform.release(&user, &app, &release)?;
     Ok(Json(json::release(
         &origin.base,
@@ -433,7 +458,9 @@ async fn release_config_vars(
     User(user): User,
     Path((app, release)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    let app = st.platform.app_for(&user, &app)?;
+    let app = st
+        .platform
+        .app_for(&user, &app, kiln_platform::Need::Deploy)?;
     let rel = st.platform.release(&user, &app, &release)?;
     Ok(Json(json!(rel.config)))
 }
@@ -446,7 +473,9 @@ async fn create_release(
     origin: crate::Origin,
     Body(body): Body,
 ) -> ApiResult<Response> {
-    let app = st.platform.app_for(&user, &app)?;
+    let app = st
+        .platform
+        .app_for(&user, &app, kiln_platform::Need::Deploy)?;
     let target = match (body.get("release"), body.get("slug")) {
         (Some(Value::String(id)), _) => st.platform.release(&user, &app, id)?,
         (Some(_), _) => return Err(ApiError::invalid("release must be a release id or version")),
@@ -483,7 +512,9 @@ async fn list_formation(
     User(user): User,
     Path(app): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let app = st.platform.app_for(&user, &app)?;
+    let app = st
+        .platform
+        .app_for(&user, &app, kiln_platform::Need::View)?;
     let items: Vec<Value> = st
         .platform
         .formation(&user, &app)?
@@ -498,7 +529,9 @@ async fn formation_info(
     User(user): User,
     Path((app, ptype)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    let app = st.platform.app_for(&user, &app)?;
+    let app = st
+        .platform
+        .app_for(&user, &app, kiln_platform::Need::View)?;
     let all = st.platform.formation(&user, &app)?;
     let (f, c) = all
         .iter()
@@ -548,7 +581,9 @@ async fn batch_update_formation(
     Path(app): Path<String>,
     Body(body): Body,
 ) -> ApiResult<Json<Value>> {
-    let app = st.platform.app_for(&user, &app)?;
+    let app = st
+        .platform
+        .app_for(&user, &app, kiln_platform::Need::Operate)?;
     let Some(Value::Array(items)) = body.get("updates") else {
         return Err(ApiError::invalid(
             "Expected {\"updates\": [{\"type\": ..., \"quantity\": ...}]}",
@@ -576,7 +611,9 @@ async fn update_formation(
     Path((app, ptype)): Path<(String, String)>,
     Body(body): Body,
 ) -> ApiResult<Json<Value>> {
-    let app = st.platform.app_for(&user, &app)?;
+    let app = st
+        .platform
+        .app_for(&user, &app, kiln_platform::Need::Operate)?;
     let update = parse_update(&body, Some(&ptype))?;
     let all = st
         .platform
@@ -601,7 +638,9 @@ async fn list_dynos(
     User(user): User,
     Path(app): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let app = st.platform.app_for(&user, &app)?;
+    let app = st
+        .platform
+        .app_for(&user, &app, kiln_platform::Need::View)?;
     let items: Vec<Value> = st
         .platform
         .dynos(&user, &app)
@@ -617,7 +656,9 @@ async fn dyno_info(
     User(user): User,
     Path((app, dyno)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    let app = st.platform.app_for(&user, &app)?;
+    let app = st
+        .platform
+        .app_for(&user, &app, kiln_platform::Need::View)?;
     let d = st
         .platform
         .dynos(&user, &app)
@@ -634,7 +675,9 @@ async fn restart(
     app: &str,
     target: RestartTarget,
 ) -> ApiResult<Response> {
-    let app = st.platform.app_for(user, app)?;
+    let app = st
+        .platform
+        .app_for(user, app, kiln_platform::Need::Operate)?;
     st.platform.restart(&app, target, user).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({}))).into_response())
 }
@@ -673,7 +716,9 @@ async fn stop(
     app: &str,
     target: RestartTarget,
 ) -> ApiResult<Response> {
-    let app = st.platform.app_for(user, app)?;
+    let app = st
+        .platform
+        .app_for(user, app, kiln_platform::Need::Operate)?;
     st.platform.stop(&app, target, user).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({}))).into_response())
 }
@@ -715,7 +760,9 @@ async fn list_builds(
     origin: crate::Origin,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    let app = st.platform.app_for(&user, &app)?;
+    let app = st
+        .platform
+        .app_for(&user, &app, kiln_platform::Need::View)?;
     let base = origin.base;
     let mut builds = st.platform.builds(&user, &app)?;
     if let Some(r) = range_header(&headers)? {
@@ -737,7 +784,9 @@ async fn build_info(
     Path((app, build)): Path<(String, String)>,
     origin: crate::Origin,
 ) -> ApiResult<Json<Value>> {
-    let app = st.platform.app_for(&user, &app)?;
+    let app = st
+        .platform
+        .app_for(&user, &app, kiln_platform::Need::View)?;
     let b = st.platform.build(&user, &app, &build)?;
     Ok(Json(json::build(&origin.base, &app, &b)))
 }
@@ -814,7 +863,9 @@ async fn list_buildpacks(
     User(user): User,
     Path(app): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let app = st.platform.app_for(&user, &app)?;
+    let app = st
+        .platform
+        .app_for(&user, &app, kiln_platform::Need::View)?;
     Ok(Json(buildpack_list(&st.platform.buildpacks(&user, &app)?)))
 }
 
@@ -824,7 +875,9 @@ async fn set_buildpacks(
     Path(app): Path<String>,
     Body(body): Body,
 ) -> ApiResult<Json<Value>> {
-    let app = st.platform.app_for(&user, &app)?;
+    let app = st
+        .platform
+        .app_for(&user, &app, kiln_platform::Need::Deploy)?;
     let Some(Value::Array(items)) = body.get("updates") else {
         return Err(ApiError::invalid(
             "Expected {\"updates\": [{\"buildpack\": \"<url or name>\"}]}",

@@ -63,9 +63,14 @@ pub fn app(p: &Platform, a: &App, slug_size: Option<u64>, buildpack_desc: Option
         "git_url": p.git_url(&a.name),
         "web_url": p.web_url(&a.name),
         "maintenance": a.maintenance,
-        "owner": { "id": a.owner_id, "email": a.owner_email },
-        "organization": null,
-        "team": null,
+        // A team app's owner is the team, as the `heroku` CLI reads it: `<team>@herokumanager.com`
+        // (`apps`, `apps:transfer`), and `team` set (`access*`).
+        "owner": match &a.team {
+            Some(t) => json!({ "id": t.id, "email": kiln_model::access::team_owner_email(&t.name) }),
+            None => json!({ "id": a.owner_id, "email": a.owner_email }),
+        },
+        "organization": a.team.as_ref().map(|t| json!({ "id": t.id, "name": t.name })),
+        "team": a.team.as_ref().map(|t| json!({ "id": t.id, "name": t.name })),
         "space": null,
         "region": { "id": REGION_ID, "name": "local" },
         "repo_size": null,

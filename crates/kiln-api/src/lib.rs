@@ -7,6 +7,8 @@
 //! Handlers are thin: they parse and check input, call the platform's use cases, and render
 //! objects with [`json`].
 
+mod access;
+mod accounts;
 mod acm;
 mod addons;
 mod auth;
@@ -144,9 +146,15 @@ pub fn api(platform: Arc<Platform>, extra: Router, tls_port: Option<u16>) -> Api
         .merge(addons::routes())
         .merge(data::routes())
         .merge(catalog::routes())
-        .with_state(state)
+        .merge(accounts::routes())
+        .merge(access::routes())
+        .with_state(state.clone())
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            auth::authenticate,
+        ))
         .layer(axum::middleware::from_fn(heroku_headers));
     let router = api
         .merge(extra)
@@ -253,7 +261,6 @@ async fn heroku_headers(req: Request, next: Next) -> Response {
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         h.insert("request-id", v);
     }
-    h.insert("ratelimit-remaining", HeaderValue::from_static("4500"));
     resp
 }
 

@@ -3,7 +3,6 @@
 //! tailing, new lines as they happen). The Heroku CLI reads exactly this.
 
 use crate::ApiState;
-use crate::auth::User;
 use crate::error::{ApiError, ApiResult};
 use crate::handlers::Body;
 use axum::Router;
@@ -25,12 +24,14 @@ pub fn routes() -> Router<ApiState> {
 
 async fn create_session(
     State(st): State<ApiState>,
-    User(user): User,
+    crate::auth::Authenticated(caller): crate::auth::Authenticated,
     Path(app): Path<String>,
     origin: crate::Origin,
     Body(body): Body,
 ) -> ApiResult<Response> {
-    let app = st.platform.app_for(&user, &app)?;
+    let app = st
+        .platform
+        .app_for(&caller.account, &app, kiln_platform::Need::View)?;
     let text = |k: &str| -> ApiResult<Option<String>> {
         match body.get(k) {
             None | Some(Value::Null) => Ok(None),
@@ -58,7 +59,7 @@ async fn create_session(
     };
     let id =
         st.platform
-            .create_log_session(&user, &app, LogFilter { source, dyno }, lines, tail)?;
+            .create_log_session(&caller, &app, LogFilter { source, dyno }, lines, tail)?;
     let base = origin.base;
     let now = kiln_model::Timestamp::now().rfc3339();
     Ok((StatusCode::CREATED, axum::Json(j!({ "id": uuid::Uuid::new_v4().to_string(), "logplex_url": format!("{base}/log-sessions/{id}"), "created_at": now, "updated_at": now }))).into_response())
@@ -74,7 +75,11 @@ async fn stream_session(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(kiln_platform::LogSessionStream { history, tail }) = st.platform.open_log_session(&id)
+    let Some(kiln_platform::LogSessionStream {
+        history,
+        tail,
+        ended,
+    }) = st.platform.open_log_session(&id)
     else {
         return ApiError::not_found(
             "log-session",
@@ -136,6 +141,8 @@ async fn stream_session(
         }
     });
     use futures_util::StreamExt;
+    // A revoked key (or lost access) ends the tail at once.
+    let rest = rest.take_until(ended);
     (
         sse_headers,
         axum::body::Body::from_stream(first.chain(rest)),

@@ -16,7 +16,6 @@
 //! When the client goes away before the command ends, the dyno gets SIGHUP, and SIGKILL ten
 //! seconds later if it ignores it (Heroku's R16).
 
-use crate::auth::User;
 use crate::error::{ApiError, ApiResult};
 use crate::handlers::Body;
 use crate::{ApiState, Origin, json};
@@ -39,6 +38,8 @@ struct Pending {
     app_id: String,
     handle: OneOff,
     tty: bool,
+    /// Who asked for it: the session ends when they lose the right to run it.
+    caller: kiln_platform::Caller,
 }
 
 /// Attached one-offs waiting for their client, by secret.
@@ -101,7 +102,7 @@ impl Rendezvous {
         let wire = Wire::Raw {
             eot_ends_stdin: !p.tty,
         };
-        bridge(io, wire, p.handle, self.platform.clone(), p.app_id).await;
+        bridge(io, wire, p, self.platform.clone()).await;
     }
 }
 
@@ -129,12 +130,15 @@ fn process_type(body: &Value) -> ApiResult<String> {
 
 pub(crate) async fn create_dyno(
     State(st): State<ApiState>,
-    User(user): User,
+    crate::auth::Authenticated(caller): crate::auth::Authenticated,
     Path(app): Path<String>,
     origin: Origin,
     Body(body): Body,
 ) -> ApiResult<Response> {
-    let app = st.platform.app_for(&user, &app)?;
+    let user = caller.account.clone();
+    let app = st
+        .platform
+        .app_for(&user, &app, kiln_platform::Need::Deploy)?;
     let command = body
         .get("command")
         .and_then(Value::as_str)
@@ -234,6 +238,7 @@ pub(crate) async fn create_dyno(
                     app_id: app.id.clone(),
                     handle,
                     tty,
+                    caller: caller.clone(),
                 },
             );
         // Nobody came: the dyno is not left running.
@@ -302,9 +307,8 @@ async fn attach(
                 bridge(
                     hyper_util::rt::TokioIo::new(upgraded),
                     Wire::Kiln,
-                    p.handle,
+                    p,
                     platform,
-                    p.app_id,
                 )
                 .await
             }
@@ -410,10 +414,23 @@ async fn read_client<R: AsyncRead + Unpin>(
     }
 }
 
-async fn bridge<IO>(io: IO, wire: Wire, mut handle: OneOff, platform: Arc<Platform>, app_id: String)
+async fn bridge<IO>(io: IO, wire: Wire, pending: Pending, platform: Arc<Platform>)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let Pending {
+        app_id,
+        mut handle,
+        caller,
+        ..
+    } = pending;
+    let access = platform.clone();
+    let ended_app = app_id.clone();
+    let ended = async move {
+        access
+            .access_ended(&caller, Some(&ended_app), kiln_platform::Need::Deploy)
+            .await
+    };
     let (mut rd, mut wr) = tokio::io::split(io);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
     let mut pumps = Vec::new();
@@ -484,6 +501,13 @@ where
             }
             reader.abort();
             feeder.abort();
+        }
+        _ = ended => {
+            // The key that started it was revoked, or its user lost access to the app.
+            reader.abort();
+            feeder.abort();
+            platform.log(&app_id, LogLine::heroku(&name, "The credentials that attached this session were revoked; stopping the process"));
+            signaller.kill();
         }
         _ = &mut reader => {
             // The client went away first.

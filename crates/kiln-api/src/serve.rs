@@ -110,7 +110,10 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let io = StallTimeout::new(Admitted::new(stream, permit), idle);
-        let service = TowerToHyperService::new(app.clone());
+        let service = TowerToHyperService::new(WithPeer {
+            app: app.clone(),
+            peer,
+        });
         let (http, stop) = (Arc::clone(&http), stop_rx.clone());
         let Some((acceptor, rendezvous)) = acceptor.clone() else {
             tokio::spawn(serve_http(io, service, http, stop, peer));
@@ -181,6 +184,39 @@ async fn serve_http<IO, S>(
     };
     if let Err(e) = result {
         tracing::debug!(%peer, error = %e, "API connection ended with an error");
+    }
+}
+
+/// The address a request came from, as the listener saw it (no proxy header is trusted).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub std::net::SocketAddr);
+
+/// The router, handing each request its connection's [`ClientAddr`].
+#[derive(Clone)]
+struct WithPeer {
+    app: Router,
+    peer: std::net::SocketAddr,
+}
+
+impl tower_service::Service<hyper::Request<hyper::body::Incoming>> for WithPeer {
+    type Response =
+        <Router as tower_service::Service<hyper::Request<hyper::body::Incoming>>>::Response;
+    type Error = std::convert::Infallible;
+    type Future = <Router as tower_service::Service<hyper::Request<hyper::body::Incoming>>>::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        tower_service::Service::<hyper::Request<hyper::body::Incoming>>::poll_ready(
+            &mut self.app,
+            cx,
+        )
+    }
+
+    fn call(&mut self, mut req: hyper::Request<hyper::body::Incoming>) -> Self::Future {
+        req.extensions_mut().insert(ClientAddr(self.peer));
+        self.app.call(req)
     }
 }
 

@@ -80,7 +80,9 @@ async fn list(
     User(user): User,
     Path(app): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let app = st.platform.app_for(&user, &app)?;
+    let app = st
+        .platform
+        .app_for(&user, &app, kiln_platform::Need::View)?;
     let items = st.platform.sni_endpoints(&user, &app)?;
     let domains = st.platform.domains(&user, &app)?;
     Ok(Json(Value::Array(
@@ -96,7 +98,9 @@ async fn info(
     User(user): User,
     Path((app, endpoint)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    let app = st.platform.app_for(&user, &app)?;
+    let app = st
+        .platform
+        .app_for(&user, &app, kiln_platform::Need::View)?;
     let v = st.platform.sni_endpoint(&user, &app, &endpoint)?;
     Ok(Json(sni_endpoint(
         &app,
@@ -111,7 +115,9 @@ async fn create(
     Path(app): Path<String>,
     Body(body): Body,
 ) -> ApiResult<Response> {
-    let app = st.platform.app_for(&user, &app)?;
+    let app = st
+        .platform
+        .app_for(&user, &app, kiln_platform::Need::Manage)?;
     let (chain, key) = pem_fields(&body)?;
     let v = st.platform.add_sni_endpoint(&user, &app, &chain, &key)?;
     Ok((
@@ -127,7 +133,9 @@ async fn update(
     Path((app, endpoint)): Path<(String, String)>,
     Body(body): Body,
 ) -> ApiResult<Json<Value>> {
-    let app = st.platform.app_for(&user, &app)?;
+    let app = st
+        .platform
+        .app_for(&user, &app, kiln_platform::Need::Manage)?;
     let (chain, key) = pem_fields(&body)?;
     let v = st
         .platform
@@ -144,7 +152,9 @@ async fn remove(
     User(user): User,
     Path((app, endpoint)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    let app = st.platform.app_for(&user, &app)?;
+    let app = st
+        .platform
+        .app_for(&user, &app, kiln_platform::Need::Manage)?;
     let v = st.platform.remove_sni_endpoint(&user, &app, &endpoint)?;
     Ok(Json(sni_endpoint(
         &app,

@@ -71,11 +71,17 @@ fn authorize(svc: &GitService, headers: &HeaderMap, repo: &str) -> Result<PushCo
     let Some((user_id, user_email)) = svc.auth.authenticate(&key) else {
         return Err(unauthorized());
     };
-    let Some((app_id, app_name)) = svc.auth.app(name, &user_id) else {
-        return Err(text(
-            StatusCode::NOT_FOUND,
-            &format!(" !     No such app as {name}."),
-        ));
+    let (app_id, app_name) = match svc.auth.app(name, &user_id) {
+        Ok(found) => found,
+        Err(crate::GitRefusal::NoSuchApp) => {
+            return Err(text(
+                StatusCode::NOT_FOUND,
+                &format!(" !     No such app as {name}."),
+            ));
+        }
+        Err(crate::GitRefusal::Forbidden(why)) => {
+            return Err(text(StatusCode::FORBIDDEN, &format!(" !     {why}")));
+        }
     };
     Ok(PushContext {
         app_id,

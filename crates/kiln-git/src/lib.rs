@@ -59,8 +59,18 @@ pub trait PushHandler: Send + Sync {
 pub trait GitAuth: Send + Sync {
     /// The user an API key belongs to: (id, email).
     fn authenticate(&self, api_key: &str) -> Option<(String, String)>;
-    /// The app with this name, if it exists and the user may push to it: (id, name).
-    fn app(&self, name: &str, user_id: &str) -> Option<(String, String)>;
+    /// The app with this name, if the user may fetch from and push to it (Heroku's
+    /// `deploy` permission): (id, name).
+    fn app(&self, name: &str, user_id: &str) -> Result<(String, String), GitRefusal>;
+}
+
+/// Why a user may not use an app's repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GitRefusal {
+    /// No such app, or one the user may not see: the same answer for both.
+    NoSuchApp,
+    /// The user may see the app but not deploy it.
+    Forbidden(String),
 }
 
 /// The bounds of what a push may bring.

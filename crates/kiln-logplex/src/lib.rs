@@ -42,6 +42,9 @@ pub struct Session {
     pub filter: LogFilter,
     pub lines: usize,
     pub tail: bool,
+    /// Who opened it, as the platform knows them (opaque here): the platform ends a tail
+    /// when that credential is revoked.
+    pub opener: Option<Arc<dyn std::any::Any + Send + Sync>>,
     created: Instant,
 }
 
@@ -140,6 +143,7 @@ impl Logplex {
         filter: LogFilter,
         lines: usize,
         tail: bool,
+        opener: Option<Arc<dyn std::any::Any + Send + Sync>>,
     ) -> Result<String, kiln_model::secret::SecretError> {
         let id = kiln_model::secret::new_secret()?;
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
@@ -151,6 +155,7 @@ impl Logplex {
                 filter,
                 lines: lines.min(HISTORY),
                 tail,
+                opener,
                 created: Instant::now(),
             },
         );
@@ -284,7 +289,7 @@ mod tests {
     fn sessions_are_secret_and_scoped() {
         let lp = Logplex::new();
         let id = lp
-            .create_session("a", LogFilter::default(), 100_000, false)
+            .create_session("a", LogFilter::default(), 100_000, false, None)
             .unwrap();
         assert!(id.len() >= 64);
         let s = lp.session(&id).unwrap();

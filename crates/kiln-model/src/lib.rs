@@ -5,6 +5,7 @@
 //! The rules follow Heroku's documented behaviour (see `shared/reference/`), because Heroku
 //! compatibility is Kiln's interface.
 
+pub mod access;
 pub mod addon;
 pub mod app;
 pub mod appjson;

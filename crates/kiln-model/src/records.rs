@@ -203,16 +203,153 @@ pub struct Account {
     pub id: String,
     pub email: String,
     pub name: String,
+    /// A server administrator: manages users and invitations (not other people's apps).
+    pub admin: bool,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+}
+
+/// An API key, as Heroku's OAuth authorization. Only the token's SHA-256 is stored; the
+/// token itself is shown once, when it is made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authorization {
+    pub id: String,
+    pub account_id: String,
+    pub description: String,
+    pub scope: Vec<String>,
+    /// The token's last characters, so a listing can show which token it is, redacted.
+    pub token_hint: String,
+    pub expires_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+impl Authorization {
+    pub fn expired(&self, now: Timestamp) -> bool {
+        self.expires_at.is_some_and(|t| t.0 <= now.0)
+    }
+}
+
+/// The team that owns a team app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TeamRef {
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Team {
+    pub id: String,
+    pub name: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TeamMember {
+    pub team_id: String,
+    pub account_id: String,
+    pub email: String,
+    pub role: crate::access::TeamRole,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// A user given permissions on an app they do not own (Heroku's collaborator).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Collaborator {
+    pub id: String,
+    pub app_id: String,
+    pub app_name: String,
+    pub account_id: String,
+    pub email: String,
+    pub permissions: crate::access::Permissions,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// What the store knows about one user and one app, for the authorization module.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AccessFacts {
+    /// The app exists, is personal, and this user owns it.
+    pub owner: bool,
+    /// The app belongs to a team; the user's role in it, if a member.
+    pub team: Option<Option<crate::access::TeamRole>>,
+    /// What the user was granted as a collaborator, if anything.
+    pub granted: Option<crate::access::Permissions>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransferState {
+    Pending,
+    Accepted,
+    Declined,
+}
+
+impl TransferState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransferState::Pending => "pending",
+            TransferState::Accepted => "accepted",
+            TransferState::Declined => "declined",
+        }
+    }
+    pub fn parse(s: &str) -> Option<TransferState> {
+        match s {
+            "pending" => Some(TransferState::Pending),
+            "accepted" => Some(TransferState::Accepted),
+            "declined" => Some(TransferState::Declined),
+            _ => None,
+        }
+    }
+}
+
+/// An app offered to another user, pending until they accept (Heroku's app transfer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppTransfer {
+    pub id: String,
+    pub app_id: String,
+    pub app_name: String,
+    pub owner_id: String,
+    pub owner_email: String,
+    pub recipient_id: String,
+    pub recipient_email: String,
+    pub state: TransferState,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// One line of an app's audit log: who did what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub seq: i64,
+    pub email: String,
+    pub action: String,
+    pub created_at: Timestamp,
+}
+
+/// An invitation to make an account, bound to one email address. Only its token's SHA-256
+/// is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invitation {
+    pub id: String,
+    pub email: String,
+    pub invited_by: String,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub accepted_at: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct App {
     pub id: String,
     pub name: String,
+    /// The account that owns a personal app. For a team app, the account that created it or
+    /// moved it into the team (kept for the record: the team owns it).
     pub owner_id: String,
     pub owner_email: String,
+    /// The team that owns the app, when it is a team app.
+    pub team: Option<TeamRef>,
     /// The unprivileged uid (and gid) this app's dynos run as; unique per app.
     pub uid: u32,
     pub stack: String,

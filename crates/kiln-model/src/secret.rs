@@ -22,6 +22,17 @@ pub fn new_secret() -> Result<String, SecretError> {
     }))
 }
 
+/// Fills `buf` from the kernel's CSPRNG (password salts).
+pub fn fill_random(buf: &mut [u8]) -> Result<(), SecretError> {
+    getrandom::fill(buf).map_err(SecretError)
+}
+
+/// An API key as Kiln hands it out: a recognisable prefix (so secret scanners can find a
+/// leaked one, as they find Heroku's `HRKU-`) and 256 random bits.
+pub fn new_api_token() -> Result<String, SecretError> {
+    Ok(format!("KILN-{}", new_secret()?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

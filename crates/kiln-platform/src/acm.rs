@@ -161,7 +161,7 @@ impl Platform {
 
     /// The app's custom domains with their ACM states, for the API.
     pub fn acm_domains(&self, user: &Account, app: &App) -> Result<Vec<AcmDomain>> {
-        self.app_for(user, &app.id)?;
+        self.app_for(user, &app.id, kiln_model::access::Need::View)?;
         Ok(self.store.acm_domains(&app.id)?)
     }
 

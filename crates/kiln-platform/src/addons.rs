@@ -56,14 +56,16 @@ impl Platform {
             .store
             .addon(id_or_name)
             .map_err(|_| Self::not_found_addon())?;
-        if self.app_for(user, &addon.app_id).is_ok() {
+        if self
+            .app_for(user, &addon.app_id, kiln_model::access::Need::View)
+            .is_ok()
+        {
             return Ok(addon);
         }
-        let attached_to_mine = self
-            .store
-            .addon_attachments(&addon.id)?
-            .iter()
-            .any(|a| self.app_for(user, &a.app_id).is_ok());
+        let attached_to_mine = self.store.addon_attachments(&addon.id)?.iter().any(|a| {
+            self.app_for(user, &a.app_id, kiln_model::access::Need::View)
+                .is_ok()
+        });
         if attached_to_mine {
             Ok(addon)
         } else {
@@ -72,7 +74,7 @@ impl Platform {
     }
 
     pub fn app_addons(&self, user: &Account, app: &App) -> Result<Vec<Addon>> {
-        self.app_for(user, &app.id)?;
+        self.app_for(user, &app.id, kiln_model::access::Need::View)?;
         // Owned ones, then those of other apps attached here (Heroku lists both).
         let mut addons = self.store.app_addons(&app.id)?;
         for att in self.store.app_attachments(&app.id)? {
@@ -88,7 +90,7 @@ impl Platform {
     }
 
     pub fn app_attachments(&self, user: &Account, app: &App) -> Result<Vec<AddonAttachment>> {
-        self.app_for(user, &app.id)?;
+        self.app_for(user, &app.id, kiln_model::access::Need::View)?;
         Ok(self.store.app_attachments(&app.id)?)
     }
 
@@ -98,7 +100,11 @@ impl Platform {
             .store
             .addon_attachments(&addon.id)?
             .into_iter()
-            .filter(|a| self.app_for(user, &a.app_id).is_ok() || a.addon_app_id == addon.app_id)
+            .filter(|a| {
+                self.app_for(user, &a.app_id, kiln_model::access::Need::View)
+                    .is_ok()
+                    || a.addon_app_id == addon.app_id
+            })
             .collect())
     }
 
@@ -125,8 +131,12 @@ impl Platform {
                 .ok_or_else(not_found)?,
             None => self.store.attachment(id_or_name).map_err(|_| not_found())?,
         };
-        if self.app_for(user, &att.app_id).is_err()
-            && self.app_for(user, &att.addon_app_id).is_err()
+        if self
+            .app_for(user, &att.app_id, kiln_model::access::Need::View)
+            .is_err()
+            && self
+                .app_for(user, &att.addon_app_id, kiln_model::access::Need::View)
+                .is_err()
         {
             return Err(not_found());
         }
@@ -139,6 +149,15 @@ impl Platform {
         })
     }
 
+    /// Heroku keeps paid plans (adding, changing, removing them) from personal apps'
+    /// collaborators and from team members without `manage`.
+    fn may_pay(&self, user: &Account, app_id: &str, price_cents: u32) -> Result<()> {
+        if price_cents > 0 {
+            self.app_for(user, app_id, kiln_model::access::Need::Owner)?;
+        }
+        Ok(())
+    }
+
     /// `addons:create`: provisions, attaches to the app, appends the release.
     pub async fn create_addon(
         &self,
@@ -146,8 +165,9 @@ impl Platform {
         app: &App,
         req: CreateAddon,
     ) -> Result<(Addon, AddonAttachment, Release)> {
-        let app = self.app_for(user, &app.id)?;
+        let app = self.app_for(user, &app.id, kiln_model::access::Need::Deploy)?;
         let plan = PlanRef::parse(&req.plan)?;
+        self.may_pay(user, &app.id, plan.plan.price_cents)?;
         validate_options(plan.service, &req.options)?;
         let taken: Vec<String> = self
             .store
@@ -262,10 +282,10 @@ impl Platform {
         name: Option<&str>,
         namespace: Option<&str>,
     ) -> Result<(AddonAttachment, Release)> {
-        let app = self.app_for(user, &app.id)?;
+        let app = self.app_for(user, &app.id, kiln_model::access::Need::Deploy)?;
         let addon = self.addon_for(user, addon)?;
         // Attaching another's add-on needs the right to its owning app too.
-        self.app_for(user, &addon.app_id)?;
+        self.app_for(user, &addon.app_id, kiln_model::access::Need::Deploy)?;
         let service = Service::find(&addon.service).ok_or_else(Self::not_found_addon)?;
         let taken: Vec<String> = self
             .store
@@ -291,7 +311,7 @@ impl Platform {
         user: &Account,
         attachment: &AddonAttachment,
     ) -> Result<(AddonAttachment, Release)> {
-        self.app_for(user, &attachment.app_id)?;
+        self.app_for(user, &attachment.app_id, kiln_model::access::Need::Deploy)?;
         if attachment.app_id == attachment.addon_app_id {
             let own = self
                 .store
@@ -318,7 +338,7 @@ impl Platform {
         addon: &Addon,
         plan: &str,
     ) -> Result<(Addon, Vec<Release>)> {
-        self.app_for(user, &addon.app_id)?;
+        self.app_for(user, &addon.app_id, kiln_model::access::Need::Deploy)?;
         let service = Service::find(&addon.service).ok_or_else(Self::not_found_addon)?;
         // "essential-1" alone means this service's plan.
         let spec = if plan.contains(':') {
@@ -327,6 +347,7 @@ impl Platform {
             format!("{}:{plan}", service.name)
         };
         let target = PlanRef::parse(&spec)?;
+        self.may_pay(user, &addon.app_id, target.plan.price_cents)?;
         if target.service.name != service.name {
             return Err(Invalid::new(
                 "plan",
@@ -361,7 +382,11 @@ impl Platform {
         addon: &Addon,
         force: bool,
     ) -> Result<(Addon, Vec<Release>)> {
-        self.app_for(user, &addon.app_id)?;
+        self.app_for(user, &addon.app_id, kiln_model::access::Need::Deploy)?;
+        let price = Service::find(&addon.service)
+            .and_then(|s| s.plan(&addon.plan))
+            .map_or(0, |p| p.price_cents);
+        self.may_pay(user, &addon.app_id, price)?;
         let others: Vec<String> = self
             .store
             .addon_attachments(&addon.id)?

@@ -166,13 +166,13 @@ impl Platform {
     }
 
     pub fn backups(&self, user: &Account, app: &App) -> Result<Vec<Transfer>> {
-        self.app_for(user, &app.id)?;
+        self.app_for(user, &app.id, kiln_model::access::Need::View)?;
         Ok(self.store.transfers(&app.id)?)
     }
 
     /// A backup by its name (`b001`), or the newest that succeeded.
     pub fn backup(&self, user: &Account, app: &App, name: Option<&str>) -> Result<Transfer> {
-        self.app_for(user, &app.id)?;
+        self.app_for(user, &app.id, kiln_model::access::Need::Deploy)?;
         let not_found = |n: &str| PlatformError::NotFound {
             resource: "backup",
             message: format!("Couldn't find backup {n}."),
@@ -220,8 +220,8 @@ impl Platform {
         backup: &Transfer,
         addon: &Addon,
     ) -> Result<Transfer> {
-        self.app_for(user, &app.id)?;
-        self.app_for(user, &addon.app_id)?;
+        self.app_for(user, &app.id, kiln_model::access::Need::Deploy)?;
+        self.app_for(user, &addon.app_id, kiln_model::access::Need::Deploy)?;
         Self::require_postgres(addon)?;
         if backup.status != TransferStatus::Succeeded || backup.kind == TransferKind::Restore {
             return Err(kiln_model::Invalid::new(
@@ -265,12 +265,12 @@ impl Platform {
 
     pub fn transfer_for(&self, user: &Account, id: &str) -> Result<Transfer> {
         let t = self.store.transfer(id)?;
-        self.app_for(user, &t.app_id)?;
+        self.app_for(user, &t.app_id, kiln_model::access::Need::Deploy)?;
         Ok(t)
     }
 
     pub async fn reset_database(&self, user: &Account, addon: &Addon) -> Result<()> {
-        self.app_for(user, &addon.app_id)?;
+        self.app_for(user, &addon.app_id, kiln_model::access::Need::Deploy)?;
         Self::require_postgres(addon)?;
         self.addons.postgres.reset(&addon.id).await?;
         self.api_log(
@@ -298,7 +298,7 @@ impl Platform {
         pid: u32,
         force: bool,
     ) -> Result<bool> {
-        self.app_for(user, &addon.app_id)?;
+        self.app_for(user, &addon.app_id, kiln_model::access::Need::Deploy)?;
         Self::require_postgres(addon)?;
         Ok(self.addons.postgres.kill(&addon.id, pid, force).await?)
     }
@@ -319,7 +319,7 @@ impl Platform {
         addon: &Addon,
         policy: &str,
     ) -> Result<()> {
-        self.app_for(user, &addon.app_id)?;
+        self.app_for(user, &addon.app_id, kiln_model::access::Need::Deploy)?;
         Self::require_service(addon, "heroku-redis")?;
         kiln_addons::redis::set_policy(&self.addons.redis, &addon.id, policy).await?;
         self.api_log(
@@ -361,7 +361,7 @@ impl Platform {
         user: &Account,
         addon: &Addon,
     ) -> Result<Vec<kiln_store::Release>> {
-        self.app_for(user, &addon.app_id)?;
+        self.app_for(user, &addon.app_id, kiln_model::access::Need::Deploy)?;
         let made = match addon.service.as_str() {
             "heroku-postgresql" => self.addons.postgres.rotate_password(&addon.id).await?,
             "heroku-redis" => self.addons.redis.rotate_password(&addon.id).await?,
@@ -383,18 +383,18 @@ impl Platform {
         name: &str,
         hour: u8,
     ) -> Result<BackupSchedule> {
-        self.app_for(user, &addon.app_id)?;
+        self.app_for(user, &addon.app_id, kiln_model::access::Need::Deploy)?;
         Self::require_postgres(addon)?;
         Ok(self.store.set_backup_schedule(addon, name, hour)?)
     }
 
     pub fn backup_schedules(&self, user: &Account, app: &App) -> Result<Vec<BackupSchedule>> {
-        self.app_for(user, &app.id)?;
+        self.app_for(user, &app.id, kiln_model::access::Need::View)?;
         Ok(self.store.backup_schedules(Some(&app.id))?)
     }
 
     pub fn remove_backup_schedule(&self, user: &Account, addon: &Addon) -> Result<()> {
-        self.app_for(user, &addon.app_id)?;
+        self.app_for(user, &addon.app_id, kiln_model::access::Need::Deploy)?;
         Ok(self.store.delete_backup_schedule(&addon.id)?)
     }
 

@@ -78,16 +78,31 @@ impl PushHandler for GitBridge {
 impl GitAuth for GitBridge {
     fn authenticate(&self, api_key: &str) -> Option<(String, String)> {
         self.0
-            .store
-            .account_by_api_key(api_key)
+            .authenticate(api_key)
             .ok()
             .flatten()
-            .map(|a| (a.id, a.email))
+            .map(|c| (c.account.id, c.account.email))
     }
 
-    fn app(&self, name: &str, user_id: &str) -> Option<(String, String)> {
-        let app = self.0.store.app(name).ok()?;
-        (app.owner_id == user_id && app.name == name).then(|| (app.id, app.name))
+    fn app(&self, name: &str, user_id: &str) -> Result<(String, String), kiln_git::GitRefusal> {
+        use kiln_git::GitRefusal;
+        // Repositories are named by app name only (not id).
+        if kiln_model::AppName::parse(name).is_err() {
+            return Err(GitRefusal::NoSuchApp);
+        }
+        let user = self
+            .0
+            .store
+            .account(user_id)
+            .map_err(|_| GitRefusal::NoSuchApp)?;
+        match self
+            .0
+            .app_for(&user, name, kiln_model::access::Need::Deploy)
+        {
+            Ok(app) => Ok((app.id, app.name)),
+            Err(crate::PlatformError::Forbidden(why)) => Err(GitRefusal::Forbidden(why)),
+            Err(_) => Err(GitRefusal::NoSuchApp),
+        }
     }
 }
 

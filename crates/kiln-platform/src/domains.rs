@@ -88,13 +88,13 @@ pub fn validate_hostname(
 impl Platform {
     /// The app's custom domains, oldest first.
     pub fn domains(&self, user: &Account, app: &App) -> Result<Vec<Domain>> {
-        self.app_for(user, &app.id)?;
+        self.app_for(user, &app.id, kiln_model::access::Need::View)?;
         Ok(self.store.domains(&app.id)?)
     }
 
     /// One of the app's custom domains, by id or hostname.
     pub fn domain(&self, user: &Account, app: &App, id_or_hostname: &str) -> Result<Domain> {
-        self.app_for(user, &app.id)?;
+        self.app_for(user, &app.id, kiln_model::access::Need::View)?;
         self.store
             .domain(&app.id, id_or_hostname)
             .map_err(|e| match e {

@@ -9,8 +9,10 @@
 //!   calls, and a server restart, all end in the same place;
 //! - every user-visible event is logged as `app[api]` in Heroku's wording.
 
+mod accounts;
 mod acm;
 mod addons;
+mod authz;
 mod backups;
 mod deploy;
 mod domains;
@@ -18,17 +20,21 @@ mod queries;
 mod release;
 mod sni;
 mod streams;
+mod tenancy;
 
+pub use accounts::{Caller, HEROKU_RATE_LIMIT_PER_HOUR, RateCheck, SignupMode};
 pub use acm::{NOT_CONFIGURED as ACM_NOT_CONFIGURED, RouterChallenges};
 pub use addons::CreateAddon;
 pub use deploy::DeployError;
 pub use deploy::GitBridge;
 pub use domains::validate_hostname;
 pub use kiln_addons::Addons;
+pub use kiln_model::access::{Need, Permission, Permissions, Relation, TeamRole};
 pub use queries::{AppView, LogSessionStream};
 pub use release::GoLiveError;
 pub use sni::{SniEndpointView, check_certificate};
 pub use streams::BuildStream;
+pub use tenancy::{AccessEntry, TransferOutcome};
 
 /// A release phase's output (see [`Platform::release_output`]).
 pub enum ReleaseOutput {
@@ -84,6 +90,12 @@ pub enum PlatformError {
     Invalid(#[from] Invalid),
     #[error("{0}")]
     Forbidden(String),
+    /// Credentials were missing or wrong.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Too many attempts (failed logins) or requests; try again later.
+    #[error("{0}")]
+    TooManyRequests(String),
     /// A part of the platform the request needs is not running (the server is stopping).
     #[error("{0}")]
     Unavailable(String),
@@ -142,6 +154,10 @@ pub struct Settings {
     pub max_source_bytes: u64,
     /// How often scheduled backups and expired final backups are looked for.
     pub backup_tick: std::time::Duration,
+    /// Who may make an account without an administrator.
+    pub signup: SignupMode,
+    /// API requests per hour per user (Heroku: 4,500).
+    pub api_rate_limit: u32,
 }
 
 pub struct Platform {
@@ -175,6 +191,11 @@ pub struct Platform {
     build_streams: Mutex<HashMap<String, Arc<BuildStream>>>,
     /// Release phases running now, by release id: their output as it comes.
     release_streams: Mutex<HashMap<String, Arc<BuildStream>>>,
+    login_throttle: accounts::LoginThrottle,
+    rate_limiter: accounts::RateLimiter,
+    /// Bumped whenever a credential or a grant is taken away, so that open sessions look
+    /// again at whether they may go on.
+    revocations: tokio::sync::watch::Sender<u64>,
 }
 
 impl Platform {
@@ -196,7 +217,6 @@ impl Platform {
             builder,
             slugs,
             routes,
-            settings,
             addons,
             git: OnceLock::new(),
             certificates: OnceLock::new(),
@@ -208,6 +228,10 @@ impl Platform {
             deploying: Mutex::default(),
             build_streams: Mutex::new(HashMap::new()),
             release_streams: Mutex::new(HashMap::new()),
+            login_throttle: accounts::LoginThrottle::default(),
+            rate_limiter: accounts::RateLimiter::new(settings.api_rate_limit),
+            revocations: tokio::sync::watch::Sender::new(0),
+            settings,
         })
     }
 
@@ -264,40 +288,35 @@ impl Platform {
         )
     }
 
-    /// Looks an app up and checks the user may act on it.
-    pub fn app_for(&self, user: &Account, id_or_name: &str) -> Result<App> {
-        let app = self.store.app(id_or_name).map_err(|e| match e {
-            StoreError::NotFound { .. } => PlatformError::NotFound {
-                resource: "app",
-                message: "Couldn't find that app.".into(),
-            },
-            other => other.into(),
-        })?;
-        if app.owner_id != user.id {
-            // Apps of others are reported missing, not forbidden: their names are private.
-            return Err(PlatformError::NotFound {
-                resource: "app",
-                message: "Couldn't find that app.".into(),
-            });
-        }
-        Ok(app)
-    }
-
     // ---- apps ----
 
-    pub async fn create_app(&self, user: &Account, name: Option<&str>) -> Result<App> {
+    /// Creates an app owned by the user, or by a team they may create apps in. A team app's
+    /// creator holds every permission on it.
+    pub async fn create_app(
+        &self,
+        user: &Account,
+        name: Option<&str>,
+        team: Option<&str>,
+    ) -> Result<App> {
+        let team = match team {
+            Some(t) => Some(self.team_for_new_app(user, t)?),
+            None => None,
+        };
+        let team_id = team.as_ref().map(|t| t.id.as_str());
         let (app, _) = match name {
             Some(n) => {
                 AppName::parse(n)?;
-                self.store.create_app(n, &user.id, &self.settings.stack)?
+                self.store
+                    .create_app_in(n, &user.id, team_id, &self.settings.stack)?
             }
             None => {
                 let mut last = None;
                 let mut made = None;
                 for _ in 0..10 {
-                    match self.store.create_app(
+                    match self.store.create_app_in(
                         AppName::generate().as_str(),
                         &user.id,
+                        team_id,
                         &self.settings.stack,
                     ) {
                         Ok(r) => {
@@ -311,6 +330,18 @@ impl Platform {
                 made.ok_or_else(|| PlatformError::Conflict(last.unwrap_or_default()))?
             }
         };
+        if team_id.is_some() {
+            let member_role = team
+                .as_ref()
+                .map(|t| self.store.team_member(&t.id, &user.id))
+                .transpose()?
+                .flatten()
+                .map(|m| m.role);
+            if member_role != Some(TeamRole::Admin) {
+                self.store
+                    .set_collaborator(&app.id, &user.id, Permissions::ALL, false)?;
+            }
+        }
         self.api_log(&app.id, format!("Initial release by user {}", user.email));
         self.api_log(
             &app.id,
@@ -324,7 +355,7 @@ impl Platform {
     /// Destroys an app: dynos first (so nothing runs a deleted release), then its repo, build
     /// cache, routes, logs and rows.
     pub async fn destroy_app(&self, user: &Account, app: &App) -> Result<()> {
-        self.app_for(user, &app.id)?;
+        self.app_for(user, &app.id, kiln_model::access::Need::Owner)?;
         // Its add-ons first: a failure here leaves the app whole, to try again.
         self.destroy_app_addons(user, app).await?;
         let lock = self.app_lock(&app.id);
@@ -354,6 +385,7 @@ impl Platform {
     }
 
     pub async fn set_maintenance(&self, app: &App, on: bool, user: &Account) -> Result<App> {
+        self.app_for(user, &app.id, kiln_model::access::Need::Operate)?;
         let app = self.store.set_maintenance(&app.id, on)?;
         self.publish_app(&app);
         self.api_log(
@@ -372,6 +404,7 @@ impl Platform {
     /// remotes and the web URL name it, so they change (Heroku's CLI updates the `heroku`
     /// remote itself).
     pub async fn rename_app(&self, app: &App, new_name: &str, user: &Account) -> Result<App> {
+        self.app_for(user, &app.id, kiln_model::access::Need::Owner)?;
         let renamed = self.store.rename_app(&app.id, new_name)?;
         if renamed.name != app.name {
             // Custom domains do not name the app; only `<app>.<domain>` moves.
@@ -423,6 +456,7 @@ impl Platform {
         patch: &BTreeMap<String, Option<String>>,
         user: &Account,
     ) -> Result<(kiln_model::ConfigVars, Option<Release>)> {
+        self.app_for(user, &app.id, kiln_model::access::Need::Deploy)?;
         let (config, release) = self.store.update_config(&app.id, patch, &user.id)?;
         if let Some(r) = &release {
             self.api_log(&app.id, format!("{} by user {}", r.description, user.email));
@@ -439,6 +473,7 @@ impl Platform {
     /// add-ons attached now, which keep their current values: rolling back never rolls back
     /// an add-on's credentials to ones it no longer accepts.
     pub async fn rollback(&self, app: &App, target: &Release, user: &Account) -> Result<Release> {
+        self.app_for(user, &app.id, kiln_model::access::Need::Deploy)?;
         let mut config = target.config.clone();
         for att in self.store.app_attachments(&app.id)? {
             let addon = self.store.addon(&att.addon_id)?;
@@ -480,7 +515,7 @@ impl Platform {
 
     /// The app's formation, limited to the process types of its current release, with commands.
     pub fn formation(&self, user: &Account, app: &App) -> Result<Vec<(FormationEntry, String)>> {
-        self.app_for(user, &app.id)?;
+        self.app_for(user, &app.id, kiln_model::access::Need::View)?;
         let types = self.current_process_types(&app.id)?;
         Ok(self
             .store
@@ -507,6 +542,7 @@ impl Platform {
         updates: &[(String, Option<QuantityChange>, Option<String>)],
         user: &Account,
     ) -> Result<Vec<(FormationEntry, String)>> {
+        self.app_for(user, &app.id, kiln_model::access::Need::Operate)?;
         let current = self.formation(user, app)?;
         let mut resolved = Vec::new();
         for (ptype, change, size) in updates {
@@ -548,11 +584,12 @@ impl Platform {
     }
 
     pub async fn dynos(&self, user: &Account, app: &App) -> Result<Vec<DynoInfo>> {
-        self.app_for(user, &app.id)?;
+        self.app_for(user, &app.id, kiln_model::access::Need::View)?;
         Ok(self.dynos.dynos(&app.id).await)
     }
 
     pub async fn restart(&self, app: &App, target: RestartTarget, user: &Account) -> Result<usize> {
+        self.app_for(user, &app.id, kiln_model::access::Need::Operate)?;
         let what = match &target {
             RestartTarget::All => "all dynos".to_string(),
             RestartTarget::Type(t) => format!("{t} dynos"),
@@ -570,6 +607,7 @@ impl Platform {
         user: &Account,
         options: RunOptions<'_>,
     ) -> Result<kiln_dyno::OneOff> {
+        self.app_for(user, &app.id, kiln_model::access::Need::Deploy)?;
         let RunOptions {
             command,
             env,
@@ -619,6 +657,7 @@ impl Platform {
 
     /// `ps:stop`: the dynos get SIGTERM; formation dynos are then started again.
     pub async fn stop(&self, app: &App, target: RestartTarget, user: &Account) -> Result<usize> {
+        self.app_for(user, &app.id, kiln_model::access::Need::Operate)?;
         let what = match &target {
             RestartTarget::All => "all dynos".to_string(),
             RestartTarget::Type(t) => format!("{t} dynos"),
@@ -637,7 +676,7 @@ impl Platform {
         app: &App,
         urls: &[String],
     ) -> Result<Vec<String>> {
-        self.app_for(user, &app.id)?;
+        self.app_for(user, &app.id, kiln_model::access::Need::Deploy)?;
         for u in urls {
             kiln_model::buildpack::BuildpackRef::parse(u)?;
         }

@@ -20,14 +20,12 @@ pub struct AppView {
 pub struct LogSessionStream {
     pub history: Vec<Arc<LogLine>>,
     pub tail: Option<kiln_logplex::Tail>,
+    /// Resolves when the session's opener loses the right to read these logs (key revoked,
+    /// password changed, access removed): the stream ends then.
+    pub ended: futures_util::future::BoxFuture<'static, ()>,
 }
 
 impl Platform {
-    /// The account an API key belongs to, if any.
-    pub fn authenticate(&self, api_key: &str) -> Result<Option<Account>> {
-        Ok(self.store.account_by_api_key(api_key)?)
-    }
-
     /// The user's apps, by name, in a fixed number of queries.
     pub fn apps(&self, user: &Account) -> Result<Vec<AppView>> {
         Ok(self
@@ -40,7 +38,7 @@ impl Platform {
 
     /// One of the user's apps as `apps:info` shows it.
     pub fn app_view(&self, user: &Account, app: &App) -> Result<AppView> {
-        self.app_for(user, &app.id)?;
+        self.app_for(user, &app.id, kiln_model::access::Need::View)?;
         let slug = match self.store.current_release(&app.id)? {
             Some(Release {
                 slug_id: Some(s), ..
@@ -55,30 +53,30 @@ impl Platform {
 
     /// The release that runs (the latest that succeeded).
     pub fn current_release(&self, user: &Account, app: &App) -> Result<Option<Release>> {
-        self.app_for(user, &app.id)?;
+        self.app_for(user, &app.id, kiln_model::access::Need::View)?;
         Ok(self.store.current_release(&app.id)?)
     }
 
     /// A slice of the release ledger.
     pub fn releases(&self, user: &Account, app: &App, range: ReleaseRange) -> Result<Vec<Release>> {
-        self.app_for(user, &app.id)?;
+        self.app_for(user, &app.id, kiln_model::access::Need::View)?;
         Ok(self.store.releases(&app.id, range)?)
     }
 
     /// A release by id or version.
     pub fn release(&self, user: &Account, app: &App, id_or_version: &str) -> Result<Release> {
-        self.app_for(user, &app.id)?;
+        self.app_for(user, &app.id, kiln_model::access::Need::View)?;
         Ok(self.store.release(&app.id, id_or_version)?)
     }
 
     /// The app's builds, newest first.
     pub fn builds(&self, user: &Account, app: &App) -> Result<Vec<Build>> {
-        self.app_for(user, &app.id)?;
+        self.app_for(user, &app.id, kiln_model::access::Need::View)?;
         Ok(self.store.builds(&app.id)?)
     }
 
     pub fn build(&self, user: &Account, app: &App, build_id: &str) -> Result<Build> {
-        self.app_for(user, &app.id)?;
+        self.app_for(user, &app.id, kiln_model::access::Need::View)?;
         Ok(self.store.build(&app.id, build_id)?)
     }
 
@@ -92,7 +90,9 @@ impl Platform {
             kiln_store::StoreError::NotFound { .. } => missing(),
             e => e.into(),
         })?;
-        let app = self.app_for(user, &build.app_id).map_err(|_| missing())?;
+        let app = self
+            .app_for(user, &build.app_id, kiln_model::access::Need::View)
+            .map_err(|_| missing())?;
         Ok((app, build))
     }
 
@@ -112,7 +112,7 @@ impl Platform {
     }
 
     pub fn buildpacks(&self, user: &Account, app: &App) -> Result<Vec<String>> {
-        self.app_for(user, &app.id)?;
+        self.app_for(user, &app.id, kiln_model::access::Need::View)?;
         Ok(self.store.buildpacks(&app.id)?)
     }
 
@@ -129,14 +129,17 @@ impl Platform {
     /// Opens a log session for the app; returns its secret id.
     pub fn create_log_session(
         &self,
-        user: &Account,
+        caller: &crate::Caller,
         app: &App,
         filter: LogFilter,
         lines: usize,
         tail: bool,
     ) -> Result<String> {
-        self.app_for(user, &app.id)?;
-        Ok(self.logs.create_session(&app.id, filter, lines, tail)?)
+        self.app_for(&caller.account, &app.id, kiln_model::access::Need::View)?;
+        let opener: Arc<dyn std::any::Any + Send + Sync> = Arc::new(caller.clone());
+        Ok(self
+            .logs
+            .create_session(&app.id, filter, lines, tail, Some(opener))?)
     }
 
     /// The session behind a secret id (the id is the credential, as Heroku's `logplex_url`):
@@ -144,13 +147,44 @@ impl Platform {
     /// so that no line falls between the two.
     pub fn open_log_session(&self, id: &str) -> Option<LogSessionStream> {
         let session = self.logs.session(id)?;
+        // The opener must still be allowed to read the app's logs, now and for as long as
+        // the stream lasts.
+        let caller = session
+            .opener
+            .as_ref()?
+            .clone()
+            .downcast::<crate::Caller>()
+            .ok()?;
+        let still = self
+            .authenticate(&caller.key_for_recheck())
+            .ok()
+            .flatten()
+            .is_some_and(|c| {
+                c.account.id == caller.account.id
+                    && self
+                        .app_for(&c.account, &session.app_id, kiln_model::access::Need::View)
+                        .is_ok()
+            });
+        if !still {
+            return None;
+        }
+        let me = self.myself()?;
+        let app_id = session.app_id.clone();
+        let ended = Box::pin(async move {
+            me.access_ended(&caller, Some(&app_id), kiln_model::access::Need::View)
+                .await
+        });
         let tail = session
             .tail
             .then(|| self.logs.tail(&session.app_id, session.filter.clone()));
         let history = self
             .logs
             .history(&session.app_id, session.lines, &session.filter);
-        Some(LogSessionStream { history, tail })
+        Some(LogSessionStream {
+            history,
+            tail,
+            ended,
+        })
     }
 
     /// Writes a line to an app's log stream (a door reporting what it saw, such as a `kiln

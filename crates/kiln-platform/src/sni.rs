@@ -161,7 +161,7 @@ impl Platform {
     }
 
     pub fn sni_endpoints(&self, user: &Account, app: &App) -> Result<Vec<SniEndpointView>> {
-        self.app_for(user, &app.id)?;
+        self.app_for(user, &app.id, kiln_model::access::Need::View)?;
         self.store
             .sni_endpoints(&app.id)?
             .into_iter()
@@ -175,7 +175,7 @@ impl Platform {
         app: &App,
         id_or_name: &str,
     ) -> Result<SniEndpointView> {
-        self.app_for(user, &app.id)?;
+        self.app_for(user, &app.id, kiln_model::access::Need::View)?;
         Self::view(
             self.store
                 .sni_endpoint(&app.id, id_or_name)
@@ -191,7 +191,7 @@ impl Platform {
         certificate_chain: &str,
         private_key: &str,
     ) -> Result<SniEndpointView> {
-        self.app_for(user, &app.id)?;
+        self.app_for(user, &app.id, kiln_model::access::Need::Manage)?;
         let cert = check_certificate(certificate_chain, private_key)?;
         let mut last = None;
         for _ in 0..10 {
@@ -224,7 +224,7 @@ impl Platform {
         certificate_chain: &str,
         private_key: &str,
     ) -> Result<SniEndpointView> {
-        self.app_for(user, &app.id)?;
+        self.app_for(user, &app.id, kiln_model::access::Need::Manage)?;
         let cert = check_certificate(certificate_chain, private_key)?;
         self.refuse_acm_managed(app, id_or_name)?;
         let endpoint = self
@@ -244,7 +244,7 @@ impl Platform {
         app: &App,
         id_or_name: &str,
     ) -> Result<SniEndpointView> {
-        self.app_for(user, &app.id)?;
+        self.app_for(user, &app.id, kiln_model::access::Need::Manage)?;
         self.refuse_acm_managed(app, id_or_name)?;
         let endpoint = self
             .store

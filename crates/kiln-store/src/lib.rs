@@ -39,8 +39,12 @@ impl From<rusqlite::Error> for StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+use kiln_model::Timestamp;
+use kiln_model::access::{Permissions, TeamRole};
 pub use kiln_model::records::{
-    Account, App, Build, BuildStatus, FormationEntry, NewRelease, Release, ReleaseRange, Slug,
+    AccessFacts, Account, App, AppTransfer, AuditEntry, Authorization, Build, BuildStatus,
+    Collaborator, FormationEntry, Invitation, NewRelease, Release, ReleaseRange, Slug, Team,
+    TeamMember, TransferState,
 };
 
 pub trait Store: Send + Sync {
@@ -50,19 +54,132 @@ pub trait Store: Send + Sync {
     fn ensure_account(&self, email: &str, name: &str) -> Result<Account>;
     /// Registers an API key for an account. Only a SHA-256 of the key is stored.
     fn add_api_key(&self, account_id: &str, key: &str, description: &str) -> Result<()>;
-    /// The account an API key belongs to, if any.
-    fn account_by_api_key(&self, key: &str) -> Result<Option<Account>>;
+    /// The account and authorization an API key belongs to, if any (expired ones too).
+    fn account_by_api_key(&self, key: &str) -> Result<Option<(Account, Authorization)>>;
     fn account(&self, id: &str) -> Result<Account>;
+    /// By email (case-insensitively) or id.
+    fn find_account(&self, email_or_id: &str) -> Result<Option<Account>>;
+    fn accounts(&self) -> Result<Vec<Account>>;
+    /// A new account; `Conflict` if the email is taken. The hash is the platform's (argon2).
+    fn create_account(
+        &self,
+        email: &str,
+        name: &str,
+        password_hash: Option<&str>,
+        admin: bool,
+    ) -> Result<Account>;
+    fn set_admin(&self, account_id: &str, admin: bool) -> Result<Account>;
+    fn password_hash(&self, account_id: &str) -> Result<Option<String>>;
+    /// Sets the password hash and deletes every authorization of the account.
+    fn set_password(&self, account_id: &str, hash: &str) -> Result<()>;
+
+    // --- authorizations (API keys) ---
+
+    fn create_authorization(
+        &self,
+        account_id: &str,
+        token: &str,
+        description: &str,
+        scope: &[String],
+        expires_at: Option<Timestamp>,
+    ) -> Result<Authorization>;
+    fn authorizations(&self, account_id: &str) -> Result<Vec<Authorization>>;
+    /// One of the account's authorizations (another account's is `NotFound`).
+    fn authorization(&self, account_id: &str, id: &str) -> Result<Authorization>;
+    fn update_authorization(
+        &self,
+        account_id: &str,
+        id: &str,
+        description: &str,
+    ) -> Result<Authorization>;
+    fn delete_authorization(&self, account_id: &str, id: &str) -> Result<Authorization>;
+    fn regenerate_authorization(
+        &self,
+        account_id: &str,
+        id: &str,
+        token: &str,
+    ) -> Result<Authorization>;
+
+    // --- invitations ---
+
+    fn create_invitation(
+        &self,
+        email: &str,
+        token: &str,
+        invited_by: &str,
+        expires_at: Timestamp,
+    ) -> Result<Invitation>;
+    fn invitation_by_token(&self, token: &str) -> Result<Option<Invitation>>;
+    /// Makes the invitation's account (with the invitation's email), once.
+    fn accept_invitation(&self, id: &str, name: &str, password_hash: &str) -> Result<Account>;
+
+    // --- access: teams, collaborators, transfers, audit ---
+
+    /// What the authorization module needs about a user and an app (empty for a missing app).
+    fn access_facts(&self, app: &str, account_id: &str) -> Result<AccessFacts>;
+    fn create_team(&self, name: &str, creator_id: &str) -> Result<Team>;
+    fn team(&self, id_or_name: &str) -> Result<Team>;
+    fn teams_of(&self, account_id: &str) -> Result<Vec<(Team, TeamRole)>>;
+    fn team_members(&self, team_id: &str) -> Result<Vec<TeamMember>>;
+    fn team_member(&self, team_id: &str, account_id: &str) -> Result<Option<TeamMember>>;
+    fn set_team_member(
+        &self,
+        team_id: &str,
+        account_id: &str,
+        role: TeamRole,
+    ) -> Result<TeamMember>;
+    fn remove_team_member(&self, team_id: &str, account_id: &str) -> Result<TeamMember>;
+    fn team_apps(&self, team_id: &str) -> Result<Vec<(App, Option<Slug>)>>;
+    fn collaborators(&self, app: &str) -> Result<Vec<Collaborator>>;
+    fn set_collaborator(
+        &self,
+        app: &str,
+        account_id: &str,
+        permissions: Permissions,
+        update: bool,
+    ) -> Result<Collaborator>;
+    fn remove_collaborator(&self, app: &str, account_id: &str) -> Result<Collaborator>;
+    /// Gives the app to a person (`team_id` None) or a team, at once.
+    fn move_app(&self, app: &str, owner_id: &str, team_id: Option<&str>) -> Result<App>;
+    fn create_app_transfer(
+        &self,
+        app: &str,
+        owner_id: &str,
+        recipient_id: &str,
+    ) -> Result<AppTransfer>;
+    /// By id, or the pending transfer of an app named so.
+    fn app_transfer(&self, id_or_app: &str) -> Result<AppTransfer>;
+    fn app_transfers_of(&self, account_id: &str) -> Result<Vec<AppTransfer>>;
+    fn settle_app_transfer(&self, id: &str, state: TransferState) -> Result<AppTransfer>;
+    fn audit(
+        &self,
+        app_id: &str,
+        account_id: Option<&str>,
+        email: &str,
+        action: &str,
+    ) -> Result<()>;
+    /// The app's latest `limit` audit entries, oldest first.
+    fn audit_log(&self, app: &str, limit: u32) -> Result<Vec<AuditEntry>>;
 
     // --- apps ---
 
     /// Creates an app with the initial config and appends release v1 ("Initial release").
     /// Fails with `Conflict` if the name is taken.
-    fn create_app(&self, name: &str, owner_id: &str, stack: &str) -> Result<(App, Release)>;
+    fn create_app(&self, name: &str, owner_id: &str, stack: &str) -> Result<(App, Release)> {
+        self.create_app_in(name, owner_id, None, stack)
+    }
+    /// As [`Store::create_app`], owned by a team when `team_id` is given.
+    fn create_app_in(
+        &self,
+        name: &str,
+        owner_id: &str,
+        team_id: Option<&str>,
+        stack: &str,
+    ) -> Result<(App, Release)>;
     /// Looks an app up by id or name.
     fn app(&self, id_or_name: &str) -> Result<App>;
     fn apps(&self) -> Result<Vec<App>>;
-    /// The apps `owner_id` owns, by name, each with the slug of its current release: what a
+    /// The apps `owner_id` may see (owns, collaborates on, or its teams own), by name, each with the slug of its current release: what a
     /// listing shows, read in a fixed number of queries however many apps there are.
     fn apps_of(&self, owner_id: &str) -> Result<Vec<(App, Option<Slug>)>>;
     fn set_maintenance(&self, app_id: &str, on: bool) -> Result<App>;

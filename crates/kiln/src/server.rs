@@ -43,6 +43,14 @@ struct Args {
     /// names under --domain, or loopback addresses. Comma-separated.
     #[arg(long, env = "KILN_API_TLS_NAME", value_delimiter = ',')]
     api_tls_name: Vec<String>,
+    /// Who may make an account without an administrator: `open` (anyone who reaches the
+    /// API), `invite` (only with an invitation, for the invited address) or `closed`.
+    #[arg(long, env = "KILN_SIGNUP", default_value = "invite", value_parser = ["open", "invite", "closed"])]
+    signup: String,
+    /// API requests per hour per user; beyond it the API answers 429 until the budget
+    /// refills (Heroku: 4500).
+    #[arg(long, env = "KILN_API_RATE_LIMIT", default_value_t = kiln_platform::HEROKU_RATE_LIMIT_PER_HOUR, value_parser = clap::value_parser!(u32).range(1..))]
+    api_rate_limit: u32,
     /// Address of the router that serves apps' HTTP traffic.
     #[arg(long, env = "KILN_ROUTER_LISTEN", default_value = "0.0.0.0:8080")]
     router_listen: SocketAddr,
@@ -333,6 +341,11 @@ fn ensure_admin(store: &dyn Store, data_dir: &Path) -> Result<PathBuf> {
     store
         .add_api_key(&account.id, &key, "admin key (admin-api-key)")
         .context("registering the admin API key")?;
+    if !account.admin {
+        store
+            .set_admin(&account.id, true)
+            .context("making the admin account an administrator")?;
+    }
     Ok(path)
 }
 
@@ -451,6 +464,9 @@ async fn run(args: Args) -> Result<()> {
         data_dir: data_dir.clone(),
         max_source_bytes: args.max_source_mb.saturating_mul(1024 * 1024),
         backup_tick: Duration::from_secs(args.addons_check_interval),
+        signup: kiln_platform::SignupMode::parse(&args.signup)
+            .context("--signup must be open, invite or closed")?,
+        api_rate_limit: args.api_rate_limit,
     };
     let addons = kiln_platform::Addons::builtin(kiln_addons::AddonsConfig {
         dir: data_dir.join("addons"),

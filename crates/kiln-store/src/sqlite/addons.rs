@@ -127,7 +127,10 @@ pub(super) fn of_app(conn: &Connection, app: &str) -> Result<Vec<Addon>> {
 pub(super) fn of_owner(conn: &Connection, account_id: &str) -> Result<Vec<Addon>> {
     all_rows(
         conn,
-        &format!("{SELECT} WHERE p.owner_id = ?1 ORDER BY a.created_at, a.name"),
+        &format!(
+            "{SELECT} WHERE p.id IN ({}) ORDER BY a.created_at, a.name",
+            super::tenancy::VISIBLE_APPS
+        ),
         [account_id],
         from_row,
         "listing an account's add-ons",
@@ -166,7 +169,8 @@ pub(super) fn attachments_of_owner(
     all_rows(
         conn,
         &format!(
-            "{SELECT_ATTACHMENT} WHERE p.owner_id = ?1 OR o.owner_id = ?1 ORDER BY t.created_at, t.name"
+            "{SELECT_ATTACHMENT} WHERE p.id IN ({v}) OR o.id IN ({v}) ORDER BY t.created_at, t.name",
+            v = super::tenancy::VISIBLE_APPS
         ),
         [account_id],
         attachment_from_row,

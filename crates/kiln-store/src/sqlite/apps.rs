@@ -6,6 +6,7 @@ use super::common::{
 use super::{releases, slugs};
 use crate::{App, Release, Result, Slug, StoreError};
 use kiln_model::config::ConfigVars;
+use kiln_model::records::TeamRef;
 use kiln_model::records::{validate_buildpacks, validate_stack};
 use kiln_model::release::initial_release;
 use kiln_model::{AppName, Invalid, Timestamp};
@@ -13,7 +14,8 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use std::collections::BTreeMap;
 
 const SELECT: &str = "SELECT a.id, a.name, a.owner_id, o.email, a.uid, a.stack, a.maintenance, a.config, \
-     a.created_at, a.updated_at, a.released_at, a.acm FROM apps a JOIN accounts o ON o.id = a.owner_id";
+     a.created_at, a.updated_at, a.released_at, a.acm, t.id, t.name \
+     FROM apps a JOIN accounts o ON o.id = a.owner_id LEFT JOIN teams t ON t.id = a.team_id";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<App> {
     Ok(App {
@@ -29,6 +31,13 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<App> {
         updated_at: ts(row, 9)?,
         released_at: row.get::<_, Option<i64>>(10)?.map(Timestamp),
         acm: row.get(11)?,
+        team: match (
+            row.get::<_, Option<String>>(12)?,
+            row.get::<_, Option<String>>(13)?,
+        ) {
+            (Some(id), Some(name)) => Some(TeamRef { id, name }),
+            _ => None,
+        },
     })
 }
 
@@ -46,11 +55,15 @@ pub(super) fn create(
     conn: &Connection,
     name: &str,
     owner_id: &str,
+    team_id: Option<&str>,
     stack: &str,
 ) -> Result<(App, Release)> {
     let name = AppName::parse(name)?;
     validate_stack(stack)?;
     require_account(conn, owner_id)?;
+    if let Some(t) = team_id {
+        super::tenancy::team(conn, t)?;
+    }
     let taken = conn
         .query_row(
             "SELECT 1 FROM apps WHERE name = ?1",
@@ -87,9 +100,9 @@ pub(super) fn create(
     let now = Timestamp::now();
     let id = new_id();
     conn.execute(
-        "INSERT INTO apps (id, name, owner_id, uid, stack, maintenance, config, created_at, updated_at, released_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, 0, '{}', ?6, ?6, NULL)",
-        params![id, name.as_str(), owner_id, uid, stack, now.0],
+        "INSERT INTO apps (id, name, owner_id, uid, stack, maintenance, config, created_at, updated_at, released_at, team_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, 0, '{}', ?6, ?6, NULL, ?7)",
+        params![id, name.as_str(), owner_id, uid, stack, now.0, team_id],
     )
     .ctx("inserting an app")?;
     let release = releases::insert(conn, &id, initial_release(owner_id), now)?;
@@ -106,12 +119,22 @@ pub(super) fn list(conn: &Connection) -> Result<Vec<App>> {
     )
 }
 
-/// An owner's apps, each with the slug of its current release, in two queries.
-pub(super) fn list_of(conn: &Connection, owner_id: &str) -> Result<Vec<(App, Option<Slug>)>> {
+/// The apps an account may see, each with the slug of its current release, in two queries.
+pub(super) fn list_of(conn: &Connection, account_id: &str) -> Result<Vec<(App, Option<Slug>)>> {
+    list_where(conn, super::tenancy::VISIBLE_APPS, account_id)
+}
+
+/// A team's apps, as [`list_of`].
+pub(super) fn list_of_team(conn: &Connection, team_id: &str) -> Result<Vec<(App, Option<Slug>)>> {
+    list_where(conn, "SELECT id FROM apps WHERE team_id = ?1", team_id)
+}
+
+/// The apps whose ids `ids` (a query over `?1`) selects.
+fn list_where(conn: &Connection, ids: &str, param: &str) -> Result<Vec<(App, Option<Slug>)>> {
     let apps = all_rows(
         conn,
-        &format!("{SELECT} WHERE a.owner_id = ?1 ORDER BY a.name"),
-        [owner_id],
+        &format!("{SELECT} WHERE a.id IN ({ids}) ORDER BY a.name"),
+        [param],
         from_row,
         "listing apps",
     )?;
@@ -120,11 +143,11 @@ pub(super) fn list_of(conn: &Connection, owner_id: &str) -> Result<Vec<(App, Opt
         conn,
         &format!(
             "{} WHERE id IN (SELECT r.slug_id FROM releases r JOIN apps a ON a.id = r.app_id
-                 WHERE a.owner_id = ?1 AND r.status = 'succeeded'
+                 WHERE a.id IN ({ids}) AND r.status = 'succeeded'
                    AND r.version = (SELECT MAX(version) FROM releases WHERE app_id = r.app_id AND status = 'succeeded'))",
             slugs::SELECT
         ),
-        [owner_id],
+        [param],
         slugs::from_row,
         "listing the apps' slugs",
     )?;

@@ -24,6 +24,7 @@ mod formation;
 mod releases;
 mod slugs;
 mod sni;
+mod tenancy;
 #[cfg(test)]
 mod tests;
 
@@ -170,6 +171,10 @@ const MIGRATIONS: &[&str] = &[
     backups::MIGRATION,
     // 7: the output of release phases.
     releases::OUTPUT_MIGRATION,
+    // 8: passwords, admins, API keys as authorizations, invitations.
+    accounts::MIGRATION,
+    // 9: teams, collaborators, app transfers, the audit log.
+    tenancy::MIGRATION,
 ];
 
 /// The SQLite-backed [`Store`].
@@ -293,16 +298,221 @@ impl Store for SqliteStore {
         self.write(|tx| accounts::add_api_key(tx, account_id, key, description))
     }
 
-    fn account_by_api_key(&self, key: &str) -> Result<Option<Account>> {
+    fn account_by_api_key(&self, key: &str) -> Result<Option<(Account, crate::Authorization)>> {
         self.read(|tx| accounts::by_api_key(tx, key))
+    }
+
+    fn find_account(&self, email_or_id: &str) -> Result<Option<Account>> {
+        self.read(|tx| accounts::find(tx, email_or_id))
+    }
+
+    fn accounts(&self) -> Result<Vec<Account>> {
+        self.read(|tx| accounts::list(tx))
+    }
+
+    fn create_account(
+        &self,
+        email: &str,
+        name: &str,
+        password_hash: Option<&str>,
+        admin: bool,
+    ) -> Result<Account> {
+        self.write(|tx| accounts::create(tx, email, name, password_hash, admin))
+    }
+
+    fn set_admin(&self, account_id: &str, admin: bool) -> Result<Account> {
+        self.write(|tx| accounts::set_admin(tx, account_id, admin))
+    }
+
+    fn password_hash(&self, account_id: &str) -> Result<Option<String>> {
+        self.read(|tx| accounts::password_hash(tx, account_id))
+    }
+
+    fn set_password(&self, account_id: &str, hash: &str) -> Result<()> {
+        self.write(|tx| accounts::set_password(tx, account_id, hash))
+    }
+
+    fn create_authorization(
+        &self,
+        account_id: &str,
+        token: &str,
+        description: &str,
+        scope: &[String],
+        expires_at: Option<kiln_model::Timestamp>,
+    ) -> Result<crate::Authorization> {
+        self.write(|tx| {
+            accounts::create_authorization(tx, account_id, token, description, scope, expires_at)
+        })
+    }
+
+    fn authorizations(&self, account_id: &str) -> Result<Vec<crate::Authorization>> {
+        self.read(|tx| accounts::authorizations(tx, account_id))
+    }
+
+    fn authorization(&self, account_id: &str, id: &str) -> Result<crate::Authorization> {
+        self.read(|tx| accounts::authorization(tx, account_id, id))
+    }
+
+    fn update_authorization(
+        &self,
+        account_id: &str,
+        id: &str,
+        description: &str,
+    ) -> Result<crate::Authorization> {
+        self.write(|tx| accounts::update_authorization(tx, account_id, id, description))
+    }
+
+    fn delete_authorization(&self, account_id: &str, id: &str) -> Result<crate::Authorization> {
+        self.write(|tx| accounts::delete_authorization(tx, account_id, id))
+    }
+
+    fn regenerate_authorization(
+        &self,
+        account_id: &str,
+        id: &str,
+        token: &str,
+    ) -> Result<crate::Authorization> {
+        self.write(|tx| accounts::regenerate_authorization(tx, account_id, id, token))
+    }
+
+    fn create_invitation(
+        &self,
+        email: &str,
+        token: &str,
+        invited_by: &str,
+        expires_at: kiln_model::Timestamp,
+    ) -> Result<crate::Invitation> {
+        self.write(|tx| accounts::create_invitation(tx, email, token, invited_by, expires_at))
+    }
+
+    fn invitation_by_token(&self, token: &str) -> Result<Option<crate::Invitation>> {
+        self.read(|tx| accounts::invitation_by_token(tx, token))
+    }
+
+    fn accept_invitation(&self, id: &str, name: &str, password_hash: &str) -> Result<Account> {
+        self.write(|tx| accounts::accept_invitation(tx, id, name, password_hash))
+    }
+
+    fn access_facts(&self, app: &str, account_id: &str) -> Result<crate::AccessFacts> {
+        self.read(|tx| tenancy::access_facts(tx, app, account_id))
+    }
+
+    fn create_team(&self, name: &str, creator_id: &str) -> Result<crate::Team> {
+        self.write(|tx| tenancy::create_team(tx, name, creator_id))
+    }
+
+    fn team(&self, id_or_name: &str) -> Result<crate::Team> {
+        self.read(|tx| tenancy::team(tx, id_or_name))
+    }
+
+    fn teams_of(
+        &self,
+        account_id: &str,
+    ) -> Result<Vec<(crate::Team, kiln_model::access::TeamRole)>> {
+        self.read(|tx| tenancy::teams_of(tx, account_id))
+    }
+
+    fn team_members(&self, team_id: &str) -> Result<Vec<crate::TeamMember>> {
+        self.read(|tx| tenancy::members(tx, team_id))
+    }
+
+    fn team_member(&self, team_id: &str, account_id: &str) -> Result<Option<crate::TeamMember>> {
+        self.read(|tx| tenancy::member(tx, team_id, account_id))
+    }
+
+    fn set_team_member(
+        &self,
+        team_id: &str,
+        account_id: &str,
+        role: kiln_model::access::TeamRole,
+    ) -> Result<crate::TeamMember> {
+        self.write(|tx| tenancy::set_member(tx, team_id, account_id, role))
+    }
+
+    fn remove_team_member(&self, team_id: &str, account_id: &str) -> Result<crate::TeamMember> {
+        self.write(|tx| tenancy::remove_member(tx, team_id, account_id))
+    }
+
+    fn team_apps(&self, team_id: &str) -> Result<Vec<(App, Option<Slug>)>> {
+        self.read(|tx| apps::list_of_team(tx, team_id))
+    }
+
+    fn collaborators(&self, app: &str) -> Result<Vec<crate::Collaborator>> {
+        self.read(|tx| tenancy::collaborators(tx, app))
+    }
+
+    fn set_collaborator(
+        &self,
+        app: &str,
+        account_id: &str,
+        permissions: kiln_model::access::Permissions,
+        update: bool,
+    ) -> Result<crate::Collaborator> {
+        self.write(|tx| tenancy::set_collaborator(tx, app, account_id, permissions, update))
+    }
+
+    fn remove_collaborator(&self, app: &str, account_id: &str) -> Result<crate::Collaborator> {
+        self.write(|tx| tenancy::remove_collaborator(tx, app, account_id))
+    }
+
+    fn move_app(&self, app: &str, owner_id: &str, team_id: Option<&str>) -> Result<App> {
+        self.write(|tx| {
+            tenancy::move_app(tx, app, owner_id, team_id)?;
+            apps::get(tx, app)
+        })
+    }
+
+    fn create_app_transfer(
+        &self,
+        app: &str,
+        owner_id: &str,
+        recipient_id: &str,
+    ) -> Result<crate::AppTransfer> {
+        self.write(|tx| tenancy::create_transfer(tx, app, owner_id, recipient_id))
+    }
+
+    fn app_transfer(&self, id_or_app: &str) -> Result<crate::AppTransfer> {
+        self.read(|tx| tenancy::transfer(tx, id_or_app))
+    }
+
+    fn app_transfers_of(&self, account_id: &str) -> Result<Vec<crate::AppTransfer>> {
+        self.read(|tx| tenancy::transfers_of(tx, account_id))
+    }
+
+    fn settle_app_transfer(
+        &self,
+        id: &str,
+        state: crate::TransferState,
+    ) -> Result<crate::AppTransfer> {
+        self.write(|tx| tenancy::settle_transfer(tx, id, state))
+    }
+
+    fn audit(
+        &self,
+        app_id: &str,
+        account_id: Option<&str>,
+        email: &str,
+        action: &str,
+    ) -> Result<()> {
+        self.write(|tx| tenancy::audit(tx, app_id, account_id, email, action))
+    }
+
+    fn audit_log(&self, app: &str, limit: u32) -> Result<Vec<crate::AuditEntry>> {
+        self.read(|tx| tenancy::audit_log(tx, app, limit))
     }
 
     fn account(&self, id: &str) -> Result<Account> {
         self.read(|tx| accounts::get(tx, id))
     }
 
-    fn create_app(&self, name: &str, owner_id: &str, stack: &str) -> Result<(App, Release)> {
-        self.write(|tx| apps::create(tx, name, owner_id, stack))
+    fn create_app_in(
+        &self,
+        name: &str,
+        owner_id: &str,
+        team_id: Option<&str>,
+        stack: &str,
+    ) -> Result<(App, Release)> {
+        self.write(|tx| apps::create(tx, name, owner_id, team_id, stack))
     }
 
     fn app(&self, id_or_name: &str) -> Result<App> {

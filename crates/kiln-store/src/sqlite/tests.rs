@@ -3,6 +3,7 @@
 use super::accounts::hash_api_key;
 use super::common::new_id;
 use super::*;
+use crate::{AccessFacts, TransferState};
 use kiln_model::Timestamp;
 use kiln_model::config;
 use kiln_model::records::FIRST_APP_UID;
@@ -77,7 +78,7 @@ fn dump(s: &SqliteStore) -> String {
     let mut out = String::new();
     for table in [
         "accounts",
-        "api_keys",
+        "authorizations",
         "counters",
         "apps",
         "slugs",
@@ -943,10 +944,10 @@ fn accounts_and_api_keys() {
         .unwrap();
     s.add_api_key(&owner.id, "secret-key-1", "bootstrap again")
         .unwrap();
-    assert_eq!(
-        s.account_by_api_key("secret-key-1").unwrap(),
-        Some(owner.clone())
-    );
+    let (found, auth) = s.account_by_api_key("secret-key-1").unwrap().unwrap();
+    assert_eq!(found, owner);
+    assert_eq!(auth.description, "bootstrap again");
+    assert_eq!(auth.scope, ["global"]);
     assert_eq!(s.account_by_api_key("secret-key-2").unwrap(), None);
     assert_eq!(s.account_by_api_key("").unwrap(), None);
     assert_eq!(s.account_by_api_key("' OR '1'='1").unwrap(), None);
@@ -954,7 +955,9 @@ fn accounts_and_api_keys() {
     // Only the hash is on disk.
     let stored: Vec<String> = {
         let conn = s.lock();
-        let mut stmt = conn.prepare("SELECT key_sha256 FROM api_keys").unwrap();
+        let mut stmt = conn
+            .prepare("SELECT token_sha256 FROM authorizations")
+            .unwrap();
         stmt.query_map([], |r| r.get(0))
             .unwrap()
             .collect::<rusqlite::Result<_>>()
@@ -1154,7 +1157,7 @@ fn a_file_database_survives_reopening() {
         assert_eq!(versions(&s, &app_id), vec![1, 2]);
         assert_eq!(s.formation(&app_id).unwrap()[0].quantity, 2);
         assert_eq!(
-            s.account_by_api_key("key").unwrap().map(|a| a.id),
+            s.account_by_api_key("key").unwrap().map(|(a, _)| a.id),
             Some(owner_id.clone())
         );
         assert!(matches!(s.app("gone"), Err(StoreError::NotFound { .. })));
@@ -1493,4 +1496,187 @@ fn an_apps_addons_go_with_it() {
     s.create_addon(&new, "REDIS", &a.id).unwrap();
     s.delete_app(&app.id).unwrap();
     assert!(s.all_addons().unwrap().is_empty());
+}
+
+#[test]
+fn authorizations_are_per_account_and_end_with_a_password_change() {
+    let (s, owner) = store();
+    let other = s.ensure_account("other@example.com", "Other").unwrap();
+    let a = s
+        .create_authorization(
+            &owner.id,
+            "KILN-token-one-abcdef",
+            "laptop",
+            &["global".into()],
+            None,
+        )
+        .unwrap();
+    assert_eq!(a.token_hint, "abcdef");
+    // Another account cannot read, change, regenerate or delete it: it is not there for them.
+    for r in [
+        s.authorization(&other.id, &a.id).map(|_| ()),
+        s.update_authorization(&other.id, &a.id, "mine now")
+            .map(|_| ()),
+        s.regenerate_authorization(&other.id, &a.id, "KILN-stolen")
+            .map(|_| ()),
+        s.delete_authorization(&other.id, &a.id).map(|_| ()),
+    ] {
+        assert!(matches!(r, Err(StoreError::NotFound { .. })), "{r:?}");
+    }
+    s.regenerate_authorization(&owner.id, &a.id, "KILN-token-two-123456")
+        .unwrap();
+    assert!(
+        s.account_by_api_key("KILN-token-one-abcdef")
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        s.account_by_api_key("KILN-token-two-123456")
+            .unwrap()
+            .is_some()
+    );
+    s.set_password(&owner.id, "$argon2id$fake").unwrap();
+    assert!(
+        s.account_by_api_key("KILN-token-two-123456")
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        s.password_hash(&owner.id).unwrap().as_deref(),
+        Some("$argon2id$fake")
+    );
+}
+
+#[test]
+fn invitations_make_the_invited_address_once() {
+    let (s, admin) = store();
+    let expires = Timestamp(Timestamp::now().0 + 3600);
+    let inv = s
+        .create_invitation("New@Example.com", "invite-token", &admin.id, expires)
+        .unwrap();
+    assert!(s.invitation_by_token("other-token").unwrap().is_none());
+    let found = s.invitation_by_token("invite-token").unwrap().unwrap();
+    assert_eq!(found.id, inv.id);
+    let a = s.accept_invitation(&inv.id, "New", "$argon2id$h").unwrap();
+    assert_eq!(a.email, "New@Example.com");
+    assert!(matches!(
+        s.accept_invitation(&inv.id, "Again", "$argon2id$h"),
+        Err(StoreError::Conflict(_))
+    ));
+    // An address that has an account gets no invitation.
+    assert!(matches!(
+        s.create_invitation("owner@example.com", "t2", &admin.id, expires),
+        Err(StoreError::Conflict(_))
+    ));
+}
+
+#[test]
+fn access_facts_follow_ownership_collaborators_and_teams() {
+    use kiln_model::access::{Permissions, TeamRole};
+    let (s, owner) = store();
+    let bob = s.ensure_account("bob@example.com", "Bob").unwrap();
+    let eve = s.ensure_account("eve@example.com", "Eve").unwrap();
+    let (app, _) = s.create_app("personal", &owner.id, "heroku-24").unwrap();
+    assert!(s.access_facts(&app.name, &owner.id).unwrap().owner);
+    assert_eq!(
+        s.access_facts(&app.name, &eve.id).unwrap(),
+        AccessFacts::default()
+    );
+    // A missing app gives the same facts as a stranger's view of an existing one.
+    assert_eq!(
+        s.access_facts("no-such-app", &eve.id).unwrap(),
+        AccessFacts::default()
+    );
+    s.set_collaborator(&app.id, &bob.id, Permissions::VIEW, false)
+        .unwrap();
+    assert_eq!(
+        s.access_facts(&app.id, &bob.id).unwrap().granted,
+        Some(Permissions::VIEW)
+    );
+    assert!(matches!(
+        s.set_collaborator(&app.id, &bob.id, Permissions::ALL, false),
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(s.apps_of(&bob.id).unwrap().len(), 1);
+    assert!(s.apps_of(&eve.id).unwrap().is_empty());
+
+    let team = s.create_team("acme", &owner.id).unwrap();
+    assert!(matches!(
+        s.create_team("acme", &bob.id),
+        Err(StoreError::Conflict(_))
+    ));
+    let (tapp, _) = s
+        .create_app_in("team-app", &owner.id, Some(&team.id), "heroku-24")
+        .unwrap();
+    assert_eq!(tapp.team.as_ref().map(|t| t.name.as_str()), Some("acme"));
+    let facts = s.access_facts(&tapp.id, &owner.id).unwrap();
+    assert_eq!(facts.team, Some(Some(TeamRole::Admin)));
+    assert!(!facts.owner, "a team app has no personal owner");
+    assert_eq!(s.access_facts(&tapp.id, &eve.id).unwrap().team, Some(None));
+    s.set_team_member(&team.id, &eve.id, TeamRole::Viewer)
+        .unwrap();
+    assert_eq!(s.apps_of(&eve.id).unwrap().len(), 1);
+    // The last admin cannot leave or be demoted.
+    assert!(matches!(
+        s.set_team_member(&team.id, &owner.id, TeamRole::Member),
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        s.remove_team_member(&team.id, &owner.id),
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(s.team_members(&team.id).unwrap().len(), 2);
+
+    // A transfer moves the app when accepted, once.
+    let t = s.create_app_transfer(&app.id, &owner.id, &eve.id).unwrap();
+    assert!(matches!(
+        s.create_app_transfer(&app.id, &owner.id, &bob.id),
+        Err(StoreError::Conflict(_))
+    ));
+    s.settle_app_transfer(&t.id, TransferState::Accepted)
+        .unwrap();
+    assert!(s.access_facts(&app.id, &eve.id).unwrap().owner);
+    assert!(!s.access_facts(&app.id, &owner.id).unwrap().owner);
+    assert!(matches!(
+        s.settle_app_transfer(&t.id, TransferState::Declined),
+        Err(StoreError::Conflict(_))
+    ));
+    s.audit(&app.id, Some(&owner.id), &owner.email, "Did a thing")
+        .unwrap();
+    assert_eq!(s.audit_log(&app.id, 10).unwrap()[0].action, "Did a thing");
+    // Deleting the app takes its grants, transfers and audit with it.
+    s.delete_app(&app.id).unwrap();
+    assert!(s.apps_of(&bob.id).unwrap().is_empty());
+}
+
+#[test]
+fn a_database_from_before_authorizations_keeps_its_keys() {
+    let dir = TempDir::new("kiln-store-migrate");
+    {
+        let conn = rusqlite::Connection::open(db(&dir)).unwrap();
+        for step in &MIGRATIONS[..7] {
+            conn.execute_batch(step).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 7).unwrap();
+        conn.execute(
+            "INSERT INTO accounts (id, email, name, created_at, updated_at) VALUES ('a1', 'admin@kiln.local', 'Admin', 1, 1)",
+            [],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO api_keys (key_sha256, account_id, description, created_at) VALUES (?1, 'a1', 'admin key', 1)",
+            [hash_api_key("old-admin-key")],
+        )
+        .unwrap();
+    }
+    let s = SqliteStore::open(&db(&dir)).unwrap();
+    let (account, auth) = s.account_by_api_key("old-admin-key").unwrap().unwrap();
+    assert_eq!(account.id, "a1");
+    assert!(
+        account.admin,
+        "the bootstrap admin becomes an administrator"
+    );
+    assert_eq!(auth.description, "admin key");
+    assert!(uuid::Uuid::parse_str(&auth.id).is_ok(), "{}", auth.id);
+    assert_eq!(auth.expires_at, None);
 }
