@@ -165,13 +165,13 @@ async fn add_collaborator(
     Path(app): Path<String>,
     Body(body): Body,
 ) -> ApiResult<Response> {
+    let a = st.platform.app_for(&user, &app, Need::Manage)?;
     let who = user_field(&body)?;
     let perms = permissions_field(&body)?;
     match body.get("silent") {
         None | Some(Value::Null | Value::Bool(_)) => {}
         Some(_) => return Err(ApiError::invalid("silent must be true or false")),
     }
-    let a = st.platform.app_for(&user, &app, Need::View)?;
     let e = st.platform.add_collaborator(&user, &a.id, &who, perms)?;
     Ok((
         StatusCode::CREATED,
@@ -186,9 +186,9 @@ async fn update_collaborator(
     Path((app, who)): Path<(String, String)>,
     Body(body): Body,
 ) -> ApiResult<Json<Value>> {
+    let a = st.platform.app_for(&user, &app, Need::Manage)?;
     let perms =
         permissions_field(&body)?.ok_or_else(|| ApiError::invalid("permissions are required"))?;
-    let a = st.platform.app_for(&user, &app, Need::View)?;
     let e = st.platform.update_collaborator(&user, &a.id, &who, perms)?;
     Ok(Json(collaborator_json(&e, a.team.is_some())))
 }
@@ -336,6 +336,7 @@ async fn set_member(
     Path(team): Path<String>,
     Body(body): Body,
 ) -> ApiResult<Json<Value>> {
+    st.platform.team_for(&user, &team, true)?;
     let email = body
         .get("email")
         .or_else(|| body.get("user"))
@@ -365,7 +366,7 @@ async fn team_app(
     User(user): User,
     Path(app): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let a = st.platform.team_app(&user, &app, Need::View)?;
+    let a = st.platform.app_for(&user, &app, Need::View)?;
     Ok(Json(app_json(&st, &st.platform.app_view(&user, &a)?)))
 }
 
@@ -377,8 +378,8 @@ async fn update_team_app(
     Path(app): Path<String>,
     Body(body): Body,
 ) -> ApiResult<Response> {
+    st.platform.app_for(&user, &app, Need::Owner)?;
     if body.get("locked").is_some() {
-        st.platform.app_for(&user, &app, Need::View)?;
         return Err(ApiError::invalid(
             "Kiln does not lock apps: control who may join a team app with permissions.",
         ));

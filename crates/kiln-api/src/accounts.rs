@@ -71,7 +71,8 @@ impl FromRequestParts<ApiState> for Peer {
 /// redacted form.
 fn authorization_json(a: &Authorization, user: &Account, token: Option<&str>) -> Value {
     let now = Timestamp::now().0;
-    let expires_in = a.expires_at.map(|t| (t.0 - now).max(0));
+    // Timestamps count microseconds; `expires_in` is in seconds.
+    let expires_in = a.expires_at.map(|t| (t.0 - now).max(0) / 1_000_000);
     let shown = match token {
         Some(t) => Some(t.to_string()),
         None if a.token_hint.is_empty() => None,
@@ -294,6 +295,7 @@ async fn create_user(
     User(user): User,
     Body(body): Body,
 ) -> ApiResult<Response> {
+    st.platform.require_admin(&user)?;
     let email = text(&body, "email")?;
     let password = text(&body, "password")?;
     let name = body.get("name").and_then(Value::as_str).unwrap_or("");
@@ -317,6 +319,7 @@ async fn invite_user(
     origin: crate::Origin,
     Body(body): Body,
 ) -> ApiResult<Response> {
+    st.platform.require_admin(&user)?;
     let email = text(&body, "email")?;
     let (inv, token) = st.platform.invite_user(&user, email)?;
     Ok((

@@ -251,8 +251,16 @@ async fn list_app_addons(
     Ok(Json(Value::Array(addons.iter().map(addon_json).collect())))
 }
 
-fn addon_in_app(st: &ApiState, user: &Account, app: &str, addon: &str) -> ApiResult<Addon> {
-    let app = st.platform.app_for(user, app, kiln_platform::Need::View)?;
+/// The app's add-on, once the user is known to hold `need` on the app (checked first, so
+/// the answer does not depend on which add-ons exist).
+fn addon_in_app(
+    st: &ApiState,
+    user: &Account,
+    app: &str,
+    addon: &str,
+    need: kiln_platform::Need,
+) -> ApiResult<Addon> {
+    let app = st.platform.app_for(user, app, need)?;
     st.platform
         .app_addons(user, &app)?
         .into_iter()
@@ -273,7 +281,13 @@ async fn app_addon_info(
     User(user): User,
     Path((app, addon)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    Ok(Json(addon_json(&addon_in_app(&st, &user, &app, &addon)?)))
+    Ok(Json(addon_json(&addon_in_app(
+        &st,
+        &user,
+        &app,
+        &addon,
+        kiln_platform::Need::View,
+    )?)))
 }
 
 /// A string field, absent or null as `None`; anything else is refused.
@@ -385,7 +399,7 @@ async fn update_addon(
     Path((app, addon)): Path<(String, String)>,
     Body(body): Body,
 ) -> ApiResult<Json<Value>> {
-    let addon = addon_in_app(&st, &user, &app, &addon)?;
+    let addon = addon_in_app(&st, &user, &app, &addon, kiln_platform::Need::Deploy)?;
     let plan = plan_field(&body)?;
     let (addon, _) = st.platform.change_addon_plan(&user, &addon, &plan).await?;
     Ok(Json(addon_json(&addon)))
@@ -397,7 +411,7 @@ async fn destroy_addon(
     Path((app, addon)): Path<(String, String)>,
     Body(body): Body,
 ) -> ApiResult<Json<Value>> {
-    let addon = addon_in_app(&st, &user, &app, &addon)?;
+    let addon = addon_in_app(&st, &user, &app, &addon, kiln_platform::Need::Deploy)?;
     let force = body.get("force").and_then(Value::as_bool).unwrap_or(false);
     let (gone, _) = st.platform.destroy_addon(&user, &addon, force).await?;
     Ok(Json(addon_json(&gone)))

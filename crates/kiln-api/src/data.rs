@@ -89,8 +89,16 @@ fn transfer_json(t: &Transfer) -> Value {
     })
 }
 
-fn addon(st: &ApiState, user: &Account, addon: &str) -> ApiResult<Addon> {
-    Ok(st.platform.addon_for(user, addon)?)
+/// An add-on the user can see, once they are known to hold `need` on the app that owns it.
+fn addon(
+    st: &ApiState,
+    user: &Account,
+    addon: &str,
+    need: kiln_platform::Need,
+) -> ApiResult<Addon> {
+    let a = st.platform.addon_for(user, addon)?;
+    st.platform.app_for(user, &a.app_id, need)?;
+    Ok(a)
 }
 
 async fn list_transfers(
@@ -112,7 +120,7 @@ async fn transfer_info(
 ) -> ApiResult<Json<Value>> {
     let app = st
         .platform
-        .app_for(&user, &app, kiln_platform::Need::View)?;
+        .app_for(&user, &app, kiln_platform::Need::Deploy)?;
     Ok(Json(transfer_json(&st.platform.backup(
         &user,
         &app,
@@ -200,7 +208,7 @@ async fn capture(
     User(user): User,
     Path(a): Path<String>,
 ) -> ApiResult<Response> {
-    let a = addon(&st, &user, &a)?;
+    let a = addon(&st, &user, &a, kiln_platform::Need::Deploy)?;
     st.platform
         .app_for(&user, &a.app_id, kiln_platform::Need::Deploy)?;
     let t = st.platform.capture_backup(&a, TransferKind::Manual)?;
@@ -215,7 +223,7 @@ async fn restore(
     Path(a): Path<String>,
     Body(body): Body,
 ) -> ApiResult<Response> {
-    let target = addon(&st, &user, &a)?;
+    let target = addon(&st, &user, &a, kiln_platform::Need::Deploy)?;
     let spec = body
         .get("backup")
         .or_else(|| body.get("backup_url"))
@@ -249,7 +257,7 @@ async fn reset(
     User(user): User,
     Path(a): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let a = addon(&st, &user, &a)?;
+    let a = addon(&st, &user, &a, kiln_platform::Need::Deploy)?;
     st.platform.reset_database(&user, &a).await?;
     Ok(Json(json!({ "message": format!("{} reset", a.name) })))
 }
@@ -270,7 +278,7 @@ async fn database_info(
     User(user): User,
     Path(a): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let a = addon(&st, &user, &a)?;
+    let a = addon(&st, &user, &a, kiln_platform::Need::View)?;
     let i = st.platform.database_info(&user, &a).await?;
     let status = if i.restricted {
         "Writes refused: over the plan's storage limit"
@@ -306,7 +314,7 @@ async fn list_schedules(
     User(user): User,
     Path(a): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let a = addon(&st, &user, &a)?;
+    let a = addon(&st, &user, &a, kiln_platform::Need::View)?;
     let app = st
         .platform
         .app_for(&user, &a.app_id, kiln_platform::Need::View)?;
@@ -327,7 +335,7 @@ async fn schedule(
     Path(a): Path<String>,
     Body(body): Body,
 ) -> ApiResult<Response> {
-    let a = addon(&st, &user, &a)?;
+    let a = addon(&st, &user, &a, kiln_platform::Need::Deploy)?;
     let hour = match body.get("hour") {
         Some(Value::Number(n)) => n.as_u64(),
         Some(Value::String(s)) => s.trim().parse().ok(),
@@ -356,7 +364,7 @@ async fn unschedule(
     User(user): User,
     Path((a, _id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    let a = addon(&st, &user, &a)?;
+    let a = addon(&st, &user, &a, kiln_platform::Need::Deploy)?;
     st.platform.remove_backup_schedule(&user, &a)?;
     Ok(Json(json!({ "message": "unscheduled" })))
 }
@@ -366,7 +374,7 @@ async fn rotate(
     User(user): User,
     Path(a): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let a = addon(&st, &user, &a)?;
+    let a = addon(&st, &user, &a, kiln_platform::Need::Deploy)?;
     let releases = st.platform.rotate_credentials(&user, &a).await?;
     Ok(Json(json!({
         "message": format!("Rotated the credentials of {}", a.name),
@@ -379,7 +387,7 @@ async fn activity(
     User(user): User,
     Path(a): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let a = addon(&st, &user, &a)?;
+    let a = addon(&st, &user, &a, kiln_platform::Need::Deploy)?;
     let sessions = st.platform.database_sessions(&user, &a).await?;
     Ok(Json(Value::Array(
         sessions
@@ -400,7 +408,7 @@ async fn kill(
     Path((a, pid)): Path<(String, String)>,
     Body(body): Body,
 ) -> ApiResult<Json<Value>> {
-    let a = addon(&st, &user, &a)?;
+    let a = addon(&st, &user, &a, kiln_platform::Need::Deploy)?;
     let pid: u32 = pid
         .parse()
         .map_err(|_| ApiError::invalid("The session is named by its process id, a number"))?;
@@ -422,7 +430,7 @@ async fn redis_info(
     User(user): User,
     Path(a): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let a = addon(&st, &user, &a)?;
+    let a = addon(&st, &user, &a, kiln_platform::Need::View)?;
     let i = st.platform.redis_info(&user, &a).await?;
     Ok(Json(json!({
         "resource_url": a.name,
@@ -449,7 +457,7 @@ async fn redis_config(
     Path(a): Path<String>,
     Body(body): Body,
 ) -> ApiResult<Json<Value>> {
-    let a = addon(&st, &user, &a)?;
+    let a = addon(&st, &user, &a, kiln_platform::Need::Deploy)?;
     let policy = body
         .get("maxmemory_policy")
         .and_then(Value::as_str)

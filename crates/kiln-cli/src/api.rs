@@ -66,7 +66,8 @@ impl ApiError {
 pub struct Api {
     http: HttpClient,
     url: ApiUrl,
-    key: String,
+    /// The `Authorization` header: `Bearer <key>`, or Basic for a login.
+    authorization: String,
 }
 
 impl Api {
@@ -74,7 +75,19 @@ impl Api {
         Api {
             http: HttpClient::new(),
             url,
-            key,
+            authorization: format!("Bearer {key}"),
+        }
+    }
+
+    /// A client that presents an email and password (only `POST /oauth/authorizations`
+    /// accepts them), as `heroku login -i` does.
+    pub fn with_password(url: ApiUrl, email: &str, password: &str) -> Api {
+        use base64::Engine;
+        let pair = base64::engine::general_purpose::STANDARD.encode(format!("{email}:{password}"));
+        Api {
+            http: HttpClient::new(),
+            url,
+            authorization: format!("Basic {pair}"),
         }
     }
 
@@ -112,7 +125,7 @@ impl Api {
             .method(Method::GET)
             .uri(&url)
             .header(header::USER_AGENT, USER_AGENT)
-            .header(header::AUTHORIZATION, format!("Bearer {}", self.key))
+            .header(header::AUTHORIZATION, &self.authorization)
             .body(Full::new(Bytes::new()))
             .map_err(|e| anyhow!("could not build the request to {url}: {e}"))?;
         let resp = self.http.send(req).await?;
@@ -154,7 +167,7 @@ impl Api {
             .uri(&url)
             .header(header::ACCEPT, ACCEPT)
             .header(header::USER_AGENT, USER_AGENT)
-            .header(header::AUTHORIZATION, format!("Bearer {}", self.key));
+            .header(header::AUTHORIZATION, &self.authorization);
         if let Some(range) = range {
             req = req.header(header::RANGE, range);
         }

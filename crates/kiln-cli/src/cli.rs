@@ -40,12 +40,209 @@ pub struct AppFlags {
 
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
-    /// Save an API key (read from stdin) after checking it with the API
+    /// Log in with your email and password (or save an API key given on stdin)
     #[command(name = "login")]
     Login {
         /// API to log in to (default: KILN_API_URL, the saved one, or http://127.0.0.1:5000)
         #[arg(long, value_name = "URL")]
         api_url: Option<String>,
+        /// Your email (the password is then read from stdin)
+        #[arg(long, short = 'e', value_name = "EMAIL")]
+        email: Option<String>,
+        /// Save an API key read from stdin instead of logging in with a password
+        #[arg(long, conflicts_with = "email")]
+        key: bool,
+    },
+
+    /// Revoke this machine's login key and forget it
+    #[command(name = "logout")]
+    Logout,
+
+    /// Show the API key this machine uses
+    #[command(name = "auth:token")]
+    AuthToken,
+
+    /// Show the email you are logged in as
+    #[command(name = "auth:whoami", alias = "whoami")]
+    Whoami,
+
+    /// Change your password (ends every API key you have; this machine gets a new one)
+    #[command(name = "passwd", alias = "auth:password")]
+    Passwd,
+
+    /// Make an account with an invitation (or freely when the server allows sign-up)
+    #[command(name = "signup")]
+    Signup {
+        /// API to sign up with
+        #[arg(long, value_name = "URL")]
+        api: Option<String>,
+        /// Your email (an invitation is for one address)
+        #[arg(long, value_name = "EMAIL")]
+        email: String,
+        /// The invitation token from the link you were sent
+        #[arg(long, value_name = "TOKEN")]
+        invitation: Option<String>,
+        /// Your name
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+
+    /// List the server's accounts (administrators)
+    #[command(name = "users")]
+    Users {
+        #[arg(long, short = 'j')]
+        json: bool,
+    },
+
+    /// Make an account (administrators); its password is read from stdin
+    #[command(name = "users:create")]
+    UsersCreate {
+        email: String,
+        #[arg(long, default_value = "")]
+        name: String,
+        /// Make the account an administrator too
+        #[arg(long)]
+        admin: bool,
+    },
+
+    /// Invite an address to make its own account (administrators)
+    #[command(name = "users:invite")]
+    UsersInvite { email: String },
+
+    /// List your API keys
+    #[command(name = "authorizations", alias = "authorizations:list")]
+    Authorizations {
+        #[arg(long, short = 'j')]
+        json: bool,
+    },
+
+    /// Make an API key (shown once)
+    #[command(name = "authorizations:create")]
+    AuthorizationsCreate {
+        #[arg(long, short = 'd', default_value = "")]
+        description: String,
+        /// Seconds until it expires
+        #[arg(long, short = 'e')]
+        expires_in: Option<u64>,
+        /// Print only the token
+        #[arg(long, short = 'S')]
+        short: bool,
+    },
+
+    /// Revoke an API key (sessions it opened end at once)
+    #[command(name = "authorizations:revoke", alias = "authorizations:destroy")]
+    AuthorizationsRevoke { id: String },
+
+    /// Give an API key a new token (the old one stops working)
+    #[command(name = "authorizations:rotate")]
+    AuthorizationsRotate { id: String },
+
+    /// List who has access to an app
+    #[command(name = "access")]
+    Access {
+        #[command(flatten)]
+        app: AppFlags,
+        #[arg(long, short = 'j')]
+        json: bool,
+    },
+
+    /// Give a user access to an app
+    #[command(name = "access:add")]
+    AccessAdd {
+        email: String,
+        #[command(flatten)]
+        app: AppFlags,
+        /// Comma-separated: view, deploy, operate, manage (default: all but the owner's
+        /// rights on a personal app, view on a team app)
+        #[arg(long, short = 'p', value_delimiter = ',')]
+        permissions: Vec<String>,
+    },
+
+    /// Change a collaborator's permissions
+    #[command(name = "access:update")]
+    AccessUpdate {
+        email: String,
+        #[command(flatten)]
+        app: AppFlags,
+        #[arg(long, short = 'p', value_delimiter = ',', required = true)]
+        permissions: Vec<String>,
+    },
+
+    /// Take a user's access to an app away
+    #[command(name = "access:remove")]
+    AccessRemove {
+        email: String,
+        #[command(flatten)]
+        app: AppFlags,
+    },
+
+    /// List your teams
+    #[command(name = "teams", alias = "orgs")]
+    Teams {
+        #[arg(long, short = 'j')]
+        json: bool,
+    },
+
+    /// Make a team (you become its admin)
+    #[command(name = "teams:create")]
+    TeamsCreate { name: String },
+
+    /// List a team's members
+    #[command(name = "members")]
+    Members {
+        #[arg(long, short = 't')]
+        team: String,
+        #[arg(long, short = 'j')]
+        json: bool,
+    },
+
+    /// Add a member to a team, or change their role
+    #[command(name = "members:add", alias = "members:set")]
+    MembersAdd {
+        email: String,
+        #[arg(long, short = 't')]
+        team: String,
+        /// admin, member or viewer
+        #[arg(long, short = 'r', default_value = "member")]
+        role: String,
+    },
+
+    /// Remove a member from a team
+    #[command(name = "members:remove")]
+    MembersRemove {
+        email: String,
+        #[arg(long, short = 't')]
+        team: String,
+    },
+
+    /// Transfer an app to a user (who must accept) or into one of your teams
+    #[command(name = "apps:transfer")]
+    AppsTransfer {
+        /// A user's email or a team's name
+        recipient: String,
+        #[command(flatten)]
+        app: AppFlags,
+    },
+
+    /// List app transfers you made or were offered
+    #[command(name = "transfers")]
+    Transfers,
+
+    /// Accept an app transfer offered to you
+    #[command(name = "transfers:accept")]
+    TransfersAccept { id: String },
+
+    /// Decline an app transfer (or withdraw one you made)
+    #[command(name = "transfers:decline")]
+    TransfersDecline { id: String },
+
+    /// Show who did what to an app
+    #[command(name = "audit")]
+    Audit {
+        #[command(flatten)]
+        app: AppFlags,
+        #[arg(long, short = 'n', default_value_t = 100)]
+        num: u32,
     },
 
     /// List your apps
@@ -61,6 +258,9 @@ pub enum Cmd {
     AppsCreate {
         /// Name of the app (a random one when omitted)
         name: Option<String>,
+        /// Team to own the app
+        #[arg(long, short = 't')]
+        team: Option<String>,
         /// Do not add a git remote
         #[arg(long)]
         no_remote: bool,

@@ -166,8 +166,42 @@ pub fn upsert(text: &str, machine: &str, login: &str, password: &str) -> String 
         quote(login),
         quote(password)
     );
+    let ours = entry_ranges(text, machine);
+    if ours.is_empty() {
+        let mut out = text.to_string();
+        if !out.is_empty() && !out.ends_with('\n') {
+            out.push('\n');
+        }
+        out.push_str(&entry);
+        return out;
+    }
+    splice(text, &ours, &entry)
+}
+
+/// Returns `text` without `machine`'s entries (`kiln logout`), everything else as it was.
+pub fn remove(text: &str, machine: &str) -> String {
+    splice(text, &entry_ranges(text, machine), "")
+}
+
+/// `text` with the ranges cut out and `entry` put where the first one was.
+fn splice(text: &str, ranges: &[(usize, usize)], entry: &str) -> String {
+    let mut out = String::with_capacity(text.len() + entry.len());
+    let mut pos = 0;
+    for (n, (start, end)) in ranges.iter().enumerate() {
+        out.push_str(&text[pos..*start]);
+        if n == 0 {
+            out.push_str(entry);
+        }
+        pos = *end;
+    }
+    out.push_str(&text[pos..]);
+    out
+}
+
+/// Where `machine`'s entries are in `text`.
+fn entry_ranges(text: &str, machine: &str) -> Vec<(usize, usize)> {
     let tokens = tokenize(text);
-    let ours: Vec<(usize, usize)> = entries(&tokens)
+    entries(&tokens)
         .into_iter()
         .filter(|(name, _, _)| *name == Some(machine))
         .map(|(_, first, past)| {
@@ -182,26 +216,7 @@ pub fn upsert(text: &str, machine: &str, login: &str, password: &str) -> String 
             }
             (start, end)
         })
-        .collect();
-    if ours.is_empty() {
-        let mut out = text.to_string();
-        if !out.is_empty() && !out.ends_with('\n') {
-            out.push('\n');
-        }
-        out.push_str(&entry);
-        return out;
-    }
-    let mut out = String::with_capacity(text.len() + entry.len());
-    let mut pos = 0;
-    for (n, (start, end)) in ours.iter().enumerate() {
-        out.push_str(&text[pos..*start]);
-        if n == 0 {
-            out.push_str(&entry);
-        }
-        pos = *end;
-    }
-    out.push_str(&text[pos..]);
-    out
+        .collect()
 }
 
 /// Reads the password for `machine` from the netrc file at `path` (none if the file is absent).
@@ -236,7 +251,27 @@ pub fn write_entry(path: &Path, machine: &str, login: &str, password: &str) -> R
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => return Err(e).with_context(|| format!("could not read {}", path.display())),
     };
-    let new = upsert(&old, machine, login, password);
+    write_atomically(path, &upsert(&old, machine, login, password))
+}
+
+/// Removes `machine`'s entry from the netrc file at `path`, if there is one.
+pub fn remove_entry(path: &Path, machine: &str) -> Result<()> {
+    let old = match fs::read(path) {
+        Ok(bytes) => String::from_utf8(bytes)
+            .with_context(|| format!("{} is not UTF-8 text; not editing it", path.display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("could not read {}", path.display())),
+    };
+    let new = remove(&old, machine);
+    if new == old {
+        return Ok(());
+    }
+    write_atomically(path, &new)
+}
+
+/// Writes beside the old file and renames over it, so a crash leaves either the old or the
+/// new file; created with mode 0600 because it holds secrets.
+fn write_atomically(path: &Path, new: &str) -> Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -266,6 +301,17 @@ pub fn write_entry(path: &Path, machine: &str, login: &str, password: &str) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn removes_only_the_machines_entry() {
+        let text = "# mine\nmachine a.example login x password 1\nmachine 127.0.0.1:5000\n  login me@x\n  password k2\nmachine b.example login y password 2\n";
+        let out = remove(text, "127.0.0.1:5000");
+        assert_eq!(
+            out,
+            "# mine\nmachine a.example login x password 1\nmachine b.example login y password 2\n"
+        );
+        assert_eq!(remove(&out, "127.0.0.1:5000"), out);
+    }
 
     #[test]
     fn looks_up_heroku_style_entries() {

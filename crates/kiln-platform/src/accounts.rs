@@ -373,7 +373,8 @@ impl Platform {
         Ok(())
     }
 
-    fn require_admin(&self, user: &Account) -> Result<()> {
+    /// Refuses anyone but a server administrator.
+    pub fn require_admin(&self, user: &Account) -> Result<()> {
         if user.admin {
             Ok(())
         } else {
@@ -410,7 +411,8 @@ impl Platform {
     pub fn invite_user(&self, admin: &Account, email: &str) -> Result<(Invitation, String)> {
         self.require_admin(admin)?;
         let token = kiln_model::secret::new_secret()?;
-        let expires = Timestamp(Timestamp::now().0 + INVITATION_LIFETIME.as_secs() as i64);
+        let expires =
+            Timestamp(Timestamp::now().0 + INVITATION_LIFETIME.as_secs() as i64 * 1_000_000);
         let inv = self
             .store
             .create_invitation(email.trim(), &token, &admin.id, expires)?;
@@ -509,7 +511,8 @@ impl Platform {
                 .authorization
                 .expires_at
                 .map(|t| {
-                    Duration::from_secs(u64::try_from(t.0 - Timestamp::now().0).unwrap_or(0) + 1)
+                    Duration::from_micros(u64::try_from(t.0 - Timestamp::now().0).unwrap_or(0))
+                        + Duration::from_secs(1)
                 })
                 .unwrap_or(Duration::from_secs(3600));
             tokio::select! {
@@ -560,7 +563,8 @@ fn expires_at(expires_in: Option<u64>) -> Result<Option<Timestamp>> {
             format!("expires_in may be at most {MAX_EXPIRES_IN} seconds"),
         )
         .into()),
-        Some(s) => Ok(Some(Timestamp(Timestamp::now().0 + s as i64))),
+        // Timestamps count microseconds.
+        Some(s) => Ok(Some(Timestamp(Timestamp::now().0 + s as i64 * 1_000_000))),
     }
 }
 

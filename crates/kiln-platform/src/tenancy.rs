@@ -2,7 +2,6 @@
 //! the audit log. Each use case asks the authorization module first (`authz`), and every
 //! change that narrows someone's access wakes their open sessions so they end at once.
 
-use crate::authz::no_such_app;
 use crate::{Platform, PlatformError, Result};
 use kiln_model::Timestamp;
 use kiln_model::access::{Need, Permission, Permissions, Relation, TeamRole};
@@ -234,18 +233,18 @@ impl Platform {
         app: &str,
         email: &str,
     ) -> Result<AccessEntry> {
-        let target = self
-            .account_named(email)
-            .map_err(|_| PlatformError::NotFound {
-                resource: "collaborator",
-                message: "Couldn't find that collaborator.".into(),
-            })?;
-        let need = if target.id == user.id {
-            Need::View
-        } else {
-            Need::Manage
+        let target = self.account_named(email).ok();
+        // Leaving needs only to see the app; removing someone else needs `manage`, asked
+        // before anything about that someone is told.
+        let need = match &target {
+            Some(t) if t.id == user.id => Need::View,
+            _ => Need::Manage,
         };
         let app = self.app_for(user, app, need)?;
+        let target = target.ok_or_else(|| PlatformError::NotFound {
+            resource: "collaborator",
+            message: "Couldn't find that collaborator.".into(),
+        })?;
         let c = self.store.remove_collaborator(&app.id, &target.id)?;
         self.audit(&app.id, user, &format!("Remove {}", target.email));
         self.credentials_changed();
@@ -315,8 +314,11 @@ impl Platform {
         team: &str,
         email: &str,
     ) -> Result<TeamMember> {
-        let target = self.account_named(email)?;
-        let (t, _) = self.team_for(user, team, target.id != user.id)?;
+        // Leaving needs membership; removing another needs an admin, asked first.
+        let target = self.account_named(email).ok();
+        let leaving = target.as_ref().is_some_and(|t| t.id == user.id);
+        let (t, _) = self.team_for(user, team, !leaving)?;
+        let target = target.ok_or_else(no_such_user)?;
         let m = self.store.remove_team_member(&t.id, &target.id)?;
         self.credentials_changed();
         Ok(m)
@@ -434,15 +436,6 @@ impl Platform {
         );
         self.credentials_changed();
         Ok(settled)
-    }
-
-    /// Reports a team's app as missing to users outside it, for lookups by team.
-    pub fn team_app(&self, user: &Account, app: &str, need: Need) -> Result<App> {
-        let app = self.app_for(user, app, need)?;
-        if app.team.is_none() {
-            return Err(no_such_app());
-        }
-        Ok(app)
     }
 }
 

@@ -8,6 +8,8 @@ use crate::transport::segment;
 use anyhow::{Result, bail};
 use serde_json::{Value, json};
 
+/// Heroku's layout: the apps you own, then the ones you collaborate on (team apps show their
+/// team as `<team>@herokumanager.com`).
 pub async fn list(ctx: &mut Ctx<'_>, as_json: bool) -> Result<()> {
     let api = ctx.api()?;
     let apps = api.get("/apps").await?;
@@ -15,37 +17,69 @@ pub async fn list(ctx: &mut Ctx<'_>, as_json: bool) -> Result<()> {
         return ctx.out(&format::json(&apps));
     }
     let account = api.get("/account").await?;
-    let mut names: Vec<&str> = apps
+    let me = str_at(&account, "/email");
+    let mut all: Vec<(&str, &str)> = apps
         .as_array()
-        .map(|a| a.iter().map(|app| str_at(app, "/name")).collect())
+        .map(|a| {
+            a.iter()
+                .map(|app| (str_at(app, "/name"), str_at(app, "/owner/email")))
+                .collect()
+        })
         .unwrap_or_default();
-    names.sort_unstable();
-    if names.is_empty() {
+    all.sort_unstable();
+    if all.is_empty() {
         return ctx.out("You have no apps.\n");
     }
-    let title = match str_at(&account, "/email") {
+    let title = match me {
         "" => "Apps".to_string(),
         email => format!("{email} Apps"),
     };
     let mut out = format::header(&title);
-    for name in names {
+    // An app without an owner in the reply is counted as the caller's.
+    let mine = |owner: &str| owner == me || owner.is_empty();
+    for (name, _) in all.iter().filter(|(_, owner)| mine(owner)) {
         out.push_str(name);
         out.push('\n');
+    }
+    let others: Vec<Vec<String>> = all
+        .iter()
+        .filter(|(_, owner)| !mine(owner))
+        .map(|(n, o)| vec![n.to_string(), o.to_string()])
+        .collect();
+    if !others.is_empty() {
+        out.push('\n');
+        out.push_str(&format::header("Collaborated Apps"));
+        let mut rows = vec![vec!["Name".to_string(), "Email".to_string()]];
+        rows.extend(others);
+        out.push_str(&format::table(&rows));
     }
     ctx.out(&out)
 }
 
-pub async fn create(ctx: &mut Ctx<'_>, name: Option<&str>, no_remote: bool) -> Result<()> {
+pub async fn create(
+    ctx: &mut Ctx<'_>,
+    name: Option<&str>,
+    team: Option<&str>,
+    no_remote: bool,
+) -> Result<()> {
     let api = ctx.api()?;
-    let body = match name {
+    let mut body = match name {
         Some(name) => json!({ "name": name }),
         None => json!({}),
+    };
+    if let Some(t) = team {
+        body["team"] = json!(t);
+    }
+    let path = if team.is_some() {
+        "/teams/apps"
+    } else {
+        "/apps"
     };
     match name {
         Some(name) => ctx.action(&format!("Creating {}", app_label(name)))?,
         None => ctx.action("Creating app")?,
     }
-    let app = match api.post("/apps", &body).await {
+    let app = match api.post(path, &body).await {
         Ok(app) => app,
         Err(e) => return ctx.failed(e),
     };

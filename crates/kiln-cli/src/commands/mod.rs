@@ -1,6 +1,7 @@
 //! The commands. Each takes the parsed arguments and a [`Ctx`] (environment and streams),
 //! makes its API calls and prints in the Heroku CLI's format.
 
+mod access;
 mod addons;
 mod apps;
 mod buildpacks;
@@ -141,9 +142,64 @@ pub fn app_label(app: &str) -> String {
 
 pub async fn dispatch(ctx: &mut Ctx<'_>, cmd: Cmd) -> Result<()> {
     match cmd {
-        Cmd::Login { api_url } => login::login(ctx, api_url.as_deref()).await,
+        Cmd::Login {
+            api_url,
+            email,
+            key,
+        } => login::login(ctx, api_url.as_deref(), email.as_deref(), key).await,
+        Cmd::Logout => access::logout(ctx).await,
+        Cmd::AuthToken => access::token(ctx),
+        Cmd::Whoami => access::whoami(ctx).await,
+        Cmd::Passwd => access::passwd(ctx).await,
+        Cmd::Signup {
+            api,
+            email,
+            invitation,
+            name,
+        } => access::signup(ctx, api.as_deref(), &email, invitation.as_deref(), &name).await,
+        Cmd::Users { json } => access::users(ctx, json).await,
+        Cmd::UsersCreate { email, name, admin } => {
+            access::create_user(ctx, &email, &name, admin).await
+        }
+        Cmd::UsersInvite { email } => access::invite(ctx, &email).await,
+        Cmd::Authorizations { json } => access::authorizations(ctx, json).await,
+        Cmd::AuthorizationsCreate {
+            description,
+            expires_in,
+            short,
+        } => access::create_authorization(ctx, &description, expires_in, short).await,
+        Cmd::AuthorizationsRevoke { id } => access::revoke_authorization(ctx, &id).await,
+        Cmd::AuthorizationsRotate { id } => access::rotate_authorization(ctx, &id).await,
+        Cmd::Access { app, json } => access::list(ctx, &app, json).await,
+        Cmd::AccessAdd {
+            email,
+            app,
+            permissions,
+        } => access::add(ctx, &app, &email, &permissions, false).await,
+        Cmd::AccessUpdate {
+            email,
+            app,
+            permissions,
+        } => access::add(ctx, &app, &email, &permissions, true).await,
+        Cmd::AccessRemove { email, app } => access::remove(ctx, &app, &email).await,
+        Cmd::Teams { json } => access::teams(ctx, json).await,
+        Cmd::TeamsCreate { name } => access::create_team(ctx, &name).await,
+        Cmd::Members { team, json } => access::members(ctx, &team, json).await,
+        Cmd::MembersAdd { email, team, role } => {
+            access::add_member(ctx, &team, &email, &role).await
+        }
+        Cmd::MembersRemove { email, team } => access::remove_member(ctx, &team, &email).await,
+        Cmd::AppsTransfer { recipient, app } => access::transfer(ctx, &app, &recipient).await,
+        Cmd::Transfers => access::transfers(ctx).await,
+        Cmd::TransfersAccept { id } => access::settle(ctx, &id, "accepted").await,
+        Cmd::TransfersDecline { id } => access::settle(ctx, &id, "declined").await,
+        Cmd::Audit { app, num } => access::audit(ctx, &app, num).await,
         Cmd::Apps { json } => apps::list(ctx, json).await,
-        Cmd::AppsCreate { name, no_remote } => apps::create(ctx, name.as_deref(), no_remote).await,
+        Cmd::AppsCreate {
+            name,
+            team,
+            no_remote,
+        } => apps::create(ctx, name.as_deref(), team.as_deref(), no_remote).await,
         Cmd::AppsInfo { app, name, json } => apps::info(ctx, &app, name.as_deref(), json).await,
         Cmd::AppsDestroy { name, app, confirm } => {
             apps::destroy(ctx, &app, name.as_deref(), confirm.as_deref()).await

@@ -1550,7 +1550,7 @@ fn authorizations_are_per_account_and_end_with_a_password_change() {
 #[test]
 fn invitations_make_the_invited_address_once() {
     let (s, admin) = store();
-    let expires = Timestamp(Timestamp::now().0 + 3600);
+    let expires = Timestamp(Timestamp::now().0 + 3_600_000_000);
     let inv = s
         .create_invitation("New@Example.com", "invite-token", &admin.id, expires)
         .unwrap();
