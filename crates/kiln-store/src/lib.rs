@@ -12,7 +12,7 @@ pub use kiln_model::records::{
     AcmDomain, AcmState, Addon, AddonAttachment, BackupSchedule, Domain, NewAddon, SniEndpoint,
     Transfer, TransferKind, TransferStatus, validate_sni_endpoint_name,
 };
-pub use sqlite::SqliteStore;
+pub use sqlite::{MasterKey, SqliteStore};
 
 use kiln_model::Invalid;
 use kiln_model::config::ConfigVars;

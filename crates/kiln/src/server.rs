@@ -43,6 +43,10 @@ struct Args {
     /// names under --domain, or loopback addresses. Comma-separated.
     #[arg(long, env = "KILN_API_TLS_NAME", value_delimiter = ',')]
     api_tls_name: Vec<String>,
+    /// The file holding the master key that seals secrets in the database (64 hex digits),
+    /// made on first start [default: <data-dir>/master.key]. `KILN_MASTER_KEY` overrides it.
+    #[arg(long, value_name = "FILE")]
+    master_key_file: Option<PathBuf>,
     /// Who may make an account without an administrator: `open` (anyone who reaches the
     /// API), `invite` (only with an invitation, for the invited address) or `closed`.
     #[arg(long, env = "KILN_SIGNUP", default_value = "invite", value_parser = ["open", "invite", "closed"])]
@@ -316,6 +320,38 @@ fn log_filter(spec: &str) -> Result<tracing_subscriber::filter::Targets, String>
         .map_err(|e: tracing_subscriber::filter::ParseError| e.to_string())
 }
 
+/// The key that seals secrets in the database: `KILN_MASTER_KEY` (64 hex digits), else the
+/// file `--master-key-file` (default `<data-dir>/master.key`), made (0600) on first start.
+/// Kept apart from the database, so a copy of `kiln.db` alone reveals no secret; keep it
+/// out of the database's backups, or back it up apart.
+fn master_key(args: &Args) -> Result<kiln_store::MasterKey> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Ok(hex) = std::env::var("KILN_MASTER_KEY") {
+        return kiln_store::MasterKey::from_hex(&hex).context("reading KILN_MASTER_KEY");
+    }
+    let path = args
+        .master_key_file
+        .clone()
+        .unwrap_or_else(|| args.data_dir.join("master.key"));
+    match std::fs::read_to_string(&path) {
+        Ok(text) => kiln_store::MasterKey::from_hex(&text)
+            .with_context(|| format!("reading the master key {}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = kiln_store::MasterKey::generate().context("making a master key")?;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .with_context(|| format!("writing {}", path.display()))?;
+            std::io::Write::write_all(&mut f, format!("{}\n", key.to_hex()).as_bytes())?;
+            f.sync_all()?;
+            Ok(key)
+        }
+        Err(e) => Err(e).with_context(|| format!("reading the master key {}", path.display())),
+    }
+}
+
 /// On first start, creates the admin account and writes its key to `admin-api-key` (0600).
 fn ensure_admin(store: &dyn Store, data_dir: &Path) -> Result<PathBuf> {
     use std::os::unix::fs::OpenOptionsExt;
@@ -370,8 +406,10 @@ async fn run(args: Args) -> Result<()> {
             "git is not installed, and Kiln serves pushes with it. Install it (Debian: apt-get install git) and start again."
         );
     }
+    let master_key = master_key(&args)?;
     let store: Arc<dyn Store> = Arc::new(
-        kiln_store::SqliteStore::open(&data_dir.join("kiln.db")).context("opening the database")?,
+        kiln_store::SqliteStore::open(&data_dir.join("kiln.db"), &master_key)
+            .context("opening the database")?,
     );
     let key_path = ensure_admin(store.as_ref(), data_dir)?;
 

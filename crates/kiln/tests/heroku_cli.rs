@@ -728,3 +728,274 @@ fn herokus_everyday_commands_work_against_kiln() {
     assert!(out.contains("Destroying hk-renamed"), "{out}");
     assert_eq!(s.get("hk-renamed", "/").status, 404);
 }
+
+/// Heroku's CLI as a given user: logged in through `~/.netrc` in their own home.
+fn heroku_as(s: &Server, home: &std::path::Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new(heroku_bin())
+        .args(args)
+        .current_dir(home)
+        .env("HOME", home)
+        .env("HEROKU_HOST", &s.api_url)
+        .env("HEROKU_NETRC_WRITE", "true")
+        .env("HEROKU_PARTICLEBOARD_URL", &s.api_url)
+        .env("DISABLE_TELEMETRY", "true")
+        .env("HEROKU_SKIP_NEW_VERSION_CHECK", "true")
+        .env("NO_COLOR", "1")
+        .env_remove("HEROKU_API_KEY")
+        .env_remove("HEROKU_APP")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run heroku");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+fn ok_as(s: &Server, home: &std::path::Path, args: &[&str]) -> String {
+    let (ok, out) = heroku_as(s, home, args);
+    assert!(ok, "heroku {args:?} failed:\n{out}");
+    out
+}
+
+/// `heroku login -i` in a terminal (`script`), answering its prompts as they come.
+fn login_interactively(s: &Server, home: &std::path::Path, email: &str, password: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new("script")
+        .args([
+            "-qec",
+            &format!("{} login -i", heroku_bin().display()),
+            "/dev/null",
+        ])
+        .current_dir(home)
+        .env("HOME", home)
+        .env("TERM", "xterm")
+        .env("HEROKU_HOST", &s.api_url)
+        .env("HEROKU_NETRC_WRITE", "true")
+        .env("HEROKU_PARTICLEBOARD_URL", &s.api_url)
+        .env("DISABLE_TELEMETRY", "true")
+        .env("HEROKU_SKIP_NEW_VERSION_CHECK", "true")
+        .env("NO_COLOR", "1")
+        .env_remove("HEROKU_API_KEY")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = collect(child.stdout.take().unwrap());
+    let mut input = child.stdin.take().unwrap();
+    for (prompt, answer) in [("Email", email), ("Password", password)] {
+        let o = out.clone();
+        kiln_testkit::wait_for(
+            std::time::Duration::from_secs(60),
+            &format!("the {prompt} prompt of heroku login -i"),
+            move || o.lock().unwrap().contains(prompt).then_some(()),
+        );
+        input.write_all(format!("{answer}\r").as_bytes()).unwrap();
+    }
+    child.wait().unwrap();
+    let text = out.lock().unwrap().clone();
+    text
+}
+
+fn netrc_password(home: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(home.join(".netrc")).unwrap_or_default();
+    text.split_whitespace()
+        .skip_while(|w| *w != "password")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn herokus_cli_logs_in_shares_apps_with_collaborators_and_teams_and_logs_out() {
+    let s = Server::start("heroku-cli-tenancy");
+    let password = "correct horse battery staple";
+    for who in ["alice", "bob", "carol"] {
+        let r = s.api(
+            "POST",
+            "/kiln/users",
+            Some(&format!(
+                r#"{{"email":"{who}@example.com","password":"{password}"}}"#
+            )),
+        );
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    let home = |who: &str| {
+        let h = s.dir.join(format!("home-{who}"));
+        std::fs::create_dir_all(&h).unwrap();
+        h
+    };
+    let (alice, bob) = (home("alice"), home("bob"));
+
+    // A wrong password, then the right one.
+    let out = login_interactively(&s, &alice, "alice@example.com", "not the password");
+    assert!(out.contains("Invalid credentials provided"), "{out}");
+    let out = login_interactively(&s, &alice, "alice@example.com", password);
+    assert!(out.contains("Logged in as alice@example.com"), "{out}");
+    let login_token = netrc_password(&alice);
+    assert!(login_token.starts_with("KILN-"), "{login_token}");
+    login_interactively(&s, &bob, "bob@example.com", password);
+    assert_eq!(
+        ok_as(&s, &alice, &["auth:whoami"]).trim(),
+        "alice@example.com"
+    );
+    assert_eq!(ok_as(&s, &alice, &["auth:token"]).trim(), login_token);
+
+    let out = ok_as(&s, &alice, &["authorizations:create", "-d", "ci key", "-S"]);
+    let token = out
+        .split_whitespace()
+        .find(|w| w.starts_with("KILN-"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        token.starts_with("KILN-") && token != login_token,
+        "{token}"
+    );
+    let out = ok_as(&s, &alice, &["authorizations"]);
+    assert!(out.contains("ci key") && out.contains("global"), "{out}");
+
+    // Collaborators.
+    ok_as(&s, &alice, &["apps:create", "hk-shared"]);
+    let out = ok_as(
+        &s,
+        &alice,
+        &["access:add", "bob@example.com", "-a", "hk-shared"],
+    );
+    assert!(out.contains("done"), "{out}");
+    let out = ok_as(&s, &alice, &["access", "-a", "hk-shared"]);
+    assert!(
+        out.contains("alice@example.com") && out.contains("owner"),
+        "{out}"
+    );
+    assert!(
+        out.contains("bob@example.com") && out.contains("collaborator"),
+        "{out}"
+    );
+    let out = ok_as(&s, &bob, &["apps"]);
+    assert!(
+        out.contains("Collaborated Apps") && out.contains("hk-shared"),
+        "{out}"
+    );
+    let (ok, out) = heroku_as(
+        &s,
+        &bob,
+        &["apps:destroy", "-a", "hk-shared", "--confirm", "hk-shared"],
+    );
+    assert!(!ok && out.contains("Only the owner"), "{out}");
+
+    // Teams (Heroku's CLI has no teams:create; Kiln's does).
+    let out = kiln_with_key(&s, token, &["teams:create", "hk-team"]);
+    assert!(out.contains("done"), "{out}");
+    let out = ok_as(&s, &alice, &["teams"]);
+    assert!(out.contains("hk-team") && out.contains("admin"), "{out}");
+    ok_as(
+        &s,
+        &alice,
+        &[
+            "members:add",
+            "carol@example.com",
+            "--role",
+            "member",
+            "-t",
+            "hk-team",
+        ],
+    );
+    let out = ok_as(&s, &alice, &["members", "-t", "hk-team"]);
+    assert!(
+        out.contains("carol@example.com") && out.contains("member"),
+        "{out}"
+    );
+    ok_as(
+        &s,
+        &alice,
+        &["apps:create", "hk-teamapp", "--team", "hk-team"],
+    );
+    let out = ok_as(&s, &alice, &["apps", "-t", "hk-team"]);
+    assert!(out.contains("hk-teamapp"), "{out}");
+    let out = ok_as(&s, &alice, &["apps:info", "-a", "hk-teamapp"]);
+    assert!(out.contains("hk-team@herokumanager.com"), "{out}");
+    let out = ok_as(
+        &s,
+        &alice,
+        &[
+            "access:add",
+            "bob@example.com",
+            "-a",
+            "hk-teamapp",
+            "--permissions",
+            "deploy",
+        ],
+    );
+    assert!(out.contains("done"), "{out}");
+    let out = ok_as(&s, &alice, &["access", "-a", "hk-teamapp"]);
+    assert!(
+        out.contains("bob@example.com") && out.contains("deploy, view"),
+        "{out}"
+    );
+
+    // Transfers: to a person, pending until they accept; into a team, at once.
+    let out = ok_as(
+        &s,
+        &alice,
+        &["apps:transfer", "bob@example.com", "-a", "hk-shared"],
+    );
+    assert!(out.contains("email sent"), "{out}");
+    let bob_token = netrc_password(&bob);
+    let transfers = kiln_with_key(&s, &bob_token, &["transfers"]);
+    let id = transfers
+        .lines()
+        .find(|l| l.contains("hk-shared"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{transfers}"))
+        .to_string();
+    kiln_with_key(&s, &bob_token, &["transfers:accept", &id]);
+    let out = ok_as(&s, &bob, &["apps:info", "-a", "hk-shared"]);
+    assert!(
+        out.contains("Owner:") && out.contains("bob@example.com"),
+        "{out}"
+    );
+    ok_as(&s, &alice, &["apps:create", "hk-moving"]);
+    let out = ok_as(&s, &alice, &["apps:transfer", "hk-team", "-a", "hk-moving"]);
+    assert!(out.contains("done"), "{out}");
+    let out = ok_as(&s, &alice, &["apps:info", "-a", "hk-moving"]);
+    assert!(out.contains("hk-team@herokumanager.com"), "{out}");
+
+    // logout revokes the login token; the key made with it stays.
+    ok_as(&s, &alice, &["logout"]);
+    let status = |key: &str| {
+        kiln_testkit::http::request(
+            s.api_port(),
+            "GET",
+            "127.0.0.1",
+            "/account",
+            &[("Authorization", &format!("Bearer {key}"))],
+            None,
+        )
+        .status
+    };
+    assert_eq!(status(&login_token), 401);
+    assert_eq!(status(token), 200);
+}
+
+/// The kiln CLI with a given key.
+fn kiln_with_key(s: &Server, key: &str, args: &[&str]) -> String {
+    let out = Command::new(KILN)
+        .args(args)
+        .current_dir(&s.dir)
+        .env("KILN_API_URL", &s.api_url)
+        .env("KILN_API_KEY", key)
+        .env("HOME", s.home())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "kiln {args:?}: {text}");
+    text
+}

@@ -1224,6 +1224,13 @@ fn git_log_tails_and_attach_follow_the_same_rules() {
         missing.replace("no-such-app", "X")
     );
 
+    // A push by the viewer is refused before anything is received.
+    let repo = common::fixture_repo("tenancy-push", &[("Procfile", "web: true\n")]);
+    let (ok, out) = s.push_with_key(&repo, "doors", &viewer);
+    assert!(!ok && out.contains("deploy permission"), "{out}");
+    let (ok, out) = s.push_with_key(&repo, "doors", &stranger);
+    assert!(!ok && out.contains("not found"), "{out}");
+
     // run: a viewer may not start a one-off; a stranger does not see the app.
     let body = r#"{"command":"true","attach":true}"#;
     assert_eq!(
@@ -1302,4 +1309,262 @@ fn git_log_tails_and_attach_follow_the_same_rules() {
         let r = call(&s, None, "GET", &format!("/log-sessions/{id}"), None);
         assert_eq!(r.status, 404, "{}", r.body);
     }
+}
+
+#[test]
+fn a_copy_of_the_database_holds_no_secret_in_clear() {
+    let mut s = Server::start("tenancy-sealed");
+    ok_json(&s, &s.key, "POST", "/apps", json!({ "name": "sealed" }));
+    ok_json(
+        &s,
+        &s.key,
+        "PATCH",
+        "/apps/sealed/config-vars",
+        json!({ "STRIPE_KEY": "sk_live_config_value_4711" }),
+    );
+    let addon = ok_json(
+        &s,
+        &s.key,
+        "POST",
+        "/apps/sealed/addons",
+        json!({ "plan": "heroku-redis:mini" }),
+    );
+    let config = ok_json(&s, &s.key, "GET", "/apps/sealed/config-vars", Value::Null);
+    let redis_url = config["REDIS_URL"].as_str().unwrap().to_string();
+    let password = redis_url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split_once('@'))
+        .map(|(userinfo, _)| userinfo.trim_start_matches(':').to_string())
+        .unwrap();
+    assert!(password.len() >= 16, "{redis_url} ({addon})");
+    let (chain, key) = kiln_tls::self_signed(&["www.sealed.example.com"]).unwrap();
+    ok_json(
+        &s,
+        &s.key,
+        "POST",
+        "/apps/sealed/sni-endpoints",
+        json!({ "certificate_chain": chain, "private_key": key }),
+    );
+    // A copy taken while it runs: every commit is in the file or its WAL.
+    let mut bytes = Vec::new();
+    for f in ["kiln.db", "kiln.db-wal"] {
+        if let Ok(b) = std::fs::read(s.dir.join("data").join(f)) {
+            bytes.extend(b);
+        }
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    // The key's base64 body, line by line (a page could split the PEM, not a line).
+    let key_lines: Vec<&str> = key
+        .lines()
+        .filter(|l| !l.starts_with("-----") && l.len() > 20)
+        .collect();
+    assert!(!key_lines.is_empty());
+    for secret in ["sk_live_config_value_4711", password.as_str()]
+        .into_iter()
+        .chain(key_lines)
+    {
+        assert!(
+            !text.contains(secret),
+            "{secret:?} is in the database file in clear"
+        );
+    }
+    // The server comes back with the key file and opens them.
+    s.crash_and_restart(&[]);
+    let config = ok_json(&s, &s.key, "GET", "/apps/sealed/config-vars", Value::Null);
+    assert_eq!(config["STRIPE_KEY"], "sk_live_config_value_4711");
+}
+
+/// The kiln CLI as someone with their own home (and `~/.netrc`), stdin given.
+fn kiln_as(s: &Server, home: &std::path::Path, args: &[&str], stdin: &str) -> (bool, String) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(common::KILN)
+        .args(args)
+        .current_dir(home)
+        .env("HOME", home)
+        .env("KILN_API_URL", &s.api_url)
+        .env_remove("KILN_API_KEY")
+        .env_remove("KILN_APP")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn the_kiln_cli_manages_users_keys_collaborators_and_teams() {
+    let s = Server::start("tenancy-cli");
+    let home = |who: &str| {
+        let h = s.dir.join(format!("home-{who}"));
+        std::fs::create_dir_all(&h).unwrap();
+        h
+    };
+    let (root, ada, bob) = (home("root"), home("ada"), home("bob"));
+    let run = |h: &std::path::Path, args: &[&str], stdin: &str| {
+        let (ok, out) = kiln_as(&s, h, args, stdin);
+        assert!(ok, "kiln {args:?}: {out}");
+        out
+    };
+    run(&root, &["login", "--key"], &format!("{}\n", s.key));
+    run(
+        &root,
+        &["users:create", "ada@example.com"],
+        &format!("{PASSWORD}\n"),
+    );
+    run(
+        &root,
+        &["users:create", "bob@example.com"],
+        &format!("{PASSWORD}\n"),
+    );
+    let out = run(&root, &["users"], "");
+    assert!(
+        out.contains("ada@example.com") && out.contains("admin@kiln.local"),
+        "{out}"
+    );
+    let invite = run(&root, &["users:invite", "carol@example.com"], "");
+    let command = invite
+        .lines()
+        .find(|l| l.contains("kiln signup"))
+        .unwrap()
+        .trim();
+    let args: Vec<&str> = command.split_whitespace().skip(1).collect();
+    let carol = home("carol");
+    run(&carol, &args, &format!("{PASSWORD}\n"));
+
+    // A wrong password is refused; the right one logs in.
+    let (ok, out) = kiln_as(
+        &s,
+        &ada,
+        &["login", "--email", "ada@example.com"],
+        "nope nope nope\n",
+    );
+    assert!(!ok && out.contains("Invalid credentials"), "{out}");
+    let out = run(
+        &ada,
+        &["login", "--email", "ada@example.com"],
+        &format!("{PASSWORD}\n"),
+    );
+    assert!(out.contains("Logged in as ada@example.com"), "{out}");
+    run(
+        &bob,
+        &["login", "--email", "bob@example.com"],
+        &format!("{PASSWORD}\n"),
+    );
+    run(
+        &carol,
+        &["login", "--email", "carol@example.com"],
+        &format!("{PASSWORD}\n"),
+    );
+    assert_eq!(run(&ada, &["auth:whoami"], "").trim(), "ada@example.com");
+
+    run(&ada, &["apps:create", "ada-app", "--no-remote"], "");
+    let (ok, out) = kiln_as(&s, &bob, &["config", "-a", "ada-app"], "");
+    assert!(!ok && out.contains("Couldn't find that app"), "{out}");
+    run(
+        &ada,
+        &[
+            "access:add",
+            "bob@example.com",
+            "-a",
+            "ada-app",
+            "-p",
+            "operate",
+        ],
+        "",
+    );
+    let out = run(&ada, &["access", "-a", "ada-app"], "");
+    assert!(
+        out.contains("bob@example.com") && out.contains("collaborator"),
+        "{out}"
+    );
+    // Bob may scale (operate) but not read config vars (deploy).
+    let (ok, out) = kiln_as(&s, &bob, &["config", "-a", "ada-app"], "");
+    assert!(!ok && out.contains("deploy permission"), "{out}");
+    run(
+        &ada,
+        &[
+            "access:update",
+            "bob@example.com",
+            "-a",
+            "ada-app",
+            "-p",
+            "deploy",
+        ],
+        "",
+    );
+    run(&bob, &["config:set", "FROM_BOB=1", "-a", "ada-app"], "");
+    let audit = run(&ada, &["audit", "-a", "ada-app"], "");
+    assert!(
+        audit.contains("Add bob@example.com (view, operate)"),
+        "{audit}"
+    );
+
+    run(&ada, &["teams:create", "ada-team"], "");
+    run(
+        &ada,
+        &[
+            "members:add",
+            "carol@example.com",
+            "-t",
+            "ada-team",
+            "--role",
+            "viewer",
+        ],
+        "",
+    );
+    let out = run(&carol, &["teams"], "");
+    assert!(out.contains("ada-team") && out.contains("viewer"), "{out}");
+    run(
+        &ada,
+        &["apps:create", "team-app", "-t", "ada-team", "--no-remote"],
+        "",
+    );
+    let out = run(&carol, &["apps"], "");
+    assert!(
+        out.contains("team-app") && out.contains("ada-team@herokumanager.com"),
+        "{out}"
+    );
+    let (ok, out) = kiln_as(&s, &carol, &["ps:scale", "web=0", "-a", "team-app"], "");
+    assert!(!ok && out.contains("operate permission"), "{out}");
+
+    let made = run(&ada, &["authorizations:create", "-d", "ci", "-S"], "");
+    let id = {
+        let list = run(&ada, &["authorizations", "--json"], "");
+        let v: Value = serde_json::from_str(&list).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["description"] == "ci")
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(
+        call(&s, Some(made.trim()), "GET", "/account", None).status,
+        200
+    );
+    run(&ada, &["authorizations:revoke", &id], "");
+    assert_eq!(
+        call(&s, Some(made.trim()), "GET", "/account", None).status,
+        401
+    );
+    run(&ada, &["logout"], "");
+    let (ok, _) = kiln_as(&s, &ada, &["apps"], "");
+    assert!(!ok, "logged out");
 }

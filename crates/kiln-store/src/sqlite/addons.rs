@@ -47,7 +47,7 @@ pub(crate) const MIGRATION: &str = r#"
     ALTER TABLE releases ADD COLUMN addon_plans TEXT NOT NULL DEFAULT '[]';
 "#;
 
-const SELECT: &str = "SELECT a.id, a.name, a.app_id, p.name, a.service, a.plan, a.state, a.config, \
+const SELECT: &str = "SELECT a.id, a.name, a.app_id, p.name, a.service, a.plan, a.state, kiln_open('addons.config:' || a.id, a.config), \
      a.provision_message, a.created_at, a.updated_at FROM addons a JOIN apps p ON p.id = a.app_id";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Addon> {
@@ -192,7 +192,7 @@ pub(super) fn attachment(conn: &Connection, id: &str) -> Result<AddonAttachment>
 pub(super) fn owned_vars(conn: &Connection, app_id: &str) -> Result<BTreeMap<String, String>> {
     let rows = all_rows(
         conn,
-        "SELECT t.name, a.name, a.config FROM addon_attachments t JOIN addons a ON a.id = t.addon_id WHERE t.app_id = ?1",
+        "SELECT t.name, a.name, kiln_open('addons.config:' || a.id, a.config) FROM addon_attachments t JOIN addons a ON a.id = t.addon_id WHERE t.app_id = ?1",
         [app_id],
         |r| {
             Ok((
@@ -361,7 +361,7 @@ pub(super) fn create(
     let now = Timestamp::now();
     conn.execute(
         "INSERT INTO addons (id, name, app_id, service, plan, state, config, provision_message, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, 'provisioned', ?6, ?7, ?8, ?8)",
+         VALUES (?1, ?2, ?3, ?4, ?5, 'provisioned', kiln_seal('addons.config:' || ?1, ?6), ?7, ?8, ?8)",
         params![new.id, new.name, app_id, new.service, new.plan, map_json(&new.config), new.provision_message, now.0],
     )
     .ctx("inserting an add-on")?;
@@ -485,7 +485,7 @@ fn reconfigure(
     }
     .validate()?;
     conn.execute(
-        "UPDATE addons SET plan = ?2, config = ?3, provision_message = ?4, updated_at = ?5 WHERE id = ?1",
+        "UPDATE addons SET plan = ?2, config = kiln_seal('addons.config:' || ?1, ?3), provision_message = ?4, updated_at = ?5 WHERE id = ?1",
         params![addon.id, plan, map_json(config), message, Timestamp::now().0],
     )
     .ctx("updating an add-on")?;

@@ -13,7 +13,7 @@ use kiln_model::{AppName, Invalid, Timestamp};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use std::collections::BTreeMap;
 
-const SELECT: &str = "SELECT a.id, a.name, a.owner_id, o.email, a.uid, a.stack, a.maintenance, a.config, \
+const SELECT: &str = "SELECT a.id, a.name, a.owner_id, o.email, a.uid, a.stack, a.maintenance, kiln_open('apps.config:' || a.id, a.config), \
      a.created_at, a.updated_at, a.released_at, a.acm, t.id, t.name \
      FROM apps a JOIN accounts o ON o.id = a.owner_id LEFT JOIN teams t ON t.id = a.team_id";
 
@@ -101,7 +101,7 @@ pub(super) fn create(
     let id = new_id();
     conn.execute(
         "INSERT INTO apps (id, name, owner_id, uid, stack, maintenance, config, created_at, updated_at, released_at, team_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, 0, '{}', ?6, ?6, NULL, ?7)",
+         VALUES (?1, ?2, ?3, ?4, ?5, 0, kiln_seal('apps.config:' || ?1, '{}'), ?6, ?6, NULL, ?7)",
         params![id, name.as_str(), owner_id, uid, stack, now.0, team_id],
     )
     .ctx("inserting an app")?;
@@ -206,7 +206,7 @@ pub(super) fn restore_config(conn: &Connection, app_id: &str, config: &ConfigVar
     let json = super::common::map_json(config);
     let id = resolve_app(conn, app_id)?;
     conn.execute(
-        "UPDATE apps SET config = ?2, updated_at = ?3 WHERE id = ?1",
+        "UPDATE apps SET config = kiln_seal('apps.config:' || ?1, ?2), updated_at = ?3 WHERE id = ?1",
         params![id, json, Timestamp::now().0],
     )
     .ctx("restoring config vars")?;

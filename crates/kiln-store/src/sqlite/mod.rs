@@ -22,6 +22,7 @@ mod common;
 mod domains;
 mod formation;
 mod releases;
+mod seal;
 mod slugs;
 mod sni;
 mod tenancy;
@@ -36,6 +37,7 @@ use common::DbContext;
 use kiln_model::config::ConfigVars;
 use kiln_model::release::ReleaseStatus;
 use rusqlite::{Connection, Transaction, TransactionBehavior};
+pub use seal::MasterKey;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
@@ -175,7 +177,13 @@ const MIGRATIONS: &[&str] = &[
     accounts::MIGRATION,
     // 9: teams, collaborators, app transfers, the audit log.
     tenancy::MIGRATION,
+    // 10: secrets sealed under the master key.
+    seal::MIGRATION,
 ];
+
+/// The step that seals the secrets of an older database; after it, the file is rewritten so
+/// no page keeps them in clear.
+const SEALING_STEP: usize = 10;
 
 /// The SQLite-backed [`Store`].
 #[derive(Debug)]
@@ -184,11 +192,12 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (creating if missing) the database at `path` and brings its schema up to date.
-    pub fn open(path: &Path) -> Result<SqliteStore> {
+    /// Opens (creating if missing) the database at `path`, with the master key that seals
+    /// its secrets, and brings its schema up to date.
+    pub fn open(path: &Path, key: &MasterKey) -> Result<SqliteStore> {
         let conn = Connection::open(path)
             .map_err(|e| StoreError::Db(format!("opening {}: {e}", path.display())))?;
-        SqliteStore::setup(conn, true).map_err(|e| match e {
+        SqliteStore::setup(conn, true, key).map_err(|e| match e {
             StoreError::Db(msg) => StoreError::Db(format!("{}: {msg}", path.display())),
             other => other,
         })
@@ -197,10 +206,14 @@ impl SqliteStore {
     /// A private database that lives as long as the store; for tests.
     pub fn open_in_memory() -> Result<SqliteStore> {
         let conn = Connection::open_in_memory().ctx("opening an in-memory database")?;
-        SqliteStore::setup(conn, false)
+        SqliteStore::setup(conn, false, &MasterKey::generate()?)
     }
 
-    fn setup(mut conn: Connection, on_disk: bool) -> Result<SqliteStore> {
+    fn setup(mut conn: Connection, on_disk: bool, key: &MasterKey) -> Result<SqliteStore> {
+        seal::register(&conn, key)?;
+        // Freed pages are zeroed, so a value replaced or deleted leaves no copy in the file.
+        conn.pragma_update(None, "secure_delete", "ON")
+            .ctx("setting secure_delete=ON")?;
         conn.busy_timeout(BUSY_TIMEOUT)
             .ctx("setting busy_timeout")?;
         // journal_mode answers with the mode actually in effect; an in-memory database stays
@@ -218,7 +231,13 @@ impl SqliteStore {
         // Foreign keys are off by default in SQLite and the setting is per connection.
         conn.pragma_update(None, "foreign_keys", "ON")
             .ctx("setting foreign_keys=ON")?;
-        migrate(&mut conn)?;
+        let from = migrate(&mut conn)?;
+        if on_disk && from < SEALING_STEP && MIGRATIONS.len() >= SEALING_STEP {
+            // The secrets were just sealed; rewrite the file (and empty the WAL) so that the
+            // pages that held them in clear are gone.
+            conn.execute_batch("VACUUM; PRAGMA wal_checkpoint(TRUNCATE);")
+                .ctx("rewriting the database after sealing its secrets")?;
+        }
         Ok(SqliteStore {
             conn: Mutex::new(conn),
         })
@@ -255,7 +274,8 @@ impl SqliteStore {
     }
 }
 
-fn migrate(conn: &mut Connection) -> Result<()> {
+/// Brings the schema up to date; returns the version the database had.
+fn migrate(conn: &mut Connection) -> Result<usize> {
     // Immediate, so that two processes opening a fresh file at once do not both migrate it.
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -275,7 +295,7 @@ fn migrate(conn: &mut Connection) -> Result<()> {
         )));
     }
     if current == known {
-        return Ok(());
+        return Ok(current);
     }
     for (i, step) in MIGRATIONS.iter().enumerate().skip(current) {
         tx.execute_batch(step)
@@ -286,7 +306,7 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     tx.pragma_update(None, "user_version", known as i64)
         .ctx("recording the schema version")?;
     tx.commit().ctx("committing the schema migration")?;
-    Ok(())
+    Ok(current)
 }
 
 impl Store for SqliteStore {

@@ -15,7 +15,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use std::collections::BTreeMap;
 
 const SELECT: &str = "SELECT r.id, r.app_id, r.version, r.description, r.status, r.status_reason, r.slug_id, \
-     r.config, r.user_id, u.email, r.created_at, r.updated_at, r.addon_plans, \
+     kiln_open('releases.config:' || r.id, r.config), r.user_id, u.email, r.created_at, r.updated_at, r.addon_plans, \
      EXISTS (SELECT 1 FROM release_outputs o WHERE o.release_id = r.id) \
      FROM releases r JOIN accounts u ON u.id = r.user_id";
 
@@ -126,12 +126,12 @@ pub(super) fn insert(
     let plans = list_json(&super::addons::plan_names(conn, app_id)?);
     conn.execute(
         "INSERT INTO releases (id, app_id, version, description, status, status_reason, slug_id, config, user_id, created_at, updated_at, addon_plans)
-         VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6, ?7, ?8, ?9, ?9, ?10)",
+         VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6, kiln_seal('releases.config:' || ?1, ?7), ?8, ?9, ?9, ?10)",
         params![id, app_id, version, new.description, new.status.as_str(), new.slug_id, config_json, new.user_id, now.0, plans],
     )
     .ctx("inserting a release")?;
     conn.execute(
-        "UPDATE apps SET config = ?2, released_at = ?3, updated_at = ?3 WHERE id = ?1",
+        "UPDATE apps SET config = kiln_seal('apps.config:' || ?1, ?2), released_at = ?3, updated_at = ?3 WHERE id = ?1",
         params![app_id, config_json, now.0],
     )
     .ctx("updating the app's config")?;

@@ -26,7 +26,7 @@ pub(crate) const MIGRATION: &str = r#"
     CREATE INDEX sni_endpoints_app ON sni_endpoints(app_id, created_at);
 "#;
 
-const SELECT: &str = "SELECT id, app_id, name, certificate_chain, private_key, created_at, updated_at, acm_domain_id FROM sni_endpoints";
+const SELECT: &str = "SELECT id, app_id, name, certificate_chain, kiln_open('sni_endpoints.private_key:' || id, private_key), created_at, updated_at, acm_domain_id FROM sni_endpoints";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<SniEndpoint> {
     Ok(SniEndpoint {
@@ -105,7 +105,7 @@ pub(crate) fn create(
     let id = uuid::Uuid::new_v4().to_string();
     let now = Timestamp::now().0;
     conn.execute(
-        "INSERT INTO sni_endpoints (id, app_id, name, certificate_chain, private_key, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+        "INSERT INTO sni_endpoints (id, app_id, name, certificate_chain, private_key, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, kiln_seal('sni_endpoints.private_key:' || ?1, ?5), ?6, ?6)",
         params![id, app, name, certificate_chain, private_key, now],
     )
     .ctx("adding an SNI endpoint")?;
@@ -122,7 +122,7 @@ pub(crate) fn update(
     SniEndpoint::validate_pem(certificate_chain, private_key)?;
     let existing = get(conn, app, id_or_name)?;
     conn.execute(
-        "UPDATE sni_endpoints SET certificate_chain = ?2, private_key = ?3, updated_at = ?4 WHERE id = ?1",
+        "UPDATE sni_endpoints SET certificate_chain = ?2, private_key = kiln_seal('sni_endpoints.private_key:' || ?1, ?3), updated_at = ?4 WHERE id = ?1",
         params![existing.id, certificate_chain, private_key, Timestamp::now().0],
     )
     .ctx("updating an SNI endpoint")?;

@@ -12,6 +12,11 @@ use kiln_testkit::TempDir;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// One master key for the tests that reopen a database file.
+fn test_key() -> MasterKey {
+    MasterKey::from_hex(&"7e".repeat(32)).unwrap()
+}
+
 /// The database file in a test's own directory.
 fn db(dir: &TempDir) -> PathBuf {
     dir.join("kiln.db")
@@ -1102,9 +1107,18 @@ fn delete_app_removes_everything_it_owns() {
 fn corrupt_rows_are_errors_not_panics() {
     let (s, owner) = store();
     let (app, _) = s.create_app("corrupt-app", &owner.id, "heroku-24").unwrap();
+    // A value stored in clear (not by Kiln) is refused, not trusted.
+    s.lock()
+        .execute("UPDATE apps SET config = '{}' WHERE id = ?1", [&app.id])
+        .unwrap();
+    match s.app(&app.id) {
+        Err(StoreError::Db(msg)) => assert!(msg.contains("not sealed"), "{msg}"),
+        other => panic!("{other:?}"),
+    }
+    // A sealed value that is not what it should be.
     s.lock()
         .execute(
-            "UPDATE apps SET config = 'not json' WHERE id = ?1",
+            "UPDATE apps SET config = kiln_seal('apps.config:' || id, 'not json') WHERE id = ?1",
             [&app.id],
         )
         .unwrap();
@@ -1122,7 +1136,7 @@ fn corrupt_rows_are_errors_not_panics() {
 fn a_file_database_survives_reopening() {
     let dir = TempDir::new("store");
     let (app_id, owner_id) = {
-        let s = SqliteStore::open(&db(&dir)).unwrap();
+        let s = SqliteStore::open(&db(&dir), &test_key()).unwrap();
         let owner = s.ensure_account("owner@example.com", "Owner").unwrap();
         s.add_api_key(&owner.id, "key", "").unwrap();
         let (app, _) = s.create_app("durable", &owner.id, "heroku-24").unwrap();
@@ -1140,7 +1154,7 @@ fn a_file_database_survives_reopening() {
         (app.id, owner.id)
     };
     for _ in 0..2 {
-        let s = SqliteStore::open(&db(&dir)).unwrap();
+        let s = SqliteStore::open(&db(&dir), &test_key()).unwrap();
         let version: i64 = s
             .lock()
             .query_row("PRAGMA user_version", [], |r| r.get(0))
@@ -1163,7 +1177,7 @@ fn a_file_database_survives_reopening() {
         assert!(matches!(s.app("gone"), Err(StoreError::NotFound { .. })));
     }
     // The uid counter survived too: "gone" took 20001, so the next app gets 20002.
-    let s = SqliteStore::open(&db(&dir)).unwrap();
+    let s = SqliteStore::open(&db(&dir), &test_key()).unwrap();
     assert_eq!(
         s.create_app("after", &owner_id, "heroku-24").unwrap().0.uid,
         20_002
@@ -1173,13 +1187,13 @@ fn a_file_database_survives_reopening() {
 #[test]
 fn a_database_from_a_newer_kiln_is_refused() {
     let dir = TempDir::new("store");
-    drop(SqliteStore::open(&db(&dir)).unwrap());
+    drop(SqliteStore::open(&db(&dir), &test_key()).unwrap());
     {
         let conn = Connection::open(db(&dir)).unwrap();
         conn.pragma_update(None, "user_version", MIGRATIONS.len() as i64 + 1)
             .unwrap();
     }
-    match SqliteStore::open(&db(&dir)) {
+    match SqliteStore::open(&db(&dir), &test_key()) {
         Err(StoreError::Db(msg)) => assert!(msg.contains("newer Kiln"), "{msg}"),
         other => panic!("{other:?}"),
     }
@@ -1189,8 +1203,8 @@ fn a_database_from_a_newer_kiln_is_refused() {
 fn concurrent_appends_make_a_gap_free_ledger() {
     let dir = TempDir::new("store");
     // Two stores on one file: threads contend both for the mutex and for SQLite's lock.
-    let a = Arc::new(SqliteStore::open(&db(&dir)).unwrap());
-    let b = Arc::new(SqliteStore::open(&db(&dir)).unwrap());
+    let a = Arc::new(SqliteStore::open(&db(&dir), &test_key()).unwrap());
+    let b = Arc::new(SqliteStore::open(&db(&dir), &test_key()).unwrap());
     let owner = a.ensure_account("owner@example.com", "Owner").unwrap();
     let (app, _) = a.create_app("busy-app", &owner.id, "heroku-24").unwrap();
     const THREADS: usize = 6;
@@ -1669,7 +1683,7 @@ fn a_database_from_before_authorizations_keeps_its_keys() {
         )
         .unwrap();
     }
-    let s = SqliteStore::open(&db(&dir)).unwrap();
+    let s = SqliteStore::open(&db(&dir), &test_key()).unwrap();
     let (account, auth) = s.account_by_api_key("old-admin-key").unwrap().unwrap();
     assert_eq!(account.id, "a1");
     assert!(
@@ -1679,4 +1693,120 @@ fn a_database_from_before_authorizations_keeps_its_keys() {
     assert_eq!(auth.description, "admin key");
     assert!(uuid::Uuid::parse_str(&auth.id).is_ok(), "{}", auth.id);
     assert_eq!(auth.expires_at, None);
+}
+
+/// Every byte of the database's files (the WAL too), as text, for "not in clear" checks.
+fn file_bytes(dir: &TempDir) -> String {
+    let mut all = Vec::new();
+    for name in ["kiln.db", "kiln.db-wal"] {
+        if let Ok(b) = std::fs::read(dir.join(name)) {
+            all.extend(b);
+        }
+    }
+    String::from_utf8_lossy(&all).into_owned()
+}
+
+#[test]
+fn secrets_are_sealed_in_the_file_and_open_only_with_the_key() {
+    let dir = TempDir::new("kiln-store-sealed");
+    {
+        let s = SqliteStore::open(&db(&dir), &test_key()).unwrap();
+        let owner = s.ensure_account("o@example.com", "O").unwrap();
+        let (app, _) = s.create_app("sealed", &owner.id, "heroku-24").unwrap();
+        s.update_config(
+            &app.id,
+            &patch(&[("API_TOKEN", Some("plain-config-value-4711"))]),
+            &owner.id,
+        )
+        .unwrap();
+        let new = crate::NewAddon {
+            id: new_id(),
+            name: "redis-sealed-00001".into(),
+            app_id: app.id.clone(),
+            service: "heroku-redis".into(),
+            plan: "mini".into(),
+            config: [(
+                "URL".to_string(),
+                "redis://:addon-password-4711@h:1".to_string(),
+            )]
+            .into(),
+            provision_message: "ready".into(),
+        };
+        s.create_addon(&new, "REDIS", &owner.id).unwrap();
+        let app = s.app("sealed").unwrap();
+        assert_eq!(
+            app.config.get("API_TOKEN").map(String::as_str),
+            Some("plain-config-value-4711")
+        );
+    }
+    let bytes = file_bytes(&dir);
+    for secret in ["plain-config-value-4711", "addon-password-4711"] {
+        assert!(
+            !bytes.contains(secret),
+            "{secret} is in the database file in clear"
+        );
+    }
+    // The right key opens them; another key is refused with a clear error, not garbage.
+    let s = SqliteStore::open(&db(&dir), &test_key()).unwrap();
+    assert_eq!(
+        s.app("sealed")
+            .unwrap()
+            .config
+            .get("REDIS_URL")
+            .map(String::as_str),
+        Some("redis://:addon-password-4711@h:1")
+    );
+    drop(s);
+    let wrong =
+        SqliteStore::open(&db(&dir), &MasterKey::from_hex(&"11".repeat(32)).unwrap()).unwrap();
+    match wrong.app("sealed") {
+        Err(StoreError::Db(m)) => assert!(m.contains("master key"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn an_older_database_has_its_secrets_sealed_and_the_clear_copies_removed() {
+    let dir = TempDir::new("kiln-store-seal-migrate");
+    {
+        let conn = rusqlite::Connection::open(db(&dir)).unwrap();
+        for step in &MIGRATIONS[..SEALING_STEP - 1] {
+            conn.execute_batch(step).unwrap();
+        }
+        conn.pragma_update(None, "user_version", SEALING_STEP as i64 - 1)
+            .unwrap();
+        conn.execute_batch(
+            r#"INSERT INTO accounts (id, email, name, created_at, updated_at) VALUES ('a1', 'o@example.com', 'O', 1, 1);
+               INSERT INTO apps (id, name, owner_id, uid, stack, config, created_at, updated_at)
+                 VALUES ('p1', 'old-app', 'a1', 20000, 'heroku-24', '{"OLD_SECRET":"old-clear-value-0815"}', 1, 1);
+               INSERT INTO releases (id, app_id, version, description, status, config, user_id, created_at, updated_at)
+                 VALUES ('r1', 'p1', 1, 'Initial release', 'succeeded', '{"OLD_SECRET":"old-clear-value-0815"}', 'a1', 1, 1);"#,
+        )
+        .unwrap();
+    }
+    assert!(file_bytes(&dir).contains("old-clear-value-0815"));
+    let s = SqliteStore::open(&db(&dir), &test_key()).unwrap();
+    assert_eq!(
+        s.app("old-app")
+            .unwrap()
+            .config
+            .get("OLD_SECRET")
+            .map(String::as_str),
+        Some("old-clear-value-0815")
+    );
+    assert_eq!(
+        s.release("p1", "1")
+            .unwrap()
+            .config
+            .get("OLD_SECRET")
+            .map(String::as_str),
+        Some("old-clear-value-0815")
+    );
+    assert!(!file_bytes(&dir).contains("old-clear-value-0815"));
+    // The ledger is still append-only.
+    let conn = s.lock();
+    assert!(
+        conn.execute("UPDATE releases SET description = 'x' WHERE id = 'r1'", [])
+            .is_err()
+    );
 }
