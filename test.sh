@@ -27,6 +27,10 @@ command -v curl >/dev/null 2>&1 || need+=(curl)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v psql >/dev/null 2>&1 || need+=(postgresql-client)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+# Dynos get network namespaces of their own: nftables for their firewall and NAT, iproute2
+# for the tests' own namespaces.
+command -v nft >/dev/null 2>&1 || need+=(nftables)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
 # memcached with SASL: the server, and saslpasswd2 for its password databases.
 command -v memcached >/dev/null 2>&1 || need+=(memcached)
 command -v saslpasswd2 >/dev/null 2>&1 || need+=(sasl2-bin)

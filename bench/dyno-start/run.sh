@@ -27,6 +27,7 @@ missing=()
 command -v runc >/dev/null || missing+=(runc)
 command -v crun >/dev/null || missing+=(crun)
 command -v git >/dev/null || missing+=(git)
+command -v nft >/dev/null || missing+=(nftables)
 [ -x /usr/bin/python3 ] || missing+=(python3)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]}"
@@ -66,14 +67,18 @@ dirty=$(cd "$repo" && git status --porcelain --untracked-files=no 2>/dev/null | 
 } | tee "$log"
 
 work_args=()
+# Dynos get network namespaces of their own (issue 15): measured with one on both sides
+# unless NETWORK=0.
+net_args=()
+[ "${NETWORK:-1}" = 1 ] && net_args=(--network)
 [ -n "${WORK_DIR:-}" ] && work_args=(--work-dir "$WORK_DIR")
 if [ "$what" = all ] || [ "$what" = starts ]; then
-  "$bench" starts --kiln "$kiln" --runs "${RUNS:-200}" --warmup "${WARMUP:-10}" --csv "$out_dir/dyno-start-$stamp-samples.csv" "${work_args[@]}" | tee -a "$log"
+  "$bench" starts --kiln "$kiln" --runs "${RUNS:-200}" --warmup "${WARMUP:-10}" --csv "$out_dir/dyno-start-$stamp-samples.csv" "${work_args[@]}" "${net_args[@]}" | tee -a "$log"
   echo | tee -a "$log"
   # The same, each start after an idle pause, as sporadic starts in production find the
   # machine (back-to-back starts keep kernel state warm, e.g. the cgroup attach lock).
   echo "== sporadic starts: ${PAUSE_MS:-150} ms idle before each" | tee -a "$log"
-  "$bench" starts --kiln "$kiln" --runs "${SPORADIC_RUNS:-100}" --warmup 5 --pause-ms "${PAUSE_MS:-150}" --burst 0 --only kiln,runc "${work_args[@]}" | tee -a "$log"
+  "$bench" starts --kiln "$kiln" --runs "${SPORADIC_RUNS:-100}" --warmup 5 --pause-ms "${PAUSE_MS:-150}" --burst 0 --only kiln,runc "${work_args[@]}" "${net_args[@]}" | tee -a "$log"
   echo | tee -a "$log"
 fi
 if [ "$what" = all ] || [ "$what" = scale ]; then

@@ -66,6 +66,7 @@ command -v nginx >/dev/null || missing+=(nginx)
 command -v varnishd >/dev/null || missing+=(varnish)
 command -v git >/dev/null || missing+=(git)
 command -v curl >/dev/null || missing+=(curl)
+command -v nft >/dev/null || missing+=(nftables)
 for d in $dynos; do
   case $d in
     puma) command -v puma >/dev/null || missing+=(puma) ;;
@@ -134,7 +135,8 @@ EOF
 cat >"$app/start.sh" <<'EOF'
 set -e
 sed -e "s/@PORT@/$PORT/g" -e "s#@ROOT@#$HOME/public#g" nginx.conf.in > /tmp/nginx.conf
-echo "nginx dyno listening on $PORT"
+# Its address: its own network's (issue 15), or the host's when dynos share it.
+echo "nginx dyno listening on $(hostname -I | cut -d' ' -f1):$PORT"
 exec /usr/sbin/nginx -e stderr -p /tmp -c /tmp/nginx.conf -g 'daemon off;'
 EOF
 # `user root` only matters if dynos run as root (no per-app uid): the container's passwd has
@@ -175,8 +177,8 @@ echo "== deploying the nginx app (git push)"
 (cd "$app" && git push -q "http://kiln:$KILN_API_KEY@127.0.0.1:$api_port/benchapp.git" HEAD:main) >"$work/push.log" 2>&1 || { cat "$work/push.log"; exit 1; }
 dyno_port=
 for _ in $(seq 1 100); do
-  dyno_port=$("$kiln" logs -a benchapp -n 200 2>/dev/null | sed -n 's/.*nginx dyno listening on \([0-9]*\).*/\1/p' | tail -1)
-  [ -n "$dyno_port" ] && curl -fsS -o /dev/null "http://127.0.0.1:$dyno_port/index.html" && break
+  dyno_port=$("$kiln" logs -a benchapp -n 200 2>/dev/null | sed -n 's/.*nginx dyno listening on \([0-9.:]*\).*/\1/p' | tail -1)
+  [ -n "$dyno_port" ] && curl -fsS -o /dev/null "http://$dyno_port/index.html" && break
   sleep 0.2
 done
 [ -n "$dyno_port" ] || { "$kiln" logs -a benchapp; echo "the nginx dyno did not come up" >&2; exit 1; }
@@ -193,6 +195,8 @@ for d in $dynos; do
   src="$work/apps/$d"
   mkdir -p "$src"
   cp -a "$here/apps/$d/." "$src/"
+  # Sourced before the web process starts: the dyno's address (its own network's, issue 15).
+  echo 'echo "dyno at $(hostname -I | cut -d" " -f1)"' >"$src/.profile"
   (cd "$src" && git init -q && git add -A && git commit -qm "$d dyno")
   "$kiln" apps:create "bench-$d" >/dev/null
   echo "== deploying the $d app (git push)"
@@ -200,10 +204,11 @@ for d in $dynos; do
   port=
   for _ in $(seq 1 150); do
     port=$("$kiln" logs -a "bench-$d" -n 200 2>/dev/null | sed -n 's/.*dyno listening on \([0-9]*\).*/\1/p' | tail -1)
-    [ -n "$port" ] && curl -fsS -o /dev/null "http://127.0.0.1:$port/" 2>/dev/null && break
+    ip=$("$kiln" logs -a "bench-$d" -n 200 2>/dev/null | sed -n 's/.*dyno at \([0-9.]*\).*/\1/p' | tail -1)
+    [ -n "$port" ] && [ -n "$ip" ] && port="$ip:$port" && curl -fsS -o /dev/null "http://$port/" 2>/dev/null && break
     sleep 0.2
   done
-  curl -fsS -o /dev/null "http://127.0.0.1:$port/" || { "$kiln" logs -a "bench-$d"; echo "the $d dyno did not come up" >&2; exit 1; }
+  curl -fsS -o /dev/null "http://$port/" || { "$kiln" logs -a "bench-$d"; echo "the $d dyno did not come up" >&2; exit 1; }
   curl -fsS -o /dev/null -H "Host: bench-$d.localhost" "http://127.0.0.1:$router_port/"
   dyno_ports[$d]=$port
   app_proxy_ports[$d]=$((base + 10 + i))
@@ -221,7 +226,7 @@ events { worker_connections 4096; }
 http {
     access_log off;
     upstream dyno {
-        server 127.0.0.1:$dyno_port;
+        server $dyno_port;
         keepalive 64;
     }
     server {
@@ -242,7 +247,7 @@ EOF
 cat >"$work/proxy/apps.conf" <<EOF
 $(for d in $dynos; do cat <<APP
     upstream dyno_${d//-/_} {
-        server 127.0.0.1:${dyno_ports[$d]};
+        server ${dyno_ports[$d]};
         keepalive 64;
     }
     server {
@@ -270,7 +275,7 @@ nginx -e stderr -p "$work/proxy" -c "$work/proxy/nginx.conf" -g 'daemon off;' 2>
 pids+=($!)
 
 # --- Varnish ---------------------------------------------------------------------------------
-varnishd -F -n "$work/varnish" -a "127.0.0.1:$varnish_port" -b "127.0.0.1:$dyno_port" -s malloc,64m >"$work/varnish.log" 2>&1 &
+varnishd -F -n "$work/varnish" -a "127.0.0.1:$varnish_port" -b "$dyno_port" -s malloc,64m >"$work/varnish.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 100); do
   curl -fsS -o /dev/null "http://127.0.0.1:$proxy_port/index.html" 2>/dev/null && curl -fsS -o /dev/null "http://127.0.0.1:$varnish_port/cached.html" 2>/dev/null && break
@@ -340,13 +345,13 @@ measure_app() { # name url [wrk args...]; uses $round
   wrk -t1 -c"$app_conns" -d"$app_duration" --latency "$@" "$url" | tee "$out/$name.$round.txt" | grep -E "Requests/sec|50%|99%|errors|Non-2xx" || true
 }
 for round in $(seq 1 "$rounds"); do
-  measure direct "http://127.0.0.1:$dyno_port/index.html"
+  measure direct "http://$dyno_port/index.html"
   measure nginx "http://127.0.0.1:$proxy_port/index.html"
   measure kiln "http://127.0.0.1:$router_port/index.html" -H "Host: $host"
   measure varnish "http://127.0.0.1:$varnish_port/cached.html"
   measure kiln-cache "http://127.0.0.1:$router_port/cached.html" -H "Host: $host"
   for d in $dynos; do
-    measure_app "app-$d-direct" "http://127.0.0.1:${dyno_ports[$d]}/"
+    measure_app "app-$d-direct" "http://${dyno_ports[$d]}/"
     measure_app "app-$d-nginx" "http://127.0.0.1:${app_proxy_ports[$d]}/"
     measure_app "app-$d-kiln" "http://127.0.0.1:$router_port/" -H "Host: bench-$d.localhost"
   done
@@ -394,10 +399,10 @@ if [ -n "${INSTRUCTIONS:-}" ] && [ -z "${HOLD:-}" ]; then
     [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Host: $host" "http://127.0.0.1:$router_port/index.html")" = 200 ] && break
     sleep 0.5
   done
-  new_dyno=$("$kiln" logs -a benchapp -n 400 2>/dev/null | sed -n 's/.*nginx dyno listening on \([0-9]*\).*/\1/p' | tail -1)
+  new_dyno=$("$kiln" logs -a benchapp -n 400 2>/dev/null | sed -n 's/.*nginx dyno listening on \([0-9.:]*\).*/\1/p' | tail -1)
   vg_port=$((base + 9))
   mkdir -p "$work/proxy-vg"
-  sed -e "s/worker_processes auto;/worker_processes 1; master_process off;/" -e "s/127.0.0.1:$dyno_port/127.0.0.1:$new_dyno/" -e "s/127.0.0.1:$proxy_port/127.0.0.1:$vg_port/" -e "s#$work/proxy/nginx.pid#$work/proxy-vg/nginx.pid#" -e "\\#include $work/proxy/apps.conf;#d" "$work/proxy/nginx.conf" >"$work/proxy-vg/nginx.conf"
+  sed -e "s/worker_processes auto;/worker_processes 1; master_process off;/" -e "s/$dyno_port/$new_dyno/" -e "s/127.0.0.1:$proxy_port/127.0.0.1:$vg_port/" -e "s#$work/proxy/nginx.pid#$work/proxy-vg/nginx.pid#" -e "\\#include $work/proxy/apps.conf;#d" "$work/proxy/nginx.conf" >"$work/proxy-vg/nginx.conf"
   valgrind --tool=callgrind --dump-instr=no --callgrind-out-file="$cg/nginx.%p" nginx -e stderr -p "$work/proxy-vg" -c "$work/proxy-vg/nginx.conf" -g 'daemon off;' 2>"$work/proxy-vg/error.log" &
   vg_nginx=$!
   pids+=("$vg_nginx")
@@ -425,6 +430,6 @@ if [ -n "${INSTRUCTIONS:-}" ] && [ -z "${HOLD:-}" ]; then
   } | tee -a "$summary"
 fi
 if [ -n "${HOLD:-}" ]; then
-  echo "holding: kiln router 127.0.0.1:$router_port (Host: $host; pid $kiln_pid), nginx proxy :$proxy_port, Varnish :$varnish_port, dyno :$dyno_port"
+  echo "holding: kiln router 127.0.0.1:$router_port (Host: $host; pid $kiln_pid), nginx proxy :$proxy_port, Varnish :$varnish_port, dyno $dyno_port"
   while :; do sleep 3600 & wait $!; done
 fi

@@ -5,7 +5,8 @@
 //! same `/etc` entries bound read-only plus generated `passwd`/`group`/`hosts`, the slug at
 //! `/app` under a per-container overlay, a per-container `/tmp` bind, its own `/proc`, a
 //! minimal tmpfs `/dev` with `pts` and `shm`, a read-only root, the same `/proc` entries
-//! masked or read-only; mount, PID, UTS, IPC and cgroup namespaces and no network namespace;
+//! masked or read-only; mount, PID, UTS, IPC and cgroup namespaces, and with `--network` a
+//! network namespace (Kiln's dyno then also gets its veth pair, addresses and firewall leave);
 //! the dyno's uid, no capabilities, `no_new_privs`, a seccomp deny list of the same system
 //! calls as Kiln's (crates/kiln-runtime/src/seccomp.rs; Kiln's argument checks on `clone` and
 //! `personality` and its foreign-ABI kill are left out); and a standard-1X dyno's limits
@@ -194,6 +195,8 @@ pub struct ContainerSpec<'a> {
     pub uid: u32,
     pub args: Vec<String>,
     pub env: Vec<String>,
+    /// A network namespace of its own (as Kiln's isolated dynos have).
+    pub network: bool,
 }
 
 impl Bundle {
@@ -230,8 +233,18 @@ impl Bundle {
             .iter()
             .map(|p| format!("/proc/{p}"))
             .collect();
+        let mut namespaces = vec![
+            json!({"type": "pid"}),
+            json!({"type": "mount"}),
+            json!({"type": "uts"}),
+            json!({"type": "ipc"}),
+            json!({"type": "cgroup"}),
+        ];
+        if spec.network {
+            namespaces.push(json!({"type": "network"}));
+        }
         let linux = json!({
-            "namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "uts"}, {"type": "ipc"}, {"type": "cgroup"}],
+            "namespaces": namespaces,
             "cgroupsPath": format!("/kiln-bench/{}", spec.id),
             "resources": {
                 "memory": {"limit": MEMORY_HARD, "reservation": MEMORY_SOFT},

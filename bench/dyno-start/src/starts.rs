@@ -66,6 +66,11 @@ pub struct Options {
     /// Keep the scratch directory afterwards.
     #[arg(long)]
     keep: bool,
+    /// Give each container a network namespace: runc's with a loopback, Kiln's dyno its own
+    /// network as `kiln server` gives it (a veth pair to the host, addresses, a default
+    /// route; a free range is claimed and its firewall set up for the run).
+    #[arg(long)]
+    network: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -203,6 +208,7 @@ impl Bench {
                 uid: self.opts.uid,
                 args,
                 env,
+                network: self.opts.network,
             },
         )?;
         let mut cmd = tokio::process::Command::new(exe);
@@ -283,6 +289,7 @@ impl Bench {
                     uid: self.opts.uid,
                     args,
                     env,
+                    network: self.opts.network,
                 },
             )?;
             bundles.push((id, b));
@@ -488,7 +495,21 @@ async fn run_async(opts: Options) -> Result<()> {
     std::fs::create_dir_all(dir.join("bundles"))?;
     let kiln_exe = std::fs::canonicalize(&opts.kiln)
         .with_context(|| format!("the kiln binary {}", opts.kiln.display()))?;
-    let kiln = ContainerRuntime::new(dir.join("kiln-run"), kiln_exe.clone());
+    let mut kiln = ContainerRuntime::new(dir.join("kiln-run"), kiln_exe.clone());
+    let network = if opts.network {
+        let n = std::sync::Arc::new(
+            kiln_runtime::network::DynoNetwork::setup(&kiln_runtime::network::NetworkConfig {
+                range: None,
+                router_ports: Vec::new(),
+                remember: None,
+            })
+            .map_err(anyhow::Error::msg)?,
+        );
+        kiln = kiln.with_network(n.clone());
+        Some(n)
+    } else {
+        None
+    };
     let only = opts.only.clone();
     let wanted: Vec<&str> = only.split(',').map(str::trim).collect();
     let mut b = Bench {
@@ -704,6 +725,9 @@ async fn run_async(opts: Options) -> Result<()> {
     }
     // Every dyno has ended: Kiln's instance cgroups and runc's parent groups go too.
     b.kiln.shutdown();
+    if let Some(n) = &network {
+        n.teardown();
+    }
     remove_runc_parents();
     if !b.opts.keep {
         let _ = std::fs::remove_dir_all(&dir);

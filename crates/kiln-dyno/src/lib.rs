@@ -628,10 +628,10 @@ impl Actor {
         {
             match inst.state() {
                 DynoState::Up => {
-                    if let Some(port) = inst.port() {
+                    if let Some(addr) = inst.addr() {
                         backends.push(Backend {
                             dyno: inst.name.to_string(),
-                            addr: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+                            addr,
                         });
                     }
                 }

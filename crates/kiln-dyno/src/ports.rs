@@ -1,8 +1,9 @@
 //! Ports for web dynos, and how Kiln notices that a dyno has bound its `$PORT`.
 //!
-//! Dynos share the host's network namespace, so the router reaches them on 127.0.0.1. A port
-//! is chosen by asking the kernel for a free one and remembered until the dyno stops, so two
-//! dynos never get the same port from Kiln.
+//! A dyno with a network of its own is reached at its address; one that shares the host's
+//! network at 127.0.0.1. A port is chosen by asking the kernel for a free one and remembered
+//! until the dyno stops, so two dynos never get the same port from Kiln (which matters for
+//! the second kind).
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -35,11 +36,16 @@ impl PortPool {
 }
 
 /// Whether something listens on TCP `port` (any address, IPv4 or IPv6), read from
-/// `/proc/net/tcp{,6}` so the app never sees a probe connection.
-pub fn is_listening(port: u16) -> bool {
+/// `/proc/net/tcp{,6}` so the app never sees a probe connection; in the network namespace of
+/// process `pid` (a dyno's own network) when given, through `/proc/<pid>/net`.
+pub fn is_listening_in(pid: Option<u32>, port: u16) -> bool {
     let needle = format!(":{port:04X} ");
-    for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let Ok(text) = std::fs::read_to_string(file) else {
+    let dir = match pid {
+        Some(p) => format!("/proc/{p}/net"),
+        None => "/proc/net".to_string(),
+    };
+    for file in [format!("{dir}/tcp"), format!("{dir}/tcp6")] {
+        let Ok(text) = std::fs::read_to_string(&file) else {
             continue;
         };
         for line in text.lines().skip(1) {
@@ -65,9 +71,10 @@ mod tests {
     fn sees_a_listener() {
         let l = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
         let port = l.local_addr().unwrap().port();
-        assert!(is_listening(port));
+        assert!(is_listening_in(None, port));
+        assert!(is_listening_in(Some(std::process::id()), port));
         drop(l);
-        assert!(!is_listening(port));
+        assert!(!is_listening_in(None, port));
     }
 
     #[test]

@@ -31,6 +31,8 @@ pub(crate) struct InstanceCtl {
 #[derive(Debug, Default)]
 struct Meta {
     port: Option<u16>,
+    /// The dyno's address: its own network's, or the host's loopback when it shares it.
+    ip: Option<std::net::IpAddr>,
     updated_at: Timestamp,
     detail: Option<String>,
 }
@@ -60,6 +62,7 @@ impl Instance {
         let (stop_tx, stop_rx) = watch::channel(false);
         let meta = Arc::new(Mutex::new(Meta {
             port: None,
+            ip: None,
             updated_at: Timestamp::now(),
             detail: None,
         }));
@@ -91,6 +94,14 @@ impl Instance {
 
     pub fn port(&self) -> Option<u16> {
         self.meta.lock().unwrap_or_else(|e| e.into_inner()).port
+    }
+
+    /// Where the router reaches the dyno's `$PORT`.
+    pub fn addr(&self) -> Option<std::net::SocketAddr> {
+        let m = self.meta.lock().unwrap_or_else(|e| e.into_inner());
+        let ip =
+            m.ip.unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+        m.port.map(|p| std::net::SocketAddr::new(ip, p))
     }
 
     pub fn info(&self) -> DynoInfo {
@@ -191,7 +202,10 @@ async fn supervise(
         );
         let started_at = Instant::now();
         meta.lock().unwrap_or_else(|e| e.into_inner()).detail = None;
-        let ending = run_once(&shared, &ctl, &id, port, &mut stop, &set_state).await;
+        let set_ip = |ip: std::net::IpAddr| {
+            meta.lock().unwrap_or_else(|e| e.into_inner()).ip = Some(ip);
+        };
+        let ending = run_once(&shared, &ctl, &id, port, &mut stop, &set_state, &set_ip).await;
         if let Some(p) = port {
             shared.ports.release(p);
         }
@@ -266,6 +280,7 @@ async fn run_once(
     port: Option<u16>,
     stop: &mut watch::Receiver<bool>,
     set_state: &impl Fn(DynoState, Option<u16>),
+    set_ip: &impl Fn(std::net::IpAddr),
 ) -> Ending {
     let dyno = ctl.name.to_string();
     let cfg = &shared.config;
@@ -325,6 +340,11 @@ async fn run_once(
         ),
     ];
     let signaller = d.signaller();
+    // Known before the dyno can be up, so the router never has a stale address for it.
+    let ip = d.ip();
+    set_ip(ip);
+    // Its sockets are seen from a process in its network namespace.
+    let netns_pid = d.pid();
     if let Err(e) = d.started().await {
         platform_log(
             shared,
@@ -399,12 +419,12 @@ async fn run_once(
                 let _ = shared.changed.send(crate::Command::Cycle(ctl.app_id.clone(), id.to_string()));
             }
             _ = tick.tick(), if !up => {
-                let bound = port.is_some_and(ports::is_listening);
+                let bound = port.is_some_and(|p| ports::is_listening_in(netns_pid, p));
                 let healthy = match (&ctl.healthcheck, port) {
                     (Some(hc), Some(p)) if bound => {
                         if last_check.is_none_or(|t: Instant| t.elapsed() >= Duration::from_millis(500)) {
                             last_check = Some(Instant::now());
-                            health_ok(p, hc).await
+                            health_ok(std::net::SocketAddr::new(ip, p), hc).await
                         } else {
                             false
                         }
@@ -432,7 +452,14 @@ async fn run_once(
             // A web dyno has just left the router's table: let the requests it is serving
             // finish before it hears SIGTERM, so replacing dynos drops nothing.
             if let Some(p) = port.filter(|_| up) {
-                drain(shared, &ctl.app_id, p, cfg, &mut exit).await;
+                drain(
+                    shared,
+                    &ctl.app_id,
+                    std::net::SocketAddr::new(ip, p),
+                    cfg,
+                    &mut exit,
+                )
+                .await;
             }
             platform_log(
                 shared,
@@ -480,11 +507,10 @@ async fn run_once(
 async fn drain(
     shared: &Arc<Shared>,
     app_id: &str,
-    port: u16,
+    addr: std::net::SocketAddr,
     cfg: &crate::LifecycleConfig,
     exit: &mut std::pin::Pin<&mut impl std::future::Future<Output = i32>>,
 ) {
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let deadline = Instant::now() + cfg.stop_timeout;
     tokio::select! {
         _ = tokio::time::sleep(cfg.drain_grace) => {}
@@ -497,12 +523,10 @@ async fn drain(
 
 /// One health check attempt: `GET <path>` on the dyno's port must answer 2xx or 3xx within
 /// the check's timeout. Plain HTTP/1.0 over a socket: the dyno manager needs no HTTP client.
-async fn health_ok(port: u16, hc: &crate::HealthCheck) -> bool {
+async fn health_ok(addr: std::net::SocketAddr, hc: &crate::HealthCheck) -> bool {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let attempt = async {
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .ok()?;
+        let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
         s.write_all(
             format!(
                 "GET {} HTTP/1.0\r\nHost: localhost\r\nUser-Agent: kiln-healthcheck\r\n\r\n",

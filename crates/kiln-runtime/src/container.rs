@@ -13,6 +13,8 @@ pub struct ContainerRuntime {
     helper_exe: PathBuf,
     /// Where dynos get their limits; `None` on a host without cgroup hierarchies.
     cgroups: Option<Cgroups>,
+    /// Each dyno's own network, when the server isolates them.
+    network: Option<std::sync::Arc<crate::network::DynoNetwork>>,
 }
 
 impl ContainerRuntime {
@@ -45,7 +47,14 @@ impl ContainerRuntime {
             run_dir,
             helper_exe,
             cgroups,
+            network: None,
         }
+    }
+
+    /// Gives every dyno from now on a network namespace of its own on `network`.
+    pub fn with_network(mut self, network: std::sync::Arc<crate::network::DynoNetwork>) -> Self {
+        self.network = Some(network);
+        self
     }
 
     pub fn cgroups(&self) -> Option<&Cgroups> {
@@ -119,8 +128,40 @@ impl Runtime for ContainerRuntime {
         };
         spec.cgroup_procs = cgroup.as_ref().map(|c| c.procs_files()).unwrap_or_default();
         let memory = cgroup.map(MemoryProbe::new);
+        // Its addresses, and the firewall's leave to reach its add-ons, before it exists.
+        let slot = match &self.network {
+            Some(n) => match n.allocate(n.addon_ports(&spec.env)) {
+                Ok(slot) => {
+                    spec.net = Some(slot.net.clone());
+                    Some((n.clone(), slot))
+                }
+                Err(message) => {
+                    if let Some(m) = &memory {
+                        m.remove();
+                    }
+                    return Err(RuntimeError::Start {
+                        dyno: spec.name.clone(),
+                        message: format!("setting up its network: {message}"),
+                    });
+                }
+            },
+            None => None,
+        };
+        let ip = spec
+            .net
+            .as_ref()
+            .map_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), |n| {
+                std::net::IpAddr::V4(n.dyno_addr)
+            });
+        let slot = std::sync::Mutex::new(slot);
+        let release = move || {
+            if let Some((n, s)) = slot.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                n.release(s);
+            }
+        };
         let run_dir = self.run_dir.join("dynos").join(&spec.id);
         let fail = |what: &str, e: std::io::Error| {
+            release();
             crate::remove_run_dir(&run_dir);
             if let Some(m) = &memory {
                 m.remove();
@@ -194,7 +235,8 @@ impl Runtime for ContainerRuntime {
             Some(status),
             run_dir,
             memory,
-            None,
-        ))
+            Some(Box::new(release)),
+        )
+        .with_ip(ip))
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! The server execs it (never forking itself); the helper then:
 //! 1. makes itself die with the server (PDEATHSIG) and enters new mount, PID, UTS and IPC
-//!    namespaces;
+//!    namespaces, and, when the dyno has a network of its own, a network namespace: a veth
+//!    pair is made in the host's namespace, its dyno end moved in as `eth0` (see `netlink`);
 //! 2. forks the dyno's init, PID 1 of the new PID namespace, and stays behind as the server's
 //!    handle on the dyno: it forwards signals to init and exits with the dyno's status;
 //! 3. init builds the dyno's root (read-only system directories, the app at `/app` under a
@@ -100,14 +101,33 @@ fn run(args: &[String]) -> SysResult<i32> {
     }
     crate::cgroup::join(&spec)?;
     let mask = block_signals();
+    // The veth pair is made in the host's namespace, before this process leaves it.
+    let host_side = match &spec.net {
+        Some(net) => Some(host_link(net)?),
+        None => None,
+    };
     // The cgroup namespace is entered after joining the dyno's cgroups: inside, they are `/`.
-    sys::unshare(
+    let net_flag = if spec.net.is_some() {
+        libc::CLONE_NEWNET
+    } else {
+        0
+    };
+    if let Err(e) = sys::unshare(
         libc::CLONE_NEWNS
             | libc::CLONE_NEWPID
             | libc::CLONE_NEWUTS
             | libc::CLONE_NEWIPC
-            | libc::CLONE_NEWCGROUP,
-    )?;
+            | libc::CLONE_NEWCGROUP
+            | net_flag,
+    ) {
+        if let Some((mut nl, index, _)) = host_side {
+            let _ = nl.delete_link(index);
+        }
+        return Err(e);
+    }
+    if let (Some(net), Some(host_side)) = (&spec.net, host_side) {
+        dyno_link(net, host_side)?;
+    }
 
     let pty = if spec.tty {
         Some(open_pty(&spec)?)
@@ -150,6 +170,73 @@ fn run(args: &[String]) -> SysResult<i32> {
         }
         None => Ok(supervise(pid, &mask)),
     }
+}
+
+/// Step 1b (in the host's namespace): the veth pair, its host end addressed and up. Returns
+/// the host's netlink socket (it stays bound to the host's namespace after `unshare`), the
+/// host end's index and the dyno end's.
+fn host_link(net: &crate::DynoNet) -> SysResult<(crate::netlink::Netlink, i32, i32)> {
+    use crate::netlink::{Netlink, index_of};
+    let mut nl = Netlink::open()?;
+    // The dyno's end is named after the host's until it moves (names are per namespace).
+    let peer = format!("{}p", net.host_link);
+    if let Err(e) = nl.create_veth(&net.host_link, &peer) {
+        // A pair of the same name can outlive its dyno briefly (the kernel destroys a
+        // namespace after its last process) or a crashed server: the name is this server's
+        // (its range is claimed), so the old pair goes and the new one is made.
+        let stale = [net.host_link.as_str(), peer.as_str()]
+            .into_iter()
+            .filter_map(|n| index_of(n).ok())
+            .collect::<Vec<_>>();
+        if stale.is_empty() {
+            return Err(e);
+        }
+        for i in stale {
+            let _ = nl.delete_link(i);
+        }
+        nl.create_veth(&net.host_link, &peer)?;
+    }
+    let made = (|| {
+        let host = index_of(&net.host_link)?;
+        let dyno = index_of(&peer)?;
+        nl.add_address(host, net.host_addr, net.prefix)?;
+        nl.link_up(host)?;
+        Ok::<_, SysError>((host, dyno))
+    })();
+    match made {
+        Ok((host, dyno)) => Ok((nl, host, dyno)),
+        Err(e) => {
+            if let Ok(i) = index_of(&net.host_link) {
+                let _ = nl.delete_link(i);
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Step 1c (in the dyno's new namespace): its end of the pair moves in as `eth0`, with its
+/// address, `lo` up, and the host's end as the default route. When the dyno's last process
+/// ends, the namespace goes, and the pair with it.
+fn dyno_link(
+    net: &crate::DynoNet,
+    (mut host_nl, host_index, dyno_index): (crate::netlink::Netlink, i32, i32),
+) -> SysResult<()> {
+    use crate::netlink::{Netlink, index_of};
+    let ns = std::fs::File::open("/proc/self/ns/net")
+        .map_err(|e| SysError::io("opening the dyno's network namespace", e))?;
+    let moved = host_nl.move_link(dyno_index, std::os::fd::AsRawFd::as_raw_fd(&ns), "eth0");
+    if let Err(e) = moved {
+        let _ = host_nl.delete_link(host_index);
+        return Err(e);
+    }
+    drop(host_nl);
+    let mut nl = Netlink::open()?;
+    nl.link_up(index_of("lo")?)?;
+    let eth0 = index_of("eth0")?;
+    nl.add_address(eth0, net.dyno_addr, net.prefix)?;
+    nl.link_up(eth0)?;
+    nl.add_default_route(net.host_addr)?;
+    Ok(())
 }
 
 /// Opens a pseudo-terminal sized from the spec's `COLUMNS`/`LINES`.

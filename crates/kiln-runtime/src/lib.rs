@@ -19,6 +19,8 @@
 pub mod cgroup;
 pub mod container;
 pub mod helper;
+mod netlink;
+pub mod network;
 pub mod output;
 pub mod process;
 #[cfg(feature = "scripted")]
@@ -114,6 +116,20 @@ pub struct DynoSpec {
     /// by the container runtime, which creates the cgroups; empty means none.
     #[serde(default)]
     pub cgroup_procs: Vec<PathBuf>,
+    /// The dyno's own network (a namespace with one veth link to the host); `None` shares
+    /// the host's. Set by the container runtime when it isolates dynos.
+    #[serde(default)]
+    pub net: Option<DynoNet>,
+}
+
+/// A dyno's link to the host: a /30 with the host's end and the dyno's end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DynoNet {
+    /// The host end's name (`kv…`), unique while the dyno runs.
+    pub host_link: String,
+    pub host_addr: std::net::Ipv4Addr,
+    pub dyno_addr: std::net::Ipv4Addr,
+    pub prefix: u8,
 }
 
 impl Default for DynoSpec {
@@ -131,6 +147,7 @@ impl Default for DynoSpec {
             stdin: false,
             tty: false,
             cgroup_procs: Vec::new(),
+            net: None,
         }
     }
 }
@@ -324,6 +341,8 @@ pub struct Dyno {
     cleanup: Option<Box<dyn FnOnce() + Send>>,
     /// Its cgroups (container runtime on a host with cgroups), removed when it ends.
     memory: Option<MemoryProbe>,
+    /// Where it listens: its own network's address, or the host's loopback.
+    ip: std::net::IpAddr,
 }
 
 impl Dyno {
@@ -350,6 +369,7 @@ impl Dyno {
             run_dir: Some(run_dir),
             cleanup,
             memory,
+            ip: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
         }
     }
 
@@ -368,11 +388,22 @@ impl Dyno {
             run_dir: None,
             cleanup: Some(Box::new(|| {})),
             memory: None,
+            ip: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
         }
     }
 
     pub fn signaller(&self) -> DynoSignaller {
         self.signaller.clone()
+    }
+
+    /// The address the dyno's ports are reached at.
+    pub fn ip(&self) -> std::net::IpAddr {
+        self.ip
+    }
+
+    pub(crate) fn with_ip(mut self, ip: std::net::IpAddr) -> Dyno {
+        self.ip = ip;
+        self
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -533,16 +564,22 @@ pub fn detect(
     data_dir: &std::path::Path,
     helper_exe: PathBuf,
     prefer: Option<RuntimeKind>,
+    network: Option<Arc<network::DynoNetwork>>,
 ) -> SharedRuntime {
     let run_dir = data_dir.join("run");
+    let container = |run_dir, helper_exe| {
+        let c = container::ContainerRuntime::new(run_dir, helper_exe);
+        match network {
+            Some(n) => c.with_network(n),
+            None => c,
+        }
+    };
     match prefer {
         Some(RuntimeKind::Process) => Arc::new(process::ProcessRuntime::new(run_dir)),
-        Some(RuntimeKind::Container) => {
-            Arc::new(container::ContainerRuntime::new(run_dir, helper_exe))
-        }
+        Some(RuntimeKind::Container) => Arc::new(container(run_dir, helper_exe)),
         None => {
             if container::ContainerRuntime::available() {
-                Arc::new(container::ContainerRuntime::new(run_dir, helper_exe))
+                Arc::new(container(run_dir, helper_exe))
             } else {
                 tracing::warn!(
                     "not running as root with namespaces: dynos run as plain processes, without isolation"

@@ -26,6 +26,14 @@ impl SysError {
     }
 
     /// `what` failed with `source`.
+    /// An error number the kernel answered with (netlink's).
+    pub fn os(what: impl Into<String>, errno: i32) -> SysError {
+        SysError {
+            what: what.into(),
+            source: Some(io::Error::from_raw_os_error(errno)),
+        }
+    }
+
     pub fn io(what: impl Into<String>, source: io::Error) -> SysError {
         SysError {
             what: what.into(),

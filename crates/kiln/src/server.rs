@@ -152,8 +152,14 @@ struct Args {
     log_level: String,
     /// The address add-on services (PostgreSQL, Redis) listen on, and the host in their
     /// URLs: where dynos reach them.
-    #[arg(long, env = "KILN_ADDONS_HOST", default_value = "127.0.0.1")]
-    addons_host: String,
+    /// [default: the dyno network's services address, else 127.0.0.1]
+    #[arg(long, env = "KILN_ADDONS_HOST")]
+    addons_host: Option<String>,
+    /// Each dyno's own network: `auto` (a free /20 in 10.200.0.0/13), a range such as
+    /// `10.200.16.0/20` used for nothing else on this machine, or `off` (dynos share the
+    /// host's network). Needs the container runtime and nftables.
+    #[arg(long, env = "KILN_DYNO_NETWORK", default_value = "auto")]
+    dyno_network: String,
     /// An existing PostgreSQL server (an admin URL, e.g. postgres://admin@db:5432/postgres)
     /// to hold the essential plans' databases, instead of a cluster Kiln runs itself.
     #[arg(long, env = "KILN_ADDONS_POSTGRES_URL")]
@@ -352,6 +358,57 @@ fn master_key(args: &Args) -> Result<kiln_store::MasterKey> {
     }
 }
 
+/// Sets up dynos' own networks as `--dyno-network` says; with the reason when they share the
+/// host's. `auto` falls back to sharing (with a warning) where the machine cannot isolate; a
+/// range that cannot be set up stops the server.
+#[allow(clippy::type_complexity)]
+fn dyno_network(
+    args: &Args,
+    container: bool,
+    router_ports: &[u16],
+) -> Result<(Option<Arc<kiln_runtime::network::DynoNetwork>>, String)> {
+    use kiln_runtime::network::{DynoNetwork, NetworkConfig};
+    let range = match args.dyno_network.as_str() {
+        "off" => return Ok((None, "shared with the host (--dyno-network off)".into())),
+        "auto" => None,
+        cidr => {
+            let (a, p) = cidr
+                .split_once('/')
+                .and_then(|(a, p)| Some((a.parse().ok()?, p.parse().ok()?)))
+                .with_context(|| {
+                    format!(
+                        "--dyno-network {cidr:?}: give auto, off or a range such as 10.200.16.0/20"
+                    )
+                })?;
+            Some((a, p))
+        }
+    };
+    if !container {
+        let why = "shared with the host: plain-process dynos cannot be isolated (run as root for the container runtime)";
+        if range.is_some() {
+            bail!("--dyno-network {}: {why}", args.dyno_network);
+        }
+        tracing::warn!("{why}");
+        return Ok((None, why.into()));
+    }
+    let config = NetworkConfig {
+        range,
+        router_ports: router_ports.to_vec(),
+        remember: Some(args.data_dir.join("dyno-network")),
+    };
+    match DynoNetwork::setup(&config) {
+        Ok(n) => {
+            let note = format!("{n:?}, isolated (add-ons at {})", n.services_addr());
+            Ok((Some(Arc::new(n)), note))
+        }
+        Err(e) if range.is_none() => {
+            tracing::warn!(error = %e, "dynos share the host's network: they cannot be isolated on this machine");
+            Ok((None, format!("shared with the host: {e}")))
+        }
+        Err(e) => bail!("--dyno-network {}: {e}", args.dyno_network),
+    }
+}
+
 /// On first start, creates the admin account and writes its key to `admin-api-key` (0600).
 fn ensure_admin(store: &dyn Store, data_dir: &Path) -> Result<PathBuf> {
     use std::os::unix::fs::OpenOptionsExt;
@@ -420,6 +477,31 @@ async fn run(args: Args) -> Result<()> {
     let app_routes: Arc<dyn AppRoutes> = routes.clone();
     let dyno_routes: Arc<dyn DynoRoutes> = routes.clone();
 
+    let api_listener = tokio::net::TcpListener::bind(args.api_listen)
+        .await
+        .with_context(|| format!("listening on {} for the API", args.api_listen))?;
+    let router_listener = tokio::net::TcpListener::bind(args.router_listen)
+        .await
+        .with_context(|| format!("listening on {} for the router", args.router_listen))?;
+    let api_addr = api_listener.local_addr()?;
+    let router_addr = router_listener.local_addr()?;
+    let api_tls_listener = match args.api_tls_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("listening on {addr} for the API's HTTPS"))?,
+        ),
+        None => None,
+    };
+    let tls_listener = match args.router_tls_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("listening on {addr} for the router's HTTPS"))?,
+        ),
+        None => None,
+    };
+
     let prefer = match args.runtime.as_str() {
         "container" => {
             if !kiln_runtime::container::ContainerRuntime::available() {
@@ -432,7 +514,12 @@ async fn run(args: Args) -> Result<()> {
         "process" => Some(kiln_runtime::RuntimeKind::Process),
         _ => None,
     };
-    let runtime = kiln_runtime::detect(data_dir, exe.clone(), prefer);
+    let container = match prefer {
+        Some(kind) => kind == kiln_runtime::RuntimeKind::Container,
+        None => kiln_runtime::container::ContainerRuntime::available(),
+    };
+    let (network, network_note) = dyno_network(&args, container, &[router_addr.port()])?;
+    let runtime = kiln_runtime::detect(data_dir, exe.clone(), prefer, network.clone());
     runtime
         .sweep()
         .context("cleaning up after the previous run")?;
@@ -460,30 +547,6 @@ async fn run(args: Args) -> Result<()> {
     let dynos =
         kiln_dyno::DynoManager::start(runtime.clone(), sink.clone(), dyno_routes, lifecycle);
 
-    let api_listener = tokio::net::TcpListener::bind(args.api_listen)
-        .await
-        .with_context(|| format!("listening on {} for the API", args.api_listen))?;
-    let router_listener = tokio::net::TcpListener::bind(args.router_listen)
-        .await
-        .with_context(|| format!("listening on {} for the router", args.router_listen))?;
-    let api_addr = api_listener.local_addr()?;
-    let router_addr = router_listener.local_addr()?;
-    let api_tls_listener = match args.api_tls_listen {
-        Some(addr) => Some(
-            tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("listening on {addr} for the API's HTTPS"))?,
-        ),
-        None => None,
-    };
-    let tls_listener = match args.router_tls_listen {
-        Some(addr) => Some(
-            tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("listening on {addr} for the router's HTTPS"))?,
-        ),
-        None => None,
-    };
     let api_url = args.api_url.clone().unwrap_or_else(|| {
         let host = if api_addr.ip().is_unspecified() {
             "127.0.0.1".to_string()
@@ -508,7 +571,11 @@ async fn run(args: Args) -> Result<()> {
     };
     let addons = kiln_platform::Addons::builtin(kiln_addons::AddonsConfig {
         dir: data_dir.join("addons"),
-        host: args.addons_host.clone(),
+        // Dynos with networks of their own reach add-ons at the services address.
+        host: args.addons_host.clone().unwrap_or_else(|| match &network {
+            Some(n) => n.services_addr().to_string(),
+            None => "127.0.0.1".into(),
+        }),
         postgres_url: args.addons_postgres_url.clone(),
         check_interval: Duration::from_secs(args.addons_check_interval),
         logs: logs.clone(),
@@ -656,6 +723,7 @@ async fn run(args: Args) -> Result<()> {
     }
     acme_line.iter().for_each(|line| eprintln!("{line}"));
     eprintln!("  Dyno runtime: {}", runtime.kind().as_str());
+    eprintln!("  Dyno network: {network_note}");
 
     wait_for_signal().await;
     eprintln!("Stopping: every dyno gets SIGTERM...");
@@ -664,6 +732,9 @@ async fn run(args: Args) -> Result<()> {
     // After the dynos, which may be using them.
     addons.shutdown().await;
     runtime.shutdown();
+    if let Some(n) = &network {
+        n.teardown();
+    }
     let _ = tokio::time::timeout(Duration::from_secs(5), api_task).await;
     if let Some((task, _, _)) = api_tls_task {
         let _ = tokio::time::timeout(Duration::from_secs(5), task).await;

@@ -702,10 +702,10 @@ fn app_json_add_ons_are_provisioned_on_the_first_deploy_only() {
     );
 }
 
-/// Sends RESP commands to 127.0.0.1:`port` and returns the replies (2 s at most).
-fn redis_exchange(port: u16, commands: &[&[&str]]) -> String {
+/// Sends RESP commands to `addr` (`host:port`) and returns the replies (2 s at most).
+fn redis_exchange(addr: &str, commands: &[&[&str]]) -> String {
     use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_millis(500)))
         .unwrap();
     let mut req = String::new();
@@ -815,7 +815,8 @@ fn two_apps_services_answer_only_to_their_own_credentials() {
     }
 
     // Redis: each server answers to its own password only.
-    let port = |url: &str| url.rsplit_once(':').unwrap().1.parse::<u16>().unwrap();
+    // Where the server listens: the URL's host (the dyno network's services address).
+    let port = |url: &str| url.rsplit_once('@').unwrap().1.to_string();
     let pw = |url: &str| {
         url.strip_prefix("redis://:")
             .unwrap()
@@ -827,22 +828,22 @@ fn two_apps_services_answer_only_to_their_own_credentials() {
     let (a_redis, b_redis) = (var(a, "REDIS_URL"), var(b, "REDIS_URL"));
     assert!(
         redis_exchange(
-            port(&a_redis),
+            &port(&a_redis),
             &[&["AUTH", &pw(&a_redis)], &["SET", "k", "alpha"]]
         )
         .contains("+OK\r\n+OK")
     );
-    let out = redis_exchange(port(&a_redis), &[&["AUTH", &pw(&b_redis)], &["GET", "k"]]);
+    let out = redis_exchange(&port(&a_redis), &[&["AUTH", &pw(&b_redis)], &["GET", "k"]]);
     assert!(
         out.starts_with("-WRONGPASS") && !out.contains("alpha"),
         "{out}"
     );
-    let out = redis_exchange(port(&a_redis), &[&["GET", "k"], &["KEYS", "*"]]);
+    let out = redis_exchange(&port(&a_redis), &[&["GET", "k"], &["KEYS", "*"]]);
     assert!(
         out.starts_with("-NOAUTH") && !out.contains("alpha"),
         "{out}"
     );
-    let out = redis_exchange(port(&b_redis), &[&["AUTH", &pw(&b_redis)], &["GET", "k"]]);
+    let out = redis_exchange(&port(&b_redis), &[&["AUTH", &pw(&b_redis)], &["GET", "k"]]);
     assert!(out.contains("$-1"), "beta's Redis is another server: {out}");
 
     // memcached: alpha's server refuses beta's credentials and none.
