@@ -96,14 +96,22 @@ fn lookup_user(name: &str) -> Option<(u32, u32)> {
 /// Gives `path` (recursively) to `uid:gid`.
 pub fn chown_tree(path: &Path, uid: u32, gid: u32) -> Result<()> {
     use std::os::unix::fs::{chown, lchown};
-    let meta = std::fs::symlink_metadata(path)
-        .map_err(AddonError::io(format!("reading {}", path.display())))?;
+    // A file that vanishes during the walk (a server of an earlier life still shutting
+    // down removes its `postmaster.pid`) needs no owner.
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(AddonError::io(format!("reading {}", path.display()))(e)),
+    };
     if meta.file_type().is_symlink() {
         return lchown(path, Some(uid), Some(gid))
             .map_err(AddonError::io(format!("chown {}", path.display())));
     }
-    chown(path, Some(uid), Some(gid))
-        .map_err(AddonError::io(format!("chown {}", path.display())))?;
+    match chown(path, Some(uid), Some(gid)) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(AddonError::io(format!("chown {}", path.display()))(e)),
+    }
     if meta.is_dir() {
         for e in std::fs::read_dir(path)
             .map_err(AddonError::io(format!("reading {}", path.display())))?

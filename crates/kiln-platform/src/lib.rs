@@ -270,7 +270,15 @@ impl Platform {
             .clone()
     }
 
+    /// An `app[api]` line. Every event a user caused is worded "… by user EMAIL" (Heroku's
+    /// wording), and is also the app's audit log (`kiln audit`), kept in the store.
     fn api_log(&self, app_id: &str, msg: impl Into<String>) {
+        let msg = msg.into();
+        if let Some((action, email)) = msg.rsplit_once(" by user ") {
+            if let Err(e) = self.store.audit(app_id, None, email.trim(), action) {
+                tracing::debug!(app_id, error = %e, "not in the audit log");
+            }
+        }
         self.logs.emit(app_id, LogLine::api(msg));
     }
 

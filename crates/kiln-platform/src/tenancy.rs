@@ -57,14 +57,9 @@ impl Platform {
             .ok_or_else(no_such_user)
     }
 
-    /// Records who did what to an app, in the audit log and as an `app[api]` line.
+    /// Records who did what to an app: an `app[api]` line, which `api_log` also keeps in the
+    /// audit log.
     pub(crate) fn audit(&self, app_id: &str, user: &Account, action: &str) {
-        if let Err(e) = self
-            .store
-            .audit(app_id, Some(&user.id), &user.email, action)
-        {
-            tracing::warn!(app_id, error = %e, "could not write the audit log");
-        }
         self.api_log(app_id, format!("{action} by user {}", user.email));
     }
 

@@ -1225,7 +1225,13 @@ fn git_log_tails_and_attach_follow_the_same_rules() {
     );
 
     // A push by the viewer is refused before anything is received.
-    let repo = common::fixture_repo("tenancy-push", &[("Procfile", "web: true\n")]);
+    let repo = common::fixture_repo(
+        "tenancy-push",
+        &[
+            ("Procfile", "web: python3 -m http.server $PORT\n"),
+            ("requirements.txt", ""),
+        ],
+    );
     let (ok, out) = s.push_with_key(&repo, "doors", &viewer);
     assert!(!ok && out.contains("deploy permission"), "{out}");
     let (ok, out) = s.push_with_key(&repo, "doors", &stranger);
@@ -1304,6 +1310,56 @@ fn git_log_tails_and_attach_follow_the_same_rules() {
             "{what}: the tail ended after {took:?}"
         );
     }
+    // A one-off dyno attached with a key ends when the key is revoked.
+    let (ok, out) = s.push_with_key(&repo, "doors", &alice);
+    assert!(ok, "{out}");
+    let made = ok_json(
+        &s,
+        &deployer,
+        "POST",
+        "/oauth/authorizations",
+        json!({ "description": "run" }),
+    );
+    let run_key = made["access_token"]["token"].as_str().unwrap().to_string();
+    let mut run = std::process::Command::new(common::KILN)
+        .args(["run", "-a", "doors", "--no-tty", "--", "sleep", "300"])
+        .env("KILN_API_URL", &s.api_url)
+        .env("KILN_API_KEY", &run_key)
+        .env("HOME", s.home())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    kiln_testkit::wait_for(Duration::from_secs(60), "the one-off dyno to run", || {
+        let dynos = ok_json(&s, &alice, "GET", "/apps/doors/dynos", Value::Null);
+        dynos
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["type"] == "run" && d["state"] == "up")
+            .then_some(())
+    });
+    let revoked_at = Instant::now();
+    ok_json(
+        &s,
+        &deployer,
+        "DELETE",
+        &format!("/oauth/authorizations/{}", made["id"].as_str().unwrap()),
+        Value::Null,
+    );
+    let status = kiln_testkit::wait_for(Duration::from_secs(20), "kiln run to end", || {
+        run.try_wait().unwrap()
+    });
+    assert!(
+        !status.success() && revoked_at.elapsed() < Duration::from_secs(15),
+        "{status:?}"
+    );
+    kiln_testkit::wait_for(Duration::from_secs(20), "the one-off dyno to go", || {
+        let dynos = ok_json(&s, &alice, "GET", "/apps/doors/dynos", Value::Null);
+        (!dynos.as_array().unwrap().iter().any(|d| d["type"] == "run")).then_some(())
+    });
+
     // Nor can either be reopened by its URL.
     for id in [key_session, access_session] {
         let r = call(&s, None, "GET", &format!("/log-sessions/{id}"), None);
