@@ -3,8 +3,8 @@
 //!
 //! The server execs it (never forking itself); the helper then:
 //! 1. makes itself die with the server (PDEATHSIG) and enters new mount, PID, UTS and IPC
-//!    namespaces, and, when the dyno has a network of its own, a network namespace: a veth
-//!    pair is made in the host's namespace, its dyno end moved in as `eth0` (see `netlink`);
+//!    namespaces, and, when the dyno has a network of its own, a network namespace with a
+//!    veth pair to the host, its dyno end made in there as `eth0` (see `netlink`);
 //! 2. forks the dyno's init, PID 1 of the new PID namespace, and stays behind as the server's
 //!    handle on the dyno: it forwards signals to init and exits with the dyno's status;
 //! 3. init builds the dyno's root (read-only system directories, the app at `/app` under a
@@ -101,7 +101,7 @@ fn run(args: &[String]) -> SysResult<i32> {
     }
     crate::cgroup::join(&spec)?;
     let mask = block_signals();
-    // The veth pair is made in the host's namespace, before this process leaves it.
+    // A handle on the host's namespace, for the veth pair, before this process leaves it.
     let host_side = match &spec.net {
         Some(net) => Some(host_link(net)?),
         None => None,
@@ -120,9 +120,6 @@ fn run(args: &[String]) -> SysResult<i32> {
             | libc::CLONE_NEWCGROUP
             | net_flag,
     ) {
-        if let Some((mut nl, index, _)) = host_side {
-            let _ = nl.delete_link(index);
-        }
         return Err(e);
     }
     if let (Some(net), Some(host_side)) = (&spec.net, host_side) {
@@ -172,61 +169,37 @@ fn run(args: &[String]) -> SysResult<i32> {
     }
 }
 
-/// Step 1b (in the host's namespace): the veth pair, its host end addressed and up. Returns
-/// the host's netlink socket (it stays bound to the host's namespace after `unshare`), the
-/// host end's index and the dyno end's.
-fn host_link(net: &crate::DynoNet) -> SysResult<(crate::netlink::Netlink, i32, i32)> {
-    use crate::netlink::{Netlink, index_of};
-    let mut nl = Netlink::open()?;
-    // The dyno's end is named after the host's until it moves (names are per namespace).
-    let peer = format!("{}p", net.host_link);
-    if let Err(e) = nl.create_veth(&net.host_link, &peer) {
-        // A pair of the same name can outlive its dyno briefly (the kernel destroys a
-        // namespace after its last process) or a crashed server: the name is this server's
-        // (its range is claimed), so the old pair goes and the new one is made.
-        let stale = [net.host_link.as_str(), peer.as_str()]
-            .into_iter()
-            .filter_map(|n| index_of(n).ok())
-            .collect::<Vec<_>>();
-        if stale.is_empty() {
-            return Err(e);
-        }
-        for i in stale {
-            let _ = nl.delete_link(i);
-        }
-        nl.create_veth(&net.host_link, &peer)?;
-    }
-    let made = (|| {
-        let host = index_of(&net.host_link)?;
-        let dyno = index_of(&peer)?;
-        nl.add_address(host, net.host_addr, net.prefix)?;
-        nl.link_up(host)?;
-        Ok::<_, SysError>((host, dyno))
-    })();
-    match made {
-        Ok((host, dyno)) => Ok((nl, host, dyno)),
-        Err(e) => {
-            if let Ok(i) = index_of(&net.host_link) {
-                let _ = nl.delete_link(i);
-            }
-            Err(e)
-        }
-    }
+/// Step 1b (in the host's namespace, before `unshare`): a netlink socket that stays bound to
+/// the host's namespace after this process leaves it.
+fn host_link(_net: &crate::DynoNet) -> SysResult<crate::netlink::Netlink> {
+    crate::netlink::Netlink::open()
 }
 
-/// Step 1c (in the dyno's new namespace): its end of the pair moves in as `eth0`, with its
-/// address, `lo` up, and the host's end as the default route. When the dyno's last process
-/// ends, the namespace goes, and the pair with it.
-fn dyno_link(
-    net: &crate::DynoNet,
-    (mut host_nl, host_index, dyno_index): (crate::netlink::Netlink, i32, i32),
-) -> SysResult<()> {
+/// Step 1c (in the dyno's new namespace): the veth pair, made with its dyno end directly in
+/// here as `eth0`; the host end addressed and up; `lo` and `eth0` up, `eth0` addressed, the
+/// host's end the default route. When the dyno's last process ends, the namespace goes, and
+/// the pair with it.
+fn dyno_link(net: &crate::DynoNet, mut host_nl: crate::netlink::Netlink) -> SysResult<()> {
     use crate::netlink::{Netlink, index_of};
     let ns = std::fs::File::open("/proc/self/ns/net")
         .map_err(|e| SysError::io("opening the dyno's network namespace", e))?;
-    let moved = host_nl.move_link(dyno_index, std::os::fd::AsRawFd::as_raw_fd(&ns), "eth0");
-    if let Err(e) = moved {
-        let _ = host_nl.delete_link(host_index);
+    let ns_fd = std::os::fd::AsRawFd::as_raw_fd(&ns);
+    if let Err(e) = host_nl.create_veth_into(&net.host_link, "eth0", ns_fd) {
+        // A pair of the same name can outlive its dyno briefly (the kernel destroys a
+        // namespace a little after its last process) or a crashed server: the name is this
+        // server's (its range is claimed), so the old pair goes and the new one is made.
+        let Ok(stale) = host_nl.index(&net.host_link) else {
+            return Err(e);
+        };
+        let _ = host_nl.delete_link(stale);
+        host_nl.create_veth_into(&net.host_link, "eth0", ns_fd)?;
+    }
+    let host = host_nl.index(&net.host_link)?;
+    let configured = host_nl
+        .add_address(host, net.host_addr, net.prefix)
+        .and_then(|()| host_nl.link_up(host));
+    if let Err(e) = configured {
+        let _ = host_nl.delete_link(host);
         return Err(e);
     }
     drop(host_nl);
