@@ -23,6 +23,7 @@ mod error;
 mod local_ca;
 mod material;
 mod resolver;
+mod sealed;
 mod source;
 
 pub use error::TlsError;
@@ -30,6 +31,7 @@ pub use local_ca::LocalCa;
 pub use material::{CertInfo, Certificate, hostname_matches, self_signed};
 pub use resolver::{HostOwner, SniResolver};
 pub use rustls::ServerConfig;
+pub use sealed::seal_files_with;
 pub use source::{CertificateSource, IssuedCertificate};
 
 use std::sync::Arc;

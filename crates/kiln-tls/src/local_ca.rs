@@ -77,7 +77,12 @@ impl LocalCa {
                 create_private_dir(dir)?;
                 // The key first: a crash in between leaves a pair that no longer loads,
                 // which is regenerated, never a certificate with a lost key.
-                write_atomically(&ca_key_path, key.serialize_pem().as_bytes(), 0o600)?;
+                crate::sealed::write(&ca_key_path, key.serialize_pem().as_bytes(), 0o600).map_err(
+                    |source| TlsError::Io {
+                        context: format!("writing {}", ca_key_path.display()),
+                        source,
+                    },
+                )?;
                 write_atomically(&ca_cert_path, pem.as_bytes(), 0o644)?;
                 (pem, key, true)
             }
@@ -253,10 +258,17 @@ impl LocalCa {
 
 /// The stored CA, if it can be used for `domain` for a while yet.
 fn read_ca(cert_path: &Path, key_path: &Path, domain: &str) -> Option<(String, rcgen::KeyPair)> {
-    let (Ok(pem), Ok(key_pem)) = (
-        std::fs::read_to_string(cert_path),
-        std::fs::read_to_string(key_path),
-    ) else {
+    let key_pem = match crate::sealed::read(key_path).map(String::from_utf8) {
+        Ok(Ok(k)) => k,
+        Ok(Err(_)) => return None,
+        Err(e) => {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(path = %key_path.display(), error = %e, "the local CA's key cannot be read; generating a new CA");
+            }
+            return None;
+        }
+    };
+    let Ok(pem) = std::fs::read_to_string(cert_path) else {
         return None;
     };
     let checked = match Certificate::from_pem(&pem, &key_pem) {

@@ -464,6 +464,8 @@ async fn run(args: Args) -> Result<()> {
         );
     }
     let master_key = master_key(&args)?;
+    // Private keys on disk (the local CA's, the ACME account's) are sealed too.
+    kiln_tls::seal_files_with(master_key.subkey("files"));
     let store: Arc<dyn Store> = Arc::new(
         kiln_store::SqliteStore::open(&data_dir.join("kiln.db"), &master_key)
             .context("opening the database")?,

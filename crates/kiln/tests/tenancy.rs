@@ -1369,7 +1369,8 @@ fn git_log_tails_and_attach_follow_the_same_rules() {
 
 #[test]
 fn a_copy_of_the_database_holds_no_secret_in_clear() {
-    let mut s = Server::start("tenancy-sealed");
+    // With the HTTPS listener, whose certificate comes from the local CA (made at start).
+    let mut s = Server::start_with("tenancy-sealed", &["--api-tls-listen", "127.0.0.1:0"]);
     ok_json(&s, &s.key, "POST", "/apps", json!({ "name": "sealed" }));
     ok_json(
         &s,
@@ -1424,6 +1425,12 @@ fn a_copy_of_the_database_holds_no_secret_in_clear() {
             "{secret:?} is in the database file in clear"
         );
     }
+    // Private keys on disk are sealed too (the local CA's is made at start).
+    let ca_key = std::fs::read_to_string(s.dir.join("data/tls/ca.key")).unwrap();
+    assert!(
+        ca_key.starts_with("kiln-sealed v1\n") && !ca_key.contains("PRIVATE KEY"),
+        "{ca_key}"
+    );
     // The server comes back with the key file and opens them.
     s.crash_and_restart(&[]);
     let config = ok_json(&s, &s.key, "GET", "/apps/sealed/config-vars", Value::Null);

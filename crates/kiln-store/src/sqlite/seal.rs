@@ -58,6 +58,18 @@ impl MasterKey {
         Ok(MasterKey(k))
     }
 
+    /// A key for another use of the master key (`purpose` names it), so one use's
+    /// ciphertexts never meet another's key: SHA-256 over a label, the purpose and the key.
+    pub fn subkey(&self, purpose: &str) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(b"kiln subkey\0");
+        h.update(purpose.as_bytes());
+        h.update(b"\0");
+        h.update(self.0);
+        h.finalize().into()
+    }
+
     pub fn to_hex(&self) -> String {
         self.0.iter().map(|b| format!("{b:02x}")).collect()
     }

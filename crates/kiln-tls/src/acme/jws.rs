@@ -29,7 +29,7 @@ impl AccountKey {
     /// so that every start of the server speaks for the same ACME account.
     pub(crate) fn load_or_create(path: &Path) -> Result<AccountKey, AcmeError> {
         let io = |context: String| move |source| AcmeError::Io { context, source };
-        match std::fs::read(path) {
+        match crate::sealed::read(path) {
             Ok(bytes) => AccountKey::from_pkcs8(&bytes).map_err(|e| {
                 AcmeError::Config(format!(
                     "the ACME account key {} is unusable ({e}); move it away to make a new account",
@@ -120,20 +120,10 @@ impl std::fmt::Debug for AccountKey {
     }
 }
 
+/// Sealed with the master key when the server gave one (see `sealed`), aside and renamed,
+/// so a crash never leaves half a key that would lose the account.
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    // Written aside and renamed, so a crash never leaves half a key that would lose the account.
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
+    crate::sealed::write(path, bytes, 0o600)
 }
 
 #[cfg(test)]
