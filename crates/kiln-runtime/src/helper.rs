@@ -609,7 +609,14 @@ fn build_root(spec: &DynoSpec, run_dir: &Path) -> SysResult<()> {
 
     let etc = root.join("etc");
     mkdir(&etc, 0o755)?;
+    let own_resolv = spec.net.as_ref().and_then(|n| n.resolv_conf.as_deref());
     for name in ETC_ENTRIES {
+        if name == "resolv.conf" {
+            if let Some(text) = own_resolv {
+                write(&etc.join(name), text)?;
+                continue;
+            }
+        }
         bind_entry(&Path::new("/etc").join(name), &etc.join(name), false)?;
     }
     let (uid, user) = match spec.uid {

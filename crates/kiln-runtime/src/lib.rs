@@ -130,6 +130,11 @@ pub struct DynoNet {
     pub host_addr: std::net::Ipv4Addr,
     pub dyno_addr: std::net::Ipv4Addr,
     pub prefix: u8,
+    /// The dyno's `/etc/resolv.conf` when the host's cannot serve it: a host whose resolver
+    /// listens on its own loopback (systemd-resolved's 127.0.0.53) is out of a dyno's reach,
+    /// so the dyno gets the upstream servers instead. `None`: the host's file, as is.
+    #[serde(default)]
+    pub resolv_conf: Option<String>,
 }
 
 impl Default for DynoSpec {

@@ -73,6 +73,8 @@ pub struct DynoNetwork {
     _claim: std::fs::File,
     table: String,
     services: Ipv4Addr,
+    /// What dynos get as `/etc/resolv.conf` when the host's points at its own loopback.
+    resolv_conf: Option<String>,
     /// Slots in use, and where the next search starts: slots are handed out in turn, not
     /// lowest-first, because a namespace (and its veth pair) is destroyed by the kernel a
     /// little after its last process ends, and its link name must be free before reuse.
@@ -188,6 +190,40 @@ fn host_networks() -> Vec<(u32, u8)> {
     nets
 }
 
+/// The nameservers a `resolv.conf` names.
+fn nameservers(text: &str) -> Vec<std::net::IpAddr> {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("nameserver"))
+        .filter_map(|a| a.trim().split('%').next()?.parse().ok())
+        .collect()
+}
+
+/// `None` when the host's `/etc/resolv.conf` serves dynos as is; otherwise the upstream
+/// servers' file (systemd-resolved keeps it in `/run/systemd/resolve/resolv.conf`), because a
+/// resolver on the host's loopback cannot be reached from a dyno's namespace.
+fn dyno_resolv_conf() -> Option<String> {
+    resolv_conf_for(
+        &std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+        std::fs::read_to_string("/run/systemd/resolve/resolv.conf").ok(),
+    )
+}
+
+fn resolv_conf_for(host: &str, upstream: Option<String>) -> Option<String> {
+    let servers = nameservers(host);
+    if servers.is_empty() || servers.iter().any(|a| !a.is_loopback()) {
+        return None;
+    }
+    match upstream {
+        Some(text) if nameservers(&text).iter().any(|a| !a.is_loopback()) => Some(text),
+        _ => {
+            tracing::warn!(
+                "the host's resolver listens on its loopback only and no upstream servers are known: dynos have no DNS"
+            );
+            None
+        }
+    }
+}
+
 fn overlaps((a, ap): (u32, u8), (b, bp): (u32, u8)) -> bool {
     let p = ap.min(bp);
     a & mask(p) == b & mask(p)
@@ -280,6 +316,7 @@ impl DynoNetwork {
                 table: format!("kiln_{tag}"),
                 services: Ipv4Addr::from(base + 1),
                 used: Mutex::new((BTreeSet::new(), 1)),
+                resolv_conf: dyno_resolv_conf(),
             };
             match net.configure(&config.router_ports) {
                 Ok(()) => {
@@ -399,6 +436,7 @@ table inet {table} {{
                 host_addr: Ipv4Addr::from(block + 1),
                 dyno_addr: Ipv4Addr::from(block + 2),
                 prefix: 30,
+                resolv_conf: self.resolv_conf.clone(),
             },
             ports,
         };
@@ -489,7 +527,32 @@ mod tests {
             table: "kiln_t".into(),
             services: Ipv4Addr::from(u32::from(base) + 1),
             used: Mutex::new((BTreeSet::new(), 1)),
+            resolv_conf: None,
         }
+    }
+
+    #[test]
+    fn a_loopback_resolver_is_replaced_by_the_upstream_servers() {
+        let resolved = "nameserver 127.0.0.53\noptions edns0 trust-ad\n";
+        let upstream = "nameserver 192.0.2.53\nnameserver 2001:db8::53\n".to_string();
+        assert_eq!(
+            resolv_conf_for(resolved, Some(upstream.clone())).as_deref(),
+            Some(upstream.as_str())
+        );
+        // A reachable resolver is kept; no upstream file leaves the host's.
+        assert_eq!(
+            resolv_conf_for("nameserver 10.255.255.53\n", Some(upstream)),
+            None
+        );
+        assert_eq!(resolv_conf_for(resolved, None), None);
+        assert_eq!(resolv_conf_for("", None), None);
+        assert_eq!(
+            nameservers("nameserver fe80::1%eth0\n# nameserver 9.9.9.9\nnameserver ::1"),
+            [
+                "fe80::1".parse::<std::net::IpAddr>().unwrap(),
+                "::1".parse().unwrap()
+            ]
+        );
     }
 
     #[test]
