@@ -1631,3 +1631,106 @@ fn the_kiln_cli_manages_users_keys_collaborators_and_teams() {
     let (ok, _) = kiln_as(&s, &ada, &["apps"], "");
     assert!(!ok, "logged out");
 }
+
+#[test]
+fn hostile_input_to_the_sharing_endpoints_is_refused_and_changes_nothing() {
+    let s = Server::start("tenancy-hostile");
+    let ada = user(&s, "ada@example.com");
+    user(&s, "bob@example.com");
+    ok_json(&s, &ada, "POST", "/apps", json!({ "name": "ada-app" }));
+    ok_json(&s, &ada, "POST", "/teams", json!({ "name": "ada-team" }));
+    let long = "a".repeat(300);
+    let refused = |method: &str, path: &str, body: &str| {
+        let r = call(&s, Some(&ada), method, path, Some(body));
+        assert!(
+            matches!(r.status, 400 | 404 | 409 | 413 | 422),
+            "{method} {path} {body}: {} {}",
+            r.status,
+            r.body
+        );
+        assert!(
+            json_of(&r)["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{}",
+            r.body
+        );
+    };
+    for body in [
+        r#"{}"#.to_string(),
+        r#"{"name":""}"#.into(),
+        r#"{"name":"Admin"}"#.into(),
+        r#"{"name":"apps"}"#.into(),
+        r#"{"name":"../etc"}"#.into(),
+        r#"{"name":"équipe"}"#.into(),
+        r#"{"name":123}"#.into(),
+        format!(r#"{{"name":"{long}"}}"#),
+        r#"{"name":"ada-team"}"#.into(),
+        "not json".into(),
+    ] {
+        refused("POST", "/teams", &body);
+    }
+    for body in [
+        r#"{}"#.to_string(),
+        r#"{"user":""}"#.into(),
+        format!(r#"{{"user":"{long}@example.com"}}"#),
+        r#"{"user":{"email":5}}"#.into(),
+        r#"{"user":[]}"#.into(),
+        r#"{"user":"bob@example.com","permissions":["root"]}"#.into(),
+        r#"{"user":"bob@example.com","permissions":"deploy"}"#.into(),
+        r#"{"user":"bob@example.com","permissions":["view\u0000"]}"#.into(),
+        r#"{"user":"bob@example.com","silent":"yes"}"#.into(),
+        r#"{"user":"nobody@example.com"}"#.into(),
+        r#"{"user":"ada@example.com"}"#.into(),
+    ] {
+        refused("POST", "/apps/ada-app/collaborators", &body);
+    }
+    for body in [
+        r#"{"email":"bob@example.com","role":"owner"}"#,
+        r#"{"email":"bob@example.com"}"#,
+        r#"{"role":"member"}"#,
+        r#"{"email":"nobody@example.com","role":"member"}"#,
+    ] {
+        refused("PUT", "/teams/ada-team/members", body);
+    }
+    for body in [
+        r#"{"app":"ada-app"}"#,
+        r#"{"app":"ada-app","recipient":"not-an-email"}"#,
+    ] {
+        refused("POST", "/account/app-transfers", body);
+    }
+    refused(
+        "PATCH",
+        "/account/app-transfers/nope",
+        r#"{"state":"maybe"}"#,
+    );
+    for body in [
+        r#"{"email":"x@example.com","password":"short"}"#.to_string(),
+        format!(
+            r#"{{"email":"x@example.com","password":"{}"}}"#,
+            "p".repeat(2000)
+        ),
+        r#"{"email":"not an email","password":"long enough password"}"#.into(),
+    ] {
+        let r = call(&s, None, "POST", "/kiln/signup", Some(&body));
+        assert!(
+            matches!(r.status, 403 | 422),
+            "{body}: {} {}",
+            r.status,
+            r.body
+        );
+    }
+    // Nothing was made or changed.
+    let collabs = ok_json(&s, &ada, "GET", "/apps/ada-app/collaborators", Value::Null);
+    assert_eq!(collabs.as_array().unwrap().len(), 1, "{collabs}");
+    let teams = ok_json(&s, &ada, "GET", "/teams", Value::Null);
+    assert_eq!(teams.as_array().unwrap().len(), 1, "{teams}");
+    let members = ok_json(&s, &ada, "GET", "/teams/ada-team/members", Value::Null);
+    assert_eq!(members.as_array().unwrap().len(), 1, "{members}");
+    assert!(
+        ok_json(&s, &ada, "GET", "/account/app-transfers", Value::Null)
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+}
