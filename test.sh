@@ -3,7 +3,7 @@
 # starts real servers, pushes real apps with git and talks to them through the router.
 #
 # On Debian it first installs what the tests need and the machine lacks (git, Python with pip,
-# Node.js with npm: the stack the built-in buildpacks use; pebble, an ACME test CA; PostgreSQL,
+# Node.js with npm, Go: the stack the built-in buildpacks use; pebble, an ACME test CA; PostgreSQL,
 # Redis and memcached, which add-ons run; and Heroku's own CLI from npm, for the compatibility
 # tests). Run it as
 # root so dynos run as real containers; as another user, with sudo available for the install step.
@@ -16,6 +16,8 @@ command -v git >/dev/null 2>&1 || need+=(git)
 [ -x /usr/bin/python3 ] || need+=(python3)
 /usr/bin/python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
 [ -x /usr/bin/node ] || need+=(nodejs)
+# The Go buildpack builds with the stack's Go.
+[ -x /usr/bin/go ] || need+=(golang-go)
 command -v npm >/dev/null 2>&1 || need+=(npm)
 command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 # The ACME tests run Let's Encrypt's test CA (pebble, with pebble-challtestsrv as its DNS)

@@ -206,10 +206,14 @@ fn registry_entry(name: &str) -> Value {
 }
 
 fn registry_id(name: &str) -> String {
-    let i = kiln_model::buildpack::BUILTIN
-        .iter()
-        .position(|b| *b == name)
-        .unwrap_or(0);
+    // Fixed per buildpack, whatever the detection order.
+    let i = match name {
+        "nodejs" => 0,
+        "python" => 1,
+        "procfile" => 2,
+        "go" => 3,
+        _ => 99,
+    };
     format!("7e3b2a1c-0000-4000-8000-0000000003{i:02}")
 }
 

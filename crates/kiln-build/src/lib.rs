@@ -4,7 +4,7 @@
 //! 1. The source (already checked out into a scratch directory by the caller) loses what
 //!    `.slugignore` names.
 //! 2. Buildpacks are resolved: the app's list (built-in names, server directories, git URLs),
-//!    or, when it has none, every built-in buildpack in detection order (Node.js, Python,
+//!    or, when it has none, every built-in buildpack in detection order (Node.js, Python, Go,
 //!    Procfile) and the first whose `bin/detect` accepts the app.
 //! 3. A build dyno (same runtime as app dynos, build directory at `/app`) runs the driver
 //!    script, which runs `bin/detect`, `bin/compile BUILD_DIR CACHE_DIR ENV_DIR` and
@@ -137,6 +137,21 @@ const BUILTIN_FILES: &[BuiltinFile] = &[
         pack: "python",
         name: "release",
         content: include_str!("../buildpacks/python/bin/release"),
+    },
+    BuiltinFile {
+        pack: "go",
+        name: "detect",
+        content: include_str!("../buildpacks/go/bin/detect"),
+    },
+    BuiltinFile {
+        pack: "go",
+        name: "compile",
+        content: include_str!("../buildpacks/go/bin/compile"),
+    },
+    BuiltinFile {
+        pack: "go",
+        name: "release",
+        content: include_str!("../buildpacks/go/bin/release"),
     },
     BuiltinFile {
         pack: "procfile",

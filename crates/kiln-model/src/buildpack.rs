@@ -6,7 +6,7 @@ use crate::procfile::{ProcessTypes, validate_process_type};
 /// Where a buildpack comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BuildpackRef {
-    /// One of Kiln's built-in buildpacks: `python`, `nodejs`, `procfile`
+    /// One of Kiln's built-in buildpacks: `python`, `nodejs`, `go`, `procfile`
     /// (written `heroku/python`, `kiln/python` or just `python`).
     Builtin(String),
     /// A directory on the server.
@@ -18,7 +18,9 @@ pub enum BuildpackRef {
     },
 }
 
-pub const BUILTIN: [&str; 3] = ["nodejs", "python", "procfile"];
+/// In detection order: the first whose `bin/detect` accepts an app builds it; `procfile`
+/// (any app with a Procfile) comes last.
+pub const BUILTIN: [&str; 4] = ["nodejs", "python", "go", "procfile"];
 
 impl BuildpackRef {
     pub fn parse(s: &str) -> Result<BuildpackRef, Invalid> {
@@ -79,7 +81,7 @@ impl BuildpackRef {
             return Ok(BuildpackRef::Git { url, reference });
         }
         bad(
-            "use heroku/python, heroku/nodejs, heroku/procfile, an absolute directory path, or a git URL",
+            "use heroku/python, heroku/nodejs, heroku/go, heroku/procfile, an absolute directory path, or a git URL",
         )
     }
 }
