@@ -102,3 +102,49 @@ fn a_go_module_that_needs_a_newer_go_than_the_stacks_fails_saying_so() {
     let (ok, out) = s.push(&dir, "gonew");
     assert!(ok, "{out}");
 }
+
+#[test]
+fn broken_go_modules_fail_with_gos_own_words() {
+    let s = Server::start("lang-go-bad");
+    s.ok(&["apps:create", "gobad"]);
+    for (files, expect) in [
+        (
+            vec![
+                ("go.mod", "module example.com/gobad\n\ngo banana\n"),
+                ("main.go", GO_MAIN),
+            ],
+            "go.mod",
+        ),
+        (
+            vec![
+                ("go.mod", "module example.com/gobad\n\ngo 1.18\n"),
+                (
+                    "lib.go",
+                    "package gobad\n\nfunc Answer() int { return 42 }\n",
+                ),
+            ],
+            "This module has no main package",
+        ),
+        (
+            vec![
+                ("go.mod", "module example.com/gobad\n\ngo 1.18\n"),
+                ("main.go", "package main\n\nfunc main() { undefined() }\n"),
+            ],
+            "undefined",
+        ),
+        (
+            vec![
+                (
+                    "go.mod",
+                    "module example.com/gobad\n\n// +heroku goVersion go1.x; rm -rf /\ngo 1.18\n",
+                ),
+                ("main.go", GO_MAIN),
+            ],
+            "is not a Go version",
+        ),
+    ] {
+        let dir = fixture_repo("go-app-bad", &files);
+        let (ok, out) = s.push(&dir, "gobad");
+        assert!(!ok && out.contains(expect), "{expect}:\n{out}");
+    }
+}
