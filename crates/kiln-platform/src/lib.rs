@@ -7,7 +7,10 @@
 //!   converges dynos to it;
 //! - what runs is always derived from the store (`converge`), so out-of-order or repeated
 //!   calls, and a server restart, all end in the same place;
-//! - every user-visible event is logged as `app[api]` in Heroku's wording.
+//! - every user-visible event is logged as `app[api]` in Heroku's wording, and one a user
+//!   caused ("… by user EMAIL") is also the app's audit log;
+//! - every use case that touches an app asks the one authorization module (`authz`,
+//!   [`Platform::app_for`] with the [`Need`] it has) before anything else.
 
 mod accounts;
 mod acm;

@@ -10,6 +10,9 @@
 //!   then doing more than `exec` is how youki and runwasi deadlocked. Each dyno gets cgroups
 //!   (v2, or v1 and hybrid; see [`cgroup`]) with the memory, process and CPU limits of its
 //!   size, created by the server and joined by the helper; [`Dyno::memory`] reads its use.
+//!   When the server isolates dynos ([`network`]), each also gets a network namespace of its
+//!   own with one veth pair to the host, made by the helper through rtnetlink, and a firewall
+//!   (nftables) that lets it reach the internet, its app's add-ons and the router only.
 //! - [`process::ProcessRuntime`]: plain processes in their own process group, for machines
 //!   where Kiln has no privileges. It says so in `ps` and in the server log.
 //!
