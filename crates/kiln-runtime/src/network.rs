@@ -92,10 +92,21 @@ impl std::fmt::Debug for DynoNetwork {
     }
 }
 
-fn run(cmd: &mut Command, what: &str) -> Result<String> {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
+/// Runs a command to its end, with `input` on its stdin; its stdout, or its stderr as the error.
+fn run_with(cmd: &mut Command, input: &[u8], what: &str) -> Result<String> {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| NetworkError(format!("{what}: {e}")))?;
+    if let Some(mut i) = child.stdin.take() {
+        i.write_all(input)
+            .map_err(|e| NetworkError(format!("{what}: {e}")))?;
+    }
+    let out = child
+        .wait_with_output()
         .map_err(|e| NetworkError(format!("{what}: {e}")))?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
@@ -107,31 +118,18 @@ fn run(cmd: &mut Command, what: &str) -> Result<String> {
     }
 }
 
+fn run(cmd: &mut Command, what: &str) -> Result<String> {
+    run_with(cmd, b"", what)
+}
+
 /// Runs an nftables script.
 fn nft(script: &str) -> Result<()> {
-    use std::io::Write;
-    let mut child = Command::new("nft")
-        .args(["-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("running nft (install nftables): {e}"))?;
-    if let Some(mut i) = child.stdin.take() {
-        i.write_all(script.as_bytes())
-            .map_err(|e| format!("writing to nft: {e}"))?;
-    }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| format!("running nft: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(NetworkError(format!(
-            "nft: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )))
-    }
+    run_with(
+        Command::new("nft").args(["-f", "-"]),
+        script.as_bytes(),
+        "running nft (install nftables)",
+    )
+    .map(|_| ())
 }
 
 fn mask(prefix: u8) -> u32 {

@@ -729,11 +729,11 @@ fn herokus_everyday_commands_work_against_kiln() {
     assert_eq!(s.get("hk-renamed", "/").status, 404);
 }
 
-/// Heroku's CLI as a given user: logged in through `~/.netrc` in their own home.
-fn heroku_as(s: &Server, home: &std::path::Path, args: &[&str]) -> (bool, String) {
-    let out = Command::new(heroku_bin())
-        .args(args)
-        .current_dir(home)
+/// `program` run as a user of Heroku's CLI with their own home (and `~/.netrc`), no key in
+/// the environment.
+fn as_user(program: impl AsRef<std::ffi::OsStr>, s: &Server, home: &std::path::Path) -> Command {
+    let mut c = Command::new(program);
+    c.current_dir(home)
         .env("HOME", home)
         .env("HEROKU_HOST", &s.api_url)
         .env("HEROKU_NETRC_WRITE", "true")
@@ -742,7 +742,14 @@ fn heroku_as(s: &Server, home: &std::path::Path, args: &[&str]) -> (bool, String
         .env("HEROKU_SKIP_NEW_VERSION_CHECK", "true")
         .env("NO_COLOR", "1")
         .env_remove("HEROKU_API_KEY")
-        .env_remove("HEROKU_APP")
+        .env_remove("HEROKU_APP");
+    c
+}
+
+/// Heroku's CLI as a given user: logged in through `~/.netrc` in their own home.
+fn heroku_as(s: &Server, home: &std::path::Path, args: &[&str]) -> (bool, String) {
+    let out = as_user(heroku_bin(), s, home)
+        .args(args)
         .stdin(std::process::Stdio::null())
         .output()
         .expect("run heroku");
@@ -765,22 +772,13 @@ fn ok_as(s: &Server, home: &std::path::Path, args: &[&str]) -> String {
 /// `heroku login -i` in a terminal (`script`), answering its prompts as they come.
 fn login_interactively(s: &Server, home: &std::path::Path, email: &str, password: &str) -> String {
     use std::io::Write;
-    let mut child = Command::new("script")
+    let mut child = as_user("script", s, home)
         .args([
             "-qec",
             &format!("{} login -i", heroku_bin().display()),
             "/dev/null",
         ])
-        .current_dir(home)
-        .env("HOME", home)
         .env("TERM", "xterm")
-        .env("HEROKU_HOST", &s.api_url)
-        .env("HEROKU_NETRC_WRITE", "true")
-        .env("HEROKU_PARTICLEBOARD_URL", &s.api_url)
-        .env("DISABLE_TELEMETRY", "true")
-        .env("HEROKU_SKIP_NEW_VERSION_CHECK", "true")
-        .env("NO_COLOR", "1")
-        .env_remove("HEROKU_API_KEY")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

@@ -98,11 +98,7 @@ pub(super) fn list(conn: &Connection) -> Result<Vec<Account>> {
 pub(super) fn ensure(conn: &Connection, email: &str, name: &str) -> Result<Account> {
     validate_account(email, name)?;
     // The email column compares case-insensitively: Bob@x and bob@x are one person.
-    let existing = conn
-        .query_row(&format!("{SELECT} WHERE email = ?1"), [email], from_row)
-        .optional()
-        .ctx("looking up an account by email")?;
-    if let Some(account) = existing {
+    if let Some(account) = find(conn, email)? {
         return Ok(account);
     }
     insert(conn, email, name, None, false)
