@@ -196,7 +196,7 @@ fn registry_entry(name: &str) -> Value {
         "namespace": "heroku",
         "name": name,
         "blob_url": kiln_model::buildpack::canonical_url(name),
-        "description": format!("Kiln's built-in {name} buildpack"),
+        "description": kiln_model::buildpack::builtin_description(name),
         "category": "languages",
         "support": { "method": "unsupported" },
         "source": { "type": "kiln" },
@@ -212,6 +212,10 @@ fn registry_id(name: &str) -> String {
         "python" => 1,
         "procfile" => 2,
         "go" => 3,
+        "ruby" => 4,
+        "php" => 5,
+        "java" => 6,
+        "static" => 7,
         _ => 99,
     };
     format!("7e3b2a1c-0000-4000-8000-0000000003{i:02}")
@@ -301,8 +305,11 @@ async fn search_buildpacks(RawQuery(query): RawQuery) -> ApiResult<Json<Value>> 
         })
         .filter(|b| names.is_empty() || names.iter().any(|n| n == *b))
         .filter(|b| {
-            like.as_ref()
-                .is_none_or(|d| format!("kiln's built-in {b} buildpack").contains(d.as_str()))
+            like.as_ref().is_none_or(|d| {
+                kiln_model::buildpack::builtin_description(b)
+                    .to_ascii_lowercase()
+                    .contains(d.as_str())
+            })
         })
         .map(|b| registry_entry(b))
         .collect();

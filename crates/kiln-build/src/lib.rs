@@ -103,72 +103,28 @@ const DRIVER: &str = include_str!("../buildpacks/driver.sh");
 
 struct BuiltinFile {
     pack: &'static str,
-    name: &'static str,
+    /// Relative to the buildpack's directory, such as `bin/compile`.
+    path: &'static str,
     content: &'static str,
 }
 
-const BUILTIN_FILES: &[BuiltinFile] = &[
-    BuiltinFile {
-        pack: "nodejs",
-        name: "detect",
-        content: include_str!("../buildpacks/nodejs/bin/detect"),
-    },
-    BuiltinFile {
-        pack: "nodejs",
-        name: "compile",
-        content: include_str!("../buildpacks/nodejs/bin/compile"),
-    },
-    BuiltinFile {
-        pack: "nodejs",
-        name: "release",
-        content: include_str!("../buildpacks/nodejs/bin/release"),
-    },
-    BuiltinFile {
-        pack: "python",
-        name: "detect",
-        content: include_str!("../buildpacks/python/bin/detect"),
-    },
-    BuiltinFile {
-        pack: "python",
-        name: "compile",
-        content: include_str!("../buildpacks/python/bin/compile"),
-    },
-    BuiltinFile {
-        pack: "python",
-        name: "release",
-        content: include_str!("../buildpacks/python/bin/release"),
-    },
-    BuiltinFile {
-        pack: "go",
-        name: "detect",
-        content: include_str!("../buildpacks/go/bin/detect"),
-    },
-    BuiltinFile {
-        pack: "go",
-        name: "compile",
-        content: include_str!("../buildpacks/go/bin/compile"),
-    },
-    BuiltinFile {
-        pack: "go",
-        name: "release",
-        content: include_str!("../buildpacks/go/bin/release"),
-    },
-    BuiltinFile {
-        pack: "procfile",
-        name: "detect",
-        content: include_str!("../buildpacks/procfile/bin/detect"),
-    },
-    BuiltinFile {
-        pack: "procfile",
-        name: "compile",
-        content: include_str!("../buildpacks/procfile/bin/compile"),
-    },
-    BuiltinFile {
-        pack: "procfile",
-        name: "release",
-        content: include_str!("../buildpacks/procfile/bin/release"),
-    },
-];
+/// The built-in buildpacks' files, compiled into the binary so that a Kiln server is one file.
+macro_rules! builtin_files {
+    ($($pack:literal => [$($path:literal),* $(,)?]),* $(,)?) => {
+        &[$($(BuiltinFile {
+            pack: $pack,
+            path: $path,
+            content: include_str!(concat!("../buildpacks/", $pack, "/", $path)),
+        }),*),*]
+    };
+}
+
+const BUILTIN_FILES: &[BuiltinFile] = builtin_files! {
+    "nodejs" => ["bin/detect", "bin/compile", "bin/release"],
+    "python" => ["bin/detect", "bin/compile", "bin/release"],
+    "go" => ["bin/detect", "bin/compile", "bin/release"],
+    "procfile" => ["bin/detect", "bin/compile", "bin/release"],
+};
 
 fn write_exec(path: &Path, content: &str) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
@@ -214,7 +170,7 @@ impl Builder {
     pub fn new(config: BuilderConfig, runtime: SharedRuntime) -> Result<Builder, BuildError> {
         let builtin = config.data_dir.join("buildpacks/builtin");
         for f in BUILTIN_FILES {
-            let path = builtin.join(f.pack).join("bin").join(f.name);
+            let path = builtin.join(f.pack).join(f.path);
             write_exec(&path, f.content).map_err(io_err(format!(
                 "installing built-in buildpack {}",
                 path.display()

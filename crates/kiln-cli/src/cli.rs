@@ -467,6 +467,57 @@ pub enum Cmd {
         app: AppFlags,
         #[arg(value_name = "URL")]
         url: String,
+        /// Replace the buildpack at this position (1 is the first), keeping the others
+        #[arg(short = 'i', long, value_name = "INDEX")]
+        index: Option<u32>,
+    },
+
+    /// Add a buildpack to an app's list: at the end, or at --index
+    #[command(name = "buildpacks:add")]
+    BuildpacksAdd {
+        #[command(flatten)]
+        app: AppFlags,
+        #[arg(value_name = "URL")]
+        url: String,
+        /// Where to insert it (1 is the first)
+        #[arg(short = 'i', long, value_name = "INDEX")]
+        index: Option<u32>,
+    },
+
+    /// Remove a buildpack from an app's list, by URL or by --index
+    #[command(name = "buildpacks:remove")]
+    BuildpacksRemove {
+        #[command(flatten)]
+        app: AppFlags,
+        #[arg(value_name = "URL")]
+        url: Option<String>,
+        /// The position of the buildpack to remove (1 is the first)
+        #[arg(short = 'i', long, value_name = "INDEX")]
+        index: Option<u32>,
+    },
+
+    /// Clear an app's buildpacks: the next build detects them again
+    #[command(name = "buildpacks:clear")]
+    BuildpacksClear {
+        #[command(flatten)]
+        app: AppFlags,
+    },
+
+    /// Search the buildpacks this Kiln has (its built-ins, with their Heroku names)
+    #[command(name = "buildpacks:search")]
+    BuildpacksSearch {
+        /// Matched against the name and the description
+        #[arg(value_name = "TERM")]
+        term: Option<String>,
+        /// Only this name, such as ruby
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+        /// Only this namespace, such as heroku
+        #[arg(long, value_name = "NAMESPACE")]
+        namespace: Option<String>,
+        /// Only buildpacks whose description contains this
+        #[arg(long, value_name = "TEXT")]
+        description: Option<String>,
     },
 
     /// List an app's domains: its default one and its custom domains

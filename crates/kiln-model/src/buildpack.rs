@@ -6,8 +6,8 @@ use crate::procfile::{ProcessTypes, validate_process_type};
 /// Where a buildpack comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BuildpackRef {
-    /// One of Kiln's built-in buildpacks: `python`, `nodejs`, `go`, `procfile`
-    /// (written `heroku/python`, `kiln/python` or just `python`).
+    /// One of Kiln's built-in buildpacks ([`BUILTIN`]), written `heroku/python`,
+    /// `kiln/python` or just `python`.
     Builtin(String),
     /// A directory on the server.
     Local(String),
@@ -18,9 +18,30 @@ pub enum BuildpackRef {
     },
 }
 
-/// In detection order: the first whose `bin/detect` accepts an app builds it; `procfile`
-/// (any app with a Procfile) comes last.
+/// In detection order: the first whose `bin/detect` accepts an app builds it. Heroku's
+/// order: Ruby before Node.js (a Rails app has a package.json too), then Python, Java, PHP,
+/// Go; a static site only when nothing else matched, and `procfile` (any app with a
+/// Procfile) last.
 pub const BUILTIN: [&str; 4] = ["nodejs", "python", "go", "procfile"];
+
+/// What a built-in buildpack builds, as the buildpack registry describes it.
+pub fn builtin_description(name: &str) -> &'static str {
+    match name {
+        "ruby" => {
+            "Ruby: Bundler into vendor/bundle, Rack apps on Thin, Puma or rackup, Rails with assets:precompile"
+        }
+        "nodejs" => "Node.js: npm, yarn or pnpm installs, engines.node checked, build scripts",
+        "python" => {
+            "Python: pip into the slug, the runtime.txt/.python-version series, Django collectstatic"
+        }
+        "java" => "Java: Maven (mvn -DskipTests package), system.properties' java.runtime.version",
+        "php" => "PHP: composer install --no-dev, PHP-FPM behind nginx (heroku-php-nginx)",
+        "go" => "Go: go install of the module's main packages into bin/",
+        "static" => "Static sites: nginx with gzip, clean URLs and static.json's headers",
+        "procfile" => "Procfile-only apps: runs what the Procfile declares, nothing to install",
+        _ => "A Kiln built-in buildpack",
+    }
+}
 
 impl BuildpackRef {
     pub fn parse(s: &str) -> Result<BuildpackRef, Invalid> {
@@ -81,7 +102,7 @@ impl BuildpackRef {
             return Ok(BuildpackRef::Git { url, reference });
         }
         bad(
-            "use heroku/python, heroku/nodejs, heroku/go, heroku/procfile, an absolute directory path, or a git URL",
+            "use a built-in such as heroku/ruby or heroku/python (`kiln buildpacks:search` lists them), an absolute directory path, or a git URL",
         )
     }
 }

@@ -39,7 +39,7 @@ const STACK_DIRS: [&str; 7] = ["usr", "bin", "sbin", "lib", "lib32", "lib64", "l
 
 /// The parts of the host's `/etc` a program needs (name resolution, TLS roots, the dynamic
 /// linker, alternatives); everything else, notably `shadow` and `ssh`, stays invisible.
-const ETC_ENTRIES: [&str; 22] = [
+const ETC_ENTRIES: [&str; 24] = [
     "resolv.conf",
     "nsswitch.conf",
     "host.conf",
@@ -61,8 +61,17 @@ const ETC_ENTRIES: [&str; 22] = [
     "bash.bashrc",
     "inputrc",
     "terminfo",
-    "python3.11",
+    // The stack's languages read their configuration here: PHP its php.ini and the
+    // extensions' ini files, nginx its mime.types, Maven its m2.conf and settings, and each
+    // JDK (`java-17-openjdk`, matched by prefix below) its security policy.
+    "php",
+    "nginx",
+    "maven",
 ];
+
+/// `/etc` entries made visible by prefix: each installed Python's `sitecustomize` and each
+/// JDK's configuration, whatever their versions.
+const ETC_PREFIXES: [&str; 2] = ["python3", "java-"];
 
 /// Entry point; never returns.
 pub fn main(args: &[String]) -> ! {
@@ -422,6 +431,9 @@ fn init(
     }
     build_root(spec, run_dir)?;
     sys::sethostname(&spec.id)?;
+    if let Some(uid) = spec.uid {
+        give_stdio_pipes(uid)?;
+    }
     crate::seccomp::drop_capabilities()?;
     if let Some(uid) = spec.uid {
         sys::drop_privileges(uid, uid)?;
@@ -539,6 +551,31 @@ fn reap_and_forward(main: libc::pid_t, mask: &libc::sigset_t) -> i32 {
     }
 }
 
+/// Hands the dyno's stdin, stdout and stderr pipes to the app's user. The server made them,
+/// so they belong to root with mode 0600, and reopening one through `/dev/stdout` or
+/// `/dev/stderr` (a link to `/proc/self/fd/N`, which opens the pipe anew and checks its
+/// owner) failed with EACCES: nginx's `error_log /dev/stderr`, PHP-FPM, Apache and many
+/// loggers died at boot. On Heroku that works. Only pipes and sockets are touched: each is
+/// this dyno's own, whereas a character device such as `/dev/null` is shared with the host.
+fn give_stdio_pipes(uid: u32) -> SysResult<()> {
+    for fd in 0..=2 {
+        // SAFETY: fstat fills a plain struct for an fd we hold; fchown changes the owner of
+        // an anonymous pipe or socket inode that only this dyno holds.
+        unsafe {
+            let mut st: libc::stat = std::mem::zeroed();
+            if libc::fstat(fd, &mut st) != 0 {
+                continue;
+            }
+            let kind = st.st_mode & libc::S_IFMT;
+            if (kind == libc::S_IFIFO || kind == libc::S_IFSOCK) && libc::fchown(fd, uid, uid) != 0
+            {
+                return Err(SysError::last_os_error("fchown of the dyno's stdio"));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn mkdir(p: &Path, mode: u32) -> SysResult<()> {
     std::fs::create_dir_all(p).map_err(|e| SysError::io(format!("mkdir {}", p.display()), e))?;
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
@@ -618,6 +655,15 @@ fn build_root(spec: &DynoSpec, run_dir: &Path) -> SysResult<()> {
             }
         }
         bind_entry(&Path::new("/etc").join(name), &etc.join(name), false)?;
+    }
+    if let Ok(entries) = std::fs::read_dir("/etc") {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if ETC_PREFIXES.iter().any(|p| name.starts_with(p)) {
+                bind_entry(&entry.path(), &etc.join(name), false)?;
+            }
+        }
     }
     let (uid, user) = match spec.uid {
         Some(uid) => (uid, "dyno"),

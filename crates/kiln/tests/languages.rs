@@ -148,3 +148,188 @@ fn broken_go_modules_fail_with_gos_own_words() {
         assert!(!ok && out.contains(expect), "{expect}:\n{out}");
     }
 }
+
+/// nginx as Heroku users configure it in a dyno: `error_log /dev/stderr` and
+/// `access_log /dev/stdout`. Opening those failed with EACCES inside a dyno (the log pipes
+/// belonged to root), so nginx died at boot.
+#[test]
+fn an_nginx_app_logging_to_dev_stderr_boots_and_its_lines_reach_the_logs() {
+    let s = Server::start("lang-nginx");
+    s.ok(&["apps:create", "nginxlogs"]);
+    let conf = r#"daemon off;
+pid /tmp/nginx.pid;
+error_log /dev/stderr info;
+events { worker_connections 64; }
+http {
+  access_log /dev/stdout;
+  client_body_temp_path /tmp/nginx-body;
+  proxy_temp_path /tmp/nginx-proxy;
+  fastcgi_temp_path /tmp/nginx-fastcgi;
+  uwsgi_temp_path /tmp/nginx-uwsgi;
+  scgi_temp_path /tmp/nginx-scgi;
+  server {
+    listen PORT_HERE;
+    root /app/site;
+  }
+}
+"#;
+    let dir = fixture_repo(
+        "nginx-app",
+        &[
+            (
+                "Procfile",
+                "web: sed \"s/PORT_HERE/$PORT/\" nginx.conf > /tmp/nginx.conf && exec /usr/sbin/nginx -p /tmp -c /tmp/nginx.conf\n",
+            ),
+            ("nginx.conf", conf),
+            ("site/hello.txt", "hello from nginx\n"),
+        ],
+    );
+    let (ok, out) = s.push(&dir, "nginxlogs");
+    assert!(ok, "{out}");
+    let body = s.wait_for_app("nginxlogs", Duration::from_secs(60), "nginx", || {
+        let r = s.get("nginxlogs", "/hello.txt");
+        (r.status == 200).then_some(r.body)
+    });
+    assert_eq!(body, "hello from nginx\n");
+    // A missing file: nginx writes the error to /dev/stderr, the access line to /dev/stdout.
+    assert_eq!(s.get("nginxlogs", "/missing-kiln-file").status, 404);
+    let logs = s.wait_for_app(
+        "nginxlogs",
+        Duration::from_secs(20),
+        "nginx's lines",
+        || {
+            let l = s.logs("nginxlogs");
+            (l.contains("missing-kiln-file\" failed (2: No such file or directory)")
+                && l.contains("\"GET /missing-kiln-file HTTP/1.1\" 404"))
+            .then_some(l)
+        },
+    );
+    assert!(logs.contains("app[web.1]"), "{logs}");
+    assert!(!logs.contains("Permission denied"), "{logs}");
+}
+
+/// Two buildpacks in order (Heroku's multi-buildpack): Node.js builds the assets, Python
+/// serves them; the second sees what the first exported, and the first one's default process
+/// type (`web: npm start`) wins. The list is managed with buildpacks:add/remove/clear.
+#[test]
+fn an_app_with_two_buildpacks_builds_node_assets_then_serves_them_with_python() {
+    let s = Server::start("lang-multi");
+    s.ok(&["apps:create", "multibp"]);
+    let out = s.ok(&["buildpacks:add", "heroku/python", "-a", "multibp"]);
+    assert!(
+        out.contains("Buildpack added. Next release on ⬢ multibp will use heroku/python."),
+        "{out}"
+    );
+    let out = s.ok(&[
+        "buildpacks:add",
+        "heroku/nodejs",
+        "-i",
+        "1",
+        "-a",
+        "multibp",
+    ]);
+    assert!(
+        out.contains("will use:\n  1. heroku/nodejs\n  2. heroku/python\n"),
+        "{out}"
+    );
+    let err = s.fails(&["buildpacks:add", "heroku/python", "-a", "multibp"]);
+    assert!(err.contains("already set on your app"), "{err}");
+    let err = s.fails(&["buildpacks:add", "heroku/go", "-i", "7", "-a", "multibp"]);
+    assert!(err.contains("Invalid index 7"), "{err}");
+    // Add a third, remove it by index; clear and set back, to use each command.
+    s.ok(&["buildpacks:add", "heroku/go", "-a", "multibp"]);
+    let out = s.ok(&["buildpacks:remove", "-i", "3", "-a", "multibp"]);
+    assert!(out.contains("Buildpack removed."), "{out}");
+    let err = s.fails(&["buildpacks:remove", "heroku/go", "-a", "multibp"]);
+    assert!(err.contains("not found"), "{err}");
+    let out = s.ok(&["buildpacks", "-a", "multibp"]);
+    assert_eq!(
+        out,
+        "=== multibp Buildpack URLs\n\n1. heroku/nodejs\n2. heroku/python\n"
+    );
+
+    let dir = fixture_repo(
+        "multi-app",
+        &[
+            (
+                "package.json",
+                r#"{"name": "multi", "version": "1.0.0", "private": true,
+  "scripts": {"build": "node build.js", "start": "python3 server.py"}}
+"#,
+            ),
+            (
+                "build.js",
+                "require('fs').mkdirSync('static', {recursive: true});\n\
+                 require('fs').writeFileSync('static/app.js', 'built by node ' + process.version + '\\n');\n",
+            ),
+            ("requirements.txt", "\n"),
+            (
+                "server.py",
+                r#"import http.server, os, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = open("static/app.js", "rb").read() + ("served by python %d.%d\n" % sys.version_info[:2]).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+http.server.ThreadingHTTPServer(("", int(os.environ["PORT"])), H).serve_forever()
+"#,
+            ),
+        ],
+    );
+    let (ok, out) = s.push(&dir, "multibp");
+    assert!(ok, "{out}");
+    let node = out.find("Node.js app detected").expect(&out);
+    let python = out.find("Python app detected").expect(&out);
+    assert!(node < python, "{out}");
+    assert!(out.contains("Running the build script"), "{out}");
+    let body = s.wait_for_app("multibp", Duration::from_secs(60), "the web dyno", || {
+        let r = s.get("multibp", "/");
+        (r.status == 200).then_some(r.body)
+    });
+    assert!(
+        body.starts_with("built by node v") && body.contains("served by python 3."),
+        "{body}"
+    );
+    let ps = s.ok(&["ps", "-a", "multibp"]);
+    assert!(ps.contains("npm start"), "{ps}");
+
+    let out = s.ok(&["buildpacks:clear", "-a", "multibp"]);
+    assert!(
+        out.contains(
+            "Buildpacks cleared. Next release on ⬢ multibp will detect buildpacks normally."
+        ),
+        "{out}"
+    );
+    assert_eq!(
+        s.ok(&["buildpacks", "-a", "multibp"]),
+        "multibp has no Buildpacks.\n"
+    );
+}
+
+#[test]
+fn buildpacks_search_lists_the_built_ins_with_their_heroku_names() {
+    let s = Server::start("lang-search");
+    let out = s.ok(&["buildpacks:search"]);
+    for name in [
+        "heroku/ruby",
+        "heroku/nodejs",
+        "heroku/python",
+        "heroku/java",
+        "heroku/php",
+        "heroku/go",
+        "heroku/static",
+        "heroku/procfile",
+    ] {
+        assert!(out.contains(name), "{name}: {out}");
+    }
+    assert!(out.contains("8 buildpacks found"), "{out}");
+    let out = s.ok(&["buildpacks:search", "composer"]);
+    assert!(
+        out.contains("heroku/php") && out.contains("1 buildpack found"),
+        "{out}"
+    );
+    let out = s.ok(&["buildpacks:search", "--name", "nothing-like-this"]);
+    assert!(out.contains("0 buildpacks found"), "{out}");
+}

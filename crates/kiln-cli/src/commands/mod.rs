@@ -254,7 +254,27 @@ pub async fn dispatch(ctx: &mut Ctx<'_>, cmd: Cmd) -> Result<()> {
             .await
         }
         Cmd::Buildpacks { app, json } => buildpacks::list(ctx, &app, json).await,
-        Cmd::BuildpacksSet { app, url } => buildpacks::set(ctx, &app, &url).await,
+        Cmd::BuildpacksSet { app, url, index } => buildpacks::set(ctx, &app, &url, index).await,
+        Cmd::BuildpacksAdd { app, url, index } => buildpacks::add(ctx, &app, &url, index).await,
+        Cmd::BuildpacksRemove { app, url, index } => {
+            buildpacks::remove(ctx, &app, url.as_deref(), index).await
+        }
+        Cmd::BuildpacksClear { app } => buildpacks::clear(ctx, &app).await,
+        Cmd::BuildpacksSearch {
+            term,
+            name,
+            namespace,
+            description,
+        } => {
+            buildpacks::search(
+                ctx,
+                term.as_deref(),
+                name.as_deref(),
+                namespace.as_deref(),
+                description.as_deref(),
+            )
+            .await
+        }
         Cmd::Domains { app, json } => domains::list(ctx, &app, json).await,
         Cmd::DomainsAdd { app, hostname } => domains::add(ctx, &app, &hostname).await,
         Cmd::DomainsRemove { app, hostname } => domains::remove(ctx, &app, &hostname).await,
