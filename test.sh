@@ -3,7 +3,8 @@
 # starts real servers, pushes real apps with git and talks to them through the router.
 #
 # On Debian it first installs what the tests need and the machine lacks (git, Python with pip,
-# Node.js with npm, Go: the stack the built-in buildpacks use; pebble, an ACME test CA; PostgreSQL,
+# Node.js with npm, Go, Ruby, PHP, a JDK with Maven and nginx: the stack the built-in
+# buildpacks use; pebble, an ACME test CA; PostgreSQL,
 # Redis and memcached, which add-ons run; and Heroku's own CLI from npm, for the compatibility
 # tests). Run it as
 # root so dynos run as real containers; as another user, with sudo available for the install step.
@@ -18,6 +19,26 @@ command -v git >/dev/null 2>&1 || need+=(git)
 [ -x /usr/bin/node ] || need+=(nodejs)
 # The Go buildpack builds with the stack's Go.
 [ -x /usr/bin/go ] || need+=(golang-go)
+# Ruby with Bundler, and the gems the Ruby tests' apps use (Sinatra on Thin, Puma, Rails with
+# pg): rubygems.org is out of reach here, so Bundler must find them installed.
+[ -x /usr/bin/ruby ] || need+=(ruby)
+command -v bundle >/dev/null 2>&1 || need+=(bundler)
+for pkg in thin puma ruby-sinatra ruby-rails ruby-pg; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
+# PHP with FPM and Composer behind nginx, which also serves static sites.
+[ -x /usr/bin/php ] || need+=(php-cli)
+ls /usr/sbin/php-fpm* >/dev/null 2>&1 || need+=(php-fpm)
+command -v composer >/dev/null 2>&1 || need+=(composer)
+[ -x /usr/sbin/nginx ] || need+=(nginx-light)
+# A JDK and Maven. Maven Central is out of reach here, so the Java tests' apps point Maven at
+# Debian's own repository of plugins (/usr/share/maven-repo), which these packages fill.
+command -v javac >/dev/null 2>&1 || need+=(default-jdk-headless)
+command -v mvn >/dev/null 2>&1 || need+=(maven)
+for pkg in libmaven-compiler-plugin-java libmaven-jar-plugin-java libmaven-resources-plugin-java \
+  libmaven-install-plugin-java libsurefire-java; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
 command -v npm >/dev/null 2>&1 || need+=(npm)
 command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 # The ACME tests run Let's Encrypt's test CA (pebble, with pebble-challtestsrv as its DNS)

@@ -123,6 +123,7 @@ const BUILTIN_FILES: &[BuiltinFile] = builtin_files! {
     "nodejs" => ["bin/detect", "bin/compile", "bin/release"],
     "python" => ["bin/detect", "bin/compile", "bin/release"],
     "go" => ["bin/detect", "bin/compile", "bin/release"],
+    "java" => ["bin/detect", "bin/compile", "bin/release"],
     "procfile" => ["bin/detect", "bin/compile", "bin/release"],
 };
 

@@ -3,6 +3,11 @@
 
 mod common;
 
+#[path = "languages/java.rs"]
+mod java;
+#[path = "languages/runtimes.rs"]
+mod runtimes;
+
 use common::*;
 use std::time::Duration;
 
