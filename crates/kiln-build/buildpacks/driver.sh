@@ -19,9 +19,11 @@ if [ "${KILN_DETECT:-0}" = 1 ]; then
   done
   if [ -z "$chosen" ]; then
     echo " !     No default language could be detected for this app."
-    echo "       HINT: Kiln detects Node.js (package.json), Python (requirements.txt, pyproject.toml,"
-    echo "       setup.py) and Procfile-only apps. Add one of those files, or choose a buildpack with"
-    echo "       \`kiln buildpacks:set URL\` or the BUILDPACK_URL config var."
+    echo "       HINT: Kiln detects Ruby (Gemfile), Node.js (package.json), Python (requirements.txt,"
+    echo "       pyproject.toml, setup.py, Pipfile), Java (pom.xml), PHP (composer.json, index.php),"
+    echo "       Go (go.mod), static sites (static.json, or a public/ directory) and Procfile-only apps."
+    echo "       Add one of those files, or choose a buildpack with \`kiln buildpacks:set URL\` or the"
+    echo "       BUILDPACK_URL config var (\`kiln buildpacks:search\` lists the built-in ones)."
     exit 1
   fi
   bps=("$chosen")

@@ -124,6 +124,8 @@ const BUILTIN_FILES: &[BuiltinFile] = builtin_files! {
     "python" => ["bin/detect", "bin/compile", "bin/release"],
     "go" => ["bin/detect", "bin/compile", "bin/release"],
     "java" => ["bin/detect", "bin/compile", "bin/release"],
+    "php" => ["bin/detect", "bin/compile", "bin/release"],
+    "static" => ["bin/detect", "bin/compile", "bin/release"],
     "procfile" => ["bin/detect", "bin/compile", "bin/release"],
 };
 

@@ -5,8 +5,12 @@ mod common;
 
 #[path = "languages/java.rs"]
 mod java;
+#[path = "languages/php.rs"]
+mod php;
 #[path = "languages/runtimes.rs"]
 mod runtimes;
+#[path = "languages/static_site.rs"]
+mod static_site;
 
 use common::*;
 use std::time::Duration;
