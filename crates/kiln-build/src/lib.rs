@@ -120,6 +120,7 @@ macro_rules! builtin_files {
 }
 
 const BUILTIN_FILES: &[BuiltinFile] = builtin_files! {
+    "ruby" => ["bin/detect", "bin/compile", "bin/release"],
     "nodejs" => ["bin/detect", "bin/compile", "bin/release"],
     "python" => ["bin/detect", "bin/compile", "bin/release"],
     "go" => ["bin/detect", "bin/compile", "bin/release"],

@@ -22,8 +22,8 @@ pub enum BuildpackRef {
 /// order: Ruby before Node.js (a Rails app has a package.json too), then Python, Java, PHP,
 /// Go; a static site only when nothing else matched, and `procfile` (any app with a
 /// Procfile) last.
-pub const BUILTIN: [&str; 7] = [
-    "nodejs", "python", "java", "php", "go", "static", "procfile",
+pub const BUILTIN: [&str; 8] = [
+    "ruby", "nodejs", "python", "java", "php", "go", "static", "procfile",
 ];
 
 /// What a built-in buildpack builds, as the buildpack registry describes it.

@@ -1,5 +1,7 @@
-//! Languages beyond Python and Node.js (issue 16), each deployed with `git push` and served
-//! through the router: Go.
+//! Every language Heroku runs (issue 16), each deployed with `git push` and served through the
+//! router: Go here; Ruby, Java, PHP, static sites and the Python and Node.js runtime versions
+//! in `languages/`; nginx logging to /dev/stderr, two buildpacks in one app, and the
+//! buildpack registry's search.
 
 mod common;
 
@@ -7,6 +9,8 @@ mod common;
 mod java;
 #[path = "languages/php.rs"]
 mod php;
+#[path = "languages/ruby.rs"]
+mod ruby;
 #[path = "languages/runtimes.rs"]
 mod runtimes;
 #[path = "languages/static_site.rs"]
