@@ -118,9 +118,10 @@ EOF
 # $3 (in the background; the caller kills it).
 by_hand_build() { # lang dir cache
   local d=$2 c=$3
+  export BUNDLE_SILENCE_ROOT_WARNING=1 PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1
   case $1 in
   ruby) (cd "$d" && GEM_HOME=$d/vendor/bundle BUNDLE_FROZEN=true bundle install --quiet) ;;
-  python) (cd "$d" && PIP_CACHE_DIR=$c/pip python3 -m pip install -q --target .heroku/python -r requirements.txt) ;;
+  python) (cd "$d" && PIP_CACHE_DIR=$c/pip /usr/bin/python3 -m pip install -q --target .heroku/python -r requirements.txt) ;;
   nodejs) (cd "$d" && npm install --cache "$c/npm" --no-audit --no-fund --silent) ;;
   go) (cd "$d" && GOCACHE=$c/gobuild GOMODCACHE=$c/gomod GOBIN=$d/bin go install .) ;;
   php) (cd "$d" && COMPOSER_HOME=$c/composer composer install -q --no-dev --no-interaction --optimize-autoloader) ;;
@@ -133,7 +134,7 @@ by_hand_start() { # lang dir port
   cd "$d"
   case $1 in
   ruby) GEM_HOME=$d/vendor/bundle PORT=$p exec bundle exec thin start -R config.ru -e production -p "$p" -q ;;
-  python) PORT=$p exec python3 app.py ;;
+  python) PORT=$p exec /usr/bin/python3 app.py ;;
   nodejs) PORT=$p exec node server.js ;;
   go) PORT=$p exec ./bin/benchgo ;;
   php) # PHP-FPM behind nginx, the smallest configuration that serves public/index.php.

@@ -4,8 +4,10 @@
 //! 1. The source (already checked out into a scratch directory by the caller) loses what
 //!    `.slugignore` names.
 //! 2. Buildpacks are resolved: the app's list (built-in names, server directories, git URLs),
-//!    or, when it has none, every built-in buildpack in detection order (Node.js, Python, Go,
-//!    Procfile) and the first whose `bin/detect` accepts the app.
+//!    or, when it has none, every built-in buildpack in detection order (Ruby, Node.js, Python,
+//!    Java, PHP, Go, static sites, Procfile: [`BUILTIN`]) and the first whose `bin/detect`
+//!    accepts the app. The built-ins are shell scripts under `buildpacks/`, compiled into the
+//!    binary, that build with the server's own languages (the stack).
 //! 3. A build dyno (same runtime as app dynos, build directory at `/app`) runs the driver
 //!    script, which runs `bin/detect`, `bin/compile BUILD_DIR CACHE_DIR ENV_DIR` and
 //!    `bin/release` of each buildpack, streaming output back line by line.
