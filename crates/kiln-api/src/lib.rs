@@ -15,6 +15,7 @@ mod auth;
 mod catalog;
 mod data;
 mod domains;
+mod drains;
 pub mod error;
 mod handlers;
 pub mod json;
@@ -142,6 +143,7 @@ pub fn api(platform: Arc<Platform>, extra: Router, tls_port: Option<u16>) -> Api
         .merge(run::routes())
         .merge(sni::routes())
         .merge(domains::routes())
+        .merge(drains::routes())
         .merge(acm::routes())
         .merge(addons::routes())
         .merge(data::routes())

@@ -520,6 +520,49 @@ pub enum Cmd {
         description: Option<String>,
     },
 
+    /// List an app's log drains
+    #[command(name = "drains")]
+    Drains {
+        #[command(flatten)]
+        app: AppFlags,
+        /// Output as JSON
+        #[arg(long, short = 'j')]
+        json: bool,
+        /// Show each drain's id too
+        #[arg(long, short = 'x')]
+        extended: bool,
+    },
+
+    /// Copy an app's log stream to a syslog:// , syslog+tls:// or https:// endpoint
+    #[command(name = "drains:add")]
+    DrainsAdd {
+        #[command(flatten)]
+        app: AppFlags,
+        #[arg(value_name = "URL")]
+        url: String,
+    },
+
+    /// Stop copying an app's logs to a drain (by URL or token)
+    #[command(name = "drains:remove")]
+    DrainsRemove {
+        #[command(flatten)]
+        app: AppFlags,
+        #[arg(value_name = "URL_OR_TOKEN")]
+        url: String,
+    },
+
+    /// Show a log drain (by URL or token)
+    #[command(name = "drains:info")]
+    DrainsInfo {
+        #[command(flatten)]
+        app: AppFlags,
+        #[arg(value_name = "URL_OR_TOKEN")]
+        url: String,
+        /// Output as JSON
+        #[arg(long, short = 'j')]
+        json: bool,
+    },
+
     /// List an app's domains: its default one and its custom domains
     #[command(name = "domains", alias = "domains:list")]
     Domains {

@@ -8,7 +8,7 @@
 //! Log sessions are short-lived capabilities: `POST /apps/{app}/log-sessions` creates one and
 //! returns a URL with a secret; whoever holds the URL may read that app's stream once.
 
-use kiln_model::log::{AppLogSink, LogFilter, LogLine, LogSink};
+use kiln_model::log::{AppLogSink, LineTap, LogFilter, LogLine, LogSink};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -24,6 +24,8 @@ const SESSION_TTL: Duration = Duration::from_secs(360);
 struct AppLog {
     ring: Mutex<VecDeque<Arc<LogLine>>>,
     live: broadcast::Sender<Arc<LogLine>>,
+    /// Copies of the stream (the app's drains), by key.
+    taps: RwLock<Vec<(String, Arc<dyn LineTap>)>>,
 }
 
 impl AppLog {
@@ -31,6 +33,7 @@ impl AppLog {
         AppLog {
             ring: Mutex::new(VecDeque::with_capacity(64)),
             live: broadcast::channel(TAIL_BUFFER).0,
+            taps: RwLock::new(Vec::new()),
         }
     }
 }
@@ -124,6 +127,24 @@ impl Logplex {
         }
     }
 
+    /// Copies every later line of the app's stream to `tap` (a drain), under `key`; a tap
+    /// already under that key is replaced.
+    pub fn attach(&self, app_id: &str, key: &str, tap: Arc<dyn LineTap>) {
+        let log = self.app_log(app_id);
+        let mut taps = log.taps.write().unwrap_or_else(|e| e.into_inner());
+        taps.retain(|(k, _)| k != key);
+        taps.push((key.to_string(), tap));
+    }
+
+    /// Stops copying the stream to the tap under `key`.
+    pub fn detach(&self, app_id: &str, key: &str) {
+        let log = self.app_log(app_id);
+        log.taps
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(k, _)| k != key);
+    }
+
     /// Forgets an app's history and ends its tails.
     pub fn remove_app(&self, app_id: &str) {
         self.apps
@@ -203,6 +224,9 @@ impl AppLog {
                 ring.pop_front();
             }
             ring.push_back(line.clone());
+        }
+        for (_, tap) in self.taps.read().unwrap_or_else(|e| e.into_inner()).iter() {
+            tap.offer(&line);
         }
         // No receivers is the normal case; nothing to do.
         let _ = self.live.send(line);

@@ -32,7 +32,9 @@ pub fn builtin_description(name: &str) -> &'static str {
         "ruby" => {
             "Ruby: Bundler into vendor/bundle, Rack apps on Thin, Puma or rackup, Rails with assets:precompile"
         }
-        "nodejs" => "Node.js: npm ci or npm install, engines.node checked, heroku-postbuild or build scripts",
+        "nodejs" => {
+            "Node.js: npm ci or npm install, engines.node checked, heroku-postbuild or build scripts"
+        }
         "python" => {
             "Python: pip into the slug, the runtime.txt/.python-version series, Django collectstatic"
         }

@@ -12,6 +12,7 @@ pub mod appjson;
 pub mod attach;
 pub mod buildpack;
 pub mod config;
+pub mod drain;
 pub mod dyno;
 pub mod formation;
 pub mod log;

@@ -137,6 +137,12 @@ pub trait LogSink: Send + Sync {
 }
 
 /// One app's stream (see [`LogSink::app_sink`]).
+/// Receives a copy of every line of one app's stream, such as a log drain. `offer` runs on
+/// the path of every log line, so it must neither block nor wait.
+pub trait LineTap: Send + Sync {
+    fn offer(&self, line: &Arc<LogLine>);
+}
+
 pub trait AppLogSink: Send + Sync {
     fn emit(&self, line: LogLine);
 }

@@ -19,6 +19,7 @@ mod authz;
 mod backups;
 mod deploy;
 mod domains;
+mod drains;
 mod queries;
 mod release;
 mod sni;
@@ -177,6 +178,8 @@ pub struct Platform {
     certificates: OnceLock<Arc<kiln_tls::SniResolver>>,
     /// Automatic Certificate Management, when the server has an ACME CA (see `acm`).
     acm: OnceLock<Arc<acm::Acm>>,
+    /// The log drains running on this server (see `drains`), once the server starts them.
+    drain_set: OnceLock<drains::Drains>,
     /// A handle on itself, for background tasks.
     me: std::sync::Weak<Platform>,
     /// When this server's platform was made (what a provider made before, unrecorded, is
@@ -224,6 +227,7 @@ impl Platform {
             git: OnceLock::new(),
             certificates: OnceLock::new(),
             acm: OnceLock::new(),
+            drain_set: OnceLock::new(),
             started_at: std::time::SystemTime::now(),
             app_locks: Mutex::default(),
             build_locks: Mutex::default(),
@@ -379,6 +383,7 @@ impl Platform {
         self.routes.remove_app(&app.id);
         self.withdraw_certificates(&app.id);
         self.store.delete_app(&app.id)?;
+        self.stop_app_drains(&app.id);
         self.logs.remove_app(&app.id);
         self.app_locks
             .lock()

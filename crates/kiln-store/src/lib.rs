@@ -315,6 +315,22 @@ pub trait Store: Send + Sync {
     /// Removes one of the app's custom domains and returns what it was.
     fn remove_domain(&self, app_id: &str, id_or_hostname: &str) -> Result<Domain>;
 
+    /// An app's log drains, oldest first.
+    fn drains(&self, app_id: &str) -> Result<Vec<kiln_model::drain::LogDrain>>;
+    /// Every app's drains (to start them when the server starts).
+    fn all_drains(&self) -> Result<Vec<kiln_model::drain::LogDrain>>;
+    /// A drain by id, token or URL.
+    fn drain(&self, app_id: &str, identity: &str) -> Result<kiln_model::drain::LogDrain>;
+    /// Adds a drain; its URL must already be checked. Conflict: the app has it, or has the
+    /// most it may have.
+    fn add_drain(
+        &self,
+        app_id: &str,
+        url: &str,
+        addon_id: Option<&str>,
+    ) -> Result<kiln_model::drain::LogDrain>;
+    fn remove_drain(&self, app_id: &str, identity: &str) -> Result<kiln_model::drain::LogDrain>;
+
     // --- Automatic Certificate Management (see the `acm` module) ---
 
     /// Turns ACM on or off; off also removes the app's ACM certificates and states.

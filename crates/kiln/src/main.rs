@@ -3,6 +3,7 @@
 //! other subcommand is the CLI.
 
 mod acme;
+mod drains;
 mod server;
 
 use std::process::ExitCode;

@@ -169,6 +169,8 @@ struct Args {
     addons_check_interval: u64,
     #[command(flatten)]
     acme: crate::acme::AcmeArgs,
+    #[command(flatten)]
+    drains: crate::drains::DrainArgs,
 }
 
 /// Connection caps for each listener that fit the open-files limit, which is first raised
@@ -611,6 +613,19 @@ async fn run(args: Args) -> Result<()> {
         Some(l) => Some(l.local_addr()?),
         None => None,
     };
+    let mut own_listeners = vec![api_addr, router_addr];
+    own_listeners.extend(api_tls_addr);
+    if let Some(l) = &tls_listener {
+        own_listeners.push(l.local_addr()?);
+    }
+    crate::drains::start(
+        &args.drains,
+        &platform,
+        own_listeners,
+        network
+            .as_ref()
+            .map(|n| std::net::IpAddr::V4(n.services_addr())),
+    )?;
     let api = kiln_api::api(
         platform.clone(),
         kiln_git::router(git),

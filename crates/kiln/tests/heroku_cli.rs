@@ -543,6 +543,24 @@ fn herokus_everyday_commands_work_against_kiln() {
     assert!(ok && out.contains("Verifying deploy... done"), "{out}");
     let out = h.ok(&["buildpacks:search", "python"]);
     assert!(out.contains("heroku/python"), "{out}");
+    // Every built-in under its Heroku name, and a second buildpack added before the first
+    // and removed again, as Heroku's CLI does it (reading the list, writing it whole).
+    let out = h.ok(&["buildpacks:search"]);
+    for name in ["heroku/ruby", "heroku/java", "heroku/php", "heroku/static"] {
+        assert!(out.contains(name), "{name}: {out}");
+    }
+    let out = h.ok(&with(&["buildpacks:add", "heroku/nodejs", "-i", "1"]));
+    assert!(
+        out.contains("1. heroku/nodejs") && out.contains("2. heroku/python"),
+        "{out}"
+    );
+    let out = h.ok(&with(&["buildpacks"]));
+    assert!(
+        out.contains("1. heroku/nodejs") && out.contains("2. heroku/python"),
+        "{out}"
+    );
+    let out = h.ok(&with(&["buildpacks:remove", "-i", "1"]));
+    assert!(out.contains("will use heroku/python"), "{out}");
     let (ok, out) = h.heroku_in(&s.dir, &with(&["buildpacks:set", "heroku/cobol"]));
     assert!(!ok, "{out}");
 

@@ -138,7 +138,15 @@ fn a_dyno_reaches_its_own_add_ons_and_the_outside_and_nothing_of_other_tenants()
     }
     let outside = OutsideServer::start();
     let s = Server::start_with("network", &["--dyno-network", "auto"]);
-    let log = s.server_log();
+    // The banner is written line by line: wait for the line that tells.
+    let log = wait_for(
+        std::time::Duration::from_secs(10),
+        "the dyno network line",
+        || {
+            let log = s.server_log();
+            log.contains("Dyno network:").then_some(log)
+        },
+    );
     assert!(
         log.contains("isolated"),
         "the server did not isolate dynos:\n{log}"

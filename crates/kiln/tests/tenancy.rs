@@ -386,6 +386,10 @@ const ROUTES: &[(&str, &str, Rule)] = &[
     ("POST", "/apps/{app}/domains", App(Manage)),
     ("GET", "/apps/{app}/domains/{domain}", App(View)),
     ("DELETE", "/apps/{app}/domains/{domain}", App(Manage)),
+    ("GET", "/apps/{app}/log-drains", App(View)),
+    ("POST", "/apps/{app}/log-drains", App(Manage)),
+    ("GET", "/apps/{app}/log-drains/{drain}", App(View)),
+    ("DELETE", "/apps/{app}/log-drains/{drain}", App(Manage)),
     ("POST", "/apps/{app}/acm", App(Manage)),
     ("PATCH", "/apps/{app}/acm", App(Manage)),
     ("DELETE", "/apps/{app}/acm", App(Manage)),
@@ -676,6 +680,7 @@ fn fill(path: &str, app: &str, addon: &str, team: &str) -> String {
         .replace("{build}", "00000000-0000-4000-8000-000000000001")
         .replace("{endpoint}", "00000000-0000-4000-8000-000000000002")
         .replace("{domain}", "nope.example.com")
+        .replace("{drain}", "d.00000000-0000-4000-8000-000000000004")
         .replace("{feature}", "preboot")
         .replace("{name}", "NOPE")
         .replace("{num}", "999")

@@ -9,6 +9,7 @@ mod certs;
 mod certs_auto;
 mod config;
 mod domains;
+mod drains;
 mod git_cmds;
 mod login;
 mod logs;
@@ -260,6 +261,14 @@ pub async fn dispatch(ctx: &mut Ctx<'_>, cmd: Cmd) -> Result<()> {
             buildpacks::remove(ctx, &app, url.as_deref(), index).await
         }
         Cmd::BuildpacksClear { app } => buildpacks::clear(ctx, &app).await,
+        Cmd::Drains {
+            app,
+            json,
+            extended,
+        } => drains::list(ctx, &app, json, extended).await,
+        Cmd::DrainsAdd { app, url } => drains::add(ctx, &app, &url).await,
+        Cmd::DrainsRemove { app, url } => drains::remove(ctx, &app, &url).await,
+        Cmd::DrainsInfo { app, url, json } => drains::info(ctx, &app, &url, json).await,
         Cmd::BuildpacksSearch {
             term,
             name,

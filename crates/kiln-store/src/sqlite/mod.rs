@@ -20,6 +20,7 @@ mod backups;
 mod builds;
 mod common;
 mod domains;
+mod drains;
 mod formation;
 mod releases;
 mod seal;
@@ -35,6 +36,7 @@ use crate::{
 };
 use common::DbContext;
 use kiln_model::config::ConfigVars;
+use kiln_model::drain::LogDrain;
 use kiln_model::release::ReleaseStatus;
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 pub use seal::MasterKey;
@@ -179,6 +181,8 @@ const MIGRATIONS: &[&str] = &[
     tenancy::MIGRATION,
     // 10: secrets sealed under the master key.
     seal::MIGRATION,
+    // 11: log drains.
+    drains::MIGRATION,
 ];
 
 /// The step that seals the secrets of an older database; after it, the file is rewritten so
@@ -732,6 +736,26 @@ impl Store for SqliteStore {
 
     fn remove_domain(&self, app_id: &str, id_or_hostname: &str) -> Result<crate::Domain> {
         self.write(|tx| domains::remove(tx, app_id, id_or_hostname))
+    }
+
+    fn drains(&self, app_id: &str) -> Result<Vec<LogDrain>> {
+        self.read(|tx| drains::list(tx, app_id))
+    }
+
+    fn all_drains(&self) -> Result<Vec<LogDrain>> {
+        self.read(|tx| drains::all(tx))
+    }
+
+    fn drain(&self, app_id: &str, identity: &str) -> Result<LogDrain> {
+        self.read(|tx| drains::get(tx, app_id, identity))
+    }
+
+    fn add_drain(&self, app_id: &str, url: &str, addon_id: Option<&str>) -> Result<LogDrain> {
+        self.write(|tx| drains::add(tx, app_id, url, addon_id))
+    }
+
+    fn remove_drain(&self, app_id: &str, identity: &str) -> Result<LogDrain> {
+        self.write(|tx| drains::remove(tx, app_id, identity))
     }
 
     fn set_acm(&self, app_id: &str, on: bool) -> Result<App> {

@@ -1,0 +1,376 @@
+//! Logplex, whole (issue 17): log drains. Each test starts its own receiver, which parses
+//! what arrives with its own code (not Kiln's formatter): RFC 6587 octet counting, then the
+//! RFC 5424 fields.
+
+mod common;
+
+use common::*;
+use std::io::Read;
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// One RFC 5424 message as a syslog drain receiver sees it.
+#[derive(Debug, Clone)]
+struct Syslog {
+    pri: u32,
+    hostname: String,
+    app: String,
+    procid: String,
+    msg: String,
+}
+
+/// Parses `LEN SP MSG` frames from `buf`, leaving an incomplete one in place.
+fn parse_frames(buf: &mut Vec<u8>, out: &mut Vec<Syslog>) {
+    loop {
+        let Some(sp) = buf.iter().position(|b| *b == b' ') else {
+            return;
+        };
+        let len: usize = std::str::from_utf8(&buf[..sp])
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                panic!(
+                    "not an octet count: {:?}",
+                    String::from_utf8_lossy(&buf[..sp.min(40)])
+                )
+            });
+        if buf.len() < sp + 1 + len {
+            return;
+        }
+        let msg = String::from_utf8(buf[sp + 1..sp + 1 + len].to_vec()).expect("UTF-8");
+        buf.drain(..sp + 1 + len);
+        // <PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID SD MSG
+        let (pri, rest) = msg
+            .strip_prefix('<')
+            .and_then(|m| m.split_once(">1 "))
+            .unwrap_or_else(|| panic!("not RFC 5424: {msg}"));
+        let f: Vec<&str> = rest.splitn(7, ' ').collect();
+        assert_eq!(f.len(), 7, "{msg}");
+        assert!(
+            kiln_model::Timestamp::parse_rfc3339(f[0]).is_some(),
+            "timestamp {:?} in {msg}",
+            f[0]
+        );
+        assert_eq!((f[4], f[5]), ("-", "-"), "MSGID and SD are nil: {msg}");
+        out.push(Syslog {
+            pri: pri.parse().unwrap(),
+            hostname: f[1].into(),
+            app: f[2].into(),
+            procid: f[3].into(),
+            msg: f[6].into(),
+        });
+    }
+}
+
+/// A syslog receiver on `listener`: every message of every connection, in arrival order.
+fn receive(listener: TcpListener) -> Arc<Mutex<Vec<Syslog>>> {
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let g = got.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let g = g.clone();
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 65536];
+                loop {
+                    match conn.read(&mut chunk) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => {
+                            buf.extend_from_slice(&chunk[..n]);
+                            let mut parsed = Vec::new();
+                            parse_frames(&mut buf, &mut parsed);
+                            g.lock().unwrap().extend(parsed);
+                        }
+                    }
+                }
+            });
+        }
+    });
+    got
+}
+
+fn printer_app(name: &str) -> std::path::PathBuf {
+    fixture_repo(
+        name,
+        &[
+            ("Procfile", "web: python3 -u server.py\n"),
+            (
+                "server.py",
+                "import http.server, os\nfor i in range(1, 301):\n    print('boot line', i)\nhttp.server.HTTPServer(('', int(os.environ['PORT'])), http.server.SimpleHTTPRequestHandler).serve_forever()\n",
+            ),
+        ],
+    )
+}
+
+fn token_of(s: &Server, app: &str) -> String {
+    let drains = s
+        .api("GET", &format!("/apps/{app}/log-drains"), None)
+        .json();
+    drains[0]["token"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn a_syslog_drain_receives_every_line_in_order_in_herokus_framing() {
+    let s = Server::start("drain-syslog");
+    s.ok(&["apps:create", "drained"]);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let got = receive(listener);
+    let url = format!("syslog://127.0.0.1:{port}");
+    let out = s.ok(&["drains:add", &url, "-a", "drained"]);
+    assert_eq!(out, format!("Successfully added drain {url}\n"));
+    let token = token_of(&s, "drained");
+    assert!(token.starts_with("d."), "{token}");
+    let out = s.ok(&["drains", "-a", "drained"]);
+    assert_eq!(out, format!("=== Drains\n\n{url} ({token})\n"));
+
+    let (ok, out) = s.push(&printer_app("drain-printer"), "drained");
+    assert!(ok, "{out}");
+    s.wait_for_app("drained", Duration::from_secs(60), "the web dyno", || {
+        (s.get("drained", "/").status == 200).then_some(())
+    });
+    let lines = wait_for(
+        Duration::from_secs(20),
+        "300 boot lines at the drain",
+        || {
+            let g = got.lock().unwrap().clone();
+            (g.iter().filter(|m| m.msg.starts_with("boot line ")).count() >= 300
+                && g.iter().any(|m| m.procid == "router"))
+            .then_some(g)
+        },
+    );
+    // Every app line, once, in order, with Heroku's fields.
+    let boot: Vec<&Syslog> = lines
+        .iter()
+        .filter(|m| m.msg.starts_with("boot line "))
+        .collect();
+    let numbers: Vec<u32> = boot
+        .iter()
+        .map(|m| m.msg["boot line ".len()..].parse().unwrap())
+        .collect();
+    assert_eq!(numbers, (1..=300).collect::<Vec<_>>());
+    for m in &boot {
+        assert_eq!(
+            (
+                m.pri,
+                m.hostname.as_str(),
+                m.app.as_str(),
+                m.procid.as_str()
+            ),
+            (190, token.as_str(), "app", "web.1"),
+            "{m:?}"
+        );
+    }
+    let router = lines.iter().find(|m| m.procid == "router").unwrap();
+    assert_eq!(
+        (router.pri, router.app.as_str()),
+        (158, "heroku"),
+        "{router:?}"
+    );
+    assert!(
+        router.msg.contains("path=\"/\"") && router.msg.contains("status=200"),
+        "{router:?}"
+    );
+    // The platform's own lines about the app come too, and the stream's order is kept.
+    let pos = |needle: &str| {
+        lines
+            .iter()
+            .position(|m| m.msg.contains(needle))
+            .unwrap_or_else(|| panic!("{needle}: {lines:?}"))
+    };
+    assert!(pos("Deploy") < pos("Starting process with command"));
+    assert!(pos("Starting process with command") < pos("boot line 1"));
+
+    let out = s.ok(&["drains:remove", &token, "-a", "drained"]);
+    assert_eq!(out, format!("Successfully removed drain {url}\n"));
+    assert_eq!(
+        s.ok(&["drains", "-a", "drained"]),
+        "drained has no drains.\n"
+    );
+    // Removed means stopped: a new line no longer arrives.
+    let before = got.lock().unwrap().len();
+    assert_eq!(s.get("drained", "/after-removal").status, 404);
+    wait_for(
+        Duration::from_secs(10),
+        "the router line in the app's log",
+        || s.logs("drained").contains("/after-removal").then_some(()),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        got.lock().unwrap()[before..]
+            .iter()
+            .all(|m| !m.msg.contains("/after-removal")),
+        "a removed drain still received lines"
+    );
+}
+
+#[test]
+fn a_drain_that_is_down_drops_what_its_buffer_cannot_hold_and_says_exactly_how_many() {
+    let s = Server::start("drain-down");
+    s.ok(&["apps:create", "downdrain"]);
+    let (ok, out) = s.push(&printer_app("drain-down-printer"), "downdrain");
+    assert!(ok, "{out}");
+    // A port nothing listens on yet.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    s.ok(&[
+        "drains:add",
+        &format!("syslog://127.0.0.1:{port}"),
+        "-a",
+        "downdrain",
+    ]);
+    let token = token_of(&s, "downdrain");
+    // 1,400 lines while the drain is down: more than its buffer (1,024), fewer than the
+    // app's history (1,500), so the history holds every line the drain was offered.
+    s.ok(&[
+        "run:detached",
+        "-a",
+        "downdrain",
+        "--",
+        "seq",
+        "-f",
+        "flood %g",
+        "1",
+        "1400",
+    ]);
+    wait_for(Duration::from_secs(30), "the flood in the logs", || {
+        s.logs("downdrain").contains("flood 1400").then_some(())
+    });
+    let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let got = receive(listener);
+    let received = wait_for(Duration::from_secs(30), "the L10 line at the drain", || {
+        let g = got.lock().unwrap().clone();
+        g.iter().any(|m| m.msg.contains("Error L10")).then_some(g)
+    });
+    let l10 = received
+        .iter()
+        .find(|m| m.msg.contains("Error L10"))
+        .unwrap();
+    assert_eq!(
+        (l10.app.as_str(), l10.procid.as_str(), l10.pri),
+        ("heroku", "logplex", 172),
+        "{l10:?}"
+    );
+    let dropped: usize = l10
+        .msg
+        .split_once(&format!("drain '{token}' dropped "))
+        .and_then(|(_, rest)| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{l10:?}"));
+    // What the drain was offered: every line of the stream from its own "Add drain" line on.
+    let history = s.ok(&["logs", "-n", "1500", "-a", "downdrain"]);
+    let hist: Vec<&str> = history.lines().collect();
+    let from = hist
+        .iter()
+        .position(|l| l.contains("Add drain"))
+        .expect(&history);
+    let offered = hist[from..]
+        .iter()
+        .filter(|l| !l.contains("Error L10"))
+        .count();
+    let delivered: Vec<&Syslog> = received
+        .iter()
+        .take_while(|m| !m.msg.contains("Error L10"))
+        .collect();
+    assert_eq!(
+        dropped + delivered.len(),
+        offered,
+        "dropped {dropped} + delivered {} != offered {offered}",
+        delivered.len()
+    );
+    assert!(dropped > 0, "{dropped}");
+    // What was delivered is in the stream's order, and the newest lines made it.
+    let floods: Vec<u32> = delivered
+        .iter()
+        .filter_map(|m| m.msg.strip_prefix("flood ").and_then(|n| n.parse().ok()))
+        .collect();
+    assert!(floods.windows(2).all(|w| w[0] < w[1]), "{floods:?}");
+    assert_eq!(floods.last(), Some(&1400));
+    // The app's own stream says it too, as Heroku does.
+    assert!(s.logs("downdrain").contains(&format!("heroku[logplex]: Error L10 (output buffer overflow): drain '{token}' dropped {dropped} messages since ")));
+}
+
+#[test]
+fn drains_to_kiln_itself_to_metadata_addresses_or_by_other_schemes_are_refused() {
+    let s = Server::start("drain-refused");
+    s.ok(&["apps:create", "refuser"]);
+    let api = s.api_port();
+    for (url, expect) in [
+        (format!("syslog://127.0.0.1:{api}"), "Kiln's own listener"),
+        (format!("https://localhost:{api}/"), "Kiln's own listener"),
+        (
+            "https://169.254.169.254/latest/meta-data/".to_string(),
+            "link-local",
+        ),
+        ("syslog://[fe80::1]:514".to_string(), "link-local"),
+        ("syslog://0.0.0.0:514".to_string(), "unspecified"),
+        (
+            "http://logs.example.com/".to_string(),
+            "not a drain transport",
+        ),
+        (
+            "gopher://127.0.0.1:6379/_FLUSHALL".to_string(),
+            "not a drain transport",
+        ),
+        ("file:///etc/passwd".to_string(), "Invalid drain URL"),
+        ("syslog://logs.example.com".to_string(), "needs a port"),
+        (
+            "https://logs.example.com/\u{1b}[31m".to_string(),
+            "control characters",
+        ),
+        (
+            format!("https://logs.example.com/{}", "a".repeat(3000)),
+            "longer than 2048",
+        ),
+    ] {
+        let err = s.fails(&["drains:add", &url, "-a", "refuser"]);
+        assert!(err.contains(expect), "{url}: {err}");
+    }
+    let r = s.api("POST", "/apps/refuser/log-drains", Some("{\"url\": 5}"));
+    assert_eq!(r.status, 422, "{}", r.body);
+    let r = s.api("POST", "/apps/refuser/log-drains", Some("[]"));
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(
+        s.ok(&["drains", "-a", "refuser"]),
+        "refuser has no drains.\n"
+    );
+    // At most six drains, each URL once.
+    for i in 0..6 {
+        s.ok(&[
+            "drains:add",
+            &format!("syslog://127.0.0.1:{}", 40000 + i),
+            "-a",
+            "refuser",
+        ]);
+    }
+    let err = s.fails(&["drains:add", "syslog://127.0.0.1:40000", "-a", "refuser"]);
+    assert!(err.contains("already has a drain"), "{err}");
+    let err = s.fails(&["drains:add", "syslog://127.0.0.1:40010", "-a", "refuser"]);
+    assert!(err.contains("at most 6"), "{err}");
+    let err = s.fails(&[
+        "drains:remove",
+        "d.00000000-0000-0000-0000-000000000000",
+        "-a",
+        "refuser",
+    ]);
+    assert!(err.contains("Couldn't find that log drain"), "{err}");
+    // A password in a drain URL is shown once, when it is added, and masked after.
+    s.ok(&["drains:remove", "syslog://127.0.0.1:40005", "-a", "refuser"]);
+    let r = s.api(
+        "POST",
+        "/apps/refuser/log-drains",
+        Some("{\"url\": \"https://user:s3cret@127.0.0.1:40020/logs\"}"),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.json()["url"], "https://user:s3cret@127.0.0.1:40020/logs");
+    let listed = s.ok(&["drains", "-a", "refuser"]);
+    assert!(
+        listed.contains("https://user:****@127.0.0.1:40020/logs") && !listed.contains("s3cret"),
+        "{listed}"
+    );
+}
