@@ -54,6 +54,10 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 # for the tests' own namespaces.
 command -v nft >/dev/null 2>&1 || need+=(nftables)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+# The log drain tests receive with a real rsyslog (plain TCP and TLS through OpenSSL); Kiln
+# never starts the system's rsyslog.
+[ -x /usr/sbin/rsyslogd ] || need+=(rsyslog)
+ls /usr/lib/*/rsyslog/lmnsd_ossl.so >/dev/null 2>&1 || need+=(rsyslog-openssl)
 # memcached with SASL: the server, and saslpasswd2 for its password databases.
 command -v memcached >/dev/null 2>&1 || need+=(memcached)
 command -v saslpasswd2 >/dev/null 2>&1 || need+=(sasl2-bin)

@@ -57,9 +57,31 @@ async fn create_session(
         Some(Value::Bool(b)) => *b,
         Some(_) => return Err(ApiError::invalid("tail must be true or false")),
     };
-    let id =
-        st.platform
-            .create_log_session(&caller, &app, LogFilter { source, dyno }, lines, tail)?;
+    // Kiln's own: a search over the retained history.
+    let long_text = |k: &str| -> ApiResult<Option<String>> {
+        match body.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if s.len() <= 1000 => {
+                Ok(Some(s.clone()).filter(|s| !s.is_empty()))
+            }
+            Some(_) => Err(ApiError::invalid(format!(
+                "{k} must be a string of at most 1000 bytes"
+            ))),
+        }
+    };
+    let search = st.platform.log_search(
+        long_text("since")?.as_deref(),
+        long_text("until")?.as_deref(),
+        long_text("grep")?.as_deref(),
+    )?;
+    let id = st.platform.create_log_session(
+        &caller,
+        &app,
+        LogFilter { source, dyno },
+        lines,
+        tail,
+        search,
+    )?;
     let base = origin.base;
     let now = kiln_model::Timestamp::now().rfc3339();
     Ok((StatusCode::CREATED, axum::Json(j!({ "id": uuid::Uuid::new_v4().to_string(), "logplex_url": format!("{base}/log-sessions/{id}"), "created_at": now, "updated_at": now }))).into_response())

@@ -448,6 +448,16 @@ pub enum Cmd {
         /// Only this source (app or heroku)
         #[arg(short = 's', long, value_name = "SOURCE")]
         source: Option<String>,
+        /// Only lines since then, from the retained history: an age such as 30s, 15m, 2h or 3d,
+        /// or a time such as 2026-12-05T10:00:00Z
+        #[arg(long, value_name = "WHEN")]
+        since: Option<String>,
+        /// Only lines until then (an age or a time, as --since)
+        #[arg(long, value_name = "WHEN")]
+        until: Option<String>,
+        /// Only lines whose message matches this regular expression
+        #[arg(long, value_name = "REGEX")]
+        grep: Option<String>,
     },
 
     /// Show an app's buildpacks

@@ -8,8 +8,13 @@
 //! Log sessions are short-lived capabilities: `POST /apps/{app}/log-sessions` creates one and
 //! returns a URL with a secret; whoever holds the URL may read that app's stream once.
 
+mod disk;
+
+pub use disk::{Disk, Retention};
+use kiln_model::Timestamp;
 use kiln_model::log::{AppLogSink, LineTap, LogFilter, LogLine, LogSink};
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
@@ -22,19 +27,65 @@ const TAIL_BUFFER: usize = 4096;
 const SESSION_TTL: Duration = Duration::from_secs(360);
 
 struct AppLog {
+    app_id: Arc<str>,
     ring: Mutex<VecDeque<Arc<LogLine>>>,
     live: broadcast::Sender<Arc<LogLine>>,
     /// Copies of the stream (the app's drains), by key.
     taps: RwLock<Vec<(String, Arc<dyn LineTap>)>>,
+    /// Where the app's history is kept across restarts, when the server keeps it.
+    disk: Option<Arc<Disk>>,
+    /// Set when the app is destroyed: a handle kept past that writes nothing to disk.
+    removed: AtomicBool,
+    /// Lines the ring keeps: Heroku's 1,500, or fewer when the server keeps fewer.
+    cap: usize,
 }
 
 impl AppLog {
-    fn new() -> AppLog {
+    fn new(app_id: &str, disk: Option<Arc<Disk>>) -> AppLog {
+        let cap = disk
+            .as_ref()
+            .map_or(HISTORY, |d| d.retention().lines.clamp(1, HISTORY));
         AppLog {
+            cap,
+            app_id: Arc::from(app_id),
             ring: Mutex::new(VecDeque::with_capacity(64)),
             live: broadcast::channel(TAIL_BUFFER).0,
             taps: RwLock::new(Vec::new()),
+            disk,
+            removed: AtomicBool::new(false),
         }
+    }
+}
+
+/// What a log session asks for beyond Heroku's filters (Kiln's `--since`, `--until` and
+/// `--grep`), answered from the history on disk.
+#[derive(Clone, Default)]
+pub struct Search {
+    pub since: Option<Timestamp>,
+    pub until: Option<Timestamp>,
+    /// Whether a message matches (a compiled regular expression).
+    pub grep: Option<Arc<dyn Fn(&str) -> bool + Send + Sync>>,
+}
+
+impl Search {
+    fn is_empty(&self) -> bool {
+        self.since.is_none() && self.until.is_none() && self.grep.is_none()
+    }
+
+    fn matches(&self, line: &LogLine) -> bool {
+        self.since.is_none_or(|t| line.time >= t)
+            && self.until.is_none_or(|t| line.time <= t)
+            && self.grep.as_ref().is_none_or(|g| g(&line.message))
+    }
+}
+
+impl std::fmt::Debug for Search {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Search")
+            .field("since", &self.since)
+            .field("until", &self.until)
+            .field("grep", &self.grep.is_some())
+            .finish()
     }
 }
 
@@ -45,6 +96,7 @@ pub struct Session {
     pub filter: LogFilter,
     pub lines: usize,
     pub tail: bool,
+    pub search: Search,
     /// Who opened it, as the platform knows them (opaque here): the platform ends a tail
     /// when that credential is revoked.
     pub opener: Option<Arc<dyn std::any::Any + Send + Sync>>,
@@ -55,6 +107,7 @@ pub struct Session {
 pub struct Logplex {
     apps: RwLock<HashMap<String, Arc<AppLog>>>,
     sessions: Mutex<HashMap<String, Session>>,
+    disk: Option<Arc<Disk>>,
 }
 
 /// What a tail receives: a line, or a note that lines were dropped because it fell behind.
@@ -84,8 +137,68 @@ impl Tail {
 }
 
 impl Logplex {
+    /// A log kept in memory only.
     pub fn new() -> Arc<Logplex> {
         Arc::new(Logplex::default())
+    }
+
+    /// A log whose history is also kept on disk under `dir`, within `retention`; what was
+    /// there (from before a restart) is read back now.
+    pub fn with_history(
+        dir: &std::path::Path,
+        retention: Retention,
+    ) -> std::io::Result<Arc<Logplex>> {
+        let disk = Disk::open(dir, retention)?;
+        let lp = Logplex {
+            disk: Some(disk.clone()),
+            ..Logplex::default()
+        };
+        for app in disk.apps() {
+            let lines = disk.read(&app, HISTORY, &|_| true);
+            let log = lp.app_log(&app);
+            log.ring
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(lines);
+        }
+        Ok(Arc::new(lp))
+    }
+
+    /// How much history is kept, when it is kept on disk.
+    pub fn retention(&self) -> Option<Retention> {
+        self.disk.as_ref().map(|d| d.retention())
+    }
+
+    /// The most lines a session may ask for.
+    pub fn max_lines(&self) -> usize {
+        self.retention().map_or(HISTORY, |r| r.lines.max(HISTORY))
+    }
+
+    /// The last `n` lines matching `filter` and `search`, oldest first: from memory when it
+    /// holds them, else from the history on disk (which blocks while it reads).
+    pub fn search(
+        &self,
+        app_id: &str,
+        n: usize,
+        filter: &LogFilter,
+        search: &Search,
+    ) -> Vec<Arc<LogLine>> {
+        match &self.disk {
+            Some(disk) if !search.is_empty() || n > HISTORY => {
+                if self
+                    .apps
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(app_id)
+                    .is_none_or(|a| a.removed.load(Ordering::Relaxed))
+                {
+                    return Vec::new();
+                }
+                disk.flush();
+                disk.read(app_id, n, &|l| filter.matches(l) && search.matches(l))
+            }
+            _ => self.history(app_id, n, filter),
+        }
     }
 
     fn app_log(&self, app_id: &str) -> Arc<AppLog> {
@@ -99,7 +212,7 @@ impl Logplex {
         }
         let mut apps = self.apps.write().unwrap_or_else(|e| e.into_inner());
         apps.entry(app_id.to_string())
-            .or_insert_with(|| Arc::new(AppLog::new()))
+            .or_insert_with(|| Arc::new(AppLog::new(app_id, self.disk.clone())))
             .clone()
     }
 
@@ -145,12 +258,19 @@ impl Logplex {
             .retain(|(k, _)| k != key);
     }
 
-    /// Forgets an app's history and ends its tails.
+    /// Forgets an app's history (on disk too) and ends its tails.
     pub fn remove_app(&self, app_id: &str) {
-        self.apps
+        if let Some(log) = self
+            .apps
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(app_id);
+            .remove(app_id)
+        {
+            log.removed.store(true, Ordering::Relaxed);
+        }
+        if let Some(disk) = &self.disk {
+            disk.remove(app_id);
+        }
         self.sessions
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -164,6 +284,7 @@ impl Logplex {
         filter: LogFilter,
         lines: usize,
         tail: bool,
+        search: Search,
         opener: Option<Arc<dyn std::any::Any + Send + Sync>>,
     ) -> Result<String, kiln_model::secret::SecretError> {
         let id = kiln_model::secret::new_secret()?;
@@ -174,8 +295,9 @@ impl Logplex {
             Session {
                 app_id: app_id.to_string(),
                 filter,
-                lines: lines.min(HISTORY),
+                lines: lines.min(self.max_lines()),
                 tail,
+                search,
                 opener,
                 created: Instant::now(),
             },
@@ -220,10 +342,15 @@ impl AppLog {
         let line = Arc::new(line);
         {
             let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
-            if ring.len() == HISTORY {
+            while ring.len() >= self.cap {
                 ring.pop_front();
             }
             ring.push_back(line.clone());
+        }
+        if let Some(disk) = &self.disk {
+            if !self.removed.load(Ordering::Relaxed) {
+                disk.append(&self.app_id, &line);
+            }
         }
         for (_, tap) in self.taps.read().unwrap_or_else(|e| e.into_inner()).iter() {
             tap.offer(&line);
@@ -313,7 +440,14 @@ mod tests {
     fn sessions_are_secret_and_scoped() {
         let lp = Logplex::new();
         let id = lp
-            .create_session("a", LogFilter::default(), 100_000, false, None)
+            .create_session(
+                "a",
+                LogFilter::default(),
+                100_000,
+                false,
+                Search::default(),
+                None,
+            )
             .unwrap();
         assert!(id.len() >= 64);
         let s = lp.session(&id).unwrap();

@@ -33,6 +33,7 @@ pub use deploy::DeployError;
 pub use deploy::GitBridge;
 pub use domains::validate_hostname;
 pub use kiln_addons::Addons;
+pub use kiln_logplex::{Retention as LogRetention, Search as LogSearch};
 pub use kiln_model::access::{Need, Permission, Permissions, Relation, TeamRole};
 pub use queries::{AppView, LogSessionStream};
 pub use release::GoLiveError;

@@ -3,7 +3,7 @@
 //! store. Each takes the acting user: this is where access is decided (today, an app is its
 //! owner's; see [`Platform::app_for`]).
 
-use crate::{Platform, PlatformError, Result};
+use crate::{LogSearch, Platform, PlatformError, Result};
 use kiln_model::LogLine;
 use kiln_model::log::LogFilter;
 use kiln_model::records::{Account, App, Build, Release, ReleaseRange, Slug};
@@ -134,12 +134,72 @@ impl Platform {
         filter: LogFilter,
         lines: usize,
         tail: bool,
+        search: LogSearch,
     ) -> Result<String> {
         self.app_for(&caller.account, &app.id, kiln_model::access::Need::View)?;
         let opener: Arc<dyn std::any::Any + Send + Sync> = Arc::new(caller.clone());
         Ok(self
             .logs
-            .create_session(&app.id, filter, lines, tail, Some(opener))?)
+            .create_session(&app.id, filter, lines, tail, search, Some(opener))?)
+    }
+
+    /// Kiln's search over an app's retained history, beyond Heroku's filters: `since` and
+    /// `until` (RFC 3339) and `grep`, a regular expression the messages must match (linear
+    /// time whatever the pattern: no backtracking).
+    pub fn log_search(
+        &self,
+        since: Option<&str>,
+        until: Option<&str>,
+        grep: Option<&str>,
+    ) -> Result<LogSearch> {
+        let time =
+            |field: &'static str, s: Option<&str>| -> Result<Option<kiln_model::Timestamp>> {
+                match s {
+                    None => Ok(None),
+                    Some(t) => kiln_model::Timestamp::parse_rfc3339(t)
+                        .map(Some)
+                        .ok_or_else(|| {
+                            PlatformError::Invalid(kiln_model::Invalid::new(
+                                field,
+                                format!("{field} must be a time such as 2026-12-05T10:00:00Z"),
+                            ))
+                        }),
+                }
+            };
+        let since = time("since", since)?;
+        let until = time("until", until)?;
+        if let (Some(s), Some(u)) = (since, until) {
+            if s > u {
+                return Err(PlatformError::Invalid(kiln_model::Invalid::new(
+                    "until",
+                    "until is before since",
+                )));
+            }
+        }
+        let grep = match grep {
+            None => None,
+            Some(p) => {
+                if p.len() > 1000 {
+                    return Err(PlatformError::Invalid(kiln_model::Invalid::new(
+                        "grep",
+                        "grep is longer than 1000 characters",
+                    )));
+                }
+                let re = regex_lite::RegexBuilder::new(p)
+                    .size_limit(1 << 20)
+                    .nest_limit(64)
+                    .build()
+                    .map_err(|e| {
+                        PlatformError::Invalid(kiln_model::Invalid::new(
+                            "grep",
+                            format!("grep is not a regular expression: {e}"),
+                        ))
+                    })?;
+                let f: Arc<dyn Fn(&str) -> bool + Send + Sync> = Arc::new(move |m| re.is_match(m));
+                Some(f)
+            }
+        };
+        Ok(LogSearch { since, until, grep })
     }
 
     /// The session behind a secret id (the id is the credential, as Heroku's `logplex_url`):
@@ -177,9 +237,12 @@ impl Platform {
         let tail = session
             .tail
             .then(|| self.logs.tail(&session.app_id, session.filter.clone()));
-        let history = self
-            .logs
-            .history(&session.app_id, session.lines, &session.filter);
+        let history = self.logs.search(
+            &session.app_id,
+            session.lines,
+            &session.filter,
+            &session.search,
+        );
         Some(LogSessionStream {
             history,
             tail,

@@ -167,6 +167,16 @@ struct Args {
     /// Seconds between checks of each add-on database's size against its plan.
     #[arg(long, env = "KILN_ADDONS_CHECK_INTERVAL", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     addons_check_interval: u64,
+    /// Log lines each app keeps on disk, read back after a restart and searched by `kiln
+    /// logs --since/--until/--grep` (Heroku keeps 1,500).
+    #[arg(long, env = "KILN_LOG_HISTORY_LINES", default_value_t = 1500, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
+    log_history_lines: u64,
+    /// Megabytes of log history each app keeps on disk, at most.
+    #[arg(long, env = "KILN_LOG_HISTORY_MB", default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    log_history_mb: u64,
+    /// Days a log line is kept, at most (Heroku: a week).
+    #[arg(long, env = "KILN_LOG_HISTORY_DAYS", default_value_t = 7, value_parser = clap::value_parser!(u64).range(1..=3650))]
+    log_history_days: u64,
     #[command(flatten)]
     acme: crate::acme::AcmeArgs,
     #[command(flatten)]
@@ -474,7 +484,18 @@ async fn run(args: Args) -> Result<()> {
     );
     let key_path = ensure_admin(store.as_ref(), data_dir)?;
 
-    let logs = kiln_logplex::Logplex::new();
+    let retention = kiln_logplex::Retention {
+        lines: usize::try_from(args.log_history_lines).unwrap_or(usize::MAX),
+        bytes: args.log_history_mb.saturating_mul(1024 * 1024),
+        max_age: Duration::from_secs(args.log_history_days.saturating_mul(24 * 3600)),
+    };
+    let logs = kiln_logplex::Logplex::with_history(&data_dir.join("logs"), retention)
+        .with_context(|| {
+            format!(
+                "opening the log history in {}",
+                data_dir.join("logs").display()
+            )
+        })?;
     let sink: SharedSink = logs.clone();
     let routes = kiln_router::RouteTable::new(&args.domain);
     // Each side publishes what it owns: the platform an app's settings, the dyno manager its dynos.

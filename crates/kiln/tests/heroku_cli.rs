@@ -561,6 +561,30 @@ fn herokus_everyday_commands_work_against_kiln() {
     );
     let out = h.ok(&with(&["buildpacks:remove", "-i", "1"]));
     assert!(out.contains("will use heroku/python"), "{out}");
+
+    // Log drains (issue 17): add, list, remove, as Heroku's CLI sends them.
+    let drain_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let drain = format!("syslog://127.0.0.1:{drain_port}");
+    let out = h.ok(&with(&["drains:add", &drain]));
+    assert!(
+        out.contains(&format!("Successfully added drain {drain}")),
+        "{out}"
+    );
+    let out = h.ok(&with(&["drains"]));
+    assert!(out.contains(&drain) && out.contains("(d."), "{out}");
+    let out = h.ok(&with(&["drains", "--json"]));
+    assert!(out.contains("\"token\"") && out.contains(&drain), "{out}");
+    let out = h.ok(&with(&["drains:remove", &drain]));
+    assert!(
+        out.contains(&format!("Successfully removed drain {drain}")),
+        "{out}"
+    );
+    let (ok, out) = h.heroku_in(&s.dir, &with(&["drains:add", "http://169.254.169.254/"]));
+    assert!(!ok && out.contains("not a drain transport"), "{out}");
     let (ok, out) = h.heroku_in(&s.dir, &with(&["buildpacks:set", "heroku/cobol"]));
     assert!(!ok, "{out}");
 

@@ -3,6 +3,8 @@
 //! RFC 5424 fields.
 
 mod common;
+#[path = "logs/rsyslog.rs"]
+mod rsyslog;
 
 use common::*;
 use std::io::Read;
@@ -373,4 +375,216 @@ fn drains_to_kiln_itself_to_metadata_addresses_or_by_other_schemes_are_refused()
         listed.contains("https://user:****@127.0.0.1:40020/logs") && !listed.contains("s3cret"),
         "{listed}"
     );
+}
+
+/// Acceptance 3: the history is on disk, comes back after a SIGKILL of the server, keeps
+/// within its limits, and can be searched (`--since`, `--until`, `--grep`).
+#[test]
+fn the_history_survives_a_sigkill_keeps_its_limits_and_can_be_searched() {
+    let flags = ["--log-history-lines", "200"];
+    let mut s = Server::start_with("log-history", &flags);
+    s.ok(&["apps:create", "histapp"]);
+    let (ok, out) = s.push(&printer_app("history-printer"), "histapp");
+    assert!(ok, "{out}");
+    wait_for(Duration::from_secs(60), "boot line 300 in the logs", || {
+        s.logs("histapp").contains("boot line 300").then_some(())
+    });
+    s.crash_and_restart(&flags);
+    let out = s.ok(&["logs", "-n", "1500", "-a", "histapp"]);
+    assert!(out.contains("app[web.1]: boot line 300\n"), "{out}");
+    // The newest 200 lines and no more: the first boot lines are gone.
+    let n = out.lines().count();
+    assert!((150..=200).contains(&n), "{n} lines:\n{out}");
+    assert!(!out.contains("boot line 1\n"), "{out}");
+
+    // --grep: a regular expression over the messages.
+    let out = s.ok(&[
+        "logs",
+        "-n",
+        "1000",
+        "--grep",
+        "^boot line (29[0-9]|300)$",
+        "-a",
+        "histapp",
+    ]);
+    let got: Vec<&str> = out
+        .lines()
+        .map(|l| l.rsplit_once(": ").unwrap().1)
+        .collect();
+    let want: Vec<String> = (290..=300).map(|i| format!("boot line {i}")).collect();
+    assert_eq!(got, want, "{out}");
+    // --until a time before anything was logged: nothing; --since a minute ago: everything
+    // kept; --since now: nothing yet.
+    let out = s.ok(&["logs", "--until", "2020-01-01T00:00:00Z", "-a", "histapp"]);
+    assert_eq!(out, "");
+    let out = s.ok(&[
+        "logs",
+        "-n",
+        "1000",
+        "--since",
+        "1h",
+        "--grep",
+        "boot line",
+        "-a",
+        "histapp",
+    ]);
+    assert!(out.lines().count() > 100, "{out}");
+    let out = s.ok(&[
+        "logs",
+        "--since",
+        "0s",
+        "--grep",
+        "boot line",
+        "-a",
+        "histapp",
+    ]);
+    assert_eq!(out, "");
+    // Hostile searches are refused with a message.
+    for (args, expect) in [
+        (vec!["--grep", "("], "grep is not a regular expression"),
+        (vec!["--since", "yesterday"], "is not an age"),
+        (
+            vec!["--since", "1h", "--until", "2h"],
+            "until is before since",
+        ),
+    ] {
+        let mut a = vec!["logs", "-a", "histapp"];
+        a.extend(args);
+        let err = s.fails(&a);
+        assert!(err.contains(expect), "{a:?}: {err}");
+    }
+    let huge = format!("{}", "a".repeat(2000));
+    let r = s.api(
+        "POST",
+        "/apps/histapp/log-sessions",
+        Some(&format!("{{\"grep\": \"{huge}\"}}")),
+    );
+    assert_eq!(r.status, 422, "{}", r.body);
+    // The app's history goes with the app.
+    s.ok(&["apps:destroy", "histapp", "--confirm", "histapp"]);
+    let logs_dir = s.dir.join("data/logs");
+    let left: Vec<_> = std::fs::read_dir(&logs_dir)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    wait_for(Duration::from_secs(5), "the history files removed", || {
+        std::fs::read_dir(&logs_dir)
+            .map(|d| d.count() == 0)
+            .unwrap_or(true)
+            .then_some(())
+    });
+    let _ = left;
+}
+
+/// A CA and a certificate for 127.0.0.1 it signed: (CA PEM path, certificate, key).
+fn tls_material(
+    dir: &std::path::Path,
+    tag: &str,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    std::fs::create_dir_all(dir).unwrap();
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.distinguished_name.push(
+        rcgen::DnType::CommonName,
+        format!("Kiln drain test CA {tag}"),
+    );
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::from_ca_cert_pem(&ca_cert.pem(), ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    let (ca, crt, k) = (
+        dir.join(format!("{tag}-ca.pem")),
+        dir.join(format!("{tag}.crt")),
+        dir.join(format!("{tag}.key")),
+    );
+    std::fs::write(&ca, ca_cert.pem()).unwrap();
+    std::fs::write(&crt, cert.pem()).unwrap();
+    std::fs::write(&k, key.serialize_pem()).unwrap();
+    (ca, crt, k)
+}
+
+/// Acceptance 1 with a real receiver: rsyslog parses what a `syslog+tls://` drain sends,
+/// the certificate verified against the CA the server was told to trust; a receiver whose
+/// certificate no trusted CA signed gets nothing, and the app's log says why (Heroku's L14).
+#[test]
+fn rsyslog_receives_every_line_over_tls_and_an_untrusted_certificate_gets_l14() {
+    let dir = temp_dir("drain-tls-material");
+    let (ca, crt, key) = tls_material(&dir, "trusted");
+    let (_, bad_crt, bad_key) = tls_material(&dir, "untrusted");
+    let good = rsyslog::Rsyslog::start(&dir.join("good"), Some((&crt, &key)));
+    let bad = rsyslog::Rsyslog::start(&dir.join("bad"), Some((&bad_crt, &bad_key)));
+    let plain = rsyslog::Rsyslog::start(&dir.join("plain"), None);
+    let s = Server::start_with("drain-tls", &["--drain-ca-file", ca.to_str().unwrap()]);
+    s.ok(&["apps:create", "tlsdrained"]);
+    for rs in [&good, &bad, &plain] {
+        assert!(rs.url().starts_with("syslog"), "{}", rs.url());
+        s.ok(&["drains:add", &rs.url(), "-a", "tlsdrained"]);
+    }
+    let drains = s.api("GET", "/apps/tlsdrained/log-drains", None).json();
+    let token_for = |url: &str| {
+        drains
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["url"] == url)
+            .unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (ok, out) = s.push(&printer_app("drain-tls-printer"), "tlsdrained");
+    assert!(ok, "{out}");
+    for (rs, what) in [(&good, "TLS"), (&plain, "plain TCP")] {
+        let got = rs.wait_until(
+            Duration::from_secs(30),
+            &format!("300 boot lines over {what}"),
+            |m| m.iter().filter(|m| m.msg.starts_with("boot line ")).count() >= 300,
+        );
+        let token = token_for(&rs.url());
+        let boot: Vec<&rsyslog::Message> = got
+            .iter()
+            .filter(|m| m.msg.starts_with("boot line "))
+            .collect();
+        for (i, m) in boot.iter().enumerate() {
+            assert_eq!(m.msg, format!("boot line {}", i + 1), "{what}: order");
+            assert_eq!(
+                (
+                    m.version,
+                    m.pri,
+                    m.hostname.as_str(),
+                    m.app_name.as_str(),
+                    m.procid.as_str(),
+                    m.msgid.as_str(),
+                    m.structured_data.as_str()
+                ),
+                (1, 190, token.as_str(), "app", "web.1", "-", "-"),
+                "{what}: {m:?}"
+            );
+        }
+        assert!(
+            got.iter().any(|m| m.app_name == "heroku"
+                && m.procid == "web.1"
+                && m.msg.contains("Starting process")),
+            "{what}"
+        );
+    }
+    // The untrusted receiver: nothing arrives, and the app's stream says why.
+    let logs = wait_for(Duration::from_secs(20), "the L14 line", || {
+        let l = s.logs("tlsdrained");
+        l.contains("Error L14 (certificate validation)")
+            .then_some(l)
+    });
+    assert!(
+        logs.contains(&format!("uri=\"syslog+tls://127.0.0.1:{}\"", bad.port())),
+        "{logs}"
+    );
+    assert!(logs.contains("heroku[logplex]: Error L14"), "{logs}");
+    assert!(bad.messages().is_empty(), "{:?}", bad.messages());
 }

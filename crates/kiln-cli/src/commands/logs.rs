@@ -18,6 +18,34 @@ pub struct LogOptions {
     pub tail: bool,
     pub dyno: Option<String>,
     pub source: Option<String>,
+    /// RFC 3339 times (Kiln's search over the retained history).
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub grep: Option<String>,
+}
+
+/// `--since`/`--until`: an age (`30s`, `15m`, `2h`, `3d`, counted back from `now`) or a time
+/// (RFC 3339), as the RFC 3339 time the API takes.
+pub fn when(s: &str, now: kiln_model::Timestamp) -> Result<String> {
+    let s = s.trim();
+    if let Some(t) = kiln_model::Timestamp::parse_rfc3339(s) {
+        return Ok(t.log_format());
+    }
+    let unit = match s.chars().last() {
+        Some('s') => 1,
+        Some('m') => 60,
+        Some('h') => 3600,
+        Some('d') => 86_400,
+        _ => 0,
+    };
+    let n: Option<i64> = s[..s.len().saturating_sub(1)].parse().ok();
+    match (n, unit) {
+        (Some(n), unit) if unit > 0 && (0..=100 * 365).contains(&(n * unit / 86_400)) && n >= 0 => {
+            // To the microsecond: "since 0s" means from now, not from the start of this second.
+            Ok(kiln_model::Timestamp(now.0 - n * unit * 1_000_000).log_format())
+        }
+        _ => bail!("{s:?} is not an age (30s, 15m, 2h, 3d) or a time (2026-12-05T10:00:00Z)"),
+    }
 }
 
 pub async fn logs(ctx: &mut Ctx<'_>, flags: &AppFlags, opts: LogOptions) -> Result<()> {
@@ -30,6 +58,15 @@ pub async fn logs(ctx: &mut Ctx<'_>, flags: &AppFlags, opts: LogOptions) -> Resu
     }
     if let Some(source) = &opts.source {
         body["source"] = json!(source);
+    }
+    for (k, v) in [
+        ("since", &opts.since),
+        ("until", &opts.until),
+        ("grep", &opts.grep),
+    ] {
+        if let Some(v) = v {
+            body[k] = json!(v);
+        }
     }
     let session = api
         .post(&format!("/apps/{}/log-sessions", segment(&app)), &body)
@@ -110,5 +147,26 @@ fn print_events(ctx: &mut Ctx<'_>, events: &[crate::sse::SseEvent]) -> Result<()
         Ok(())
     } else {
         ctx.out(&text)
+    }
+}
+
+#[cfg(test)]
+mod when_tests {
+    use super::when;
+    use kiln_model::Timestamp;
+
+    #[test]
+    fn ages_and_times() {
+        let now = Timestamp::parse_rfc3339("2026-12-05T10:00:00Z").unwrap();
+        assert_eq!(when("2h", now).unwrap(), "2026-12-05T08:00:00Z");
+        assert_eq!(when("30s", now).unwrap(), "2026-12-05T09:59:30Z");
+        assert_eq!(when("3d", now).unwrap(), "2026-12-02T10:00:00Z");
+        assert_eq!(
+            when("2026-12-01T00:00:00Z", now).unwrap(),
+            "2026-12-01T00:00:00Z"
+        );
+        for bad in ["", "h", "2x", "-2h", "99999999999d", "yesterday", "2h; rm"] {
+            assert!(when(bad, now).is_err(), "{bad}");
+        }
     }
 }

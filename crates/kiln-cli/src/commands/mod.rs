@@ -241,7 +241,11 @@ pub async fn dispatch(ctx: &mut Ctx<'_>, cmd: Cmd) -> Result<()> {
             tail,
             dyno,
             source,
+            since,
+            until,
+            grep,
         } => {
+            let now = ctx.now;
             logs::logs(
                 ctx,
                 &app,
@@ -250,6 +254,9 @@ pub async fn dispatch(ctx: &mut Ctx<'_>, cmd: Cmd) -> Result<()> {
                     tail,
                     dyno,
                     source,
+                    since: since.map(|s| logs::when(&s, now)).transpose()?,
+                    until: until.map(|s| logs::when(&s, now)).transpose()?,
+                    grep,
                 },
             )
             .await

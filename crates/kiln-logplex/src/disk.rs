@@ -1,0 +1,425 @@
+//! Each app's recent log history on disk, so that `kiln logs` after a restart (or a SIGKILL)
+//! shows what led to it, and so that `--since`, `--until` and `--grep` can search more than
+//! the in-memory ring holds.
+//!
+//! Per app, two append-only segment files: `<app>.log` (current) and `<app>.log.1` (the one
+//! before). When the current one reaches the line or byte limit, it becomes the previous one
+//! and a new one starts, so between one and two limits' worth is on disk and a read returns
+//! the newest lines within the limits. Lines older than the age limit are skipped when read
+//! and go when their segment is replaced.
+//!
+//! One line per record: `MICROS SOURCE PROCESS MESSAGE\n` (MICROS since the Unix epoch, `-`
+//! for an empty process). A record cut short by a crash has no newline and is ignored.
+//!
+//! Writing never blocks the log path: lines go through a bounded channel to one writer
+//! thread, which appends them in batches (one `write` per app per batch); if the writer
+//! falls behind, lines are dropped from disk (still in memory, tails and drains) and counted.
+//! What reached `write` survives a SIGKILL of the server: it is in the kernel's page cache.
+
+use kiln_model::Timestamp;
+use kiln_model::log::LogLine;
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::time::Duration;
+
+/// How much history each app keeps on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Lines kept (Heroku: 1,500).
+    pub lines: usize,
+    /// Bytes kept, about.
+    pub bytes: u64,
+    /// Lines older than this are not shown (Heroku's Redis lists expire after a week).
+    pub max_age: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            lines: crate::HISTORY,
+            bytes: 16 * 1024 * 1024,
+            max_age: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+/// Lines waiting for the writer before new ones are dropped from disk.
+const QUEUE: usize = 65_536;
+/// Segment files kept open at once; others are reopened when written to.
+const OPEN_FILES: usize = 256;
+
+enum Op {
+    Line(Arc<str>, Arc<LogLine>),
+    Remove(Arc<str>),
+    Flush(SyncSender<()>),
+}
+
+/// The disk side of the log: a handle on the writer thread and the directory.
+pub struct Disk {
+    dir: PathBuf,
+    retention: Retention,
+    tx: SyncSender<Op>,
+    dropped: AtomicU64,
+}
+
+impl Disk {
+    /// Opens (creating) the history directory and starts the writer.
+    pub fn open(dir: &Path, retention: Retention) -> std::io::Result<Arc<Disk>> {
+        std::fs::create_dir_all(dir)?;
+        let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE);
+        let writer = Writer {
+            dir: dir.to_path_buf(),
+            retention,
+            files: HashMap::new(),
+        };
+        std::thread::Builder::new()
+            .name("kiln-log-history".into())
+            .spawn(move || writer.run(rx))?;
+        Ok(Arc::new(Disk {
+            dir: dir.to_path_buf(),
+            retention,
+            tx,
+            dropped: AtomicU64::new(0),
+        }))
+    }
+
+    pub fn retention(&self) -> Retention {
+        self.retention
+    }
+
+    /// Queues a line for the app's history; never blocks.
+    pub(crate) fn append(&self, app_id: &Arc<str>, line: &Arc<LogLine>) {
+        match self.tx.try_send(Op::Line(app_id.clone(), line.clone())) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                if self.dropped.fetch_add(1, Ordering::Relaxed) % 10_000 == 0 {
+                    tracing::warn!(
+                        "the log history writer is behind; lines are kept in memory only"
+                    );
+                }
+            }
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+
+    /// Deletes an app's history (after the lines queued before this call).
+    pub(crate) fn remove(&self, app_id: &str) {
+        let _ = self.tx.send(Op::Remove(Arc::from(app_id)));
+    }
+
+    /// Waits until every line queued so far is written.
+    pub fn flush(&self) {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        if self.tx.send(Op::Flush(tx)).is_ok() {
+            let _ = rx.recv_timeout(Duration::from_secs(10));
+        }
+    }
+
+    /// The apps that have a history on disk.
+    pub(crate) fn apps(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut apps: Vec<String> = entries
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                let app = name
+                    .strip_suffix(".log.1")
+                    .or_else(|| name.strip_suffix(".log"))?;
+                valid_app_id(app).then(|| app.to_string())
+            })
+            .collect();
+        apps.sort();
+        apps.dedup();
+        apps
+    }
+
+    /// The app's lines on disk that `keep` accepts, oldest first, at most the newest
+    /// `max` of them, none older than the age limit. Blocking: call it off the async runtime.
+    pub fn read(
+        &self,
+        app_id: &str,
+        max: usize,
+        keep: &dyn Fn(&LogLine) -> bool,
+    ) -> Vec<Arc<LogLine>> {
+        if !valid_app_id(app_id) {
+            return Vec::new();
+        }
+        // What is kept is the newest `lines`, whatever a second segment still holds.
+        let max = max.min(self.retention.lines);
+        let oldest = Timestamp::now().0
+            - i64::try_from(self.retention.max_age.as_micros()).unwrap_or(i64::MAX / 2);
+        let mut out: std::collections::VecDeque<Arc<LogLine>> = std::collections::VecDeque::new();
+        let base = self.dir.join(format!("{app_id}.log"));
+        for path in [with_suffix(&base, ".1"), base.clone()] {
+            let Ok(f) = File::open(&path) else { continue };
+            let mut reader = BufReader::new(f);
+            let mut buf = Vec::new();
+            loop {
+                buf.clear();
+                match reader.read_until(b'\n', &mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+                if buf.last() != Some(&b'\n') {
+                    break; // cut short by a crash
+                }
+                let Some(line) = parse(&buf[..buf.len() - 1]) else {
+                    continue;
+                };
+                if line.time.0 < oldest || !keep(&line) {
+                    continue;
+                }
+                if out.len() == max {
+                    out.pop_front();
+                }
+                out.push_back(Arc::new(line));
+            }
+        }
+        out.into()
+    }
+}
+
+fn with_suffix(p: &Path, suffix: &str) -> PathBuf {
+    let mut s = p.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// App ids are UUIDs; anything else never names a file.
+fn valid_app_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+fn record(out: &mut Vec<u8>, line: &LogLine) {
+    let process: &str = if line.process.is_empty() {
+        "-"
+    } else {
+        &line.process
+    };
+    let _ = write!(out, "{} {} {} ", line.time.0, line.source, process);
+    // Messages never hold a newline (output is split on them); keep it so whatever comes.
+    for b in line.message.bytes() {
+        out.push(if b == b'\n' { b' ' } else { b });
+    }
+    out.push(b'\n');
+}
+
+fn parse(rec: &[u8]) -> Option<LogLine> {
+    let text = std::str::from_utf8(rec).ok()?;
+    let mut parts = text.splitn(4, ' ');
+    let micros: i64 = parts.next()?.parse().ok()?;
+    let source = match parts.next()? {
+        "app" => Cow::Borrowed("app"),
+        "heroku" => Cow::Borrowed("heroku"),
+        other => Cow::Owned(other.to_string()),
+    };
+    let process = match parts.next()? {
+        "-" => Cow::Borrowed(""),
+        p => Cow::Owned(p.to_string()),
+    };
+    let message = parts.next().unwrap_or("").to_string();
+    Some(LogLine {
+        time: Timestamp(micros),
+        source,
+        process,
+        message,
+    })
+}
+
+struct Segment {
+    file: File,
+    lines: usize,
+    bytes: u64,
+    buf: Vec<u8>,
+}
+
+struct Writer {
+    dir: PathBuf,
+    retention: Retention,
+    files: HashMap<Arc<str>, Segment>,
+}
+
+impl Writer {
+    fn run(mut self, rx: Receiver<Op>) {
+        while let Ok(op) = rx.recv() {
+            let mut flushes = Vec::new();
+            self.apply(op, &mut flushes);
+            // Take whatever else is waiting, so each app's lines go out in one write.
+            while let Ok(op) = rx.try_recv() {
+                self.apply(op, &mut flushes);
+            }
+            self.write_out();
+            for f in flushes {
+                let _ = f.send(());
+            }
+        }
+    }
+
+    fn apply(&mut self, op: Op, flushes: &mut Vec<SyncSender<()>>) {
+        match op {
+            Op::Line(app, line) => {
+                if !valid_app_id(&app) {
+                    return;
+                }
+                if !self.files.contains_key(&app) {
+                    self.write_out();
+                    if self.files.len() >= OPEN_FILES {
+                        self.files.clear();
+                    }
+                    match self.open(&app) {
+                        Ok(seg) => {
+                            self.files.insert(app.clone(), seg);
+                        }
+                        Err(e) => {
+                            tracing::warn!(app = %app, error = %e, "cannot open the app's log history");
+                            return;
+                        }
+                    }
+                }
+                if let Some(seg) = self.files.get_mut(&app) {
+                    record(&mut seg.buf, &line);
+                }
+            }
+            Op::Remove(app) => {
+                self.write_out();
+                self.files.remove(&app);
+                if valid_app_id(&app) {
+                    let base = self.dir.join(format!("{app}.log"));
+                    let _ = std::fs::remove_file(with_suffix(&base, ".1"));
+                    let _ = std::fs::remove_file(&base);
+                }
+            }
+            Op::Flush(done) => flushes.push(done),
+        }
+    }
+
+    /// Opens the app's current segment, counting what it already holds.
+    fn open(&self, app: &str) -> std::io::Result<Segment> {
+        let path = self.dir.join(format!("{app}.log"));
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let bytes = file.metadata()?.len();
+        let lines = if bytes == 0 {
+            0
+        } else {
+            BufReader::new(File::open(&path)?).split(b'\n').count()
+        };
+        Ok(Segment {
+            file,
+            lines,
+            bytes,
+            buf: Vec::new(),
+        })
+    }
+
+    fn write_out(&mut self) {
+        let limit_lines = self.retention.lines.max(1);
+        let limit_bytes = self.retention.bytes.max(1);
+        let mut rotate = Vec::new();
+        for (app, seg) in self.files.iter_mut() {
+            if seg.buf.is_empty() {
+                continue;
+            }
+            let n = seg.buf.iter().filter(|b| **b == b'\n').count();
+            if let Err(e) = seg.file.write_all(&seg.buf) {
+                tracing::warn!(app = %app, error = %e, "cannot write the app's log history");
+            }
+            seg.lines += n;
+            seg.bytes += seg.buf.len() as u64;
+            seg.buf.clear();
+            if seg.lines >= limit_lines || seg.bytes >= limit_bytes {
+                rotate.push(app.clone());
+            }
+        }
+        for app in rotate {
+            self.files.remove(&app);
+            let base = self.dir.join(format!("{app}.log"));
+            if let Err(e) = std::fs::rename(&base, with_suffix(&base, ".1")) {
+                tracing::warn!(app = %app, error = %e, "cannot rotate the app's log history");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("kiln-logdisk-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    const APP: &str = "0b5c3c3e-1111-4222-8333-444455556666";
+
+    #[test]
+    fn lines_survive_reopening_and_are_bounded() {
+        let d = dir("bounded");
+        let r = Retention {
+            lines: 10,
+            ..Retention::default()
+        };
+        let disk = Disk::open(&d, r).unwrap();
+        let app: Arc<str> = Arc::from(APP);
+        for i in 0..35 {
+            disk.append(
+                &app,
+                &Arc::new(LogLine::app("web.1", format!("line {i} é \u{1b}[31m"))),
+            );
+        }
+        disk.append(&app, &Arc::new(LogLine::heroku("", "no process")));
+        disk.flush();
+        let again = Disk::open(&d, r).unwrap();
+        let all = again.read(APP, usize::MAX, &|_| true);
+        assert!(all.len() >= 10 && all.len() <= 20, "{}", all.len());
+        assert_eq!(all.last().unwrap().message, "no process");
+        assert_eq!(all.last().unwrap().process, "");
+        assert_eq!(all[all.len() - 2].message, "line 34 é \u{1b}[31m");
+        assert_eq!(all[all.len() - 2].process, "web.1");
+        let some = again.read(APP, 3, &|l| l.message.contains("line 3"));
+        assert_eq!(
+            some.iter().map(|l| l.message.as_str()).collect::<Vec<_>>(),
+            [
+                "line 32 é \u{1b}[31m",
+                "line 33 é \u{1b}[31m",
+                "line 34 é \u{1b}[31m"
+            ]
+        );
+        assert_eq!(again.apps(), vec![APP.to_string()]);
+        again.remove(APP);
+        again.flush();
+        assert!(again.read(APP, 100, &|_| true).is_empty());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_torn_last_record_and_junk_are_ignored_and_old_lines_expire() {
+        let d = dir("torn");
+        std::fs::create_dir_all(&d).unwrap();
+        let now = Timestamp::now().0;
+        let old = now - 8 * 24 * 3600 * 1_000_000;
+        std::fs::write(
+            d.join(format!("{APP}.log")),
+            format!(
+                "{old} app web.1 too old\nnot a record\n{now} app web.1 kept\n{now} app web.1 torn"
+            ),
+        )
+        .unwrap();
+        let disk = Disk::open(&d, Retention::default()).unwrap();
+        let got = disk.read(APP, 100, &|_| true);
+        assert_eq!(
+            got.iter().map(|l| l.message.as_str()).collect::<Vec<_>>(),
+            ["kept"]
+        );
+        assert!(disk.read("../../etc/passwd", 100, &|_| true).is_empty());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}
