@@ -588,3 +588,218 @@ fn rsyslog_receives_every_line_over_tls_and_an_untrusted_certificate_gets_l14() 
     assert!(logs.contains("heroku[logplex]: Error L14"), "{logs}");
     assert!(bad.messages().is_empty(), "{:?}", bad.messages());
 }
+
+/// One POST an HTTPS drain receiver got.
+#[derive(Debug, Clone)]
+struct Post {
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    /// What the receiver answered.
+    status: u16,
+}
+
+impl Post {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// An HTTPS receiver on 127.0.0.1: records every request; answers with `answers` in turn
+/// (then 200 for good).
+fn https_receiver(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    answers: Vec<u16>,
+) -> (u16, Arc<Mutex<Vec<Post>>>) {
+    use rustls::pki_types::pem::PemObject;
+    let certs: Vec<_> = rustls::pki_types::CertificateDer::pem_file_iter(cert)
+        .unwrap()
+        .map(|c| c.unwrap())
+        .collect();
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(key).unwrap();
+    let config = Arc::new(
+        rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap(),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let got = Arc::new(Mutex::new(Vec::<Post>::new()));
+    let answers = Arc::new(Mutex::new(std::collections::VecDeque::from(answers)));
+    let g = got.clone();
+    std::thread::spawn(move || {
+        for tcp in listener.incoming() {
+            let Ok(tcp) = tcp else { return };
+            let (config, g, answers) = (config.clone(), g.clone(), answers.clone());
+            std::thread::spawn(move || {
+                use std::io::Write;
+                let conn = rustls::ServerConnection::new(config).unwrap();
+                let mut tls = rustls::StreamOwned::new(conn, tcp);
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 16384];
+                loop {
+                    // One request: the head, then Content-Length bytes.
+                    let head_end = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i;
+                        }
+                        match tls.read(&mut chunk) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+                    let mut lines = head.split("\r\n");
+                    let request_line = lines.next().unwrap_or_default().to_string();
+                    let headers: Vec<(String, String)> = lines
+                        .filter_map(|l| l.split_once(": "))
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect();
+                    let len: usize = headers
+                        .iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                        .and_then(|(_, v)| v.parse().ok())
+                        .unwrap_or(0);
+                    while buf.len() < head_end + 4 + len {
+                        match tls.read(&mut chunk) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let body = buf[head_end + 4..head_end + 4 + len].to_vec();
+                    buf.drain(..head_end + 4 + len);
+                    let status = answers.lock().unwrap().pop_front().unwrap_or(200);
+                    g.lock().unwrap().push(Post {
+                        path: request_line
+                            .split(' ')
+                            .nth(1)
+                            .unwrap_or_default()
+                            .to_string(),
+                        headers,
+                        body,
+                        status,
+                    });
+                    let reply = format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\n\r\n");
+                    if tls.write_all(reply.as_bytes()).is_err() || tls.flush().is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, got)
+}
+
+/// `application/logplex-1` body: octet-counted `<PRI>1 TS host APP PROCID - MSG` messages.
+fn parse_logplex_body(body: &[u8]) -> Vec<(u32, String, String, String, String)> {
+    let mut out = Vec::new();
+    let mut rest = body;
+    while !rest.is_empty() {
+        let sp = rest.iter().position(|b| *b == b' ').expect("octet count");
+        let len: usize = std::str::from_utf8(&rest[..sp]).unwrap().parse().unwrap();
+        let msg = std::str::from_utf8(&rest[sp + 1..sp + 1 + len]).unwrap();
+        rest = &rest[sp + 1 + len..];
+        let (pri, fields) = msg.strip_prefix('<').unwrap().split_once(">1 ").unwrap();
+        let f: Vec<&str> = fields.splitn(6, ' ').collect();
+        assert_eq!(f.len(), 6, "{msg}");
+        assert!(
+            kiln_model::Timestamp::parse_rfc3339(f[0]).is_some(),
+            "{msg}"
+        );
+        assert_eq!(f[4], "-", "MSGID nil, no STRUCTURED-DATA: {msg}");
+        out.push((
+            pri.parse().unwrap(),
+            f[1].to_string(),
+            f[2].to_string(),
+            f[3].to_string(),
+            f[5].to_string(),
+        ));
+    }
+    out
+}
+
+/// Acceptance 1, HTTPS: batches POSTed as Logplex does (headers, framing, Basic auth from the
+/// URL), a 503 retried with the same frame id, a 400 dropped without retry and counted.
+#[test]
+fn an_https_drain_posts_logplex_frames_and_retries_as_logplex_does() {
+    let dir = temp_dir("drain-https-material");
+    let (ca, crt, key) = tls_material(&dir, "https");
+    // The first batch is refused once with 503 (retried), the second for good with 400.
+    let (port, got) = https_receiver(&crt, &key, vec![503, 200, 400]);
+    let s = Server::start_with("drain-https", &["--drain-ca-file", ca.to_str().unwrap()]);
+    s.ok(&["apps:create", "httpsdrained"]);
+    let (ok, out) = s.push(&printer_app("drain-https-printer"), "httpsdrained");
+    assert!(ok, "{out}");
+    s.wait_for_app(
+        "httpsdrained",
+        Duration::from_secs(60),
+        "the web dyno",
+        || (s.get("httpsdrained", "/").status == 200).then_some(()),
+    );
+    let url = format!("https://logs%40user:p%3Ass@127.0.0.1:{port}/drain?x=1");
+    s.ok(&["drains:add", &url, "-a", "httpsdrained"]);
+    let token = token_of(&s, "httpsdrained");
+    // Three batches' worth of traffic, one request at a time so they come in separate frames.
+    for i in 0..3 {
+        assert_eq!(s.get("httpsdrained", &format!("/batch-{i}")).status, 404);
+        // The "Add drain" line's batch (refused once, then taken), then one at least per request.
+        wait_for(
+            Duration::from_secs(20),
+            "the request's batch posted",
+            || (got.lock().unwrap().len() >= i + 3).then_some(()),
+        );
+    }
+    let posts = got.lock().unwrap().clone();
+    let auth = format!(
+        "Basic {}",
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "logs@user:p:ss")
+    );
+    for p in &posts {
+        assert_eq!(p.path, "/drain?x=1");
+        assert_eq!(p.header("content-type"), Some("application/logplex-1"));
+        assert_eq!(p.header("logplex-drain-token"), Some(token.as_str()));
+        assert_eq!(p.header("authorization"), Some(auth.as_str()));
+        let frames = parse_logplex_body(&p.body);
+        assert_eq!(
+            p.header("logplex-msg-count"),
+            Some(frames.len().to_string().as_str()),
+            "{p:?}"
+        );
+        for (_, host, app, _, _) in &frames {
+            assert_eq!(host, "host");
+            assert!(app == "app" || app == "heroku", "{app}");
+        }
+    }
+    // The 503 was retried: same frame id, same body; the 400 was not.
+    assert_eq!(posts[0].status, 503);
+    assert_eq!(posts[1].status, 200);
+    assert_eq!(
+        posts[0].header("logplex-frame-id"),
+        posts[1].header("logplex-frame-id")
+    );
+    assert_eq!(posts[0].body, posts[1].body);
+    assert_eq!(posts[2].status, 400);
+    assert_ne!(
+        posts[2].header("logplex-frame-id"),
+        posts[3].header("logplex-frame-id")
+    );
+    // The dropped batch is reported in the app's stream (L10) once a later one goes through.
+    let dropped = parse_logplex_body(&posts[2].body).len();
+    let logs = wait_for(Duration::from_secs(20), "the L10 line", || {
+        let l = s.logs("httpsdrained");
+        l.contains("Error L10").then_some(l)
+    });
+    assert!(
+        logs.contains(&format!("drain '{token}' dropped {dropped} messages since")),
+        "{logs}"
+    );
+}
