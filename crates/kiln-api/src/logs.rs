@@ -88,8 +88,18 @@ async fn create_session(
 }
 
 fn event(id: i64, line: &str) -> String {
-    // A line never contains a newline (logplex splits them), so one `data:` field suffices.
-    format!("id: {id}\ndata: {line}\n\n")
+    // A line never contains a newline (logplex splits them), but it may hold a carriage
+    // return (progress bars), which ends an event-stream line: each piece goes in a `data:`
+    // field of its own, so a client gets the whole message, the pieces joined by newlines,
+    // instead of losing what follows the carriage return.
+    let mut out = format!("id: {id}\n");
+    for piece in line.split('\r') {
+        out.push_str("data: ");
+        out.push_str(piece);
+        out.push('\n');
+    }
+    out.push('\n');
+    out
 }
 
 async fn stream_session(

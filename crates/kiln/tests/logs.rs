@@ -803,3 +803,116 @@ fn an_https_drain_posts_logplex_frames_and_retries_as_logplex_does() {
         "{logs}"
     );
 }
+
+/// Acceptance 5: a dyno writing a 100 MB line, binary garbage and ANSI escapes, then a
+/// flood, while another app logs normally: the long line is cut into Logplex's 10,000-byte
+/// pieces, garbage becomes U+FFFD, escapes pass as they are, the server's memory stays
+/// bounded, and every line of the other app arrives, in its history and at its drain.
+#[test]
+fn hostile_output_is_cut_and_bounded_and_another_app_loses_nothing() {
+    let s = Server::start("log-hostile");
+    for app in ["loud", "quiet"] {
+        s.ok(&["apps:create", app]);
+        let (ok, out) = s.push(&printer_app(&format!("hostile-{app}")), app);
+        assert!(ok, "{out}");
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let got = receive(listener);
+    s.ok(&[
+        "drains:add",
+        &format!("syslog://127.0.0.1:{port}"),
+        "-a",
+        "quiet",
+    ]);
+    let loud = "import sys\n\
+                w = sys.stdout.buffer.write\n\
+                w(b'x' * 100_000_000 + b'\\n')\n\
+                w(bytes(range(256)) * 50 + b'\\n')\n\
+                w(b'\\x1b[31mred\\x1b[0m plain\\n')\n\
+                for i in range(200_000):\n    w(b'flood %d\\n' % i)\n\
+                w(b'loud done\\n')\n\
+                sys.stdout.flush()\n";
+    let quiet = "import time\nfor i in range(1, 501):\n    print('quiet', i, flush=True)\n    time.sleep(0.002)\n";
+    s.ok(&["run:detached", "-a", "loud", "--", "python3", "-c", loud]);
+    s.ok(&["run:detached", "-a", "quiet", "--", "python3", "-c", quiet]);
+
+    let history = wait_for(
+        Duration::from_secs(120),
+        "quiet 500 in quiet's history",
+        || {
+            let h = s.ok(&["logs", "-n", "1500", "-a", "quiet"]);
+            h.contains(": quiet 500\n").then_some(h)
+        },
+    );
+    let quiet_lines: Vec<u32> = history
+        .lines()
+        .filter_map(|l| l.rsplit_once(": quiet ").and_then(|(_, n)| n.parse().ok()))
+        .collect();
+    assert_eq!(
+        quiet_lines,
+        (1..=500).collect::<Vec<_>>(),
+        "every quiet line, in order"
+    );
+    let at_drain = wait_for(Duration::from_secs(30), "quiet 500 at the drain", || {
+        let g = got.lock().unwrap().clone();
+        g.iter().any(|m| m.msg == "quiet 500").then_some(g)
+    });
+    let drained: Vec<u32> = at_drain
+        .iter()
+        .filter_map(|m| m.msg.strip_prefix("quiet ").and_then(|n| n.parse().ok()))
+        .collect();
+    assert_eq!(drained, (1..=500).collect::<Vec<_>>());
+    assert!(
+        at_drain.iter().all(|m| !m.msg.contains("flood")),
+        "loud's lines at quiet's drain"
+    );
+
+    wait_for(Duration::from_secs(180), "loud done", || {
+        s.logs("loud").contains("loud done").then_some(())
+    });
+    let rss_kb: u64 = std::fs::read_to_string(format!("/proc/{}/status", s.pid()))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap();
+    assert!(
+        rss_kb < 400 * 1024,
+        "the server holds {rss_kb} kB after a 100 MB line"
+    );
+    // The pieces of the long line, garbage and escapes, from the history on disk.
+    let out = s.ok(&[
+        "logs",
+        "-n",
+        "20000",
+        "--grep",
+        "^(x+|.*\u{fffd}.*|.*red.*)$",
+        "-a",
+        "loud",
+    ]);
+    let pieces: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.split_once("]: ").map(|(_, m)| m))
+        .collect();
+    assert!(
+        pieces
+            .iter()
+            .any(|m| m.contains("\u{1b}[31mred\u{1b}[0m plain")),
+        "ANSI escapes kept"
+    );
+    // Garbage holds carriage returns, which the event stream carries as line breaks.
+    assert!(
+        out.contains('\u{fffd}'),
+        "garbage replaced: {}",
+        out.lines()
+            .filter(|l| !l.contains("xxxx"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let xs: Vec<&&str> = pieces.iter().filter(|m| m.starts_with('x')).collect();
+    assert!(
+        !xs.is_empty() && xs.iter().all(|m| m.len() <= 10_000),
+        "pieces of at most 10,000 bytes"
+    );
+}
