@@ -76,7 +76,11 @@ def handle(conn):
                 j = m.find(b"t=")
                 if j >= 0:
                     k = m.find(b" ", j)
-                    state["lat"].append((now - int(m[j + 2 : k if k > 0 else len(m)])) / 1e6)
+                    try:
+                        sent = int(m[j + 2 : k if k > 0 else len(m)])
+                    except ValueError:
+                        continue
+                    state["lat"].append((now - sent) / 1e6)
             if state["n"] >= count:
                 done.set()
 

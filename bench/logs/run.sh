@@ -21,7 +21,7 @@ KILN=$PWD/target/release/kiln
 HERE=$PWD/bench/logs
 WORK=$(mktemp -d /tmp/kiln-bench-logs.XXXXXX)
 chmod 711 "$WORK"
-cleanup() { status=$?; [ $status -eq 0 ] || tail -20 "$WORK/server.log"; kill $SERVER 2>/dev/null; wait $SERVER 2>/dev/null; pkill -f "$WORK/rsyslog" 2>/dev/null; rm -rf "$WORK"; }
+cleanup() { status=$?; [ $status -eq 0 ] || tail -20 "$WORK/server.log"; kill $SERVER 2>/dev/null; wait $SERVER 2>/dev/null; pkill -f "$WORK/rsyslog" 2>/dev/null || true; rm -rf "$WORK"; exit $status; }
 trap cleanup EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 API=$(port) ROUTER=$(port)
@@ -39,16 +39,32 @@ app_repo() { # name [procfile]
   local d=$WORK/src/$1
   mkdir -p "$d"
   printf '%s\n' "${2:-web: python3 -m http.server \$PORT}" > "$d/Procfile"
+  # The latency part's paced writer, a file of the app (multi-line code does not survive
+  # being a one-off dyno's command line).
+  cat > "$d/gen.py" <<'PY'
+import sys, time
+rate, total = int(sys.argv[1]), int(sys.argv[2])
+start = time.monotonic()
+for i in range(total):
+    due = start + i / rate
+    now = time.monotonic()
+    if due > now:
+        time.sleep(due - now)
+    sys.stdout.write("XLAT %d t=%d\n" % (i, time.time_ns()))
+    sys.stdout.flush()
+PY
   (cd "$d" && git init -q -b main && git add -A && git -c user.name=b -c user.email=b@b commit -qm app)
   kiln apps:create "$1" >/dev/null
   (cd "$d" && git push -q "http://kiln:$KILN_API_KEY@127.0.0.1:$API/$1.git" main >/dev/null 2>&1)
 }
-# A receiver (bench/logs/receiver.py) for COUNT lines with MARKER; prints its port.
+# A receiver (bench/logs/receiver.py) for COUNT lines with MARKER, started in this shell so
+# that it can be waited for: sets RPORT and RPID.
 start_receiver() { # name count marker [--latency]
   rm -f "$WORK/$1.port"
-  python3 "$HERE/receiver.py" "$WORK/$1.port" "$2" "$3" ${4:-} --idle 20 > "$WORK/$1.json" &
+  python3 "$HERE/receiver.py" "$WORK/$1.port" "$2" "$3" ${4:-} --idle 10 > "$WORK/$1.json" &
+  RPID=$!
   until [ -s "$WORK/$1.port" ]; do sleep 0.02; done
-  cat "$WORK/$1.port"
+  RPORT=$(cat "$WORK/$1.port")
 }
 json() { python3 -c "import json,sys; print(json.load(open('$1'))$2)"; }
 
@@ -59,7 +75,7 @@ for part in "${PARTS[@]}"; do case $part in
 throughput)
   echo; echo "== 1. throughput: $N lines of 100 bytes to a syslog drain"
   app_repo tput
-  p=$(start_receiver kiln "$N" XBENCH); rpid=$!
+  start_receiver kiln "$N" XBENCH; p=$RPORT rpid=$RPID
   kiln drains:add "syslog://127.0.0.1:$p" -a tput >/dev/null
   c0=$(cpu_s $SERVER)
   kiln run:detached -a tput -- sh -c "yes '$LINE' | head -n $N" >/dev/null
@@ -71,7 +87,7 @@ throughput)
   echo "kiln:    $n of $N lines delivered in $span ms: $KRATE lines/s; server CPU $KCPU s per million lines"
   # The reference: rsyslog forwarding the same lines from a file, octet-counted TCP.
   seq 1 "$N" | sed "s/.*/$LINE/" > "$WORK/lines.txt"
-  p=$(start_receiver rsyslog "$N" XBENCH); rpid=$!
+  start_receiver rsyslog "$N" XBENCH; p=$RPORT rpid=$RPID
   mkdir -p "$WORK/rsyslog/work"
   cat > "$WORK/rsyslog/rsyslog.conf" <<CONF
 global(workDirectory="$WORK/rsyslog/work" maxMessageSize="64k")
@@ -95,7 +111,7 @@ latency)
   echo; echo "== 2. latency at $RATE lines/s for $SECS s"
   app_repo lat
   total=$((RATE * SECS))
-  p=$(start_receiver lat "$total" XLAT --latency); rpid=$!
+  start_receiver lat "$total" XLAT --latency; p=$RPORT rpid=$RPID
   kiln drains:add "syslog://127.0.0.1:$p" -a lat >/dev/null
   # The tail client: each line's arrival minus the send time it carries.
   ( kiln logs --tail -a lat | python3 -c '
@@ -106,22 +122,16 @@ for line in sys.stdin:
     if "XLAT" in line and i >= 0:
         lat.append((time.time_ns() - int(line[i + 2:].split()[0])) / 1e6)
         if len(lat) >= '"$total"': break
-lat.sort()
+lat.sort() if lat else lat.append(float("nan"))
 print("tail:  %d lines, p50 %.2f ms, p99 %.2f ms, max %.2f ms" % (len(lat), lat[len(lat)//2], lat[int(len(lat)*0.99)], lat[-1]))
 ' ) > "$WORK/tail.out" &
   tailer=$!
   sleep 1
-  kiln run:detached -a lat -- python3 -c "
-import sys, time
-w = sys.stdout.write
-start = time.monotonic()
-for i in range($total):
-    due = start + i / $RATE
-    now = time.monotonic()
-    if due > now: time.sleep(due - now)
-    w('XLAT %d t=%d\n' % (i, time.time_ns())); sys.stdout.flush()
-" >/dev/null
+  kiln run:detached -a lat -- python3 gen.py "$RATE" "$total" >/dev/null
   wait $rpid
+  # The tail may have missed lines (L11); end it once the drain has them all.
+  sleep 2
+  pkill -f "logs --tail -a lat" || true
   wait $tailer || true
   echo "drain: $(json "$WORK/lat.json" '["n"]') lines, p50 $(json "$WORK/lat.json" '["p50_ms"]') ms, p99 $(json "$WORK/lat.json" '["p99_ms"]') ms, max $(json "$WORK/lat.json" '["max_ms"]') ms (target p99 < 50 ms)"
   cat "$WORK/tail.out"
