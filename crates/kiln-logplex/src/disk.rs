@@ -51,6 +51,8 @@ impl Default for Retention {
 
 /// Lines waiting for the writer before new ones are dropped from disk.
 const QUEUE: usize = 65_536;
+/// Lines taken from the queue before they are written out.
+const BATCH: usize = 4096;
 /// Segment files kept open at once; others are reopened when written to.
 const OPEN_FILES: usize = 256;
 
@@ -252,9 +254,14 @@ impl Writer {
         while let Ok(op) = rx.recv() {
             let mut flushes = Vec::new();
             self.apply(op, &mut flushes);
-            // Take whatever else is waiting, so each app's lines go out in one write.
-            while let Ok(op) = rx.try_recv() {
-                self.apply(op, &mut flushes);
+            // Take what else is waiting, so each app's lines go out in one write; but no more
+            // than a batch, or a flood that never lets the queue empty would grow the buffers
+            // without bound instead of being written.
+            for _ in 0..BATCH {
+                match rx.try_recv() {
+                    Ok(op) => self.apply(op, &mut flushes),
+                    Err(_) => break,
+                }
             }
             self.write_out();
             for f in flushes {

@@ -825,12 +825,13 @@ fn hostile_output_is_cut_and_bounded_and_another_app_loses_nothing() {
         "-a",
         "quiet",
     ]);
+    // The flood first: the history keeps the newest 1,500 lines, which must hold the rest.
     let loud = "import sys\n\
                 w = sys.stdout.buffer.write\n\
+                for i in range(200_000):\n    w(b'flood %d\\n' % i)\n\
                 w(b'x' * 100_000_000 + b'\\n')\n\
                 w(bytes(range(256)) * 50 + b'\\n')\n\
                 w(b'\\x1b[31mred\\x1b[0m plain\\n')\n\
-                for i in range(200_000):\n    w(b'flood %d\\n' % i)\n\
                 w(b'loud done\\n')\n\
                 sys.stdout.flush()\n";
     let quiet = "import time\nfor i in range(1, 501):\n    print('quiet', i, flush=True)\n    time.sleep(0.002)\n";

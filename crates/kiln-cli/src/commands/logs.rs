@@ -160,7 +160,10 @@ mod when_tests {
         let now = Timestamp::parse_rfc3339("2026-12-05T10:00:00Z").unwrap();
         // To the microsecond, in the log format (which the API parses back).
         assert_eq!(when("2h", now).unwrap(), "2026-12-05T08:00:00.000000+00:00");
-        assert_eq!(when("30s", now).unwrap(), "2026-12-05T09:59:30.000000+00:00");
+        assert_eq!(
+            when("30s", now).unwrap(),
+            "2026-12-05T09:59:30.000000+00:00"
+        );
         assert_eq!(when("3d", now).unwrap(), "2026-12-02T10:00:00.000000+00:00");
         assert_eq!(
             when("2026-12-01T00:00:00.5Z", now).unwrap(),
