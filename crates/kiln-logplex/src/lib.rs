@@ -1,9 +1,13 @@
 //! Logplex: every log line of an app (dyno output, router lines, dyno manager lines, API
 //! events) merged into one stream, as Heroku's logplex does.
 //!
-//! Each app has a ring of its last 1500 lines (Heroku's history size) and a broadcast channel
-//! for live tails. The log path is in memory and never blocks a writer: a tail that cannot keep
-//! up loses lines and is told how many (Heroku's L11), instead of slowing the dynos down.
+//! Each app has a ring of its last 1500 lines (Heroku's history size), a broadcast channel
+//! for live tails, and taps (the app's drains, in `kiln-drains`). When the server keeps
+//! history on disk (`disk`), every line also goes to a writer thread, so the history survives
+//! restarts and can be searched (`--since`, `--until`, `--grep`). The log path never blocks
+//! a writer: a tail that cannot keep up loses lines and is told how many (Heroku's L11), a
+//! drain displaces its oldest lines and says so (L10), and lines the disk writer cannot take
+//! stay in memory only, instead of slowing the dynos down.
 //!
 //! Log sessions are short-lived capabilities: `POST /apps/{app}/log-sessions` creates one and
 //! returns a URL with a secret; whoever holds the URL may read that app's stream once.
