@@ -12,21 +12,9 @@ cd "$(dirname "$0")/../.."
 SIZE_MB=${SIZE_MB:-1024} SECONDS_PGBENCH=${SECONDS:-10} ROUNDS=${ROUNDS:-5}
 
 command -v pgbench >/dev/null || { echo "pgbench is missing: apt-get install postgresql-contrib"; exit 1; }
-cargo build --release -q -p kiln
-KILN=$PWD/target/release/kiln
-WORK=$(mktemp -d /tmp/kiln-bench-addons.XXXXXX)
-chmod 711 "$WORK"   # the services' own users pass through it to their directories
-trap 'status=$?; [ $status -eq 0 ] || tail -20 "$WORK/server.log"; kill $SERVER 2>/dev/null; wait $SERVER 2>/dev/null; rm -rf "$WORK"' EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-API=$(port) ROUTER=$(port)
-$KILN server --data-dir "$WORK/data" --api-listen 127.0.0.1:$API --router-listen 127.0.0.1:$ROUTER >"$WORK/server.log" 2>&1 &
-SERVER=$!
-until [ -s "$WORK/data/admin-api-key" ] && curl -fs -o /dev/null http://127.0.0.1:$API/account -H "Authorization: Bearer $(cat "$WORK/data/admin-api-key")"; do sleep 0.1; done
-KEY=$(cat "$WORK/data/admin-api-key")
-api() { curl -fsS -X "$1" "http://127.0.0.1:$API$2" -H "Authorization: Bearer $KEY" -H 'Accept: application/vnd.heroku+json; version=3' -H 'Content-Type: application/json' ${3:+-d "$3"}; }
-now() { date +%s.%N; }
+source bench/lib.sh
+start_kiln addons
 ms() { python3 -c "print(round(($2 - $1) * 1000, 1))"; }
-median() { python3 -c 'import sys,statistics; print(statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }
 api POST /apps '{"name":"bench"}' >/dev/null
 
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem/{print $2}') GiB; commit $(git rev-parse --short HEAD); load $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -17,20 +17,10 @@ ROUNDS=${ROUNDS:-5}
 LANGS=("$@")
 [ ${#LANGS[@]} -gt 0 ] || LANGS=(ruby python nodejs go php java static)
 
-cargo build --release -q -p kiln
-KILN=$PWD/target/release/kiln
-WORK=$(mktemp -d /tmp/kiln-bench-languages.XXXXXX)
-chmod 711 "$WORK"
-trap 'status=$?; [ $status -eq 0 ] || tail -20 "$WORK/server.log"; kill $SERVER 2>/dev/null; wait $SERVER 2>/dev/null; rm -rf "$WORK"' EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-API=$(port) ROUTER=$(port)
-$KILN server --data-dir "$WORK/data" --api-listen 127.0.0.1:$API --router-listen 127.0.0.1:$ROUTER >"$WORK/server.log" 2>&1 &
-SERVER=$!
-until [ -s "$WORK/data/admin-api-key" ] && curl -fs -o /dev/null http://127.0.0.1:$API/account -H "Authorization: Bearer $(cat "$WORK/data/admin-api-key")"; do sleep 0.1; done
-KEY=$(cat "$WORK/data/admin-api-key")
-api() { curl -fsS -X "$1" "http://127.0.0.1:$API$2" -H "Authorization: Bearer $KEY" -H 'Accept: application/vnd.heroku+json; version=3' -H 'Content-Type: application/json' ${3:+-d "$3"}; }
-now() { date +%s.%N; }
+source bench/lib.sh
+start_kiln languages
 ms() { python3 -c "print(round(($2 - $1) * 1000))"; }
+# Whole milliseconds: the table below does integer arithmetic on them.
 median() { python3 -c 'import sys,statistics; print(round(statistics.median(float(x) for x in sys.argv[1:])))' "$@"; }
 # Polls URL (with an optional Host header) until its body is exactly $3.
 wait_body() { until [ "$(curl -s -m 2 ${2:+-H "Host: $2"} "$1" 2>/dev/null)" = "$3" ]; do sleep 0.01; done; }

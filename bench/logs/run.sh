@@ -16,19 +16,11 @@ N=${N:-1000000} RATE=${RATE:-10000} SECS=${SECONDS_LAT:-10} APPS=${APPS:-100} DO
 PARTS=("$@"); [ ${#PARTS[@]} -gt 0 ] || PARTS=(throughput latency memory)
 command -v rsyslogd >/dev/null || { echo "rsyslogd is missing: apt-get install rsyslog"; exit 1; }
 
-cargo build --release -q -p kiln
-KILN=$PWD/target/release/kiln
 HERE=$PWD/bench/logs
-WORK=$(mktemp -d /tmp/kiln-bench-logs.XXXXXX)
-chmod 711 "$WORK"
-cleanup() { status=$?; [ $status -eq 0 ] || tail -20 "$WORK/server.log"; kill $SERVER 2>/dev/null; wait $SERVER 2>/dev/null; pkill -f "$WORK/rsyslog" 2>/dev/null || true; rm -rf "$WORK"; exit $status; }
-trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-API=$(port) ROUTER=$(port)
-$KILN server --data-dir "$WORK/data" --api-listen 127.0.0.1:$API --router-listen 127.0.0.1:$ROUTER >"$WORK/server.log" 2>&1 &
-SERVER=$!
-until [ -s "$WORK/data/admin-api-key" ] && curl -fs -o /dev/null http://127.0.0.1:$API/account -H "Authorization: Bearer $(cat "$WORK/data/admin-api-key")"; do sleep 0.1; done
-export KILN_API_URL=http://127.0.0.1:$API KILN_API_KEY=$(cat "$WORK/data/admin-api-key")
+source bench/lib.sh
+start_kiln logs
+bench_cleanup='pkill -f "$WORK/rsyslog"'
+export KILN_API_URL=http://127.0.0.1:$API KILN_API_KEY=$KEY
 kiln() { "$KILN" "$@"; }
 cpu_s() { awk '{print ($14 + $15) / 100}' "/proc/$1/stat"; }   # utime + stime, seconds
 rss_mb() { awk '/VmRSS/{printf "%.1f", $2 / 1024}' "/proc/$1/status"; }

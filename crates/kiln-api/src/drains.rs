@@ -15,7 +15,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use kiln_model::drain::LogDrain;
+use kiln_model::drain::{LogDrain, masked_url};
 use kiln_model::records::App;
 use kiln_platform::{Need, PlatformError};
 use serde_json::{Value, json};
@@ -29,34 +29,13 @@ pub fn routes() -> Router<ApiState> {
 fn drain_json(app: &App, d: &LogDrain, reveal: bool) -> Value {
     json!({
         "id": d.id,
-        "url": if reveal { d.url.clone() } else { masked(&d.url) },
+        "url": if reveal { d.url.clone() } else { masked_url(&d.url) },
         "token": d.token,
         "addon": d.addon_id.as_ref().map(|id| json!({ "id": id, "name": null, "app": { "id": app.id, "name": app.name } })),
         "app": { "id": app.id, "name": app.name },
         "created_at": d.created_at.rfc3339(),
         "updated_at": d.updated_at.rfc3339(),
     })
-}
-
-/// The URL with the password of its userinfo replaced by `****`.
-fn masked(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-            let shown = if userinfo.contains(':') {
-                format!("{user}:****")
-            } else {
-                user.to_string()
-            };
-            format!("{scheme}://{shown}@{host}{tail}")
-        }
-        None => url.to_string(),
-    }
 }
 
 async fn list(
@@ -126,29 +105,4 @@ async fn remove(
             other => other.into(),
         })?;
     Ok(Json(drain_json(&app, &d, false)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::masked;
-
-    #[test]
-    fn passwords_are_masked() {
-        assert_eq!(
-            masked("https://user:secret@logs.example.com/x?a=b"),
-            "https://user:****@logs.example.com/x?a=b"
-        );
-        assert_eq!(
-            masked("https://token@logs.example.com/"),
-            "https://token@logs.example.com/"
-        );
-        assert_eq!(
-            masked("syslog://logs.example.com:514"),
-            "syslog://logs.example.com:514"
-        );
-        assert_eq!(
-            masked("https://a:b@c@logs.example.com/p@q"),
-            "https://a:****@logs.example.com/p@q"
-        );
-    }
 }

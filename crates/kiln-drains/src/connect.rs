@@ -43,8 +43,8 @@ pub(crate) async fn tcp(host: &str, port: u16, ctx: &DrainContext) -> Result<Tcp
                 let _ = s.set_nodelay(true);
                 return Ok(s);
             }
-            Ok(Err(e)) => last = format!("connecting to {}: {e}", crate::describe(&addr)),
-            Err(_) => last = format!("connecting to {} timed out", crate::describe(&addr)),
+            Ok(Err(e)) => last = format!("connecting to {}: {e}", addr),
+            Err(_) => last = format!("connecting to {} timed out", addr),
         }
     }
     Err(Failure::Retry(last))

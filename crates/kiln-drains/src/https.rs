@@ -10,7 +10,6 @@ use crate::{Delivery, DrainContext, Failure, Transport, format};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use kiln_model::drain::DrainTarget;
 use kiln_model::log::LogLine;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,22 +28,20 @@ pub(crate) struct Https {
 }
 
 impl Https {
-    pub(crate) fn new(target: DrainTarget, token: String, ctx: DrainContext) -> Https {
+    pub(crate) fn new(
+        host: String,
+        port: u16,
+        path: String,
+        basic_auth: Option<(String, String)>,
+        token: String,
+        ctx: DrainContext,
+    ) -> Https {
         use base64::Engine;
-        let (host, port, path, auth) = match target {
-            DrainTarget::Https {
-                host,
-                port,
-                path,
-                basic_auth,
-            } => (host, port, path, basic_auth),
-            DrainTarget::Syslog { host, port, .. } => (host, port, "/".to_string(), None),
-        };
         Https {
             host,
             port,
             path,
-            authorization: auth.map(|(u, p)| {
+            authorization: basic_auth.map(|(u, p)| {
                 format!(
                     "Basic {}",
                     base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))

@@ -25,7 +25,6 @@ use kiln_model::drain::{DrainTarget, LogDrain};
 use kiln_model::log::{AppLogSink, LineTap, LogLine};
 use queue::Queue;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -91,25 +90,31 @@ impl Drain {
         stream: Arc<dyn AppLogSink>,
     ) -> Drain {
         let queue = Arc::new(Queue::new(BUFFER_LINES));
-        let transport: Box<dyn Transport> = match &target {
-            DrainTarget::Syslog { .. } => Box::new(syslog::Syslog::new(
-                target.clone(),
-                drain.token.clone(),
+        let uri = target.redacted();
+        let token = drain.token.clone();
+        let transport: Box<dyn Transport> = match target {
+            DrainTarget::Syslog { host, port, tls } => Box::new(syslog::Syslog::new(
+                host,
+                port,
+                tls,
+                token.clone(),
                 ctx.clone(),
             )),
-            DrainTarget::Https { .. } => Box::new(https::Https::new(
-                target.clone(),
-                drain.token.clone(),
+            DrainTarget::Https {
+                host,
+                port,
+                path,
+                basic_auth,
+            } => Box::new(https::Https::new(
+                host,
+                port,
+                path,
+                basic_auth,
+                token.clone(),
                 ctx.clone(),
             )),
         };
-        let task = tokio::spawn(run(
-            queue.clone(),
-            transport,
-            drain.token.clone(),
-            target.redacted(),
-            stream,
-        ));
+        let task = tokio::spawn(run(queue.clone(), transport, token, uri, stream));
         Drain { queue, task }
     }
 
@@ -192,11 +197,6 @@ fn backoff(tries: u32) -> Duration {
     let exp = BACKOFF_MIN.saturating_mul(1u32 << tries.min(10));
     let capped = exp.min(BACKOFF_MAX);
     capped / 2 + capped.mul_f64(fastrand::f64() / 2.0)
-}
-
-/// Kept for transports: the address a connection went to, for messages.
-pub(crate) fn describe(addr: &SocketAddr) -> String {
-    addr.to_string()
 }
 
 #[cfg(test)]

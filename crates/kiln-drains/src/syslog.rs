@@ -4,7 +4,6 @@
 
 use crate::connect::{self, CONNECT_TIMEOUT};
 use crate::{Delivery, DrainContext, Failure, Transport, format};
-use kiln_model::drain::DrainTarget;
 use kiln_model::log::LogLine;
 use std::sync::Arc;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -22,11 +21,13 @@ pub(crate) struct Syslog {
 }
 
 impl Syslog {
-    pub(crate) fn new(target: DrainTarget, token: String, ctx: DrainContext) -> Syslog {
-        let (host, port, tls) = match target {
-            DrainTarget::Syslog { host, port, tls } => (host, port, tls),
-            DrainTarget::Https { host, port, .. } => (host, port, true),
-        };
+    pub(crate) fn new(
+        host: String,
+        port: u16,
+        tls: bool,
+        token: String,
+        ctx: DrainContext,
+    ) -> Syslog {
         Syslog {
             host,
             port,

@@ -189,12 +189,12 @@ impl Logplex {
     ) -> Vec<Arc<LogLine>> {
         match &self.disk {
             Some(disk) if !search.is_empty() || n > HISTORY => {
-                if self
+                // A destroyed app is gone from the map; its files may not be yet.
+                if !self
                     .apps
                     .read()
                     .unwrap_or_else(|e| e.into_inner())
-                    .get(app_id)
-                    .is_none_or(|a| a.removed.load(Ordering::Relaxed))
+                    .contains_key(app_id)
                 {
                     return Vec::new();
                 }

@@ -166,6 +166,28 @@ impl DrainTarget {
     }
 }
 
+/// The URL with the password of its userinfo replaced by `****`, for showing a drain after
+/// it was added (the URL as stored, not re-rendered: `drains:remove URL` finds it by it).
+pub fn masked_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            let shown = if userinfo.contains(':') {
+                format!("{user}:****")
+            } else {
+                user.to_string()
+            };
+            format!("{scheme}://{shown}@{host}{tail}")
+        }
+        None => url.to_string(),
+    }
+}
+
 fn bracket(host: &str) -> String {
     if host.contains(':') {
         format!("[{host}]")
@@ -362,5 +384,25 @@ mod tests {
         ] {
             assert!(!forbidden_address(ip.parse().unwrap()), "{ip}");
         }
+    }
+
+    #[test]
+    fn passwords_are_masked() {
+        assert_eq!(
+            masked_url("https://user:secret@logs.example.com/x?a=b"),
+            "https://user:****@logs.example.com/x?a=b"
+        );
+        assert_eq!(
+            masked_url("https://token@logs.example.com/"),
+            "https://token@logs.example.com/"
+        );
+        assert_eq!(
+            masked_url("syslog://logs.example.com:514"),
+            "syslog://logs.example.com:514"
+        );
+        assert_eq!(
+            masked_url("https://a:b@c@logs.example.com/p@q"),
+            "https://a:****@logs.example.com/p@q"
+        );
     }
 }

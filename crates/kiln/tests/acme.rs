@@ -44,36 +44,6 @@ fn wait_listening(port: u16, what: &str) {
     });
 }
 
-/// A CA and, signed by it, the certificate Pebble serves its HTTPS API with (127.0.0.1).
-fn pebble_https_material(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "Kiln test root for Pebble's API");
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![
-        rcgen::KeyUsagePurpose::KeyCertSign,
-        rcgen::KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::from_ca_cert_pem(&ca_cert.pem(), ca_key).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let params =
-        rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-            .unwrap();
-    let cert = params.signed_by(&key, &issuer).unwrap();
-    let (ca, crt, k) = (
-        dir.join("api-ca.pem"),
-        dir.join("pebble.crt"),
-        dir.join("pebble.key"),
-    );
-    std::fs::write(&ca, ca_cert.pem()).unwrap();
-    std::fs::write(&crt, cert.pem()).unwrap();
-    std::fs::write(&k, key.serialize_pem()).unwrap();
-    (ca, crt, k)
-}
-
 struct Pebble {
     _dns: Proc,
     _pebble: Option<Proc>,
@@ -272,7 +242,7 @@ fn wait_status(s: &Server, app: &str, host: &str, want: &str) -> serde_json::Val
 #[test]
 fn certificates_are_issued_renewed_and_removed_through_a_real_acme_server() {
     let work = TempDir::new("acme-pebble");
-    let (api_ca, cert, key) = pebble_https_material(&work);
+    let (api_ca, cert, key) = test_ca(&work, "pebble");
     let (dns, dns_port, dns_admin) = start_dns(&work);
     let (listen, admin) = (free_port(), free_port());
     let directory = format!("https://127.0.0.1:{listen}/dir");

@@ -176,15 +176,6 @@ fn node_app_without_procfile_runs_npm_start() {
     assert!(ps.contains("npm start"), "{ps}");
 }
 
-fn release_versions(s: &Server, app: &str) -> Vec<u64> {
-    let v = s.api("GET", &format!("/apps/{app}/releases"), None).json();
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["version"].as_u64().unwrap())
-        .collect()
-}
-
 /// Acceptance 4: config:set appends exactly one release the app sees; rollback restores a
 /// release's slug and config as a new release.
 #[test]
@@ -193,13 +184,13 @@ fn config_changes_and_rollback_append_releases() {
     s.ok(&["apps:create", "cfgapp"]);
     let app = python_app(&[]);
     assert!(s.push(&app, "cfgapp").0);
-    let before = release_versions(&s, "cfgapp");
+    let before = s.release_versions("cfgapp");
     assert_eq!(before, vec![1, 2]);
 
     let out = s.ok(&["config:set", "FOO=first value", "-a", "cfgapp"]);
     assert!(out.contains("v3"), "{out}");
     assert_eq!(
-        release_versions(&s, "cfgapp"),
+        s.release_versions("cfgapp"),
         vec![1, 2, 3],
         "config:set must append exactly one release"
     );
@@ -225,7 +216,7 @@ fn config_changes_and_rollback_append_releases() {
             .contains("FOO=second")
             .then_some(())
     });
-    assert_eq!(release_versions(&s, "cfgapp"), vec![1, 2, 3, 4, 5]);
+    assert_eq!(s.release_versions("cfgapp"), vec![1, 2, 3, 4, 5]);
 
     // Roll back to v3: v2's slug with FOO=first value.
     let out = s.ok(&["releases:rollback", "v3", "-a", "cfgapp"]);
@@ -270,7 +261,7 @@ fn config_changes_and_rollback_append_releases() {
     );
     // Unset removes the var, with one more release.
     s.ok(&["config:unset", "FOO", "-a", "cfgapp"]);
-    assert_eq!(release_versions(&s, "cfgapp").last(), Some(&7));
+    assert_eq!(s.release_versions("cfgapp").last(), Some(&7));
     assert!(!s.ok(&["config", "-a", "cfgapp"]).contains("FOO"));
 }
 
@@ -344,7 +335,7 @@ fn rejected_pushes_create_no_release_and_keep_the_app_serving() {
         out.contains("pre-receive hook declined") || out.contains("rejected"),
         "{out}"
     );
-    assert_eq!(release_versions(&s, "rejapp"), vec![1]);
+    assert_eq!(s.release_versions("rejapp"), vec![1]);
     let builds = s.api("GET", "/apps/rejapp/builds", None).json();
     assert_eq!(builds[0]["status"], "failed");
 
@@ -360,7 +351,7 @@ fn rejected_pushes_create_no_release_and_keep_the_app_serving() {
     let (ok, out) = s.push(&app, "rejapp");
     assert!(!ok, "{out}");
     assert!(out.contains("Procfile line 2"), "{out}");
-    assert_eq!(release_versions(&s, "rejapp"), vec![1, 2]);
+    assert_eq!(s.release_versions("rejapp"), vec![1, 2]);
     assert_eq!(s.get("rejapp", "/").status, 200);
 
     // A failing compile (a custom buildpack that fails) is rejected the same way.
@@ -389,7 +380,7 @@ fn rejected_pushes_create_no_release_and_keep_the_app_serving() {
     let (ok, out) = s.push(&app, "rejapp");
     assert!(!ok, "{out}");
     assert!(out.contains("compiling... and failing on purpose"), "{out}");
-    assert_eq!(release_versions(&s, "rejapp"), vec![1, 2]);
+    assert_eq!(s.release_versions("rejapp"), vec![1, 2]);
     assert_eq!(s.get("rejapp", "/").status, 200);
 }
 

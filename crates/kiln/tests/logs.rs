@@ -475,49 +475,14 @@ fn the_history_survives_a_sigkill_keeps_its_limits_and_can_be_searched() {
     let _ = left;
 }
 
-/// A CA and a certificate for 127.0.0.1 it signed: (CA PEM path, certificate, key).
-fn tls_material(
-    dir: &std::path::Path,
-    tag: &str,
-) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
-    std::fs::create_dir_all(dir).unwrap();
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.distinguished_name.push(
-        rcgen::DnType::CommonName,
-        format!("Kiln drain test CA {tag}"),
-    );
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![
-        rcgen::KeyUsagePurpose::KeyCertSign,
-        rcgen::KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::from_ca_cert_pem(&ca_cert.pem(), ca_key).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let params =
-        rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-            .unwrap();
-    let cert = params.signed_by(&key, &issuer).unwrap();
-    let (ca, crt, k) = (
-        dir.join(format!("{tag}-ca.pem")),
-        dir.join(format!("{tag}.crt")),
-        dir.join(format!("{tag}.key")),
-    );
-    std::fs::write(&ca, ca_cert.pem()).unwrap();
-    std::fs::write(&crt, cert.pem()).unwrap();
-    std::fs::write(&k, key.serialize_pem()).unwrap();
-    (ca, crt, k)
-}
-
 /// Acceptance 1 with a real receiver: rsyslog parses what a `syslog+tls://` drain sends,
 /// the certificate verified against the CA the server was told to trust; a receiver whose
 /// certificate no trusted CA signed gets nothing, and the app's log says why (Heroku's L14).
 #[test]
 fn rsyslog_receives_every_line_over_tls_and_an_untrusted_certificate_gets_l14() {
     let dir = temp_dir("drain-tls-material");
-    let (ca, crt, key) = tls_material(&dir, "trusted");
-    let (_, bad_crt, bad_key) = tls_material(&dir, "untrusted");
+    let (ca, crt, key) = test_ca(&dir, "trusted");
+    let (_, bad_crt, bad_key) = test_ca(&dir, "untrusted");
     let good = rsyslog::Rsyslog::start(&dir.join("good"), Some((&crt, &key)));
     let bad = rsyslog::Rsyslog::start(&dir.join("bad"), Some((&bad_crt, &bad_key)));
     let plain = rsyslog::Rsyslog::start(&dir.join("plain"), None);
@@ -732,7 +697,7 @@ fn parse_logplex_body(body: &[u8]) -> Vec<(u32, String, String, String, String)>
 #[test]
 fn an_https_drain_posts_logplex_frames_and_retries_as_logplex_does() {
     let dir = temp_dir("drain-https-material");
-    let (ca, crt, key) = tls_material(&dir, "https");
+    let (ca, crt, key) = test_ca(&dir, "https");
     // The first batch is refused once with 503 (retried), the second for good with 400.
     let (port, got) = https_receiver(&crt, &key, vec![503, 200, 400]);
     let s = Server::start_with("drain-https", &["--drain-ca-file", ca.to_str().unwrap()]);

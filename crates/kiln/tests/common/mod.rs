@@ -230,6 +230,18 @@ impl Server {
         )
     }
 
+    /// The app's release versions, in the API's order (oldest first).
+    pub fn release_versions(&self, app: &str) -> Vec<u64> {
+        let v = self
+            .api("GET", &format!("/apps/{app}/releases"), None)
+            .json();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["version"].as_u64().unwrap())
+            .collect()
+    }
+
     pub fn api_port(&self) -> u16 {
         self.api_url.rsplit(':').next().unwrap().parse().unwrap()
     }
@@ -530,4 +542,36 @@ pub fn python_app(extra: &[(&str, &str)]) -> PathBuf {
     make_wheel(&dir);
     commit_all(&dir, "vendor the greeting wheel");
     dir
+}
+
+/// A test CA and a certificate for 127.0.0.1 and localhost it signed, written under `dir` as
+/// `<tag>-ca.pem`, `<tag>.crt` and `<tag>.key`: (CA, certificate, key).
+pub fn test_ca(dir: &Path, tag: &str) -> (PathBuf, PathBuf, PathBuf) {
+    std::fs::create_dir_all(dir).unwrap();
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, format!("Kiln test CA {tag}"));
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::from_ca_cert_pem(&ca_cert.pem(), ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    let (ca, crt, k) = (
+        dir.join(format!("{tag}-ca.pem")),
+        dir.join(format!("{tag}.crt")),
+        dir.join(format!("{tag}.key")),
+    );
+    std::fs::write(&ca, ca_cert.pem()).unwrap();
+    std::fs::write(&crt, cert.pem()).unwrap();
+    std::fs::write(&k, key.serialize_pem()).unwrap();
+    (ca, crt, k)
 }

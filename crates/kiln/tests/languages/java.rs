@@ -129,15 +129,6 @@ fn java_app(name: &str) -> PathBuf {
     )
 }
 
-fn release_versions(s: &Server, app: &str) -> Vec<u64> {
-    let v = s.api("GET", &format!("/apps/{app}/releases"), None).json();
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["version"].as_u64().unwrap())
-        .collect()
-}
-
 fn wait_for_hello(s: &Server, app: &str) -> String {
     s.wait_for_app(app, Duration::from_secs(90), "the Java web dyno", || {
         let r = s.get(app, "/");
@@ -216,7 +207,7 @@ fn a_java_version_the_stack_lacks_fails_naming_the_ones_it_has() {
     let (ok, out) = s.push(&dir, "javaver");
     assert!(ok, "{out}");
     let before = wait_for_hello(&s, "javaver");
-    let releases = release_versions(&s, "javaver");
+    let releases = s.release_versions("javaver");
 
     // Java 8 is not on the stack (Debian 12 ships 17).
     std::fs::write(dir.join("system.properties"), "java.runtime.version=8\n").unwrap();
@@ -233,7 +224,7 @@ fn a_java_version_the_stack_lacks_fails_naming_the_ones_it_has() {
         .unwrap_or_else(|| panic!("{out}"));
     assert!(line.contains("17."), "{line}");
     assert!(!out.contains("BUILD SUCCESS"), "{out}");
-    assert_eq!(release_versions(&s, "javaver"), releases);
+    assert_eq!(s.release_versions("javaver"), releases);
     let r = s.get("javaver", "/");
     assert_eq!((r.status, r.body.as_str()), (200, before.as_str()));
 

@@ -49,15 +49,6 @@ fn php_stack_installed() {
     }
 }
 
-fn release_versions(s: &Server, app: &str) -> Vec<u64> {
-    let v = s.api("GET", &format!("/apps/{app}/releases"), None).json();
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["version"].as_u64().unwrap())
-        .collect()
-}
-
 fn wait_for_hello(s: &Server, app: &str) -> String {
     s.wait_for_app(app, Duration::from_secs(60), "the PHP web dyno", || {
         let r = s.get(app, "/");
@@ -179,7 +170,7 @@ fn a_composer_json_that_needs_another_php_fails_saying_so_and_keeps_the_release(
     let (ok, out) = s.push(&dir, "phpver");
     assert!(ok, "{out}");
     wait_for_hello(&s, "phpver");
-    let releases = release_versions(&s, "phpver");
+    let releases = s.release_versions("phpver");
 
     std::fs::write(
         dir.join("composer.json"),
@@ -198,7 +189,7 @@ fn a_composer_json_that_needs_another_php_fails_saying_so_and_keeps_the_release(
         out.contains("This app requires PHP >=99.0 (composer.json), and this stack has PHP 8."),
         "{out}"
     );
-    assert_eq!(release_versions(&s, "phpver"), releases);
+    assert_eq!(s.release_versions("phpver"), releases);
     // The running version keeps serving.
     let r = s.get("phpver", "/");
     assert_eq!(r.status, 200, "{r:?}");

@@ -65,15 +65,6 @@ fn bundle_lock(dir: &Path) {
     commit_all(dir, "lock the bundle");
 }
 
-fn release_versions(s: &Server, app: &str) -> Vec<u64> {
-    let v = s.api("GET", &format!("/apps/{app}/releases"), None).json();
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["version"].as_u64().unwrap())
-        .collect()
-}
-
 /// The push's "Default types for buildpack -> ..." line.
 fn default_types_line(out: &str) -> String {
     out.lines()
@@ -433,7 +424,7 @@ fn unresolvable_gemfiles_and_missing_rubies_fail_and_keep_the_app_serving() {
     let (ok, out) = s.push(&dir, "rubyfail");
     assert!(ok, "{out}");
     let before = wait_for_sinatra(&s, "rubyfail").body;
-    let releases = release_versions(&s, "rubyfail");
+    let releases = s.release_versions("rubyfail");
 
     // A gem that is neither on the machine nor reachable: Bundler's own words. (With no
     // lockfile the buildpack tries the stack's gems first, whose failure names the gem, then
@@ -458,7 +449,7 @@ fn unresolvable_gemfiles_and_missing_rubies_fail_and_keep_the_app_serving() {
         "{out}"
     );
     eprintln!("the unresolvable Gemfile failed in {:?}", started.elapsed());
-    assert_eq!(release_versions(&s, "rubyfail"), releases, "no release");
+    assert_eq!(s.release_versions("rubyfail"), releases, "no release");
     let r = s.get("rubyfail", "/");
     assert_eq!(
         (r.status, r.body.as_str()),
@@ -490,7 +481,7 @@ fn unresolvable_gemfiles_and_missing_rubies_fail_and_keep_the_app_serving() {
         "{out}"
     );
     assert!(!out.contains("Running: bundle install"), "{out}");
-    assert_eq!(release_versions(&s, "rubyfail"), releases, "no release");
+    assert_eq!(s.release_versions("rubyfail"), releases, "no release");
     let r = s.get("rubyfail", "/");
     assert_eq!(
         (r.status, r.body.as_str()),

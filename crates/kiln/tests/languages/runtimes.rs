@@ -8,15 +8,6 @@ use crate::common::*;
 use std::process::Command;
 use std::time::Duration;
 
-fn release_versions(s: &Server, app: &str) -> Vec<u64> {
-    let v = s.api("GET", &format!("/apps/{app}/releases"), None).json();
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["version"].as_u64().unwrap())
-        .collect()
-}
-
 fn wait_for_body(s: &Server, app: &str, what: &str, want: impl Fn(&str) -> bool) -> String {
     s.wait_for_app(app, Duration::from_secs(60), what, || {
         let r = s.get(app, "/");
@@ -43,7 +34,7 @@ fn a_python_version_the_stack_lacks_fails_naming_the_stacks_and_the_app_keeps_se
     let before = wait_for_body(&s, "pyver", "the Python web dyno", |b| {
         b.contains("GREETING=hello-from-wheel")
     });
-    let releases = release_versions(&s, "pyver");
+    let releases = s.release_versions("pyver");
 
     std::fs::write(dir.join("runtime.txt"), "python-3.6.15\n").unwrap();
     commit_all(&dir, "ask for python 3.6.15");
@@ -56,7 +47,7 @@ fn a_python_version_the_stack_lacks_fails_naming_the_stacks_and_the_app_keeps_se
         .unwrap_or_else(|| panic!("{out}"));
     assert!(line.contains(&format!("{minor}.")), "{line}");
     assert!(!out.contains("Installing requirements with pip"), "{out}");
-    assert_eq!(release_versions(&s, "pyver"), releases);
+    assert_eq!(s.release_versions("pyver"), releases);
     let r = s.get("pyver", "/");
     assert_eq!((r.status, r.body.as_str()), (200, before.as_str()));
 
@@ -94,7 +85,7 @@ fn a_node_range_the_stack_lacks_fails_naming_the_stacks_version_and_the_app_keep
     let before = wait_for_body(&s, "nodever", "the Node.js web dyno", |b| {
         b.starts_with("node DYNO=web.1")
     });
-    let releases = release_versions(&s, "nodever");
+    let releases = s.release_versions("nodever");
     let stack = Command::new("node")
         .arg("--version")
         .output()
@@ -123,7 +114,7 @@ fn a_node_range_the_stack_lacks_fails_naming_the_stacks_version_and_the_app_keep
         "{out}"
     );
     assert!(!out.contains("Installing dependencies"), "{out}");
-    assert_eq!(release_versions(&s, "nodever"), releases);
+    assert_eq!(s.release_versions("nodever"), releases);
     let r = s.get("nodever", "/");
     assert_eq!((r.status, r.body.as_str()), (200, before.as_str()));
 
@@ -305,7 +296,7 @@ fn django_collectstatic_runs_in_the_build_as_on_heroku() {
         (css.status, css.body.as_str()),
         (200, "body { color: rebeccapurple; }\n")
     );
-    let releases = release_versions(&s, "djangoapp");
+    let releases = s.release_versions("djangoapp");
 
     // Without STATIC_ROOT, collectstatic fails, and so does the build (Heroku's message).
     std::fs::write(
@@ -322,7 +313,7 @@ fn django_collectstatic_runs_in_the_build_as_on_heroku() {
             && out.contains("config:set DISABLE_COLLECTSTATIC=1"),
         "{out}"
     );
-    assert_eq!(release_versions(&s, "djangoapp"), releases);
+    assert_eq!(s.release_versions("djangoapp"), releases);
     assert_eq!(s.get("djangoapp", "/static/site.css").status, 200);
 
     // DISABLE_COLLECTSTATIC skips it.

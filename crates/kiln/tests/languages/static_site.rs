@@ -32,15 +32,6 @@ fn nginx_installed() {
     );
 }
 
-fn release_versions(s: &Server, app: &str) -> Vec<u64> {
-    let v = s.api("GET", &format!("/apps/{app}/releases"), None).json();
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["version"].as_u64().unwrap())
-        .collect()
-}
-
 /// A GET through the router with extra request headers.
 fn get_with(s: &Server, app: &str, path: &str, headers: &[(&str, &str)]) -> Response {
     http(s.router_port, "GET", &s.host(app), path, headers, None)
@@ -159,7 +150,7 @@ fn a_malformed_static_json_fails_the_push_and_creates_no_release() {
     nginx_installed();
     let s = Server::start("lang-static-bad");
     s.ok(&["apps:create", "badsite"]);
-    let releases = release_versions(&s, "badsite");
+    let releases = s.release_versions("badsite");
     for (static_json, expect) in [
         (
             "{\"clean_urls\": true,\n",
@@ -196,7 +187,7 @@ fn a_malformed_static_json_fails_the_push_and_creates_no_release() {
         let (ok, out) = s.push(&dir, "badsite");
         assert!(!ok, "{static_json}:\n{out}");
         assert!(out.contains(expect), "{expect}:\n{out}");
-        assert_eq!(release_versions(&s, "badsite"), releases, "{static_json}");
+        assert_eq!(s.release_versions("badsite"), releases, "{static_json}");
     }
 
     // A public/ directory and nothing else is a static site, static.json or not.
@@ -221,5 +212,5 @@ fn a_malformed_static_json_fails_the_push_and_creates_no_release() {
         },
     );
     assert_eq!(body, "<h1>just public</h1>\n");
-    assert_eq!(release_versions(&s, "badsite").len(), releases.len() + 1);
+    assert_eq!(s.release_versions("badsite").len(), releases.len() + 1);
 }
