@@ -140,9 +140,16 @@ fn mask(prefix: u8) -> u32 {
     }
 }
 
+/// A network this host already uses, and the link it is on (for the operator's message).
+#[derive(Debug, Clone)]
+struct HostNet {
+    net: (u32, u8),
+    dev: String,
+}
+
 /// The IPv4 networks this host already uses (its addresses' and routes' networks), but for
 /// those of Kiln's own dyno links (`kv…`), which live inside the dyno ranges.
-fn host_networks() -> Vec<(u32, u8)> {
+fn host_networks() -> Vec<HostNet> {
     let parse = |w: &str| {
         let (a, p) = w.split_once('/')?;
         let (a, p) = (a.parse::<Ipv4Addr>().ok()?, p.parse::<u8>().ok()?);
@@ -161,7 +168,10 @@ fn host_networks() -> Vec<(u32, u8)> {
                 continue;
             }
             if let Some(n) = w.skip_while(|x| *x != "inet").nth(1).and_then(parse) {
-                nets.push(n);
+                nets.push(HostNet {
+                    net: n,
+                    dev: dev.to_string(),
+                });
             }
         }
     }
@@ -181,7 +191,10 @@ fn host_networks() -> Vec<(u32, u8)> {
                 continue;
             }
             if let Some(n) = words.first().and_then(|w| parse(w)) {
-                nets.push(n);
+                nets.push(HostNet {
+                    net: n,
+                    dev: dev.to_string(),
+                });
             }
         }
     }
@@ -222,6 +235,35 @@ fn resolv_conf_for(host: &str, upstream: Option<String>) -> Option<String> {
     }
 }
 
+/// The range a server on this data last used (`<data-dir>/dyno-network`).
+fn remembered_range(path: &std::path::Path) -> Option<(Ipv4Addr, u8)> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let (a, p) = text.trim().split_once('/')?;
+    Some((a.parse::<Ipv4Addr>().ok()?, p.parse::<u8>().ok()?))
+}
+
+/// The services address of the range a server on this data last used. Add-on URLs name it,
+/// so a server that cannot give dynos networks this time (the range is taken, nftables is
+/// gone, `--dyno-network off`) must still serve add-ons there, not at `127.0.0.1`, or every
+/// app with an add-on loses it.
+pub fn remembered_services_addr(path: &std::path::Path) -> Option<Ipv4Addr> {
+    let (a, p) = remembered_range(path)?;
+    Some(Ipv4Addr::from((u32::from(a) & mask(p)) + 1))
+}
+
+/// Puts the services address on the host's `lo`, where dynos of either kind reach it. A
+/// crashed server may have left it there: that is the state wanted.
+pub fn add_services_addr(addr: Ipv4Addr) -> Result<()> {
+    match run(
+        Command::new("ip").args(["addr", "add", &format!("{addr}/32"), "dev", "lo"]),
+        "adding the services address",
+    ) {
+        Ok(_) => Ok(()),
+        Err(e) if e.0.contains("File exists") || e.0.contains("already assigned") => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 fn overlaps((a, ap): (u32, u8), (b, bp): (u32, u8)) -> bool {
     let p = ap.min(bp);
     a & mask(p) == b & mask(p)
@@ -251,22 +293,15 @@ impl DynoNetwork {
     /// the operator when the machine cannot isolate dynos (no nftables, no permission).
     pub fn setup(config: &NetworkConfig) -> Result<DynoNetwork> {
         let taken = host_networks();
-        let remembered = config
-            .remember
-            .as_ref()
-            .and_then(|p| std::fs::read_to_string(p).ok())
-            .and_then(|t| {
-                let (a, p) = t.trim().split_once('/')?;
-                Some((a.parse::<Ipv4Addr>().ok()?, p.parse::<u8>().ok()?))
-            });
+        let remembered = config.remember.as_deref().and_then(remembered_range);
         let wanted = config.range.or(remembered);
         // A network of the host's in the way; the services address a crashed server left on
         // `lo` for this very range is not one.
         let conflict = |net: (u32, u8)| {
             taken
                 .iter()
-                .find(|t| t.1 > 0 && overlaps(**t, net) && **t != (net.0 + 1, 32))
-                .copied()
+                .find(|t| t.net.1 > 0 && overlaps(t.net, net) && t.net != (net.0 + 1, 32))
+                .cloned()
         };
         let candidates: Vec<(u32, u8)> = match wanted {
             Some((a, p)) => {
@@ -278,9 +313,10 @@ impl DynoNetwork {
                 let net = (u32::from(a) & mask(p), p);
                 if let Some(t) = conflict(net) {
                     return Err(NetworkError(format!(
-                        "the dyno network {a}/{p} overlaps a network this host uses ({}/{}); choose another with --dyno-network",
-                        Ipv4Addr::from(t.0),
-                        t.1
+                        "the dyno network {a}/{p} overlaps a network this host uses ({}/{} on {}); choose another with --dyno-network",
+                        Ipv4Addr::from(t.net.0),
+                        t.net.1,
+                        if t.dev.is_empty() { "no link" } else { &t.dev }
                     )));
                 }
                 vec![net]
@@ -335,15 +371,7 @@ impl DynoNetwork {
     }
 
     fn configure(&self, router_ports: &[u16]) -> Result<()> {
-        // A crashed server may have left the address: that is the state we want.
-        match run(
-            Command::new("ip").args(["addr", "add", &format!("{}/32", self.services), "dev", "lo"]),
-            "adding the services address",
-        ) {
-            Ok(_) => {}
-            Err(e) if e.0.contains("File exists") || e.0.contains("already assigned") => {}
-            Err(e) => return Err(e),
-        }
+        add_services_addr(self.services)?;
         // NAT needs forwarding. If the host did not forward before, it still forwards nothing
         // but dyno traffic (see the forward chain).
         let forwarding = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward")

@@ -370,18 +370,42 @@ fn master_key(args: &Args) -> Result<kiln_store::MasterKey> {
     }
 }
 
+/// Where dynos stand on the network: their own networks, or the host's (and why), and the
+/// address add-ons listen at.
+struct DynoNetworking {
+    network: Option<Arc<kiln_runtime::network::DynoNetwork>>,
+    note: String,
+    /// The services address when dynos share the host's network but a server on this data
+    /// once isolated them: add-on URLs name that address, so add-ons stay there.
+    services: Option<std::net::Ipv4Addr>,
+}
+
 /// Sets up dynos' own networks as `--dyno-network` says; with the reason when they share the
 /// host's. `auto` falls back to sharing (with a warning) where the machine cannot isolate; a
 /// range that cannot be set up stops the server.
-#[allow(clippy::type_complexity)]
-fn dyno_network(
-    args: &Args,
-    container: bool,
-    router_ports: &[u16],
-) -> Result<(Option<Arc<kiln_runtime::network::DynoNetwork>>, String)> {
+fn dyno_network(args: &Args, container: bool, router_ports: &[u16]) -> Result<DynoNetworking> {
     use kiln_runtime::network::{DynoNetwork, NetworkConfig};
+    let remember = args.data_dir.join("dyno-network");
+    // Sharing the host's network: add-ons stay at the address their URLs already name.
+    let shared = |note: String| -> Result<DynoNetworking> {
+        let services = kiln_runtime::network::remembered_services_addr(&remember);
+        let note = match services {
+            Some(addr) => {
+                kiln_runtime::network::add_services_addr(addr).with_context(|| {
+                    format!("keeping add-ons at {addr}, the address their URLs name")
+                })?;
+                format!("{note}; add-ons stay at {addr}")
+            }
+            None => note,
+        };
+        Ok(DynoNetworking {
+            network: None,
+            note,
+            services,
+        })
+    };
     let range = match args.dyno_network.as_str() {
-        "off" => return Ok((None, "shared with the host (--dyno-network off)".into())),
+        "off" => return shared("shared with the host (--dyno-network off)".into()),
         "auto" => None,
         cidr => {
             let (a, p) = cidr
@@ -401,21 +425,25 @@ fn dyno_network(
             bail!("--dyno-network {}: {why}", args.dyno_network);
         }
         tracing::warn!("{why}");
-        return Ok((None, why.into()));
+        return shared(why.into());
     }
     let config = NetworkConfig {
         range,
         router_ports: router_ports.to_vec(),
-        remember: Some(args.data_dir.join("dyno-network")),
+        remember: Some(remember.clone()),
     };
     match DynoNetwork::setup(&config) {
         Ok(n) => {
             let note = format!("{n:?}, isolated (add-ons at {})", n.services_addr());
-            Ok((Some(Arc::new(n)), note))
+            Ok(DynoNetworking {
+                network: Some(Arc::new(n)),
+                note,
+                services: None,
+            })
         }
         Err(e) if range.is_none() => {
             tracing::warn!(error = %e, "dynos share the host's network: they cannot be isolated on this machine");
-            Ok((None, format!("shared with the host: {e}")))
+            shared(format!("shared with the host: {e}"))
         }
         Err(e) => bail!("--dyno-network {}: {e}", args.dyno_network),
     }
@@ -543,7 +571,17 @@ async fn run(args: Args) -> Result<()> {
         Some(kind) => kind == kiln_runtime::RuntimeKind::Container,
         None => kiln_runtime::container::ContainerRuntime::available(),
     };
-    let (network, network_note) = dyno_network(&args, container, &[router_addr.port()])?;
+    let DynoNetworking {
+        network,
+        note: network_note,
+        services: shared_services,
+    } = dyno_network(&args, container, &[router_addr.port()])?;
+    // Where add-ons listen: the services address dynos reach them at, whether dynos have
+    // networks of their own or share the host's.
+    let services_addr = network
+        .as_ref()
+        .map(|n| n.services_addr())
+        .or(shared_services);
     let runtime = kiln_runtime::detect(data_dir, exe.clone(), prefer, network.clone());
     runtime
         .sweep()
@@ -597,10 +635,13 @@ async fn run(args: Args) -> Result<()> {
     let addons = kiln_platform::Addons::builtin(kiln_addons::AddonsConfig {
         dir: data_dir.join("addons"),
         // Dynos with networks of their own reach add-ons at the services address.
-        host: args.addons_host.clone().unwrap_or_else(|| match &network {
-            Some(n) => n.services_addr().to_string(),
-            None => "127.0.0.1".into(),
-        }),
+        host: args
+            .addons_host
+            .clone()
+            .unwrap_or_else(|| match services_addr {
+                Some(a) => a.to_string(),
+                None => "127.0.0.1".into(),
+            }),
         postgres_url: args.addons_postgres_url.clone(),
         check_interval: Duration::from_secs(args.addons_check_interval),
         logs: logs.clone(),
@@ -643,9 +684,7 @@ async fn run(args: Args) -> Result<()> {
         &args.drains,
         &platform,
         own_listeners,
-        network
-            .as_ref()
-            .map(|n| std::net::IpAddr::V4(n.services_addr())),
+        services_addr.map(std::net::IpAddr::V4),
     )?;
     let api = kiln_api::api(
         platform.clone(),

@@ -12,12 +12,23 @@ use std::time::Duration;
 
 /// Polls `path` on the app until it answers 200, returning the body.
 fn until_ok(s: &Server, app: &str, path: &str) -> String {
-    wait_for(
+    // On a timeout the app's dynos, its log stream and the last answer say why.
+    let mut last = String::new();
+    s.wait_for_app(
+        app,
         Duration::from_secs(90),
         &format!("{path} to answer 200"),
         || {
             let r = s.get(app, path);
-            (r.status == 200).then_some(r.body)
+            if r.status == 200 {
+                return Some(r.body);
+            }
+            let answer = format!("{} {}", r.status, r.body);
+            if answer != last {
+                eprintln!("{path}: {answer}");
+                last = answer;
+            }
+            None
         },
     )
 }

@@ -137,7 +137,7 @@ fn a_dyno_reaches_its_own_add_ons_and_the_outside_and_nothing_of_other_tenants()
         return;
     }
     let outside = OutsideServer::start();
-    let s = Server::start_with("network", &["--dyno-network", "auto"]);
+    let mut s = Server::start_with("network", &["--dyno-network", "auto"]);
     // The banner is written line by line: wait for the line that tells.
     let log = wait_for(
         std::time::Duration::from_secs(10),
@@ -183,8 +183,9 @@ fn a_dyno_reaches_its_own_add_ons_and_the_outside_and_nothing_of_other_tenants()
                 .map(str::to_string)
         },
     );
-    let redis = |app: &str| host_of(s.ok(&["config:get", "REDIS_URL", "-a", app]).trim());
-    let (a_redis, b_redis) = (redis("net-a"), redis("net-b"));
+    let redis =
+        |s: &Server, app: &str| host_of(s.ok(&["config:get", "REDIS_URL", "-a", app]).trim());
+    let (a_redis, b_redis) = (redis(&s, "net-a"), redis(&s, "net-b"));
     let services = a_redis.rsplit_once(':').unwrap().0.to_string();
     // A service of the host's own, listening on every address: what a dyno must not reach.
     let host_service = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
@@ -230,6 +231,39 @@ fn a_dyno_reaches_its_own_add_ons_and_the_outside_and_nothing_of_other_tenants()
         let r = s.get(app, "/where.py");
         assert_eq!(r.status, 200, "{app}: {r:?}");
     }
+
+    // A crash, and a start where dynos cannot have networks (here: told so; in CI once, the
+    // range was taken): the add-on URLs name the services address, so add-ons stay there
+    // and the app keeps its Redis.
+    s.crash_and_restart(&["--dyno-network", "off"]);
+    let log = wait_for(
+        std::time::Duration::from_secs(10),
+        "the dyno network line",
+        || {
+            let log = s.server_log();
+            log.contains("Dyno network:").then_some(log)
+        },
+    );
+    assert!(
+        log.contains(&format!("add-ons stay at {services}")),
+        "{log}"
+    );
+    assert_eq!(redis(&s, "net-a"), a_redis, "the URL is unchanged");
+    wait_for(
+        std::time::Duration::from_secs(30),
+        "net-a's Redis to listen again",
+        || std::net::TcpStream::connect(&a_redis).ok(),
+    );
+    let out = s.ok(&[
+        "run",
+        "-a",
+        "net-a",
+        "--",
+        "python3",
+        "probe.py",
+        &format!("own-redis={a_redis}"),
+    ]);
+    assert!(out.contains("own-redis open"), "{out}");
 }
 
 fn kiln_runtime_is_container() -> bool {
