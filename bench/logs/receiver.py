@@ -93,7 +93,8 @@ def accept():
 
 threading.Thread(target=accept, daemon=True).start()
 while not done.wait(0.2):
-    if time.time() - state["seen"] > idle and state["first"] is not None:
+    # Idle after the first line; a minute without any line means the sender never started.
+    if time.time() - state["seen"] > (idle if state["first"] is not None else 60):
         break
 with lock:
     out = {"n": state["n"], "first_ns": state["first"], "last_ns": state["last"]}

@@ -88,32 +88,52 @@ async fn region_info(User(_): User, Path(id): Path<String>) -> ApiResult<Json<Va
     }
 }
 
-/// An app feature: what Kiln always does, shown as Heroku shows the feature that turns it on.
+/// An app feature, as Heroku shows it: either how Kiln always behaves (shown as the feature
+/// that turns it on, and fixed), or one the app may switch (labs).
 struct Feature {
     id: &'static str,
     name: &'static str,
     description: &'static str,
     doc_url: &'static str,
-    enabled: bool,
+    /// How it is: fixed, or switched per app (then the store says).
+    kind: FeatureKind,
 }
 
-/// Kiln's app features. They describe how it always behaves, so they cannot be switched.
-const APP_FEATURES: [Feature; 1] = [Feature {
-    id: "7e3b2a1c-0000-4000-8000-000000000201",
-    name: "preboot",
-    description: "Start new web dynos and wait for them to be up before stopping the old ones, on every release (Kiln always does).",
-    doc_url: "https://devcenter.heroku.com/articles/preboot",
-    enabled: true,
-}];
+#[derive(Clone, Copy, PartialEq)]
+enum FeatureKind {
+    Always(bool),
+    Switchable,
+}
 
-fn feature_json(f: &Feature) -> Value {
+const APP_FEATURES: [Feature; 2] = [
+    Feature {
+        id: "7e3b2a1c-0000-4000-8000-000000000201",
+        name: "preboot",
+        description: "Start new web dynos and wait for them to be up before stopping the old ones, on every release (Kiln always does).",
+        doc_url: "https://devcenter.heroku.com/articles/preboot",
+        kind: FeatureKind::Always(true),
+    },
+    Feature {
+        id: "7e3b2a1c-0000-4000-8000-000000000202",
+        name: kiln_platform::features::RUNTIME_METRICS,
+        description: "Every dyno logs its load average and memory use about every 20 seconds (takes effect as dynos restart).",
+        doc_url: "https://devcenter.heroku.com/articles/log-runtime-metrics",
+        kind: FeatureKind::Switchable,
+    },
+];
+
+fn feature_json(f: &Feature, on: &[String]) -> Value {
+    let (enabled, state) = match f.kind {
+        FeatureKind::Always(e) => (e, "general"),
+        FeatureKind::Switchable => (on.iter().any(|n| n == f.name), "beta"),
+    };
     json!({
         "id": f.id,
         "name": f.name,
         "description": f.description,
         "doc_url": f.doc_url,
-        "enabled": f.enabled,
-        "state": "general",
+        "enabled": enabled,
+        "state": state,
         "display_name": f.name,
         "feedback_email": "",
         "created_at": Timestamp::from_unix_seconds(0).rfc3339(),
@@ -133,10 +153,12 @@ async fn app_features(
     User(user): User,
     Path(app): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    st.platform
+    let app = st
+        .platform
         .app_for(&user, &app, kiln_platform::Need::View)?;
+    let on = st.platform.app_features(&app)?;
     Ok(Json(Value::Array(
-        APP_FEATURES.iter().map(feature_json).collect(),
+        APP_FEATURES.iter().map(|f| feature_json(f, &on)).collect(),
     )))
 }
 
@@ -145,9 +167,11 @@ async fn app_feature(
     User(user): User,
     Path((app, feature)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    st.platform
+    let app = st
+        .platform
         .app_for(&user, &app, kiln_platform::Need::View)?;
-    Ok(Json(feature_json(find_feature(&feature)?)))
+    let f = find_feature(&feature)?;
+    Ok(Json(feature_json(f, &st.platform.app_features(&app)?)))
 }
 
 async fn update_app_feature(
@@ -156,21 +180,30 @@ async fn update_app_feature(
     Path((app, feature)): Path<(String, String)>,
     Body(body): Body,
 ) -> ApiResult<Json<Value>> {
-    st.platform
+    let app = st
+        .platform
         .app_for(&user, &app, kiln_platform::Need::Manage)?;
     let f = find_feature(&feature)?;
     let enabled = body
         .get("enabled")
         .and_then(Value::as_bool)
         .ok_or_else(|| ApiError::invalid("enabled must be true or false"))?;
-    if enabled != f.enabled {
-        return Err(ApiError::invalid(format!(
-            "{} is how Kiln always works; it cannot be turned {}.",
-            f.name,
-            if enabled { "on" } else { "off" }
-        )));
+    match f.kind {
+        FeatureKind::Always(fixed) if enabled != fixed => {
+            return Err(ApiError::invalid(format!(
+                "{} is how Kiln always works; it cannot be turned {}.",
+                f.name,
+                if enabled { "on" } else { "off" }
+            )));
+        }
+        FeatureKind::Always(_) => {}
+        FeatureKind::Switchable => {
+            st.platform
+                .set_app_feature(&app, f.name, enabled, &user)
+                .await?;
+        }
     }
-    Ok(Json(feature_json(f)))
+    Ok(Json(feature_json(f, &st.platform.app_features(&app)?)))
 }
 
 /// Kiln has no experimental account features.

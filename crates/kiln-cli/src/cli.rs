@@ -573,6 +573,34 @@ pub enum Cmd {
         json: bool,
     },
 
+    /// List an app's switchable features (labs) and whether each is on
+    #[command(name = "labs", alias = "labs:list")]
+    Labs {
+        #[command(flatten)]
+        app: AppFlags,
+        /// Output as JSON
+        #[arg(long, short = 'j')]
+        json: bool,
+    },
+
+    /// Switch an app feature on (log-runtime-metrics: dynos log their load and memory)
+    #[command(name = "labs:enable")]
+    LabsEnable {
+        #[command(flatten)]
+        app: AppFlags,
+        #[arg(value_name = "FEATURE")]
+        feature: String,
+    },
+
+    /// Switch an app feature off
+    #[command(name = "labs:disable")]
+    LabsDisable {
+        #[command(flatten)]
+        app: AppFlags,
+        #[arg(value_name = "FEATURE")]
+        feature: String,
+    },
+
     /// List an app's domains: its default one and its custom domains
     #[command(name = "domains", alias = "domains:list")]
     Domains {

@@ -30,33 +30,63 @@ fn procid(line: &LogLine) -> &str {
 
 /// One octet-counted RFC 5424 message for a syslog drain, appended to `out`.
 pub fn syslog_frame(out: &mut Vec<u8>, line: &LogLine, token: &str) {
-    let msg = format!(
-        "<{}>1 {} {} {} {} - - {}",
-        priority(line),
-        line.time.log_format(),
-        token,
-        line.source,
-        procid(line),
-        line.message
-    );
-    out.extend_from_slice(msg.len().to_string().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(msg.as_bytes());
+    frame(out, line, token, b"- - ");
 }
 
 /// One octet-counted message of an `application/logplex-1` body, appended to `out`.
 pub fn logplex_frame(out: &mut Vec<u8>, line: &LogLine) {
-    let msg = format!(
-        "<{}>1 {} host {} {} - {}",
-        priority(line),
-        line.time.log_format(),
-        line.source,
-        procid(line),
-        line.message
-    );
-    out.extend_from_slice(msg.len().to_string().as_bytes());
+    frame(out, line, "host", b"- ");
+}
+
+/// `LEN <PRI>1 TIMESTAMP HOSTNAME SOURCE PROCID <nil fields>MESSAGE`, written straight into
+/// `out` (this runs for every line a drain carries: no `format!`, no allocation once `out`
+/// has grown). The length prefix is only known once the message is written, so the message
+/// goes in first, after room for the longest prefix, and is moved up against the prefix.
+fn frame(out: &mut Vec<u8>, line: &LogLine, hostname: &str, nil_fields: &[u8]) {
+    // Lines are at most 10,000 bytes, so the count has at most 5 digits; 20 fits any usize.
+    const ROOM: usize = 20;
+    let at = out.len();
+    out.resize(at + ROOM, b' ');
+    let body = out.len();
+    out.push(b'<');
+    push_decimal(out, priority(line) as usize);
+    out.extend_from_slice(b">1 ");
+    line.time.write_log_format(out);
     out.push(b' ');
-    out.extend_from_slice(msg.as_bytes());
+    out.extend_from_slice(hostname.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(line.source.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(procid(line).as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(nil_fields);
+    out.extend_from_slice(line.message.as_bytes());
+    let len = out.len() - body;
+    let mut prefix = [0u8; ROOM];
+    let digits = decimal(len, &mut prefix);
+    // `digits` and a space end right where the message begins.
+    let start = body - digits.len() - 1;
+    out[start..body - 1].copy_from_slice(digits);
+    out[body - 1] = b' ';
+    out.drain(at..start);
+}
+
+/// `n` in decimal, in the tail of `buf`.
+fn decimal(mut n: usize, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[i..];
+        }
+    }
+}
+
+fn push_decimal(out: &mut Vec<u8>, n: usize) {
+    let mut buf = [0u8; 20];
+    out.extend_from_slice(decimal(n, &mut buf));
 }
 
 #[cfg(test)]
@@ -81,6 +111,25 @@ mod tests {
             msg,
             "<190>1 2026-12-05T10:00:00.123456+00:00 d.abc app web.1 - - héllo"
         );
+    }
+
+    #[test]
+    fn frames_follow_each_other_in_one_buffer_whatever_their_length() {
+        let mut out = b"before".to_vec();
+        let long = "x".repeat(9_995);
+        for m in ["", "a", long.as_str(), "ü\u{1b}[31m"] {
+            syslog_frame(&mut out, &line("app", "", m), "d.t");
+        }
+        let mut rest = &out[b"before".len()..];
+        let mut got = Vec::new();
+        while !rest.is_empty() {
+            let sp = rest.iter().position(|b| *b == b' ').unwrap();
+            let n: usize = std::str::from_utf8(&rest[..sp]).unwrap().parse().unwrap();
+            let msg = std::str::from_utf8(&rest[sp + 1..sp + 1 + n]).unwrap();
+            got.push(msg.rsplit_once(" - - ").unwrap().1.to_string());
+            rest = &rest[sp + 1 + n..];
+        }
+        assert_eq!(got, ["", "a", long.as_str(), "ü\u{1b}[31m"]);
     }
 
     #[test]

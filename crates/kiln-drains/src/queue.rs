@@ -77,14 +77,26 @@ impl Queue {
 
 impl LineTap for Queue {
     fn offer(&self, line: &Arc<LogLine>) {
+        self.offer_all(std::slice::from_ref(line));
+    }
+
+    /// One lock and one wake-up for a whole read's worth of lines.
+    fn offer_all(&self, lines: &[Arc<LogLine>]) {
+        if lines.is_empty() {
+            return;
+        }
         {
             let mut inner = self.lock();
-            if inner.lines.len() >= self.capacity {
-                inner.lines.pop_front();
-                inner.lost += 1;
+            // More lines than the buffer holds: the oldest of them are displaced at once.
+            let skip = lines.len().saturating_sub(self.capacity);
+            let over = (inner.lines.len() + lines.len() - skip).saturating_sub(self.capacity);
+            let lost = skip + over;
+            if lost > 0 {
+                inner.lines.drain(..over);
+                inner.lost += lost as u64;
                 inner.lost_since.get_or_insert_with(Timestamp::now);
             }
-            inner.lines.push_back(line.clone());
+            inner.lines.extend(lines[skip..].iter().cloned());
         }
         self.ready.notify_one();
     }
@@ -118,6 +130,35 @@ mod tests {
         batch.clear();
         q.take(&mut batch, 1).await;
         assert_eq!(q.take_losses_if_room().unwrap().0, 7);
+    }
+
+    #[tokio::test]
+    async fn a_batch_displaces_like_lines_one_by_one() {
+        let lines: Vec<_> = (0..7)
+            .map(|i| Arc::new(LogLine::app("web.1", format!("{i}"))))
+            .collect();
+        for (before, batch) in [(0, 7), (2, 2), (2, 3), (3, 7), (0, 2)] {
+            let one = Queue::new(3);
+            let all = Queue::new(3);
+            for l in &lines[..before] {
+                one.offer(l);
+                all.offer(l);
+            }
+            for l in &lines[..batch] {
+                LineTap::offer_all(&one, std::slice::from_ref(l));
+            }
+            all.offer_all(&lines[..batch]);
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            one.take(&mut a, 10).await;
+            all.take(&mut b, 10).await;
+            let msgs = |v: &[Arc<LogLine>]| v.iter().map(|l| l.message.clone()).collect::<Vec<_>>();
+            assert_eq!(msgs(&a), msgs(&b), "{before} then {batch}");
+            assert_eq!(
+                one.take_losses_if_room().map(|x| x.0),
+                all.take_losses_if_room().map(|x| x.0),
+                "{before} then {batch}"
+            );
+        }
     }
 
     #[tokio::test]

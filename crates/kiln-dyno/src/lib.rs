@@ -47,6 +47,9 @@ pub struct LifecycleConfig {
     /// After a web dyno leaves the router, how long to wait for requests already on their
     /// way to it before its in-flight count is trusted and it gets SIGTERM.
     pub drain_grace: Duration,
+    /// How often a dyno of an app with `log-runtime-metrics` logs its load and memory
+    /// (Heroku: about every 20 s).
+    pub metrics_every: Duration,
 }
 
 impl Default for LifecycleConfig {
@@ -59,6 +62,7 @@ impl Default for LifecycleConfig {
             cycle_interval: Duration::from_secs(24 * 3600),
             cycle_jitter: Duration::from_secs(216 * 60),
             drain_grace: Duration::from_millis(300),
+            metrics_every: Duration::from_secs(20),
         }
     }
 }
@@ -93,6 +97,9 @@ pub struct AppDesired {
     pub release: Option<ReleaseDesired>,
     /// Per process type: quantity and size.
     pub formation: BTreeMap<String, (u32, DynoSize)>,
+    /// Whether its dynos log their load and memory (the `log-runtime-metrics` feature). Read
+    /// when a dyno starts: as on Heroku, switching it takes a restart.
+    pub runtime_metrics: bool,
 }
 
 pub use kiln_model::dyno::{DynoInfo, RestartTarget};
@@ -584,6 +591,7 @@ impl Actor {
                 release_version: rel.version,
                 slug_dir: rel.slug_dir.clone(),
                 config: rel.config.clone(),
+                runtime_metrics: d.runtime_metrics,
                 healthcheck: if name.process_type == "web" {
                     rel.healthcheck.clone()
                 } else {

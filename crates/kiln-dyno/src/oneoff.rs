@@ -3,7 +3,7 @@
 //! log stream, as on Heroku); detached ones log their output.
 
 use crate::{Shared, platform_log};
-use kiln_model::{DynoSize, DynoState, LogLine, Timestamp};
+use kiln_model::{DynoSize, DynoState, Timestamp};
 use kiln_runtime::{AppDir, DynoSignaller, DynoSpec, Input, Limits, Output};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{oneshot, watch};
@@ -128,10 +128,7 @@ pub(crate) fn start(
             .map(|r| {
                 let (shared, app, n) = (shared.clone(), req.app_id.clone(), name.clone());
                 tokio::spawn(async move {
-                    kiln_runtime::output::for_each_message(r, |m| {
-                        shared.logs.emit(&app, LogLine::app(&n, m))
-                    })
-                    .await;
+                    crate::supervisor::emit_output(&*shared.logs, &app, &n, r).await;
                 })
             })
             .collect()

@@ -26,6 +26,8 @@ pub(crate) struct InstanceCtl {
     pub slug_dir: PathBuf,
     pub config: ConfigVars,
     pub healthcheck: Option<crate::HealthCheck>,
+    /// Log load and memory samples (`log-runtime-metrics`).
+    pub runtime_metrics: bool,
 }
 
 #[derive(Debug, Default)]
@@ -369,6 +371,14 @@ async fn run_once(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut mem_tick = tokio::time::interval(MEMORY_SAMPLE);
     mem_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // log-runtime-metrics: the load is sampled with the memory, the lines logged less often.
+    let metrics_on = ctl.runtime_metrics && probe.is_some();
+    let mut load = LoadAverage::default();
+    let mut metrics_tick = tokio::time::interval_at(
+        tokio::time::Instant::now() + cfg.metrics_every,
+        cfg.metrics_every,
+    );
+    metrics_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let log = |msg: String| platform_log(shared, &ctl.app_id, &dyno, msg);
     let jitter = cfg.cycle_jitter.as_millis() as u64;
     let cycle_at = tokio::time::Instant::now()
@@ -394,7 +404,18 @@ async fn run_once(
                 break Ending::Exited(code)
             }
             _ = stop.changed() => break Ending::Stopped,
+            _ = metrics_tick.tick(), if metrics_on => {
+                if let Some(p) = probe.as_ref() {
+                    load.sample(p.cgroup().runnable_threads(), Instant::now());
+                    for line in runtime_metrics(&dyno, &ctl.app_id, id, &load, p.cgroup().memory_detail(), mb) {
+                        log(line);
+                    }
+                }
+            }
             _ = mem_tick.tick(), if probe.is_some() => {
+                if metrics_on && let Some(p) = probe.as_ref() {
+                    load.sample(p.cgroup().runnable_threads(), Instant::now());
+                }
                 let Some(stats) = probe.as_ref().and_then(|p| p.read()) else { continue };
                 match memory.observe(stats, Instant::now()) {
                     MemoryVerdict::Fine => {}
@@ -610,6 +631,66 @@ impl MemoryWatch {
     }
 }
 
+/// A dyno's load average as the kernel computes the system's (exponentially damped over 1,
+/// 5 and 15 minutes) from samples of how many of its threads are running or ready to run.
+#[derive(Debug, Default)]
+pub(crate) struct LoadAverage {
+    avg: [f64; 3],
+    last: Option<Instant>,
+}
+
+impl LoadAverage {
+    const WINDOWS: [f64; 3] = [60.0, 300.0, 900.0];
+
+    pub(crate) fn sample(&mut self, runnable: usize, now: Instant) {
+        let n = runnable as f64;
+        match self.last {
+            // The first sample is the best estimate there is of the past.
+            None => self.avg = [n; 3],
+            Some(t) => {
+                let dt = now.duration_since(t).as_secs_f64();
+                for (avg, window) in self.avg.iter_mut().zip(Self::WINDOWS) {
+                    let keep = (-dt / window).exp();
+                    *avg = *avg * keep + n * (1.0 - keep);
+                }
+            }
+        }
+        self.last = Some(now);
+    }
+}
+
+/// Heroku's `log-runtime-metrics` lines for one dyno: its load averages, then its memory.
+pub(crate) fn runtime_metrics(
+    dyno: &str,
+    app_id: &str,
+    instance: &str,
+    load: &LoadAverage,
+    memory: Option<kiln_runtime::MemoryDetail>,
+    quota: u64,
+) -> Vec<String> {
+    let head = format!("source={dyno} dyno=heroku.{app_id}.{instance}");
+    let mut lines = vec![format!(
+        "{head} sample#load_avg_1m={:.2} sample#load_avg_5m={:.2} sample#load_avg_15m={:.2}",
+        load.avg[0], load.avg[1], load.avg[2]
+    )];
+    if let Some(m) = memory {
+        let mb = |b: u64| b as f64 / (1024.0 * 1024.0);
+        lines.push(format!(
+            "{head} sample#memory_total={:.2}MB sample#memory_rss={:.2}MB sample#memory_cache={:.2}MB \
+             sample#memory_swap={:.2}MB sample#memory_pgpgin={}pages sample#memory_pgpgout={}pages \
+             sample#memory_quota={:.2}MB",
+            mb(m.rss_bytes + m.swap_bytes),
+            mb(m.rss_bytes),
+            mb(m.cache_bytes),
+            mb(m.swap_bytes),
+            m.pgpgin,
+            m.pgpgout,
+            mb(quota)
+        ));
+    }
+    lines
+}
+
 /// `Process running mem=612MB(119.5%)`: usage in MB and as a share of the quota.
 pub(crate) fn memory_line(usage: u64, quota: u64) -> String {
     const MB: u64 = 1024 * 1024;
@@ -629,11 +710,29 @@ fn pump(
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let Some(r) = r else { return };
-        kiln_runtime::output::for_each_message(r, |m| {
-            shared.logs.emit(&app_id, LogLine::app(&dyno, m))
-        })
-        .await;
+        emit_output(&*shared.logs, &app_id, &dyno, r).await;
     })
+}
+
+/// A dyno's output into its app's stream, as `app[PROCESS]` lines, a pipe read at a time.
+pub(crate) async fn emit_output(
+    logs: &dyn kiln_model::log::LogSink,
+    app_id: &str,
+    process: &str,
+    r: kiln_runtime::output::Output,
+) {
+    let app = logs.app_sink(app_id);
+    kiln_runtime::output::for_each_batch(r, |messages| {
+        let lines = messages
+            .into_iter()
+            .map(|m| LogLine::app(process, m))
+            .collect();
+        match &app {
+            Some(app) => app.emit_all(lines),
+            None => logs.emit_all(app_id, lines),
+        }
+    })
+    .await;
 }
 
 #[cfg(test)]
@@ -681,6 +780,42 @@ mod tests {
             "Process running mem=1028MB(100.4%)"
         );
         assert_eq!(memory_line(1, 0), "Process running mem=0MB(0.0%)");
+    }
+
+    #[test]
+    fn runtime_metrics_are_herokus_lines() {
+        const MB: u64 = 1024 * 1024;
+        let t0 = Instant::now();
+        let mut load = LoadAverage::default();
+        load.sample(2, t0);
+        load.sample(0, t0 + Duration::from_secs(60));
+        // After one window at 0 the 1-minute average keeps 1/e of 2; the others more.
+        assert!((load.avg[0] - 2.0 / std::f64::consts::E).abs() < 1e-9);
+        assert!(load.avg[1] > load.avg[0] && load.avg[2] > load.avg[1]);
+        let lines = runtime_metrics(
+            "web.1",
+            "app-id",
+            "inst",
+            &load,
+            Some(kiln_runtime::MemoryDetail {
+                rss_bytes: 21 * MB + MB / 4,
+                cache_bytes: 0,
+                swap_bytes: 0,
+                pgpgin: 348_836,
+                pgpgout: 343_403,
+            }),
+            512 * MB,
+        );
+        assert_eq!(
+            lines[0],
+            "source=web.1 dyno=heroku.app-id.inst sample#load_avg_1m=0.74 sample#load_avg_5m=1.64 sample#load_avg_15m=1.87"
+        );
+        assert_eq!(
+            lines[1],
+            "source=web.1 dyno=heroku.app-id.inst sample#memory_total=21.25MB sample#memory_rss=21.25MB \
+             sample#memory_cache=0.00MB sample#memory_swap=0.00MB sample#memory_pgpgin=348836pages \
+             sample#memory_pgpgout=343403pages sample#memory_quota=512.00MB"
+        );
     }
 
     #[test]

@@ -149,6 +149,7 @@ fn desired(version: u32, formation: &[(&str, u32)]) -> AppDesired {
             .iter()
             .map(|(t, q)| (t.to_string(), (*q, DynoSize::default())))
             .collect(),
+        runtime_metrics: false,
     }
 }
 

@@ -24,8 +24,8 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, Sender, SyncSender};
 use std::time::Duration;
 
 /// How much history each app keeps on disk.
@@ -51,13 +51,14 @@ impl Default for Retention {
 
 /// Lines waiting for the writer before new ones are dropped from disk.
 const QUEUE: usize = 65_536;
-/// Lines taken from the queue before they are written out.
+/// Lines taken from the queue (at least) before they are written out.
 const BATCH: usize = 4096;
 /// Segment files kept open at once; others are reopened when written to.
 const OPEN_FILES: usize = 256;
 
 enum Op {
-    Line(Arc<str>, Arc<LogLine>),
+    /// Lines of one app, in order (one read of a dyno's output, or one line).
+    Lines(Arc<str>, Vec<Arc<LogLine>>),
     Remove(Arc<str>),
     Flush(SyncSender<()>),
 }
@@ -66,7 +67,10 @@ enum Op {
 pub struct Disk {
     dir: PathBuf,
     retention: Retention,
-    tx: SyncSender<Op>,
+    /// Unbounded as a channel, bounded by `queued`: lines travel in batches of any size.
+    tx: Sender<Op>,
+    /// Lines sent to the writer and not yet taken by it.
+    queued: Arc<AtomicUsize>,
     dropped: AtomicU64,
 }
 
@@ -74,11 +78,13 @@ impl Disk {
     /// Opens (creating) the history directory and starts the writer.
     pub fn open(dir: &Path, retention: Retention) -> std::io::Result<Arc<Disk>> {
         std::fs::create_dir_all(dir)?;
-        let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let queued = Arc::new(AtomicUsize::new(0));
         let writer = Writer {
             dir: dir.to_path_buf(),
             retention,
             files: HashMap::new(),
+            queued: queued.clone(),
         };
         std::thread::Builder::new()
             .name("kiln-log-history".into())
@@ -87,6 +93,7 @@ impl Disk {
             dir: dir.to_path_buf(),
             retention,
             tx,
+            queued,
             dropped: AtomicU64::new(0),
         }))
     }
@@ -95,19 +102,31 @@ impl Disk {
         self.retention
     }
 
-    /// Queues a line for the app's history; never blocks.
-    pub(crate) fn append(&self, app_id: &Arc<str>, line: &Arc<LogLine>) {
-        match self.tx.try_send(Op::Line(app_id.clone(), line.clone())) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                if self.dropped.fetch_add(1, Ordering::Relaxed) % 10_000 == 0 {
-                    tracing::warn!(
-                        "the log history writer is behind; lines are kept in memory only"
-                    );
-                }
+    /// Queues lines for the app's history; never blocks. When the writer is a whole queue
+    /// behind, the lines stay in memory only, and that is counted.
+    pub(crate) fn append_all(&self, app_id: &Arc<str>, lines: &[Arc<LogLine>]) {
+        let n = lines.len();
+        if self.queued.load(Ordering::Relaxed) + n > QUEUE {
+            // Said once, then once per 10,000 lines more.
+            let before = self.dropped.fetch_add(n as u64, Ordering::Relaxed);
+            if before == 0 || before / 10_000 != (before + n as u64) / 10_000 {
+                tracing::warn!("the log history writer is behind; lines are kept in memory only");
             }
-            Err(TrySendError::Disconnected(_)) => {}
+            return;
         }
+        self.queued.fetch_add(n, Ordering::Relaxed);
+        if self
+            .tx
+            .send(Op::Lines(app_id.clone(), lines.to_vec()))
+            .is_err()
+        {
+            self.queued.fetch_sub(n, Ordering::Relaxed);
+        }
+    }
+
+    #[cfg(test)]
+    fn append(&self, app_id: &Arc<str>, line: &Arc<LogLine>) {
+        self.append_all(app_id, std::slice::from_ref(line));
     }
 
     /// Deletes an app's history (after the lines queued before this call).
@@ -206,12 +225,42 @@ fn record(out: &mut Vec<u8>, line: &LogLine) {
     } else {
         &line.process
     };
-    let _ = write!(out, "{} {} {} ", line.time.0, line.source, process);
+    push_decimal(out, line.time.0);
+    out.push(b' ');
+    out.extend_from_slice(line.source.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(process.as_bytes());
+    out.push(b' ');
     // Messages never hold a newline (output is split on them); keep it so whatever comes.
-    for b in line.message.bytes() {
-        out.push(if b == b'\n' { b' ' } else { b });
+    let at = out.len();
+    out.extend_from_slice(line.message.as_bytes());
+    if line.message.contains('\n') {
+        for b in &mut out[at..] {
+            if *b == b'\n' {
+                *b = b' ';
+            }
+        }
     }
     out.push(b'\n');
+}
+
+/// `n` in decimal, without `write!` (this runs for every line kept).
+fn push_decimal(out: &mut Vec<u8>, n: i64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    let mut v = n.unsigned_abs();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        out.push(b'-');
+    }
+    out.extend_from_slice(&buf[i..]);
 }
 
 fn parse(rec: &[u8]) -> Option<LogLine> {
@@ -241,25 +290,28 @@ struct Segment {
     lines: usize,
     bytes: u64,
     buf: Vec<u8>,
+    /// Records in `buf`.
+    pending: usize,
 }
 
 struct Writer {
     dir: PathBuf,
     retention: Retention,
     files: HashMap<Arc<str>, Segment>,
+    queued: Arc<AtomicUsize>,
 }
 
 impl Writer {
     fn run(mut self, rx: Receiver<Op>) {
         while let Ok(op) = rx.recv() {
             let mut flushes = Vec::new();
-            self.apply(op, &mut flushes);
+            let mut taken = self.apply(op, &mut flushes);
             // Take what else is waiting, so each app's lines go out in one write; but no more
             // than a batch, or a flood that never lets the queue empty would grow the buffers
             // without bound instead of being written.
-            for _ in 0..BATCH {
+            while taken < BATCH {
                 match rx.try_recv() {
-                    Ok(op) => self.apply(op, &mut flushes),
+                    Ok(op) => taken += self.apply(op, &mut flushes),
                     Err(_) => break,
                 }
             }
@@ -270,11 +322,13 @@ impl Writer {
         }
     }
 
-    fn apply(&mut self, op: Op, flushes: &mut Vec<SyncSender<()>>) {
+    /// Applies one operation; how many lines it carried.
+    fn apply(&mut self, op: Op, flushes: &mut Vec<SyncSender<()>>) -> usize {
         match op {
-            Op::Line(app, line) => {
+            Op::Lines(app, lines) => {
+                self.queued.fetch_sub(lines.len(), Ordering::Relaxed);
                 if !valid_app_id(&app) {
-                    return;
+                    return lines.len();
                 }
                 if !self.files.contains_key(&app) {
                     self.write_out();
@@ -287,13 +341,17 @@ impl Writer {
                         }
                         Err(e) => {
                             tracing::warn!(app = %app, error = %e, "cannot open the app's log history");
-                            return;
+                            return lines.len();
                         }
                     }
                 }
                 if let Some(seg) = self.files.get_mut(&app) {
-                    record(&mut seg.buf, &line);
+                    for line in &lines {
+                        record(&mut seg.buf, line);
+                    }
+                    seg.pending += lines.len();
                 }
+                lines.len()
             }
             Op::Remove(app) => {
                 self.write_out();
@@ -303,8 +361,12 @@ impl Writer {
                     let _ = std::fs::remove_file(with_suffix(&base, ".1"));
                     let _ = std::fs::remove_file(&base);
                 }
+                0
             }
-            Op::Flush(done) => flushes.push(done),
+            Op::Flush(done) => {
+                flushes.push(done);
+                0
+            }
         }
     }
 
@@ -323,6 +385,7 @@ impl Writer {
             lines,
             bytes,
             buf: Vec::new(),
+            pending: 0,
         })
     }
 
@@ -334,7 +397,7 @@ impl Writer {
             if seg.buf.is_empty() {
                 continue;
             }
-            let n = seg.buf.iter().filter(|b| **b == b'\n').count();
+            let n = std::mem::take(&mut seg.pending);
             if let Err(e) = seg.file.write_all(&seg.buf) {
                 tracing::warn!(app = %app, error = %e, "cannot write the app's log history");
             }

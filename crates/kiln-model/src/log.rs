@@ -128,6 +128,14 @@ impl LogFilter {
 pub trait LogSink: Send + Sync {
     fn emit(&self, app_id: &str, line: LogLine);
 
+    /// Several lines of one app at once, in order: what one read of a dyno's output
+    /// brought. The stream takes its locks and wakes its readers once for all of them.
+    fn emit_all(&self, app_id: &str, lines: Vec<LogLine>) {
+        for line in lines {
+            self.emit(app_id, line);
+        }
+    }
+
     /// A handle on one app's stream, for a writer that emits many lines for the same app
     /// (the router, once per request): it skips finding the app again for every line.
     /// `None` where the sink has nothing cheaper than [`emit`](Self::emit).
@@ -136,15 +144,29 @@ pub trait LogSink: Send + Sync {
     }
 }
 
-/// One app's stream (see [`LogSink::app_sink`]).
 /// Receives a copy of every line of one app's stream, such as a log drain. `offer` runs on
 /// the path of every log line, so it must neither block nor wait.
 pub trait LineTap: Send + Sync {
     fn offer(&self, line: &Arc<LogLine>);
+
+    /// Several lines at once, in order (see [`LogSink::emit_all`]).
+    fn offer_all(&self, lines: &[Arc<LogLine>]) {
+        for line in lines {
+            self.offer(line);
+        }
+    }
 }
 
+/// One app's stream (see [`LogSink::app_sink`]).
 pub trait AppLogSink: Send + Sync {
     fn emit(&self, line: LogLine);
+
+    /// Several lines at once, in order (see [`LogSink::emit_all`]).
+    fn emit_all(&self, lines: Vec<LogLine>) {
+        for line in lines {
+            self.emit(line);
+        }
+    }
 }
 
 /// A sink that drops everything, for tools and tests that do not care.

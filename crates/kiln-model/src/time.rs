@@ -44,8 +44,35 @@ impl Timestamp {
 
     /// `2012-01-01T12:00:00.123456+00:00`, the log format.
     pub fn log_format(self) -> String {
+        let mut out = Vec::with_capacity(32);
+        self.write_log_format(&mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// The log format appended to `out`, without `format!`: drains write it for every line.
+    pub fn write_log_format(self, out: &mut Vec<u8>) {
         let (y, mo, d, h, mi, s, us) = self.parts();
-        format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{us:06}+00:00")
+        // A year outside 0..=9999 is not a time a log line carries; clamp it to four digits.
+        let y = y.clamp(0, 9999) as u32;
+        let digits = |out: &mut Vec<u8>, v: u32, width: u32| {
+            for i in (0..width).rev() {
+                out.push(b'0' + (v / 10u32.pow(i) % 10) as u8);
+            }
+        };
+        digits(out, y, 4);
+        out.push(b'-');
+        digits(out, mo, 2);
+        out.push(b'-');
+        digits(out, d, 2);
+        out.push(b'T');
+        digits(out, h, 2);
+        out.push(b':');
+        digits(out, mi, 2);
+        out.push(b':');
+        digits(out, s, 2);
+        out.push(b'.');
+        digits(out, us, 6);
+        out.extend_from_slice(b"+00:00");
     }
 
     /// Parses the API format back (also accepts fractional seconds and `+00:00`).

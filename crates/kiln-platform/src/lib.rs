@@ -20,6 +20,7 @@ mod backups;
 mod deploy;
 mod domains;
 mod drains;
+pub mod features;
 mod queries;
 mod release;
 mod sni;
@@ -767,12 +768,18 @@ impl Platform {
                 )
             })
             .collect();
+        let runtime_metrics = self
+            .store
+            .app_features(app_id)?
+            .iter()
+            .any(|f| f == features::RUNTIME_METRICS);
         Ok(self.dynos.apply(AppDesired {
             app_id: app.id.clone(),
             app_name: app.name.clone(),
             uid: self.dyno_uid(&app),
             release,
             formation,
+            runtime_metrics,
         }))
     }
 

@@ -393,7 +393,11 @@ fn read_u64(file: &Path) -> Option<u64> {
 
 /// `key N` from a flat-keyed file (`memory.events`, `memory.oom_control`).
 fn read_key(file: &Path, key: &str) -> Option<u64> {
-    let text = std::fs::read_to_string(file).ok()?;
+    stat_key(&std::fs::read_to_string(file).ok()?, key)
+}
+
+/// `key N` from `memory.stat`'s text.
+fn stat_key(text: &str, key: &str) -> Option<u64> {
     text.lines().find_map(|l| {
         let (k, v) = l.split_once(' ')?;
         (k == key).then(|| v.trim().parse().ok()).flatten()
@@ -468,6 +472,18 @@ pub struct MemoryStats {
     pub oom_kills: u64,
 }
 
+/// What Heroku's `log-runtime-metrics` reports of a dyno's memory, from its cgroup's
+/// `memory.stat` (v1: the hierarchical `total_*` counters; v2: `anon`, `file` and
+/// `memory.swap.current`, which has no page-in and page-out counts: they read 0 there).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemoryDetail {
+    pub rss_bytes: u64,
+    pub cache_bytes: u64,
+    pub swap_bytes: u64,
+    pub pgpgin: u64,
+    pub pgpgout: u64,
+}
+
 #[derive(Debug, Clone)]
 enum MemorySource {
     V1(PathBuf),
@@ -524,6 +540,60 @@ impl DynoCgroup {
                 oom_kills: read_key(&dir.join("memory.events"), "oom_kill").unwrap_or(0),
             }),
         }
+    }
+
+    /// The breakdown `log-runtime-metrics` reports; `None` without a memory controller.
+    pub fn memory_detail(&self) -> Option<MemoryDetail> {
+        match self.memory.as_ref()? {
+            MemorySource::V1(dir) => {
+                let stat = std::fs::read_to_string(dir.join("memory.stat")).ok()?;
+                let key = |k: &str| stat_key(&stat, k).unwrap_or(0);
+                Some(MemoryDetail {
+                    rss_bytes: key("total_rss"),
+                    cache_bytes: key("total_cache"),
+                    swap_bytes: key("total_swap"),
+                    pgpgin: key("total_pgpgin"),
+                    pgpgout: key("total_pgpgout"),
+                })
+            }
+            MemorySource::V2(dir) => {
+                let stat = std::fs::read_to_string(dir.join("memory.stat")).ok()?;
+                let key = |k: &str| stat_key(&stat, k).unwrap_or(0);
+                Some(MemoryDetail {
+                    rss_bytes: key("anon"),
+                    cache_bytes: key("file"),
+                    swap_bytes: read_u64(&dir.join("memory.swap.current")).unwrap_or(0),
+                    pgpgin: 0,
+                    pgpgout: 0,
+                })
+            }
+        }
+    }
+
+    /// How many of the dyno's threads are running or waiting to run (or in uninterruptible
+    /// sleep, as the kernel's load average counts them): one sample of its load.
+    pub fn runnable_threads(&self) -> usize {
+        // Every hierarchy lists the same threads: the first that answers is enough.
+        let threads = self.dirs.iter().find_map(|d| {
+            std::fs::read_to_string(d.join("tasks"))
+                .or_else(|_| std::fs::read_to_string(d.join("cgroup.threads")))
+                .ok()
+        });
+        let Some(threads) = threads else { return 0 };
+        threads
+            .lines()
+            .filter_map(|l| l.trim().parse::<i32>().ok())
+            .filter(|tid| {
+                std::fs::read_to_string(format!("/proc/{tid}/stat")).is_ok_and(|stat| {
+                    // The state follows the command name, which may itself hold `)`.
+                    matches!(
+                        stat.rsplit_once(')')
+                            .and_then(|(_, rest)| rest.trim_start().chars().next()),
+                        Some('R' | 'D')
+                    )
+                })
+            })
+            .count()
     }
 
     /// Kills anything still in the dyno's groups and removes them, waiting up to ~2 s for the
@@ -659,6 +729,27 @@ mod tests {
                 oom_kills: 2
             })
         );
+        std::fs::write(
+            dir.join("memory.stat"),
+            "anon 1048576\nfile 2097152\nkernel 4096\npgfault 77\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("memory.swap.current"), "4096\n").unwrap();
+        assert_eq!(
+            cg.memory_detail(),
+            Some(MemoryDetail {
+                rss_bytes: 1_048_576,
+                cache_bytes: 2_097_152,
+                swap_bytes: 4096,
+                pgpgin: 0,
+                pgpgout: 0
+            })
+        );
+        // This test's own thread is running, and is listed as the group's one thread.
+        // SAFETY: gettid has no preconditions.
+        let me = unsafe { libc::syscall(libc::SYS_gettid) };
+        std::fs::write(dir.join("cgroup.threads"), format!("{me}\n999999999\n")).unwrap();
+        assert_eq!(cg.runnable_threads(), 1, "running: counted; gone: not");
 
         // A second dyno with build-like limits.
         fake_group(&root.join("kiln/inst/d2"), &V2_FILES);
@@ -786,6 +877,23 @@ mod tests {
             Some(MemoryStats {
                 usage_bytes: 734_003_200,
                 oom_kills: 1
+            })
+        );
+        // The hierarchical totals, not the group's own counters.
+        std::fs::write(
+            base.join("memory/kiln/inst/d1/memory.stat"),
+            "cache 1\nrss 2\npgpgin 3\ntotal_cache 8192\ntotal_rss 16384\ntotal_swap 0\n\
+             total_pgpgin 348836\ntotal_pgpgout 343403\n",
+        )
+        .unwrap();
+        assert_eq!(
+            cg.memory_detail(),
+            Some(MemoryDetail {
+                rss_bytes: 16384,
+                cache_bytes: 8192,
+                swap_bytes: 0,
+                pgpgin: 348_836,
+                pgpgout: 343_403
             })
         );
 

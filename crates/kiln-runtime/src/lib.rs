@@ -40,7 +40,7 @@ use tokio::io::AsyncWrite;
 use tokio::process::Child;
 use tokio::sync::{mpsc, oneshot, watch};
 
-pub use cgroup::MemoryStats;
+pub use cgroup::{MemoryDetail, MemoryStats};
 pub use output::Output;
 
 #[derive(Debug, thiserror::Error)]

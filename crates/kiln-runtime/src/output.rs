@@ -16,12 +16,32 @@ pub const MAX_LINE: usize = 16 * 1024;
 /// Reads `r` to its end, passing each line's log messages to `emit` as they come (lines
 /// over [`kiln_model::log::MAX_LINE_BYTES`] in several, invalid UTF-8 replaced).
 pub async fn for_each_message(r: impl AsyncRead + Unpin, mut emit: impl FnMut(String)) {
-    let mut reader = BufReader::new(r);
+    for_each_batch(r, |batch| batch.into_iter().for_each(&mut emit)).await;
+}
+
+/// Messages passed on together at most.
+const BATCH: usize = 1024;
+/// What one read of the pipe may bring: a pipe's default capacity.
+const READ: usize = 64 * 1024;
+
+/// Reads `r` to its end, passing its log messages to `emit` a read at a time: every whole
+/// line that one read of the pipe brought goes in one call, so that the log stream locks
+/// and wakes its readers once per read rather than once per line. A line still being
+/// written is never waited for: what is whole goes at once.
+pub async fn for_each_batch(r: impl AsyncRead + Unpin, mut emit: impl FnMut(Vec<String>)) {
+    let mut reader = BufReader::with_capacity(READ, r);
     let mut line = Vec::new();
+    let mut batch = Vec::new();
     while let Ok(true) = next_line(&mut reader, &mut line).await {
-        for message in LogLine::split_output(&line) {
-            emit(message);
+        batch.extend(LogLine::split_output(&line));
+        // Lines already read and whole: `next_line` takes them without waiting.
+        while batch.len() < BATCH && reader.buffer().contains(&b'\n') {
+            match next_line(&mut reader, &mut line).await {
+                Ok(true) => batch.extend(LogLine::split_output(&line)),
+                _ => break,
+            }
         }
+        emit(std::mem::take(&mut batch));
     }
 }
 

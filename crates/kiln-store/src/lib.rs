@@ -331,6 +331,11 @@ pub trait Store: Send + Sync {
     ) -> Result<kiln_model::drain::LogDrain>;
     fn remove_drain(&self, app_id: &str, identity: &str) -> Result<kiln_model::drain::LogDrain>;
 
+    /// The features switched on for an app (labs), by name, sorted.
+    fn app_features(&self, app_id: &str) -> Result<Vec<String>>;
+    /// Switches an app feature on or off; `true` if that changed anything.
+    fn set_app_feature(&self, app_id: &str, name: &str, on: bool) -> Result<bool>;
+
     // --- Automatic Certificate Management (see the `acm` module) ---
 
     /// Turns ACM on or off; off also removes the app's ACM certificates and states.

@@ -102,6 +102,10 @@ struct Args {
     /// 15% (Heroku: daily).
     #[arg(long, env = "KILN_CYCLE_INTERVAL", default_value_t = 86400)]
     cycle_interval: u64,
+    /// Seconds between the load and memory lines of apps with `log-runtime-metrics` on
+    /// (Heroku: about 20).
+    #[arg(long, env = "KILN_RUNTIME_METRICS_INTERVAL", default_value_t = 20)]
+    runtime_metrics_interval: u64,
     /// Connections the API and git listener holds open at once; past it, new ones are
     /// closed unread. Lowered at start if the open-files limit cannot hold it.
     #[arg(long, env = "KILN_API_MAX_CONNECTIONS", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..))]
@@ -605,6 +609,7 @@ async fn run(args: Args) -> Result<()> {
         backoff_cap: Duration::from_secs(args.restart_backoff_max.max(args.restart_backoff.max(1))),
         cycle_interval: Duration::from_secs(args.cycle_interval.max(1)),
         cycle_jitter: Duration::from_secs(args.cycle_interval.max(1) * 15 / 100),
+        metrics_every: Duration::from_secs(args.runtime_metrics_interval.max(1)),
         ..Default::default()
     };
     let dynos =

@@ -611,6 +611,18 @@ fn herokus_everyday_commands_work_against_kiln() {
     assert!(out.contains("[+] preboot"), "{out}");
     let out = h.ok(&with(&["labs"]));
     assert!(out.contains("User Features"), "{out}");
+    // A switchable app feature: the CLI asks the account first, hears 404, then the app.
+    let out = h.ok(&with(&["labs:enable", "log-runtime-metrics"]));
+    assert!(out.contains("Enabling log-runtime-metrics for"), "{out}");
+    let out = h.ok(&with(&["labs"]));
+    assert!(out.contains("[+] log-runtime-metrics"), "{out}");
+    h.ok(&with(&["labs:disable", "log-runtime-metrics"]));
+    // `features` lists what is generally available, `labs` the beta features.
+    let out = h.ok(&with(&["labs"]));
+    assert!(out.contains("[ ] log-runtime-metrics"), "{out}");
+    assert!(!h.ok(&with(&["features"])).contains("log-runtime-metrics"));
+    let (ok, out) = h.heroku_in(&s.dir, &with(&["labs:enable", "no-such-feature"]));
+    assert!(!ok && out.contains("Couldn't find that feature"), "{out}");
 
     // Config and releases.
     let out = h.ok(&with(&["config:set", "GREETING=hello world", "B=2"]));

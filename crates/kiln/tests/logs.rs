@@ -882,3 +882,85 @@ fn hostile_output_is_cut_and_bounded_and_another_app_loses_nothing() {
         "pieces of at most 10,000 bytes"
     );
 }
+
+/// `sample#NAME=VALUE` of a metrics line, as a number (units stripped).
+fn sample(line: &str, name: &str) -> f64 {
+    let v = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix(&format!("sample#{name}=")))
+        .unwrap_or_else(|| panic!("no {name} in {line}"));
+    v.trim_end_matches(|c: char| c.is_ascii_alphabetic())
+        .parse()
+        .unwrap_or_else(|_| panic!("{name}={v} is not a number"))
+}
+
+#[test]
+fn log_runtime_metrics_log_each_dynos_load_and_memory_once_switched_on() {
+    let s = Server::start_with("log-metrics", &["--runtime-metrics-interval", "1"]);
+    s.ok(&["apps:create", "gauged"]);
+    let (ok, out) = s.push(&printer_app("gauged"), "gauged");
+    assert!(ok, "{out}");
+    let labs = s.ok(&["labs", "-a", "gauged"]);
+    assert!(labs.contains("[ ] log-runtime-metrics"), "{labs}");
+    let e = s.fails(&["labs:enable", "no-such-feature", "-a", "gauged"]);
+    assert!(e.contains("Couldn't find that feature"), "{e}");
+    let e = s.fails(&["labs:disable", "preboot", "-a", "gauged"]);
+    assert!(e.contains("cannot be turned off"), "{e}");
+
+    let out = s.ok(&["labs:enable", "log-runtime-metrics", "-a", "gauged"]);
+    assert!(
+        out.contains("Enabling log-runtime-metrics for ⬢ gauged... done"),
+        "{out}"
+    );
+    assert!(
+        s.ok(&["labs", "-a", "gauged"])
+            .contains("[+] log-runtime-metrics")
+    );
+    // As on Heroku, dynos started after the switch log their metrics.
+    s.ok(&["ps:restart", "-a", "gauged"]);
+    let (load, memory) = s.wait_for_app(
+        "gauged",
+        Duration::from_secs(60),
+        "web.1's load and memory lines",
+        || {
+            let logs = s.logs("gauged");
+            let pick = |what: &str| {
+                logs.lines()
+                    .rev()
+                    .find(|l| {
+                        l.contains("heroku[web.1]: source=web.1 dyno=heroku.") && l.contains(what)
+                    })
+                    .map(str::to_string)
+            };
+            Some((pick("sample#load_avg_1m=")?, pick("sample#memory_total=")?))
+        },
+    );
+    for name in ["load_avg_1m", "load_avg_5m", "load_avg_15m"] {
+        let v = sample(&load, name);
+        assert!((0.0..64.0).contains(&v), "{name}={v}: {load}");
+    }
+    // A Python web server holds a few MB in RAM; its quota is its size's, 512 MB.
+    let rss = sample(&memory, "memory_rss");
+    assert!(rss > 1.0 && rss < 512.0, "{memory}");
+    assert_eq!(sample(&memory, "memory_quota"), 512.0, "{memory}");
+    assert!(sample(&memory, "memory_total") >= rss, "{memory}");
+    for name in [
+        "memory_cache",
+        "memory_swap",
+        "memory_pgpgin",
+        "memory_pgpgout",
+    ] {
+        assert!(sample(&memory, name) >= 0.0, "{memory}");
+    }
+    assert!(
+        memory.contains("MB sample#memory_pgpgin=")
+            && memory.ends_with("sample#memory_quota=512.00MB"),
+        "{memory}"
+    );
+    eprintln!("{load}\n{memory}");
+
+    // Off again (who may switch is the tenancy matrix's: `manage`).
+    s.ok(&["labs:disable", "log-runtime-metrics", "-a", "gauged"]);
+    let r = s.api("GET", "/apps/gauged/features/log-runtime-metrics", None);
+    assert_eq!(r.json()["enabled"], false, "{r:?}");
+}

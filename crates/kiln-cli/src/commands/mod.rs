@@ -11,6 +11,7 @@ mod config;
 mod domains;
 mod drains;
 mod git_cmds;
+mod labs;
 mod login;
 mod logs;
 mod maintenance;
@@ -276,6 +277,9 @@ pub async fn dispatch(ctx: &mut Ctx<'_>, cmd: Cmd) -> Result<()> {
         Cmd::DrainsAdd { app, url } => drains::add(ctx, &app, &url).await,
         Cmd::DrainsRemove { app, url } => drains::remove(ctx, &app, &url).await,
         Cmd::DrainsInfo { app, url, json } => drains::info(ctx, &app, &url, json).await,
+        Cmd::Labs { app, json } => labs::list(ctx, &app, json).await,
+        Cmd::LabsEnable { app, feature } => labs::switch(ctx, &app, &feature, true).await,
+        Cmd::LabsDisable { app, feature } => labs::switch(ctx, &app, &feature, false).await,
         Cmd::BuildpacksSearch {
             term,
             name,

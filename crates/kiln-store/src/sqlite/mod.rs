@@ -21,6 +21,7 @@ mod builds;
 mod common;
 mod domains;
 mod drains;
+mod features;
 mod formation;
 mod releases;
 mod seal;
@@ -183,6 +184,8 @@ const MIGRATIONS: &[&str] = &[
     seal::MIGRATION,
     // 11: log drains.
     drains::MIGRATION,
+    // 12: app features switched on (labs).
+    features::MIGRATION,
 ];
 
 /// The step that seals the secrets of an older database; after it, the file is rewritten so
@@ -756,6 +759,14 @@ impl Store for SqliteStore {
 
     fn remove_drain(&self, app_id: &str, identity: &str) -> Result<LogDrain> {
         self.write(|tx| drains::remove(tx, app_id, identity))
+    }
+
+    fn app_features(&self, app_id: &str) -> Result<Vec<String>> {
+        self.read(|tx| features::enabled(tx, app_id))
+    }
+
+    fn set_app_feature(&self, app_id: &str, name: &str, on: bool) -> Result<bool> {
+        self.write(|tx| features::set(tx, app_id, name, on))
     }
 
     fn set_acm(&self, app_id: &str, on: bool) -> Result<App> {
