@@ -42,6 +42,8 @@ struct AppLog {
     removed: AtomicBool,
     /// Lines the ring keeps: Heroku's 1,500, or fewer when the server keeps fewer.
     cap: usize,
+    /// The time of the stream's newest line (microseconds; written under the ring's lock).
+    last_time: std::sync::atomic::AtomicI64,
 }
 
 impl AppLog {
@@ -57,6 +59,7 @@ impl AppLog {
             taps: RwLock::new(Vec::new()),
             disk,
             removed: AtomicBool::new(false),
+            last_time: std::sync::atomic::AtomicI64::new(i64::MIN),
         }
     }
 }
@@ -160,6 +163,9 @@ impl Logplex {
         for app in disk.apps() {
             let lines = disk.read(&app, HISTORY, &|_| true);
             let log = lp.app_log(&app);
+            if let Some(newest) = lines.last() {
+                log.last_time.store(newest.time.0, Ordering::Relaxed);
+            }
             log.ring
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -353,18 +359,34 @@ impl AppLog {
     /// Adds lines to the stream, in order: to the ring, the disk, the taps and the tails.
     /// Each of those is locked once for the lot, which is what lets one dyno's flood (a read
     /// of its pipe brings hundreds of lines) go through at a few hundred nanoseconds a line.
+    ///
+    /// The stream is in one time order, strictly: a line stamped no later than the one
+    /// before it (several lines made within one microsecond, or a router line stamped when
+    /// its request began and pushed after a dyno's) is stamped a microsecond after it. A
+    /// line's time is then its place in the stream, which is what a tail reconnecting with
+    /// `Last-Event-ID` and the de-duplication of history and tail rely on. Everything is
+    /// done under the ring's lock, so the tails and taps see the lines in that same order.
     fn push_all(&self, lines: Vec<LogLine>) {
         if lines.is_empty() {
             return;
         }
-        let lines: Vec<Arc<LogLine>> = lines.into_iter().map(Arc::new).collect();
-        {
-            let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
-            let keep = &lines[lines.len().saturating_sub(self.cap)..];
-            let over = (ring.len() + keep.len()).saturating_sub(self.cap);
-            ring.drain(..over);
-            ring.extend(keep.iter().cloned());
-        }
+        let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+        let mut last = self.last_time.load(Ordering::Relaxed);
+        let lines: Vec<Arc<LogLine>> = lines
+            .into_iter()
+            .map(|mut l| {
+                if l.time.0 <= last {
+                    l.time.0 = last + 1;
+                }
+                last = l.time.0;
+                Arc::new(l)
+            })
+            .collect();
+        self.last_time.store(last, Ordering::Relaxed);
+        let keep = &lines[lines.len().saturating_sub(self.cap)..];
+        let over = (ring.len() + keep.len()).saturating_sub(self.cap);
+        ring.drain(..over);
+        ring.extend(keep.iter().cloned());
         if let Some(disk) = &self.disk {
             if !self.removed.load(Ordering::Relaxed) {
                 disk.append_all(&self.app_id, &lines);
@@ -379,6 +401,7 @@ impl AppLog {
                 let _ = self.live.send(line);
             }
         }
+        drop(ring);
     }
 }
 
@@ -454,6 +477,33 @@ mod tests {
             Some(TailEvent::Line(l)) => assert_eq!(l.message, "b0"),
             _ => panic!("expected the batch's first line"),
         }
+    }
+
+    #[test]
+    fn the_stream_is_in_strict_time_order() {
+        let lp = Logplex::new();
+        let late = LogLine::heroku("router", "stamped first, pushed last");
+        let now = Timestamp::now();
+        let batch: Vec<_> = (0..100)
+            .map(|i| {
+                let mut l = LogLine::app("web.1", format!("{i}"));
+                l.time = now;
+                l
+            })
+            .collect();
+        lp.emit_all("a", batch);
+        lp.emit("a", late);
+        let h = lp.history("a", usize::MAX, &LogFilter::default());
+        assert_eq!(h.len(), 101);
+        assert!(
+            h.windows(2).all(|w| w[0].time < w[1].time),
+            "strictly increasing"
+        );
+        assert_eq!(
+            h[0].time, now,
+            "a line in its own microsecond keeps its time"
+        );
+        assert_eq!(h[100].message, "stamped first, pushed last");
     }
 
     #[test]

@@ -227,22 +227,74 @@ fn a_drain_that_is_down_drops_what_its_buffer_cannot_hold_and_says_exactly_how_m
         "downdrain",
     ]);
     let token = token_of(&s, "downdrain");
+    // A second drain that is up, and a tail: neither may lose a line to the one that is down.
+    let up_listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let up_port = up_listener.local_addr().unwrap().port();
+    let up_got = receive(up_listener);
+    s.ok(&[
+        "drains:add",
+        &format!("syslog://127.0.0.1:{up_port}"),
+        "-a",
+        "downdrain",
+    ]);
+    let tail = s.tail("downdrain", &["-n", "1"]);
+    // Its first line (the history's last) says it is subscribed.
+    tail.lines.recv_timeout(Duration::from_secs(10)).unwrap();
     // 1,400 lines while the drain is down: more than its buffer (1,024), fewer than the
     // app's history (1,500), so the history holds every line the drain was offered.
+    // In groups of 100, 5 ms apart: a burst the drain that is up keeps up with (a burst past
+    // a healthy drain's buffer in one go is dropped by it too, as Logplex's would be).
+    let flood = "import time\n\
+                 for g in range(14):\n    print('\\n'.join('flood %d' % (g * 100 + i) for i in range(1, 101)), flush=True)\n    time.sleep(0.005)\n";
     s.ok(&[
         "run:detached",
         "-a",
         "downdrain",
         "--",
-        "seq",
-        "-f",
-        "flood %g",
-        "1",
-        "1400",
+        "python3",
+        "-c",
+        flood,
     ]);
     wait_for(Duration::from_secs(30), "the flood in the logs", || {
         s.logs("downdrain").contains("flood 1400").then_some(())
     });
+    let flood_of = |msgs: Vec<String>| -> Vec<u32> {
+        msgs.iter()
+            .filter_map(|m| m.rsplit_once("flood ").and_then(|(_, n)| n.parse().ok()))
+            .collect()
+    };
+    let every: Vec<u32> = (1..=1400).collect();
+    let mut tailed = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !tailed.iter().any(|l: &String| l.ends_with(": flood 1400")) {
+        match tail.lines.recv_timeout(Duration::from_millis(100)) {
+            Ok(l) => tailed.push(l),
+            Err(_) if std::time::Instant::now() > deadline => {
+                panic!(
+                    "flood 1400 not in the tail; it got {} lines: {:?}",
+                    tailed.len(),
+                    &tailed
+                )
+            }
+            Err(_) => {}
+        }
+    }
+    assert_eq!(flood_of(tailed), every, "the tail got every line, in order");
+    drop(tail);
+    let at_up = wait_for(
+        Duration::from_secs(30),
+        "flood 1400 at the drain that is up",
+        || {
+            let g = up_got.lock().unwrap().clone();
+            g.iter().any(|m| m.msg == "flood 1400").then_some(g)
+        },
+    );
+    assert_eq!(
+        flood_of(at_up.into_iter().map(|m| m.msg).collect()),
+        every,
+        "the drain that is up got every line, in order"
+    );
+
     let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
     let got = receive(listener);
     let received = wait_for(Duration::from_secs(30), "the L10 line at the drain", || {
@@ -295,6 +347,58 @@ fn a_drain_that_is_down_drops_what_its_buffer_cannot_hold_and_says_exactly_how_m
     assert_eq!(floods.last(), Some(&1400));
     // The app's own stream says it too, as Heroku does.
     assert!(s.logs("downdrain").contains(&format!("heroku[logplex]: Error L10 (output buffer overflow): drain '{token}' dropped {dropped} messages since ")));
+
+    // Another drain that is down, for what follows.
+    let dead = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    s.ok(&[
+        "drains:add",
+        &format!("syslog://127.0.0.1:{dead}"),
+        "-a",
+        "downdrain",
+    ]);
+    // The app's requests through the router, while a drain is down and the app logs
+    // 10,000 lines a second past its buffer: as fast as before, within a bound that
+    // leaves room for a shared, noisy machine but not for requests waiting on the drain.
+    let latencies = |n: usize| -> Duration {
+        let mut v: Vec<Duration> = (0..n)
+            .map(|_| {
+                let t = std::time::Instant::now();
+                assert_eq!(s.get("downdrain", "/").status, 200);
+                t.elapsed()
+            })
+            .collect();
+        v.sort();
+        v[n / 2]
+    };
+    let before = latencies(100);
+    let pace = "import time\n\
+                for i in range(400):\n    print('\\n'.join('pace %d' % (i * 100 + j) for j in range(100)), flush=True)\n    time.sleep(0.01)\n";
+    s.ok(&[
+        "run:detached",
+        "-a",
+        "downdrain",
+        "--",
+        "python3",
+        "-c",
+        pace,
+    ]);
+    wait_for(Duration::from_secs(30), "the paced flood to start", || {
+        s.logs("downdrain").contains(": pace ").then_some(())
+    });
+    let during = latencies(100);
+    assert!(
+        s.logs("downdrain").contains(": pace ") && !s.logs("downdrain").contains(": pace 39999"),
+        "the flood went on while the requests were measured"
+    );
+    eprintln!("median request latency: {before:?} before, {during:?} during the flood");
+    assert!(
+        during <= before * 3 + Duration::from_millis(20),
+        "median request latency {before:?} before, {during:?} while a drain was down"
+    );
 }
 
 #[test]

@@ -337,8 +337,48 @@ impl Server {
         }
     }
 
+    /// `kiln logs --tail -a APP` (and `extra`) running beside the test; its lines arrive on
+    /// the returned tail's channel. Stopped when the tail is dropped.
+    #[allow(dead_code)]
+    pub fn tail(&self, app: &str, extra: &[&str]) -> LogTail {
+        let mut child = Command::new(KILN)
+            .args(["logs", "--tail", "-a", app])
+            .args(extra)
+            .env("KILN_API_URL", &self.api_url)
+            .env("KILN_API_KEY", &self.key)
+            .env("HOME", self.home())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        LogTail { child, lines }
+    }
+
     pub fn server_log(&self) -> String {
         self.stderr.lock().unwrap().join("\n")
+    }
+}
+
+/// A `kiln logs --tail` process (see [`Server::tail`]).
+#[allow(dead_code)]
+pub struct LogTail {
+    child: Child,
+    pub lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Drop for LogTail {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
