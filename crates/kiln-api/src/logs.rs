@@ -107,11 +107,18 @@ async fn stream_session(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
+    // Opening reads the store and, for `--since`, `--until`, `--grep` or more lines than
+    // memory holds, the history on disk: off the async workers.
+    let platform = st.platform.clone();
+    let opened = tokio::task::spawn_blocking(move || platform.open_log_session(&id))
+        .await
+        .ok()
+        .flatten();
     let Some(kiln_platform::LogSessionStream {
         history,
         tail,
         ended,
-    }) = st.platform.open_log_session(&id)
+    }) = opened
     else {
         return ApiError::not_found(
             "log-session",
