@@ -20,6 +20,7 @@ pub mod error;
 mod handlers;
 pub mod json;
 mod logs;
+mod metrics;
 pub mod range;
 mod run;
 mod serve;
@@ -144,6 +145,7 @@ pub fn api(platform: Arc<Platform>, extra: Router, tls_port: Option<u16>) -> Api
         .merge(sni::routes())
         .merge(domains::routes())
         .merge(drains::routes())
+        .merge(metrics::routes())
         .merge(acm::routes())
         .merge(addons::routes())
         .merge(data::routes())

@@ -573,6 +573,29 @@ pub enum Cmd {
         json: bool,
     },
 
+    /// Show an app's metrics: requests, status classes, response times and router errors
+    /// per minute (or its dynos' memory, load, restarts and runtime errors with --dynos)
+    #[command(name = "metrics")]
+    Metrics {
+        #[command(flatten)]
+        app: AppFlags,
+        /// From this long ago (30m, 2h, 7d) or this time (RFC 3339)
+        #[arg(long, default_value = "1h")]
+        since: String,
+        /// Until this long ago or this time (default: now)
+        #[arg(long)]
+        until: Option<String>,
+        /// The dynos' memory, load, restarts and R-codes instead of the router's figures
+        #[arg(long)]
+        dynos: bool,
+        /// One point per ten minutes (for windows beyond the last day)
+        #[arg(long)]
+        coarse: bool,
+        /// Output as JSON
+        #[arg(long, short = 'j')]
+        json: bool,
+    },
+
     /// List an app's switchable features (labs) and whether each is on
     #[command(name = "labs", alias = "labs:list")]
     Labs {

@@ -202,6 +202,7 @@ enum Command {
 pub struct DynoManager {
     tx: mpsc::UnboundedSender<Command>,
     config: LifecycleConfig,
+    meters: Arc<std::sync::OnceLock<Arc<dyn kiln_model::meter::Meters>>>,
 }
 
 struct AppState {
@@ -220,6 +221,8 @@ pub(crate) struct Shared {
     pub config: LifecycleConfig,
     pub ports: ports::PortPool,
     pub changed: mpsc::UnboundedSender<Command>,
+    /// Where dynos' samples, restarts and R-codes are counted, once the server sets it.
+    pub meters: Arc<std::sync::OnceLock<Arc<dyn kiln_model::meter::Meters>>>,
 }
 
 impl Shared {
@@ -243,6 +246,7 @@ impl DynoManager {
         config: LifecycleConfig,
     ) -> DynoManager {
         let (tx, rx) = mpsc::unbounded_channel();
+        let meters = Arc::new(std::sync::OnceLock::new());
         let shared = Arc::new(Shared {
             runtime,
             routes: routes.clone(),
@@ -250,6 +254,7 @@ impl DynoManager {
             config: config.clone(),
             ports: ports::PortPool::default(),
             changed: tx.clone(),
+            meters: meters.clone(),
         });
         let actor = Actor {
             shared,
@@ -258,11 +263,16 @@ impl DynoManager {
             stopping: Vec::new(),
         };
         tokio::spawn(actor.run(rx));
-        DynoManager { tx, config }
+        DynoManager { tx, config, meters }
     }
 
     pub fn config(&self) -> &LifecycleConfig {
         &self.config
+    }
+
+    /// Counts dynos' memory, load, restarts and R-codes in `meters` from now on (set once).
+    pub fn set_meters(&self, meters: Arc<dyn kiln_model::meter::Meters>) {
+        let _ = self.meters.set(meters);
     }
 
     /// Sets an app's desired state. The change is queued at once (so successive calls apply
@@ -714,6 +724,16 @@ fn list_dynos(state: &AppState) -> Vec<DynoInfo> {
 
 /// Emits a `heroku[<dyno>]` line.
 pub(crate) fn platform_log(shared: &Shared, app_id: &str, dyno: &str, msg: impl Into<String>) {
+    let msg = msg.into();
+    // Every runtime error the dyno manager reports passes here: count it for the metrics.
+    if let Some(code) = msg
+        .strip_prefix("Error R")
+        .and_then(|r| r.get(..2))
+        .and_then(|d| d.parse::<u8>().ok())
+        && let Some(m) = shared.meters.get()
+    {
+        m.dynos(app_id).r_code(code);
+    }
     shared.logs.emit(app_id, LogLine::heroku(dyno, msg));
 }
 

@@ -228,6 +228,9 @@ async fn supervise(
             crashes = 0;
         }
         crashes += 1;
+        if let Some(m) = shared.meters.get() {
+            m.dynos(&ctl.app_id).restart(&dyno);
+        }
         let delay = if crashes <= 1 {
             Duration::ZERO
         } else {
@@ -371,6 +374,8 @@ async fn run_once(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut mem_tick = tokio::time::interval(MEMORY_SAMPLE);
     mem_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The app's metrics: every memory sample is also the dyno's point for the minute.
+    let meter = shared.meters.get().map(|m| m.dynos(&ctl.app_id));
     // log-runtime-metrics: the load is sampled with the memory, the lines logged less often.
     let metrics_on = ctl.runtime_metrics && probe.is_some();
     let mut load = LoadAverage::default();
@@ -413,8 +418,20 @@ async fn run_once(
                 }
             }
             _ = mem_tick.tick(), if probe.is_some() => {
-                if metrics_on && let Some(p) = probe.as_ref() {
-                    load.sample(p.cgroup().runnable_threads(), Instant::now());
+                let runnable = (metrics_on || meter.is_some())
+                    .then(|| probe.as_ref().map(|p| p.cgroup().runnable_threads()))
+                    .flatten();
+                if metrics_on && let Some(n) = runnable {
+                    load.sample(n, Instant::now());
+                }
+                if let (Some(m), Some(p)) = (&meter, probe.as_ref()) {
+                    let detail = p.cgroup().memory_detail().unwrap_or_default();
+                    m.sample(&dyno, kiln_model::meter::DynoSample {
+                        rss_bytes: detail.rss_bytes,
+                        swap_bytes: detail.swap_bytes,
+                        quota_bytes: mb,
+                        load: runnable.unwrap_or(0) as f64,
+                    });
                 }
                 let Some(stats) = probe.as_ref().and_then(|p| p.read()) else { continue };
                 match memory.observe(stats, Instant::now()) {

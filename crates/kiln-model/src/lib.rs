@@ -16,6 +16,7 @@ pub mod drain;
 pub mod dyno;
 pub mod formation;
 pub mod log;
+pub mod meter;
 pub mod procfile;
 pub mod records;
 pub mod release;

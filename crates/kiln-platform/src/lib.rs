@@ -21,6 +21,7 @@ mod deploy;
 mod domains;
 mod drains;
 pub mod features;
+pub mod metrics;
 mod queries;
 mod release;
 mod sni;
@@ -182,6 +183,8 @@ pub struct Platform {
     acm: OnceLock<Arc<acm::Acm>>,
     /// The log drains running on this server (see `drains`), once the server starts them.
     drain_set: OnceLock<drains::Drains>,
+    /// The apps' metrics, when the server keeps them.
+    metrics: OnceLock<Arc<kiln_metrics::Metrics>>,
     /// A handle on itself, for background tasks.
     me: std::sync::Weak<Platform>,
     /// When this server's platform was made (what a provider made before, unrecorded, is
@@ -230,6 +233,7 @@ impl Platform {
             certificates: OnceLock::new(),
             acm: OnceLock::new(),
             drain_set: OnceLock::new(),
+            metrics: OnceLock::new(),
             started_at: std::time::SystemTime::now(),
             app_locks: Mutex::default(),
             build_locks: Mutex::default(),
@@ -387,6 +391,9 @@ impl Platform {
         self.store.delete_app(&app.id)?;
         self.stop_app_drains(&app.id);
         self.logs.remove_app(&app.id);
+        if let Some(m) = self.metrics.get() {
+            m.remove_app(&app.id);
+        }
         self.app_locks
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -36,6 +36,8 @@ pub(crate) struct RequestLog {
     /// The client connection, when it came through the [guard](crate::guard): it knows
     /// whether a failure on the client's side was malformed input (H26) or idleness (H28).
     pub(crate) client: Option<ClientConn>,
+    /// Where the request is counted (the app's metrics), when the server counts.
+    pub(crate) meter: Option<Arc<dyn kiln_model::meter::RequestMeter>>,
 }
 
 /// Where the line goes: the app's own stream when the sink offers a handle (kept per app
@@ -78,6 +80,17 @@ impl RequestLog {
     /// [`emit`](Self::emit) with H26's `cause=`; without one, an H26 takes the cause the
     /// client connection recorded (a malformed body).
     pub(crate) fn emit_with_cause(&self, outcome: &Outcome<'_>, cause: Option<&str>) {
+        if let Some(meter) = &self.meter {
+            let latency = outcome
+                .service
+                .map(|s| s + outcome.connect.unwrap_or_default());
+            let code = outcome
+                .code
+                .and_then(|c| c.as_str()[1..].parse::<u8>().ok());
+            // A request that ended without a status (the client went away) counts as the
+            // router answered it: Heroku's 499-style outcomes are 4xx.
+            meter.request(outcome.status.unwrap_or(499), latency, code);
+        }
         let line = LogLine::router(self.format_with_cause(outcome, cause));
         match &self.logs {
             LogTarget::App(app) => app.emit(line),
@@ -243,6 +256,7 @@ mod tests {
             proto: "http",
             idle: Duration::from_secs(55),
             client: None,
+            meter: None,
         }
     }
 

@@ -290,6 +290,7 @@ pub(crate) fn refuse(
             }
             _ => request_id::generate(),
         };
+        let meter = shared.table.meter(&app.app_id);
         let log = RequestLog {
             logs: crate::access_log::LogTarget::Shared(Arc::clone(&shared.logs)),
             app,
@@ -307,6 +308,7 @@ pub(crate) fn refuse(
             proto: shared.listener.proto,
             idle: shared.config.idle_timeout,
             client: None,
+            meter,
         };
         log.emit_with_cause(
             &Outcome {

@@ -122,6 +122,7 @@ pub(crate) async fn handle(
         proto: shared.listener.proto,
         idle: shared.config.idle_timeout,
         client,
+        meter: slot.meter(&shared.table),
     };
     match decision {
         // The cache answers what it can and hands the rest to `dispatch`.

@@ -16,6 +16,7 @@ use crate::access_log::LogTarget;
 use crate::backend::BackendState;
 use crate::host;
 use kiln_model::log::LogSink;
+use kiln_model::meter::{Meters, RequestMeter};
 use kiln_model::route::{AppRoutes, Backend, DynoRoutes, WebStatus};
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, PoisonError, RwLock};
@@ -31,6 +32,8 @@ pub struct RouteTable {
     pub(crate) cache: Arc<crate::cache::HttpCache>,
     /// ACME HTTP-01 key authorizations by token, while an order is being validated.
     acme: RwLock<HashMap<String, String>>,
+    /// Where each app's requests are counted (see `kiln-metrics`), when the server counts.
+    meters: OnceLock<Arc<dyn Meters>>,
 }
 
 #[derive(Default)]
@@ -51,6 +54,8 @@ pub(crate) struct AppSlot {
     tx: watch::Sender<Arc<AppEntry>>,
     /// Where the app's router lines go, found on the first request (a slot is one app id).
     log: OnceLock<LogTarget>,
+    /// Where its requests are counted, found on the first request likewise.
+    meter: OnceLock<Option<Arc<dyn RequestMeter>>>,
 }
 
 impl AppSlot {
@@ -64,6 +69,12 @@ impl AppSlot {
                 Some(app) => LogTarget::App(app),
                 None => LogTarget::Shared(Arc::clone(logs)),
             })
+            .clone()
+    }
+
+    pub(crate) fn meter(&self, table: &RouteTable) -> Option<Arc<dyn RequestMeter>> {
+        self.meter
+            .get_or_init(|| table.meter(&self.tx.borrow().app_id))
             .clone()
     }
 
@@ -155,7 +166,18 @@ impl RouteTable {
             index: RwLock::new(Index::default()),
             cache: crate::cache::HttpCache::new(),
             acme: RwLock::default(),
+            meters: OnceLock::new(),
         })
+    }
+
+    /// Counts every app's requests in `meters` from now on (set once, before serving).
+    pub fn set_meters(&self, meters: Arc<dyn Meters>) {
+        let _ = self.meters.set(meters);
+    }
+
+    /// An app's request meter, looked up (for the rare requests that have no slot at hand).
+    pub(crate) fn meter(&self, app_id: &str) -> Option<Arc<dyn RequestMeter>> {
+        self.meters.get().map(|m| m.requests(app_id))
     }
 
     /// The domain apps are served under, normalized.
@@ -232,6 +254,7 @@ impl RouteTable {
             Arc::new(AppSlot {
                 tx,
                 log: OnceLock::new(),
+                meter: OnceLock::new(),
             })
         }))
     }

@@ -102,6 +102,15 @@ struct Args {
     /// 15% (Heroku: daily).
     #[arg(long, env = "KILN_CYCLE_INTERVAL", default_value_t = 86400)]
     cycle_interval: u64,
+    /// Seconds each metrics point covers (Heroku: a minute); 0 keeps no metrics.
+    #[arg(long, env = "KILN_METRICS_STEP", default_value_t = 60)]
+    metrics_step: u64,
+    /// Hours of metrics kept at one point per step.
+    #[arg(long, env = "KILN_METRICS_FINE_HOURS", default_value_t = 24)]
+    metrics_fine_hours: u64,
+    /// Days of metrics kept at one point per ten steps.
+    #[arg(long, env = "KILN_METRICS_COARSE_DAYS", default_value_t = 7)]
+    metrics_coarse_days: u64,
     /// Seconds between the load and memory lines of apps with `log-runtime-metrics` on
     /// (Heroku: about 20).
     #[arg(long, env = "KILN_RUNTIME_METRICS_INTERVAL", default_value_t = 20)]
@@ -680,6 +689,28 @@ async fn run(args: Args) -> Result<()> {
         Some(l) => Some(l.local_addr()?),
         None => None,
     };
+    // Metrics: the router and the dyno manager count, a task writes each step to disk.
+    let metrics = if args.metrics_step > 0 {
+        let step = args.metrics_step;
+        let metrics = kiln_metrics::Metrics::open(
+            &data_dir.join("metrics"),
+            kiln_metrics::MetricsConfig {
+                step: Duration::from_secs(step),
+                fine_points: (args.metrics_fine_hours.max(1) * 3600 / step).max(1) as usize,
+                coarse_points: (args.metrics_coarse_days.max(1) * 86_400
+                    / (step * u64::from(kiln_metrics::COARSE)))
+                .max(1) as usize,
+            },
+        )
+        .context("opening the metrics directory")?;
+        metrics.start();
+        routes.set_meters(metrics.clone());
+        dynos.set_meters(metrics.clone());
+        platform.set_metrics(metrics.clone());
+        Some(metrics)
+    } else {
+        None
+    };
     let mut own_listeners = vec![api_addr, router_addr];
     own_listeners.extend(api_tls_addr);
     if let Some(l) = &tls_listener {
@@ -811,6 +842,10 @@ async fn run(args: Args) -> Result<()> {
     eprintln!("Stopping: every dyno gets SIGTERM...");
     let _ = stop_tx.send(true);
     dynos.shutdown().await;
+    // The step in progress survives the restart (a crash loses it).
+    if let Some(m) = metrics {
+        let _ = tokio::task::spawn_blocking(move || m.flush()).await;
+    }
     // After the dynos, which may be using them.
     addons.shutdown().await;
     runtime.shutdown();

@@ -424,6 +424,8 @@ const ROUTES: &[(&str, &str, Rule)] = &[
     ("PATCH", "/apps/{app}/features/{feature}", App(Manage)),
     ("GET", "/account/features", Account),
     ("GET", "/account/features/{feature}", Account),
+    ("GET", "/apps/{app}/metrics/router", App(View)),
+    ("GET", "/apps/{app}/metrics/dynos", App(View)),
     // Heroku's buildpack registry is public.
     ("GET", "/buildpacks", Public),
     ("GET", "/buildpacks/{buildpack}", Public),

@@ -15,6 +15,7 @@ mod labs;
 mod login;
 mod logs;
 mod maintenance;
+mod metrics;
 mod pg;
 mod ps;
 mod releases;
@@ -278,6 +279,27 @@ pub async fn dispatch(ctx: &mut Ctx<'_>, cmd: Cmd) -> Result<()> {
         Cmd::DrainsRemove { app, url } => drains::remove(ctx, &app, &url).await,
         Cmd::DrainsInfo { app, url, json } => drains::info(ctx, &app, &url, json).await,
         Cmd::Labs { app, json } => labs::list(ctx, &app, json).await,
+        Cmd::Metrics {
+            app,
+            since,
+            until,
+            dynos,
+            coarse,
+            json,
+        } => {
+            metrics::metrics(
+                ctx,
+                &app,
+                metrics::MetricsOptions {
+                    since,
+                    until,
+                    dynos,
+                    coarse,
+                    json,
+                },
+            )
+            .await
+        }
         Cmd::LabsEnable { app, feature } => labs::switch(ctx, &app, &feature, true).await,
         Cmd::LabsDisable { app, feature } => labs::switch(ctx, &app, &feature, false).await,
         Cmd::BuildpacksSearch {

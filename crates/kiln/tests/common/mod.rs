@@ -278,10 +278,22 @@ impl Server {
         let _ = child.wait();
     }
 
+    /// Stops the server with SIGTERM and starts a new one on the same data dir with `extra`.
+    #[allow(dead_code)]
+    pub fn stop_and_restart(&mut self, extra: &[&str]) {
+        let status = self.stop();
+        assert!(status.success(), "the server stopped with {status}");
+        self.restart(extra);
+    }
+
     /// Kills the server with SIGKILL (a crash) and starts a new one on the same data dir and
     /// flags; the new one answers on new ports.
     pub fn crash_and_restart(&mut self, extra: &[&str]) {
         self.crash();
+        self.restart(extra);
+    }
+
+    fn restart(&mut self, extra: &[&str]) {
         let mut fresh = Server::start_in(self.dir.clone(), extra);
         self.child = fresh.child.take();
         self.api_url = fresh.api_url.clone();
