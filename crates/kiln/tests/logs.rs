@@ -493,6 +493,9 @@ fn the_history_survives_a_sigkill_keeps_its_limits_and_can_be_searched() {
     wait_for(Duration::from_secs(60), "boot line 300 in the logs", || {
         s.logs("histapp").contains("boot line 300").then_some(())
     });
+    // No dyno after the restart: one booting again would log its boot lines anew while the
+    // searches below look at the history.
+    s.ok(&["ps:scale", "web=0", "-a", "histapp"]);
     s.crash_and_restart(&flags);
     let out = s.ok(&["logs", "-n", "1500", "-a", "histapp"]);
     assert!(out.contains("app[web.1]: boot line 300\n"), "{out}");
