@@ -83,7 +83,9 @@ pub fn run<'a>(args: Vec<OsString>, env: &'a Env, io: Io<'a>) -> u8 {
         }
     };
     let mut ctx = commands::Ctx::new(env, io);
-    let result = runtime.block_on(commands::dispatch(&mut ctx, cli.command));
+    // On the heap: the future of every command's arm is large, and a caller's thread (a
+    // test's has 2 MB) need not hold it on its stack.
+    let result = runtime.block_on(Box::pin(commands::dispatch(&mut ctx, cli.command)));
     match result {
         Ok(()) => 0,
         Err(e) if is_broken_pipe(&e) => 0, // `kiln logs | head`: the reader has all it wanted

@@ -750,6 +750,7 @@ mod tests {
         let manager = DynoManager {
             tx,
             config: LifecycleConfig::default(),
+            meters: Arc::default(),
         };
         assert!(matches!(
             manager.restart("app", RestartTarget::All).await,
