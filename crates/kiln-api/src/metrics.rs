@@ -34,7 +34,7 @@ struct Window {
     resolution: Resolution,
 }
 
-fn window(q: &HashMap<String, String>, step: u64) -> ApiResult<Window> {
+fn window(q: &HashMap<String, String>, fine_span: i64) -> ApiResult<Window> {
     let time = |name: &str| -> ApiResult<Option<i64>> {
         match q.get(name) {
             None => Ok(None),
@@ -52,8 +52,6 @@ fn window(q: &HashMap<String, String>, step: u64) -> ApiResult<Window> {
     if since >= until {
         return Err(ApiError::invalid("since must be before until"));
     }
-    // The fine series holds a day of steps by default.
-    let fine_span = step as i64 * 24 * 60;
     let resolution = match q.get("resolution").map(String::as_str) {
         None => {
             if Timestamp::now().unix_seconds() - since <= fine_span {
@@ -80,7 +78,7 @@ async fn points(
     q: &HashMap<String, String>,
 ) -> ApiResult<Vec<Point>> {
     let app = st.platform.app_for(user, app, kiln_platform::Need::View)?;
-    let w = window(q, st.platform.metrics_step())?;
+    let w = window(q, st.platform.metrics_fine_span())?;
     let platform = st.platform.clone();
     tokio::task::spawn_blocking(move || platform.app_metrics(&app, w.resolution, w.since, w.until))
         .await

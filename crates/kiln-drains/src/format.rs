@@ -49,7 +49,7 @@ fn frame(out: &mut Vec<u8>, line: &LogLine, hostname: &str, nil_fields: &[u8]) {
     out.resize(at + ROOM, b' ');
     let body = out.len();
     out.push(b'<');
-    push_decimal(out, priority(line) as usize);
+    out.extend_from_slice(itoa::Buffer::new().format(priority(line)).as_bytes());
     out.extend_from_slice(b">1 ");
     line.time.write_log_format(out);
     out.push(b' ');
@@ -62,31 +62,13 @@ fn frame(out: &mut Vec<u8>, line: &LogLine, hostname: &str, nil_fields: &[u8]) {
     out.extend_from_slice(nil_fields);
     out.extend_from_slice(line.message.as_bytes());
     let len = out.len() - body;
-    let mut prefix = [0u8; ROOM];
-    let digits = decimal(len, &mut prefix);
+    let mut count = itoa::Buffer::new();
+    let digits = count.format(len).as_bytes();
     // `digits` and a space end right where the message begins.
     let start = body - digits.len() - 1;
     out[start..body - 1].copy_from_slice(digits);
     out[body - 1] = b' ';
     out.drain(at..start);
-}
-
-/// `n` in decimal, in the tail of `buf`.
-fn decimal(mut n: usize, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &buf[i..];
-        }
-    }
-}
-
-fn push_decimal(out: &mut Vec<u8>, n: usize) {
-    let mut buf = [0u8; 20];
-    out.extend_from_slice(decimal(n, &mut buf));
 }
 
 #[cfg(test)]

@@ -410,28 +410,26 @@ async fn run_once(
             }
             _ = stop.changed() => break Ending::Stopped,
             _ = metrics_tick.tick(), if metrics_on => {
-                if let Some(p) = probe.as_ref() {
-                    load.sample(p.cgroup().runnable_threads(), Instant::now());
-                    for line in runtime_metrics(&dyno, &ctl.app_id, id, &load, p.cgroup().memory_detail(), mb) {
-                        log(line);
-                    }
+                // The memory as it is now; the load as the 2 s samples have averaged it.
+                let detail = probe.as_ref().and_then(|p| p.cgroup().memory_detail());
+                for line in runtime_metrics(&dyno, &ctl.app_id, id, &load, detail, mb) {
+                    log(line);
                 }
             }
             _ = mem_tick.tick(), if probe.is_some() => {
-                let runnable = (metrics_on || meter.is_some())
-                    .then(|| probe.as_ref().map(|p| p.cgroup().runnable_threads()))
-                    .flatten();
-                if metrics_on && let Some(n) = runnable {
-                    load.sample(n, Instant::now());
-                }
-                if let (Some(m), Some(p)) = (&meter, probe.as_ref()) {
-                    let detail = p.cgroup().memory_detail().unwrap_or_default();
-                    m.sample(&dyno, kiln_model::meter::DynoSample {
-                        rss_bytes: detail.rss_bytes,
-                        swap_bytes: detail.swap_bytes,
-                        quota_bytes: mb,
-                        load: runnable.unwrap_or(0) as f64,
-                    });
+                // The load, once per sample, for whichever wants it.
+                if let Some(p) = probe.as_ref().filter(|_| metrics_on || meter.is_some()) {
+                    let runnable = p.cgroup().runnable_threads();
+                    load.sample(runnable, Instant::now());
+                    if let Some(m) = &meter {
+                        let detail = p.cgroup().memory_detail().unwrap_or_default();
+                        m.sample(&dyno, kiln_model::meter::DynoSample {
+                            rss_bytes: detail.rss_bytes,
+                            swap_bytes: detail.swap_bytes,
+                            quota_bytes: mb,
+                            load: runnable as f64,
+                        });
+                    }
                 }
                 let Some(stats) = probe.as_ref().and_then(|p| p.read()) else { continue };
                 match memory.observe(stats, Instant::now()) {

@@ -17,6 +17,7 @@
 //! What reached `write` survives a SIGKILL of the server: it is in the kernel's page cache.
 
 use kiln_model::Timestamp;
+use kiln_model::app::id_names_a_file;
 use kiln_model::log::LogLine;
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -104,7 +105,7 @@ impl Disk {
 
     /// Queues lines for the app's history; never blocks. When the writer is a whole queue
     /// behind, the lines stay in memory only, and that is counted.
-    pub(crate) fn append_all(&self, app_id: &Arc<str>, lines: &[Arc<LogLine>]) {
+    pub(crate) fn append_all(&self, app_id: &Arc<str>, lines: Vec<Arc<LogLine>>) {
         let n = lines.len();
         if self.queued.load(Ordering::Relaxed) + n > QUEUE {
             // Said once, then once per 10,000 lines more.
@@ -126,7 +127,7 @@ impl Disk {
 
     #[cfg(test)]
     fn append(&self, app_id: &Arc<str>, line: &Arc<LogLine>) {
-        self.append_all(app_id, std::slice::from_ref(line));
+        self.append_all(app_id, vec![line.clone()]);
     }
 
     /// Deletes an app's history (after the lines queued before this call).
@@ -154,7 +155,7 @@ impl Disk {
                 let app = name
                     .strip_suffix(".log.1")
                     .or_else(|| name.strip_suffix(".log"))?;
-                valid_app_id(app).then(|| app.to_string())
+                id_names_a_file(app).then(|| app.to_string())
             })
             .collect();
         apps.sort();
@@ -170,7 +171,7 @@ impl Disk {
         max: usize,
         keep: &dyn Fn(&LogLine) -> bool,
     ) -> Vec<Arc<LogLine>> {
-        if !valid_app_id(app_id) {
+        if !id_names_a_file(app_id) {
             return Vec::new();
         }
         // What is kept is the newest `lines`, whatever a second segment still holds.
@@ -214,18 +215,14 @@ fn with_suffix(p: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// App ids are UUIDs; anything else never names a file.
-fn valid_app_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-}
-
 fn record(out: &mut Vec<u8>, line: &LogLine) {
     let process: &str = if line.process.is_empty() {
         "-"
     } else {
         &line.process
     };
-    push_decimal(out, line.time.0);
+    // Numbers through `itoa`, not `write!`: this runs for every line kept.
+    out.extend_from_slice(itoa::Buffer::new().format(line.time.0).as_bytes());
     out.push(b' ');
     out.extend_from_slice(line.source.as_bytes());
     out.push(b' ');
@@ -242,25 +239,6 @@ fn record(out: &mut Vec<u8>, line: &LogLine) {
         }
     }
     out.push(b'\n');
-}
-
-/// `n` in decimal, without `write!` (this runs for every line kept).
-fn push_decimal(out: &mut Vec<u8>, n: i64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    let mut v = n.unsigned_abs();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    if n < 0 {
-        out.push(b'-');
-    }
-    out.extend_from_slice(&buf[i..]);
 }
 
 fn parse(rec: &[u8]) -> Option<LogLine> {
@@ -327,7 +305,7 @@ impl Writer {
         match op {
             Op::Lines(app, lines) => {
                 self.queued.fetch_sub(lines.len(), Ordering::Relaxed);
-                if !valid_app_id(&app) {
+                if !id_names_a_file(&app) {
                     return lines.len();
                 }
                 if !self.files.contains_key(&app) {
@@ -356,7 +334,7 @@ impl Writer {
             Op::Remove(app) => {
                 self.write_out();
                 self.files.remove(&app);
-                if valid_app_id(&app) {
+                if id_names_a_file(&app) {
                     let base = self.dir.join(format!("{app}.log"));
                     let _ = std::fs::remove_file(with_suffix(&base, ".1"));
                     let _ = std::fs::remove_file(&base);

@@ -42,8 +42,6 @@ struct AppLog {
     removed: AtomicBool,
     /// Lines the ring keeps: Heroku's 1,500, or fewer when the server keeps fewer.
     cap: usize,
-    /// The time of the stream's newest line (microseconds; written under the ring's lock).
-    last_time: std::sync::atomic::AtomicI64,
 }
 
 impl AppLog {
@@ -59,7 +57,6 @@ impl AppLog {
             taps: RwLock::new(Vec::new()),
             disk,
             removed: AtomicBool::new(false),
-            last_time: std::sync::atomic::AtomicI64::new(i64::MIN),
         }
     }
 }
@@ -163,9 +160,6 @@ impl Logplex {
         for app in disk.apps() {
             let lines = disk.read(&app, HISTORY, &|_| true);
             let log = lp.app_log(&app);
-            if let Some(newest) = lines.last() {
-                log.last_time.store(newest.time.0, Ordering::Relaxed);
-            }
             log.ring
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -331,7 +325,7 @@ impl Logplex {
 
 impl LogSink for Logplex {
     fn emit(&self, app_id: &str, line: LogLine) {
-        self.app_log(app_id).push_all(vec![line]);
+        self.app_log(app_id).push_all(std::iter::once(line));
     }
 
     fn emit_all(&self, app_id: &str, lines: Vec<LogLine>) {
@@ -347,7 +341,7 @@ impl LogSink for Logplex {
 
 impl AppLogSink for AppLog {
     fn emit(&self, line: LogLine) {
-        self.push_all(vec![line]);
+        self.push_all(std::iter::once(line));
     }
 
     fn emit_all(&self, lines: Vec<LogLine>) {
@@ -366,12 +360,10 @@ impl AppLog {
     /// line's time is then its place in the stream, which is what a tail reconnecting with
     /// `Last-Event-ID` and the de-duplication of history and tail rely on. Everything is
     /// done under the ring's lock, so the tails and taps see the lines in that same order.
-    fn push_all(&self, lines: Vec<LogLine>) {
-        if lines.is_empty() {
-            return;
-        }
+    fn push_all(&self, lines: impl IntoIterator<Item = LogLine>) {
         let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
-        let mut last = self.last_time.load(Ordering::Relaxed);
+        // The newest line is the ring's last: it always keeps at least one.
+        let mut last = ring.back().map_or(i64::MIN, |l| l.time.0);
         let lines: Vec<Arc<LogLine>> = lines
             .into_iter()
             .map(|mut l| {
@@ -382,23 +374,26 @@ impl AppLog {
                 Arc::new(l)
             })
             .collect();
-        self.last_time.store(last, Ordering::Relaxed);
+        if lines.is_empty() {
+            return;
+        }
         let keep = &lines[lines.len().saturating_sub(self.cap)..];
         let over = (ring.len() + keep.len()).saturating_sub(self.cap);
         ring.drain(..over);
         ring.extend(keep.iter().cloned());
-        if let Some(disk) = &self.disk {
-            if !self.removed.load(Ordering::Relaxed) {
-                disk.append_all(&self.app_id, &lines);
-            }
-        }
         for (_, tap) in self.taps.read().unwrap_or_else(|e| e.into_inner()).iter() {
             tap.offer_all(&lines);
         }
         // No tails is the usual case: skip the channel's lock per line.
         if self.live.receiver_count() > 0 {
-            for line in lines {
-                let _ = self.live.send(line);
+            for line in &lines {
+                let _ = self.live.send(line.clone());
+            }
+        }
+        // Last, so the batch itself goes to the disk writer, not a copy of it.
+        if let Some(disk) = &self.disk {
+            if !self.removed.load(Ordering::Relaxed) {
+                disk.append_all(&self.app_id, lines);
             }
         }
         drop(ring);

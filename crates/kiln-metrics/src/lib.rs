@@ -12,6 +12,7 @@
 
 pub mod histogram;
 
+use kiln_model::app::id_names_a_file;
 use kiln_model::meter::{DynoMeter, DynoSample, Meters, RequestMeter};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -256,11 +257,6 @@ fn now_secs() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-/// App ids are UUIDs; anything else never names a file.
-fn valid_app_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-}
-
 impl Metrics {
     /// Keeps series under `dir` (created if missing).
     pub fn open(dir: &Path, config: MetricsConfig) -> std::io::Result<Arc<Metrics>> {
@@ -326,7 +322,7 @@ impl Metrics {
             .collect();
         for (app, meters) in apps {
             let mut p = meters.take();
-            if p.is_empty() || !valid_app_id(&app) {
+            if p.is_empty() || !id_names_a_file(&app) {
                 continue;
             }
             p.t = t;
@@ -437,7 +433,7 @@ impl Metrics {
     /// An app's points that overlap `[since, until)` (Unix seconds), oldest first. Blocking:
     /// it reads the series from disk.
     pub fn query(&self, app_id: &str, r: Resolution, since: i64, until: i64) -> Vec<Point> {
-        if !valid_app_id(app_id) {
+        if !id_names_a_file(app_id) {
             return Vec::new();
         }
         let mut out: Vec<Point> = Vec::new();
@@ -468,7 +464,7 @@ impl Metrics {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(app_id);
-        if valid_app_id(app_id) {
+        if id_names_a_file(app_id) {
             for r in [Resolution::Fine, Resolution::Coarse] {
                 let path = self.path(app_id, r);
                 let _ = std::fs::remove_file(&path);
@@ -478,11 +474,6 @@ impl Metrics {
                     .remove(&path);
             }
         }
-    }
-
-    /// The current time in the step's terms, for callers choosing a window.
-    pub fn now(&self) -> i64 {
-        now_secs()
     }
 }
 

@@ -243,3 +243,9 @@ mod tests {
         }
     }
 }
+
+/// Whether an app id may name a file of its own (log history, metrics series). App ids are
+/// UUIDs; anything else, such as a path with `/` or `..`, never names a file.
+pub fn id_names_a_file(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}

@@ -29,10 +29,11 @@ impl Platform {
         Ok(m.query(&app.id, resolution, since, until))
     }
 
-    /// The length of a fine step, in seconds (a minute unless the server says otherwise).
-    pub fn metrics_step(&self) -> u64 {
-        self.metrics
-            .get()
-            .map_or(60, |m| m.config().step.as_secs().max(1))
+    /// How far back, in seconds, the fine series reaches (a day of minutes by default).
+    pub fn metrics_fine_span(&self) -> i64 {
+        self.metrics.get().map_or(86_400, |m| {
+            let c = m.config();
+            c.step.as_secs().max(1) as i64 * c.fine_points as i64
+        })
     }
 }
