@@ -46,9 +46,7 @@ pub struct ApiState {
     tls_port: Option<u16>,
 }
 
-/// Marks a request that came through the API's HTTPS listener.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct ViaTls;
+pub(crate) use kiln_net::ViaTls;
 
 /// Where the client reached this API: the base of the URLs handed to it to follow
 /// (`logplex_url`, `attach_url`, a build's `output_stream_url`). It is the host the client

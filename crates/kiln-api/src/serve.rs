@@ -187,9 +187,7 @@ async fn serve_http<IO, S>(
     }
 }
 
-/// The address a request came from, as the listener saw it (no proxy header is trusted).
-#[derive(Debug, Clone, Copy)]
-pub struct ClientAddr(pub std::net::SocketAddr);
+pub use kiln_net::ClientAddr;
 
 /// The router, handing each request its connection's [`ClientAddr`].
 #[derive(Clone)]

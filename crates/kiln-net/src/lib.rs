@@ -23,6 +23,17 @@ mod rewind;
 
 pub use rewind::Rewind;
 
+/// The address a request came from, as the listener saw it (no proxy header is trusted).
+/// The API's listener puts it on every request it serves, for the doors behind it (the API,
+/// git, the dashboard) to throttle by.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub std::net::SocketAddr);
+
+/// Marks a request that came through the API's HTTPS listener: links handed back use
+/// `https`, and the dashboard's cookies are `Secure`.
+#[derive(Debug, Clone, Copy)]
+pub struct ViaTls;
+
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};

@@ -724,7 +724,7 @@ async fn run(args: Args) -> Result<()> {
     )?;
     let api = kiln_api::api(
         platform.clone(),
-        kiln_git::router(git),
+        kiln_git::router(git).merge(kiln_dashboard::router(platform.clone())),
         api_tls_addr.map(|a| a.port()),
     );
     let mut api_stop = stop_rx.clone();
