@@ -5,8 +5,8 @@
 # On Debian it first installs what the tests need and the machine lacks (git, Python with pip,
 # Node.js with npm, Go, Ruby, PHP, a JDK with Maven and nginx: the stack the built-in
 # buildpacks use; pebble, an ACME test CA; PostgreSQL,
-# Redis and memcached, which add-ons run; and Heroku's own CLI from npm, for the compatibility
-# tests). Run it as
+# Redis and memcached, which add-ons run; Heroku's own CLI from npm, for the compatibility
+# tests; Chromium and playwright-core, for the dashboard's browser tests). Run it as
 # root so dynos run as real containers; as another user, with sudo available for the install step.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -61,6 +61,8 @@ ls /usr/lib/*/rsyslog/lmnsd_ossl.so >/dev/null 2>&1 || need+=(rsyslog-openssl)
 # memcached with SASL: the server, and saslpasswd2 for its password databases.
 command -v memcached >/dev/null 2>&1 || need+=(memcached)
 command -v saslpasswd2 >/dev/null 2>&1 || need+=(sasl2-bin)
+# The dashboard's browser tests (crates/kiln/tests/dashboard.rs) run Debian's Chromium.
+[ -x /usr/bin/chromium ] || need+=(chromium)
 [ -e /usr/lib/x86_64-linux-gnu/sasl2/libsasldb.so ] || ls /usr/lib/*/sasl2/libsasldb.so >/dev/null 2>&1 || need+=(libsasl2-modules-db)
 
 if [ ${#need[@]} -gt 0 ]; then
@@ -78,6 +80,15 @@ if ! grep -qs "\"version\": \"$HEROKU_CLI_VERSION\"" target/heroku-cli/node_modu
   echo "test.sh: installing Heroku's CLI $HEROKU_CLI_VERSION (npm) into target/heroku-cli"
   mkdir -p target/heroku-cli
   npm install --prefix target/heroku-cli --no-audit --no-fund --loglevel=error "heroku@$HEROKU_CLI_VERSION"
+fi
+
+# Playwright's driver library (no browsers of its own: it drives Debian's Chromium), for the
+# dashboard's browser tests, installed once under target/.
+PLAYWRIGHT_VERSION=1.64.1
+if ! grep -qs "\"version\": \"$PLAYWRIGHT_VERSION\"" target/browser/node_modules/playwright-core/package.json; then
+  echo "test.sh: installing playwright-core $PLAYWRIGHT_VERSION (npm) into target/browser"
+  mkdir -p target/browser
+  npm install --prefix target/browser --no-audit --no-fund --loglevel=error "playwright-core@$PLAYWRIGHT_VERSION"
 fi
 
 exec cargo test --workspace --locked "$@"

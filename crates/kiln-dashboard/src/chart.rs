@@ -6,9 +6,9 @@
 use crate::html::esc;
 use std::fmt::Write;
 
-pub const W: f64 = 720.0;
-pub const H: f64 = 200.0;
-const LEFT: f64 = 56.0;
+pub const W: f64 = 520.0;
+pub const H: f64 = 190.0;
+const LEFT: f64 = 60.0;
 const RIGHT: f64 = 8.0;
 const TOP: f64 = 10.0;
 const BOTTOM: f64 = 24.0;
@@ -140,18 +140,24 @@ pub fn lines(
     open(&mut out, f, title, unit);
     for (class, pts) in series {
         let mut d = String::new();
-        let mut prev: Option<i64> = None;
-        for (t, v) in pts {
-            let cmd = if prev.is_some_and(|p| t - p <= step) {
-                'L'
-            } else {
-                'M'
-            };
+        let mut dots = String::new();
+        for (i, (t, v)) in pts.iter().enumerate() {
+            let joined_before = i > 0 && t - pts[i - 1].0 <= step;
+            let joined_after = pts.get(i + 1).is_some_and(|n| n.0 - t <= step);
+            let cmd = if joined_before { 'L' } else { 'M' };
             let _ = write!(d, "{cmd}{:.1} {:.1} ", f.x(*t), f.y(*v));
-            prev = Some(*t);
+            // A point with no neighbour draws no line: mark it.
+            if !joined_before && !joined_after {
+                let _ = write!(
+                    dots,
+                    r#"<circle class="{class}" cx="{:.1}" cy="{:.1}" r="2.5"/>"#,
+                    f.x(*t),
+                    f.y(*v)
+                );
+            }
         }
         if !d.is_empty() {
-            let _ = write!(out, r#"<path class="{class}" d="{}"/>"#, d.trim_end());
+            let _ = write!(out, r#"<path class="{class}" d="{}"/>{dots}"#, d.trim_end());
         }
     }
     close(&mut out, f, events);
@@ -227,5 +233,7 @@ mod tests {
         );
         assert!(svg.contains("&lt;b&gt;v2"), "{svg}");
         assert_eq!(svg.matches('M').count(), 2, "{svg}");
+        // The lone point at 300 is marked.
+        assert_eq!(svg.matches("<circle").count(), 1, "{svg}");
     }
 }

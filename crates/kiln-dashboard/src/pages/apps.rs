@@ -107,7 +107,7 @@ fn render(
         r#"<form method="get" action="/dashboard" class="inline" role="search"><div><label for="app-search">Search apps</label><input id="app-search" type="search" name="q" value="{q}" autocomplete="off"></div><button type="submit">Search</button></form>
 <div class="card">{table}</div>
 <h2>New app</h2>
-<form method="post" action="/dashboard/apps" class="card inline">{csrf}<div><label for="new-name">Name (optional)</label><input id="new-name" type="text" name="name" pattern="[a-z][a-z0-9-]{{2,29}}" title="3 to 30 lowercase letters, digits and dashes, starting with a letter"></div><div><label for="new-team">Owner</label><select id="new-team" name="team">{team_opts}</select></div><button type="submit" class="primary">Create app</button></form>"#,
+<form method="post" action="/dashboard/apps" class="card inline">{csrf}<div><label for="new-name">Name (optional)</label><input id="new-name" type="text" name="name" pattern="[a-z][a-z0-9\-]{{2,29}}" title="3 to 30 lowercase letters, digits and dashes, starting with a letter"></div><div><label for="new-team">Owner</label><select id="new-team" name="team">{team_opts}</select></div><button type="submit" class="primary">Create app</button></form>"#,
         q = esc(search),
         csrf = s.csrf_field(),
     );

@@ -204,6 +204,8 @@ async fn charts(
     let ms = |v: f64| {
         if v >= 1000.0 {
             format!("{:.1} s", v / 1000.0)
+        } else if v < 10.0 {
+            format!("{v:.1} ms")
         } else {
             format!("{v:.0} ms")
         }

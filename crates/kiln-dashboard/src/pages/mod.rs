@@ -94,7 +94,7 @@ fn head(title: &str, csrf: Option<&str>) -> String {
         .map(|c| format!(r#"<meta name="csrf-token" content="{}">"#, esc(c)))
         .unwrap_or_default();
     format!(
-        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>{} · Kiln</title>{csrf}<link rel="stylesheet" href="/dashboard/assets/{}"><script src="/dashboard/assets/{}" defer></script></head>"#,
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>{} · Kiln</title><link rel="icon" href="data:,">{csrf}<link rel="stylesheet" href="/dashboard/assets/{}"><script src="/dashboard/assets/{}" defer></script></head>"#,
         esc(title),
         crate::assets::css_name(),
         crate::assets::js_name(),
