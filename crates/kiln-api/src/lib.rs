@@ -222,6 +222,12 @@ fn loggable_path(path: &str) -> String {
             return format!("{prefix}…");
         }
     }
+    // A dashboard build page names the build, whose id reads its output.
+    if path.starts_with("/dashboard/apps/") {
+        if let Some(i) = path.find("/builds/") {
+            return format!("{}…", &path[..i + "/builds/".len()]);
+        }
+    }
     path.to_string()
 }
 

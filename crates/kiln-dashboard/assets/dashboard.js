@@ -42,11 +42,17 @@
     el.replaceChildren(t.content);
     wire(el);
   }
+  // Refreshes stop while the tab is hidden or nobody has touched the page for five minutes:
+  // they count against the user's hourly request budget, like any API call.
+  let active = Date.now();
+  for (const ev of ["pointermove", "keydown", "scroll", "focus"]) {
+    window.addEventListener(ev, () => { active = Date.now(); }, { passive: true });
+  }
   function refresher(el) {
     const every = Math.max(1000, parseInt(el.dataset.every || "5000", 10));
     let last = null;
     async function tick() {
-      if (document.hidden) return;
+      if (document.hidden || Date.now() - active > 5 * 60 * 1000) return;
       try {
         const r = await fetch(el.dataset.refresh, { credentials: "same-origin" });
         if (!r.ok || r.redirected) return;

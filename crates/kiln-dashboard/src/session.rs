@@ -22,8 +22,24 @@ use axum::response::{IntoResponse, Redirect, Response};
 use kiln_platform::Caller;
 use sha2::{Digest, Sha256};
 
-pub const SESSION_COOKIE: &str = "kiln_session";
-const LOGIN_COOKIE: &str = "kiln_login";
+/// The cookies' names. Over HTTPS they carry the `__Host-` prefix, which browsers accept only
+/// from a secure page of this very host with no `Domain`: a site on a sibling or parent name
+/// (an app's hostname) cannot plant one (session fixation, or a known sign-in token).
+fn session_cookie(secure: bool) -> &'static str {
+    if secure {
+        "__Host-kiln_session"
+    } else {
+        "kiln_session"
+    }
+}
+
+fn login_cookie(secure: bool) -> &'static str {
+    if secure {
+        "__Host-kiln_login"
+    } else {
+        "kiln_login"
+    }
+}
 /// A session lasts a working day; signing in again makes a new one.
 pub const SESSION_SECS: u64 = 12 * 3600;
 /// The largest form body read (a config var's value may be long; nothing else is).
@@ -122,6 +138,29 @@ fn set_cookie(name: &str, value: &str, max_age: u64, secure: bool) -> HeaderValu
     .unwrap_or_else(|_| HeaderValue::from_static("kiln_invalid=; Max-Age=0"))
 }
 
+/// Whether the browser says the request comes from another site: `Sec-Fetch-Site:
+/// cross-site`, or an `Origin` whose host is not the one asked.
+fn cross_site(headers: &HeaderMap) -> bool {
+    let text = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    if text("sec-fetch-site") == Some("cross-site") {
+        return true;
+    }
+    match (text("origin"), text("host")) {
+        (Some("null"), _) => true,
+        (Some(origin), Some(host)) => {
+            origin
+                .split_once("://")
+                .map(|(_, h)| h.trim_end_matches('/'))
+                != Some(host)
+        }
+        _ => false,
+    }
+}
+
 /// Where to send someone who must sign in, and back afterwards.
 fn to_sign_in(parts: &Parts) -> Response {
     let next = parts
@@ -137,7 +176,9 @@ impl FromRequestParts<DashState> for Session {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, st: &DashState) -> Result<Session, Response> {
-        let Some(key) = cookie(&parts.headers, SESSION_COOKIE).filter(|k| k.len() <= 512) else {
+        let secure = via_tls(parts);
+        let Some(key) = cookie(&parts.headers, session_cookie(secure)).filter(|k| k.len() <= 512)
+        else {
             return Err(to_sign_in(parts));
         };
         let platform = st.platform.clone();
@@ -158,7 +199,7 @@ impl FromRequestParts<DashState> for Session {
         Ok(Session {
             csrf: csrf_of(&key),
             caller,
-            secure: via_tls(parts),
+            secure,
         })
     }
 }
@@ -265,7 +306,12 @@ pub async fn sign_in_form(
     parts: Parts,
 ) -> Response {
     let next = q.iter().find(|(k, _)| k == "next").map(|(_, v)| v.as_str());
-    let Ok(token) = kiln_model::secret::new_secret() else {
+    // Another tab's sign-in form keeps working: reuse a token this browser already holds.
+    let secure = via_tls(&parts);
+    let held = cookie(&parts.headers, login_cookie(secure))
+        .filter(|t| t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(str::to_string);
+    let Some(token) = held.or_else(|| kiln_model::secret::new_secret().ok()) else {
         return crate::pages::bare_page(
             StatusCode::SERVICE_UNAVAILABLE,
             "Unavailable",
@@ -275,7 +321,7 @@ pub async fn sign_in_form(
     let mut r = sign_in_page(StatusCode::OK, &token, safe_next(next), "", None);
     r.headers_mut().append(
         header::SET_COOKIE,
-        set_cookie(LOGIN_COOKIE, &token, 3600, via_tls(&parts)),
+        set_cookie(login_cookie(secure), &token, 3600, secure),
     );
     r
 }
@@ -289,7 +335,13 @@ pub async fn sign_in(
         Ok(f) => f,
         Err(r) => return r,
     };
-    let token = cookie(&parts.headers, LOGIN_COOKIE).unwrap_or("");
+    let secure = via_tls(&parts);
+    // A post from another site is refused before its fields are looked at, where the browser
+    // says so (every current one does).
+    if cross_site(&parts.headers) {
+        return refused_csrf();
+    }
+    let token = cookie(&parts.headers, login_cookie(secure)).unwrap_or("");
     if token.is_empty() || !same(form.get("_csrf").unwrap_or("").as_bytes(), token.as_bytes()) {
         return refused_csrf();
     }
@@ -322,14 +374,15 @@ pub async fn sign_in(
         Ok((_, key)) => key,
         Err(e) => return crate::pages::error_page(None, e),
     };
-    let secure = via_tls(&parts);
     let mut r = Redirect::to(&next).into_response();
     r.headers_mut().append(
         header::SET_COOKIE,
-        set_cookie(SESSION_COOKIE, &key, SESSION_SECS, secure),
+        set_cookie(session_cookie(secure), &key, SESSION_SECS, secure),
     );
-    r.headers_mut()
-        .append(header::SET_COOKIE, set_cookie(LOGIN_COOKIE, "", 0, secure));
+    r.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(login_cookie(secure), "", 0, secure),
+    );
     r
 }
 
@@ -351,7 +404,7 @@ pub async fn sign_out(
     let mut r = Redirect::to("/dashboard/login").into_response();
     r.headers_mut().append(
         header::SET_COOKIE,
-        set_cookie(SESSION_COOKIE, "", 0, session.secure),
+        set_cookie(session_cookie(session.secure), "", 0, session.secure),
     );
     r
 }
@@ -359,6 +412,31 @@ pub async fn sign_out(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn posts_from_other_sites_are_told_apart() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::HOST,
+            HeaderValue::from_static("kiln.example.com:5000"),
+        );
+        assert!(!cross_site(&h));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://kiln.example.com:5000"),
+        );
+        assert!(!cross_site(&h));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://evil.example"),
+        );
+        assert!(cross_site(&h));
+        h.insert(header::ORIGIN, HeaderValue::from_static("null"));
+        assert!(cross_site(&h));
+        h.remove(header::ORIGIN);
+        h.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
+        assert!(cross_site(&h));
+    }
 
     #[test]
     fn next_stays_on_the_dashboard() {
@@ -392,7 +470,8 @@ mod tests {
             header::COOKIE,
             HeaderValue::from_static("a=1; kiln_session_x=2; kiln_session=3"),
         );
-        assert_eq!(cookie(&h, SESSION_COOKIE), Some("3"));
+        assert_eq!(cookie(&h, session_cookie(false)), Some("3"));
+        assert_eq!(cookie(&h, session_cookie(true)), None);
         assert_eq!(cookie(&h, "missing"), None);
     }
 

@@ -18,6 +18,31 @@ const MAX_LABEL: usize = 63;
 
 /// Checks a hostname given by a user and returns it normalized (lowercase, without a
 /// trailing dot).
+/// The host of a URL, lowercase, without scheme, credentials, port or path.
+fn host_of_url(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if host.starts_with('[') {
+        host.split_inclusive(']').next().unwrap_or(host)
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, _)| h)
+    };
+    host.to_ascii_lowercase()
+}
+
+/// Whether a domain (maybe a `*.` wildcard) would route `host`.
+fn covers_host(domain: &str, host: &str) -> bool {
+    if domain == host {
+        return true;
+    }
+    domain.strip_prefix("*.").is_some_and(|base| {
+        host.strip_suffix(base)
+            .and_then(|label| label.strip_suffix('.'))
+            .is_some_and(|label| !label.is_empty() && !label.contains('.'))
+    })
+}
+
 pub fn validate_hostname(
     input: &str,
     platform_domain: &str,
@@ -115,6 +140,15 @@ impl Platform {
     /// `Conflict` ("… is already in use").
     pub fn add_domain(&self, app: &App, hostname: &str, user: &Account) -> Result<Domain> {
         let hostname = validate_hostname(hostname, &self.settings.domain)?;
+        // The API's own name served by an app would hand that app every browser's dashboard
+        // cookies (cookies do not keep to a port).
+        if covers_host(&hostname, &host_of_url(self.api_url())) {
+            return Err(Invalid::new(
+                "hostname",
+                format!("{hostname} is this platform's own API address; an app cannot take it"),
+            )
+            .into());
+        }
         let domain = self.store.add_domain(&app.id, &hostname)?;
         self.publish_domains(&app.id);
         self.api_log(
@@ -165,6 +199,24 @@ fn shown(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_apis_own_host_is_not_an_apps_domain() {
+        assert_eq!(
+            host_of_url("https://Kiln.Example.com:5000/x"),
+            "kiln.example.com"
+        );
+        assert_eq!(
+            host_of_url("http://u:p@kiln.example.com"),
+            "kiln.example.com"
+        );
+        assert_eq!(host_of_url("http://[::1]:5000"), "[::1]");
+        assert!(covers_host("kiln.example.com", "kiln.example.com"));
+        assert!(covers_host("*.example.com", "kiln.example.com"));
+        assert!(!covers_host("*.example.com", "a.kiln.example.com"));
+        assert!(!covers_host("*.example.com", "example.com"));
+        assert!(!covers_host("www.example.com", "kiln.example.com"));
+    }
 
     #[test]
     fn hostnames() {

@@ -75,6 +75,13 @@ impl Platform {
         Ok(self.store.builds(&app.id)?)
     }
 
+    /// The app's newest `limit` builds, newest first, without their output (the
+    /// dashboard's list, refreshed while a page is open).
+    pub fn recent_builds(&self, user: &Account, app: &App, limit: u32) -> Result<Vec<Build>> {
+        self.app_for(user, &app.id, kiln_model::access::Need::View)?;
+        Ok(self.store.recent_builds(&app.id, limit)?)
+    }
+
     pub fn build(&self, user: &Account, app: &App, build_id: &str) -> Result<Build> {
         self.app_for(user, &app.id, kiln_model::access::Need::View)?;
         Ok(self.store.build(&app.id, build_id)?)

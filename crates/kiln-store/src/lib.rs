@@ -251,6 +251,8 @@ pub trait Store: Send + Sync {
     fn build_by_id(&self, build_id: &str) -> Result<Build>;
     /// Builds, newest first.
     fn builds(&self, app_id: &str) -> Result<Vec<Build>>;
+    /// The newest `limit` builds, newest first, with their output left empty.
+    fn recent_builds(&self, app_id: &str, limit: u32) -> Result<Vec<Build>>;
     /// Marks every pending build failed (used at startup: a build interrupted by a crash).
     fn fail_pending_builds(&self, reason: &str) -> Result<usize>;
 

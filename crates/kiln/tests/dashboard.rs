@@ -170,7 +170,7 @@ fn signed_out(r: &Response) -> bool {
             .is_some_and(|l| l.starts_with("/dashboard/login"))
 }
 
-/// A buildpack that builds nothing, slowly: five steps half a second apart, so a watcher sees
+/// A buildpack that builds nothing, slowly: ten steps half a second apart, so a watcher sees
 /// the output while the build runs. The app runs as the Procfile says, on the stack's Python.
 fn slow_buildpack(root: &Path) -> PathBuf {
     let bp = root.join("slow-buildpack");
@@ -178,7 +178,7 @@ fn slow_buildpack(root: &Path) -> PathBuf {
     std::fs::write(bp.join("bin/detect"), "#!/bin/sh\necho Slow\n").unwrap();
     std::fs::write(
         bp.join("bin/compile"),
-        "#!/bin/sh\nfor i in 1 2 3 4 5 6; do echo \"-----> slow step $i\"; sleep 0.5; done\n",
+        "#!/bin/sh\nfor i in 1 2 3 4 5 6 7 8 9 10; do echo \"-----> slow step $i\"; sleep 0.5; done\n",
     )
     .unwrap();
     for f in ["detect", "compile"] {
@@ -601,7 +601,10 @@ fn the_dashboard_refuses_whoever_may_not_and_every_form_without_its_token() {
     let settings = carl.get(&s, "/dashboard/apps/dm-p/settings");
     assert_eq!(settings.status, 200);
     assert!(
-        settings.body.contains("SECRET_THING") && !settings.body.contains("s3cr3t"),
+        // Not even the names: the API shows config only to who may deploy.
+        settings.body.contains("1 config var")
+            && !settings.body.contains("SECRET_THING")
+            && !settings.body.contains("s3cr3t"),
         "{}",
         settings.body
     );
@@ -612,7 +615,10 @@ fn the_dashboard_refuses_whoever_may_not_and_every_form_without_its_token() {
     );
     assert_eq!(carl.get(&s, "/dashboard/apps/dm-p/config-vars").status, 403);
     let own = ada.get(&s, "/dashboard/apps/dm-p/settings");
-    assert!(!own.body.contains("s3cr3t"), "shown before being revealed");
+    assert!(
+        own.body.contains("SECRET_THING") && !own.body.contains("s3cr3t"),
+        "shown before being revealed"
+    );
     let revealed = ada.get(&s, "/dashboard/apps/dm-p/settings?reveal=1");
     assert!(
         revealed
@@ -654,6 +660,28 @@ fn the_dashboard_refuses_whoever_may_not_and_every_form_without_its_token() {
     let r = ada.post_without_csrf(&s, "/dashboard/apps/dm-p/delete", &[("confirm", "dm-p")]);
     assert_eq!(r.status, 403);
     assert_eq!(s.api("GET", "/apps/dm-p/config-vars", None).json(), before);
+    // A sign-in posted from another site is refused even with a planted token.
+    let form = send(&s, "GET", "/dashboard/login", &[], None);
+    let pre = cookie_of(&form, "kiln_login").unwrap().to_string();
+    let token = attr_after(&form.body, r#"name="_csrf" value=""#)
+        .unwrap()
+        .to_string();
+    let fields = encode(&[
+        ("_csrf", &token),
+        ("email", "ada@example.com"),
+        ("password", PASSWORD),
+    ]);
+    let r = send(
+        &s,
+        "POST",
+        "/dashboard/login",
+        &[
+            ("Cookie", &format!("kiln_login={pre}")),
+            ("Origin", "http://evil.example"),
+        ],
+        Some(("application/x-www-form-urlencoded", &fields)),
+    );
+    assert_eq!(r.status, 403);
     // Sign-in itself wants its token.
     let r = send(
         &s,

@@ -113,7 +113,7 @@ pub async fn overview(
     }
     let p = app_path(&app.name);
     let body = format!(
-        r#"<div class="grid"><section class="card"><h2>Dynos</h2><div data-refresh="{p}/dynos" data-every="4000">{dynos}</div><p><a href="{p}/resources">Change the formation</a></p></section>
+        r#"<div class="grid"><section class="card"><h2>Dynos</h2><div data-refresh="{p}/dynos" data-every="5000">{dynos}</div><p><a href="{p}/resources">Change the formation</a></p></section>
 <section class="card"><h2>Latest activity</h2><ul>{activity}</ul><p><a href="{p}/activity">All activity</a></p></section>
 <section class="card"><h2>Add-ons</h2><ul>{addons}</ul></section>
 <section class="card"><h2>Domains</h2><ul>{domains}</ul></section></div>"#
@@ -261,7 +261,7 @@ async fn render_resources(
     }
     let body = format!(
         r#"<h2>Formation</h2>{formation}
-<h2>Dynos</h2><div class="card"><div data-refresh="{p}/dynos" data-every="3000">{dynos}</div><form method="post" action="{p}/restart">{csrf}<button type="submit">Restart all dynos</button></form></div>
+<h2>Dynos</h2><div class="card"><div data-refresh="{p}/dynos" data-every="5000">{dynos}</div><form method="post" action="{p}/restart">{csrf}<button type="submit">Restart all dynos</button></form></div>
 <h2>Add-ons</h2><div class="card">{addons}<form method="post" action="{p}/addons" class="inline">{csrf}<div><label for="plan">Add an add-on</label><select id="plan" name="plan">{plans}</select></div><button type="submit" class="primary">Add</button></form></div>"#
     );
     page(
@@ -438,7 +438,10 @@ git push kiln main</code></pre>
 
 /// The app's builds, newest first; the newest one's output streams while it runs.
 fn builds_html(st: &DashState, s: &Session, app: &App) -> String {
-    let builds = st.platform.builds(s.user(), app).unwrap_or_default();
+    let builds = st
+        .platform
+        .recent_builds(s.user(), app, 20)
+        .unwrap_or_default();
     if builds.is_empty() {
         return "<p class=\"muted\" data-builds=\"0\">No builds yet.</p>".into();
     }
@@ -468,9 +471,9 @@ fn builds_html(st: &DashState, s: &Session, app: &App) -> String {
     let newest = &builds[0];
     let live = if newest.status.as_str() == "pending" {
         format!(
-            "<h3>Building now</h3><pre class=\"build-output\" data-stream=\"/build-output/{}\" aria-live=\"polite\">{}</pre>",
+            // Empty here: the page's script streams the output from its start.
+            "<h3>Building now</h3><pre class=\"build-output\" data-stream=\"/build-output/{}\" aria-live=\"polite\">Waiting for the build's output…</pre>",
             Seg(&newest.id),
-            esc(&st.platform.build_output(&newest.id).unwrap_or_default())
         )
     } else {
         String::new()
@@ -501,20 +504,10 @@ pub async fn build(
         Ok(a) => a,
         Err(r) => return r,
     };
-    let found = st
-        .platform
-        .builds(s.user(), &app)
-        .unwrap_or_default()
-        .into_iter()
-        .find(|b| b.id == build);
-    let Some(b) = found else {
-        return error_page(
-            Some(&s),
-            PlatformError::NotFound {
-                resource: "build",
-                message: String::new(),
-            },
-        );
+    // Only this app's builds are found (the store looks within the app).
+    let b = match st.platform.build(s.user(), &app, &build) {
+        Ok(b) => b,
+        Err(e) => return error_page(Some(&s), e),
     };
     let output = st.platform.build_output(&b.id).unwrap_or_default();
     let stream = if b.status.as_str() == "pending" {
@@ -843,7 +836,7 @@ pub async fn add_collaborator(
     headers: HeaderMap,
     body: bytes::Bytes,
 ) -> Response {
-    let (app, form) = match action(&st, &s, &name, Need::View, &headers, &body) {
+    let (app, form) = match action(&st, &s, &name, Need::Manage, &headers, &body) {
         Ok(v) => v,
         Err(r) => return r,
     };
@@ -864,7 +857,7 @@ pub async fn update_collaborator(
     headers: HeaderMap,
     body: bytes::Bytes,
 ) -> Response {
-    let (app, form) = match action(&st, &s, &name, Need::View, &headers, &body) {
+    let (app, form) = match action(&st, &s, &name, Need::Manage, &headers, &body) {
         Ok(v) => v,
         Err(r) => return r,
     };
@@ -892,14 +885,24 @@ pub async fn remove_collaborator(
     headers: HeaderMap,
     body: bytes::Bytes,
 ) -> Response {
-    let (app, form) = match action(&st, &s, &name, Need::View, &headers, &body) {
-        Ok(v) => v,
+    // Leaving an app needs only to see it; removing someone else needs Manage.
+    let form = match s.form(&headers, &body) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let own = form
+        .text("email")
+        .is_some_and(|e| e.eq_ignore_ascii_case(&s.user().email));
+    let app = match load(&st, &s, &name, if own { Need::View } else { Need::Manage }) {
+        Ok(a) => a,
         Err(r) => return r,
     };
     match st
         .platform
         .remove_collaborator(s.user(), &app.name, form.text("email").unwrap_or(""))
     {
+        // Who left the app can no longer see its Access page.
+        Ok(_) if own => done("/dashboard", "collaborator-removed"),
         Ok(_) => done(
             &format!("{}/access", app_path(&app.name)),
             "collaborator-removed",
@@ -971,14 +974,24 @@ fn render_settings(
     let config = if reveal {
         config_html(s, &app)
     } else {
-        let keys: Vec<String> = app
-            .config
-            .iter()
-            .map(|(k, _)| format!("<code>{}</code>", esc(k)))
-            .collect();
+        // The names too are for whoever may read config (the API's rule): others see the count.
+        let may_read = st.platform.app_for(user, &app.id, Need::Deploy).is_ok();
+        let keys: Vec<String> = if may_read {
+            app.config
+                .iter()
+                .map(|(k, _)| format!("<code>{}</code>", esc(k)))
+                .collect()
+        } else {
+            Vec::new()
+        };
         format!(
-            "<p>{} config vars{}{}</p><p><a href=\"{p}/settings?reveal=1\" data-reveal=\"config\" class=\"button\">Reveal config vars</a></p>",
-            keys.len(),
+            "<p>{} config var{}{}{}</p><p><a href=\"{p}/settings?reveal=1\" data-reveal=\"config\" class=\"button\">Reveal config vars</a></p>",
+            app.config.iter().count(),
+            if app.config.iter().count() == 1 {
+                ""
+            } else {
+                "s"
+            },
             if keys.is_empty() { "" } else { ": " },
             keys.join(" ")
         )

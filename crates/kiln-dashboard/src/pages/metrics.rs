@@ -55,7 +55,7 @@ async fn page_(st: DashState, s: Session, name: String, q: Vec<(String, String)>
     }
     ranges.push_str("</nav>");
     let body = format!(
-        r#"{ranges}<div data-refresh="{p}/metrics/charts?range={range}" data-every="10000" id="charts">{charts}</div>"#
+        r#"{ranges}<div data-refresh="{p}/metrics/charts?range={range}" data-every="15000" id="charts">{charts}</div>"#
     );
     page(
         &s,

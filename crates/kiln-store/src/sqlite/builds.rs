@@ -116,6 +116,19 @@ pub(super) fn list(conn: &Connection, app_id: &str) -> Result<Vec<Build>> {
     )
 }
 
+/// The newest `limit` builds without their output (a list to show, not to read).
+pub(super) fn recent(conn: &Connection, app_id: &str, limit: u32) -> Result<Vec<Build>> {
+    let app = resolve_app(conn, app_id)?;
+    let brief = SELECT.replacen("b.output", "'' AS output", 1);
+    all_rows(
+        conn,
+        &format!("{brief} WHERE b.app_id = ?1 ORDER BY b.created_at DESC, b.rowid DESC LIMIT ?2"),
+        params![app, limit],
+        from_row,
+        "listing recent builds",
+    )
+}
+
 pub(super) fn fail_pending(conn: &Connection, reason: &str) -> Result<usize> {
     let line = interrupted_build_line(reason)?;
     conn.execute(

@@ -657,6 +657,10 @@ impl Store for SqliteStore {
         self.read(|tx| builds::list(tx, app_id))
     }
 
+    fn recent_builds(&self, app_id: &str, limit: u32) -> Result<Vec<Build>> {
+        self.read(|tx| builds::recent(tx, app_id, limit))
+    }
+
     fn fail_pending_builds(&self, reason: &str) -> Result<usize> {
         self.write(|tx| builds::fail_pending(tx, reason))
     }
