@@ -15,6 +15,7 @@
 pub mod memcached;
 pub mod postgres;
 pub mod redis;
+pub mod scheduler;
 pub mod server;
 pub mod state;
 pub mod supervise;
@@ -141,8 +142,12 @@ impl Addons {
         let postgres = postgres::PostgresProvider::new(config.clone());
         let redis = redis::provider(config.clone());
         let memcached = memcached::provider(config);
-        let providers: Vec<Arc<dyn Provider>> =
-            vec![postgres.clone(), redis.clone(), memcached.clone()];
+        let providers: Vec<Arc<dyn Provider>> = vec![
+            postgres.clone(),
+            redis.clone(),
+            memcached.clone(),
+            Arc::new(scheduler::SchedulerProvider),
+        ];
         Arc::new(Addons {
             providers,
             postgres,

@@ -23,7 +23,9 @@ mod logs;
 mod metrics;
 pub mod range;
 mod run;
+mod schedules;
 mod serve;
+mod sleep;
 mod sni;
 
 pub use run::Rendezvous;
@@ -144,6 +146,8 @@ pub fn api(platform: Arc<Platform>, extra: Router, tls_port: Option<u16>) -> Api
         .merge(domains::routes())
         .merge(drains::routes())
         .merge(metrics::routes())
+        .merge(sleep::routes())
+        .merge(schedules::routes())
         .merge(acm::routes())
         .merge(addons::routes())
         .merge(data::routes())

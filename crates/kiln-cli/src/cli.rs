@@ -992,6 +992,65 @@ pub enum Cmd {
         confirm: Option<String>,
     },
 
+    /// List an app's scheduled jobs (after `kiln addons:create scheduler`)
+    #[command(name = "schedules")]
+    Schedules {
+        #[command(flatten)]
+        app: AppFlags,
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Schedule a command: "every 10 minutes", "hourly at :30", "daily at 02:00 UTC" or cron
+    #[command(name = "schedules:add", trailing_var_arg = true)]
+    SchedulesAdd {
+        /// When it runs, e.g. "every 10 minutes" or "*/15 * * * *"
+        schedule: String,
+        /// Start a run even while the previous one is still going
+        #[arg(long)]
+        allow_overlap: bool,
+        #[command(flatten)]
+        app: AppFlags,
+        /// The command (after `--`)
+        #[arg(required = true, allow_hyphen_values = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
+
+    /// Remove a scheduled job
+    #[command(name = "schedules:remove")]
+    SchedulesRemove {
+        id: String,
+        #[command(flatten)]
+        app: AppFlags,
+    },
+
+    /// Run a scheduled job now
+    #[command(name = "schedules:run")]
+    SchedulesRun {
+        id: String,
+        #[command(flatten)]
+        app: AppFlags,
+    },
+
+    /// Show or set whether an app's dynos sleep when no request comes (eco dynos do), and when
+    #[command(name = "ps:autosleep")]
+    PsAutosleep {
+        /// on, off, or default (sleep when the web dynos are eco, as on Heroku)
+        #[arg(value_parser = ["on", "off", "default"])]
+        mode: Option<String>,
+        /// Idle time before the dynos sleep, such as 30m or 90s (default: the server's)
+        #[arg(long, value_name = "DURATION")]
+        after: Option<String>,
+        /// Keep worker dynos running while the web dynos sleep
+        #[arg(long, conflicts_with = "workers_sleep")]
+        workers_stay: bool,
+        /// Let worker dynos sleep with the web dynos (the default)
+        #[arg(long)]
+        workers_sleep: bool,
+        #[command(flatten)]
+        app: AppFlags,
+    },
+
     /// Show whether an app is in maintenance mode
     #[command(name = "maintenance")]
     Maintenance {

@@ -30,6 +30,9 @@ use std::time::Duration;
 use supervisor::{Instance, InstanceCtl};
 use tokio::sync::{mpsc, oneshot, watch};
 
+/// How often the manager looks for apps to put to sleep.
+const SLEEP_CHECK: Duration = Duration::from_secs(1);
+
 /// Timing of the lifecycle; Heroku's values by default.
 #[derive(Debug, Clone)]
 pub struct LifecycleConfig {
@@ -100,6 +103,17 @@ pub struct AppDesired {
     /// Whether its dynos log their load and memory (the `log-runtime-metrics` feature). Read
     /// when a dyno starts: as on Heroku, switching it takes a restart.
     pub runtime_metrics: bool,
+    /// Whether and when the app sleeps (eco dynos, `ps:autosleep`); `None`: never.
+    pub sleep: Option<SleepPolicy>,
+}
+
+/// Sleeping: after `after` without a request the app's web dynos (and, unless they stay, its
+/// other formation dynos) stop, and the next request wakes them (Heroku's eco dynos).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SleepPolicy {
+    pub after: Duration,
+    /// Worker dynos keep running while the web dynos sleep.
+    pub workers_stay: bool,
 }
 
 pub use kiln_model::dyno::{DynoInfo, RestartTarget};
@@ -194,6 +208,8 @@ enum Command {
     Changed(String),
     RunOneOff(OneOffRequest, oneshot::Sender<Result<OneOff, DynoError>>),
     OneOffDone(String, String),
+    /// A request arrived for a sleeping app.
+    Wake(String),
     Shutdown(oneshot::Sender<Vec<tokio::task::JoinHandle<()>>>),
 }
 
@@ -212,6 +228,14 @@ struct AppState {
     /// The release every web dyno in rotation last ran, as told to the router (whose HTTP
     /// cache drops the app's objects when it changes).
     live_release: std::cell::Cell<u32>,
+    /// When the app went to sleep, while it sleeps.
+    asleep: Option<kiln_model::Timestamp>,
+    /// Since when it has been awake (its start, or its last wake): idle time counts from here
+    /// at the most.
+    awake_since: tokio::time::Instant,
+    /// Woken by a request and no web dyno up yet: the router holds requests (H20 at the
+    /// end of its hold, not H10), and a wake that fails puts the app back to sleep.
+    waking: bool,
 }
 
 pub(crate) struct Shared {
@@ -334,6 +358,12 @@ impl DynoManager {
         rx.await.unwrap_or_default()
     }
 
+    /// Wakes a sleeping app (the router asks, for every request held on it; only the first
+    /// of a burst starts anything).
+    pub fn wake(&self, app_id: &str) {
+        let _ = self.tx.send(Command::Wake(app_id.to_string()));
+    }
+
     /// Starts a one-off dyno from the app's current release.
     pub async fn run_one_off(&self, req: OneOffRequest) -> Result<OneOff, DynoError> {
         let (reply, rx) = oneshot::channel();
@@ -358,7 +388,20 @@ impl DynoManager {
 
 impl Actor {
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
-        while let Some(cmd) = rx.recv().await {
+        // Sleeping apps are looked at every second: a few comparisons per app that may sleep.
+        let mut sleep_check = tokio::time::interval(SLEEP_CHECK);
+        sleep_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let cmd = tokio::select! {
+                cmd = rx.recv() => match cmd {
+                    Some(c) => c,
+                    None => return,
+                },
+                _ = sleep_check.tick() => {
+                    self.check_sleep();
+                    continue;
+                }
+            };
             self.stopping.retain(|h| !h.is_finished());
             match cmd {
                 Command::Apply(desired, reply) => {
@@ -368,8 +411,17 @@ impl Actor {
                         instances: Vec::new(),
                         one_offs: Vec::new(),
                         live_release: Default::default(),
+                        asleep: None,
+                        awake_since: tokio::time::Instant::now(),
+                        waking: false,
                     });
                     state.desired = desired;
+                    // An app that may no longer sleep wakes; one that may sleep longer keeps
+                    // sleeping (a deploy to a sleeping app waits for its next request).
+                    if state.desired.sleep.is_none() && state.asleep.is_some() {
+                        state.asleep = None;
+                        state.awake_since = tokio::time::Instant::now();
+                    }
                     let started = self.reconcile(&app_id);
                     let _ = reply.send(started);
                     self.publish(&app_id);
@@ -446,6 +498,7 @@ impl Actor {
                     };
                     let _ = reply.send(result);
                 }
+                Command::Wake(app_id) => self.wake(&app_id),
                 Command::OneOffDone(app_id, name) => {
                     if let Some(state) = self.apps.get_mut(&app_id) {
                         state.one_offs.retain(|o| o.name != name);
@@ -527,9 +580,15 @@ impl Actor {
 
         // Desired dyno names with their commands.
         let mut want: BTreeMap<DynoName, (String, DynoSize)> = BTreeMap::new();
+        let asleep = state.asleep.is_some();
+        let workers_stay = d.sleep.is_some_and(|p| p.workers_stay);
         if let Some(rel) = &d.release {
             for (ptype, command) in &rel.process_types {
                 if ptype == "release" {
+                    continue;
+                }
+                // A sleeping app runs nothing of its formation (but workers that stay).
+                if asleep && (ptype == "web" || !workers_stay) {
                     continue;
                 }
                 let (q, size) = d
@@ -622,6 +681,92 @@ impl Actor {
         started
     }
 
+    /// Puts apps to sleep that have had no request for their sleep time, and apps whose wake
+    /// failed (no web dyno up within the boot timeout) back to sleep.
+    fn check_sleep(&mut self) {
+        let now = tokio::time::Instant::now();
+        let boot_timeout = self.shared.config.boot_timeout;
+        let mut due = Vec::new();
+        for (id, state) in &mut self.apps {
+            let Some(policy) = state.desired.sleep else {
+                continue;
+            };
+            let web_quantity = state.desired.formation.get("web").map_or(0, |(q, _)| *q);
+            if state.asleep.is_some() || state.desired.release.is_none() || web_quantity == 0 {
+                continue;
+            }
+            let web_up = state
+                .instances
+                .iter()
+                .any(|i| i.name.process_type == "web" && i.state() == DynoState::Up);
+            if web_up {
+                state.waking = false;
+            }
+            let awake_for = now.saturating_duration_since(state.awake_since);
+            let idle = self
+                .routes
+                .idle_secs(id)
+                .map_or(awake_for, |s| Duration::from_secs(s).min(awake_for));
+            let failed_wake = state.waking && !web_up && awake_for >= boot_timeout;
+            if idle >= policy.after || failed_wake {
+                due.push(id.clone());
+            }
+        }
+        for id in due {
+            self.sleep(&id);
+        }
+    }
+
+    fn sleep(&mut self, app_id: &str) {
+        let shared = self.shared.clone();
+        let Some(state) = self.apps.get_mut(app_id) else {
+            return;
+        };
+        let workers_stay = state.desired.sleep.is_some_and(|p| p.workers_stay);
+        state.asleep = Some(kiln_model::Timestamp::now());
+        state.waking = false;
+        for inst in &state.instances {
+            if inst.name.process_type == "web" || !workers_stay {
+                let name = inst.name.to_string();
+                let from = inst.state();
+                platform_log(&shared, app_id, &name, "Idling");
+                platform_log(
+                    &shared,
+                    app_id,
+                    &name,
+                    format!("State changed from {from} to idle"),
+                );
+            }
+        }
+        self.reconcile(app_id);
+        self.publish(app_id);
+    }
+
+    fn wake(&mut self, app_id: &str) {
+        let shared = self.shared.clone();
+        let Some(state) = self.apps.get_mut(app_id) else {
+            return;
+        };
+        if state.asleep.take().is_none() {
+            return;
+        }
+        state.awake_since = tokio::time::Instant::now();
+        state.waking = true;
+        let web_quantity = state.desired.formation.get("web").map_or(0, |(q, _)| *q);
+        for i in 1..=web_quantity {
+            let name = DynoName::new("web".to_string(), i).to_string();
+            platform_log(&shared, app_id, &name, "Unidling");
+            platform_log(
+                &shared,
+                app_id,
+                &name,
+                "State changed from idle to starting",
+            );
+        }
+        self.reconcile(app_id);
+        self.publish(app_id);
+    }
+
     fn publish(&self, app_id: &str) {
         let Some(state) = self.apps.get(app_id) else {
             return;
@@ -668,7 +813,11 @@ impl Actor {
             WebStatus::NoWebDynos
         } else if !backends.is_empty() {
             WebStatus::Up
-        } else if any_starting {
+        } else if state.asleep.is_some() {
+            WebStatus::Asleep
+        } else if any_starting || state.waking {
+            // A wake that has not brought a dyno up yet is still booting for the router: a
+            // held request ends in H20 (boot timeout), as on Heroku, not H10.
             WebStatus::Starting
         } else {
             WebStatus::Crashed
@@ -700,6 +849,37 @@ fn list_dynos(state: &AppState) -> Vec<DynoInfo> {
             Some(existing) if existing.created_at > info.created_at => {}
             _ => {
                 by_name.insert(inst.name.clone(), info);
+            }
+        }
+    }
+    // A sleeping app's formation dynos are listed as idle, since when they slept.
+    if let (Some(slept), Some(rel)) = (state.asleep, &state.desired.release) {
+        let workers_stay = state.desired.sleep.is_some_and(|p| p.workers_stay);
+        for (ptype, command) in &rel.process_types {
+            if ptype == "release" || (ptype != "web" && workers_stay) {
+                continue;
+            }
+            let (q, size) = state
+                .desired
+                .formation
+                .get(ptype)
+                .copied()
+                .unwrap_or((0, DynoSize::default()));
+            for i in 1..=q {
+                let name = DynoName::new(ptype.clone(), i);
+                by_name.entry(name.clone()).or_insert_with(|| DynoInfo {
+                    id: String::new(),
+                    name: name.to_string(),
+                    process_type: ptype.clone(),
+                    state: DynoState::Idle,
+                    command: command.clone(),
+                    size,
+                    release_id: rel.release_id.clone(),
+                    release_version: rel.version,
+                    created_at: slept,
+                    updated_at: slept,
+                    detail: Some(format!("sleeping since {}", slept.rfc3339())),
+                });
             }
         }
     }

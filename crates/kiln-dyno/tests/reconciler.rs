@@ -1,11 +1,11 @@
 //! The dyno manager's decisions, on a scripted runtime under tokio's paused clock: boots, the
 //! boot timeout (R10), crash restarts and their cool-off, preboot, replacing and scaling,
-//! graceful stops (R12), daily cycling, what the router is told, one-offs. No container or
+//! graceful stops (R12), daily cycling, what the router is told, one-offs, sleeping and waking. No container or
 //! process is started, and minutes of cool-off pass at once, so each test takes milliseconds.
 
 use kiln_dyno::{
     AppDesired, DeployOutcome, DynoError, DynoManager, LifecycleConfig, OneOffRequest,
-    ReleaseDesired, RestartTarget,
+    ReleaseDesired, RestartTarget, SleepPolicy,
 };
 use kiln_model::log::LogSink;
 use kiln_model::route::{Backend, DynoRoutes, WebStatus};
@@ -150,6 +150,7 @@ fn desired(version: u32, formation: &[(&str, u32)]) -> AppDesired {
             .map(|(t, q)| (t.to_string(), (*q, DynoSize::default())))
             .collect(),
         runtime_metrics: false,
+        sleep: None,
     }
 }
 
@@ -814,4 +815,148 @@ async fn one_off_dynos_are_named_run_n_and_leave_ps_when_done() {
         h.manager.run_one_off(req).await,
         Err(DynoError::NoRelease)
     ));
+}
+
+/// `desired` for an app that sleeps after a minute without a request.
+fn sleepy(formation: &[(&str, u32)], workers_stay: bool) -> AppDesired {
+    let mut d = desired(1, formation);
+    d.sleep = Some(SleepPolicy {
+        after: Duration::from_secs(60),
+        workers_stay,
+    });
+    d
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_app_sleeps_and_a_burst_of_wakes_starts_each_dyno_once() {
+    let h = harness(|_| Script::default());
+    assert_eq!(
+        h.manager
+            .apply(sleepy(&[("web", 1), ("worker", 1)], false))
+            .wait()
+            .await,
+        DeployOutcome::Up
+    );
+    h.until_state("worker.1", DynoState::Up).await;
+    let started = Instant::now();
+    until("the app to sleep", || {
+        h.routes.last().0 == WebStatus::Asleep
+    })
+    .await;
+    let slept_after = started.elapsed().as_secs();
+    assert!(
+        (59..=62).contains(&slept_after),
+        "slept after {slept_after} s"
+    );
+    // Its dynos were stopped gracefully (after the router's drain), and ps shows them idle.
+    until("the dynos to be stopped", || {
+        !h.nth("web.1", 0).signals().is_empty() && !h.nth("worker.1", 0).signals().is_empty()
+    })
+    .await;
+    assert_eq!(signal_numbers(&h.nth("web.1", 0))[0], SIGTERM);
+    assert_eq!(signal_numbers(&h.nth("worker.1", 0))[0], SIGTERM);
+    let states = h.states().await;
+    assert_eq!(
+        states,
+        [
+            ("web.1".to_string(), DynoState::Idle),
+            ("worker.1".to_string(), DynoState::Idle)
+        ]
+        .into()
+    );
+    assert_eq!(
+        h.logs.count("heroku[web.1]: Idling"),
+        1,
+        "{:#?}",
+        h.logs.lines()
+    );
+    assert_eq!(
+        h.logs.count("heroku[web.1]: State changed from up to idle"),
+        1
+    );
+    // A burst of requests: fifty wakes start each dyno once.
+    for _ in 0..50 {
+        h.manager.wake(APP);
+    }
+    h.until_state("web.1", DynoState::Up).await;
+    h.until_state("worker.1", DynoState::Up).await;
+    assert_eq!(h.runtime.named("web.1").len(), 2);
+    assert_eq!(h.runtime.named("worker.1").len(), 2);
+    assert_eq!(h.logs.count("heroku[web.1]: Unidling"), 1);
+    assert_eq!(h.routes.last().0, WebStatus::Up);
+    // A wake is no crash: nothing waits for a cool-off.
+    let web = h
+        .manager
+        .dynos(APP)
+        .await
+        .into_iter()
+        .find(|d| d.name == "web.1")
+        .unwrap();
+    assert_eq!(web.detail, None);
+    // A wake while awake does nothing.
+    h.manager.wake(APP);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(h.runtime.named("web.1").len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn worker_dynos_may_stay_up_while_the_web_sleeps() {
+    let h = harness(|_| Script::default());
+    h.manager
+        .apply(sleepy(&[("web", 1), ("worker", 1)], true))
+        .wait()
+        .await;
+    until("the app to sleep", || {
+        h.routes.last().0 == WebStatus::Asleep
+    })
+    .await;
+    let states = h.states().await;
+    assert_eq!(states.get("web.1"), Some(&DynoState::Idle));
+    assert_eq!(states.get("worker.1"), Some(&DynoState::Up));
+    assert!(h.nth("worker.1", 0).signals().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_wake_that_cannot_boot_is_held_as_booting_and_sleeps_again() {
+    // The first start boots; after that the release no longer binds its port.
+    let mut starts = 0;
+    let h = harness_with(
+        LifecycleConfig {
+            boot_timeout: Duration::from_secs(3),
+            ..config()
+        },
+        move |_| {
+            starts += 1;
+            if starts == 1 {
+                Script::default()
+            } else {
+                Script::never_binds()
+            }
+        },
+    );
+    h.manager.apply(sleepy(&[("web", 1)], false)).wait().await;
+    until("the app to sleep", || {
+        h.routes.last().0 == WebStatus::Asleep
+    })
+    .await;
+    let told_before = h.routes.backends.lock().unwrap().len();
+    h.manager.wake(APP);
+    until("the app to sleep again", || {
+        h.logs.count("heroku[web.1]: Idling") == 2
+    })
+    .await;
+    until("the router to be told", || {
+        h.routes.last().0 == WebStatus::Asleep
+    })
+    .await;
+    // While it tried, the router held requests (booting), never refused them as crashed (H10):
+    // they end in H20 when its hold runs out.
+    let told: Vec<WebStatus> = h.routes.backends.lock().unwrap()[told_before..]
+        .iter()
+        .map(|(s, _)| *s)
+        .collect();
+    assert!(told.contains(&WebStatus::Starting), "{told:?}");
+    assert!(!told.contains(&WebStatus::Crashed), "{told:?}");
+    assert!(h.logs.count("Error R10") >= 1, "{:#?}", h.logs.lines());
+    assert_eq!(h.states().await.get("web.1"), Some(&DynoState::Idle));
 }

@@ -152,6 +152,9 @@ pub const MEMCACHED_PLANS: &[Plan] = &[
     kv("500", "500 MB", 4000, 500 * MB, 750, false),
 ];
 
+/// Heroku Scheduler: no server, no config vars; an app with it may have scheduled jobs.
+pub const SCHEDULER_PLANS: &[Plan] = &[plan("standard", "Standard", 0)];
+
 pub const SERVICES: &[Service] = &[
     Service {
         name: "heroku-postgresql",
@@ -191,6 +194,19 @@ pub const SERVICES: &[Service] = &[
         plans: MEMCACHED_PLANS,
         default_plan: "dev",
         package: "memcached sasl2-bin",
+    },
+    Service {
+        name: "scheduler",
+        human_name: "Heroku Scheduler",
+        aliases: &["heroku-scheduler"],
+        id: "8d9ba5c2-4a51-4f3b-9c67-2b6f0e1d7a34",
+        name_prefix: "scheduler",
+        primary_attachment: "SCHEDULER",
+        secondary_stem: "SCHEDULER",
+        config_keys: &[],
+        plans: SCHEDULER_PLANS,
+        default_plan: "standard",
+        package: "",
     },
 ];
 

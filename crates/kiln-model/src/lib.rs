@@ -21,7 +21,9 @@ pub mod procfile;
 pub mod records;
 pub mod release;
 pub mod route;
+pub mod schedule;
 pub mod secret;
+pub mod sleep;
 pub mod time;
 
 pub use app::AppName;

@@ -566,6 +566,26 @@ pub struct ReleaseRange {
     pub descending: bool,
 }
 
+/// A scheduled job of an app (`kiln schedules:add`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduledJob {
+    pub id: String,
+    pub app_id: String,
+    pub app_name: String,
+    /// As the user wrote it (`every 10 minutes`); checked when added.
+    pub expression: String,
+    pub command: String,
+    /// Start a run even while the previous one still runs.
+    pub allow_overlap: bool,
+    /// Who added it: its runs are theirs.
+    pub user_id: String,
+    pub user_email: String,
+    /// Unix seconds.
+    pub next_run_at: i64,
+    pub last_run_at: Option<i64>,
+    pub created_at: Timestamp,
+}
+
 /// A custom domain of an app.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Domain {

@@ -23,6 +23,8 @@ pub enum WebStatus {
     Crashed,
     /// At least one backend is up.
     Up,
+    /// The app sleeps (idle for its sleep time): a request is held while it is woken.
+    Asleep,
 }
 
 /// The router's view of one app.
@@ -72,5 +74,10 @@ pub trait DynoRoutes: Send + Sync {
     /// stopped once its last request has finished.
     fn in_flight(&self, _app_id: &str, _addr: SocketAddr) -> usize {
         0
+    }
+    /// Seconds since a request for the app last reached the router; `None` if none has since
+    /// the router started (the dyno manager then counts from the app's own start).
+    fn idle_secs(&self, _app_id: &str) -> Option<u64> {
+        None
     }
 }

@@ -409,6 +409,10 @@ impl Platform {
         for r in &releases {
             self.released(&r.app_id, r, user);
         }
+        // As on Heroku, the scheduler's jobs go with it.
+        if gone.service == crate::scheduler::SERVICE {
+            self.scheduler_removed(&gone.app_id);
+        }
         Ok((gone, releases))
     }
 

@@ -24,6 +24,8 @@ pub mod features;
 pub mod metrics;
 mod queries;
 mod release;
+pub mod scheduler;
+pub mod sleep;
 mod sni;
 mod streams;
 mod tenancy;
@@ -165,6 +167,9 @@ pub struct Settings {
     pub signup: SignupMode,
     /// API requests per hour per user (Heroku: 4,500).
     pub api_rate_limit: u32,
+    /// How long a sleeping app (eco, or `ps:autosleep on`) may go without a request before
+    /// its dynos sleep, unless it sets its own (Heroku: 30 minutes).
+    pub sleep_after: std::time::Duration,
 }
 
 pub struct Platform {
@@ -207,6 +212,8 @@ pub struct Platform {
     /// Bumped whenever a credential or a grant is taken away, so that open sessions look
     /// again at whether they may go on.
     revocations: tokio::sync::watch::Sender<u64>,
+    /// Scheduled jobs with a run going.
+    running: scheduler::Running,
 }
 
 impl Platform {
@@ -244,6 +251,7 @@ impl Platform {
             login_throttle: accounts::LoginThrottle::default(),
             rate_limiter: accounts::RateLimiter::new(settings.api_rate_limit),
             revocations: tokio::sync::watch::Sender::new(0),
+            running: scheduler::Running::default(),
             settings,
         })
     }
@@ -780,6 +788,7 @@ impl Platform {
             .app_features(app_id)?
             .iter()
             .any(|f| f == features::RUNTIME_METRICS);
+        let sleep = self.sleep_policy(app_id, &formation)?;
         Ok(self.dynos.apply(AppDesired {
             app_id: app.id.clone(),
             app_name: app.name.clone(),
@@ -787,6 +796,7 @@ impl Platform {
             release,
             formation,
             runtime_metrics,
+            sleep,
         }))
     }
 
@@ -868,6 +878,19 @@ impl Platform {
             tracing::info!(addon = %id, "removed an add-on that was provisioned but never recorded");
         }
         self.addons.resume().await;
+        if let Some(me) = self.myself() {
+            // Scheduled jobs: a look every second.
+            let weak = std::sync::Arc::downgrade(&me);
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    every.tick().await;
+                    let Some(p) = weak.upgrade() else { return };
+                    p.scheduler_tick().await;
+                }
+            });
+        }
         if let Some(me) = self.myself() {
             let tick = self.settings.backup_tick;
             let weak = std::sync::Arc::downgrade(&me);

@@ -106,10 +106,11 @@ pub(crate) async fn handle(
 
     // Futures that only some requests need are boxed: an async fn's future is as large as
     // everything it might await, and every request pays for moving it.
+    slot.touch();
     let current = slot.current();
     let (app, decision) = match classify(&current) {
         Some(decision) => (current, decision),
-        None => Box::pin(decide(&slot, shared.config.boot_hold)).await,
+        None => Box::pin(decide(&shared.table, &slot, shared.config.boot_hold)).await,
     };
     let log = RequestLog {
         logs: slot.log_target(&shared.logs),
@@ -195,17 +196,21 @@ fn classify(app: &AppEntry) -> Option<Decision> {
         WebStatus::NoWebDynos => Some(Decision::Refuse(HCode::H14)),
         WebStatus::Crashed => Some(Decision::Refuse(HCode::H10)),
         // `Up` without backends is a transient report from the dyno manager: a dyno is
-        // about to be published, so it waits like a boot.
-        WebStatus::Starting | WebStatus::Up => None,
+        // about to be published, so it waits like a boot. A sleeping app is woken and waited
+        // for the same way.
+        WebStatus::Starting | WebStatus::Up | WebStatus::Asleep => None,
     }
 }
 
 /// Classifies the app, holding the request while it boots: Heroku queues requests for up
 /// to 75 s for a dyno to come up rather than failing the first visitor after a deploy.
-async fn decide(slot: &AppSlot, hold: Duration) -> (Arc<AppEntry>, Decision) {
+async fn decide(table: &RouteTable, slot: &AppSlot, hold: Duration) -> (Arc<AppEntry>, Decision) {
     let app = slot.current();
     if let Some(d) = classify(&app) {
         return (app, d);
+    }
+    if app.status == WebStatus::Asleep {
+        table.wake(&app.app_id);
     }
     let deadline = tokio::time::Instant::now() + hold;
     let mut rx = slot.subscribe();

@@ -19,7 +19,17 @@ use kiln_model::log::LogSink;
 use kiln_model::meter::{Meters, RequestMeter};
 use kiln_model::route::{AppRoutes, Backend, DynoRoutes, WebStatus};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, PoisonError, RwLock};
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Wakes a sleeping app's dynos (the dyno manager's, set by the server).
+pub type Waker = Arc<dyn Fn(&str) + Send + Sync>;
 use tokio::sync::watch;
 
 /// Every app the router knows, by id and by name.
@@ -34,6 +44,8 @@ pub struct RouteTable {
     acme: RwLock<HashMap<String, String>>,
     /// Where each app's requests are counted (see `kiln-metrics`), when the server counts.
     meters: OnceLock<Arc<dyn Meters>>,
+    /// Who wakes a sleeping app when a request for it arrives.
+    waker: OnceLock<Waker>,
 }
 
 #[derive(Default)]
@@ -56,6 +68,9 @@ pub(crate) struct AppSlot {
     log: OnceLock<LogTarget>,
     /// Where its requests are counted, found on the first request likewise.
     meter: OnceLock<Option<Arc<dyn RequestMeter>>>,
+    /// When a request last arrived (Unix seconds; 0: none yet), for sleeping apps' idle time.
+    /// One relaxed store per request.
+    last_request: AtomicU64,
 }
 
 impl AppSlot {
@@ -76,6 +91,11 @@ impl AppSlot {
         self.meter
             .get_or_init(|| table.meter(&self.tx.borrow().app_id))
             .clone()
+    }
+
+    /// Notes that a request arrived now.
+    pub(crate) fn touch(&self) {
+        self.last_request.store(unix_now(), Ordering::Relaxed);
     }
 
     pub(crate) fn subscribe(&self) -> watch::Receiver<Arc<AppEntry>> {
@@ -167,12 +187,26 @@ impl RouteTable {
             cache: crate::cache::HttpCache::new(),
             acme: RwLock::default(),
             meters: OnceLock::new(),
+            waker: OnceLock::new(),
         })
     }
 
     /// Counts every app's requests in `meters` from now on (set once, before serving).
     pub fn set_meters(&self, meters: Arc<dyn Meters>) {
         let _ = self.meters.set(meters);
+    }
+
+    /// Sets who wakes sleeping apps (set once, when the server starts).
+    pub fn set_waker(&self, waker: Waker) {
+        let _ = self.waker.set(waker);
+    }
+
+    /// Asks for a sleeping app's dynos; every request held on it may ask, the waker starts
+    /// them once.
+    pub(crate) fn wake(&self, app_id: &str) {
+        if let Some(w) = self.waker.get() {
+            w(app_id);
+        }
     }
 
     /// An app's request meter, looked up (for the rare requests that have no slot at hand).
@@ -255,6 +289,7 @@ impl RouteTable {
                 tx,
                 log: OnceLock::new(),
                 meter: OnceLock::new(),
+                last_request: AtomicU64::new(0),
             })
         }))
     }
@@ -402,6 +437,14 @@ impl DynoRoutes for RouteTable {
 
     fn release_changed(&self, app_id: &str, _version: u32) {
         self.cache.purge_app(app_id);
+    }
+
+    fn idle_secs(&self, app_id: &str) -> Option<u64> {
+        let slot = self.read().by_id.get(app_id).cloned()?;
+        match slot.last_request.load(Ordering::Relaxed) {
+            0 => None,
+            t => Some(unix_now().saturating_sub(t)),
+        }
     }
 
     fn in_flight(&self, app_id: &str, addr: std::net::SocketAddr) -> usize {

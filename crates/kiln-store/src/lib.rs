@@ -338,6 +338,32 @@ pub trait Store: Send + Sync {
     /// Switches an app feature on or off; `true` if that changed anything.
     fn set_app_feature(&self, app_id: &str, name: &str, on: bool) -> Result<bool>;
 
+    // --- Scheduled jobs (see the `schedules` module) ---
+
+    /// Adds a job; refused past the per-app limit.
+    fn add_schedule(
+        &self,
+        app_id: &str,
+        account_id: &str,
+        expression: &str,
+        command: &str,
+        allow_overlap: bool,
+        next_run_at: i64,
+    ) -> Result<kiln_model::records::ScheduledJob>;
+    fn schedules(&self, app_id: &str) -> Result<Vec<kiln_model::records::ScheduledJob>>;
+    fn schedule(&self, app_id: &str, id: &str) -> Result<kiln_model::records::ScheduledJob>;
+    fn remove_schedule(&self, app_id: &str, id: &str) -> Result<kiln_model::records::ScheduledJob>;
+    /// Removes every job of the app (its scheduler add-on is gone); how many there were.
+    fn remove_schedules(&self, app_id: &str) -> Result<usize>;
+    /// Jobs due at `now` (Unix seconds), soonest first.
+    fn due_schedules(&self, now: i64) -> Result<Vec<kiln_model::records::ScheduledJob>>;
+    /// Records a run (`ran_at`) or a skipped one (`None`), and the job's next run.
+    fn schedule_advanced(&self, id: &str, ran_at: Option<i64>, next_run_at: i64) -> Result<()>;
+
+    /// Whether and when the app sleeps (`ps:autosleep`); the default if never set.
+    fn app_sleep(&self, app_id: &str) -> Result<kiln_model::sleep::SleepSetting>;
+    fn set_app_sleep(&self, app_id: &str, s: &kiln_model::sleep::SleepSetting) -> Result<()>;
+
     // --- Automatic Certificate Management (see the `acm` module) ---
 
     /// Turns ACM on or off; off also removes the app's ACM certificates and states.

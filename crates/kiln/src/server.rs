@@ -83,6 +83,14 @@ struct Args {
     /// Seconds a web dyno has to bind $PORT (Heroku's R10).
     #[arg(long, env = "KILN_BOOT_TIMEOUT", default_value_t = 60)]
     boot_timeout: u64,
+    /// Seconds without a request after which a sleeping app's dynos sleep (eco dynos, and
+    /// apps with `ps:autosleep on`, unless they set their own; Heroku: 30 minutes).
+    #[arg(long, env = "KILN_SLEEP_AFTER", default_value_t = 1800, value_parser = clap::value_parser!(u64).range(1..))]
+    sleep_after: u64,
+    /// Seconds the router holds a request for an app whose web dynos are booting or waking
+    /// before it answers H20 (Heroku: 75).
+    #[arg(long, env = "KILN_ROUTER_BOOT_HOLD", default_value_t = 75, value_parser = clap::value_parser!(u64).range(1..))]
+    router_boot_hold: u64,
     /// Seconds between SIGTERM and SIGKILL when stopping a dyno (Heroku's R12).
     #[arg(long, env = "KILN_STOP_TIMEOUT", default_value_t = 30)]
     stop_timeout: u64,
@@ -265,6 +273,7 @@ fn router_config(args: &Args, connections: kiln_net::ConnLimits) -> kiln_router:
         connections,
         head_timeout: Duration::from_secs(args.router_head_timeout),
         idle_timeout: Duration::from_secs(args.router_idle_timeout),
+        boot_hold: Duration::from_secs(args.router_boot_hold),
         ..Default::default()
     };
     config.cache.max_bytes = args.router_cache_mb.saturating_mul(1024 * 1024);
@@ -623,6 +632,11 @@ async fn run(args: Args) -> Result<()> {
     };
     let dynos =
         kiln_dyno::DynoManager::start(runtime.clone(), sink.clone(), dyno_routes, lifecycle);
+    // A request for a sleeping app wakes it.
+    {
+        let dynos = dynos.clone();
+        routes.set_waker(Arc::new(move |app_id: &str| dynos.wake(app_id)));
+    }
 
     let api_url = args.api_url.clone().unwrap_or_else(|| {
         let host = if api_addr.ip().is_unspecified() {
@@ -645,6 +659,7 @@ async fn run(args: Args) -> Result<()> {
         signup: kiln_platform::SignupMode::parse(&args.signup)
             .context("--signup must be open, invite or closed")?,
         api_rate_limit: args.api_rate_limit,
+        sleep_after: Duration::from_secs(args.sleep_after),
     };
     let addons = kiln_platform::Addons::builtin(kiln_addons::AddonsConfig {
         dir: data_dir.join("addons"),

@@ -337,3 +337,34 @@ fn without_the_https_listener_run_says_what_herokus_cli_needs() {
     let out = s.ok(&["run", "-a", app, "--", "echo", "plain-ok"]);
     assert!(out.contains("plain-ok"), "{out}");
 }
+
+/// The dashboard answers on the HTTPS listener too, and there its cookies are ones only a
+/// secure page of this host may set (`__Host-`, `Secure`).
+#[test]
+fn the_dashboard_is_served_over_https_with_host_only_secure_cookies() {
+    let s = Server::start_with("dash-tls", &["--api-tls-listen", "127.0.0.1:0"]);
+    let r = https(&s, "GET", "/dashboard/login", None, None);
+    assert_eq!(status(&r), 200, "{r}");
+    let cookie = r
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .unwrap_or_else(|| panic!("no cookie: {r}"));
+    for part in [
+        "__Host-kiln_login=",
+        "Path=/",
+        "HttpOnly",
+        "SameSite=Lax",
+        "Secure",
+    ] {
+        assert!(cookie.contains(part), "{part} missing: {cookie}");
+    }
+    assert!(!cookie.contains("Domain="), "{cookie}");
+    assert!(
+        r.to_ascii_lowercase().contains("content-security-policy:"),
+        "{r}"
+    );
+    // A page behind the sign-in sends a visitor without a session there.
+    let r = https(&s, "GET", "/dashboard/apps/anything", None, None);
+    assert_eq!(status(&r), 303, "{r}");
+    assert!(r.contains("location: /dashboard/login?next="), "{r}");
+}

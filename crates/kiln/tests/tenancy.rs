@@ -426,6 +426,16 @@ const ROUTES: &[(&str, &str, Rule)] = &[
     ("GET", "/account/features/{feature}", Account),
     ("GET", "/apps/{app}/metrics/router", App(View)),
     ("GET", "/apps/{app}/metrics/dynos", App(View)),
+    ("GET", "/apps/{app}/sleep", App(View)),
+    ("PATCH", "/apps/{app}/sleep", App(Operate)),
+    ("GET", "/apps/{app}/schedules", App(View)),
+    ("POST", "/apps/{app}/schedules", App(Deploy)),
+    ("DELETE", "/apps/{app}/schedules/{id}", App(Deploy)),
+    (
+        "POST",
+        "/apps/{app}/schedules/{id}/actions/run",
+        App(Deploy),
+    ),
     // Heroku's buildpack registry is public.
     ("GET", "/buildpacks", Public),
     ("GET", "/buildpacks/{buildpack}", Public),

@@ -20,6 +20,7 @@ mod pg;
 mod ps;
 mod releases;
 pub mod run;
+mod schedules;
 
 use crate::api::Api;
 use crate::cli::{AppFlags, Cmd};
@@ -446,6 +447,25 @@ pub async fn dispatch(ctx: &mut Ctx<'_>, cmd: Cmd) -> Result<()> {
                 confirm.as_deref(),
             )
             .await
+        }
+        Cmd::Schedules { app, json } => schedules::list(ctx, &app, json).await,
+        Cmd::SchedulesAdd {
+            schedule,
+            allow_overlap,
+            app,
+            command,
+        } => schedules::add(ctx, &app, &schedule, &command, allow_overlap).await,
+        Cmd::SchedulesRemove { id, app } => schedules::remove(ctx, &app, &id).await,
+        Cmd::SchedulesRun { id, app } => schedules::run(ctx, &app, &id).await,
+        Cmd::PsAutosleep {
+            mode,
+            after,
+            workers_stay,
+            workers_sleep,
+            app,
+        } => {
+            let workers = (workers_stay || workers_sleep).then_some(workers_stay);
+            maintenance::autosleep(ctx, &app, mode.as_deref(), after.as_deref(), workers).await
         }
         Cmd::Maintenance { app } => maintenance::show(ctx, &app).await,
         Cmd::MaintenanceOn { app } => maintenance::set(ctx, &app, true).await,

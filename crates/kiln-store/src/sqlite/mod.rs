@@ -24,7 +24,9 @@ mod drains;
 mod features;
 mod formation;
 mod releases;
+mod schedules;
 mod seal;
+mod sleep;
 mod slugs;
 mod sni;
 mod tenancy;
@@ -186,6 +188,10 @@ const MIGRATIONS: &[&str] = &[
     drains::MIGRATION,
     // 12: app features switched on (labs).
     features::MIGRATION,
+    // 13: apps' sleep settings.
+    sleep::MIGRATION,
+    // 14: scheduled jobs.
+    schedules::MIGRATION,
 ];
 
 /// The step that seals the secrets of an older database; after it, the file is rewritten so
@@ -771,6 +777,60 @@ impl Store for SqliteStore {
 
     fn set_app_feature(&self, app_id: &str, name: &str, on: bool) -> Result<bool> {
         self.write(|tx| features::set(tx, app_id, name, on))
+    }
+
+    fn add_schedule(
+        &self,
+        app_id: &str,
+        account_id: &str,
+        expression: &str,
+        command: &str,
+        allow_overlap: bool,
+        next_run_at: i64,
+    ) -> Result<kiln_model::records::ScheduledJob> {
+        self.write(|tx| {
+            schedules::add(
+                tx,
+                app_id,
+                account_id,
+                expression,
+                command,
+                allow_overlap,
+                next_run_at,
+            )
+        })
+    }
+
+    fn schedules(&self, app_id: &str) -> Result<Vec<kiln_model::records::ScheduledJob>> {
+        self.read(|tx| schedules::list(tx, app_id))
+    }
+
+    fn schedule(&self, app_id: &str, id: &str) -> Result<kiln_model::records::ScheduledJob> {
+        self.read(|tx| schedules::get(tx, app_id, id))
+    }
+
+    fn remove_schedule(&self, app_id: &str, id: &str) -> Result<kiln_model::records::ScheduledJob> {
+        self.write(|tx| schedules::remove(tx, app_id, id))
+    }
+
+    fn remove_schedules(&self, app_id: &str) -> Result<usize> {
+        self.write(|tx| schedules::remove_all(tx, app_id))
+    }
+
+    fn due_schedules(&self, now: i64) -> Result<Vec<kiln_model::records::ScheduledJob>> {
+        self.read(|tx| schedules::due(tx, now))
+    }
+
+    fn schedule_advanced(&self, id: &str, ran_at: Option<i64>, next_run_at: i64) -> Result<()> {
+        self.write(|tx| schedules::advance(tx, id, ran_at, next_run_at))
+    }
+
+    fn app_sleep(&self, app_id: &str) -> Result<kiln_model::sleep::SleepSetting> {
+        self.read(|tx| sleep::get(tx, app_id))
+    }
+
+    fn set_app_sleep(&self, app_id: &str, s: &kiln_model::sleep::SleepSetting) -> Result<()> {
+        self.write(|tx| sleep::set(tx, app_id, s))
     }
 
     fn set_acm(&self, app_id: &str, on: bool) -> Result<App> {

@@ -293,7 +293,8 @@ impl Server {
         self.restart(extra);
     }
 
-    fn restart(&mut self, extra: &[&str]) {
+    /// Starts a new server on the same data dir (after `crash` or `stop`); it answers on new ports.
+    pub fn restart(&mut self, extra: &[&str]) {
         let mut fresh = Server::start_in(self.dir.clone(), extra);
         self.child = fresh.child.take();
         self.api_url = fresh.api_url.clone();
