@@ -15,7 +15,8 @@ PARTS=("$@"); [ ${#PARTS[@]} -gt 0 ] || PARTS=(wake density)
 source bench/lib.sh
 start_kiln sleeping
 export KILN_API_URL=http://127.0.0.1:$API KILN_API_KEY=$KEY
-kiln() { "$KILN" "$@"; }
+# Outside any git repository: `apps:create` adds a git remote to the one it runs in.
+kiln() { (cd "$WORK" && "$KILN" "$@"); }
 rss_mb() { awk '/VmRSS/{printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
 ms_since() { python3 -c "import time,sys; print(round((time.time() - float(sys.argv[1])) * 1000))" "$1"; }
 
@@ -67,7 +68,7 @@ density() {
     push "$name"
   }
   export -f make_app push kiln
-  export KILN SRC KEY API
+  export KILN SRC KEY API WORK
   local t0; t0=$(now)
   seq "$APPS" | xargs -P "$PARALLEL" -I{} bash -c 'make_app {}'
   echo "   made and pushed $APPS apps in $(ms_since "$t0") ms"

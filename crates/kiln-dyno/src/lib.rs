@@ -195,7 +195,13 @@ pub enum DynoError {
 }
 
 enum Command {
-    Apply(AppDesired, oneshot::Sender<Vec<watch::Receiver<DynoState>>>),
+    /// A desired state; `true` when restoring after a start of the server (an app the
+    /// manager does not know yet that may sleep starts asleep).
+    Apply(
+        AppDesired,
+        bool,
+        oneshot::Sender<Vec<watch::Receiver<DynoState>>>,
+    ),
     Restart(
         String,
         RestartTarget,
@@ -302,8 +308,21 @@ impl DynoManager {
     /// Sets an app's desired state. The change is queued at once (so successive calls apply
     /// in call order); the returned [`PendingDeploy`] waits for its outcome.
     pub fn apply(&self, desired: AppDesired) -> PendingDeploy {
+        self.send_apply(desired, false)
+    }
+
+    /// As [`apply`](Self::apply), for an app the server had before it started: one that may
+    /// sleep starts asleep instead of booting, and wakes on its first request.
+    pub fn restore(&self, desired: AppDesired) -> PendingDeploy {
+        self.send_apply(desired, true)
+    }
+
+    fn send_apply(&self, desired: AppDesired, restoring: bool) -> PendingDeploy {
         let (reply, rx) = oneshot::channel();
-        let sent = self.tx.send(Command::Apply(desired, reply)).is_ok();
+        let sent = self
+            .tx
+            .send(Command::Apply(desired, restoring, reply))
+            .is_ok();
         PendingDeploy {
             rx: sent.then_some(rx),
             deadline: self.config.boot_timeout + Duration::from_secs(5),
@@ -404,8 +423,9 @@ impl Actor {
             };
             self.stopping.retain(|h| !h.is_finished());
             match cmd {
-                Command::Apply(desired, reply) => {
+                Command::Apply(desired, restoring, reply) => {
                     let app_id = desired.app_id.clone();
+                    let new = !self.apps.contains_key(&app_id);
                     let state = self.apps.entry(app_id.clone()).or_insert_with(|| AppState {
                         desired: desired.clone(),
                         instances: Vec::new(),
@@ -416,6 +436,19 @@ impl Actor {
                         waking: false,
                     });
                     state.desired = desired;
+                    let serves_web = state
+                        .desired
+                        .release
+                        .as_ref()
+                        .is_some_and(|r| r.process_types.contains_key("web"))
+                        && state
+                            .desired
+                            .formation
+                            .get("web")
+                            .is_some_and(|(q, _)| *q > 0);
+                    if new && restoring && serves_web && state.desired.sleep.is_some() {
+                        state.asleep = Some(kiln_model::Timestamp::now());
+                    }
                     // An app that may no longer sleep wakes; one that may sleep longer keeps
                     // sleeping (a deploy to a sleeping app waits for its next request).
                     if state.desired.sleep.is_none() && state.asleep.is_some() {

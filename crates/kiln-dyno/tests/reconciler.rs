@@ -960,3 +960,28 @@ async fn a_wake_that_cannot_boot_is_held_as_booting_and_sleeps_again() {
     assert!(h.logs.count("Error R10") >= 1, "{:#?}", h.logs.lines());
     assert_eq!(h.states().await.get("web.1"), Some(&DynoState::Idle));
 }
+
+#[tokio::test(start_paused = true)]
+async fn after_a_restart_an_app_that_may_sleep_starts_asleep_until_a_request() {
+    let h = harness(|_| Script::default());
+    h.manager
+        .restore(sleepy(&[("web", 1), ("worker", 1)], false));
+    until("the router to be told", || {
+        h.routes
+            .backends
+            .lock()
+            .unwrap()
+            .last()
+            .is_some_and(|(s, _)| *s == WebStatus::Asleep)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(h.runtime.dynos().is_empty(), "nothing booted");
+    assert_eq!(h.states().await.get("web.1"), Some(&DynoState::Idle));
+    h.manager.wake(APP);
+    h.until_state("web.1", DynoState::Up).await;
+    // An app that does not sleep starts as usual when restored.
+    let h = harness(|_| Script::default());
+    h.manager.restore(desired(1, &[("web", 1)]));
+    h.until_state("web.1", DynoState::Up).await;
+}

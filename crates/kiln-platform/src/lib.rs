@@ -728,6 +728,12 @@ impl Platform {
     }
 
     async fn queue_converge_locked(&self, app_id: &str) -> Result<PendingDeploy> {
+        let desired = self.desired_for(app_id).await?;
+        Ok(self.dynos.apply(desired))
+    }
+
+    /// What the dyno manager should run for the app now.
+    async fn desired_for(&self, app_id: &str) -> Result<AppDesired> {
         let app = self.store.app(app_id)?;
         let deploying = self
             .deploying
@@ -789,7 +795,7 @@ impl Platform {
             .iter()
             .any(|f| f == features::RUNTIME_METRICS);
         let sleep = self.sleep_policy(app_id, &formation)?;
-        Ok(self.dynos.apply(AppDesired {
+        Ok(AppDesired {
             app_id: app.id.clone(),
             app_name: app.name.clone(),
             uid: self.dyno_uid(&app),
@@ -797,7 +803,7 @@ impl Platform {
             formation,
             runtime_metrics,
             sleep,
-        }))
+        })
     }
 
     fn dyno_uid(&self, app: &App) -> Option<u32> {
@@ -916,8 +922,15 @@ impl Platform {
         for app in apps {
             self.publish_app(&app);
             self.publish_domains(&app.id);
-            if let Err(e) = self.queue_converge(&app.id).await {
-                tracing::warn!(app = %app.name, error = %e, "could not start the app's dynos");
+            // Apps that may sleep start asleep: a server with a thousand idle apps must not
+            // boot a thousand dynos when it starts; a request wakes each as it comes.
+            let lock = self.app_lock(&app.id);
+            let _guard = lock.lock().await;
+            match self.desired_for(&app.id).await {
+                Ok(desired) => drop(self.dynos.restore(desired)),
+                Err(e) => {
+                    tracing::warn!(app = %app.name, error = %e, "could not start the app's dynos")
+                }
             }
         }
         Ok(())

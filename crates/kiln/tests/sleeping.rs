@@ -16,7 +16,7 @@ fn count(haystack: &str, needle: &str) -> usize {
 
 #[test]
 fn an_idle_app_sleeps_and_the_next_request_wakes_it() {
-    let s = Server::start_with(
+    let mut s = Server::start_with(
         "sleeping",
         &["--boot-timeout", "5", "--router-boot-hold", "10"],
     );
@@ -87,6 +87,8 @@ fn an_idle_app_sleeps_and_the_next_request_wakes_it() {
         .collect();
     let statuses: Vec<u16> = threads.into_iter().map(|t| t.join().unwrap()).collect();
     let woke_in = started.elapsed();
+    // Awake now (it sleeps again 3 s after this burst).
+    assert!(!dyno_processes("sleepy").is_empty());
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
     let logs = s.logs("sleepy");
     assert_eq!(
@@ -96,7 +98,6 @@ fn an_idle_app_sleeps_and_the_next_request_wakes_it() {
     );
     assert!(logs.contains("heroku[web.1]: Unidling"), "{logs}");
     eprintln!("woke and answered 50 requests in {woke_in:?}");
-    assert!(!dyno_processes("sleepy").is_empty());
 
     // It sleeps again; then a release that hangs at boot is deployed while it sleeps.
     wait_for(Duration::from_secs(30), "the app to sleep again", || {
@@ -115,4 +116,22 @@ fn an_idle_app_sleeps_and_the_next_request_wakes_it() {
         "the app to sleep after the failed wake",
         || (count(&s.logs("sleepy"), "heroku[web.1]: Idling") >= 3).then_some(()),
     );
+
+    // Fixed while it sleeps, then the server is killed: the new server does not boot the
+    // sleeping app, and its next request wakes it.
+    s.ok(&["config:unset", "HANG", "-a", "sleepy"]);
+    s.crash_and_restart(&["--boot-timeout", "5", "--router-boot-hold", "10"]);
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        dyno_processes("sleepy").is_empty(),
+        "a sleeping app booted at the start"
+    );
+    let ps = s.ok(&["ps", "-a", "sleepy"]);
+    assert!(
+        ps_states(&ps)
+            .iter()
+            .any(|(n, st)| n == "web.1" && st == "idle"),
+        "{ps}"
+    );
+    assert_eq!(s.get("sleepy", "/").status, 200);
 }
