@@ -104,4 +104,17 @@ PY
   echo "   per running dyno: $(python3 -c "import sys; print(round((float(sys.argv[2])-float(sys.argv[1]))/int(sys.argv[3]),2))" "$before" "$after" "$RUNNING") MB in the server, $pss MB of helper and init processes (PSS) (target: at most 1 MB in all)"
 }
 
+restarted() {
+  echo "== after a restart of the server with the same apps"
+  kill -TERM "$SERVER"; wait "$SERVER" 2>/dev/null || true
+  # shellcheck disable=SC2086
+  "$KILN" server --data-dir "$WORK/data" --api-listen "127.0.0.1:$API" --router-listen "127.0.0.1:$ROUTER" ${KILN_SERVER_ARGS:-} >>"$WORK/server.log" 2>&1 &
+  SERVER=$!
+  until curl -fs -o /dev/null "http://127.0.0.1:$API/account" -H "Authorization: Bearer $KEY"; do sleep 0.2; done
+  sleep 15
+  echo "   python processes running: $(ps -e -o comm= | grep -c python3 || true) (the sleeping apps stay asleep)"
+  echo "   server RSS: $(rss_mb "$SERVER") MB"
+}
+
 for part in "${PARTS[@]}"; do "$part"; done
+if [[ " ${PARTS[*]} " == *" density "* ]]; then restarted; fi

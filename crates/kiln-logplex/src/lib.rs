@@ -33,7 +33,9 @@ const SESSION_TTL: Duration = Duration::from_secs(360);
 struct AppLog {
     app_id: Arc<str>,
     ring: Mutex<VecDeque<Arc<LogLine>>>,
-    live: broadcast::Sender<Arc<LogLine>>,
+    /// Made when the first tail subscribes: a channel holds its whole buffer from the start
+    /// (about 160 KB), which a thousand apps nobody tails should not pay for.
+    live: std::sync::OnceLock<broadcast::Sender<Arc<LogLine>>>,
     /// Copies of the stream (the app's drains), by key.
     taps: RwLock<Vec<(String, Arc<dyn LineTap>)>>,
     /// Where the app's history is kept across restarts, when the server keeps it.
@@ -53,7 +55,7 @@ impl AppLog {
             cap,
             app_id: Arc::from(app_id),
             ring: Mutex::new(VecDeque::with_capacity(64)),
-            live: broadcast::channel(TAIL_BUFFER).0,
+            live: std::sync::OnceLock::new(),
             taps: RwLock::new(Vec::new()),
             disk,
             removed: AtomicBool::new(false),
@@ -239,7 +241,11 @@ impl Logplex {
     /// (a line may then appear in both; callers that care can compare timestamps).
     pub fn tail(&self, app_id: &str, filter: LogFilter) -> Tail {
         Tail {
-            rx: self.app_log(app_id).live.subscribe(),
+            rx: self
+                .app_log(app_id)
+                .live
+                .get_or_init(|| broadcast::channel(TAIL_BUFFER).0)
+                .subscribe(),
             filter,
         }
     }
@@ -385,9 +391,9 @@ impl AppLog {
             tap.offer_all(&lines);
         }
         // No tails is the usual case: skip the channel's lock per line.
-        if self.live.receiver_count() > 0 {
+        if let Some(live) = self.live.get().filter(|l| l.receiver_count() > 0) {
             for line in &lines {
-                let _ = self.live.send(line.clone());
+                let _ = live.send(line.clone());
             }
         }
         // Last, so the batch itself goes to the disk writer, not a copy of it.

@@ -604,7 +604,17 @@ async fn run(args: Args) -> Result<()> {
         .as_ref()
         .map(|n| n.services_addr())
         .or(shared_services);
-    let runtime = kiln_runtime::detect(data_dir, exe.clone(), prefer, network.clone());
+    // The small helper beside this executable, else this executable's own `dyno-helper`.
+    let helper = exe.with_file_name("kiln-dyno-helper");
+    let helper = if helper.is_file() {
+        helper
+    } else {
+        tracing::info!(
+            "no kiln-dyno-helper beside the kiln executable: dynos start through `kiln dyno-helper`, which costs more memory per dyno"
+        );
+        exe.clone()
+    };
+    let runtime = kiln_runtime::detect(data_dir, helper, prefer, network.clone());
     runtime
         .sweep()
         .context("cleaning up after the previous run")?;
