@@ -90,7 +90,11 @@ for pid in os.listdir("/proc"):
         continue
     try:
         exe = os.readlink(f"/proc/{pid}/exe")
-        if not exe.endswith("/kiln") or open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")[1:2] == [b"server"]:
+        # The dyno helper and each dyno's init (a fork of it): kiln-dyno-helper, or the kiln
+        # binary's own `dyno-helper` where the small one is missing.
+        helper = exe.endswith("/kiln-dyno-helper")
+        own = exe.endswith("/kiln") and open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")[1:2] == [b"dyno-helper"]
+        if not (helper or own):
             continue
         for line in open(f"/proc/{pid}/smaps_rollup"):
             if line.startswith("Pss:"):
