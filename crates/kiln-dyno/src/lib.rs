@@ -242,6 +242,9 @@ struct AppState {
     /// Woken by a request and no web dyno up yet: the router holds requests (H20 at the
     /// end of its hold, not H10), and a wake that fails puts the app back to sleep.
     waking: bool,
+    /// When a web dyno was last seen answering a request: an app is not idle while a
+    /// request is in flight, however long ago it arrived.
+    busy_at: tokio::time::Instant,
 }
 
 pub(crate) struct Shared {
@@ -434,6 +437,7 @@ impl Actor {
                         asleep: None,
                         awake_since: tokio::time::Instant::now(),
                         waking: false,
+                        busy_at: tokio::time::Instant::now(),
                     });
                     state.desired = desired;
                     let serves_web = state
@@ -732,14 +736,24 @@ impl Actor {
                 .instances
                 .iter()
                 .any(|i| i.name.process_type == "web" && i.state() == DynoState::Up);
-            if web_up {
+            if web_up && state.waking {
+                // Awake from now: the time it took to boot was not idle.
                 state.waking = false;
+                state.awake_since = now;
+            }
+            let busy = state.instances.iter().any(|i| {
+                i.name.process_type == "web"
+                    && i.addr().is_some_and(|a| self.routes.in_flight(id, a) > 0)
+            });
+            if busy {
+                state.busy_at = now;
             }
             let awake_for = now.saturating_duration_since(state.awake_since);
             let idle = self
                 .routes
                 .idle_secs(id)
-                .map_or(awake_for, |s| Duration::from_secs(s).min(awake_for));
+                .map_or(awake_for, |s| Duration::from_secs(s).min(awake_for))
+                .min(now.saturating_duration_since(state.busy_at));
             let failed_wake = state.waking && !web_up && awake_for >= boot_timeout;
             if idle >= policy.after || failed_wake {
                 due.push(id.clone());

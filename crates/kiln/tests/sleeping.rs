@@ -18,7 +18,14 @@ fn count(haystack: &str, needle: &str) -> usize {
 fn an_idle_app_sleeps_and_the_next_request_wakes_it() {
     let mut s = Server::start_with(
         "sleeping",
-        &["--boot-timeout", "5", "--router-boot-hold", "10"],
+        &[
+            "--boot-timeout",
+            "5",
+            "--router-boot-hold",
+            "10",
+            "--sleep-after",
+            "3",
+        ],
     );
     let app = python_app(&[("Procfile", PROCFILE)]);
     s.ok(&["apps:create", "sleepy"]);
@@ -40,8 +47,13 @@ fn an_idle_app_sleeps_and_the_next_request_wakes_it() {
     let out = s.ok(&["ps:autosleep", "-a", "sleepy"]);
     assert!(out.contains("does not sleep (default)"), "{out}");
 
-    let out = s.ok(&["ps:autosleep", "on", "--after", "3s", "-a", "sleepy"]);
-    assert!(out.contains("sleeps after 3s"), "{out}");
+    // Eco web dynos sleep, as on Heroku, after the server's idle time (3 s here).
+    s.ok(&["ps:type", "web=eco", "-a", "sleepy"]);
+    let out = s.ok(&["ps:autosleep", "-a", "sleepy"]);
+    assert!(
+        out.contains("sleeps after 3s without a request (default)"),
+        "{out}"
+    );
     wait_for(Duration::from_secs(30), "the app to sleep", || {
         s.logs("sleepy")
             .contains("heroku[web.1]: Idling")
@@ -120,7 +132,14 @@ fn an_idle_app_sleeps_and_the_next_request_wakes_it() {
     // Fixed while it sleeps, then the server is killed: the new server does not boot the
     // sleeping app, and its next request wakes it.
     s.ok(&["config:unset", "HANG", "-a", "sleepy"]);
-    s.crash_and_restart(&["--boot-timeout", "5", "--router-boot-hold", "10"]);
+    s.crash_and_restart(&[
+        "--boot-timeout",
+        "5",
+        "--router-boot-hold",
+        "10",
+        "--sleep-after",
+        "3",
+    ]);
     std::thread::sleep(Duration::from_secs(3));
     assert!(
         dyno_processes("sleepy").is_empty(),
