@@ -187,15 +187,20 @@ fn field(text: &str, lo: u32, hi: u32, name: &str) -> Result<u64, Invalid> {
 
 impl Cron {
     fn parse(f: &[&str]) -> Result<Cron, Invalid> {
+        // Fields are checked in the order they are written, so the first mistake is named.
+        let minutes = field(f[0], 0, 59, "minute")?;
+        let hours = field(f[1], 0, 23, "hour")? as u32;
+        let days = field(f[2], 1, 31, "day of month")? as u32;
+        let months = field(f[3], 1, 12, "month")? as u16;
         let mut weekdays = field(f[4], 0, 7, "day of week")?;
         if weekdays & (1 << 7) != 0 {
             weekdays = (weekdays | 1) & 0x7f;
         }
         Ok(Cron {
-            minutes: field(f[0], 0, 59, "minute")?,
-            hours: field(f[1], 0, 23, "hour")? as u32,
-            days: field(f[2], 1, 31, "day of month")? as u32,
-            months: field(f[3], 1, 12, "month")? as u16,
+            minutes,
+            hours,
+            days,
+            months,
             weekdays: weekdays as u8,
             any_day: f[2] == "*",
             any_weekday: f[4] == "*",
