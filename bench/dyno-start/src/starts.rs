@@ -25,7 +25,8 @@ use tokio::io::AsyncReadExt;
 
 #[derive(clap::Args)]
 pub struct Options {
-    /// The built `kiln` binary: Kiln's container runtime execs it as `kiln dyno-helper SPEC`.
+    /// The built `kiln` binary; Kiln's container runtime execs `kiln-dyno-helper` beside it
+    /// (or `kiln dyno-helper SPEC` where that is missing).
     #[arg(long)]
     kiln: PathBuf,
     /// Measured starts per contender.
@@ -495,7 +496,11 @@ async fn run_async(opts: Options) -> Result<()> {
     std::fs::create_dir_all(dir.join("bundles"))?;
     let kiln_exe = std::fs::canonicalize(&opts.kiln)
         .with_context(|| format!("the kiln binary {}", opts.kiln.display()))?;
-    let mut kiln = ContainerRuntime::new(dir.join("kiln-run"), kiln_exe.clone());
+    // The helper the server uses: `kiln-dyno-helper` beside `kiln`, else `kiln dyno-helper`.
+    let small = kiln_exe.with_file_name("kiln-dyno-helper");
+    let helper = if small.is_file() { small } else { kiln_exe.clone() };
+    println!("helper: {}", helper.display());
+    let mut kiln = ContainerRuntime::new(dir.join("kiln-run"), helper);
     let network = if opts.network {
         let n = std::sync::Arc::new(
             kiln_runtime::network::DynoNetwork::setup(&kiln_runtime::network::NetworkConfig {
