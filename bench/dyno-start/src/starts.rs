@@ -498,7 +498,11 @@ async fn run_async(opts: Options) -> Result<()> {
         .with_context(|| format!("the kiln binary {}", opts.kiln.display()))?;
     // The helper the server uses: `kiln-dyno-helper` beside `kiln`, else `kiln dyno-helper`.
     let small = kiln_exe.with_file_name("kiln-dyno-helper");
-    let helper = if small.is_file() { small } else { kiln_exe.clone() };
+    let helper = if small.is_file() {
+        small
+    } else {
+        kiln_exe.clone()
+    };
     println!("helper: {}", helper.display());
     let mut kiln = ContainerRuntime::new(dir.join("kiln-run"), helper);
     let network = if opts.network {

@@ -473,6 +473,27 @@ fn the_dashboard_refuses_whoever_may_not_and_every_form_without_its_token() {
     );
     let ada_key = key_for(&s, "ada@example.com");
     let build = push_trivial(&s, &ada, &ada_key, "dm-p");
+    // Resources shows whether the app sleeps and its scheduled jobs, escaped.
+    let r = api_as(
+        &s,
+        &ada_key,
+        "POST",
+        "/apps/dm-p/addons",
+        Some(r#"{"plan":"scheduler"}"#),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let job = r#"{"schedule":"daily at 02:00","command":"echo <b>nightly</b>"}"#;
+    let r = api_as(&s, &ada_key, "POST", "/apps/dm-p/schedules", Some(job));
+    assert_eq!(r.status, 201, "{}", r.body);
+    let page = ada.get(&s, "/dashboard/apps/dm-p/resources");
+    assert!(
+        page.body.contains("echo &lt;b&gt;nightly&lt;/b&gt;")
+            && page.body.contains("daily at 02:00")
+            && page.body.contains("do not sleep (default)"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("<b>nightly"));
     let r = ada.post(
         &s,
         "/dashboard/apps/dm-p/access",

@@ -259,10 +259,23 @@ async fn render_resources(
         }
         plans.push_str("</optgroup>");
     }
+    let sleeping = match st.platform.app_sleep(user, &app) {
+        Ok(v) if v.sleeps => format!(
+            "<p id=\"sleeping\">Its dynos sleep after {} s without a request ({}), and wake on the next one. Change it with <code>kiln ps:autosleep</code>.</p>",
+            v.after.as_secs(),
+            v.setting.mode.as_str()
+        ),
+        Ok(v) => format!(
+            "<p id=\"sleeping\" class=\"muted\">Its dynos do not sleep ({}).</p>",
+            v.setting.mode.as_str()
+        ),
+        Err(_) => String::new(),
+    };
+    let jobs = scheduled_jobs_html(st, s, &app);
     let body = format!(
-        r#"<h2>Formation</h2>{formation}
+        r#"<h2>Formation</h2>{formation}{sleeping}
 <h2>Dynos</h2><div class="card"><div data-refresh="{p}/dynos" data-every="5000">{dynos}</div><form method="post" action="{p}/restart">{csrf}<button type="submit">Restart all dynos</button></form></div>
-<h2>Add-ons</h2><div class="card">{addons}<form method="post" action="{p}/addons" class="inline">{csrf}<div><label for="plan">Add an add-on</label><select id="plan" name="plan">{plans}</select></div><button type="submit" class="primary">Add</button></form></div>"#
+<h2>Add-ons</h2><div class="card">{addons}<form method="post" action="{p}/addons" class="inline">{csrf}<div><label for="plan">Add an add-on</label><select id="plan" name="plan">{plans}</select></div><button type="submit" class="primary">Add</button></form></div>{jobs}"#
     );
     page(
         s,
@@ -271,6 +284,43 @@ async fn render_resources(
         Some((&app.name, Tab::Resources)),
         notice,
         &body,
+    )
+}
+
+/// The app's scheduled jobs, when it has any (they are added with the CLI or the API).
+fn scheduled_jobs_html(st: &DashState, s: &Session, app: &App) -> String {
+    let jobs = st.platform.schedules(s.user(), app).unwrap_or_default();
+    if jobs.is_empty() {
+        return String::new();
+    }
+    let at = |secs: i64| kiln_model::Timestamp(secs.saturating_mul(1_000_000));
+    let mut rows = String::new();
+    for j in &jobs {
+        let next = if j.next_run_at < i64::MAX / 2_000_000 {
+            at(j.next_run_at).rfc3339()
+        } else {
+            "never".into()
+        };
+        let last = j
+            .last_run_at
+            .map(|t| time(at(t)))
+            .unwrap_or_else(|| "never".into());
+        let running = if st.platform.schedule_running(&j.id) {
+            " <span class=\"state starting\">running</span>"
+        } else {
+            ""
+        };
+        let _ = write!(
+            rows,
+            "<tr data-job=\"{id}\"><td>{expr}</td><td class=\"mono\">{cmd}</td><td class=\"hide-narrow\">{next}</td><td>{last}{running}</td></tr>",
+            id = esc(&j.id),
+            expr = esc(&j.expression),
+            cmd = esc(&j.command),
+            next = esc(&next),
+        );
+    }
+    format!(
+        "<h2>Scheduled jobs</h2><div class=\"card scroll\"><table><thead><tr><th scope=\"col\">Schedule</th><th scope=\"col\">Command</th><th scope=\"col\" class=\"hide-narrow\">Next run</th><th scope=\"col\">Last run</th></tr></thead><tbody>{rows}</tbody></table><p class=\"muted\">Add, run and remove jobs with <code>kiln schedules</code>.</p></div>"
     )
 }
 
