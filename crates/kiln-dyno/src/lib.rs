@@ -107,6 +107,44 @@ pub struct AppDesired {
     pub sleep: Option<SleepPolicy>,
 }
 
+impl AppDesired {
+    /// Web dynos wanted by the formation (0 without a release that has a web process).
+    fn web_quantity(&self) -> u32 {
+        self.formation.get("web").map_or(0, |(q, _)| *q)
+    }
+
+    /// Whether dynos of `ptype` sleep when the app does (workers may stay up).
+    fn sleeps_with_app(&self, ptype: &str) -> bool {
+        ptype == "web" || !self.sleep.is_some_and(|p| p.workers_stay)
+    }
+
+    /// The formation's dynos by name, with their command and size, for the process types
+    /// `include` takes (the release phase is never one).
+    fn formation_dynos(
+        &self,
+        include: impl Fn(&str) -> bool,
+    ) -> BTreeMap<DynoName, (String, DynoSize)> {
+        let mut out = BTreeMap::new();
+        let Some(rel) = &self.release else {
+            return out;
+        };
+        for (ptype, command) in &rel.process_types {
+            if ptype == "release" || !include(ptype) {
+                continue;
+            }
+            let (q, size) = self
+                .formation
+                .get(ptype)
+                .copied()
+                .unwrap_or((0, DynoSize::default()));
+            for i in 1..=q {
+                out.insert(DynoName::new(ptype.clone(), i), (command.clone(), size));
+            }
+        }
+        out
+    }
+}
+
 /// Sleeping: after `after` without a request the app's web dynos (and, unless they stay, its
 /// other formation dynos) stop, and the next request wakes them (Heroku's eco dynos).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -445,11 +483,7 @@ impl Actor {
                         .release
                         .as_ref()
                         .is_some_and(|r| r.process_types.contains_key("web"))
-                        && state
-                            .desired
-                            .formation
-                            .get("web")
-                            .is_some_and(|(q, _)| *q > 0);
+                        && state.desired.web_quantity() > 0;
                     if new && restoring && serves_web && state.desired.sleep.is_some() {
                         state.asleep = Some(kiln_model::Timestamp::now());
                     }
@@ -616,28 +650,9 @@ impl Actor {
         let d = state.desired.clone();
 
         // Desired dyno names with their commands.
-        let mut want: BTreeMap<DynoName, (String, DynoSize)> = BTreeMap::new();
+        // A sleeping app runs nothing of its formation (but workers that stay).
         let asleep = state.asleep.is_some();
-        let workers_stay = d.sleep.is_some_and(|p| p.workers_stay);
-        if let Some(rel) = &d.release {
-            for (ptype, command) in &rel.process_types {
-                if ptype == "release" {
-                    continue;
-                }
-                // A sleeping app runs nothing of its formation (but workers that stay).
-                if asleep && (ptype == "web" || !workers_stay) {
-                    continue;
-                }
-                let (q, size) = d
-                    .formation
-                    .get(ptype)
-                    .copied()
-                    .unwrap_or((0, DynoSize::default()));
-                for i in 1..=q {
-                    want.insert(DynoName::new(ptype.clone(), i), (command.clone(), size));
-                }
-            }
-        }
+        let want = d.formation_dynos(|t| !(asleep && d.sleeps_with_app(t)));
         let version = d.release.as_ref().map(|r| r.version).unwrap_or(0);
 
         let instances = std::mem::take(&mut state.instances);
@@ -728,8 +743,10 @@ impl Actor {
             let Some(policy) = state.desired.sleep else {
                 continue;
             };
-            let web_quantity = state.desired.formation.get("web").map_or(0, |(q, _)| *q);
-            if state.asleep.is_some() || state.desired.release.is_none() || web_quantity == 0 {
+            if state.asleep.is_some()
+                || state.desired.release.is_none()
+                || state.desired.web_quantity() == 0
+            {
                 continue;
             }
             let web_up = state
@@ -769,11 +786,10 @@ impl Actor {
         let Some(state) = self.apps.get_mut(app_id) else {
             return;
         };
-        let workers_stay = state.desired.sleep.is_some_and(|p| p.workers_stay);
         state.asleep = Some(kiln_model::Timestamp::now());
         state.waking = false;
         for inst in &state.instances {
-            if inst.name.process_type == "web" || !workers_stay {
+            if state.desired.sleeps_with_app(&inst.name.process_type) {
                 let name = inst.name.to_string();
                 let from = inst.state();
                 platform_log(&shared, app_id, &name, "Idling");
@@ -799,8 +815,7 @@ impl Actor {
         }
         state.awake_since = tokio::time::Instant::now();
         state.waking = true;
-        let web_quantity = state.desired.formation.get("web").map_or(0, |(q, _)| *q);
-        for i in 1..=web_quantity {
+        for i in 1..=state.desired.web_quantity() {
             let name = DynoName::new("web".to_string(), i).to_string();
             platform_log(&shared, app_id, &name, "Unidling");
             platform_log(
@@ -818,12 +833,7 @@ impl Actor {
         let Some(state) = self.apps.get(app_id) else {
             return;
         };
-        let web_quantity = state
-            .desired
-            .formation
-            .get("web")
-            .map(|(q, _)| *q)
-            .unwrap_or(0);
+        let web_quantity = state.desired.web_quantity();
         let has_web = state
             .desired
             .release
@@ -901,33 +911,21 @@ fn list_dynos(state: &AppState) -> Vec<DynoInfo> {
     }
     // A sleeping app's formation dynos are listed as idle, since when they slept.
     if let (Some(slept), Some(rel)) = (state.asleep, &state.desired.release) {
-        let workers_stay = state.desired.sleep.is_some_and(|p| p.workers_stay);
-        for (ptype, command) in &rel.process_types {
-            if ptype == "release" || (ptype != "web" && workers_stay) {
-                continue;
-            }
-            let (q, size) = state
-                .desired
-                .formation
-                .get(ptype)
-                .copied()
-                .unwrap_or((0, DynoSize::default()));
-            for i in 1..=q {
-                let name = DynoName::new(ptype.clone(), i);
-                by_name.entry(name.clone()).or_insert_with(|| DynoInfo {
-                    id: String::new(),
-                    name: name.to_string(),
-                    process_type: ptype.clone(),
-                    state: DynoState::Idle,
-                    command: command.clone(),
-                    size,
-                    release_id: rel.release_id.clone(),
-                    release_version: rel.version,
-                    created_at: slept,
-                    updated_at: slept,
-                    detail: Some(format!("sleeping since {}", slept.rfc3339())),
-                });
-            }
+        let d = &state.desired;
+        for (name, (command, size)) in d.formation_dynos(|t| d.sleeps_with_app(t)) {
+            by_name.entry(name.clone()).or_insert_with(|| DynoInfo {
+                id: String::new(),
+                name: name.to_string(),
+                process_type: name.process_type.clone(),
+                state: DynoState::Idle,
+                command,
+                size,
+                release_id: rel.release_id.clone(),
+                release_version: rel.version,
+                created_at: slept,
+                updated_at: slept,
+                detail: Some(format!("sleeping since {}", slept.rfc3339())),
+            });
         }
     }
     let mut out: Vec<DynoInfo> = by_name.into_values().collect();

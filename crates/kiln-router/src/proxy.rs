@@ -106,7 +106,7 @@ pub(crate) async fn handle(
 
     // Futures that only some requests need are boxed: an async fn's future is as large as
     // everything it might await, and every request pays for moving it.
-    slot.touch();
+    slot.touch(received_ms);
     let current = slot.current();
     let (app, decision) = match classify(&current) {
         Some(decision) => (current, decision),

@@ -93,9 +93,11 @@ impl AppSlot {
             .clone()
     }
 
-    /// Notes that a request arrived now.
-    pub(crate) fn touch(&self) {
-        self.last_request.store(unix_now(), Ordering::Relaxed);
+    /// Notes that a request arrived at `received_ms` (Unix milliseconds, the time the
+    /// request's handling already read).
+    pub(crate) fn touch(&self, received_ms: u64) {
+        self.last_request
+            .store(received_ms / 1000, Ordering::Relaxed);
     }
 
     pub(crate) fn subscribe(&self) -> watch::Receiver<Arc<AppEntry>> {

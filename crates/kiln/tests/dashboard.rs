@@ -173,22 +173,11 @@ fn signed_out(r: &Response) -> bool {
 /// A buildpack that builds nothing, slowly: ten steps half a second apart, so a watcher sees
 /// the output while the build runs. The app runs as the Procfile says, on the stack's Python.
 fn slow_buildpack(root: &Path) -> PathBuf {
-    let bp = root.join("slow-buildpack");
-    std::fs::create_dir_all(bp.join("bin")).unwrap();
-    std::fs::write(bp.join("bin/detect"), "#!/bin/sh\necho Slow\n").unwrap();
-    std::fs::write(
-        bp.join("bin/compile"),
-        "#!/bin/sh\nfor i in 1 2 3 4 5 6 7 8 9 10; do echo \"-----> slow step $i\"; sleep 0.5; done\n",
+    common::script_buildpack(
+        root,
+        "Slow",
+        "for i in 1 2 3 4 5 6 7 8 9 10; do echo \"-----> slow step $i\"; sleep 0.5; done\n",
     )
-    .unwrap();
-    for f in ["detect", "compile"] {
-        std::process::Command::new("chmod")
-            .arg("+x")
-            .arg(bp.join("bin").join(f))
-            .status()
-            .unwrap();
-    }
-    bp
 }
 
 fn browser_tools() -> Option<(PathBuf, PathBuf)> {
@@ -330,47 +319,9 @@ const ROUTES: &[(&str, &str, Rule)] = &[
 
 /// The dashboard's routes as its source declares them: `.route("PATH", get(..).post(..))`.
 fn declared_routes() -> BTreeSet<(String, String)> {
-    let src = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../kiln-dashboard/src/lib.rs"),
-    )
-    .unwrap();
-    let mut out = BTreeSet::new();
-    for (i, _) in src.match_indices(".route(") {
-        let rest = src[i + 7..].trim_start();
-        let Some(rest) = rest.strip_prefix('"') else {
-            continue;
-        };
-        let end = rest.find('"').unwrap();
-        let route = &rest[..end];
-        // The handlers: up to the route's closing parenthesis.
-        let mut depth = 1;
-        let mut close = rest.len();
-        for (j, c) in rest[end + 1..].char_indices() {
-            match c {
-                '(' => depth += 1,
-                ')' => {
-                    depth -= 1;
-                    if depth == 0 {
-                        close = end + 1 + j;
-                        break;
-                    }
-                }
-                _ => {}
-            }
-        }
-        let handlers = &rest[end + 1..close];
-        for m in ["get", "post"] {
-            let called = handlers.match_indices(&format!("{m}(")).any(|(k, _)| {
-                k == 0
-                    || !handlers.as_bytes()[k - 1].is_ascii_alphanumeric()
-                        && handlers.as_bytes()[k - 1] != b'_'
-            });
-            if called {
-                out.insert((m.to_uppercase(), route.to_string()));
-            }
-        }
-    }
-    out
+    common::declared_routes(&[
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../kiln-dashboard/src/lib.rs")
+    ])
 }
 
 #[test]
@@ -433,17 +384,7 @@ fn key_for(s: &Server, email: &str) -> String {
 /// build and releases.
 fn push_trivial(s: &Server, b: &Browser, key: &str, app: &str) -> String {
     let dir = fixture_repo("python-app", &[("Procfile", "web: python3 app.py\n")]);
-    let bp = dir.parent().unwrap().join("noop-bp");
-    std::fs::create_dir_all(bp.join("bin")).unwrap();
-    std::fs::write(bp.join("bin/detect"), "#!/bin/sh\necho Noop\n").unwrap();
-    std::fs::write(bp.join("bin/compile"), "#!/bin/sh\necho built\n").unwrap();
-    for f in ["detect", "compile"] {
-        std::process::Command::new("chmod")
-            .arg("+x")
-            .arg(bp.join("bin").join(f))
-            .status()
-            .unwrap();
-    }
+    let bp = common::script_buildpack(dir.parent().unwrap(), "Noop", "echo built\n");
     let r = b.post(
         s,
         &format!("/dashboard/apps/{app}/buildpacks"),

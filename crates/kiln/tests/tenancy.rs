@@ -571,51 +571,12 @@ const ROUTES: &[(&str, &str, Rule)] = &[
 /// The API's routes as its source declares them: `.route("PATH", get(..).post(..))`.
 fn declared_routes() -> BTreeSet<(String, String)> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../kiln-api/src");
-    let mut out = BTreeSet::new();
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_none_or(|e| e != "rs") {
-            continue;
-        }
-        let src = std::fs::read_to_string(&path).unwrap();
-        for (i, _) in src.match_indices(".route(") {
-            let rest = &src[i + 7..];
-            let rest = rest.trim_start();
-            let Some(rest) = rest.strip_prefix('"') else {
-                continue;
-            };
-            let end = rest.find('"').unwrap();
-            let route = &rest[..end];
-            // The handlers: up to the route's closing parenthesis.
-            let mut depth = 1;
-            let mut close = end + 1;
-            for (j, c) in rest[end + 1..].char_indices() {
-                match c {
-                    '(' => depth += 1,
-                    ')' => {
-                        depth -= 1;
-                        if depth == 0 {
-                            close = end + 1 + j;
-                            break;
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            let handlers = &rest[end + 1..close];
-            for m in ["get", "post", "put", "patch", "delete"] {
-                let called = handlers.match_indices(&format!("{m}(")).any(|(k, _)| {
-                    k == 0
-                        || !handlers.as_bytes()[k - 1].is_ascii_alphanumeric()
-                            && handlers.as_bytes()[k - 1] != b'_'
-                });
-                if called {
-                    out.insert((m.to_uppercase(), route.to_string()));
-                }
-            }
-        }
-    }
-    out
+    let files: Vec<std::path::PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "rs"))
+        .collect();
+    common::declared_routes(&files)
 }
 
 #[test]

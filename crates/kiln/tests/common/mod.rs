@@ -628,3 +628,66 @@ pub fn test_ca(dir: &Path, tag: &str) -> (PathBuf, PathBuf, PathBuf) {
     std::fs::write(&k, key.serialize_pem()).unwrap();
     (ca, crt, k)
 }
+
+/// The routes a router's source declares, `.route("PATH", get(..).post(..))`, as (METHOD,
+/// PATH), for the authorization matrices that must cover every one.
+pub fn declared_routes(files: &[PathBuf]) -> std::collections::BTreeSet<(String, String)> {
+    let mut out = std::collections::BTreeSet::new();
+    for path in files {
+        let src = std::fs::read_to_string(path).unwrap();
+        for (i, _) in src.match_indices(".route(") {
+            let rest = src[i + 7..].trim_start();
+            let Some(rest) = rest.strip_prefix('"') else {
+                continue;
+            };
+            let end = rest.find('"').unwrap();
+            let route = &rest[..end];
+            // The handlers: up to the route's closing parenthesis.
+            let mut depth = 1;
+            let mut close = rest.len();
+            for (j, c) in rest[end + 1..].char_indices() {
+                match c {
+                    '(' => depth += 1,
+                    ')' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            close = end + 1 + j;
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            let handlers = &rest[end + 1..close];
+            for m in ["get", "post", "put", "patch", "delete"] {
+                let called = handlers.match_indices(&format!("{m}(")).any(|(k, _)| {
+                    k == 0
+                        || !handlers.as_bytes()[k - 1].is_ascii_alphanumeric()
+                            && handlers.as_bytes()[k - 1] != b'_'
+                });
+                if called {
+                    out.insert((m.to_uppercase(), route.to_string()));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A buildpack in `dir/name` that detects every app as `name` and runs `compile` (a shell
+/// script body) as its compile step.
+pub fn script_buildpack(dir: &Path, name: &str, compile: &str) -> PathBuf {
+    let bp = dir.join(name);
+    std::fs::create_dir_all(bp.join("bin")).unwrap();
+    std::fs::write(bp.join("bin/detect"), format!("#!/bin/sh\necho {name}\n")).unwrap();
+    std::fs::write(bp.join("bin/compile"), format!("#!/bin/sh\n{compile}")).unwrap();
+    for f in ["detect", "compile"] {
+        let st = Command::new("chmod")
+            .arg("+x")
+            .arg(bp.join("bin").join(f))
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    bp
+}
