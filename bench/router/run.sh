@@ -6,6 +6,8 @@
 #   sudo bench/router/run.sh
 #
 # One run measures, with `wrk -t1 -c$CONNS -d$DURATION --latency` over keep-alive:
+#   uploads too (issue 20): `POST /upload` with a 16 KB body (wrk's upload.lua), through
+#   Kiln, through nginx and directly, reported as Kiln / nginx;
 #   (a) Kiln's router in front of a fast dyno: a real app deployed with `git push` whose
 #       Procfile runs nginx on $PORT serving a small static file;
 #   (b) nginx as a reverse proxy in front of the same dyno (worker_processes auto, upstream
@@ -160,6 +162,8 @@ http {
         listen @PORT@;
         root @ROOT@;
         location = /cached.html { add_header Cache-Control "public, max-age=3600"; }
+        # Uploads (issue 20): nginx reads the body and answers a few bytes.
+        location = /upload { client_max_body_size 1m; return 200 "stored\n"; }
     }
 }
 EOF
@@ -344,12 +348,21 @@ measure_app() { # name url [wrk args...]; uses $round
   echo "-- $name, round $round: $url (load $(load))"
   wrk -t1 -c"$app_conns" -d"$app_duration" --latency "$@" "$url" | tee "$out/$name.$round.txt" | grep -E "Requests/sec|50%|99%|errors|Non-2xx" || true
 }
+# A POST with a 16 KB body, the same for every setup.
+cat >"$work/upload.lua" <<'EOF'
+wrk.method = "POST"
+wrk.body = string.rep("k", 16384)
+wrk.headers["Content-Type"] = "application/octet-stream"
+EOF
 for round in $(seq 1 "$rounds"); do
   measure direct "http://$dyno_port/index.html"
   measure nginx "http://127.0.0.1:$proxy_port/index.html"
   measure kiln "http://127.0.0.1:$router_port/index.html" -H "Host: $host"
   measure varnish "http://127.0.0.1:$varnish_port/cached.html"
   measure kiln-cache "http://127.0.0.1:$router_port/cached.html" -H "Host: $host"
+  measure upload-direct "http://$dyno_port/upload" -s "$work/upload.lua"
+  measure upload-nginx "http://127.0.0.1:$proxy_port/upload" -s "$work/upload.lua"
+  measure kiln-upload "http://127.0.0.1:$router_port/upload" -H "Host: $host" -s "$work/upload.lua"
   for d in $dynos; do
     measure_app "app-$d-direct" "http://${dyno_ports[$d]}/"
     measure_app "app-$d-nginx" "http://127.0.0.1:${app_proxy_ports[$d]}/"

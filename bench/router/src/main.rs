@@ -220,6 +220,9 @@ fn main() -> ExitCode {
         ("kiln", "(a) Kiln router -> dyno"),
         ("varnish", "Varnish, cache hits"),
         ("kiln-cache", "Kiln, cache hits"),
+        ("upload-direct", "16 KB POST, direct"),
+        ("upload-nginx", "16 KB POST, nginx proxy"),
+        ("kiln-upload", "16 KB POST, Kiln router"),
     ];
     let mut runs = Vec::new();
     for (file, label) in setups {
@@ -281,6 +284,14 @@ fn main() -> ExitCode {
         println!(
             "Kiln cache / Varnish hits:     {ratio:.2}x (target >= 1.0x); p99 {:.2}ms vs {:.2}ms",
             k.p99_ms, v.p99_ms
+        );
+    }
+    if let (Some(k), Some(n)) = (get("kiln-upload"), get("upload-nginx")) {
+        let ratio = k.rps / n.rps;
+        all_met &= ratio >= 1.0;
+        println!(
+            "Kiln / nginx uploads (16 KB):  {ratio:.2}x (target >= 1.0x); p99 {:.2}ms vs {:.2}ms",
+            k.p99_ms, n.p99_ms
         );
     }
     println!("targets: {}", if all_met { "met" } else { "NOT met" });

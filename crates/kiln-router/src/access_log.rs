@@ -9,13 +9,13 @@
 //! `bytes` counts the response body as delivered to the client. H26 lines carry Heroku's
 //! `cause="..."` after `desc`.
 
-use crate::guard::ClientConn;
+use crate::client::ClientConn;
 use crate::hcode::HCode;
-use crate::table::AppEntry;
+use crate::table::{AppEntry, LogTarget};
 use http::Method;
 use http::header::HeaderValue;
 use http::uri::PathAndQuery;
-use kiln_model::log::{AppLogSink, LogLine, LogSink};
+use kiln_model::log::LogLine;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,15 +38,6 @@ pub(crate) struct RequestLog {
     pub(crate) client: Option<ClientConn>,
     /// Where the request is counted (the app's metrics), when the server counts.
     pub(crate) meter: Option<Arc<dyn kiln_model::meter::RequestMeter>>,
-}
-
-/// Where the line goes: the app's own stream when the sink offers a handle (kept per app
-/// in the route table, so a request does not look the app up in the log store), else the
-/// shared sink.
-#[derive(Clone)]
-pub(crate) enum LogTarget {
-    App(Arc<dyn AppLogSink>),
-    Shared(Arc<dyn LogSink>),
 }
 
 /// How the request ended. `None` fields print empty, as Heroku prints them when no dyno

@@ -5,11 +5,14 @@
 //! A `BackendState` outlives route table updates that keep the same dyno at the same
 //! address, so counters, quarantine and pooled connections survive a republish.
 
-use crate::upstream::{Pool, Sender};
+use crate::dyno_client::DynoConn;
+use crate::pool::Pool;
+use crate::upstream::Sender;
+use crate::wire::clock_ms;
 use kiln_model::route::Backend;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Heroku takes a dyno out of rotation on one router for up to 5 s after it refuses or
 /// times out a connection, so other requests do not pay for the same failure.
@@ -20,9 +23,9 @@ pub(crate) struct BackendState {
     outstanding: AtomicUsize,
     /// Milliseconds on [`clock_ms`] until which the dyno is skipped; 0 when it is not.
     quarantined_until: AtomicU64,
-    pub(crate) pool: Pool,
+    pub(crate) pool: Pool<Sender>,
     /// Idle connections of the router's own HTTP/1.1 client ([`crate::engine`]).
-    pub(crate) conns: Pool<crate::engine::DynoConn>,
+    pub(crate) conns: Pool<DynoConn>,
 }
 
 impl BackendState {
@@ -97,11 +100,4 @@ impl Drop for Outstanding {
     fn drop(&mut self) {
         self.0.outstanding.fetch_sub(1, Ordering::Relaxed);
     }
-}
-
-/// Milliseconds since the first call, a monotonic clock that fits in an atomic.
-pub(crate) fn clock_ms() -> u64 {
-    static START: OnceLock<Instant> = OnceLock::new();
-    // +1 so that "until 0" never reads as quarantined.
-    START.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
 }

@@ -8,7 +8,8 @@
 //! almost always, at O(1) cost and without the herd effect of always picking the global
 //! minimum (every router — or every concurrent request — piling onto the same idle dyno).
 
-use crate::backend::{BackendState, clock_ms};
+use crate::backend::BackendState;
+use crate::wire::clock_ms;
 use std::sync::Arc;
 
 /// Heroku retries a request on at most 10 dynos.

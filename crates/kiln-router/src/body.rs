@@ -13,15 +13,14 @@
 
 use crate::access_log::{Outcome, RequestLog};
 use crate::backend::Outstanding;
-use crate::guard::IdleTimer;
+use crate::client::IdleTimer;
 use crate::hcode::HCode;
 use crate::passthrough::Passthrough;
 use crate::upstream::Sender;
+use crate::wire::BoxError;
 use bytes::Bytes;
+use http::Response;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-
-/// What a failed body reports; hyper's server and the layers above take any error.
-pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A dyno's response body: read by hyper's client, or by the router's own
 /// ([`crate::engine`]), which hands the connection back to the pool when the body ends.
@@ -29,7 +28,7 @@ pub(crate) enum Inner {
     Hyper(Incoming),
     /// Boxed for the same reason as `Finish` below: the engine's body holds the dyno
     /// connection and its buffer, and a response moves many times on its way out.
-    Own(Box<crate::engine::DynoBody>),
+    Own(Box<crate::dyno_client::DynoBody>),
 }
 
 impl Inner {
@@ -303,5 +302,13 @@ impl Drop for RouterBody {
                 Finish::end(*f, how);
             }
         }
+    }
+}
+
+/// Moves a response's pass-through fields into its `HeaderMap`, for code that needs them
+/// all. Does nothing to a response that has none.
+pub(crate) fn materialize(response: &mut Response<RouterBody>) {
+    if let Some(block) = response.body_mut().take_passthrough() {
+        block.append_to(response.headers_mut());
     }
 }

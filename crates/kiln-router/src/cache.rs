@@ -69,10 +69,11 @@
 
 use crate::access_log::{Outcome, RequestLog};
 use crate::body::RouterBody;
+use crate::client::ReqBody;
 use crate::compress;
+use crate::config::{CacheConfig, CompressionConfig, RouterConfig};
 use crate::forward::{Forwarded, RequestFields};
-use crate::proxy::{self, ReqBody, Shared};
-use crate::table::{AppEntry, RouteTable};
+use crate::table::{AppEntry, AppStore, RouteTable};
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
@@ -88,7 +89,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::watch;
 
-pub(crate) static X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+use crate::forward::X_CACHE;
 
 /// How long a key whose response was not storable is exempt from coalescing.
 const HIT_FOR_MISS: Duration = Duration::from_secs(30);
@@ -99,25 +100,6 @@ const MAX_VARIANTS: usize = 16;
 const MAX_WAITS: usize = 3;
 /// Bookkeeping charged per object on top of its bytes.
 const OBJECT_OVERHEAD: usize = 256;
-
-/// How much the HTTP cache may hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CacheConfig {
-    /// Total bytes the cache may use (bodies, gzip copies, headers and bookkeeping). `0`
-    /// turns the cache off.
-    pub max_bytes: usize,
-    /// Largest single object; bigger responses pass through unstored.
-    pub max_object_bytes: usize,
-}
-
-impl Default for CacheConfig {
-    fn default() -> Self {
-        CacheConfig {
-            max_bytes: 64 << 20,
-            max_object_bytes: 4 << 20,
-        }
-    }
-}
 
 /// What the cache holds right now, for tests and diagnostics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -131,7 +113,8 @@ pub struct CacheUsage {
 impl RouteTable {
     /// What the HTTP cache holds right now.
     pub fn cache_usage(&self) -> CacheUsage {
-        let s = self.cache.lock();
+        let cache = self.store(HttpCache::new);
+        let s = cache.lock();
         let objects = s
             .slots
             .iter()
@@ -150,23 +133,31 @@ impl RouteTable {
 
 /// Serves a routed request: from the cache when it can, else from a dyno (storing the
 /// response if it may), compressing what should be compressed either way.
-pub(crate) async fn route(
-    shared: &Arc<Shared>,
+///
+/// `next` takes a request on to a dyno (the dispatch layer); it gives back the request's
+/// headers when it can, which spares copying them before the fetch for `Vary`.
+pub(crate) async fn route<N, F>(
+    cache: &Arc<HttpCache>,
+    config: &RouterConfig,
     log: RequestLog,
     req: Request<ReqBody>,
     fwd: &Forwarded<'_>,
     client_upgrade: Option<OnUpgrade>,
-) -> Response<RouterBody> {
-    let gzip = &shared.config.compression;
+    next: N,
+) -> Response<RouterBody>
+where
+    N: FnOnce(RequestLog, Request<ReqBody>, Option<OnUpgrade>) -> F,
+    F: Future<Output = (Response<RouterBody>, Option<HeaderMap>)>,
+{
+    let gzip = &config.compression;
     let accepts_gzip = gzip.enabled && compress::accepts_gzip(req.headers());
     let is_head = req.method() == Method::HEAD;
-    let limits = shared.config.cache;
+    let limits = config.cache;
     if limits.max_bytes == 0 || client_upgrade.is_some() || !lookup_allowed(&req) {
-        let (response, _) = proxy::dispatch(&shared.config, log, req, fwd, client_upgrade).await;
+        let (response, _) = next(log, req, client_upgrade).await;
         return compress::encode(response, accepts_gzip, is_head, gzip);
     }
 
-    let cache = &shared.table.cache;
     let started = Instant::now();
     let authorized = req.headers().contains_key(header::AUTHORIZATION);
     let is_get = req.method() == Method::GET;
@@ -199,7 +190,7 @@ pub(crate) async fn route(
             }
             Lookup::Wait(mut rx) => {
                 waits += 1;
-                if tokio::time::timeout(shared.config.first_byte_timeout, rx.changed())
+                if tokio::time::timeout(config.first_byte_timeout, rx.changed())
                     .await
                     .is_err()
                 {
@@ -219,13 +210,13 @@ pub(crate) async fn route(
         host: log.host.clone(),
         target: log.path.clone(),
     };
-    let (mut response, returned) = proxy::dispatch(&shared.config, log, req, fwd, None).await;
+    let (mut response, returned) = next(log, req, None).await;
     let request_headers = if is_get { copied.or(returned) } else { None };
     let head = match request_headers {
         // A response with no freshness at all (the usual dynamic page) is settled on the
         // fields the map always holds; only one that might be stored needs the rest.
         Some(rh) if has_freshness(response.headers()) => {
-            crate::passthrough::materialize(&mut response);
+            crate::body::materialize(&mut response);
             storable(
                 RequestFields {
                     map: &rh,
@@ -506,7 +497,7 @@ fn storable(
     status: StatusCode,
     headers: &HeaderMap,
     limits: &CacheConfig,
-    gzip: &compress::CompressionConfig,
+    gzip: &CompressionConfig,
 ) -> Option<Head> {
     let cc = directives(headers);
     if !cc.has_freshness(headers) {
@@ -804,12 +795,12 @@ impl FillBody {
 
 impl Body for FillBody {
     type Data = Bytes;
-    type Error = crate::body::BoxError;
+    type Error = crate::wire::BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, crate::body::BoxError>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, crate::wire::BoxError>>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         match &polled {
@@ -1138,9 +1129,12 @@ impl HttpCache {
             leading: Some((hash, id)),
         })
     }
+}
 
-    /// Drops every object of an app, and makes fetches already under way unstorable.
-    pub(crate) fn purge_app(&self, app_id: &str) {
+/// The table tells the cache when an app's release changes or the app goes: every object of
+/// the app is dropped, and fetches already under way become unstorable.
+impl AppStore for HttpCache {
+    fn forget_app(&self, app_id: &str) {
         let mut s = self.lock();
         s.epoch += 1;
         for i in 0..s.slots.len() {
@@ -1366,7 +1360,7 @@ mod tests {
             StatusCode::OK,
             &map(resp),
             &CacheConfig::default(),
-            &compress::CompressionConfig::default(),
+            &CompressionConfig::default(),
         )
     }
 
@@ -1603,7 +1597,7 @@ mod tests {
             is_hit(&cache, "a", "/1") && is_hit(&cache, "b", "/3") && is_hit(&cache, "b", "/4")
         );
         assert!(cache.lock().used <= 3000);
-        cache.purge_app("b");
+        cache.forget_app("b");
         assert!(
             !is_hit(&cache, "b", "/3") && !is_hit(&cache, "b", "/4") && is_hit(&cache, "a", "/1")
         );
@@ -1682,7 +1676,7 @@ mod tests {
         ) else {
             panic!()
         };
-        cache.purge_app("a");
+        cache.forget_app("a");
         leader.store(object("a", "/", 10), &CacheConfig::default());
         assert!(!is_hit(&cache, "a", "/"));
     }

@@ -24,6 +24,7 @@
 //! path of a router. The router log line's `bytes=` counts the body before compression.
 
 use crate::body::RouterBody;
+use crate::config::CompressionConfig;
 use bytes::{Bytes, BytesMut};
 use flate2::Compression;
 use flate2::write::GzEncoder;
@@ -38,26 +39,6 @@ use std::task::{Context, Poll};
 pub(crate) const STORED_LEVEL: u32 = 6;
 /// Output is handed on once this much has piled up, even if the dyno has more ready.
 const OUT_CHUNK: usize = 32 * 1024;
-
-/// Whether and how the router compresses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CompressionConfig {
-    pub enabled: bool,
-    /// Smaller bodies (when their length is known) are sent as they are.
-    pub min_bytes: u64,
-    /// zlib level (1–9) for responses compressed as they stream.
-    pub level: u32,
-}
-
-impl Default for CompressionConfig {
-    fn default() -> Self {
-        CompressionConfig {
-            enabled: true,
-            min_bytes: 1024,
-            level: 1,
-        }
-    }
-}
 
 /// Bits of [`accepted_codings`].
 const GZIP: u8 = 1;
@@ -253,7 +234,7 @@ pub(crate) fn encode(
         return response;
     }
     // Rewriting `ETag` needs every field in the map.
-    crate::passthrough::materialize(&mut response);
+    crate::body::materialize(&mut response);
     mark_encoded(response.headers_mut());
     if is_head {
         // The same headers a GET would get; there is no body to compress.
@@ -289,12 +270,12 @@ impl GzipBody {
 
 impl Body for GzipBody {
     type Data = Bytes;
-    type Error = crate::body::BoxError;
+    type Error = crate::wire::BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, crate::body::BoxError>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, crate::wire::BoxError>>> {
         let this = self.get_mut();
         loop {
             let Some(encoder) = this.encoder.as_mut() else {

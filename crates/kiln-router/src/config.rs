@@ -33,12 +33,12 @@ pub struct RouterConfig {
     /// How long a request waits for a booting app's first web dyno before H20.
     pub boot_hold: Duration,
     /// The HTTP cache's memory bounds (64 MiB, 4 MiB per object; `max_bytes: 0` turns it off).
-    pub cache: crate::cache::CacheConfig,
+    pub cache: CacheConfig,
     /// Threads serving client connections, each with its own single-threaded runtime
     /// (see the `workers` module); `0`, the default, starts one per two cores (at least one).
     pub workers: usize,
     /// gzip of compressible responses (on; 1 KiB minimum; level 1 while streaming).
-    pub compression: crate::compress::CompressionConfig,
+    pub compression: CompressionConfig,
     /// Client connections held open at once, in all and per client address; past either,
     /// a new connection is closed unread (see `kiln_net::Gate`). Each listener (HTTP, HTTPS)
     /// counts its own.
@@ -56,13 +56,52 @@ impl Default for RouterConfig {
             page_timeout: Duration::from_secs(3),
             allow_private_page_urls: false,
             boot_hold: Duration::from_secs(75),
-            cache: crate::cache::CacheConfig::default(),
-            compression: crate::compress::CompressionConfig::default(),
+            cache: CacheConfig::default(),
+            compression: CompressionConfig::default(),
             workers: 0,
             connections: kiln_net::ConnLimits {
                 total: 10_000,
                 per_ip: 1_000,
             },
+        }
+    }
+}
+
+/// How much the HTTP cache may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheConfig {
+    /// Total bytes the cache may use (bodies, gzip copies, headers and bookkeeping). `0`
+    /// turns the cache off.
+    pub max_bytes: usize,
+    /// Largest single object; bigger responses pass through unstored.
+    pub max_object_bytes: usize,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            max_bytes: 64 << 20,
+            max_object_bytes: 4 << 20,
+        }
+    }
+}
+
+/// Whether and how the router compresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompressionConfig {
+    pub enabled: bool,
+    /// Smaller bodies (when their length is known) are sent as they are.
+    pub min_bytes: u64,
+    /// zlib level (1–9) for responses compressed as they stream.
+    pub level: u32,
+}
+
+impl Default for CompressionConfig {
+    fn default() -> Self {
+        CompressionConfig {
+            enabled: true,
+            min_bytes: 1024,
+            level: 1,
         }
     }
 }

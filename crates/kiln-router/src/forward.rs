@@ -17,6 +17,8 @@ static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port"
 pub(crate) static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static X_REQUEST_START: HeaderName = HeaderName::from_static("x-request-start");
 pub(crate) static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+/// The cache's answer to "was this a hit?" (see [`crate::cache`]).
+pub(crate) static X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 
 const VIA: &str = "1.1 kiln";
 

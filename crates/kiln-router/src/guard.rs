@@ -31,27 +31,34 @@
 //!   ends idle keep-alive connections and slowloris trickles.
 
 use crate::access_log::{Outcome, RequestLog};
-use crate::backend::clock_ms;
 use crate::body::RouterBody;
 use crate::chunked::ChunkedCheck;
+use crate::client::{ClientConn, ClientFault, ConnState, IdleTimer, ReqBody};
+use crate::conn::{Stopping, client_ip_header};
 use crate::hcode::HCode;
 use crate::head::{Framing, HeadScanner, Rejection, Scan};
 use crate::pages;
 use crate::proxy::{self, Shared};
 use crate::request_id;
+use crate::table::LogTarget;
+use crate::wire::clock_ms;
 use http::header::HeaderValue;
 use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
-use std::future::Future;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use std::convert::Infallible;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-use std::task::{Context, Poll, Waker};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError};
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::{Instant, Sleep};
+use tokio::sync::watch;
 
 /// Bytes read from the client per call.
 const READ_CHUNK: usize = 16 * 1024;
@@ -59,158 +66,6 @@ const READ_CHUNK: usize = 16 * 1024;
 const MAX_BUF: usize = crate::head::MAX_HEAD + 2 * READ_CHUNK;
 /// What hyper reads in place of a refused head; [`serve`] answers it.
 const STAND_IN: &[u8] = b"GET / HTTP/1.1\r\nhost: refused.kiln.invalid\r\n\r\n";
-
-/// What the guard and the requests served on its connection share.
-pub(crate) struct ConnState {
-    idle: Duration,
-    /// Requests hyper has handed to [`serve`]: the index of the next one.
-    requests: AtomicU64,
-    /// A refused head, by its index among the connection's heads.
-    rejected: Mutex<Option<(u64, Rejection)>>,
-    /// 1 + the index of the latest head that asked to switch protocols; 0 if none.
-    upgrade_head: AtomicU64,
-    upgrade: Mutex<UpgradeWait>,
-    /// A request body is still arriving from the client.
-    body_pending: AtomicBool,
-    /// When ([`clock_ms`]) the latest request body bytes were let through.
-    body_progress_ms: AtomicU64,
-    /// hyper wants request body bytes that the client has not sent.
-    client_blocking: AtomicBool,
-    /// Why the request body was refused (malformed chunking).
-    body_fault: OnceLock<&'static str>,
-    /// The client went idle for the whole window, sending or receiving.
-    client_idle: AtomicBool,
-    /// An HTTP/2 stream: the request body is watched as it is read, not by a guard.
-    watch_body: bool,
-}
-
-#[derive(Default)]
-struct UpgradeWait {
-    outcome: Option<(u64, bool)>,
-    waker: Option<Waker>,
-}
-
-impl ConnState {
-    fn new(idle: Duration) -> ConnState {
-        ConnState {
-            idle,
-            requests: AtomicU64::new(0),
-            rejected: Mutex::new(None),
-            upgrade_head: AtomicU64::new(0),
-            upgrade: Mutex::new(UpgradeWait::default()),
-            body_pending: AtomicBool::new(false),
-            body_progress_ms: AtomicU64::new(0),
-            client_blocking: AtomicBool::new(false),
-            body_fault: OnceLock::new(),
-            client_idle: AtomicBool::new(false),
-            watch_body: false,
-        }
-    }
-
-    fn take_rejection(&self, index: u64) -> Option<Rejection> {
-        let mut rejected = self.rejected.lock().unwrap_or_else(PoisonError::into_inner);
-        if rejected.as_ref().is_some_and(|(i, _)| *i == index) {
-            rejected.take().map(|(_, r)| r)
-        } else {
-            None
-        }
-    }
-
-    /// The answer to a head that asked to switch protocols is known.
-    fn settle_upgrade(&self, index: u64, upgraded: bool) {
-        let mut wait = self.upgrade.lock().unwrap_or_else(PoisonError::into_inner);
-        wait.outcome = Some((index, upgraded));
-        if let Some(waker) = wait.waker.take() {
-            waker.wake();
-        }
-    }
-
-    fn upgrade_outcome(&self, index: u64, waker: &Waker) -> Option<bool> {
-        let mut wait = self.upgrade.lock().unwrap_or_else(PoisonError::into_inner);
-        match wait.outcome {
-            Some((i, upgraded)) if i == index => Some(upgraded),
-            _ => {
-                wait.waker = Some(waker.clone());
-                None
-            }
-        }
-    }
-}
-
-/// The connection a request arrived on, as the proxy sees it (a request extension).
-#[derive(Clone)]
-pub(crate) struct ClientConn(Arc<ConnState>);
-
-impl ClientConn {
-    /// The code for a request whose body failed on the client's side: malformed (H26),
-    /// idle (H28) or broken off (H27).
-    pub(crate) fn failure_code(&self) -> HCode {
-        if self.0.body_fault.get().is_some() {
-            HCode::H26
-        } else if self.0.client_idle.load(Ordering::Relaxed) {
-            HCode::H28
-        } else {
-            HCode::H27
-        }
-    }
-
-    /// `cause=` for an H26 line.
-    pub(crate) fn fault(&self) -> Option<&'static str> {
-        self.0.body_fault.get().copied()
-    }
-
-    pub(crate) fn went_idle(&self) -> bool {
-        self.0.client_idle.load(Ordering::Relaxed)
-    }
-
-    /// The state of a connection the [engine](crate::engine) serves itself.
-    pub(crate) fn detached(idle: Duration) -> ClientConn {
-        ClientConn(Arc::new(ConnState::new(idle)))
-    }
-
-    /// The client stopped reading the response for the idle window (H28).
-    pub(crate) fn mark_idle(&self) {
-        self.0.client_idle.store(true, Ordering::Relaxed);
-    }
-
-    /// The state of one HTTP/2 stream, whose request body no guard sees: it is watched as it
-    /// is read instead (see [`crate::h2_watch`]).
-    pub(crate) fn stream(idle: Duration) -> ClientConn {
-        ClientConn(Arc::new(ConnState {
-            watch_body: true,
-            ..ConnState::new(idle)
-        }))
-    }
-
-    /// Whether the request body must be watched as it is read (an HTTP/2 stream's).
-    pub(crate) fn watches_body(&self) -> bool {
-        self.0.watch_body
-    }
-
-    /// The idle window (H28).
-    pub(crate) fn idle_window(&self) -> Duration {
-        self.0.idle
-    }
-
-    /// A watched body: it is still arriving (`pending`) or has ended.
-    pub(crate) fn body_pending(&self, pending: bool) {
-        self.0.body_pending.store(pending, Ordering::Relaxed);
-        if !pending {
-            self.0.client_blocking.store(false, Ordering::Relaxed);
-        }
-    }
-
-    /// A watched body moved: the first-byte clock restarts from here (see [`first_byte`]).
-    pub(crate) fn body_progress(&self) {
-        self.0.body_progress_ms.store(clock_ms(), Ordering::Relaxed);
-        self.0.client_blocking.store(false, Ordering::Relaxed);
-    }
-
-    /// A watched body is waiting for the client: the first-byte clock stands still.
-    pub(crate) fn body_waiting(&self) {
-        self.0.client_blocking.store(true, Ordering::Relaxed);
-    }
-}
 
 /// Wraps a client connection; the state goes to [`serve`] for each request on it.
 pub(crate) fn guard<IO>(io: IO, idle: Duration) -> (Guarded<IO>, Arc<ConnState>) {
@@ -249,12 +104,12 @@ pub(crate) async fn serve(
         shared,
         client_ip,
         Some(ClientConn(Arc::clone(&conn))),
-        req.map(proxy::ReqBody::Hyper),
+        req.map(ReqBody::Hyper),
     )
     .await;
     // hyper writes only the map (the engine's dyno client is not used for these requests
     // today; this keeps it so whatever the pipeline does).
-    crate::passthrough::materialize(&mut response);
+    crate::body::materialize(&mut response);
     if switching {
         conn.settle_upgrade(index, response.status() == StatusCode::SWITCHING_PROTOCOLS);
     }
@@ -292,7 +147,7 @@ pub(crate) fn refuse(
         };
         let meter = shared.table.meter(&app.app_id);
         let log = RequestLog {
-            logs: crate::access_log::LogTarget::Shared(Arc::clone(&shared.logs)),
+            logs: LogTarget::Shared(Arc::clone(&shared.logs)),
             app,
             method: r
                 .method
@@ -322,43 +177,6 @@ pub(crate) fn refuse(
     pages::refused(r.status)
 }
 
-/// Waits for the dyno's response head under the first-byte timeout (H12), which counts
-/// from dispatch or from the last request body byte the dyno accepted, whichever is later,
-/// and stands still while the client owes body bytes (its own idle window applies then).
-/// `Err` is a timeout.
-pub(crate) async fn first_byte<F: Future>(
-    limit: Duration,
-    client: Option<&ClientConn>,
-    fut: F,
-) -> Result<F::Output, ()> {
-    let Some(ClientConn(state)) = client else {
-        return tokio::time::timeout(limit, fut).await.map_err(|_| ());
-    };
-    tokio::pin!(fut);
-    let dispatched = clock_ms();
-    let limit_ms = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
-    loop {
-        let wait = if state.body_pending.load(Ordering::Relaxed)
-            && state.client_blocking.load(Ordering::Relaxed)
-        {
-            limit_ms
-        } else {
-            let deadline = dispatched
-                .max(state.body_progress_ms.load(Ordering::Relaxed))
-                .saturating_add(limit_ms);
-            let now = clock_ms();
-            if now >= deadline {
-                return Err(());
-            }
-            deadline - now
-        };
-        tokio::select! {
-            out = &mut fut => return Ok(out),
-            () = tokio::time::sleep(Duration::from_millis(wait)) => {}
-        }
-    }
-}
-
 // ---------------------------------------------------------------------------------------
 // The IO wrapper
 // ---------------------------------------------------------------------------------------
@@ -386,42 +204,6 @@ enum Step {
     Hold,
     Eof,
     Fail(io::Error),
-}
-
-/// A timer for "no progress for the idle window", armed only while the connection waits
-/// (so the common case, where data is ready, never touches a timer).
-#[derive(Default)]
-pub(crate) struct IdleTimer {
-    timer: Option<Pin<Box<Sleep>>>,
-    moved: bool,
-}
-
-impl IdleTimer {
-    pub(crate) fn progress(&mut self) {
-        self.moved = true;
-    }
-
-    /// Called when the connection has to wait; true once it has waited the whole window.
-    pub(crate) fn expired(&mut self, cx: &mut Context<'_>, window: Duration) -> bool {
-        match &mut self.timer {
-            None => self.timer = Some(Box::pin(tokio::time::sleep(window))),
-            Some(t) if self.moved => t.as_mut().reset(Instant::now() + window),
-            Some(_) => {}
-        }
-        self.moved = false;
-        self.timer
-            .as_mut()
-            .is_some_and(|t| t.as_mut().poll(cx).is_ready())
-    }
-}
-
-/// Why the guard failed a read, for whoever reads the error chain.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum ClientFault {
-    #[error("malformed chunked request body: {0}")]
-    BadChunk(&'static str),
-    #[error("the client sent nothing for the idle window")]
-    Idle,
 }
 
 /// A client connection seen through the guard; see the module documentation.
@@ -733,6 +515,46 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Guarded<IO> {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
+}
+
+/// Serves one client connection. Generic over the transport so TLS (issue 5) reuses it.
+pub(crate) fn spawn_connection<IO>(
+    io: IO,
+    peer: SocketAddr,
+    http: &http1::Builder,
+    shared: &Arc<Shared>,
+    stop: watch::Receiver<bool>,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let client_ip = client_ip_header(peer.ip());
+    let mut stopping = Stopping::new(&shared.stopping, stop);
+    let shared = Arc::clone(shared);
+    // Every byte from the client passes the guard first: framing, limits, idle clients.
+    let (io, conn_state) = guard(io, shared.config.idle_timeout);
+    let service = service_fn(move |req| {
+        let shared = Arc::clone(&shared);
+        let client_ip = client_ip.clone();
+        let conn_state = Arc::clone(&conn_state);
+        async move { Ok::<_, Infallible>(serve(shared, client_ip, conn_state, req).await) }
+    });
+    let conn = http
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    tokio::spawn(async move {
+        tokio::pin!(conn);
+        let result = tokio::select! {
+            result = conn.as_mut() => result,
+            () = &mut stopping => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        };
+        if let Err(e) = result {
+            // Clients resetting or timing out is routine.
+            tracing::debug!(%peer, error = %e, "client connection ended with an error");
+        }
+    });
 }
 
 #[cfg(test)]

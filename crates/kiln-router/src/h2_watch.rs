@@ -13,85 +13,16 @@
 //!   writes the log line and releases the dyno's connection, and the stream is reset when
 //!   hyper next looks at it. Other streams of the connection go on.
 
-use crate::backend::clock_ms;
-use crate::body::{BoxError, RouterBody};
-use crate::guard::{ClientConn, ClientFault, IdleTimer};
+use crate::body::RouterBody;
+use crate::client::{ClientConn, ClientFault};
+use crate::wire::{BoxError, clock_ms};
 use bytes::Bytes;
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::body::{Body, Frame, SizeHint};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
-
-/// A client's request body on its way to the dyno; watched when it is an HTTP/2 stream's.
-pub(crate) struct RequestBody {
-    inner: Incoming,
-    watch: Option<(ClientConn, IdleTimer)>,
-}
-
-impl RequestBody {
-    pub(crate) fn new(inner: Incoming, client: Option<&ClientConn>) -> RequestBody {
-        let watch = client.filter(|c| c.watches_body()).map(|c| {
-            c.body_pending(!inner.is_end_stream());
-            c.body_progress();
-            (c.clone(), IdleTimer::default())
-        });
-        RequestBody { inner, watch }
-    }
-
-    /// The body as it came, for another attempt.
-    pub(crate) fn into_inner(self) -> Incoming {
-        self.inner
-    }
-}
-
-impl Body for RequestBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.get_mut();
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        let Some((client, idle)) = this.watch.as_mut() else {
-            return polled.map_err(Into::into);
-        };
-        match polled {
-            Poll::Ready(Some(Ok(frame))) => {
-                idle.progress();
-                client.body_progress();
-                if this.inner.is_end_stream() {
-                    client.body_pending(false);
-                }
-                Poll::Ready(Some(Ok(frame)))
-            }
-            Poll::Ready(other) => {
-                client.body_pending(false);
-                Poll::Ready(other.map(|r| r.map_err(Into::into)))
-            }
-            Poll::Pending => {
-                client.body_waiting();
-                if idle.expired(cx, client.idle_window()) {
-                    client.mark_idle();
-                    client.body_pending(false);
-                    return Poll::Ready(Some(Err(Box::new(ClientFault::Idle))));
-                }
-                Poll::Pending
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
 
 /// A response body whose stream is watched for a client that stops reading. It also holds
 /// the stream's place under the listener's cap on requests in flight (`permit`).

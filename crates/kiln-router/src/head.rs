@@ -244,12 +244,15 @@ impl HeadScanner {
             return Err((StatusCode::BAD_REQUEST, "malformed method"));
         }
         self.method = Some(self.span(method));
-        // Visible ASCII, and (as hyper's parser allows) raw non-ASCII bytes some clients send.
-        if target.is_empty()
-            || !target.iter().fold(true, |ok, &b| {
-                ok & ((0x21..=0x7e).contains(&b) || b >= 0x80)
-            })
-        {
+        // Visible ASCII, and (as hyper's parser allows) raw non-ASCII text some clients
+        // send, but only as valid UTF-8, as httparse requires (found by the fuzz target,
+        // `tests::fuzz_request_head_scanner`).
+        let mut non_ascii = false;
+        let visible = target.iter().fold(true, |ok, &b| {
+            non_ascii |= b >= 0x80;
+            ok & ((0x21..=0x7e).contains(&b) || b >= 0x80)
+        });
+        if target.is_empty() || !visible || (non_ascii && std::str::from_utf8(target).is_err()) {
             return Err((StatusCode::BAD_REQUEST, "malformed request target"));
         }
         self.target = Some(self.span(target));
@@ -641,6 +644,19 @@ mod tests {
     }
 
     #[test]
+    fn targets_that_are_not_utf8_are_refused() {
+        assert_eq!(
+            refused(b"GET /caf\xc3 HTTP/1.1\r\nHost: a\r\n\r\n"),
+            (400, "malformed request target")
+        );
+        assert_eq!(
+            refused(b"GET /\xff HTTP/1.1\r\nHost: a\r\n\r\n"),
+            (400, "malformed request target")
+        );
+        done("GET /caf\u{e9} HTTP/1.1\r\nHost: a\r\n\r\n");
+    }
+
+    #[test]
     fn smuggling_framings_are_refused() {
         let cases: &[(&[u8], &str)] = &[
             (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n", "Content-Length with Transfer-Encoding"),
@@ -769,5 +785,122 @@ mod tests {
             panic!()
         };
         assert_eq!(r.host, None, "an ambiguous Host names no app");
+    }
+
+    /// Scans `buf` received in the pieces `cuts` says, as the engine does: skipped empty
+    /// lines are dropped and the scan goes on. What it found, after how many skipped bytes,
+    /// and the fields it recorded.
+    fn scan_in_pieces(buf: &[u8], cuts: &[usize]) -> (String, usize, Vec<FieldSpan>) {
+        let mut scanner = HeadScanner::default();
+        let (mut start, mut fields) = (0, Vec::new());
+        for &cut in cuts {
+            while cut > start {
+                match scanner.scan_recording(&buf[start..cut], &mut fields) {
+                    Scan::More => break,
+                    Scan::Skip(n) => {
+                        start += n;
+                        fields.clear();
+                    }
+                    other => return (format!("{other:?}"), start, fields),
+                }
+            }
+        }
+        ("More".to_string(), start, fields)
+    }
+
+    /// Fuzz target (see `crate::fuzz`): the request head scanner against httparse, and
+    /// against itself fed in random pieces. A head it passes, httparse reads the same (same
+    /// length, method, target and fields), with the framing its fields say; it never passes
+    /// what httparse calls malformed or incomplete.
+    #[test]
+    fn fuzz_request_head_scanner() {
+        const HEADS: &[&[u8]] = &[
+            b"GET / HTTP/1.1\r\nHost: a.example\r\n\r\n",
+            b"POST /upload?x=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+            b"GET /chat HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+            b"GET http://a.example/x HTTP/1.1\r\nHost: a.example\r\nX-Request-Id: abcdefghijklmnopqrstuvwxyz\r\nX-Forwarded-For: 1.2.3.4\r\n\r\n",
+            b"GET / HTTP/1.0\r\n\r\n",
+            b"\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"PUT /x HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nabc",
+            b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nX-Empty:\r\nX-Tab:\tv\t\r\nCookie: a=1; b=2\r\n\r\n",
+        ];
+        crate::fuzz::run("fuzz_request_head_scanner", |rng| {
+            let mut buf = HEADS[rng.usize(..HEADS.len())].to_vec();
+            if rng.u8(..8) > 0 {
+                crate::fuzz::mutate(
+                    rng,
+                    &mut buf,
+                    b"\r\n :\t,;\x00\x7f\x80\xffHTTP/1.0chunked Content-Length: Transfer-Encoding: Host: ",
+                );
+            }
+            let whole = scan_in_pieces(&buf, &[buf.len()]);
+            let cuts = crate::fuzz::cuts(rng, buf.len());
+            assert_eq!(
+                scan_in_pieces(&buf, &cuts),
+                whole,
+                "{:?} in pieces {cuts:?}",
+                String::from_utf8_lossy(&buf)
+            );
+            let (found, start, spans) = whole;
+            let head = &buf[start..];
+            let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS + 1];
+            let mut req = httparse::Request::new(&mut fields);
+            let theirs = req.parse(head);
+            let Some(ours) = found.strip_prefix("Done(") else {
+                return;
+            };
+            let shown = String::from_utf8_lossy(head);
+            let Ok(httparse::Status::Complete(len)) = theirs else {
+                panic!("{shown:?}: scanner passed it ({ours}), httparse says {theirs:?}");
+            };
+            assert!(
+                ours.contains(&format!("len: {len},")),
+                "{shown:?}: {ours} vs {len}"
+            );
+            let theirs: Vec<(Vec<u8>, Vec<u8>)> = req
+                .headers
+                .iter()
+                .map(|f| (f.name.as_bytes().to_vec(), f.value.to_vec()))
+                .collect();
+            let span = |(a, b): (u32, u32)| head[a as usize..b as usize].to_vec();
+            let recorded: Vec<(Vec<u8>, Vec<u8>)> = spans
+                .iter()
+                .map(|f| (span(f.name), span(f.value)))
+                .collect();
+            assert_eq!(recorded, theirs, "{shown:?}");
+            // The framing the fields say (the scanner refused every ambiguous one).
+            let named = |n: &str| {
+                theirs
+                    .iter()
+                    .filter(|(k, _)| k.eq_ignore_ascii_case(n.as_bytes()))
+                    .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+                    .collect::<Vec<_>>()
+            };
+            let (te, cl) = (named("transfer-encoding"), named("content-length"));
+            let framing = match (te.as_slice(), cl.first()) {
+                ([te], None) if te.eq_ignore_ascii_case("chunked") => "Chunked".to_string(),
+                ([], Some(n)) => {
+                    let parse = |v: &String| v.parse::<u64>().ok();
+                    let n = parse(n).unwrap_or_else(|| panic!("{shown:?}: passed length {n:?}"));
+                    assert!(cl.iter().all(|v| parse(v) == Some(n)), "{shown:?}: {cl:?}");
+                    // An empty body is no body.
+                    if n == 0 {
+                        "None".to_string()
+                    } else {
+                        format!("Length({n})")
+                    }
+                }
+                ([], None) => "None".to_string(),
+                _ => {
+                    panic!("{shown:?}: passed with transfer-encoding {te:?}, content-length {cl:?}")
+                }
+            };
+            assert!(
+                ours.contains(&format!("framing: {framing},")),
+                "{shown:?}: {ours}, expected {framing}"
+            );
+        });
     }
 }

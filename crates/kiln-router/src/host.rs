@@ -4,7 +4,8 @@
 use std::borrow::Cow;
 
 /// The hostname part of a `Host` value, lowercased, without port or trailing dot. `None`
-/// for values no app can have: empty, bracketed IPv6 literals, bad ports, odd characters.
+/// for values no app can have: empty, bracketed IPv6 literals, bad ports, odd characters,
+/// empty labels (`a..b`, `.a`, `a..`).
 pub(crate) fn hostname(host: &str) -> Option<Cow<'_, str>> {
     if host.starts_with('[') {
         return None;
@@ -16,12 +17,18 @@ pub(crate) fn hostname(host: &str) -> Option<Cow<'_, str>> {
         None => host,
     };
     let name = name.strip_suffix('.').unwrap_or(name);
-    // One pass tells both whether every byte may be in a hostname and whether any is
-    // uppercase (on every request, so it is a table lookup a byte).
-    let class = name
-        .bytes()
-        .fold(0, |seen, b| seen | HOST_BYTES[usize::from(b)]);
-    if name.is_empty() || class & INVALID != 0 {
+    // One pass tells whether every byte may be in a hostname, whether any label is empty
+    // (a dot first, last or after another) and whether any byte is uppercase (on every
+    // request, so it is a table lookup a byte).
+    let (class, last) = name.bytes().fold((0, b'.'), |(seen, prev), b| {
+        let empty_label = if prev == b'.' && b == b'.' {
+            INVALID
+        } else {
+            0
+        };
+        (seen | HOST_BYTES[usize::from(b)] | empty_label, b)
+    });
+    if name.is_empty() || class & INVALID != 0 || last == b'.' {
         return None;
     }
     // Clients nearly always send lowercase, so allocate only when they did not.
@@ -100,6 +107,13 @@ mod tests {
         assert_eq!(app("[::1]:80"), None);
         assert_eq!(app("foo bar.localhost"), None);
         assert_eq!(app(""), None);
+        assert_eq!(app("foo..localhost"), None);
+        assert_eq!(
+            hostname("foo.localhost.."),
+            None,
+            "found by the fuzz target"
+        );
+        assert_eq!(hostname(".foo.localhost"), None);
     }
 
     #[test]
@@ -109,5 +123,67 @@ mod tests {
             app_label("foo.apps.example.com", "apps.example.com"),
             Some("foo")
         );
+    }
+
+    /// Fuzz target (see `crate::fuzz`): whatever `hostname` accepts, the `http` crate reads
+    /// as an authority with the same host, and the answer does not depend on case, port or
+    /// a trailing dot.
+    #[test]
+    fn fuzz_host_parser() {
+        const SEEDS: &[&str] = &[
+            "foo.localhost",
+            "FOO.LocalHost:8080",
+            "foo.localhost.",
+            "my-app_2.apps.example.com:443",
+            "[::1]:80",
+            "127.0.0.1",
+            "a.b.c.d.e.f.g",
+            "x:",
+        ];
+        crate::fuzz::run("fuzz_host_parser", |rng| {
+            let mut host = SEEDS[rng.usize(..SEEDS.len())].as_bytes().to_vec();
+            if rng.u8(..4) > 0 {
+                crate::fuzz::mutate(rng, &mut host, b".:-_[]@/ %\x00\x7fAZaz09");
+            }
+            let Ok(host) = String::from_utf8(host) else {
+                return;
+            };
+            let Some(name) = hostname(&host) else {
+                return;
+            };
+            // The reference: RFC 3986's authority as the `http` crate parses it.
+            let authority: http::uri::Authority = host
+                .parse()
+                .unwrap_or_else(|e| panic!("{host:?} accepted as {name:?}, but http says {e}"));
+            let theirs = authority.host().to_ascii_lowercase();
+            assert_eq!(
+                theirs.strip_suffix('.').unwrap_or(&theirs),
+                name,
+                "{host:?}"
+            );
+            assert!(
+                !name.is_empty() && !name.ends_with('.'),
+                "{host:?} → {name:?}"
+            );
+            assert!(
+                name.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b".-_".contains(&b)),
+                "{host:?} → {name:?}"
+            );
+            assert_eq!(hostname(&name).as_deref(), Some(&*name), "idempotent");
+            assert_eq!(
+                hostname(&host.to_ascii_uppercase()).as_deref(),
+                Some(&*name),
+                "case"
+            );
+            if !host.contains(':') {
+                let port = rng.u16(..);
+                assert_eq!(
+                    hostname(&format!("{host}:{port}")).as_deref(),
+                    Some(&*name),
+                    "port"
+                );
+            }
+        });
     }
 }

@@ -12,22 +12,34 @@
 //!   `forward` (Heroku's headers, hop-by-hop stripping), `proxy` (decide, hold while
 //!   booting, dispatch with retries), `cache` (the HTTP cache: lookup, coalescing,
 //!   storing; see its doc for the exact rules), `compress` (gzip), `balance` (which dyno),
-//!   `upstream` (connections and pooling), `body` (streaming and end-of-request
-//!   accounting), `upgrade` (WebSocket),
-//!   `access_log` (the router log line), `pages` (the router's own answers, or the app's
-//!   fetched by `page_fetch`) and `hcode`. In front of hyper on every HTTP/1 connection
-//!   sits `guard`, with `head` and `chunked`: framing, limits and slow clients.
+//!   `dyno_client` (the router's HTTP/1.1 client for dynos) and `upstream` (hyper's, for
+//!   requests with bodies), `pool` (idle connections), `body` (streaming and
+//!   end-of-request accounting), `upgrade` (WebSocket), `access_log` (the router log
+//!   line), `pages` (the router's own answers, or the app's fetched by `page_fetch`) and
+//!   `hcode`. In front of hyper on every HTTP/1 connection sits `guard`, with `head` and
+//!   `chunked`: framing, limits and slow clients.
+//! - **Layers, not a web.** Each module names only modules below it; a test
+//!   (`crates/kiln/tests/architecture.rs`) fails on any import cycle. From the bottom:
+//!   `config`, `hcode`, `head`, `host`, `wire` (field lines, `Date`, deadlines, the
+//!   clock), `pool`, `conn`, `request_id`, `ack`; then `forward`, `chunked`, `dyno_head`,
+//!   `passthrough`, `client` (the client's connection state and request body), `dyno_client`
+//!   and `upstream`; `backend` and `table` (which keeps per-app stores such as the cache
+//!   without knowing them: `table::AppStore`); `access_log`, `body`, `pages`, `compress`,
+//!   `cache` (generic over the dispatch step it calls on a miss), `balance`, `upgrade`;
+//!   `proxy`; and at the top the connections: `engine`, `guard`, `h2_watch`, `tls`,
+//!   `server`.
 //! - **Two HTTP/1 paths, one pipeline.** On the plain-HTTP listener, `engine` serves
-//!   bodiless HTTP/1.1 requests itself (its own head reading, response writing and dyno
-//!   client, in one task per connection) and hands every other connection to hyper with the
-//!   guard in front; both feed the same `proxy`/`cache`/`compress` pipeline, so behaviour is
-//!   the same either way. The engine builds a request from the fields the head scanner
-//!   found, without a second parse; Heroku's request fields travel beside the client's
-//!   header map (`forward::Forwarded`) and are written straight into the dyno's head (hyper's
-//!   client gets them in the map, the cache reads them for `Vary`). Its dyno client reads
-//!   the response head in one pass (`dyno_head`) and puts into the header map only the
-//!   fields that pipeline reads; the others travel as the dyno's bytes (`passthrough`) and
-//!   are moved into the map only where a step needs every field.
+//!   bodiless HTTP/1.1 requests itself (its own head reading and response writing, with
+//!   `dyno_client` for the dyno, in one task per connection) and hands every other
+//!   connection to hyper with the guard in front; both feed the same
+//!   `proxy`/`cache`/`compress` pipeline, so behaviour is the same either way. The engine
+//!   builds a request from the fields the head scanner found, without a second parse;
+//!   Heroku's request fields travel beside the client's header map (`forward::Forwarded`)
+//!   and are written straight into the dyno's head (hyper's client gets them in the map,
+//!   the cache reads them for `Vary`). The dyno client reads the response head in one pass
+//!   (`dyno_head`) and puts into the header map only the fields that pipeline reads; the
+//!   others travel as the dyno's bytes (`passthrough`) and are moved into the map only
+//!   where a step needs every field.
 //!   Connections are dealt to `workers`: single-threaded runtimes on their own threads (one
 //!   per two cores by default), so a request never crosses threads.
 //!
@@ -94,11 +106,16 @@ mod balance;
 mod body;
 mod cache;
 mod chunked;
+mod client;
 mod compress;
 mod config;
+mod conn;
+mod dyno_client;
 mod dyno_head;
 mod engine;
 mod forward;
+#[cfg(test)]
+mod fuzz;
 mod guard;
 mod h2_watch;
 mod hcode;
@@ -107,6 +124,7 @@ mod host;
 mod page_fetch;
 mod pages;
 mod passthrough;
+mod pool;
 mod proxy;
 mod request_id;
 mod server;
@@ -114,12 +132,11 @@ mod table;
 mod tls;
 mod upgrade;
 mod upstream;
+mod wire;
 mod workers;
 
-pub use cache::{CacheConfig, CacheUsage};
-pub use compress::CompressionConfig;
-pub use config::RouterConfig;
+pub use cache::CacheUsage;
+pub use config::{CacheConfig, CompressionConfig, RouterConfig};
 pub use hcode::{HCode, Level};
-pub use server::serve;
+pub use server::{serve, serve_tls};
 pub use table::{AppEntry, RouteTable};
-pub use tls::serve_tls;

@@ -22,9 +22,7 @@
 //! one name, which is what carries meaning (RFC 9110 §5.3), is kept because a name is always
 //! in one group.
 
-use crate::body::RouterBody;
 use bytes::{Bytes, BytesMut};
-use http::Response;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 /// Fields of a dyno's response that go to the client as they came: `name: value` lines,
@@ -64,7 +62,7 @@ impl Builder {
                     self.run = Some((name.0, value.1 + 2));
                 } else {
                     self.reserve();
-                    crate::engine::put_field(
+                    crate::wire::put_field(
                         &mut self.lines,
                         &head[name.0..name.1],
                         &head[value.0..value.1],
@@ -151,7 +149,7 @@ pub(crate) fn map_name(name: &[u8]) -> Result<Option<HeaderName>, InvalidName> {
         (7, b'e') if is(b"expires") => header::EXPIRES,
         (7, b't') if is(b"trailer") => header::TRAILER,
         (7, b'u') if is(b"upgrade") => header::UPGRADE,
-        (7, b'x') if is(b"x-cache") => crate::cache::X_CACHE.clone(),
+        (7, b'x') if is(b"x-cache") => crate::forward::X_CACHE.clone(),
         (10, b'c') if is(b"connection") => header::CONNECTION,
         (10, b'k') if is(b"keep-alive") => crate::forward::KEEP_ALIVE.clone(),
         (12, b'c') if is(b"content-type") => header::CONTENT_TYPE,
@@ -172,14 +170,6 @@ pub(crate) fn map_name(name: &[u8]) -> Result<Option<HeaderName>, InvalidName> {
 /// A response field name the map cannot hold.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct InvalidName;
-
-/// Moves a response's pass-through fields into its `HeaderMap`, for code that needs them
-/// all. Does nothing to a response that has none.
-pub(crate) fn materialize(response: &mut Response<RouterBody>) {
-    if let Some(block) = response.body_mut().take_passthrough() {
-        block.append_to(response.headers_mut());
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -15,10 +15,11 @@ use crate::access_log::{Outcome, RequestLog};
 use crate::backend::{BackendState, Outstanding};
 use crate::balance::{self, Tried};
 use crate::body::{Finish, Inner, RouterBody};
+use crate::cache::HttpCache;
+use crate::client::{self, ClientConn, ReqBody, RequestBody};
 use crate::config::RouterConfig;
+use crate::dyno_client::{self, Sent};
 use crate::forward::{self, Forwarded, ListenerInfo};
-use crate::guard::{self, ClientConn};
-use crate::h2_watch::RequestBody;
 use crate::hcode::HCode;
 use crate::pages;
 use crate::table::{AppEntry, AppSlot, RouteTable};
@@ -35,23 +36,6 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::time::timeout;
 
-/// A request's body as the pipeline carries it: hyper's (HTTP/2, and HTTP/1 requests the
-/// [engine](crate::engine) hands over), or none, from the engine, whose own client then
-/// takes the request to the dyno.
-pub(crate) enum ReqBody {
-    Hyper(Incoming),
-    Empty,
-}
-
-impl ReqBody {
-    pub(crate) fn is_end_stream(&self) -> bool {
-        match self {
-            ReqBody::Hyper(body) => hyper::body::Body::is_end_stream(body),
-            ReqBody::Empty => true,
-        }
-    }
-}
-
 /// What every request on a listener shares.
 pub(crate) struct Shared {
     pub(crate) table: Arc<RouteTable>,
@@ -65,6 +49,8 @@ pub(crate) struct Shared {
     /// client connection carries many: capped at the connection cap, so that the
     /// descriptors budgeted for the listener (two per connection) hold whatever the mix.
     pub(crate) h2_streams: Arc<tokio::sync::Semaphore>,
+    /// The HTTP cache, one per route table (shared by its listeners).
+    pub(crate) cache: Arc<HttpCache>,
 }
 
 /// Routes one request and produces the client's response. Never fails: every failure is
@@ -127,7 +113,19 @@ pub(crate) async fn handle(
     };
     match decision {
         // The cache answers what it can and hands the rest to `dispatch`.
-        Decision::Route => crate::cache::route(&shared, log, req, &fwd, client_upgrade).await,
+        Decision::Route => {
+            let next = |log, req, upgrade| dispatch(&shared.config, log, req, &fwd, upgrade);
+            crate::cache::route(
+                &shared.cache,
+                &shared.config,
+                log,
+                req,
+                &fwd,
+                client_upgrade,
+                next,
+            )
+            .await
+        }
         Decision::Refuse(code) => {
             log.emit(&Outcome::refused(code));
             Box::pin(pages::error_page(code, &log.app, &shared.config)).await
@@ -283,13 +281,44 @@ pub(crate) async fn dispatch(
             // The engine serves each of its connection's requests to the end: nothing drops
             // this future half way.
             ReqBody::Empty => {
-                crate::engine::attempt(
-                    config,
-                    outstanding.state(),
-                    Request::from_parts(parts, ()),
-                    fwd,
-                )
-                .await
+                let state = outstanding.state();
+                let req = Request::from_parts(parts, ());
+                match dyno_client::send(config, state.backend.addr, &state.conns, req, fwd).await {
+                    Sent::Answered {
+                        response,
+                        connect,
+                        dispatched_at,
+                        request_headers,
+                    } => Attempt::Answered {
+                        response: response.map(|body| Inner::Own(Box::new(body))),
+                        sender: None,
+                        connect,
+                        dispatched_at,
+                        request_headers: Some(request_headers),
+                    },
+                    Sent::Unreachable { req, code, connect } => {
+                        state.quarantine();
+                        Attempt::Retry {
+                            req: req.map(|()| ReqBody::Empty),
+                            failure: Failure {
+                                code,
+                                backend: Arc::clone(state),
+                                connect,
+                                service: Duration::ZERO,
+                            },
+                        }
+                    }
+                    Sent::Failed {
+                        code,
+                        connect,
+                        service,
+                    } => Attempt::Failed(Failure {
+                        code,
+                        backend: Arc::clone(state),
+                        connect,
+                        service,
+                    }),
+                }
             }
             ReqBody::Hyper(body) => {
                 // Until the attempt returns, the request is the dyno's: if hyper drops this
@@ -422,7 +451,7 @@ impl Drop for Unanswered<'_> {
 
 /// One dyno: a pooled connection if one is alive, else a new one; then the request, with
 /// the first-byte timeout from the moment it is handed over (and its body delivered: see
-/// [`guard::first_byte`]).
+/// [`client::first_byte`]).
 async fn attempt(
     config: &RouterConfig,
     backend: &Arc<BackendState>,
@@ -472,7 +501,7 @@ async fn attempt(
         };
         let dispatched_at = Instant::now();
         let watched = req.map(|body| RequestBody::new(body, client));
-        match guard::first_byte(
+        match client::first_byte(
             config.first_byte_timeout,
             client,
             sender.try_send_request(watched),

@@ -12,10 +12,9 @@
 //! clone, an update swaps the snapshot, and requests held while an app boots wait on the
 //! same channel for the snapshot that brings a dyno up. No lock is held across an await.
 
-use crate::access_log::LogTarget;
 use crate::backend::BackendState;
 use crate::host;
-use kiln_model::log::LogSink;
+use kiln_model::log::{AppLogSink, LogSink};
 use kiln_model::meter::{Meters, RequestMeter};
 use kiln_model::route::{AppRoutes, Backend, DynoRoutes, WebStatus};
 use std::collections::HashMap;
@@ -37,9 +36,9 @@ pub struct RouteTable {
     /// Lowercase, without dots at either end.
     domain: String,
     index: RwLock<Index>,
-    /// The HTTP cache, shared by every listener serving this table; purged per app when a
-    /// release goes live (see [`crate::cache`]).
-    pub(crate) cache: Arc<crate::cache::HttpCache>,
+    /// What the listeners keep per app beside the table (the HTTP cache), shared by every
+    /// listener serving it; see [`AppStore`].
+    stores: RwLock<Vec<Arc<dyn AppStore>>>,
     /// ACME HTTP-01 key authorizations by token, while an order is being validated.
     acme: RwLock<HashMap<String, String>>,
     /// Where each app's requests are counted (see `kiln-metrics`), when the server counts.
@@ -186,7 +185,7 @@ impl RouteTable {
         Arc::new(RouteTable {
             domain: host::normalize_domain(domain),
             index: RwLock::new(Index::default()),
-            cache: crate::cache::HttpCache::new(),
+            stores: RwLock::new(Vec::new()),
             acme: RwLock::default(),
             meters: OnceLock::new(),
             waker: OnceLock::new(),
@@ -276,6 +275,40 @@ impl RouteTable {
 
     // A poisoned lock only means a writer panicked between two map operations; each map
     // is still valid on its own, and refusing all traffic would be worse.
+    /// The table's store of type `T`, made by `make` the first time it is asked for. The
+    /// listeners share it through the table, and the table tells it when apps change, but
+    /// knows nothing else of it.
+    pub(crate) fn store<T: AppStore>(&self, make: impl FnOnce() -> Arc<T>) -> Arc<T> {
+        let find = |stores: &[Arc<dyn AppStore>]| {
+            stores.iter().find_map(|s| {
+                let any: Arc<dyn std::any::Any + Send + Sync> = Arc::clone(s) as _;
+                any.downcast::<T>().ok()
+            })
+        };
+        if let Some(found) = find(&self.stores.read().unwrap_or_else(PoisonError::into_inner)) {
+            return found;
+        }
+        let mut stores = self.stores.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(found) = find(&stores) {
+            return found;
+        }
+        let made = make();
+        stores.push(Arc::clone(&made) as Arc<dyn AppStore>);
+        made
+    }
+
+    /// Tells every store that what it keeps for `app_id` is stale.
+    fn forget_app(&self, app_id: &str) {
+        for store in self
+            .stores
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            store.forget_app(app_id);
+        }
+    }
+
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Index> {
         self.index.read().unwrap_or_else(PoisonError::into_inner)
     }
@@ -378,7 +411,7 @@ impl AppRoutes for RouteTable {
     }
 
     fn remove_app(&self, app_id: &str) {
-        self.cache.purge_app(app_id);
+        self.forget_app(app_id);
         let mut index = self.write();
         let Some(slot) = index.by_id.remove(app_id) else {
             return;
@@ -438,7 +471,7 @@ impl DynoRoutes for RouteTable {
     }
 
     fn release_changed(&self, app_id: &str, _version: u32) {
-        self.cache.purge_app(app_id);
+        self.forget_app(app_id);
     }
 
     fn idle_secs(&self, app_id: &str) -> Option<u64> {
@@ -462,6 +495,21 @@ impl DynoRoutes for RouteTable {
             .map(|b| b.outstanding())
             .sum()
     }
+}
+
+/// Where the line goes: the app's own stream when the sink offers a handle (kept per app
+/// in the route table, so a request does not look the app up in the log store), else the
+/// shared sink.
+#[derive(Clone)]
+pub(crate) enum LogTarget {
+    App(Arc<dyn AppLogSink>),
+    Shared(Arc<dyn LogSink>),
+}
+
+/// Something the router keeps per app beside the table (the HTTP cache): told when an app's
+/// release changes or the app is removed, so that it drops what it held for the old one.
+pub(crate) trait AppStore: std::any::Any + Send + Sync {
+    fn forget_app(&self, app_id: &str);
 }
 
 #[cfg(test)]

@@ -16,12 +16,12 @@
 //!   listener.
 
 use crate::body::RouterBody;
-use crate::config::RouterConfig;
+use crate::client::{ClientConn, ReqBody};
+use crate::conn;
 use crate::forward::ListenerInfo;
-use crate::guard::{self, ClientConn};
+use crate::guard;
 use crate::pages;
 use crate::proxy::{self, Shared};
-use crate::server;
 use crate::table::RouteTable;
 use http::Request;
 use http::header::{self, HeaderMap, HeaderValue};
@@ -29,16 +29,14 @@ use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use kiln_model::log::LogSink;
 use std::convert::Infallible;
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
@@ -58,28 +56,6 @@ const MAX_HEADER_LIST_SIZE: u32 =
 
 /// The answer to plain HTTP on the HTTPS port.
 const PLAIN_HTTP_ANSWER: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 61\r\nConnection: close\r\n\r\nThis port speaks HTTPS: use an https:// URL to reach an app.\n";
-
-/// Serves the router over TLS on `listener` until `shutdown` completes, as
-/// [`serve`](crate::serve) does for plain HTTP. `tls` comes from
-/// [`kiln_tls::server_config`]; its ALPN list decides whether clients may speak HTTP/2.
-pub async fn serve_tls(
-    listener: TcpListener,
-    table: Arc<RouteTable>,
-    logs: Arc<dyn LogSink>,
-    config: RouterConfig,
-    tls: Arc<rustls::ServerConfig>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> io::Result<()> {
-    server::serve_on(
-        listener,
-        table,
-        logs,
-        config,
-        Some(TlsAcceptor::from(tls)),
-        shutdown,
-    )
-    .await
-}
 
 /// What requests on a TLS listener on `port` are forwarded as.
 pub(crate) fn listener_info(port: u16) -> ListenerInfo {
@@ -109,7 +85,7 @@ pub(crate) fn spawn_connection(
     tokio::spawn(async move {
         let handshake = tokio::select! {
             result = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(stream, &acceptor)) => result,
-            () = server::stopping(&mut stop) => return,
+            () = conn::stopping(&mut stop) => return,
         };
         let tls = match handshake {
             Ok(Ok(Some(tls))) => tls,
@@ -127,7 +103,7 @@ pub(crate) fn spawn_connection(
         if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
             serve_h2(tls, peer, shared, stop).await;
         } else {
-            server::spawn_connection(tls, peer, &http, &shared, stop);
+            guard::spawn_connection(tls, peer, &http, &shared, stop);
         }
     });
 }
@@ -179,7 +155,7 @@ async fn serve_h2(
     let started = Instant::now();
     // Milliseconds after `started` when the last request arrived.
     let last_request = Arc::new(AtomicU64::new(0));
-    let client_ip = server::client_ip_header(peer.ip());
+    let client_ip = conn::client_ip_header(peer.ip());
     let service = {
         let last_request = Arc::clone(&last_request);
         service_fn(move |mut req: Request<Incoming>| {
@@ -201,12 +177,12 @@ async fn serve_h2(
                             shared,
                             client_ip,
                             Some(client.clone()),
-                            req.map(proxy::ReqBody::Hyper),
+                            req.map(ReqBody::Hyper),
                         )
                         .await;
                         // hyper writes only the map (see the guard's `serve`), and the watch
                         // hides the body that holds the dyno's other fields.
-                        crate::passthrough::materialize(&mut response);
+                        crate::body::materialize(&mut response);
                         response.map(|body| {
                             RouterBody::layered(Box::pin(crate::h2_watch::ResponseWatch::new(
                                 body, client, idle, permit,
@@ -233,7 +209,7 @@ async fn serve_h2(
             started + Duration::from_millis(last_request.load(Ordering::Relaxed)) + idle_timeout;
         tokio::select! {
             result = conn.as_mut() => break result,
-            () = server::stopping(&mut stop), if !closing => {
+            () = conn::stopping(&mut stop), if !closing => {
                 conn.as_mut().graceful_shutdown();
                 closing = true;
             }

@@ -5,7 +5,8 @@
 //! upgrade leaves both sides speaking HTTP. The pipe closes after Heroku's idle window with
 //! no byte in either direction (the 101 was logged already; nothing more is).
 
-use crate::backend::{Outstanding, clock_ms};
+use crate::backend::Outstanding;
+use crate::wire::clock_ms;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use std::io;

@@ -18,12 +18,13 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-use crate::h2_watch::RequestBody;
-use crate::hcode::HCode;
+use crate::client::RequestBody;
+use crate::dyno_client::{ConnectError, open};
+use crate::pool::Pooled;
 
 /// One connection to a dyno, to send requests on. Request bodies are streamed from the
 /// client straight to the dyno. The router can also [`abort`](Sender::abort) it: a response
@@ -169,142 +170,10 @@ impl AsyncWrite for DynoIo {
     }
 }
 
-/// Vegur closes idle connections to dynos after a minute; dynos are advised to keep theirs
-/// open longer, so reusing one rarely races with the dyno closing it.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-/// Enough to absorb a burst without holding sockets for it forever.
-const POOL_MAX_IDLE: usize = 256;
-
-/// Idle connections to one dyno, most recently used first out: hot connections stay warm
-/// and the rest age out.
-///
-/// The pool is sharded by thread. A connection's task runs on the thread that opened it
-/// (a router worker, see [`crate::workers`]), so a request sent on it from another thread
-/// would cross cores twice; each worker therefore reuses only the connections it opened.
-/// Threads beyond [`SHARDS`] share shards, which costs only that crossing.
-pub(crate) struct Pool<T = Sender> {
-    shards: [Mutex<Vec<Idle<T>>>; SHARDS],
-}
-
-/// What a pool can hold: a connection that may have been closed by the dyno meanwhile.
-pub(crate) trait Pooled {
-    fn is_closed(&self) -> bool;
-}
-
 impl Pooled for Sender {
     fn is_closed(&self) -> bool {
         self.inner.is_closed()
     }
-}
-
-const SHARDS: usize = 16;
-
-/// This thread's shard of every pool.
-fn shard() -> usize {
-    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    thread_local! {
-        static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
-    }
-    SHARD.with(|s| *s)
-}
-
-struct Idle<T> {
-    sender: T,
-    since: Instant,
-}
-
-impl<T: Pooled> Pool<T> {
-    pub(crate) fn new() -> Pool<T> {
-        Pool {
-            shards: std::array::from_fn(|_| Mutex::new(Vec::new())),
-        }
-    }
-
-    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Idle<T>>> {
-        self.shards[shard()]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// An idle connection that still looks alive, if any.
-    pub(crate) fn take(&self) -> Option<T> {
-        let mut idle = self.idle();
-        while let Some(conn) = idle.pop() {
-            if conn.since.elapsed() < POOL_IDLE_TIMEOUT && !conn.sender.is_closed() {
-                return Some(conn.sender);
-            }
-        }
-        None
-    }
-
-    /// Returns a connection whose last exchange finished cleanly.
-    pub(crate) fn put(&self, sender: T) {
-        if sender.is_closed() {
-            return;
-        }
-        let mut idle = self.idle();
-        // The oldest entry sits at the bottom where `take` rarely reaches; retire it here
-        // once it expires so it does not pin a socket on the dyno.
-        if idle
-            .first()
-            .is_some_and(|c| c.since.elapsed() >= POOL_IDLE_TIMEOUT)
-        {
-            idle.remove(0);
-        }
-        if idle.len() < POOL_MAX_IDLE {
-            idle.push(Idle {
-                sender,
-                since: Instant::now(),
-            });
-        }
-    }
-}
-
-/// Why no connection to a dyno could be opened.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum ConnectError {
-    #[error("connection to dyno at {addr} refused")]
-    Refused { addr: SocketAddr },
-    #[error("connection to dyno at {addr} not established within {after:?}")]
-    Timeout { addr: SocketAddr, after: Duration },
-    #[error("connecting to dyno at {addr}: {source}")]
-    Io { addr: SocketAddr, source: io::Error },
-    #[error("starting HTTP/1.1 with dyno at {addr}: {source}")]
-    Handshake {
-        addr: SocketAddr,
-        source: hyper::Error,
-    },
-}
-
-impl ConnectError {
-    /// Heroku has two codes for failing to reach a dyno; every failure that is not a
-    /// timeout counts as refused.
-    pub(crate) fn hcode(&self) -> HCode {
-        match self {
-            ConnectError::Timeout { .. } => HCode::H19,
-            _ => HCode::H21,
-        }
-    }
-}
-
-/// Opens a TCP connection to a dyno within `timeout`.
-pub(crate) async fn open(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, ConnectError> {
-    let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-        Err(_) => {
-            return Err(ConnectError::Timeout {
-                addr,
-                after: timeout,
-            });
-        }
-        Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => {
-            return Err(ConnectError::Refused { addr });
-        }
-        Ok(Err(source)) => return Err(ConnectError::Io { addr, source }),
-        Ok(Ok(stream)) => stream,
-    };
-    // Requests and response heads are small; Nagle would only add latency.
-    let _ = stream.set_nodelay(true);
-    Ok(stream)
 }
 
 /// Opens a connection to a dyno and drives it on its own task.

@@ -162,8 +162,157 @@ fn the_doors_reach_only_the_platform() {
     }
 }
 
+/// The modules of a crate (each top-level file or directory under `src/`, but the crate
+/// root) and, for each, the other modules its code names through `crate::`. Comments and
+/// the `#[cfg(test)]` part of a file do not count: a doc link or a test may look anywhere.
+fn module_graph(
+    src: &Path,
+) -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    let mut texts = std::collections::BTreeMap::<String, String>::new();
+    for file in rust_files(src) {
+        let rel = file.strip_prefix(src).expect("under src");
+        let first = rel.components().next().expect("a component");
+        let module = first
+            .as_os_str()
+            .to_string_lossy()
+            .trim_end_matches(".rs")
+            .to_string();
+        if module == "lib" || module == "main" {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).expect("readable");
+        texts.entry(module).or_default().push_str(&code_of(&text));
+    }
+    let names: std::collections::BTreeSet<String> = texts.keys().cloned().collect();
+    texts
+        .into_iter()
+        .map(|(module, text)| {
+            let used = crate_paths(&text)
+                .into_iter()
+                .filter(|m| *m != module && names.contains(m))
+                .collect();
+            (module, used)
+        })
+        .collect()
+}
+
+/// `text` without comments and without what follows its first `#[cfg(test)]`.
+fn code_of(text: &str) -> String {
+    let text = text.split("#[cfg(test)]").next().unwrap_or_default();
+    text.lines()
+        .map(|l| match l.find("//") {
+            // A `//` inside a string literal ("http://…") is rare enough in this code to
+            // cut the line there too: what it hides is a string, not a path.
+            Some(i) => &l[..i],
+            None => l,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The first segment after each `crate::` in `code`, including every member of a
+/// `crate::{a, b::c}` group.
+fn crate_paths(code: &str) -> std::collections::BTreeSet<String> {
+    let ident = |s: &str| -> String {
+        s.trim_start()
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect()
+    };
+    let mut found = std::collections::BTreeSet::new();
+    for (i, _) in code.match_indices("crate::") {
+        let rest = &code[i + "crate::".len()..];
+        if let Some(group) = rest.strip_prefix('{') {
+            let group = &group[..group.find('}').unwrap_or(group.len())];
+            found.extend(group.split(',').map(ident).filter(|s| !s.is_empty()));
+        } else {
+            found.insert(ident(rest));
+        }
+    }
+    found
+}
+
+/// A cycle in `graph`, as the modules along it, if there is one.
+fn find_cycle(
+    graph: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+) -> Option<Vec<String>> {
+    // Depth-first search with colours: a back edge to a module still on the path closes a
+    // cycle, which the path spells out.
+    fn visit<'a>(
+        node: &'a str,
+        graph: &'a std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+        path: &mut Vec<&'a str>,
+        done: &mut std::collections::BTreeSet<&'a str>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = path.iter().position(|n| *n == node) {
+            let mut cycle: Vec<String> = path[at..].iter().map(|s| s.to_string()).collect();
+            cycle.push(node.to_string());
+            return Some(cycle);
+        }
+        if done.contains(node) {
+            return None;
+        }
+        path.push(node);
+        for next in graph.get(node).into_iter().flatten() {
+            if let Some(cycle) = visit(next, graph, path, done) {
+                return Some(cycle);
+            }
+        }
+        path.pop();
+        done.insert(node);
+        None
+    }
+    let mut done = std::collections::BTreeSet::new();
+    for node in graph.keys() {
+        if let Some(cycle) = visit(node, graph, &mut Vec::new(), &mut done) {
+            return Some(cycle);
+        }
+    }
+    None
+}
+
+/// Issue 20: the router's modules form layers, each knowing only those below it, so that a
+/// change to one (metrics, network namespaces, sleeping dynos) does not cut across the
+/// rest. A module that names one above it closes a cycle and fails here with its path.
+#[test]
+fn the_routers_modules_import_no_cycle() {
+    let graph = module_graph(&crates_dir().join("kiln-router/src"));
+    assert!(
+        graph.len() > 20,
+        "the router's modules were not found: {graph:?}"
+    );
+    if let Some(cycle) = find_cycle(&graph) {
+        panic!(
+            "kiln-router's modules import each other in a cycle: {}",
+            cycle.join(" → ")
+        );
+    }
+}
+
 #[test]
 fn the_checks_see_what_they_look_for() {
+    let graph = |edges: &[(&str, &str)]| {
+        let mut g = std::collections::BTreeMap::<String, std::collections::BTreeSet<String>>::new();
+        for (a, b) in edges {
+            g.entry(a.to_string()).or_default().insert(b.to_string());
+            g.entry(b.to_string()).or_default();
+        }
+        g
+    };
+    assert_eq!(
+        find_cycle(&graph(&[("a", "b"), ("b", "c"), ("a", "c")])),
+        None
+    );
+    assert_eq!(
+        find_cycle(&graph(&[("a", "b"), ("b", "c"), ("c", "a")])),
+        Some(vec!["a".into(), "b".into(), "c".into(), "a".into()])
+    );
+    assert_eq!(
+        crate_paths(&code_of(
+            "use crate::a::B;\nuse crate::{c, d::E};\n// crate::f\nfn g() { crate::h::i() }\n#[cfg(test)]\nuse crate::j;"
+        )),
+        ["a", "c", "d", "h"].iter().map(|s| s.to_string()).collect()
+    );
     assert_eq!(
         dependencies(
             "[package]\nname = \"x\"\n[dependencies]\nkiln-model = { workspace = true }\ntokio = \"1\"\n[dev-dependencies]\nkiln-store = \"1\"\n"
