@@ -7,7 +7,6 @@
 
 use crate::dyno_client::DynoConn;
 use crate::pool::Pool;
-use crate::upstream::Sender;
 use crate::wire::clock_ms;
 use kiln_model::route::Backend;
 use std::sync::Arc;
@@ -23,8 +22,7 @@ pub(crate) struct BackendState {
     outstanding: AtomicUsize,
     /// Milliseconds on [`clock_ms`] until which the dyno is skipped; 0 when it is not.
     quarantined_until: AtomicU64,
-    pub(crate) pool: Pool<Sender>,
-    /// Idle connections of the router's own HTTP/1.1 client ([`crate::engine`]).
+    /// Idle connections of the router's HTTP/1.1 client ([`crate::dyno_client`]).
     pub(crate) conns: Pool<DynoConn>,
 }
 
@@ -34,7 +32,6 @@ impl BackendState {
             backend,
             outstanding: AtomicUsize::new(0),
             quarantined_until: AtomicU64::new(0),
-            pool: Pool::new(),
             conns: Pool::new(),
         })
     }
@@ -59,32 +56,7 @@ impl BackendState {
         let until = clock_ms() + QUARANTINE.as_millis() as u64;
         self.quarantined_until.store(until, Ordering::Relaxed);
     }
-
-    /// Puts a connection whose response has been delivered back in the pool, once it can
-    /// carry another request. Usually it can at once; if it is still sending the request
-    /// body (the dyno answered early) a small task waits, so no later request ever queues
-    /// behind a busy connection.
-    pub(crate) fn recycle(self: &Arc<Self>, mut sender: Sender) {
-        if sender.is_ready() {
-            self.pool.put(sender);
-            return;
-        }
-        // Dropped outside a runtime (a runtime shutting down): just close it.
-        let (false, Ok(runtime)) = (sender.is_closed(), tokio::runtime::Handle::try_current())
-        else {
-            return;
-        };
-        let state = Arc::clone(self);
-        runtime.spawn(async move {
-            if let Ok(Ok(())) = tokio::time::timeout(RECYCLE_WAIT, sender.ready()).await {
-                state.pool.put(sender);
-            }
-        });
-    }
 }
-
-/// How long a connection may stay busy after its response before it is closed instead.
-const RECYCLE_WAIT: Duration = Duration::from_secs(60);
 
 /// One outstanding request on a dyno; dropping it (response finished, failed or abandoned)
 /// gives the slot back.

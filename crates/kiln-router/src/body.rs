@@ -14,61 +14,14 @@
 use crate::access_log::{Outcome, RequestLog};
 use crate::backend::Outstanding;
 use crate::client::IdleTimer;
+use crate::dyno_client::DynoBody;
 use crate::hcode::HCode;
 use crate::passthrough::Passthrough;
-use crate::upstream::Sender;
 use crate::wire::BoxError;
 use bytes::Bytes;
 use http::Response;
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::body::{Body, Frame, SizeHint};
 
-/// A dyno's response body: read by hyper's client, or by the router's own
-/// ([`crate::engine`]), which hands the connection back to the pool when the body ends.
-pub(crate) enum Inner {
-    Hyper(Incoming),
-    /// Boxed for the same reason as `Finish` below: the engine's body holds the dyno
-    /// connection and its buffer, and a response moves many times on its way out.
-    Own(Box<crate::dyno_client::DynoBody>),
-}
-
-impl Inner {
-    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self {
-            Inner::Hyper(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
-            Inner::Own(body) => body.poll_frame(cx),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            Inner::Hyper(body) => body.is_end_stream(),
-            Inner::Own(body) => body.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            Inner::Hyper(body) => body.size_hint(),
-            Inner::Own(body) => body.size_hint(),
-        }
-    }
-
-    /// The body was delivered whole: its connection may carry another request.
-    fn recycle(&mut self, finish: &Finish) {
-        if let Inner::Own(body) = self {
-            if let Some(conn) = body.take_reusable() {
-                finish.outstanding.state().conns.put(conn);
-            }
-        }
-    }
-
-    /// The router gives up on the dyno (idle): the body fails from now on.
-    fn abort(&mut self) {
-        if let Inner::Own(body) = self {
-            body.abort();
-        }
-    }
-}
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -80,8 +33,10 @@ enum Kind {
     /// `Finish` is boxed: a response moves a dozen times on its way out (through the cache,
     /// gzip and the server's layers), and one allocation costs less than copying those few
     /// hundred bytes each time (measured with callgrind, bench/README.md).
+    /// A dyno's body, boxed for the same reason: it holds the dyno connection and its
+    /// buffer.
     Upstream {
-        inner: Inner,
+        inner: Box<DynoBody>,
         finish: Option<Box<Finish>>,
         idle: IdleTimer,
     },
@@ -93,9 +48,6 @@ enum Kind {
 pub(crate) struct Finish {
     pub(crate) log: RequestLog,
     pub(crate) outstanding: Outstanding,
-    /// The connection to return to the pool once the body is fully read; `None` when it
-    /// must not be reused.
-    pub(crate) sender: Option<Sender>,
     pub(crate) status: u16,
     pub(crate) connect: Duration,
     pub(crate) dispatched_at: Instant,
@@ -112,26 +64,16 @@ enum End {
 }
 
 impl Finish {
-    fn end(mut self, how: End) {
+    fn end(self, how: End) {
         let code = match how {
-            End::Complete => {
-                if let Some(sender) = self.sender.take() {
-                    self.outstanding.state().recycle(sender);
-                }
-                None
-            }
+            End::Complete => None,
             // The dyno's side failed because the client's request body did (an H26 or
             // H28 the guard found while the dyno was already answering).
             End::BackendBroke => Some(match self.log.client.as_ref().map(|c| c.failure_code()) {
                 Some(code @ (HCode::H26 | HCode::H28)) => code,
                 _ => HCode::H18,
             }),
-            End::BackendIdle => {
-                if let Some(sender) = self.sender.take() {
-                    sender.abort();
-                }
-                Some(HCode::H15)
-            }
+            End::BackendIdle => Some(HCode::H15),
             End::ClientGone if self.log.client.as_ref().is_some_and(|c| c.went_idle()) => {
                 Some(HCode::H28)
             }
@@ -182,15 +124,12 @@ impl RouterBody {
     /// wraps a body moves them into the map first.
     pub(crate) fn take_passthrough(&mut self) -> Option<Passthrough> {
         match &mut self.0 {
-            Kind::Upstream {
-                inner: Inner::Own(body),
-                ..
-            } => body.passthrough.take(),
+            Kind::Upstream { inner, .. } => inner.passthrough.take(),
             _ => None,
         }
     }
 
-    pub(crate) fn upstream(inner: Inner, finish: Finish) -> RouterBody {
+    pub(crate) fn upstream(inner: Box<DynoBody>, finish: Finish) -> RouterBody {
         RouterBody(Kind::Upstream {
             inner,
             finish: Some(Box::new(finish)),
@@ -226,14 +165,14 @@ impl Body for RouterBody {
                         // be the last chance to finish cleanly.
                         if inner.is_end_stream() {
                             if let Some(f) = finish.take() {
-                                inner.recycle(&f);
+                                recycle(inner, &f);
                                 Finish::end(*f, End::Complete);
                             }
                         }
                     }
                     Poll::Ready(None) => {
                         if let Some(f) = finish.take() {
-                            inner.recycle(&f);
+                            recycle(inner, &f);
                             Finish::end(*f, End::Complete);
                         }
                     }
@@ -255,9 +194,7 @@ impl Body for RouterBody {
                                 // body again to pass the error on.
                                 inner.abort();
                                 Finish::end(*f, End::BackendIdle);
-                                if matches!(inner, Inner::Own(_)) {
-                                    cx.waker().wake_by_ref();
-                                }
+                                cx.waker().wake_by_ref();
                             }
                         }
                     }
@@ -297,11 +234,18 @@ impl Drop for RouterBody {
                     End::ClientGone
                 };
                 if inner.is_end_stream() {
-                    inner.recycle(&f);
+                    recycle(inner, &f);
                 }
                 Finish::end(*f, how);
             }
         }
+    }
+}
+
+/// The body was delivered whole: its connection may carry another request.
+fn recycle(inner: &mut DynoBody, finish: &Finish) {
+    if let Some(conn) = inner.take_reusable() {
+        finish.outstanding.state().conns.put(conn);
     }
 }
 

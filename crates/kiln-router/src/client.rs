@@ -44,6 +44,9 @@ pub(crate) struct ConnState {
     pub(crate) upgrade_head: AtomicU64,
     pub(crate) upgrade: Mutex<UpgradeWait>,
     /// A request body is still arriving from the client.
+    // The body_* and client_blocking fields below are still kept up to date by the guard and
+    // the HTTP/2 watch, but nothing reads them since the dyno client times the first byte
+    // itself (`dyno_client::exchange`); they go with the guard.
     pub(crate) body_pending: AtomicBool,
     /// When ([`clock_ms`]) the latest request body bytes were let through.
     pub(crate) body_progress_ms: AtomicU64,
@@ -182,43 +185,6 @@ impl ClientConn {
     /// A watched body is waiting for the client: the first-byte clock stands still.
     pub(crate) fn body_waiting(&self) {
         self.0.client_blocking.store(true, Ordering::Relaxed);
-    }
-}
-
-/// Waits for the dyno's response head under the first-byte timeout (H12), which counts
-/// from dispatch or from the last request body byte the dyno accepted, whichever is later,
-/// and stands still while the client owes body bytes (its own idle window applies then).
-/// `Err` is a timeout.
-pub(crate) async fn first_byte<F: Future>(
-    limit: Duration,
-    client: Option<&ClientConn>,
-    fut: F,
-) -> Result<F::Output, ()> {
-    let Some(ClientConn(state)) = client else {
-        return tokio::time::timeout(limit, fut).await.map_err(|_| ());
-    };
-    tokio::pin!(fut);
-    let dispatched = clock_ms();
-    let limit_ms = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
-    loop {
-        let wait = if state.body_pending.load(Ordering::Relaxed)
-            && state.client_blocking.load(Ordering::Relaxed)
-        {
-            limit_ms
-        } else {
-            let deadline = dispatched
-                .max(state.body_progress_ms.load(Ordering::Relaxed))
-                .saturating_add(limit_ms);
-            let now = clock_ms();
-            if now >= deadline {
-                return Err(());
-            }
-            deadline - now
-        };
-        tokio::select! {
-            out = &mut fut => return Ok(out),
-            () = tokio::time::sleep(Duration::from_millis(wait)) => {}
-        }
     }
 }
 

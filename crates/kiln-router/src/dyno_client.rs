@@ -8,6 +8,7 @@
 
 use crate::ack;
 use crate::chunked::{ChunkDecoder, Piece};
+use crate::client::{ClientConn, RequestBody};
 use crate::config::RouterConfig;
 use crate::dyno_head;
 use crate::forward::{self, Forwarded};
@@ -18,7 +19,8 @@ use crate::wire::{BoxError, deadline, put_field, take};
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
-use hyper::body::{Frame, SizeHint};
+use http_body_util::BodyExt;
+use hyper::body::{Body, Frame, SizeHint};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -53,6 +55,7 @@ pub(crate) enum Sent {
     /// take it.
     Unreachable {
         req: Request<()>,
+        body: Option<RequestBody>,
         code: HCode,
         connect: Duration,
     },
@@ -88,25 +91,44 @@ enum Exchange {
     Broken,
     /// Not an HTTP/1.x response head.
     Malformed,
+    /// The dyno did not take the request, or answer it, within the first-byte timeout.
+    Timeout,
+    /// The client's request body failed.
+    Client,
 }
 
-/// Sends a bodiless request to the dyno at `addr`: a connection from its pool if there is
-/// one, else a new one.
+/// Sends a request to the dyno at `addr`: over a connection from its pool if there is one,
+/// else a new one. `body` is the client's request body, if it has one: it streams to the
+/// dyno as it arrives, framed by its length or chunked. `client` is whose body it is, to
+/// name the code when it fails on the client's side (H26, H27, H28).
 pub(crate) async fn send(
     config: &RouterConfig,
     addr: SocketAddr,
     pool: &Pool<DynoConn>,
     req: Request<()>,
+    mut body: Option<RequestBody>,
     fwd: &Forwarded<'_>,
+    client: Option<&ClientConn>,
 ) -> Sent {
     let is_head = req.method() == Method::HEAD;
-    // Resending is harmless only for safe methods (RFC 9110 §9.2.1).
-    let resendable = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    let head = request_head(&req, fwd);
+    // A body that has already ended is no body (a GET through hyper, an upgrade).
+    if body.as_ref().is_some_and(Body::is_end_stream) {
+        body = None;
+    }
+    // Resending is harmless only for safe methods (RFC 9110 §9.2.1), and possible only
+    // while the body (if any) is untouched.
+    let resendable =
+        body.is_none() && matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let length = body.as_ref().map(|b| b.size_hint().exact());
+    let head = request_head(&req, fwd, length);
     let mut stale = 0;
     loop {
         let connect_started = Instant::now();
-        let pooled = if stale < 3 { pool.take() } else { None };
+        let pooled = match stale {
+            0..3 if body.is_some() => take_open(pool),
+            0..3 => pool.take(),
+            _ => None,
+        };
         let reused = pooled.is_some();
         let mut conn = match pooled {
             Some(conn) => conn,
@@ -120,6 +142,7 @@ pub(crate) async fn send(
                     tracing::debug!(%addr, error = %e, "dyno unreachable");
                     return Sent::Unreachable {
                         req,
+                        body,
                         code: e.hcode(),
                         connect: connect_started.elapsed(),
                     };
@@ -132,37 +155,45 @@ pub(crate) async fn send(
         } else {
             (connect_started.elapsed(), Instant::now())
         };
-        // No request body, so the first-byte clock simply runs from dispatch (the guard's
-        // version pauses it while a client uploads).
         let answer = {
             let DynoConn { stream, buf, timer } = &mut conn;
+            let limit = config.first_byte_timeout;
             timer.as_mut().reset(deadline(
                 tokio::time::Instant::from_std(dispatched_at),
-                config.first_byte_timeout,
+                limit,
             ));
-            let exchange = async {
-                if stream.write_all(&head).await.is_err() {
-                    return Err(Exchange::Nothing);
-                }
-                read_response_head(stream, buf, is_head).await
-            };
-            tokio::select! {
-                biased;
-                answer = exchange => Ok(answer),
-                () = timer.as_mut() => Err(()),
-            }
+            exchange(
+                stream,
+                buf,
+                timer,
+                limit,
+                &head,
+                body.as_mut(),
+                length,
+                is_head,
+            )
+            .await
+        };
+        let failed = |code| Sent::Failed {
+            code,
+            connect,
+            service: dispatched_at.elapsed(),
         };
         match answer {
-            Ok(Ok(DynoHead {
-                response,
-                framing,
-                keep_alive,
-                passthrough,
-            })) => {
+            Ok((
+                DynoHead {
+                    response,
+                    framing,
+                    keep_alive,
+                    passthrough,
+                },
+                whole,
+            )) => {
                 let body = DynoBody {
                     conn: Some(conn),
                     framing,
-                    keep_alive,
+                    // A connection whose request went out only in part cannot carry another.
+                    keep_alive: keep_alive && whole,
                     aborted: false,
                     passthrough,
                 };
@@ -174,36 +205,151 @@ pub(crate) async fn send(
                     request_headers,
                 };
             }
-            Ok(Err(Exchange::Nothing)) if reused && resendable => stale += 1,
-            Ok(Err(Exchange::Malformed)) => {
-                return Sent::Failed {
-                    code: HCode::H17,
-                    connect,
-                    service: dispatched_at.elapsed(),
-                };
-            }
-            Ok(Err(Exchange::Nothing | Exchange::Broken)) => {
-                return Sent::Failed {
-                    code: HCode::H13,
-                    connect,
-                    service: dispatched_at.elapsed(),
-                };
-            }
+            Err(Exchange::Nothing) if reused && resendable => stale += 1,
+            Err(Exchange::Malformed) => return failed(HCode::H17),
+            Err(Exchange::Nothing | Exchange::Broken) => return failed(HCode::H13),
             // The dyno keeps working on the request; only the router gives up (as Heroku).
-            Err(()) => {
-                return Sent::Failed {
-                    code: HCode::H12,
-                    connect,
-                    service: dispatched_at.elapsed(),
-                };
+            Err(Exchange::Timeout) => return failed(HCode::H12),
+            // The client's body failed: malformed (H26), idle (H28) or broken off (H27).
+            Err(Exchange::Client) => {
+                return failed(client.map_or(HCode::H27, ClientConn::failure_code));
             }
         }
     }
 }
 
+/// A pooled connection the dyno has not closed meanwhile, as far as can be told without
+/// waiting: a request with a body cannot be sent again once it has gone out, so a stale
+/// connection must not get it. (A bodiless request simply retries.)
+fn take_open(pool: &Pool<DynoConn>) -> Option<DynoConn> {
+    loop {
+        let conn = pool.take()?;
+        match conn.stream.try_read(&mut [0u8; 1]) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Some(conn),
+            // Closed, failed, or saying something unasked: not reusable.
+            _ => continue,
+        }
+    }
+}
+
+/// One request and its response head on one connection: the head in one write, then the
+/// body as the client sends it, while watching for the dyno answering early (an error page
+/// before the whole upload, say). The first-byte clock (H12) runs from the last byte the
+/// dyno took, and stands still while the client owes body bytes, whose own idle window
+/// applies then. On success, also whether the whole request went out.
+#[allow(clippy::too_many_arguments)]
+async fn exchange(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    timer: &mut Pin<Box<Sleep>>,
+    limit: Duration,
+    head: &[u8],
+    mut body: Option<&mut RequestBody>,
+    length: Option<Option<u64>>,
+    is_head: bool,
+) -> Result<(DynoHead, bool), Exchange> {
+    let chunked = matches!(length, Some(None));
+    match write_timed(stream, head, timer).await {
+        Ok(()) => {}
+        Err(Exchange::Broken) => return Err(Exchange::Nothing),
+        Err(e) => return Err(e),
+    }
+    let mut frame_head = Vec::with_capacity(24);
+    while let Some(b) = body.as_deref_mut() {
+        // A body whose size says it has ended may not be polled again.
+        if Body::is_end_stream(&*b) {
+            if chunked {
+                write_timed(stream, b"0\r\n\r\n", timer).await?;
+            }
+            break;
+        }
+        tokio::select! {
+            biased;
+            // Bytes from the dyno before the request is out: an interim 100, or an answer.
+            ready = stream.readable() => {
+                if ready.is_err() {
+                    return Err(Exchange::Broken);
+                }
+                match stream.try_read_buf(buf) {
+                    Ok(0) => return Err(Exchange::Broken),
+                    Ok(_) => {
+                        if let Some(head) = early_head(buf, is_head)? {
+                            return Ok((head, false));
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(_) => return Err(Exchange::Broken),
+                }
+            }
+            frame = b.frame() => match frame {
+                None => {
+                    if chunked {
+                        write_timed(stream, b"0\r\n\r\n", timer).await?;
+                    }
+                    body = None;
+                }
+                Some(Err(_)) => return Err(Exchange::Client),
+                Some(Ok(frame)) => {
+                    let Ok(data) = frame.into_data() else {
+                        continue;
+                    };
+                    if data.is_empty() {
+                        continue;
+                    }
+                    // The clock restarts once the dyno takes bytes again (see below).
+                    timer.as_mut().reset(deadline(tokio::time::Instant::now(), limit));
+                    if chunked {
+                        frame_head.clear();
+                        frame_head.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+                        write_timed(stream, &frame_head, timer).await?;
+                        write_timed(stream, &data, timer).await?;
+                        write_timed(stream, b"\r\n", timer).await?;
+                    } else {
+                        write_timed(stream, &data, timer).await?;
+                    }
+                    timer.as_mut().reset(deadline(tokio::time::Instant::now(), limit));
+                }
+            },
+        }
+    }
+    tokio::select! {
+        biased;
+        head = read_response_head(stream, buf, is_head) => head.map(|h| (h, true)),
+        () = timer.as_mut() => Err(Exchange::Timeout),
+    }
+}
+
+/// A final response head among bytes that arrived while the request was still going out;
+/// interim ones (100 Continue) are passed over.
+fn early_head(buf: &mut BytesMut, is_head: bool) -> Result<Option<DynoHead>, Exchange> {
+    loop {
+        match parse_response(buf, is_head)? {
+            Some(Parsed::Interim) => continue,
+            Some(Parsed::Final(head)) => return Ok(Some(head)),
+            None if buf.len() > MAX_RESPONSE_HEAD => return Err(Exchange::Malformed),
+            None => return Ok(None),
+        }
+    }
+}
+
+/// Writes to the dyno within the first-byte deadline: a dyno that stops taking the request
+/// for that long is H12, as one that takes it and does not answer.
+async fn write_timed(
+    stream: &mut TcpStream,
+    bytes: &[u8],
+    timer: &mut Pin<Box<Sleep>>,
+) -> Result<(), Exchange> {
+    tokio::select! {
+        biased;
+        written = stream.write_all(bytes) => written.map_err(|_| Exchange::Broken),
+        () = timer.as_mut() => Err(Exchange::Timeout),
+    }
+}
+
 /// The request head as the dyno gets it, in one buffer for one write: the client's fields
-/// as the pipeline left them, then Heroku's.
-fn request_head(req: &Request<()>, fwd: &Forwarded<'_>) -> Vec<u8> {
+/// as the pipeline left them, then Heroku's. `length` is the body's framing when there is
+/// one (`Some(None)`: unknown, so chunked); the router writes it, never the client's.
+fn request_head(req: &Request<()>, fwd: &Forwarded<'_>, length: Option<Option<u64>>) -> Vec<u8> {
     let mut out = Vec::with_capacity(512);
     out.extend_from_slice(req.method().as_str().as_bytes());
     out.push(b' ');
@@ -215,7 +361,21 @@ fn request_head(req: &Request<()>, fwd: &Forwarded<'_>) -> Vec<u8> {
     );
     out.extend_from_slice(b" HTTP/1.1\r\n");
     for (name, value) in req.headers() {
+        if *name == header::TRANSFER_ENCODING
+            || (*name == header::CONTENT_LENGTH && length.is_some())
+        {
+            continue;
+        }
         put_field(&mut out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    match length {
+        Some(Some(n)) => put_field(
+            &mut out,
+            b"content-length",
+            itoa::Buffer::new().format(n).as_bytes(),
+        ),
+        Some(None) => put_field(&mut out, b"transfer-encoding", b"chunked"),
+        None => {}
     }
     fwd.write_to(&mut out);
     out.extend_from_slice(b"\r\n");
@@ -549,6 +709,13 @@ impl DynoBody {
         self.conn.take().filter(|c| c.buf.is_empty())
     }
 
+    /// The connection after a 101, with whatever the dyno sent past its head: it now
+    /// speaks the switched protocol, and never returns to the pool.
+    pub(crate) fn into_upgraded(mut self) -> Option<kiln_net::Rewind<TcpStream>> {
+        let conn = self.conn.take()?;
+        Some(kiln_net::Rewind::new(conn.buf.freeze(), conn.stream))
+    }
+
     /// Fails the body (H15): the connection is closed and the next poll reports it.
     pub(crate) fn abort(&mut self) {
         self.aborted = true;
@@ -586,11 +753,6 @@ pub(crate) enum ConnectError {
     Timeout { addr: SocketAddr, after: Duration },
     #[error("connecting to dyno at {addr}: {source}")]
     Io { addr: SocketAddr, source: io::Error },
-    #[error("starting HTTP/1.1 with dyno at {addr}: {source}")]
-    Handshake {
-        addr: SocketAddr,
-        source: hyper::Error,
-    },
 }
 
 impl ConnectError {

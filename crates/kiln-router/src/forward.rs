@@ -145,6 +145,7 @@ impl Forwarded<'_> {
     }
 
     /// Puts the fields into a request's map, for a client that sends the map (hyper's).
+    #[cfg(test)]
     pub(crate) fn insert_into(&self, headers: &mut HeaderMap) {
         for (name, value) in self.fields() {
             // Every value is a valid header value (checked on the way in, or made here);

@@ -12,8 +12,8 @@
 //!   `forward` (Heroku's headers, hop-by-hop stripping), `proxy` (decide, hold while
 //!   booting, dispatch with retries), `cache` (the HTTP cache: lookup, coalescing,
 //!   storing; see its doc for the exact rules), `compress` (gzip), `balance` (which dyno),
-//!   `dyno_client` (the router's HTTP/1.1 client for dynos) and `upstream` (hyper's, for
-//!   requests with bodies), `pool` (idle connections), `body` (streaming and
+//!   `dyno_client` (the router's one HTTP/1.1 client for dynos, every request's, with
+//!   one idle `pool` per dyno), `body` (streaming and
 //!   end-of-request accounting), `upgrade` (WebSocket), `access_log` (the router log
 //!   line), `pages` (the router's own answers, or the app's fetched by `page_fetch`) and
 //!   `hcode`. In front of hyper on every HTTP/1 connection sits `guard`, with `head` and
@@ -22,8 +22,8 @@
 //!   (`crates/kiln/tests/architecture.rs`) fails on any import cycle. From the bottom:
 //!   `config`, `hcode`, `head`, `host`, `wire` (field lines, `Date`, deadlines, the
 //!   clock), `pool`, `conn`, `request_id`, `ack`; then `forward`, `chunked`, `dyno_head`,
-//!   `passthrough`, `client` (the client's connection state and request body), `dyno_client`
-//!   and `upstream`; `backend` and `table` (which keeps per-app stores such as the cache
+//!   `passthrough`, `client` (the client's connection state and request body),
+//!   `dyno_client`; `backend` and `table` (which keeps per-app stores such as the cache
 //!   without knowing them: `table::AppStore`); `access_log`, `body`, `pages`, `compress`,
 //!   `cache` (generic over the dispatch step it calls on a miss), `balance`, `upgrade`;
 //!   `proxy`; and at the top the connections: `engine`, `guard`, `h2_watch`, `tls`,
@@ -131,7 +131,6 @@ mod server;
 mod table;
 mod tls;
 mod upgrade;
-mod upstream;
 mod wire;
 mod workers;
 

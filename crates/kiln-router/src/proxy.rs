@@ -14,27 +14,24 @@
 use crate::access_log::{Outcome, RequestLog};
 use crate::backend::{BackendState, Outstanding};
 use crate::balance::{self, Tried};
-use crate::body::{Finish, Inner, RouterBody};
+use crate::body::{Finish, RouterBody};
 use crate::cache::HttpCache;
-use crate::client::{self, ClientConn, ReqBody, RequestBody};
+use crate::client::{ClientConn, ReqBody, RequestBody};
 use crate::config::RouterConfig;
-use crate::dyno_client::{self, Sent};
+use crate::dyno_client::{self, DynoBody, Sent};
 use crate::forward::{self, Forwarded, ListenerInfo};
 use crate::hcode::HCode;
 use crate::pages;
 use crate::table::{AppEntry, AppSlot, RouteTable};
 use crate::upgrade;
-use crate::upstream::{self, Sender};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Response, StatusCode, Uri};
-use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use kiln_model::log::LogSink;
 use kiln_model::route::WebStatus;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::time::timeout;
 
 /// What every request on a listener shares.
 pub(crate) struct Shared {
@@ -236,13 +233,11 @@ pub(crate) struct Failure {
 
 pub(crate) enum Attempt {
     Answered {
-        response: Response<Inner>,
-        /// hyper's connection; the engine's travels inside its body.
-        sender: Option<Sender>,
+        response: Response<DynoBody>,
         connect: Duration,
         dispatched_at: Instant,
-        /// The request's headers, given back by the engine once it has written them.
-        request_headers: Option<HeaderMap>,
+        /// The request's headers, given back once they have been written.
+        request_headers: HeaderMap,
     },
     /// The request was never written: another dyno may take it.
     Retry {
@@ -265,60 +260,28 @@ pub(crate) async fn dispatch(
     client_upgrade: Option<OnUpgrade>,
 ) -> (Response<RouterBody>, Option<HeaderMap>) {
     let app = Arc::clone(&log.app);
-    if let ReqBody::Hyper(body) = req.body() {
-        let unknown_length = !hyper::body::Body::is_end_stream(body)
-            && hyper::body::Body::size_hint(body).exact().is_none();
-        fwd.insert_into(req.headers_mut());
-        to_http11(&mut req, unknown_length);
-    }
     let mut tried = Tried::default();
     let mut last_failure = None;
     while let Some(i) = balance::pick(&app.backends, &tried) {
         tried.insert(i);
         let outstanding = app.backends[i].begin();
+        let state = outstanding.state();
         let (parts, body) = req.into_parts();
+        let head = Request::from_parts(parts, ());
         let attempted = match body {
             // The engine serves each of its connection's requests to the end: nothing drops
             // this future half way.
             ReqBody::Empty => {
-                let state = outstanding.state();
-                let req = Request::from_parts(parts, ());
-                match dyno_client::send(config, state.backend.addr, &state.conns, req, fwd).await {
-                    Sent::Answered {
-                        response,
-                        connect,
-                        dispatched_at,
-                        request_headers,
-                    } => Attempt::Answered {
-                        response: response.map(|body| Inner::Own(Box::new(body))),
-                        sender: None,
-                        connect,
-                        dispatched_at,
-                        request_headers: Some(request_headers),
-                    },
-                    Sent::Unreachable { req, code, connect } => {
-                        state.quarantine();
-                        Attempt::Retry {
-                            req: req.map(|()| ReqBody::Empty),
-                            failure: Failure {
-                                code,
-                                backend: Arc::clone(state),
-                                connect,
-                                service: Duration::ZERO,
-                            },
-                        }
-                    }
-                    Sent::Failed {
-                        code,
-                        connect,
-                        service,
-                    } => Attempt::Failed(Failure {
-                        code,
-                        backend: Arc::clone(state),
-                        connect,
-                        service,
-                    }),
-                }
+                dyno_client::send(
+                    config,
+                    state.backend.addr,
+                    &state.conns,
+                    head,
+                    None,
+                    fwd,
+                    None,
+                )
+                .await
             }
             ReqBody::Hyper(body) => {
                 // Until the attempt returns, the request is the dyno's: if hyper drops this
@@ -326,26 +289,71 @@ pub(crate) async fn dispatch(
                 // the line says so (H27) instead of the request vanishing from the log.
                 let mut unanswered = Unanswered {
                     log: &log,
-                    dyno: &outstanding.state().backend.dyno,
+                    dyno: &state.backend.dyno,
                     received_ms: fwd.received_ms,
                     armed: true,
                 };
-                // The hyper path's future is boxed (see `handle`): most requests take the engine's.
-                let attempted = Box::pin(attempt(
+                let client = log.client.as_ref();
+                let body = RequestBody::new(body, client);
+                // Boxed (see `handle`): most requests take the engine's path.
+                let sent = Box::pin(dyno_client::send(
                     config,
-                    outstanding.state(),
-                    log.client.as_ref(),
-                    Request::from_parts(parts, body),
+                    state.backend.addr,
+                    &state.conns,
+                    head,
+                    Some(body),
+                    fwd,
+                    client,
                 ))
                 .await;
                 unanswered.armed = false;
-                attempted
+                sent
             }
+        };
+        let attempted = match attempted {
+            Sent::Answered {
+                response,
+                connect,
+                dispatched_at,
+                request_headers,
+            } => Attempt::Answered {
+                response,
+                connect,
+                dispatched_at,
+                request_headers,
+            },
+            Sent::Unreachable {
+                req,
+                body,
+                code,
+                connect,
+            } => {
+                state.quarantine();
+                let body = body.map_or(ReqBody::Empty, |b| ReqBody::Hyper(b.into_inner()));
+                Attempt::Retry {
+                    req: req.map(|()| body),
+                    failure: Failure {
+                        code,
+                        backend: Arc::clone(state),
+                        connect,
+                        service: Duration::ZERO,
+                    },
+                }
+            }
+            Sent::Failed {
+                code,
+                connect,
+                service,
+            } => Attempt::Failed(Failure {
+                code,
+                backend: Arc::clone(state),
+                connect,
+                service,
+            }),
         };
         match attempted {
             Attempt::Answered {
                 response,
-                sender,
                 connect,
                 dispatched_at,
                 request_headers,
@@ -354,13 +362,12 @@ pub(crate) async fn dispatch(
                     respond(
                         log,
                         response,
-                        sender,
                         outstanding,
                         connect,
                         dispatched_at,
                         client_upgrade,
                     ),
-                    request_headers,
+                    Some(request_headers),
                 );
             }
             Attempt::Retry {
@@ -398,24 +405,6 @@ pub(crate) async fn dispatch(
     )
 }
 
-/// Makes a request hyper's HTTP/1 client will send whole. hyper frames a body by the
-/// request's version: one of unknown length from an HTTP/2 client (no `content-length`)
-/// would go out as HTTP/1.1 with no framing at all, which the dyno reads as no body, and
-/// for `GET`, `HEAD` and `CONNECT` hyper sends such a body only when `transfer-encoding`
-/// says it is chunked. The dyno always speaks HTTP/1.1 to the router.
-fn to_http11<B>(req: &mut Request<B>, unknown_length: bool) {
-    *req.version_mut() = http::Version::HTTP_11;
-    if unknown_length
-        && !req.headers().contains_key(header::CONTENT_LENGTH)
-        && !req.headers().contains_key(header::TRANSFER_ENCODING)
-    {
-        req.headers_mut().insert(
-            header::TRANSFER_ENCODING,
-            HeaderValue::from_static("chunked"),
-        );
-    }
-}
-
 /// Logs H27 if dropped while armed: the client went away while a dyno had its request.
 /// (Timed from the request's arrival, so that the common path reads no clock for it.)
 struct Unanswered<'a> {
@@ -449,115 +438,10 @@ impl Drop for Unanswered<'_> {
     }
 }
 
-/// One dyno: a pooled connection if one is alive, else a new one; then the request, with
-/// the first-byte timeout from the moment it is handed over (and its body delivered: see
-/// [`client::first_byte`]).
-async fn attempt(
-    config: &RouterConfig,
-    backend: &Arc<BackendState>,
-    client: Option<&ClientConn>,
-    mut req: Request<Incoming>,
-) -> Attempt {
-    let failure = |code, connect, service| Failure {
-        code,
-        backend: Arc::clone(backend),
-        connect,
-        service,
-    };
-    let unsent = |req: Request<Incoming>| req.map(ReqBody::Hyper);
-    // Pooled connections found dead; past a few, the dyno probably restarted and dropped
-    // them all, so connect afresh instead of draining the pool one by one.
-    let mut stale = 0;
-    loop {
-        let connect_started = Instant::now();
-        let pooled = if stale < 3 { backend.pool.take() } else { None };
-        let (mut sender, reused) = match pooled {
-            Some(sender) => (sender, true),
-            None => match upstream::connect(backend.backend.addr, config.connect_timeout).await {
-                Ok(sender) => (sender, false),
-                Err(e) => {
-                    tracing::debug!(dyno = %backend.backend.dyno, error = %e, "dyno unreachable");
-                    backend.quarantine();
-                    return Attempt::Retry {
-                        req: unsent(req),
-                        failure: failure(e.hcode(), connect_started.elapsed(), Duration::ZERO),
-                    };
-                }
-            },
-        };
-        if reused
-            && timeout(config.connect_timeout, sender.ready())
-                .await
-                .map_or(true, |r| r.is_err())
-        {
-            // The dyno closed this idle connection.
-            stale += 1;
-            continue;
-        }
-        let connect = if reused {
-            Duration::ZERO
-        } else {
-            connect_started.elapsed()
-        };
-        let dispatched_at = Instant::now();
-        let watched = req.map(|body| RequestBody::new(body, client));
-        match client::first_byte(
-            config.first_byte_timeout,
-            client,
-            sender.try_send_request(watched),
-        )
-        .await
-        {
-            Ok(Ok(response)) => {
-                return Attempt::Answered {
-                    response: response.map(Inner::Hyper),
-                    sender: Some(sender),
-                    connect,
-                    dispatched_at,
-                    request_headers: None,
-                };
-            }
-            Ok(Err(mut e)) => match e.take_message().map(|r| r.map(RequestBody::into_inner)) {
-                // Nothing was written: a kept-alive connection the dyno had just closed.
-                Some(unsent_req) if reused => {
-                    stale += 1;
-                    req = unsent_req;
-                }
-                // A new connection closed before the request went out: try another dyno.
-                Some(req) => {
-                    return Attempt::Retry {
-                        req: unsent(req),
-                        failure: failure(HCode::H13, connect, dispatched_at.elapsed()),
-                    };
-                }
-                None => {
-                    let error = e.into_error();
-                    tracing::debug!(dyno = %backend.backend.dyno, %error, "dyno request failed");
-                    let code = if error.is_parse() {
-                        HCode::H17
-                    } else if error.is_user() {
-                        // The client's request body failed: malformed (H26), idle (H28) or
-                        // broken off because the client left (H27).
-                        client.map_or(HCode::H27, ClientConn::failure_code)
-                    } else {
-                        HCode::H13
-                    };
-                    return Attempt::Failed(failure(code, connect, dispatched_at.elapsed()));
-                }
-            },
-            // The dyno keeps working on the request; only the router gives up (as Heroku).
-            Err(_) => {
-                return Attempt::Failed(failure(HCode::H12, connect, dispatched_at.elapsed()));
-            }
-        }
-    }
-}
-
 /// Turns the dyno's response into the client's.
 fn respond(
     log: RequestLog,
-    mut response: Response<Inner>,
-    sender: Option<Sender>,
+    response: Response<DynoBody>,
     outstanding: Outstanding,
     connect: Duration,
     dispatched_at: Instant,
@@ -569,7 +453,10 @@ fn respond(
             // A switch nobody asked for cannot be relayed.
             return fail_after_dispatch(log, HCode::H17, &outstanding, connect, dispatched_at);
         };
-        let dyno_upgrade = hyper::upgrade::on(&mut response);
+        let (mut parts, body) = response.into_parts();
+        let Some(dyno) = body.into_upgraded() else {
+            return fail_after_dispatch(log, HCode::H17, &outstanding, connect, dispatched_at);
+        };
         log.emit(&Outcome {
             code: None,
             dyno: Some(&outstanding.state().backend.dyno),
@@ -578,10 +465,8 @@ fn respond(
             status: Some(status.as_u16()),
             bytes: Some(0),
         });
-        upgrade::splice(client_upgrade, dyno_upgrade, outstanding, log.idle);
         // The connection now belongs to the upgrade; it never returns to the pool.
-        drop(sender);
-        let (mut parts, _) = response.into_parts();
+        upgrade::splice(client_upgrade, dyno, outstanding, log.idle);
         forward::prepare_response(&mut parts.headers, true);
         return Response::from_parts(parts, RouterBody::empty());
     }
@@ -593,13 +478,12 @@ fn respond(
     let finish = Finish {
         log,
         outstanding,
-        sender,
         status: status.as_u16(),
         connect,
         dispatched_at,
         bytes: 0,
     };
-    Response::from_parts(parts, RouterBody::upstream(body, finish))
+    Response::from_parts(parts, RouterBody::upstream(Box::new(body), finish))
 }
 
 fn fail_after_dispatch(

@@ -19,18 +19,20 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Joins the client's and the dyno's upgraded connections on a task of their own. The dyno
 /// counts the connection as outstanding for as long as it is open: a WebSocket is load.
-pub(crate) fn splice(client: OnUpgrade, dyno: OnUpgrade, outstanding: Outstanding, idle: Duration) {
+pub(crate) fn splice<D>(client: OnUpgrade, dyno: D, outstanding: Outstanding, idle: Duration)
+where
+    D: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     tokio::spawn(async move {
-        let (client, dyno) = tokio::join!(client, dyno);
-        match (client, dyno) {
-            (Ok(client), Ok(dyno)) => {
+        match client.await {
+            Ok(client) => {
                 let last = Arc::new(AtomicU64::new(clock_ms()));
                 let mut client = Active {
                     io: TokioIo::new(client),
                     last: Arc::clone(&last),
                 };
                 let mut dyno = Active {
-                    io: TokioIo::new(dyno),
+                    io: dyno,
                     last: Arc::clone(&last),
                 };
                 let copy = tokio::io::copy_bidirectional(&mut client, &mut dyno);
@@ -56,13 +58,7 @@ pub(crate) fn splice(client: OnUpgrade, dyno: OnUpgrade, outstanding: Outstandin
                     }
                 }
             }
-            (client, dyno) => {
-                tracing::debug!(
-                    client_ok = client.is_ok(),
-                    dyno_ok = dyno.is_ok(),
-                    "protocol switch failed"
-                );
-            }
+            Err(e) => tracing::debug!(error = %e, "protocol switch failed on the client's side"),
         }
         drop(outstanding);
     });

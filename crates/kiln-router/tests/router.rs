@@ -6,7 +6,8 @@ use bytes::Bytes;
 use kiln_model::route::{AppRoutes, DynoRoutes, WebStatus};
 use kiln_router::RouterConfig;
 use std::collections::HashSet;
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -532,6 +533,104 @@ async fn reuses_connections_to_dynos() {
         accepted.load(Ordering::SeqCst),
         2,
         "six requests over one kept-alive connection per worker"
+    );
+}
+
+/// Issue 20: one HTTP/1 client and one idle pool per dyno. Requests with and without a
+/// body (they took two different clients, each with its own pool) share one kept-alive
+/// connection to the dyno.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_with_and_without_bodies_share_one_pool() {
+    let router = Router::with_config(short(|c| c.workers = 1)).await;
+    let (a, accepted) = echo_dyno("a").await;
+    router.app("foo", &[a]);
+    for i in 0..3 {
+        let reply = send(router.addr, get("foo.localhost", "/")).await;
+        assert_eq!(reply.status, 200);
+        let body = Bytes::from(vec![b'x'; 20_000 + i]);
+        let post = http::Request::post("/upload").header("host", "foo.localhost");
+        let reply = send_body(router.addr, post, body).await;
+        assert_eq!(reply.status, 200);
+        assert!(
+            reply
+                .body
+                .starts_with(&format!("backend=a POST /upload body={}", 20_000 + i)),
+            "{}",
+            reply.body
+        );
+        assert_eq!(
+            reply.echoed("content-length"),
+            Some(format!("{}", 20_000 + i))
+        );
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "six requests, GETs and POSTs, over one kept-alive connection"
+    );
+}
+
+/// A dyno may answer before it has read the whole upload (a 413, say): the client gets
+/// that answer, the connection is not reused for the next request (the rest of the body
+/// was never sent on it), and the next request is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dyno_answering_before_the_upload_ends_is_relayed() {
+    let router = Router::with_config(short(|c| c.workers = 1)).await;
+    let dyno = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = dyno.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&accepted);
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = dyno.accept().await else {
+                return;
+            };
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut buf = vec![0u8; 4096];
+                let mut seen = Vec::new();
+                // Read the head only, then refuse, as a server with a body limit does.
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let Ok(n) = s.read(&mut buf).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    seen.extend_from_slice(&buf[..n]);
+                }
+                let big = seen.starts_with(b"POST");
+                let answer: &[u8] = if big {
+                    b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 9\r\n\r\ntoo large"
+                } else {
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+                };
+                let _ = s.write_all(answer).await;
+                if big {
+                    // Keep reading (and dropping) what still comes, as servers do before
+                    // closing, so the router is not reset mid-write.
+                    while let Ok(n) = s.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    router.app("foo", &[addr]);
+    let post = http::Request::post("/upload").header("host", "foo.localhost");
+    let reply = send_body(router.addr, post, Bytes::from(vec![b'x'; 8 << 20])).await;
+    assert_eq!(reply.status, 413);
+    assert_eq!(reply.body, "too large");
+    let reply = send(router.addr, get("foo.localhost", "/")).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body, "ok");
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        2,
+        "the half-sent connection was not reused"
     );
 }
 
