@@ -1,11 +1,11 @@
 //! The client's side of a request as every layer below the connection sees it: the
 //! connection's state (what failed, and whether the client went idle: H26, H27, H28), the
-//! idle timer, the first-byte clock that stands still while the client uploads, and the
-//! request body on its way to a dyno (watched when it is an HTTP/2 stream's).
+//! idle timer, and the request body on its way to a dyno (watched when it is an HTTP/2
+//! stream's).
 
 use crate::hcode::HCode;
 use crate::head::Rejection;
-use crate::wire::{BoxError, clock_ms};
+use crate::wire::BoxError;
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use std::future::Future;
@@ -43,15 +43,9 @@ pub(crate) struct ConnState {
     /// 1 + the index of the latest head that asked to switch protocols; 0 if none.
     pub(crate) upgrade_head: AtomicU64,
     pub(crate) upgrade: Mutex<UpgradeWait>,
-    /// A request body is still arriving from the client.
-    // The body_* and client_blocking fields below are still kept up to date by the guard and
-    // the HTTP/2 watch, but nothing reads them since the dyno client times the first byte
-    // itself (`dyno_client::exchange`); they go with the guard.
+    /// A request body is still arriving from the client. (The dyno client times the first
+    /// byte itself, from what it writes: `dyno_client::exchange`.)
     pub(crate) body_pending: AtomicBool,
-    /// When ([`clock_ms`]) the latest request body bytes were let through.
-    pub(crate) body_progress_ms: AtomicU64,
-    /// hyper wants request body bytes that the client has not sent.
-    pub(crate) client_blocking: AtomicBool,
     /// Why the request body was refused (malformed chunking).
     pub(crate) body_fault: OnceLock<&'static str>,
     /// The client went idle for the whole window, sending or receiving.
@@ -75,8 +69,6 @@ impl ConnState {
             upgrade_head: AtomicU64::new(0),
             upgrade: Mutex::new(UpgradeWait::default()),
             body_pending: AtomicBool::new(false),
-            body_progress_ms: AtomicU64::new(0),
-            client_blocking: AtomicBool::new(false),
             body_fault: OnceLock::new(),
             client_idle: AtomicBool::new(false),
             watch_body: false,
@@ -171,20 +163,6 @@ impl ClientConn {
     /// A watched body: it is still arriving (`pending`) or has ended.
     pub(crate) fn body_pending(&self, pending: bool) {
         self.0.body_pending.store(pending, Ordering::Relaxed);
-        if !pending {
-            self.0.client_blocking.store(false, Ordering::Relaxed);
-        }
-    }
-
-    /// A watched body moved: the first-byte clock restarts from here (see [`first_byte`]).
-    pub(crate) fn body_progress(&self) {
-        self.0.body_progress_ms.store(clock_ms(), Ordering::Relaxed);
-        self.0.client_blocking.store(false, Ordering::Relaxed);
-    }
-
-    /// A watched body is waiting for the client: the first-byte clock stands still.
-    pub(crate) fn body_waiting(&self) {
-        self.0.client_blocking.store(true, Ordering::Relaxed);
     }
 }
 
@@ -234,7 +212,6 @@ impl RequestBody {
     pub(crate) fn new(inner: Incoming, client: Option<&ClientConn>) -> RequestBody {
         let watch = client.filter(|c| c.watches_body()).map(|c| {
             c.body_pending(!inner.is_end_stream());
-            c.body_progress();
             (c.clone(), IdleTimer::default())
         });
         RequestBody { inner, watch }
@@ -262,7 +239,6 @@ impl Body for RequestBody {
         match polled {
             Poll::Ready(Some(Ok(frame))) => {
                 idle.progress();
-                client.body_progress();
                 if this.inner.is_end_stream() {
                     client.body_pending(false);
                 }
@@ -273,7 +249,6 @@ impl Body for RequestBody {
                 Poll::Ready(other.map(|r| r.map_err(Into::into)))
             }
             Poll::Pending => {
-                client.body_waiting();
                 if idle.expired(cx, client.idle_window()) {
                     client.mark_idle();
                     client.body_pending(false);

@@ -41,7 +41,6 @@ use crate::pages;
 use crate::proxy::{self, Shared};
 use crate::request_id;
 use crate::table::LogTarget;
-use crate::wire::clock_ms;
 use http::header::HeaderValue;
 use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode, Uri};
@@ -276,9 +275,6 @@ impl<IO> Guarded<IO> {
                     .min(window.len());
                 *remaining -= n as u64;
                 self.approved = n;
-                self.conn
-                    .body_progress_ms
-                    .store(clock_ms(), Ordering::Relaxed);
                 if *remaining == 0 {
                     self.state = self.after_body();
                 }
@@ -291,9 +287,6 @@ impl<IO> Guarded<IO> {
                 match check.feed(window) {
                     Ok(fed) => {
                         self.approved = fed.used;
-                        self.conn
-                            .body_progress_ms
-                            .store(clock_ms(), Ordering::Relaxed);
                         if fed.done {
                             self.state = self.after_body();
                         }
@@ -335,9 +328,6 @@ impl<IO> Guarded<IO> {
 
     fn body_starts(&mut self, state: State) -> State {
         self.conn.body_pending.store(true, Ordering::Relaxed);
-        self.conn
-            .body_progress_ms
-            .store(clock_ms(), Ordering::Relaxed);
         self.read_idle.progress();
         state
     }
@@ -345,7 +335,6 @@ impl<IO> Guarded<IO> {
     /// The state after a message's body (or after a head without one).
     fn after_body(&mut self) -> State {
         self.conn.body_pending.store(false, Ordering::Relaxed);
-        self.conn.client_blocking.store(false, Ordering::Relaxed);
         match self.upgrade_after.take() {
             Some(index) => State::AwaitUpgrade(index),
             None => State::Head,
@@ -428,14 +417,12 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Guarded<IO> {
                     }
                     this.end += n;
                     this.read_idle.progress();
-                    this.conn.client_blocking.store(false, Ordering::Relaxed);
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => {
                     if !this.in_body() {
                         return Poll::Pending;
                     }
-                    this.conn.client_blocking.store(true, Ordering::Relaxed);
                     if this.read_idle.expired(cx, this.conn.idle) {
                         this.conn.client_idle.store(true, Ordering::Relaxed);
                         this.state = State::Closed;

@@ -3,9 +3,10 @@
 //! HTTP/2 many streams share one connection, and flow control works per stream, so each
 //! stream is watched on its own:
 //!
-//! - [`RequestBody`] wraps the body of a request as the dyno's connection reads it: a body
-//!   that sends nothing for the idle window fails with H28, and while the client owes body
-//!   bytes the first-byte clock (H12) stands still, exactly as on HTTP/1.
+//! - [`RequestBody`](crate::client::RequestBody) wraps the body of a request as the dyno
+//!   client reads it: a body that sends nothing for the idle window fails with H28, and
+//!   while the client owes body bytes the first-byte clock (H12) stands still, since the
+//!   dyno client only runs it while writing or awaiting the answer, exactly as on HTTP/1.
 //! - [`ResponseWatch`] wraps the response: hyper asks for the next piece of the body only
 //!   when the client has room for it, so a client that stops reading stalls the stream
 //!   without any write blocking anywhere. When hyper has not come back for a piece owed to it

@@ -224,28 +224,11 @@ async fn decide(table: &RouteTable, slot: &AppSlot, hold: Duration) -> (Arc<AppE
 }
 
 /// Why an attempt on one dyno failed, for the log line if it is the last.
-pub(crate) struct Failure {
-    pub(crate) code: HCode,
-    pub(crate) backend: Arc<BackendState>,
-    pub(crate) connect: Duration,
-    pub(crate) service: Duration,
-}
-
-pub(crate) enum Attempt {
-    Answered {
-        response: Response<DynoBody>,
-        connect: Duration,
-        dispatched_at: Instant,
-        /// The request's headers, given back once they have been written.
-        request_headers: HeaderMap,
-    },
-    /// The request was never written: another dyno may take it.
-    Retry {
-        req: Request<ReqBody>,
-        failure: Failure,
-    },
-    /// The request was (maybe partly) sent; retrying could repeat its effects.
-    Failed(Failure),
+struct Failure {
+    code: HCode,
+    backend: Arc<BackendState>,
+    connect: Duration,
+    service: Duration,
 }
 
 /// Sends the request to a dyno, moving on to the next while the request is still unsent.
@@ -310,75 +293,52 @@ pub(crate) async fn dispatch(
                 sent
             }
         };
-        let attempted = match attempted {
+        match attempted {
             Sent::Answered {
                 response,
                 connect,
                 dispatched_at,
                 request_headers,
-            } => Attempt::Answered {
-                response,
-                connect,
-                dispatched_at,
-                request_headers,
-            },
+            } => {
+                let response = respond(
+                    log,
+                    response,
+                    outstanding,
+                    connect,
+                    dispatched_at,
+                    client_upgrade,
+                );
+                return (response, Some(request_headers));
+            }
+            // The request was never written: another dyno may take it.
             Sent::Unreachable {
-                req,
+                req: unsent,
                 body,
                 code,
                 connect,
             } => {
                 state.quarantine();
                 let body = body.map_or(ReqBody::Empty, |b| ReqBody::Hyper(b.into_inner()));
-                Attempt::Retry {
-                    req: req.map(|()| body),
-                    failure: Failure {
-                        code,
-                        backend: Arc::clone(state),
-                        connect,
-                        service: Duration::ZERO,
-                    },
-                }
+                req = unsent.map(|()| body);
+                last_failure = Some(Failure {
+                    code,
+                    backend: Arc::clone(state),
+                    connect,
+                    service: Duration::ZERO,
+                });
             }
+            // The request was (maybe partly) sent; retrying could repeat its effects.
             Sent::Failed {
                 code,
                 connect,
                 service,
-            } => Attempt::Failed(Failure {
-                code,
-                backend: Arc::clone(state),
-                connect,
-                service,
-            }),
-        };
-        match attempted {
-            Attempt::Answered {
-                response,
-                connect,
-                dispatched_at,
-                request_headers,
             } => {
-                return (
-                    respond(
-                        log,
-                        response,
-                        outstanding,
-                        connect,
-                        dispatched_at,
-                        client_upgrade,
-                    ),
-                    Some(request_headers),
-                );
-            }
-            Attempt::Retry {
-                req: unsent,
-                failure,
-            } => {
-                req = unsent;
-                last_failure = Some(failure);
-            }
-            Attempt::Failed(failure) => {
-                last_failure = Some(failure);
+                last_failure = Some(Failure {
+                    code,
+                    backend: Arc::clone(state),
+                    connect,
+                    service,
+                });
                 break;
             }
         }
