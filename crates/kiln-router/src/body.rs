@@ -5,7 +5,7 @@
 //! passes, the connection goes back to the dyno's pool, the outstanding count drops and
 //! the router log line is written with the bytes delivered. If the dyno's side breaks
 //! first that is H18; if the client goes away first (the body is dropped unfinished) H27,
-//! or H28 when the [guard](crate::guard) closed it for not reading.
+//! or H28 when the client stopped reading for the idle window.
 //!
 //! Once the response has started, the dyno must keep it moving: silence for the idle
 //! window (Heroku's rolling 55 s) is H15, and the dyno connection is failed so the client
@@ -21,6 +21,8 @@ use crate::wire::BoxError;
 use bytes::Bytes;
 use http::Response;
 use hyper::body::{Body, Frame, SizeHint};
+use kiln_net::Rewind;
+use tokio::net::TcpStream;
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -42,6 +44,16 @@ enum Kind {
     },
     /// Another body wrapped around this one (the cache's copy, gzip).
     Layered(Pin<Box<dyn Body<Data = Bytes, Error = BoxError> + Send>>),
+    /// A 101's: no body, but the dyno's connection, for the engine to join to the client's.
+    Switched(Option<Box<Switch>>),
+}
+
+/// A protocol switch the dyno agreed to (see [`crate::upgrade`]).
+pub(crate) struct Switch {
+    /// The dyno's connection, with whatever it sent after its 101.
+    pub(crate) dyno: Rewind<TcpStream>,
+    /// The dyno counts the switched connection as load for as long as it is open.
+    pub(crate) outstanding: Outstanding,
 }
 
 /// Everything needed to close the books on a proxied request.
@@ -129,6 +141,19 @@ impl RouterBody {
         }
     }
 
+    /// The body of a 101 the dyno sent: its connection, now the switch's.
+    pub(crate) fn switched(dyno: Rewind<TcpStream>, outstanding: Outstanding) -> RouterBody {
+        RouterBody(Kind::Switched(Some(Box::new(Switch { dyno, outstanding }))))
+    }
+
+    /// The switch a 101 carries (once).
+    pub(crate) fn take_switch(&mut self) -> Option<Box<Switch>> {
+        match &mut self.0 {
+            Kind::Switched(switch) => switch.take(),
+            _ => None,
+        }
+    }
+
     pub(crate) fn upstream(inner: Box<DynoBody>, finish: Finish) -> RouterBody {
         RouterBody(Kind::Upstream {
             inner,
@@ -148,6 +173,7 @@ impl Body for RouterBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match &mut self.get_mut().0 {
             Kind::Static(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Kind::Switched(_) => Poll::Ready(None),
             Kind::Layered(body) => body.as_mut().poll_frame(cx),
             Kind::Upstream {
                 inner,
@@ -207,6 +233,7 @@ impl Body for RouterBody {
     fn is_end_stream(&self) -> bool {
         match &self.0 {
             Kind::Static(bytes) => bytes.is_none(),
+            Kind::Switched(_) => true,
             Kind::Layered(body) => body.is_end_stream(),
             Kind::Upstream { inner, .. } => inner.is_end_stream(),
         }
@@ -217,6 +244,7 @@ impl Body for RouterBody {
             Kind::Static(bytes) => {
                 SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
             }
+            Kind::Switched(_) => SizeHint::with_exact(0),
             Kind::Layered(body) => body.size_hint(),
             Kind::Upstream { inner, .. } => inner.size_hint(),
         }

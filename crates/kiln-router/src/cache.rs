@@ -79,7 +79,6 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::{Body, Frame, SizeHint};
-use hyper::upgrade::OnUpgrade;
 use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
@@ -142,19 +141,19 @@ pub(crate) async fn route<N, F>(
     log: RequestLog,
     req: Request<ReqBody>,
     fwd: &Forwarded<'_>,
-    client_upgrade: Option<OnUpgrade>,
+    upgrade: bool,
     next: N,
 ) -> Response<RouterBody>
 where
-    N: FnOnce(RequestLog, Request<ReqBody>, Option<OnUpgrade>) -> F,
+    N: FnOnce(RequestLog, Request<ReqBody>, bool) -> F,
     F: Future<Output = (Response<RouterBody>, Option<HeaderMap>)>,
 {
     let gzip = &config.compression;
     let accepts_gzip = gzip.enabled && compress::accepts_gzip(req.headers());
     let is_head = req.method() == Method::HEAD;
     let limits = config.cache;
-    if limits.max_bytes == 0 || client_upgrade.is_some() || !lookup_allowed(&req) {
-        let (response, _) = next(log, req, client_upgrade).await;
+    if limits.max_bytes == 0 || upgrade || !lookup_allowed(&req) {
+        let (response, _) = next(log, req, upgrade).await;
         return compress::encode(response, accepts_gzip, is_head, gzip);
     }
 
@@ -203,15 +202,14 @@ where
     };
 
     // Vary is only known from the response, so the request's headers are needed until
-    // then: the engine gives them back; hyper's path keeps no copy, so one is made here.
-    let copied = (is_get && matches!(req.body(), ReqBody::Hyper(_))).then(|| req.headers().clone());
+    // then: the dyno client gives them back with the response.
     let key = OwnedKeyParts {
         app: Arc::clone(&log.app),
         host: log.host.clone(),
         target: log.path.clone(),
     };
-    let (mut response, returned) = next(log, req, None).await;
-    let request_headers = if is_get { copied.or(returned) } else { None };
+    let (mut response, returned) = next(log, req, false).await;
+    let request_headers = returned.filter(|_| is_get);
     let head = match request_headers {
         // A response with no freshness at all (the usual dynamic page) is settled on the
         // fields the map always holds; only one that might be stored needs the rest.

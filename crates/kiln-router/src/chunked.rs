@@ -1,7 +1,7 @@
-//! The router's one chunked codec (RFC 9112 §7.1). [`ChunkedCheck`] checks a client's
-//! request body as it streams past, so malformed chunking is refused by the router instead
-//! of being read one way by it and another by the dyno; [`ChunkDecoder`] is the same check
-//! yielding the data, for dynos' responses. One set of rules for both sides.
+//! The router's one chunked codec (RFC 9112 §7.1): [`ChunkDecoder`] checks a chunked body
+//! and yields its data, for a client's request body (so malformed chunking is refused by
+//! the router instead of being read one way by it and another by the dyno) and for a dyno's
+//! response alike. One set of rules for both sides.
 //!
 //! Only the framing is looked at: chunk-size lines (hex digits, optional extensions, CRLF),
 //! the CRLF after each chunk's data, and the trailer section. Chunk data passes by count
@@ -43,7 +43,7 @@ enum State {
 
 /// Where a chunked body is, between calls.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ChunkedCheck {
+struct ChunkedCheck {
     state: State,
     size: u64,
     digits: usize,
@@ -52,6 +52,7 @@ pub(crate) struct ChunkedCheck {
 }
 
 /// How far [`ChunkedCheck::feed`] got.
+#[cfg(test)]
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Fed {
     /// Bytes of the input that belong to this body (all of them unless it ended).
@@ -67,7 +68,7 @@ impl Default for ChunkedCheck {
 }
 
 impl ChunkedCheck {
-    pub(crate) fn new() -> ChunkedCheck {
+    fn new() -> ChunkedCheck {
         ChunkedCheck {
             state: State::SizeStart,
             size: 0,
@@ -77,7 +78,9 @@ impl ChunkedCheck {
         }
     }
 
-    /// Checks the next bytes of the body; `Err` names what is wrong.
+    /// Checks the next bytes of the body; `Err` names what is wrong. (The decoder's check
+    /// without the data, which the tests compare it with.)
+    #[cfg(test)]
     pub(crate) fn feed(&mut self, bytes: &[u8]) -> Result<Fed, &'static str> {
         let mut i = 0;
         while i < bytes.len() && self.state != State::Done {

@@ -1,115 +1,107 @@
 //! The client's side of a request as every layer below the connection sees it: the
 //! connection's state (what failed, and whether the client went idle: H26, H27, H28), the
-//! idle timer, and the request body on its way to a dyno (watched when it is an HTTP/2
-//! stream's).
+//! idle timer, and the request body on its way to a dyno: read from the client connection
+//! by the [engine](crate::engine) as the dyno takes it, or an HTTP/2 stream's (watched as it
+//! is read).
 
 use crate::hcode::HCode;
-use crate::head::Rejection;
 use crate::wire::BoxError;
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use std::future::Future;
+use std::future::{Future, poll_fn};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 
-/// A request's body as the pipeline carries it: hyper's (HTTP/2, and HTTP/1 requests the
-/// [engine](crate::engine) hands over), or none, from the engine, whose own client then
-/// takes the request to the dyno.
+/// A request's body as the pipeline carries it.
 pub(crate) enum ReqBody {
-    Hyper(Incoming),
+    /// None (a `GET`, or a head that declared no body).
     Empty,
+    /// An HTTP/1.1 body the engine reads from its client connection.
+    Client(ClientBody),
+    /// An HTTP/2 stream's, from hyper.
+    Hyper(Incoming),
 }
 
-impl ReqBody {
-    pub(crate) fn is_end_stream(&self) -> bool {
+impl Body for ReqBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            ReqBody::Empty => Poll::Ready(None),
+            ReqBody::Client(body) => body.poll_frame(cx),
+            ReqBody::Hyper(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
         match self {
-            ReqBody::Hyper(body) => hyper::body::Body::is_end_stream(body),
             ReqBody::Empty => true,
+            ReqBody::Client(body) => body.is_end_stream(),
+            ReqBody::Hyper(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ReqBody::Empty => SizeHint::with_exact(0),
+            ReqBody::Client(body) => body
+                .length
+                .map_or_else(SizeHint::default, SizeHint::with_exact),
+            ReqBody::Hyper(body) => body.size_hint(),
         }
     }
 }
 
-/// What the guard and the requests served on its connection share.
+/// The state of the connection a request came on, shared by its requests and their bodies.
 pub(crate) struct ConnState {
     pub(crate) idle: Duration,
-    /// Requests hyper has handed to [`serve`]: the index of the next one.
-    pub(crate) requests: AtomicU64,
-    /// A refused head, by its index among the connection's heads.
-    pub(crate) rejected: Mutex<Option<(u64, Rejection)>>,
-    /// 1 + the index of the latest head that asked to switch protocols; 0 if none.
-    pub(crate) upgrade_head: AtomicU64,
-    pub(crate) upgrade: Mutex<UpgradeWait>,
-    /// A request body is still arriving from the client. (The dyno client times the first
-    /// byte itself, from what it writes: `dyno_client::exchange`.)
-    pub(crate) body_pending: AtomicBool,
     /// Why the request body was refused (malformed chunking).
     pub(crate) body_fault: OnceLock<&'static str>,
     /// The client went idle for the whole window, sending or receiving.
     pub(crate) client_idle: AtomicBool,
-    /// An HTTP/2 stream: the request body is watched as it is read, not by a guard.
+    /// An HTTP/2 stream: the request body is watched as it is read (the engine watches an
+    /// HTTP/1.1 body itself, as it reads it).
     pub(crate) watch_body: bool,
 }
 
-#[derive(Default)]
-pub(crate) struct UpgradeWait {
-    outcome: Option<(u64, bool)>,
-    waker: Option<Waker>,
-}
-
 impl ConnState {
-    pub(crate) fn new(idle: Duration) -> ConnState {
+    fn new(idle: Duration) -> ConnState {
         ConnState {
             idle,
-            requests: AtomicU64::new(0),
-            rejected: Mutex::new(None),
-            upgrade_head: AtomicU64::new(0),
-            upgrade: Mutex::new(UpgradeWait::default()),
-            body_pending: AtomicBool::new(false),
             body_fault: OnceLock::new(),
             client_idle: AtomicBool::new(false),
             watch_body: false,
         }
     }
-
-    pub(crate) fn take_rejection(&self, index: u64) -> Option<Rejection> {
-        let mut rejected = self.rejected.lock().unwrap_or_else(PoisonError::into_inner);
-        if rejected.as_ref().is_some_and(|(i, _)| *i == index) {
-            rejected.take().map(|(_, r)| r)
-        } else {
-            None
-        }
-    }
-
-    /// The answer to a head that asked to switch protocols is known.
-    pub(crate) fn settle_upgrade(&self, index: u64, upgraded: bool) {
-        let mut wait = self.upgrade.lock().unwrap_or_else(PoisonError::into_inner);
-        wait.outcome = Some((index, upgraded));
-        if let Some(waker) = wait.waker.take() {
-            waker.wake();
-        }
-    }
-
-    pub(crate) fn upgrade_outcome(&self, index: u64, waker: &Waker) -> Option<bool> {
-        let mut wait = self.upgrade.lock().unwrap_or_else(PoisonError::into_inner);
-        match wait.outcome {
-            Some((i, upgraded)) if i == index => Some(upgraded),
-            _ => {
-                wait.waker = Some(waker.clone());
-                None
-            }
-        }
-    }
 }
 
-/// The connection a request arrived on, as the proxy sees it (a request extension).
+/// The connection a request arrived on, as the proxy sees it.
 #[derive(Clone)]
 pub(crate) struct ClientConn(pub(crate) Arc<ConnState>);
 
 impl ClientConn {
+    /// The state of an HTTP/1.1 connection the [engine](crate::engine) serves.
+    pub(crate) fn new(idle: Duration) -> ClientConn {
+        ClientConn(Arc::new(ConnState::new(idle)))
+    }
+
+    /// The state of one HTTP/2 stream, whose request body is watched as it is read (see
+    /// [`crate::h2_watch`]).
+    pub(crate) fn stream(idle: Duration) -> ClientConn {
+        ClientConn(Arc::new(ConnState {
+            watch_body: true,
+            ..ConnState::new(idle)
+        }))
+    }
+
     /// The code for a request whose body failed on the client's side: malformed (H26),
     /// idle (H28) or broken off (H27).
     pub(crate) fn failure_code(&self) -> HCode {
@@ -127,27 +119,18 @@ impl ClientConn {
         self.0.body_fault.get().copied()
     }
 
+    /// The request body was malformed (H26, with this cause).
+    pub(crate) fn mark_fault(&self, cause: &'static str) {
+        let _ = self.0.body_fault.set(cause);
+    }
+
     pub(crate) fn went_idle(&self) -> bool {
         self.0.client_idle.load(Ordering::Relaxed)
     }
 
-    /// The state of a connection the [engine](crate::engine) serves itself.
-    pub(crate) fn detached(idle: Duration) -> ClientConn {
-        ClientConn(Arc::new(ConnState::new(idle)))
-    }
-
-    /// The client stopped reading the response for the idle window (H28).
+    /// The client sent or read nothing for the idle window (H28).
     pub(crate) fn mark_idle(&self) {
         self.0.client_idle.store(true, Ordering::Relaxed);
-    }
-
-    /// The state of one HTTP/2 stream, whose request body no guard sees: it is watched as it
-    /// is read instead (see [`crate::h2_watch`]).
-    pub(crate) fn stream(idle: Duration) -> ClientConn {
-        ClientConn(Arc::new(ConnState {
-            watch_body: true,
-            ..ConnState::new(idle)
-        }))
     }
 
     /// Whether the request body must be watched as it is read (an HTTP/2 stream's).
@@ -158,11 +141,6 @@ impl ClientConn {
     /// The idle window (H28).
     pub(crate) fn idle_window(&self) -> Duration {
         self.0.idle
-    }
-
-    /// A watched body: it is still arriving (`pending`) or has ended.
-    pub(crate) fn body_pending(&self, pending: bool) {
-        self.0.body_pending.store(pending, Ordering::Relaxed);
     }
 }
 
@@ -193,32 +171,180 @@ impl IdleTimer {
     }
 }
 
-/// Why the guard failed a read, for whoever reads the error chain.
+/// Why a client's request body failed, for whoever reads the error chain (the code itself is
+/// the connection's [`ClientConn::failure_code`]).
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ClientFault {
-    #[error("malformed chunked request body: {0}")]
-    BadChunk(&'static str),
+    #[error("the client's request body broke off, was malformed or stalled")]
+    Broken,
     #[error("the client sent nothing for the idle window")]
     Idle,
 }
 
+// ---------------------------------------------------------------------------------------
+// An HTTP/1.1 request body, read by the engine on demand
+// ---------------------------------------------------------------------------------------
+
+/// An HTTP/1.1 request body as the dyno's side reads it. The engine's connection task reads
+/// the client only when this body is polled for more ([`BodyFeed::wanted`]), one frame at a
+/// time: the client is read no faster than the dyno takes the bytes, and `100 Continue`
+/// goes out only once a dyno wants the body (as hyper does), never for a request the router
+/// answers itself.
+pub(crate) struct ClientBody {
+    slot: Arc<Slot>,
+    /// `Content-Length`, if the head gave one (else the body is chunked).
+    length: Option<u64>,
+}
+
+/// The engine's end of a [`ClientBody`].
+pub(crate) struct BodyFeed {
+    slot: Arc<Slot>,
+}
+
+#[derive(Default)]
+struct Slot(Mutex<SlotState>);
+
+#[derive(Default)]
+struct SlotState {
+    /// A frame read and not yet taken.
+    data: Option<Bytes>,
+    /// The body's last byte has been read (it may still be in `data`).
+    end: bool,
+    /// The client's side failed (the code is the connection's).
+    failed: bool,
+    /// The body was polled and found nothing.
+    wanted: bool,
+    /// The body was dropped: nobody reads on.
+    dropped: bool,
+    reader: Option<Waker>,
+    feeder: Option<Waker>,
+}
+
+impl Slot {
+    fn lock(&self) -> MutexGuard<'_, SlotState> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn wake(waker: &mut Option<Waker>) {
+    if let Some(w) = waker.take() {
+        w.wake();
+    }
+}
+
+fn store(slot: &mut Option<Waker>, cx: &Context<'_>) {
+    match slot {
+        Some(w) if w.will_wake(cx.waker()) => {}
+        _ => *slot = Some(cx.waker().clone()),
+    }
+}
+
+/// A body and the engine's end of it. `length` is the declared `Content-Length` (`None`:
+/// chunked).
+pub(crate) fn client_body(length: Option<u64>) -> (ClientBody, BodyFeed) {
+    let slot = Arc::new(Slot::default());
+    (
+        ClientBody {
+            slot: Arc::clone(&slot),
+            length,
+        },
+        BodyFeed { slot },
+    )
+}
+
+impl ClientBody {
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let mut s = self.slot.lock();
+        if let Some(data) = s.data.take() {
+            return Poll::Ready(Some(Ok(Frame::data(data))));
+        }
+        if s.failed {
+            return Poll::Ready(Some(Err(Box::new(ClientFault::Broken))));
+        }
+        if s.end {
+            return Poll::Ready(None);
+        }
+        s.wanted = true;
+        store(&mut s.reader, cx);
+        wake(&mut s.feeder);
+        Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        let s = self.slot.lock();
+        s.end && s.data.is_none()
+    }
+}
+
+impl Drop for ClientBody {
+    fn drop(&mut self) {
+        let mut s = self.slot.lock();
+        s.dropped = true;
+        wake(&mut s.feeder);
+    }
+}
+
+impl BodyFeed {
+    /// Resolves when the body has been asked for more (`true`), or dropped (`false`).
+    pub(crate) async fn wanted(&self) -> bool {
+        poll_fn(|cx| {
+            let mut s = self.slot.lock();
+            if s.dropped {
+                return Poll::Ready(false);
+            }
+            if s.wanted && s.data.is_none() {
+                return Poll::Ready(true);
+            }
+            store(&mut s.feeder, cx);
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Hands the body its next frame; `end` if it is the last.
+    pub(crate) fn put(&self, data: Bytes, end: bool) {
+        let mut s = self.slot.lock();
+        debug_assert!(s.data.is_none(), "one frame at a time");
+        if !data.is_empty() {
+            s.data = Some(data);
+        }
+        s.end |= end;
+        s.wanted = false;
+        wake(&mut s.reader);
+    }
+
+    /// The client's side failed; the body's reader gets an error.
+    pub(crate) fn fail(&self) {
+        let mut s = self.slot.lock();
+        s.failed = true;
+        wake(&mut s.reader);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The body on its way to the dyno
+// ---------------------------------------------------------------------------------------
+
 /// A client's request body on its way to the dyno; watched when it is an HTTP/2 stream's.
 pub(crate) struct RequestBody {
-    inner: Incoming,
+    inner: ReqBody,
     watch: Option<(ClientConn, IdleTimer)>,
 }
 
 impl RequestBody {
-    pub(crate) fn new(inner: Incoming, client: Option<&ClientConn>) -> RequestBody {
-        let watch = client.filter(|c| c.watches_body()).map(|c| {
-            c.body_pending(!inner.is_end_stream());
-            (c.clone(), IdleTimer::default())
-        });
-        RequestBody { inner, watch }
+    /// `None` for a request without a body.
+    pub(crate) fn new(inner: ReqBody, client: Option<&ClientConn>) -> Option<RequestBody> {
+        if matches!(inner, ReqBody::Empty) {
+            return None;
+        }
+        let watch = client
+            .filter(|c| c.watches_body())
+            .map(|c| (c.clone(), IdleTimer::default()));
+        Some(RequestBody { inner, watch })
     }
 
     /// The body as it came, for another attempt.
-    pub(crate) fn into_inner(self) -> Incoming {
+    pub(crate) fn into_inner(self) -> ReqBody {
         self.inner
     }
 }
@@ -234,28 +360,18 @@ impl Body for RequestBody {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         let Some((client, idle)) = this.watch.as_mut() else {
-            return polled.map_err(Into::into);
+            return polled;
         };
         match polled {
             Poll::Ready(Some(Ok(frame))) => {
                 idle.progress();
-                if this.inner.is_end_stream() {
-                    client.body_pending(false);
-                }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(other) => {
-                client.body_pending(false);
-                Poll::Ready(other.map(|r| r.map_err(Into::into)))
+            Poll::Pending if idle.expired(cx, client.idle_window()) => {
+                client.mark_idle();
+                Poll::Ready(Some(Err(Box::new(ClientFault::Idle))))
             }
-            Poll::Pending => {
-                if idle.expired(cx, client.idle_window()) {
-                    client.mark_idle();
-                    client.body_pending(false);
-                    return Poll::Ready(Some(Err(Box::new(ClientFault::Idle))));
-                }
-                Poll::Pending
-            }
+            other => other,
         }
     }
 
@@ -265,5 +381,48 @@ impl Body for RequestBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn a_client_body_is_read_only_when_asked_for() {
+        let (body, feed) = client_body(Some(5));
+        let mut body = ReqBody::Client(body);
+        feed.put(Bytes::from_static(b"he"), false);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(20), feed.wanted())
+                .await
+                .is_err(),
+            "a frame is waiting: nothing more is wanted"
+        );
+        let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(first, "he");
+        let (frame, wanted) = tokio::join!(body.frame(), async {
+            assert!(feed.wanted().await);
+            feed.put(Bytes::from_static(b"llo"), true);
+        });
+        assert_eq!(frame.unwrap().unwrap().into_data().unwrap(), "llo");
+        assert!(body.is_end_stream());
+        let () = wanted;
+        drop(body);
+        assert!(!feed.wanted().await, "dropped");
+        let (sized, _feed) = client_body(Some(5));
+        assert_eq!(ReqBody::Client(sized).size_hint().exact(), Some(5));
+    }
+
+    #[tokio::test]
+    async fn a_failed_feed_fails_the_body() {
+        let (body, feed) = client_body(None);
+        let mut body = ReqBody::Client(body);
+        let (frame, ()) = tokio::join!(body.frame(), async {
+            assert!(feed.wanted().await);
+            feed.fail();
+        });
+        assert!(frame.unwrap().is_err());
     }
 }

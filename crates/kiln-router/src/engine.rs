@@ -1,42 +1,45 @@
-//! The router's own HTTP/1.1 path for the common request: a head with no body, on a
-//! plain-HTTP listener. nginx-style, it reads the client's head, runs it through the same
-//! pipeline as every request ([`proxy::handle`]: routing, Heroku's headers, H-codes, the
-//! cache, gzip, the log line), sends it to the dyno over its own keep-alive connection and
-//! writes the response back, all in the connection's one task. hyper's server and client do
-//! the same work through a dispatcher per side, a task for the dyno connection and channels
-//! between them; on a 2-core machine that machinery cost as much CPU per request as the
-//! kernel's TCP work, and the router ran at 0.7x nginx (bench/README.md, "router").
+//! The router's HTTP/1.1 server, on plain-HTTP listeners and on TLS connections that chose
+//! HTTP/1.1. nginx-style, it reads a client's request head, runs the request through the
+//! pipeline ([`proxy::handle`]: routing, Heroku's headers, H-codes, the cache, gzip, the
+//! dyno client, the log line) and writes the response back, all in the connection's one
+//! task. hyper's server did the same work through a dispatcher, a task per dyno connection
+//! and channels between them; on a 2-core machine that machinery cost as much CPU per
+//! request as the kernel's TCP work (bench/README.md, "router"). hyper now serves only
+//! HTTP/2.
 //!
-//! Everything else is handed over, connection and all, to the hyper path
-//! ([`guard::spawn_connection`], with the guard in front) together with the bytes read so
-//! far, at a request boundary, so nothing is read twice or lost: requests with a body,
-//! `Upgrade` (WebSocket), `Expect`, `CONNECT`, HTTP/1.0, heads the
-//! [head scanner](crate::head) refuses (the guard then answers them with the router's page
-//! and an H26 line), and heads whose target or fields the `http` types refuse (hyper then
-//! answers them). The request is built from the fields the scanner found, without parsing
-//! the head a second time. A connection handed over stays on the hyper path.
-//!
-//! The checks are the hyper path's: the head scanner's limits and smuggling rules run on
-//! every head first, and the response always gets framing the router chose (a length, or
-//! chunked), never the dyno's bytes about it.
-//!
-//! The dyno side is [`dyno_client`](crate::dyno_client), reached through the proxy's
-//! dispatch like every other request.
+//! - **Heads** are checked by the [head scanner](crate::head) (Heroku's limits, the
+//!   smuggling rules) and the request built from the fields it found, without a second
+//!   parse. A refused head gets the router's page with `Connection: close` and an H26 line
+//!   when it names an app; nothing after it on the connection is read as HTTP.
+//! - **Bodies** (a length, or chunked through the [one chunked codec](crate::chunked)) are
+//!   read from the client only as the dyno's side asks for them ([`client::ClientBody`]),
+//!   in the same task. A client that sends nothing for the idle window is H28, malformed
+//!   chunking H26 (the connection then closes), a client that leaves mid-body H27.
+//!   `Expect: 100-continue` is answered when a dyno first wants the body, never for a
+//!   request the router answers itself.
+//! - **Responses** always get framing the router chose (a length, chunked, or for HTTP/1.0
+//!   the connection's end), never the dyno's bytes about it.
+//! - **Upgrades** (WebSocket): after the dyno's 101, the connection is spliced to the
+//!   dyno's ([`upgrade`]).
+//! - A connection whose request body was not read to its end (the dyno answered early, the
+//!   router refused the request) closes after the response, reading and dropping what the
+//!   client still sends for a moment first, so that its answer is not lost to a reset.
 
 use crate::body::RouterBody;
-use crate::client::{ClientConn, ReqBody};
+use crate::chunked::{ChunkDecoder, Piece};
+use crate::client::{self, BodyFeed, ClientConn, ReqBody};
 use crate::conn;
 use crate::forward;
-use crate::guard;
-use crate::head::{FieldSpan, Framing, HeadScanner, Scan};
+use crate::head::{FieldSpan, Framing, HeadScanner, Rejection, Scan};
 use crate::proxy::{self, Shared};
-use crate::wire::{self, deadline, put_field};
+use crate::upgrade;
+use crate::wire::{self, deadline, put_field, take};
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Request, Response, StatusCode, Uri};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Body;
-use hyper::server::conn::http1;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -48,10 +51,16 @@ use tokio::time::Sleep;
 
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 16 * 1024;
-/// A request head at the scanner's limit, plus a read: past this the guard refuses it.
+/// A request head at the scanner's limit, plus a read.
 const MAX_REQUEST_BUF: usize = crate::head::MAX_HEAD + READ_CHUNK;
 /// Output is gathered up to this before a write.
 const WRITE_BATCH: usize = 64 * 1024;
+/// How long a connection closed under a client that is still sending is read first (the
+/// bytes dropped), so that closing does not reset it before the client has read its
+/// answer (nginx's lingering close).
+const LINGER: Duration = Duration::from_secs(2);
+/// The interim answer to `Expect: 100-continue`.
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 // ---------------------------------------------------------------------------------------
 // The client's side
@@ -63,14 +72,18 @@ struct Conn<IO> {
     buf: BytesMut,
     client: ClientConn,
     client_ip: HeaderValue,
-    /// The head being served, while the request could still be handed over.
+    /// Output gathered for the next write.
     out: Vec<u8>,
     /// Where the fields of the head being read lie, as the scanner found them (kept to
     /// reuse its allocation).
     fields: Vec<FieldSpan>,
-    /// The connection's one timer, re-armed for each wait (the head timeout, and a write
-    /// that blocks). Resetting a registered timer to a later deadline only records it, where
-    /// a fresh timeout per wait would enter and leave the runtime's timer wheel each time.
+    /// The head being read; after it is done, it still knows where the values for a
+    /// refusal's log line are.
+    scanner: HeadScanner,
+    /// The connection's one timer, re-armed for each wait (the head timeout, a body read, a
+    /// write that blocks). Resetting a registered timer to a later deadline only records it,
+    /// where a fresh timeout per wait would enter and leave the runtime's timer wheel each
+    /// time.
     timer: Pin<Box<Sleep>>,
     /// Resolves once the router starts shutting down. Made once per connection, so it
     /// stays registered with the watch channel instead of re-registering per request.
@@ -78,70 +91,114 @@ struct Conn<IO> {
 }
 
 enum Next {
-    Head(usize),
+    Head(crate::head::Head),
+    Refuse(Rejection),
     Close,
-    HandOver,
 }
 
-/// Serves a plain-HTTP client connection: here while its requests are common, on the
-/// hyper path from the first that is not.
+/// Serves a client connection on a task of its own.
 pub(crate) fn spawn_connection<IO>(
     io: IO,
     peer: SocketAddr,
-    http: Arc<http1::Builder>,
     shared: Arc<Shared>,
     stop: watch::Receiver<bool>,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    tokio::spawn(async move {
-        let mut conn = Conn {
-            io,
-            buf: BytesMut::with_capacity(READ_CHUNK),
-            client: ClientConn::detached(shared.config.idle_timeout),
-            client_ip: conn::client_ip_header(peer.ip()),
-            out: Vec::with_capacity(1024),
-            fields: Vec::new(),
-            timer: Box::pin(tokio::time::sleep(shared.config.head_timeout)),
-            stopping: conn::Stopping::new(&shared.stopping, stop.clone()),
-        };
-        if let Some(pre) = serve(&mut conn, &shared).await {
-            let io = kiln_net::Rewind::new(pre, conn.io);
-            guard::spawn_connection(io, peer, &http, &shared, stop);
-        }
-    });
+    tokio::spawn(serve_connection(io, peer, shared, stop));
 }
 
-/// Serves requests until the connection ends (`None`) or one must go to the hyper path:
-/// then the bytes it must read first are returned.
-async fn serve<IO: AsyncRead + AsyncWrite + Unpin>(
-    c: &mut Conn<IO>,
-    shared: &Arc<Shared>,
-) -> Option<Bytes> {
+/// Serves a client connection until it ends.
+pub(crate) async fn serve_connection<IO>(
+    io: IO,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut conn = Conn {
+        io,
+        buf: BytesMut::with_capacity(READ_CHUNK),
+        client: ClientConn::new(shared.config.idle_timeout),
+        client_ip: conn::client_ip_header(peer.ip()),
+        out: Vec::with_capacity(1024),
+        fields: Vec::new(),
+        scanner: HeadScanner::default(),
+        timer: Box::pin(tokio::time::sleep(shared.config.head_timeout)),
+        stopping: conn::Stopping::new(&shared.stopping, stop),
+    };
+    serve(&mut conn, &shared).await;
+}
+
+/// Serves requests until the connection ends.
+async fn serve<IO: AsyncRead + AsyncWrite + Unpin>(c: &mut Conn<IO>, shared: &Arc<Shared>) {
+    let idle = shared.config.idle_timeout;
     loop {
-        let len = match read_head(c, shared.config.head_timeout).await {
-            Next::Head(len) => len,
-            Next::Close => return None,
-            Next::HandOver => return Some(c.buf.split().freeze()),
+        let head = match read_head(c, shared.config.head_timeout).await {
+            Next::Head(head) => head,
+            Next::Refuse(rejection) => return refuse(c, shared, rejection).await,
+            Next::Close => return,
         };
-        let head = c.buf.split_to(len).freeze();
-        let Some((req, keep_alive)) = parse_request(&head, &c.fields) else {
-            let mut pre = BytesMut::with_capacity(head.len() + c.buf.len());
-            pre.extend_from_slice(&head);
-            pre.extend_from_slice(&c.buf);
-            return Some(pre.freeze());
+        let bytes = c.buf.split_to(head.len).freeze();
+        let message = match parse_request(&bytes, &c.fields) {
+            Ok(message) => message,
+            Err(cause) => {
+                let rejection = c.scanner.refusal(&bytes, StatusCode::BAD_REQUEST, cause);
+                return refuse(c, shared, rejection).await;
+            }
         };
+        let Message {
+            mut req,
+            keep_alive,
+            http10,
+            expect_continue,
+        } = message;
         let is_head = req.method() == Method::HEAD;
-        let response = proxy::handle(
+        let mut feed = match head.framing {
+            Framing::None => None,
+            Framing::Length(n) => Some(Feed::start(c, &mut req, Left::Length(n), expect_continue)),
+            Framing::Chunked => Some(Feed::start(
+                c,
+                &mut req,
+                Left::Chunked(ChunkDecoder::default()),
+                expect_continue,
+            )),
+        };
+        let handling = proxy::handle(
             Arc::clone(shared),
             c.client_ip.clone(),
             Some(c.client.clone()),
             req,
-        )
-        .await;
-        if !write_response(c, response, is_head, keep_alive, shared.config.idle_timeout).await {
-            let _ = c.io.shutdown().await;
-            return None;
+        );
+        let mut response = match feed.as_mut() {
+            None => handling.await,
+            Some(feed) => pump(c, feed, handling, idle).await,
+        };
+        // A body not read to its end leaves the client inside a message: the connection
+        // cannot carry another request.
+        let body_left = feed.as_ref().is_some_and(|f| f.state != FeedState::Complete);
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS && !body_left {
+            if let Some(switch) = response.body_mut().take_switch() {
+                if switch_head(c, response, idle).await {
+                    let pre = c.buf.split().freeze();
+                    upgrade::splice(kiln_net::Rewind::new(pre, &mut c.io), switch, idle).await;
+                }
+                return;
+            }
+        }
+        let framing = Framing1 {
+            is_head,
+            keep_alive: keep_alive && !body_left,
+            http10,
+        };
+        if !write_response(c, response, framing, idle).await {
+            if body_left {
+                linger(c).await;
+            } else {
+                let _ = c.io.shutdown().await;
+            }
+            return;
         }
     }
 }
@@ -149,7 +206,7 @@ async fn serve<IO: AsyncRead + AsyncWrite + Unpin>(
 /// Reads until a whole head is buffered, within the head timeout (slowloris, and idle
 /// keep-alive connections). Shutting down closes a connection that is between requests.
 async fn read_head<IO: AsyncRead + Unpin>(c: &mut Conn<IO>, timeout: Duration) -> Next {
-    let mut scanner = HeadScanner::default();
+    c.scanner = HeadScanner::default();
     c.fields.clear();
     c.timer
         .as_mut()
@@ -159,13 +216,11 @@ async fn read_head<IO: AsyncRead + Unpin>(c: &mut Conn<IO>, timeout: Duration) -
         let scanned = if c.buf.is_empty() {
             Scan::More
         } else {
-            scanner.scan_recording(&c.buf, &mut c.fields)
+            c.scanner.scan_recording(&c.buf, &mut c.fields)
         };
         match scanned {
-            Scan::Done(head) if head.framing == Framing::None && !head.upgrade => {
-                return Next::Head(head.len);
-            }
-            Scan::Done(_) | Scan::Reject(_) => return Next::HandOver,
+            Scan::Done(head) => return Next::Head(head),
+            Scan::Reject(rejection) => return Next::Refuse(rejection),
             Scan::Skip(n) => {
                 c.buf.advance(n);
                 c.fields.clear();
@@ -174,7 +229,8 @@ async fn read_head<IO: AsyncRead + Unpin>(c: &mut Conn<IO>, timeout: Duration) -
             Scan::More => {}
         }
         if c.buf.len() >= MAX_REQUEST_BUF {
-            return Next::HandOver;
+            // The scanner refuses a head past its limit long before this.
+            return Next::Close;
         }
         // Between requests, shutting down closes the connection.
         let idle = c.buf.is_empty();
@@ -187,45 +243,58 @@ async fn read_head<IO: AsyncRead + Unpin>(c: &mut Conn<IO>, timeout: Duration) -
         };
         match read {
             Ok(n) if n > 0 => {}
-            // The client closed, failed or took too long; a partial head gets no answer,
-            // as on the hyper path.
+            // The client closed, failed or took too long; a partial head gets no answer.
             _ => return Next::Close,
         }
     }
 }
 
-/// The request in a scanned head, or `None` if the hyper path should serve it. The second
-/// value is whether the client lets the connection stay open. The head scanner has checked
-/// the syntax (request line, token names, values without control characters) and noted
-/// where the fields lie, so the head is not parsed a second time.
-fn parse_request(head: &Bytes, fields: &[FieldSpan]) -> Option<(Request<ReqBody>, bool)> {
-    let line = &head[..memchr::memchr(b'\n', head)?];
-    let line = line.strip_suffix(b"\r")?;
+/// A request as the pipeline takes it, and what the connection must know of its head.
+struct Message {
+    req: Request<ReqBody>,
+    /// The client lets the connection stay open after this request.
+    keep_alive: bool,
+    http10: bool,
+    expect_continue: bool,
+}
+
+/// The request in a scanned head. The head scanner has checked the syntax (request line,
+/// token names, values without control characters) and noted where the fields lie, so the
+/// head is not parsed a second time; what the `http` types still refuse is a 400 with the
+/// cause given.
+fn parse_request(head: &Bytes, fields: &[FieldSpan]) -> Result<Message, &'static str> {
+    let malformed = "malformed request line";
+    let line = &head[..memchr::memchr(b'\n', head).ok_or(malformed)?];
+    let line = line.strip_suffix(b"\r").ok_or(malformed)?;
     let mut parts = line.splitn(3, |&b| b == b' ');
-    let (method, target, version) = (parts.next()?, parts.next()?, parts.next()?);
-    // HTTP/1.0 (keep-alive rules of its own) goes to hyper.
-    if version != b"HTTP/1.1" {
-        return None;
-    }
-    let method = Method::from_bytes(method).ok()?;
-    if method == Method::CONNECT {
-        return None;
-    }
-    let uri = Uri::from_maybe_shared(head.slice_ref(target)).ok()?;
+    let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return Err(malformed);
+    };
+    let http10 = match version {
+        b"HTTP/1.1" => false,
+        b"HTTP/1.0" => true,
+        _ => return Err("unsupported HTTP version"),
+    };
+    let method = Method::from_bytes(method).map_err(|_| "malformed method")?;
+    let uri = Uri::from_maybe_shared(head.slice_ref(target)).map_err(|_| "malformed request target")?;
     // Heroku's fields travel beside the map (`forward::Forwarded`): the client's are all
     // it needs room for.
     let mut headers = HeaderMap::with_capacity(fields.len());
-    let mut keep_alive = true;
+    let (mut close, mut keep_alive, mut expect_continue) = (false, false, false);
     for field in fields {
         let span = |(start, end): (u32, u32)| start as usize..end as usize;
-        let name = HeaderName::from_bytes(head.get(span(field.name))?).ok()?;
-        if name == header::EXPECT {
-            return None;
-        }
-        let value =
-            HeaderValue::from_maybe_shared(head.slice_ref(head.get(span(field.value))?)).ok()?;
-        if name == header::CONNECTION && forward::list_has(value.as_bytes(), b"close") {
-            keep_alive = false;
+        let bad = "malformed header";
+        let name = head.get(span(field.name)).ok_or(bad)?;
+        let name = HeaderName::from_bytes(name).map_err(|_| bad)?;
+        let value = head.get(span(field.value)).ok_or(bad)?;
+        let value = HeaderValue::from_maybe_shared(head.slice_ref(value)).map_err(|_| bad)?;
+        if name == header::CONNECTION {
+            close |= forward::list_has(value.as_bytes(), b"close");
+            keep_alive |= forward::list_has(value.as_bytes(), b"keep-alive");
+        } else if name == header::EXPECT {
+            // The scanner lets through no other expectation (417).
+            expect_continue = true;
         }
         headers.append(name, value);
     }
@@ -233,7 +302,253 @@ fn parse_request(head: &Bytes, fields: &[FieldSpan]) -> Option<(Request<ReqBody>
     *req.method_mut() = method;
     *req.uri_mut() = uri;
     *req.headers_mut() = headers;
-    Some((req, keep_alive))
+    if http10 {
+        *req.version_mut() = Version::HTTP_10;
+    }
+    Ok(Message {
+        req,
+        // HTTP/1.0 closes unless the client asks otherwise.
+        keep_alive: !close && (!http10 || keep_alive),
+        http10,
+        // No interim answers to an HTTP/1.0 client (RFC 9110 §10.1.1).
+        expect_continue: expect_continue && !http10,
+    })
+}
+
+/// The router's answer to a refused head; the connection then closes.
+async fn refuse<IO: AsyncRead + AsyncWrite + Unpin>(
+    c: &mut Conn<IO>,
+    shared: &Shared,
+    rejection: Rejection,
+) {
+    let response = proxy::refuse(shared, &c.client_ip, rejection);
+    let framing = Framing1 {
+        is_head: false,
+        keep_alive: false,
+        http10: false,
+    };
+    if write_response(c, response, framing, shared.config.idle_timeout).await {
+        return;
+    }
+    linger(c).await;
+}
+
+/// Closes a connection whose client may still be sending: the sending side first, then
+/// what arrives is read and dropped until the client closes too, or for [`LINGER`].
+async fn linger<IO: AsyncRead + AsyncWrite + Unpin>(c: &mut Conn<IO>) {
+    if c.io.shutdown().await.is_err() {
+        return;
+    }
+    let _ = tokio::time::timeout(LINGER, async {
+        loop {
+            c.buf.clear();
+            c.buf.reserve(READ_CHUNK);
+            match c.io.read_buf(&mut c.buf).await {
+                Ok(n) if n > 0 => {}
+                _ => return,
+            }
+        }
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Request bodies
+// ---------------------------------------------------------------------------------------
+
+/// A request body being read from the client, for the [`client::ClientBody`] the pipeline
+/// carries.
+struct Feed {
+    feed: BodyFeed,
+    left: Left,
+    /// `Expect: 100-continue`, not answered yet.
+    continue_owed: bool,
+    state: FeedState,
+}
+
+/// What of the body is still to come from the client.
+enum Left {
+    Length(u64),
+    Chunked(ChunkDecoder),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum FeedState {
+    /// More is to be read.
+    Open,
+    /// The body's last byte was read.
+    Complete,
+    /// The body failed on the client's side (the connection's state says how), or nobody
+    /// reads it any more.
+    Stopped,
+}
+
+/// What the feed needs next.
+enum FeedStep {
+    /// The body wants bytes the client will only send after `100 Continue`.
+    SendContinue,
+    /// A frame went to the body, or the feed stopped.
+    Done,
+}
+
+impl Feed {
+    /// Starts the body of `req`; what arrived with the head goes to it at once.
+    fn start<IO>(c: &mut Conn<IO>, req: &mut Request<ReqBody>, left: Left, expect: bool) -> Feed {
+        let length = match &left {
+            Left::Length(n) => Some(*n),
+            Left::Chunked(_) => None,
+        };
+        let (body, feed) = client::client_body(length);
+        *req.body_mut() = ReqBody::Client(body);
+        let mut feed = Feed {
+            feed,
+            left,
+            // A client that sent body bytes already did not wait for it.
+            continue_owed: expect && c.buf.is_empty(),
+            state: FeedState::Open,
+        };
+        if !c.buf.is_empty() {
+            feed.decode(c);
+        }
+        feed
+    }
+
+    /// Moves the next piece of body in `c.buf` to the body; false if more must be read.
+    fn decode<IO>(&mut self, c: &mut Conn<IO>) -> bool {
+        if c.buf.is_empty() {
+            return false;
+        }
+        let (data, end) = match &mut self.left {
+            Left::Length(n) => {
+                let len = usize::try_from(*n).unwrap_or(usize::MAX).min(c.buf.len());
+                *n -= len as u64;
+                (take(&mut c.buf, len), *n == 0)
+            }
+            Left::Chunked(decoder) => match decoder.next(&mut c.buf) {
+                Ok(None) => return false,
+                Ok(Some(Piece::Data(data))) => (data, false),
+                Ok(Some(Piece::End)) => (Bytes::new(), true),
+                Err(cause) => {
+                    c.client.mark_fault(cause);
+                    self.stop_failed();
+                    return true;
+                }
+            },
+        };
+        self.feed.put(data, end);
+        if end {
+            self.state = FeedState::Complete;
+        }
+        true
+    }
+
+    fn stop_failed(&mut self) {
+        self.feed.fail();
+        self.state = FeedState::Stopped;
+    }
+
+    /// Waits until the body wants more, then reads and hands it the next frame, within the
+    /// idle window. Cancel-safe: every await is a wait or a read into `c.buf`.
+    async fn step<IO: AsyncRead + Unpin>(&mut self, c: &mut Conn<IO>, idle: Duration) -> FeedStep {
+        if !self.feed.wanted().await {
+            self.state = FeedState::Stopped;
+            return FeedStep::Done;
+        }
+        if std::mem::take(&mut self.continue_owed) && c.buf.is_empty() {
+            return FeedStep::SendContinue;
+        }
+        loop {
+            if self.decode(c) {
+                return FeedStep::Done;
+            }
+            c.timer
+                .as_mut()
+                .reset(deadline(tokio::time::Instant::now(), idle));
+            c.buf.reserve(READ_CHUNK);
+            let read = tokio::select! {
+                biased;
+                read = c.io.read_buf(&mut c.buf) => Some(read),
+                () = c.timer.as_mut() => None,
+            };
+            match read {
+                Some(Ok(n)) if n > 0 => {}
+                // The client closed or failed mid-body (H27).
+                Some(_) => {
+                    self.stop_failed();
+                    return FeedStep::Done;
+                }
+                None => {
+                    c.client.mark_idle();
+                    self.stop_failed();
+                    return FeedStep::Done;
+                }
+            }
+        }
+    }
+}
+
+/// Runs the pipeline for a request with a body, reading the body as it is asked for, until
+/// the response is there.
+async fn pump<IO: AsyncRead + AsyncWrite + Unpin>(
+    c: &mut Conn<IO>,
+    feed: &mut Feed,
+    handling: impl Future<Output = Response<RouterBody>>,
+    idle: Duration,
+) -> Response<RouterBody> {
+    let mut handling = std::pin::pin!(handling);
+    while feed.state == FeedState::Open {
+        let step = tokio::select! {
+            biased;
+            response = &mut handling => return response,
+            step = feed.step(c, idle) => step,
+        };
+        if let FeedStep::SendContinue = step {
+            c.out.clear();
+            c.out.extend_from_slice(CONTINUE);
+            if !flush(c, idle).await {
+                feed.stop_failed();
+            }
+        }
+    }
+    handling.await
+}
+
+// ---------------------------------------------------------------------------------------
+// Responses
+// ---------------------------------------------------------------------------------------
+
+/// How a response goes to the client.
+struct Framing1 {
+    is_head: bool,
+    keep_alive: bool,
+    /// An HTTP/1.0 client: no chunked framing.
+    http10: bool,
+}
+
+/// Writes a 101's head as the dyno gave it (its `Connection` and `Upgrade` included);
+/// false if the client could not take it.
+async fn switch_head<IO: AsyncRead + AsyncWrite + Unpin>(
+    c: &mut Conn<IO>,
+    response: Response<RouterBody>,
+    idle: Duration,
+) -> bool {
+    let (parts, _) = response.into_parts();
+    c.out.clear();
+    c.out
+        .extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\n");
+    let mut has_date = false;
+    for (name, value) in &parts.headers {
+        if *name == header::CONTENT_LENGTH || *name == header::TRANSFER_ENCODING {
+            continue;
+        }
+        has_date |= *name == header::DATE;
+        put_field(&mut c.out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    if !has_date {
+        wire::put_date(&mut c.out);
+    }
+    c.out.extend_from_slice(b"\r\n");
+    flush(c, idle).await
 }
 
 /// Writes a response with the router's framing; `false` when the connection must close
@@ -241,10 +556,14 @@ fn parse_request(head: &Bytes, fields: &[FieldSpan]) -> Option<(Request<ReqBody>
 async fn write_response<IO: AsyncRead + AsyncWrite + Unpin>(
     c: &mut Conn<IO>,
     response: Response<RouterBody>,
-    is_head: bool,
-    mut keep_alive: bool,
+    framing: Framing1,
     idle: Duration,
 ) -> bool {
+    let Framing1 {
+        is_head,
+        mut keep_alive,
+        http10,
+    } = framing;
     let (parts, mut body) = response.into_parts();
     let passing = body.take_passthrough();
     let status = parts.status;
@@ -284,7 +603,9 @@ async fn write_response<IO: AsyncRead + AsyncWrite + Unpin>(
         out.extend_from_slice(passing.lines());
         has_date |= passing.has_date();
     }
-    let chunked = !bodiless && !is_head && length.is_none();
+    // An HTTP/1.0 client knows no chunking: a body of unknown length ends with the
+    // connection.
+    let chunked = !bodiless && !is_head && length.is_none() && !http10;
     if !bodiless && !is_head {
         match length {
             Some(n) => put_field(
@@ -292,6 +613,7 @@ async fn write_response<IO: AsyncRead + AsyncWrite + Unpin>(
                 b"content-length",
                 itoa::Buffer::new().format(n).as_bytes(),
             ),
+            None if http10 => keep_alive = false,
             None => put_field(out, b"transfer-encoding", b"chunked"),
         }
     } else if is_head && !has_length {
@@ -306,6 +628,8 @@ async fn write_response<IO: AsyncRead + AsyncWrite + Unpin>(
     }
     if !keep_alive {
         put_field(out, b"connection", b"close");
+    } else if http10 {
+        put_field(out, b"connection", b"keep-alive");
     }
     out.extend_from_slice(b"\r\n");
     if bodiless || is_head {
@@ -433,7 +757,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn requests_the_engine_leaves_to_hyper() {
+    fn requests_are_built_from_the_scanned_head() {
         let parse = |raw: &[u8]| {
             let mut fields = Vec::new();
             assert!(
@@ -443,22 +767,22 @@ mod tests {
                 ),
                 "{raw:?}"
             );
-            parse_request(&Bytes::copy_from_slice(raw), &fields).map(|(r, keep_alive)| {
+            parse_request(&Bytes::copy_from_slice(raw), &fields).map(|m| {
                 (
-                    r.method().clone(),
-                    keep_alive,
-                    r.uri().to_string(),
-                    r.headers().clone(),
+                    m.req.method().clone(),
+                    (m.keep_alive, m.http10, m.expect_continue),
+                    m.req.uri().to_string(),
+                    m.req.headers().clone(),
                 )
             })
         };
-        let (method, keep_alive, uri, headers) = parse(
+        let (method, flags, uri, headers) = parse(
             b"GET /a?b=c HTTP/1.1\r\nHost: a\r\nX-Pad: \t v  w \t\r\nX-Empty:\r\nX-Pad: 2\r\n\r\n",
         )
         .unwrap();
         assert_eq!(
-            (method, keep_alive, uri.as_str()),
-            (Method::GET, true, "/a?b=c")
+            (method, flags, uri.as_str()),
+            (Method::GET, (true, false, false), "/a?b=c")
         );
         assert_eq!(headers.len(), 4);
         assert_eq!(headers["host"], "a");
@@ -468,19 +792,28 @@ mod tests {
             "values as the scanner trimmed them, in order"
         );
         assert_eq!(headers["x-empty"], "");
-        assert!(
-            !parse(b"HEAD / HTTP/1.1\r\nHost: a\r\nConnection: Close\r\n\r\n")
-                .unwrap()
-                .1
+        let flags = |raw: &str| parse(raw.as_bytes()).unwrap().1;
+        assert_eq!(
+            flags("HEAD / HTTP/1.1\r\nHost: a\r\nConnection: Close\r\n\r\n"),
+            (false, false, false)
         );
         assert_eq!(
-            parse(b"GET / HTTP/1.0\r\nHost: a\r\n\r\n"),
-            None,
-            "HTTP/1.0"
+            flags("GET / HTTP/1.0\r\nHost: a\r\n\r\n"),
+            (false, true, false),
+            "HTTP/1.0 closes by default"
         );
         assert_eq!(
-            parse(b"GET / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n\r\n"),
-            None
+            flags("GET / HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\n\r\n"),
+            (true, true, false)
+        );
+        assert_eq!(
+            flags("POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n"),
+            (true, false, true)
+        );
+        assert_eq!(
+            flags("POST / HTTP/1.0\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n"),
+            (false, true, false),
+            "no interim answer to HTTP/1.0"
         );
         assert_eq!(
             parse("GET /caf\u{e9} HTTP/1.1\r\nHost: a\r\n\r\n".as_bytes())

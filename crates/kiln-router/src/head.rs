@@ -1,14 +1,13 @@
-//! The router's own reading of a request head, before hyper's: Heroku's limits and the
-//! framing rules that keep a request from meaning one thing to the router and another to
-//! the dyno (request smuggling).
+//! The router's reading of a request head: Heroku's limits and the framing rules that keep
+//! a request from meaning one thing to the router and another to the dyno (request
+//! smuggling).
 //!
-//! hyper parses every head again after this check and forwards what *it* parsed, with
-//! framing it regenerates, so the dyno can only ever see the requests hyper saw. This
-//! check is stricter than hyper on purpose: it refuses what hyper would quietly repair
-//! (`Content-Length` beside `Transfer-Encoding`, where hyper drops the length; codings
-//! other than exactly `chunked`; duplicate `Host`), it measures Heroku's limits on the raw
-//! bytes, and it gives every refusal the router's own page and log line instead of hyper's
-//! bare answer. Anything it lets through that hyper still refuses gets hyper's 400.
+//! The [engine](crate::engine) builds each request from the fields this scan found, and
+//! forwards it with framing it writes itself, so the dyno can only ever see requests the
+//! router saw as such. The rules are stricter than most servers on purpose: they refuse what
+//! others quietly repair (`Content-Length` beside `Transfer-Encoding`; codings other than
+//! exactly `chunked`; duplicate `Host`), they measure Heroku's limits on the raw bytes, and
+//! every refusal gets the router's own page and log line.
 //!
 //! Limits (`shared/reference/heroku-runtime.md` §2.5): request line ≤ 8192 bytes (else
 //! 414), header line ≤ 8192, field name ≤ 1000, at most 1000 fields (else 431). Heroku sets
@@ -118,6 +117,7 @@ impl HeadScanner {
     /// Checks the lines of `buf` (the bytes received since the head began) completed since
     /// the last call. After `Done` or `Reject` the scanner must be reset; after `Skip` it has
     /// reset itself, for the bytes that follow the skipped lines.
+    #[cfg(test)]
     pub(crate) fn scan(&mut self, buf: &[u8]) -> Scan {
         self.scan_fields(buf, None)
     }
@@ -405,7 +405,18 @@ impl HeadScanner {
     }
 
     fn reject(&mut self, buf: &[u8], status: StatusCode, cause: &'static str) -> Scan {
-        Scan::Reject(Rejection {
+        Scan::Reject(self.refusal(buf, status, cause))
+    }
+
+    /// A refusal of the head just scanned from `buf` (which must still start where it did),
+    /// for a fault found after the scan: what is known of the request goes to its log line.
+    pub(crate) fn refusal(
+        &mut self,
+        buf: &[u8],
+        status: StatusCode,
+        cause: &'static str,
+    ) -> Rejection {
+        Rejection {
             status,
             cause,
             method: self.method.take().map(|s| logged(buf, s)),
@@ -418,7 +429,7 @@ impl HeadScanner {
             },
             request_id: self.request_id.take().map(|s| logged(buf, s)),
             forwarded_for: self.forwarded_for.take().map(|s| logged(buf, s)),
-        })
+        }
     }
 }
 

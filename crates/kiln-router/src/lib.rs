@@ -116,7 +116,6 @@ mod engine;
 mod forward;
 #[cfg(test)]
 mod fuzz;
-mod guard;
 mod h2_watch;
 mod hcode;
 mod head;

@@ -17,16 +17,17 @@ use crate::balance::{self, Tried};
 use crate::body::{Finish, RouterBody};
 use crate::cache::HttpCache;
 use crate::client::{ClientConn, ReqBody, RequestBody};
+use crate::head::Rejection;
+use crate::request_id;
 use crate::config::RouterConfig;
 use crate::dyno_client::{self, DynoBody, Sent};
 use crate::forward::{self, Forwarded, ListenerInfo};
 use crate::hcode::HCode;
 use crate::pages;
-use crate::table::{AppEntry, AppSlot, RouteTable};
-use crate::upgrade;
+use crate::table::{AppEntry, AppSlot, LogTarget, RouteTable};
 use http::header::{self, HeaderMap, HeaderValue};
-use http::{Request, Response, StatusCode, Uri};
-use hyper::upgrade::OnUpgrade;
+use http::uri::PathAndQuery;
+use http::{Method, Request, Response, StatusCode, Uri};
 use kiln_model::log::LogSink;
 use kiln_model::route::WebStatus;
 use std::sync::Arc;
@@ -53,9 +54,8 @@ pub(crate) struct Shared {
 /// Routes one request and produces the client's response. Never fails: every failure is
 /// an HTTP answer (and, once the app is known, a router log line).
 ///
-/// `client` is the client connection when it came through the [guard](crate::guard) or the
-/// [engine](crate::engine): it knows whether a failure on the client's side was malformed
-/// input (H26) or idleness (H28).
+/// `client` is the client connection (or HTTP/2 stream) the request came on: it knows
+/// whether a failure on the client's side was malformed input (H26) or idleness (H28).
 pub(crate) async fn handle(
     shared: Arc<Shared>,
     client_ip: HeaderValue,
@@ -77,8 +77,6 @@ pub(crate) async fn handle(
     };
 
     let upgrade = forward::wants_upgrade(&req);
-    // Taken before the request moves on; only used if the dyno agrees to switch.
-    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let fwd = forward::prepare_request(
         req.headers_mut(),
         &shared.listener,
@@ -118,7 +116,7 @@ pub(crate) async fn handle(
                 log,
                 req,
                 &fwd,
-                client_upgrade,
+                upgrade,
                 next,
             )
             .await
@@ -240,7 +238,7 @@ pub(crate) async fn dispatch(
     log: RequestLog,
     mut req: Request<ReqBody>,
     fwd: &Forwarded<'_>,
-    client_upgrade: Option<OnUpgrade>,
+    upgrade: bool,
 ) -> (Response<RouterBody>, Option<HeaderMap>) {
     let app = Arc::clone(&log.app);
     let mut tried = Tried::default();
@@ -251,10 +249,11 @@ pub(crate) async fn dispatch(
         let state = outstanding.state();
         let (parts, body) = req.into_parts();
         let head = Request::from_parts(parts, ());
-        let attempted = match body {
+        let client = log.client.as_ref();
+        let attempted = match RequestBody::new(body, client) {
             // The engine serves each of its connection's requests to the end: nothing drops
             // this future half way.
-            ReqBody::Empty => {
+            None => {
                 dyno_client::send(
                     config,
                     state.backend.addr,
@@ -262,23 +261,21 @@ pub(crate) async fn dispatch(
                     head,
                     None,
                     fwd,
-                    None,
+                    client,
                 )
                 .await
             }
-            ReqBody::Hyper(body) => {
+            Some(body) => {
                 // Until the attempt returns, the request is the dyno's: if hyper drops this
-                // future meanwhile (the client reset its connection or its HTTP/2 stream),
-                // the line says so (H27) instead of the request vanishing from the log.
+                // future meanwhile (the client reset its HTTP/2 stream), the line says so
+                // (H27) instead of the request vanishing from the log.
                 let mut unanswered = Unanswered {
                     log: &log,
                     dyno: &state.backend.dyno,
                     received_ms: fwd.received_ms,
                     armed: true,
                 };
-                let client = log.client.as_ref();
-                let body = RequestBody::new(body, client);
-                // Boxed (see `handle`): most requests take the engine's path.
+                // Boxed (see `handle`): most requests have no body.
                 let sent = Box::pin(dyno_client::send(
                     config,
                     state.backend.addr,
@@ -306,7 +303,7 @@ pub(crate) async fn dispatch(
                     outstanding,
                     connect,
                     dispatched_at,
-                    client_upgrade,
+                    upgrade,
                 );
                 return (response, Some(request_headers));
             }
@@ -318,7 +315,7 @@ pub(crate) async fn dispatch(
                 connect,
             } => {
                 state.quarantine();
-                let body = body.map_or(ReqBody::Empty, |b| ReqBody::Hyper(b.into_inner()));
+                let body = body.map_or(ReqBody::Empty, RequestBody::into_inner);
                 req = unsent.map(|()| body);
                 last_failure = Some(Failure {
                     code,
@@ -405,14 +402,14 @@ fn respond(
     outstanding: Outstanding,
     connect: Duration,
     dispatched_at: Instant,
-    client_upgrade: Option<OnUpgrade>,
+    upgrade: bool,
 ) -> Response<RouterBody> {
     let status = response.status();
     if status == StatusCode::SWITCHING_PROTOCOLS {
-        let Some(client_upgrade) = client_upgrade else {
+        if !upgrade {
             // A switch nobody asked for cannot be relayed.
             return fail_after_dispatch(log, HCode::H17, &outstanding, connect, dispatched_at);
-        };
+        }
         let (mut parts, body) = response.into_parts();
         let Some(dyno) = body.into_upgraded() else {
             return fail_after_dispatch(log, HCode::H17, &outstanding, connect, dispatched_at);
@@ -425,10 +422,10 @@ fn respond(
             status: Some(status.as_u16()),
             bytes: Some(0),
         });
-        // The connection now belongs to the upgrade; it never returns to the pool.
-        upgrade::splice(client_upgrade, dyno, outstanding, log.idle);
+        // The connection now belongs to the switch (the engine joins it to the client's);
+        // it never returns to the pool.
         forward::prepare_response(&mut parts.headers, true);
-        return Response::from_parts(parts, RouterBody::empty());
+        return Response::from_parts(parts, RouterBody::switched(dyno, outstanding));
     }
     let (mut parts, body) = response.into_parts();
     // The router speaks HTTP/1.1 to clients whatever the dyno spoke (an HTTP/1.0 server
@@ -462,4 +459,65 @@ fn fail_after_dispatch(
         bytes: Some(0),
     });
     pages::for_code(code, &log.app)
+}
+
+/// The router's answer to a refused head, logged as H26 when the head named an app.
+pub(crate) fn refuse(
+    shared: &Shared,
+    client_ip: &HeaderValue,
+    r: Rejection,
+) -> Response<RouterBody> {
+    let target = r.target.as_deref().and_then(|t| t.parse::<Uri>().ok());
+    let host = target
+        .as_ref()
+        .and_then(|u| u.authority())
+        .map(|a| a.as_str().to_string())
+        .or(r.host.clone());
+    let app = host
+        .as_deref()
+        .and_then(|h| shared.table.lookup_host(h))
+        .filter(|a| !a.removed);
+    if let (Some(app), Some(host)) = (app, host) {
+        let fwd = match r.forwarded_for.as_deref().and_then(|f| {
+            HeaderValue::from_str(&format!("{f}, {}", client_ip.to_str().unwrap_or_default())).ok()
+        }) {
+            Some(v) => v,
+            None => client_ip.clone(),
+        };
+        let request_id = match r.request_id.as_deref() {
+            Some(id) if request_id::is_valid(id.as_bytes()) => {
+                HeaderValue::from_str(id).unwrap_or_else(|_| request_id::generate())
+            }
+            _ => request_id::generate(),
+        };
+        let meter = shared.table.meter(&app.app_id);
+        let log = RequestLog {
+            logs: LogTarget::Shared(Arc::clone(&shared.logs)),
+            app,
+            method: r
+                .method
+                .as_deref()
+                .and_then(|m| Method::from_bytes(m.as_bytes()).ok())
+                .unwrap_or(Method::GET),
+            path: target
+                .and_then(|u| u.path_and_query().cloned())
+                .or_else(|| Some(PathAndQuery::from_static("/"))),
+            host: HeaderValue::from_str(&host).unwrap_or_else(|_| HeaderValue::from_static("")),
+            request_id,
+            fwd,
+            proto: shared.listener.proto,
+            idle: shared.config.idle_timeout,
+            client: None,
+            meter,
+        };
+        log.emit_with_cause(
+            &Outcome {
+                code: Some(HCode::H26),
+                status: Some(r.status.as_u16()),
+                ..Outcome::default()
+            },
+            Some(r.cause),
+        );
+    }
+    pages::refused(r.status)
 }

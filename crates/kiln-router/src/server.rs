@@ -10,8 +10,6 @@ use crate::conn::SetOnDrop;
 use crate::forward::ListenerInfo;
 use crate::proxy::Shared;
 use crate::table::RouteTable;
-use hyper::server::conn::http1;
-use hyper_util::rt::TokioTimer;
 use kiln_model::log::LogSink;
 use std::future::Future;
 use std::io;
@@ -53,19 +51,6 @@ pub(crate) async fn serve_on(
             "router config and route table disagree on the domain; the table's is used"
         );
     }
-    let mut http = http1::Builder::new();
-    // Bounds how long a client may take to send a request head, idle keep-alive included
-    // (slowloris). Heroku's limits are enforced by the guard (`crate::guard`) before hyper
-    // reads a head; hyper's own limits are set just above them so they never bite first.
-    http.timer(TokioTimer::new())
-        .header_read_timeout(config.head_timeout)
-        // A client may close its sending side once its request is out (`shutdown(SHUT_WR)`,
-        // `curl --no-buffer` with stdin, many scripts): it still reads the answer. Without
-        // this hyper took the early FIN for a vanished client, dropped the request mid-way
-        // and wrote no log line, while the dyno went on with it.
-        .half_close(true)
-        .max_headers(crate::head::MAX_HEADERS + 1)
-        .max_buf_size(crate::head::MAX_HEAD + 64 * 1024);
     let listener_info = if tls.is_some() {
         crate::tls::listener_info(local.port())
     } else {
@@ -102,7 +87,6 @@ pub(crate) async fn serve_on(
         },
         shared.config.connections,
     );
-    let http = Arc::new(http);
     let tls = tls.map(Arc::new);
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -123,7 +107,7 @@ pub(crate) async fn serve_on(
                         continue;
                     }
                 };
-                let (http, shared, tls, stop) = (Arc::clone(&http), Arc::clone(&shared), tls.clone(), stop_rx.clone());
+                let (shared, tls, stop) = (Arc::clone(&shared), tls.clone(), stop_rx.clone());
                 workers.run(move || {
                     let stream = match tokio::net::TcpStream::from_std(stream) {
                         Ok(stream) => stream,
@@ -134,8 +118,8 @@ pub(crate) async fn serve_on(
                     // The connection's place under the listener's caps goes with its socket.
                     let stream = kiln_net::Admitted::new(stream, permit);
                     match tls.as_deref() {
-                        None => crate::engine::spawn_connection(stream, peer, http, shared, stop),
-                        Some(acceptor) => crate::tls::spawn_connection(stream, peer, acceptor, &http, &shared, stop),
+                        None => crate::engine::spawn_connection(stream, peer, shared, stop),
+                        Some(acceptor) => crate::tls::spawn_connection(stream, peer, acceptor, &shared, stop),
                     }
                 });
             }

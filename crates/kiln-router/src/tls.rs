@@ -19,14 +19,13 @@ use crate::body::RouterBody;
 use crate::client::{ClientConn, ReqBody};
 use crate::conn;
 use crate::forward::ListenerInfo;
-use crate::guard;
 use crate::pages;
 use crate::proxy::{self, Shared};
 use crate::table::RouteTable;
 use http::Request;
 use http::header::{self, HeaderMap, HeaderValue};
 use hyper::body::Incoming;
-use hyper::server::conn::{http1, http2};
+use hyper::server::conn::http2;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::convert::Infallible;
@@ -75,12 +74,10 @@ pub(crate) fn spawn_connection(
     stream: Client,
     peer: SocketAddr,
     acceptor: &TlsAcceptor,
-    http: &http1::Builder,
     shared: &Arc<Shared>,
     mut stop: watch::Receiver<bool>,
 ) {
     let acceptor = acceptor.clone();
-    let http = http.clone();
     let shared = Arc::clone(shared);
     tokio::spawn(async move {
         let handshake = tokio::select! {
@@ -103,7 +100,7 @@ pub(crate) fn spawn_connection(
         if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
             serve_h2(tls, peer, shared, stop).await;
         } else {
-            guard::spawn_connection(tls, peer, &http, &shared, stop);
+            crate::engine::serve_connection(tls, peer, shared, stop).await;
         }
     });
 }
@@ -166,11 +163,11 @@ async fn serve_h2(
             async move {
                 let permit = Arc::clone(&shared.h2_streams).try_acquire_owned().ok();
                 let mut response = match crate::head::check_h2(&req) {
-                    Err(rejection) => guard::refuse(&shared, &client_ip, rejection),
+                    Err(rejection) => proxy::refuse(&shared, &client_ip, rejection),
                     Ok(()) if permit.is_none() => pages::busy(),
                     Ok(()) => {
-                        // The stream's own state, as the guard keeps one per HTTP/1 connection:
-                        // its body's progress and idleness decide H12 and H28.
+                        // The stream's own state, as the engine keeps one per HTTP/1 connection:
+                        // its body's idleness decides H28.
                         let client = ClientConn::stream(shared.config.idle_timeout);
                         let idle = shared.config.idle_timeout;
                         let mut response = proxy::handle(
@@ -180,8 +177,8 @@ async fn serve_h2(
                             req.map(ReqBody::Hyper),
                         )
                         .await;
-                        // hyper writes only the map (see the guard's `serve`), and the watch
-                        // hides the body that holds the dyno's other fields.
+                        // hyper writes only the map, and the watch hides the body that holds
+                        // the dyno's other fields.
                         crate::body::materialize(&mut response);
                         response.map(|body| {
                             RouterBody::layered(Box::pin(crate::h2_watch::ResponseWatch::new(

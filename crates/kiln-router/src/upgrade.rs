@@ -1,14 +1,12 @@
 //! Protocol switches (WebSocket and any other `Upgrade`): once the dyno answers 101, the
 //! router stops speaking HTTP on both connections and pipes bytes between them.
 //!
-//! The client's connection is only handed over after the dyno has agreed, so a refused
-//! upgrade leaves both sides speaking HTTP. The pipe closes after Heroku's idle window with
+//! The client's connection switches only after the dyno has agreed, so a refused upgrade
+//! leaves both sides speaking HTTP. The pipe closes after Heroku's idle window with
 //! no byte in either direction (the 101 was logged already; nothing more is).
 
-use crate::backend::Outstanding;
+use crate::body::Switch;
 use crate::wire::clock_ms;
-use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::TokioIo;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -17,51 +15,44 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// Joins the client's and the dyno's upgraded connections on a task of their own. The dyno
-/// counts the connection as outstanding for as long as it is open: a WebSocket is load.
-pub(crate) fn splice<D>(client: OnUpgrade, dyno: D, outstanding: Outstanding, idle: Duration)
+/// Pipes bytes between the client's connection (the bytes it sent after its request first)
+/// and the dyno's until either side closes or neither moves a byte for the idle window.
+/// The dyno counts the connection as outstanding until then: a WebSocket is load.
+pub(crate) async fn splice<C>(client: C, switch: Box<Switch>, idle: Duration)
 where
-    D: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    C: AsyncRead + AsyncWrite + Unpin,
 {
-    tokio::spawn(async move {
-        match client.await {
-            Ok(client) => {
-                let last = Arc::new(AtomicU64::new(clock_ms()));
-                let mut client = Active {
-                    io: TokioIo::new(client),
-                    last: Arc::clone(&last),
-                };
-                let mut dyno = Active {
-                    io: dyno,
-                    last: Arc::clone(&last),
-                };
-                let copy = tokio::io::copy_bidirectional(&mut client, &mut dyno);
-                tokio::pin!(copy);
-                let idle_ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
-                loop {
-                    let deadline = last.load(Ordering::Relaxed).saturating_add(idle_ms);
-                    let now = clock_ms();
-                    if now >= deadline {
-                        tracing::debug!(
-                            "upgraded connection idle for the whole window; closing it"
-                        );
-                        break;
-                    }
-                    tokio::select! {
-                        result = &mut copy => {
-                            if let Err(e) = result {
-                                tracing::debug!(error = %e, "upgraded connection ended with an error");
-                            }
-                            break;
-                        }
-                        () = tokio::time::sleep(Duration::from_millis(deadline - now)) => {}
-                    }
-                }
-            }
-            Err(e) => tracing::debug!(error = %e, "protocol switch failed on the client's side"),
+    let Switch { dyno, outstanding } = *switch;
+    let last = Arc::new(AtomicU64::new(clock_ms()));
+    let mut client = Active {
+        io: client,
+        last: Arc::clone(&last),
+    };
+    let mut dyno = Active {
+        io: dyno,
+        last: Arc::clone(&last),
+    };
+    let copy = tokio::io::copy_bidirectional(&mut client, &mut dyno);
+    tokio::pin!(copy);
+    let idle_ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
+    loop {
+        let deadline = last.load(Ordering::Relaxed).saturating_add(idle_ms);
+        let now = clock_ms();
+        if now >= deadline {
+            tracing::debug!("upgraded connection idle for the whole window; closing it");
+            break;
         }
-        drop(outstanding);
-    });
+        tokio::select! {
+            result = &mut copy => {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "upgraded connection ended with an error");
+                }
+                break;
+            }
+            () = tokio::time::sleep(Duration::from_millis(deadline - now)) => {}
+        }
+    }
+    drop(outstanding);
 }
 
 /// Notes the time of every byte that moves through `io`.
