@@ -33,8 +33,7 @@ pub(crate) struct RequestLog {
     pub(crate) proto: &'static str,
     /// Heroku's rolling idle window once the response has started (H15, WebSockets).
     pub(crate) idle: Duration,
-    /// The client connection, when it came through the [guard](crate::guard): it knows
-    /// whether a failure on the client's side was malformed input (H26) or idleness (H28).
+    /// The client connection (or HTTP/2 stream) the request came on: it knows whether a failure on the client's side was malformed input (H26) or idleness (H28).
     pub(crate) client: Option<ClientConn>,
     /// Where the request is counted (the app's metrics), when the server counts.
     pub(crate) meter: Option<Arc<dyn kiln_model::meter::RequestMeter>>,

@@ -29,9 +29,8 @@
 //! and it is about to wait for bytes that the app may be holding back for that ACK. A
 //! response that arrives whole (nginx, most frameworks) never makes the router wait
 //! mid-response, so it costs nothing; a response in pieces costs one system call per wait,
-//! instead of 40 ms. With the fix the same app answers in about 1 ms per request, on the
-//! engine's path and on hyper's (HTTP/1 requests with bodies, and HTTP/2 clients'
-//! requests), measured by the end-to-end test `nagle_app_is_not_delayed` and in
+//! instead of 40 ms. With the fix the same app answers in about 1 ms per request, for
+//! HTTP/1.1 and HTTP/2 clients alike, measured by the end-to-end test `nagle_app_is_not_delayed` and in
 //! `bench/router` (bench/README.md, "realistic dynos").
 //!
 //! Other ways considered: a per-route `quickack 1` (`ip route ... quickack 1`) is

@@ -80,7 +80,7 @@ impl Finish {
         let code = match how {
             End::Complete => None,
             // The dyno's side failed because the client's request body did (an H26 or
-            // H28 the guard found while the dyno was already answering).
+            // H28 the engine found while the dyno was already answering).
             End::BackendBroke => Some(match self.log.client.as_ref().map(|c| c.failure_code()) {
                 Some(code @ (HCode::H26 | HCode::H28)) => code,
                 _ => HCode::H18,

@@ -177,7 +177,9 @@ async fn serve<IO: AsyncRead + AsyncWrite + Unpin>(c: &mut Conn<IO>, shared: &Ar
         };
         // A body not read to its end leaves the client inside a message: the connection
         // cannot carry another request.
-        let body_left = feed.as_ref().is_some_and(|f| f.state != FeedState::Complete);
+        let body_left = feed
+            .as_ref()
+            .is_some_and(|f| f.state != FeedState::Complete);
         if response.status() == StatusCode::SWITCHING_PROTOCOLS && !body_left {
             if let Some(switch) = response.body_mut().take_switch() {
                 if switch_head(c, response, idle).await {
@@ -277,7 +279,8 @@ fn parse_request(head: &Bytes, fields: &[FieldSpan]) -> Result<Message, &'static
         _ => return Err("unsupported HTTP version"),
     };
     let method = Method::from_bytes(method).map_err(|_| "malformed method")?;
-    let uri = Uri::from_maybe_shared(head.slice_ref(target)).map_err(|_| "malformed request target")?;
+    let uri =
+        Uri::from_maybe_shared(head.slice_ref(target)).map_err(|_| "malformed request target")?;
     // Heroku's fields travel beside the map (`forward::Forwarded`): the client's are all
     // it needs room for.
     let mut headers = HeaderMap::with_capacity(fields.len());
@@ -807,11 +810,15 @@ mod tests {
             (true, true, false)
         );
         assert_eq!(
-            flags("POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n"),
+            flags(
+                "POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n"
+            ),
             (true, false, true)
         );
         assert_eq!(
-            flags("POST / HTTP/1.0\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n"),
+            flags(
+                "POST / HTTP/1.0\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n"
+            ),
             (false, true, false),
             "no interim answer to HTTP/1.0"
         );

@@ -1,5 +1,5 @@
 //! HTTP/2 streams held to the same timing as HTTP/1 connections. On HTTP/1 the
-//! [guard](crate::guard) sees every byte the client sends and every write that blocks; on
+//! [engine](crate::engine) sees every byte the client sends and every write that blocks; on
 //! HTTP/2 many streams share one connection, and flow control works per stream, so each
 //! stream is watched on its own:
 //!

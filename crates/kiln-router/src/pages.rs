@@ -124,7 +124,7 @@ pub(crate) async fn error_page(
     for_code(code, app)
 }
 
-/// The answer to a request the [guard](crate::guard) refused before it reached an app.
+/// The answer to a request whose head the router refused before it reached an app.
 pub(crate) fn refused(status: StatusCode) -> Response<RouterBody> {
     let page = match status {
         StatusCode::METHOD_NOT_ALLOWED => METHOD_NOT_ALLOWED,

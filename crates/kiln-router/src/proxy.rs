@@ -17,13 +17,13 @@ use crate::balance::{self, Tried};
 use crate::body::{Finish, RouterBody};
 use crate::cache::HttpCache;
 use crate::client::{ClientConn, ReqBody, RequestBody};
-use crate::head::Rejection;
-use crate::request_id;
 use crate::config::RouterConfig;
 use crate::dyno_client::{self, DynoBody, Sent};
 use crate::forward::{self, Forwarded, ListenerInfo};
 use crate::hcode::HCode;
+use crate::head::Rejection;
 use crate::pages;
+use crate::request_id;
 use crate::table::{AppEntry, AppSlot, LogTarget, RouteTable};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::uri::PathAndQuery;
@@ -110,16 +110,7 @@ pub(crate) async fn handle(
         // The cache answers what it can and hands the rest to `dispatch`.
         Decision::Route => {
             let next = |log, req, upgrade| dispatch(&shared.config, log, req, &fwd, upgrade);
-            crate::cache::route(
-                &shared.cache,
-                &shared.config,
-                log,
-                req,
-                &fwd,
-                upgrade,
-                next,
-            )
-            .await
+            crate::cache::route(&shared.cache, &shared.config, log, req, &fwd, upgrade, next).await
         }
         Decision::Refuse(code) => {
             log.emit(&Outcome::refused(code));
@@ -297,14 +288,7 @@ pub(crate) async fn dispatch(
                 dispatched_at,
                 request_headers,
             } => {
-                let response = respond(
-                    log,
-                    response,
-                    outstanding,
-                    connect,
-                    dispatched_at,
-                    upgrade,
-                );
+                let response = respond(log, response, outstanding, connect, dispatched_at, upgrade);
                 return (response, Some(request_headers));
             }
             // The request was never written: another dyno may take it.
@@ -467,7 +451,12 @@ pub(crate) fn refuse(
     client_ip: &HeaderValue,
     r: Rejection,
 ) -> Response<RouterBody> {
-    let target = r.target.as_deref().and_then(|t| t.parse::<Uri>().ok());
+    let target = r.target.as_deref().and_then(|t| {
+        // A target refused for its characters is logged with them percent-encoded.
+        t.parse::<Uri>()
+            .or_else(|_| loggable_target(t).parse::<Uri>())
+            .ok()
+    });
     let host = target
         .as_ref()
         .and_then(|u| u.authority())
@@ -520,4 +509,17 @@ pub(crate) fn refuse(
         );
     }
     pages::refused(r.status)
+}
+
+/// `target` with the characters a URI may not hold (`<`, `"`, spaces…) percent-encoded.
+fn loggable_target(target: &str) -> String {
+    let mut out = String::with_capacity(target.len());
+    for c in target.chars() {
+        if c.is_ascii() && (c <= ' ' || c == '\x7f' || "<>\"`{}\\^|".contains(c)) {
+            out.push_str(&format!("%{:02X}", c as u8));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }

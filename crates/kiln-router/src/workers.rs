@@ -3,9 +3,9 @@
 //!
 //! The listener's accept loop runs wherever [`serve`](crate::serve) is awaited and hands
 //! each accepted connection to the next worker in turn. From then on everything that
-//! connection causes stays on that worker's thread: its HTTP/1 or HTTP/2 task, the guard,
-//! the tasks driving its dyno connections (the pools are per thread, see
-//! [`upstream`](crate::upstream)), body streaming and log lines. A request and its response
+//! connection causes stays on that worker's thread: its HTTP/1 or HTTP/2 task, its dyno
+//! connections (taken from the dynos' pools by [`dyno_client`](crate::dyno_client)), body
+//! streaming and log lines. A request and its response
 //! never cross threads, so the hot path has no cross-core wake-ups (a futex and an IPI each)
 //! and no work-stealing; on a 2-core machine this is most of the difference between the
 //! router and nginx (bench/README.md, "router").

@@ -263,9 +263,8 @@ async fn vary_keeps_variants_apart() {
 }
 
 /// Heroku's fields are the router's, not the client's: a response that varies on them is
-/// keyed on what the dyno saw. The router's own client writes them beside the request's
-/// map, hyper's (HTTP/1.0 here) finds them in it; the cache must see the same values both
-/// ways.
+/// keyed on what the dyno saw. The dyno client writes them beside the request's map; the
+/// cache must see the same values for HTTP/1.1 and HTTP/1.0 clients.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vary_on_heroku_fields_keys_on_what_the_dyno_saw() {
     let router = Router::start().await;
@@ -319,7 +318,7 @@ async fn vary_on_heroku_fields_keys_on_what_the_dyno_saw() {
         (r.x_cache(), r.text().as_str()),
         ("MISS", "1.1 kiln;9.9.9.9, 127.0.0.1;http #3")
     );
-    // HTTP/1.0 takes hyper's path through the router, to the same stored variants.
+    // An HTTP/1.0 request finds the same stored variants.
     let r = fetch(
         router.addr,
         plain()

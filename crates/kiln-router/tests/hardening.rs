@@ -198,14 +198,11 @@ async fn exchange(addr: SocketAddr, bytes: &[u8]) -> (String, bool) {
 // Request smuggling
 // ---------------------------------------------------------------------------------------
 
-/// Each attack: refused with one 400, the connection closed, nothing reaches the dyno.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn smuggling_attempts_are_refused_and_the_dyno_sees_nothing() {
-    let router = Router::start().await;
-    let dyno = recording_dyno().await;
-    let id = router.app("foo", &[dyno.addr]);
+/// Requests that two HTTP parsers could read differently, each with a second request
+/// (`/hidden`) behind it.
+fn smuggling_attacks() -> Vec<(&'static str, String)> {
     let hidden = "GET /hidden HTTP/1.1\r\nHost: foo.localhost\r\n\r\n";
-    let attacks: Vec<(&str, String)> = vec![
+    vec![
         // CL.TE: a front end using Content-Length passes the whole thing; a back end using
         // chunked ends the body at `0` and reads the rest as a second request.
         (
@@ -333,7 +330,16 @@ async fn smuggling_attempts_are_refused_and_the_dyno_sees_nothing() {
             "two Hosts",
             format!("GET / HTTP/1.1\r\nHost: foo.localhost\r\nHost: bar.localhost\r\n\r\n{hidden}"),
         ),
-    ];
+    ]
+}
+
+/// Each attack: refused with one 400, the connection closed, nothing reaches the dyno.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smuggling_attempts_are_refused_and_the_dyno_sees_nothing() {
+    let router = Router::start().await;
+    let dyno = recording_dyno().await;
+    let id = router.app("foo", &[dyno.addr]);
+    let attacks = smuggling_attacks();
     for (name, attack) in &attacks {
         let (out, closed) = exchange(router.addr, attack.as_bytes()).await;
         assert_eq!(
@@ -372,6 +378,151 @@ async fn smuggling_attempts_are_refused_and_the_dyno_sees_nothing() {
         .logs
         .wait_for(&id, "cause=\"conflicting Content-Length values\"")
         .await;
+}
+
+/// The same attacks, each after two requests with bodies (a length, then chunked) on the
+/// same connection: the bodies reach the dyno whole, the attack gets one 400 and a closed
+/// connection, and the hidden request never reaches the dyno.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smuggling_attempts_after_bodies_are_refused() {
+    let router = Router::start().await;
+    let dyno = recording_dyno().await;
+    router.app("foo", &[dyno.addr]);
+    let bodies = "POST /length HTTP/1.1\r\nHost: foo.localhost\r\nContent-Length: 3\r\n\r\nabc\
+                  POST /chunked HTTP/1.1\r\nHost: foo.localhost\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhe\r\n3\r\nllo\r\n0\r\n\r\n";
+    let attacks = smuggling_attacks();
+    for (name, attack) in &attacks {
+        let (out, closed) = exchange(router.addr, format!("{bodies}{attack}").as_bytes()).await;
+        assert_eq!(statuses(&out), [200, 200, 400], "{name}:\n{out}");
+        assert!(closed, "{name}: the connection must be closed");
+        assert!(out.contains("Bad request"), "{name}: {out}");
+    }
+    let expected: Vec<String> = attacks
+        .iter()
+        .flat_map(|_| {
+            [
+                "POST /length body=abc many=0",
+                "POST /chunked body=hello many=0",
+            ]
+        })
+        .map(String::from)
+        .collect();
+    assert_eq!(dyno.requests(), expected);
+    dyno.assert_never_saw("hidden");
+}
+
+/// A target the scanner lets through but the URI type refuses (`<` is not allowed in a
+/// path) gets the router's 400 and an H26 line, not a dropped connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn targets_the_uri_type_refuses_get_the_routers_400() {
+    let router = Router::start().await;
+    let dyno = recording_dyno().await;
+    let id = router.app("foo", &[dyno.addr]);
+    let (out, closed) = exchange(
+        router.addr,
+        b"GET /a<b HTTP/1.1\r\nHost: foo.localhost\r\n\r\nGET /hidden HTTP/1.1\r\nHost: foo.localhost\r\n\r\n",
+    )
+    .await;
+    assert_eq!(statuses(&out), [400], "{out}");
+    assert!(closed && out.contains("Bad request"), "{out}");
+    let line = router.logs.wait_for(&id, "code=H26").await;
+    assert!(
+        line.message
+            .contains("cause=\"malformed request target\" method=GET path=\"/a%3Cb\""),
+        "{}",
+        line.message
+    );
+    assert!(dyno.requests().is_empty());
+    dyno.assert_never_saw("hidden");
+}
+
+/// `Expect: 100-continue`: the client hears `100 Continue` once a dyno wants the body and
+/// then sends it; a request the router answers itself gets that answer and no 100, and the
+/// connection closes (whether a body follows can no longer be told).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expect_100_continue() {
+    let router = Router::start().await;
+    let dyno = recording_dyno().await;
+    router.app("foo", &[dyno.addr]);
+    let mut s = TcpStream::connect(router.addr).await.unwrap();
+    s.write_all(b"POST /e HTTP/1.1\r\nHost: foo.localhost\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+        .await
+        .unwrap();
+    let mut interim = [0u8; 25];
+    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut interim))
+        .await
+        .expect("100 Continue")
+        .unwrap();
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    s.write_all(b"hello").await.unwrap();
+    let head = read_head(&mut s).await;
+    assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .expect("a length")
+        .trim()
+        .parse()
+        .unwrap();
+    let mut body = vec![0; length];
+    s.read_exact(&mut body).await.unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&body),
+        "recorded POST /e body=hello many=0"
+    );
+    // Kept open: the same connection, now for an app that does not exist.
+    s.write_all(b"POST /e HTTP/1.1\r\nHost: nope.localhost\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+        .await
+        .unwrap();
+    let (out, closed) = read_until_closed(&mut s, Duration::from_secs(5)).await;
+    assert_eq!(statuses(&out), [404], "{out}");
+    assert!(closed && out.contains("connection: close"), "{out}");
+    assert_eq!(dyno.requests(), ["POST /e body=hello many=0"]);
+}
+
+/// HTTP/1.0 clients: no chunking (a body of unknown length ends with the connection), and
+/// `Connection: keep-alive` only when they asked for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_1_0_clients_get_bodies_they_can_read() {
+    let router = Router::start().await;
+    let streaming = raw_dyno(|mut s| async move {
+        let _ = read_head(&mut s).await;
+        let _ = s
+            .write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+            .await;
+    })
+    .await;
+    router.app("foo", &[streaming]);
+    let (out, closed) = exchange(
+        router.addr,
+        b"GET / HTTP/1.0\r\nHost: foo.localhost\r\nConnection: keep-alive\r\n\r\n",
+    )
+    .await;
+    assert_eq!(statuses(&out), [200], "{out}");
+    let (head, body) = out.split_once("\r\n\r\n").unwrap();
+    assert!(!head.contains("transfer-encoding"), "{head}");
+    assert!(head.contains("connection: close"), "{head}");
+    assert_eq!(body, "hello world");
+    assert!(closed, "the body ends with the connection");
+
+    let dyno = recording_dyno().await;
+    router.app("bar", &[dyno.addr]);
+    let mut s = TcpStream::connect(router.addr).await.unwrap();
+    for _ in 0..2 {
+        s.write_all(b"POST /k HTTP/1.0\r\nHost: bar.localhost\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nhi")
+            .await
+            .unwrap();
+        let head = read_head(&mut s).await;
+        assert!(head.contains("connection: keep-alive"), "{head}");
+        let mut body = vec![0; "recorded POST /k body=hi many=0".len()];
+        s.read_exact(&mut body).await.unwrap();
+    }
+    s.write_all(b"GET /last HTTP/1.0\r\nHost: bar.localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let (out, closed) = read_until_closed(&mut s, Duration::from_secs(5)).await;
+    assert_eq!(statuses(&out), [200], "{out}");
+    assert!(closed && out.contains("connection: close"), "{out}");
 }
 
 /// Requests before a bad one are served; the bad one gets a 400; what follows it is never
@@ -1095,9 +1246,9 @@ async fn unusable_page_urls_fall_back_to_the_routers_page() {
     );
 }
 
-/// Raw UTF-8 in a request path (sent by some clients) passes the guard; hyper decides.
+/// Raw UTF-8 in a request path (sent by some clients) is routed, not refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn raw_utf8_paths_are_not_refused_by_the_guard() {
+async fn raw_utf8_paths_are_routed() {
     let router = Router::start().await;
     let dyno = recording_dyno().await;
     router.app("foo", &[dyno.addr]);
@@ -1143,8 +1294,8 @@ async fn slow_answering_dyno() -> SocketAddr {
 }
 
 /// A client that closes its sending side once its request is out still gets the whole
-/// response, and the request its log line: with a length body, a chunked body (both on hyper's
-/// path) and none (the engine's), on a dyno that answers late and in pieces.
+/// response, and the request its log line: with a length body, a chunked body and none, on
+/// a dyno that answers late and in pieces.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_closed_clients_get_their_response() {
     let router = Router::start().await;
@@ -1191,7 +1342,7 @@ async fn half_closed_clients_get_their_response() {
 }
 
 /// A client that goes away altogether (a reset) while the dyno has its request leaves an
-/// H27 line, on hyper's path and the engine's.
+/// H27 line, with a request body and without.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_that_reset_are_logged_h27() {
     let router = Router::start().await;

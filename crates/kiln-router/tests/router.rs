@@ -984,8 +984,7 @@ async fn acme_http01_challenges_are_answered_by_the_router() {
 
 /// Sequential requests on one kept-alive client connection to an app that writes its
 /// responses in pieces with Nagle on: each must take about what the app takes, not the 40 ms
-/// of Linux's delayed ACK (see the router's `ack` module). GETs take the engine's path, POSTs
-/// (with a body) hyper's.
+/// of Linux's delayed ACK (see the router's `ack` module), with request bodies and without.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apps_writing_in_pieces_are_not_delayed() {
     let router = Router::start().await;
