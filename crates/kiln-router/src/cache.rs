@@ -130,12 +130,13 @@ impl RouteTable {
 // The request path
 // ---------------------------------------------------------------------------------------
 
-/// Serves a routed request: from the cache when it can, else from a dyno (storing the
-/// response if it may), compressing what should be compressed either way.
+/// Serves a routed request: from the cache when it can, else through `next` (storing the
+/// response if it may). Compression is the step in front ([`compress::layer`]); what is
+/// stored keeps a gzip copy, which hits serve to clients that accept gzip.
 ///
 /// `next` takes a request on to a dyno (the dispatch layer); it gives back the request's
 /// headers when it can, which spares copying them before the fetch for `Vary`.
-pub(crate) async fn route<N, F>(
+pub(crate) async fn layer<N, F>(
     cache: &Arc<HttpCache>,
     config: &RouterConfig,
     log: RequestLog,
@@ -153,8 +154,7 @@ where
     let is_head = req.method() == Method::HEAD;
     let limits = config.cache;
     if limits.max_bytes == 0 || upgrade || !lookup_allowed(&req) {
-        let (response, _) = next(log, req, upgrade).await;
-        return compress::encode(response, accepts_gzip, is_head, gzip);
+        return next(log, req, upgrade).await.0;
     }
 
     let started = Instant::now();
@@ -254,7 +254,7 @@ where
         // dyno themselves, and the key is marked hit-for-miss.
         drop(filler);
     }
-    compress::encode(response, accepts_gzip, is_head, gzip)
+    response
 }
 
 /// Whether the cache is consulted at all for this request.

@@ -24,13 +24,15 @@
 //! path of a router. The router log line's `bytes=` counts the body before compression.
 
 use crate::body::RouterBody;
+use crate::client::ReqBody;
 use crate::config::CompressionConfig;
 use bytes::{Bytes, BytesMut};
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use http::header::{self, HeaderMap, HeaderValue};
-use http::{Response, StatusCode};
+use http::{Method, Request, Response, StatusCode};
 use hyper::body::{Body, Frame, SizeHint};
+use std::future::Future;
 use std::io::Write;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -217,6 +219,22 @@ pub(crate) fn gzip_all(body: &[u8], level: u32) -> Option<Bytes> {
     );
     enc.write_all(body).ok()?;
     enc.finish().ok().map(Bytes::from)
+}
+
+/// The compression step: the response `next` gives is gzipped on its way out when the
+/// rules above say so (responses already encoded, such as the cache's gzip copies, pass).
+pub(crate) async fn layer<N, F>(
+    config: &CompressionConfig,
+    req: Request<ReqBody>,
+    next: N,
+) -> Response<RouterBody>
+where
+    N: FnOnce(Request<ReqBody>) -> F,
+    F: Future<Output = Response<RouterBody>>,
+{
+    let accepts_gzip = config.enabled && accepts_gzip(req.headers());
+    let is_head = req.method() == Method::HEAD;
+    encode(next(req).await, accepts_gzip, is_head, config)
 }
 
 /// Applies the rules above to a response on its way out.

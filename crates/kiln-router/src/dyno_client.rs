@@ -99,7 +99,8 @@ enum Exchange {
 }
 
 /// Sends a request to the dyno at `addr`: over a connection from its pool if there is one,
-/// else a new one. `body` is the client's request body, if it has one: it streams to the
+/// else a new one. `fwd` are Heroku's fields, written after the request's own (none for a
+/// request of the router's, such as fetching an app's error page). `body` is the client's request body, if it has one: it streams to the
 /// dyno as it arrives, framed by its length or chunked. `client` is whose body it is, to
 /// name the code when it fails on the client's side (H26, H27, H28).
 pub(crate) async fn send(
@@ -108,7 +109,7 @@ pub(crate) async fn send(
     pool: &Pool<DynoConn>,
     req: Request<()>,
     mut body: Option<RequestBody>,
-    fwd: &Forwarded<'_>,
+    fwd: Option<&Forwarded<'_>>,
     client: Option<&ClientConn>,
 ) -> Sent {
     let is_head = req.method() == Method::HEAD;
@@ -350,7 +351,11 @@ async fn write_timed(
 /// The request head as the dyno gets it, in one buffer for one write: the client's fields
 /// as the pipeline left them, then Heroku's. `length` is the body's framing when there is
 /// one (`Some(None)`: unknown, so chunked); the router writes it, never the client's.
-fn request_head(req: &Request<()>, fwd: &Forwarded<'_>, length: Option<Option<u64>>) -> Vec<u8> {
+fn request_head(
+    req: &Request<()>,
+    fwd: Option<&Forwarded<'_>>,
+    length: Option<Option<u64>>,
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(512);
     out.extend_from_slice(req.method().as_str().as_bytes());
     out.push(b' ');
@@ -378,7 +383,9 @@ fn request_head(req: &Request<()>, fwd: &Forwarded<'_>, length: Option<Option<u6
         Some(None) => put_field(&mut out, b"transfer-encoding", b"chunked"),
         None => {}
     }
-    fwd.write_to(&mut out);
+    if let Some(fwd) = fwd {
+        fwd.write_to(&mut out);
+    }
     out.extend_from_slice(b"\r\n");
     out
 }

@@ -1,6 +1,6 @@
 //! The router's HTTP/1.1 server, on plain-HTTP listeners and on TLS connections that chose
 //! HTTP/1.1. nginx-style, it reads a client's request head, runs the request through the
-//! pipeline ([`proxy::handle`]: routing, Heroku's headers, H-codes, the cache, gzip, the
+//! pipeline ([`crate::handle`]: routing, Heroku's headers, H-codes, the cache, gzip, the
 //! dyno client, the log line) and writes the response back, all in the connection's one
 //! task. hyper's server did the same work through a dispatcher, a task per dyno connection
 //! and channels between them; on a 2-core machine that machinery cost as much CPU per
@@ -25,13 +25,13 @@
 //!   router refused the request) closes after the response, reading and dropping what the
 //!   client still sends for a moment first, so that its answer is not lost to a reset.
 
+use crate::Shared;
 use crate::body::RouterBody;
 use crate::chunked::{ChunkDecoder, Piece};
 use crate::client::{self, BodyFeed, ClientConn, ReqBody};
 use crate::conn;
 use crate::forward;
 use crate::head::{FieldSpan, Framing, HeadScanner, Rejection, Scan};
-use crate::proxy::{self, Shared};
 use crate::upgrade;
 use crate::wire::{self, deadline, put_field, take};
 use bytes::{Buf, Bytes, BytesMut};
@@ -165,7 +165,7 @@ async fn serve<IO: AsyncRead + AsyncWrite + Unpin>(c: &mut Conn<IO>, shared: &Ar
                 expect_continue,
             )),
         };
-        let handling = proxy::handle(
+        let handling = crate::handle(
             Arc::clone(shared),
             c.client_ip.clone(),
             Some(c.client.clone()),
@@ -324,7 +324,7 @@ async fn refuse<IO: AsyncRead + AsyncWrite + Unpin>(
     shared: &Shared,
     rejection: Rejection,
 ) {
-    let response = proxy::refuse(shared, &c.client_ip, rejection);
+    let response = crate::refuse::refused_head(shared, &c.client_ip, rejection);
     let framing = Framing1 {
         is_head: false,
         keep_alive: false,

@@ -7,39 +7,34 @@
 //! - [`RouteTable`] is the in-memory map of apps and their dynos. The dyno manager and the
 //!   API publish into it through [`kiln_model::route::AppRoutes`]; requests only read it.
 //!   Nothing on the request path touches a database.
-//! - [`serve`] accepts connections and runs each request through a short pipeline, one
-//!   concern per module in the manner of linkerd2-proxy's layers: `host` (which app),
-//!   `forward` (Heroku's headers, hop-by-hop stripping), `proxy` (decide, hold while
-//!   booting, dispatch with retries), `cache` (the HTTP cache: lookup, coalescing,
-//!   storing; see its doc for the exact rules), `compress` (gzip), `balance` (which dyno),
-//!   `dyno_client` (the router's one HTTP/1.1 client for dynos, every request's, with
-//!   one idle `pool` per dyno), `body` (streaming and
-//!   end-of-request accounting), `upgrade` (WebSocket), `access_log` (the router log
-//!   line), `pages` (the router's own answers, or the app's fetched by `page_fetch`) and
-//!   `hcode`. In front of hyper on every HTTP/1 connection sits `guard`, with `head` and
-//!   `chunked`: framing, limits and slow clients.
+//! - **One request's path is one function**, `handle` (below), in the manner of
+//!   linkerd2-proxy's layers: route (`route`: host → app, and ACME answers) → Heroku's
+//!   request fields (`forward`) → hold or refuse (`hold`: H80, H81, H14, H10, H20) → the
+//!   access log (`access_log`; its line is written when the response body ends, `body`) →
+//!   compression (`compress`) → the HTTP cache (`cache`) → dispatch (`dispatch`: `balance`,
+//!   retries, quarantine) → the dyno client (`dyno_client`, with one idle `pool` per dyno).
+//!   The last four steps are each handed the next as a closure, so each is generic over
+//!   what follows and nothing is boxed on the common path.
+//! - **One HTTP/1.1 implementation.** `engine` serves every HTTP/1.1 client connection
+//!   (plain, or TLS that chose HTTP/1.1) in one task: heads checked by `head` (Heroku's
+//!   limits, the smuggling rules) and built into requests without a second parse, bodies
+//!   read through the one chunked codec (`chunked`) as the dyno asks for them (`client`),
+//!   `Expect: 100-continue`, upgrades (`upgrade`), HTTP/1.0, and refusals answered with
+//!   the router's page and an H26 line (`refuse`). `dyno_client` is the other side: one
+//!   request head written in one write, the response head read in one pass (`dyno_head`),
+//!   with the fields no step reads kept as the dyno's bytes (`passthrough`). hyper serves
+//!   HTTP/2 alone (`tls`, `h2_watch`). Heroku's request fields travel beside the client's
+//!   header map (`forward::Forwarded`) and are written straight into the dyno's head.
 //! - **Layers, not a web.** Each module names only modules below it; a test
-//!   (`crates/kiln/tests/architecture.rs`) fails on any import cycle. From the bottom:
-//!   `config`, `hcode`, `head`, `host`, `wire` (field lines, `Date`, deadlines, the
-//!   clock), `pool`, `conn`, `request_id`, `ack`; then `forward`, `chunked`, `dyno_head`,
-//!   `passthrough`, `client` (the client's connection state and request body),
-//!   `dyno_client`; `backend` and `table` (which keeps per-app stores such as the cache
-//!   without knowing them: `table::AppStore`); `access_log`, `body`, `pages`, `compress`,
-//!   `cache` (generic over the dispatch step it calls on a miss), `balance`, `upgrade`;
-//!   `proxy`; and at the top the connections: `engine`, `guard`, `h2_watch`, `tls`,
-//!   `server`.
-//! - **Two HTTP/1 paths, one pipeline.** On the plain-HTTP listener, `engine` serves
-//!   bodiless HTTP/1.1 requests itself (its own head reading and response writing, with
-//!   `dyno_client` for the dyno, in one task per connection) and hands every other
-//!   connection to hyper with the guard in front; both feed the same
-//!   `proxy`/`cache`/`compress` pipeline, so behaviour is the same either way. The engine
-//!   builds a request from the fields the head scanner found, without a second parse;
-//!   Heroku's request fields travel beside the client's header map (`forward::Forwarded`)
-//!   and are written straight into the dyno's head (hyper's client gets them in the map,
-//!   the cache reads them for `Vary`). The dyno client reads the response head in one pass
-//!   (`dyno_head`) and puts into the header map only the fields that pipeline reads; the
-//!   others travel as the dyno's bytes (`passthrough`) and are moved into the map only
-//!   where a step needs every field.
+//!   (`crates/kiln/tests/architecture.rs`) fails on any import cycle, the crate root
+//!   included, and on any module naming hyper's HTTP/1 types. From the bottom: `config`,
+//!   `hcode`, `head`, `host`, `wire` (field lines, `Date`, deadlines, the clocks), `pool`,
+//!   `conn`, `request_id`, `ack`; then `forward`, `chunked`, `dyno_head`, `passthrough`,
+//!   `client` (the client's connection state and request body), `dyno_client`; `backend`
+//!   and `table` (which keeps per-app stores such as the cache without knowing them:
+//!   `table::AppStore`); `route`, `hold`, `access_log`, `body`, `pages` (with `page_fetch`),
+//!   `compress`, `cache`, `balance`, `upgrade`, `dispatch`; the pipeline (`handle`); and
+//!   at the top the connections: `refuse`, `engine`, `h2_watch`, `tls`, `server`.
 //!   Connections are dealt to `workers`: single-threaded runtimes on their own threads (one
 //!   per two cores by default), so a request never crosses threads.
 //!
@@ -110,6 +105,7 @@ mod client;
 mod compress;
 mod config;
 mod conn;
+mod dispatch;
 mod dyno_client;
 mod dyno_head;
 mod engine;
@@ -119,13 +115,15 @@ mod fuzz;
 mod h2_watch;
 mod hcode;
 mod head;
+mod hold;
 mod host;
 mod page_fetch;
 mod pages;
 mod passthrough;
 mod pool;
-mod proxy;
+mod refuse;
 mod request_id;
+mod route;
 mod server;
 mod table;
 mod tls;
@@ -138,3 +136,113 @@ pub use config::{CacheConfig, CompressionConfig, RouterConfig};
 pub use hcode::{HCode, Level};
 pub use server::{serve, serve_tls};
 pub use table::{AppEntry, RouteTable};
+
+use access_log::{Outcome, RequestLog};
+use body::RouterBody;
+use cache::HttpCache;
+use client::{ClientConn, ReqBody};
+use forward::{Forwarded, ListenerInfo};
+use hold::Decision;
+use http::header::HeaderValue;
+use http::{Request, Response};
+use kiln_model::log::LogSink;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use table::AppSlot;
+
+/// A request's whole way through the router, top to bottom. Each step is one module's, and
+/// the last four are each handed the next as a closure: generic, so nothing is boxed on the
+/// common path, and no step knows those after it. Never fails: every failure is an HTTP
+/// answer (and, once the app is known, a router log line).
+///
+/// `client` is the connection (or HTTP/2 stream) the request came on: it knows whether a
+/// failure on the client's side was malformed input (H26) or idleness (H28).
+pub(crate) async fn handle(
+    shared: Arc<Shared>,
+    client_ip: HeaderValue,
+    client: Option<ClientConn>,
+    mut req: Request<ReqBody>,
+) -> Response<RouterBody> {
+    let (received_ms, config) = (wire::epoch_ms(), &shared.config);
+    // Route: one `Host` names an app (else 400, 404); ACME challenges are answered first.
+    let Some(host) = route::request_host(&mut req) else {
+        return pages::bad_request();
+    };
+    if let Some(answer) = route::acme_challenge(&shared.table, &req) {
+        return pages::acme_challenge(answer);
+    }
+    let Some(slot) = route::app_slot(&shared.table, &host) else {
+        return pages::no_such_app();
+    };
+    // Heroku's request fields (`X-Forwarded-*`, `X-Request-Id`…); hop-by-hop ones go.
+    let upgrade = forward::wants_upgrade(&req);
+    let headers = req.headers_mut();
+    let fwd = forward::prepare_request(headers, &shared.listener, &client_ip, received_ms, upgrade);
+    // Hold while the app boots, or refuse: H80, H81, H14, H10, H20.
+    slot.touch(received_ms);
+    let (app, decision) = hold::decide(&shared.table, &slot, config.boot_hold).await;
+    // The access log: its line is written when the response ends (`body::Finish`).
+    let conn = client.clone();
+    let log = request_log(&shared, &slot, app, &req, host, &fwd, client);
+    match decision {
+        Decision::Route => {}
+        Decision::Refuse(code) => {
+            log.emit(&Outcome::refused(code));
+            return Box::pin(pages::error_page(code, &log.app, config)).await;
+        }
+        Decision::Gone => return pages::no_such_app(),
+    }
+    // Compression → cache → dispatch (balance, retry, quarantine) → the dyno client.
+    let (fwd, conn, up) = (&fwd, conn.as_ref(), upgrade);
+    compress::layer(&config.compression, req, |req| {
+        cache::layer(&shared.cache, config, log, req, fwd, up, |log, req, up| {
+            dispatch::dispatch(config, log, req, fwd, up, |dyno, head, body| async move {
+                let (addr, pool) = (dyno.backend.addr, &dyno.conns);
+                dyno_client::send(config, addr, pool, head, body, Some(fwd), conn).await
+            })
+        })
+    })
+    .await
+}
+
+/// What every request on a listener shares.
+pub(crate) struct Shared {
+    pub(crate) table: Arc<RouteTable>,
+    pub(crate) logs: Arc<dyn LogSink>,
+    pub(crate) config: RouterConfig,
+    pub(crate) listener: ListenerInfo,
+    /// Set once the router starts shutting down, before its connections are told (see
+    /// [`conn::Stopping`]).
+    pub(crate) stopping: Arc<AtomicBool>,
+    /// HTTP/2 requests in flight on the listener. Each may hold a dyno connection, and one
+    /// client connection carries many: capped at the connection cap, so that the
+    /// descriptors budgeted for the listener (two per connection) hold whatever the mix.
+    pub(crate) h2_streams: Arc<tokio::sync::Semaphore>,
+    /// The HTTP cache, one per route table (shared by its listeners).
+    pub(crate) cache: Arc<HttpCache>,
+}
+
+/// The router log line's facts about a request, known once its app is.
+fn request_log(
+    shared: &Shared,
+    slot: &AppSlot,
+    app: Arc<AppEntry>,
+    req: &Request<ReqBody>,
+    host: HeaderValue,
+    fwd: &Forwarded<'_>,
+    client: Option<ClientConn>,
+) -> RequestLog {
+    RequestLog {
+        logs: slot.log_target(&shared.logs),
+        app,
+        method: req.method().clone(),
+        path: req.uri().path_and_query().cloned(),
+        host,
+        request_id: fwd.request_id.clone(),
+        fwd: fwd.forwarded_for.clone(),
+        proto: shared.listener.proto,
+        idle: shared.config.idle_timeout,
+        client,
+        meter: slot.meter(&shared.table),
+    }
+}

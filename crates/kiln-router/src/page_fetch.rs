@@ -15,16 +15,16 @@
 //!   services). The address checked is the one connected to.
 
 use crate::config::RouterConfig;
-use bytes::Bytes;
+use crate::dyno_client::{self, Sent};
+use crate::pool::Pool;
+use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderValue};
 use http::{Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
+use std::future::poll_fn;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
-use tokio::net::TcpStream;
 use tokio::sync::OnceCell;
 
 /// How long a fetched page is served before it is fetched again.
@@ -96,13 +96,12 @@ pub(crate) async fn page(url: &str, config: &RouterConfig) -> Option<Arc<Page>> 
         }
     };
     let limit = config.page_timeout;
-    let allow_private = config.allow_private_page_urls;
     // The timeout is inside the shared fetch, so a request that joins late never waits
     // longer than the fetch has left.
     entry
         .page
         .get_or_init(|| async move {
-            match tokio::time::timeout(limit, fetch(url, allow_private)).await {
+            match tokio::time::timeout(limit, fetch(url, config)).await {
                 Ok(Ok(page)) => Some(Arc::new(page)),
                 Ok(Err(why)) => {
                     tracing::warn!(url, %why, "could not fetch the app's page; serving the router's own");
@@ -135,7 +134,8 @@ impl From<&str> for FetchError {
     }
 }
 
-async fn fetch(url: &str, allow_private: bool) -> Result<Page, FetchError> {
+async fn fetch(url: &str, config: &RouterConfig) -> Result<Page, FetchError> {
+    let allow_private = config.allow_private_page_urls;
     let uri: Uri = url.trim().parse().map_err(|e| format!("not a URL: {e}"))?;
     match uri.scheme_str() {
         Some(s) if s.eq_ignore_ascii_case("http") => {}
@@ -160,47 +160,52 @@ async fn fetch(url: &str, allow_private: bool) -> Result<Page, FetchError> {
         .copied()
         .find(|a| allow_private || is_public(a.ip()))
         .ok_or_else(|| format!("{host} resolves to no public address"))?;
-    let stream = TcpStream::connect(addr)
-        .await
-        .map_err(|e| format!("connecting to {addr}: {e}"))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| e.to_string())?;
-    // Dropped (and so aborted) with this fetch, whether it ends or times out.
-    let conn = AbortOnDrop(tokio::spawn(conn));
+    // The router's one HTTP/1.1 client, on a connection of its own (a pool of one, dropped
+    // after), and without Heroku's forwarding fields: this request is the router's.
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
     let req = Request::get(path)
         .header(header::HOST, authority.as_str())
         .header(header::USER_AGENT, "kiln-router")
         .header(header::ACCEPT, "text/html")
         .header(header::CONNECTION, "close")
-        .body(Empty::<Bytes>::new())
+        .body(())
         .map_err(|e| e.to_string())?;
-    let response = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    let response = match dyno_client::send(config, addr, &Pool::new(), req, None, None, None).await
+    {
+        Sent::Answered { response, .. } => response,
+        Sent::Unreachable { code, .. } | Sent::Failed { code, .. } => {
+            return Err(
+                format!("connecting to {addr} or reading its answer failed ({code:?})").into(),
+            );
+        }
+    };
     if response.status() != StatusCode::OK {
         return Err(format!("it answered {}", response.status()).into());
     }
-    let content_type = response
-        .headers()
+    let (mut parts, mut body) = response.into_parts();
+    if let Some(block) = body.passthrough.take() {
+        block.append_to(&mut parts.headers);
+    }
+    let content_type = parts
+        .headers
         .get(header::CONTENT_TYPE)
         .filter(|v| v.as_bytes().starts_with(b"text/"))
         .cloned()
         .unwrap_or_else(|| HeaderValue::from_static("text/html; charset=utf-8"));
-    let body = Limited::new(response.into_body(), MAX_PAGE)
-        .collect()
-        .await
-        .map_err(|e| format!("reading the page: {e}"))?
-        .to_bytes();
-    drop(conn);
-    Ok(Page { body, content_type })
-}
-
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
+    let mut page = BytesMut::new();
+    while let Some(frame) = poll_fn(|cx| body.poll_frame(cx)).await {
+        let frame = frame.map_err(|e| format!("reading the page: {e}"))?;
+        if let Ok(data) = frame.into_data() {
+            if page.len() + data.len() > MAX_PAGE {
+                return Err(format!("the page is larger than {MAX_PAGE} bytes").into());
+            }
+            page.extend_from_slice(&data);
+        }
     }
+    Ok(Page {
+        body: page.freeze(),
+        content_type,
+    })
 }
 
 /// Whether an address is on the public internet (not loopback, private, link-local,
@@ -281,7 +286,7 @@ mod tests {
             ),
         ] {
             assert_eq!(
-                fetch(url, false)
+                fetch(url, &RouterConfig::default())
                     .await
                     .err()
                     .map(|e| e.to_string())

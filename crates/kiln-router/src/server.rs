@@ -5,10 +5,10 @@
 //! connection finish the request it is on (idle keep-alive connections close straight
 //! away) before [`serve`] returns.
 
+use crate::Shared;
 use crate::config::RouterConfig;
 use crate::conn::SetOnDrop;
 use crate::forward::ListenerInfo;
-use crate::proxy::Shared;
 use crate::table::RouteTable;
 use kiln_model::log::LogSink;
 use std::future::Future;

@@ -15,12 +15,12 @@
 //!   else is closed. Malformed handshakes end in a TLS alert and a close; neither stops the
 //!   listener.
 
+use crate::Shared;
 use crate::body::RouterBody;
 use crate::client::{ClientConn, ReqBody};
 use crate::conn;
 use crate::forward::ListenerInfo;
 use crate::pages;
-use crate::proxy::{self, Shared};
 use crate::table::RouteTable;
 use http::Request;
 use http::header::{self, HeaderMap, HeaderValue};
@@ -163,14 +163,14 @@ async fn serve_h2(
             async move {
                 let permit = Arc::clone(&shared.h2_streams).try_acquire_owned().ok();
                 let mut response = match crate::head::check_h2(&req) {
-                    Err(rejection) => proxy::refuse(&shared, &client_ip, rejection),
+                    Err(rejection) => crate::refuse::refused_head(&shared, &client_ip, rejection),
                     Ok(()) if permit.is_none() => pages::busy(),
                     Ok(()) => {
                         // The stream's own state, as the engine keeps one per HTTP/1 connection:
                         // its body's idleness decides H28.
                         let client = ClientConn::stream(shared.config.idle_timeout);
                         let idle = shared.config.idle_timeout;
-                        let mut response = proxy::handle(
+                        let mut response = crate::handle(
                             shared,
                             client_ip,
                             Some(client.clone()),

@@ -59,6 +59,14 @@ pub(crate) fn clock_ms() -> u64 {
     START.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
 }
 
+/// Milliseconds since the Unix epoch (0 if the clock is before it), for Heroku's
+/// `X-Request-Start`.
+pub(crate) fn epoch_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// The next `n` bytes of `buf`. Small pieces are copied, so the read buffer stays whole
 /// and is reused for the connection's next response instead of reallocated.
 pub(crate) fn take(buf: &mut BytesMut, n: usize) -> Bytes {

@@ -162,9 +162,11 @@ fn the_doors_reach_only_the_platform() {
     }
 }
 
-/// The modules of a crate (each top-level file or directory under `src/`, but the crate
-/// root) and, for each, the other modules its code names through `crate::`. Comments and
-/// the `#[cfg(test)]` part of a file do not count: a doc link or a test may look anywhere.
+/// The modules of a crate (each top-level file or directory under `src/`) and, for each,
+/// the other modules its code names through `crate::`. The crate root is the node `crate`:
+/// it uses each module its code names as `module::` (its `pub use` re-exports aside), and a
+/// module that names one of the root's own items (`crate::Shared`) uses it. Comments and
+/// test modules do not count: a doc link or a test may look anywhere.
 fn module_graph(
     src: &Path,
 ) -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
@@ -177,28 +179,72 @@ fn module_graph(
             .to_string_lossy()
             .trim_end_matches(".rs")
             .to_string();
-        if module == "lib" || module == "main" {
-            continue;
-        }
+        let module = match module.as_str() {
+            "lib" | "main" => ROOT.to_string(),
+            _ => module,
+        };
         let text = std::fs::read_to_string(&file).expect("readable");
         texts.entry(module).or_default().push_str(&code_of(&text));
     }
     let names: std::collections::BTreeSet<String> = texts.keys().cloned().collect();
     texts
-        .into_iter()
+        .iter()
         .map(|(module, text)| {
-            let used = crate_paths(&text)
-                .into_iter()
-                .filter(|m| *m != module && names.contains(m))
-                .collect();
-            (module, used)
+            let used = if module == ROOT {
+                root_uses(text, &names)
+            } else {
+                crate_paths(text)
+                    .into_iter()
+                    .map(|m| match names.contains(&m) {
+                        true => m,
+                        // An item of the root's own.
+                        false => ROOT.to_string(),
+                    })
+                    .filter(|m| m != module && names.contains(m))
+                    .collect()
+            };
+            (module.clone(), used)
         })
         .collect()
 }
 
-/// `text` without comments and without what follows its first `#[cfg(test)]`.
+/// The crate root's node in [`module_graph`].
+const ROOT: &str = "crate";
+
+/// The modules the crate root's code names as `module::`, leaving out its `mod`
+/// declarations and `pub use` re-exports (the crate's API, not a dependency).
+fn root_uses(
+    code: &str,
+    names: &std::collections::BTreeSet<String>,
+) -> std::collections::BTreeSet<String> {
+    let code: Vec<&str> = code
+        .lines()
+        .filter(|l| {
+            let l = l.trim_start();
+            !(l.starts_with("pub use ") || l.starts_with("mod ") || l.starts_with("pub mod "))
+        })
+        .collect();
+    let code = code.join("\n");
+    names
+        .iter()
+        .filter(|m| {
+            code.match_indices(&format!("{m}::")).any(|(i, _)| {
+                let before = code[..i].chars().next_back();
+                !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+            })
+        })
+        .cloned()
+        .collect()
+}
+
+/// `text` without comments and without its test module (what follows the first
+/// `#[cfg(test)]` on an inline `mod`, which by convention ends a file).
 fn code_of(text: &str) -> String {
-    let text = text.split("#[cfg(test)]").next().unwrap_or_default();
+    let cut = text.match_indices("#[cfg(test)]").find(|(i, tag)| {
+        let next = text[i + tag.len()..].trim_start();
+        next.starts_with("mod ") && next.lines().next().is_some_and(|l| l.contains('{'))
+    });
+    let text = &text[..cut.map_or(text.len(), |(i, _)| i)];
     text.lines()
         .map(|l| match l.find("//") {
             // A `//` inside a string literal ("http://…") is rare enough in this code to
@@ -289,6 +335,24 @@ fn the_routers_modules_import_no_cycle() {
     }
 }
 
+/// Issue 20: the router speaks HTTP/1.1 through its own engine only (`engine` for clients,
+/// `dyno_client` for dynos); hyper serves HTTP/2 alone. A module that names hyper's HTTP/1
+/// server, client or upgrade types would bring a second implementation back.
+#[test]
+fn the_router_has_one_http1_implementation() {
+    let src = crates_dir().join("kiln-router/src");
+    let mut offenders = Vec::new();
+    for file in rust_files(&src) {
+        let code = code_of(&std::fs::read_to_string(&file).expect("readable"));
+        for needle in ["conn::http1", "http1::", "hyper::upgrade", "client::legacy"] {
+            if code.contains(needle) {
+                offenders.push(format!("{} names {needle}", file.display()));
+            }
+        }
+    }
+    assert!(offenders.is_empty(), "{offenders:#?}");
+}
+
 #[test]
 fn the_checks_see_what_they_look_for() {
     let graph = |edges: &[(&str, &str)]| {
@@ -309,9 +373,23 @@ fn the_checks_see_what_they_look_for() {
     );
     assert_eq!(
         crate_paths(&code_of(
-            "use crate::a::B;\nuse crate::{c, d::E};\n// crate::f\nfn g() { crate::h::i() }\n#[cfg(test)]\nuse crate::j;"
+            "use crate::a::B;\nuse crate::{c, d::E};\n// crate::f\n#[cfg(test)]\nfn g() { crate::h::i() }\n#[cfg(test)]\nmod k;\n#[cfg(test)]\nmod tests {\nuse crate::j;\n}"
         )),
         ["a", "c", "d", "h"].iter().map(|s| s.to_string()).collect()
+    );
+    let names = ["access_log", "server", "route", "foo", "x"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(
+        root_uses(
+            "use access_log::X;\npub use server::serve;\nmod foo;\nfn f() { route::a(); crate::x::y(); my_route::z(); }",
+            &names
+        ),
+        ["access_log", "route"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
     );
     assert_eq!(
         dependencies(
