@@ -154,6 +154,16 @@ impl RouterBody {
         }
     }
 
+    /// The client went away (or went idle) before taking a response whose body is empty:
+    /// the log line says so (H27 or H28) instead of counting it delivered.
+    pub(crate) fn client_gone(mut self) {
+        if let Kind::Upstream { finish, .. } = &mut self.0 {
+            if let Some(f) = finish.take() {
+                Finish::end(*f, End::ClientGone);
+            }
+        }
+    }
+
     pub(crate) fn upstream(inner: Box<DynoBody>, finish: Finish) -> RouterBody {
         RouterBody(Kind::Upstream {
             inner,

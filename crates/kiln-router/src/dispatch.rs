@@ -184,7 +184,11 @@ fn respond(
             // A switch nobody asked for cannot be relayed.
             return fail_after_dispatch(log, HCode::H17, &outstanding, connect, dispatched_at);
         }
-        let (mut parts, body) = response.into_parts();
+        let (mut parts, mut body) = response.into_parts();
+        // The fields no step reads travel with the body, which the switch does not keep.
+        if let Some(block) = body.passthrough.take() {
+            block.append_to(&mut parts.headers);
+        }
         let Some(dyno) = body.into_upgraded() else {
             return fail_after_dispatch(log, HCode::H17, &outstanding, connect, dispatched_at);
         };

@@ -314,6 +314,13 @@ async fn exchange(
             },
         }
     }
+    if length.is_some() {
+        // The dyno has the whole request from now: the clock runs from its last byte (a
+        // client may have paused before the end, say before a chunked body's last chunk).
+        timer
+            .as_mut()
+            .reset(deadline(tokio::time::Instant::now(), limit));
+    }
     tokio::select! {
         biased;
         head = read_response_head(stream, buf, is_head) => head.map(|h| (h, true)),

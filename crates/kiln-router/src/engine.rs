@@ -165,6 +165,13 @@ async fn serve<IO: AsyncRead + AsyncWrite + Unpin>(c: &mut Conn<IO>, shared: &Ar
                 expect_continue,
             )),
         };
+        if feed.as_ref().is_some_and(|f| f.state == FeedState::Stopped) {
+            // Malformed chunking among the bytes that came with the head: refused before
+            // any dyno sees the request.
+            let cause = c.client.fault().unwrap_or("malformed chunked request body");
+            let rejection = c.scanner.refusal(&bytes, StatusCode::BAD_REQUEST, cause);
+            return refuse(c, shared, rejection).await;
+        }
         let handling = crate::handle(
             Arc::clone(shared),
             c.client_ip.clone(),
@@ -410,7 +417,32 @@ impl Feed {
             continue_owed: expect && c.buf.is_empty(),
             state: FeedState::Open,
         };
-        if !c.buf.is_empty() {
+        if let Left::Chunked(decoder) = &mut feed.left {
+            // Every chunk already here is checked now, and goes to the body as one frame:
+            // malformed chunking among them is refused before any dyno sees the request.
+            let mut data = BytesMut::new();
+            loop {
+                match decoder.next(&mut c.buf) {
+                    Ok(Some(Piece::Data(piece))) => data.extend_from_slice(&piece),
+                    Ok(Some(Piece::End)) => {
+                        feed.feed.put(data.freeze(), true);
+                        feed.state = FeedState::Complete;
+                        break;
+                    }
+                    Ok(None) => {
+                        if !data.is_empty() {
+                            feed.feed.put(data.freeze(), false);
+                        }
+                        break;
+                    }
+                    Err(cause) => {
+                        c.client.mark_fault(cause);
+                        feed.stop_failed();
+                        break;
+                    }
+                }
+            }
+        } else if !c.buf.is_empty() {
             feed.decode(c);
         }
         feed
@@ -636,8 +668,13 @@ async fn write_response<IO: AsyncRead + AsyncWrite + Unpin>(
     }
     out.extend_from_slice(b"\r\n");
     if bodiless || is_head {
-        drop(body);
-        return flush(c, idle).await && keep_alive;
+        // Flushed before the (empty) body ends, so that its log line can say whether the
+        // client took the answer.
+        let sent = flush(c, idle).await;
+        if !sent {
+            body.client_gone();
+        }
+        return sent && keep_alive;
     }
     let mut client_done = false;
     loop {
@@ -712,7 +749,9 @@ async fn write_response<IO: AsyncRead + AsyncWrite + Unpin>(
     flush(c, idle).await && keep_alive
 }
 
-/// Writes the gathered output. A client that takes nothing for the idle window is H28.
+/// Writes the gathered output. A client that takes nothing for the idle window is H28; the
+/// window starts again with every write it takes, so a slow reader of a large response is
+/// not cut off while it keeps reading.
 async fn flush<IO: AsyncWrite + Unpin>(c: &mut Conn<IO>, idle: Duration) -> bool {
     if c.out.is_empty() {
         return true;
@@ -724,33 +763,52 @@ async fn flush<IO: AsyncWrite + Unpin>(c: &mut Conn<IO>, idle: Duration) -> bool
         client,
         ..
     } = c;
-    let written = {
-        let mut write = std::pin::pin!(async {
-            io.write_all(out).await?;
-            io.flush().await
-        });
-        // Nearly every write completes at once; only one that has to wait arms the timer.
-        match std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await {
-            Poll::Ready(result) => Some(result),
-            Poll::Pending => {
-                timer
-                    .as_mut()
-                    .reset(deadline(tokio::time::Instant::now(), idle));
-                tokio::select! {
-                    biased;
-                    result = write.as_mut() => Some(result),
-                    () = timer.as_mut() => None,
+    let mut at = 0;
+    let sent = loop {
+        let done = if at < out.len() {
+            match within(io.write(&out[at..]), timer, idle).await {
+                Some(Ok(n)) if n > 0 => {
+                    at += n;
+                    continue;
                 }
+                Some(_) => Some(false),
+                None => None,
+            }
+        } else {
+            // TLS holds records until flushed.
+            within(io.flush(), timer, idle).await.map(|r| r.is_ok())
+        };
+        match done {
+            Some(sent) => break sent,
+            None => {
+                client.mark_idle();
+                break false;
             }
         }
     };
     out.clear();
-    match written {
-        Some(Ok(())) => true,
-        Some(Err(_)) => false,
-        None => {
-            client.mark_idle();
-            false
+    sent
+}
+
+/// `op`, which nearly always completes at once (a write the socket has room for); only one
+/// that has to wait arms the timer, for the idle window. `None` if the window passed.
+async fn within<F: Future>(
+    op: F,
+    timer: &mut Pin<Box<Sleep>>,
+    idle: Duration,
+) -> Option<F::Output> {
+    let mut op = std::pin::pin!(op);
+    match std::future::poll_fn(|cx| Poll::Ready(op.as_mut().poll(cx))).await {
+        Poll::Ready(out) => Some(out),
+        Poll::Pending => {
+            timer
+                .as_mut()
+                .reset(deadline(tokio::time::Instant::now(), idle));
+            tokio::select! {
+                biased;
+                out = op.as_mut() => Some(out),
+                () = timer.as_mut() => None,
+            }
         }
     }
 }

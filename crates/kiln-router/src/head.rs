@@ -397,6 +397,11 @@ impl HeadScanner {
             (false, Some(n)) if n > 0 => Framing::Length(n),
             _ => Framing::None,
         };
+        if self.upgrade && !self.http10 && framing != Framing::None {
+            // After a 101 the connection carries the new protocol: a body still owed to the
+            // old one would be read as either, depending on when the dyno answered.
+            return self.reject(buf, StatusCode::BAD_REQUEST, "Upgrade with a request body");
+        }
         Scan::Done(Head {
             len,
             framing,

@@ -622,7 +622,7 @@ async fn malformed_chunking_is_refused() {
     assert_matches(
         &line.message,
         &format!(
-            "at=error code=H26 desc=\"Request Error\" cause=\"chunk size is not a hex number\" method=POST path=\"/upload\" host=foo.localhost request_id={RID} fwd=\"127.0.0.1\" dyno=web.1 connect={{n}}ms service={{n}}ms status=400 bytes=0 protocol=http"
+            "at=error code=H26 desc=\"Request Error\" cause=\"chunk size is not a hex number\" method=POST path=\"/upload\" host=foo.localhost request_id={RID} fwd=\"127.0.0.1\" dyno= connect= service= status=400 bytes= protocol=http"
         ),
     );
 }
@@ -864,6 +864,72 @@ async fn slow_uploads_are_not_h12() {
     assert_eq!(statuses(&out), [200], "{out}");
     assert!(out.contains("backend=a POST /slow body=8"), "{out}");
     router.logs.wait_for(&id, "status=200").await;
+}
+
+/// A chunked upload that pauses before its last chunk, for longer than the first-byte
+/// timeout but within the idle window: the clock starts once the dyno has it all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_before_the_last_chunk_is_not_h12() {
+    let router = Router::with_config(config(|c| {
+        c.idle_timeout = Duration::from_secs(3);
+        c.first_byte_timeout = Duration::from_millis(300);
+    }))
+    .await;
+    let (dyno, _) = echo_dyno("a").await;
+    let id = router.app("foo", &[dyno]);
+    let mut stream = TcpStream::connect(router.addr).await.unwrap();
+    stream.write_all(b"POST /pause HTTP/1.1\r\nHost: foo.localhost\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    stream.write_all(b"0\r\n\r\n").await.unwrap();
+    let (out, _) = read_until_closed(&mut stream, Duration::from_secs(5)).await;
+    assert_eq!(statuses(&out), [200], "{out}");
+    assert!(out.contains("backend=a POST /pause body=5"), "{out}");
+    router.logs.wait_for(&id, "status=200").await;
+}
+
+/// Malformed chunking that arrives after the request went to a dyno: H26 all the same, and
+/// the dyno's connection is not reused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_chunking_mid_upload_is_h26() {
+    let router = Router::start().await;
+    let dyno = recording_dyno().await;
+    let id = router.app("foo", &[dyno.addr]);
+    let mut stream = TcpStream::connect(router.addr).await.unwrap();
+    stream.write_all(b"POST /late HTTP/1.1\r\nHost: foo.localhost\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stream
+        .write_all(b"zz\r\nGET /hidden HTTP/1.1\r\nHost: foo.localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let (out, closed) = read_until_closed(&mut stream, Duration::from_secs(5)).await;
+    assert_eq!(statuses(&out), [400], "{out}");
+    assert!(closed);
+    let line = router.logs.wait_for(&id, "code=H26").await;
+    assert!(
+        line.message
+            .contains("cause=\"chunk size is not a hex number\" method=POST path=\"/late\"")
+            && line.message.contains(" dyno=web.1 "),
+        "{}",
+        line.message
+    );
+    dyno.assert_never_saw("hidden");
+}
+
+/// An `Upgrade` request with a body is refused: after a 101 the connection carries the new
+/// protocol, and a body still owed to the old one would be read as either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrades_with_a_body_are_refused() {
+    let router = Router::start().await;
+    let dyno = recording_dyno().await;
+    router.app("foo", &[dyno.addr]);
+    let (out, closed) = exchange(
+        router.addr,
+        b"GET /ws HTTP/1.1\r\nHost: foo.localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nContent-Length: 3\r\n\r\nabc",
+    )
+    .await;
+    assert_eq!(statuses(&out), [400], "{out}");
+    assert!(closed);
+    assert!(dyno.requests().is_empty());
 }
 
 /// A dyno that neither reads the body nor answers still gets its H12: the first-byte clock
