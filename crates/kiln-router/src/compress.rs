@@ -32,7 +32,6 @@ use flate2::write::GzEncoder;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::{Body, Frame, SizeHint};
-use std::future::Future;
 use std::io::Write;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -221,20 +220,27 @@ pub(crate) fn gzip_all(body: &[u8], level: u32) -> Option<Bytes> {
     enc.finish().ok().map(Bytes::from)
 }
 
-/// The compression step: the response `next` gives is gzipped on its way out when the
-/// rules above say so (responses already encoded, such as the cache's gzip copies, pass).
-pub(crate) async fn layer<N, F>(
-    config: &CompressionConfig,
-    req: Request<ReqBody>,
-    next: N,
-) -> Response<RouterBody>
-where
-    N: FnOnce(Request<ReqBody>) -> F,
-    F: Future<Output = Response<RouterBody>>,
-{
-    let accepts_gzip = config.enabled && accepts_gzip(req.headers());
-    let is_head = req.method() == Method::HEAD;
-    encode(next(req).await, accepts_gzip, is_head, config)
+/// The compression step: what it needs of the request, taken before the request goes on,
+/// and [`Gzip::encode`] for the response that comes back (gzipped on its way out when the
+/// rules above say so; responses already encoded, such as the cache's gzip copies, pass).
+pub(crate) struct Gzip<'a> {
+    config: &'a CompressionConfig,
+    accepts_gzip: bool,
+    is_head: bool,
+}
+
+impl<'a> Gzip<'a> {
+    pub(crate) fn for_request(config: &'a CompressionConfig, req: &Request<ReqBody>) -> Self {
+        Gzip {
+            config,
+            accepts_gzip: config.enabled && accepts_gzip(req.headers()),
+            is_head: req.method() == Method::HEAD,
+        }
+    }
+
+    pub(crate) fn encode(self, response: Response<RouterBody>) -> Response<RouterBody> {
+        encode(response, self.accepts_gzip, self.is_head, self.config)
+    }
 }
 
 /// Applies the rules above to a response on its way out.

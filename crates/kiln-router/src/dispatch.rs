@@ -67,7 +67,8 @@ where
                     received_ms: fwd.received_ms,
                     armed: true,
                 };
-                // Boxed (see `hold::decide`): most requests have no body.
+                // Boxed: most requests have no body, and an async fn's future is as large as
+                // everything it might await.
                 let sent = Box::pin(send(Arc::clone(state), head, Some(body))).await;
                 unanswered.armed = false;
                 sent

@@ -314,16 +314,22 @@ async fn exchange(
             },
         }
     }
+    let mut whole = true;
     if length.is_some() {
         // The dyno has the whole request from now: the clock runs from its last byte (a
         // client may have paused before the end, say before a chunked body's last chunk).
         timer
             .as_mut()
             .reset(deadline(tokio::time::Instant::now(), limit));
+        // Part of an answer the watch above already read began before the request ended:
+        // the dyno answered early, and its connection is not trusted with another request.
+        // (One that answers early and keeps the connection says so by draining the rest, as
+        // nginx does; one that will not serve another says `Connection: close`.)
+        whole = buf.is_empty();
     }
     tokio::select! {
         biased;
-        head = read_response_head(stream, buf, is_head) => head.map(|h| (h, true)),
+        head = read_response_head(stream, buf, is_head) => head.map(|h| (h, whole)),
         () = timer.as_mut() => Err(Exchange::Timeout),
     }
 }

@@ -172,15 +172,15 @@ async fn serve<IO: AsyncRead + AsyncWrite + Unpin>(c: &mut Conn<IO>, shared: &Ar
             let rejection = c.scanner.refusal(&bytes, StatusCode::BAD_REQUEST, cause);
             return refuse(c, shared, rejection).await;
         }
-        let handling = crate::handle(
-            Arc::clone(shared),
-            c.client_ip.clone(),
-            Some(c.client.clone()),
-            req,
-        );
+        // The pipeline's future is made where it is awaited: it is large, and a move copies
+        // all of it.
+        let (ip, conn) = (c.client_ip.clone(), Some(c.client.clone()));
         let mut response = match feed.as_mut() {
-            None => handling.await,
-            Some(feed) => pump(c, feed, handling, idle).await,
+            None => crate::handle(Arc::clone(shared), ip, conn, req).await,
+            Some(feed) => {
+                let handling = crate::handle(Arc::clone(shared), ip, conn, req);
+                Box::pin(pump(c, feed, handling, idle)).await
+            }
         };
         // A body not read to its end leaves the client inside a message: the connection
         // cannot carry another request.

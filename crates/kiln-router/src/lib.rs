@@ -13,8 +13,9 @@
 //!   access log (`access_log`; its line is written when the response body ends, `body`) →
 //!   compression (`compress`) → the HTTP cache (`cache`) → dispatch (`dispatch`: `balance`,
 //!   retries, quarantine) → the dyno client (`dyno_client`, with one idle `pool` per dyno).
-//!   The last four steps are each handed the next as a closure, so each is generic over
-//!   what follows and nothing is boxed on the common path.
+//!   The cache and dispatch are each handed the next step as a closure, so each is generic
+//!   over what follows and nothing is boxed on the common path; compression reads the
+//!   request before and wraps the response after (`compress::Gzip`).
 //! - **One HTTP/1.1 implementation.** `engine` serves every HTTP/1.1 client connection
 //!   (plain, or TLS that chose HTTP/1.1) in one task: heads checked by `head` (Heroku's
 //!   limits, the smuggling rules) and built into requests without a second parse, bodies
@@ -150,9 +151,9 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use table::AppSlot;
 
-/// A request's whole way through the router, top to bottom. Each step is one module's, and
-/// the last four are each handed the next as a closure: generic, so nothing is boxed on the
-/// common path, and no step knows those after it. Never fails: every failure is an HTTP
+/// A request's whole way through the router, top to bottom. Each step is one module's; the
+/// cache and dispatch are each handed the next as a closure (generic, so nothing is boxed on
+/// the common path), and no step knows those after it. Never fails: every failure is an HTTP
 /// answer (and, once the app is known, a router log line).
 ///
 /// `client` is the connection (or HTTP/2 stream) the request came on: it knows whether a
@@ -193,16 +194,18 @@ pub(crate) async fn handle(
         Decision::Gone => return pages::no_such_app(),
     }
     // Compression → cache → dispatch (balance, retry, quarantine) → the dyno client.
+    // Compression has no future of its own: it reads the request before and wraps the
+    // response after, so the futures below are not moved one level more.
+    let gzip = compress::Gzip::for_request(&config.compression, &req);
     let (fwd, conn, up) = (&fwd, conn.as_ref(), upgrade);
-    compress::layer(&config.compression, req, |req| {
-        cache::layer(&shared.cache, config, log, req, fwd, up, |log, req, up| {
-            dispatch::dispatch(config, log, req, fwd, up, |dyno, head, body| async move {
-                let (addr, pool) = (dyno.backend.addr, &dyno.conns);
-                dyno_client::send(config, addr, pool, head, body, Some(fwd), conn).await
-            })
+    let response = cache::layer(&shared.cache, config, log, req, fwd, up, |log, req, up| {
+        dispatch::dispatch(config, log, req, fwd, up, |dyno, head, body| async move {
+            let (addr, pool) = (dyno.backend.addr, &dyno.conns);
+            dyno_client::send(config, addr, pool, head, body, Some(fwd), conn).await
         })
     })
-    .await
+    .await;
+    gzip.encode(response)
 }
 
 /// What every request on a listener shares.

@@ -602,7 +602,9 @@ async fn a_dyno_answering_before_the_upload_ends_is_relayed() {
                 }
                 let big = seen.starts_with(b"POST");
                 let answer: &[u8] = if big {
-                    b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 9\r\n\r\ntoo large"
+                    // As servers that answer before reading a body do, it says it will not
+                    // serve another request on this connection.
+                    b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 9\r\nconnection: close\r\n\r\ntoo large"
                 } else {
                     b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
                 };
