@@ -73,3 +73,15 @@ impl Drop for Outstanding {
         self.0.outstanding.fetch_sub(1, Ordering::Relaxed);
     }
 }
+
+/// A dyno's idle pool, held through its state: what the dyno client is given, so that its
+/// future owns what it borrows and no step needs a future of its own around it.
+pub(crate) struct Conns(pub(crate) Arc<BackendState>);
+
+impl std::ops::Deref for Conns {
+    type Target = Pool<DynoConn>;
+
+    fn deref(&self) -> &Pool<DynoConn> {
+        &self.0.conns
+    }
+}

@@ -99,14 +99,15 @@ enum Exchange {
 }
 
 /// Sends a request to the dyno at `addr`: over a connection from its pool if there is one,
-/// else a new one. `fwd` are Heroku's fields, written after the request's own (none for a
+/// else a new one (`pool` may be owned by the future, so that a caller need not wrap it in
+/// another). `fwd` are Heroku's fields, written after the request's own (none for a
 /// request of the router's, such as fetching an app's error page). `body` is the client's request body, if it has one: it streams to the
 /// dyno as it arrives, framed by its length or chunked. `client` is whose body it is, to
 /// name the code when it fails on the client's side (H26, H27, H28).
-pub(crate) async fn send(
+pub(crate) async fn send<P: std::ops::Deref<Target = Pool<DynoConn>>>(
     config: &RouterConfig,
     addr: SocketAddr,
-    pool: &Pool<DynoConn>,
+    pool: P,
     req: Request<()>,
     mut body: Option<RequestBody>,
     fwd: Option<&Forwarded<'_>>,
@@ -127,7 +128,7 @@ pub(crate) async fn send(
     loop {
         let connect_started = Instant::now();
         let pooled = match stale {
-            0..3 if body.is_some() => take_open(pool),
+            0..3 if body.is_some() => take_open(&pool),
             0..3 => pool.take(),
             _ => None,
         };

@@ -199,9 +199,17 @@ pub(crate) async fn handle(
     let gzip = compress::Gzip::for_request(&config.compression, &req);
     let (fwd, conn, up) = (&fwd, conn.as_ref(), upgrade);
     let response = cache::layer(&shared.cache, config, log, req, fwd, up, |log, req, up| {
-        dispatch::dispatch(config, log, req, fwd, up, |dyno, head, body| async move {
-            let (addr, pool) = (dyno.backend.addr, &dyno.conns);
-            dyno_client::send(config, addr, pool, head, body, Some(fwd), conn).await
+        dispatch::dispatch(config, log, req, fwd, up, |dyno, head, body| {
+            let addr = dyno.backend.addr;
+            dyno_client::send(
+                config,
+                addr,
+                backend::Conns(dyno),
+                head,
+                body,
+                Some(fwd),
+                conn,
+            )
         })
     })
     .await;
