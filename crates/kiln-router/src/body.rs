@@ -32,6 +32,9 @@ pub(crate) struct RouterBody(Kind);
 
 enum Kind {
     Static(Option<Bytes>),
+    /// A cache hit's body: its head is final (the cache keeps gzip copies itself), so no
+    /// later step rewrites it.
+    Stored(Option<Bytes>),
     /// `Finish` is boxed: a response moves a dozen times on its way out (through the cache,
     /// gzip and the server's layers), and one allocation costs less than copying those few
     /// hundred bytes each time (measured with callgrind, bench/README.md).
@@ -114,9 +117,19 @@ impl RouterBody {
         ))
     }
 
-    /// A body already in memory (a cache hit).
+    /// A body already in memory.
     pub(crate) fn full(bytes: Bytes) -> RouterBody {
         RouterBody(Kind::Static((!bytes.is_empty()).then_some(bytes)))
+    }
+
+    /// A cache hit's body (empty for `HEAD`, 204 and 304).
+    pub(crate) fn stored(bytes: Bytes) -> RouterBody {
+        RouterBody(Kind::Stored((!bytes.is_empty()).then_some(bytes)))
+    }
+
+    /// Whether this is a cache hit's body, whose response head is final.
+    pub(crate) fn is_stored(&self) -> bool {
+        matches!(self.0, Kind::Stored(_))
     }
 
     /// Wraps a body; its response's pass-through fields must already be in the map
@@ -125,10 +138,6 @@ impl RouterBody {
         body: Pin<Box<dyn Body<Data = Bytes, Error = BoxError> + Send>>,
     ) -> RouterBody {
         RouterBody(Kind::Layered(body))
-    }
-
-    pub(crate) fn empty() -> RouterBody {
-        RouterBody(Kind::Static(None))
     }
 
     /// The dyno response's pass-through header fields (see [`crate::passthrough`]), which
@@ -182,7 +191,9 @@ impl Body for RouterBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match &mut self.get_mut().0 {
-            Kind::Static(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Kind::Static(bytes) | Kind::Stored(bytes) => {
+                Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b))))
+            }
             Kind::Switched(_) => Poll::Ready(None),
             Kind::Layered(body) => body.as_mut().poll_frame(cx),
             Kind::Upstream {
@@ -242,7 +253,7 @@ impl Body for RouterBody {
 
     fn is_end_stream(&self) -> bool {
         match &self.0 {
-            Kind::Static(bytes) => bytes.is_none(),
+            Kind::Static(bytes) | Kind::Stored(bytes) => bytes.is_none(),
             Kind::Switched(_) => true,
             Kind::Layered(body) => body.is_end_stream(),
             Kind::Upstream { inner, .. } => inner.is_end_stream(),
@@ -251,7 +262,7 @@ impl Body for RouterBody {
 
     fn size_hint(&self) -> SizeHint {
         match &self.0 {
-            Kind::Static(bytes) => {
+            Kind::Static(bytes) | Kind::Stored(bytes) => {
                 SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
             }
             Kind::Switched(_) => SizeHint::with_exact(0),

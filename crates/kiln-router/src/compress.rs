@@ -239,6 +239,10 @@ impl<'a> Gzip<'a> {
     }
 
     pub(crate) fn encode(self, response: Response<RouterBody>) -> Response<RouterBody> {
+        // A cache hit's head is final: the cache chose between its plain and gzip copies.
+        if response.body().is_stored() {
+            return response;
+        }
         encode(response, self.accepts_gzip, self.is_head, self.config)
     }
 }

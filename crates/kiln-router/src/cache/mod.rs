@@ -321,11 +321,7 @@ fn hit(
         status: Some(status.as_u16()),
         bytes: Some(if send_body { body.len() as u64 } else { 0 }),
     });
-    let body = if send_body {
-        RouterBody::full(body)
-    } else {
-        RouterBody::empty()
-    };
+    let body = RouterBody::stored(if send_body { body } else { Bytes::new() });
     let mut response = Response::new(body);
     *response.status_mut() = status;
     *response.headers_mut() = headers;
