@@ -238,6 +238,11 @@ impl<'a> Gzip<'a> {
         }
     }
 
+    /// Whether the client takes gzip (the cache's gzip copies go to such clients).
+    pub(crate) fn accepts(&self) -> bool {
+        self.accepts_gzip
+    }
+
     pub(crate) fn encode(self, response: Response<RouterBody>) -> Response<RouterBody> {
         // A cache hit's head is final: the cache chose between its plain and gzip copies.
         if response.body().is_stored() {

@@ -197,19 +197,12 @@ pub(crate) async fn handle(
     // Compression has no future of its own: it reads the request before and wraps the
     // response after, so the futures below are not moved one level more.
     let gzip = compress::Gzip::for_request(&config.compression, &req);
-    let (fwd, conn, up) = (&fwd, conn.as_ref(), upgrade);
-    let response = cache::layer(&shared.cache, config, log, req, fwd, up, |log, req, up| {
+    let (fwd, conn, up, gz) = (&fwd, conn.as_ref(), upgrade, gzip.accepts());
+    let cache = &shared.cache;
+    let response = cache::layer(cache, config, log, req, fwd, up, gz, |log, req, up| {
         dispatch::dispatch(config, log, req, fwd, up, |dyno, head, body| {
-            let addr = dyno.backend.addr;
-            dyno_client::send(
-                config,
-                addr,
-                backend::Conns(dyno),
-                head,
-                body,
-                Some(fwd),
-                conn,
-            )
+            let (addr, pool) = (dyno.backend.addr, backend::Conns(dyno));
+            dyno_client::send(config, addr, pool, head, body, Some(fwd), conn)
         })
     })
     .await;

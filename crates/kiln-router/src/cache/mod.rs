@@ -140,11 +140,13 @@ impl RouteTable {
 // ---------------------------------------------------------------------------------------
 
 /// Serves a routed request: from the cache when it can, else through `next` (storing the
-/// response if it may). Compression is the step in front ([`compress::layer`]); what is
+/// response if it may). Compression is the step in front (`compress::Gzip`); what is
 /// stored keeps a gzip copy, which hits serve to clients that accept gzip.
 ///
 /// `next` takes a request on to a dyno (the dispatch layer); it gives back the request's
 /// headers when it can, which spares copying them before the fetch for `Vary`.
+/// `accepts_gzip` is the compression step's reading of the request (`compress::Gzip`).
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn layer<N, F>(
     cache: &Arc<HttpCache>,
     config: &RouterConfig,
@@ -152,6 +154,7 @@ pub(crate) async fn layer<N, F>(
     req: Request<ReqBody>,
     fwd: &Forwarded<'_>,
     upgrade: bool,
+    accepts_gzip: bool,
     next: N,
 ) -> Response<RouterBody>
 where
@@ -159,7 +162,6 @@ where
     F: Future<Output = (Response<RouterBody>, Option<HeaderMap>)>,
 {
     let gzip = &config.compression;
-    let accepts_gzip = gzip.enabled && compress::accepts_gzip(req.headers());
     let is_head = req.method() == Method::HEAD;
     let limits = config.cache;
     if limits.max_bytes == 0 || upgrade || !lookup_allowed(&req) {
