@@ -417,38 +417,13 @@ impl Feed {
             continue_owed: expect && c.buf.is_empty(),
             state: FeedState::Open,
         };
-        if let Left::Chunked(decoder) = &mut feed.left {
-            // Every chunk already here is checked now, and goes to the body as one frame:
-            // malformed chunking among them is refused before any dyno sees the request.
-            let mut data = BytesMut::new();
-            loop {
-                match decoder.next(&mut c.buf) {
-                    Ok(Some(Piece::Data(piece))) => data.extend_from_slice(&piece),
-                    Ok(Some(Piece::End)) => {
-                        feed.feed.put(data.freeze(), true);
-                        feed.state = FeedState::Complete;
-                        break;
-                    }
-                    Ok(None) => {
-                        if !data.is_empty() {
-                            feed.feed.put(data.freeze(), false);
-                        }
-                        break;
-                    }
-                    Err(cause) => {
-                        c.client.mark_fault(cause);
-                        feed.stop_failed();
-                        break;
-                    }
-                }
-            }
-        } else if !c.buf.is_empty() {
-            feed.decode(c);
-        }
+        feed.decode(c);
         feed
     }
 
-    /// Moves the next piece of body in `c.buf` to the body; false if more must be read.
+    /// Moves the body bytes in `c.buf` to the body as one frame; false if more must be
+    /// read. Every chunk already here is checked at once, so malformed chunking among the
+    /// bytes that came with the head is refused before any dyno sees the request.
     fn decode<IO>(&mut self, c: &mut Conn<IO>) -> bool {
         if c.buf.is_empty() {
             return false;
@@ -459,16 +434,37 @@ impl Feed {
                 *n -= len as u64;
                 (take(&mut c.buf, len), *n == 0)
             }
-            Left::Chunked(decoder) => match decoder.next(&mut c.buf) {
-                Ok(None) => return false,
-                Ok(Some(Piece::Data(data))) => (data, false),
-                Ok(Some(Piece::End)) => (Bytes::new(), true),
-                Err(cause) => {
-                    c.client.mark_fault(cause);
-                    self.stop_failed();
-                    return true;
+            Left::Chunked(decoder) => {
+                // One chunk's data is passed on as it is; several are joined.
+                let (mut first, mut joined) = (Bytes::new(), BytesMut::new());
+                let end = loop {
+                    match decoder.next(&mut c.buf) {
+                        Ok(Some(Piece::Data(piece))) if first.is_empty() => first = piece,
+                        Ok(Some(Piece::Data(piece))) => {
+                            if joined.is_empty() {
+                                joined.extend_from_slice(&first);
+                            }
+                            joined.extend_from_slice(&piece);
+                        }
+                        Ok(Some(Piece::End)) => break true,
+                        Ok(None) => break false,
+                        Err(cause) => {
+                            c.client.mark_fault(cause);
+                            self.stop_failed();
+                            return true;
+                        }
+                    }
+                };
+                let data = if joined.is_empty() {
+                    first
+                } else {
+                    joined.freeze()
+                };
+                if data.is_empty() && !end {
+                    return false;
                 }
-            },
+                (data, end)
+            }
         };
         self.feed.put(data, end);
         if end {
@@ -567,23 +563,62 @@ async fn switch_head<IO: AsyncRead + AsyncWrite + Unpin>(
     response: Response<RouterBody>,
     idle: Duration,
 ) -> bool {
-    let (parts, _) = response.into_parts();
     c.out.clear();
-    c.out
-        .extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\n");
-    let mut has_date = false;
-    for (name, value) in &parts.headers {
-        if *name == header::CONTENT_LENGTH || *name == header::TRANSFER_ENCODING {
-            continue;
-        }
-        has_date |= *name == header::DATE;
-        put_field(&mut c.out, name.as_str().as_bytes(), value.as_bytes());
-    }
-    if !has_date {
+    let fields = put_head(&mut c.out, response.status(), response.headers(), false);
+    if !fields.has_date {
         wire::put_date(&mut c.out);
     }
     c.out.extend_from_slice(b"\r\n");
     flush(c, idle).await
+}
+
+/// What [`put_head`] found among the fields it wrote.
+struct HeadFields {
+    has_length: bool,
+    has_date: bool,
+    /// `Connection: close`.
+    close: bool,
+}
+
+/// The status line and the response's own fields, the one writer of a response head.
+/// Framing is this side's: `Transfer-Encoding` never passes, `Content-Length` only when
+/// `keep_length` (a HEAD answer keeps the length of the body it did not send), and
+/// `Connection` only in a 101, where it says `Upgrade`.
+fn put_head(
+    out: &mut Vec<u8>,
+    status: StatusCode,
+    headers: &HeaderMap,
+    keep_length: bool,
+) -> HeadFields {
+    let switching = status == StatusCode::SWITCHING_PROTOCOLS;
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let mut found = HeadFields {
+        has_length: false,
+        has_date: false,
+        close: false,
+    };
+    for (name, value) in headers {
+        if *name == header::CONNECTION && !switching {
+            found.close |= forward::list_has(value.as_bytes(), b"close");
+            continue;
+        }
+        if *name == header::CONTENT_LENGTH {
+            found.has_length = true;
+            if !keep_length {
+                continue;
+            }
+        }
+        if *name == header::TRANSFER_ENCODING {
+            continue;
+        }
+        found.has_date |= *name == header::DATE;
+        put_field(out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    found
 }
 
 /// Writes a response with the router's framing; `false` when the connection must close
@@ -608,32 +643,9 @@ async fn write_response<IO: AsyncRead + AsyncWrite + Unpin>(
     let length = body.size_hint().exact();
     let out = &mut c.out;
     out.clear();
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(status.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
-    out.extend_from_slice(b"\r\n");
-    // What the rest needs to know of the headers is noted while writing them.
-    let (mut has_length, mut has_date) = (false, false);
-    for (name, value) in &parts.headers {
-        // Framing and connection handling are this side's, except that a HEAD answer
-        // keeps the length the dyno gave for the body it did not send.
-        if *name == header::CONNECTION {
-            keep_alive &= !forward::list_has(value.as_bytes(), b"close");
-            continue;
-        }
-        if *name == header::CONTENT_LENGTH {
-            has_length = true;
-            if !is_head {
-                continue;
-            }
-        }
-        if *name == header::TRANSFER_ENCODING {
-            continue;
-        }
-        has_date |= *name == header::DATE;
-        put_field(out, name.as_str().as_bytes(), value.as_bytes());
-    }
+    let fields = put_head(out, status, &parts.headers, is_head);
+    keep_alive &= !fields.close;
+    let (has_length, mut has_date) = (fields.has_length, fields.has_date);
     if let Some(passing) = &passing {
         out.extend_from_slice(passing.lines());
         has_date |= passing.has_date();
