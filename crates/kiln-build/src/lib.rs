@@ -499,7 +499,11 @@ impl Builder {
             };
             let types = parse_release_output(&text)
                 .map_err(|e| BuildError::Failed(format!("{}", e.message)))?;
-            defaults.extend(types);
+            // With several buildpacks, the first to declare a process type gives its
+            // command (the rule; a later buildpack only adds types).
+            for (name, command) in types {
+                defaults.entry(name).or_insert(command);
+            }
             for a in kiln_model::buildpack::parse_release_addons(&text)
                 .map_err(|e| BuildError::Failed(e.message))?
             {

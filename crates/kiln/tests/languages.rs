@@ -321,6 +321,76 @@ http.server.ThreadingHTTPServer(("", int(os.environ["PORT"])), H).serve_forever(
     );
 }
 
+/// Two buildpacks that both declare default process types: for each type the first one's
+/// command wins (a type only the second declares is kept), and the second's compile sees
+/// what the first wrote to its `export` file.
+#[test]
+fn the_first_buildpacks_default_process_types_win_and_exports_reach_the_next() {
+    let s = Server::start("lang-bp-order");
+    s.ok(&["apps:create", "bporder"]);
+    let dir = fixture_repo("bp-order-app", &[("README", "no language here\n")]);
+    let root = dir.parent().unwrap();
+    let first = script_buildpack(
+        root,
+        "First",
+        "mkdir -p \"$1/first\" && echo first > \"$1/first/which.txt\"\n\
+         echo 'export GREETING=\"hello from the first\"' > \"$(dirname \"$0\")/../export\"\n",
+    );
+    let second = script_buildpack(
+        root,
+        "Second",
+        "mkdir -p \"$1/second\" && echo second > \"$1/second/which.txt\"\n\
+         echo \"$GREETING\" > \"$1/first/greeting.txt\"\n",
+    );
+    for (bp, types) in [
+        (
+            &first,
+            "  web: python3 -m http.server $PORT --directory first\n",
+        ),
+        (
+            &second,
+            "  web: python3 -m http.server $PORT --directory second\n  worker: sleep 1000\n",
+        ),
+    ] {
+        let release = bp.join("bin/release");
+        std::fs::write(
+            &release,
+            format!("#!/bin/sh\necho '---'\necho 'default_process_types:'\nprintf '{types}'\n"),
+        )
+        .unwrap();
+        let st = std::process::Command::new("chmod")
+            .arg("+x")
+            .arg(&release)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    for bp in [&first, &second] {
+        s.ok(&["buildpacks:add", bp.to_str().unwrap(), "-a", "bporder"]);
+    }
+    let (ok, out) = s.push(&dir, "bporder");
+    assert!(ok, "{out}");
+    let which = s.wait_for_app("bporder", Duration::from_secs(60), "the web dyno", || {
+        let r = s.get("bporder", "/which.txt");
+        (r.status == 200).then_some(r.body)
+    });
+    assert_eq!(which, "first\n");
+    let greeting = s.get("bporder", "/greeting.txt");
+    assert_eq!(greeting.status, 200, "{}", greeting.body);
+    assert_eq!(greeting.body, "hello from the first\n");
+    // The worker type only the second declares is part of the release's types.
+    let r = s.api("GET", "/apps/bporder/formation", None).json();
+    let types: Vec<&str> = r
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["type"].as_str())
+        .collect();
+    assert!(types.contains(&"worker"), "{r}");
+    let ps = s.ok(&["ps", "-a", "bporder"]);
+    assert!(ps.contains("--directory first"), "{ps}");
+}
+
 #[test]
 fn buildpacks_search_lists_the_built_ins_with_their_heroku_names() {
     let s = Server::start("lang-search");

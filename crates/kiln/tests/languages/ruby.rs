@@ -198,6 +198,43 @@ fn a_sinatra_app_on_thin_is_built_with_bundler_and_served_through_the_router() {
     );
 }
 
+/// A Rack app whose bundle has Puma (and not Thin) gets Puma's own default command, bound to
+/// `$PORT` on every address, in production.
+#[test]
+fn a_rack_app_on_puma_is_started_with_pumas_default_command() {
+    ruby_stack_installed();
+    let s = Server::start("lang-ruby-puma");
+    s.ok(&["apps:create", "rubypuma"]);
+    let dir = fixture_repo(
+        "ruby-puma",
+        &[
+            ("Gemfile", &SINATRA_GEMFILE.replace("\"thin\"", "\"puma\"")),
+            ("config.ru", SINATRA_CONFIG_RU),
+            ("app.rb", SINATRA_APP),
+        ],
+    );
+    bundle_lock(&dir);
+    let (ok, out) = s.push(&dir, "rubypuma");
+    assert!(ok, "{out}");
+    assert!(out.contains("Using puma "), "{out}");
+    let r = wait_for_sinatra(&s, "rubypuma");
+    assert!(
+        r.body.to_ascii_lowercase().contains(" on puma "),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body.ends_with("rack_env=production dyno=web.1\n"),
+        "{}",
+        r.body
+    );
+    let ps = s.ok(&["ps", "-a", "rubypuma"]);
+    assert!(
+        ps.contains("bundle exec puma -p ${PORT:-5000} -e $RACK_ENV"),
+        "{ps}"
+    );
+}
+
 // A minimal Rails app, written by hand: Active Record and Action Controller only (no asset
 // pipeline, so the build skips assets:precompile), no config/database.yml (Rails takes
 // DATABASE_URL alone), a migration run by the release phase, and a page that writes and
