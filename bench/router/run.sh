@@ -434,11 +434,13 @@ if [ -n "${INSTRUCTIONS:-}" ] && [ -z "${HOLD:-}" ]; then
     awk -v t="$total" -v r="$(requests "$out/$name.vg.txt")" 'BEGIN {printf "%.0f", t / r}'
   }
   kiln_ir=$(per_request kiln "$vg_kiln" "http://127.0.0.1:$router_port/index.html" -H "Host: $host")
+  kiln_hit_ir=$(per_request kiln "$vg_kiln" "http://127.0.0.1:$router_port/cached.html" -H "Host: $host")
   nginx_ir=$(per_request nginx "$vg_nginx" "http://127.0.0.1:$vg_port/index.html")
   {
     echo "instructions per proxied request (user space, callgrind; nginx: one worker process):"
     echo "  Kiln router -> dyno   $kiln_ir"
     echo "  nginx proxy -> dyno   $nginx_ir"
+    echo "  Kiln cache hit        $kiln_hit_ir"
     awk -v k="$kiln_ir" -v n="$nginx_ir" 'BEGIN {printf "  Kiln / nginx:         %.2fx the instructions\n", k / n}'
   } | tee -a "$summary"
 fi

@@ -33,8 +33,9 @@ pub(crate) struct RouterBody(Kind);
 enum Kind {
     Static(Option<Bytes>),
     /// A cache hit's body: its head is final (the cache keeps gzip copies itself), so no
-    /// later step rewrites it.
-    Stored(Option<Bytes>),
+    /// later step rewrites it. A plain hit's fields come as the object's written lines (see
+    /// `cache::hit`), taken by the writer as a dyno's pass-through fields are.
+    Stored(Option<Bytes>, Option<Passthrough>),
     /// `Finish` is boxed: a response moves a dozen times on its way out (through the cache,
     /// gzip and the server's layers), and one allocation costs less than copying those few
     /// hundred bytes each time (measured with callgrind, bench/README.md).
@@ -124,12 +125,20 @@ impl RouterBody {
 
     /// A cache hit's body (empty for `HEAD`, 204 and 304).
     pub(crate) fn stored(bytes: Bytes) -> RouterBody {
-        RouterBody(Kind::Stored((!bytes.is_empty()).then_some(bytes)))
+        RouterBody(Kind::Stored((!bytes.is_empty()).then_some(bytes), None))
+    }
+
+    /// A cache hit's body with its head's fields as written lines.
+    pub(crate) fn stored_with_fields(bytes: Bytes, fields: Passthrough) -> RouterBody {
+        RouterBody(Kind::Stored(
+            (!bytes.is_empty()).then_some(bytes),
+            Some(fields),
+        ))
     }
 
     /// Whether this is a cache hit's body, whose response head is final.
     pub(crate) fn is_stored(&self) -> bool {
-        matches!(self.0, Kind::Stored(_))
+        matches!(self.0, Kind::Stored(..))
     }
 
     /// Wraps a body; its response's pass-through fields must already be in the map
@@ -146,6 +155,7 @@ impl RouterBody {
     pub(crate) fn take_passthrough(&mut self) -> Option<Passthrough> {
         match &mut self.0 {
             Kind::Upstream { inner, .. } => inner.passthrough.take(),
+            Kind::Stored(_, fields) => fields.take(),
             _ => None,
         }
     }
@@ -191,7 +201,7 @@ impl Body for RouterBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match &mut self.get_mut().0 {
-            Kind::Static(bytes) | Kind::Stored(bytes) => {
+            Kind::Static(bytes) | Kind::Stored(bytes, _) => {
                 Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b))))
             }
             Kind::Switched(_) => Poll::Ready(None),
@@ -253,7 +263,7 @@ impl Body for RouterBody {
 
     fn is_end_stream(&self) -> bool {
         match &self.0 {
-            Kind::Static(bytes) | Kind::Stored(bytes) => bytes.is_none(),
+            Kind::Static(bytes) | Kind::Stored(bytes, _) => bytes.is_none(),
             Kind::Switched(_) => true,
             Kind::Layered(body) => body.is_end_stream(),
             Kind::Upstream { inner, .. } => inner.is_end_stream(),
@@ -262,7 +272,7 @@ impl Body for RouterBody {
 
     fn size_hint(&self) -> SizeHint {
         match &self.0 {
-            Kind::Static(bytes) | Kind::Stored(bytes) => {
+            Kind::Static(bytes) | Kind::Stored(bytes, _) => {
                 SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
             }
             Kind::Switched(_) => SizeHint::with_exact(0),

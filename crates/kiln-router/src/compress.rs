@@ -243,46 +243,47 @@ impl<'a> Gzip<'a> {
         self.accepts_gzip
     }
 
-    pub(crate) fn encode(self, response: Response<RouterBody>) -> Response<RouterBody> {
+    /// Applies the rules above to the response on its way out, in place: the response is
+    /// large, and moving it in and out would copy all of it for every request.
+    pub(crate) fn encode(self, response: &mut Response<RouterBody>) {
         // A cache hit's head is final: the cache chose between its plain and gzip copies.
         if response.body().is_stored() {
-            return response;
+            return;
         }
         encode(response, self.accepts_gzip, self.is_head, self.config)
     }
 }
 
-/// Applies the rules above to a response on its way out.
-pub(crate) fn encode(
-    mut response: Response<RouterBody>,
+fn encode(
+    response: &mut Response<RouterBody>,
     accepts_gzip: bool,
     is_head: bool,
     config: &CompressionConfig,
-) -> Response<RouterBody> {
+) {
     if !config.enabled || !compressible(response.status(), response.headers(), config.min_bytes) {
-        return response;
+        return;
     }
     add_vary_accept_encoding(response.headers_mut());
     if !accepts_gzip {
-        return response;
+        return;
     }
     // Rewriting `ETag` needs every field in the map.
-    crate::body::materialize(&mut response);
+    crate::body::materialize(response);
     mark_encoded(response.headers_mut());
     if is_head {
         // The same headers a GET would get; there is no body to compress.
-        return response;
+        return;
     }
-    let (parts, body) = response.into_parts();
+    let inner = std::mem::replace(response.body_mut(), RouterBody::from_static(b""));
     let gzip = GzipBody {
-        inner: body,
+        inner,
         encoder: Some(GzEncoder::new(
             Vec::new(),
             Compression::new(config.level.clamp(1, 9)),
         )),
         unflushed: false,
     };
-    Response::from_parts(parts, RouterBody::layered(Box::pin(gzip)))
+    *response.body_mut() = RouterBody::layered(Box::pin(gzip));
 }
 
 /// A body compressed as it streams.

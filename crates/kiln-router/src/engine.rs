@@ -189,7 +189,7 @@ async fn serve<IO: AsyncRead + AsyncWrite + Unpin>(c: &mut Conn<IO>, shared: &Ar
             .is_some_and(|f| f.state != FeedState::Complete);
         if response.status() == StatusCode::SWITCHING_PROTOCOLS && !body_left {
             if let Some(switch) = response.body_mut().take_switch() {
-                if switch_head(c, response, idle).await {
+                if switch_head(c, &mut response, idle).await {
                     let pre = c.buf.split().freeze();
                     upgrade::splice(kiln_net::Rewind::new(pre, &mut c.io), switch, idle).await;
                 }
@@ -201,7 +201,12 @@ async fn serve<IO: AsyncRead + AsyncWrite + Unpin>(c: &mut Conn<IO>, shared: &Ar
             keep_alive: keep_alive && !body_left,
             http10,
         };
-        if !write_response(c, response, framing, idle).await {
+        // Written from where it lies: the response is large, and a move copies all of it.
+        // Its body ends (and its log line is written, its dyno connection let go) before any
+        // lingering close.
+        let written = write_response(c, &mut response, framing, idle).await;
+        drop(response);
+        if !written {
             if body_left {
                 linger(c).await;
             } else {
@@ -331,13 +336,13 @@ async fn refuse<IO: AsyncRead + AsyncWrite + Unpin>(
     shared: &Shared,
     rejection: Rejection,
 ) {
-    let response = crate::refuse::refused_head(shared, &c.client_ip, rejection);
+    let mut response = crate::refuse::refused_head(shared, &c.client_ip, rejection);
     let framing = Framing1 {
         is_head: false,
         keep_alive: false,
         http10: false,
     };
-    if write_response(c, response, framing, shared.config.idle_timeout).await {
+    if write_response(c, &mut response, framing, shared.config.idle_timeout).await {
         return;
     }
     linger(c).await;
@@ -560,7 +565,7 @@ struct Framing1 {
 /// false if the client could not take it.
 async fn switch_head<IO: AsyncRead + AsyncWrite + Unpin>(
     c: &mut Conn<IO>,
-    response: Response<RouterBody>,
+    response: &mut Response<RouterBody>,
     idle: Duration,
 ) -> bool {
     c.out.clear();
@@ -625,7 +630,7 @@ fn put_head(
 /// (the client asked, the response says so, or the body or the client failed).
 async fn write_response<IO: AsyncRead + AsyncWrite + Unpin>(
     c: &mut Conn<IO>,
-    response: Response<RouterBody>,
+    response: &mut Response<RouterBody>,
     framing: Framing1,
     idle: Duration,
 ) -> bool {
@@ -634,20 +639,20 @@ async fn write_response<IO: AsyncRead + AsyncWrite + Unpin>(
         mut keep_alive,
         http10,
     } = framing;
-    let (parts, mut body) = response.into_parts();
-    let passing = body.take_passthrough();
-    let status = parts.status;
+    let passing = response.body_mut().take_passthrough();
+    let status = response.status();
     let bodiless = status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
-    let length = body.size_hint().exact();
+    let length = response.body().size_hint().exact();
     let out = &mut c.out;
     out.clear();
-    let fields = put_head(out, status, &parts.headers, is_head);
+    let fields = put_head(out, status, response.headers(), is_head);
+    let mut body = response.body_mut();
     keep_alive &= !fields.close;
     let (has_length, mut has_date) = (fields.has_length, fields.has_date);
     if let Some(passing) = &passing {
-        out.extend_from_slice(passing.lines());
+        passing.put(out);
         has_date |= passing.has_date();
     }
     // An HTTP/1.0 client knows no chunking: a body of unknown length ends with the
@@ -684,7 +689,7 @@ async fn write_response<IO: AsyncRead + AsyncWrite + Unpin>(
         // client took the answer.
         let sent = flush(c, idle).await;
         if !sent {
-            body.client_gone();
+            std::mem::replace(body, RouterBody::from_static(b"")).client_gone();
         }
         return sent && keep_alive;
     }

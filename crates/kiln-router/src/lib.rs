@@ -199,14 +199,15 @@ pub(crate) async fn handle(
     let gzip = compress::Gzip::for_request(&config.compression, &req);
     let (fwd, conn, up, gz) = (&fwd, conn.as_ref(), upgrade, gzip.accepts());
     let cache = &shared.cache;
-    let response = cache::layer(cache, config, log, req, fwd, up, gz, |log, req, up| {
+    let mut response = cache::layer(cache, config, log, req, fwd, up, gz, |log, req, up| {
         dispatch::dispatch(config, log, req, fwd, up, |dyno, head, body| {
             let (addr, pool) = (dyno.backend.addr, backend::Conns(dyno));
             dyno_client::send(config, addr, pool, head, body, Some(fwd), conn)
         })
     })
     .await;
-    gzip.encode(response)
+    gzip.encode(&mut response);
+    response
 }
 
 /// What every request on a listener shares.

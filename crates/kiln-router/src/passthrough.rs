@@ -32,6 +32,8 @@ pub(crate) struct Passthrough {
     lines: Bytes,
     /// One of the lines is `Date` (the writer adds one only when the dyno gave none).
     has_date: bool,
+    /// A cache hit's `Age`, the one field of its stored head that changes per hit.
+    age: Option<HeaderValue>,
 }
 
 /// Gathers pass-through fields while a response head is parsed. Consecutive fields that
@@ -91,14 +93,33 @@ impl Builder {
         (!self.lines.is_empty()).then(|| Passthrough {
             lines: self.lines.freeze(),
             has_date: self.has_date,
+            age: None,
         })
     }
 }
 
 impl Passthrough {
-    /// The fields as they are written to the client.
+    /// A cache hit's fields: the stored head's lines ([`write_lines`]) and its `Age`.
+    pub(crate) fn stored(lines: Bytes, has_date: bool, age: HeaderValue) -> Passthrough {
+        Passthrough {
+            lines,
+            has_date,
+            age: Some(age),
+        }
+    }
+
+    /// The fields as they are written to the client (without a hit's `Age`).
+    #[cfg(test)]
     pub(crate) fn lines(&self) -> &[u8] {
         &self.lines
+    }
+
+    /// Writes the fields for the client.
+    pub(crate) fn put(&self, out: &mut Vec<u8>) {
+        if let Some(age) = &self.age {
+            crate::wire::put_field(out, b"age", age.as_bytes());
+        }
+        out.extend_from_slice(&self.lines);
     }
 
     pub(crate) fn has_date(&self) -> bool {
@@ -107,6 +128,9 @@ impl Passthrough {
 
     /// Appends every field to `headers`, sharing the block's bytes.
     pub(crate) fn append_to(&self, headers: &mut HeaderMap) {
+        if let Some(age) = &self.age {
+            headers.insert(header::AGE, age.clone());
+        }
         let mut rest = &self.lines[..];
         // Every line is ours, ended by CRLF; a value cannot hold an LF.
         while let Some(end) = memchr::memchr(b'\n', rest) {
@@ -126,6 +150,26 @@ impl Passthrough {
             }
         }
     }
+}
+
+/// A map's fields as pass-through lines, but for those the writer makes itself (framing,
+/// `Connection`) and `Age`: a stored head, written once, for the hits served from it.
+pub(crate) fn write_lines(headers: &HeaderMap) -> Bytes {
+    let mut out = BytesMut::new();
+    for (name, value) in headers {
+        if [
+            header::AGE,
+            header::CONTENT_LENGTH,
+            header::TRANSFER_ENCODING,
+            header::CONNECTION,
+        ]
+        .contains(name)
+        {
+            continue;
+        }
+        crate::wire::put_field(&mut out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    out.freeze()
 }
 
 /// The map's name for a response field that goes into the `HeaderMap` (the pipeline reads

@@ -150,6 +150,33 @@ async fn miss_then_hit_reaches_the_app_once() {
     assert_eq!(second.header("content-length"), "8");
     assert_eq!(second.header("via"), "1.1 kiln");
     assert_eq!(second.header("cache-control"), "public, max-age=60");
+    // A hit's head is written from the stored lines and its own `Age`: each field once, and
+    // the same fields as the miss's (with `Age`, and `X-Cache` changed).
+    for name in [
+        "age",
+        "content-length",
+        "date",
+        "x-cache",
+        "via",
+        "content-type",
+    ] {
+        assert_eq!(
+            second.headers.get_all(name).iter().count(),
+            1,
+            "{name}: {:?}",
+            second.headers
+        );
+    }
+    let names = |h: &HeaderMap| -> Vec<String> {
+        let mut n: Vec<String> = h
+            .keys()
+            .map(|k| k.as_str().to_string())
+            .filter(|k| k != "age")
+            .collect();
+        n.sort_unstable();
+        n
+    };
+    assert_eq!(names(&first.headers), names(&second.headers));
     assert_eq!(hits.load(Ordering::SeqCst), 1, "the app saw one request");
 
     // Another URL, and HEAD answered from the stored GET.

@@ -645,10 +645,11 @@ async fn http2_uploads_without_a_length_arrive_whole() {
 }
 
 /// An HTTP/2 connection to `app`.localhost, as a client that reads responses only when told.
-async fn h2(
-    router: &TlsRouter,
-    app: &str,
-) -> hyper::client::conn::http2::SendRequest<http_body_util::channel::Channel<Bytes>> {
+async fn h2<B>(router: &TlsRouter, app: &str) -> hyper::client::conn::http2::SendRequest<B>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let tls = connect(
         router.addr,
         &format!("{app}.localhost"),
@@ -910,5 +911,51 @@ async fn http2_streams_reset_while_a_dyno_has_them_are_logged_h27() {
         line.message
     );
     keep.ready().await.expect("the connection is still open");
+    router.shutdown().await.unwrap();
+}
+
+/// Cache hits over HTTP/2: hyper writes only the map, so a hit's stored head (which the
+/// HTTP/1 writer takes as written lines) must reach it whole, with its own `Age` and the
+/// body's length.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_cache_hits_carry_the_stored_head() {
+    let router = TlsRouter::start().await;
+    let (d, _) = kiln_testkit::dyno::http_dyno(|_req: Request<hyper::body::Incoming>| async {
+        let mut resp = http::Response::new(Full::new(Bytes::from_static(b"stored page")));
+        let h = resp.headers_mut();
+        h.insert("cache-control", "public, max-age=60".parse().unwrap());
+        h.insert("content-type", "text/plain".parse().unwrap());
+        h.insert("x-app", "kept".parse().unwrap());
+        resp
+    })
+    .await;
+    router.app("foo", &[d]);
+    // A request without a body (`END_STREAM` on its head): one the cache may answer.
+    let tx = h2::<Full<Bytes>>(&router, "foo").await;
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        let mut tx = tx.clone();
+        let req = Request::get("https://foo.localhost/page")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let resp = tx.send_request(req).await.unwrap();
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        got.push((parts.headers, body));
+    }
+    let (miss, hit) = (&got[0].0, &got[1].0);
+    assert_eq!(miss.get("x-cache").unwrap(), "MISS");
+    assert_eq!(hit.get("x-cache").unwrap(), "HIT", "{hit:?}");
+    assert_eq!(got[1].1, Bytes::from_static(b"stored page"));
+    assert!(hit.get("age").is_some(), "{hit:?}");
+    for name in ["content-type", "x-app", "date", "cache-control"] {
+        assert_eq!(hit.get_all(name).iter().count(), 1, "{name}: {hit:?}");
+        assert_eq!(hit.get(name), miss.get(name), "{name}");
+    }
+    assert_eq!(
+        hit.get("content-length").map(|v| v.to_str().unwrap()),
+        Some("11"),
+        "{hit:?}"
+    );
     router.shutdown().await.unwrap();
 }

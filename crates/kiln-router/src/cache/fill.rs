@@ -61,7 +61,13 @@ impl Fill {
         let map_size = |h: &HeaderMap| -> usize {
             h.iter().map(|(n, v)| n.as_str().len() + v.len() + 32).sum()
         };
-        let headers_size = map_size(&headers) + gzip_headers.as_ref().map_or(0, map_size);
+        let lines = crate::passthrough::write_lines(&headers);
+        let gzip_lines = gzip_headers.as_ref().map(crate::passthrough::write_lines);
+        let has_date = headers.contains_key(header::DATE);
+        let headers_size = map_size(&headers)
+            + gzip_headers.as_ref().map_or(0, map_size)
+            + lines.len()
+            + gzip_lines.as_ref().map_or(0, Bytes::len);
         let vary_size: usize = head
             .vary
             .iter()
@@ -86,6 +92,9 @@ impl Fill {
             status: head.status,
             headers,
             gzip_headers,
+            lines,
+            gzip_lines,
+            has_date,
             body,
             gzip,
             vary: head.vary,

@@ -13,6 +13,12 @@ pub(crate) struct Object {
     /// The heads of a hit on `body` and on `gzip`: `Content-Length`, `X-Cache` and an `Age`
     /// to overwrite are already in, so a hit clones one map and changes one value.
     pub(super) gzip_headers: Option<HeaderMap>,
+    /// The same heads as written lines, without `Age` and framing: a plain hit (not `HEAD`,
+    /// not a 304) is written from these, not from a copy of the map.
+    pub(super) lines: Bytes,
+    pub(super) gzip_lines: Option<Bytes>,
+    /// Whether the heads have a `Date`.
+    pub(super) has_date: bool,
     pub(super) vary: Vec<(HeaderName, VaryValue)>,
     pub(super) shared_with_auth: bool,
     pub(super) lifetime: u64,
