@@ -241,7 +241,7 @@ fn record(out: &mut Vec<u8>, line: &LogLine) {
     // Messages never hold a newline (output is split on them); keep it so whatever comes.
     let at = out.len();
     out.extend_from_slice(line.message.as_bytes());
-    if line.message.contains('\n') {
+    if memchr::memchr(b'\n', line.message.as_bytes()).is_some() {
         for b in &mut out[at..] {
             if *b == b'\n' {
                 *b = b' ';
@@ -280,6 +280,15 @@ struct Segment {
     buf: Vec<u8>,
     /// Records in `buf`.
     pending: usize,
+}
+
+impl Segment {
+    fn append(&mut self, lines: &[Arc<LogLine>]) {
+        for line in lines {
+            record(&mut self.buf, line);
+        }
+        self.pending += lines.len();
+    }
 }
 
 struct Writer {
@@ -330,31 +339,28 @@ impl Writer {
         match op {
             Op::Lines(app, lines) => {
                 self.queued.fetch_sub(lines.len(), Ordering::Relaxed);
-                // An open file's name was checked when it was opened: the check is not
-                // repeated for every batch (it cost the router a few per cent per request).
-                if !self.files.contains_key(&app) {
-                    if !id_names_a_file(&app) {
-                        return lines.len();
-                    }
-                    self.write_out();
-                    if self.files.len() >= OPEN_FILES {
-                        self.files.clear();
-                    }
-                    match self.open(&app) {
-                        Ok(seg) => {
-                            self.files.insert(app.clone(), seg);
-                        }
-                        Err(e) => {
-                            tracing::warn!(app = %app, error = %e, "cannot open the app's log history");
-                            return lines.len();
-                        }
-                    }
-                }
+                // The usual batch is for a file already open: one lookup, and no check of
+                // its name, which was checked when it was opened (both cost the router a few
+                // per cent per request when done for every batch).
                 if let Some(seg) = self.files.get_mut(&app) {
-                    for line in &lines {
-                        record(&mut seg.buf, line);
+                    seg.append(&lines);
+                    return lines.len();
+                }
+                if !id_names_a_file(&app) {
+                    return lines.len();
+                }
+                self.write_out();
+                if self.files.len() >= OPEN_FILES {
+                    self.files.clear();
+                }
+                match self.open(&app) {
+                    Ok(mut seg) => {
+                        seg.append(&lines);
+                        self.files.insert(app, seg);
                     }
-                    seg.pending += lines.len();
+                    Err(e) => {
+                        tracing::warn!(app = %app, error = %e, "cannot open the app's log history");
+                    }
                 }
                 lines.len()
             }
