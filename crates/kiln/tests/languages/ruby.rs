@@ -41,15 +41,29 @@ fn stack_ruby() -> String {
 /// Writes the fixture's Gemfile.lock from the gems installed on this machine, as a developer
 /// would with `bundle lock`, and commits it.
 fn bundle_lock(dir: &Path) {
+    bundle_lock_seeing(dir, None)
+}
+
+/// [`bundle_lock`], with the gems installed in `more` (a gem directory) seen too.
+fn bundle_lock_seeing(dir: &Path, more: Option<&Path>) {
     let home = dir.parent().unwrap().join("bundler-home");
     std::fs::create_dir_all(&home).unwrap();
-    let out = Command::new("bundle")
-        .args(["lock", "--local"])
+    let mut lock = Command::new("bundle");
+    lock.args(["lock", "--local"])
         .current_dir(dir)
         .env("HOME", &home)
         .env("BUNDLE_GEMFILE", dir.join("Gemfile"))
         .env_remove("GEM_HOME")
-        .env_remove("GEM_PATH")
+        .env_remove("GEM_PATH");
+    if let Some(more) = more {
+        let out = Command::new("ruby")
+            .args(["-e", "print Gem.default_path.join(':')"])
+            .output()
+            .expect("ruby");
+        let default = String::from_utf8(out.stdout).unwrap();
+        lock.env("GEM_PATH", format!("{}:{default}", more.display()));
+    }
+    let out = lock
         .env_remove("BUNDLE_PATH")
         .env_remove("BUNDLE_FROZEN")
         .env_remove("BUNDLE_DEPLOYMENT")
@@ -198,25 +212,82 @@ fn a_sinatra_app_on_thin_is_built_with_bundler_and_served_through_the_router() {
     );
 }
 
+/// A gem this machine does not have installed, made with `gem build` and put in the app's
+/// `vendor/cache` as `bundle package` would: Bundler installs it from there, which is the
+/// install a cached build must not repeat.
+fn vendor_tiny_gem(dir: &Path) -> std::path::PathBuf {
+    let src = dir.parent().unwrap().join("kilntiny-src");
+    std::fs::create_dir_all(src.join("lib")).unwrap();
+    std::fs::write(
+        src.join("lib/kilntiny.rb"),
+        "module Kilntiny\n  VERSION = \"0.1.0\"\nend\n",
+    )
+    .unwrap();
+    std::fs::write(
+        src.join("kilntiny.gemspec"),
+        "Gem::Specification.new do |s|\n  s.name = \"kilntiny\"\n  s.version = \"0.1.0\"\n  \
+         s.summary = \"a test gem\"\n  s.authors = [\"kiln\"]\n  s.files = [\"lib/kilntiny.rb\"]\n  \
+         s.license = \"MIT\"\nend\n",
+    )
+    .unwrap();
+    let out = Command::new("gem")
+        .args(["build", "kilntiny.gemspec"])
+        .current_dir(&src)
+        .env("HOME", &src)
+        .output()
+        .expect("run gem build");
+    assert!(out.status.success(), "gem build: {out:?}");
+    std::fs::create_dir_all(dir.join("vendor/cache")).unwrap();
+    std::fs::copy(
+        src.join("kilntiny-0.1.0.gem"),
+        dir.join("vendor/cache/kilntiny-0.1.0.gem"),
+    )
+    .unwrap();
+    // Installed beside the fixture too, for the developer's `bundle lock` to see it.
+    let gems = src.join("gems");
+    let out = Command::new("gem")
+        .args(["install", "--local", "--no-document", "--install-dir"])
+        .arg(&gems)
+        .arg(src.join("kilntiny-0.1.0.gem"))
+        .env("HOME", &src)
+        .output()
+        .expect("run gem install");
+    assert!(out.status.success(), "gem install: {out:?}");
+    gems
+}
+
 /// A Rack app whose bundle has Puma (and not Thin) gets Puma's own default command, bound to
-/// `$PORT` on every address, in production.
+/// `$PORT` on every address, in production. Its gems are kept in the build cache: a gem the
+/// first build installed (from the app's `vendor/cache`) is not installed again by the next.
 #[test]
-fn a_rack_app_on_puma_is_started_with_pumas_default_command() {
+fn a_rack_app_on_puma_is_started_with_pumas_default_command_and_its_gems_are_cached() {
     ruby_stack_installed();
     let s = Server::start("lang-ruby-puma");
     s.ok(&["apps:create", "rubypuma"]);
+    let gemfile = SINATRA_GEMFILE.replace("\"thin\"", "\"puma\"") + "gem \"kilntiny\"\n";
+    let app = SINATRA_APP
+        .replace(
+            "require \"sinatra\"",
+            "require \"sinatra\"\nrequire \"kilntiny\"",
+        )
+        .replace(
+            "dyno=#{ENV[\"DYNO\"]}",
+            "dyno=#{ENV[\"DYNO\"]} kilntiny=#{Kilntiny::VERSION}",
+        );
     let dir = fixture_repo(
         "ruby-puma",
         &[
-            ("Gemfile", &SINATRA_GEMFILE.replace("\"thin\"", "\"puma\"")),
+            ("Gemfile", &gemfile),
             ("config.ru", SINATRA_CONFIG_RU),
-            ("app.rb", SINATRA_APP),
+            ("app.rb", &app),
         ],
     );
-    bundle_lock(&dir);
+    let gems = vendor_tiny_gem(&dir);
+    bundle_lock_seeing(&dir, Some(&gems));
     let (ok, out) = s.push(&dir, "rubypuma");
     assert!(ok, "{out}");
     assert!(out.contains("Using puma "), "{out}");
+    assert!(out.contains("Installing kilntiny 0.1.0"), "{out}");
     let r = wait_for_sinatra(&s, "rubypuma");
     assert!(
         r.body.to_ascii_lowercase().contains(" on puma "),
@@ -224,7 +295,8 @@ fn a_rack_app_on_puma_is_started_with_pumas_default_command() {
         r.body
     );
     assert!(
-        r.body.ends_with("rack_env=production dyno=web.1\n"),
+        r.body
+            .ends_with("rack_env=production dyno=web.1 kilntiny=0.1.0\n"),
         "{}",
         r.body
     );
@@ -232,6 +304,25 @@ fn a_rack_app_on_puma_is_started_with_pumas_default_command() {
     assert!(
         ps.contains("bundle exec puma -p ${PORT:-5000} -e $RACK_ENV"),
         "{ps}"
+    );
+
+    // The next build finds the gem in the cache.
+    std::fs::write(dir.join("app.rb"), app.replace("Sinatra #{", "Sinatra  #{")).unwrap();
+    commit_all(&dir, "a second deploy");
+    let (ok, out) = s.push(&dir, "rubypuma");
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("Using kilntiny 0.1.0") && !out.contains("Installing kilntiny"),
+        "the cached gem is used, not installed again:\n{out}"
+    );
+    s.wait_for_app(
+        "rubypuma",
+        Duration::from_secs(60),
+        "the second release",
+        || {
+            let r = s.get("rubypuma", "/");
+            (r.status == 200 && r.body.starts_with("Sinatra  ")).then_some(())
+        },
     );
 }
 
