@@ -18,6 +18,10 @@
 //! with them). A field the pipeline reads on every response must be in [`map_name`]: a
 //! field missing from it would be invisible to that check.
 //!
+//! A cache hit's head travels the same way: the stored object keeps its head as lines
+//! written once ([`write_lines`]), and a plain hit hands them to the writer with its own
+//! `Age` instead of copying the stored map ([`Passthrough::stored`]).
+//!
 //! Field order between the two groups changes (map fields first); the order of fields of
 //! one name, which is what carries meaning (RFC 9110 §5.3), is kept because a name is always
 //! in one group.
@@ -32,8 +36,9 @@ pub(crate) struct Passthrough {
     lines: Bytes,
     /// One of the lines is `Date` (the writer adds one only when the dyno gave none).
     has_date: bool,
-    /// A cache hit's `Age`, the one field of its stored head that changes per hit.
-    age: Option<HeaderValue>,
+    /// A cache hit's `Age` in seconds, the one field of its stored head that changes per
+    /// hit (a number, not a `HeaderValue`: this travels inside every dyno body too).
+    age: Option<u64>,
 }
 
 /// Gathers pass-through fields while a response head is parsed. Consecutive fields that
@@ -100,7 +105,7 @@ impl Builder {
 
 impl Passthrough {
     /// A cache hit's fields: the stored head's lines ([`write_lines`]) and its `Age`.
-    pub(crate) fn stored(lines: Bytes, has_date: bool, age: HeaderValue) -> Passthrough {
+    pub(crate) fn stored(lines: Bytes, has_date: bool, age: u64) -> Passthrough {
         Passthrough {
             lines,
             has_date,
@@ -116,8 +121,8 @@ impl Passthrough {
 
     /// Writes the fields for the client.
     pub(crate) fn put(&self, out: &mut Vec<u8>) {
-        if let Some(age) = &self.age {
-            crate::wire::put_field(out, b"age", age.as_bytes());
+        if let Some(age) = self.age {
+            crate::wire::put_field(out, b"age", itoa::Buffer::new().format(age).as_bytes());
         }
         out.extend_from_slice(&self.lines);
     }
@@ -128,8 +133,8 @@ impl Passthrough {
 
     /// Appends every field to `headers`, sharing the block's bytes.
     pub(crate) fn append_to(&self, headers: &mut HeaderMap) {
-        if let Some(age) = &self.age {
-            headers.insert(header::AGE, age.clone());
+        if let Some(age) = self.age {
+            headers.insert(header::AGE, HeaderValue::from(age));
         }
         let mut rest = &self.lines[..];
         // Every line is ours, ended by CRLF; a value cannot hold an LF.

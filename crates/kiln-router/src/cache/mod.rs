@@ -296,7 +296,7 @@ fn hit(
         (Some(gz), Some(h), true) => (h, object.gzip_lines.as_ref(), gz),
         _ => (&object.headers, Some(&object.lines), &object.body),
     };
-    let age = age_value(object.age(now));
+    let age = object.age(now);
     let not_modified = not_modified(req, map);
     let status = if not_modified {
         StatusCode::NOT_MODIFIED
@@ -323,7 +323,7 @@ fn hit(
     // `HEAD` and 304 answers change the head: from a copy of the stored map, where only
     // `Age` changes, in place, so the clone never has to grow.
     let mut headers = map.clone();
-    headers.insert(header::AGE, age);
+    headers.insert(header::AGE, age_value(age));
     if not_modified {
         for h in [
             header::CONTENT_TYPE,
