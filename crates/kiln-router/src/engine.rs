@@ -189,7 +189,10 @@ async fn serve<IO: AsyncRead + AsyncWrite + Unpin>(c: &mut Conn<IO>, shared: &Ar
             .is_some_and(|f| f.state != FeedState::Complete);
         if response.status() == StatusCode::SWITCHING_PROTOCOLS && !body_left {
             if let Some(switch) = response.body_mut().take_switch() {
-                if switch_head(c, &mut response, idle).await {
+                let switched = switch_head(c, &mut response, idle).await;
+                // The 101's head is written; nothing of it need live as long as the tunnel.
+                drop(response);
+                if switched {
                     let pre = c.buf.split().freeze();
                     upgrade::splice(kiln_net::Rewind::new(pre, &mut c.io), switch, idle).await;
                 }

@@ -13,9 +13,8 @@
 //!
 //! The few places that need every field call [`materialize`] first, which moves the block
 //! into the map: the cache before it decides to store a response (it stores whole heads and
-//! looks at `Date`, `Age` and `Set-Cookie`), gzip before it rewrites `ETag`, and hyper's
-//! servers (which only ever see the block if a future path mixes the engine's dyno client
-//! with them). A field the pipeline reads on every response must be in [`map_name`]: a
+//! looks at `Date`, `Age` and `Set-Cookie`), gzip before it rewrites `ETag`, and the
+//! HTTP/2 server (hyper writes only the map). A field the pipeline reads on every response must be in [`map_name`]: a
 //! field missing from it would be invisible to that check.
 //!
 //! A cache hit's head travels the same way: the stored object keeps its head as lines
@@ -29,12 +28,12 @@
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-/// Fields of a dyno's response that go to the client as they came: `name: value` lines,
-/// each ended by CRLF.
+/// Fields of a dyno's response (or of a stored one, for a cache hit) that go to the client
+/// as they are: `name: value` lines, each ended by CRLF.
 #[derive(Debug)]
 pub(crate) struct Passthrough {
     lines: Bytes,
-    /// One of the lines is `Date` (the writer adds one only when the dyno gave none).
+    /// One of the lines is `Date` (the writer adds one only when the response has none).
     has_date: bool,
     /// A cache hit's `Age` in seconds, the one field of its stored head that changes per
     /// hit (a number, not a `HeaderValue`: this travels inside every dyno body too).

@@ -11,10 +11,11 @@ pub(crate) struct Object {
     pub(super) body: Bytes,
     pub(super) gzip: Option<Bytes>,
     /// The heads of a hit on `body` and on `gzip`: `Content-Length`, `X-Cache` and an `Age`
-    /// to overwrite are already in, so a hit clones one map and changes one value.
+    /// to overwrite are already in, so a hit that changes the head (`HEAD`, a 304, a stored
+    /// 204) clones one map and changes one value.
     pub(super) gzip_headers: Option<HeaderMap>,
-    /// The same heads as written lines, without `Age` and framing: a plain hit (not `HEAD`,
-    /// not a 304) is written from these, not from a copy of the map.
+    /// The same heads as written lines, without `Age` and framing: a plain hit (a body to
+    /// send: not `HEAD`, a 304 or a 204) is written from these, not from a copy of the map.
     pub(super) lines: Bytes,
     pub(super) gzip_lines: Option<Bytes>,
     /// Whether the heads have a `Date`.
