@@ -321,6 +321,59 @@ http.server.ThreadingHTTPServer(("", int(os.environ["PORT"])), H).serve_forever(
     );
 }
 
+/// Gives a script buildpack a `bin/release` declaring `types` (YAML lines).
+fn with_release(bp: &std::path::Path, types: &str) {
+    let release = bp.join("bin/release");
+    std::fs::write(
+        &release,
+        format!("#!/bin/sh\necho '---'\necho 'default_process_types:'\nprintf '{types}'\n"),
+    )
+    .unwrap();
+    let st = std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&release)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+/// Node.js first only to build assets, as Heroku's docs order a Rails or Django app's
+/// buildpacks: with no `start` script and no server.js it declares no `web`, so the next
+/// buildpack's `web` runs.
+#[test]
+fn nodejs_listed_first_for_assets_leaves_web_to_the_next_buildpack() {
+    let s = Server::start("lang-bp-assets");
+    s.ok(&["apps:create", "bpassets"]);
+    let dir = fixture_repo(
+        "bp-assets-app",
+        &[(
+            "package.json",
+            "{\"name\": \"assets\", \"version\": \"1.0.0\", \"private\": true}\n",
+        )],
+    );
+    let web = script_buildpack(
+        dir.parent().unwrap(),
+        "Site",
+        "mkdir -p \"$1/site\" && echo served-by-site > \"$1/site/which.txt\"\n",
+    );
+    with_release(
+        &web,
+        "  web: python3 -m http.server $PORT --directory site\n",
+    );
+    s.ok(&["buildpacks:add", "heroku/nodejs", "-a", "bpassets"]);
+    s.ok(&["buildpacks:add", web.to_str().unwrap(), "-a", "bpassets"]);
+    let (ok, out) = s.push(&dir, "bpassets");
+    assert!(ok, "{out}");
+    assert!(out.contains("Node.js app detected"), "{out}");
+    let which = s.wait_for_app("bpassets", Duration::from_secs(60), "the web dyno", || {
+        let r = s.get("bpassets", "/which.txt");
+        (r.status == 200).then_some(r.body)
+    });
+    assert_eq!(which, "served-by-site\n");
+    let ps = s.ok(&["ps", "-a", "bpassets"]);
+    assert!(!ps.contains("npm start"), "{ps}");
+}
+
 /// Two buildpacks that both declare default process types: for each type the first one's
 /// command wins (a type only the second declares is kept), and the second's compile sees
 /// what the first wrote to its `export` file.
@@ -342,29 +395,14 @@ fn the_first_buildpacks_default_process_types_win_and_exports_reach_the_next() {
         "mkdir -p \"$1/second\" && echo second > \"$1/second/which.txt\"\n\
          echo \"$GREETING\" > \"$1/first/greeting.txt\"\n",
     );
-    for (bp, types) in [
-        (
-            &first,
-            "  web: python3 -m http.server $PORT --directory first\n",
-        ),
-        (
-            &second,
-            "  web: python3 -m http.server $PORT --directory second\n  worker: sleep 1000\n",
-        ),
-    ] {
-        let release = bp.join("bin/release");
-        std::fs::write(
-            &release,
-            format!("#!/bin/sh\necho '---'\necho 'default_process_types:'\nprintf '{types}'\n"),
-        )
-        .unwrap();
-        let st = std::process::Command::new("chmod")
-            .arg("+x")
-            .arg(&release)
-            .status()
-            .unwrap();
-        assert!(st.success());
-    }
+    with_release(
+        &first,
+        "  web: python3 -m http.server $PORT --directory first\n",
+    );
+    with_release(
+        &second,
+        "  web: python3 -m http.server $PORT --directory second\n  worker: sleep 1000\n",
+    );
     for bp in [&first, &second] {
         s.ok(&["buildpacks:add", bp.to_str().unwrap(), "-a", "bporder"]);
     }
