@@ -123,17 +123,16 @@ impl RouterBody {
         RouterBody(Kind::Static((!bytes.is_empty()).then_some(bytes)))
     }
 
-    /// A cache hit's body (empty for `HEAD`, 204 and 304).
-    pub(crate) fn stored(bytes: Bytes) -> RouterBody {
-        RouterBody(Kind::Stored((!bytes.is_empty()).then_some(bytes), None))
+    /// A cache hit's body (empty for `HEAD`, 204 and 304), with its head's fields as
+    /// written lines when its map is empty.
+    pub(crate) fn stored(bytes: Bytes, fields: Option<Passthrough>) -> RouterBody {
+        RouterBody(Kind::Stored((!bytes.is_empty()).then_some(bytes), fields))
     }
 
-    /// A cache hit's body with its head's fields as written lines.
-    pub(crate) fn stored_with_fields(bytes: Bytes, fields: Passthrough) -> RouterBody {
-        RouterBody(Kind::Stored(
-            (!bytes.is_empty()).then_some(bytes),
-            Some(fields),
-        ))
+    /// Takes the body out, leaving an empty one (for code that has the response by
+    /// reference and must hand its body on).
+    pub(crate) fn take(&mut self) -> RouterBody {
+        std::mem::replace(self, RouterBody::from_static(b""))
     }
 
     /// Whether this is a cache hit's body, whose response head is final.

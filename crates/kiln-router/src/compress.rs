@@ -274,7 +274,7 @@ fn encode(
         // The same headers a GET would get; there is no body to compress.
         return;
     }
-    let inner = std::mem::replace(response.body_mut(), RouterBody::from_static(b""));
+    let inner = response.body_mut().take();
     let gzip = GzipBody {
         inner,
         encoder: Some(GzEncoder::new(

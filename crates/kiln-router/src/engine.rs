@@ -692,7 +692,7 @@ async fn write_response<IO: AsyncRead + AsyncWrite + Unpin>(
         // client took the answer.
         let sent = flush(c, idle).await;
         if !sent {
-            std::mem::replace(body, RouterBody::from_static(b"")).client_gone();
+            body.take().client_gone();
         }
         return sent && keep_alive;
     }

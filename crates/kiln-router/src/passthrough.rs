@@ -14,8 +14,8 @@
 //! The few places that need every field call [`materialize`] first, which moves the block
 //! into the map: the cache before it decides to store a response (it stores whole heads and
 //! looks at `Date`, `Age` and `Set-Cookie`), gzip before it rewrites `ETag`, and the
-//! HTTP/2 server (hyper writes only the map). A field the pipeline reads on every response must be in [`map_name`]: a
-//! field missing from it would be invisible to that check.
+//! HTTP/2 server (hyper writes only the map). A field the pipeline reads on every response
+//! must be in [`map_name`]: a field missing from it would be invisible to that check.
 //!
 //! A cache hit's head travels the same way: the stored object keeps its head as lines
 //! written once ([`write_lines`]), and a plain hit hands them to the writer with its own

@@ -321,22 +321,6 @@ http.server.ThreadingHTTPServer(("", int(os.environ["PORT"])), H).serve_forever(
     );
 }
 
-/// Gives a script buildpack a `bin/release` declaring `types` (YAML lines).
-fn with_release(bp: &std::path::Path, types: &str) {
-    let release = bp.join("bin/release");
-    std::fs::write(
-        &release,
-        format!("#!/bin/sh\necho '---'\necho 'default_process_types:'\nprintf '{types}'\n"),
-    )
-    .unwrap();
-    let st = std::process::Command::new("chmod")
-        .arg("+x")
-        .arg(&release)
-        .status()
-        .unwrap();
-    assert!(st.success());
-}
-
 /// Node.js first only to build assets, as Heroku's docs order a Rails or Django app's
 /// buildpacks: with no `start` script and no server.js it declares no `web`, so the next
 /// buildpack's `web` runs.
@@ -356,7 +340,7 @@ fn nodejs_listed_first_for_assets_leaves_web_to_the_next_buildpack() {
         "Site",
         "mkdir -p \"$1/site\" && echo served-by-site > \"$1/site/which.txt\"\n",
     );
-    with_release(
+    script_release(
         &web,
         "  web: python3 -m http.server $PORT --directory site\n",
     );
@@ -395,11 +379,11 @@ fn the_first_buildpacks_default_process_types_win_and_exports_reach_the_next() {
         "mkdir -p \"$1/second\" && echo second > \"$1/second/which.txt\"\n\
          echo \"$GREETING\" > \"$1/first/greeting.txt\"\n",
     );
-    with_release(
+    script_release(
         &first,
         "  web: python3 -m http.server $PORT --directory first\n",
     );
-    with_release(
+    script_release(
         &second,
         "  web: python3 -m http.server $PORT --directory second\n  worker: sleep 1000\n",
     );

@@ -49,25 +49,17 @@ impl Fill {
         let mut headers = head.headers;
         headers.insert(X_CACHE.clone(), HeaderValue::from_static("HIT"));
         headers.insert(header::AGE, age_value(0));
-        let gzip_headers = gzip.as_ref().map(|gz| {
+        let gzip = gzip.map(|gz| {
             let mut h = headers.clone();
             compress::mark_encoded(&mut h);
             h.insert(header::CONTENT_LENGTH, HeaderValue::from(gz.len()));
-            h
+            Variant::new(gz, h)
         });
         if head.status != StatusCode::NO_CONTENT {
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
         }
-        let map_size = |h: &HeaderMap| -> usize {
-            h.iter().map(|(n, v)| n.as_str().len() + v.len() + 32).sum()
-        };
-        let lines = crate::passthrough::write_lines(&headers);
-        let gzip_lines = gzip_headers.as_ref().map(crate::passthrough::write_lines);
         let has_date = headers.contains_key(header::DATE);
-        let headers_size = map_size(&headers)
-            + gzip_headers.as_ref().map_or(0, map_size)
-            + lines.len()
-            + gzip_lines.as_ref().map_or(0, Bytes::len);
+        let plain = Variant::new(body, headers);
         let vary_size: usize = head
             .vary
             .iter()
@@ -82,21 +74,16 @@ impl Fill {
             })
             .sum();
         let size = OBJECT_OVERHEAD
-            + body.len()
-            + gzip.as_ref().map_or(0, Bytes::len)
-            + headers_size
+            + plain.size()
+            + gzip.as_ref().map_or(0, Variant::size)
             + vary_size
             + key.size();
         let object = Object {
             key,
             status: head.status,
-            headers,
-            gzip_headers,
-            lines,
-            gzip_lines,
-            has_date,
-            body,
+            plain,
             gzip,
+            has_date,
             vary: head.vary,
             shared_with_auth: head.shared_with_auth,
             lifetime: head.lifetime,

@@ -292,12 +292,12 @@ fn hit(
     started: Instant,
     now: Instant,
 ) -> Response<RouterBody> {
-    let (map, lines, body) = match (&object.gzip, &object.gzip_headers, accepts_gzip) {
-        (Some(gz), Some(h), true) => (h, object.gzip_lines.as_ref(), gz),
-        _ => (&object.headers, Some(&object.lines), &object.body),
+    let variant = match &object.gzip {
+        Some(gz) if accepts_gzip => gz,
+        _ => &object.plain,
     };
     let age = object.age(now);
-    let not_modified = not_modified(req, map);
+    let not_modified = not_modified(req, &variant.headers);
     let status = if not_modified {
         StatusCode::NOT_MODIFIED
     } else {
@@ -310,19 +310,24 @@ fn hit(
         connect: Some(Duration::ZERO),
         service: Some(started.elapsed()),
         status: Some(status.as_u16()),
-        bytes: Some(if send_body { body.len() as u64 } else { 0 }),
+        bytes: Some(if send_body {
+            variant.body.len() as u64
+        } else {
+            0
+        }),
     });
-    if let (true, Some(lines)) = (send_body, lines) {
+    if send_body {
         // The common hit: the stored head's written lines and this hit's `Age` go to the
         // writer as they are; the map stays empty (copying it cost a twentieth of a hit).
-        let fields = Passthrough::stored(lines.clone(), object.has_date, age);
-        let mut response = Response::new(RouterBody::stored_with_fields(body.clone(), fields));
+        let fields = Passthrough::stored(variant.lines.clone(), object.has_date, age);
+        let body = RouterBody::stored(variant.body.clone(), Some(fields));
+        let mut response = Response::new(body);
         *response.status_mut() = status;
         return response;
     }
-    // `HEAD` and 304 answers change the head: from a copy of the stored map, where only
-    // `Age` changes, in place, so the clone never has to grow.
-    let mut headers = map.clone();
+    // `HEAD`, 304 and 204 answers change the head: from a copy of the stored map, where
+    // only `Age` changes, in place, so the clone never has to grow.
+    let mut headers = variant.headers.clone();
     headers.insert(header::AGE, age_value(age));
     if not_modified {
         for h in [
@@ -334,12 +339,7 @@ fn hit(
             headers.remove(h);
         }
     }
-    let body = RouterBody::stored(if send_body {
-        body.clone()
-    } else {
-        Bytes::new()
-    });
-    let mut response = Response::new(body);
+    let mut response = Response::new(RouterBody::stored(Bytes::new(), None));
     *response.status_mut() = status;
     *response.headers_mut() = headers;
     response
@@ -589,12 +589,8 @@ mod tests {
                 target: target.into(),
             },
             status: StatusCode::OK,
-            headers: HeaderMap::new(),
-            body: Bytes::from(vec![0; size]),
+            plain: Variant::new(Bytes::from(vec![0; size]), HeaderMap::new()),
             gzip: None,
-            gzip_headers: None,
-            lines: Bytes::new(),
-            gzip_lines: None,
             has_date: false,
             vary: Vec::new(),
             shared_with_auth: false,

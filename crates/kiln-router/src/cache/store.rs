@@ -7,17 +7,9 @@ use super::*;
 pub(crate) struct Object {
     pub(super) key: Key,
     pub(super) status: StatusCode,
-    pub(super) headers: HeaderMap,
-    pub(super) body: Bytes,
-    pub(super) gzip: Option<Bytes>,
-    /// The heads of a hit on `body` and on `gzip`: `Content-Length`, `X-Cache` and an `Age`
-    /// to overwrite are already in, so a hit that changes the head (`HEAD`, a 304, a stored
-    /// 204) clones one map and changes one value.
-    pub(super) gzip_headers: Option<HeaderMap>,
-    /// The same heads as written lines, without `Age` and framing: a plain hit (a body to
-    /// send: not `HEAD`, a 304 or a 204) is written from these, not from a copy of the map.
-    pub(super) lines: Bytes,
-    pub(super) gzip_lines: Option<Bytes>,
+    pub(super) plain: Variant,
+    /// The gzip copy, for clients that take it, when it is smaller.
+    pub(super) gzip: Option<Variant>,
     /// Whether the heads have a `Date`.
     pub(super) has_date: bool,
     pub(super) vary: Vec<(HeaderName, VaryValue)>,
@@ -26,6 +18,38 @@ pub(crate) struct Object {
     pub(super) initial_age: u64,
     pub(super) stored_at: Instant,
     pub(super) size: usize,
+}
+
+/// One body a hit may send, with the head it is sent with.
+pub(crate) struct Variant {
+    pub(super) body: Bytes,
+    /// `Content-Length`, `X-Cache` and an `Age` to overwrite are already in, so a hit that
+    /// changes the head (`HEAD`, a 304, a stored 204) clones the map and changes one value.
+    pub(super) headers: HeaderMap,
+    /// The same head as written lines, without `Age` and framing: a plain hit (a body to
+    /// send) is written from these, not from a copy of the map.
+    pub(super) lines: Bytes,
+}
+
+impl Variant {
+    pub(super) fn new(body: Bytes, headers: HeaderMap) -> Variant {
+        let lines = crate::passthrough::write_lines(&headers);
+        Variant {
+            body,
+            headers,
+            lines,
+        }
+    }
+
+    /// The bytes it is charged for: its body, and its head both as a map and as lines.
+    pub(super) fn size(&self) -> usize {
+        let map: usize = self
+            .headers
+            .iter()
+            .map(|(n, v)| n.as_str().len() + v.len() + 32)
+            .sum();
+        self.body.len() + map + self.lines.len()
+    }
 }
 
 impl Object {

@@ -682,12 +682,24 @@ pub fn script_buildpack(dir: &Path, name: &str, compile: &str) -> PathBuf {
     std::fs::write(bp.join("bin/detect"), format!("#!/bin/sh\necho {name}\n")).unwrap();
     std::fs::write(bp.join("bin/compile"), format!("#!/bin/sh\n{compile}")).unwrap();
     for f in ["detect", "compile"] {
-        let st = Command::new("chmod")
-            .arg("+x")
-            .arg(bp.join("bin").join(f))
-            .status()
-            .unwrap();
-        assert!(st.success());
+        make_executable(&bp.join("bin").join(f));
     }
     bp
+}
+
+/// Gives a [`script_buildpack`] a `bin/release` declaring `types` (`default_process_types`
+/// YAML lines, each `  name: command`).
+pub fn script_release(bp: &Path, types: &str) {
+    let release = bp.join("bin/release");
+    std::fs::write(
+        &release,
+        format!("#!/bin/sh\necho '---'\necho 'default_process_types:'\nprintf '{types}'\n"),
+    )
+    .unwrap();
+    make_executable(&release);
+}
+
+fn make_executable(path: &Path) {
+    let st = Command::new("chmod").arg("+x").arg(path).status().unwrap();
+    assert!(st.success(), "chmod +x {}", path.display());
 }

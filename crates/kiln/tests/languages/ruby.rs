@@ -189,27 +189,29 @@ fn a_sinatra_app_on_thin_is_built_with_bundler_and_served_through_the_router() {
     );
 
     // A second build with the same Gemfile.lock installs nothing new and still serves.
-    std::fs::write(
-        dir.join("app.rb"),
-        SINATRA_APP.replace("Sinatra #{", "Sinatra  #{"),
-    )
-    .unwrap();
-    commit_all(&dir, "a second deploy");
-    let (ok, out) = s.push(&dir, "rubythin");
-    assert!(ok, "{out}");
+    let out = redeploy(&s, &dir, "rubythin", SINATRA_APP);
     assert!(
         !out.contains("Fetching gem") && !out.contains("Fetching source index"),
         "nothing is fetched:\n{out}"
     );
-    s.wait_for_app(
-        "rubythin",
-        Duration::from_secs(60),
-        "the second release",
-        || {
-            let r = s.get("rubythin", "/");
-            (r.status == 200 && r.body.starts_with("Sinatra  ")).then_some(())
-        },
-    );
+}
+
+/// Pushes a second deploy of a Sinatra fixture (its page changed: two spaces after
+/// `Sinatra`) and waits until it serves; the push's output.
+fn redeploy(s: &Server, dir: &Path, app: &str, app_rb: &str) -> String {
+    std::fs::write(
+        dir.join("app.rb"),
+        app_rb.replace("Sinatra #{", "Sinatra  #{"),
+    )
+    .unwrap();
+    commit_all(dir, "a second deploy");
+    let (ok, out) = s.push(dir, app);
+    assert!(ok, "{out}");
+    s.wait_for_app(app, Duration::from_secs(60), "the second release", || {
+        let r = s.get(app, "/");
+        (r.status == 200 && r.body.starts_with("Sinatra  ")).then_some(())
+    });
+    out
 }
 
 /// A gem this machine does not have installed, made with `gem build` and put in the app's
@@ -307,22 +309,10 @@ fn a_rack_app_on_puma_is_started_with_pumas_default_command_and_its_gems_are_cac
     );
 
     // The next build finds the gem in the cache.
-    std::fs::write(dir.join("app.rb"), app.replace("Sinatra #{", "Sinatra  #{")).unwrap();
-    commit_all(&dir, "a second deploy");
-    let (ok, out) = s.push(&dir, "rubypuma");
-    assert!(ok, "{out}");
+    let out = redeploy(&s, &dir, "rubypuma", &app);
     assert!(
         out.contains("Using kilntiny 0.1.0") && !out.contains("Installing kilntiny"),
         "the cached gem is used, not installed again:\n{out}"
-    );
-    s.wait_for_app(
-        "rubypuma",
-        Duration::from_secs(60),
-        "the second release",
-        || {
-            let r = s.get("rubypuma", "/");
-            (r.status == 200 && r.body.starts_with("Sinatra  ")).then_some(())
-        },
     );
 }
 
