@@ -27,7 +27,8 @@
 # per request with `strace -c`; reported after the results), HOLD (1: keep everything
 # running after the report, for poking at by hand, until the script is interrupted),
 # INSTRUCTIONS (1: afterwards, count user-space instructions per proxied request of Kiln
-# and of nginx under callgrind, a measure the machine's noise does not move).
+# and of nginx under callgrind, a measure the machine's noise does not move; CALLGRIND_ARGS
+# adds callgrind options to both, e.g. "--cache-sim=yes" for cache misses per request).
 #
 # Realistic dynos (issue 21): besides the nginx dyno, the app servers people actually deploy,
 # each a small app under bench/router/apps/ pushed with `git push`: Python's standard library
@@ -405,7 +406,7 @@ if [ -n "${INSTRUCTIONS:-}" ] && [ -z "${HOLD:-}" ]; then
   wait "$kiln_pid" 2>/dev/null || true
   cg="$work/callgrind"
   mkdir -p "$cg"
-  valgrind --tool=callgrind --dump-instr=no --callgrind-out-file="$cg/kiln.%p" "$kiln" server --data-dir "$work/data" --api-listen "127.0.0.1:$api_port" --router-listen "127.0.0.1:$router_port" >"$work/server-vg.out" 2>"$work/server-vg.log" &
+  valgrind --tool=callgrind --dump-instr=no ${CALLGRIND_ARGS:-} --callgrind-out-file="$cg/kiln.%p" "$kiln" server --data-dir "$work/data" --api-listen "127.0.0.1:$api_port" --router-listen "127.0.0.1:$router_port" >"$work/server-vg.out" 2>"$work/server-vg.log" &
   vg_kiln=$!
   pids+=("$vg_kiln")
   for _ in $(seq 1 300); do
@@ -416,7 +417,7 @@ if [ -n "${INSTRUCTIONS:-}" ] && [ -z "${HOLD:-}" ]; then
   vg_port=$((base + 9))
   mkdir -p "$work/proxy-vg"
   sed -e "s/worker_processes auto;/worker_processes 1; master_process off;/" -e "s/$dyno_port/$new_dyno/" -e "s/127.0.0.1:$proxy_port/127.0.0.1:$vg_port/" -e "s#$work/proxy/nginx.pid#$work/proxy-vg/nginx.pid#" -e "\\#include $work/proxy/apps.conf;#d" "$work/proxy/nginx.conf" >"$work/proxy-vg/nginx.conf"
-  valgrind --tool=callgrind --dump-instr=no --callgrind-out-file="$cg/nginx.%p" nginx -e stderr -p "$work/proxy-vg" -c "$work/proxy-vg/nginx.conf" -g 'daemon off;' 2>"$work/proxy-vg/error.log" &
+  valgrind --tool=callgrind --dump-instr=no ${CALLGRIND_ARGS:-} --callgrind-out-file="$cg/nginx.%p" nginx -e stderr -p "$work/proxy-vg" -c "$work/proxy-vg/nginx.conf" -g 'daemon off;' 2>"$work/proxy-vg/error.log" &
   vg_nginx=$!
   pids+=("$vg_nginx")
   for _ in $(seq 1 100); do curl -fsS -o /dev/null "http://127.0.0.1:$vg_port/index.html" 2>/dev/null && break; sleep 0.3; done

@@ -125,11 +125,7 @@ impl Disk {
             return;
         }
         self.queued.fetch_add(n, Ordering::Relaxed);
-        if self
-            .tx
-            .send(Op::Lines(app_id.clone(), lines.to_vec()))
-            .is_err()
-        {
+        if self.tx.send(Op::Lines(app_id.clone(), lines)).is_err() {
             self.queued.fetch_sub(n, Ordering::Relaxed);
         }
     }

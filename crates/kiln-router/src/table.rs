@@ -47,15 +47,18 @@ pub struct RouteTable {
     waker: OnceLock<Waker>,
 }
 
+/// The host maps are read once per request, keyed by what the client sent: foldhash, seeded
+/// at random per process as hashbrown's default, hashes a short name in a few dozen
+/// instructions where std's SipHash took about 200 (bench/README.md, "router").
 #[derive(Default)]
 struct Index {
     by_id: HashMap<String, Arc<AppSlot>>,
     /// Apps registered only through `set_backends` have no name yet and are not here.
-    by_name: HashMap<String, Arc<AppSlot>>,
+    by_name: foldhash::HashMap<String, Arc<AppSlot>>,
     /// Custom domains by exact hostname.
-    by_domain: HashMap<String, Arc<AppSlot>>,
+    by_domain: foldhash::HashMap<String, Arc<AppSlot>>,
     /// Wildcard custom domains, `*.example.com` kept as `example.com`.
-    by_wildcard: HashMap<String, Arc<AppSlot>>,
+    by_wildcard: foldhash::HashMap<String, Arc<AppSlot>>,
     /// Each app's custom domains as last published (normalized), so a new set replaces it.
     domains_of: HashMap<String, Vec<String>>,
 }

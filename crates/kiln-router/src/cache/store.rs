@@ -149,7 +149,8 @@ pub(super) struct Pending {
     pub(super) tx: watch::Sender<()>,
 }
 
-/// Keys are hashed once with a seeded SipHash; the maps then use that value as is.
+/// Keys are hashed once with a seeded hash (foldhash, seeded at random per cache: the keys
+/// are what clients send); the maps then use that value as is.
 #[derive(Default)]
 pub(super) struct PrehashedHasher(u64);
 
@@ -207,7 +208,7 @@ pub(crate) struct Filler {
 impl HttpCache {
     pub(crate) fn new() -> Arc<HttpCache> {
         Arc::new(HttpCache {
-            seed: RandomState::new(),
+            seed: RandomState::default(),
             store: Mutex::new(Store {
                 index: HashMap::default(),
                 slots: Vec::new(),
