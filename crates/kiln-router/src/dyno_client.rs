@@ -128,8 +128,8 @@ pub(crate) async fn send<P: std::ops::Deref<Target = Pool<DynoConn>>>(
     loop {
         let connect_started = Instant::now();
         let pooled = match stale {
-            0..3 if body.is_some() => take_open(&pool),
-            0..3 => pool.take(),
+            0..3 if body.is_some() => take_open(&pool, connect_started),
+            0..3 => pool.take(connect_started),
             _ => None,
         };
         let reused = pooled.is_some();
@@ -224,9 +224,9 @@ pub(crate) async fn send<P: std::ops::Deref<Target = Pool<DynoConn>>>(
 /// A pooled connection the dyno has not closed meanwhile, as far as can be told without
 /// waiting: a request with a body cannot be sent again once it has gone out, so a stale
 /// connection must not get it. (A bodiless request simply retries.)
-fn take_open(pool: &Pool<DynoConn>) -> Option<DynoConn> {
+fn take_open(pool: &Pool<DynoConn>, now: Instant) -> Option<DynoConn> {
     loop {
-        let conn = pool.take()?;
+        let conn = pool.take(now)?;
         match conn.stream.try_read(&mut [0u8; 1]) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Some(conn),
             // Closed, failed, or saying something unasked: not reusable.
