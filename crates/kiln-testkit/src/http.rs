@@ -78,8 +78,18 @@ pub fn read_until_closed(sock: &mut TcpStream) -> (Vec<u8>, bool) {
             {
                 break false;
             }
-            // A reset after the answer: the server closed hard, which is closing.
-            Err(_) => break true,
+            // A reset after the answer: the server closed hard, which is closing. A reset
+            // before any byte is said on stderr (shown when the test fails): it is what an
+            // unexplained "no answer" looks like, and not the same as a clean close.
+            Err(e) => {
+                if out.is_empty() {
+                    eprintln!(
+                        "kiln-testkit: {:?} reset the connection before answering: {e}",
+                        sock.peer_addr()
+                    );
+                }
+                break true;
+            }
         }
     };
     (out, closed)
