@@ -28,7 +28,8 @@
 # running after the report, for poking at by hand, until the script is interrupted),
 # INSTRUCTIONS (1: afterwards, count user-space instructions per proxied request of Kiln
 # and of nginx under callgrind, a measure the machine's noise does not move; CALLGRIND_ARGS
-# adds callgrind options to both, e.g. "--cache-sim=yes" for cache misses per request).
+# adds callgrind options to both, e.g. "--cache-sim=yes" for cache misses per request), CPU
+# (1: afterwards, the user and system CPU time each proxy spends per request, CPU_ROUNDS pairs).
 #
 # Realistic dynos (issue 21): besides the nginx dyno, the app servers people actually deploy,
 # each a small app under bench/router/apps/ pushed with `git push`: Python's standard library
@@ -390,6 +391,49 @@ echo
 echo "raw wrk output: $out; summary: $summary"
 if [ -n "${PROFILE:-}" ]; then
   for f in "$out"/*.profile.txt "$out"/*.syscalls.txt "$out"/*.switches.txt; do [ -e "$f" ] && { echo "== $(basename "$f")"; head -30 "$f"; }; done
+fi
+
+# --- CPU per request (CPU=1) -----------------------------------------------------------------------
+# On a busy 2-core VM the request rate follows the scheduler as much as the proxy, and rounds
+# swing by 5-10 %. What each proxy spends is steadier: the user and system time of its threads
+# (Kiln's whole process; nginx's worker processes) per request over a wrk run, read from
+# /proc/<pid>/task/*/stat, alternating the two CPU_ROUNDS times (3).
+if [ -n "${CPU:-}" ]; then
+  cpu_ticks() { # pids...: "user system" clock ticks of every thread of these processes
+    local u=0 s=0 t a b
+    for p in "$@"; do
+      for t in /proc/"$p"/task/*/stat; do
+        read -r a b < <(sed 's/^.*) //' "$t" | awk '{print $12, $13}') || continue
+        u=$((u + a)); s=$((s + b))
+      done
+    done
+    echo "$u $s"
+  }
+  cpu_run() { # name url [wrk args...] -- pids...: prints the proxy's µs per request
+    local name=$1 url=$2 args=() u0 s0 u1 s1 n hz
+    shift 2
+    while [ "$1" != "--" ]; do args+=("$1"); shift; done
+    shift
+    hz=$(getconf CLK_TCK)
+    wrk -t1 -c"$conns" -d2s "${args[@]}" "$url" >/dev/null
+    read -r u0 s0 < <(cpu_ticks "$@")
+    wrk -t1 -c"$conns" -d8s "${args[@]}" "$url" >"$out/$name.cpu.txt"
+    read -r u1 s1 < <(cpu_ticks "$@")
+    n=$(requests "$out/$name.cpu.txt")
+    awk -v n="$n" -v u=$((u1 - u0)) -v s=$((s1 - s0)) -v hz="$hz" -v name="$name" -v rps="$(awk '/Requests\/sec/ {print $2}' "$out/$name.cpu.txt")" \
+      'BEGIN {printf "  %-12s %8.0f requests/s   user %5.2f us   system %5.2f us   total %5.2f us per request\n", name, rps, u * 1e6 / hz / n, s * 1e6 / hz / n, (u + s) * 1e6 / hz / n}'
+  }
+  nginx_workers=$(pgrep -P "$(cat "$work/proxy/nginx.pid")" | tr '\n' ' ')
+  {
+    echo
+    echo "CPU per proxied request (user and system time of the proxy's threads, 8 s runs):"
+    for round in $(seq 1 "${CPU_ROUNDS:-3}"); do
+      # shellcheck disable=SC2086 # one pid per word
+      cpu_run "kiln.$round" "http://127.0.0.1:$router_port/index.html" -H "Host: $host" -- "$kiln_pid"
+      # shellcheck disable=SC2086
+      cpu_run "nginx.$round" "http://127.0.0.1:$proxy_port/index.html" -- $nginx_workers
+    done
+  } | tee -a "$summary"
 fi
 
 # --- instructions per request (INSTRUCTIONS=1) -------------------------------------------------
