@@ -26,6 +26,7 @@
 use crate::body::RouterBody;
 use crate::client::ReqBody;
 use crate::config::CompressionConfig;
+use crate::forward::Present;
 use bytes::{Bytes, BytesMut};
 use flate2::Compression;
 use flate2::write::GzEncoder;
@@ -230,10 +231,17 @@ pub(crate) struct Gzip<'a> {
 }
 
 impl<'a> Gzip<'a> {
-    pub(crate) fn for_request(config: &'a CompressionConfig, req: &Request<ReqBody>) -> Self {
+    /// `present` is what the request's pass over its names found: most clients that send no
+    /// `Accept-Encoding` are settled without a lookup.
+    pub(crate) fn for_request(
+        config: &'a CompressionConfig,
+        req: &Request<ReqBody>,
+        present: Present,
+    ) -> Self {
+        let maybe = present.has(Present::ACCEPT_ENCODING);
         Gzip {
             config,
-            accepts_gzip: config.enabled && accepts_gzip(req.headers()),
+            accepts_gzip: config.enabled && maybe && accepts_gzip(req.headers()),
             is_head: req.method() == Method::HEAD,
         }
     }

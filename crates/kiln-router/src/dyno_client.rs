@@ -511,8 +511,9 @@ fn parse_response(buf: &mut BytesMut, is_head: bool) -> Result<Option<Parsed>, E
     if interim {
         return Ok(Some(Parsed::Interim));
     }
-    // Room for the usual few, `Via` and `X-Cache` without growing.
-    let mut headers = HeaderMap::with_capacity(6);
+    // Room for the usual few, `Via` and `X-Cache` without growing (a map the worker kept
+    // from an earlier response, when it has one: `maps`).
+    let mut headers = crate::maps::take(6);
     for (name, start, end) in for_map.into_iter().flatten().chain(more_for_map) {
         headers.append(
             name,

@@ -208,6 +208,7 @@ async fn serve<IO: AsyncRead + AsyncWrite + Unpin>(c: &mut Conn<IO>, shared: &Ar
         // Its body ends (and its log line is written, its dyno connection let go) before any
         // lingering close.
         let written = write_response(c, &mut response, framing, idle).await;
+        crate::maps::give(std::mem::take(response.headers_mut()));
         drop(response);
         if !written {
             if body_left {
@@ -297,8 +298,8 @@ fn parse_request(head: &Bytes, fields: &[FieldSpan]) -> Result<Message, &'static
     let uri =
         Uri::from_maybe_shared(head.slice_ref(target)).map_err(|_| "malformed request target")?;
     // Heroku's fields travel beside the map (`forward::Forwarded`): the client's are all
-    // it needs room for.
-    let mut headers = HeaderMap::with_capacity(fields.len());
+    // it needs room for. The map is one the worker kept, when it has one (`maps`).
+    let mut headers = crate::maps::take(fields.len());
     let (mut close, mut keep_alive, mut expect_continue) = (false, false, false);
     for field in fields {
         let span = |(start, end): (u32, u32)| start as usize..end as usize;

@@ -8,8 +8,8 @@
 
 use crate::request_id;
 use bytes::{BufMut, BytesMut};
+use http::Version;
 use http::header::{self, Entry, HeaderMap, HeaderName, HeaderValue};
-use http::{Request, Version};
 
 pub(crate) static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -99,6 +99,45 @@ pub(crate) struct Forwarded<'a> {
     /// When the router received the request (unix ms), as `start_ms` says it.
     pub(crate) received_ms: u64,
     listener: &'a ListenerInfo,
+    /// The client asks to switch protocols (WebSocket), which HTTP/1.1 alone allows:
+    /// `Upgrade`, and `Connection: upgrade`.
+    pub(crate) upgrade: bool,
+    /// Which of the fields later steps decide on the client sent.
+    pub(crate) present: Present,
+}
+
+/// Which of the request fields the steps after [`prepare_request`] decide on (compression,
+/// the cache) the client sent. They are noted in the one pass over the names that drops
+/// hop-by-hop fields, so that a step whose field is absent, as it usually is, skips its own
+/// hash lookup. A clear bit means the field is absent; a set one means "read the map" (the
+/// field may since have been dropped as hop-by-hop).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Present(u8);
+
+impl Present {
+    pub(crate) const ACCEPT_ENCODING: Present = Present(1);
+    pub(crate) const AUTHORIZATION: Present = Present(1 << 1);
+    pub(crate) const RANGE: Present = Present(1 << 2);
+    pub(crate) const CACHE_CONTROL: Present = Present(1 << 3);
+
+    pub(crate) fn has(self, field: Present) -> bool {
+        self.0 & field.0 != 0
+    }
+
+    /// The bit for `name`, if it is one of those noted.
+    fn of(name: &HeaderName) -> Present {
+        if *name == header::ACCEPT_ENCODING {
+            Present::ACCEPT_ENCODING
+        } else if *name == header::AUTHORIZATION {
+            Present::AUTHORIZATION
+        } else if *name == header::RANGE {
+            Present::RANGE
+        } else if *name == header::CACHE_CONTROL {
+            Present::CACHE_CONTROL
+        } else {
+            Present(0)
+        }
+    }
 }
 
 impl Forwarded<'_> {
@@ -191,24 +230,19 @@ impl<'a> RequestFields<'a> {
     }
 }
 
-/// Whether the client asks to switch protocols (WebSocket), which HTTP/1.1 alone allows.
-pub(crate) fn wants_upgrade<B>(req: &Request<B>) -> bool {
-    req.version() == Version::HTTP_11
-        && req.headers().contains_key(header::UPGRADE)
-        && connection_has(req.headers(), b"upgrade")
-}
-
 /// Rewrites a client's request headers for the dyno: hop-by-hop fields go, and any of
 /// Heroku's fields the client sent are taken out of the map into the [`Forwarded`] values
-/// (joined, validated or replaced), which go to the dyno beside the map.
+/// (joined, validated or replaced), which go to the dyno beside the map. `version` is the
+/// request's: only HTTP/1.1 switches protocols.
 pub(crate) fn prepare_request<'a>(
     headers: &mut HeaderMap,
+    version: Version,
     listener: &'a ListenerInfo,
     client_ip: &HeaderValue,
     received_ms: u64,
-    upgrade: bool,
 ) -> Forwarded<'a> {
-    let sent_ours = strip_hop_by_hop(headers, upgrade, true);
+    let pass = strip_hop_by_hop(headers, Side::Request(version));
+    let (sent_ours, upgrade) = (pass.ours, pass.upgrade);
     if upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
@@ -238,29 +272,54 @@ pub(crate) fn prepare_request<'a>(
         start_ms: Digits::of(received_ms),
         received_ms,
         listener,
+        upgrade,
+        present: pass.present,
     }
 }
 
 /// Rewrites a dyno's response headers for the client. `upgraded` keeps the headers that
 /// complete a protocol switch.
 pub(crate) fn prepare_response(headers: &mut HeaderMap, upgraded: bool) {
-    strip_hop_by_hop(headers, upgraded, false);
+    strip_hop_by_hop(headers, Side::Response { upgraded });
     if upgraded {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
     append_to_list(headers, &header::VIA, &HeaderValue::from_static(VIA));
 }
 
+/// Which message [`strip_hop_by_hop`] works on.
+#[derive(Clone, Copy)]
+enum Side {
+    /// A client's request, in this HTTP version.
+    Request(Version),
+    /// A dyno's response; `upgraded` when it completes a protocol switch.
+    Response { upgraded: bool },
+}
+
+/// What the pass over a request's names found.
+struct Pass {
+    /// The client sent one of the fields in [`Forwarded`].
+    ours: bool,
+    /// The request asks to switch protocols (and its `Upgrade` was kept).
+    upgrade: bool,
+    present: Present,
+}
+
 /// Drops headers that describe one connection rather than the message: the fixed set, any
-/// `Proxy-*`, and those the sender named in `Connection`. On a request (`request`), the
-/// same pass tells whether the client sent any of the fields in [`Forwarded`].
-fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool, request: bool) -> bool {
+/// `Proxy-*`, and those the sender named in `Connection`. `Upgrade` stays on a response
+/// that completes a switch and on a request that asks for one. On a request, the same pass
+/// tells whether the client sent any of the fields in [`Forwarded`], whether it asks to
+/// switch protocols, and which fields later steps read are there ([`Present`]).
+fn strip_hop_by_hop(headers: &mut HeaderMap, side: Side) -> Pass {
     // One pass over the names finds what must go. A typical message has none of these, and
     // then nothing is hashed or removed; the Vec only allocates when something is dropped.
+    let request = matches!(side, Side::Request(_));
     let mut drop: Vec<HeaderName> = Vec::new();
     let mut connection = false;
     let mut transfer_encoding = false;
+    let mut upgrade_field = false;
     let mut ours = false;
+    let mut present = Present(0);
     for name in headers.keys() {
         if request && is_forwarded_name(name) {
             ours = true;
@@ -268,14 +327,26 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool, request: bool) 
             connection = true;
         } else if *name == header::TRANSFER_ENCODING {
             transfer_encoding = true;
+        } else if *name == header::UPGRADE {
+            upgrade_field = true;
         } else if *name == KEEP_ALIVE
             || *name == header::TE
             || *name == header::TRAILER
-            || (*name == header::UPGRADE && !keep_upgrade)
             || name.as_str().starts_with("proxy-")
         {
             drop.push(name.clone());
+        } else if request {
+            present.0 |= Present::of(name).0;
         }
+    }
+    let keep_upgrade = match side {
+        Side::Response { upgraded } => upgraded,
+        Side::Request(version) => {
+            version == Version::HTTP_11 && upgrade_field && connection_has(headers, b"upgrade")
+        }
+    };
+    if upgrade_field && !keep_upgrade {
+        drop.push(header::UPGRADE);
     }
     if connection {
         for value in headers.get_all(header::CONNECTION) {
@@ -310,7 +381,11 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool, request: bool) 
     for name in drop {
         headers.remove(name);
     }
-    ours
+    Pass {
+        ours,
+        upgrade: request && keep_upgrade,
+        present,
+    }
 }
 
 /// One of the names [`Forwarded`] sends.
@@ -415,10 +490,10 @@ mod tests {
         let listener = ListenerInfo::http(8080);
         let f = prepare_request(
             &mut h,
+            Version::HTTP_11,
             &listener,
             &HeaderValue::from_static("127.0.0.1"),
             1_427_041_338_251,
-            false,
         );
         // The client's versions are out of the map: only the forwarded values are sent.
         for ours in [
@@ -482,10 +557,10 @@ mod tests {
         let listener = ListenerInfo::https(443);
         let f = prepare_request(
             &mut h,
+            Version::HTTP_11,
             &listener,
             &HeaderValue::from_static("10.0.0.1"),
             7,
-            false,
         );
         let mut sent = h.clone();
         f.insert_into(&mut sent);
@@ -515,10 +590,10 @@ mod tests {
         let listener = ListenerInfo::http(80);
         prepare_request(
             &mut h,
+            Version::HTTP_11,
             &listener,
             &HeaderValue::from_static("10.0.0.1"),
             0,
-            false,
         );
         for gone in [
             "connection",
@@ -546,31 +621,55 @@ mod tests {
 
     #[test]
     fn keeps_upgrade_when_switching() {
-        let req = Request::builder()
-            .header("connection", "Upgrade")
-            .header("upgrade", "websocket")
-            .body(())
-            .unwrap();
-        assert!(wants_upgrade(&req));
-        let mut h = req.headers().clone();
         let listener = ListenerInfo::http(80);
-        prepare_request(
-            &mut h,
-            &listener,
-            &HeaderValue::from_static("10.0.0.1"),
-            0,
-            true,
-        );
+        let ip = HeaderValue::from_static("10.0.0.1");
+        let switch = [
+            ("connection", "keep-alive, Upgrade"),
+            ("upgrade", "websocket"),
+        ];
+        let mut h = map(&switch);
+        let f = prepare_request(&mut h, Version::HTTP_11, &listener, &ip, 0);
+        assert!(f.upgrade);
         assert_eq!(h["upgrade"], "websocket");
         assert_eq!(h["connection"], "upgrade");
-        let plain = Request::builder()
-            .header("upgrade", "websocket")
-            .body(())
-            .unwrap();
-        assert!(
-            !wants_upgrade(&plain),
-            "Upgrade without Connection: upgrade is not a request to switch"
-        );
+        // Upgrade without `Connection: upgrade` is not a request to switch, and HTTP/1.0
+        // cannot switch: either way `Upgrade` is a hop-by-hop field that goes.
+        let mut plain = map(&[("upgrade", "websocket")]);
+        let f = prepare_request(&mut plain, Version::HTTP_11, &listener, &ip, 0);
+        assert!(!f.upgrade);
+        assert!(!plain.contains_key("upgrade"));
+        let mut old = map(&switch);
+        let f = prepare_request(&mut old, Version::HTTP_10, &listener, &ip, 0);
+        assert!(!f.upgrade);
+        assert!(!old.contains_key("upgrade") && !old.contains_key("connection"));
+    }
+
+    /// The pass notes exactly the fields later steps read; a clear bit means absent.
+    #[test]
+    fn notes_the_fields_later_steps_read() {
+        let listener = ListenerInfo::http(80);
+        let ip = HeaderValue::from_static("10.0.0.1");
+        let mut h = map(&[("host", "a"), ("accept", "*/*"), ("cookie", "x=1")]);
+        let f = prepare_request(&mut h, Version::HTTP_11, &listener, &ip, 0);
+        assert_eq!(f.present, Present::default());
+        let mut h = map(&[
+            ("Accept-Encoding", "gzip"),
+            ("authorization", "Basic eA=="),
+            ("RANGE", "bytes=0-1"),
+            ("cache-control", "no-store"),
+        ]);
+        let f = prepare_request(&mut h, Version::HTTP_11, &listener, &ip, 0);
+        for field in [
+            Present::ACCEPT_ENCODING,
+            Present::AUTHORIZATION,
+            Present::RANGE,
+            Present::CACHE_CONTROL,
+        ] {
+            assert!(f.present.has(field), "{field:?}");
+        }
+        let mut h = map(&[("range", "bytes=0-1")]);
+        let f = prepare_request(&mut h, Version::HTTP_11, &listener, &ip, 0);
+        assert!(f.present.has(Present::RANGE) && !f.present.has(Present::ACCEPT_ENCODING));
     }
 
     #[test]
@@ -582,20 +681,20 @@ mod tests {
         ]);
         let f = prepare_request(
             &mut h,
+            Version::HTTP_11,
             &listener,
             &HeaderValue::from_static("10.0.0.1"),
             0,
-            false,
         );
         assert_eq!(f.request_id, "abcdefghij0123456789");
         assert!(!h.contains_key("x-request-id"));
         let mut h = map(&[("x-request-id", "short")]);
         let f = prepare_request(
             &mut h,
+            Version::HTTP_11,
             &listener,
             &HeaderValue::from_static("10.0.0.1"),
             0,
-            false,
         );
         assert_eq!(f.request_id.len(), 36);
         assert!(!h.contains_key("x-request-id"));

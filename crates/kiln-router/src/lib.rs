@@ -29,7 +29,8 @@
 //! - **Layers, not a web.** Each module names only modules below it; a test
 //!   (`crates/kiln/tests/architecture.rs`) fails on any import cycle, the crate root
 //!   included, and on any module naming hyper's HTTP/1 types. From the bottom: `config`,
-//!   `hcode`, `head`, `host`, `wire` (field lines, `Date`, deadlines, the clocks), `pool`,
+//!   `hcode`, `head`, `host`, `maps` (header maps kept for reuse), `wire` (field lines, `Date`,
+//!   deadlines, the clocks), `pool`,
 //!   `conn`, `request_id`, `ack`; then `forward`, `chunked`, `dyno_head`, `passthrough`,
 //!   `client` (the client's connection state and request body), `dyno_client`; `backend`
 //!   and `table` (which keeps per-app stores such as the cache without knowing them:
@@ -118,6 +119,7 @@ mod hcode;
 mod head;
 mod hold;
 mod host;
+mod maps;
 mod page_fetch;
 mod pages;
 mod passthrough;
@@ -175,10 +177,16 @@ pub(crate) async fn handle(
     let Some(slot) = route::app_slot(&shared.table, &host) else {
         return pages::no_such_app();
     };
-    // Heroku's request fields (`X-Forwarded-*`, `X-Request-Id`…); hop-by-hop ones go.
-    let upgrade = forward::wants_upgrade(&req);
-    let headers = req.headers_mut();
-    let fwd = forward::prepare_request(headers, &shared.listener, &client_ip, received_ms, upgrade);
+    // Heroku's request fields (`X-Forwarded-*`, `X-Request-Id`…); hop-by-hop ones go. The
+    // same pass over the names notes a protocol switch and the fields later steps read.
+    let (version, listener) = (req.version(), &shared.listener);
+    let fwd = forward::prepare_request(
+        req.headers_mut(),
+        version,
+        listener,
+        &client_ip,
+        received_ms,
+    );
     // Hold while the app boots, or refuse: H80, H81, H14, H10, H20.
     slot.touch(received_ms);
     let (app, decision) = hold::decide(&shared.table, &slot, config.boot_hold).await;
@@ -196,8 +204,8 @@ pub(crate) async fn handle(
     // Compression → cache → dispatch (balance, retry, quarantine) → the dyno client.
     // Compression has no future of its own: it reads the request before and wraps the
     // response after, so the futures below are not moved one level more.
-    let gzip = compress::Gzip::for_request(&config.compression, &req);
-    let (fwd, conn, up, gz) = (&fwd, conn.as_ref(), upgrade, gzip.accepts());
+    let gzip = compress::Gzip::for_request(&config.compression, &req, fwd.present);
+    let (fwd, conn, up, gz) = (&fwd, conn.as_ref(), fwd.upgrade, gzip.accepts());
     let cache = &shared.cache;
     let mut response = cache::layer(cache, config, log, req, fwd, up, gz, |log, req, up| {
         dispatch::dispatch(config, log, req, fwd, up, |dyno, head, body| {

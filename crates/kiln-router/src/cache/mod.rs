@@ -72,7 +72,7 @@ use crate::body::RouterBody;
 use crate::client::ReqBody;
 use crate::compress;
 use crate::config::{CacheConfig, CompressionConfig, RouterConfig};
-use crate::forward::{Forwarded, RequestFields};
+use crate::forward::{Forwarded, Present, RequestFields};
 use crate::passthrough::Passthrough;
 use crate::table::{AppEntry, AppStore, RouteTable};
 use bytes::{Bytes, BytesMut};
@@ -165,12 +165,13 @@ where
     let gzip = &config.compression;
     let is_head = req.method() == Method::HEAD;
     let limits = config.cache;
-    if limits.max_bytes == 0 || upgrade || !lookup_allowed(&req) {
+    if limits.max_bytes == 0 || upgrade || !lookup_allowed(&req, fwd.present) {
         return next(log, req, upgrade).await.0;
     }
 
     let started = Instant::now();
-    let authorized = req.headers().contains_key(header::AUTHORIZATION);
+    let authorized = fwd.present.has(Present::AUTHORIZATION)
+        && req.headers().contains_key(header::AUTHORIZATION);
     let is_get = req.method() == Method::GET;
     let mut waits = 0;
     let filler = loop {
@@ -221,15 +222,14 @@ where
         target: log.path.clone(),
     };
     let (mut response, returned) = next(log, req, false).await;
-    let request_headers = returned.filter(|_| is_get);
-    let head = match request_headers {
+    let head = match &returned {
         // A response with no freshness at all (the usual dynamic page) is settled on the
         // fields the map always holds; only one that might be stored needs the rest.
-        Some(rh) if has_freshness(response.headers()) => {
+        Some(rh) if is_get && has_freshness(response.headers()) => {
             crate::body::materialize(&mut response);
             storable(
                 RequestFields {
-                    map: &rh,
+                    map: rh,
                     forwarded: Some(fwd),
                 },
                 authorized,
@@ -241,6 +241,9 @@ where
         }
         _ => None,
     };
+    if let Some(map) = returned {
+        crate::maps::give(map);
+    }
     response
         .headers_mut()
         .insert(X_CACHE.clone(), HeaderValue::from_static("MISS"));
@@ -269,13 +272,14 @@ where
     response
 }
 
-/// Whether the cache is consulted at all for this request.
-fn lookup_allowed(req: &Request<ReqBody>) -> bool {
+/// Whether the cache is consulted at all for this request. `present` (the request's pass
+/// over its names) spares the lookups of fields the client did not send.
+fn lookup_allowed(req: &Request<ReqBody>, present: Present) -> bool {
     let m = req.method();
     (m == Method::GET || m == Method::HEAD)
         && req.body().is_end_stream()
-        && !req.headers().contains_key(header::RANGE)
-        && !directives(req.headers()).no_store
+        && !(present.has(Present::RANGE) && req.headers().contains_key(header::RANGE))
+        && !(present.has(Present::CACHE_CONTROL) && directives(req.headers()).no_store)
 }
 
 fn target(path: &Option<PathAndQuery>) -> &str {
