@@ -92,7 +92,7 @@ impl Disk {
         let writer = Writer {
             dir: dir.to_path_buf(),
             retention,
-            files: HashMap::new(),
+            files: HashMap::default(),
             queued: queued.clone(),
         };
         let thread = std::thread::Builder::new()
@@ -290,7 +290,10 @@ impl Segment {
 struct Writer {
     dir: PathBuf,
     retention: Retention,
-    files: HashMap<Arc<str>, Segment>,
+    /// Keyed by app id, looked up once per batch of lines: foldhash rather than SipHash,
+    /// which cost more than the lookup's other work (ids are the platform's, not a
+    /// client's, and the seed is random anyway).
+    files: HashMap<Arc<str>, Segment, foldhash::fast::RandomState>,
     queued: Arc<AtomicUsize>,
 }
 
