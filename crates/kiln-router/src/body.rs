@@ -62,7 +62,7 @@ pub(crate) struct Switch {
 
 /// Everything needed to close the books on a proxied request.
 pub(crate) struct Finish {
-    pub(crate) log: RequestLog,
+    pub(crate) log: Box<RequestLog>,
     pub(crate) outstanding: Outstanding,
     pub(crate) status: u16,
     pub(crate) connect: Duration,

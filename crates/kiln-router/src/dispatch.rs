@@ -34,7 +34,7 @@ struct Failure {
 /// (the cache may need them for `Vary`).
 pub(crate) async fn dispatch<S, F>(
     config: &RouterConfig,
-    log: RequestLog,
+    log: Box<RequestLog>,
     mut req: Request<ReqBody>,
     fwd: &Forwarded<'_>,
     upgrade: bool,
@@ -172,7 +172,7 @@ impl Drop for Unanswered<'_> {
 
 /// Turns the dyno's response into the client's.
 fn respond(
-    log: RequestLog,
+    log: Box<RequestLog>,
     response: Response<DynoBody>,
     outstanding: Outstanding,
     connect: Duration,
@@ -223,7 +223,7 @@ fn respond(
 }
 
 fn fail_after_dispatch(
-    log: RequestLog,
+    log: Box<RequestLog>,
     code: HCode,
     outstanding: &Outstanding,
     connect: Duration,

@@ -151,7 +151,7 @@ impl RouteTable {
 pub(crate) async fn layer<N, F>(
     cache: &Arc<HttpCache>,
     config: &RouterConfig,
-    log: RequestLog,
+    log: Box<RequestLog>,
     req: Request<ReqBody>,
     fwd: &Forwarded<'_>,
     upgrade: bool,
@@ -159,7 +159,7 @@ pub(crate) async fn layer<N, F>(
     next: N,
 ) -> Response<RouterBody>
 where
-    N: FnOnce(RequestLog, Request<ReqBody>, bool) -> F,
+    N: FnOnce(Box<RequestLog>, Request<ReqBody>, bool) -> F,
     F: Future<Output = (Response<RouterBody>, Option<HeaderMap>)>,
 {
     let gzip = &config.compression;
