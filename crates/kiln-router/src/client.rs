@@ -342,11 +342,6 @@ impl RequestBody {
             .map(|c| (c.clone(), IdleTimer::default()));
         Some(RequestBody { inner, watch })
     }
-
-    /// The body as it came, for another attempt.
-    pub(crate) fn into_inner(self) -> ReqBody {
-        self.inner
-    }
 }
 
 impl Body for RequestBody {

@@ -11,7 +11,7 @@ use crate::balance::{self, Tried};
 use crate::body::{Finish, RouterBody};
 use crate::client::{ClientConn, ReqBody, RequestBody};
 use crate::config::RouterConfig;
-use crate::dyno_client::{DynoBody, Sent};
+use crate::dyno_client::{self, DynoBody, Outgoing, Sent};
 use crate::forward::{self, Forwarded};
 use crate::hcode::HCode;
 use crate::pages;
@@ -30,33 +30,35 @@ struct Failure {
 }
 
 /// Sends the request to a dyno through `send` (the next step), moving on to the next dyno
-/// while the request is still unsent. The request's headers come back with the response
-/// (the cache may need them for `Vary`).
+/// while the request is still unsent. The request's head is written out once
+/// ([`dyno_client::prepare`]) and only those bytes go on, so the request stays here; its
+/// headers come back with the response (the cache may need them for `Vary`).
 pub(crate) async fn dispatch<S, F>(
     config: &RouterConfig,
     log: Box<RequestLog>,
-    mut req: Request<ReqBody>,
+    req: Request<ReqBody>,
     fwd: &Forwarded<'_>,
     upgrade: bool,
     mut send: S,
 ) -> (Response<RouterBody>, Option<HeaderMap>)
 where
-    S: FnMut(Arc<BackendState>, Request<()>, Option<RequestBody>) -> F,
+    S: FnMut(Arc<BackendState>, Outgoing, Option<RequestBody>) -> F,
     F: Future<Output = Sent>,
 {
     let app = Arc::clone(&log.app);
     let mut tried = Tried::default();
     let mut last_failure = None;
+    let (parts, body) = req.into_parts();
+    let body = RequestBody::new(body, log.client.as_ref());
+    let (mut out, mut body) = dyno_client::prepare(&parts, Some(fwd), body);
     while let Some(i) = balance::pick(&app.backends, &tried) {
         tried.insert(i);
         let outstanding = app.backends[i].begin();
         let state = outstanding.state();
-        let (parts, body) = req.into_parts();
-        let head = Request::from_parts(parts, ());
-        let attempted = match RequestBody::new(body, log.client.as_ref()) {
+        let attempted = match body.take() {
             // The engine serves each of its connection's requests to the end: nothing drops
             // this future half way.
-            None => send(Arc::clone(state), head, None).await,
+            None => send(Arc::clone(state), out, None).await,
             Some(body) => {
                 // Until the attempt returns, the request is the dyno's: if hyper drops this
                 // future meanwhile (the client reset its HTTP/2 stream), the line says so
@@ -69,7 +71,7 @@ where
                 };
                 // Boxed: most requests have no body, and an async fn's future is as large as
                 // everything it might await.
-                let sent = Box::pin(send(Arc::clone(state), head, Some(body))).await;
+                let sent = Box::pin(send(Arc::clone(state), out, Some(body))).await;
                 unanswered.armed = false;
                 sent
             }
@@ -79,21 +81,19 @@ where
                 response,
                 connect,
                 dispatched_at,
-                request_headers,
             } => {
                 let response = respond(log, response, outstanding, connect, dispatched_at, upgrade);
-                return (response, Some(request_headers));
+                return (response, Some(parts.headers));
             }
             // The request was never written: another dyno may take it.
             Sent::Unreachable {
-                req: unsent,
-                body,
+                out: unsent,
+                body: untouched,
                 code,
                 connect,
             } => {
                 state.quarantine();
-                let body = body.map_or(ReqBody::Empty, RequestBody::into_inner);
-                req = unsent.map(|()| body);
+                (out, body) = (unsent, untouched);
                 last_failure = Some(Failure {
                     code,
                     backend: Arc::clone(state),

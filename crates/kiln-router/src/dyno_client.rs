@@ -17,8 +17,8 @@ use crate::passthrough::{self, Passthrough};
 use crate::pool::{Pool, Pooled};
 use crate::wire::{BoxError, deadline, put_field, take};
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Request, Response, StatusCode, Version};
+use http::header::{self, HeaderName, HeaderValue};
+use http::{Method, Response, StatusCode, Version};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, SizeHint};
 use std::io;
@@ -44,18 +44,16 @@ const MAX_RESPONSE_HEAD: usize = 256 * 1024;
 /// A keep-alive connection to a dyno, with what has been read from it and not yet used.
 /// How an exchange with a dyno ended.
 pub(crate) enum Sent {
-    /// The response head arrived; the body follows from the connection. The request's
-    /// headers come back (the cache may need them for `Vary`).
+    /// The response head arrived; the body follows from the connection.
     Answered {
         response: Response<DynoBody>,
         connect: Duration,
         dispatched_at: Instant,
-        request_headers: HeaderMap,
     },
     /// No connection could be opened: the request was never written, another dyno may
-    /// take it.
+    /// take it (it comes back for that).
     Unreachable {
-        req: Request<()>,
+        out: Outgoing,
         body: Option<RequestBody>,
         code: HCode,
         connect: Duration,
@@ -98,32 +96,57 @@ enum Exchange {
     Client,
 }
 
-/// Sends a request to the dyno at `addr`: over a connection from its pool if there is one,
-/// else a new one (`pool` may be owned by the future, so that a caller need not wrap it in
-/// another). `fwd` are Heroku's fields, written after the request's own (none for a
-/// request of the router's, such as fetching an app's error page). `body` is the client's request body, if it has one: it streams to the
-/// dyno as it arrives, framed by its length or chunked. `client` is whose body it is, to
-/// name the code when it fails on the client's side (H26, H27, H28).
+/// A request as it goes to a dyno: its head, written out once (the same bytes for every
+/// dyno tried), and what the exchange needs to know of it. Made by [`prepare`].
+pub(crate) struct Outgoing {
+    head: Vec<u8>,
+    is_head: bool,
+    /// Resending is harmless only for safe methods (RFC 9110 §9.2.1), and possible only
+    /// while the body (if any) is untouched.
+    resendable: bool,
+    /// `None` without a body; `Some(None)` for a chunked one.
+    length: Option<Option<u64>>,
+}
+
+/// Writes out the head of the request in `parts` for a dyno, with `fwd`, Heroku's fields,
+/// after the request's own (none for a request of the router's, such as fetching an app's
+/// error page), and framed for `body`; a body that has already ended is no body (a GET
+/// through hyper, an upgrade), and comes back as `None`. The request itself stays with the
+/// caller: only the bytes travel on, so nothing the size of a request is moved from step to
+/// step, or held in each step's future.
+pub(crate) fn prepare(
+    parts: &http::request::Parts,
+    fwd: Option<&Forwarded<'_>>,
+    mut body: Option<RequestBody>,
+) -> (Outgoing, Option<RequestBody>) {
+    if body.as_ref().is_some_and(Body::is_end_stream) {
+        body = None;
+    }
+    let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+    let length = body.as_ref().map(|b| b.size_hint().exact());
+    let out = Outgoing {
+        head: request_head(parts, fwd, length),
+        is_head: parts.method == Method::HEAD,
+        resendable: body.is_none() && safe,
+        length,
+    };
+    (out, body)
+}
+
+/// Sends a request ([`prepare`]d) to the dyno at `addr`: over a connection from its pool
+/// if there is one, else a new one (`pool` may be owned by the future, so that a caller
+/// need not wrap it in another). `body` is the client's request body, if it has one: it
+/// streams to the dyno as it arrives, framed by its length or chunked. `client` is whose
+/// body it is, to name the code when it fails on the client's side (H26, H27, H28).
 pub(crate) async fn send<P: std::ops::Deref<Target = Pool<DynoConn>>>(
     config: &RouterConfig,
     addr: SocketAddr,
     pool: P,
-    req: Request<()>,
+    out: Outgoing,
     mut body: Option<RequestBody>,
-    fwd: Option<&Forwarded<'_>>,
     client: Option<&ClientConn>,
 ) -> Sent {
-    let is_head = req.method() == Method::HEAD;
-    // A body that has already ended is no body (a GET through hyper, an upgrade).
-    if body.as_ref().is_some_and(Body::is_end_stream) {
-        body = None;
-    }
-    // Resending is harmless only for safe methods (RFC 9110 §9.2.1), and possible only
-    // while the body (if any) is untouched.
-    let resendable =
-        body.is_none() && matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    let length = body.as_ref().map(|b| b.size_hint().exact());
-    let head = request_head(&req, fwd, length);
+    let (is_head, resendable, length) = (out.is_head, out.resendable, out.length);
     let mut stale = 0;
     loop {
         let connect_started = Instant::now();
@@ -144,7 +167,7 @@ pub(crate) async fn send<P: std::ops::Deref<Target = Pool<DynoConn>>>(
                 Err(e) => {
                     tracing::debug!(%addr, error = %e, "dyno unreachable");
                     return Sent::Unreachable {
-                        req,
+                        out,
                         body,
                         code: e.hcode(),
                         connect: connect_started.elapsed(),
@@ -170,7 +193,7 @@ pub(crate) async fn send<P: std::ops::Deref<Target = Pool<DynoConn>>>(
                 buf,
                 timer,
                 limit,
-                &head,
+                &out.head,
                 body.as_mut(),
                 length,
                 is_head,
@@ -200,12 +223,10 @@ pub(crate) async fn send<P: std::ops::Deref<Target = Pool<DynoConn>>>(
                     aborted: false,
                     passthrough,
                 };
-                let request_headers = req.into_parts().0.headers;
                 return Sent::Answered {
                     response: response.map(|()| body),
                     connect,
                     dispatched_at,
-                    request_headers,
                 };
             }
             Err(Exchange::Nothing) if reused && resendable => stale += 1,
@@ -366,21 +387,21 @@ async fn write_timed(
 /// as the pipeline left them, then Heroku's. `length` is the body's framing when there is
 /// one (`Some(None)`: unknown, so chunked); the router writes it, never the client's.
 fn request_head(
-    req: &Request<()>,
+    req: &http::request::Parts,
     fwd: Option<&Forwarded<'_>>,
     length: Option<Option<u64>>,
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(512);
-    out.extend_from_slice(req.method().as_str().as_bytes());
+    out.extend_from_slice(req.method.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(
-        req.uri()
+        req.uri
             .path_and_query()
             .map_or("/", |p| p.as_str())
             .as_bytes(),
     );
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    for (name, value) in req.headers() {
+    for (name, value) in &req.headers {
         if *name == header::TRANSFER_ENCODING
             || (*name == header::CONTENT_LENGTH && length.is_some())
         {

@@ -208,9 +208,9 @@ pub(crate) async fn handle(
     let (fwd, conn, up, gz) = (&fwd, conn.as_ref(), fwd.upgrade, gzip.accepts());
     let cache = &shared.cache;
     let mut response = cache::layer(cache, config, log, req, fwd, up, gz, |log, req, up| {
-        dispatch::dispatch(config, log, req, fwd, up, |dyno, head, body| {
+        dispatch::dispatch(config, log, req, fwd, up, |dyno, out, body| {
             let (addr, pool) = (dyno.backend.addr, backend::Conns(dyno));
-            dyno_client::send(config, addr, pool, head, body, Some(fwd), conn)
+            dyno_client::send(config, addr, pool, out, body, conn)
         })
     })
     .await;

@@ -170,8 +170,8 @@ async fn fetch(url: &str, config: &RouterConfig) -> Result<Page, FetchError> {
         .header(header::CONNECTION, "close")
         .body(())
         .map_err(|e| e.to_string())?;
-    let response = match dyno_client::send(config, addr, &Pool::new(), req, None, None, None).await
-    {
+    let (out, _) = dyno_client::prepare(&req.into_parts().0, None, None);
+    let response = match dyno_client::send(config, addr, &Pool::new(), out, None, None).await {
         Sent::Answered { response, .. } => response,
         Sent::Unreachable { code, .. } | Sent::Failed { code, .. } => {
             return Err(
