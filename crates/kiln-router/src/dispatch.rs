@@ -33,110 +33,116 @@ struct Failure {
 /// while the request is still unsent. The request's head is written out once
 /// ([`dyno_client::prepare`]) and only those bytes go on, so the request stays here; its
 /// headers come back with the response (the cache may need them for `Vary`).
-pub(crate) async fn dispatch<S, F>(
+pub(crate) fn dispatch<S, F>(
     config: &RouterConfig,
     log: Box<RequestLog>,
     req: Request<ReqBody>,
     fwd: &Forwarded<'_>,
     upgrade: bool,
     mut send: S,
-) -> (Response<RouterBody>, Option<HeaderMap>)
+) -> impl Future<Output = (Response<RouterBody>, Option<HeaderMap>)>
 where
     S: FnMut(Arc<BackendState>, Outgoing, Option<RequestBody>) -> F,
     F: Future<Output = Sent>,
 {
-    let app = Arc::clone(&log.app);
-    let mut tried = Tried::default();
-    let mut last_failure = None;
-    let (parts, body) = req.into_parts();
-    let body = RequestBody::new(body, log.client.as_ref());
-    let (mut out, mut body) = dyno_client::prepare(&parts, Some(fwd), body);
-    while let Some(i) = balance::pick(&app.backends, &tried) {
-        tried.insert(i);
-        let outstanding = app.backends[i].begin();
-        let state = outstanding.state();
-        let attempted = match body.take() {
-            // The engine serves each of its connection's requests to the end: nothing drops
-            // this future half way.
-            None => send(Arc::clone(state), out, None).await,
-            Some(body) => {
-                // Until the attempt returns, the request is the dyno's: if hyper drops this
-                // future meanwhile (the client reset its HTTP/2 stream), the line says so
-                // (H27) instead of the request vanishing from the log.
-                let mut unanswered = Unanswered {
-                    log: &log,
-                    dyno: &state.backend.dyno,
-                    received_ms: fwd.received_ms,
-                    armed: true,
-                };
-                // Boxed: most requests have no body, and an async fn's future is as large as
-                // everything it might await.
-                let sent = Box::pin(send(Arc::clone(state), out, Some(body))).await;
-                unanswered.armed = false;
-                sent
-            }
-        };
-        match attempted {
-            Sent::Answered {
-                response,
-                connect,
-                dispatched_at,
-            } => {
-                let response = respond(log, response, outstanding, connect, dispatched_at, upgrade);
-                return (response, Some(parts.headers));
-            }
-            // The request was never written: another dyno may take it.
-            Sent::Unreachable {
-                out: unsent,
-                body: untouched,
-                code,
-                connect,
-            } => {
-                state.quarantine();
-                (out, body) = (unsent, untouched);
-                last_failure = Some(Failure {
-                    code,
-                    backend: Arc::clone(state),
+    // An async block, not an `async fn`: an `async fn` copies each argument into a local
+    // of its future when first polled, and keeps room for both (bench/README.md, session
+    // 17); the block uses them where they were captured.
+    async move {
+        let app = Arc::clone(&log.app);
+        let mut tried = Tried::default();
+        let mut last_failure = None;
+        let (parts, body) = req.into_parts();
+        let body = RequestBody::new(body, log.client.as_ref());
+        let (mut out, mut body) = dyno_client::prepare(&parts, Some(fwd), body);
+        while let Some(i) = balance::pick(&app.backends, &tried) {
+            tried.insert(i);
+            let outstanding = app.backends[i].begin();
+            let state = outstanding.state();
+            let attempted = match body.take() {
+                // The engine serves each of its connection's requests to the end: nothing drops
+                // this future half way.
+                None => send(Arc::clone(state), out, None).await,
+                Some(body) => {
+                    // Until the attempt returns, the request is the dyno's: if hyper drops this
+                    // future meanwhile (the client reset its HTTP/2 stream), the line says so
+                    // (H27) instead of the request vanishing from the log.
+                    let mut unanswered = Unanswered {
+                        log: &log,
+                        dyno: &state.backend.dyno,
+                        received_ms: fwd.received_ms,
+                        armed: true,
+                    };
+                    // Boxed: most requests have no body, and an async fn's future is as large as
+                    // everything it might await.
+                    let sent = Box::pin(send(Arc::clone(state), out, Some(body))).await;
+                    unanswered.armed = false;
+                    sent
+                }
+            };
+            match attempted {
+                Sent::Answered {
+                    response,
                     connect,
-                    service: Duration::ZERO,
-                });
-            }
-            // The request was (maybe partly) sent; retrying could repeat its effects.
-            Sent::Failed {
-                code,
-                connect,
-                service,
-            } => {
-                last_failure = Some(Failure {
+                    dispatched_at,
+                } => {
+                    let response =
+                        respond(log, response, outstanding, connect, dispatched_at, upgrade);
+                    return (response, Some(parts.headers));
+                }
+                // The request was never written: another dyno may take it.
+                Sent::Unreachable {
+                    out: unsent,
+                    body: untouched,
                     code,
-                    backend: Arc::clone(state),
+                    connect,
+                } => {
+                    state.quarantine();
+                    (out, body) = (unsent, untouched);
+                    last_failure = Some(Failure {
+                        code,
+                        backend: Arc::clone(state),
+                        connect,
+                        service: Duration::ZERO,
+                    });
+                }
+                // The request was (maybe partly) sent; retrying could repeat its effects.
+                Sent::Failed {
+                    code,
                     connect,
                     service,
-                });
-                break;
+                } => {
+                    last_failure = Some(Failure {
+                        code,
+                        backend: Arc::clone(state),
+                        connect,
+                        service,
+                    });
+                    break;
+                }
             }
         }
-    }
-    // `decide` routes only apps with backends, so at least one attempt was made.
-    let Some(f) = last_failure else {
-        log.emit(&Outcome::refused(HCode::H14));
-        return (
-            Box::pin(pages::error_page(HCode::H14, &app, config)).await,
+        // `decide` routes only apps with backends, so at least one attempt was made.
+        let Some(f) = last_failure else {
+            log.emit(&Outcome::refused(HCode::H14));
+            return (
+                Box::pin(pages::error_page(HCode::H14, &app, config)).await,
+                None,
+            );
+        };
+        log.emit(&Outcome {
+            code: Some(f.code),
+            dyno: Some(&f.backend.backend.dyno),
+            connect: Some(f.connect),
+            service: Some(f.service),
+            status: Some(f.code.status().as_u16()),
+            bytes: Some(0),
+        });
+        (
+            Box::pin(pages::error_page(f.code, &app, config)).await,
             None,
-        );
-    };
-    log.emit(&Outcome {
-        code: Some(f.code),
-        dyno: Some(&f.backend.backend.dyno),
-        connect: Some(f.connect),
-        service: Some(f.service),
-        status: Some(f.code.status().as_u16()),
-        bytes: Some(0),
-    });
-    (
-        Box::pin(pages::error_page(f.code, &app, config)).await,
-        None,
-    )
+        )
+    }
 }
 
 /// Logs H27 if dropped while armed: the client went away while a dyno had its request.

@@ -148,7 +148,7 @@ impl RouteTable {
 /// headers when it can, which spares copying them before the fetch for `Vary`.
 /// `accepts_gzip` is the compression step's reading of the request (`compress::Gzip`).
 #[allow(clippy::too_many_arguments)]
-pub(crate) async fn layer<N, F>(
+pub(crate) fn layer<N, F>(
     cache: &Arc<HttpCache>,
     config: &RouterConfig,
     log: Box<RequestLog>,
@@ -157,119 +157,124 @@ pub(crate) async fn layer<N, F>(
     upgrade: bool,
     accepts_gzip: bool,
     next: N,
-) -> Response<RouterBody>
+) -> impl Future<Output = Response<RouterBody>>
 where
     N: FnOnce(Box<RequestLog>, Request<ReqBody>, bool) -> F,
     F: Future<Output = (Response<RouterBody>, Option<HeaderMap>)>,
 {
-    let gzip = &config.compression;
-    let is_head = req.method() == Method::HEAD;
-    let limits = config.cache;
-    if limits.max_bytes == 0 || upgrade || !lookup_allowed(&req, fwd.present) {
-        return next(log, req, upgrade).await.0;
-    }
+    // An async block, not an `async fn`: an `async fn` copies each argument into a local
+    // of its future when first polled, and keeps room for both (bench/README.md, session
+    // 17); the block uses them where they were captured.
+    async move {
+        let gzip = &config.compression;
+        let is_head = req.method() == Method::HEAD;
+        let limits = config.cache;
+        if limits.max_bytes == 0 || upgrade || !lookup_allowed(&req, fwd.present) {
+            return next(log, req, upgrade).await.0;
+        }
 
-    let started = Instant::now();
-    let authorized = fwd.present.has(Present::AUTHORIZATION)
-        && req.headers().contains_key(header::AUTHORIZATION);
-    let is_get = req.method() == Method::GET;
-    let mut waits = 0;
-    let filler = loop {
-        let key = KeyRef {
-            app_id: &log.app.app_id,
-            host: log.host.as_bytes(),
-            target: target(&log.path),
-        };
-        // HEAD misses pass: their responses have no body to store.
-        let coalesce = is_get && !authorized && waits < MAX_WAITS;
-        // One clock read serves the common case; a request that waited reads it again.
-        let now = if waits == 0 { started } else { Instant::now() };
-        let fields = RequestFields {
-            map: req.headers(),
-            forwarded: Some(fwd),
-        };
-        match cache.lookup(&key, fields, authorized, coalesce, now) {
-            Lookup::Hit(object) => {
-                return hit(
-                    &object,
-                    &log,
-                    req.headers(),
-                    is_head,
-                    accepts_gzip,
-                    started,
-                    now,
-                );
-            }
-            Lookup::Wait(mut rx) => {
-                waits += 1;
-                if tokio::time::timeout(config.first_byte_timeout, rx.changed())
-                    .await
-                    .is_err()
-                {
-                    // The fetch is taking too long: stop queueing behind it.
-                    waits = MAX_WAITS;
+        let started = Instant::now();
+        let authorized = fwd.present.has(Present::AUTHORIZATION)
+            && req.headers().contains_key(header::AUTHORIZATION);
+        let is_get = req.method() == Method::GET;
+        let mut waits = 0;
+        let filler = loop {
+            let key = KeyRef {
+                app_id: &log.app.app_id,
+                host: log.host.as_bytes(),
+                target: target(&log.path),
+            };
+            // HEAD misses pass: their responses have no body to store.
+            let coalesce = is_get && !authorized && waits < MAX_WAITS;
+            // One clock read serves the common case; a request that waited reads it again.
+            let now = if waits == 0 { started } else { Instant::now() };
+            let fields = RequestFields {
+                map: req.headers(),
+                forwarded: Some(fwd),
+            };
+            match cache.lookup(&key, fields, authorized, coalesce, now) {
+                Lookup::Hit(object) => {
+                    return hit(
+                        &object,
+                        &log,
+                        req.headers(),
+                        is_head,
+                        accepts_gzip,
+                        started,
+                        now,
+                    );
                 }
+                Lookup::Wait(mut rx) => {
+                    waits += 1;
+                    if tokio::time::timeout(config.first_byte_timeout, rx.changed())
+                        .await
+                        .is_err()
+                    {
+                        // The fetch is taking too long: stop queueing behind it.
+                        waits = MAX_WAITS;
+                    }
+                }
+                Lookup::Miss(filler) => break filler,
             }
-            Lookup::Miss(filler) => break filler,
-        }
-    };
-
-    // Vary is only known from the response, so the request's headers are needed until
-    // then: the dyno client gives them back with the response.
-    let key = OwnedKeyParts {
-        app: Arc::clone(&log.app),
-        host: log.host.clone(),
-        target: log.path.clone(),
-    };
-    let (mut response, returned) = next(log, req, false).await;
-    let head = match &returned {
-        // A response with no freshness at all (the usual dynamic page) is settled on the
-        // fields the map always holds; only one that might be stored needs the rest.
-        Some(rh) if is_get && has_freshness(response.headers()) => {
-            crate::body::materialize(&mut response);
-            storable(
-                RequestFields {
-                    map: rh,
-                    forwarded: Some(fwd),
-                },
-                authorized,
-                response.status(),
-                response.headers(),
-                &limits,
-                gzip,
-            )
-        }
-        _ => None,
-    };
-    if let Some(map) = returned {
-        crate::maps::give(map);
-    }
-    response
-        .headers_mut()
-        .insert(X_CACHE.clone(), HeaderValue::from_static("MISS"));
-    if let Some(head) = head {
-        let (parts, body) = response.into_parts();
-        let fill = Fill {
-            filler,
-            head,
-            key,
-            parts: Vec::new(),
-            len: 0,
-            limits,
         };
-        response = Response::from_parts(
-            parts,
-            RouterBody::layered(Box::pin(FillBody {
-                inner: body,
-                fill: Some(fill),
-            })),
-        );
-    } else {
-        // Not storable: waiters (if this request led a fetch) are released to go to a
-        // dyno themselves, and the key is marked hit-for-miss.
-        drop(filler);
+
+        // Vary is only known from the response, so the request's headers are needed until
+        // then: the dyno client gives them back with the response.
+        let key = OwnedKeyParts {
+            app: Arc::clone(&log.app),
+            host: log.host.clone(),
+            target: log.path.clone(),
+        };
+        let (mut response, returned) = next(log, req, false).await;
+        let head = match &returned {
+            // A response with no freshness at all (the usual dynamic page) is settled on the
+            // fields the map always holds; only one that might be stored needs the rest.
+            Some(rh) if is_get && has_freshness(response.headers()) => {
+                crate::body::materialize(&mut response);
+                storable(
+                    RequestFields {
+                        map: rh,
+                        forwarded: Some(fwd),
+                    },
+                    authorized,
+                    response.status(),
+                    response.headers(),
+                    &limits,
+                    gzip,
+                )
+            }
+            _ => None,
+        };
+        if let Some(map) = returned {
+            crate::maps::give(map);
+        }
+        response
+            .headers_mut()
+            .insert(X_CACHE.clone(), HeaderValue::from_static("MISS"));
+        if let Some(head) = head {
+            let (parts, body) = response.into_parts();
+            let fill = Fill {
+                filler,
+                head,
+                key,
+                parts: Vec::new(),
+                len: 0,
+                limits,
+            };
+            response = Response::from_parts(
+                parts,
+                RouterBody::layered(Box::pin(FillBody {
+                    inner: body,
+                    fill: Some(fill),
+                })),
+            );
+        } else {
+            // Not storable: waiters (if this request led a fetch) are released to go to a
+            // dyno themselves, and the key is marked hit-for-miss.
+            drop(filler);
+        }
+        response
     }
-    response
 }
 
 /// Whether the cache is consulted at all for this request. `present` (the request's pass
