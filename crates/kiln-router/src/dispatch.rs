@@ -54,31 +54,34 @@ where
         let mut last_failure = None;
         let (parts, body) = req.into_parts();
         let body = RequestBody::new(body, log.client.as_ref());
+        // Whether the request came with a body of its own, as every HTTP/2 request does (one
+        // already ended, a GET's, included), decided before `prepare` drops an ended one: such
+        // a request's future may be dropped half way (below).
+        let guarded = body.is_some();
         let (mut out, mut body) = dyno_client::prepare(&parts, Some(fwd), body);
         while let Some(i) = balance::pick(&app.backends, &tried) {
             tried.insert(i);
             let outstanding = app.backends[i].begin();
             let state = outstanding.state();
-            let attempted = match body.take() {
+            let attempted = if !guarded {
                 // The engine serves each of its connection's requests to the end: nothing drops
                 // this future half way.
-                None => send(Arc::clone(state), out, None).await,
-                Some(body) => {
-                    // Until the attempt returns, the request is the dyno's: if hyper drops this
-                    // future meanwhile (the client reset its HTTP/2 stream), the line says so
-                    // (H27) instead of the request vanishing from the log.
-                    let mut unanswered = Unanswered {
-                        log: &log,
-                        dyno: &state.backend.dyno,
-                        received_ms: fwd.received_ms,
-                        armed: true,
-                    };
-                    // Boxed: most requests have no body, and an async fn's future is as large as
-                    // everything it might await.
-                    let sent = Box::pin(send(Arc::clone(state), out, Some(body))).await;
-                    unanswered.armed = false;
-                    sent
-                }
+                send(Arc::clone(state), out, None).await
+            } else {
+                // Until the attempt returns, the request is the dyno's: if hyper drops this
+                // future meanwhile (the client reset its HTTP/2 stream), the line says so
+                // (H27) instead of the request vanishing from the log.
+                let mut unanswered = Unanswered {
+                    log: &log,
+                    dyno: &state.backend.dyno,
+                    received_ms: fwd.received_ms,
+                    armed: true,
+                };
+                // Boxed: most requests have no body, and an async fn's future is as large as
+                // everything it might await.
+                let sent = Box::pin(send(Arc::clone(state), out, body.take())).await;
+                unanswered.armed = false;
+                sent
             };
             match attempted {
                 Sent::Answered {

@@ -642,6 +642,11 @@ mod tests {
         let f = prepare_request(&mut old, Version::HTTP_10, &listener, &ip, 0);
         assert!(!f.upgrade);
         assert!(!old.contains_key("upgrade") && !old.contains_key("connection"));
+        // HTTP/2 has no switch of this kind either (RFC 9113 §8.2.2).
+        let mut h2 = map(&switch);
+        let f = prepare_request(&mut h2, Version::HTTP_2, &listener, &ip, 0);
+        assert!(!f.upgrade);
+        assert!(!h2.contains_key("upgrade"));
     }
 
     /// The pass notes exactly the fields later steps read; a clear bit means absent.
@@ -670,6 +675,12 @@ mod tests {
         let mut h = map(&[("range", "bytes=0-1")]);
         let f = prepare_request(&mut h, Version::HTTP_11, &listener, &ip, 0);
         assert!(f.present.has(Present::RANGE) && !f.present.has(Present::ACCEPT_ENCODING));
+        // A field the client names in `Connection` goes; its bit may stay set, which only
+        // sends the later step to the map, where the field is then absent.
+        let mut h = map(&[("connection", "range"), ("range", "bytes=0-1")]);
+        let f = prepare_request(&mut h, Version::HTTP_11, &listener, &ip, 0);
+        assert!(!h.contains_key("range") && !h.contains_key("connection"));
+        assert!(f.present.has(Present::RANGE));
     }
 
     #[test]

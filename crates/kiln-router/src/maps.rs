@@ -24,7 +24,11 @@ thread_local! {
 
 /// An empty map with room for `fields` fields: a kept one when the thread has one.
 pub(crate) fn take(fields: usize) -> HeaderMap {
-    let kept = SPARE.with(|spare| spare.try_borrow_mut().ok().and_then(|mut s| s.pop()));
+    // `try_with`: never a panic, even while the thread's storage is being torn down.
+    let kept = SPARE
+        .try_with(|spare| spare.try_borrow_mut().ok().and_then(|mut s| s.pop()))
+        .ok()
+        .flatten();
     match kept {
         Some(mut map) => {
             map.reserve(fields);
@@ -36,11 +40,13 @@ pub(crate) fn take(fields: usize) -> HeaderMap {
 
 /// Gives a map back for reuse; its fields are dropped now.
 pub(crate) fn give(mut map: HeaderMap) {
-    if map.capacity() == 0 || map.capacity() > MAX_CAPACITY {
+    // `capacity` is the room for names; `len` counts every value, so a map that grew room
+    // for many repeated values (a long run of `Set-Cookie`, say) is not kept either.
+    if map.capacity() == 0 || map.capacity() > MAX_CAPACITY || map.len() > MAX_CAPACITY {
         return;
     }
     map.clear();
-    SPARE.with(|spare| {
+    let _ = SPARE.try_with(|spare| {
         if let Ok(mut spare) = spare.try_borrow_mut() {
             if spare.len() < KEEP {
                 spare.push(map);

@@ -914,6 +914,46 @@ async fn http2_streams_reset_while_a_dyno_has_them_are_logged_h27() {
     router.shutdown().await.unwrap();
 }
 
+/// The same for a stream without a body (`END_STREAM` on its head, as browsers send GETs):
+/// the router ends such a body before a dyno sees the request, and the request must still
+/// be watched while the dyno has it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_bodiless_streams_reset_while_a_dyno_has_them_are_logged_h27() {
+    let router = TlsRouter::start().await;
+    let slow = raw_dyno(|mut s| async move {
+        let _ = read_head(&mut s).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let _ = s
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            .await;
+    })
+    .await;
+    let app = router.app("slow", &[slow]);
+    let tx = h2::<Full<Bytes>>(&router, "slow").await;
+    let mut keep = tx.clone();
+    let req = Request::get("https://slow.localhost/abandoned-get")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let mut sender = tx.clone();
+    let pending = tokio::spawn(async move { sender.send_request(req).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    pending.abort();
+    let line = router.logs.wait_for(&app, "path=\"/abandoned-get\"").await;
+    assert!(
+        line.message
+            .starts_with("sock=client at=warning code=H27 desc=\"Client Request Interrupted\""),
+        "{}",
+        line.message
+    );
+    assert!(
+        line.message.contains(" dyno=web.1 ") && line.message.contains(" status=499 bytes=0 "),
+        "{}",
+        line.message
+    );
+    keep.ready().await.expect("the connection is still open");
+    router.shutdown().await.unwrap();
+}
+
 /// Cache hits over HTTP/2: hyper writes only the map, so a hit's stored head (which the
 /// HTTP/1 writer takes as written lines) must reach it whole, with its own `Age` and the
 /// body's length.

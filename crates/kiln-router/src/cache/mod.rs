@@ -170,7 +170,11 @@ where
         let is_head = req.method() == Method::HEAD;
         let limits = config.cache;
         if limits.max_bytes == 0 || upgrade || !lookup_allowed(&req, fwd.present) {
-            return next(log, req, upgrade).await.0;
+            let (response, returned) = next(log, req, upgrade).await;
+            if let Some(map) = returned {
+                crate::maps::give(map);
+            }
+            return response;
         }
 
         let started = Instant::now();
