@@ -498,6 +498,12 @@ where
                     let _ = wr.write_all(&ToClient::Exit(code).encode()).await;
                 }
                 let _ = wr.shutdown().await;
+                // Keep reading until the client closes its side too, briefly. A socket
+                // closed with input unread (the CLI's end-of-stdin, say) is reset by the
+                // kernel, and a reset can throw away the end of the output the client has
+                // not read yet: with `heroku run --exit-code`, the line that carries the
+                // status, which the CLI then reports as exit code 1.
+                let _ = tokio::time::timeout(LINGER, &mut reader).await;
             }
             reader.abort();
             feeder.abort();
@@ -524,3 +530,6 @@ where
 
 /// SIGHUP on Linux (the API crate does not link libc for one constant).
 const SIGHUP: i32 = 1;
+
+/// How long a finished session waits for its client to close the connection.
+const LINGER: Duration = Duration::from_secs(2);
