@@ -99,11 +99,9 @@ fn is_q_zero(param: &[u8]) -> bool {
     v.first() == Some(&b'0') && v[1..].iter().all(|&b| b == b'.' || b == b'0')
 }
 
-/// Whether the client takes gzip. A `gzip;q=0` wins over `*`.
+/// Whether the client takes gzip. A `gzip;q=0` wins over `*`. (A request without
+/// `Accept-Encoding` is settled before this, on the request's `forward::Present`.)
 pub(crate) fn accepts_gzip(headers: &HeaderMap) -> bool {
-    if !headers.contains_key(header::ACCEPT_ENCODING) {
-        return false;
-    }
     accepted_codings(headers) & GZIP != 0
 }
 

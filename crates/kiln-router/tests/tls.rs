@@ -879,39 +879,9 @@ async fn http2_idle_windows_answer_as_http1_does() {
 /// (the stream's work is dropped, and nothing else would say it happened).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_streams_reset_while_a_dyno_has_them_are_logged_h27() {
-    let router = TlsRouter::start().await;
-    let slow = raw_dyno(|mut s| async move {
-        let _ = read_head(&mut s).await;
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let _ = s
-            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-            .await;
-    })
-    .await;
-    let app = router.app("slow", &[slow]);
-    let tx = h2(&router, "slow").await;
-    // The connection stays open: only the stream is reset.
-    let mut keep = tx.clone();
     let (body_tx, req) = request("GET", "https://slow.localhost/abandoned", &[]);
     drop(body_tx);
-    let mut sender = tx.clone();
-    let pending = tokio::spawn(async move { sender.send_request(req).await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    pending.abort();
-    let line = router.logs.wait_for(&app, "path=\"/abandoned\"").await;
-    assert!(
-        line.message
-            .starts_with("sock=client at=warning code=H27 desc=\"Client Request Interrupted\""),
-        "{}",
-        line.message
-    );
-    assert!(
-        line.message.contains(" dyno=web.1 ") && line.message.contains(" status=499 bytes=0 "),
-        "{}",
-        line.message
-    );
-    keep.ready().await.expect("the connection is still open");
-    router.shutdown().await.unwrap();
+    reset_while_a_dyno_has_it(req, "/abandoned").await;
 }
 
 /// The same for a stream without a body (`END_STREAM` on its head, as browsers send GETs):
@@ -919,6 +889,19 @@ async fn http2_streams_reset_while_a_dyno_has_them_are_logged_h27() {
 /// be watched while the dyno has it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_bodiless_streams_reset_while_a_dyno_has_them_are_logged_h27() {
+    let req = Request::get("https://slow.localhost/abandoned-get")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    reset_while_a_dyno_has_it(req, "/abandoned-get").await;
+}
+
+/// Sends `req` over HTTP/2 to an app whose dyno takes 2 s to answer, resets its stream
+/// after 300 ms, and checks the H27 line for `path`, and that the connection still serves.
+async fn reset_while_a_dyno_has_it<B>(req: Request<B>, path: &str)
+where
+    B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let router = TlsRouter::start().await;
     let slow = raw_dyno(|mut s| async move {
         let _ = read_head(&mut s).await;
@@ -929,16 +912,17 @@ async fn http2_bodiless_streams_reset_while_a_dyno_has_them_are_logged_h27() {
     })
     .await;
     let app = router.app("slow", &[slow]);
-    let tx = h2::<Full<Bytes>>(&router, "slow").await;
+    let tx = h2::<B>(&router, "slow").await;
+    // The connection stays open: only the stream is reset.
     let mut keep = tx.clone();
-    let req = Request::get("https://slow.localhost/abandoned-get")
-        .body(Full::new(Bytes::new()))
-        .unwrap();
     let mut sender = tx.clone();
     let pending = tokio::spawn(async move { sender.send_request(req).await });
     tokio::time::sleep(Duration::from_millis(300)).await;
     pending.abort();
-    let line = router.logs.wait_for(&app, "path=\"/abandoned-get\"").await;
+    let line = router
+        .logs
+        .wait_for(&app, &format!("path=\"{path}\""))
+        .await;
     assert!(
         line.message
             .starts_with("sock=client at=warning code=H27 desc=\"Client Request Interrupted\""),
