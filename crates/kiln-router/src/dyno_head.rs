@@ -99,10 +99,7 @@ pub(crate) fn line_at(buf: &[u8], at: usize) -> Result<Option<(Option<Field>, us
     }
     // A name of token characters, right up to the colon: a leading space is obsolete line
     // folding, one before the colon is refused as in requests.
-    let colon = line
-        .iter()
-        .position(|&b| !crate::head::is_tchar(b))
-        .unwrap_or(line.len());
+    let colon = token_len(line);
     match line.get(colon) {
         None => return Ok(None),
         Some(b':') if colon > 0 => {}
@@ -126,6 +123,39 @@ pub(crate) fn line_at(buf: &[u8], at: usize) -> Result<Option<(Option<Field>, us
         }),
         at + next,
     )))
+}
+
+/// How many bytes at the front of `text` are token characters (RFC 9110). Field names are
+/// mostly letters, digits and `-`: those are recognised eight bytes at a time, and the
+/// table decides from the first other byte on (the colon, usually).
+#[inline]
+fn token_len(text: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut at = 0;
+    while let Some(word) = text
+        .get(at..at + 8)
+        .and_then(|w| <[u8; 8]>::try_from(w).ok())
+    {
+        let w = u64::from_le_bytes(word);
+        // Per byte, with the high bit as the answer. A byte of 0x80 or more is none of
+        // them; below that, no sum carries into the next byte, so each test is exact.
+        let lower = w | (ONES * 0x20);
+        let letter =
+            lower.wrapping_add(ONES * (0x80 - 0x61)) & !lower.wrapping_add(ONES * (0x7f - 0x7a));
+        let digit = w.wrapping_add(ONES * (0x80 - 0x30)) & !w.wrapping_add(ONES * (0x7f - 0x39));
+        let dash = !(w ^ (ONES * 0x2d)).wrapping_add(ONES * 0x7f);
+        let plain = (letter | digit | dash) & !w & HIGH;
+        if plain != HIGH {
+            at += ((!plain & HIGH).trailing_zeros() / 8) as usize;
+            break;
+        }
+        at += 8;
+    }
+    at + text[at..]
+        .iter()
+        .position(|&b| !crate::head::is_tchar(b))
+        .unwrap_or(text.len() - at)
 }
 
 /// After text ending at `end`, the line must end (CRLF or a bare LF): where the next line
@@ -369,6 +399,38 @@ mod tests {
                             naive(&text),
                             "byte {b:#x} at {at} then CR, of {len}"
                         );
+                    }
+                }
+            }
+        }
+    }
+
+    /// The same for names: every byte value, at every place in and around a word, and
+    /// after a run of each kind of byte the words recognise (letters of both cases,
+    /// digits, `-`), stops the word-at-a-time scan where the table does.
+    #[test]
+    fn token_len_matches_the_table() {
+        let naive = |t: &[u8]| {
+            t.iter()
+                .position(|&b| !crate::head::is_tchar(b))
+                .unwrap_or(t.len())
+        };
+        for fill in [b'a', b'Z', b'7', b'-', b'_'] {
+            for len in 0..20 {
+                for at in 0..len {
+                    for b in 0..=255u8 {
+                        let mut text = vec![fill; len];
+                        text[at] = b;
+                        assert_eq!(
+                            token_len(&text),
+                            naive(&text),
+                            "byte {b:#x} at {at} of {len} {:?}s",
+                            fill as char
+                        );
+                        if at + 2 < len {
+                            text[at + 2] = b':';
+                            assert_eq!(token_len(&text), naive(&text), "{b:#x} then a colon");
+                        }
                     }
                 }
             }
