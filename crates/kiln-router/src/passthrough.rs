@@ -29,37 +29,29 @@ use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 /// Fields of a dyno's response (or of a stored one, for a cache hit) that go to the client
-/// as they are: `name: value` lines, each ended by CRLF.
+/// as they are: `name: value` lines, each ended by CRLF, in runs of `source`.
 #[derive(Debug)]
 pub(crate) struct Passthrough {
-    lines: Lines,
+    /// The bytes the lines are in: the dyno's head (whose bytes the response's map values
+    /// share too, so the block costs no copy), or lines of their own (a stored head's, or a
+    /// dyno head's when one of its lines had to be rewritten or it made more than `RUNS`
+    /// runs).
+    source: Bytes,
+    /// The runs of whole lines in `source`, in order (small, since this travels inside
+    /// every dyno body: offsets fit, a response head is at most `MAX_RESPONSE_HEAD` bytes).
+    runs: [(u32, u32); RUNS],
+    count: u8,
     /// One of the lines is `Date` (the writer adds one only when the response has none).
     has_date: bool,
     /// A cache hit's `Age` in seconds, the one field of its stored head that changes per
-    /// hit (a number, not a `HeaderValue`: this travels inside every dyno body too).
-    age: Option<u64>,
+    /// hit (a number, not a `HeaderValue`).
+    age: Option<u32>,
 }
 
 /// How many runs of a dyno's head a block refers to before it copies them instead. Heads
-/// interleave map fields with the rest: nginx's static files make three runs, a typical
-/// framework's page four or five.
-const RUNS: usize = 6;
-
-/// Where a block's lines are.
-#[derive(Debug)]
-enum Lines {
-    /// Runs of whole lines of the dyno's head, in order, written from the head itself:
-    /// the response's map values share the same bytes, so the block costs no copy.
-    Runs {
-        head: Bytes,
-        runs: [(u32, u32); RUNS],
-        count: u8,
-    },
-    /// The lines in a buffer of their own: a stored head's, or a dyno head's when one of
-    /// its lines had to be rewritten (a bare LF, whitespace after the value) or it made
-    /// more runs than `RUNS`.
-    Copied(Bytes),
-}
+/// interleave map fields with the rest: nginx's static files make three runs, the usual
+/// frameworks' pages two or three.
+const RUNS: usize = 4;
 
 /// Gathers pass-through fields while a response head is parsed. Consecutive fields that
 /// stand in the head exactly as they will be written (`name:` OWS `value` CRLF) make one
@@ -127,18 +119,20 @@ impl Builder {
     /// The block, unless no field went into it. `head` is the head the positions are in.
     pub(crate) fn finish(mut self, head: &Bytes) -> Option<Passthrough> {
         self.flush(head);
-        let lines = match self.copied {
+        let (source, runs, count) = match self.copied {
             Some(lines) if lines.is_empty() => return None,
-            Some(lines) => Lines::Copied(lines.freeze()),
+            Some(lines) => {
+                let lines = lines.freeze();
+                let whole = (0, lines.len() as u32);
+                (lines, [whole; RUNS], 1)
+            }
             None if self.count == 0 => return None,
-            None => Lines::Runs {
-                head: head.clone(),
-                runs: self.runs,
-                count: self.count as u8,
-            },
+            None => (head.clone(), self.runs, self.count),
         };
         Some(Passthrough {
-            lines,
+            source,
+            runs,
+            count: count as u8,
             has_date: self.has_date,
             age: None,
         })
@@ -148,28 +142,32 @@ impl Builder {
 impl Passthrough {
     /// A cache hit's fields: the stored head's lines ([`write_lines`]) and its `Age`.
     pub(crate) fn stored(lines: Bytes, has_date: bool, age: u64) -> Passthrough {
+        // A stored head is far smaller than 4 GiB (`cache::policy` bounds objects).
+        let whole = (0, u32::try_from(lines.len()).unwrap_or(u32::MAX));
         Passthrough {
-            lines: Lines::Copied(lines),
+            source: lines,
+            runs: [whole; RUNS],
+            count: 1,
             has_date,
-            age: Some(age),
+            age: Some(u32::try_from(age).unwrap_or(u32::MAX)),
         }
     }
 
-    /// The lines' bytes, in order, each piece a run of whole lines (the bytes `lines`
-    /// is, or the head `Runs` point into, and the range).
-    fn pieces(&self) -> impl Iterator<Item = (&Bytes, std::ops::Range<usize>)> {
-        let (source, runs): (&Bytes, &[(u32, u32)]) = match &self.lines {
-            Lines::Runs { head, runs, count } => (head, &runs[..usize::from(*count)]),
-            Lines::Copied(lines) => (lines, &[(0, u32::MAX)]),
-        };
-        runs.iter()
-            .map(move |&(start, end)| (source, start as usize..(end as usize).min(source.len())))
+    /// The lines' bytes, in order: runs of whole lines of `source`.
+    fn pieces(&self) -> impl Iterator<Item = &[u8]> {
+        self.runs[..usize::from(self.count)]
+            .iter()
+            .map(|&(start, end)| {
+                self.source
+                    .get(start as usize..end as usize)
+                    .unwrap_or_default()
+            })
     }
 
     /// The fields as they are written to the client (without a hit's `Age`).
     #[cfg(test)]
     pub(crate) fn lines(&self) -> Vec<u8> {
-        self.pieces().flat_map(|(b, r)| b[r].to_vec()).collect()
+        self.pieces().flat_map(<[u8]>::to_vec).collect()
     }
 
     /// Writes the fields for the client.
@@ -177,8 +175,8 @@ impl Passthrough {
         if let Some(age) = self.age {
             crate::wire::put_field(out, b"age", itoa::Buffer::new().format(age).as_bytes());
         }
-        for (source, range) in self.pieces() {
-            out.extend_from_slice(&source[range]);
+        for piece in self.pieces() {
+            out.extend_from_slice(piece);
         }
     }
 
@@ -191,8 +189,8 @@ impl Passthrough {
         if let Some(age) = self.age {
             headers.insert(header::AGE, HeaderValue::from(age));
         }
-        for (source, range) in self.pieces() {
-            let mut rest = &source[range];
+        for piece in self.pieces() {
+            let mut rest = piece;
             // Every line is whole, ended by CRLF; a value cannot hold an LF.
             while let Some(end) = memchr::memchr(b'\n', rest) {
                 let line = rest[..end].strip_suffix(b"\r").unwrap_or(&rest[..end]);
@@ -205,7 +203,7 @@ impl Passthrough {
                 // dropped rather than sent on unchecked.
                 if let (Ok(name), Ok(value)) = (
                     HeaderName::from_bytes(name),
-                    HeaderValue::from_maybe_shared(source.slice_ref(value)),
+                    HeaderValue::from_maybe_shared(self.source.slice_ref(value)),
                 ) {
                     headers.append(name, value);
                 }
@@ -481,10 +479,10 @@ mod tests {
         head.push_str("X-Last: z \r\n\r\n");
         expected.push_str("X-Last: z\r\n");
         let long = block(head.as_bytes()).unwrap();
-        assert!(matches!(long.lines, Lines::Copied(_)));
+        assert_eq!(long.count, 1, "copied");
         assert_eq!(String::from_utf8_lossy(&long.lines()), expected);
         let short = block(b"HTTP/1.1 200 OK\r\nA: 1\r\nVary: x\r\nB: 2\r\nC: 3\r\n\r\n").unwrap();
-        assert!(matches!(short.lines, Lines::Runs { count: 2, .. }));
+        assert_eq!(short.count, 2, "two runs of the head");
         assert_eq!(short.lines(), b"A: 1\r\nB: 2\r\nC: 3\r\n");
         let mut out = Vec::new();
         short.put(&mut out);
