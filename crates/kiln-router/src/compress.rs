@@ -106,7 +106,14 @@ pub(crate) fn accepts_gzip(headers: &HeaderMap) -> bool {
 }
 
 /// Whether the router should compress this response for a client that accepts gzip.
-pub(crate) fn compressible(status: StatusCode, headers: &HeaderMap, min_bytes: u64) -> bool {
+/// `length` is the body's when its framing already settled it (the answer to a HEAD has an
+/// empty body, so it passes `None`); otherwise `Content-Length` is read.
+pub(crate) fn compressible(
+    status: StatusCode,
+    headers: &HeaderMap,
+    min_bytes: u64,
+    length: Option<u64>,
+) -> bool {
     if status.is_informational()
         || matches!(
             status,
@@ -117,10 +124,11 @@ pub(crate) fn compressible(status: StatusCode, headers: &HeaderMap, min_bytes: u
     }
     // The size first: most small responses are settled on one lookup. Without a length
     // (the router's own pages, streamed bodies) the size does not decide.
-    if let Some(len) = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
-    {
+    if let Some(len) = length.or_else(|| {
+        headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
+    }) {
         if len < min_bytes {
             return false;
         }
@@ -266,7 +274,19 @@ fn encode(
     is_head: bool,
     config: &CompressionConfig,
 ) {
-    if !config.enabled || !compressible(response.status(), response.headers(), config.min_bytes) {
+    let length = if is_head {
+        None
+    } else {
+        response.body().size_hint().exact()
+    };
+    if !config.enabled
+        || !compressible(
+            response.status(),
+            response.headers(),
+            config.min_bytes,
+            length,
+        )
+    {
         return;
     }
     add_vary_accept_encoding(response.headers_mut());
@@ -420,7 +440,7 @@ mod tests {
 
     #[test]
     fn what_is_compressible() {
-        let ok = |h: &[(&str, &str)]| compressible(StatusCode::OK, &map(h), 1024);
+        let ok = |h: &[(&str, &str)]| compressible(StatusCode::OK, &map(h), 1024, None);
         assert!(ok(&[("content-type", "text/html; charset=utf-8")]));
         assert!(ok(&[("content-type", "application/json")]));
         assert!(ok(&[("content-type", "application/vnd.api+json")]));
@@ -451,8 +471,15 @@ mod tests {
         assert!(!compressible(
             StatusCode::NO_CONTENT,
             &map(&[("content-type", "text/html")]),
-            0
+            0,
+            None
         ));
+        let html = map(&[("content-type", "text/html"), ("content-length", "5000")]);
+        assert!(
+            !compressible(StatusCode::OK, &html, 1024, Some(100)),
+            "the body's length, when known, decides"
+        );
+        assert!(compressible(StatusCode::OK, &html, 1024, None));
     }
 
     #[test]

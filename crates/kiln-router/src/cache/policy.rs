@@ -165,7 +165,7 @@ pub(super) fn storable(
         return None;
     }
     let vary = vary(req, headers)?;
-    let encodable = gzip.enabled && compress::compressible(status, headers, gzip.min_bytes);
+    let encodable = gzip.enabled && compress::compressible(status, headers, gzip.min_bytes, None);
     let mut stored = copy_headers(headers);
     if encodable {
         compress::add_vary_accept_encoding(&mut stored);
