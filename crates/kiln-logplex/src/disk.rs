@@ -20,6 +20,7 @@
 //! 2-core machine, `bench/router`). What reached `write` survives a SIGKILL of the server:
 //! it is in the kernel's page cache; a crash loses at most the last [`WAKE_EVERY`] of lines.
 
+use crate::Batch;
 use kiln_model::Timestamp;
 use kiln_model::app::id_names_a_file;
 use kiln_model::log::LogLine;
@@ -65,7 +66,7 @@ const OPEN_FILES: usize = 256;
 
 enum Op {
     /// Lines of one app, in order (one read of a dyno's output, or one line).
-    Lines(Arc<str>, Vec<Arc<LogLine>>),
+    Lines(Arc<str>, Batch),
     Remove(Arc<str>),
     Flush(SyncSender<()>),
 }
@@ -114,8 +115,8 @@ impl Disk {
 
     /// Queues lines for the app's history; never blocks. When the writer is a whole queue
     /// behind, the lines stay in memory only, and that is counted.
-    pub(crate) fn append_all(&self, app_id: &Arc<str>, lines: Vec<Arc<LogLine>>) {
-        let n = lines.len();
+    pub(crate) fn append_all(&self, app_id: &Arc<str>, lines: Batch) {
+        let n = lines.as_slice().len();
         if self.queued.load(Ordering::Relaxed) + n > QUEUE {
             // Said once, then once per 10,000 lines more.
             let before = self.dropped.fetch_add(n as u64, Ordering::Relaxed);
@@ -132,7 +133,7 @@ impl Disk {
 
     #[cfg(test)]
     fn append(&self, app_id: &Arc<str>, line: &Arc<LogLine>) {
-        self.append_all(app_id, vec![line.clone()]);
+        self.append_all(app_id, Batch::One(line.clone()));
     }
 
     /// Deletes an app's history (after the lines queued before this call).
@@ -337,12 +338,13 @@ impl Writer {
     fn apply(&mut self, op: Op, flushes: &mut Vec<SyncSender<()>>) -> usize {
         match op {
             Op::Lines(app, lines) => {
+                let lines = lines.as_slice();
                 self.queued.fetch_sub(lines.len(), Ordering::Relaxed);
                 // The usual batch is for a file already open: one lookup, and no check of
                 // its name, which was checked when it was opened (both cost the router a few
                 // per cent per request when done for every batch).
                 if let Some(seg) = self.files.get_mut(&app) {
-                    seg.append(&lines);
+                    seg.append(lines);
                     return lines.len();
                 }
                 if !id_names_a_file(&app) {
@@ -354,7 +356,7 @@ impl Writer {
                 }
                 match self.open(&app) {
                     Ok(mut seg) => {
-                        seg.append(&lines);
+                        seg.append(lines);
                         self.files.insert(app, seg);
                     }
                     Err(e) => {

@@ -30,6 +30,23 @@ const TAIL_BUFFER: usize = 4096;
 /// An unused session expires, as Heroku's do after 360 s.
 const SESSION_TTL: Duration = Duration::from_secs(360);
 
+/// Lines pushed together. The router pushes one line per request, which travels to the
+/// history writer as it is, without a vector allocated (and freed on the writer's thread)
+/// to carry it.
+pub(crate) enum Batch {
+    One(Arc<LogLine>),
+    Many(Vec<Arc<LogLine>>),
+}
+
+impl Batch {
+    pub(crate) fn as_slice(&self) -> &[Arc<LogLine>] {
+        match self {
+            Batch::One(line) => std::slice::from_ref(line),
+            Batch::Many(lines) => lines,
+        }
+    }
+}
+
 struct AppLog {
     app_id: Arc<str>,
     ring: Mutex<VecDeque<Arc<LogLine>>>,
@@ -370,36 +387,41 @@ impl AppLog {
         let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
         // The newest line is the ring's last: it always keeps at least one.
         let mut last = ring.back().map_or(i64::MIN, |l| l.time.0);
-        let lines: Vec<Arc<LogLine>> = lines
-            .into_iter()
-            .map(|mut l| {
-                if l.time.0 <= last {
-                    l.time.0 = last + 1;
-                }
-                last = l.time.0;
-                Arc::new(l)
-            })
-            .collect();
-        if lines.is_empty() {
-            return;
-        }
+        let mut lines = lines.into_iter().map(|mut l| {
+            if l.time.0 <= last {
+                l.time.0 = last + 1;
+            }
+            last = l.time.0;
+            Arc::new(l)
+        });
+        let batch = match (lines.next(), lines.next()) {
+            (None, _) => return,
+            (Some(one), None) => Batch::One(one),
+            (Some(first), Some(second)) => {
+                let mut all = Vec::with_capacity(2 + lines.size_hint().0);
+                all.extend([first, second]);
+                all.extend(lines);
+                Batch::Many(all)
+            }
+        };
+        let lines = batch.as_slice();
         let keep = &lines[lines.len().saturating_sub(self.cap)..];
         let over = (ring.len() + keep.len()).saturating_sub(self.cap);
         ring.drain(..over);
         ring.extend(keep.iter().cloned());
         for (_, tap) in self.taps.read().unwrap_or_else(|e| e.into_inner()).iter() {
-            tap.offer_all(&lines);
+            tap.offer_all(lines);
         }
         // No tails is the usual case: skip the channel's lock per line.
         if let Some(live) = self.live.get().filter(|l| l.receiver_count() > 0) {
-            for line in &lines {
+            for line in lines {
                 let _ = live.send(line.clone());
             }
         }
         // Last, so the batch itself goes to the disk writer, not a copy of it.
         if let Some(disk) = &self.disk {
             if !self.removed.load(Ordering::Relaxed) {
-                disk.append_all(&self.app_id, lines);
+                disk.append_all(&self.app_id, batch);
             }
         }
         drop(ring);

@@ -212,14 +212,14 @@ fn respond(
         });
         // The connection now belongs to the switch (the engine joins it to the client's);
         // it never returns to the pool.
-        forward::prepare_response(&mut parts.headers, true);
+        forward::prepare_response(&mut parts.headers, true, true);
         return Response::from_parts(parts, RouterBody::switched(dyno, outstanding));
     }
     let (mut parts, body) = response.into_parts();
     // The router speaks HTTP/1.1 to clients whatever the dyno spoke (an HTTP/1.0 server
     // would otherwise make the router answer an HTTP/1.1 client in 1.0).
     parts.version = http::Version::HTTP_11;
-    forward::prepare_response(&mut parts.headers, false);
+    forward::prepare_response(&mut parts.headers, false, body.hop_by_hop);
     let finish = Finish {
         log,
         outstanding,

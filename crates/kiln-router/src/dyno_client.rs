@@ -216,6 +216,7 @@ pub(crate) fn send<P: std::ops::Deref<Target = Pool<DynoConn>>>(
                         framing,
                         keep_alive,
                         passthrough,
+                        hop_by_hop,
                     },
                     whole,
                 )) => {
@@ -226,6 +227,7 @@ pub(crate) fn send<P: std::ops::Deref<Target = Pool<DynoConn>>>(
                         keep_alive: keep_alive && whole,
                         aborted: false,
                         passthrough,
+                        hop_by_hop,
                     };
                     return Sent::Answered {
                         response: response.map(|()| body),
@@ -480,6 +482,8 @@ struct DynoHead {
     framing: BodyFraming,
     keep_alive: bool,
     passthrough: Option<Passthrough>,
+    /// The map holds a field the hop-by-hop rule drops (`forward::prepare_response`).
+    hop_by_hop: bool,
 }
 
 enum Parsed {
@@ -500,6 +504,7 @@ fn parse_response(buf: &mut BytesMut, is_head: bool) -> Result<Option<Parsed>, E
     // bytes); the rest pass through as bytes (see `passthrough`). What decides the framing
     // and the connection is noted on the way.
     let mut for_map = ForMap::default();
+    let mut hop_by_hop = false;
     let mut count = 0;
     let mut passing = passthrough::Builder::default();
     let mut framing_fields = FramingFields::default();
@@ -523,6 +528,7 @@ fn parse_response(buf: &mut BytesMut, is_head: bool) -> Result<Option<Parsed>, E
             continue;
         };
         if framing_fields.note(kind, &buf[value.clone()]) {
+            hop_by_hop |= kind.is_hop_by_hop();
             for_map.push(MapEntry {
                 kind,
                 name: (name.start as u32, name.end as u32),
@@ -570,6 +576,7 @@ fn parse_response(buf: &mut BytesMut, is_head: bool) -> Result<Option<Parsed>, E
         framing,
         keep_alive,
         passthrough,
+        hop_by_hop,
     })))
 }
 
@@ -692,6 +699,9 @@ pub(crate) struct DynoBody {
     aborted: bool,
     /// The response's pass-through fields, until the writer or `materialize` takes them.
     pub(crate) passthrough: Option<Passthrough>,
+    /// The response's map holds a field the hop-by-hop rule drops: without one (the usual
+    /// response), the rule has nothing to look for. Pass-through fields are never such.
+    pub(crate) hop_by_hop: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -896,6 +906,39 @@ mod tests {
             let mut buf = BytesMut::from(head);
             let parsed = std::hint::black_box(parse_response(&mut buf, false));
             assert!(matches!(parsed, Ok(Some(Parsed::Final(_)))));
+        }
+    }
+
+    /// The hop-by-hop pass over a response's map is skipped only when the map holds none
+    /// of the fields it drops.
+    #[test]
+    fn heads_say_whether_the_hop_by_hop_rule_has_work() {
+        let hop = |fields: &str| {
+            let raw = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n{fields}Content-Length: 0\r\n\r\n"
+            );
+            match parse_response(&mut BytesMut::from(raw.as_bytes()), false) {
+                Ok(Some(Parsed::Final(h))) => h.hop_by_hop,
+                _ => panic!("{raw:?} did not parse"),
+            }
+        };
+        for plain in [
+            "",
+            "Connection: keep-alive\r\n",
+            "Server: x\r\nVia: 1.1 a\r\n",
+        ] {
+            assert!(!hop(plain), "{plain:?}");
+        }
+        for dropped in [
+            "Connection: close, X-Secret\r\n",
+            "Keep-Alive: timeout=5\r\n",
+            "TE: trailers\r\n",
+            "Trailer: X-Sum\r\n",
+            "Upgrade: h2c\r\n",
+            "Proxy-Authenticate: Basic\r\n",
+            "Transfer-Encoding: gzip\r\n",
+        ] {
+            assert!(hop(dropped), "{dropped:?}");
         }
     }
 

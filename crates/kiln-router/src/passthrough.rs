@@ -294,6 +294,22 @@ impl MapField {
         }))
     }
 
+    /// A field the hop-by-hop rule drops from a response (`forward::prepare_response`):
+    /// a `Connection` that names others, the fixed set, `Proxy-*`, and `Transfer-Encoding`
+    /// (with the length beside it).
+    pub(crate) fn is_hop_by_hop(self) -> bool {
+        matches!(
+            self,
+            MapField::Connection
+                | MapField::KeepAlive
+                | MapField::Te
+                | MapField::Trailer
+                | MapField::Upgrade
+                | MapField::TransferEncoding
+                | MapField::Proxy
+        )
+    }
+
     /// The map's name for the field; `name` is the head's (only a `Proxy-*` field's is
     /// read: the others are constants, not parsed again).
     pub(crate) fn name(self, name: &[u8]) -> Result<HeaderName, InvalidName> {

@@ -183,10 +183,17 @@ pub(super) fn storable(
 }
 
 /// Whether a response says how long it stays fresh at all. The common case of a dynamic
-/// page (it does not) is decided on two lookups, without parsing any date, and on fields
-/// the engine's response map always holds (`passthrough::map_name`).
+/// page (it does not) is decided on the names of the response's map, without parsing any
+/// date, and on fields that map always holds (`passthrough::MapField`).
 pub(super) fn has_freshness(headers: &HeaderMap) -> bool {
-    directives(headers).has_freshness(headers)
+    // A dyno response's map holds a handful of fields (`passthrough`): one look at each
+    // name costs less than hashing for two that are usually absent.
+    let (mut cache_control, mut expires) = (false, false);
+    for name in headers.keys() {
+        cache_control |= name == header::CACHE_CONTROL;
+        expires |= name == header::EXPIRES;
+    }
+    expires || (cache_control && directives(headers).has_freshness(headers))
 }
 
 impl Directives {
