@@ -147,7 +147,7 @@ impl RequestLog {
         millis(&mut line, o.service);
         line.extend_from_slice(b" status=");
         if let Some(s) = o.status {
-            line.extend_from_slice(itoa::Buffer::new().format(s).as_bytes());
+            number(&mut line, u64::from(s));
         }
         line.extend_from_slice(b" bytes=");
         if let Some(b) = o.bytes {
@@ -169,8 +169,20 @@ fn millis(line: &mut Vec<u8>, d: Option<Duration>) {
             .as_secs()
             .saturating_mul(1000)
             .saturating_add(u64::from(d.subsec_millis()));
-        line.extend_from_slice(itoa::Buffer::new().format(ms).as_bytes());
+        number(line, ms);
         line.extend_from_slice(b"ms");
+    }
+}
+
+/// A number in decimal. Most of a line's numbers are a status (three digits) or a time of a
+/// few milliseconds, written without `itoa`'s general loop.
+fn number(line: &mut Vec<u8>, n: u64) {
+    let digit = |d: u64| b'0' + (d % 10) as u8;
+    match n {
+        0..=9 => line.push(digit(n)),
+        10..=99 => line.extend_from_slice(&[digit(n / 10), digit(n)]),
+        100..=999 => line.extend_from_slice(&[digit(n / 100), digit(n / 10), digit(n)]),
+        _ => line.extend_from_slice(itoa::Buffer::new().format(n).as_bytes()),
     }
 }
 
@@ -298,6 +310,15 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    #[test]
+    fn numbers_are_written_in_decimal() {
+        for n in (0..2000).chain([9_999, 10_000, 123_456_789, u64::MAX]) {
+            let mut line = Vec::new();
+            number(&mut line, n);
+            assert_eq!(line, n.to_string().as_bytes());
         }
     }
 

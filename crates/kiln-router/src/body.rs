@@ -16,7 +16,7 @@ use crate::backend::Outstanding;
 use crate::client::IdleTimer;
 use crate::dyno_client::DynoBody;
 use crate::hcode::HCode;
-use crate::passthrough::Passthrough;
+use crate::passthrough::{MapField, Passthrough};
 use crate::wire::BoxError;
 use bytes::Bytes;
 use http::Response;
@@ -155,6 +155,26 @@ impl RouterBody {
         match &mut self.0 {
             Kind::Upstream { inner, .. } => inner.passthrough.take(),
             Kind::Stored(_, fields) => fields.take(),
+            _ => None,
+        }
+    }
+
+    /// A dyno body's pass-through block, for the router to add a field of this name to
+    /// ([`Added`](crate::passthrough::Added)): only when the dyno's map holds none.
+    pub(crate) fn passthrough_for(&mut self, name: MapField) -> Option<&mut Passthrough> {
+        match &mut self.0 {
+            Kind::Upstream { inner, .. } if !inner.fields.has(name) => inner.passthrough.as_mut(),
+            _ => None,
+        }
+    }
+
+    /// The length a dyno's `Content-Length` gave this body (the framing it was read with),
+    /// `None` for any other body, or a dyno's without the field.
+    pub(crate) fn declared_length(&self) -> Option<u64> {
+        match &self.0 {
+            Kind::Upstream { inner, .. } if inner.fields.has(MapField::ContentLength) => {
+                inner.size_hint().exact()
+            }
             _ => None,
         }
     }

@@ -106,8 +106,8 @@ pub(crate) fn accepts_gzip(headers: &HeaderMap) -> bool {
 }
 
 /// Whether the router should compress this response for a client that accepts gzip.
-/// `length` is the body's when its framing already settled it (the answer to a HEAD has an
-/// empty body, so it passes `None`); otherwise `Content-Length` is read.
+/// `length` is the dyno's `Content-Length` when its framing already settled it (the answer
+/// to a HEAD has an empty body, so it passes `None`); otherwise the field is read.
 pub(crate) fn compressible(
     status: StatusCode,
     headers: &HeaderMap,
@@ -277,7 +277,7 @@ fn encode(
     let length = if is_head {
         None
     } else {
-        response.body().size_hint().exact()
+        response.body().declared_length()
     };
     if !config.enabled
         || !compressible(

@@ -15,6 +15,7 @@ use crate::dyno_client::{self, DynoBody, Outgoing, Sent};
 use crate::forward::{self, Forwarded};
 use crate::hcode::HCode;
 use crate::pages;
+use crate::passthrough::{Added, MapField};
 use http::header::HeaderMap;
 use http::{Request, Response, StatusCode};
 use std::future::Future;
@@ -212,14 +213,24 @@ fn respond(
         });
         // The connection now belongs to the switch (the engine joins it to the client's);
         // it never returns to the pool.
-        forward::prepare_response(&mut parts.headers, true, true);
+        forward::prepare_response(&mut parts.headers, true);
         return Response::from_parts(parts, RouterBody::switched(dyno, outstanding));
     }
-    let (mut parts, body) = response.into_parts();
+    let (mut parts, mut body) = response.into_parts();
     // The router speaks HTTP/1.1 to clients whatever the dyno spoke (an HTTP/1.0 server
     // would otherwise make the router answer an HTTP/1.1 client in 1.0).
     parts.version = http::Version::HTTP_11;
-    forward::prepare_response(&mut parts.headers, false, body.hop_by_hop);
+    // The dyno client knows which fields it put in the map: the hop-by-hop pass only runs
+    // when one of them is such a field, and `Via` goes with the pass-through fields unless
+    // the dyno sent one to join.
+    let fields = body.fields;
+    if fields.hop_by_hop() {
+        forward::strip_response(&mut parts.headers);
+    }
+    match body.passthrough.as_mut() {
+        Some(block) if !fields.has(MapField::Via) => block.add(Added::VIA),
+        _ => forward::add_via(&mut parts.headers),
+    }
     let finish = Finish {
         log,
         outstanding,

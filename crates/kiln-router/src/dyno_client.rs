@@ -13,7 +13,7 @@ use crate::config::RouterConfig;
 use crate::dyno_head;
 use crate::forward::{self, Forwarded};
 use crate::hcode::HCode;
-use crate::passthrough::{self, MapField, Passthrough};
+use crate::passthrough::{self, MapField, MapFields, Passthrough};
 use crate::pool::{Pool, Pooled};
 use crate::wire::{BoxError, deadline, put_field, take};
 use bytes::{Buf, Bytes, BytesMut};
@@ -216,7 +216,7 @@ pub(crate) fn send<P: std::ops::Deref<Target = Pool<DynoConn>>>(
                         framing,
                         keep_alive,
                         passthrough,
-                        hop_by_hop,
+                        fields,
                     },
                     whole,
                 )) => {
@@ -227,7 +227,7 @@ pub(crate) fn send<P: std::ops::Deref<Target = Pool<DynoConn>>>(
                         keep_alive: keep_alive && whole,
                         aborted: false,
                         passthrough,
-                        hop_by_hop,
+                        fields,
                     };
                     return Sent::Answered {
                         response: response.map(|()| body),
@@ -482,8 +482,8 @@ struct DynoHead {
     framing: BodyFraming,
     keep_alive: bool,
     passthrough: Option<Passthrough>,
-    /// The map holds a field the hop-by-hop rule drops (`forward::prepare_response`).
-    hop_by_hop: bool,
+    /// The map fields the head held.
+    fields: MapFields,
 }
 
 enum Parsed {
@@ -504,7 +504,7 @@ fn parse_response(buf: &mut BytesMut, is_head: bool) -> Result<Option<Parsed>, E
     // bytes); the rest pass through as bytes (see `passthrough`). What decides the framing
     // and the connection is noted on the way.
     let mut for_map = ForMap::default();
-    let mut hop_by_hop = false;
+    let mut fields = MapFields::default();
     let mut count = 0;
     let mut passing = passthrough::Builder::default();
     let mut framing_fields = FramingFields::default();
@@ -528,7 +528,7 @@ fn parse_response(buf: &mut BytesMut, is_head: bool) -> Result<Option<Parsed>, E
             continue;
         };
         if framing_fields.note(kind, &buf[value.clone()]) {
-            hop_by_hop |= kind.is_hop_by_hop();
+            fields = fields.with(kind);
             for_map.push(MapEntry {
                 kind,
                 name: (name.start as u32, name.end as u32),
@@ -576,7 +576,7 @@ fn parse_response(buf: &mut BytesMut, is_head: bool) -> Result<Option<Parsed>, E
         framing,
         keep_alive,
         passthrough,
-        hop_by_hop,
+        fields,
     })))
 }
 
@@ -699,9 +699,11 @@ pub(crate) struct DynoBody {
     aborted: bool,
     /// The response's pass-through fields, until the writer or `materialize` takes them.
     pub(crate) passthrough: Option<Passthrough>,
-    /// The response's map holds a field the hop-by-hop rule drops: without one (the usual
-    /// response), the rule has nothing to look for. Pass-through fields are never such.
-    pub(crate) hop_by_hop: bool,
+    /// The map fields the dyno's head held (the map holds no other, but for what the
+    /// router adds): the hop-by-hop rule has nothing to look for without one of its fields
+    /// among them (pass-through fields are never such), and the router's own fields can go
+    /// with the pass-through block when the dyno sent none of the name.
+    pub(crate) fields: MapFields,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -918,7 +920,7 @@ mod tests {
                 "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n{fields}Content-Length: 0\r\n\r\n"
             );
             match parse_response(&mut BytesMut::from(raw.as_bytes()), false) {
-                Ok(Some(Parsed::Final(h))) => h.hop_by_hop,
+                Ok(Some(Parsed::Final(h))) => h.fields.hop_by_hop(),
                 _ => panic!("{raw:?} did not parse"),
             }
         };

@@ -20,7 +20,7 @@ pub(crate) static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive")
 /// The cache's answer to "was this a hit?" (see [`crate::cache`]).
 pub(crate) static X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 
-const VIA: &str = "1.1 kiln";
+pub(crate) const VIA: &str = "1.1 kiln";
 
 /// What the listener a request came in on says about it.
 #[derive(Clone)]
@@ -278,16 +278,22 @@ pub(crate) fn prepare_request<'a>(
 }
 
 /// Rewrites a dyno's response headers for the client. `upgraded` keeps the headers that
-/// complete a protocol switch. `hop_by_hop` is false when the map is known to hold none
-/// of the fields the hop-by-hop rule drops (the dyno client sorts every field it reads),
-/// and the pass over its names is skipped.
-pub(crate) fn prepare_response(headers: &mut HeaderMap, upgraded: bool, hop_by_hop: bool) {
-    if hop_by_hop {
-        strip_hop_by_hop(headers, Side::Response { upgraded });
-    }
+/// complete a protocol switch.
+pub(crate) fn prepare_response(headers: &mut HeaderMap, upgraded: bool) {
+    strip_hop_by_hop(headers, Side::Response { upgraded });
     if upgraded {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
+    add_via(headers);
+}
+
+/// Drops a response's hop-by-hop fields (the first half of [`prepare_response`]).
+pub(crate) fn strip_response(headers: &mut HeaderMap) {
+    strip_hop_by_hop(headers, Side::Response { upgraded: false });
+}
+
+/// Adds the router to a response's `Via` (the second half of [`prepare_response`]).
+pub(crate) fn add_via(headers: &mut HeaderMap) {
     append_to_list(headers, &header::VIA, &HeaderValue::from_static(VIA));
 }
 
@@ -618,7 +624,7 @@ mod tests {
     #[test]
     fn regenerates_framing() {
         let mut h = map(&[("transfer-encoding", "chunked"), ("content-length", "10")]);
-        prepare_response(&mut h, false, true);
+        prepare_response(&mut h, false);
         assert!(!h.contains_key("transfer-encoding") && !h.contains_key("content-length"));
         assert_eq!(h["via"], "1.1 kiln");
     }

@@ -46,6 +46,26 @@ pub(crate) struct Passthrough {
     /// A cache hit's `Age` in seconds, the one field of its stored head that changes per
     /// hit (a number, not a `HeaderValue`).
     age: Option<u32>,
+    /// Fields the router adds to the dyno's ([`Added`]), written after its lines: a field
+    /// inserted into the map costs a hash and an insertion on every request.
+    added: Added,
+}
+
+/// Fields the router adds to a dyno's response, written with its pass-through block. Only
+/// when the dyno's map holds no field of the name: `Via` is then not a list to join, and
+/// `X-Cache` replaces nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Added(u8);
+
+impl Added {
+    /// `Via: 1.1 kiln`.
+    pub(crate) const VIA: Added = Added(1);
+    /// `X-Cache: MISS`.
+    pub(crate) const X_CACHE_MISS: Added = Added(2);
+
+    fn has(self, field: Added) -> bool {
+        self.0 & field.0 != 0
+    }
 }
 
 /// How many runs of a dyno's head a block refers to before it copies them instead. Heads
@@ -135,6 +155,7 @@ impl Builder {
             count: count as u8,
             has_date: self.has_date,
             age: None,
+            added: Added::default(),
         })
     }
 }
@@ -150,6 +171,7 @@ impl Passthrough {
             count: 1,
             has_date,
             age: Some(u32::try_from(age).unwrap_or(u32::MAX)),
+            added: Added::default(),
         }
     }
 
@@ -170,6 +192,11 @@ impl Passthrough {
         self.pieces().flat_map(<[u8]>::to_vec).collect()
     }
 
+    /// Adds a router field to the block (see [`Added`] for when that may be done).
+    pub(crate) fn add(&mut self, field: Added) {
+        self.added.0 |= field.0;
+    }
+
     /// Writes the fields for the client.
     pub(crate) fn put(&self, out: &mut Vec<u8>) {
         if let Some(age) = self.age {
@@ -177,6 +204,12 @@ impl Passthrough {
         }
         for piece in self.pieces() {
             out.extend_from_slice(piece);
+        }
+        if self.added.has(Added::VIA) {
+            crate::wire::put_field(out, b"via", crate::forward::VIA.as_bytes());
+        }
+        if self.added.has(Added::X_CACHE_MISS) {
+            crate::wire::put_field(out, b"x-cache", b"MISS");
         }
     }
 
@@ -188,6 +221,15 @@ impl Passthrough {
     pub(crate) fn append_to(&self, headers: &mut HeaderMap) {
         if let Some(age) = self.age {
             headers.insert(header::AGE, HeaderValue::from(age));
+        }
+        if self.added.has(Added::VIA) {
+            headers.append(header::VIA, HeaderValue::from_static(crate::forward::VIA));
+        }
+        if self.added.has(Added::X_CACHE_MISS) {
+            headers.insert(
+                crate::forward::X_CACHE.clone(),
+                HeaderValue::from_static("MISS"),
+            );
         }
         for piece in self.pieces() {
             let mut rest = piece;
@@ -294,22 +336,6 @@ impl MapField {
         }))
     }
 
-    /// A field the hop-by-hop rule drops from a response (`forward::prepare_response`):
-    /// a `Connection` that names others, the fixed set, `Proxy-*`, and `Transfer-Encoding`
-    /// (with the length beside it).
-    pub(crate) fn is_hop_by_hop(self) -> bool {
-        matches!(
-            self,
-            MapField::Connection
-                | MapField::KeepAlive
-                | MapField::Te
-                | MapField::Trailer
-                | MapField::Upgrade
-                | MapField::TransferEncoding
-                | MapField::Proxy
-        )
-    }
-
     /// The map's name for the field; `name` is the head's (only a `Proxy-*` field's is
     /// read: the others are constants, not parsed again).
     pub(crate) fn name(self, name: &[u8]) -> Result<HeaderName, InvalidName> {
@@ -331,6 +357,35 @@ impl MapField {
             MapField::TransferEncoding => header::TRANSFER_ENCODING,
             MapField::Proxy => HeaderName::from_bytes(name).map_err(|_| InvalidName)?,
         })
+    }
+}
+
+/// Which [`MapField`]s a dyno's response head held, one bit each.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct MapFields(u32);
+
+impl MapFields {
+    pub(crate) fn with(self, field: MapField) -> MapFields {
+        MapFields(self.0 | 1 << field as u32)
+    }
+
+    pub(crate) fn has(self, field: MapField) -> bool {
+        self.0 & 1 << field as u32 != 0
+    }
+
+    /// One of them is a field the hop-by-hop rule drops.
+    pub(crate) fn hop_by_hop(self) -> bool {
+        [
+            MapField::Connection,
+            MapField::KeepAlive,
+            MapField::Te,
+            MapField::Trailer,
+            MapField::Upgrade,
+            MapField::TransferEncoding,
+            MapField::Proxy,
+        ]
+        .into_iter()
+        .any(|f| self.has(f))
     }
 }
 
@@ -549,6 +604,27 @@ mod tests {
         assert_eq!(h["x-empty"], "");
         assert_eq!(h["x-trailing"], "v");
         assert_eq!(h["x-bin"].as_bytes(), "caf\u{e9}".as_bytes());
+    }
+
+    /// The router's own fields go out after the dyno's lines, and into the map when the
+    /// block is materialized.
+    #[test]
+    fn added_fields_are_written_and_materialized() {
+        let mut b = block(b"HTTP/1.1 200 OK\r\nServer: a\r\n\r\n").unwrap();
+        b.add(Added::VIA);
+        b.add(Added::X_CACHE_MISS);
+        let mut out = Vec::new();
+        b.put(&mut out);
+        assert_eq!(out, b"Server: a\r\nvia: 1.1 kiln\r\nx-cache: MISS\r\n");
+        let mut map = HeaderMap::new();
+        b.append_to(&mut map);
+        assert_eq!(map.len(), 3);
+        assert_eq!(map["via"], "1.1 kiln");
+        assert_eq!(map["x-cache"], "MISS");
+        let fields = MapFields::default().with(MapField::Via);
+        assert!(fields.has(MapField::Via) && !fields.has(MapField::XCache));
+        assert!(!fields.hop_by_hop());
+        assert!(fields.with(MapField::Proxy).hop_by_hop());
     }
 
     #[test]

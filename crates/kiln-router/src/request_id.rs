@@ -29,8 +29,10 @@ pub(crate) fn generate() -> HeaderValue {
     text[14..18].copy_from_slice(&hex[12..16]);
     text[19..23].copy_from_slice(&hex[16..20]);
     text[24..].copy_from_slice(&hex[20..]);
-    // Hex digits and hyphens are always a valid header value.
-    HeaderValue::from_bytes(&text)
+    // Hex digits and hyphens are always a valid header value. The bytes are owned by a
+    // shared allocation from the start: the id is cloned into the request's log line, and
+    // cloning a `Bytes` made from a vector would allocate a second time to share it.
+    HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(text))
         .unwrap_or_else(|_| HeaderValue::from_static("00000000-0000-4000-8000-000000000000"))
 }
 

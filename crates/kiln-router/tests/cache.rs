@@ -118,6 +118,54 @@ fn gunzip(bytes: &[u8]) -> String {
 
 const PUBLIC: (&str, &str) = ("cache-control", "public, max-age=60");
 
+/// An uncacheable answer gets the router's `Via` and `X-Cache` once each, written with the
+/// fields that pass through untouched; a dyno's own `Via` is joined and its `X-Cache`
+/// replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_miss_carries_the_routers_fields_once() {
+    let router = Router::start().await;
+    let (d, _) = dyno(|req| {
+        let mut fields = vec![
+            ("x-app", "a".to_string()),
+            ("content-type", "text/plain".to_string()),
+        ];
+        if req.uri.path() == "/own" {
+            fields.push(("via", "1.0 app".to_string()));
+            fields.push(("x-cache", "app".to_string()));
+        }
+        Answer {
+            status: 200,
+            headers: fields,
+            body: Bytes::from("hi ".repeat(2000)),
+            delay: Duration::ZERO,
+        }
+    })
+    .await;
+    router.app("foo", &[d]);
+    let once = |r: &Got, name: &str| {
+        let all: Vec<_> = r.headers.get_all(name).iter().collect();
+        assert_eq!(all.len(), 1, "{name}: {:?}", r.headers);
+        all[0].to_str().unwrap().to_string()
+    };
+    let plain = fetch_path(router.addr, "/plain").await;
+    assert_eq!(plain.header("x-app"), "a");
+    assert_eq!(once(&plain, "via"), "1.1 kiln");
+    assert_eq!(once(&plain, "x-cache"), "MISS");
+    let own = fetch_path(router.addr, "/own").await;
+    assert_eq!(once(&own, "via"), "1.0 app, 1.1 kiln");
+    assert_eq!(once(&own, "x-cache"), "MISS");
+    // Compressed on the way out, the same fields come from the map.
+    let gz = fetch(
+        router.addr,
+        get("foo.localhost", "/plain").header("accept-encoding", "gzip"),
+    )
+    .await;
+    assert_eq!(gz.header("content-encoding"), "gzip");
+    assert_eq!(once(&gz, "via"), "1.1 kiln");
+    assert_eq!(once(&gz, "x-cache"), "MISS");
+    assert!(gunzip(&gz.body).starts_with(&"hi ".repeat(2000)));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn miss_then_hit_reaches_the_app_once() {
     let router = Router::start().await;

@@ -73,7 +73,7 @@ use crate::client::ReqBody;
 use crate::compress;
 use crate::config::{CacheConfig, CompressionConfig, RouterConfig};
 use crate::forward::{Forwarded, Present, RequestFields};
-use crate::passthrough::Passthrough;
+use crate::passthrough::{Added, MapField, Passthrough};
 use crate::table::{AppEntry, AppStore, RouteTable};
 use bytes::{Bytes, BytesMut};
 use foldhash::fast::RandomState;
@@ -252,9 +252,14 @@ where
         if let Some(map) = returned {
             crate::maps::give(map);
         }
-        response
-            .headers_mut()
-            .insert(X_CACHE.clone(), HeaderValue::from_static("MISS"));
+        match response.body_mut().passthrough_for(MapField::XCache) {
+            Some(block) => block.add(Added::X_CACHE_MISS),
+            None => {
+                response
+                    .headers_mut()
+                    .insert(X_CACHE.clone(), HeaderValue::from_static("MISS"));
+            }
+        }
         if let Some(head) = head {
             let (parts, body) = response.into_parts();
             let fill = Fill {
