@@ -51,6 +51,9 @@ pub(crate) struct Passthrough {
     added: Added,
 }
 
+/// `Via: 1.1 kiln` as a line (`forward::VIA`, checked by a test).
+const VIA_LINE: &[u8] = b"via: 1.1 kiln\r\n";
+
 /// Fields the router adds to a dyno's response, written with its pass-through block. Only
 /// when the dyno's map holds no field of the name: `Via` is then not a list to join, and
 /// `X-Cache` replaces nothing.
@@ -205,11 +208,12 @@ impl Passthrough {
         for piece in self.pieces() {
             out.extend_from_slice(piece);
         }
+        // Whole lines, one copy each.
         if self.added.has(Added::VIA) {
-            crate::wire::put_field(out, b"via", crate::forward::VIA.as_bytes());
+            out.extend_from_slice(VIA_LINE);
         }
         if self.added.has(Added::X_CACHE_MISS) {
-            crate::wire::put_field(out, b"x-cache", b"MISS");
+            out.extend_from_slice(b"x-cache: MISS\r\n");
         }
     }
 
@@ -616,6 +620,10 @@ mod tests {
         let mut out = Vec::new();
         b.put(&mut out);
         assert_eq!(out, b"Server: a\r\nvia: 1.1 kiln\r\nx-cache: MISS\r\n");
+        assert_eq!(
+            VIA_LINE,
+            format!("via: {}\r\n", crate::forward::VIA).as_bytes()
+        );
         let mut map = HeaderMap::new();
         b.append_to(&mut map);
         assert_eq!(map.len(), 3);

@@ -234,7 +234,7 @@ impl HttpCache {
     /// before a domain moved are never served for the new owner).
     pub(super) fn hash(&self, key: &KeyRef<'_>) -> u64 {
         let mut h = self.seed.build_hasher();
-        if key.host.iter().any(u8::is_ascii_uppercase) {
+        if has_upper(key.host) {
             h.write(&key.host.to_ascii_lowercase());
         } else {
             h.write(key.host);
@@ -520,5 +520,52 @@ impl Store {
         let s = &mut self.slots[i as usize];
         s.prev = NIL;
         s.next = NIL;
+    }
+}
+
+/// `bytes` holds an ASCII capital letter; eight bytes at a time (a host is hashed for every
+/// request the cache sees, and is usually in lower case already).
+fn has_upper(bytes: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut words = bytes.chunks_exact(8);
+    for word in &mut words {
+        let w = u64::from_le_bytes(<[u8; 8]>::try_from(word).unwrap_or([0; 8]));
+        // Per byte below 0x80 (no sum carries out of it): at least `A` and at most `Z`. A
+        // byte of 0x80 or more is masked out; a carry it makes only reaches bytes above it,
+        // which are then judged wrongly, so such a word is decided byte by byte.
+        if w & HIGH != 0 {
+            if word.iter().any(u8::is_ascii_uppercase) {
+                return true;
+            }
+            continue;
+        }
+        let upper = w.wrapping_add(ONES * (0x80 - 0x41)) & !w.wrapping_add(ONES * (0x7f - 0x5a));
+        if upper & HIGH != 0 {
+            return true;
+        }
+    }
+    words.remainder().iter().any(u8::is_ascii_uppercase)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_upper;
+
+    #[test]
+    fn has_upper_matches_the_byte_rule() {
+        for len in 0..20 {
+            for at in 0..len {
+                for b in 0..=255u8 {
+                    let mut host = vec![b'a'; len];
+                    host[at] = b;
+                    assert_eq!(has_upper(&host), host.iter().any(u8::is_ascii_uppercase));
+                    if at + 1 < len {
+                        host[at + 1] = b'Q';
+                        assert!(has_upper(&host));
+                    }
+                }
+            }
+        }
     }
 }
