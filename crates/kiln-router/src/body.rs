@@ -141,7 +141,7 @@ impl RouterBody {
     }
 
     /// Wraps a body; its response's pass-through fields must already be in the map
-    /// ([`crate::passthrough::materialize`]), since the wrapper hides the dyno's body.
+    /// ([`materialize`]), since the wrapper hides the dyno's body.
     pub(crate) fn layered(
         body: Pin<Box<dyn Body<Data = Bytes, Error = BoxError> + Send>>,
     ) -> RouterBody {

@@ -898,7 +898,7 @@ mod tests {
     }
 
     /// Not a check: a loop for counting the parser's instructions under callgrind
-    /// (`--toggle-collect='*parse_response*'`), on the head the router bench's nginx dyno
+    /// (`--toggle-collect='kiln_router::dyno_client::parse_response'`), on the head the router bench's nginx dyno
     /// sends.
     #[test]
     #[ignore]

@@ -7,15 +7,23 @@
 //! `X-*`…) only need copying to the client. Building a `HeaderMap` entry for each of them
 //! cost more than anything else the router did per request (about 600 instructions a field,
 //! bench/README.md), so the [engine](crate::engine)'s dyno client puts only the fields
-//! [`map_name`] names into the map and gathers the others, already validated by [`dyno_head`](crate::dyno_head),
-//! into one [`Passthrough`] block that travels with the dyno's body (`RouterBody::take_passthrough`).
-//! The engine's writer appends the block after the map's fields.
+//! [`MapField`] names into the map and leaves the others, already validated by
+//! [`dyno_head`](crate::dyno_head), where they are: a [`Passthrough`] block is the head's
+//! bytes and the runs of whole lines in it, and travels with the dyno's body
+//! (`RouterBody::take_passthrough`). Only a line that must be rewritten (a bare LF,
+//! whitespace after the value), or a head of more runs than the block holds, is copied. The
+//! engine's writer appends the block after the map's fields.
 //!
-//! The few places that need every field call [`materialize`](crate::body::materialize) first, which moves the block
-//! into the map: the cache before it decides to store a response (it stores whole heads and
-//! looks at `Date`, `Age` and `Set-Cookie`), gzip before it rewrites `ETag`, and the
-//! HTTP/2 server (hyper writes only the map). A field the pipeline reads on every response
-//! must be in [`map_name`]: a field missing from it would be invisible to that check.
+//! The router's own `Via` and `X-Cache: MISS` go with the block too ([`Added`]), when the
+//! dyno sent no field of the name ([`MapFields`] says which map fields it sent): inserting
+//! them into the map cost a hash and an insertion each on every request.
+//!
+//! The few places that need every field call [`materialize`](crate::body::materialize)
+//! first, which moves the block into the map: the cache before it decides to store a
+//! response (it stores whole heads and looks at `Date`, `Age` and `Set-Cookie`), gzip before
+//! it rewrites `ETag`, and the HTTP/2 server (hyper writes only the map). A field the
+//! pipeline reads on every response must be a [`MapField`]: a field missing from it would
+//! be invisible to that check.
 //!
 //! A cache hit's head travels the same way: the stored object keeps its head as lines
 //! written once ([`write_lines`]), and a plain hit hands them to the writer with its own
