@@ -454,6 +454,57 @@ async fn fails_over_from_a_dead_dyno() {
     );
 }
 
+/// A request body goes whole to the next dyno when the first cannot be reached (the
+/// router sent it none of it): with a length, and chunked. A dyno that refused a connection
+/// is then avoided, and the choice between two is random, so each request goes to an app
+/// of its own: over twelve apps, the dead dyno is tried first almost surely (all but
+/// 1 in 4096).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fails_over_from_a_dead_dyno_with_a_request_body() {
+    let router = Router::start().await;
+    let (live, _) = echo_dyno("live").await;
+    let body = Bytes::from(
+        (0..100_000u32)
+            .map(|i| b'a' + (i % 26) as u8)
+            .collect::<Vec<u8>>(),
+    );
+    for n in 0..12 {
+        let app = format!("foo{n}");
+        let id = router.app(&app, &[dead_dyno().await, live]);
+        let host = format!("{app}.localhost");
+        let echoed = if n % 2 == 0 {
+            let r = send_body(
+                router.addr,
+                http::Request::post("/up").header("host", &host),
+                body.clone(),
+            )
+            .await;
+            assert_eq!((r.status.as_u16(), r.backend()), (200, "live".to_string()));
+            r.body
+        } else {
+            let mut stream = tokio::net::TcpStream::connect(router.addr).await.unwrap();
+            let request = format!(
+                "POST /up HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+            );
+            stream.write_all(request.as_bytes()).await.unwrap();
+            let (answer, closed) = read_until_closed(&mut stream, Duration::from_secs(10)).await;
+            assert!(closed && answer.starts_with("HTTP/1.1 200"), "{answer}");
+            answer
+        };
+        let expected = if n % 2 == 0 { 100_000 } else { 11 };
+        assert!(
+            echoed.contains(&format!("backend=live POST /up body={expected}\n")),
+            "{echoed}"
+        );
+        let line = router.logs.wait_for(&id, "status=200").await;
+        assert!(
+            line.message.contains("method=POST") && line.message.contains("dyno=web.2"),
+            "{}",
+            line.message
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h12_request_timeout() {
     let router =

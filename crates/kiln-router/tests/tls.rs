@@ -644,6 +644,48 @@ async fn http2_uploads_without_a_length_arrive_whole() {
     router.shutdown().await.unwrap();
 }
 
+/// Over HTTP/2 too, a request and its body go whole to the next dyno when the first cannot
+/// be reached. Each request goes to an app of its own (a dyno that refused a connection is
+/// then avoided, and the choice between two is random), so that over twelve the dead dyno
+/// is tried first almost surely.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_requests_fail_over_from_a_dead_dyno() {
+    let router = TlsRouter::start().await;
+    let live = hashing_dyno().await;
+    let upload = Bytes::from(
+        (0..70_000u32)
+            .map(|i| (i.wrapping_mul(7) % 251) as u8)
+            .collect::<Vec<u8>>(),
+    );
+    for n in 0..12 {
+        let app = format!("over{n}");
+        let id = router.app(&app, &[dead_dyno().await, live]);
+        let mut tx = h2::<Full<Bytes>>(&router, &app).await;
+        let (method, sent) = match n % 2 {
+            0 => ("POST", upload.clone()),
+            _ => ("GET", Bytes::new()),
+        };
+        let req = Request::builder()
+            .method(method)
+            .uri(format!("https://{app}.localhost/up"))
+            .body(Full::new(sent.clone()))
+            .unwrap();
+        let resp = tx.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), 200, "{method}");
+        let answer = resp.into_body().collect().await.unwrap().to_bytes();
+        let answer = String::from_utf8_lossy(&answer);
+        let expected = format!("len={} fnv={:x} ", sent.len(), fnv1a(FNV_START, &sent));
+        assert!(answer.starts_with(&expected), "{method}: {answer}");
+        let line = router.logs.wait_for(&id, "status=200").await;
+        assert!(
+            line.message.contains("dyno=web.2") && line.message.contains("protocol=https"),
+            "{}",
+            line.message
+        );
+    }
+    router.shutdown().await.unwrap();
+}
+
 /// An HTTP/2 connection to `app`.localhost, as a client that reads responses only when told.
 async fn h2<B>(router: &TlsRouter, app: &str) -> hyper::client::conn::http2::SendRequest<B>
 where
