@@ -494,6 +494,11 @@ enum Parsed {
 /// Parses a complete response head off the front of `buf`; `None` while incomplete.
 fn parse_response(buf: &mut BytesMut, is_head: bool) -> Result<Option<Parsed>, Exchange> {
     let malformed = |_| Exchange::Malformed;
+    // Positions in the head are kept as `u32` (here and in `passthrough`). The reader stops
+    // long before (`MAX_RESPONSE_HEAD` and one read more); this makes the bound explicit.
+    if u32::try_from(buf.len()).is_err() {
+        return Err(Exchange::Malformed);
+    }
     let Some((code, http11, mut at)) = dyno_head::status_line(buf).map_err(malformed)? else {
         return Ok(None);
     };
