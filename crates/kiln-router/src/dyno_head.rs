@@ -130,14 +130,7 @@ pub(crate) fn line_at(buf: &[u8], at: usize) -> Result<Option<(Option<Field>, us
 /// table decides from the first other byte on (the colon, usually).
 #[inline]
 fn token_len(text: &[u8]) -> usize {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let mut at = 0;
-    while let Some(word) = text
-        .get(at..at + 8)
-        .and_then(|w| <[u8; 8]>::try_from(w).ok())
-    {
-        let w = u64::from_le_bytes(word);
+    let (Ok(at) | Err(at)) = first_marked(text, |w| {
         // Per byte, with the high bit as the answer. A byte of 0x80 or more is none of
         // them; below that, no sum carries into the next byte, so each test is exact.
         let lower = w | (ONES * 0x20);
@@ -145,17 +138,35 @@ fn token_len(text: &[u8]) -> usize {
             lower.wrapping_add(ONES * (0x80 - 0x61)) & !lower.wrapping_add(ONES * (0x7f - 0x7a));
         let digit = w.wrapping_add(ONES * (0x80 - 0x30)) & !w.wrapping_add(ONES * (0x7f - 0x39));
         let dash = !(w ^ (ONES * 0x2d)).wrapping_add(ONES * 0x7f);
-        let plain = (letter | digit | dash) & !w & HIGH;
-        if plain != HIGH {
-            at += ((!plain & HIGH).trailing_zeros() / 8) as usize;
-            break;
-        }
-        at += 8;
-    }
+        !((letter | digit | dash) & !w)
+    });
     at + text[at..]
         .iter()
         .position(|&b| !crate::head::is_tchar(b))
         .unwrap_or(text.len() - at)
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// Scans `text` eight bytes at a time: the first byte `marks` flags (it sets a byte's high
+/// bit) in the whole words at its front (`Ok`), or where those words end (`Err`). Only the
+/// lowest mark in a word need be exact: the tricks `marks` uses may flag bytes above a true
+/// mark, never below one.
+#[inline(always)]
+fn first_marked(text: &[u8], marks: impl Fn(u64) -> u64) -> Result<usize, usize> {
+    let mut at = 0;
+    while let Some(word) = text
+        .get(at..at + 8)
+        .and_then(|w| <[u8; 8]>::try_from(w).ok())
+    {
+        let marked = marks(u64::from_le_bytes(word)) & HIGH;
+        if marked != 0 {
+            return Ok(at + (marked.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    Err(at)
 }
 
 /// After text ending at `end`, the line must end (CRLF or a bare LF): where the next line
@@ -174,30 +185,17 @@ fn line_end(line: &[u8], end: usize) -> Result<Option<usize>, Malformed> {
 /// characters, spaces, tabs and obs-text (the same rule as `HeaderValue`'s).
 #[inline]
 fn text_len(text: &[u8]) -> usize {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    // Eight bytes at a time (values are most of a head's bytes): a word is flagged where a
-    // byte is below 0x20 or DEL. The lowest flagged byte is exact (the trick's false
-    // positives only ever lie above a true one), so the end of a value, its CR or LF, is
-    // found without a byte loop; a tab, allowed but rare, goes on byte by byte.
-    let mut at = 0;
-    while let Some(word) = text
-        .get(at..at + 8)
-        .and_then(|w| <[u8; 8]>::try_from(w).ok())
-    {
-        let w = u64::from_le_bytes(word);
-        let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
-        let del = (w ^ (ONES * 0x7f)).wrapping_sub(ONES) & !(w ^ (ONES * 0x7f)) & HIGH;
-        let flagged = below_space | del;
-        if flagged != 0 {
-            at += (flagged.trailing_zeros() / 8) as usize;
-            if text[at] != b'\t' {
-                return at;
-            }
-            break;
-        }
-        at += 8;
-    }
+    // Eight bytes at a time (values are most of a head's bytes): a byte below 0x20 or DEL
+    // is marked, so the end of a value, its CR or LF, is found without a byte loop; a tab,
+    // allowed but rare, goes on byte by byte.
+    let at = match first_marked(text, |w| {
+        let below_space = w.wrapping_sub(ONES * 0x20) & !w;
+        let del = (w ^ (ONES * 0x7f)).wrapping_sub(ONES) & !(w ^ (ONES * 0x7f));
+        below_space | del
+    }) {
+        Ok(at) if text[at] != b'\t' => return at,
+        Ok(at) | Err(at) => at,
+    };
     at + text[at..]
         .iter()
         .position(|&b| !FIELD_TEXT[usize::from(b)])
