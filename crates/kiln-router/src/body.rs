@@ -80,7 +80,8 @@ enum End {
 }
 
 impl Finish {
-    fn end(self, how: End) {
+    /// Writes the request's log line, its service time ending `now`.
+    fn end(self, how: End, now: Instant) {
         let code = match how {
             End::Complete => None,
             // The dyno's side failed because the client's request body did (an H26 or
@@ -104,7 +105,7 @@ impl Finish {
             code,
             dyno: Some(&self.outstanding.state().backend.dyno),
             connect: Some(self.connect),
-            service: Some(self.dispatched_at.elapsed()),
+            service: Some(now.saturating_duration_since(self.dispatched_at)),
             status: Some(status),
             bytes: Some(self.bytes),
         });
@@ -197,7 +198,7 @@ impl RouterBody {
     pub(crate) fn client_gone(mut self) {
         if let Kind::Upstream { finish, .. } = &mut self.0 {
             if let Some(f) = finish.take() {
-                Finish::end(*f, End::ClientGone);
+                Finish::end(*f, End::ClientGone, Instant::now());
             }
         }
     }
@@ -241,21 +242,19 @@ impl Body for RouterBody {
                         // be the last chance to finish cleanly.
                         if inner.is_end_stream() {
                             if let Some(f) = finish.take() {
-                                recycle(inner, &f);
-                                Finish::end(*f, End::Complete);
+                                complete(inner, *f);
                             }
                         }
                     }
                     Poll::Ready(None) => {
                         if let Some(f) = finish.take() {
-                            recycle(inner, &f);
-                            Finish::end(*f, End::Complete);
+                            complete(inner, *f);
                         }
                     }
                     Poll::Ready(Some(Err(e))) => {
                         tracing::debug!(error = %e, "dyno response body broke");
                         if let Some(f) = finish.take() {
-                            Finish::end(*f, End::BackendBroke);
+                            Finish::end(*f, End::BackendBroke, Instant::now());
                         }
                     }
                     Poll::Pending => {
@@ -269,7 +268,7 @@ impl Body for RouterBody {
                                 // The aborted connection fails `inner`, which wakes this
                                 // body again to pass the error on.
                                 inner.abort();
-                                Finish::end(*f, End::BackendIdle);
+                                Finish::end(*f, End::BackendIdle, Instant::now());
                                 cx.waker().wake_by_ref();
                             }
                         }
@@ -306,25 +305,25 @@ impl Drop for RouterBody {
         if let Kind::Upstream { inner, finish, .. } = &mut self.0 {
             if let Some(f) = finish.take() {
                 // Bodies known to be empty (HEAD, 204, 304) are dropped without a poll.
-                let how = if inner.is_end_stream() {
-                    End::Complete
-                } else {
-                    End::ClientGone
-                };
                 if inner.is_end_stream() {
-                    recycle(inner, &f);
+                    complete(inner, *f);
+                } else {
+                    Finish::end(*f, End::ClientGone, Instant::now());
                 }
-                Finish::end(*f, how);
             }
         }
     }
 }
 
 /// The body was delivered whole: its connection may carry another request.
-fn recycle(inner: &mut DynoBody, finish: &Finish) {
+fn complete(inner: &mut DynoBody, finish: Finish) {
+    // One clock read for both: the pooled connection's idle time starts when the
+    // request's service time ends.
+    let now = Instant::now();
     if let Some(conn) = inner.take_reusable() {
-        finish.outstanding.state().conns.put(conn);
+        finish.outstanding.state().conns.put(conn, now);
     }
+    finish.end(End::Complete, now);
 }
 
 /// Moves a response's pass-through fields into its `HeaderMap`, for code that needs them

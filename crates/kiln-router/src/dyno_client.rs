@@ -15,6 +15,7 @@ use crate::forward::{self, Forwarded};
 use crate::hcode::HCode;
 use crate::passthrough::{self, MapField, MapFields, Passthrough};
 use crate::pool::{Pool, Pooled};
+use crate::timer::Deadline;
 use crate::wire::{BoxError, deadline, put_field, take};
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderValue};
@@ -24,12 +25,10 @@ use hyper::body::{Body, Frame, SizeHint};
 use std::io;
 use std::io::Write as _;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::time::Sleep;
 
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 16 * 1024;
@@ -69,9 +68,9 @@ pub(crate) enum Sent {
 pub(crate) struct DynoConn {
     stream: TcpStream,
     buf: BytesMut,
-    /// The first-byte timer, kept with the connection and re-armed per request: moving a
-    /// registered timer's deadline later only records it (see `Conn::timer`).
-    timer: Pin<Box<Sleep>>,
+    /// The first-byte timer, kept with the connection and re-armed per request: a later
+    /// deadline is only recorded (see [`Deadline`]).
+    timer: Deadline,
 }
 
 impl Pooled for DynoConn {
@@ -166,7 +165,7 @@ pub(crate) fn send<P: std::ops::Deref<Target = Pool<DynoConn>>>(
                     Ok(stream) => DynoConn {
                         stream,
                         buf: BytesMut::with_capacity(READ_CHUNK),
-                        timer: Box::pin(tokio::time::sleep(config.first_byte_timeout)),
+                        timer: Deadline::after(config.first_byte_timeout),
                     },
                     Err(e) => {
                         tracing::debug!(%addr, error = %e, "dyno unreachable");
@@ -188,7 +187,7 @@ pub(crate) fn send<P: std::ops::Deref<Target = Pool<DynoConn>>>(
             let answer = {
                 let DynoConn { stream, buf, timer } = &mut conn;
                 let limit = config.first_byte_timeout;
-                timer.as_mut().reset(deadline(
+                timer.set(deadline(
                     tokio::time::Instant::from_std(dispatched_at),
                     limit,
                 ));
@@ -272,7 +271,7 @@ fn take_open(pool: &Pool<DynoConn>, now: Instant) -> Option<DynoConn> {
 async fn exchange(
     stream: &mut TcpStream,
     buf: &mut BytesMut,
-    timer: &mut Pin<Box<Sleep>>,
+    timer: &mut Deadline,
     limit: Duration,
     head: &[u8],
     mut body: Option<&mut RequestBody>,
@@ -328,7 +327,7 @@ async fn exchange(
                         continue;
                     }
                     // The clock restarts once the dyno takes bytes again (see below).
-                    timer.as_mut().reset(deadline(tokio::time::Instant::now(), limit));
+                    timer.set_after(limit);
                     if chunked {
                         // Size line, data and CRLF in one (vectored) write, data uncopied.
                         frame_head.clear();
@@ -338,7 +337,7 @@ async fn exchange(
                     } else {
                         write_timed(stream, &data[..], timer).await?;
                     }
-                    timer.as_mut().reset(deadline(tokio::time::Instant::now(), limit));
+                    timer.set_after(limit);
                 }
             },
         }
@@ -347,9 +346,7 @@ async fn exchange(
     if length.is_some() {
         // The dyno has the whole request from now: the clock runs from its last byte (a
         // client may have paused before the end, say before a chunked body's last chunk).
-        timer
-            .as_mut()
-            .reset(deadline(tokio::time::Instant::now(), limit));
+        timer.set_after(limit);
         // Part of an answer the watch above already read began before the request ended:
         // the dyno answered early, and its connection is not trusted with another request.
         // (One that answers early and keeps the connection says so by draining the rest, as
@@ -359,7 +356,7 @@ async fn exchange(
     tokio::select! {
         biased;
         head = read_response_head(stream, buf, is_head) => head.map(|h| (h, whole)),
-        () = timer.as_mut() => Err(Exchange::Timeout),
+        () = timer.expired() => Err(Exchange::Timeout),
     }
 }
 
@@ -381,12 +378,12 @@ fn early_head(buf: &mut BytesMut, is_head: bool) -> Result<Option<DynoHead>, Exc
 async fn write_timed(
     stream: &mut TcpStream,
     mut bytes: impl Buf,
-    timer: &mut Pin<Box<Sleep>>,
+    timer: &mut Deadline,
 ) -> Result<(), Exchange> {
     tokio::select! {
         biased;
         written = stream.write_all_buf(&mut bytes) => written.map_err(|_| Exchange::Broken),
-        () = timer.as_mut() => Err(Exchange::Timeout),
+        () = timer.expired() => Err(Exchange::Timeout),
     }
 }
 

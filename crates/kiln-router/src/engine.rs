@@ -32,8 +32,9 @@ use crate::client::{self, BodyFeed, ClientConn, ReqBody};
 use crate::conn;
 use crate::forward;
 use crate::head::{FieldSpan, Framing, HeadScanner, Rejection, Scan};
+use crate::timer::Deadline;
 use crate::upgrade;
-use crate::wire::{self, deadline, put_field, take};
+use crate::wire::{self, put_field, take};
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
@@ -47,7 +48,6 @@ use std::task::Poll;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
-use tokio::time::Sleep;
 
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 16 * 1024;
@@ -81,10 +81,9 @@ struct Conn<IO> {
     /// refusal's log line are.
     scanner: HeadScanner,
     /// The connection's one timer, re-armed for each wait (the head timeout, a body read, a
-    /// write that blocks). Resetting a registered timer to a later deadline only records it,
-    /// where a fresh timeout per wait would enter and leave the runtime's timer wheel each
-    /// time.
-    timer: Pin<Box<Sleep>>,
+    /// write that blocks). A later deadline is only recorded (see [`Deadline`]), where a
+    /// fresh timeout per wait would enter and leave the runtime's timer wheel each time.
+    timer: Deadline,
     /// Resolves once the router starts shutting down. Made once per connection, so it
     /// stays registered with the watch channel instead of re-registering per request.
     stopping: conn::Stopping,
@@ -125,7 +124,7 @@ pub(crate) async fn serve_connection<IO>(
         out: Vec::with_capacity(1024),
         fields: Vec::new(),
         scanner: HeadScanner::default(),
-        timer: Box::pin(tokio::time::sleep(shared.config.head_timeout)),
+        timer: Deadline::after(shared.config.head_timeout),
         stopping: conn::Stopping::new(&shared.stopping, stop),
     };
     serve(&mut conn, &shared).await;
@@ -226,9 +225,7 @@ async fn serve<IO: AsyncRead + AsyncWrite + Unpin>(c: &mut Conn<IO>, shared: &Ar
 async fn read_head<IO: AsyncRead + Unpin>(c: &mut Conn<IO>, timeout: Duration) -> Next {
     c.scanner = HeadScanner::default();
     c.fields.clear();
-    c.timer
-        .as_mut()
-        .reset(deadline(tokio::time::Instant::now(), timeout));
+    c.timer.set_after(timeout);
     loop {
         // Nothing to scan between requests; the read comes first.
         let scanned = if c.buf.is_empty() {
@@ -257,7 +254,7 @@ async fn read_head<IO: AsyncRead + Unpin>(c: &mut Conn<IO>, timeout: Duration) -
             biased;
             () = &mut c.stopping, if idle => return Next::Close,
             read = c.io.read_buf(&mut c.buf) => read,
-            () = c.timer.as_mut() => return Next::Close,
+            () = c.timer.expired() => return Next::Close,
         };
         match read {
             Ok(n) if n > 0 => {}
@@ -501,14 +498,12 @@ impl Feed {
             if self.decode(c) {
                 return FeedStep::Done;
             }
-            c.timer
-                .as_mut()
-                .reset(deadline(tokio::time::Instant::now(), idle));
+            c.timer.set_after(idle);
             c.buf.reserve(READ_CHUNK);
             let read = tokio::select! {
                 biased;
                 read = c.io.read_buf(&mut c.buf) => Some(read),
-                () = c.timer.as_mut() => None,
+                () = c.timer.expired() => None,
             };
             match read {
                 Some(Ok(n)) if n > 0 => {}
@@ -813,22 +808,16 @@ async fn flush<IO: AsyncWrite + Unpin>(c: &mut Conn<IO>, idle: Duration) -> bool
 
 /// `op`, which nearly always completes at once (a write the socket has room for); only one
 /// that has to wait arms the timer, for the idle window. `None` if the window passed.
-async fn within<F: Future>(
-    op: F,
-    timer: &mut Pin<Box<Sleep>>,
-    idle: Duration,
-) -> Option<F::Output> {
+async fn within<F: Future>(op: F, timer: &mut Deadline, idle: Duration) -> Option<F::Output> {
     let mut op = std::pin::pin!(op);
     match std::future::poll_fn(|cx| Poll::Ready(op.as_mut().poll(cx))).await {
         Poll::Ready(out) => Some(out),
         Poll::Pending => {
-            timer
-                .as_mut()
-                .reset(deadline(tokio::time::Instant::now(), idle));
+            timer.set_after(idle);
             tokio::select! {
                 biased;
                 out = op.as_mut() => Some(out),
-                () = timer.as_mut() => None,
+                () = timer.expired() => None,
             }
         }
     }

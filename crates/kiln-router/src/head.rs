@@ -562,6 +562,22 @@ fn logged(buf: &[u8], span: Span) -> String {
 mod tests {
     use super::*;
 
+    /// Not a check: a loop for counting the scanner's instructions under callgrind
+    /// (`--toggle-collect='kiln_router::head::HeadScanner::scan_recording'`), on the head
+    /// the router bench's `wrk` sends.
+    #[test]
+    #[ignore]
+    fn request_head_cost() {
+        let head: &[u8] = b"GET /index.html HTTP/1.1\r\nHost: benchapp.localhost\r\n\r\n";
+        let mut fields = Vec::new();
+        for _ in 0..10_000 {
+            fields.clear();
+            let mut scanner = HeadScanner::default();
+            let scanned = std::hint::black_box(scanner.scan_recording(head, &mut fields));
+            assert!(matches!(scanned, Scan::Done(_)));
+        }
+    }
+
     fn scan(head: &[u8]) -> Scan {
         HeadScanner::default().scan(head)
     }

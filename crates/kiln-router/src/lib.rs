@@ -30,7 +30,7 @@
 //!   (`crates/kiln/tests/architecture.rs`) fails on any import cycle, the crate root
 //!   included, and on any module naming hyper's HTTP/1 types. From the bottom: `config`,
 //!   `hcode`, `head`, `host`, `maps` (header maps kept for reuse), `wire` (field lines, `Date`,
-//!   deadlines, the clocks), `pool`,
+//!   deadlines, the clocks), `timer` (deadlines that move with each request), `pool`,
 //!   `conn`, `request_id`, `ack`; then `forward`, `chunked`, `dyno_head`, `passthrough`,
 //!   `client` (the client's connection state and request body), `dyno_client`; `backend`
 //!   and `table` (which keeps per-app stores such as the cache without knowing them:
@@ -129,6 +129,7 @@ mod request_id;
 mod route;
 mod server;
 mod table;
+mod timer;
 mod tls;
 mod upgrade;
 mod wire;

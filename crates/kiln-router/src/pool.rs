@@ -70,13 +70,13 @@ impl<T: Pooled> Pool<T> {
         None
     }
 
-    /// Returns a connection whose last exchange finished cleanly.
-    pub(crate) fn put(&self, sender: T) {
+    /// Returns a connection whose last exchange finished cleanly, `now` (the caller's clock
+    /// read, as for [`Pool::take`]).
+    pub(crate) fn put(&self, sender: T, now: Instant) {
         if sender.is_closed() {
             return;
         }
         let mut idle = self.idle();
-        let now = Instant::now();
         // The oldest entry sits at the bottom where `take` rarely reaches; retire it here
         // once it expires so it does not pin a socket on the dyno.
         if idle
