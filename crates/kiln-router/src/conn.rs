@@ -18,7 +18,7 @@ pub(crate) async fn stopping(stop: &mut watch::Receiver<bool>) {
 
 /// [`stopping`] for a connection that waits on it between every two requests. Polling
 /// tokio's watch future takes a lock that every connection shares, twice a request; this
-/// checks a flag instead ([`Shared::stopping`]) and polls the channel only to register the
+/// checks a flag instead ([`Shared::stopping`](crate::Shared::stopping)) and polls the channel only to register the
 /// task's waker, when it is new. The router sets the flag before the channel wakes anyone,
 /// so a woken connection sees it.
 pub(crate) struct Stopping {

@@ -6,8 +6,8 @@
 //! largest single cost per request (bench/README.md, "router"). Here the engine reads the
 //! head one line at a time ([`status_line`], then [`line_at`] until the empty line) and
 //! sorts each field as it comes. A line is a few dozen bytes, too short to pay for the
-//! set-up of a SIMD search: names are checked a byte at a time against a table, values
-//! eight bytes at a time in a plain `u64`.
+//! set-up of a SIMD search: names and values are checked eight bytes at a time in a plain
+//! `u64` (the word scans are `head`'s, which reads requests the same way).
 //!
 //! The grammar is RFC 9112's and as strict as `httparse`'s default for responses, which
 //! the tests check against `httparse` itself, on fixed and on randomly damaged heads:
@@ -18,6 +18,7 @@
 //! the head malformed. Empty lines before the status line are skipped, as RFC 9112 §2.2
 //! allows.
 
+use crate::head::{text_len, token_len};
 use std::ops::Range;
 
 /// More fields than this make a head malformed (the same bound as a client's request).
@@ -125,50 +126,6 @@ pub(crate) fn line_at(buf: &[u8], at: usize) -> Result<Option<(Option<Field>, us
     )))
 }
 
-/// How many bytes at the front of `text` are token characters (RFC 9110). Field names are
-/// mostly letters, digits and `-`: those are recognised eight bytes at a time, and the
-/// table decides from the first other byte on (the colon, usually).
-#[inline]
-fn token_len(text: &[u8]) -> usize {
-    let (Ok(at) | Err(at)) = first_marked(text, |w| {
-        // Per byte, with the high bit as the answer. A byte of 0x80 or more is none of
-        // them; below that, no sum carries into the next byte, so each test is exact.
-        let lower = w | (ONES * 0x20);
-        let letter =
-            lower.wrapping_add(ONES * (0x80 - 0x61)) & !lower.wrapping_add(ONES * (0x7f - 0x7a));
-        let digit = w.wrapping_add(ONES * (0x80 - 0x30)) & !w.wrapping_add(ONES * (0x7f - 0x39));
-        let dash = !(w ^ (ONES * 0x2d)).wrapping_add(ONES * 0x7f);
-        !((letter | digit | dash) & !w)
-    });
-    at + text[at..]
-        .iter()
-        .position(|&b| !crate::head::is_tchar(b))
-        .unwrap_or(text.len() - at)
-}
-
-const ONES: u64 = 0x0101_0101_0101_0101;
-const HIGH: u64 = 0x8080_8080_8080_8080;
-
-/// Scans `text` eight bytes at a time: the first byte `marks` flags (it sets a byte's high
-/// bit) in the whole words at its front (`Ok`), or where those words end (`Err`). Only the
-/// lowest mark in a word need be exact: the tricks `marks` uses may flag bytes above a true
-/// mark, never below one.
-#[inline(always)]
-fn first_marked(text: &[u8], marks: impl Fn(u64) -> u64) -> Result<usize, usize> {
-    let mut at = 0;
-    while let Some(word) = text
-        .get(at..at + 8)
-        .and_then(|w| <[u8; 8]>::try_from(w).ok())
-    {
-        let marked = marks(u64::from_le_bytes(word)) & HIGH;
-        if marked != 0 {
-            return Ok(at + (marked.trailing_zeros() / 8) as usize);
-        }
-        at += 8;
-    }
-    Err(at)
-}
-
 /// After text ending at `end`, the line must end (CRLF or a bare LF): where the next line
 /// starts, `None` while that is not known yet.
 #[inline]
@@ -180,38 +137,6 @@ fn line_end(line: &[u8], end: usize) -> Result<Option<usize>, Malformed> {
         _ => Err(Malformed),
     }
 }
-
-/// How many bytes at the front of `text` a field value or reason phrase may hold: visible
-/// characters, spaces, tabs and obs-text (the same rule as `HeaderValue`'s).
-#[inline]
-fn text_len(text: &[u8]) -> usize {
-    // Eight bytes at a time (values are most of a head's bytes): a byte below 0x20 or DEL
-    // is marked, so the end of a value, its CR or LF, is found without a byte loop; a tab,
-    // allowed but rare, goes on byte by byte.
-    let at = match first_marked(text, |w| {
-        let below_space = w.wrapping_sub(ONES * 0x20) & !w;
-        let del = (w ^ (ONES * 0x7f)).wrapping_sub(ONES) & !(w ^ (ONES * 0x7f));
-        below_space | del
-    }) {
-        Ok(at) if text[at] != b'\t' => return at,
-        Ok(at) | Err(at) => at,
-    };
-    at + text[at..]
-        .iter()
-        .position(|&b| !FIELD_TEXT[usize::from(b)])
-        .unwrap_or(text.len() - at)
-}
-
-static FIELD_TEXT: [bool; 256] = {
-    let mut t = [true; 256];
-    let mut b = 0;
-    while b < 0x20 {
-        t[b] = b == b'\t' as usize;
-        b += 1;
-    }
-    t[0x7f] = false;
-    t
-};
 
 #[cfg(test)]
 mod tests {
@@ -369,70 +294,6 @@ mod tests {
             agree(&head);
             agree(&head[..rng.usize(..=head.len())]);
         });
-    }
-
-    /// The word-at-a-time scan stops exactly where a byte-by-byte one does, wherever in a
-    /// word the stopping byte (or an allowed tab or obs-text byte) lies.
-    #[test]
-    fn text_len_matches_the_byte_rule() {
-        let naive = |t: &[u8]| {
-            t.iter()
-                .position(|&b| !FIELD_TEXT[usize::from(b)])
-                .unwrap_or(t.len())
-        };
-        for len in 0..20 {
-            for at in 0..len {
-                for b in 0..=255u8 {
-                    let mut text = vec![b'a'; len];
-                    text[at] = b;
-                    assert_eq!(
-                        text_len(&text),
-                        naive(&text),
-                        "byte {b:#x} at {at} of {len}"
-                    );
-                    if at + 3 < len {
-                        text[at + 3] = b'\r';
-                        assert_eq!(
-                            text_len(&text),
-                            naive(&text),
-                            "byte {b:#x} at {at} then CR, of {len}"
-                        );
-                    }
-                }
-            }
-        }
-    }
-
-    /// The same for names: every byte value, at every place in and around a word, and
-    /// after a run of each kind of byte the words recognise (letters of both cases,
-    /// digits, `-`), stops the word-at-a-time scan where the table does.
-    #[test]
-    fn token_len_matches_the_table() {
-        let naive = |t: &[u8]| {
-            t.iter()
-                .position(|&b| !crate::head::is_tchar(b))
-                .unwrap_or(t.len())
-        };
-        for fill in [b'a', b'Z', b'7', b'-', b'_'] {
-            for len in 0..20 {
-                for at in 0..len {
-                    for b in 0..=255u8 {
-                        let mut text = vec![fill; len];
-                        text[at] = b;
-                        assert_eq!(
-                            token_len(&text),
-                            naive(&text),
-                            "byte {b:#x} at {at} of {len} {:?}s",
-                            fill as char
-                        );
-                        if at + 2 < len {
-                            text[at + 2] = b':';
-                            assert_eq!(token_len(&text), naive(&text), "{b:#x} then a colon");
-                        }
-                    }
-                }
-            }
-        }
     }
 
     #[test]

@@ -86,8 +86,8 @@ impl Digits {
 /// `HeaderMap` rather than inserted into it: the router's own HTTP/1 client writes them
 /// straight into the head it sends, where six map inserts (each hashing a name and
 /// allocating a value) cost about a tenth of the router's work per request. Whatever reads
-/// the request's fields after this point reads them through [`RequestFields`], or, on
-/// hyper's client path, after [`Forwarded::insert_into`].
+/// the request's fields after this point reads them through [`RequestFields`] (tests that
+/// need a map put them into one with `Forwarded::insert_into`).
 pub(crate) struct Forwarded<'a> {
     /// The id sent on and logged: the client's when valid, else a fresh one.
     pub(crate) request_id: HeaderValue,

@@ -9,6 +9,11 @@
 //! exactly `chunked`; duplicate `Host`), they measure Heroku's limits on the raw bytes, and
 //! every refusal gets the router's own page and log line.
 //!
+//! A usual line, complete and well formed, is recognised eight bytes at a time
+//! ([`quick_request_line`], [`quick_field`]); every other line is found by its end and
+//! checked byte by byte, which is also what decides every refusal and its cause. A fuzz
+//! target checks that both decide alike.
+//!
 //! Limits (`shared/reference/heroku-runtime.md` §2.5): request line ≤ 8192 bytes (else
 //! 414), header line ≤ 8192, field name ≤ 1000, at most 1000 fields (else 431). Heroku sets
 //! no total; the router does ([`MAX_HEAD`]) so that one connection cannot pin megabytes.
@@ -61,7 +66,7 @@ pub(crate) struct Rejection {
     pub(crate) forwarded_for: Option<String>,
 }
 
-/// What [`HeadScanner::scan`] found in the buffered bytes.
+/// What [`HeadScanner::scan_recording`] found in the buffered bytes.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Scan {
     /// The head is not complete yet; nothing is wrong so far.
@@ -114,17 +119,17 @@ pub(crate) struct FieldSpan {
 }
 
 impl HeadScanner {
-    /// Checks the lines of `buf` (the bytes received since the head began) completed since
-    /// the last call. After `Done` or `Reject` the scanner must be reset; after `Skip` it has
-    /// reset itself, for the bytes that follow the skipped lines.
+    /// `scan_recording` without the fields, for tests.
     #[cfg(test)]
     pub(crate) fn scan(&mut self, buf: &[u8]) -> Scan {
         self.scan_fields(buf, None)
     }
 
-    /// [`scan`](Self::scan), also noting where each field lies in `fields` (which the
-    /// caller empties for a new head), so that a caller can build the request from the
-    /// checked head without parsing it again.
+    /// Checks the lines of `buf` (the bytes received since the head began) completed since
+    /// the last call, noting where each field lies in `fields` (which the caller empties
+    /// for a new head), so that a caller can build the request from the checked head
+    /// without parsing it again. After `Done` or `Reject` the scanner must be reset; after
+    /// `Skip` it has reset itself, for the bytes that follow the skipped lines.
     pub(crate) fn scan_recording(&mut self, buf: &[u8], fields: &mut Vec<FieldSpan>) -> Scan {
         self.scan_fields(buf, Some(fields))
     }
@@ -135,6 +140,47 @@ impl HeadScanner {
         self.base = buf.as_ptr() as usize;
         loop {
             let rest = &buf[self.pos..];
+            // The usual line, complete and well formed, is recognised a word at a time; any
+            // other (incomplete, refused, or only unusual) goes through the checks below,
+            // which find its end first and then look at it byte by byte.
+            if !quick_lines() {
+            } else if self.lines > 0 {
+                if rest.starts_with(b"\r\n") {
+                    return self.finish(buf, self.pos + 2);
+                }
+                if let Some((colon, end)) = quick_field(rest) {
+                    let (name, value) = (&rest[..colon], rest[colon + 1..end].trim_ascii());
+                    // A quick line holds no CR: its refusal is for the field itself.
+                    if let Err((status, cause)) =
+                        self.count_field().and_then(|()| self.field(name, value))
+                    {
+                        return self.reject(buf, status, cause);
+                    }
+                    if let Some(fields) = fields.as_deref_mut() {
+                        fields.push(self.field_span(name, value));
+                    }
+                    self.lines += 1;
+                    self.pos += end + 2;
+                    if self.pos > MAX_HEAD {
+                        return self.reject(
+                            buf,
+                            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                            "request head too large",
+                        );
+                    }
+                    continue;
+                }
+            } else if self.pos == 0 {
+                if let Some((method, target_end, http10)) = quick_request_line(rest) {
+                    self.method = Some(self.span(&rest[..method]));
+                    self.target = Some(self.span(&rest[method + 1..target_end]));
+                    self.http10 = http10;
+                    self.lines = 1;
+                    // The target, then ` HTTP/1.x` and CRLF.
+                    self.pos = target_end + 11;
+                    continue;
+                }
+            }
             let Some(nl) = memchr::memchr(b'\n', rest) else {
                 return self.incomplete(buf, rest.len());
             };
@@ -178,12 +224,7 @@ impl HeadScanner {
                     Err((status, cause)) => return bare_cr(self, status, cause),
                     Ok((name, value)) => {
                         if let Some(fields) = fields.as_deref_mut() {
-                            // Offsets fit: a head is at most `MAX_HEAD` bytes.
-                            let at = |part: &[u8]| (part.as_ptr() as usize - self.base) as u32;
-                            fields.push(FieldSpan {
-                                name: (at(name), at(name) + name.len() as u32),
-                                value: (at(value), at(value) + value.len() as u32),
-                            });
+                            fields.push(self.field_span(name, value));
                         }
                     }
                 }
@@ -220,6 +261,15 @@ impl HeadScanner {
             );
         }
         Scan::More
+    }
+
+    /// Where a field's name and value lie. Offsets fit: a head is at most `MAX_HEAD` bytes.
+    fn field_span(&self, name: &[u8], value: &[u8]) -> FieldSpan {
+        let at = |part: &[u8]| (part.as_ptr() as usize - self.base) as u32;
+        FieldSpan {
+            name: (at(name), at(name) + name.len() as u32),
+            value: (at(value), at(value) + value.len() as u32),
+        }
     }
 
     fn span(&self, part: &[u8]) -> Span {
@@ -284,10 +334,7 @@ impl HeadScanner {
         if line.len() > MAX_HEADER_LINE {
             return Err((too_large, "header line too long"));
         }
-        self.fields += 1;
-        if self.fields > MAX_HEADERS {
-            return Err((too_large, "too many headers"));
-        }
+        self.count_field()?;
         if matches!(line[0], b' ' | b'\t') {
             return Err((bad, "obsolete line folding"));
         }
@@ -305,10 +352,8 @@ impl HeadScanner {
         if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
             return Err((bad, "malformed header name"));
         }
-        if name.contains(&b'_') && is_framing_name(name) {
-            // `Transfer_Encoding` is not a framing field to the router, but CGI-style
-            // environments fold `_` and `-` together; refuse rather than guess.
-            return Err((bad, "framing header spelled with an underscore"));
+        if underscored_framing(name) {
+            return Err((bad, UNDERSCORED_FRAMING));
         }
         // Without an early exit, so the compiler can check many bytes at a time.
         if !value
@@ -318,6 +363,29 @@ impl HeadScanner {
             return Err((bad, "control character in a header value"));
         }
         let value = value.trim_ascii();
+        self.field(name, value)?;
+        Ok((name, value))
+    }
+
+    /// One more field line: refused past [`MAX_HEADERS`].
+    fn count_field(&mut self) -> Result<(), (StatusCode, &'static str)> {
+        self.fields += 1;
+        if self.fields > MAX_HEADERS {
+            return Err((
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "too many headers",
+            ));
+        }
+        Ok(())
+    }
+
+    /// What a well-formed field means to the router: the framing, the host, the fields its
+    /// log line keeps. `value` is without the whitespace around it.
+    fn field(&mut self, name: &[u8], value: &[u8]) -> Result<(), (StatusCode, &'static str)> {
+        let bad = StatusCode::BAD_REQUEST;
+        if underscored_framing(name) {
+            return Err((bad, UNDERSCORED_FRAMING));
+        }
         if name.eq_ignore_ascii_case(b"host") {
             self.hosts += 1;
             if self.hosts > 1 {
@@ -373,7 +441,7 @@ impl HeadScanner {
         } else if name.eq_ignore_ascii_case(b"x-forwarded-for") {
             self.forwarded_for = Some(self.span(value));
         }
-        Ok((name, value))
+        Ok(())
     }
 
     fn finish(&mut self, buf: &[u8], len: usize) -> Scan {
@@ -453,6 +521,80 @@ fn is_framing_name(name: &[u8]) -> bool {
     folded == b"content-length" || folded == b"transfer-encoding"
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Set by tests that compare the quick line checks with the line-by-line ones.
+    static SLOW_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether [`quick_field`] and [`quick_request_line`] may take a line (always, outside tests).
+#[inline(always)]
+fn quick_lines() -> bool {
+    #[cfg(test)]
+    return !SLOW_ONLY.with(std::cell::Cell::get);
+    #[cfg(not(test))]
+    true
+}
+
+/// `Transfer_Encoding` is not a framing field to the router, but CGI-style environments
+/// fold `_` and `-` together: refused rather than guessed at.
+fn underscored_framing(name: &[u8]) -> bool {
+    // Only names as long as the framing ones are looked into.
+    matches!(name.len(), 14 | 17) && name.contains(&b'_') && is_framing_name(name)
+}
+
+const UNDERSCORED_FRAMING: &str = "framing header spelled with an underscore";
+
+/// A complete, well-formed field line at the front of `rest`, within the limits: where its
+/// colon is and where its value ends (its CRLF follows). The name is tokens up to the
+/// colon, the value text up to CRLF. `None` for any other line, which the line-by-line
+/// checks then take (and refuse, or accept as they would have anyway).
+fn quick_field(rest: &[u8]) -> Option<(usize, usize)> {
+    let colon = token_len(rest);
+    if colon == 0 || colon > MAX_HEADER_NAME || rest.get(colon) != Some(&b':') {
+        return None;
+    }
+    let end = colon + 1 + text_len(&rest[colon + 1..]);
+    (end <= MAX_HEADER_LINE && rest.get(end..end + 2) == Some(b"\r\n")).then_some((colon, end))
+}
+
+/// A complete, well-formed request line at the front of `rest`, as nearly all are: a token
+/// method other than `CONNECT`, an ASCII target, `HTTP/1.1` or `HTTP/1.0`, CRLF, within
+/// the limits. Where the method and the target end, and whether the version is 1.0.
+/// `None` for any other line, which the line-by-line checks take.
+fn quick_request_line(rest: &[u8]) -> Option<(usize, usize, bool)> {
+    let method = token_len(rest);
+    if method == 0 || method > MAX_METHOD || rest.get(method) != Some(&b' ') {
+        return None;
+    }
+    let target = &rest[method + 1..];
+    // Visible ASCII; a space (the target's end), a control character, DEL or any byte of
+    // 0x80 or more is marked (non-ASCII targets are left to the UTF-8 check below).
+    let len = match first_marked(target, |w| {
+        let below = w.wrapping_sub(ONES * 0x21) & !w;
+        let del = (w ^ (ONES * 0x7f)).wrapping_sub(ONES) & !(w ^ (ONES * 0x7f));
+        below | del | w
+    }) {
+        Ok(at) => at,
+        Err(at) => {
+            at + target[at..]
+                .iter()
+                .position(|b| !(0x21..=0x7e).contains(b))
+                .unwrap_or(target.len() - at)
+        }
+    };
+    let target_end = method + 1 + len;
+    if len == 0 || rest.get(target_end) != Some(&b' ') || target_end + 9 > MAX_REQUEST_LINE {
+        return None;
+    }
+    let http10 = match rest.get(target_end + 1..target_end + 11)? {
+        b"HTTP/1.1\r\n" => false,
+        b"HTTP/1.0\r\n" => true,
+        _ => return None,
+    };
+    (&rest[..method] != b"CONNECT").then_some((method, target_end, http10))
+}
+
 /// RFC 9110 token characters.
 pub(crate) fn is_tchar(b: u8) -> bool {
     TCHAR[usize::from(b)]
@@ -483,6 +625,85 @@ static TCHAR: [bool; 256] = {
             );
         b += 1;
     }
+    t
+};
+
+// Word-at-a-time scans of header text, for request heads here and the dyno's response
+// heads (`dyno_head`).
+
+/// How many bytes at the front of `text` are token characters (RFC 9110). Field names are
+/// mostly letters, digits and `-`: those are recognised eight bytes at a time, and the
+/// table decides from the first other byte on (the colon, usually).
+#[inline]
+pub(crate) fn token_len(text: &[u8]) -> usize {
+    let (Ok(at) | Err(at)) = first_marked(text, |w| {
+        // Per byte, with the high bit as the answer. A byte of 0x80 or more is none of
+        // them; below that, no sum carries into the next byte, so each test is exact.
+        let lower = w | (ONES * 0x20);
+        let letter =
+            lower.wrapping_add(ONES * (0x80 - 0x61)) & !lower.wrapping_add(ONES * (0x7f - 0x7a));
+        let digit = w.wrapping_add(ONES * (0x80 - 0x30)) & !w.wrapping_add(ONES * (0x7f - 0x39));
+        let dash = !(w ^ (ONES * 0x2d)).wrapping_add(ONES * 0x7f);
+        !((letter | digit | dash) & !w)
+    });
+    at + text[at..]
+        .iter()
+        .position(|&b| !is_tchar(b))
+        .unwrap_or(text.len() - at)
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// Scans `text` eight bytes at a time: the first byte `marks` flags (it sets a byte's high
+/// bit) in the whole words at its front (`Ok`), or where those words end (`Err`). Only the
+/// lowest mark in a word need be exact: the tricks `marks` uses may flag bytes above a true
+/// mark, never below one.
+#[inline(always)]
+fn first_marked(text: &[u8], marks: impl Fn(u64) -> u64) -> Result<usize, usize> {
+    let mut at = 0;
+    while let Some(word) = text
+        .get(at..at + 8)
+        .and_then(|w| <[u8; 8]>::try_from(w).ok())
+    {
+        let marked = marks(u64::from_le_bytes(word)) & HIGH;
+        if marked != 0 {
+            return Ok(at + (marked.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    Err(at)
+}
+
+/// How many bytes at the front of `text` a field value or reason phrase may hold: visible
+/// characters, spaces, tabs and obs-text (the same rule as `HeaderValue`'s).
+#[inline]
+pub(crate) fn text_len(text: &[u8]) -> usize {
+    // Eight bytes at a time (values are most of a head's bytes): a byte below 0x20 or DEL
+    // is marked, so the end of a value, its CR or LF, is found without a byte loop; a tab,
+    // allowed but rare, goes on byte by byte.
+    let at = match first_marked(text, |w| {
+        let below_space = w.wrapping_sub(ONES * 0x20) & !w;
+        let del = (w ^ (ONES * 0x7f)).wrapping_sub(ONES) & !(w ^ (ONES * 0x7f));
+        below_space | del
+    }) {
+        Ok(at) if text[at] != b'\t' => return at,
+        Ok(at) | Err(at) => at,
+    };
+    at + text[at..]
+        .iter()
+        .position(|&b| !FIELD_TEXT[usize::from(b)])
+        .unwrap_or(text.len() - at)
+}
+
+static FIELD_TEXT: [bool; 256] = {
+    let mut t = [true; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        t[b] = b == b'\t' as usize;
+        b += 1;
+    }
+    t[0x7f] = false;
     t
 };
 
@@ -868,6 +1089,17 @@ mod tests {
                 );
             }
             let whole = scan_in_pieces(&buf, &[buf.len()]);
+            // The quick checks of usual lines decide as the line-by-line ones do, refusals
+            // and their causes included.
+            SLOW_ONLY.with(|s| s.set(true));
+            let slow = scan_in_pieces(&buf, &[buf.len()]);
+            SLOW_ONLY.with(|s| s.set(false));
+            assert_eq!(
+                slow,
+                whole,
+                "{:?}, line by line",
+                String::from_utf8_lossy(&buf)
+            );
             let cuts = crate::fuzz::cuts(rng, buf.len());
             assert_eq!(
                 scan_in_pieces(&buf, &cuts),
@@ -934,5 +1166,101 @@ mod tests {
                 "{shown:?}: {ours}, expected {framing}"
             );
         });
+    }
+
+    /// The quick checks decide as the line-by-line ones on every byte value at every place
+    /// of a target, a field name and a field value, in and after a word.
+    #[test]
+    fn quick_lines_agree_with_the_byte_checks_on_every_byte() {
+        let both = |head: &[u8]| {
+            let quick = scan_in_pieces(head, &[head.len()]);
+            SLOW_ONLY.with(|s| s.set(true));
+            let slow = scan_in_pieces(head, &[head.len()]);
+            SLOW_ONLY.with(|s| s.set(false));
+            assert_eq!(quick, slow, "{:?}", String::from_utf8_lossy(head));
+        };
+        for len in 1..20 {
+            for at in 0..len {
+                for b in 0..=255u8 {
+                    let mut raw = vec![b'a'; len];
+                    raw[at] = b;
+                    for (before, after) in [
+                        (&b"GET /"[..], &b" HTTP/1.1\r\nHost: a\r\n\r\n"[..]),
+                        (b"GET / HTTP/1.1\r\nHost: a\r\nX-", b": v\r\n\r\n"),
+                        (b"GET / HTTP/1.1\r\nHost: a\r\nX-A: ", b"\r\n\r\n"),
+                    ] {
+                        both(&[before, &raw[..], after].concat());
+                    }
+                }
+                // Obs-text as valid UTF-8 (a target may hold it), at every place.
+                let mut text = vec![b'a'; len];
+                text.splice(at..=at, "é".bytes());
+                both(&[&b"GET /"[..], &text, b" HTTP/1.1\r\nHost: a\r\n\r\n"].concat());
+            }
+        }
+    }
+
+    /// The word-at-a-time scan stops exactly where a byte-by-byte one does, wherever in a
+    /// word the stopping byte (or an allowed tab or obs-text byte) lies.
+    #[test]
+    fn text_len_matches_the_byte_rule() {
+        let naive = |t: &[u8]| {
+            t.iter()
+                .position(|&b| !FIELD_TEXT[usize::from(b)])
+                .unwrap_or(t.len())
+        };
+        for len in 0..20 {
+            for at in 0..len {
+                for b in 0..=255u8 {
+                    let mut text = vec![b'a'; len];
+                    text[at] = b;
+                    assert_eq!(
+                        text_len(&text),
+                        naive(&text),
+                        "byte {b:#x} at {at} of {len}"
+                    );
+                    if at + 3 < len {
+                        text[at + 3] = b'\r';
+                        assert_eq!(
+                            text_len(&text),
+                            naive(&text),
+                            "byte {b:#x} at {at} then CR, of {len}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// The same for names: every byte value, at every place in and around a word, and
+    /// after a run of each kind of byte the words recognise (letters of both cases,
+    /// digits, `-`), stops the word-at-a-time scan where the table does.
+    #[test]
+    fn token_len_matches_the_table() {
+        let naive = |t: &[u8]| {
+            t.iter()
+                .position(|&b| !crate::head::is_tchar(b))
+                .unwrap_or(t.len())
+        };
+        for fill in [b'a', b'Z', b'7', b'-', b'_'] {
+            for len in 0..20 {
+                for at in 0..len {
+                    for b in 0..=255u8 {
+                        let mut text = vec![fill; len];
+                        text[at] = b;
+                        assert_eq!(
+                            token_len(&text),
+                            naive(&text),
+                            "byte {b:#x} at {at} of {len} {:?}s",
+                            fill as char
+                        );
+                        if at + 2 < len {
+                            text[at + 2] = b':';
+                            assert_eq!(token_len(&text), naive(&text), "{b:#x} then a colon");
+                        }
+                    }
+                }
+            }
+        }
     }
 }

@@ -5,7 +5,7 @@
 //!
 //! Certificates are chosen per handshake by [`kiln_tls::SniResolver`] (an app's uploaded
 //! certificate for its hostnames, else the generated default), which is built into the
-//! rustls configuration passed to [`serve_tls`].
+//! rustls configuration passed to [`serve_tls`](crate::serve_tls).
 //!
 //! What a connection may do before it is served:
 //! - the first byte must arrive and the handshake finish within [`HANDSHAKE_TIMEOUT`], so
