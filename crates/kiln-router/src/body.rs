@@ -36,20 +36,22 @@ enum Kind {
     /// later step rewrites it. A plain hit's fields come as the object's written lines (see
     /// `cache::hit`), taken by the writer as a dyno's pass-through fields are.
     Stored(Option<Bytes>, Option<Passthrough>),
-    /// `Finish` is boxed: a response moves a dozen times on its way out (through the cache,
-    /// gzip and the server's layers), and one allocation costs less than copying those few
-    /// hundred bytes each time (measured with callgrind, bench/README.md).
-    /// A dyno's body, boxed for the same reason: it holds the dyno connection and its
-    /// buffer.
-    Upstream {
-        inner: Box<DynoBody>,
-        finish: Option<Box<Finish>>,
-        idle: IdleTimer,
-    },
+    /// A dyno's body, with what ends its request. Boxed: a response moves a dozen times on
+    /// its way out (through the cache, gzip and the server's layers), and one allocation
+    /// costs less than copying those few hundred bytes each time (measured with callgrind,
+    /// bench/README.md); one box for both, not one each (session 19).
+    Upstream(Box<Upstream>),
     /// Another body wrapped around this one (the cache's copy, gzip).
     Layered(Pin<Box<dyn Body<Data = Bytes, Error = BoxError> + Send>>),
     /// A 101's: no body, but the dyno's connection, for the engine to join to the client's.
     Switched(Option<Box<Switch>>),
+}
+
+struct Upstream {
+    /// It holds the dyno connection and its buffer.
+    inner: DynoBody,
+    finish: Option<Finish>,
+    idle: IdleTimer,
 }
 
 /// A protocol switch the dyno agreed to (see [`crate::upgrade`]).
@@ -154,7 +156,7 @@ impl RouterBody {
     /// wraps a body moves them into the map first.
     pub(crate) fn take_passthrough(&mut self) -> Option<Passthrough> {
         match &mut self.0 {
-            Kind::Upstream { inner, .. } => inner.passthrough.take(),
+            Kind::Upstream(up) => up.inner.passthrough.take(),
             Kind::Stored(_, fields) => fields.take(),
             _ => None,
         }
@@ -164,7 +166,7 @@ impl RouterBody {
     /// ([`Added`](crate::passthrough::Added)): only when the dyno's map holds none.
     pub(crate) fn passthrough_for(&mut self, name: MapField) -> Option<&mut Passthrough> {
         match &mut self.0 {
-            Kind::Upstream { inner, .. } if !inner.fields.has(name) => inner.passthrough.as_mut(),
+            Kind::Upstream(up) if !up.inner.fields.has(name) => up.inner.passthrough.as_mut(),
             _ => None,
         }
     }
@@ -173,8 +175,8 @@ impl RouterBody {
     /// `None` for any other body, or a dyno's without the field.
     pub(crate) fn declared_length(&self) -> Option<u64> {
         match &self.0 {
-            Kind::Upstream { inner, .. } if inner.fields.has(MapField::ContentLength) => {
-                inner.size_hint().exact()
+            Kind::Upstream(up) if up.inner.fields.has(MapField::ContentLength) => {
+                up.inner.size_hint().exact()
             }
             _ => None,
         }
@@ -196,19 +198,19 @@ impl RouterBody {
     /// The client went away (or went idle) before taking a response whose body is empty:
     /// the log line says so (H27 or H28) instead of counting it delivered.
     pub(crate) fn client_gone(mut self) {
-        if let Kind::Upstream { finish, .. } = &mut self.0 {
-            if let Some(f) = finish.take() {
-                Finish::end(*f, End::ClientGone, Instant::now());
+        if let Kind::Upstream(up) = &mut self.0 {
+            if let Some(f) = up.finish.take() {
+                f.end(End::ClientGone, Instant::now());
             }
         }
     }
 
-    pub(crate) fn upstream(inner: Box<DynoBody>, finish: Finish) -> RouterBody {
-        RouterBody(Kind::Upstream {
+    pub(crate) fn upstream(inner: DynoBody, finish: Finish) -> RouterBody {
+        RouterBody(Kind::Upstream(Box::new(Upstream {
             inner,
-            finish: Some(Box::new(finish)),
+            finish: Some(finish),
             idle: IdleTimer::default(),
-        })
+        })))
     }
 }
 
@@ -226,11 +228,12 @@ impl Body for RouterBody {
             }
             Kind::Switched(_) => Poll::Ready(None),
             Kind::Layered(body) => body.as_mut().poll_frame(cx),
-            Kind::Upstream {
-                inner,
-                finish,
-                idle,
-            } => {
+            Kind::Upstream(up) => {
+                let Upstream {
+                    inner,
+                    finish,
+                    idle,
+                } = &mut **up;
                 let polled = inner.poll_frame(cx);
                 match &polled {
                     Poll::Ready(Some(Ok(frame))) => {
@@ -242,19 +245,19 @@ impl Body for RouterBody {
                         // be the last chance to finish cleanly.
                         if inner.is_end_stream() {
                             if let Some(f) = finish.take() {
-                                complete(inner, *f);
+                                complete(inner, f);
                             }
                         }
                     }
                     Poll::Ready(None) => {
                         if let Some(f) = finish.take() {
-                            complete(inner, *f);
+                            complete(inner, f);
                         }
                     }
                     Poll::Ready(Some(Err(e))) => {
                         tracing::debug!(error = %e, "dyno response body broke");
                         if let Some(f) = finish.take() {
-                            Finish::end(*f, End::BackendBroke, Instant::now());
+                            f.end(End::BackendBroke, Instant::now());
                         }
                     }
                     Poll::Pending => {
@@ -268,7 +271,7 @@ impl Body for RouterBody {
                                 // The aborted connection fails `inner`, which wakes this
                                 // body again to pass the error on.
                                 inner.abort();
-                                Finish::end(*f, End::BackendIdle, Instant::now());
+                                f.end(End::BackendIdle, Instant::now());
                                 cx.waker().wake_by_ref();
                             }
                         }
@@ -284,7 +287,7 @@ impl Body for RouterBody {
             Kind::Static(bytes) | Kind::Stored(bytes, _) => bytes.is_none(),
             Kind::Switched(_) => true,
             Kind::Layered(body) => body.is_end_stream(),
-            Kind::Upstream { inner, .. } => inner.is_end_stream(),
+            Kind::Upstream(up) => up.inner.is_end_stream(),
         }
     }
 
@@ -295,20 +298,20 @@ impl Body for RouterBody {
             }
             Kind::Switched(_) => SizeHint::with_exact(0),
             Kind::Layered(body) => body.size_hint(),
-            Kind::Upstream { inner, .. } => inner.size_hint(),
+            Kind::Upstream(up) => up.inner.size_hint(),
         }
     }
 }
 
 impl Drop for RouterBody {
     fn drop(&mut self) {
-        if let Kind::Upstream { inner, finish, .. } = &mut self.0 {
-            if let Some(f) = finish.take() {
+        if let Kind::Upstream(up) = &mut self.0 {
+            if let Some(f) = up.finish.take() {
                 // Bodies known to be empty (HEAD, 204, 304) are dropped without a poll.
-                if inner.is_end_stream() {
-                    complete(inner, *f);
+                if up.inner.is_end_stream() {
+                    complete(&mut up.inner, f);
                 } else {
-                    Finish::end(*f, End::ClientGone, Instant::now());
+                    f.end(End::ClientGone, Instant::now());
                 }
             }
         }

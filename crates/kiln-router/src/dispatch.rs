@@ -239,7 +239,7 @@ fn respond(
         dispatched_at,
         bytes: 0,
     };
-    Response::from_parts(parts, RouterBody::upstream(Box::new(body), finish))
+    Response::from_parts(parts, RouterBody::upstream(body, finish))
 }
 
 fn fail_after_dispatch(

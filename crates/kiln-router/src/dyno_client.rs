@@ -284,7 +284,8 @@ async fn exchange(
         Err(Exchange::Broken) => return Err(Exchange::Nothing),
         Err(e) => return Err(e),
     }
-    let mut frame_head = Vec::with_capacity(24);
+    // Only a chunked body needs it: no allocation for the usual request.
+    let mut frame_head = Vec::new();
     while let Some(b) = body.as_deref_mut() {
         // A body whose size says it has ended may not be polled again.
         if Body::is_end_stream(&*b) {

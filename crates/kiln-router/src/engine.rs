@@ -140,7 +140,7 @@ async fn serve<IO: AsyncRead + AsyncWrite + Unpin>(c: &mut Conn<IO>, shared: &Ar
             Next::Close => return,
         };
         let bytes = c.buf.split_to(head.len).freeze();
-        let message = match parse_request(&bytes, &c.fields) {
+        let message = match parse_request(&bytes, &head, &c.fields) {
             Ok(message) => message,
             Err(cause) => {
                 let rejection = c.scanner.refusal(&bytes, StatusCode::BAD_REQUEST, cause);
@@ -277,20 +277,19 @@ struct Message {
 /// token names, values without control characters) and noted where the fields lie, so the
 /// head is not parsed a second time; what the `http` types still refuse is a 400 with the
 /// cause given.
-fn parse_request(head: &Bytes, fields: &[FieldSpan]) -> Result<Message, &'static str> {
+fn parse_request(
+    head: &Bytes,
+    scanned: &crate::head::Head,
+    fields: &[FieldSpan],
+) -> Result<Message, &'static str> {
+    // The scanner checked the request line and knows where its parts are.
     let malformed = "malformed request line";
-    let line = &head[..memchr::memchr(b'\n', head).ok_or(malformed)?];
-    let line = line.strip_suffix(b"\r").ok_or(malformed)?;
-    let mut parts = line.splitn(3, |&b| b == b' ');
-    let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next())
-    else {
-        return Err(malformed);
-    };
-    let http10 = match version {
-        b"HTTP/1.1" => false,
-        b"HTTP/1.0" => true,
-        _ => return Err("unsupported HTTP version"),
-    };
+    let (start, end) = (scanned.target.0 as usize, scanned.target.1 as usize);
+    let method = head
+        .get(..start.checked_sub(1).ok_or(malformed)?)
+        .ok_or(malformed)?;
+    let target = head.get(start..end).ok_or(malformed)?;
+    let http10 = scanned.http10;
     let method = Method::from_bytes(method).map_err(|_| "malformed method")?;
     let uri =
         Uri::from_maybe_shared(head.slice_ref(target)).map_err(|_| "malformed request target")?;
@@ -302,7 +301,13 @@ fn parse_request(head: &Bytes, fields: &[FieldSpan]) -> Result<Message, &'static
         let span = |(start, end): (u32, u32)| start as usize..end as usize;
         let bad = "malformed header";
         let name = head.get(span(field.name)).ok_or(bad)?;
-        let name = HeaderName::from_bytes(name).map_err(|_| bad)?;
+        // Every request names its host: known without `from_bytes`'s search of the
+        // standard names.
+        let name = if name.eq_ignore_ascii_case(b"host") {
+            header::HOST
+        } else {
+            HeaderName::from_bytes(name).map_err(|_| bad)?
+        };
         let value = head.get(span(field.value)).ok_or(bad)?;
         let value = HeaderValue::from_maybe_shared(head.slice_ref(value)).map_err(|_| bad)?;
         if name == header::CONNECTION {
@@ -831,14 +836,10 @@ mod tests {
     fn requests_are_built_from_the_scanned_head() {
         let parse = |raw: &[u8]| {
             let mut fields = Vec::new();
-            assert!(
-                matches!(
-                    HeadScanner::default().scan_recording(raw, &mut fields),
-                    Scan::Done(_)
-                ),
-                "{raw:?}"
-            );
-            parse_request(&Bytes::copy_from_slice(raw), &fields).map(|m| {
+            let Scan::Done(head) = HeadScanner::default().scan_recording(raw, &mut fields) else {
+                panic!("{raw:?}");
+            };
+            parse_request(&Bytes::copy_from_slice(raw), &head, &fields).map(|m| {
                 (
                     m.req.method().clone(),
                     (m.keep_alive, m.http10, m.expect_continue),

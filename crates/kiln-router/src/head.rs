@@ -51,6 +51,9 @@ pub(crate) struct Head {
     /// The client asks to switch protocols (HTTP/1.1 with `Upgrade`): what follows the
     /// message may not be HTTP, depending on the dyno's answer.
     pub(crate) upgrade: bool,
+    /// Where the request target lies; the method is what precedes it, less a space.
+    pub(crate) target: (u32, u32),
+    pub(crate) http10: bool,
 }
 
 /// Why a request was refused, and what is known of it for the log line.
@@ -90,6 +93,8 @@ pub(crate) struct HeadScanner {
     upgrade: bool,
     method: Option<Span>,
     target: Option<Span>,
+    /// The whole target's place (`target` is cut short for the log).
+    target_at: (u32, u32),
     host: Option<Span>,
     hosts: usize,
     request_id: Option<Span>,
@@ -174,6 +179,8 @@ impl HeadScanner {
                 if let Some((method, target_end, http10)) = quick_request_line(rest) {
                     self.method = Some(self.span(&rest[..method]));
                     self.target = Some(self.span(&rest[method + 1..target_end]));
+                    // Offsets fit: the line is at most `MAX_REQUEST_LINE` bytes.
+                    self.target_at = ((method + 1) as u32, target_end as u32);
                     self.http10 = http10;
                     self.lines = 1;
                     // The target, then ` HTTP/1.x` and CRLF.
@@ -306,6 +313,8 @@ impl HeadScanner {
             return Err((StatusCode::BAD_REQUEST, "malformed request target"));
         }
         self.target = Some(self.span(target));
+        let start = target.as_ptr() as usize - self.base;
+        self.target_at = (start as u32, (start + target.len()) as u32);
         match version {
             b"HTTP/1.1" => {}
             b"HTTP/1.0" => self.http10 = true,
@@ -474,6 +483,8 @@ impl HeadScanner {
             len,
             framing,
             upgrade: self.upgrade && !self.http10,
+            target: self.target_at,
+            http10: self.http10,
         })
     }
 
@@ -828,7 +839,9 @@ mod tests {
             Head {
                 len: 37,
                 framing: Framing::None,
-                upgrade: false
+                upgrade: false,
+                target: (4, 5),
+                http10: false,
             }
         );
         assert_eq!(

@@ -16,24 +16,62 @@ pub(crate) fn is_valid(id: &[u8]) -> bool {
 /// secret, and this keeps a syscall off every request. Written out here, sixteen digits at
 /// a time in plain integer arithmetic: the `uuid` crate's formatter, and a byte-at-a-time
 /// table after it, cost a few hundred instructions on every request.
+///
+/// Ids are made [`BATCH`] at a time into one shared buffer, and each is a slice of it: the
+/// id is cloned into the request's log line, so it must be shared anyway, and a buffer of
+/// its own per request was an allocation and a free on every request (bench/README.md,
+/// "router", session 19).
 pub(crate) fn generate() -> HeaderValue {
+    let id = MADE
+        .try_with(|made| {
+            let mut made = made.try_borrow_mut().ok()?;
+            let (ids, next) = &mut *made;
+            if *next == BATCH || ids.is_empty() {
+                let mut fresh = Vec::with_capacity(BATCH * UUID_LEN);
+                for _ in 0..BATCH {
+                    fresh.extend_from_slice(&uuid_v4());
+                }
+                *ids = bytes::Bytes::from(fresh);
+                *next = 0;
+            }
+            let at = *next * UUID_LEN;
+            *next += 1;
+            Some(ids.slice(at..at + UUID_LEN))
+        })
+        .ok()
+        .flatten()
+        // Only while the thread's storage is torn down.
+        .unwrap_or_else(|| bytes::Bytes::copy_from_slice(&uuid_v4()));
+    // Hex digits and hyphens are always a valid header value.
+    HeaderValue::from_maybe_shared(id)
+        .unwrap_or_else(|_| HeaderValue::from_static("00000000-0000-4000-8000-000000000000"))
+}
+
+/// Ids made at once per thread.
+const BATCH: usize = 32;
+const UUID_LEN: usize = 36;
+
+thread_local! {
+    /// This thread's batch of ids, and the index of the next one to hand out.
+    static MADE: std::cell::RefCell<(bytes::Bytes, usize)> =
+        const { std::cell::RefCell::new((bytes::Bytes::new(), 0)) };
+}
+
+/// A random UUID v4, hyphenated.
+fn uuid_v4() -> [u8; UUID_LEN] {
     // Version 4 in the high nibble of byte 6; the RFC's variant (0b10) at the top of byte 8.
     let bits = (fastrand::u128(..) & !((0xf000_u128 << 64) | (0xc000_u128 << 48)))
         | (0x4000_u128 << 64)
         | (0x8000_u128 << 48);
     let hex = hex32(bits);
-    let mut text = [b'-'; 36];
+    let mut text = [b'-'; UUID_LEN];
     // 8-4-4-4-12 digits.
     text[..8].copy_from_slice(&hex[..8]);
     text[9..13].copy_from_slice(&hex[8..12]);
     text[14..18].copy_from_slice(&hex[12..16]);
     text[19..23].copy_from_slice(&hex[16..20]);
     text[24..].copy_from_slice(&hex[20..]);
-    // Hex digits and hyphens are always a valid header value. The bytes are owned by a
-    // shared allocation from the start: the id is cloned into the request's log line, and
-    // cloning a `Bytes` made from a vector would allocate a second time to share it.
-    HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(text))
-        .unwrap_or_else(|_| HeaderValue::from_static("00000000-0000-4000-8000-000000000000"))
+    text
 }
 
 /// The 32 lower-case hex digits of `v`, most significant first.
@@ -99,6 +137,10 @@ mod tests {
         let a = generate();
         let b = generate();
         assert_ne!(a, b);
+        // Across several batches, every id is distinct and whole.
+        let many: std::collections::HashSet<HeaderValue> =
+            (0..10 * BATCH + 3).map(|_| generate()).collect();
+        assert_eq!(many.len(), 10 * BATCH + 3);
         for _ in 0..1000 {
             let id = generate();
             let text = id.to_str().unwrap();
