@@ -51,7 +51,8 @@ pub(crate) struct Head {
     /// The client asks to switch protocols (HTTP/1.1 with `Upgrade`): what follows the
     /// message may not be HTTP, depending on the dyno's answer.
     pub(crate) upgrade: bool,
-    /// Where the request target lies; the method is what precedes it, less a space.
+    /// Where the request target lies, as offsets from the request line's first byte (after
+    /// any empty lines skipped before it); the method is what precedes it, less a space.
     pub(crate) target: (u32, u32),
     pub(crate) http10: bool,
 }
@@ -80,8 +81,9 @@ pub(crate) enum Scan {
     Reject(Rejection),
 }
 
-/// Reads one request head incrementally: each call looks only at lines completed since
-/// the last, so a head trickling in a byte at a time costs linear work.
+/// Reads one request head incrementally: each call checks only lines completed since the
+/// last (the line still arriving is looked at again, for its end; at most
+/// [`MAX_HEADER_LINE`] bytes).
 #[derive(Debug, Default)]
 pub(crate) struct HeadScanner {
     /// Bytes of complete lines already checked.
@@ -95,6 +97,9 @@ pub(crate) struct HeadScanner {
     target: Option<Span>,
     /// The whole target's place (`target` is cut short for the log).
     target_at: (u32, u32),
+    /// Where the quick checks last passed a line to the line-by-line ones: a line still
+    /// arriving is not scanned by both on every call.
+    quick_miss: Option<usize>,
     host: Option<Span>,
     hosts: usize,
     request_id: Option<Span>,
@@ -148,7 +153,7 @@ impl HeadScanner {
             // The usual line, complete and well formed, is recognised a word at a time; any
             // other (incomplete, refused, or only unusual) goes through the checks below,
             // which find its end first and then look at it byte by byte.
-            if !quick_lines() {
+            if !quick_lines() || self.quick_miss == Some(self.pos) {
             } else if self.lines > 0 {
                 if rest.starts_with(b"\r\n") {
                     return self.finish(buf, self.pos + 2);
@@ -175,6 +180,7 @@ impl HeadScanner {
                     }
                     continue;
                 }
+                self.quick_miss = Some(self.pos);
             } else if self.pos == 0 {
                 if let Some((method, target_end, http10)) = quick_request_line(rest) {
                     self.method = Some(self.span(&rest[..method]));
@@ -187,6 +193,7 @@ impl HeadScanner {
                     self.pos = target_end + 11;
                     continue;
                 }
+                self.quick_miss = Some(self.pos);
             }
             let Some(nl) = memchr::memchr(b'\n', rest) else {
                 return self.incomplete(buf, rest.len());
@@ -361,6 +368,8 @@ impl HeadScanner {
         if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
             return Err((bad, "malformed header name"));
         }
+        // Before the value's check, so that this cause wins as it did; `field` checks it
+        // again for the quick path.
         if underscored_framing(name) {
             return Err((bad, UNDERSCORED_FRAMING));
         }
@@ -580,7 +589,8 @@ fn quick_request_line(rest: &[u8]) -> Option<(usize, usize, bool)> {
     }
     let target = &rest[method + 1..];
     // Visible ASCII; a space (the target's end), a control character, DEL or any byte of
-    // 0x80 or more is marked (non-ASCII targets are left to the UTF-8 check below).
+    // 0x80 or more is marked (non-ASCII targets are left to the line-by-line checks, which
+    // require UTF-8).
     let len = match first_marked(target, |w| {
         let below = w.wrapping_sub(ONES * 0x21) & !w;
         let del = (w ^ (ONES * 0x7f)).wrapping_sub(ONES) & !(w ^ (ONES * 0x7f));
@@ -1104,9 +1114,7 @@ mod tests {
             let whole = scan_in_pieces(&buf, &[buf.len()]);
             // The quick checks of usual lines decide as the line-by-line ones do, refusals
             // and their causes included.
-            SLOW_ONLY.with(|s| s.set(true));
-            let slow = scan_in_pieces(&buf, &[buf.len()]);
-            SLOW_ONLY.with(|s| s.set(false));
+            let slow = slow_only(|| scan_in_pieces(&buf, &[buf.len()]));
             assert_eq!(
                 slow,
                 whole,
@@ -1181,17 +1189,119 @@ mod tests {
         });
     }
 
+    /// Runs `f` with the quick line checks off (on again after, even if `f` panics).
+    fn slow_only<T>(f: impl FnOnce() -> T) -> T {
+        struct Restore;
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                SLOW_ONLY.with(|s| s.set(false));
+            }
+        }
+        SLOW_ONLY.with(|s| s.set(true));
+        let _restore = Restore;
+        f()
+    }
+
+    fn quick_and_slow_agree(head: &[u8]) {
+        let quick = scan_in_pieces(head, &[head.len()]);
+        let slow = slow_only(|| scan_in_pieces(head, &[head.len()]));
+        assert_eq!(quick, slow, "{:?}", String::from_utf8_lossy(head));
+    }
+
+    /// At each limit and one past it, and on the request lines the quick check leaves
+    /// alone, the two decide alike (and the limits still refuse, with their causes).
+    #[test]
+    fn quick_lines_agree_with_the_byte_checks_at_the_limits() {
+        let line = |method: &str, target_len: usize, version: &str| {
+            let target = format!("/{}", "a".repeat(target_len - 1));
+            format!("{method} {target} {version}\r\nHost: a\r\n\r\n").into_bytes()
+        };
+        // The request line is `GET ` + target + ` HTTP/1.1`: 13 bytes besides the target.
+        for len in [MAX_REQUEST_LINE - 13, MAX_REQUEST_LINE - 12] {
+            quick_and_slow_agree(&line("GET", len, "HTTP/1.1"));
+        }
+        assert!(matches!(
+            scan(&line("GET", MAX_REQUEST_LINE - 13, "HTTP/1.1")),
+            Scan::Done(_)
+        ));
+        assert_eq!(
+            refused(&line("GET", MAX_REQUEST_LINE - 12, "HTTP/1.1")).0,
+            414
+        );
+        for method in [MAX_METHOD, MAX_METHOD + 1] {
+            quick_and_slow_agree(&line(&"M".repeat(method), 1, "HTTP/1.1"));
+        }
+        for head in [
+            line("CONNECT", 1, "HTTP/1.1"),
+            line("GET", 1, "HTTP/2.0"),
+            line("GET", 1, "HTTP/1.0"),
+            line("GET", 1, "http/1.1"),
+            b"\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n".to_vec(),
+            b"\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n".to_vec(),
+            b"GET  / HTTP/1.1\r\nHost: a\r\n\r\n".to_vec(),
+            b"GET / HTTP/1.1 \r\nHost: a\r\n\r\n".to_vec(),
+        ] {
+            quick_and_slow_agree(&head);
+        }
+        let field = |name_len: usize, value_len: usize| {
+            format!(
+                "GET / HTTP/1.1\r\nHost: a\r\n{}: {}\r\n\r\n",
+                "n".repeat(name_len),
+                "v".repeat(value_len)
+            )
+            .into_bytes()
+        };
+        for name in [MAX_HEADER_NAME, MAX_HEADER_NAME + 1] {
+            quick_and_slow_agree(&field(name, 1));
+        }
+        assert_eq!(refused(&field(MAX_HEADER_NAME + 1, 1)).0, 431);
+        // The field line is name + `: ` + value.
+        for value in [MAX_HEADER_LINE - 3, MAX_HEADER_LINE - 2] {
+            quick_and_slow_agree(&field(1, value));
+        }
+        assert!(matches!(
+            scan(&field(1, MAX_HEADER_LINE - 3)),
+            Scan::Done(_)
+        ));
+        assert_eq!(refused(&field(1, MAX_HEADER_LINE - 2)).0, 431);
+        let fields = |n: usize| {
+            let mut head = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
+            for i in 1..n {
+                head.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
+            }
+            head.extend_from_slice(b"\r\n");
+            head
+        };
+        for n in [MAX_HEADERS, MAX_HEADERS + 1] {
+            quick_and_slow_agree(&fields(n));
+        }
+        assert_eq!(refused(&fields(MAX_HEADERS + 1)).1, "too many headers");
+        // The whole head's bound, reached by fields each within theirs.
+        let mut big = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
+        while big.len() <= MAX_HEAD {
+            big.extend_from_slice(format!("X-A: {}\r\n", "v".repeat(8000)).as_bytes());
+        }
+        big.extend_from_slice(b"\r\n");
+        quick_and_slow_agree(&big);
+        assert_eq!(refused(&big).1, "request head too large");
+    }
+
+    /// A line arriving a few bytes at a time is passed to the line-by-line checks once the
+    /// quick check has turned it down, and the head still passes whole.
+    #[test]
+    fn a_trickling_head_is_read_as_a_whole_one() {
+        let head = b"GET /a HTTP/1.1\r\nHost: a\r\nX-Tab:\tv\r\nAccept: */*\r\n\r\n";
+        let cuts: Vec<usize> = (1..=head.len()).collect();
+        let whole = scan_in_pieces(head, &[head.len()]);
+        assert!(whole.0.starts_with("Done("), "{whole:?}");
+        assert_eq!(scan_in_pieces(head, &cuts), whole);
+    }
+
     /// The quick checks decide as the line-by-line ones on every byte value at every place
     /// of a target, a field name and a field value, in and after a word.
     #[test]
     fn quick_lines_agree_with_the_byte_checks_on_every_byte() {
-        let both = |head: &[u8]| {
-            let quick = scan_in_pieces(head, &[head.len()]);
-            SLOW_ONLY.with(|s| s.set(true));
-            let slow = scan_in_pieces(head, &[head.len()]);
-            SLOW_ONLY.with(|s| s.set(false));
-            assert_eq!(quick, slow, "{:?}", String::from_utf8_lossy(head));
-        };
+        let both = quick_and_slow_agree;
         for len in 1..20 {
             for at in 0..len {
                 for b in 0..=255u8 {
