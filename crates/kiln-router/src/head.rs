@@ -184,9 +184,7 @@ impl HeadScanner {
             } else if self.pos == 0 {
                 if let Some((method, target_end, http10)) = quick_request_line(rest) {
                     self.method = Some(self.span(&rest[..method]));
-                    self.target = Some(self.span(&rest[method + 1..target_end]));
-                    // Offsets fit: the line is at most `MAX_REQUEST_LINE` bytes.
-                    self.target_at = ((method + 1) as u32, target_end as u32);
+                    self.note_target(&rest[method + 1..target_end]);
                     self.http10 = http10;
                     self.lines = 1;
                     // The target, then ` HTTP/1.x` and CRLF.
@@ -255,6 +253,14 @@ impl HeadScanner {
         }
     }
 
+    /// The request target, for the log (cut short) and whole, for the request.
+    fn note_target(&mut self, target: &[u8]) {
+        self.target = Some(self.span(target));
+        // Offsets fit: the line is at most `MAX_REQUEST_LINE` bytes.
+        let start = target.as_ptr() as usize - self.base;
+        self.target_at = (start as u32, (start + target.len()) as u32);
+    }
+
     /// The line being received has no end yet: refuse it as soon as it is too long.
     fn incomplete(&mut self, buf: &[u8], partial: usize) -> Scan {
         if self.lines == 0 && partial > MAX_REQUEST_LINE + 1 {
@@ -319,9 +325,7 @@ impl HeadScanner {
         if target.is_empty() || !visible || (non_ascii && std::str::from_utf8(target).is_err()) {
             return Err((StatusCode::BAD_REQUEST, "malformed request target"));
         }
-        self.target = Some(self.span(target));
-        let start = target.as_ptr() as usize - self.base;
-        self.target_at = (start as u32, (start + target.len()) as u32);
+        self.note_target(target);
         match version {
             b"HTTP/1.1" => {}
             b"HTTP/1.0" => self.http10 = true,
@@ -591,11 +595,7 @@ fn quick_request_line(rest: &[u8]) -> Option<(usize, usize, bool)> {
     // Visible ASCII; a space (the target's end), a control character, DEL or any byte of
     // 0x80 or more is marked (non-ASCII targets are left to the line-by-line checks, which
     // require UTF-8).
-    let len = match first_marked(target, |w| {
-        let below = w.wrapping_sub(ONES * 0x21) & !w;
-        let del = (w ^ (ONES * 0x7f)).wrapping_sub(ONES) & !(w ^ (ONES * 0x7f));
-        below | del | w
-    }) {
+    let len = match first_marked(target, |w| below_or_del(w, 0x21) | w) {
         Ok(at) => at,
         Err(at) => {
             at + target[at..]
@@ -703,11 +703,7 @@ pub(crate) fn text_len(text: &[u8]) -> usize {
     // Eight bytes at a time (values are most of a head's bytes): a byte below 0x20 or DEL
     // is marked, so the end of a value, its CR or LF, is found without a byte loop; a tab,
     // allowed but rare, goes on byte by byte.
-    let at = match first_marked(text, |w| {
-        let below_space = w.wrapping_sub(ONES * 0x20) & !w;
-        let del = (w ^ (ONES * 0x7f)).wrapping_sub(ONES) & !(w ^ (ONES * 0x7f));
-        below_space | del
-    }) {
+    let at = match first_marked(text, |w| below_or_del(w, 0x20)) {
         Ok(at) if text[at] != b'\t' => return at,
         Ok(at) | Err(at) => at,
     };
@@ -715,6 +711,15 @@ pub(crate) fn text_len(text: &[u8]) -> usize {
         .iter()
         .position(|&b| !FIELD_TEXT[usize::from(b)])
         .unwrap_or(text.len() - at)
+}
+
+/// Marks (in its high bit) each byte of `w` below `low` or equal to DEL, exactly for the
+/// lowest such byte of those under 0x80 (see [`first_marked`]); `low` is at most 0x80.
+#[inline(always)]
+fn below_or_del(w: u64, low: u8) -> u64 {
+    let below = w.wrapping_sub(ONES * u64::from(low)) & !w;
+    let del = (w ^ (ONES * 0x7f)).wrapping_sub(ONES) & !(w ^ (ONES * 0x7f));
+    below | del
 }
 
 static FIELD_TEXT: [bool; 256] = {
