@@ -2,37 +2,52 @@
 //! shows what led to it, and so that `--since`, `--until` and `--grep` can search more than
 //! the in-memory ring holds.
 //!
-//! Per app, two append-only segment files: `<app>.log` (current) and `<app>.log.1` (the one
-//! before). When the current one reaches the line or byte limit, it becomes the previous one
-//! and a new one starts, so between one and two limits' worth is on disk and a read returns
-//! the newest lines within the limits. Lines older than the age limit are skipped when read
-//! and go when their segment is replaced.
+//! Per app, two segment files, `<app>.0.hist` and `<app>.1.hist`, written in turn. When the
+//! one being written reaches the line or byte limit, the other is written next, over what it
+//! held, so between one and two limits' worth is on disk and a read returns the newest lines
+//! within the limits. Lines older than the age limit are skipped when read and go when their
+//! segment is written over.
 //!
-//! One line per record: `MICROS SOURCE PROCESS MESSAGE\n` (MICROS since the Unix epoch, `-`
-//! for an empty process). A record cut short by a crash has no newline and is ignored.
+//! A segment is rewritten in place, never replaced: its file, its disk blocks and its pages
+//! in the kernel's cache are kept from one turn to the next. Replacing a file every 1,500
+//! lines (as this module once did, by renaming it) made the kernel free and allocate, zero
+//! and account for the pages of every line again, which at the router's rate of one line per
+//! request cost about a twentieth of its throughput (`bench/router`, `bench/README.md`).
 //!
-//! Writing never blocks the log path: lines go through a bounded channel to one writer
-//! thread, which appends them in batches (one `write` per app per batch); if the writer
-//! falls behind, lines are dropped from disk (still in memory, tails and drains) and counted.
-//! The writer is not woken for each line: it wakes every [`WAKE_EVERY`] (or when a reader
-//! asks it to flush) and takes what has gathered. Woken per line, it cost the router a fifth
-//! of its throughput (a futex wake and two context switches per request's log line on a
-//! 2-core machine, `bench/router`). What reached `write` survives a SIGKILL of the server:
-//! it is in the kernel's page cache; a crash loses at most the last [`WAKE_EVERY`] of lines.
+//! A segment starts with a [`HEADER`]: a magic word, its turn (`generation`, one more than
+//! the other segment's when it was started), the length of its records and their count,
+//! and a check of those. Only the records the header counts are read; what lies beyond them
+//! is from an earlier turn, or a write a crash cut short. One record per line after the
+//! header: `MICROS SOURCE PROCESS MESSAGE\n` (MICROS since the Unix epoch, `-` for an empty
+//! process).
+//!
+//! The order of writes is what keeps a segment whole through a SIGKILL: a new turn's
+//! header (with no records) is written before its first record, and records before the
+//! header that counts them. Whatever moment the server dies at, each header describes
+//! records that are all there.
+//!
+//! Writing never blocks the log path. The pushing thread formats its lines into the app's
+//! pending buffer (under a lock only the writer also takes, once per wake); one writer
+//! thread wakes every [`WAKE_EVERY`] (or when a reader asks it to flush), and writes each
+//! app's pending records at once. It is not woken for each line: woken per line, it cost the
+//! router a fifth of its throughput (a futex wake and two context switches per request's log
+//! line on a 2-core machine). If the writer falls behind by [`QUEUE_BYTES`], lines are
+//! dropped from disk (still in memory, tails and drains) and counted. What reached `write`
+//! is in the kernel's page cache and survives a SIGKILL of the server; a crash loses at most
+//! the last [`WAKE_EVERY`] of lines.
 
-use crate::Batch;
 use kiln_model::Timestamp;
 use kiln_model::app::id_names_a_file;
 use kiln_model::log::LogLine;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, Sender, SyncSender, TryRecvError};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
 
 /// How much history each app keeps on disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,57 +70,99 @@ impl Default for Retention {
     }
 }
 
-/// Lines waiting for the writer before new ones are dropped from disk.
-const QUEUE: usize = 65_536;
-/// Lines taken from the queue (at least) before they are written out.
-const BATCH: usize = 4096;
+/// Bytes of records waiting for the writer, all apps together, before new lines are
+/// dropped from disk.
+const QUEUE_BYTES: usize = 32 << 20;
 /// How often the writer takes what has gathered.
 const WAKE_EVERY: Duration = Duration::from_millis(20);
-/// Segment files kept open at once; others are reopened when written to.
-const OPEN_FILES: usize = 256;
+/// Apps whose segment files are kept open at once; others are reopened when written to.
+const OPEN_APPS: usize = 128;
+/// A segment's header: what precedes its records.
+const HEADER: usize = 64;
+const MAGIC: [u8; 8] = *b"KILNLOG1";
+/// A spare buffer much larger than what it last carried is given back.
+const SPARE_KEPT: usize = 256 * 1024;
 
-enum Op {
-    /// Lines of one app, in order (one read of a dyno's output, or one line).
-    Lines(Arc<str>, Batch),
-    Remove(Arc<str>),
-    Flush(SyncSender<()>),
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The disk side of the log: a handle on the writer thread and the directory.
+/// What the pushing threads and the writer share.
+struct Shared {
+    /// Apps with records pending, each listed once.
+    dirty: Mutex<Vec<Arc<AppHistory>>>,
+    /// Apps whose history is to be deleted.
+    removed: Mutex<Vec<Arc<str>>>,
+    /// Bytes pending in all apps' buffers.
+    pending: AtomicUsize,
+    dropped: AtomicU64,
+    /// The writer's wakes begun and ended, which a flush waits on.
+    wakes: Mutex<(u64, u64)>,
+    woke: Condvar,
+    /// Held by the writer while it writes an app's segments, and by a reader while it reads
+    /// them: a reader never sees a segment in the middle of a new turn.
+    io: RwLock<()>,
+    stop: AtomicBool,
+}
+
+/// The disk side of the log: the writer thread and the directory.
 pub struct Disk {
     dir: PathBuf,
     retention: Retention,
-    /// Unbounded as a channel, bounded by `queued`: lines travel in batches of any size.
-    tx: Sender<Op>,
-    /// The writer's thread, unparked when a reader needs what is queued written now.
+    shared: Arc<Shared>,
+    /// The writer's thread, unparked when a reader needs what is pending written now.
     writer: std::thread::Thread,
-    /// Lines sent to the writer and not yet taken by it.
-    queued: Arc<AtomicUsize>,
-    dropped: AtomicU64,
+}
+
+/// One app's way to its history on disk (see [`Disk::app`]).
+pub struct AppHistory {
+    app_id: Arc<str>,
+    shared: Arc<Shared>,
+    pending: Mutex<Pending>,
+}
+
+#[derive(Default)]
+struct Pending {
+    /// Records, formatted, in order.
+    buf: Vec<u8>,
+    /// Records in `buf`.
+    lines: u64,
+    /// On the dirty list.
+    listed: bool,
+    /// The app is gone: nothing more is kept.
+    closed: bool,
 }
 
 impl Disk {
-    /// Opens (creating) the history directory and starts the writer.
+    /// Opens (creating) the history directory, converts what an earlier version of Kiln
+    /// kept there, and starts the writer.
     pub fn open(dir: &Path, retention: Retention) -> std::io::Result<Arc<Disk>> {
         std::fs::create_dir_all(dir)?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        let queued = Arc::new(AtomicUsize::new(0));
+        migrate(dir, retention)?;
+        let shared = Arc::new(Shared {
+            dirty: Mutex::new(Vec::new()),
+            removed: Mutex::new(Vec::new()),
+            pending: AtomicUsize::new(0),
+            dropped: AtomicU64::new(0),
+            wakes: Mutex::new((0, 0)),
+            woke: Condvar::new(),
+            io: RwLock::new(()),
+            stop: AtomicBool::new(false),
+        });
         let writer = Writer {
             dir: dir.to_path_buf(),
             retention,
-            files: HashMap::default(),
-            queued: queued.clone(),
+            shared: shared.clone(),
+            apps: HashMap::default(),
         };
         let thread = std::thread::Builder::new()
             .name("kiln-log-history".into())
-            .spawn(move || writer.run(rx))?;
+            .spawn(move || writer.run())?;
         Ok(Arc::new(Disk {
             dir: dir.to_path_buf(),
             retention,
-            tx,
+            shared,
             writer: thread.thread().clone(),
-            queued,
-            dropped: AtomicU64::new(0),
         }))
     }
 
@@ -113,59 +170,52 @@ impl Disk {
         self.retention
     }
 
-    /// Queues lines for the app's history; never blocks. When the writer is a whole queue
-    /// behind, the lines stay in memory only, and that is counted.
-    pub(crate) fn append_all(&self, app_id: &Arc<str>, lines: Batch) {
-        let n = lines.as_slice().len();
-        if self.queued.load(Ordering::Relaxed) + n > QUEUE {
-            // Said once, then once per 10,000 lines more.
-            let before = self.dropped.fetch_add(n as u64, Ordering::Relaxed);
-            if before == 0 || before / 10_000 != (before + n as u64) / 10_000 {
-                tracing::warn!("the log history writer is behind; lines are kept in memory only");
-            }
-            return;
-        }
-        self.queued.fetch_add(n, Ordering::Relaxed);
-        if self.tx.send(Op::Lines(app_id.clone(), lines)).is_err() {
-            self.queued.fetch_sub(n, Ordering::Relaxed);
-        }
+    /// The app's history, to append to; `None` for an id that cannot name a file.
+    pub fn app(&self, app_id: &str) -> Option<Arc<AppHistory>> {
+        id_names_a_file(app_id).then(|| {
+            Arc::new(AppHistory {
+                app_id: Arc::from(app_id),
+                shared: self.shared.clone(),
+                pending: Mutex::new(Pending::default()),
+            })
+        })
     }
 
-    #[cfg(test)]
-    fn append(&self, app_id: &Arc<str>, line: &Arc<LogLine>) {
-        self.append_all(app_id, Batch::One(line.clone()));
-    }
-
-    /// Deletes an app's history (after the lines queued before this call).
+    /// Deletes an app's history: what is pending for it is not written, and its files go
+    /// at the writer's next wake. Close its [`AppHistory`] first, so nothing more comes.
     pub(crate) fn remove(&self, app_id: &str) {
-        let _ = self.tx.send(Op::Remove(Arc::from(app_id)));
+        lock(&self.shared.removed).push(Arc::from(app_id));
+        self.writer.unpark();
     }
 
-    /// Waits until every line queued so far is written.
+    /// Waits until every line pushed so far is written.
     pub fn flush(&self) {
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        if self.tx.send(Op::Flush(tx)).is_ok() {
-            self.writer.unpark();
-            let _ = rx.recv_timeout(Duration::from_secs(10));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut wakes = lock(&self.shared.wakes);
+        // A wake that begins after this moment takes every line pushed before it.
+        let wanted = wakes.0 + 1;
+        self.writer.unpark();
+        while wakes.1 < wanted {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                tracing::warn!("the log history writer did not answer a flush");
+                return;
+            }
+            wakes = self
+                .shared
+                .woke
+                .wait_timeout(wakes, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
     }
 
     /// The apps that have a history on disk.
     pub(crate) fn apps(&self) -> Vec<String> {
-        let Ok(entries) = std::fs::read_dir(&self.dir) else {
-            return Vec::new();
-        };
-        let mut apps: Vec<String> = entries
-            .flatten()
-            .filter_map(|e| {
-                let name = e.file_name().into_string().ok()?;
-                let app = name
-                    .strip_suffix(".log.1")
-                    .or_else(|| name.strip_suffix(".log"))?;
-                id_names_a_file(app).then(|| app.to_string())
-            })
+        let mut apps: Vec<String> = list(&self.dir, &[".0.hist", ".1.hist"])
+            .into_iter()
+            .map(|(app, _)| app)
             .collect();
-        apps.sort();
         apps.dedup();
         apps
     }
@@ -181,45 +231,171 @@ impl Disk {
         if !id_names_a_file(app_id) {
             return Vec::new();
         }
-        // What is kept is the newest `lines`, whatever a second segment still holds.
+        // What is kept is the newest `lines`, whatever the older segment still holds.
         let max = max.min(self.retention.lines);
         let oldest = Timestamp::now().0
             - i64::try_from(self.retention.max_age.as_micros()).unwrap_or(i64::MAX / 2);
-        let mut out: std::collections::VecDeque<Arc<LogLine>> = std::collections::VecDeque::new();
-        let base = self.dir.join(format!("{app_id}.log"));
-        for path in [with_suffix(&base, ".1"), base.clone()] {
-            let Ok(f) = File::open(&path) else { continue };
-            let mut reader = BufReader::new(f);
-            let mut buf = Vec::new();
-            loop {
-                buf.clear();
-                match reader.read_until(b'\n', &mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {}
-                }
-                if buf.last() != Some(&b'\n') {
-                    break; // cut short by a crash
-                }
-                let Some(line) = parse(&buf[..buf.len() - 1]) else {
-                    continue;
-                };
+        let mut out = std::collections::VecDeque::new();
+        let _io = self.shared.io.read().unwrap_or_else(|e| e.into_inner());
+        let mut segments: Vec<(Header, File)> = segment_paths(&self.dir, app_id)
+            .iter()
+            .filter_map(|p| {
+                let file = File::open(p).ok()?;
+                Some((Header::read(&file)?, file))
+            })
+            .collect();
+        segments.sort_by_key(|(h, _)| h.generation);
+        for (header, mut file) in segments {
+            use std::io::Seek;
+            if file.seek(std::io::SeekFrom::Start(HEADER as u64)).is_err() {
+                continue;
+            }
+            each_record(BufReader::new(file.take(header.end)), &mut |line| {
                 if line.time.0 < oldest || !keep(&line) {
-                    continue;
+                    return;
                 }
                 if out.len() == max {
                     out.pop_front();
                 }
                 out.push_back(Arc::new(line));
-            }
+            });
         }
         out.into()
     }
 }
 
-fn with_suffix(p: &Path, suffix: &str) -> PathBuf {
-    let mut s = p.as_os_str().to_owned();
-    s.push(suffix);
-    PathBuf::from(s)
+impl Drop for Disk {
+    /// The writer writes what is pending and ends.
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        self.writer.unpark();
+    }
+}
+
+impl AppHistory {
+    /// Queues lines for the history; never blocks on the disk. When the writer is
+    /// [`QUEUE_BYTES`] behind, the lines stay in memory only, and that is counted.
+    pub(crate) fn append(self: &Arc<Self>, lines: &[Arc<LogLine>]) {
+        let shared = &self.shared;
+        let mut pending = lock(&self.pending);
+        if pending.closed {
+            return;
+        }
+        if shared.pending.load(Ordering::Relaxed) > QUEUE_BYTES {
+            let n = lines.len() as u64;
+            // Said once, then once per 10,000 lines more.
+            let before = shared.dropped.fetch_add(n, Ordering::Relaxed);
+            if before == 0 || before / 10_000 != (before + n) / 10_000 {
+                tracing::warn!("the log history writer is behind; lines are kept in memory only");
+            }
+            return;
+        }
+        let at = pending.buf.len();
+        for line in lines {
+            record(&mut pending.buf, line);
+        }
+        pending.lines += lines.len() as u64;
+        let added = pending.buf.len() - at;
+        shared.pending.fetch_add(added, Ordering::Relaxed);
+        if !pending.listed {
+            pending.listed = true;
+            drop(pending);
+            lock(&shared.dirty).push(self.clone());
+        }
+    }
+
+    /// Nothing more is kept for this app, and what is pending is not written.
+    pub(crate) fn close(&self) {
+        let mut pending = lock(&self.pending);
+        pending.closed = true;
+        let gone = std::mem::take(&mut pending.buf).len();
+        pending.lines = 0;
+        self.shared.pending.fetch_sub(gone, Ordering::Relaxed);
+    }
+}
+
+/// The files of an app's two segments.
+fn segment_paths(dir: &Path, app_id: &str) -> [PathBuf; 2] {
+    [0, 1].map(|i| dir.join(format!("{app_id}.{i}.hist")))
+}
+
+/// The apps with a file in `dir` named `<app><suffix>`, sorted, with each file's path.
+fn list(dir: &Path, suffixes: &[&str]) -> Vec<(String, PathBuf)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(String, PathBuf)> = entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let app = suffixes.iter().find_map(|s| name.strip_suffix(s))?;
+            id_names_a_file(app).then(|| (app.to_string(), e.path()))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// A segment's header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Header {
+    /// The segment's turn: the newer of an app's two segments has the larger.
+    generation: u64,
+    /// Bytes of records after the header.
+    end: u64,
+    /// Records in them.
+    lines: u64,
+}
+
+impl Header {
+    fn check(&self) -> u64 {
+        let mut h = u64::from_le_bytes(MAGIC);
+        for v in [self.generation, self.end, self.lines] {
+            h = (h ^ v).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29);
+        }
+        h
+    }
+
+    fn encode(&self) -> [u8; HEADER] {
+        let mut out = [0u8; HEADER];
+        out[..8].copy_from_slice(&MAGIC);
+        for (i, v) in [self.generation, self.end, self.lines, self.check()]
+            .into_iter()
+            .enumerate()
+        {
+            out[8 + 8 * i..16 + 8 * i].copy_from_slice(&v.to_le_bytes());
+        }
+        out
+    }
+
+    fn decode(bytes: &[u8; HEADER]) -> Option<Header> {
+        let word = |i: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&bytes[8 + 8 * i..16 + 8 * i]);
+            u64::from_le_bytes(w)
+        };
+        let h = Header {
+            generation: word(0),
+            end: word(1),
+            lines: word(2),
+        };
+        (bytes[..8] == MAGIC && word(3) == h.check()).then_some(h)
+    }
+
+    /// The file's header, if it has a whole and valid one; its records are clipped to what
+    /// the file holds.
+    fn read(file: &File) -> Option<Header> {
+        let mut bytes = [0u8; HEADER];
+        file.read_exact_at(&mut bytes, 0).ok()?;
+        let mut h = Header::decode(&bytes)?;
+        let len = file.metadata().ok()?.len();
+        h.end = h.end.min(len.saturating_sub(HEADER as u64));
+        Some(h)
+    }
+
+    fn write(&self, file: &File) -> std::io::Result<()> {
+        file.write_all_at(&self.encode(), 0)
+    }
 }
 
 fn record(out: &mut Vec<u8>, line: &LogLine) {
@@ -248,6 +424,25 @@ fn record(out: &mut Vec<u8>, line: &LogLine) {
     out.push(b'\n');
 }
 
+/// Calls `each` with every whole record `from` holds, in order; a record cut short (no
+/// newline at the end) or damaged is skipped.
+fn each_record(mut from: impl BufRead, each: &mut dyn FnMut(LogLine)) {
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match from.read_until(b'\n', &mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        if buf.last() != Some(&b'\n') {
+            return;
+        }
+        if let Some(line) = parse(&buf[..buf.len() - 1]) {
+            each(line);
+        }
+    }
+}
+
 fn parse(rec: &[u8]) -> Option<LogLine> {
     let text = std::str::from_utf8(rec).ok()?;
     let mut parts = text.splitn(4, ' ');
@@ -270,169 +465,276 @@ fn parse(rec: &[u8]) -> Option<LogLine> {
     })
 }
 
-struct Segment {
-    file: File,
-    lines: usize,
-    bytes: u64,
-    buf: Vec<u8>,
-    /// Records in `buf`.
-    pending: usize,
+/// The longest start of `records` (whole records, `lines` of them in all) that holds at
+/// most `max_lines` records and `max_bytes` bytes, but at least one record when `one`:
+/// its length in bytes, and its records.
+fn fit(records: &[u8], lines: u64, max_lines: u64, max_bytes: u64, one: bool) -> (usize, u64) {
+    if lines <= max_lines && records.len() as u64 <= max_bytes {
+        return (records.len(), lines);
+    }
+    let (mut len, mut n) = (0usize, 0u64);
+    for nl in memchr::memchr_iter(b'\n', records) {
+        let next = nl + 1;
+        let room = n < max_lines && next as u64 <= max_bytes;
+        if !(room || (one && n == 0)) {
+            break;
+        }
+        len = next;
+        n += 1;
+    }
+    (len, n)
 }
 
-impl Segment {
-    fn append(&mut self, lines: &[Arc<LogLine>]) {
-        for line in lines {
-            record(&mut self.buf, line);
-        }
-        self.pending += lines.len();
+/// An app's two segments, as the writer holds them.
+struct Segments {
+    files: [File; 2],
+    /// The one being written.
+    current: usize,
+    header: Header,
+    /// The buffer the app is handed when its pending records are taken: two buffers
+    /// alternate, so a busy app allocates none.
+    spare: Vec<u8>,
+}
+
+impl Segments {
+    /// Opens (creating) the app's segments and finds the one to go on writing.
+    fn open(dir: &Path, app: &str) -> std::io::Result<Segments> {
+        let [a, b] = segment_paths(dir, app);
+        let open = |p: &Path| {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(p)
+        };
+        let files = [open(&a)?, open(&b)?];
+        let headers = [Header::read(&files[0]), Header::read(&files[1])];
+        let (current, mut header) = match headers {
+            [Some(x), Some(y)] if y.generation > x.generation => (1, y),
+            [Some(x), _] => (0, x),
+            [None, Some(y)] => (1, y),
+            [None, None] => {
+                let h = Header {
+                    generation: 1,
+                    end: 0,
+                    lines: 0,
+                };
+                h.write(&files[0])?;
+                (0, h)
+            }
+        };
+        // Records are always counted whole; a segment damaged from outside may end inside
+        // one, and the next record must not be glued to it.
+        header.end = whole_records(&files[current], header.end)?;
+        Ok(Segments {
+            files,
+            current,
+            header,
+            spare: Vec::new(),
+        })
     }
+
+    /// Appends records (`lines` of them), starting the other segment whenever this one is
+    /// full.
+    fn write(&mut self, mut records: &[u8], mut lines: u64, r: Retention) -> std::io::Result<()> {
+        let max_lines = r.lines.max(1) as u64;
+        let max_bytes = r.bytes.max(1);
+        while !records.is_empty() {
+            let h = self.header;
+            let room = h.lines < max_lines && h.end < max_bytes;
+            let (len, n) = if room {
+                let one = h.lines == 0;
+                fit(records, lines, max_lines - h.lines, max_bytes - h.end, one)
+            } else {
+                (0, 0)
+            };
+            if len == 0 {
+                if h.lines == 0 && h.end == 0 {
+                    // Not even one whole record (never so: records end in a newline).
+                    break;
+                }
+                // The new turn is in the header before a record of it is written.
+                self.current ^= 1;
+                self.header = Header {
+                    generation: h.generation + 1,
+                    end: 0,
+                    lines: 0,
+                };
+                self.header.write(&self.files[self.current])?;
+                continue;
+            }
+            let file = &self.files[self.current];
+            file.write_all_at(&records[..len], HEADER as u64 + h.end)?;
+            self.header.end += len as u64;
+            self.header.lines += n;
+            self.header.write(file)?;
+            records = &records[len..];
+            lines = lines.saturating_sub(n);
+        }
+        Ok(())
+    }
+}
+
+/// Where the last whole record of a segment whose records are said to end at `end` ends.
+fn whole_records(file: &File, end: u64) -> std::io::Result<u64> {
+    let mut chunk = [0u8; 4096];
+    let mut to = end;
+    while to > 0 {
+        let from = to.saturating_sub(chunk.len() as u64);
+        let part = &mut chunk[..(to - from) as usize];
+        file.read_exact_at(part, HEADER as u64 + from)?;
+        if let Some(nl) = memchr::memrchr(b'\n', part) {
+            return Ok(from + nl as u64 + 1);
+        }
+        to = from;
+    }
+    Ok(0)
 }
 
 struct Writer {
     dir: PathBuf,
     retention: Retention,
-    /// Keyed by app id, looked up once per batch of lines: foldhash rather than SipHash,
-    /// which cost more than the lookup's other work (ids are the platform's, not a
-    /// client's, and the seed is random anyway).
-    files: HashMap<Arc<str>, Segment, foldhash::fast::RandomState>,
-    queued: Arc<AtomicUsize>,
+    shared: Arc<Shared>,
+    /// Keyed by app id, looked up once per app per wake: foldhash rather than SipHash (ids
+    /// are the platform's, not a client's, and the seed is random anyway).
+    apps: HashMap<Arc<str>, Segments, foldhash::fast::RandomState>,
 }
 
 impl Writer {
-    fn run(mut self, rx: Receiver<Op>) {
+    fn run(mut self) {
         loop {
-            // Not blocked in `recv`: a sender finds no one to wake, and pays no syscall.
+            // Not blocked on a channel: a pushing thread finds no one to wake, and pays no
+            // syscall.
             std::thread::park_timeout(WAKE_EVERY);
-            loop {
-                let mut flushes = Vec::new();
-                let mut taken = 0;
-                // Each app's lines go out in one write; but no more than a batch at a time, or
-                // a flood that never lets the queue empty would grow the buffers without bound
-                // instead of being written.
-                let mut gone = false;
-                while taken < BATCH {
-                    match rx.try_recv() {
-                        Ok(op) => taken += self.apply(op, &mut flushes).max(1),
-                        Err(TryRecvError::Empty) => break,
-                        Err(TryRecvError::Disconnected) => {
-                            gone = true;
-                            break;
-                        }
-                    }
-                }
-                self.write_out();
-                for f in flushes {
-                    let _ = f.send(());
-                }
-                if gone {
-                    return;
-                }
-                if taken < BATCH {
-                    break;
-                }
+            let stop = self.shared.stop.load(Ordering::Acquire);
+            let wake = {
+                let mut wakes = lock(&self.shared.wakes);
+                wakes.0 += 1;
+                wakes.0
+            };
+            self.write_pending();
+            self.remove_gone();
+            lock(&self.shared.wakes).1 = wake;
+            self.shared.woke.notify_all();
+            if stop {
+                return;
             }
         }
     }
 
-    /// Applies one operation; how many lines it carried.
-    fn apply(&mut self, op: Op, flushes: &mut Vec<SyncSender<()>>) -> usize {
-        match op {
-            Op::Lines(app, lines) => {
-                let lines = lines.as_slice();
-                self.queued.fetch_sub(lines.len(), Ordering::Relaxed);
-                // The usual batch is for a file already open: one lookup, and no check of
-                // its name, which was checked when it was opened (both cost the router a few
-                // per cent per request when done for every batch).
-                if let Some(seg) = self.files.get_mut(&app) {
-                    seg.append(lines);
-                    return lines.len();
+    fn write_pending(&mut self) {
+        let dirty = std::mem::take(&mut *lock(&self.shared.dirty));
+        for app in dirty {
+            if !self.apps.contains_key(&app.app_id) && !lock(&app.pending).closed {
+                if self.apps.len() >= OPEN_APPS {
+                    self.apps.clear();
                 }
-                if !id_names_a_file(&app) {
-                    return lines.len();
-                }
-                self.write_out();
-                if self.files.len() >= OPEN_FILES {
-                    self.files.clear();
-                }
-                match self.open(&app) {
-                    Ok(mut seg) => {
-                        seg.append(lines);
-                        self.files.insert(app, seg);
+                match Segments::open(&self.dir, &app.app_id) {
+                    Ok(s) => {
+                        self.apps.insert(app.app_id.clone(), s);
                     }
                     Err(e) => {
-                        tracing::warn!(app = %app, error = %e, "cannot open the app's log history");
+                        tracing::warn!(app = %app.app_id, error = %e, "cannot open the app's log history");
                     }
                 }
-                lines.len()
             }
-            Op::Remove(app) => {
-                self.write_out();
-                self.files.remove(&app);
-                if id_names_a_file(&app) {
-                    let base = self.dir.join(format!("{app}.log"));
-                    let _ = std::fs::remove_file(with_suffix(&base, ".1"));
-                    let _ = std::fs::remove_file(&base);
-                }
-                0
-            }
-            Op::Flush(done) => {
-                flushes.push(done);
-                0
-            }
-        }
-    }
-
-    /// Opens the app's current segment, counting what it already holds.
-    fn open(&self, app: &str) -> std::io::Result<Segment> {
-        let path = self.dir.join(format!("{app}.log"));
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
-        let bytes = file.metadata()?.len();
-        let lines = if bytes == 0 {
-            0
-        } else {
-            BufReader::new(File::open(&path)?).split(b'\n').count()
-        };
-        Ok(Segment {
-            file,
-            lines,
-            bytes,
-            buf: Vec::new(),
-            pending: 0,
-        })
-    }
-
-    fn write_out(&mut self) {
-        let limit_lines = self.retention.lines.max(1);
-        let limit_bytes = self.retention.bytes.max(1);
-        let mut rotate = Vec::new();
-        for (app, seg) in self.files.iter_mut() {
-            if seg.buf.is_empty() {
+            let mut segments = self.apps.get_mut(&app.app_id);
+            let (mut records, lines) = {
+                let mut pending = lock(&app.pending);
+                pending.listed = false;
+                let lines = std::mem::take(&mut pending.lines);
+                let records = match segments.as_deref_mut() {
+                    Some(s) if !pending.closed => {
+                        std::mem::replace(&mut pending.buf, std::mem::take(&mut s.spare))
+                    }
+                    _ => std::mem::take(&mut pending.buf),
+                };
+                (records, lines)
+            };
+            self.shared
+                .pending
+                .fetch_sub(records.len(), Ordering::Relaxed);
+            let Some(segments) = segments else { continue };
+            if records.is_empty() {
                 continue;
             }
-            let n = std::mem::take(&mut seg.pending);
-            if let Err(e) = seg.file.write_all(&seg.buf) {
-                tracing::warn!(app = %app, error = %e, "cannot write the app's log history");
+            let written = {
+                let _io = self.shared.io.write().unwrap_or_else(|e| e.into_inner());
+                segments.write(&records, lines, self.retention)
+            };
+            if let Err(e) = written {
+                tracing::warn!(app = %app.app_id, error = %e, "cannot write the app's log history");
+                self.apps.remove(&app.app_id);
+                continue;
             }
-            seg.lines += n;
-            seg.bytes += seg.buf.len() as u64;
-            seg.buf.clear();
-            if seg.lines >= limit_lines || seg.bytes >= limit_bytes {
-                rotate.push(app.clone());
+            // Kept for the app's next records, unless a burst left it far larger than usual.
+            if records.capacity() > SPARE_KEPT && records.capacity() > 4 * records.len() {
+                records = Vec::new();
             }
+            records.clear();
+            segments.spare = records;
         }
-        for app in rotate {
-            self.files.remove(&app);
-            let base = self.dir.join(format!("{app}.log"));
-            if let Err(e) = std::fs::rename(&base, with_suffix(&base, ".1")) {
-                tracing::warn!(app = %app, error = %e, "cannot rotate the app's log history");
+    }
+
+    fn remove_gone(&mut self) {
+        let gone = std::mem::take(&mut *lock(&self.shared.removed));
+        if gone.is_empty() {
+            return;
+        }
+        let _io = self.shared.io.write().unwrap_or_else(|e| e.into_inner());
+        for app in gone {
+            self.apps.remove(&app);
+            if id_names_a_file(&app) {
+                for p in segment_paths(&self.dir, &app) {
+                    let _ = std::fs::remove_file(p);
+                }
             }
         }
     }
+}
+
+/// Converts the history an earlier version of Kiln kept (`<app>.log`, the newer, and
+/// `<app>.log.1`, plain records without a header) into segments, and deletes it. Done
+/// again from the start if interrupted: the old files go only once the new ones are
+/// written.
+fn migrate(dir: &Path, retention: Retention) -> std::io::Result<()> {
+    let old = list(dir, &[".log", ".log.1"]);
+    let mut apps: Vec<&str> = old.iter().map(|(app, _)| app.as_str()).collect();
+    apps.dedup();
+    for app in apps {
+        let base = dir.join(format!("{app}.log"));
+        let mut older = base.as_os_str().to_owned();
+        older.push(".1");
+        let mut records = Vec::new();
+        let mut lines = 0u64;
+        for path in [PathBuf::from(older), base] {
+            let Ok(f) = File::open(&path) else { continue };
+            each_record(BufReader::new(f), &mut |line| {
+                record(&mut records, &line);
+                lines += 1;
+            });
+        }
+        for p in segment_paths(dir, app) {
+            match std::fs::remove_file(&p) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        Segments::open(dir, app)?.write(&records, lines, retention)?;
+        for (a, path) in &old {
+            if a == app {
+                std::fs::remove_file(path)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::MetadataExt;
 
     fn dir(tag: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("kiln-logdisk-{tag}-{}", std::process::id()));
@@ -442,6 +744,22 @@ mod tests {
 
     const APP: &str = "0b5c3c3e-1111-4222-8333-444455556666";
 
+    fn push(h: &Arc<AppHistory>, line: LogLine) {
+        h.append(&[Arc::new(line)]);
+    }
+
+    /// A line stamped `t` microseconds after a fixed recent time, as the ring stamps them:
+    /// strictly increasing.
+    fn at(t: i64, message: &str) -> LogLine {
+        let mut l = LogLine::app("web.1", message);
+        l.time = Timestamp(Timestamp::now().0 / 1_000_000 * 1_000_000 - 3_600_000_000 + t);
+        l
+    }
+
+    fn messages(lines: &[Arc<LogLine>]) -> Vec<&str> {
+        lines.iter().map(|l| l.message.as_str()).collect()
+    }
+
     #[test]
     fn lines_survive_reopening_and_are_bounded() {
         let d = dir("bounded");
@@ -450,25 +768,23 @@ mod tests {
             ..Retention::default()
         };
         let disk = Disk::open(&d, r).unwrap();
-        let app: Arc<str> = Arc::from(APP);
+        let h = disk.app(APP).unwrap();
         for i in 0..35 {
-            disk.append(
-                &app,
-                &Arc::new(LogLine::app("web.1", format!("line {i} é \u{1b}[31m"))),
-            );
+            push(&h, LogLine::app("web.1", format!("line {i} é \u{1b}[31m")));
         }
-        disk.append(&app, &Arc::new(LogLine::heroku("", "no process")));
+        push(&h, LogLine::heroku("", "no process"));
         disk.flush();
+        drop((h, disk));
         let again = Disk::open(&d, r).unwrap();
         let all = again.read(APP, usize::MAX, &|_| true);
-        assert!(all.len() >= 10 && all.len() <= 20, "{}", all.len());
+        assert_eq!(all.len(), 10, "the newest `lines`, no more");
         assert_eq!(all.last().unwrap().message, "no process");
         assert_eq!(all.last().unwrap().process, "");
         assert_eq!(all[all.len() - 2].message, "line 34 é \u{1b}[31m");
         assert_eq!(all[all.len() - 2].process, "web.1");
         let some = again.read(APP, 3, &|l| l.message.contains("line 3"));
         assert_eq!(
-            some.iter().map(|l| l.message.as_str()).collect::<Vec<_>>(),
+            messages(&some),
             [
                 "line 32 é \u{1b}[31m",
                 "line 33 é \u{1b}[31m",
@@ -476,32 +792,282 @@ mod tests {
             ]
         );
         assert_eq!(again.apps(), vec![APP.to_string()]);
+        // Lines pushed after a restart go on after the old ones.
+        let h = again.app(APP).unwrap();
+        push(&h, LogLine::app("web.1", "after the restart"));
+        again.flush();
+        let all = again.read(APP, 2, &|_| true);
+        assert_eq!(messages(&all), ["no process", "after the restart"]);
+        h.close();
+        push(&h, LogLine::app("web.1", "after the app is gone"));
         again.remove(APP);
         again.flush();
         assert!(again.read(APP, 100, &|_| true).is_empty());
+        assert!(again.apps().is_empty());
+        assert_eq!(std::fs::read_dir(&d).unwrap().count(), 0, "no file is left");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// The point of the format: the segments are the same files, at the same size, however
+    /// many turns they take, and nothing of an earlier turn is read back.
+    #[test]
+    fn segments_are_rewritten_in_place_and_earlier_turns_are_not_read() {
+        let d = dir("inplace");
+        let r = Retention {
+            lines: 50,
+            ..Retention::default()
+        };
+        let disk = Disk::open(&d, r).unwrap();
+        let h = disk.app(APP).unwrap();
+        // Long lines first, so what a later turn leaves of them would look like records.
+        let long = "x".repeat(300);
+        for i in 0..120 {
+            push(&h, at(i, &format!("long {i} {long}")));
+        }
+        disk.flush();
+        let inodes = || {
+            segment_paths(&d, APP).map(|p| {
+                let m = std::fs::metadata(p).unwrap();
+                (m.ino(), m.len())
+            })
+        };
+        let before = inodes();
+        for i in 120..1120 {
+            push(&h, at(i, &format!("short {i}")));
+            if i % 7 == 0 {
+                disk.flush();
+            }
+        }
+        disk.flush();
+        let after = inodes();
+        for k in 0..2 {
+            assert_eq!(after[k].0, before[k].0, "the same file");
+            assert!(after[k].1 <= before[k].1, "no larger: {after:?} {before:?}");
+        }
+        let all = disk.read(APP, usize::MAX, &|_| true);
+        let want: Vec<String> = (1070..1120).map(|i| format!("short {i}")).collect();
+        assert_eq!(messages(&all), want);
+        // And through a restart, too.
+        drop((h, disk));
+        let disk = Disk::open(&d, r).unwrap();
+        assert_eq!(messages(&disk.read(APP, usize::MAX, &|_| true)), want);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// What a SIGKILL can leave: records written past what the header counts (the header's
+    /// write never came), or a new turn's header with none of its records. Neither is read,
+    /// and writing goes on from the header.
+    #[test]
+    fn what_a_crash_leaves_is_not_read() {
+        let d = dir("crash");
+        let r = Retention {
+            lines: 4,
+            ..Retention::default()
+        };
+        let disk = Disk::open(&d, r).unwrap();
+        let h = disk.app(APP).unwrap();
+        for i in 0..6 {
+            push(&h, at(i, &format!("kept {i}")));
+        }
+        disk.flush();
+        drop((h, disk));
+        let [a, b] = segment_paths(&d, APP);
+        // Segment a holds 0..4 (full), b holds 4..6 and is current.
+        let fb = OpenOptions::new().read(true).write(true).open(&b).unwrap();
+        let hb = Header::read(&fb).unwrap();
+        assert_eq!((hb.generation, hb.lines), (2, 2));
+        let mut cut = Vec::new();
+        record(&mut cut, &at(100, "written but never counted"));
+        fb.write_all_at(&cut, HEADER as u64 + hb.end).unwrap();
+        let disk = Disk::open(&d, r).unwrap();
+        let want = ["kept 2", "kept 3", "kept 4", "kept 5"];
+        assert_eq!(messages(&disk.read(APP, 100, &|_| true)), want);
+        // Writing goes on over the uncounted record.
+        let h = disk.app(APP).unwrap();
+        push(&h, at(200, "next"));
+        disk.flush();
+        assert_eq!(
+            messages(&disk.read(APP, 3, &|_| true)),
+            ["kept 4", "kept 5", "next"]
+        );
+        drop((h, disk));
+        // A new turn begun over segment a, and nothing more.
+        let fa = OpenOptions::new().read(true).write(true).open(&a).unwrap();
+        Header {
+            generation: 3,
+            end: 0,
+            lines: 0,
+        }
+        .write(&fa)
+        .unwrap();
+        let disk = Disk::open(&d, r).unwrap();
+        assert_eq!(
+            messages(&disk.read(APP, 100, &|_| true)),
+            ["kept 4", "kept 5", "next"],
+            "the older turn's records in segment a are not read as the newest"
+        );
         let _ = std::fs::remove_dir_all(&d);
     }
 
     #[test]
-    fn a_torn_last_record_and_junk_are_ignored_and_old_lines_expire() {
-        let d = dir("torn");
+    fn damaged_segments_and_hostile_names_are_refused() {
+        let d = dir("damaged");
         std::fs::create_dir_all(&d).unwrap();
+        let [a, b] = segment_paths(&d, APP);
         let now = Timestamp::now().0;
         let old = now - 8 * 24 * 3600 * 1_000_000;
-        std::fs::write(
-            d.join(format!("{APP}.log")),
-            format!(
-                "{old} app web.1 too old\nnot a record\n{now} app web.1 kept\n{now} app web.1 torn"
-            ),
-        )
-        .unwrap();
+        let records = format!(
+            "{old} app web.1 too old\nnot a record\n\u{0}\u{ff}\n{now} app web.1 kept\n{} app web.1 torn",
+            now + 1
+        );
+        let mut seg = Header {
+            generation: 1,
+            end: records.len() as u64 + 1000, // more than the file holds
+            lines: 5,
+        }
+        .encode()
+        .to_vec();
+        seg.extend_from_slice(records.as_bytes());
+        std::fs::write(&a, &seg).unwrap();
+        // A header whose check fails: the whole segment is ignored.
+        let mut bad = Header {
+            generation: 9,
+            end: 40,
+            lines: 1,
+        }
+        .encode();
+        bad[16] ^= 1;
+        let mut seg = bad.to_vec();
+        seg.extend_from_slice(format!("{now} app web.1 from a bad header\n").as_bytes());
+        std::fs::write(&b, &seg).unwrap();
         let disk = Disk::open(&d, Retention::default()).unwrap();
         let got = disk.read(APP, 100, &|_| true);
-        assert_eq!(
-            got.iter().map(|l| l.message.as_str()).collect::<Vec<_>>(),
-            ["kept"]
-        );
-        assert!(disk.read("../../etc/passwd", 100, &|_| true).is_empty());
+        assert_eq!(messages(&got), ["kept"]);
+        for name in ["../../etc/passwd", "", "a/b", &"a".repeat(65)] {
+            assert!(disk.read(name, 100, &|_| true).is_empty());
+            assert!(disk.app(name).is_none());
+        }
+        // The writer goes on from the valid segment, over the bad one.
+        let h = disk.app(APP).unwrap();
+        push(&h, LogLine::app("web.1", "written after"));
+        disk.flush();
+        let got = disk.read(APP, 100, &|_| true);
+        assert_eq!(messages(&got), ["kept", "written after"]);
         let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn an_earlier_versions_history_is_converted() {
+        let d = dir("migrate");
+        std::fs::create_dir_all(&d).unwrap();
+        let other = "11111111-2222-4333-8444-555566667777";
+        let t = |i: i64| Timestamp::now().0 - 1000 + i;
+        std::fs::write(
+            d.join(format!("{APP}.log.1")),
+            format!("{} app web.1 one\n{} heroku router two\n", t(1), t(2)),
+        )
+        .unwrap();
+        std::fs::write(
+            d.join(format!("{APP}.log")),
+            format!("{} app - three\n{} app web.1 cut", t(3), t(4)),
+        )
+        .unwrap();
+        std::fs::write(
+            d.join(format!("{other}.log")),
+            format!("{} app web.2 x\n", t(5)),
+        )
+        .unwrap();
+        std::fs::write(d.join("not-an-app.txt"), "left alone").unwrap();
+        let disk = Disk::open(&d, Retention::default()).unwrap();
+        let got = disk.read(APP, 100, &|_| true);
+        assert_eq!(messages(&got), ["one", "two", "three"]);
+        assert_eq!(got[1].source, "heroku");
+        assert_eq!(got[1].process, "router");
+        assert_eq!(got[2].process, "");
+        assert_eq!(messages(&disk.read(other, 100, &|_| true)), ["x"]);
+        assert_eq!(disk.apps(), vec![APP.to_string(), other.to_string()]);
+        assert!(!d.join(format!("{APP}.log")).exists());
+        assert!(!d.join(format!("{APP}.log.1")).exists());
+        assert!(d.join("not-an-app.txt").exists());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// Readers while the writer takes turns: every read is a run of consecutive lines,
+    /// never a mix of two turns.
+    #[test]
+    fn a_read_while_writing_sees_whole_turns() {
+        let d = dir("concurrent");
+        let r = Retention {
+            lines: 30,
+            ..Retention::default()
+        };
+        let disk = Disk::open(&d, r).unwrap();
+        let h = disk.app(APP).unwrap();
+        let done = Arc::new(AtomicBool::new(false));
+        let pusher = {
+            let (h, done) = (h.clone(), done.clone());
+            std::thread::spawn(move || {
+                for i in 0..20_000i64 {
+                    push(&h, at(i, &i.to_string()));
+                    if i % 500 == 0 {
+                        std::thread::yield_now();
+                    }
+                }
+                done.store(true, Ordering::Release);
+            })
+        };
+        let mut reads = 0;
+        while !done.load(Ordering::Acquire) || reads < 20 {
+            let got = disk.read(APP, usize::MAX, &|_| true);
+            let n: Vec<i64> = got.iter().map(|l| l.message.parse().unwrap()).collect();
+            assert!(n.len() <= 30);
+            assert!(n.windows(2).all(|w| w[1] == w[0] + 1), "{n:?}");
+            reads += 1;
+        }
+        pusher.join().unwrap();
+        disk.flush();
+        let got = disk.read(APP, usize::MAX, &|_| true);
+        assert_eq!(got.last().unwrap().message, "19999");
+        assert_eq!(got.len(), 30);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_batch_larger_than_a_segment_keeps_the_newest_lines() {
+        let d = dir("big-batch");
+        let r = Retention {
+            lines: 100,
+            bytes: 2000,
+            ..Retention::default()
+        };
+        let disk = Disk::open(&d, r).unwrap();
+        let h = disk.app(APP).unwrap();
+        let lines: Vec<Arc<LogLine>> = (0..1000)
+            .map(|i| Arc::new(at(i, &format!("{i:04} {}", "y".repeat(50)))))
+            .collect();
+        h.append(&lines);
+        disk.flush();
+        for p in segment_paths(&d, APP) {
+            let len = std::fs::metadata(p).unwrap().len();
+            assert!(
+                len <= HEADER as u64 + 2000,
+                "a segment stays within its bytes: {len}"
+            );
+        }
+        let got = disk.read(APP, usize::MAX, &|_| true);
+        assert!(got.len() >= 20, "{}", got.len());
+        assert!(got.last().unwrap().message.starts_with("0999 "));
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn fit_takes_whole_records_within_both_limits() {
+        let recs = b"aa\nbbbb\nc\n";
+        assert_eq!(fit(recs, 3, 10, 100, false), (10, 3));
+        assert_eq!(fit(recs, 3, 2, 100, false), (8, 2));
+        assert_eq!(fit(recs, 3, 10, 7, false), (3, 1));
+        assert_eq!(fit(recs, 3, 10, 2, false), (0, 0));
+        assert_eq!(fit(recs, 3, 10, 2, true), (3, 1), "at least one when asked");
+        assert_eq!(fit(recs, 3, 0, 100, true), (3, 1));
     }
 }

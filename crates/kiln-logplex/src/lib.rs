@@ -3,7 +3,7 @@
 //!
 //! Each app has a ring of its last 1500 lines (Heroku's history size), a broadcast channel
 //! for live tails, and taps (the app's drains, in `kiln-drains`). When the server keeps
-//! history on disk (`disk`), every line also goes to a writer thread, so the history survives
+//! history on disk (`disk`), every line is also written there by a writer thread, so the history survives
 //! restarts and can be searched (`--since`, `--until`, `--grep`). The log path never blocks
 //! a writer: a tail that cannot keep up loses lines and is told how many (Heroku's L11), a
 //! drain displaces its oldest lines and says so (L10), and lines the disk writer cannot take
@@ -14,11 +14,10 @@
 
 mod disk;
 
-pub use disk::{Disk, Retention};
+pub use disk::{AppHistory, Disk, Retention};
 use kiln_model::Timestamp;
 use kiln_model::log::{AppLogSink, LineTap, LogFilter, LogLine, LogSink};
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
@@ -30,9 +29,8 @@ const TAIL_BUFFER: usize = 4096;
 /// An unused session expires, as Heroku's do after 360 s.
 const SESSION_TTL: Duration = Duration::from_secs(360);
 
-/// Lines pushed together. The router pushes one line per request, which travels to the
-/// history writer as it is, without a vector allocated (and freed on the writer's thread)
-/// to carry it.
+/// Lines pushed together. The router pushes one line per request, which goes to the ring,
+/// the taps and the history without a vector allocated to carry it.
 pub(crate) enum Batch {
     One(Arc<LogLine>),
     Many(Vec<Arc<LogLine>>),
@@ -48,34 +46,28 @@ impl Batch {
 }
 
 struct AppLog {
-    app_id: Arc<str>,
     ring: Mutex<VecDeque<Arc<LogLine>>>,
     /// Made when the first tail subscribes: a channel holds its whole buffer from the start
     /// (about 160 KB), which a thousand apps nobody tails should not pay for.
     live: std::sync::OnceLock<broadcast::Sender<Arc<LogLine>>>,
     /// Copies of the stream (the app's drains), by key.
     taps: RwLock<Vec<(String, Arc<dyn LineTap>)>>,
-    /// Where the app's history is kept across restarts, when the server keeps it.
-    disk: Option<Arc<Disk>>,
-    /// Set when the app is destroyed: a handle kept past that writes nothing to disk.
-    removed: AtomicBool,
+    /// Where the app's history is kept across restarts, when the server keeps it. Closed
+    /// when the app is destroyed: a handle kept past that writes nothing to disk.
+    history: Option<Arc<AppHistory>>,
     /// Lines the ring keeps: Heroku's 1,500, or fewer when the server keeps fewer.
     cap: usize,
 }
 
 impl AppLog {
-    fn new(app_id: &str, disk: Option<Arc<Disk>>) -> AppLog {
-        let cap = disk
-            .as_ref()
-            .map_or(HISTORY, |d| d.retention().lines.clamp(1, HISTORY));
+    fn new(app_id: &str, disk: Option<&Disk>) -> AppLog {
+        let cap = disk.map_or(HISTORY, |d| d.retention().lines.clamp(1, HISTORY));
         AppLog {
             cap,
-            app_id: Arc::from(app_id),
             ring: Mutex::new(VecDeque::with_capacity(64)),
             live: std::sync::OnceLock::new(),
             taps: RwLock::new(Vec::new()),
-            disk,
-            removed: AtomicBool::new(false),
+            history: disk.and_then(|d| d.app(app_id)),
         }
     }
 }
@@ -235,7 +227,7 @@ impl Logplex {
         }
         let mut apps = self.apps.write().unwrap_or_else(|e| e.into_inner());
         apps.entry(app_id.to_string())
-            .or_insert_with(|| Arc::new(AppLog::new(app_id, self.disk.clone())))
+            .or_insert_with(|| Arc::new(AppLog::new(app_id, self.disk.as_deref())))
             .clone()
     }
 
@@ -287,13 +279,13 @@ impl Logplex {
 
     /// Forgets an app's history (on disk too) and ends its tails.
     pub fn remove_app(&self, app_id: &str) {
-        if let Some(log) = self
+        let log = self
             .apps
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(app_id)
-        {
-            log.removed.store(true, Ordering::Relaxed);
+            .remove(app_id);
+        if let Some(history) = log.as_ref().and_then(|l| l.history.as_ref()) {
+            history.close();
         }
         if let Some(disk) = &self.disk {
             disk.remove(app_id);
@@ -418,11 +410,9 @@ impl AppLog {
                 let _ = live.send(line.clone());
             }
         }
-        // Last, so the batch itself goes to the disk writer, not a copy of it.
-        if let Some(disk) = &self.disk {
-            if !self.removed.load(Ordering::Relaxed) {
-                disk.append_all(&self.app_id, batch);
-            }
+        // Under the ring's lock, so the history has the stream's order.
+        if let Some(history) = &self.history {
+            history.append(lines);
         }
         drop(ring);
     }
