@@ -80,8 +80,8 @@ const OPEN_APPS: usize = 128;
 /// A segment's header: what precedes its records.
 const HEADER: usize = 64;
 const MAGIC: [u8; 8] = *b"KILNLOG1";
-/// A spare buffer much larger than what it last carried is given back.
-const SPARE_KEPT: usize = 256 * 1024;
+/// The largest buffer kept for an app's next records (see [`Writer::write_pending`]).
+const SPARE_KEPT: usize = 1024 * 1024;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -89,6 +89,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// What the pushing threads and the writer share.
 struct Shared {
+    dir: PathBuf,
+    retention: Retention,
     /// Apps with records pending, each listed once.
     dirty: Mutex<Vec<Arc<AppHistory>>>,
     /// Apps whose history is to be deleted.
@@ -99,19 +101,25 @@ struct Shared {
     /// The writer's wakes begun and ended, which a flush waits on.
     wakes: Mutex<(u64, u64)>,
     woke: Condvar,
-    /// Held by the writer while it writes an app's segments, and by a reader while it reads
-    /// them: a reader never sees a segment in the middle of a new turn.
-    io: RwLock<()>,
     stop: AtomicBool,
+}
+
+impl Shared {
+    /// Counts lines that will not be on disk. Said once, then once per 10,000 lines more.
+    fn drop_lines(&self, n: u64, why: &str) {
+        let before = self.dropped.fetch_add(n, Ordering::Relaxed);
+        if before == 0 || before / 10_000 != (before + n) / 10_000 {
+            tracing::warn!(lines = before + n, "{why}; lines are kept in memory only");
+        }
+    }
 }
 
 /// The disk side of the log: the writer thread and the directory.
 pub struct Disk {
-    dir: PathBuf,
-    retention: Retention,
     shared: Arc<Shared>,
-    /// The writer's thread, unparked when a reader needs what is pending written now.
-    writer: std::thread::Thread,
+    /// The writer's thread, unparked when a reader needs what is pending written now, and
+    /// joined when the disk is dropped.
+    writer: Option<std::thread::JoinHandle<()>>,
 }
 
 /// One app's way to its history on disk (see [`Disk::app`]).
@@ -119,6 +127,10 @@ pub struct AppHistory {
     app_id: Arc<str>,
     shared: Arc<Shared>,
     pending: Mutex<Pending>,
+    /// Held by the writer while it writes the app's segments, and by a reader while it
+    /// reads them: a reader never sees a segment in the middle of a new turn. One app's
+    /// reader holds up no other app's writes.
+    io: RwLock<()>,
 }
 
 #[derive(Default)]
@@ -140,18 +152,17 @@ impl Disk {
         std::fs::create_dir_all(dir)?;
         migrate(dir, retention)?;
         let shared = Arc::new(Shared {
+            dir: dir.to_path_buf(),
+            retention,
             dirty: Mutex::new(Vec::new()),
             removed: Mutex::new(Vec::new()),
             pending: AtomicUsize::new(0),
             dropped: AtomicU64::new(0),
             wakes: Mutex::new((0, 0)),
             woke: Condvar::new(),
-            io: RwLock::new(()),
             stop: AtomicBool::new(false),
         });
         let writer = Writer {
-            dir: dir.to_path_buf(),
-            retention,
             shared: shared.clone(),
             apps: HashMap::default(),
         };
@@ -159,33 +170,38 @@ impl Disk {
             .name("kiln-log-history".into())
             .spawn(move || writer.run())?;
         Ok(Arc::new(Disk {
-            dir: dir.to_path_buf(),
-            retention,
             shared,
-            writer: thread.thread().clone(),
+            writer: Some(thread),
         }))
     }
 
     pub fn retention(&self) -> Retention {
-        self.retention
+        self.shared.retention
     }
 
-    /// The app's history, to append to; `None` for an id that cannot name a file.
-    pub fn app(&self, app_id: &str) -> Option<Arc<AppHistory>> {
+    fn wake_writer(&self) {
+        if let Some(w) = &self.writer {
+            w.thread().unpark();
+        }
+    }
+
+    /// The app's history, to append to and read; `None` for an id that cannot name a file.
+    pub(crate) fn app(&self, app_id: &str) -> Option<Arc<AppHistory>> {
         id_names_a_file(app_id).then(|| {
             Arc::new(AppHistory {
                 app_id: Arc::from(app_id),
                 shared: self.shared.clone(),
                 pending: Mutex::new(Pending::default()),
+                io: RwLock::new(()),
             })
         })
     }
 
-    /// Deletes an app's history: what is pending for it is not written, and its files go
-    /// at the writer's next wake. Close its [`AppHistory`] first, so nothing more comes.
+    /// Deletes an app's history at the writer's next wake, before it writes anything else.
+    /// Close its [`AppHistory`] first: what it has pending is then not written, and nothing
+    /// more comes from it.
     pub(crate) fn remove(&self, app_id: &str) {
         lock(&self.shared.removed).push(Arc::from(app_id));
-        self.writer.unpark();
     }
 
     /// Waits until every line pushed so far is written.
@@ -194,7 +210,7 @@ impl Disk {
         let mut wakes = lock(&self.shared.wakes);
         // A wake that begins after this moment takes every line pushed before it.
         let wanted = wakes.0 + 1;
-        self.writer.unpark();
+        self.wake_writer();
         while wakes.1 < wanted {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -212,7 +228,7 @@ impl Disk {
 
     /// The apps that have a history on disk.
     pub(crate) fn apps(&self) -> Vec<String> {
-        let mut apps: Vec<String> = list(&self.dir, &[".0.hist", ".1.hist"])
+        let mut apps: Vec<String> = list(&self.shared.dir, &[".0.hist", ".1.hist"])
             .into_iter()
             .map(|(app, _)| app)
             .collect();
@@ -220,55 +236,26 @@ impl Disk {
         apps
     }
 
-    /// The app's lines on disk that `keep` accepts, oldest first, at most the newest
-    /// `max` of them, none older than the age limit. Blocking: call it off the async runtime.
-    pub fn read(
+    /// The app's lines on disk (see [`AppHistory::read`]), read while nothing is written
+    /// for the app: when the server starts.
+    pub(crate) fn read(
         &self,
         app_id: &str,
         max: usize,
         keep: &dyn Fn(&LogLine) -> bool,
     ) -> Vec<Arc<LogLine>> {
-        if !id_names_a_file(app_id) {
-            return Vec::new();
-        }
-        // What is kept is the newest `lines`, whatever the older segment still holds.
-        let max = max.min(self.retention.lines);
-        let oldest = Timestamp::now().0
-            - i64::try_from(self.retention.max_age.as_micros()).unwrap_or(i64::MAX / 2);
-        let mut out = std::collections::VecDeque::new();
-        let _io = self.shared.io.read().unwrap_or_else(|e| e.into_inner());
-        let mut segments: Vec<(Header, File)> = segment_paths(&self.dir, app_id)
-            .iter()
-            .filter_map(|p| {
-                let file = File::open(p).ok()?;
-                Some((Header::read(&file)?, file))
-            })
-            .collect();
-        segments.sort_by_key(|(h, _)| h.generation);
-        for (header, mut file) in segments {
-            use std::io::Seek;
-            if file.seek(std::io::SeekFrom::Start(HEADER as u64)).is_err() {
-                continue;
-            }
-            each_record(BufReader::new(file.take(header.end)), &mut |line| {
-                if line.time.0 < oldest || !keep(&line) {
-                    return;
-                }
-                if out.len() == max {
-                    out.pop_front();
-                }
-                out.push_back(Arc::new(line));
-            });
-        }
-        out.into()
+        read_segments(&self.shared, app_id, max, keep)
     }
 }
 
 impl Drop for Disk {
-    /// The writer writes what is pending and ends.
+    /// The writer writes what is pending, and ends.
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::Release);
-        self.writer.unpark();
+        if let Some(w) = self.writer.take() {
+            w.thread().unpark();
+            let _ = w.join();
+        }
     }
 }
 
@@ -278,16 +265,11 @@ impl AppHistory {
     pub(crate) fn append(self: &Arc<Self>, lines: &[Arc<LogLine>]) {
         let shared = &self.shared;
         let mut pending = lock(&self.pending);
-        if pending.closed {
+        if pending.closed || shared.stop.load(Ordering::Relaxed) {
             return;
         }
         if shared.pending.load(Ordering::Relaxed) > QUEUE_BYTES {
-            let n = lines.len() as u64;
-            // Said once, then once per 10,000 lines more.
-            let before = shared.dropped.fetch_add(n, Ordering::Relaxed);
-            if before == 0 || before / 10_000 != (before + n) / 10_000 {
-                tracing::warn!("the log history writer is behind; lines are kept in memory only");
-            }
+            shared.drop_lines(lines.len() as u64, "the log history writer is behind");
             return;
         }
         let at = pending.buf.len();
@@ -312,6 +294,62 @@ impl AppHistory {
         pending.lines = 0;
         self.shared.pending.fetch_sub(gone, Ordering::Relaxed);
     }
+
+    /// The app's lines on disk that `keep` accepts, oldest first, at most the newest
+    /// `max` of them, none older than the age limit. Blocking: call it off the async runtime.
+    pub(crate) fn read(&self, max: usize, keep: &dyn Fn(&LogLine) -> bool) -> Vec<Arc<LogLine>> {
+        let _io = self.io.read().unwrap_or_else(|e| e.into_inner());
+        read_segments(&self.shared, &self.app_id, max, keep)
+    }
+}
+
+/// What [`AppHistory::read`] returns, read without its lock.
+fn read_segments(
+    shared: &Shared,
+    app_id: &str,
+    max: usize,
+    keep: &dyn Fn(&LogLine) -> bool,
+) -> Vec<Arc<LogLine>> {
+    // What is kept is the newest `lines`, whatever the older segment still holds.
+    let max = max.min(shared.retention.lines);
+    if max == 0 || !id_names_a_file(app_id) {
+        return Vec::new();
+    }
+    let oldest = Timestamp::now().0
+        - i64::try_from(shared.retention.max_age.as_micros()).unwrap_or(i64::MAX / 2);
+    let mut segments: Vec<(Header, File)> = segment_paths(&shared.dir, app_id)
+        .iter()
+        .filter_map(|p| {
+            let file = File::open(p).ok()?;
+            Some((Header::read(&file)?, file))
+        })
+        .collect();
+    segments.sort_by_key(|(h, _)| h.generation);
+    let mut out = std::collections::VecDeque::new();
+    // An app's stream is in strictly increasing time (`AppLog::push_all`). A record
+    // earlier than the one before it cannot be part of it: only after a power loss (nothing
+    // here is synced) could a header be on disk over an earlier turn's records.
+    let mut last = i64::MIN;
+    for (header, mut file) in segments {
+        use std::io::Seek;
+        if file.seek(std::io::SeekFrom::Start(HEADER as u64)).is_err() {
+            continue;
+        }
+        let _ = each_record(BufReader::new(file.take(header.end)), &mut |line| {
+            if line.time.0 < last {
+                return;
+            }
+            last = line.time.0;
+            if line.time.0 < oldest || !keep(&line) {
+                return;
+            }
+            if out.len() == max {
+                out.pop_front();
+            }
+            out.push_back(Arc::new(line));
+        });
+    }
+    out.into()
 }
 
 /// The files of an app's two segments.
@@ -379,7 +417,9 @@ impl Header {
             end: word(1),
             lines: word(2),
         };
-        (bytes[..8] == MAGIC && word(3) == h.check()).then_some(h)
+        // A turn so far on that the next would overflow is no turn of ours.
+        let sane = h.generation < u64::MAX / 2;
+        (bytes[..8] == MAGIC && word(3) == h.check() && sane).then_some(h)
     }
 
     /// The file's header, if it has a whole and valid one; its records are clipped to what
@@ -425,17 +465,16 @@ fn record(out: &mut Vec<u8>, line: &LogLine) {
 }
 
 /// Calls `each` with every whole record `from` holds, in order; a record cut short (no
-/// newline at the end) or damaged is skipped.
-fn each_record(mut from: impl BufRead, each: &mut dyn FnMut(LogLine)) {
+/// newline at the end) or damaged is skipped. Stops at the first error reading.
+fn each_record(mut from: impl BufRead, each: &mut dyn FnMut(LogLine)) -> std::io::Result<()> {
     let mut buf = Vec::new();
     loop {
         buf.clear();
-        match from.read_until(b'\n', &mut buf) {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
+        if from.read_until(b'\n', &mut buf)? == 0 {
+            return Ok(());
         }
         if buf.last() != Some(&b'\n') {
-            return;
+            return Ok(());
         }
         if let Some(line) = parse(&buf[..buf.len() - 1]) {
             each(line);
@@ -525,8 +564,19 @@ impl Segments {
             }
         };
         // Records are always counted whole; a segment damaged from outside may end inside
-        // one, and the next record must not be glued to it.
+        // one (or before what its header counts), and the next record must not be glued to
+        // it. The header says so before anything is written past it.
+        let on_disk = Header::decode(&{
+            let mut b = [0u8; HEADER];
+            files[current]
+                .read_exact_at(&mut b, 0)
+                .map(|_| b)
+                .unwrap_or([0; HEADER])
+        });
         header.end = whole_records(&files[current], header.end)?;
+        if on_disk != Some(header) {
+            header.write(&files[current])?;
+        }
         Ok(Segments {
             files,
             current,
@@ -593,11 +643,9 @@ fn whole_records(file: &File, end: u64) -> std::io::Result<u64> {
 }
 
 struct Writer {
-    dir: PathBuf,
-    retention: Retention,
     shared: Arc<Shared>,
-    /// Keyed by app id, looked up once per app per wake: foldhash rather than SipHash (ids
-    /// are the platform's, not a client's, and the seed is random anyway).
+    /// Keyed by app id: foldhash rather than SipHash (ids are the platform's, not a
+    /// client's, and the seed is random anyway).
     apps: HashMap<Arc<str>, Segments, foldhash::fast::RandomState>,
 }
 
@@ -613,8 +661,10 @@ impl Writer {
                 wakes.0 += 1;
                 wakes.0
             };
-            self.write_pending();
+            // Deletions first: lines written now for an id removed before this wake are
+            // a new app's (or a destroyed app's brought back), and go to new files.
             self.remove_gone();
+            self.write_pending();
             lock(&self.shared.wakes).1 = wake;
             self.shared.woke.notify_all();
             if stop {
@@ -626,67 +676,71 @@ impl Writer {
     fn write_pending(&mut self) {
         let dirty = std::mem::take(&mut *lock(&self.shared.dirty));
         for app in dirty {
-            if !self.apps.contains_key(&app.app_id) && !lock(&app.pending).closed {
+            let id = &app.app_id;
+            if !self.apps.contains_key(id) && !lock(&app.pending).closed {
                 if self.apps.len() >= OPEN_APPS {
                     self.apps.clear();
                 }
-                match Segments::open(&self.dir, &app.app_id) {
+                match Segments::open(&self.shared.dir, id) {
                     Ok(s) => {
-                        self.apps.insert(app.app_id.clone(), s);
+                        self.apps.insert(id.clone(), s);
                     }
                     Err(e) => {
-                        tracing::warn!(app = %app.app_id, error = %e, "cannot open the app's log history");
+                        tracing::debug!(app = %id, error = %e, "cannot open the app's log history")
                     }
                 }
             }
-            let mut segments = self.apps.get_mut(&app.app_id);
+            let mut segments = self.apps.get_mut(id);
             let (mut records, lines) = {
                 let mut pending = lock(&app.pending);
                 pending.listed = false;
-                let lines = std::mem::take(&mut pending.lines);
-                let records = match segments.as_deref_mut() {
-                    Some(s) if !pending.closed => {
-                        std::mem::replace(&mut pending.buf, std::mem::take(&mut s.spare))
-                    }
-                    _ => std::mem::take(&mut pending.buf),
-                };
-                (records, lines)
+                let records = std::mem::take(&mut pending.buf);
+                // The app's next records go into the buffer its last ones came in, when
+                // that is about their size: a busy app then allocates nothing, and an app
+                // gone quiet after a burst keeps no large buffer.
+                if let Some(s) = segments.as_deref_mut()
+                    && !pending.closed
+                    && s.spare.capacity() <= 2 * records.len().max(4096)
+                {
+                    pending.buf = std::mem::take(&mut s.spare);
+                }
+                (records, std::mem::take(&mut pending.lines))
             };
             self.shared
                 .pending
                 .fetch_sub(records.len(), Ordering::Relaxed);
-            let Some(segments) = segments else { continue };
             if records.is_empty() {
                 continue;
             }
+            let Some(segments) = segments else {
+                self.shared
+                    .drop_lines(lines, "the log history cannot be written");
+                continue;
+            };
             let written = {
-                let _io = self.shared.io.write().unwrap_or_else(|e| e.into_inner());
-                segments.write(&records, lines, self.retention)
+                let _io = app.io.write().unwrap_or_else(|e| e.into_inner());
+                segments.write(&records, lines, self.shared.retention)
             };
             if let Err(e) = written {
-                tracing::warn!(app = %app.app_id, error = %e, "cannot write the app's log history");
-                self.apps.remove(&app.app_id);
+                tracing::debug!(app = %id, error = %e, "cannot write the app's log history");
+                self.shared
+                    .drop_lines(lines, "the log history cannot be written");
+                self.apps.remove(id);
                 continue;
             }
-            // Kept for the app's next records, unless a burst left it far larger than usual.
-            if records.capacity() > SPARE_KEPT && records.capacity() > 4 * records.len() {
-                records = Vec::new();
+            if records.capacity() <= SPARE_KEPT {
+                records.clear();
+                segments.spare = records;
             }
-            records.clear();
-            segments.spare = records;
         }
     }
 
     fn remove_gone(&mut self) {
         let gone = std::mem::take(&mut *lock(&self.shared.removed));
-        if gone.is_empty() {
-            return;
-        }
-        let _io = self.shared.io.write().unwrap_or_else(|e| e.into_inner());
         for app in gone {
             self.apps.remove(&app);
             if id_names_a_file(&app) {
-                for p in segment_paths(&self.dir, &app) {
+                for p in segment_paths(&self.shared.dir, &app) {
                     let _ = std::fs::remove_file(p);
                 }
             }
@@ -695,39 +749,47 @@ impl Writer {
 }
 
 /// Converts the history an earlier version of Kiln kept (`<app>.log`, the newer, and
-/// `<app>.log.1`, plain records without a header) into segments, and deletes it. Done
-/// again from the start if interrupted: the old files go only once the new ones are
-/// written.
+/// `<app>.log.1`: plain records, no header) into segments, and deletes it. The segments
+/// are written aside and renamed into place, the `.0` last: an app with a `.0` segment is
+/// converted, and what is left of its old files (a crash while deleting them) only goes.
 fn migrate(dir: &Path, retention: Retention) -> std::io::Result<()> {
     let old = list(dir, &[".log", ".log.1"]);
+    if old.is_empty() {
+        return Ok(());
+    }
+    let aside = dir.join(".converting");
     let mut apps: Vec<&str> = old.iter().map(|(app, _)| app.as_str()).collect();
     apps.dedup();
     for app in apps {
-        let base = dir.join(format!("{app}.log"));
-        let mut older = base.as_os_str().to_owned();
-        older.push(".1");
-        let mut records = Vec::new();
-        let mut lines = 0u64;
-        for path in [PathBuf::from(older), base] {
-            let Ok(f) = File::open(&path) else { continue };
-            each_record(BufReader::new(f), &mut |line| {
-                record(&mut records, &line);
-                lines += 1;
-            });
-        }
-        for p in segment_paths(dir, app) {
-            match std::fs::remove_file(&p) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-                _ => {}
+        let [to0, to1] = segment_paths(dir, app);
+        if !to0.exists() {
+            let mut records = Vec::new();
+            let mut lines = 0u64;
+            for suffix in [".log.1", ".log"] {
+                let f = match File::open(dir.join(format!("{app}{suffix}"))) {
+                    Ok(f) => f,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e),
+                };
+                each_record(BufReader::new(f), &mut |line| {
+                    record(&mut records, &line);
+                    lines += 1;
+                })?;
             }
+            let _ = std::fs::remove_dir_all(&aside);
+            std::fs::create_dir_all(&aside)?;
+            Segments::open(&aside, app)?.write(&records, lines, retention)?;
+            let [from0, from1] = segment_paths(&aside, app);
+            std::fs::rename(from1, to1)?;
+            std::fs::rename(from0, to0)?;
         }
-        Segments::open(dir, app)?.write(&records, lines, retention)?;
         for (a, path) in &old {
             if a == app {
                 std::fs::remove_file(path)?;
             }
         }
     }
+    let _ = std::fs::remove_dir_all(&aside);
     Ok(())
 }
 
@@ -773,7 +835,7 @@ mod tests {
             push(&h, LogLine::app("web.1", format!("line {i} é \u{1b}[31m")));
         }
         push(&h, LogLine::heroku("", "no process"));
-        disk.flush();
+        // Dropping the disk writes what is pending (as a server stopping does).
         drop((h, disk));
         let again = Disk::open(&d, r).unwrap();
         let all = again.read(APP, usize::MAX, &|_| true);
@@ -798,13 +860,29 @@ mod tests {
         again.flush();
         let all = again.read(APP, 2, &|_| true);
         assert_eq!(messages(&all), ["no process", "after the restart"]);
+        assert!(h.read(0, &|_| true).is_empty(), "no line is asked for");
         h.close();
-        push(&h, LogLine::app("web.1", "after the app is gone"));
         again.remove(APP);
         again.flush();
         assert!(again.read(APP, 100, &|_| true).is_empty());
         assert!(again.apps().is_empty());
         assert_eq!(std::fs::read_dir(&d).unwrap().count(), 0, "no file is left");
+        // A handle kept past the removal writes nothing.
+        push(&h, LogLine::app("web.1", "after the app is gone"));
+        again.flush();
+        assert_eq!(
+            std::fs::read_dir(&d).unwrap().count(),
+            0,
+            "no file comes back"
+        );
+        // Lines for the same id from a new handle, pushed before the removal's wake,
+        // are kept: the removal goes first.
+        let h2 = again.app(APP).unwrap();
+        push(&h, LogLine::app("web.1", "old handle"));
+        again.remove(APP);
+        push(&h2, LogLine::app("web.1", "new handle"));
+        again.flush();
+        assert_eq!(messages(&h2.read(10, &|_| true)), ["new handle"]);
         let _ = std::fs::remove_dir_all(&d);
     }
 
@@ -947,7 +1025,7 @@ mod tests {
             assert!(disk.read(name, 100, &|_| true).is_empty());
             assert!(disk.app(name).is_none());
         }
-        // The writer goes on from the valid segment, over the bad one.
+        // The writer goes on from the valid segment, after its last whole record.
         let h = disk.app(APP).unwrap();
         push(&h, LogLine::app("web.1", "written after"));
         disk.flush();
@@ -989,6 +1067,35 @@ mod tests {
         assert!(!d.join(format!("{APP}.log")).exists());
         assert!(!d.join(format!("{APP}.log.1")).exists());
         assert!(d.join("not-an-app.txt").exists());
+        assert!(!d.join(".converting").exists());
+        drop(disk);
+
+        // A crash while the old files were being deleted: the one left is not converted
+        // again over the segments (which would lose the other one's lines); it only goes.
+        std::fs::write(
+            d.join(format!("{APP}.log.1")),
+            format!("{} app web.1 one\n", t(1)),
+        )
+        .unwrap();
+        // And one in the middle of writing segments aside: they are written again.
+        std::fs::create_dir_all(d.join(".converting")).unwrap();
+        std::fs::write(
+            d.join(".converting").join(format!("{other}.0.hist")),
+            "junk",
+        )
+        .unwrap();
+        std::fs::remove_file(d.join(format!("{other}.0.hist"))).unwrap();
+        std::fs::write(
+            d.join(format!("{other}.log")),
+            format!("{} app web.2 y\n", t(6)),
+        )
+        .unwrap();
+        let disk = Disk::open(&d, Retention::default()).unwrap();
+        let got = disk.read(APP, 100, &|_| true);
+        assert_eq!(messages(&got), ["one", "two", "three"]);
+        assert_eq!(messages(&disk.read(other, 100, &|_| true)), ["y"]);
+        assert!(!d.join(format!("{APP}.log.1")).exists());
+        assert!(!d.join(".converting").exists());
         let _ = std::fs::remove_dir_all(&d);
     }
 
@@ -1056,7 +1163,12 @@ mod tests {
         }
         let got = disk.read(APP, usize::MAX, &|_| true);
         assert!(got.len() >= 20, "{}", got.len());
-        assert!(got.last().unwrap().message.starts_with("0999 "));
+        let n: Vec<u32> = got
+            .iter()
+            .map(|l| l.message[..4].parse().unwrap())
+            .collect();
+        assert!(n.windows(2).all(|w| w[1] == w[0] + 1), "{n:?}");
+        assert_eq!(n.last(), Some(&999));
         let _ = std::fs::remove_dir_all(&d);
     }
 

@@ -14,7 +14,8 @@
 
 mod disk;
 
-pub use disk::{AppHistory, Disk, Retention};
+use disk::AppHistory;
+pub use disk::{Disk, Retention};
 use kiln_model::Timestamp;
 use kiln_model::log::{AppLogSink, LineTap, LogFilter, LogLine, LogSink};
 use std::collections::{HashMap, VecDeque};
@@ -179,6 +180,14 @@ impl Logplex {
         Ok(Arc::new(lp))
     }
 
+    /// Waits until every line so far is in the history on disk, when it is kept there.
+    /// Blocking: call it off the async runtime.
+    pub fn flush(&self) {
+        if let Some(disk) = &self.disk {
+            disk.flush();
+        }
+    }
+
     /// How much history is kept, when it is kept on disk.
     pub fn retention(&self) -> Option<Retention> {
         self.disk.as_ref().map(|d| d.retention())
@@ -201,16 +210,17 @@ impl Logplex {
         match &self.disk {
             Some(disk) if !search.is_empty() || n > HISTORY => {
                 // A destroyed app is gone from the map; its files may not be yet.
-                if !self
+                let log = self
                     .apps
                     .read()
                     .unwrap_or_else(|e| e.into_inner())
-                    .contains_key(app_id)
-                {
+                    .get(app_id)
+                    .cloned();
+                let Some(history) = log.as_ref().and_then(|l| l.history.as_ref()) else {
                     return Vec::new();
-                }
+                };
                 disk.flush();
-                disk.read(app_id, n, &|l| filter.matches(l) && search.matches(l))
+                history.read(n, &|l| filter.matches(l) && search.matches(l))
             }
             _ => self.history(app_id, n, filter),
         }
@@ -365,7 +375,7 @@ impl AppLogSink for AppLog {
 }
 
 impl AppLog {
-    /// Adds lines to the stream, in order: to the ring, the disk, the taps and the tails.
+    /// Adds lines to the stream, in order: to the ring, the taps, the tails and the disk.
     /// Each of those is locked once for the lot, which is what lets one dyno's flood (a read
     /// of its pipe brings hundreds of lines) go through at a few hundred nanoseconds a line.
     ///

@@ -885,6 +885,8 @@ async fn run(args: Args) -> Result<()> {
     if let Some((task, _, _)) = tls_task {
         let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
     }
+    // The last lines (the dynos' exits, the final requests) are in the history on disk.
+    let _ = tokio::task::spawn_blocking(move || logs.flush()).await;
     eprintln!("Stopped.");
     Ok(())
 }
