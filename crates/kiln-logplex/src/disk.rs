@@ -10,9 +10,9 @@
 //!
 //! A segment is rewritten in place, never replaced: its file, its disk blocks and its pages
 //! in the kernel's cache are kept from one turn to the next. Replacing a file every 1,500
-//! lines (as this module once did, by renaming it) made the kernel free and allocate, zero
-//! and account for the pages of every line again, which at the router's rate of one line per
-//! request cost about a twentieth of its throughput (`bench/router`, `bench/README.md`).
+//! lines (as this module once did, by renaming it) had the kernel free, allocate and zero
+//! them again some 30 times a second at the router's rate of one line per request; the
+//! history as it was then cost the router about 6% of its throughput (`bench/README.md`).
 //!
 //! A segment starts with a [`HEADER`]: a magic word, its turn (`generation`, one more than
 //! the other segment's when it was started), the length of its records and their count,
@@ -24,17 +24,20 @@
 //! The order of writes is what keeps a segment whole through a SIGKILL: a new turn's
 //! header (with no records) is written before its first record, and records before the
 //! header that counts them. Whatever moment the server dies at, each header describes
-//! records that are all there.
+//! records that are all there. Nothing is synced, so a power loss can leave a header on
+//! disk over records of an earlier turn; those are earlier than the records before them
+//! (an app's stream is in strictly increasing time) and are skipped when read.
 //!
 //! Writing never blocks the log path. The pushing thread formats its lines into the app's
-//! pending buffer (under a lock only the writer also takes, once per wake); one writer
+//! pending buffer (under a lock the writer takes only when it takes the buffer); one writer
 //! thread wakes every [`WAKE_EVERY`] (or when a reader asks it to flush), and writes each
 //! app's pending records at once. It is not woken for each line: woken per line, it cost the
 //! router a fifth of its throughput (a futex wake and two context switches per request's log
 //! line on a 2-core machine). If the writer falls behind by [`QUEUE_BYTES`], lines are
 //! dropped from disk (still in memory, tails and drains) and counted. What reached `write`
 //! is in the kernel's page cache and survives a SIGKILL of the server; a crash loses at most
-//! the last [`WAKE_EVERY`] of lines.
+//! the lines of the last wake or so. A reader of an app's history holds up the writer for
+//! that app only.
 
 use kiln_model::Timestamp;
 use kiln_model::app::id_names_a_file;
