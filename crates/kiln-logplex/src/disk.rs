@@ -29,7 +29,7 @@
 //! (an app's stream is in strictly increasing time) and are skipped when read.
 //!
 //! Writing never blocks the log path. The pushing thread formats its lines into the app's
-//! pending buffer (under a lock the writer takes only when it takes the buffer); one writer
+//! pending buffer (under a lock the writer takes once a wake at most); one writer
 //! thread wakes every [`WAKE_EVERY`] (or when a reader asks it to flush), and writes each
 //! app's pending records at once. It is not woken for each line: woken per line, it cost the
 //! router a fifth of its throughput (a futex wake and two context switches per request's log
@@ -83,6 +83,8 @@ const OPEN_APPS: usize = 128;
 /// A segment's header: what precedes its records.
 const HEADER: usize = 64;
 const MAGIC: [u8; 8] = *b"KILNLOG1";
+/// Wakes (a second's worth) after which an app that wrote nothing gives its buffers back.
+const QUIET_WAKES: u64 = 50;
 /// The largest buffer kept for an app's next records (see [`Writer::write_pending`]).
 const SPARE_KEPT: usize = 1024 * 1024;
 
@@ -168,6 +170,7 @@ impl Disk {
         let writer = Writer {
             shared: shared.clone(),
             apps: HashMap::default(),
+            wake: 0,
         };
         let thread = std::thread::Builder::new()
             .name("kiln-log-history".into())
@@ -536,6 +539,10 @@ struct Segments {
     /// The buffer the app is handed when its pending records are taken: two buffers
     /// alternate, so a busy app allocates none.
     spare: Vec<u8>,
+    /// The writer's wake that last wrote for the app, and the app itself: an app quiet
+    /// for a while gives both its buffers back (see [`Writer::let_quiet_apps_go`]).
+    written_at: u64,
+    owner: std::sync::Weak<AppHistory>,
 }
 
 impl Segments {
@@ -585,6 +592,8 @@ impl Segments {
             current,
             header,
             spare: Vec::new(),
+            written_at: 0,
+            owner: std::sync::Weak::new(),
         })
     }
 
@@ -650,6 +659,8 @@ struct Writer {
     /// Keyed by app id: foldhash rather than SipHash (ids are the platform's, not a
     /// client's, and the seed is random anyway).
     apps: HashMap<Arc<str>, Segments, foldhash::fast::RandomState>,
+    /// Wakes so far.
+    wake: u64,
 }
 
 impl Writer {
@@ -664,6 +675,7 @@ impl Writer {
                 wakes.0 += 1;
                 wakes.0
             };
+            self.wake = wake;
             // Deletions first: lines written now for an id removed before this wake are
             // a new app's (or a destroyed app's brought back), and go to new files.
             self.remove_gone();
@@ -731,9 +743,32 @@ impl Writer {
                 self.apps.remove(id);
                 continue;
             }
+            segments.written_at = self.wake;
+            if segments.owner.strong_count() == 0 {
+                segments.owner = Arc::downgrade(&app);
+            }
             if records.capacity() <= SPARE_KEPT {
                 records.clear();
                 segments.spare = records;
+            }
+        }
+        self.let_quiet_apps_go();
+    }
+
+    /// An app that wrote nothing for [`QUIET_WAKES`] gives back its buffers: the spare
+    /// the writer keeps for it and the empty one it holds. A hundred apps that each logged
+    /// a burst once would otherwise keep two burst-sized buffers each.
+    fn let_quiet_apps_go(&mut self) {
+        for s in self.apps.values_mut() {
+            if s.written_at + QUIET_WAKES > self.wake || s.owner.strong_count() == 0 {
+                continue;
+            }
+            s.spare = Vec::new();
+            if let Some(app) = std::mem::take(&mut s.owner).upgrade() {
+                let mut pending = lock(&app.pending);
+                if pending.buf.is_empty() {
+                    pending.buf = Vec::new();
+                }
             }
         }
     }
@@ -1128,7 +1163,9 @@ mod tests {
         };
         let mut reads = 0;
         while !done.load(Ordering::Acquire) || reads < 20 {
-            let got = disk.read(APP, usize::MAX, &|_| true);
+            // Through the app's handle, which takes its lock (`Disk::read`, for the
+            // server's start, does not, and fails this test).
+            let got = h.read(usize::MAX, &|_| true);
             let n: Vec<i64> = got.iter().map(|l| l.message.parse().unwrap()).collect();
             assert!(n.len() <= 30);
             assert!(n.windows(2).all(|w| w[1] == w[0] + 1), "{n:?}");
@@ -1172,6 +1209,45 @@ mod tests {
             .collect();
         assert!(n.windows(2).all(|w| w[1] == w[0] + 1), "{n:?}");
         assert_eq!(n.last(), Some(&999));
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_busy_app_reuses_its_buffers_and_a_quiet_one_gives_them_back() {
+        let d = dir("buffers");
+        let disk = Disk::open(&d, Retention::default()).unwrap();
+        let h = disk.app(APP).unwrap();
+        let burst = |from: i64| {
+            let lines: Vec<Arc<LogLine>> = (from..from + 1000)
+                .map(|i| Arc::new(at(i, &format!("{i:05} {}", "z".repeat(100)))))
+                .collect();
+            h.append(&lines);
+            disk.flush();
+        };
+        burst(0);
+        burst(1000);
+        let first = lock(&h.pending).buf.capacity();
+        assert!(
+            first > 100_000,
+            "the next records' buffer is ready: {first}"
+        );
+        burst(2000);
+        let second = lock(&h.pending).buf.capacity();
+        assert!(second > 100_000, "{second}");
+        burst(3000);
+        assert_eq!(
+            lock(&h.pending).buf.capacity(),
+            first,
+            "the same two buffers alternate"
+        );
+        for _ in 0..=QUIET_WAKES {
+            disk.flush();
+        }
+        assert_eq!(lock(&h.pending).buf.capacity(), 0, "given back once quiet");
+        assert_eq!(
+            disk.read(APP, 1, &|_| true)[0].message.split(' ').next(),
+            Some("03999")
+        );
         let _ = std::fs::remove_dir_all(&d);
     }
 
