@@ -743,10 +743,10 @@ impl Writer {
                 self.apps.remove(id);
                 continue;
             }
+            // The app's current handle (an id's log made anew after its app was removed
+            // gets a new one).
             segments.written_at = self.wake;
-            if segments.owner.strong_count() == 0 {
-                segments.owner = Arc::downgrade(&app);
-            }
+            segments.owner = Arc::downgrade(&app);
             if records.capacity() <= SPARE_KEPT {
                 records.clear();
                 segments.spare = records;
