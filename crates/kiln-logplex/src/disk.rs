@@ -428,15 +428,23 @@ impl Header {
         (bytes[..8] == MAGIC && word(3) == h.check() && sane).then_some(h)
     }
 
-    /// The file's header, if it has a whole and valid one; its records are clipped to what
-    /// the file holds.
-    fn read(file: &File) -> Option<Header> {
+    /// The file's header as stored, if it has a whole and valid one.
+    fn stored(file: &File) -> Option<Header> {
         let mut bytes = [0u8; HEADER];
         file.read_exact_at(&mut bytes, 0).ok()?;
-        let mut h = Header::decode(&bytes)?;
-        let len = file.metadata().ok()?.len();
-        h.end = h.end.min(len.saturating_sub(HEADER as u64));
-        Some(h)
+        Header::decode(&bytes)
+    }
+
+    /// The header with its records clipped to what the file holds.
+    fn clip(mut self, file: &File) -> std::io::Result<Header> {
+        let len = file.metadata()?.len();
+        self.end = self.end.min(len.saturating_sub(HEADER as u64));
+        Ok(self)
+    }
+
+    /// The file's header, if it has a whole and valid one, clipped to what the file holds.
+    fn read(file: &File) -> Option<Header> {
+        Header::stored(file)?.clip(file).ok()
     }
 
     fn write(&self, file: &File) -> std::io::Result<()> {
@@ -558,8 +566,8 @@ impl Segments {
                 .open(p)
         };
         let files = [open(&a)?, open(&b)?];
-        let headers = [Header::read(&files[0]), Header::read(&files[1])];
-        let (current, mut header) = match headers {
+        let headers = [Header::stored(&files[0]), Header::stored(&files[1])];
+        let (current, stored) = match headers {
             [Some(x), Some(y)] if y.generation > x.generation => (1, y),
             [Some(x), _] => (0, x),
             [None, Some(y)] => (1, y),
@@ -576,15 +584,9 @@ impl Segments {
         // Records are always counted whole; a segment damaged from outside may end inside
         // one (or before what its header counts), and the next record must not be glued to
         // it. The header says so before anything is written past it.
-        let on_disk = Header::decode(&{
-            let mut b = [0u8; HEADER];
-            files[current]
-                .read_exact_at(&mut b, 0)
-                .map(|_| b)
-                .unwrap_or([0; HEADER])
-        });
+        let mut header = stored.clip(&files[current])?;
         header.end = whole_records(&files[current], header.end)?;
-        if on_disk != Some(header) {
+        if header != stored {
             header.write(&files[current])?;
         }
         Ok(Segments {
@@ -844,6 +846,18 @@ mod tests {
 
     const APP: &str = "0b5c3c3e-1111-4222-8333-444455556666";
 
+    /// A history in a fresh directory keeping `lines` lines, and the test app's handle.
+    fn open(tag: &str, lines: usize) -> (PathBuf, Retention, Arc<Disk>, Arc<AppHistory>) {
+        let d = dir(tag);
+        let r = Retention {
+            lines,
+            ..Retention::default()
+        };
+        let disk = Disk::open(&d, r).unwrap();
+        let h = disk.app(APP).unwrap();
+        (d, r, disk, h)
+    }
+
     fn push(h: &Arc<AppHistory>, line: LogLine) {
         h.append(&[Arc::new(line)]);
     }
@@ -862,13 +876,7 @@ mod tests {
 
     #[test]
     fn lines_survive_reopening_and_are_bounded() {
-        let d = dir("bounded");
-        let r = Retention {
-            lines: 10,
-            ..Retention::default()
-        };
-        let disk = Disk::open(&d, r).unwrap();
-        let h = disk.app(APP).unwrap();
+        let (d, r, disk, h) = open("bounded", 10);
         for i in 0..35 {
             push(&h, LogLine::app("web.1", format!("line {i} é \u{1b}[31m")));
         }
@@ -928,13 +936,7 @@ mod tests {
     /// many turns they take, and nothing of an earlier turn is read back.
     #[test]
     fn segments_are_rewritten_in_place_and_earlier_turns_are_not_read() {
-        let d = dir("inplace");
-        let r = Retention {
-            lines: 50,
-            ..Retention::default()
-        };
-        let disk = Disk::open(&d, r).unwrap();
-        let h = disk.app(APP).unwrap();
+        let (d, r, disk, h) = open("inplace", 50);
         // Long lines first, so what a later turn leaves of them would look like records.
         let long = "x".repeat(300);
         for i in 0..120 {
@@ -975,13 +977,7 @@ mod tests {
     /// and writing goes on from the header.
     #[test]
     fn what_a_crash_leaves_is_not_read() {
-        let d = dir("crash");
-        let r = Retention {
-            lines: 4,
-            ..Retention::default()
-        };
-        let disk = Disk::open(&d, r).unwrap();
-        let h = disk.app(APP).unwrap();
+        let (d, r, disk, h) = open("crash", 4);
         for i in 0..6 {
             push(&h, at(i, &format!("kept {i}")));
         }
@@ -1141,13 +1137,7 @@ mod tests {
     /// never a mix of two turns.
     #[test]
     fn a_read_while_writing_sees_whole_turns() {
-        let d = dir("concurrent");
-        let r = Retention {
-            lines: 30,
-            ..Retention::default()
-        };
-        let disk = Disk::open(&d, r).unwrap();
-        let h = disk.app(APP).unwrap();
+        let (d, _, disk, h) = open("concurrent", 30);
         let done = Arc::new(AtomicBool::new(false));
         let pusher = {
             let (h, done) = (h.clone(), done.clone());
